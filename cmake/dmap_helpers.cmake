@@ -1,0 +1,25 @@
+# Small helpers: one library target per folder, one test executable per module.
+
+# dmap_add_library(NAME SOURCES a.cpp b.cpp DEPS other_lib ...)
+function(dmap_add_library name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(${name} STATIC ${ARG_SOURCES})
+  target_include_directories(${name} PUBLIC ${PROJECT_SOURCE_DIR})
+  target_link_libraries(${name} PUBLIC ${ARG_DEPS})
+  target_compile_options(${name} PRIVATE ${DMAP_WARNINGS})
+endfunction()
+
+# dmap_add_test(NAME SOURCES t.cpp DEPS lib ... [LABELS unit;conformance] [SKIP_RETURN_CODE 77])
+function(dmap_add_test name)
+  cmake_parse_arguments(ARG "" "SKIP_RETURN_CODE" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} dmap_test_main)
+  target_compile_options(${name} PRIVATE ${DMAP_WARNINGS})
+  target_compile_definitions(${name} PRIVATE DMAP_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+                                             DMAP_BINARY_DIR="${PROJECT_BINARY_DIR}")
+  add_test(NAME ${name} COMMAND ${name})
+  set_tests_properties(${name} PROPERTIES LABELS "${ARG_LABELS}")
+  if(ARG_SKIP_RETURN_CODE)
+    set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE ${ARG_SKIP_RETURN_CODE})
+  endif()
+endfunction()

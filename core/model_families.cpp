@@ -1,0 +1,430 @@
+// Module trees of the supported families, mirroring transformers' modeling code: every
+// module's direct parameters, buffers and children in the order its __init__ registers them.
+// Sources: transformers (v5 line) modeling_{llama,mistral,qwen2,gemma,gpt2,opt,gptj,gpt_neox}.py
+// and THUDM/chatglm2-6b modeling_chatglm.py (remote code).
+#include <string>
+
+#include "core/error.h"
+#include "core/module_tree.h"
+
+namespace dmap {
+
+namespace {
+
+using Shape = std::vector<int64_t>;
+
+// nn.Linear(in, out, bias): weight [out, in], bias [out].
+int linear(ModuleTree& t, int parent, const std::string& name, int64_t in, int64_t out, bool bias,
+           const char* cls = "Linear") {
+  int m = t.add_module(parent, name, cls);
+  t.add_param(m, "weight", {out, in});
+  if (bias) t.add_param(m, "bias", {out});
+  return m;
+}
+
+// GPT-2's Conv1D(nf, nx): weight [nx, nf], bias [nf].
+int conv1d(ModuleTree& t, int parent, const std::string& name, int64_t nf, int64_t nx) {
+  int m = t.add_module(parent, name, "Conv1D");
+  t.add_param(m, "weight", {nx, nf});
+  t.add_param(m, "bias", {nf});
+  return m;
+}
+
+int embedding(ModuleTree& t, int parent, const std::string& name, int64_t num, int64_t dim,
+              const char* cls = "Embedding") {
+  int m = t.add_module(parent, name, cls);
+  t.add_param(m, "weight", {num, dim});
+  return m;
+}
+
+// nn.LayerNorm(dim, elementwise_affine, bias).
+int layer_norm(ModuleTree& t, int parent, const std::string& name, int64_t dim, bool affine = true,
+               bool bias = true) {
+  int m = t.add_module(parent, name, "LayerNorm");
+  if (affine) {
+    t.add_param(m, "weight", {dim});
+    if (bias) t.add_param(m, "bias", {dim});
+  }
+  return m;
+}
+
+int rms_norm(ModuleTree& t, int parent, const std::string& name, int64_t dim, const char* cls) {
+  int m = t.add_module(parent, name, cls);
+  t.add_param(m, "weight", {dim});
+  return m;
+}
+
+int leaf(ModuleTree& t, int parent, const std::string& name, const char* cls) { return t.add_module(parent, name, cls); }
+
+// Rotary embedding module with `inv_freq` and `original_inv_freq` (non-persistent float32
+// buffers of ceil(dim/2) elements), as transformers' *RotaryEmbedding registers them.
+void rotary(ModuleTree& t, int parent, const std::string& name, int64_t rotary_dim, const char* cls) {
+  int m = t.add_module(parent, name, cls);
+  const int64_t n = (rotary_dim + 1) / 2;
+  t.add_buffer(m, "inv_freq", {n}, /*follows_model_dtype=*/false, DType::kFloat32, /*persistent=*/false);
+  t.add_buffer(m, "original_inv_freq", {n}, false, DType::kFloat32, false);
+}
+
+bool tie_embeddings(const ConfigView& c, bool family_default) {
+  return c.boolean_or({"tie_word_embeddings"}, family_default);
+}
+
+// ---------------------------------------------------------------------------------------
+// llama / mistral / qwen2 / gemma: ForCausalLM{model: Model{embed_tokens, layers[DecoderLayer
+// {self_attn{q,k,v,o}, mlp{gate,up,down,act_fn}, input_layernorm, post_attention_layernorm}],
+// norm, rotary_emb}, lm_head}
+ModuleTree build_llama_like(const ModelSpec& spec, const std::string& prefix, bool tie_default, bool qkv_bias_default,
+                            int64_t head_dim_default) {
+  const ConfigView& c = spec.config;
+  const int64_t vocab = c.positive({"vocab_size"});
+  const int64_t hidden = c.positive({"hidden_size"});
+  const int64_t inter = c.positive({"intermediate_size"});
+  const int64_t layers = c.positive({"num_hidden_layers"});
+  const int64_t heads = c.positive({"num_attention_heads"});
+  const int64_t kv_heads = c.positive_or({"num_key_value_heads"}, heads);
+  const int64_t head_dim = c.positive_or({"head_dim"}, head_dim_default > 0 ? head_dim_default : hidden / heads);
+  const bool attn_bias = c.boolean_or({"attention_bias"}, false);
+  const bool qkv_bias = c.boolean_or({"qkv_bias"}, qkv_bias_default || attn_bias);
+  const bool o_bias = c.boolean_or({"o_proj_bias"}, attn_bias);
+  const bool mlp_bias = c.boolean_or({"mlp_bias"}, false);
+  const double partial_rotary = c.number_or({"partial_rotary_factor"}, 1.0);
+  const bool tied = tie_embeddings(c, tie_default);
+
+  ModuleTree t(prefix + "ForCausalLM");
+  const std::string norm_cls = prefix + "RMSNorm";
+  int model = t.add_module(t.root(), "model", prefix + "Model");
+  embedding(t, model, "embed_tokens", vocab, hidden);
+  int list = t.add_module(model, "layers", "ModuleList");
+  for (int64_t i = 0; i < layers; ++i) {
+    int layer = t.add_module(list, std::to_string(i), prefix + "DecoderLayer");
+    int attn = t.add_module(layer, "self_attn", prefix + "Attention");
+    linear(t, attn, "q_proj", hidden, heads * head_dim, qkv_bias);
+    linear(t, attn, "k_proj", hidden, kv_heads * head_dim, qkv_bias);
+    linear(t, attn, "v_proj", hidden, kv_heads * head_dim, qkv_bias);
+    linear(t, attn, "o_proj", heads * head_dim, hidden, o_bias);
+    int mlp = t.add_module(layer, "mlp", prefix + "MLP");
+    linear(t, mlp, "gate_proj", hidden, inter, mlp_bias);
+    linear(t, mlp, "up_proj", hidden, inter, mlp_bias);
+    linear(t, mlp, "down_proj", inter, hidden, mlp_bias);
+    leaf(t, mlp, "act_fn", prefix == "Gemma" ? "GELUTanh" : "SiLUActivation");
+    rms_norm(t, layer, "input_layernorm", hidden, norm_cls.c_str());
+    rms_norm(t, layer, "post_attention_layernorm", hidden, norm_cls.c_str());
+  }
+  rms_norm(t, model, "norm", hidden, norm_cls.c_str());
+  rotary(t, model, "rotary_emb", static_cast<int64_t>(head_dim * partial_rotary), (prefix + "RotaryEmbedding").c_str());
+  linear(t, t.root(), "lm_head", hidden, vocab, false);
+  if (tied) t.tie("lm_head.weight", "model.embed_tokens.weight");
+
+  t.no_split_modules = {prefix + "DecoderLayer"};
+  t.dims = {layers, hidden, heads, kv_heads, head_dim, inter, vocab, c.integer_or({"max_position_embeddings"}, 0)};
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
+// gpt2: GPT2LMHeadModel{transformer: GPT2Model{wte, wpe, drop, h[GPT2Block{ln_1, attn{c_attn,
+// c_proj, attn_dropout, resid_dropout; buffers bias(bool), masked_bias}, ln_2, mlp{c_fc, c_proj,
+// act, dropout}}], ln_f}, lm_head}
+ModuleTree build_gpt2(const ModelSpec& spec) {
+  const ConfigView& c = spec.config;
+  const int64_t vocab = c.positive({"vocab_size"});
+  const int64_t embd = c.positive({"n_embd", "hidden_size"});
+  const int64_t layers = c.positive({"n_layer", "num_hidden_layers"});
+  const int64_t heads = c.positive({"n_head", "num_attention_heads"});
+  const int64_t positions = c.positive({"n_positions", "max_position_embeddings"});
+  const int64_t inner = c.positive_or({"n_inner"}, 4 * embd);
+  const bool cross = c.boolean_or({"add_cross_attention"}, false);
+  const bool tied = tie_embeddings(c, true);
+
+  ModuleTree t("GPT2LMHeadModel");
+  int tr = t.add_module(t.root(), "transformer", "GPT2Model");
+  embedding(t, tr, "wte", vocab, embd);
+  embedding(t, tr, "wpe", positions, embd);
+  leaf(t, tr, "drop", "Dropout");
+  int list = t.add_module(tr, "h", "ModuleList");
+  auto attention = [&](int parent, const std::string& name, bool is_cross) {
+    int attn = t.add_module(parent, name, "GPT2Attention");
+    t.add_buffer(attn, "bias", {1, 1, positions, positions}, false, DType::kBool, false);
+    t.add_buffer(attn, "masked_bias", {}, /*follows_model_dtype=*/true, DType::kFloat32, false);
+    if (is_cross) {
+      conv1d(t, attn, "c_attn", 2 * embd, embd);
+      conv1d(t, attn, "q_attn", embd, embd);
+    } else {
+      conv1d(t, attn, "c_attn", 3 * embd, embd);
+    }
+    conv1d(t, attn, "c_proj", embd, embd);
+    leaf(t, attn, "attn_dropout", "Dropout");
+    leaf(t, attn, "resid_dropout", "Dropout");
+  };
+  for (int64_t i = 0; i < layers; ++i) {
+    int block = t.add_module(list, std::to_string(i), "GPT2Block");
+    layer_norm(t, block, "ln_1", embd);
+    attention(block, "attn", false);
+    layer_norm(t, block, "ln_2", embd);
+    if (cross) {
+      attention(block, "crossattention", true);
+      layer_norm(t, block, "ln_cross_attn", embd);
+    }
+    int mlp = t.add_module(block, "mlp", "GPT2MLP");
+    conv1d(t, mlp, "c_fc", inner, embd);
+    conv1d(t, mlp, "c_proj", embd, inner);
+    leaf(t, mlp, "act", "NewGELUActivation");
+    leaf(t, mlp, "dropout", "Dropout");
+  }
+  layer_norm(t, tr, "ln_f", embd);
+  linear(t, t.root(), "lm_head", embd, vocab, false);
+  if (tied) t.tie("lm_head.weight", "transformer.wte.weight");
+
+  t.no_split_modules = {"GPT2Block"};
+  t.dims = {layers, embd, heads, heads, embd / heads, inner, vocab, positions};
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
+// opt: OPTForCausalLM{model: OPTModel{decoder: OPTDecoder{embed_tokens, embed_positions,
+// [project_out, project_in], [final_layer_norm], layers[OPTDecoderLayer{self_attn{k,v,q,out},
+// activation_fn, self_attn_layer_norm, fc1, fc2, final_layer_norm}]}}, lm_head}
+ModuleTree build_opt(const ModelSpec& spec) {
+  const ConfigView& c = spec.config;
+  const int64_t vocab = c.positive({"vocab_size"});
+  const int64_t hidden = c.positive({"hidden_size"});
+  const int64_t ffn = c.positive({"ffn_dim"});
+  const int64_t layers = c.positive({"num_hidden_layers"});
+  const int64_t heads = c.positive({"num_attention_heads"});
+  const int64_t positions = c.positive({"max_position_embeddings"});
+  const int64_t proj = c.positive_or({"word_embed_proj_dim"}, hidden);
+  const bool bias = c.boolean_or({"enable_bias"}, true);
+  const bool affine = c.boolean_or({"layer_norm_elementwise_affine"}, true);
+  const bool ln_before = c.boolean_or({"do_layer_norm_before"}, true);
+  const bool remove_final = c.boolean_or({"_remove_final_layer_norm"}, false);
+  const bool tied = tie_embeddings(c, true);
+
+  ModuleTree t("OPTForCausalLM");
+  int model = t.add_module(t.root(), "model", "OPTModel");
+  int dec = t.add_module(model, "decoder", "OPTDecoder");
+  embedding(t, dec, "embed_tokens", vocab, proj);
+  embedding(t, dec, "embed_positions", positions + 2, hidden, "OPTLearnedPositionalEmbedding");  // offset 2
+  if (proj != hidden) {
+    linear(t, dec, "project_out", hidden, proj, false);
+    linear(t, dec, "project_in", proj, hidden, false);
+  }
+  if (ln_before && !remove_final) layer_norm(t, dec, "final_layer_norm", hidden, affine);
+  int list = t.add_module(dec, "layers", "ModuleList");
+  for (int64_t i = 0; i < layers; ++i) {
+    int layer = t.add_module(list, std::to_string(i), "OPTDecoderLayer");
+    int attn = t.add_module(layer, "self_attn", "OPTAttention");
+    linear(t, attn, "k_proj", hidden, hidden, bias);
+    linear(t, attn, "v_proj", hidden, hidden, bias);
+    linear(t, attn, "q_proj", hidden, hidden, bias);
+    linear(t, attn, "out_proj", hidden, hidden, bias);
+    leaf(t, layer, "activation_fn", "ReLU");
+    layer_norm(t, layer, "self_attn_layer_norm", hidden, affine);
+    linear(t, layer, "fc1", hidden, ffn, bias);
+    linear(t, layer, "fc2", ffn, hidden, bias);
+    layer_norm(t, layer, "final_layer_norm", hidden, affine);
+  }
+  linear(t, t.root(), "lm_head", proj, vocab, false);
+  if (tied) t.tie("lm_head.weight", "model.decoder.embed_tokens.weight");
+
+  t.no_split_modules = {"OPTDecoderLayer"};
+  t.dims = {layers, hidden, heads, heads, hidden / heads, ffn, vocab, positions};
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
+// gptj: GPTJForCausalLM{transformer: GPTJModel{wte, drop, h[GPTJBlock{ln_1, attn{attn_dropout,
+// resid_dropout, k_proj, v_proj, q_proj, out_proj}, mlp{fc_in, fc_out, act, dropout}}], ln_f},
+// lm_head (with bias)}
+ModuleTree build_gptj(const ModelSpec& spec) {
+  const ConfigView& c = spec.config;
+  const int64_t vocab = c.positive({"vocab_size"});
+  const int64_t embd = c.positive({"n_embd", "hidden_size"});
+  const int64_t layers = c.positive({"n_layer", "num_hidden_layers"});
+  const int64_t heads = c.positive({"n_head", "num_attention_heads"});
+  const int64_t positions = c.positive({"n_positions", "max_position_embeddings"});
+  const int64_t inner = c.positive_or({"n_inner"}, 4 * embd);
+  const bool tied = tie_embeddings(c, false);
+
+  ModuleTree t("GPTJForCausalLM");
+  int tr = t.add_module(t.root(), "transformer", "GPTJModel");
+  embedding(t, tr, "wte", vocab, embd);
+  leaf(t, tr, "drop", "Dropout");
+  int list = t.add_module(tr, "h", "ModuleList");
+  for (int64_t i = 0; i < layers; ++i) {
+    int block = t.add_module(list, std::to_string(i), "GPTJBlock");
+    layer_norm(t, block, "ln_1", embd);
+    int attn = t.add_module(block, "attn", "GPTJAttention");
+    leaf(t, attn, "attn_dropout", "Dropout");
+    leaf(t, attn, "resid_dropout", "Dropout");
+    linear(t, attn, "k_proj", embd, embd, false);
+    linear(t, attn, "v_proj", embd, embd, false);
+    linear(t, attn, "q_proj", embd, embd, false);
+    linear(t, attn, "out_proj", embd, embd, false);
+    int mlp = t.add_module(block, "mlp", "GPTJMLP");
+    linear(t, mlp, "fc_in", embd, inner, true);
+    linear(t, mlp, "fc_out", inner, embd, true);
+    leaf(t, mlp, "act", "NewGELUActivation");
+    leaf(t, mlp, "dropout", "Dropout");
+  }
+  layer_norm(t, tr, "ln_f", embd);
+  linear(t, t.root(), "lm_head", embd, vocab, true);
+  if (tied) t.tie("lm_head.weight", "transformer.wte.weight");
+
+  t.no_split_modules = {"GPTJBlock"};
+  t.dims = {layers, embd, heads, heads, embd / heads, inner, vocab, positions};
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
+// gpt_neox: GPTNeoXForCausalLM{gpt_neox: GPTNeoXModel{embed_in, emb_dropout, layers[GPTNeoXLayer
+// {input_layernorm, post_attention_layernorm, post_attention_dropout, post_mlp_dropout,
+// attention{query_key_value, dense}, mlp{dense_h_to_4h, dense_4h_to_h, act}}], final_layer_norm,
+// rotary_emb}, embed_out}
+ModuleTree build_gpt_neox(const ModelSpec& spec) {
+  const ConfigView& c = spec.config;
+  const int64_t vocab = c.positive({"vocab_size"});
+  const int64_t hidden = c.positive({"hidden_size"});
+  const int64_t inter = c.positive({"intermediate_size"});
+  const int64_t layers = c.positive({"num_hidden_layers"});
+  const int64_t heads = c.positive({"num_attention_heads"});
+  const int64_t head_dim = hidden / heads;
+  const bool attn_bias = c.boolean_or({"attention_bias"}, true);
+  const double rotary_pct = c.number_or({"rotary_pct", "partial_rotary_factor"}, 0.25);
+  const bool tied = tie_embeddings(c, false);
+
+  ModuleTree t("GPTNeoXForCausalLM");
+  int model = t.add_module(t.root(), "gpt_neox", "GPTNeoXModel");
+  embedding(t, model, "embed_in", vocab, hidden);
+  leaf(t, model, "emb_dropout", "Dropout");
+  int list = t.add_module(model, "layers", "ModuleList");
+  for (int64_t i = 0; i < layers; ++i) {
+    int layer = t.add_module(list, std::to_string(i), "GPTNeoXLayer");
+    layer_norm(t, layer, "input_layernorm", hidden);
+    layer_norm(t, layer, "post_attention_layernorm", hidden);
+    leaf(t, layer, "post_attention_dropout", "Dropout");
+    leaf(t, layer, "post_mlp_dropout", "Dropout");
+    int attn = t.add_module(layer, "attention", "GPTNeoXAttention");
+    linear(t, attn, "query_key_value", hidden, 3 * hidden, attn_bias);
+    linear(t, attn, "dense", hidden, hidden, attn_bias);
+    int mlp = t.add_module(layer, "mlp", "GPTNeoXMLP");
+    linear(t, mlp, "dense_h_to_4h", hidden, inter, true);
+    linear(t, mlp, "dense_4h_to_h", inter, hidden, true);
+    leaf(t, mlp, "act", "GELUActivation");
+  }
+  layer_norm(t, model, "final_layer_norm", hidden);
+  rotary(t, model, "rotary_emb", static_cast<int64_t>(head_dim * rotary_pct), "GPTNeoXRotaryEmbedding");
+  linear(t, t.root(), "embed_out", hidden, vocab, false);
+  if (tied) t.tie("embed_out.weight", "gpt_neox.embed_in.weight");
+
+  t.no_split_modules = {"GPTNeoXLayer"};
+  t.dims = {layers, hidden, heads, heads, head_dim, inter, vocab, c.integer_or({"max_position_embeddings"}, 0)};
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
+// chatglm (ChatGLM2/3 remote code): ChatGLMForConditionalGeneration{transformer: ChatGLMModel{
+// embedding{word_embeddings}, rotary_pos_emb{inv_freq}, encoder: GLMTransformer{layers[GLMBlock
+// {input_layernorm, self_attention{query_key_value, core_attention{attention_dropout}, dense},
+// post_attention_layernorm, mlp{dense_h_to_4h, dense_4h_to_h}}], final_layernorm}, output_layer}}
+ModuleTree build_chatglm(const ModelSpec& spec) {
+  const ConfigView& c = spec.config;
+  const int64_t vocab = c.positive({"padded_vocab_size", "vocab_size"});
+  const int64_t hidden = c.positive({"hidden_size"});
+  const int64_t ffn = c.positive({"ffn_hidden_size"});
+  const int64_t layers = c.positive({"num_layers"});
+  const int64_t heads = c.positive({"num_attention_heads"});
+  const int64_t kv_channels = c.positive_or({"kv_channels"}, hidden / heads);
+  const bool mqa = c.boolean_or({"multi_query_attention"}, false);
+  const int64_t groups = mqa ? c.positive_or({"multi_query_group_num"}, 1) : heads;
+  const bool qkv_bias = c.boolean_or({"add_qkv_bias"}, false);
+  const bool linear_bias = c.boolean_or({"add_bias_linear"}, false);
+  const bool rmsnorm = c.boolean_or({"rmsnorm"}, true);
+  const bool post_ln = c.boolean_or({"post_layer_norm"}, true);
+  const bool tied = tie_embeddings(c, false);
+  const int64_t projection = kv_channels * heads;
+  const int64_t qkv_out = projection + 2 * kv_channels * groups;
+
+  ModuleTree t("ChatGLMForConditionalGeneration");
+  auto add_norm = [&](int parent, const std::string& name) {
+    if (rmsnorm) {
+      rms_norm(t, parent, name, hidden, "RMSNorm");
+    } else {
+      layer_norm(t, parent, name, hidden);
+    }
+  };
+  int model = t.add_module(t.root(), "transformer", "ChatGLMModel");
+  int emb = t.add_module(model, "embedding", "Embedding");
+  embedding(t, emb, "word_embeddings", vocab, hidden);
+  {
+    // RotaryEmbedding(rotary_dim // 2): inv_freq of (rotary_dim/2)/2 elements, a persistent
+    // buffer computed in the model's dtype.
+    int rot = t.add_module(model, "rotary_pos_emb", "RotaryEmbedding");
+    const int64_t dim = kv_channels / 2;
+    t.add_buffer(rot, "inv_freq", {(dim + 1) / 2}, /*follows_model_dtype=*/true, DType::kFloat32, /*persistent=*/true);
+  }
+  int enc = t.add_module(model, "encoder", "GLMTransformer");
+  int list = t.add_module(enc, "layers", "ModuleList");
+  for (int64_t i = 0; i < layers; ++i) {
+    int block = t.add_module(list, std::to_string(i), "GLMBlock");
+    add_norm(block, "input_layernorm");
+    int attn = t.add_module(block, "self_attention", "SelfAttention");
+    linear(t, attn, "query_key_value", hidden, qkv_out, qkv_bias || linear_bias);
+    int core = t.add_module(attn, "core_attention", "CoreAttention");
+    leaf(t, core, "attention_dropout", "Dropout");
+    linear(t, attn, "dense", projection, hidden, linear_bias);
+    add_norm(block, "post_attention_layernorm");
+    int mlp = t.add_module(block, "mlp", "MLP");
+    linear(t, mlp, "dense_h_to_4h", hidden, 2 * ffn, linear_bias);
+    linear(t, mlp, "dense_4h_to_h", ffn, hidden, linear_bias);
+  }
+  if (post_ln) add_norm(enc, "final_layernorm");
+  linear(t, model, "output_layer", hidden, vocab, false);
+  if (tied) t.tie("transformer.output_layer.weight", "transformer.embedding.word_embeddings.weight");
+
+  t.no_split_modules = {"GLMBlock"};
+  t.dims = {layers, hidden, heads, groups, kv_channels, ffn, vocab, c.integer_or({"seq_length"}, 0)};
+  return t;
+}
+
+}  // namespace
+
+const std::vector<std::string>& supported_model_types() {
+  static const std::vector<std::string> kTypes = {"llama", "mistral", "qwen2", "gemma", "gpt2",
+                                                  "opt",   "gptj",    "gpt_neox", "chatglm"};
+  return kTypes;
+}
+
+ModuleTree build_module_tree(const ModelSpec& spec) {
+  const std::string& mt = spec.model_type;
+  ModuleTree tree = [&]() {
+    if (mt == "llama") return build_llama_like(spec, "Llama", false, false, 0);
+    if (mt == "mistral") return build_llama_like(spec, "Mistral", false, false, 0);
+    if (mt == "qwen2") return build_llama_like(spec, "Qwen2", false, true, 0);
+    if (mt == "gemma") return build_llama_like(spec, "Gemma", true, false, 256);
+    if (mt == "gpt2") return build_gpt2(spec);
+    if (mt == "opt") return build_opt(spec);
+    if (mt == "gptj") return build_gptj(spec);
+    if (mt == "gpt_neox") return build_gpt_neox(spec);
+    if (mt == "chatglm") return build_chatglm(spec);
+    std::string known;
+    for (const auto& k : supported_model_types()) known += (known.empty() ? "" : ", ") + k;
+    throw InputError(spec.source, 0, 0, "unknown model_type '" + mt + "' (supported: " + known + ")");
+  }();
+  tree.model_type = mt;
+  tree.model_name = spec.name;
+  tree.checkpoint_dtype = spec.checkpoint_dtype.value_or(DType::kFloat32);
+  if (spec.no_split_modules) tree.no_split_modules = *spec.no_split_modules;
+  if (spec.tied_weights) {
+    // An explicit tie list (case/scenario form) replaces the one derived from the config.
+    tree.clear_ties();
+    for (const auto& [target, source] : *spec.tied_weights) {
+      const int t = tree.find(target), s = tree.find(source);
+      if (t < 0 || s < 0 || !tree.node(t).is_tensor || !tree.node(s).is_tensor) {
+        throw InputError(spec.source, 0, 0, "tied_weights names a tensor the model does not have: " + target + " -> " + source);
+      }
+      tree.tie(target, source);
+    }
+  }
+  return tree;
+}
+
+}  // namespace dmap

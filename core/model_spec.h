@@ -1,0 +1,67 @@
+// ModelSpec: a model as described by a Hugging Face config.json or a dmap model YAML.
+//
+// Accepted shapes of the description (all YAML or JSON):
+//   1. a Hugging Face config.json: `model_type` plus the config fields at the top level;
+//   2. a dmap model YAML: the same, plus optional `name` (and `checkpoint`);
+//   3. the case/scenario form: {name, model_type, config: {...}, no_split_modules, tied_weights}.
+// The config stays a YAML node; family builders read typed fields through ConfigView,
+// which reports a missing or malformed field with the file and line of the config.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace dmap {
+
+class ConfigView {
+ public:
+  ConfigView() = default;
+  ConfigView(YAML::Node config, std::string file) : config_(std::move(config)), file_(std::move(file)) {}
+
+  bool has(const std::string& key) const;  // present and not null
+  // First key of `keys` that is present; a missing field is an InputError naming the first key.
+  int64_t integer(std::initializer_list<const char*> keys) const;
+  int64_t integer_or(std::initializer_list<const char*> keys, int64_t fallback) const;
+  double number_or(std::initializer_list<const char*> keys, double fallback) const;
+  bool boolean_or(std::initializer_list<const char*> keys, bool fallback) const;
+  std::optional<std::string> string(const char* key) const;
+  // Requires a positive integer (sizes, counts).
+  int64_t positive(std::initializer_list<const char*> keys) const;
+  int64_t positive_or(std::initializer_list<const char*> keys, int64_t fallback) const;
+
+  const YAML::Node& node() const { return config_; }
+  const std::string& file() const { return file_; }
+
+ private:
+  YAML::Node find(std::initializer_list<const char*> keys) const;
+  YAML::Node config_;
+  std::string file_;
+};
+
+struct ModelSpec {
+  std::string name;        // display name ("" = derived from the file name)
+  std::string model_type;  // "llama", "gpt2", ...
+  std::string source;      // the file it came from (for error messages)
+  ConfigView config;
+  // Optional overrides given by a case/scenario; empty = the family's own values.
+  std::optional<std::vector<std::string>> no_split_modules;
+  std::optional<std::vector<std::pair<std::string, std::string>>> tied_weights;  // target -> source
+  // The checkpoint's own dtype (config `torch_dtype` / `dtype`), if it says.
+  std::optional<DType> checkpoint_dtype;
+};
+
+// Reads a model file (config.json or dmap model YAML). `path` may also name a checkpoint
+// folder that holds config.json.
+ModelSpec load_model_spec(const std::string& path);
+
+// Builds a ModelSpec from an already parsed node (e.g. a scenario's inline `model:`).
+ModelSpec model_spec_from_node(const YAML::Node& node, const std::string& file);
+
+}  // namespace dmap

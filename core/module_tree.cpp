@@ -1,0 +1,110 @@
+// ModuleTree construction and queries.
+#include "core/module_tree.h"
+
+#include <algorithm>
+#include <map>
+
+#include "core/error.h"
+
+namespace dmap {
+
+ModuleTree::ModuleTree(std::string root_class) {
+  TreeNode root;
+  root.class_name = std::move(root_class);
+  nodes_.push_back(std::move(root));
+  by_name_.emplace("", 0);
+}
+
+int ModuleTree::find(std::string_view full_name) const {
+  auto it = by_name_.find(std::string(full_name));
+  return it == by_name_.end() ? -1 : it->second;
+}
+
+int ModuleTree::add_module(int parent, const std::string& local, const std::string& class_name) {
+  DMAP_CHECK(parent >= 0 && parent < size() && !nodes_[parent].is_tensor, "parent must be a module");
+  TreeNode n;
+  n.local = local;
+  n.name = nodes_[parent].name.empty() ? local : nodes_[parent].name + "." + local;
+  n.parent = parent;
+  n.class_name = class_name;
+  const int id = size();
+  DMAP_CHECK(by_name_.emplace(n.name, id).second, "duplicate module name " + n.name);
+  nodes_.push_back(std::move(n));
+  nodes_[parent].children.push_back(id);
+  return id;
+}
+
+int ModuleTree::add_tensor(int module, const std::string& local, std::vector<int64_t> shape, bool is_buffer) {
+  DMAP_CHECK(module >= 0 && module < size() && !nodes_[module].is_tensor, "tensor owner must be a module");
+  TreeNode n;
+  n.local = local;
+  n.name = nodes_[module].name.empty() ? local : nodes_[module].name + "." + local;
+  n.parent = module;
+  n.is_tensor = true;
+  n.is_buffer = is_buffer;
+  n.numel = 1;
+  for (int64_t d : shape) {
+    DMAP_CHECK(d >= 0, "negative dimension in " + n.name);
+    n.numel *= d;
+  }
+  n.shape = std::move(shape);
+  const int id = size();
+  DMAP_CHECK(by_name_.emplace(n.name, id).second, "duplicate tensor name " + n.name);
+  nodes_.push_back(std::move(n));
+  (is_buffer ? nodes_[module].buffers : nodes_[module].params).push_back(id);
+  return id;
+}
+
+int ModuleTree::add_param(int module, const std::string& local, std::vector<int64_t> shape) {
+  return add_tensor(module, local, std::move(shape), /*is_buffer=*/false);
+}
+
+int ModuleTree::add_buffer(int module, const std::string& local, std::vector<int64_t> shape, bool follows_model_dtype,
+                           DType fixed_dtype, bool persistent) {
+  const int id = add_tensor(module, local, std::move(shape), /*is_buffer=*/true);
+  nodes_[id].follows_model_dtype = follows_model_dtype;
+  nodes_[id].fixed_dtype = fixed_dtype;
+  nodes_[id].persistent = persistent;
+  return id;
+}
+
+void ModuleTree::tie(const std::string& target, const std::string& source) {
+  const int t = find(target);
+  const int s = find(source);
+  DMAP_CHECK(t >= 0 && nodes_[t].is_tensor, "tie target is not a tensor: " + target);
+  DMAP_CHECK(s >= 0 && nodes_[s].is_tensor, "tie source is not a tensor: " + source);
+  DMAP_CHECK(nodes_[t].numel == nodes_[s].numel, "tied tensors differ in size: " + target);
+  nodes_[t].tied_source = s;
+  ties_.emplace_back(target, source);
+}
+
+void ModuleTree::clear_ties() {
+  for (TreeNode& n : nodes_) n.tied_source = -1;
+  ties_.clear();
+}
+
+std::vector<std::vector<std::string>> ModuleTree::tie_groups() const {
+  std::vector<std::vector<std::string>> groups;
+  std::map<std::string, size_t> group_of_source;
+  for (const auto& [target, source] : ties_) {
+    auto it = group_of_source.find(source);
+    if (it == group_of_source.end()) {
+      group_of_source.emplace(source, groups.size());
+      groups.push_back({source, target});
+    } else {
+      groups[it->second].push_back(target);
+    }
+  }
+  for (auto& g : groups) std::sort(g.begin(), g.end());
+  return groups;
+}
+
+int64_t ModuleTree::num_parameters() const {
+  int64_t total = 0;
+  for (const TreeNode& n : nodes_) {
+    if (n.is_tensor && !n.is_buffer && n.tied_source < 0) total += n.numel;
+  }
+  return total;
+}
+
+}  // namespace dmap

@@ -1,0 +1,112 @@
+// ModuleTree: the nn.Module hierarchy transformers builds for a model, with every direct
+// parameter, buffer and child in registration order, tensor shapes and dtypes, tied weights
+// and the `_no_split_modules` class names. Planner and simulator work on this tree.
+//
+// Data flow: ModelSpec --build_module_tree()--> ModuleTree --compute_module_sizes()--> ModuleSizes
+//
+// Nodes are modules and tensors alike (accelerate treats both as placeable items); node 0 is
+// the root module, whose full name is "". Node ids are stable indices into nodes().
+//
+// Example:
+//   ModuleTree tree = build_module_tree(load_model_spec("configs/models/llama31_8b.yaml"));
+//   int id = tree.find("model.layers.8.mlp");       // -1 when absent
+//   for (int c : tree.node(id).children) std::cout << tree.node(c).name << "\n";
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/model_spec.h"
+
+namespace dmap {
+
+struct TreeNode {
+  std::string name;   // full dotted name ("" for the root)
+  std::string local;  // last component ("" for the root)
+  int parent = -1;
+  bool is_tensor = false;
+
+  // Modules only.
+  std::string class_name;
+  std::vector<int> params;    // direct parameters, registration order
+  std::vector<int> buffers;   // direct buffers, registration order (persistent or not)
+  std::vector<int> children;  // child modules, registration order
+
+  // Tensors only.
+  bool is_buffer = false;
+  bool persistent = true;
+  std::vector<int64_t> shape;
+  int64_t numel = 0;
+  // Parameters (and buffers created under the default dtype) take the dtype the model is
+  // built/loaded in; other buffers keep `fixed_dtype` (rotary inv_freq: float32, masks: bool).
+  bool follows_model_dtype = true;
+  DType fixed_dtype = DType::kFloat32;
+  // For a tie target (e.g. lm_head.weight): the node id of its source tensor. In accelerate's
+  // tied skeleton the two are one tensor object; in transformers v5 the target is skipped.
+  int tied_source = -1;
+};
+
+// Shapes that later issues (cost model, executor) need beyond the tree itself.
+struct ModelDims {
+  int64_t num_layers = 0;
+  int64_t hidden_size = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t intermediate_size = 0;
+  int64_t vocab_size = 0;
+  int64_t max_positions = 0;
+};
+
+class ModuleTree {
+ public:
+  explicit ModuleTree(std::string root_class);
+
+  int root() const { return 0; }
+  int size() const { return static_cast<int>(nodes_.size()); }
+  const TreeNode& node(int id) const { return nodes_[id]; }
+  const std::vector<TreeNode>& nodes() const { return nodes_; }
+  int find(std::string_view full_name) const;  // -1 when absent
+
+  // Construction (registration order = call order).
+  int add_module(int parent, const std::string& local, const std::string& class_name);
+  int add_param(int module, const std::string& local, std::vector<int64_t> shape);
+  int add_buffer(int module, const std::string& local, std::vector<int64_t> shape, bool follows_model_dtype,
+                 DType fixed_dtype, bool persistent);
+  // Declares `target` (e.g. "lm_head.weight") tied to `source` ("model.embed_tokens.weight").
+  void tie(const std::string& target, const std::string& source);
+  void clear_ties();
+
+  // Tie groups as accelerate's find_tied_parameters / transformers v5 build them: each group
+  // = the targets sharing a source plus the source, sorted; groups in order of first source.
+  std::vector<std::vector<std::string>> tie_groups() const;
+  const std::vector<std::pair<std::string, std::string>>& ties() const { return ties_; }
+
+  std::vector<std::string> no_split_modules;  // class names (the model's `_no_split_modules`)
+  std::string model_type;
+  std::string model_name;
+  ModelDims dims;
+  DType checkpoint_dtype = DType::kFloat32;  // config torch_dtype (float32 when unstated)
+
+  int64_t num_parameters() const;  // parameters counted once (ties shared)
+
+ private:
+  int add_tensor(int module, const std::string& local, std::vector<int64_t> shape, bool is_buffer);
+  std::vector<TreeNode> nodes_;
+  std::unordered_map<std::string, int> by_name_;
+  std::vector<std::pair<std::string, std::string>> ties_;
+};
+
+// Builds the tree for a supported family (llama, mistral, qwen2, gemma, gpt2, opt, gptj,
+// gpt_neox, chatglm). Unknown model_type or a missing config field -> InputError.
+ModuleTree build_module_tree(const ModelSpec& spec);
+
+// The model types build_module_tree() accepts.
+const std::vector<std::string>& supported_model_types();
+
+}  // namespace dmap

@@ -1,0 +1,104 @@
+// YAML loading and typed scalar access with located errors.
+#include "core/yaml_io.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+
+namespace dmap {
+
+namespace {
+YAML::Node parse(const std::string& text, const std::string& origin) {
+  try {
+    return YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw InputError(origin, e.mark.line >= 0 ? e.mark.line + 1 : 0, e.mark.column >= 0 ? e.mark.column + 1 : 0,
+                     "malformed YAML/JSON: " + e.msg);
+  }
+}
+}  // namespace
+
+YAML::Node load_yaml_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path, 0, 0, "cannot open file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse(ss.str(), path);
+}
+
+YAML::Node load_yaml_string(const std::string& text, const std::string& origin) { return parse(text, origin); }
+
+void fail_at(const std::string& file, const YAML::Node& node, const std::string& message) {
+  fail_at(file, node, YAML::Node(), message);
+}
+
+void fail_at(const std::string& file, const YAML::Node& node, const YAML::Node& fallback, const std::string& message) {
+  YAML::Mark mark = YAML::Mark::null_mark();
+  if (node.IsDefined() && node.Mark().line >= 0) {
+    mark = node.Mark();
+  } else if (fallback.IsDefined() && fallback.Mark().line >= 0) {
+    mark = fallback.Mark();
+  }
+  throw InputError(file, mark.line >= 0 ? mark.line + 1 : 0, mark.column >= 0 ? mark.column + 1 : 0, message);
+}
+
+bool is_int_literal(const std::string& text) {
+  if (text.empty()) return false;
+  size_t i = (text[0] == '-' || text[0] == '+') ? 1 : 0;
+  if (i == text.size()) return false;
+  for (; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+  }
+  return true;
+}
+
+int64_t yaml_int(const std::string& file, const YAML::Node& node, const std::string& what) {
+  if (!node.IsDefined() || node.IsNull()) fail_at(file, node, what + ": expected an integer, found nothing");
+  if (!node.IsScalar()) fail_at(file, node, what + ": expected an integer");
+  const std::string& s = node.Scalar();
+  if (is_int_literal(s)) {
+    errno = 0;
+    char* end = nullptr;
+    long long v = std::strtoll(s.c_str(), &end, 10);
+    if (errno == ERANGE) fail_at(file, node, what + ": integer out of range: " + s);
+    return v;
+  }
+  // Accept integral floats such as "1e9" or "4096.0".
+  char* end = nullptr;
+  double d = std::strtod(s.c_str(), &end);
+  if (end != s.c_str() && *end == '\0' && std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.2e18) {
+    return static_cast<int64_t>(d);
+  }
+  fail_at(file, node, what + ": expected an integer, found '" + s + "'");
+}
+
+double yaml_double(const std::string& file, const YAML::Node& node, const std::string& what) {
+  if (!node.IsDefined() || node.IsNull()) fail_at(file, node, what + ": expected a number, found nothing");
+  if (!node.IsScalar()) fail_at(file, node, what + ": expected a number");
+  const std::string& s = node.Scalar();
+  char* end = nullptr;
+  double d = std::strtod(s.c_str(), &end);
+  if (s.empty() || end == s.c_str() || *end != '\0' || !std::isfinite(d)) {
+    fail_at(file, node, what + ": expected a number, found '" + s + "'");
+  }
+  return d;
+}
+
+bool yaml_bool(const std::string& file, const YAML::Node& node, const std::string& what) {
+  if (!node.IsDefined() || !node.IsScalar()) fail_at(file, node, what + ": expected true or false");
+  const std::string& s = node.Scalar();
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  fail_at(file, node, what + ": expected true or false, found '" + s + "'");
+}
+
+std::string yaml_string(const std::string& file, const YAML::Node& node, const std::string& what) {
+  if (!node.IsDefined() || node.IsNull() || !node.IsScalar()) fail_at(file, node, what + ": expected a string");
+  return node.Scalar();
+}
+
+}  // namespace dmap

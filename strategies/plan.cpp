@@ -1,0 +1,190 @@
+// The from_pretrained / load_checkpoint_and_dispatch pipelines and the maps needing no planner.
+#include "strategies/plan.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "strategies/balanced_memory.h"
+#include "strategies/infer_auto_device_map.h"
+
+namespace dmap::strategies {
+
+std::optional<Strategy> parse_strategy(const std::string& s) {
+  if (s == "auto") return Strategy::kAuto;
+  if (s == "balanced") return Strategy::kBalanced;
+  if (s == "balanced_low_0") return Strategy::kBalancedLow0;
+  if (s == "sequential") return Strategy::kSequential;
+  return std::nullopt;
+}
+
+std::string strategy_name(Strategy s) {
+  switch (s) {
+    case Strategy::kAuto: return "auto";
+    case Strategy::kBalanced: return "balanced";
+    case Strategy::kBalancedLow0: return "balanced_low_0";
+    case Strategy::kSequential: return "sequential";
+  }
+  return "?";
+}
+
+std::optional<Pipeline> parse_pipeline(const std::string& s) {
+  if (s == "v5" || s == "transformers_v5" || s == "transformers") return Pipeline::kTransformersV5;
+  if (s == "v4" || s == "accelerate" || s == "transformers_v4" || s == "transformers_v4_accelerate") {
+    return Pipeline::kTransformersV4;
+  }
+  return std::nullopt;
+}
+
+std::string pipeline_name(Pipeline p) {
+  return p == Pipeline::kTransformersV5 ? "transformers_v5" : "transformers_v4_accelerate";
+}
+
+namespace {
+std::optional<Bytes> read_mem_available() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  long long kib = 0;
+  std::string unit;
+  while (in >> key >> kib >> unit) {
+    if (key == "MemAvailable:") return static_cast<Bytes>(kib) * 1024;
+  }
+  return std::nullopt;
+}
+}  // namespace
+
+MaxMemory normalize_max_memory(const MaxMemory& user, std::optional<Bytes> host_available_bytes) {
+  MaxMemory mm = user;  // MaxMemory keeps accelerate's order already
+  if (!mm.has(Device::cpu())) {
+    std::optional<Bytes> avail = host_available_bytes ? host_available_bytes : read_mem_available();
+    if (!avail) throw RuntimeFailure("max_memory has no 'cpu' cap and the available RAM cannot be read");
+    // psutil.virtual_memory().available * 0.8 (a float; compared exactly, so floor to bits)
+    mm.set(Device::cpu(), static_cast<Bits>(static_cast<double>(*avail) * 0.8 * 8.0));
+  }
+  return mm;
+}
+
+PlanResult plan_device_map(const PlanRequest& req) {
+  DMAP_CHECK(req.tree != nullptr, "plan request without a model tree");
+  const ModuleTree& tree = *req.tree;
+  for (const auto& [dev, cap] : req.max_memory.entries()) {
+    if (cap < 0) throw InputError("max_memory: negative cap for device " + dev.str());
+  }
+  PlanResult out;
+  PlannerOptions popt;
+  popt.tie_groups = tree.tie_groups();
+  popt.fallback_allocation = req.fallback_allocation;
+  const MaxMemory normalized = normalize_max_memory(req.max_memory, req.host_available_bytes);
+
+  if (req.entry == Entry::kInferAutoDeviceMap) {
+    // Called directly: accelerate sizes of a skeleton built in float32, the given dtype.
+    SizingOptions so;
+    so.rule = SizingRule::kAccelerate;
+    so.dtype = req.dtype;
+    so.skeleton_dtype = DType::kFloat32;
+    so.special_dtypes = req.special_dtypes;
+    out.sizes = compute_module_sizes(tree, so);
+    popt.no_split = req.no_split.value_or(std::vector<std::string>{});
+    out.balanced_max_memory = normalized;
+    out.effective_max_memory = normalized;
+  } else {
+    if (!req.dtype) throw InputError("from_pretrained needs a dtype (torch_dtype)");
+    const bool v5 = req.pipeline == Pipeline::kTransformersV5;
+    SizingOptions so;
+    so.dtype = req.dtype;
+    if (v5) {
+      so.rule = SizingRule::kTransformersV5;  // tensors as instantiated under the load dtype
+    } else {
+      so.rule = SizingRule::kAccelerate;  // model built under the load dtype, then dtype=target
+      so.skeleton_dtype = *req.dtype;
+      so.special_dtypes = req.special_dtypes;
+    }
+    out.sizes = compute_module_sizes(tree, so);
+    popt.no_split = req.no_split.value_or(tree.no_split_modules);
+
+    if (req.strategy != Strategy::kSequential) {
+      BalanceInput bin;
+      bin.tree = &tree;
+      bin.sizes = &out.sizes;
+      bin.max_memory = normalized;
+      bin.user_gave_max_memory = req.user_gave_max_memory;
+      bin.no_split = popt.no_split;
+      bin.low_zero = req.strategy == Strategy::kBalancedLow0;
+      bin.flavour = v5 ? BalanceFlavour::kTransformersV5 : BalanceFlavour::kAccelerate;
+      out.balanced_max_memory = get_balanced_memory(bin);
+    } else {
+      out.balanced_max_memory = normalized;
+    }
+    // Unused reserved GPU memory is 0 before anything is loaded; then the user's caps win.
+    out.effective_max_memory = out.balanced_max_memory;
+    if (req.user_gave_max_memory) {
+      for (const auto& [dev, cap] : out.balanced_max_memory.entries()) {
+        if (auto u = req.max_memory.get(dev)) out.effective_max_memory.set(dev, std::min(cap, *u));
+      }
+    }
+  }
+  PlannerResult r = infer_auto_device_map(tree, out.sizes, out.effective_max_memory, popt);
+  out.device_map = std::move(r.device_map);
+  out.used = std::move(r.used);
+  return out;
+}
+
+PlanRequest plan_request_for(const Scenario& s, const ModuleTree& tree) {
+  PlanRequest req;
+  req.tree = &tree;
+  req.entry = s.entry == "infer_auto_device_map" ? Entry::kInferAutoDeviceMap : Entry::kFromPretrained;
+  req.pipeline = parse_pipeline(s.pipeline).value_or(Pipeline::kTransformersV5);
+  req.strategy = parse_strategy(s.strategy).value_or(Strategy::kAuto);
+  req.dtype = s.dtype;
+  if (!req.dtype && req.entry == Entry::kFromPretrained) {
+    req.dtype = req.pipeline == Pipeline::kTransformersV5 ? tree.checkpoint_dtype : DType::kFloat32;
+  }
+  if (!s.max_memory) throw InputError(s.file, 0, 0, "scenario has no max_memory (device -> cap)");
+  req.max_memory = *s.max_memory;
+  if (req.entry == Entry::kInferAutoDeviceMap || s.no_split_given) req.no_split = s.no_split;
+  if (req.entry == Entry::kFromPretrained && s.no_split_given && !s.no_split) req.no_split = std::vector<std::string>{};
+  return req;
+}
+
+DeviceMap whole_model_map(Device d) {
+  DeviceMap dm;
+  dm.assign("", d);
+  return dm;
+}
+
+std::optional<Device> device_of(const ModuleTree& tree, const DeviceMap& dm, int node) {
+  for (int a = node; a >= 0; a = tree.node(a).parent) {
+    if (auto d = dm.get(tree.node(a).name)) return d;
+  }
+  return std::nullopt;
+}
+
+DeviceMap validate_manual_map(const ModuleTree& tree, const std::vector<std::pair<std::string, Device>>& entries,
+                              const std::string& origin) {
+  DeviceMap dm;
+  for (const auto& [name, dev] : entries) {
+    if (tree.find(name) < 0) {
+      throw InputError(origin, 0, 0,
+                       "device map names '" + name + "', which is not a module or tensor of " +
+                           (tree.model_name.empty() ? tree.model_type : tree.model_name));
+    }
+    if (dm.get(name)) throw InputError(origin, 0, 0, "device map lists '" + name + "' twice");
+    dm.assign(name, dev);
+  }
+  // Every parameter and persistent buffer (what state_dict() holds) must be covered.
+  std::vector<std::string> uncovered;
+  for (int id = 0; id < tree.size(); ++id) {
+    const TreeNode& n = tree.node(id);
+    if (!n.is_tensor || (n.is_buffer && !n.persistent)) continue;
+    if (!device_of(tree, dm, id)) uncovered.push_back(n.name);
+  }
+  if (!uncovered.empty()) {
+    std::string list;
+    for (size_t i = 0; i < uncovered.size() && i < 5; ++i) list += (i ? ", " : "") + uncovered[i];
+    if (uncovered.size() > 5) list += ", ... (" + std::to_string(uncovered.size()) + " in all)";
+    throw InputError(origin, 0, 0, "device map gives no device for: " + list);
+  }
+  return dm;
+}
+
+}  // namespace dmap::strategies
