@@ -82,12 +82,14 @@ ModelSpec model_spec_from_node(const YAML::Node& node, const std::string& file) 
   if (!node.IsMap()) fail_at(file, node, "a model description must be a mapping (config.json or model YAML)");
   ModelSpec spec;
   spec.source = file;
-  YAML::Node config = node;
-  if (node["config"].IsDefined() && node["config"].IsMap()) config = node["config"];
+  // Note: yaml-cpp's Node::operator= rebinds the *shared* node it refers to, which would
+  // rewrite the caller's document; nodes are therefore only ever copy-constructed here.
+  const bool nested = node["config"].IsDefined() && node["config"].IsMap();
+  const YAML::Node config = nested ? node["config"] : node;
   spec.config = ConfigView(config, file);
 
-  YAML::Node mt = node["model_type"];
-  if (!mt.IsDefined() || mt.IsNull()) mt = config["model_type"];
+  const bool top_type = node["model_type"].IsDefined() && !node["model_type"].IsNull();
+  const YAML::Node mt = top_type ? node["model_type"] : config["model_type"];
   if (!mt.IsDefined() || mt.IsNull()) fail_at(file, node, "missing 'model_type' in the model description");
   spec.model_type = yaml_string(file, mt, "model_type");
 

@@ -1,4 +1,290 @@
-// Unit tests of the core library.
+// Unit tests of the core library: units, dtypes, memory strings, devices, JSON, YAML errors,
+// model descriptions and module trees.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+
 #include "core/device_map.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "core/module_sizes.h"
+#include "core/module_tree.h"
+#include "core/scenario.h"
+#include "core/yaml_io.h"
+
+using namespace dmap;
+
+namespace {
+
+ModelSpec spec_from(const std::string& yaml) { return model_spec_from_node(load_yaml_string(yaml, "inline.yaml"), "inline.yaml"); }
+
+std::string write_temp(const std::string& name, const std::string& text) {
+  const std::string path = std::string(DMAP_BINARY_DIR) + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char* kLlama8b = R"(
+model_type: llama
+vocab_size: 128256
+hidden_size: 4096
+intermediate_size: 14336
+num_hidden_layers: 32
+num_attention_heads: 32
+num_key_value_heads: 8
+tie_word_embeddings: false
+torch_dtype: bfloat16
+)";
+
+}  // namespace
+
+TEST_CASE("memory strings follow accelerate's convert_file_size_to_int", "[unit]") {
+  CHECK(parse_memory_size("10GiB") == 10LL * (1LL << 30));
+  CHECK(parse_memory_size("11.5GB") == 11500000000LL);
+  CHECK(parse_memory_size("500MB") == 500000000LL);
+  CHECK(parse_memory_size("5Gb") == 625000000LL);     // bits
+  CHECK(parse_memory_size("10gb") == 1250000000LL);   // a lowercase final b means bits
+  CHECK(parse_memory_size("1.5KiB") == 1536);
+  CHECK(parse_memory_size("1024") == 1024);
+  CHECK(parse_memory_size(" 2GB ") == 2000000000LL);
+  CHECK_FALSE(parse_memory_size("ten GB"));
+  CHECK_FALSE(parse_memory_size("10 parsecs"));
+  CHECK_FALSE(parse_memory_size("-5GB"));
+  CHECK_FALSE(parse_memory_size(""));
+  CHECK_FALSE(parse_memory_size("GB"));
+  CHECK_FALSE(parse_memory_size("infGB"));
+}
+
+TEST_CASE("max_memory flags parse in accelerate's device order", "[unit]") {
+  MaxMemory mm = parse_max_memory_flag("cpu=64GiB,1=10GB,0=11.5GB,disk=1TB", "--max-memory");
+  REQUIRE(mm.entries().size() == 4);
+  CHECK(mm.entries()[0].first == Device::gpu(0));
+  CHECK(mm.entries()[1].first == Device::gpu(1));
+  CHECK(mm.entries()[2].first == Device::cpu());
+  CHECK(mm.entries()[3].first == Device::disk());
+  CHECK(mm.entries()[0].second == bytes_to_bits(11500000000LL));
+  CHECK_THROWS_AS(parse_max_memory_flag("0=lots", "--max-memory"), InputError);
+  CHECK_THROWS_AS(parse_max_memory_flag("gpu7x=1GB", "--max-memory"), InputError);
+  CHECK_THROWS_AS(parse_max_memory_flag("0=-1GB", "--max-memory"), InputError);
+  CHECK_THROWS_AS(parse_max_memory_flag("0=1GB,0=2GB", "--max-memory"), InputError);
+  CHECK_THROWS_WITH(parse_max_memory_flag("0=lots", "--max-memory"), Catch::Contains("lots"));
+}
+
+TEST_CASE("dtype sizes: accelerate's fractions and torch's element sizes", "[unit]") {
+  CHECK(accelerate_bits_per_element(DType::kBool) == 1);
+  CHECK(torch_bits_per_element(DType::kBool) == 8);
+  CHECK(accelerate_bits_per_element(DType::kInt4) == 4);
+  CHECK(accelerate_bits_per_element(DType::kFloat8) == 8);
+  CHECK(accelerate_bits_per_element(DType::kBFloat16) == 16);
+  CHECK(parse_dtype("torch.float16") == DType::kFloat16);
+  CHECK(parse_dtype("bf16") == DType::kBFloat16);
+  CHECK(parse_dtype("float8_e4m3fn") == DType::kFloat8);
+  CHECK_FALSE(parse_dtype("float12"));
+  CHECK(format_bits_as_bytes(131072 * 8) == "131072");
+  CHECK(format_bits_as_bytes(8 * 61612674 + 4) == "61612674.5");
+  CHECK(format_bits_as_bytes(1) == "0.125");
+}
+
+TEST_CASE("devices parse as users write them", "[unit]") {
+  CHECK(parse_device("0") == Device::gpu(0));
+  CHECK(parse_device("cuda:3") == Device::gpu(3));
+  CHECK(parse_device("cpu") == Device::cpu());
+  CHECK(parse_device("disk") == Device::disk());
+  CHECK_FALSE(parse_device("tpu"));
+  CHECK_FALSE(parse_device("cuda:x"));
+  CHECK(Device::gpu(1).json() == "1");
+  CHECK(Device::cpu().json() == "\"cpu\"");
+}
+
+TEST_CASE("device maps print as transformers' dict and accelerate's pairs", "[unit]") {
+  DeviceMap dm;
+  dm.assign("model.embed_tokens", Device::gpu(0));
+  dm.assign("lm_head", Device::cpu());
+  dm.assign("model.layers.\"odd\"", Device::disk());
+  dm.assign("model.embed_tokens", Device::gpu(1));  // updates in place, keeps its position
+  CHECK(device_map_to_json(dm) == R"({"model.embed_tokens":1,"lm_head":"cpu","model.layers.\"odd\"":"disk"})");
+  CHECK(device_map_to_pairs_json(dm) == R"([["model.embed_tokens",1],["lm_head","cpu"],["model.layers.\"odd\"","disk"]])");
+  dm.erase("lm_head");
+  dm.assign("lm_head", Device::cpu());  // re-inserted at the end
+  CHECK(dm.items().back().first == "lm_head");
+  CHECK(dm.size() == 3);
+}
+
+TEST_CASE("malformed YAML is reported with file and line", "[unit]") {
+  const std::string path = write_temp("broken.yaml", "model_type: llama\nhidden_size: [1, 2\nvocab_size: 3\n");
+  try {
+    load_yaml_file(path);
+    FAIL("expected an InputError");
+  } catch (const InputError& e) {
+    CHECK(e.file() == path);
+    CHECK(e.line() >= 2);
+    CHECK(std::string(e.what()).find("broken.yaml:") != std::string::npos);
+  }
+  CHECK_THROWS_AS(load_yaml_file(std::string(DMAP_BINARY_DIR) + "/does_not_exist.yaml"), InputError);
+}
+
+TEST_CASE("model descriptions: unknown type and missing fields are located errors", "[unit]") {
+  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: bloom\nhidden_size: 4\n")),
+                    Catch::Contains("unknown model_type 'bloom'"));
+  try {
+    build_module_tree(spec_from("model_type: llama\nvocab_size: 10\nhidden_size: 8\n"));
+    FAIL("expected an InputError");
+  } catch (const InputError& e) {
+    CHECK(std::string(e.what()).find("intermediate_size") != std::string::npos);
+    CHECK(e.file() == "inline.yaml");
+    CHECK(e.line() > 0);
+  }
+  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: llama\nvocab_size: ten\n")), Catch::Contains("vocab_size"));
+  CHECK_THROWS_WITH(build_module_tree(spec_from(
+                        "model_type: llama\nvocab_size: 8\nhidden_size: -4\nintermediate_size: 8\n"
+                        "num_hidden_layers: 1\nnum_attention_heads: 1\n")),
+                    Catch::Contains("must be positive"));
+  CHECK_THROWS_WITH(model_spec_from_node(load_yaml_string("hidden_size: 4\n", "x.json"), "x.json"),
+                    Catch::Contains("model_type"));
+}
+
+TEST_CASE("llama tree: names, registration order, buffers and parameter count", "[unit]") {
+  const ModuleTree t = build_module_tree(spec_from(kLlama8b));
+  CHECK(t.num_parameters() == 8030261248LL);  // Llama-3.1-8B
+  const TreeNode& layer = t.node(t.find("model.layers.0"));
+  REQUIRE(layer.children.size() == 4);
+  CHECK(t.node(layer.children[0]).local == "self_attn");
+  CHECK(t.node(layer.children[1]).local == "mlp");
+  CHECK(t.node(layer.children[2]).local == "input_layernorm");
+  CHECK(t.node(layer.children[3]).local == "post_attention_layernorm");
+  const int rot = t.find("model.rotary_emb");
+  REQUIRE(rot >= 0);
+  REQUIRE(t.node(rot).buffers.size() == 2);
+  const TreeNode& inv = t.node(t.node(rot).buffers[0]);
+  CHECK(inv.numel == 64);
+  CHECK_FALSE(inv.persistent);
+  CHECK_FALSE(inv.follows_model_dtype);
+  CHECK(t.find("model.layers.31.mlp.act_fn") >= 0);
+  CHECK(t.no_split_modules == std::vector<std::string>{"LlamaDecoderLayer"});
+  CHECK(t.tie_groups().empty());
+}
+
+TEST_CASE("parameter counts of the shipped families match the published checkpoints", "[unit]") {
+  struct Known {
+    const char* yaml;
+    int64_t params;
+  };
+  const Known known[] = {
+      // GPT-NeoX-20B: 20,554,567,680 (the GPT-NeoX-20B paper)
+      {"model_type: gpt_neox\nvocab_size: 50432\nhidden_size: 6144\nintermediate_size: 24576\n"
+       "num_hidden_layers: 44\nnum_attention_heads: 64\nrotary_pct: 0.25\ntie_word_embeddings: false\n",
+       20554567680LL},
+      // Mistral-7B-v0.1: 7,241,732,096
+      {"model_type: mistral\nvocab_size: 32000\nhidden_size: 4096\nintermediate_size: 14336\n"
+       "num_hidden_layers: 32\nnum_attention_heads: 32\nnum_key_value_heads: 8\n",
+       7241732096LL},
+      // gpt2-xl: 1,557,611,200 (tied head)
+      {"model_type: gpt2\nvocab_size: 50257\nn_embd: 1600\nn_layer: 48\nn_head: 25\nn_positions: 1024\n", 1557611200LL},
+      // Qwen2.5-7B: 7,615,616,512 (q/k/v bias)
+      {"model_type: qwen2\nvocab_size: 152064\nhidden_size: 3584\nintermediate_size: 18944\n"
+       "num_hidden_layers: 28\nnum_attention_heads: 28\nnum_key_value_heads: 4\ntie_word_embeddings: false\n",
+       7615616512LL},
+      // gemma-7b: 8,537,680,896 (tied head, head_dim 256)
+      {"model_type: gemma\nvocab_size: 256000\nhidden_size: 3072\nintermediate_size: 24576\n"
+       "num_hidden_layers: 28\nnum_attention_heads: 16\nnum_key_value_heads: 16\nhead_dim: 256\n",
+       8537680896LL},
+      // OPT-6.7B: 6,658,473,984 (positions + 2 offset, tied head)
+      {"model_type: opt\nvocab_size: 50272\nhidden_size: 4096\nffn_dim: 16384\nnum_hidden_layers: 32\n"
+       "num_attention_heads: 32\nmax_position_embeddings: 2048\nword_embed_proj_dim: 4096\n",
+       6658473984LL},
+      // ChatGLM2-6B: 6,243,584,000
+      {"model_type: chatglm\npadded_vocab_size: 65024\nhidden_size: 4096\nffn_hidden_size: 13696\nnum_layers: 28\n"
+       "num_attention_heads: 32\nmulti_query_attention: true\nmulti_query_group_num: 2\nkv_channels: 128\n"
+       "add_qkv_bias: true\nadd_bias_linear: false\n",
+       6243584000LL},
+  };
+  for (const Known& k : known) {
+    const ModuleTree t = build_module_tree(spec_from(k.yaml));
+    INFO(t.model_type);
+    CHECK(t.num_parameters() == k.params);
+  }
+}
+
+TEST_CASE("gptj and gpt_neox trees follow transformers' modeling code", "[unit]") {
+  const ModuleTree j = build_module_tree(spec_from(
+      "model_type: gptj\nvocab_size: 50400\nn_embd: 4096\nn_layer: 28\nn_head: 16\nn_positions: 2048\nrotary_dim: 64\n"));
+  const TreeNode& attn = j.node(j.find("transformer.h.0.attn"));
+  std::vector<std::string> names;
+  for (int c : attn.children) names.push_back(j.node(c).local);
+  CHECK(names == std::vector<std::string>{"attn_dropout", "resid_dropout", "k_proj", "v_proj", "q_proj", "out_proj"});
+  CHECK(attn.buffers.empty());  // embed_positions is a plain attribute, not a buffer
+  CHECK(j.node(j.find("lm_head")).params.size() == 2);  // GPT-J's head has a bias
+  CHECK(j.tie_groups().empty());
+  CHECK(j.find("transformer.wpe") < 0);
+
+  const ModuleTree x = build_module_tree(spec_from(
+      "model_type: gpt_neox\nvocab_size: 50432\nhidden_size: 6144\nintermediate_size: 24576\n"
+      "num_hidden_layers: 44\nnum_attention_heads: 64\nrotary_pct: 0.25\n"));
+  const TreeNode& layer = x.node(x.find("gpt_neox.layers.0"));
+  names.clear();
+  for (int c : layer.children) names.push_back(x.node(c).local);
+  CHECK(names == std::vector<std::string>{"input_layernorm", "post_attention_layernorm", "post_attention_dropout",
+                                          "post_mlp_dropout", "attention", "mlp"});
+  const TreeNode& rot = x.node(x.find("gpt_neox.rotary_emb"));
+  REQUIRE(rot.buffers.size() == 2);
+  CHECK(x.node(rot.buffers[0]).numel == 12);  // int(96 * 0.25) / 2
+  CHECK(x.no_split_modules == std::vector<std::string>{"GPTNeoXLayer"});
+}
+
+TEST_CASE("sizes: accelerate's min rule, bool bits and tie handling versus v5", "[unit]") {
+  const ModuleTree t = build_module_tree(
+      spec_from("model_type: gpt2\nvocab_size: 50257\nn_embd: 1600\nn_layer: 2\nn_head: 25\nn_positions: 1024\n"));
+  SizingOptions acc;
+  acc.rule = SizingRule::kAccelerate;
+  acc.dtype = DType::kFloat16;
+  const ModuleSizes a = compute_module_sizes(t, acc);
+  CHECK(a.of(t.find("transformer.h.0.attn.bias")) == 1024 * 1024);  // bits: bool = 1/8 byte
+  CHECK(a.of(t.find("lm_head")) == 0);                                // tied: counted under wte
+  CHECK_FALSE(a.touched[t.find("lm_head")]);
+  SizingOptions v5;
+  v5.rule = SizingRule::kTransformersV5;
+  v5.dtype = DType::kFloat16;
+  const ModuleSizes b = compute_module_sizes(t, v5);
+  CHECK(b.of(t.find("transformer.h.0.attn.bias")) == 8 * 1024 * 1024);  // bool = 1 byte
+  CHECK(b.of(t.find("lm_head")) == 0);                                    // tie target skipped
+  CHECK(b.total() - a.total() == 2 * 7 * 1024 * 1024);                    // 2 masks x 7/8 MiB
+  // float32 rotary-like buffers keep 4 bytes under v5 but shrink under accelerate's rule.
+  const ModuleTree l = build_module_tree(spec_from(kLlama8b));
+  const ModuleSizes la = compute_module_sizes(l, acc);
+  const ModuleSizes lb = compute_module_sizes(l, v5);
+  CHECK(la.of(l.find("model.rotary_emb")) == 2 * 64 * 16);
+  CHECK(lb.of(l.find("model.rotary_emb")) == 2 * 64 * 32);
+}
+
+TEST_CASE("scenarios: bad keys and values are located errors", "[unit]") {
+  const std::string models = std::string(DMAP_SOURCE_DIR) + "/configs/models";
+  auto load = [&](const std::string& body) {
+    return load_scenario(write_temp("scenario_test.yaml", body), models);
+  };
+  const std::string model = "model:\n  model_type: llama\n  config: {vocab_size: 8, hidden_size: 8, intermediate_size: 8, "
+                            "num_hidden_layers: 1, num_attention_heads: 1}\n";
+  CHECK_NOTHROW(load(model + "max_memory: {0: 1GB, cpu: 2GB}\n"));
+  CHECK_THROWS_WITH(load(model + "max_memory: {0: lots, cpu: 2GB}\n"), Catch::Contains("scenario_test.yaml:"));
+  CHECK_THROWS_WITH(load(model + "max_memory: {0: -5, cpu: 2GB}\n"), Catch::Contains("negative"));
+  CHECK_THROWS_WITH(load(model + "max_memory: {tpu: 1GB}\n"), Catch::Contains("unknown device 'tpu'"));
+  CHECK_THROWS_WITH(load(model + "strategy: fastest\n"), Catch::Contains("strategy: unknown value 'fastest'"));
+  CHECK_THROWS_WITH(load(model + "dtype: float12\n"), Catch::Contains("unknown dtype"));
+  CHECK_THROWS_WITH(load("dtype: float16\n"), Catch::Contains("no 'model'"));
+  CHECK_THROWS_WITH(load("model: no_such_model_anywhere\n"), Catch::Contains("not found"));
+  CHECK_THROWS_WITH(load(model + "device_maps: {m: {lm_head: gpu-ish}}\n"), Catch::Contains("unknown device 'gpu-ish'"));
+}
+
+TEST_CASE("json writer escapes and nests", "[unit]") {
+  JsonWriter w;
+  w.begin_object();
+  w.key("a\"b");
+  w.begin_array();
+  w.value(int64_t{1});
+  w.value(2.5);
+  w.value(true);
+  w.null();
+  w.value("x\ny");
+  w.end_array();
+  w.end_object();
+  CHECK(w.str() == R"({"a\"b":[1,2.5,true,null,"x\ny"]})");
+}

@@ -182,7 +182,7 @@ TEST_CASE("every accelerate case is reproduced exactly", "[conformance]") {
 
 // The sweeps list, per interval, the map and its byte-exact ends. We require: the map at every
 // interval's last cap; and at every first cap, that the previous interval's map has ended.
-// At 24 first caps of the two Llama sweeps the planner (following accelerate's code step by step:
+// At 48 first caps of the two Llama sweeps the planner (following accelerate's code step by step:
 // a split layer's norms, or a split attention's k_proj, still going to cpu) yields a short-lived
 // intermediate map the sweep does not list (16 KiB / 8 MiB wide); those are counted, not hidden.
 TEST_CASE("cap sweeps: every byte-exact interval boundary gives its map", "[conformance]") {

@@ -1,0 +1,66 @@
+// Command-line parsing and config lookup.
+#include "cli/args.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "core/error.h"
+
+namespace dmap::cli {
+
+Args::Args(const std::vector<std::string>& argv, const std::set<std::string>& value_flags,
+           const std::set<std::string>& switches) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& a = argv[i];
+    if (a.rfind("--", 0) != 0 || a == "--") {
+      positional_.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2);
+    std::optional<std::string> inline_value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      inline_value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    if (switches.count(name)) {
+      if (inline_value) throw InputError("option --" + name + " takes no value");
+      switches_on_.insert(name);
+    } else if (value_flags.count(name)) {
+      if (inline_value) {
+        values_[name] = *inline_value;
+      } else {
+        if (i + 1 >= argv.size()) throw InputError("option --" + name + " needs a value");
+        values_[name] = argv[++i];
+      }
+    } else {
+      throw InputError("unknown option --" + name + " (see --help)");
+    }
+  }
+}
+
+std::optional<std::string> Args::get(const std::string& flag) const {
+  auto it = values_.find(flag);
+  if (it == values_.end()) return std::nullopt;
+  return it->second;
+}
+
+bool Args::has(const std::string& flag) const { return switches_on_.count(flag) > 0 || values_.count(flag) > 0; }
+
+std::string models_dir() {
+  namespace fs = std::filesystem;
+  if (const char* env = std::getenv("DMAP_MODELS_DIR")) return env;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    for (fs::path p = exe.parent_path(); !p.empty() && p != p.root_path(); p = p.parent_path()) {
+      if (fs::is_directory(p / "configs" / "models", ec)) return (p / "configs" / "models").string();
+    }
+  }
+#ifdef DMAP_SOURCE_DIR
+  return std::string(DMAP_SOURCE_DIR) + "/configs/models";
+#else
+  return "configs/models";
+#endif
+}
+
+}  // namespace dmap::cli

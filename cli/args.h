@@ -1,0 +1,33 @@
+// A minimal command-line parser for the dmap subcommands: positional arguments, `--flag value`,
+// `--flag=value` and boolean switches. Unknown flags are InputErrors (exit code 2).
+#pragma once
+
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace dmap::cli {
+
+class Args {
+ public:
+  // `value_flags` take a value; `switches` do not. Both without the leading "--".
+  Args(const std::vector<std::string>& argv, const std::set<std::string>& value_flags,
+       const std::set<std::string>& switches);
+
+  const std::vector<std::string>& positional() const { return positional_; }
+  std::optional<std::string> get(const std::string& flag) const;
+  bool has(const std::string& flag) const;
+
+ private:
+  std::vector<std::string> positional_;
+  std::map<std::string, std::string> values_;
+  std::set<std::string> switches_on_;
+};
+
+// The directory holding preset model files: $DMAP_MODELS_DIR, else configs/models beside the
+// binary's project, else the source tree's.
+std::string models_dir();
+
+}  // namespace dmap::cli

@@ -1,0 +1,241 @@
+// `dmap memory`: what `accelerate estimate-memory` prints (largest layer, total size per dtype),
+// plus the KV cache per 1,000 tokens of context and a per-module breakdown.
+#include <cstdio>
+#include <iostream>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "core/module_sizes.h"
+#include "core/scenario.h"
+#include "strategies/infer_auto_device_map.h"
+
+namespace dmap::cli {
+
+namespace {
+
+const char* kMemoryHelp = R"(usage: dmap memory MODEL [--dtypes float32,float16,int8,int4] [--format table|json|markdown] [--depth N]
+
+MODEL: a model YAML, an HF config.json, a checkpoint folder, or a preset name (configs/models).
+
+Per dtype, as `accelerate estimate-memory` computes it (accelerate's sizing rule on the model
+built in float32): the largest layer (the model's no-split block, embedding or head), the total
+size, and training with Adam (4 x total); then what it lacks: the KV cache per 1,000 tokens of
+context (batch 1; int8/int4/float8 weights keep a float16 cache) and the size of each module
+(layers 1..N-1 are like layer 0 and are not repeated). --depth limits the breakdown (default 4).
+)";
+
+struct DtypeRow {
+  DType dtype;
+  Bits largest = 0;
+  std::vector<std::string> largest_names;
+  Bits total = 0;
+  Bytes kv_per_1k = 0;
+};
+
+Bytes kv_cache_per_1k_tokens(const ModuleTree& t, DType d) {
+  const DType cache = (d == DType::kInt8 || d == DType::kInt4 || d == DType::kInt2 || d == DType::kFloat8)
+                          ? DType::kFloat16
+                          : d;
+  const Bits per_token = 2 * t.dims.num_layers * t.dims.num_kv_heads * t.dims.head_dim *
+                         accelerate_bits_per_element(cache);
+  return per_token * 1000 / 8;
+}
+
+// Whether a node is inside layer 1..N-1 of a ModuleList of repeated blocks (shown once).
+bool repeated_layer(const ModuleTree& t, int id) {
+  for (int a = id; a > 0; a = t.node(a).parent) {
+    const TreeNode& n = t.node(a);
+    const TreeNode& p = t.node(n.parent);
+    if (p.class_name == "ModuleList" && n.local != "0") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+int cmd_memory(const std::vector<std::string>& argv) {
+  const Args args(argv, {"dtypes", "format", "depth"}, {"help"});
+  if (args.has("help")) {
+    std::cout << kMemoryHelp;
+    return 0;
+  }
+  if (args.positional().size() != 1) throw InputError("dmap memory takes one MODEL (see --help)");
+  const std::string format = args.get("format").value_or("table");
+  if (format != "table" && format != "json" && format != "markdown") {
+    throw InputError("--format must be table, json or markdown, not '" + format + "'");
+  }
+  int depth = 4;
+  if (auto d = args.get("depth")) {
+    try {
+      depth = std::stoi(*d);
+    } catch (...) {
+      throw InputError("--depth: expected a number, not '" + *d + "'");
+    }
+  }
+  std::vector<DType> dtypes;
+  for (const std::string& name : [&] {
+         std::vector<std::string> v;
+         std::string s = args.get("dtypes").value_or("float32,float16,int8,int4");
+         size_t start = 0;
+         while (start <= s.size()) {
+           size_t c = s.find(',', start);
+           if (c == std::string::npos) c = s.size();
+           if (c > start) v.push_back(s.substr(start, c - start));
+           start = c + 1;
+         }
+         return v;
+       }()) {
+    auto d = parse_dtype(name);
+    if (!d) throw InputError("--dtypes: unknown dtype '" + name + "'");
+    dtypes.push_back(*d);
+  }
+
+  const ModelSpec spec = resolve_model(args.positional()[0], "", models_dir());
+  const ModuleTree tree = build_module_tree(spec);
+  std::vector<char> no_split(tree.size(), 0);
+  for (int i = 0; i < tree.size(); ++i) {
+    for (const auto& c : tree.no_split_modules) {
+      if (!tree.node(i).is_tensor && tree.node(i).class_name == c) no_split[i] = 1;
+    }
+  }
+  std::vector<int> top;
+  const TreeNode& root = tree.node(tree.root());
+  top.insert(top.end(), root.params.begin(), root.params.end());
+  top.insert(top.end(), root.children.begin(), root.children.end());
+  top.insert(top.end(), root.buffers.begin(), root.buffers.end());
+
+  std::vector<DtypeRow> rows;
+  std::vector<ModuleSizes> all_sizes;
+  for (DType d : dtypes) {
+    SizingOptions so;
+    so.rule = SizingRule::kAccelerate;
+    so.dtype = d;
+    ModuleSizes s = compute_module_sizes(tree, so);
+    DtypeRow r;
+    r.dtype = d;
+    r.total = s.total();
+    auto [best, names] = strategies::max_layer_size(tree, s, top, no_split);
+    r.largest = best;
+    for (int id : names) r.largest_names.push_back(tree.node(id).name);
+    r.kv_per_1k = kv_cache_per_1k_tokens(tree, d);
+    rows.push_back(r);
+    all_sizes.push_back(std::move(s));
+  }
+  // Breakdown rows: modules down to `depth`, layer 0 standing for all layers.
+  std::vector<int> breakdown;
+  for (int id = 1; id < tree.size(); ++id) {
+    const TreeNode& n = tree.node(id);
+    if (n.is_tensor || repeated_layer(tree, id)) continue;
+    int d = 0;
+    for (int a = id; a > 0; a = tree.node(a).parent) ++d;
+    if (d <= depth) breakdown.push_back(id);
+  }
+  const std::string title = tree.model_name.empty() ? tree.model_type : tree.model_name;
+
+  if (format == "json") {
+    JsonWriter w(true);
+    w.begin_object();
+    w.key("model");
+    w.value(title);
+    w.key("model_type");
+    w.value(tree.model_type);
+    w.key("parameters");
+    w.value(tree.num_parameters());
+    w.key("num_layers");
+    w.value(tree.dims.num_layers);
+    w.key("dtypes");
+    w.begin_array();
+    for (const auto& r : rows) {
+      w.begin_object();
+      w.key("dtype");
+      w.value(dtype_name(r.dtype));
+      w.key("largest_layer_bytes");
+      w.raw(format_bits_as_bytes(r.largest));
+      w.key("largest_layer");
+      w.begin_array();
+      for (const auto& n : r.largest_names) w.value(n);
+      w.end_array();
+      w.key("total_bytes");
+      w.raw(format_bits_as_bytes(r.total));
+      w.key("training_adam_bytes");
+      w.raw(format_bits_as_bytes(4 * r.total));
+      w.key("kv_cache_bytes_per_1000_tokens");
+      w.value(r.kv_per_1k);
+      w.end_object();
+    }
+    w.end_array();
+    w.key("modules");
+    w.begin_array();
+    for (int id : breakdown) {
+      w.begin_object();
+      w.key("name");
+      w.value(tree.node(id).name);
+      w.key("class");
+      w.value(tree.node(id).class_name);
+      w.key("bytes");
+      w.begin_object();
+      for (size_t i = 0; i < rows.size(); ++i) {
+        w.key(dtype_name(rows[i].dtype));
+        w.raw(format_bits_as_bytes(all_sizes[i].of(id)));
+      }
+      w.end_object();
+      w.end_object();
+    }
+    w.end_array();
+    w.end_object();
+    std::cout << w.str() << "\n";
+    return 0;
+  }
+
+  const bool md = format == "markdown";
+  auto h = [](Bits b) { return format_bytes_human(static_cast<double>(b) / 8.0); };
+  std::cout << (md ? "## " : "") << "Memory usage for " << title << " (" << tree.model_type << ", "
+            << tree.num_parameters() << " parameters, " << tree.dims.num_layers << " layers)\n\n";
+  if (md) {
+    std::cout << "| dtype | largest layer | total size | training using Adam | KV cache / 1,000 tokens |\n";
+    std::cout << "|---|---|---|---|---|\n";
+    for (const auto& r : rows) {
+      std::cout << "| " << dtype_name(r.dtype) << " | " << h(r.largest) << " | " << h(r.total) << " | " << h(4 * r.total)
+                << " | " << format_bytes_human(static_cast<double>(r.kv_per_1k)) << " |\n";
+    }
+  } else {
+    std::printf("%-9s %16s %16s %20s %24s\n", "dtype", "largest layer", "total size", "training (Adam)",
+                "KV cache / 1k tokens");
+    for (const auto& r : rows) {
+      std::printf("%-9s %16s %16s %20s %24s\n", std::string(dtype_name(r.dtype)).c_str(), h(r.largest).c_str(),
+                  h(r.total).c_str(), h(4 * r.total).c_str(),
+                  format_bytes_human(static_cast<double>(r.kv_per_1k)).c_str());
+    }
+  }
+  if (!rows.empty()) {
+    std::cout << "\nlargest layer: ";
+    for (size_t i = 0; i < rows[0].largest_names.size(); ++i) std::cout << (i ? ", " : "") << rows[0].largest_names[i];
+    std::cout << "\n\n";
+  }
+  std::cout << (md ? "### " : "") << "Per-module breakdown (each of the " << tree.dims.num_layers
+            << " layers is like layer 0)\n\n";
+  if (md) {
+    std::cout << "| module | class |";
+    for (const auto& r : rows) std::cout << " " << dtype_name(r.dtype) << " |";
+    std::cout << "\n|---|---|";
+    for (size_t i = 0; i < rows.size(); ++i) std::cout << "---|";
+    std::cout << "\n";
+  }
+  for (int id : breakdown) {
+    const TreeNode& n = tree.node(id);
+    if (md) {
+      std::cout << "| " << n.name << " | " << n.class_name << " |";
+      for (size_t i = 0; i < rows.size(); ++i) std::cout << " " << h(all_sizes[i].of(id)) << " |";
+      std::cout << "\n";
+    } else {
+      std::printf("  %-48s %-24s", n.name.c_str(), n.class_name.c_str());
+      for (size_t i = 0; i < rows.size(); ++i) std::printf(" %12s", h(all_sizes[i].of(id)).c_str());
+      std::printf("\n");
+    }
+  }
+  return 0;
+}
+
+}  // namespace dmap::cli

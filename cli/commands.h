@@ -1,0 +1,13 @@
+// The dmap subcommands. Each takes the arguments after its name and returns the exit code;
+// errors are thrown (InputError -> 2, RuntimeFailure -> 1) and reported by main.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace dmap::cli {
+
+int cmd_map(const std::vector<std::string>& args);
+int cmd_memory(const std::vector<std::string>& args);
+
+}  // namespace dmap::cli

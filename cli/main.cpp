@@ -1,0 +1,55 @@
+// dmap: a thin main that dispatches to the subcommands and turns errors into exit codes
+// (0 ok, 1 runtime failure, 2 bad input).
+#include <yaml-cpp/yaml.h>
+
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+namespace {
+
+const char* kHelp = R"(usage: dmap <command> [options]
+
+dmap predicts where each module of a large language model goes under every device-map
+strategy, reproducing Hugging Face accelerate / transformers exactly.
+
+commands:
+  map       the device map a strategy produces (auto, balanced, balanced_low_0, sequential,
+            infer_auto_device_map, cpu, disk, one GPU, or a hand-written map)
+  memory    sizes per dtype, largest layer, KV cache per 1,000 tokens, per-module breakdown
+
+Run `dmap <command> --help` for its options. Exit codes: 0 ok, 1 runtime failure, 2 bad input.
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    std::cout << kHelp;
+    return args.empty() ? 2 : 0;
+  }
+  const std::string command = args[0];
+  args.erase(args.begin());
+  try {
+    if (command == "map") return dmap::cli::cmd_map(args);
+    if (command == "memory") return dmap::cli::cmd_memory(args);
+    std::cerr << "dmap: unknown command '" << command << "'\n\n" << kHelp;
+    return 2;
+  } catch (const dmap::InputError& e) {
+    std::cerr << "dmap: error: " << e.what() << "\n";
+    return 2;
+  } catch (const YAML::Exception& e) {
+    std::cerr << "dmap: error: malformed input: " << e.what() << "\n";
+    return 2;
+  } catch (const dmap::RuntimeFailure& e) {
+    std::cerr << "dmap: failed: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "dmap: internal error: " << e.what() << "\n";
+    return 1;
+  }
+}
