@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# End-to-end tests of the dmap binary: the seed map, JSON output, and bad input -> exit code 2
+# with a message naming the file (and line), nothing on stdout, never a crash.
+# Usage: cli_test.sh DMAP_BINARY SOURCE_DIR
+set -uo pipefail
+DMAP="$1"
+SRC="$2"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+pass=0
+fail=0
+
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+
+# expect_error NAME PATTERN -- ARGS...: exit 2, stderr matches PATTERN, stdout empty.
+expect_error() {
+  local name="$1" pattern="$2"
+  shift 3
+  "$DMAP" "$@" >"$TMP/out" 2>"$TMP/err"
+  local rc=$?
+  if [ "$rc" -ne 2 ]; then bad "$name: exit $rc, want 2 ($(cat "$TMP/err"))"; return; fi
+  if ! grep -qE -- "$pattern" "$TMP/err"; then bad "$name: stderr lacks /$pattern/: $(cat "$TMP/err")"; return; fi
+  if [ -s "$TMP/out" ]; then bad "$name: wrote to stdout on error"; return; fi
+  ok
+}
+
+# --- the seed scenario: the article's map --------------------------------------------------
+SEED="$SRC/configs/scenarios/seed_llama31_8b_fp32_11_5gb.yaml"
+if out="$("$DMAP" map "$SEED" --format json)"; then
+  for want in '\["model.layers.7",0\]' '\["model.layers.8.self_attn",0\]' '\["lm_head","cpu"\],\["model.layers.8.mlp","cpu"\]\]'; do
+    if grep -qE "$want" <<<"$out"; then ok; else bad "seed map lacks $want: $out"; fi
+  done
+  if grep -q '"max_memory":{"0":11500000000,"cpu":68719476736}' <<<"$out"; then ok; else bad "seed max_memory: $out"; fi
+else
+  bad "seed scenario failed"
+fi
+"$DMAP" map "$SEED" >"$TMP/table" && grep -q "model.layers.8.mlp" "$TMP/table" && ok || bad "seed table"
+# the same through flags
+if out="$("$DMAP" map --model "$SRC/configs/models/llama31_8b.yaml" --dtype float32 --max-memory 0=11.5GB,cpu=64GiB \
+          --strategy infer_auto_device_map --no-split none --format json)" && grep -q '"model.layers.8.mlp","cpu"\]\]' <<<"$out"; then
+  ok
+else
+  bad "flag form of the seed map: $out"
+fi
+# strategies on the same scenario: whole-model and hand-written maps
+"$DMAP" map "$SEED" --strategy cpu --format json | grep -q '^{"device_map":\[\["","cpu"\]\]' && ok || bad "cpu strategy"
+"$DMAP" map "$SEED" --strategy first_half_on_gpu --format json | grep -q '"model.layers.8","cpu"' && ok || bad "hand-written map"
+"$DMAP" map "$SEED" --strategy auto --format json >/dev/null && ok || bad "auto strategy"
+"$DMAP" memory llama31_8b --format json | grep -q '"kv_cache_bytes_per_1000_tokens"' && ok || bad "memory json"
+"$DMAP" memory "$SRC/configs/models/gpt2_xl.yaml" | grep -q "float16" && ok || bad "memory table"
+"$DMAP" map --help | grep -q "usage: dmap map" && ok || bad "map --help"
+"$DMAP" memory --help >/dev/null && ok || bad "memory --help"
+
+# --- bad input ---------------------------------------------------------------------------------
+printf 'model:\n  model_type: llama\n  config: {vocab_size: 8\nmax_memory: {0: 1GB}\n' >"$TMP/malformed.yaml"
+expect_error "malformed yaml" "malformed.yaml:[0-9]+" -- map "$TMP/malformed.yaml"
+printf 'model:\n  model_type: bloom\n  config: {hidden_size: 8}\nmax_memory: {0: 1GB, cpu: 1GB}\n' >"$TMP/bloom.yaml"
+expect_error "unknown model_type" "unknown model_type 'bloom'" -- map "$TMP/bloom.yaml"
+printf 'model:\n  model_type: llama\n  config:\n    vocab_size: 8\n    hidden_size: 8\nmax_memory: {0: 1GB, cpu: 1GB}\n' >"$TMP/missing.yaml"
+expect_error "missing config field" "missing.yaml:[0-9]+.*intermediate_size" -- map "$TMP/missing.yaml"
+M='model:\n  model_type: llama\n  config: {vocab_size: 64, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 2, num_attention_heads: 2}\n'
+printf "${M}max_memory: {0: lots, cpu: 1GB}\n" >"$TMP/garbage.yaml"
+expect_error "garbage memory string" "garbage.yaml:[0-9]+.*lots" -- map "$TMP/garbage.yaml"
+printf "${M}max_memory: {0: -1000, cpu: 1GB}\n" >"$TMP/negative.yaml"
+expect_error "negative cap" "negative.yaml:[0-9]+.*negative" -- map "$TMP/negative.yaml"
+expect_error "garbage --max-memory" "cannot read size 'x1GB'" -- map "$SEED" --max-memory 0=x1GB,cpu=1GB
+expect_error "negative --max-memory" "negative" -- map "$SEED" --max-memory 0=-1GB,cpu=1GB
+printf "${M}max_memory: {0: 1GB, cpu: 1GB}\ndevice_maps:\n  m: {model: 0, model.layers.7: cpu, lm_head: 0}\n" >"$TMP/unknown_module.yaml"
+expect_error "manual map unknown module" "'model.layers.7'" -- map "$TMP/unknown_module.yaml" --strategy m
+printf "${M}max_memory: {0: 1GB, cpu: 1GB}\ndevice_maps:\n  m: {model: 0}\n" >"$TMP/uncovered.yaml"
+expect_error "manual map uncovered parameter" "no device for: lm_head.weight" -- map "$TMP/uncovered.yaml" --strategy m
+printf "${M}max_memory: {0: 1GB, cpu: 1GB}\ndevice_maps:\n  m: {model: 0, lm_head: tpu}\n" >"$TMP/unknown_device.yaml"
+expect_error "manual map unknown device" "unknown_device.yaml:[0-9]+.*unknown device 'tpu'" -- map "$TMP/unknown_device.yaml"
+printf '{"model.layers.0": 0, "lm_head": "cpu", "model": "cpu"}' >"$TMP/map.json"
+"$DMAP" map "$SEED" --device-map "$TMP/map.json" --format json >/dev/null && ok || bad "--device-map json"
+printf '{"model": "cpu"}' >"$TMP/short.json"
+expect_error "--device-map uncovered" "short.json.*lm_head.weight" -- map "$SEED" --device-map "$TMP/short.json"
+expect_error "missing file" "no_such.yaml.*cannot open" -- map "$TMP/no_such.yaml"
+expect_error "unknown option" "unknown option --colour" -- map "$SEED" --colour
+expect_error "unknown strategy" "unknown strategy or map 'fastest'" -- map "$SEED" --strategy fastest
+expect_error "unknown dtype" "unknown dtype 'float12'" -- map "$SEED" --dtype float12
+expect_error "bad format" "--format must be" -- map "$SEED" --format xml
+expect_error "unknown command" "unknown command" -- simulate-everything
+printf 'not: [valid\n' >"$TMP/config.json"
+expect_error "malformed config.json" "config.json:[0-9]+" -- memory "$TMP/config.json"
+printf '{"model_type": "llama", "hidden_size": 8}' >"$TMP/partial.json"
+expect_error "config.json missing field" "partial.json.*vocab_size" -- memory "$TMP/partial.json"
+
+echo "cli: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
