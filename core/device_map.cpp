@@ -21,7 +21,12 @@ std::string Device::str() const {
   return "?";
 }
 
-std::string Device::json() const { return kind == Kind::kGpu ? std::to_string(index) : "\"" + str() + "\""; }
+std::string Device::json() const {
+  if (kind == Kind::kGpu) return std::to_string(index);
+  std::string out(1, '"');
+  out.append(str()).push_back('"');
+  return out;
+}
 
 namespace {
 bool all_digits(std::string_view s) {

@@ -6,15 +6,16 @@ namespace dmap {
 namespace {
 std::string compose(const std::string& file, int line, int column, const std::string& message) {
   std::string out;
+  out.reserve(file.size() + message.size() + 24);
   if (!file.empty()) {
-    out += file;
+    out.append(file);
     if (line > 0) {
-      out += ":" + std::to_string(line);
-      if (column > 0) out += ":" + std::to_string(column);
+      out.append(":").append(std::to_string(line));
+      if (column > 0) out.append(":").append(std::to_string(column));
     }
-    out += ": ";
+    out.append(": ");
   }
-  out += message;
+  out.append(message);
   return out;
 }
 }  // namespace

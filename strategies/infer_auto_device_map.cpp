@@ -15,10 +15,6 @@ namespace dmap::strategies {
 
 namespace {
 
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
-
 // Direct parameters followed by child modules: what a split puts in place of a module.
 // (Direct buffers are not included: after a split they vanish from the map, as in accelerate.)
 std::vector<int> split_items(const TreeNode& m) {

@@ -292,9 +292,12 @@ class RatioReporter : public benchmark::BenchmarkReporter {
     std::vector<Run> out = runs;
     for (Run& r : out) {
       if (r.error_occurred || r.report_big_o || r.report_rms) continue;
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_unit != benchmark::kTime) continue;
       const std::string& agg = r.aggregate_name;  // "" for a single repetition
-      if (r.run_type == Run::RT_Aggregate && agg != "mean" && agg != "median") continue;
+      if (r.run_type == Run::RT_Aggregate && agg != "mean" && agg != "median") {
+        // stddev / cv of the map counters (constant per benchmark) is 0 or 0/0: drop them.
+        r.counters.clear();
+        continue;
+      }
       const std::string& fn = r.run_name.function_name;
       const std::string key = model_of(fn) + "|" + agg;
       const double secs = r.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(r.time_unit);

@@ -73,10 +73,10 @@ std::string caps_mismatch(const YAML::Node& expected, const MaxMemory& actual) {
     ++count;
     auto dev = parse_device(kv.first.Scalar());
     const double want = std::stod(kv.second.Scalar());
-    auto got = dev ? actual.get(*dev) : std::nullopt;
-    if (!got || static_cast<double>(*got) != want * 8.0) {
-      os << " " << kv.first.Scalar() << ": want " << kv.second.Scalar() << " got "
-         << (got ? format_bits_as_bytes(*got) : std::string("none"));
+    const std::optional<Bits> got = dev ? actual.get(*dev) : std::nullopt;
+    const std::string got_text = got.has_value() ? format_bits_as_bytes(got.value()) : std::string("none");
+    if (!got.has_value() || static_cast<double>(got.value()) != want * 8.0) {
+      os << " " << kv.first.Scalar() << ": want " << kv.second.Scalar() << " got " << got_text;
     }
   }
   if (count != actual.entries().size()) os << " (device count differs)";
