@@ -46,6 +46,18 @@ std::optional<std::string> Args::get(const std::string& flag) const {
 
 bool Args::has(const std::string& flag) const { return switches_on_.count(flag) > 0 || values_.count(flag) > 0; }
 
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t c = text.find(',', start);
+    if (c == std::string::npos) c = text.size();
+    if (c > start) out.push_back(text.substr(start, c - start));
+    start = c + 1;
+  }
+  return out;
+}
+
 std::string models_dir() {
   namespace fs = std::filesystem;
   if (const char* env = std::getenv("DMAP_MODELS_DIR")) return env;

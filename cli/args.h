@@ -26,6 +26,9 @@ class Args {
   std::set<std::string> switches_on_;
 };
 
+// "a,b,,c" -> {"a", "b", "c"}.
+std::vector<std::string> split_commas(const std::string& text);
+
 // The directory holding preset model files: $DMAP_MODELS_DIR, else configs/models beside the
 // binary's project, else the source tree's.
 std::string models_dir();

@@ -43,18 +43,6 @@ json output: {"device_map": [[module, device], ...], "max_memory": {device: byte
 exit codes: 0 ok, 1 runtime failure, 2 bad input
 )";
 
-std::vector<std::string> split_commas(const std::string& s) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= s.size()) {
-    size_t c = s.find(',', start);
-    if (c == std::string::npos) c = s.size();
-    if (c > start) out.push_back(s.substr(start, c - start));
-    start = c + 1;
-  }
-  return out;
-}
-
 struct MapOutcome {
   DeviceMap device_map;
   MaxMemory max_memory;

@@ -75,18 +75,7 @@ int cmd_memory(const std::vector<std::string>& argv) {
     }
   }
   std::vector<DType> dtypes;
-  for (const std::string& name : [&] {
-         std::vector<std::string> v;
-         std::string s = args.get("dtypes").value_or("float32,float16,int8,int4");
-         size_t start = 0;
-         while (start <= s.size()) {
-           size_t c = s.find(',', start);
-           if (c == std::string::npos) c = s.size();
-           if (c > start) v.push_back(s.substr(start, c - start));
-           start = c + 1;
-         }
-         return v;
-       }()) {
+  for (const std::string& name : split_commas(args.get("dtypes").value_or("float32,float16,int8,int4"))) {
     auto d = parse_dtype(name);
     if (!d) throw InputError("--dtypes: unknown dtype '" + name + "'");
     dtypes.push_back(*d);
