@@ -59,7 +59,7 @@ std::string caps_line(const MaxMemory& mm) {
   return out.empty() ? "(none)" : out;
 }
 
-void print_table(const ModuleTree& tree, const Scenario& sc, const MapOutcome& r) {
+void print_table(const ModuleTree& tree, const MapOutcome& r) {
   std::cout << "model:      " << (tree.model_name.empty() ? tree.model_type : tree.model_name) << " (" << tree.model_type
             << ", " << tree.num_parameters() << " parameters)\n";
   std::cout << "placement:  " << r.how << "\n";
@@ -90,7 +90,6 @@ void print_table(const ModuleTree& tree, const Scenario& sc, const MapOutcome& r
   for (const auto& [dev, bits] : placed) std::cout << "  " << dev.str() << "=" << format_bytes_human(bits / 8.0);
   if (unplaced) std::cout << "  (unlisted buffers of split modules: " << format_bytes_human(unplaced / 8.0) << ")";
   std::cout << "\n\ntransformers: device_map=" << device_map_to_json(r.device_map) << "\n";
-  (void)sc;
 }
 
 }  // namespace
@@ -218,7 +217,7 @@ int cmd_map(const std::vector<std::string>& argv) {
     w.end_object();
     std::cout << w.str() << "\n";
   } else {
-    print_table(tree, sc, out);
+    print_table(tree, out);
   }
   return 0;
 }

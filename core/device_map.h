@@ -74,7 +74,6 @@ class DeviceMap {
   void assign(const std::string& name, Device d);
   void erase(const std::string& name);
   std::optional<Device> get(const std::string& name) const;
-  const std::vector<std::pair<std::string, Device>>& entries() const { return entries_; }
   size_t size() const { return live_; }
   bool empty() const { return live_ == 0; }
   // Entries in order, erased ones dropped.
@@ -83,7 +82,7 @@ class DeviceMap {
   static DeviceMap from_items(const std::vector<std::pair<std::string, Device>>& items);
 
  private:
-  std::vector<std::pair<std::string, Device>> entries_;  // erased entries have empty name + flag
+  std::vector<std::pair<std::string, Device>> entries_;  // in insertion order, erased ones flagged
   std::vector<char> erased_;
   std::unordered_map<std::string, size_t> index_;
   size_t live_ = 0;
