@@ -191,12 +191,6 @@ std::vector<std::pair<std::string, Device>> DeviceMap::items() const {
   return out;
 }
 
-DeviceMap DeviceMap::from_items(const std::vector<std::pair<std::string, Device>>& items) {
-  DeviceMap dm;
-  for (const auto& [n, d] : items) dm.assign(n, d);
-  return dm;
-}
-
 std::string device_map_to_json(const DeviceMap& dm) {
   JsonWriter w;
   w.begin_object();

@@ -78,8 +78,6 @@ class DeviceMap {
   bool empty() const { return live_ == 0; }
   // Entries in order, erased ones dropped.
   std::vector<std::pair<std::string, Device>> items() const;
-  // Rebuilds from ordered pairs.
-  static DeviceMap from_items(const std::vector<std::pair<std::string, Device>>& items);
 
  private:
   std::vector<std::pair<std::string, Device>> entries_;  // in insertion order, erased ones flagged

@@ -15,11 +15,6 @@ constexpr Bits kBitsPerByte = 8;
 
 constexpr Bits bytes_to_bits(Bytes b) { return b * kBitsPerByte; }
 
-// Floor of bits/8, for quantities that must be whole bytes (e.g. printing a cap in bytes).
-constexpr Bytes bits_to_bytes_floor(Bits b) {
-  return b >= 0 ? b / kBitsPerByte : -((-b + kBitsPerByte - 1) / kBitsPerByte);
-}
-
 // Exact decimal rendering of a bit count as bytes: "1234" or "1234.125" (no trailing zeros).
 std::string format_bits_as_bytes(Bits b);
 
