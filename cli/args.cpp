@@ -75,4 +75,6 @@ std::string models_dir() {
 #endif
 }
 
+std::string config_dir() { return std::filesystem::path(models_dir()).parent_path().string(); }
+
 }  // namespace dmap::cli

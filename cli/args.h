@@ -33,4 +33,7 @@ std::vector<std::string> split_commas(const std::string& text);
 // binary's project, else the source tree's.
 std::string models_dir();
 
+// The configs/ folder (models/, hardware/, scenarios/, calibrations/): the parent of models_dir().
+std::string config_dir();
+
 }  // namespace dmap::cli

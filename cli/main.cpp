@@ -20,6 +20,9 @@ commands:
   map       the device map a strategy produces (auto, balanced, balanced_low_0, sequential,
             infer_auto_device_map, cpu, disk, one GPU, or a hand-written map)
   memory    sizes per dtype, largest layer, KV cache per 1,000 tokens, per-module breakdown
+  simulate  predicted memory, prefill and per-token time of every strategy x execution
+            semantics on the scenario's hardware, the optimal placement and the verdict
+  report    simulate + Markdown report with SVG charts under reports/<scenario>/
 
 Run `dmap <command> --help` for its options. Exit codes: 0 ok, 1 runtime failure, 2 bad input.
 )";
@@ -37,6 +40,8 @@ int main(int argc, char** argv) {
   try {
     if (command == "map") return dmap::cli::cmd_map(args);
     if (command == "memory") return dmap::cli::cmd_memory(args);
+    if (command == "simulate") return dmap::cli::cmd_simulate(args);
+    if (command == "report") return dmap::cli::cmd_report(args);
     std::cerr << "dmap: unknown command '" << command << "'\n\n" << kHelp;
     return 2;
   } catch (const dmap::InputError& e) {

@@ -139,8 +139,7 @@ PlanRequest plan_request_for(const Scenario& s, const ModuleTree& tree) {
   if (!req.dtype && req.entry == Entry::kFromPretrained) {
     req.dtype = req.pipeline == Pipeline::kTransformersV5 ? tree.checkpoint_dtype : DType::kFloat32;
   }
-  if (!s.max_memory) throw InputError(s.file, 0, 0, "scenario has no max_memory (device -> cap)");
-  req.max_memory = *s.max_memory;
+  if (s.max_memory) req.max_memory = *s.max_memory;  // else the caller derives it from the hardware
   if (req.entry == Entry::kInferAutoDeviceMap || s.no_split_given) req.no_split = s.no_split;
   if (req.entry == Entry::kFromPretrained && s.no_split_given && !s.no_split) req.no_split = std::vector<std::string>{};
   return req;

@@ -1,0 +1,101 @@
+// `dmap simulate`: every strategy x semantics of a scenario, the recommendation and the
+// verdict; `--update-golden` rewrites the planner-decision regression records.
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "sim/recommend.h"
+#include "sim/render.h"
+#include "sim/sim_scenario.h"
+
+namespace dmap::cli {
+
+namespace {
+
+const char* kSimulateHelp = R"(usage: dmap simulate SCENARIO.yaml [options]
+       dmap simulate --update-golden [SCENARIO.yaml ...]
+
+Predicts, for every strategy of the scenario under every execution semantics (accelerate,
+prefetch, in-place, cpu), the memory per device, prefill time, time per output token,
+tokens/s, end-to-end time, bytes moved per token and the bottleneck; searches the optimal
+placement; recommends the fastest and says when CPU-only beats partial GPU offload.
+
+options:
+  --format F           table (default) | json | markdown
+  --calibration FILE   achieved rates from `dmap profile --real` (overrides the scenario's)
+  --update-golden      rewrite tests/golden/<id>.json for the given scenarios (default: every
+                       scenario in configs/scenarios with hardware); use it only when a change
+                       of the cost model or a planner is intended, and say why in the commit
+  --golden-dir DIR     where golden records live (default: tests/golden of the source tree)
+  --help               this text
+
+exit codes: 0 ok, 1 runtime failure, 2 bad input
+)";
+
+std::string golden_dir_default() { return (std::filesystem::path(config_dir()).parent_path() / "tests" / "golden").string(); }
+
+}  // namespace
+
+std::vector<std::string> simulated_scenarios() {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(fs::path(config_dir()) / "scenarios", ec)) {
+    if (e.path().extension() != ".yaml") continue;
+    const YAML::Node n = YAML::LoadFile(e.path().string());
+    if (n.IsMap() && n["hardware"].IsDefined()) out.push_back(e.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+int cmd_simulate(const std::vector<std::string>& argv) {
+  Args args(argv, {"format", "calibration", "golden-dir"}, {"help", "update-golden"});
+  if (args.has("help")) {
+    std::cout << kSimulateHelp;
+    return 0;
+  }
+  const std::string format = args.get("format").value_or("table");
+  if (format != "table" && format != "json" && format != "markdown") {
+    throw InputError("--format: unknown format '" + format + "' (table, json, markdown)");
+  }
+  if (args.has("update-golden")) {
+    std::vector<std::string> files = args.positional();
+    if (files.empty()) files = simulated_scenarios();
+    const std::string dir = args.get("golden-dir").value_or(golden_dir_default());
+    std::filesystem::create_directories(dir);
+    for (const auto& f : files) {
+      const sim::SimScenario s = sim::load_sim_scenario(f, config_dir());
+      const sim::Evaluation ev = sim::evaluate(s);
+      const std::string path = dir + "/" + s.base.id + ".json";
+      const std::string tmp = path + ".tmp";
+      {
+        std::ofstream out(tmp);
+        out << sim::golden_json(s, ev);
+        if (!out) throw RuntimeFailure("cannot write " + tmp);
+      }
+      std::filesystem::rename(tmp, path);
+      std::cerr << "wrote " << path << "\n";
+    }
+    return 0;
+  }
+  if (args.positional().size() != 1) throw InputError("dmap simulate: expected one SCENARIO.yaml (see --help)");
+  const sim::SimScenario s = sim::load_sim_scenario(args.positional()[0], config_dir(), args.get("calibration"));
+  const sim::Evaluation ev = sim::evaluate(s);
+  if (format == "json") {
+    std::cout << sim::evaluation_json(s, ev);
+  } else if (format == "markdown") {
+    std::cout << sim::evaluation_markdown(s, ev);
+  } else {
+    std::cout << sim::evaluation_table(s, ev);
+  }
+  return 0;
+}
+
+}  // namespace dmap::cli

@@ -1,0 +1,87 @@
+// Calibration and Rates: the achieved figures the cost model computes with.
+//
+// Data flow: Hardware (datasheet x achievable fraction) --+
+//            Calibration (fitted by `dmap profile --real`) +--> Rates --> CostModel
+// A calibrated figure replaces the datasheet one; each Rate keeps its Source so outputs say
+// which numbers were measured.
+//
+// Calibration schema (configs/calibrations/<name>.yaml); every key except `kind` is optional:
+//
+//   kind: calibration
+//   name: my-desktop
+//   provenance: {cpu: "...", gpu: "...", driver: "...", dmap_version: 0.1.0, date: 2026-11-21,
+//                method: "dmap profile --real"}
+//   host:
+//     memory_bandwidth_gbs: 38.5          # achieved (e.g. STREAM triad / weight streaming)
+//     page_cache_read_gbs: 6.0            # reading a cached file into a fresh buffer
+//     dispatch_overhead_us: 3.0           # per operator
+//     offload_tensor_overhead_us: 45      # accelerate hook per tensor
+//     matmul_gflops:                      # achieved, by token count M of the product
+//       float32: [[1, 40], [16, 300], [128, 900]]     # [M, GFLOP/s] points, log-interpolated
+//       bfloat16: 350                                 # or one number for every M
+//   gpus:
+//     all:                                # or a GPU ordinal: 0, 1, ...
+//       memory_bandwidth_gbs: 4100
+//       launch_overhead_us: 6.5
+//       matmul_tflops: {bfloat16: [[1, 30], [512, 650]]}
+//   link: {h2d_pinned_gbs: 52, h2d_pageable_gbs: 21, d2h_pinned_gbs: 50, d2h_pageable_gbs: 20,
+//          copy_latency_us: 9, p2p_gbs: 400}
+//   disk: {read_gbs: 2.1, read_latency_us: 120}
+//   fit: {...}                             # free-form: residuals of the fit, reported as is
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/dtype.h"
+#include "sim/hardware.h"
+
+namespace dmap::sim {
+
+// A rate that may depend on the token count M of a matrix product: points (M, rate) sorted by
+// M, interpolated linearly in log M, clamped at the ends.
+struct RateCurve {
+  std::vector<std::pair<double, double>> points;
+  Source source = Source::kDatasheet;
+  double at(double m) const;
+  static RateCurve constant(double v, Source s) { return RateCurve{{{1.0, v}}, s}; }
+};
+
+struct DeviceRates {
+  Figure memory_bandwidth;            // achieved bytes/s
+  std::map<DType, RateCurve> flops;   // achieved FLOP/s per dtype
+  Figure dispatch;                    // seconds per operator
+  RateCurve flops_for(DType d) const; // falls back to float32 (then any) when the dtype is absent
+};
+
+struct Calibration {
+  std::string file;
+  std::string name;
+  YAML::Node node;  // the parsed file (validated)
+};
+
+// Reads and validates a calibration file. Errors name the file, line and key.
+Calibration load_calibration(const std::string& path);
+
+struct Rates {
+  DeviceRates host;
+  std::vector<DeviceRates> gpus;
+  Figure h2d_pinned, h2d_pageable, d2h_pinned, d2h_pageable;  // bytes/s
+  Figure copy_latency;                                          // seconds per copy
+  Figure offload_tensor_overhead;                               // seconds per tensor (accelerate)
+  std::vector<std::vector<double>> p2p;                         // bytes/s, [from][to]
+  Figure disk_read;                                             // bytes/s, cold
+  Figure disk_latency;                                          // seconds per read
+  Figure page_cache_read;                                       // bytes/s, warm
+  std::string calibration_name;                                 // "" = datasheet only
+};
+
+// Datasheet figures scaled by the achievable fractions, then the calibration's figures.
+Rates make_rates(const Hardware& hw, const Calibration* calibration);
+
+}  // namespace dmap::sim

@@ -1,0 +1,184 @@
+// The cost formulas.
+#include "sim/cost_model.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace dmap::sim {
+
+std::string resource_name(Resource r) {
+  switch (r) {
+    case Resource::kGpuCompute: return "gpu_compute";
+    case Resource::kGpuMemory: return "gpu_memory";
+    case Resource::kCpuCompute: return "cpu_compute";
+    case Resource::kCpuMemory: return "cpu_memory";
+    case Resource::kH2d: return "h2d";
+    case Resource::kDisk: return "disk";
+    case Resource::kCount: break;
+  }
+  return "?";
+}
+
+void Breakdown::add(const Breakdown& o, double w) {
+  for (int i = 0; i < static_cast<int>(Resource::kCount); ++i) s[i] += w * o.s[i];
+}
+
+double Breakdown::total() const {
+  double t = 0;
+  for (double v : s) t += v;
+  return t;
+}
+
+Resource Breakdown::largest() const {
+  int best = 0;
+  for (int i = 1; i < static_cast<int>(Resource::kCount); ++i) {
+    if (s[i] > s[best]) best = i;
+  }
+  return static_cast<Resource>(best);
+}
+
+CostModel::CostModel(const ModelGraph& graph, const Rates& rates, const Workload& workload)
+    : graph_(graph), rates_(rates), workload_(workload) {
+  DMAP_CHECK(workload.batch > 0 && workload.prompt > 0 && workload.new_tokens > 0, "workload must be positive");
+  const int64_t steps = decode_steps();
+  if (steps <= 0) {
+    samples_.push_back({workload.prompt + 1, 0.0});  // reported per-token time, no decode step runs
+  } else if (steps <= kDecodeSamples) {
+    for (int64_t k = 1; k <= steps; ++k) samples_.push_back({workload.prompt + k, 1.0});
+  } else {
+    const double bin = static_cast<double>(steps) / kDecodeSamples;
+    for (int i = 0; i < kDecodeSamples; ++i) {
+      const double mid = (i + 0.5) * bin;  // in (0, steps)
+      samples_.push_back({workload.prompt + 1 + static_cast<int64_t>(std::floor(mid)), bin});
+    }
+  }
+}
+
+int64_t CostModel::decode_steps() const { return workload_.new_tokens - 1; }
+
+const DeviceRates& CostModel::rates_of(ExecDevice d) const {
+  if (d.is_cpu()) return rates_.host;
+  DMAP_CHECK(d.gpu < static_cast<int>(rates_.gpus.size()), "GPU ordinal beyond the hardware");
+  return rates_.gpus[d.gpu];
+}
+
+void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes) const {
+  const double e = graph_.elt;
+  const double B = static_cast<double>(workload_.batch);
+  const double T = phase.prefill ? static_cast<double>(workload_.prompt) : 1.0;
+  const double M = B * T;
+  const double c = static_cast<double>(phase.context);
+  switch (op.kind) {
+    case OpKind::kMatmul: {
+      const double m = (op.head && phase.prefill) ? B : M;  // generate keeps only the last logits
+      const double K = static_cast<double>(op.in), N = static_cast<double>(op.out);
+      flops = 2.0 * m * K * N;
+      bytes = K * N * e + (op.bias ? N * e : 0.0) + m * (K + N) * e;
+      return;
+    }
+    case OpKind::kEmbedding:
+      flops = 0;
+      bytes = 2.0 * M * static_cast<double>(op.in) * e;
+      return;
+    case OpKind::kNorm: {
+      const double D = static_cast<double>(op.in);
+      flops = 5.0 * M * D;
+      bytes = 2.0 * M * D * e + D * e;
+      return;
+    }
+    case OpKind::kAttention: {
+      const double H = static_cast<double>(graph_.heads), KV = static_cast<double>(graph_.kv_heads);
+      const double d = static_cast<double>(graph_.head_dim);
+      // Scores and weighted sum: 4 FLOPs per (query, key, head, dim); causal prefill attends
+      // to P(P+1)/2 pairs per head, a decode step to c keys.
+      const double pairs = phase.prefill ? T * (T + 1) / 2.0 : c;
+      flops = 4.0 * B * H * d * pairs;
+      const double q_and_out = 2.0 * M * H * d * e;
+      const double kv_read = 2.0 * B * KV * d * e * (phase.prefill ? T : c);
+      const double kv_write = 2.0 * M * KV * d * e;
+      const double rotary = 2.0 * M * (H + KV) * d * e;
+      bytes = q_and_out + kv_read + kv_write + rotary;
+      return;
+    }
+    case OpKind::kActivation: {
+      const double I = static_cast<double>(op.in);
+      flops = (op.gated ? 6.0 : 8.0) * M * I;
+      bytes = (op.gated ? 3.0 : 2.0) * M * I * e;
+      return;
+    }
+    case OpKind::kResidual: {
+      const double D = static_cast<double>(op.in);
+      flops = M * D;
+      bytes = 3.0 * M * D * e;
+      return;
+    }
+  }
+}
+
+OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
+  OpTime t;
+  op_work(op, phase, t.flops, t.bytes);
+  const DeviceRates& r = rates_of(dev);
+  const double m = (op.kind == OpKind::kMatmul && !(op.head && phase.prefill))
+                       ? static_cast<double>(workload_.batch) * (phase.prefill ? static_cast<double>(workload_.prompt) : 1.0)
+                       : static_cast<double>(workload_.batch);
+  t.compute_s = t.flops / r.flops_for(graph_.dtype).at(m);
+  t.memory_s = t.bytes / r.memory_bandwidth.value;
+  t.overhead_s = op.kernels * r.dispatch.value;
+  return t;
+}
+
+void CostModel::charge(const OpTime& t, ExecDevice dev, Breakdown& b) const {
+  const bool compute = t.compute_bound();
+  if (dev.is_cpu()) {
+    b[compute ? Resource::kCpuCompute : Resource::kCpuMemory] += t.time();
+  } else {
+    b[compute ? Resource::kGpuCompute : Resource::kGpuMemory] += t.time();
+  }
+}
+
+double CostModel::h2d(double bytes, bool pinned) const {
+  return bytes / (pinned ? rates_.h2d_pinned.value : rates_.h2d_pageable.value) + rates_.copy_latency.value;
+}
+
+double CostModel::d2h(double bytes, bool pinned) const {
+  return bytes / (pinned ? rates_.d2h_pinned.value : rates_.d2h_pageable.value) + rates_.copy_latency.value;
+}
+
+double CostModel::p2p(double bytes, int from, int to) const {
+  return bytes / rates_.p2p[from][to] + rates_.copy_latency.value;
+}
+
+double CostModel::activation_bytes(Phase phase) const {
+  const double T = phase.prefill ? static_cast<double>(workload_.prompt) : 1.0;
+  return static_cast<double>(workload_.batch) * T * static_cast<double>(graph_.hidden) * graph_.elt;
+}
+
+double CostModel::activation_copy(ExecDevice from, ExecDevice to, Phase phase) const {
+  if (from == to) return 0;
+  const double b = activation_bytes(phase);
+  if (from.is_cpu()) return h2d(b, false);
+  if (to.is_cpu()) return d2h(b, false);
+  return p2p(b, from.gpu, to.gpu);
+}
+
+double CostModel::disk_read(double bytes, bool warm) const {
+  return bytes / (warm ? rates_.page_cache_read.value : rates_.disk_read.value) + (warm ? 0.0 : rates_.disk_latency.value);
+}
+
+Bytes CostModel::workspace_bytes(Phase phase) const {
+  const double T = phase.prefill ? static_cast<double>(workload_.prompt) : 1.0;
+  const double M = static_cast<double>(workload_.batch) * T;
+  const double width = 3.0 * static_cast<double>(graph_.hidden) +
+                       static_cast<double>((graph_.heads + 2 * graph_.kv_heads) * graph_.head_dim) +
+                       3.0 * static_cast<double>(graph_.inter);
+  return static_cast<Bytes>(M * width * graph_.elt);
+}
+
+Bytes CostModel::logits_bytes() const {
+  return static_cast<Bytes>(workload_.batch * graph_.vocab * 4);  // float32 logits of the last position
+}
+
+}  // namespace dmap::sim

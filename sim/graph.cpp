@@ -1,0 +1,240 @@
+// Operators of a forward pass, derived from the module tree's class names and shapes.
+#include "sim/graph.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/module_sizes.h"
+
+namespace dmap::sim {
+
+std::string op_kind_name(OpKind k) {
+  switch (k) {
+    case OpKind::kMatmul: return "matmul";
+    case OpKind::kEmbedding: return "embedding";
+    case OpKind::kNorm: return "norm";
+    case OpKind::kAttention: return "attention";
+    case OpKind::kActivation: return "activation";
+    case OpKind::kResidual: return "residual";
+  }
+  return "?";
+}
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+bool is_linear(const TreeNode& n) { return n.class_name == "Linear" || n.class_name == "Conv1D"; }
+
+int direct_param(const ModuleTree& t, int module, const char* local) {
+  for (int p : t.node(module).params) {
+    if (t.node(p).local == local) return p;
+  }
+  return -1;
+}
+
+bool has_linear_child(const ModuleTree& t, int module) {
+  for (int c : t.node(module).children) {
+    if (is_linear(t.node(c))) return true;
+  }
+  return false;
+}
+
+// Kernel counts of transformers' eager modules (what each op costs in launches):
+// RMSNorm: to(fp32), pow, mean, add eps, rsqrt, mul, mul weight, to(dtype) = 8.
+// Attention: rotary on q and k (cos/sin index, mul, rotate_half = slice+slice+neg+cat, mul, add)
+// ~ 12, cache update 2, SDPA 1, reshapes 1 = 16. Gated activation: act + mul = 2.
+constexpr int kRmsNormKernels = 8;
+constexpr int kAttentionKernels = 16;
+
+struct Builder {
+  const ModuleTree& t;
+  ModelGraph& g;
+  bool gated_family;
+
+  void visit(int id) {
+    const TreeNode& n = t.node(id);
+    if (n.is_tensor) return;
+    const std::string& cls = n.class_name;
+    if (is_linear(n)) {
+      const int w = direct_param(t, id, "weight");
+      if (w < 0) return;
+      const auto& shape = t.node(w).shape;
+      DMAP_CHECK(shape.size() == 2, "linear weight must be 2-D: " + n.name);
+      Op op;
+      op.kind = OpKind::kMatmul;
+      op.node = id;
+      op.in = cls == "Conv1D" ? shape[0] : shape[1];
+      op.out = cls == "Conv1D" ? shape[1] : shape[0];
+      op.weights.push_back(w);
+      const int b = direct_param(t, id, "bias");
+      if (b >= 0) {
+        op.bias = true;
+        op.weights.push_back(b);
+      }
+      op.head = op.out == g.vocab;
+      g.ops.push_back(op);
+      return;
+    }
+    if (contains(cls, "Embedding") && !contains(cls, "Rotary")) {
+      const int w = direct_param(t, id, "weight");
+      if (w >= 0) {
+        Op op;
+        op.kind = OpKind::kEmbedding;
+        op.node = id;
+        op.in = t.node(w).shape.back();
+        op.weights.push_back(w);
+        g.ops.push_back(op);
+      }
+      for (int c : n.children) visit(c);  // ChatGLM's Embedding wraps word_embeddings
+      return;
+    }
+    if (contains(cls, "Norm")) {
+      Op op;
+      op.kind = OpKind::kNorm;
+      op.node = id;
+      op.rms = contains(cls, "RMS");
+      op.kernels = op.rms ? kRmsNormKernels : 1;
+      for (int p : n.params) op.weights.push_back(p);
+      op.in = op.weights.empty() ? g.hidden : t.node(op.weights.front()).numel;
+      g.ops.push_back(op);
+      return;
+    }
+    for (int c : n.children) visit(c);
+    if (ends_with(cls, "Attention") && has_linear_child(t, id)) {
+      Op op;
+      op.kind = OpKind::kAttention;
+      op.node = id;
+      op.kernels = kAttentionKernels;
+      g.ops.push_back(op);
+    }
+    const bool is_block = std::find(t.no_split_modules.begin(), t.no_split_modules.end(), cls) != t.no_split_modules.end();
+    const bool mlp = ends_with(cls, "MLP");
+    // The MLP activation: in the MLP module, or (OPT) in a block holding fc1/fc2 itself.
+    if (mlp || (is_block && has_linear_child(t, id))) {
+      int64_t width = 0;
+      for (int c : n.children) {
+        if (is_linear(t.node(c))) {
+          const auto& s = t.node(direct_param(t, c, "weight")).shape;
+          width = t.node(c).class_name == "Conv1D" ? s[1] : s[0];
+          break;
+        }
+      }
+      Op op;
+      op.kind = OpKind::kActivation;
+      op.node = id;
+      op.gated = gated_family;
+      // ChatGLM's dense_h_to_4h produces both halves of the SwiGLU: the activation width is half.
+      op.in = (gated_family && t.model_type == "chatglm") ? width / 2 : (gated_family ? g.inter : width);
+      op.kernels = gated_family ? 2 : 1;
+      g.ops.push_back(op);
+    }
+    if (is_block) {
+      for (int r = 0; r < 2; ++r) {
+        Op op;
+        op.kind = OpKind::kResidual;
+        op.node = id;
+        op.in = g.hidden;
+        g.ops.push_back(op);
+      }
+    }
+  }
+};
+
+// Chain units: no-split modules and the weight-holding modules outside them, in order.
+void collect_chain(const ModuleTree& t, int id, std::vector<int>& out) {
+  const TreeNode& n = t.node(id);
+  const bool is_block =
+      std::find(t.no_split_modules.begin(), t.no_split_modules.end(), n.class_name) != t.no_split_modules.end();
+  if (is_block || (n.children.empty() && (!n.params.empty() || !n.buffers.empty()))) {
+    out.push_back(id);
+    return;
+  }
+  if (!n.params.empty() && id != t.root()) {
+    out.push_back(id);  // a module with its own weights and children: keep it whole
+    return;
+  }
+  for (int c : n.children) collect_chain(t, c, out);
+}
+
+}  // namespace
+
+int ModelGraph::storage_tensor(int tensor) const {
+  const int s = tree->node(tensor).tied_source;
+  return s >= 0 ? s : tensor;
+}
+
+Bytes ModelGraph::kv_bytes_per_token(int64_t batch) const {
+  return static_cast<Bytes>(2.0 * static_cast<double>(batch * kv_heads * head_dim) * elt);
+}
+
+Bytes ModelGraph::weight_bytes_total() const {
+  Bytes total = 0;
+  for (int i = 0; i < tree->size(); ++i) {
+    const TreeNode& n = tree->node(i);
+    if (n.is_tensor && !n.is_buffer && n.tied_source < 0) total += tensor_bytes[i];
+  }
+  return total;
+}
+
+ModelGraph build_graph(const ModuleTree& tree, DType dtype) {
+  ModelGraph g;
+  g.tree = &tree;
+  g.dtype = dtype;
+  g.elt = static_cast<double>(torch_bits_per_element(dtype)) / 8.0;
+  const ModelDims& d = tree.dims;
+  g.layers = d.num_layers;
+  g.hidden = d.hidden_size;
+  g.heads = d.num_attention_heads;
+  g.kv_heads = d.num_kv_heads > 0 ? d.num_kv_heads : d.num_attention_heads;
+  g.head_dim = d.head_dim > 0 ? d.head_dim : d.hidden_size / std::max<int64_t>(1, d.num_attention_heads);
+  g.inter = d.intermediate_size;
+  g.vocab = d.vocab_size;
+
+  g.tensor_bytes.assign(tree.size(), 0);
+  for (int i = 0; i < tree.size(); ++i) {
+    const TreeNode& n = tree.node(i);
+    if (!n.is_tensor) continue;
+    const DType t = instantiated_dtype(n, dtype);
+    g.tensor_bytes[i] = (n.numel * torch_bits_per_element(t) + 7) / 8;
+  }
+
+  const std::vector<std::string> gated = {"llama", "mistral", "qwen2", "gemma", "chatglm"};
+  Builder b{tree, g, std::find(gated.begin(), gated.end(), tree.model_type) != gated.end()};
+  b.visit(tree.root());
+
+  std::vector<int> units;
+  collect_chain(tree, tree.root(), units);
+  // Map every node to its unit, then cut the op list at unit boundaries.
+  g.chain_of_node.assign(tree.size(), -1);
+  for (size_t u = 0; u < units.size(); ++u) {
+    std::vector<int> stack = {units[u]};
+    while (!stack.empty()) {
+      const int id = stack.back();
+      stack.pop_back();
+      g.chain_of_node[id] = static_cast<int>(u);
+      for (int c : tree.node(id).children) stack.push_back(c);
+      for (int p : tree.node(id).params) g.chain_of_node[p] = static_cast<int>(u);
+      for (int p : tree.node(id).buffers) g.chain_of_node[p] = static_cast<int>(u);
+    }
+  }
+  g.chain.resize(units.size());
+  for (size_t u = 0; u < units.size(); ++u) g.chain[u].node = units[u];
+  size_t i = 0;
+  for (size_t u = 0; u < units.size(); ++u) {
+    g.chain[u].first_op = static_cast<int>(i);
+    while (i < g.ops.size() && g.chain_of_node[g.ops[i].node] == static_cast<int>(u)) {
+      if (g.ops[i].kind == OpKind::kAttention) g.chain[u].is_layer = true;
+      ++i;
+    }
+    g.chain[u].end_op = static_cast<int>(i);
+  }
+  DMAP_CHECK(i == g.ops.size(), "operators out of placement-unit order at " +
+                                    (i < g.ops.size() ? tree.node(g.ops[i].node).name : std::string("end")));
+  return g;
+}
+
+}  // namespace dmap::sim

@@ -1,0 +1,311 @@
+// Ranking, recommendation and verdict.
+#include "sim/recommend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "core/error.h"
+#include "strategies/plan.h"
+
+namespace dmap::sim {
+
+std::string format_seconds(double s) {
+  char buf[64];
+  if (s < 1e-3) {
+    std::snprintf(buf, sizeof buf, "%.1f us", s * 1e6);
+  } else if (s < 1.0) {
+    std::snprintf(buf, sizeof buf, "%.1f ms", s * 1e3);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.2f s", s);
+  }
+  return buf;
+}
+
+namespace {
+
+bool has_gpu(const DeviceMap& dm) {
+  for (const auto& [n, d] : dm.items()) {
+    if (d.is_gpu()) return true;
+  }
+  return false;
+}
+bool has_offload(const DeviceMap& dm) {
+  for (const auto& [n, d] : dm.items()) {
+    if (!d.is_gpu()) return true;
+  }
+  return false;
+}
+
+std::string pct(double f) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f%%", f * 100);
+  return buf;
+}
+std::string ratio(double r) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f\u00d7", r);
+  return buf;
+}
+std::string gbs(double bps) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GB/s", bps / 1e9);
+  return buf;
+}
+
+struct Context {
+  const SimScenario& s;
+  std::shared_ptr<ModuleTree> tree;
+  std::shared_ptr<ModelGraph> graph;
+  Rates rates;
+  std::unique_ptr<CostModel> cm;
+};
+
+void setup(Context& c, const Hardware& hw) {
+  c.tree = std::make_shared<ModuleTree>(build_module_tree(c.s.base.model));
+  c.graph = std::make_shared<ModelGraph>(build_graph(*c.tree, c.s.workload.dtype));
+  c.rates = make_rates(hw, c.s.calibration ? &*c.s.calibration : nullptr);
+  c.cm = std::make_unique<CostModel>(*c.graph, c.rates, c.s.workload);
+}
+
+std::optional<strategies::PlanResult> plan(const SimScenario& s, const ModuleTree& tree, const Hardware& hw,
+                                           const std::string& strategy, MaxMemory& given, bool& derived,
+                                           std::string& error) {
+  strategies::PlanRequest req = strategies::plan_request_for(s.base, tree);
+  auto st = strategies::parse_strategy(strategy);
+  DMAP_CHECK(st.has_value(), "not a planner strategy: " + strategy);
+  req.strategy = *st;
+  if (s.base.max_memory) {
+    req.max_memory = *s.base.max_memory;
+    req.user_gave_max_memory = true;
+    derived = false;
+  } else {
+    req.max_memory = derived_max_memory(hw);
+    req.user_gave_max_memory = false;
+    derived = true;
+  }
+  req.host_available_bytes = hw.host.ram - hw.host.reserved_ram;
+  given = req.max_memory;
+  try {
+    return strategies::plan_device_map(req);
+  } catch (const InputError& e) {
+    error = e.message();
+  } catch (const RuntimeFailure& e) {
+    error = e.what();
+  }
+  return std::nullopt;
+}
+
+bool same_placement(const ResultRow& a, const ResultRow& b) {
+  if (a.semantics != b.semantics || !a.error.empty() || !b.error.empty()) return false;
+  const auto x = a.map.items(), y = b.map.items();
+  if (x.size() != y.size()) return false;
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (x[i] != y[i]) return false;
+  }
+  return a.per_entry == b.per_entry;
+}
+
+void add_rows(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw, const std::string& strategy,
+              const DeviceMap& dm, const std::vector<Semantics>& semantics) {
+  std::vector<Semantics> list;
+  if (!has_gpu(dm)) {
+    list = {Semantics::kCpu};
+  } else if (!has_offload(dm)) {
+    list = {Semantics::kAccelerate};  // nothing offloaded: every semantics runs it the same way
+  } else {
+    list = semantics;
+  }
+  for (Semantics sem : list) {
+    ResultRow r;
+    r.strategy = strategy;
+    r.semantics = semantics_name(sem);
+    r.map = dm;
+    r.per_entry.assign(dm.items().size(), sem);
+    r.pred = simulate(*c.cm, hw, dm, r.per_entry);
+    for (const auto& prev : rows) {
+      if (same_placement(prev, r)) {
+        r.same_as = prev.strategy;
+        break;
+      }
+    }
+    rows.push_back(std::move(r));
+  }
+}
+
+}  // namespace
+
+Evaluation evaluate(const SimScenario& s) {
+  Context c{s, nullptr, nullptr, {}, nullptr};
+  const Hardware& hw = s.hardware;
+  setup(c, hw);
+  Evaluation ev;
+  ev.tree = c.tree;
+  ev.graph = c.graph;
+  ev.rates = c.rates;
+  for (const std::string& name : s.strategies) {
+    if (name == "optimal") {
+      ev.optimal = optimal_search(*c.cm, hw);
+      ResultRow r;
+      r.strategy = "optimal";
+      if (!ev.optimal->found) {
+        r.semantics = "-";
+        r.error = "no placement fits in the memory of this hardware";
+        r.pred.feasible = false;
+        r.pred.oom = r.error;
+      } else {
+        r.semantics = ev.optimal->label;
+        r.map = ev.optimal->map;
+        r.per_entry = ev.optimal->per_entry;
+        r.pred = simulate(*c.cm, hw, r.map, r.per_entry);
+      }
+      ev.optimal_row = static_cast<int>(ev.rows.size());
+      ev.rows.push_back(std::move(r));
+      continue;
+    }
+    if (name == "cpu" || name == "disk") {
+      const DeviceMap dm = strategies::whole_model_map(name == "cpu" ? Device::cpu() : Device::disk());
+      if (name == "cpu") ev.cpu_row = static_cast<int>(ev.rows.size());
+      add_rows(ev.rows, c, hw, name, dm, s.semantics);
+      continue;
+    }
+    if (strategies::parse_strategy(name)) {
+      std::string error;
+      auto res = plan(s, *c.tree, hw, name, ev.max_memory, ev.max_memory_derived, error);
+      if (name == "auto") ev.auto_row = static_cast<int>(ev.rows.size());
+      if (!res) {
+        ResultRow r;
+        r.strategy = name;
+        r.semantics = "-";
+        r.error = error;
+        r.pred.feasible = false;
+        r.pred.oom = "the planner raised: " + error;
+        ev.rows.push_back(std::move(r));
+        continue;
+      }
+      add_rows(ev.rows, c, hw, name, res->device_map, s.semantics);
+      continue;
+    }
+    // A hand-written map.
+    for (const auto& m : s.base.device_maps) {
+      if (m.name != name) continue;
+      const DeviceMap dm = strategies::validate_manual_map(*c.tree, m.entries, s.base.file + ": device_maps." + m.name);
+      add_rows(ev.rows, c, hw, name, dm, s.semantics);
+    }
+  }
+  if (ev.max_memory.empty()) {
+    ev.max_memory = s.base.max_memory ? *s.base.max_memory : derived_max_memory(hw);
+    ev.max_memory_derived = !s.base.max_memory;
+  }
+
+  // Ranking: feasible rows by end-to-end time; duplicates keep their place.
+  for (int i = 0; i < static_cast<int>(ev.rows.size()); ++i) ev.ranking.push_back(i);
+  std::stable_sort(ev.ranking.begin(), ev.ranking.end(), [&](int a, int b) {
+    const auto& x = ev.rows[a].pred;
+    const auto& y = ev.rows[b].pred;
+    if (x.feasible != y.feasible) return x.feasible;
+    if (!x.feasible) return false;
+    return x.total_s < y.total_s;
+  });
+  if (!ev.ranking.empty() && ev.rows[ev.ranking[0]].pred.feasible) ev.recommended = ev.ranking[0];
+
+  // Break-even offloaded fraction: streaming a fraction f of the weights over the link costs
+  // f*W/h2d per token; the CPU reads all W at its memory bandwidth. CPU-only wins past h2d/bw.
+  ev.break_even_fraction = c.rates.h2d_pageable.value / c.rates.host.memory_bandwidth.value;
+
+  // The verdict.
+  std::ostringstream v;
+  const ResultRow* au = ev.auto_row >= 0 ? &ev.rows[ev.auto_row] : nullptr;  // auto x accelerate is its first row
+  const ResultRow* cpu = ev.cpu_row >= 0 ? &ev.rows[ev.cpu_row] : nullptr;
+  if (au && !au->error.empty()) {
+    v << "device_map='auto' cannot be planned here (" << au->error << "). ";
+  } else if (au && !au->pred.feasible) {
+    v << "device_map='auto' does not run here: " << au->pred.oom << ". ";
+  } else if (au && cpu && cpu->pred.feasible) {
+    const double r = au->pred.decode_token_s / cpu->pred.decode_token_s;
+    if (r > 1.0) {
+      v << "CPU-only decodes " << ratio(r) << " faster than device_map='auto' here: " << pct(au->pred.offloaded_fraction)
+        << " of the weights cross PCIe every token. ";
+    } else if (au->pred.offloaded_fraction > 0) {
+      v << "device_map='auto' decodes " << ratio(1.0 / r) << " faster than CPU-only with "
+        << pct(au->pred.offloaded_fraction) << " of the weights offloaded. ";
+    } else {
+      v << "device_map='auto' keeps the whole model on the GPU and decodes " << ratio(1.0 / r)
+        << " faster than CPU-only. ";
+    }
+  }
+  if (!hw.gpus.empty()) {
+    v << "Break-even offloaded fraction: " << pct(ev.break_even_fraction) << " (host-to-device "
+      << gbs(c.rates.h2d_pageable.value) << " / CPU memory " << gbs(c.rates.host.memory_bandwidth.value) << ")";
+    if (au && au->error.empty()) v << "; auto offloads " << pct(au->pred.offloaded_fraction);
+    v << ". ";
+  }
+  if (ev.recommended >= 0) {
+    const ResultRow& best = ev.rows[ev.recommended];
+    v << "Fastest: " << best.strategy << " (" << best.semantics << "), " << format_seconds(best.pred.decode_token_s)
+      << "/token, " << format_seconds(best.pred.total_s) << " end to end";
+    if (au && au->error.empty() && au->pred.feasible && &best != au) {
+      v << ", " << ratio(au->pred.total_s / best.pred.total_s) << " faster than device_map='auto'";
+    }
+    v << ".";
+    // How to run it.
+    if (best.strategy == "optimal" && ev.optimal && ev.optimal->found) {
+      const OptimalResult& o = *ev.optimal;
+      if (o.transformers_expressible) {
+        ev.how_to_run = "from_pretrained(..., device_map=" + device_map_to_json(best.map) + ")";
+      } else if (o.label.find("prefetch") != std::string::npos) {
+        ev.how_to_run = "needs prefetching offload (dmap run --semantics prefetch) with device map " +
+                        device_map_to_json(best.map);
+      } else {
+        ev.how_to_run = "llama.cpp-style split: -ngl " + std::to_string(o.gpu_layers) + " (" +
+                        std::to_string(o.gpu_layers) + " layers on the GPU, " + std::to_string(o.cpu_layers) +
+                        " computed on the CPU)";
+      }
+    } else if (best.semantics == "in-place") {
+      int gpu_layers = 0;
+      for (const auto& cu : ev.graph->chain) {
+        if (!cu.is_layer) continue;
+        auto d = strategies::device_of(*ev.tree, best.map, cu.node);
+        if (d && d->is_gpu()) ++gpu_layers;
+      }
+      ev.how_to_run = "llama.cpp-style split: -ngl " + std::to_string(gpu_layers);
+    } else if (best.semantics == "prefetch") {
+      ev.how_to_run = "needs prefetching offload (dmap run --semantics prefetch) with device map " + device_map_to_json(best.map);
+    } else if (best.semantics == "cpu") {
+      ev.how_to_run = "from_pretrained(..., device_map=\"cpu\")";
+    } else {
+      ev.how_to_run = "from_pretrained(..., device_map=" + device_map_to_json(best.map) + ")";
+    }
+  } else {
+    v << "No placement fits this hardware.";
+  }
+  ev.verdict = v.str();
+  return ev;
+}
+
+BudgetPoint evaluate_budget(const SimScenario& s, Bytes budget) {
+  SimScenario t = s;
+  for (auto& g : t.hardware.gpus) g.memory = budget;  // a GPU with this much memory
+  t.hardware.gpu_memory_in_use.clear();
+  t.base.max_memory.reset();  // derived from the capped hardware, as transformers would
+  t.strategies = {"auto", "cpu", "optimal"};
+  t.semantics = {Semantics::kAccelerate, Semantics::kInPlace};
+  BudgetPoint p;
+  p.budget = budget;
+  const Evaluation ev = evaluate(t);
+  for (const auto& r : ev.rows) {
+    if (!r.pred.feasible) continue;
+    if (r.strategy == "auto" && (r.semantics == "accelerate")) {
+      p.auto_s = r.pred.decode_token_s;
+      p.auto_offloaded = r.pred.offloaded_fraction;
+    }
+    if (r.strategy == "auto" && r.semantics == "in-place") p.in_place_s = r.pred.decode_token_s;
+    if (r.strategy == "cpu") p.cpu_s = r.pred.decode_token_s;
+    if (r.strategy == "optimal") p.optimal_s = r.pred.decode_token_s;
+  }
+  if (p.in_place_s < 0 && p.auto_s >= 0 && p.auto_offloaded == 0) p.in_place_s = p.auto_s;  // nothing offloaded
+  return p;
+}
+
+}  // namespace dmap::sim

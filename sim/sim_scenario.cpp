@@ -1,0 +1,154 @@
+// Scenario loading for the simulator.
+#include "sim/sim_scenario.h"
+
+#include <algorithm>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/yaml_io.h"
+
+namespace dmap::sim {
+
+namespace fs = std::filesystem;
+
+const std::vector<std::string>& builtin_strategies() {
+  static const std::vector<std::string> k = {"auto", "balanced", "balanced_low_0", "sequential", "cpu", "disk", "optimal"};
+  return k;
+}
+
+MaxMemory derived_max_memory(const Hardware& hw) {
+  MaxMemory mm;
+  for (size_t i = 0; i < hw.gpus.size(); ++i) {
+    const auto& g = hw.gpus[i];
+    const Bytes in_use = hw.gpu_memory_in_use.count(static_cast<int>(i)) ? hw.gpu_memory_in_use.at(static_cast<int>(i)) : 0;
+    mm.set(Device::gpu(static_cast<int>(i)), bytes_to_bits(std::max<Bytes>(0, g.memory - g.runtime_context - in_use)));
+  }
+  mm.set(Device::cpu(), bytes_to_bits(hw.host.ram - hw.host.reserved_ram));
+  return mm;
+}
+
+namespace {
+
+int64_t positive_int(const std::string& file, const YAML::Node& n, const std::string& what) {
+  const int64_t v = yaml_int(file, n, what);
+  if (v <= 0) fail_at(file, n, what + ": must be a positive integer, found " + n.Scalar());
+  return v;
+}
+
+}  // namespace
+
+SimScenario load_sim_scenario(const std::string& path, const std::string& config_dir,
+                              const std::optional<std::string>& calibration_override) {
+  SimScenario s;
+  s.base = load_scenario(path, (fs::path(config_dir) / "models").string());
+  const YAML::Node root = load_yaml_file(path);
+  const std::string hw_dir = (fs::path(config_dir) / "hardware").string();
+  static const std::vector<std::string> known = {
+      "id", "title", "model", "dtype", "max_memory", "no_split_module_classes", "entry", "strategy", "pipeline",
+      "device_maps", "expected", "hardware", "workload", "strategies", "semantics", "calibration", "crossover_budgets"};
+  for (const auto& kv : root) {
+    const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
+    if (std::find(known.begin(), known.end(), k) == known.end()) {
+      std::string list;
+      for (const auto& x : known) list += (list.empty() ? "" : ", ") + x;
+      fail_at(path, kv.first, "unknown scenario key '" + k + "' (known: " + list + ")");
+    }
+  }
+  if (root["title"].IsDefined()) s.title = yaml_string(path, root["title"], "title");
+  s.hardware = parse_hardware(root["hardware"], path, hw_dir);
+
+  const YAML::Node wl = root["workload"];
+  if (!wl.IsDefined() || !wl.IsMap()) fail_at(path, wl, root, "scenario needs 'workload: {batch, prompt, new_tokens}'");
+  for (const auto& kv : wl) {
+    const std::string k = kv.first.Scalar();
+    if (k != "batch" && k != "prompt" && k != "new_tokens" && k != "dtype") {
+      fail_at(path, kv.first, "workload: unknown key '" + k + "' (known: batch, prompt, new_tokens, dtype)");
+    }
+  }
+  if (wl["batch"].IsDefined()) s.workload.batch = positive_int(path, wl["batch"], "workload.batch");
+  if (!wl["prompt"].IsDefined()) fail_at(path, wl, "workload: missing 'prompt' (tokens in the prompt)");
+  s.workload.prompt = positive_int(path, wl["prompt"], "workload.prompt");
+  if (!wl["new_tokens"].IsDefined()) fail_at(path, wl, "workload: missing 'new_tokens'");
+  s.workload.new_tokens = positive_int(path, wl["new_tokens"], "workload.new_tokens");
+  std::optional<DType> dtype = s.base.dtype;
+  if (wl["dtype"].IsDefined()) {
+    const std::string d = yaml_string(path, wl["dtype"], "workload.dtype");
+    auto dt = parse_dtype(d);
+    if (!dt) fail_at(path, wl["dtype"], "workload.dtype: unknown dtype '" + d + "'");
+    if (s.base.dtype && *s.base.dtype != *dt) fail_at(path, wl["dtype"], "workload.dtype differs from the scenario's dtype");
+    dtype = dt;
+  }
+  s.workload.dtype = dtype.value_or(s.base.model.checkpoint_dtype.value_or(DType::kFloat32));
+  if (!s.base.dtype) s.base.dtype = s.workload.dtype;  // the planner sizes the load dtype
+  const int64_t max_pos = s.base.model.config.integer_or({"max_position_embeddings", "n_positions", "seq_length"}, 0);
+  if (max_pos > 0 && s.workload.prompt + s.workload.new_tokens > max_pos) {
+    fail_at(path, wl, "workload: prompt + new_tokens = " + std::to_string(s.workload.prompt + s.workload.new_tokens) +
+                          " exceeds the model's " + std::to_string(max_pos) + " positions");
+  }
+
+  // Strategies: the built-ins plus the file's hand-written maps.
+  std::vector<std::string> maps;
+  for (const auto& m : s.base.device_maps) maps.push_back(m.name);
+  const YAML::Node st = root["strategies"];
+  if (st.IsDefined() && !st.IsNull()) {
+    if (!st.IsSequence()) fail_at(path, st, "strategies: expected a list");
+    for (const auto& n : st) {
+      const std::string name = yaml_string(path, n, "strategy");
+      const auto& b = builtin_strategies();
+      if (std::find(b.begin(), b.end(), name) == b.end() && std::find(maps.begin(), maps.end(), name) == maps.end()) {
+        std::string list;
+        for (const auto& x : b) list += x + ", ";
+        fail_at(path, n, "strategies: unknown strategy '" + name + "' (one of: " + list + "or a name under device_maps)");
+      }
+      if (std::find(s.strategies.begin(), s.strategies.end(), name) != s.strategies.end()) {
+        fail_at(path, n, "strategies: '" + name + "' listed twice");
+      }
+      s.strategies.push_back(name);
+    }
+  } else {
+    s.strategies = {"auto", "balanced", "balanced_low_0", "sequential", "cpu", "optimal"};
+    for (const auto& m : maps) s.strategies.push_back(m);
+  }
+  const YAML::Node se = root["semantics"];
+  if (se.IsDefined() && !se.IsNull()) {
+    if (!se.IsSequence()) fail_at(path, se, "semantics: expected a list");
+    for (const auto& n : se) {
+      const std::string name = yaml_string(path, n, "semantics");
+      auto v = parse_semantics(name);
+      if (!v || *v == Semantics::kCpu) fail_at(path, n, "semantics: unknown '" + name + "' (accelerate, prefetch, in-place)");
+      s.semantics.push_back(*v);
+    }
+  } else {
+    s.semantics = {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace};
+  }
+  std::optional<std::string> cal = calibration_override;
+  if (!cal && root["calibration"].IsDefined() && !root["calibration"].IsNull()) {
+    const std::string rel = yaml_string(path, root["calibration"], "calibration");
+    fs::path p(rel);
+    if (p.is_relative()) {
+      const fs::path beside = fs::path(path).parent_path() / p;
+      const fs::path in_configs = fs::path(config_dir) / "calibrations" / (rel + ".yaml");
+      std::error_code ec;
+      p = fs::exists(beside, ec) ? beside : (fs::exists(in_configs, ec) ? in_configs : beside);
+    }
+    std::error_code ec;
+    if (!fs::exists(p, ec)) fail_at(path, root["calibration"], "calibration file not found: " + p.string());
+    cal = p.string();
+  }
+  if (cal) s.calibration = load_calibration(*cal);
+  const YAML::Node cb = root["crossover_budgets"];
+  if (cb.IsDefined() && !cb.IsNull()) {
+    if (!cb.IsSequence()) fail_at(path, cb, "crossover_budgets: expected a list of sizes");
+    for (const auto& n : cb) {
+      auto b = n.IsScalar() ? parse_memory_size(n.Scalar()) : std::nullopt;
+      if (!b || *b <= 0) fail_at(path, n, "crossover_budgets: cannot read size (use e.g. 8GiB)");
+      s.crossover_budgets.push_back(*b);
+    }
+  }
+  if (s.base.entry != "from_pretrained" && s.base.entry != "infer_auto_device_map") {
+    fail_at(path, root["entry"], "entry: unknown");
+  }
+  return s;
+}
+
+}  // namespace dmap::sim

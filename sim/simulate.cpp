@@ -1,0 +1,347 @@
+// The simulator: walks a forward pass op by op on the devices a placement gives them.
+#include "sim/simulate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <sstream>
+#include <unordered_map>
+
+#include "core/error.h"
+
+namespace dmap::sim {
+
+std::string semantics_name(Semantics s) {
+  switch (s) {
+    case Semantics::kAccelerate: return "accelerate";
+    case Semantics::kPrefetch: return "prefetch";
+    case Semantics::kInPlace: return "in-place";
+    case Semantics::kCpu: return "cpu";
+  }
+  return "?";
+}
+
+std::optional<Semantics> parse_semantics(const std::string& s) {
+  if (s == "accelerate") return Semantics::kAccelerate;
+  if (s == "prefetch") return Semantics::kPrefetch;
+  if (s == "in-place" || s == "in_place" || s == "inplace") return Semantics::kInPlace;
+  if (s == "cpu") return Semantics::kCpu;
+  return std::nullopt;
+}
+
+StreamCost stream_tensor(const CostModel& cm, double bytes, bool from_disk, bool warm, ExecDevice exec,
+                         Semantics semantics) {
+  StreamCost c;
+  if (from_disk) c.disk_s = cm.disk_read(bytes, warm);
+  if (!exec.is_cpu()) {
+    const bool pinned = semantics == Semantics::kPrefetch;
+    c.link_s = cm.h2d(bytes, pinned);
+    if (semantics == Semantics::kAccelerate) c.hook_s = cm.rates().offload_tensor_overhead.value;
+  }
+  return c;
+}
+
+bool page_cache_holds(const Hardware& hw, Bytes host_resident, Bytes disk_bytes) {
+  if (!hw.page_cache) return false;
+  const Bytes free_ram = hw.host.ram - hw.host.reserved_ram - host_resident;
+  return disk_bytes <= free_ram;
+}
+
+namespace {
+
+std::string human(double bytes) { return format_bytes_human(bytes); }
+
+struct Streamed {
+  enum From { kFromHost, kFromDisk, kFromGpu };
+  double bytes;
+  From from;
+  int gpu = 0;  // kFromGpu: where it is stored
+};
+
+struct Segment {
+  int entry = -1;
+  ExecDevice exec;
+  Semantics semantics = Semantics::kAccelerate;
+  std::vector<int> ops;
+  std::vector<std::vector<Streamed>> streamed;  // per op: tensors copied before it runs
+  std::vector<char> device_change;              // per op: activations arrive from another device
+  std::vector<ExecDevice> prev_exec;            // per op: where the activations come from
+  double streamed_bytes = 0;
+};
+
+struct PhaseResult {
+  double time = 0;
+  Breakdown b;
+  double moved_bytes = 0;
+};
+
+}  // namespace
+
+Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& map, Semantics semantics) {
+  return simulate(cm, hw, map, std::vector<Semantics>(map.items().size(), semantics));
+}
+
+Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& map,
+                    const std::vector<Semantics>& per_entry) {
+  const ModelGraph& g = cm.graph();
+  const ModuleTree& tree = *g.tree;
+  const Workload& w = cm.workload();
+  const auto items = map.items();
+  DMAP_CHECK(per_entry.size() == items.size(), "one semantics per map entry");
+
+  // Governing entry of every node (nearest listed ancestor, itself included).
+  std::unordered_map<std::string, int> entry_index;
+  for (size_t i = 0; i < items.size(); ++i) entry_index[items[i].first] = static_cast<int>(i);
+  std::vector<int> entry_of(tree.size(), -1);
+  for (int id = 0; id < tree.size(); ++id) {  // parents precede children in node order
+    auto it = entry_index.find(tree.node(id).name);
+    if (it != entry_index.end()) {
+      entry_of[id] = it->second;
+    } else if (tree.node(id).parent >= 0) {
+      entry_of[id] = entry_of[tree.node(id).parent];
+    }
+  }
+  std::optional<int> main_gpu;
+  for (const auto& [name, d] : items) {
+    if (d.is_gpu()) {
+      main_gpu = d.index;
+      break;
+    }
+  }
+  for (const auto& [name, d] : items) {
+    if (d.is_gpu() && d.index >= static_cast<int>(hw.gpus.size())) {
+      throw InputError("the device map puts '" + name + "' on GPU " + d.str() + " but the hardware has " +
+                       std::to_string(hw.gpus.size()) + " GPU(s)");
+    }
+    if (d.kind == Device::Kind::kMps) throw InputError("the device map uses 'mps', which dmap does not simulate");
+  }
+  auto storage_of = [&](int node) -> Device {
+    const int e = entry_of[node];
+    DMAP_CHECK(e >= 0, "device map does not cover " + tree.node(node).name);
+    return items[e].second;
+  };
+  auto exec_of_entry = [&](int e) -> ExecDevice {
+    const Device d = items[e].second;
+    if (d.is_gpu()) return ExecDevice::on_gpu(d.index);
+    const Semantics s = per_entry[e];
+    if ((s == Semantics::kAccelerate || s == Semantics::kPrefetch) && main_gpu) return ExecDevice::on_gpu(*main_gpu);
+    return ExecDevice::cpu();
+  };
+
+  // Segments: runs of ops governed by one entry.
+  std::vector<Segment> segs;
+  ExecDevice cur = main_gpu ? ExecDevice::on_gpu(*main_gpu) : ExecDevice::cpu();
+  bool started = false;
+  std::vector<Bytes> max_leaf_streamed_on(hw.gpus.size() + 1, 0);
+  std::map<int, double> max_segment_streamed;  // per GPU, prefetch double buffers
+  for (size_t oi = 0; oi < g.ops.size(); ++oi) {
+    const Op& op = g.ops[oi];
+    int e = entry_of[op.node];
+    if (e < 0) {
+      e = segs.empty() ? -1 : segs.back().entry;  // residual adds of a split block follow the data
+    }
+    ExecDevice exec = e >= 0 ? exec_of_entry(e) : cur;
+    if (segs.empty() || segs.back().entry != e) {
+      Segment s;
+      s.entry = e;
+      s.exec = exec;
+      s.semantics = e >= 0 ? per_entry[e] : Semantics::kAccelerate;
+      segs.push_back(std::move(s));
+    }
+    Segment& s = segs.back();
+    s.ops.push_back(static_cast<int>(oi));
+    s.device_change.push_back(started && exec != cur);
+    s.prev_exec.push_back(cur);
+    std::vector<Streamed> st;
+    double leaf_bytes = 0;
+    for (int wt : op.weights) {
+      const int src = g.storage_tensor(wt);
+      const Device sd = storage_of(src);
+      const double bytes = static_cast<double>(g.tensor_bytes[src]);
+      if (sd.is_gpu() && !exec.is_cpu() && sd.index == exec.gpu) continue;  // resident on its GPU
+      if (sd.kind == Device::Kind::kCpu && exec.is_cpu()) continue;         // resident in RAM
+      if (sd.is_gpu()) {
+        // a (tied) weight stored on another device than the op runs on: one copy per forward
+        st.push_back({bytes, Streamed::kFromGpu, sd.index});
+      } else {
+        st.push_back({bytes, sd.kind == Device::Kind::kDisk ? Streamed::kFromDisk : Streamed::kFromHost});
+      }
+      leaf_bytes += bytes;
+    }
+    if (!exec.is_cpu() && exec.gpu < static_cast<int>(max_leaf_streamed_on.size())) {
+      max_leaf_streamed_on[exec.gpu] = std::max<Bytes>(max_leaf_streamed_on[exec.gpu], static_cast<Bytes>(leaf_bytes));
+    }
+    s.streamed_bytes += leaf_bytes;
+    s.streamed.push_back(std::move(st));
+    cur = exec;
+    started = true;
+  }
+  for (const auto& s : segs) {
+    if (!s.exec.is_cpu() && s.semantics == Semantics::kPrefetch) {
+      max_segment_streamed[s.exec.gpu] = std::max(max_segment_streamed[s.exec.gpu], s.streamed_bytes);
+    }
+  }
+
+  // ---- memory ----
+  const int ngpu = static_cast<int>(hw.gpus.size());
+  std::vector<double> gpu_weights(ngpu, 0), gpu_kv_per_token(ngpu, 0);
+  std::vector<char> gpu_used(ngpu, 0), gpu_head(ngpu, 0);
+  double host_weights = 0, disk_weights = 0, host_kv_per_token = 0;
+  bool host_exec = false, host_head = false;
+  for (int id = 0; id < tree.size(); ++id) {
+    const TreeNode& n = tree.node(id);
+    if (!n.is_tensor || n.tied_source >= 0) continue;
+    if (n.is_buffer && !n.persistent) continue;  // recomputed buffers (rotary) are negligible
+    const Device d = storage_of(id);
+    const double b = static_cast<double>(g.tensor_bytes[id]);
+    if (d.is_gpu()) {
+      gpu_weights[d.index] += b;
+      gpu_used[d.index] = 1;
+    } else if (d.kind == Device::Kind::kDisk) {
+      disk_weights += b;
+    } else {
+      host_weights += b;
+    }
+  }
+  const double kvpt = static_cast<double>(g.kv_bytes_per_token(w.batch));
+  for (const auto& s : segs) {
+    if (s.exec.is_cpu()) {
+      host_exec = true;
+    } else {
+      gpu_used[s.exec.gpu] = 1;
+    }
+    for (int oi : s.ops) {
+      const Op& op = g.ops[oi];
+      if (op.kind == OpKind::kAttention) (s.exec.is_cpu() ? host_kv_per_token : gpu_kv_per_token[s.exec.gpu]) += kvpt;
+      if (op.kind == OpKind::kMatmul && op.head) {
+        if (s.exec.is_cpu()) {
+          host_head = true;
+        } else {
+          gpu_head[s.exec.gpu] = 1;
+        }
+      }
+    }
+  }
+  Prediction p;
+  const int64_t final_context = w.prompt + cm.decode_steps();
+  const double ws_prefill = static_cast<double>(cm.workspace_bytes(Phase::prefill_of(w.prompt)));
+  const double ws_decode = static_cast<double>(cm.workspace_bytes(Phase::decode_at(final_context)));
+  const double logits = static_cast<double>(cm.logits_bytes());
+  std::vector<std::string> problems;
+  auto check_device = [&](const std::string& label, double cap, double fixed, bool executes, bool head,
+                          double kv_per_token, Device dev) {
+    const double ws_p = executes ? ws_prefill + (head ? logits : 0) : 0;
+    const double ws_d = executes ? ws_decode + (head ? logits : 0) : 0;
+    const double peak_prefill = fixed + ws_p + kv_per_token * static_cast<double>(w.prompt);
+    const double peak_decode = fixed + ws_d + kv_per_token * static_cast<double>(final_context);
+    const double peak = std::max(peak_prefill, peak_decode);
+    p.memory.emplace_back(dev, static_cast<Bytes>(peak));
+    p.capacity.emplace_back(dev, static_cast<Bytes>(cap));
+    std::ostringstream why;
+    if (fixed > cap) {
+      why << label << " cannot even hold the placement: " << human(fixed) << " of weights, buffers and runtime vs "
+          << human(cap) << " available";
+    } else if (peak_prefill > cap) {
+      why << label << " runs out of memory in prefill (context " << w.prompt << "): needs " << human(peak_prefill)
+          << ", has " << human(cap);
+    } else if (peak_decode > cap && kv_per_token > 0) {
+      const double room = cap - fixed - ws_d;
+      const int64_t last_fit = static_cast<int64_t>(std::floor(room / kv_per_token));
+      const int64_t c = std::max<int64_t>(last_fit + 1, w.prompt + 1);
+      why << label << " runs out of memory while decoding at context " << c << " (new token " << (c - w.prompt + 1)
+          << " of " << w.new_tokens << "): the KV cache outgrows the " << human(cap - fixed - ws_d) << " left";
+    } else if (peak_decode > cap) {
+      why << label << " runs out of memory while decoding: needs " << human(peak_decode) << ", has " << human(cap);
+    }
+    if (!why.str().empty()) problems.push_back(why.str());
+  };
+  for (int gi = 0; gi < ngpu; ++gi) {
+    if (!gpu_used[gi]) continue;
+    const GpuSpec& spec = hw.gpus[gi];
+    const auto in_use = hw.gpu_memory_in_use.count(gi) ? hw.gpu_memory_in_use.at(gi) : 0;
+    double transient = static_cast<double>(max_leaf_streamed_on[gi]);  // accelerate: one leaf's weights at a time
+    if (max_segment_streamed.count(gi)) transient = std::max(transient, 2.0 * max_segment_streamed[gi]);
+    const double fixed = static_cast<double>(spec.runtime_context) + gpu_weights[gi] + transient;
+    check_device("GPU " + std::to_string(gi), static_cast<double>(spec.memory - in_use), fixed, true, gpu_head[gi],
+                 gpu_kv_per_token[gi], Device::gpu(gi));
+  }
+  check_device("host RAM", static_cast<double>(hw.host.ram - hw.host.reserved_ram), host_weights, host_exec, host_head,
+               host_kv_per_token, Device::cpu());
+  if (disk_weights > 0) {
+    p.memory.emplace_back(Device::disk(), static_cast<Bytes>(disk_weights));
+    p.capacity.emplace_back(Device::disk(), static_cast<Bytes>(disk_weights));
+  }
+  p.feasible = problems.empty();
+  for (const auto& s : problems) p.oom += (p.oom.empty() ? "" : "; ") + s;
+  const double all_weights = static_cast<double>(g.weight_bytes_total());
+  if (main_gpu && all_weights > 0) p.offloaded_fraction = (host_weights + disk_weights) / all_weights;
+
+  // ---- time ----
+  const bool warm_decode = page_cache_holds(hw, static_cast<Bytes>(host_weights), static_cast<Bytes>(disk_weights));
+  auto run_phase = [&](Phase phase, bool warm) {
+    PhaseResult r;
+    double prev_compute = 0;
+    for (size_t si = 0; si < segs.size(); ++si) {
+      const Segment& s = segs[si];
+      double compute = 0, ops_only = 0, stream = 0;
+      Breakdown sb, stream_b;
+      for (size_t k = 0; k < s.ops.size(); ++k) {
+        const Op& op = g.ops[s.ops[k]];
+        if (s.device_change[k]) {
+          const double t = cm.activation_copy(s.prev_exec[k], s.exec, phase);
+          compute += t;
+          sb[Resource::kH2d] += t;
+          r.moved_bytes += cm.activation_bytes(phase);
+        }
+        for (const Streamed& st : s.streamed[k]) {
+          StreamCost c;
+          if (st.from == Streamed::kFromGpu) {
+            c.link_s = s.exec.is_cpu() ? cm.d2h(st.bytes, false) : cm.p2p(st.bytes, st.gpu, s.exec.gpu);
+          } else {
+            c = stream_tensor(cm, st.bytes, st.from == Streamed::kFromDisk, warm, s.exec, s.semantics);
+          }
+          stream += c.total();
+          stream_b[Resource::kDisk] += c.disk_s;
+          stream_b[Resource::kH2d] += c.link_s + c.hook_s;
+          r.moved_bytes += st.bytes;
+        }
+        const OpTime t = cm.op(op, s.exec, phase);
+        compute += t.time();
+        ops_only += t.time();
+        cm.charge(t, s.exec, sb);
+      }
+      double exposed = stream;
+      if (s.semantics == Semantics::kPrefetch && !s.exec.is_cpu() && stream > 0) {
+        exposed = std::max(0.0, stream - prev_compute);
+      }
+      if (stream > 0) r.b.add(stream_b, exposed / stream);
+      r.b.add(sb);
+      r.time += compute + exposed;
+      prev_compute = ops_only;  // the copy overlaps the previous entry's kernels
+    }
+    return r;
+  };
+  const PhaseResult pre = run_phase(Phase::prefill_of(w.prompt), false);
+  p.prefill_s = pre.time;
+  p.prefill = pre.b;
+  double decode_total = 0, moved = 0;
+  const auto& samples = cm.decode_samples();
+  for (const auto& smp : samples) {
+    const PhaseResult d = run_phase(Phase::decode_at(smp.context), warm_decode);
+    const double weight = smp.steps > 0 ? smp.steps : 1.0;
+    decode_total += smp.steps * d.time;  // a single-token workload runs no decode step
+    p.decode.add(d.b, weight);
+    moved += weight * d.moved_bytes;
+  }
+  double mean = 0;
+  for (const auto& smp : samples) mean += (smp.steps > 0 ? smp.steps : 1.0);
+  for (double& v : p.decode.s) v /= mean;
+  p.decode_token_s = p.decode.total();
+  p.transfer_bytes_per_token = moved / mean;
+  p.total_s = p.prefill_s + decode_total;
+  p.tokens_per_s = p.decode_token_s > 0 ? static_cast<double>(w.batch) / p.decode_token_s : 0;
+  p.bottleneck = (cm.decode_steps() > 0 ? p.decode : p.prefill).largest();
+  return p;
+}
+
+}  // namespace dmap::sim

@@ -1,0 +1,69 @@
+// Simulator: predicts one placement (a device map + the execution semantics of its offloaded
+// entries) — prefill time, time per output token, end-to-end time, bytes moved, the
+// bottleneck, and memory per device with the phase and context at which it runs out.
+//
+// Execution semantics (DESIGN.md):
+//   accelerate  cpu/disk entries compute on the map's first GPU; before each leaf module's
+//               forward every weight tensor is copied from pageable memory, one blocking copy
+//               per tensor plus the hook's per-tensor cost; nothing overlaps
+//   prefetch    the same, from pinned memory, on a copy stream: an entry's copy overlaps the
+//               compute of the entry before it (double buffering)
+//   in-place    cpu/disk entries compute on the CPU; only activations cross the link
+//   cpu         every entry computes on the CPU
+// Disk entries are read from disk (prefill: cold; decode: from the page cache when it holds
+// them) and then treated like cpu entries. GPUs run one at a time (naive pipeline).
+//
+// Example:
+//   CostModel cm(graph, rates, workload);
+//   Prediction p = simulate(cm, hardware, plan.device_map, Semantics::kAccelerate);
+//   if (!p.feasible) std::cout << p.oom << "\n";
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/device_map.h"
+#include "sim/cost_model.h"
+#include "sim/hardware.h"
+
+namespace dmap::sim {
+
+enum class Semantics { kAccelerate, kPrefetch, kInPlace, kCpu };
+std::string semantics_name(Semantics s);
+std::optional<Semantics> parse_semantics(const std::string& s);
+
+struct Prediction {
+  bool feasible = true;
+  std::string oom;  // why it does not fit ("" when feasible)
+  std::vector<std::pair<Device, Bytes>> memory;    // peak bytes per device used by the placement
+  std::vector<std::pair<Device, Bytes>> capacity;  // what each device offers it
+  double prefill_s = 0;
+  double decode_token_s = 0;  // mean over the decode steps
+  double total_s = 0;         // prefill + every decode step
+  double tokens_per_s = 0;    // decode throughput: batch / decode_token_s
+  double transfer_bytes_per_token = 0;  // weights and activations crossing a link or read from disk, per step
+  double offloaded_fraction = 0;        // weight bytes stored off-GPU / all weight bytes (0 without GPU)
+  Breakdown prefill, decode;            // seconds per resource (decode: per token)
+  Resource bottleneck = Resource::kGpuMemory;
+};
+
+// `per_entry`: the semantics of each entry of `map.items()` (only cpu/disk entries care).
+Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& map,
+                    const std::vector<Semantics>& per_entry);
+Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& map, Semantics semantics);
+
+// Shared with the optimal search so both price a unit the same way.
+struct StreamCost {
+  double disk_s = 0, link_s = 0, hook_s = 0;
+  double total() const { return disk_s + link_s + hook_s; }
+};
+// Moving one weight tensor of `bytes` stored on cpu (from_disk = false) or disk to where it
+// computes, under `semantics`.
+StreamCost stream_tensor(const CostModel& cm, double bytes, bool from_disk, bool warm, ExecDevice exec,
+                         Semantics semantics);
+// Whether disk-offloaded weights stay in the page cache between forwards.
+bool page_cache_holds(const Hardware& hw, Bytes host_resident, Bytes disk_bytes);
+
+}  // namespace dmap::sim
