@@ -87,5 +87,55 @@ expect_error "malformed config.json" "config.json:[0-9]+" -- memory "$TMP/config
 printf '{"model_type": "llama", "hidden_size": 8}' >"$TMP/partial.json"
 expect_error "config.json missing field" "partial.json.*vocab_size" -- memory "$TMP/partial.json"
 
+# --- dmap simulate / dmap report ------------------------------------------------------------
+SIM="$SRC/configs/scenarios/llama31_8b_fp16_rtx3060.yaml"
+if out="$("$DMAP" simulate "$SIM" --format json)"; then
+  for key in '"results":\[' '"recommendation":\{"strategy":' '"verdict":"' '"decode_token_s":' '"tokens_per_s":' \
+             '"transfer_bytes_per_token":' '"bottleneck":"(gpu_compute|gpu_memory|h2d|cpu_compute|cpu_memory|disk)"' \
+             '"memory_bytes":\{"0":' '"strategy":"cpu","semantics":"cpu"' '"semantics":"prefetch"' '"semantics":"in-place"' \
+             '"source":"datasheet"'; do
+    if grep -qE "$key" <<<"$out"; then ok; else bad "simulate json lacks /$key/"; fi
+  done
+  # the article's verdict: CPU-only beats device_map='auto' for fp16 on a 12 GB GPU
+  if grep -q "CPU-only decodes .* faster than device_map='auto'" <<<"$out"; then ok; else bad "simulate verdict: $out"; fi
+else
+  bad "simulate json failed"
+fi
+"$DMAP" simulate "$SIM" >"$TMP/sim.txt" && grep -q "Break-even offloaded fraction" "$TMP/sim.txt" && ok || bad "simulate table"
+"$DMAP" simulate "$SIM" --format markdown >"$TMP/sim.md" && grep -q "^| 1 |" "$TMP/sim.md" && ok || bad "simulate markdown"
+# an over-capacity placement is a result, not an error
+if "$DMAP" simulate "$SRC/configs/scenarios/llama31_8b_fp32_rtx3060.yaml" --format json | grep -q '"feasible":false,"reason":"GPU 0'; then ok; else bad "OOM row"; fi
+# report
+if "$DMAP" report "$SIM" --out "$TMP/reports" >/dev/null; then
+  for f in index.md time_per_token.svg crossover.svg memory.svg results.json; do
+    [ -s "$TMP/reports/llama31_8b_fp16_rtx3060/$f" ] && ok || bad "report lacks $f"
+  done
+  grep -q "## Crossover" "$TMP/reports/llama31_8b_fp16_rtx3060/index.md" && ok || bad "report index"
+else
+  bad "report failed"
+fi
+# bad scenario input: exit 2, file and line, nothing written
+scenario() { printf '%s\n' "$@" >"$TMP/s.yaml"; }
+scenario "model: llama31_8b" "hardware: {host: desktop_ddr5_dual, gpus: [rtx9090], link: pcie4_x16, disk: nvme_gen4}" \
+  "workload: {prompt: 512, new_tokens: 8}"
+expect_error "unknown gpu preset" "s.yaml:2:.*unknown gpu preset 'rtx9090'" -- simulate "$TMP/s.yaml"
+scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {new_tokens: 8}"
+expect_error "missing prompt" "s.yaml:3:.*missing 'prompt'" -- simulate "$TMP/s.yaml"
+scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 512, new_tokens: -4}"
+expect_error "negative tokens" "s.yaml:3:.*new_tokens: must be a positive integer" -- simulate "$TMP/s.yaml"
+scenario "model: llama31_8b" "hardware:" "  host: desktop_ddr5_dual" "  gpus: [{name: x, memory: 12GiB, memory_bandwidth_gbs: -360, peak_tflops: {float32: 10}}]" \
+  "  link: pcie4_x16" "  disk: nvme_gen4" "workload: {prompt: 8, new_tokens: 8}"
+expect_error "nonsense bandwidth" "s.yaml:4:.*memory_bandwidth_gbs: must be positive" -- simulate "$TMP/s.yaml"
+scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" "strategies: [auto, mine]" \
+  "device_maps:" "  mine: {model.embed_tokens: 0}"
+expect_error "map not covering the model" "device_maps.mine.*gives no device for" -- simulate "$TMP/s.yaml"
+scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" "gpu_count: 2"
+expect_error "unknown scenario key" "s.yaml:4:.*unknown scenario key 'gpu_count'" -- simulate "$TMP/s.yaml"
+scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 130000, new_tokens: 8000}"
+expect_error "context beyond the model" "exceeds the model's 131072 positions" -- simulate "$TMP/s.yaml"
+expect_error "report bad input writes nothing" "exceeds the model" -- report "$TMP/s.yaml" --out "$TMP/none"
+[ ! -e "$TMP/none" ] && ok || bad "report wrote output for bad input"
+expect_error "simulate bad format" "unknown format 'xml'" -- simulate "$SIM" --format xml
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
