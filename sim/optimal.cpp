@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "strategies/infer_auto_device_map.h"
 
 namespace dmap::sim {
 
@@ -407,6 +408,13 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     res.map.assign(name, d);
     res.per_entry.push_back(s);
     if (g.chain[u].is_layer) (c == UnitChoice::kResident ? res.gpu_layers : res.cpu_layers) += 1;
+  }
+  // Merge same-device siblings as accelerate's clean_device_map does, when the map runs under
+  // one semantics whose cost does not depend on entry granularity (not prefetch, which
+  // double-buffers whole entries).
+  if (!any_pre && !(any_acc && any_inplace)) {
+    strategies::clean_device_map(res.map);
+    res.per_entry.assign(res.map.items().size(), any_inplace ? Semantics::kInPlace : Semantics::kAccelerate);
   }
   std::string label;
   auto add = [&](const char* part) { label += (label.empty() ? "" : "+") + std::string(part); };

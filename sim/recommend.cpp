@@ -206,7 +206,9 @@ Evaluation evaluate(const SimScenario& s) {
     const auto& y = ev.rows[b].pred;
     if (x.feasible != y.feasible) return x.feasible;
     if (!x.feasible) return false;
-    return x.total_s < y.total_s;
+    // Equal predictions (the same placement written differently) keep the scenario's order.
+    auto key = [](double t) { return t > 0 ? std::round(std::log(t) * 1e9) : -1e300; };
+    return key(x.total_s) < key(y.total_s);
   });
   if (!ev.ranking.empty() && ev.rows[ev.ranking[0]].pred.feasible) ev.recommended = ev.ranking[0];
 
@@ -222,6 +224,8 @@ Evaluation evaluate(const SimScenario& s) {
     v << "device_map='auto' cannot be planned here (" << au->error << "). ";
   } else if (au && !au->pred.feasible) {
     v << "device_map='auto' does not run here: " << au->pred.oom << ". ";
+  } else if (au && !has_gpu(au->map)) {
+    v << "device_map='auto' runs everything on the CPU here (no GPU memory to use). ";
   } else if (au && cpu && cpu->pred.feasible) {
     const double r = au->pred.decode_token_s / cpu->pred.decode_token_s;
     if (r > 1.0) {
@@ -246,7 +250,12 @@ Evaluation evaluate(const SimScenario& s) {
     v << "Fastest: " << best.strategy << " (" << best.semantics << "), " << format_seconds(best.pred.decode_token_s)
       << "/token, " << format_seconds(best.pred.total_s) << " end to end";
     if (au && au->error.empty() && au->pred.feasible && &best != au) {
-      v << ", " << ratio(au->pred.total_s / best.pred.total_s) << " faster than device_map='auto'";
+      const double r = au->pred.total_s / best.pred.total_s;
+      if (r < 1.005) {
+        v << ", as fast as device_map='auto'";
+      } else {
+        v << ", " << ratio(r) << " faster than device_map='auto'";
+      }
     }
     v << ".";
     // How to run it.
