@@ -155,6 +155,7 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
     for (const auto& kv : maps) {
       NamedDeviceMap m;
       m.name = yaml_string(path, kv.first, "device map name");
+      m.line = kv.first.Mark().line >= 0 ? kv.first.Mark().line + 1 : 0;
       m.entries = parse_device_map_node(kv.second, path);
       s.device_maps.push_back(std::move(m));
     }

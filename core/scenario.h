@@ -30,6 +30,7 @@ namespace dmap {
 struct NamedDeviceMap {
   std::string name;
   std::vector<std::pair<std::string, Device>> entries;  // in file order
+  int line = 0;  // where the map starts in the scenario file (1-based; 0 = unknown)
 };
 
 struct Scenario {

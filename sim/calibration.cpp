@@ -47,7 +47,7 @@ void check_keys(const std::string& file, const YAML::Node& map, std::initializer
     for (const char* a : allowed) ok = ok || k == a;
     if (!ok) {
       std::string list;
-      for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+      for (const char* a : allowed) list.append(list.empty() ? "" : ", ").append(a);
       fail_at(file, kv.first, where + ": unknown key '" + k + "' (known: " + list + ")");
     }
   }

@@ -32,7 +32,7 @@ Located locate(const YAML::Node& ref, const std::string& file, const std::string
     std::error_code ec;
     if (!fs::exists(p, ec)) {
       std::string known;
-      for (const auto& k : list_presets(kind, hardware_dir)) known += (known.empty() ? "" : ", ") + k;
+      for (const auto& k : list_presets(kind, hardware_dir)) known.append(known.empty() ? "" : ", ").append(k);
       fail_at(file, ref, "unknown " + kind + " preset '" + id + "' (known: " + known + ")");
     }
     Located l{load_yaml_file(p.string()), p.string(), id};

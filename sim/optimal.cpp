@@ -40,7 +40,9 @@ struct Tables {
   std::vector<double> copy_prefill, copy_decode;     // [from+1][to+1] flattened
   std::vector<double> weights, kv, logits;           // per unit bytes on its execution device
   std::vector<double> max_leaf;                      // per unit: largest leaf's weights
-  std::vector<std::vector<double>> stream;           // [u][choice*2 + (decode?1:0)] seconds per forward
+  std::vector<std::vector<double>> stream;           // [u][choice*3 + slot] s per forward: prefill, decode cold, decode warm
+  std::vector<int> prev_ops;                         // [u]: nearest earlier unit that runs operators, -1 none
+  std::vector<char> has_ops;
   double ws = 0, logits_bytes = 0, steps = 0;
   double host_cap = 0;
   std::vector<double> gpu_cap, gpu_ctx;
@@ -89,7 +91,14 @@ struct Tables {
     kv.assign(units, 0);
     logits.assign(units, 0);
     max_leaf.assign(units, 0);
-    stream.assign(units, std::vector<double>(kChoices * 2, 0));
+    stream.assign(units, std::vector<double>(kChoices * 3, 0));
+    prev_ops.assign(units, -1);
+    has_ops.assign(units, 0);
+    for (int u = 0, last = -1; u < units; ++u) {
+      prev_ops[u] = last;
+      has_ops[u] = g.chain[u].first_op != g.chain[u].end_op;
+      if (has_ops[u]) last = u;
+    }
     // The tensors each unit owns (tie targets live with their source).
     std::vector<std::vector<double>> tensors(units);
     const ModuleTree& tree = *g.tree;
@@ -122,10 +131,10 @@ struct Tables {
         const Semantics sem = is_prefetch(ch) ? Semantics::kPrefetch
                               : is_stream(ch) ? Semantics::kAccelerate
                                               : Semantics::kInPlace;
-        for (int decode = 0; decode < 2; ++decode) {
+        for (int slot = 0; slot < 3; ++slot) {
           double t = 0;
-          for (double b : tensors[u]) t += stream_tensor(cm, b, from_disk(ch), decode == 1 && warm_disk(), exec, sem).total();
-          stream[u][c * 2 + decode] = t;
+          for (double b : tensors[u]) t += stream_tensor(cm, b, from_disk(ch), slot == 2, exec, sem).total();
+          stream[u][c * 3 + slot] = t;
         }
       }
     }
@@ -140,41 +149,36 @@ struct Tables {
     }
   }
 
-  // Disk reads in decode are served by the page cache only when the whole model fits in the
-  // free RAM (otherwise RAM is full of the weights kept there).
-  bool warm_disk() const {
-    double total = 0;
-    for (double b : weights) total += b;
-    return hw.page_cache && total <= static_cast<double>(hw.host.ram - hw.host.reserved_ram);
-  }
-
   int exec_of(UnitChoice c, int gpu) const {
     if (c == UnitChoice::kResident) return gpu;
     if (is_stream(c)) return 0;
     return -1;
   }
 
-  // Time of unit u under choice c on exec e, after unit u-1 ran as (pc, pe).
-  double step_time(int u, UnitChoice c, int e, UnitChoice pc, int pe, bool first) const {
+  // Time of unit u under choice c on exec e, after the last unit that ran operators ran on pe.
+  // Units without operators cost nothing and hand nothing over. `warm`: decode disk reads hit
+  // the page cache.
+  double step_time(int u, UnitChoice c, int e, int pe, bool warm) const {
+    if (!has_ops[u]) return 0;
+    const int before = prev_ops[u];
     double t = comp_total[u][e + 1];
     const int execs = gpus + 1;
-    if (!first && pe != e) {
+    if (before >= 0 && pe != e) {
       t += copy_prefill[(pe + 1) * execs + e + 1] + steps * copy_decode[(pe + 1) * execs + e + 1];
     }
     if (is_stream(c) || c == UnitChoice::kInPlaceDisk) {
       const int ci = static_cast<int>(c);
-      const double sp = stream[u][ci * 2], sd = stream[u][ci * 2 + 1];
+      const double sp = stream[u][ci * 3], sd = stream[u][ci * 3 + (warm ? 2 : 1)];
       if (is_prefetch(c)) {
         for (size_t k = 0; k < phases.size(); ++k) {
           const double s = k == 0 ? sp : sd;
-          const double prev = first ? 0.0 : comp[u - 1][pe + 1][k];
+          const double prev = before < 0 ? 0.0 : comp[before][pe + 1][k];
           t += phase_weight[k] * std::max(0.0, s - prev);
         }
       } else {
         t += sp + steps * sd;
       }
     }
-    (void)pc;
     return t;
   }
 
@@ -228,7 +232,7 @@ struct Run {
   std::vector<int> gpu;
 };
 
-Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt) {
+Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm) {
   Run best;
   if (T.units == 0) return best;
   const int G = T.gpus;
@@ -245,13 +249,13 @@ Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt) {
         for (int g = first_gpu; g <= last_gpu; ++g) {
           const double mem = T.gpu_open(g, mode) + T.gpu_bytes(0, ch);
           if (mem > T.gpu_cap[g]) continue;
-          out.push_back({mem, T.host_bytes(0, ch) + T.host_base(), T.step_time(0, ch, g, ch, g, true), -1, static_cast<int8_t>(g),
+          out.push_back({mem, T.host_bytes(0, ch) + T.host_base(), T.step_time(0, ch, g, g, warm), -1, static_cast<int8_t>(g),
                          static_cast<int8_t>(c)});
         }
       } else {
         const double host = T.host_bytes(0, ch) + T.host_base();
         if (host > T.host_cap) continue;
-        out.push_back({0, host, T.step_time(0, ch, -1, ch, -1, true), -1, -1, static_cast<int8_t>(c)});
+        out.push_back({0, host, T.step_time(0, ch, -1, -1, warm), -1, -1, static_cast<int8_t>(c)});
       }
     }
   }
@@ -308,6 +312,14 @@ Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt) {
       const Label& L = prev[li];
       const UnitChoice pc = static_cast<UnitChoice>(L.choice);
       const int pe = T.exec_of(pc, L.gpu);
+      if (!T.has_ops[u]) {
+        // A unit without operators (rotary buffers) goes with the unit before it: free, and the
+        // next unit hands over from the last one that ran.
+        const double mem = L.mem + (L.gpu >= 0 ? T.gpu_bytes(u, pc) : 0.0);
+        if (L.gpu >= 0 && mem > T.gpu_cap[L.gpu]) continue;
+        cand.push_back({mem, L.host + T.host_bytes(u, pc), L.time, li, L.gpu, L.choice});
+        continue;
+      }
       for (int c = 0; c < kChoices; ++c) {
         const UnitChoice ch = static_cast<UnitChoice>(c);
         if (!T.allowed(ch, mode, opt)) continue;
@@ -316,7 +328,7 @@ Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt) {
             const bool open = g != L.gpu;
             const double mem = (open ? T.gpu_open(g, Mode::kNone) : L.mem) + T.gpu_bytes(u, ch);
             if (mem > T.gpu_cap[g]) continue;
-            cand.push_back({mem, L.host + T.host_bytes(u, ch), L.time + T.step_time(u, ch, g, pc, pe, false), li,
+            cand.push_back({mem, L.host + T.host_bytes(u, ch), L.time + T.step_time(u, ch, g, pe, warm), li,
                             static_cast<int8_t>(g), static_cast<int8_t>(c)});
           }
         } else if (is_stream(ch)) {
@@ -325,11 +337,11 @@ Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt) {
           if (mem > T.gpu_cap[0]) continue;
           const double host = L.host + T.host_bytes(u, ch);
           if (host > T.host_cap) continue;
-          cand.push_back({mem, host, L.time + T.step_time(u, ch, 0, pc, pe, false), li, 0, static_cast<int8_t>(c)});
+          cand.push_back({mem, host, L.time + T.step_time(u, ch, 0, pe, warm), li, 0, static_cast<int8_t>(c)});
         } else {
           const double host = L.host + T.host_bytes(u, ch);
           if (host > T.host_cap) continue;
-          cand.push_back({L.mem, host, L.time + T.step_time(u, ch, -1, pc, pe, false), li, L.gpu, static_cast<int8_t>(c)});
+          cand.push_back({L.mem, host, L.time + T.step_time(u, ch, -1, pe, warm), li, L.gpu, static_cast<int8_t>(c)});
         }
       }
     }
@@ -358,30 +370,25 @@ Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt) {
 
 OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const OptimalOptions& options) {
   const Tables T(cm, hw);
-  Run best = run_dp(T, Mode::kNone, options);
-  if (!hw.gpus.empty()) {
-    if (options.allow_accelerate) {
-      Run r = run_dp(T, Mode::kAccelerate, options);
-      if (r.time < best.time) best = std::move(r);
-    }
-    if (options.allow_prefetch) {
-      Run r = run_dp(T, Mode::kPrefetch, options);
+  // Decode disk reads hit the page cache or not depending on the whole placement (what stays in
+  // RAM); when RAM binds, search under both assumptions and keep the placement whose exact
+  // objective is lowest.
+  std::vector<bool> warm_runs = {false};
+  if (T.host_binding && hw.page_cache && options.allow_disk) warm_runs.push_back(true);
+  std::vector<Mode> modes = {Mode::kNone};
+  if (!hw.gpus.empty() && options.allow_accelerate) modes.push_back(Mode::kAccelerate);
+  if (!hw.gpus.empty() && options.allow_prefetch) modes.push_back(Mode::kPrefetch);
+  Run best;
+  for (bool warm : warm_runs) {
+    for (Mode m : modes) {
+      Run r = run_dp(T, m, options, warm);
+      if (!std::isfinite(r.time)) continue;
+      if (warm_runs.size() > 1) r.time = dp_objective(cm, hw, r.choices, r.gpu);
       if (r.time < best.time) best = std::move(r);
     }
   }
   OptimalResult res;
   if (!std::isfinite(best.time)) return res;
-  // Units without weights or operators (rotary buffers) cost nothing anywhere: keep them with
-  // the unit before them so the map reads naturally.
-  for (int u = 0; u < T.units; ++u) {
-    const ChainUnit& cu = cm.graph().chain[u];
-    if (T.weights[u] > 0 || cu.first_op != cu.end_op) continue;
-    const int from = u > 0 ? u - 1 : (T.units > 1 ? 1 : 0);
-    if (from == u) continue;
-    const UnitChoice c = best.choices[from];
-    best.choices[u] = is_stream(c) ? (from_disk(c) ? UnitChoice::kInPlaceDisk : UnitChoice::kInPlaceCpu) : c;
-    best.gpu[u] = best.gpu[from];
-  }
   res.found = true;
   res.objective_s = best.time;
   res.choices = best.choices;
@@ -417,7 +424,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     res.per_entry.assign(res.map.items().size(), any_inplace ? Semantics::kInPlace : Semantics::kAccelerate);
   }
   std::string label;
-  auto add = [&](const char* part) { label += (label.empty() ? "" : "+") + std::string(part); };
+  auto add = [&](const char* part) { label.append(label.empty() ? "" : "+").append(part); };
   if (any_acc) add("accelerate");
   if (any_pre) add("prefetch");
   if (any_inplace) add(any_gpu ? "in-place" : "cpu");
@@ -440,13 +447,24 @@ double dp_objective(const CostModel& cm, const Hardware& hw, const std::vector<U
   }
   if (mode != Mode::kNone && (choices[0] != UnitChoice::kResident || gpu[0] != 0)) return kInf;
   std::vector<double> gpu_mem(T.gpus, -1);
-  double host = T.host_base(), time = 0;
-  int open = -1;
+  double host = T.host_base(), time = 0, ram_weights = 0, disk_weights = 0;
   for (int u = 0; u < T.units; ++u) {
     const UnitChoice c = choices[u];
-    int e = T.exec_of(c, gpu[u]);
+    if (c == UnitChoice::kStreamAccelerate || c == UnitChoice::kStreamPrefetch || c == UnitChoice::kInPlaceCpu) {
+      ram_weights += T.weights[u];
+    } else if (from_disk(c)) {
+      disk_weights += T.weights[u];
+    }
+  }
+  const bool warm = page_cache_holds(hw, static_cast<Bytes>(ram_weights), static_cast<Bytes>(disk_weights));
+  int open = -1, last_exec = -1;
+  for (int u = 0; u < T.units; ++u) {
+    const UnitChoice c = choices[u];
+    const int e = T.exec_of(c, gpu[u]);
     if (c == UnitChoice::kResident) {
-      if (gpu[u] < 0 || gpu[u] >= T.gpus || gpu[u] < open) return kInf;
+      if (gpu[u] < 0 || gpu[u] >= T.gpus) return kInf;
+      if (!T.has_ops[u] && gpu[u] != open) return kInf;  // an operator-less unit goes with its neighbour
+      if (gpu[u] < open) return kInf;
       if (gpu[u] != open) {
         open = gpu[u];
         gpu_mem[open] = T.gpu_open(open, open == 0 ? mode : Mode::kNone);
@@ -457,9 +475,8 @@ double dp_objective(const CostModel& cm, const Hardware& hw, const std::vector<U
       gpu_mem[0] += T.gpu_bytes(u, c);
     }
     host += T.host_bytes(u, c);
-    const UnitChoice pc = u ? choices[u - 1] : c;
-    const int pe = u ? T.exec_of(pc, gpu[u - 1]) : e;
-    time += T.step_time(u, c, e, pc, pe, u == 0);
+    time += T.step_time(u, c, e, last_exec, warm);
+    if (T.has_ops[u]) last_exec = e;
   }
   for (int g = 0; g < T.gpus; ++g) {
     if (gpu_mem[g] > T.gpu_cap[g]) return kInf;

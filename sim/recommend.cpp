@@ -190,7 +190,12 @@ Evaluation evaluate(const SimScenario& s) {
     // A hand-written map.
     for (const auto& m : s.base.device_maps) {
       if (m.name != name) continue;
-      const DeviceMap dm = strategies::validate_manual_map(*c.tree, m.entries, s.base.file + ": device_maps." + m.name);
+      DeviceMap dm;
+      try {
+        dm = strategies::validate_manual_map(*c.tree, m.entries, s.base.file);
+      } catch (const InputError& e) {
+        throw InputError(s.base.file, m.line, 0, "device_maps." + m.name + ": " + e.message());
+      }
       add_rows(ev.rows, c, hw, name, dm, s.semantics);
     }
   }

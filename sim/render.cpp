@@ -206,7 +206,7 @@ std::string evaluation_json(const SimScenario& s, const Evaluation& ev) {
 
 std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
   std::ostringstream o;
-  o << "scenario:   " << s.base.id << (s.title.empty() ? "" : " - " + s.title) << "\n";
+  o << "scenario:   " << s.base.id << (s.title.empty() ? std::string() : std::string(" - ").append(s.title)) << "\n";
   o << "model:      " << (ev.tree->model_name.empty() ? ev.tree->model_type : ev.tree->model_name) << ", "
     << dtype_name(s.workload.dtype) << "\n";
   o << "hardware:   " << s.hardware.describe() << "\n";

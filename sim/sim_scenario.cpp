@@ -50,7 +50,7 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
     const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
     if (std::find(known.begin(), known.end(), k) == known.end()) {
       std::string list;
-      for (const auto& x : known) list += (list.empty() ? "" : ", ") + x;
+      for (const auto& x : known) list.append(list.empty() ? "" : ", ").append(x);
       fail_at(path, kv.first, "unknown scenario key '" + k + "' (known: " + list + ")");
     }
   }

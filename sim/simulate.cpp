@@ -272,7 +272,7 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
     p.capacity.emplace_back(Device::disk(), static_cast<Bytes>(disk_weights));
   }
   p.feasible = problems.empty();
-  for (const auto& s : problems) p.oom += (p.oom.empty() ? "" : "; ") + s;
+  for (const auto& s : problems) p.oom.append(p.oom.empty() ? "" : "; ").append(s);
   const double all_weights = static_cast<double>(g.weight_bytes_total());
   if (main_gpu && all_weights > 0) p.offloaded_fraction = (host_weights + disk_weights) / all_weights;
 
