@@ -259,8 +259,9 @@ Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm) {
       }
     }
   }
-  // States are (open GPU, choice): prune each to its Pareto front.
-  // Three criteria (RAM binds): keep labels no other label of the same state dominates.
+  // States are (open GPU, choice): prune each to its Pareto front over (memory on the open GPU,
+  // host bytes, time). Host bytes are 0 unless RAM binds, so then two criteria remain and a
+  // sweep by memory keeps exactly the labels with strictly decreasing time.
   auto prune = [&](std::vector<Label>& v) {
     std::sort(v.begin(), v.end(), [](const Label& a, const Label& b) {
       if (a.gpu != b.gpu) return a.gpu < b.gpu;
@@ -275,36 +276,18 @@ Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm) {
     for (size_t k = 0; k < v.size(); ++k) {
       if (k == 0 || v[k].gpu != v[k - 1].gpu || v[k].choice != v[k - 1].choice) start = out.size();
       bool dominated = false;
-      for (size_t m = start; m < out.size() && !dominated; ++m) {
-        dominated = out[m].mem <= v[k].mem && out[m].host <= v[k].host && out[m].time <= v[k].time;
+      if (!T.host_binding) {
+        dominated = out.size() > start && out.back().time <= v[k].time;
+      } else {
+        for (size_t m = start; m < out.size() && !dominated; ++m) {
+          dominated = out[m].mem <= v[k].mem && out[m].host <= v[k].host && out[m].time <= v[k].time;
+        }
       }
       if (!dominated) out.push_back(v[k]);
     }
     v.swap(out);
   };
-  auto prune_fast = [&](std::vector<Label>& v) {
-    if (T.host_binding) return prune(v);
-    // Two criteria: sort by state, mem, time and keep strictly decreasing times.
-    std::sort(v.begin(), v.end(), [](const Label& a, const Label& b) {
-      if (a.gpu != b.gpu) return a.gpu < b.gpu;
-      if (a.choice != b.choice) return a.choice < b.choice;
-      if (a.mem != b.mem) return a.mem < b.mem;
-      return a.time < b.time;
-    });
-    std::vector<Label> out;
-    out.reserve(v.size());
-    for (size_t k = 0; k < v.size(); ++k) {
-      const bool new_state = out.empty() || out.back().gpu != v[k].gpu || out.back().choice != v[k].choice;
-      if (new_state) {
-        out.push_back(v[k]);
-        continue;
-      }
-      // Same state: find the best time so far among this state's kept labels (the last one).
-      if (v[k].time < out.back().time) out.push_back(v[k]);
-    }
-    v.swap(out);
-  };
-  prune_fast(layers[0]);
+  prune(layers[0]);
   for (int u = 1; u < T.units; ++u) {
     std::vector<Label> cand;
     const std::vector<Label>& prev = layers[u - 1];
@@ -345,7 +328,7 @@ Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm) {
         }
       }
     }
-    prune_fast(cand);
+    prune(cand);
     layers[u].swap(cand);
     if (layers[u].empty()) return best;
   }
