@@ -135,6 +135,16 @@ scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 130
 expect_error "context beyond the model" "exceeds the model's 131072 positions" -- simulate "$TMP/s.yaml"
 expect_error "report bad input writes nothing" "exceeds the model" -- report "$TMP/s.yaml" --out "$TMP/none"
 [ ! -e "$TMP/none" ] && ok || bad "report wrote output for bad input"
+# a calibration replaces datasheet figures and says so
+printf 'kind: calibration\nname: test-box\nhost: {memory_bandwidth_gbs: 20}\nlink: {h2d_pageable_gbs: 6}\n' >"$TMP/cal.yaml"
+if out="$("$DMAP" simulate "$SIM" --calibration "$TMP/cal.yaml" --format json)"; then
+  grep -q '"name":"cpu memory bandwidth","value":20,"unit":"GB/s","source":"calibrated"' <<<"$out" && ok || bad "calibrated figure: $out"
+  grep -q '"calibration":"test-box"' <<<"$out" && ok || bad "calibration name"
+else
+  bad "simulate --calibration failed"
+fi
+printf 'kind: calibration\nhost: {memory_bandwidth_gbs: -3}\n' >"$TMP/badcal.yaml"
+expect_error "negative calibrated bandwidth" "badcal.yaml:2:.*must be positive" -- simulate "$SIM" --calibration "$TMP/badcal.yaml"
 expect_error "simulate bad format" "unknown format 'xml'" -- simulate "$SIM" --format xml
 
 echo "cli: $pass passed, $fail failed"
