@@ -1,0 +1,131 @@
+// Run-time selection of the kernel instruction set, the portable fallback, and conversions.
+#include "exec/cpu/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace dmap::exec::cpu {
+
+uint16_t f32_to_bf16(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN stays NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+float bf16_to_f32(uint16_t v) {
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+float f16_to_f32(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  const uint32_t man = h & 0x3ffu;
+  float f;
+  if (exp == 0) {
+    f = std::ldexp(static_cast<float>(man), -24);  // zero or subnormal
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    u |= sign;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  uint32_t u = exp == 31 ? (sign | 0x7f800000u | (man << 13)) : (sign | ((exp + 112) << 23) | (man << 13));
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t f32_to_f16(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return sign | 0x7e00;  // NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00;  // overflow -> inf (65520 rounds up)
+  if (a < 0x38800000u) {                       // subnormal or zero in half
+    const float m = std::fabs(v) * 16777216.0f;  // / 2^-24
+    const float r = std::nearbyint(m);           // round to nearest even
+    return sign | static_cast<uint16_t>(r);
+  }
+  uint32_t h = ((a >> 13) - (112u << 10));
+  const uint32_t rem = a & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
+  return sign | static_cast<uint16_t>(h);
+}
+
+namespace scalar {
+namespace {
+template <class Conv>
+void linear_t(const float* x, int64_t M, int64_t K, const uint16_t* w16, const float* w32, int64_t N, const float* bias,
+              float* y, int threads, Conv conv) {
+#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
+  for (int64_t n = 0; n < N; ++n) {
+    for (int64_t m = 0; m < M; ++m) {
+      float s = 0;
+      for (int64_t k = 0; k < K; ++k) s += x[m * K + k] * (w32 ? w32[n * K + k] : conv(w16[n * K + k]));
+      y[m * N + n] = s + (bias ? bias[n] : 0.0f);
+    }
+  }
+}
+}  // namespace
+void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads) {
+  if (w.type == WType::kF32) {
+    linear_t(x, M, w.cols, nullptr, static_cast<const float*>(w.data), w.rows, bias, y, threads, bf16_to_f32);
+  } else {
+    linear_t(x, M, w.cols, static_cast<const uint16_t*>(w.data), nullptr, w.rows, bias, y, threads,
+             w.type == WType::kBF16 ? bf16_to_f32 : f16_to_f32);
+  }
+}
+}  // namespace scalar
+
+namespace avx2 {
+void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
+}
+namespace avx512 {
+void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
+}
+
+Isa best_isa() {
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma")) {
+      return Isa::kAvx512;
+    }
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;  // F16C comes with AVX2 parts
+    return Isa::kScalar;
+  }();
+  return isa;
+}
+
+std::string isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kScalar: return "scalar";
+  }
+  return "?";
+}
+
+void linear_isa(Isa isa, const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads) {
+  DMAP_CHECK(static_cast<int>(isa) <= static_cast<int>(best_isa()), "instruction set not supported here: " + isa_name(isa));
+  DMAP_CHECK(w.rows >= 0 && w.cols >= 0 && M >= 0, "negative matrix size");
+  threads = std::max(1, threads);
+  switch (isa) {
+    case Isa::kAvx512: avx512::linear(x, M, w, bias, y, threads); return;
+    case Isa::kAvx2: avx2::linear(x, M, w, bias, y, threads); return;
+    case Isa::kScalar: scalar::linear(x, M, w, bias, y, threads); return;
+  }
+}
+
+void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads) {
+  linear_isa(best_isa(), x, M, w, bias, y, threads);
+}
+
+}  // namespace dmap::exec::cpu

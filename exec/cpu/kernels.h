@@ -1,0 +1,45 @@
+// CPU kernels of the executor. The matrix product y = x W^T (+ b) is the hot loop: W is a
+// weight in PyTorch's Linear layout [N, K], stored as float32, float16 or bfloat16 (possibly a
+// memory-mapped safetensors tensor) and converted to float32 in registers; x and y are float32.
+// Decode (M = batch rows) streams W once and is memory-bound; prefill (M = tokens) reuses each
+// 4-row block of W from L1 across every 4-row block of x, so it is compute-bound.
+//
+// The instruction set is chosen at run time: AVX-512 (F + BW) with F16C, else AVX2 + FMA + F16C,
+// else portable C++. Rows of W are split across OpenMP threads.
+//
+// Example:
+//   Weight w{ptr, WType::kBF16, 14336, 4096};
+//   linear(x, /*M=*/1, w, /*bias=*/nullptr, y, /*threads=*/2);
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace dmap::exec::cpu {
+
+enum class WType { kF32, kF16, kBF16 };
+enum class Isa { kScalar, kAvx2, kAvx512 };
+
+struct Weight {
+  const void* data = nullptr;
+  WType type = WType::kF32;
+  int64_t rows = 0;  // N (output features)
+  int64_t cols = 0;  // K (input features)
+};
+
+// The best instruction set this CPU supports (and the build contains).
+Isa best_isa();
+std::string isa_name(Isa isa);
+
+// y[M, N] = x[M, K] * W[N, K]^T (+ bias[N]), row-major, leading dimensions K and N.
+void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
+// The same with a forced instruction set (tests compare them); `isa` must be supported.
+void linear_isa(Isa isa, const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
+
+// Element conversions used outside the hot loops.
+float bf16_to_f32(uint16_t v);
+float f16_to_f32(uint16_t v);
+uint16_t f32_to_bf16(float v);  // round to nearest even
+uint16_t f32_to_f16(float v);   // round to nearest even
+
+}  // namespace dmap::exec::cpu

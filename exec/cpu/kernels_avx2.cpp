@@ -1,0 +1,29 @@
+// AVX2 + FMA + F16C instantiation of the kernels (compiled with -mavx2 -mfma -mf16c).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "exec/cpu/kernels.h"
+
+namespace {
+constexpr int kW = 8;
+using V = __m256;
+inline V vzero() { return _mm256_setzero_ps(); }
+inline V vload(const float* p) { return _mm256_loadu_ps(p); }
+inline V vload_bf16(const uint16_t* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+inline V vload_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+inline float vhsum(V v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+inline float sf16(uint16_t h) { return _cvtsh_ss(h); }
+}  // namespace
+
+#define DMAP_ISA_NS avx2
+#include "exec/cpu/kernels_impl.inc"

@@ -1,0 +1,24 @@
+// AVX-512 (F, BW) + F16C instantiation of the kernels (compiled with -mavx512f -mavx512bw -mfma -mf16c).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "exec/cpu/kernels.h"
+
+namespace {
+constexpr int kW = 16;
+using V = __m512;
+inline V vzero() { return _mm512_setzero_ps(); }
+inline V vload(const float* p) { return _mm512_loadu_ps(p); }
+inline V vload_bf16(const uint16_t* p) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+inline V vload_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+inline float vhsum(V v) { return _mm512_reduce_add_ps(v); }
+inline float sf16(uint16_t h) { return _cvtsh_ss(h); }
+}  // namespace
+
+#define DMAP_ISA_NS avx512
+#include "exec/cpu/kernels_impl.inc"

@@ -1,0 +1,102 @@
+// CPU kernels against a double-precision reference, for every instruction set this machine has,
+// every weight type, odd shapes (vector tails, M and N not multiples of 4) and 1-2 threads.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "exec/cpu/kernels.h"
+
+using namespace dmap::exec::cpu;
+
+namespace {
+
+struct Case {
+  int64_t M, K, N;
+};
+
+double max_rel_err(const std::vector<float>& got, const std::vector<double>& want) {
+  double scale = 0, err = 0;
+  for (double v : want) scale = std::max(scale, std::fabs(v));
+  for (size_t i = 0; i < got.size(); ++i) err = std::max(err, std::fabs(got[i] - want[i]));
+  return scale > 0 ? err / scale : err;
+}
+
+}  // namespace
+
+TEST_CASE("element conversions round to nearest even and keep specials", "[unit][exec][kernels]") {
+  CHECK(bf16_to_f32(f32_to_bf16(1.0f)) == 1.0f);
+  CHECK(f32_to_bf16(1.0f + 1.0f / 256) == f32_to_bf16(1.0f));          // tie -> even (down)
+  CHECK(f32_to_bf16(1.0f + 3.0f / 256) == f32_to_bf16(1.0f + 1.0f / 64));  // tie -> even (up)
+  CHECK(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
+  CHECK(f16_to_f32(f32_to_f16(1.0f)) == 1.0f);
+  CHECK(f16_to_f32(f32_to_f16(65504.0f)) == 65504.0f);
+  CHECK(std::isinf(f16_to_f32(f32_to_f16(70000.0f))));
+  CHECK(f16_to_f32(f32_to_f16(5.960464477539063e-08f)) == 5.960464477539063e-08f);  // smallest subnormal
+  CHECK(f16_to_f32(f32_to_f16(-0.333251953125f)) == -0.333251953125f);             // exact in half
+  CHECK(std::isnan(f16_to_f32(f32_to_f16(NAN))));
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-1000, 1000);
+  for (int i = 0; i < 10000; ++i) {
+    const float v = u(rng);
+    CHECK(std::fabs(bf16_to_f32(f32_to_bf16(v)) - v) <= std::fabs(v) / 256);
+    CHECK(std::fabs(f16_to_f32(f32_to_f16(v)) - v) <= std::fabs(v) / 2048 + 1e-7f);
+  }
+}
+
+TEST_CASE("linear matches a double-precision reference on every instruction set", "[unit][exec][kernels]") {
+  std::mt19937 rng(42);
+  std::normal_distribution<float> nd(0, 1);
+  const std::vector<Case> cases = {{1, 1, 1}, {1, 7, 5}, {3, 16, 4}, {4, 17, 9}, {5, 33, 7}, {17, 100, 13}, {2, 256, 64}, {9, 1000, 3}};
+  std::vector<Isa> isas = {Isa::kScalar};
+  if (static_cast<int>(best_isa()) >= static_cast<int>(Isa::kAvx2)) isas.push_back(Isa::kAvx2);
+  if (best_isa() == Isa::kAvx512) isas.push_back(Isa::kAvx512);
+  INFO("best ISA: " << isa_name(best_isa()));
+  for (const Case& c : cases) {
+    std::vector<float> x(c.M * c.K), wf(c.N * c.K), bias(c.N);
+    for (auto& v : x) v = nd(rng);
+    for (auto& v : wf) v = nd(rng);
+    for (auto& v : bias) v = nd(rng);
+    for (WType t : {WType::kF32, WType::kBF16, WType::kF16}) {
+      // The weights as stored, and the exact values they stand for.
+      std::vector<uint16_t> w16(wf.size());
+      std::vector<double> wexact(wf.size());
+      for (size_t i = 0; i < wf.size(); ++i) {
+        if (t == WType::kBF16) {
+          w16[i] = f32_to_bf16(wf[i]);
+          wexact[i] = bf16_to_f32(w16[i]);
+        } else if (t == WType::kF16) {
+          w16[i] = f32_to_f16(wf[i]);
+          wexact[i] = f16_to_f32(w16[i]);
+        } else {
+          wexact[i] = wf[i];
+        }
+      }
+      std::vector<double> ref(c.M * c.N);
+      for (int64_t m = 0; m < c.M; ++m)
+        for (int64_t n = 0; n < c.N; ++n) {
+          double s = bias[n];
+          for (int64_t k = 0; k < c.K; ++k) s += static_cast<double>(x[m * c.K + k]) * wexact[n * c.K + k];
+          ref[m * c.N + n] = s;
+        }
+      const Weight w{t == WType::kF32 ? static_cast<const void*>(wf.data()) : w16.data(), t, c.N, c.K};
+      for (Isa isa : isas) {
+        for (int threads : {1, 2}) {
+          std::vector<float> y(c.M * c.N, -999.0f);
+          linear_isa(isa, x.data(), c.M, w, bias.data(), y.data(), threads);
+          INFO("isa " << isa_name(isa) << " type " << static_cast<int>(t) << " M" << c.M << " K" << c.K << " N" << c.N
+                      << " threads " << threads);
+          CHECK(max_rel_err(y, ref) < 1e-5);
+        }
+      }
+      // Without bias.
+      std::vector<float> y(c.M * c.N);
+      linear(x.data(), c.M, w, nullptr, y.data(), 2);
+      for (int64_t n = 0; n < c.N; ++n) ref[n] -= bias[n];
+      std::vector<float> y0(y.begin(), y.begin() + c.N);
+      std::vector<double> r0(ref.begin(), ref.begin() + c.N);
+      CHECK(max_rel_err(y0, r0) < 1e-5);
+    }
+  }
+}
