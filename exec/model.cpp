@@ -1,0 +1,489 @@
+// The CPU forward pass of the Llama family.
+#include "exec/model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+
+namespace dmap::exec {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+cpu::WType wtype_of(StDType d) {
+  switch (d) {
+    case StDType::kF32: return cpu::WType::kF32;
+    case StDType::kF16: return cpu::WType::kF16;
+    case StDType::kBF16: return cpu::WType::kBF16;
+    default: break;
+  }
+  throw InternalError("unsupported weight dtype");
+}
+
+float element(const cpu::Weight& w, int64_t i) {
+  switch (w.type) {
+    case cpu::WType::kF32: return static_cast<const float*>(w.data)[i];
+    case cpu::WType::kF16: return cpu::f16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
+    case cpu::WType::kBF16: return cpu::bf16_to_f32(static_cast<const uint16_t*>(w.data)[i]);
+  }
+  return 0;
+}
+
+// Rounds a float32 to the weight dtype and back (gemma's normalizer is a tensor of that dtype).
+float round_to(cpu::WType t, float v) {
+  if (t == cpu::WType::kBF16) return cpu::bf16_to_f32(cpu::f32_to_bf16(v));
+  if (t == cpu::WType::kF16) return cpu::f16_to_f32(cpu::f32_to_f16(v));
+  return v;
+}
+
+// splitmix64: fast, seedable, good enough for test weights.
+uint64_t splitmix(uint64_t& s) {
+  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+ExecConfig exec_config(const ModelSpec& spec) {
+  const ConfigView& c = spec.config;
+  ExecConfig e;
+  e.family = spec.model_type;
+  e.source = spec.source;
+  if (e.family != "llama" && e.family != "mistral" && e.family != "qwen2" && e.family != "gemma") {
+    throw InputError(spec.source, 0, 0,
+                     "the CPU executor runs llama, mistral, qwen2 and gemma; this model is '" + e.family + "'");
+  }
+  e.gemma = e.family == "gemma";
+  e.hidden = c.positive({"hidden_size"});
+  e.inter = c.positive({"intermediate_size"});
+  e.layers = c.positive({"num_hidden_layers"});
+  e.heads = c.positive({"num_attention_heads"});
+  e.kv_heads = c.positive_or({"num_key_value_heads"}, e.heads);
+  e.head_dim = c.positive_or({"head_dim"}, e.gemma ? 256 : e.hidden / e.heads);
+  e.vocab = c.positive({"vocab_size"});
+  e.max_pos = c.integer_or({"max_position_embeddings"}, 0);
+  e.eps = c.number_or({"rms_norm_eps"}, 1e-6);
+  e.rope_theta = c.number_or({"rope_theta"}, 10000.0);
+  e.tie = c.boolean_or({"tie_word_embeddings"}, e.gemma);
+  e.qkv_bias = e.family == "qwen2" || c.boolean_or({"attention_bias"}, false);
+  if (e.heads % e.kv_heads != 0) throw InputError(spec.source, 0, 0, "num_attention_heads is not a multiple of num_key_value_heads");
+  if (e.family == "mistral" || e.family == "qwen2") {
+    const YAML::Node sw = c.node()["sliding_window"];
+    const bool use = e.family == "mistral" || c.boolean_or({"use_sliding_window"}, false);
+    if (use && sw.IsDefined() && !sw.IsNull()) e.sliding_window = c.integer({"sliding_window"});
+  }
+  const YAML::Node rs = c.node()["rope_scaling"];
+  if (rs.IsDefined() && !rs.IsNull()) {
+    const std::string type = rs["rope_type"].IsDefined() ? rs["rope_type"].as<std::string>()
+                             : rs["type"].IsDefined()     ? rs["type"].as<std::string>()
+                                                          : "";
+    if (type != "llama3") throw InputError(spec.source, 0, 0, "rope_scaling type '" + type + "' is not supported (llama3 is)");
+    e.llama3_rope = true;
+    e.rope_factor = rs["factor"].as<double>();
+    e.rope_low = rs["low_freq_factor"].as<double>();
+    e.rope_high = rs["high_freq_factor"].as<double>();
+    e.rope_orig_max = rs["original_max_position_embeddings"].as<double>();
+  }
+  return e;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> ModelWeights::expected(const ExecConfig& c) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
+  out.push_back({"model.embed_tokens.weight", {c.vocab, c.hidden}});
+  for (int64_t i = 0; i < c.layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    out.push_back({p + "input_layernorm.weight", {c.hidden}});
+    out.push_back({p + "self_attn.q_proj.weight", {q, c.hidden}});
+    out.push_back({p + "self_attn.k_proj.weight", {kv, c.hidden}});
+    out.push_back({p + "self_attn.v_proj.weight", {kv, c.hidden}});
+    if (c.qkv_bias) {
+      out.push_back({p + "self_attn.q_proj.bias", {q}});
+      out.push_back({p + "self_attn.k_proj.bias", {kv}});
+      out.push_back({p + "self_attn.v_proj.bias", {kv}});
+    }
+    out.push_back({p + "self_attn.o_proj.weight", {c.hidden, q}});
+    out.push_back({p + "post_attention_layernorm.weight", {c.hidden}});
+    out.push_back({p + "mlp.gate_proj.weight", {c.inter, c.hidden}});
+    out.push_back({p + "mlp.up_proj.weight", {c.inter, c.hidden}});
+    out.push_back({p + "mlp.down_proj.weight", {c.hidden, c.inter}});
+  }
+  out.push_back({"model.norm.weight", {c.hidden}});
+  if (!c.tie) out.push_back({"lm_head.weight", {c.vocab, c.hidden}});
+  return out;
+}
+
+ModelWeights ModelWeights::from_checkpoint(const ExecConfig& cfg, std::shared_ptr<const Checkpoint> ck) {
+  ModelWeights w;
+  w.ck_ = std::move(ck);
+  std::optional<StDType> dtype;
+  for (const auto& [name, shape] : expected(cfg)) {
+    const TensorView& t = w.ck_->require(name, shape);
+    if (dtype && *dtype != t.dtype) {
+      throw InputError(t.file, 0, 0, "tensor '" + name + "' is " + st_dtype_name(t.dtype) + " but earlier tensors are " +
+                                         st_dtype_name(*dtype) + " (mixed dtypes are not supported)");
+    }
+    dtype = t.dtype;
+    const int64_t rows = shape.size() == 2 ? shape[0] : 1;
+    const int64_t cols = shape.back();
+    w.refs_.push_back({cpu::Weight{t.data, wtype_of(t.dtype), rows, cols}, name});
+  }
+  return w;
+}
+
+ModelWeights ModelWeights::random(const ExecConfig& cfg, DType dtype, uint64_t seed) {
+  cpu::WType t = cpu::WType::kF32;
+  if (dtype == DType::kBFloat16) {
+    t = cpu::WType::kBF16;
+  } else if (dtype == DType::kFloat16) {
+    t = cpu::WType::kF16;
+  } else if (dtype != DType::kFloat32) {
+    throw InputError("random weights: dtype must be float32, float16 or bfloat16");
+  }
+  const size_t elt = t == cpu::WType::kF32 ? 4 : 2;
+  ModelWeights w;
+  uint64_t index = 0;
+  for (const auto& [name, shape] : expected(cfg)) {
+    const int64_t rows = shape.size() == 2 ? shape[0] : 1;
+    const int64_t cols = shape.back();
+    const int64_t n = rows * cols;
+    auto buf = std::make_unique<std::vector<uint8_t>>(static_cast<size_t>(n) * elt);
+    const bool is_norm = shape.size() == 1 && name.find("bias") == std::string::npos;
+    const double stddev = is_norm ? 0.1 : 1.0 / std::sqrt(static_cast<double>(cols));
+    const double offset = is_norm && !cfg.gemma ? 1.0 : 0.0;
+    uint8_t* out = buf->data();
+    const uint64_t tensor_seed = seed * 0x100000001b3ull + (++index);
+    constexpr int64_t kChunk = 1 << 16;
+#pragma omp parallel for schedule(static)
+    for (int64_t c0 = 0; c0 < n; c0 += kChunk) {
+      uint64_t s = tensor_seed ^ (static_cast<uint64_t>(c0) * 0x9e3779b97f4a7c15ull);
+      for (int64_t i = c0; i < std::min(n, c0 + kChunk); ++i) {
+        // Irwin-Hall (sum of 4 uniforms), scaled to unit variance: normal enough for weights.
+        double u = 0;
+        for (int k = 0; k < 4; ++k) u += static_cast<double>(splitmix(s) >> 11) * (1.0 / 9007199254740992.0);
+        const float v = static_cast<float>(offset + stddev * (u - 2.0) * std::sqrt(3.0));
+        if (t == cpu::WType::kF32) {
+          std::memcpy(out + i * 4, &v, 4);
+        } else {
+          const uint16_t h = t == cpu::WType::kBF16 ? cpu::f32_to_bf16(v) : cpu::f32_to_f16(v);
+          std::memcpy(out + i * 2, &h, 2);
+        }
+      }
+    }
+    w.refs_.push_back({cpu::Weight{out, t, rows, cols}, name});
+    w.owned_.push_back(std::move(buf));
+  }
+  return w;
+}
+
+const WeightRef& ModelWeights::get(const std::string& name) const {
+  for (const auto& r : refs_) {
+    if (r.name == name) return r;
+  }
+  throw InternalError("no weight " + name);
+}
+
+bool ModelWeights::has(const std::string& name) const {
+  return std::any_of(refs_.begin(), refs_.end(), [&](const WeightRef& r) { return r.name == name; });
+}
+
+Bytes ModelWeights::bytes() const {
+  Bytes b = 0;
+  for (const auto& r : refs_) b += r.w.rows * r.w.cols * (r.w.type == cpu::WType::kF32 ? 4 : 2);
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+CpuModel::CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOptions opt) : cfg_(cfg), w_(weights), opt_(opt) {
+  DMAP_CHECK(opt_.batch > 0 && opt_.max_seq > 0, "batch and max_seq must be positive");
+  opt_.threads = std::max(1, opt_.threads);
+  act_type_ = w_.get("model.embed_tokens.weight").w.type;
+  const int64_t d = cfg_.head_dim;
+  // inv_freq in float32 as transformers computes it (and its llama3 adjustment).
+  for (int64_t i = 0; i < d; i += 2) {
+    float f = 1.0f / std::pow(static_cast<float>(cfg_.rope_theta), static_cast<float>(i) / static_cast<float>(d));
+    if (cfg_.llama3_rope) {
+      const double low_wl = cfg_.rope_orig_max / cfg_.rope_low, high_wl = cfg_.rope_orig_max / cfg_.rope_high;
+      const double wavelen = 2 * M_PI / f;
+      double scaled = wavelen > low_wl ? f / cfg_.rope_factor : f;
+      if (wavelen >= high_wl && wavelen <= low_wl) {
+        const double smooth = (cfg_.rope_orig_max / wavelen - cfg_.rope_low) / (cfg_.rope_high - cfg_.rope_low);
+        scaled = (1 - smooth) * scaled / cfg_.rope_factor + smooth * scaled;
+      }
+      f = static_cast<float>(scaled);
+    }
+    inv_freq_.push_back(f);
+  }
+  auto gain = [&](const std::string& name) {
+    const cpu::Weight& g = w_.get(name).w;
+    std::vector<float> v(static_cast<size_t>(g.cols));
+    for (int64_t i = 0; i < g.cols; ++i) v[i] = element(g, i) + (cfg_.gemma ? 1.0f : 0.0f);
+    return v;
+  };
+  for (int64_t l = 0; l < cfg_.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    norms_.push_back(gain(p + "input_layernorm.weight"));
+    norms_.push_back(gain(p + "post_attention_layernorm.weight"));
+  }
+  norms_.push_back(gain("model.norm.weight"));
+  const size_t cache = static_cast<size_t>(opt_.batch * cfg_.kv_heads * opt_.max_seq * d);
+  k_cache_.assign(cfg_.layers, std::vector<float>(cache, 0.0f));
+  v_cache_.assign(cfg_.layers, std::vector<float>(cache, 0.0f));
+  times_.push_back({"model.embed_tokens", 0, {}});
+  for (int64_t l = 0; l < cfg_.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    for (const char* m : {"input_layernorm", "self_attn", "post_attention_layernorm", "mlp"}) times_.push_back({p + m, 0, {}});
+  }
+  times_.push_back({"model.norm", 0, {}});
+  times_.push_back({"lm_head", 0, {}});
+}
+
+void CpuModel::begin_phase(bool prefill) {
+  prefill_phase_ = prefill;
+  if (!prefill) {
+    for (auto& t : times_) t.decode_s.push_back(0);
+  }
+}
+
+void CpuModel::add_time(int slot, double s) {
+  if (prefill_phase_) {
+    times_[slot].prefill_s += s;
+  } else if (!times_[slot].decode_s.empty()) {
+    times_[slot].decode_s.back() += s;
+  }
+}
+
+float CpuModel::round1(float v) const { return round_to(act_type_, v); }
+
+void CpuModel::round_act(float* p, int64_t n) const {
+  if (act_type_ == cpu::WType::kF32) return;
+  for (int64_t i = 0; i < n; ++i) p[i] = round_to(act_type_, p[i]);
+}
+
+void CpuModel::linear(const std::string& name, const float* x, int64_t M, float* y) {
+  const cpu::Weight& w = w_.get(name).w;
+  cpu::linear(x, M, w, nullptr, y, opt_.threads);
+}
+
+void CpuModel::rmsnorm(const float* x, int64_t M, const std::vector<float>& g, float* y) const {
+  const int64_t H = static_cast<int64_t>(g.size());
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * H;
+    double ss = 0;
+    for (int64_t i = 0; i < H; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    const float r = 1.0f / std::sqrt(static_cast<float>(ss / static_cast<double>(H)) + static_cast<float>(cfg_.eps));
+    if (cfg_.gemma) {  // float32 product with (1 + w), then cast
+      for (int64_t i = 0; i < H; ++i) y[m * H + i] = round1(xr[i] * r * g[i]);
+    } else {           // cast, then multiply by the (16-bit) gain
+      for (int64_t i = 0; i < H; ++i) y[m * H + i] = round1(g[i] * round1(xr[i] * r));
+    }
+  }
+}
+
+void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out) {
+  const int64_t H = cfg_.heads, KV = cfg_.kv_heads, d = cfg_.head_dim, B = opt_.batch, S = opt_.max_seq;
+  const int64_t group = H / KV;
+  float* kc = k_cache_[layer].data();
+  float* vc = v_cache_[layer].data();
+  // Store the new keys and values.
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t h = 0; h < KV; ++h) {
+        const int64_t row = b * T + t;
+        std::memcpy(kc + ((b * KV + h) * S + start + t) * d, k + (row * KV + h) * d, sizeof(float) * d);
+        std::memcpy(vc + ((b * KV + h) * S + start + t) * d, v + (row * KV + h) * d, sizeof(float) * d);
+      }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+#pragma omp parallel num_threads(opt_.threads)
+  {
+    std::vector<float> p(static_cast<size_t>(start + T));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t kvh = h / group;
+        const float* K = kc + (b * KV + kvh) * S * d;
+        const float* V = vc + (b * KV + kvh) * S * d;
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t pos = start + t;
+          const int64_t first = cfg_.sliding_window > 0 ? std::max<int64_t>(0, pos - cfg_.sliding_window + 1) : 0;
+          const float* qr = q + ((b * T + t) * H + h) * d;
+          float mx = -INFINITY;
+          for (int64_t j = first; j <= pos; ++j) {
+            float s = 0;
+            for (int64_t i = 0; i < d; ++i) s += qr[i] * K[j * d + i];
+            p[j] = round1(round1(s) * scale);
+            mx = std::max(mx, p[j]);
+          }
+          float sum = 0;
+          for (int64_t j = first; j <= pos; ++j) {
+            p[j] = std::exp(p[j] - mx);
+            sum += p[j];
+          }
+          float* o = out + ((b * T + t) * H + h) * d;
+          std::fill(o, o + d, 0.0f);
+          for (int64_t j = first; j <= pos; ++j) {
+            const float pj = round1(p[j] / sum);
+            for (int64_t i = 0; i < d; ++i) o[i] += pj * V[j * d + i];
+          }
+          for (int64_t i = 0; i < d; ++i) o[i] = round1(o[i]);
+        }
+      }
+  }
+}
+
+void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logits) {
+  const int64_t B = opt_.batch, Hd = cfg_.hidden, M = B * T, d = cfg_.head_dim;
+  const int64_t qd = cfg_.heads * d, kvd = cfg_.kv_heads * d;
+  if (start + T > opt_.max_seq) throw RuntimeFailure("context " + std::to_string(start + T) + " exceeds max_seq " + std::to_string(opt_.max_seq));
+  buf_x_.resize(M * Hd);
+  buf_h_.resize(M * Hd);
+  buf_q_.resize(M * qd);
+  buf_k_.resize(M * kvd);
+  buf_v_.resize(M * kvd);
+  buf_a_.resize(M * qd);
+  buf_g_.resize(M * cfg_.inter);
+  buf_u_.resize(M * cfg_.inter);
+  float* x = buf_x_.data();
+  float* h = buf_h_.data();
+
+  auto t0 = Clock::now();
+  {
+    const cpu::Weight& E = w_.get("model.embed_tokens.weight").w;
+    const float scale = cfg_.gemma ? round_to(E.type, std::sqrt(static_cast<float>(Hd))) : 1.0f;
+    for (int64_t r = 0; r < M; ++r) {
+      const int32_t id = ids[r];
+      if (id < 0 || id >= cfg_.vocab) throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(cfg_.vocab - 1) + ")");
+      for (int64_t i = 0; i < Hd; ++i) x[r * Hd + i] = round1(element(E, static_cast<int64_t>(id) * Hd + i) * scale);
+    }
+  }
+  add_time(0, seconds_since(t0));
+
+  for (int64_t l = 0; l < cfg_.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const int slot = 1 + static_cast<int>(l) * 4;
+    t0 = Clock::now();
+    rmsnorm(x, M, norms_[2 * l], h);
+    add_time(slot, seconds_since(t0));
+
+    t0 = Clock::now();
+    float* q = buf_q_.data();
+    float* k = buf_k_.data();
+    float* v = buf_v_.data();
+    linear(p + "self_attn.q_proj.weight", h, M, q);
+    linear(p + "self_attn.k_proj.weight", h, M, k);
+    linear(p + "self_attn.v_proj.weight", h, M, v);
+    if (cfg_.qkv_bias) {
+      const cpu::Weight& bq = w_.get(p + "self_attn.q_proj.bias").w;
+      const cpu::Weight& bk = w_.get(p + "self_attn.k_proj.bias").w;
+      const cpu::Weight& bv = w_.get(p + "self_attn.v_proj.bias").w;
+      for (int64_t r = 0; r < M; ++r) {
+        for (int64_t i = 0; i < qd; ++i) q[r * qd + i] += element(bq, i);
+        for (int64_t i = 0; i < kvd; ++i) k[r * kvd + i] += element(bk, i);
+        for (int64_t i = 0; i < kvd; ++i) v[r * kvd + i] += element(bv, i);
+      }
+    }
+    round_act(q, M * qd);
+    round_act(k, M * kvd);
+    round_act(v, M * kvd);
+    // RoPE (rotate_half convention: pairs (i, i + d/2)); cos/sin in the activation dtype.
+    const int64_t half = d / 2;
+    for (int64_t r = 0; r < M; ++r) {
+      const int64_t pos = start + r % T;
+      for (int64_t i = 0; i < half; ++i) {
+        const float ang = static_cast<float>(pos) * inv_freq_[i];
+        const float c = round1(std::cos(ang)), s = round1(std::sin(ang));
+        auto rotate = [&](float* a) {
+          const float x1 = a[i], x2 = a[i + half];
+          a[i] = round1(round1(x1 * c) + round1(-x2 * s));
+          a[i + half] = round1(round1(x2 * c) + round1(x1 * s));
+        };
+        for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
+        for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
+      }
+    }
+    attention(l, q, k, v, T, start, buf_a_.data());
+    linear(p + "self_attn.o_proj.weight", buf_a_.data(), M, h);
+    for (int64_t i = 0; i < M * Hd; ++i) x[i] = round1(x[i] + round1(h[i]));
+    add_time(slot + 1, seconds_since(t0));
+
+    t0 = Clock::now();
+    rmsnorm(x, M, norms_[2 * l + 1], h);
+    add_time(slot + 2, seconds_since(t0));
+
+    t0 = Clock::now();
+    float* g = buf_g_.data();
+    float* u = buf_u_.data();
+    linear(p + "mlp.gate_proj.weight", h, M, g);
+    linear(p + "mlp.up_proj.weight", h, M, u);
+    const int64_t n = M * cfg_.inter;
+    round_act(g, n);
+    round_act(u, n);
+    if (cfg_.gemma) {
+      for (int64_t i = 0; i < n; ++i) {  // gelu, tanh approximation (gelu_pytorch_tanh)
+        const float a = g[i];
+        g[i] = round1(round1(0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))) * u[i]);
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) g[i] = round1(round1(g[i] / (1.0f + std::exp(-g[i]))) * u[i]);  // silu
+    }
+    linear(p + "mlp.down_proj.weight", g, M, h);
+    for (int64_t i = 0; i < M * Hd; ++i) x[i] = round1(x[i] + round1(h[i]));
+    add_time(slot + 3, seconds_since(t0));
+  }
+
+  // Final norm and head on the last position of each sequence.
+  t0 = Clock::now();
+  std::vector<float> last(static_cast<size_t>(B * Hd));
+  for (int64_t b = 0; b < B; ++b) std::memcpy(last.data() + b * Hd, x + (b * T + T - 1) * Hd, sizeof(float) * Hd);
+  rmsnorm(last.data(), B, norms_.back(), last.data());
+  add_time(static_cast<int>(times_.size()) - 2, seconds_since(t0));
+  t0 = Clock::now();
+  const cpu::Weight& head = w_.get(cfg_.tie ? "model.embed_tokens.weight" : "lm_head.weight").w;
+  cpu::linear(last.data(), B, head, nullptr, logits, opt_.threads);
+  round_act(logits, B * cfg_.vocab);
+  add_time(static_cast<int>(times_.size()) - 1, seconds_since(t0));
+}
+
+GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int64_t P, int64_t new_tokens) {
+  const int64_t B = model.options().batch, V = model.config().vocab;
+  DMAP_CHECK(static_cast<int64_t>(prompt.size()) == B * P, "prompt must hold batch x prompt_len ids");
+  GenerateResult r;
+  r.tokens.assign(B, {});
+  std::vector<float> logits(static_cast<size_t>(B * V));
+  auto argmax = [&](int64_t b) {
+    const float* row = logits.data() + b * V;
+    return static_cast<int32_t>(std::max_element(row, row + V) - row);
+  };
+  model.begin_phase(true);
+  auto t0 = Clock::now();
+  model.forward(prompt.data(), P, 0, logits.data());
+  r.prefill_s = seconds_since(t0);
+  r.first_logits = logits;
+  std::vector<int32_t> next(B);
+  for (int64_t b = 0; b < B; ++b) {
+    next[b] = argmax(b);
+    r.tokens[b].push_back(next[b]);
+  }
+  for (int64_t step = 1; step < new_tokens; ++step) {
+    model.begin_phase(false);
+    t0 = Clock::now();
+    model.forward(next.data(), 1, P + step - 1, logits.data());
+    r.decode_s.push_back(seconds_since(t0));
+    for (int64_t b = 0; b < B; ++b) {
+      next[b] = argmax(b);
+      r.tokens[b].push_back(next[b]);
+    }
+  }
+  return r;
+}
+
+}  // namespace dmap::exec

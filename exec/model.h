@@ -1,0 +1,141 @@
+// The CPU executor of the Llama family — llama (with Llama-3 rope scaling), mistral (sliding
+// window), qwen2 (q/k/v bias) and gemma (GeGLU, RMSNorm with +1 weight offset, embedding scaled
+// by sqrt(hidden), head_dim from the config, tied head): prefill of P tokens, then greedy decode,
+// batch >= 1, every module timed per phase.
+//
+// Data flow:
+//   ModelSpec --ExecConfig--> shapes;  Checkpoint (mmap'd safetensors) | seeded random -> ModelWeights
+//   ModelWeights + ExecConfig --> CpuModel::forward(ids, start) --> logits of the last position
+//   generate(): prefill, then one forward per new token, argmax each time.
+//
+// Numerics: weights stay in their stored dtype (float32, float16, bfloat16) and are converted in
+// registers by the kernels; arithmetic is float32. With 16-bit weights the activations are
+// rounded to that dtype where transformers' eager forward materialises a 16-bit tensor (each
+// product's output, norms, RoPE terms, scores, probabilities, residual sums), so results follow
+// what users get from transformers rather than a more precise float32 run.
+//
+// Example:
+//   ExecConfig cfg = exec_config(load_model_spec("ckpt/config.json"));
+//   ModelWeights w = ModelWeights::from_checkpoint(cfg, Checkpoint::open("ckpt"));
+//   CpuModel m(cfg, w, {.batch = 1, .max_seq = 256, .threads = 2});
+//   GenerateResult r = generate(m, prompt_ids, 32);
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/model_spec.h"
+#include "core/units.h"
+#include "exec/cpu/kernels.h"
+#include "exec/safetensors.h"
+
+namespace dmap::exec {
+
+struct ExecConfig {
+  std::string family;  // llama | mistral | qwen2 | gemma
+  int64_t hidden = 0, inter = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, vocab = 0, max_pos = 0;
+  double eps = 1e-6;
+  double rope_theta = 10000.0;
+  bool llama3_rope = false;
+  double rope_factor = 1, rope_low = 1, rope_high = 4, rope_orig_max = 8192;
+  bool tie = false;
+  bool qkv_bias = false;
+  bool gemma = false;          // (1 + w) norms, sqrt(hidden) embedding scale, GeGLU (tanh)
+  int64_t sliding_window = 0;  // 0 = none
+  std::string source;          // config file, for errors
+};
+
+// Reads the shapes and options of a supported family; other families -> InputError.
+ExecConfig exec_config(const ModelSpec& spec);
+
+// One weight: its storage (a view into a mapped file, or owned) and shape.
+struct WeightRef {
+  cpu::Weight w;             // rows x cols (1-D tensors: rows = 1)
+  std::string name;
+};
+
+class ModelWeights {
+ public:
+  // Views into the checkpoint (kept alive by the returned object); every tensor checked.
+  static ModelWeights from_checkpoint(const ExecConfig& cfg, std::shared_ptr<const Checkpoint> ck);
+  // Seeded random weights in `dtype` (float32, float16, bfloat16): N(0, 1/in) matrices, norm
+  // gains 1 + N(0, 0.1) (gemma: N(0, 0.1) offsets), for timing at real shapes.
+  static ModelWeights random(const ExecConfig& cfg, DType dtype, uint64_t seed);
+
+  const WeightRef& get(const std::string& name) const;
+  bool has(const std::string& name) const;
+  // transformers' tensor names this model needs, in load order.
+  static std::vector<std::pair<std::string, std::vector<int64_t>>> expected(const ExecConfig& cfg);
+  Bytes bytes() const;
+
+ private:
+  std::shared_ptr<const Checkpoint> ck_;
+  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
+  std::vector<WeightRef> refs_;
+};
+
+struct RunOptions {
+  int64_t batch = 1;
+  int64_t max_seq = 256;
+  int threads = 1;
+};
+
+// Time spent in each module, per phase (seconds). Modules: embed, layers.N.{input_layernorm,
+// self_attn, post_attention_layernorm, mlp}, norm, lm_head.
+struct ModuleTime {
+  std::string module;
+  double prefill_s = 0;
+  std::vector<double> decode_s;  // one entry per decode step
+};
+
+class CpuModel {
+ public:
+  CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOptions opt);
+
+  // ids: batch x T token ids (row-major). Positions start..start+T-1. Writes the logits of the
+  // last position of each sequence: batch x vocab.
+  void forward(const int32_t* ids, int64_t T, int64_t start, float* logits);
+  const ExecConfig& config() const { return cfg_; }
+  const RunOptions& options() const { return opt_; }
+
+  // Per-module timing: `begin_phase(true)` before prefill, `begin_phase(false)` before each
+  // decode step.
+  void begin_phase(bool prefill);
+  const std::vector<ModuleTime>& module_times() const { return times_; }
+
+ private:
+  void linear(const std::string& name, const float* x, int64_t M, float* y);
+  void rmsnorm(const float* x, int64_t M, const std::vector<float>& w, float* y) const;
+  void attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out);
+  // Rounds activations to the model's 16-bit dtype (no-op in float32).
+  void round_act(float* p, int64_t n) const;
+  float round1(float v) const;
+  int timer(const std::string& module);
+  void add_time(int slot, double seconds);
+
+  ExecConfig cfg_;
+  const ModelWeights& w_;
+  cpu::WType act_type_ = cpu::WType::kF32;
+  RunOptions opt_;
+  std::vector<float> inv_freq_;
+  std::vector<std::vector<float>> norms_;  // float32 copies of 1-D gains (gemma: 1 + w)
+  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: batch x kv x max_seq x d
+  std::vector<ModuleTime> times_;
+  bool prefill_phase_ = true;
+  std::vector<float> buf_x_, buf_h_, buf_q_, buf_k_, buf_v_, buf_a_, buf_g_, buf_u_;
+};
+
+struct GenerateResult {
+  std::vector<std::vector<int32_t>> tokens;  // per sequence: the new tokens
+  double prefill_s = 0;
+  std::vector<double> decode_s;  // per decode step
+  std::vector<float> first_logits;  // batch x vocab: the logits after prefill
+};
+
+// Prefill `prompt` (batch x P), then greedy decode until `new_tokens` tokens per sequence.
+GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int64_t prompt_len, int64_t new_tokens);
+
+}  // namespace dmap::exec
