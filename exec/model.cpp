@@ -6,6 +6,12 @@
 #include <cmath>
 #include <cstring>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
 #include "core/error.h"
 
 namespace dmap::exec {
@@ -134,9 +140,33 @@ ModelWeights ModelWeights::from_checkpoint(const ExecConfig& cfg, std::shared_pt
     dtype = t.dtype;
     const int64_t rows = shape.size() == 2 ? shape[0] : 1;
     const int64_t cols = shape.back();
-    w.refs_.push_back({cpu::Weight{t.data, wtype_of(t.dtype), rows, cols}, name});
+    w.refs_.push_back({cpu::Weight{t.data, wtype_of(t.dtype), rows, cols}, name, t.file, t.file_offset, false});
   }
   return w;
+}
+
+void ModelWeights::offload_to_disk(const std::vector<std::string>& names, const std::string& offload_dir) {
+  for (const auto& name : names) {
+    auto it = std::find_if(refs_.begin(), refs_.end(), [&](const WeightRef& r) { return r.name == name; });
+    if (it == refs_.end()) throw InternalError("offload of unknown tensor " + name);
+    if (it->file.empty()) {
+      std::filesystem::create_directories(offload_dir);
+      const std::string path = (std::filesystem::path(offload_dir) / (name + ".dat")).string();
+      const size_t bytes = static_cast<size_t>(it->w.rows * it->w.cols) * (it->w.type == cpu::WType::kF32 ? 4 : 2);
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out.write(static_cast<const char*>(it->w.data), static_cast<std::streamsize>(bytes));
+      if (!out) throw RuntimeFailure("cannot write offload file " + path);
+      it->file = path;
+      it->offset = 0;
+    }
+    it->on_disk = true;
+  }
+}
+
+std::vector<std::string> ModelWeights::names() const {
+  std::vector<std::string> out;
+  for (const auto& r : refs_) out.push_back(r.name);
+  return out;
 }
 
 ModelWeights ModelWeights::random(const ExecConfig& cfg, DType dtype, uint64_t seed) {
@@ -269,9 +299,36 @@ void CpuModel::round_act(float* p, int64_t n) const {
   for (int64_t i = 0; i < n; ++i) p[i] = round_to(act_type_, p[i]);
 }
 
+CpuModel::~CpuModel() {
+  for (const auto& [file, fd] : fds_) ::close(fd);
+}
+
+const cpu::Weight& CpuModel::fetch(const std::string& name) {
+  const WeightRef& r = w_.get(name);
+  if (!r.on_disk) return r.w;
+  auto it = fds_.find(r.file);
+  if (it == fds_.end()) {
+    const int fd = ::open(r.file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw RuntimeFailure("cannot open offloaded weights " + r.file + ": " + std::strerror(errno));
+    it = fds_.emplace(r.file, fd).first;
+  }
+  const size_t bytes = static_cast<size_t>(r.w.rows * r.w.cols) * (r.w.type == cpu::WType::kF32 ? 4 : 2);
+  if (opt_.drop_page_cache) posix_fadvise(it->second, static_cast<off_t>(r.offset), static_cast<off_t>(bytes), POSIX_FADV_DONTNEED);
+  disk_buf_.resize(bytes);
+  size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pread(it->second, disk_buf_.data() + done, bytes - done, static_cast<off_t>(r.offset + done));
+    if (n <= 0) throw RuntimeFailure("short read of " + name + " from " + r.file);
+    done += static_cast<size_t>(n);
+  }
+  disk_bytes_read_ += bytes;
+  disk_weight_ = r.w;
+  disk_weight_.data = disk_buf_.data();
+  return disk_weight_;
+}
+
 void CpuModel::linear(const std::string& name, const float* x, int64_t M, float* y) {
-  const cpu::Weight& w = w_.get(name).w;
-  cpu::linear(x, M, w, nullptr, y, opt_.threads);
+  cpu::linear(x, M, fetch(name), nullptr, y, opt_.threads);
 }
 
 void CpuModel::rmsnorm(const float* x, int64_t M, const std::vector<float>& g, float* y) const {
@@ -357,7 +414,7 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
 
   auto t0 = Clock::now();
   {
-    const cpu::Weight& E = w_.get("model.embed_tokens.weight").w;
+    const cpu::Weight& E = fetch("model.embed_tokens.weight");
     const float scale = cfg_.gemma ? round_to(E.type, std::sqrt(static_cast<float>(Hd))) : 1.0f;
     for (int64_t r = 0; r < M; ++r) {
       const int32_t id = ids[r];
@@ -382,14 +439,14 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
     linear(p + "self_attn.k_proj.weight", h, M, k);
     linear(p + "self_attn.v_proj.weight", h, M, v);
     if (cfg_.qkv_bias) {
-      const cpu::Weight& bq = w_.get(p + "self_attn.q_proj.bias").w;
-      const cpu::Weight& bk = w_.get(p + "self_attn.k_proj.bias").w;
-      const cpu::Weight& bv = w_.get(p + "self_attn.v_proj.bias").w;
-      for (int64_t r = 0; r < M; ++r) {
-        for (int64_t i = 0; i < qd; ++i) q[r * qd + i] += element(bq, i);
-        for (int64_t i = 0; i < kvd; ++i) k[r * kvd + i] += element(bk, i);
-        for (int64_t i = 0; i < kvd; ++i) v[r * kvd + i] += element(bv, i);
-      }
+      auto add_bias = [&](const std::string& bias, float* out, int64_t width) {
+        const cpu::Weight& b = fetch(bias);
+        for (int64_t r = 0; r < M; ++r)
+          for (int64_t i = 0; i < width; ++i) out[r * width + i] += element(b, i);
+      };
+      add_bias(p + "self_attn.q_proj.bias", q, qd);
+      add_bias(p + "self_attn.k_proj.bias", k, kvd);
+      add_bias(p + "self_attn.v_proj.bias", v, kvd);
     }
     round_act(q, M * qd);
     round_act(k, M * kvd);
@@ -447,7 +504,7 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
   rmsnorm(last.data(), B, norms_.back(), last.data());
   add_time(static_cast<int>(times_.size()) - 2, seconds_since(t0));
   t0 = Clock::now();
-  const cpu::Weight& head = w_.get(cfg_.tie ? "model.embed_tokens.weight" : "lm_head.weight").w;
+  const cpu::Weight& head = fetch(cfg_.tie ? "model.embed_tokens.weight" : "lm_head.weight");
   cpu::linear(last.data(), B, head, nullptr, logits, opt_.threads);
   round_act(logits, B * cfg_.vocab);
   add_time(static_cast<int>(times_.size()) - 1, seconds_since(t0));

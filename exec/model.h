@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,9 @@ ExecConfig exec_config(const ModelSpec& spec);
 struct WeightRef {
   cpu::Weight w;             // rows x cols (1-D tensors: rows = 1)
   std::string name;
+  std::string file;          // where the bytes live on disk ("" = memory only)
+  uint64_t offset = 0;       // byte offset in `file`
+  bool on_disk = false;      // disk-offloaded: read from `file` before every use
 };
 
 class ModelWeights {
@@ -67,6 +71,11 @@ class ModelWeights {
 
   const WeightRef& get(const std::string& name) const;
   bool has(const std::string& name) const;
+  // Offloads tensors to disk as accelerate does: from then on they are read from their file on
+  // every forward. Checkpoint tensors are read from the checkpoint; random ones are first
+  // written to `offload_dir` (one .dat file per tensor, like accelerate's offload folder).
+  void offload_to_disk(const std::vector<std::string>& names, const std::string& offload_dir);
+  std::vector<std::string> names() const;
   // transformers' tensor names this model needs, in load order.
   static std::vector<std::pair<std::string, std::vector<int64_t>>> expected(const ExecConfig& cfg);
   Bytes bytes() const;
@@ -81,6 +90,7 @@ struct RunOptions {
   int64_t batch = 1;
   int64_t max_seq = 256;
   int threads = 1;
+  bool drop_page_cache = false;  // evict disk-offloaded tensors from the page cache before each read (cold disk)
 };
 
 // Time spent in each module, per phase (seconds). Modules: embed, layers.N.{input_layernorm,
@@ -108,6 +118,8 @@ class CpuModel {
 
  private:
   void linear(const std::string& name, const float* x, int64_t M, float* y);
+  // The weight, read from disk first when it is offloaded there.
+  const cpu::Weight& fetch(const std::string& name);
   void rmsnorm(const float* x, int64_t M, const std::vector<float>& w, float* y) const;
   void attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out);
   // Rounds activations to the model's 16-bit dtype (no-op in float32).
@@ -126,6 +138,16 @@ class CpuModel {
   std::vector<ModuleTime> times_;
   bool prefill_phase_ = true;
   std::vector<float> buf_x_, buf_h_, buf_q_, buf_k_, buf_v_, buf_a_, buf_g_, buf_u_;
+  std::vector<uint8_t> disk_buf_;
+  cpu::Weight disk_weight_;
+  std::map<std::string, int> fds_;  // open offload files
+ public:
+  ~CpuModel();
+  CpuModel(const CpuModel&) = delete;
+  CpuModel& operator=(const CpuModel&) = delete;
+  uint64_t disk_bytes_read() const { return disk_bytes_read_; }
+ private:
+  uint64_t disk_bytes_read_ = 0;
 };
 
 struct GenerateResult {

@@ -172,6 +172,7 @@ void SafetensorsFile::validate(const std::byte* data, size_t size) {
            " elements (needs " + std::to_string(want) + ")");
     }
     t.data = region + b;
+    t.file_offset = 8 + n + static_cast<uint64_t>(b);
     t.bytes = static_cast<size_t>(e - b);
     index_[name] = tensors_.size();
     tensors_.push_back(std::move(t));

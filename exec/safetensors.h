@@ -37,6 +37,7 @@ struct TensorView {
   std::vector<int64_t> shape;
   const std::byte* data = nullptr;
   size_t bytes = 0;
+  uint64_t file_offset = 0;  // where the data starts in the file (for reads that bypass the map)
   int64_t numel() const;
   template <class T>
   const T* as() const {
