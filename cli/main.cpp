@@ -23,6 +23,7 @@ commands:
   simulate  predicted memory, prefill and per-token time of every strategy x execution
             semantics on the scenario's hardware, the optimal placement and the verdict
   report    simulate + Markdown report with SVG charts under reports/<scenario>/
+  run       run the model for real on dmap's CPU executor (checkpoint or random weights)
 
 Run `dmap <command> --help` for its options. Exit codes: 0 ok, 1 runtime failure, 2 bad input.
 )";
@@ -42,6 +43,7 @@ int main(int argc, char** argv) {
     if (command == "memory") return dmap::cli::cmd_memory(args);
     if (command == "simulate") return dmap::cli::cmd_simulate(args);
     if (command == "report") return dmap::cli::cmd_report(args);
+    if (command == "run") return dmap::cli::cmd_run(args);
     std::cerr << "dmap: unknown command '" << command << "'\n\n" << kHelp;
     return 2;
   } catch (const dmap::InputError& e) {

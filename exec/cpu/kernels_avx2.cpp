@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "exec/cpu/kernels.h"
 
 namespace {
+constexpr int kPanelVecs = 2;  // GEMM panel width in vectors (register budget)
 constexpr int kW = 8;
 using V = __m256;
 inline V vzero() { return _mm256_setzero_ps(); }
@@ -15,6 +17,8 @@ inline V vload_bf16(const uint16_t* p) {
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
 }
 inline V vload_f16(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline void vstore(float* p, V v) { _mm256_storeu_ps(p, v); }
+inline V vset1(float v) { return _mm256_set1_ps(v); }
 inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 inline float vhsum(V v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "exec/cpu/kernels.h"
 
 namespace {
+constexpr int kPanelVecs = 4;  // GEMM panel width in vectors (register budget)
 constexpr int kW = 16;
 using V = __m512;
 inline V vzero() { return _mm512_setzero_ps(); }
@@ -15,6 +17,8 @@ inline V vload_bf16(const uint16_t* p) {
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
 }
 inline V vload_f16(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+inline void vstore(float* p, V v) { _mm512_storeu_ps(p, v); }
+inline V vset1(float v) { return _mm512_set1_ps(v); }
 inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 inline float vhsum(V v) { return _mm512_reduce_add_ps(v); }
 inline float sf16(uint16_t h) { return _cvtsh_ss(h); }

@@ -48,7 +48,7 @@ TEST_CASE("element conversions round to nearest even and keep specials", "[unit]
 TEST_CASE("linear matches a double-precision reference on every instruction set", "[unit][exec][kernels]") {
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0, 1);
-  const std::vector<Case> cases = {{1, 1, 1}, {1, 7, 5}, {3, 16, 4}, {4, 17, 9}, {5, 33, 7}, {17, 100, 13}, {2, 256, 64}, {9, 1000, 3}};
+  const std::vector<Case> cases = {{1, 1, 1}, {1, 7, 5}, {3, 16, 4}, {4, 17, 9}, {5, 33, 7}, {17, 100, 13}, {2, 256, 64}, {9, 1000, 3}, {16, 40, 7}, {37, 129, 13}, {70, 64, 6}};
   std::vector<Isa> isas = {Isa::kScalar};
   if (static_cast<int>(best_isa()) >= static_cast<int>(Isa::kAvx2)) isas.push_back(Isa::kAvx2);
   if (best_isa() == Isa::kAvx512) isas.push_back(Isa::kAvx512);

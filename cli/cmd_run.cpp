@@ -1,0 +1,284 @@
+// `dmap run`: runs a model for real on the CPU executor — prefill, greedy decode — under a
+// placement (cpu-mapped modules compute on the CPU; disk-mapped ones are re-read from their file
+// every forward), and reports tokens, times and the per-module breakdown.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <random>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/placement.h"
+#include "core/error.h"
+#include "core/json.h"
+#include "core/yaml_io.h"
+#include "exec/model.h"
+#include "strategies/plan.h"
+
+namespace dmap::cli {
+
+namespace {
+
+const char* kRunHelp = R"(usage: dmap run MODEL_OR_CHECKPOINT [options]
+
+Runs the model on dmap's CPU executor: prefill of the prompt, then greedy decode.
+MODEL_OR_CHECKPOINT is a checkpoint folder (config.json + model.safetensors or an index of
+shards; its weights are used), or a model YAML / config.json / preset name (seeded random
+weights at the real shapes, for timing).
+
+placement (default: everything on the CPU):
+  --device-map FILE    a hand-written map {"model.layers.20": "disk", ...}
+  --strategy S         auto | balanced | balanced_low_0 | sequential | infer_auto_device_map (needs
+                       --max-memory or a scenario), cpu | disk, or a map under the scenario's device_maps
+  --max-memory M       caps, e.g. 0=4GiB,cpu=2GiB,disk=100GiB
+  --scenario FILE      take max_memory, strategy and device_maps from a scenario
+  GPU-mapped modules also compute on the CPU here (the CUDA executor is a separate backend);
+  disk-mapped modules are re-read from their file on every forward, as accelerate does.
+  --drop-page-cache    evict disk-mapped weights from the page cache before every read (cold disk)
+  --offload-dir DIR    where random weights mapped to disk are written (default: a temp folder)
+
+workload:
+  --prompt-ids 1,2,3   the prompt as token ids
+  --prompt-file F      a JSON list of ids, or a reference.json with "prompt_ids"
+  --prompt-tokens P    P seeded random ids (default 16)
+  --new-tokens N       tokens to generate (default 16)
+  --batch B            sequences (the prompt is repeated; default 1)
+  --threads T          threads (default: all cores)
+  --dtype D            random weights: float32 | float16 | bfloat16 (default: the config's)
+  --seed S             random weights and random prompt (default 0)
+  --format F           table (default) | json
+  --help               this text
+
+json: {"tokens": [[...], ...], "prefill_s", "decode_token_s" (median), "tokens_per_s",
+       "modules": [{"module", "device", "prefill_s", "decode_s" (median per step)}], ...}
+exit codes: 0 ok, 1 runtime failure, 2 bad input
+)";
+
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& origin) {
+  std::vector<int32_t> out;
+  for (const auto& part : split_commas(text)) {
+    if (!is_int_literal(part)) throw InputError(origin + ": not a token id: '" + part + "'");
+    const long long v = std::stoll(part);
+    if (v < 0 || v > 0x7fffffff) throw InputError(origin + ": token id out of range: " + part);
+    out.push_back(static_cast<int32_t>(v));
+  }
+  if (out.empty()) throw InputError(origin + ": no token ids");
+  return out;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+int64_t positive_flag(const Args& args, const char* flag, int64_t fallback) {
+  auto v = args.get(flag);
+  if (!v) return fallback;
+  if (!is_int_literal(*v) || std::stoll(*v) <= 0) throw InputError(std::string("--") + flag + ": expected a positive integer, not '" + *v + "'");
+  return std::stoll(*v);
+}
+
+}  // namespace
+
+int cmd_run(const std::vector<std::string>& argv) {
+  const Args args(argv,
+                  {"device-map", "strategy", "max-memory", "scenario", "offload-dir", "prompt-ids", "prompt-file",
+                   "prompt-tokens", "new-tokens", "batch", "threads", "dtype", "seed", "format", "no-split", "pipeline"},
+                  {"help", "drop-page-cache"});
+  if (args.has("help")) {
+    std::cout << kRunHelp;
+    return 0;
+  }
+  const std::string format = args.get("format").value_or("table");
+  if (format != "table" && format != "json") throw InputError("--format must be table or json, not '" + format + "'");
+  if (args.positional().size() != 1) throw InputError("dmap run: expected one MODEL_OR_CHECKPOINT (see --help)");
+  const std::string model_ref = args.positional()[0];
+
+  // The model: a checkpoint folder brings weights; anything else gets random weights.
+  Scenario sc;
+  if (auto f = args.get("scenario")) {
+    sc = load_scenario(*f, models_dir());
+  } else {
+    sc.file = "command line";
+  }
+  sc.model = resolve_model(model_ref, "", models_dir());
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const bool checkpoint = fs::is_directory(model_ref, ec) &&
+                          (fs::exists(fs::path(model_ref) / "model.safetensors", ec) ||
+                           fs::exists(fs::path(model_ref) / "model.safetensors.index.json", ec));
+  const exec::ExecConfig cfg = exec::exec_config(sc.model);
+  const int64_t seed = args.get("seed") ? positive_flag(args, "seed", 0) : 0;
+
+  DType dtype = sc.model.checkpoint_dtype.value_or(DType::kFloat32);
+  if (auto d = args.get("dtype")) {
+    auto dt = parse_dtype(*d);
+    if (!dt || (*dt != DType::kFloat32 && *dt != DType::kFloat16 && *dt != DType::kBFloat16)) {
+      throw InputError("--dtype must be float32, float16 or bfloat16, not '" + *d + "'");
+    }
+    if (checkpoint) throw InputError("--dtype applies to random weights; a checkpoint runs in its own dtype");
+    dtype = *dt;
+  }
+  if (!sc.dtype) sc.dtype = dtype;
+
+  // Placement.
+  const ModuleTree tree = build_module_tree(sc.model);
+  DeviceMap dm = strategies::whole_model_map(Device::cpu());
+  std::string how = "all on the CPU";
+  if (args.get("device-map") || args.get("strategy") || args.get("scenario")) {
+    if (auto mm = args.get("max-memory")) sc.max_memory = parse_max_memory_flag(*mm, "--max-memory");
+    MapOutcome out = compute_map(args, sc, tree);
+    dm = std::move(out.device_map);
+    how = out.how;
+  }
+
+  // Workload.
+  const int64_t batch = positive_flag(args, "batch", 1);
+  const int64_t new_tokens = positive_flag(args, "new-tokens", 16);
+  const int threads = static_cast<int>(positive_flag(args, "threads", std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN))));
+  std::vector<int32_t> prompt;
+  if (auto ids = args.get("prompt-ids")) {
+    prompt = parse_ids(*ids, "--prompt-ids");
+  } else if (auto f = args.get("prompt-file")) {
+    const YAML::Node n = load_yaml_file(*f);
+    const YAML::Node list = n.IsMap() ? n["prompt_ids"] : n;
+    if (!list.IsDefined() || !list.IsSequence() || list.size() == 0) fail_at(*f, n, "expected a JSON list of token ids (or {\"prompt_ids\": [...]})");
+    for (const auto& v : list) {
+      const int64_t id = yaml_int(*f, v, "token id");
+      if (id < 0 || id >= cfg.vocab) fail_at(*f, v, "token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(cfg.vocab - 1) + ")");
+      prompt.push_back(static_cast<int32_t>(id));
+    }
+  } else {
+    const int64_t p = positive_flag(args, "prompt-tokens", 16);
+    std::mt19937_64 rng(static_cast<uint64_t>(seed) + 1);
+    for (int64_t i = 0; i < p; ++i) prompt.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(cfg.vocab)));
+  }
+  for (int32_t id : prompt) {
+    if (id >= cfg.vocab) throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(cfg.vocab - 1) + ")");
+  }
+  const int64_t P = static_cast<int64_t>(prompt.size());
+  if (cfg.max_pos > 0 && P + new_tokens > cfg.max_pos) {
+    throw InputError("prompt + new tokens = " + std::to_string(P + new_tokens) + " exceeds the model's " + std::to_string(cfg.max_pos) + " positions");
+  }
+  std::vector<int32_t> ids;
+  for (int64_t b = 0; b < batch; ++b) ids.insert(ids.end(), prompt.begin(), prompt.end());
+
+  // Weights and disk offload.
+  std::shared_ptr<const exec::Checkpoint> ck;
+  exec::ModelWeights weights = [&] {
+    if (checkpoint) {
+      ck = std::make_shared<const exec::Checkpoint>(exec::Checkpoint::open(model_ref));
+      return exec::ModelWeights::from_checkpoint(cfg, ck);
+    }
+    std::cerr << "dmap run: random " << dtype_name(dtype) << " weights (seed " << seed << ")\n";
+    return exec::ModelWeights::random(cfg, dtype, static_cast<uint64_t>(seed));
+  }();
+  std::vector<std::string> on_disk;
+  std::map<std::string, Device> tensor_device;
+  for (const auto& name : weights.names()) {
+    const int node = tree.find(name);
+    DMAP_CHECK(node >= 0, "executor tensor missing from the module tree: " + name);
+    const auto d = strategies::device_of(tree, dm, node);
+    if (!d) throw InputError("the device map gives no device for " + name);
+    tensor_device[name] = *d;
+    if (d->kind == Device::Kind::kDisk) on_disk.push_back(name);
+  }
+  std::string offload_dir = args.get("offload-dir").value_or("");
+  bool remove_offload = false;
+  if (!on_disk.empty() && !checkpoint && offload_dir.empty()) {
+    offload_dir = (fs::temp_directory_path() / ("dmap_offload_" + std::to_string(getpid()))).string();
+    remove_offload = true;
+  }
+  weights.offload_to_disk(on_disk, offload_dir);
+
+  exec::RunOptions opt;
+  opt.batch = batch;
+  opt.max_seq = P + new_tokens;
+  opt.threads = threads;
+  opt.drop_page_cache = args.has("drop-page-cache");
+  exec::CpuModel model(cfg, weights, opt);
+  const exec::GenerateResult r = exec::generate(model, ids, P, new_tokens);
+  if (remove_offload) fs::remove_all(offload_dir, ec);
+
+  const double decode_med = median(r.decode_s);
+  const double tps = decode_med > 0 ? static_cast<double>(batch) / decode_med : 0;
+  // Per module: the device of its weights (the module's first tensor), prefill and median decode.
+  auto module_device = [&](const std::string& module) {
+    for (const auto& [name, d] : tensor_device) {
+      if (name.rfind(module + ".", 0) == 0) return d.str();
+    }
+    return std::string("cpu");
+  };
+  if (format == "json") {
+    JsonWriter w;
+    w.begin_object();
+    w.key("tokens");
+    w.begin_array();
+    for (const auto& seq : r.tokens) {
+      w.begin_array();
+      for (int32_t t : seq) w.value(static_cast<int64_t>(t));
+      w.end_array();
+    }
+    w.end_array();
+    w.key("prompt_tokens");
+    w.value(P);
+    w.key("prefill_s");
+    w.value(r.prefill_s);
+    w.key("decode_token_s");
+    w.value(decode_med);
+    w.key("tokens_per_s");
+    w.value(tps);
+    w.key("threads");
+    w.value(threads);
+    w.key("isa");
+    w.value(exec::cpu::isa_name(exec::cpu::best_isa()));
+    w.key("disk_bytes_read");
+    w.value(static_cast<int64_t>(model.disk_bytes_read()));
+    w.key("device_map");
+    w.raw(device_map_to_json(dm));
+    w.key("modules");
+    w.begin_array();
+    for (const auto& m : model.module_times()) {
+      w.begin_object();
+      w.key("module");
+      w.value(m.module);
+      w.key("device");
+      w.value(module_device(m.module));
+      w.key("prefill_s");
+      w.value(m.prefill_s);
+      w.key("decode_s");
+      w.value(median(m.decode_s));
+      w.end_object();
+    }
+    w.end_array();
+    w.end_object();
+    std::cout << w.str() << "\n";
+    return 0;
+  }
+  std::printf("model:      %s (%s, %s weights, %s)\n", sc.model.name.c_str(), cfg.family.c_str(),
+              checkpoint ? "checkpoint" : "random", std::string(dtype_name(dtype)).c_str());
+  std::printf("placement:  %s\n", how.c_str());
+  std::printf("run:        batch %lld, prompt %lld tokens, %lld new tokens, %d threads, %s kernels\n",
+              static_cast<long long>(batch), static_cast<long long>(P), static_cast<long long>(new_tokens), threads,
+              exec::cpu::isa_name(exec::cpu::best_isa()).c_str());
+  std::printf("prefill:    %.3f s\n", r.prefill_s);
+  std::printf("decode:     %.2f ms/token (median of %zu steps), %.2f tokens/s\n", decode_med * 1e3, r.decode_s.size(), tps);
+  if (model.disk_bytes_read()) std::printf("disk:       %.2f MB read\n", static_cast<double>(model.disk_bytes_read()) / 1e6);
+  for (size_t b = 0; b < r.tokens.size(); ++b) {
+    std::printf("tokens[%zu]:", b);
+    for (int32_t t : r.tokens[b]) std::printf(" %d", t);
+    std::printf("\n");
+  }
+  std::printf("\n%-44s %-6s %12s %14s\n", "module", "device", "prefill ms", "decode ms/tok");
+  for (const auto& m : model.module_times()) {
+    std::printf("%-44s %-6s %12.3f %14.4f\n", m.module.c_str(), module_device(m.module).c_str(), m.prefill_s * 1e3,
+                median(m.decode_s) * 1e3);
+  }
+  return 0;
+}
+
+}  // namespace dmap::cli

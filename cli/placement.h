@@ -1,0 +1,26 @@
+// Which device map a command runs: a --device-map file, a --strategy (planner strategy, one
+// device, or a scenario's hand-written map), or the scenario's own entry/strategy.
+#pragma once
+
+#include <string>
+
+#include "cli/args.h"
+#include "core/device_map.h"
+#include "core/module_sizes.h"
+#include "core/module_tree.h"
+#include "core/scenario.h"
+
+namespace dmap::cli {
+
+struct MapOutcome {
+  DeviceMap device_map;
+  MaxMemory max_memory;
+  std::string how;  // description for the table header
+  ModuleSizes sizes;
+};
+
+// Reads --strategy, --device-map (and the scenario's device_maps, max_memory, entry). A planner
+// strategy needs max_memory (the scenario's or --max-memory); errors are InputErrors.
+MapOutcome compute_map(const Args& args, Scenario& sc, const ModuleTree& tree);
+
+}  // namespace dmap::cli
