@@ -47,6 +47,7 @@ workload:
   --new-tokens N       tokens to generate (default 16)
   --batch B            sequences (the prompt is repeated; default 1)
   --threads T          threads (default: all cores)
+  --prefill-reps R     time R prefills after one warm-up and report the median (default: one cold prefill)
   --dtype D            random weights: float32 | float16 | bfloat16 (default: the config's)
   --seed S             random weights and random prompt (default 0)
   --format F           table (default) | json
@@ -87,7 +88,8 @@ int64_t positive_flag(const Args& args, const char* flag, int64_t fallback) {
 int cmd_run(const std::vector<std::string>& argv) {
   const Args args(argv,
                   {"device-map", "strategy", "max-memory", "scenario", "offload-dir", "prompt-ids", "prompt-file",
-                   "prompt-tokens", "new-tokens", "batch", "threads", "dtype", "seed", "format", "no-split", "pipeline"},
+                   "prompt-tokens", "new-tokens", "batch", "threads", "dtype", "seed", "format", "no-split", "pipeline",
+                   "prefill-reps"},
                   {"help", "drop-page-cache"});
   if (args.has("help")) {
     std::cout << kRunHelp;
@@ -200,8 +202,21 @@ int cmd_run(const std::vector<std::string>& argv) {
   opt.max_seq = P + new_tokens;
   opt.threads = threads;
   opt.drop_page_cache = args.has("drop-page-cache");
+  // Optional warm-up and repeated prefills (on a scratch model: the reported run starts clean).
+  std::vector<double> prefills;
+  if (auto reps = args.get("prefill-reps")) {
+    const int64_t n = positive_flag(args, "prefill-reps", 1);
+    exec::CpuModel scratch(cfg, weights, opt);
+    std::vector<float> logits(static_cast<size_t>(batch * cfg.vocab));
+    for (int64_t i = 0; i <= n; ++i) {
+      const auto t0 = std::chrono::steady_clock::now();
+      scratch.forward(ids.data(), P, 0, logits.data());
+      if (i > 0) prefills.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
   exec::CpuModel model(cfg, weights, opt);
-  const exec::GenerateResult r = exec::generate(model, ids, P, new_tokens);
+  exec::GenerateResult r = exec::generate(model, ids, P, new_tokens);
+  if (!prefills.empty()) r.prefill_s = median(prefills);
   if (remove_offload) fs::remove_all(offload_dir, ec);
 
   const double decode_med = median(r.decode_s);

@@ -147,5 +147,35 @@ printf 'kind: calibration\nhost: {memory_bandwidth_gbs: -3}\n' >"$TMP/badcal.yam
 expect_error "negative calibrated bandwidth" "badcal.yaml:2:.*must be positive" -- simulate "$SIM" --calibration "$TMP/badcal.yaml"
 expect_error "simulate bad format" "unknown format 'xml'" -- simulate "$SIM" --format xml
 
+# --- dmap run: the CPU executor --------------------------------------------------------------
+FIX="$SRC/tests/data/llama_shared_float32"
+want=$(python3 -c "import json; print(json.load(open('$FIX/reference.json'))['greedy_tokens'][:7])" | tr -d ' ')
+if out="$("$DMAP" run "$FIX" --prompt-file "$FIX/reference.json" --new-tokens 7 --threads 2 --format json)"; then
+  got=$(python3 -c "import json,sys; print(json.loads(sys.stdin.read())['tokens'][0])" <<<"$out" | tr -d ' ')
+  [ "$got" = "$want" ] && ok || bad "run tokens $got, reference $want"
+  for key in '"prefill_s":' '"decode_token_s":' '"tokens_per_s":' '"modules":\[\{"module":"model.embed_tokens","device":"cpu"'; do
+    grep -qE "$key" <<<"$out" && ok || bad "run json lacks /$key/"
+  done
+else
+  bad "run failed"
+fi
+printf '{"model.embed_tokens": "cpu", "model.layers.0": "cpu", "model.layers.1": "disk", "model.norm": "cpu", "model.rotary_emb": "cpu", "lm_head": "disk"}' >"$TMP/disk_map.json"
+if out="$("$DMAP" run "$FIX" --prompt-file "$FIX/reference.json" --new-tokens 7 --device-map "$TMP/disk_map.json" --format json)"; then
+  got=$(python3 -c "import json,sys; print(json.loads(sys.stdin.read())['tokens'][0])" <<<"$out" | tr -d ' ')
+  [ "$got" = "$want" ] && ok || bad "run with disk layers: tokens $got, reference $want"
+  grep -qE '"disk_bytes_read":[1-9]' <<<"$out" && ok || bad "run with disk layers read nothing from disk"
+  grep -q '"module":"model.layers.1.mlp","device":"disk"' <<<"$out" && ok || bad "run module devices"
+else
+  bad "run with a disk map failed"
+fi
+"$DMAP" run tinyllama_1b --dtype bfloat16 --prompt-tokens 4 --new-tokens 2 --threads 1 >"$TMP/run.txt" 2>/dev/null && grep -q "tokens\[0\]:" "$TMP/run.txt" && ok || bad "run with random weights"
+expect_error "run bad prompt id" "not a token id: 'x'" -- run "$FIX" --prompt-ids 1,x
+expect_error "run id outside vocabulary" "outside the vocabulary" -- run "$FIX" --prompt-ids 1,100000
+expect_error "run unsupported family" "runs llama, mistral, qwen2 and gemma" -- run gpt2_xl
+expect_error "run missing model" "not found" -- run "$TMP/nothing_here"
+expect_error "run dtype with checkpoint" "applies to random weights" -- run "$FIX" --dtype bfloat16
+printf '[1, 2, "three"]' >"$TMP/ids.json"
+expect_error "run prompt file" "ids.json:1:.*expected an integer" -- run "$FIX" --prompt-file "$TMP/ids.json"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
