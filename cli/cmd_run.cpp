@@ -215,7 +215,17 @@ int cmd_run(const std::vector<std::string>& argv) {
     }
   }
   exec::CpuModel model(cfg, weights, opt);
-  exec::GenerateResult r = exec::generate(model, ids, P, new_tokens);
+  // A progress line on standard error for runs longer than a couple of seconds (terminals only).
+  const auto started = std::chrono::steady_clock::now();
+  bool shown = false;
+  auto progress = [&](int64_t done, int64_t total) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (!isatty(2) || (s < 2.0 && !shown)) return;
+    shown = true;
+    std::fprintf(stderr, "\rdmap run: %lld/%lld tokens, %.1f s", static_cast<long long>(done), static_cast<long long>(total), s);
+    if (done == total) std::fprintf(stderr, "\n");
+  };
+  exec::GenerateResult r = exec::generate(model, ids, P, new_tokens, progress);
   if (!prefills.empty()) r.prefill_s = median(prefills);
   if (remove_offload) fs::remove_all(offload_dir, ec);
 

@@ -510,7 +510,8 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
   add_time(static_cast<int>(times_.size()) - 1, seconds_since(t0));
 }
 
-GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int64_t P, int64_t new_tokens) {
+GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int64_t P, int64_t new_tokens,
+                        const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t B = model.options().batch, V = model.config().vocab;
   DMAP_CHECK(static_cast<int64_t>(prompt.size()) == B * P, "prompt must hold batch x prompt_len ids");
   GenerateResult r;
@@ -530,6 +531,7 @@ GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int
     next[b] = argmax(b);
     r.tokens[b].push_back(next[b]);
   }
+  if (progress) progress(1, new_tokens);
   for (int64_t step = 1; step < new_tokens; ++step) {
     model.begin_phase(false);
     t0 = Clock::now();
@@ -539,6 +541,7 @@ GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int
       next[b] = argmax(b);
       r.tokens[b].push_back(next[b]);
     }
+    if (progress) progress(step + 1, new_tokens);
   }
   return r;
 }

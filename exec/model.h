@@ -22,6 +22,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -158,6 +159,8 @@ struct GenerateResult {
 };
 
 // Prefill `prompt` (batch x P), then greedy decode until `new_tokens` tokens per sequence.
-GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int64_t prompt_len, int64_t new_tokens);
+// `progress` (optional) is called after every forward with (tokens done, tokens wanted).
+GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int64_t prompt_len, int64_t new_tokens,
+                        const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace dmap::exec
