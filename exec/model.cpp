@@ -208,7 +208,7 @@ ModelWeights ModelWeights::random(const ExecConfig& cfg, DType dtype, uint64_t s
         }
       }
     }
-    w.refs_.push_back({cpu::Weight{out, t, rows, cols}, name});
+    w.refs_.push_back({cpu::Weight{out, t, rows, cols}, name, "", 0, false});
     w.owned_.push_back(std::move(buf));
   }
   return w;
