@@ -42,8 +42,8 @@ float element(const cpu::Weight& w, int64_t i) {
 }
 
 // Rounds a float32 to the weight dtype and back (gemma's normalizer is a tensor of that dtype).
-float round_to(cpu::WType t, float v) {
-  if (t == cpu::WType::kBF16) return cpu::bf16_to_f32(cpu::f32_to_bf16(v));
+inline float round_to(cpu::WType t, float v) {
+  if (t == cpu::WType::kBF16) return cpu::round_bf16(v);
   if (t == cpu::WType::kF16) return cpu::f16_to_f32(cpu::f32_to_f16(v));
   return v;
 }
@@ -292,11 +292,14 @@ void CpuModel::add_time(int slot, double s) {
   }
 }
 
-float CpuModel::round1(float v) const { return round_to(act_type_, v); }
+float CpuModel::round16(float v) const { return round_to(act_type_, v); }
 
 void CpuModel::round_act(float* p, int64_t n) const {
-  if (act_type_ == cpu::WType::kF32) return;
-  for (int64_t i = 0; i < n; ++i) p[i] = round_to(act_type_, p[i]);
+  if (act_type_ == cpu::WType::kBF16) {
+    for (int64_t i = 0; i < n; ++i) p[i] = cpu::round_bf16(p[i]);
+  } else if (act_type_ == cpu::WType::kF16) {
+    for (int64_t i = 0; i < n; ++i) p[i] = round_to(act_type_, p[i]);
+  }
 }
 
 CpuModel::~CpuModel() {

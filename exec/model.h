@@ -125,7 +125,8 @@ class CpuModel {
   void attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out);
   // Rounds activations to the model's 16-bit dtype (no-op in float32).
   void round_act(float* p, int64_t n) const;
-  float round1(float v) const;
+  float round1(float v) const { return act_type_ == cpu::WType::kBF16 ? cpu::round_bf16(v) : round16(v); }
+  float round16(float v) const;  // float16 or float32 (no-op)
   int timer(const std::string& module);
   void add_time(int slot, double seconds);
 

@@ -9,21 +9,6 @@
 
 namespace dmap::exec::cpu {
 
-uint16_t f32_to_bf16(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN stays NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-float bf16_to_f32(uint16_t v) {
-  const uint32_t u = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 float f16_to_f32(uint16_t h) {
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1fu;
@@ -91,12 +76,18 @@ void linear(const float* x, int64_t M, const Weight& w, const float* bias, float
 namespace avx512 {
 void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
 }
+namespace amx {
+bool available();
+bool linear_bf16(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
+}
+
+bool amx_available() { return amx::available(); }
 
 Isa best_isa() {
   static const Isa isa = [] {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma")) {
-      return Isa::kAvx512;
+      return amx::available() ? Isa::kAmx : Isa::kAvx512;
     }
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;  // F16C comes with AVX2 parts
     return Isa::kScalar;
@@ -106,6 +97,7 @@ Isa best_isa() {
 
 std::string isa_name(Isa isa) {
   switch (isa) {
+    case Isa::kAmx: return "amx+avx512";
     case Isa::kAvx512: return "avx512";
     case Isa::kAvx2: return "avx2";
     case Isa::kScalar: return "scalar";
@@ -118,6 +110,10 @@ void linear_isa(Isa isa, const float* x, int64_t M, const Weight& w, const float
   DMAP_CHECK(w.rows >= 0 && w.cols >= 0 && M >= 0, "negative matrix size");
   threads = std::max(1, threads);
   switch (isa) {
+    case Isa::kAmx:
+      if (amx::linear_bf16(x, M, w, bias, y, threads)) return;
+      avx512::linear(x, M, w, bias, y, threads);
+      return;
     case Isa::kAvx512: avx512::linear(x, M, w, bias, y, threads); return;
     case Isa::kAvx2: avx2::linear(x, M, w, bias, y, threads); return;
     case Isa::kScalar: scalar::linear(x, M, w, bias, y, threads); return;

@@ -4,8 +4,9 @@
 // Decode (M = batch rows) streams W once and is memory-bound; prefill (M = tokens) reuses each
 // 4-row block of W from L1 across every 4-row block of x, so it is compute-bound.
 //
-// The instruction set is chosen at run time: AVX-512 (F + BW) with F16C, else AVX2 + FMA + F16C,
-// else portable C++. Rows of W are split across OpenMP threads.
+// The instruction set is chosen at run time: AVX-512 (F + BW) with F16C — plus AMX tiles for
+// bfloat16 prefill when the CPU and kernel grant them — else AVX2 + FMA + F16C, else portable
+// C++. Rows of W are split across OpenMP threads.
 //
 // Example:
 //   Weight w{ptr, WType::kBF16, 14336, 4096};
@@ -13,12 +14,14 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace dmap::exec::cpu {
 
 enum class WType { kF32, kF16, kBF16 };
-enum class Isa { kScalar, kAvx2, kAvx512 };
+// kAmx: AVX-512 plus AMX tiles for bfloat16 prefill products (x rounded to bfloat16 there).
+enum class Isa { kScalar, kAvx2, kAvx512, kAmx };
 
 struct Weight {
   const void* data = nullptr;
@@ -36,10 +39,32 @@ void linear(const float* x, int64_t M, const Weight& w, const float* bias, float
 // The same with a forced instruction set (tests compare them); `isa` must be supported.
 void linear_isa(Isa isa, const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
 
-// Element conversions used outside the hot loops.
-float bf16_to_f32(uint16_t v);
+// Element conversions (inline: elementwise loops over activations vectorise through them).
+inline float bf16_to_f32(uint16_t v) {
+  const uint32_t u = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+// Round to nearest even; NaN stays NaN.
+inline uint16_t f32_to_bf16(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+// float32 -> nearest bfloat16 value, as float32.
+inline float round_bf16(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return v;
+  u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 float f16_to_f32(uint16_t v);
-uint16_t f32_to_bf16(float v);  // round to nearest even
 uint16_t f32_to_f16(float v);   // round to nearest even
 
 }  // namespace dmap::exec::cpu

@@ -48,10 +48,11 @@ TEST_CASE("element conversions round to nearest even and keep specials", "[unit]
 TEST_CASE("linear matches a double-precision reference on every instruction set", "[unit][exec][kernels]") {
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0, 1);
-  const std::vector<Case> cases = {{1, 1, 1}, {1, 7, 5}, {3, 16, 4}, {4, 17, 9}, {5, 33, 7}, {17, 100, 13}, {2, 256, 64}, {9, 1000, 3}, {16, 40, 7}, {37, 129, 13}, {70, 64, 6}};
+  const std::vector<Case> cases = {{1, 1, 1}, {1, 7, 5}, {3, 16, 4}, {4, 17, 9}, {5, 33, 7}, {17, 100, 13}, {2, 256, 64}, {9, 1000, 3}, {16, 40, 7}, {37, 129, 13}, {70, 64, 6}, {48, 64, 32}, {37, 96, 64}, {16, 32, 32}};
   std::vector<Isa> isas = {Isa::kScalar};
   if (static_cast<int>(best_isa()) >= static_cast<int>(Isa::kAvx2)) isas.push_back(Isa::kAvx2);
-  if (best_isa() == Isa::kAvx512) isas.push_back(Isa::kAvx512);
+  if (static_cast<int>(best_isa()) >= static_cast<int>(Isa::kAvx512)) isas.push_back(Isa::kAvx512);
+  if (best_isa() == Isa::kAmx) isas.push_back(Isa::kAmx);
   INFO("best ISA: " << isa_name(best_isa()));
   for (const Case& c : cases) {
     std::vector<float> x(c.M * c.K), wf(c.N * c.K), bias(c.N);
@@ -80,11 +81,22 @@ TEST_CASE("linear matches a double-precision reference on every instruction set"
           for (int64_t k = 0; k < c.K; ++k) s += static_cast<double>(x[m * c.K + k]) * wexact[n * c.K + k];
           ref[m * c.N + n] = s;
         }
+      // With bfloat16 weights the executor's activations are bfloat16 values (the AMX path relies on it).
+      std::vector<float> xs = x;
+      if (t == WType::kBF16) {
+        for (auto& v : xs) v = bf16_to_f32(f32_to_bf16(v));
+        for (int64_t m = 0; m < c.M; ++m)
+          for (int64_t n = 0; n < c.N; ++n) {
+            double s = bias[n];
+            for (int64_t k = 0; k < c.K; ++k) s += static_cast<double>(xs[m * c.K + k]) * wexact[n * c.K + k];
+            ref[m * c.N + n] = s;
+          }
+      }
       const Weight w{t == WType::kF32 ? static_cast<const void*>(wf.data()) : w16.data(), t, c.N, c.K};
       for (Isa isa : isas) {
         for (int threads : {1, 2}) {
           std::vector<float> y(c.M * c.N, -999.0f);
-          linear_isa(isa, x.data(), c.M, w, bias.data(), y.data(), threads);
+          linear_isa(isa, xs.data(), c.M, w, bias.data(), y.data(), threads);
           INFO("isa " << isa_name(isa) << " type " << static_cast<int>(t) << " M" << c.M << " K" << c.K << " N" << c.N
                       << " threads " << threads);
           CHECK(max_rel_err(y, ref) < 1e-5);
@@ -92,7 +104,7 @@ TEST_CASE("linear matches a double-precision reference on every instruction set"
       }
       // Without bias.
       std::vector<float> y(c.M * c.N);
-      linear(x.data(), c.M, w, nullptr, y.data(), 2);
+      linear(xs.data(), c.M, w, nullptr, y.data(), 2);
       for (int64_t n = 0; n < c.N; ++n) ref[n] -= bias[n];
       std::vector<float> y0(y.begin(), y.begin() + c.N);
       std::vector<double> r0(ref.begin(), ref.begin() + c.N);
