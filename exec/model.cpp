@@ -362,41 +362,53 @@ void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v
         std::memcpy(kc + ((b * KV + h) * S + start + t) * d, k + (row * KV + h) * d, sizeof(float) * d);
         std::memcpy(vc + ((b * KV + h) * S + start + t) * d, v + (row * KV + h) * d, sizeof(float) * d);
       }
+  // Per sequence and KV head: the scores of every query head of the group come from one matrix
+  // product with the cached keys, and the outputs from one product of the probabilities with the
+  // (transposed) cached values — the same kernels as the projections.
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-#pragma omp parallel num_threads(opt_.threads)
-  {
-    std::vector<float> p(static_cast<size_t>(start + T));
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < H; ++h) {
-        const int64_t kvh = h / group;
-        const float* K = kc + (b * KV + kvh) * S * d;
-        const float* V = vc + (b * KV + kvh) * S * d;
-        for (int64_t t = 0; t < T; ++t) {
-          const int64_t pos = start + t;
-          const int64_t first = cfg_.sliding_window > 0 ? std::max<int64_t>(0, pos - cfg_.sliding_window + 1) : 0;
-          const float* qr = q + ((b * T + t) * H + h) * d;
-          float mx = -INFINITY;
-          for (int64_t j = first; j <= pos; ++j) {
-            float s = 0;
-            for (int64_t i = 0; i < d; ++i) s += qr[i] * K[j * d + i];
-            p[j] = round1(round1(s) * scale);
-            mx = std::max(mx, p[j]);
-          }
-          float sum = 0;
-          for (int64_t j = first; j <= pos; ++j) {
-            p[j] = std::exp(p[j] - mx);
-            sum += p[j];
-          }
-          float* o = out + ((b * T + t) * H + h) * d;
-          std::fill(o, o + d, 0.0f);
-          for (int64_t j = first; j <= pos; ++j) {
-            const float pj = round1(p[j] / sum);
-            for (int64_t i = 0; i < d; ++i) o[i] += pj * V[j * d + i];
-          }
-          for (int64_t i = 0; i < d; ++i) o[i] = round1(o[i]);
+  const int64_t L = start + T;  // keys visible to the last query
+  const int64_t rows = T * group;
+  att_q_.resize(static_cast<size_t>(rows * d));
+  att_s_.resize(static_cast<size_t>(rows * L));
+  att_vt_.resize(static_cast<size_t>(d * L));
+  att_o_.resize(static_cast<size_t>(rows * d));
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t g = 0; g < KV; ++g) {
+      // Query rows (t, head h of the group).
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < group; ++j)
+          std::memcpy(att_q_.data() + (t * group + j) * d, q + ((b * T + t) * H + g * group + j) * d, sizeof(float) * d);
+      const float* K = kc + (b * KV + g) * S * d;
+      const float* V = vc + (b * KV + g) * S * d;
+      cpu::linear(att_q_.data(), rows, cpu::Weight{K, cpu::WType::kF32, L, d}, nullptr, att_s_.data(), opt_.threads);
+      // Causal (and sliding-window) softmax per row, in float32 with 16-bit rounding points.
+#pragma omp parallel for schedule(static) num_threads(opt_.threads) if (opt_.threads > 1 && rows > 1)
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t pos = start + r / group;
+        const int64_t first = cfg_.sliding_window > 0 ? std::max<int64_t>(0, pos - cfg_.sliding_window + 1) : 0;
+        float* p = att_s_.data() + r * L;
+        float mx = -INFINITY;
+        for (int64_t j = first; j <= pos; ++j) {
+          p[j] = round1(round1(p[j]) * scale);
+          mx = std::max(mx, p[j]);
         }
+        float sum = 0;
+        for (int64_t j = first; j <= pos; ++j) {
+          p[j] = std::exp(p[j] - mx);
+          sum += p[j];
+        }
+        for (int64_t j = 0; j < L; ++j) p[j] = (j < first || j > pos) ? 0.0f : round1(p[j] / sum);
       }
+      for (int64_t j = 0; j < L; ++j)
+        for (int64_t i = 0; i < d; ++i) att_vt_[i * L + j] = V[j * d + i];
+      cpu::linear(att_s_.data(), rows, cpu::Weight{att_vt_.data(), cpu::WType::kF32, d, L}, nullptr, att_o_.data(), opt_.threads);
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t j = 0; j < group; ++j) {
+          float* o = out + ((b * T + t) * H + g * group + j) * d;
+          const float* src = att_o_.data() + (t * group + j) * d;
+          for (int64_t i = 0; i < d; ++i) o[i] = round1(src[i]);
+        }
+    }
   }
 }
 
