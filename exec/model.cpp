@@ -392,11 +392,7 @@ void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v
           p[j] = round1(round1(p[j]) * scale);
           mx = std::max(mx, p[j]);
         }
-        float sum = 0;
-        for (int64_t j = first; j <= pos; ++j) {
-          p[j] = std::exp(p[j] - mx);
-          sum += p[j];
-        }
+        const float sum = cpu::exp_shifted(p + first, pos - first + 1, mx);
         for (int64_t j = 0; j < L; ++j) p[j] = (j < first || j > pos) ? 0.0f : round1(p[j] / sum);
       }
       for (int64_t j = 0; j < L; ++j)
@@ -499,13 +495,17 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
     const int64_t n = M * cfg_.inter;
     round_act(g, n);
     round_act(u, n);
-    if (cfg_.gemma) {
-      for (int64_t i = 0; i < n; ++i) {  // gelu, tanh approximation (gelu_pytorch_tanh)
+    if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
+      for (int64_t i = 0; i < n; ++i) {
         const float a = g[i];
-        g[i] = round1(round1(0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))) * u[i]);
+        const float act = cfg_.gemma ? 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))
+                                     : a / (1.0f + std::exp(-a));
+        g[i] = round1(round1(act) * u[i]);
       }
+    } else if (cfg_.gemma) {
+      cpu::gelu_tanh_mul(g, u, n, act_type_ == cpu::WType::kBF16);
     } else {
-      for (int64_t i = 0; i < n; ++i) g[i] = round1(round1(g[i] / (1.0f + std::exp(-g[i]))) * u[i]);  // silu
+      cpu::silu_mul(g, u, n, act_type_ == cpu::WType::kBF16);
     }
     linear(p + "mlp.down_proj.weight", g, M, h);
     for (int64_t i = 0; i < M * Hd; ++i) x[i] = round1(x[i] + round1(h[i]));

@@ -76,6 +76,16 @@ void linear(const float* x, int64_t M, const Weight& w, const float* bias, float
 namespace avx512 {
 void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
 }
+namespace avx2 {
+void silu_mul(float* g, const float* u, int64_t n, bool round);
+void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round);
+float exp_shifted(float* p, int64_t n, float shift);
+}
+namespace avx512 {
+void silu_mul(float* g, const float* u, int64_t n, bool round);
+void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round);
+float exp_shifted(float* p, int64_t n, float shift);
+}
 namespace amx {
 bool available();
 bool linear_bf16(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
@@ -122,6 +132,36 @@ void linear_isa(Isa isa, const float* x, int64_t M, const Weight& w, const float
 
 void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads) {
   linear_isa(best_isa(), x, M, w, bias, y, threads);
+}
+
+void silu_mul(float* g, const float* u, int64_t n, bool round) {
+  const Isa isa = best_isa();
+  if (isa >= Isa::kAvx512) return avx512::silu_mul(g, u, n, round);
+  if (isa == Isa::kAvx2) return avx2::silu_mul(g, u, n, round);
+  for (int64_t i = 0; i < n; ++i) {
+    const float s = g[i] / (1.0f + std::exp(-g[i]));
+    g[i] = round ? round_bf16(round_bf16(s) * u[i]) : s * u[i];
+  }
+}
+
+void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round) {
+  const Isa isa = best_isa();
+  if (isa >= Isa::kAvx512) return avx512::gelu_tanh_mul(g, u, n, round);
+  if (isa == Isa::kAvx2) return avx2::gelu_tanh_mul(g, u, n, round);
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = g[i];
+    const float ge = 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)));
+    g[i] = round ? round_bf16(round_bf16(ge) * u[i]) : ge * u[i];
+  }
+}
+
+float exp_shifted(float* p, int64_t n, float shift) {
+  const Isa isa = best_isa();
+  if (isa >= Isa::kAvx512) return avx512::exp_shifted(p, n, shift);
+  if (isa == Isa::kAvx2) return avx2::exp_shifted(p, n, shift);
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += (p[i] = std::exp(std::min(88.0f, std::max(-87.0f, p[i] - shift))));
+  return sum;
 }
 
 }  // namespace dmap::exec::cpu

@@ -65,6 +65,15 @@ inline float round_bf16(float v) {
   return f;
 }
 float f16_to_f32(uint16_t v);
+
+// Elementwise activations (vectorised; `round_bf16` rounds at transformers' bfloat16 points):
+// g = act(g) * u with act = SiLU or GELU (tanh approximation); exp via a polynomial (< 2e-7
+// relative error, tested against std::exp).
+void silu_mul(float* g, const float* u, int64_t n, bool round_bf16);
+void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round_bf16);
+// p[i] = exp(p[i] - shift) (arguments clamped to [-87, 88]: below, e^-87 ~ 1.6e-38 instead of
+// a subnormal); returns the sum.
+float exp_shifted(float* p, int64_t n, float shift);
 uint16_t f32_to_f16(float v);   // round to nearest even
 
 }  // namespace dmap::exec::cpu

@@ -2,6 +2,7 @@
 // every weight type, odd shapes (vector tails, M and N not multiples of 4) and 1-2 threads.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -109,6 +110,50 @@ TEST_CASE("linear matches a double-precision reference on every instruction set"
       std::vector<float> y0(y.begin(), y.begin() + c.N);
       std::vector<double> r0(ref.begin(), ref.begin() + c.N);
       CHECK(max_rel_err(y0, r0) < 1e-5);
+    }
+  }
+}
+
+TEST_CASE("vectorised activations match the scalar formulas", "[unit][exec][kernels]") {
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> wide(-95.0f, 80.0f), narrow(-8.0f, 8.0f);
+  // exp over its range (inputs below -87 clamp there), relative error < 3e-7.
+  std::vector<float> p(1003);
+  for (auto& v : p) v = wide(rng);
+  std::vector<float> q = p;
+  const float sum = exp_shifted(q.data(), static_cast<int64_t>(q.size()), 1.5f);
+  double want_sum = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const double e = std::exp(static_cast<double>(std::min(88.0f, std::max(-87.0f, p[i] - 1.5f))));
+    want_sum += e;
+    INFO("x " << p[i] - 1.5f << " got " << q[i] << " want " << e);
+    CHECK(std::fabs(q[i] - e) <= 3e-7 * e + 1e-44);
+  }
+  CHECK(std::fabs(sum - want_sum) <= 1e-5 * want_sum);
+  // SiLU and GELU(tanh) times u, unrounded and rounded to bfloat16 at transformers' points.
+  std::vector<float> g(517), u(517);
+  for (auto& v : g) v = narrow(rng);
+  for (auto& v : u) v = narrow(rng);
+  for (bool round : {false, true}) {
+    std::vector<float> a = g, b = g;
+    silu_mul(a.data(), u.data(), static_cast<int64_t>(a.size()), round);
+    gelu_tanh_mul(b.data(), u.data(), static_cast<int64_t>(b.size()), round);
+    for (size_t i = 0; i < g.size(); ++i) {
+      const double x = g[i];
+      const double silu = x / (1.0 + std::exp(-x));
+      const double gelu = 0.5 * x * (1.0 + std::tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)));
+      // Rounded results may differ by one bfloat16 step where the float32 value sits on a tie.
+      // Unrounded: float32 accuracy relative to the inputs' scale (tanh as 1 - 2/(e^2z + 1) loses
+      // relative accuracy where GELU is tiny, not absolute accuracy).
+      const double scale = std::fabs(x * u[i]);
+      const double tol_a = round ? std::fabs(silu * u[i]) / 128 + 1e-6 : 2e-6 * (scale + 1e-3);
+      const double tol_b = round ? std::fabs(gelu * u[i]) / 64 + 2e-6 * (scale + 1e-3) : 2e-6 * (scale + 1e-3);
+      CHECK(std::fabs(a[i] - silu * u[i]) <= tol_a);
+      CHECK(std::fabs(b[i] - gelu * u[i]) <= tol_b);
+      if (round) {
+        CHECK(a[i] == bf16_to_f32(f32_to_bf16(a[i])));  // a bfloat16 value
+        CHECK(b[i] == bf16_to_f32(f32_to_bf16(b[i])));
+      }
     }
   }
 }
