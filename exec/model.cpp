@@ -140,15 +140,21 @@ ModelWeights ModelWeights::from_checkpoint(const ExecConfig& cfg, std::shared_pt
     dtype = t.dtype;
     const int64_t rows = shape.size() == 2 ? shape[0] : 1;
     const int64_t cols = shape.back();
-    w.refs_.push_back({cpu::Weight{t.data, wtype_of(t.dtype), rows, cols}, name, t.file, t.file_offset, false});
+    w.add({cpu::Weight{t.data, wtype_of(t.dtype), rows, cols}, name, t.file, t.file_offset, false});
   }
   return w;
 }
 
+void ModelWeights::add(WeightRef r) {
+  index_[r.name] = refs_.size();
+  refs_.push_back(std::move(r));
+}
+
 void ModelWeights::offload_to_disk(const std::vector<std::string>& names, const std::string& offload_dir) {
   for (const auto& name : names) {
-    auto it = std::find_if(refs_.begin(), refs_.end(), [&](const WeightRef& r) { return r.name == name; });
-    if (it == refs_.end()) throw InternalError("offload of unknown tensor " + name);
+    auto found = index_.find(name);
+    if (found == index_.end()) throw InternalError("offload of unknown tensor " + name);
+    auto it = refs_.begin() + static_cast<long>(found->second);
     if (it->file.empty()) {
       std::filesystem::create_directories(offload_dir);
       const std::string path = (std::filesystem::path(offload_dir) / (name + ".dat")).string();
@@ -208,22 +214,19 @@ ModelWeights ModelWeights::random(const ExecConfig& cfg, DType dtype, uint64_t s
         }
       }
     }
-    w.refs_.push_back({cpu::Weight{out, t, rows, cols}, name, "", 0, false});
+    w.add({cpu::Weight{out, t, rows, cols}, name, "", 0, false});
     w.owned_.push_back(std::move(buf));
   }
   return w;
 }
 
 const WeightRef& ModelWeights::get(const std::string& name) const {
-  for (const auto& r : refs_) {
-    if (r.name == name) return r;
-  }
-  throw InternalError("no weight " + name);
+  auto it = index_.find(name);
+  if (it == index_.end()) throw InternalError("no weight " + name);
+  return refs_[it->second];
 }
 
-bool ModelWeights::has(const std::string& name) const {
-  return std::any_of(refs_.begin(), refs_.end(), [&](const WeightRef& r) { return r.name == name; });
-}
+bool ModelWeights::has(const std::string& name) const { return index_.count(name) > 0; }
 
 Bytes ModelWeights::bytes() const {
   Bytes b = 0;

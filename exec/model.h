@@ -85,6 +85,8 @@ class ModelWeights {
   std::shared_ptr<const Checkpoint> ck_;
   std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
   std::vector<WeightRef> refs_;
+  std::map<std::string, size_t, std::less<>> index_;  // name -> position in refs_
+  void add(WeightRef r);
 };
 
 struct RunOptions {
