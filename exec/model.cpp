@@ -438,6 +438,17 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
   }
   add_time(0, seconds_since(t0));
 
+  {
+    const int64_t half = d / 2;
+    rope_cos_.resize(static_cast<size_t>(T * half));
+    rope_sin_.resize(static_cast<size_t>(T * half));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < half; ++i) {
+        const float ang = static_cast<float>(start + t) * inv_freq_[i];
+        rope_cos_[t * half + i] = round1(std::cos(ang));
+        rope_sin_[t * half + i] = round1(std::sin(ang));
+      }
+  }
   for (int64_t l = 0; l < cfg_.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     const int slot = 1 + static_cast<int>(l) * 4;
@@ -465,21 +476,21 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
     round_act(q, M * qd);
     round_act(k, M * kvd);
     round_act(v, M * kvd);
-    // RoPE (rotate_half convention: pairs (i, i + d/2)); cos/sin in the activation dtype.
+    // RoPE (rotate_half convention: pairs (i, i + d/2)); cos/sin tables of this forward's
+    // positions, in the activation dtype, computed once before the layers.
     const int64_t half = d / 2;
     for (int64_t r = 0; r < M; ++r) {
-      const int64_t pos = start + r % T;
-      for (int64_t i = 0; i < half; ++i) {
-        const float ang = static_cast<float>(pos) * inv_freq_[i];
-        const float c = round1(std::cos(ang)), s = round1(std::sin(ang));
-        auto rotate = [&](float* a) {
+      const float* cs = rope_cos_.data() + (r % T) * half;
+      const float* sn = rope_sin_.data() + (r % T) * half;
+      auto rotate = [&](float* a) {
+        for (int64_t i = 0; i < half; ++i) {
           const float x1 = a[i], x2 = a[i + half];
-          a[i] = round1(round1(x1 * c) + round1(-x2 * s));
-          a[i + half] = round1(round1(x2 * c) + round1(x1 * s));
-        };
-        for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
-        for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
-      }
+          a[i] = round1(round1(x1 * cs[i]) + round1(-x2 * sn[i]));
+          a[i + half] = round1(round1(x2 * cs[i]) + round1(x1 * sn[i]));
+        }
+      };
+      for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
+      for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
     }
     attention(l, q, k, v, T, start, buf_a_.data());
     linear(p + "self_attn.o_proj.weight", buf_a_.data(), M, h);

@@ -144,6 +144,7 @@ class CpuModel {
   std::vector<float> buf_x_, buf_h_, buf_q_, buf_k_, buf_v_, buf_a_, buf_g_, buf_u_;
   std::vector<uint8_t> disk_buf_;
   std::vector<float> att_q_, att_s_, att_vt_, att_o_;  // attention scratch
+  std::vector<float> rope_cos_, rope_sin_;              // this forward's positions x d/2
   cpu::Weight disk_weight_;
   std::map<std::string, int> fds_;  // open offload files
  public:
