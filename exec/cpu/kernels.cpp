@@ -86,6 +86,18 @@ void silu_mul(float* g, const float* u, int64_t n, bool round);
 void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round);
 float exp_shifted(float* p, int64_t n, float shift);
 }
+namespace avx512bf16 {
+void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
+}
+namespace {
+bool has_avx512bf16() {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return ok;
+}
+}  // namespace
 namespace amx {
 bool available();
 bool linear_bf16(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
@@ -119,6 +131,11 @@ void linear_isa(Isa isa, const float* x, int64_t M, const Weight& w, const float
   DMAP_CHECK(static_cast<int>(isa) <= static_cast<int>(best_isa()), "instruction set not supported here: " + isa_name(isa));
   DMAP_CHECK(w.rows >= 0 && w.cols >= 0 && M >= 0, "negative matrix size");
   threads = std::max(1, threads);
+  // Decode with bfloat16 weights on AVX512_BF16 parts: pairwise bf16 dot products.
+  if (isa >= Isa::kAvx512 && w.type == WType::kBF16 && M < 16 && has_avx512bf16()) {
+    avx512bf16::linear(x, M, w, bias, y, threads);
+    return;
+  }
   switch (isa) {
     case Isa::kAmx:
       if (amx::linear_bf16(x, M, w, bias, y, threads)) return;
