@@ -182,12 +182,8 @@ std::vector<std::string> write_report(const sim::SimScenario& s, const sim::Eval
     md << "## Recommended placement\n\n```json\n" << device_map_to_json(ev.rows[ev.recommended].map) << "\n```\n\n";
   }
   md << "## Figures used\n\n| figure | value | source |\n|---|---|---|\n";
-  {
-    const YAML::Node doc = YAML::Load(sim::evaluation_json(s, ev));
-    for (const auto& f : doc["figures"]) {
-      md << "| " << f["name"].as<std::string>() << " | " << fixed(f["value"].as<double>(), 2) << " "
-         << f["unit"].as<std::string>() << " | " << f["source"].as<std::string>() << " |\n";
-    }
+  for (const auto& f : sim::figures(ev)) {
+    md << "| " << f.name << " | " << fixed(f.value, 2) << " " << f.unit << " | " << sim::source_name(f.source) << " |\n";
   }
   md << "\nSemantics: *accelerate* = offloaded weights copied from pageable memory before every forward, one "
         "blocking copy per tensor (what transformers + accelerate do); *prefetch* = pinned memory, the next "

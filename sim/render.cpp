@@ -29,12 +29,7 @@ std::string memory_cell(const Prediction& p) {
   return out;
 }
 
-struct FigureRow {
-  std::string name;
-  double value;
-  std::string unit;
-  Source source;
-};
+}  // namespace
 
 std::vector<FigureRow> figures(const Evaluation& ev) {
   const Rates& r = ev.rates;
@@ -61,6 +56,8 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
   f.push_back({"page-cache read", r.page_cache_read.value / 1e9, "GB/s", r.page_cache_read.source});
   return f;
 }
+
+namespace {
 
 void scenario_json(JsonWriter& w, const SimScenario& s, const Evaluation& ev) {
   w.begin_object();

@@ -3,11 +3,21 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "sim/recommend.h"
 #include "sim/sim_scenario.h"
 
 namespace dmap::sim {
+
+// The figures the cost model used (achieved rates and overheads) and where each comes from.
+struct FigureRow {
+  std::string name;
+  double value;
+  std::string unit;
+  Source source;
+};
+std::vector<FigureRow> figures(const Evaluation& ev);
 
 // {"scenario": {...}, "figures": [...], "results": [...], "recommendation": {...}, "verdict": "..."}
 std::string evaluation_json(const SimScenario& s, const Evaluation& ev);
