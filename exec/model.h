@@ -127,6 +127,10 @@ class CpuModel {
   void attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out);
   // Rounds activations to the model's 16-bit dtype (no-op in float32).
   void round_act(float* p, int64_t n) const;
+  // x = round(x + round(h)): the residual add at the activation dtype.
+  void add_residual(float* x, const float* h, int64_t n) const;
+  // Elements below which an elementwise pass is not worth a second thread.
+  static constexpr int64_t kElementGrain = 1 << 14;
   float round1(float v) const { return act_type_ == cpu::WType::kBF16 ? cpu::round_bf16(v) : round16(v); }
   float round16(float v) const;  // float16 or float32 (no-op)
   int timer(const std::string& module);
@@ -143,7 +147,10 @@ class CpuModel {
   bool prefill_phase_ = true;
   std::vector<float> buf_x_, buf_h_, buf_q_, buf_k_, buf_v_, buf_a_, buf_g_, buf_u_;
   std::vector<uint8_t> disk_buf_;
-  std::vector<float> att_q_, att_s_, att_vt_, att_o_;  // attention scratch
+  struct AttentionScratch {
+    std::vector<float> q, s, vt, o;
+  };
+  std::vector<AttentionScratch> att_;  // per thread
   std::vector<float> rope_cos_, rope_sin_;              // this forward's positions x d/2
   cpu::Weight disk_weight_;
   std::map<std::string, int> fds_;  // open offload files

@@ -77,11 +77,21 @@ namespace avx512 {
 void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
 }
 namespace avx2 {
+void add_rounded(float* x, const float* h, int64_t n, bool round);
+void round_bf16_n(float* p, int64_t n);
+float sum_squares(const float* x, int64_t n);
+void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, bool round, float* y);
+void rope_rotate(float* a, const float* cs, const float* sn, int64_t half, bool round);
 void silu_mul(float* g, const float* u, int64_t n, bool round);
 void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round);
 float exp_shifted(float* p, int64_t n, float shift);
 }
 namespace avx512 {
+void add_rounded(float* x, const float* h, int64_t n, bool round);
+void round_bf16_n(float* p, int64_t n);
+float sum_squares(const float* x, int64_t n);
+void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, bool round, float* y);
+void rope_rotate(float* a, const float* cs, const float* sn, int64_t half, bool round);
 void silu_mul(float* g, const float* u, int64_t n, bool round);
 void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round);
 float exp_shifted(float* p, int64_t n, float shift);
@@ -180,5 +190,48 @@ float exp_shifted(float* p, int64_t n, float shift) {
   for (int64_t i = 0; i < n; ++i) sum += (p[i] = std::exp(std::min(88.0f, std::max(-87.0f, p[i] - shift))));
   return sum;
 }
+
+
+// The vector instantiation when there is one, else the scalar loop (the same formulas).
+#define DMAP_DISPATCH(fn, ...)                                   \
+  do {                                                           \
+    const Isa isa = best_isa();                                  \
+    if (isa >= Isa::kAvx512) return avx512::fn(__VA_ARGS__);     \
+    if (isa == Isa::kAvx2) return avx2::fn(__VA_ARGS__);         \
+  } while (0)
+
+void add_rounded(float* x, const float* h, int64_t n, bool round) {
+  DMAP_DISPATCH(add_rounded, x, h, n, round);
+  for (int64_t i = 0; i < n; ++i) x[i] = round ? round_bf16(x[i] + round_bf16(h[i])) : x[i] + h[i];
+}
+
+void round_bf16_n(float* p, int64_t n) {
+  DMAP_DISPATCH(round_bf16_n, p, n);
+  for (int64_t i = 0; i < n; ++i) p[i] = round_bf16(p[i]);
+}
+
+float sum_squares(const float* x, int64_t n) {
+  DMAP_DISPATCH(sum_squares, x, n);
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i] * x[i];
+  return s;
+}
+
+void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, bool round, float* y) {
+  DMAP_DISPATCH(rms_scale, x, r, g, n, gain_inside, round, y);
+  auto rd = [round](float v) { return round ? round_bf16(v) : v; };
+  for (int64_t i = 0; i < n; ++i) y[i] = gain_inside ? rd(x[i] * r * g[i]) : rd(g[i] * rd(x[i] * r));
+}
+
+void rope_rotate(float* a, const float* cs, const float* sn, int64_t half, bool round) {
+  DMAP_DISPATCH(rope_rotate, a, cs, sn, half, round);
+  auto rd = [round](float v) { return round ? round_bf16(v) : v; };
+  for (int64_t i = 0; i < half; ++i) {
+    const float x1 = a[i], x2 = a[i + half];
+    a[i] = rd(rd(x1 * cs[i]) + rd(-x2 * sn[i]));
+    a[i + half] = rd(rd(x2 * cs[i]) + rd(x1 * sn[i]));
+  }
+}
+#undef DMAP_DISPATCH
 
 }  // namespace dmap::exec::cpu

@@ -76,4 +76,13 @@ void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round_bf16);
 float exp_shifted(float* p, int64_t n, float shift);
 uint16_t f32_to_f16(float v);   // round to nearest even
 
+// The elementwise passes of the forward pass (vectorised; `round`: bfloat16 rounding points r()).
+void add_rounded(float* x, const float* h, int64_t n, bool round);  // x = r(x + r(h))
+void round_bf16_n(float* p, int64_t n);                             // p = r(p)
+float sum_squares(const float* x, int64_t n);                       // float32 lanes
+// RMSNorm's scaling by r = 1/rms: y = r(x r g) (gain_inside, gemma) or y = r(g r(x r)).
+void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, bool round, float* y);
+// RoPE on one head (rotate_half pairs i, i + half): a = r(r(a cos) + r(-b sin)), b = r(r(b cos) + r(a sin)).
+void rope_rotate(float* a, const float* cos, const float* sin, int64_t half, bool round);
+
 }  // namespace dmap::exec::cpu

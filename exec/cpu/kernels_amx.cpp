@@ -103,13 +103,22 @@ bool linear_bf16(const float* x, int64_t M, const Weight& w, const float* bias, 
 #pragma omp for schedule(static)
     for (int64_t nb = 0; nb < nblocks; ++nb) {
       const int64_t n0 = nb * 32;
+      // The next block of W rows is prefetched while this one is used: a quarter... of its rows
+      // per pass over the m-blocks, one cache line per row and k-block.
+      const int64_t passes = (mblocks + 1) / 2;
+      const bool prefetch_next = nb + 1 < nblocks;
       for (int64_t mb = 0; mb < mblocks; mb += 2) {
         const bool two_m = mb + 1 < mblocks;
+        const int64_t pass = mb / 2;
+        const int64_t pf_lo = n0 + 32 + 32 * pass / passes, pf_hi = n0 + 32 + 32 * (pass + 1) / passes;
         _tile_zero(0);
         _tile_zero(1);
         _tile_zero(2);
         _tile_zero(3);
         for (int64_t kb = 0; kb < kblocks; ++kb) {
+          if (prefetch_next) {
+            for (int64_t r = pf_lo; r < pf_hi; ++r) __builtin_prefetch(wd + r * K + kb * 32, 0, 2);
+          }
           _tile_loadd(4, wd + n0 * K + kb * 32, stride);         // W rows n0..n0+15
           _tile_loadd(5, wd + (n0 + 16) * K + kb * 32, stride);  // W rows n0+16..n0+31
           _tile_loadd(6, pk + (mb * kblocks + kb) * 256, 64);

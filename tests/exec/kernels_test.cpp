@@ -157,3 +157,41 @@ TEST_CASE("vectorised activations match the scalar formulas", "[unit][exec][kern
     }
   }
 }
+
+TEST_CASE("vectorised elementwise passes equal their scalar formulas", "[unit][exec][kernels]") {
+  // Products, sums and bfloat16 rounding are exact operations: the vector body and the scalar
+  // tail must give bit-identical results (1003 elements: both run). Only the sum of squares
+  // reorders its additions.
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> dist(-3.0f, 3.0f);
+  const int64_t n = 1003;
+  std::vector<float> x(n), h(n), g(n), cs(n), sn(n);
+  for (auto* v : {&x, &h, &g, &cs, &sn})
+    for (auto& e : *v) e = dist(rng);
+  auto r = [](bool round, float v) { return round ? bf16_to_f32(f32_to_bf16(v)) : v; };
+  for (bool round : {false, true}) {
+    INFO("round " << round);
+    std::vector<float> a = x;
+    add_rounded(a.data(), h.data(), n, round);
+    for (int64_t i = 0; i < n; ++i) REQUIRE(a[i] == r(round, x[i] + r(round, h[i])));
+    for (bool inside : {false, true}) {
+      std::vector<float> y(n);
+      rms_scale(x.data(), 0.37f, g.data(), n, inside, round, y.data());
+      for (int64_t i = 0; i < n; ++i)
+        REQUIRE(y[i] == (inside ? r(round, x[i] * 0.37f * g[i]) : r(round, g[i] * r(round, x[i] * 0.37f))));
+    }
+    const int64_t half = n / 2;  // odd: a vector body and a tail
+    std::vector<float> q = x;
+    rope_rotate(q.data(), cs.data(), sn.data(), half, round);
+    for (int64_t i = 0; i < half; ++i) {
+      REQUIRE(q[i] == r(round, r(round, x[i] * cs[i]) + r(round, -x[i + half] * sn[i])));
+      REQUIRE(q[i + half] == r(round, r(round, x[i + half] * cs[i]) + r(round, x[i] * sn[i])));
+    }
+  }
+  std::vector<float> b = x;
+  round_bf16_n(b.data(), n);
+  for (int64_t i = 0; i < n; ++i) REQUIRE(b[i] == bf16_to_f32(f32_to_bf16(x[i])));
+  double want = 0;
+  for (float v : x) want += static_cast<double>(v) * v;
+  CHECK(std::fabs(sum_squares(x.data(), n) - want) <= 1e-6 * want);
+}
