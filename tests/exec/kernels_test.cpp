@@ -49,7 +49,8 @@ TEST_CASE("element conversions round to nearest even and keep specials", "[unit]
 TEST_CASE("linear matches a double-precision reference on every instruction set", "[unit][exec][kernels]") {
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0, 1);
-  const std::vector<Case> cases = {{1, 1, 1}, {1, 7, 5}, {3, 16, 4}, {4, 17, 9}, {5, 33, 7}, {17, 100, 13}, {2, 256, 64}, {9, 1000, 3}, {16, 40, 7}, {37, 129, 13}, {70, 64, 6}, {48, 64, 32}, {37, 96, 64}, {16, 32, 32}};
+  const std::vector<Case> cases = {{1, 1, 1}, {1, 7, 5}, {3, 16, 4}, {4, 17, 9}, {5, 33, 7}, {17, 100, 13}, {2, 256, 64}, {9, 1000, 3}, {16, 40, 7}, {37, 129, 13}, {70, 64, 6}, {48, 64, 32}, {37, 96, 64}, {16, 32, 32},
+                                  {20, 2500, 11}, {33, 2112, 32}};  // the last two: K in chunks (GEMM)
   std::vector<Isa> isas = {Isa::kScalar};
   if (static_cast<int>(best_isa()) >= static_cast<int>(Isa::kAvx2)) isas.push_back(Isa::kAvx2);
   if (static_cast<int>(best_isa()) >= static_cast<int>(Isa::kAvx512)) isas.push_back(Isa::kAvx512);
