@@ -24,6 +24,8 @@ commands:
             semantics on the scenario's hardware, the optimal placement and the verdict
   report    simulate + Markdown report with SVG charts under reports/<scenario>/
   run       run the model for real on dmap's CPU executor (checkpoint or random weights)
+  profile   --real: calibrate this machine's cost-model figures from timed executor runs;
+            --validate: check a calibration's predictions against fresh measurements
 
 Run `dmap <command> --help` for its options. Exit codes: 0 ok, 1 runtime failure, 2 bad input.
 )";
@@ -44,6 +46,7 @@ int main(int argc, char** argv) {
     if (command == "simulate") return dmap::cli::cmd_simulate(args);
     if (command == "report") return dmap::cli::cmd_report(args);
     if (command == "run") return dmap::cli::cmd_run(args);
+    if (command == "profile") return dmap::cli::cmd_profile(args);
     std::cerr << "dmap: unknown command '" << command << "'\n\n" << kHelp;
     return 2;
   } catch (const dmap::InputError& e) {

@@ -256,7 +256,8 @@ Bytes ModelWeights::bytes() const {
 
 // ---------------------------------------------------------------------------------------------
 
-CpuModel::CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOptions opt) : cfg_(cfg), w_(weights), opt_(opt) {
+CpuModel::CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOptions opt)
+    : cfg_(cfg), w_(weights), opt_(opt), epoch_(std::chrono::steady_clock::now()) {
   DMAP_CHECK(opt_.batch > 0 && opt_.max_seq > 0, "batch and max_seq must be positive");
   opt_.threads = std::max(1, opt_.threads);
   act_type_ = w_.get("model.embed_tokens.weight").w.type;
@@ -307,7 +308,13 @@ void CpuModel::begin_phase(bool prefill) {
   }
 }
 
-void CpuModel::add_time(int slot, double s) {
+void CpuModel::add_time(int slot, Clock::time_point t0) {
+  const auto t1 = Clock::now();
+  const double s = std::chrono::duration<double>(t1 - t0).count();
+  if (opt_.record_events) {
+    events_.push_back({slot, prefill_phase_ ? -1 : static_cast<int>(times_[slot].decode_s.size()) - 1,
+                       std::chrono::duration<double>(t0 - epoch_).count(), s});
+  }
   if (prefill_phase_) {
     times_[slot].prefill_s += s;
   } else if (!times_[slot].decode_s.empty()) {
@@ -484,7 +491,7 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
       for (int64_t i = 0; i < Hd; ++i) x[r * Hd + i] = round1(element(E, static_cast<int64_t>(id) * Hd + i) * scale);
     }
   }
-  add_time(0, seconds_since(t0));
+  add_time(0, t0);
 
   {
     const int64_t half = d / 2;
@@ -502,7 +509,7 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
     const int slot = 1 + static_cast<int>(l) * 4;
     t0 = Clock::now();
     rmsnorm(x, M, norms_[2 * l], h);
-    add_time(slot, seconds_since(t0));
+    add_time(slot, t0);
 
     t0 = Clock::now();
     float* q = buf_q_.data();
@@ -546,11 +553,11 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
     attention(l, q, k, v, T, start, buf_a_.data());
     linear(p + "self_attn.o_proj.weight", buf_a_.data(), M, h);
     add_residual(x, h, M * Hd);
-    add_time(slot + 1, seconds_since(t0));
+    add_time(slot + 1, t0);
 
     t0 = Clock::now();
     rmsnorm(x, M, norms_[2 * l + 1], h);
-    add_time(slot + 2, seconds_since(t0));
+    add_time(slot + 2, t0);
 
     t0 = Clock::now();
     float* g = buf_g_.data();
@@ -576,7 +583,7 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
     });
     linear(p + "mlp.down_proj.weight", g, M, h);
     add_residual(x, h, M * Hd);
-    add_time(slot + 3, seconds_since(t0));
+    add_time(slot + 3, t0);
   }
 
   // Final norm and head on the last position of each sequence.
@@ -584,12 +591,12 @@ void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logi
   std::vector<float> last(static_cast<size_t>(B * Hd));
   for (int64_t b = 0; b < B; ++b) std::memcpy(last.data() + b * Hd, x + (b * T + T - 1) * Hd, sizeof(float) * Hd);
   rmsnorm(last.data(), B, norms_.back(), last.data());
-  add_time(static_cast<int>(times_.size()) - 2, seconds_since(t0));
+  add_time(static_cast<int>(times_.size()) - 2, t0);
   t0 = Clock::now();
   const cpu::Weight& head = fetch(cfg_.tie ? "model.embed_tokens.weight" : "lm_head.weight");
   cpu::linear(last.data(), B, head, nullptr, logits, opt_.threads);
   round_act(logits, B * cfg_.vocab);
-  add_time(static_cast<int>(times_.size()) - 1, seconds_since(t0));
+  add_time(static_cast<int>(times_.size()) - 1, t0);
 }
 
 GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int64_t P, int64_t new_tokens,

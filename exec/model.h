@@ -21,6 +21,7 @@
 //   GenerateResult r = generate(m, prompt_ids, 32);
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -94,6 +95,15 @@ struct RunOptions {
   int64_t max_seq = 256;
   int threads = 1;
   bool drop_page_cache = false;  // evict disk-offloaded tensors from the page cache before each read (cold disk)
+  bool record_events = false;    // keep one ModuleEvent per module and forward (for traces)
+};
+
+// One module's execution in one forward: for timelines (Chrome traces).
+struct ModuleEvent {
+  int module = 0;      // index into module_times()
+  int step = -1;       // -1 prefill, else the decode step
+  double start_s = 0;  // since the model was created
+  double dur_s = 0;
 };
 
 // Time spent in each module, per phase (seconds). Modules: embed, layers.N.{input_layernorm,
@@ -118,6 +128,9 @@ class CpuModel {
   // decode step.
   void begin_phase(bool prefill);
   const std::vector<ModuleTime>& module_times() const { return times_; }
+  const std::vector<ModuleEvent>& events() const { return events_; }
+  // Cold-disk runs: evict offloaded tensors from the page cache before each read, or stop.
+  void set_drop_page_cache(bool drop) { opt_.drop_page_cache = drop; }
 
  private:
   void linear(const std::string& name, const float* x, int64_t M, float* y);
@@ -133,8 +146,7 @@ class CpuModel {
   static constexpr int64_t kElementGrain = 1 << 14;
   float round1(float v) const { return act_type_ == cpu::WType::kBF16 ? cpu::round_bf16(v) : round16(v); }
   float round16(float v) const;  // float16 or float32 (no-op)
-  int timer(const std::string& module);
-  void add_time(int slot, double seconds);
+  void add_time(int slot, std::chrono::steady_clock::time_point start);
 
   ExecConfig cfg_;
   const ModelWeights& w_;
@@ -144,6 +156,8 @@ class CpuModel {
   std::vector<std::vector<float>> norms_;  // float32 copies of 1-D gains (gemma: 1 + w)
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: batch x kv x max_seq x d
   std::vector<ModuleTime> times_;
+  std::vector<ModuleEvent> events_;
+  std::chrono::steady_clock::time_point epoch_;
   bool prefill_phase_ = true;
   std::vector<float> buf_x_, buf_h_, buf_q_, buf_k_, buf_v_, buf_a_, buf_g_, buf_u_;
   std::vector<uint8_t> disk_buf_;

@@ -33,6 +33,11 @@ RateCurve DeviceRates::flops_for(DType d) const {
   return flops.begin()->second;
 }
 
+RateCurve DeviceRates::attention_flops_for(DType d) const {
+  auto it = attention_flops.find(d);
+  return it != attention_flops.end() ? it->second : flops_for(d);
+}
+
 namespace {
 
 constexpr double kGB = 1e9;
@@ -83,13 +88,14 @@ RateCurve read_curve(const std::string& file, const YAML::Node& n, const std::st
   return c;
 }
 
-void apply_flops(const std::string& file, const YAML::Node& n, const std::string& what, double scale, DeviceRates& r) {
+void apply_flops(const std::string& file, const YAML::Node& n, const std::string& what, double scale,
+                 std::map<DType, RateCurve>& out) {
   if (!n.IsMap()) fail_at(file, n, what + ": expected a mapping dtype -> rate");
   for (const auto& kv : n) {
     const std::string d = yaml_string(file, kv.first, "dtype");
     auto dt = parse_dtype(d);
     if (!dt) fail_at(file, kv.first, what + ": unknown dtype '" + d + "'");
-    r.flops[*dt] = read_curve(file, kv.second, what + "." + d, scale);
+    out[*dt] = read_curve(file, kv.second, what + "." + d, scale);
   }
 }
 
@@ -111,7 +117,7 @@ void validate(const Calibration& c) {
   if (root["host"].IsDefined()) {
     check_keys(f, root["host"],
                {"memory_bandwidth_gbs", "page_cache_read_gbs", "dispatch_overhead_us", "offload_tensor_overhead_us",
-                "matmul_gflops"},
+                "matmul_gflops", "attention_gflops"},
                "host");
   }
   if (root["gpus"].IsDefined()) {
@@ -201,13 +207,16 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
     } else if (h["memory_bandwidth_gbs"].IsDefined()) {
       r.page_cache_read = {r.host.memory_bandwidth.value / 2, Source::kCalibrated};
     }
-    if (h["matmul_gflops"].IsDefined()) apply_flops(f, h["matmul_gflops"], "host.matmul_gflops", 1e9, r.host);
+    if (h["matmul_gflops"].IsDefined()) apply_flops(f, h["matmul_gflops"], "host.matmul_gflops", 1e9, r.host.flops);
+    if (h["attention_gflops"].IsDefined()) {
+      apply_flops(f, h["attention_gflops"], "host.attention_gflops", 1e9, r.host.attention_flops);
+    }
   }
   if (const YAML::Node gs = root["gpus"]; gs.IsDefined()) {
     auto apply_gpu = [&](const YAML::Node& g, DeviceRates& d) {
       set_figure(f, g, "memory_bandwidth_gbs", kGB, d.memory_bandwidth);
       set_figure(f, g, "launch_overhead_us", kUs, d.dispatch, true);
-      if (g["matmul_tflops"].IsDefined()) apply_flops(f, g["matmul_tflops"], "gpus.matmul_tflops", 1e12, d);
+      if (g["matmul_tflops"].IsDefined()) apply_flops(f, g["matmul_tflops"], "gpus.matmul_tflops", 1e12, d.flops);
     };
     if (gs["all"].IsDefined()) {
       for (auto& d : r.gpus) apply_gpu(gs["all"], d);

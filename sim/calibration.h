@@ -19,6 +19,8 @@
 //     matmul_gflops:                      # achieved, by token count M of the product
 //       float32: [[1, 40], [16, 300], [128, 900]]     # [M, GFLOP/s] points, log-interpolated
 //       bfloat16: 350                                 # or one number for every M
+//     attention_gflops: {float32: [[1, 20], [128, 150]]}   # optional: attention's products and
+//                                       # softmax by query rows M (default: matmul_gflops)
 //   gpus:
 //     all:                                # or a GPU ordinal: 0, 1, ...
 //       memory_bandwidth_gbs: 4100
@@ -56,7 +58,9 @@ struct DeviceRates {
   Figure memory_bandwidth;            // achieved bytes/s
   std::map<DType, RateCurve> flops;   // achieved FLOP/s per dtype
   Figure dispatch;                    // seconds per operator
+  std::map<DType, RateCurve> attention_flops;  // calibrated only; empty = the matmul rates
   RateCurve flops_for(DType d) const; // falls back to float32 (then any) when the dtype is absent
+  RateCurve attention_flops_for(DType d) const;  // the attention curve of d, else flops_for(d)
 };
 
 struct Calibration {

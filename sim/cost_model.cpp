@@ -121,10 +121,12 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   OpTime t;
   op_work(op, phase, t.flops, t.bytes);
   const DeviceRates& r = rates_of(dev);
-  const double m = (op.kind == OpKind::kMatmul && !(op.head && phase.prefill))
-                       ? static_cast<double>(workload_.batch) * (phase.prefill ? static_cast<double>(workload_.prompt) : 1.0)
-                       : static_cast<double>(workload_.batch);
-  t.compute_s = t.flops / r.flops_for(graph_.dtype).at(m);
+  // The rows of the products: prefill matmuls and attention (queries) run M = batch x prompt.
+  const bool full_rows = (op.kind == OpKind::kMatmul && !(op.head && phase.prefill)) || op.kind == OpKind::kAttention;
+  const double m = full_rows ? static_cast<double>(workload_.batch) * (phase.prefill ? static_cast<double>(workload_.prompt) : 1.0)
+                             : static_cast<double>(workload_.batch);
+  const RateCurve rate = op.kind == OpKind::kAttention ? r.attention_flops_for(graph_.dtype) : r.flops_for(graph_.dtype);
+  t.compute_s = t.flops / rate.at(m);
   t.memory_s = t.bytes / r.memory_bandwidth.value;
   t.overhead_s = op.kernels * r.dispatch.value;
   return t;

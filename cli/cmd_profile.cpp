@@ -1,0 +1,223 @@
+// dmap profile: --real calibrates this machine's CPU and disk from timed runs of dmap's executor;
+// --validate checks a calibration's predictions against fresh measurements.
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/scenario.h"
+#include "core/yaml_io.h"
+#include "profile/profile.h"
+
+namespace dmap::cli {
+
+namespace {
+
+const char* kHelp = R"(usage: dmap profile --real [options]
+       dmap profile --validate --calibration FILE [options]
+
+--real: measure this machine with dmap's CPU executor and fit the cost model's figures:
+memory bandwidth (matrix-vector products at the model's shapes), matrix-product rates by
+token count per dtype, disk reads cold and warm, attention and per-operator overhead (from
+whole-model runs). Writes a calibration YAML (provenance and fit residuals inside) and a
+Chrome trace of the whole-model runs beside it (NAME.trace.json).
+
+--validate: for placements not used in the fit (CPU-only and the last layers on disk, several
+models), predict with the calibration, run for real, and write a Markdown report with the
+errors, their median and 90th percentile, the placement regret, an SVG chart and a trace of
+the predicted timeline next to the measured one.
+
+options:
+  --device cpu             what to calibrate (cpu; CUDA devices need the CUDA executor)
+  --model M                model preset or config.json for the shapes and runs (default tinyllama_1b)
+  --models A,B,C           --validate: the models (default qwen25_05b,tinyllama_1b,llama32_1b)
+  --dtype D[,D]            float32, bfloat16, float16 (default float32,bfloat16)
+  --disk-fractions F,...   --validate: fractions of layers on disk (default 0,0.25,0.5)
+  --hardware ID            system or host preset the predictions use (default cloud_xeon_2vcpu_vm)
+  --calibration FILE       --validate: the calibration to check
+  --out FILE               --real: calibration path (default configs/calibrations/NAME.yaml);
+                           --validate: report path (default reports/validation/NAME.md)
+  --name NAME              calibration / machine name (default: the hardware id)
+  --threads T              executor threads (default: all CPUs)
+  --prompt-tokens P        prompt of the whole-model runs (default 64)
+  --new-tokens N           tokens generated per run (default 8; --validate 12)
+  --scratch-dir DIR        where disk probes and offloaded weights go (default $TMPDIR)
+  --quick                  fewer sizes and repetitions (a smoke test, about a minute)
+)";
+
+int int_flag(const Args& a, const std::string& name, int64_t def, int64_t lo) {
+  auto v = a.get(name);
+  if (!v) return static_cast<int>(def);
+  int64_t x = 0;
+  try {
+    size_t used = 0;
+    x = std::stoll(*v, &used);
+    if (used != v->size()) throw std::invalid_argument("");
+  } catch (...) {
+    throw InputError("--" + name + " expects an integer, not '" + *v + "'");
+  }
+  if (x < lo) throw InputError("--" + name + " must be at least " + std::to_string(lo));
+  return static_cast<int>(x);
+}
+
+std::vector<DType> dtypes_flag(const Args& a) {
+  std::vector<DType> out;
+  for (const auto& s : split_commas(a.get("dtype").value_or("float32,bfloat16"))) {
+    auto d = parse_dtype(s);
+    if (!d || (*d != DType::kFloat32 && *d != DType::kBFloat16 && *d != DType::kFloat16)) {
+      throw InputError("--dtype: '" + s + "' is not float32, bfloat16 or float16");
+    }
+    out.push_back(*d);
+  }
+  if (out.empty()) throw InputError("--dtype: no dtype given");
+  return out;
+}
+
+// A progress bar on standard error (redrawn in place on a terminal, one line per stage otherwise).
+profile::ProgressFn progress_bar(const std::string& title) {
+  const bool tty = isatty(2);
+  auto last = std::make_shared<std::string>();
+  const auto t0 = std::chrono::steady_clock::now();
+  return [=](const std::string& what, int done, int total) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (tty) {
+      const int width = 30, fill = total > 0 ? width * done / total : 0;
+      std::fprintf(stderr, "\r%s [%s%s] %3d%% %6.1f s  %-40.40s", title.c_str(), std::string(fill, '#').c_str(),
+                   std::string(width - fill, '.').c_str(), total > 0 ? 100 * done / total : 0, s, what.c_str());
+      std::fflush(stderr);
+    } else if (what != *last) {
+      std::fprintf(stderr, "%s: %6.1f s  %s\n", title.c_str(), s, what.c_str());
+    }
+    *last = what;
+  };
+}
+
+sim::Hardware hardware_flag(const Args& a, std::string& id) {
+  id = a.get("hardware").value_or("cloud_xeon_2vcpu_vm");
+  const std::string dir = config_dir() + "/hardware";
+  if (!std::filesystem::exists(dir + "/" + id + ".yaml")) throw InputError("--hardware: no preset '" + id + "' in " + dir);
+  const YAML::Node kind = load_yaml_file(dir + "/" + id + ".yaml")["kind"];
+  YAML::Node n;
+  if (kind.IsDefined() && kind.Scalar() == "host") {
+    n["host"] = id;  // a host alone: no GPU, the default disk
+    n["disk"] = "nvme_gen3";
+  } else {
+    n = YAML::Node(id);
+  }
+  return sim::parse_hardware(n, "--hardware", dir);
+}
+
+}  // namespace
+
+int cmd_profile(const std::vector<std::string>& argv) {
+  Args a(argv,
+         {"device", "model", "models", "dtype", "disk-fractions", "hardware", "calibration", "out", "name", "threads",
+          "prompt-tokens", "new-tokens", "scratch-dir"},
+         {"real", "validate", "quick", "help"});
+  if (a.has("help")) {
+    std::cout << kHelp;
+    return 0;
+  }
+  if (a.has("real") == a.has("validate")) throw InputError("dmap profile: give exactly one of --real and --validate (see --help)");
+  if (!a.positional().empty()) throw InputError("dmap profile: unexpected argument '" + a.positional()[0] + "'");
+  const std::string device = a.get("device").value_or("cpu");
+  if (device != "cpu") {
+    throw InputError("dmap profile --device " + device +
+                     ": only the CPU can be profiled in this build (GPU profiling needs the CUDA executor)");
+  }
+  std::string hw_id;
+  const sim::Hardware hw = hardware_flag(a, hw_id);
+  const std::string name = a.get("name").value_or(hw_id);
+  profile::RunSettings rs;
+  rs.threads = int_flag(a, "threads", std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN)), 1);
+  rs.prompt = int_flag(a, "prompt-tokens", 64, 1);
+  rs.new_tokens = int_flag(a, "new-tokens", a.has("validate") ? 12 : 8, 2);
+  rs.scratch_dir = a.get("scratch-dir").value_or("");
+  const std::vector<DType> dtypes = dtypes_flag(a);
+  std::string command = "dmap profile";
+  for (const auto& s : argv) command.append(" ").append(s);
+
+  if (a.has("real")) {
+    const std::string model_id = a.get("model").value_or("tinyllama_1b");
+    profile::ProfileOptions opt;
+    opt.model = resolve_model(model_id, "", models_dir());
+    opt.model_id = model_id;
+    exec::exec_config(opt.model);  // the executor must run it (a clear error otherwise)
+    opt.dtypes = dtypes;
+    opt.run = rs;
+    opt.name = name;
+    opt.command = command;
+    opt.quick = a.has("quick");
+    opt.progress = progress_bar("dmap profile");
+    const std::string out = a.get("out").value_or(config_dir() + "/calibrations/" + name + ".yaml");
+    const profile::ProfileResult r = profile::profile_cpu(opt, hw);
+    if (isatty(2)) std::fprintf(stderr, "\n");
+    std::string trace = out;
+    if (trace.size() > 5 && trace.compare(trace.size() - 5, 5, ".yaml") == 0) trace.resize(trace.size() - 5);
+    trace += ".trace.json";
+    profile::write_text_file(out, r.yaml);
+    profile::write_text_file(trace, r.trace.json());
+    std::cout << "calibration: " << out << "\ntrace: " << trace << "\n";
+    for (const auto& s : r.summary) std::cout << "  " << s << "\n";
+    return 0;
+  }
+
+  // --validate
+  const auto cal_file = a.get("calibration");
+  if (!cal_file) throw InputError("dmap profile --validate needs --calibration FILE");
+  const sim::Calibration cal = sim::load_calibration(*cal_file);
+  std::vector<double> fractions;
+  for (const auto& s : split_commas(a.get("disk-fractions").value_or("0,0.25,0.5"))) {
+    double f = -1;
+    try {
+      size_t used = 0;
+      f = std::stod(s, &used);
+      if (used != s.size()) f = -1;
+    } catch (...) {
+    }
+    if (!(f >= 0 && f < 1)) throw InputError("--disk-fractions: '" + s + "' is not a fraction in [0, 1)");
+    fractions.push_back(f);
+  }
+  std::vector<profile::ValidationCase> cases;
+  for (const auto& m : split_commas(a.get("models").value_or("qwen25_05b,tinyllama_1b,llama32_1b"))) {
+    const ModelSpec spec = resolve_model(m, "", models_dir());
+    const exec::ExecConfig c = exec::exec_config(spec);
+    for (DType d : dtypes) {
+      for (double f : fractions) {
+        const int64_t n = static_cast<int64_t>(f * static_cast<double>(c.layers) + 0.5);
+        cases.push_back({m, spec, d, n, n == 0 ? "cpu" : "disk " + std::to_string(n) + "/" + std::to_string(c.layers) + " layers"});
+      }
+    }
+  }
+  const std::string out = a.get("out").value_or("reports/validation/" + name + ".md");
+  namespace fs = std::filesystem;
+  const fs::path outp(out);
+  const std::string stem = outp.stem().string();
+  const profile::ValidationResult r = profile::validate(cases, hw, cal, rs, progress_bar("dmap profile --validate"));
+  if (isatty(2)) std::fprintf(stderr, "\n");
+  const std::string machine = hw.describe();
+  const std::string svg = stem + ".svg", trace = stem + ".trace.json";
+  const fs::path dir = outp.has_parent_path() ? outp.parent_path() : fs::path(".");
+  profile::write_text_file((dir / svg).string(), profile::validation_svg(r, name));
+  profile::write_text_file((dir / trace).string(), r.trace.json());
+  profile::write_text_file(out, profile::validation_markdown(r, machine, *cal_file, svg, trace));
+  std::printf("%-14s %-9s %-22s %12s %12s %8s %12s %12s %8s\n", "model", "dtype", "placement", "pred pre ms", "meas pre ms", "err",
+              "pred ms/tok", "meas ms/tok", "err");
+  for (const auto& row : r.rows) {
+    std::printf("%-14s %-9s %-22s %12.1f %12.1f %+7.1f%% %12.2f %12.2f %+7.1f%%\n", row.c.model_id.c_str(),
+                std::string(dtype_name(row.c.dtype)).c_str(), row.c.placement.c_str(), row.predicted_prefill_s * 1e3,
+                row.measured_prefill_s * 1e3, row.prefill_error() * 100, row.predicted_decode_s * 1e3, row.measured_decode_s * 1e3,
+                row.decode_error() * 100);
+  }
+  std::printf("time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median %.1f %%, p90 %.1f %%; max regret %.1f %%\n",
+              r.decode_median_abs * 100, r.decode_p90_abs * 100, r.prefill_median_abs * 100, r.prefill_p90_abs * 100, r.max_regret * 100);
+  std::printf("report: %s\n", out.c_str());
+  return 0;
+}
+
+}  // namespace dmap::cli

@@ -1,0 +1,94 @@
+#include "profile/fit.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace dmap::profile {
+
+double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos));
+  const size_t hi = std::min(v.size() - 1, lo + 1);
+  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
+}
+
+RobustFit robust_fit(const Eigen::MatrixXd& A, const Eigen::VectorXd& y) {
+  const Eigen::Index n = A.rows(), p = A.cols();
+  DMAP_CHECK(n == y.size() && n >= p && p > 0, "robust_fit: need at least as many samples as parameters");
+  for (Eigen::Index i = 0; i < n; ++i) DMAP_CHECK(y(i) > 0, "robust_fit: times must be positive");
+  constexpr double kHuber = 1.345;  // 95 % efficiency at the normal
+  Eigen::VectorXd w = Eigen::VectorXd::Ones(n);
+  RobustFit r;
+  double scale = 0;
+  for (int iter = 0; iter < 50; ++iter) {
+    // Rows scaled by sqrt(w) / y: least squares on relative residuals.
+    Eigen::MatrixXd As = A;
+    Eigen::VectorXd ys = y;
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const double s = std::sqrt(w(i)) / y(i);
+      As.row(i) *= s;
+      ys(i) *= s;
+    }
+    const Eigen::VectorXd c = As.colPivHouseholderQr().solve(ys);
+    const Eigen::VectorXd rel = ((A * c) - y).cwiseQuotient(y);
+    std::vector<double> abs_rel(static_cast<size_t>(n));
+    for (Eigen::Index i = 0; i < n; ++i) abs_rel[static_cast<size_t>(i)] = std::fabs(rel(i));
+    // Robust scale, floored so that a near-perfect fit does not call ordinary noise an outlier.
+    scale = std::max(1.4826 * median(abs_rel), 1e-3);
+    Eigen::VectorXd nw(n);
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const double u = std::fabs(rel(i)) / scale;
+      nw(i) = u <= kHuber ? 1.0 : kHuber / u;
+    }
+    const bool done = iter > 0 && (c - r.coef).norm() <= 1e-10 * std::max(1.0, c.norm());
+    r.coef = c;
+    w = nw;
+    if (done) break;
+  }
+  const Eigen::VectorXd rel = ((A * r.coef) - y).cwiseQuotient(y);
+  r.residuals.assign(rel.data(), rel.data() + n);
+  std::vector<double> abs_rel;
+  for (double v : r.residuals) abs_rel.push_back(std::fabs(v));
+  r.median_abs_residual = median(abs_rel);
+  r.max_abs_residual = *std::max_element(abs_rel.begin(), abs_rel.end());
+  for (Eigen::Index i = 0; i < n; ++i) r.downweighted += w(i) < 1.0 ? 1 : 0;
+  return r;
+}
+
+LineFit fit_line(const std::vector<double>& x, const std::vector<double>& y) {
+  DMAP_CHECK(x.size() == y.size(), "fit_line: sizes differ");
+  Eigen::MatrixXd A(static_cast<Eigen::Index>(x.size()), 2);
+  Eigen::VectorXd b(static_cast<Eigen::Index>(y.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    A(static_cast<Eigen::Index>(i), 0) = 1.0;
+    A(static_cast<Eigen::Index>(i), 1) = x[i];
+    b(static_cast<Eigen::Index>(i)) = y[i];
+  }
+  LineFit f;
+  f.fit = robust_fit(A, b);
+  f.intercept = f.fit.coef(0);
+  f.slope = f.fit.coef(1);
+  return f;
+}
+
+LineFit fit_proportional(const std::vector<double>& x, const std::vector<double>& y) {
+  DMAP_CHECK(x.size() == y.size(), "fit_proportional: sizes differ");
+  Eigen::MatrixXd A(static_cast<Eigen::Index>(x.size()), 1);
+  Eigen::VectorXd b(static_cast<Eigen::Index>(y.size()));
+  for (size_t i = 0; i < x.size(); ++i) {
+    A(static_cast<Eigen::Index>(i), 0) = x[i];
+    b(static_cast<Eigen::Index>(i)) = y[i];
+  }
+  LineFit f;
+  f.fit = robust_fit(A, b);
+  f.slope = f.fit.coef(0);
+  return f;
+}
+
+}  // namespace dmap::profile

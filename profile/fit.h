@@ -1,0 +1,43 @@
+// Robust least squares for the calibration: the cost model's parameters are fitted from timed
+// measurements, some of which a shared machine spoils (a page fault, a preempted thread). Times
+// span orders of magnitude, so residuals are relative ((measured - fitted) / measured) and the
+// fit minimises Huber's loss of them by iteratively reweighted least squares (Eigen QR).
+//
+// Data flow: samples (features a_i, time y_i) --robust_fit--> coefficients + relative residuals
+//
+// Example (a copy: t = latency + bytes / bandwidth):
+//   LineFit f = fit_line(bytes, seconds);
+//   double bandwidth = 1.0 / f.slope, latency = f.intercept;
+#pragma once
+
+#include <Eigen/Dense>
+
+#include <vector>
+
+namespace dmap::profile {
+
+struct RobustFit {
+  Eigen::VectorXd coef;
+  std::vector<double> residuals;  // relative, per sample
+  double median_abs_residual = 0;
+  double max_abs_residual = 0;
+  int downweighted = 0;  // samples the Huber weights treated as outliers at the end
+};
+
+// Minimises sum_i huber(((A c)_i - y_i) / y_i / s), s a robust scale (1.4826 MAD) of the
+// relative residuals; y must be positive. Needs rows >= cols.
+RobustFit robust_fit(const Eigen::MatrixXd& A, const Eigen::VectorXd& y);
+
+struct LineFit {
+  double intercept = 0, slope = 0;
+  RobustFit fit;
+};
+// y = intercept + slope x.
+LineFit fit_line(const std::vector<double>& x, const std::vector<double>& y);
+// y = slope x (no intercept).
+LineFit fit_proportional(const std::vector<double>& x, const std::vector<double>& y);
+
+double median(std::vector<double> v);
+double percentile(std::vector<double> v, double q);  // q in [0, 1], linear interpolation
+
+}  // namespace dmap::profile

@@ -1,0 +1,623 @@
+#include "profile/profile.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/module_tree.h"
+#include "profile/fit.h"
+#include "report/svg.h"
+#include "sim/cost_model.h"
+#include "sim/graph.h"
+#include "strategies/plan.h"
+
+namespace dmap::profile {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string fmt(double v, int digits = 4) {
+  std::ostringstream o;
+  o << std::setprecision(digits) << v;
+  return o.str();
+}
+
+size_t elt_bytes(DType d) { return d == DType::kFloat32 ? 4 : 2; }
+
+exec::cpu::WType wtype(DType d) {
+  if (d == DType::kBFloat16) return exec::cpu::WType::kBF16;
+  if (d == DType::kFloat16) return exec::cpu::WType::kF16;
+  return exec::cpu::WType::kF32;
+}
+
+// A pool of weight copies larger than the caches: each timed product reads the next copy, so
+// its weights come from DRAM as they do in a forward pass.
+class WeightPool {
+ public:
+  WeightPool(DType d, int64_t n, int64_t k, size_t pool_bytes) : d_(d), n_(n), k_(k) {
+    bytes_ = static_cast<size_t>(n * k) * elt_bytes(d);
+    copies_ = std::max<size_t>(2, pool_bytes / std::max<size_t>(1, bytes_));
+    data_.resize(copies_ * bytes_);
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-0.05f, 0.05f);
+    for (size_t i = 0; i < data_.size() / elt_bytes(d); ++i) {
+      const float v = u(rng);
+      if (d == DType::kFloat32) {
+        std::memcpy(data_.data() + i * 4, &v, 4);
+      } else {
+        const uint16_t h = d == DType::kBFloat16 ? exec::cpu::f32_to_bf16(v) : exec::cpu::f32_to_f16(v);
+        std::memcpy(data_.data() + i * 2, &h, 2);
+      }
+    }
+  }
+  exec::cpu::Weight next() {
+    const uint8_t* p = data_.data() + (i_++ % copies_) * bytes_;
+    return exec::cpu::Weight{p, wtype(d_), n_, k_};
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  DType d_;
+  int64_t n_, k_;
+  size_t bytes_ = 0, copies_ = 0, i_ = 0;
+  std::vector<uint8_t> data_;
+};
+
+// Median seconds of `reps` products y = x W^T with M rows.
+double time_linear(WeightPool& pool, int64_t M, int threads, int reps) {
+  const exec::cpu::Weight w0 = pool.next();
+  std::vector<float> x(static_cast<size_t>(M * w0.cols)), y(static_cast<size_t>(M * w0.rows));
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (auto& v : x) v = exec::cpu::round_bf16(u(rng));
+  exec::cpu::linear(x.data(), M, w0, nullptr, y.data(), threads);  // warm-up (thread team, buffers)
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    const exec::cpu::Weight w = pool.next();
+    const auto t0 = Clock::now();
+    exec::cpu::linear(x.data(), M, w, nullptr, y.data(), threads);
+    t.push_back(since(t0));
+  }
+  return median(t);
+}
+
+struct DiskFit {
+  LineFit cold, warm;
+  int samples = 0;
+};
+
+// Reads of 1..64 MiB from a scratch file: cold (evicted from the page cache first) and warm.
+DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progress) {
+  namespace fs = std::filesystem;
+  fs::create_directories(dir);
+  const std::string path = (fs::path(dir) / ("dmap_profile_disk_" + std::to_string(getpid()) + ".bin")).string();
+  const std::vector<size_t> sizes = quick ? std::vector<size_t>{1u << 20, 4u << 20, 16u << 20}
+                                          : std::vector<size_t>{1u << 20, 2u << 20, 4u << 20, 8u << 20, 16u << 20, 32u << 20, 64u << 20};
+  const int reps = quick ? 2 : 3;
+  size_t total = 0;
+  for (size_t s : sizes) total += s * static_cast<size_t>(reps);
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    std::vector<char> block(1 << 20);
+    std::mt19937 rng(11);
+    for (auto& c : block) c = static_cast<char>(rng());
+    for (size_t w = 0; w < total; w += block.size()) out.write(block.data(), static_cast<std::streamsize>(block.size()));
+    if (!out) throw RuntimeFailure("cannot write the disk probe file " + path);
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw RuntimeFailure("cannot open " + path);
+  ::fsync(fd);
+  std::vector<char> buf(sizes.back());
+  auto read_at = [&](size_t off, size_t n) {
+    size_t done = 0;
+    while (done < n) {
+      const ssize_t r = ::pread(fd, buf.data() + done, n - done, static_cast<off_t>(off + done));
+      if (r <= 0) throw RuntimeFailure("short read of " + path);
+      done += static_cast<size_t>(r);
+    }
+  };
+  std::vector<double> xb, cold, wb, warm;
+  size_t off = 0;
+  int step = 0;
+  for (size_t s : sizes) {
+    for (int r = 0; r < reps; ++r) {
+      if (progress) progress("disk reads", ++step, static_cast<int>(sizes.size()) * reps);
+      posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+      auto t0 = Clock::now();
+      read_at(off, s);
+      cold.push_back(since(t0));
+      xb.push_back(static_cast<double>(s));
+      t0 = Clock::now();
+      read_at(off, s);  // now from the page cache
+      warm.push_back(since(t0));
+      wb.push_back(static_cast<double>(s));
+      off += s;
+    }
+  }
+  ::close(fd);
+  std::error_code ec;
+  fs::remove(path, ec);
+  DiskFit f;
+  f.cold = fit_line(xb, cold);
+  f.warm = fit_line(wb, warm);
+  f.samples = static_cast<int>(xb.size());
+  return f;
+}
+
+std::string today() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char b[16];
+  std::strftime(b, sizeof b, "%Y-%m-%d", &tm);
+  return b;
+}
+
+std::string yaml_str(const std::string& s) {
+  std::string o = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') o += '\\';
+    o += c;
+  }
+  return o + "\"";
+}
+
+std::string curve_yaml(const std::vector<std::pair<double, double>>& pts) {
+  std::string s = "[";
+  for (size_t i = 0; i < pts.size(); ++i) {
+    s.append(i ? ", " : "").append("[").append(fmt(pts[i].first, 6)).append(", ").append(fmt(pts[i].second, 5)).append("]");
+  }
+  return s + "]";
+}
+
+// Whole-model prefill/decode module times summed over a kind of module ("self_attn", ...).
+double module_sum(const PlacementRun& r, const std::string& suffix, bool prefill) {
+  double s = 0;
+  for (const auto& m : r.modules) {
+    if (m.module.size() < suffix.size() || m.module.compare(m.module.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    if (prefill) {
+      s += m.prefill_s;
+    } else if (!m.decode_s.empty()) {
+      s += median(m.decode_s);
+    }
+  }
+  return s;
+}
+
+void add_run_to_trace(Trace& t, int pid, const std::string& label, const PlacementRun& r) {
+  t.name_process(pid, label);
+  t.name_thread(pid, 1, "CPU executor (module ranges)");
+  for (const auto& e : r.events) {
+    t.add({r.modules[static_cast<size_t>(e.module)].module, e.step < 0 ? "prefill" : "decode", pid, 1, e.start_s * 1e6,
+           e.dur_s * 1e6, {{"step", e.step < 0 ? std::string("prefill") : std::to_string(e.step)}}});
+  }
+}
+
+}  // namespace
+
+std::string cpu_description() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model;
+  int cpus = 0;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0 && model.empty()) model = line.substr(line.find(':') + 2);
+    if (line.rfind("processor", 0) == 0) ++cpus;
+  }
+  return (model.empty() ? std::string("unknown CPU") : model) + ", " + std::to_string(cpus) + " CPUs";
+}
+
+DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
+  const exec::ExecConfig c = exec::exec_config(spec);
+  DMAP_CHECK(disk_layers >= 0 && disk_layers <= c.layers, "disk_layers out of range");
+  DeviceMap dm;
+  dm.assign("model.embed_tokens", Device::cpu());
+  for (int64_t l = 0; l < c.layers; ++l) {
+    dm.assign("model.layers." + std::to_string(l), l >= c.layers - disk_layers ? Device::disk() : Device::cpu());
+  }
+  dm.assign("model.norm", Device::cpu());
+  if (!c.tie) dm.assign("lm_head", Device::cpu());
+  return dm;
+}
+
+PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const RunSettings& rs) {
+  namespace fs = std::filesystem;
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  const ModuleTree tree = build_module_tree(spec);
+  exec::ModelWeights weights = exec::ModelWeights::random(cfg, dtype, rs.seed);
+  std::vector<std::string> on_disk;
+  for (const auto& name : weights.names()) {
+    const int node = tree.find(name);
+    DMAP_CHECK(node >= 0, "executor tensor missing from the module tree: " + name);
+    const auto d = strategies::device_of(tree, dm, node);
+    if (!d) throw InputError("the device map gives no device for " + name);
+    if (d->kind == Device::Kind::kDisk) on_disk.push_back(name);
+    if (d->is_gpu()) throw InputError("the CPU executor cannot run " + name + " on " + d->str());
+  }
+  const std::string dir = (fs::path(rs.scratch_dir.empty() ? fs::temp_directory_path().string() : rs.scratch_dir) /
+                           ("dmap_profile_offload_" + std::to_string(getpid())))
+                              .string();
+  if (!on_disk.empty()) weights.offload_to_disk(on_disk, dir);
+  struct Cleanup {
+    std::string d;
+    ~Cleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  } cleanup{on_disk.empty() ? std::string() : dir};
+
+  exec::RunOptions opt;
+  opt.batch = 1;
+  opt.max_seq = rs.prompt + rs.new_tokens;
+  opt.threads = rs.threads;
+  opt.record_events = true;
+  exec::CpuModel model(cfg, weights, opt);
+  std::mt19937_64 rng(rs.seed + 1);
+  std::vector<int32_t> ids;
+  for (int64_t i = 0; i < rs.prompt; ++i) ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(cfg.vocab)));
+  std::vector<float> logits(static_cast<size_t>(cfg.vocab));
+  PlacementRun r;
+  model.set_drop_page_cache(true);  // cold start: nothing offloaded is cached yet
+  model.begin_phase(true);
+  auto t0 = Clock::now();
+  model.forward(ids.data(), rs.prompt, 0, logits.data());
+  r.prefill_s = since(t0);
+  model.set_drop_page_cache(false);
+  int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  for (int64_t step = 1; step < rs.new_tokens; ++step) {
+    model.begin_phase(false);
+    t0 = Clock::now();
+    model.forward(&next, 1, rs.prompt + step - 1, logits.data());
+    r.decode_s.push_back(since(t0));
+    next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  }
+  r.decode_token_s = median(r.decode_s);
+  r.modules = model.module_times();
+  r.events = model.events();
+  r.disk_bytes_read = model.disk_bytes_read();
+  return r;
+}
+
+sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const sim::Hardware& hw,
+                        const sim::Calibration* cal, int64_t prompt, int64_t new_tokens) {
+  const ModuleTree tree = build_module_tree(spec);
+  const sim::ModelGraph graph = sim::build_graph(tree, dtype);
+  const sim::Rates rates = sim::make_rates(hw, cal);
+  sim::Workload w;
+  w.batch = 1;
+  w.prompt = prompt;
+  w.new_tokens = new_tokens;
+  w.dtype = dtype;
+  const sim::CostModel cm(graph, rates, w);
+  return sim::simulate(cm, hw, dm, sim::Semantics::kCpu);
+}
+
+sim::Calibration calibration_from_text(const std::string& yaml, const std::string& origin) {
+  const std::string tmp = (std::filesystem::temp_directory_path() / ("dmap_cal_" + std::to_string(getpid()) + ".yaml")).string();
+  write_text_file(tmp, yaml);
+  sim::Calibration c = sim::load_calibration(tmp);
+  std::error_code ec;
+  std::filesystem::remove(tmp, ec);
+  c.file = origin;
+  return c;
+}
+
+ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
+  const exec::ExecConfig c = exec::exec_config(opt.model);
+  const int threads = opt.run.threads;
+  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
+  // The model's weight shapes (N x K), largest last.
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{kv, c.hidden}, {q, c.hidden}, {c.hidden, q}, {c.inter, c.hidden},
+                                                     {c.hidden, c.inter}, {c.vocab, c.hidden}};
+  const size_t pool_bytes = opt.quick ? (64u << 20) : (512u << 20);
+  const int reps = opt.quick ? 3 : 7;
+  const std::vector<int64_t> rows = opt.quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 32, 64, 128, 256};
+  int step = 0;
+  const int steps = static_cast<int>(opt.dtypes.size() * (shapes.size() + 2 * rows.size()));
+  auto tick = [&](const std::string& what) {
+    if (opt.progress) opt.progress(what, ++step, steps);
+  };
+
+  struct PerDtype {
+    LineFit stream;             // matrix-vector time vs weight bytes
+    double bw = 0;              // bytes/s from the slope
+    std::vector<std::pair<double, double>> curve;  // (M, FLOP/s)
+    int samples = 0;
+  };
+  std::map<DType, PerDtype> per;
+  for (DType d : opt.dtypes) {
+    PerDtype& p = per[d];
+    std::vector<double> xb, ts;
+    for (const auto& [n, k] : shapes) {
+      tick("matrix-vector " + std::string(dtype_name(d)));
+      WeightPool pool(d, n, k, pool_bytes);
+      xb.push_back(static_cast<double>(pool.bytes()));
+      ts.push_back(time_linear(pool, 1, threads, reps));
+    }
+    p.stream = fit_line(xb, ts);
+    p.bw = p.stream.slope > 0 ? 1.0 / p.stream.slope : xb.back() / ts.back();
+    p.samples = static_cast<int>(xb.size());
+    // M = 1: the streaming rate, 2 FLOPs per weight element.
+    p.curve.push_back({1.0, 2.0 * p.bw / static_cast<double>(elt_bytes(d))});
+    for (int64_t m : rows) {
+      std::vector<double> rates;
+      for (const auto& [n, k] : {shapes[1], shapes[3]}) {  // q_proj and gate_proj
+        tick("matrix products " + std::string(dtype_name(d)) + " M=" + std::to_string(m));
+        WeightPool pool(d, n, k, pool_bytes);
+        const double t = time_linear(pool, m, threads, std::max(3, reps / 2));
+        rates.push_back(2.0 * static_cast<double>(m * n * k) / t);
+      }
+      p.curve.push_back({static_cast<double>(m), median(rates)});
+    }
+  }
+  const DiskFit disk = measure_disk(opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir,
+                                    opt.quick, opt.progress);
+
+  // Memory bandwidth: the fastest weight streaming (the other dtypes' M = 1 rates hold their
+  // conversion cost).
+  double bw = 0;
+  for (const auto& [d, p] : per) bw = std::max(bw, p.bw);
+  const double cold_bw = disk.cold.slope > 0 ? 1.0 / disk.cold.slope : 1e9;
+  const double warm_bw = disk.warm.slope > 0 ? 1.0 / disk.warm.slope : bw / 2;
+  const double cold_lat = std::max(0.0, disk.cold.intercept);
+
+  auto yaml_with = [&](const std::map<DType, std::vector<std::pair<double, double>>>& attention, double dispatch_us,
+                       const std::string& fit_block) {
+    std::ostringstream y;
+    y << "# Calibration of this machine's CPU and disk for dmap's cost model, fitted from timed runs\n"
+      << "# of dmap's own executor (`" << opt.command << "`). Units as in sim/calibration.h.\n";
+    y << "kind: calibration\nname: " << yaml_str(opt.name) << "\n";
+    y << "provenance:\n  cpu: " << yaml_str(cpu_description()) << "\n  gpu: none\n  driver: none\n"
+      << "  dmap_version: " << DMAP_VERSION << "\n  date: " << today() << "\n  method: " << yaml_str(opt.command) << "\n"
+      << "  threads: " << threads << "\n  model: " << opt.model_id << "\n";
+    y << "host:\n  memory_bandwidth_gbs: " << fmt(bw / 1e9) << "\n  page_cache_read_gbs: " << fmt(warm_bw / 1e9) << "\n"
+      << "  dispatch_overhead_us: " << fmt(dispatch_us) << "\n  matmul_gflops:\n";
+    for (const auto& [d, p] : per) {
+      std::vector<std::pair<double, double>> g;
+      for (const auto& [m, r] : p.curve) g.push_back({m, r / 1e9});
+      y << "    " << dtype_name(d) << ": " << curve_yaml(g) << "\n";
+    }
+    if (!attention.empty()) {
+      y << "  attention_gflops:\n";
+      for (const auto& [d, pts] : attention) y << "    " << dtype_name(d) << ": " << curve_yaml(pts) << "\n";
+    }
+    y << "disk:\n  read_gbs: " << fmt(cold_bw / 1e9) << "\n  read_latency_us: " << fmt(cold_lat * 1e6) << "\n";
+    y << fit_block;
+    return y.str();
+  };
+
+  // Whole-model runs (CPU only) for the terms the micro-benchmarks cannot see: attention and
+  // the per-operator overhead.
+  ProfileResult out;
+  std::vector<std::pair<DType, PlacementRun>> runs;
+  const DeviceMap cpu_map = layers_on_disk_map(opt.model, 0);
+  int pid = 1;
+  for (DType d : opt.dtypes) {
+    if (opt.progress) opt.progress("whole-model run " + std::string(dtype_name(d)), 0, 1);
+    runs.push_back({d, run_placement(opt.model, d, cpu_map, opt.run)});
+    add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only", runs.back().second);
+  }
+  // Attention: the self_attn modules' time minus the predicted q/k/v/o projections.
+  std::map<DType, std::vector<std::pair<double, double>>> attention;
+  {
+    const sim::Calibration base = calibration_from_text(yaml_with({}, 0.0, ""), "profile (partial)");
+    const sim::Rates rates = sim::make_rates(hw, &base);
+    const ModuleTree tree = build_module_tree(opt.model);
+    for (const auto& [d, r] : runs) {
+      const sim::ModelGraph g = sim::build_graph(tree, d);
+      sim::Workload w;
+      w.prompt = opt.run.prompt;
+      w.new_tokens = opt.run.new_tokens;
+      w.dtype = d;
+      const sim::CostModel cm(g, rates, w);
+      std::vector<std::pair<double, double>> pts;
+      for (bool prefill : {false, true}) {
+        const sim::Phase ph = prefill ? sim::Phase::prefill_of(w.prompt) : sim::Phase::decode_at(w.prompt + 1);
+        double proj = 0, flops = 0;
+        for (const auto& op : g.ops) {
+          if (op.kind == sim::OpKind::kAttention) {
+            double f = 0, b = 0;
+            cm.op_work(op, ph, f, b);
+            flops += f;
+          } else if (op.kind == sim::OpKind::kMatmul && !op.head && op.weights.size() > 0 &&
+                     tree.node(op.node).name.find("self_attn") != std::string::npos) {
+            proj += cm.op(op, sim::ExecDevice::cpu(), ph).time();
+          }
+        }
+        const double measured = module_sum(r, "self_attn", prefill);
+        const double att = std::max(measured - proj, 0.05 * measured);
+        pts.push_back({prefill ? static_cast<double>(w.prompt) : 1.0, flops / att / 1e9});
+      }
+      attention[d] = pts;
+    }
+  }
+  // Dispatch: decode measured minus predicted without overhead, per operator kernel.
+  double dispatch_us = 0;
+  std::vector<double> decode_residuals;
+  {
+    const sim::Calibration zero = calibration_from_text(yaml_with(attention, 0.0, ""), "profile (partial)");
+    const sim::Calibration one = calibration_from_text(yaml_with(attention, 1.0, ""), "profile (partial)");
+    double num = 0, den = 0;
+    for (const auto& [d, r] : runs) {
+      const double p0 = predict(opt.model, d, cpu_map, hw, &zero, opt.run.prompt, opt.run.new_tokens).decode_token_s;
+      const double p1 = predict(opt.model, d, cpu_map, hw, &one, opt.run.prompt, opt.run.new_tokens).decode_token_s;
+      const double k = (p1 - p0) / 1e-6;  // seconds per second of dispatch overhead: the kernel count
+      num += k * (r.decode_token_s - p0);
+      den += k * k;
+    }
+    dispatch_us = den > 0 ? std::max(0.0, num / den) * 1e6 : 0.0;
+  }
+
+  // The residuals, reported in the file.
+  std::ostringstream fitb;
+  fitb << "fit:\n";
+  fitb << "  method: \"Huber-weighted least squares on relative residuals (Eigen QR)\"\n";
+  for (const auto& [d, p] : per) {
+    fitb << "  stream_" << dtype_name(d) << ": {samples: " << p.samples << ", bandwidth_gbs: " << fmt(p.bw / 1e9)
+         << ", intercept_us: " << fmt(p.stream.intercept * 1e6) << ", median_abs_residual: "
+         << fmt(p.stream.fit.median_abs_residual, 3) << ", max_abs_residual: " << fmt(p.stream.fit.max_abs_residual, 3)
+         << ", outliers: " << p.stream.fit.downweighted << "}\n";
+  }
+  fitb << "  disk_cold: {samples: " << disk.samples << ", median_abs_residual: " << fmt(disk.cold.fit.median_abs_residual, 3)
+       << ", max_abs_residual: " << fmt(disk.cold.fit.max_abs_residual, 3) << "}\n";
+  fitb << "  disk_warm: {samples: " << disk.samples << ", median_abs_residual: " << fmt(disk.warm.fit.median_abs_residual, 3)
+       << ", max_abs_residual: " << fmt(disk.warm.fit.max_abs_residual, 3) << "}\n";
+  const sim::Calibration final_cal = calibration_from_text(yaml_with(attention, dispatch_us, ""), "profile");
+  fitb << "  whole_model_runs:\n";
+  for (const auto& [d, r] : runs) {
+    const sim::Prediction p = predict(opt.model, d, cpu_map, hw, &final_cal, opt.run.prompt, opt.run.new_tokens);
+    fitb << "    - {model: " << opt.model_id << ", dtype: " << dtype_name(d) << ", placement: cpu, prompt: " << opt.run.prompt
+         << ", measured_prefill_s: " << fmt(r.prefill_s) << ", fitted_prefill_s: " << fmt(p.prefill_s)
+         << ", measured_decode_s: " << fmt(r.decode_token_s) << ", fitted_decode_s: " << fmt(p.decode_token_s) << "}\n";
+  }
+  out.yaml = yaml_with(attention, dispatch_us, fitb.str());
+  calibration_from_text(out.yaml, "profile");  // validates what is about to be written
+
+  out.summary.push_back("memory bandwidth " + fmt(bw / 1e9) + " GB/s");
+  for (const auto& [d, p] : per) {
+    std::string s = std::string(dtype_name(d)) + ": streaming " + fmt(p.bw / 1e9) + " GB/s; GFLOP/s by M:";
+    for (const auto& [m, r] : p.curve) s.append(" ").append(fmt(m)).append(":").append(fmt(r / 1e9));
+    out.summary.push_back(s);
+  }
+  out.summary.push_back("disk cold " + fmt(cold_bw / 1e9) + " GB/s + " + fmt(cold_lat * 1e6) + " us, page cache " + fmt(warm_bw / 1e9) + " GB/s");
+  out.summary.push_back("dispatch overhead " + fmt(dispatch_us) + " us per operator kernel");
+  return out;
+}
+
+// ---- validation ------------------------------------------------------------------------------
+
+ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw, const sim::Calibration& cal,
+                          const RunSettings& rs, const ProgressFn& progress) {
+  ValidationResult v;
+  v.run = rs;
+  int i = 0;
+  for (const auto& c : cases) {
+    if (progress) progress(c.model_id + " " + std::string(dtype_name(c.dtype)) + " " + c.placement, i++, static_cast<int>(cases.size()));
+    const DeviceMap dm = layers_on_disk_map(c.spec, c.disk_layers);
+    const sim::Prediction p = predict(c.spec, c.dtype, dm, hw, &cal, rs.prompt, rs.new_tokens);
+    if (!p.feasible) throw InputError("validation case " + c.model_id + " " + c.placement + " does not fit: " + p.oom);
+    const PlacementRun r = run_placement(c.spec, c.dtype, dm, rs);
+    ValidationRow row;
+    row.c = c;
+    row.predicted_prefill_s = p.prefill_s;
+    row.predicted_decode_s = p.decode_token_s;
+    row.measured_prefill_s = r.prefill_s;
+    row.measured_decode_s = r.decode_token_s;
+    v.rows.push_back(row);
+    if (v.rows.size() == 1) {
+      // The measured timeline, and the predicted one laid out module by module.
+      add_run_to_trace(v.trace, 1, "measured: " + c.model_id + " " + c.placement, r);
+      v.trace.name_process(2, "predicted: " + c.model_id + " " + c.placement);
+      v.trace.name_thread(2, 1, "cost model (per module, scaled to the measured phase start)");
+      const ModuleTree tree = build_module_tree(c.spec);
+      const sim::ModelGraph g = sim::build_graph(tree, c.dtype);
+      const sim::Rates rates = sim::make_rates(hw, &cal);
+      sim::Workload w;
+      w.prompt = rs.prompt;
+      w.new_tokens = rs.new_tokens;
+      w.dtype = c.dtype;
+      const sim::CostModel cm(g, rates, w);
+      // Phase starts from the measured run: the prefill, then each decode step.
+      std::vector<double> starts(static_cast<size_t>(rs.new_tokens), -1);
+      for (const auto& e : r.events) {
+        const size_t k = static_cast<size_t>(e.step + 1);
+        if (k < starts.size() && (starts[k] < 0 || e.start_s < starts[k])) starts[k] = e.start_s;
+      }
+      for (size_t k = 0; k < starts.size(); ++k) {
+        if (starts[k] < 0) continue;
+        const sim::Phase ph = k == 0 ? sim::Phase::prefill_of(rs.prompt) : sim::Phase::decode_at(rs.prompt + static_cast<int64_t>(k));
+        double t = starts[k];
+        for (const auto& op : g.ops) {
+          const double dt = cm.op(op, sim::ExecDevice::cpu(), ph).time();
+          v.trace.add({tree.node(op.node).name + " (" + sim::op_kind_name(op.kind) + ")", k == 0 ? "prefill" : "decode", 2, 1,
+                       t * 1e6, dt * 1e6, {}});
+          t += dt;
+        }
+      }
+    }
+  }
+  if (progress) progress("done", static_cast<int>(cases.size()), static_cast<int>(cases.size()));
+  std::vector<double> de, pe;
+  for (const auto& r : v.rows) {
+    de.push_back(std::fabs(r.decode_error()));
+    pe.push_back(std::fabs(r.prefill_error()));
+  }
+  v.decode_median_abs = median(de);
+  v.decode_p90_abs = percentile(de, 0.9);
+  v.prefill_median_abs = median(pe);
+  v.prefill_p90_abs = percentile(pe, 0.9);
+  // Regret per model and dtype: the placement predicted fastest (whole run) vs the measured fastest.
+  std::map<std::string, std::vector<const ValidationRow*>> groups;
+  for (const auto& r : v.rows) groups[r.c.model_id + " " + std::string(dtype_name(r.c.dtype))].push_back(&r);
+  for (const auto& [name, rows] : groups) {
+    const int64_t n = rs.new_tokens;
+    const ValidationRow* pred = *std::min_element(rows.begin(), rows.end(), [&](auto a, auto b) { return a->predicted_total(n) < b->predicted_total(n); });
+    const ValidationRow* meas = *std::min_element(rows.begin(), rows.end(), [&](auto a, auto b) { return a->measured_total(n) < b->measured_total(n); });
+    Regret g{name, pred->c.placement, meas->c.placement, pred->measured_total(n) / meas->measured_total(n) - 1};
+    v.max_regret = std::max(v.max_regret, g.regret);
+    v.regrets.push_back(g);
+  }
+  return v;
+}
+
+std::string validation_svg(const ValidationResult& r, const std::string& machine) {
+  report::StackedBarChart c;
+  c.title = "Predicted vs measured time per output token, " + machine;
+  c.y_label = "ms per token";
+  report::Series pred{"predicted", "#0072B2", {}}, meas{"measured", "#D55E00", {}};
+  for (const auto& row : r.rows) {
+    c.categories.push_back(row.c.model_id + " " + std::string(dtype_name(row.c.dtype)) + " " + row.c.placement);
+    pred.values.push_back(row.predicted_decode_s * 1e3);
+    meas.values.push_back(row.measured_decode_s * 1e3);
+    c.bar_notes.push_back((row.decode_error() >= 0 ? "+" : "") + fmt(row.decode_error() * 100, 2) + "%");
+  }
+  c.series = {pred, meas};
+  c.horizontal = true;
+  return report::render_grouped_svg(c);
+}
+
+std::string validation_markdown(const ValidationResult& r, const std::string& machine, const std::string& calibration_file,
+                                const std::string& svg_name, const std::string& trace_name) {
+  auto pct = [](double v) { return (v >= 0 ? "+" : "") + fmt(v * 100, 2) + " %"; };
+  std::ostringstream m;
+  m << "# Validation: predicted vs measured, " << machine << "\n\n";
+  m << "Written by `dmap profile --validate`. Calibration: `" << calibration_file << "`. Each placement was predicted by\n"
+    << "`dmap`'s cost model with that calibration, then run for real on dmap's CPU executor (random weights, batch 1,\n"
+    << "prompt " << r.run.prompt << ", " << r.run.new_tokens << " new tokens, " << r.run.threads << " threads). None of these runs was used in the\n"
+    << "fit. Disk placements put the last layers on disk: their tensors are read from their files every forward,\n"
+    << "evicted from the page cache before the prefill (cold) and served from it during decode.\n\n";
+  m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | error |\n";
+  m << "|---|---|---|---:|---:|---:|---:|---:|---:|\n";
+  for (const auto& row : r.rows) {
+    m << "| " << row.c.model_id << " | " << dtype_name(row.c.dtype) << " | " << row.c.placement << " | "
+      << fmt(row.predicted_prefill_s * 1e3) << " ms | " << fmt(row.measured_prefill_s * 1e3) << " ms | " << pct(row.prefill_error())
+      << " | " << fmt(row.predicted_decode_s * 1e3) << " | " << fmt(row.measured_decode_s * 1e3) << " | " << pct(row.decode_error())
+      << " |\n";
+  }
+  m << "\n| | median abs error | 90th percentile | target |\n|---|---:|---:|---|\n";
+  m << "| time per output token | " << fmt(r.decode_median_abs * 100, 2) << " % | " << fmt(r.decode_p90_abs * 100, 2)
+    << " % | median ≤ 5 %, p90 ≤ 10 % |\n";
+  m << "| prefill | " << fmt(r.prefill_median_abs * 100, 2) << " % | " << fmt(r.prefill_p90_abs * 100, 2) << " % | median ≤ 10 % |\n\n";
+  m << "Placement regret (measured time of the placement predicted fastest, whole run, vs the measured fastest):\n\n";
+  m << "| model, dtype | predicted fastest | measured fastest | regret |\n|---|---|---|---:|\n";
+  for (const auto& g : r.regrets) m << "| " << g.group << " | " << g.recommended << " | " << g.fastest << " | " << fmt(g.regret * 100, 2) << " % |\n";
+  m << "\n![predicted vs measured](" << svg_name << ")\n\n";
+  m << "Timeline: [`" << trace_name << "`](" << trace_name << ") (open in ui.perfetto.dev or chrome://tracing) holds the\n"
+    << "first case's measured module ranges next to the cost model's predicted ones, phase by phase.\n";
+  return m.str();
+}
+
+}  // namespace dmap::profile

@@ -1,0 +1,144 @@
+// `dmap profile`: calibrate the cost model from timed runs of dmap's own CPU executor, and check
+// its predictions against measurements it was not fitted on.
+//
+// Data flow:
+//   profile_cpu:  micro-benchmarks on the executor's kernels at the model's shapes
+//                   matrix-vector (M = 1) per dtype   --fit_line-->  memory bandwidth, M = 1 rate
+//                   matrix products (M = 16..256)     --median-->    matmul_gflops curve per dtype
+//                   disk reads cold / warm             --fit_line-->  disk read_gbs + latency, page cache
+//                 whole-model CPU runs of the model (module timers)
+//                   self_attn time - predicted projections --> attention_gflops (prefill and decode rows)
+//                   decode time - prediction without overhead --> dispatch_overhead_us
+//                 --> calibration YAML (provenance, fit residuals) + Chrome trace of the runs
+//   validate:     placements (CPU-only, last layers on disk) of several models, none of them
+//                 used in the fit: predict (sim::simulate with the calibration), run for real,
+//                 compare --> table, median / p90 error, regret, Markdown + SVG + Chrome trace
+//                 holding the predicted timeline next to the measured one.
+//
+// Example:
+//   ProfileResult r = profile_cpu(opt, hardware);
+//   write_text_file("configs/calibrations/this-vm.yaml", r.yaml);
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/device_map.h"
+#include "core/dtype.h"
+#include "core/model_spec.h"
+#include "exec/model.h"
+#include "profile/trace.h"
+#include "sim/calibration.h"
+#include "sim/hardware.h"
+#include "sim/simulate.h"
+
+namespace dmap::profile {
+
+// (what is being measured, steps done, steps in all)
+using ProgressFn = std::function<void(const std::string&, int, int)>;
+
+// ---- whole-model runs ------------------------------------------------------------------------
+
+// Everything on the CPU except the last `disk_layers` decoder layers, which go to disk (where
+// accelerate's "auto" puts what RAM cannot hold).
+DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers);
+
+struct PlacementRun {
+  double prefill_s = 0;
+  double decode_token_s = 0;  // median over the decode steps
+  std::vector<double> decode_s;
+  std::vector<exec::ModuleTime> modules;
+  std::vector<exec::ModuleEvent> events;
+  uint64_t disk_bytes_read = 0;
+};
+
+struct RunSettings {
+  int64_t prompt = 64;
+  int64_t new_tokens = 8;
+  int threads = 1;
+  std::string scratch_dir;  // disk-offloaded tensors are written below it
+  uint64_t seed = 0;
+};
+
+// Runs `dm` on the CPU executor with random weights. Disk-mapped tensors are read from their
+// files every forward, evicted from the page cache before the prefill (a cold start, as after
+// loading) and served from it during decode.
+PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const RunSettings& rs);
+
+// The simulator's prediction of the same run.
+sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const sim::Hardware& hw,
+                        const sim::Calibration* cal, int64_t prompt, int64_t new_tokens);
+
+// ---- calibration -----------------------------------------------------------------------------
+
+struct ProfileOptions {
+  ModelSpec model;            // shapes of the micro-benchmarks, and the whole-model runs
+  std::string model_id;
+  std::vector<DType> dtypes;  // float32 / float16 / bfloat16
+  RunSettings run;            // whole-model runs
+  std::string name = "cpu";   // the calibration's name
+  std::string command;        // how it was invoked (provenance)
+  bool quick = false;         // fewer sizes and repetitions (CI)
+  ProgressFn progress;
+};
+
+struct ProfileResult {
+  std::string yaml;                  // the calibration file
+  Trace trace;                       // the whole-model runs
+  std::vector<std::string> summary;  // one line per fitted figure
+};
+
+ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw);
+
+// A calibration held in memory (as if read from `origin`).
+sim::Calibration calibration_from_text(const std::string& yaml, const std::string& origin);
+
+// ---- validation ------------------------------------------------------------------------------
+
+struct ValidationCase {
+  std::string model_id;
+  ModelSpec spec;
+  DType dtype = DType::kFloat32;
+  int64_t disk_layers = 0;
+  std::string placement;  // "cpu", "disk 25%" ...
+};
+
+struct ValidationRow {
+  ValidationCase c;
+  double predicted_prefill_s = 0, measured_prefill_s = 0;
+  double predicted_decode_s = 0, measured_decode_s = 0;
+  double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
+  double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
+  double predicted_total(int64_t n) const { return predicted_prefill_s + static_cast<double>(n - 1) * predicted_decode_s; }
+  double measured_total(int64_t n) const { return measured_prefill_s + static_cast<double>(n - 1) * measured_decode_s; }
+};
+
+struct Regret {
+  std::string group;        // model and dtype
+  std::string recommended;  // the placement predicted fastest
+  std::string fastest;      // the placement measured fastest
+  double regret = 0;        // measured(recommended) / measured(fastest) - 1
+};
+
+struct ValidationResult {
+  std::vector<ValidationRow> rows;
+  std::vector<Regret> regrets;
+  double decode_median_abs = 0, decode_p90_abs = 0, prefill_median_abs = 0, prefill_p90_abs = 0;
+  double max_regret = 0;
+  RunSettings run;
+  Trace trace;  // measured and predicted timelines of the first case
+};
+
+ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw, const sim::Calibration& cal,
+                          const RunSettings& rs, const ProgressFn& progress);
+
+// reports/validation/<machine>.md (links `svg_name` and `trace_name`, written next to it).
+std::string validation_markdown(const ValidationResult& r, const std::string& machine, const std::string& calibration_file,
+                                const std::string& svg_name, const std::string& trace_name);
+std::string validation_svg(const ValidationResult& r, const std::string& machine);
+
+// "Intel(R) Xeon(R) ..., 2 CPUs" from /proc/cpuinfo.
+std::string cpu_description();
+
+}  // namespace dmap::profile
