@@ -170,7 +170,6 @@ int cmd_profile(const std::vector<std::string>& argv) {
   // --validate
   const auto cal_file = a.get("calibration");
   if (!cal_file) throw InputError("dmap profile --validate needs --calibration FILE");
-  const sim::Calibration cal = sim::load_calibration(*cal_file);
   std::vector<double> fractions;
   for (const auto& s : split_commas(a.get("disk-fractions").value_or("0,0.25,0.5"))) {
     double f = -1;
@@ -183,6 +182,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
     if (!(f >= 0 && f < 1)) throw InputError("--disk-fractions: '" + s + "' is not a fraction in [0, 1)");
     fractions.push_back(f);
   }
+  const sim::Calibration cal = sim::load_calibration(*cal_file);
   std::vector<profile::ValidationCase> cases;
   for (const auto& m : split_commas(a.get("models").value_or("qwen25_05b,tinyllama_1b,llama32_1b"))) {
     const ModelSpec spec = resolve_model(m, "", models_dir());

@@ -52,16 +52,22 @@ class WeightPool {
     bytes_ = static_cast<size_t>(n * k) * elt_bytes(d);
     copies_ = std::max<size_t>(2, pool_bytes / std::max<size_t>(1, bytes_));
     data_.resize(copies_ * bytes_);
+    // One random block repeated: the values do not matter for timing, only that they are
+    // ordinary numbers (no denormals or NaNs).
+    std::vector<uint8_t> block(std::min<size_t>(data_.size(), 1u << 20));
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> u(-0.05f, 0.05f);
-    for (size_t i = 0; i < data_.size() / elt_bytes(d); ++i) {
+    for (size_t i = 0; i < block.size() / elt_bytes(d); ++i) {
       const float v = u(rng);
       if (d == DType::kFloat32) {
-        std::memcpy(data_.data() + i * 4, &v, 4);
+        std::memcpy(block.data() + i * 4, &v, 4);
       } else {
         const uint16_t h = d == DType::kBFloat16 ? exec::cpu::f32_to_bf16(v) : exec::cpu::f32_to_f16(v);
-        std::memcpy(data_.data() + i * 2, &h, 2);
+        std::memcpy(block.data() + i * 2, &h, 2);
       }
+    }
+    for (size_t o = 0; o < data_.size(); o += block.size()) {
+      std::memcpy(data_.data() + o, block.data(), std::min(block.size(), data_.size() - o));
     }
   }
   exec::cpu::Weight next() {
@@ -105,9 +111,12 @@ DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progr
   namespace fs = std::filesystem;
   fs::create_directories(dir);
   const std::string path = (fs::path(dir) / ("dmap_profile_disk_" + std::to_string(getpid()) + ".bin")).string();
+  // Sizes of the tensors a layer holds (0.25 .. 64 MiB), each read several times at distinct
+  // offsets: a cold read's time varies by tens of percent on network-backed disks.
   const std::vector<size_t> sizes = quick ? std::vector<size_t>{1u << 20, 4u << 20, 16u << 20}
-                                          : std::vector<size_t>{1u << 20, 2u << 20, 4u << 20, 8u << 20, 16u << 20, 32u << 20, 64u << 20};
-  const int reps = quick ? 2 : 3;
+                                          : std::vector<size_t>{1u << 18, 1u << 20, 2u << 20, 4u << 20, 8u << 20, 16u << 20,
+                                                                32u << 20, 64u << 20};
+  const int reps = quick ? 2 : 5;
   size_t total = 0;
   for (size_t s : sizes) total += s * static_cast<size_t>(reps);
   {
@@ -141,9 +150,13 @@ DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progr
       read_at(off, s);
       cold.push_back(since(t0));
       xb.push_back(static_cast<double>(s));
-      t0 = Clock::now();
-      read_at(off, s);  // now from the page cache
-      warm.push_back(since(t0));
+      std::vector<double> again;  // now from the page cache: the median of three re-reads
+      for (int k = 0; k < 3; ++k) {
+        t0 = Clock::now();
+        read_at(off, s);
+        again.push_back(since(t0));
+      }
+      warm.push_back(median(again));
       wb.push_back(static_cast<double>(s));
       off += s;
     }

@@ -1,0 +1,120 @@
+// The calibration fit recovers known parameters from synthetic measurements (with noise and
+// outliers), the Chrome trace export is valid JSON with the events given, and a quick real
+// calibration of a tiny model yields a loadable file with sane figures.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include "core/json_parse.h"
+#include "profile/fit.h"
+#include "profile/profile.h"
+#include "profile/trace.h"
+#include "sim/calibration.h"
+
+using namespace dmap;
+using namespace dmap::profile;
+
+TEST_CASE("robust line fit recovers bandwidth and latency within 2 % despite outliers", "[unit][profile]") {
+  std::mt19937 rng(5);
+  std::normal_distribution<double> noise(0.0, 0.01);  // 1 % timing noise
+  const double bw = 27.5e9, lat = 40e-6;
+  std::vector<double> x, y;
+  for (int i = 0; i < 40; ++i) {
+    const double bytes = std::pow(2.0, 16 + (i % 12)) * (1 + i / 12);
+    double t = lat + bytes / bw;
+    t *= 1 + noise(rng);
+    if (i % 10 == 3) t *= 3.0;  // a preempted run
+    x.push_back(bytes);
+    y.push_back(t);
+  }
+  const LineFit f = fit_line(x, y);
+  CHECK(std::fabs(1.0 / f.slope / bw - 1) < 0.02);
+  CHECK(std::fabs(f.intercept / lat - 1) < 0.02);
+  CHECK(f.fit.downweighted >= 4);  // the four spoiled samples
+}
+
+TEST_CASE("robust fit recovers a multi-parameter model exactly without noise", "[unit][profile]") {
+  // t = dispatch * kernels + bytes / bw + flops / rate
+  const double dispatch = 4e-6, inv_bw = 1 / 30e9, inv_rate = 1 / 300e9;
+  Eigen::MatrixXd A(12, 3);
+  Eigen::VectorXd y(12);
+  for (int i = 0; i < 12; ++i) {
+    A(i, 0) = 10 + 7 * i;
+    A(i, 1) = 1e6 * (1 + (i * 37) % 11);
+    A(i, 2) = 1e8 * (1 + (i * 13) % 5);
+    y(i) = dispatch * A(i, 0) + inv_bw * A(i, 1) + inv_rate * A(i, 2);
+  }
+  const RobustFit f = robust_fit(A, y);
+  CHECK(std::fabs(f.coef(0) / dispatch - 1) < 1e-6);
+  CHECK(std::fabs(f.coef(1) / inv_bw - 1) < 1e-6);
+  CHECK(std::fabs(f.coef(2) / inv_rate - 1) < 1e-6);
+  CHECK(f.max_abs_residual < 1e-9);
+  CHECK(median({3, 1, 2}) == 2);
+  CHECK(percentile({0, 10}, 0.9) == Approx(9));
+}
+
+TEST_CASE("Chrome trace export holds the events and names the tracks", "[unit][profile]") {
+  Trace t;
+  t.name_process(1, "measured \"run\"");
+  t.name_thread(1, 1, "cpu");
+  t.add({"model.layers.0.mlp", "decode", 1, 1, 1200.5, 85.25, {{"step", "3"}}});
+  t.add({"lm_head", "prefill", 2, 1, 0, 10, {}});
+  const JsonValue v = parse_json(t.json(), "trace");
+  const JsonValue* ev = v.find("traceEvents");
+  REQUIRE(ev != nullptr);
+  REQUIRE(ev->items.size() == 4);  // process name, thread name, two events
+  int complete = 0;
+  for (const auto& e : ev->items) {
+    if (e.find("ph")->s == "X") {
+      ++complete;
+      const JsonValue* dur = e.find("dur");
+      CHECK((dur->is_int() ? static_cast<double>(dur->i) : dur->d) > 0);
+    } else {
+      CHECK(e.find("ph")->s == "M");
+    }
+  }
+  CHECK(complete == 2);
+  CHECK(ev->items[0].find("args")->find("name")->s == "measured \"run\"");
+  CHECK(ev->items[2].find("ts")->d == Approx(1200.5));
+  CHECK(ev->items[2].find("args")->find("step")->s == "3");
+}
+
+TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit][profile]") {
+  ProfileOptions opt;
+  opt.model = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json");
+  opt.model_id = "llama_float32 fixture";
+  opt.dtypes = {DType::kFloat32, DType::kBFloat16};
+  opt.run.threads = 2;
+  opt.run.prompt = 16;
+  opt.run.new_tokens = 4;
+  opt.quick = true;
+  opt.command = "profile_test";
+  const std::string hw_dir = std::string(DMAP_SOURCE_DIR) + "/configs/hardware";
+  const sim::Hardware hw = sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test", hw_dir);
+  const ProfileResult r = profile_cpu(opt, hw);
+  const sim::Calibration cal = calibration_from_text(r.yaml, "quick");
+  const sim::Rates rates = sim::make_rates(hw, &cal);
+  // Sane ranges for any machine this runs on: 0.5-2000 GB/s memory, 0.05-1000 GB/s disk.
+  CHECK(rates.host.memory_bandwidth.source == sim::Source::kCalibrated);
+  CHECK(rates.host.memory_bandwidth.value > 0.5e9);
+  CHECK(rates.host.memory_bandwidth.value < 2000e9);
+  CHECK(rates.disk_read.value > 0.05e9);
+  CHECK(rates.disk_read.value < 1000e9);
+  CHECK(rates.page_cache_read.value > 0.1e9);
+  CHECK(rates.host.dispatch.value >= 0);
+  CHECK(rates.host.dispatch.value < 1e-3);
+  for (DType d : opt.dtypes) {
+    const sim::RateCurve c = rates.host.flops_for(d);
+    CHECK(c.source == sim::Source::kCalibrated);
+    CHECK(c.points.size() == 3);  // M = 1, 16, 64
+    for (const auto& [m, v] : c.points) {
+      CHECK(v > 1e8);
+      CHECK(v < 1e14);
+    }
+  }
+  CHECK(r.trace.events().size() > 10);  // module ranges of the whole-model runs
+  CHECK(r.yaml.find("provenance:") != std::string::npos);
+  CHECK(r.yaml.find("whole_model_runs:") != std::string::npos);
+}
