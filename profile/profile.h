@@ -51,6 +51,7 @@ struct PlacementRun {
   std::vector<exec::ModuleTime> modules;
   std::vector<exec::ModuleEvent> events;
   uint64_t disk_bytes_read = 0;
+  int64_t forwards = 0;  // prefill + decode steps
 };
 
 struct RunSettings {
