@@ -211,10 +211,15 @@ double module_sum(const PlacementRun& r, const std::string& suffix, bool prefill
   return s;
 }
 
+// Traces keep the prefill and the first decode steps: enough to see every module in both
+// phases, small enough to commit (a whole run of a 24-layer model is ~0.7 MB of JSON).
+constexpr int kTraceDecodeSteps = 2;
+
 void add_run_to_trace(Trace& t, int pid, const std::string& label, const PlacementRun& r) {
   t.name_process(pid, label);
   t.name_thread(pid, 1, "CPU executor (module ranges)");
   for (const auto& e : r.events) {
+    if (e.step >= kTraceDecodeSteps) continue;
     t.add({r.modules[static_cast<size_t>(e.module)].module, e.step < 0 ? "prefill" : "decode", pid, 1, e.start_s * 1e6,
            e.dur_s * 1e6, {{"step", e.step < 0 ? std::string("prefill") : std::to_string(e.step)}}});
   }
@@ -583,7 +588,7 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       w.dtype = c.dtype;
       const sim::CostModel cm(g, rates, w);
       // Phase starts from the measured run: the prefill, then each decode step.
-      std::vector<double> starts(static_cast<size_t>(rs.new_tokens), -1);
+      std::vector<double> starts(static_cast<size_t>(std::min<int64_t>(rs.new_tokens, kTraceDecodeSteps + 1)), -1);
       for (const auto& e : r.events) {
         const size_t k = static_cast<size_t>(e.step + 1);
         if (k < starts.size() && (starts[k] < 0 || e.start_s < starts[k])) starts[k] = e.start_s;
