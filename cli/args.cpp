@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/yaml_io.h"
 
 namespace dmap::cli {
 
@@ -76,5 +77,12 @@ std::string models_dir() {
 }
 
 std::string config_dir() { return std::filesystem::path(models_dir()).parent_path().string(); }
+
+int64_t positive_flag(const Args& args, const char* flag, int64_t fallback) {
+  auto v = args.get(flag);
+  if (!v) return fallback;
+  if (!is_int_literal(*v) || std::stoll(*v) <= 0) throw InputError(std::string("--") + flag + ": expected a positive integer, not '" + *v + "'");
+  return std::stoll(*v);
+}
 
 }  // namespace dmap::cli

@@ -2,6 +2,7 @@
 // `--flag=value` and boolean switches. Unknown flags are InputErrors (exit code 2).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <set>
@@ -25,6 +26,9 @@ class Args {
   std::map<std::string, std::string> values_;
   std::set<std::string> switches_on_;
 };
+
+// The value of --flag as a positive integer (`fallback` when absent); anything else is an InputError.
+int64_t positive_flag(const Args& args, const char* flag, int64_t fallback);
 
 // "a,b,,c" -> {"a", "b", "c"}.
 std::vector<std::string> split_commas(const std::string& text);

@@ -50,21 +50,6 @@ options:
   --quick                  fewer sizes and repetitions (a smoke test, about a minute)
 )";
 
-int int_flag(const Args& a, const std::string& name, int64_t def, int64_t lo) {
-  auto v = a.get(name);
-  if (!v) return static_cast<int>(def);
-  int64_t x = 0;
-  try {
-    size_t used = 0;
-    x = std::stoll(*v, &used);
-    if (used != v->size()) throw std::invalid_argument("");
-  } catch (...) {
-    throw InputError("--" + name + " expects an integer, not '" + *v + "'");
-  }
-  if (x < lo) throw InputError("--" + name + " must be at least " + std::to_string(lo));
-  return static_cast<int>(x);
-}
-
 std::vector<DType> dtypes_flag(const Args& a) {
   std::vector<DType> out;
   for (const auto& s : split_commas(a.get("dtype").value_or("float32,bfloat16"))) {
@@ -134,9 +119,10 @@ int cmd_profile(const std::vector<std::string>& argv) {
   const sim::Hardware hw = hardware_flag(a, hw_id);
   const std::string name = a.get("name").value_or(hw_id);
   profile::RunSettings rs;
-  rs.threads = int_flag(a, "threads", std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN)), 1);
-  rs.prompt = int_flag(a, "prompt-tokens", 64, 1);
-  rs.new_tokens = int_flag(a, "new-tokens", a.has("validate") ? 12 : 8, 2);
+  rs.threads = static_cast<int>(positive_flag(a, "threads", std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN))));
+  rs.prompt = positive_flag(a, "prompt-tokens", 64);
+  rs.new_tokens = positive_flag(a, "new-tokens", a.has("validate") ? 12 : 8);
+  if (rs.new_tokens < 2) throw InputError("--new-tokens must be at least 2 (a prefill and one decode step)");
   rs.scratch_dir = a.get("scratch-dir").value_or("");
   const std::vector<DType> dtypes = dtypes_flag(a);
   std::string command = "dmap profile";

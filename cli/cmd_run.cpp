@@ -16,6 +16,8 @@
 #include "core/json.h"
 #include "core/yaml_io.h"
 #include "exec/model.h"
+#include "profile/fit.h"
+#include "profile/profile.h"
 #include "strategies/plan.h"
 
 namespace dmap::cli {
@@ -68,19 +70,6 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& origi
   }
   if (out.empty()) throw InputError(origin + ": no token ids");
   return out;
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
-
-int64_t positive_flag(const Args& args, const char* flag, int64_t fallback) {
-  auto v = args.get(flag);
-  if (!v) return fallback;
-  if (!is_int_literal(*v) || std::stoll(*v) <= 0) throw InputError(std::string("--") + flag + ": expected a positive integer, not '" + *v + "'");
-  return std::stoll(*v);
 }
 
 }  // namespace
@@ -181,13 +170,9 @@ int cmd_run(const std::vector<std::string>& argv) {
   }();
   std::vector<std::string> on_disk;
   std::map<std::string, Device> tensor_device;
-  for (const auto& name : weights.names()) {
-    const int node = tree.find(name);
-    DMAP_CHECK(node >= 0, "executor tensor missing from the module tree: " + name);
-    const auto d = strategies::device_of(tree, dm, node);
-    if (!d) throw InputError("the device map gives no device for " + name);
-    tensor_device[name] = *d;
-    if (d->kind == Device::Kind::kDisk) on_disk.push_back(name);
+  for (const auto& [name, d] : profile::tensor_devices(tree, dm, weights)) {
+    tensor_device[name] = d;
+    if (d.kind == Device::Kind::kDisk) on_disk.push_back(name);
   }
   std::string offload_dir = args.get("offload-dir").value_or("");
   bool remove_offload = false;
@@ -226,10 +211,10 @@ int cmd_run(const std::vector<std::string>& argv) {
     if (done == total) std::fprintf(stderr, "\n");
   };
   exec::GenerateResult r = exec::generate(model, ids, P, new_tokens, progress);
-  if (!prefills.empty()) r.prefill_s = median(prefills);
+  if (!prefills.empty()) r.prefill_s = profile::median(prefills);
   if (remove_offload) fs::remove_all(offload_dir, ec);
 
-  const double decode_med = median(r.decode_s);
+  const double decode_med = profile::median(r.decode_s);
   const double tps = decode_med > 0 ? static_cast<double>(batch) / decode_med : 0;
   // Per module: the device of its weights (the module's first tensor), prefill and median decode.
   auto module_device = [&](const std::string& module) {
@@ -276,7 +261,7 @@ int cmd_run(const std::vector<std::string>& argv) {
       w.key("prefill_s");
       w.value(m.prefill_s);
       w.key("decode_s");
-      w.value(median(m.decode_s));
+      w.value(profile::median(m.decode_s));
       w.end_object();
     }
     w.end_array();
@@ -301,7 +286,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   std::printf("\n%-44s %-6s %12s %14s\n", "module", "device", "prefill ms", "decode ms/tok");
   for (const auto& m : model.module_times()) {
     std::printf("%-44s %-6s %12.3f %14.4f\n", m.module.c_str(), module_device(m.module).c_str(), m.prefill_s * 1e3,
-                median(m.decode_s) * 1e3);
+                profile::median(m.decode_s) * 1e3);
   }
   return 0;
 }

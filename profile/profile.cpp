@@ -238,6 +238,19 @@ std::string cpu_description() {
   return (model.empty() ? std::string("unknown CPU") : model) + ", " + std::to_string(cpus) + " CPUs";
 }
 
+std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tree, const DeviceMap& dm,
+                                                          const exec::ModelWeights& weights) {
+  std::vector<std::pair<std::string, Device>> out;
+  for (const auto& name : weights.names()) {
+    const int node = tree.find(name);
+    DMAP_CHECK(node >= 0, "executor tensor missing from the module tree: " + name);
+    const auto d = strategies::device_of(tree, dm, node);
+    if (!d) throw InputError("the device map gives no device for " + name);
+    out.emplace_back(name, *d);
+  }
+  return out;
+}
+
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
   const exec::ExecConfig c = exec::exec_config(spec);
   DMAP_CHECK(disk_layers >= 0 && disk_layers <= c.layers, "disk_layers out of range");
@@ -257,13 +270,9 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   const ModuleTree tree = build_module_tree(spec);
   exec::ModelWeights weights = exec::ModelWeights::random(cfg, dtype, rs.seed);
   std::vector<std::string> on_disk;
-  for (const auto& name : weights.names()) {
-    const int node = tree.find(name);
-    DMAP_CHECK(node >= 0, "executor tensor missing from the module tree: " + name);
-    const auto d = strategies::device_of(tree, dm, node);
-    if (!d) throw InputError("the device map gives no device for " + name);
-    if (d->kind == Device::Kind::kDisk) on_disk.push_back(name);
-    if (d->is_gpu()) throw InputError("the CPU executor cannot run " + name + " on " + d->str());
+  for (const auto& [name, d] : tensor_devices(tree, dm, weights)) {
+    if (d.kind == Device::Kind::kDisk) on_disk.push_back(name);
+    if (d.is_gpu()) throw InputError("the CPU executor cannot run " + name + " on " + d.str());
   }
   const std::string dir = (fs::path(rs.scratch_dir.empty() ? fs::temp_directory_path().string() : rs.scratch_dir) /
                            ("dmap_profile_offload_" + std::to_string(getpid())))

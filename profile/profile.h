@@ -27,6 +27,7 @@
 #include "core/device_map.h"
 #include "core/dtype.h"
 #include "core/model_spec.h"
+#include "core/module_tree.h"
 #include "exec/model.h"
 #include "profile/trace.h"
 #include "sim/calibration.h"
@@ -43,6 +44,11 @@ using ProgressFn = std::function<void(const std::string&, int, int)>;
 // Everything on the CPU except the last `disk_layers` decoder layers, which go to disk (where
 // accelerate's "auto" puts what RAM cannot hold).
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers);
+
+// The device of each executor tensor under `dm`, in the weights' order (InputError for a tensor
+// the map leaves without a device). Shared by `dmap run` and the profiler.
+std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tree, const DeviceMap& dm,
+                                                          const exec::ModelWeights& weights);
 
 struct PlacementRun {
   double prefill_s = 0;

@@ -71,30 +71,10 @@ void linear(const float* x, int64_t M, const Weight& w, const float* bias, float
 }  // namespace scalar
 
 namespace avx2 {
-void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
+#include "exec/cpu/kernels_isa.inc"
 }
 namespace avx512 {
-void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
-}
-namespace avx2 {
-void add_rounded(float* x, const float* h, int64_t n, bool round);
-void round_bf16_n(float* p, int64_t n);
-float sum_squares(const float* x, int64_t n);
-void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, bool round, float* y);
-void rope_rotate(float* a, const float* cs, const float* sn, int64_t half, bool round);
-void silu_mul(float* g, const float* u, int64_t n, bool round);
-void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round);
-float exp_shifted(float* p, int64_t n, float shift);
-}
-namespace avx512 {
-void add_rounded(float* x, const float* h, int64_t n, bool round);
-void round_bf16_n(float* p, int64_t n);
-float sum_squares(const float* x, int64_t n);
-void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, bool round, float* y);
-void rope_rotate(float* a, const float* cs, const float* sn, int64_t half, bool round);
-void silu_mul(float* g, const float* u, int64_t n, bool round);
-void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round);
-float exp_shifted(float* p, int64_t n, float shift);
+#include "exec/cpu/kernels_isa.inc"
 }
 namespace avx512bf16 {
 void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
@@ -161,10 +141,16 @@ void linear(const float* x, int64_t M, const Weight& w, const float* bias, float
   linear_isa(best_isa(), x, M, w, bias, y, threads);
 }
 
+// The vector instantiation when there is one, else the scalar loop (the same formulas).
+#define DMAP_DISPATCH(fn, ...)                                   \
+  do {                                                           \
+    const Isa isa = best_isa();                                  \
+    if (isa >= Isa::kAvx512) return avx512::fn(__VA_ARGS__);     \
+    if (isa == Isa::kAvx2) return avx2::fn(__VA_ARGS__);         \
+  } while (0)
+
 void silu_mul(float* g, const float* u, int64_t n, bool round) {
-  const Isa isa = best_isa();
-  if (isa >= Isa::kAvx512) return avx512::silu_mul(g, u, n, round);
-  if (isa == Isa::kAvx2) return avx2::silu_mul(g, u, n, round);
+  DMAP_DISPATCH(silu_mul, g, u, n, round);
   for (int64_t i = 0; i < n; ++i) {
     const float s = g[i] / (1.0f + std::exp(-g[i]));
     g[i] = round ? round_bf16(round_bf16(s) * u[i]) : s * u[i];
@@ -172,9 +158,7 @@ void silu_mul(float* g, const float* u, int64_t n, bool round) {
 }
 
 void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round) {
-  const Isa isa = best_isa();
-  if (isa >= Isa::kAvx512) return avx512::gelu_tanh_mul(g, u, n, round);
-  if (isa == Isa::kAvx2) return avx2::gelu_tanh_mul(g, u, n, round);
+  DMAP_DISPATCH(gelu_tanh_mul, g, u, n, round);
   for (int64_t i = 0; i < n; ++i) {
     const float a = g[i];
     const float ge = 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)));
@@ -183,22 +167,13 @@ void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round) {
 }
 
 float exp_shifted(float* p, int64_t n, float shift) {
-  const Isa isa = best_isa();
-  if (isa >= Isa::kAvx512) return avx512::exp_shifted(p, n, shift);
-  if (isa == Isa::kAvx2) return avx2::exp_shifted(p, n, shift);
+  DMAP_DISPATCH(exp_shifted, p, n, shift);
   float sum = 0;
   for (int64_t i = 0; i < n; ++i) sum += (p[i] = std::exp(std::min(88.0f, std::max(-87.0f, p[i] - shift))));
   return sum;
 }
 
 
-// The vector instantiation when there is one, else the scalar loop (the same formulas).
-#define DMAP_DISPATCH(fn, ...)                                   \
-  do {                                                           \
-    const Isa isa = best_isa();                                  \
-    if (isa >= Isa::kAvx512) return avx512::fn(__VA_ARGS__);     \
-    if (isa == Isa::kAvx2) return avx2::fn(__VA_ARGS__);         \
-  } while (0)
 
 void add_rounded(float* x, const float* h, int64_t n, bool round) {
   DMAP_DISPATCH(add_rounded, x, h, n, round);
