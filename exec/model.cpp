@@ -289,16 +289,23 @@ CpuModel::CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOption
     norms_.push_back(gain(p + "post_attention_layernorm.weight"));
   }
   norms_.push_back(gain("model.norm.weight"));
-  const size_t cache = static_cast<size_t>(opt_.batch * cfg_.kv_heads * opt_.max_seq * d);
-  k_cache_.assign(cfg_.layers, std::vector<float>(cache, 0.0f));
-  v_cache_.assign(cfg_.layers, std::vector<float>(cache, 0.0f));
-  times_.push_back({"model.embed_tokens", 0, {}});
-  for (int64_t l = 0; l < cfg_.layers; ++l) {
+  // KV caches are allocated by the first forward through their layer: an executor that runs
+  // only some layers here (the CUDA backend's in-place semantics) holds only those.
+  k_cache_.resize(static_cast<size_t>(cfg_.layers));
+  v_cache_.resize(static_cast<size_t>(cfg_.layers));
+  times_ = module_slots(cfg_);
+}
+
+std::vector<ModuleTime> module_slots(const ExecConfig& cfg) {
+  std::vector<ModuleTime> out;
+  out.push_back({"model.embed_tokens", 0, {}});
+  for (int64_t l = 0; l < cfg.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    for (const char* m : {"input_layernorm", "self_attn", "post_attention_layernorm", "mlp"}) times_.push_back({p + m, 0, {}});
+    for (const char* m : {"input_layernorm", "self_attn", "post_attention_layernorm", "mlp"}) out.push_back({p + m, 0, {}});
   }
-  times_.push_back({"model.norm", 0, {}});
-  times_.push_back({"lm_head", 0, {}});
+  out.push_back({"model.norm", 0, {}});
+  out.push_back({"lm_head", 0, {}});
+  return out;
 }
 
 void CpuModel::begin_phase(bool prefill) {
@@ -400,6 +407,11 @@ void CpuModel::rmsnorm(const float* x, int64_t M, const std::vector<float>& g, f
 void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out) {
   const int64_t H = cfg_.heads, KV = cfg_.kv_heads, d = cfg_.head_dim, B = opt_.batch, S = opt_.max_seq;
   const int64_t group = H / KV;
+  if (k_cache_[layer].empty()) {
+    const size_t cache = static_cast<size_t>(B * KV * S * d);
+    k_cache_[layer].assign(cache, 0.0f);
+    v_cache_[layer].assign(cache, 0.0f);
+  }
   float* kc = k_cache_[layer].data();
   float* vc = v_cache_[layer].data();
   // Per sequence and KV head: the scores of every query head of the group come from one matrix
@@ -466,140 +478,158 @@ void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v
   }
 }
 
-void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logits) {
-  const int64_t B = opt_.batch, Hd = cfg_.hidden, M = B * T, d = cfg_.head_dim;
+void CpuModel::prepare(int64_t T, int64_t start) {
+  const int64_t M = opt_.batch * T, d = cfg_.head_dim;
   const int64_t qd = cfg_.heads * d, kvd = cfg_.kv_heads * d;
   if (start + T > opt_.max_seq) throw RuntimeFailure("context " + std::to_string(start + T) + " exceeds max_seq " + std::to_string(opt_.max_seq));
-  buf_x_.resize(M * Hd);
-  buf_h_.resize(M * Hd);
+  T_ = T;
+  start_ = start;
+  buf_x_.resize(M * cfg_.hidden);
+  buf_h_.resize(M * cfg_.hidden);
   buf_q_.resize(M * qd);
   buf_k_.resize(M * kvd);
   buf_v_.resize(M * kvd);
   buf_a_.resize(M * qd);
   buf_g_.resize(M * cfg_.inter);
   buf_u_.resize(M * cfg_.inter);
-  float* x = buf_x_.data();
-  float* h = buf_h_.data();
-
-  auto t0 = Clock::now();
-  {
-    const cpu::Weight& E = fetch("model.embed_tokens.weight");
-    const float scale = cfg_.gemma ? round_to(E.type, std::sqrt(static_cast<float>(Hd))) : 1.0f;
-    for (int64_t r = 0; r < M; ++r) {
-      const int32_t id = ids[r];
-      if (id < 0 || id >= cfg_.vocab) throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(cfg_.vocab - 1) + ")");
-      for (int64_t i = 0; i < Hd; ++i) x[r * Hd + i] = round1(element(E, static_cast<int64_t>(id) * Hd + i) * scale);
+  // RoPE tables of this forward's positions, in the activation dtype.
+  const int64_t half = d / 2;
+  rope_cos_.resize(static_cast<size_t>(T * half));
+  rope_sin_.resize(static_cast<size_t>(T * half));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t i = 0; i < half; ++i) {
+      const float ang = static_cast<float>(start + t) * inv_freq_[i];
+      rope_cos_[t * half + i] = round1(std::cos(ang));
+      rope_sin_[t * half + i] = round1(std::sin(ang));
     }
+}
+
+void CpuModel::embed(const int32_t* ids, float* x) {
+  const int64_t M = opt_.batch * T_, Hd = cfg_.hidden;
+  const auto t0 = Clock::now();
+  const cpu::Weight& E = fetch("model.embed_tokens.weight");
+  const float scale = cfg_.gemma ? round_to(E.type, std::sqrt(static_cast<float>(Hd))) : 1.0f;
+  for (int64_t r = 0; r < M; ++r) {
+    const int32_t id = ids[r];
+    if (id < 0 || id >= cfg_.vocab) throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(cfg_.vocab - 1) + ")");
+    for (int64_t i = 0; i < Hd; ++i) x[r * Hd + i] = round1(element(E, static_cast<int64_t>(id) * Hd + i) * scale);
   }
   add_time(0, t0);
+}
 
-  {
-    const int64_t half = d / 2;
-    rope_cos_.resize(static_cast<size_t>(T * half));
-    rope_sin_.resize(static_cast<size_t>(T * half));
-    for (int64_t t = 0; t < T; ++t)
+void CpuModel::layer(int64_t l, float* x) {
+  const int64_t T = T_, start = start_;
+  const int64_t M = opt_.batch * T, Hd = cfg_.hidden, d = cfg_.head_dim;
+  const int64_t qd = cfg_.heads * d, kvd = cfg_.kv_heads * d;
+  float* h = buf_h_.data();
+  const std::string p = "model.layers." + std::to_string(l) + ".";
+  const int slot = 1 + static_cast<int>(l) * 4;
+  auto t0 = Clock::now();
+  rmsnorm(x, M, norms_[2 * l], h);
+  add_time(slot, t0);
+  t0 = Clock::now();
+  float* q = buf_q_.data();
+  float* k = buf_k_.data();
+  float* v = buf_v_.data();
+  linear(p + "self_attn.q_proj.weight", h, M, q);
+  linear(p + "self_attn.k_proj.weight", h, M, k);
+  linear(p + "self_attn.v_proj.weight", h, M, v);
+  if (cfg_.qkv_bias) {
+    auto add_bias = [&](const std::string& bias, float* out, int64_t width) {
+      const cpu::Weight& b = fetch(bias);
+      for (int64_t r = 0; r < M; ++r)
+        for (int64_t i = 0; i < width; ++i) out[r * width + i] += element(b, i);
+    };
+    add_bias(p + "self_attn.q_proj.bias", q, qd);
+    add_bias(p + "self_attn.k_proj.bias", k, kvd);
+    add_bias(p + "self_attn.v_proj.bias", v, kvd);
+  }
+  round_act(q, M * qd);
+  round_act(k, M * kvd);
+  round_act(v, M * kvd);
+  // RoPE (rotate_half convention: pairs (i, i + d/2)); cos/sin tables of this forward's
+  // positions, in the activation dtype, computed once before the layers.
+  const int64_t half = d / 2;
+  parallel_ranges(M, 8, opt_.threads, [&](int64_t lo, int64_t hi) {
+  for (int64_t r = lo; r < hi; ++r) {
+    const float* cs = rope_cos_.data() + (r % T) * half;
+    const float* sn = rope_sin_.data() + (r % T) * half;
+    auto rotate = [&](float* a) {
+      if (act_type_ != cpu::WType::kF16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == cpu::WType::kBF16);
       for (int64_t i = 0; i < half; ++i) {
-        const float ang = static_cast<float>(start + t) * inv_freq_[i];
-        rope_cos_[t * half + i] = round1(std::cos(ang));
-        rope_sin_[t * half + i] = round1(std::sin(ang));
+        const float x1 = a[i], x2 = a[i + half];
+        a[i] = round1(round1(x1 * cs[i]) + round1(-x2 * sn[i]));
+        a[i + half] = round1(round1(x2 * cs[i]) + round1(x1 * sn[i]));
       }
+    };
+    for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
+    for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
   }
-  for (int64_t l = 0; l < cfg_.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const int slot = 1 + static_cast<int>(l) * 4;
-    t0 = Clock::now();
-    rmsnorm(x, M, norms_[2 * l], h);
-    add_time(slot, t0);
+  });
+  attention(l, q, k, v, T, start, buf_a_.data());
+  linear(p + "self_attn.o_proj.weight", buf_a_.data(), M, h);
+  add_residual(x, h, M * Hd);
+  add_time(slot + 1, t0);
 
-    t0 = Clock::now();
-    float* q = buf_q_.data();
-    float* k = buf_k_.data();
-    float* v = buf_v_.data();
-    linear(p + "self_attn.q_proj.weight", h, M, q);
-    linear(p + "self_attn.k_proj.weight", h, M, k);
-    linear(p + "self_attn.v_proj.weight", h, M, v);
-    if (cfg_.qkv_bias) {
-      auto add_bias = [&](const std::string& bias, float* out, int64_t width) {
-        const cpu::Weight& b = fetch(bias);
-        for (int64_t r = 0; r < M; ++r)
-          for (int64_t i = 0; i < width; ++i) out[r * width + i] += element(b, i);
-      };
-      add_bias(p + "self_attn.q_proj.bias", q, qd);
-      add_bias(p + "self_attn.k_proj.bias", k, kvd);
-      add_bias(p + "self_attn.v_proj.bias", v, kvd);
-    }
-    round_act(q, M * qd);
-    round_act(k, M * kvd);
-    round_act(v, M * kvd);
-    // RoPE (rotate_half convention: pairs (i, i + d/2)); cos/sin tables of this forward's
-    // positions, in the activation dtype, computed once before the layers.
-    const int64_t half = d / 2;
-    parallel_ranges(M, 8, opt_.threads, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const float* cs = rope_cos_.data() + (r % T) * half;
-      const float* sn = rope_sin_.data() + (r % T) * half;
-      auto rotate = [&](float* a) {
-        if (act_type_ != cpu::WType::kF16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == cpu::WType::kBF16);
-        for (int64_t i = 0; i < half; ++i) {
-          const float x1 = a[i], x2 = a[i + half];
-          a[i] = round1(round1(x1 * cs[i]) + round1(-x2 * sn[i]));
-          a[i + half] = round1(round1(x2 * cs[i]) + round1(x1 * sn[i]));
-        }
-      };
-      for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
-      for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
-    }
-    });
-    attention(l, q, k, v, T, start, buf_a_.data());
-    linear(p + "self_attn.o_proj.weight", buf_a_.data(), M, h);
-    add_residual(x, h, M * Hd);
-    add_time(slot + 1, t0);
-
-    t0 = Clock::now();
-    rmsnorm(x, M, norms_[2 * l + 1], h);
-    add_time(slot + 2, t0);
-
-    t0 = Clock::now();
-    float* g = buf_g_.data();
-    float* u = buf_u_.data();
-    linear(p + "mlp.gate_proj.weight", h, M, g);
-    linear(p + "mlp.up_proj.weight", h, M, u);
-    const int64_t n = M * cfg_.inter;
-    round_act(g, n);
-    round_act(u, n);
-    parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
-    if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
-      for (int64_t i = lo; i < hi; ++i) {
-        const float a = g[i];
-        const float act = cfg_.gemma ? 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))
-                                     : a / (1.0f + std::exp(-a));
-        g[i] = round1(round1(act) * u[i]);
-      }
-    } else if (cfg_.gemma) {
-      cpu::gelu_tanh_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
-    } else {
-      cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
-    }
-    });
-    linear(p + "mlp.down_proj.weight", g, M, h);
-    add_residual(x, h, M * Hd);
-    add_time(slot + 3, t0);
-  }
-
-  // Final norm and head on the last position of each sequence.
   t0 = Clock::now();
-  std::vector<float> last(static_cast<size_t>(B * Hd));
-  for (int64_t b = 0; b < B; ++b) std::memcpy(last.data() + b * Hd, x + (b * T + T - 1) * Hd, sizeof(float) * Hd);
-  rmsnorm(last.data(), B, norms_.back(), last.data());
+  rmsnorm(x, M, norms_[2 * l + 1], h);
+  add_time(slot + 2, t0);
+
+  t0 = Clock::now();
+  float* g = buf_g_.data();
+  float* u = buf_u_.data();
+  linear(p + "mlp.gate_proj.weight", h, M, g);
+  linear(p + "mlp.up_proj.weight", h, M, u);
+  const int64_t n = M * cfg_.inter;
+  round_act(g, n);
+  round_act(u, n);
+  parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
+  if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
+    for (int64_t i = lo; i < hi; ++i) {
+      const float a = g[i];
+      const float act = cfg_.gemma ? 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))
+                                   : a / (1.0f + std::exp(-a));
+      g[i] = round1(round1(act) * u[i]);
+    }
+  } else if (cfg_.gemma) {
+    cpu::gelu_tanh_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+  } else {
+    cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+  }
+  });
+  linear(p + "mlp.down_proj.weight", g, M, h);
+  add_residual(x, h, M * Hd);
+  add_time(slot + 3, t0);
+}
+
+void CpuModel::final_norm(float* last) {
+  const auto t0 = Clock::now();
+  rmsnorm(last, opt_.batch, norms_.back(), last);
   add_time(static_cast<int>(times_.size()) - 2, t0);
-  t0 = Clock::now();
+}
+
+void CpuModel::head(const float* last, float* logits) {
+  const auto t0 = Clock::now();
   const cpu::Weight& head = fetch(cfg_.tie ? "model.embed_tokens.weight" : "lm_head.weight");
-  cpu::linear(last.data(), B, head, nullptr, logits, opt_.threads);
-  round_act(logits, B * cfg_.vocab);
+  cpu::linear(last, opt_.batch, head, nullptr, logits, opt_.threads);
+  round_act(logits, opt_.batch * cfg_.vocab);
   add_time(static_cast<int>(times_.size()) - 1, t0);
 }
 
-GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int64_t P, int64_t new_tokens,
+void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logits) {
+  const int64_t B = opt_.batch, Hd = cfg_.hidden;
+  prepare(T, start);
+  float* x = buf_x_.data();
+  embed(ids, x);
+  for (int64_t l = 0; l < cfg_.layers; ++l) layer(l, x);
+  // Final norm and head on the last position of each sequence.
+  last_.resize(static_cast<size_t>(B * Hd));
+  for (int64_t b = 0; b < B; ++b) std::memcpy(last_.data() + b * Hd, x + (b * T + T - 1) * Hd, sizeof(float) * Hd);
+  final_norm(last_.data());
+  head(last_.data(), logits);
+}
+
+GenerateResult generate(Executor& model, const std::vector<int32_t>& prompt, int64_t P, int64_t new_tokens,
                         const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t B = model.options().batch, V = model.config().vocab;
   DMAP_CHECK(static_cast<int64_t>(prompt.size()) == B * P, "prompt must hold batch x prompt_len ids");

@@ -114,23 +114,52 @@ struct ModuleTime {
   std::vector<double> decode_s;  // one entry per decode step
 };
 
-class CpuModel {
+// What generate(), `dmap run` and the profiler need from an executor (CPU or CUDA backend).
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  // ids: batch x T token ids (row-major). Positions start..start+T-1. Writes the logits of the
+  // last position of each sequence: batch x vocab (float32, on the host).
+  virtual void forward(const int32_t* ids, int64_t T, int64_t start, float* logits) = 0;
+  // Per-module timing: `begin_phase(true)` before prefill, `begin_phase(false)` before each
+  // decode step.
+  virtual void begin_phase(bool prefill) = 0;
+  virtual const std::vector<ModuleTime>& module_times() const = 0;
+  virtual const std::vector<ModuleEvent>& events() const = 0;
+  virtual const ExecConfig& config() const = 0;
+  virtual const RunOptions& options() const = 0;
+  virtual uint64_t disk_bytes_read() const = 0;
+};
+
+// The module names of module_times(), in order: embed, layers.N.{input_layernorm, self_attn,
+// post_attention_layernorm, mlp}, norm, lm_head.
+std::vector<ModuleTime> module_slots(const ExecConfig& cfg);
+
+class CpuModel : public Executor {
  public:
   CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOptions opt);
 
-  // ids: batch x T token ids (row-major). Positions start..start+T-1. Writes the logits of the
-  // last position of each sequence: batch x vocab.
-  void forward(const int32_t* ids, int64_t T, int64_t start, float* logits);
-  const ExecConfig& config() const { return cfg_; }
-  const RunOptions& options() const { return opt_; }
-
-  // Per-module timing: `begin_phase(true)` before prefill, `begin_phase(false)` before each
-  // decode step.
-  void begin_phase(bool prefill);
-  const std::vector<ModuleTime>& module_times() const { return times_; }
-  const std::vector<ModuleEvent>& events() const { return events_; }
+  void forward(const int32_t* ids, int64_t T, int64_t start, float* logits) override;
+  const ExecConfig& config() const override { return cfg_; }
+  const RunOptions& options() const override { return opt_; }
+  void begin_phase(bool prefill) override;
+  const std::vector<ModuleTime>& module_times() const override { return times_; }
+  const std::vector<ModuleEvent>& events() const override { return events_; }
+  uint64_t disk_bytes_read() const override { return disk_bytes_read_; }
   // Cold-disk runs: evict offloaded tensors from the page cache before each read, or stop.
   void set_drop_page_cache(bool drop) { opt_.drop_page_cache = drop; }
+
+  // forward() in pieces, for an executor that runs only some modules here (the CUDA backend's
+  // in-place semantics). x: batch*T x hidden float32 activations (16-bit values in 16-bit runs).
+  //   prepare(T, start); embed(ids, x); layer(l, x) for the layers here; then on the last
+  //   position of each sequence (batch x hidden): final_norm(last); head(last, logits).
+  void prepare(int64_t T, int64_t start);
+  void embed(const int32_t* ids, float* x);
+  void layer(int64_t l, float* x);
+  void final_norm(float* last);
+  void head(const float* last, float* logits);
+  // Event times are seconds since `epoch` (default: the model's creation).
+  void set_epoch(std::chrono::steady_clock::time_point epoch) { epoch_ = epoch; }
 
  private:
   void linear(const std::string& name, const float* x, int64_t M, float* y);
@@ -168,13 +197,14 @@ class CpuModel {
   std::vector<float> rope_cos_, rope_sin_;              // this forward's positions x d/2
   cpu::Weight disk_weight_;
   std::map<std::string, int> fds_;  // open offload files
+  int64_t T_ = 0, start_ = 0;       // this forward's tokens per sequence and first position
+  std::vector<float> last_;
+  uint64_t disk_bytes_read_ = 0;
+
  public:
-  ~CpuModel();
+  ~CpuModel() override;
   CpuModel(const CpuModel&) = delete;
   CpuModel& operator=(const CpuModel&) = delete;
-  uint64_t disk_bytes_read() const { return disk_bytes_read_; }
- private:
-  uint64_t disk_bytes_read_ = 0;
 };
 
 struct GenerateResult {
@@ -186,7 +216,7 @@ struct GenerateResult {
 
 // Prefill `prompt` (batch x P), then greedy decode until `new_tokens` tokens per sequence.
 // `progress` (optional) is called after every forward with (tokens done, tokens wanted).
-GenerateResult generate(CpuModel& model, const std::vector<int32_t>& prompt, int64_t prompt_len, int64_t new_tokens,
+GenerateResult generate(Executor& model, const std::vector<int32_t>& prompt, int64_t prompt_len, int64_t new_tokens,
                         const std::function<void(int64_t, int64_t)>& progress = {});
 
 }  // namespace dmap::exec
