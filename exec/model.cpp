@@ -250,8 +250,73 @@ bool ModelWeights::has(const std::string& name) const { return index_.count(name
 
 Bytes ModelWeights::bytes() const {
   Bytes b = 0;
-  for (const auto& r : refs_) b += r.w.rows * r.w.cols * (r.w.type == cpu::WType::kF32 ? 4 : 2);
+  for (const auto& r : refs_) b += static_cast<Bytes>(weight_bytes(r.w));
   return b;
+}
+
+const char* semantics_name(Semantics s) {
+  switch (s) {
+    case Semantics::kAccelerate: return "accelerate";
+    case Semantics::kPrefetch: return "prefetch";
+    case Semantics::kInPlace: return "in-place";
+  }
+  return "?";
+}
+
+std::optional<Semantics> parse_exec_semantics(const std::string& s) {
+  for (Semantics x : {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace}) {
+    if (s == semantics_name(x)) return x;
+  }
+  return std::nullopt;
+}
+
+size_t weight_bytes(const cpu::Weight& w) {
+  return static_cast<size_t>(w.rows * w.cols) * (w.type == cpu::WType::kF32 ? 4 : 2);
+}
+
+DiskReader::~DiskReader() {
+  for (const auto& [file, fd] : fds_) ::close(fd);
+}
+
+size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache) {
+  auto it = fds_.find(r.file);
+  if (it == fds_.end()) {
+    const int fd = ::open(r.file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw RuntimeFailure("cannot open offloaded weights " + r.file + ": " + std::strerror(errno));
+    it = fds_.emplace(r.file, fd).first;
+  }
+  const size_t bytes = weight_bytes(r.w);
+  if (drop_page_cache) posix_fadvise(it->second, static_cast<off_t>(r.offset), static_cast<off_t>(bytes), POSIX_FADV_DONTNEED);
+  auto* out = static_cast<uint8_t*>(dst);
+  size_t done = 0;
+  while (done < bytes) {
+    const ssize_t n = ::pread(it->second, out + done, bytes - done, static_cast<off_t>(r.offset + done));
+    if (n <= 0) throw RuntimeFailure("short read of " + r.name + " from " + r.file);
+    done += static_cast<size_t>(n);
+  }
+  bytes_read_ += bytes;
+  return bytes;
+}
+
+std::vector<float> rope_inv_freq(const ExecConfig& cfg) {
+  // inv_freq in float32 as transformers computes it (and its llama3 adjustment).
+  std::vector<float> out;
+  const int64_t d = cfg.head_dim;
+  for (int64_t i = 0; i < d; i += 2) {
+    float f = 1.0f / std::pow(static_cast<float>(cfg.rope_theta), static_cast<float>(i) / static_cast<float>(d));
+    if (cfg.llama3_rope) {
+      const double low_wl = cfg.rope_orig_max / cfg.rope_low, high_wl = cfg.rope_orig_max / cfg.rope_high;
+      const double wavelen = 2 * M_PI / f;
+      double scaled = wavelen > low_wl ? f / cfg.rope_factor : f;
+      if (wavelen >= high_wl && wavelen <= low_wl) {
+        const double smooth = (cfg.rope_orig_max / wavelen - cfg.rope_low) / (cfg.rope_high - cfg.rope_low);
+        scaled = (1 - smooth) * scaled / cfg.rope_factor + smooth * scaled;
+      }
+      f = static_cast<float>(scaled);
+    }
+    out.push_back(f);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,22 +326,7 @@ CpuModel::CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOption
   DMAP_CHECK(opt_.batch > 0 && opt_.max_seq > 0, "batch and max_seq must be positive");
   opt_.threads = std::max(1, opt_.threads);
   act_type_ = w_.get("model.embed_tokens.weight").w.type;
-  const int64_t d = cfg_.head_dim;
-  // inv_freq in float32 as transformers computes it (and its llama3 adjustment).
-  for (int64_t i = 0; i < d; i += 2) {
-    float f = 1.0f / std::pow(static_cast<float>(cfg_.rope_theta), static_cast<float>(i) / static_cast<float>(d));
-    if (cfg_.llama3_rope) {
-      const double low_wl = cfg_.rope_orig_max / cfg_.rope_low, high_wl = cfg_.rope_orig_max / cfg_.rope_high;
-      const double wavelen = 2 * M_PI / f;
-      double scaled = wavelen > low_wl ? f / cfg_.rope_factor : f;
-      if (wavelen >= high_wl && wavelen <= low_wl) {
-        const double smooth = (cfg_.rope_orig_max / wavelen - cfg_.rope_low) / (cfg_.rope_high - cfg_.rope_low);
-        scaled = (1 - smooth) * scaled / cfg_.rope_factor + smooth * scaled;
-      }
-      f = static_cast<float>(scaled);
-    }
-    inv_freq_.push_back(f);
-  }
+  inv_freq_ = rope_inv_freq(cfg_);
   auto gain = [&](const std::string& name) {
     const cpu::Weight& g = w_.get(name).w;
     std::vector<float> v(static_cast<size_t>(g.cols));
@@ -352,29 +402,13 @@ void CpuModel::add_residual(float* x, const float* h, int64_t n) const {
   });
 }
 
-CpuModel::~CpuModel() {
-  for (const auto& [file, fd] : fds_) ::close(fd);
-}
+CpuModel::~CpuModel() = default;
 
 const cpu::Weight& CpuModel::fetch(const std::string& name) {
   const WeightRef& r = w_.get(name);
   if (!r.on_disk) return r.w;
-  auto it = fds_.find(r.file);
-  if (it == fds_.end()) {
-    const int fd = ::open(r.file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw RuntimeFailure("cannot open offloaded weights " + r.file + ": " + std::strerror(errno));
-    it = fds_.emplace(r.file, fd).first;
-  }
-  const size_t bytes = static_cast<size_t>(r.w.rows * r.w.cols) * (r.w.type == cpu::WType::kF32 ? 4 : 2);
-  if (opt_.drop_page_cache) posix_fadvise(it->second, static_cast<off_t>(r.offset), static_cast<off_t>(bytes), POSIX_FADV_DONTNEED);
-  disk_buf_.resize(bytes);
-  size_t done = 0;
-  while (done < bytes) {
-    const ssize_t n = ::pread(it->second, disk_buf_.data() + done, bytes - done, static_cast<off_t>(r.offset + done));
-    if (n <= 0) throw RuntimeFailure("short read of " + name + " from " + r.file);
-    done += static_cast<size_t>(n);
-  }
-  disk_bytes_read_ += bytes;
+  disk_buf_.resize(weight_bytes(r.w));
+  disk_.read(r, disk_buf_.data(), opt_.drop_page_cache);
   disk_weight_ = r.w;
   disk_weight_.data = disk_buf_.data();
   return disk_weight_;

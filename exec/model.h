@@ -33,6 +33,7 @@
 #include "core/model_spec.h"
 #include "core/units.h"
 #include "exec/cpu/kernels.h"
+#include "exec/placement.h"
 #include "exec/safetensors.h"
 
 namespace dmap::exec {
@@ -62,6 +63,29 @@ struct WeightRef {
   uint64_t offset = 0;       // byte offset in `file`
   bool on_disk = false;      // disk-offloaded: read from `file` before every use
 };
+
+// Bytes of a weight's storage.
+size_t weight_bytes(const cpu::Weight& w);
+
+// Reads disk-offloaded tensors from their files (kept open), optionally evicting them from the
+// page cache first (cold-disk runs).
+class DiskReader {
+ public:
+  DiskReader() = default;
+  ~DiskReader();
+  DiskReader(const DiskReader&) = delete;
+  DiskReader& operator=(const DiskReader&) = delete;
+  // Reads `r`'s bytes into dst (weight_bytes(r.w) of room); returns the bytes read.
+  size_t read(const WeightRef& r, void* dst, bool drop_page_cache);
+  uint64_t bytes_read() const { return bytes_read_; }
+
+ private:
+  std::map<std::string, int> fds_;
+  uint64_t bytes_read_ = 0;
+};
+
+// RoPE's inverse frequencies (head_dim / 2, float32), with llama3's scaling where configured.
+std::vector<float> rope_inv_freq(const ExecConfig& cfg);
 
 class ModelWeights {
  public:
@@ -145,7 +169,7 @@ class CpuModel : public Executor {
   void begin_phase(bool prefill) override;
   const std::vector<ModuleTime>& module_times() const override { return times_; }
   const std::vector<ModuleEvent>& events() const override { return events_; }
-  uint64_t disk_bytes_read() const override { return disk_bytes_read_; }
+  uint64_t disk_bytes_read() const override { return disk_.bytes_read(); }
   // Cold-disk runs: evict offloaded tensors from the page cache before each read, or stop.
   void set_drop_page_cache(bool drop) { opt_.drop_page_cache = drop; }
 
@@ -196,10 +220,9 @@ class CpuModel : public Executor {
   std::vector<AttentionScratch> att_;  // per thread
   std::vector<float> rope_cos_, rope_sin_;              // this forward's positions x d/2
   cpu::Weight disk_weight_;
-  std::map<std::string, int> fds_;  // open offload files
+  DiskReader disk_;
   int64_t T_ = 0, start_ = 0;       // this forward's tokens per sequence and first position
   std::vector<float> last_;
-  uint64_t disk_bytes_read_ = 0;
 
  public:
   ~CpuModel() override;
