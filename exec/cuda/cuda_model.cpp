@@ -1,0 +1,780 @@
+// The CUDA backend's executor (see cuda_model.h).
+#include "exec/cuda/cuda_model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string>
+
+#include "core/error.h"
+#include "exec/cuda/kernels.h"
+#include "exec/cuda/runtime.h"
+
+namespace dmap::exec {
+
+using namespace cuda;  // NOLINT: the backend's own vocabulary
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+DT dt_of(cpu::WType t) {
+  switch (t) {
+    case cpu::WType::kF32: return DT::kF32;
+    case cpu::WType::kF16: return DT::kF16;
+    case cpu::WType::kBF16: return DT::kBF16;
+  }
+  return DT::kF32;
+}
+
+constexpr size_t kAlign = 256;
+size_t aligned(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// One GPU's stream, cuBLAS handle, activation buffers and timing events.
+struct GpuCtx {
+  explicit GpuCtx(int d) : dev(d), stream(d), copy(d), ref(d) {
+    DMAP_CUBLAS(cublasCreate(&blas));
+    DMAP_CUBLAS(cublasSetStream(blas, stream.get()));
+    DMAP_CUBLAS(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH));  // float32 stays float32 (no TF32)
+  }
+  ~GpuCtx() {
+    if (blas) (void)cublasDestroy(blas);
+  }
+  GpuCtx(const GpuCtx&) = delete;
+  GpuCtx& operator=(const GpuCtx&) = delete;
+
+  Event* next_event() {
+    if (next == events.size()) events.push_back(std::make_unique<Event>(dev));
+    return events[next++].get();
+  }
+
+  int dev;
+  Stream stream;  // compute (and accelerate's blocking copies)
+  Stream copy;    // prefetch copies
+  cublasHandle_t blas = nullptr;
+  DeviceBuffer x, h, q, k, v, a, g, u, last, logits_t, logits_f, ids, inv_freq;
+  int64_t cap_m = 0;  // rows the activation buffers hold
+  std::vector<std::unique_ptr<Event>> events;
+  size_t next = 0;
+  Event ref;           // recorded at the start of each forward
+  double ref_s = 0;    // host time of `ref`, seconds since the epoch
+  size_t held = 0;     // bytes of weights, caches and buffers held here
+  int64_t max_context = 0;
+};
+
+// A unit streamed under `prefetch`: its offloaded tensors packed into one slot.
+struct PrefetchUnit {
+  size_t unit = 0;
+  std::vector<std::string> names;  // offloaded tensors
+  std::vector<size_t> offsets;     // in the slot
+  size_t bytes = 0;
+  PinnedBuffer host;               // cpu-homed tensors, packed at their offsets
+  bool has_disk = false;
+};
+
+}  // namespace
+
+struct CudaModel::Impl {
+  Impl(const ExecConfig& c, const ModelWeights& w, Placement p, RunOptions o)
+      : cfg(c), weights(w), pl(std::move(p)), opt(o), epoch(Clock::now()) {}
+
+  ExecConfig cfg;
+  const ModelWeights& weights;
+  Placement pl;
+  RunOptions opt;
+  Clock::time_point epoch;
+  DT dt = DT::kF32;
+  size_t elt = 4;
+  std::vector<std::unique_ptr<GpuCtx>> gpus;  // by ordinal (null: unused)
+  std::vector<int> exec_dev;                  // per unit: GPU ordinal or -1 (CPU backend)
+  std::vector<std::vector<std::string>> unit_tensors;
+  std::map<std::pair<std::string, int>, DeviceBuffer> resident;  // (tensor, GPU)
+  std::map<std::string, const void*> streamed;                  // offloaded tensor -> its device copy now
+  std::vector<DeviceBuffer> kcache, vcache;                      // per layer (GPU layers)
+  std::unique_ptr<CpuModel> cpu;                                 // in-place units
+  DiskReader disk;
+  std::vector<uint8_t> disk_buf;
+  uint64_t h2d_bytes = 0;
+  ModuleObserver* observer = nullptr;
+
+  // prefetch
+  std::vector<PrefetchUnit> pf;
+  std::vector<int> pf_of_unit;  // unit -> index in pf, or -1
+  DeviceBuffer slot[2];
+  PinnedBuffer staging[2];
+  std::unique_ptr<Event> copy_done[2], compute_done[2];
+  bool compute_recorded[2] = {false, false};
+  int issued[2] = {-1, -1};  // pf index whose copy sits in each slot, not yet consumed
+
+  // activations on the host (CPU-backend units), and their pinned staging
+  std::vector<float> hx, hlast;
+  PinnedBuffer act_pin;
+  int x_at = -1, last_at = -1;  // GPU ordinal or -1 (host)
+
+  // timing
+  std::vector<ModuleTime> times;
+  std::vector<ModuleEvent> events;
+  bool prefill = true;
+  struct Mark {
+    int slot;
+    int dev;  // -1: host clocks
+    Event* a = nullptr;
+    Event* b = nullptr;
+    double host_start = 0, host_dur = 0;
+  };
+  std::vector<Mark> marks;
+  int64_t T = 0, start = 0;
+
+  GpuCtx& gpu(int d) { return *gpus[static_cast<size_t>(d)]; }
+  size_t layers() const { return static_cast<size_t>(cfg.layers); }
+  int step() const { return prefill ? -1 : static_cast<int>(times[0].decode_s.size()) - 1; }
+
+  // ---- set-up ----------------------------------------------------------------------------------
+
+  void setup() {
+    const size_t units = layers() + 3;
+    if (pl.units.size() != units) throw InternalError("placement has " + std::to_string(pl.units.size()) + " units, the model " + std::to_string(units));
+    const int count = device_count();
+    if (count == 0) throw RuntimeFailure("the placement needs a GPU but no CUDA device is usable here");
+    dt = dt_of(weights.get("model.embed_tokens.weight").w.type);
+    elt = dt_size(dt);
+    times = module_slots(cfg);
+
+    // Unit tensors and execution devices.
+    unit_tensors.assign(units, {});
+    for (const auto& [name, shape] : ModelWeights::expected(cfg)) {
+      (void)shape;
+      if (name == "model.embed_tokens.weight") {
+        unit_tensors[0].push_back(name);
+      } else if (name == "model.norm.weight") {
+        unit_tensors[layers() + 1].push_back(name);
+      } else if (name == "lm_head.weight") {
+        unit_tensors[layers() + 2].push_back(name);
+      } else {
+        const size_t l = std::stoul(name.substr(std::string("model.layers.").size()));
+        unit_tensors[1 + l].push_back(name);
+      }
+    }
+    if (cfg.tie) unit_tensors[layers() + 2].push_back("model.embed_tokens.weight");
+    exec_dev.assign(units, -1);
+    for (size_t u = 0; u < units; ++u) {
+      const Device& d = pl.units[u];
+      if (d.is_gpu()) {
+        exec_dev[u] = d.index;
+      } else if (pl.semantics != Semantics::kInPlace) {
+        exec_dev[u] = pl.main_gpu;
+      }
+      if (exec_dev[u] >= count) {
+        throw RuntimeFailure("the placement puts " + unit_name(u) + " on cuda:" + std::to_string(exec_dev[u]) +
+                             " but this machine has " + std::to_string(count) + " CUDA device" + (count == 1 ? "" : "s"));
+      }
+      if (exec_dev[u] >= 0) {
+        if (gpus.size() <= static_cast<size_t>(exec_dev[u])) gpus.resize(static_cast<size_t>(exec_dev[u]) + 1);
+        if (!gpus[exec_dev[u]]) gpus[exec_dev[u]] = std::make_unique<GpuCtx>(exec_dev[u]);
+      } else if (!cpu) {
+        RunOptions co = opt;
+        co.record_events = true;  // its module ranges go to the observer and events()
+        cpu = std::make_unique<CpuModel>(cfg, weights, co);
+        cpu->set_epoch(epoch);
+      }
+    }
+    for (size_t u = 0; u < units; ++u)
+      for (const auto& n : unit_tensors[u])
+        if (!pl.tensor_home.count(n)) throw InternalError("placement has no device for " + n);
+
+    // Resident weights: tensors stored on a GPU, uploaded where their units compute.
+    for (size_t u = 0; u < units; ++u) {
+      const int g = exec_dev[u];
+      if (g < 0) continue;
+      for (const auto& n : unit_tensors[u]) {
+        // In-place keeps a GPU unit's cpu/disk tensors (a head tied to a cpu embedding) resident too.
+        const Device home = pl.tensor_home.at(n);
+        if ((!home.is_gpu() && pl.semantics != Semantics::kInPlace) || resident.count({n, g})) continue;
+        const WeightRef& r = weights.get(n);
+        const size_t bytes = weight_bytes(r.w);
+        DeviceBuffer buf(g, bytes, n);
+        use_device(g);
+        DMAP_CUDA(cudaMemcpy(buf.data(), r.w.data, bytes, cudaMemcpyHostToDevice));
+        gpu(g).held += bytes;
+        resident.emplace(std::make_pair(n, g), std::move(buf));
+      }
+    }
+
+    // KV caches on each GPU layer's device; the attention kernel's context limit there.
+    kcache.resize(layers());
+    vcache.resize(layers());
+    const size_t cache = static_cast<size_t>(opt.batch * cfg.kv_heads * opt.max_seq * cfg.head_dim) * elt;
+    for (size_t l = 0; l < layers(); ++l) {
+      const int g = exec_dev[1 + l];
+      if (g < 0) continue;
+      GpuCtx& c = gpu(g);
+      if (c.max_context == 0) {
+        c.max_context = attention_max_context(g, cfg.head_dim);
+        if (opt.max_seq > c.max_context) {
+          throw RuntimeFailure("a context of " + std::to_string(opt.max_seq) + " tokens exceeds what the attention kernel holds on cuda:" +
+                               std::to_string(g) + " (" + std::to_string(c.max_context) + ")");
+        }
+      }
+      const std::string name = "KV cache of model.layers." + std::to_string(l);
+      kcache[l] = DeviceBuffer(g, cache, name);
+      vcache[l] = DeviceBuffer(g, cache, name);
+      c.held += 2 * cache;
+    }
+
+    // RoPE frequencies on every GPU.
+    const std::vector<float> inv = rope_inv_freq(cfg);
+    for (auto& c : gpus) {
+      if (!c) continue;
+      c->inv_freq = DeviceBuffer(c->dev, inv.size() * sizeof(float), "RoPE frequencies");
+      use_device(c->dev);
+      DMAP_CUDA(cudaMemcpy(c->inv_freq.data(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice));
+    }
+
+    if (pl.semantics == Semantics::kPrefetch) setup_prefetch();
+  }
+
+  void setup_prefetch() {
+    pf_of_unit.assign(layers() + 3, -1);
+    size_t slot_bytes = 0, staging_bytes = 0;
+    for (size_t u = 0; u < layers() + 3; ++u) {
+      if (pl.units[u].is_gpu() || exec_dev[u] < 0) continue;
+      PrefetchUnit p;
+      p.unit = u;
+      size_t disk_bytes = 0;
+      for (const auto& n : unit_tensors[u]) {
+        if (pl.tensor_home.at(n).is_gpu()) continue;
+        const WeightRef& r = weights.get(n);
+        p.names.push_back(n);
+        p.offsets.push_back(p.bytes);
+        p.bytes += aligned(weight_bytes(r.w));
+        if (r.on_disk) {
+          p.has_disk = true;
+          disk_bytes = p.bytes;
+        }
+      }
+      if (p.names.empty()) continue;
+      // cpu-homed tensors wait in pinned memory; disk ones are read into pinned staging per use.
+      p.host = PinnedBuffer(p.bytes);
+      for (size_t i = 0; i < p.names.size(); ++i) {
+        const WeightRef& r = weights.get(p.names[i]);
+        if (!r.on_disk) std::memcpy(static_cast<uint8_t*>(p.host.data()) + p.offsets[i], r.w.data, weight_bytes(r.w));
+      }
+      if (p.has_disk) staging_bytes = std::max(staging_bytes, disk_bytes);
+      slot_bytes = std::max(slot_bytes, p.bytes);
+      pf_of_unit[u] = static_cast<int>(pf.size());
+      pf.push_back(std::move(p));
+    }
+    if (pf.empty()) return;
+    const int g = pl.main_gpu;
+    for (int s = 0; s < 2; ++s) {
+      slot[s] = DeviceBuffer(g, slot_bytes, "prefetch buffer " + std::to_string(s));
+      gpu(g).held += slot_bytes;
+      if (staging_bytes > 0) staging[s] = PinnedBuffer(staging_bytes);
+      copy_done[s] = std::make_unique<Event>(g, false);
+      compute_done[s] = std::make_unique<Event>(g, false);
+    }
+  }
+
+  std::string unit_name(size_t u) const {
+    if (u == 0) return "model.embed_tokens";
+    if (u == layers() + 1) return "model.norm";
+    if (u == layers() + 2) return "lm_head";
+    return "model.layers." + std::to_string(u - 1);
+  }
+
+  // ---- buffers ---------------------------------------------------------------------------------
+
+  void ensure_buffers(GpuCtx& c, int64_t M) {
+    if (M <= c.cap_m) return;
+    const int64_t H = cfg.hidden, qd = cfg.heads * cfg.head_dim, kvd = cfg.kv_heads * cfg.head_dim;
+    auto sz = [&](int64_t n) { return static_cast<size_t>(n) * elt; };
+    c.held -= c.x.bytes() + c.h.bytes() + c.q.bytes() + c.k.bytes() + c.v.bytes() + c.a.bytes() + c.g.bytes() + c.u.bytes() + c.ids.bytes();
+    for (DeviceBuffer* b : {&c.x, &c.h, &c.q, &c.k, &c.v, &c.a, &c.g, &c.u, &c.ids}) b->reset();  // free before growing
+    c.x = DeviceBuffer(c.dev, sz(M * H), "activations");
+    c.h = DeviceBuffer(c.dev, sz(M * H), "activations");
+    c.q = DeviceBuffer(c.dev, sz(M * qd), "query activations");
+    c.k = DeviceBuffer(c.dev, sz(M * kvd), "key activations");
+    c.v = DeviceBuffer(c.dev, sz(M * kvd), "value activations");
+    c.a = DeviceBuffer(c.dev, sz(M * qd), "attention output");
+    c.g = DeviceBuffer(c.dev, sz(M * cfg.inter), "MLP activations");
+    c.u = DeviceBuffer(c.dev, sz(M * cfg.inter), "MLP activations");
+    c.ids = DeviceBuffer(c.dev, static_cast<size_t>(M) * sizeof(int32_t), "token ids");
+    c.held += c.x.bytes() + c.h.bytes() + c.q.bytes() + c.k.bytes() + c.v.bytes() + c.a.bytes() + c.g.bytes() + c.u.bytes() + c.ids.bytes();
+    if (!c.last.data()) {
+      c.last = DeviceBuffer(c.dev, sz(opt.batch * H), "last positions");
+      c.logits_t = DeviceBuffer(c.dev, sz(opt.batch * cfg.vocab), "logits");
+      c.logits_f = DeviceBuffer(c.dev, static_cast<size_t>(opt.batch * cfg.vocab) * sizeof(float), "logits");
+      c.held += c.last.bytes() + c.logits_t.bytes() + c.logits_f.bytes();
+    }
+    c.cap_m = M;
+  }
+
+  void* act_staging(size_t bytes) {
+    if (act_pin.bytes() < bytes) act_pin = PinnedBuffer(bytes);
+    return act_pin.data();
+  }
+
+  // ---- activations between devices -------------------------------------------------------------
+
+  // Moves `rows` x hidden activations (x, or the last positions) from where they are to `dst`.
+  void move(bool last, int64_t rows, int dst) {
+    int& at = last ? last_at : x_at;
+    if (at == dst) return;
+    const int64_t n = rows * cfg.hidden;
+    const size_t bytes = static_cast<size_t>(n) * elt;
+    std::vector<float>& host = last ? hlast : hx;
+    auto dev_buf = [&](int g) { return last ? gpu(g).last.data() : gpu(g).x.data(); };
+    if (at >= 0 && dst >= 0) {
+      use_device(at);
+      DMAP_CUDA(cudaMemcpyPeerAsync(dev_buf(dst), dst, dev_buf(at), at, bytes, gpu(at).stream.get()));
+      gpu(at).stream.sync();
+    } else if (at >= 0) {  // GPU -> host float32
+      void* stage = act_staging(bytes);
+      use_device(at);
+      DMAP_CUDA(cudaMemcpyAsync(stage, dev_buf(at), bytes, cudaMemcpyDeviceToHost, gpu(at).stream.get()));
+      gpu(at).stream.sync();
+      host.resize(static_cast<size_t>(n));
+      to_host_float(stage, host.data(), n);
+    } else {  // host float32 -> GPU
+      void* stage = act_staging(bytes);
+      from_host_float(host.data(), stage, n);
+      use_device(dst);
+      DMAP_CUDA(cudaMemcpyAsync(dev_buf(dst), stage, bytes, cudaMemcpyHostToDevice, gpu(dst).stream.get()));
+      gpu(dst).stream.sync();
+    }
+    at = dst;
+  }
+
+  void to_host_float(const void* src, float* dst, int64_t n) const {
+    if (dt == DT::kF32) {
+      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+      return;
+    }
+    const auto* s = static_cast<const uint16_t*>(src);
+    for (int64_t i = 0; i < n; ++i) dst[i] = dt == DT::kBF16 ? cpu::bf16_to_f32(s[i]) : cpu::f16_to_f32(s[i]);
+  }
+  void from_host_float(const float* src, void* dst, int64_t n) const {
+    if (dt == DT::kF32) {
+      std::memcpy(dst, src, static_cast<size_t>(n) * 4);
+      return;
+    }
+    auto* d = static_cast<uint16_t*>(dst);
+    for (int64_t i = 0; i < n; ++i) d[i] = dt == DT::kBF16 ? cpu::f32_to_bf16(src[i]) : cpu::f32_to_f16(src[i]);
+  }
+
+  // ---- weights of offloaded units --------------------------------------------------------------
+
+  const void* W(const std::string& name, int g) const {
+    auto r = resident.find({name, g});
+    if (r != resident.end()) return r->second.data();
+    auto s = streamed.find(name);
+    if (s != streamed.end()) return s->second;
+    throw InternalError("weight " + name + " is not on cuda:" + std::to_string(g));
+  }
+
+  // accelerate: before a leaf's forward, each of its offloaded tensors gets a fresh allocation
+  // and one blocking copy from pageable memory; the allocations are released after the leaf.
+  std::vector<DeviceBuffer> acquire(std::initializer_list<std::string> names, int g) {
+    std::vector<DeviceBuffer> held;
+    if (pl.semantics != Semantics::kAccelerate) return held;
+    GpuCtx& c = gpu(g);
+    for (const auto& n : names) {
+      if (!weights.has(n) || resident.count({n, g}) || pl.tensor_home.at(n).is_gpu()) continue;
+      const WeightRef& r = weights.get(n);
+      const size_t bytes = weight_bytes(r.w);
+      const void* src = r.w.data;
+      if (r.on_disk) {
+        disk_buf.resize(bytes);
+        disk.read(r, disk_buf.data(), opt.drop_page_cache);
+        src = disk_buf.data();
+      }
+      DeviceBuffer buf(g, bytes, n);
+      DMAP_CUDA(cudaMemcpyAsync(buf.data(), src, bytes, cudaMemcpyHostToDevice, c.stream.get()));
+      c.stream.sync();
+      h2d_bytes += bytes;
+      streamed[n] = buf.data();
+      held.push_back(std::move(buf));
+    }
+    return held;
+  }
+  void release(std::vector<DeviceBuffer>& held, int g) {
+    if (held.empty()) return;
+    gpu(g).stream.sync();
+    held.clear();
+  }
+
+  // prefetch: copies pf unit i into slot i % 2 on the copy stream (after the slot's last reader).
+  void issue(size_t i) {
+    const int s = static_cast<int>(i % 2);
+    if (issued[s] == static_cast<int>(i)) return;
+    const int g = pl.main_gpu;
+    GpuCtx& c = gpu(g);
+    use_device(g);
+    PrefetchUnit& p = pf[i];
+    if (compute_recorded[s]) DMAP_CUDA(cudaStreamWaitEvent(c.copy.get(), compute_done[s]->get(), 0));
+    if (p.has_disk) DMAP_CUDA(cudaEventSynchronize(copy_done[s]->get()));  // staging[s] free again
+    for (size_t t = 0; t < p.names.size(); ++t) {
+      const WeightRef& r = weights.get(p.names[t]);
+      const size_t bytes = weight_bytes(r.w);
+      const void* src = static_cast<const uint8_t*>(p.host.data()) + p.offsets[t];
+      if (r.on_disk) {
+        void* stage = static_cast<uint8_t*>(staging[s].data()) + p.offsets[t];
+        disk.read(r, stage, opt.drop_page_cache);
+        src = stage;
+      }
+      DMAP_CUDA(cudaMemcpyAsync(static_cast<uint8_t*>(slot[s].data()) + p.offsets[t], src, bytes,
+                                cudaMemcpyHostToDevice, c.copy.get()));
+      h2d_bytes += bytes;
+    }
+    copy_done[s]->record(c.copy.get());
+    issued[s] = static_cast<int>(i);
+  }
+
+  // Before a prefetched unit computes: its copy issued, the next unit's copy issued behind it,
+  // the compute stream waiting for its slot, its tensors pointed at the slot.
+  void begin_prefetched(size_t u) {
+    const int i = pf_of_unit.empty() ? -1 : pf_of_unit[u];
+    if (i < 0) return;
+    issue(static_cast<size_t>(i));
+    if (static_cast<size_t>(i) + 1 < pf.size()) issue(static_cast<size_t>(i) + 1);
+    const int s = i % 2;
+    GpuCtx& c = gpu(pl.main_gpu);
+    DMAP_CUDA(cudaStreamWaitEvent(c.stream.get(), copy_done[s]->get(), 0));
+    const PrefetchUnit& p = pf[static_cast<size_t>(i)];
+    for (size_t t = 0; t < p.names.size(); ++t) streamed[p.names[t]] = static_cast<uint8_t*>(slot[s].data()) + p.offsets[t];
+  }
+  void end_prefetched(size_t u) {
+    const int i = pf_of_unit.empty() ? -1 : pf_of_unit[u];
+    if (i < 0) return;
+    const int s = i % 2;
+    compute_done[s]->record(gpu(pl.main_gpu).stream.get());
+    compute_recorded[s] = true;
+    issued[s] = -1;
+    for (const auto& n : pf[static_cast<size_t>(i)].names) streamed.erase(n);
+  }
+
+  // ---- timing ----------------------------------------------------------------------------------
+
+  void mark_begin(int slot, int dev) {
+    if (observer) observer->begin(times[static_cast<size_t>(slot)].module, step());
+    Mark m{slot, dev};
+    if (dev >= 0) {
+      m.a = gpu(dev).next_event();
+      m.b = gpu(dev).next_event();
+      m.a->record(gpu(dev).stream.get());
+    } else {
+      m.host_start = std::chrono::duration<double>(Clock::now() - epoch).count();
+    }
+    marks.push_back(m);
+  }
+  void mark_end() {
+    Mark& m = marks.back();
+    if (m.dev >= 0) {
+      m.b->record(gpu(m.dev).stream.get());
+    } else {
+      const auto now = Clock::now();
+      m.host_dur = std::chrono::duration<double>(now - epoch).count() - m.host_start;
+      if (observer) {
+        const auto t0 = epoch + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(m.host_start));
+        observer->host_range(times[static_cast<size_t>(m.slot)].module, step(), t0, now);
+      }
+    }
+    if (observer) observer->end();
+  }
+
+  void begin_forward() {
+    marks.clear();
+    for (auto& c : gpus) {
+      if (!c) continue;
+      c->next = 0;
+      use_device(c->dev);
+      c->ref.record(c->stream.get());
+      DMAP_CUDA(cudaEventSynchronize(c->ref.get()));
+      c->ref_s = std::chrono::duration<double>(Clock::now() - epoch).count();
+    }
+  }
+
+  void end_forward() {
+    for (auto& c : gpus) {
+      if (c) c->stream.sync();
+    }
+    for (const Mark& m : marks) {
+      double start_s = m.host_start, dur = m.host_dur;
+      if (m.dev >= 0) {
+        const GpuCtx& c = gpu(m.dev);
+        start_s = c.ref_s + m.a->since(c.ref) / 1e3;
+        dur = m.b->since(*m.a) / 1e3;
+      }
+      ModuleTime& t = times[static_cast<size_t>(m.slot)];
+      if (prefill) {
+        t.prefill_s += dur;
+      } else if (!t.decode_s.empty()) {
+        t.decode_s.back() += dur;
+      }
+      if (opt.record_events) events.push_back({m.slot, step(), start_s, dur});
+    }
+  }
+
+  // ---- the forward -----------------------------------------------------------------------------
+
+  void embed_unit(const int32_t* ids, int64_t M) {
+    const int g = exec_dev[0];
+    x_at = g;
+    if (g < 0) {
+      hx.resize(static_cast<size_t>(M * cfg.hidden));
+      cpu->embed(ids, hx.data());
+      return;
+    }
+    begin_prefetched(0);
+    mark_begin(0, g);
+    {
+      GpuCtx& c = gpu(g);
+      use_device(g);
+      auto held = acquire({"model.embed_tokens.weight"}, g);
+      DMAP_CUDA(cudaMemcpyAsync(c.ids.data(), ids, static_cast<size_t>(M) * sizeof(int32_t), cudaMemcpyHostToDevice, c.stream.get()));
+      const float scale = cfg.gemma ? gemma_scale() : 1.0f;
+      embed(dt, W("model.embed_tokens.weight", g), c.ids.as<int32_t>(), M, cfg.hidden, scale, c.x.data(), c.stream.get());
+      release(held, g);
+    }
+    mark_end();
+    end_prefetched(0);
+  }
+
+  float gemma_scale() const {
+    const float s = std::sqrt(static_cast<float>(cfg.hidden));
+    if (dt == DT::kBF16) return cpu::round_bf16(s);
+    if (dt == DT::kF16) return cpu::f16_to_f32(cpu::f32_to_f16(s));
+    return s;
+  }
+
+  // y = x W^T (+ bias) for the leaf `proj` of layer prefix p.
+  void linear(GpuCtx& c, const std::string& w, const std::string& bias, const void* x, int64_t M, int64_t K,
+              int64_t N, void* y) {
+    auto held = acquire({w, bias}, c.dev);
+    const bool has_bias = !bias.empty() && weights.has(bias);
+    if (has_bias) broadcast_rows(dt, W(bias, c.dev), M, N, y, c.stream.get());
+    gemm(c.blas, dt, x, M, K, W(w, c.dev), N, y, has_bias);
+    release(held, c.dev);
+  }
+
+  void layer_unit(size_t l, int64_t M) {
+    const size_t u = 1 + l;
+    const int g = exec_dev[u];
+    const int slot = 1 + static_cast<int>(l) * 4;
+    move(false, M, g);
+    if (g < 0) {  // the CPU backend times its modules itself (merge_cpu_times)
+      cpu->layer(static_cast<int64_t>(l), hx.data());
+      return;
+    }
+    GpuCtx& c = gpu(g);
+    use_device(g);
+    cudaStream_t st = c.stream.get();
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const int64_t H = cfg.hidden, d = cfg.head_dim, qd = cfg.heads * d, kvd = cfg.kv_heads * d;
+    const float eps = static_cast<float>(cfg.eps);
+    begin_prefetched(u);
+
+    mark_begin(slot, g);
+    {
+      auto held = acquire({p + "input_layernorm.weight"}, g);
+      rmsnorm(dt, c.x.data(), W(p + "input_layernorm.weight", g), M, H, eps, cfg.gemma, c.h.data(), st);
+      release(held, g);
+    }
+    mark_end();
+
+    mark_begin(slot + 1, g);
+    linear(c, p + "self_attn.q_proj.weight", p + "self_attn.q_proj.bias", c.h.data(), M, H, qd, c.q.data());
+    linear(c, p + "self_attn.k_proj.weight", p + "self_attn.k_proj.bias", c.h.data(), M, H, kvd, c.k.data());
+    linear(c, p + "self_attn.v_proj.weight", p + "self_attn.v_proj.bias", c.h.data(), M, H, kvd, c.v.data());
+    rope(dt, c.q.data(), c.k.data(), M, T, cfg.heads, cfg.kv_heads, d, c.inv_freq.as<float>(), start, st);
+    kv_store(dt, c.k.data(), c.v.data(), kcache[l].data(), vcache[l].data(), opt.batch, T, cfg.kv_heads, d, opt.max_seq,
+             start, st);
+    attention(dt, c.q.data(), kcache[l].data(), vcache[l].data(), c.a.data(), opt.batch, T, cfg.heads, cfg.kv_heads, d,
+              opt.max_seq, start, cfg.sliding_window, st);
+    linear(c, p + "self_attn.o_proj.weight", "", c.a.data(), M, qd, H, c.h.data());
+    add_residual(dt, c.x.data(), c.h.data(), M * H, st);
+    mark_end();
+
+    mark_begin(slot + 2, g);
+    {
+      auto held = acquire({p + "post_attention_layernorm.weight"}, g);
+      rmsnorm(dt, c.x.data(), W(p + "post_attention_layernorm.weight", g), M, H, eps, cfg.gemma, c.h.data(), st);
+      release(held, g);
+    }
+    mark_end();
+
+    mark_begin(slot + 3, g);
+    linear(c, p + "mlp.gate_proj.weight", "", c.h.data(), M, H, cfg.inter, c.g.data());
+    linear(c, p + "mlp.up_proj.weight", "", c.h.data(), M, H, cfg.inter, c.u.data());
+    gated_act(dt, c.g.data(), c.u.data(), M * cfg.inter, cfg.gemma, st);
+    linear(c, p + "mlp.down_proj.weight", "", c.g.data(), M, cfg.inter, H, c.h.data());
+    add_residual(dt, c.x.data(), c.h.data(), M * H, st);
+    mark_end();
+
+    end_prefetched(u);
+  }
+
+  // The last position of each sequence, gathered where x is.
+  void gather_last() {
+    const int64_t B = opt.batch, H = cfg.hidden;
+    if (x_at < 0) {
+      hlast.resize(static_cast<size_t>(B * H));
+      for (int64_t b = 0; b < B; ++b) std::memcpy(hlast.data() + b * H, hx.data() + (b * T + T - 1) * H, sizeof(float) * H);
+    } else {
+      GpuCtx& c = gpu(x_at);
+      use_device(x_at);
+      const size_t row = static_cast<size_t>(H) * elt;
+      DMAP_CUDA(cudaMemcpy2DAsync(c.last.data(), row, static_cast<uint8_t*>(c.x.data()) + (T - 1) * row, T * row, row,
+                                  static_cast<size_t>(B), cudaMemcpyDeviceToDevice, c.stream.get()));
+    }
+    last_at = x_at;
+  }
+
+  void norm_unit() {
+    const size_t u = layers() + 1;
+    const int g = exec_dev[u];
+    const int slot = static_cast<int>(times.size()) - 2;
+    move(true, opt.batch, g);
+    if (g < 0) {
+      cpu->final_norm(hlast.data());
+      return;
+    }
+    GpuCtx& c = gpu(g);
+    use_device(g);
+    begin_prefetched(u);
+    mark_begin(slot, g);
+    auto held = acquire({"model.norm.weight"}, g);
+    rmsnorm(dt, c.last.data(), W("model.norm.weight", g), opt.batch, cfg.hidden, static_cast<float>(cfg.eps), cfg.gemma,
+            c.last.data(), c.stream.get());
+    release(held, g);
+    mark_end();
+    end_prefetched(u);
+  }
+
+  void head_unit(float* logits) {
+    const size_t u = layers() + 2;
+    const int g = exec_dev[u];
+    const int slot = static_cast<int>(times.size()) - 1;
+    move(true, opt.batch, g);
+    if (g < 0) {
+      cpu->head(hlast.data(), logits);
+      return;
+    }
+    GpuCtx& c = gpu(g);
+    use_device(g);
+    begin_prefetched(u);
+    mark_begin(slot, g);
+    const std::string w = cfg.tie ? "model.embed_tokens.weight" : "lm_head.weight";
+    linear(c, w, "", c.last.data(), opt.batch, cfg.hidden, cfg.vocab, c.logits_t.data());
+    to_float(dt, c.logits_t.data(), c.logits_f.as<float>(), opt.batch * cfg.vocab, c.stream.get());
+    mark_end();
+    end_prefetched(u);
+    DMAP_CUDA(cudaMemcpyAsync(logits, c.logits_f.data(), static_cast<size_t>(opt.batch * cfg.vocab) * sizeof(float),
+                              cudaMemcpyDeviceToHost, c.stream.get()));
+  }
+
+  void forward(const int32_t* ids, int64_t T_, int64_t start_, float* logits) {
+    if (start_ + T_ > opt.max_seq) throw RuntimeFailure("context " + std::to_string(start_ + T_) + " exceeds max_seq " + std::to_string(opt.max_seq));
+    const int64_t M = opt.batch * T_;
+    for (int64_t r = 0; r < M; ++r) {
+      if (ids[r] < 0 || ids[r] >= cfg.vocab) throw InputError("token id " + std::to_string(ids[r]) + " is outside the vocabulary (0.." + std::to_string(cfg.vocab - 1) + ")");
+    }
+    T = T_;
+    start = start_;
+    for (auto& c : gpus) {
+      if (c) ensure_buffers(*c, M);
+    }
+    if (cpu) cpu->prepare(T, start);
+    const size_t host_events = cpu ? cpu->events().size() : 0;
+    begin_forward();
+    embed_unit(ids, M);
+    for (size_t l = 0; l < layers(); ++l) layer_unit(l, M);
+    gather_last();
+    norm_unit();
+    head_unit(logits);
+    // Prefetch the first streamed unit of the next forward behind this one.
+    if (!pf.empty()) issue(0);
+    end_forward();
+    if (cpu) merge_cpu_times(host_events);
+  }
+
+  // CPU-backend modules were timed by the CPU backend: take its figures for them.
+  void merge_cpu_times(size_t first_event) {
+    const auto& ct = cpu->module_times();
+    for (size_t u = 0; u < layers() + 3; ++u) {
+      if (exec_dev[u] >= 0) continue;
+      std::vector<size_t> slots;
+      if (u == 0) {
+        slots = {0};
+      } else if (u == layers() + 1) {
+        slots = {times.size() - 2};
+      } else if (u == layers() + 2) {
+        slots = {times.size() - 1};
+      } else {
+        for (size_t s = 1 + (u - 1) * 4; s < 1 + u * 4; ++s) slots.push_back(s);
+      }
+      for (size_t s : slots) {
+        if (prefill) {
+          times[s].prefill_s = ct[s].prefill_s;
+        } else if (!times[s].decode_s.empty() && !ct[s].decode_s.empty()) {
+          times[s].decode_s.back() = ct[s].decode_s.back();
+        }
+      }
+    }
+    const auto& ce = cpu->events();
+    for (size_t i = first_event; i < ce.size(); ++i) {
+      if (opt.record_events) events.push_back(ce[i]);
+      if (observer) {
+        const ModuleEvent& e = ce[i];
+        const auto t0 = epoch + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(e.start_s));
+        const auto t1 = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(e.dur_s));
+        observer->host_range(times[static_cast<size_t>(e.module)].module, e.step, t0, t1);
+      }
+    }
+  }
+};
+
+CudaModel::CudaModel(const ExecConfig& cfg, const ModelWeights& weights, Placement placement, RunOptions opt)
+    : impl_(std::make_unique<Impl>(cfg, weights, std::move(placement), opt)) {
+  DMAP_CHECK(opt.batch > 0 && opt.max_seq > 0, "batch and max_seq must be positive");
+  impl_->opt.threads = std::max(1, impl_->opt.threads);
+  impl_->setup();
+}
+
+CudaModel::~CudaModel() = default;
+
+void CudaModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logits) { impl_->forward(ids, T, start, logits); }
+
+void CudaModel::begin_phase(bool prefill) {
+  impl_->prefill = prefill;
+  if (!prefill) {
+    for (auto& t : impl_->times) t.decode_s.push_back(0);
+  }
+  if (impl_->cpu) impl_->cpu->begin_phase(prefill);
+}
+
+const std::vector<ModuleTime>& CudaModel::module_times() const { return impl_->times; }
+const std::vector<ModuleEvent>& CudaModel::events() const { return impl_->events; }
+const ExecConfig& CudaModel::config() const { return impl_->cfg; }
+const RunOptions& CudaModel::options() const { return impl_->opt; }
+uint64_t CudaModel::disk_bytes_read() const {
+  return impl_->disk.bytes_read() + (impl_->cpu ? impl_->cpu->disk_bytes_read() : 0);
+}
+void CudaModel::set_observer(ModuleObserver* observer) { impl_->observer = observer; }
+void CudaModel::set_drop_page_cache(bool drop) {
+  impl_->opt.drop_page_cache = drop;
+  if (impl_->cpu) impl_->cpu->set_drop_page_cache(drop);
+}
+uint64_t CudaModel::h2d_weight_bytes() const { return impl_->h2d_bytes; }
+int CudaModel::execution_device(size_t unit) const { return impl_->exec_dev.at(unit); }
+
+std::vector<std::pair<int, size_t>> CudaModel::device_bytes() const {
+  std::vector<std::pair<int, size_t>> out;
+  for (const auto& c : impl_->gpus) {
+    if (c) out.emplace_back(c->dev, c->held);
+  }
+  return out;
+}
+
+}  // namespace dmap::exec

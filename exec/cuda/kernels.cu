@@ -1,0 +1,395 @@
+// The CUDA backend's kernels (see kernels.h for what each computes).
+#include "exec/cuda/kernels.h"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <string>
+
+#include "exec/cuda/runtime.h"
+
+namespace dmap::exec::cuda {
+
+namespace {
+
+__device__ __forceinline__ float tof(float v) { return v; }
+__device__ __forceinline__ float tof(__half v) { return __half2float(v); }
+__device__ __forceinline__ float tof(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <class T>
+__device__ __forceinline__ T fromf(float v);
+template <>
+__device__ __forceinline__ float fromf<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half fromf<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 fromf<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// Rounds a float32 to T and back: where PyTorch would hold a tensor of dtype T.
+template <class T>
+__device__ __forceinline__ float rnd(float v) { return tof(fromf<T>(v)); }
+
+// Products and sums rounded separately (no FMA contraction), as the CPU backend and PyTorch's
+// elementwise kernels compute them.
+__device__ __forceinline__ float mul(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ float add(float a, float b) { return __fadd_rn(a, b); }
+
+constexpr int kThreads = 256;
+
+int blocks_for(int64_t n, int threads = kThreads) {
+  return static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 1 << 20));
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+// Block-wide sum / max; `red` holds one float per warp. Every thread gets the result.
+__device__ float block_sum(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float t = lane < warps ? red[lane] : 0.0f;
+  return warp_sum(t);
+}
+__device__ float block_max(float v, float* red) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  float t = lane < warps ? red[lane] : -INFINITY;
+  return warp_max(t);
+}
+
+template <class T>
+__global__ void embed_kernel(const T* table, const int32_t* ids, int64_t H, float scale, bool scaled, T* out) {
+  const int64_t r = blockIdx.x;
+  const T* src = table + static_cast<int64_t>(ids[r]) * H;
+  for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
+    out[r * H + i] = scaled ? fromf<T>(mul(tof(src[i]), scale)) : src[i];
+  }
+}
+
+template <class T>
+__global__ void rmsnorm_kernel(const T* x, const T* w, int64_t H, float eps, bool gemma, T* y) {
+  __shared__ float red[32];
+  const int64_t r = blockIdx.x;
+  const T* xr = x + r * H;
+  T* yr = y + r * H;
+  float ss = 0;
+  for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
+    const float v = tof(xr[i]);
+    ss += v * v;
+  }
+  ss = block_sum(ss, red);
+  const float inv = 1.0f / sqrtf(ss / static_cast<float>(H) + eps);
+  for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
+    const float v = mul(tof(xr[i]), inv);
+    if (gemma) {
+      yr[i] = fromf<T>(mul(v, add(1.0f, tof(w[i]))));
+    } else {
+      yr[i] = fromf<T>(mul(tof(w[i]), rnd<T>(v)));
+    }
+  }
+}
+
+template <class T>
+__global__ void broadcast_rows_kernel(const T* b, int64_t M, int64_t N, T* y) {
+  const int64_t n = M * N;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[i] = b[i % N];
+  }
+}
+
+template <class T>
+__global__ void rope_kernel(T* q, T* k, int64_t T_len, int heads, int kv_heads, int d, const float* inv_freq,
+                            int64_t start) {
+  const int64_t r = blockIdx.x;
+  const int half = d / 2;
+  const float pos = static_cast<float>(start + r % T_len);
+  const int pairs = (heads + kv_heads) * half;
+  for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
+    const int head = p / half, i = p % half;
+    T* a = head < heads ? q + (r * heads + head) * d : k + (r * kv_heads + (head - heads)) * d;
+    const float ang = mul(pos, inv_freq[i]);
+    const float c = rnd<T>(cosf(ang)), s = rnd<T>(sinf(ang));
+    const float x1 = tof(a[i]), x2 = tof(a[i + half]);
+    a[i] = fromf<T>(add(rnd<T>(mul(x1, c)), rnd<T>(mul(-x2, s))));
+    a[i + half] = fromf<T>(add(rnd<T>(mul(x2, c)), rnd<T>(mul(x1, s))));
+  }
+}
+
+template <class T>
+__global__ void gated_act_kernel(T* g, const T* u, int64_t n, bool gelu) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const float a = tof(g[i]);
+    float act;
+    if (gelu) {
+      act = 0.5f * a * (1.0f + tanhf(0.7978845608028654f * (a + 0.044715f * a * a * a)));
+    } else {
+      act = a / (1.0f + expf(-a));
+    }
+    g[i] = fromf<T>(mul(rnd<T>(act), tof(u[i])));
+  }
+}
+
+template <class T>
+__global__ void add_residual_kernel(T* x, const T* h, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    x[i] = fromf<T>(add(tof(x[i]), tof(h[i])));
+  }
+}
+
+// grid (T, B); threads over kv_heads * d.
+template <class T>
+__global__ void kv_store_kernel(const T* k, const T* v, T* kc, T* vc, int64_t T_len, int KV, int d, int64_t S,
+                                int64_t start) {
+  const int64_t t = blockIdx.x, b = blockIdx.y;
+  const int64_t row = b * T_len + t;
+  for (int e = threadIdx.x; e < KV * d; e += blockDim.x) {
+    const int g = e / d, i = e % d;
+    const int64_t dst = ((b * KV + g) * S + start + t) * d + i;
+    kc[dst] = k[(row * KV + g) * d + i];
+    vc[dst] = v[(row * KV + g) * d + i];
+  }
+}
+
+constexpr int kAttnThreads = 128;
+constexpr int kAttnWarps = kAttnThreads / 32;
+
+// grid (H, T, B). Shared memory: the query row (d floats), the scores of every visible key
+// (up to start + T floats) and the reduction slots.
+template <class T>
+__global__ void __launch_bounds__(kAttnThreads) attention_kernel(const T* q, const T* kc, const T* vc, T* out,
+                                                                 int64_t T_len, int H, int KV, int d, int64_t S,
+                                                                 int64_t start, int64_t window, float scale) {
+  extern __shared__ float smem[];
+  float* qs = smem;
+  float* red = smem + d;
+  float* sc = red + 32;
+  const int h = blockIdx.x;
+  const int64_t t = blockIdx.y, b = blockIdx.z;
+  const int group = H / KV, g = h / group;
+  const int64_t pos = start + t;
+  const int64_t first = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+  const int64_t n = pos - first + 1;
+  const T* qr = q + ((b * T_len + t) * H + h) * d;
+  const T* K = kc + (b * KV + g) * S * d;
+  const T* V = vc + (b * KV + g) * S * d;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) qs[i] = tof(qr[i]);
+  __syncthreads();
+
+  // Scores: one warp per key, four keys in flight per warp.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int64_t j0 = warp * 4; j0 < n; j0 += kAttnWarps * 4) {
+    float dot[4] = {0, 0, 0, 0};
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      if (j0 + u < n) {
+        const T* kr = K + (first + j0 + u) * d;
+        for (int i = lane; i < d; i += 32) dot[u] += qs[i] * tof(kr[i]);
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const float s = warp_sum(dot[u]);
+      if (lane == 0 && j0 + u < n) sc[j0 + u] = rnd<T>(mul(rnd<T>(s), scale));
+    }
+  }
+  __syncthreads();
+
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) mx = fmaxf(mx, sc[j]);
+  mx = block_max(mx, red);
+  float sum = 0;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float e = expf(sc[j] - mx);
+    sc[j] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, red);
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) sc[j] = rnd<T>(sc[j] / sum);
+  __syncthreads();
+
+  T* o = out + ((b * T_len + t) * H + h) * d;
+  for (int i = threadIdx.x; i < d; i += blockDim.x) {
+    float acc = 0;
+    const T* vcol = V + first * d + i;
+#pragma unroll 8
+    for (int64_t j = 0; j < n; ++j) acc += sc[j] * tof(vcol[j * d]);
+    o[i] = fromf<T>(acc);
+  }
+}
+
+size_t attention_shared(int64_t context, int64_t d) {
+  return sizeof(float) * static_cast<size_t>(d + 32 + context);
+}
+
+template <class T>
+__global__ void to_float_kernel(const T* x, float* y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[i] = tof(x[i]);
+  }
+}
+
+template <class T>
+__global__ void from_float_kernel(const float* x, T* y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    y[i] = fromf<T>(x[i]);
+  }
+}
+
+// Calls fn with a value of the element type of `t` (for template dispatch).
+template <class Fn>
+void dispatch(DT t, Fn&& fn) {
+  switch (t) {
+    case DT::kF32: fn(float{}); return;
+    case DT::kF16: fn(__half{}); return;
+    case DT::kBF16: fn(__nv_bfloat16{}); return;
+  }
+}
+
+cudaDataType_t cuda_type(DT t) {
+  switch (t) {
+    case DT::kF32: return CUDA_R_32F;
+    case DT::kF16: return CUDA_R_16F;
+    case DT::kBF16: return CUDA_R_16BF;
+  }
+  return CUDA_R_32F;
+}
+
+}  // namespace
+
+void gemm(cublasHandle_t blas, DT t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
+          bool accumulate) {
+  // Row-major y = x W^T is column-major y^T (N x M) = W (K x N, transposed) * x^T (K x M).
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  const cudaDataType_t ty = cuda_type(t);
+  DMAP_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(N), static_cast<int>(M),
+                           static_cast<int>(K), &alpha, W, ty, static_cast<int>(K), x, ty, static_cast<int>(K), &beta,
+                           y, ty, static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+void embed(DT t, const void* table, const int32_t* ids, int64_t M, int64_t H, float scale, void* out, cudaStream_t s) {
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    embed_kernel<T><<<static_cast<unsigned>(M), kThreads, 0, s>>>(static_cast<const T*>(table), ids, H, scale,
+                                                                   scale != 1.0f, static_cast<T*>(out));
+  });
+  DMAP_CUDA_LAUNCHED("embed kernel");
+}
+
+void rmsnorm(DT t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma, void* y, cudaStream_t s) {
+  const int threads = H >= 4096 ? 1024 : H >= 1024 ? 512 : 256;
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    rmsnorm_kernel<T><<<static_cast<unsigned>(M), threads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w), H,
+                                                                    eps, gemma, static_cast<T*>(y));
+  });
+  DMAP_CUDA_LAUNCHED("rmsnorm kernel");
+}
+
+void broadcast_rows(DT t, const void* b, int64_t M, int64_t N, void* y, cudaStream_t s) {
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    broadcast_rows_kernel<T><<<blocks_for(M * N), kThreads, 0, s>>>(static_cast<const T*>(b), M, N, static_cast<T*>(y));
+  });
+  DMAP_CUDA_LAUNCHED("bias broadcast kernel");
+}
+
+void rope(DT t, void* q, void* k, int64_t M, int64_t T_len, int64_t heads, int64_t kv_heads, int64_t d,
+          const float* inv_freq, int64_t start, cudaStream_t s) {
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    rope_kernel<T><<<static_cast<unsigned>(M), kThreads, 0, s>>>(static_cast<T*>(q), static_cast<T*>(k), T_len,
+                                                                  static_cast<int>(heads), static_cast<int>(kv_heads),
+                                                                  static_cast<int>(d), inv_freq, start);
+  });
+  DMAP_CUDA_LAUNCHED("rope kernel");
+}
+
+void gated_act(DT t, void* g, const void* u, int64_t n, bool gelu, cudaStream_t s) {
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    gated_act_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(static_cast<T*>(g), static_cast<const T*>(u), n, gelu);
+  });
+  DMAP_CUDA_LAUNCHED("gated activation kernel");
+}
+
+void add_residual(DT t, void* x, const void* h, int64_t n, cudaStream_t s) {
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    add_residual_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(static_cast<T*>(x), static_cast<const T*>(h), n);
+  });
+  DMAP_CUDA_LAUNCHED("residual add kernel");
+}
+
+void kv_store(DT t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T_len, int64_t KV, int64_t d,
+              int64_t S, int64_t start, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(T_len), static_cast<unsigned>(B));
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    kv_store_kernel<T><<<grid, kThreads, 0, s>>>(static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(kc),
+                                                 static_cast<T*>(vc), T_len, static_cast<int>(KV), static_cast<int>(d),
+                                                 S, start);
+  });
+  DMAP_CUDA_LAUNCHED("KV cache store kernel");
+}
+
+void attention(DT t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T_len, int64_t H,
+               int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, cudaStream_t s) {
+  const dim3 grid(static_cast<unsigned>(H), static_cast<unsigned>(T_len), static_cast<unsigned>(B));
+  const size_t shared = attention_shared(start + T_len, d);
+  const float scale = 1.0f / sqrtf(static_cast<float>(d));
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    attention_kernel<T><<<grid, kAttnThreads, shared, s>>>(static_cast<const T*>(q), static_cast<const T*>(kc),
+                                                           static_cast<const T*>(vc), static_cast<T*>(out), T_len,
+                                                           static_cast<int>(H), static_cast<int>(KV),
+                                                           static_cast<int>(d), S, start, window, scale);
+  });
+  DMAP_CUDA_LAUNCHED("attention kernel");
+}
+
+int64_t attention_max_context(int device, int64_t d) {
+  use_device(device);
+  int optin = 0;
+  DMAP_CUDA(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  for (auto fn : {reinterpret_cast<const void*>(&attention_kernel<float>),
+                  reinterpret_cast<const void*>(&attention_kernel<__half>),
+                  reinterpret_cast<const void*>(&attention_kernel<__nv_bfloat16>)}) {
+    DMAP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+  }
+  return static_cast<int64_t>(optin / sizeof(float)) - d - 32;
+}
+
+void to_float(DT t, const void* x, float* y, int64_t n, cudaStream_t s) {
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    to_float_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(static_cast<const T*>(x), y, n);
+  });
+  DMAP_CUDA_LAUNCHED("to-float kernel");
+}
+
+void from_float(DT t, const float* x, void* y, int64_t n, cudaStream_t s) {
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    from_float_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(x, static_cast<T*>(y), n);
+  });
+  DMAP_CUDA_LAUNCHED("from-float kernel");
+}
+
+}  // namespace dmap::exec::cuda

@@ -1,0 +1,62 @@
+// The CUDA backend's operators, callable from plain C++: matrix products through cuBLAS
+// (cublasGemmEx, float32 accumulate, no TF32), and dmap's own kernels for the rest of a Llama-family
+// layer. Activations and weights share the model's dtype (float32, float16 or bfloat16); every
+// kernel computes in float32 and rounds where PyTorch's eager forward materialises a tensor of
+// that dtype — the same rounding points as the CPU backend (exec/model.h), so both backends give
+// the same tokens.
+//
+// Layouts (row-major): activations M x width with M = batch * T; KV cache per layer
+// batch x kv_heads x max_seq x head_dim; weights out x in, as transformers stores them.
+//
+// Example:
+//   cuda::gemm(blas, DT::kBF16, x, M, hidden, W, out_features, y, /*accumulate=*/false);
+//   cuda::rmsnorm(DT::kBF16, x, gain, M, hidden, 1e-5f, /*gemma=*/false, y, stream);
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+namespace dmap::exec::cuda {
+
+enum class DT { kF32, kF16, kBF16 };
+inline size_t dt_size(DT t) { return t == DT::kF32 ? 4 : 2; }
+
+// y (M x N) = x (M x K) W^T (W: N x K), plus the old y when `accumulate` (a bias broadcast into y
+// first: one rounding, as torch's addmm). On the handle's stream.
+void gemm(cublasHandle_t blas, DT t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
+          bool accumulate);
+
+// out[r] = table[ids[r]] * scale (gemma's sqrt(hidden), rounded to the dtype; 1 otherwise).
+void embed(DT t, const void* table, const int32_t* ids, int64_t M, int64_t H, float scale, void* out, cudaStream_t s);
+// RMSNorm per row. llama: round(w * round(x * r)); gemma: round(x * r * (1 + w)).
+void rmsnorm(DT t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma, void* y, cudaStream_t s);
+// y[m][n] = b[n]: a bias laid down before an accumulating gemm.
+void broadcast_rows(DT t, const void* b, int64_t M, int64_t N, void* y, cudaStream_t s);
+// Rotary embedding (rotate_half pairs (i, i + d/2)) of q (M x heads*d) and k (M x kv*d) in place;
+// row r is at position start + r % T; inv_freq: d/2 float32 on the device.
+void rope(DT t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d,
+          const float* inv_freq, int64_t start, cudaStream_t s);
+// g = round(round(act(g)) * u), act = SiLU, or GELU (tanh) for gemma.
+void gated_act(DT t, void* g, const void* u, int64_t n, bool gelu, cudaStream_t s);
+// x = round(x + h).
+void add_residual(DT t, void* x, const void* h, int64_t n, cudaStream_t s);
+// Appends this forward's keys and values (M x kv*d) to the cache at positions start..start+T-1.
+void kv_store(DT t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T, int64_t KV, int64_t d,
+              int64_t S, int64_t start, cudaStream_t s);
+// Causal (optionally sliding-window) attention of q (M x H*d) over the cache -> out (M x H*d):
+// scores round(round(q.k) / sqrt(d)), float32 softmax, probabilities rounded, float32 sums.
+// One block per (query row, head); the scores of a row live in shared memory, so the context
+// is limited by the device's shared memory per block (attention_max_context).
+void attention(DT t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T, int64_t H,
+               int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, cudaStream_t s);
+// Longest context attention() handles on `device` for head size d (opts the kernel in to the
+// device's largest shared memory per block).
+int64_t attention_max_context(int device, int64_t d);
+// Conversions for logits and the CPU backend's float32 activations.
+void to_float(DT t, const void* x, float* y, int64_t n, cudaStream_t s);
+void from_float(DT t, const float* x, void* y, int64_t n, cudaStream_t s);
+
+}  // namespace dmap::exec::cuda
