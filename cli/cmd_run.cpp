@@ -1,6 +1,8 @@
-// `dmap run`: runs a model for real on the CPU executor — prefill, greedy decode — under a
-// placement (cpu-mapped modules compute on the CPU; disk-mapped ones are re-read from their file
-// every forward), and reports tokens, times and the per-module breakdown.
+// `dmap run`: runs a model for real — prefill, greedy decode — under a placement, and reports
+// tokens, times and the per-module breakdown. A map without GPUs runs on the CPU executor
+// (disk-mapped modules re-read from their file every forward); a map with GPUs runs on the CUDA
+// executor under the chosen semantics (accelerate, prefetch, in-place) when this build and this
+// machine have CUDA, else on the CPU executor with a note.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -16,6 +18,10 @@
 #include "core/json.h"
 #include "core/yaml_io.h"
 #include "exec/model.h"
+#if DMAP_HAVE_CUDA
+#include "exec/cuda/cuda_model.h"
+#include "exec/cuda/runtime.h"
+#endif
 #include "profile/fit.h"
 #include "profile/profile.h"
 #include "strategies/plan.h"
@@ -37,7 +43,12 @@ placement (default: everything on the CPU):
                        --max-memory or a scenario), cpu | disk, or a map under the scenario's device_maps
   --max-memory M       caps, e.g. 0=4GiB,cpu=2GiB,disk=100GiB
   --scenario FILE      take max_memory, strategy and device_maps from a scenario
-  GPU-mapped modules also compute on the CPU here (the CUDA executor is a separate backend);
+  --semantics S        how cpu/disk-mapped modules run when the map has GPUs: accelerate (default:
+                       weights copied to the first GPU per leaf module, pageable, blocking),
+                       prefetch (pinned, next unit copied during this one's compute) or in-place
+                       (computed by the CPU backend; only activations cross)
+  --backend B          auto (default: CUDA when the map has GPUs and a CUDA device is usable, else
+                       the CPU executor, GPU-mapped modules then computing on the CPU) | cpu | cuda
   disk-mapped modules are re-read from their file on every forward, as accelerate does.
   --drop-page-cache    evict disk-mapped weights from the page cache before every read (cold disk)
   --offload-dir DIR    where random weights mapped to disk are written (default: a temp folder)
@@ -72,13 +83,46 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& origi
   return out;
 }
 
+// "cpu" or "cuda" for this placement and --backend.
+std::string choose_backend(const std::string& flag, const exec::Placement& p) {
+  int gpus = 0;
+#if DMAP_HAVE_CUDA
+  gpus = exec::cuda::device_count();
+#endif
+  if (flag == "cpu") return "cpu";
+  if (flag == "cuda") {
+#if !DMAP_HAVE_CUDA
+    throw RuntimeFailure("--backend cuda: this dmap was built without CUDA (nvcc was not found when it was configured)");
+#endif
+    if (gpus == 0) throw RuntimeFailure("--backend cuda: no usable CUDA device on this machine");
+    if (!p.uses_gpu()) throw InputError("--backend cuda: the placement maps nothing to a GPU");
+    return "cuda";
+  }
+  if (!p.uses_gpu()) return "cpu";
+  if (gpus > 0) return "cuda";
+  std::cerr << "dmap run: no usable CUDA device" << (DMAP_HAVE_CUDA ? "" : " (built without CUDA)")
+            << ": GPU-mapped modules compute on the CPU executor\n";
+  return "cpu";
+}
+
+std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const exec::ModelWeights& weights,
+                                              const exec::Placement& p, const std::string& backend,
+                                              const exec::RunOptions& opt) {
+#if DMAP_HAVE_CUDA
+  if (backend == "cuda") return std::make_unique<exec::CudaModel>(cfg, weights, p, opt);
+#endif
+  (void)p;
+  (void)backend;
+  return std::make_unique<exec::CpuModel>(cfg, weights, opt);
+}
+
 }  // namespace
 
 int cmd_run(const std::vector<std::string>& argv) {
   const Args args(argv,
                   {"device-map", "strategy", "max-memory", "scenario", "offload-dir", "prompt-ids", "prompt-file",
                    "prompt-tokens", "new-tokens", "batch", "threads", "dtype", "seed", "format", "no-split", "pipeline",
-                   "prefill-reps"},
+                   "prefill-reps", "semantics", "backend"},
                   {"help", "drop-page-cache"});
   if (args.has("help")) {
     std::cout << kRunHelp;
@@ -182,6 +226,17 @@ int cmd_run(const std::vector<std::string>& argv) {
   }
   weights.offload_to_disk(on_disk, offload_dir);
 
+  // Backend and semantics.
+  const std::string semantics_text = args.get("semantics").value_or("accelerate");
+  const auto semantics = exec::parse_exec_semantics(semantics_text);
+  if (!semantics) throw InputError("--semantics must be accelerate, prefetch or in-place, not '" + semantics_text + "'");
+  const std::string backend_flag = args.get("backend").value_or("auto");
+  if (backend_flag != "auto" && backend_flag != "cpu" && backend_flag != "cuda") {
+    throw InputError("--backend must be auto, cpu or cuda, not '" + backend_flag + "'");
+  }
+  const exec::Placement exec_plan = profile::exec_placement(tree, dm, weights, cfg, *semantics);
+  const std::string backend = choose_backend(backend_flag, exec_plan);
+
   exec::RunOptions opt;
   opt.batch = batch;
   opt.max_seq = P + new_tokens;
@@ -191,7 +246,8 @@ int cmd_run(const std::vector<std::string>& argv) {
   std::vector<double> prefills;
   if (auto reps = args.get("prefill-reps")) {
     const int64_t n = positive_flag(args, "prefill-reps", 1);
-    exec::CpuModel scratch(cfg, weights, opt);
+    std::unique_ptr<exec::Executor> scratch_model = make_executor(cfg, weights, exec_plan, backend, opt);
+    exec::Executor& scratch = *scratch_model;
     std::vector<float> logits(static_cast<size_t>(batch * cfg.vocab));
     for (int64_t i = 0; i <= n; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -199,7 +255,8 @@ int cmd_run(const std::vector<std::string>& argv) {
       if (i > 0) prefills.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
   }
-  exec::CpuModel model(cfg, weights, opt);
+  std::unique_ptr<exec::Executor> executor = make_executor(cfg, weights, exec_plan, backend, opt);
+  exec::Executor& model = *executor;
   // A progress line on standard error for runs longer than a couple of seconds (terminals only).
   const auto started = std::chrono::steady_clock::now();
   bool shown = false;
@@ -248,6 +305,10 @@ int cmd_run(const std::vector<std::string>& argv) {
     w.value(exec::cpu::isa_name(exec::cpu::best_isa()));
     w.key("disk_bytes_read");
     w.value(static_cast<int64_t>(model.disk_bytes_read()));
+    w.key("backend");
+    w.value(backend);
+    w.key("semantics");
+    w.value(backend == "cuda" ? std::string(exec::semantics_name(*semantics)) : std::string("cpu"));
     w.key("device_map");
     w.raw(device_map_to_json(dm));
     w.key("modules");
@@ -272,6 +333,8 @@ int cmd_run(const std::vector<std::string>& argv) {
   std::printf("model:      %s (%s, %s weights, %s)\n", sc.model.name.c_str(), cfg.family.c_str(),
               checkpoint ? "checkpoint" : "random", std::string(dtype_name(dtype)).c_str());
   std::printf("placement:  %s\n", how.c_str());
+  std::printf("executor:   %s\n", backend == "cuda" ? (std::string("CUDA, ") + exec::semantics_name(*semantics) + " semantics").c_str()
+                                                    : "CPU");
   std::printf("run:        batch %lld, prompt %lld tokens, %lld new tokens, %d threads, %s kernels\n",
               static_cast<long long>(batch), static_cast<long long>(P), static_cast<long long>(new_tokens), threads,
               exec::cpu::isa_name(exec::cpu::best_isa()).c_str());

@@ -182,6 +182,7 @@ class CpuModel : public Executor {
   void layer(int64_t l, float* x);
   void final_norm(float* last);
   void head(const float* last, float* logits);
+  void set_record_events(bool record) { opt_.record_events = record; }
   // Event times are seconds since `epoch` (default: the model's creation).
   void set_epoch(std::chrono::steady_clock::time_point epoch) { epoch_ = epoch; }
 

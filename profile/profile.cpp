@@ -251,6 +251,46 @@ std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tre
   return out;
 }
 
+exec::Placement exec_placement(const ModuleTree& tree, const DeviceMap& dm, const exec::ModelWeights& weights,
+                               const exec::ExecConfig& cfg, exec::Semantics semantics) {
+  exec::Placement p;
+  p.semantics = semantics;
+  for (const auto& [name, d] : dm.items()) {
+    if (d.is_gpu()) {
+      p.main_gpu = d.index;  // accelerate's main device: the first GPU among the map's values
+      break;
+    }
+  }
+  for (const auto& [name, d] : tensor_devices(tree, dm, weights)) p.tensor_home[name] = d;
+  // A unit's device: the one all its tensors share.
+  auto unit_device = [&](const std::string& unit, const std::string& prefix) {
+    std::optional<Device> dev;
+    for (const auto& [name, d] : p.tensor_home) {
+      if (name.rfind(prefix, 0) != 0) continue;
+      if (dev && *dev != d) {
+        throw InputError("the device map splits " + unit + " across devices (" + dev->str() + " and " + d.str() +
+                         "); dmap's executor runs each decoder layer, the embedding, the final norm and the head on one device");
+      }
+      dev = d;
+    }
+    return dev;
+  };
+  auto mapped = [&](const std::string& module) -> std::optional<Device> {
+    const int node = tree.find(module);
+    return node < 0 ? std::nullopt : strategies::device_of(tree, dm, node);
+  };
+  p.units.push_back(*unit_device("model.embed_tokens", "model.embed_tokens."));
+  for (int64_t l = 0; l < cfg.layers; ++l) {
+    const std::string unit = "model.layers." + std::to_string(l);
+    p.units.push_back(*unit_device(unit, unit + "."));
+  }
+  p.units.push_back(*unit_device("model.norm", "model.norm."));
+  // A tied head has no tensor of its own: where the map puts lm_head (else beside the norm).
+  std::optional<Device> head = cfg.tie ? mapped("lm_head") : unit_device("lm_head", "lm_head.");
+  p.units.push_back(head.value_or(p.units.back()));
+  return p;
+}
+
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
   const exec::ExecConfig c = exec::exec_config(spec);
   DMAP_CHECK(disk_layers >= 0 && disk_layers <= c.layers, "disk_layers out of range");

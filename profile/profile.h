@@ -50,6 +50,11 @@ DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers);
 std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tree, const DeviceMap& dm,
                                                           const exec::ModelWeights& weights);
 
+// The executor's view of a placement: each unit's map device (a decoder layer must sit on one
+// device: InputError otherwise), each tensor's home, the map's first GPU.
+exec::Placement exec_placement(const ModuleTree& tree, const DeviceMap& dm, const exec::ModelWeights& weights,
+                               const exec::ExecConfig& cfg, exec::Semantics semantics);
+
 struct PlacementRun {
   double prefill_s = 0;
   double decode_token_s = 0;  // median over the decode steps

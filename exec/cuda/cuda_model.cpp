@@ -66,10 +66,11 @@ struct GpuCtx {
 // A unit streamed under `prefetch`: its offloaded tensors packed into one slot.
 struct PrefetchUnit {
   size_t unit = 0;
-  std::vector<std::string> names;  // offloaded tensors
-  std::vector<size_t> offsets;     // in the slot
-  size_t bytes = 0;
-  PinnedBuffer host;               // cpu-homed tensors, packed at their offsets
+  std::vector<std::string> names;   // offloaded tensors
+  std::vector<size_t> offsets;      // in the slot
+  std::vector<size_t> host_offsets; // cpu-stored: in `host`; disk-stored: in the staging buffer
+  size_t bytes = 0;                 // slot bytes
+  PinnedBuffer host;                // the cpu-stored tensors, packed
   bool has_disk = false;
 };
 
@@ -78,6 +79,16 @@ struct PrefetchUnit {
 struct CudaModel::Impl {
   Impl(const ExecConfig& c, const ModelWeights& w, Placement p, RunOptions o)
       : cfg(c), weights(w), pl(std::move(p)), opt(o), epoch(Clock::now()) {}
+  // Queued copies (the next forward's prefetch) read pinned buffers freed below: drain first.
+  ~Impl() {
+    for (auto& c : gpus) {
+      if (!c) continue;
+      (void)cudaSetDevice(c->dev);
+      (void)cudaDeviceSynchronize();
+    }
+  }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
 
   ExecConfig cfg;
   const ModelWeights& weights;
@@ -173,9 +184,7 @@ struct CudaModel::Impl {
         if (gpus.size() <= static_cast<size_t>(exec_dev[u])) gpus.resize(static_cast<size_t>(exec_dev[u]) + 1);
         if (!gpus[exec_dev[u]]) gpus[exec_dev[u]] = std::make_unique<GpuCtx>(exec_dev[u]);
       } else if (!cpu) {
-        RunOptions co = opt;
-        co.record_events = true;  // its module ranges go to the observer and events()
-        cpu = std::make_unique<CpuModel>(cfg, weights, co);
+        cpu = std::make_unique<CpuModel>(cfg, weights, opt);
         cpu->set_epoch(epoch);
       }
     }
@@ -188,9 +197,12 @@ struct CudaModel::Impl {
       const int g = exec_dev[u];
       if (g < 0) continue;
       for (const auto& n : unit_tensors[u]) {
-        // In-place keeps a GPU unit's cpu/disk tensors (a head tied to a cpu embedding) resident too.
+        // A GPU-mapped unit's tensor stored off-GPU (a head tied to a cpu embedding) is streamed
+        // by accelerate's hooks; prefetch and in-place keep it resident beside the unit.
         const Device home = pl.tensor_home.at(n);
-        if ((!home.is_gpu() && pl.semantics != Semantics::kInPlace) || resident.count({n, g})) continue;
+        const bool offloaded_unit = !pl.units[u].is_gpu();
+        if (!home.is_gpu() && (offloaded_unit || pl.semantics == Semantics::kAccelerate)) continue;
+        if (resident.count({n, g})) continue;
         const WeightRef& r = weights.get(n);
         const size_t bytes = weight_bytes(r.w);
         DeviceBuffer buf(g, bytes, n);
@@ -241,26 +253,27 @@ struct CudaModel::Impl {
       if (pl.units[u].is_gpu() || exec_dev[u] < 0) continue;
       PrefetchUnit p;
       p.unit = u;
-      size_t disk_bytes = 0;
+      size_t disk_bytes = 0, host_bytes = 0;
       for (const auto& n : unit_tensors[u]) {
         if (pl.tensor_home.at(n).is_gpu()) continue;
         const WeightRef& r = weights.get(n);
+        const size_t b = aligned(weight_bytes(r.w));
         p.names.push_back(n);
         p.offsets.push_back(p.bytes);
-        p.bytes += aligned(weight_bytes(r.w));
-        if (r.on_disk) {
-          p.has_disk = true;
-          disk_bytes = p.bytes;
-        }
+        p.bytes += b;
+        size_t& side = r.on_disk ? disk_bytes : host_bytes;
+        p.host_offsets.push_back(side);
+        side += b;
+        p.has_disk |= r.on_disk;
       }
       if (p.names.empty()) continue;
-      // cpu-homed tensors wait in pinned memory; disk ones are read into pinned staging per use.
-      p.host = PinnedBuffer(p.bytes);
+      // cpu-stored tensors wait in pinned memory; disk ones are read into pinned staging per use.
+      if (host_bytes > 0) p.host = PinnedBuffer(host_bytes);
       for (size_t i = 0; i < p.names.size(); ++i) {
         const WeightRef& r = weights.get(p.names[i]);
-        if (!r.on_disk) std::memcpy(static_cast<uint8_t*>(p.host.data()) + p.offsets[i], r.w.data, weight_bytes(r.w));
+        if (!r.on_disk) std::memcpy(static_cast<uint8_t*>(p.host.data()) + p.host_offsets[i], r.w.data, weight_bytes(r.w));
       }
-      if (p.has_disk) staging_bytes = std::max(staging_bytes, disk_bytes);
+      staging_bytes = std::max(staging_bytes, disk_bytes);
       slot_bytes = std::max(slot_bytes, p.bytes);
       pf_of_unit[u] = static_cast<int>(pf.size());
       pf.push_back(std::move(p));
@@ -401,6 +414,10 @@ struct CudaModel::Impl {
   void release(std::vector<DeviceBuffer>& held, int g) {
     if (held.empty()) return;
     gpu(g).stream.sync();
+    for (auto it = streamed.begin(); it != streamed.end();) {
+      const bool freed = std::any_of(held.begin(), held.end(), [&](const DeviceBuffer& b) { return b.data() == it->second; });
+      it = freed ? streamed.erase(it) : std::next(it);
+    }
     held.clear();
   }
 
@@ -417,9 +434,9 @@ struct CudaModel::Impl {
     for (size_t t = 0; t < p.names.size(); ++t) {
       const WeightRef& r = weights.get(p.names[t]);
       const size_t bytes = weight_bytes(r.w);
-      const void* src = static_cast<const uint8_t*>(p.host.data()) + p.offsets[t];
+      const void* src = static_cast<const uint8_t*>(p.host.data()) + p.host_offsets[t];
       if (r.on_disk) {
-        void* stage = static_cast<uint8_t*>(staging[s].data()) + p.offsets[t];
+        void* stage = static_cast<uint8_t*>(staging[s].data()) + p.host_offsets[t];
         disk.read(r, stage, opt.drop_page_cache);
         src = stage;
       }
@@ -431,13 +448,13 @@ struct CudaModel::Impl {
     issued[s] = static_cast<int>(i);
   }
 
-  // Before a prefetched unit computes: its copy issued, the next unit's copy issued behind it,
-  // the compute stream waiting for its slot, its tensors pointed at the slot.
+  // Before a prefetched unit computes (inside its first module's timing, so a copy stall counts):
+  // its copy issued if it is not yet, the compute stream waiting for its slot, its tensors pointed
+  // at the slot.
   void begin_prefetched(size_t u) {
     const int i = pf_of_unit.empty() ? -1 : pf_of_unit[u];
     if (i < 0) return;
     issue(static_cast<size_t>(i));
-    if (static_cast<size_t>(i) + 1 < pf.size()) issue(static_cast<size_t>(i) + 1);
     const int s = i % 2;
     GpuCtx& c = gpu(pl.main_gpu);
     DMAP_CUDA(cudaStreamWaitEvent(c.stream.get(), copy_done[s]->get(), 0));
@@ -452,6 +469,9 @@ struct CudaModel::Impl {
     compute_recorded[s] = true;
     issued[s] = -1;
     for (const auto& n : pf[static_cast<size_t>(i)].names) streamed.erase(n);
+    // The next unit's copy (and disk read) goes out now that this unit's kernels are queued, so
+    // it overlaps them; the copy stream waits for the slot's previous reader.
+    if (static_cast<size_t>(i) + 1 < pf.size()) issue(static_cast<size_t>(i) + 1);
   }
 
   // ---- timing ----------------------------------------------------------------------------------
@@ -526,8 +546,8 @@ struct CudaModel::Impl {
       cpu->embed(ids, hx.data());
       return;
     }
-    begin_prefetched(0);
     mark_begin(0, g);
+    begin_prefetched(0);
     {
       GpuCtx& c = gpu(g);
       use_device(g);
@@ -573,9 +593,8 @@ struct CudaModel::Impl {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     const int64_t H = cfg.hidden, d = cfg.head_dim, qd = cfg.heads * d, kvd = cfg.kv_heads * d;
     const float eps = static_cast<float>(cfg.eps);
-    begin_prefetched(u);
-
     mark_begin(slot, g);
+    begin_prefetched(u);
     {
       auto held = acquire({p + "input_layernorm.weight"}, g);
       rmsnorm(dt, c.x.data(), W(p + "input_layernorm.weight", g), M, H, eps, cfg.gemma, c.h.data(), st);
@@ -625,8 +644,11 @@ struct CudaModel::Impl {
       GpuCtx& c = gpu(x_at);
       use_device(x_at);
       const size_t row = static_cast<size_t>(H) * elt;
-      DMAP_CUDA(cudaMemcpy2DAsync(c.last.data(), row, static_cast<uint8_t*>(c.x.data()) + (T - 1) * row, T * row, row,
-                                  static_cast<size_t>(B), cudaMemcpyDeviceToDevice, c.stream.get()));
+      for (int64_t b = 0; b < B; ++b) {
+        DMAP_CUDA(cudaMemcpyAsync(static_cast<uint8_t*>(c.last.data()) + b * row,
+                                  static_cast<uint8_t*>(c.x.data()) + (b * T + T - 1) * row, row, cudaMemcpyDeviceToDevice,
+                                  c.stream.get()));
+      }
     }
     last_at = x_at;
   }
@@ -642,8 +664,8 @@ struct CudaModel::Impl {
     }
     GpuCtx& c = gpu(g);
     use_device(g);
-    begin_prefetched(u);
     mark_begin(slot, g);
+    begin_prefetched(u);
     auto held = acquire({"model.norm.weight"}, g);
     rmsnorm(dt, c.last.data(), W("model.norm.weight", g), opt.batch, cfg.hidden, static_cast<float>(cfg.eps), cfg.gemma,
             c.last.data(), c.stream.get());
@@ -663,8 +685,8 @@ struct CudaModel::Impl {
     }
     GpuCtx& c = gpu(g);
     use_device(g);
-    begin_prefetched(u);
     mark_begin(slot, g);
+    begin_prefetched(u);
     const std::string w = cfg.tie ? "model.embed_tokens.weight" : "lm_head.weight";
     linear(c, w, "", c.last.data(), opt.batch, cfg.hidden, cfg.vocab, c.logits_t.data());
     to_float(dt, c.logits_t.data(), c.logits_f.as<float>(), opt.batch * cfg.vocab, c.stream.get());
@@ -693,8 +715,9 @@ struct CudaModel::Impl {
     gather_last();
     norm_unit();
     head_unit(logits);
-    // Prefetch the first streamed unit of the next forward behind this one.
-    if (!pf.empty()) issue(0);
+    // The first streamed unit of the next forward is copied behind this one (not when it is read
+    // from disk: that read would land inside this forward).
+    if (!pf.empty() && !pf[0].has_disk) issue(0);
     end_forward();
     if (cpu) merge_cpu_times(host_events);
   }
@@ -761,7 +784,11 @@ const RunOptions& CudaModel::options() const { return impl_->opt; }
 uint64_t CudaModel::disk_bytes_read() const {
   return impl_->disk.bytes_read() + (impl_->cpu ? impl_->cpu->disk_bytes_read() : 0);
 }
-void CudaModel::set_observer(ModuleObserver* observer) { impl_->observer = observer; }
+void CudaModel::set_observer(ModuleObserver* observer) {
+  impl_->observer = observer;
+  // CPU-backend modules reach the observer through the CPU model's events.
+  if (impl_->cpu) impl_->cpu->set_record_events(observer != nullptr || impl_->opt.record_events);
+}
 void CudaModel::set_drop_page_cache(bool drop) {
   impl_->opt.drop_page_cache = drop;
   if (impl_->cpu) impl_->cpu->set_drop_page_cache(drop);

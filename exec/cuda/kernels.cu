@@ -30,8 +30,9 @@ __device__ __forceinline__ __nv_bfloat16 fromf<__nv_bfloat16>(float v) { return 
 template <class T>
 __device__ __forceinline__ float rnd(float v) { return tof(fromf<T>(v)); }
 
-// Products and sums rounded separately (no FMA contraction), as the CPU backend and PyTorch's
-// elementwise kernels compute them.
+// A product and a sum rounded separately (no FMA contraction) where the CPU backend and PyTorch's
+// elementwise kernels round between them (norm scaling, RoPE, gating, residuals); reductions
+// (sums of squares, dot products, softmax sums) may contract.
 __device__ __forceinline__ float mul(float a, float b) { return __fmul_rn(a, b); }
 __device__ __forceinline__ float add(float a, float b) { return __fadd_rn(a, b); }
 
@@ -339,6 +340,7 @@ void add_residual(DT t, void* x, const void* h, int64_t n, cudaStream_t s) {
 
 void kv_store(DT t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T_len, int64_t KV, int64_t d,
               int64_t S, int64_t start, cudaStream_t s) {
+  if (B > 65535) throw RuntimeFailure("KV cache store: batch " + std::to_string(B) + " exceeds the grid (65535)");
   const dim3 grid(static_cast<unsigned>(T_len), static_cast<unsigned>(B));
   dispatch(t, [&](auto z) {
     using T = decltype(z);
@@ -351,6 +353,10 @@ void kv_store(DT t, const void* k, const void* v, void* kc, void* vc, int64_t B,
 
 void attention(DT t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T_len, int64_t H,
                int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, cudaStream_t s) {
+  if (T_len > 65535 || B > 65535) {
+    throw RuntimeFailure("attention kernel: " + std::to_string(T_len) + " tokens x batch " + std::to_string(B) +
+                         " exceeds its grid (65535 each)");
+  }
   const dim3 grid(static_cast<unsigned>(H), static_cast<unsigned>(T_len), static_cast<unsigned>(B));
   const size_t shared = attention_shared(start + T_len, d);
   const float scale = 1.0f / sqrtf(static_cast<float>(d));

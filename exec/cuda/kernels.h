@@ -1,5 +1,6 @@
 // The CUDA backend's operators, callable from plain C++: matrix products through cuBLAS
-// (cublasGemmEx, float32 accumulate, no TF32), and dmap's own kernels for the rest of a Llama-family
+// (cublasGemmEx, float32 compute type, no TF32; cuBLAS's default math, which like PyTorch's
+// default may reduce split-K partial sums in 16 bits), and dmap's own kernels for the rest of a Llama-family
 // layer. Activations and weights share the model's dtype (float32, float16 or bfloat16); every
 // kernel computes in float32 and rounds where PyTorch's eager forward materialises a tensor of
 // that dtype — the same rounding points as the CPU backend (exec/model.h), so both backends give
@@ -49,7 +50,8 @@ void kv_store(DT t, const void* k, const void* v, void* kc, void* vc, int64_t B,
 // Causal (optionally sliding-window) attention of q (M x H*d) over the cache -> out (M x H*d):
 // scores round(round(q.k) / sqrt(d)), float32 softmax, probabilities rounded, float32 sums.
 // One block per (query row, head); the scores of a row live in shared memory, so the context
-// is limited by the device's shared memory per block (attention_max_context).
+// is limited by the device's shared memory per block (attention_max_context), and T and B by
+// the grid (65535 each: RuntimeFailure beyond).
 void attention(DT t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T, int64_t H,
                int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, cudaStream_t s);
 // Longest context attention() handles on `device` for head size d (opts the kernel in to the
