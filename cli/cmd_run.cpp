@@ -24,6 +24,9 @@
 #endif
 #include "profile/fit.h"
 #include "profile/profile.h"
+#ifdef DMAP_HAVE_CUPTI
+#include "profile/cupti_tracer.h"
+#endif
 #include "strategies/plan.h"
 
 namespace dmap::cli {
@@ -63,6 +66,10 @@ workload:
   --prefill-reps R     time R prefills after one warm-up and report the median (default: one cold prefill)
   --dtype D            random weights: float32 | float16 | bfloat16 (default: the config's)
   --seed S             random weights and random prompt (default 0)
+  --trace FILE         write a Chrome/Perfetto trace of the run (open in ui.perfetto.dev): CUDA runs
+                       are traced with CUPTI (kernels and copies on their streams, launches linked
+                       to kernels, CPU-backend modules on host threads; the raw records go to
+                       FILE's stem + .gpu.json), CPU runs with the executor's module timers
   --format F           table (default) | json
   --help               this text
 
@@ -83,22 +90,48 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& origi
   return out;
 }
 
+#ifdef DMAP_HAVE_CUPTI
+// Tags the GPU work each module issues (CUPTI external correlation) and records CPU-backend modules.
+class TracerObserver : public exec::ModuleObserver {
+ public:
+  explicit TracerObserver(profile::CuptiTracer& t) : t_(t) {}
+  void begin(const std::string& module, int step) override { t_.push_module(module, step); }
+  void end() override { t_.pop_module(); }
+  void host_range(const std::string& module, int step, std::chrono::steady_clock::time_point a,
+                  std::chrono::steady_clock::time_point b) override {
+    t_.add_host_range(module, step, a, b);
+  }
+
+ private:
+  profile::CuptiTracer& t_;
+};
+#endif
+
+void set_observer(exec::Executor& model, exec::ModuleObserver* observer) {
+#if DMAP_HAVE_CUDA
+  if (auto* m = dynamic_cast<exec::CudaModel*>(&model)) m->set_observer(observer);
+#else
+  (void)model;
+  (void)observer;
+#endif
+}
+
 // "cpu" or "cuda" for this placement and --backend.
-std::string choose_backend(const std::string& flag, const exec::Placement& p) {
+std::string choose_backend(const std::string& flag, bool map_has_gpu) {
   int gpus = 0;
 #if DMAP_HAVE_CUDA
   gpus = exec::cuda::device_count();
 #endif
   if (flag == "cpu") return "cpu";
   if (flag == "cuda") {
+    if (!map_has_gpu) throw InputError("--backend cuda: the placement maps nothing to a GPU");
 #if !DMAP_HAVE_CUDA
     throw RuntimeFailure("--backend cuda: this dmap was built without CUDA (nvcc was not found when it was configured)");
 #endif
     if (gpus == 0) throw RuntimeFailure("--backend cuda: no usable CUDA device on this machine");
-    if (!p.uses_gpu()) throw InputError("--backend cuda: the placement maps nothing to a GPU");
     return "cuda";
   }
-  if (!p.uses_gpu()) return "cpu";
+  if (!map_has_gpu) return "cpu";
   if (gpus > 0) return "cuda";
   std::cerr << "dmap run: no usable CUDA device" << (DMAP_HAVE_CUDA ? "" : " (built without CUDA)")
             << ": GPU-mapped modules compute on the CPU executor\n";
@@ -122,7 +155,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   const Args args(argv,
                   {"device-map", "strategy", "max-memory", "scenario", "offload-dir", "prompt-ids", "prompt-file",
                    "prompt-tokens", "new-tokens", "batch", "threads", "dtype", "seed", "format", "no-split", "pipeline",
-                   "prefill-reps", "semantics", "backend"},
+                   "prefill-reps", "semantics", "backend", "trace"},
                   {"help", "drop-page-cache"});
   if (args.has("help")) {
     std::cout << kRunHelp;
@@ -234,14 +267,20 @@ int cmd_run(const std::vector<std::string>& argv) {
   if (backend_flag != "auto" && backend_flag != "cpu" && backend_flag != "cuda") {
     throw InputError("--backend must be auto, cpu or cuda, not '" + backend_flag + "'");
   }
-  const exec::Placement exec_plan = profile::exec_placement(tree, dm, weights, cfg, *semantics);
-  const std::string backend = choose_backend(backend_flag, exec_plan);
+  const auto items = dm.items();
+  const bool map_has_gpu = std::any_of(items.begin(), items.end(), [](const auto& e) { return e.second.is_gpu(); });
+  const std::string backend = choose_backend(backend_flag, map_has_gpu);
+  // The CUDA executor runs whole units (each layer on one device); the CPU one takes any map.
+  exec::Placement exec_plan;
+  if (backend == "cuda") exec_plan = profile::exec_placement(tree, dm, weights, cfg, *semantics);
 
   exec::RunOptions opt;
   opt.batch = batch;
   opt.max_seq = P + new_tokens;
   opt.threads = threads;
   opt.drop_page_cache = args.has("drop-page-cache");
+  const std::optional<std::string> trace_path = args.get("trace");
+  opt.record_events = trace_path.has_value();
   // Optional warm-up and repeated prefills (on a scratch model: the reported run starts clean).
   std::vector<double> prefills;
   if (auto reps = args.get("prefill-reps")) {
@@ -267,7 +306,32 @@ int cmd_run(const std::vector<std::string>& argv) {
     std::fprintf(stderr, "\rdmap run: %lld/%lld tokens, %.1f s", static_cast<long long>(done), static_cast<long long>(total), s);
     if (done == total) std::fprintf(stderr, "\n");
   };
+#ifdef DMAP_HAVE_CUPTI
+  std::unique_ptr<profile::CuptiTracer> tracer;
+  std::unique_ptr<TracerObserver> observer;
+  if (trace_path && backend == "cuda") {
+    tracer = std::make_unique<profile::CuptiTracer>();
+    observer = std::make_unique<TracerObserver>(*tracer);
+    tracer->start();
+    set_observer(model, observer.get());
+  }
+#endif
   exec::GenerateResult r = exec::generate(model, ids, P, new_tokens, progress);
+  if (trace_path) {
+    profile::GpuTrace trace;
+#ifdef DMAP_HAVE_CUPTI
+    if (tracer) {
+      set_observer(model, nullptr);
+      trace = tracer->stop();
+      const std::string raw = (std::filesystem::path(*trace_path).parent_path() /
+                               (std::filesystem::path(*trace_path).stem().string() + ".gpu.json")).string();
+      profile::write_text_file(raw, profile::gpu_trace_json(trace));
+    }
+#endif
+    if (backend != "cuda") trace = profile::host_trace(model.events(), model.module_times(), "dmap run (CPU executor)");
+    profile::write_text_file(*trace_path, profile::chrome_trace(trace).json());
+    std::cerr << "dmap run: trace written to " << *trace_path << "\n";
+  }
   if (!prefills.empty()) r.prefill_s = profile::median(prefills);
   if (remove_offload) fs::remove_all(offload_dir, ec);
 

@@ -169,6 +169,30 @@ else
   bad "run with a disk map failed"
 fi
 "$DMAP" run tinyllama_1b --dtype bfloat16 --prompt-tokens 4 --new-tokens 2 --threads 1 >"$TMP/run.txt" 2>/dev/null && grep -q "tokens\[0\]:" "$TMP/run.txt" && ok || bad "run with random weights"
+# executor choice and traces
+expect_error "run bad semantics" "--semantics must be accelerate, prefetch or in-place" -- run "$FIX" --semantics lazy
+expect_error "run bad backend" "--backend must be auto, cpu or cuda" -- run "$FIX" --backend tpu
+expect_error "run cuda without GPUs in the map" "the placement maps nothing to a GPU" -- run "$FIX" --backend cuda
+printf '{"model.embed_tokens": 0, "model.layers.0": "cpu", "model.layers.1": 0, "model.norm": 0, "lm_head": 0}' >"$TMP/gpu_map.json"
+if out="$("$DMAP" run "$FIX" --prompt-file "$FIX/reference.json" --new-tokens 7 --device-map "$TMP/gpu_map.json" --semantics prefetch \
+          --trace "$TMP/run.trace.json" --format json 2>"$TMP/err")"; then
+  got=$(python3 -c "import json,sys; print(json.loads(sys.stdin.read())['tokens'][0])" <<<"$out" | tr -d ' ')
+  [ "$got" = "$want" ] && ok || bad "run with a GPU map: tokens $got, reference $want"
+  if grep -q '"backend":"cuda"' <<<"$out"; then
+    grep -q '"semantics":"prefetch"' <<<"$out" && ok || bad "cuda run semantics"
+  else  # no GPU here: the CPU executor runs the map and says so
+    grep -q "GPU-mapped modules compute on the CPU executor" "$TMP/err" && ok || bad "no note about the CPU fallback: $(cat "$TMP/err")"
+  fi
+  python3 - "$TMP/run.trace.json" <<'PY' && ok || bad "run trace"
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = {e["name"] for e in d["traceEvents"] if e.get("ph") == "X"}
+assert "model.layers.1.mlp" in names and "lm_head" in names, names
+assert "otherData" in d
+PY
+else
+  bad "run with a GPU map failed: $(cat "$TMP/err")"
+fi
 expect_error "run bad prompt id" "not a token id: 'x'" -- run "$FIX" --prompt-ids 1,x
 expect_error "run id outside vocabulary" "outside the vocabulary" -- run "$FIX" --prompt-ids 1,100000
 expect_error "run unsupported family" "runs llama, mistral, qwen2 and gemma" -- run gpt2_xl

@@ -118,3 +118,38 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   CHECK(r.yaml.find("provenance:") != std::string::npos);
   CHECK(r.yaml.find("whole_model_runs:") != std::string::npos);
 }
+
+TEST_CASE("exec_placement: unit devices, tensor homes, the first GPU, and whole layers only", "[unit][profile]") {
+  const std::string dir = std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32";
+  const ModelSpec spec = load_model_spec(dir + "/config.json");
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  const ModuleTree tree = build_module_tree(spec);
+  const exec::ModelWeights w = exec::ModelWeights::random(cfg, DType::kFloat32, 1);
+  REQUIRE(cfg.layers == 2);
+  DeviceMap dm;
+  dm.assign("model.layers.1", Device::gpu(1));  // map order: the first GPU listed is the main one
+  dm.assign("model.embed_tokens", Device::cpu());
+  dm.assign("model.layers.0", Device::disk());
+  dm.assign("model.norm", Device::gpu(0));
+  dm.assign("lm_head", Device::cpu());
+  const exec::Placement p = profile::exec_placement(tree, dm, w, cfg, exec::Semantics::kPrefetch);
+  CHECK(p.semantics == exec::Semantics::kPrefetch);
+  CHECK(p.main_gpu == 1);
+  REQUIRE(p.units.size() == 5);
+  CHECK(p.units[0] == Device::cpu());
+  CHECK(p.units[1] == Device::disk());
+  CHECK(p.units[2] == Device::gpu(1));
+  CHECK(p.units[3] == Device::gpu(0));
+  CHECK(p.units[4] == Device::cpu());
+  CHECK(p.tensor_home.at("model.layers.0.mlp.up_proj.weight") == Device::disk());
+  CHECK(p.tensor_home.at("lm_head.weight") == Device::cpu());
+
+  DeviceMap split = dm;
+  split.erase("model.layers.0");
+  split.assign("model.layers.0.self_attn", Device::gpu(0));
+  split.assign("model.layers.0.mlp", Device::cpu());
+  split.assign("model.layers.0.input_layernorm", Device::gpu(0));
+  split.assign("model.layers.0.post_attention_layernorm", Device::gpu(0));
+  CHECK_THROWS_WITH(profile::exec_placement(tree, split, w, cfg, exec::Semantics::kAccelerate),
+                    Catch::Contains("splits model.layers.0 across devices"));
+}
