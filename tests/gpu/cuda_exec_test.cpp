@@ -288,7 +288,9 @@ struct Loaded {
 };
 
 Loaded load(const std::string& name) {
-  const fs::path dir = fs::path(DMAP_SOURCE_DIR) / "tests" / "data" / name;
+  // DMAP_SOURCE_DIR in the environment: a build carried to a GPU machine finds the fixtures there.
+  const char* env = std::getenv("DMAP_SOURCE_DIR");
+  const fs::path dir = fs::path(env ? env : DMAP_SOURCE_DIR) / "tests" / "data" / name;
   Loaded l;
   l.cfg = exec_config(load_model_spec((dir / "config.json").string()));
   l.ck = std::make_shared<const Checkpoint>(Checkpoint::open(dir.string()));
