@@ -29,6 +29,7 @@
 #include "core/model_spec.h"
 #include "core/module_tree.h"
 #include "exec/model.h"
+#include "profile/gpu_trace.h"
 #include "profile/trace.h"
 #include "sim/calibration.h"
 #include "sim/hardware.h"
@@ -55,6 +56,11 @@ std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tre
 exec::Placement exec_placement(const ModuleTree& tree, const DeviceMap& dm, const exec::ModelWeights& weights,
                                const exec::ExecConfig& cfg, exec::Semantics semantics);
 
+// The CPU executor's module events as a trace of host ranges (thread 1), on the same model as
+// CUPTI traces so that one Chrome export and one aggregation serve both backends.
+GpuTrace host_trace(const std::vector<exec::ModuleEvent>& events, const std::vector<exec::ModuleTime>& modules,
+                    const std::string& source);
+
 struct PlacementRun {
   double prefill_s = 0;
   double decode_token_s = 0;  // median over the decode steps
@@ -71,11 +77,14 @@ struct RunSettings {
   int threads = 1;
   std::string scratch_dir;  // disk-offloaded tensors are written below it
   uint64_t seed = 0;
+  int prefill_reps = 3;  // prefill_s is the median of this many cold prefills
 };
 
 // Runs `dm` on the CPU executor with random weights. Disk-mapped tensors are read from their
-// files every forward, evicted from the page cache before the prefill (a cold start, as after
-// loading) and served from it during decode.
+// files every forward, evicted from the page cache before each prefill (a cold start, as after
+// loading) and served from it during decode. Prefill is timed `prefill_reps` times (after one
+// warm-up; the last one fills the KV cache the decode steps use) and the median kept: one cold
+// prefill on a shared VM's network disk varied by ±40 % from run to run.
 PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const RunSettings& rs);
 
 // The simulator's prediction of the same run.
