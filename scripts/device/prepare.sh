@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Builds, on this (GPU-less) machine, what a GPU machine of the `device` tool runs: Hopper (sm_90)
 # binaries of dmap, the GPU tests and cuda_bench, plus the one library the GPU image lacks
-# (yaml-cpp), into .device/{bin,lib} (git-ignored; name .device in the tool's `carry`).
+# (yaml-cpp), into .device/{bin,lib} (ignored by .gitignore; name .device in the tool's `carry`).
 # Then, on the device, from the repository root: bash scripts/device/run_gpu_suite.sh
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="$ROOT/.device/build"
 export PATH="/usr/local/cuda/bin:$PATH"
-grep -qxF '/.device/' "$ROOT/.git/info/exclude" 2>/dev/null || echo '/.device/' >>"$ROOT/.git/info/exclude"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
 cmake --build "$BUILD" -j"$(nproc)" --target dmap cuda_exec_test cupti_test cuda_bench
 mkdir -p "$ROOT/.device/bin" "$ROOT/.device/lib"
