@@ -204,18 +204,22 @@ void TracerState::consume(uint8_t* buffer, size_t valid) noexcept {
         break;
       }
       GpuActivity a;
+      // The fields every kernel, copy and memset record has.
+      auto on_stream = [](GpuActivity& out, const auto& r) {
+        out.start_ns = static_cast<int64_t>(r.start);
+        out.end_ns = static_cast<int64_t>(r.end);
+        out.correlation = r.correlationId;
+        out.device = r.deviceId;
+        out.context = r.contextId;
+        out.stream = r.streamId;
+      };
       switch (rec->kind) {
         case CUPTI_ACTIVITY_KIND_KERNEL:
         case CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL: {
           const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(rec);
           a.kind = ActivityKind::kKernel;
           a.name = demangle(k->name);
-          a.start_ns = static_cast<int64_t>(k->start);
-          a.end_ns = static_cast<int64_t>(k->end);
-          a.correlation = k->correlationId;
-          a.device = k->deviceId;
-          a.context = k->contextId;
-          a.stream = k->streamId;
+          on_stream(a, *k);
           a.grid = {k->gridX, k->gridY, k->gridZ};
           a.block = {k->blockX, k->blockY, k->blockZ};
           a.shared_bytes = static_cast<int64_t>(k->staticSharedMemory) + k->dynamicSharedMemory;
@@ -225,12 +229,7 @@ void TracerState::consume(uint8_t* buffer, size_t valid) noexcept {
         case CUPTI_ACTIVITY_KIND_MEMCPY: {
           const auto* m = reinterpret_cast<const CUpti_ActivityMemcpy6*>(rec);
           a.kind = ActivityKind::kMemcpy;
-          a.start_ns = static_cast<int64_t>(m->start);
-          a.end_ns = static_cast<int64_t>(m->end);
-          a.correlation = m->correlationId;
-          a.device = m->deviceId;
-          a.context = m->contextId;
-          a.stream = m->streamId;
+          on_stream(a, *m);
           a.bytes = static_cast<Bytes>(m->bytes);
           a.copy_kind = copy_kind_name(m->copyKind);
           a.src_kind = memory_kind_name(m->srcKind);
@@ -241,12 +240,7 @@ void TracerState::consume(uint8_t* buffer, size_t valid) noexcept {
         case CUPTI_ACTIVITY_KIND_MEMSET: {
           const auto* m = reinterpret_cast<const CUpti_ActivityMemset4*>(rec);
           a.kind = ActivityKind::kMemset;
-          a.start_ns = static_cast<int64_t>(m->start);
-          a.end_ns = static_cast<int64_t>(m->end);
-          a.correlation = m->correlationId;
-          a.device = m->deviceId;
-          a.context = m->contextId;
-          a.stream = m->streamId;
+          on_stream(a, *m);
           a.bytes = static_cast<Bytes>(m->bytes);
           a.dst_kind = memory_kind_name(m->memoryKind);
           keep(std::move(a));

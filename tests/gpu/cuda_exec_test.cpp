@@ -54,18 +54,7 @@ struct DevTensor {
   cu::DT t;
   int64_t n;
   cu::DeviceBuffer buf;
-  DevTensor(cu::DT type, const std::vector<float>& v) : t(type), n(static_cast<int64_t>(v.size())), buf(0, v.size() * cu::dt_size(type), "test") {
-    std::vector<uint8_t> raw(v.size() * cu::dt_size(t));
-    for (size_t i = 0; i < v.size(); ++i) {
-      if (t == cu::DT::kF32) {
-        std::memcpy(raw.data() + 4 * i, &v[i], 4);
-      } else {
-        const uint16_t h = t == cu::DT::kBF16 ? cpu::f32_to_bf16(v[i]) : cpu::f32_to_f16(v[i]);
-        std::memcpy(raw.data() + 2 * i, &h, 2);
-      }
-    }
-    DMAP_CUDA(cudaMemcpy(buf.data(), raw.data(), raw.size(), cudaMemcpyHostToDevice));
-  }
+  DevTensor(cu::DT type, const std::vector<float>& v);
   std::vector<float> get() const {
     cu::DeviceBuffer f(0, static_cast<size_t>(n) * 4, "test");
     cu::to_float(t, buf.data(), f.as<float>(), n, nullptr);
@@ -104,6 +93,12 @@ void check_mostly_exact(cu::DT t, const std::vector<float>& got, const std::vect
   size_t same = 0;
   for (size_t i = 0; i < want.size(); ++i) same += got[i] == want[i];
   CHECK(static_cast<double>(same) >= 0.9 * static_cast<double>(want.size()));
+}
+
+DevTensor::DevTensor(cu::DT type, const std::vector<float>& v)
+    : t(type), n(static_cast<int64_t>(v.size())), buf(0, v.size() * cu::dt_size(type), "test") {
+  const std::vector<uint8_t> raw = host_bytes(t, v);
+  DMAP_CUDA(cudaMemcpy(buf.data(), raw.data(), raw.size(), cudaMemcpyHostToDevice));
 }
 
 const cu::DT kTypes[] = {cu::DT::kF32, cu::DT::kF16, cu::DT::kBF16};
