@@ -42,33 +42,33 @@ int blocks_for(int64_t n, int threads = kThreads) {
   return static_cast<int>(std::min<int64_t>((n + threads - 1) / threads, 1 << 20));
 }
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+struct SumOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+  static constexpr float kIdentity = 0.0f;
+};
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+  static constexpr float kIdentity = -INFINITY;
+};
+
+template <class Op>
+__device__ __forceinline__ float warp_reduce(float v, Op op) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-// Block-wide sum / max; `red` holds one float per warp. Every thread gets the result.
-__device__ float block_sum(float v, float* red) {
+// Block-wide reduction; `red` holds one float per warp. Every thread gets the result.
+template <class Op>
+__device__ float block_reduce(float v, float* red, Op op) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-  v = warp_sum(v);
+  v = warp_reduce(v, op);
   __syncthreads();
   if (lane == 0) red[warp] = v;
   __syncthreads();
-  float t = lane < warps ? red[lane] : 0.0f;
-  return warp_sum(t);
+  return warp_reduce(lane < warps ? red[lane] : Op::kIdentity, op);
 }
-__device__ float block_max(float v, float* red) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
-  v = warp_max(v);
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  float t = lane < warps ? red[lane] : -INFINITY;
-  return warp_max(t);
-}
+__device__ __forceinline__ float warp_sum(float v) { return warp_reduce(v, SumOp{}); }
+__device__ float block_sum(float v, float* red) { return block_reduce(v, red, SumOp{}); }
+__device__ float block_max(float v, float* red) { return block_reduce(v, red, MaxOp{}); }
 
 template <class T>
 __global__ void embed_kernel(const T* table, const int32_t* ids, int64_t H, float scale, bool scaled, T* out) {
