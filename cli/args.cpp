@@ -85,4 +85,11 @@ int64_t positive_flag(const Args& args, const char* flag, int64_t fallback) {
   return std::stoll(*v);
 }
 
+int64_t nonnegative_flag(const Args& args, const char* flag, int64_t fallback) {
+  auto v = args.get(flag);
+  if (!v) return fallback;
+  if (!is_int_literal(*v) || std::stoll(*v) < 0) throw InputError(std::string("--") + flag + ": expected a non-negative integer, not '" + *v + "'");
+  return std::stoll(*v);
+}
+
 }  // namespace dmap::cli

@@ -29,6 +29,8 @@ class Args {
 
 // The value of --flag as a positive integer (`fallback` when absent); anything else is an InputError.
 int64_t positive_flag(const Args& args, const char* flag, int64_t fallback);
+// The same for a non-negative integer (0 allowed).
+int64_t nonnegative_flag(const Args& args, const char* flag, int64_t fallback);
 
 // "a,b,,c" -> {"a", "b", "c"}.
 std::vector<std::string> split_commas(const std::string& text);

@@ -47,6 +47,10 @@ options:
   --prompt-tokens P        prompt of the whole-model runs (default 64)
   --new-tokens N           tokens generated per run (default 8; --validate 12)
   --scratch-dir DIR        where disk probes and offloaded weights go (default $TMPDIR)
+  --rounds N               --validate: measure every placement N times, each round in a new
+                           random order, and keep the medians (default 3)
+  --quiet-wait S           --validate: before each measurement wait up to S seconds for other
+                           processes to use < 0.05 cores (default 60; 0: do not wait)
   --quick                  fewer sizes and repetitions (a smoke test, about a minute)
 )";
 
@@ -102,7 +106,7 @@ sim::Hardware hardware_flag(const Args& a, std::string& id) {
 int cmd_profile(const std::vector<std::string>& argv) {
   Args a(argv,
          {"device", "model", "models", "dtype", "disk-fractions", "hardware", "calibration", "out", "name", "threads",
-          "prompt-tokens", "new-tokens", "scratch-dir"},
+          "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait"},
          {"real", "validate", "quick", "help"});
   if (a.has("help")) {
     std::cout << kHelp;
@@ -156,6 +160,9 @@ int cmd_profile(const std::vector<std::string>& argv) {
   // --validate
   const auto cal_file = a.get("calibration");
   if (!cal_file) throw InputError("dmap profile --validate needs --calibration FILE");
+  profile::ValidationSettings vs;
+  vs.rounds = static_cast<int>(positive_flag(a, "rounds", 3));
+  vs.quiet.max_wait_s = static_cast<double>(nonnegative_flag(a, "quiet-wait", 60));
   std::vector<double> fractions;
   for (const auto& s : split_commas(a.get("disk-fractions").value_or("0,0.25,0.5"))) {
     double f = -1;
@@ -184,7 +191,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
   namespace fs = std::filesystem;
   const fs::path outp(out);
   const std::string stem = outp.stem().string();
-  const profile::ValidationResult r = profile::validate(cases, hw, cal, rs, progress_bar("dmap profile --validate"));
+  const profile::ValidationResult r = profile::validate(cases, hw, cal, rs, vs, progress_bar("dmap profile --validate"));
   if (isatty(2)) std::fprintf(stderr, "\n");
   const std::string machine = hw.describe();
   const std::string svg = stem + ".svg", trace = stem + ".trace.json";

@@ -225,6 +225,39 @@ void add_run_to_trace(Trace& t, int pid, const std::string& label, const Placeme
   }
 }
 
+// The first case's measured timeline, and the predicted one laid out module by module from the
+// measured phase starts.
+void add_predicted_and_measured_trace(Trace& trace, const ValidationCase& c, const PlacementRun& r, const sim::Hardware& hw,
+                                      const sim::Calibration& cal, const RunSettings& rs) {
+  add_run_to_trace(trace, 1, "measured: " + c.model_id + " " + c.placement, r);
+  trace.name_process(2, "predicted: " + c.model_id + " " + c.placement);
+  trace.name_thread(2, 1, "cost model (per module, scaled to the measured phase start)");
+  const ModuleTree tree = build_module_tree(c.spec);
+  const sim::ModelGraph g = sim::build_graph(tree, c.dtype);
+  const sim::Rates rates = sim::make_rates(hw, &cal);
+  sim::Workload w;
+  w.prompt = rs.prompt;
+  w.new_tokens = rs.new_tokens;
+  w.dtype = c.dtype;
+  const sim::CostModel cm(g, rates, w);
+  std::vector<double> starts(static_cast<size_t>(std::min<int64_t>(rs.new_tokens, kTraceDecodeSteps + 1)), -1);
+  for (const auto& e : r.events) {
+    const size_t k = static_cast<size_t>(e.step + 1);
+    if (k < starts.size() && (starts[k] < 0 || e.start_s < starts[k])) starts[k] = e.start_s;
+  }
+  for (size_t k = 0; k < starts.size(); ++k) {
+    if (starts[k] < 0) continue;
+    const sim::Phase ph = k == 0 ? sim::Phase::prefill_of(rs.prompt) : sim::Phase::decode_at(rs.prompt + static_cast<int64_t>(k));
+    double t = starts[k];
+    for (const auto& op : g.ops) {
+      const double dt = cm.op(op, sim::ExecDevice::cpu(), ph).time();
+      trace.add({tree.node(op.node).name + " (" + sim::op_kind_name(op.kind) + ")", k == 0 ? "prefill" : "decode", 2, 1, t * 1e6,
+                 dt * 1e6, {}});
+      t += dt;
+    }
+  }
+}
+
 }  // namespace
 
 std::string cpu_description() {
@@ -629,56 +662,59 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
 // ---- validation ------------------------------------------------------------------------------
 
 ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw, const sim::Calibration& cal,
-                          const RunSettings& rs, const ProgressFn& progress) {
+                          const RunSettings& rs, const ValidationSettings& vs, const ProgressFn& progress) {
+  DMAP_CHECK(vs.rounds >= 1 && vs.retries >= 0, "validation needs at least one round");
   ValidationResult v;
   v.run = rs;
-  int i = 0;
+  v.settings = vs;
+  // Predictions first: an infeasible case is an input error before anything is measured.
   for (const auto& c : cases) {
-    if (progress) progress(c.model_id + " " + std::string(dtype_name(c.dtype)) + " " + c.placement, i++, static_cast<int>(cases.size()));
     const DeviceMap dm = layers_on_disk_map(c.spec, c.disk_layers);
     const sim::Prediction p = predict(c.spec, c.dtype, dm, hw, &cal, rs.prompt, rs.new_tokens);
     if (!p.feasible) throw InputError("validation case " + c.model_id + " " + c.placement + " does not fit: " + p.oom);
-    const PlacementRun r = run_placement(c.spec, c.dtype, dm, rs);
     ValidationRow row;
     row.c = c;
     row.predicted_prefill_s = p.prefill_s;
     row.predicted_decode_s = p.decode_token_s;
-    row.measured_prefill_s = r.prefill_s;
-    row.measured_decode_s = r.decode_token_s;
     v.rows.push_back(row);
-    if (v.rows.size() == 1) {
-      // The measured timeline, and the predicted one laid out module by module.
-      add_run_to_trace(v.trace, 1, "measured: " + c.model_id + " " + c.placement, r);
-      v.trace.name_process(2, "predicted: " + c.model_id + " " + c.placement);
-      v.trace.name_thread(2, 1, "cost model (per module, scaled to the measured phase start)");
-      const ModuleTree tree = build_module_tree(c.spec);
-      const sim::ModelGraph g = sim::build_graph(tree, c.dtype);
-      const sim::Rates rates = sim::make_rates(hw, &cal);
-      sim::Workload w;
-      w.prompt = rs.prompt;
-      w.new_tokens = rs.new_tokens;
-      w.dtype = c.dtype;
-      const sim::CostModel cm(g, rates, w);
-      // Phase starts from the measured run: the prefill, then each decode step.
-      std::vector<double> starts(static_cast<size_t>(std::min<int64_t>(rs.new_tokens, kTraceDecodeSteps + 1)), -1);
-      for (const auto& e : r.events) {
-        const size_t k = static_cast<size_t>(e.step + 1);
-        if (k < starts.size() && (starts[k] < 0 || e.start_s < starts[k])) starts[k] = e.start_s;
+  }
+  std::mt19937_64 order_rng(vs.order_seed);
+  const int total = static_cast<int>(cases.size()) * vs.rounds;
+  int done = 0;
+  for (int round = 0; round < vs.rounds; ++round) {
+    std::vector<size_t> order(cases.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), order_rng);
+    for (size_t i : order) {
+      const ValidationCase& c = cases[i];
+      ValidationRow& row = v.rows[i];
+      if (progress) {
+        progress("round " + std::to_string(round + 1) + ": " + c.model_id + " " + std::string(dtype_name(c.dtype)) + " " + c.placement,
+                 done, total);
       }
-      for (size_t k = 0; k < starts.size(); ++k) {
-        if (starts[k] < 0) continue;
-        const sim::Phase ph = k == 0 ? sim::Phase::prefill_of(rs.prompt) : sim::Phase::decode_at(rs.prompt + static_cast<int64_t>(k));
-        double t = starts[k];
-        for (const auto& op : g.ops) {
-          const double dt = cm.op(op, sim::ExecDevice::cpu(), ph).time();
-          v.trace.add({tree.node(op.node).name + " (" + sim::op_kind_name(op.kind) + ")", k == 0 ? "prefill" : "decode", 2, 1,
-                       t * 1e6, dt * 1e6, {}});
-          t += dt;
-        }
+      ++done;
+      const DeviceMap dm = layers_on_disk_map(c.spec, c.disk_layers);
+      PlacementRun r;
+      double foreign = 0;
+      for (int attempt = 0;; ++attempt) {
+        if (vs.quiet.max_wait_s > 0 && !wait_quiet(vs.quiet).quiet) ++v.not_quiet;
+        const LoadProbe probe;
+        r = run_placement(c.spec, c.dtype, dm, rs);
+        foreign = probe.foreign_cores();
+        if (foreign <= vs.spoiled_cores || attempt >= vs.retries) break;
+        ++row.remeasured;
       }
+      row.foreign_cores = std::max(row.foreign_cores, foreign);
+      row.prefill_rounds.push_back(r.prefill_s);
+      row.decode_rounds.push_back(r.decode_token_s);
+      if (i == 0 && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, rs);
     }
   }
-  if (progress) progress("done", static_cast<int>(cases.size()), static_cast<int>(cases.size()));
+  for (auto& row : v.rows) {
+    row.measured_prefill_s = median(row.prefill_rounds);
+    row.measured_decode_s = median(row.decode_rounds);
+  }
+  if (progress) progress("done", total, total);
   std::vector<double> de, pe;
   for (const auto& r : v.rows) {
     de.push_back(std::fabs(r.decode_error()));
@@ -727,13 +763,24 @@ std::string validation_markdown(const ValidationResult& r, const std::string& ma
     << "`dmap`'s cost model with that calibration, then run for real on dmap's CPU executor (random weights, batch 1,\n"
     << "prompt " << r.run.prompt << ", " << r.run.new_tokens << " new tokens, " << r.run.threads << " threads). None of these runs was used in the\n"
     << "fit. Disk placements put the last layers on disk: their tensors are read from their files every forward,\n"
-    << "evicted from the page cache before the prefill (cold) and served from it during decode.\n\n";
-  m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | error |\n";
-  m << "|---|---|---|---:|---:|---:|---:|---:|---:|\n";
+    << "evicted from the page cache before the prefill (cold) and served from it during decode.\n\n"
+    << "Each placement was measured in " << r.settings.rounds << " rounds, each round in a fresh random order, each measurement\n"
+    << "after waiting for the machine to be quiet (other processes under " << fmt(r.settings.quiet.threshold_cores, 2)
+    << " cores); measured figures are the medians over the rounds. A measurement during which other processes used more\n"
+    << "than " << fmt(r.settings.spoiled_cores, 2) << " cores was measured again (up to " << r.settings.retries
+    << " times); \"others' load\" is the most they used during a kept one.\n";
+  if (r.not_quiet > 0) m << "**" << r.not_quiet << " measurement(s) started without the machine having become quiet.**\n";
+  m << "\n";
+  m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | error | "
+       "rounds: ms/token | others' load |\n";
+  m << "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n";
   for (const auto& row : r.rows) {
+    std::string rounds;
+    for (double d : row.decode_rounds) rounds.append(rounds.empty() ? "" : ", ").append(fmt(d * 1e3, 3));
     m << "| " << row.c.model_id << " | " << dtype_name(row.c.dtype) << " | " << row.c.placement << " | "
       << fmt(row.predicted_prefill_s * 1e3) << " ms | " << fmt(row.measured_prefill_s * 1e3) << " ms | " << pct(row.prefill_error())
       << " | " << fmt(row.predicted_decode_s * 1e3) << " | " << fmt(row.measured_decode_s * 1e3) << " | " << pct(row.decode_error())
+      << " | " << rounds << " | " << fmt(row.foreign_cores, 2) << (row.remeasured ? " (" + std::to_string(row.remeasured) + " re-measured)" : "")
       << " |\n";
   }
   m << "\n| | median abs error | 90th percentile | target |\n|---|---:|---:|---|\n";

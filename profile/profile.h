@@ -30,6 +30,7 @@
 #include "core/module_tree.h"
 #include "exec/model.h"
 #include "profile/gpu_trace.h"
+#include "profile/quiet.h"
 #include "profile/trace.h"
 #include "sim/calibration.h"
 #include "sim/hardware.h"
@@ -127,8 +128,11 @@ struct ValidationCase {
 
 struct ValidationRow {
   ValidationCase c;
-  double predicted_prefill_s = 0, measured_prefill_s = 0;
+  double predicted_prefill_s = 0, measured_prefill_s = 0;  // measured: the median over rounds
   double predicted_decode_s = 0, measured_decode_s = 0;
+  std::vector<double> prefill_rounds, decode_rounds;       // one measurement per round
+  double foreign_cores = 0;  // the most other processes' load during a kept measurement
+  int remeasured = 0;        // measurements dropped as spoiled by other processes' load
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
   double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
   double predicted_total(int64_t n) const { return predicted_prefill_s + static_cast<double>(n - 1) * predicted_decode_s; }
@@ -142,17 +146,31 @@ struct Regret {
   double regret = 0;        // measured(recommended) / measured(fastest) - 1
 };
 
+// How the validation guards its measurements against a shared machine: every placement is
+// measured once per round, each round in a fresh random order (so no placement always runs
+// first or after the same neighbour), each measurement after waiting for quiet; one during
+// which other processes used more than `spoiled_cores` is measured again (up to `retries`).
+struct ValidationSettings {
+  int rounds = 3;
+  uint64_t order_seed = 1;
+  QuietSettings quiet;        // max_wait_s = 0: do not wait (the load is still recorded)
+  double spoiled_cores = 0.15;
+  int retries = 2;
+};
+
 struct ValidationResult {
   std::vector<ValidationRow> rows;
   std::vector<Regret> regrets;
   double decode_median_abs = 0, decode_p90_abs = 0, prefill_median_abs = 0, prefill_p90_abs = 0;
   double max_regret = 0;
   RunSettings run;
+  ValidationSettings settings;
+  int not_quiet = 0;  // measurements started although the machine never became quiet
   Trace trace;  // measured and predicted timelines of the first case
 };
 
 ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw, const sim::Calibration& cal,
-                          const RunSettings& rs, const ProgressFn& progress);
+                          const RunSettings& rs, const ValidationSettings& vs, const ProgressFn& progress);
 
 // reports/validation/<machine>.md (links `svg_name` and `trace_name`, written next to it).
 std::string validation_markdown(const ValidationResult& r, const std::string& machine, const std::string& calibration_file,

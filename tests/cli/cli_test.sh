@@ -207,13 +207,17 @@ expect_error "profile gpu" "only the CPU can be profiled" -- profile --real --de
 expect_error "profile validate needs calibration" "needs --calibration" -- profile --validate
 expect_error "profile bad fraction" "not a fraction" -- profile --validate --calibration "$TMP/x.yaml" --disk-fractions 1.5
 expect_error "profile unknown hardware" "no preset 'nope'" -- profile --real --hardware nope
+expect_error "profile bad rounds" "--rounds: expected a positive integer" -- profile --validate --calibration x.yaml --rounds 0
+expect_error "profile bad quiet wait" "--quiet-wait: expected a non-negative integer" -- profile --validate --calibration x.yaml --quiet-wait -1
 printf 'kind: calibration\nhost:\n  memory_bandwidth_gbs: -3\n' >"$TMP/badcal.yaml"
 expect_error "profile bad calibration" "badcal.yaml:3:.*must be positive" -- profile --validate --calibration "$TMP/badcal.yaml"
 [ ! -e "$TMP/val.md" ] && ok || bad "a failed validation wrote its report"
 printf 'kind: calibration\nname: t\nhost:\n  memory_bandwidth_gbs: 20\n  dispatch_overhead_us: 2\n' >"$TMP/cal.yaml"
 if "$DMAP" profile --validate --calibration "$TMP/cal.yaml" --models "$SRC/tests/data/llama_float32" --dtype float32 \
-     --disk-fractions 0,0.5 --prompt-tokens 8 --new-tokens 3 --threads 1 --out "$TMP/val.md" >"$TMP/val.txt" 2>/dev/null; then
+     --disk-fractions 0,0.5 --prompt-tokens 8 --new-tokens 3 --threads 1 --rounds 2 --quiet-wait 0 --out "$TMP/val.md" >"$TMP/val.txt" 2>/dev/null; then
   grep -q "disk 1/2 layers" "$TMP/val.md" && grep -q "median abs error" "$TMP/val.md" && ok || bad "validation report content"
+  # Two rounds: two per-round figures in each row.
+  grep -E -q "^\| .*disk 1/2 layers.*\| [0-9.]+, [0-9.]+ \|" "$TMP/val.md" && ok || bad "validation rounds column"
   [ -s "$TMP/val.svg" ] && grep -q "<svg" "$TMP/val.svg" && ok || bad "validation SVG"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert any(e['ph']=='X' for e in d['traceEvents'])" "$TMP/val.trace.json" && ok || bad "validation trace"
 else
