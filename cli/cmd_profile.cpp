@@ -12,7 +12,12 @@
 #include "core/error.h"
 #include "core/scenario.h"
 #include "core/yaml_io.h"
+#include "core/module_tree.h"
 #include "profile/profile.h"
+#include "strategies/plan.h"
+#if DMAP_HAVE_CUDA
+#include "profile/gpu_profile.h"
+#endif
 
 namespace dmap::cli {
 
@@ -33,7 +38,12 @@ errors, their median and 90th percentile, the placement regret, an SVG chart and
 the predicted timeline next to the measured one.
 
 options:
-  --device cpu             what to calibrate (cpu; CUDA devices need the CUDA executor)
+  --device cpu|cuda:N      what to calibrate: the CPU and disk, or also GPU N and its link
+                           (copies, products, attention, launches, accelerate's per-tensor
+                           cost, whole-model runs; a CUPTI trace beside the calibration).
+                           --validate on cuda:N: the GPU capped (--gpu-caps) under accelerate,
+                           prefetch and in-place, and CPU-only (default model llama31_8b)
+  --gpu-caps C,...         --validate on a GPU: GPU memory caps (default 4GiB,8GiB,12GiB)
   --model M                model preset or config.json for the shapes and runs (default tinyllama_1b)
   --models A,B,C           --validate: the models (default qwen25_05b,tinyllama_1b,llama32_1b)
   --dtype D[,D]            float32, bfloat16, float16 (default float32,bfloat16)
@@ -106,7 +116,7 @@ sim::Hardware hardware_flag(const Args& a, std::string& id) {
 int cmd_profile(const std::vector<std::string>& argv) {
   Args a(argv,
          {"device", "model", "models", "dtype", "disk-fractions", "hardware", "calibration", "out", "name", "threads",
-          "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait"},
+          "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait", "gpu-caps"},
          {"real", "validate", "quick", "help"});
   if (a.has("help")) {
     std::cout << kHelp;
@@ -115,9 +125,17 @@ int cmd_profile(const std::vector<std::string>& argv) {
   if (a.has("real") == a.has("validate")) throw InputError("dmap profile: give exactly one of --real and --validate (see --help)");
   if (!a.positional().empty()) throw InputError("dmap profile: unexpected argument '" + a.positional()[0] + "'");
   const std::string device = a.get("device").value_or("cpu");
+  int gpu = -1;  // --device cuda:N
   if (device != "cpu") {
+    const std::string digits = device.rfind("cuda:", 0) == 0 ? device.substr(5) : std::string();
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 3) {
+      throw InputError("--device: expected cpu or cuda:N, not '" + device + "'");
+    }
+    gpu = std::stoi(digits);
+#if !DMAP_HAVE_CUDA
     throw InputError("dmap profile --device " + device +
-                     ": only the CPU can be profiled in this build (GPU profiling needs the CUDA executor)");
+                     ": this dmap was built without CUDA (nvcc was not found when it was configured)");
+#endif
   }
   std::string hw_id;
   const sim::Hardware hw = hardware_flag(a, hw_id);
@@ -145,15 +163,42 @@ int cmd_profile(const std::vector<std::string>& argv) {
     opt.quick = a.has("quick");
     opt.progress = progress_bar("dmap profile");
     const std::string out = a.get("out").value_or(config_dir() + "/calibrations/" + name + ".yaml");
+    std::string stem = out;
+    if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".yaml") == 0) stem.resize(stem.size() - 5);
+    std::vector<std::string> summary;
+#if DMAP_HAVE_CUDA
+    // The GPU and its link first; the host half then writes both into one calibration.
+    profile::GpuProfile g;
+    if (gpu >= 0) {
+      profile::GpuProfileOptions go;
+      go.device = gpu;
+      go.model = opt.model;
+      go.model_id = model_id;
+      go.dtypes = dtypes;
+      go.run = rs;
+      go.quick = opt.quick;
+      go.progress = progress_bar("dmap profile (GPU)");
+      g = profile::profile_gpu(go, hw);
+      if (isatty(2)) std::fprintf(stderr, "\n");
+      opt.gpu = &g;
+      summary = g.summary;
+    }
+#endif
     const profile::ProfileResult r = profile::profile_cpu(opt, hw);
     if (isatty(2)) std::fprintf(stderr, "\n");
-    std::string trace = out;
-    if (trace.size() > 5 && trace.compare(trace.size() - 5, 5, ".yaml") == 0) trace.resize(trace.size() - 5);
-    trace += ".trace.json";
+    const std::string trace = stem + ".trace.json";
     profile::write_text_file(out, r.yaml);
     profile::write_text_file(trace, r.trace.json());
     std::cout << "calibration: " << out << "\ntrace: " << trace << "\n";
-    for (const auto& s : r.summary) std::cout << "  " << s << "\n";
+#if DMAP_HAVE_CUDA
+    if (gpu >= 0 && !g.trace.activities.empty()) {
+      const std::string gpu_trace = stem + ".gpu.trace.json";
+      profile::write_text_file(gpu_trace, profile::chrome_trace(g.trace).json());
+      std::cout << "GPU trace (CUPTI, an offloaded run): " << gpu_trace << "\n";
+    }
+#endif
+    for (const auto& s : r.summary) summary.push_back(s);
+    for (const auto& s : summary) std::cout << "  " << s << "\n";
     return 0;
   }
 
@@ -177,13 +222,33 @@ int cmd_profile(const std::vector<std::string>& argv) {
   }
   const sim::Calibration cal = sim::load_calibration(*cal_file);
   std::vector<profile::ValidationCase> cases;
-  for (const auto& m : split_commas(a.get("models").value_or("qwen25_05b,tinyllama_1b,llama32_1b"))) {
+  for (const auto& m : split_commas(a.get("models").value_or(gpu >= 0 ? "llama31_8b" : "qwen25_05b,tinyllama_1b,llama32_1b"))) {
     const ModelSpec spec = resolve_model(m, "", models_dir());
     const exec::ExecConfig c = exec::exec_config(spec);
     for (DType d : dtypes) {
+      if (gpu >= 0) {
+        // The GPU capped so that offload happens: accelerate's "auto" map under each cap, run
+        // under each semantics; and CPU-only.
+        const ModuleTree tree = build_module_tree(spec);
+        for (const auto& cap : split_commas(a.get("gpu-caps").value_or("4GiB,8GiB,12GiB"))) {
+          Scenario sc;
+          sc.file = "--gpu-caps";
+          sc.model = spec;
+          sc.dtype = d;
+          sc.max_memory = parse_max_memory_flag(std::to_string(gpu) + "=" + cap + ",cpu=100000GiB", "--gpu-caps");
+          const DeviceMap dm = strategies::plan_device_map(strategies::plan_request_for(sc, tree)).device_map;
+          for (exec::Semantics sem : {exec::Semantics::kAccelerate, exec::Semantics::kPrefetch, exec::Semantics::kInPlace}) {
+            profile::ValidationCase vc{m, spec, d, 0, dm, "cuda", sem, "gpu " + cap + ", " + exec::semantics_name(sem)};
+            cases.push_back(vc);
+          }
+        }
+        cases.push_back({m, spec, d, 0, std::nullopt, "cpu", exec::Semantics::kAccelerate, "cpu"});
+        continue;
+      }
       for (double f : fractions) {
         const int64_t n = static_cast<int64_t>(f * static_cast<double>(c.layers) + 0.5);
-        cases.push_back({m, spec, d, n, n == 0 ? "cpu" : "disk " + std::to_string(n) + "/" + std::to_string(c.layers) + " layers"});
+        cases.push_back({m, spec, d, n, std::nullopt, "cpu", exec::Semantics::kAccelerate,
+                         n == 0 ? "cpu" : "disk " + std::to_string(n) + "/" + std::to_string(c.layers) + " layers"});
       }
     }
   }

@@ -138,17 +138,6 @@ std::string choose_backend(const std::string& flag, bool map_has_gpu) {
   return "cpu";
 }
 
-std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const exec::ModelWeights& weights,
-                                              const exec::Placement& p, const std::string& backend,
-                                              const exec::RunOptions& opt) {
-#if DMAP_HAVE_CUDA
-  if (backend == "cuda") return std::make_unique<exec::CudaModel>(cfg, weights, p, opt);
-#endif
-  (void)p;
-  (void)backend;
-  return std::make_unique<exec::CpuModel>(cfg, weights, opt);
-}
-
 }  // namespace
 
 int cmd_run(const std::vector<std::string>& argv) {
@@ -285,7 +274,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   std::vector<double> prefills;
   if (auto reps = args.get("prefill-reps")) {
     const int64_t n = positive_flag(args, "prefill-reps", 1);
-    std::unique_ptr<exec::Executor> scratch_model = make_executor(cfg, weights, exec_plan, backend, opt);
+    std::unique_ptr<exec::Executor> scratch_model = profile::make_executor(cfg, weights, exec_plan, backend, opt);
     exec::Executor& scratch = *scratch_model;
     std::vector<float> logits(static_cast<size_t>(batch * cfg.vocab));
     for (int64_t i = 0; i <= n; ++i) {
@@ -294,7 +283,7 @@ int cmd_run(const std::vector<std::string>& argv) {
       if (i > 0) prefills.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
   }
-  std::unique_ptr<exec::Executor> executor = make_executor(cfg, weights, exec_plan, backend, opt);
+  std::unique_ptr<exec::Executor> executor = profile::make_executor(cfg, weights, exec_plan, backend, opt);
   exec::Executor& model = *executor;
   // A progress line on standard error for runs longer than a couple of seconds (terminals only).
   const auto started = std::chrono::steady_clock::now();

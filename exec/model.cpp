@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 
@@ -179,9 +180,24 @@ void ModelWeights::offload_to_disk(const std::vector<std::string>& names, const 
       std::filesystem::create_directories(offload_dir);
       const std::string path = (std::filesystem::path(offload_dir) / (name + ".dat")).string();
       const size_t bytes = static_cast<size_t>(it->w.rows * it->w.cols) * (it->w.type == cpu::WType::kF32 ? 4 : 2);
-      std::ofstream out(path, std::ios::binary | std::ios::trunc);
-      out.write(static_cast<const char*>(it->w.data), static_cast<std::streamsize>(bytes));
-      if (!out) throw RuntimeFailure("cannot write offload file " + path);
+      // Written through to the disk before anything reads it: dirty pages flushed later would
+      // otherwise compete with (and spoil the timing of) the forwards that read them.
+      const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) throw RuntimeFailure("cannot create offload file " + path + ": " + std::strerror(errno));
+      const char* p = static_cast<const char*>(it->w.data);
+      size_t done = 0;
+      while (done < bytes) {
+        const ssize_t n = ::write(fd, p + done, bytes - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          const std::string why = std::strerror(errno);
+          ::close(fd);
+          throw RuntimeFailure("cannot write offload file " + path + ": " + why);
+        }
+        done += static_cast<size_t>(n);
+      }
+      const bool synced = ::fdatasync(fd) == 0;
+      if (::close(fd) != 0 || !synced) throw RuntimeFailure("cannot write offload file " + path + ": " + std::strerror(errno));
       it->file = path;
       it->offset = 0;
     }
@@ -510,6 +526,11 @@ void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v
   } else {
     for (int64_t pair = 0; pair < pairs; ++pair) one_pair(pair, att_[0]);
   }
+}
+
+void CpuModel::attention_only(int64_t l) {
+  DMAP_CHECK(l >= 0 && l < cfg_.layers && T_ > 0, "attention_only needs prepare() and a layer of the model");
+  attention(l, buf_q_.data(), buf_k_.data(), buf_v_.data(), T_, start_, buf_a_.data());
 }
 
 void CpuModel::prepare(int64_t T, int64_t start) {

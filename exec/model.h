@@ -153,6 +153,8 @@ class Executor {
   virtual const ExecConfig& config() const = 0;
   virtual const RunOptions& options() const = 0;
   virtual uint64_t disk_bytes_read() const = 0;
+  // Cold-disk runs: evict disk-offloaded tensors from the page cache before each read, or stop.
+  virtual void set_drop_page_cache(bool drop) = 0;
 };
 
 // The module names of module_times(), in order: embed, layers.N.{input_layernorm, self_attn,
@@ -170,8 +172,7 @@ class CpuModel : public Executor {
   const std::vector<ModuleTime>& module_times() const override { return times_; }
   const std::vector<ModuleEvent>& events() const override { return events_; }
   uint64_t disk_bytes_read() const override { return disk_.bytes_read(); }
-  // Cold-disk runs: evict offloaded tensors from the page cache before each read, or stop.
-  void set_drop_page_cache(bool drop) { opt_.drop_page_cache = drop; }
+  void set_drop_page_cache(bool drop) override { opt_.drop_page_cache = drop; }
 
   // forward() in pieces, for an executor that runs only some modules here (the CUDA backend's
   // in-place semantics). x: batch*T x hidden float32 activations (16-bit values in 16-bit runs).
@@ -183,6 +184,10 @@ class CpuModel : public Executor {
   void final_norm(float* last);
   void head(const float* last, float* logits);
   void set_record_events(bool record) { opt_.record_events = record; }
+  // The attention of layer `l` alone (KV-cache store, scores, softmax, weighted sum; no
+  // projections or RoPE) on the activation buffers prepare() sized, as a forward runs it: the
+  // profiler's attention micro-benchmark over context lengths.
+  void attention_only(int64_t l);
   // Event times are seconds since `epoch` (default: the model's creation).
   void set_epoch(std::chrono::steady_clock::time_point epoch) { epoch_ = epoch; }
 

@@ -23,6 +23,10 @@
 #include "sim/graph.h"
 #include "strategies/plan.h"
 
+#if DMAP_HAVE_CUDA
+#include "exec/cuda/cuda_model.h"
+#endif
+
 namespace dmap::profile {
 
 namespace {
@@ -171,6 +175,105 @@ DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progr
   return f;
 }
 
+// Attention alone (exec::CpuModel::attention_only) over context lengths, on a one-layer model
+// with the model's attention shapes (heads, KV heads, head size, window) and nothing else of
+// size: decode steps (one query) at growing contexts and prefills of growing prompts.
+struct AttentionProbe {
+  std::vector<std::pair<double, double>> decode;   // (context, seconds)
+  std::vector<std::pair<double, double>> prefill;  // (prompt, seconds)
+  LineFit decode_fit;                              // seconds = intercept + slope x context
+  double overhead_s = 0;                           // the intercept, >= 0
+  std::vector<std::pair<double, double>> curve;    // (query rows M, FLOP/s)
+};
+
+AttentionProbe measure_attention(const exec::ExecConfig& full, DType d, int threads, bool quick,
+                                 const std::function<void(const std::string&)>& tick) {
+  exec::ExecConfig c = full;
+  c.layers = 1;
+  c.inter = 16;
+  c.vocab = 16;
+  const std::vector<int64_t> contexts = quick ? std::vector<int64_t>{64, 512, 2048} : std::vector<int64_t>{64, 256, 1024, 2048, 4096};
+  const std::vector<int64_t> prompts = quick ? std::vector<int64_t>{16, 64, 256} : std::vector<int64_t>{16, 64, 256, 512};
+  const exec::ModelWeights w = exec::ModelWeights::random(c, d, 5);
+  exec::RunOptions opt;
+  opt.max_seq = std::max(contexts.back(), prompts.back());
+  opt.threads = threads;
+  exec::CpuModel m(c, w, opt);
+  auto time_at = [&](int64_t T, int64_t start, int reps) {
+    m.prepare(T, start);
+    m.attention_only(0);  // warm-up: scratch buffers, cache pages
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = Clock::now();
+      m.attention_only(0);
+      t.push_back(since(t0));
+    }
+    return median(t);
+  };
+  AttentionProbe p;
+  std::vector<double> xs, ys;
+  for (int64_t ctx : contexts) {
+    tick("attention " + std::string(dtype_name(d)) + " decode, context " + std::to_string(ctx));
+    const double t = time_at(1, ctx - 1, quick ? 9 : 25);
+    p.decode.push_back({static_cast<double>(ctx), t});
+    xs.push_back(static_cast<double>(ctx));
+    ys.push_back(t);
+  }
+  for (int64_t T : prompts) {
+    tick("attention " + std::string(dtype_name(d)) + " prefill, " + std::to_string(T) + " tokens");
+    p.prefill.push_back({static_cast<double>(T), time_at(T, 0, quick ? 3 : 5)});
+  }
+  p.decode_fit = fit_line(xs, ys);
+  p.overhead_s = std::max(0.0, p.decode_fit.intercept);
+  // 4 FLOPs per (query, key, head, dim), as the cost model counts them.
+  const double per_pair = 4.0 * static_cast<double>(c.heads * c.head_dim);
+  const double slope = p.decode_fit.slope > 0 ? p.decode_fit.slope : ys.back() / xs.back();
+  p.curve.push_back({1.0, per_pair / slope});
+  for (const auto& [T, t] : p.prefill) {
+    const double flops = per_pair * T * (T + 1) / 2;
+    p.curve.push_back({T, flops / std::max(t - p.overhead_s, 0.1 * t)});
+  }
+  return p;
+}
+
+// Per-operator overhead seen directly: decode steps of a model with the real one's layers and
+// operators but tiny shapes (hidden 64), whose arithmetic and weight traffic are negligible.
+struct DispatchProbe {
+  double decode_s = 0;      // median forward
+  double weight_bytes = 0;  // of the tiny model
+  exec::ExecConfig config;
+};
+
+DispatchProbe measure_dispatch(const exec::ExecConfig& full, DType d, int threads) {
+  DispatchProbe p;
+  exec::ExecConfig& c = p.config;
+  c = full;
+  c.hidden = 64;
+  c.head_dim = 16;
+  c.heads = 4;
+  c.kv_heads = std::max<int64_t>(1, std::min<int64_t>(full.kv_heads, 2));
+  c.inter = 128;
+  c.vocab = 256;
+  const exec::ModelWeights w = exec::ModelWeights::random(c, d, 9);
+  p.weight_bytes = static_cast<double>(w.bytes());
+  exec::RunOptions opt;
+  opt.max_seq = 64;
+  opt.threads = threads;
+  exec::CpuModel m(c, w, opt);
+  std::vector<int32_t> ids(16, 1);
+  std::vector<float> logits(static_cast<size_t>(c.vocab));
+  m.forward(ids.data(), 16, 0, logits.data());
+  std::vector<double> t;
+  int32_t next = 1;
+  for (int64_t step = 0; step < 40; ++step) {
+    const auto t0 = Clock::now();
+    m.forward(&next, 1, 16 + step, logits.data());
+    t.push_back(since(t0));
+  }
+  p.decode_s = median(t);
+  return p;
+}
+
 std::string today() {
   const std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -195,20 +298,6 @@ std::string curve_yaml(const std::vector<std::pair<double, double>>& pts) {
     s.append(i ? ", " : "").append("[").append(fmt(pts[i].first, 6)).append(", ").append(fmt(pts[i].second, 5)).append("]");
   }
   return s + "]";
-}
-
-// Whole-model prefill/decode module times summed over a kind of module ("self_attn", ...).
-double module_sum(const PlacementRun& r, const std::string& suffix, bool prefill) {
-  double s = 0;
-  for (const auto& m : r.modules) {
-    if (m.module.size() < suffix.size() || m.module.compare(m.module.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
-    if (prefill) {
-      s += m.prefill_s;
-    } else if (!m.decode_s.empty()) {
-      s += median(m.decode_s);
-    }
-  }
-  return s;
 }
 
 // Traces keep the prefill and the first decode steps: enough to see every module in both
@@ -354,6 +443,32 @@ DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
   return dm;
 }
 
+std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const exec::ModelWeights& weights,
+                                              const exec::Placement& p, const std::string& backend, const exec::RunOptions& opt) {
+#if DMAP_HAVE_CUDA
+  if (backend == "cuda") return std::make_unique<exec::CudaModel>(cfg, weights, p, opt);
+#else
+  if (backend == "cuda") throw RuntimeFailure("this dmap was built without CUDA (nvcc was not found when it was configured)");
+#endif
+  (void)p;
+  return std::make_unique<exec::CpuModel>(cfg, weights, opt);
+}
+
+sim::Semantics sim_semantics(const DeviceMap& dm, const RunSettings& rs) {
+  bool gpu = false;
+  for (const auto& [name, d] : dm.items()) gpu = gpu || d.is_gpu();
+  if (!gpu || rs.backend != "cuda") return sim::Semantics::kCpu;
+  switch (rs.semantics) {
+    case exec::Semantics::kPrefetch:
+      return sim::Semantics::kPrefetch;
+    case exec::Semantics::kInPlace:
+      return sim::Semantics::kInPlace;
+    case exec::Semantics::kAccelerate:
+      break;
+  }
+  return sim::Semantics::kAccelerate;
+}
+
 PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const RunSettings& rs) {
   namespace fs = std::filesystem;
   const exec::ExecConfig cfg = exec::exec_config(spec);
@@ -362,8 +477,10 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   std::vector<std::string> on_disk;
   for (const auto& [name, d] : tensor_devices(tree, dm, weights)) {
     if (d.kind == Device::Kind::kDisk) on_disk.push_back(name);
-    if (d.is_gpu()) throw InputError("the CPU executor cannot run " + name + " on " + d.str());
+    if (d.is_gpu() && rs.backend != "cuda") throw InputError("the CPU executor cannot run " + name + " on " + d.str());
   }
+  const exec::Placement placement =
+      rs.backend == "cuda" ? exec_placement(tree, dm, weights, cfg, rs.semantics) : exec::Placement{};
   const std::string dir = (fs::path(rs.scratch_dir.empty() ? fs::temp_directory_path().string() : rs.scratch_dir) /
                            ("dmap_profile_offload_" + std::to_string(getpid())))
                               .string();
@@ -381,27 +498,30 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   opt.max_seq = rs.prompt + rs.new_tokens;
   opt.threads = rs.threads;
   opt.record_events = true;
-  exec::CpuModel model(cfg, weights, opt);
   std::mt19937_64 rng(rs.seed + 1);
   std::vector<int32_t> ids;
   for (int64_t i = 0; i < rs.prompt; ++i) ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(cfg.vocab)));
   std::vector<float> logits(static_cast<size_t>(cfg.vocab));
   std::vector<double> prefills;
   {
-    // A warm-up prefill on a scratch model: thread teams, kernel buffers and first-touch page
-    // faults would otherwise land in the measured prefill (measured: up to 30 % of a 64-token
-    // prefill of a 0.5B model). Then all but one of the timed cold prefills.
+    // A warm-up prefill on a scratch model: thread teams, kernel buffers, first-touch page
+    // faults (and on a GPU the CUDA context and cuBLAS's workspaces) would otherwise land in
+    // the measured prefill (measured: up to 30 % of a 64-token prefill of a 0.5B model). Then
+    // all but one of the timed cold prefills. The scratch model is gone before the measured one
+    // is built, so the two never share a GPU's memory.
     exec::RunOptions wopt = opt;
     wopt.record_events = false;
     wopt.drop_page_cache = true;
-    exec::CpuModel scratch(cfg, weights, wopt);
+    std::unique_ptr<exec::Executor> scratch = make_executor(cfg, weights, placement, rs.backend, wopt);
     std::vector<float> wl(static_cast<size_t>(cfg.vocab));
     for (int rep = 0; rep < std::max(1, rs.prefill_reps); ++rep) {
       const auto t0 = Clock::now();
-      scratch.forward(ids.data(), rs.prompt, 0, wl.data());
+      scratch->forward(ids.data(), rs.prompt, 0, wl.data());
       if (rep > 0) prefills.push_back(since(t0));
     }
   }
+  std::unique_ptr<exec::Executor> executor = make_executor(cfg, weights, placement, rs.backend, opt);
+  exec::Executor& model = *executor;
   PlacementRun r;
   r.forwards = rs.new_tokens;
   model.set_drop_page_cache(true);  // cold start: nothing offloaded is cached yet
@@ -427,7 +547,7 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
 }
 
 sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const sim::Hardware& hw,
-                        const sim::Calibration* cal, int64_t prompt, int64_t new_tokens) {
+                        const sim::Calibration* cal, int64_t prompt, int64_t new_tokens, sim::Semantics semantics) {
   const ModuleTree tree = build_module_tree(spec);
   const sim::ModelGraph graph = sim::build_graph(tree, dtype);
   const sim::Rates rates = sim::make_rates(hw, cal);
@@ -437,7 +557,7 @@ sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm,
   w.new_tokens = new_tokens;
   w.dtype = dtype;
   const sim::CostModel cm(graph, rates, w);
-  return sim::simulate(cm, hw, dm, sim::Semantics::kCpu);
+  return sim::simulate(cm, hw, dm, semantics);
 }
 
 sim::Calibration calibration_from_text(const std::string& yaml, const std::string& origin) {
@@ -461,7 +581,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const int reps = opt.quick ? 3 : 7;
   const std::vector<int64_t> rows = opt.quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 32, 64, 128, 256};
   int step = 0;
-  const int steps = static_cast<int>(opt.dtypes.size() * (shapes.size() + 2 * rows.size()));
+  const int attention_points = opt.quick ? 6 : 9;
+  const int steps = static_cast<int>(opt.dtypes.size() * (shapes.size() + 2 * rows.size() + attention_points));
   auto tick = [&](const std::string& what) {
     if (opt.progress) opt.progress(what, ++step, steps);
   };
@@ -471,6 +592,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     double bw = 0;              // bytes/s from the slope
     std::vector<std::pair<double, double>> curve;  // (M, FLOP/s)
     int samples = 0;
+    AttentionProbe attention;
   };
   std::map<DType, PerDtype> per;
   for (DType d : opt.dtypes) {
@@ -497,6 +619,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       }
       p.curve.push_back({static_cast<double>(m), median(rates)});
     }
+    p.attention = measure_attention(c, d, threads, opt.quick, tick);
   }
   const DiskFit disk = measure_disk(opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir,
                                     opt.quick, opt.progress);
@@ -509,13 +632,19 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   double warm_bw = disk.warm.slope > 0 ? 1.0 / disk.warm.slope : bw / 2;
   double cold_lat = std::max(0.0, disk.cold.intercept);
 
-  auto yaml_with = [&](const std::map<DType, std::vector<std::pair<double, double>>>& attention, double dispatch_us,
-                       const std::string& fit_block) {
+  // Attention from its micro-benchmark: the rate curve by query rows, and the fixed cost per
+  // attention op (the intercept over context length; the median over dtypes).
+  std::vector<double> att_overheads;
+  for (const auto& [d, p] : per) att_overheads.push_back(p.attention.overhead_s);
+  const double att_overhead_s = median(att_overheads);
+
+  auto yaml_with = [&](double dispatch_us, const std::string& fit_block) {
     std::ostringstream y;
     y << "# Calibration of this machine's CPU and disk for dmap's cost model, fitted from timed runs\n"
       << "# of dmap's own executor (`" << opt.command << "`). Units as in sim/calibration.h.\n";
     y << "kind: calibration\nname: " << yaml_str(opt.name) << "\n";
-    y << "provenance:\n  cpu: " << yaml_str(cpu_description()) << "\n  gpu: none\n  driver: none\n"
+    y << "provenance:\n  cpu: " << yaml_str(cpu_description()) << "\n  gpu: " << (opt.gpu ? yaml_str(opt.gpu->gpu_name) : "none")
+      << "\n  driver: " << (opt.gpu ? yaml_str(opt.gpu->driver) : "none") << "\n"
       << "  dmap_version: " << DMAP_VERSION << "\n  date: " << today() << "\n  method: " << yaml_str(opt.command) << "\n"
       << "  threads: " << threads << "\n  model: " << opt.model_id << "\n";
     y << "host:\n  memory_bandwidth_gbs: " << fmt(bw / 1e9) << "\n  page_cache_read_gbs: " << fmt(warm_bw / 1e9) << "\n"
@@ -525,10 +654,14 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       for (const auto& [m, r] : p.curve) g.push_back({m, r / 1e9});
       y << "    " << dtype_name(d) << ": " << curve_yaml(g) << "\n";
     }
-    if (!attention.empty()) {
-      y << "  attention_gflops:\n";
-      for (const auto& [d, pts] : attention) y << "    " << dtype_name(d) << ": " << curve_yaml(pts) << "\n";
+    y << "  attention_gflops:\n";
+    for (const auto& [d, p] : per) {
+      std::vector<std::pair<double, double>> g;
+      for (const auto& [m, r] : p.attention.curve) g.push_back({m, r / 1e9});
+      y << "    " << dtype_name(d) << ": " << curve_yaml(g) << "\n";
     }
+    y << "  attention_overhead_us: " << fmt(att_overhead_s * 1e6) << "\n";
+    if (opt.gpu) y << "  offload_tensor_overhead_us: " << fmt(opt.gpu->offload_tensor_overhead_us) << "\n" << opt.gpu->gpus_yaml << opt.gpu->link_yaml;
     y << "disk:\n  read_gbs: " << fmt(cold_bw / 1e9) << "\n  read_latency_us: " << fmt(cold_lat * 1e6) << "\n";
     y << fit_block;
     return y.str();
@@ -565,56 +698,27 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     cold_bw = median(cold_rates);
     cold_lat = 0;  // folded into the whole-tensor rate
   }
-  // Attention: the self_attn modules' time minus the predicted q/k/v/o projections.
-  std::map<DType, std::vector<std::pair<double, double>>> attention;
-  {
-    const sim::Calibration base = calibration_from_text(yaml_with({}, 0.0, ""), "profile (partial)");
-    const sim::Rates rates = sim::make_rates(hw, &base);
-    const ModuleTree tree = build_module_tree(opt.model);
-    for (const auto& [d, r] : runs) {
-      const sim::ModelGraph g = sim::build_graph(tree, d);
-      sim::Workload w;
-      w.prompt = opt.run.prompt;
-      w.new_tokens = opt.run.new_tokens;
-      w.dtype = d;
-      const sim::CostModel cm(g, rates, w);
-      std::vector<std::pair<double, double>> pts;
-      for (bool prefill : {false, true}) {
-        const sim::Phase ph = prefill ? sim::Phase::prefill_of(w.prompt) : sim::Phase::decode_at(w.prompt + 1);
-        double proj = 0, flops = 0;
-        for (const auto& op : g.ops) {
-          if (op.kind == sim::OpKind::kAttention) {
-            double f = 0, b = 0;
-            cm.op_work(op, ph, f, b);
-            flops += f;
-          } else if (op.kind == sim::OpKind::kMatmul && !op.head && op.weights.size() > 0 &&
-                     tree.node(op.node).name.find("self_attn") != std::string::npos) {
-            proj += cm.op(op, sim::ExecDevice::cpu(), ph).time();
-          }
-        }
-        const double measured = module_sum(r, "self_attn", prefill);
-        const double att = std::max(measured - proj, 0.05 * measured);
-        pts.push_back({prefill ? static_cast<double>(w.prompt) : 1.0, flops / att / 1e9});
-      }
-      attention[d] = pts;
-    }
-  }
-  // Dispatch: decode measured minus predicted without overhead, per operator kernel.
+  // Dispatch: a least-squares fit of the whole-model decode steps, measured minus predicted
+  // without overhead, against the operator kernel count; and, as a cross-check, the probe: a
+  // model with the same operators at tiny shapes, whose time is almost all overhead.
   double dispatch_us = 0;
-  std::vector<double> decode_residuals;
+  double kernels = 0;  // operator kernels per decode step (the same for the probe's model)
   {
-    const sim::Calibration zero = calibration_from_text(yaml_with(attention, 0.0, ""), "profile (partial)");
-    const sim::Calibration one = calibration_from_text(yaml_with(attention, 1.0, ""), "profile (partial)");
+    const sim::Calibration zero = calibration_from_text(yaml_with(0.0, ""), "profile (partial)");
+    const sim::Calibration one = calibration_from_text(yaml_with(1.0, ""), "profile (partial)");
     double num = 0, den = 0;
     for (const auto& [d, r] : runs) {
       const double p0 = predict(opt.model, d, cpu_map, hw, &zero, opt.run.prompt, opt.run.new_tokens).decode_token_s;
       const double p1 = predict(opt.model, d, cpu_map, hw, &one, opt.run.prompt, opt.run.new_tokens).decode_token_s;
-      const double k = (p1 - p0) / 1e-6;  // seconds per second of dispatch overhead: the kernel count
-      num += k * (r.decode_token_s - p0);
-      den += k * k;
+      kernels = (p1 - p0) / 1e-6;  // seconds per second of dispatch overhead: the kernel count
+      num += kernels * (r.decode_token_s - p0);
+      den += kernels * kernels;
     }
     dispatch_us = den > 0 ? std::max(0.0, num / den) * 1e6 : 0.0;
   }
+  if (opt.progress) opt.progress("dispatch probe", 0, 1);
+  const DispatchProbe probe = measure_dispatch(c, opt.dtypes.front(), threads);
+  const double probe_us = kernels > 0 ? std::max(0.0, probe.decode_s - probe.weight_bytes / bw) / kernels * 1e6 : 0.0;
 
   // The residuals, reported in the file.
   std::ostringstream fitb;
@@ -637,7 +741,16 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
        << ", max_abs_residual: " << fmt(disk.cold.fit.max_abs_residual, 3) << "}\n";
   fitb << "  disk_warm: {samples: " << disk.samples << ", median_abs_residual: " << fmt(disk.warm.fit.median_abs_residual, 3)
        << ", max_abs_residual: " << fmt(disk.warm.fit.max_abs_residual, 3) << "}\n";
-  const sim::Calibration final_cal = calibration_from_text(yaml_with(attention, dispatch_us, ""), "profile");
+  for (const auto& [d, p] : per) {
+    fitb << "  attention_" << dtype_name(d) << ": {decode_context_s: " << curve_yaml(p.attention.decode)
+         << ", prefill_tokens_s: " << curve_yaml(p.attention.prefill) << ", per_key_ns: " << fmt(p.attention.decode_fit.slope * 1e9)
+         << ", intercept_us: " << fmt(p.attention.decode_fit.intercept * 1e6)
+         << ", median_abs_residual: " << fmt(p.attention.decode_fit.fit.median_abs_residual, 3) << "}\n";
+  }
+  fitb << "  dispatch: {kernels_per_decode_step: " << fmt(kernels) << ", whole_model_fit_us: " << fmt(dispatch_us)
+       << ", tiny_model_probe_us: " << fmt(probe_us) << ", probe_decode_s: " << fmt(probe.decode_s) << "}\n";
+  if (opt.gpu) fitb << opt.gpu->fit_yaml;
+  const sim::Calibration final_cal = calibration_from_text(yaml_with(dispatch_us, ""), "profile");
   fitb << "  whole_model_runs:\n";
   for (const auto& [d, r] : runs) {
     const sim::Prediction p = predict(opt.model, d, cpu_map, hw, &final_cal, opt.run.prompt, opt.run.new_tokens);
@@ -645,7 +758,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
          << ", measured_prefill_s: " << fmt(r.prefill_s) << ", fitted_prefill_s: " << fmt(p.prefill_s)
          << ", measured_decode_s: " << fmt(r.decode_token_s) << ", fitted_decode_s: " << fmt(p.decode_token_s) << "}\n";
   }
-  out.yaml = yaml_with(attention, dispatch_us, fitb.str());
+  out.yaml = yaml_with(dispatch_us, fitb.str());
   calibration_from_text(out.yaml, "profile");  // validates what is about to be written
 
   out.summary.push_back("memory bandwidth " + fmt(bw / 1e9) + " GB/s");
@@ -655,7 +768,12 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     out.summary.push_back(s);
   }
   out.summary.push_back("disk cold " + fmt(cold_bw / 1e9) + " GB/s + " + fmt(cold_lat * 1e6) + " us, page cache " + fmt(warm_bw / 1e9) + " GB/s");
-  out.summary.push_back("dispatch overhead " + fmt(dispatch_us) + " us per operator kernel");
+  for (const auto& [d, p] : per) {
+    out.summary.push_back("attention " + std::string(dtype_name(d)) + ": " + fmt(p.attention.decode_fit.slope * 1e9) +
+                          " ns per key (decode), + " + fmt(p.attention.overhead_s * 1e6) + " us per layer");
+  }
+  out.summary.push_back("dispatch overhead " + fmt(dispatch_us) + " us per operator kernel (whole-model fit; tiny-model probe " +
+                        fmt(probe_us) + ")");
   return out;
 }
 
@@ -668,9 +786,16 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
   v.run = rs;
   v.settings = vs;
   // Predictions first: an infeasible case is an input error before anything is measured.
+  auto settings_of = [&](const ValidationCase& c) {
+    RunSettings s = rs;
+    s.backend = c.backend;
+    s.semantics = c.semantics;
+    return s;
+  };
   for (const auto& c : cases) {
-    const DeviceMap dm = layers_on_disk_map(c.spec, c.disk_layers);
-    const sim::Prediction p = predict(c.spec, c.dtype, dm, hw, &cal, rs.prompt, rs.new_tokens);
+    const DeviceMap dm = c.device_map();
+    const sim::Prediction p =
+        predict(c.spec, c.dtype, dm, hw, &cal, rs.prompt, rs.new_tokens, sim_semantics(dm, settings_of(c)));
     if (!p.feasible) throw InputError("validation case " + c.model_id + " " + c.placement + " does not fit: " + p.oom);
     ValidationRow row;
     row.c = c;
@@ -693,13 +818,13 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
                  done, total);
       }
       ++done;
-      const DeviceMap dm = layers_on_disk_map(c.spec, c.disk_layers);
+      const DeviceMap dm = c.device_map();
       PlacementRun r;
       double foreign = 0;
       for (int attempt = 0;; ++attempt) {
         if (vs.quiet.max_wait_s > 0 && !wait_quiet(vs.quiet).quiet) ++v.not_quiet;
         const LoadProbe probe;
-        r = run_placement(c.spec, c.dtype, dm, rs);
+        r = run_placement(c.spec, c.dtype, dm, settings_of(c));
         foreign = probe.foreign_cores();
         if (foreign <= vs.spoiled_cores || attempt >= vs.retries) break;
         ++row.remeasured;

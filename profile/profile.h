@@ -21,6 +21,8 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,7 @@
 #include "core/model_spec.h"
 #include "core/module_tree.h"
 #include "exec/model.h"
+#include "exec/placement.h"
 #include "profile/gpu_trace.h"
 #include "profile/quiet.h"
 #include "profile/trace.h"
@@ -73,6 +76,8 @@ struct PlacementRun {
 };
 
 struct RunSettings {
+  std::string backend = "cpu";  // or "cuda": the CUDA executor, for maps with GPUs
+  exec::Semantics semantics = exec::Semantics::kAccelerate;  // how the CUDA executor runs cpu/disk units
   int64_t prompt = 64;
   int64_t new_tokens = 8;
   int threads = 1;
@@ -81,7 +86,16 @@ struct RunSettings {
   int prefill_reps = 3;  // prefill_s is the median of this many cold prefills
 };
 
-// Runs `dm` on the CPU executor with random weights. Disk-mapped tensors are read from their
+// The executor of a backend ("cpu", "cuda"; the placement matters to the CUDA one only).
+// RuntimeFailure for "cuda" in a build without CUDA.
+std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const exec::ModelWeights& weights,
+                                              const exec::Placement& p, const std::string& backend, const exec::RunOptions& opt);
+
+// The simulator's semantics for a run: kCpu when nothing is on a GPU (or the CPU backend runs
+// it), else the CUDA executor's semantics.
+sim::Semantics sim_semantics(const DeviceMap& dm, const RunSettings& rs);
+
+// Runs `dm` on the backend's executor with random weights. Disk-mapped tensors are read from their
 // files every forward, evicted from the page cache before each prefill (a cold start, as after
 // loading) and served from it during decode. Prefill is timed `prefill_reps` times (after one
 // warm-up; the last one fills the KV cache the decode steps use) and the median kept: one cold
@@ -90,9 +104,20 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
 
 // The simulator's prediction of the same run.
 sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const sim::Hardware& hw,
-                        const sim::Calibration* cal, int64_t prompt, int64_t new_tokens);
+                        const sim::Calibration* cal, int64_t prompt, int64_t new_tokens,
+                        sim::Semantics semantics = sim::Semantics::kCpu);
 
 // ---- calibration -----------------------------------------------------------------------------
+
+// The GPU and link part of a calibration (measured by profile_gpu, profile/gpu_profile.h),
+// merged into the file profile_cpu writes.
+struct GpuSections {
+  std::string gpu_name, driver;  // provenance
+  std::string gpus_yaml;         // "gpus:\n  0:\n    memory_bandwidth_gbs: ..."
+  std::string link_yaml;         // "link:\n  h2d_pinned_gbs: ..."
+  std::string fit_yaml;          // lines under `fit:`
+  double offload_tensor_overhead_us = 0;
+};
 
 struct ProfileOptions {
   ModelSpec model;            // shapes of the micro-benchmarks, and the whole-model runs
@@ -103,6 +128,7 @@ struct ProfileOptions {
   std::string command;        // how it was invoked (provenance)
   bool quick = false;         // fewer sizes and repetitions (CI)
   ProgressFn progress;
+  const GpuSections* gpu = nullptr;  // GPU figures to write into the same calibration
 };
 
 struct ProfileResult {
@@ -122,8 +148,12 @@ struct ValidationCase {
   std::string model_id;
   ModelSpec spec;
   DType dtype = DType::kFloat32;
-  int64_t disk_layers = 0;
-  std::string placement;  // "cpu", "disk 25%" ...
+  int64_t disk_layers = 0;         // the map: everything on the CPU but the last layers on disk,
+  std::optional<DeviceMap> map;    // unless a map is given (GPU placements)
+  std::string backend = "cpu";     // "cuda" for maps with GPUs
+  exec::Semantics semantics = exec::Semantics::kAccelerate;
+  std::string placement;           // "cpu", "disk 6/22 layers", "gpu 8 GiB, prefetch" ...
+  DeviceMap device_map() const { return map ? *map : layers_on_disk_map(spec, disk_layers); }
 };
 
 struct ValidationRow {

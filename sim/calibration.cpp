@@ -117,7 +117,7 @@ void validate(const Calibration& c) {
   if (root["host"].IsDefined()) {
     check_keys(f, root["host"],
                {"memory_bandwidth_gbs", "page_cache_read_gbs", "dispatch_overhead_us", "offload_tensor_overhead_us",
-                "matmul_gflops", "attention_gflops"},
+                "matmul_gflops", "attention_gflops", "attention_overhead_us"},
                "host");
   }
   if (root["gpus"].IsDefined()) {
@@ -125,7 +125,9 @@ void validate(const Calibration& c) {
     for (const auto& kv : root["gpus"]) {
       const std::string k = yaml_string(f, kv.first, "gpu");
       if (k != "all" && !is_int_literal(k)) fail_at(f, kv.first, "gpus: key must be 'all' or a GPU ordinal, found '" + k + "'");
-      check_keys(f, kv.second, {"memory_bandwidth_gbs", "launch_overhead_us", "matmul_tflops"}, "gpus." + k);
+      check_keys(f, kv.second,
+                 {"memory_bandwidth_gbs", "launch_overhead_us", "matmul_tflops", "attention_tflops", "attention_overhead_us"},
+                 "gpus." + k);
     }
   }
   if (root["link"].IsDefined()) {
@@ -211,12 +213,17 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
     if (h["attention_gflops"].IsDefined()) {
       apply_flops(f, h["attention_gflops"], "host.attention_gflops", 1e9, r.host.attention_flops);
     }
+    set_figure(f, h, "attention_overhead_us", kUs, r.host.attention_overhead, true);
   }
   if (const YAML::Node gs = root["gpus"]; gs.IsDefined()) {
     auto apply_gpu = [&](const YAML::Node& g, DeviceRates& d) {
       set_figure(f, g, "memory_bandwidth_gbs", kGB, d.memory_bandwidth);
       set_figure(f, g, "launch_overhead_us", kUs, d.dispatch, true);
       if (g["matmul_tflops"].IsDefined()) apply_flops(f, g["matmul_tflops"], "gpus.matmul_tflops", 1e12, d.flops);
+      if (g["attention_tflops"].IsDefined()) {
+        apply_flops(f, g["attention_tflops"], "gpus.attention_tflops", 1e12, d.attention_flops);
+      }
+      set_figure(f, g, "attention_overhead_us", kUs, d.attention_overhead, true);
     };
     if (gs["all"].IsDefined()) {
       for (auto& d : r.gpus) apply_gpu(gs["all"], d);

@@ -21,11 +21,15 @@
 //       bfloat16: 350                                 # or one number for every M
 //     attention_gflops: {float32: [[1, 20], [128, 150]]}   # optional: attention's products and
 //                                       # softmax by query rows M (default: matmul_gflops)
+//     attention_overhead_us: 4            # per attention op and forward, beyond the dispatch:
+//                                       # the intercept of attention time over context length
 //   gpus:
 //     all:                                # or a GPU ordinal: 0, 1, ...
 //       memory_bandwidth_gbs: 4100
 //       launch_overhead_us: 6.5
 //       matmul_tflops: {bfloat16: [[1, 30], [512, 650]]}
+//       attention_tflops: {bfloat16: [[1, 2], [512, 300]]}   # as the host's attention_gflops
+//       attention_overhead_us: 3
 //   link: {h2d_pinned_gbs: 52, h2d_pageable_gbs: 21, d2h_pinned_gbs: 50, d2h_pageable_gbs: 20,
 //          copy_latency_us: 9, p2p_gbs: 400}
 //   disk: {read_gbs: 2.1, read_latency_us: 120}
@@ -59,6 +63,7 @@ struct DeviceRates {
   std::map<DType, RateCurve> flops;   // achieved FLOP/s per dtype
   Figure dispatch;                    // seconds per operator
   std::map<DType, RateCurve> attention_flops;  // calibrated only; empty = the matmul rates
+  Figure attention_overhead{0, Source::kDatasheet};  // seconds per attention op, beyond dispatch
   RateCurve flops_for(DType d) const; // falls back to float32 (then any) when the dtype is absent
   RateCurve attention_flops_for(DType d) const;  // the attention curve of d, else flops_for(d)
 };

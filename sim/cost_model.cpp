@@ -128,7 +128,7 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   const RateCurve rate = op.kind == OpKind::kAttention ? r.attention_flops_for(graph_.dtype) : r.flops_for(graph_.dtype);
   t.compute_s = t.flops / rate.at(m);
   t.memory_s = t.bytes / r.memory_bandwidth.value;
-  t.overhead_s = op.kernels * r.dispatch.value;
+  t.overhead_s = op.kernels * r.dispatch.value + (op.kind == OpKind::kAttention ? r.attention_overhead.value : 0.0);
   return t;
 }
 

@@ -46,7 +46,7 @@ class CudaModel : public Executor {
   uint64_t disk_bytes_read() const override;
 
   void set_observer(ModuleObserver* observer);
-  void set_drop_page_cache(bool drop);
+  void set_drop_page_cache(bool drop) override;
   // Bytes this model holds on each GPU it uses (resident weights, KV caches, buffers).
   std::vector<std::pair<int, size_t>> device_bytes() const;
   // Weight bytes copied host -> device so far (streamed cpu/disk units).

@@ -203,7 +203,10 @@ expect_error "run prompt file" "ids.json:1:.*expected an integer" -- run "$FIX" 
 
 # dmap profile: argument errors exit 2; a quick validation writes its report, SVG and trace.
 expect_error "profile needs a mode" "exactly one of --real and --validate" -- profile
-expect_error "profile gpu" "only the CPU can be profiled" -- profile --real --device cuda:0
+expect_error "profile bad device" "expected cpu or cuda:N, not 'gpu0'" -- profile --real --device gpu0
+if ! command -v nvidia-smi >/dev/null 2>&1; then
+  expect_error "profile absent gpu" "no such CUDA device|built without CUDA" -- profile --real --device cuda:0
+fi
 expect_error "profile validate needs calibration" "needs --calibration" -- profile --validate
 expect_error "profile bad fraction" "not a fraction" -- profile --validate --calibration "$TMP/x.yaml" --disk-fractions 1.5
 expect_error "profile unknown hardware" "no preset 'nope'" -- profile --real --hardware nope

@@ -114,6 +114,23 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
       CHECK(v < 1e14);
     }
   }
+  // Attention over context lengths: the decode rate (M = 1) and three prefill lengths, and a
+  // fixed cost per op below a millisecond.
+  for (DType d : opt.dtypes) {
+    const sim::RateCurve a = rates.host.attention_flops_for(d);
+    CHECK(a.source == sim::Source::kCalibrated);
+    REQUIRE(a.points.size() == 4);  // M = 1, 16, 64, 256
+    CHECK(a.points[0].first == 1.0);
+    CHECK(a.points[3].first == 256.0);
+    for (const auto& [m, v] : a.points) {
+      CHECK(v > 1e7);
+      CHECK(v < 1e14);
+    }
+  }
+  CHECK(rates.host.attention_overhead.source == sim::Source::kCalibrated);
+  CHECK(rates.host.attention_overhead.value >= 0);
+  CHECK(rates.host.attention_overhead.value < 1e-3);
+  CHECK(r.yaml.find("tiny_model_probe_us:") != std::string::npos);
   CHECK(r.trace.events().size() > 10);  // module ranges of the whole-model runs
   CHECK(r.yaml.find("provenance:") != std::string::npos);
   CHECK(r.yaml.find("whole_model_runs:") != std::string::npos);

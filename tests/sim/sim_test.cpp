@@ -1347,10 +1347,13 @@ name: my-desktop
 host:
   memory_bandwidth_gbs: 38.5
   matmul_gflops: {float32: [[1, 40], [16, 300], [256, 900]]}
+  attention_overhead_us: 12
 gpus:
   0:
     launch_overhead_us: 7.5
     matmul_tflops: {float16: [[1, 10], [100, 100]]}
+    attention_tflops: {float16: 2}
+    attention_overhead_us: 3
 link: {h2d_pageable_gbs: 3}
 disk: {read_gbs: 1.5}
 )");
@@ -1397,6 +1400,16 @@ disk: {read_gbs: 1.5}
     CHECK(cm.h2d(3e6, false) == Approx(3e6 / 3e9 + 10e-6).epsilon(1e-12));
     const Op& gate = find_op(g, "model.layers.0.mlp.gate_proj", OpKind::kMatmul);
     CHECK(cm.op(gate, ExecDevice::on_gpu(0), Phase::decode_at(20)).overhead_s == Approx(7.5e-6));
+    // Attention: its own rate curve and a fixed cost per op on top of the dispatch.
+    const Op& att = find_op(g, "model.layers.0.self_attn", OpKind::kAttention);
+    const OpTime ta = cm.op(att, ExecDevice::on_gpu(0), Phase::decode_at(300));
+    CHECK(ta.overhead_s == Approx(att.kernels * 7.5e-6 + 3e-6));
+    CHECK(ta.compute_s == Approx(ta.flops / 2e12));
+    CHECK(r.host.attention_overhead.value == Approx(12e-6));
+    CHECK(r.host.attention_overhead.source == Source::kCalibrated);
+    CHECK(base.host.attention_overhead.value == 0);
+    CHECK(cm.op(att, ExecDevice::cpu(), Phase::decode_at(300)).overhead_s ==
+          Approx(att.kernels * base.host.dispatch.value + 12e-6));
     CHECK(cm.op(gate, ExecDevice::cpu(), Phase::decode_at(20)).memory_s == Approx((256.0 * 512 * 2 + 768 * 2) / 38.5e9));
   }
 }
