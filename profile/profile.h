@@ -5,15 +5,19 @@
 //   profile_cpu:  micro-benchmarks on the executor's kernels at the model's shapes
 //                   matrix-vector (M = 1) per dtype   --fit_line-->  memory bandwidth, M = 1 rate
 //                   matrix products (M = 16..256)     --median-->    matmul_gflops curve per dtype
-//                   disk reads cold / warm             --fit_line-->  disk read_gbs + latency, page cache
-//                 whole-model CPU runs of the model (module timers)
-//                   self_attn time - predicted projections --> attention_gflops (prefill and decode rows)
-//                   decode time - prediction without overhead --> dispatch_overhead_us
+//                   attention alone over contexts      --fit_line-->  attention_gflops curve, attention_overhead_us
+//                   (decode) and prompts (prefill)
+//                   disk reads cold / warm             --fit_line-->  disk read_gbs + latency, page cache (probe)
+//                   a tiny-shaped model's decode       -->            dispatch_overhead_us per operator kernel
+//                 whole-model CPU runs of the model, CPU-only and a third of the layers on disk
+//                   decode measured vs predicted       --scale-->     M = 1 rates / memory bandwidth as decode streams
+//                   disk run - CPU-only run            -->            cold disk and page-cache rates as the executor reads
 //                 --> calibration YAML (provenance, fit residuals) + Chrome trace of the runs
-//   validate:     placements (CPU-only, last layers on disk) of several models, none of them
-//                 used in the fit: predict (sim::simulate with the calibration), run for real,
-//                 compare --> table, median / p90 error, regret, Markdown + SVG + Chrome trace
-//                 holding the predicted timeline next to the measured one.
+//                 (with profile_gpu's sections when a GPU is profiled: profile/gpu_profile.h)
+//   validate:     placements of several models, none of them used in the fit: predict
+//                 (sim::simulate with the calibration), run for real in rounds (random order,
+//                 quiet machine), compare --> table, median / p90 error, regret, Markdown + SVG +
+//                 Chrome trace holding the predicted timeline next to the measured one.
 //
 // Example:
 //   ProfileResult r = profile_cpu(opt, hardware);
@@ -163,6 +167,7 @@ struct ValidationRow {
   std::vector<double> prefill_rounds, decode_rounds;       // one measurement per round
   double foreign_cores = 0;  // the most other processes' load during a kept measurement
   int remeasured = 0;        // measurements dropped as spoiled by other processes' load
+  bool in_fit = false;       // the calibration was fitted on this run (left out of the error figures)
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
   double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
   double predicted_total(int64_t n) const { return predicted_prefill_s + static_cast<double>(n - 1) * predicted_decode_s; }

@@ -215,10 +215,13 @@ expect_error "profile bad quiet wait" "--quiet-wait: expected a non-negative int
 printf 'kind: calibration\nhost:\n  memory_bandwidth_gbs: -3\n' >"$TMP/badcal.yaml"
 expect_error "profile bad calibration" "badcal.yaml:3:.*must be positive" -- profile --validate --calibration "$TMP/badcal.yaml"
 [ ! -e "$TMP/val.md" ] && ok || bad "a failed validation wrote its report"
-printf 'kind: calibration\nname: t\nhost:\n  memory_bandwidth_gbs: 20\n  dispatch_overhead_us: 2\n' >"$TMP/cal.yaml"
+printf 'kind: calibration\nname: t\nhost:\n  memory_bandwidth_gbs: 20\n  dispatch_overhead_us: 2\nfit:\n  whole_model_runs:\n    - {model: %s, dtype: float32, placement: cpu}\n' \
+  "$SRC/tests/data/llama_float32" >"$TMP/cal.yaml"
 if "$DMAP" profile --validate --calibration "$TMP/cal.yaml" --models "$SRC/tests/data/llama_float32" --dtype float32 \
      --disk-fractions 0,0.5 --prompt-tokens 8 --new-tokens 3 --threads 1 --rounds 2 --quiet-wait 0 --out "$TMP/val.md" >"$TMP/val.txt" 2>/dev/null; then
   grep -q "disk 1/2 layers" "$TMP/val.md" && grep -q "median abs error" "$TMP/val.md" && ok || bad "validation report content"
+  # The calibration's own run is marked and left out of the error figures (1 placement held out).
+  grep -q "| cpu (in the fit) |" "$TMP/val.md" && grep -q "over the 1 placements" "$TMP/val.md" && ok || bad "validation in-fit row"
   # Two rounds: two per-round figures in each row.
   grep -E -q "^\| .*disk 1/2 layers.*\| [0-9.]+, [0-9.]+ \|" "$TMP/val.md" && ok || bad "validation rounds column"
   [ -s "$TMP/val.svg" ] && grep -q "<svg" "$TMP/val.svg" && ok || bad "validation SVG"
