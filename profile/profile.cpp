@@ -582,7 +582,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const std::vector<int64_t> rows = opt.quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 32, 64, 128, 256};
   int step = 0;
   const int attention_points = opt.quick ? 6 : 9;
-  const int steps = static_cast<int>(opt.dtypes.size() * (shapes.size() + 2 * rows.size() + attention_points));
+  const int steps = static_cast<int>(opt.dtypes.size() * (shapes.size() + 4 + 2 * rows.size() + attention_points));
   auto tick = [&](const std::string& what) {
     if (opt.progress) opt.progress(what, ++step, steps);
   };
@@ -592,19 +592,43 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     double bw = 0;              // bytes/s from the slope
     std::vector<std::pair<double, double>> curve;  // (M, FLOP/s)
     int samples = 0;
+    double row_s = 0;           // per output row of a one-row product
     AttentionProbe attention;
   };
+  std::vector<std::pair<int64_t, int64_t>> mv_shapes = shapes;
+  for (int64_t k : {512, 896, 1024, 4096}) mv_shapes.push_back({opt.quick ? 1024 : 4096, k});
   std::map<DType, PerDtype> per;
   for (DType d : opt.dtypes) {
     PerDtype& p = per[d];
-    std::vector<double> xb, ts;
-    for (const auto& [n, k] : shapes) {
+    // One-row products at the model's shapes and at other row lengths: short rows stream
+    // slower (measured: Qwen2.5-0.5B's 896-wide rows at ~21-23 GB/s, TinyLlama's 2048-wide at
+    // ~27), so time = intercept + bytes / bandwidth + rows x per-row cost.
+    std::vector<double> xb, xr, ts;
+    for (const auto& [n, k] : mv_shapes) {
       tick("matrix-vector " + std::string(dtype_name(d)));
       WeightPool pool(d, n, k, pool_bytes);
       xb.push_back(static_cast<double>(pool.bytes()));
+      xr.push_back(static_cast<double>(n));
       ts.push_back(time_linear(pool, 1, threads, reps));
     }
-    p.stream = fit_line(xb, ts);
+    Eigen::MatrixXd A(static_cast<Eigen::Index>(ts.size()), 3);
+    Eigen::VectorXd y(static_cast<Eigen::Index>(ts.size()));
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const auto r = static_cast<Eigen::Index>(i);
+      A(r, 0) = 1;
+      A(r, 1) = xb[i];
+      A(r, 2) = xr[i];
+      y(r) = ts[i];
+    }
+    const RobustFit f3 = robust_fit(A, y);
+    if (f3.coef(1) > 0 && f3.coef(2) >= 0) {
+      p.stream.intercept = f3.coef(0);
+      p.stream.slope = f3.coef(1);
+      p.stream.fit = f3;
+      p.row_s = f3.coef(2);
+    } else {
+      p.stream = fit_line(xb, ts);  // no per-row cost to be seen
+    }
     p.bw = p.stream.slope > 0 ? 1.0 / p.stream.slope : xb.back() / ts.back();
     p.samples = static_cast<int>(xb.size());
     // M = 1: the streaming rate, 2 FLOPs per weight element.
@@ -665,6 +689,11 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       y << "    " << dtype_name(d) << ": " << curve_yaml(g) << "\n";
     }
     y << "  attention_overhead_us: " << fmt(att_overhead_s * 1e6) << "\n";
+    y << "  matvec_row_ns: {";
+    for (auto it = per.begin(); it != per.end(); ++it) {
+      y << (it == per.begin() ? "" : ", ") << dtype_name(it->first) << ": " << fmt(it->second.row_s * 1e9);
+    }
+    y << "}\n";
     if (opt.gpu) y << "  offload_tensor_overhead_us: " << fmt(opt.gpu->offload_tensor_overhead_us) << "\n" << opt.gpu->gpus_yaml << opt.gpu->link_yaml;
     y << "disk:\n  read_gbs: " << fmt(cold_bw / 1e9) << "\n  read_latency_us: " << fmt(cold_lat * 1e6) << "\n";
     y << fit_block;
@@ -746,6 +775,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   fitb << "  method: \"Huber-weighted least squares on relative residuals (Eigen QR)\"\n";
   for (const auto& [d, p] : per) {
     fitb << "  stream_" << dtype_name(d) << ": {samples: " << p.samples << ", bandwidth_gbs: " << fmt(p.bw / 1e9)
+         << ", row_ns: " << fmt(p.row_s * 1e9)
          << ", intercept_us: " << fmt(p.stream.intercept * 1e6) << ", median_abs_residual: "
          << fmt(p.stream.fit.median_abs_residual, 3) << ", max_abs_residual: " << fmt(p.stream.fit.max_abs_residual, 3)
          << ", outliers: " << p.stream.fit.downweighted << "}\n";
@@ -787,7 +817,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
 
   out.summary.push_back("memory bandwidth " + fmt(bw * bw_scale / 1e9) + " GB/s (micro-benchmark " + fmt(bw / 1e9) + ")");
   for (const auto& [d, p] : per) {
-    std::string s = std::string(dtype_name(d)) + ": streaming " + fmt(p.bw / 1e9) + " GB/s; GFLOP/s by M:";
+    std::string s = std::string(dtype_name(d)) + ": streaming " + fmt(p.bw / 1e9) + " GB/s + " + fmt(p.row_s * 1e9) +
+                    " ns per row; GFLOP/s by M:";
     for (const auto& [m, r] : p.curve) s.append(" ").append(fmt(m)).append(":").append(fmt(r / 1e9));
     out.summary.push_back(s);
   }

@@ -33,6 +33,12 @@ RateCurve DeviceRates::flops_for(DType d) const {
   return flops.begin()->second;
 }
 
+double DeviceRates::row_cost(DType d) const {
+  auto it = matvec_row.find(d);
+  if (it == matvec_row.end()) it = matvec_row.find(DType::kFloat32);
+  return it == matvec_row.end() ? 0.0 : it->second.value;
+}
+
 RateCurve DeviceRates::attention_flops_for(DType d) const {
   auto it = attention_flops.find(d);
   return it != attention_flops.end() ? it->second : flops_for(d);
@@ -99,6 +105,23 @@ void apply_flops(const std::string& file, const YAML::Node& n, const std::string
   }
 }
 
+// dtype -> non-negative number (a mapping), or one number for every dtype (stored under float32,
+// which DeviceRates::row_cost falls back to).
+void apply_per_dtype(const std::string& file, const YAML::Node& n, const std::string& what, double scale,
+                     std::map<DType, Figure>& out) {
+  if (n.IsScalar()) {
+    out[DType::kFloat32] = {non_negative(file, n, what) * scale, Source::kCalibrated};
+    return;
+  }
+  if (!n.IsMap()) fail_at(file, n, what + ": expected a number or a mapping dtype -> number");
+  for (const auto& kv : n) {
+    const std::string d = yaml_string(file, kv.first, "dtype");
+    auto dt = parse_dtype(d);
+    if (!dt) fail_at(file, kv.first, what + ": unknown dtype '" + d + "'");
+    out[*dt] = {non_negative(file, kv.second, what + "." + d) * scale, Source::kCalibrated};
+  }
+}
+
 void set_figure(const std::string& file, const YAML::Node& map, const char* key, double scale, Figure& out,
                 bool allow_zero = false) {
   const YAML::Node n = map[key];
@@ -117,7 +140,7 @@ void validate(const Calibration& c) {
   if (root["host"].IsDefined()) {
     check_keys(f, root["host"],
                {"memory_bandwidth_gbs", "page_cache_read_gbs", "dispatch_overhead_us", "offload_tensor_overhead_us",
-                "matmul_gflops", "attention_gflops", "attention_overhead_us"},
+                "matmul_gflops", "attention_gflops", "attention_overhead_us", "matvec_row_ns"},
                "host");
   }
   if (root["gpus"].IsDefined()) {
@@ -214,6 +237,7 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
       apply_flops(f, h["attention_gflops"], "host.attention_gflops", 1e9, r.host.attention_flops);
     }
     set_figure(f, h, "attention_overhead_us", kUs, r.host.attention_overhead, true);
+    if (h["matvec_row_ns"].IsDefined()) apply_per_dtype(f, h["matvec_row_ns"], "host.matvec_row_ns", 1e-9, r.host.matvec_row);
   }
   if (const YAML::Node gs = root["gpus"]; gs.IsDefined()) {
     auto apply_gpu = [&](const YAML::Node& g, DeviceRates& d) {

@@ -23,6 +23,8 @@
 //                                       # softmax by query rows M (default: matmul_gflops)
 //     attention_overhead_us: 4            # per attention op and forward, beyond the dispatch:
 //                                       # the intercept of attention time over context length
+//     matvec_row_ns: {bfloat16: 15}       # per output row of a one-token product (short rows
+//                                       # stream slower than long ones); or one number
 //   gpus:
 //     all:                                # or a GPU ordinal: 0, 1, ...
 //       memory_bandwidth_gbs: 4100
@@ -64,6 +66,8 @@ struct DeviceRates {
   Figure dispatch;                    // seconds per operator
   std::map<DType, RateCurve> attention_flops;  // calibrated only; empty = the matmul rates
   Figure attention_overhead{0, Source::kDatasheet};  // seconds per attention op, beyond dispatch
+  std::map<DType, Figure> matvec_row;  // seconds per output row of a one-row (M = 1) product
+  double row_cost(DType d) const;      // matvec_row of d, else float32's, else 0
   RateCurve flops_for(DType d) const; // falls back to float32 (then any) when the dtype is absent
   RateCurve attention_flops_for(DType d) const;  // the attention curve of d, else flops_for(d)
 };

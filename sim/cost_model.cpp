@@ -129,6 +129,8 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   t.compute_s = t.flops / rate.at(m);
   t.memory_s = t.bytes / r.memory_bandwidth.value;
   t.overhead_s = op.kernels * r.dispatch.value + (op.kind == OpKind::kAttention ? r.attention_overhead.value : 0.0);
+  // One-row products (decode at batch 1) pay a cost per output row beyond the streaming.
+  if (op.kind == OpKind::kMatmul && m < 2) t.overhead_s += static_cast<double>(op.out) * r.row_cost(graph_.dtype);
   return t;
 }
 

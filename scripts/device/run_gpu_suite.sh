@@ -6,6 +6,8 @@
 #                                                 GPU capped at 4/8/12 GiB under accelerate, prefetch and
 #                                                 in-place, and CPU-only on all cores; a sample trace
 #   bash scripts/device/run_gpu_suite.sh anchors  the same caps through transformers + accelerate
+#   bash scripts/device/run_gpu_suite.sh profile  dmap profile --real --device cuda:0 (h200.yaml + traces),
+#                                                 then --validate on the GPU (caps x semantics, CPU-only)
 # Results go to $OUT (the tool brings back at most 8 files): log.txt, bench.jsonl, runs.jsonl,
 # recorded.gpu.json, sample.trace.json, sample.gpu.json, anchors.json.
 set -uo pipefail
@@ -53,13 +55,25 @@ case "${1:-}" in
       --new-tokens 3 --trace "$OUT/sample.trace.json" >>"$LOG" 2>&1
     tail -3 "$LOG"
     ;;
+  profile)
+    # A calibration of the GPU, its link and the host (~5 min), then the validation of
+    # Llama-3.1-8B bf16 capped at 4/8/12 GiB under the three semantics, and CPU-only (~6 min).
+    "$BIN/dmap" profile --real --device cuda:0 --model "$MODEL" --dtype bfloat16 --hardware h200_vm --name h200 \
+      --threads "$THREADS" --prompt-tokens 128 --out "$OUT/h200.yaml" >>"$LOG" 2>&1
+    echo "profile --real exit $?" >>"$LOG"
+    "$BIN/dmap" profile --validate --device cuda:0 --calibration "$OUT/h200.yaml" --dtype bfloat16 --hardware h200_vm \
+      --name h200 --threads "$THREADS" --prompt-tokens 128 --new-tokens 8 --rounds 2 --quiet-wait 10 \
+      --out "$OUT/h200.md" >>"$LOG" 2>&1
+    echo "profile --validate exit $?" >>"$LOG"
+    tail -30 "$LOG"
+    ;;
   anchors)
     python3 "$ROOT/scripts/hf_anchor.py" --model "$ROOT/configs/models/llama31_8b.yaml" --dtype bfloat16 \
       --caps 4GiB,8GiB,12GiB,cpu --prompt-tokens 128 --new-tokens 8 --out "$OUT/anchors.json" >>"$LOG" 2>&1
     tail -5 "$LOG"
     ;;
   *)
-    echo "usage: run_gpu_suite.sh tests|offload|anchors" >&2
+    echo "usage: run_gpu_suite.sh tests|offload|anchors|profile" >&2
     exit 2
     ;;
 esac

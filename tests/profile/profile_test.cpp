@@ -6,10 +6,14 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <thread>
+#include <atomic>
+#include <chrono>
 
 #include "core/json_parse.h"
 #include "profile/fit.h"
 #include "profile/profile.h"
+#include "profile/quiet.h"
 #include "profile/trace.h"
 #include "sim/calibration.h"
 
@@ -169,4 +173,30 @@ TEST_CASE("exec_placement: unit devices, tensor homes, the first GPU, and whole 
   split.assign("model.layers.0.post_attention_layernorm", Device::gpu(0));
   CHECK_THROWS_WITH(profile::exec_placement(tree, split, w, cfg, exec::Semantics::kAccelerate),
                     Catch::Contains("splits model.layers.0 across devices"));
+}
+
+TEST_CASE("LoadProbe counts other processes' CPU time, not this process's", "[unit][profile]") {
+  // This process keeps one core busy for 0.6 s: a probe that failed to subtract its own time
+  // would report about one core of foreign load.
+  const dmap::profile::LoadProbe probe;
+  std::atomic<bool> stop{false};
+  std::thread spin([&] {
+    volatile double x = 0;
+    while (!stop.load(std::memory_order_relaxed)) x = x + 1;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  stop = true;
+  spin.join();
+  CHECK(probe.elapsed_s() >= 0.6);
+  CHECK(probe.foreign_cores() >= 0);
+  CHECK(probe.foreign_cores() < 0.6);
+  // wait_quiet with no patience returns after one window and says what it saw.
+  dmap::profile::QuietSettings qs;
+  qs.window_s = 0.1;
+  qs.max_wait_s = 0;
+  qs.threshold_cores = 1e9;  // anything counts as quiet
+  const auto q = dmap::profile::wait_quiet(qs);
+  CHECK(q.quiet == (qs.windows <= 1));
+  CHECK(q.load_cores >= 0);
+  CHECK(q.waited_s >= 0.1);
 }

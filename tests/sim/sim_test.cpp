@@ -1348,6 +1348,7 @@ host:
   memory_bandwidth_gbs: 38.5
   matmul_gflops: {float32: [[1, 40], [16, 300], [256, 900]]}
   attention_overhead_us: 12
+  matvec_row_ns: {float16: 10}
 gpus:
   0:
     launch_overhead_us: 7.5
@@ -1410,6 +1411,11 @@ disk: {read_gbs: 1.5}
     CHECK(base.host.attention_overhead.value == 0);
     CHECK(cm.op(att, ExecDevice::cpu(), Phase::decode_at(300)).overhead_s ==
           Approx(att.kernels * base.host.dispatch.value + 12e-6));
+    // One-row products on the host pay 10 ns per output row (gate_proj: 512 rows); prefill's
+    // 16-row products and the GPU (no per-row figure) do not.
+    CHECK(cm.op(gate, ExecDevice::cpu(), Phase::decode_at(20)).overhead_s ==
+          Approx(gate.kernels * base.host.dispatch.value + 512 * 10e-9));
+    CHECK(cm.op(gate, ExecDevice::cpu(), Phase::prefill_of(16)).overhead_s == Approx(gate.kernels * base.host.dispatch.value));
     CHECK(cm.op(gate, ExecDevice::cpu(), Phase::decode_at(20)).memory_s == Approx((256.0 * 512 * 2 + 768 * 2) / 38.5e9));
   }
 }
