@@ -274,6 +274,17 @@ DispatchProbe measure_dispatch(const exec::ExecConfig& full, DType d, int thread
   return p;
 }
 
+// A counter of /proc/vmstat (pgpgin, pgpgout: kilobytes); -1 where unreadable.
+double vmstat_kb(const std::string& key) {
+  std::ifstream in("/proc/vmstat");
+  std::string k;
+  double v = 0;
+  while (in >> k >> v) {
+    if (k == key) return v;
+  }
+  return -1;
+}
+
 std::string today() {
   const std::time_t t = std::time(nullptr);
   std::tm tm{};
@@ -531,6 +542,7 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   prefills.push_back(since(t0));
   r.prefill_s = median(prefills);
   model.set_drop_page_cache(false);
+  const double pgpgin0 = vmstat_kb("pgpgin");
   int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   for (int64_t step = 1; step < rs.new_tokens; ++step) {
     model.begin_phase(false);
@@ -540,6 +552,8 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
     next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   r.decode_token_s = median(r.decode_s);
+  const double pgpgin1 = vmstat_kb("pgpgin");
+  if (pgpgin0 >= 0 && pgpgin1 >= 0) r.decode_device_read_bytes = (pgpgin1 - pgpgin0) * 1024.0;
   r.modules = model.module_times();
   r.events = model.events();
   r.disk_bytes_read = model.disk_bytes_read();
@@ -902,6 +916,7 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
         ++row.remeasured;
       }
       row.foreign_cores = std::max(row.foreign_cores, foreign);
+      row.decode_device_read_bytes = std::max(row.decode_device_read_bytes, r.decode_device_read_bytes);
       row.prefill_rounds.push_back(r.prefill_s);
       row.decode_rounds.push_back(r.decode_token_s);
       if (i == 0 && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, rs);
@@ -966,12 +981,14 @@ std::string validation_markdown(const ValidationResult& r, const std::string& ma
     << "after waiting for the machine to be quiet (other processes under " << fmt(r.settings.quiet.threshold_cores, 2)
     << " cores); measured figures are the medians over the rounds. A measurement during which other processes used more\n"
     << "than " << fmt(r.settings.spoiled_cores, 2) << " cores was measured again (up to " << r.settings.retries
-    << " times); \"others' load\" is the most they used during a kept one.\n";
+    << " times); \"others' load\" is the most they used during a kept one. \"Read from disk in decode\" is what the machine\n"
+    << "read from block devices during a run's decode steps (the most over the rounds, /proc/vmstat): decode re-reads\n"
+    << "disk-offloaded weights from the page cache, so anything there is page-cache misses.\n";
   if (r.not_quiet > 0) m << "**" << r.not_quiet << " measurement(s) started without the machine having become quiet.**\n";
   m << "\n";
   m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | error | "
-       "rounds: ms/token | others' load |\n";
-  m << "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|\n";
+       "rounds: ms/token | others' load | read from disk in decode |\n";
+  m << "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|\n";
   for (const auto& row : r.rows) {
     std::string rounds;
     for (double d : row.decode_rounds) rounds.append(rounds.empty() ? "" : ", ").append(fmt(d * 1e3, 3));
@@ -979,7 +996,7 @@ std::string validation_markdown(const ValidationResult& r, const std::string& ma
       << " | " << fmt(row.predicted_prefill_s * 1e3) << " ms | " << fmt(row.measured_prefill_s * 1e3) << " ms | " << pct(row.prefill_error())
       << " | " << fmt(row.predicted_decode_s * 1e3) << " | " << fmt(row.measured_decode_s * 1e3) << " | " << pct(row.decode_error())
       << " | " << rounds << " | " << fmt(row.foreign_cores, 2) << (row.remeasured ? " (" + std::to_string(row.remeasured) + " re-measured)" : "")
-      << " |\n";
+      << " | " << fmt(row.decode_device_read_bytes / 1e6, 3) << " MB |\n";
   }
   int held_out = 0;
   for (const auto& row : r.rows) held_out += row.in_fit ? 0 : 1;

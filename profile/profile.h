@@ -77,6 +77,10 @@ struct PlacementRun {
   std::vector<exec::ModuleEvent> events;
   uint64_t disk_bytes_read = 0;
   int64_t forwards = 0;  // prefill + decode steps
+  // Bytes the whole machine read from block devices during the decode steps (/proc/vmstat
+  // pgpgin; -1 where unreadable): decode re-reads disk-offloaded weights from the page cache,
+  // so anything here is page-cache misses (or another process's reads).
+  double decode_device_read_bytes = -1;
 };
 
 struct RunSettings {
@@ -166,6 +170,7 @@ struct ValidationRow {
   double predicted_decode_s = 0, measured_decode_s = 0;
   std::vector<double> prefill_rounds, decode_rounds;       // one measurement per round
   double foreign_cores = 0;  // the most other processes' load during a kept measurement
+  double decode_device_read_bytes = 0;  // the most read from block devices during a kept run's decode
   int remeasured = 0;        // measurements dropped as spoiled by other processes' load
   bool in_fit = false;       // the calibration was fitted on this run (left out of the error figures)
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }

@@ -8,9 +8,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="$ROOT/.device/build"
 export PATH="/usr/local/cuda/bin:$PATH"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target dmap cuda_exec_test cupti_test cuda_bench
+cmake --build "$BUILD" -j"$(nproc)" --target dmap cuda_exec_test cupti_test gpu_profile_test cuda_bench
 mkdir -p "$ROOT/.device/bin" "$ROOT/.device/lib"
-cp "$BUILD/dmap" "$BUILD/tests/gpu/cuda_exec_test" "$BUILD/tests/gpu/cupti_test" "$BUILD/tests/bench/cuda_bench" "$ROOT/.device/bin/"
+cp "$BUILD/dmap" "$BUILD/tests/gpu/cuda_exec_test" "$BUILD/tests/gpu/cupti_test" "$BUILD/tests/gpu/gpu_profile_test" "$BUILD/tests/bench/cuda_bench" "$ROOT/.device/bin/"
 cp -L "$(ldconfig -p | awk '/libyaml-cpp.so.0.7 /{print $NF; exit}')" "$ROOT/.device/lib/"
 rm -rf "$BUILD"  # only bin/ and lib/ travel (the tool carries at most 64 MiB)
 du -sh "$ROOT/.device"

@@ -37,6 +37,7 @@ case "${1:-}" in
   tests)
     nvidia-smi >>"$LOG" 2>&1
     "$BIN/cuda_exec_test" >>"$LOG" 2>&1; echo "cuda_exec_test exit $?" >>"$LOG"
+    "$BIN/gpu_profile_test" >>"$LOG" 2>&1; echo "gpu_profile_test exit $?" >>"$LOG"
     DMAP_RECORD_TRACE="$OUT/recorded.gpu.json" "$BIN/cupti_test" >>"$LOG" 2>&1; echo "cupti_test exit $?" >>"$LOG"
     "$BIN/cuda_bench" copies >>"$OUT/bench.jsonl" 2>>"$LOG"
     "$BIN/cuda_bench" gemm 4096 14336 128256 1 128 512 2048 >>"$OUT/bench.jsonl" 2>>"$LOG"
