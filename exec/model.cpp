@@ -423,10 +423,17 @@ CpuModel::~CpuModel() = default;
 const cpu::Weight& CpuModel::fetch(const std::string& name) {
   const WeightRef& r = w_.get(name);
   if (!r.on_disk) return r.w;
-  disk_buf_.resize(weight_bytes(r.w));
-  disk_.read(r, disk_buf_.data(), opt_.drop_page_cache);
+  // One buffer, grown to the largest tensor read so far and never cleared: pread overwrites
+  // what it holds (a std::vector resized from a bias back up to a matrix zero-filled megabytes
+  // before every such read).
+  const size_t bytes = weight_bytes(r.w);
+  if (bytes > disk_buf_bytes_) {
+    disk_buf_.reset(new uint8_t[bytes]);
+    disk_buf_bytes_ = bytes;
+  }
+  disk_.read(r, disk_buf_.get(), opt_.drop_page_cache);
   disk_weight_ = r.w;
-  disk_weight_.data = disk_buf_.data();
+  disk_weight_.data = disk_buf_.get();
   return disk_weight_;
 }
 
