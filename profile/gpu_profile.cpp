@@ -11,6 +11,7 @@
 #include "exec/cuda/kernels.h"
 #include "exec/cuda/runtime.h"
 #include "profile/fit.h"
+#include "profile/yaml_text.h"
 #include "strategies/plan.h"
 
 #if DMAP_HAVE_CUPTI
@@ -24,20 +25,6 @@ namespace {
 namespace cu = exec::cuda;
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-std::string fmt(double v, int digits = 4) {
-  std::ostringstream o;
-  o << std::setprecision(digits) << v;
-  return o.str();
-}
-
-std::string curve_yaml(const std::vector<std::pair<double, double>>& pts) {
-  std::string s = "[";
-  for (size_t i = 0; i < pts.size(); ++i) {
-    s.append(i ? ", " : "").append("[").append(fmt(pts[i].first, 6)).append(", ").append(fmt(pts[i].second, 5)).append("]");
-  }
-  return s + "]";
-}
 
 cu::DT dt_of(DType d) {
   if (d == DType::kBFloat16) return cu::DT::kBF16;

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/module_tree.h"
 #include "profile/fit.h"
+#include "profile/yaml_text.h"
 #include "report/svg.h"
 #include "sim/cost_model.h"
 #include "sim/graph.h"
@@ -33,12 +34,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-std::string fmt(double v, int digits = 4) {
-  std::ostringstream o;
-  o << std::setprecision(digits) << v;
-  return o.str();
-}
 
 size_t elt_bytes(DType d) { return d == DType::kFloat32 ? 4 : 2; }
 
@@ -301,14 +296,6 @@ std::string yaml_str(const std::string& s) {
     o += c;
   }
   return o + "\"";
-}
-
-std::string curve_yaml(const std::vector<std::pair<double, double>>& pts) {
-  std::string s = "[";
-  for (size_t i = 0; i < pts.size(); ++i) {
-    s.append(i ? ", " : "").append("[").append(fmt(pts[i].first, 6)).append(", ").append(fmt(pts[i].second, 5)).append("]");
-  }
-  return s + "]";
 }
 
 // Traces keep the prefill and the first decode steps: enough to see every module in both
