@@ -32,18 +32,6 @@ cu::DT dt_of(DType d) {
   return cu::DT::kF32;
 }
 
-struct Blas {
-  cublasHandle_t h = nullptr;
-  Blas(int dev, cudaStream_t s) {
-    cu::use_device(dev);
-    DMAP_CUBLAS(cublasCreate(&h));
-    DMAP_CUBLAS(cublasSetStream(h, s));
-  }
-  ~Blas() { cublasDestroy(h); }
-  Blas(const Blas&) = delete;
-  Blas& operator=(const Blas&) = delete;
-};
-
 // Median seconds of `reps` runs of fn on stream s between two events, after one warm-up run.
 template <class F>
 double time_on_stream(int dev, cudaStream_t s, int reps, F&& fn) {
@@ -142,7 +130,7 @@ GemmFit measure_gemm(int dev, DType d, const exec::ExecConfig& c, bool quick, co
                                                            {c.inter, c.hidden}, {c.hidden, c.inter}, {c.vocab, c.hidden}};
   const std::vector<int64_t> rows = quick ? std::vector<int64_t>{16, 256} : std::vector<int64_t>{16, 64, 256, 1024, 4096};
   cu::Stream s(dev);
-  Blas blas(dev, s.get());
+  const cu::BlasHandle blas(dev, s.get());
   const int64_t max_m = rows.back();
   int64_t max_k = 0, max_n = 0;
   for (const auto& [n, k] : shapes) {
@@ -169,7 +157,7 @@ GemmFit measure_gemm(int dev, DType d, const exec::ExecConfig& c, bool quick, co
     pool_for(n, k, pool);
     size_t i = 0;
     const double sec = time_on_stream(dev, s.get(), quick ? 5 : 21,
-                                      [&] { cu::gemm(blas.h, t, x.data(), 1, k, pool[i++ % pool.size()].data(), n, y.data(), false); });
+                                      [&] { cu::gemm(blas.get(), t, x.data(), 1, k, pool[i++ % pool.size()].data(), n, y.data(), false); });
     xs.push_back(static_cast<double>(n * k) * static_cast<double>(e));
     ys.push_back(sec);
   }
@@ -184,7 +172,7 @@ GemmFit measure_gemm(int dev, DType d, const exec::ExecConfig& c, bool quick, co
       pool_for(n, k, pool);
       size_t i = 0;
       const double sec = time_on_stream(dev, s.get(), quick ? 5 : 11,
-                                        [&] { cu::gemm(blas.h, t, x.data(), m, k, pool[i++ % pool.size()].data(), n, y.data(), false); });
+                                        [&] { cu::gemm(blas.get(), t, x.data(), m, k, pool[i++ % pool.size()].data(), n, y.data(), false); });
       rates.push_back(2.0 * static_cast<double>(m * n * k) / sec);
     }
     g.curve.push_back({static_cast<double>(m), median(rates)});
@@ -221,15 +209,12 @@ GpuAttention measure_gpu_attention(int dev, DType d, const exec::ExecConfig& c, 
   for (auto* b : {&kc, &vc, &q}) DMAP_CUDA(cudaMemset(b->data(), 0x3c, b->bytes()));
   cu::Stream s(dev);
   GpuAttention a;
-  std::vector<double> xs, ys;
   for (int64_t ctx : contexts) {
     tick("GPU attention " + std::string(dtype_name(d)) + " decode, context " + std::to_string(ctx));
     const double sec = time_on_stream(dev, s.get(), quick ? 5 : 21, [&] {
       cu::attention(t, q.data(), kc.data(), vc.data(), out.data(), 1, 1, H, KV, hd, S, ctx - 1, c.sliding_window, s.get());
     });
     a.decode.push_back({static_cast<double>(ctx), sec});
-    xs.push_back(static_cast<double>(ctx));
-    ys.push_back(sec);
   }
   for (int64_t p : prompts) {
     tick("GPU attention " + std::string(dtype_name(d)) + " prefill, " + std::to_string(p) + " tokens");
@@ -238,12 +223,10 @@ GpuAttention measure_gpu_attention(int dev, DType d, const exec::ExecConfig& c, 
     });
     a.prefill.push_back({static_cast<double>(p), sec});
   }
-  a.fit = fit_line(xs, ys);
-  a.overhead_s = std::max(0.0, a.fit.intercept);
-  const double per_pair = 4.0 * static_cast<double>(H * hd);
-  const double slope = a.fit.slope > 0 ? a.fit.slope : ys.back() / xs.back();
-  a.curve.push_back({1.0, per_pair / slope});
-  for (const auto& [p, sec] : a.prefill) a.curve.push_back({p, per_pair * p * (p + 1) / 2 / std::max(sec - a.overhead_s, 0.1 * sec)});
+  const AttentionFit f = fit_attention(H, hd, a.decode, a.prefill);
+  a.fit = f.decode;
+  a.overhead_s = f.overhead_s;
+  a.curve = f.curve;
   return a;
 }
 

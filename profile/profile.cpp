@@ -206,28 +206,19 @@ AttentionProbe measure_attention(const exec::ExecConfig& full, DType d, int thre
     return median(t);
   };
   AttentionProbe p;
-  std::vector<double> xs, ys;
   for (int64_t ctx : contexts) {
     tick("attention " + std::string(dtype_name(d)) + " decode, context " + std::to_string(ctx));
     const double t = time_at(1, ctx - 1, quick ? 9 : 25);
     p.decode.push_back({static_cast<double>(ctx), t});
-    xs.push_back(static_cast<double>(ctx));
-    ys.push_back(t);
   }
   for (int64_t T : prompts) {
     tick("attention " + std::string(dtype_name(d)) + " prefill, " + std::to_string(T) + " tokens");
     p.prefill.push_back({static_cast<double>(T), time_at(T, 0, quick ? 3 : 5)});
   }
-  p.decode_fit = fit_line(xs, ys);
-  p.overhead_s = std::max(0.0, p.decode_fit.intercept);
-  // 4 FLOPs per (query, key, head, dim), as the cost model counts them.
-  const double per_pair = 4.0 * static_cast<double>(c.heads * c.head_dim);
-  const double slope = p.decode_fit.slope > 0 ? p.decode_fit.slope : ys.back() / xs.back();
-  p.curve.push_back({1.0, per_pair / slope});
-  for (const auto& [T, t] : p.prefill) {
-    const double flops = per_pair * T * (T + 1) / 2;
-    p.curve.push_back({T, flops / std::max(t - p.overhead_s, 0.1 * t)});
-  }
+  const AttentionFit f = fit_attention(c.heads, c.head_dim, p.decode, p.prefill);
+  p.decode_fit = f.decode;
+  p.overhead_s = f.overhead_s;
+  p.curve = f.curve;
   return p;
 }
 
@@ -346,6 +337,24 @@ void add_predicted_and_measured_trace(Trace& trace, const ValidationCase& c, con
 }
 
 }  // namespace
+
+AttentionFit fit_attention(int64_t heads, int64_t head_dim, const std::vector<std::pair<double, double>>& decode,
+                           const std::vector<std::pair<double, double>>& prefill) {
+  DMAP_CHECK(!decode.empty(), "fit_attention needs decode timings");
+  std::vector<double> xs, ys;
+  for (const auto& [ctx, t] : decode) {
+    xs.push_back(ctx);
+    ys.push_back(t);
+  }
+  AttentionFit f;
+  f.decode = fit_line(xs, ys);
+  f.overhead_s = std::max(0.0, f.decode.intercept);
+  const double per_pair = 4.0 * static_cast<double>(heads * head_dim);
+  const double slope = f.decode.slope > 0 ? f.decode.slope : ys.back() / xs.back();
+  f.curve.push_back({1.0, per_pair / slope});
+  for (const auto& [T, t] : prefill) f.curve.push_back({T, per_pair * T * (T + 1) / 2 / std::max(t - f.overhead_s, 0.1 * t)});
+  return f;
+}
 
 std::string cpu_description() {
   std::ifstream in("/proc/cpuinfo");

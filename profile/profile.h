@@ -36,6 +36,7 @@
 #include "core/module_tree.h"
 #include "exec/model.h"
 #include "exec/placement.h"
+#include "profile/fit.h"
 #include "profile/gpu_trace.h"
 #include "profile/quiet.h"
 #include "profile/trace.h"
@@ -116,6 +117,19 @@ sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm,
                         sim::Semantics semantics = sim::Semantics::kCpu);
 
 // ---- calibration -----------------------------------------------------------------------------
+
+// Attention timed alone over contexts (decode: one query, (context, seconds)) and prompts
+// (causal prefill: (prompt, seconds)) -> seconds = intercept + slope x context, the fixed cost
+// per op (the intercept, >= 0) and the rate curve by query rows (M = 1 from the slope, M = prompt
+// from each prefill less the fixed cost), counting 4 FLOPs per (query, key, head, dim) as the
+// cost model does. Shared by the CPU and GPU profilers.
+struct AttentionFit {
+  LineFit decode;
+  double overhead_s = 0;
+  std::vector<std::pair<double, double>> curve;  // (query rows M, FLOP/s)
+};
+AttentionFit fit_attention(int64_t heads, int64_t head_dim, const std::vector<std::pair<double, double>>& decode,
+                           const std::vector<std::pair<double, double>>& prefill);
 
 // The GPU and link part of a calibration (measured by profile_gpu, profile/gpu_profile.h),
 // merged into the file profile_cpu writes.

@@ -36,6 +36,14 @@ void use_device(int device) {
   if (cur != device) DMAP_CUDA(cudaSetDevice(device));
 }
 
+BlasHandle::BlasHandle(int device, cudaStream_t stream) {
+  use_device(device);
+  DMAP_CUBLAS(cublasCreate(&h_));
+  DMAP_CUBLAS(cublasSetStream(h_, stream));
+}
+
+BlasHandle::~BlasHandle() { cublasDestroy(h_); }
+
 DeviceInfo device_info(int device) {
   cudaDeviceProp p{};
   DMAP_CUDA(cudaGetDeviceProperties(&p, device));

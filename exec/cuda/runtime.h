@@ -133,6 +133,19 @@ class Event {
   cudaEvent_t e_ = nullptr;
 };
 
+// A cuBLAS handle on one device, its work issued on `stream`.
+class BlasHandle {
+ public:
+  BlasHandle(int device, cudaStream_t stream);
+  ~BlasHandle();
+  BlasHandle(const BlasHandle&) = delete;
+  BlasHandle& operator=(const BlasHandle&) = delete;
+  cublasHandle_t get() const { return h_; }
+
+ private:
+  cublasHandle_t h_ = nullptr;
+};
+
 // Sets the calling thread's current device (cheap when it is already current).
 void use_device(int device);
 
