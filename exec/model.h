@@ -67,21 +67,38 @@ struct WeightRef {
 // Bytes of a weight's storage.
 size_t weight_bytes(const cpu::Weight& w);
 
-// Reads disk-offloaded tensors from their files (kept open), optionally evicting them from the
-// page cache first (cold-disk runs).
+// Reads disk-offloaded tensors from their files, through a read-only memory map of each file
+// kept for the reader's lifetime (as accelerate reads offloaded weights through np.memmap /
+// safetensors' mmap), copied into the caller's host buffer. Cold-disk runs first unmap the
+// tensor's pages and evict them from the page cache.
+//
+// The maps ask for transparent huge pages (MADV_HUGEPAGE): page faults on such a map read ahead
+// into 2 MiB page-cache folios, whereas one pread() of a whole cold tensor fills the cache with
+// 4 KiB pages, whose later warm copies ran at 5.5-7.3 GB/s instead of 9 GB/s on the 2-vCPU
+// VM, varying with how fragmented free memory was (docs/PERFORMANCE.md).
 class DiskReader {
  public:
   DiskReader() = default;
   ~DiskReader();
   DiskReader(const DiskReader&) = delete;
   DiskReader& operator=(const DiskReader&) = delete;
-  // Reads `r`'s bytes into dst (weight_bytes(r.w) of room); returns the bytes read.
+  // Copies `r`'s bytes into dst (weight_bytes(r.w) of room); returns the bytes read.
+  // RuntimeFailure when the file cannot be opened or is shorter than the tensor.
   size_t read(const WeightRef& r, void* dst, bool drop_page_cache);
   uint64_t bytes_read() const { return bytes_read_; }
+  // Wall time spent in read() (page-cache copies, or device reads when cold).
+  double seconds_reading() const { return seconds_reading_; }
 
  private:
-  std::map<std::string, int> fds_;
+  struct Mapped {
+    int fd = -1;
+    const uint8_t* data = nullptr;  // the whole file
+    size_t size = 0;
+  };
+  const Mapped& map_file(const std::string& file);
+  std::map<std::string, Mapped> files_;
   uint64_t bytes_read_ = 0;
+  double seconds_reading_ = 0;
 };
 
 // RoPE's inverse frequencies (head_dim / 2, float32), with llama3's scaling where configured.
@@ -153,6 +170,8 @@ class Executor {
   virtual const ExecConfig& config() const = 0;
   virtual const RunOptions& options() const = 0;
   virtual uint64_t disk_bytes_read() const = 0;
+  // Wall time spent reading disk-offloaded tensors so far (part of the forwards' time).
+  virtual double disk_read_seconds() const = 0;
   // Cold-disk runs: evict disk-offloaded tensors from the page cache before each read, or stop.
   virtual void set_drop_page_cache(bool drop) = 0;
 };
@@ -172,6 +191,7 @@ class CpuModel : public Executor {
   const std::vector<ModuleTime>& module_times() const override { return times_; }
   const std::vector<ModuleEvent>& events() const override { return events_; }
   uint64_t disk_bytes_read() const override { return disk_.bytes_read(); }
+  double disk_read_seconds() const override { return disk_.seconds_reading(); }
   void set_drop_page_cache(bool drop) override { opt_.drop_page_cache = drop; }
 
   // forward() in pieces, for an executor that runs only some modules here (the CUDA backend's

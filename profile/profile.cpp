@@ -303,13 +303,14 @@ void add_run_to_trace(Trace& t, int pid, const std::string& label, const Placeme
   }
 }
 
-// The first case's measured timeline, and the predicted one laid out module by module from the
+// The first case's measured timeline, and the predicted one as the simulator lays it out (each
+// op on the device it executes on, disk reads and copies on their own lanes), placed at the
 // measured phase starts.
 void add_predicted_and_measured_trace(Trace& trace, const ValidationCase& c, const PlacementRun& r, const sim::Hardware& hw,
                                       const sim::Calibration& cal, const RunSettings& rs) {
   add_run_to_trace(trace, 1, "measured: " + c.model_id + " " + c.placement, r);
-  trace.name_process(2, "predicted: " + c.model_id + " " + c.placement);
-  trace.name_thread(2, 1, "cost model (per module, scaled to the measured phase start)");
+  const int pid = 2;
+  trace.name_process(pid, "predicted: " + c.model_id + " " + c.placement);
   const ModuleTree tree = build_module_tree(c.spec);
   const sim::ModelGraph g = sim::build_graph(tree, c.dtype);
   const sim::Rates rates = sim::make_rates(hw, &cal);
@@ -318,6 +319,20 @@ void add_predicted_and_measured_trace(Trace& trace, const ValidationCase& c, con
   w.new_tokens = rs.new_tokens;
   w.dtype = c.dtype;
   const sim::CostModel cm(g, rates, w);
+  const DeviceMap dm = c.device_map();
+  sim::Timeline tl;
+  sim::simulate(cm, hw, dm, sim_semantics(dm, rs), &tl);
+  std::map<std::string, int> lanes;  // lane -> thread id, in order of appearance
+  auto tid_of = [&](const std::string& lane) {
+    auto it = lanes.find(lane);
+    if (it != lanes.end()) return it->second;
+    const int tid = static_cast<int>(lanes.size()) + 1;
+    lanes.emplace(lane, tid);
+    trace.name_thread(pid, tid, lane == "disk" ? "disk reads (cost model)"
+                                : lane == "link" ? "copies to the executing device (cost model)"
+                                                 : lane + " (cost model)");
+    return tid;
+  };
   std::vector<double> starts(static_cast<size_t>(std::min<int64_t>(rs.new_tokens, kTraceDecodeSteps + 1)), -1);
   for (const auto& e : r.events) {
     const size_t k = static_cast<size_t>(e.step + 1);
@@ -325,13 +340,11 @@ void add_predicted_and_measured_trace(Trace& trace, const ValidationCase& c, con
   }
   for (size_t k = 0; k < starts.size(); ++k) {
     if (starts[k] < 0) continue;
-    const sim::Phase ph = k == 0 ? sim::Phase::prefill_of(rs.prompt) : sim::Phase::decode_at(rs.prompt + static_cast<int64_t>(k));
-    double t = starts[k];
-    for (const auto& op : g.ops) {
-      const double dt = cm.op(op, sim::ExecDevice::cpu(), ph).time();
-      trace.add({tree.node(op.node).name + " (" + sim::op_kind_name(op.kind) + ")", k == 0 ? "prefill" : "decode", 2, 1, t * 1e6,
-                 dt * 1e6, {}});
-      t += dt;
+    for (const auto& sp : k == 0 ? tl.prefill : tl.decode) {
+      const sim::Op& op = g.ops[static_cast<size_t>(sp.op)];
+      std::string name = tree.node(op.node).name + " (" + sim::op_kind_name(op.kind) + ")";
+      if (sp.what != "compute") name = sp.what + ": " + name;
+      trace.add({name, k == 0 ? "prefill" : "decode", pid, tid_of(sp.lane), (starts[k] + sp.start_s) * 1e6, sp.dur_s * 1e6, {}});
     }
   }
 }
@@ -539,6 +552,7 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   r.prefill_s = median(prefills);
   model.set_drop_page_cache(false);
   const double pgpgin0 = vmstat_kb("pgpgin");
+  const double read_s0 = model.disk_read_seconds();
   int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   for (int64_t step = 1; step < rs.new_tokens; ++step) {
     model.begin_phase(false);
@@ -548,6 +562,7 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
     next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   r.decode_token_s = median(r.decode_s);
+  if (rs.new_tokens > 1) r.decode_disk_read_s = (model.disk_read_seconds() - read_s0) / static_cast<double>(rs.new_tokens - 1);
   const double pgpgin1 = vmstat_kb("pgpgin");
   if (pgpgin0 >= 0 && pgpgin1 >= 0) r.decode_device_read_bytes = (pgpgin1 - pgpgin0) * 1024.0;
   r.modules = model.module_times();
@@ -869,6 +884,7 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
     row.c = c;
     row.predicted_prefill_s = p.prefill_s;
     row.predicted_decode_s = p.decode_token_s;
+    row.predicted_decode_disk_s = p.decode[sim::Resource::kDisk];
     v.rows.push_back(row);
   }
   // Placements the calibration's whole-model runs used (its fit block names them).
@@ -915,7 +931,8 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       row.decode_device_read_bytes = std::max(row.decode_device_read_bytes, r.decode_device_read_bytes);
       row.prefill_rounds.push_back(r.prefill_s);
       row.decode_rounds.push_back(r.decode_token_s);
-      if (i == 0 && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, rs);
+      row.decode_disk_rounds.push_back(r.decode_disk_read_s);
+      if (i == 0 && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, settings_of(c));
     }
   }
   for (auto& row : v.rows) {
@@ -979,19 +996,25 @@ std::string validation_markdown(const ValidationResult& r, const std::string& ma
     << "than " << fmt(r.settings.spoiled_cores, 2) << " cores was measured again (up to " << r.settings.retries
     << " times); \"others' load\" is the most they used during a kept one. \"Read from disk in decode\" is what the machine\n"
     << "read from block devices during a run's decode steps (the most over the rounds, /proc/vmstat): decode re-reads\n"
-    << "disk-offloaded weights from the page cache, so anything there is page-cache misses.\n";
+    << "disk-offloaded weights from the page cache, so anything there is page-cache misses. \"Of which disk reads\" is the\n"
+    << "part of a decode step spent reading disk-offloaded tensors: predicted, then measured per round.\n";
   if (r.not_quiet > 0) m << "**" << r.not_quiet << " measurement(s) started without the machine having become quiet.**\n";
   m << "\n";
   m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | error | "
-       "rounds: ms/token | others' load | read from disk in decode |\n";
-  m << "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|\n";
+       "rounds: ms/token | of which disk reads, ms | others' load | read from disk in decode |\n";
+  m << "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|\n";
   for (const auto& row : r.rows) {
     std::string rounds;
     for (double d : row.decode_rounds) rounds.append(rounds.empty() ? "" : ", ").append(fmt(d * 1e3, 3));
+    std::string reads = "—";
+    if (row.predicted_decode_disk_s > 0 || std::any_of(row.decode_disk_rounds.begin(), row.decode_disk_rounds.end(), [](double d) { return d > 0; })) {
+      reads = fmt(row.predicted_decode_disk_s * 1e3, 3) + " / ";
+      for (size_t k = 0; k < row.decode_disk_rounds.size(); ++k) reads.append(k ? ", " : "").append(fmt(row.decode_disk_rounds[k] * 1e3, 3));
+    }
     m << "| " << row.c.model_id << " | " << dtype_name(row.c.dtype) << " | " << row.c.placement << (row.in_fit ? " (in the fit)" : "")
       << " | " << fmt(row.predicted_prefill_s * 1e3) << " ms | " << fmt(row.measured_prefill_s * 1e3) << " ms | " << pct(row.prefill_error())
       << " | " << fmt(row.predicted_decode_s * 1e3) << " | " << fmt(row.measured_decode_s * 1e3) << " | " << pct(row.decode_error())
-      << " | " << rounds << " | " << fmt(row.foreign_cores, 2) << (row.remeasured ? " (" + std::to_string(row.remeasured) + " re-measured)" : "")
+      << " | " << rounds << " | " << reads << " | " << fmt(row.foreign_cores, 2) << (row.remeasured ? " (" + std::to_string(row.remeasured) + " re-measured)" : "")
       << " | " << fmt(row.decode_device_read_bytes / 1e6, 3) << " MB |\n";
   }
   int held_out = 0;

@@ -82,6 +82,8 @@ struct PlacementRun {
   // pgpgin; -1 where unreadable): decode re-reads disk-offloaded weights from the page cache,
   // so anything here is page-cache misses (or another process's reads).
   double decode_device_read_bytes = -1;
+  // Wall time per decode step spent reading disk-offloaded tensors (page-cache copies).
+  double decode_disk_read_s = 0;
 };
 
 struct RunSettings {
@@ -183,6 +185,8 @@ struct ValidationRow {
   double predicted_prefill_s = 0, measured_prefill_s = 0;  // measured: the median over rounds
   double predicted_decode_s = 0, measured_decode_s = 0;
   std::vector<double> prefill_rounds, decode_rounds;       // one measurement per round
+  double predicted_decode_disk_s = 0;       // of predicted_decode_s: reading disk-offloaded weights
+  std::vector<double> decode_disk_rounds;   // of decode_rounds: measured time in those reads
   double foreign_cores = 0;  // the most other processes' load during a kept measurement
   double decode_device_read_bytes = 0;  // the most read from block devices during a kept run's decode
   int remeasured = 0;        // measurements dropped as spoiled by other processes' load

@@ -77,12 +77,13 @@ struct PhaseResult {
 
 }  // namespace
 
-Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& map, Semantics semantics) {
-  return simulate(cm, hw, map, std::vector<Semantics>(map.items().size(), semantics));
+Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& map, Semantics semantics,
+                    Timeline* timeline) {
+  return simulate(cm, hw, map, std::vector<Semantics>(map.items().size(), semantics), timeline);
 }
 
 Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& map,
-                    const std::vector<Semantics>& per_entry) {
+                    const std::vector<Semantics>& per_entry, Timeline* timeline) {
   const ModelGraph& g = cm.graph();
   const ModuleTree& tree = *g.tree;
   const Workload& w = cm.workload();
@@ -278,20 +279,35 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
 
   // ---- time ----
   const bool warm_decode = page_cache_holds(hw, static_cast<Bytes>(host_weights), static_cast<Bytes>(disk_weights));
-  auto run_phase = [&](Phase phase, bool warm) {
+  auto lane_of = [](ExecDevice d) { return d.is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(d.gpu); };
+  // spans: where the phase's timeline goes (nullptr: not recorded). Without overlap every
+  // copy and read sits right before its op; prefetch copies run on the link from the start of
+  // the previous entry's compute, and the entry's ops wait for the last of them.
+  auto run_phase = [&](Phase phase, bool warm, std::vector<TimelineSpan>* spans) {
     PhaseResult r;
     double prev_compute = 0;
     for (size_t si = 0; si < segs.size(); ++si) {
       const Segment& s = segs[si];
+      const bool overlapped = s.semantics == Semantics::kPrefetch && !s.exec.is_cpu();
       double compute = 0, ops_only = 0, stream = 0;
       Breakdown sb, stream_b;
+      std::vector<TimelineSpan> ops_spans, copy_spans;  // laid out once `exposed` is known
+      double op_clock = 0, copy_clock = 0;              // within the segment
+      auto span = [&](std::vector<TimelineSpan>& into, double& clock, int op, const std::string& lane, std::string what,
+                      double dur) {
+        if (!spans || dur <= 0) return;
+        into.push_back({op, lane, std::move(what), clock, dur});
+        clock += dur;
+      };
       for (size_t k = 0; k < s.ops.size(); ++k) {
-        const Op& op = g.ops[s.ops[k]];
+        const int op_index = s.ops[k];
+        const Op& op = g.ops[op_index];
         if (s.device_change[k]) {
           const double t = cm.activation_copy(s.prev_exec[k], s.exec, phase);
           compute += t;
           sb[Resource::kH2d] += t;
           r.moved_bytes += cm.activation_bytes(phase);
+          span(ops_spans, op_clock, op_index, "link", "activations to " + lane_of(s.exec), t);
         }
         for (const Streamed& st : s.streamed[k]) {
           StreamCost c;
@@ -304,15 +320,24 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
           stream_b[Resource::kDisk] += c.disk_s;
           stream_b[Resource::kH2d] += c.link_s + c.hook_s;
           r.moved_bytes += st.bytes;
+          auto& into = overlapped ? copy_spans : ops_spans;
+          double& clock = overlapped ? copy_clock : op_clock;
+          span(into, clock, op_index, "disk", "disk read", c.disk_s);
+          span(into, clock, op_index, "link", "weights to " + lane_of(s.exec), c.link_s + c.hook_s);
         }
         const OpTime t = cm.op(op, s.exec, phase);
         compute += t.time();
         ops_only += t.time();
         cm.charge(t, s.exec, sb);
+        span(ops_spans, op_clock, op_index, lane_of(s.exec), "compute", t.time());
       }
       double exposed = stream;
-      if (s.semantics == Semantics::kPrefetch && !s.exec.is_cpu() && stream > 0) {
-        exposed = std::max(0.0, stream - prev_compute);
+      if (overlapped && stream > 0) exposed = std::max(0.0, stream - prev_compute);
+      if (spans) {
+        const double copies_from = r.time - prev_compute;  // the copy stream starts with the previous entry
+        for (auto& sp : copy_spans) spans->push_back({sp.op, sp.lane, sp.what, copies_from + sp.start_s, sp.dur_s});
+        const double ops_from = r.time + (overlapped ? exposed : 0);
+        for (auto& sp : ops_spans) spans->push_back({sp.op, sp.lane, sp.what, ops_from + sp.start_s, sp.dur_s});
       }
       if (stream > 0) r.b.add(stream_b, exposed / stream);
       r.b.add(sb);
@@ -321,13 +346,15 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
     }
     return r;
   };
-  const PhaseResult pre = run_phase(Phase::prefill_of(w.prompt), false);
+  const PhaseResult pre = run_phase(Phase::prefill_of(w.prompt), false, timeline ? &timeline->prefill : nullptr);
   p.prefill_s = pre.time;
   p.prefill = pre.b;
   double decode_total = 0, moved = 0;
   const auto& samples = cm.decode_samples();
-  for (const auto& smp : samples) {
-    const PhaseResult d = run_phase(Phase::decode_at(smp.context), warm_decode);
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const auto& smp = samples[i];
+    const PhaseResult d =
+        run_phase(Phase::decode_at(smp.context), warm_decode, timeline && i == 0 ? &timeline->decode : nullptr);
     const double weight = smp.steps > 0 ? smp.steps : 1.0;
     decode_total += smp.steps * d.time;  // a single-token workload runs no decode step
     p.decode.add(d.b, weight);

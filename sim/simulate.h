@@ -49,10 +49,26 @@ struct Prediction {
   Resource bottleneck = Resource::kGpuMemory;
 };
 
+// One priced step of a simulated forward: an op on the device it executes on, or a weight
+// tensor / activation moving to it. Times are from the start of the phase.
+struct TimelineSpan {
+  int op = -1;            // the graph op this belongs to
+  std::string lane;       // "cpu", "cuda:N" (ops), "disk" (reads), "link" (copies to a device)
+  std::string what;       // "compute", "disk read", "weights to cuda:N", "activations to cpu", ...
+  double start_s = 0, dur_s = 0;
+};
+// The prefill, and the first decode step simulated (at the smallest sampled context), laid out
+// span by span; prefetch copies start during the previous entry's compute.
+struct Timeline {
+  std::vector<TimelineSpan> prefill, decode;
+};
+
 // `per_entry`: the semantics of each entry of `map.items()` (only cpu/disk entries care).
+// `timeline`, when given, receives the spans of the priced forwards (costs a string per op).
 Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& map,
-                    const std::vector<Semantics>& per_entry);
-Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& map, Semantics semantics);
+                    const std::vector<Semantics>& per_entry, Timeline* timeline = nullptr);
+Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& map, Semantics semantics,
+                    Timeline* timeline = nullptr);
 
 // Shared with the optimal search so both price a unit the same way.
 struct StreamCost {

@@ -784,6 +784,10 @@ const RunOptions& CudaModel::options() const { return impl_->opt; }
 uint64_t CudaModel::disk_bytes_read() const {
   return impl_->disk.bytes_read() + (impl_->cpu ? impl_->cpu->disk_bytes_read() : 0);
 }
+
+double CudaModel::disk_read_seconds() const {
+  return impl_->disk.seconds_reading() + (impl_->cpu ? impl_->cpu->disk_read_seconds() : 0);
+}
 void CudaModel::set_observer(ModuleObserver* observer) {
   impl_->observer = observer;
   // CPU-backend modules reach the observer through the CPU model's events.

@@ -44,6 +44,7 @@ class CudaModel : public Executor {
   const ExecConfig& config() const override;
   const RunOptions& options() const override;
   uint64_t disk_bytes_read() const override;
+  double disk_read_seconds() const override;
 
   void set_observer(ModuleObserver* observer);
   void set_drop_page_cache(bool drop) override;

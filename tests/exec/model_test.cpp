@@ -241,5 +241,12 @@ TEST_CASE("disk-offloaded layers give the same tokens as all-CPU, read from disk
   CpuModel a(cfg, r1, {1, 32, 1}), b(cfg, r2, {1, 32, 1});
   CHECK(generate(a, prompt, 8, 4).tokens == generate(b, prompt, 8, 4).tokens);
   CHECK(b.disk_bytes_read() > 0);
+  CHECK(b.disk_read_seconds() > 0);
+  CHECK(a.disk_read_seconds() == 0);
+  // An offload file cut short is an error naming the file, not a fault on the memory map.
+  const fs::path cut = tmp / "model.layers.0.mlp.down_proj.weight.dat";
+  fs::resize_file(cut, fs::file_size(cut) / 2);
+  CpuModel c(cfg, r2, {1, 32, 1});
+  CHECK_THROWS_WITH(generate(c, prompt, 8, 2), Catch::Contains("short read") && Catch::Contains(cut.string()));
   fs::remove_all(tmp);
 }

@@ -579,6 +579,71 @@ TEST_CASE("prefetch hides a copy behind the previous entry's compute", "[unit][s
         Approx(kTinyLayerParams * 2 / 500e9 + 9 * (10e-6 + 40e-6)).epsilon(1e-9));
 }
 
+TEST_CASE("the simulated timeline lays out exactly the priced time, op by op, per device", "[unit][sim]") {
+  const auto tree = tiny_tree();
+  const ModelGraph g = build_graph(*tree, DType::kFloat16);
+  const Hardware hw = with_link(round_machine(1 * kGiB), 20e9, 10e9);
+  const Priced p(g, hw, workload(1, 16, 8));
+  DeviceMap dm;  // embed and layers 0-1 on the GPU, layer 2 on the CPU, layer 3 on disk
+  dm.assign("model.embed_tokens", Device::gpu(0));
+  dm.assign("model.layers.0", Device::gpu(0));
+  dm.assign("model.layers.1", Device::gpu(0));
+  dm.assign("model.layers.2", Device::cpu());
+  dm.assign("model.layers.3", Device::disk());
+  dm.assign("model.norm", Device::gpu(0));
+  dm.assign("model.rotary_emb", Device::gpu(0));
+  dm.assign("lm_head", Device::gpu(0));
+  auto end_of = [](const std::vector<TimelineSpan>& v) {
+    double e = 0;
+    for (const auto& s : v) e = std::max(e, s.start_s + s.dur_s);
+    return e;
+  };
+  auto busy = [](const std::vector<TimelineSpan>& v, const std::string& lane) {
+    double t = 0;
+    for (const auto& s : v) t += s.lane == lane ? s.dur_s : 0;
+    return t;
+  };
+  auto lane_overlaps = [](std::vector<TimelineSpan> v, const std::string& lane) {
+    v.erase(std::remove_if(v.begin(), v.end(), [&](const TimelineSpan& s) { return s.lane != lane; }), v.end());
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.start_s < b.start_s; });
+    for (size_t i = 1; i < v.size(); ++i) {
+      if (v[i].start_s < v[i - 1].start_s + v[i - 1].dur_s - 1e-15) return true;
+    }
+    return false;
+  };
+  for (Semantics sem : {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace}) {
+    INFO(semantics_name(sem));
+    Timeline tl;
+    const Prediction pr = simulate(p.cm, hw, dm, sem, &tl);
+    const Prediction plain = simulate(p.cm, hw, dm, sem);
+    CHECK(pr.decode_token_s == plain.decode_token_s);  // recording changes nothing
+    REQUIRE(!tl.prefill.empty());
+    REQUIRE(!tl.decode.empty());
+    CHECK(end_of(tl.prefill) == Approx(pr.prefill_s).epsilon(1e-9));
+    CHECK(!lane_overlaps(tl.decode, "cuda:0"));
+    CHECK(!lane_overlaps(tl.decode, "cpu"));
+    // Layer 3's tensors are read from disk in every semantics (from the page cache in decode).
+    CHECK(busy(tl.prefill, "disk") > 0);
+    if (sem == Semantics::kInPlace) {
+      CHECK(busy(tl.decode, "cpu") > 0);  // layers 2 and 3 compute on the CPU
+      for (const auto& s : tl.decode) CHECK(s.what.rfind("weights", 0) == std::string::npos);
+    } else {
+      CHECK(busy(tl.decode, "cpu") == 0);  // everything computes on the GPU
+      CHECK(busy(tl.decode, "link") > 0);
+    }
+    if (sem == Semantics::kPrefetch) {
+      // Copies overlap compute: the lanes hold more busy time than the step lasts.
+      double all = 0;
+      for (const auto& s : tl.decode) all += s.dur_s;
+      CHECK(all > end_of(tl.decode) * (1 + 1e-9));
+    } else {
+      double all = 0;
+      for (const auto& s : tl.decode) all += s.dur_s;
+      CHECK(all == Approx(end_of(tl.decode)).epsilon(1e-9));  // nothing overlaps
+    }
+  }
+}
+
 TEST_CASE("in-place moves only activations across the link", "[unit][sim]") {
   const auto tree = tiny_tree();
   const ModelGraph g = build_graph(*tree, DType::kFloat16);
