@@ -39,6 +39,11 @@ double DeviceRates::row_cost(DType d) const {
   return it == matvec_row.end() ? 0.0 : it->second.value;
 }
 
+const Figure& Rates::page_cache_for(DType d) const {
+  auto it = page_cache_read_dtype.find(d);
+  return it != page_cache_read_dtype.end() ? it->second : page_cache_read;
+}
+
 RateCurve DeviceRates::attention_flops_for(DType d) const {
   auto it = attention_flops.find(d);
   return it != attention_flops.end() ? it->second : flops_for(d);
@@ -227,7 +232,17 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
     set_figure(f, h, "memory_bandwidth_gbs", kGB, r.host.memory_bandwidth);
     set_figure(f, h, "dispatch_overhead_us", kUs, r.host.dispatch, true);
     set_figure(f, h, "offload_tensor_overhead_us", kUs, r.offload_tensor_overhead, true);
-    if (h["page_cache_read_gbs"].IsDefined()) {
+    if (const YAML::Node pc = h["page_cache_read_gbs"]; pc.IsDefined() && pc.IsMap()) {
+      apply_per_dtype(f, pc, "host.page_cache_read_gbs", kGB, r.page_cache_read_dtype);
+      for (const auto& [d, fig] : r.page_cache_read_dtype) {
+        if (!(fig.value > 0)) fail_at(f, pc, "host.page_cache_read_gbs: every rate must be positive");
+      }
+      // Other dtypes: the slowest given (a conservative guess).
+      r.page_cache_read = r.page_cache_read_dtype.begin()->second;
+      for (const auto& [d, fig] : r.page_cache_read_dtype) {
+        if (fig.value < r.page_cache_read.value) r.page_cache_read = fig;
+      }
+    } else if (pc.IsDefined()) {
       set_figure(f, h, "page_cache_read_gbs", kGB, r.page_cache_read);
     } else if (h["memory_bandwidth_gbs"].IsDefined()) {
       r.page_cache_read = {r.host.memory_bandwidth.value / 2, Source::kCalibrated};

@@ -13,7 +13,10 @@
 //                method: "dmap profile --real"}
 //   host:
 //     memory_bandwidth_gbs: 38.5          # achieved (e.g. STREAM triad / weight streaming)
-//     page_cache_read_gbs: 6.0            # reading a cached file into a fresh buffer
+//     page_cache_read_gbs: 6.0            # reading a cached file into a fresh buffer; or per dtype
+//                                       # {float32: 9.8, bfloat16: 11}: what a warm disk-offloaded
+//                                       # tensor adds to a step, the product that follows reading
+//                                       # the just-copied weights from cache
 //     dispatch_overhead_us: 3.0           # per operator
 //     offload_tensor_overhead_us: 45      # accelerate hook per tensor
 //     matmul_gflops:                      # achieved, by token count M of the product
@@ -91,6 +94,8 @@ struct Rates {
   Figure disk_read;                                             // bytes/s, cold
   Figure disk_latency;                                          // seconds per read
   Figure page_cache_read;                                       // bytes/s, warm
+  std::map<DType, Figure> page_cache_read_dtype;                // bytes/s, warm, per weight dtype
+  const Figure& page_cache_for(DType d) const;                  // the dtype's, else page_cache_read
   std::string calibration_name;                                 // "" = datasheet only
 };
 

@@ -53,7 +53,8 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
     f.push_back({"accelerate hook per tensor", r.offload_tensor_overhead.value * 1e6, "us", r.offload_tensor_overhead.source});
   }
   f.push_back({"disk read", r.disk_read.value / 1e9, "GB/s", r.disk_read.source});
-  f.push_back({"page-cache read", r.page_cache_read.value / 1e9, "GB/s", r.page_cache_read.source});
+  const Figure& pc = r.page_cache_for(ev.graph->dtype);
+  f.push_back({"page-cache read", pc.value / 1e9, "GB/s", pc.source});
   return f;
 }
 

@@ -1406,6 +1406,34 @@ gpus:
 )");
     expect_input_error([&] { load_calibration(path); }, path, 4, "M values must increase");
   }
+  SECTION("a page-cache rate per dtype") {
+    const std::string path = tmp.write("cal_pc.yaml", R"(kind: calibration
+host:
+  page_cache_read_gbs: {float32: 8, bfloat16: 12}
+)");
+    const Calibration cal = load_calibration(path);
+    const Hardware hw = round_machine(1 * kGiB);
+    const Rates r = make_rates(hw, &cal);
+    CHECK(r.page_cache_for(DType::kFloat32).value == Approx(8e9));
+    CHECK(r.page_cache_for(DType::kBFloat16).value == Approx(12e9));
+    CHECK(r.page_cache_for(DType::kFloat16).value == Approx(8e9));  // not given: the slowest
+    CHECK(r.page_cache_for(DType::kBFloat16).source == Source::kCalibrated);
+    const auto tree = tiny_tree();
+    for (DType d : {DType::kFloat32, DType::kBFloat16}) {
+      const ModelGraph g = build_graph(*tree, d);
+      Workload w = workload(1, 16, 4);
+      w.dtype = d;
+      const CostModel cm(g, r, w);
+      CHECK(cm.disk_read(24e6, true) == Approx(24e6 / (d == DType::kFloat32 ? 8e9 : 12e9)));
+    }
+    const std::string bad = tmp.write("cal_pc_bad.yaml", "kind: calibration\nhost:\n  page_cache_read_gbs: {float32: 0}\n");
+    expect_input_error(
+        [&] {
+          const Calibration bc = load_calibration(bad);
+          make_rates(hw, &bc);
+        },
+        bad, 3, "positive");
+  }
   SECTION("calibrated figures replace datasheet ones and say so") {
     const std::string path = tmp.write("cal_ok.yaml", R"(kind: calibration
 name: my-desktop
