@@ -987,6 +987,14 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       }
     }
   }
+  // The trace shows one case: the first that moves weights (disk or GPU), else the first.
+  size_t traced = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    if (cases[i].disk_layers > 0 || cases[i].map) {
+      traced = i;
+      break;
+    }
+  }
   std::mt19937_64 order_rng(vs.order_seed);
   const int total = static_cast<int>(cases.size()) * vs.rounds;
   int done = 0;
@@ -1018,7 +1026,7 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       row.prefill_rounds.push_back(r.prefill_s);
       row.decode_rounds.push_back(r.decode_token_s);
       row.decode_disk_rounds.push_back(r.decode_disk_read_s);
-      if (i == 0 && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, settings_of(c));
+      if (i == traced && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, settings_of(c));
     }
   }
   for (auto& row : v.rows) {
@@ -1116,7 +1124,8 @@ std::string validation_markdown(const ValidationResult& r, const std::string& ma
   for (const auto& g : r.regrets) m << "| " << g.group << " | " << g.recommended << " | " << g.fastest << " | " << fmt(g.regret * 100, 2) << " % |\n";
   m << "\n![predicted vs measured](" << svg_name << ")\n\n";
   m << "Timeline: [`" << trace_name << "`](" << trace_name << ") (open in ui.perfetto.dev or chrome://tracing) holds the\n"
-    << "first case's measured module ranges next to the cost model's predicted ones, phase by phase.\n";
+    << "measured module ranges of one placement (the first that reads disk or uses a GPU) next to the cost model's\n"
+    << "predicted timeline: each op on the device it runs on, disk reads and copies on lanes of their own.\n";
   return m.str();
 }
 

@@ -226,6 +226,18 @@ if "$DMAP" profile --validate --calibration "$TMP/cal.yaml" --models "$SRC/tests
   grep -E -q "^\| .*disk 1/2 layers.*\| [0-9.]+, [0-9.]+ \|" "$TMP/val.md" && ok || bad "validation rounds column"
   [ -s "$TMP/val.svg" ] && grep -q "<svg" "$TMP/val.svg" && ok || bad "validation SVG"
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert any(e['ph']=='X' for e in d['traceEvents'])" "$TMP/val.trace.json" && ok || bad "validation trace"
+  # The traced case is the disk one: the predicted side has a disk-read lane with reads on it.
+  python3 - "$TMP/val.trace.json" <<'PY' && ok || bad "validation trace: predicted disk lane"
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+lanes = {(e["pid"], e["tid"]): e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+disk = [k for k, n in lanes.items() if n.startswith("disk reads")]
+assert disk, lanes
+reads = [e for e in ev if e["ph"] == "X" and (e["pid"], e["tid"]) == disk[0]]
+assert reads and all(e["name"].startswith("disk read: ") and e["dur"] > 0 for e in reads)
+PY
+  # The disk row reports its measured read time per round (predicted / measured).
+  grep -E -q "^\| .*disk 1/2 layers.*\| [0-9.]+ / [0-9.]+, [0-9.]+ \|" "$TMP/val.md" && ok || bad "validation disk-read column"
 else
   bad "profile --validate failed"
 fi
