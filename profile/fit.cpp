@@ -91,4 +91,34 @@ LineFit fit_proportional(const std::vector<double>& x, const std::vector<double>
   return f;
 }
 
+ProductFit fit_products(const std::vector<ProductSample>& samples) {
+  DMAP_CHECK(samples.size() >= 2, "fit_products needs at least two products");
+  const auto n = static_cast<Eigen::Index>(samples.size());
+  Eigen::MatrixXd A(n, 2);
+  Eigen::VectorXd y(n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const ProductSample& s = samples[static_cast<size_t>(i)];
+    A(i, 0) = 2.0 * s.m * s.n * s.k;
+    A(i, 1) = s.m * s.k;
+    y(i) = s.seconds;
+  }
+  ProductFit f;
+  f.fit = robust_fit(A, y);
+  if (f.fit.coef(0) > 0 && f.fit.coef(1) >= 0) {
+    f.rate = 1.0 / f.fit.coef(0);
+    f.input_cost = f.fit.coef(1);
+  } else {
+    // No per-element cost to be seen (or noise made it negative): the rate alone.
+    std::vector<double> flops, secs;
+    for (const auto& s : samples) {
+      flops.push_back(2.0 * s.m * s.n * s.k);
+      secs.push_back(s.seconds);
+    }
+    const LineFit p = fit_proportional(flops, secs);
+    f.fit = p.fit;
+    f.rate = p.slope > 0 ? 1.0 / p.slope : 0.0;
+  }
+  return f;
+}
+
 }  // namespace dmap::profile

@@ -613,7 +613,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const std::vector<int64_t> rows = opt.quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 32, 64, 128, 256};
   int step = 0;
   const int attention_points = opt.quick ? 6 : 9;
-  const int steps = static_cast<int>(opt.dtypes.size() * (shapes.size() + 4 + 2 * rows.size() + attention_points));
+  const int steps = static_cast<int>(opt.dtypes.size() * (shapes.size() + 4 + (shapes.size() + 2) + 2 * rows.size() + attention_points));
   auto tick = [&](const std::string& what) {
     if (opt.progress) opt.progress(what, ++step, steps);
   };
@@ -624,6 +624,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     std::vector<std::pair<double, double>> curve;  // (M, FLOP/s)
     int samples = 0;
     double row_s = 0;           // per output row of a one-row product
+    ProductFit products;        // M = 64 over shapes: rate and cost per input element
     AttentionProbe attention;
   };
   std::vector<std::pair<int64_t, int64_t>> mv_shapes = shapes;
@@ -664,13 +665,28 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     p.samples = static_cast<int>(xb.size());
     // M = 1: the streaming rate, 2 FLOPs per weight element.
     p.curve.push_back({1.0, 2.0 * p.bw / static_cast<double>(elt_bytes(d))});
+    // Products of several rows at M = 64 over the model's shapes and narrower ones: the rate
+    // and the cost per input element (fit_products), which narrow products feel most.
+    {
+      std::vector<ProductSample> ps;
+      std::vector<std::pair<int64_t, int64_t>> pshapes(shapes.begin(), shapes.end() - 1);  // not the LM head
+      for (int64_t n : {128, 256, 512}) pshapes.push_back({n, c.hidden});
+      for (const auto& [n, k] : pshapes) {
+        tick("matrix products " + std::string(dtype_name(d)) + " shapes");
+        WeightPool pool(d, n, k, pool_bytes);
+        ps.push_back({64.0, static_cast<double>(n), static_cast<double>(k), time_linear(pool, 64, threads, std::max(3, reps / 2))});
+      }
+      p.products = fit_products(ps);
+    }
     for (int64_t m : rows) {
       std::vector<double> rates;
       for (const auto& [n, k] : {shapes[1], shapes[3]}) {  // q_proj and gate_proj
         tick("matrix products " + std::string(dtype_name(d)) + " M=" + std::to_string(m));
         WeightPool pool(d, n, k, pool_bytes);
         const double t = time_linear(pool, m, threads, std::max(3, reps / 2));
-        rates.push_back(2.0 * static_cast<double>(m * n * k) / t);
+        // The rate net of the per-input-element cost (charged separately by the cost model).
+        const double net = std::max(0.2 * t, t - static_cast<double>(m * k) * p.products.input_cost);
+        rates.push_back(2.0 * static_cast<double>(m * n * k) / net);
       }
       p.curve.push_back({static_cast<double>(m), median(rates)});
     }
@@ -738,6 +754,11 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     y << "  matvec_row_ns: {";
     for (auto it = per.begin(); it != per.end(); ++it) {
       y << (it == per.begin() ? "" : ", ") << dtype_name(it->first) << ": " << fmt(it->second.row_s * 1e9);
+    }
+    y << "}\n";
+    y << "  matmul_input_ns: {";
+    for (auto it = per.begin(); it != per.end(); ++it) {
+      y << (it == per.begin() ? "" : ", ") << dtype_name(it->first) << ": " << fmt(it->second.products.input_cost * 1e9);
     }
     y << "}\n";
     if (opt.gpu) y << "  offload_tensor_overhead_us: " << fmt(opt.gpu->offload_tensor_overhead_us) << "\n" << opt.gpu->gpus_yaml << opt.gpu->link_yaml;
@@ -891,6 +912,12 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     fitb << "  streaming_" << dtype_name(d) << ": {micro_benchmark_gbs: " << fmt(per[d].bw / 1e9) << ", whole_model_decode_gbs: "
          << fmt(per[d].bw * sc / 1e9) << ", scale: " << fmt(sc) << "}\n";
   }
+  for (const auto& [d, p] : per) {
+    fitb << "  products_" << dtype_name(d) << ": {m: 64, samples: " << p.products.fit.residuals.size()
+         << ", gflops: " << fmt(p.products.rate / 1e9) << ", input_ns: " << fmt(p.products.input_cost * 1e9)
+         << ", median_abs_residual: " << fmt(p.products.fit.median_abs_residual, 3)
+         << ", max_abs_residual: " << fmt(p.products.fit.max_abs_residual, 3) << ", outliers: " << p.products.fit.downweighted << "}\n";
+  }
   for (const auto& [d, sc] : prefill_fit) {
     fitb << "  prefill_" << dtype_name(d) << ": {matmul_scale: " << fmt(sc) << "}\n";
   }
@@ -917,7 +944,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   out.summary.push_back("memory bandwidth " + fmt(bw * bw_scale / 1e9) + " GB/s (micro-benchmark " + fmt(bw / 1e9) + ")");
   for (const auto& [d, p] : per) {
     std::string s = std::string(dtype_name(d)) + ": streaming " + fmt(p.bw / 1e9) + " GB/s + " + fmt(p.row_s * 1e9) +
-                    " ns per row; GFLOP/s by M:";
+                    " ns per row; products + " + fmt(p.products.input_cost * 1e9) + " ns per input element; GFLOP/s by M:";
     for (const auto& [m, r] : p.curve) s.append(" ").append(fmt(m)).append(":").append(fmt(r / 1e9));
     out.summary.push_back(s);
   }

@@ -39,6 +39,12 @@ double DeviceRates::row_cost(DType d) const {
   return it == matvec_row.end() ? 0.0 : it->second.value;
 }
 
+double DeviceRates::input_cost(DType d) const {
+  auto it = matmul_input.find(d);
+  if (it == matmul_input.end()) it = matmul_input.find(DType::kFloat32);
+  return it == matmul_input.end() ? 0.0 : it->second.value;
+}
+
 const Figure& Rates::page_cache_for(DType d) const {
   auto it = page_cache_read_dtype.find(d);
   return it != page_cache_read_dtype.end() ? it->second : page_cache_read;
@@ -145,7 +151,7 @@ void validate(const Calibration& c) {
   if (root["host"].IsDefined()) {
     check_keys(f, root["host"],
                {"memory_bandwidth_gbs", "page_cache_read_gbs", "dispatch_overhead_us", "offload_tensor_overhead_us",
-                "matmul_gflops", "attention_gflops", "attention_overhead_us", "matvec_row_ns"},
+                "matmul_gflops", "attention_gflops", "attention_overhead_us", "matvec_row_ns", "matmul_input_ns"},
                "host");
   }
   if (root["gpus"].IsDefined()) {
@@ -253,6 +259,9 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
     }
     set_figure(f, h, "attention_overhead_us", kUs, r.host.attention_overhead, true);
     if (h["matvec_row_ns"].IsDefined()) apply_per_dtype(f, h["matvec_row_ns"], "host.matvec_row_ns", 1e-9, r.host.matvec_row);
+    if (h["matmul_input_ns"].IsDefined()) {
+      apply_per_dtype(f, h["matmul_input_ns"], "host.matmul_input_ns", 1e-9, r.host.matmul_input);
+    }
   }
   if (const YAML::Node gs = root["gpus"]; gs.IsDefined()) {
     auto apply_gpu = [&](const YAML::Node& g, DeviceRates& d) {

@@ -28,6 +28,8 @@
 //                                       # the intercept of attention time over context length
 //     matvec_row_ns: {bfloat16: 15}       # per output row of a one-token product (short rows
 //                                       # stream slower than long ones); or one number
+//     matmul_input_ns: {float32: 2}       # per input element (M x K) of a product with M >= 2
+//                                       # (converting and packing the activations); or one number
 //   gpus:
 //     all:                                # or a GPU ordinal: 0, 1, ...
 //       memory_bandwidth_gbs: 4100
@@ -71,6 +73,8 @@ struct DeviceRates {
   Figure attention_overhead{0, Source::kDatasheet};  // seconds per attention op, beyond dispatch
   std::map<DType, Figure> matvec_row;  // seconds per output row of a one-row (M = 1) product
   double row_cost(DType d) const;      // matvec_row of d, else float32's, else 0
+  std::map<DType, Figure> matmul_input;  // seconds per input element (M x K) of an M >= 2 product
+  double input_cost(DType d) const;      // matmul_input of d, else float32's, else 0
   RateCurve flops_for(DType d) const; // falls back to float32 (then any) when the dtype is absent
   RateCurve attention_flops_for(DType d) const;  // the attention curve of d, else flops_for(d)
 };

@@ -131,6 +131,9 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   t.overhead_s = op.kernels * r.dispatch.value + (op.kind == OpKind::kAttention ? r.attention_overhead.value : 0.0);
   // One-row products (decode at batch 1) pay a cost per output row beyond the streaming.
   if (op.kind == OpKind::kMatmul && m < 2) t.overhead_s += static_cast<double>(op.out) * r.row_cost(graph_.dtype);
+  // Products of several rows (prefill) pay a cost per input element (M x K): converting and
+  // packing the activations, which dominates products with few output features.
+  if (op.kind == OpKind::kMatmul && m >= 2) t.overhead_s += m * static_cast<double>(op.in) * r.input_cost(graph_.dtype);
   return t;
 }
 

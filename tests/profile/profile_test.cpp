@@ -59,6 +59,31 @@ TEST_CASE("robust fit recovers a multi-parameter model exactly without noise", "
   CHECK(percentile({0, 10}, 0.9) == Approx(9));
 }
 
+TEST_CASE("the product fit recovers the FLOP rate and the per-input-element cost within 2 %", "[unit][profile]") {
+  std::mt19937 rng(9);
+  std::normal_distribution<double> noise(0.0, 0.01);
+  const double rate = 310e9, input = 2.0e-9;
+  std::vector<ProductSample> s;
+  const int64_t shapes[][2] = {{128, 896}, {896, 896}, {4864, 896}, {896, 4864}, {256, 2048},
+                               {512, 2048}, {2048, 2048}, {5632, 2048}, {2048, 5632}, {8192, 2048}};
+  int i = 0;
+  for (const auto& nk : shapes) {
+    const double m = 64, n = static_cast<double>(nk[0]), k = static_cast<double>(nk[1]);
+    double t = 2 * m * n * k / rate + m * k * input;
+    t *= 1 + noise(rng);
+    if (++i == 4) t *= 2.5;  // a preempted run
+    s.push_back({m, n, k, t});
+  }
+  const ProductFit f = fit_products(s);
+  CHECK(std::fabs(f.rate / rate - 1) < 0.02);
+  CHECK(std::fabs(f.input_cost / input - 1) < 0.02);
+  // Products with no per-element cost: the rate alone, and no negative cost.
+  for (auto& x : s) x.seconds = 2 * x.m * x.n * x.k / rate;
+  const ProductFit g = fit_products(s);
+  CHECK(std::fabs(g.rate / rate - 1) < 1e-6);
+  CHECK(g.input_cost == Approx(0).margin(1e-15));
+}
+
 TEST_CASE("Chrome trace export holds the events and names the tracks", "[unit][profile]") {
   Trace t;
   t.name_process(1, "measured \"run\"");
@@ -134,6 +159,8 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   CHECK(rates.host.attention_overhead.source == sim::Source::kCalibrated);
   CHECK(rates.host.attention_overhead.value >= 0);
   CHECK(rates.host.attention_overhead.value < 1e-3);
+  for (DType d : opt.dtypes) CHECK(rates.host.input_cost(d) < 1e-7);  // under 100 ns per input element
+  CHECK(r.yaml.find("matmul_input_ns:") != std::string::npos);
   CHECK(r.yaml.find("tiny_model_probe_us:") != std::string::npos);
   CHECK(r.trace.events().size() > 10);  // module ranges of the whole-model runs
   CHECK(r.yaml.find("provenance:") != std::string::npos);

@@ -1442,6 +1442,7 @@ host:
   matmul_gflops: {float32: [[1, 40], [16, 300], [256, 900]]}
   attention_overhead_us: 12
   matvec_row_ns: {float16: 10}
+  matmul_input_ns: {float16: 3}
 gpus:
   0:
     launch_overhead_us: 7.5
@@ -1508,7 +1509,13 @@ disk: {read_gbs: 1.5}
     // 16-row products and the GPU (no per-row figure) do not.
     CHECK(cm.op(gate, ExecDevice::cpu(), Phase::decode_at(20)).overhead_s ==
           Approx(gate.kernels * base.host.dispatch.value + 512 * 10e-9));
-    CHECK(cm.op(gate, ExecDevice::cpu(), Phase::prefill_of(16)).overhead_s == Approx(gate.kernels * base.host.dispatch.value));
+    // Products of M >= 2 rows pay 3 ns per input element instead (16 rows x 256 inputs); the GPU
+    // has no such figure.
+    CHECK(cm.op(gate, ExecDevice::cpu(), Phase::prefill_of(16)).overhead_s ==
+          Approx(gate.kernels * base.host.dispatch.value + 16 * 256 * 3e-9));
+    CHECK(cm.op(gate, ExecDevice::on_gpu(0), Phase::prefill_of(16)).overhead_s == Approx(gate.kernels * 7.5e-6));
+    CHECK(r.host.input_cost(DType::kFloat16) == Approx(3e-9));
+    CHECK(r.host.input_cost(DType::kBFloat16) == 0);  // neither bfloat16 nor float32 given
     CHECK(cm.op(gate, ExecDevice::cpu(), Phase::decode_at(20)).memory_s == Approx((256.0 * 512 * 2 + 768 * 2) / 38.5e9));
   }
 }
