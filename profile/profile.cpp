@@ -613,7 +613,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const std::vector<int64_t> rows = opt.quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 32, 64, 128, 256};
   int step = 0;
   const int attention_points = opt.quick ? 6 : 9;
-  const int steps = static_cast<int>(opt.dtypes.size() * (shapes.size() + 4 + (shapes.size() + 2) + 2 * rows.size() + attention_points));
+  const int mv_extra = opt.quick ? 4 : 9;
+  const int steps = static_cast<int>(opt.dtypes.size() * (shapes.size() + mv_extra + (shapes.size() + 2) + 2 * rows.size() + attention_points));
   auto tick = [&](const std::string& what) {
     if (opt.progress) opt.progress(what, ++step, steps);
   };
@@ -629,6 +630,12 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   };
   std::vector<std::pair<int64_t, int64_t>> mv_shapes = shapes;
   for (int64_t k : {512, 896, 1024, 4096}) mv_shapes.push_back({opt.quick ? 1024 : 4096, k});
+  // The same 8 M weights as 1,024 to 16,384 rows: only the rows differ, which pins the per-row
+  // cost apart from the streaming rate (with the shapes above alone, rows and bytes grow
+  // together and the per-row figure moved 11 <-> 21 ns between calibrations).
+  if (!opt.quick) {
+    for (int64_t n : {1024, 2048, 4096, 8192, 16384}) mv_shapes.push_back({n, (int64_t{8} << 20) / n});
+  }
   std::map<DType, PerDtype> per;
   for (DType d : opt.dtypes) {
     PerDtype& p = per[d];
