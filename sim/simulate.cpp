@@ -293,9 +293,10 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
       Breakdown sb, stream_b;
       std::vector<TimelineSpan> ops_spans, copy_spans;  // laid out once `exposed` is known
       double op_clock = 0, copy_clock = 0;              // within the segment
+      // Called only when recording: the names cost allocations the optimal search must not pay.
       auto span = [&](std::vector<TimelineSpan>& into, double& clock, int op, const std::string& lane, std::string what,
                       double dur) {
-        if (!spans || dur <= 0) return;
+        if (dur <= 0) return;
         into.push_back({op, lane, std::move(what), clock, dur});
         clock += dur;
       };
@@ -307,7 +308,7 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
           compute += t;
           sb[Resource::kH2d] += t;
           r.moved_bytes += cm.activation_bytes(phase);
-          span(ops_spans, op_clock, op_index, "link", "activations to " + lane_of(s.exec), t);
+          if (spans) span(ops_spans, op_clock, op_index, "link", "activations to " + lane_of(s.exec), t);
         }
         for (const Streamed& st : s.streamed[k]) {
           StreamCost c;
@@ -320,16 +321,18 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
           stream_b[Resource::kDisk] += c.disk_s;
           stream_b[Resource::kH2d] += c.link_s + c.hook_s;
           r.moved_bytes += st.bytes;
-          auto& into = overlapped ? copy_spans : ops_spans;
-          double& clock = overlapped ? copy_clock : op_clock;
-          span(into, clock, op_index, "disk", "disk read", c.disk_s);
-          span(into, clock, op_index, "link", "weights to " + lane_of(s.exec), c.link_s + c.hook_s);
+          if (spans) {
+            auto& into = overlapped ? copy_spans : ops_spans;
+            double& clock = overlapped ? copy_clock : op_clock;
+            span(into, clock, op_index, "disk", "disk read", c.disk_s);
+            span(into, clock, op_index, "link", "weights to " + lane_of(s.exec), c.link_s + c.hook_s);
+          }
         }
         const OpTime t = cm.op(op, s.exec, phase);
         compute += t.time();
         ops_only += t.time();
         cm.charge(t, s.exec, sb);
-        span(ops_spans, op_clock, op_index, lane_of(s.exec), "compute", t.time());
+        if (spans) span(ops_spans, op_clock, op_index, lane_of(s.exec), "compute", t.time());
       }
       double exposed = stream;
       if (overlapped && stream > 0) exposed = std::max(0.0, stream - prev_compute);
