@@ -24,7 +24,7 @@ double RateCurve::at(double m) const {
   return points.back().second;
 }
 
-RateCurve DeviceRates::flops_for(DType d) const {
+const RateCurve& DeviceRates::flops_for(DType d) const {
   auto it = flops.find(d);
   if (it != flops.end()) return it->second;
   it = flops.find(DType::kFloat32);
@@ -50,7 +50,7 @@ const Figure& Rates::page_cache_for(DType d) const {
   return it != page_cache_read_dtype.end() ? it->second : page_cache_read;
 }
 
-RateCurve DeviceRates::attention_flops_for(DType d) const {
+const RateCurve& DeviceRates::attention_flops_for(DType d) const {
   auto it = attention_flops.find(d);
   return it != attention_flops.end() ? it->second : flops_for(d);
 }

@@ -75,8 +75,8 @@ struct DeviceRates {
   double row_cost(DType d) const;      // matvec_row of d, else float32's, else 0
   std::map<DType, Figure> matmul_input;  // seconds per input element (M x K) of an M >= 2 product
   double input_cost(DType d) const;      // matmul_input of d, else float32's, else 0
-  RateCurve flops_for(DType d) const; // falls back to float32 (then any) when the dtype is absent
-  RateCurve attention_flops_for(DType d) const;  // the attention curve of d, else flops_for(d)
+  const RateCurve& flops_for(DType d) const;  // falls back to float32 (then any) when the dtype is absent
+  const RateCurve& attention_flops_for(DType d) const;  // the attention curve of d, else flops_for(d)
 };
 
 struct Calibration {

@@ -42,6 +42,8 @@ Resource Breakdown::largest() const {
 CostModel::CostModel(const ModelGraph& graph, const Rates& rates, const Workload& workload)
     : graph_(graph), rates_(rates), workload_(workload) {
   DMAP_CHECK(workload.batch > 0 && workload.prompt > 0 && workload.new_tokens > 0, "workload must be positive");
+  terms_.push_back({rates.host.row_cost(graph.dtype), rates.host.input_cost(graph.dtype)});
+  for (const auto& g : rates.gpus) terms_.push_back({g.row_cost(graph.dtype), g.input_cost(graph.dtype)});
   const int64_t steps = decode_steps();
   if (steps <= 0) {
     samples_.push_back({workload.prompt + 1, 0.0});  // reported per-token time, no decode step runs
@@ -125,15 +127,17 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   const bool full_rows = (op.kind == OpKind::kMatmul && !(op.head && phase.prefill)) || op.kind == OpKind::kAttention;
   const double m = full_rows ? static_cast<double>(workload_.batch) * (phase.prefill ? static_cast<double>(workload_.prompt) : 1.0)
                              : static_cast<double>(workload_.batch);
-  const RateCurve rate = op.kind == OpKind::kAttention ? r.attention_flops_for(graph_.dtype) : r.flops_for(graph_.dtype);
+  const RateCurve& rate = op.kind == OpKind::kAttention ? r.attention_flops_for(graph_.dtype) : r.flops_for(graph_.dtype);
   t.compute_s = t.flops / rate.at(m);
   t.memory_s = t.bytes / r.memory_bandwidth.value;
   t.overhead_s = op.kernels * r.dispatch.value + (op.kind == OpKind::kAttention ? r.attention_overhead.value : 0.0);
   // One-row products (decode at batch 1) pay a cost per output row beyond the streaming.
-  if (op.kind == OpKind::kMatmul && m < 2) t.overhead_s += static_cast<double>(op.out) * r.row_cost(graph_.dtype);
-  // Products of several rows (prefill) pay a cost per input element (M x K): converting and
-  // packing the activations, which dominates products with few output features.
-  if (op.kind == OpKind::kMatmul && m >= 2) t.overhead_s += m * static_cast<double>(op.in) * r.input_cost(graph_.dtype);
+  // Products of several rows (prefill) pay a cost per input element (M x K) instead: converting
+  // and packing the activations, which dominates products with few output features.
+  if (op.kind == OpKind::kMatmul) {
+    const ProductTerms& pt = terms_of(dev);
+    t.overhead_s += m < 2 ? static_cast<double>(op.out) * pt.row : m * static_cast<double>(op.in) * pt.input;
+  }
   return t;
 }
 

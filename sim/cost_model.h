@@ -109,10 +109,17 @@ class CostModel {
 
  private:
   const DeviceRates& rates_of(ExecDevice d) const;
+  // Per-dtype product terms of each device for the graph's dtype, looked up once: [0] the host,
+  // [1 + i] GPU i.
+  struct ProductTerms {
+    double row = 0, input = 0;  // DeviceRates::row_cost, input_cost
+  };
+  const ProductTerms& terms_of(ExecDevice d) const { return terms_[static_cast<size_t>(d.gpu + 1)]; }
   const ModelGraph& graph_;
   const Rates& rates_;
   Workload workload_;
   std::vector<DecodeSample> samples_;
+  std::vector<ProductTerms> terms_;
 };
 
 }  // namespace dmap::sim
