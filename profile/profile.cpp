@@ -314,9 +314,10 @@ void add_run_to_trace(Trace& t, int pid, const std::string& label, const Placeme
 // measured phase starts.
 void add_predicted_and_measured_trace(Trace& trace, const ValidationCase& c, const PlacementRun& r, const sim::Hardware& hw,
                                       const sim::Calibration& cal, const RunSettings& rs) {
-  add_run_to_trace(trace, 1, "measured: " + c.model_id + " " + c.placement, r);
+  const std::string label = c.model_id + " " + std::string(dtype_name(c.dtype)) + " " + c.placement;
+  add_run_to_trace(trace, 1, "measured: " + label, r);
   const int pid = 2;
-  trace.name_process(pid, "predicted: " + c.model_id + " " + c.placement);
+  trace.name_process(pid, "predicted: " + label);
   const ModuleTree tree = build_module_tree(c.spec);
   const sim::ModelGraph g = sim::build_graph(tree, c.dtype);
   const sim::Rates rates = sim::make_rates(hw, &cal);
