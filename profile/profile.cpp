@@ -785,7 +785,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const int64_t disk_layers = std::max<int64_t>(1, c.layers / 3);
   const DeviceMap disk_map = layers_on_disk_map(opt.model, disk_layers);
   int pid = 1;
-  std::vector<double> warm_rates, cold_rates;
+  std::vector<double> cold_rates;
   std::map<DType, double> direct_warm;  // bytes over the measured read time alone, for the record
   // Each placement run `whole_reps` times, the medians kept: one decode step's figure varied by
   // up to 8 % between runs on the 2-vCPU VM, and every figure fitted below rests on these.
@@ -819,15 +819,14 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     // at ~9 GB/s, the step grows as if at 9.5-11).
     const double warm_extra = disk_run.decode_token_s - cpu_run.decode_token_s;
     const double cold_extra = disk_run.prefill_s - cpu_run.prefill_s;
-    if (warm_extra > 0) {
-      warm_rates.push_back(per_forward / warm_extra);
-      warm_by_dtype[d] = per_forward / warm_extra;
-    }
+    if (warm_extra > 0) warm_by_dtype[d] = per_forward / warm_extra;
     if (cold_extra > 0) cold_rates.push_back(per_forward / cold_extra);
     if (disk_run.decode_disk_read_s > 0) direct_warm[d] = per_forward / disk_run.decode_disk_read_s;
   }
   // The whole-model figures replace the probe's where they exist: they are what the executor sees.
   const double probe_warm_bw = warm_bw, probe_cold_bw = cold_bw;
+  std::vector<double> warm_rates;
+  for (const auto& [d, w] : warm_by_dtype) warm_rates.push_back(w);
   if (!warm_rates.empty()) warm_bw = median(warm_rates);
   if (!cold_rates.empty()) {
     cold_bw = median(cold_rates);
@@ -853,17 +852,28 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // one product's in the micro-benchmark (measured here: whole-model decode faster by up to
   // ~10 %), so the M = 1 rate of each dtype (and the memory bandwidth with the fastest) is
   // scaled until the predicted decode step of the CPU-only run equals the measured one.
-  std::map<DType, double> stream_fit;
-  for (const auto& [d, r] : runs) {
+  // Both fits: the scale `set` applies, iterated until the CPU-only run's predicted phase time
+  // (`phase` picks decode or prefill) equals the measured one.
+  auto fit_scale = [&](DType d, double measured, const std::function<void(double)>& set,
+                       double (*phase)(const sim::Prediction&)) {
     double sc = 1;
     for (int it = 0; it < 8; ++it) {
-      stream_scale[d] = sc;
-      bw_scale = sc;
+      set(sc);
       const sim::Calibration cal = calibration_from_text(yaml_with(dispatch_us, ""), "profile (partial)");
-      const double pred = predict(opt.model, d, cpu_map, hw, &cal, opt.run.prompt, opt.run.new_tokens).decode_token_s;
-      sc = std::clamp(sc * pred / r.decode_token_s, 0.5, 2.0);
+      const double pred = phase(predict(opt.model, d, cpu_map, hw, &cal, opt.run.prompt, opt.run.new_tokens));
+      sc = std::clamp(sc * pred / measured, 0.5, 2.0);
     }
-    stream_fit[d] = sc;
+    return sc;
+  };
+  std::map<DType, double> stream_fit;
+  for (const auto& [d, r] : runs) {
+    stream_fit[d] = fit_scale(
+        d, r.decode_token_s,
+        [&, d = d](double sc) {
+          stream_scale[d] = sc;
+          bw_scale = sc;
+        },
+        [](const sim::Prediction& p) { return p.decode_token_s; });
   }
   bw_scale = 1;
   for (const auto& [d, sc] : stream_fit) {
@@ -873,17 +883,10 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // Matrix products: the same for prefill. The micro-benchmark times one product shape at a time
   // on warm weights, and whole-model prefill measured 10-12 % slower than its products predict;
   // each dtype's curve above M = 1 is scaled until the CPU-only prefill is predicted exactly.
-  std::map<DType, double> prefill_fit;
   for (const auto& [d, r] : runs) {
-    double sc = 1;
-    for (int it = 0; it < 8; ++it) {
-      prefill_scale[d] = sc;
-      const sim::Calibration cal = calibration_from_text(yaml_with(dispatch_us, ""), "profile (partial)");
-      const double pred = predict(opt.model, d, cpu_map, hw, &cal, opt.run.prompt, opt.run.new_tokens).prefill_s;
-      sc = std::clamp(sc * pred / r.prefill_s, 0.5, 2.0);
-    }
-    prefill_fit[d] = sc;
-    prefill_scale[d] = sc;
+    prefill_scale[d] = fit_scale(
+        d, r.prefill_s, [&, d = d](double sc) { prefill_scale[d] = sc; },
+        [](const sim::Prediction& p) { return p.prefill_s; });
   }
 
   // The residuals, reported in the file.
@@ -926,7 +929,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
          << ", median_abs_residual: " << fmt(p.products.fit.median_abs_residual, 3)
          << ", max_abs_residual: " << fmt(p.products.fit.max_abs_residual, 3) << ", outliers: " << p.products.fit.downweighted << "}\n";
   }
-  for (const auto& [d, sc] : prefill_fit) {
+  for (const auto& [d, sc] : prefill_scale) {
     fitb << "  prefill_" << dtype_name(d) << ": {matmul_scale: " << fmt(sc) << "}\n";
   }
   fitb << "  page_cache_by_dtype: {";
@@ -974,7 +977,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     out.summary.push_back("weight streaming " + std::string(dtype_name(d)) + ": " + fmt(per[d].bw * sc / 1e9) +
                           " GB/s in whole-model decode (micro-benchmark " + fmt(per[d].bw / 1e9) + ")");
   }
-  for (const auto& [d, sc] : prefill_fit) {
+  for (const auto& [d, sc] : prefill_scale) {
     out.summary.push_back("matrix products " + std::string(dtype_name(d)) + ": scaled by " + fmt(sc) +
                           " to the whole-model prefill");
   }
