@@ -65,6 +65,34 @@ void rotary(ModuleTree& t, int parent, const std::string& name, int64_t rotary_d
   t.add_buffer(m, "original_inv_freq", {n}, false, DType::kFloat32, false);
 }
 
+// Which layers' KV caches slide, as transformers v5 decides it (get_layer_types_and_kwargs in
+// cache_utils.py): an explicit `layer_types` wins; else every layer slides when the config's
+// `sliding_window` is set. Mistral keeps `sliding_window` as given; Qwen2 drops it unless
+// `use_sliding_window`, and then only layers from `max_window_layers` on slide. Llama and Gemma
+// configs have no sliding window.
+std::vector<int64_t> sliding_windows(const ConfigView& c, const std::string& model_type, int64_t layers) {
+  std::vector<int64_t> w(static_cast<size_t>(layers), 0);
+  if (model_type != "mistral" && model_type != "qwen2") return w;
+  int64_t window = c.integer_or({"sliding_window"}, 0);
+  if (model_type == "qwen2" && !c.boolean_or({"use_sliding_window"}, false)) window = 0;
+  if (window <= 0) return w;
+  const YAML::Node types = c.node()["layer_types"];
+  if (types && types.IsSequence()) {
+    if (static_cast<int64_t>(types.size()) != layers) {
+      throw InputError(c.file(), types.Mark().line + 1, 0,
+                       "layer_types lists " + std::to_string(types.size()) + " layers, the model has " +
+                           std::to_string(layers));
+    }
+    for (size_t i = 0; i < types.size(); ++i) {
+      if (types[i].IsScalar() && types[i].Scalar() == "sliding_attention") w[i] = window;
+    }
+    return w;
+  }
+  const int64_t from = model_type == "qwen2" ? c.integer_or({"max_window_layers"}, 28) : 0;
+  for (int64_t i = std::max<int64_t>(0, from); i < layers; ++i) w[static_cast<size_t>(i)] = window;
+  return w;
+}
+
 bool tie_embeddings(const ConfigView& c, bool family_default) {
   return c.boolean_or({"tie_word_embeddings"}, family_default);
 }
@@ -117,6 +145,7 @@ ModuleTree build_llama_like(const ModelSpec& spec, const std::string& prefix, bo
 
   t.no_split_modules = {prefix + "DecoderLayer"};
   t.dims = {layers, hidden, heads, kv_heads, head_dim, inter, vocab, c.integer_or({"max_position_embeddings"}, 0)};
+  t.dims.layer_window = sliding_windows(c, spec.model_type, layers);
   return t;
 }
 

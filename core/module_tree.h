@@ -61,6 +61,9 @@ struct ModelDims {
   int64_t intermediate_size = 0;
   int64_t vocab_size = 0;
   int64_t max_positions = 0;
+  // Per decoder layer: the sliding window of its KV cache (transformers' DynamicSlidingWindowLayer),
+  // 0 = full attention. Empty = every layer full.
+  std::vector<int64_t> layer_window = {};
 };
 
 class ModuleTree {

@@ -71,7 +71,6 @@ void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes)
   const double B = static_cast<double>(workload_.batch);
   const double T = phase.prefill ? static_cast<double>(workload_.prompt) : 1.0;
   const double M = B * T;
-  const double c = static_cast<double>(phase.context);
   switch (op.kind) {
     case OpKind::kMatmul: {
       const double m = (op.head && phase.prefill) ? B : M;  // generate keeps only the last logits
@@ -94,11 +93,13 @@ void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes)
       const double H = static_cast<double>(graph_.heads), KV = static_cast<double>(graph_.kv_heads);
       const double d = static_cast<double>(graph_.head_dim);
       // Scores and weighted sum: 4 FLOPs per (query, key, head, dim); causal prefill attends
-      // to P(P+1)/2 pairs per head, a decode step to c keys.
-      const double pairs = phase.prefill ? T * (T + 1) / 2.0 : c;
+      // to P(P+1)/2 pairs per head (SDPA computes a sliding window's masked pairs too), a decode
+      // step to the keys its cache holds: c, or the window of a sliding layer.
+      const double keys = phase.prefill ? T : static_cast<double>(graph_.kv_tokens(op, phase.context, false));
+      const double pairs = phase.prefill ? T * (T + 1) / 2.0 : keys;
       flops = 4.0 * B * H * d * pairs;
       const double q_and_out = 2.0 * M * H * d * e;
-      const double kv_read = 2.0 * B * KV * d * e * (phase.prefill ? T : c);
+      const double kv_read = 2.0 * B * KV * d * e * keys;
       const double kv_write = 2.0 * M * KV * d * e;
       const double rotary = 2.0 * M * (H + KV) * d * e;
       bytes = q_and_out + kv_read + kv_write + rotary;

@@ -54,6 +54,7 @@ struct Builder {
   const ModuleTree& t;
   ModelGraph& g;
   bool gated_family;
+  size_t attention_index = 0;  // the i-th attention op is decoder layer i's
 
   void visit(int id) {
     const TreeNode& n = t.node(id);
@@ -109,6 +110,9 @@ struct Builder {
       op.kind = OpKind::kAttention;
       op.node = id;
       op.kernels = kAttentionKernels;
+      const auto& windows = t.dims.layer_window;
+      if (attention_index < windows.size()) op.window = windows[attention_index];
+      ++attention_index;
       g.ops.push_back(op);
     }
     const bool is_block = std::find(t.no_split_modules.begin(), t.no_split_modules.end(), cls) != t.no_split_modules.end();
@@ -169,6 +173,15 @@ int ModelGraph::storage_tensor(int tensor) const {
 
 Bytes ModelGraph::kv_bytes_per_token(int64_t batch) const {
   return static_cast<Bytes>(2.0 * static_cast<double>(batch * kv_heads * head_dim) * elt);
+}
+
+int64_t ModelGraph::kv_tokens(const Op& attention, int64_t context, bool prefill) const {
+  if (prefill || attention.window <= 0) return context;
+  return std::min(context, attention.window);
+}
+
+Bytes ModelGraph::kv_bytes(const Op& attention, int64_t batch, int64_t context, bool prefill) const {
+  return kv_bytes_per_token(batch) * kv_tokens(attention, context, prefill);
 }
 
 Bytes ModelGraph::weight_bytes_total() const {

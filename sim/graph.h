@@ -34,6 +34,7 @@ struct Op {
   bool rms = false;      // norm: RMSNorm (eager: several kernels) vs LayerNorm (one)
   bool head = false;     // matmul producing logits: only the last position in prefill (generate)
   int kernels = 1;       // kernels eager PyTorch launches for it (dispatch overhead)
+  int64_t window = 0;    // attention: the sliding window of its KV cache, 0 = full
   std::vector<int> weights;  // tensor node ids the op reads as weights
 };
 
@@ -55,6 +56,11 @@ struct ModelGraph {
   // The tensor a weight really is (tie targets resolve to their source).
   int storage_tensor(int tensor) const;
   Bytes kv_bytes_per_token(int64_t batch) const;  // one layer, K and V
+  // Tokens an attention op's KV cache holds after a forward at `context`: transformers'
+  // sliding-window layer keeps the whole prompt after prefill (a view of the prefill buffer)
+  // and min(context, window) tokens once decoding; full layers keep the context.
+  int64_t kv_tokens(const Op& attention, int64_t context, bool prefill) const;
+  Bytes kv_bytes(const Op& attention, int64_t batch, int64_t context, bool prefill = false) const;
   Bytes weight_bytes_total() const;               // every parameter once
 };
 

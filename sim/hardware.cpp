@@ -291,4 +291,24 @@ std::string Hardware::describe() const {
   return s.str();
 }
 
+Bytes Hardware::gpu_capacity(int gpu) const {
+  const auto in_use = gpu_memory_in_use.count(gpu) ? gpu_memory_in_use.at(gpu) : 0;
+  Bytes c = gpus.at(static_cast<size_t>(gpu)).memory - in_use;
+  if (gpu_cap.count(gpu)) c = std::min(c, gpu_cap.at(gpu));
+  return c;
+}
+
+Bytes Hardware::host_capacity() const {
+  Bytes c = host.ram - host.reserved_ram;
+  if (host_cap) c = std::min(c, *host_cap);
+  return c;
+}
+
+bool Hardware::gpu_capped(int gpu) const {
+  const auto in_use = gpu_memory_in_use.count(gpu) ? gpu_memory_in_use.at(gpu) : 0;
+  return gpu_cap.count(gpu) && gpu_cap.at(gpu) < gpus.at(static_cast<size_t>(gpu)).memory - in_use;
+}
+
+bool Hardware::host_capped() const { return host_cap && *host_cap < host.ram - host.reserved_ram; }
+
 }  // namespace dmap::sim

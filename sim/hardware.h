@@ -127,6 +127,16 @@ struct Hardware {
   DiskSpec disk;
   std::map<int, Bytes> gpu_memory_in_use;  // other programs' memory, per GPU ordinal
   bool page_cache = true;
+  // The scenario's max_memory, when the user wrote one: what each device may give this model in
+  // all (runtime context, weights, KV cache, workspace). Every placement is checked against the
+  // smaller of the device and the cap.
+  std::map<int, Bytes> gpu_cap;
+  std::optional<Bytes> host_cap;
+
+  Bytes gpu_capacity(int gpu) const;  // memory - other programs' memory, then the cap
+  Bytes host_capacity() const;        // ram - reserved_ram, then the cap
+  bool gpu_capped(int gpu) const;     // the user's cap is the smaller
+  bool host_capped() const;
 
   std::string describe() const;  // "1x RTX 3060 12GB + desktop DDR5 host, PCIe 4.0 x16, NVMe gen4"
 };

@@ -1,19 +1,17 @@
-// The optimal placement search (see optimal.h for the model).
+// The optimal placement search (see optimal.h for the search space, the exactness argument
+// and the bound on work).
 #include "sim/optimal.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "strategies/infer_auto_device_map.h"
 
 namespace dmap::sim {
-
-namespace {
-
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr int kChoices = 7;
 
 bool is_stream(UnitChoice c) {
   return c == UnitChoice::kStreamAccelerate || c == UnitChoice::kStreamAccelerateDisk ||
@@ -25,32 +23,62 @@ bool from_disk(UnitChoice c) {
   return c == UnitChoice::kStreamAccelerateDisk || c == UnitChoice::kStreamPrefetchDisk || c == UnitChoice::kInPlaceDisk;
 }
 
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+// Where a tie source's tensors are stored (GPU ordinals are >= 0).
+constexpr int kRam = -1, kDisk = -2, kNoTie = -3;
+
 enum class Mode { kNone, kAccelerate, kPrefetch };
 
-// Everything the DP and dp_objective price a unit with, precomputed once.
+// The semantics a placement's entries run under (what placement_map writes).
+Semantics resident_semantics(Mode m, bool any_in_place) {
+  if (m == Mode::kPrefetch) return Semantics::kPrefetch;
+  if (m == Mode::kAccelerate) return Semantics::kAccelerate;
+  return any_in_place ? Semantics::kInPlace : Semantics::kAccelerate;
+}
+Semantics unit_semantics(UnitChoice c, Semantics resident) {
+  if (c == UnitChoice::kResident) return resident;
+  if (is_stream(c)) return is_prefetch(c) ? Semantics::kPrefetch : Semantics::kAccelerate;
+  return Semantics::kInPlace;
+}
+struct OpTensors {
+  std::vector<double> own, tied;  // bytes of each weight tensor the op reads
+};
+
+// What the search prices units with, computed once per model, hardware and workload.
 struct Tables {
   const CostModel& cm;
   const Hardware& hw;
   int units = 0, gpus = 0;
-  std::vector<double> phase_weight;                  // prefill (1) then each decode sample
-  std::vector<Phase> phases;
-  // comp[u][exec+1][k]: ops-only time of unit u on exec (-1 = cpu) in phase k
-  std::vector<std::vector<std::vector<double>>> comp;
-  std::vector<std::vector<double>> comp_total;       // [u][exec+1]
-  std::vector<double> copy_prefill, copy_decode;     // [from+1][to+1] flattened
-  std::vector<double> weights, kv, logits;           // per unit bytes on its execution device
-  std::vector<double> max_leaf;                      // per unit: largest leaf's weights
-  std::vector<std::vector<double>> stream;           // [u][choice*3 + slot] s per forward: prefill, decode cold, decode warm
-  std::vector<int> prev_ops;                         // [u]: nearest earlier unit that runs operators, -1 none
-  std::vector<char> has_ops;
-  double ws = 0, logits_bytes = 0, steps = 0;
-  double host_cap = 0;
+  std::vector<Phase> phases;               // prefill, then each decode sample
+  std::vector<double> phase_weight;        // 1, then the steps each sample stands for
+  std::vector<std::vector<std::vector<double>>> comp;  // [u][exec+1][phase]: operators only
+  std::vector<std::vector<double>> comp_total;         // [u][exec+1]
+  std::vector<double> trans;               // [(from+1)*(gpus+1) + to+1]: activation hand-over, all phases
+  std::vector<double> weights, kv_p, kv_d, logits;     // per unit
+  std::vector<std::vector<OpTensors>> ops;  // per unit, per operator
+  std::vector<char> has_ops, free_unit;
+  std::vector<int> prev_ops;               // nearest earlier unit with operators, -1 none
+  std::vector<int> tie_source;             // per unit: the unit storing its tied tensors, -1 none
+  std::vector<char> last_target;           // the last unit reading the pending tie source
+  int source = -1;                         // the one unit whose tensors later units read (tie source)
+  std::string unsupported;                 // a model structure the search does not handle
+  double ws_p = 0, ws_d = 0, logits_bytes = 0;
+  double steps = 0;                        // decode steps after prefill
+  // The unit's own tensors moved under each choice: seconds per forward (prefill cold, decode
+  // cold, decode warm) and the largest leaf / whole entry in bytes.
+  struct OwnStream {
+    double cold = 0, dec_cold = 0, dec_warm = 0, leaf = 0, segment = 0;
+  };
+  std::vector<std::array<OwnStream, 7>> own;
   std::vector<double> gpu_cap, gpu_ctx;
-  bool host_binding = false;
-  double transient_acc = 0, transient_pre = 0;
+  double host_cap = 0, cache_cap = 0;
+  bool host_binding = false, cache_binding = false;
 
   Tables(const CostModel& c, const Hardware& h) : cm(c), hw(h) {
     const ModelGraph& g = cm.graph();
+    const ModuleTree& tree = *g.tree;
     const Workload& w = cm.workload();
     units = static_cast<int>(g.chain.size());
     gpus = static_cast<int>(hw.gpus.size());
@@ -59,7 +87,6 @@ struct Tables {
     for (const auto& s : cm.decode_samples()) {
       phases.push_back(Phase::decode_at(s.context));
       phase_weight.push_back(s.steps);
-      steps += s.steps;
     }
     const int execs = gpus + 1;
     comp.assign(units, std::vector<std::vector<double>>(execs, std::vector<double>(phases.size(), 0)));
@@ -75,336 +102,794 @@ struct Tables {
         }
       }
     }
-    copy_prefill.assign(execs * execs, 0);
-    copy_decode.assign(execs * execs, 0);
+    trans.assign(execs * execs, 0);
     for (int a = -1; a < gpus; ++a) {
       for (int b = -1; b < gpus; ++b) {
-        copy_prefill[(a + 1) * execs + b + 1] = cm.activation_copy(ExecDevice{a}, ExecDevice{b}, phases[0]);
-        copy_decode[(a + 1) * execs + b + 1] = cm.activation_copy(ExecDevice{a}, ExecDevice{b}, Phase::decode_at(w.prompt + 1));
+        double t = 0;
+        for (size_t k = 0; k < phases.size(); ++k) {
+          t += phase_weight[k] * cm.activation_copy(ExecDevice{a}, ExecDevice{b}, phases[k]);
+        }
+        trans[(a + 1) * execs + b + 1] = t;
       }
     }
     const int64_t final_context = w.prompt + cm.decode_steps();
-    const double kv_layer = static_cast<double>(g.kv_bytes_per_token(w.batch)) * static_cast<double>(final_context);
     logits_bytes = static_cast<double>(cm.logits_bytes());
-    ws = static_cast<double>(cm.workspace_bytes(phases[0]));
+    ws_p = static_cast<double>(cm.workspace_bytes(Phase::prefill_of(w.prompt)));
+    ws_d = static_cast<double>(cm.workspace_bytes(Phase::decode_at(final_context)));
     weights.assign(units, 0);
-    kv.assign(units, 0);
+    kv_p.assign(units, 0);
+    kv_d.assign(units, 0);
     logits.assign(units, 0);
-    max_leaf.assign(units, 0);
-    stream.assign(units, std::vector<double>(kChoices * 3, 0));
-    prev_ops.assign(units, -1);
+    ops.assign(units, {});
     has_ops.assign(units, 0);
-    for (int u = 0, last = -1; u < units; ++u) {
-      prev_ops[u] = last;
-      has_ops[u] = g.chain[u].first_op != g.chain[u].end_op;
-      if (has_ops[u]) last = u;
-    }
-    // The tensors each unit owns (tie targets live with their source).
-    std::vector<std::vector<double>> tensors(units);
-    const ModuleTree& tree = *g.tree;
+    free_unit.assign(units, 0);
+    prev_ops.assign(units, -1);
+    tie_source.assign(units, -1);
+    last_target.assign(units, 0);
     for (int id = 0; id < tree.size(); ++id) {
       const TreeNode& n = tree.node(id);
       if (!n.is_tensor || n.tied_source >= 0 || (n.is_buffer && !n.persistent)) continue;
       const int u = g.chain_of_node[id];
       DMAP_CHECK(u >= 0, "tensor outside every placement unit: " + n.name);
       weights[u] += static_cast<double>(g.tensor_bytes[id]);
-      if (!n.is_buffer) tensors[u].push_back(static_cast<double>(g.tensor_bytes[id]));
     }
-    for (int u = 0; u < units; ++u) {
+    for (int u = 0, last = -1; u < units; ++u) {
       const ChainUnit& cu = g.chain[u];
-      if (cu.is_layer) kv[u] = kv_layer;
+      prev_ops[u] = last;
+      has_ops[u] = cu.first_op != cu.end_op;
+      if (has_ops[u]) last = u;
       for (int oi = cu.first_op; oi < cu.end_op; ++oi) {
         const Op& op = g.ops[oi];
+        if (op.kind == OpKind::kAttention) {
+          kv_p[u] += static_cast<double>(g.kv_bytes(op, w.batch, w.prompt, true));
+          kv_d[u] += static_cast<double>(g.kv_bytes(op, w.batch, final_context));
+        }
         if (op.kind == OpKind::kMatmul && op.head) logits[u] = logits_bytes;
-        double leaf = 0;
-        for (int t : op.weights) {
-          if (tree.node(t).tied_source < 0) leaf += static_cast<double>(g.tensor_bytes[t]);
+        OpTensors t;
+        for (int wt : op.weights) {
+          const int src = g.storage_tensor(wt);
+          const double b = static_cast<double>(g.tensor_bytes[src]);
+          const int su = g.chain_of_node[src];
+          if (su == u) {
+            t.own.push_back(b);
+          } else {
+            t.tied.push_back(b);
+            if (su > u || (tie_source[u] >= 0 && tie_source[u] != su) || (source >= 0 && source != su)) {
+              unsupported = "tied tensors read across more than one pair of placement units";
+            }
+            tie_source[u] = su;
+            source = su;
+          }
         }
-        max_leaf[u] = std::max(max_leaf[u], leaf);
+        ops[u].push_back(std::move(t));
       }
-      transient_acc = std::max(transient_acc, max_leaf[u]);
-      transient_pre = std::max(transient_pre, 2.0 * weights[u]);
-      for (int c = 0; c < kChoices; ++c) {
-        const UnitChoice ch = static_cast<UnitChoice>(c);
-        if (!is_stream(ch) && ch != UnitChoice::kInPlaceDisk) continue;
-        const ExecDevice exec = is_stream(ch) ? ExecDevice::on_gpu(0) : ExecDevice::cpu();
-        const Semantics sem = is_prefetch(ch) ? Semantics::kPrefetch
-                              : is_stream(ch) ? Semantics::kAccelerate
-                                              : Semantics::kInPlace;
-        for (int slot = 0; slot < 3; ++slot) {
-          double t = 0;
-          for (double b : tensors[u]) t += stream_tensor(cm, b, from_disk(ch), slot == 2, exec, sem).total();
-          stream[u][c * 3 + slot] = t;
+      free_unit[u] = !has_ops[u] && weights[u] == 0;
+    }
+    for (size_t k = 1; k < phases.size(); ++k) steps += phase_weight[k];
+    own.assign(units, {});
+    for (int u = 0; u < units; ++u) {
+      for (int ci = 0; ci < 7; ++ci) {
+        const UnitChoice c = static_cast<UnitChoice>(ci);
+        if (c == UnitChoice::kResident || c == UnitChoice::kInPlaceCpu) continue;
+        const int exec = is_stream(c) ? 0 : -1;
+        if (exec >= 0 && gpus == 0) continue;
+        const Semantics sem = is_stream(c) ? (is_prefetch(c) ? Semantics::kPrefetch : Semantics::kAccelerate)
+                                           : Semantics::kInPlace;
+        const int storage = from_disk(c) ? kDisk : kRam;
+        OwnStream& o = own[u][ci];
+        for (const OpTensors& op : ops[u]) {
+          o.cold += move(op.own, storage, exec, sem, false);
+          o.dec_warm += move(op.own, storage, exec, sem, true);
+          const double l = moved_bytes(op.own, storage, exec);
+          o.leaf = std::max(o.leaf, l);
+          o.segment += l;
         }
+        o.dec_cold = o.cold;
       }
     }
-    host_cap = static_cast<double>(hw.host.ram - hw.host.reserved_ram);
-    double worst_host = ws + logits_bytes;
-    for (int u = 0; u < units; ++u) worst_host += weights[u] + kv[u];
-    host_binding = worst_host > host_cap;
+    for (int u = units - 1; u >= 0; --u) {
+      if (tie_source[u] >= 0) {
+        last_target[u] = 1;
+        break;
+      }
+    }
+    host_cap = static_cast<double>(hw.host_capacity());
+    cache_cap = static_cast<double>(hw.host.ram - hw.host.reserved_ram);
+    double all_weights = 0, all_kv_p = 0, all_kv_d = 0;
+    for (int u = 0; u < units; ++u) {
+      all_weights += weights[u];
+      all_kv_p += kv_p[u];
+      all_kv_d += kv_d[u];
+    }
+    host_binding = all_weights + std::max(ws_p + all_kv_p, ws_d + all_kv_d) + logits_bytes > host_cap;
+    cache_binding = all_weights > cache_cap;
     for (int gi = 0; gi < gpus; ++gi) {
-      const Bytes in_use = hw.gpu_memory_in_use.count(gi) ? hw.gpu_memory_in_use.at(gi) : 0;
-      gpu_cap.push_back(static_cast<double>(hw.gpus[gi].memory - in_use));
-      gpu_ctx.push_back(static_cast<double>(hw.gpus[gi].runtime_context) + ws);
+      gpu_cap.push_back(static_cast<double>(hw.gpu_capacity(gi)));
+      gpu_ctx.push_back(static_cast<double>(hw.gpus[gi].runtime_context));
     }
   }
 
-  int exec_of(UnitChoice c, int gpu) const {
-    if (c == UnitChoice::kResident) return gpu;
-    if (is_stream(c)) return 0;
-    return -1;
-  }
-
-  // Time of unit u under choice c on exec e, after the last unit that ran operators ran on pe.
-  // Units without operators cost nothing and hand nothing over. `warm`: decode disk reads hit
-  // the page cache.
-  double step_time(int u, UnitChoice c, int e, int pe, bool warm) const {
-    if (!has_ops[u]) return 0;
-    const int before = prev_ops[u];
-    double t = comp_total[u][e + 1];
-    const int execs = gpus + 1;
-    if (before >= 0 && pe != e) {
-      t += copy_prefill[(pe + 1) * execs + e + 1] + steps * copy_decode[(pe + 1) * execs + e + 1];
-    }
-    if (is_stream(c) || c == UnitChoice::kInPlaceDisk) {
-      const int ci = static_cast<int>(c);
-      const double sp = stream[u][ci * 3], sd = stream[u][ci * 3 + (warm ? 2 : 1)];
-      if (is_prefetch(c)) {
-        for (size_t k = 0; k < phases.size(); ++k) {
-          const double s = k == 0 ? sp : sd;
-          const double prev = before < 0 ? 0.0 : comp[before][pe + 1][k];
-          t += phase_weight[k] * std::max(0.0, s - prev);
-        }
+  // Moving tensors stored at `storage` to `exec` for one forward (simulate()'s pricing).
+  double move(const std::vector<double>& tensors, int storage, int exec, Semantics sem, bool warm) const {
+    double t = 0;
+    for (double b : tensors) {
+      if (storage >= 0) {
+        if (exec == storage) continue;
+        t += exec < 0 ? cm.d2h(b, false) : cm.p2p(b, storage, exec);
+      } else if (storage == kRam) {
+        if (exec < 0) continue;
+        t += stream_tensor(cm, b, false, warm, ExecDevice{exec}, sem).total();
       } else {
-        t += sp + steps * sd;
+        t += stream_tensor(cm, b, true, warm, ExecDevice{exec}, sem).total();
       }
     }
     return t;
   }
-
-  // Bytes the unit adds to its GPU (or host) under choice c.
-  double gpu_bytes(int u, UnitChoice c) const {
-    if (c == UnitChoice::kResident) return weights[u] + kv[u] + logits[u];
-    if (is_stream(c)) return kv[u] + logits[u];
-    return 0;
-  }
-  double host_bytes(int u, UnitChoice c) const {
-    if (!host_binding) return 0;
+  static double moved_bytes(const std::vector<double>& tensors, int storage, int exec) {
+    if (storage == exec || (storage == kRam && exec < 0)) return 0;
     double b = 0;
-    if (c == UnitChoice::kStreamAccelerate || c == UnitChoice::kStreamPrefetch || c == UnitChoice::kInPlaceCpu) b += weights[u];
-    if (is_in_place(c)) b += kv[u] + logits[u];
+    for (double x : tensors) b += x;
     return b;
-  }
-  // Host bytes every placement pays when RAM binds: the CPU's activation workspace.
-  double host_base() const { return host_binding ? ws + logits_bytes : 0; }
-  double gpu_open(int g, Mode mode) const {
-    double b = gpu_ctx[g];
-    if (g == 0 && mode == Mode::kAccelerate) b += transient_acc;
-    if (g == 0 && mode == Mode::kPrefetch) b += transient_pre;
-    return b;
-  }
-  bool allowed(UnitChoice c, Mode mode, const OptimalOptions& o) const {
-    switch (c) {
-      case UnitChoice::kResident: return gpus > 0;
-      case UnitChoice::kStreamAccelerate: return mode == Mode::kAccelerate;
-      case UnitChoice::kStreamAccelerateDisk: return mode == Mode::kAccelerate && o.allow_disk;
-      case UnitChoice::kStreamPrefetch: return mode == Mode::kPrefetch;
-      case UnitChoice::kStreamPrefetchDisk: return mode == Mode::kPrefetch && o.allow_disk;
-      case UnitChoice::kInPlaceCpu: return o.allow_in_place || gpus == 0;
-      case UnitChoice::kInPlaceDisk: return (o.allow_in_place || gpus == 0) && o.allow_disk;
-    }
-    return false;
   }
 };
+
+// What placing one unit costs and adds: its time, and its bytes on its execution GPU.
+struct UnitPrice {
+  double time = 0;
+  double transient = 0;  // on the execution GPU
+};
+
+UnitPrice price_unit(const Tables& T, int u, UnitChoice c, int exec, int own_storage, int tie_storage, int pe,
+                     Semantics sem, bool warm) {
+  UnitPrice p;
+  if (!T.has_ops[u]) return p;
+  p.time = T.comp_total[u][exec + 1];
+  const int execs = T.gpus + 1;
+  if (T.prev_ops[u] >= 0 && pe != exec) p.time += T.trans[(pe + 1) * execs + exec + 1];
+  double s_cold = 0, s_dec = 0, leaf = 0, segment = 0;
+  if (T.tie_source[u] < 0 && c != UnitChoice::kResident) {  // the common case, precomputed
+    const Tables::OwnStream& o = T.own[u][static_cast<int>(c)];
+    s_cold = o.cold;
+    s_dec = warm ? o.dec_warm : o.dec_cold;
+    leaf = o.leaf;
+    segment = o.segment;
+  } else if (T.tie_source[u] >= 0) {
+    for (const OpTensors& op : T.ops[u]) {
+      s_cold += T.move(op.own, own_storage, exec, sem, false);
+      s_dec += T.move(op.own, own_storage, exec, sem, warm);
+      double l = Tables::moved_bytes(op.own, own_storage, exec);
+      s_cold += T.move(op.tied, tie_storage, exec, sem, false);
+      s_dec += T.move(op.tied, tie_storage, exec, sem, warm);
+      l += Tables::moved_bytes(op.tied, tie_storage, exec);
+      leaf = std::max(leaf, l);
+      segment += l;
+    }
+  }
+  const bool overlapped = sem == Semantics::kPrefetch && exec >= 0;
+  if (exec >= 0) p.transient = overlapped && segment > 0 ? std::max(leaf, 2.0 * segment) : leaf;
+  if (overlapped && s_cold + s_dec > 0) {
+    const int before = T.prev_ops[u];
+    for (size_t k = 0; k < T.phases.size(); ++k) {
+      const double s = k == 0 ? s_cold : s_dec;
+      const double prev = before < 0 ? 0.0 : T.comp[before][pe + 1][k];
+      p.time += T.phase_weight[k] * std::max(0.0, s - prev);
+    }
+  } else {
+    p.time += s_cold + T.steps * s_dec;
+  }
+  return p;
+}
 
 struct Label {
-  double mem;   // bytes on the open GPU
-  double host;  // host bytes (0 unless RAM binds)
-  double time;
-  int parent;   // index into the previous unit's labels
-  int8_t gpu;   // open GPU after this unit (-1 none)
-  int8_t choice;
+  double t = 0;
+  double gp = 0, gd = 0, gt = 0;  // GPU in use: prefill peak, decode peak (without transient), transient
+  double hp = 0, hd = 0;          // host peaks (when RAM binds)
+  double pc = 0;                  // weights off the GPUs (when the page cache must hold them)
+  int parent = -1;
+  int8_t open = -1, pe = -1, sig = kNoTie, ret = 0, hx = 0, choice = 0, gpu = -1;
 };
 
-struct Run {
-  double time = kInf;
-  std::vector<UnitChoice> choices;
-  std::vector<int> gpu;
+bool same_state(const Label& a, const Label& b) {
+  return a.open == b.open && a.pe == b.pe && a.sig == b.sig && a.ret == b.ret;
+}
+
+// A lower bound on the time of units u+1..end given the GPU room left: every unit at its
+// cheapest non-resident price, less the best savings of making units resident that fit in the
+// room (a fractional knapsack: a relaxation, so a valid bound). Hand-overs and tied copies,
+// which only add time, are left out.
+struct Bound {
+  struct Item {
+    double bytes, saving;
+  };
+  std::vector<double> off_sum;                    // [u]: sum over units after u of their cheapest non-resident price
+  std::vector<std::vector<double>> bytes_cum, save_cum;  // [u]: prefix sums, best density first
+  std::vector<std::vector<Item>> items;
+  std::vector<double> room_after;                 // [g]: room GPUs after g offer (g = -1: all)
+  bool trivial = false;
+
+  double lower(int u, double room) const {
+    if (u + 1 >= static_cast<int>(off_sum.size())) return 0;
+    const auto& bc = bytes_cum[u];
+    const auto& sc = save_cum[u];
+    const auto& it = items[u];
+    // the last k with bc[k] <= room
+    const size_t k = static_cast<size_t>(std::upper_bound(bc.begin(), bc.end(), room) - bc.begin());
+    double saved = k == 0 ? 0.0 : sc[k - 1];
+    if (k < it.size() && it[k].bytes > 0) saved += std::max(0.0, room - (k == 0 ? 0.0 : bc[k - 1])) / it[k].bytes * it[k].saving;
+    return off_sum[u] - saved;
+  }
 };
 
-Run run_dp(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm) {
-  Run best;
-  if (T.units == 0) return best;
-  const int G = T.gpus;
-  std::vector<std::vector<Label>> layers(T.units);
-  // Unit 0.
-  {
-    std::vector<Label>& out = layers[0];
-    for (int c = 0; c < kChoices; ++c) {
-      const UnitChoice ch = static_cast<UnitChoice>(c);
-      if (!T.allowed(ch, mode, opt) || is_stream(ch)) continue;
-      if (mode != Mode::kNone && ch != UnitChoice::kResident) continue;  // streaming: unit 0 on GPU 0
-      const int first_gpu = 0, last_gpu = (mode != Mode::kNone) ? 0 : G - 1;
-      if (ch == UnitChoice::kResident) {
-        for (int g = first_gpu; g <= last_gpu; ++g) {
-          const double mem = T.gpu_open(g, mode) + T.gpu_bytes(0, ch);
-          if (mem > T.gpu_cap[g]) continue;
-          out.push_back({mem, T.host_bytes(0, ch) + T.host_base(), T.step_time(0, ch, g, g, warm), -1, static_cast<int8_t>(g),
-                         static_cast<int8_t>(c)});
+Bound make_bound(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm) {
+  Bound B;
+  const int N = T.units, G = T.gpus;
+  std::vector<double> res(N, 0), off(N, 0), bytes(N, 0);
+  const bool in_place = opt.allow_in_place || G == 0;
+  for (int v = 0; v < N; ++v) {
+    bytes[v] = T.weights[v] + std::min(T.kv_p[v], T.kv_d[v]);
+    if (!T.has_ops[v]) continue;
+    double r = kInf;
+    for (int g = 0; g < G; ++g) r = std::min(r, T.comp_total[v][g + 1]);
+    double o = in_place ? T.comp_total[v][0] : kInf;
+    if (G > 0 && mode != Mode::kNone) {
+      double stream = T.comp_total[v][1];
+      const Semantics sem = mode == Mode::kPrefetch ? Semantics::kPrefetch : Semantics::kAccelerate;
+      double s_cold = 0, s_dec = 0;
+      for (const OpTensors& op : T.ops[v]) {
+        s_cold += T.move(op.own, kRam, 0, sem, false);
+        s_dec += T.move(op.own, kRam, 0, sem, warm);
+      }
+      if (mode == Mode::kPrefetch) {
+        const int before = T.prev_ops[v];
+        for (size_t k = 0; k < T.phases.size(); ++k) {
+          double prev = 0;
+          if (before >= 0) {
+            for (int e = -1; e < G; ++e) prev = std::max(prev, T.comp[before][e + 1][k]);
+          }
+          stream += T.phase_weight[k] * std::max(0.0, (k == 0 ? s_cold : s_dec) - prev);
         }
       } else {
-        const double host = T.host_bytes(0, ch) + T.host_base();
-        if (host > T.host_cap) continue;
-        out.push_back({0, host, T.step_time(0, ch, -1, -1, warm), -1, -1, static_cast<int8_t>(c)});
+        double steps = 0;
+        for (size_t k = 1; k < T.phases.size(); ++k) steps += T.phase_weight[k];
+        stream += s_cold + steps * s_dec;
+      }
+      o = std::min(o, stream);
+    }
+    if (!std::isfinite(o)) B.trivial = true;
+    res[v] = r;
+    off[v] = o;
+  }
+  B.off_sum.assign(N, 0);
+  B.bytes_cum.assign(N, {});
+  B.save_cum.assign(N, {});
+  B.items.assign(N, {});
+  for (int u = 0; u < N; ++u) {
+    std::vector<Bound::Item> it;
+    double sum = 0;
+    for (int v = u + 1; v < N; ++v) {
+      if (!T.has_ops[v]) continue;
+      sum += off[v];
+      const double saving = std::isfinite(res[v]) ? off[v] - res[v] : 0.0;
+      if (saving > 0) it.push_back({bytes[v], saving});
+    }
+    std::sort(it.begin(), it.end(), [](const Bound::Item& a, const Bound::Item& b) {
+      return a.saving * b.bytes > b.saving * a.bytes;  // density, zero-byte items first
+    });
+    B.off_sum[u] = sum;
+    double bc = 0, sc = 0;
+    for (const auto& x : it) {
+      bc += x.bytes;
+      sc += x.saving;
+      B.bytes_cum[u].push_back(bc);
+      B.save_cum[u].push_back(sc);
+    }
+    B.items[u] = std::move(it);
+  }
+  B.room_after.assign(G + 1, 0);
+  for (int g = G - 1; g >= -1; --g) {
+    B.room_after[g + 1] = g + 1 < G ? B.room_after[g + 2] + std::max(0.0, T.gpu_cap[g + 1] - T.gpu_ctx[g + 1] - std::min(T.ws_p, T.ws_d)) : 0.0;
+  }
+  return B;
+}
+
+struct Search {
+  const Tables& T;
+  const OptimalOptions& opt;
+  Mode mode;
+  bool warm;
+  SearchStats& stats;
+  bool allow_disk = false;
+  int max_labels = 2048;
+  const Bound* bound = nullptr;
+  double incumbent = kInf;  // a feasible placement's simulated time: labels that cannot beat it are dropped
+
+  bool beaten(int u, const Label& L) const {
+    if (!bound || bound->trivial || !std::isfinite(incumbent)) return false;
+    double room = bound->room_after[L.open + 1];
+    if (L.open >= 0) room += std::max(0.0, T.gpu_cap[L.open] - L.gt - std::max(L.gp, L.gd));
+    return L.t + bound->lower(u, room) > incumbent * (1 + 1e-9);
+  }
+
+  bool fits_gpu(const Label& L) const { return L.open < 0 || std::max(L.gp, L.gd) + L.gt <= T.gpu_cap[L.open]; }
+  bool fits_host(const Label& L) const {
+    return (!T.host_binding || std::max(L.hp, L.hd) <= T.host_cap) && (!warm || L.pc <= T.cache_cap);
+  }
+  // a dominates b for every completion of the chain (a.t <= b.t checked by the caller).
+  bool dominates(const Label& a, const Label& b) const {
+    if (a.gp > b.gp || a.gd > b.gd || a.gt > b.gt || (warm && a.pc > b.pc)) return false;
+    if (!T.host_binding) return true;
+    if (a.hp > b.hp || a.hd > b.hd) return false;
+    const double ap = a.hp + (a.hx ? 0 : T.ws_p), bp = b.hp + (b.hx ? 0 : T.ws_p);
+    const double ad = a.hd + (a.hx ? 0 : T.ws_d), bd = b.hd + (b.hx ? 0 : T.ws_d);
+    return ap <= bp && ad <= bd;
+  }
+
+  void host_add(Label& L, int u, bool weights_in_ram, bool computes_here) const {
+    if (weights_in_ram) {
+      L.hp += T.weights[u];
+      L.hd += T.weights[u];
+    }
+    if (computes_here && T.has_ops[u]) {
+      if (!L.hx) {
+        L.hp += T.ws_p;
+        L.hd += T.ws_d;
+        L.hx = 1;
+      }
+      L.hp += T.kv_p[u] + T.logits[u];
+      L.hd += T.kv_d[u] + T.logits[u];
+    }
+  }
+
+  // Every label unit u can follow label L (index li of the previous unit) with.
+  void expand(int u, const Label& L, int li, std::vector<Label>& out) const {
+    const int G = T.gpus;
+    const bool is_source = u == T.source && T.source >= 0;
+    const bool is_target = T.tie_source[u] >= 0;
+    const int tie = is_target ? L.sig : kNoTie;
+    const bool any_in_place_possible = opt.allow_in_place || G == 0;
+    const Semantics res_sem = resident_semantics(mode, any_in_place_possible);
+    auto finish = [&](Label n, int exec, UnitChoice c, int gpu) {
+      n.parent = li;
+      n.choice = static_cast<int8_t>(c);
+      n.gpu = static_cast<int8_t>(gpu);
+      if (T.has_ops[u]) n.pe = static_cast<int8_t>(exec);
+      if (is_target && T.last_target[u]) {
+        n.sig = kNoTie;
+        n.ret = 0;
+      }
+      if (!fits_gpu(n) || !fits_host(n) || beaten(u, n)) return;
+      out.push_back(n);
+    };
+    if (T.free_unit[u]) {  // goes with the unit before it, for free
+      Label n = L;
+      n.parent = li;
+      ++stats.labels;
+      out.push_back(n);
+      return;
+    }
+    if (is_target && L.ret) {  // the tied unit returns to the GPU holding its source: reserved there
+      Label n = L;
+      const UnitPrice p = price_unit(T, u, UnitChoice::kResident, L.sig, L.sig, L.sig, L.pe, res_sem, warm);
+      n.t += p.time;
+      ++stats.labels;
+      finish(n, L.sig, UnitChoice::kResident, L.sig);
+      return;
+    }
+    // Resident on the GPU in use or on a later one.
+    if (G > 0) {
+      const int first = std::max(0, static_cast<int>(L.open));
+      const int last = (u == 0 && mode != Mode::kNone) ? 0 : G - 1;
+      for (int g = first; g <= last; ++g) {
+        Label n = L;
+        if (g != L.open) {
+          n.open = static_cast<int8_t>(g);
+          n.gp = T.gpu_ctx[g] + T.ws_p;
+          n.gd = T.gpu_ctx[g] + T.ws_d;
+          n.gt = 0;
+        }
+        const UnitPrice p = price_unit(T, u, UnitChoice::kResident, g, g, tie, L.pe, res_sem, warm);
+        n.t += p.time;
+        n.gp += T.weights[u] + T.kv_p[u] + T.logits[u];
+        n.gd += T.weights[u] + T.kv_d[u] + T.logits[u];
+        n.gt = std::max(n.gt, p.transient);
+        for (int ret = 0; ret <= (is_source ? 1 : 0); ++ret) {
+          Label m = n;
+          if (is_source) {
+            m.sig = static_cast<int8_t>(g);
+            m.ret = static_cast<int8_t>(ret);
+            if (ret) {  // reserve the tied units' own bytes on this GPU
+              for (int t = u + 1; t < T.units; ++t) {
+                if (T.tie_source[t] != u) continue;
+                m.gp += T.weights[t] + T.kv_p[t] + T.logits[t];
+                m.gd += T.weights[t] + T.kv_d[t] + T.logits[t];
+              }
+            }
+          }
+          ++stats.labels;
+          finish(m, g, UnitChoice::kResident, g);
+        }
+      }
+    }
+    if (u == 0 && mode != Mode::kNone) return;  // streaming: unit 0 resident on GPU 0
+    // Streamed to GPU 0 while it is the GPU in use.
+    if (mode != Mode::kNone && L.open == 0) {
+      for (bool disk : {false, true}) {
+        if (disk && !allow_disk) continue;
+        const UnitChoice c = mode == Mode::kPrefetch
+                                 ? (disk ? UnitChoice::kStreamPrefetchDisk : UnitChoice::kStreamPrefetch)
+                                 : (disk ? UnitChoice::kStreamAccelerateDisk : UnitChoice::kStreamAccelerate);
+        const Semantics sem = unit_semantics(c, res_sem);
+        Label n = L;
+        const int storage = disk ? kDisk : kRam;
+        const UnitPrice p = price_unit(T, u, c, 0, storage, tie, L.pe, sem, warm);
+        n.t += p.time;
+        if (T.has_ops[u]) {
+          n.gp += T.kv_p[u] + T.logits[u];
+          n.gd += T.kv_d[u] + T.logits[u];
+          n.gt = std::max(n.gt, p.transient);
+        }
+        host_add(n, u, !disk, false);
+        n.pc += T.weights[u];
+        if (is_source) n.sig = static_cast<int8_t>(storage);
+        ++stats.labels;
+        finish(n, 0, c, -1);
+      }
+    }
+    // Computed in place on the CPU.
+    if (any_in_place_possible) {
+      for (bool disk : {false, true}) {
+        if (disk && !allow_disk) continue;
+        const UnitChoice c = disk ? UnitChoice::kInPlaceDisk : UnitChoice::kInPlaceCpu;
+        Label n = L;
+        const int storage = disk ? kDisk : kRam;
+        const UnitPrice p = price_unit(T, u, c, -1, storage, tie, L.pe, Semantics::kInPlace, warm);
+        n.t += p.time;
+        host_add(n, u, !disk, true);
+        n.pc += T.weights[u];
+        if (is_source) n.sig = static_cast<int8_t>(storage);
+        ++stats.labels;
+        finish(n, -1, c, -1);
       }
     }
   }
-  // States are (open GPU, choice): prune each to its Pareto front over (memory on the open GPU,
-  // host bytes, time). Host bytes are 0 unless RAM binds, so then two criteria remain and a
-  // sweep by memory keeps exactly the labels with strictly decreasing time.
-  auto prune = [&](std::vector<Label>& v) {
+
+  // Keeps each state's Pareto front (thinned beyond max_labels).
+  void prune(std::vector<Label>& v) const {
     std::sort(v.begin(), v.end(), [](const Label& a, const Label& b) {
-      if (a.gpu != b.gpu) return a.gpu < b.gpu;
-      if (a.choice != b.choice) return a.choice < b.choice;
-      if (a.mem != b.mem) return a.mem < b.mem;
-      if (a.host != b.host) return a.host < b.host;
-      return a.time < b.time;
+      if (a.open != b.open) return a.open < b.open;
+      if (a.pe != b.pe) return a.pe < b.pe;
+      if (a.sig != b.sig) return a.sig < b.sig;
+      if (a.ret != b.ret) return a.ret < b.ret;
+      return a.t < b.t;
     });
     std::vector<Label> out;
     out.reserve(v.size());
     size_t start = 0;
     for (size_t k = 0; k < v.size(); ++k) {
-      if (k == 0 || v[k].gpu != v[k - 1].gpu || v[k].choice != v[k - 1].choice) start = out.size();
-      bool dominated = false;
-      if (!T.host_binding) {
-        dominated = out.size() > start && out.back().time <= v[k].time;
-      } else {
-        for (size_t m = start; m < out.size() && !dominated; ++m) {
-          dominated = out[m].mem <= v[k].mem && out[m].host <= v[k].host && out[m].time <= v[k].time;
-        }
+      if (k > 0 && !same_state(v[k], v[k - 1])) {
+        thin(out, start);
+        start = out.size();
       }
+      bool dominated = false;
+      for (size_t m = start; m < out.size() && !dominated; ++m) dominated = dominates(out[m], v[k]);
       if (!dominated) out.push_back(v[k]);
     }
+    thin(out, start);
     v.swap(out);
-  };
-  prune(layers[0]);
-  for (int u = 1; u < T.units; ++u) {
-    std::vector<Label> cand;
-    const std::vector<Label>& prev = layers[u - 1];
-    for (int li = 0; li < static_cast<int>(prev.size()); ++li) {
-      const Label& L = prev[li];
-      const UnitChoice pc = static_cast<UnitChoice>(L.choice);
-      const int pe = T.exec_of(pc, L.gpu);
-      if (!T.has_ops[u]) {
-        // A unit without operators (rotary buffers) goes with the unit before it: free, and the
-        // next unit hands over from the last one that ran.
-        const double mem = L.mem + (L.gpu >= 0 ? T.gpu_bytes(u, pc) : 0.0);
-        if (L.gpu >= 0 && mem > T.gpu_cap[L.gpu]) continue;
-        cand.push_back({mem, L.host + T.host_bytes(u, pc), L.time, li, L.gpu, L.choice});
-        continue;
-      }
-      for (int c = 0; c < kChoices; ++c) {
-        const UnitChoice ch = static_cast<UnitChoice>(c);
-        if (!T.allowed(ch, mode, opt)) continue;
-        if (ch == UnitChoice::kResident) {
-          for (int g = std::max(0, static_cast<int>(L.gpu)); g < G; ++g) {
-            const bool open = g != L.gpu;
-            const double mem = (open ? T.gpu_open(g, Mode::kNone) : L.mem) + T.gpu_bytes(u, ch);
-            if (mem > T.gpu_cap[g]) continue;
-            cand.push_back({mem, L.host + T.host_bytes(u, ch), L.time + T.step_time(u, ch, g, pe, warm), li,
-                            static_cast<int8_t>(g), static_cast<int8_t>(c)});
-          }
-        } else if (is_stream(ch)) {
-          if (L.gpu != 0) continue;  // streaming runs on GPU 0 while it is the open GPU
-          const double mem = L.mem + T.gpu_bytes(u, ch);
-          if (mem > T.gpu_cap[0]) continue;
-          const double host = L.host + T.host_bytes(u, ch);
-          if (host > T.host_cap) continue;
-          cand.push_back({mem, host, L.time + T.step_time(u, ch, 0, pe, warm), li, 0, static_cast<int8_t>(c)});
-        } else {
-          const double host = L.host + T.host_bytes(u, ch);
-          if (host > T.host_cap) continue;
-          cand.push_back({L.mem, host, L.time + T.step_time(u, ch, -1, pe, warm), li, L.gpu, static_cast<int8_t>(c)});
-        }
+  }
+
+  // Caps one state's front [start, end) at max_labels: the fastest label per band of the
+  // scarcest resource (the front is in order of time).
+  void thin(std::vector<Label>& v, size_t start) const {
+    const size_t n = v.size() - start;
+    stats.max_front = std::max<int64_t>(stats.max_front, static_cast<int64_t>(n));
+    const int K = std::max(2, max_labels);
+    if (n <= static_cast<size_t>(K)) return;
+    stats.thinned = true;
+    std::vector<char> band_taken(K, 0);
+    std::vector<Label> kept;
+    for (size_t i = start; i < v.size(); ++i) {
+      const Label& L = v[i];
+      double r = L.open >= 0 ? (std::max(L.gp, L.gd) + L.gt) / T.gpu_cap[L.open] : 0.0;
+      if (T.host_binding) r = std::max(r, std::max(L.hp, L.hd) / T.host_cap);
+      if (warm) r = std::max(r, L.pc / T.cache_cap);
+      const int b = std::clamp(static_cast<int>(r * K), 0, K - 1);
+      if (band_taken[b]) continue;
+      band_taken[b] = 1;
+      kept.push_back(L);
+    }
+    v.resize(start);
+    v.insert(v.end(), kept.begin(), kept.end());
+  }
+
+  // The best placement of this run, or an empty one.
+  std::optional<Placement> run() const {
+    if (T.units == 0) return std::nullopt;
+    std::vector<std::vector<Label>> layers(T.units);
+    Label start;
+    expand(0, start, -1, layers[0]);
+    prune(layers[0]);
+    for (int u = 1; u < T.units; ++u) {
+      if (layers[u - 1].empty()) return std::nullopt;
+      std::vector<Label> next;
+      for (int li = 0; li < static_cast<int>(layers[u - 1].size()); ++li) expand(u, layers[u - 1][li], li, next);
+      prune(next);
+      layers[u].swap(next);
+    }
+    const std::vector<Label>& last = layers.back();
+    int arg = -1;
+    for (int i = 0; i < static_cast<int>(last.size()); ++i) {
+      if (arg < 0 || last[i].t < last[arg].t) arg = i;
+    }
+    if (arg < 0) return std::nullopt;
+    Placement p;
+    p.choice.resize(T.units);
+    p.gpu.resize(T.units);
+    for (int u = T.units - 1, i = arg; u >= 0; --u) {
+      const Label& L = layers[u][i];
+      p.choice[u] = static_cast<UnitChoice>(L.choice);
+      p.gpu[u] = p.choice[u] == UnitChoice::kResident ? L.gpu : -1;
+      i = L.parent;
+    }
+    // Units without operators and bytes take the placement of the unit before them.
+    for (int u = 0; u < T.units; ++u) {
+      if (!T.free_unit[u]) continue;
+      if (u > 0) {
+        p.choice[u] = p.choice[u - 1];
+        p.gpu[u] = p.gpu[u - 1];
       }
     }
-    prune(cand);
-    layers[u].swap(cand);
-    if (layers[u].empty()) return best;
+    return p;
   }
-  int arg = -1;
-  for (int i = 0; i < static_cast<int>(layers.back().size()); ++i) {
-    if (arg < 0 || layers.back()[i].time < layers.back()[arg].time) arg = i;
+};
+
+Mode mode_of(const Placement& p) {
+  for (UnitChoice c : p.choice) {
+    if (is_stream(c)) return is_prefetch(c) ? Mode::kPrefetch : Mode::kAccelerate;
   }
-  if (arg < 0) return best;
-  best.time = layers.back()[arg].time;
-  best.choices.resize(T.units);
-  best.gpu.resize(T.units);
-  for (int u = T.units - 1, i = arg; u >= 0; --u) {
-    const Label& L = layers[u][i];
-    best.choices[u] = static_cast<UnitChoice>(L.choice);
-    best.gpu[u] = best.choices[u] == UnitChoice::kResident ? L.gpu : -1;
-    i = L.parent;
+  return Mode::kNone;
+}
+
+bool any_in_place(const Placement& p) {
+  return std::any_of(p.choice.begin(), p.choice.end(), [](UnitChoice c) { return is_in_place(c); });
+}
+
+std::vector<char> free_units(const ModelGraph& g) {
+  std::vector<char> f(g.chain.size(), 0);
+  std::vector<double> bytes(g.chain.size(), 0);
+  const ModuleTree& tree = *g.tree;
+  for (int id = 0; id < tree.size(); ++id) {
+    const TreeNode& n = tree.node(id);
+    if (!n.is_tensor || n.tied_source >= 0 || (n.is_buffer && !n.persistent)) continue;
+    const int u = g.chain_of_node[id];
+    if (u >= 0) bytes[u] += static_cast<double>(g.tensor_bytes[id]);
   }
-  return best;
+  for (size_t u = 0; u < g.chain.size(); ++u) f[u] = g.chain[u].first_op == g.chain[u].end_op && bytes[u] == 0;
+  return f;
 }
 
 }  // namespace
 
+void placement_map(const ModelGraph& g, const Placement& p, DeviceMap& map, std::vector<Semantics>& per_entry) {
+  DMAP_CHECK(p.choice.size() == g.chain.size() && p.gpu.size() == g.chain.size(), "one choice per chain unit");
+  map = DeviceMap();
+  per_entry.clear();
+  const Semantics res = resident_semantics(mode_of(p), any_in_place(p));
+  for (size_t u = 0; u < g.chain.size(); ++u) {
+    const UnitChoice c = p.choice[u];
+    Device d = c == UnitChoice::kResident ? Device::gpu(p.gpu[u]) : (from_disk(c) ? Device::disk() : Device::cpu());
+    map.assign(g.tree->node(g.chain[u].node).name, d);
+    per_entry.push_back(unit_semantics(c, res));
+  }
+}
+
+std::string placement_rule_broken(const ModelGraph& g, const Hardware& hw, const Placement& p,
+                                  const OptimalOptions& options) {
+  const int units = static_cast<int>(g.chain.size());
+  const int G = static_cast<int>(hw.gpus.size());
+  if (static_cast<int>(p.choice.size()) != units || static_cast<int>(p.gpu.size()) != units) return "one choice per unit";
+  const std::vector<char> free = free_units(g);
+  // Tie sources and targets, as the search sees them.
+  std::vector<int> tie_source(units, -1);
+  for (int u = 0; u < units; ++u) {
+    for (int oi = g.chain[u].first_op; oi < g.chain[u].end_op; ++oi) {
+      for (int wt : g.ops[oi].weights) {
+        const int su = g.chain_of_node[g.storage_tensor(wt)];
+        if (su != u) tie_source[u] = su;
+      }
+    }
+  }
+  const Mode mode = mode_of(p);
+  int open = -1;
+  for (int u = 0; u < units; ++u) {
+    if (free[u]) continue;
+    const UnitChoice c = p.choice[u];
+    if (c == UnitChoice::kResident) {
+      if (G == 0 || p.gpu[u] < 0 || p.gpu[u] >= G) return "a resident unit on a GPU the hardware lacks";
+      const int src = tie_source[u];
+      const bool returns = src >= 0 && p.choice[src] == UnitChoice::kResident && p.gpu[src] == p.gpu[u];
+      if (p.gpu[u] < open && !returns) return "GPUs used out of order";
+      if (!returns) open = std::max(open, p.gpu[u]);
+    } else if (is_stream(c)) {
+      if (G == 0) return "streaming without a GPU";
+      if (is_prefetch(c) ? !options.allow_prefetch : !options.allow_accelerate) return "a semantics the options exclude";
+      if ((mode == Mode::kPrefetch) != is_prefetch(c)) return "two streaming semantics in one placement";
+      if (open != 0) return "streaming while GPU 0 is not the GPU in use";
+    } else if (!(options.allow_in_place || G == 0)) {
+      return "in-place computation the options exclude";
+    }
+    if (from_disk(c) && !options.allow_disk) return "disk the options exclude";
+    if (p.gpu[u] != -1 && c != UnitChoice::kResident) return "a GPU given to a unit that is not resident";
+  }
+  if (mode != Mode::kNone && (p.choice[0] != UnitChoice::kResident || p.gpu[0] != 0)) {
+    return "streaming without unit 0 resident on GPU 0";
+  }
+  return "";
+}
+
+double placement_objective(const CostModel& cm, const Hardware& hw, const Placement& p, const OptimalOptions& options) {
+  if (!placement_rule_broken(cm.graph(), hw, p, options).empty()) return kInf;
+  DeviceMap map;
+  std::vector<Semantics> sem;
+  placement_map(cm.graph(), p, map, sem);
+  const Prediction pr = simulate(cm, hw, map, sem);
+  return pr.feasible ? pr.total_s : kInf;
+}
+
+std::optional<Placement> placement_of(const CostModel& cm, const Hardware& hw, const DeviceMap& map,
+                                      const std::vector<Semantics>& per_entry, const OptimalOptions& options) {
+  const ModelGraph& g = cm.graph();
+  const ModuleTree& tree = *g.tree;
+  const auto items = map.items();
+  if (per_entry.size() != items.size()) return std::nullopt;
+  std::unordered_map<std::string, int> entry_index;
+  for (size_t i = 0; i < items.size(); ++i) entry_index[items[i].first] = static_cast<int>(i);
+  std::vector<int> entry_of(tree.size(), -1);
+  for (int id = 0; id < tree.size(); ++id) {
+    auto it = entry_index.find(tree.node(id).name);
+    if (it != entry_index.end()) {
+      entry_of[id] = it->second;
+    } else if (tree.node(id).parent >= 0) {
+      entry_of[id] = entry_of[tree.node(id).parent];
+    }
+  }
+  bool any_gpu = false;
+  for (const auto& [n, d] : items) any_gpu = any_gpu || d.is_gpu();
+  const std::vector<char> free = free_units(g);
+  Placement p;
+  for (size_t u = 0; u < g.chain.size(); ++u) {
+    const int node = g.chain[u].node;
+    const int e = entry_of[node];
+    if (e < 0) return std::nullopt;
+    // The unit must not be split: no entry strictly inside it.
+    for (int id = 0; id < tree.size(); ++id) {
+      if (id != node && g.chain_of_node[id] == static_cast<int>(u) && entry_of[id] != e) return std::nullopt;
+    }
+    const Device d = items[e].second;
+    const Semantics s = per_entry[e];
+    UnitChoice c;
+    int gpu = -1;
+    if (d.is_gpu()) {
+      c = UnitChoice::kResident;
+      gpu = d.index;
+    } else if (d.kind == Device::Kind::kCpu || d.kind == Device::Kind::kDisk) {
+      const bool disk = d.kind == Device::Kind::kDisk;
+      if (any_gpu && s == Semantics::kAccelerate) {
+        c = disk ? UnitChoice::kStreamAccelerateDisk : UnitChoice::kStreamAccelerate;
+      } else if (any_gpu && s == Semantics::kPrefetch) {
+        c = disk ? UnitChoice::kStreamPrefetchDisk : UnitChoice::kStreamPrefetch;
+      } else {
+        c = disk ? UnitChoice::kInPlaceDisk : UnitChoice::kInPlaceCpu;
+      }
+    } else {
+      return std::nullopt;
+    }
+    if (free[u] && u > 0) {  // placed anywhere at no cost: as the search writes it
+      c = p.choice[u - 1];
+      gpu = p.gpu[u - 1];
+    }
+    p.choice.push_back(c);
+    p.gpu.push_back(gpu);
+  }
+  if (!placement_rule_broken(g, hw, p, options).empty()) return std::nullopt;
+  // The same prediction: the semantics of resident entries (tied copies) must agree too.
+  const Prediction given = simulate(cm, hw, map, per_entry);
+  DeviceMap pm;
+  std::vector<Semantics> ps;
+  placement_map(g, p, pm, ps);
+  const Prediction mine = simulate(cm, hw, pm, ps);
+  if (given.feasible != mine.feasible) return std::nullopt;
+  if (std::abs(given.total_s - mine.total_s) > 1e-9 * std::max(1e-12, given.total_s)) return std::nullopt;
+  return p;
+}
+
 OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const OptimalOptions& options) {
   const Tables T(cm, hw);
-  // Decode disk reads hit the page cache or not depending on the whole placement (what stays in
-  // RAM); when RAM binds, search under both assumptions and keep the placement whose exact
-  // objective is lowest.
-  std::vector<bool> warm_runs = {false};
-  if (T.host_binding && hw.page_cache && options.allow_disk) warm_runs.push_back(true);
+  OptimalResult res;
+  if (!T.unsupported.empty()) {
+    res.why_not = "the search does not handle this model: " + T.unsupported;
+    return res;
+  }
+  const int G = T.gpus;
   std::vector<Mode> modes = {Mode::kNone};
-  if (!hw.gpus.empty() && options.allow_accelerate) modes.push_back(Mode::kAccelerate);
-  if (!hw.gpus.empty() && options.allow_prefetch) modes.push_back(Mode::kPrefetch);
-  Run best;
+  if (G > 0 && options.allow_accelerate) modes.push_back(Mode::kAccelerate);
+  if (G > 0 && options.allow_prefetch) modes.push_back(Mode::kPrefetch);
+  // Disk only pays when RAM binds; then decode reads are warm or cold by the whole placement.
+  const bool disk = options.allow_disk && T.host_binding;
+  std::vector<bool> warm_runs = {false};
+  if (disk && hw.page_cache) warm_runs.push_back(true);
+  const int64_t states = static_cast<int64_t>(G + 1) * (G + 1) * (G + 3) * 2;
+  res.stats.bound = static_cast<int64_t>(modes.size() * warm_runs.size()) * T.units * states *
+                    (std::max(2, options.max_labels) + 8) * (2 + G + 5);
+  double best = kInf;
+  // Phase 1: a quick search with small fronts finds a good feasible placement (the incumbent).
+  // Phase 2: the full search drops every label that cannot beat it (exact: a lower bound).
+  SearchStats quick;
   for (bool warm : warm_runs) {
     for (Mode m : modes) {
-      Run r = run_dp(T, m, options, warm);
-      if (!std::isfinite(r.time)) continue;
-      if (warm_runs.size() > 1) r.time = dp_objective(cm, hw, r.choices, r.gpu);
-      if (r.time < best.time) best = std::move(r);
+      Search s{T, options, m, warm, quick, disk};
+      s.max_labels = std::min(8, std::max(2, options.max_labels));
+      const std::optional<Placement> p = s.run();
+      if (!p) continue;
+      const double t = placement_objective(cm, hw, *p, options);
+      if (t < best) {
+        best = t;
+        res.placement = *p;
+      }
     }
   }
-  OptimalResult res;
-  if (!std::isfinite(best.time)) return res;
-  res.found = true;
-  res.objective_s = best.time;
-  res.choices = best.choices;
-  res.gpu = best.gpu;
-  const ModelGraph& g = cm.graph();
-  bool any_gpu = false, any_acc = false, any_pre = false, any_inplace = false;
-  for (int u = 0; u < T.units; ++u) {
-    const UnitChoice c = best.choices[u];
-    const std::string& name = g.tree->node(g.chain[u].node).name;
-    Device d = Device::cpu();
-    Semantics s = Semantics::kAccelerate;
-    if (c == UnitChoice::kResident) {
-      d = Device::gpu(best.gpu[u]);
-      any_gpu = true;
-    } else if (is_stream(c)) {
-      d = from_disk(c) ? Device::disk() : Device::cpu();
-      s = is_prefetch(c) ? Semantics::kPrefetch : Semantics::kAccelerate;
-      (is_prefetch(c) ? any_pre : any_acc) = true;
-    } else {
-      d = from_disk(c) ? Device::disk() : Device::cpu();
-      s = Semantics::kInPlace;
-      any_inplace = true;
+  res.stats.labels += quick.labels;
+  for (bool warm : warm_runs) {
+    for (Mode m : modes) {
+      const Bound bound = make_bound(T, m, options, warm);
+      Search s{T, options, m, warm, res.stats, disk};
+      s.max_labels = std::max(2, options.max_labels);
+      s.bound = &bound;
+      s.incumbent = best;
+      ++res.stats.runs;
+      const std::optional<Placement> p = s.run();
+      if (!p) continue;
+      // Re-simulated: the objective is simulate()'s, and only a placement that fits counts.
+      const double t = placement_objective(cm, hw, *p, options);
+      if (t < best) {
+        best = t;
+        res.placement = *p;
+      }
     }
-    res.map.assign(name, d);
-    res.per_entry.push_back(s);
+  }
+  res.exact = !res.stats.thinned;
+  if (!std::isfinite(best)) {
+    res.why_not = "no placement of the search space fits in the memory of this hardware";
+    return res;
+  }
+  res.found = true;
+  res.objective_s = best;
+  const ModelGraph& g = cm.graph();
+  placement_map(g, res.placement, res.map, res.per_entry);
+  bool any_gpu = false, any_acc = false, any_pre = false, any_inplace = false;
+  for (size_t u = 0; u < g.chain.size(); ++u) {
+    const UnitChoice c = res.placement.choice[u];
+    if (!T.has_ops[u]) continue;  // stored somewhere, computes nowhere
+    if (c == UnitChoice::kResident) any_gpu = true;
+    if (is_stream(c)) (is_prefetch(c) ? any_pre : any_acc) = true;
+    if (is_in_place(c)) any_inplace = true;
     if (g.chain[u].is_layer) (c == UnitChoice::kResident ? res.gpu_layers : res.cpu_layers) += 1;
   }
-  // Merge same-device siblings as accelerate's clean_device_map does, when the map runs under
-  // one semantics whose cost does not depend on entry granularity (not prefetch, which
-  // double-buffers whole entries).
+  // Merge same-device siblings as accelerate's clean_device_map does when the map runs under
+  // one semantics per device kind (not prefetch, which double-buffers whole entries), and keep
+  // the merged map only when it predicts the same.
   if (!any_pre && !(any_acc && any_inplace)) {
-    strategies::clean_device_map(res.map);
-    res.per_entry.assign(res.map.items().size(), any_inplace ? Semantics::kInPlace : Semantics::kAccelerate);
+    DeviceMap merged = res.map;
+    strategies::clean_device_map(merged);
+    const Semantics res_sem = resident_semantics(mode_of(res.placement), any_inplace);
+    const Semantics off_sem = any_inplace ? Semantics::kInPlace : Semantics::kAccelerate;
+    std::vector<Semantics> sem;
+    for (const auto& [n, d] : merged.items()) sem.push_back(d.is_gpu() ? res_sem : off_sem);
+    const Prediction pr = simulate(cm, hw, merged, sem);
+    if (pr.feasible && std::abs(pr.total_s - best) <= 1e-12 * best) {
+      res.map = merged;
+      res.per_entry = sem;
+    }
   }
   std::string label;
   auto add = [&](const char* part) { label.append(label.empty() ? "" : "+").append(part); };
@@ -415,57 +900,6 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   res.label = label;
   res.transformers_expressible = !any_pre && !(any_inplace && any_gpu);
   return res;
-}
-
-double dp_objective(const CostModel& cm, const Hardware& hw, const std::vector<UnitChoice>& choices,
-                    const std::vector<int>& gpu) {
-  const Tables T(cm, hw);
-  if (static_cast<int>(choices.size()) != T.units || gpu.size() != choices.size() || T.units == 0) return kInf;
-  Mode mode = Mode::kNone;
-  for (UnitChoice c : choices) {
-    if (!is_stream(c)) continue;
-    const Mode m = is_prefetch(c) ? Mode::kPrefetch : Mode::kAccelerate;
-    if (mode != Mode::kNone && mode != m) return kInf;
-    mode = m;
-  }
-  if (mode != Mode::kNone && (choices[0] != UnitChoice::kResident || gpu[0] != 0)) return kInf;
-  std::vector<double> gpu_mem(T.gpus, -1);
-  double host = T.host_base(), time = 0, ram_weights = 0, disk_weights = 0;
-  for (int u = 0; u < T.units; ++u) {
-    const UnitChoice c = choices[u];
-    if (c == UnitChoice::kStreamAccelerate || c == UnitChoice::kStreamPrefetch || c == UnitChoice::kInPlaceCpu) {
-      ram_weights += T.weights[u];
-    } else if (from_disk(c)) {
-      disk_weights += T.weights[u];
-    }
-  }
-  const bool warm = page_cache_holds(hw, static_cast<Bytes>(ram_weights), static_cast<Bytes>(disk_weights));
-  int open = -1, last_exec = -1;
-  for (int u = 0; u < T.units; ++u) {
-    const UnitChoice c = choices[u];
-    const int e = T.exec_of(c, gpu[u]);
-    if (c == UnitChoice::kResident) {
-      if (gpu[u] < 0 || gpu[u] >= T.gpus) return kInf;
-      if (!T.has_ops[u] && gpu[u] != open) return kInf;  // an operator-less unit goes with its neighbour
-      if (gpu[u] < open) return kInf;
-      if (gpu[u] != open) {
-        open = gpu[u];
-        gpu_mem[open] = T.gpu_open(open, open == 0 ? mode : Mode::kNone);
-      }
-      gpu_mem[open] += T.gpu_bytes(u, c);
-    } else if (is_stream(c)) {
-      if (open != 0) return kInf;
-      gpu_mem[0] += T.gpu_bytes(u, c);
-    }
-    host += T.host_bytes(u, c);
-    time += T.step_time(u, c, e, last_exec, warm);
-    if (T.has_ops[u]) last_exec = e;
-  }
-  for (int g = 0; g < T.gpus; ++g) {
-    if (gpu_mem[g] > T.gpu_cap[g]) return kInf;
-  }
-  if (host > T.host_cap) return kInf;
-  return time;
 }
 
 }  // namespace dmap::sim

@@ -1,26 +1,48 @@
-// The optimal search: a dynamic program over the chain of placement units (embedding,
-// decoder layers, final norm, head) choosing for each unit where its weights live and how it
-// runs — resident on a GPU, streamed to GPU 0 per forward (accelerate or prefetch), or
-// computed in place on the CPU (weights in RAM or on disk) — minimising the workload's
-// predicted time (prefill + every decode step) under every device's memory.
+// The optimal search: the placement that minimises the simulator's predicted time of the
+// workload (prefill + every decode step, simulate()'s total_s) over a stated search space,
+// under every memory limit the simulator checks.
 //
-// Model (the simulator's, at unit granularity):
-//   * GPUs are used in order (ids never decrease along the chain): a naive pipeline's time
-//     does not depend on which GPU holds which block, only on the boundaries.
-//   * Streaming (accelerate or prefetch; one of the two per placement) executes on GPU 0,
-//     whose first unit (the embedding) is then resident there.
-//   * Memory per GPU: runtime context + prefill workspace (+ logits) + resident weights + the
-//     KV cache at the final context of the layers executing there + the streaming buffers
-//     (one leaf for accelerate, two units for prefetch). This bounds the simulator's
-//     per-phase peak from above, so every placement the search returns fits.
-//   * Labels (memory on the open GPU, host bytes, time) are kept Pareto-optimal per state
-//     (unit, open GPU, previous choice); exact, no memory rounding.
+// Search space. The chain of placement units (embedding, decoder layers, final norm, head; a
+// unit without operators and bytes, such as rotary buffers, goes anywhere for free). Each unit
+// is either
+//   * resident on a GPU (GPUs are used in order: the GPU of resident units never decreases
+//     along the chain, except that a tied head may sit on the GPU holding its tie source, as
+//     accelerate places it),
+//   * streamed to GPU 0 on every forward (accelerate or prefetch semantics, one of the two per
+//     placement) from RAM or disk, while GPU 0 is the GPU in use; a streaming placement keeps
+//     unit 0 (the embedding) resident on GPU 0, the map's first device,
+//   * or computed in place on the CPU with its weights in RAM or on disk.
+// Not in it (the recommender compares such rows separately): maps that split a unit, GPUs
+// used out of order, and streaming to GPU 0 after a later GPU has been used (accelerate's
+// multi-GPU map with a CPU tail).
+//
+// Exactness. A label carries, besides the time so far, the exact bytes the simulator counts:
+// on the GPU in use its prefill and decode peaks (context, workspace, weights, KV cache at the
+// prompt and at the final context, sliding windows capped, logits) and its transient (the
+// largest streamed leaf, or twice a prefetched entry); on the host the same peaks (weights in
+// RAM, then KV and workspace once a CPU op runs) when RAM can bind; the weights off the GPUs
+// when the page cache must hold them. Each unit is priced as simulate() prices it: operators
+// on their device, activation hand-overs, every streamed tensor (tied weights from where their
+// source is stored), prefetch overlap with the previous entry's compute. Disk reads in decode
+// hit the page cache or not depending on the whole placement: one run assumes cold reads, one
+// requires the page cache to hold the offloaded weights and prices them warm; the better
+// re-simulated result is exact. Every result is re-simulated; its objective is simulate()'s.
+//
+// Bounded work. Labels are kept per state (unit, GPU in use, device of the last operator, where
+// the pending tie source is stored, whether the tied head returns to it) on their Pareto front.
+// A front is capped at `max_labels` labels: when it would be larger, the labels kept are the
+// fastest per 1/max_labels band of the scarcest resource, and the result says it is not exact
+// (`exact = false`). Work: at most units x states x max_labels labels per run, each expanded
+// into at most 2 + GPUs + 5 choices; states <= (GPUs + 1)^2 x (GPUs + 3) x 2; runs <= 3 modes
+// x 2 page-cache assumptions. The counters are in `stats`.
 //
 // Example:
 //   OptimalResult r = optimal_search(cm, hw);
-//   if (r.found) simulate(cm, hw, r.map, r.per_entry);
+//   if (r.found) simulate(cm, hw, r.map, r.per_entry);   // == r.objective_s, feasible
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,32 +56,61 @@ namespace dmap::sim {
 // How one chain unit is placed.
 enum class UnitChoice { kResident, kStreamAccelerate, kStreamAccelerateDisk, kStreamPrefetch, kStreamPrefetchDisk,
                         kInPlaceCpu, kInPlaceDisk };
+bool is_stream(UnitChoice c);
+bool is_prefetch(UnitChoice c);
+bool is_in_place(UnitChoice c);
+bool from_disk(UnitChoice c);
+
+struct Placement {
+  std::vector<UnitChoice> choice;  // per chain unit
+  std::vector<int> gpu;            // per chain unit: the GPU of a resident unit, -1 otherwise
+};
 
 struct OptimalOptions {
   bool allow_accelerate = true;
   bool allow_prefetch = true;
   bool allow_in_place = true;
   bool allow_disk = true;
+  int max_labels = 2048;  // per state; beyond it the front is thinned and the result is not exact
+};
+
+struct SearchStats {
+  int64_t labels = 0;      // labels created (work)
+  int64_t bound = 0;       // the stated bound on labels for this model and hardware
+  int64_t max_front = 0;   // the largest front kept for one state
+  int runs = 0;
+  bool thinned = false;
 };
 
 struct OptimalResult {
   bool found = false;
-  double objective_s = 0;                 // predicted prefill + decode time under the DP's model
-  std::vector<UnitChoice> choices;        // per chain unit
-  std::vector<int> gpu;                   // per chain unit: GPU for resident units, -1 otherwise
-  DeviceMap map;                          // one entry per chain unit
+  bool exact = true;                      // no front was thinned: the optimum of the search space
+  std::string why_not;                    // when not found
+  double objective_s = 0;                 // simulate(map, per_entry).total_s
+  Placement placement;
+  DeviceMap map;
   std::vector<Semantics> per_entry;       // aligned with map.items()
   std::string label;                      // "gpu", "accelerate", "prefetch", "in-place", "prefetch+in-place", ...
-  bool transformers_expressible = false;  // accelerate semantics can run it (no in-place, no prefetch)
+  bool transformers_expressible = false;  // transformers + accelerate can run it (no in-place, no prefetch)
   int gpu_layers = 0;                     // decoder layers resident on GPUs (llama.cpp -ngl)
   int cpu_layers = 0;
+  SearchStats stats;
 };
 
 OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const OptimalOptions& options = {});
 
-// The DP's own objective for a placement given per chain unit (for tests against brute force):
-// +inf when the placement breaks the DP's memory rule or its structural rules.
-double dp_objective(const CostModel& cm, const Hardware& hw, const std::vector<UnitChoice>& choices,
-                    const std::vector<int>& gpu);
+// The device map (one entry per chain unit) and per-entry semantics a placement runs as.
+void placement_map(const ModelGraph& g, const Placement& p, DeviceMap& map, std::vector<Semantics>& per_entry);
+// "" when the placement obeys the search space's rules, else the rule it breaks.
+std::string placement_rule_broken(const ModelGraph& g, const Hardware& hw, const Placement& p,
+                                  const OptimalOptions& options = {});
+// The search's objective of one placement: simulate()'s total_s when it obeys the rules and
+// fits, +inf otherwise (for brute force).
+double placement_objective(const CostModel& cm, const Hardware& hw, const Placement& p,
+                           const OptimalOptions& options = {});
+// The placement of the search space that a device map run under `per_entry` is — the same
+// devices, the same semantics, the same predicted time — or nullopt when the space lacks it.
+std::optional<Placement> placement_of(const CostModel& cm, const Hardware& hw, const DeviceMap& map,
+                                      const std::vector<Semantics>& per_entry, const OptimalOptions& options = {});
 
 }  // namespace dmap::sim

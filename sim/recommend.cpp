@@ -302,6 +302,7 @@ BudgetPoint evaluate_budget(const SimScenario& s, Bytes budget) {
   SimScenario t = s;
   for (auto& g : t.hardware.gpus) g.memory = budget;  // a GPU with this much memory
   t.hardware.gpu_memory_in_use.clear();
+  t.hardware.gpu_cap.clear();
   t.base.max_memory.reset();  // derived from the capped hardware, as transformers would
   t.strategies = {"auto", "cpu", "optimal"};
   t.semantics = {Semantics::kAccelerate, Semantics::kInPlace};

@@ -56,6 +56,12 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
   }
   if (root["title"].IsDefined()) s.title = yaml_string(path, root["title"], "title");
   s.hardware = parse_hardware(root["hardware"], path, hw_dir);
+  if (s.base.max_memory) {  // the user's caps bound every placement, not only the planner's
+    for (const auto& [d, bits] : s.base.max_memory->entries()) {
+      if (d.is_gpu()) s.hardware.gpu_cap[d.index] = bits / kBitsPerByte;
+      if (d.kind == Device::Kind::kCpu) s.hardware.host_cap = bits / kBitsPerByte;
+    }
+  }
 
   const YAML::Node wl = root["workload"];
   if (!wl.IsDefined() || !wl.IsMap()) fail_at(path, wl, root, "scenario needs 'workload: {batch, prompt, new_tokens}'");

@@ -185,9 +185,11 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
 
   // ---- memory ----
   const int ngpu = static_cast<int>(hw.gpus.size());
-  std::vector<double> gpu_weights(ngpu, 0), gpu_kv_per_token(ngpu, 0);
+  std::vector<double> gpu_weights(ngpu, 0);
+  std::vector<std::vector<int64_t>> gpu_windows(ngpu);  // per attention op executing there: its window (0 full)
+  std::vector<int64_t> host_windows;
   std::vector<char> gpu_used(ngpu, 0), gpu_head(ngpu, 0);
-  double host_weights = 0, disk_weights = 0, host_kv_per_token = 0;
+  double host_weights = 0, disk_weights = 0;
   bool host_exec = false, host_head = false;
   for (int id = 0; id < tree.size(); ++id) {
     const TreeNode& n = tree.node(id);
@@ -204,7 +206,6 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
       host_weights += b;
     }
   }
-  const double kvpt = static_cast<double>(g.kv_bytes_per_token(w.batch));
   for (const auto& s : segs) {
     if (s.exec.is_cpu()) {
       host_exec = true;
@@ -213,7 +214,7 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
     }
     for (int oi : s.ops) {
       const Op& op = g.ops[oi];
-      if (op.kind == OpKind::kAttention) (s.exec.is_cpu() ? host_kv_per_token : gpu_kv_per_token[s.exec.gpu]) += kvpt;
+      if (op.kind == OpKind::kAttention) (s.exec.is_cpu() ? host_windows : gpu_windows[s.exec.gpu]).push_back(op.window);
       if (op.kind == OpKind::kMatmul && op.head) {
         if (s.exec.is_cpu()) {
           host_head = true;
@@ -228,46 +229,65 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
   const double ws_prefill = static_cast<double>(cm.workspace_bytes(Phase::prefill_of(w.prompt)));
   const double ws_decode = static_cast<double>(cm.workspace_bytes(Phase::decode_at(final_context)));
   const double logits = static_cast<double>(cm.logits_bytes());
+  const double kvpt = static_cast<double>(g.kv_bytes_per_token(w.batch));
+  // KV bytes the attention ops with these windows hold after a forward at `context`.
+  auto kv_at = [&](const std::vector<int64_t>& windows, int64_t context, bool prefill) {
+    double tokens = 0;
+    for (int64_t win : windows) {
+      tokens += static_cast<double>(prefill || win <= 0 ? context : std::min(context, win));
+    }
+    return kvpt * tokens;
+  };
   std::vector<std::string> problems;
-  auto check_device = [&](const std::string& label, double cap, double fixed, bool executes, bool head,
-                          double kv_per_token, Device dev) {
+  auto check_device = [&](const std::string& label, double cap, bool capped, double fixed, bool executes, bool head,
+                          const std::vector<int64_t>& windows, Device dev) {
     const double ws_p = executes ? ws_prefill + (head ? logits : 0) : 0;
     const double ws_d = executes ? ws_decode + (head ? logits : 0) : 0;
-    const double peak_prefill = fixed + ws_p + kv_per_token * static_cast<double>(w.prompt);
-    const double peak_decode = fixed + ws_d + kv_per_token * static_cast<double>(final_context);
+    const double peak_prefill = fixed + ws_p + kv_at(windows, w.prompt, true);
+    const double peak_decode = fixed + ws_d + kv_at(windows, final_context, false);
     const double peak = std::max(peak_prefill, peak_decode);
     p.memory.emplace_back(dev, static_cast<Bytes>(peak));
     p.capacity.emplace_back(dev, static_cast<Bytes>(cap));
+    const std::string has = human(cap) + (capped ? " (the scenario's max_memory)" : "");
     std::ostringstream why;
     if (fixed > cap) {
       why << label << " cannot even hold the placement: " << human(fixed) << " of weights, buffers and runtime vs "
-          << human(cap) << " available";
+          << has << " available";
     } else if (peak_prefill > cap) {
       why << label << " runs out of memory in prefill (context " << w.prompt << "): needs " << human(peak_prefill)
-          << ", has " << human(cap);
-    } else if (peak_decode > cap && kv_per_token > 0) {
-      const double room = cap - fixed - ws_d;
-      const int64_t last_fit = static_cast<int64_t>(std::floor(room / kv_per_token));
-      const int64_t c = std::max<int64_t>(last_fit + 1, w.prompt + 1);
-      why << label << " runs out of memory while decoding at context " << c << " (new token " << (c - w.prompt + 1)
-          << " of " << w.new_tokens << "): the KV cache outgrows the " << human(cap - fixed - ws_d) << " left";
+          << ", has " << has;
     } else if (peak_decode > cap) {
-      why << label << " runs out of memory while decoding: needs " << human(peak_decode) << ", has " << human(cap);
+      // The first decode context whose cache no longer fits (the cache grows with the context).
+      int64_t lo = w.prompt + 1, hi = final_context;
+      while (lo < hi) {
+        const int64_t mid = lo + (hi - lo) / 2;
+        if (fixed + ws_d + kv_at(windows, mid, false) > cap) {
+          hi = mid;
+        } else {
+          lo = mid + 1;
+        }
+      }
+      if (kv_at(windows, final_context, false) > 0) {
+        why << label << " runs out of memory while decoding at context " << lo << " (new token " << (lo - w.prompt + 1)
+            << " of " << w.new_tokens << "): the KV cache outgrows the " << human(cap - fixed - ws_d) << " left of "
+            << has;
+      } else {
+        why << label << " runs out of memory while decoding: needs " << human(peak_decode) << ", has " << has;
+      }
     }
     if (!why.str().empty()) problems.push_back(why.str());
   };
   for (int gi = 0; gi < ngpu; ++gi) {
     if (!gpu_used[gi]) continue;
     const GpuSpec& spec = hw.gpus[gi];
-    const auto in_use = hw.gpu_memory_in_use.count(gi) ? hw.gpu_memory_in_use.at(gi) : 0;
     double transient = static_cast<double>(max_leaf_streamed_on[gi]);  // accelerate: one leaf's weights at a time
     if (max_segment_streamed.count(gi)) transient = std::max(transient, 2.0 * max_segment_streamed[gi]);
     const double fixed = static_cast<double>(spec.runtime_context) + gpu_weights[gi] + transient;
-    check_device("GPU " + std::to_string(gi), static_cast<double>(spec.memory - in_use), fixed, true, gpu_head[gi],
-                 gpu_kv_per_token[gi], Device::gpu(gi));
+    check_device("GPU " + std::to_string(gi), static_cast<double>(hw.gpu_capacity(gi)), hw.gpu_capped(gi), fixed, true,
+                 gpu_head[gi], gpu_windows[gi], Device::gpu(gi));
   }
-  check_device("host RAM", static_cast<double>(hw.host.ram - hw.host.reserved_ram), host_weights, host_exec, host_head,
-               host_kv_per_token, Device::cpu());
+  check_device("host RAM", static_cast<double>(hw.host_capacity()), hw.host_capped(), host_weights, host_exec,
+               host_head, host_windows, Device::cpu());
   if (disk_weights > 0) {
     p.memory.emplace_back(Device::disk(), static_cast<Bytes>(disk_weights));
     p.capacity.emplace_back(Device::disk(), static_cast<Bytes>(disk_weights));
