@@ -200,7 +200,9 @@ int cmd_memory(const std::vector<std::string>& argv) {
   }
   if (!rows.empty()) {
     std::cout << "\nlargest layer: ";
-    for (size_t i = 0; i < rows[0].largest_names.size(); ++i) std::cout << (i ? ", " : "") << rows[0].largest_names[i];
+    const auto& names = rows[0].largest_names;  // every decoder layer, often: the first and a count
+    for (size_t i = 0; i < names.size() && i < 2; ++i) std::cout << (i ? ", " : "") << names[i];
+    if (names.size() > 2) std::cout << " and " << names.size() - 2 << " more of the same size";
     std::cout << "\n\n";
   }
   std::cout << (md ? "### " : "") << "Per-module breakdown (each of the " << tree.dims.num_layers

@@ -115,7 +115,10 @@ void add_rows(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw
   } else if (!has_offload(dm)) {
     list = {Semantics::kAccelerate};  // nothing offloaded: every semantics runs it the same way
   } else {
-    list = semantics;
+    // `cpu` names the all-CPU map's semantics; a map with GPUs runs under the others.
+    for (Semantics s : semantics) {
+      if (s != Semantics::kCpu) list.push_back(s);
+    }
   }
   for (Semantics sem : list) {
     ResultRow r;
@@ -151,7 +154,7 @@ Evaluation evaluate(const SimScenario& s) {
       r.strategy = "optimal";
       if (!ev.optimal->found) {
         r.semantics = "-";
-        r.error = "no placement fits in the memory of this hardware";
+        r.error = ev.optimal->why_not;
         r.pred.feasible = false;
         r.pred.oom = r.error;
       } else {
@@ -252,7 +255,15 @@ Evaluation evaluate(const SimScenario& s) {
   }
   if (ev.recommended >= 0) {
     const ResultRow& best = ev.rows[ev.recommended];
-    v << "Fastest: " << best.strategy << " (" << best.semantics << "), " << format_seconds(best.pred.decode_token_s)
+    v << "Fastest: ";
+    if (best.strategy != "optimal" && best.semantics == "in-place") {
+      v << best.strategy << "'s map computed in place (llama.cpp-style: CPU-mapped layers run on the CPU)";
+    } else if (best.strategy != "optimal" && best.semantics == "prefetch") {
+      v << best.strategy << "'s map with prefetched offload (dmap's executor)";
+    } else {
+      v << best.strategy << " (" << best.semantics << ")";
+    }
+    v << ", " << format_seconds(best.pred.decode_token_s)
       << "/token, " << format_seconds(best.pred.total_s) << " end to end";
     if (au && au->error.empty() && au->pred.feasible && &best != au) {
       const double r = au->pred.total_s / best.pred.total_s;
@@ -292,7 +303,15 @@ Evaluation evaluate(const SimScenario& s) {
       ev.how_to_run = "from_pretrained(..., device_map=" + device_map_to_json(best.map) + ")";
     }
   } else {
-    v << "No placement fits this hardware.";
+    // Say what is short and by how much: the rows that need the least memory (everything on
+    // disk, everything in RAM) name the device and the bytes.
+    v << "No placement fits this hardware";
+    if (s.hardware.host_capped() || !s.hardware.gpu_cap.empty()) v << " within the scenario's max_memory";
+    v << ".";
+    for (const auto& r : ev.rows) {
+      if ((r.strategy == "disk" || r.strategy == "cpu") && !r.pred.oom.empty()) v << " " << r.strategy << ": " << r.pred.oom << ".";
+    }
+    if (ev.optimal && !ev.optimal->why_not.empty()) v << " The optimal search: " << ev.optimal->why_not << ".";
   }
   ev.verdict = v.str();
   return ev;

@@ -226,7 +226,7 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
     ++rank;
     if (!r.error.empty()) {
       std::snprintf(line, sizeof line, "%-3d %-16s %-18s %-4s %s\n", rank, r.strategy.c_str(), r.semantics.c_str(), "no",
-                    ("planner raised: " + r.error).c_str());
+                    ((r.strategy == "optimal" ? "" : "planner raised: ") + r.error).c_str());
       o << line;
       continue;
     }
@@ -264,7 +264,8 @@ std::string evaluation_markdown(const SimScenario& s, const Evaluation& ev) {
     char tps[32];
     std::snprintf(tps, sizeof tps, "%.2f", p.tokens_per_s);
     if (!r.error.empty()) {
-      o << "| " << rank << " | " << r.strategy << " | - | no | planner raised: " << r.error << " |||||||\n";
+      o << "| " << rank << " | " << r.strategy << " | - | no | " << (r.strategy == "optimal" ? "" : "planner raised: ") << r.error
+        << " |||||||\n";
       continue;
     }
     o << "| " << rank << " | " << r.strategy << " | " << r.semantics << " | " << (p.feasible ? "yes" : "**OOM**") << " | "

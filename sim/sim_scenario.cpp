@@ -121,7 +121,7 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
     for (const auto& n : se) {
       const std::string name = yaml_string(path, n, "semantics");
       auto v = parse_semantics(name);
-      if (!v || *v == Semantics::kCpu) fail_at(path, n, "semantics: unknown '" + name + "' (accelerate, prefetch, in-place)");
+      if (!v) fail_at(path, n, "semantics: unknown '" + name + "' (accelerate, prefetch, in-place, cpu)");
       s.semantics.push_back(*v);
     }
   } else {
