@@ -754,17 +754,18 @@ std::optional<Placement> placement_of(const CostModel& cm, const Hardware& hw, c
     }
   }
   bool any_gpu = false;
-  for (const auto& [n, d] : items) any_gpu = any_gpu || d.is_gpu();
+  for (const auto& [n, d] : items) {
+    any_gpu = any_gpu || d.is_gpu();
+    // A unit must not be split: no entry strictly inside one.
+    const int id = tree.find(n);
+    if (id >= 0 && g.chain_of_node[id] >= 0 && g.chain[g.chain_of_node[id]].node != id) return std::nullopt;
+  }
   const std::vector<char> free = free_units(g);
   Placement p;
   for (size_t u = 0; u < g.chain.size(); ++u) {
     const int node = g.chain[u].node;
     const int e = entry_of[node];
     if (e < 0) return std::nullopt;
-    // The unit must not be split: no entry strictly inside it.
-    for (int id = 0; id < tree.size(); ++id) {
-      if (id != node && g.chain_of_node[id] == static_cast<int>(u) && entry_of[id] != e) return std::nullopt;
-    }
     const Device d = items[e].second;
     const Semantics s = per_entry[e];
     UnitChoice c;
@@ -824,18 +825,21 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   double best = kInf;
   // Phase 1: a quick search with small fronts finds a good feasible placement (the incumbent).
   // Phase 2: the full search drops every label that cannot beat it (exact: a lower bound).
+  // Either phase's placement counts only re-simulated: simulate()'s objective, and it fits.
+  auto consider = [&](const std::optional<Placement>& p) {
+    if (!p) return;
+    const double t = placement_objective(cm, hw, *p, options);
+    if (t < best) {
+      best = t;
+      res.placement = *p;
+    }
+  };
   SearchStats quick;
   for (bool warm : warm_runs) {
     for (Mode m : modes) {
       Search s{T, options, m, warm, quick, disk};
       s.max_labels = std::min(8, std::max(2, options.max_labels));
-      const std::optional<Placement> p = s.run();
-      if (!p) continue;
-      const double t = placement_objective(cm, hw, *p, options);
-      if (t < best) {
-        best = t;
-        res.placement = *p;
-      }
+      consider(s.run());
     }
   }
   res.stats.labels += quick.labels;
@@ -847,14 +851,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       s.bound = &bound;
       s.incumbent = best;
       ++res.stats.runs;
-      const std::optional<Placement> p = s.run();
-      if (!p) continue;
-      // Re-simulated: the objective is simulate()'s, and only a placement that fits counts.
-      const double t = placement_objective(cm, hw, *p, options);
-      if (t < best) {
-        best = t;
-        res.placement = *p;
-      }
+      consider(s.run());
     }
   }
   res.exact = !res.stats.thinned;

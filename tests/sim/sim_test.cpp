@@ -41,6 +41,23 @@ using namespace dmap::sim::testing;
 // 1. Cost formulas
 // ---------------------------------------------------------------------------------------------
 
+TEST_CASE("sliding-window KV caches: the prompt after prefill, the window in decode", "[unit][sim]") {
+  const auto tree = std::make_unique<ModuleTree>(build_module_tree(model_spec_from_node(
+      load_yaml_string(std::string(kTinyLlama) + "sliding_window: 64\n", "m.yaml"), "m.yaml")));
+  CHECK(tree->dims.layer_window.empty() == false);  // llama: no sliding window in transformers
+  CHECK(tree->dims.layer_window[0] == 0);
+  std::string mistral = kTinyLlama;
+  mistral.replace(mistral.find("llama"), 5, "mistral");
+  const auto mt = std::make_unique<ModuleTree>(
+      build_module_tree(model_spec_from_node(load_yaml_string(mistral + "sliding_window: 64\n", "m.yaml"), "m.yaml")));
+  const ModelGraph g = build_graph(*mt, DType::kFloat16);
+  const Op& att = find_op(g, "model.layers.0.self_attn", OpKind::kAttention);
+  CHECK(att.window == 64);
+  CHECK(g.kv_tokens(att, 500, true) == 500);
+  CHECK(g.kv_tokens(att, 500, false) == 64);
+  CHECK(g.kv_tokens(att, 30, false) == 30);
+}
+
 TEST_CASE("the tiny llama has the expected placement chain and weight bytes", "[unit][sim]") {
   const auto tree = tiny_tree();
   const ModelGraph g = build_graph(*tree, DType::kFloat16);
@@ -725,6 +742,20 @@ TEST_CASE("scenario input errors name the file and line", "[unit][sim][input]") 
 workload: {batch: 1, prompt: 16, new_tokens: 4}
 )");
     expect_input_error([&] { load_sim_scenario(path, kConfigs); }, path, 15, "unknown gpu preset 'rtx9999'");
+  }
+  SECTION("layer_types that do not list every layer") {
+    const std::string path = tmp.write("windows.yaml", R"(model_type: mistral
+vocab_size: 1000
+hidden_size: 256
+intermediate_size: 512
+num_hidden_layers: 4
+num_attention_heads: 4
+num_key_value_heads: 2
+sliding_window: 64
+layer_types: [sliding_attention, full_attention, sliding_attention]
+)");
+    expect_input_error([&] { build_module_tree(load_model_spec(path)); }, path, 9,
+                       "layer_types lists 3 layers, the model has 4");
   }
   SECTION("missing workload.prompt") {
     const std::string path = tmp.write("prompt.yaml", head + R"(hardware: {host: desktop_ddr4_dual, disk: nvme_gen4}
