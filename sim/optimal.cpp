@@ -65,6 +65,7 @@ struct Tables {
   int source = -1;                         // the one unit whose tensors later units read (tie source)
   std::string unsupported;                 // a model structure the search does not handle
   double ws_p = 0, ws_d = 0, logits_bytes = 0;
+  double tie_reserve = 0;                  // GPU bytes a source reserves for its returning tied units
   double steps = 0;                        // decode steps after prefill
   // The unit's own tensors moved under each choice: seconds per forward (prefill cold, decode
   // cold, decode warm) and the largest leaf / whole entry in bytes.
@@ -73,7 +74,8 @@ struct Tables {
   };
   std::vector<std::array<OwnStream, 7>> own;
   std::vector<double> gpu_cap, gpu_ctx;
-  double host_cap = 0, cache_cap = 0;
+  double host_cap = 0, cache_cap = 0, all_weights = 0;
+  double gpu_room = 0;                     // bytes all GPUs can hold besides context and workspace
   bool host_binding = false, cache_binding = false;
 
   Tables(const CostModel& c, const Hardware& h) : cm(c), hw(h) {
@@ -193,9 +195,12 @@ struct Tables {
         break;
       }
     }
+    for (int u = 0; u < units; ++u) {
+      if (tie_source[u] >= 0) tie_reserve += weights[u] + std::max(kv_p[u], kv_d[u]) + logits[u];
+    }
     host_cap = static_cast<double>(hw.host_capacity());
     cache_cap = static_cast<double>(hw.host.ram - hw.host.reserved_ram);
-    double all_weights = 0, all_kv_p = 0, all_kv_d = 0;
+    double all_kv_p = 0, all_kv_d = 0;
     for (int u = 0; u < units; ++u) {
       all_weights += weights[u];
       all_kv_p += kv_p[u];
@@ -206,6 +211,7 @@ struct Tables {
     for (int gi = 0; gi < gpus; ++gi) {
       gpu_cap.push_back(static_cast<double>(hw.gpu_capacity(gi)));
       gpu_ctx.push_back(static_cast<double>(hw.gpus[gi].runtime_context));
+      gpu_room += std::max(0.0, gpu_cap.back() - gpu_ctx.back() - std::min(ws_p, ws_d));
     }
   }
 
@@ -289,105 +295,325 @@ struct Label {
   int8_t open = -1, pe = -1, sig = kNoTie, ret = 0, hx = 0, choice = 0, gpu = -1;
 };
 
-bool same_state(const Label& a, const Label& b) {
-  return a.open == b.open && a.pe == b.pe && a.sig == b.sig && a.ret == b.ret;
+// The state a label is in, as one number (its fields are small: GPUs < 127, sig >= kNoTie).
+uint32_t state_key(const Label& a) {
+  return (static_cast<uint32_t>(a.open + 1) << 24) | (static_cast<uint32_t>(a.pe + 1) << 16) |
+         (static_cast<uint32_t>(a.sig - kNoTie) << 8) | static_cast<uint32_t>(a.ret);
 }
+bool same_state(const Label& a, const Label& b) { return state_key(a) == state_key(b); }
 
-// A lower bound on the time of units u+1..end given the GPU room left: every unit at its
-// cheapest non-resident price, less the best savings of making units resident that fit in the
-// room (a fractional knapsack: a relaxation, so a valid bound). Hand-overs and tied copies,
-// which only add time, are left out.
-struct Bound {
-  struct Item {
-    double bytes, saving;
+// A lower bound on the time of units u+1..end, from a relaxation solved exactly by a DP over
+// units. The relaxation keeps what decides the time — each unit's choice priced as simulate()
+// prices it, hand-overs, a prefetched copy hidden behind the previous operator's compute —
+// and the GPU limits, per GPU, in buckets: a GPU's room is split into kBuckets buckets, a
+// unit's bytes are rounded down to whole buckets and the room left rounded down too (the sum
+// of rounded-down parts never exceeds the rounded-down sum, so every completion that fits
+// still fits), and a streamed unit's transient is reserved on GPU 0 as the simulator keeps
+// the largest one. It relaxes: the order rules (a unit may stream or stay resident anywhere
+// the DP reaches), tied copies (they only add time), where a tied unit lives (anywhere, for
+// free), the page cache. The host limit enters by Lagrangian pricing: a byte of host memory
+// costs mu, and the host room is credited at mu (weak duality: for every completion that fits,
+// time >= time + mu (host bytes - host room)); a few mu, from the units' own savings per byte,
+// are tried and the best bound counts. State: (unit, GPU in use, buckets left on it, transient
+// reserved, device of the previous operator: the CPU, the GPU in use, or another GPU).
+struct RoomBound {
+  static constexpr int kBuckets = 64;
+  static constexpr int kMaxReserved = 8;
+  int N = 0, G = 0, R = 1;
+  std::vector<double> q;         // [g]: bytes per bucket
+  std::vector<int> full;         // [g]: buckets of an unused GPU
+  std::vector<double> reserved;  // representable transients on GPU 0, in buckets, ascending (0 first)
+  double w_common = 0;           // the weights of the commonest unit (nu prices those in RAM)
+  struct Table {
+    double mu = 0, nu = 0;
+    std::vector<double> v;
   };
-  std::vector<double> off_sum;                    // [u]: sum over units after u of their cheapest non-resident price
-  std::vector<std::vector<double>> bytes_cum, save_cum;  // [u]: prefix sums, best density first
-  std::vector<std::vector<Item>> items;
-  std::vector<double> room_after;                 // [g]: room GPUs after g offer (g = -1: all)
-  bool trivial = false;
+  std::vector<Table> tables;      // prices; their values interleaved in `packed`
+  std::vector<double> packed;    // [at(...) * tables.size() + table]: one cache line per lookup
 
-  double lower(int u, double room) const {
-    if (u + 1 >= static_cast<int>(off_sum.size())) return 0;
-    const auto& bc = bytes_cum[u];
-    const auto& sc = save_cum[u];
-    const auto& it = items[u];
-    // the last k with bc[k] <= room
-    const size_t k = static_cast<size_t>(std::upper_bound(bc.begin(), bc.end(), room) - bc.begin());
-    double saved = k == 0 ? 0.0 : sc[k - 1];
-    if (k < it.size() && it[k].bytes > 0) saved += std::max(0.0, room - (k == 0 ? 0.0 : bc[k - 1])) / it[k].bytes * it[k].saving;
-    return off_sum[u] - saved;
+  size_t at(int u, int o, int b, int r, int p) const {
+    return (((static_cast<size_t>(u) * (G + 1) + o) * (kBuckets + 1) + b) * R + r) * 3 + p;
+  }
+  // The smallest representable reservation at least `buckets` (the largest when none is).
+  int reserve_up(double buckets) const {
+    for (int i = 0; i < R; ++i) {
+      if (reserved[i] >= buckets) return i;
+    }
+    return R - 1;
+  }
+  // The largest representable reservation at most `buckets`.
+  int reserve_down(double buckets) const {
+    int k = 0;
+    for (int i = 0; i < R; ++i) {
+      if (reserved[i] <= buckets) k = i;
+    }
+    return k;
+  }
+  // Units after u, for a label on GPU `open` with `room` bytes left on it (transient `gt`
+  // reserved), previous operator on `pe`, and `host_room` bytes of host memory left.
+  double lower(int u, int open, double room, double gt, int pe, double host_room) const {
+    if (u + 1 >= N || tables.empty()) return 0;
+    int b = 0, r = 0, p = 0;
+    if (open >= 0) {
+      const double buckets = std::floor(room / q[open]);
+      if (buckets > kBuckets) return 0;  // more room than the table covers (a returning tied unit's)
+      b = static_cast<int>(std::max(0.0, buckets));
+      if (open == 0) r = reserve_up(std::ceil(gt / q[0]));
+      p = pe < 0 ? 0 : pe == open ? 1 : 2;
+    }
+    const double* v = &packed[at(u + 1, open + 1, b, r, p) * tables.size()];
+    const double units_room = w_common > 0 ? std::floor(host_room / w_common) : 0.0;
+    double best = 0;
+    for (size_t k = 0; k < tables.size(); ++k) {
+      const Table& t = tables[k];
+      double x = v[k];
+      if (t.mu > 0) x -= t.mu * host_room;
+      if (t.nu > 0) x -= t.nu * units_room;
+      best = std::max(best, x);
+    }
+    return best;
+  }
+  // Every unit, from the start (no GPU in use, the whole host room).
+  double root(double host_room) const {
+    double best = 0;
+    for (size_t k = 0; k < tables.size(); ++k) {
+      const Table& t = tables[k];
+      double x = packed[k];
+      if (t.mu > 0) x -= t.mu * host_room;
+      if (t.nu > 0) x -= t.nu * std::floor(host_room / w_common);
+      best = std::max(best, x);
+    }
+    return best;
   }
 };
 
-Bound make_bound(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm) {
-  Bound B;
-  const int N = T.units, G = T.gpus;
-  std::vector<double> res(N, 0), off(N, 0), bytes(N, 0);
+RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm, bool allow_disk) {
+  RoomBound B;
+  const int N = T.units, G = T.gpus, S = G + 1, K = RoomBound::kBuckets;
+  B.N = N;
+  B.G = G;
   const bool in_place = opt.allow_in_place || G == 0;
-  for (int v = 0; v < N; ++v) {
-    bytes[v] = T.weights[v] + std::min(T.kv_p[v], T.kv_d[v]);
-    if (!T.has_ops[v]) continue;
-    double r = kInf;
-    for (int g = 0; g < G; ++g) r = std::min(r, T.comp_total[v][g + 1]);
-    double o = in_place ? T.comp_total[v][0] : kInf;
-    if (G > 0 && mode != Mode::kNone) {
-      double stream = T.comp_total[v][1];
-      const Semantics sem = mode == Mode::kPrefetch ? Semantics::kPrefetch : Semantics::kAccelerate;
-      double s_cold = 0, s_dec = 0;
-      for (const OpTensors& op : T.ops[v]) {
-        s_cold += T.move(op.own, kRam, 0, sem, false);
-        s_dec += T.move(op.own, kRam, 0, sem, warm);
-      }
-      if (mode == Mode::kPrefetch) {
-        const int before = T.prev_ops[v];
-        for (size_t k = 0; k < T.phases.size(); ++k) {
-          double prev = 0;
-          if (before >= 0) {
-            for (int e = -1; e < G; ++e) prev = std::max(prev, T.comp[before][e + 1][k]);
-          }
-          stream += T.phase_weight[k] * std::max(0.0, (k == 0 ? s_cold : s_dec) - prev);
-        }
+  const bool stream = G > 0 && mode != Mode::kNone;
+  const UnitChoice s_ram = mode == Mode::kPrefetch ? UnitChoice::kStreamPrefetch : UnitChoice::kStreamAccelerate;
+  const UnitChoice s_disk = mode == Mode::kPrefetch ? UnitChoice::kStreamPrefetchDisk : UnitChoice::kStreamAccelerateDisk;
+  const UnitChoice d_in = UnitChoice::kInPlaceDisk;
+  auto bytes_res = [&](int u) { return T.weights[u] + std::min(T.kv_p[u], T.kv_d[u]) + T.logits[u]; };
+  // Buckets: the commonest unit's bytes (a decoder layer) are a whole number of buckets, so
+  // that rounding loses nothing on it; at most K buckets per GPU.
+  double common = 0;
+  {
+    std::vector<std::pair<int, double>> count;
+    for (int u = 0; u < N; ++u) {
+      const double b = bytes_res(u);
+      if (!T.has_ops[u] || b <= 0) continue;
+      auto it = std::find_if(count.begin(), count.end(), [&](const auto& c) { return c.second == b; });
+      if (it == count.end()) {
+        count.push_back({1, b});
       } else {
-        double steps = 0;
-        for (size_t k = 1; k < T.phases.size(); ++k) steps += T.phase_weight[k];
-        stream += s_cold + steps * s_dec;
+        ++it->first;
       }
-      o = std::min(o, stream);
     }
-    if (!std::isfinite(o)) B.trivial = true;
-    res[v] = r;
-    off[v] = o;
+    std::stable_sort(count.begin(), count.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    if (!count.empty()) common = count.front().second;
   }
-  B.off_sum.assign(N, 0);
-  B.bytes_cum.assign(N, {});
-  B.save_cum.assign(N, {});
-  B.items.assign(N, {});
-  for (int u = 0; u < N; ++u) {
-    std::vector<Bound::Item> it;
-    double sum = 0;
-    for (int v = u + 1; v < N; ++v) {
-      if (!T.has_ops[v]) continue;
-      sum += off[v];
-      const double saving = std::isfinite(res[v]) ? off[v] - res[v] : 0.0;
-      if (saving > 0) it.push_back({bytes[v], saving});
-    }
-    std::sort(it.begin(), it.end(), [](const Bound::Item& a, const Bound::Item& b) {
-      return a.saving * b.bytes > b.saving * a.bytes;  // density, zero-byte items first
-    });
-    B.off_sum[u] = sum;
-    double bc = 0, sc = 0;
-    for (const auto& x : it) {
-      bc += x.bytes;
-      sc += x.saving;
-      B.bytes_cum[u].push_back(bc);
-      B.save_cum[u].push_back(sc);
-    }
-    B.items[u] = std::move(it);
+  for (int g = 0; g < G; ++g) {
+    const double room = std::max(1.0, T.gpu_cap[g] - T.gpu_ctx[g] - std::min(T.ws_p, T.ws_d));
+    double q = room / K;
+    if (common > 0 && common * K >= room) q = common / std::floor(common * K / room);
+    B.q.push_back(q);
+    B.full.push_back(static_cast<int>(std::min<double>(K, std::floor(room / q))));
   }
-  B.room_after.assign(G + 1, 0);
-  for (int g = G - 1; g >= -1; --g) {
-    B.room_after[g + 1] = g + 1 < G ? B.room_after[g + 2] + std::max(0.0, T.gpu_cap[g + 1] - T.gpu_ctx[g + 1] - std::min(T.ws_p, T.ws_d)) : 0.0;
+  auto own = [&](int u, UnitChoice c) -> const Tables::OwnStream& { return T.own[u][static_cast<int>(c)]; };
+  auto transient = [&](int u, UnitChoice c) {
+    const Tables::OwnStream& o = own(u, c);
+    return is_prefetch(c) && o.segment > 0 ? std::max(o.leaf, 2.0 * o.segment) : o.leaf;
+  };
+  // Representable transient reservations: 0 and the most common streamed transients.
+  B.reserved = {0};
+  if (stream) {
+    std::vector<std::pair<int, double>> count;  // (units, buckets)
+    for (int u = 0; u < N; ++u) {
+      if (!T.has_ops[u]) continue;
+      const double tb = std::floor(transient(u, s_ram) / B.q[0]);
+      if (tb <= 0) continue;
+      auto it = std::find_if(count.begin(), count.end(), [&](const auto& c) { return c.second == tb; });
+      if (it == count.end()) {
+        count.push_back({1, tb});
+      } else {
+        ++it->first;
+      }
+    }
+    std::stable_sort(count.begin(), count.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (size_t i = 0; i < count.size() && B.reserved.size() < RoomBound::kMaxReserved; ++i) B.reserved.push_back(count[i].second);
+    std::sort(B.reserved.begin(), B.reserved.end());
+  }
+  B.R = static_cast<int>(B.reserved.size());
+  const int R = B.R;
+  // The previous operator's device: p = 0 CPU, 1 the GPU in use, 2 another GPU (priced at the
+  // cheapest such GPU, and a prefetched copy hidden behind the slowest one: a relaxation).
+  auto hand = [&](int u, int open, int p, int exec) {
+    if (T.prev_ops[u] < 0) return 0.0;
+    if (p == 0) return exec == -1 ? 0.0 : T.trans[exec + 1];
+    if (p == 1) return exec == open ? 0.0 : T.trans[(open + 1) * S + exec + 1];
+    double m = kInf;
+    for (int g = 0; g < G; ++g) {
+      if (g != open) m = std::min(m, g == exec ? 0.0 : T.trans[(g + 1) * S + exec + 1]);
+    }
+    return std::isfinite(m) ? m : 0.0;
+  };
+  auto streamed = [&](int u, UnitChoice c, int open, int p) {
+    const Tables::OwnStream& o = own(u, c);
+    const double dec = warm ? o.dec_warm : o.dec_cold;
+    if (!is_prefetch(c)) return o.cold + T.steps * dec;
+    double t = 0;
+    const int before = T.prev_ops[u];
+    for (size_t k = 0; k < T.phases.size(); ++k) {
+      const double s = k == 0 ? o.cold : dec;
+      double prev = 0;
+      if (before >= 0) {
+        if (p == 0) prev = T.comp[before][0][k];
+        if (p == 1) prev = T.comp[before][open + 1][k];
+        if (p == 2) {
+          for (int g = 0; g < G; ++g) {
+            if (g != open) prev = std::max(prev, T.comp[before][g + 1][k]);
+          }
+        }
+      }
+      t += T.phase_weight[k] * std::max(0.0, s - prev);
+    }
+    return t;
+  };
+  auto host_extra = [&](int u) { return T.has_ops[u] ? std::min(T.kv_p[u], T.kv_d[u]) + T.logits[u] : 0.0; };
+  // Host prices: 0, and what RAM saves the commonest unit (a decoder layer, in place and
+  // streamed), per byte (mu) or per such unit held in RAM (nu: the host room then holds only
+  // whole units of it, which removes the fractional unit a per-byte price credits).
+  std::vector<std::pair<double, double>> prices = {{0.0, 0.0}};
+  if (T.host_binding && allow_disk) {
+    std::vector<std::pair<int, double>> count;
+    for (int u = 0; u < N; ++u) {
+      if (!T.has_ops[u] || T.weights[u] <= 0) continue;
+      auto it = std::find_if(count.begin(), count.end(), [&](const auto& c) { return c.second == T.weights[u]; });
+      if (it == count.end()) {
+        count.push_back({1, T.weights[u]});
+      } else {
+        ++it->first;
+      }
+    }
+    std::stable_sort(count.begin(), count.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    int common = -1;
+    for (int u = 0; u < N && !count.empty(); ++u) {
+      if (T.has_ops[u] && T.weights[u] == count.front().second) {
+        common = u;
+        break;
+      }
+    }
+    if (common >= 0) {
+      B.w_common = T.weights[common];
+      std::vector<double> mus;
+      auto add = [&](double x) {
+        if (x > 0 && std::isfinite(x) && std::none_of(mus.begin(), mus.end(), [&](double y) { return std::abs(x - y) <= 1e-3 * x; })) mus.push_back(x);
+      };
+      const Tables::OwnStream& o = own(common, d_in);
+      if (in_place) add((o.cold + T.steps * (warm ? o.dec_warm : o.dec_cold)) / B.w_common);
+      if (stream) add((streamed(common, s_disk, 0, 0) - streamed(common, s_ram, 0, 0)) / B.w_common);
+      for (double mu : mus) prices.push_back({mu, 0.0});
+      for (double mu : mus) prices.push_back({0.0, mu * B.w_common});
+    }
+  }
+  // One choice of a unit in the relaxation: its time and what it takes from the GPU in use.
+  struct Move {
+    double time;
+    int gpu;       // -2: stays on the GPU in use (streamed, in place, or a tied unit), else the GPU it opens/uses
+    int item;      // buckets taken on that GPU
+    int tau;       // transient reservation index (streams), -1 none
+    int p;         // previous-operator class after it
+  };
+  std::vector<Move> moves;
+  for (const auto& [mu, nu] : prices) {
+    RoomBound::Table tab;
+    tab.mu = mu;
+    tab.nu = nu;
+    tab.v.assign(B.at(N + 1, 0, 0, 0, 0), 0);
+    for (int u = N - 1; u >= 0; --u) {
+      const bool ops = T.has_ops[u];
+      const bool tied = T.tie_source[u] >= 0;
+      const int tau_index = stream ? B.reserve_down(std::floor(transient(u, s_ram) / B.q[0])) : 0;
+      for (int o = 0; o <= G; ++o) {
+        const int open = o - 1;
+        const int bmax = open < 0 ? 0 : K, rmax = open == 0 ? R - 1 : 0, pmax = open < 0 ? 0 : 2;
+        for (int p = 0; p <= pmax; ++p) {
+          if (T.free_unit[u]) {
+            for (int b = 0; b <= bmax; ++b) {
+              for (int r = 0; r <= rmax; ++r) tab.v[B.at(u, o, b, r, p)] = tab.v[B.at(u + 1, o, b, r, p)];
+            }
+            continue;
+          }
+          // The previous-operator class after this unit when it executes on `exec` with `open2` in use.
+          auto next_p = [&](int exec, int open2) {
+            if (!ops) return p == 1 && open2 != open ? 2 : p;
+            return exec < 0 ? 0 : exec == open2 ? 1 : 2;
+          };
+          moves.clear();
+          const int last_gpu = u == 0 && stream ? 0 : G - 1;  // streaming: unit 0 resident on GPU 0
+          for (int g = std::max(0, open); g <= last_gpu; ++g) {
+            const double t = T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0);
+            moves.push_back({t, g, static_cast<int>(std::floor(bytes_res(u) / B.q[g])), -1, next_p(g, g)});
+          }
+          if (tied && open >= 0 && !(u == 0 && stream)) {  // a tied unit may live where its source is: anywhere, for free
+            for (int g = 0; g < G; ++g) {
+              moves.push_back({T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0), -2, 0, -1, next_p(g, open)});
+            }
+          }
+          if (stream && open == 0 && u > 0) {
+            const double base = T.comp_total[u][1] + (ops ? hand(u, open, p, 0) : 0.0);
+            const int item = static_cast<int>(std::floor((bytes_res(u) - T.weights[u]) / B.q[0]));
+            double t = base + streamed(u, s_ram, open, p) + mu * T.weights[u] + (T.weights[u] == B.w_common ? nu : 0.0);
+            if (allow_disk) t = std::min(t, base + streamed(u, s_disk, open, p));
+            moves.push_back({t, -2, item, tau_index, next_p(0, 0)});
+          }
+          if (in_place && !(u == 0 && stream)) {
+            const double base = T.comp_total[u][0] + (ops ? hand(u, open, p, -1) : 0.0) + mu * host_extra(u);
+            double t = base + mu * T.weights[u] + (T.weights[u] == B.w_common ? nu : 0.0);
+            if (allow_disk) {
+              const Tables::OwnStream& od = own(u, d_in);
+              t = std::min(t, base + od.cold + T.steps * (warm ? od.dec_warm : od.dec_cold));
+            }
+            moves.push_back({t, -2, 0, -1, next_p(-1, open)});
+          }
+          for (int b = 0; b <= bmax; ++b) {
+            for (int r = 0; r <= rmax; ++r) {
+              double best = kInf;
+              for (const Move& m : moves) {
+                double after;
+                if (m.gpu == -2) {
+                  const int r2 = m.tau >= 0 ? std::max(r, m.tau) : r;
+                  const int b2 = b - m.item - static_cast<int>(B.reserved[r2] - B.reserved[r]);
+                  if (b2 < 0) continue;
+                  after = tab.v[B.at(u + 1, o, b2, r2, m.p)];
+                } else if (m.gpu == open) {
+                  const int b2 = b - m.item;
+                  if (b2 < 0) continue;
+                  after = tab.v[B.at(u + 1, o, b2, r, m.p)];
+                } else {
+                  const int b2 = B.full[m.gpu] - m.item;
+                  if (b2 < 0) continue;
+                  after = tab.v[B.at(u + 1, m.gpu + 1, b2, 0, m.p)];
+                }
+                best = std::min(best, m.time + after);
+              }
+              tab.v[B.at(u, o, b, r, p)] = best;
+            }
+          }
+        }
+      }
+    }
+    B.tables.push_back(std::move(tab));
+  }
+  const size_t n = B.tables.size(), cells = B.at(N + 1, 0, 0, 0, 0);
+  B.packed.resize(cells * n);
+  for (size_t k = 0; k < n; ++k) {
+    for (size_t i = 0; i < cells; ++i) B.packed[i * n + k] = B.tables[k].v[i];
+    std::vector<double>().swap(B.tables[k].v);
   }
   return B;
 }
@@ -400,14 +626,15 @@ struct Search {
   SearchStats& stats;
   bool allow_disk = false;
   int max_labels = 2048;
-  const Bound* bound = nullptr;
+  const RoomBound* bound = nullptr;
   double incumbent = kInf;  // a feasible placement's simulated time: labels that cannot beat it are dropped
 
   bool beaten(int u, const Label& L) const {
-    if (!bound || bound->trivial || !std::isfinite(incumbent)) return false;
-    double room = bound->room_after[L.open + 1];
-    if (L.open >= 0) room += std::max(0.0, T.gpu_cap[L.open] - L.gt - std::max(L.gp, L.gd));
-    return L.t + bound->lower(u, room) > incumbent * (1 + 1e-9);
+    if (!bound || !std::isfinite(incumbent)) return false;
+    double room = L.open >= 0 ? T.gpu_cap[L.open] - L.gt - std::max(L.gp, L.gd) : 0.0;
+    if (L.ret) room += T.tie_reserve;  // reserved for the tied unit, which then adds nothing
+    const double host_room = T.host_binding ? std::max(0.0, T.host_cap - std::max(L.hp, L.hd)) : 0.0;
+    return L.t + bound->lower(u, L.open, room, L.gt, L.pe, host_room) > incumbent * (1 + 1e-9);
   }
 
   bool fits_gpu(const Label& L) const { return L.open < 0 || std::max(L.gp, L.gd) + L.gt <= T.gpu_cap[L.open]; }
@@ -556,11 +783,8 @@ struct Search {
   // Keeps each state's Pareto front (thinned beyond max_labels).
   void prune(std::vector<Label>& v) const {
     std::sort(v.begin(), v.end(), [](const Label& a, const Label& b) {
-      if (a.open != b.open) return a.open < b.open;
-      if (a.pe != b.pe) return a.pe < b.pe;
-      if (a.sig != b.sig) return a.sig < b.sig;
-      if (a.ret != b.ret) return a.ret < b.ret;
-      return a.t < b.t;
+      const uint32_t ka = state_key(a), kb = state_key(b);
+      return ka != kb ? ka < kb : a.t < b.t;
     });
     std::vector<Label> out;
     out.reserve(v.size());
@@ -820,7 +1044,8 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   std::vector<bool> warm_runs = {false};
   if (disk && hw.page_cache) warm_runs.push_back(true);
   const int64_t states = static_cast<int64_t>(G + 1) * (G + 1) * (G + 3) * 2;
-  res.stats.bound = static_cast<int64_t>(modes.size() * warm_runs.size()) * T.units * states *
+  // Passes per run: one quick, then at most 12 deepening steps and the last at the incumbent.
+  res.stats.bound = static_cast<int64_t>(modes.size() * warm_runs.size()) * 14 * T.units * states *
                     (std::max(2, options.max_labels) + 8) * (2 + G + 5);
   double best = kInf;
   // Phase 1: a quick search with small fronts finds a good feasible placement (the incumbent).
@@ -845,13 +1070,33 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   res.stats.labels += quick.labels;
   for (bool warm : warm_runs) {
     for (Mode m : modes) {
-      const Bound bound = make_bound(T, m, options, warm);
-      Search s{T, options, m, warm, res.stats, disk};
-      s.max_labels = std::max(2, options.max_labels);
-      s.bound = &bound;
-      s.incumbent = best;
-      ++res.stats.runs;
-      consider(s.run());
+      // Warm decode reads need the page cache to hold every weight off the GPUs: at least the
+      // weights the GPUs cannot hold.
+      if (warm && T.all_weights - T.gpu_room > T.cache_cap) continue;
+      if (!options.prune) {
+        Search s{T, options, m, warm, res.stats, disk};
+        s.max_labels = std::max(2, options.max_labels);
+        ++res.stats.runs;
+        consider(s.run());
+        continue;
+      }
+      const RoomBound bound = make_room_bound(T, m, options, warm, disk);
+      const double root = bound.root(T.host_binding ? T.host_cap : 0.0);
+      if (!(root < best * (1 - 1e-9))) continue;  // nothing of this run can beat the incumbent
+      // Deepening: search under a threshold just above the run's lower bound, which prunes
+      // nearly every label; a placement found under it is the run's optimum, else widen the
+      // threshold, and end with the incumbent itself.
+      for (int step = 0;; ++step) {
+        const double deeper = root * (1 + std::ldexp(1.0 / 256, step));
+        Search s{T, options, m, warm, res.stats, disk};
+        s.max_labels = std::max(2, options.max_labels);
+        s.bound = &bound;
+        s.incumbent = step < 12 && deeper < root + (best - root) / 2 ? deeper : best;
+        ++res.stats.runs;
+        const std::optional<Placement> p = s.run();
+        consider(p);
+        if (p || s.incumbent >= best) break;
+      }
     }
   }
   res.exact = !res.stats.thinned;

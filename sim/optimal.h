@@ -32,9 +32,21 @@
 // the pending tie source is stored, whether the tied head returns to it) on their Pareto front.
 // A front is capped at `max_labels` labels: when it would be larger, the labels kept are the
 // fastest per 1/max_labels band of the scarcest resource, and the result says it is not exact
-// (`exact = false`). Work: at most units x states x max_labels labels per run, each expanded
-// into at most 2 + GPUs + 5 choices; states <= (GPUs + 1)^2 x (GPUs + 3) x 2; runs <= 3 modes
-// x 2 page-cache assumptions. The counters are in `stats`.
+// (`exact = false`). Work: at most units x states x max_labels labels per pass, each expanded
+// into at most 2 + GPUs + 5 choices; states <= (GPUs + 1)^2 x (GPUs + 3) x 2; passes <= 3 modes
+// x 2 page-cache assumptions x (1 + deepening steps, at most 12). The counters are in `stats`.
+//
+// Pruning (exact). A quick pass with fronts of 8 gives an incumbent. Each full pass drops a
+// label when its time plus a lower bound on the rest exceeds a threshold. The lower bound is a
+// relaxation solved exactly by a DP over units (optimal.cpp, RoomBound): each GPU's room in at
+// most 64 buckets sized so that a decoder layer is a whole number of them (bytes rounded down,
+// room rounded down: every completion that fits still fits), the prefetch transient reserved,
+// hand-overs and prefetch overlap priced per previous device; the host limit by Lagrangian
+// prices per byte and per decoder layer held in RAM. Deepening: the threshold starts just above
+// the run's bound and doubles its slack until a placement is found under it (that placement is
+// the run's optimum: nothing under the threshold was dropped) or reaches the incumbent. A run
+// whose bound cannot beat the incumbent, or whose warm page cache cannot hold what the GPUs
+// cannot, is skipped. `OptimalOptions::prune = false` keeps every Pareto label (tests compare).
 //
 // Example:
 //   OptimalResult r = optimal_search(cm, hw);
@@ -72,6 +84,7 @@ struct OptimalOptions {
   bool allow_in_place = true;
   bool allow_disk = true;
   int max_labels = 2048;  // per state; beyond it the front is thinned and the result is not exact
+  bool prune = true;      // drop labels by the lower bound (off: the same optimum, more work; for tests)
 };
 
 struct SearchStats {
