@@ -6,6 +6,8 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <span>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -303,21 +305,24 @@ uint32_t state_key(const Label& a) {
 bool same_state(const Label& a, const Label& b) { return state_key(a) == state_key(b); }
 
 // A lower bound on the time of units u+1..end, from a relaxation solved exactly by a DP over
-// units. The relaxation keeps what decides the time — each unit's choice priced as simulate()
-// prices it, hand-overs, a prefetched copy hidden behind the previous operator's compute —
-// and the GPU limits, per GPU, in buckets: a GPU's room is split into kBuckets buckets, a
-// unit's bytes are rounded down to whole buckets and the room left rounded down too (the sum
-// of rounded-down parts never exceeds the rounded-down sum, so every completion that fits
-// still fits), and a streamed unit's transient is reserved on GPU 0 as the simulator keeps
-// the largest one. It relaxes: the order rules (a unit may stream or stay resident anywhere
-// the DP reaches), tied copies (they only add time), where a tied unit lives (anywhere, for
-// free), the page cache. The host limit enters by Lagrangian pricing: a byte of host memory
-// costs mu, and the host room is credited at mu (weak duality: for every completion that fits,
-// time >= time + mu (host bytes - host room)); a few mu, from the units' own savings per byte,
-// are tried and the best bound counts. State: (unit, GPU in use, buckets left on it, transient
-// reserved, device of the previous operator: the CPU, the GPU in use, or another GPU).
+// units (backwards, once per run). The relaxation keeps what decides the time: each unit's
+// choice priced as simulate() prices it, hand-overs, a prefetched copy hidden behind the
+// previous operator's compute, a tied unit's copies from where its source is stored (one
+// column per storage class: on a GPU — then the tied unit may go back to it for free —, RAM,
+// disk). It keeps the GPU limits, per GPU, in buckets: a GPU's room is split into at most K
+// buckets sized so that a decoder layer is a whole number of them, a unit's bytes are rounded
+// down to whole buckets and the room left rounded down too (the sum of rounded-down parts never
+// exceeds the rounded-down sum, so every completion that fits still fits), and a streamed
+// unit's transient is reserved on GPU 0 as the simulator keeps the largest one. It relaxes the
+// order rules and the host and page-cache limits, which enter by Lagrangian prices (weak
+// duality: for every completion that fits, time >= time + price x (use - room)): mu per byte of
+// host memory, nu per decoder layer held in RAM (at most floor(room / layer) of them), kappa per
+// decoder layer off the GPUs in a warm run (at most floor(page-cache room / layer)); each column
+// is one set of prices and the largest bound counts. State: (unit, GPU in use, buckets left on
+// it, transient reserved, device of the previous operator: the CPU, the GPU in use, or another
+// GPU). Work: units x (1 + (K + 1) x 3 x (reservations + GPUs - 1)) cells x columns x choices.
 struct RoomBound {
-  static constexpr int kBuckets = 64;
+  int K = 64;                    // buckets per GPU at most
   static constexpr int kMaxReserved = 8;
   int N = 0, G = 0, R = 1;
   std::vector<double> q;         // [g]: bytes per bucket
@@ -325,14 +330,26 @@ struct RoomBound {
   std::vector<double> reserved;  // representable transients on GPU 0, in buckets, ascending (0 first)
   double w_common = 0;           // the weights of the commonest unit (nu prices those in RAM)
   struct Table {
-    double mu = 0, nu = 0;
-    std::vector<double> v;
+    double mu = 0, nu = 0, kappa = 0;
   };
   std::vector<Table> tables;      // prices; their values interleaved in `packed`
-  std::vector<double> packed;    // [at(...) * tables.size() + table]: one cache line per lookup
+  std::vector<double> packed;    // [at(...) * width + class * tables.size() + table]: one cache line per lookup
+  size_t width = 0;              // columns per cell: tie-storage classes x tables
+  int tie_from = 0, tie_to = -1; // units whose tables depend on where the tie source is stored
 
+  // Whole buckets of GPU g in `bytes`, rounded down; K + 1 (never fits) beyond the table.
+  int buckets(double bytes, int g) const {
+    const double b = std::floor(bytes / q[g]);
+    return b > K ? K + 1 : static_cast<int>(std::max(0.0, b));
+  }
+  // Cells per unit: no GPU in use (one cell), GPU 0 in use (buckets x reservations x 3), each
+  // later GPU in use (buckets x 3).
+  size_t unit_cells() const { return 1 + (G > 0 ? static_cast<size_t>(K + 1) * 3 * (R + G - 1) : 0); }
   size_t at(int u, int o, int b, int r, int p) const {
-    return (((static_cast<size_t>(u) * (G + 1) + o) * (kBuckets + 1) + b) * R + r) * 3 + p;
+    const size_t base = static_cast<size_t>(u) * unit_cells();
+    if (o == 0) return base;
+    if (o == 1) return base + 1 + (static_cast<size_t>(b) * R + r) * 3 + p;
+    return base + 1 + static_cast<size_t>(K + 1) * 3 * (R + o - 2) + static_cast<size_t>(b) * 3 + p;
   }
   // The smallest representable reservation at least `buckets` (the largest when none is).
   int reserve_up(double buckets) const {
@@ -351,45 +368,69 @@ struct RoomBound {
   }
   // Units after u, for a label on GPU `open` with `room` bytes left on it (transient `gt`
   // reserved), previous operator on `pe`, and `host_room` bytes of host memory left.
-  double lower(int u, int open, double room, double gt, int pe, double host_room) const {
+  double lower(int u, int open, double room, double gt, int pe, int sig, double host_room, double cache_room) const {
     if (u + 1 >= N || tables.empty()) return 0;
     int b = 0, r = 0, p = 0;
     if (open >= 0) {
       const double buckets = std::floor(room / q[open]);
-      if (buckets > kBuckets) return 0;  // more room than the table covers (a returning tied unit's)
+      if (buckets > K) return 0;  // more room than the table covers (a returning tied unit's)
       b = static_cast<int>(std::max(0.0, buckets));
       if (open == 0) r = reserve_up(std::ceil(gt / q[0]));
       p = pe < 0 ? 0 : pe == open ? 1 : 2;
     }
-    const double* v = &packed[at(u + 1, open + 1, b, r, p) * tables.size()];
+    const int next = u + 1;
+    const int sv = next >= tie_from && next <= tie_to ? (sig == kRam ? 1 : sig == kDisk ? 2 : 0) : 0;
+    const double* v = &packed[at(next, open + 1, b, r, p) * width + sv * tables.size()];
     const double units_room = w_common > 0 ? std::floor(host_room / w_common) : 0.0;
+    const double units_cache = w_common > 0 ? std::floor(cache_room / w_common) : 0.0;
     double best = 0;
     for (size_t k = 0; k < tables.size(); ++k) {
       const Table& t = tables[k];
       double x = v[k];
       if (t.mu > 0) x -= t.mu * host_room;
       if (t.nu > 0) x -= t.nu * units_room;
+      if (t.kappa > 0) x -= t.kappa * units_cache;
       best = std::max(best, x);
     }
     return best;
   }
   // Every unit, from the start (no GPU in use, the whole host room).
-  double root(double host_room) const {
+  double root(double host_room, double cache_room) const {
     double best = 0;
     for (size_t k = 0; k < tables.size(); ++k) {
       const Table& t = tables[k];
-      double x = packed[k];
+      double x = packed[k];  // unit 0, no GPU in use, class 0
       if (t.mu > 0) x -= t.mu * host_room;
       if (t.nu > 0) x -= t.nu * std::floor(host_room / w_common);
+      if (t.kappa > 0) x -= t.kappa * std::floor(cache_room / w_common);
       best = std::max(best, x);
     }
     return best;
   }
 };
 
-RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm, bool allow_disk) {
+// The distinct positive values, the most frequent first (ties: the first met first).
+std::vector<double> by_frequency(const std::vector<double>& values) {
+  std::vector<std::pair<int, double>> count;  // (occurrences, value)
+  for (double v : values) {
+    if (!(v > 0)) continue;
+    auto it = std::find_if(count.begin(), count.end(), [&](const auto& c) { return c.second == v; });
+    if (it == count.end()) {
+      count.push_back({1, v});
+    } else {
+      ++it->first;
+    }
+  }
+  std::stable_sort(count.begin(), count.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<double> out;
+  for (const auto& c : count) out.push_back(c.second);
+  return out;
+}
+
+RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm, bool allow_disk, int buckets) {
   RoomBound B;
-  const int N = T.units, G = T.gpus, S = G + 1, K = RoomBound::kBuckets;
+  B.K = buckets;
+  const int N = T.units, G = T.gpus, S = G + 1, K = buckets;
   B.N = N;
   B.G = G;
   const bool in_place = opt.allow_in_place || G == 0;
@@ -400,22 +441,12 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   auto bytes_res = [&](int u) { return T.weights[u] + std::min(T.kv_p[u], T.kv_d[u]) + T.logits[u]; };
   // Buckets: the commonest unit's bytes (a decoder layer) are a whole number of buckets, so
   // that rounding loses nothing on it; at most K buckets per GPU.
-  double common = 0;
-  {
-    std::vector<std::pair<int, double>> count;
-    for (int u = 0; u < N; ++u) {
-      const double b = bytes_res(u);
-      if (!T.has_ops[u] || b <= 0) continue;
-      auto it = std::find_if(count.begin(), count.end(), [&](const auto& c) { return c.second == b; });
-      if (it == count.end()) {
-        count.push_back({1, b});
-      } else {
-        ++it->first;
-      }
-    }
-    std::stable_sort(count.begin(), count.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-    if (!count.empty()) common = count.front().second;
+  std::vector<double> values;
+  for (int u = 0; u < N; ++u) {
+    if (T.has_ops[u]) values.push_back(bytes_res(u));
   }
+  const std::vector<double> sizes = by_frequency(values);
+  const double common = sizes.empty() ? 0.0 : sizes.front();
   for (int g = 0; g < G; ++g) {
     const double room = std::max(1.0, T.gpu_cap[g] - T.gpu_ctx[g] - std::min(T.ws_p, T.ws_d));
     double q = room / K;
@@ -431,20 +462,13 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   // Representable transient reservations: 0 and the most common streamed transients.
   B.reserved = {0};
   if (stream) {
-    std::vector<std::pair<int, double>> count;  // (units, buckets)
+    values.clear();
     for (int u = 0; u < N; ++u) {
-      if (!T.has_ops[u]) continue;
-      const double tb = std::floor(transient(u, s_ram) / B.q[0]);
-      if (tb <= 0) continue;
-      auto it = std::find_if(count.begin(), count.end(), [&](const auto& c) { return c.second == tb; });
-      if (it == count.end()) {
-        count.push_back({1, tb});
-      } else {
-        ++it->first;
-      }
+      if (T.has_ops[u]) values.push_back(B.buckets(transient(u, s_ram), 0));
     }
-    std::stable_sort(count.begin(), count.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
-    for (size_t i = 0; i < count.size() && B.reserved.size() < RoomBound::kMaxReserved; ++i) B.reserved.push_back(count[i].second);
+    for (double tb : by_frequency(values)) {
+      if (B.reserved.size() < RoomBound::kMaxReserved) B.reserved.push_back(tb);
+    }
     std::sort(B.reserved.begin(), B.reserved.end());
   }
   B.R = static_cast<int>(B.reserved.size());
@@ -487,22 +511,19 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   // Host prices: 0, and what RAM saves the commonest unit (a decoder layer, in place and
   // streamed), per byte (mu) or per such unit held in RAM (nu: the host room then holds only
   // whole units of it, which removes the fractional unit a per-byte price credits).
-  std::vector<std::pair<double, double>> prices = {{0.0, 0.0}};
+  struct Price {
+    double mu, nu, kappa;
+  };
+  std::vector<Price> prices = {{0.0, 0.0, 0.0}};
   if (T.host_binding && allow_disk) {
-    std::vector<std::pair<int, double>> count;
+    values.clear();
     for (int u = 0; u < N; ++u) {
-      if (!T.has_ops[u] || T.weights[u] <= 0) continue;
-      auto it = std::find_if(count.begin(), count.end(), [&](const auto& c) { return c.second == T.weights[u]; });
-      if (it == count.end()) {
-        count.push_back({1, T.weights[u]});
-      } else {
-        ++it->first;
-      }
+      if (T.has_ops[u]) values.push_back(T.weights[u]);
     }
-    std::stable_sort(count.begin(), count.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    const std::vector<double> weights = by_frequency(values);
     int common = -1;
-    for (int u = 0; u < N && !count.empty(); ++u) {
-      if (T.has_ops[u] && T.weights[u] == count.front().second) {
+    for (int u = 0; u < N && !weights.empty(); ++u) {
+      if (T.has_ops[u] && T.weights[u] == weights.front()) {
         common = u;
         break;
       }
@@ -515,108 +536,192 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       };
       const Tables::OwnStream& o = own(common, d_in);
       if (in_place) add((o.cold + T.steps * (warm ? o.dec_warm : o.dec_cold)) / B.w_common);
-      if (stream) add((streamed(common, s_disk, 0, 0) - streamed(common, s_ram, 0, 0)) / B.w_common);
-      for (double mu : mus) prices.push_back({mu, 0.0});
-      for (double mu : mus) prices.push_back({0.0, mu * B.w_common});
+      if (stream && mus.empty()) add((streamed(common, s_disk, 0, 0) - streamed(common, s_ram, 0, 0)) / B.w_common);
+      for (double mu : mus) prices.push_back({mu, 0.0, 0.0});
+      for (double mu : mus) prices.push_back({0.0, mu * B.w_common, 0.0});
     }
   }
-  // One choice of a unit in the relaxation: its time and what it takes from the GPU in use.
-  struct Move {
-    double time;
-    int gpu;       // -2: stays on the GPU in use (streamed, in place, or a tied unit), else the GPU it opens/uses
-    int item;      // buckets taken on that GPU
-    int tau;       // transient reservation index (streams), -1 none
-    int p;         // previous-operator class after it
+  // Warm reads need the page cache to hold every weight off the GPUs, so at most
+  // floor(cache room / w_common) decoder layers off them: a price far above any time (kappa)
+  // per such layer makes a completion that needs more cost more than the incumbent.
+  if (warm && B.w_common > 0) {
+    double scale = 1;
+    for (int u = 0; u < N; ++u) scale += *std::max_element(T.comp_total[u].begin(), T.comp_total[u].end());
+    const size_t n = prices.size();
+    for (size_t i = 0; i < n; ++i) prices.push_back({prices[i].mu, prices[i].nu, 1e3 * scale});
+  }
+  const size_t n = prices.size();
+  // Where the tie source is stored decides what a tied unit costs: after the source, one
+  // column per storage class (0: on a GPU — the tied unit may go back to it for free —,
+  // 1: RAM, 2: disk) and price; outside the span from the source to the last tied unit the
+  // columns agree.
+  int last_target = -1;
+  for (int u = 0; u < N; ++u) {
+    if (T.tie_source[u] >= 0) last_target = u;
+  }
+  B.tie_from = T.source >= 0 ? T.source + 1 : N + 1;
+  B.tie_to = last_target;
+  const int variants = T.source < 0 ? 1 : allow_disk ? 3 : 2;
+  const size_t W = n * variants;  // columns: class * n + price
+  B.width = W;
+  for (const Price& pr : prices) B.tables.push_back({pr.mu, pr.nu, pr.kappa});
+  B.packed.assign(static_cast<size_t>(N + 1) * B.unit_cells() * W, 0.0);
+  const Semantics res_sem = resident_semantics(mode, in_place);
+  // A tied unit's time with its tie source stored at `tie` (price_unit, the simulator's pricing),
+  // the previous operator of class p (the cheapest GPU for "another GPU").
+  auto tied_time = [&](int u, UnitChoice c, int exec, int tie, int open, int p) {
+    const int storage = from_disk(c) ? kDisk : c == UnitChoice::kResident ? exec : kRam;
+    const Semantics sem = c == UnitChoice::kResident ? res_sem
+                          : is_stream(c)             ? (is_prefetch(c) ? Semantics::kPrefetch : Semantics::kAccelerate)
+                                                     : Semantics::kInPlace;
+    if (p < 2) return price_unit(T, u, c, exec, storage, tie, p == 0 ? -1 : open, sem, warm).time;
+    double m = kInf;
+    for (int g = 0; g < G; ++g) {
+      if (g != open) m = std::min(m, price_unit(T, u, c, exec, storage, tie, g, sem, warm).time);
+    }
+    return m;
   };
-  std::vector<Move> moves;
-  for (const auto& [mu, nu] : prices) {
-    RoomBound::Table tab;
-    tab.mu = mu;
-    tab.nu = nu;
-    tab.v.assign(B.at(N + 1, 0, 0, 0, 0), 0);
-    for (int u = N - 1; u >= 0; --u) {
-      const bool ops = T.has_ops[u];
-      const bool tied = T.tie_source[u] >= 0;
-      const int tau_index = stream ? B.reserve_down(std::floor(transient(u, s_ram) / B.q[0])) : 0;
-      for (int o = 0; o <= G; ++o) {
-        const int open = o - 1;
-        const int bmax = open < 0 ? 0 : K, rmax = open == 0 ? R - 1 : 0, pmax = open < 0 ? 0 : 2;
-        for (int p = 0; p <= pmax; ++p) {
-          if (T.free_unit[u]) {
-            for (int b = 0; b <= bmax; ++b) {
-              for (int r = 0; r <= rmax; ++r) tab.v[B.at(u, o, b, r, p)] = tab.v[B.at(u + 1, o, b, r, p)];
-            }
-            continue;
-          }
-          // The previous-operator class after this unit when it executes on `exec` with `open2` in use.
-          auto next_p = [&](int exec, int open2) {
-            if (!ops) return p == 1 && open2 != open ? 2 : p;
-            return exec < 0 ? 0 : exec == open2 ? 1 : 2;
-          };
-          moves.clear();
-          const int last_gpu = u == 0 && stream ? 0 : G - 1;  // streaming: unit 0 resident on GPU 0
-          for (int g = std::max(0, open); g <= last_gpu; ++g) {
-            const double t = T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0);
-            moves.push_back({t, g, static_cast<int>(std::floor(bytes_res(u) / B.q[g])), -1, next_p(g, g)});
-          }
-          if (tied && open >= 0 && !(u == 0 && stream)) {  // a tied unit may live where its source is: anywhere, for free
-            for (int g = 0; g < G; ++g) {
-              moves.push_back({T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0), -2, 0, -1, next_p(g, open)});
-            }
-          }
-          if (stream && open == 0 && u > 0) {
-            const double base = T.comp_total[u][1] + (ops ? hand(u, open, p, 0) : 0.0);
-            const int item = static_cast<int>(std::floor((bytes_res(u) - T.weights[u]) / B.q[0]));
-            double t = base + streamed(u, s_ram, open, p) + mu * T.weights[u] + (T.weights[u] == B.w_common ? nu : 0.0);
-            if (allow_disk) t = std::min(t, base + streamed(u, s_disk, open, p));
-            moves.push_back({t, -2, item, tau_index, next_p(0, 0)});
-          }
-          if (in_place && !(u == 0 && stream)) {
-            const double base = T.comp_total[u][0] + (ops ? hand(u, open, p, -1) : 0.0) + mu * host_extra(u);
-            double t = base + mu * T.weights[u] + (T.weights[u] == B.w_common ? nu : 0.0);
-            if (allow_disk) {
-              const Tables::OwnStream& od = own(u, d_in);
-              t = std::min(t, base + od.cold + T.steps * (warm ? od.dec_warm : od.dec_cold));
-            }
-            moves.push_back({t, -2, 0, -1, next_p(-1, open)});
-          }
+  // One choice of a unit: its time per column, what it takes from the GPU in use, and the
+  // storage class the units after it see (-1: the same as this unit's column).
+  struct Choice {
+    std::vector<double> time;
+    int item = 0, tau = -1, p = 0, cls = -1;
+    bool fresh = false;  // resident on a later GPU: `gpu` opens, `item` taken from it
+    int gpu = -1;
+  };
+  std::vector<Choice> pool;  // reused: choices are pool[0, used)
+  size_t used = 0;
+  std::vector<double> best(W), fresh(W);
+  auto add = [&](int item, int tau, int p, int cls) -> Choice& {
+    if (used == pool.size()) pool.emplace_back();
+    Choice& c = pool[used++];
+    c.time.assign(W, kInf);
+    c.fresh = false;
+    c.gpu = -1;
+    c.item = item;
+    c.tau = tau;
+    c.p = p;
+    c.cls = cls;
+    return c;
+  };
+  for (int u = N - 1; u >= 0; --u) {
+    const bool ops = T.has_ops[u];
+    const bool tied = T.tie_source[u] >= 0;
+    const bool is_source = u == T.source;
+    const int tau_index = stream ? B.reserve_down(B.buckets(transient(u, s_ram), 0)) : 0;
+    const int last_gpu = u == 0 && stream ? 0 : G - 1;  // streaming: unit 0 resident on GPU 0
+    const double off = T.weights[u] == B.w_common ? 1.0 : 0.0;
+    for (int o = 0; o <= G; ++o) {
+      const int open = o - 1;
+      const int bmax = open < 0 ? 0 : K, rmax = open == 0 ? R - 1 : 0, pmax = open < 0 ? 0 : 2;
+      for (int p = 0; p <= pmax; ++p) {
+        if (T.free_unit[u]) {
           for (int b = 0; b <= bmax; ++b) {
             for (int r = 0; r <= rmax; ++r) {
-              double best = kInf;
-              for (const Move& m : moves) {
-                double after;
-                if (m.gpu == -2) {
-                  const int r2 = m.tau >= 0 ? std::max(r, m.tau) : r;
-                  const int b2 = b - m.item - static_cast<int>(B.reserved[r2] - B.reserved[r]);
-                  if (b2 < 0) continue;
-                  after = tab.v[B.at(u + 1, o, b2, r2, m.p)];
-                } else if (m.gpu == open) {
-                  const int b2 = b - m.item;
-                  if (b2 < 0) continue;
-                  after = tab.v[B.at(u + 1, o, b2, r, m.p)];
-                } else {
-                  const int b2 = B.full[m.gpu] - m.item;
-                  if (b2 < 0) continue;
-                  after = tab.v[B.at(u + 1, m.gpu + 1, b2, 0, m.p)];
-                }
-                best = std::min(best, m.time + after);
-              }
-              tab.v[B.at(u, o, b, r, p)] = best;
+              std::copy_n(&B.packed[B.at(u + 1, o, b, r, p) * W], W, &B.packed[B.at(u, o, b, r, p) * W]);
             }
+          }
+          continue;
+        }
+        // The previous-operator class after this unit when it executes on `exec` with `open2` in use.
+        auto next_p = [&](int exec, int open2) {
+          if (!ops) return p == 1 && open2 != open ? 2 : p;
+          return exec < 0 ? 0 : exec == open2 ? 1 : 2;
+        };
+        // Per class: the time of a choice (a tied unit priced from where its source is).
+        auto per_class = [&](Choice& c, auto&& plain, auto&& priced, auto&& charge) {
+          for (int sv = 0; sv < variants; ++sv) {
+            const double t = tied && sv > 0 ? priced(sv == 1 ? kRam : kDisk) : plain();
+            for (size_t k = 0; k < n; ++k) c.time[sv * n + k] = t + charge(k);
+          }
+        };
+        auto none = [](size_t) { return 0.0; };
+        used = 0;
+        for (int g = std::max(0, open); g <= last_gpu; ++g) {  // resident
+          Choice& c = add(B.buckets(bytes_res(u), g), -1, next_p(g, g), is_source ? 0 : -1);
+          c.fresh = g != open;
+          c.gpu = g;
+          per_class(
+              c, [&] { return T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0); },
+              [&](int tie) { return tied_time(u, UnitChoice::kResident, g, tie, open, p); }, none);
+        }
+        if (tied && open >= 0 && !(u == 0 && stream)) {  // back where its source is (class 0): anywhere, for free
+          for (int side = 0; side < 2; ++side) {
+            double t = kInf;
+            for (int g = 0; g < G; ++g) {
+              if ((g == open) == (side == 0)) t = std::min(t, T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0));
+            }
+            if (!std::isfinite(t)) continue;
+            Choice& c = add(0, -1, next_p(side == 0 ? open : (open == 0 ? 1 : 0), open), -1);
+            std::fill(c.time.begin(), c.time.begin() + static_cast<long>(n), t);  // class 0 only
+          }
+        }
+        if (stream && open == 0 && u > 0) {
+          const int item = B.buckets(bytes_res(u) - T.weights[u], 0);
+          const double base = T.comp_total[u][1] + (ops ? hand(u, open, p, 0) : 0.0);
+          for (bool on_disk : {false, true}) {
+            if (on_disk && !allow_disk) continue;
+            const UnitChoice sc = on_disk ? s_disk : s_ram;
+            Choice& c = add(item, tau_index, next_p(0, 0), is_source ? (on_disk ? 2 : 1) : -1);
+            per_class(
+                c, [&] { return base + streamed(u, sc, open, p); }, [&](int tie) { return tied_time(u, sc, 0, tie, open, p); },
+                [&](size_t k) {
+                  return prices[k].kappa * off + (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
+                });
+          }
+        }
+        if (in_place && !(u == 0 && stream)) {
+          const double base = T.comp_total[u][0] + (ops ? hand(u, open, p, -1) : 0.0);
+          const Tables::OwnStream& od = own(u, d_in);
+          for (bool on_disk : {false, true}) {
+            if (on_disk && !allow_disk) continue;
+            const UnitChoice ic = on_disk ? d_in : UnitChoice::kInPlaceCpu;
+            Choice& c = add(0, -1, next_p(-1, open), is_source ? (on_disk ? 2 : 1) : -1);
+            per_class(
+                c, [&] { return base + (on_disk ? od.cold + T.steps * (warm ? od.dec_warm : od.dec_cold) : 0.0); },
+                [&](int tie) { return tied_time(u, ic, -1, tie, open, p); },
+                [&](size_t k) {
+                  return prices[k].mu * host_extra(u) + prices[k].kappa * off +
+                         (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
+                });
+          }
+        }
+        // Resident on a later GPU: the same whatever is left on this one.
+        std::fill(fresh.begin(), fresh.end(), kInf);
+        const auto choices = std::span<const Choice>(pool.data(), used);
+        for (const Choice& c : choices) {
+          if (!c.fresh) continue;
+          const int b2 = B.full[c.gpu] - c.item;
+          if (b2 < 0) continue;
+          const double* next = &B.packed[B.at(u + 1, c.gpu + 1, b2, 0, c.p) * W];
+          for (size_t j = 0; j < W; ++j) fresh[j] = std::min(fresh[j], c.time[j] + next[c.cls < 0 ? j : c.cls * n + j % n]);
+        }
+        for (int b = 0; b <= bmax; ++b) {
+          for (int r = 0; r <= rmax; ++r) {
+            std::copy(fresh.begin(), fresh.end(), best.begin());
+            for (const Choice& c : choices) {
+              if (c.fresh) continue;
+              const int r2 = c.tau >= 0 ? std::max(r, c.tau) : r;
+              const int b2 = b - c.item - static_cast<int>(B.reserved[r2] - B.reserved[r]);
+              if (b2 < 0) continue;
+              const double* next = &B.packed[B.at(u + 1, o, b2, r2, c.p) * W];
+              if (c.cls < 0) {
+                for (size_t j = 0; j < W; ++j) best[j] = std::min(best[j], c.time[j] + next[j]);
+              } else {
+                for (size_t j = 0; j < W; ++j) best[j] = std::min(best[j], c.time[j] + next[c.cls * n + j % n]);
+              }
+            }
+            std::copy(best.begin(), best.end(), &B.packed[B.at(u, o, b, r, p) * W]);
           }
         }
       }
     }
-    B.tables.push_back(std::move(tab));
-  }
-  const size_t n = B.tables.size(), cells = B.at(N + 1, 0, 0, 0, 0);
-  B.packed.resize(cells * n);
-  for (size_t k = 0; k < n; ++k) {
-    for (size_t i = 0; i < cells; ++i) B.packed[i * n + k] = B.tables[k].v[i];
-    std::vector<double>().swap(B.tables[k].v);
   }
   return B;
 }
+
+
+
 
 struct Search {
   const Tables& T;
@@ -634,7 +739,7 @@ struct Search {
     double room = L.open >= 0 ? T.gpu_cap[L.open] - L.gt - std::max(L.gp, L.gd) : 0.0;
     if (L.ret) room += T.tie_reserve;  // reserved for the tied unit, which then adds nothing
     const double host_room = T.host_binding ? std::max(0.0, T.host_cap - std::max(L.hp, L.hd)) : 0.0;
-    return L.t + bound->lower(u, L.open, room, L.gt, L.pe, host_room) > incumbent * (1 + 1e-9);
+    return L.t + bound->lower(u, L.open, room, L.gt, L.pe, L.sig, host_room, T.cache_cap - L.pc) > incumbent * (1 + 1e-9);
   }
 
   bool fits_gpu(const Label& L) const { return L.open < 0 || std::max(L.gp, L.gd) + L.gt <= T.gpu_cap[L.open]; }
@@ -1048,9 +1153,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   res.stats.bound = static_cast<int64_t>(modes.size() * warm_runs.size()) * 14 * T.units * states *
                     (std::max(2, options.max_labels) + 8) * (2 + G + 5);
   double best = kInf;
-  // Phase 1: a quick search with small fronts finds a good feasible placement (the incumbent).
-  // Phase 2: the full search drops every label that cannot beat it (exact: a lower bound).
-  // Either phase's placement counts only re-simulated: simulate()'s objective, and it fits.
+  // Every placement counts only re-simulated: simulate()'s objective, and it fits.
   auto consider = [&](const std::optional<Placement>& p) {
     if (!p) return;
     const double t = placement_objective(cm, hw, *p, options);
@@ -1059,15 +1162,17 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       res.placement = *p;
     }
   };
-  SearchStats quick;
-  for (bool warm : warm_runs) {
-    for (Mode m : modes) {
-      Search s{T, options, m, warm, quick, disk};
-      s.max_labels = std::min(8, std::max(2, options.max_labels));
-      consider(s.run());
-    }
-  }
-  res.stats.labels += quick.labels;
+  // One run per streaming mode and page-cache assumption, in the order of their lower bounds
+  // (a coarse bound, 8 buckets per GPU, orders and skips runs; the fine one, 64, prunes).
+  struct Run {
+    Mode mode;
+    bool warm;
+    double coarse;
+    std::unique_ptr<RoomBound> bound;
+    double root = 0;
+  };
+  const double host_room = T.host_binding ? T.host_cap : 0.0;
+  std::vector<Run> runs;
   for (bool warm : warm_runs) {
     for (Mode m : modes) {
       // Warm decode reads need the page cache to hold every weight off the GPUs: at least the
@@ -1080,24 +1185,57 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
         consider(s.run());
         continue;
       }
-      const RoomBound bound = make_room_bound(T, m, options, warm, disk);
-      const double root = bound.root(T.host_binding ? T.host_cap : 0.0);
-      if (!(root < best * (1 - 1e-9))) continue;  // nothing of this run can beat the incumbent
-      // Deepening: search under a threshold just above the run's lower bound, which prunes
-      // nearly every label; a placement found under it is the run's optimum, else widen the
-      // threshold, and end with the incumbent itself.
-      for (int step = 0;; ++step) {
-        const double deeper = root * (1 + std::ldexp(1.0 / 256, step));
-        Search s{T, options, m, warm, res.stats, disk};
-        s.max_labels = std::max(2, options.max_labels);
-        s.bound = &bound;
-        s.incumbent = step < 12 && deeper < root + (best - root) / 2 ? deeper : best;
-        ++res.stats.runs;
-        const std::optional<Placement> p = s.run();
-        consider(p);
-        if (p || s.incumbent >= best) break;
-      }
+      const double coarse = make_room_bound(T, m, options, warm, disk, 8).root(host_room, T.cache_cap);
+      if (std::isfinite(coarse)) runs.push_back({m, warm, coarse, nullptr});
     }
+  }
+  std::stable_sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.coarse < b.coarse; });
+  auto beatable = [&](double root) { return root < best * (1 - 1e-9); };
+  auto fine = [&](Run& run) {
+    if (!run.bound) {
+      run.bound = std::make_unique<RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, 64));
+      run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
+    }
+    return run.root;
+  };
+  // Quick passes (fronts of 8 labels, pruned against the best so far) give an incumbent, which
+  // caps every deepening below and lets runs that cannot beat it be skipped.
+  for (Run& run : runs) {
+    if (!beatable(run.coarse)) break;
+    if (!beatable(fine(run))) continue;
+    SearchStats quick;
+    Search s{T, options, run.mode, run.warm, quick, disk};
+    s.max_labels = std::min(8, std::max(2, options.max_labels));
+    s.bound = run.bound.get();
+    s.incumbent = best;
+    consider(s.run());
+    res.stats.labels += quick.labels;
+  }
+  // The deepening in the order of the fine bounds: the most promising run first sets the
+  // incumbent that the others must beat.
+  for (Run& run : runs) {
+    if (!run.bound) run.root = run.coarse;
+  }
+  std::stable_sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.root < b.root; });
+  for (Run& run : runs) {
+    if (!beatable(run.root)) break;  // nothing of this run (or a later one) can beat the incumbent
+    const double root = fine(run);
+    if (!beatable(root)) continue;
+    // Deepening: search under a threshold just above the run's lower bound, which prunes
+    // nearly every label; a placement found under it is the run's optimum (nothing under the
+    // threshold was dropped), else widen the threshold, and end with the incumbent itself.
+    for (int step = 0;; ++step) {
+      const double deeper = root * (1 + std::ldexp(1.0 / 256, step));
+      Search s{T, options, run.mode, run.warm, res.stats, disk};
+      s.max_labels = std::max(2, options.max_labels);
+      s.bound = run.bound.get();
+      s.incumbent = step < 12 && deeper < root + (best - root) / 2 ? deeper : best;
+      ++res.stats.runs;
+      const std::optional<Placement> p = s.run();
+      consider(p);
+      if (p || s.incumbent >= best) break;
+    }
+    run.bound.reset();
   }
   res.exact = !res.stats.thinned;
   if (!std::isfinite(best)) {

@@ -34,19 +34,23 @@
 // fastest per 1/max_labels band of the scarcest resource, and the result says it is not exact
 // (`exact = false`). Work: at most units x states x max_labels labels per pass, each expanded
 // into at most 2 + GPUs + 5 choices; states <= (GPUs + 1)^2 x (GPUs + 3) x 2; passes <= 3 modes
-// x 2 page-cache assumptions x (1 + deepening steps, at most 12). The counters are in `stats`.
+// x 2 page-cache assumptions x (1 quick + at most 12 deepening steps + 1). The counters are in
+// `stats`.
 //
-// Pruning (exact). A quick pass with fronts of 8 gives an incumbent. Each full pass drops a
-// label when its time plus a lower bound on the rest exceeds a threshold. The lower bound is a
-// relaxation solved exactly by a DP over units (optimal.cpp, RoomBound): each GPU's room in at
-// most 64 buckets sized so that a decoder layer is a whole number of them (bytes rounded down,
-// room rounded down: every completion that fits still fits), the prefetch transient reserved,
-// hand-overs and prefetch overlap priced per previous device; the host limit by Lagrangian
-// prices per byte and per decoder layer held in RAM. Deepening: the threshold starts just above
-// the run's bound and doubles its slack until a placement is found under it (that placement is
-// the run's optimum: nothing under the threshold was dropped) or reaches the incumbent. A run
-// whose bound cannot beat the incumbent, or whose warm page cache cannot hold what the GPUs
-// cannot, is skipped. `OptimalOptions::prune = false` keeps every Pareto label (tests compare).
+// Pruning (exact). A label is dropped when its time plus a lower bound on the rest exceeds a
+// threshold. The bound is a relaxation solved exactly by a DP over units (optimal.cpp,
+// RoomBound): each GPU's room in buckets sized so that a decoder layer is a whole number of
+// them (bytes and room rounded down: every completion that fits still fits), the prefetch
+// transient reserved, hand-overs, prefetch overlap and tied copies priced per previous device
+// and tie storage; host memory and the page cache by Lagrangian prices (per byte, per decoder
+// layer). Order: each run (mode x page-cache assumption) gets a coarse bound (8 buckets per
+// GPU) and, unless that cannot beat the best so far, a fine one (64); quick passes (fronts of
+// 8, pruned against the best so far) give an incumbent; then, in the order of the fine bounds,
+// deepening: the threshold starts just above the run's bound and doubles its slack until a
+// placement is found under it (that placement is the run's optimum: nothing under the threshold
+// was dropped) or it reaches the incumbent. A run whose bound cannot beat the incumbent, or
+// whose warm page cache cannot hold what the GPUs cannot, is skipped.
+// `OptimalOptions::prune = false` keeps every Pareto label (tests compare the two).
 //
 // Example:
 //   OptimalResult r = optimal_search(cm, hw);

@@ -8,6 +8,9 @@
 //   optimal/128_layers/8gpu/ram_binds  a 128-layer Llama-2-70B-shaped model (fp16, 254 GiB) on 8 x
 //                                   T4 (128 GiB) + 64 GiB of RAM: RAM binds, disk is needed
 //   optimal/opt_30b/2x3090/32gb     the shipped hobbyist box (OPT-30B on 2 x 24 GB + 32 GB)
+//   optimal/generated_520           the search alone on each of optimal_test's 520 generated
+//                                   scenarios (same seed), one timing each: counters give the
+//                                   median, p99, slowest and how many took over 50 ms
 //   simulate/llama2_70b/auto_map    one simulate() of a fixed 80-layer map (offloaded), accelerate
 //   evaluate/<scenario>             everything `dmap simulate SCENARIO` computes: load YAML,
 //                                   plan every strategy, simulate every semantics, the DP, verdict
@@ -15,7 +18,14 @@
 // Run: build/tests/bench/sim_bench or tests/bench/run_sim_bench.sh (quiet machine, medians).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
 #include <string>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
@@ -24,6 +34,7 @@
 #include "sim/recommend.h"
 #include "sim/sim_scenario.h"
 #include "strategies/plan.h"
+#include "tests/sim/generate.h"
 
 namespace {
 
@@ -98,6 +109,60 @@ void BM_OptimalScenario(benchmark::State& state, const std::string& scenario) {
   state.counters["labels"] = static_cast<double>(r.stats.labels);
 }
 
+// One generated scenario, priced.
+struct Generated {
+  SimScenario s;
+  std::unique_ptr<ModuleTree> tree;
+  std::unique_ptr<ModelGraph> graph;
+  std::unique_ptr<Rates> rates;
+  std::unique_ptr<CostModel> cm;
+};
+
+std::vector<std::unique_ptr<Generated>> generated_scenarios() {
+  using namespace dmap::sim::testing;
+  const std::vector<std::string> models = presets(kConfigs + "/models", "");
+  const std::vector<std::string> gpus = presets(kConfigs + "/hardware", "gpu");
+  const std::vector<std::string> hosts = presets(kConfigs + "/hardware", "host");
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("dmap_sim_bench_" + std::to_string(std::random_device{}()));
+  std::filesystem::create_directories(dir);
+  std::mt19937_64 rng(20261203);  // optimal_test's seed
+  std::vector<std::unique_ptr<Generated>> out;
+  for (int i = 0; i < 520; ++i) {
+    const std::string path = (dir / "s.yaml").string();
+    std::ofstream(path) << generate(rng, kConfigs, models, gpus, hosts, i);
+    auto g = std::make_unique<Generated>();
+    g->s = load_sim_scenario(path, kConfigs);
+    g->tree = std::make_unique<ModuleTree>(build_module_tree(g->s.base.model));
+    g->graph = std::make_unique<ModelGraph>(build_graph(*g->tree, g->s.workload.dtype));
+    g->rates = std::make_unique<Rates>(make_rates(g->s.hardware, nullptr));
+    g->cm = std::make_unique<CostModel>(*g->graph, *g->rates, g->s.workload);
+    out.push_back(std::move(g));
+  }
+  std::filesystem::remove_all(dir);
+  return out;
+}
+
+void BM_OptimalGenerated(benchmark::State& state) {
+  const auto scenarios = generated_scenarios();
+  std::vector<double> ms;
+  for (auto _ : state) {
+    ms.clear();
+    for (const auto& g : scenarios) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const OptimalResult r = optimal_search(*g->cm, g->s.hardware);
+      benchmark::DoNotOptimize(r.objective_s);
+      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+  }
+  std::sort(ms.begin(), ms.end());
+  auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * static_cast<double>(ms.size() - 1) + 0.5))]; };
+  state.counters["median_ms"] = at(0.5);
+  state.counters["p90_ms"] = at(0.9);
+  state.counters["p99_ms"] = at(0.99);
+  state.counters["max_ms"] = ms.back();
+  state.counters["over_50ms"] = static_cast<double>(ms.end() - std::upper_bound(ms.begin(), ms.end(), 50.0));
+}
+
 void BM_Simulate(benchmark::State& state) {
   const ModuleTree tree = build_module_tree(load_model_spec(kConfigs + "/models/llama2_70b.yaml"));
   const ModelGraph graph = build_graph(tree, DType::kFloat16);
@@ -131,6 +196,7 @@ BENCHMARK_CAPTURE(BM_Optimal, llama2_70b/8gpu/a100_40gb, std::string("a100_40gb"
 BENCHMARK(BM_OptimalRamBinds)->Name("optimal/128_layers/8gpu/ram_binds")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_OptimalScenario, opt_30b/2x3090/32gb, std::string("opt_30b_two_rtx3090_32gb"))->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_OptimalScenario, llama31_8b_fp16_rtx3060, std::string("llama31_8b_fp16_rtx3060"))->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_OptimalGenerated)->Name("optimal/generated_520")->Unit(benchmark::kMillisecond)->Iterations(1);
 BENCHMARK(BM_Simulate)->Name("simulate/llama2_70b/auto_map")->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Evaluate, llama31_8b_fp16_rtx3060, std::string("llama31_8b_fp16_rtx3060"))->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Evaluate, llama2_70b_4x_a100_40gb, std::string("llama2_70b_4x_a100_40gb"))->Unit(benchmark::kMillisecond);

@@ -24,6 +24,7 @@
 #include "sim/sim_scenario.h"
 #include "sim/simulate.h"
 #include "tests/sim/fixtures.h"
+#include "tests/sim/generate.h"
 
 using namespace dmap;
 using namespace dmap::sim;
@@ -176,6 +177,31 @@ TEST_CASE("a tied head is priced where its weight is stored", "[unit][sim][optim
   CHECK(r.objective_s < pr.total_s);
 }
 
+TEST_CASE("a GPU with no room left (memory at or below its context) is priced, not overflowed", "[unit][sim][optimal]") {
+  // dmap report's GPU-budget sweep asks for budgets down to nothing: every unit's bytes are
+  // then far more buckets than the bound's table holds (once an int overflow and a crash).
+  const auto tree = preset_tree("opt_6_7b");  // 400 MiB layers, a tied head
+  const ModelGraph g = build_graph(*tree, DType::kFloat16);
+  const Workload w = workload(1, 32, 16);
+  for (Bytes memory : {Bytes{0}, 1 * kMiB, 1 * kMiB + 1, 2 * kMiB}) {
+    for (Bytes ram : {64 * kGiB, 8 * kGiB}) {
+      Hardware hw = round_machine(memory, 1 * kMiB, ram);
+      hw.gpus.push_back(hw.gpus[0]);
+      const Priced p(g, hw, w);
+      INFO("GPU memory " << memory << ", RAM " << ram);
+      const OptimalResult r = optimal_search(p.cm, hw);
+      OptimalOptions all;
+      all.prune = false;
+      const OptimalResult full = optimal_search(p.cm, hw, all);
+      REQUIRE(r.found == full.found);
+      if (!r.found) continue;
+      check_result(p.cm, hw, r);
+      CHECK(r.gpu_layers == 0);
+      CHECK(r.objective_s == Approx(full.objective_s).epsilon(1e-9));
+    }
+  }
+}
+
 TEST_CASE("more GPU memory never makes the optimum slower", "[unit][sim][optimal]") {
   const auto tree = tiny_tree();
   const ModelGraph g = build_graph(*tree, DType::kFloat16);
@@ -250,67 +276,10 @@ TEST_CASE("the lower bound never drops the optimum: pruned and unpruned searches
 
 namespace {
 
-std::vector<std::string> presets(const std::string& dir, const std::string& kind) {
-  std::vector<std::string> out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().extension() != ".yaml") continue;
-    if (kind.empty()) {
-      out.push_back(e.path().stem().string());
-    } else {
-      const YAML::Node n = YAML::LoadFile(e.path().string());
-      if (n["kind"] && n["kind"].Scalar() == kind) out.push_back(e.path().stem().string());
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-std::string flow(const YAML::Node& n) {
-  YAML::Emitter e;
-  e.SetMapFormat(YAML::Flow);
-  e.SetSeqFormat(YAML::Flow);
-  e << n;
-  return e.c_str();
-}
-
-// One random scenario as YAML text (self-contained: the model inline).
-std::string generate(std::mt19937_64& rng, const std::vector<std::string>& models, const std::vector<std::string>& gpus,
-                     const std::vector<std::string>& hosts, int index) {
-  auto pick = [&](const auto& v) { return v[rng() % v.size()]; };
-  auto uniform = [&](double a, double b) { return std::uniform_real_distribution<double>(a, b)(rng); };
-  YAML::Node model = YAML::LoadFile(kConfigs + "/models/" + pick(models) + ".yaml");
-  const std::string mt = model["model_type"].Scalar();
-  if (mt == "llama" || mt == "mistral" || mt == "qwen2" || mt == "gemma" || mt == "opt" || mt == "gpt2") {
-    model["tie_word_embeddings"] = (rng() % 2) == 0;
-  }
-  const int64_t max_pos = model["max_position_embeddings"] ? model["max_position_embeddings"].as<int64_t>()
-                          : model["n_positions"]                ? model["n_positions"].as<int64_t>()
-                          : model["seq_length"]                 ? model["seq_length"].as<int64_t>()
-                                                                : 2048;
-  const int ngpu = 1 + static_cast<int>(rng() % 8);
-  std::ostringstream y;
-  y << "id: generated_" << index << "\n";
-  y << "model: " << flow(model) << "\n";
-  y << "hardware:\n  host: " << pick(hosts) << "\n  gpus: [";
-  for (int i = 0; i < ngpu; ++i) y << (i ? ", " : "") << pick(gpus);
-  y << "]\n  link: " << (rng() % 2 ? "pcie4_x16" : "pcie3_x16") << "\n  disk: " << (rng() % 2 ? "nvme_gen4" : "nvme_gen3")
-    << "\n";
-  if (rng() % 4 == 0) y << "  gpu_memory_in_use: {0: " << static_cast<int>(uniform(0.5, 6)) << "GiB}\n";
-  if (rng() % 5 == 0) y << "  page_cache: false\n";
-  const int64_t prompt = std::min<int64_t>(max_pos / 2, 1 + static_cast<int64_t>(std::exp(uniform(2.0, 8.5))));
-  const int64_t new_tokens = std::min<int64_t>(max_pos - prompt, 1 + static_cast<int64_t>(rng() % 200));
-  const char* dtypes[] = {"float16", "bfloat16", "float32"};
-  y << "workload: {batch: " << 1 + rng() % 4 << ", prompt: " << prompt << ", new_tokens: " << new_tokens
-    << ", dtype: " << dtypes[rng() % 3] << "}\n";
-  if (rng() % 2 == 0) {  // caps: some GPUs, sometimes RAM small enough to force disk
-    y << "max_memory: {";
-    for (int i = 0; i < ngpu; ++i) {
-      if (rng() % 2) y << i << ": " << static_cast<int>(uniform(1, 40)) << "GiB, ";
-    }
-    y << "cpu: " << static_cast<int>(uniform(2, 96)) << "GiB}\n";
-  }
-  y << "strategies: [auto, balanced, sequential, cpu, disk, optimal]\n";
-  return y.str();
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size() - 1) + 0.5))];
 }
 
 }  // namespace
@@ -325,8 +294,10 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
   std::mt19937_64 rng(20261203);
   int scenarios = 0, found = 0, exact = 0, contained_rows = 0, disk_used = 0, tied_return = 0;
   double slowest_ms = 0;
+  std::vector<double> search_times;
+  int unpruned_compared = 0;
   for (int i = 0; i < 520; ++i) {
-    const std::string yaml = generate(rng, models, gpus, hosts, i);
+    const std::string yaml = generate(rng, kConfigs, models, gpus, hosts, i);
     INFO("scenario (seed " << i << "):\n" << yaml);
     SimScenario s;
     try {
@@ -339,7 +310,6 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
     const Evaluation ev = evaluate(s);
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     slowest_ms = std::max(slowest_ms, ms);
-    if (getenv("DMAP_SLOW") && ms > atof(getenv("DMAP_SLOW"))) printf("SLOW %.0f ms labels %lld front %lld runs %d G %zu layers %zu\n%s\n", ms, (long long)ev.optimal->stats.labels, (long long)ev.optimal->stats.max_front, ev.optimal->stats.runs, s.hardware.gpus.size(), ev.graph->chain.size(), yaml.c_str());
     REQUIRE(ev.optimal);
     const OptimalResult& r = *ev.optimal;
     const CostModel cm(*ev.graph, ev.rates, s.workload);
@@ -377,15 +347,35 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
         break;
       }
     }
-    // Deterministic.
+    if (getenv("DMAP_UNPRUNED")) {  // slow: the unpruned search on every generated scenario
+      OptimalOptions all;
+      all.prune = false;
+      const OptimalResult full = optimal_search(cm, s.hardware, all);
+      if (full.exact) {
+        ++unpruned_compared;
+        CHECK(full.objective_s == Approx(r.objective_s).epsilon(1e-9));
+      }
+    }
+    // Deterministic (and the search alone timed: informational, benchmarks check speed).
+    const auto s0 = std::chrono::steady_clock::now();
     const OptimalResult again = optimal_search(cm, s.hardware);
+    const double search_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count();
+    search_times.push_back(search_ms);
+    // DMAP_SLOW=<ms> lists the scenarios whose search took longer.
+    if (getenv("DMAP_SLOW") && search_ms > atof(getenv("DMAP_SLOW"))) {
+      printf("SLOW search %.1f ms, labels %lld, front %lld, passes %d, %zu GPUs, %zu units\n%s\n", search_ms,
+             static_cast<long long>(again.stats.labels), static_cast<long long>(again.stats.max_front), again.stats.runs,
+             s.hardware.gpus.size(), ev.graph->chain.size(), yaml.c_str());
+    }
     CHECK(again.objective_s == r.objective_s);
     CHECK(device_map_to_json(again.map) == device_map_to_json(r.map));
   }
   WARN("generated " << scenarios << " scenarios: optimum found in " << found << " (" << exact << " exact), "
                     << contained_rows << " strategy rows in the search space, disk used in " << disk_used
                     << ", a tied head back on its source's GPU in " << tied_return << "; slowest evaluate() "
-                    << slowest_ms << " ms");
+                    << slowest_ms << " ms; search alone: median " << percentile(search_times, 0.5) << " ms, p99 "
+                    << percentile(search_times, 0.99) << " ms, slowest " << percentile(search_times, 1.0)
+                    << " ms; compared with the unpruned search: " << unpruned_compared);
   CHECK(scenarios >= 500);
   CHECK(found > scenarios / 2);
   CHECK(disk_used > 0);
