@@ -732,14 +732,16 @@ struct Search {
   bool allow_disk = false;
   int max_labels = 2048;
   const RoomBound* bound = nullptr;
-  double incumbent = kInf;  // a feasible placement's simulated time: labels that cannot beat it are dropped
+  double incumbent = kInf;  // the threshold: labels that cannot reach it are dropped
+  bool strict = false;      // the threshold is a placement already found: keep only labels that may beat it
 
   bool beaten(int u, const Label& L) const {
     if (!bound || !std::isfinite(incumbent)) return false;
     double room = L.open >= 0 ? T.gpu_cap[L.open] - L.gt - std::max(L.gp, L.gd) : 0.0;
     if (L.ret) room += T.tie_reserve;  // reserved for the tied unit, which then adds nothing
     const double host_room = T.host_binding ? std::max(0.0, T.host_cap - std::max(L.hp, L.hd)) : 0.0;
-    return L.t + bound->lower(u, L.open, room, L.gt, L.pe, L.sig, host_room, T.cache_cap - L.pc) > incumbent * (1 + 1e-9);
+    const double lb = L.t + bound->lower(u, L.open, room, L.gt, L.pe, L.sig, host_room, T.cache_cap - L.pc);
+    return strict ? lb >= incumbent * (1 - 1e-9) : lb > incumbent * (1 + 1e-9);
   }
 
   bool fits_gpu(const Label& L) const { return L.open < 0 || std::max(L.gp, L.gd) + L.gt <= T.gpu_cap[L.open]; }
@@ -1208,6 +1210,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     s.max_labels = std::min(8, std::max(2, options.max_labels));
     s.bound = run.bound.get();
     s.incumbent = best;
+    s.strict = std::isfinite(best);
     consider(s.run());
     res.stats.labels += quick.labels;
   }
@@ -1230,6 +1233,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       s.max_labels = std::max(2, options.max_labels);
       s.bound = run.bound.get();
       s.incumbent = step < 12 && deeper < root + (best - root) / 2 ? deeper : best;
+      s.strict = s.incumbent == best && std::isfinite(best);
       ++res.stats.runs;
       const std::optional<Placement> p = s.run();
       consider(p);
