@@ -888,13 +888,13 @@ struct Search {
   }
 
   // Keeps each state's Pareto front (thinned beyond max_labels).
-  void prune(std::vector<Label>& v) const {
+  // `v` (reordered) -> `out`; both are scratch buffers reused across units.
+  void prune(std::vector<Label>& v, std::vector<Label>& out) const {
     std::sort(v.begin(), v.end(), [](const Label& a, const Label& b) {
       const uint32_t ka = state_key(a), kb = state_key(b);
       return ka != kb ? ka < kb : a.t < b.t;
     });
-    std::vector<Label> out;
-    out.reserve(v.size());
+    out.clear();
     size_t start = 0;
     for (size_t k = 0; k < v.size(); ++k) {
       if (k > 0 && !same_state(v[k], v[k - 1])) {
@@ -906,7 +906,6 @@ struct Search {
       if (!dominated) out.push_back(v[k]);
     }
     thin(out, start);
-    v.swap(out);
   }
 
   // Caps one state's front [start, end) at max_labels: the fastest label per band of the
@@ -937,15 +936,17 @@ struct Search {
   std::optional<Placement> run() const {
     if (T.units == 0) return std::nullopt;
     std::vector<std::vector<Label>> layers(T.units);
+    std::vector<Label> made, kept;
     Label start;
-    expand(0, start, -1, layers[0]);
-    prune(layers[0]);
+    expand(0, start, -1, made);
+    prune(made, kept);
+    layers[0].assign(kept.begin(), kept.end());
     for (int u = 1; u < T.units; ++u) {
       if (layers[u - 1].empty()) return std::nullopt;
-      std::vector<Label> next;
-      for (int li = 0; li < static_cast<int>(layers[u - 1].size()); ++li) expand(u, layers[u - 1][li], li, next);
-      prune(next);
-      layers[u].swap(next);
+      made.clear();
+      for (int li = 0; li < static_cast<int>(layers[u - 1].size()); ++li) expand(u, layers[u - 1][li], li, made);
+      prune(made, kept);
+      layers[u].assign(kept.begin(), kept.end());
     }
     const std::vector<Label>& last = layers.back();
     int arg = -1;
