@@ -323,7 +323,7 @@ bool same_state(const Label& a, const Label& b) { return state_key(a) == state_k
 // GPU). Work: units x (1 + (K + 1) x 3 x (reservations + GPUs - 1)) cells x columns x choices.
 struct RoomBound {
   int K = 64;                    // buckets per GPU at most
-  static constexpr int kMaxReserved = 8;
+  static constexpr int kMaxReserved = 4;
   int N = 0, G = 0, R = 1;
   std::vector<double> q;         // [g]: bytes per bucket
   std::vector<int> full;         // [g]: buckets of an unused GPU
@@ -333,7 +333,7 @@ struct RoomBound {
     double mu = 0, nu = 0, kappa = 0;
   };
   std::vector<Table> tables;      // prices; their values interleaved in `packed`
-  std::vector<double> packed;    // [at(...) * width + class * tables.size() + table]: one cache line per lookup
+  std::unique_ptr<double[]> packed;  // [at(...) * width + class * tables.size() + table]: one cache line per lookup
   size_t width = 0;              // columns per cell: tie-storage classes x tables
   int tie_from = 0, tie_to = -1; // units whose tables depend on where the tie source is stored
 
@@ -565,7 +565,11 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   const size_t W = n * variants;  // columns: class * n + price
   B.width = W;
   for (const Price& pr : prices) B.tables.push_back({pr.mu, pr.nu, pr.kappa});
-  B.packed.assign(static_cast<size_t>(N + 1) * B.unit_cells() * W, 0.0);
+  // Every cell of units 0..N-1 is written below; only the terminal row (after the last unit)
+  // is set here, so the table is never zero-filled in full.
+  const size_t row = B.unit_cells() * W;
+  B.packed.reset(new double[static_cast<size_t>(N + 1) * row]);
+  std::fill_n(&B.packed[static_cast<size_t>(N) * row], row, 0.0);
   const Semantics res_sem = resident_semantics(mode, in_place);
   // A tied unit's time with its tie source stored at `tie` (price_unit, the simulator's pricing),
   // the previous operator of class p (the cheapest GPU for "another GPU").
@@ -734,6 +738,8 @@ struct Search {
   const RoomBound* bound = nullptr;
   double incumbent = kInf;  // the threshold: labels that cannot reach it are dropped
   bool strict = false;      // the threshold is a placement already found: keep only labels that may beat it
+  int64_t label_limit = std::numeric_limits<int64_t>::max();  // stats.labels beyond which the pass stops
+  mutable bool aborted = false;                                // it stopped there (its result is void)
 
   bool beaten(int u, const Label& L) const {
     if (!bound || !std::isfinite(incumbent)) return false;
@@ -943,6 +949,10 @@ struct Search {
     layers[0].assign(kept.begin(), kept.end());
     for (int u = 1; u < T.units; ++u) {
       if (layers[u - 1].empty()) return std::nullopt;
+      if (stats.labels > label_limit) {
+        aborted = true;
+        return std::nullopt;
+      }
       made.clear();
       for (int li = 0; li < static_cast<int>(layers[u - 1].size()); ++li) expand(u, layers[u - 1][li], li, made);
       prune(made, kept);
@@ -1136,7 +1146,8 @@ std::optional<Placement> placement_of(const CostModel& cm, const Hardware& hw, c
   return p;
 }
 
-OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const OptimalOptions& options) {
+OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const OptimalOptions& options,
+                             const std::vector<Placement>& seeds) {
   const Tables T(cm, hw);
   OptimalResult res;
   if (!T.unsupported.empty()) {
@@ -1152,8 +1163,9 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   std::vector<bool> warm_runs = {false};
   if (disk && hw.page_cache) warm_runs.push_back(true);
   const int64_t states = static_cast<int64_t>(G + 1) * (G + 1) * (G + 3) * 2;
-  // Passes per run: one quick, then at most 12 deepening steps and the last at the incumbent.
-  res.stats.bound = static_cast<int64_t>(modes.size() * warm_runs.size()) * 14 * T.units * states *
+  // Passes per run: one quick, at most 12 deepening steps, the last at the incumbent, and one
+  // when out of work.
+  res.stats.bound = static_cast<int64_t>(modes.size() * warm_runs.size()) * 15 * T.units * states *
                     (std::max(2, options.max_labels) + 8) * (2 + G + 5);
   double best = kInf;
   // Every placement counts only re-simulated: simulate()'s objective, and it fits.
@@ -1165,6 +1177,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       res.placement = *p;
     }
   };
+  for (const Placement& p : seeds) consider(p);  // known placements (strategy rows) are incumbents
   // One run per streaming mode and page-cache assumption, in the order of their lower bounds
   // (a coarse bound, 8 buckets per GPU, orders and skips runs; the fine one, 64, prunes).
   struct Run {
@@ -1221,13 +1234,23 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     if (!run.bound) run.root = run.coarse;
   }
   std::stable_sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.root < b.root; });
+  // Deepening passes share a work budget (options.max_work labels); once it is spent the
+  // passes stop and what is left unexplored is covered by its lower bound.
+  const int64_t limit = options.max_work > 0 ? res.stats.labels + options.max_work : std::numeric_limits<int64_t>::max();
+  double unexplored = kInf;  // a lower bound on every placement not yet ruled out
+  bool out_of_work = false;
   for (Run& run : runs) {
+    if (out_of_work) {
+      unexplored = std::min(unexplored, run.root);
+      continue;
+    }
     if (!beatable(run.root)) break;  // nothing of this run (or a later one) can beat the incumbent
     const double root = fine(run);
     if (!beatable(root)) continue;
     // Deepening: search under a threshold just above the run's lower bound, which prunes
     // nearly every label; a placement found under it is the run's optimum (nothing under the
     // threshold was dropped), else widen the threshold, and end with the incumbent itself.
+    double ruled_out = root;  // nothing of this run is faster
     for (int step = 0;; ++step) {
       const double deeper = root * (1 + std::ldexp(1.0 / 256, step));
       Search s{T, options, run.mode, run.warm, res.stats, disk};
@@ -1235,14 +1258,41 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       s.bound = run.bound.get();
       s.incumbent = step < 12 && deeper < root + (best - root) / 2 ? deeper : best;
       s.strict = s.incumbent == best && std::isfinite(best);
+      s.label_limit = limit;
       ++res.stats.runs;
       const std::optional<Placement> p = s.run();
+      if (s.aborted) {
+        out_of_work = true;
+        unexplored = std::min(unexplored, ruled_out);
+        break;
+      }
       consider(p);
       if (p || s.incumbent >= best) break;
+      ruled_out = s.incumbent;
     }
-    run.bound.reset();
+    if (!out_of_work) run.bound.reset();
   }
-  res.exact = !res.stats.thinned;
+  if (out_of_work) {
+    // Out of work: one more pass per run that may still beat the incumbent, with fronts of 16
+    // labels (bounded: units x states x 16), to improve it before giving up exactness.
+    for (Run& run : runs) {
+      if (!beatable(run.root)) continue;
+      SearchStats wide;
+      Search s{T, options, run.mode, run.warm, wide, disk};
+      s.max_labels = std::min(16, std::max(2, options.max_labels));
+      s.bound = run.bound ? run.bound.get() : nullptr;
+      s.incumbent = best;
+      s.strict = std::isfinite(best);
+      consider(s.run());
+      res.stats.labels += wide.labels;
+    }
+  }
+  res.stats.out_of_work = out_of_work;
+  res.lower_bound_s = std::min(best, unexplored);
+  if (res.stats.thinned) {  // a thinned pass may have dropped a label under its threshold: the roots only
+    for (const Run& run : runs) res.lower_bound_s = std::min(res.lower_bound_s, run.root);
+  }
+  res.exact = !res.stats.thinned && !out_of_work;
   if (!std::isfinite(best)) {
     res.why_not = "no placement of the search space fits in the memory of this hardware";
     return res;

@@ -34,8 +34,10 @@
 // fastest per 1/max_labels band of the scarcest resource, and the result says it is not exact
 // (`exact = false`). Work: at most units x states x max_labels labels per pass, each expanded
 // into at most 2 + GPUs + 5 choices; states <= (GPUs + 1)^2 x (GPUs + 3) x 2; passes <= 3 modes
-// x 2 page-cache assumptions x (1 quick + at most 12 deepening steps + 1). The counters are in
-// `stats`.
+// x 2 page-cache assumptions x (1 quick + at most 12 deepening steps + 1 + 1 when out of work).
+// The deepening passes together stop after `max_work` labels (default 250 000, about 40 ms
+// here): the result is then the best placement found (never slower than a seed), not exact,
+// with `lower_bound_s` a proven bound on the optimum. The counters are in `stats`.
 //
 // Pruning (exact). A label is dropped when its time plus a lower bound on the rest exceeds a
 // threshold. The bound is a relaxation solved exactly by a DP over units (optimal.cpp,
@@ -89,6 +91,9 @@ struct OptimalOptions {
   bool allow_disk = true;
   int max_labels = 2048;  // per state; beyond it the front is thinned and the result is not exact
   bool prune = true;      // drop labels by the lower bound (off: the same optimum, more work; for tests)
+  // Labels the deepening passes may create in all (0: no limit). Beyond it the search stops and
+  // returns the best placement found, not exact, with a proven lower bound on the optimum.
+  int64_t max_work = 250000;
 };
 
 struct SearchStats {
@@ -97,6 +102,7 @@ struct SearchStats {
   int64_t max_front = 0;   // the largest front kept for one state
   int runs = 0;
   bool thinned = false;
+  bool out_of_work = false;  // max_work was reached
 };
 
 struct OptimalResult {
@@ -104,6 +110,8 @@ struct OptimalResult {
   bool exact = true;                      // no front was thinned: the optimum of the search space
   std::string why_not;                    // when not found
   double objective_s = 0;                 // simulate(map, per_entry).total_s
+  double lower_bound_s = 0;               // no placement of the search space is faster (== objective_s when exact
+                                          // and no front was thinned)
   Placement placement;
   DeviceMap map;
   std::vector<Semantics> per_entry;       // aligned with map.items()
@@ -114,7 +122,10 @@ struct OptimalResult {
   SearchStats stats;
 };
 
-OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const OptimalOptions& options = {});
+// `seeds`: placements known beforehand (the strategy rows the search space contains); the result
+// is never slower than any of them that fits, even when the search runs out of work.
+OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const OptimalOptions& options = {},
+                             const std::vector<Placement>& seeds = {});
 
 // The device map (one entry per chain unit) and per-entry semantics a placement runs as.
 void placement_map(const ModelGraph& g, const Placement& p, DeviceMap& map, std::vector<Semantics>& per_entry);

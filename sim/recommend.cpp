@@ -139,6 +139,15 @@ void add_rows(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw
 
 }  // namespace
 
+std::vector<Placement> contained_placements(const std::vector<ResultRow>& rows, const CostModel& cm, const Hardware& hw) {
+  std::vector<Placement> out;
+  for (const ResultRow& row : rows) {
+    if (row.strategy == "optimal" || !row.error.empty() || !row.pred.feasible) continue;
+    if (auto p = placement_of(cm, hw, row.map, row.per_entry)) out.push_back(std::move(*p));
+  }
+  return out;
+}
+
 Evaluation evaluate(const SimScenario& s) {
   Context c{s, nullptr, nullptr, {}, nullptr};
   const Hardware& hw = s.hardware;
@@ -148,22 +157,10 @@ Evaluation evaluate(const SimScenario& s) {
   ev.graph = c.graph;
   ev.rates = c.rates;
   for (const std::string& name : s.strategies) {
-    if (name == "optimal") {
-      ev.optimal = optimal_search(*c.cm, hw);
+    if (name == "optimal") {  // computed below, once the other rows are known
+      ev.optimal_row = static_cast<int>(ev.rows.size());
       ResultRow r;
       r.strategy = "optimal";
-      if (!ev.optimal->found) {
-        r.semantics = "-";
-        r.error = ev.optimal->why_not;
-        r.pred.feasible = false;
-        r.pred.oom = r.error;
-      } else {
-        r.semantics = ev.optimal->label;
-        r.map = ev.optimal->map;
-        r.per_entry = ev.optimal->per_entry;
-        r.pred = simulate(*c.cm, hw, r.map, r.per_entry);
-      }
-      ev.optimal_row = static_cast<int>(ev.rows.size());
       ev.rows.push_back(std::move(r));
       continue;
     }
@@ -200,6 +197,34 @@ Evaluation evaluate(const SimScenario& s) {
         throw InputError(s.base.file, m.line, 0, "device_maps." + m.name + ": " + e.message());
       }
       add_rows(ev.rows, c, hw, name, dm, s.semantics);
+    }
+  }
+  if (ev.optimal_row >= 0) {
+    // The optimum starts from every row its search space contains: it is never slower than
+    // any of them, even when the search runs out of work.
+    ev.optimal = optimal_search(*c.cm, hw, {}, contained_placements(ev.rows, *c.cm, hw));
+    ResultRow& r = ev.rows[ev.optimal_row];
+    if (!ev.optimal->found) {
+      r.semantics = "-";
+      r.error = ev.optimal->why_not;
+      r.pred.feasible = false;
+      r.pred.oom = r.error;
+    } else {
+      r.semantics = ev.optimal->label;
+      r.map = ev.optimal->map;
+      r.per_entry = ev.optimal->per_entry;
+      r.pred = simulate(*c.cm, hw, r.map, r.per_entry);
+    }
+    // Later rows name the optimum when they are the same placement, as they would have.
+    for (size_t i = ev.optimal_row + 1; i < ev.rows.size(); ++i) {
+      ResultRow& later = ev.rows[i];
+      later.same_as.clear();
+      for (size_t j = 0; j < i; ++j) {
+        if (same_placement(ev.rows[j], later)) {
+          later.same_as = ev.rows[j].strategy;
+          break;
+        }
+      }
     }
   }
   if (ev.max_memory.empty()) {
@@ -274,6 +299,12 @@ Evaluation evaluate(const SimScenario& s) {
       }
     }
     v << ".";
+    if (ev.optimal && ev.optimal->found && !ev.optimal->exact) {
+      const OptimalResult& o = *ev.optimal;
+      v << " The optimal search " << (o.stats.out_of_work ? "stopped at its work limit" : "thinned a front")
+        << ": no placement of its search space is more than "
+        << pct(o.lower_bound_s > 0 ? o.objective_s / o.lower_bound_s - 1 : 1.0) << " faster than its result.";
+    }
     // How to run it.
     if (best.strategy == "optimal" && ev.optimal && ev.optimal->found) {
       const OptimalResult& o = *ev.optimal;

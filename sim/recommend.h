@@ -53,6 +53,10 @@ struct Evaluation {
 
 Evaluation evaluate(const SimScenario& s);
 
+// The placements of the optimal search's space that the feasible strategy rows are (its seeds:
+// the optimum is never slower than any of them).
+std::vector<Placement> contained_placements(const std::vector<ResultRow>& rows, const CostModel& cm, const Hardware& hw);
+
 // Evaluates the scenario with GPU memory capped at `budget` bytes per GPU (the crossover
 // chart): auto/accelerate, cpu, in-place for auto's map, and the optimum.
 struct BudgetPoint {

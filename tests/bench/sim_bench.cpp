@@ -10,7 +10,9 @@
 //   optimal/opt_30b/2x3090/32gb     the shipped hobbyist box (OPT-30B on 2 x 24 GB + 32 GB)
 //   optimal/generated_520           the search alone on each of optimal_test's 520 generated
 //                                   scenarios (same seed), one timing each: counters give the
-//                                   median, p99, slowest and how many took over 50 ms
+//                                   median, p99, slowest, how many took over 50 ms, how many
+//                                   are not exact and their worst proven gap (DMAP_MAX_WORK=<labels>
+//                                   sets OptimalOptions::max_work, 0: no limit)
 //   simulate/llama2_70b/auto_map    one simulate() of a fixed 80-layer map (offloaded), accelerate
 //   evaluate/<scenario>             everything `dmap simulate SCENARIO` computes: load YAML,
 //                                   plan every strategy, simulate every semantics, the DP, verdict
@@ -20,6 +22,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -145,15 +148,27 @@ std::vector<std::unique_ptr<Generated>> generated_scenarios() {
 void BM_OptimalGenerated(benchmark::State& state) {
   const auto scenarios = generated_scenarios();
   std::vector<double> ms;
+  int inexact = 0;
+  double worst_gap = 0;
+  OptimalOptions options;
+  if (const char* w = getenv("DMAP_MAX_WORK")) options.max_work = std::atoll(w);
   for (auto _ : state) {
     ms.clear();
+    inexact = 0;
+    worst_gap = 0;
     for (const auto& g : scenarios) {
       const auto t0 = std::chrono::steady_clock::now();
-      const OptimalResult r = optimal_search(*g->cm, g->s.hardware);
+      const OptimalResult r = optimal_search(*g->cm, g->s.hardware, options);
       benchmark::DoNotOptimize(r.objective_s);
       ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      if (r.found && !r.exact) {
+        ++inexact;
+        worst_gap = std::max(worst_gap, r.objective_s / r.lower_bound_s - 1);
+      }
     }
   }
+  state.counters["inexact"] = inexact;
+  state.counters["worst_gap_pct"] = 100 * worst_gap;
   std::sort(ms.begin(), ms.end());
   auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * static_cast<double>(ms.size() - 1) + 0.5))]; };
   state.counters["median_ms"] = at(0.5);

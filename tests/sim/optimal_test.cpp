@@ -229,7 +229,7 @@ TEST_CASE("the lower bound never drops the optimum: pruned and unpruned searches
   // deepening finds the same optimum as the search that keeps every Pareto label.
   std::mt19937_64 rng(20261203);
   auto uniform = [&](double a, double b) { return std::uniform_real_distribution<double>(a, b)(rng); };
-  int compared = 0, pruned_less = 0;
+  int compared = 0, pruned_less = 0, cut_short = 0;
   for (int i = 0; i < 300; ++i) {
     const int layers = 2 + static_cast<int>(rng() % 7);
     const bool tied = rng() % 2 == 0;
@@ -265,9 +265,22 @@ TEST_CASE("the lower bound never drops the optimum: pruned and unpruned searches
     CHECK(pruned.exact);
     CHECK(pruned.objective_s == Approx(full.objective_s).epsilon(1e-9));
     if (pruned.stats.labels < full.stats.labels) ++pruned_less;
+    // Out of work: still a feasible placement, and a lower bound that is one.
+    OptimalOptions little;
+    little.max_work = 1 + static_cast<int64_t>(rng() % 200);
+    const OptimalResult cut = optimal_search(p.cm, hw, little);
+    REQUIRE(cut.found);
+    check_result(p.cm, hw, cut);
+    CHECK(cut.objective_s >= full.objective_s * (1 - 1e-9));
+    CHECK(cut.lower_bound_s <= full.objective_s * (1 + 1e-9));
+    CHECK(cut.lower_bound_s <= cut.objective_s);
+    if (cut.exact) CHECK(cut.objective_s == Approx(full.objective_s).epsilon(1e-9));
+    cut_short += cut.stats.out_of_work;
   }
-  WARN("compared " << compared << " optima; the pruned search made fewer labels in " << pruned_less);
+  WARN("compared " << compared << " optima; the pruned search made fewer labels in " << pruned_less
+                   << "; a search out of work in " << cut_short);
   CHECK(compared > 150);
+  CHECK(cut_short > 20);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,7 +371,7 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
     }
     // Deterministic (and the search alone timed: informational, benchmarks check speed).
     const auto s0 = std::chrono::steady_clock::now();
-    const OptimalResult again = optimal_search(cm, s.hardware);
+    const OptimalResult again = optimal_search(cm, s.hardware, {}, contained_placements(ev.rows, cm, s.hardware));
     const double search_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count();
     search_times.push_back(search_ms);
     // DMAP_SLOW=<ms> lists the scenarios whose search took longer.
