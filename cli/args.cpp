@@ -1,10 +1,16 @@
 // Command-line parsing and config lookup.
 #include "cli/args.h"
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
 #include <cstdlib>
+#include <limits>
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/output.h"
 #include "core/yaml_io.h"
 
 namespace dmap::cli {
@@ -78,18 +84,33 @@ std::string models_dir() {
 
 std::string config_dir() { return std::filesystem::path(models_dir()).parent_path().string(); }
 
-int64_t positive_flag(const Args& args, const char* flag, int64_t fallback) {
+int64_t integer_flag(const Args& args, const char* flag, int64_t fallback, int64_t min, int64_t max) {
   auto v = args.get(flag);
   if (!v) return fallback;
-  if (!is_int_literal(*v) || std::stoll(*v) <= 0) throw InputError(std::string("--") + flag + ": expected a positive integer, not '" + *v + "'");
-  return std::stoll(*v);
+  int64_t x = 0;
+  const char* end = v->data() + v->size();
+  const auto [ptr, ec] = std::from_chars(v->data(), end, x);
+  const bool whole = ec == std::errc() && ptr == end && !v->empty();
+  if (!whole || x < min || x > max) {
+    std::string range = max == std::numeric_limits<int64_t>::max()
+                            ? (min == 1 ? "a positive integer" : min == 0 ? "a non-negative integer" : "an integer >= " + std::to_string(min))
+                            : "an integer from " + std::to_string(min) + " to " + std::to_string(max);
+    throw InputError(std::string("--") + flag + ": expected " + range + ", not " + quote_for_message(*v));
+  }
+  return x;
+}
+
+int64_t positive_flag(const Args& args, const char* flag, int64_t fallback) {
+  return integer_flag(args, flag, fallback, 1, std::numeric_limits<int64_t>::max());
 }
 
 int64_t nonnegative_flag(const Args& args, const char* flag, int64_t fallback) {
-  auto v = args.get(flag);
-  if (!v) return fallback;
-  if (!is_int_literal(*v) || std::stoll(*v) < 0) throw InputError(std::string("--") + flag + ": expected a non-negative integer, not '" + *v + "'");
-  return std::stoll(*v);
+  return integer_flag(args, flag, fallback, 0, std::numeric_limits<int64_t>::max());
+}
+
+int threads_flag(const Args& args) {
+  const int64_t cores = std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN));
+  return static_cast<int>(integer_flag(args, "threads", cores, 1, std::max<int64_t>(4, 4 * cores)));
 }
 
 }  // namespace dmap::cli

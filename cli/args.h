@@ -27,10 +27,16 @@ class Args {
   std::set<std::string> switches_on_;
 };
 
-// The value of --flag as a positive integer (`fallback` when absent); anything else is an InputError.
+// The value of --flag as an integer in [min, max] (`fallback` when absent); anything else —
+// not a number, trailing text, out of range, too large for 64 bits — is an InputError.
+int64_t integer_flag(const Args& args, const char* flag, int64_t fallback, int64_t min, int64_t max);
+// The same for a positive integer.
 int64_t positive_flag(const Args& args, const char* flag, int64_t fallback);
 // The same for a non-negative integer (0 allowed).
 int64_t nonnegative_flag(const Args& args, const char* flag, int64_t fallback);
+
+// --threads: 1 to 4 x the online cores (at least 4); the online cores when absent.
+int threads_flag(const Args& args);
 
 // "a,b,,c" -> {"a", "b", "c"}.
 std::vector<std::string> split_commas(const std::string& text);

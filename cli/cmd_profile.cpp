@@ -141,7 +141,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
   const sim::Hardware hw = hardware_flag(a, hw_id);
   const std::string name = a.get("name").value_or(hw_id);
   profile::RunSettings rs;
-  rs.threads = static_cast<int>(positive_flag(a, "threads", std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN))));
+  rs.threads = threads_flag(a);
   rs.prompt = positive_flag(a, "prompt-tokens", 64);
   rs.new_tokens = positive_flag(a, "new-tokens", a.has("validate") ? 12 : 8);
   if (rs.new_tokens < 2) throw InputError("--new-tokens must be at least 2 (a prefill and one decode step)");

@@ -1,10 +1,12 @@
 // `dmap report`: simulate a scenario and write reports/<scenario>/ (Markdown + SVG + JSON).
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/output.h"
 #include "report/report.h"
 #include "sim/recommend.h"
 #include "sim/sim_scenario.h"
@@ -46,12 +48,24 @@ int cmd_report(const std::vector<std::string>& argv) {
   if (files.empty()) throw InputError("dmap report: expected SCENARIO.yaml or --all (see --help)");
   const std::string out = args.get("out").value_or(
       (std::filesystem::path(config_dir()).parent_path() / "reports").string());
-  // Load every scenario first: bad input is reported before anything is written.
+  // Load every scenario and check the output folder first: bad input is reported before
+  // anything is written.
   std::vector<sim::SimScenario> scenarios;
-  for (const auto& f : files) scenarios.push_back(sim::load_sim_scenario(f, config_dir(), args.get("calibration")));
+  std::set<std::string> ids;
+  for (const auto& f : files) {
+    scenarios.push_back(sim::load_sim_scenario(f, config_dir(), args.get("calibration")));
+    if (!ids.insert(scenarios.back().base.id).second) {
+      throw InputError(f, 0, 0, "a second scenario with id '" + scenarios.back().base.id + "': its report would replace the first's");
+    }
+  }
+  check_output_folder(out, "--out");
+  // Each report is built in a folder aside and swapped in whole: an error or a kill leaves the
+  // previous report or the new one, never a mix.
   for (const auto& s : scenarios) {
     const sim::Evaluation ev = sim::evaluate(s);
-    const auto written = report::write_report(s, ev, out + "/" + s.base.id);
+    StagedFolder dir(out + "/" + s.base.id);
+    const auto written = report::write_report(s, ev, dir.path());
+    dir.commit();
     std::cout << out << "/" << s.base.id << "/index.md (" << written.size() << " files)\n";
   }
   return 0;

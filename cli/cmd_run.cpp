@@ -4,6 +4,7 @@
 // executor under the chosen semantics (accelerate, prefetch, in-place) when this build and this
 // machine have CUDA, else on the CPU executor with a note.
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -80,10 +81,16 @@ exit codes: 0 ok, 1 runtime failure, 2 bad input
 
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& origin) {
   std::vector<int32_t> out;
+  if (text.find(",,") != std::string::npos || (!text.empty() && (text.front() == ',' || text.back() == ','))) {
+    throw InputError(origin + ": an empty token id in '" + text.substr(0, 60) + "'");
+  }
   for (const auto& part : split_commas(text)) {
-    if (!is_int_literal(part)) throw InputError(origin + ": not a token id: '" + part + "'");
-    const long long v = std::stoll(part);
-    if (v < 0 || v > 0x7fffffff) throw InputError(origin + ": token id out of range: " + part);
+    if (!is_int_literal(part)) throw InputError(origin + ": not a token id: '" + part.substr(0, 60) + "'");
+    int64_t v = -1;
+    const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), v);
+    if (ec != std::errc() || ptr != part.data() + part.size() || v < 0 || v > 0x7fffffff) {
+      throw InputError(origin + ": token id out of range (0 to 2147483647): " + part.substr(0, 60));
+    }
     out.push_back(static_cast<int32_t>(v));
   }
   if (out.empty()) throw InputError(origin + ": no token ids");
@@ -196,7 +203,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   // Workload.
   const int64_t batch = positive_flag(args, "batch", 1);
   const int64_t new_tokens = positive_flag(args, "new-tokens", 16);
-  const int threads = static_cast<int>(positive_flag(args, "threads", std::max<long>(1, sysconf(_SC_NPROCESSORS_ONLN))));
+  const int threads = threads_flag(args);
   std::vector<int32_t> prompt;
   if (auto ids = args.get("prompt-ids")) {
     prompt = parse_ids(*ids, "--prompt-ids");

@@ -4,12 +4,13 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
+#include <set>
 
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/output.h"
 #include "sim/recommend.h"
 #include "sim/render.h"
 #include "sim/sim_scenario.h"
@@ -69,18 +70,20 @@ int cmd_simulate(const std::vector<std::string>& argv) {
     std::vector<std::string> files = args.positional();
     if (files.empty()) files = simulated_scenarios();
     const std::string dir = args.get("golden-dir").value_or(golden_dir_default());
-    std::filesystem::create_directories(dir);
+    // Every scenario is loaded and evaluated before any golden file is written: bad input
+    // leaves the golden files as they were.
+    std::vector<std::pair<std::string, std::string>> goldens;  // path, contents
+    std::set<std::string> ids;
     for (const auto& f : files) {
       const sim::SimScenario s = sim::load_sim_scenario(f, config_dir());
-      const sim::Evaluation ev = sim::evaluate(s);
-      const std::string path = dir + "/" + s.base.id + ".json";
-      const std::string tmp = path + ".tmp";
-      {
-        std::ofstream out(tmp);
-        out << sim::golden_json(s, ev);
-        if (!out) throw RuntimeFailure("cannot write " + tmp);
+      if (!ids.insert(s.base.id).second) {
+        throw InputError(f, 0, 0, "a second scenario with id '" + s.base.id + "': its golden file would replace the first's");
       }
-      std::filesystem::rename(tmp, path);
+      goldens.emplace_back(dir + "/" + s.base.id + ".json", sim::golden_json(s, sim::evaluate(s)));
+    }
+    check_output_folder(dir, "--golden-dir");
+    for (const auto& [path, text] : goldens) {
+      write_file_atomic(path, text);
       std::cerr << "wrote " << path << "\n";
     }
     return 0;

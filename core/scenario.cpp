@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/output.h"
 #include "core/yaml_io.h"
 
 namespace dmap {
@@ -98,8 +99,21 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
   if (!root.IsMap()) fail_at(path, root, "a scenario must be a mapping");
   Scenario s;
   s.file = path;
-  if (root["id"].IsDefined() && root["id"].IsScalar()) s.id = root["id"].Scalar();
-  if (s.id.empty()) s.id = fs::path(path).stem().string();
+  // The id names the scenario's output files (reports/<id>/, <golden dir>/<id>.json): it must
+  // be a plain file name, never a path.
+  const char* kNameRule = " (use letters, digits, '.', '_' and '-', at most 100 characters, not starting with '.')";
+  if (root["id"].IsDefined() && !root["id"].IsNull()) {
+    if (!root["id"].IsScalar()) fail_at(path, root["id"], "id must be a name, not a list or a mapping");
+    s.id = root["id"].Scalar();
+    if (const std::string why = unsafe_name_reason(s.id); !why.empty()) {
+      fail_at(path, root["id"], "id " + quote_for_message(s.id) + " cannot name the scenario's files: " + why + kNameRule);
+    }
+  } else {
+    s.id = fs::path(path).stem().string();
+    if (const std::string why = unsafe_name_reason(s.id); !why.empty()) {
+      throw InputError(path, 0, 0, "the file name cannot serve as the scenario's id: " + why + "; give it an 'id:'" + kNameRule);
+    }
+  }
 
   const YAML::Node model = root["model"];
   if (!model.IsDefined() || model.IsNull()) fail_at(path, root, "scenario has no 'model'");

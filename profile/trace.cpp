@@ -2,12 +2,10 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-
-#include <unistd.h>
 
 #include "core/error.h"
 #include "core/json.h"
+#include "core/output.h"
 
 namespace dmap::profile {
 
@@ -91,13 +89,7 @@ void write_text_file(const std::string& path, const std::string& text) {
   namespace fs = std::filesystem;
   const fs::path p(path);
   if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  const std::string tmp = path + ".tmp" + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    if (!out) throw RuntimeFailure("cannot write " + tmp);
-  }
-  fs::rename(tmp, p);
+  write_file_atomic(path, text);
 }
 
 }  // namespace dmap::profile

@@ -4,11 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/output.h"
 #include "report/svg.h"
 #include "sim/render.h"
 
@@ -22,13 +22,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kGiB = 1024.0 * 1024 * 1024;
 
 void write_file(const fs::path& p, const std::string& text, std::vector<std::string>& written) {
-  const fs::path tmp = p.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    if (!out) throw RuntimeFailure("cannot write " + tmp.string());
-  }
-  fs::rename(tmp, p);
+  write_file_atomic(p.string(), text);
   written.push_back(p.string());
 }
 

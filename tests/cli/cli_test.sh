@@ -135,6 +135,44 @@ scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 130
 expect_error "context beyond the model" "exceeds the model's 131072 positions" -- simulate "$TMP/s.yaml"
 expect_error "report bad input writes nothing" "exceeds the model" -- report "$TMP/s.yaml" --out "$TMP/none"
 [ ! -e "$TMP/none" ] && ok || bad "report wrote output for bad input"
+# Output paths (issue 20): a scenario's id names files, so it must be a plain name; every
+# output folder is checked before work; several outputs are written all or none.
+mkdir -p "$TMP/paths/a/b"
+scenario "id: ../../escape" "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}"
+expect_error "id with a path" "s.yaml:1:.*id '../../escape' cannot name the scenario's files" -- report "$TMP/s.yaml" --out "$TMP/paths/a/b/reports"
+[ ! -e "$TMP/paths/a/escape" ] && [ ! -e "$TMP/paths/a/b/reports" ] && ok || bad "an id with a path wrote outside --out"
+expect_error "id with a path (golden)" "cannot name the scenario's files" -- simulate --update-golden "$TMP/s.yaml" --golden-dir "$TMP/paths/g"
+[ ! -e "$TMP/paths/g" ] && [ ! -e "$TMP/escape.json" ] && ok || bad "an id with a path wrote a golden file"
+for id in '".."' '"."' '.hidden' ""$(printf 'x%.0s' $(seq 1 101))""; do
+  scenario "id: $id" "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}"
+  expect_error "id $id" "s.yaml:1:.*cannot name the scenario's files" -- report "$TMP/s.yaml" --out "$TMP/paths/r"
+done
+scenario "id: [a, b]" "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}"
+expect_error "id as a list" "s.yaml:1:.*id must be a name" -- simulate "$TMP/s.yaml"
+printf 'model: llama31_8b
+hardware: desktop_rtx3060
+workload: {prompt: 8, new_tokens: 8}
+' >"$TMP/paths/bad name.yaml"
+expect_error "file name as id" "bad name.yaml: the file name cannot serve as the scenario's id" -- simulate "$TMP/paths/bad name.yaml"
+expect_error "report --out empty" "--out: an empty path" -- report "$SIM" --out ""
+touch "$TMP/paths/file"
+expect_error "report --out a file" "--out: .*exists and is not a folder" -- report "$SIM" --out "$TMP/paths/file"
+expect_error "two scenarios, one id" "a second scenario with id 'llama31_8b_fp16_rtx3060'" -- report "$SIM" "$SIM" --out "$TMP/paths/r"
+# update-golden over a good and a malformed scenario writes nothing
+mkdir -p "$TMP/paths/golden"
+printf 'model: [
+' >"$TMP/paths/broken.yaml"
+expect_error "update-golden, one bad" "broken.yaml" -- simulate --update-golden "$SIM" "$TMP/paths/broken.yaml" --golden-dir "$TMP/paths/golden"
+[ -z "$(ls -A "$TMP/paths/golden")" ] && ok || bad "update-golden wrote a file before failing: $(ls -A "$TMP/paths/golden")"
+# a report replaces the previous one whole (no stale file, no temporaries left)
+mkdir -p "$TMP/paths/r2/llama31_8b_fp16_rtx3060" && touch "$TMP/paths/r2/llama31_8b_fp16_rtx3060/stale.svg"
+if "$DMAP" report "$SIM" --out "$TMP/paths/r2" >/dev/null; then
+  [ ! -e "$TMP/paths/r2/llama31_8b_fp16_rtx3060/stale.svg" ] && [ -s "$TMP/paths/r2/llama31_8b_fp16_rtx3060/index.md" ] && ok ||
+    bad "report did not replace the previous folder whole"
+  [ -z "$(find "$TMP/paths/r2" -name '.*')" ] && ok || bad "report left temporaries: $(find "$TMP/paths/r2" -name '.*')"
+else
+  bad "report into an existing folder failed"
+fi
 # a calibration replaces datasheet figures and says so
 printf 'kind: calibration\nname: test-box\nhost: {memory_bandwidth_gbs: 20}\nlink: {h2d_pageable_gbs: 6}\n' >"$TMP/cal.yaml"
 if out="$("$DMAP" simulate "$SIM" --calibration "$TMP/cal.yaml" --format json)"; then
@@ -195,6 +233,14 @@ else
 fi
 expect_error "run bad prompt id" "not a token id: 'x'" -- run "$FIX" --prompt-ids 1,x
 expect_error "run id outside vocabulary" "outside the vocabulary" -- run "$FIX" --prompt-ids 1,100000
+# numbers are checked whole, in range, before any work (issue 20)
+expect_error "run ids too large" "token id out of range" -- run "$FIX" --prompt-ids 1,99999999999999999999
+expect_error "run empty id" "an empty token id" -- run "$FIX" --prompt-ids 1,,2
+expect_error "run tokens too large" "--new-tokens: expected a positive integer, not '99999999999999999999'" -- \
+  run "$FIX" --prompt-ids 1,2 --new-tokens 99999999999999999999
+for t in 100000 2147483648 4294967297 0 -1 2x; do
+  expect_error "run --threads $t" "--threads: expected an integer from 1 to [0-9]+, not '$t'" -- run "$FIX" --prompt-ids 1,2 --new-tokens 4 --threads "$t"
+done
 expect_error "run unsupported family" "runs llama, mistral, qwen2 and gemma" -- run gpt2_xl
 expect_error "run missing model" "not found" -- run "$TMP/nothing_here"
 expect_error "run dtype with checkpoint" "applies to random weights" -- run "$FIX" --dtype bfloat16

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <random>
 #include <thread>
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 
@@ -204,19 +205,24 @@ TEST_CASE("exec_placement: unit devices, tensor homes, the first GPU, and whole 
 
 TEST_CASE("LoadProbe counts other processes' CPU time, not this process's", "[unit][profile]") {
   // This process keeps one core busy for 0.6 s: a probe that failed to subtract its own time
-  // would report about one core of foreign load.
-  const dmap::profile::LoadProbe probe;
-  std::atomic<bool> stop{false};
-  std::thread spin([&] {
-    volatile double x = 0;
-    while (!stop.load(std::memory_order_relaxed)) x = x + 1;
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));
-  stop = true;
-  spin.join();
-  CHECK(probe.elapsed_s() >= 0.6);
-  CHECK(probe.foreign_cores() >= 0);
-  CHECK(probe.foreign_cores() < 0.6);
+  // would report about one core of foreign load every time. Other processes on a shared
+  // machine can load it too, so the probe gets three tries to see less than 0.6 core.
+  double least = 1e9;
+  for (int attempt = 0; attempt < 3 && least >= 0.6; ++attempt) {
+    const dmap::profile::LoadProbe probe;
+    std::atomic<bool> stop{false};
+    std::thread spin([&] {
+      volatile double x = 0;
+      while (!stop.load(std::memory_order_relaxed)) x = x + 1;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));
+    stop = true;
+    spin.join();
+    CHECK(probe.elapsed_s() >= 0.6);
+    CHECK(probe.foreign_cores() >= 0);
+    least = std::min(least, probe.foreign_cores());
+  }
+  CHECK(least < 0.6);
   // wait_quiet with no patience returns after one window and says what it saw.
   dmap::profile::QuietSettings qs;
   qs.window_s = 0.1;
