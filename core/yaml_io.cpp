@@ -1,6 +1,7 @@
 // YAML loading and typed scalar access with located errors.
 #include "core/yaml_io.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -99,6 +100,47 @@ bool yaml_bool(const std::string& file, const YAML::Node& node, const std::strin
 std::string yaml_string(const std::string& file, const YAML::Node& node, const std::string& what) {
   if (!node.IsDefined() || node.IsNull() || !node.IsScalar()) fail_at(file, node, what + ": expected a string");
   return node.Scalar();
+}
+
+std::string closest_word(const std::string& word, const std::vector<std::string>& known) {
+  std::string best;
+  size_t best_d = std::string::npos;
+  for (const std::string& k : known) {
+    // Levenshtein distance, one row at a time.
+    std::vector<size_t> row(k.size() + 1);
+    for (size_t j = 0; j <= k.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= word.size(); ++i) {
+      size_t diag = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= k.size(); ++j) {
+        const size_t up = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (word[i - 1] == k[j - 1] ? 0 : 1)});
+        diag = up;
+      }
+    }
+    const size_t d = row[k.size()];
+    if (d < best_d) {
+      best_d = d;
+      best = k;
+    }
+  }
+  const size_t limit = std::max<size_t>(2, best.size() / 3);
+  return best_d <= limit && best_d < std::max(word.size(), best.size()) ? best : "";
+}
+
+void check_known_keys(const std::string& file, const YAML::Node& map, const std::vector<std::string>& known,
+                      const std::string& where) {
+  if (!map.IsMap()) fail_at(file, map, where + ": expected a mapping");
+  for (const auto& kv : map) {
+    const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
+    if (std::find(known.begin(), known.end(), k) != known.end()) continue;
+    std::string list;
+    for (const auto& x : known) list.append(list.empty() ? "" : ", ").append(x);
+    const std::string near = closest_word(k, known);
+    fail_at(file, kv.first,
+            where + ": unknown key '" + k.substr(0, 60) + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)") +
+                " (known: " + list + ")");
+  }
 }
 
 }  // namespace dmap

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace dmap {
 
@@ -32,5 +33,14 @@ std::string yaml_string(const std::string& file, const YAML::Node& node, const s
 
 // True when the scalar text is an integer literal (optionally signed).
 bool is_int_literal(const std::string& text);
+
+// Every key of the mapping `map` must be one of `known`: otherwise an InputError at the key,
+// "<where>: unknown key 'x' — did you mean 'y'? (known: ...)" when a known key is close
+// (edit distance at most 2, or a third of its length).
+void check_known_keys(const std::string& file, const YAML::Node& map, const std::vector<std::string>& known,
+                      const std::string& where);
+
+// The known word closest to `word` by edit distance when it is close enough to be a typo, "".
+std::string closest_word(const std::string& word, const std::vector<std::string>& known);
 
 }  // namespace dmap

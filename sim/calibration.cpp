@@ -62,17 +62,7 @@ constexpr double kUs = 1e-6;
 
 void check_keys(const std::string& file, const YAML::Node& map, std::initializer_list<const char*> allowed,
                 const std::string& where) {
-  if (!map.IsMap()) fail_at(file, map, where + ": expected a mapping");
-  for (const auto& kv : map) {
-    const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
-    bool ok = false;
-    for (const char* a : allowed) ok = ok || k == a;
-    if (!ok) {
-      std::string list;
-      for (const char* a : allowed) list.append(list.empty() ? "" : ", ").append(a);
-      fail_at(file, kv.first, where + ": unknown key '" + k + "' (known: " + list + ")");
-    }
-  }
+  check_known_keys(file, map, std::vector<std::string>(allowed.begin(), allowed.end()), where);
 }
 
 double positive(const std::string& file, const YAML::Node& n, const std::string& what) {

@@ -104,6 +104,7 @@ void read_achievable(const Located& l, double& memory, double& compute) {
   const YAML::Node a = l.node["achievable"];
   if (!a.IsDefined() || a.IsNull()) return;
   if (!a.IsMap()) fail_at(l.file, a, "achievable: expected {memory: f, compute: f}");
+  check_known_keys(l.file, a, {"memory", "compute"}, "achievable");
   auto frac = [&](const char* key, double& out) {
     const YAML::Node n = a[key];
     if (!n.IsDefined()) return;
@@ -118,7 +119,24 @@ void read_achievable(const Located& l, double& memory, double& compute) {
 constexpr double kGB = 1e9;
 constexpr double kUs = 1e-6;
 
+// The keys each component may have (preset files also carry `kind`).
+const std::vector<std::string> kGpuKeys = {"kind", "name", "memory", "memory_bandwidth_gbs", "peak_tflops",
+                                           "launch_overhead_us", "runtime_context", "p2p_gbs", "achievable"};
+const std::vector<std::string> kHostKeys = {"kind", "name", "cores", "memory_bandwidth_gbs", "ram", "reserved_ram",
+                                            "peak_gflops", "dispatch_overhead_us", "offload_tensor_overhead_us",
+                                            "achievable"};
+const std::vector<std::string> kLinkKeys = {"kind", "name", "h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs",
+                                            "d2h_pageable_gbs", "copy_latency_us", "p2p_gbs"};
+const std::vector<std::string> kDiskKeys = {"kind", "name", "read_gbs", "read_latency_us"};
+const std::vector<std::string> kSystemKeys = {"kind", "name", "system", "host", "gpus", "link", "disk",
+                                              "gpu_memory_in_use", "page_cache"};
+
+std::string where_of(const Located& l, const char* kind) {
+  return l.id == "inline" ? std::string(kind) : std::string(kind) + " preset '" + l.id + "'";
+}
+
 GpuSpec read_gpu(const Located& l) {
+  check_known_keys(l.file, l.node, kGpuKeys, where_of(l, "gpu"));
   GpuSpec g;
   g.id = l.id;
   g.name = name_of(l);
@@ -134,6 +152,7 @@ GpuSpec read_gpu(const Located& l) {
 }
 
 HostSpec read_host(const Located& l) {
+  check_known_keys(l.file, l.node, kHostKeys, where_of(l, "host"));
   HostSpec h;
   h.id = l.id;
   h.name = name_of(l);
@@ -152,6 +171,7 @@ HostSpec read_host(const Located& l) {
 }
 
 LinkSpec read_link(const Located& l) {
+  check_known_keys(l.file, l.node, kLinkKeys, where_of(l, "link"));
   LinkSpec k;
   k.id = l.id;
   k.name = name_of(l);
@@ -165,6 +185,7 @@ LinkSpec read_link(const Located& l) {
 }
 
 DiskSpec read_disk(const Located& l) {
+  check_known_keys(l.file, l.node, kDiskKeys, where_of(l, "disk"));
   DiskSpec d;
   d.id = l.id;
   d.name = name_of(l);
@@ -213,6 +234,8 @@ Hardware parse_hardware(const YAML::Node& node, const std::string& file, const s
   } else if (node["system"].IsDefined()) {
     base = locate(node["system"], file, hardware_dir, "system");
   }
+  if (node.IsMap()) check_known_keys(file, node, kSystemKeys, "hardware");
+  if (base.id != "inline") check_known_keys(base.file, base.node, kSystemKeys, where_of(base, "system"));
   auto pick = [&](const char* key) -> const Located& {
     return over.node[key].IsDefined() ? over : base;
   };

@@ -46,14 +46,7 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
   static const std::vector<std::string> known = {
       "id", "title", "model", "dtype", "max_memory", "no_split_module_classes", "entry", "strategy", "pipeline",
       "device_maps", "expected", "hardware", "workload", "strategies", "semantics", "calibration", "crossover_budgets"};
-  for (const auto& kv : root) {
-    const std::string k = kv.first.IsScalar() ? kv.first.Scalar() : "";
-    if (std::find(known.begin(), known.end(), k) == known.end()) {
-      std::string list;
-      for (const auto& x : known) list.append(list.empty() ? "" : ", ").append(x);
-      fail_at(path, kv.first, "unknown scenario key '" + k + "' (known: " + list + ")");
-    }
-  }
+  check_known_keys(path, root, known, "scenario");
   if (root["title"].IsDefined()) s.title = yaml_string(path, root["title"], "title");
   s.hardware = parse_hardware(root["hardware"], path, hw_dir);
   if (s.base.max_memory) {  // the user's caps bound every placement, not only the planner's
@@ -65,12 +58,7 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
 
   const YAML::Node wl = root["workload"];
   if (!wl.IsDefined() || !wl.IsMap()) fail_at(path, wl, root, "scenario needs 'workload: {batch, prompt, new_tokens}'");
-  for (const auto& kv : wl) {
-    const std::string k = kv.first.Scalar();
-    if (k != "batch" && k != "prompt" && k != "new_tokens" && k != "dtype") {
-      fail_at(path, kv.first, "workload: unknown key '" + k + "' (known: batch, prompt, new_tokens, dtype)");
-    }
-  }
+  check_known_keys(path, wl, {"batch", "prompt", "new_tokens", "dtype"}, "workload");
   if (wl["batch"].IsDefined()) s.workload.batch = positive_int(path, wl["batch"], "workload.batch");
   if (!wl["prompt"].IsDefined()) fail_at(path, wl, "workload: missing 'prompt' (tokens in the prompt)");
   s.workload.prompt = positive_int(path, wl["prompt"], "workload.prompt");

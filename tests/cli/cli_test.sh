@@ -130,7 +130,19 @@ scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 8, 
   "device_maps:" "  mine: {model.embed_tokens: 0}"
 expect_error "map not covering the model" "device_maps.mine.*gives no device for" -- simulate "$TMP/s.yaml"
 scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" "gpu_count: 2"
-expect_error "unknown scenario key" "s.yaml:4:.*unknown scenario key 'gpu_count'" -- simulate "$TMP/s.yaml"
+expect_error "unknown scenario key" "s.yaml:4:.*scenario: unknown key 'gpu_count'" -- simulate "$TMP/s.yaml"
+# misspelled keys anywhere in the hardware are errors with a suggestion (issue 20)
+scenario "model: llama31_8b" "hardware: {host: desktop_ddr5_dual, gpus: [rtx3060_12gb], link: pcie4_x16, disk: nvme_gen4, page_cashe: false}" \
+  "workload: {prompt: 8, new_tokens: 8}"
+expect_error "hardware typo" "s.yaml:2:.*hardware: unknown key 'page_cashe' \(did you mean 'page_cache'\?\)" -- simulate "$TMP/s.yaml"
+scenario "model: llama31_8b" "hardware: {host: desktop_ddr5_dual, gpus: [rtx3060_12gb], link: pcie4_x16, disk: nvme_gen4, gpu_memory_in_uze: {0: 1GiB}}" \
+  "workload: {prompt: 8, new_tokens: 8}"
+expect_error "hardware typo 2" "did you mean 'gpu_memory_in_use'" -- simulate "$TMP/s.yaml"
+scenario "model: llama31_8b" "hardware:" "  host: desktop_ddr5_dual" "  gpus: [{name: x, memory: 12GiB, memory_bandwidth_gbs: 360, peak_tflops: {float32: 10}, p2p_gsb: 8}]" \
+  "  link: pcie4_x16" "  disk: nvme_gen4" "workload: {prompt: 8, new_tokens: 8}"
+expect_error "inline gpu typo" "s.yaml:4:.*gpu: unknown key 'p2p_gsb' \(did you mean 'p2p_gbs'\?\)" -- simulate "$TMP/s.yaml"
+scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" "max_memroy: {0: 1GiB}"
+expect_error "scenario typo" "did you mean 'max_memory'" -- simulate "$TMP/s.yaml"
 scenario "model: llama31_8b" "hardware: desktop_rtx3060" "workload: {prompt: 130000, new_tokens: 8000}"
 expect_error "context beyond the model" "exceeds the model's 131072 positions" -- simulate "$TMP/s.yaml"
 expect_error "report bad input writes nothing" "exceeds the model" -- report "$TMP/s.yaml" --out "$TMP/none"

@@ -288,3 +288,17 @@ TEST_CASE("json writer escapes and nests", "[unit]") {
   w.end_object();
   CHECK(w.str() == R"({"a\"b":[1,2.5,true,null,"x\ny"]})");
 }
+
+TEST_CASE("a misspelled key is named with the known key it is closest to", "[unit][core][yaml]") {
+  const std::vector<std::string> known = {"max_memory", "page_cache", "gpu_memory_in_use", "p2p_gbs", "entry"};
+  CHECK(dmap::closest_word("max_memroy", known) == "max_memory");
+  CHECK(dmap::closest_word("page_cashe", known) == "page_cache");
+  CHECK(dmap::closest_word("gpu_memory_in_uze", known) == "gpu_memory_in_use");
+  CHECK(dmap::closest_word("p2p_gsb", known) == "p2p_gbs");
+  CHECK(dmap::closest_word("entyr", known) == "entry");
+  CHECK(dmap::closest_word("completely_different", known).empty());
+  const YAML::Node n = dmap::load_yaml_string("{page_cache: true, max_memroy: 1}", "k.yaml");
+  CHECK_THROWS_WITH(dmap::check_known_keys("k.yaml", n, known, "hardware"),
+                    Catch::Contains("k.yaml:1:") && Catch::Contains("hardware: unknown key 'max_memroy' (did you mean 'max_memory'?)"));
+  CHECK_NOTHROW(dmap::check_known_keys("k.yaml", dmap::load_yaml_string("{entry: 1}", "k.yaml"), known, "x"));
+}

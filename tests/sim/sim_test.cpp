@@ -779,7 +779,7 @@ workload:
 workload: {prompt: 16, new_tokens: 4}
 sematics: [accelerate]
 )");
-    expect_input_error([&] { load_sim_scenario(path, kConfigs); }, path, 14, "unknown scenario key 'sematics'");
+    expect_input_error([&] { load_sim_scenario(path, kConfigs); }, path, 14, "scenario: unknown key 'sematics' (did you mean 'semantics'?)");
   }
   SECTION("unknown workload key") {
     const std::string path = tmp.write("wkey.yaml", head + R"(hardware: {host: desktop_ddr4_dual, disk: nvme_gen4}
