@@ -35,6 +35,11 @@ int64_t positive_flag(const Args& args, const char* flag, int64_t fallback);
 // The same for a non-negative integer (0 allowed).
 int64_t nonnegative_flag(const Args& args, const char* flag, int64_t fallback);
 
+// Limits of the executor's workload flags (--batch, --prompt-tokens, --new-tokens): far beyond
+// what a CPU or one GPU runs, small enough that no buffer size derived from them overflows.
+constexpr int64_t kMaxBatchFlag = 4096;
+constexpr int64_t kMaxTokensFlag = int64_t{1} << 20;
+
 // --threads: 1 to 4 x the online cores (at least 4); the online cores when absent.
 int threads_flag(const Args& args);
 

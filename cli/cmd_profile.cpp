@@ -142,8 +142,8 @@ int cmd_profile(const std::vector<std::string>& argv) {
   const std::string name = a.get("name").value_or(hw_id);
   profile::RunSettings rs;
   rs.threads = threads_flag(a);
-  rs.prompt = positive_flag(a, "prompt-tokens", 64);
-  rs.new_tokens = positive_flag(a, "new-tokens", a.has("validate") ? 12 : 8);
+  rs.prompt = integer_flag(a, "prompt-tokens", 64, 1, kMaxTokensFlag);
+  rs.new_tokens = integer_flag(a, "new-tokens", a.has("validate") ? 12 : 8, 1, kMaxTokensFlag);
   if (rs.new_tokens < 2) throw InputError("--new-tokens must be at least 2 (a prefill and one decode step)");
   rs.scratch_dir = a.get("scratch-dir").value_or("");
   const std::vector<DType> dtypes = dtypes_flag(a);
@@ -206,8 +206,8 @@ int cmd_profile(const std::vector<std::string>& argv) {
   const auto cal_file = a.get("calibration");
   if (!cal_file) throw InputError("dmap profile --validate needs --calibration FILE");
   profile::ValidationSettings vs;
-  vs.rounds = static_cast<int>(positive_flag(a, "rounds", 3));
-  vs.quiet.max_wait_s = static_cast<double>(nonnegative_flag(a, "quiet-wait", 60));
+  vs.rounds = static_cast<int>(integer_flag(a, "rounds", 3, 1, 1000));
+  vs.quiet.max_wait_s = static_cast<double>(integer_flag(a, "quiet-wait", 60, 0, 86400));
   std::vector<double> fractions;
   for (const auto& s : split_commas(a.get("disk-fractions").value_or("0,0.25,0.5"))) {
     double f = -1;

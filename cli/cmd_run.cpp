@@ -201,8 +201,8 @@ int cmd_run(const std::vector<std::string>& argv) {
   }
 
   // Workload.
-  const int64_t batch = positive_flag(args, "batch", 1);
-  const int64_t new_tokens = positive_flag(args, "new-tokens", 16);
+  const int64_t batch = integer_flag(args, "batch", 1, 1, kMaxBatchFlag);
+  const int64_t new_tokens = integer_flag(args, "new-tokens", 16, 1, kMaxTokensFlag);
   const int threads = threads_flag(args);
   std::vector<int32_t> prompt;
   if (auto ids = args.get("prompt-ids")) {
@@ -217,7 +217,7 @@ int cmd_run(const std::vector<std::string>& argv) {
       prompt.push_back(static_cast<int32_t>(id));
     }
   } else {
-    const int64_t p = positive_flag(args, "prompt-tokens", 16);
+    const int64_t p = integer_flag(args, "prompt-tokens", 16, 1, kMaxTokensFlag);
     std::mt19937_64 rng(static_cast<uint64_t>(seed) + 1);
     for (int64_t i = 0; i < p; ++i) prompt.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(cfg.vocab)));
   }
@@ -280,7 +280,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   // Optional warm-up and repeated prefills (on a scratch model: the reported run starts clean).
   std::vector<double> prefills;
   if (auto reps = args.get("prefill-reps")) {
-    const int64_t n = positive_flag(args, "prefill-reps", 1);
+    const int64_t n = integer_flag(args, "prefill-reps", 1, 1, 1000);
     std::unique_ptr<exec::Executor> scratch_model = profile::make_executor(cfg, weights, exec_plan, backend, opt);
     exec::Executor& scratch = *scratch_model;
     std::vector<float> logits(static_cast<size_t>(batch * cfg.vocab));

@@ -151,6 +151,9 @@ MaxMemory parse_max_memory_flag(const std::string& text, const std::string& orig
                            " (use e.g. 10GiB, 11.5GB, 500MB or a byte count)");
     }
     if (mm.has(*dev)) throw InputError(origin, 0, 0, "max_memory: device " + dev->str() + " given twice");
+    if (*bytes > kMaxMemoryBytes) {
+      throw InputError(origin, 0, 0, "max_memory: " + size_text + " for device " + dev->str() + " is beyond dmap's limit of 64 PiB");
+    }
     mm.set(*dev, bytes_to_bits(*bytes));
   }
   return mm;

@@ -53,9 +53,42 @@ std::optional<std::string> ConfigView::string(const char* key) const {
   return yaml_string(file_, n, std::string("config field '") + key + "'");
 }
 
+namespace {
+
+// The largest value dmap accepts for a size or count in a config: far beyond any real model,
+// and small enough that every byte count derived from them fits in 63 bits (a tensor is at
+// most 2^24 x 2^20 elements, a model at most 2^14 layers of them).
+int64_t config_limit(const std::string& key) {
+  static const std::pair<const char*, int64_t> kLimits[] = {
+      {"vocab_size", int64_t{1} << 24},          {"padded_vocab_size", int64_t{1} << 24},
+      {"num_hidden_layers", int64_t{1} << 14},   {"n_layer", int64_t{1} << 14},
+      {"num_layers", int64_t{1} << 14},          {"num_attention_heads", int64_t{1} << 14},
+      {"n_head", int64_t{1} << 14},              {"num_key_value_heads", int64_t{1} << 14},
+      {"multi_query_group_num", int64_t{1} << 14}, {"max_position_embeddings", int64_t{1} << 31},
+      {"n_positions", int64_t{1} << 31},         {"seq_length", int64_t{1} << 31},
+  };
+  for (const auto& [k, limit] : kLimits) {
+    if (key == k) return limit;
+  }
+  return int64_t{1} << 20;  // widths: hidden, intermediate, head_dim, experts, ...
+}
+
+}  // namespace
+
 int64_t ConfigView::positive(std::initializer_list<const char*> keys) const {
   int64_t v = integer(keys);
   if (v <= 0) fail_at(file_, find(keys), std::string("config field '") + *keys.begin() + "' must be positive");
+  const YAML::Node n = find(keys);
+  for (const char* k : keys) {  // the key that gave the value names the limit
+    if (config_[k].IsDefined() && !config_[k].IsNull()) {
+      const int64_t limit = config_limit(k);
+      if (v > limit) {
+        fail_at(file_, n, std::string("config field '") + k + "' = " + std::to_string(v) + " is beyond dmap's limit of " +
+                              std::to_string(limit));
+      }
+      break;
+    }
+  }
   return v;
 }
 

@@ -42,10 +42,19 @@ int ModuleTree::add_tensor(int module, const std::string& local, std::vector<int
   n.parent = module;
   n.is_tensor = true;
   n.is_buffer = is_buffer;
+  // Sizes come from user configs: every product is checked, and a model is limited to 2^52
+  // elements (4.5 quadrillion), so that its sizes in bits fit in 63 bits at any dtype.
+  constexpr int64_t kMaxModelElements = int64_t{1} << 52;
   n.numel = 1;
   for (int64_t d : shape) {
     DMAP_CHECK(d >= 0, "negative dimension in " + n.name);
-    n.numel *= d;
+    if (__builtin_mul_overflow(n.numel, d, &n.numel) || n.numel > kMaxModelElements) {
+      throw InputError("the model is too large for dmap: tensor " + n.name + " alone has more than 2^52 elements (check the config's sizes)");
+    }
+  }
+  if (__builtin_add_overflow(total_numel_, n.numel, &total_numel_) || total_numel_ > kMaxModelElements) {
+    throw InputError("the model is too large for dmap: more than 2^52 elements in all, at tensor " + n.name +
+                     " (check the config's sizes)");
   }
   n.shape = std::move(shape);
   const int id = size();

@@ -102,6 +102,7 @@ class ModuleTree {
   int add_tensor(int module, const std::string& local, std::vector<int64_t> shape, bool is_buffer);
   std::vector<TreeNode> nodes_;
   std::unordered_map<std::string, int> by_name_;
+  int64_t total_numel_ = 0;  // every tensor's elements so far (checked against kMaxModelElements)
   std::vector<std::pair<std::string, std::string>> ties_;
 };
 

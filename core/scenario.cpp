@@ -21,10 +21,16 @@ MaxMemory parse_max_memory_node(const YAML::Node& node, const std::string& file)
     if (mm.has(*dev)) fail_at(file, kv.first, "max_memory: device " + dev->str() + " given twice");
     if (!kv.second.IsScalar()) fail_at(file, kv.second, kv.first, "max_memory: expected a size for " + key);
     const std::string text = kv.second.Scalar();
+    auto check = [&](double bytes) {
+      if (bytes > static_cast<double>(kMaxMemoryBytes)) {
+        fail_at(file, kv.second, "max_memory: " + text + " for device " + key + " is beyond dmap's limit of 64 PiB");
+      }
+    };
     Bits cap = 0;
     if (is_int_literal(text)) {
       const int64_t v = yaml_int(file, kv.second, "max_memory[" + key + "]");
       if (v < 0) fail_at(file, kv.second, "max_memory: negative cap " + text + " for device " + key);
+      check(static_cast<double>(v));
       cap = bytes_to_bits(v);
     } else {
       if (!text.empty() && text[0] == '-') fail_at(file, kv.second, "max_memory: negative cap " + text + " for device " + key);
@@ -34,6 +40,7 @@ MaxMemory parse_max_memory_node(const YAML::Node& node, const std::string& file)
         char* end = nullptr;
         const double d = std::strtod(text.c_str(), &end);
         if (end != text.c_str() && *end == '\0' && d >= 0 && d < 9e17 && d * 8 == static_cast<double>(static_cast<Bits>(d * 8))) {
+          check(d);
           cap = static_cast<Bits>(d * 8);
         } else {
           fail_at(file, kv.second,
@@ -41,6 +48,7 @@ MaxMemory parse_max_memory_node(const YAML::Node& node, const std::string& file)
                       " (use e.g. 10GiB, 11.5GB, 500MB, 5Gb or a byte count)");
         }
       } else {
+        check(static_cast<double>(*bytes));
         cap = bytes_to_bits(*bytes);
       }
     }

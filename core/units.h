@@ -15,6 +15,10 @@ constexpr Bits kBitsPerByte = 8;
 
 constexpr Bits bytes_to_bits(Bytes b) { return b * kBitsPerByte; }
 
+// The largest memory size dmap accepts anywhere (a cap, a GPU's memory, RAM): 64 PiB. Sizes in
+// bits and sums of a few such sizes then stay far inside 63 bits.
+constexpr Bytes kMaxMemoryBytes = Bytes{1} << 56;
+
 // Exact decimal rendering of a bit count as bytes: "1234" or "1234.125" (no trailing zeros).
 std::string format_bits_as_bytes(Bits b);
 

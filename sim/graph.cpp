@@ -181,7 +181,14 @@ int64_t ModelGraph::kv_tokens(const Op& attention, int64_t context, bool prefill
 }
 
 Bytes ModelGraph::kv_bytes(const Op& attention, int64_t batch, int64_t context, bool prefill) const {
-  return kv_bytes_per_token(batch) * kv_tokens(attention, context, prefill);
+  const int64_t tokens = kv_tokens(attention, context, prefill);
+  const double bytes = 2.0 * static_cast<double>(batch) * static_cast<double>(kv_heads) * static_cast<double>(head_dim) * elt *
+                       static_cast<double>(tokens);
+  if (bytes > static_cast<double>(kMaxMemoryBytes)) {  // sizes from user input: refuse, never overflow
+    throw InputError("the KV cache of one attention layer would hold " + format_bytes_human(bytes) + " (batch " +
+                     std::to_string(batch) + ", " + std::to_string(tokens) + " tokens): beyond dmap's limit of 64 PiB");
+  }
+  return kv_bytes_per_token(batch) * tokens;
 }
 
 Bytes ModelGraph::weight_bytes_total() const {

@@ -72,10 +72,12 @@ Bytes size_of(const Located& l, const YAML::Node& n, const std::string& what) {
   if (is_int_literal(n.Scalar())) {
     const int64_t v = yaml_int(l.file, n, what);
     if (v < 0) fail_at(l.file, n, what + ": must not be negative");
+    if (v > kMaxMemoryBytes) fail_at(l.file, n, what + ": " + n.Scalar() + " is beyond dmap's limit of 64 PiB");
     return v;
   }
   auto b = parse_memory_size(n.Scalar());
   if (!b) fail_at(l.file, n, what + ": cannot read size '" + n.Scalar() + "' (use e.g. 24GiB, 80GB, 512MiB)");
+  if (*b > kMaxMemoryBytes) fail_at(l.file, n, what + ": " + n.Scalar() + " is beyond dmap's limit of 64 PiB");
   return *b;
 }
 

@@ -29,11 +29,17 @@ MaxMemory derived_max_memory(const Hardware& hw) {
 
 namespace {
 
-int64_t positive_int(const std::string& file, const YAML::Node& n, const std::string& what) {
+int64_t positive_int(const std::string& file, const YAML::Node& n, const std::string& what, int64_t limit) {
   const int64_t v = yaml_int(file, n, what);
   if (v <= 0) fail_at(file, n, what + ": must be a positive integer, found " + n.Scalar());
+  if (v > limit) fail_at(file, n, what + ": " + n.Scalar() + " is beyond dmap's limit of " + std::to_string(limit));
   return v;
 }
+
+// Workload limits: far beyond real use, small enough that every KV-cache and activation size
+// derived from them (with the model limits of ConfigView) fits in 63 bits.
+constexpr int64_t kMaxBatch = int64_t{1} << 16;
+constexpr int64_t kMaxTokens = int64_t{1} << 30;
 
 }  // namespace
 
@@ -59,11 +65,11 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
   const YAML::Node wl = root["workload"];
   if (!wl.IsDefined() || !wl.IsMap()) fail_at(path, wl, root, "scenario needs 'workload: {batch, prompt, new_tokens}'");
   check_known_keys(path, wl, {"batch", "prompt", "new_tokens", "dtype"}, "workload");
-  if (wl["batch"].IsDefined()) s.workload.batch = positive_int(path, wl["batch"], "workload.batch");
+  if (wl["batch"].IsDefined()) s.workload.batch = positive_int(path, wl["batch"], "workload.batch", kMaxBatch);
   if (!wl["prompt"].IsDefined()) fail_at(path, wl, "workload: missing 'prompt' (tokens in the prompt)");
-  s.workload.prompt = positive_int(path, wl["prompt"], "workload.prompt");
+  s.workload.prompt = positive_int(path, wl["prompt"], "workload.prompt", kMaxTokens);
   if (!wl["new_tokens"].IsDefined()) fail_at(path, wl, "workload: missing 'new_tokens'");
-  s.workload.new_tokens = positive_int(path, wl["new_tokens"], "workload.new_tokens");
+  s.workload.new_tokens = positive_int(path, wl["new_tokens"], "workload.new_tokens", kMaxTokens);
   std::optional<DType> dtype = s.base.dtype;
   if (wl["dtype"].IsDefined()) {
     const std::string d = yaml_string(path, wl["dtype"], "workload.dtype");

@@ -185,6 +185,24 @@ if "$DMAP" report "$SIM" --out "$TMP/paths/r2" >/dev/null; then
 else
   bad "report into an existing folder failed"
 fi
+# sizes from user input are limited and checked, never overflowed (issue 20)
+for change in "vocab_size: 9223372036854775807" "hidden_size: 4000000000000" "num_hidden_layers: 1000000000"; do
+  key="${change%%:*}"
+  sed "s/^$key:.*/$change/" "$SRC/configs/models/llama32_1b.yaml" >"$TMP/huge.yaml"
+  expect_error "huge $key" "huge.yaml:[0-9]+:.*config field '$key' = [0-9]+ is beyond dmap's limit of [0-9]+" -- memory "$TMP/huge.yaml"
+done
+sed "s/^hidden_size:.*/hidden_size: 1048576/; s/^intermediate_size:.*/intermediate_size: 1048576/; s/^num_hidden_layers:.*/num_hidden_layers: 16384/" \
+  "$SRC/configs/models/llama32_1b.yaml" >"$TMP/huge.yaml"
+expect_error "model too large in all" "the model is too large for dmap" -- memory "$TMP/huge.yaml"
+scenario "model: llama32_1b" "hardware: desktop_rtx3060" "workload: {batch: 9223372036854775807, prompt: 8, new_tokens: 8}"
+expect_error "huge batch" "s.yaml:3:.*workload.batch: 9223372036854775807 is beyond dmap's limit of 65536" -- simulate "$TMP/s.yaml"
+scenario "model: llama32_1b" "hardware: desktop_rtx3060" "workload: {prompt: 9223372036854775000, new_tokens: 9000}"
+expect_error "huge prompt" "s.yaml:3:.*workload.prompt: .* is beyond dmap's limit" -- simulate "$TMP/s.yaml"
+scenario "model: llama32_1b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" "max_memory: {0: 1152921504606846976, cpu: 8GiB}"
+expect_error "huge cap" "s.yaml:4:.*max_memory: 1152921504606846976 for device 0 is beyond dmap's limit of 64 PiB" -- simulate "$TMP/s.yaml"
+scenario "model: llama32_1b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" "max_memory: {0: 100000TiB, cpu: 8GiB}"
+expect_error "huge cap with a unit" "s.yaml:4:.*beyond dmap's limit of 64 PiB" -- simulate "$TMP/s.yaml"
+expect_error "huge cap flag" "max_memory: 1000000TB for device 0 is beyond" -- map --model "$SRC/configs/models/llama32_1b.yaml" --max-memory 0=1000000TB,cpu=8GiB
 # a calibration replaces datasheet figures and says so
 printf 'kind: calibration\nname: test-box\nhost: {memory_bandwidth_gbs: 20}\nlink: {h2d_pageable_gbs: 6}\n' >"$TMP/cal.yaml"
 if out="$("$DMAP" simulate "$SIM" --calibration "$TMP/cal.yaml" --format json)"; then
@@ -248,8 +266,9 @@ expect_error "run id outside vocabulary" "outside the vocabulary" -- run "$FIX" 
 # numbers are checked whole, in range, before any work (issue 20)
 expect_error "run ids too large" "token id out of range" -- run "$FIX" --prompt-ids 1,99999999999999999999
 expect_error "run empty id" "an empty token id" -- run "$FIX" --prompt-ids 1,,2
-expect_error "run tokens too large" "--new-tokens: expected a positive integer, not '99999999999999999999'" -- \
+expect_error "run tokens too large" "--new-tokens: expected an integer from 1 to 1048576, not '99999999999999999999'" -- \
   run "$FIX" --prompt-ids 1,2 --new-tokens 99999999999999999999
+expect_error "run batch too large" "--batch: expected an integer from 1 to 4096" -- run "$FIX" --prompt-ids 1,2 --batch 9223372036854775807
 for t in 100000 2147483648 4294967297 0 -1 2x; do
   expect_error "run --threads $t" "--threads: expected an integer from 1 to [0-9]+, not '$t'" -- run "$FIX" --prompt-ids 1,2 --new-tokens 4 --threads "$t"
 done
@@ -268,8 +287,8 @@ fi
 expect_error "profile validate needs calibration" "needs --calibration" -- profile --validate
 expect_error "profile bad fraction" "not a fraction" -- profile --validate --calibration "$TMP/x.yaml" --disk-fractions 1.5
 expect_error "profile unknown hardware" "no preset 'nope'" -- profile --real --hardware nope
-expect_error "profile bad rounds" "--rounds: expected a positive integer" -- profile --validate --calibration x.yaml --rounds 0
-expect_error "profile bad quiet wait" "--quiet-wait: expected a non-negative integer" -- profile --validate --calibration x.yaml --quiet-wait -1
+expect_error "profile bad rounds" "--rounds: expected an integer from 1 to 1000" -- profile --validate --calibration x.yaml --rounds 0
+expect_error "profile bad quiet wait" "--quiet-wait: expected an integer from 0 to 86400" -- profile --validate --calibration x.yaml --quiet-wait -1
 printf 'kind: calibration\nhost:\n  memory_bandwidth_gbs: -3\n' >"$TMP/badcal.yaml"
 expect_error "profile bad calibration" "badcal.yaml:3:.*must be positive" -- profile --validate --calibration "$TMP/badcal.yaml"
 [ ! -e "$TMP/val.md" ] && ok || bad "a failed validation wrote its report"
