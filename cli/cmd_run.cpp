@@ -172,9 +172,10 @@ int cmd_run(const std::vector<std::string>& argv) {
   sc.model = resolve_model(model_ref, "", models_dir());
   namespace fs = std::filesystem;
   std::error_code ec;
-  const bool checkpoint = fs::is_directory(model_ref, ec) &&
-                          (fs::exists(fs::path(model_ref) / "model.safetensors", ec) ||
-                           fs::exists(fs::path(model_ref) / "model.safetensors.index.json", ec));
+  // Weights present (a dangling link counts: it is an error below, never random weights).
+  auto present = [&](const fs::path& p) { return fs::exists(fs::symlink_status(p, ec)); };
+  const bool checkpoint = fs::is_directory(model_ref, ec) && (present(fs::path(model_ref) / "model.safetensors") ||
+                                                              present(fs::path(model_ref) / "model.safetensors.index.json"));
   const exec::ExecConfig cfg = exec::exec_config(sc.model);
   const int64_t seed = args.get("seed") ? positive_flag(args, "seed", 0) : 0;
 

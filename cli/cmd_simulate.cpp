@@ -67,6 +67,9 @@ int cmd_simulate(const std::vector<std::string>& argv) {
     throw InputError("--format: unknown format '" + format + "' (table, json, markdown)");
   }
   if (args.has("update-golden")) {
+    if (args.has("calibration")) {
+      throw InputError("--calibration cannot be combined with --update-golden: golden files record the scenarios' own figures");
+    }
     std::vector<std::string> files = args.positional();
     if (files.empty()) files = simulated_scenarios();
     const std::string dir = args.get("golden-dir").value_or(golden_dir_default());

@@ -177,6 +177,12 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
     for (const auto& kv : maps) {
       NamedDeviceMap m;
       m.name = yaml_string(path, kv.first, "device map name");
+      // A hand-written map must not hide a built-in strategy of the same name.
+      static const char* kBuiltins[] = {"auto", "balanced", "balanced_low_0", "sequential", "cpu", "disk", "optimal",
+                                        "infer_auto_device_map"};
+      for (const char* b : kBuiltins) {
+        if (m.name == b) fail_at(path, kv.first, "device_maps: '" + m.name + "' is a built-in strategy; give the map another name");
+      }
       m.line = kv.first.Mark().line >= 0 ? kv.first.Mark().line + 1 : 0;
       m.entries = parse_device_map_node(kv.second, path);
       s.device_maps.push_back(std::move(m));

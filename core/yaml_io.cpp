@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/input_file.h"
 
 namespace dmap {
 
@@ -24,6 +25,7 @@ YAML::Node parse(const std::string& text, const std::string& origin) {
 }  // namespace
 
 YAML::Node load_yaml_file(const std::string& path) {
+  check_input_file(path, kMaxTextInputBytes);
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path, 0, 0, "cannot open file");
   std::ostringstream ss;

@@ -12,6 +12,7 @@
 #include <limits>
 
 #include "core/error.h"
+#include "core/input_file.h"
 #include "core/json_parse.h"
 #include "core/yaml_io.h"
 
@@ -65,6 +66,7 @@ SafetensorsFile::~SafetensorsFile() {
 }
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+  check_input_file(path);  // a FIFO would block the open, a folder or a dangling link is an error
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw InputError(path, 0, 0, std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
@@ -209,9 +211,10 @@ Checkpoint Checkpoint::open(const std::string& path) {
   std::error_code ec;
   fs::path p(path);
   if (fs::is_directory(p, ec)) {
-    if (fs::exists(p / "model.safetensors.index.json", ec)) {
+    // symlink_status: a dangling link is found here and reported by check_input_file.
+    if (fs::exists(fs::symlink_status(p / "model.safetensors.index.json", ec))) {
       p = p / "model.safetensors.index.json";
-    } else if (fs::exists(p / "model.safetensors", ec)) {
+    } else if (fs::exists(fs::symlink_status(p / "model.safetensors", ec))) {
       p = p / "model.safetensors";
     } else {
       throw InputError(path, 0, 0, "no model.safetensors or model.safetensors.index.json in this folder");

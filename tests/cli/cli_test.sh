@@ -185,6 +185,17 @@ if "$DMAP" report "$SIM" --out "$TMP/paths/r2" >/dev/null; then
 else
   bad "report into an existing folder failed"
 fi
+# input files are regular files; names cannot hide built-ins; flags are not silently ignored (issue 20)
+mkdir -p "$TMP/paths/dir.yaml"
+expect_error "a folder as scenario" "dir.yaml: cannot open: a folder, not a file" -- simulate "$TMP/paths/dir.yaml"
+mkfifo "$TMP/paths/fifo.yaml"
+expect_error "a FIFO as scenario" "fifo.yaml: cannot open: not a regular file" -- simulate "$TMP/paths/fifo.yaml"
+ln -s "$TMP/paths/gone.yaml" "$TMP/paths/dangling.yaml"
+expect_error "a dangling link" "dangling.yaml: cannot open: a symbolic link to a missing file" -- simulate "$TMP/paths/dangling.yaml"
+scenario "model: llama32_1b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" "device_maps:" "  optimal: {'': cpu}"
+expect_error "a map named like a built-in" "s.yaml:5:.*'optimal' is a built-in strategy" -- simulate "$TMP/s.yaml"
+expect_error "calibration with update-golden" "--calibration cannot be combined with --update-golden" -- \
+  simulate --update-golden "$SIM" --calibration "$TMP/cal.yaml" --golden-dir "$TMP/paths/g2"
 # sizes from user input are limited and checked, never overflowed (issue 20)
 for change in "vocab_size: 9223372036854775807" "hidden_size: 4000000000000" "num_hidden_layers: 1000000000"; do
   key="${change%%:*}"
@@ -263,6 +274,12 @@ else
 fi
 expect_error "run bad prompt id" "not a token id: 'x'" -- run "$FIX" --prompt-ids 1,x
 expect_error "run id outside vocabulary" "outside the vocabulary" -- run "$FIX" --prompt-ids 1,100000
+# weights that are not a regular file are an error, never random weights (issue 20)
+mkdir -p "$TMP/paths/ck_link" "$TMP/paths/ck_fifo"
+cp "$FIX/config.json" "$TMP/paths/ck_link/" && ln -s "$TMP/paths/nowhere.safetensors" "$TMP/paths/ck_link/model.safetensors"
+expect_error "dangling weights" "model.safetensors: cannot open: a symbolic link to a missing file" -- run "$TMP/paths/ck_link" --prompt-ids 1,2 --new-tokens 2
+cp "$FIX/config.json" "$TMP/paths/ck_fifo/" && mkfifo "$TMP/paths/ck_fifo/model.safetensors"
+expect_error "FIFO weights" "model.safetensors: cannot open: not a regular file" -- run "$TMP/paths/ck_fifo" --prompt-ids 1,2 --new-tokens 2
 # numbers are checked whole, in range, before any work (issue 20)
 expect_error "run ids too large" "token id out of range" -- run "$FIX" --prompt-ids 1,99999999999999999999
 expect_error "run empty id" "an empty token id" -- run "$FIX" --prompt-ids 1,,2
