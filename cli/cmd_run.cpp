@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "cli/placement.h"
 #include "core/error.h"
+#include "core/output.h"
 #include "core/json.h"
 #include "core/yaml_io.h"
 #include "exec/model.h"
@@ -248,15 +249,7 @@ int cmd_run(const std::vector<std::string>& argv) {
     tensor_device[name] = d;
     if (d.kind == Device::Kind::kDisk) on_disk.push_back(name);
   }
-  std::string offload_dir = args.get("offload-dir").value_or("");
-  bool remove_offload = false;
-  if (!on_disk.empty() && !checkpoint && offload_dir.empty()) {
-    offload_dir = (fs::temp_directory_path() / ("dmap_offload_" + std::to_string(getpid()))).string();
-    remove_offload = true;
-  }
-  weights.offload_to_disk(on_disk, offload_dir);
-
-  // Backend and semantics.
+  // Every remaining flag is checked before anything is written (offloaded weights, a trace).
   const std::string semantics_text = args.get("semantics").value_or("accelerate");
   const auto semantics = exec::parse_exec_semantics(semantics_text);
   if (!semantics) throw InputError("--semantics must be accelerate, prefetch or in-place, not '" + semantics_text + "'");
@@ -264,6 +257,30 @@ int cmd_run(const std::vector<std::string>& argv) {
   if (backend_flag != "auto" && backend_flag != "cpu" && backend_flag != "cuda") {
     throw InputError("--backend must be auto, cpu or cuda, not '" + backend_flag + "'");
   }
+  if (auto t = args.get("trace")) {
+    if (t->empty()) throw InputError("--trace: an empty path");
+    if (fs::is_directory(*t, ec)) throw InputError("--trace: " + *t + " is a folder; give a file name");
+    const fs::path parent = fs::path(*t).has_parent_path() ? fs::path(*t).parent_path() : fs::path(".");
+    check_output_folder(parent.string(), "--trace");
+  }
+  std::string offload_dir = args.get("offload-dir").value_or("");
+  if (args.get("offload-dir")) check_output_folder(offload_dir, "--offload-dir");
+  bool remove_offload = false;
+  if (!on_disk.empty() && !checkpoint && offload_dir.empty()) {
+    offload_dir = (fs::temp_directory_path() / ("dmap_offload_" + std::to_string(getpid()))).string();
+    remove_offload = true;
+  }
+  // The scratch offload folder goes whatever happens next (an error included).
+  struct RemoveOnExit {
+    const std::string& dir;
+    const bool& on;
+    ~RemoveOnExit() {
+      std::error_code ignored;
+      if (on) fs::remove_all(dir, ignored);
+    }
+  } remove_scratch{offload_dir, remove_offload};
+  weights.offload_to_disk(on_disk, offload_dir);
+
   const auto items = dm.items();
   const bool map_has_gpu = std::any_of(items.begin(), items.end(), [](const auto& e) { return e.second.is_gpu(); });
   const std::string backend = choose_backend(backend_flag, map_has_gpu);
@@ -330,7 +347,6 @@ int cmd_run(const std::vector<std::string>& argv) {
     std::cerr << "dmap run: trace written to " << *trace_path << "\n";
   }
   if (!prefills.empty()) r.prefill_s = profile::median(prefills);
-  if (remove_offload) fs::remove_all(offload_dir, ec);
 
   const double decode_med = profile::median(r.decode_s);
   const double tps = decode_med > 0 ? static_cast<double>(batch) / decode_med : 0;

@@ -1,4 +1,5 @@
-// A small streaming JSON writer (RFC 8259 output, UTF-8 passed through, control characters escaped).
+// A small streaming JSON writer (RFC 8259 output: valid UTF-8 passed through, invalid bytes as
+// U+FFFD, control characters escaped).
 //
 // Example:
 //   JsonWriter w;

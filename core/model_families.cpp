@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/module_tree.h"
+#include "core/output.h"
 
 namespace dmap {
 
@@ -436,7 +437,7 @@ ModuleTree build_module_tree(const ModelSpec& spec) {
     if (mt == "chatglm") return build_chatglm(spec);
     std::string known;
     for (const auto& k : supported_model_types()) known += (known.empty() ? "" : ", ") + k;
-    throw InputError(spec.source, 0, 0, "unknown model_type '" + mt + "' (supported: " + known + ")");
+    throw InputError(spec.source, 0, 0, "unknown model_type " + quote_for_message(mt) + " (supported: " + known + ")");
   }();
   tree.model_type = mt;
   tree.model_name = spec.name;

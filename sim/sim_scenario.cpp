@@ -55,6 +55,15 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
   check_known_keys(path, root, known, "scenario");
   if (root["title"].IsDefined()) s.title = yaml_string(path, root["title"], "title");
   s.hardware = parse_hardware(root["hardware"], path, hw_dir);
+  if (s.base.max_memory && root["max_memory"].IsMap()) {  // a cap for a GPU the hardware lacks
+    for (const auto& kv : root["max_memory"]) {
+      const auto d = parse_device(kv.first.IsScalar() ? kv.first.Scalar() : "");
+      if (d && d->is_gpu() && d->index >= static_cast<int>(s.hardware.gpus.size())) {
+        fail_at(path, kv.first, "max_memory: GPU " + std::to_string(d->index) + " is not one of the " +
+                                    std::to_string(s.hardware.gpus.size()) + " GPU(s) of this hardware");
+      }
+    }
+  }
   if (s.base.max_memory) {  // the user's caps bound every placement, not only the planner's
     for (const auto& [d, bits] : s.base.max_memory->entries()) {
       if (d.is_gpu()) s.hardware.gpu_cap[d.index] = bits / kBitsPerByte;

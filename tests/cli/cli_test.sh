@@ -196,6 +196,18 @@ scenario "model: llama32_1b" "hardware: desktop_rtx3060" "workload: {prompt: 8, 
 expect_error "a map named like a built-in" "s.yaml:5:.*'optimal' is a built-in strategy" -- simulate "$TMP/s.yaml"
 expect_error "calibration with update-golden" "--calibration cannot be combined with --update-golden" -- \
   simulate --update-golden "$SIM" --calibration "$TMP/cal.yaml" --golden-dir "$TMP/paths/g2"
+# messages and outputs stay readable whatever the input holds (issue 20)
+python3 -c "print('model_type: ' + 'x' * 100000)" >"$TMP/paths/long_type.yaml"
+"$DMAP" memory "$TMP/paths/long_type.yaml" 2>"$TMP/err" >/dev/null
+[ "$(wc -c <"$TMP/err")" -lt 600 ] && grep -q "(100000 characters)" "$TMP/err" && ok || bad "a long model_type is echoed whole: $(wc -c <"$TMP/err") bytes"
+scenario "model: llama32_1b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" "max_memory: {0: 4GiB, 3: 4GiB, cpu: 8GiB}"
+expect_error "cap for a missing GPU" "s.yaml:4:[0-9]+: max_memory: GPU 3 is not one of the 1 GPU" -- simulate "$TMP/s.yaml"
+printf 'title: "caf\xe9 \xff\xfe"\nmodel: llama32_1b\nhardware: desktop_rtx3060\nworkload: {prompt: 8, new_tokens: 8}\n' >"$TMP/paths/latin1.yaml"
+if "$DMAP" simulate "$TMP/paths/latin1.yaml" --format json >"$TMP/paths/latin1.json" 2>/dev/null; then
+  python3 -c "import json,sys; json.load(open(sys.argv[1], encoding='utf-8'))" "$TMP/paths/latin1.json" && ok || bad "non-UTF-8 title: invalid JSON"
+else
+  ok  # refusing the file is fine too
+fi
 # sizes from user input are limited and checked, never overflowed (issue 20)
 for change in "vocab_size: 9223372036854775807" "hidden_size: 4000000000000" "num_hidden_layers: 1000000000"; do
   key="${change%%:*}"
@@ -280,6 +292,15 @@ cp "$FIX/config.json" "$TMP/paths/ck_link/" && ln -s "$TMP/paths/nowhere.safeten
 expect_error "dangling weights" "model.safetensors: cannot open: a symbolic link to a missing file" -- run "$TMP/paths/ck_link" --prompt-ids 1,2 --new-tokens 2
 cp "$FIX/config.json" "$TMP/paths/ck_fifo/" && mkfifo "$TMP/paths/ck_fifo/model.safetensors"
 expect_error "FIFO weights" "model.safetensors: cannot open: not a regular file" -- run "$TMP/paths/ck_fifo" --prompt-ids 1,2 --new-tokens 2
+# output paths of dmap run are checked before any work; no scratch weights stay behind (issue 20)
+expect_error "run --trace empty" "--trace: an empty path" -- run "$FIX" --prompt-ids 1,2 --new-tokens 2 --trace ""
+expect_error "run --trace folder" "--trace: .* is a folder" -- run "$FIX" --prompt-ids 1,2 --new-tokens 2 --trace "$TMP"
+expect_error "run --offload-dir file" "--offload-dir: .*exists and is not a folder" -- \
+  run "$FIX" --prompt-ids 1,2 --new-tokens 2 --offload-dir "$TMP/paths/file"
+before="$(ls -d /tmp/dmap_offload_* 2>/dev/null | wc -l)"
+expect_error "run bad semantics" "--semantics must be" -- run "$FIX/config.json" --prompt-tokens 2 --new-tokens 1 --threads 1 \
+  --device-map "$TMP/disk_map.json" --semantics bogus
+[ "$(ls -d /tmp/dmap_offload_* 2>/dev/null | wc -l)" = "$before" ] && ok || bad "a bad flag left offloaded weights in /tmp"
 # numbers are checked whole, in range, before any work (issue 20)
 expect_error "run ids too large" "token id out of range" -- run "$FIX" --prompt-ids 1,99999999999999999999
 expect_error "run empty id" "an empty token id" -- run "$FIX" --prompt-ids 1,,2
