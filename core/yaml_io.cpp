@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <sstream>
+#include <vector>
 
 #include "core/error.h"
 #include "core/input_file.h"
@@ -14,13 +16,71 @@
 namespace dmap {
 
 namespace {
+// Duplicate keys: JSON is read as Python's json reads it (the last value wins, with a
+// warning, as transformers sees a config.json); in YAML a duplicate key is an error. Every
+// mapping is visited once per reference, within a budget, so aliases that expand without end
+// are refused rather than followed.
+struct DuplicateKeys {
+  const std::string& origin;
+  bool json;
+  int64_t budget = 5'000'000;
+
+  YAML::Node visit(const YAML::Node& n) {
+    if (--budget < 0) {
+      throw InputError(origin, 0, 0, "more than 5,000,000 values (aliases that expand without end?)");
+    }
+    if (n.IsSequence()) {
+      YAML::Node seq = n;
+      for (size_t i = 0; i < seq.size(); ++i) {
+        const YAML::Node child = seq[i];
+        const YAML::Node v = visit(child);
+        if (!v.is(child)) seq[i] = v;  // a mapping below had a duplicate key
+      }
+      return seq;
+    }
+    if (!n.IsMap()) return n;
+    std::vector<std::string> seen;
+    std::vector<std::pair<YAML::Node, YAML::Node>> pairs;
+    bool duplicate = false, changed = false;
+    for (const auto& kv : n) {
+      pairs.emplace_back(kv.first, visit(kv.second));
+      changed = changed || !pairs.back().second.is(kv.second);
+      if (!kv.first.IsScalar()) continue;
+      const std::string k = kv.first.Scalar();
+      if (std::find(seen.begin(), seen.end(), k) == seen.end()) {
+        seen.push_back(k);
+        continue;
+      }
+      duplicate = true;
+      const int line = kv.first.Mark().line >= 0 ? kv.first.Mark().line + 1 : 0;
+      if (!json) throw InputError(origin, line, kv.first.Mark().column + 1, "key '" + k.substr(0, 60) + "' given twice");
+      std::cerr << "dmap: warning: " << origin << ":" << line << ": key '" << k.substr(0, 60)
+                << "' given twice; the last value is used, as Python's json (and transformers) does\n";
+    }
+    if (!duplicate && !changed) return n;
+    YAML::Node out(YAML::NodeType::Map);
+    for (const auto& [k, v] : pairs) {  // a later value replaces an earlier one
+      if (k.IsScalar()) {
+        out[k.Scalar()] = v;
+      } else {
+        out[k] = v;
+      }
+    }
+    return out;
+  }
+};
+
 YAML::Node parse(const std::string& text, const std::string& origin) {
+  YAML::Node root;
   try {
-    return YAML::Load(text);
+    root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     throw InputError(origin, e.mark.line >= 0 ? e.mark.line + 1 : 0, e.mark.column >= 0 ? e.mark.column + 1 : 0,
                      "malformed YAML/JSON: " + e.msg);
   }
+  const bool json = origin.size() >= 5 && origin.compare(origin.size() - 5, 5, ".json") == 0;
+  DuplicateKeys d{origin, json};
+  return d.visit(root);
 }
 }  // namespace
 

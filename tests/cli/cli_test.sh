@@ -208,6 +208,17 @@ if "$DMAP" simulate "$TMP/paths/latin1.yaml" --format json >"$TMP/paths/latin1.j
 else
   ok  # refusing the file is fine too
 fi
+# duplicate keys: config.json as Python's json reads it (last wins, warned), YAML refuses them
+sed 's/"hidden_size": 64,/"hidden_size": 32, "hidden_size": 64,/' "$SRC/tests/data/llama_shared_float32/config.json" >"$TMP/paths/dup.json"
+"$DMAP" memory "$SRC/tests/data/llama_shared_float32/config.json" >"$TMP/paths/one.txt" 2>/dev/null
+if "$DMAP" memory "$TMP/paths/dup.json" >"$TMP/paths/dup.txt" 2>"$TMP/err"; then
+  grep -q "dup.json:[0-9]*: key 'hidden_size' given twice; the last value is used" "$TMP/err" && ok || bad "duplicate JSON key not warned: $(cat "$TMP/err")"
+  [ "$(sed 1d "$TMP/paths/dup.txt")" = "$(sed 1d "$TMP/paths/one.txt")" ] && ok || bad "duplicate JSON key: the last value was not used"
+else
+  bad "a duplicate key in config.json failed"
+fi
+scenario "model: llama32_1b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" "hardware: desktop_rtx3060"
+expect_error "duplicate YAML key" "s.yaml:4:1: key 'hardware' given twice" -- simulate "$TMP/s.yaml"
 # sizes from user input are limited and checked, never overflowed (issue 20)
 for change in "vocab_size: 9223372036854775807" "hidden_size: 4000000000000" "num_hidden_layers: 1000000000"; do
   key="${change%%:*}"
