@@ -25,10 +25,21 @@ struct DuplicateKeys {
   bool json;
   int64_t budget = 5'000'000;
 
+  int depth = 0;
+
   YAML::Node visit(const YAML::Node& n) {
     if (--budget < 0) {
       throw InputError(origin, 0, 0, "more than 5,000,000 values (aliases that expand without end?)");
     }
+    if (!n.IsSequence() && !n.IsMap()) return n;
+    if (depth >= 200) {
+      throw InputError(origin, n.Mark().line + 1, n.Mark().column + 1, "nested deeper than 200 levels (a recursive alias?)");
+    }
+    struct Deeper {
+      int& d;
+      explicit Deeper(int& x) : d(++x) {}
+      ~Deeper() { --d; }
+    } deeper(depth);
     if (n.IsSequence()) {
       YAML::Node seq = n;
       for (size_t i = 0; i < seq.size(); ++i) {
