@@ -16,8 +16,9 @@
 #include "cli/commands.h"
 #include "cli/placement.h"
 #include "core/error.h"
-#include "core/output.h"
+#include "core/interrupt.h"
 #include "core/json.h"
+#include "core/output.h"
 #include "core/yaml_io.h"
 #include "exec/model.h"
 #if DMAP_HAVE_CUDA
@@ -279,6 +280,8 @@ int cmd_run(const std::vector<std::string>& argv) {
       if (on) fs::remove_all(dir, ignored);
     }
   } remove_scratch{offload_dir, remove_offload};
+  std::optional<RemoveOnInterrupt> interrupt_guard;
+  if (remove_offload) interrupt_guard.emplace(offload_dir);
   weights.offload_to_disk(on_disk, offload_dir);
 
   const auto items = dm.items();

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/interrupt.h"
 
 namespace {
 
@@ -40,6 +41,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[0];
   args.erase(args.begin());
+  dmap::install_interrupt_cleanup();  // before any thread: an interrupt removes scratch and temporaries
   try {
     if (command == "map") return dmap::cli::cmd_map(args);
     if (command == "memory") return dmap::cli::cmd_memory(args);

@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 
 namespace dmap {
 
@@ -74,6 +75,7 @@ void check_output_folder(const std::string& dir, const std::string& what) {
 void write_file_atomic(const std::string& path, const std::string& text) {
   const fs::path target(path);
   const fs::path tmp = sibling(target, "tmp");
+  const RemoveOnInterrupt guard(tmp.string());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
     out << text;
@@ -97,6 +99,7 @@ StagedFolder::StagedFolder(std::string target) : target_(std::move(target)) {
   const fs::path t(target_);
   staging_ = sibling(t, "staging").string();
   std::error_code ec;
+  guard_ = std::make_unique<RemoveOnInterrupt>(staging_);
   fs::create_directories(staging_, ec);
   if (ec) throw RuntimeFailure("cannot create " + staging_ + ": " + ec.message());
 }

@@ -16,7 +16,10 @@
 //   dir.commit();                                      // out/id now holds exactly these files
 #pragma once
 
+#include <memory>
 #include <string>
+
+#include "core/interrupt.h"
 
 namespace dmap {
 
@@ -49,6 +52,7 @@ class StagedFolder {
 
  private:
   std::string target_, staging_;
+  std::unique_ptr<RemoveOnInterrupt> guard_;  // an interrupt removes the staging folder
   bool committed_ = false;
 };
 

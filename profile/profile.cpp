@@ -16,6 +16,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/module_tree.h"
 #include "profile/fit.h"
 #include "profile/yaml_text.h"
@@ -109,6 +110,7 @@ struct DiskFit {
 DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progress) {
   namespace fs = std::filesystem;
   const fs::path folder = fs::path(dir) / ("dmap_profile_disk_" + std::to_string(getpid()));
+  const RemoveOnInterrupt guard(folder.string());
   fs::create_directories(folder);
   struct Cleanup {
     fs::path d;
@@ -511,6 +513,7 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   const std::string dir = (fs::path(rs.scratch_dir.empty() ? fs::temp_directory_path().string() : rs.scratch_dir) /
                            ("dmap_profile_offload_" + std::to_string(getpid())))
                               .string();
+  const RemoveOnInterrupt guard(dir);
   if (!on_disk.empty()) weights.offload_to_disk(on_disk, dir);
   struct Cleanup {
     std::string d;
@@ -594,6 +597,7 @@ sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm,
 
 sim::Calibration calibration_from_text(const std::string& yaml, const std::string& origin) {
   const std::string tmp = (std::filesystem::temp_directory_path() / ("dmap_cal_" + std::to_string(getpid()) + ".yaml")).string();
+  const RemoveOnInterrupt guard(tmp);
   write_text_file(tmp, yaml);
   sim::Calibration c = sim::load_calibration(tmp);
   std::error_code ec;

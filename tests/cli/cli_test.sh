@@ -170,6 +170,24 @@ expect_error "report --out empty" "--out: an empty path" -- report "$SIM" --out 
 touch "$TMP/paths/file"
 expect_error "report --out a file" "--out: .*exists and is not a folder" -- report "$SIM" --out "$TMP/paths/file"
 expect_error "two scenarios, one id" "a second scenario with id 'llama31_8b_fp16_rtx3060'" -- report "$SIM" "$SIM" --out "$TMP/paths/r"
+# an interrupt removes the staged report and exits 130 (SIGINT) / 143 (SIGTERM)
+for sig in INT TERM; do
+  rm -rf "$TMP/paths/intr" && mkdir -p "$TMP/paths/intr"
+  "$DMAP" report --all --out "$TMP/paths/intr" >/dev/null 2>&1 &
+  pid=$!
+  sleep 0.7
+  kill -s "$sig" "$pid"
+  wait "$pid"
+  rc=$?
+  want=$([ "$sig" = INT ] && echo 130 || echo 143)
+  if [ "$rc" = "$want" ]; then
+    [ -z "$(find "$TMP/paths/intr" -name '.*')" ] && ok || bad "SIG$sig left temporaries: $(find "$TMP/paths/intr" -name '.*')"
+  elif [ "$rc" = 0 ]; then
+    ok  # finished before the signal (a fast machine): nothing to check
+  else
+    bad "SIG$sig during report: exit $rc, want $want"
+  fi
+done
 # update-golden over a good and a malformed scenario writes nothing
 mkdir -p "$TMP/paths/golden"
 printf 'model: [
