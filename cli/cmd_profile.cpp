@@ -10,6 +10,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/output.h"
 #include "core/scenario.h"
 #include "core/yaml_io.h"
 #include "core/module_tree.h"
@@ -163,6 +164,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
     opt.quick = a.has("quick");
     opt.progress = progress_bar("dmap profile");
     const std::string out = a.get("out").value_or(config_dir() + "/calibrations/" + name + ".yaml");
+    check_output_file(out, "--out");  // before minutes of measurement
     std::string stem = out;
     if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".yaml") == 0) stem.resize(stem.size() - 5);
     std::vector<std::string> summary;
@@ -253,6 +255,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
     }
   }
   const std::string out = a.get("out").value_or("reports/validation/" + name + ".md");
+  check_output_file(out, "--out");  // before minutes of measurement
   namespace fs = std::filesystem;
   const fs::path outp(out);
   const std::string stem = outp.stem().string();

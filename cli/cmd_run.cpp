@@ -258,12 +258,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   if (backend_flag != "auto" && backend_flag != "cpu" && backend_flag != "cuda") {
     throw InputError("--backend must be auto, cpu or cuda, not '" + backend_flag + "'");
   }
-  if (auto t = args.get("trace")) {
-    if (t->empty()) throw InputError("--trace: an empty path");
-    if (fs::is_directory(*t, ec)) throw InputError("--trace: " + *t + " is a folder; give a file name");
-    const fs::path parent = fs::path(*t).has_parent_path() ? fs::path(*t).parent_path() : fs::path(".");
-    check_output_folder(parent.string(), "--trace");
-  }
+  if (auto t = args.get("trace")) check_output_file(*t, "--trace");
   std::string offload_dir = args.get("offload-dir").value_or("");
   if (args.get("offload-dir")) check_output_folder(offload_dir, "--offload-dir");
   bool remove_offload = false;

@@ -72,6 +72,14 @@ void check_output_folder(const std::string& dir, const std::string& what) {
   if (::access(dir.c_str(), W_OK | X_OK) != 0) throw InputError(what + ": cannot write into " + dir);
 }
 
+void check_output_file(const std::string& path, const std::string& what) {
+  if (path.empty()) throw InputError(what + ": an empty path");
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw InputError(what + ": " + path + " is a folder; give a file name");
+  const fs::path p(path);
+  check_output_folder(p.has_parent_path() ? p.parent_path().string() : ".", what);
+}
+
 void write_file_atomic(const std::string& path, const std::string& text) {
   const fs::path target(path);
   const fs::path tmp = sibling(target, "tmp");

@@ -33,6 +33,10 @@ std::string quote_for_message(const std::string& text, size_t limit = 60);
 // `what` (the flag or key that gave it) otherwise: an empty path, a file, no permission.
 void check_output_folder(const std::string& dir, const std::string& what);
 
+// Checks, before any work, that a file can be written at `path`: not empty, not a folder, its
+// folder creatable and writable; InputError naming `what` otherwise.
+void check_output_file(const std::string& path, const std::string& what);
+
 // Writes `text` to `path` through a temporary file in the same folder, renamed into place;
 // RuntimeFailure when that fails (the temporary is removed).
 void write_file_atomic(const std::string& path, const std::string& text);

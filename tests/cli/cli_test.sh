@@ -356,6 +356,8 @@ expect_error "profile bad fraction" "not a fraction" -- profile --validate --cal
 expect_error "profile unknown hardware" "no preset 'nope'" -- profile --real --hardware nope
 expect_error "profile bad rounds" "--rounds: expected an integer from 1 to 1000" -- profile --validate --calibration x.yaml --rounds 0
 expect_error "profile bad quiet wait" "--quiet-wait: expected an integer from 0 to 86400" -- profile --validate --calibration x.yaml --quiet-wait -1
+expect_error "profile --out a folder" "--out: .* is a folder" -- profile --real --model "$SRC/tests/data/llama_float32" --quick --out "$TMP"
+expect_error "profile --out under a file" "--out: " -- profile --real --model "$SRC/tests/data/llama_float32" --quick --out "$TMP/paths/file/cal.yaml"
 printf 'kind: calibration\nhost:\n  memory_bandwidth_gbs: -3\n' >"$TMP/badcal.yaml"
 expect_error "profile bad calibration" "badcal.yaml:3:.*must be positive" -- profile --validate --calibration "$TMP/badcal.yaml"
 [ ! -e "$TMP/val.md" ] && ok || bad "a failed validation wrote its report"
