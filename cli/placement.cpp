@@ -13,15 +13,18 @@ MapOutcome compute_map(const Args& args, Scenario& sc, const ModuleTree& tree) {
   // Which placement: the --strategy flag, a --device-map file, or the scenario's own entry.
   std::optional<std::string> strategy = args.get("strategy");
   std::optional<std::vector<std::pair<std::string, Device>>> manual;
-  std::string manual_origin;
+  std::vector<int> manual_lines;
+  std::string manual_origin, manual_label;
   if (auto f = args.get("device-map")) {
-    manual = parse_device_map_node(load_yaml_file(*f), *f);
-    manual_origin = *f;
+    manual = parse_device_map_node(load_yaml_file(*f), *f, &manual_lines);
+    manual_origin = manual_label = *f;
   } else if (strategy) {
     for (const auto& m : sc.device_maps) {
       if (m.name == *strategy || "manual:" + m.name == *strategy) {
         manual = m.entries;
-        manual_origin = sc.file + " (device_maps." + m.name + ")";
+        manual_lines = m.entry_lines;
+        manual_origin = sc.file;
+        manual_label = sc.file + " (device_maps." + m.name + ")";
       }
     }
   }
@@ -33,8 +36,8 @@ MapOutcome compute_map(const Args& args, Scenario& sc, const ModuleTree& tree) {
   };
 
   if (manual) {
-    out.device_map = strategies::validate_manual_map(tree, *manual, manual_origin);
-    out.how = "hand-written map from " + manual_origin;
+    out.device_map = strategies::validate_manual_map(tree, *manual, manual_origin, manual_lines);
+    out.how = "hand-written map from " + manual_label;
     out.sizes = sizes_for_display();
     if (sc.max_memory) out.max_memory = *sc.max_memory;
   } else if (strategy && !strategies::parse_strategy(*strategy) && *strategy != "infer_auto_device_map" &&

@@ -57,8 +57,12 @@ MaxMemory parse_max_memory_node(const YAML::Node& node, const std::string& file)
   return mm;
 }
 
-std::vector<std::pair<std::string, Device>> parse_device_map_node(const YAML::Node& node, const std::string& file) {
+std::vector<std::pair<std::string, Device>> parse_device_map_node(const YAML::Node& node, const std::string& file,
+                                                                  std::vector<int>* lines) {
   std::vector<std::pair<std::string, Device>> out;
+  auto line_of = [&](const YAML::Node& n) {
+    if (lines) lines->push_back(n.Mark().line >= 0 ? n.Mark().line + 1 : 0);
+  };
   if (node.IsSequence()) {  // [[name, device], ...] as accelerate's ordered pairs
     for (const auto& pair : node) {
       if (!pair.IsSequence() || pair.size() != 2) fail_at(file, pair, "device map: expected [module, device] pairs");
@@ -67,6 +71,7 @@ std::vector<std::pair<std::string, Device>> parse_device_map_node(const YAML::No
       auto dev = parse_device(dtext);
       if (!dev) fail_at(file, pair[1], "device map: unknown device '" + dtext + "' for '" + name + "'");
       out.emplace_back(name, *dev);
+      line_of(pair);
     }
     return out;
   }
@@ -78,6 +83,7 @@ std::vector<std::pair<std::string, Device>> parse_device_map_node(const YAML::No
     auto dev = parse_device(dtext);
     if (!dev) fail_at(file, kv.second, "device map: unknown device '" + dtext + "' for '" + name + "'");
     out.emplace_back(name, *dev);
+    line_of(kv.first);
   }
   return out;
 }
@@ -184,7 +190,7 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
         if (m.name == b) fail_at(path, kv.first, "device_maps: '" + m.name + "' is a built-in strategy; give the map another name");
       }
       m.line = kv.first.Mark().line >= 0 ? kv.first.Mark().line + 1 : 0;
-      m.entries = parse_device_map_node(kv.second, path);
+      m.entries = parse_device_map_node(kv.second, path, &m.entry_lines);
       s.device_maps.push_back(std::move(m));
     }
   }

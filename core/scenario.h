@@ -30,6 +30,7 @@ namespace dmap {
 struct NamedDeviceMap {
   std::string name;
   std::vector<std::pair<std::string, Device>> entries;  // in file order
+  std::vector<int> entry_lines;                          // each entry's line (1-based; 0 = unknown)
   int line = 0;  // where the map starts in the scenario file (1-based; 0 = unknown)
 };
 
@@ -55,7 +56,9 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir);
 MaxMemory parse_max_memory_node(const YAML::Node& node, const std::string& file);
 
 // Reads a hand-written device map ({"model.layers.1": 0, "lm_head": "disk"}).
-std::vector<std::pair<std::string, Device>> parse_device_map_node(const YAML::Node& node, const std::string& file);
+// `lines`, when given, receives each entry's line in the file (1-based; 0 = unknown).
+std::vector<std::pair<std::string, Device>> parse_device_map_node(const YAML::Node& node, const std::string& file,
+                                                                  std::vector<int>* lines = nullptr);
 
 // Resolves a model reference: an existing path (absolute, or relative to `base_dir`), a
 // checkpoint folder, or a preset name in `models_dir` (NAME.yaml).

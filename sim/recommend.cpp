@@ -192,9 +192,9 @@ Evaluation evaluate(const SimScenario& s) {
       if (m.name != name) continue;
       DeviceMap dm;
       try {
-        dm = strategies::validate_manual_map(*c.tree, m.entries, s.base.file);
+        dm = strategies::validate_manual_map(*c.tree, m.entries, s.base.file, m.entry_lines);
       } catch (const InputError& e) {
-        throw InputError(s.base.file, m.line, 0, "device_maps." + m.name + ": " + e.message());
+        throw InputError(s.base.file, e.line() > 0 ? e.line() : m.line, 0, "device_maps." + m.name + ": " + e.message());
       }
       add_rows(ev.rows, c, hw, name, dm, s.semantics);
     }

@@ -159,15 +159,17 @@ std::optional<Device> device_of(const ModuleTree& tree, const DeviceMap& dm, int
 }
 
 DeviceMap validate_manual_map(const ModuleTree& tree, const std::vector<std::pair<std::string, Device>>& entries,
-                              const std::string& origin) {
+                              const std::string& origin, const std::vector<int>& lines) {
   DeviceMap dm;
-  for (const auto& [name, dev] : entries) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto& [name, dev] = entries[i];
+    const int line = i < lines.size() ? lines[i] : 0;
     if (tree.find(name) < 0) {
-      throw InputError(origin, 0, 0,
-                       "device map names '" + name + "', which is not a module or tensor of " +
+      throw InputError(origin, line, 0,
+                       "device map names '" + name.substr(0, 200) + "', which is not a module or tensor of " +
                            (tree.model_name.empty() ? tree.model_type : tree.model_name));
     }
-    if (dm.get(name)) throw InputError(origin, 0, 0, "device map lists '" + name + "' twice");
+    if (dm.get(name)) throw InputError(origin, line, 0, "device map lists '" + name + "' twice");
     dm.assign(name, dev);
   }
   // Every parameter and persistent buffer (what state_dict() holds) must be covered.

@@ -75,9 +75,10 @@ DeviceMap whole_model_map(Device d);
 
 // Hand-written maps {"model.layers.1": 0, "lm_head": "disk", ...}. Every key must name a
 // module or tensor of the tree ("" = everything); every parameter and persistent buffer must
-// be covered by its nearest listed ancestor. Violations are InputErrors naming the module.
+// be covered by its nearest listed ancestor. Violations are InputErrors naming the module (and
+// its line in `origin`, from `lines`, when known).
 DeviceMap validate_manual_map(const ModuleTree& tree, const std::vector<std::pair<std::string, Device>>& entries,
-                              const std::string& origin);
+                              const std::string& origin, const std::vector<int>& lines = {});
 
 // The request a scenario describes. Defaults: entry from_pretrained, strategy auto, pipeline
 // v5; dtype = the scenario's, else (from_pretrained v5) the checkpoint's torch_dtype as v5's

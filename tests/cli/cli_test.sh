@@ -237,6 +237,13 @@ else
 fi
 scenario "model: llama32_1b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" "hardware: desktop_rtx3060"
 expect_error "duplicate YAML key" "s.yaml:4:1: key 'hardware' given twice" -- simulate "$TMP/s.yaml"
+# an unknown module in a hand-written map is named with its line
+printf '{"model.embed_tokens": "cpu",\n "model.layerz.0": "cpu",\n "": "cpu"}' >"$TMP/paths/um.json"
+expect_error "unknown module in a map file" "um.json:2: device map names 'model.layerz.0'" -- \
+  map "$SEED" --device-map "$TMP/paths/um.json"
+scenario "model: llama32_1b" "max_memory: {0: 1GiB, cpu: 10GiB}" "device_maps:" "  mine:" "    model.embed_tokens: 0" \
+  "    model.layerz.0: cpu" "    '': cpu"
+expect_error "unknown module in a scenario map" "s.yaml:6: device map names 'model.layerz.0'" -- map "$TMP/s.yaml" --strategy mine
 # sizes from user input are limited and checked, never overflowed (issue 20)
 for change in "vocab_size: 9223372036854775807" "hidden_size: 4000000000000" "num_hidden_layers: 1000000000"; do
   key="${change%%:*}"
