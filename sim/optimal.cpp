@@ -78,7 +78,7 @@ struct Tables {
   std::vector<double> gpu_cap, gpu_ctx;
   double host_cap = 0, cache_cap = 0, all_weights = 0;
   double gpu_room = 0;                     // bytes all GPUs can hold besides context and workspace
-  bool host_binding = false, cache_binding = false;
+  bool host_binding = false;
 
   Tables(const CostModel& c, const Hardware& h) : cm(c), hw(h) {
     const ModelGraph& g = cm.graph();
@@ -209,7 +209,6 @@ struct Tables {
       all_kv_d += kv_d[u];
     }
     host_binding = all_weights + std::max(ws_p + all_kv_p, ws_d + all_kv_d) + logits_bytes > host_cap;
-    cache_binding = all_weights > cache_cap;
     for (int gi = 0; gi < gpus; ++gi) {
       gpu_cap.push_back(static_cast<double>(hw.gpu_capacity(gi)));
       gpu_ctx.push_back(static_cast<double>(hw.gpus[gi].runtime_context));

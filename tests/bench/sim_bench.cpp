@@ -97,23 +97,8 @@ void BM_OptimalRamBinds(benchmark::State& state) {
   state.counters["labels"] = static_cast<double>(r.stats.labels);
 }
 
-void BM_OptimalScenario(benchmark::State& state, const std::string& scenario) {
-  const SimScenario s = load_sim_scenario(kConfigs + "/scenarios/" + scenario + ".yaml", kConfigs);
-  const ModuleTree tree = build_module_tree(s.base.model);
-  const ModelGraph graph = build_graph(tree, s.workload.dtype);
-  const Rates rates = make_rates(s.hardware, nullptr);
-  const CostModel cm(graph, rates, s.workload);
-  OptimalResult r;
-  for (auto _ : state) {
-    r = optimal_search(cm, s.hardware);
-    benchmark::DoNotOptimize(r.objective_s);
-  }
-  state.counters["exact"] = r.exact;
-  state.counters["labels"] = static_cast<double>(r.stats.labels);
-}
-
-// One generated scenario, priced.
-struct Generated {
+// A scenario with its tree, graph, rates and cost model (held: the cost model refers to them).
+struct Priced {
   SimScenario s;
   std::unique_ptr<ModuleTree> tree;
   std::unique_ptr<ModelGraph> graph;
@@ -121,7 +106,28 @@ struct Generated {
   std::unique_ptr<CostModel> cm;
 };
 
-std::vector<std::unique_ptr<Generated>> generated_scenarios() {
+std::unique_ptr<Priced> priced(const std::string& path) {
+  auto g = std::make_unique<Priced>();
+  g->s = load_sim_scenario(path, kConfigs);
+  g->tree = std::make_unique<ModuleTree>(build_module_tree(g->s.base.model));
+  g->graph = std::make_unique<ModelGraph>(build_graph(*g->tree, g->s.workload.dtype));
+  g->rates = std::make_unique<Rates>(make_rates(g->s.hardware, nullptr));
+  g->cm = std::make_unique<CostModel>(*g->graph, *g->rates, g->s.workload);
+  return g;
+}
+
+void BM_OptimalScenario(benchmark::State& state, const std::string& scenario) {
+  const auto p = priced(kConfigs + "/scenarios/" + scenario + ".yaml");
+  OptimalResult r;
+  for (auto _ : state) {
+    r = optimal_search(*p->cm, p->s.hardware);
+    benchmark::DoNotOptimize(r.objective_s);
+  }
+  state.counters["exact"] = r.exact;
+  state.counters["labels"] = static_cast<double>(r.stats.labels);
+}
+
+std::vector<std::unique_ptr<Priced>> generated_scenarios() {
   using namespace dmap::sim::testing;
   const std::vector<std::string> models = presets(kConfigs + "/models", "");
   const std::vector<std::string> gpus = presets(kConfigs + "/hardware", "gpu");
@@ -129,17 +135,11 @@ std::vector<std::unique_ptr<Generated>> generated_scenarios() {
   const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("dmap_sim_bench_" + std::to_string(std::random_device{}()));
   std::filesystem::create_directories(dir);
   std::mt19937_64 rng(20261203);  // optimal_test's seed
-  std::vector<std::unique_ptr<Generated>> out;
+  std::vector<std::unique_ptr<Priced>> out;
   for (int i = 0; i < 520; ++i) {
     const std::string path = (dir / "s.yaml").string();
     std::ofstream(path) << generate(rng, kConfigs, models, gpus, hosts, i);
-    auto g = std::make_unique<Generated>();
-    g->s = load_sim_scenario(path, kConfigs);
-    g->tree = std::make_unique<ModuleTree>(build_module_tree(g->s.base.model));
-    g->graph = std::make_unique<ModelGraph>(build_graph(*g->tree, g->s.workload.dtype));
-    g->rates = std::make_unique<Rates>(make_rates(g->s.hardware, nullptr));
-    g->cm = std::make_unique<CostModel>(*g->graph, *g->rates, g->s.workload);
-    out.push_back(std::move(g));
+    out.push_back(priced(path));
   }
   std::filesystem::remove_all(dir);
   return out;
