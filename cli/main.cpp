@@ -49,19 +49,19 @@ int main(int argc, char** argv) {
     if (command == "report") return dmap::cli::cmd_report(args);
     if (command == "run") return dmap::cli::cmd_run(args);
     if (command == "profile") return dmap::cli::cmd_profile(args);
-    std::cerr << "dmap: unknown command '" << command << "'\n\n" << kHelp;
+    std::cerr << "dmap: unknown command '" << dmap::printable(command) << "'\n\n" << kHelp;
     return 2;
   } catch (const dmap::InputError& e) {
-    std::cerr << "dmap: error: " << e.what() << "\n";
+    std::cerr << "dmap: error: " << dmap::printable(e.text()) << "\n";
     return 2;
   } catch (const YAML::Exception& e) {
-    std::cerr << "dmap: error: malformed input: " << e.what() << "\n";
+    std::cerr << "dmap: error: malformed input: " << dmap::printable(e.what()) << "\n";
     return 2;
   } catch (const dmap::RuntimeFailure& e) {
-    std::cerr << "dmap: failed: " << e.what() << "\n";
+    std::cerr << "dmap: failed: " << dmap::printable(e.text()) << "\n";
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "dmap: internal error: " << e.what() << "\n";
+    std::cerr << "dmap: internal error: " << dmap::printable(e.what()) << "\n";
     return 1;
   }
 }

@@ -22,10 +22,27 @@ std::string compose(const std::string& file, int line, int column, const std::st
 
 InputError::InputError(std::string file, int line, int column, std::string message)
     : std::runtime_error(compose(file, line, column, message)),
+      text_(compose(file, line, column, message)),
       file_(std::move(file)),
       line_(line),
       column_(column),
       message_(std::move(message)) {}
+
+std::string printable(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\n') || c == 0x7f) {
+      static const char* hex = "0123456789abcdef";
+      out.append("\\x").push_back(hex[c >> 4]);
+      out.push_back(hex[c & 15]);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  return out;
+}
 
 void throw_check_failure(const char* expr, const char* file, int line, const std::string& msg) {
   throw InternalError(std::string("internal check failed: ") + expr + " at " + file + ":" +

@@ -18,8 +18,11 @@ class InputError : public std::runtime_error {
   int line() const { return line_; }
   int column() const { return column_; }
   const std::string& message() const { return message_; }
+  // "file:line:col: message", whole (what() stops at a NUL byte that user text may carry).
+  const std::string& text() const { return text_; }
 
  private:
+  std::string text_;
   std::string file_;
   int line_;
   int column_;
@@ -28,8 +31,16 @@ class InputError : public std::runtime_error {
 
 class RuntimeFailure : public std::runtime_error {
  public:
-  explicit RuntimeFailure(const std::string& message) : std::runtime_error(message) {}
+  explicit RuntimeFailure(const std::string& message) : std::runtime_error(message), text_(message) {}
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_;
 };
+
+// `text` with every control character but the newline, and DEL, written as \xNN, so that
+// user text in a message can neither hide part of it (NUL) nor drive the terminal (ESC).
+std::string printable(const std::string& text);
 
 // An internal invariant was broken: a bug in dmap, not the user's fault.
 class InternalError : public std::logic_error {

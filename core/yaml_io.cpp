@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -81,7 +82,29 @@ struct DuplicateKeys {
   }
 };
 
+// YAML 1.2 and JSON allow no C0 control character but tab, line feed and carriage return in
+// their text, and no DEL (yaml-cpp would read a NUL byte as the end of a line, or worse).
+void check_text_characters(const std::string& text, const std::string& origin) {
+  int line = 1, column = 1;
+  for (const char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      throw InputError(origin, line, column,
+                       std::string("the control character ") + hex + " is not allowed in YAML or JSON text (a binary file?)");
+    }
+    if (c == '\n') {
+      ++line;
+      column = 1;
+    } else if ((c & 0xc0) != 0x80) {  // count characters, not UTF-8 continuation bytes
+      ++column;
+    }
+  }
+}
+
 YAML::Node parse(const std::string& text, const std::string& origin) {
+  check_text_characters(text, origin);
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -172,6 +195,14 @@ bool yaml_bool(const std::string& file, const YAML::Node& node, const std::strin
 
 std::string yaml_string(const std::string& file, const YAML::Node& node, const std::string& what) {
   if (!node.IsDefined() || node.IsNull() || !node.IsScalar()) fail_at(file, node, what + ": expected a string");
+  for (const char ch : node.Scalar()) {  // an escape such as "\0" or "\e" in a quoted scalar
+    const auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t' && c != '\n') || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      fail_at(file, node, what + ": contains the control character " + hex);
+    }
+  }
   return node.Scalar();
 }
 

@@ -206,6 +206,12 @@ fi
 # input files are regular files; names cannot hide built-ins; flags are not silently ignored (issue 20)
 mkdir -p "$TMP/paths/dir.yaml"
 expect_error "a folder as scenario" "dir.yaml: cannot open: a folder, not a file" -- simulate "$TMP/paths/dir.yaml"
+# control characters: a raw NUL byte is located; an escaped one in a name prints escaped, whole
+printf 'model: llama32_1b\nhardware: desktop_rtx3060\nworkload: {prompt: 8, new_tokens: 8}\nstrategies: [au\0to]\n' >"$TMP/s.yaml"
+expect_error "a NUL byte in the text" "s.yaml:4:16: the control character .x00 is not allowed" -- simulate "$TMP/s.yaml"
+scenario "model: llama32_1b" "hardware: desktop_rtx3060" "workload: {prompt: 8, new_tokens: 8}" 'strategies: ["au\0to\e[31m"]'
+expect_error "an escaped NUL in a strategy" "s.yaml:4:14: strategy: contains the control character .x00" -- simulate "$TMP/s.yaml"
+expect_error "an escape sequence in a flag" "unknown format 't.x1b\[31m'" -- simulate "$SEED" --format $'t\e[31m'
 mkfifo "$TMP/paths/fifo.yaml"
 expect_error "a FIFO as scenario" "fifo.yaml: cannot open: not a regular file" -- simulate "$TMP/paths/fifo.yaml"
 ln -s "$TMP/paths/gone.yaml" "$TMP/paths/dangling.yaml"

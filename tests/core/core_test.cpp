@@ -302,3 +302,26 @@ TEST_CASE("a misspelled key is named with the known key it is closest to", "[uni
                     Catch::Contains("k.yaml:1:") && Catch::Contains("hardware: unknown key 'max_memroy' (did you mean 'max_memory'?)"));
   CHECK_NOTHROW(dmap::check_known_keys("k.yaml", dmap::load_yaml_string("{entry: 1}", "k.yaml"), known, "x"));
 }
+
+TEST_CASE("control characters: refused in YAML/JSON text and in strings, escaped in messages", "[unit][core][yaml]") {
+  // A raw NUL or ESC byte in the text is located; tab and CR are YAML's own whitespace.
+  try {
+    dmap::load_yaml_string(std::string("a: 1\nb: x\0y\n", 12), "c.yaml");
+    FAIL("expected an InputError");
+  } catch (const InputError& e) {
+    CHECK(e.line() == 2);
+    CHECK(e.column() == 5);
+    CHECK_THAT(e.message(), Catch::Contains("\\x00"));
+  }
+  CHECK_THROWS_WITH(dmap::load_yaml_string("t: \"\x1b[31mred\"", "c.yaml"), Catch::Contains("c.yaml:1:5") && Catch::Contains("\\x1b"));
+  CHECK_NOTHROW(dmap::load_yaml_string("a:\t1\r\nb: 2\r\n", "c.yaml"));
+  // An escape in a quoted scalar makes the same character: a string value refuses it.
+  const YAML::Node n = dmap::load_yaml_string("t: \"ab\\0cd\"\nu: \"tab\\there\"", "c.yaml");
+  CHECK_THROWS_WITH(dmap::yaml_string("c.yaml", n["t"], "title"), Catch::Contains("title: contains the control character \\x00"));
+  CHECK(dmap::yaml_string("c.yaml", n["u"], "title") == "tab\there");
+  // The whole message survives a NUL (what() would stop at it) and prints escaped.
+  const InputError e("f.yaml", 3, 1, std::string("unknown 'a\0b'", 13));
+  CHECK(e.text() == std::string("f.yaml:3:1: unknown 'a\0b'", 25));
+  CHECK(dmap::printable(e.text()) == "f.yaml:3:1: unknown 'a\\x00b'");
+  CHECK(dmap::printable("line\nnext\x7f\x1b") == "line\nnext\\x7f\\x1b");
+}
