@@ -41,7 +41,8 @@ const char* kRunHelp = R"(usage: dmap run MODEL_OR_CHECKPOINT [options]
 Runs the model on dmap's CPU executor: prefill of the prompt, then greedy decode.
 MODEL_OR_CHECKPOINT is a checkpoint folder (config.json + model.safetensors or an index of
 shards; its weights are used), or a model YAML / config.json / preset name (seeded random
-weights at the real shapes, for timing).
+weights at the real shapes, for timing). A folder without weights is an error unless
+--random-weights is given.
 
 placement (default: everything on the CPU):
   --device-map FILE    a hand-written map {"model.layers.20": "disk", ...}
@@ -69,6 +70,7 @@ workload:
   --prefill-reps R     time R prefills after one warm-up and report the median (default: one cold prefill)
   --dtype D            random weights: float32 | float16 | bfloat16 (default: the config's)
   --seed S             random weights and random prompt (default 0)
+  --random-weights     seeded random weights at the model's shapes, even for a checkpoint folder
   --trace FILE         write a Chrome/Perfetto trace of the run (open in ui.perfetto.dev): CUDA runs
                        are traced with CUPTI (kernels and copies on their streams, launches linked
                        to kernels, CPU-backend modules on host threads; the raw records go to
@@ -154,7 +156,7 @@ int cmd_run(const std::vector<std::string>& argv) {
                   {"device-map", "strategy", "max-memory", "scenario", "offload-dir", "prompt-ids", "prompt-file",
                    "prompt-tokens", "new-tokens", "batch", "threads", "dtype", "seed", "format", "no-split", "pipeline",
                    "prefill-reps", "semantics", "backend", "trace"},
-                  {"help", "drop-page-cache"});
+                  {"help", "drop-page-cache", "random-weights"});
   if (args.has("help")) {
     std::cout << kRunHelp;
     return 0;
@@ -176,8 +178,14 @@ int cmd_run(const std::vector<std::string>& argv) {
   std::error_code ec;
   // Weights present (a dangling link counts: it is an error below, never random weights).
   auto present = [&](const fs::path& p) { return fs::exists(fs::symlink_status(p, ec)); };
-  const bool checkpoint = fs::is_directory(model_ref, ec) && (present(fs::path(model_ref) / "model.safetensors") ||
-                                                              present(fs::path(model_ref) / "model.safetensors.index.json"));
+  const bool folder = fs::is_directory(model_ref, ec);
+  const bool has_weights = folder && (present(fs::path(model_ref) / "model.safetensors") ||
+                                      present(fs::path(model_ref) / "model.safetensors.index.json"));
+  if (folder && !has_weights && !args.has("random-weights")) {
+    throw InputError(model_ref + ": no model.safetensors or model.safetensors.index.json in this checkpoint folder; "
+                     "pass --random-weights to run on seeded random weights at its shapes");
+  }
+  const bool checkpoint = has_weights && !args.has("random-weights");
   const exec::ExecConfig cfg = exec::exec_config(sc.model);
   const int64_t seed = args.get("seed") ? positive_flag(args, "seed", 0) : 0;
 

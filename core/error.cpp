@@ -1,6 +1,8 @@
 // Formatting of errors.
 #include "core/error.h"
 
+#include <algorithm>
+
 namespace dmap {
 
 namespace {
@@ -29,9 +31,12 @@ InputError::InputError(std::string file, int line, int column, std::string messa
       message_(std::move(message)) {}
 
 std::string printable(const std::string& text) {
+  // A message quotes user text; a quote that escaped its limit must not flood the terminal.
+  constexpr size_t kLimit = 4096;
   std::string out;
-  out.reserve(text.size());
-  for (const char ch : text) {
+  out.reserve(std::min(text.size(), kLimit));
+  for (size_t i = 0; i < text.size() && i < kLimit; ++i) {
+    const char ch = text[i];
     const auto c = static_cast<unsigned char>(ch);
     if ((c < 0x20 && c != '\n') || c == 0x7f) {
       static const char* hex = "0123456789abcdef";
@@ -41,6 +46,7 @@ std::string printable(const std::string& text) {
       out.push_back(ch);
     }
   }
+  if (text.size() > kLimit) out.append(" ... (" + std::to_string(text.size()) + " characters; cut)");
   return out;
 }
 

@@ -39,7 +39,8 @@ class RuntimeFailure : public std::runtime_error {
 };
 
 // `text` with every control character but the newline, and DEL, written as \xNN, so that
-// user text in a message can neither hide part of it (NUL) nor drive the terminal (ESC).
+// user text in a message can neither hide part of it (NUL) nor drive the terminal (ESC); cut
+// after 4096 characters.
 std::string printable(const std::string& text);
 
 // An internal invariant was broken: a bug in dmap, not the user's fault.

@@ -17,6 +17,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/output.h"
 
 namespace dmap::exec {
 
@@ -88,7 +89,7 @@ ExecConfig exec_config(const ModelSpec& spec) {
   e.source = spec.source;
   if (e.family != "llama" && e.family != "mistral" && e.family != "qwen2" && e.family != "gemma") {
     throw InputError(spec.source, 0, 0,
-                     "the CPU executor runs llama, mistral, qwen2 and gemma; this model is '" + e.family + "'");
+                     "the CPU executor runs llama, mistral, qwen2 and gemma; this model is " + quote_for_message(e.family));
   }
   e.gemma = e.family == "gemma";
   e.hidden = c.positive({"hidden_size"});

@@ -354,6 +354,12 @@ for t in 100000 2147483648 4294967297 0 -1 2x; do
 done
 expect_error "run unsupported family" "runs llama, mistral, qwen2 and gemma" -- run gpt2_xl
 expect_error "run missing model" "not found" -- run "$TMP/nothing_here"
+mkdir -p "$TMP/paths/ck_none" && cp "$FIX/config.json" "$TMP/paths/ck_none/"
+expect_error "a checkpoint folder without weights" "ck_none: no model.safetensors .* pass --random-weights" -- run "$TMP/paths/ck_none" --prompt-ids 1,2 --new-tokens 2
+if out="$("$DMAP" run "$TMP/paths/ck_none" --random-weights --prompt-ids 1,2 --new-tokens 2 --threads 1 2>&1)" && grep -q "random" <<<"$out"; then ok; else bad "--random-weights on a folder: $out"; fi
+python3 -c "print('{\"model_type\": \"' + 'x' * 1000000 + '\", \"hidden_size\": 8}')" >"$TMP/paths/ck_none/config.json"
+expect_error "a 1 MB model_type is cut" "this model is 'x+' \(1000000 characters\)" -- run "$TMP/paths/ck_none" --random-weights
+[ "$(wc -c <"$TMP/err")" -lt 1000 ] && ok || bad "a 1 MB model_type echoed: $(wc -c <"$TMP/err") bytes"
 expect_error "run dtype with checkpoint" "applies to random weights" -- run "$FIX" --dtype bfloat16
 printf '[1, 2, "three"]' >"$TMP/ids.json"
 expect_error "run prompt file" "ids.json:1:.*expected an integer" -- run "$FIX" --prompt-file "$TMP/ids.json"

@@ -1,8 +1,15 @@
 #!/usr/bin/env python3
 """Hostile-input property test of the dmap CLI (issue 20).
 
-Mutates the shipped scenarios (with their model inlined, so that config values are mutated too)
-and runs `dmap simulate`, `dmap report` and `dmap map` on each mutant. Every run must exit 0 or 2
+Mutates the files dmap reads and runs the CLI on each mutant:
+- a shipped scenario (its model inlined, so that config values are mutated too), run by
+  `dmap simulate`, `dmap report` and `dmap map`;
+- a hardware preset the scenario names (in a copy of configs/ the binary is pointed at with
+  DMAP_MODELS_DIR), run by `dmap simulate`;
+- the shipped calibration, given to `dmap simulate --calibration`;
+- a test checkpoint's config.json, run by `dmap map --model` and `dmap memory`;
+- a hand-written device map, given to `dmap map --device-map`.
+Every run must exit 0 or 2
 (never crash, never an internal error), finish within its timeout (never hang), print a message
 on standard error when it fails, print valid JSON when it succeeds with --format json, and never
 write outside its own sandbox folder.
@@ -34,7 +41,8 @@ VALUES = [
     b"[a, b]", b"{a: 1}", b"null", b"~", b"true", b"1152921504606846976", b"100000TiB", b"4000000000000",
     b"1GiB", b"-5GiB", b"12abc", b"0x10", b"[]", b"{}", b"&a [*a]",
 ]
-KEY_RE = re.compile(rb"(?P<key>[A-Za-z_][A-Za-z0-9_]*)(?P<sep>:\s*)(?P<value>[^,{}\[\]\n#]+)")
+# `key: value` in YAML, `"key": value` in JSON.
+KEY_RE = re.compile(rb"(?P<key>[A-Za-z_][A-Za-z0-9_]*)\"?(?P<sep>:\s*)(?P<value>[^,{}\[\]\n#]+)")
 
 
 def inline_model(text):
@@ -95,22 +103,27 @@ def files_under(folder):
     return out
 
 
-def run_one(args):
-    index, text, what, command = args
+def run_one(job):
+    index, what, command, files, argv, use_configs = job
     sandbox = tempfile.mkdtemp(prefix="dmap_mutant_")
     try:
         os.makedirs(os.path.join(sandbox, "in"))
-        scenario = os.path.join(sandbox, "in", "mutant.yaml")
-        with open(scenario, "wb") as f:
-            f.write(text)
+        env = dict(os.environ)
+        if use_configs:  # a private copy of configs/ holding the mutated preset
+            shutil.copytree(os.path.join(SRC, "configs", "models"), os.path.join(sandbox, "configs", "models"))
+            shutil.copytree(os.path.join(SRC, "configs", "hardware"), os.path.join(sandbox, "configs", "hardware"))
+            env["DMAP_MODELS_DIR"] = os.path.join(sandbox, "configs", "models")
+        for rel, data in files.items():
+            path = os.path.join(sandbox, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+        argv = [DMAP] + [a.replace("{sandbox}", sandbox) for a in argv]
         out_dir = os.path.join(sandbox, "out")
-        argv = {"simulate": [DMAP, "simulate", scenario, "--format", "json"],
-                "report": [DMAP, "report", scenario, "--out", out_dir],
-                "map": [DMAP, "map", scenario, "--format", "json"]}[command]
         try:
-            p = subprocess.run(argv, capture_output=True, timeout=TIMEOUT_S, cwd=os.path.join(sandbox, "in"))
+            p = subprocess.run(argv, capture_output=True, timeout=TIMEOUT_S, cwd=os.path.join(sandbox, "in"), env=env)
         except subprocess.TimeoutExpired:
-            return index, what, command, f"no answer within {TIMEOUT_S} s (hang?)", text
+            return index, what, command, f"no answer within {TIMEOUT_S} s (hang?)", files, None
         problems = []
         if p.returncode not in (0, 2):
             problems.append(f"exit {p.returncode}: {p.stderr[-400:]!r}")
@@ -118,49 +131,117 @@ def run_one(args):
             problems.append("exit 2 without a message")
         if p.returncode == 2 and p.stdout.strip():
             problems.append("exit 2 with output on stdout")
-        if p.returncode == 0 and command in ("simulate", "map"):
+        if p.returncode == 0 and "--format" in argv and argv[argv.index("--format") + 1] == "json":
             try:
                 json.loads(p.stdout.decode("utf-8"))
             except (ValueError, UnicodeDecodeError) as e:
                 problems.append(f"exit 0 but stdout is not JSON: {e}")
-        stray = {f for f in files_under(sandbox) if not (f == "in" or f.startswith("in" + os.sep) or f == "out"
-                                                         or f.startswith("out" + os.sep))}
+        allowed = ("in", "out", "configs")
+        stray = {f for f in files_under(sandbox) if f.split(os.sep)[0] not in allowed}
         if stray:
             problems.append(f"wrote outside its output folder: {sorted(stray)[:5]}")
         if command == "report" and p.returncode != 0 and os.path.exists(out_dir) and files_under(out_dir):
             problems.append(f"failed but left files: {sorted(files_under(out_dir))[:5]}")
-        return index, what, command, "; ".join(problems), text
+        return index, what, command, "; ".join(problems), files, p.returncode
     finally:
         shutil.rmtree(sandbox, ignore_errors=True)
 
 
+def read(*parts):
+    with open(os.path.join(SRC, *parts), "rb") as f:
+        return f.read()
+
+
+def mutated(text, rng):
+    text, what = mutate(text, rng)
+    if rng.random() < 0.3:  # a second mutation on top
+        text, more = mutate(text, rng)
+        what += " + " + more
+    return text, what
+
+
+def referenced_presets(scenario):
+    """The hardware preset files a scenario's `hardware:` names, following system presets."""
+    names = set(re.findall(rb"[A-Za-z0-9_]+", scenario.split(b"hardware:", 1)[1].split(b"\nworkload", 1)[0]))
+    out = []
+    for n in sorted(names):
+        path = os.path.join(SRC, "configs", "hardware", n.decode() + ".yaml")
+        if os.path.exists(path):
+            out.append(n.decode())
+            with open(path, "rb") as f:
+                body = f.read()
+            if b"kind: system" in body:
+                out += [m.decode() for m in sorted(set(re.findall(rb"[A-Za-z0-9_]+", body)))
+                        if os.path.exists(os.path.join(SRC, "configs", "hardware", m.decode() + ".yaml"))]
+    return sorted(set(out))
+
+
+# A hand-written map for the seed scenario's Llama-3.1-8B, split over GPU, CPU and disk.
+SEED_SCENARIO = "seed_llama31_8b_fp32_11_5gb.yaml"
+SEED_MAP = (b"model.embed_tokens: 0\nmodel.layers.0: 0\nmodel.layers.1: 0\nmodel.layers.2: cpu\n"
+            b"model.layers: cpu\nmodel.norm: cpu\nmodel.rotary_emb: cpu\nlm_head: disk\n")
+
+
 def main():
     rng = random.Random(SEED)
-    seeds = []
+    scenarios = []  # (name, original, model inlined)
     folder = os.path.join(SRC, "configs", "scenarios")
     for name in sorted(os.listdir(folder)):
-        with open(os.path.join(folder, name), "rb") as f:
-            text = f.read()
+        text = read("configs", "scenarios", name)
         if b"hardware:" in text:
-            seeds.append(inline_model(text))
+            scenarios.append((name, text, inline_model(text)))
+    calibration = read("configs", "calibrations", "cloud_xeon_2vcpu.yaml")
+    data = os.path.join(SRC, "tests", "data")
+    configs = [read("tests", "data", d, "config.json") for d in sorted(os.listdir(data))
+               if os.path.exists(os.path.join(data, d, "config.json"))]
     jobs = []
     for i in range(MUTANTS):
-        text, what = mutate(rng.choice(seeds), rng)
-        if rng.random() < 0.3:  # a second mutation on top
-            text, more = mutate(text, rng)
-            what += " + " + more
-        command = rng.choices(["simulate", "report", "map"], weights=[6, 2, 2])[0]
-        jobs.append((i, text, what, command))
-    failures, exits = [], {}
+        name, original, inlined = rng.choice(scenarios)
+        kind = rng.choices(["scenario", "hardware", "calibration", "config", "map"], weights=[10, 4, 2, 2, 2])[0]
+        if kind == "scenario":
+            text, what = mutated(inlined, rng)
+            command = rng.choices(["simulate", "report", "map"], weights=[6, 2, 2])[0]
+            argv = {"simulate": ["simulate", "{sandbox}/in/mutant.yaml", "--format", "json"],
+                    "report": ["report", "{sandbox}/in/mutant.yaml", "--out", "{sandbox}/out"],
+                    "map": ["map", "{sandbox}/in/mutant.yaml", "--format", "json"]}[command]
+            jobs.append((i, what, command, {"in/mutant.yaml": text}, argv, False))
+        elif kind == "hardware":
+            preset = rng.choice(referenced_presets(original))
+            text, what = mutated(read("configs", "hardware", preset + ".yaml"), rng)
+            jobs.append((i, f"hardware preset {preset}: {what}", "simulate",
+                         {"in/scenario.yaml": original, f"configs/hardware/{preset}.yaml": text},
+                         ["simulate", "{sandbox}/in/scenario.yaml", "--format", "json"], True))
+        elif kind == "calibration":
+            text, what = mutated(calibration, rng)
+            jobs.append((i, "calibration: " + what, "simulate", {"in/scenario.yaml": original, "in/cal.yaml": text},
+                         ["simulate", "{sandbox}/in/scenario.yaml", "--calibration", "{sandbox}/in/cal.yaml",
+                          "--format", "json"], False))
+        elif kind == "config":
+            text, what = mutated(rng.choice(configs), rng)
+            command = rng.choice(["map", "memory"])
+            argv = (["map", "--model", "{sandbox}/in/ckpt/config.json", "--max-memory", "0=100KiB,cpu=1GiB", "--format", "json"]
+                    if command == "map" else ["memory", "{sandbox}/in/ckpt/config.json", "--format", "json"])
+            jobs.append((i, "config.json: " + what, command, {"in/ckpt/config.json": text}, argv, False))
+        else:
+            text, what = mutated(SEED_MAP, rng)
+            jobs.append((i, "device-map: " + what, "map", {"in/map.yaml": text},
+                         ["map", os.path.join(folder, SEED_SCENARIO), "--device-map", "{sandbox}/in/map.yaml", "--format", "json"],
+                         False))
+    failures, kinds = [], {}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for index, what, command, problem, text in pool.map(run_one, jobs):
+        for index, what, command, problem, files, rc in pool.map(run_one, jobs):
+            kind = what.split(" ")[0].rstrip(":") if ": " in what else "scenario"
+            n, ok = kinds.get(kind, (0, 0))
+            kinds[kind] = (n + 1, ok + (rc == 0))
             if problem:
-                failures.append((index, what, command, problem, text))
-    for index, what, command, problem, text in failures[:10]:
+                failures.append((index, what, command, problem, files))
+    for index, what, command, problem, files in failures[:10]:
         print(f"FAIL mutant {index} ({what}), dmap {command}: {problem}")
-        print("--- mutant (first 1500 bytes) ---")
-        print(text[:1500].decode("utf-8", "replace"))
-    print(f"mutate: {MUTANTS} mutants of {len(seeds)} scenarios (seed {SEED}), {len(failures)} failed")
+        for rel, text in files.items():
+            print(f"--- {rel} (first 1500 bytes) ---")
+            print(text[:1500].decode("utf-8", "replace"))
+    counts = ", ".join(f"{n} {k} ({ok} exit 0)" for k, (n, ok) in sorted(kinds.items()))
+    print(f"mutate: {MUTANTS} mutants ({counts}; seed {SEED}), {len(failures)} failed")
     return 1 if failures else 0
 
 

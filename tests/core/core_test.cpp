@@ -324,4 +324,5 @@ TEST_CASE("control characters: refused in YAML/JSON text and in strings, escaped
   CHECK(e.text() == std::string("f.yaml:3:1: unknown 'a\0b'", 25));
   CHECK(dmap::printable(e.text()) == "f.yaml:3:1: unknown 'a\\x00b'");
   CHECK(dmap::printable("line\nnext\x7f\x1b") == "line\nnext\\x7f\\x1b");
+  CHECK(dmap::printable(std::string(100000, 'x')).size() < 4200);
 }
