@@ -2,11 +2,17 @@
 // and the bound on work).
 #include "sim/optimal.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <cstdio>
+#include <chrono>
 #include <array>
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <new>
 #include <span>
 #include <unordered_map>
 
@@ -301,7 +307,6 @@ uint32_t state_key(const Label& a) {
   return (static_cast<uint32_t>(a.open + 1) << 24) | (static_cast<uint32_t>(a.pe + 1) << 16) |
          (static_cast<uint32_t>(a.sig - kNoTie) << 8) | static_cast<uint32_t>(a.ret);
 }
-bool same_state(const Label& a, const Label& b) { return state_key(a) == state_key(b); }
 
 // A lower bound on the time of units u+1..end, from a relaxation solved exactly by a DP over
 // units (backwards, once per run). The relaxation keeps what decides the time: each unit's
@@ -332,7 +337,13 @@ struct RoomBound {
     double mu = 0, nu = 0, kappa = 0;
   };
   std::vector<Table> tables;      // prices; their values interleaved in `packed`
-  std::unique_ptr<double[]> packed;  // [at(...) * width + class * tables.size() + table]: one cache line per lookup
+  // [at(...) * width + class * tables.size() + table]: one cache line per lookup. Floats rounded
+  // down (a bound stays a bound), in memory given huge pages where the system allows: the table
+  // is tens of MB for many GPUs, and filling it was a quarter of its time in page faults.
+  struct Free {
+    void operator()(float* p) const { std::free(p); }
+  };
+  std::unique_ptr<float[], Free> packed;
   size_t width = 0;              // columns per cell: tie-storage classes x tables
   int tie_from = 0, tie_to = -1; // units whose tables depend on where the tie source is stored
 
@@ -379,7 +390,7 @@ struct RoomBound {
     }
     const int next = u + 1;
     const int sv = next >= tie_from && next <= tie_to ? (sig == kRam ? 1 : sig == kDisk ? 2 : 0) : 0;
-    const double* v = &packed[at(next, open + 1, b, r, p) * width + sv * tables.size()];
+    const float* v = &packed[at(next, open + 1, b, r, p) * width + sv * tables.size()];
     const double units_room = w_common > 0 ? std::floor(host_room / w_common) : 0.0;
     const double units_cache = w_common > 0 ? std::floor(cache_room / w_common) : 0.0;
     double best = 0;
@@ -567,8 +578,23 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   // Every cell of units 0..N-1 is written below; only the terminal row (after the last unit)
   // is set here, so the table is never zero-filled in full.
   const size_t row = B.unit_cells() * W;
-  B.packed.reset(new double[static_cast<size_t>(N + 1) * row]);
-  std::fill_n(&B.packed[static_cast<size_t>(N) * row], row, 0.0);
+  {
+    constexpr size_t kHuge = size_t{1} << 21;
+    const size_t bytes = (static_cast<size_t>(N + 1) * row * sizeof(float) + kHuge - 1) / kHuge * kHuge;
+    void* mem = std::aligned_alloc(kHuge, bytes);
+    if (!mem) throw std::bad_alloc();
+    ::madvise(mem, bytes, MADV_HUGEPAGE);  // advice only: without it, ordinary pages
+    B.packed.reset(static_cast<float*>(mem));
+  }
+  std::fill_n(&B.packed[static_cast<size_t>(N) * row], row, 0.0f);
+  // Stores a cell's values rounded down to floats.
+  auto store = [](const double* from, float* to, size_t n) {
+    for (size_t j = 0; j < n; ++j) {
+      float f = static_cast<float>(from[j]);
+      if (static_cast<double>(f) > from[j]) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+      to[j] = f;
+    }
+  };
   const Semantics res_sem = resident_semantics(mode, in_place);
   // A tied unit's time with its tie source stored at `tie` (price_unit, the simulator's pricing),
   // the previous operator of class p (the cheapest GPU for "another GPU").
@@ -696,7 +722,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
           if (!c.fresh) continue;
           const int b2 = B.full[c.gpu] - c.item;
           if (b2 < 0) continue;
-          const double* next = &B.packed[B.at(u + 1, c.gpu + 1, b2, 0, c.p) * W];
+          const float* next = &B.packed[B.at(u + 1, c.gpu + 1, b2, 0, c.p) * W];
           for (size_t j = 0; j < W; ++j) fresh[j] = std::min(fresh[j], c.time[j] + next[c.cls < 0 ? j : c.cls * n + j % n]);
         }
         for (int b = 0; b <= bmax; ++b) {
@@ -707,14 +733,14 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
               const int r2 = c.tau >= 0 ? std::max(r, c.tau) : r;
               const int b2 = b - c.item - static_cast<int>(B.reserved[r2] - B.reserved[r]);
               if (b2 < 0) continue;
-              const double* next = &B.packed[B.at(u + 1, o, b2, r2, c.p) * W];
+              const float* next = &B.packed[B.at(u + 1, o, b2, r2, c.p) * W];
               if (c.cls < 0) {
                 for (size_t j = 0; j < W; ++j) best[j] = std::min(best[j], c.time[j] + next[j]);
               } else {
                 for (size_t j = 0; j < W; ++j) best[j] = std::min(best[j], c.time[j] + next[c.cls * n + j % n]);
               }
             }
-            std::copy(best.begin(), best.end(), &B.packed[B.at(u, o, b, r, p) * W]);
+            store(best.data(), &B.packed[B.at(u, o, b, r, p) * W], W);
           }
         }
       }
@@ -737,8 +763,14 @@ struct Search {
   const RoomBound* bound = nullptr;
   double incumbent = kInf;  // the threshold: labels that cannot reach it are dropped
   bool strict = false;      // the threshold is a placement already found: keep only labels that may beat it
-  int64_t label_limit = std::numeric_limits<int64_t>::max();  // stats.labels beyond which the pass stops
+  int64_t label_limit = std::numeric_limits<int64_t>::max();  // stats.work() beyond which the pass stops
   mutable bool aborted = false;                                // it stopped there (its result is void)
+  mutable std::vector<char> band_taken{};                      // thin()'s scratch
+  struct Rec {
+    uint32_t key, index;
+    double t;
+  };
+  mutable std::vector<Rec> order{};                            // prune()'s scratch
 
   bool beaten(int u, const Label& L) const {
     if (!bound || !std::isfinite(incumbent)) return false;
@@ -895,20 +927,25 @@ struct Search {
   // Keeps each state's Pareto front (thinned beyond max_labels).
   // `v` (reordered) -> `out`; both are scratch buffers reused across units.
   void prune(std::vector<Label>& v, std::vector<Label>& out) const {
-    std::sort(v.begin(), v.end(), [](const Label& a, const Label& b) {
-      const uint32_t ka = state_key(a), kb = state_key(b);
-      return ka != kb ? ka < kb : a.t < b.t;
+    // Sorted as small records (state, time, index), not as labels: labels are large.
+    order.resize(v.size());
+    for (size_t k = 0; k < v.size(); ++k) order[k] = {state_key(v[k]), static_cast<uint32_t>(k), v[k].t};
+    std::sort(order.begin(), order.end(), [](const Rec& a, const Rec& b) {
+      return a.key != b.key ? a.key < b.key : a.t != b.t ? a.t < b.t : a.index < b.index;
     });
     out.clear();
     size_t start = 0;
-    for (size_t k = 0; k < v.size(); ++k) {
-      if (k > 0 && !same_state(v[k], v[k - 1])) {
+    for (size_t k = 0; k < order.size(); ++k) {
+      if (k > 0 && order[k].key != order[k - 1].key) {
         thin(out, start);
         start = out.size();
       }
+      const Label& L = v[order[k].index];
       bool dominated = false;
-      for (size_t m = start; m < out.size() && !dominated; ++m) dominated = dominates(out[m], v[k]);
-      if (!dominated) out.push_back(v[k]);
+      size_t m = start;
+      for (; m < out.size() && !dominated; ++m) dominated = dominates(out[m], L);
+      stats.compares += static_cast<int64_t>(m - start);
+      if (!dominated) out.push_back(L);
     }
     thin(out, start);
   }
@@ -921,8 +958,8 @@ struct Search {
     const int K = std::max(2, max_labels);
     if (n <= static_cast<size_t>(K)) return;
     stats.thinned = true;
-    std::vector<char> band_taken(K, 0);
-    std::vector<Label> kept;
+    band_taken.assign(K, 0);
+    size_t kept = start;  // the kept labels are compacted in place, in order
     for (size_t i = start; i < v.size(); ++i) {
       const Label& L = v[i];
       double r = L.open >= 0 ? (std::max(L.gp, L.gd) + L.gt) / T.gpu_cap[L.open] : 0.0;
@@ -931,10 +968,9 @@ struct Search {
       const int b = std::clamp(static_cast<int>(r * K), 0, K - 1);
       if (band_taken[b]) continue;
       band_taken[b] = 1;
-      kept.push_back(L);
+      v[kept++] = L;
     }
-    v.resize(start);
-    v.insert(v.end(), kept.begin(), kept.end());
+    v.resize(kept);
   }
 
   // The best placement of this run, or an empty one.
@@ -948,7 +984,7 @@ struct Search {
     layers[0].assign(kept.begin(), kept.end());
     for (int u = 1; u < T.units; ++u) {
       if (layers[u - 1].empty()) return std::nullopt;
-      if (stats.labels > label_limit) {
+      if (stats.work() > label_limit) {
         aborted = true;
         return std::nullopt;
       }
@@ -1145,9 +1181,26 @@ std::optional<Placement> placement_of(const CostModel& cm, const Hardware& hw, c
   return p;
 }
 
+// DMAP_SEARCH_TRACE=1: each phase of the search on stderr (time, labels, bounds), for tuning.
+struct Trace {
+  bool on = std::getenv("DMAP_SEARCH_TRACE") != nullptr;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  template <class... A>
+  void operator()(const char* fmt, A... a) const {
+    if (!on) return;
+    std::fprintf(stderr, "[search %7.2f ms] ", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    std::fprintf(stderr, fmt, a...);
+    std::fprintf(stderr, "\n");
+  }
+};
+
+const char* mode_name(Mode m) { return m == Mode::kNone ? "none" : m == Mode::kAccelerate ? "accelerate" : "prefetch"; }
+
 OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const OptimalOptions& options,
                              const std::vector<Placement>& seeds) {
+  const Trace trace;
   const Tables T(cm, hw);
+  trace("tables: %d units, %d GPUs, host binding %d", T.units, T.gpus, static_cast<int>(T.host_binding));
   OptimalResult res;
   if (!T.unsupported.empty()) {
     res.why_not = "the search does not handle this model: " + T.unsupported;
@@ -1177,6 +1230,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     }
   };
   for (const Placement& p : seeds) consider(p);  // known placements (strategy rows) are incumbents
+  trace("%zu seeds, best %.6g s", seeds.size(), best);
   // One run per streaming mode and page-cache assumption, in the order of their lower bounds
   // (a coarse bound, 8 buckets per GPU, orders and skips runs; the fine one, 64, prunes).
   struct Run {
@@ -1201,31 +1255,47 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
         continue;
       }
       const double coarse = make_room_bound(T, m, options, warm, disk, 8).root(host_room, T.cache_cap);
+      trace("coarse bound %s%s: %.6g s", mode_name(m), warm ? " warm" : "", coarse);
       if (std::isfinite(coarse)) runs.push_back({m, warm, coarse, nullptr});
     }
   }
   std::stable_sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.coarse < b.coarse; });
   auto beatable = [&](double root) { return root < best * (1 - 1e-9); };
+  // The fine bound's buckets per GPU: 64 up to 2 GPUs, fewer beyond so that its table (and its
+  // time) stays about that of 2 GPUs.
+  const int fine_buckets = std::getenv("DMAP_FK") ? std::atoi(std::getenv("DMAP_FK")) : 64;
   auto fine = [&](Run& run) {
     if (!run.bound) {
-      run.bound = std::make_unique<RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, 64));
+      run.bound = std::make_unique<RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets));
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
+      trace("fine bound %s%s: %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
     }
     return run.root;
   };
   // Quick passes (fronts of 8 labels, pruned against the best so far) give an incumbent, which
   // caps every deepening below and lets runs that cannot beat it be skipped.
+  const int quick_fronts = std::getenv("DMAP_QF") ? std::atoi(std::getenv("DMAP_QF")) : 28;
   for (Run& run : runs) {
     if (!beatable(run.coarse)) break;
     if (!beatable(fine(run))) continue;
-    SearchStats quick;
-    Search s{T, options, run.mode, run.warm, quick, disk};
-    s.max_labels = std::min(8, std::max(2, options.max_labels));
-    s.bound = run.bound.get();
-    s.incumbent = best;
-    s.strict = std::isfinite(best);
-    consider(s.run());
-    res.stats.labels += quick.labels;
+    for (int front : {quick_fronts / 10, quick_fronts % 10}) {  // a greedy pass, then a wider one under its result
+      if (front == 0) continue;
+      SearchStats quick;
+      Search s{T, options, run.mode, run.warm, quick, disk};
+      s.max_labels = std::min(front, std::max(2, options.max_labels));
+      s.bound = run.bound.get();
+      s.incumbent = best;
+      s.strict = std::isfinite(best);
+      // The greedy pass is bounded by its fronts (units x states x 2 labels); a wider one that
+      // grows past a quarter of the work budget is dropped.
+      if (options.max_work > 0 && front > 2) s.label_limit = options.max_work / 4;
+      consider(s.run());
+      res.stats.labels += quick.labels;
+      res.stats.compares += quick.compares;
+      trace("quick pass %s%s (fronts of %d): %lld labels, %lld compares, %s, best %.6g s", mode_name(run.mode),
+            run.warm ? " warm" : "", front, static_cast<long long>(quick.labels), static_cast<long long>(quick.compares),
+            s.aborted ? "dropped" : "done", best);
+    }
   }
   // The deepening in the order of the fine bounds: the most promising run first sets the
   // incumbent that the others must beat.
@@ -1235,7 +1305,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   std::stable_sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.root < b.root; });
   // Deepening passes share a work budget (options.max_work labels); once it is spent the
   // passes stop and what is left unexplored is covered by its lower bound.
-  const int64_t limit = options.max_work > 0 ? res.stats.labels + options.max_work : std::numeric_limits<int64_t>::max();
+  const int64_t limit = options.max_work > 0 ? res.stats.work() + options.max_work : std::numeric_limits<int64_t>::max();
   double unexplored = kInf;  // a lower bound on every placement not yet ruled out
   bool out_of_work = false;
   for (Run& run : runs) {
@@ -1259,7 +1329,11 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       s.strict = s.incumbent == best && std::isfinite(best);
       s.label_limit = limit;
       ++res.stats.runs;
+      const int64_t before = res.stats.labels, before_c = res.stats.compares;
       const std::optional<Placement> p = s.run();
+      trace("deepening %s%s step %d at %.6g s (bound %.6g, best %.6g): %lld labels, %lld compares, %s", mode_name(run.mode),
+            run.warm ? " warm" : "", step, s.incumbent, root, best, static_cast<long long>(res.stats.labels - before),
+            static_cast<long long>(res.stats.compares - before_c), s.aborted ? "out of work" : p ? "found" : "none");
       if (s.aborted) {
         out_of_work = true;
         unexplored = std::min(unexplored, ruled_out);
@@ -1282,8 +1356,13 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       s.bound = run.bound ? run.bound.get() : nullptr;
       s.incumbent = best;
       s.strict = std::isfinite(best);
+      // A wide pass that grows past a quarter of the work budget is dropped, unless nothing was found.
+      if (options.max_work > 0 && std::isfinite(best)) s.label_limit = options.max_work / 4;
       consider(s.run());
       res.stats.labels += wide.labels;
+      res.stats.compares += wide.compares;
+      trace("wide pass %s%s: %lld labels, %lld compares, %s, best %.6g s", mode_name(run.mode), run.warm ? " warm" : "",
+            static_cast<long long>(wide.labels), static_cast<long long>(wide.compares), s.aborted ? "dropped" : "done", best);
     }
   }
   res.stats.out_of_work = out_of_work;
