@@ -588,12 +588,10 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   }
   std::fill_n(&B.packed[static_cast<size_t>(N) * row], row, 0.0f);
   // Stores a cell's values rounded down to floats.
+  // (Rounding to nearest errs by at most 2^-24 relative, so scaling by 1 -+ 2^-22 first lands
+  // below the value.)
   auto store = [](const double* from, float* to, size_t n) {
-    for (size_t j = 0; j < n; ++j) {
-      float f = static_cast<float>(from[j]);
-      if (static_cast<double>(f) > from[j]) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
-      to[j] = f;
-    }
+    for (size_t j = 0; j < n; ++j) to[j] = static_cast<float>(from[j] * (from[j] >= 0 ? 1 - 0x1p-22 : 1 + 0x1p-22));
   };
   const Semantics res_sem = resident_semantics(mode, in_place);
   // A tied unit's time with its tie source stored at `tie` (price_unit, the simulator's pricing),
