@@ -2,7 +2,6 @@
 // and the bound on work).
 #include "sim/optimal.h"
 
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -37,7 +36,8 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // Where a tie source's tensors are stored (GPU ordinals are >= 0).
 constexpr int kRam = -1, kDisk = -2, kNoTie = -3;
 
-enum class Mode { kNone, kAccelerate, kPrefetch };
+// kAny: only for lower bounds, the union of the three (every streaming kind, no unit-0 rule).
+enum class Mode { kNone, kAccelerate, kPrefetch, kAny };
 
 // The semantics a placement's entries run under (what placement_map writes).
 Semantics resident_semantics(Mode m, bool any_in_place) {
@@ -338,12 +338,8 @@ struct RoomBound {
   };
   std::vector<Table> tables;      // prices; their values interleaved in `packed`
   // [at(...) * width + class * tables.size() + table]: one cache line per lookup. Floats rounded
-  // down (a bound stays a bound), in memory given huge pages where the system allows: the table
-  // is tens of MB for many GPUs, and filling it was a quarter of its time in page faults.
-  struct Free {
-    void operator()(float* p) const { std::free(p); }
-  };
-  std::unique_ptr<float[], Free> packed;
+  // down (a bound stays a bound): the table is tens of MB for many GPUs.
+  std::unique_ptr<float[]> packed;
   size_t width = 0;              // columns per cell: tie-storage classes x tables
   int tie_from = 0, tie_to = -1; // units whose tables depend on where the tie source is stored
 
@@ -445,8 +441,14 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   B.G = G;
   const bool in_place = opt.allow_in_place || G == 0;
   const bool stream = G > 0 && mode != Mode::kNone;
+  const bool any = mode == Mode::kAny;  // the union of the modes: a bound for each of them
   const UnitChoice s_ram = mode == Mode::kPrefetch ? UnitChoice::kStreamPrefetch : UnitChoice::kStreamAccelerate;
   const UnitChoice s_disk = mode == Mode::kPrefetch ? UnitChoice::kStreamPrefetchDisk : UnitChoice::kStreamAccelerateDisk;
+  // The streaming kinds (RAM, disk) this bound offers.
+  std::vector<std::pair<UnitChoice, UnitChoice>> kinds;
+  if (stream) kinds.push_back({s_ram, s_disk});
+  if (any) kinds.push_back({UnitChoice::kStreamPrefetch, UnitChoice::kStreamPrefetchDisk});
+  const bool unit0_rule = stream && !any;  // a streaming placement keeps unit 0 resident on GPU 0
   const UnitChoice d_in = UnitChoice::kInPlaceDisk;
   auto bytes_res = [&](int u) { return T.weights[u] + std::min(T.kv_p[u], T.kv_d[u]) + T.logits[u]; };
   // Buckets: the commonest unit's bytes (a decoder layer) are a whole number of buckets, so
@@ -474,7 +476,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   if (stream) {
     values.clear();
     for (int u = 0; u < N; ++u) {
-      if (T.has_ops[u]) values.push_back(B.buckets(transient(u, s_ram), 0));
+      if (!T.has_ops[u]) continue;
+      for (const auto& k : kinds) values.push_back(B.buckets(transient(u, k.first), 0));
     }
     for (double tb : by_frequency(values)) {
       if (B.reserved.size() < RoomBound::kMaxReserved) B.reserved.push_back(tb);
@@ -578,14 +581,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   // Every cell of units 0..N-1 is written below; only the terminal row (after the last unit)
   // is set here, so the table is never zero-filled in full.
   const size_t row = B.unit_cells() * W;
-  {
-    constexpr size_t kHuge = size_t{1} << 21;
-    const size_t bytes = (static_cast<size_t>(N + 1) * row * sizeof(float) + kHuge - 1) / kHuge * kHuge;
-    void* mem = std::aligned_alloc(kHuge, bytes);
-    if (!mem) throw std::bad_alloc();
-    ::madvise(mem, bytes, MADV_HUGEPAGE);  // advice only: without it, ordinary pages
-    B.packed.reset(static_cast<float*>(mem));
-  }
+  B.packed.reset(new float[static_cast<size_t>(N + 1) * row]);
   std::fill_n(&B.packed[static_cast<size_t>(N) * row], row, 0.0f);
   // Stores a cell's values rounded down to floats.
   // (Rounding to nearest errs by at most 2^-24 relative, so scaling by 1 -+ 2^-22 first lands
@@ -593,18 +589,28 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   auto store = [](const double* from, float* to, size_t n) {
     for (size_t j = 0; j < n; ++j) to[j] = static_cast<float>(from[j] * (from[j] >= 0 ? 1 - 0x1p-22 : 1 + 0x1p-22));
   };
-  const Semantics res_sem = resident_semantics(mode, in_place);
+  // The semantics resident units run under (the union: each, the cheapest counts).
+  std::vector<Semantics> res_sems = {resident_semantics(any ? Mode::kNone : mode, in_place)};
+  if (any) {
+    res_sems.push_back(Semantics::kAccelerate);
+    res_sems.push_back(Semantics::kPrefetch);
+  }
   // A tied unit's time with its tie source stored at `tie` (price_unit, the simulator's pricing),
   // the previous operator of class p (the cheapest GPU for "another GPU").
   auto tied_time = [&](int u, UnitChoice c, int exec, int tie, int open, int p) {
     const int storage = from_disk(c) ? kDisk : c == UnitChoice::kResident ? exec : kRam;
-    const Semantics sem = c == UnitChoice::kResident ? res_sem
-                          : is_stream(c)             ? (is_prefetch(c) ? Semantics::kPrefetch : Semantics::kAccelerate)
-                                                     : Semantics::kInPlace;
-    if (p < 2) return price_unit(T, u, c, exec, storage, tie, p == 0 ? -1 : open, sem, warm).time;
     double m = kInf;
-    for (int g = 0; g < G; ++g) {
-      if (g != open) m = std::min(m, price_unit(T, u, c, exec, storage, tie, g, sem, warm).time);
+    for (const Semantics rs : res_sems) {
+      const Semantics sem = c == UnitChoice::kResident ? rs
+                            : is_stream(c)             ? (is_prefetch(c) ? Semantics::kPrefetch : Semantics::kAccelerate)
+                                                       : Semantics::kInPlace;
+      if (p < 2) {
+        m = std::min(m, price_unit(T, u, c, exec, storage, tie, p == 0 ? -1 : open, sem, warm).time);
+        continue;
+      }
+      for (int g = 0; g < G; ++g) {
+        if (g != open) m = std::min(m, price_unit(T, u, c, exec, storage, tie, g, sem, warm).time);
+      }
     }
     return m;
   };
@@ -635,8 +641,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     const bool ops = T.has_ops[u];
     const bool tied = T.tie_source[u] >= 0;
     const bool is_source = u == T.source;
-    const int tau_index = stream ? B.reserve_down(B.buckets(transient(u, s_ram), 0)) : 0;
-    const int last_gpu = u == 0 && stream ? 0 : G - 1;  // streaming: unit 0 resident on GPU 0
+    const int last_gpu = u == 0 && unit0_rule ? 0 : G - 1;  // streaming: unit 0 resident on GPU 0
     const double off = T.weights[u] == B.w_common ? 1.0 : 0.0;
     for (int o = 0; o <= G; ++o) {
       const int open = o - 1;
@@ -672,7 +677,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
               c, [&] { return T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0); },
               [&](int tie) { return tied_time(u, UnitChoice::kResident, g, tie, open, p); }, none);
         }
-        if (tied && open >= 0 && !(u == 0 && stream)) {  // back where its source is (class 0): anywhere, for free
+        if (tied && open >= 0 && !(u == 0 && unit0_rule)) {  // back where its source is (class 0): anywhere, for free
           for (int side = 0; side < 2; ++side) {
             double t = kInf;
             for (int g = 0; g < G; ++g) {
@@ -686,9 +691,11 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
         if (stream && open == 0 && u > 0) {
           const int item = B.buckets(bytes_res(u) - T.weights[u], 0);
           const double base = T.comp_total[u][1] + (ops ? hand(u, open, p, 0) : 0.0);
+          for (const auto& kind : kinds) {
+          const int tau_index = B.reserve_down(B.buckets(transient(u, kind.first), 0));
           for (bool on_disk : {false, true}) {
             if (on_disk && !allow_disk) continue;
-            const UnitChoice sc = on_disk ? s_disk : s_ram;
+            const UnitChoice sc = on_disk ? kind.second : kind.first;
             Choice& c = add(item, tau_index, next_p(0, 0), is_source ? (on_disk ? 2 : 1) : -1);
             per_class(
                 c, [&] { return base + streamed(u, sc, open, p); }, [&](int tie) { return tied_time(u, sc, 0, tie, open, p); },
@@ -696,8 +703,9 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
                   return prices[k].kappa * off + (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
                 });
           }
+          }
         }
-        if (in_place && !(u == 0 && stream)) {
+        if (in_place && !(u == 0 && unit0_rule)) {
           const double base = T.comp_total[u][0] + (ops ? hand(u, open, p, -1) : 0.0);
           const Tables::OwnStream& od = own(u, d_in);
           for (bool on_disk : {false, true}) {
@@ -776,7 +784,7 @@ struct Search {
     if (L.ret) room += T.tie_reserve;  // reserved for the tied unit, which then adds nothing
     const double host_room = T.host_binding ? std::max(0.0, T.host_cap - std::max(L.hp, L.hd)) : 0.0;
     const double lb = L.t + bound->lower(u, L.open, room, L.gt, L.pe, L.sig, host_room, T.cache_cap - L.pc);
-    return strict ? lb >= incumbent * (1 - 1e-9) : lb > incumbent * (1 + 1e-9);
+    return strict ? lb >= incumbent * (1 - std::max(1e-9, opt.gap)) : lb > incumbent * (1 + 1e-9);
   }
 
   bool fits_gpu(const Label& L) const { return L.open < 0 || std::max(L.gp, L.gd) + L.gt <= T.gpu_cap[L.open]; }
@@ -1235,11 +1243,31 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     Mode mode;
     bool warm;
     double coarse;
-    std::unique_ptr<RoomBound> bound;
+    std::shared_ptr<const RoomBound> bound;  // the run's own, or shared by the runs of one page-cache assumption
     double root = 0;
   };
   const double host_room = T.host_binding ? T.host_cap : 0.0;
   std::vector<Run> runs;
+  // From 2 GPUs on, the fine bound is one table per page-cache assumption for the union of the
+  // streaming modes (a bound for each), and runs get no coarse bound: on many GPUs a table costs
+  // the same for one mode as for all, and the modes' own bounds agree (streaming goes to GPU 0
+  // only while it is in use).
+  constexpr int union_from = 2;
+  // The coarse bound's buckets per GPU: enough that a decoder layer is at least one bucket on
+  // the roomiest GPU (fewer would let layers in for free, and the bound say little), 8 to 32.
+  int coarse_buckets = 8;
+  {
+    std::vector<double> layer_bytes;
+    for (int u = 0; u < T.units; ++u) {
+      if (T.has_ops[u]) layer_bytes.push_back(T.weights[u]);
+    }
+    const std::vector<double> common = by_frequency(layer_bytes);
+    double max_room = 0;
+    for (int g = 0; g < G; ++g) max_room = std::max(max_room, T.gpu_cap[g] - T.gpu_ctx[g]);
+    if (!common.empty() && common.front() > 0) {
+      coarse_buckets = static_cast<int>(std::clamp(std::ceil(max_room / common.front()), 8.0, 32.0));
+    }
+  }
   for (bool warm : warm_runs) {
     for (Mode m : modes) {
       // Warm decode reads need the page cache to hold every weight off the GPUs: at least the
@@ -1252,32 +1280,41 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
         consider(s.run());
         continue;
       }
-      const double coarse = make_room_bound(T, m, options, warm, disk, 8).root(host_room, T.cache_cap);
+      // (With the union's fine bound, a run's coarse one would only cost time: 0 says nothing.)
+      const double coarse =
+          G >= union_from ? 0.0 : make_room_bound(T, m, options, warm, disk, coarse_buckets).root(host_room, T.cache_cap);
       trace("coarse bound %s%s: %.6g s", mode_name(m), warm ? " warm" : "", coarse);
       if (std::isfinite(coarse)) runs.push_back({m, warm, coarse, nullptr});
     }
   }
   std::stable_sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.coarse < b.coarse; });
-  auto beatable = [&](double root) { return root < best * (1 - 1e-9); };
-  // The fine bound's buckets per GPU: 64 up to 2 GPUs, fewer beyond so that its table (and its
-  // time) stays about that of 2 GPUs.
-  const int fine_buckets = std::getenv("DMAP_FK") ? std::atoi(std::getenv("DMAP_FK")) : 64;
+  // Within options.gap of the best found is as good as found (the result is optimal within it).
+  auto beatable = [&](double root) { return root < best * (1 - std::max(1e-9, options.gap)); };
+  constexpr int fine_buckets = 64;  // per GPU (fewer made the bound much weaker on many GPUs)
+  std::shared_ptr<const RoomBound> union_bound[2];
   auto fine = [&](Run& run) {
+    if (!run.bound && G >= union_from) {
+      std::shared_ptr<const RoomBound>& ub = union_bound[run.warm ? 1 : 0];
+      if (!ub) {
+        ub = std::make_shared<const RoomBound>(make_room_bound(T, Mode::kAny, options, run.warm, disk, fine_buckets));
+        trace("fine bound, any mode%s: %.6g s", run.warm ? " warm" : "", ub->root(host_room, T.cache_cap));
+      }
+      run.bound = ub;
+      run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
+    }
     if (!run.bound) {
-      run.bound = std::make_unique<RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets));
+      run.bound = std::make_shared<const RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets));
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
       trace("fine bound %s%s: %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
     }
     return run.root;
   };
-  // Quick passes (fronts of 8 labels, pruned against the best so far) give an incumbent, which
+  // Quick passes (fronts of 2, then 8 labels, pruned against the best so far) give an incumbent, which
   // caps every deepening below and lets runs that cannot beat it be skipped.
-  const int quick_fronts = std::getenv("DMAP_QF") ? std::atoi(std::getenv("DMAP_QF")) : 28;
   for (Run& run : runs) {
     if (!beatable(run.coarse)) break;
     if (!beatable(fine(run))) continue;
-    for (int front : {quick_fronts / 10, quick_fronts % 10}) {  // a greedy pass, then a wider one under its result
-      if (front == 0) continue;
+    for (int front : {2, 8}) {  // a greedy pass, then a wider one under its result
       SearchStats quick;
       Search s{T, options, run.mode, run.warm, quick, disk};
       s.max_labels = std::min(front, std::max(2, options.max_labels));
@@ -1354,8 +1391,8 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       s.bound = run.bound ? run.bound.get() : nullptr;
       s.incumbent = best;
       s.strict = std::isfinite(best);
-      // A wide pass that grows past a quarter of the work budget is dropped, unless nothing was found.
-      if (options.max_work > 0 && std::isfinite(best)) s.label_limit = options.max_work / 4;
+      // A wide pass that grows past a tenth of the work budget is dropped, unless nothing was found.
+      if (options.max_work > 0 && std::isfinite(best)) s.label_limit = options.max_work / 10;
       consider(s.run());
       res.stats.labels += wide.labels;
       res.stats.compares += wide.compares;
@@ -1364,7 +1401,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     }
   }
   res.stats.out_of_work = out_of_work;
-  res.lower_bound_s = std::min(best, unexplored);
+  res.lower_bound_s = std::min(best * (1 - std::max(0.0, options.gap)), unexplored);
   if (res.stats.thinned) {  // a thinned pass may have dropped a label under its threshold: the roots only
     for (const Run& run : runs) res.lower_bound_s = std::min(res.lower_bound_s, run.root);
   }

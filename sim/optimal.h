@@ -34,24 +34,34 @@
 // fastest per 1/max_labels band of the scarcest resource, and the result says it is not exact
 // (`exact = false`). Work: at most units x states x max_labels labels per pass, each expanded
 // into at most 2 + GPUs + 5 choices; states <= (GPUs + 1)^2 x (GPUs + 3) x 2; passes <= 3 modes
-// x 2 page-cache assumptions x (1 quick + at most 12 deepening steps + 1 + 1 when out of work).
-// The deepening passes together stop after `max_work` labels (default 250 000, about 40 ms
-// here): the result is then the best placement found (never slower than a seed), not exact,
-// with `lower_bound_s` a proven bound on the optimum. The counters are in `stats`.
+// x 2 page-cache assumptions x (2 quick + at most 12 deepening steps + 1 + 1 when out of work).
+// Budgets, in `stats.work()` (labels + dominance tests / 64, about 0.1 us each here): the
+// deepening passes together stop after `max_work` (default 250 000, about 30 ms here), the
+// wider quick pass and each out-of-work pass are dropped past max_work / 4 and / 10; the greedy
+// quick pass (fronts of 2) is bounded by its fronts. Out of work, the result is the best
+// placement found (never slower than a seed), not exact, with `lower_bound_s` a proven bound on
+// the optimum. Bound tables: units x (1 + (K + 1) x 3 x (reservations + GPUs - 1)) cells x
+// price columns, at most 2 fine (K = 64) per search from 2 GPUs on, 3 coarse and 3 fine (one
+// per mode) on one. The counters are in `stats`.
 //
-// Pruning (exact). A label is dropped when its time plus a lower bound on the rest exceeds a
-// threshold. The bound is a relaxation solved exactly by a DP over units (optimal.cpp,
+// Pruning (exact within options.gap, 1e-4). A label is dropped when its time plus a lower bound
+// on the rest exceeds a threshold, or, once a placement is known, cannot beat it by more than
+// the gap. The bound is a relaxation solved exactly by a DP over units (optimal.cpp,
 // RoomBound): each GPU's room in buckets sized so that a decoder layer is a whole number of
 // them (bytes and room rounded down: every completion that fits still fits), the prefetch
 // transient reserved, hand-overs, prefetch overlap and tied copies priced per previous device
 // and tie storage; host memory and the page cache by Lagrangian prices (per byte, per decoder
-// layer). Order: each run (mode x page-cache assumption) gets a coarse bound (8 buckets per
-// GPU) and, unless that cannot beat the best so far, a fine one (64); quick passes (fronts of
-// 8, pruned against the best so far) give an incumbent; then, in the order of the fine bounds,
-// deepening: the threshold starts just above the run's bound and doubles its slack until a
-// placement is found under it (that placement is the run's optimum: nothing under the threshold
-// was dropped) or it reaches the incumbent. A run whose bound cannot beat the incumbent, or
-// whose warm page cache cannot hold what the GPUs cannot, is skipped.
+// layer). Order: on one GPU each run (mode x page-cache assumption) gets a coarse bound (8 to 32
+// buckets per GPU, enough for a decoder layer to be a bucket) and, unless that cannot beat the
+// best so far, a fine one (64); from 2 GPUs on the runs of one page-cache assumption share one
+// fine bound, of the union of the modes (a bound for each; on several GPUs the modes' own
+// bounds agree, and a table costs the same for one mode as for all). Quick passes (fronts of 2,
+// then of 8, pruned against the best so far) give an incumbent; then, in the order of the
+// bounds, deepening: the threshold starts just above the run's bound and doubles its slack
+// until a placement is found under it (that placement is the run's optimum: nothing under the
+// threshold was dropped) or it reaches the incumbent. A run whose bound cannot beat the
+// incumbent by more than the gap, or whose warm page cache cannot hold what the GPUs cannot, is
+// skipped. Tables are floats rounded down. DMAP_SEARCH_TRACE=1 prints every phase on stderr.
 // `OptimalOptions::prune = false` keeps every Pareto label (tests compare the two).
 //
 // Example:
@@ -94,6 +104,10 @@ struct OptimalOptions {
   // Labels the deepening passes may create in all (0: no limit). Beyond it the search stops and
   // returns the best placement found, not exact, with a proven lower bound on the optimum.
   int64_t max_work = 250000;
+  // Relative optimality tolerance: a run or label that cannot beat the best placement found by
+  // more than this is not searched further, and `exact` means optimal within it (1e-4, MIP
+  // solvers' usual default: a hundredth of a percent, far inside the cost model's accuracy).
+  double gap = 1e-4;
 };
 
 struct SearchStats {
@@ -110,10 +124,10 @@ struct SearchStats {
 
 struct OptimalResult {
   bool found = false;
-  bool exact = true;                      // no front was thinned: the optimum of the search space
+  bool exact = true;                      // proven optimal within options.gap (no front thinned, work left)
   std::string why_not;                    // when not found
   double objective_s = 0;                 // simulate(map, per_entry).total_s
-  double lower_bound_s = 0;               // no placement of the search space is faster (== objective_s when exact
+  double lower_bound_s = 0;               // no placement of the search space is faster (objective_s x (1 - gap) when exact
                                           // and no front was thinned)
   Placement placement;
   DeviceMap map;

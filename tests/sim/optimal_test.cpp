@@ -43,6 +43,12 @@ std::unique_ptr<ModuleTree> two_layer_tree(bool tied) {
       build_module_tree(model_spec_from_node(load_yaml_string(text, "two.yaml"), "two.yaml")));
 }
 
+// The optimum found is optimal within the search's gap (OptimalOptions::gap): never below the
+// true optimum, at most gap above it.
+bool within_gap(double found, double optimum) {
+  return found >= optimum * (1 - 1e-9) && found <= optimum * (1 + OptimalOptions{}.gap + 1e-9);
+}
+
 struct Brute {
   double best = kInfT;
   long valid = 0;
@@ -117,7 +123,7 @@ TEST_CASE("optimal search equals brute force on one GPU (every choice per unit)"
         }
         check_result(p.cm, hw, r);
         CHECK(r.exact);
-        CHECK(r.objective_s == Approx(b.best).epsilon(1e-9));
+        CHECK(within_gap(r.objective_s, b.best));
       }
     }
   }
@@ -148,7 +154,7 @@ TEST_CASE("optimal search equals brute force on two GPUs (tied head returning to
       const OptimalResult r = optimal_search(p.cm, hw, no_prefetch);
       REQUIRE(std::isfinite(b.best));
       check_result(p.cm, hw, r);
-      CHECK(r.objective_s == Approx(b.best).epsilon(1e-9));
+      CHECK(within_gap(r.objective_s, b.best));
     }
   }
 }
@@ -197,7 +203,7 @@ TEST_CASE("a GPU with no room left (memory at or below its context) is priced, n
       if (!r.found) continue;
       check_result(p.cm, hw, r);
       CHECK(r.gpu_layers == 0);
-      CHECK(r.objective_s == Approx(full.objective_s).epsilon(1e-9));
+      CHECK(within_gap(r.objective_s, full.objective_s));
     }
   }
 }
@@ -263,7 +269,7 @@ TEST_CASE("the lower bound never drops the optimum: pruned and unpruned searches
     if (!full.found || !pruned.found) continue;
     ++compared;
     CHECK(pruned.exact);
-    CHECK(pruned.objective_s == Approx(full.objective_s).epsilon(1e-9));
+    CHECK(within_gap(pruned.objective_s, full.objective_s));
     if (pruned.stats.labels < full.stats.labels) ++pruned_less;
     // Out of work: still a feasible placement, and a lower bound that is one.
     OptimalOptions little;
@@ -274,7 +280,7 @@ TEST_CASE("the lower bound never drops the optimum: pruned and unpruned searches
     CHECK(cut.objective_s >= full.objective_s * (1 - 1e-9));
     CHECK(cut.lower_bound_s <= full.objective_s * (1 + 1e-9));
     CHECK(cut.lower_bound_s <= cut.objective_s);
-    if (cut.exact) CHECK(cut.objective_s == Approx(full.objective_s).epsilon(1e-9));
+    if (cut.exact) CHECK(within_gap(cut.objective_s, full.objective_s));
     cut_short += cut.stats.out_of_work;
   }
   WARN("compared " << compared << " optima; the pruned search made fewer labels in " << pruned_less
@@ -366,7 +372,7 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
       const OptimalResult full = optimal_search(cm, s.hardware, all);
       if (full.exact) {
         ++unpruned_compared;
-        CHECK(full.objective_s == Approx(r.objective_s).epsilon(1e-9));
+        CHECK(within_gap(r.objective_s, full.objective_s));
       }
     }
     // Deterministic (and the search alone timed: informational, benchmarks check speed).
@@ -374,6 +380,11 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
     const OptimalResult again = optimal_search(cm, s.hardware, {}, contained_placements(ev.rows, cm, s.hardware));
     const double search_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count();
     search_times.push_back(search_ms);
+    // DMAP_INEXACT=1 lists the scenarios whose result is not proven optimal, with the gap.
+    if (getenv("DMAP_INEXACT") && !again.exact) {
+      printf("INEXACT gap %.2f %%, %.1f ms, %zu GPUs, %zu units\n%s\n", 100 * (again.objective_s / again.lower_bound_s - 1),
+             search_ms, s.hardware.gpus.size(), ev.graph->chain.size(), yaml.c_str());
+    }
     // DMAP_SLOW=<ms> lists the scenarios whose search took longer.
     if (getenv("DMAP_SLOW") && search_ms > atof(getenv("DMAP_SLOW"))) {
       printf("SLOW search %.1f ms, labels %lld, front %lld, passes %d, %zu GPUs, %zu units\n%s\n", search_ms,
