@@ -308,6 +308,54 @@ uint32_t state_key(const Label& a) {
          (static_cast<uint32_t>(a.sig - kNoTie) << 8) | static_cast<uint32_t>(a.ret);
 }
 
+// Bound tables are tens of MB on many GPUs, and a fresh one costs as much in page faults as in
+// filling it: the last two released are kept per thread (up to 64 MB each) for the next search.
+class TablePool {
+ public:
+  struct Return {
+    size_t size = 0;
+    void operator()(float* p) const { TablePool::release(p, size); }
+  };
+  using Table = std::unique_ptr<float[], Return>;
+  static Table acquire(size_t n) {
+    auto& spare = pool();
+    size_t pick = spare.size();
+    for (size_t i = 0; i < spare.size(); ++i) {
+      if (spare[i].second >= n && (pick == spare.size() || spare[i].second < spare[pick].second)) pick = i;
+    }
+    if (pick < spare.size()) {
+      const auto [p, size] = spare[pick];
+      spare.erase(spare.begin() + static_cast<long>(pick));
+      return Table(p, Return{size});
+    }
+    return Table(new float[n], Return{n});
+  }
+
+ private:
+  static std::vector<std::pair<float*, size_t>>& pool() {
+    thread_local struct Spare {
+      std::vector<std::pair<float*, size_t>> v;
+      ~Spare() {
+        for (auto& [p, n] : v) delete[] p;
+      }
+    } spare;
+    return spare.v;
+  }
+  static void release(float* p, size_t n) {
+    if (!p) return;
+    auto& spare = pool();
+    if (n * sizeof(float) > (size_t{64} << 20)) {
+      delete[] p;
+      return;
+    }
+    spare.emplace_back(p, n);
+    if (spare.size() > 2) {  // the oldest goes
+      delete[] spare.front().first;
+      spare.erase(spare.begin());
+    }
+  }
+};
+
 // A lower bound on the time of units u+1..end, from a relaxation solved exactly by a DP over
 // units (backwards, once per run). The relaxation keeps what decides the time: each unit's
 // choice priced as simulate() prices it, hand-overs, a prefetched copy hidden behind the
@@ -339,7 +387,7 @@ struct RoomBound {
   std::vector<Table> tables;      // prices; their values interleaved in `packed`
   // [at(...) * width + class * tables.size() + table]: one cache line per lookup. Floats rounded
   // down (a bound stays a bound): the table is tens of MB for many GPUs.
-  std::unique_ptr<float[]> packed;
+  TablePool::Table packed;
   size_t width = 0;              // columns per cell: tie-storage classes x tables
   int tie_from = 0, tie_to = -1; // units whose tables depend on where the tie source is stored
 
@@ -581,7 +629,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   // Every cell of units 0..N-1 is written below; only the terminal row (after the last unit)
   // is set here, so the table is never zero-filled in full.
   const size_t row = B.unit_cells() * W;
-  B.packed.reset(new float[static_cast<size_t>(N + 1) * row]);
+  B.packed = TablePool::acquire(static_cast<size_t>(N + 1) * row);
   std::fill_n(&B.packed[static_cast<size_t>(N) * row], row, 0.0f);
   // Stores a cell's values rounded down to floats.
   // (Rounding to nearest errs by at most 2^-24 relative, so scaling by 1 -+ 2^-22 first lands
