@@ -1,7 +1,10 @@
 // Module trees of the supported families, mirroring transformers' modeling code: every
 // module's direct parameters, buffers and children in the order its __init__ registers them.
-// Sources: transformers (v5 line) modeling_{llama,mistral,qwen2,gemma,gpt2,opt,gptj,gpt_neox}.py
-// and THUDM/chatglm2-6b modeling_chatglm.py (remote code).
+// Sources: transformers (v5 line) modeling_{llama,mistral,qwen2,gemma,qwen3,olmo2,gemma2,granite,
+// phi3,gpt2,opt,gptj,gpt_neox}.py and THUDM/chatglm2-6b modeling_chatglm.py (remote code). The
+// dense families of the llama shape are declarations (dense_families()): a new one is a few
+// lines plus its tests.
+#include <algorithm>
 #include <string>
 
 #include "core/error.h"
@@ -66,16 +69,20 @@ void rotary(ModuleTree& t, int parent, const std::string& name, int64_t rotary_d
   t.add_buffer(m, "original_inv_freq", {n}, false, DType::kFloat32, false);
 }
 
-// Which layers' KV caches slide, as transformers v5 decides it (get_layer_types_and_kwargs in
-// cache_utils.py): an explicit `layer_types` wins; else every layer slides when the config's
-// `sliding_window` is set. Mistral keeps `sliding_window` as given; Qwen2 drops it unless
-// `use_sliding_window`, and then only layers from `max_window_layers` on slide. Llama and Gemma
-// configs have no sliding window.
-std::vector<int64_t> sliding_windows(const ConfigView& c, const std::string& model_type, int64_t layers) {
+// How a dense family decides which layers' KV caches slide (transformers v5: an explicit
+// `layer_types` wins; else the family's rule applies when the config sets `sliding_window`).
+enum class Sliding {
+  kNone,       // llama, gemma, granite, olmo2: no sliding window
+  kAll,        // mistral, phi3: every layer
+  kQwen,       // qwen2, qwen3: only with `use_sliding_window`, from `max_window_layers` on
+  kAlternate,  // gemma2: layer i slides when (i + 1) % 2 (the config's default layer_types)
+};
+
+std::vector<int64_t> sliding_windows(const ConfigView& c, Sliding rule, int64_t layers) {
   std::vector<int64_t> w(static_cast<size_t>(layers), 0);
-  if (model_type != "mistral" && model_type != "qwen2") return w;
+  if (rule == Sliding::kNone) return w;
   int64_t window = c.integer_or({"sliding_window"}, 0);
-  if (model_type == "qwen2" && !c.boolean_or({"use_sliding_window"}, false)) window = 0;
+  if (rule == Sliding::kQwen && !c.boolean_or({"use_sliding_window"}, false)) window = 0;
   if (window <= 0) return w;
   const YAML::Node types = c.node()["layer_types"];
   if (types && types.IsSequence()) {
@@ -89,8 +96,10 @@ std::vector<int64_t> sliding_windows(const ConfigView& c, const std::string& mod
     }
     return w;
   }
-  const int64_t from = model_type == "qwen2" ? c.integer_or({"max_window_layers"}, 28) : 0;
-  for (int64_t i = std::max<int64_t>(0, from); i < layers; ++i) w[static_cast<size_t>(i)] = window;
+  const int64_t from = rule == Sliding::kQwen ? c.integer_or({"max_window_layers"}, 28) : 0;
+  for (int64_t i = std::max<int64_t>(0, from); i < layers; ++i) {
+    if (rule != Sliding::kAlternate || (i + 1) % 2 != 0) w[static_cast<size_t>(i)] = window;
+  }
   return w;
 }
 
@@ -99,25 +108,87 @@ bool tie_embeddings(const ConfigView& c, bool family_default) {
 }
 
 // ---------------------------------------------------------------------------------------
-// llama / mistral / qwen2 / gemma: ForCausalLM{model: Model{embed_tokens, layers[DecoderLayer
-// {self_attn{q,k,v,o}, mlp{gate,up,down,act_fn}, input_layernorm, post_attention_layernorm}],
-// norm, rotary_emb}, lm_head}
-ModuleTree build_llama_like(const ModelSpec& spec, const std::string& prefix, bool tie_default, bool qkv_bias_default,
-                            int64_t head_dim_default) {
+// The dense decoder families of the llama shape, declared:
+//   <P>ForCausalLM{model: <P>Model{embed_tokens, layers[<P>DecoderLayer{...parts}], norm,
+//   rotary_emb}, lm_head}
+// where a decoder layer's parts, in registration order, are `self_attn` (<P>Attention), `mlp`
+// (<P>MLP), RMSNorms (<P>RMSNorm over the hidden size, any name ending in "layernorm") and
+// dropouts (any name ending in "dropout"). Sources: transformers v5 modeling_<family>.py.
+struct DenseFamily {
+  const char* model_type;
+  const char* prefix;            // class-name prefix
+  bool tie_default = false;      // tie_word_embeddings when the config does not say
+  bool qkv_bias_default = false;  // q/k/v biases when the config does not say (qwen2)
+  int64_t head_dim_default = 0;  // 0: hidden_size / num_attention_heads
+  enum class QkNorm { kNone, kPerHead, kAllHeads };
+  QkNorm qk_norm = QkNorm::kNone;  // qwen3: q_norm/k_norm over head_dim; olmo2: over all heads
+  bool fused = false;              // phi3: self_attn{o_proj, qkv_proj}, mlp{gate_up_proj, down_proj}
+  const char* act_name = "act_fn";
+  const char* act_cls = "SiLUActivation";
+  Sliding sliding = Sliding::kNone;
+  std::vector<const char*> parts = {"self_attn", "mlp", "input_layernorm", "post_attention_layernorm"};
+};
+
+const std::vector<DenseFamily>& dense_families() {
+  using Q = DenseFamily::QkNorm;
+  static const std::vector<DenseFamily> kFamilies = {
+      {.model_type = "llama", .prefix = "Llama"},
+      {.model_type = "mistral", .prefix = "Mistral", .sliding = Sliding::kAll},
+      {.model_type = "qwen2", .prefix = "Qwen2", .qkv_bias_default = true, .sliding = Sliding::kQwen},
+      {.model_type = "gemma", .prefix = "Gemma", .tie_default = true, .head_dim_default = 256, .act_cls = "GELUTanh"},
+      // Qwen3Attention: q_norm, k_norm (Qwen3RMSNorm(head_dim)) registered after o_proj.
+      {.model_type = "qwen3", .prefix = "Qwen3", .qk_norm = Q::kPerHead, .sliding = Sliding::kQwen},
+      // Olmo2Attention: q_norm over heads x head_dim, k_norm over kv_heads x head_dim; the layer
+      // has post-norms only.
+      {.model_type = "olmo2",
+       .prefix = "Olmo2",
+       .qk_norm = Q::kAllHeads,
+       .parts = {"self_attn", "mlp", "post_attention_layernorm", "post_feedforward_layernorm"}},
+      // Gemma2DecoderLayer: four norms; tied; sliding and full layers alternate.
+      {.model_type = "gemma2",
+       .prefix = "Gemma2",
+       .tie_default = true,
+       .head_dim_default = 256,
+       .act_cls = "GELUTanh",
+       .sliding = Sliding::kAlternate,
+       .parts = {"self_attn", "mlp", "input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                 "post_feedforward_layernorm"}},
+      // Granite: the llama tree (its multipliers change the math, not the modules).
+      {.model_type = "granite", .prefix = "Granite"},
+      // Phi3Attention registers o_proj before the fused qkv_proj; Phi3MLP: gate_up_proj,
+      // down_proj, activation_fn; the layer ends with two residual dropouts.
+      {.model_type = "phi3",
+       .prefix = "Phi3",
+       .fused = true,
+       .act_name = "activation_fn",
+       .sliding = Sliding::kAll,
+       .parts = {"self_attn", "mlp", "input_layernorm", "post_attention_layernorm", "resid_attn_dropout",
+                 "resid_mlp_dropout"}},
+  };
+  return kFamilies;
+}
+
+bool ends_with(const std::string& s, const char* suffix) {
+  const size_t n = std::char_traits<char>::length(suffix);
+  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
   const ConfigView& c = spec.config;
+  const std::string prefix = f.prefix;
   const int64_t vocab = c.positive({"vocab_size"});
   const int64_t hidden = c.positive({"hidden_size"});
   const int64_t inter = c.positive({"intermediate_size"});
   const int64_t layers = c.positive({"num_hidden_layers"});
   const int64_t heads = c.positive({"num_attention_heads"});
   const int64_t kv_heads = c.positive_or({"num_key_value_heads"}, heads);
-  const int64_t head_dim = c.positive_or({"head_dim"}, head_dim_default > 0 ? head_dim_default : hidden / heads);
+  const int64_t head_dim = c.positive_or({"head_dim"}, f.head_dim_default > 0 ? f.head_dim_default : hidden / heads);
   const bool attn_bias = c.boolean_or({"attention_bias"}, false);
-  const bool qkv_bias = c.boolean_or({"qkv_bias"}, qkv_bias_default || attn_bias);
-  const bool o_bias = c.boolean_or({"o_proj_bias"}, attn_bias);
-  const bool mlp_bias = c.boolean_or({"mlp_bias"}, false);
+  const bool qkv_bias = !f.fused && c.boolean_or({"qkv_bias"}, f.qkv_bias_default || attn_bias);
+  const bool o_bias = !f.fused && c.boolean_or({"o_proj_bias"}, attn_bias);
+  const bool mlp_bias = !f.fused && c.boolean_or({"mlp_bias"}, false);
   const double partial_rotary = c.number_or({"partial_rotary_factor"}, 1.0);
-  const bool tied = tie_embeddings(c, tie_default);
+  const bool tied = tie_embeddings(c, f.tie_default);
 
   ModuleTree t(prefix + "ForCausalLM");
   const std::string norm_cls = prefix + "RMSNorm";
@@ -126,18 +197,44 @@ ModuleTree build_llama_like(const ModelSpec& spec, const std::string& prefix, bo
   int list = t.add_module(model, "layers", "ModuleList");
   for (int64_t i = 0; i < layers; ++i) {
     int layer = t.add_module(list, std::to_string(i), prefix + "DecoderLayer");
-    int attn = t.add_module(layer, "self_attn", prefix + "Attention");
-    linear(t, attn, "q_proj", hidden, heads * head_dim, qkv_bias);
-    linear(t, attn, "k_proj", hidden, kv_heads * head_dim, qkv_bias);
-    linear(t, attn, "v_proj", hidden, kv_heads * head_dim, qkv_bias);
-    linear(t, attn, "o_proj", heads * head_dim, hidden, o_bias);
-    int mlp = t.add_module(layer, "mlp", prefix + "MLP");
-    linear(t, mlp, "gate_proj", hidden, inter, mlp_bias);
-    linear(t, mlp, "up_proj", hidden, inter, mlp_bias);
-    linear(t, mlp, "down_proj", inter, hidden, mlp_bias);
-    leaf(t, mlp, "act_fn", prefix == "Gemma" ? "GELUTanh" : "SiLUActivation");
-    rms_norm(t, layer, "input_layernorm", hidden, norm_cls.c_str());
-    rms_norm(t, layer, "post_attention_layernorm", hidden, norm_cls.c_str());
+    for (const char* part : f.parts) {
+      const std::string name = part;
+      if (name == "self_attn") {
+        int attn = t.add_module(layer, "self_attn", prefix + "Attention");
+        if (f.fused) {
+          linear(t, attn, "o_proj", heads * head_dim, hidden, false);
+          linear(t, attn, "qkv_proj", hidden, (heads + 2 * kv_heads) * head_dim, false);
+        } else {
+          linear(t, attn, "q_proj", hidden, heads * head_dim, qkv_bias);
+          linear(t, attn, "k_proj", hidden, kv_heads * head_dim, qkv_bias);
+          linear(t, attn, "v_proj", hidden, kv_heads * head_dim, qkv_bias);
+          linear(t, attn, "o_proj", heads * head_dim, hidden, o_bias);
+        }
+        if (f.qk_norm == DenseFamily::QkNorm::kPerHead) {
+          rms_norm(t, attn, "q_norm", head_dim, norm_cls.c_str());
+          rms_norm(t, attn, "k_norm", head_dim, norm_cls.c_str());
+        } else if (f.qk_norm == DenseFamily::QkNorm::kAllHeads) {
+          rms_norm(t, attn, "q_norm", heads * head_dim, norm_cls.c_str());
+          rms_norm(t, attn, "k_norm", kv_heads * head_dim, norm_cls.c_str());
+        }
+      } else if (name == "mlp") {
+        int mlp = t.add_module(layer, "mlp", prefix + "MLP");
+        if (f.fused) {
+          linear(t, mlp, "gate_up_proj", hidden, 2 * inter, false);
+        } else {
+          linear(t, mlp, "gate_proj", hidden, inter, mlp_bias);
+          linear(t, mlp, "up_proj", hidden, inter, mlp_bias);
+        }
+        linear(t, mlp, "down_proj", inter, hidden, mlp_bias);
+        leaf(t, mlp, f.act_name, f.act_cls);
+      } else if (ends_with(name, "layernorm")) {
+        rms_norm(t, layer, name, hidden, norm_cls.c_str());
+      } else if (ends_with(name, "dropout")) {
+        leaf(t, layer, name, "Dropout");
+      } else {
+        DMAP_CHECK(false, "unknown part of a dense decoder layer: " + name);
+      }
+    }
   }
   rms_norm(t, model, "norm", hidden, norm_cls.c_str());
   rotary(t, model, "rotary_emb", static_cast<int64_t>(head_dim * partial_rotary), (prefix + "RotaryEmbedding").c_str());
@@ -146,7 +243,8 @@ ModuleTree build_llama_like(const ModelSpec& spec, const std::string& prefix, bo
 
   t.no_split_modules = {prefix + "DecoderLayer"};
   t.dims = {layers, hidden, heads, kv_heads, head_dim, inter, vocab, c.integer_or({"max_position_embeddings"}, 0)};
-  t.dims.layer_window = sliding_windows(c, spec.model_type, layers);
+  t.dims.layer_window = sliding_windows(c, f.sliding, layers);
+  t.dims.gated_mlp = true;
   return t;
 }
 
@@ -412,24 +510,28 @@ ModuleTree build_chatglm(const ModelSpec& spec) {
 
   t.no_split_modules = {"GLMBlock"};
   t.dims = {layers, hidden, heads, groups, kv_channels, ffn, vocab, c.integer_or({"seq_length"}, 0)};
+  t.dims.gated_mlp = true;  // dense_h_to_4h makes both halves of the SwiGLU
   return t;
 }
 
 }  // namespace
 
 const std::vector<std::string>& supported_model_types() {
-  static const std::vector<std::string> kTypes = {"llama", "mistral", "qwen2", "gemma", "gpt2",
-                                                  "opt",   "gptj",    "gpt_neox", "chatglm"};
+  static const std::vector<std::string> kTypes = [] {
+    std::vector<std::string> v;
+    for (const DenseFamily& f : dense_families()) v.push_back(f.model_type);
+    for (const char* other : {"gpt2", "opt", "gptj", "gpt_neox", "chatglm"}) v.push_back(other);
+    return v;
+  }();
   return kTypes;
 }
 
 ModuleTree build_module_tree(const ModelSpec& spec) {
   const std::string& mt = spec.model_type;
   ModuleTree tree = [&]() {
-    if (mt == "llama") return build_llama_like(spec, "Llama", false, false, 0);
-    if (mt == "mistral") return build_llama_like(spec, "Mistral", false, false, 0);
-    if (mt == "qwen2") return build_llama_like(spec, "Qwen2", false, true, 0);
-    if (mt == "gemma") return build_llama_like(spec, "Gemma", true, false, 256);
+    for (const DenseFamily& f : dense_families()) {
+      if (mt == f.model_type) return build_dense(spec, f);
+    }
     if (mt == "gpt2") return build_gpt2(spec);
     if (mt == "opt") return build_opt(spec);
     if (mt == "gptj") return build_gptj(spec);

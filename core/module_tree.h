@@ -64,6 +64,9 @@ struct ModelDims {
   // Per decoder layer: the sliding window of its KV cache (transformers' DynamicSlidingWindowLayer),
   // 0 = full attention. Empty = every layer full.
   std::vector<int64_t> layer_window = {};
+  // The MLP is gated (SwiGLU / GeGLU: act(gate) * up): the activation costs two kernels over the
+  // intermediate width.
+  bool gated_mlp = false;
 };
 
 class ModuleTree {

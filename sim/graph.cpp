@@ -222,8 +222,7 @@ ModelGraph build_graph(const ModuleTree& tree, DType dtype) {
     g.tensor_bytes[i] = (n.numel * torch_bits_per_element(t) + 7) / 8;
   }
 
-  const std::vector<std::string> gated = {"llama", "mistral", "qwen2", "gemma", "chatglm"};
-  Builder b{tree, g, std::find(gated.begin(), gated.end(), tree.model_type) != gated.end()};
+  Builder b{tree, g, d.gated_mlp};
   b.visit(tree.root());
 
   std::vector<int> units;

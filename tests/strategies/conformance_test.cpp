@@ -83,13 +83,33 @@ std::string caps_mismatch(const YAML::Node& expected, const MaxMemory& actual) {
   return os.str();
 }
 
-}  // namespace
+// The model_type of a case or listing file (its `model:` mapping), "" when not given inline.
+std::string model_type_of(const fs::path& f) {
+  const YAML::Node root = load_yaml_file(f.string());
+  const YAML::Node m = root["model"];
+  return m.IsMap() && m["model_type"].IsScalar() ? m["model_type"].Scalar() : "";
+}
 
-TEST_CASE("module sizes match accelerate and transformers v5 listings", "[conformance]") {
-  const fs::path dir = cases_root() / "module_sizes";
-  if (skip_if_absent(dir)) return;
-  const auto files = yaml_files(dir);
-  REQUIRE(!files.empty());
+bool supported(const std::string& model_type) {
+  const auto& known = supported_model_types();
+  return std::find(known.begin(), known.end(), model_type) != known.end();
+}
+
+// Files of `dir` whose family dmap builds; the others are counted (families still to come).
+std::vector<fs::path> supported_files(const fs::path& dir, int& unsupported) {
+  std::vector<fs::path> out;
+  unsupported = 0;
+  for (const auto& f : yaml_files(dir)) {
+    if (supported(model_type_of(f))) {
+      out.push_back(f);
+    } else {
+      ++unsupported;
+    }
+  }
+  return out;
+}
+
+void check_module_sizes(const std::vector<fs::path>& files) {
   for (const auto& f : files) {
     const YAML::Node root = load_yaml_file(f.string());
     const ModelSpec spec = model_spec_from_node(root["model"], f.string());
@@ -134,15 +154,37 @@ TEST_CASE("module sizes match accelerate and transformers v5 listings", "[confor
     std::vector<std::pair<std::string, double>> got, want;
     for (const auto& [id, bits] : sizes.direct) got.emplace_back(tree.node(id).name, static_cast<double>(bits) / 8.0);
     for (const auto& kv : root["transformers_v5_leaves"]) want.emplace_back(kv[0].Scalar(), std::stod(kv[1].Scalar()));
+    INFO(f.filename().string());
     CHECK(got == want);
   }
 }
 
-TEST_CASE("every accelerate case is reproduced exactly", "[conformance]") {
-  const fs::path dir = cases_root() / "cases";
+}  // namespace
+
+TEST_CASE("module sizes match accelerate and transformers v5 listings", "[conformance]") {
+  const fs::path dir = cases_root() / "module_sizes";
   if (skip_if_absent(dir)) return;
   const auto files = yaml_files(dir);
   REQUIRE(!files.empty());
+  check_module_sizes(files);
+}
+
+// The 2025-2026 families (qwen3, phi3, olmo2, gemma2, granite, and the MoE families).
+TEST_CASE("module sizes of the 2025-2026 families match their listings", "[conformance]") {
+  const fs::path dir = cases_root() / "families2026" / "module_sizes";
+  if (skip_if_absent(dir)) return;
+  int unsupported = 0;
+  const auto files = supported_files(dir, unsupported);
+  std::cout << "families2026 module sizes: " << files.size() << " listings checked, " << unsupported
+            << " of families dmap does not build yet\n";
+  REQUIRE(files.size() >= 5);
+  check_module_sizes(files);
+}
+
+namespace {
+
+// Runs every case file; returns how many were exact (failures are reported and checked).
+int check_cases(const std::vector<fs::path>& files) {
   const std::string models_dir = (fs::path(DMAP_SOURCE_DIR) / "configs" / "models").string();
   int passed = 0;
   std::vector<std::string> failures;
@@ -176,8 +218,30 @@ TEST_CASE("every accelerate case is reproduced exactly", "[conformance]") {
     }
   }
   for (const auto& fail : failures) UNSCOPED_INFO(fail);
-  std::cout << "accelerate cases: " << passed << " of " << files.size() << " exact\n";
   CHECK(failures.empty());
+  return passed;
+}
+
+}  // namespace
+
+TEST_CASE("every accelerate case is reproduced exactly", "[conformance]") {
+  const fs::path dir = cases_root() / "cases";
+  if (skip_if_absent(dir)) return;
+  const auto files = yaml_files(dir);
+  REQUIRE(!files.empty());
+  const int passed = check_cases(files);
+  std::cout << "accelerate cases: " << passed << " of " << files.size() << " exact\n";
+}
+
+TEST_CASE("every case of the 2025-2026 families dmap builds is reproduced exactly", "[conformance]") {
+  const fs::path dir = cases_root() / "families2026" / "cases";
+  if (skip_if_absent(dir)) return;
+  int unsupported = 0;
+  const auto files = supported_files(dir, unsupported);
+  REQUIRE(files.size() >= 50);
+  const int passed = check_cases(files);
+  std::cout << "families2026 cases: " << passed << " of " << files.size() << " exact (" << unsupported
+            << " of families dmap does not build yet)\n";
 }
 
 // The sweeps list, per interval, the map and its byte-exact ends. We require: the map at every
