@@ -539,7 +539,11 @@ ModuleTree build_module_tree(const ModelSpec& spec) {
     if (mt == "chatglm") return build_chatglm(spec);
     std::string known;
     for (const auto& k : supported_model_types()) known += (known.empty() ? "" : ", ") + k;
-    throw InputError(spec.source, 0, 0, "unknown model_type " + quote_for_message(mt) + " (supported: " + known + ")");
+    const YAML::Node at = spec.config.node()["model_type"];
+    const int line = at.IsDefined() && at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
+    throw InputError(spec.source, line, line > 0 ? at.Mark().column + 1 : 0,
+                     "unknown model_type " + quote_for_message(mt) + " (supported: " + known +
+                         "; a dense family of the llama shape is a few lines in core/model_families.cpp, see docs/FAMILIES.md)");
   }();
   tree.model_type = mt;
   tree.model_name = spec.name;

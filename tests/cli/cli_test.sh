@@ -57,6 +57,8 @@ printf 'model:\n  model_type: llama\n  config: {vocab_size: 8\nmax_memory: {0: 1
 expect_error "malformed yaml" "malformed.yaml:[0-9]+" -- map "$TMP/malformed.yaml"
 printf 'model:\n  model_type: bloom\n  config: {hidden_size: 8}\nmax_memory: {0: 1GB, cpu: 1GB}\n' >"$TMP/bloom.yaml"
 expect_error "unknown model_type" "unknown model_type 'bloom'" -- map "$TMP/bloom.yaml"
+printf '{\n "hidden_size": 8,\n "model_type": "qwen9"\n}\n' >"$TMP/config.json"
+expect_error "unknown model_type in a config.json, with its line" "config.json:3:[0-9]+: unknown model_type 'qwen9' \(supported: .*qwen3.*see docs/FAMILIES.md" -- map --model "$TMP/config.json" --max-memory 0=1GiB
 printf 'model:\n  model_type: llama\n  config:\n    vocab_size: 8\n    hidden_size: 8\nmax_memory: {0: 1GB, cpu: 1GB}\n' >"$TMP/missing.yaml"
 expect_error "missing config field" "missing.yaml:[0-9]+.*intermediate_size" -- map "$TMP/missing.yaml"
 M='model:\n  model_type: llama\n  config: {vocab_size: 64, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 2, num_attention_heads: 2}\n'
