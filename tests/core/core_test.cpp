@@ -326,3 +326,47 @@ TEST_CASE("control characters: refused in YAML/JSON text and in strings, escaped
   CHECK(dmap::printable("line\nnext\x7f\x1b") == "line\nnext\\x7f\\x1b");
   CHECK(dmap::printable(std::string(100000, 'x')).size() < 4200);
 }
+
+TEST_CASE("declared dense families: parts, fused projections, q/k norms and sliding rules", "[unit][core]") {
+  const std::string dims =
+      "vocab_size: 64\nhidden_size: 32\nintermediate_size: 48\nnum_hidden_layers: 4\nnum_attention_heads: 4\n"
+      "num_key_value_heads: 2\nhead_dim: 8\nmax_position_embeddings: 512\n";
+  auto children = [](const ModuleTree& t, const std::string& name) {
+    std::vector<std::string> out;
+    for (int c : t.node(t.find(name)).children) out.push_back(t.node(c).local);
+    return out;
+  };
+  // phi3: o_proj before the fused qkv_proj ((4 + 2 x 2) x 8 rows), gate_up_proj, dropouts last.
+  const ModuleTree phi3 = build_module_tree(spec_from("model_type: phi3\nsliding_window: 100\n" + dims));
+  CHECK(children(phi3, "model.layers.0.self_attn") == std::vector<std::string>{"o_proj", "qkv_proj"});
+  CHECK(phi3.node(phi3.find("model.layers.0.self_attn.qkv_proj.weight")).shape == std::vector<int64_t>{64, 32});
+  CHECK(children(phi3, "model.layers.0.mlp") == std::vector<std::string>{"gate_up_proj", "down_proj", "activation_fn"});
+  CHECK(children(phi3, "model.layers.0") == std::vector<std::string>{"self_attn", "mlp", "input_layernorm",
+                                                                      "post_attention_layernorm", "resid_attn_dropout",
+                                                                      "resid_mlp_dropout"});
+  CHECK(phi3.no_split_modules == std::vector<std::string>{"Phi3DecoderLayer"});
+  CHECK(phi3.dims.layer_window == std::vector<int64_t>{100, 100, 100, 100});
+  // qwen3: q/k norms over head_dim after o_proj; no sliding window unless use_sliding_window.
+  const ModuleTree qwen3 = build_module_tree(spec_from("model_type: qwen3\nsliding_window: 100\n" + dims));
+  CHECK(children(qwen3, "model.layers.0.self_attn") ==
+        std::vector<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"});
+  CHECK(qwen3.node(qwen3.find("model.layers.0.self_attn.k_norm.weight")).shape == std::vector<int64_t>{8});
+  CHECK(qwen3.dims.layer_window == std::vector<int64_t>{0, 0, 0, 0});
+  // olmo2: q/k norms over all heads (q 4 x 8, k 2 x 8), post-norms only.
+  const ModuleTree olmo2 = build_module_tree(spec_from("model_type: olmo2\n" + dims));
+  CHECK(olmo2.node(olmo2.find("model.layers.0.self_attn.q_norm.weight")).shape == std::vector<int64_t>{32});
+  CHECK(olmo2.node(olmo2.find("model.layers.0.self_attn.k_norm.weight")).shape == std::vector<int64_t>{16});
+  CHECK(children(olmo2, "model.layers.0") ==
+        std::vector<std::string>{"self_attn", "mlp", "post_attention_layernorm", "post_feedforward_layernorm"});
+  // gemma2: four norms, tied by default, layers 0 and 2 slide (configuration_gemma2's default
+  // layer_types); an explicit layer_types wins.
+  const ModuleTree gemma2 = build_module_tree(spec_from("model_type: gemma2\nsliding_window: 100\n" + dims));
+  CHECK(children(gemma2, "model.layers.0").size() == 6);
+  CHECK(gemma2.dims.layer_window == std::vector<int64_t>{100, 0, 100, 0});
+  CHECK(gemma2.ties().size() == 1);
+  const ModuleTree gemma2_types = build_module_tree(spec_from(
+      "model_type: gemma2\nsliding_window: 100\nlayer_types: [full_attention, full_attention, sliding_attention, "
+      "full_attention]\n" + dims));
+  CHECK(gemma2_types.dims.layer_window == std::vector<int64_t>{0, 0, 100, 0});
+  for (const ModuleTree* t : {&phi3, &qwen3, &olmo2, &gemma2}) CHECK(t->dims.gated_mlp);
+}
