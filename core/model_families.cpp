@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/module_tree.h"
 #include "core/output.h"
+#include "core/yaml_io.h"
 
 namespace dmap {
 
@@ -103,6 +104,19 @@ std::vector<int64_t> sliding_windows(const ConfigView& c, Sliding rule, int64_t 
   return w;
 }
 
+// The rotary fraction of head_dim: the config's `partial_rotary_factor`, or transformers v5's
+// `rope_parameters.partial_rotary_factor` (where v5 configs keep it), else 1.
+double partial_rotary_factor(const ConfigView& c) {
+  if (c.has("partial_rotary_factor")) return c.number_or({"partial_rotary_factor"}, 1.0);
+  const YAML::Node rp = c.node()["rope_parameters"];
+  if (rp && rp.IsMap() && rp["partial_rotary_factor"] && rp["partial_rotary_factor"].IsScalar()) {
+    const double v = yaml_double(c.file(), rp["partial_rotary_factor"], "rope_parameters.partial_rotary_factor");
+    if (!(v > 0 && v <= 1)) fail_at(c.file(), rp["partial_rotary_factor"], "rope_parameters.partial_rotary_factor: expected a number in (0, 1]");
+    return v;
+  }
+  return 1.0;
+}
+
 bool tie_embeddings(const ConfigView& c, bool family_default) {
   return c.boolean_or({"tie_word_embeddings"}, family_default);
 }
@@ -187,7 +201,7 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
   const bool qkv_bias = !f.fused && c.boolean_or({"qkv_bias"}, f.qkv_bias_default || attn_bias);
   const bool o_bias = !f.fused && c.boolean_or({"o_proj_bias"}, attn_bias);
   const bool mlp_bias = !f.fused && c.boolean_or({"mlp_bias"}, false);
-  const double partial_rotary = c.number_or({"partial_rotary_factor"}, 1.0);
+  const double partial_rotary = partial_rotary_factor(c);
   const bool tied = tie_embeddings(c, f.tie_default);
 
   ModuleTree t(prefix + "ForCausalLM");

@@ -369,4 +369,11 @@ TEST_CASE("declared dense families: parts, fused projections, q/k norms and slid
       "full_attention]\n" + dims));
   CHECK(gemma2_types.dims.layer_window == std::vector<int64_t>{0, 0, 100, 0});
   for (const ModuleTree* t : {&phi3, &qwen3, &olmo2, &gemma2}) CHECK(t->dims.gated_mlp);
+  // The rotary fraction, top level or (transformers v5) under rope_parameters: int(8 x 0.75) = 6
+  // dims, 3 inverse frequencies.
+  const ModuleTree phi4 = build_module_tree(
+      spec_from("model_type: phi3\nrope_parameters: {rope_type: default, rope_theta: 10000.0, partial_rotary_factor: 0.75}\n" + dims));
+  CHECK(phi4.node(phi4.find("model.rotary_emb.inv_freq")).shape == std::vector<int64_t>{3});
+  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: phi3\nrope_parameters: {partial_rotary_factor: 2}\n" + dims)),
+                    Catch::Contains("inline.yaml:") && Catch::Contains("expected a number in (0, 1]"));
 }
