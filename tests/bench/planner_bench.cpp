@@ -1,5 +1,6 @@
 // Google Benchmark for the planner (issue: "each strategy for Llama-2-70B (80 layers) and
-// gpt2-xl, with and without no-split classes. Target: under 1 ms per map").
+// gpt2-xl, with and without no-split classes. Target: under 1 ms per map"; Qwen3-32B for the
+// 2025-2026 families).
 //
 // Benchmarks (all single-threaded, times per call):
 //   sizes/<model>                          baseline: compute_module_sizes alone (one tree walk)
@@ -60,7 +61,8 @@ using dmap::strategies::PlanResult;
 using dmap::strategies::Strategy;
 
 // ---------------------------------------------------------------------------------------
-// Models: the public config.json values (meta-llama/Llama-2-70b-hf, openai-community/gpt2-xl).
+// Models: the public config.json values (meta-llama/Llama-2-70b-hf, openai-community/gpt2-xl,
+// Qwen/Qwen3-32B: configs/models/qwen3_32b.yaml, its architecture keys).
 
 constexpr const char* kLlama2_70b = R"(
 name: Llama-2-70b-hf
@@ -91,6 +93,22 @@ tie_word_embeddings: true
 torch_dtype: float32
 )";
 
+constexpr const char* kQwen3_32b = R"(
+name: Qwen3-32B
+model_type: qwen3
+vocab_size: 151936
+hidden_size: 5120
+intermediate_size: 25600
+num_hidden_layers: 64
+num_attention_heads: 64
+num_key_value_heads: 8
+head_dim: 128
+max_position_embeddings: 40960
+rms_norm_eps: 1.0e-6
+tie_word_embeddings: false
+torch_dtype: bfloat16
+)";
+
 struct Model {
   std::string id;         // benchmark name component
   const char* yaml;       // config text
@@ -115,7 +133,7 @@ Model& model(const std::string& id) {
   if (it != models.end()) return it->second;
   Model m;
   m.id = id;
-  m.yaml = id == "llama2_70b" ? kLlama2_70b : kGpt2Xl;
+  m.yaml = id == "llama2_70b" ? kLlama2_70b : id == "qwen3_32b" ? kQwen3_32b : kGpt2Xl;
   m.tree = std::make_unique<ModuleTree>(dmap::build_module_tree(parse_spec(m.yaml, id)));
   m.total_fp16 = dmap::compute_module_sizes(*m.tree, fp16_sizing()).total();
   return models.emplace(id, std::move(m)).first->second;
@@ -316,7 +334,7 @@ class RatioReporter : public benchmark::BenchmarkReporter {
 };
 
 void register_all() {
-  const char* models[] = {"llama2_70b", "gpt2_xl"};
+  const char* models[] = {"llama2_70b", "gpt2_xl", "qwen3_32b"};
   // Baselines first: the ratio reporter needs them before the runs they divide.
   for (const char* id : models) {
     benchmark::RegisterBenchmark((std::string("sizes/") + id).c_str(), BM_Sizes, std::string(id))
