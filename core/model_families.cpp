@@ -77,7 +77,22 @@ enum class Sliding {
   kAll,        // mistral, phi3: every layer
   kQwen,       // qwen2, qwen3: only with `use_sliding_window`, from `max_window_layers` on
   kAlternate,  // gemma2: layer i slides when (i + 1) % 2 (the config's default layer_types)
+  kPattern,    // gemma3: layer i slides when (i + 1) % sliding_window_pattern (default 6)
 };
+
+// Whether each layer is a sliding-attention layer by the family's default layer_types (an
+// explicit `layer_types` wins), whatever the window.
+std::vector<bool> sliding_layer_types(const ConfigView& c, Sliding rule, int64_t layers) {
+  std::vector<bool> out(static_cast<size_t>(layers), false);
+  const YAML::Node types = c.node()["layer_types"];
+  if (types && types.IsSequence() && static_cast<int64_t>(types.size()) == layers) {
+    for (size_t i = 0; i < types.size(); ++i) out[i] = types[i].IsScalar() && types[i].Scalar() == "sliding_attention";
+    return out;
+  }
+  const int64_t pattern = rule == Sliding::kAlternate ? 2 : rule == Sliding::kPattern ? c.positive_or({"sliding_window_pattern"}, 6) : 0;
+  for (int64_t i = 0; i < layers && pattern > 0; ++i) out[static_cast<size_t>(i)] = (i + 1) % pattern != 0;
+  return out;
+}
 
 std::vector<int64_t> sliding_windows(const ConfigView& c, Sliding rule, int64_t layers) {
   std::vector<int64_t> w(static_cast<size_t>(layers), 0);
@@ -97,10 +112,13 @@ std::vector<int64_t> sliding_windows(const ConfigView& c, Sliding rule, int64_t 
     }
     return w;
   }
-  const int64_t from = rule == Sliding::kQwen ? c.integer_or({"max_window_layers"}, 28) : 0;
-  for (int64_t i = std::max<int64_t>(0, from); i < layers; ++i) {
-    if (rule != Sliding::kAlternate || (i + 1) % 2 != 0) w[static_cast<size_t>(i)] = window;
+  if (rule == Sliding::kAlternate || rule == Sliding::kPattern) {
+    const std::vector<bool> sliding = sliding_layer_types(c, rule, layers);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = sliding[i] ? window : 0;
+    return w;
   }
+  const int64_t from = rule == Sliding::kQwen ? c.integer_or({"max_window_layers"}, 28) : 0;
+  for (int64_t i = std::max<int64_t>(0, from); i < layers; ++i) w[static_cast<size_t>(i)] = window;
   return w;
 }
 
@@ -141,6 +159,13 @@ struct DenseFamily {
   const char* act_cls = "SiLUActivation";
   Sliding sliding = Sliding::kNone;
   std::vector<const char*> parts = {"self_attn", "mlp", "input_layernorm", "post_attention_layernorm"};
+  const char* model_suffix = "Model";  // gemma3_text: Gemma3TextModel
+  // gemma3: <P>TextScaledWordEmbedding, with a 0-dim `embed_scale` buffer (non-persistent, the
+  // default dtype); and one rotary module holding `<layer_type>_inv_freq` and
+  // `<layer_type>_original_inv_freq` per layer type.
+  bool scaled_embedding = false;
+  bool rotary_per_layer_type = false;
+  std::vector<const char*> extra_no_split = {};  // `_no_split_modules` beyond <P>DecoderLayer
 };
 
 const std::vector<DenseFamily>& dense_families() {
@@ -178,6 +203,22 @@ const std::vector<DenseFamily>& dense_families() {
        .sliding = Sliding::kAll,
        .parts = {"self_attn", "mlp", "input_layernorm", "post_attention_layernorm", "resid_attn_dropout",
                  "resid_mlp_dropout"}},
+      // Gemma3ForCausalLM (the text-only checkpoints, Gemma-3-1B): q/k norms over head_dim, four
+      // norms per layer, a scaled embedding, one rotary module per layer type, every sixth layer
+      // full attention; its _no_split_modules also name the (absent) SigLIP tower's classes.
+      {.model_type = "gemma3_text",
+       .prefix = "Gemma3",
+       .tie_default = true,
+       .head_dim_default = 256,
+       .qk_norm = Q::kPerHead,
+       .act_cls = "GELUTanh",
+       .sliding = Sliding::kPattern,
+       .parts = {"self_attn", "mlp", "input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                 "post_feedforward_layernorm"},
+       .model_suffix = "TextModel",
+       .scaled_embedding = true,
+       .rotary_per_layer_type = true,
+       .extra_no_split = {"SiglipVisionEmbeddings", "SiglipEncoderLayer", "SiglipMultiheadAttentionPoolingHead"}},
   };
   return kFamilies;
 }
@@ -206,8 +247,13 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
 
   ModuleTree t(prefix + "ForCausalLM");
   const std::string norm_cls = prefix + "RMSNorm";
-  int model = t.add_module(t.root(), "model", prefix + "Model");
-  embedding(t, model, "embed_tokens", vocab, hidden);
+  int model = t.add_module(t.root(), "model", prefix + f.model_suffix);
+  if (f.scaled_embedding) {
+    const int e = embedding(t, model, "embed_tokens", vocab, hidden, (prefix + "TextScaledWordEmbedding").c_str());
+    t.add_buffer(e, "embed_scale", {}, /*follows_model_dtype=*/true, DType::kFloat32, /*persistent=*/false);
+  } else {
+    embedding(t, model, "embed_tokens", vocab, hidden);
+  }
   int list = t.add_module(model, "layers", "ModuleList");
   for (int64_t i = 0; i < layers; ++i) {
     int layer = t.add_module(list, std::to_string(i), prefix + "DecoderLayer");
@@ -251,11 +297,27 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
     }
   }
   rms_norm(t, model, "norm", hidden, norm_cls.c_str());
-  rotary(t, model, "rotary_emb", static_cast<int64_t>(head_dim * partial_rotary), (prefix + "RotaryEmbedding").c_str());
+  const int64_t rotary_dim = static_cast<int64_t>(head_dim * partial_rotary);
+  if (f.rotary_per_layer_type) {
+    // transformers registers them iterating a Python set of the layer types, whose order varies
+    // with the hash seed; dmap lists sliding_attention first.
+    const std::vector<bool> sliding = sliding_layer_types(c, f.sliding, layers);
+    const int r = t.add_module(model, "rotary_emb", prefix + "RotaryEmbedding");
+    const int64_t n = (rotary_dim + 1) / 2;
+    for (const bool type : {true, false}) {
+      if (std::find(sliding.begin(), sliding.end(), type) == sliding.end()) continue;
+      const std::string name = type ? "sliding_attention" : "full_attention";
+      t.add_buffer(r, name + "_inv_freq", {n}, false, DType::kFloat32, false);
+      t.add_buffer(r, name + "_original_inv_freq", {n}, false, DType::kFloat32, false);
+    }
+  } else {
+    rotary(t, model, "rotary_emb", rotary_dim, (prefix + "RotaryEmbedding").c_str());
+  }
   linear(t, t.root(), "lm_head", hidden, vocab, false);
   if (tied) t.tie("lm_head.weight", "model.embed_tokens.weight");
 
   t.no_split_modules = {prefix + "DecoderLayer"};
+  for (const char* extra : f.extra_no_split) t.no_split_modules.push_back(extra);
   t.dims = {layers, hidden, heads, kv_heads, head_dim, inter, vocab, c.integer_or({"max_position_embeddings"}, 0)};
   t.dims.layer_window = sliding_windows(c, f.sliding, layers);
   t.dims.gated_mlp = true;

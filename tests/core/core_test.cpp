@@ -369,6 +369,30 @@ TEST_CASE("declared dense families: parts, fused projections, q/k norms and slid
       "full_attention]\n" + dims));
   CHECK(gemma2_types.dims.layer_window == std::vector<int64_t>{0, 0, 100, 0});
   for (const ModuleTree* t : {&phi3, &qwen3, &olmo2, &gemma2}) CHECK(t->dims.gated_mlp);
+  // gemma3_text (Gemma3ForCausalLM, transformers v5 modular_gemma3.py): Gemma3TextModel, a scaled
+  // embedding with a 0-dim non-persistent embed_scale, q/k norms over head_dim, every sixth layer
+  // full attention (sliding_window_pattern), one rotary module with buffers per layer type.
+  const std::string dims7 = "vocab_size: 64\nhidden_size: 32\nintermediate_size: 48\nnum_hidden_layers: 7\n"
+                            "num_attention_heads: 4\nnum_key_value_heads: 1\nhead_dim: 8\nmax_position_embeddings: 512\n";
+  const ModuleTree gemma3 = build_module_tree(spec_from("model_type: gemma3_text\nsliding_window: 16\n" + dims7));
+  CHECK(gemma3.node(gemma3.find("model")).class_name == "Gemma3TextModel");
+  CHECK(gemma3.node(gemma3.find("model.embed_tokens")).class_name == "Gemma3TextScaledWordEmbedding");
+  CHECK(gemma3.find("model.embed_tokens.embed_scale") >= 0);
+  CHECK(children(gemma3, "model.layers.0.self_attn") ==
+        std::vector<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "q_norm", "k_norm"});
+  CHECK(children(gemma3, "model.layers.0").size() == 6);
+  CHECK(gemma3.dims.layer_window == std::vector<int64_t>{16, 16, 16, 16, 16, 0, 16});
+  for (const char* b : {"sliding_attention_inv_freq", "sliding_attention_original_inv_freq", "full_attention_inv_freq",
+                        "full_attention_original_inv_freq"}) {
+    INFO(b);
+    CHECK(gemma3.find(std::string("model.rotary_emb.") + b) >= 0);
+  }
+  CHECK(gemma3.node(gemma3.find("model.rotary_emb.full_attention_inv_freq")).shape == std::vector<int64_t>{4});
+  CHECK(gemma3.ties().size() == 1);
+  CHECK(gemma3.no_split_modules.front() == "Gemma3DecoderLayer");
+  const ModuleTree gemma3_p2 =
+      build_module_tree(spec_from("model_type: gemma3_text\nsliding_window: 16\nsliding_window_pattern: 2\n" + dims7));
+  CHECK(gemma3_p2.dims.layer_window == std::vector<int64_t>{16, 0, 16, 0, 16, 0, 16});
   // The rotary fraction, top level or (transformers v5) under rope_parameters: int(8 x 0.75) = 6
   // dims, 3 inverse frequencies.
   const ModuleTree phi4 = build_module_tree(
