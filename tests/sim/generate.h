@@ -61,10 +61,20 @@ inline std::string generate(std::mt19937_64& rng, const std::string& configs, co
   y << "id: generated_" << index << "\n";
   y << "model: " << flow(model) << "\n";
   y << "hardware:\n  host: " << pick(hosts) << "\n  gpus: [";
-  for (int i = 0; i < ngpu; ++i) y << (i ? ", " : "") << pick(gpus);
+  std::string gpu0;
+  for (int i = 0; i < ngpu; ++i) {
+    const std::string g = pick(gpus);
+    if (i == 0) gpu0 = g;
+    y << (i ? ", " : "") << g;
+  }
   y << "]\n  link: " << (rng() % 2 ? "pcie4_x16" : "pcie3_x16") << "\n  disk: " << (rng() % 2 ? "nvme_gen4" : "nvme_gen3")
     << "\n";
-  if (rng() % 4 == 0) y << "  gpu_memory_in_use: {0: " << static_cast<int>(uniform(0.5, 6)) << "GiB}\n";
+  if (rng() % 4 == 0) {  // another program on GPU 0: up to 6 GiB, and under half of a small card
+    const YAML::Node g = YAML::LoadFile(configs + "/hardware/" + gpu0 + ".yaml");
+    const std::string mem = g["memory"] ? g["memory"].Scalar() : "";
+    const double gib = mem.size() > 3 && mem.compare(mem.size() - 3, 3, "GiB") == 0 ? std::stod(mem.substr(0, mem.size() - 3)) : 80.0;
+    y << "  gpu_memory_in_use: {0: " << static_cast<int>(std::min(uniform(0.5, 6), gib / 2)) << "GiB}\n";
+  }
   if (rng() % 5 == 0) y << "  page_cache: false\n";
   const int64_t prompt = std::min<int64_t>(max_pos / 2, 1 + static_cast<int64_t>(std::exp(uniform(2.0, 8.5))));
   const int64_t new_tokens = std::min<int64_t>(max_pos - prompt, 1 + static_cast<int64_t>(rng() % 200));
