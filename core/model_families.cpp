@@ -166,6 +166,11 @@ struct DenseFamily {
   bool scaled_embedding = false;
   bool rotary_per_layer_type = false;
   std::vector<const char*> extra_no_split = {};  // `_no_split_modules` beyond <P>DecoderLayer
+  // starcoder2: nn.LayerNorm (weight and bias) for every norm; a plain MLP {c_fc, c_proj, act};
+  // q/k/v/o and the MLP biased by `use_bias` (default true).
+  bool layer_norm = false;
+  bool plain_mlp = false;
+  const char* bias_key = nullptr;
 };
 
 const std::vector<DenseFamily>& dense_families() {
@@ -219,6 +224,17 @@ const std::vector<DenseFamily>& dense_families() {
        .scaled_embedding = true,
        .rotary_per_layer_type = true,
        .extra_no_split = {"SiglipVisionEmbeddings", "SiglipEncoderLayer", "SiglipMultiheadAttentionPoolingHead"}},
+      // Starcoder2 (modular_starcoder2.py: the Mistral tree with LayerNorms and a c_fc/c_proj MLP;
+      // the model-level rotary of v5's MistralModel); every layer slides when sliding_window is set.
+      {.model_type = "starcoder2",
+       .prefix = "Starcoder2",
+       .tie_default = true,
+       .act_name = "act",
+       .act_cls = "GELUTanh",
+       .sliding = Sliding::kAll,
+       .layer_norm = true,
+       .plain_mlp = true,
+       .bias_key = "use_bias"},
   };
   return kFamilies;
 }
@@ -238,10 +254,18 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
   const int64_t heads = c.positive({"num_attention_heads"});
   const int64_t kv_heads = c.positive_or({"num_key_value_heads"}, heads);
   const int64_t head_dim = c.positive_or({"head_dim"}, f.head_dim_default > 0 ? f.head_dim_default : hidden / heads);
-  const bool attn_bias = c.boolean_or({"attention_bias"}, false);
-  const bool qkv_bias = !f.fused && c.boolean_or({"qkv_bias"}, f.qkv_bias_default || attn_bias);
-  const bool o_bias = !f.fused && c.boolean_or({"o_proj_bias"}, attn_bias);
-  const bool mlp_bias = !f.fused && c.boolean_or({"mlp_bias"}, false);
+  const bool attn_bias = f.bias_key ? c.boolean_or({f.bias_key}, true) : c.boolean_or({"attention_bias"}, false);
+  const bool qkv_bias = !f.fused && (f.bias_key ? attn_bias : c.boolean_or({"qkv_bias"}, f.qkv_bias_default || attn_bias));
+  const bool o_bias = !f.fused && (f.bias_key ? attn_bias : c.boolean_or({"o_proj_bias"}, attn_bias));
+  const bool mlp_bias = !f.fused && (f.bias_key ? attn_bias : c.boolean_or({"mlp_bias"}, false));
+  // A norm over the hidden size: the family's RMSNorm, or nn.LayerNorm with its bias.
+  auto hidden_norm = [&](ModuleTree& t, int parent, const std::string& name) {
+    if (f.layer_norm) {
+      layer_norm(t, parent, name, hidden);
+    } else {
+      rms_norm(t, parent, name, hidden, (std::string(f.prefix) + "RMSNorm").c_str());
+    }
+  };
   const double partial_rotary = partial_rotary_factor(c);
   const bool tied = tie_embeddings(c, f.tie_default);
 
@@ -279,6 +303,12 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
         }
       } else if (name == "mlp") {
         int mlp = t.add_module(layer, "mlp", prefix + "MLP");
+        if (f.plain_mlp) {
+          linear(t, mlp, "c_fc", hidden, inter, mlp_bias);
+          linear(t, mlp, "c_proj", inter, hidden, mlp_bias);
+          leaf(t, mlp, f.act_name, f.act_cls);
+          continue;
+        }
         if (f.fused) {
           linear(t, mlp, "gate_up_proj", hidden, 2 * inter, false);
         } else {
@@ -288,7 +318,7 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
         linear(t, mlp, "down_proj", inter, hidden, mlp_bias);
         leaf(t, mlp, f.act_name, f.act_cls);
       } else if (ends_with(name, "layernorm")) {
-        rms_norm(t, layer, name, hidden, norm_cls.c_str());
+        hidden_norm(t, layer, name);
       } else if (ends_with(name, "dropout")) {
         leaf(t, layer, name, "Dropout");
       } else {
@@ -296,7 +326,7 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
       }
     }
   }
-  rms_norm(t, model, "norm", hidden, norm_cls.c_str());
+  hidden_norm(t, model, "norm");
   const int64_t rotary_dim = static_cast<int64_t>(head_dim * partial_rotary);
   if (f.rotary_per_layer_type) {
     // transformers registers them iterating a Python set of the layer types, whose order varies
@@ -320,7 +350,7 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
   for (const char* extra : f.extra_no_split) t.no_split_modules.push_back(extra);
   t.dims = {layers, hidden, heads, kv_heads, head_dim, inter, vocab, c.integer_or({"max_position_embeddings"}, 0)};
   t.dims.layer_window = sliding_windows(c, f.sliding, layers);
-  t.dims.gated_mlp = true;
+  t.dims.gated_mlp = !f.plain_mlp;
   return t;
 }
 

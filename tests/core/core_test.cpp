@@ -393,6 +393,20 @@ TEST_CASE("declared dense families: parts, fused projections, q/k norms and slid
   const ModuleTree gemma3_p2 =
       build_module_tree(spec_from("model_type: gemma3_text\nsliding_window: 16\nsliding_window_pattern: 2\n" + dims7));
   CHECK(gemma3_p2.dims.layer_window == std::vector<int64_t>{16, 0, 16, 0, 16, 0, 16});
+  // starcoder2 (the Mistral tree, v5): LayerNorms with bias, {c_fc, c_proj, act}, biases from
+  // use_bias (default true), tied by default, a plain (not gated) MLP, every layer sliding.
+  const ModuleTree sc2 = build_module_tree(spec_from("model_type: starcoder2\nsliding_window: 100\n" + dims));
+  CHECK(children(sc2, "model.layers.0.mlp") == std::vector<std::string>{"c_fc", "c_proj", "act"});
+  CHECK(sc2.find("model.layers.0.self_attn.q_proj.bias") >= 0);
+  CHECK(sc2.find("model.layers.0.mlp.c_fc.bias") >= 0);
+  CHECK(sc2.node(sc2.find("model.layers.0.input_layernorm")).class_name == "LayerNorm");
+  CHECK(sc2.find("model.norm.bias") >= 0);
+  CHECK(sc2.ties().size() == 1);
+  CHECK_FALSE(sc2.dims.gated_mlp);
+  CHECK(sc2.dims.layer_window == std::vector<int64_t>{100, 100, 100, 100});
+  const ModuleTree sc2_nobias = build_module_tree(spec_from("model_type: starcoder2\nuse_bias: false\n" + dims));
+  CHECK(sc2_nobias.find("model.layers.0.self_attn.q_proj.bias") < 0);
+  CHECK(sc2_nobias.find("model.layers.0.mlp.c_proj.bias") < 0);
   // The rotary fraction, top level or (transformers v5) under rope_parameters: int(8 x 0.75) = 6
   // dims, 3 inverse frequencies.
   const ModuleTree phi4 = build_module_tree(
