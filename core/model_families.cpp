@@ -258,19 +258,19 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
   const bool qkv_bias = !f.fused && (f.bias_key ? attn_bias : c.boolean_or({"qkv_bias"}, f.qkv_bias_default || attn_bias));
   const bool o_bias = !f.fused && (f.bias_key ? attn_bias : c.boolean_or({"o_proj_bias"}, attn_bias));
   const bool mlp_bias = !f.fused && (f.bias_key ? attn_bias : c.boolean_or({"mlp_bias"}, false));
+  const std::string norm_cls = prefix + "RMSNorm";
   // A norm over the hidden size: the family's RMSNorm, or nn.LayerNorm with its bias.
   auto hidden_norm = [&](ModuleTree& t, int parent, const std::string& name) {
     if (f.layer_norm) {
       layer_norm(t, parent, name, hidden);
     } else {
-      rms_norm(t, parent, name, hidden, (std::string(f.prefix) + "RMSNorm").c_str());
+      rms_norm(t, parent, name, hidden, norm_cls.c_str());
     }
   };
   const double partial_rotary = partial_rotary_factor(c);
   const bool tied = tie_embeddings(c, f.tie_default);
 
   ModuleTree t(prefix + "ForCausalLM");
-  const std::string norm_cls = prefix + "RMSNorm";
   int model = t.add_module(t.root(), "model", prefix + f.model_suffix);
   if (f.scaled_embedding) {
     const int e = embedding(t, model, "embed_tokens", vocab, hidden, (prefix + "TextScaledWordEmbedding").c_str());

@@ -1304,7 +1304,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   // The coarse bound's buckets per GPU: enough that a decoder layer is at least one bucket on
   // the roomiest GPU (fewer would let layers in for free, and the bound say little), 8 to 32.
   int coarse_buckets = 8;
-  {
+  if (G < union_from) {
     std::vector<double> layer_bytes;
     for (int u = 0; u < T.units; ++u) {
       if (T.has_ops[u]) layer_bytes.push_back(T.weights[u]);
