@@ -218,7 +218,7 @@ struct Tables {
     for (int gi = 0; gi < gpus; ++gi) {
       gpu_cap.push_back(static_cast<double>(hw.gpu_capacity(gi)));
       gpu_ctx.push_back(static_cast<double>(hw.gpus[gi].runtime_context));
-      gpu_room += std::max(0.0, gpu_cap.back() - gpu_ctx.back() - std::min(ws_p, ws_d));
+      gpu_room += std::max(0.0, gpu_cap.back() - gpu_ctx.back() - std::max(ws_p, ws_d));
     }
   }
 
@@ -361,7 +361,9 @@ class TablePool {
 // choice priced as simulate() prices it, hand-overs, a prefetched copy hidden behind the
 // previous operator's compute, a tied unit's copies from where its source is stored (one
 // column per storage class: on a GPU — then the tied unit may go back to it for free —, RAM,
-// disk). It keeps the GPU limits, per GPU, in buckets: a GPU's room is split into at most K
+// disk). It keeps the GPU limits, per GPU, in buckets: a GPU's room (its capacity less context
+// and the larger of the prefill and decode workspaces, for a unit the smaller of its two KV
+// sizes: both phases must fit, so their sums are below that room) is split into at most K
 // buckets sized so that a decoder layer is a whole number of them, a unit's bytes are rounded
 // down to whole buckets and the room left rounded down too (the sum of rounded-down parts never
 // exceeds the rounded-down sum, so every completion that fits still fits), and a streamed
@@ -508,7 +510,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   const std::vector<double> sizes = by_frequency(values);
   const double common = sizes.empty() ? 0.0 : sizes.front();
   for (int g = 0; g < G; ++g) {
-    const double room = std::max(1.0, T.gpu_cap[g] - T.gpu_ctx[g] - std::min(T.ws_p, T.ws_d));
+    const double room = std::max(1.0, T.gpu_cap[g] - T.gpu_ctx[g] - std::max(T.ws_p, T.ws_d));
     double q = room / K;
     if (common > 0 && common * K >= room) q = common / std::floor(common * K / room);
     B.q.push_back(q);
