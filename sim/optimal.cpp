@@ -376,36 +376,57 @@ class TablePool {
 // it, transient reserved, device of the previous operator: the CPU, the GPU in use, or another
 // GPU). Work: units x (1 + (K + 1) x 3 x (reservations + GPUs - 1)) cells x columns x choices.
 struct RoomBound {
-  int K = 64;                    // buckets per GPU at most
   static constexpr int kMaxReserved = 4;
   int N = 0, G = 0, R = 1;
   std::vector<double> q;         // [g]: bytes per bucket
-  std::vector<int> full;         // [g]: buckets of an unused GPU
+  std::vector<int> full;         // [g]: buckets of an unused GPU (cells hold 0..full[g] left)
+  std::vector<size_t> block;     // [o]: the first cell of GPU o - 1 in use within a unit's cells
   std::vector<double> reserved;  // representable transients on GPU 0, in buckets, ascending (0 first)
   double w_common = 0;           // the weights of the commonest unit (nu prices those in RAM)
+  double ip_common = 0;          // a commonest unit's host bytes in place from RAM (weights, least KV)
+  double ws_host = 0;            // the host workspace once a CPU operator runs (the larger phase's)
   struct Table {
-    double mu = 0, nu = 0, kappa = 0;
+    double mu = 0, nu = 0, kappa = 0, nu_ip = 0;
   };
-  std::vector<Table> tables;      // prices; their values interleaved in `packed`
-  // [at(...) * width + class * tables.size() + table]: one cache line per lookup. Floats rounded
-  // down (a bound stays a bound): the table is tens of MB for many GPUs.
+  std::vector<double> rest_bytes;   // [u]: host bytes units u.. can take at most (mu is paid on no more)
+  std::vector<double> rest_common;  // [u]: commonest units among u.. (nu, nu_ip, kappa are paid on no more)
+  // What a column's prices credit units v.. for the host room and page-cache room left (hx: a
+  // CPU operator has run, its workspace is in the host room's use): what they pay at most.
+  double credit(const Table& t, int v, double host_room, double cache_room, bool hx) const {
+    double c = 0;
+    if (t.mu > 0) c += t.mu * std::min(host_room, rest_bytes[v]);
+    if (t.nu > 0) c += t.nu * std::min(rest_common[v], std::floor(host_room / w_common));
+    if (t.nu_ip > 0) c += t.nu_ip * std::min(rest_common[v], std::floor(std::max(0.0, host_room - (hx ? 0.0 : ws_host)) / ip_common));
+    if (t.kappa > 0) c += t.kappa * std::min(rest_common[v], std::floor(cache_room / w_common));
+    return c;
+  }
+  std::vector<Table> tables;      // prices: a column each per tie-storage class (row() lays them out)
+  // Floats rounded down (a bound stays a bound): the table is tens of MB for many GPUs.
   TablePool::Table packed;
   size_t width = 0;              // columns per cell: tie-storage classes x tables
   int tie_from = 0, tie_to = -1; // units whose tables depend on where the tie source is stored
 
-  // Whole buckets of GPU g in `bytes`, rounded down; K + 1 (never fits) beyond the table.
+  // Whole buckets of GPU g in `bytes`, rounded down; full[g] + 1 (never fits) beyond the table.
   int buckets(double bytes, int g) const {
     const double b = std::floor(bytes / q[g]);
-    return b > K ? K + 1 : static_cast<int>(std::max(0.0, b));
+    return b > full[g] ? full[g] + 1 : static_cast<int>(std::max(0.0, b));
   }
-  // Cells per unit: no GPU in use (one cell), GPU 0 in use (buckets x reservations x 3), each
-  // later GPU in use (buckets x 3).
-  size_t unit_cells() const { return 1 + (G > 0 ? static_cast<size_t>(K + 1) * 3 * (R + G - 1) : 0); }
-  size_t at(int u, int o, int b, int r, int p) const {
-    const size_t base = static_cast<size_t>(u) * unit_cells();
-    if (o == 0) return base;
-    if (o == 1) return base + 1 + (static_cast<size_t>(b) * R + r) * 3 + p;
-    return base + 1 + static_cast<size_t>(K + 1) * 3 * (R + o - 2) + static_cast<size_t>(b) * 3 + p;
+  // A unit's values, by GPU in use (o = GPU + 1, 0: none): rows of buckets left (0..full),
+  // one per previous-operator class p, reservation r (on GPU 0) and column j, so that the DP
+  // runs along rows (shifted minima, vectorised). No GPU in use: rows of one value, one class.
+  int length(int o) const { return o == 0 ? 1 : full[o - 1] + 1; }
+  int reservations(int o) const { return o == 1 ? R : 1; }
+  void lay_out() {
+    block.assign(G + 2, 0);
+    for (int o = 0; o <= G; ++o) {
+      block[o + 1] = block[o] + static_cast<size_t>(length(o)) * (o == 0 ? 1 : 3) * reservations(o) * width;
+    }
+  }
+  size_t unit_size() const { return block[G + 1]; }
+  // The first value of a row: unit u, GPU o - 1 in use, class p, reservation r, column j.
+  size_t row(int u, int o, int p, int r, size_t j) const {
+    return static_cast<size_t>(u) * unit_size() + block[o] +
+           ((static_cast<size_t>(p) * reservations(o) + r) * width + j) * length(o);
   }
   // The smallest representable reservation at least `buckets` (the largest when none is).
   int reserve_up(double buckets) const {
@@ -424,43 +445,28 @@ struct RoomBound {
   }
   // Units after u, for a label on GPU `open` with `room` bytes left on it (transient `gt`
   // reserved), previous operator on `pe`, and `host_room` bytes of host memory left.
-  double lower(int u, int open, double room, double gt, int pe, int sig, double host_room, double cache_room) const {
+  double lower(int u, int open, double room, double gt, int pe, int sig, double host_room, double cache_room, bool hx) const {
     if (u + 1 >= N || tables.empty()) return 0;
     int b = 0, r = 0, p = 0;
     if (open >= 0) {
       const double buckets = std::floor(room / q[open]);
-      if (buckets > K) return 0;  // more room than the table covers (a returning tied unit's)
+      if (buckets > full[open]) return 0;  // more room than the table covers (a returning tied unit's)
       b = static_cast<int>(std::max(0.0, buckets));
       if (open == 0) r = reserve_up(std::ceil(gt / q[0]));
       p = pe < 0 ? 0 : pe == open ? 1 : 2;
     }
     const int next = u + 1;
     const int sv = next >= tie_from && next <= tie_to ? (sig == kRam ? 1 : sig == kDisk ? 2 : 0) : 0;
-    const float* v = &packed[at(next, open + 1, b, r, p) * width + sv * tables.size()];
-    const double units_room = w_common > 0 ? std::floor(host_room / w_common) : 0.0;
-    const double units_cache = w_common > 0 ? std::floor(cache_room / w_common) : 0.0;
+    const size_t n = tables.size(), L = length(open + 1);
+    const float* v = &packed[row(next, open + 1, p, r, sv * n) + b];
     double best = 0;
-    for (size_t k = 0; k < tables.size(); ++k) {
-      const Table& t = tables[k];
-      double x = v[k];
-      if (t.mu > 0) x -= t.mu * host_room;
-      if (t.nu > 0) x -= t.nu * units_room;
-      if (t.kappa > 0) x -= t.kappa * units_cache;
-      best = std::max(best, x);
-    }
+    for (size_t k = 0; k < n; ++k) best = std::max(best, v[k * L] - credit(tables[k], next, host_room, cache_room, hx));
     return best;
   }
   // Every unit, from the start (no GPU in use, the whole host room).
   double root(double host_room, double cache_room) const {
-    double best = 0;
-    for (size_t k = 0; k < tables.size(); ++k) {
-      const Table& t = tables[k];
-      double x = packed[k];  // unit 0, no GPU in use, class 0
-      if (t.mu > 0) x -= t.mu * host_room;
-      if (t.nu > 0) x -= t.nu * std::floor(host_room / w_common);
-      if (t.kappa > 0) x -= t.kappa * std::floor(cache_room / w_common);
-      best = std::max(best, x);
-    }
+    double best = 0;  // unit 0, no GPU in use, class 0
+    for (size_t k = 0; k < tables.size(); ++k) best = std::max(best, packed[row(0, 0, 0, 0, k)] - credit(tables[k], 0, host_room, cache_room, false));
     return best;
   }
 };
@@ -483,9 +489,32 @@ std::vector<double> by_frequency(const std::vector<double>& values) {
   return out;
 }
 
-RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm, bool allow_disk, int buckets) {
+// The bucket size (bytes) for a room of `room` bytes in at most `k` buckets that loses least when
+// each item (bytes, how many at most) is rounded down to whole buckets, and that loss (the
+// smaller bucket on a tie).
+std::pair<double, double> bucket_size(double room, int k, const std::vector<std::pair<double, double>>& items) {
+  auto loss = [&](double q) {
+    double l = 0;
+    for (const auto& [bytes, count] : items) l += count * (bytes - q * std::floor(bytes / q));
+    return l;
+  };
+  double best_q = room / k, best = loss(best_q);
+  for (const auto& [bytes, count] : items) {
+    if (count <= 0) continue;
+    for (int j = 1; bytes / j >= room / k; ++j) {  // the item a whole number of buckets
+      const double q = bytes / j, l = loss(q);
+      if (l < best || (l == best && q < best_q)) {
+        best = l;
+        best_q = q;
+      }
+    }
+  }
+  return {best_q, best};
+}
+
+RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm, bool allow_disk, int buckets,
+                          int buckets0) {
   RoomBound B;
-  B.K = buckets;
   const int N = T.units, G = T.gpus, S = G + 1, K = buckets;
   B.N = N;
   B.G = G;
@@ -501,20 +530,34 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   const bool unit0_rule = stream && !any;  // a streaming placement keeps unit 0 resident on GPU 0
   const UnitChoice d_in = UnitChoice::kInPlaceDisk;
   auto bytes_res = [&](int u) { return T.weights[u] + std::min(T.kv_p[u], T.kv_d[u]) + T.logits[u]; };
-  // Buckets: the commonest unit's bytes (a decoder layer) are a whole number of buckets, so
-  // that rounding loses nothing on it; at most K buckets per GPU.
-  std::vector<double> values;
+  // Buckets: sized so that what rounding down loses on the commonest units is least — a decoder
+  // layer resident (then a whole number of buckets) and, on GPU 0 when units stream to it, a
+  // streamed layer's KV cache, which adds up over many layers; at most `buckets` per GPU, or
+  // `buckets0` on GPU 0 where that loses at least a tenth of a layer less.
+  std::vector<double> values, kv_values;
   for (int u = 0; u < N; ++u) {
-    if (T.has_ops[u]) values.push_back(bytes_res(u));
+    if (!T.has_ops[u]) continue;
+    values.push_back(bytes_res(u));
+    kv_values.push_back(bytes_res(u) - T.weights[u]);
   }
   const std::vector<double> sizes = by_frequency(values);
   const double common = sizes.empty() ? 0.0 : sizes.front();
+  int n_common = 0;
+  for (double v : values) n_common += v == common ? 1 : 0;
+  const std::vector<double> kv_sizes = by_frequency(kv_values);
+  const double kv_common = kv_sizes.empty() ? 0.0 : kv_sizes.front();
   for (int g = 0; g < G; ++g) {
     const double room = std::max(1.0, T.gpu_cap[g] - T.gpu_ctx[g] - std::max(T.ws_p, T.ws_d));
-    double q = room / K;
-    if (common > 0 && common * K >= room) q = common / std::floor(common * K / room);
+    std::vector<std::pair<double, double>> items;  // (bytes, how many at most)
+    if (common > 0) items.push_back({common, std::min<double>(n_common, std::floor(room / common))});
+    if (g == 0 && stream && kv_common > 0) items.push_back({kv_common, std::min<double>(n_common, std::floor(room / kv_common))});
+    auto [q, loss] = bucket_size(room, K, items);
+    if (g == 0 && buckets0 > K) {
+      const auto [q0, loss0] = bucket_size(room, buckets0, items);
+      if (loss - loss0 >= 0.1 * common) q = q0;
+    }
     B.q.push_back(q);
-    B.full.push_back(static_cast<int>(std::min<double>(K, std::floor(room / q))));
+    B.full.push_back(static_cast<int>(std::floor(room / q)));
   }
   auto own = [&](int u, UnitChoice c) -> const Tables::OwnStream& { return T.own[u][static_cast<int>(c)]; };
   auto transient = [&](int u, UnitChoice c) {
@@ -535,7 +578,6 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     std::sort(B.reserved.begin(), B.reserved.end());
   }
   B.R = static_cast<int>(B.reserved.size());
-  const int R = B.R;
   // The previous operator's device: p = 0 CPU, 1 the GPU in use, 2 another GPU (priced at the
   // cheapest such GPU, and a prefetched copy hidden behind the slowest one: a relaxation).
   auto hand = [&](int u, int open, int p, int exec) {
@@ -575,9 +617,9 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   // streamed), per byte (mu) or per such unit held in RAM (nu: the host room then holds only
   // whole units of it, which removes the fractional unit a per-byte price credits).
   struct Price {
-    double mu, nu, kappa;
+    double mu, nu, kappa, nu_ip;
   };
-  std::vector<Price> prices = {{0.0, 0.0, 0.0}};
+  std::vector<Price> prices = {{0.0, 0.0, 0.0, 0.0}};
   if (T.host_binding && allow_disk) {
     values.clear();
     for (int u = 0; u < N; ++u) {
@@ -600,8 +642,19 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       const Tables::OwnStream& o = own(common, d_in);
       if (in_place) add((o.cold + T.steps * (warm ? o.dec_warm : o.dec_cold)) / B.w_common);
       if (stream && mus.empty()) add((streamed(common, s_disk, 0, 0) - streamed(common, s_ram, 0, 0)) / B.w_common);
-      for (double mu : mus) prices.push_back({mu, 0.0, 0.0});
-      for (double mu : mus) prices.push_back({0.0, mu * B.w_common, 0.0});
+      for (double mu : mus) prices.push_back({mu, 0.0, 0.0, 0.0});
+      for (double mu : mus) prices.push_back({0.0, mu * B.w_common, 0.0, 0.0});
+      // Per such unit computed in place from RAM (nu_ip): each takes its weights and at least the
+      // least KV cache of such units, and the host workspace is taken once one runs there.
+      if (in_place) {
+        double least = kInf;
+        for (int u = 0; u < N; ++u) {
+          if (T.has_ops[u] && T.weights[u] == B.w_common) least = std::min(least, host_extra(u));
+        }
+        B.ip_common = B.w_common + least;
+        B.ws_host = std::max(T.ws_p, T.ws_d);
+        prices.push_back({0.0, 0.0, 0.0, o.cold + T.steps * (warm ? o.dec_warm : o.dec_cold)});
+      }
     }
   }
   // Warm reads need the page cache to hold every weight off the GPUs, so at most
@@ -611,7 +664,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     double scale = 1;
     for (int u = 0; u < N; ++u) scale += *std::max_element(T.comp_total[u].begin(), T.comp_total[u].end());
     const size_t n = prices.size();
-    for (size_t i = 0; i < n; ++i) prices.push_back({prices[i].mu, prices[i].nu, 1e3 * scale});
+    for (size_t i = 0; i < n; ++i) prices.push_back({prices[i].mu, prices[i].nu, 1e3 * scale, prices[i].nu_ip});
   }
   const size_t n = prices.size();
   // Where the tie source is stored decides what a tied unit costs: after the source, one
@@ -627,12 +680,19 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   const int variants = T.source < 0 ? 1 : allow_disk ? 3 : 2;
   const size_t W = n * variants;  // columns: class * n + price
   B.width = W;
-  for (const Price& pr : prices) B.tables.push_back({pr.mu, pr.nu, pr.kappa});
+  for (const Price& pr : prices) B.tables.push_back({pr.mu, pr.nu, pr.kappa, pr.nu_ip});
+  B.rest_bytes.assign(N + 1, 0.0);
+  B.rest_common.assign(N + 1, 0.0);
+  for (int u = N - 1; u >= 0; --u) {
+    B.rest_bytes[u] = B.rest_bytes[u + 1] + T.weights[u] + host_extra(u);
+    B.rest_common[u] = B.rest_common[u + 1] + (B.w_common > 0 && T.weights[u] == B.w_common ? 1.0 : 0.0);
+  }
   // Every cell of units 0..N-1 is written below; only the terminal row (after the last unit)
   // is set here, so the table is never zero-filled in full.
-  const size_t row = B.unit_cells() * W;
-  B.packed = TablePool::acquire(static_cast<size_t>(N + 1) * row);
-  std::fill_n(&B.packed[static_cast<size_t>(N) * row], row, 0.0f);
+  B.lay_out();
+  const size_t unit_size = B.unit_size();
+  B.packed = TablePool::acquire(static_cast<size_t>(N + 1) * unit_size);
+  std::fill_n(&B.packed[static_cast<size_t>(N) * unit_size], unit_size, 0.0f);
   // Stores a cell's values rounded down to floats.
   // (Rounding to nearest errs by at most 2^-24 relative, so scaling by 1 -+ 2^-22 first lands
   // below the value.)
@@ -671,135 +731,183 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     int item = 0, tau = -1, p = 0, cls = -1;
     bool fresh = false;  // resident on a later GPU: `gpu` opens, `item` taken from it
     int gpu = -1;
+    const char* what = "";  // for DMAP_SEARCH_TRACE=2
   };
   std::vector<Choice> pool;  // reused: choices are pool[0, used)
   size_t used = 0;
-  std::vector<double> best(W), fresh(W);
+  std::vector<double> fresh(W);
   auto add = [&](int item, int tau, int p, int cls) -> Choice& {
     if (used == pool.size()) pool.emplace_back();
     Choice& c = pool[used++];
     c.time.assign(W, kInf);
     c.fresh = false;
     c.gpu = -1;
+    c.what = "";
     c.item = item;
     c.tau = tau;
     c.p = p;
     c.cls = cls;
     return c;
   };
-  for (int u = N - 1; u >= 0; --u) {
+  // The choices of unit u with GPU o - 1 in use and the previous operator of class p: pool[0, used).
+  auto choices_for = [&](int u, int o, int p) {
     const bool ops = T.has_ops[u];
     const bool tied = T.tie_source[u] >= 0;
     const bool is_source = u == T.source;
     const int last_gpu = u == 0 && unit0_rule ? 0 : G - 1;  // streaming: unit 0 resident on GPU 0
     const double off = T.weights[u] == B.w_common ? 1.0 : 0.0;
+    const int open = o - 1;
+    // The previous-operator class after this unit when it executes on `exec` with `open2` in use.
+    auto next_p = [&](int exec, int open2) {
+      if (!ops) return p == 1 && open2 != open ? 2 : p;
+      return exec < 0 ? 0 : exec == open2 ? 1 : 2;
+    };
+    // Per class: the time of a choice (a tied unit priced from where its source is).
+    auto per_class = [&](Choice& c, auto&& plain, auto&& priced, auto&& charge) {
+      for (int sv = 0; sv < variants; ++sv) {
+        const double t = tied && sv > 0 ? priced(sv == 1 ? kRam : kDisk) : plain();
+        for (size_t k = 0; k < n; ++k) c.time[sv * n + k] = t + charge(k);
+      }
+    };
+    auto none = [](size_t) { return 0.0; };
+    used = 0;
+    for (int g = std::max(0, open); g <= last_gpu; ++g) {  // resident
+      Choice& c = add(B.buckets(bytes_res(u), g), -1, next_p(g, g), is_source ? 0 : -1);
+      c.fresh = g != open;
+      c.gpu = g;
+      c.what = "resident";
+      per_class(
+          c, [&] { return T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0); },
+          [&](int tie) { return tied_time(u, UnitChoice::kResident, g, tie, open, p); }, none);
+    }
+    if (tied && open >= 0 && !(u == 0 && unit0_rule)) {  // back where its source is (class 0): anywhere, for free
+      for (int side = 0; side < 2; ++side) {
+        double t = kInf;
+        for (int g = 0; g < G; ++g) {
+          if ((g == open) == (side == 0)) t = std::min(t, T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0));
+        }
+        if (!std::isfinite(t)) continue;
+        Choice& c = add(0, -1, next_p(side == 0 ? open : (open == 0 ? 1 : 0), open), -1);
+        c.what = "back on its source's GPU";
+        std::fill(c.time.begin(), c.time.begin() + static_cast<long>(n), t);  // class 0 only
+      }
+    }
+    if (stream && open == 0 && u > 0) {
+      const int item = B.buckets(bytes_res(u) - T.weights[u], 0);
+      const double base = T.comp_total[u][1] + (ops ? hand(u, open, p, 0) : 0.0);
+      for (const auto& kind : kinds) {
+      const int tau_index = B.reserve_down(B.buckets(transient(u, kind.first), 0));
+      for (bool on_disk : {false, true}) {
+        if (on_disk && !allow_disk) continue;
+        const UnitChoice sc = on_disk ? kind.second : kind.first;
+        Choice& c = add(item, tau_index, next_p(0, 0), is_source ? (on_disk ? 2 : 1) : -1);
+        c.what = is_prefetch(sc) ? (on_disk ? "prefetched from disk" : "prefetched from RAM")
+                                 : (on_disk ? "streamed from disk" : "streamed from RAM");
+        per_class(
+            c, [&] { return base + streamed(u, sc, open, p); }, [&](int tie) { return tied_time(u, sc, 0, tie, open, p); },
+            [&](size_t k) {
+              return prices[k].kappa * off + (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
+            });
+      }
+      }
+    }
+    if (in_place && !(u == 0 && unit0_rule)) {
+      const double base = T.comp_total[u][0] + (ops ? hand(u, open, p, -1) : 0.0);
+      const Tables::OwnStream& od = own(u, d_in);
+      for (bool on_disk : {false, true}) {
+        if (on_disk && !allow_disk) continue;
+        const UnitChoice ic = on_disk ? d_in : UnitChoice::kInPlaceCpu;
+        Choice& c = add(0, -1, next_p(-1, open), is_source ? (on_disk ? 2 : 1) : -1);
+        c.what = on_disk ? "in place from disk" : "in place from RAM";
+        per_class(
+            c, [&] { return base + (on_disk ? od.cold + T.steps * (warm ? od.dec_warm : od.dec_cold) : 0.0); },
+            [&](int tie) { return tied_time(u, ic, -1, tie, open, p); },
+            [&](size_t k) {
+              return prices[k].mu * host_extra(u) + prices[k].kappa * off +
+                     (on_disk ? 0.0 : prices[k].mu * T.weights[u] + (prices[k].nu + prices[k].nu_ip) * off);
+            });
+      }
+    }
+  };
+  // Column j of a choice's next row: its own, or the storage class the choice sets.
+  auto column = [&](const Choice& c, size_t j) { return c.cls < 0 ? j : c.cls * n + j % n; };
+  std::vector<double> acc;  // one row per column, reused
+  for (int u = N - 1; u >= 0; --u) {
     for (int o = 0; o <= G; ++o) {
-      const int open = o - 1;
-      const int bmax = open < 0 ? 0 : K, rmax = open == 0 ? R - 1 : 0, pmax = open < 0 ? 0 : 2;
-      for (int p = 0; p <= pmax; ++p) {
+      const int L = B.length(o), rmax = B.reservations(o), pmax = o == 0 ? 1 : 3;
+      for (int p = 0; p < pmax; ++p) {
         if (T.free_unit[u]) {
-          for (int b = 0; b <= bmax; ++b) {
-            for (int r = 0; r <= rmax; ++r) {
-              std::copy_n(&B.packed[B.at(u + 1, o, b, r, p) * W], W, &B.packed[B.at(u, o, b, r, p) * W]);
-            }
-          }
+          std::copy_n(&B.packed[B.row(u + 1, o, p, 0, 0)], static_cast<size_t>(rmax) * W * L, &B.packed[B.row(u, o, p, 0, 0)]);
           continue;
         }
-        // The previous-operator class after this unit when it executes on `exec` with `open2` in use.
-        auto next_p = [&](int exec, int open2) {
-          if (!ops) return p == 1 && open2 != open ? 2 : p;
-          return exec < 0 ? 0 : exec == open2 ? 1 : 2;
-        };
-        // Per class: the time of a choice (a tied unit priced from where its source is).
-        auto per_class = [&](Choice& c, auto&& plain, auto&& priced, auto&& charge) {
-          for (int sv = 0; sv < variants; ++sv) {
-            const double t = tied && sv > 0 ? priced(sv == 1 ? kRam : kDisk) : plain();
-            for (size_t k = 0; k < n; ++k) c.time[sv * n + k] = t + charge(k);
-          }
-        };
-        auto none = [](size_t) { return 0.0; };
-        used = 0;
-        for (int g = std::max(0, open); g <= last_gpu; ++g) {  // resident
-          Choice& c = add(B.buckets(bytes_res(u), g), -1, next_p(g, g), is_source ? 0 : -1);
-          c.fresh = g != open;
-          c.gpu = g;
-          per_class(
-              c, [&] { return T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0); },
-              [&](int tie) { return tied_time(u, UnitChoice::kResident, g, tie, open, p); }, none);
-        }
-        if (tied && open >= 0 && !(u == 0 && unit0_rule)) {  // back where its source is (class 0): anywhere, for free
-          for (int side = 0; side < 2; ++side) {
-            double t = kInf;
-            for (int g = 0; g < G; ++g) {
-              if ((g == open) == (side == 0)) t = std::min(t, T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0));
-            }
-            if (!std::isfinite(t)) continue;
-            Choice& c = add(0, -1, next_p(side == 0 ? open : (open == 0 ? 1 : 0), open), -1);
-            std::fill(c.time.begin(), c.time.begin() + static_cast<long>(n), t);  // class 0 only
-          }
-        }
-        if (stream && open == 0 && u > 0) {
-          const int item = B.buckets(bytes_res(u) - T.weights[u], 0);
-          const double base = T.comp_total[u][1] + (ops ? hand(u, open, p, 0) : 0.0);
-          for (const auto& kind : kinds) {
-          const int tau_index = B.reserve_down(B.buckets(transient(u, kind.first), 0));
-          for (bool on_disk : {false, true}) {
-            if (on_disk && !allow_disk) continue;
-            const UnitChoice sc = on_disk ? kind.second : kind.first;
-            Choice& c = add(item, tau_index, next_p(0, 0), is_source ? (on_disk ? 2 : 1) : -1);
-            per_class(
-                c, [&] { return base + streamed(u, sc, open, p); }, [&](int tie) { return tied_time(u, sc, 0, tie, open, p); },
-                [&](size_t k) {
-                  return prices[k].kappa * off + (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
-                });
-          }
-          }
-        }
-        if (in_place && !(u == 0 && unit0_rule)) {
-          const double base = T.comp_total[u][0] + (ops ? hand(u, open, p, -1) : 0.0);
-          const Tables::OwnStream& od = own(u, d_in);
-          for (bool on_disk : {false, true}) {
-            if (on_disk && !allow_disk) continue;
-            const UnitChoice ic = on_disk ? d_in : UnitChoice::kInPlaceCpu;
-            Choice& c = add(0, -1, next_p(-1, open), is_source ? (on_disk ? 2 : 1) : -1);
-            per_class(
-                c, [&] { return base + (on_disk ? od.cold + T.steps * (warm ? od.dec_warm : od.dec_cold) : 0.0); },
-                [&](int tie) { return tied_time(u, ic, -1, tie, open, p); },
-                [&](size_t k) {
-                  return prices[k].mu * host_extra(u) + prices[k].kappa * off +
-                         (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
-                });
-          }
-        }
+        choices_for(u, o, p);
+        const auto choices = std::span<const Choice>(pool.data(), used);
         // Resident on a later GPU: the same whatever is left on this one.
         std::fill(fresh.begin(), fresh.end(), kInf);
-        const auto choices = std::span<const Choice>(pool.data(), used);
         for (const Choice& c : choices) {
           if (!c.fresh) continue;
           const int b2 = B.full[c.gpu] - c.item;
           if (b2 < 0) continue;
-          const float* next = &B.packed[B.at(u + 1, c.gpu + 1, b2, 0, c.p) * W];
-          for (size_t j = 0; j < W; ++j) fresh[j] = std::min(fresh[j], c.time[j] + next[c.cls < 0 ? j : c.cls * n + j % n]);
-        }
-        for (int b = 0; b <= bmax; ++b) {
-          for (int r = 0; r <= rmax; ++r) {
-            std::copy(fresh.begin(), fresh.end(), best.begin());
-            for (const Choice& c : choices) {
-              if (c.fresh) continue;
-              const int r2 = c.tau >= 0 ? std::max(r, c.tau) : r;
-              const int b2 = b - c.item - static_cast<int>(B.reserved[r2] - B.reserved[r]);
-              if (b2 < 0) continue;
-              const float* next = &B.packed[B.at(u + 1, o, b2, r2, c.p) * W];
-              if (c.cls < 0) {
-                for (size_t j = 0; j < W; ++j) best[j] = std::min(best[j], c.time[j] + next[j]);
-              } else {
-                for (size_t j = 0; j < W; ++j) best[j] = std::min(best[j], c.time[j] + next[c.cls * n + j % n]);
-              }
-            }
-            store(best.data(), &B.packed[B.at(u, o, b, r, p) * W], W);
+          for (size_t j = 0; j < W; ++j) {
+            fresh[j] = std::min(fresh[j], c.time[j] + B.packed[B.row(u + 1, c.gpu + 1, c.p, 0, column(c, j)) + b2]);
           }
         }
+        acc.resize(W * L);
+        for (int r = 0; r < rmax; ++r) {
+          for (size_t j = 0; j < W; ++j) std::fill_n(&acc[j * L], L, fresh[j]);
+          for (const Choice& c : choices) {
+            if (c.fresh) continue;
+            const int r2 = c.tau >= 0 ? std::max(r, c.tau) : r;
+            const int shift = c.item + static_cast<int>(B.reserved[r2] - B.reserved[r]);  // b - shift left after it
+            if (shift >= L) continue;
+            for (size_t j = 0; j < W; ++j) {
+              const double t = c.time[j];
+              if (!(t < kInf)) continue;
+              const float* next = &B.packed[B.row(u + 1, o, c.p, r2, column(c, j))];
+              double* a = &acc[j * L];
+              for (int b = shift; b < L; ++b) a[b] = std::min(a[b], t + static_cast<double>(next[b - shift]));
+            }
+          }
+          for (size_t j = 0; j < W; ++j) store(&acc[j * L], &B.packed[B.row(u, o, p, r, j)], L);
+        }
       }
+    }
+  }
+  const char* tr = std::getenv("DMAP_SEARCH_TRACE");
+  if (tr && std::string(tr) == "2") {  // the relaxation's own optimum from the root, for its best prices
+    const double host = T.host_binding ? T.host_cap : 0.0;
+    size_t k = 0;
+    double root = -kInf;
+    for (size_t j = 0; j < n; ++j) {
+      const double x = B.packed[B.row(0, 0, 0, 0, j)] - B.credit(B.tables[j], 0, host, T.cache_cap, false);
+      if (x > root) root = x, k = j;
+    }
+    const RoomBound::Table& t = B.tables[k];
+    std::fprintf(stderr, "  relaxed optimum %.6g s (prices mu %.3g nu %.3g nu_ip %.3g kappa %.3g), buckets of GPU 0: %d of %.3g MB\n",
+                 root, t.mu, t.nu, t.nu_ip, t.kappa, G > 0 ? B.full[0] : 0, G > 0 ? B.q[0] / 1e6 : 0.0);
+    int o = 0, b = 0, r = 0, p = 0, sv = 0;
+    for (int u = 0; u < N; ++u) {
+      if (T.free_unit[u]) continue;
+      choices_for(u, o, p);
+      const Choice* arg = nullptr;
+      double v = kInf;
+      int b_next = 0, r_next = 0;
+      for (const Choice& c : std::span<const Choice>(pool.data(), used)) {
+        const int r2 = c.fresh ? 0 : c.tau >= 0 ? std::max(r, c.tau) : r;
+        const int b2 = c.fresh ? B.full[c.gpu] - c.item : b - c.item - static_cast<int>(B.reserved[r2] - B.reserved[r]);
+        if (b2 < 0) continue;
+        const int col = sv * static_cast<int>(n) + static_cast<int>(k);
+        const double x = c.time[col] + B.packed[B.row(u + 1, c.fresh ? c.gpu + 1 : o, c.p, r2, column(c, col)) + b2];
+        if (x < v) v = x, arg = &c, b_next = b2, r_next = r2;
+      }
+      if (!arg) break;
+      std::fprintf(stderr, "  relaxed unit %d: %s on %d, %.6g s, then %d buckets left\n", u, arg->what, arg->fresh ? arg->gpu : o - 1,
+                   arg->time[sv * n + k], b_next);
+      if (arg->fresh) o = arg->gpu + 1;
+      b = b_next;
+      r = r_next;
+      p = arg->p;
+      if (arg->cls >= 0) sv = arg->cls;
     }
   }
   return B;
@@ -821,6 +929,7 @@ struct Search {
   bool strict = false;      // the threshold is a placement already found: keep only labels that may beat it
   int64_t label_limit = std::numeric_limits<int64_t>::max();  // stats.work() beyond which the pass stops
   mutable bool aborted = false;                                // it stopped there (its result is void)
+  bool trace_path = false;                                     // print the best placement's bound per unit
   mutable std::vector<char> band_taken{};                      // thin()'s scratch
   struct Rec {
     uint32_t key, index;
@@ -828,12 +937,16 @@ struct Search {
   };
   mutable std::vector<Rec> order{};                            // prune()'s scratch
 
-  bool beaten(int u, const Label& L) const {
-    if (!bound || !std::isfinite(incumbent)) return false;
+  // A lower bound on the time of every completion of label L of unit u.
+  double lower(int u, const Label& L) const {
     double room = L.open >= 0 ? T.gpu_cap[L.open] - L.gt - std::max(L.gp, L.gd) : 0.0;
     if (L.ret) room += T.tie_reserve;  // reserved for the tied unit, which then adds nothing
     const double host_room = T.host_binding ? std::max(0.0, T.host_cap - std::max(L.hp, L.hd)) : 0.0;
-    const double lb = L.t + bound->lower(u, L.open, room, L.gt, L.pe, L.sig, host_room, T.cache_cap - L.pc);
+    return L.t + bound->lower(u, L.open, room, L.gt, L.pe, L.sig, host_room, T.cache_cap - L.pc, L.hx);
+  }
+  bool beaten(int u, const Label& L) const {
+    if (!bound || !std::isfinite(incumbent)) return false;
+    const double lb = lower(u, L);
     return strict ? lb >= incumbent * (1 - std::max(1e-9, opt.gap)) : lb > incumbent * (1 + 1e-9);
   }
 
@@ -1064,6 +1177,16 @@ struct Search {
       p.gpu[u] = p.choice[u] == UnitChoice::kResident ? L.gpu : -1;
       i = L.parent;
     }
+    if (trace_path && bound) {  // DMAP_SEARCH_TRACE=2: where the bound falls short of this placement
+      for (int u = 0, i = arg; u < T.units; ++u) {
+        int k = arg;
+        for (int v = T.units - 1; v > u; --v) k = layers[v][k].parent;
+        const Label& L = layers[u][k];
+        std::fprintf(stderr, "  unit %d: choice %d gpu %d, time %.6g + bound %.6g = %.6g\n", u, L.choice, L.gpu, L.t,
+                     lower(u, L) - L.t, lower(u, L));
+        (void)i;
+      }
+    }
     // Units without operators and bytes take the placement of the unit before them.
     for (int u = 0; u < T.units; ++u) {
       if (!T.free_unit[u]) continue;
@@ -1237,9 +1360,11 @@ std::optional<Placement> placement_of(const CostModel& cm, const Hardware& hw, c
   return p;
 }
 
-// DMAP_SEARCH_TRACE=1: each phase of the search on stderr (time, labels, bounds), for tuning.
+// DMAP_SEARCH_TRACE=1: each phase of the search on stderr (time, labels, bounds), for tuning;
+// =2 also each placement a pass finds, unit by unit, with the bound on its completion there.
 struct Trace {
   bool on = std::getenv("DMAP_SEARCH_TRACE") != nullptr;
+  bool path = on && std::string(std::getenv("DMAP_SEARCH_TRACE")) == "2";
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
   template <class... A>
   void operator()(const char* fmt, A... a) const {
@@ -1332,7 +1457,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       }
       // (With the union's fine bound, a run's coarse one would only cost time: 0 says nothing.)
       const double coarse =
-          G >= union_from ? 0.0 : make_room_bound(T, m, options, warm, disk, coarse_buckets).root(host_room, T.cache_cap);
+          G >= union_from ? 0.0 : make_room_bound(T, m, options, warm, disk, coarse_buckets, coarse_buckets).root(host_room, T.cache_cap);
       trace("coarse bound %s%s: %.6g s", mode_name(m), warm ? " warm" : "", coarse);
       if (std::isfinite(coarse)) runs.push_back({m, warm, coarse, nullptr});
     }
@@ -1341,19 +1466,20 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   // Within options.gap of the best found is as good as found (the result is optimal within it).
   auto beatable = [&](double root) { return root < best * (1 - std::max(1e-9, options.gap)); };
   constexpr int fine_buckets = 64;  // per GPU (fewer made the bound much weaker on many GPUs)
+  constexpr int fine_buckets0 = 256;  // on GPU 0, where streamed layers' KV caches add up
   std::shared_ptr<const RoomBound> union_bound[2];
   auto fine = [&](Run& run) {
     if (!run.bound && G >= union_from) {
       std::shared_ptr<const RoomBound>& ub = union_bound[run.warm ? 1 : 0];
       if (!ub) {
-        ub = std::make_shared<const RoomBound>(make_room_bound(T, Mode::kAny, options, run.warm, disk, fine_buckets));
+        ub = std::make_shared<const RoomBound>(make_room_bound(T, Mode::kAny, options, run.warm, disk, fine_buckets, fine_buckets0));
         trace("fine bound, any mode%s: %.6g s", run.warm ? " warm" : "", ub->root(host_room, T.cache_cap));
       }
       run.bound = ub;
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
     }
     if (!run.bound) {
-      run.bound = std::make_shared<const RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets));
+      run.bound = std::make_shared<const RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0));
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
       trace("fine bound %s%s: %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
     }
@@ -1367,6 +1493,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     for (int front : {2, 8}) {  // a greedy pass, then a wider one under its result
       SearchStats quick;
       Search s{T, options, run.mode, run.warm, quick, disk};
+      s.trace_path = trace.path;
       s.max_labels = std::min(front, std::max(2, options.max_labels));
       s.bound = run.bound.get();
       s.incumbent = best;
@@ -1387,7 +1514,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   // the others', and then it would hold every run's deepening back).
   for (Run& run : runs) {
     if (!run.bound || run.bound.use_count() < 2 || !beatable(run.root) || best <= run.root * 1.02) continue;
-    run.bound = std::make_shared<const RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets));
+    run.bound = std::make_shared<const RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0));
     run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
     trace("fine bound %s%s (own): %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
   }
@@ -1417,6 +1544,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     for (int step = 0;; ++step) {
       const double deeper = root * (1 + std::ldexp(1.0 / 256, step));
       Search s{T, options, run.mode, run.warm, res.stats, disk};
+      s.trace_path = trace.path;
       s.max_labels = std::max(2, options.max_labels);
       s.bound = run.bound.get();
       s.incumbent = step < 12 && deeper < root + (best - root) / 2 ? deeper : best;
@@ -1446,6 +1574,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       if (!beatable(run.root)) continue;
       SearchStats wide;
       Search s{T, options, run.mode, run.warm, wide, disk};
+      s.trace_path = trace.path;
       s.max_labels = std::min(16, std::max(2, options.max_labels));
       s.bound = run.bound ? run.bound.get() : nullptr;
       s.incumbent = best;
