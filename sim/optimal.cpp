@@ -1423,6 +1423,12 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   };
   const double host_room = T.host_binding ? T.host_cap : 0.0;
   std::vector<Run> runs;
+  // A bound table, its values counted.
+  auto counted = [&](RoomBound b) {
+    res.stats.bound_values += static_cast<int64_t>(b.N) * static_cast<int64_t>(b.unit_size());
+    return b;
+  };
+
   // From 2 GPUs on, the fine bound is one table per page-cache assumption for the union of the
   // streaming modes (a bound for each), and runs get no coarse bound: on many GPUs a table costs
   // the same for one mode as for all, and the modes' own bounds agree (streaming goes to GPU 0
@@ -1457,7 +1463,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       }
       // (With the union's fine bound, a run's coarse one would only cost time: 0 says nothing.)
       const double coarse =
-          G >= union_from ? 0.0 : make_room_bound(T, m, options, warm, disk, coarse_buckets, coarse_buckets).root(host_room, T.cache_cap);
+          G >= union_from ? 0.0 : counted(make_room_bound(T, m, options, warm, disk, coarse_buckets, coarse_buckets)).root(host_room, T.cache_cap);
       trace("coarse bound %s%s: %.6g s", mode_name(m), warm ? " warm" : "", coarse);
       if (std::isfinite(coarse)) runs.push_back({m, warm, coarse, nullptr});
     }
@@ -1472,14 +1478,14 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     if (!run.bound && G >= union_from) {
       std::shared_ptr<const RoomBound>& ub = union_bound[run.warm ? 1 : 0];
       if (!ub) {
-        ub = std::make_shared<const RoomBound>(make_room_bound(T, Mode::kAny, options, run.warm, disk, fine_buckets, fine_buckets0));
+        ub = std::make_shared<const RoomBound>(counted(make_room_bound(T, Mode::kAny, options, run.warm, disk, fine_buckets, fine_buckets0)));
         trace("fine bound, any mode%s: %.6g s", run.warm ? " warm" : "", ub->root(host_room, T.cache_cap));
       }
       run.bound = ub;
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
     }
     if (!run.bound) {
-      run.bound = std::make_shared<const RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0));
+      run.bound = std::make_shared<const RoomBound>(counted(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0)));
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
       trace("fine bound %s%s: %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
     }
@@ -1487,10 +1493,13 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   };
   // Quick passes (fronts of 2, then 8 labels, pruned against the best so far) give an incumbent, which
   // caps every deepening below and lets runs that cannot beat it be skipped.
+  // The wider quick passes share half the work budget: past it they are dropped.
+  int64_t quick_left = options.max_work > 0 ? options.max_work / 2 : std::numeric_limits<int64_t>::max();
   for (Run& run : runs) {
     if (!beatable(run.coarse)) break;
     if (!beatable(fine(run))) continue;
     for (int front : {2, 8}) {  // a greedy pass, then a wider one under its result
+      if (front > 2 && quick_left <= 0) continue;
       SearchStats quick;
       Search s{T, options, run.mode, run.warm, quick, disk};
       s.trace_path = trace.path;
@@ -1498,10 +1507,10 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       s.bound = run.bound.get();
       s.incumbent = best;
       s.strict = std::isfinite(best);
-      // The greedy pass is bounded by its fronts (units x states x 2 labels); a wider one that
-      // grows past a quarter of the work budget is dropped.
-      if (options.max_work > 0 && front > 2) s.label_limit = options.max_work / 4;
+      // The greedy pass is bounded by its fronts (units x states x 2 labels).
+      if (front > 2) s.label_limit = quick_left;
       consider(s.run());
+      if (front > 2) quick_left -= quick.work();
       res.stats.labels += quick.labels;
       res.stats.compares += quick.compares;
       trace("quick pass %s%s (fronts of %d): %lld labels, %lld compares, %s, best %.6g s", mode_name(run.mode),
@@ -1512,11 +1521,18 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   // A shared bound is the weakest of the modes': where it leaves more than 2 % between the best
   // placement and the bound, a run gets its own (one mode's relaxation can be far weaker than
   // the others', and then it would hold every run's deepening back).
+  // Once a run's own bound is no tighter than the shared one, the other runs of that page-cache
+  // assumption keep the shared one (the modes' relaxations then agree: on several GPUs they
+  // mostly do, and each own table costs as much as the shared one).
+  bool own_helps[2] = {true, true};
   for (Run& run : runs) {
     if (!run.bound || run.bound.use_count() < 2 || !beatable(run.root) || best <= run.root * 1.02) continue;
-    run.bound = std::make_shared<const RoomBound>(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0));
+    if (!own_helps[run.warm ? 1 : 0]) continue;
+    const double shared = run.root;
+    run.bound = std::make_shared<const RoomBound>(counted(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0)));
     run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
     trace("fine bound %s%s (own): %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
+    if (run.root <= shared * (1 + 1e-6)) own_helps[run.warm ? 1 : 0] = false;
   }
   // The deepening in the order of the fine bounds: the most promising run first sets the
   // incumbent that the others must beat.
@@ -1541,8 +1557,12 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     // nearly every label; a placement found under it is the run's optimum (nothing under the
     // threshold was dropped), else widen the threshold, and end with the incumbent itself.
     double ruled_out = root;  // nothing of this run is faster
+    // The first threshold: 1/256 above the bound, or a quarter of the way to the incumbent when
+    // that is nearer (a pass at the incumbent keeps every label that can still beat it, and near
+    // a tight bound those are many), but not within the gap of the bound.
+    const double slack = std::max(root * options.gap, std::min(root / 256, (best - root) / 4));
     for (int step = 0;; ++step) {
-      const double deeper = root * (1 + std::ldexp(1.0 / 256, step));
+      const double deeper = root + std::ldexp(slack, step);
       Search s{T, options, run.mode, run.warm, res.stats, disk};
       s.trace_path = trace.path;
       s.max_labels = std::max(2, options.max_labels);
@@ -1569,9 +1589,12 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   }
   if (out_of_work) {
     // Out of work: one more pass per run that may still beat the incumbent, with fronts of 16
-    // labels (bounded: units x states x 16), to improve it before giving up exactness.
+    // labels (bounded: units x states x 16), to improve it before giving up exactness. Once
+    // something is found, these passes share a fifth of the work budget: past it they stop.
+    int64_t wide_left = options.max_work > 0 ? options.max_work / 5 : std::numeric_limits<int64_t>::max();
     for (Run& run : runs) {
       if (!beatable(run.root)) continue;
+      if (std::isfinite(best) && wide_left <= 0) break;
       SearchStats wide;
       Search s{T, options, run.mode, run.warm, wide, disk};
       s.trace_path = trace.path;
@@ -1579,9 +1602,9 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       s.bound = run.bound ? run.bound.get() : nullptr;
       s.incumbent = best;
       s.strict = std::isfinite(best);
-      // A wide pass that grows past a tenth of the work budget is dropped, unless nothing was found.
-      if (options.max_work > 0 && std::isfinite(best)) s.label_limit = options.max_work / 10;
+      if (std::isfinite(best)) s.label_limit = wide_left;  // (unless nothing was found)
       consider(s.run());
+      wide_left -= wide.work();
       res.stats.labels += wide.labels;
       res.stats.compares += wide.compares;
       trace("wide pass %s%s: %lld labels, %lld compares, %s, best %.6g s", mode_name(run.mode), run.warm ? " warm" : "",
@@ -1593,7 +1616,9 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   if (res.stats.thinned) {  // a thinned pass may have dropped a label under its threshold: the roots only
     for (const Run& run : runs) res.lower_bound_s = std::min(res.lower_bound_s, run.root);
   }
-  res.exact = !res.stats.thinned && !out_of_work;
+  // Out of work, the result is still optimal within the gap when no placement left unexplored
+  // can beat it by more.
+  res.exact = !res.stats.thinned && (!out_of_work || unexplored >= best * (1 - std::max(0.0, options.gap)));
   if (!std::isfinite(best)) {
     res.why_not = "no placement of the search space fits in the memory of this hardware";
     return res;

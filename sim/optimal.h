@@ -116,6 +116,7 @@ struct SearchStats {
   // Work, in labels: a dominance test costs about a sixtieth of a label (measured).
   int64_t work() const { return labels + compares / 64; }
   int64_t bound = 0;       // the stated bound on labels for this model and hardware
+  int64_t bound_values = 0;  // values computed in lower-bound tables
   int64_t max_front = 0;   // the largest front kept for one state
   int runs = 0;
   bool thinned = false;

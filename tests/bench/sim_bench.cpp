@@ -149,25 +149,40 @@ void BM_OptimalGenerated(benchmark::State& state) {
   const auto scenarios = generated_scenarios();
   std::vector<double> ms;
   int inexact = 0;
-  double worst_gap = 0;
+  double worst_gap = 0, work = 0, values = 0;
+  int thinned = 0;
   OptimalOptions options;
   if (const char* w = getenv("DMAP_MAX_WORK")) options.max_work = std::atoll(w);
+  if (const char* w = getenv("DMAP_GAP")) options.gap = std::atof(w);
   for (auto _ : state) {
     ms.clear();
     inexact = 0;
-    worst_gap = 0;
-    for (const auto& g : scenarios) {
+    worst_gap = work = values = 0;
+    thinned = 0;
+    for (size_t gi = 0; gi < scenarios.size(); ++gi) {
+      const auto& g = scenarios[gi];
       const auto t0 = std::chrono::steady_clock::now();
       const OptimalResult r = optimal_search(*g->cm, g->s.hardware, options);
       benchmark::DoNotOptimize(r.objective_s);
       ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      if (getenv("DMAP_BENCH_SLOW") && ms.back() > std::atof(getenv("DMAP_BENCH_SLOW"))) {
+        std::fprintf(stderr, "generated_%zu: %.1f ms, work %lld, bound values %lld, %s\n", gi, ms.back(),
+                     static_cast<long long>(r.stats.work()), static_cast<long long>(r.stats.bound_values),
+                     r.exact ? "exact" : "not exact");
+      }
+      work += static_cast<double>(r.stats.work());
+      values += static_cast<double>(r.stats.bound_values);
       if (r.found && !r.exact) {
         ++inexact;
+        thinned += r.stats.thinned ? 1 : 0;
         worst_gap = std::max(worst_gap, r.objective_s / r.lower_bound_s - 1);
       }
     }
   }
   state.counters["inexact"] = inexact;
+  state.counters["thinned"] = thinned;  // of the inexact: a front was thinned (else out of work)
+  state.counters["work"] = work;                  // labels + dominance tests / 64, all scenarios
+  state.counters["bound_values"] = values;        // values of lower-bound tables, all scenarios
   state.counters["worst_gap_pct"] = 100 * worst_gap;
   std::sort(ms.begin(), ms.end());
   auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * static_cast<double>(ms.size() - 1) + 0.5))]; };

@@ -318,6 +318,10 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
   for (int i = 0; i < 520; ++i) {
     const std::string yaml = generate(rng, kConfigs, models, gpus, hosts, i);
     INFO("scenario (seed " << i << "):\n" << yaml);
+    // DMAP_SHOW=<id> prints one generated scenario (ids as in sim_bench's DMAP_BENCH_SLOW list).
+    if (getenv("DMAP_SHOW") && yaml.find("id: " + std::string(getenv("DMAP_SHOW")) + "\n") != std::string::npos) {
+      printf("%s", yaml.c_str());
+    }
     SimScenario s;
     try {
       s = load_sim_scenario(dir.write("s.yaml", yaml), kConfigs);
