@@ -1498,8 +1498,9 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   for (Run& run : runs) {
     if (!beatable(run.coarse)) break;
     if (!beatable(fine(run))) continue;
-    for (int front : {2, 8}) {  // a greedy pass, then a wider one under its result
+    for (int front : {2, 8, 32}) {  // a greedy pass, then wider ones under its result
       if (front > 2 && quick_left <= 0) continue;
+      if (front > 8 && best <= run.root * 1.02) continue;  // the widest only far from the bound
       SearchStats quick;
       Search s{T, options, run.mode, run.warm, quick, disk};
       s.trace_path = trace.path;

@@ -34,15 +34,20 @@
 // fastest per 1/max_labels band of the scarcest resource, and the result says it is not exact
 // (`exact = false`). Work: at most units x states x max_labels labels per pass, each expanded
 // into at most 2 + GPUs + 5 choices; states <= (GPUs + 1)^2 x (GPUs + 3) x 2; passes <= 3 modes
-// x 2 page-cache assumptions x (2 quick + at most 12 deepening steps + 1 + 1 when out of work).
-// Budgets, in `stats.work()` (labels + dominance tests / 64, about 0.1 us each here): the
-// deepening passes together stop after `max_work` (default 250 000, about 30 ms here), the
-// wider quick pass and each out-of-work pass are dropped past max_work / 4 and / 10; the greedy
-// quick pass (fronts of 2) is bounded by its fronts. Out of work, the result is the best
-// placement found (never slower than a seed), not exact, with `lower_bound_s` a proven bound on
-// the optimum. Bound tables: units x (1 + (K + 1) x 3 x (reservations + GPUs - 1)) cells x
-// price columns, at most 2 fine (K = 64) per search from 2 GPUs on, 3 coarse and 3 fine (one
-// per mode) on one. The counters are in `stats`.
+// x 2 page-cache assumptions x (3 quick + at most 13 deepening steps + 1 when out of work).
+// Budgets, in `stats.work()` (labels + dominance tests / 64, 0.1-0.2 us each here): the
+// deepening passes together stop after `max_work` (default 150 000: at most ~25 ms here); the
+// wider quick passes (fronts of 8, and of 32 where the incumbent is over 2 % from the run's
+// bound) share max_work / 2, and the out-of-work passes, once something is found, max_work / 5;
+// the greedy quick passes (fronts of 2) are bounded by their fronts (units x states x 2). Out of
+// work, the result is the best placement found (never slower than a seed), exact only when
+// nothing unexplored can beat it by more than the gap, else with `lower_bound_s` a proven bound
+// on the optimum. Bound tables: units x (1 + 3 x (R x (K0 + 1) + (GPUs - 1) x (K + 1))) values
+// x price columns (K = 64 buckets per GPU, K0 up to 256 on GPU 0 where streamed layers' KV
+// caches need them, R <= 4 transient reservations); from 2 GPUs on one per page-cache
+// assumption, shared by the modes, and a run's own where the shared one leaves over 2 % to the
+// incumbent, until one is no tighter; on one GPU a coarse (8 to 32 buckets) and a fine one per
+// run. The counters are in `stats` (`bound_values`: the tables' values).
 //
 // Pruning (exact within options.gap, 1e-4). A label is dropped when its time plus a lower bound
 // on the rest exceeds a threshold, or, once a placement is known, cannot beat it by more than
@@ -103,7 +108,7 @@ struct OptimalOptions {
   bool prune = true;      // drop labels by the lower bound (off: the same optimum, more work; for tests)
   // Labels the deepening passes may create in all (0: no limit). Beyond it the search stops and
   // returns the best placement found, not exact, with a proven lower bound on the optimum.
-  int64_t max_work = 250000;
+  int64_t max_work = 150000;
   // Relative optimality tolerance: a run or label that cannot beat the best placement found by
   // more than this is not searched further, and `exact` means optimal within it (1e-4, MIP
   // solvers' usual default: a hundredth of a percent, far inside the cost model's accuracy).
