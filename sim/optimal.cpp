@@ -1525,15 +1525,20 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   // Once a run's own bound is no tighter than the shared one, the other runs of that page-cache
   // assumption keep the shared one (the modes' relaxations then agree: on several GPUs they
   // mostly do, and each own table costs as much as the shared one).
+  // So does a mode whose own bound was no tighter under the other assumption.
   bool own_helps[2] = {true, true};
+  std::vector<Mode> no_tighter;
   for (Run& run : runs) {
     if (!run.bound || run.bound.use_count() < 2 || !beatable(run.root) || best <= run.root * 1.02) continue;
-    if (!own_helps[run.warm ? 1 : 0]) continue;
+    if (!own_helps[run.warm ? 1 : 0] || std::find(no_tighter.begin(), no_tighter.end(), run.mode) != no_tighter.end()) continue;
     const double shared = run.root;
     run.bound = std::make_shared<const RoomBound>(counted(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0)));
     run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
     trace("fine bound %s%s (own): %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
-    if (run.root <= shared * (1 + 1e-6)) own_helps[run.warm ? 1 : 0] = false;
+    if (run.root <= shared * (1 + 1e-6)) {
+      own_helps[run.warm ? 1 : 0] = false;
+      no_tighter.push_back(run.mode);
+    }
   }
   // The deepening in the order of the fine bounds: the most promising run first sets the
   // incumbent that the others must beat.
