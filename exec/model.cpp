@@ -17,6 +17,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/module_tree.h"
 #include "core/output.h"
 
 namespace dmap::exec {
@@ -82,73 +83,217 @@ uint64_t splitmix(uint64_t& s) {
 
 }  // namespace
 
+namespace {
+
+const std::vector<std::string>& exec_families() {
+  static const std::vector<std::string> f = {"llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text"};
+  return f;
+}
+
+// A number of a rope map (rope_scaling / rope_parameters), or `fallback`.
+double rope_number(const ConfigView& c, const YAML::Node& map, const char* key, const char* where, double fallback) {
+  const YAML::Node v = map[key];
+  if (!v.IsDefined() || v.IsNull()) return fallback;
+  if (!v.IsScalar()) throw InputError(c.file(), v.Mark().line + 1, 0, std::string(where) + "." + key + ": expected a number");
+  try {
+    return v.as<double>();
+  } catch (const YAML::Exception&) {
+    throw InputError(c.file(), v.Mark().line + 1, 0, std::string(where) + "." + key + ": expected a number");
+  }
+}
+
+std::vector<float> rope_factors(const ConfigView& c, const YAML::Node& map, const char* key, const char* where, size_t n) {
+  const YAML::Node v = map[key];
+  const std::string what = std::string(where) + "." + key;
+  if (!v.IsDefined() || !v.IsSequence() || v.size() != n) {
+    throw InputError(c.file(), map.Mark().line + 1, 0, what + ": expected a list of " + std::to_string(n) + " numbers (rotary dimension / 2)");
+  }
+  std::vector<float> out;
+  for (const auto& x : v) {
+    double f = 0;
+    try {
+      f = x.IsScalar() ? x.as<double>() : 0.0;
+    } catch (const YAML::Exception&) {
+      f = 0;
+    }
+    if (!(f > 0) || !std::isfinite(f)) throw InputError(c.file(), x.Mark().line + 1, 0, what + ": expected positive numbers");
+    out.push_back(static_cast<float>(f));
+  }
+  return out;
+}
+
+// A soft-capping value: `fallback` when the key is absent, 0 (none) when it is null.
+double softcap_of(const ConfigView& c, const char* key, double fallback) {
+  if (c.has(key)) return c.number_or({key}, fallback);
+  return c.node()[key].IsDefined() ? 0.0 : fallback;
+}
+
+}  // namespace
+
 ExecConfig exec_config(const ModelSpec& spec) {
   const ConfigView& c = spec.config;
   ExecConfig e;
   e.family = spec.model_type;
   e.source = spec.source;
-  if (e.family != "llama" && e.family != "mistral" && e.family != "qwen2" && e.family != "gemma") {
-    throw InputError(spec.source, 0, 0,
-                     "the CPU executor runs llama, mistral, qwen2 and gemma; this model is " + quote_for_message(e.family));
+  const auto& families = exec_families();
+  if (std::find(families.begin(), families.end(), e.family) == families.end()) {
+    std::string list;
+    for (const auto& f : families) list += (list.empty() ? "" : ", ") + f;
+    throw InputError(spec.source, 0, 0, "the CPU executor runs " + list + "; this model is " + quote_for_message(e.family));
   }
-  e.gemma = e.family == "gemma";
+  const std::string& f = e.family;
+  const bool gemma_like = f == "gemma" || f == "gemma2" || f == "gemma3_text";
+  e.gemma = gemma_like;
+  e.norm_mul_first = gemma_like || f == "olmo2";
+  e.layout = f == "olmo2" ? ExecConfig::Layout::kPostNorm
+             : (f == "gemma2" || f == "gemma3_text") ? ExecConfig::Layout::kSandwich
+                                                     : ExecConfig::Layout::kPreNorm;
+  e.qk_norm = (f == "qwen3" || f == "gemma3_text") ? ExecConfig::QkNorm::kPerHead
+              : f == "olmo2"                      ? ExecConfig::QkNorm::kAllHeads
+                                                  : ExecConfig::QkNorm::kNone;
+  e.fused = f == "phi3";
+  e.rope_fp32 = f == "olmo2";
   e.hidden = c.positive({"hidden_size"});
   e.inter = c.positive({"intermediate_size"});
   e.layers = c.positive({"num_hidden_layers"});
   e.heads = c.positive({"num_attention_heads"});
   e.kv_heads = c.positive_or({"num_key_value_heads"}, e.heads);
-  e.head_dim = c.positive_or({"head_dim"}, e.gemma ? 256 : e.hidden / e.heads);
+  e.head_dim = c.positive_or({"head_dim"}, gemma_like ? 256 : e.hidden / e.heads);
+  if (f == "olmo2" || f == "phi3") e.head_dim = e.hidden / e.heads;  // these families have no head_dim
   e.vocab = c.positive({"vocab_size"});
   e.max_pos = c.integer_or({"max_position_embeddings"}, 0);
-  e.eps = c.number_or({"rms_norm_eps"}, 1e-6);
-  e.rope_theta = c.number_or({"rope_theta"}, 10000.0);
-  e.tie = c.boolean_or({"tie_word_embeddings"}, e.gemma);
-  e.qkv_bias = e.family == "qwen2" || c.boolean_or({"attention_bias"}, false);
+  e.eps = c.number_or({"rms_norm_eps"}, f == "olmo2" || f == "phi3" ? 1e-5 : 1e-6);
+  // transformers v5 keeps RoPE in `rope_parameters` (gemma3: one map per layer type).
+  const YAML::Node rp = c.node()["rope_parameters"];
+  const bool per_type = rp.IsDefined() && rp.IsMap() && rp["full_attention"].IsDefined();
+  const YAML::Node rp_full = per_type ? rp["full_attention"] : rp;
+  const double theta_default = f == "gemma3_text" ? 1e6 : 10000.0;
+  e.rope_theta = c.has("rope_theta") ? c.number_or({"rope_theta"}, theta_default)
+                 : rp_full.IsDefined() && rp_full.IsMap() ? rope_number(c, rp_full, "rope_theta", "rope_parameters", theta_default)
+                                                          : theta_default;
+  e.tie = c.boolean_or({"tie_word_embeddings"}, gemma_like);
+  e.qkv_bias = !e.fused && (f == "qwen2" || c.boolean_or({"attention_bias"}, false));
   if (e.heads % e.kv_heads != 0) throw InputError(spec.source, 0, 0, "num_attention_heads is not a multiple of num_key_value_heads");
-  if (e.family == "mistral" || e.family == "qwen2") {
-    const YAML::Node sw = c.node()["sliding_window"];
-    const bool use = e.family == "mistral" || c.boolean_or({"use_sliding_window"}, false);
-    if (use && sw.IsDefined() && !sw.IsNull()) e.sliding_window = c.integer({"sliding_window"});
+  // Sliding windows per layer, by the family's rule (the same as the planner's: layer_types,
+  // use_sliding_window and max_window_layers, alternation or a pattern).
+  e.layer_window = build_module_tree(spec).dims.layer_window;
+  for (int64_t w : e.layer_window) e.sliding_window = std::max(e.sliding_window, w);
+  if (std::all_of(e.layer_window.begin(), e.layer_window.end(), [&](int64_t w) { return w == e.sliding_window; })) {
+    e.layer_window.clear();  // every layer alike
   }
-  const YAML::Node rs = c.node()["rope_scaling"];
+  // Partial rotary (phi3 only: transformers' default RoPE of the other families ignores it).
+  if (f == "phi3") {
+    double prf = c.number_or({"partial_rotary_factor"}, 1.0);
+    if (!c.has("partial_rotary_factor") && rp.IsDefined() && rp.IsMap()) prf = rope_number(c, rp, "partial_rotary_factor", "rope_parameters", 1.0);
+    if (!(prf > 0 && prf <= 1)) throw InputError(spec.source, 0, 0, "partial_rotary_factor must be in (0, 1]");
+    e.rotary_dim = static_cast<int64_t>(static_cast<double>(e.head_dim) * prf);
+    if (e.rotary_dim < 2 || e.rotary_dim % 2 != 0) {
+      throw InputError(spec.source, 0, 0, "partial_rotary_factor leaves " + std::to_string(e.rotary_dim) + " rotary channels (an even number >= 2 is needed)");
+    }
+  }
+  e.attn_scale = gemma_like && f != "gemma" ? std::pow(c.number_or({"query_pre_attn_scalar"}, 256.0), -0.5) : 0.0;
+  // Gemma 3 never passes attention soft-capping to its attention; both cap the logits when set.
+  if (f == "gemma2") e.attn_softcap = softcap_of(c, "attn_logit_softcapping", 50.0);
+  if (f == "gemma2" || f == "gemma3_text") e.final_softcap = softcap_of(c, "final_logit_softcapping", f == "gemma2" ? 30.0 : 0.0);
+  if (e.attn_softcap < 0 || e.final_softcap < 0) throw InputError(spec.source, 0, 0, "soft-capping values must be positive");
+  if (f == "gemma3_text") {
+    e.local_rope_theta = c.number_or({"rope_local_base_freq"}, 10000.0);
+    if (per_type && rp["sliding_attention"].IsMap()) e.local_rope_theta = rope_number(c, rp["sliding_attention"], "rope_theta", "rope_parameters.sliding_attention", e.local_rope_theta);
+  }
+  // RoPE scaling: llama3, longrope (phi3), linear (gemma3's full layers); none otherwise.
+  YAML::Node rs;
+  const char* where = "rope_scaling";
+  const YAML::Node scaling = c.node()["rope_scaling"];
+  if (scaling.IsDefined() && !scaling.IsNull()) {
+    rs.reset(scaling);
+  } else if (rp_full.IsDefined() && rp_full.IsMap()) {
+    rs.reset(rp_full);
+    where = per_type ? "rope_parameters.full_attention" : "rope_parameters";
+  }
   if (rs.IsDefined() && !rs.IsNull()) {
+    if (!rs.IsMap()) throw InputError(spec.source, rs.Mark().line + 1, 0, std::string(where) + ": expected a map");
     const std::string type = rs["rope_type"].IsDefined() ? rs["rope_type"].as<std::string>()
                              : rs["type"].IsDefined()     ? rs["type"].as<std::string>()
-                                                          : "";
-    if (type != "llama3") throw InputError(spec.source, 0, 0, "rope_scaling type '" + type + "' is not supported (llama3 is)");
-    e.llama3_rope = true;
-    e.rope_factor = rs["factor"].as<double>();
-    e.rope_low = rs["low_freq_factor"].as<double>();
-    e.rope_high = rs["high_freq_factor"].as<double>();
-    e.rope_orig_max = rs["original_max_position_embeddings"].as<double>();
+                                                          : "default";
+    if (type == "llama3") {
+      e.llama3_rope = true;
+      e.rope_factor = rope_number(c, rs, "factor", where, 8.0);
+      e.rope_low = rope_number(c, rs, "low_freq_factor", where, 1.0);
+      e.rope_high = rope_number(c, rs, "high_freq_factor", where, 4.0);
+      e.rope_orig_max = rope_number(c, rs, "original_max_position_embeddings", where, 8192.0);
+    } else if ((type == "longrope" || type == "su") && f == "phi3") {
+      const size_t half = static_cast<size_t>(e.rotary() / 2);
+      e.longrope_short = rope_factors(c, rs, "short_factor", where, half);
+      e.longrope_long = rope_factors(c, rs, "long_factor", where, half);
+      e.rope_orig_max = static_cast<double>(c.integer_or({"original_max_position_embeddings"}, static_cast<int64_t>(rope_number(c, rs, "original_max_position_embeddings", where, static_cast<double>(e.max_pos)))));
+      if (!(e.rope_orig_max > 0)) throw InputError(spec.source, 0, 0, "longrope needs original_max_position_embeddings");
+      const double factor = rope_number(c, rs, "factor", where, static_cast<double>(e.max_pos) / e.rope_orig_max);
+      e.rope_attention = rope_number(c, rs, "attention_factor", where,
+                                     factor <= 1 ? 1.0 : std::sqrt(1 + std::log(factor) / std::log(e.rope_orig_max)));
+    } else if (type == "linear" && f == "gemma3_text") {
+      e.rope_linear = rope_number(c, rs, "factor", where, 1.0);
+      if (!(e.rope_linear > 0)) throw InputError(spec.source, rs.Mark().line + 1, 0, std::string(where) + ".factor must be positive");
+    } else if (type != "default") {
+      throw InputError(spec.source, rs.Mark().line + 1, 0,
+                       std::string(where) + " type '" + type + "' is not supported for " + f +
+                           " (llama3; longrope for phi3; linear for gemma3_text)");
+    }
   }
   return e;
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> ModelWeights::expected(const ExecConfig& c) {
+  using Layout = ExecConfig::Layout;
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;
   const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
   out.push_back({"model.embed_tokens.weight", {c.vocab, c.hidden}});
   for (int64_t i = 0; i < c.layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    out.push_back({p + "input_layernorm.weight", {c.hidden}});
-    out.push_back({p + "self_attn.q_proj.weight", {q, c.hidden}});
-    out.push_back({p + "self_attn.k_proj.weight", {kv, c.hidden}});
-    out.push_back({p + "self_attn.v_proj.weight", {kv, c.hidden}});
+    if (c.layout != Layout::kPostNorm) out.push_back({p + "input_layernorm.weight", {c.hidden}});
+    if (c.fused) {
+      out.push_back({p + "self_attn.qkv_proj.weight", {q + 2 * kv, c.hidden}});
+    } else {
+      out.push_back({p + "self_attn.q_proj.weight", {q, c.hidden}});
+      out.push_back({p + "self_attn.k_proj.weight", {kv, c.hidden}});
+      out.push_back({p + "self_attn.v_proj.weight", {kv, c.hidden}});
+    }
     if (c.qkv_bias) {
       out.push_back({p + "self_attn.q_proj.bias", {q}});
       out.push_back({p + "self_attn.k_proj.bias", {kv}});
       out.push_back({p + "self_attn.v_proj.bias", {kv}});
     }
     out.push_back({p + "self_attn.o_proj.weight", {c.hidden, q}});
+    if (c.qk_norm == ExecConfig::QkNorm::kPerHead) {
+      out.push_back({p + "self_attn.q_norm.weight", {c.head_dim}});
+      out.push_back({p + "self_attn.k_norm.weight", {c.head_dim}});
+    } else if (c.qk_norm == ExecConfig::QkNorm::kAllHeads) {
+      out.push_back({p + "self_attn.q_norm.weight", {q}});
+      out.push_back({p + "self_attn.k_norm.weight", {kv}});
+    }
     out.push_back({p + "post_attention_layernorm.weight", {c.hidden}});
-    out.push_back({p + "mlp.gate_proj.weight", {c.inter, c.hidden}});
-    out.push_back({p + "mlp.up_proj.weight", {c.inter, c.hidden}});
+    if (c.layout == Layout::kSandwich) out.push_back({p + "pre_feedforward_layernorm.weight", {c.hidden}});
+    if (c.fused) {
+      out.push_back({p + "mlp.gate_up_proj.weight", {2 * c.inter, c.hidden}});
+    } else {
+      out.push_back({p + "mlp.gate_proj.weight", {c.inter, c.hidden}});
+      out.push_back({p + "mlp.up_proj.weight", {c.inter, c.hidden}});
+    }
     out.push_back({p + "mlp.down_proj.weight", {c.hidden, c.inter}});
+    if (c.layout != Layout::kPreNorm) out.push_back({p + "post_feedforward_layernorm.weight", {c.hidden}});
   }
   out.push_back({"model.norm.weight", {c.hidden}});
   if (!c.tie) out.push_back({"lm_head.weight", {c.vocab, c.hidden}});
   return out;
+}
+
+std::vector<std::string> layer_modules(const ExecConfig& c) {
+  switch (c.layout) {
+    case ExecConfig::Layout::kPostNorm: return {"self_attn", "post_attention_layernorm", "mlp", "post_feedforward_layernorm"};
+    case ExecConfig::Layout::kSandwich:
+      return {"input_layernorm", "self_attn", "post_attention_layernorm", "pre_feedforward_layernorm", "mlp", "post_feedforward_layernorm"};
+    case ExecConfig::Layout::kPreNorm: break;
+  }
+  return {"input_layernorm", "self_attn", "post_attention_layernorm", "mlp"};
 }
 
 ModelWeights ModelWeights::from_checkpoint(const ExecConfig& cfg, std::shared_ptr<const Checkpoint> ck) {
@@ -349,12 +494,15 @@ size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache) {
   return bytes;
 }
 
-std::vector<float> rope_inv_freq(const ExecConfig& cfg) {
-  // inv_freq in float32 as transformers computes it (and its llama3 adjustment).
+std::vector<float> rope_inv_freq(const ExecConfig& cfg, bool local, bool long_factors) {
+  // inv_freq in float32 as transformers computes it (and its llama3, longrope or linear adjustment).
   std::vector<float> out;
-  const int64_t d = cfg.head_dim;
+  const int64_t d = cfg.rotary();
+  const float theta = static_cast<float>(local && cfg.local_rope_theta > 0 ? cfg.local_rope_theta : cfg.rope_theta);
+  const std::vector<float>& ext = long_factors ? cfg.longrope_long : cfg.longrope_short;
   for (int64_t i = 0; i < d; i += 2) {
-    float f = 1.0f / std::pow(static_cast<float>(cfg.rope_theta), static_cast<float>(i) / static_cast<float>(d));
+    const float base = std::pow(theta, static_cast<float>(i) / static_cast<float>(d));
+    float f = ext.empty() ? 1.0f / base : 1.0f / (ext[static_cast<size_t>(i / 2)] * base);
     if (cfg.llama3_rope) {
       const double low_wl = cfg.rope_orig_max / cfg.rope_low, high_wl = cfg.rope_orig_max / cfg.rope_high;
       const double wavelen = 2 * M_PI / f;
@@ -365,6 +513,7 @@ std::vector<float> rope_inv_freq(const ExecConfig& cfg) {
       }
       f = static_cast<float>(scaled);
     }
+    if (!local && cfg.rope_linear != 1) f = f / static_cast<float>(cfg.rope_linear);
     out.push_back(f);
   }
   return out;
@@ -378,18 +527,17 @@ CpuModel::CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOption
   opt_.threads = std::max(1, opt_.threads);
   act_type_ = w_.get("model.embed_tokens.weight").w.type;
   inv_freq_ = rope_inv_freq(cfg_);
-  auto gain = [&](const std::string& name) {
+  if (cfg_.local_rope_theta > 0) inv_freq_local_ = rope_inv_freq(cfg_, true);
+  if (!cfg_.longrope_long.empty()) inv_freq_long_ = rope_inv_freq(cfg_, false, true);
+  // Norm gains in float32 (gemma: 1 + w), converted once.
+  for (const auto& [name, shape] : ModelWeights::expected(cfg_)) {
+    if (shape.size() != 1 || name.find("norm.weight") == std::string::npos) continue;
     const cpu::Weight& g = w_.get(name).w;
     std::vector<float> v(static_cast<size_t>(g.cols));
     for (int64_t i = 0; i < g.cols; ++i) v[i] = element(g, i) + (cfg_.gemma ? 1.0f : 0.0f);
-    return v;
-  };
-  for (int64_t l = 0; l < cfg_.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    norms_.push_back(gain(p + "input_layernorm.weight"));
-    norms_.push_back(gain(p + "post_attention_layernorm.weight"));
+    gains_.emplace(name, std::move(v));
   }
-  norms_.push_back(gain("model.norm.weight"));
+  layer_modules_ = layer_modules(cfg_);
   // KV caches are allocated by the first forward through their layer: an executor that runs
   // only some layers here (the CUDA backend's in-place semantics) holds only those.
   k_cache_.resize(static_cast<size_t>(cfg_.layers));
@@ -400,9 +548,10 @@ CpuModel::CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOption
 std::vector<ModuleTime> module_slots(const ExecConfig& cfg) {
   std::vector<ModuleTime> out;
   out.push_back({"model.embed_tokens", 0, {}});
+  const std::vector<std::string> modules = layer_modules(cfg);
   for (int64_t l = 0; l < cfg.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    for (const char* m : {"input_layernorm", "self_attn", "post_attention_layernorm", "mlp"}) out.push_back({p + m, 0, {}});
+    for (const auto& m : modules) out.push_back({p + m, 0, {}});
   }
   out.push_back({"model.norm", 0, {}});
   out.push_back({"lm_head", 0, {}});
@@ -484,16 +633,28 @@ void CpuModel::rmsnorm(const float* x, int64_t M, const std::vector<float>& g, f
       const float* xr = x + m * H;
       float* yr = y + m * H;
       const float r = 1.0f / std::sqrt(cpu::sum_squares(xr, H) / static_cast<float>(H) + static_cast<float>(cfg_.eps));
-      // gemma: float32 product with (1 + w), then cast; llama: cast, then multiply by the (16-bit) gain.
+      // gemma (1 + w), olmo2 (w): float32 product with the gain, then cast; llama: cast, then
+      // multiply by the (16-bit) gain.
       if (!f16) {
-        cpu::rms_scale(xr, r, g.data(), H, cfg_.gemma, bf16, yr);
-      } else if (cfg_.gemma) {
+        cpu::rms_scale(xr, r, g.data(), H, cfg_.norm_mul_first, bf16, yr);
+      } else if (cfg_.norm_mul_first) {
         for (int64_t i = 0; i < H; ++i) yr[i] = round16(xr[i] * r * g[i]);
       } else {
         for (int64_t i = 0; i < H; ++i) yr[i] = round16(g[i] * round16(xr[i] * r));
       }
     }
   });
+}
+
+const std::vector<float>& CpuModel::gain(const std::string& name) const {
+  const auto it = gains_.find(name);
+  if (it == gains_.end()) throw InternalError("no norm gain " + name);
+  return it->second;
+}
+
+void CpuModel::softcap(float* v, int64_t n, double cap) const {
+  const float c = static_cast<float>(cap);
+  for (int64_t i = 0; i < n; ++i) v[i] = round1(round1(std::tanh(round1(v[i] / c))) * c);
 }
 
 void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out) {
@@ -511,7 +672,9 @@ void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v
   // (transposed) cached values — the same kernels as the projections. With at least as many
   // (sequence, KV head) pairs as threads, each thread takes whole pairs (one parallel region per
   // layer instead of three per pair); otherwise the pairs run in turn, each product threaded.
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  const float scale = cfg_.attn_scale > 0 ? static_cast<float>(cfg_.attn_scale) : 1.0f / std::sqrt(static_cast<float>(d));
+  const int64_t window = cfg_.window(layer);
+  const float cap = static_cast<float>(cfg_.attn_softcap);
   const int64_t L = start + T;  // keys visible to the last query
   const int64_t rows = T * group;
   const int64_t pairs = B * KV;
@@ -542,11 +705,12 @@ void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v
 #pragma omp parallel for schedule(static) num_threads(inner) if (inner > 1 && rows > 1)
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t pos = start + r / group;
-      const int64_t first = cfg_.sliding_window > 0 ? std::max<int64_t>(0, pos - cfg_.sliding_window + 1) : 0;
+      const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
       float* p = sc.s.data() + r * L;
       float mx = -INFINITY;
       for (int64_t j = first; j <= pos; ++j) {
         p[j] = round1(round1(p[j]) * scale);
+        if (cap > 0) p[j] = round1(round1(std::tanh(round1(p[j] / cap))) * cap);  // gemma2's soft-capping
         mx = std::max(mx, p[j]);
       }
       const float sum = cpu::exp_shifted(p + first, pos - first + 1, mx);
@@ -589,16 +753,25 @@ void CpuModel::prepare(int64_t T, int64_t start) {
   buf_a_.resize(M * qd);
   buf_g_.resize(M * cfg_.inter);
   buf_u_.resize(M * cfg_.inter);
-  // RoPE tables of this forward's positions, in the activation dtype.
-  const int64_t half = d / 2;
-  rope_cos_.resize(static_cast<size_t>(T * half));
-  rope_sin_.resize(static_cast<size_t>(T * half));
-  for (int64_t t = 0; t < T; ++t)
-    for (int64_t i = 0; i < half; ++i) {
-      const float ang = static_cast<float>(start + t) * inv_freq_[i];
-      rope_cos_[t * half + i] = round1(std::cos(ang));
-      rope_sin_[t * half + i] = round1(std::sin(ang));
-    }
+  if (cfg_.fused) buf_qkv_.resize(static_cast<size_t>(M * std::max(qd + 2 * kvd, 2 * cfg_.inter)));
+  // RoPE tables of this forward's positions, in the activation dtype (olmo2: float32), scaled by
+  // longrope's attention factor; longrope's long factors once the context passes its original one.
+  const int64_t half = cfg_.rotary() / 2;
+  const bool long_rope = !inv_freq_long_.empty() && static_cast<double>(start + T) > cfg_.rope_orig_max;
+  const float factor = static_cast<float>(cfg_.rope_attention);
+  auto table = [&](const std::vector<float>& inv, std::vector<float>& cs, std::vector<float>& sn) {
+    cs.resize(static_cast<size_t>(T * half));
+    sn.resize(static_cast<size_t>(T * half));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < half; ++i) {
+        const float ang = static_cast<float>(start + t) * inv[i];
+        const float c = std::cos(ang) * factor, n = std::sin(ang) * factor;
+        cs[t * half + i] = cfg_.rope_fp32 ? c : round1(c);
+        sn[t * half + i] = cfg_.rope_fp32 ? n : round1(n);
+      }
+  };
+  table(long_rope ? inv_freq_long_ : inv_freq_, rope_cos_, rope_sin_);
+  if (!inv_freq_local_.empty()) table(inv_freq_local_, rope_cos_local_, rope_sin_local_);
 }
 
 void CpuModel::embed(const int32_t* ids, float* x) {
@@ -614,44 +787,70 @@ void CpuModel::embed(const int32_t* ids, float* x) {
   add_time(0, t0);
 }
 
-void CpuModel::layer(int64_t l, float* x) {
-  const int64_t T = T_, start = start_;
-  const int64_t M = opt_.batch * T, Hd = cfg_.hidden, d = cfg_.head_dim;
+void CpuModel::attention_inputs(int64_t l, const std::string& p, const float* h, int64_t M) {
+  using QkNorm = ExecConfig::QkNorm;
+  const int64_t T = T_, d = cfg_.head_dim;
   const int64_t qd = cfg_.heads * d, kvd = cfg_.kv_heads * d;
-  float* h = buf_h_.data();
-  const std::string p = "model.layers." + std::to_string(l) + ".";
-  const int slot = 1 + static_cast<int>(l) * 4;
-  auto t0 = Clock::now();
-  rmsnorm(x, M, norms_[2 * l], h);
-  add_time(slot, t0);
-  t0 = Clock::now();
   float* q = buf_q_.data();
   float* k = buf_k_.data();
   float* v = buf_v_.data();
-  linear(p + "self_attn.q_proj.weight", h, M, q);
-  linear(p + "self_attn.k_proj.weight", h, M, k);
-  linear(p + "self_attn.v_proj.weight", h, M, v);
-  if (cfg_.qkv_bias) {
-    auto add_bias = [&](const std::string& bias, float* out, int64_t width) {
-      const cpu::Weight& b = fetch(bias);
-      for (int64_t r = 0; r < M; ++r)
-        for (int64_t i = 0; i < width; ++i) out[r * width + i] += element(b, i);
-    };
-    add_bias(p + "self_attn.q_proj.bias", q, qd);
-    add_bias(p + "self_attn.k_proj.bias", k, kvd);
-    add_bias(p + "self_attn.v_proj.bias", v, kvd);
+  if (cfg_.fused) {  // phi3: one product, rows [q | k | v]
+    float* qkv = buf_qkv_.data();
+    const int64_t width = qd + 2 * kvd;
+    linear(p + "self_attn.qkv_proj.weight", h, M, qkv);
+    round_act(qkv, M * width);
+    for (int64_t r = 0; r < M; ++r) {
+      std::memcpy(q + r * qd, qkv + r * width, sizeof(float) * qd);
+      std::memcpy(k + r * kvd, qkv + r * width + qd, sizeof(float) * kvd);
+      std::memcpy(v + r * kvd, qkv + r * width + qd + kvd, sizeof(float) * kvd);
+    }
+  } else {
+    linear(p + "self_attn.q_proj.weight", h, M, q);
+    linear(p + "self_attn.k_proj.weight", h, M, k);
+    linear(p + "self_attn.v_proj.weight", h, M, v);
+    if (cfg_.qkv_bias) {
+      auto add_bias = [&](const std::string& bias, float* out, int64_t width) {
+        const cpu::Weight& b = fetch(bias);
+        for (int64_t r = 0; r < M; ++r)
+          for (int64_t i = 0; i < width; ++i) out[r * width + i] += element(b, i);
+      };
+      add_bias(p + "self_attn.q_proj.bias", q, qd);
+      add_bias(p + "self_attn.k_proj.bias", k, kvd);
+      add_bias(p + "self_attn.v_proj.bias", v, kvd);
+    }
+    round_act(q, M * qd);
+    round_act(k, M * kvd);
+    round_act(v, M * kvd);
   }
-  round_act(q, M * qd);
-  round_act(k, M * kvd);
-  round_act(v, M * kvd);
-  // RoPE (rotate_half convention: pairs (i, i + d/2)); cos/sin tables of this forward's
-  // positions, in the activation dtype, computed once before the layers.
-  const int64_t half = d / 2;
+  // q/k norms: over all heads before the split (olmo2), or per head over head_dim (qwen3, gemma3).
+  if (cfg_.qk_norm == QkNorm::kAllHeads) {
+    rmsnorm(q, M, gain(p + "self_attn.q_norm.weight"), q);
+    rmsnorm(k, M, gain(p + "self_attn.k_norm.weight"), k);
+  } else if (cfg_.qk_norm == QkNorm::kPerHead) {
+    rmsnorm(q, M * cfg_.heads, gain(p + "self_attn.q_norm.weight"), q);
+    rmsnorm(k, M * cfg_.kv_heads, gain(p + "self_attn.k_norm.weight"), k);
+  }
+  // RoPE (rotate_half convention: pairs (i, i + rotary/2) of the first `rotary` channels of each
+  // head); cos/sin tables of this forward's positions, computed once before the layers (gemma3's
+  // sliding layers: their own).
+  const int64_t half = cfg_.rotary() / 2;
+  const bool local = !rope_cos_local_.empty() && cfg_.window(l) > 0;
+  const std::vector<float>& cos_t = local ? rope_cos_local_ : rope_cos_;
+  const std::vector<float>& sin_t = local ? rope_sin_local_ : rope_sin_;
   parallel_ranges(M, 8, opt_.threads, [&](int64_t lo, int64_t hi) {
   for (int64_t r = lo; r < hi; ++r) {
-    const float* cs = rope_cos_.data() + (r % T) * half;
-    const float* sn = rope_sin_.data() + (r % T) * half;
+    const float* cs = cos_t.data() + (r % T) * half;
+    const float* sn = sin_t.data() + (r % T) * half;
     auto rotate = [&](float* a) {
+      if (cfg_.rope_fp32) {  // olmo2: float32 cos/sin, the rotated value rounded once
+        for (int64_t i = 0; i < half; ++i) {
+          const float x1 = a[i], x2 = a[i + half];
+          const float p1 = x1 * cs[i], p2 = -x2 * sn[i], p3 = x2 * cs[i], p4 = x1 * sn[i];
+          a[i] = round1(p1 + p2);
+          a[i + half] = round1(p3 + p4);
+        }
+        return;
+      }
       if (act_type_ != cpu::WType::kF16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == cpu::WType::kBF16);
       for (int64_t i = 0; i < half; ++i) {
         const float x1 = a[i], x2 = a[i + half];
@@ -663,23 +862,26 @@ void CpuModel::layer(int64_t l, float* x) {
     for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
   }
   });
-  attention(l, q, k, v, T, start, buf_a_.data());
-  linear(p + "self_attn.o_proj.weight", buf_a_.data(), M, h);
-  add_residual(x, h, M * Hd);
-  add_time(slot + 1, t0);
+}
 
-  t0 = Clock::now();
-  rmsnorm(x, M, norms_[2 * l + 1], h);
-  add_time(slot + 2, t0);
-
-  t0 = Clock::now();
+void CpuModel::mlp(const std::string& p, const float* h, int64_t M, float* out) {
   float* g = buf_g_.data();
   float* u = buf_u_.data();
-  linear(p + "mlp.gate_proj.weight", h, M, g);
-  linear(p + "mlp.up_proj.weight", h, M, u);
-  const int64_t n = M * cfg_.inter;
-  round_act(g, n);
-  round_act(u, n);
+  const int64_t I = cfg_.inter, n = M * I;
+  if (cfg_.fused) {  // phi3: one product, rows [gate | up]
+    float* gu = buf_qkv_.data();
+    linear(p + "mlp.gate_up_proj.weight", h, M, gu);
+    round_act(gu, 2 * n);
+    for (int64_t r = 0; r < M; ++r) {
+      std::memcpy(g + r * I, gu + r * 2 * I, sizeof(float) * I);
+      std::memcpy(u + r * I, gu + r * 2 * I + I, sizeof(float) * I);
+    }
+  } else {
+    linear(p + "mlp.gate_proj.weight", h, M, g);
+    linear(p + "mlp.up_proj.weight", h, M, u);
+    round_act(g, n);
+    round_act(u, n);
+  }
   parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
   if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
     for (int64_t i = lo; i < hi; ++i) {
@@ -694,14 +896,59 @@ void CpuModel::layer(int64_t l, float* x) {
     cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
   }
   });
-  linear(p + "mlp.down_proj.weight", g, M, h);
-  add_residual(x, h, M * Hd);
-  add_time(slot + 3, t0);
+  linear(p + "mlp.down_proj.weight", g, M, out);
+}
+
+void CpuModel::layer(int64_t l, float* x) {
+  using Layout = ExecConfig::Layout;
+  const int64_t M = opt_.batch * T_, Hd = cfg_.hidden;
+  float* h = buf_h_.data();
+  const std::string p = "model.layers." + std::to_string(l) + ".";
+  int slot = 1 + static_cast<int>(l * static_cast<int64_t>(layer_modules_.size()));
+  // A norm of the layer, timed as its own module; in place allowed.
+  auto norm = [&](const char* name, const float* in, float* y) {
+    const auto t0 = Clock::now();
+    rmsnorm(in, M, gain(p + name + ".weight"), y);
+    add_time(slot++, t0);
+  };
+  // Attention: pre-norm (llama, gemma2/3: input_layernorm), or on x itself (olmo2).
+  if (cfg_.layout != Layout::kPostNorm) norm("input_layernorm", x, h);
+  const float* in = cfg_.layout == Layout::kPostNorm ? x : h;
+  auto t0 = Clock::now();
+  attention_inputs(l, p, in, M);
+  attention(l, buf_q_.data(), buf_k_.data(), buf_v_.data(), T_, start_, buf_a_.data());
+  linear(p + "self_attn.o_proj.weight", buf_a_.data(), M, h);
+  if (cfg_.layout == Layout::kPreNorm) {
+    add_residual(x, h, M * Hd);
+    add_time(slot++, t0);
+  } else {  // the attention output normed, then added (olmo2, gemma2/3)
+    add_time(slot++, t0);
+    t0 = Clock::now();
+    rmsnorm(h, M, gain(p + "post_attention_layernorm.weight"), h);
+    add_residual(x, h, M * Hd);
+    add_time(slot++, t0);
+  }
+  // MLP: pre-norm by post_attention_layernorm (llama) or pre_feedforward_layernorm (gemma2/3).
+  if (cfg_.layout == Layout::kPreNorm) norm("post_attention_layernorm", x, h);
+  if (cfg_.layout == Layout::kSandwich) norm("pre_feedforward_layernorm", x, h);
+  in = cfg_.layout == Layout::kPostNorm ? x : h;
+  t0 = Clock::now();
+  mlp(p, in, M, h);
+  if (cfg_.layout == Layout::kPreNorm) {
+    add_residual(x, h, M * Hd);
+    add_time(slot++, t0);
+  } else {
+    add_time(slot++, t0);
+    t0 = Clock::now();
+    rmsnorm(h, M, gain(p + "post_feedforward_layernorm.weight"), h);
+    add_residual(x, h, M * Hd);
+    add_time(slot++, t0);
+  }
 }
 
 void CpuModel::final_norm(float* last) {
   const auto t0 = Clock::now();
-  rmsnorm(last, opt_.batch, norms_.back(), last);
+  rmsnorm(last, opt_.batch, gain("model.norm.weight"), last);
   add_time(static_cast<int>(times_.size()) - 2, t0);
 }
 
@@ -710,6 +957,7 @@ void CpuModel::head(const float* last, float* logits) {
   const cpu::Weight& head = fetch(cfg_.tie ? "model.embed_tokens.weight" : "lm_head.weight");
   cpu::linear(last, opt_.batch, head, nullptr, logits, opt_.threads);
   round_act(logits, opt_.batch * cfg_.vocab);
+  if (cfg_.final_softcap > 0) softcap(logits, opt_.batch * cfg_.vocab, cfg_.final_softcap);  // gemma2
   add_time(static_cast<int>(times_.size()) - 1, t0);
 }
 

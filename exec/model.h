@@ -1,7 +1,11 @@
-// The CPU executor of the Llama family — llama (with Llama-3 rope scaling), mistral (sliding
-// window), qwen2 (q/k/v bias) and gemma (GeGLU, RMSNorm with +1 weight offset, embedding scaled
-// by sqrt(hidden), head_dim from the config, tied head): prefill of P tokens, then greedy decode,
-// batch >= 1, every module timed per phase.
+// The CPU executor of the Llama-shaped families — llama (with Llama-3 rope scaling), mistral
+// (sliding window), qwen2 (q/k/v bias), gemma (GeGLU, RMSNorm with +1 weight offset, embedding
+// scaled by sqrt(hidden), head_dim from the config, tied head), and those of 2025-2026: qwen3 (q/k
+// norms per head), olmo2 (norms after attention and MLP only, q/k norms over all heads), phi3
+// (fused qkv_proj and gate_up_proj, partial rotary, longrope), gemma2 (four norms per layer,
+// alternating sliding-window layers, attention and final logit soft-capping) and gemma3_text (q/k
+// norms, sliding-window pattern, a local and a global RoPE): prefill of P tokens, then greedy
+// decode, batch >= 1, every module timed per phase. The CUDA backend runs the first four only.
 //
 // Data flow:
 //   ModelSpec --ExecConfig--> shapes;  Checkpoint (mmap'd safetensors) | seeded random -> ModelWeights
@@ -39,7 +43,7 @@
 namespace dmap::exec {
 
 struct ExecConfig {
-  std::string family;  // llama | mistral | qwen2 | gemma
+  std::string family;  // llama | mistral | qwen2 | gemma | qwen3 | olmo2 | phi3 | gemma2 | gemma3_text
   int64_t hidden = 0, inter = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, vocab = 0, max_pos = 0;
   double eps = 1e-6;
   double rope_theta = 10000.0;
@@ -48,8 +52,36 @@ struct ExecConfig {
   bool tie = false;
   bool qkv_bias = false;
   bool gemma = false;          // (1 + w) norms, sqrt(hidden) embedding scale, GeGLU (tanh)
-  int64_t sliding_window = 0;  // 0 = none
+  int64_t sliding_window = 0;  // 0 = none; the window of every sliding layer
   std::string source;          // config file, for errors
+
+  // Layer layout: norms before attention and MLP (llama), only after them (olmo2), or both
+  // (gemma2/3: input, post_attention, pre_feedforward, post_feedforward).
+  enum class Layout { kPreNorm, kPostNorm, kSandwich };
+  Layout layout = Layout::kPreNorm;
+  bool norm_mul_first = false;         // RMSNorm multiplies by its gain in float32, then casts (gemma, olmo2)
+  enum class QkNorm { kNone, kPerHead, kAllHeads };
+  QkNorm qk_norm = QkNorm::kNone;      // qwen3, gemma3_text: over head_dim; olmo2: over all heads, before the split
+  bool fused = false;                  // phi3: qkv_proj [q | k | v] and gate_up_proj [gate | up]
+  int64_t rotary_dim = 0;              // channels rotated per head (phi3's partial rotary); 0 = head_dim
+  bool rope_fp32 = false;              // olmo2: cos/sin stay float32, each rotated value rounded once
+  std::vector<float> longrope_short, longrope_long;  // longrope factors (empty: none); long past rope_orig_max positions
+  double rope_attention = 1;           // longrope: cos and sin scaled by this
+  double local_rope_theta = 0;         // gemma3: the sliding layers' RoPE base (0: as the others)
+  double rope_linear = 1;              // gemma3: the full layers' frequencies divided by this
+  double attn_scale = 0;               // 0: 1/sqrt(head_dim); gemma2/3: query_pre_attn_scalar^-1/2
+  double attn_softcap = 0;             // gemma2: scores = tanh(scores / cap) * cap (0: none)
+  double final_softcap = 0;            // gemma2: the same on the logits
+  std::vector<int64_t> layer_window;   // per layer: its sliding window, 0 = full (empty: sliding_window everywhere)
+
+  // The sliding window of layer l (0 = full attention).
+  int64_t window(int64_t l) const {
+    if (layer_window.empty()) return sliding_window;
+    return l >= 0 && l < static_cast<int64_t>(layer_window.size()) ? layer_window[static_cast<size_t>(l)] : 0;
+  }
+  int64_t rotary() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
+  // The families of the llama layout with every layer alike (what the CUDA backend runs).
+  bool llama_layout() const { return family == "llama" || family == "mistral" || family == "qwen2" || family == "gemma"; }
 };
 
 // Reads the shapes and options of a supported family; other families -> InputError.
@@ -101,8 +133,13 @@ class DiskReader {
   double seconds_reading_ = 0;
 };
 
-// RoPE's inverse frequencies (head_dim / 2, float32), with llama3's scaling where configured.
-std::vector<float> rope_inv_freq(const ExecConfig& cfg);
+// RoPE's inverse frequencies (rotary_dim / 2, float32), with llama3's scaling where configured;
+// `local`: gemma3's sliding layers; `long_factors`: longrope past its original context.
+std::vector<float> rope_inv_freq(const ExecConfig& cfg, bool local = false, bool long_factors = false);
+
+// The per-layer modules module_times() lists, in execution order (e.g. input_layernorm,
+// self_attn, post_attention_layernorm, mlp).
+std::vector<std::string> layer_modules(const ExecConfig& cfg);
 
 class ModelWeights {
  public:
@@ -147,8 +184,8 @@ struct ModuleEvent {
   double dur_s = 0;
 };
 
-// Time spent in each module, per phase (seconds). Modules: embed, layers.N.{input_layernorm,
-// self_attn, post_attention_layernorm, mlp}, norm, lm_head.
+// Time spent in each module, per phase (seconds). Modules: embed, layers.N.<layer_modules()>,
+// norm, lm_head.
 struct ModuleTime {
   std::string module;
   double prefill_s = 0;
@@ -176,8 +213,7 @@ class Executor {
   virtual void set_drop_page_cache(bool drop) = 0;
 };
 
-// The module names of module_times(), in order: embed, layers.N.{input_layernorm, self_attn,
-// post_attention_layernorm, mlp}, norm, lm_head.
+// The module names of module_times(), in order: embed, layers.N.<layer_modules()>, norm, lm_head.
 std::vector<ModuleTime> module_slots(const ExecConfig& cfg);
 
 class CpuModel : public Executor {
@@ -216,7 +252,15 @@ class CpuModel : public Executor {
   // The weight, read from disk first when it is offloaded there.
   const cpu::Weight& fetch(const std::string& name);
   void rmsnorm(const float* x, int64_t M, const std::vector<float>& w, float* y) const;
+  // The float32 gain of a norm weight (gemma: 1 + w), converted once.
+  const std::vector<float>& gain(const std::string& name) const;
   void attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out);
+  // q, k and v of layer `l` from its attention input h (projections, q/k norms, RoPE).
+  void attention_inputs(int64_t l, const std::string& p, const float* h, int64_t M);
+  // The MLP of the layer with prefix p: h -> out (both M x hidden).
+  void mlp(const std::string& p, const float* h, int64_t M, float* out);
+  // v = round(tanh(v / cap) * cap) at the activation dtype's rounding points.
+  void softcap(float* v, int64_t n, double cap) const;
   // Rounds activations to the model's 16-bit dtype (no-op in float32).
   void round_act(float* p, int64_t n) const;
   // x = round(x + round(h)): the residual add at the activation dtype.
@@ -231,8 +275,9 @@ class CpuModel : public Executor {
   const ModelWeights& w_;
   cpu::WType act_type_ = cpu::WType::kF32;
   RunOptions opt_;
-  std::vector<float> inv_freq_;
-  std::vector<std::vector<float>> norms_;  // float32 copies of 1-D gains (gemma: 1 + w)
+  std::vector<float> inv_freq_, inv_freq_local_, inv_freq_long_;
+  std::map<std::string, std::vector<float>, std::less<>> gains_;  // float32 copies of 1-D gains (gemma: 1 + w)
+  std::vector<std::string> layer_modules_;
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: batch x kv x max_seq x d
   std::vector<ModuleTime> times_;
   std::vector<ModuleEvent> events_;
@@ -245,7 +290,9 @@ class CpuModel : public Executor {
     std::vector<float> q, s, vt, o;
   };
   std::vector<AttentionScratch> att_;  // per thread
-  std::vector<float> rope_cos_, rope_sin_;              // this forward's positions x d/2
+  std::vector<float> rope_cos_, rope_sin_;              // this forward's positions x rotary/2
+  std::vector<float> rope_cos_local_, rope_sin_local_;  // gemma3's sliding layers
+  std::vector<float> buf_qkv_;                          // phi3: the fused products
   cpu::Weight disk_weight_;
   DiskReader disk_;
   int64_t T_ = 0, start_ = 0;       // this forward's tokens per sequence and first position

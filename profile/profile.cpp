@@ -474,6 +474,10 @@ DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
 
 std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const exec::ModelWeights& weights,
                                               const exec::Placement& p, const std::string& backend, const exec::RunOptions& opt) {
+  if (backend == "cuda" && !cfg.llama_layout()) {
+    throw InputError(cfg.source, 0, 0,
+                     "the CUDA executor runs llama, mistral, qwen2 and gemma; " + cfg.family + " runs on the CPU (--backend cpu)");
+  }
 #if DMAP_HAVE_CUDA
   if (backend == "cuda") return std::make_unique<exec::CudaModel>(cfg, weights, p, opt);
 #else

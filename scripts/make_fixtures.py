@@ -1,15 +1,17 @@
 #!/usr/bin/python3
 """Regenerates the executor's reference fixtures under tests/data/<family>_<dtype>/.
 
-For each family (llama with llama3 rope scaling, mistral, qwen2, gemma) and dtype (float32,
-bfloat16) it writes a tiny model with seeded random weights as Hugging Face files
+For each family (llama with llama3 rope scaling, mistral, qwen2, gemma; qwen3, olmo2, phi3 with
+partial rotary and longrope, gemma2, gemma3_text) and dtype (float32, bfloat16) it writes a tiny model with seeded random weights as Hugging Face files
 (config.json + model.safetensors, transformers' tensor names) and reference.json: the prompt ids,
 the float32 logits of the last prompt position after prefill, the logits of every greedy decode
 step, and the greedy tokens. The reference is an independent plain-PyTorch implementation of
-transformers' eager forward for these families (the llama path matches
-../shared/bench/torch_llama_cpu.py; `--check-shared` compares them).
+transformers' eager forward for these families, written from transformers v5's modeling code (the
+llama path matches ../shared/bench/torch_llama_cpu.py). Each forward keeps the KV cache: longrope
+switches to its long factors once the context passes original_max_position_embeddings, for the
+new positions only (transformers' generate() would drop the cache there; one forward does not).
 
-Usage: /usr/bin/python3 scripts/make_fixtures.py [--out tests/data] [--check-shared]
+Usage: /usr/bin/python3 scripts/make_fixtures.py [--out tests/data] [--families qwen3,olmo2,...]
 Needs Debian's python3-torch (apt-get install python3-torch).
 """
 import argparse
@@ -57,29 +59,98 @@ def config_for(family, dtype):
         c["head_dim"] = c["hidden_size"] // 2  # differs from hidden / heads, as gemma's does
         c["tie_word_embeddings"] = True
         c["hidden_act"] = "gelu_pytorch_tanh"
+    elif family == "qwen3":
+        # transformers v5's config keys: `dtype` and `rope_parameters`
+        c["architectures"] = ["Qwen3ForCausalLM"]
+        c["head_dim"] = c["hidden_size"] // 2  # q/k/v wider than hidden: o_proj maps back
+        c["dtype"] = c.pop("torch_dtype")
+        del c["rope_theta"], c["rope_scaling"]
+        c["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0}
+        c["attention_bias"] = False
+        c["use_sliding_window"] = False
+        c["sliding_window"] = None
+        c["max_window_layers"] = c["num_hidden_layers"]
+        c["rms_norm_eps"] = 1e-6
+    elif family == "olmo2":
+        c["architectures"] = ["Olmo2ForCausalLM"]
+        c["rms_norm_eps"] = 1e-6
+        c["attention_bias"] = False
+        del c["head_dim"]  # olmo2 has none: hidden / heads
+    elif family == "phi3":
+        c["architectures"] = ["Phi3ForCausalLM"]
+        del c["head_dim"]
+        hd = c["hidden_size"] // c["num_attention_heads"]
+        c["partial_rotary_factor"] = 0.75  # as Phi-4-mini: the last quarter of each head is not rotated
+        half = int(hd * 0.75) // 2
+        g = torch.Generator().manual_seed(11)
+        c["original_max_position_embeddings"] = PROMPT_LEN + 2  # the last decode steps use the long factors
+        c["rope_scaling"] = {"type": "longrope",
+                             "short_factor": [round(1 + 0.5 * float(x), 4) for x in torch.rand(half, generator=g)],
+                             "long_factor": [round(1 + 8 * float(x), 4) for x in torch.rand(half, generator=g)]}
+        c["sliding_window"] = None
+    elif family in ("gemma2", "gemma3_text"):
+        c["architectures"] = ["Gemma2ForCausalLM" if family == "gemma2" else "Gemma3ForCausalLM"]
+        c["head_dim"] = c["hidden_size"] // 2
+        c["tie_word_embeddings"] = True
+        c["hidden_activation"] = "gelu_pytorch_tanh"
+        del c["hidden_act"]
+        c["rms_norm_eps"] = 1e-6
+        c["query_pre_attn_scalar"] = 24  # not head_dim: the scale is checked
+        c["sliding_window"] = 8  # shorter than the prompt; layer 0 slides, layer 1 does not
+        if family == "gemma2":
+            c["attn_logit_softcapping"] = 3.0  # small caps so that tanh bends the values
+            c["final_logit_softcapping"] = 5.0
+        else:
+            c["sliding_window_pattern"] = 2
+            c["rope_theta"] = 1000000.0
+            c["rope_local_base_freq"] = 10000.0
+            c["rope_scaling"] = {"rope_type": "linear", "factor": 8.0}
+            c["attn_logit_softcapping"] = None
+            c["final_logit_softcapping"] = None
     return c
+
+
+def head_dim(c):
+    return c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
 
 
 def weight_specs(c):
     H, I, V = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
-    nh, nkv, hd = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
-    bias = c["model_type"] == "qwen2"
+    nh, nkv, hd = c["num_attention_heads"], c["num_key_value_heads"], head_dim(c)
+    f = c["model_type"]
+    bias = f == "qwen2"
     specs = [("model.embed_tokens.weight", (V, H), "matrix")]
     for i in range(c["num_hidden_layers"]):
         p = f"model.layers.{i}."
-        specs += [(p + "input_layernorm.weight", (H,), "norm"),
-                  (p + "self_attn.q_proj.weight", (nh * hd, H), "matrix"),
-                  (p + "self_attn.k_proj.weight", (nkv * hd, H), "matrix"),
-                  (p + "self_attn.v_proj.weight", (nkv * hd, H), "matrix")]
+        if f != "olmo2":
+            specs.append((p + "input_layernorm.weight", (H,), "norm"))
+        if f == "phi3":
+            specs.append((p + "self_attn.qkv_proj.weight", ((nh + 2 * nkv) * hd, H), "matrix"))
+        else:
+            specs += [(p + "self_attn.q_proj.weight", (nh * hd, H), "matrix"),
+                      (p + "self_attn.k_proj.weight", (nkv * hd, H), "matrix"),
+                      (p + "self_attn.v_proj.weight", (nkv * hd, H), "matrix")]
         if bias:
             specs += [(p + "self_attn.q_proj.bias", (nh * hd,), "bias"),
                       (p + "self_attn.k_proj.bias", (nkv * hd,), "bias"),
                       (p + "self_attn.v_proj.bias", (nkv * hd,), "bias")]
-        specs += [(p + "self_attn.o_proj.weight", (H, nh * hd), "matrix"),
-                  (p + "post_attention_layernorm.weight", (H,), "norm"),
-                  (p + "mlp.gate_proj.weight", (I, H), "matrix"),
-                  (p + "mlp.up_proj.weight", (I, H), "matrix"),
-                  (p + "mlp.down_proj.weight", (H, I), "matrix")]
+        specs.append((p + "self_attn.o_proj.weight", (H, nh * hd), "matrix"))
+        if f in ("qwen3", "gemma3_text"):
+            specs += [(p + "self_attn.q_norm.weight", (hd,), "norm"), (p + "self_attn.k_norm.weight", (hd,), "norm")]
+        if f == "olmo2":
+            specs += [(p + "self_attn.q_norm.weight", (nh * hd,), "norm"),
+                      (p + "self_attn.k_norm.weight", (nkv * hd,), "norm")]
+        specs.append((p + "post_attention_layernorm.weight", (H,), "norm"))
+        if f in ("gemma2", "gemma3_text"):
+            specs.append((p + "pre_feedforward_layernorm.weight", (H,), "norm"))
+        if f == "phi3":
+            specs.append((p + "mlp.gate_up_proj.weight", (2 * I, H), "matrix"))
+        else:
+            specs += [(p + "mlp.gate_proj.weight", (I, H), "matrix"),
+                      (p + "mlp.up_proj.weight", (I, H), "matrix")]
+        specs.append((p + "mlp.down_proj.weight", (H, I), "matrix"))
+        if f in ("olmo2", "gemma2", "gemma3_text"):
+            specs.append((p + "post_feedforward_layernorm.weight", (H,), "norm"))
     specs.append(("model.norm.weight", (H,), "norm"))
     if not c["tie_word_embeddings"]:
         specs.append(("lm_head.weight", (V, H), "matrix"))
@@ -93,7 +164,7 @@ def make_weights(c, dtype, seed):
         t = torch.empty(shape, dtype=torch.float32)
         if kind == "norm":
             t.normal_(0.0, 0.1, generator=g)
-            if c["model_type"] != "gemma":
+            if not c["model_type"].startswith("gemma"):
                 t.add_(1.0)  # gemma stores the offset from 1
         elif kind == "bias":
             t.normal_(0.0, 0.1, generator=g)
@@ -118,27 +189,66 @@ def inv_freq(c):
     return f
 
 
+def default_inv_freq(theta, dim):
+    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+
+
+OLD_FAMILIES = ("llama", "mistral", "qwen2", "gemma")
+
+
 class Model:
-    """transformers' eager forward for llama / mistral / qwen2 / gemma, batch 1."""
+    """transformers' eager forward (v5 modeling code) for every family above, batch 1."""
 
     def __init__(self, c, w, dtype):
         self.c, self.w, self.dtype = c, w, dtype
-        self.gemma = c["model_type"] == "gemma"
-        hd = c["head_dim"]
-        pos = torch.arange(c["max_position_embeddings"], dtype=torch.float32)
-        emb = torch.cat([torch.outer(pos, inv_freq(c))] * 2, dim=-1)
-        self.cos, self.sin = emb.cos().to(dtype), emb.sin().to(dtype)
-        self.k = [None] * c["num_hidden_layers"]
-        self.v = [None] * c["num_hidden_layers"]
+        f = self.f = c["model_type"]
+        self.gemma = f.startswith("gemma")
+        self.hd = head_dim(c)
+        n = c["num_hidden_layers"]
+        if f == "mistral":
+            sliding = [True] * n
+        elif f == "gemma2":
+            sliding = [bool((i + 1) % 2) for i in range(n)]
+        elif f == "gemma3_text":
+            sliding = [bool((i + 1) % c.get("sliding_window_pattern", 6)) for i in range(n)]
+        else:
+            sliding = [False] * n
+        self.window = [c["sliding_window"] if s else None for s in sliding]
+        self.sliding = sliding
+        # RoPE: the rotated channels, the frequencies (per layer type for gemma3) and a factor on cos/sin.
+        self.rot_dim = int(self.hd * c.get("partial_rotary_factor", 1.0)) if f == "phi3" else self.hd
+        self.attn_factor = 1.0
+        if f in OLD_FAMILIES:
+            self.freq = {"full": inv_freq(c)}
+        elif f == "qwen3":
+            self.freq = {"full": default_inv_freq(c["rope_parameters"]["rope_theta"], self.hd)}
+        elif f == "phi3":
+            rs, orig = c["rope_scaling"], c["original_max_position_embeddings"]
+            # longrope: 1 / (factor * base^(i / dim)), short factors up to original_max_position_embeddings
+            shape = torch.arange(0, self.rot_dim, 2, dtype=torch.int64).float() / self.rot_dim
+            self.freq = {key: 1.0 / (torch.tensor(rs[key + "_factor"], dtype=torch.float32) * c["rope_theta"] ** shape)
+                         for key in ("short", "long")}
+            factor = c["max_position_embeddings"] / orig
+            self.attn_factor = math.sqrt(1 + math.log(factor) / math.log(orig)) if factor > 1 else 1.0
+            self.orig = orig
+        elif f == "gemma3_text":
+            self.freq = {"full": default_inv_freq(c["rope_theta"], self.hd) / c["rope_scaling"]["factor"],
+                         "local": default_inv_freq(c["rope_local_base_freq"], self.hd)}
+        else:
+            self.freq = {"full": default_inv_freq(c["rope_theta"], self.hd)}
+        self.k = [None] * n
+        self.v = [None] * n
         self.head = w["model.embed_tokens.weight"] if c["tie_word_embeddings"] else w["lm_head.weight"]
-        self.window = c.get("sliding_window") if c["model_type"] == "mistral" else None
 
-    def norm(self, x, g):
+    def norm(self, x, g, kind=None):
         eps = self.c["rms_norm_eps"]
+        kind = kind or ("gemma" if self.gemma else "olmo2" if self.f == "olmo2" else "llama")
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-        if self.gemma:  # Gemma: multiply in float32 by (1 + w), then cast
+        if kind == "gemma":  # Gemma: multiply in float32 by (1 + w), then cast
             return (xf * (1.0 + g.float())).type_as(x)
+        if kind == "olmo2":  # OLMo 2: multiply in float32 by w, then cast
+            return (g * xf).to(x.dtype)
         return g * xf.to(x.dtype)
 
     @staticmethod
@@ -146,45 +256,103 @@ class Model:
         h = x.shape[-1] // 2
         return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
+    def cos_sin(self, key, start, end):
+        pos = torch.arange(start, end, dtype=torch.float32)
+        emb = torch.cat([torch.outer(pos, self.freq[key])] * 2, dim=-1)
+        cos, sin = emb.cos() * self.attn_factor, emb.sin() * self.attn_factor
+        if self.f == "olmo2":  # OLMo 2's rotary embedding returns float32 cos/sin
+            return cos[None, None], sin[None, None]
+        return cos.to(self.dtype)[None, None], sin.to(self.dtype)[None, None]
+
+    def rope(self, x, cos, sin):
+        r = self.rot_dim
+        xr, xp = x[..., :r], x[..., r:]
+        y = xr * cos + self.rot(xr) * sin
+        return torch.cat([y.to(x.dtype), xp], dim=-1)
+
     def forward(self, ids, start):
-        c, w = self.c, self.w
+        c, w, f = self.c, self.w, self.f
         T = ids.shape[0]
         end = start + T
-        nh, nkv, hd = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+        nh, nkv, hd = c["num_attention_heads"], c["num_key_value_heads"], self.hd
         x = F.embedding(ids, w["model.embed_tokens.weight"]).unsqueeze(0)
         if self.gemma:
             x = x * torch.tensor(c["hidden_size"] ** 0.5, dtype=x.dtype)
-        cos, sin = self.cos[start:end][None, None], self.sin[start:end][None, None]
+        if f == "phi3":
+            rope = {"full": self.cos_sin("long" if end > self.orig else "short", start, end)}
+        else:
+            rope = {k: self.cos_sin(k, start, end) for k in self.freq}
         qp = torch.arange(start, end).unsqueeze(1)
         kp = torch.arange(0, end).unsqueeze(0)
-        masked = kp > qp
-        if self.window:
-            masked = masked | (kp <= qp - self.window)
-        mask = torch.zeros(T, end).masked_fill_(masked, float("-inf"))
         for i in range(c["num_hidden_layers"]):
             p = f"model.layers.{i}."
-            h = self.norm(x, w[p + "input_layernorm.weight"])
-
-            def proj(n, heads):
-                y = F.linear(h, w[p + f"self_attn.{n}_proj.weight"], w.get(p + f"self_attn.{n}_proj.bias"))
-                return y.view(1, T, heads, hd).transpose(1, 2)
-            q, k, v = proj("q", nh), proj("k", nkv), proj("v", nkv)
-            q = q * cos + self.rot(q) * sin
-            k = k * cos + self.rot(k) * sin
+            masked = kp > qp
+            if self.window[i]:
+                masked = masked | (kp <= qp - self.window[i])
+            mask = torch.zeros(T, end).masked_fill_(masked, float("-inf"))
+            h = x if f == "olmo2" else self.norm(x, w[p + "input_layernorm.weight"])
+            if f == "phi3":
+                qkv = F.linear(h, w[p + "self_attn.qkv_proj.weight"])
+                q, k, v = qkv[..., :nh * hd], qkv[..., nh * hd:(nh + nkv) * hd], qkv[..., (nh + nkv) * hd:]
+            else:
+                q, k, v = (F.linear(h, w[p + f"self_attn.{n}_proj.weight"], w.get(p + f"self_attn.{n}_proj.bias"))
+                           for n in ("q", "k", "v"))
+            if f == "olmo2":  # over all heads, before the split
+                q = self.norm(q, w[p + "self_attn.q_norm.weight"])
+                k = self.norm(k, w[p + "self_attn.k_norm.weight"])
+            q, k, v = q.view(1, T, nh, hd), k.view(1, T, nkv, hd), v.view(1, T, nkv, hd)
+            if f in ("qwen3", "gemma3_text"):  # per head, over head_dim
+                q = self.norm(q, w[p + "self_attn.q_norm.weight"])
+                k = self.norm(k, w[p + "self_attn.k_norm.weight"])
+            q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+            key = ("local" if self.sliding[i] else "full") if f == "gemma3_text" else "full"
+            cos, sin = rope[key]
+            if f in OLD_FAMILIES:
+                q = q * cos + self.rot(q) * sin
+                k = k * cos + self.rot(k) * sin
+            else:
+                q, k = self.rope(q, cos, sin), self.rope(k, cos, sin)
             self.k[i] = k if start == 0 else torch.cat([self.k[i], k], dim=2)
             self.v[i] = v if start == 0 else torch.cat([self.v[i], v], dim=2)
             rep = nh // nkv
             K = self.k[i].repeat_interleave(rep, dim=1)
             V = self.v[i].repeat_interleave(rep, dim=1)
-            s = (torch.matmul(q, K.transpose(2, 3)) / math.sqrt(hd)).float() + mask
+            if f in OLD_FAMILIES:
+                s = torch.matmul(q, K.transpose(2, 3)) / math.sqrt(hd)
+            else:
+                scaling = c["query_pre_attn_scalar"] ** -0.5 if f in ("gemma2", "gemma3_text") else hd ** -0.5
+                s = torch.matmul(q, K.transpose(2, 3)) * scaling
+                cap = c.get("attn_logit_softcapping") if f == "gemma2" else None
+                if cap:
+                    s = torch.tanh(s / cap) * cap
+            s = s.float() + mask
             a = torch.matmul(torch.softmax(s, dim=-1).to(self.dtype), V).transpose(1, 2).reshape(1, T, nh * hd)
-            x = x + F.linear(a, w[p + "self_attn.o_proj.weight"])
-            h = self.norm(x, w[p + "post_attention_layernorm.weight"])
-            gate = F.linear(h, w[p + "mlp.gate_proj.weight"])
-            act = F.gelu(gate, approximate="tanh") if self.gemma else F.silu(gate)
-            x = x + F.linear(act * F.linear(h, w[p + "mlp.up_proj.weight"]), w[p + "mlp.down_proj.weight"])
+            o = F.linear(a, w[p + "self_attn.o_proj.weight"])
+            if f in ("olmo2", "gemma2", "gemma3_text"):
+                o = self.norm(o, w[p + "post_attention_layernorm.weight"])
+            x = x + o
+            if f == "olmo2":
+                h = x
+            elif f in ("gemma2", "gemma3_text"):
+                h = self.norm(x, w[p + "pre_feedforward_layernorm.weight"])
+            else:
+                h = self.norm(x, w[p + "post_attention_layernorm.weight"])
+            if f == "phi3":
+                gate, up = F.linear(h, w[p + "mlp.gate_up_proj.weight"]).chunk(2, dim=-1)
+                m = F.linear(up * F.silu(gate), w[p + "mlp.down_proj.weight"])
+            else:
+                gate = F.linear(h, w[p + "mlp.gate_proj.weight"])
+                act = F.gelu(gate, approximate="tanh") if self.gemma else F.silu(gate)
+                m = F.linear(act * F.linear(h, w[p + "mlp.up_proj.weight"]), w[p + "mlp.down_proj.weight"])
+            if f in ("olmo2", "gemma2", "gemma3_text"):
+                m = self.norm(m, w[p + "post_feedforward_layernorm.weight"])
+            x = x + m
         x = self.norm(x, w["model.norm.weight"])
-        return F.linear(x[:, -1:], self.head).float()[0, -1]
+        logits = F.linear(x[:, -1:], self.head)
+        cap = c.get("final_logit_softcapping") if f == "gemma2" else None
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits.float()[0, -1]
 
 
 def save_safetensors(path, tensors):
@@ -208,9 +376,13 @@ def save_safetensors(path, tensors):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "tests", "data"))
+    ap.add_argument("--families", default="", help="comma-separated; default: all")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    for fi, family in enumerate(["llama", "mistral", "qwen2", "gemma"]):
+    families = ["llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text"]
+    for fi, family in enumerate(families):  # (the seeds follow this order: append new families)
+        if args.families and family not in args.families.split(","):
+            continue
         for dname, dtype in [("float32", torch.float32), ("bfloat16", torch.bfloat16)]:
             c = config_for(family, dname)
             w = make_weights(c, dtype, seed=100 + fi)

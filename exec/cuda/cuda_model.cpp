@@ -761,6 +761,7 @@ struct CudaModel::Impl {
 CudaModel::CudaModel(const ExecConfig& cfg, const ModelWeights& weights, Placement placement, RunOptions opt)
     : impl_(std::make_unique<Impl>(cfg, weights, std::move(placement), opt)) {
   DMAP_CHECK(opt.batch > 0 && opt.max_seq > 0, "batch and max_seq must be positive");
+  DMAP_CHECK(cfg.llama_layout(), "the CUDA executor runs llama, mistral, qwen2 and gemma only");
   impl_->opt.threads = std::max(1, impl_->opt.threads);
   impl_->setup();
 }

@@ -87,7 +87,9 @@ TEST_CASE("executor logits and greedy tokens match the references of every famil
   int checked = 0;
   for (const char* name : {"llama_float32", "llama_bfloat16", "mistral_float32", "mistral_bfloat16", "qwen2_float32",
                            "qwen2_bfloat16", "gemma_float32", "gemma_bfloat16", "llama_shared_float32",
-                           "llama_shared_bfloat16"}) {
+                           "llama_shared_bfloat16", "qwen3_float32", "qwen3_bfloat16", "olmo2_float32", "olmo2_bfloat16",
+                           "phi3_float32", "phi3_bfloat16", "gemma2_float32", "gemma2_bfloat16", "gemma3_text_float32",
+                           "gemma3_text_bfloat16"}) {
     const fs::path dir = data / name;
     INFO("fixture " << dir.string());
     REQUIRE(fs::exists(dir / "config.json"));
@@ -150,7 +152,7 @@ TEST_CASE("executor logits and greedy tokens match the references of every famil
     }
     ++checked;
   }
-  CHECK(checked == 10);
+  CHECK(checked == 20);
 }
 
 TEST_CASE("batched generation equals one sequence at a time", "[unit][exec][model]") {
@@ -198,7 +200,7 @@ TEST_CASE("executor input errors name the file or the value", "[unit][exec][mode
   std::vector<int32_t> long_prompt(9, 1);
   CHECK_THROWS_WITH(m.forward(long_prompt.data(), 9, 0, logits.data()), Catch::Contains("exceeds max_seq"));
   CHECK_THROWS_WITH(exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "configs/models/gpt2_xl.yaml").string())),
-                    Catch::Contains("runs llama, mistral, qwen2 and gemma"));
+                    Catch::Contains("runs llama, mistral, qwen2, gemma, qwen3, olmo2, phi3, gemma2, gemma3_text; this model is"));
 }
 
 TEST_CASE("disk-offloaded layers give the same tokens as all-CPU, read from disk every forward", "[unit][exec][model][disk]") {
