@@ -61,6 +61,32 @@ int rms_norm(ModuleTree& t, int parent, const std::string& name, int64_t dim, co
 
 int leaf(ModuleTree& t, int parent, const std::string& name, const char* cls) { return t.add_module(parent, name, cls); }
 
+// nn.Conv2d(in, out, kernel, stride=kernel): weight [out, in, k, k], bias [out].
+int conv2d(ModuleTree& t, int parent, const std::string& name, int64_t in, int64_t out, int64_t kernel, bool bias) {
+  int m = t.add_module(parent, name, "Conv2d");
+  t.add_param(m, "weight", {out, in, kernel, kernel});
+  if (bias) t.add_param(m, "bias", {out});
+  return m;
+}
+
+// The class of transformers' ACT2FN[name] module (no tensors: it shows in maps only as a module).
+const char* activation_class(const std::string& act) {
+  if (act == "gelu_pytorch_tanh") return "GELUTanh";
+  if (act == "gelu") return "GELUActivation";
+  if (act == "silu" || act == "swish") return "SiLUActivation";
+  if (act == "relu") return "ReLU";
+  return "Activation";
+}
+
+// A nested config (text_config, vision_config) as a view of its own; absent or null: an empty
+// map (the sub-config's defaults apply).
+ConfigView sub_config(const ConfigView& c, const char* key) {
+  const YAML::Node n = c.node()[key];
+  if (!n.IsDefined() || n.IsNull()) return ConfigView(YAML::Node(YAML::NodeType::Map), c.file());
+  if (!n.IsMap()) throw InputError(c.file(), n.Mark().line + 1, n.Mark().column + 1, std::string(key) + ": expected a map");
+  return ConfigView(n, c.file());
+}
+
 // Rotary embedding module with `inv_freq` and `original_inv_freq` (non-persistent float32
 // buffers of ceil(dim/2) elements), as transformers' *RotaryEmbedding registers them.
 void rotary(ModuleTree& t, int parent, const std::string& name, int64_t rotary_dim, const char* cls) {
@@ -244,8 +270,9 @@ bool ends_with(const std::string& s, const char* suffix) {
   return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
 }
 
-ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
-  const ConfigView& c = spec.config;
+// <P><suffix>{embed_tokens, layers[<P>DecoderLayer], norm, rotary_emb} as `name_of_model` under
+// `parent`, from the (text) config `c`; sets the tree's dims. Returns the model's node.
+int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, const ConfigView& c, const DenseFamily& f) {
   const std::string prefix = f.prefix;
   const int64_t vocab = c.positive({"vocab_size"});
   const int64_t hidden = c.positive({"hidden_size"});
@@ -268,10 +295,7 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
     }
   };
   const double partial_rotary = partial_rotary_factor(c);
-  const bool tied = tie_embeddings(c, f.tie_default);
-
-  ModuleTree t(prefix + "ForCausalLM");
-  int model = t.add_module(t.root(), "model", prefix + f.model_suffix);
+  int model = t.add_module(parent, name_of_model, prefix + f.model_suffix);
   if (f.scaled_embedding) {
     const int e = embedding(t, model, "embed_tokens", vocab, hidden, (prefix + "TextScaledWordEmbedding").c_str());
     t.add_buffer(e, "embed_scale", {}, /*follows_model_dtype=*/true, DType::kFloat32, /*persistent=*/false);
@@ -343,16 +367,188 @@ ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
   } else {
     rotary(t, model, "rotary_emb", rotary_dim, (prefix + "RotaryEmbedding").c_str());
   }
-  linear(t, t.root(), "lm_head", hidden, vocab, false);
-  if (tied) t.tie("lm_head.weight", "model.embed_tokens.weight");
-
-  t.no_split_modules = {prefix + "DecoderLayer"};
-  for (const char* extra : f.extra_no_split) t.no_split_modules.push_back(extra);
   t.dims = {layers, hidden, heads, kv_heads, head_dim, inter, vocab, c.integer_or({"max_position_embeddings"}, 0)};
   t.dims.layer_window = sliding_windows(c, f.sliding, layers);
   t.dims.gated_mlp = !f.plain_mlp;
+  return model;
+}
+
+ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
+  const ConfigView& c = spec.config;
+  const std::string prefix = f.prefix;
+  ModuleTree t(prefix + "ForCausalLM");
+  dense_model(t, t.root(), "model", c, f);
+  linear(t, t.root(), "lm_head", t.dims.hidden_size, t.dims.vocab_size, false);
+  if (tie_embeddings(c, f.tie_default)) t.tie("lm_head.weight", "model.embed_tokens.weight");
+  t.no_split_modules = {prefix + "DecoderLayer"};
+  for (const char* extra : f.extra_no_split) t.no_split_modules.push_back(extra);
   return t;
 }
+
+const DenseFamily& dense_family(const std::string& model_type) {
+  for (const DenseFamily& f : dense_families()) {
+    if (model_type == f.model_type) return f;
+  }
+  throw InternalError("no dense family " + model_type);
+}
+
+// ---------------------------------------------------------------------------------------
+// Multimodal checkpoints (transformers v5 main): <X>ForConditionalGeneration{model: <X>Model{
+// vision_tower, multi_modal_projector, language_model}, lm_head}; the text model sits under
+// model.language_model (checkpoint keys language_model.model.* are renamed to it on load) and the
+// head is tied to its embedding by the top-level tie_word_embeddings (default true). dmap
+// simulates text generation: the tower and the projector are placed and sized, and compute
+// nothing (no image in the prompt).
+
+// SiglipVisionModel as v5 main builds it (no `.vision_model.` level: checkpoint keys
+// vision_tower.vision_model.* lose it on load): embeddings{patch_embedding, position_embedding;
+// position_ids}, encoder{layers[SiglipEncoderLayer{layer_norm1, self_attn{k,v,q,out_proj},
+// layer_norm2, mlp{activation_fn, fc1, fc2}}]}, post_layernorm, [head].
+void siglip_vision(ModuleTree& t, int parent, const std::string& name, const ConfigView& v) {
+  const int64_t hidden = v.positive_or({"hidden_size"}, 768);
+  const int64_t inter = v.positive_or({"intermediate_size"}, 3072);
+  const int64_t layers = v.positive_or({"num_hidden_layers"}, 12);
+  const int64_t heads = v.positive_or({"num_attention_heads"}, 12);
+  const int64_t channels = v.positive_or({"num_channels"}, 3);
+  const int64_t image = v.positive_or({"image_size"}, 224);
+  const int64_t patch = v.positive_or({"patch_size"}, 16);
+  if (hidden % heads != 0) throw InputError(v.file(), 0, 0, "vision_config: hidden_size is not a multiple of num_attention_heads");
+  const int64_t patches = (image / patch) * (image / patch);
+  const char* act = activation_class(v.string("hidden_act").value_or("gelu_pytorch_tanh"));
+  const int tower = t.add_module(parent, name, "SiglipVisionModel");
+  const int emb = t.add_module(tower, "embeddings", "SiglipVisionEmbeddings");
+  conv2d(t, emb, "patch_embedding", channels, hidden, patch, true);
+  embedding(t, emb, "position_embedding", patches, hidden);
+  t.add_buffer(emb, "position_ids", {1, patches}, /*follows_model_dtype=*/false, DType::kInt64, /*persistent=*/false);
+  const int enc = t.add_module(tower, "encoder", "SiglipEncoder");
+  const int list = t.add_module(enc, "layers", "ModuleList");
+  auto mlp = [&](int owner) {
+    const int m = t.add_module(owner, "mlp", "SiglipMLP");
+    leaf(t, m, "activation_fn", act);
+    linear(t, m, "fc1", hidden, inter, true);
+    linear(t, m, "fc2", inter, hidden, true);
+  };
+  for (int64_t i = 0; i < layers; ++i) {
+    const int layer = t.add_module(list, std::to_string(i), "SiglipEncoderLayer");
+    layer_norm(t, layer, "layer_norm1", hidden);
+    const int attn = t.add_module(layer, "self_attn", "SiglipAttention");
+    for (const char* proj : {"k_proj", "v_proj", "q_proj", "out_proj"}) linear(t, attn, proj, hidden, hidden, true);
+    layer_norm(t, layer, "layer_norm2", hidden);
+    mlp(layer);
+  }
+  layer_norm(t, tower, "post_layernorm", hidden);
+  // The pooling head, unless vision_use_head says no (Gemma 3's configs do).
+  if (v.boolean_or({"vision_use_head"}, true)) {
+    const int head = t.add_module(tower, "head", "SiglipMultiheadAttentionPoolingHead");
+    t.add_param(head, "probe", {1, 1, hidden});
+    const int mha = t.add_module(head, "attention", "MultiheadAttention");
+    t.add_param(mha, "in_proj_weight", {3 * hidden, hidden});
+    t.add_param(mha, "in_proj_bias", {3 * hidden});
+    linear(t, mha, "out_proj", hidden, hidden, true, "NonDynamicallyQuantizableLinear");
+    layer_norm(t, head, "layernorm", hidden);
+    mlp(head);
+  }
+}
+
+// Gemma3ForConditionalGeneration (model_type gemma3: Gemma 3 4B/12B/27B): a SigLIP tower, the
+// projector {mm_input_projection_weight [vision, text], mm_soft_emb_norm, avg_pool}, and
+// Gemma3TextModel. _no_split_modules: v5's post_init gathers the children's (Gemma3DecoderLayer,
+// and SiglipPreTrainedModel's four).
+ModuleTree build_gemma3(const ModelSpec& spec) {
+  const ConfigView& c = spec.config;
+  const ConfigView text = sub_config(c, "text_config");
+  const ConfigView vision = sub_config(c, "vision_config");
+  ModuleTree t("Gemma3ForConditionalGeneration");
+  const int model = t.add_module(t.root(), "model", "Gemma3Model");
+  siglip_vision(t, model, "vision_tower", vision);
+  const int64_t vh = vision.positive_or({"hidden_size"}, 768);
+  const int proj = t.add_module(model, "multi_modal_projector", "Gemma3MultiModalProjector");
+  t.add_param(proj, "mm_input_projection_weight", {vh, text.positive_or({"hidden_size"}, 2304)});
+  rms_norm(t, proj, "mm_soft_emb_norm", vh, "Gemma3RMSNorm");
+  leaf(t, proj, "avg_pool", "AvgPool2d");
+  dense_model(t, model, "language_model", text, dense_family("gemma3_text"));
+  linear(t, t.root(), "lm_head", t.dims.hidden_size, t.dims.vocab_size, false);
+  if (c.boolean_or({"tie_word_embeddings"}, true)) t.tie("lm_head.weight", "model.language_model.embed_tokens.weight");
+  t.no_split_modules = {"Gemma3DecoderLayer", "SiglipTextEmbeddings", "SiglipVisionEmbeddings", "SiglipEncoderLayer",
+                        "SiglipMultiheadAttentionPoolingHead"};
+  t.idle_modules = {"model.vision_tower", "model.multi_modal_projector"};
+  return t;
+}
+
+// PixtralVisionModel: patch_conv (no bias), ln_pre, transformer{layers[PixtralAttentionLayer{
+// attention_norm, feed_forward{gate,up,down_proj, act_fn}, attention{k,v,q,o_proj}, ffn_norm}]},
+// patch_positional_embedding {inv_freq, original_inv_freq: (image/patch)^2 x head_dim float32}.
+void pixtral_vision(ModuleTree& t, int parent, const std::string& name, const ConfigView& v) {
+  const int64_t hidden = v.positive_or({"hidden_size"}, 1024);
+  const int64_t inter = v.positive_or({"intermediate_size"}, 4096);
+  const int64_t layers = v.positive_or({"num_hidden_layers"}, 24);
+  const int64_t heads = v.positive_or({"num_attention_heads"}, 16);
+  const int64_t channels = v.positive_or({"num_channels"}, 3);
+  const int64_t image = v.positive_or({"image_size"}, 1024);
+  const int64_t patch = v.positive_or({"patch_size"}, 16);
+  const int64_t head_dim = hidden / heads;  // PixtralVisionConfig sets head_dim = hidden / heads
+  const int64_t side = image / patch;
+  const char* act = activation_class(v.string("hidden_act").value_or("gelu"));
+  const int tower = t.add_module(parent, name, "PixtralVisionModel");
+  conv2d(t, tower, "patch_conv", channels, hidden, patch, false);
+  rms_norm(t, tower, "ln_pre", hidden, "PixtralRMSNorm");
+  const int tr = t.add_module(tower, "transformer", "PixtralTransformer");
+  const int list = t.add_module(tr, "layers", "ModuleList");
+  for (int64_t i = 0; i < layers; ++i) {
+    const int layer = t.add_module(list, std::to_string(i), "PixtralAttentionLayer");
+    rms_norm(t, layer, "attention_norm", hidden, "PixtralRMSNorm");
+    const int ff = t.add_module(layer, "feed_forward", "PixtralMLP");
+    linear(t, ff, "gate_proj", hidden, inter, false);
+    linear(t, ff, "up_proj", hidden, inter, false);
+    linear(t, ff, "down_proj", inter, hidden, false);
+    leaf(t, ff, "act_fn", act);
+    const int attn = t.add_module(layer, "attention", "PixtralAttention");
+    for (const char* proj : {"k_proj", "v_proj", "q_proj", "o_proj"}) linear(t, attn, proj, hidden, hidden, false);
+    rms_norm(t, layer, "ffn_norm", hidden, "PixtralRMSNorm");
+  }
+  const int rot = t.add_module(tower, "patch_positional_embedding", "PixtralRotaryEmbedding");
+  t.add_buffer(rot, "inv_freq", {side * side, head_dim}, false, DType::kFloat32, false);
+  t.add_buffer(rot, "original_inv_freq", {side * side, head_dim}, false, DType::kFloat32, false);
+}
+
+// Mistral3ForConditionalGeneration (model_type mistral3: Mistral Small 3.1 / 3.2): LlavaModel's
+// layout with a Pixtral tower, Mistral3MultiModalProjector{norm, patch_merger{merging_layer},
+// linear_1, act, linear_2} and the text model of text_config.model_type (mistral).
+// _no_split_modules: the children's (PixtralAttentionLayer, <text>DecoderLayer).
+ModuleTree build_mistral3(const ModelSpec& spec) {
+  const ConfigView& c = spec.config;
+  const ConfigView text = sub_config(c, "text_config");
+  const ConfigView vision = sub_config(c, "vision_config");
+  const std::string text_type = text.string("model_type").value_or("mistral");
+  const DenseFamily* tf = nullptr;
+  for (const DenseFamily& f : dense_families()) {
+    if (text_type == f.model_type) tf = &f;
+  }
+  if (!tf) throw InputError(c.file(), 0, 0, "text_config.model_type " + quote_for_message(text_type) + " is not a dense family dmap builds");
+  ModuleTree t("Mistral3ForConditionalGeneration");
+  const int model = t.add_module(t.root(), "model", "Mistral3Model");
+  pixtral_vision(t, model, "vision_tower", vision);
+  const int64_t vh = vision.positive_or({"hidden_size"}, 1024);
+  const int64_t th = text.positive({"hidden_size"});
+  const int64_t merge = c.positive_or({"spatial_merge_size"}, 2);
+  const YAML::Node vfl = c.node()["vision_feature_layer"];
+  const int64_t feature_layers = vfl.IsDefined() && vfl.IsSequence() ? static_cast<int64_t>(vfl.size()) : 1;
+  const bool bias = c.boolean_or({"multimodal_projector_bias"}, false);
+  const int proj = t.add_module(model, "multi_modal_projector", "Mistral3MultiModalProjector");
+  rms_norm(t, proj, "norm", vh, "Mistral3RMSNorm");
+  const int merger = t.add_module(proj, "patch_merger", "Mistral3PatchMerger");
+  linear(t, merger, "merging_layer", vh * merge * merge, vh, false);
+  linear(t, proj, "linear_1", vh * feature_layers, th, bias);
+  leaf(t, proj, "act", activation_class(c.string("projector_hidden_act").value_or("gelu")));
+  linear(t, proj, "linear_2", th, th, bias);
+  dense_model(t, model, "language_model", text, *tf);
+  linear(t, t.root(), "lm_head", t.dims.hidden_size, t.dims.vocab_size, false);
+  if (c.boolean_or({"tie_word_embeddings"}, true)) t.tie("lm_head.weight", "model.language_model.embed_tokens.weight");
+  t.no_split_modules = {"PixtralAttentionLayer", std::string(tf->prefix) + "DecoderLayer"};
+  t.idle_modules = {"model.vision_tower", "model.multi_modal_projector"};
+  return t;
+}
+
 
 // ---------------------------------------------------------------------------------------
 // gpt2: GPT2LMHeadModel{transformer: GPT2Model{wte, wpe, drop, h[GPT2Block{ln_1, attn{c_attn,
@@ -626,7 +822,7 @@ const std::vector<std::string>& supported_model_types() {
   static const std::vector<std::string> kTypes = [] {
     std::vector<std::string> v;
     for (const DenseFamily& f : dense_families()) v.push_back(f.model_type);
-    for (const char* other : {"gpt2", "opt", "gptj", "gpt_neox", "chatglm"}) v.push_back(other);
+    for (const char* other : {"gemma3", "mistral3", "gpt2", "opt", "gptj", "gpt_neox", "chatglm"}) v.push_back(other);
     return v;
   }();
   return kTypes;
@@ -638,6 +834,8 @@ ModuleTree build_module_tree(const ModelSpec& spec) {
     for (const DenseFamily& f : dense_families()) {
       if (mt == f.model_type) return build_dense(spec, f);
     }
+    if (mt == "gemma3") return build_gemma3(spec);
+    if (mt == "mistral3") return build_mistral3(spec);
     if (mt == "gpt2") return build_gpt2(spec);
     if (mt == "opt") return build_opt(spec);
     if (mt == "gptj") return build_gptj(spec);

@@ -94,6 +94,9 @@ class ModuleTree {
   const std::vector<std::pair<std::string, std::string>>& ties() const { return ties_; }
 
   std::vector<std::string> no_split_modules;  // class names (the model's `_no_split_modules`)
+  // Full names of modules that compute nothing in text generation (a multimodal checkpoint's
+  // vision tower and projector when no image is given): placed and sized, no operators.
+  std::vector<std::string> idle_modules;
   std::string model_type;
   std::string model_name;
   ModelDims dims;

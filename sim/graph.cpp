@@ -59,6 +59,7 @@ struct Builder {
   void visit(int id) {
     const TreeNode& n = t.node(id);
     if (n.is_tensor) return;
+    if (std::find(t.idle_modules.begin(), t.idle_modules.end(), n.name) != t.idle_modules.end()) return;  // no ops
     const std::string& cls = n.class_name;
     if (is_linear(n)) {
       const int w = direct_param(t, id, "weight");

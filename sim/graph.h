@@ -8,7 +8,9 @@
 //
 // Ops are attached to the tree node whose device decides where they run: a Linear's own
 // node, the attention module for attention, the MLP module for the activation, the decoder
-// layer for its residual adds.
+// layer for its residual adds. The tree's idle modules (a multimodal checkpoint's vision tower
+// and projector: dmap simulates text generation, no image in the prompt) have no ops; their
+// weights are placement units like any other.
 #pragma once
 
 #include <cstdint>

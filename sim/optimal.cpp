@@ -83,6 +83,7 @@ struct Tables {
   std::vector<std::array<OwnStream, 7>> own;
   std::vector<double> gpu_cap, gpu_ctx;
   double host_cap = 0, cache_cap = 0, all_weights = 0;
+  double read_weights = 0;                 // of the units with operators (others are never read)
   double gpu_room = 0;                     // bytes all GPUs can hold besides context and workspace
   bool host_binding = false;
 
@@ -211,6 +212,7 @@ struct Tables {
     double all_kv_p = 0, all_kv_d = 0;
     for (int u = 0; u < units; ++u) {
       all_weights += weights[u];
+      if (has_ops[u]) read_weights += weights[u];
       all_kv_p += kv_p[u];
       all_kv_d += kv_d[u];
     }
@@ -1015,10 +1017,13 @@ struct Search {
       finish(n, L.sig, UnitChoice::kResident, L.sig);
       return;
     }
+    // A unit with weights and no operators (a vision tower's, no image given) costs nothing
+    // wherever it is: it goes to the GPU in use, RAM or disk, not to a later GPU or streamed.
+    const bool idle = !T.has_ops[u];
     // Resident on the GPU in use or on a later one.
-    if (G > 0) {
+    if (G > 0 && !(idle && allow_disk && !(u == 0 && mode != Mode::kNone))) {
       const int first = std::max(0, static_cast<int>(L.open));
-      const int last = (u == 0 && mode != Mode::kNone) ? 0 : G - 1;
+      const int last = (u == 0 && mode != Mode::kNone) || idle ? first : G - 1;
       for (int g = first; g <= last; ++g) {
         Label n = L;
         if (g != L.open) {
@@ -1052,7 +1057,7 @@ struct Search {
     }
     if (u == 0 && mode != Mode::kNone) return;  // streaming: unit 0 resident on GPU 0
     // Streamed to GPU 0 while it is the GPU in use.
-    if (mode != Mode::kNone && L.open == 0) {
+    if (mode != Mode::kNone && L.open == 0 && !idle) {
       for (bool disk : {false, true}) {
         if (disk && !allow_disk) continue;
         const UnitChoice c = mode == Mode::kPrefetch
@@ -1069,23 +1074,24 @@ struct Search {
           n.gt = std::max(n.gt, p.transient);
         }
         host_add(n, u, !disk, false);
-        n.pc += T.weights[u];
+        if (T.has_ops[u]) n.pc += T.weights[u];  // weights never read need no page cache
         if (is_source) n.sig = static_cast<int8_t>(storage);
         ++stats.labels;
         finish(n, 0, c, -1);
       }
     }
-    // Computed in place on the CPU.
-    if (any_in_place_possible) {
+    // Computed in place on the CPU (an idle unit: on disk when it may, where it takes nothing).
+    if (any_in_place_possible || idle) {
       for (bool disk : {false, true}) {
         if (disk && !allow_disk) continue;
+        if (idle && allow_disk && !disk) continue;
         const UnitChoice c = disk ? UnitChoice::kInPlaceDisk : UnitChoice::kInPlaceCpu;
         Label n = L;
         const int storage = disk ? kDisk : kRam;
         const UnitPrice p = price_unit(T, u, c, -1, storage, tie, L.pe, Semantics::kInPlace, warm);
         n.t += p.time;
         host_add(n, u, !disk, true);
-        n.pc += T.weights[u];
+        if (T.has_ops[u]) n.pc += T.weights[u];  // weights never read need no page cache
         if (is_source) n.sig = static_cast<int8_t>(storage);
         ++stats.labels;
         finish(n, -1, c, -1);
@@ -1453,7 +1459,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     for (Mode m : modes) {
       // Warm decode reads need the page cache to hold every weight off the GPUs: at least the
       // weights the GPUs cannot hold.
-      if (warm && T.all_weights - T.gpu_room > T.cache_cap) continue;
+      if (warm && T.read_weights - T.gpu_room > T.cache_cap) continue;
       if (!options.prune) {
         Search s{T, options, m, warm, res.stats, disk};
         s.max_labels = std::max(2, options.max_labels);

@@ -3,8 +3,10 @@
 // under every memory limit the simulator checks.
 //
 // Search space. The chain of placement units (embedding, decoder layers, final norm, head; a
-// unit without operators and bytes, such as rotary buffers, goes anywhere for free). Each unit
-// is either
+// unit without operators and bytes, such as rotary buffers, goes anywhere for free; one with
+// weights and no operators — a multimodal checkpoint's vision tower, no image given — costs
+// nothing anywhere and goes to disk when disk may be used (its weights, never read, take no
+// memory there), else to RAM or the GPU in use). Each unit is either
 //   * resident on a GPU (GPUs are used in order: the GPU of resident units never decreases
 //     along the chain, except that a tied head may sit on the GPU holding its tie source, as
 //     accelerate places it),

@@ -190,6 +190,7 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
   std::vector<int64_t> host_windows;
   std::vector<char> gpu_used(ngpu, 0), gpu_head(ngpu, 0);
   double host_weights = 0, disk_weights = 0;
+  double disk_read = 0;  // disk weights some operator reads (an idle vision tower's are never read)
   bool host_exec = false, host_head = false;
   for (int id = 0; id < tree.size(); ++id) {
     const TreeNode& n = tree.node(id);
@@ -202,6 +203,8 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
       gpu_used[d.index] = 1;
     } else if (d.kind == Device::Kind::kDisk) {
       disk_weights += b;
+      const int u = g.chain_of_node[id];
+      if (u < 0 || g.chain[u].first_op != g.chain[u].end_op) disk_read += b;
     } else {
       host_weights += b;
     }
@@ -298,7 +301,7 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
   if (main_gpu && all_weights > 0) p.offloaded_fraction = (host_weights + disk_weights) / all_weights;
 
   // ---- time ----
-  const bool warm_decode = page_cache_holds(hw, static_cast<Bytes>(host_weights), static_cast<Bytes>(disk_weights));
+  const bool warm_decode = page_cache_holds(hw, static_cast<Bytes>(host_weights), static_cast<Bytes>(disk_read));
   auto lane_of = [](ExecDevice d) { return d.is_cpu() ? std::string("cpu") : "cuda:" + std::to_string(d.gpu); };
   // spans: where the phase's timeline goes (nullptr: not recorded). Without overlap every
   // copy and read sits right before its op; prefetch copies run on the link from the start of

@@ -109,6 +109,19 @@ tie_word_embeddings: false
 torch_dtype: bfloat16
 )";
 
+// google/gemma-3-12b-it (configs/models/gemma3_12b.yaml): the multimodal tree, a SigLIP tower
+// before the 48-layer text model.
+constexpr const char* kGemma3_12b = R"(
+name: gemma-3-12b-it
+model_type: gemma3
+text_config: {hidden_size: 3840, intermediate_size: 15360, num_attention_heads: 16, num_hidden_layers: 48,
+  num_key_value_heads: 8, head_dim: 256, vocab_size: 262208, sliding_window: 1024,
+  rope_scaling: {factor: 8.0, rope_type: linear}}
+vision_config: {hidden_size: 1152, image_size: 896, intermediate_size: 4304, num_attention_heads: 16,
+  num_hidden_layers: 27, patch_size: 14, vision_use_head: false}
+torch_dtype: bfloat16
+)";
+
 struct Model {
   std::string id;         // benchmark name component
   const char* yaml;       // config text
@@ -133,7 +146,7 @@ Model& model(const std::string& id) {
   if (it != models.end()) return it->second;
   Model m;
   m.id = id;
-  m.yaml = id == "llama2_70b" ? kLlama2_70b : id == "qwen3_32b" ? kQwen3_32b : kGpt2Xl;
+  m.yaml = id == "llama2_70b" ? kLlama2_70b : id == "qwen3_32b" ? kQwen3_32b : id == "gemma3_12b" ? kGemma3_12b : kGpt2Xl;
   m.tree = std::make_unique<ModuleTree>(dmap::build_module_tree(parse_spec(m.yaml, id)));
   m.total_fp16 = dmap::compute_module_sizes(*m.tree, fp16_sizing()).total();
   return models.emplace(id, std::move(m)).first->second;
@@ -334,7 +347,7 @@ class RatioReporter : public benchmark::BenchmarkReporter {
 };
 
 void register_all() {
-  const char* models[] = {"llama2_70b", "gpt2_xl", "qwen3_32b"};
+  const char* models[] = {"llama2_70b", "gpt2_xl", "qwen3_32b", "gemma3_12b"};
   // Baselines first: the ratio reporter needs them before the runs they divide.
   for (const char* id : models) {
     benchmark::RegisterBenchmark((std::string("sizes/") + id).c_str(), BM_Sizes, std::string(id))

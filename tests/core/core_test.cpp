@@ -415,3 +415,89 @@ TEST_CASE("declared dense families: parts, fused projections, q/k norms and slid
   CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: phi3\nrope_parameters: {partial_rotary_factor: 2}\n" + dims)),
                     Catch::Contains("inline.yaml:") && Catch::Contains("expected a number in (0, 1]"));
 }
+
+TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transformers v5 main builds them", "[unit][core]") {
+  auto children = [](const ModuleTree& t, const std::string& name) {
+    std::vector<std::string> out;
+    REQUIRE(t.find(name) >= 0);
+    for (int c : t.node(t.find(name)).children) out.push_back(t.node(c).local);
+    return out;
+  };
+  auto shape = [](const ModuleTree& t, const std::string& name) {
+    REQUIRE(t.find(name) >= 0);
+    return t.node(t.find(name)).shape;
+  };
+  // Gemma3ForConditionalGeneration: model{vision_tower, multi_modal_projector, language_model}, lm_head
+  // tied to the text embedding; SigLIP without the `.vision_model.` level (v5 main), no pooling
+  // head when vision_use_head is false; sizes of modeling_gemma3.py / modeling_siglip.py.
+  const ModuleTree g = build_module_tree(spec_from(
+      "model_type: gemma3\n"
+      "text_config: {hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, "
+      "num_key_value_heads: 1, head_dim: 8, vocab_size: 64, sliding_window: 16, sliding_window_pattern: 2}\n"
+      "vision_config: {hidden_size: 24, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 3, image_size: 28, "
+      "patch_size: 7, vision_use_head: false}\n"));
+  CHECK(g.node(g.root()).class_name == "Gemma3ForConditionalGeneration");
+  CHECK(children(g, "") == std::vector<std::string>{"model", "lm_head"});
+  CHECK(children(g, "model") == std::vector<std::string>{"vision_tower", "multi_modal_projector", "language_model"});
+  CHECK(children(g, "model.vision_tower") == std::vector<std::string>{"embeddings", "encoder", "post_layernorm"});
+  CHECK(shape(g, "model.vision_tower.embeddings.patch_embedding.weight") == std::vector<int64_t>{24, 3, 7, 7});
+  CHECK(shape(g, "model.vision_tower.embeddings.patch_embedding.bias") == std::vector<int64_t>{24});
+  CHECK(shape(g, "model.vision_tower.embeddings.position_embedding.weight") == std::vector<int64_t>{16, 24});
+  const TreeNode& pos = g.node(g.find("model.vision_tower.embeddings.position_ids"));
+  CHECK((pos.is_buffer && !pos.persistent && !pos.follows_model_dtype && pos.fixed_dtype == DType::kInt64));
+  CHECK(pos.shape == std::vector<int64_t>{1, 16});
+  CHECK(children(g, "model.vision_tower.encoder.layers.1") ==
+        std::vector<std::string>{"layer_norm1", "self_attn", "layer_norm2", "mlp"});
+  CHECK(children(g, "model.vision_tower.encoder.layers.0.self_attn") ==
+        std::vector<std::string>{"k_proj", "v_proj", "q_proj", "out_proj"});
+  CHECK(children(g, "model.vision_tower.encoder.layers.0.mlp") == std::vector<std::string>{"activation_fn", "fc1", "fc2"});
+  CHECK(shape(g, "model.vision_tower.encoder.layers.0.mlp.fc1.bias") == std::vector<int64_t>{40});
+  CHECK(shape(g, "model.multi_modal_projector.mm_input_projection_weight") == std::vector<int64_t>{24, 32});
+  CHECK(children(g, "model.multi_modal_projector") == std::vector<std::string>{"mm_soft_emb_norm", "avg_pool"});
+  CHECK(g.node(g.find("model.language_model")).class_name == "Gemma3TextModel");
+  CHECK(g.find("model.language_model.embed_tokens.embed_scale") >= 0);
+  CHECK(g.dims.num_layers == 2);
+  CHECK(g.dims.layer_window == std::vector<int64_t>{16, 0});
+  REQUIRE(g.ties().size() == 1);
+  CHECK(g.ties().front() == std::pair<std::string, std::string>{"lm_head.weight", "model.language_model.embed_tokens.weight"});
+  CHECK(std::find(g.no_split_modules.begin(), g.no_split_modules.end(), "SiglipEncoderLayer") != g.no_split_modules.end());
+  CHECK(g.idle_modules == std::vector<std::string>{"model.vision_tower", "model.multi_modal_projector"});
+  // vision_use_head defaults to true: the pooling head with torch's MultiheadAttention.
+  const ModuleTree gh = build_module_tree(spec_from(
+      "model_type: gemma3\ntext_config: {hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, "
+      "num_key_value_heads: 1, head_dim: 8, vocab_size: 64}\nvision_config: {hidden_size: 24, num_attention_heads: 3, "
+      "num_hidden_layers: 1}\n"));
+  CHECK(children(gh, "model.vision_tower.head") == std::vector<std::string>{"attention", "layernorm", "mlp"});
+  CHECK(shape(gh, "model.vision_tower.head.attention.in_proj_weight") == std::vector<int64_t>{72, 24});
+  CHECK(shape(gh, "model.vision_tower.embeddings.position_embedding.weight") == std::vector<int64_t>{196, 24});  // 224/16
+  // Mistral3ForConditionalGeneration: Pixtral tower, the projector with its patch merger, the
+  // Mistral text model; lm_head tied (Mistral3Config's default) unless the config says no.
+  const std::string m3 =
+      "model_type: mistral3\nspatial_merge_size: 2\n"
+      "text_config: {model_type: mistral, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, "
+      "num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, vocab_size: 64}\n"
+      "vision_config: {hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, image_size: 56, "
+      "patch_size: 14, hidden_act: silu}\n";
+  const ModuleTree m = build_module_tree(spec_from(m3));
+  CHECK(children(m, "model") == std::vector<std::string>{"vision_tower", "multi_modal_projector", "language_model"});
+  CHECK(children(m, "model.vision_tower") ==
+        std::vector<std::string>{"patch_conv", "ln_pre", "transformer", "patch_positional_embedding"});
+  CHECK(m.find("model.vision_tower.patch_conv.bias") < 0);
+  CHECK(shape(m, "model.vision_tower.patch_conv.weight") == std::vector<int64_t>{16, 3, 14, 14});
+  CHECK(children(m, "model.vision_tower.transformer.layers.0") ==
+        std::vector<std::string>{"attention_norm", "feed_forward", "attention", "ffn_norm"});
+  CHECK(children(m, "model.vision_tower.transformer.layers.0.feed_forward") ==
+        std::vector<std::string>{"gate_proj", "up_proj", "down_proj", "act_fn"});
+  CHECK(m.node(m.find("model.vision_tower.transformer.layers.0.feed_forward.act_fn")).class_name == "SiLUActivation");
+  CHECK(shape(m, "model.vision_tower.patch_positional_embedding.inv_freq") == std::vector<int64_t>{16, 8});  // (56/14)^2 x head_dim
+  CHECK(children(m, "model.multi_modal_projector") == std::vector<std::string>{"norm", "patch_merger", "linear_1", "act", "linear_2"});
+  CHECK(shape(m, "model.multi_modal_projector.patch_merger.merging_layer.weight") == std::vector<int64_t>{16, 64});
+  CHECK(shape(m, "model.multi_modal_projector.linear_1.weight") == std::vector<int64_t>{32, 16});
+  CHECK(m.find("model.multi_modal_projector.linear_1.bias") < 0);
+  CHECK(m.node(m.find("model.language_model")).class_name == "MistralModel");
+  CHECK(m.no_split_modules == std::vector<std::string>{"PixtralAttentionLayer", "MistralDecoderLayer"});
+  CHECK(m.ties().size() == 1);
+  CHECK(build_module_tree(spec_from(m3 + "tie_word_embeddings: false\n")).ties().empty());
+  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: mistral3\ntext_config: [1, 2]\n")),
+                    Catch::Contains("inline.yaml:2") && Catch::Contains("text_config: expected a map"));
+}
