@@ -151,7 +151,11 @@ std::vector<int64_t> sliding_windows(const ConfigView& c, Sliding rule, int64_t 
 // The rotary fraction of head_dim: the config's `partial_rotary_factor`, or transformers v5's
 // `rope_parameters.partial_rotary_factor` (where v5 configs keep it), else 1.
 double partial_rotary_factor(const ConfigView& c) {
-  if (c.has("partial_rotary_factor")) return c.number_or({"partial_rotary_factor"}, 1.0);
+  if (c.has("partial_rotary_factor")) {
+    const double v = c.number_or({"partial_rotary_factor"}, 1.0);
+    if (!(v > 0 && v <= 1)) fail_at(c.file(), c.node()["partial_rotary_factor"], "partial_rotary_factor: expected a number in (0, 1]");
+    return v;
+  }
   const YAML::Node rp = c.node()["rope_parameters"];
   if (rp && rp.IsMap() && rp["partial_rotary_factor"] && rp["partial_rotary_factor"].IsScalar()) {
     const double v = yaml_double(c.file(), rp["partial_rotary_factor"], "rope_parameters.partial_rotary_factor");
@@ -404,15 +408,22 @@ const DenseFamily& dense_family(const std::string& model_type) {
 // vision_tower.vision_model.* lose it on load): embeddings{patch_embedding, position_embedding;
 // position_ids}, encoder{layers[SiglipEncoderLayer{layer_norm1, self_attn{k,v,q,out_proj},
 // layer_norm2, mlp{activation_fn, fc1, fc2}}]}, post_layernorm, [head].
+// A vision tower's sizes: vision_config's values, else its config class's defaults.
+struct VisionDims {
+  int64_t hidden, inter, layers, heads, channels, image, patch;
+};
+VisionDims vision_dims(const ConfigView& v, const VisionDims& d) {
+  VisionDims r{v.positive_or({"hidden_size"}, d.hidden),       v.positive_or({"intermediate_size"}, d.inter),
+               v.positive_or({"num_hidden_layers"}, d.layers), v.positive_or({"num_attention_heads"}, d.heads),
+               v.positive_or({"num_channels"}, d.channels),    v.positive_or({"image_size"}, d.image),
+               v.positive_or({"patch_size"}, d.patch)};
+  if (r.hidden % r.heads != 0) throw InputError(v.file(), 0, 0, "vision_config: hidden_size is not a multiple of num_attention_heads");
+  return r;
+}
+
 void siglip_vision(ModuleTree& t, int parent, const std::string& name, const ConfigView& v) {
-  const int64_t hidden = v.positive_or({"hidden_size"}, 768);
-  const int64_t inter = v.positive_or({"intermediate_size"}, 3072);
-  const int64_t layers = v.positive_or({"num_hidden_layers"}, 12);
-  const int64_t heads = v.positive_or({"num_attention_heads"}, 12);
-  const int64_t channels = v.positive_or({"num_channels"}, 3);
-  const int64_t image = v.positive_or({"image_size"}, 224);
-  const int64_t patch = v.positive_or({"patch_size"}, 16);
-  if (hidden % heads != 0) throw InputError(v.file(), 0, 0, "vision_config: hidden_size is not a multiple of num_attention_heads");
+  // SiglipVisionConfig's defaults.
+  const auto [hidden, inter, layers, heads, channels, image, patch] = vision_dims(v, {768, 3072, 12, 12, 3, 224, 16});
   const int64_t patches = (image / patch) * (image / patch);
   const char* act = activation_class(v.string("hidden_act").value_or("gelu_pytorch_tanh"));
   const int tower = t.add_module(parent, name, "SiglipVisionModel");
@@ -479,13 +490,8 @@ ModuleTree build_gemma3(const ModelSpec& spec) {
 // attention_norm, feed_forward{gate,up,down_proj, act_fn}, attention{k,v,q,o_proj}, ffn_norm}]},
 // patch_positional_embedding {inv_freq, original_inv_freq: (image/patch)^2 x head_dim float32}.
 void pixtral_vision(ModuleTree& t, int parent, const std::string& name, const ConfigView& v) {
-  const int64_t hidden = v.positive_or({"hidden_size"}, 1024);
-  const int64_t inter = v.positive_or({"intermediate_size"}, 4096);
-  const int64_t layers = v.positive_or({"num_hidden_layers"}, 24);
-  const int64_t heads = v.positive_or({"num_attention_heads"}, 16);
-  const int64_t channels = v.positive_or({"num_channels"}, 3);
-  const int64_t image = v.positive_or({"image_size"}, 1024);
-  const int64_t patch = v.positive_or({"patch_size"}, 16);
+  // PixtralVisionConfig's defaults.
+  const auto [hidden, inter, layers, heads, channels, image, patch] = vision_dims(v, {1024, 4096, 24, 16, 3, 1024, 16});
   const int64_t head_dim = hidden / heads;  // PixtralVisionConfig sets head_dim = hidden / heads
   const int64_t side = image / patch;
   const char* act = activation_class(v.string("hidden_act").value_or("gelu"));

@@ -414,6 +414,9 @@ TEST_CASE("declared dense families: parts, fused projections, q/k norms and slid
   CHECK(phi4.node(phi4.find("model.rotary_emb.inv_freq")).shape == std::vector<int64_t>{3});
   CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: phi3\nrope_parameters: {partial_rotary_factor: 2}\n" + dims)),
                     Catch::Contains("inline.yaml:") && Catch::Contains("expected a number in (0, 1]"));
+  // Top level too (a mutant once reached an internal check with -0.5).
+  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: phi3\npartial_rotary_factor: -0.5\n" + dims)),
+                    Catch::Contains("inline.yaml:2:") && Catch::Contains("partial_rotary_factor: expected a number in (0, 1]"));
 }
 
 TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transformers v5 main builds them", "[unit][core]") {
