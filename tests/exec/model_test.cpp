@@ -201,6 +201,21 @@ TEST_CASE("executor input errors name the file or the value", "[unit][exec][mode
   CHECK_THROWS_WITH(m.forward(long_prompt.data(), 9, 0, logits.data()), Catch::Contains("exceeds max_seq"));
   CHECK_THROWS_WITH(exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "configs/models/gpt2_xl.yaml").string())),
                     Catch::Contains("runs llama, mistral, qwen2, gemma, qwen3, olmo2, phi3, gemma2, gemma3_text; this model is"));
+  // RoPE settings of the new families: wrong lengths, values and types name the file and line.
+  const std::string phi3 =
+      "model_type: phi3\nvocab_size: 64\nhidden_size: 32\nintermediate_size: 48\nnum_hidden_layers: 2\n"
+      "num_attention_heads: 4\nmax_position_embeddings: 256\noriginal_max_position_embeddings: 16\n";
+  auto spec = [](const std::string& yaml) { return model_spec_from_node(load_yaml_string(yaml, "c.yaml"), "c.yaml"); };
+  const ExecConfig ok = exec_config(spec(phi3 + "rope_scaling: {type: longrope, short_factor: [1, 1, 1, 1], long_factor: [2, 2, 2, 2]}\n"));
+  CHECK(ok.longrope_long.size() == 4);
+  CHECK(ok.rope_attention == Approx(std::sqrt(1 + std::log(16.0) / std::log(16.0))));
+  CHECK_THROWS_WITH(exec_config(spec(phi3 + "rope_scaling: {type: longrope, short_factor: [1, 1], long_factor: [2, 2, 2, 2]}\n")),
+                    Catch::Contains("c.yaml:9") && Catch::Contains("short_factor: expected a list of 4 numbers"));
+  CHECK_THROWS_WITH(exec_config(spec(phi3 + "rope_scaling: {type: longrope, short_factor: [1, 1, -1, 1], long_factor: [2, 2, 2, 2]}\n")),
+                    Catch::Contains("c.yaml:9") && Catch::Contains("expected positive numbers"));
+  CHECK_THROWS_WITH(exec_config(spec(phi3 + "rope_scaling: {type: yarn, factor: 4}\n")),
+                    Catch::Contains("c.yaml:9") && Catch::Contains("type 'yarn' is not supported for phi3"));
+  CHECK_THROWS_WITH(exec_config(spec(phi3 + "partial_rotary_factor: 0.1\n")), Catch::Contains("rotary channels"));
 }
 
 TEST_CASE("disk-offloaded layers give the same tokens as all-CPU, read from disk every forward", "[unit][exec][model][disk]") {
