@@ -225,7 +225,10 @@ ExecConfig exec_config(const ModelSpec& spec) {
       const size_t half = static_cast<size_t>(e.rotary() / 2);
       e.longrope_short = rope_factors(c, rs, "short_factor", where, half);
       e.longrope_long = rope_factors(c, rs, "long_factor", where, half);
-      e.rope_orig_max = static_cast<double>(c.integer_or({"original_max_position_embeddings"}, static_cast<int64_t>(rope_number(c, rs, "original_max_position_embeddings", where, static_cast<double>(e.max_pos)))));
+      // original_max_position_embeddings: top level (Phi-3's configs), else in the rope map.
+      e.rope_orig_max = c.has("original_max_position_embeddings")
+                            ? c.number_or({"original_max_position_embeddings"}, 0.0)
+                            : rope_number(c, rs, "original_max_position_embeddings", where, static_cast<double>(e.max_pos));
       if (!(e.rope_orig_max > 0)) throw InputError(spec.source, 0, 0, "longrope needs original_max_position_embeddings");
       const double factor = rope_number(c, rs, "factor", where, static_cast<double>(e.max_pos) / e.rope_orig_max);
       e.rope_attention = rope_number(c, rs, "attention_factor", where,
@@ -653,8 +656,7 @@ const std::vector<float>& CpuModel::gain(const std::string& name) const {
 }
 
 void CpuModel::softcap(float* v, int64_t n, double cap) const {
-  const float c = static_cast<float>(cap);
-  for (int64_t i = 0; i < n; ++i) v[i] = round1(round1(std::tanh(round1(v[i] / c))) * c);
+  for (int64_t i = 0; i < n; ++i) v[i] = softcap1(v[i], static_cast<float>(cap));
 }
 
 void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out) {
@@ -710,7 +712,7 @@ void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v
       float mx = -INFINITY;
       for (int64_t j = first; j <= pos; ++j) {
         p[j] = round1(round1(p[j]) * scale);
-        if (cap > 0) p[j] = round1(round1(std::tanh(round1(p[j] / cap))) * cap);  // gemma2's soft-capping
+        if (cap > 0) p[j] = softcap1(p[j], cap);  // gemma2's soft-capping
         mx = std::max(mx, p[j]);
       }
       const float sum = cpu::exp_shifted(p + first, pos - first + 1, mx);

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -261,6 +262,7 @@ class CpuModel : public Executor {
   void mlp(const std::string& p, const float* h, int64_t M, float* out);
   // v = round(tanh(v / cap) * cap) at the activation dtype's rounding points.
   void softcap(float* v, int64_t n, double cap) const;
+  float softcap1(float v, float cap) const { return round1(round1(std::tanh(round1(v / cap))) * cap); }
   // Rounds activations to the model's 16-bit dtype (no-op in float32).
   void round_act(float* p, int64_t n) const;
   // x = round(x + round(h)): the residual add at the activation dtype.
