@@ -391,18 +391,21 @@ struct RoomBound {
     double mu = 0, nu = 0, kappa = 0, nu_ip = 0;
   };
   std::vector<double> rest_bytes;   // [u]: host bytes units u.. can take at most (mu is paid on no more)
-  std::vector<double> rest_common;  // [u]: commonest units among u.. (nu, nu_ip, kappa are paid on no more)
+  // [u]: what units u.. pay nu (and kappa) and nu_ip for at most: a commonest unit counts 1,
+  // another floor(its bytes / the commonest's) — it takes at least that many of its places.
+  std::vector<double> rest_common, rest_ip;
   // What a column's prices credit units v.. for the host room and page-cache room left (hx: a
   // CPU operator has run, its workspace is in the host room's use): what they pay at most.
   double credit(const Table& t, int v, double host_room, double cache_room, bool hx) const {
     double c = 0;
     if (t.mu > 0) c += t.mu * std::min(host_room, rest_bytes[v]);
     if (t.nu > 0) c += t.nu * std::min(rest_common[v], std::floor(host_room / w_common));
-    if (t.nu_ip > 0) c += t.nu_ip * std::min(rest_common[v], std::floor(std::max(0.0, host_room - (hx ? 0.0 : ws_host)) / ip_common));
+    if (t.nu_ip > 0) c += t.nu_ip * std::min(rest_ip[v], std::floor(std::max(0.0, host_room - (hx ? 0.0 : ws_host)) / ip_common));
     if (t.kappa > 0) c += t.kappa * std::min(rest_common[v], std::floor(cache_room / w_common));
     return c;
   }
   std::vector<Table> tables;      // prices: a column each per tie-storage class (row() lays them out)
+  Placement relaxed;             // the relaxation's optimum (may break rules or not fit; empty if none)
   // Floats rounded down (a bound stays a bound): the table is tens of MB for many GPUs.
   TablePool::Table packed;
   size_t width = 0;              // columns per cell: tie-storage classes x tables
@@ -503,8 +506,10 @@ std::pair<double, double> bucket_size(double room, int k, const std::vector<std:
   double best_q = room / k, best = loss(best_q);
   for (const auto& [bytes, count] : items) {
     if (count <= 0) continue;
-    for (int j = 1; bytes / j >= room / k; ++j) {  // the item a whole number of buckets
-      const double q = bytes / j, l = loss(q);
+    // (An item far larger than the room would try millions: 2k buckets are more than it needs.)
+    for (int j = 1; j <= 2 * k && bytes / j >= room / k; ++j) {  // the item a whole number of buckets
+      // (A hair under bytes / j, so that bytes / q is not rounded to just under j.)
+      const double q = bytes / j * (1 - 1e-12), l = loss(q);
       if (l < best || (l == best && q < best_q)) {
         best = l;
         best_q = q;
@@ -551,8 +556,18 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   for (int g = 0; g < G; ++g) {
     const double room = std::max(1.0, T.gpu_cap[g] - T.gpu_ctx[g] - std::max(T.ws_p, T.ws_d));
     std::vector<std::pair<double, double>> items;  // (bytes, how many at most)
-    if (common > 0) items.push_back({common, std::min<double>(n_common, std::floor(room / common))});
+    // (A GPU too small for one such unit still sizes its buckets by it: rounded down to a whole
+    // number of them, a unit slightly larger than the room would otherwise fit.)
+    if (common > 0) items.push_back({common, std::max(1.0, std::min<double>(n_common, std::floor(room / common)))});
     if (g == 0 && stream && kv_common > 0) items.push_back({kv_common, std::min<double>(n_common, std::floor(room / kv_common))});
+    // The other units resident (an embedding, a head: large, and rounding down loses up to a
+    // bucket on each).
+    for (size_t i = 1; i < sizes.size(); ++i) {
+      int count = 0;
+      for (double v : values) count += v == sizes[i] ? 1 : 0;
+      const double fit = std::min<double>(count, std::floor(room / sizes[i]));
+      if (fit > 0) items.push_back({sizes[i], fit});
+    }
     auto [q, loss] = bucket_size(room, K, items);
     if (g == 0 && buckets0 > K) {
       const auto [q0, loss0] = bucket_size(room, buckets0, items);
@@ -615,6 +630,16 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     return t;
   };
   auto host_extra = [&](int u) { return T.has_ops[u] ? std::min(T.kv_p[u], T.kv_d[u]) + T.logits[u] : 0.0; };
+  // A unit's weights (and, in place, its host bytes) in commonest units, rounded down: what the
+  // whole-unit prices (nu, kappa; nu_ip) charge it (a commonest unit: 1). Set with the prices.
+  auto common_units = [&](int u) {
+    if (!(B.w_common > 0)) return 0.0;
+    return T.weights[u] == B.w_common ? 1.0 : std::floor(T.weights[u] / B.w_common);
+  };
+  auto common_units_ip = [&](int u) {
+    if (!(B.ip_common > 0)) return 0.0;
+    return T.weights[u] == B.w_common ? 1.0 : std::floor((T.weights[u] + host_extra(u)) / B.ip_common);
+  };
   // Host prices: 0, and what RAM saves the commonest unit (a decoder layer, in place and
   // streamed), per byte (mu) or per such unit held in RAM (nu: the host room then holds only
   // whole units of it, which removes the fractional unit a per-byte price credits).
@@ -685,9 +710,11 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   for (const Price& pr : prices) B.tables.push_back({pr.mu, pr.nu, pr.kappa, pr.nu_ip});
   B.rest_bytes.assign(N + 1, 0.0);
   B.rest_common.assign(N + 1, 0.0);
+  B.rest_ip.assign(N + 1, 0.0);
   for (int u = N - 1; u >= 0; --u) {
     B.rest_bytes[u] = B.rest_bytes[u + 1] + T.weights[u] + host_extra(u);
-    B.rest_common[u] = B.rest_common[u + 1] + (B.w_common > 0 && T.weights[u] == B.w_common ? 1.0 : 0.0);
+    B.rest_common[u] = B.rest_common[u + 1] + common_units(u);
+    B.rest_ip[u] = B.rest_ip[u + 1] + common_units_ip(u);
   }
   // Every cell of units 0..N-1 is written below; only the terminal row (after the last unit)
   // is set here, so the table is never zero-filled in full.
@@ -733,6 +760,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     int item = 0, tau = -1, p = 0, cls = -1;
     bool fresh = false;  // resident on a later GPU: `gpu` opens, `item` taken from it
     int gpu = -1;
+    UnitChoice uc = UnitChoice::kResident;
+    bool back = false;      // resident back on the GPU of its tie source
     const char* what = "";  // for DMAP_SEARCH_TRACE=2
   };
   std::vector<Choice> pool;  // reused: choices are pool[0, used)
@@ -744,6 +773,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     c.time.assign(W, kInf);
     c.fresh = false;
     c.gpu = -1;
+    c.uc = UnitChoice::kResident;
+    c.back = false;
     c.what = "";
     c.item = item;
     c.tau = tau;
@@ -757,7 +788,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     const bool tied = T.tie_source[u] >= 0;
     const bool is_source = u == T.source;
     const int last_gpu = u == 0 && unit0_rule ? 0 : G - 1;  // streaming: unit 0 resident on GPU 0
-    const double off = T.weights[u] == B.w_common ? 1.0 : 0.0;
+    const double off = common_units(u), off_ip = common_units_ip(u);
+    const double off_pc = ops ? off : 0.0;  // the page cache holds weights that are read
     const int open = o - 1;
     // The previous-operator class after this unit when it executes on `exec` with `open2` in use.
     auto next_p = [&](int exec, int open2) {
@@ -791,6 +823,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
         if (!std::isfinite(t)) continue;
         Choice& c = add(0, -1, next_p(side == 0 ? open : (open == 0 ? 1 : 0), open), -1);
         c.what = "back on its source's GPU";
+        c.back = true;
         std::fill(c.time.begin(), c.time.begin() + static_cast<long>(n), t);  // class 0 only
       }
     }
@@ -803,12 +836,13 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
         if (on_disk && !allow_disk) continue;
         const UnitChoice sc = on_disk ? kind.second : kind.first;
         Choice& c = add(item, tau_index, next_p(0, 0), is_source ? (on_disk ? 2 : 1) : -1);
+        c.uc = sc;
         c.what = is_prefetch(sc) ? (on_disk ? "prefetched from disk" : "prefetched from RAM")
                                  : (on_disk ? "streamed from disk" : "streamed from RAM");
         per_class(
             c, [&] { return base + streamed(u, sc, open, p); }, [&](int tie) { return tied_time(u, sc, 0, tie, open, p); },
             [&](size_t k) {
-              return prices[k].kappa * off + (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
+              return prices[k].kappa * off_pc + (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
             });
       }
       }
@@ -820,13 +854,14 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
         if (on_disk && !allow_disk) continue;
         const UnitChoice ic = on_disk ? d_in : UnitChoice::kInPlaceCpu;
         Choice& c = add(0, -1, next_p(-1, open), is_source ? (on_disk ? 2 : 1) : -1);
+        c.uc = ic;
         c.what = on_disk ? "in place from disk" : "in place from RAM";
         per_class(
             c, [&] { return base + (on_disk ? od.cold + T.steps * (warm ? od.dec_warm : od.dec_cold) : 0.0); },
             [&](int tie) { return tied_time(u, ic, -1, tie, open, p); },
             [&](size_t k) {
-              return prices[k].mu * host_extra(u) + prices[k].kappa * off +
-                     (on_disk ? 0.0 : prices[k].mu * T.weights[u] + (prices[k].nu + prices[k].nu_ip) * off);
+              return prices[k].mu * host_extra(u) + prices[k].kappa * off_pc +
+                     (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off + prices[k].nu_ip * off_ip);
             });
       }
     }
@@ -875,21 +910,39 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       }
     }
   }
+  // The relaxation's own optimum from the root, for its best prices: a placement (which may
+  // break the order rules or not fit: the search repairs it into an incumbent), printed with
+  // DMAP_SEARCH_TRACE=2.
   const char* tr = std::getenv("DMAP_SEARCH_TRACE");
-  if (tr && std::string(tr) == "2") {  // the relaxation's own optimum from the root, for its best prices
+  const bool print = tr && std::string(tr) == "2";
+  {
     const double host = T.host_binding ? T.host_cap : 0.0;
     size_t k = 0;
     double root = -kInf;
     for (size_t j = 0; j < n; ++j) {
       const double x = B.packed[B.row(0, 0, 0, 0, j)] - B.credit(B.tables[j], 0, host, T.cache_cap, false);
+      if (print) {
+        std::fprintf(stderr, "  column %zu (mu %.3g nu %.3g nu_ip %.3g kappa %.3g): %.6g - credit %.6g = %.6g s\n", j, B.tables[j].mu,
+                     B.tables[j].nu, B.tables[j].nu_ip, B.tables[j].kappa, B.packed[B.row(0, 0, 0, 0, j)],
+                     B.credit(B.tables[j], 0, host, T.cache_cap, false), x);
+      }
       if (x > root) root = x, k = j;
     }
     const RoomBound::Table& t = B.tables[k];
-    std::fprintf(stderr, "  relaxed optimum %.6g s (prices mu %.3g nu %.3g nu_ip %.3g kappa %.3g), buckets of GPU 0: %d of %.3g MB\n",
-                 root, t.mu, t.nu, t.nu_ip, t.kappa, G > 0 ? B.full[0] : 0, G > 0 ? B.q[0] / 1e6 : 0.0);
+    if (print) {
+      std::fprintf(stderr, "  relaxed optimum %.6g s (prices mu %.3g nu %.3g nu_ip %.3g kappa %.3g), buckets of GPU 0: %d of %.3g MB\n",
+                   root, t.mu, t.nu, t.nu_ip, t.kappa, G > 0 ? B.full[0] : 0, G > 0 ? B.q[0] / 1e6 : 0.0);
+    }
+    Placement& rp = B.relaxed;
+    rp.choice.assign(N, UnitChoice::kInPlaceCpu);
+    rp.gpu.assign(N, -1);
     int o = 0, b = 0, r = 0, p = 0, sv = 0;
+    bool whole = true;
     for (int u = 0; u < N; ++u) {
-      if (T.free_unit[u]) continue;
+      if (T.free_unit[u]) {
+        if (u > 0) rp.choice[u] = rp.choice[u - 1], rp.gpu[u] = rp.gpu[u - 1];
+        continue;
+      }
       choices_for(u, o, p);
       const Choice* arg = nullptr;
       double v = kInf;
@@ -902,15 +955,25 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
         const double x = c.time[col] + B.packed[B.row(u + 1, c.fresh ? c.gpu + 1 : o, c.p, r2, column(c, col)) + b2];
         if (x < v) v = x, arg = &c, b_next = b2, r_next = r2;
       }
-      if (!arg) break;
-      std::fprintf(stderr, "  relaxed unit %d: %s on %d, %.6g s, then %d buckets left\n", u, arg->what, arg->fresh ? arg->gpu : o - 1,
-                   arg->time[sv * n + k], b_next);
+      if (!arg) {
+        whole = false;
+        break;
+      }
+      if (print) {
+        std::fprintf(stderr, "  relaxed unit %d: %s on %d, %.6g s, then %d buckets left\n", u, arg->what, arg->fresh ? arg->gpu : o - 1,
+                     arg->time[sv * n + k], b_next);
+      }
+      rp.choice[u] = arg->uc;
+      if (arg->uc == UnitChoice::kResident) {
+        rp.gpu[u] = arg->back ? (T.source >= 0 ? rp.gpu[T.source] : -1) : arg->fresh ? arg->gpu : o - 1;
+      }
       if (arg->fresh) o = arg->gpu + 1;
       b = b_next;
       r = r_next;
       p = arg->p;
       if (arg->cls >= 0) sv = arg->cls;
     }
+    if (!whole) rp = {};
   }
   return B;
 }
@@ -938,6 +1001,8 @@ struct Search {
     double t;
   };
   mutable std::vector<Rec> order{};                            // prune()'s scratch
+  mutable std::vector<double> ranks{};
+  mutable std::vector<std::pair<double, size_t>> fenwick{};
 
   // A lower bound on the time of every completion of label L of unit u.
   double lower(int u, const Label& L) const {
@@ -1109,20 +1174,42 @@ struct Search {
       return a.key != b.key ? a.key < b.key : a.t != b.t ? a.t < b.t : a.index < b.index;
     });
     out.clear();
-    size_t start = 0;
-    for (size_t k = 0; k < order.size(); ++k) {
-      if (k > 0 && order[k].key != order[k - 1].key) {
-        thin(out, start);
-        start = out.size();
+    // A label is dominated only by one with no more GPU prefill bytes and no more of a second
+    // resource (the host prefill peak, else the page cache, else the GPU decode peak): per state, a
+    // Fenwick tree over the kept labels' ranks of GPU bytes holds their least second resource,
+    // and only when some kept label is no worse in both is the front scanned.
+    auto second = [&](const Label& L) { return T.host_binding ? L.hp : warm ? L.pc : L.gd; };
+    for (size_t begin = 0; begin < order.size();) {
+      size_t end = begin + 1;
+      while (end < order.size() && order[end].key == order[begin].key) ++end;
+      const size_t start = out.size();
+      ranks.clear();
+      for (size_t k = begin; k < end; ++k) ranks.push_back(v[order[k].index].gp);
+      std::sort(ranks.begin(), ranks.end());
+      ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
+      fenwick.assign(ranks.size() + 1, {kInf, 0});
+      for (size_t k = begin; k < end; ++k) {
+        const Label& L = v[order[k].index];
+        const size_t r = static_cast<size_t>(std::lower_bound(ranks.begin(), ranks.end(), L.gp) - ranks.begin()) + 1;
+        std::pair<double, size_t> least = {kInf, 0};  // (second resource, index in out)
+        for (size_t i = r; i > 0; i &= i - 1) least = std::min(least, fenwick[i]);
+        stats.compares += 1;
+        bool dominated = false;
+        if (least.first <= second(L)) {
+          // The label holding that least is the likeliest to dominate: tried first.
+          dominated = dominates(out[least.second], L);
+          size_t m = start;
+          for (; m < out.size() && !dominated; ++m) dominated = dominates(out[m], L);
+          stats.compares += static_cast<int64_t>(m - start);
+        }
+        if (dominated) continue;
+        const std::pair<double, size_t> mine = {second(L), out.size()};
+        out.push_back(L);
+        for (size_t i = r; i < fenwick.size(); i += i & (~i + 1)) fenwick[i] = std::min(fenwick[i], mine);
       }
-      const Label& L = v[order[k].index];
-      bool dominated = false;
-      size_t m = start;
-      for (; m < out.size() && !dominated; ++m) dominated = dominates(out[m], L);
-      stats.compares += static_cast<int64_t>(m - start);
-      if (!dominated) out.push_back(L);
+      thin(out, start);
+      begin = end;
     }
-    thin(out, start);
   }
 
   // Caps one state's front [start, end) at max_labels: the fastest label per band of the
@@ -1381,10 +1468,87 @@ struct Trace {
   }
 };
 
+// A placement that may break the search space's rules or not fit (the relaxation's optimum)
+// made into one that obeys them and fits, or nullopt: streaming in one semantics (the more
+// common), unit 0 resident on GPU 0 when streaming, then, while the simulator finds a device
+// over its limit, the last units resident on an over-full GPU computed in place from RAM
+// (or resident on the next GPU when in-place is excluded), and the last units stored in RAM
+// moved to disk when the host is over. At most 8 simulations.
+std::optional<Placement> repair(const Tables& T, const OptimalOptions& options, Placement p) {
+  const int N = T.units, G = T.gpus;
+  if (static_cast<int>(p.choice.size()) != N) return std::nullopt;
+  int acc = 0, pre = 0;
+  for (int u = 0; u < N; ++u) {
+    if (!is_stream(p.choice[u])) continue;
+    (is_prefetch(p.choice[u]) ? pre : acc) += 1;
+  }
+  if (acc > 0 && pre > 0) {
+    const bool to_prefetch = pre >= acc ? options.allow_prefetch : !options.allow_accelerate;
+    for (UnitChoice& c : p.choice) {
+      if (!is_stream(c) || is_prefetch(c) == to_prefetch) continue;
+      const bool disk = from_disk(c);
+      c = to_prefetch ? (disk ? UnitChoice::kStreamPrefetchDisk : UnitChoice::kStreamPrefetch)
+                      : (disk ? UnitChoice::kStreamAccelerateDisk : UnitChoice::kStreamAccelerate);
+    }
+  }
+  if (acc + pre > 0 && G > 0) {
+    p.choice[0] = UnitChoice::kResident;
+    p.gpu[0] = 0;
+  }
+  const bool in_place = options.allow_in_place || G == 0;
+  for (int round = 0; round < 8; ++round) {
+    DeviceMap map;
+    std::vector<Semantics> sem;
+    placement_map(T.cm.graph(), p, map, sem);
+    const Prediction pr = simulate(T.cm, T.hw, map, sem);
+    if (pr.feasible) return p;
+    bool changed = false;
+    for (size_t i = 0; i < pr.memory.size() && i < pr.capacity.size(); ++i) {
+      const Device d = pr.memory[i].first;
+      double over = static_cast<double>(pr.memory[i].second) - static_cast<double>(pr.capacity[i].second);
+      if (!(over > 0)) continue;
+      if (d.is_gpu()) {
+        const int g = d.index;
+        for (int u = N - 1; u >= 0 && over > 0; --u) {
+          if (p.choice[u] != UnitChoice::kResident || p.gpu[u] != g || !T.has_ops[u] || T.tie_source[u] >= 0) continue;
+          if (u == 0 && acc + pre > 0) break;
+          if (in_place) {
+            p.choice[u] = UnitChoice::kInPlaceCpu;
+            p.gpu[u] = -1;
+          } else if (g + 1 < G) {
+            p.gpu[u] = g + 1;
+          } else {
+            break;
+          }
+          over -= T.weights[u];
+          changed = true;
+          if (!in_place) break;  // one at a time: the next GPU may overflow in turn
+        }
+      } else if (d.kind == Device::Kind::kCpu && options.allow_disk) {
+        for (int u = N - 1; u >= 0 && over > 0; --u) {
+          UnitChoice& c = p.choice[u];
+          if (T.free_unit[u] || from_disk(c) || c == UnitChoice::kResident) continue;
+          c = c == UnitChoice::kInPlaceCpu       ? UnitChoice::kInPlaceDisk
+              : c == UnitChoice::kStreamPrefetch ? UnitChoice::kStreamPrefetchDisk
+                                                 : UnitChoice::kStreamAccelerateDisk;
+          over -= T.weights[u];
+          changed = true;
+        }
+      }
+    }
+    if (!changed) return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 const char* mode_name(Mode m) { return m == Mode::kNone ? "none" : m == Mode::kAccelerate ? "accelerate" : "prefetch"; }
 
-OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const OptimalOptions& options,
+OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const OptimalOptions& options_in,
                              const std::vector<Placement>& seeds) {
+  OptimalOptions options = options_in;
+  // DMAP_MAX_WORK=<labels> overrides the work budget (diagnostics: how far an inexact result is
+  // from the optimum).
+  if (const char* w = std::getenv("DMAP_MAX_WORK")) options.max_work = std::atoll(w);
   const Trace trace;
   const Tables T(cm, hw);
   trace("tables: %d units, %d GPUs, host binding %d", T.units, T.gpus, static_cast<int>(T.host_binding));
@@ -1417,6 +1581,22 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     }
   };
   for (const Placement& p : seeds) consider(p);  // known placements (strategy rows) are incumbents
+  // The relaxation's own optimum, repaired into a placement that obeys the rules and fits.
+  auto consider_relaxed = [&](const RoomBound& b) {
+    if (b.relaxed.choice.empty()) return;
+    if (trace.on) {
+      DeviceMap map;
+      std::vector<Semantics> sem;
+      placement_map(cm.graph(), b.relaxed, map, sem);
+      const Prediction pr = simulate(cm, hw, map, sem);
+      trace("relaxed placement: %s %.6g s %s", placement_rule_broken(cm.graph(), hw, b.relaxed, options).c_str(), pr.total_s,
+            pr.oom.c_str());
+    }
+    const std::optional<Placement> fixed = repair(T, options, b.relaxed);
+    const double before = best;
+    consider(fixed);
+    trace("relaxed placement repaired: %s, best %.6g s (was %.6g)", fixed ? "yes" : "no", best, before);
+  };
   trace("%zu seeds, best %.6g s", seeds.size(), best);
   // One run per streaming mode and page-cache assumption, in the order of their lower bounds
   // (a coarse bound, 8 buckets per GPU, orders and skips runs; the fine one, 64, prunes).
@@ -1486,6 +1666,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       if (!ub) {
         ub = std::make_shared<const RoomBound>(counted(make_room_bound(T, Mode::kAny, options, run.warm, disk, fine_buckets, fine_buckets0)));
         trace("fine bound, any mode%s: %.6g s", run.warm ? " warm" : "", ub->root(host_room, T.cache_cap));
+        consider_relaxed(*ub);
       }
       run.bound = ub;
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
@@ -1494,6 +1675,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       run.bound = std::make_shared<const RoomBound>(counted(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0)));
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
       trace("fine bound %s%s: %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
+      consider_relaxed(*run.bound);
     }
     return run.root;
   };

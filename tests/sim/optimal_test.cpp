@@ -389,6 +389,8 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
       printf("INEXACT gap %.2f %%, %.1f ms, %zu GPUs, %zu units\n%s\n", 100 * (again.objective_s / again.lower_bound_s - 1),
              search_ms, s.hardware.gpus.size(), ev.graph->chain.size(), yaml.c_str());
     }
+    // DMAP_OBJECTIVES=1 prints every scenario's optimum (to compare two builds).
+    if (getenv("DMAP_OBJECTIVES")) printf("OBJECTIVE %d %.9g %d %.3f\n", i, again.objective_s, again.exact ? 1 : 0, search_ms);
     // DMAP_SLOW=<ms> lists the scenarios whose search took longer.
     if (getenv("DMAP_SLOW") && search_ms > atof(getenv("DMAP_SLOW"))) {
       printf("SLOW search %.1f ms, labels %lld, front %lld, passes %d, %zu GPUs, %zu units\n%s\n", search_ms,
