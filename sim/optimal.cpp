@@ -817,7 +817,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     if (tied && open >= 0 && !(u == 0 && unit0_rule)) {  // back where its source is (class 0): anywhere, for free
       for (int side = 0; side < 2; ++side) {
         double t = kInf;
-        for (int g = 0; g < G; ++g) {
+        // (The source is on the GPU in use or, GPUs being used in order, on an earlier one.)
+        for (int g = 0; g <= open; ++g) {
           if ((g == open) == (side == 0)) t = std::min(t, T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0));
         }
         if (!std::isfinite(t)) continue;
