@@ -561,17 +561,17 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     if (common > 0) items.push_back({common, std::max(1.0, std::min<double>(n_common, std::floor(room / common)))});
     if (g == 0 && stream && kv_common > 0) items.push_back({kv_common, std::min<double>(n_common, std::floor(room / kv_common))});
     // The other units resident (an embedding, a head: large, and rounding down loses up to a
-    // bucket on each).
+    // bucket on each) count in the bucket's size, not in whether GPU 0 takes more buckets.
+    std::vector<std::pair<double, double>> all = items;
     for (size_t i = 1; i < sizes.size(); ++i) {
       int count = 0;
       for (double v : values) count += v == sizes[i] ? 1 : 0;
       const double fit = std::min<double>(count, std::floor(room / sizes[i]));
-      if (fit > 0) items.push_back({sizes[i], fit});
+      if (fit > 0) all.push_back({sizes[i], fit});
     }
-    auto [q, loss] = bucket_size(room, K, items);
-    if (g == 0 && buckets0 > K) {
-      const auto [q0, loss0] = bucket_size(room, buckets0, items);
-      if (loss - loss0 >= 0.1 * common) q = q0;
+    double q = bucket_size(room, K, all).first;
+    if (g == 0 && buckets0 > K && bucket_size(room, K, items).second - bucket_size(room, buckets0, items).second >= 0.1 * common) {
+      q = bucket_size(room, buckets0, all).first;
     }
     B.q.push_back(q);
     B.full.push_back(static_cast<int>(std::floor(room / q)));
