@@ -1,7 +1,8 @@
 // Module trees of the supported families, mirroring transformers' modeling code: every
 // module's direct parameters, buffers and children in the order its __init__ registers them.
 // Sources: transformers (v5 line) modeling_{llama,mistral,qwen2,gemma,qwen3,olmo2,gemma2,granite,
-// phi3,gpt2,opt,gptj,gpt_neox}.py and THUDM/chatglm2-6b modeling_chatglm.py (remote code). The
+// phi3,qwen3_moe,qwen2_moe,mixtral,gpt_oss,deepseek_v3,gpt2,opt,gptj,gpt_neox}.py (the MoE files
+// from v5 main: fused 3-D experts) and THUDM/chatglm2-6b modeling_chatglm.py (remote code). The
 // dense families of the llama shape are declarations (dense_families()): a new one is a few
 // lines plus its tests.
 #include <algorithm>
@@ -201,6 +202,28 @@ struct DenseFamily {
   bool layer_norm = false;
   bool plain_mlp = false;
   const char* bias_key = nullptr;
+  // gpt_oss: a `sinks` Parameter [heads], registered first in <P>Attention.
+  bool attention_sinks = false;
+  // deepseek_v2/v3: multi-head latent attention (q_a_proj, q_a_layernorm, q_b_proj — or q_proj
+  // without q_lora_rank —, kv_a_proj_with_mqa, kv_a_layernorm, kv_b_proj, o_proj), rotary over
+  // qk_rope_head_dim.
+  bool mla = false;
+  // Mixture of experts, as transformers v5 stores it: the routed experts of a layer are ONE
+  // module (<P><experts>) of 3-D parameters gate_up_proj [E, 2I, H] and down_proj [E, H, I]
+  // (gpt_oss: transposed [E, H, 2I] / [E, I, H] with biases, no act_fn), the router a module
+  // with a `weight` [E, H] Parameter. `moe_parts` lists the block's children in registration
+  // order: "experts", "gate" / "router", "shared_expert" (+ "shared_expert_gate"), or
+  // "shared_experts". Empty: a dense family.
+  std::vector<const char*> moe_parts = {};
+  const char* moe_block = "SparseMoeBlock";  // class suffix of the block that replaces `mlp`
+  const char* experts_cls = "Experts";
+  const char* router_cls = "TopKRouter";
+  const char* expert_width_key = "moe_intermediate_size";  // mixtral, gpt_oss: intermediate_size
+  bool experts_transposed = false;  // gpt_oss
+  bool router_bias = false;         // gpt_oss: router `bias` [E]
+  bool correction_bias = false;     // deepseek_v3: router buffer e_score_correction_bias [E]
+  enum class MoeLayers { kAll, kQwen, kDeepseek };
+  MoeLayers moe_layers = MoeLayers::kAll;
 };
 
 const std::vector<DenseFamily>& dense_families() {
@@ -256,6 +279,51 @@ const std::vector<DenseFamily>& dense_families() {
        .extra_no_split = {"SiglipVisionEmbeddings", "SiglipEncoderLayer", "SiglipMultiheadAttentionPoolingHead"}},
       // Starcoder2 (modular_starcoder2.py: the Mistral tree with LayerNorms and a c_fc/c_proj MLP;
       // the model-level rotary of v5's MistralModel); every layer slides when sliding_window is set.
+      // Qwen3MoeSparseMoeBlock{experts, gate}; layers listed in mlp_only_layers (or off the
+      // decoder_sparse_step) keep a dense Qwen3MoeMLP.
+      {.model_type = "qwen3_moe",
+       .prefix = "Qwen3Moe",
+       .qk_norm = Q::kPerHead,
+       .sliding = Sliding::kQwen,
+       .moe_parts = {"experts", "gate"},
+       .moe_layers = DenseFamily::MoeLayers::kQwen},
+      // Qwen2MoeSparseMoeBlock{gate, experts, shared_expert (Qwen2MoeMLP), shared_expert_gate
+      // (Linear(hidden, 1))}; q/k/v biased.
+      {.model_type = "qwen2_moe",
+       .prefix = "Qwen2Moe",
+       .qkv_bias_default = true,
+       .sliding = Sliding::kQwen,
+       .moe_parts = {"gate", "experts", "shared_expert", "shared_expert_gate"},
+       .moe_layers = DenseFamily::MoeLayers::kQwen},
+      // MixtralSparseMoeBlock{gate, experts} under the v5 attribute `mlp` (4.x: block_sparse_moe).
+      {.model_type = "mixtral",
+       .prefix = "Mixtral",
+       .sliding = Sliding::kAll,
+       .moe_parts = {"gate", "experts"},
+       .expert_width_key = "intermediate_size"},
+      // GptOssDecoderLayer: GptOssAttention{sinks, q,k,v,o (biased)}, GptOssMLP{router, experts};
+      // sliding and full layers alternate.
+      {.model_type = "gpt_oss",
+       .prefix = "GptOss",
+       .sliding = Sliding::kAlternate,
+       .attention_sinks = true,
+       .moe_parts = {"router", "experts"},
+       .moe_block = "MLP",
+       .expert_width_key = "intermediate_size",
+       .experts_transposed = true,
+       .router_bias = true},
+      // DeepseekV3DecoderLayer: MLA attention; the first first_k_dense_replace layers dense
+      // (DeepseekV3MLP), the others DeepseekV3MoE{experts (DeepseekV3Experts), gate
+      // (DeepseekV3TopkRouter: weight, buffer e_score_correction_bias), shared_experts}.
+      {.model_type = "deepseek_v3",
+       .prefix = "DeepseekV3",
+       .mla = true,
+       .moe_parts = {"experts", "gate", "shared_experts"},
+       .moe_block = "MoE",
+       .experts_cls = "Experts",
+       .router_cls = "TopkRouter",
+       .correction_bias = true,
+       .moe_layers = DenseFamily::MoeLayers::kDeepseek},
       {.model_type = "starcoder2",
        .prefix = "Starcoder2",
        .tie_default = true,
@@ -272,6 +340,105 @@ const std::vector<DenseFamily>& dense_families() {
 bool ends_with(const std::string& s, const char* suffix) {
   const size_t n = std::char_traits<char>::length(suffix);
   return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+}
+
+// Which decoder layers hold a mixture-of-experts block (transformers v5's rules).
+std::vector<bool> moe_layers(const ConfigView& c, const DenseFamily& f, int64_t layers) {
+  std::vector<bool> out(static_cast<size_t>(layers), !f.moe_parts.empty());
+  if (f.moe_parts.empty()) return out;
+  if (f.moe_layers == DenseFamily::MoeLayers::kQwen) {
+    // (layer_idx not in mlp_only_layers) and num_experts > 0 and (layer_idx + 1) % decoder_sparse_step == 0
+    std::vector<int64_t> dense;
+    const YAML::Node only = c.node()["mlp_only_layers"];
+    if (only && only.IsSequence()) {
+      for (const auto& v : only) {
+        if (!v.IsScalar()) throw InputError(c.file(), only.Mark().line + 1, 0, "mlp_only_layers must list layer numbers");
+        try {
+          dense.push_back(v.as<int64_t>());
+        } catch (const YAML::Exception&) {
+          throw InputError(c.file(), v.Mark().line + 1, v.Mark().column + 1, "mlp_only_layers must list layer numbers");
+        }
+      }
+    }
+    const int64_t step = c.positive_or({"decoder_sparse_step"}, 1);
+    const int64_t experts = c.integer_or({"num_experts"}, 0);
+    for (int64_t i = 0; i < layers; ++i) {
+      out[static_cast<size_t>(i)] =
+          experts > 0 && (i + 1) % step == 0 && std::find(dense.begin(), dense.end(), i) == dense.end();
+    }
+  } else if (f.moe_layers == DenseFamily::MoeLayers::kDeepseek) {
+    // layer_idx >= first_k_dense_replace (v5 main ignores moe_layer_freq)
+    const int64_t first = c.integer_or({"first_k_dense_replace"}, 0);
+    for (int64_t i = 0; i < layers; ++i) out[static_cast<size_t>(i)] = i >= first;
+  }
+  return out;
+}
+
+// A SwiGLU MLP {gate_proj, up_proj, down_proj, act_fn} of class `cls` (no biases).
+void gated_mlp(ModuleTree& t, int parent, const std::string& name, const std::string& cls, int64_t hidden, int64_t inter,
+               const char* act_cls) {
+  const int m = t.add_module(parent, name, cls);
+  linear(t, m, "gate_proj", hidden, inter, false);
+  linear(t, m, "up_proj", hidden, inter, false);
+  linear(t, m, "down_proj", inter, hidden, false);
+  leaf(t, m, "act_fn", act_cls);
+}
+
+// DeepSeek's multi-head latent attention (modeling_deepseek_v3.py, DeepseekV3Attention).
+void mla_attention(ModuleTree& t, int attn, const ConfigView& c, int64_t hidden, int64_t heads, const std::string& norm_cls) {
+  const bool bias = c.boolean_or({"attention_bias"}, false);
+  const int64_t nope = c.positive({"qk_nope_head_dim"}), rope = c.positive({"qk_rope_head_dim"});
+  const int64_t v_dim = c.positive({"v_head_dim"}), kv_rank = c.positive({"kv_lora_rank"});
+  const int64_t q_rank = c.integer_or({"q_lora_rank"}, 0);
+  if (q_rank > 0) {
+    linear(t, attn, "q_a_proj", hidden, q_rank, bias);
+    rms_norm(t, attn, "q_a_layernorm", q_rank, norm_cls.c_str());
+    linear(t, attn, "q_b_proj", q_rank, heads * (nope + rope), false);
+  } else {
+    linear(t, attn, "q_proj", hidden, heads * (nope + rope), false);
+  }
+  linear(t, attn, "kv_a_proj_with_mqa", hidden, kv_rank + rope, bias);
+  rms_norm(t, attn, "kv_a_layernorm", kv_rank, norm_cls.c_str());
+  linear(t, attn, "kv_b_proj", kv_rank, heads * (nope + v_dim), false);
+  linear(t, attn, "o_proj", heads * v_dim, hidden, bias);
+}
+
+// A layer's mixture-of-experts block under the attribute `mlp` (see DenseFamily::moe_parts).
+void moe_block(ModuleTree& t, int layer, const ConfigView& c, const DenseFamily& f, int64_t hidden, const std::string& norm_cls) {
+  (void)norm_cls;
+  const std::string prefix = f.prefix;
+  const int64_t experts = c.positive({"num_experts", "num_local_experts", "n_routed_experts"});
+  const int64_t inter = c.positive({f.expert_width_key});
+  const int block = t.add_module(layer, "mlp", prefix + f.moe_block);
+  for (const char* part : f.moe_parts) {
+    const std::string name = part;
+    if (name == "experts") {
+      const int e = t.add_module(block, "experts", prefix + f.experts_cls);
+      if (f.experts_transposed) {
+        t.add_param(e, "gate_up_proj", {experts, hidden, 2 * inter});
+        t.add_param(e, "gate_up_proj_bias", {experts, 2 * inter});
+        t.add_param(e, "down_proj", {experts, inter, hidden});
+        t.add_param(e, "down_proj_bias", {experts, hidden});
+      } else {
+        t.add_param(e, "gate_up_proj", {experts, 2 * inter, hidden});
+        t.add_param(e, "down_proj", {experts, hidden, inter});
+        leaf(t, e, "act_fn", f.act_cls);
+      }
+    } else if (name == "gate" || name == "router") {
+      const int r = t.add_module(block, name, prefix + f.router_cls);
+      t.add_param(r, "weight", {experts, hidden});
+      if (f.router_bias) t.add_param(r, "bias", {experts});
+      if (f.correction_bias) t.add_buffer(r, "e_score_correction_bias", {experts}, true, DType::kFloat32, true);
+    } else if (name == "shared_expert") {  // qwen2_moe
+      gated_mlp(t, block, "shared_expert", prefix + "MLP", hidden, c.positive({"shared_expert_intermediate_size"}), f.act_cls);
+    } else if (name == "shared_expert_gate") {
+      linear(t, block, "shared_expert_gate", hidden, 1, false);
+    } else if (name == "shared_experts") {  // deepseek: moe_intermediate_size x n_shared_experts
+      gated_mlp(t, block, "shared_experts", prefix + "MLP", hidden, inter * c.positive_or({"n_shared_experts"}, 1), f.act_cls);
+    } else {
+      DMAP_CHECK(false, "unknown part of a mixture-of-experts block: " + name);
+    }
+  }
 }
 
 // <P><suffix>{embed_tokens, layers[<P>DecoderLayer], norm, rotary_emb} as `name_of_model` under
@@ -307,12 +474,18 @@ int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, con
     embedding(t, model, "embed_tokens", vocab, hidden);
   }
   int list = t.add_module(model, "layers", "ModuleList");
+  const std::vector<bool> moe_layer = moe_layers(c, f, layers);
   for (int64_t i = 0; i < layers; ++i) {
     int layer = t.add_module(list, std::to_string(i), prefix + "DecoderLayer");
     for (const char* part : f.parts) {
       const std::string name = part;
       if (name == "self_attn") {
         int attn = t.add_module(layer, "self_attn", prefix + "Attention");
+        if (f.attention_sinks) t.add_param(attn, "sinks", {heads});
+        if (f.mla) {
+          mla_attention(t, attn, c, hidden, heads, norm_cls);
+          continue;
+        }
         if (f.fused) {
           linear(t, attn, "o_proj", heads * head_dim, hidden, false);
           linear(t, attn, "qkv_proj", hidden, (heads + 2 * kv_heads) * head_dim, false);
@@ -329,6 +502,8 @@ int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, con
           rms_norm(t, attn, "q_norm", heads * head_dim, norm_cls.c_str());
           rms_norm(t, attn, "k_norm", kv_heads * head_dim, norm_cls.c_str());
         }
+      } else if (name == "mlp" && moe_layer[static_cast<size_t>(i)]) {
+        moe_block(t, layer, c, f, hidden, norm_cls);
       } else if (name == "mlp") {
         int mlp = t.add_module(layer, "mlp", prefix + "MLP");
         if (f.plain_mlp) {
@@ -355,7 +530,7 @@ int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, con
     }
   }
   hidden_norm(t, model, "norm");
-  const int64_t rotary_dim = static_cast<int64_t>(head_dim * partial_rotary);
+  const int64_t rotary_dim = f.mla ? c.positive({"qk_rope_head_dim"}) : static_cast<int64_t>(head_dim * partial_rotary);
   if (f.rotary_per_layer_type) {
     // transformers registers them iterating a Python set of the layer types, whose order varies
     // with the hash seed; dmap lists sliding_attention first.
@@ -373,7 +548,25 @@ int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, con
   }
   t.dims = {layers, hidden, heads, kv_heads, head_dim, inter, vocab, c.integer_or({"max_position_embeddings"}, 0)};
   t.dims.layer_window = sliding_windows(c, f.sliding, layers);
+  if (f.mla) {
+    // transformers' DeepseekV3Attention caches the expanded keys (heads x (nope + rope)) and
+    // values (heads x v_head_dim): sized as heads K/V pairs of their mean width.
+    const int64_t k_dim = c.positive({"qk_nope_head_dim"}) + c.positive({"qk_rope_head_dim"});
+    t.dims.num_kv_heads = heads;
+    t.dims.head_dim = (k_dim + c.positive({"v_head_dim"})) / 2;
+  }
   t.dims.gated_mlp = !f.plain_mlp;
+  if (std::find(moe_layer.begin(), moe_layer.end(), true) != moe_layer.end()) {
+    t.dims.num_experts = c.positive({"num_experts", "num_local_experts", "n_routed_experts"});
+    t.dims.experts_per_token = c.positive({"num_experts_per_tok"});
+    t.dims.experts_transposed = f.experts_transposed;
+    if (t.dims.experts_per_token > t.dims.num_experts) {
+      const YAML::Node k = c.node()["num_experts_per_tok"];
+      throw InputError(c.file(), k.Mark().line + 1, k.Mark().column + 1,
+                       "num_experts_per_tok (" + std::to_string(t.dims.experts_per_token) + ") exceeds the " +
+                           std::to_string(t.dims.num_experts) + " experts of a layer");
+    }
+  }
   return model;
 }
 

@@ -67,6 +67,10 @@ struct ModelDims {
   // The MLP is gated (SwiGLU / GeGLU: act(gate) * up): the activation costs two kernels over the
   // intermediate width.
   bool gated_mlp = false;
+  // Mixture of experts: routed experts per MoE layer and how many run per token (0: dense).
+  int64_t num_experts = 0;
+  int64_t experts_per_token = 0;
+  bool experts_transposed = false;  // gate_up_proj [E, hidden, 2I] (gpt_oss, llama4), else [E, 2I, hidden]
 };
 
 class ModuleTree {

@@ -66,6 +66,13 @@ const DeviceRates& CostModel::rates_of(ExecDevice d) const {
   return rates_.gpus[d.gpu];
 }
 
+// Uniform routing is an assumption (real routers are skewed; a calibration figure for skew can
+// scale it later).
+double touched_experts(const Op& op, double m) {
+  const double E = static_cast<double>(op.experts), k = static_cast<double>(op.active);
+  return std::max(std::min(E, k), E * (1.0 - std::pow(1.0 - k / E, m)));
+}
+
 void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes) const {
   const double e = graph_.elt;
   const double B = static_cast<double>(workload_.batch);
@@ -75,6 +82,12 @@ void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes)
     case OpKind::kMatmul: {
       const double m = (op.head && phase.prefill) ? B : M;  // generate keeps only the last logits
       const double K = static_cast<double>(op.in), N = static_cast<double>(op.out);
+      if (op.experts > 0) {  // routed experts: each token runs `active` of them
+        const double k = static_cast<double>(op.active);
+        flops = 2.0 * m * k * K * N;
+        bytes = touched_experts(op, m) * (K * N + (op.bias ? N : 0.0)) * e + m * k * (K + N) * e;
+        return;
+      }
       flops = 2.0 * m * K * N;
       bytes = K * N * e + (op.bias ? N * e : 0.0) + m * (K + N) * e;
       return;
@@ -135,7 +148,13 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   // One-row products (decode at batch 1) pay a cost per output row beyond the streaming.
   // Products of several rows (prefill) pay a cost per input element (M x K) instead: converting
   // and packing the activations, which dominates products with few output features.
-  if (op.kind == OpKind::kMatmul) {
+  if (op.kind == OpKind::kMatmul && op.experts > 0) {
+    // Each touched expert is a product of its own share of the rows (uniform routing).
+    const double touched = touched_experts(op, m), rows = m * static_cast<double>(op.active) / touched;
+    t.compute_s = t.flops / rate.at(rows);
+    const ProductTerms& pt = terms_of(dev);
+    t.overhead_s += rows < 2 ? touched * static_cast<double>(op.out) * pt.row : m * static_cast<double>(op.active * op.in) * pt.input;
+  } else if (op.kind == OpKind::kMatmul) {
     const ProductTerms& pt = terms_of(dev);
     t.overhead_s += m < 2 ? static_cast<double>(op.out) * pt.row : m * static_cast<double>(op.in) * pt.input;
   }

@@ -68,6 +68,10 @@ struct OpTime {
   bool compute_bound() const { return compute_s > memory_s; }
 };
 
+// The expected number of distinct experts `tokens` tokens touch in one routed-experts op when
+// each picks op.active of op.experts uniformly: E (1 - (1 - k/E)^tokens) (at least k).
+double touched_experts(const Op& op, double tokens);
+
 class CostModel {
  public:
   CostModel(const ModelGraph& graph, const Rates& rates, const Workload& workload);

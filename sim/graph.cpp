@@ -94,6 +94,60 @@ struct Builder {
       for (int c : n.children) visit(c);  // ChatGLM's Embedding wraps word_embeddings
       return;
     }
+    // A router (*TopKRouter: a `weight` [E, hidden] Parameter, gpt_oss a bias): logits per expert.
+    if (ends_with(cls, "Router") && direct_param(t, id, "weight") >= 0) {
+      const int w = direct_param(t, id, "weight");
+      const auto& shape = t.node(w).shape;
+      DMAP_CHECK(shape.size() == 2, "router weight must be 2-D: " + n.name);
+      Op op;
+      op.kind = OpKind::kMatmul;
+      op.node = id;
+      op.in = shape[1];
+      op.out = shape[0];
+      op.weights.push_back(w);
+      const int b = direct_param(t, id, "bias");
+      if (b >= 0) {
+        op.bias = true;
+        op.weights.push_back(b);
+      }
+      g.ops.push_back(op);
+      return;
+    }
+    // Routed experts (v5: one module of 3-D tensors gate_up_proj and down_proj, [E, out, in], or
+    // gpt_oss's transposed [E, in, out] with biases): two expert products and the gated activation
+    // over the k experts each token runs.
+    const int gate_up = direct_param(t, id, "gate_up_proj"), down = direct_param(t, id, "down_proj");
+    if (gate_up >= 0 && down >= 0 && t.node(gate_up).shape.size() == 3) {
+      const bool transposed = t.dims.experts_transposed;
+      for (const auto& [w, bias_name] : {std::pair{gate_up, "gate_up_proj_bias"}, std::pair{down, "down_proj_bias"}}) {
+        const auto& s = t.node(w).shape;
+        DMAP_CHECK(s.size() == 3, "expert weights must be 3-D: " + n.name);
+        Op op;
+        op.kind = OpKind::kMatmul;
+        op.node = id;
+        op.in = transposed ? s[1] : s[2];
+        op.out = transposed ? s[2] : s[1];
+        op.experts = s[0];
+        op.active = std::max<int64_t>(1, std::min(t.dims.experts_per_token, s[0]));
+        op.weights.push_back(w);
+        const int b = direct_param(t, id, bias_name);
+        if (b >= 0) {
+          op.bias = true;
+          op.weights.push_back(b);
+        }
+        g.ops.push_back(op);
+        if (w == gate_up) {  // the activation runs between the two products
+          Op act;
+          act.kind = OpKind::kActivation;
+          act.node = id;
+          act.gated = true;
+          act.in = (op.out / 2) * op.active;
+          act.kernels = 2;
+          g.ops.push_back(act);
+        }
+      }
+      return;
+    }
     if (contains(cls, "Norm")) {
       Op op;
       op.kind = OpKind::kNorm;
@@ -117,14 +171,16 @@ struct Builder {
       g.ops.push_back(op);
     }
     const bool is_block = std::find(t.no_split_modules.begin(), t.no_split_modules.end(), cls) != t.no_split_modules.end();
-    const bool mlp = ends_with(cls, "MLP");
+    const bool mlp = ends_with(cls, "MLP") && has_linear_child(t, id);  // (gpt_oss's GptOssMLP is a MoE block)
     // The MLP activation: in the MLP module, or (OPT) in a block holding fc1/fc2 itself.
     if (mlp || (is_block && has_linear_child(t, id))) {
       int64_t width = 0;
+      bool gate_proj = false;  // a SwiGLU MLP's own width (a shared expert's is not the config's)
       for (int c : n.children) {
         if (is_linear(t.node(c))) {
           const auto& s = t.node(direct_param(t, c, "weight")).shape;
           width = t.node(c).class_name == "Conv1D" ? s[1] : s[0];
+          gate_proj = t.node(c).local == "gate_proj";
           break;
         }
       }
@@ -133,7 +189,7 @@ struct Builder {
       op.node = id;
       op.gated = gated_family;
       // ChatGLM's dense_h_to_4h produces both halves of the SwiGLU: the activation width is half.
-      op.in = (gated_family && t.model_type == "chatglm") ? width / 2 : (gated_family ? g.inter : width);
+      op.in = (gated_family && t.model_type == "chatglm") ? width / 2 : (gated_family && !gate_proj ? g.inter : width);
       op.kernels = gated_family ? 2 : 1;
       g.ops.push_back(op);
     }

@@ -37,6 +37,9 @@ struct Op {
   bool head = false;     // matmul producing logits: only the last position in prefill (generate)
   int kernels = 1;       // kernels eager PyTorch launches for it (dispatch overhead)
   int64_t window = 0;    // attention: the sliding window of its KV cache, 0 = full
+  // matmul of a layer's routed experts (in x out per expert): `experts` matrices, of which each
+  // token runs `active` (transformers v5 stores them as one 3-D tensor).
+  int64_t experts = 0, active = 0;
   std::vector<int> weights;  // tensor node ids the op reads as weights
 };
 

@@ -504,3 +504,75 @@ TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transform
   CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: mistral3\ntext_config: [1, 2]\n")),
                     Catch::Contains("inline.yaml:2") && Catch::Contains("text_config: expected a map"));
 }
+
+TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and which layers are sparse", "[unit][core][moe]") {
+  auto children = [](const ModuleTree& t, const std::string& name) {
+    std::vector<std::string> out;
+    REQUIRE(t.find(name) >= 0);
+    for (int c : t.node(t.find(name)).children) out.push_back(t.node(c).local);
+    return out;
+  };
+  auto shape = [](const ModuleTree& t, const std::string& name) {
+    REQUIRE(t.find(name) >= 0);
+    return t.node(t.find(name)).shape;
+  };
+  const std::string dims =
+      "vocab_size: 64\nhidden_size: 16\nintermediate_size: 48\nmoe_intermediate_size: 8\nnum_hidden_layers: 4\n"
+      "num_attention_heads: 2\nnum_key_value_heads: 1\nhead_dim: 8\nnum_experts_per_tok: 2\n";
+  // qwen3_moe: layers in mlp_only_layers keep a dense Qwen3MoeMLP; experts before gate.
+  const ModuleTree q = build_module_tree(spec_from("model_type: qwen3_moe\nnum_experts: 6\nmlp_only_layers: [1]\n" + dims));
+  CHECK(q.node(q.find("model.layers.1.mlp")).class_name == "Qwen3MoeMLP");
+  CHECK(q.node(q.find("model.layers.0.mlp")).class_name == "Qwen3MoeSparseMoeBlock");
+  CHECK(children(q, "model.layers.0.mlp") == std::vector<std::string>{"experts", "gate"});
+  CHECK(shape(q, "model.layers.0.mlp.experts.gate_up_proj") == std::vector<int64_t>{6, 16, 16});
+  CHECK(shape(q, "model.layers.0.mlp.experts.down_proj") == std::vector<int64_t>{6, 16, 8});
+  CHECK(shape(q, "model.layers.0.mlp.gate.weight") == std::vector<int64_t>{6, 16});
+  CHECK(children(q, "model.layers.0.mlp.experts") == std::vector<std::string>{"act_fn"});
+  CHECK((q.dims.num_experts == 6 && q.dims.experts_per_token == 2));
+  // decoder_sparse_step 2: layers 1 and 3 sparse.
+  const ModuleTree s = build_module_tree(spec_from("model_type: qwen3_moe\nnum_experts: 6\ndecoder_sparse_step: 2\n" + dims));
+  CHECK(s.node(s.find("model.layers.0.mlp")).class_name == "Qwen3MoeMLP");
+  CHECK(s.node(s.find("model.layers.1.mlp")).class_name == "Qwen3MoeSparseMoeBlock");
+  // qwen2_moe: gate, experts, shared_expert (its own width), shared_expert_gate (hidden -> 1).
+  const ModuleTree q2 = build_module_tree(spec_from("model_type: qwen2_moe\nnum_experts: 6\nshared_expert_intermediate_size: 24\n" + dims));
+  CHECK(children(q2, "model.layers.2.mlp") == std::vector<std::string>{"gate", "experts", "shared_expert", "shared_expert_gate"});
+  CHECK(shape(q2, "model.layers.2.mlp.shared_expert.up_proj.weight") == std::vector<int64_t>{24, 16});
+  CHECK(shape(q2, "model.layers.2.mlp.shared_expert_gate.weight") == std::vector<int64_t>{1, 16});
+  // gpt_oss: sinks, biased attention, the router's bias, experts in the transposed layout with
+  // biases and no act_fn.
+  const ModuleTree o = build_module_tree(spec_from("model_type: gpt_oss\nnum_local_experts: 4\nattention_bias: true\n" + dims));
+  CHECK(shape(o, "model.layers.0.self_attn.sinks") == std::vector<int64_t>{2});
+  CHECK(o.find("model.layers.0.self_attn.q_proj.bias") >= 0);
+  CHECK(children(o, "model.layers.0.mlp") == std::vector<std::string>{"router", "experts"});
+  CHECK(shape(o, "model.layers.0.mlp.router.bias") == std::vector<int64_t>{4});
+  CHECK(shape(o, "model.layers.0.mlp.experts.gate_up_proj") == std::vector<int64_t>{4, 16, 96});
+  CHECK(shape(o, "model.layers.0.mlp.experts.down_proj_bias") == std::vector<int64_t>{4, 16});
+  CHECK(children(o, "model.layers.0.mlp.experts").empty());
+  // deepseek_v3: dense first layers, MLA projections, the router's correction-bias buffer, the
+  // shared experts n_shared_experts wide; rotary over qk_rope_head_dim.
+  const ModuleTree d = build_module_tree(spec_from(
+      "model_type: deepseek_v3\nn_routed_experts: 8\nn_shared_experts: 2\nfirst_k_dense_replace: 2\nq_lora_rank: 12\n"
+      "kv_lora_rank: 10\nqk_nope_head_dim: 6\nqk_rope_head_dim: 4\nv_head_dim: 5\n" + dims));
+  CHECK(d.node(d.find("model.layers.1.mlp")).class_name == "DeepseekV3MLP");
+  CHECK(d.node(d.find("model.layers.2.mlp")).class_name == "DeepseekV3MoE");
+  CHECK(children(d, "model.layers.2.mlp") == std::vector<std::string>{"experts", "gate", "shared_experts"});
+  CHECK(children(d, "model.layers.0.self_attn") ==
+        std::vector<std::string>{"q_a_proj", "q_a_layernorm", "q_b_proj", "kv_a_proj_with_mqa", "kv_a_layernorm", "kv_b_proj", "o_proj"});
+  CHECK(shape(d, "model.layers.0.self_attn.q_b_proj.weight") == std::vector<int64_t>{2 * 10, 12});
+  CHECK(shape(d, "model.layers.0.self_attn.kv_a_proj_with_mqa.weight") == std::vector<int64_t>{14, 16});
+  CHECK(shape(d, "model.layers.0.self_attn.kv_b_proj.weight") == std::vector<int64_t>{2 * 11, 10});
+  CHECK(shape(d, "model.layers.0.self_attn.o_proj.weight") == std::vector<int64_t>{16, 10});
+  const TreeNode& bias = d.node(d.find("model.layers.2.mlp.gate.e_score_correction_bias"));
+  CHECK((bias.is_buffer && bias.persistent && bias.shape == std::vector<int64_t>{8}));
+  CHECK(shape(d, "model.layers.2.mlp.shared_experts.gate_proj.weight") == std::vector<int64_t>{16, 16});
+  CHECK(shape(d, "model.rotary_emb.inv_freq") == std::vector<int64_t>{2});
+  // Without q_lora_rank (DeepSeek-V2-Lite's shape): one q_proj.
+  const ModuleTree dl = build_module_tree(spec_from(
+      "model_type: deepseek_v3\nn_routed_experts: 8\nkv_lora_rank: 10\nqk_nope_head_dim: 6\nqk_rope_head_dim: 4\nv_head_dim: 5\n" + dims));
+  CHECK(children(dl, "model.layers.0.self_attn").front() == "q_proj");
+  // More experts per token than experts: exit 2 with the line.
+  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: mixtral\nnum_local_experts: 1\n" + dims)),
+                    Catch::Contains("inline.yaml:") && Catch::Contains("num_experts_per_tok (2) exceeds the 1 experts"));
+  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: qwen3_moe\nnum_experts: 6\nmlp_only_layers: [a]\n" + dims)),
+                    Catch::Contains("mlp_only_layers must list layer numbers"));
+}

@@ -1027,3 +1027,75 @@ TEST_CASE("hardware presets load with their datasheet figures", "[unit][sim]") {
   CHECK_THROWS_AS(load_gpu("no_such_gpu", kHardwareDir), InputError);
   CHECK_THROWS_AS(load_gpu("server_ddr5_12ch", kHardwareDir), InputError);  // a host, not a GPU
 }
+
+// ---------------------------------------------------------------------------------------------
+// Mixture of experts
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+constexpr const char* kTinyMoe = R"(model_type: qwen3_moe
+vocab_size: 256
+hidden_size: 64
+intermediate_size: 96
+moe_intermediate_size: 32
+num_hidden_layers: 2
+num_attention_heads: 4
+num_key_value_heads: 2
+head_dim: 16
+num_experts: 16
+num_experts_per_tok: 4
+)";
+}  // namespace
+
+TEST_CASE("routed experts: uniform-routing touched experts, and their products priced per token", "[unit][sim][moe]") {
+  const auto tree = std::make_unique<ModuleTree>(build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
+  const ModelGraph g = build_graph(*tree, DType::kFloat16);
+  // The router and the experts' two products (gate_up: 64 -> 2 x 32, down: 32 -> 64) and the
+  // gated activation over the k experts a token runs.
+  const Op& router = find_op(g, "model.layers.0.mlp.gate", OpKind::kMatmul);
+  CHECK((router.in == 64 && router.out == 16 && router.experts == 0));
+  std::vector<const Op*> products;
+  for (const Op& op : g.ops) {
+    if (g.tree->node(op.node).name == "model.layers.0.mlp.experts" && op.kind == OpKind::kMatmul) products.push_back(&op);
+  }
+  REQUIRE(products.size() == 2);
+  CHECK((products[0]->in == 64 && products[0]->out == 64 && products[0]->experts == 16 && products[0]->active == 4));
+  CHECK((products[1]->in == 32 && products[1]->out == 64));
+  CHECK(find_op(g, "model.layers.0.mlp.experts", OpKind::kActivation).in == 32 * 4);
+  // E (1 - (1 - k/E)^m): one token touches k; many touch them all.
+  const Op& gu = *products[0];
+  CHECK(touched_experts(gu, 1) == Approx(4));
+  CHECK(touched_experts(gu, 2) == Approx(16 * (1 - 0.75 * 0.75)));
+  CHECK(touched_experts(gu, 1e6) == Approx(16));
+  // Decode at batch 1 reads the k experts' weights (and the token's activations); prefill of 512
+  // tokens reads every expert and computes k products per token.
+  const Hardware hw = round_machine(1 * kGiB);
+  const Priced p(g, hw, workload(1, 512, 8));
+  double flops = 0, bytes = 0;
+  p.cm.op_work(gu, Phase::decode_at(600), flops, bytes);
+  CHECK(flops == Approx(2.0 * 4 * 64 * 64));
+  CHECK(bytes == Approx((4.0 * 64 * 64 + 4.0 * (64 + 64)) * 2));
+  p.cm.op_work(gu, Phase::prefill_of(512), flops, bytes);
+  CHECK(flops == Approx(2.0 * 512 * 4 * 64 * 64));
+  CHECK(bytes == Approx((16.0 * 64 * 64 * (1 - 1e-9) + 512.0 * 4 * (64 + 64)) * 2).epsilon(1e-6));
+}
+
+TEST_CASE("an offloaded MoE layer streams all its experts under accelerate, only activations in place", "[unit][sim][moe]") {
+  const auto tree = std::make_unique<ModuleTree>(build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
+  const ModelGraph g = build_graph(*tree, DType::kFloat16);
+  const Hardware hw = round_machine(1 * kGiB);
+  const Priced p(g, hw, workload(1, 16, 8));
+  DeviceMap map;
+  for (const char* n : {"model.embed_tokens", "model.layers.0"}) map.assign(n, Device::gpu(0));
+  for (const char* n : {"model.layers.1"}) map.assign(n, Device::cpu());
+  for (const char* n : {"model.norm", "model.rotary_emb", "lm_head"}) map.assign(n, Device::gpu(0));
+  const Prediction acc = simulate(p.cm, hw, map, Semantics::kAccelerate);
+  const Prediction inplace = simulate(p.cm, hw, map, Semantics::kInPlace);
+  REQUIRE(acc.feasible);
+  REQUIRE(inplace.feasible);
+  // transformers v5: the experts module is one set of 3-D tensors, copied whole every forward.
+  const double layer1 = static_cast<double>(g.tensor_bytes[tree->find("model.layers.1.mlp.experts.gate_up_proj")] +
+                                            g.tensor_bytes[tree->find("model.layers.1.mlp.experts.down_proj")]);
+  CHECK(acc.transfer_bytes_per_token >= layer1);
+  CHECK(inplace.transfer_bytes_per_token < layer1 / 10);
+}

@@ -183,6 +183,30 @@ TEST_CASE("module sizes of the 2025-2026 families match their listings", "[confo
 
 namespace {
 
+// clean_device_map appends the parents it merges at the end of the map, visiting siblings in
+// Python set order (string-hash order, ALGORITHM.md 4.5): when merges happen in two subtrees
+// (two split layers' experts modules), their relative order changes from run to run, and a case
+// generated in one run may not be flagged unstable. True when the maps agree up to a trailing
+// block that is such an appended block — out of placement order (its first entry precedes, in
+// the tree's registration order, the entry before it) — and the same entries in both.
+bool merged_block_in_hash_order(const ModuleTree& tree, const std::vector<std::pair<std::string, std::string>>& want,
+                                const std::vector<std::pair<std::string, std::string>>& got) {
+  if (want.size() != got.size()) return false;
+  size_t k = 0;
+  while (k < want.size() && want[k] == got[k]) ++k;
+  if (k == 0 || k == want.size()) return false;
+  auto a = std::vector(want.begin() + static_cast<long>(k), want.end());
+  auto b = std::vector(got.begin() + static_cast<long>(k), got.end());
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  if (a != b) return false;
+  auto order = [&](const std::string& name) { return name.empty() ? 0 : tree.find(name); };
+  for (const auto* m : {&want, &got}) {
+    if (order((*m)[k].first) < 0 || order((*m)[k].first) >= order((*m)[k - 1].first)) return false;
+  }
+  return true;
+}
+
 // Runs every case file; returns how many were exact (failures are reported and checked).
 int check_cases(const std::vector<fs::path>& files) {
   const std::string models_dir = (fs::path(DMAP_SOURCE_DIR) / "configs" / "models").string();
@@ -202,6 +226,8 @@ int check_cases(const std::vector<fs::path>& files) {
       if (!stable) {
         std::sort(want.begin(), want.end());
         std::sort(got.begin(), got.end());
+      } else if (want != got && merged_block_in_hash_order(tree, want, got)) {
+        got = want;
       }
       if (want != got) why << "  device_map differs\n  want:\n" << render(want) << "  got:\n" << render(got);
       const std::string b = caps_mismatch(sc.expected["balanced_max_memory"], res.balanced_max_memory);
