@@ -18,6 +18,18 @@ namespace {
 
 ModelSpec spec_from(const std::string& yaml) { return model_spec_from_node(load_yaml_string(yaml, "inline.yaml"), "inline.yaml"); }
 
+// The local names of a module's children, in registration order; a tensor's shape.
+std::vector<std::string> children(const ModuleTree& t, const std::string& name) {
+  std::vector<std::string> out;
+  REQUIRE(t.find(name) >= 0);
+  for (int c : t.node(t.find(name)).children) out.push_back(t.node(c).local);
+  return out;
+}
+std::vector<int64_t> shape(const ModuleTree& t, const std::string& name) {
+  REQUIRE(t.find(name) >= 0);
+  return t.node(t.find(name)).shape;
+}
+
 std::string write_temp(const std::string& name, const std::string& text) {
   const std::string path = std::string(DMAP_BINARY_DIR) + "/" + name;
   std::ofstream(path) << text;
@@ -420,16 +432,6 @@ TEST_CASE("declared dense families: parts, fused projections, q/k norms and slid
 }
 
 TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transformers v5 main builds them", "[unit][core]") {
-  auto children = [](const ModuleTree& t, const std::string& name) {
-    std::vector<std::string> out;
-    REQUIRE(t.find(name) >= 0);
-    for (int c : t.node(t.find(name)).children) out.push_back(t.node(c).local);
-    return out;
-  };
-  auto shape = [](const ModuleTree& t, const std::string& name) {
-    REQUIRE(t.find(name) >= 0);
-    return t.node(t.find(name)).shape;
-  };
   // Gemma3ForConditionalGeneration: model{vision_tower, multi_modal_projector, language_model}, lm_head
   // tied to the text embedding; SigLIP without the `.vision_model.` level (v5 main), no pooling
   // head when vision_use_head is false; sizes of modeling_gemma3.py / modeling_siglip.py.
@@ -506,16 +508,6 @@ TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transform
 }
 
 TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and which layers are sparse", "[unit][core][moe]") {
-  auto children = [](const ModuleTree& t, const std::string& name) {
-    std::vector<std::string> out;
-    REQUIRE(t.find(name) >= 0);
-    for (int c : t.node(t.find(name)).children) out.push_back(t.node(c).local);
-    return out;
-  };
-  auto shape = [](const ModuleTree& t, const std::string& name) {
-    REQUIRE(t.find(name) >= 0);
-    return t.node(t.find(name)).shape;
-  };
   const std::string dims =
       "vocab_size: 64\nhidden_size: 16\nintermediate_size: 48\nmoe_intermediate_size: 8\nnum_hidden_layers: 4\n"
       "num_attention_heads: 2\nnum_key_value_heads: 1\nhead_dim: 8\nnum_experts_per_tok: 2\n";
