@@ -1,7 +1,7 @@
 // Module trees of the supported families, mirroring transformers' modeling code: every
 // module's direct parameters, buffers and children in the order its __init__ registers them.
 // Sources: transformers (v5 line) modeling_{llama,mistral,qwen2,gemma,qwen3,olmo2,gemma2,granite,
-// phi3,qwen3_moe,qwen2_moe,mixtral,gpt_oss,deepseek_v3,gpt2,opt,gptj,gpt_neox}.py (the MoE files
+// phi3,qwen3_moe,qwen2_moe,mixtral,gpt_oss,deepseek_v3,deepseek_v2,llama4,gpt2,opt,gptj,gpt_neox}.py (the MoE files
 // from v5 main: fused 3-D experts) and THUDM/chatglm2-6b modeling_chatglm.py (remote code). The
 // dense families of the llama shape are declarations (dense_families()): a new one is a few
 // lines plus its tests.
@@ -105,7 +105,23 @@ enum class Sliding {
   kQwen,       // qwen2, qwen3: only with `use_sliding_window`, from `max_window_layers` on
   kAlternate,  // gemma2: layer i slides when (i + 1) % 2 (the config's default layer_types)
   kPattern,    // gemma3: layer i slides when (i + 1) % sliding_window_pattern (default 6)
+  kChunked,    // llama4: the RoPE layers (no_rope_layers[i] = 1) attend within attention_chunk_size
 };
+
+// llama4's no_rope_layers: 1 where a layer uses RoPE (default: all but every fourth).
+std::vector<bool> rope_layers(const ConfigView& c, int64_t layers) {
+  std::vector<bool> out(static_cast<size_t>(layers));
+  for (int64_t i = 0; i < layers; ++i) out[static_cast<size_t>(i)] = (i + 1) % 4 != 0;
+  const YAML::Node given = c.node()["no_rope_layers"];
+  if (given && given.IsSequence() && given.size() > 0) {
+    if (static_cast<int64_t>(given.size()) != layers) {
+      throw InputError(c.file(), given.Mark().line + 1, 0,
+                       "no_rope_layers lists " + std::to_string(given.size()) + " layers, the model has " + std::to_string(layers));
+    }
+    for (size_t i = 0; i < given.size(); ++i) out[i] = !(given[i].IsScalar() && given[i].Scalar() == "0");
+  }
+  return out;
+}
 
 // Whether each layer is a sliding-attention layer by the family's default layer_types (an
 // explicit `layer_types` wins), whatever the window.
@@ -124,6 +140,13 @@ std::vector<bool> sliding_layer_types(const ConfigView& c, Sliding rule, int64_t
 std::vector<int64_t> sliding_windows(const ConfigView& c, Sliding rule, int64_t layers) {
   std::vector<int64_t> w(static_cast<size_t>(layers), 0);
   if (rule == Sliding::kNone) return w;
+  if (rule == Sliding::kChunked) {
+    // transformers caches a chunked layer's current chunk at most (attention_chunk_size tokens).
+    const int64_t chunk = c.integer_or({"attention_chunk_size"}, 8192);
+    const std::vector<bool> rope = rope_layers(c, layers);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = rope[i] && chunk > 0 ? chunk : 0;
+    return w;
+  }
   int64_t window = c.integer_or({"sliding_window"}, 0);
   if (rule == Sliding::kQwen && !c.boolean_or({"use_sliding_window"}, false)) window = 0;
   if (window <= 0) return w;
@@ -219,11 +242,20 @@ struct DenseFamily {
   const char* experts_cls = "Experts";
   const char* router_cls = "TopKRouter";
   const char* expert_width_key = "moe_intermediate_size";  // mixtral, gpt_oss: intermediate_size
-  bool experts_transposed = false;  // gpt_oss
+  bool experts_transposed = false;  // gpt_oss, llama4: [E, hidden, 2I] / [E, I, hidden]
+  bool experts_bias = false;        // gpt_oss: gate_up_proj_bias, down_proj_bias, and no act_fn
   bool router_bias = false;         // gpt_oss: router `bias` [E]
   bool correction_bias = false;     // deepseek_v3: router buffer e_score_correction_bias [E]
-  enum class MoeLayers { kAll, kQwen, kDeepseek };
+  const char* router_class = nullptr;  // the router's full class name (llama4: Llama4Router; deepseek_v2: Linear)
+  const char* shared_width_key = "shared_expert_intermediate_size";  // llama4: intermediate_size
+  enum class MoeLayers { kAll, kQwen, kDeepseek, kLlama4 };
   MoeLayers moe_layers = MoeLayers::kAll;
+  // llama4: the MLP attribute, the dense layers' width, the causal-LM class, and an L2 qk_norm
+  // (no weights) on the RoPE layers (no_rope_layers[i] = 1) when use_qk_norm.
+  const char* mlp_attr = "mlp";
+  const char* dense_width_key = "intermediate_size";
+  const char* causal_lm_cls = nullptr;
+  bool l2_qk_norm = false;
 };
 
 const std::vector<DenseFamily>& dense_families() {
@@ -311,6 +343,7 @@ const std::vector<DenseFamily>& dense_families() {
        .moe_block = "MLP",
        .expert_width_key = "intermediate_size",
        .experts_transposed = true,
+       .experts_bias = true,
        .router_bias = true},
       // DeepseekV3DecoderLayer: MLA attention; the first first_k_dense_replace layers dense
       // (DeepseekV3MLP), the others DeepseekV3MoE{experts (DeepseekV3Experts), gate
@@ -324,6 +357,35 @@ const std::vector<DenseFamily>& dense_families() {
        .router_cls = "TopkRouter",
        .correction_bias = true,
        .moe_layers = DenseFamily::MoeLayers::kDeepseek},
+      // DeepseekV2DecoderLayer: MLA as v3; DeepseekV2Moe{experts, gate (nn.Linear), shared_experts
+      // (only with n_shared_experts)}; no correction bias.
+      {.model_type = "deepseek_v2",
+       .prefix = "DeepseekV2",
+       .mla = true,
+       .moe_parts = {"experts", "gate", "shared_experts"},
+       .moe_block = "Moe",
+       .router_class = "Linear",
+       .moe_layers = DenseFamily::MoeLayers::kDeepseek},
+      // Llama4ForCausalLM (the text model, model_type llama4_text): Llama4TextDecoderLayer{self_attn
+      // {q,k,v,o, qk_norm (L2, no weights) on RoPE layers}, feed_forward: Llama4TextMoe{experts
+      // (transposed), router (Llama4Router, an nn.Linear), shared_expert} on the moe_layers, else
+      // Llama4TextMLP(intermediate_size_mlp); norms}; chunked attention on the RoPE layers.
+      {.model_type = "llama4_text",
+       .prefix = "Llama4Text",
+       .act_name = "activation_fn",
+       .sliding = Sliding::kChunked,
+       .parts = {"self_attn", "feed_forward", "input_layernorm", "post_attention_layernorm"},
+       .moe_parts = {"experts", "router", "shared_expert"},
+       .moe_block = "Moe",
+       .expert_width_key = "intermediate_size",
+       .experts_transposed = true,
+       .router_class = "Llama4Router",
+       .shared_width_key = "intermediate_size",
+       .moe_layers = DenseFamily::MoeLayers::kLlama4,
+       .mlp_attr = "feed_forward",
+       .dense_width_key = "intermediate_size_mlp",
+       .causal_lm_cls = "Llama4ForCausalLM",
+       .l2_qk_norm = true},
       {.model_type = "starcoder2",
        .prefix = "Starcoder2",
        .tie_default = true,
@@ -366,6 +428,24 @@ std::vector<bool> moe_layers(const ConfigView& c, const DenseFamily& f, int64_t 
       out[static_cast<size_t>(i)] =
           experts > 0 && (i + 1) % step == 0 && std::find(dense.begin(), dense.end(), i) == dense.end();
     }
+  } else if (f.moe_layers == DenseFamily::MoeLayers::kLlama4) {
+    // config.moe_layers, default range(step - 1, layers, step) with interleave_moe_layer_step
+    const YAML::Node given = c.node()["moe_layers"];
+    if (given && given.IsSequence()) {
+      std::fill(out.begin(), out.end(), false);
+      for (const auto& v : given) {
+        int64_t i = -1;
+        try {
+          i = v.as<int64_t>();
+        } catch (const YAML::Exception&) {
+        }
+        if (i < 0 || i >= layers) throw InputError(c.file(), v.Mark().line + 1, v.Mark().column + 1, "moe_layers must list layer numbers of the model");
+        out[static_cast<size_t>(i)] = true;
+      }
+    } else {
+      const int64_t step = c.positive_or({"interleave_moe_layer_step"}, 1);
+      for (int64_t i = 0; i < layers; ++i) out[static_cast<size_t>(i)] = (i + 1) % step == 0;
+    }
   } else if (f.moe_layers == DenseFamily::MoeLayers::kDeepseek) {
     // layer_idx >= first_k_dense_replace (v5 main ignores moe_layer_freq)
     const int64_t first = c.integer_or({"first_k_dense_replace"}, 0);
@@ -376,12 +456,12 @@ std::vector<bool> moe_layers(const ConfigView& c, const DenseFamily& f, int64_t 
 
 // A SwiGLU MLP {gate_proj, up_proj, down_proj, act_fn} of class `cls` (no biases).
 void gated_mlp(ModuleTree& t, int parent, const std::string& name, const std::string& cls, int64_t hidden, int64_t inter,
-               const char* act_cls) {
+               const char* act_name, const char* act_cls) {
   const int m = t.add_module(parent, name, cls);
   linear(t, m, "gate_proj", hidden, inter, false);
   linear(t, m, "up_proj", hidden, inter, false);
   linear(t, m, "down_proj", inter, hidden, false);
-  leaf(t, m, "act_fn", act_cls);
+  leaf(t, m, act_name, act_cls);
 }
 
 // DeepSeek's multi-head latent attention (modeling_deepseek_v3.py, DeepseekV3Attention).
@@ -409,32 +489,30 @@ void moe_block(ModuleTree& t, int layer, const ConfigView& c, const DenseFamily&
   const std::string prefix = f.prefix;
   const int64_t experts = c.positive({"num_experts", "num_local_experts", "n_routed_experts"});
   const int64_t inter = c.positive({f.expert_width_key});
-  const int block = t.add_module(layer, "mlp", prefix + f.moe_block);
+  const int block = t.add_module(layer, f.mlp_attr, prefix + f.moe_block);
   for (const char* part : f.moe_parts) {
     const std::string name = part;
     if (name == "experts") {
       const int e = t.add_module(block, "experts", prefix + f.experts_cls);
-      if (f.experts_transposed) {
-        t.add_param(e, "gate_up_proj", {experts, hidden, 2 * inter});
-        t.add_param(e, "gate_up_proj_bias", {experts, 2 * inter});
-        t.add_param(e, "down_proj", {experts, inter, hidden});
-        t.add_param(e, "down_proj_bias", {experts, hidden});
-      } else {
-        t.add_param(e, "gate_up_proj", {experts, 2 * inter, hidden});
-        t.add_param(e, "down_proj", {experts, hidden, inter});
-        leaf(t, e, "act_fn", f.act_cls);
-      }
+      t.add_param(e, "gate_up_proj", f.experts_transposed ? Shape{experts, hidden, 2 * inter} : Shape{experts, 2 * inter, hidden});
+      if (f.experts_bias) t.add_param(e, "gate_up_proj_bias", {experts, 2 * inter});
+      t.add_param(e, "down_proj", f.experts_transposed ? Shape{experts, inter, hidden} : Shape{experts, hidden, inter});
+      if (f.experts_bias) t.add_param(e, "down_proj_bias", {experts, hidden});
+      if (!f.experts_bias) leaf(t, e, "act_fn", f.act_cls);  // (gpt_oss clamps its own GLU)
     } else if (name == "gate" || name == "router") {
-      const int r = t.add_module(block, name, prefix + f.router_cls);
+      const int r = t.add_module(block, name, f.router_class ? std::string(f.router_class) : prefix + f.router_cls);
       t.add_param(r, "weight", {experts, hidden});
       if (f.router_bias) t.add_param(r, "bias", {experts});
       if (f.correction_bias) t.add_buffer(r, "e_score_correction_bias", {experts}, true, DType::kFloat32, true);
-    } else if (name == "shared_expert") {  // qwen2_moe
-      gated_mlp(t, block, "shared_expert", prefix + "MLP", hidden, c.positive({"shared_expert_intermediate_size"}), f.act_cls);
+    } else if (name == "shared_expert") {  // qwen2_moe, llama4
+      gated_mlp(t, block, "shared_expert", prefix + "MLP", hidden, c.positive({f.shared_width_key}), f.act_name, f.act_cls);
     } else if (name == "shared_expert_gate") {
       linear(t, block, "shared_expert_gate", hidden, 1, false);
     } else if (name == "shared_experts") {  // deepseek: moe_intermediate_size x n_shared_experts
-      gated_mlp(t, block, "shared_experts", prefix + "MLP", hidden, inter * c.positive_or({"n_shared_experts"}, 1), f.act_cls);
+      // (v3 always builds them; v2 only when the config sets n_shared_experts)
+      if (f.router_class != nullptr && !c.has("n_shared_experts")) continue;
+      gated_mlp(t, block, "shared_experts", prefix + "MLP", hidden, inter * c.positive_or({"n_shared_experts"}, 1), f.act_name,
+                f.act_cls);
     } else {
       DMAP_CHECK(false, "unknown part of a mixture-of-experts block: " + name);
     }
@@ -447,7 +525,7 @@ int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, con
   const std::string prefix = f.prefix;
   const int64_t vocab = c.positive({"vocab_size"});
   const int64_t hidden = c.positive({"hidden_size"});
-  const int64_t inter = c.positive({"intermediate_size"});
+  const int64_t inter = c.positive({f.dense_width_key});
   const int64_t layers = c.positive({"num_hidden_layers"});
   const int64_t heads = c.positive({"num_attention_heads"});
   const int64_t kv_heads = c.positive_or({"num_key_value_heads"}, heads);
@@ -475,6 +553,7 @@ int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, con
   }
   int list = t.add_module(model, "layers", "ModuleList");
   const std::vector<bool> moe_layer = moe_layers(c, f, layers);
+  const std::vector<bool> rope = f.l2_qk_norm ? rope_layers(c, layers) : std::vector<bool>(static_cast<size_t>(layers), true);
   for (int64_t i = 0; i < layers; ++i) {
     int layer = t.add_module(list, std::to_string(i), prefix + "DecoderLayer");
     for (const char* part : f.parts) {
@@ -502,10 +581,13 @@ int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, con
           rms_norm(t, attn, "q_norm", heads * head_dim, norm_cls.c_str());
           rms_norm(t, attn, "k_norm", kv_heads * head_dim, norm_cls.c_str());
         }
-      } else if (name == "mlp" && moe_layer[static_cast<size_t>(i)]) {
+        if (f.l2_qk_norm && c.boolean_or({"use_qk_norm"}, true) && rope[static_cast<size_t>(i)]) {
+          leaf(t, attn, "qk_norm", (prefix + "L2Norm").c_str());
+        }
+      } else if (name == f.mlp_attr && moe_layer[static_cast<size_t>(i)]) {
         moe_block(t, layer, c, f, hidden, norm_cls);
-      } else if (name == "mlp") {
-        int mlp = t.add_module(layer, "mlp", prefix + "MLP");
+      } else if (name == f.mlp_attr) {
+        int mlp = t.add_module(layer, name, prefix + "MLP");
         if (f.plain_mlp) {
           linear(t, mlp, "c_fc", hidden, inter, mlp_bias);
           linear(t, mlp, "c_proj", inter, hidden, mlp_bias);
@@ -573,7 +655,7 @@ int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, con
 ModuleTree build_dense(const ModelSpec& spec, const DenseFamily& f) {
   const ConfigView& c = spec.config;
   const std::string prefix = f.prefix;
-  ModuleTree t(prefix + "ForCausalLM");
+  ModuleTree t(f.causal_lm_cls ? std::string(f.causal_lm_cls) : prefix + "ForCausalLM");
   dense_model(t, t.root(), "model", c, f);
   linear(t, t.root(), "lm_head", t.dims.hidden_size, t.dims.vocab_size, false);
   if (tie_embeddings(c, f.tie_default)) t.tie("lm_head.weight", "model.embed_tokens.weight");

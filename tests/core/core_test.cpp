@@ -562,6 +562,35 @@ TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and 
   const ModuleTree dl = build_module_tree(spec_from(
       "model_type: deepseek_v3\nn_routed_experts: 8\nkv_lora_rank: 10\nqk_nope_head_dim: 6\nqk_rope_head_dim: 4\nv_head_dim: 5\n" + dims));
   CHECK(children(dl, "model.layers.0.self_attn").front() == "q_proj");
+  // deepseek_v2: the gate a plain Linear, no correction bias, shared experts only when configured.
+  const ModuleTree d2 = build_module_tree(spec_from(
+      "model_type: deepseek_v2\nn_routed_experts: 8\nfirst_k_dense_replace: 1\nkv_lora_rank: 10\nqk_nope_head_dim: 6\n"
+      "qk_rope_head_dim: 4\nv_head_dim: 5\n" + dims));
+  CHECK(d2.node(d2.find("model.layers.1.mlp")).class_name == "DeepseekV2Moe");
+  CHECK(children(d2, "model.layers.1.mlp") == std::vector<std::string>{"experts", "gate"});
+  CHECK(d2.node(d2.find("model.layers.1.mlp.gate")).class_name == "Linear");
+  CHECK(d2.find("model.layers.1.mlp.gate.e_score_correction_bias") < 0);
+  // llama4_text: feed_forward; Llama4TextMoe{experts (transposed, act_fn), router, shared_expert};
+  // dense layers of intermediate_size_mlp off the moe_layers; an L2 qk_norm on RoPE layers only;
+  // chunked attention's cache (attention_chunk_size) on those layers.
+  const ModuleTree l4 = build_module_tree(spec_from(
+      "model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\nmoe_layers: [1, 3]\n"
+      "no_rope_layers: [1, 1, 1, 0]\nattention_chunk_size: 32\n" + dims));
+  CHECK(l4.node(l4.root()).class_name == "Llama4ForCausalLM");
+  CHECK(l4.node(l4.find("model.layers.0.feed_forward")).class_name == "Llama4TextMLP");
+  CHECK(shape(l4, "model.layers.0.feed_forward.up_proj.weight") == std::vector<int64_t>{40, 16});
+  CHECK(children(l4, "model.layers.0.feed_forward").back() == "activation_fn");
+  CHECK(children(l4, "model.layers.1.feed_forward") == std::vector<std::string>{"experts", "router", "shared_expert"});
+  CHECK(shape(l4, "model.layers.1.feed_forward.experts.gate_up_proj") == std::vector<int64_t>{4, 16, 96});
+  CHECK(shape(l4, "model.layers.1.feed_forward.experts.down_proj") == std::vector<int64_t>{4, 48, 16});
+  CHECK(l4.node(l4.find("model.layers.1.feed_forward.router")).class_name == "Llama4Router");
+  CHECK(shape(l4, "model.layers.1.feed_forward.shared_expert.gate_proj.weight") == std::vector<int64_t>{48, 16});
+  CHECK(children(l4, "model.layers.0.self_attn").back() == "qk_norm");
+  CHECK(children(l4, "model.layers.3.self_attn").back() == "o_proj");
+  CHECK(l4.dims.layer_window == std::vector<int64_t>{32, 32, 32, 0});
+  CHECK(l4.dims.experts_transposed);
+  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\nmoe_layers: [9]\n" + dims)),
+                    Catch::Contains("moe_layers must list layer numbers of the model"));
   // More experts per token than experts: exit 2 with the line.
   CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: mixtral\nnum_local_experts: 1\n" + dims)),
                     Catch::Contains("inline.yaml:") && Catch::Contains("num_experts_per_tok (2) exceeds the 1 experts"));
