@@ -1,6 +1,7 @@
 // `dmap memory`: what `accelerate estimate-memory` prints (largest layer, total size per dtype),
 // plus the KV cache per 1,000 tokens of context and a per-module breakdown.
 #include <cstdio>
+#include <iomanip>
 #include <iostream>
 
 #include "cli/args.h"
@@ -122,6 +123,7 @@ int cmd_memory(const std::vector<std::string>& argv) {
     if (d <= depth) breakdown.push_back(id);
   }
   const std::string title = tree.model_name.empty() ? tree.model_type : tree.model_name;
+  const ExpertSummary moe = expert_summary(tree);
 
   if (format == "json") {
     JsonWriter w(true);
@@ -134,6 +136,23 @@ int cmd_memory(const std::vector<std::string>& argv) {
     w.value(tree.num_parameters());
     w.key("num_layers");
     w.value(tree.dims.num_layers);
+    if (moe.sparse_layers > 0) {
+      w.key("experts");
+      w.begin_object();
+      w.key("sparse_layers");
+      w.value(moe.sparse_layers);
+      w.key("routed_per_layer");
+      w.value(tree.dims.num_experts);
+      w.key("per_token");
+      w.value(tree.dims.experts_per_token);
+      w.key("routed_parameters");
+      w.value(moe.routed_parameters);
+      w.key("routed_parameters_per_layer");
+      w.value(moe.layer_parameters);
+      w.key("active_parameters_per_token");
+      w.value(moe.active_parameters);
+      w.end_object();
+    }
     w.key("dtypes");
     w.begin_array();
     for (const auto& r : rows) {
@@ -197,6 +216,20 @@ int cmd_memory(const std::vector<std::string>& argv) {
                   h(r.total).c_str(), h(4 * r.total).c_str(),
                   format_bytes_human(static_cast<double>(r.kv_per_1k)).c_str());
     }
+  }
+  if (moe.sparse_layers > 0 && !rows.empty()) {
+    const double total = static_cast<double>(tree.num_parameters());
+    std::cout << "\nmixture of experts: " << moe.sparse_layers << " of " << tree.dims.num_layers << " layers route each token to "
+              << tree.dims.experts_per_token << " of " << tree.dims.num_experts << " experts; " << moe.active_parameters
+              << " parameters run per token (" << std::fixed << std::setprecision(1)
+              << 100.0 * static_cast<double>(moe.active_parameters) / total << std::defaultfloat << " % of "
+              << tree.num_parameters() << ")\n";
+    std::cout << "routed experts of one layer: ";
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const double bytes = static_cast<double>(moe.layer_parameters) * static_cast<double>(accelerate_bits_per_element(rows[i].dtype)) / 8.0;
+      std::cout << (i ? ", " : "") << format_bytes_human(bytes) << " " << dtype_name(rows[i].dtype);
+    }
+    std::cout << " (transformers v5 holds them as one module: offloaded, all of them cross the link every forward)\n";
   }
   if (!rows.empty()) {
     std::cout << "\nlargest layer: ";

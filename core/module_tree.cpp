@@ -116,4 +116,30 @@ int64_t ModuleTree::num_parameters() const {
   return total;
 }
 
+ExpertSummary expert_summary(const ModuleTree& tree) {
+  ExpertSummary out;
+  out.active_parameters = tree.num_parameters();
+  if (tree.dims.num_experts <= 0) return out;
+  const double keep = static_cast<double>(std::min(tree.dims.experts_per_token, tree.dims.num_experts)) /
+                      static_cast<double>(tree.dims.num_experts);
+  for (int id = 0; id < tree.size(); ++id) {
+    const TreeNode& n = tree.node(id);
+    if (n.is_tensor) continue;
+    int64_t routed = 0;
+    bool fused = false;
+    for (int p : n.params) {
+      const TreeNode& t = tree.node(p);
+      if (t.tied_source >= 0) continue;
+      if ((t.local == "gate_up_proj" || t.local == "down_proj") && t.shape.size() == 3) fused = true;
+      if (t.local.rfind("gate_up_proj", 0) == 0 || t.local.rfind("down_proj", 0) == 0) routed += t.numel;
+    }
+    if (!fused) continue;
+    ++out.sparse_layers;
+    out.routed_parameters += routed;
+    out.layer_parameters = std::max(out.layer_parameters, routed);
+    out.active_parameters -= static_cast<int64_t>(static_cast<double>(routed) * (1.0 - keep) + 0.5);
+  }
+  return out;
+}
+
 }  // namespace dmap

@@ -73,6 +73,18 @@ struct ModelDims {
   bool experts_transposed = false;  // gate_up_proj [E, hidden, 2I] (gpt_oss, llama4), else [E, 2I, hidden]
 };
 
+// A mixture-of-experts model's routed experts (the modules holding 3-D gate_up_proj/down_proj
+// tensors): how many layers hold them, their parameters in all and per layer, and the parameters a
+// token runs (every other parameter, plus k of E experts in each sparse layer).
+struct ExpertSummary {
+  int64_t sparse_layers = 0;
+  int64_t routed_parameters = 0;     // all routed experts, every layer
+  int64_t layer_parameters = 0;      // one sparse layer's routed experts
+  int64_t active_parameters = 0;     // per token
+};
+class ModuleTree;
+ExpertSummary expert_summary(const ModuleTree& tree);
+
 class ModuleTree {
  public:
   explicit ModuleTree(std::string root_class);

@@ -591,6 +591,13 @@ TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and 
   CHECK(l4.dims.experts_transposed);
   CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\nmoe_layers: [9]\n" + dims)),
                     Catch::Contains("moe_layers must list layer numbers of the model"));
+  // Parameters per token: all but the (E - k) experts a token skips in each sparse layer.
+  const ExpertSummary qs = expert_summary(q);
+  CHECK(qs.sparse_layers == 3);
+  CHECK(qs.layer_parameters == 6 * (16 * 16 + 16 * 8));
+  CHECK(qs.routed_parameters == 3 * qs.layer_parameters);
+  CHECK(qs.active_parameters == q.num_parameters() - 3 * (6 - 2) * (16 * 16 + 16 * 8));
+  CHECK(expert_summary(o).layer_parameters == 4 * (16 * 96 + 96 + 48 * 16 + 16));  // biases count
   // More experts per token than experts: exit 2 with the line.
   CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: mixtral\nnum_local_experts: 1\n" + dims)),
                     Catch::Contains("inline.yaml:") && Catch::Contains("num_experts_per_tok (2) exceeds the 1 experts"));
