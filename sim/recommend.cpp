@@ -25,6 +25,56 @@ std::string format_seconds(double s) {
 
 namespace {
 
+// llama.cpp's flags for an in-place map: -ngl counts the decoder layers whose attention is on a
+// GPU; routed experts kept on the CPU in such layers add --cpu-moe (all of them), --n-cpu-moe N
+// (the first N layers) or an -ot pattern over GGUF's blk.N.ffn_{gate,up,down}_exps tensors.
+std::string llama_cpp_flags(const ModuleTree& tree, const ModelGraph& graph, const DeviceMap& map) {
+  int gpu_layers = 0, cpu_layers = 0, moe_layers = 0;
+  std::vector<int> cpu_experts;  // layer index (among decoder layers) of GPU layers with CPU experts
+  int index = 0;
+  for (const auto& cu : graph.chain) {
+    if (!cu.is_layer) continue;
+    const TreeNode& layer = tree.node(cu.node);
+    int attn = -1, experts = -1;
+    for (int c : layer.children) {
+      if (attn < 0 && tree.node(c).local.find("attn") != std::string::npos) attn = c;
+      for (int g : tree.node(c).children) {  // <layer>.<mlp>.experts
+        for (int p : tree.node(g).params) {
+          if (tree.node(p).local == "gate_up_proj" && tree.node(p).shape.size() == 3) experts = g;
+        }
+      }
+    }
+    const auto main_dev = strategies::device_of(tree, map, attn >= 0 ? attn : cu.node);
+    const bool on_gpu = main_dev && main_dev->is_gpu();
+    (on_gpu ? gpu_layers : cpu_layers) += 1;
+    if (experts >= 0) {
+      ++moe_layers;
+      const auto e = strategies::device_of(tree, map, experts);
+      if (on_gpu && e && !e->is_gpu()) cpu_experts.push_back(index);
+    }
+    ++index;
+  }
+  std::string out = "llama.cpp-style split: -ngl " + std::to_string(gpu_layers);
+  if (!cpu_experts.empty()) {
+    bool prefix = true;
+    for (size_t i = 0; i < cpu_experts.size(); ++i) prefix = prefix && cpu_experts[i] == static_cast<int>(i);
+    if (static_cast<int>(cpu_experts.size()) == moe_layers) {
+      out += " --cpu-moe";
+    } else if (prefix) {
+      out += " --n-cpu-moe " + std::to_string(cpu_experts.size());
+    } else {
+      std::string alt;
+      for (int l : cpu_experts) alt += (alt.empty() ? "" : "|") + std::to_string(l);
+      out += " -ot \"blk\\.(" + alt + ")\\.ffn_(gate|up|down)_exps=CPU\"";
+    }
+  }
+  out += " (" + std::to_string(gpu_layers) + " layers on the GPU" +
+         (cpu_experts.empty() ? "" : ", the routed experts of " + std::to_string(cpu_experts.size()) + " of them on the CPU") + ", " +
+         std::to_string(cpu_layers) + " computed on the CPU)";
+  return out;
+}
+
+
 bool has_gpu(const DeviceMap& dm) {
   for (const auto& [n, d] : dm.items()) {
     if (d.is_gpu()) return true;
@@ -314,18 +364,10 @@ Evaluation evaluate(const SimScenario& s) {
         ev.how_to_run = "needs prefetching offload (dmap run --semantics prefetch) with device map " +
                         device_map_to_json(best.map);
       } else {
-        ev.how_to_run = "llama.cpp-style split: -ngl " + std::to_string(o.gpu_layers) + " (" +
-                        std::to_string(o.gpu_layers) + " layers on the GPU, " + std::to_string(o.cpu_layers) +
-                        " computed on the CPU)";
+        ev.how_to_run = llama_cpp_flags(*ev.tree, *ev.graph, best.map);
       }
     } else if (best.semantics == "in-place") {
-      int gpu_layers = 0;
-      for (const auto& cu : ev.graph->chain) {
-        if (!cu.is_layer) continue;
-        auto d = strategies::device_of(*ev.tree, best.map, cu.node);
-        if (d && d->is_gpu()) ++gpu_layers;
-      }
-      ev.how_to_run = "llama.cpp-style split: -ngl " + std::to_string(gpu_layers);
+      ev.how_to_run = llama_cpp_flags(*ev.tree, *ev.graph, best.map);
     } else if (best.semantics == "prefetch") {
       ev.how_to_run = "needs prefetching offload (dmap run --semantics prefetch) with device map " + device_map_to_json(best.map);
     } else if (best.semantics == "cpu") {

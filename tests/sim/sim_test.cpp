@@ -13,6 +13,7 @@
 #include <limits>
 #include <memory>
 #include <random>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -1098,4 +1099,31 @@ TEST_CASE("an offloaded MoE layer streams all its experts under accelerate, only
                                             g.tensor_bytes[tree->find("model.layers.1.mlp.experts.down_proj")]);
   CHECK(acc.transfer_bytes_per_token >= layer1);
   CHECK(inplace.transfer_bytes_per_token < layer1 / 10);
+}
+
+TEST_CASE("experts kept on the CPU under GPU layers: llama.cpp's --cpu-moe, --n-cpu-moe N or an -ot pattern", "[unit][sim][moe]") {
+  TempDir dir;
+  // Tiny MoE on a big GPU: only the experts go to the CPU (in place), as a hand-written map.
+  auto scenario = [&](const std::vector<int>& cpu_experts) {
+    std::string y = "id: moe_flags\nmodel:\n";
+    std::istringstream lines(kTinyMoe);
+    for (std::string l; std::getline(lines, l);) y += "  " + l + "\n";
+    y += "hardware: {host: desktop_ddr5_dual, gpus: [rtx3060_12gb], link: pcie4_x16, disk: nvme_gen4}\n"
+         "workload: {batch: 1, prompt: 16, new_tokens: 4, dtype: bfloat16}\n"
+         "semantics: [in-place]\nstrategies: [split]\ndevice_maps:\n  split:\n    model.embed_tokens: 0\n";
+    for (int l = 0; l < 2; ++l) {
+      const bool cpu = std::find(cpu_experts.begin(), cpu_experts.end(), l) != cpu_experts.end();
+      for (const char* part : {"self_attn", "mlp.gate", "input_layernorm", "post_attention_layernorm"}) {
+        y += "    model.layers." + std::to_string(l) + "." + part + ": 0\n";
+      }
+      y += "    model.layers." + std::to_string(l) + ".mlp.experts: " + (cpu ? "cpu" : "0") + "\n";
+    }
+    y += "    model.norm: 0\n    model.rotary_emb: 0\n    lm_head: 0\n";
+    return evaluate(load_sim_scenario(dir.write("s.yaml", y), kConfigs)).how_to_run;
+  };
+  CHECK_THAT(scenario({0, 1}), Catch::Contains("-ngl 2 --cpu-moe"));
+  CHECK_THAT(scenario({0}), Catch::Contains("-ngl 2 --n-cpu-moe 1"));
+  CHECK_THAT(scenario({1}), Catch::Contains("-ngl 2 -ot \"blk\\.(1)\\.ffn_(gate|up|down)_exps=CPU\""));
+  // Everything on the GPU: nothing computes on the CPU, so no llama.cpp split is named.
+  CHECK_THAT(scenario({}), Catch::StartsWith("from_pretrained(..., device_map="));
 }
