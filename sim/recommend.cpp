@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -187,6 +188,69 @@ void add_rows(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw
   }
 }
 
+// The module holding a decoder layer's routed experts (3-D gate_up_proj), or -1.
+int experts_of(const ModuleTree& tree, int layer) {
+  for (int c : tree.node(layer).children) {
+    for (int g : tree.node(c).children) {
+      for (int p : tree.node(g).params) {
+        if (tree.node(p).local == "gate_up_proj" && tree.node(p).shape.size() == 3) return g;
+      }
+    }
+  }
+  return -1;
+}
+
+// llama.cpp's --n-cpu-moe N on one GPU: every unit on GPU 0, except the routed experts of the
+// first N sparse layers, computed in place on the CPU; N from 0 to all, the fastest that fits
+// (the least that fits, unless the CPU runs experts faster than the GPU). No row when the model
+// has no routed experts or the hardware no GPU; when nothing fits, the row with every layer's
+// experts on the CPU says why.
+void add_n_cpu_moe_row(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw) {
+  const ModuleTree& tree = *c.tree;
+  if (hw.gpus.empty() || tree.dims.num_experts <= 0) return;
+  std::vector<int> layers;  // chain units that are sparse decoder layers, in order
+  for (const auto& cu : c.graph->chain) {
+    if (cu.is_layer && experts_of(tree, cu.node) >= 0) layers.push_back(cu.node);
+  }
+  if (layers.empty()) return;
+  std::optional<ResultRow> best;
+  for (size_t n = 0; n <= layers.size(); ++n) {
+    DeviceMap dm;
+    for (const auto& cu : c.graph->chain) {
+      const auto it = std::find(layers.begin(), layers.end(), cu.node);
+      const bool split = it != layers.end() && static_cast<size_t>(it - layers.begin()) < n;
+      if (!split) {
+        dm.assign(tree.node(cu.node).name, Device::gpu(0));
+        continue;
+      }
+      const int experts = experts_of(tree, cu.node);
+      for (int child : tree.node(cu.node).children) {
+        if (child != tree.node(experts).parent) {
+          dm.assign(tree.node(child).name, Device::gpu(0));
+          continue;
+        }
+        for (int part : tree.node(child).children) dm.assign(tree.node(part).name, part == experts ? Device::cpu() : Device::gpu(0));
+      }
+    }
+    ResultRow r;
+    r.strategy = "n_cpu_moe";
+    r.semantics = semantics_name(Semantics::kInPlace);
+    r.map = dm;
+    r.per_entry.assign(dm.items().size(), Semantics::kInPlace);
+    r.pred = simulate(*c.cm, hw, dm, r.per_entry);
+    const bool better = !best || (r.pred.feasible && (!best->pred.feasible || r.pred.total_s < best->pred.total_s)) ||
+                        (!r.pred.feasible && !best->pred.feasible);  // none fits yet: keep the most offloaded
+    if (better) best = std::move(r);
+  }
+  for (const auto& prev : rows) {
+    if (same_placement(prev, *best)) {
+      best->same_as = prev.strategy;
+      break;
+    }
+  }
+  rows.push_back(std::move(*best));
+}
+
 }  // namespace
 
 std::vector<Placement> contained_placements(const std::vector<ResultRow>& rows, const CostModel& cm, const Hardware& hw) {
@@ -212,6 +276,10 @@ Evaluation evaluate(const SimScenario& s) {
       ResultRow r;
       r.strategy = "optimal";
       ev.rows.push_back(std::move(r));
+      continue;
+    }
+    if (name == "n_cpu_moe") {  // a row only for mixture-of-experts models on a GPU
+      add_n_cpu_moe_row(ev.rows, c, hw);
       continue;
     }
     if (name == "cpu" || name == "disk") {

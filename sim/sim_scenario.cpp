@@ -12,7 +12,7 @@ namespace dmap::sim {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& builtin_strategies() {
-  static const std::vector<std::string> k = {"auto", "balanced", "balanced_low_0", "sequential", "cpu", "disk", "optimal"};
+  static const std::vector<std::string> k = {"auto", "balanced", "balanced_low_0", "sequential", "cpu", "disk", "n_cpu_moe", "optimal"};
   return k;
 }
 
@@ -115,7 +115,7 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
       s.strategies.push_back(name);
     }
   } else {
-    s.strategies = {"auto", "balanced", "balanced_low_0", "sequential", "cpu", "optimal"};
+    s.strategies = {"auto", "balanced", "balanced_low_0", "sequential", "cpu", "n_cpu_moe", "optimal"};
     for (const auto& m : maps) s.strategies.push_back(m);
   }
   const YAML::Node se = root["semantics"];

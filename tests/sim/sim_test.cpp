@@ -1127,3 +1127,35 @@ TEST_CASE("experts kept on the CPU under GPU layers: llama.cpp's --cpu-moe, --n-
   // Everything on the GPU: nothing computes on the CPU, so no llama.cpp split is named.
   CHECK_THAT(scenario({}), Catch::StartsWith("from_pretrained(..., device_map="));
 }
+
+TEST_CASE("n_cpu_moe: the fastest --n-cpu-moe N that fits, experts of the first N layers in place on the CPU", "[unit][sim][moe]") {
+  const SimScenario s = load_sim_scenario(kConfigs + "/scenarios/qwen3_30b_a3b_bf16_rtx3060.yaml", kConfigs);
+  const Evaluation ev = evaluate(s);
+  const ResultRow* row = nullptr;
+  for (const ResultRow& r : ev.rows) {
+    if (r.strategy == "n_cpu_moe") row = &r;
+  }
+  REQUIRE(row != nullptr);
+  REQUIRE(row->pred.feasible);
+  CHECK(row->semantics == "in-place");
+  // The CPU holds only routed experts, of a prefix of the layers.
+  std::vector<int> cpu_layers;
+  for (const auto& [name, dev] : row->map.items()) {
+    if (dev.is_gpu()) continue;
+    REQUIRE(name.size() > std::string(".mlp.experts").size());
+    CHECK(name.substr(name.size() - 12) == ".mlp.experts");
+    cpu_layers.push_back(std::stoi(name.substr(std::string("model.layers.").size())));
+  }
+  REQUIRE(!cpu_layers.empty());
+  for (size_t i = 0; i < cpu_layers.size(); ++i) CHECK(cpu_layers[i] == static_cast<int>(i));
+  // One layer fewer on the CPU (its experts back on the GPU) does not fit or is no faster.
+  DeviceMap fewer = row->map;
+  fewer.assign("model.layers." + std::to_string(cpu_layers.back()) + ".mlp.experts", Device::gpu(0));
+  const CostModel cm(*ev.graph, ev.rates, s.workload);
+  const Prediction p = simulate(cm, s.hardware, fewer, Semantics::kInPlace);
+  CHECK((!p.feasible || p.total_s >= row->pred.total_s));
+  CHECK_THAT(ev.how_to_run, Catch::Contains("--n-cpu-moe " + std::to_string(cpu_layers.size())));
+  // A dense model gets no such row.
+  const Evaluation dense = evaluate(load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs));
+  for (const ResultRow& r : dense.rows) CHECK(r.strategy != "n_cpu_moe");
+}
