@@ -200,11 +200,23 @@ int experts_of(const ModuleTree& tree, int layer) {
   return -1;
 }
 
-// llama.cpp's --n-cpu-moe N on one GPU: every unit on GPU 0, except the routed experts of the
-// first N sparse layers, computed in place on the CPU; N from 0 to all, the fastest that fits
-// (the least that fits, unless the CPU runs experts faster than the GPU). No row when the model
-// has no routed experts or the hardware no GPU; when nothing fits, the row with every layer's
-// experts on the CPU says why.
+// Weight bytes under a node (each tensor once).
+double bytes_under(const ModuleTree& tree, const ModelGraph& g, int node) {
+  double b = 0;
+  const TreeNode& n = tree.node(node);
+  if (n.is_tensor) return n.tied_source >= 0 ? 0.0 : static_cast<double>(g.tensor_bytes[node]);
+  for (int p : n.params) b += bytes_under(tree, g, p);
+  for (int q : n.buffers) b += bytes_under(tree, g, q);
+  for (int c : n.children) b += bytes_under(tree, g, c);
+  return b;
+}
+
+// llama.cpp's --n-cpu-moe N: every layer on the GPUs (split across them in order, in proportion
+// to their memory, as llama.cpp's default tensor split does), except the routed experts of the
+// first N sparse layers, computed in place on the CPU; N from 0 to all, the fastest that fits (the
+// least that fits, unless the CPU runs experts faster than the GPUs). No row when the model has
+// no routed experts or the hardware no GPU; when nothing fits, the row with every layer's experts
+// on the CPU says why.
 void add_n_cpu_moe_row(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw) {
   const ModuleTree& tree = *c.tree;
   if (hw.gpus.empty() || tree.dims.num_experts <= 0) return;
@@ -213,23 +225,47 @@ void add_n_cpu_moe_row(std::vector<ResultRow>& rows, const Context& c, const Har
     if (cu.is_layer && experts_of(tree, cu.node) >= 0) layers.push_back(cu.node);
   }
   if (layers.empty()) return;
+  // Each chain unit's bytes, and what stays on a GPU when its experts go to the CPU.
+  std::vector<double> unit_bytes, kept_bytes;
+  for (const auto& cu : c.graph->chain) {
+    unit_bytes.push_back(bytes_under(tree, *c.graph, cu.node));
+    const int e = experts_of(tree, cu.node);
+    kept_bytes.push_back(unit_bytes.back() - (e >= 0 ? bytes_under(tree, *c.graph, e) : 0.0));
+  }
+  double capacity = 0;
+  for (size_t g = 0; g < hw.gpus.size(); ++g) capacity += static_cast<double>(hw.gpu_capacity(static_cast<int>(g)));
   std::optional<ResultRow> best;
   for (size_t n = 0; n <= layers.size(); ++n) {
+    std::vector<char> split(c.graph->chain.size(), 0);
+    double on_gpus = 0;
+    for (size_t u = 0; u < c.graph->chain.size(); ++u) {
+      const auto it = std::find(layers.begin(), layers.end(), c.graph->chain[u].node);
+      split[u] = it != layers.end() && static_cast<size_t>(it - layers.begin()) < n;
+      on_gpus += split[u] ? kept_bytes[u] : unit_bytes[u];
+    }
+    // The GPU of each unit: in order, GPU g taking its share of the bytes.
     DeviceMap dm;
-    for (const auto& cu : c.graph->chain) {
-      const auto it = std::find(layers.begin(), layers.end(), cu.node);
-      const bool split = it != layers.end() && static_cast<size_t>(it - layers.begin()) < n;
-      if (!split) {
-        dm.assign(tree.node(cu.node).name, Device::gpu(0));
+    size_t gpu = 0;
+    double filled = 0, share_end = on_gpus * static_cast<double>(hw.gpu_capacity(0)) / capacity;
+    for (size_t u = 0; u < c.graph->chain.size(); ++u) {
+      const int node = c.graph->chain[u].node;
+      while (gpu + 1 < hw.gpus.size() && filled >= share_end * (1 - 1e-12)) {
+        ++gpu;
+        share_end += on_gpus * static_cast<double>(hw.gpu_capacity(static_cast<int>(gpu))) / capacity;
+      }
+      filled += split[u] ? kept_bytes[u] : unit_bytes[u];
+      const Device d = Device::gpu(static_cast<int>(gpu));
+      if (!split[u]) {
+        dm.assign(tree.node(node).name, d);
         continue;
       }
-      const int experts = experts_of(tree, cu.node);
-      for (int child : tree.node(cu.node).children) {
+      const int experts = experts_of(tree, node);
+      for (int child : tree.node(node).children) {
         if (child != tree.node(experts).parent) {
-          dm.assign(tree.node(child).name, Device::gpu(0));
+          dm.assign(tree.node(child).name, d);
           continue;
         }
-        for (int part : tree.node(child).children) dm.assign(tree.node(part).name, part == experts ? Device::cpu() : Device::gpu(0));
+        for (int part : tree.node(child).children) dm.assign(tree.node(part).name, part == experts ? Device::cpu() : d);
       }
     }
     ResultRow r;

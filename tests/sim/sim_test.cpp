@@ -1155,6 +1155,24 @@ TEST_CASE("n_cpu_moe: the fastest --n-cpu-moe N that fits, experts of the first 
   const Prediction p = simulate(cm, s.hardware, fewer, Semantics::kInPlace);
   CHECK((!p.feasible || p.total_s >= row->pred.total_s));
   CHECK_THAT(ev.how_to_run, Catch::Contains("--n-cpu-moe " + std::to_string(cpu_layers.size())));
+  // On two GPUs the layers are split across them in order (llama.cpp's default tensor split).
+  const SimScenario two = load_sim_scenario(kConfigs + "/scenarios/mixtral_8x7b_bf16_two_rtx3090.yaml", kConfigs);
+  const Evaluation ev2 = evaluate(two);
+  const ResultRow* row2 = nullptr;
+  for (const ResultRow& r : ev2.rows) {
+    if (r.strategy == "n_cpu_moe") row2 = &r;
+  }
+  REQUIRE(row2 != nullptr);
+  CHECK(row2->pred.feasible);
+  int last_gpu = 0;
+  bool both = false;
+  for (const auto& [name, dev] : row2->map.items()) {
+    if (!dev.is_gpu()) continue;
+    CHECK(dev.index >= last_gpu);
+    last_gpu = dev.index;
+    both = both || dev.index == 1;
+  }
+  CHECK(both);
   // A dense model gets no such row.
   const Evaluation dense = evaluate(load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs));
   for (const ResultRow& r : dense.rows) CHECK(r.strategy != "n_cpu_moe");
