@@ -204,6 +204,10 @@ TEST_CASE("parameter counts of the shipped families match the published checkpoi
       {"model_type: opt\nvocab_size: 50272\nhidden_size: 4096\nffn_dim: 16384\nnum_hidden_layers: 32\n"
        "num_attention_heads: 32\nmax_position_embeddings: 2048\nword_embed_proj_dim: 4096\n",
        6658473984LL},
+      // Mixtral-8x7B-v0.1: 46,702,792,704 (the checkpoint's safetensors parameter count; fused v5 experts)
+      {"model_type: mixtral\nvocab_size: 32000\nhidden_size: 4096\nintermediate_size: 14336\nnum_hidden_layers: 32\n"
+       "num_attention_heads: 32\nnum_key_value_heads: 8\nnum_local_experts: 8\nnum_experts_per_tok: 2\n",
+       46702792704LL},
       // ChatGLM2-6B: 6,243,584,000
       {"model_type: chatglm\npadded_vocab_size: 65024\nhidden_size: 4096\nffn_hidden_size: 13696\nnum_layers: 28\n"
        "num_attention_heads: 32\nmulti_query_attention: true\nmulti_query_group_num: 2\nkv_channels: 128\n"
