@@ -235,7 +235,11 @@ void add_n_cpu_moe_row(std::vector<ResultRow>& rows, const Context& c, const Har
   double capacity = 0;
   for (size_t g = 0; g < hw.gpus.size(); ++g) capacity += static_cast<double>(hw.gpu_capacity(static_cast<int>(g)));
   std::optional<ResultRow> best;
-  for (size_t n = 0; n <= layers.size(); ++n) {
+  // From every layer's experts on the CPU down: on one GPU, once the GPU runs over its memory
+  // with N layers' experts on the CPU, it does with fewer too (its bytes only grow), so the walk
+  // stops there; on several GPUs the split moves layers between them, and every N is tried.
+  for (size_t step = 0; step <= layers.size(); ++step) {
+    const size_t n = layers.size() - step;
     std::vector<char> split(c.graph->chain.size(), 0);
     double on_gpus = 0;
     for (size_t u = 0; u < c.graph->chain.size(); ++u) {
@@ -274,9 +278,14 @@ void add_n_cpu_moe_row(std::vector<ResultRow>& rows, const Context& c, const Har
     r.map = dm;
     r.per_entry.assign(dm.items().size(), Semantics::kInPlace);
     r.pred = simulate(*c.cm, hw, dm, r.per_entry);
-    const bool better = !best || (r.pred.feasible && (!best->pred.feasible || r.pred.total_s < best->pred.total_s)) ||
-                        (!r.pred.feasible && !best->pred.feasible);  // none fits yet: keep the most offloaded
+    // (None fits: the row with every layer's experts on the CPU, the first tried, says why.)
+    const bool better = !best || (r.pred.feasible && (!best->pred.feasible || r.pred.total_s < best->pred.total_s));
+    bool gpu_over = false;
+    for (size_t i = 0; i < r.pred.memory.size() && i < r.pred.capacity.size(); ++i) {
+      gpu_over = gpu_over || (r.pred.memory[i].first.is_gpu() && r.pred.memory[i].second > r.pred.capacity[i].second);
+    }
     if (better) best = std::move(r);
+    if (gpu_over && hw.gpus.size() == 1) break;
   }
   for (const auto& prev : rows) {
     if (same_placement(prev, *best)) {
