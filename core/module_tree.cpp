@@ -116,6 +116,22 @@ int64_t ModuleTree::num_parameters() const {
   return total;
 }
 
+bool is_routed_experts(const ModuleTree& tree, int module) {
+  for (int p : tree.node(module).params) {
+    if (tree.node(p).local == "gate_up_proj" && tree.node(p).shape.size() == 3) return true;
+  }
+  return false;
+}
+
+int routed_experts_of(const ModuleTree& tree, int layer) {
+  for (int block : tree.node(layer).children) {
+    for (int m : tree.node(block).children) {
+      if (is_routed_experts(tree, m)) return m;
+    }
+  }
+  return -1;
+}
+
 ExpertSummary expert_summary(const ModuleTree& tree) {
   ExpertSummary out;
   out.active_parameters = tree.num_parameters();
@@ -124,16 +140,12 @@ ExpertSummary expert_summary(const ModuleTree& tree) {
                       static_cast<double>(tree.dims.num_experts);
   for (int id = 0; id < tree.size(); ++id) {
     const TreeNode& n = tree.node(id);
-    if (n.is_tensor) continue;
-    int64_t routed = 0;
-    bool fused = false;
+    if (n.is_tensor || !is_routed_experts(tree, id)) continue;
+    int64_t routed = 0;  // gate_up_proj, down_proj and their biases
     for (int p : n.params) {
       const TreeNode& t = tree.node(p);
-      if (t.tied_source >= 0) continue;
-      if ((t.local == "gate_up_proj" || t.local == "down_proj") && t.shape.size() == 3) fused = true;
-      if (t.local.rfind("gate_up_proj", 0) == 0 || t.local.rfind("down_proj", 0) == 0) routed += t.numel;
+      if (t.tied_source < 0 && (t.local.rfind("gate_up_proj", 0) == 0 || t.local.rfind("down_proj", 0) == 0)) routed += t.numel;
     }
-    if (!fused) continue;
     ++out.sparse_layers;
     out.routed_parameters += routed;
     out.layer_parameters = std::max(out.layer_parameters, routed);

@@ -84,6 +84,10 @@ struct ExpertSummary {
 };
 class ModuleTree;
 ExpertSummary expert_summary(const ModuleTree& tree);
+// Whether a module holds routed experts as transformers v5 stores them (a 3-D gate_up_proj).
+bool is_routed_experts(const ModuleTree& tree, int module);
+// The routed-experts module of a decoder layer (<layer>.<block>.<experts>), or -1.
+int routed_experts_of(const ModuleTree& tree, int layer);
 
 class ModuleTree {
  public:

@@ -116,8 +116,8 @@ struct Builder {
     // Routed experts (v5: one module of 3-D tensors gate_up_proj and down_proj, [E, out, in], or
     // gpt_oss's transposed [E, in, out] with biases): two expert products and the gated activation
     // over the k experts each token runs.
-    const int gate_up = direct_param(t, id, "gate_up_proj"), down = direct_param(t, id, "down_proj");
-    if (gate_up >= 0 && down >= 0 && t.node(gate_up).shape.size() == 3) {
+    if (is_routed_experts(t, id) && direct_param(t, id, "down_proj") >= 0) {
+      const int gate_up = direct_param(t, id, "gate_up_proj"), down = direct_param(t, id, "down_proj");
       const bool transposed = t.dims.experts_transposed;
       for (const auto& [w, bias_name] : {std::pair{gate_up, "gate_up_proj_bias"}, std::pair{down, "down_proj_bias"}}) {
         const auto& s = t.node(w).shape;

@@ -36,15 +36,11 @@ std::string llama_cpp_flags(const ModuleTree& tree, const ModelGraph& graph, con
   for (const auto& cu : graph.chain) {
     if (!cu.is_layer) continue;
     const TreeNode& layer = tree.node(cu.node);
-    int attn = -1, experts = -1;
+    int attn = -1;
     for (int c : layer.children) {
       if (attn < 0 && tree.node(c).local.find("attn") != std::string::npos) attn = c;
-      for (int g : tree.node(c).children) {  // <layer>.<mlp>.experts
-        for (int p : tree.node(g).params) {
-          if (tree.node(p).local == "gate_up_proj" && tree.node(p).shape.size() == 3) experts = g;
-        }
-      }
     }
+    const int experts = routed_experts_of(tree, cu.node);
     const auto main_dev = strategies::device_of(tree, map, attn >= 0 ? attn : cu.node);
     const bool on_gpu = main_dev && main_dev->is_gpu();
     (on_gpu ? gpu_layers : cpu_layers) += 1;
@@ -188,18 +184,6 @@ void add_rows(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw
   }
 }
 
-// The module holding a decoder layer's routed experts (3-D gate_up_proj), or -1.
-int experts_of(const ModuleTree& tree, int layer) {
-  for (int c : tree.node(layer).children) {
-    for (int g : tree.node(c).children) {
-      for (int p : tree.node(g).params) {
-        if (tree.node(p).local == "gate_up_proj" && tree.node(p).shape.size() == 3) return g;
-      }
-    }
-  }
-  return -1;
-}
-
 // Weight bytes under a node (each tensor once).
 double bytes_under(const ModuleTree& tree, const ModelGraph& g, int node) {
   double b = 0;
@@ -222,14 +206,14 @@ void add_n_cpu_moe_row(std::vector<ResultRow>& rows, const Context& c, const Har
   if (hw.gpus.empty() || tree.dims.num_experts <= 0) return;
   std::vector<int> layers;  // chain units that are sparse decoder layers, in order
   for (const auto& cu : c.graph->chain) {
-    if (cu.is_layer && experts_of(tree, cu.node) >= 0) layers.push_back(cu.node);
+    if (cu.is_layer && routed_experts_of(tree, cu.node) >= 0) layers.push_back(cu.node);
   }
   if (layers.empty()) return;
   // Each chain unit's bytes, and what stays on a GPU when its experts go to the CPU.
   std::vector<double> unit_bytes, kept_bytes;
   for (const auto& cu : c.graph->chain) {
     unit_bytes.push_back(bytes_under(tree, *c.graph, cu.node));
-    const int e = experts_of(tree, cu.node);
+    const int e = routed_experts_of(tree, cu.node);
     kept_bytes.push_back(unit_bytes.back() - (e >= 0 ? bytes_under(tree, *c.graph, e) : 0.0));
   }
   double capacity = 0;
@@ -263,7 +247,7 @@ void add_n_cpu_moe_row(std::vector<ResultRow>& rows, const Context& c, const Har
         dm.assign(tree.node(node).name, d);
         continue;
       }
-      const int experts = experts_of(tree, node);
+      const int experts = routed_experts_of(tree, node);
       for (int child : tree.node(node).children) {
         if (child != tree.node(experts).parent) {
           dm.assign(tree.node(child).name, d);
