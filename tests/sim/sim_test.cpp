@@ -1131,10 +1131,14 @@ TEST_CASE("experts kept on the CPU under GPU layers: llama.cpp's --cpu-moe, --n-
 TEST_CASE("n_cpu_moe: the fastest --n-cpu-moe N that fits, experts of the first N layers in place on the CPU", "[unit][sim][moe]") {
   const SimScenario s = load_sim_scenario(kConfigs + "/scenarios/qwen3_30b_a3b_bf16_rtx3060.yaml", kConfigs);
   const Evaluation ev = evaluate(s);
-  const ResultRow* row = nullptr;
-  for (const ResultRow& r : ev.rows) {
-    if (r.strategy == "n_cpu_moe") row = &r;
-  }
+  // The row of a strategy (nullptr when there is none).
+  auto row_of = [](const Evaluation& e, const std::string& strategy) -> const ResultRow* {
+    for (const ResultRow& r : e.rows) {
+      if (r.strategy == strategy) return &r;
+    }
+    return nullptr;
+  };
+  const ResultRow* row = row_of(ev, "n_cpu_moe");
   REQUIRE(row != nullptr);
   REQUIRE(row->pred.feasible);
   CHECK(row->semantics == "in-place");
@@ -1158,10 +1162,7 @@ TEST_CASE("n_cpu_moe: the fastest --n-cpu-moe N that fits, experts of the first 
   // On two GPUs the layers are split across them in order (llama.cpp's default tensor split).
   const SimScenario two = load_sim_scenario(kConfigs + "/scenarios/mixtral_8x7b_bf16_two_rtx3090.yaml", kConfigs);
   const Evaluation ev2 = evaluate(two);
-  const ResultRow* row2 = nullptr;
-  for (const ResultRow& r : ev2.rows) {
-    if (r.strategy == "n_cpu_moe") row2 = &r;
-  }
+  const ResultRow* row2 = row_of(ev2, "n_cpu_moe");
   REQUIRE(row2 != nullptr);
   CHECK(row2->pred.feasible);
   int last_gpu = 0;
@@ -1174,6 +1175,5 @@ TEST_CASE("n_cpu_moe: the fastest --n-cpu-moe N that fits, experts of the first 
   }
   CHECK(both);
   // A dense model gets no such row.
-  const Evaluation dense = evaluate(load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs));
-  for (const ResultRow& r : dense.rows) CHECK(r.strategy != "n_cpu_moe");
+  CHECK(row_of(evaluate(load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs)), "n_cpu_moe") == nullptr);
 }
