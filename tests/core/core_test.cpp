@@ -595,6 +595,9 @@ TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and 
   CHECK(l4.dims.experts_transposed);
   CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\nmoe_layers: [9]\n" + dims)),
                     Catch::Contains("moe_layers must list layer numbers of the model"));
+  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\n"
+                                                "no_rope_layers: [1, 0]\n" + dims)),
+                    Catch::Contains("inline.yaml:") && Catch::Contains("no_rope_layers lists 2 layers, the model has 4"));
   // Parameters per token: all but the (E - k) experts a token skips in each sparse layer.
   const ExpertSummary qs = expert_summary(q);
   CHECK(qs.sparse_layers == 3);
