@@ -1549,7 +1549,8 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   OptimalOptions options = options_in;
   // DMAP_MAX_WORK=<labels> overrides the work budget (diagnostics: how far an inexact result is
   // from the optimum).
-  if (const char* w = std::getenv("DMAP_MAX_WORK")) options.max_work = std::atoll(w);
+  // (Only a positive number counts: 0 would mean no limit.)
+  if (const char* w = std::getenv("DMAP_MAX_WORK"); w && std::atoll(w) > 0) options.max_work = std::atoll(w);
   const Trace trace;
   const Tables T(cm, hw);
   trace("tables: %d units, %d GPUs, host binding %d", T.units, T.gpus, static_cast<int>(T.host_binding));
