@@ -35,6 +35,8 @@ options:
   --dtype D         float32 | float16 | bfloat16 | float8 | int8 | int4   (default: scenario, else checkpoint's)
   --max-memory M    caps per device, e.g. 0=11.5GB,1=10GiB,cpu=64GiB,disk=1TB
   --no-split C      a class never split (repeat with commas), or 'none'; default: the model's own
+  --quantization Q  a quantization_config passed to from_pretrained: JSON ('{"load_in_4bit": true,
+                    "bnb_4bit_quant_type": "nf4"}') or a file holding it (a checkpoint's own config wins)
   --pipeline P      v5 (current transformers) | v4 | accelerate (transformers 4.x == load_checkpoint_and_dispatch)
   --format F        table (default) | json
   --help            this text
@@ -58,6 +60,11 @@ void print_table(const ModuleTree& tree, const MapOutcome& r) {
   std::cout << "model:      " << (tree.model_name.empty() ? tree.model_type : tree.model_name) << " (" << tree.model_type
             << ", " << tree.num_parameters() << " parameters)\n";
   std::cout << "placement:  " << r.how << "\n";
+  if (tree.quantization) {
+    std::cout << "quantized:  " << quant_summary(*tree.quantization)
+              << (tree.quantization->pre_quantized ? " (the checkpoint's quantization_config)" : " (quantized while loading)")
+              << "\n";
+  }
   std::cout << "max_memory: " << caps_line(r.max_memory) << "\n\n";
   size_t width = 6;
   for (const auto& [name, dev] : r.device_map.items()) width = std::max(width, name.size() + 2);
@@ -85,12 +92,13 @@ void print_table(const ModuleTree& tree, const MapOutcome& r) {
   for (const auto& [dev, bits] : placed) std::cout << "  " << dev.str() << "=" << format_bytes_human(bits / 8.0);
   if (unplaced) std::cout << "  (unlisted buffers of split modules: " << format_bytes_human(unplaced / 8.0) << ")";
   std::cout << "\n\ntransformers: device_map=" << device_map_to_json(r.device_map) << "\n";
+  if (!r.refusal.empty()) std::cout << "\ntransformers refuses to load this map (ValueError): " << r.refusal << "\n";
 }
 
 }  // namespace
 
 int cmd_map(const std::vector<std::string>& argv) {
-  const Args args(argv, {"strategy", "device-map", "model", "dtype", "max-memory", "no-split", "pipeline", "format"},
+  const Args args(argv, {"strategy", "device-map", "model", "dtype", "max-memory", "no-split", "pipeline", "format", "quantization"},
                   {"help"});
   if (args.has("help")) {
     std::cout << kMapHelp;
@@ -109,9 +117,11 @@ int cmd_map(const std::vector<std::string>& argv) {
     sc.file = "command line";
   }
   if (auto m = args.get("model")) sc.model = resolve_model(*m, "", models_dir());
+  apply_quantization_flag(args, sc.model);
   if (auto d = args.get("dtype")) {
     sc.dtype = parse_dtype(*d);
     if (!sc.dtype) throw InputError("--dtype: unknown dtype '" + *d + "'");
+    check_dtype_for_quantization(sc.dtype, sc.model, "--dtype");
   }
   if (auto mm = args.get("max-memory")) sc.max_memory = parse_max_memory_flag(*mm, "--max-memory");
   if (auto ns = args.get("no-split")) {
@@ -139,6 +149,14 @@ int cmd_map(const std::vector<std::string>& argv) {
     w.raw(device_map_to_pairs_json(out.device_map));
     w.key("max_memory");
     w.raw(max_memory_to_json(out.max_memory));
+    if (tree.quantization) {
+      w.key("quantization");
+      w.value(quant_summary(*tree.quantization));
+    }
+    if (!out.refusal.empty()) {
+      w.key("refusal");
+      w.value(out.refusal);
+    }
     w.end_object();
     std::cout << w.str() << "\n";
   } else {

@@ -6,6 +6,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/placement.h"
 #include "core/error.h"
 #include "core/json.h"
 #include "core/module_sizes.h"
@@ -17,6 +18,7 @@ namespace dmap::cli {
 namespace {
 
 const char* kMemoryHelp = R"(usage: dmap memory MODEL [--dtypes float32,float16,int8,int4] [--format table|json|markdown] [--depth N]
+                         [--quantization JSON|FILE]
 
 MODEL: a model YAML, an HF config.json, a checkpoint folder, or a preset name (configs/models).
 
@@ -25,7 +27,23 @@ built in float32): the largest layer (the model's no-split block, embedding or h
 size, and training with Adam (4 x total); then what it lacks: the KV cache per 1,000 tokens of
 context (batch 1; int8/int4/float8 weights keep a float16 cache) and the size of each module
 (layers 1..N-1 are like layer 0 and are not repeated). --depth limits the breakdown (default 4).
+
+A quantized checkpoint (a quantization_config in its config, or --quantization: the config a user
+passes to from_pretrained) adds what transformers v5 counts for its device map (the quantized
+modules as the quantizer builds them, at the load dtype) and what the loaded model holds (plus
+the quantization state the map does not count); the dtype rows stay accelerate's estimate of the
+unquantized model, as `accelerate estimate-memory` builds it from the config.
 )";
+
+// The quantized checkpoint's figures (transformers v5 sizing at its load dtype).
+struct QuantFigures {
+  DType load_dtype = DType::kBFloat16;
+  ModuleSizes map;       // what the device map counts
+  ModuleSizes loaded;    // what the loaded tensors hold
+  ModuleSizes plain;     // the unquantized model at the load dtype
+  Bits largest = 0;
+  std::vector<std::string> largest_names;
+};
 
 struct DtypeRow {
   DType dtype;
@@ -57,7 +75,7 @@ bool repeated_layer(const ModuleTree& t, int id) {
 }  // namespace
 
 int cmd_memory(const std::vector<std::string>& argv) {
-  const Args args(argv, {"dtypes", "format", "depth"}, {"help"});
+  const Args args(argv, {"dtypes", "format", "depth", "quantization"}, {"help"});
   if (args.has("help")) {
     std::cout << kMemoryHelp;
     return 0;
@@ -82,8 +100,11 @@ int cmd_memory(const std::vector<std::string>& argv) {
     dtypes.push_back(*d);
   }
 
-  const ModelSpec spec = resolve_model(args.positional()[0], "", models_dir());
-  const ModuleTree tree = build_module_tree(spec);
+  ModelSpec spec = resolve_model(args.positional()[0], "", models_dir());
+  apply_quantization_flag(args, spec);
+  ModelSpec unquantized = spec;
+  unquantized.quantization.reset();
+  const ModuleTree tree = build_module_tree(unquantized);  // what accelerate estimate-memory builds
   std::vector<char> no_split(tree.size(), 0);
   for (int i = 0; i < tree.size(); ++i) {
     for (const auto& c : tree.no_split_modules) {
@@ -125,6 +146,35 @@ int cmd_memory(const std::vector<std::string>& argv) {
   const std::string title = tree.model_name.empty() ? tree.model_type : tree.model_name;
   const ExpertSummary moe = expert_summary(tree);
 
+  std::optional<ModuleTree> qtree;
+  QuantFigures qf;
+  if (spec.quantization) {
+    qtree = build_module_tree(spec);
+    qf.load_dtype = qtree->checkpoint_dtype;
+    SizingOptions so;
+    so.rule = SizingRule::kTransformersV5;
+    so.dtype = qf.load_dtype;
+    qf.map = compute_module_sizes(*qtree, so);
+    qf.plain = compute_module_sizes(tree, so);
+    so.loaded = true;
+    qf.loaded = compute_module_sizes(*qtree, so);
+    std::vector<char> qno_split(qtree->size(), 0);
+    for (int i = 0; i < qtree->size(); ++i) {
+      for (const auto& c : qtree->no_split_modules) {
+        if (!qtree->node(i).is_tensor && qtree->node(i).class_name == c) qno_split[i] = 1;
+      }
+    }
+    const TreeNode& qroot = qtree->node(qtree->root());
+    std::vector<int> qtop(qroot.params.begin(), qroot.params.end());
+    qtop.insert(qtop.end(), qroot.children.begin(), qroot.children.end());
+    qtop.insert(qtop.end(), qroot.buffers.begin(), qroot.buffers.end());
+    auto [best, names] = strategies::max_layer_size(*qtree, qf.map, qtop, qno_split);
+    qf.largest = best;
+    for (int id : names) qf.largest_names.push_back(qtree->node(id).name);
+  }
+  // A module's figure in the quantized tree (by name: the trees share module names).
+  auto qsize = [&](const ModuleSizes& s, int id) -> Bits { return qtree ? s.of(qtree->find(tree.node(id).name)) : 0; };
+
   if (format == "json") {
     JsonWriter w(true);
     w.begin_object();
@@ -151,6 +201,31 @@ int cmd_memory(const std::vector<std::string>& argv) {
       w.value(moe.layer_parameters);
       w.key("active_parameters_per_token");
       w.value(moe.active_parameters);
+      w.end_object();
+    }
+    if (qtree) {
+      w.key("quantization");
+      w.begin_object();
+      w.key("method");
+      w.value(quant_method_key(qtree->quantization->method));
+      w.key("summary");
+      w.value(quant_summary(*qtree->quantization));
+      w.key("pre_quantized");
+      w.value(qtree->quantization->pre_quantized);
+      w.key("load_dtype");
+      w.value(dtype_name(qf.load_dtype));
+      w.key("map_bytes");
+      w.raw(format_bits_as_bytes(qf.map.total()));
+      w.key("loaded_bytes");
+      w.raw(format_bits_as_bytes(qf.loaded.total()));
+      w.key("unquantized_bytes");
+      w.raw(format_bits_as_bytes(qf.plain.total()));
+      w.key("largest_layer_bytes");
+      w.raw(format_bits_as_bytes(qf.largest));
+      w.key("largest_layer");
+      w.begin_array();
+      for (const auto& n : qf.largest_names) w.value(n);
+      w.end_array();
       w.end_object();
     }
     w.key("dtypes");
@@ -187,6 +262,12 @@ int cmd_memory(const std::vector<std::string>& argv) {
       for (size_t i = 0; i < rows.size(); ++i) {
         w.key(dtype_name(rows[i].dtype));
         w.raw(format_bits_as_bytes(all_sizes[i].of(id)));
+      }
+      if (qtree) {
+        w.key("quantized");
+        w.raw(format_bits_as_bytes(qsize(qf.map, id)));
+        w.key("loaded");
+        w.raw(format_bits_as_bytes(qsize(qf.loaded, id)));
       }
       w.end_object();
       w.end_object();
@@ -231,6 +312,29 @@ int cmd_memory(const std::vector<std::string>& argv) {
     }
     std::cout << " (transformers v5 holds them as one module: offloaded, all of them cross the link every forward)\n";
   }
+  if (qtree) {
+    const QuantizationConfig& q = *qtree->quantization;
+    const double map = static_cast<double>(qf.map.total()) / 8.0, plain = static_cast<double>(qf.plain.total()) / 8.0;
+    const double loaded = static_cast<double>(qf.loaded.total()) / 8.0;
+    std::cout << "\n" << (md ? "### " : "") << "Quantized: " << quant_summary(q)
+              << (q.pre_quantized ? " (the checkpoint's quantization_config)" : " (quantized while loading)") << ", loaded in "
+              << dtype_name(qf.load_dtype) << "\n\n";
+    std::cout << (md ? "- " : "  ") << "device map counts (transformers v5): " << format_bytes_human(map) << " (unquantized in "
+              << dtype_name(qf.load_dtype) << ": " << format_bytes_human(plain) << ", " << std::fixed << std::setprecision(2)
+              << plain / std::max(1.0, map) << std::defaultfloat << "x smaller)\n";
+    std::cout << (md ? "- " : "  ") << "largest layer: " << format_bytes_human(static_cast<double>(qf.largest) / 8.0);
+    for (size_t i = 0; i < qf.largest_names.size() && i < 2; ++i) std::cout << (i ? ", " : " (") << qf.largest_names[i];
+    if (qf.largest_names.size() > 2) std::cout << " and " << qf.largest_names.size() - 2 << " more";
+    std::cout << (qf.largest_names.empty() ? "" : ")") << "\n";
+    std::cout << (md ? "- " : "  ") << "the loaded model holds: " << format_bytes_human(loaded);
+    if (loaded > map) std::cout << " (+" << format_bytes_human(loaded - map) << " of quantization state the map does not count)";
+    if (loaded < map) std::cout << " (" << format_bytes_human(map - loaded) << " less than the map counts)";
+    std::cout << "\n";
+    if (q.method == QuantMethod::kBnb4bit || q.method == QuantMethod::kBnb8bit) {
+      std::cout << (md ? "- " : "  ") << "bitsandbytes: the map keeps 10 % of every device free (adjust_max_memory), "
+                << "and transformers refuses a map with modules on cpu or disk unless llm_int8_enable_fp32_cpu_offload\n";
+    }
+  }
   if (!rows.empty()) {
     std::cout << "\nlargest layer: ";
     const auto& names = rows[0].largest_names;  // every decoder layer, often: the first and a count
@@ -243,19 +347,26 @@ int cmd_memory(const std::vector<std::string>& argv) {
   if (md) {
     std::cout << "| module | class |";
     for (const auto& r : rows) std::cout << " " << dtype_name(r.dtype) << " |";
+    if (qtree) std::cout << " quantized | loaded |";
     std::cout << "\n|---|---|";
-    for (size_t i = 0; i < rows.size(); ++i) std::cout << "---|";
+    for (size_t i = 0; i < rows.size() + (qtree ? 2 : 0); ++i) std::cout << "---|";
     std::cout << "\n";
+  } else if (qtree) {
+    std::printf("  %-48s %-24s", "", "");
+    for (const auto& r : rows) std::printf(" %12s", std::string(dtype_name(r.dtype)).c_str());
+    std::printf(" %12s %12s\n", "quantized", "loaded");
   }
   for (int id : breakdown) {
     const TreeNode& n = tree.node(id);
     if (md) {
       std::cout << "| " << n.name << " | " << n.class_name << " |";
       for (size_t i = 0; i < rows.size(); ++i) std::cout << " " << h(all_sizes[i].of(id)) << " |";
+      if (qtree) std::cout << " " << h(qsize(qf.map, id)) << " | " << h(qsize(qf.loaded, id)) << " |";
       std::cout << "\n";
     } else {
       std::printf("  %-48s %-24s", n.name.c_str(), n.class_name.c_str());
       for (size_t i = 0; i < rows.size(); ++i) std::printf(" %12s", h(all_sizes[i].of(id)).c_str());
+      if (qtree) std::printf(" %12s %12s", h(qsize(qf.map, id)).c_str(), h(qsize(qf.loaded, id)).c_str());
       std::printf("\n");
     }
   }

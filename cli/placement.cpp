@@ -1,6 +1,8 @@
 // Placement resolution shared by `dmap map` and `dmap run`.
 #include "cli/placement.h"
 
+#include <filesystem>
+
 #include "core/error.h"
 #include "core/module_sizes.h"
 #include "core/yaml_io.h"
@@ -84,7 +86,26 @@ MapOutcome compute_map(const Args& args, Scenario& sc, const ModuleTree& tree) {
     }
   }
 
+  out.refusal = strategies::quantizer_refusal(tree, out.device_map);
   return out;
+}
+
+void apply_quantization_flag(const Args& args, ModelSpec& spec) {
+  const auto text = args.get("quantization");
+  if (!text) return;
+  std::error_code ec;
+  const bool file = !text->empty() && text->front() != '{' && std::filesystem::exists(*text, ec);
+  const YAML::Node node = file ? load_yaml_file(*text) : load_yaml_string(*text, "--quantization");
+  set_user_quantization(spec, node, file ? *text : "--quantization");
+}
+
+void check_dtype_for_quantization(const std::optional<DType>& dtype, const ModelSpec& spec, const std::string& origin) {
+  if (!dtype || !spec.quantization) return;
+  if (is_floating(*dtype) && *dtype != DType::kFloat8) return;
+  throw InputError(origin, 0, 0,
+                   "dtype " + std::string(dtype_name(*dtype)) + " with a quantized checkpoint (" +
+                       quant_summary(*spec.quantization) + ", " + spec.quantization->file +
+                       "): the dtype is the load dtype of its unquantized modules (float16, bfloat16 or float32)");
 }
 
 }  // namespace dmap::cli

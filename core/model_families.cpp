@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/module_tree.h"
+#include "core/quantize.h"
 #include "core/output.h"
 #include "core/yaml_io.h"
 
@@ -1133,6 +1134,9 @@ ModuleTree build_module_tree(const ModelSpec& spec) {
   tree.model_type = mt;
   tree.model_name = spec.name;
   tree.checkpoint_dtype = spec.checkpoint_dtype.value_or(DType::kFloat32);
+  // The model's _keep_in_fp32_modules (v5: only GptOssPreTrainedModel declares any among these
+  // families; quantizers never convert modules matching them).
+  if (mt == "gpt_oss") tree.keep_in_fp32_modules = {"post_attention_layernorm", "input_layernorm", "norm"};
   if (spec.no_split_modules) tree.no_split_modules = *spec.no_split_modules;
   if (spec.tied_weights) {
     // An explicit tie list (case/scenario form) replaces the one derived from the config.
@@ -1145,6 +1149,8 @@ ModuleTree build_module_tree(const ModelSpec& spec) {
       tree.tie(target, source);
     }
   }
+  // A quantized checkpoint: the quantizer replaces modules on the meta model (core/quantize.h).
+  if (spec.quantization) return quantize_module_tree(tree, *spec.quantization);
   return tree;
 }
 

@@ -148,7 +148,13 @@ ModelSpec model_spec_from_node(const YAML::Node& node, const std::string& file) 
       }
     }
   }
+  spec.quantization = checkpoint_quantization(config, file);
   return spec;
+}
+
+void set_user_quantization(ModelSpec& spec, const YAML::Node& node, const std::string& file) {
+  QuantizationConfig user = read_quantization_config(node, file, /*pre_quantized=*/false);
+  spec.quantization = spec.quantization ? merge_quantization_configs(*spec.quantization, user, node) : user;
 }
 
 ModelSpec load_model_spec(const std::string& path) {

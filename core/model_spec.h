@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/quantization.h"
 
 namespace dmap {
 
@@ -55,11 +56,19 @@ struct ModelSpec {
   std::optional<std::vector<std::pair<std::string, std::string>>> tied_weights;  // target -> source
   // The checkpoint's own dtype (config `torch_dtype` / `dtype`), if it says.
   std::optional<DType> checkpoint_dtype;
+  // The checkpoint's quantization_config (config.json, or its text_config), possibly merged with
+  // the one a user passes (scenario `quantization_config`, --quantization). nullopt: none.
+  std::optional<QuantizationConfig> quantization;
 };
 
 // Reads a model file (config.json or dmap model YAML). `path` may also name a checkpoint
 // folder that holds config.json.
 ModelSpec load_model_spec(const std::string& path);
+
+// Applies a quantization_config the user passes to from_pretrained (a scenario's
+// `quantization_config`, the --quantization flag): on an unquantized checkpoint it is quantized
+// while loading; on a quantized one, transformers' merge rule (core/quantization.h).
+void set_user_quantization(ModelSpec& spec, const YAML::Node& node, const std::string& file);
 
 // Builds a ModelSpec from an already parsed node (e.g. a scenario's inline `model:`).
 ModelSpec model_spec_from_node(const YAML::Node& node, const std::string& file);

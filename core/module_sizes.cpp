@@ -24,7 +24,9 @@ void collect(const ModuleTree& tree, int module, bool buffers, std::vector<int>&
 
 Bits accelerate_size(const TreeNode& t, const SizingOptions& opt,
                      const std::unordered_map<std::string, DType>& special) {
-  const DType own = instantiated_dtype(t, opt.skeleton_dtype);
+  // A tensor a quantizer sizes itself (a bitsandbytes weight) was a floating tensor of the
+  // skeleton for accelerate: the target dtype applies to it.
+  const DType own = t.sized_bits_per_element > 0 ? opt.skeleton_dtype : instantiated_dtype(t, opt.skeleton_dtype);
   if (!special.empty()) {
     auto it = special.find(t.name);
     if (it != special.end()) return t.numel * accelerate_bits_per_element(it->second);
@@ -34,7 +36,9 @@ Bits accelerate_size(const TreeNode& t, const SizingOptions& opt,
   return t.numel * std::min(accelerate_bits_per_element(*opt.dtype), accelerate_bits_per_element(own));
 }
 
+// numel * hf_quantizer.param_element_size(): the quantizer's size where it has one.
 Bits v5_size(const TreeNode& t, DType load_dtype) {
+  if (t.sized_bits_per_element > 0) return t.numel * t.sized_bits_per_element;
   return t.numel * torch_bits_per_element(instantiated_dtype(t, load_dtype));
 }
 
@@ -64,7 +68,7 @@ ModuleSizes compute_module_sizes(const ModuleTree& tree, const SizingOptions& op
     Bits size = 0;
     if (v5) {
       if (t.tied_source >= 0) continue;  // in all_tied_weights_keys: skipped
-      size = v5_size(t, *opt.dtype);
+      size = v5_size(t, *opt.dtype) + (opt.loaded ? t.loaded_extra_bits : 0);
     } else {
       // A tied parameter is one tensor object: counted once, at the first name reached.
       const int storage = t.tied_source >= 0 ? t.tied_source : id;

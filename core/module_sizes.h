@@ -38,6 +38,9 @@ struct SizingOptions {
   DType skeleton_dtype = DType::kFloat32;
   // kAccelerate: per-tensor overrides (`special_dtypes`, e.g. _keep_in_fp32_modules).
   std::vector<std::pair<std::string, DType>> special_dtypes;
+  // kTransformersV5 only: what the loaded tensors hold (a quantizer's packed size plus the state
+  // its sizing does not count, TreeNode::loaded_extra_bits) instead of what the map counts.
+  bool loaded = false;
 };
 
 struct ModuleSizes {

@@ -117,6 +117,7 @@ int64_t ModuleTree::num_parameters() const {
 }
 
 bool is_routed_experts(const ModuleTree& tree, int module) {
+  if (tree.node(module).quantized.experts > 0) return true;  // FP8Experts, Mxfp4GptOssExperts, ...
   for (int p : tree.node(module).params) {
     if (tree.node(p).local == "gate_up_proj" && tree.node(p).shape.size() == 3) return true;
   }

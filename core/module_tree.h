@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -22,6 +23,7 @@
 
 #include "core/dtype.h"
 #include "core/model_spec.h"
+#include "core/quantization.h"
 
 namespace dmap {
 
@@ -49,6 +51,20 @@ struct TreeNode {
   // For a tie target (e.g. lm_head.weight): the node id of its source tensor. In accelerate's
   // tied skeleton the two are one tensor object; in transformers v5 the target is skipped.
   int tied_source = -1;
+  // A quantizer's param_element_size when it differs from the dtype's, in bits per element
+  // (bitsandbytes counts a Linear4bit weight at 4 bits whatever its meta dtype); 0 = the dtype's.
+  int sized_bits_per_element = 0;
+  // Bytes the loaded tensor holds beyond what that sizing counts, in bits (bitsandbytes' quant
+  // state, LLM.int8's row scales, MXFP4's scales): the simulator counts them, maps do not.
+  Bits loaded_extra_bits = 0;
+
+  // Modules a quantizer replaced (core/quantize.h): the layer's logical shape, whatever its
+  // tensors' packed shapes. All zero for every other module.
+  struct Quantized {
+    int64_t in = 0, out = 0;                     // a linear layer's features
+    int64_t experts = 0, hidden = 0, inter = 0;  // routed experts: gate_up is 2*inter x hidden, down hidden x inter
+    int weight_bits = 0;                         // bits per weight as stored (4, 8, ...)
+  } quantized;
 };
 
 // Shapes that later issues (cost model, executor) need beyond the tree itself.
@@ -98,6 +114,7 @@ class ModuleTree {
   const TreeNode& node(int id) const { return nodes_[id]; }
   const std::vector<TreeNode>& nodes() const { return nodes_; }
   int find(std::string_view full_name) const;  // -1 when absent
+  TreeNode& mutable_node(int id) { return nodes_[id]; }  // for builders and the quantizer
 
   // Construction (registration order = call order).
   int add_module(int parent, const std::string& local, const std::string& class_name);
@@ -114,6 +131,10 @@ class ModuleTree {
   const std::vector<std::pair<std::string, std::string>>& ties() const { return ties_; }
 
   std::vector<std::string> no_split_modules;  // class names (the model's `_no_split_modules`)
+  // The model's `_keep_in_fp32_modules` (name fragments; quantizers never convert them).
+  std::vector<std::string> keep_in_fp32_modules;
+  // The quantization the tree was built with (quantize_module_tree), if any.
+  std::shared_ptr<const QuantizationConfig> quantization;
   // Full names of modules that compute nothing in text generation (a multimodal checkpoint's
   // vision tower and projector when no image is given): placed and sized, no operators.
   std::vector<std::string> idle_modules;

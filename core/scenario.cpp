@@ -138,10 +138,17 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
     if (s.model.name.empty()) s.model.name = s.id;
   }
 
+  if (root["quantization_config"].IsDefined() && !root["quantization_config"].IsNull()) {
+    set_user_quantization(s.model, root["quantization_config"], path);
+  }
   if (root["dtype"].IsDefined() && !root["dtype"].IsNull()) {
     const std::string d = yaml_string(path, root["dtype"], "dtype");
     s.dtype = parse_dtype(d);
     if (!s.dtype) fail_at(path, root["dtype"], "unknown dtype '" + d + "'");
+    if (s.model.quantization && (!is_floating(*s.dtype) || *s.dtype == DType::kFloat8)) {
+      fail_at(path, root["dtype"], "dtype " + d + " with a quantized checkpoint (" + quant_summary(*s.model.quantization) +
+                                       "): the dtype is the load dtype of its unquantized modules (float16, bfloat16 or float32)");
+    }
   }
   if (root["max_memory"].IsDefined() && !root["max_memory"].IsNull()) {
     s.max_memory = parse_max_memory_node(root["max_memory"], path);

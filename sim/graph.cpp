@@ -27,13 +27,33 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 }
 bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
-bool is_linear(const TreeNode& n) { return n.class_name == "Linear" || n.class_name == "Conv1D"; }
+// nn.Linear, Conv1D, or a linear layer a quantizer replaced (Linear4bit, QuantLinear, FP8Linear, ...).
+bool is_linear(const TreeNode& n) {
+  return n.class_name == "Linear" || n.class_name == "Conv1D" || n.quantized.in > 0;
+}
 
 int direct_param(const ModuleTree& t, int module, const char* local) {
   for (int p : t.node(module).params) {
     if (t.node(p).local == local) return p;
   }
   return -1;
+}
+
+int direct_tensor(const ModuleTree& t, int module, const char* local) {
+  const int p = direct_param(t, module, local);
+  if (p >= 0) return p;
+  for (int b : t.node(module).buffers) {
+    if (t.node(b).local == local) return b;
+  }
+  return -1;
+}
+
+// A linear layer's output features (a quantized one's logical width).
+int64_t linear_out(const ModuleTree& t, int module) {
+  const TreeNode& n = t.node(module);
+  if (n.quantized.out > 0) return n.quantized.out;
+  const auto& s = t.node(direct_param(t, module, "weight")).shape;
+  return n.class_name == "Conv1D" ? s[1] : s[0];
 }
 
 bool has_linear_child(const ModuleTree& t, int module) {
@@ -61,6 +81,22 @@ struct Builder {
     if (n.is_tensor) return;
     if (std::find(t.idle_modules.begin(), t.idle_modules.end(), n.name) != t.idle_modules.end()) return;  // no ops
     const std::string& cls = n.class_name;
+    if (n.quantized.in > 0) {  // packed weights, scales, zeros: every tensor of the module is read
+      Op op;
+      op.kind = OpKind::kMatmul;
+      op.node = id;
+      op.in = n.quantized.in;
+      op.out = n.quantized.out;
+      op.weight_bits = n.quantized.weight_bits;
+      for (int p : n.params) op.weights.push_back(p);
+      for (int p : n.buffers) {
+        if (t.node(p).persistent) op.weights.push_back(p);
+      }
+      op.bias = direct_tensor(t, id, "bias") >= 0;
+      op.head = op.out == g.vocab;
+      g.ops.push_back(op);
+      return;
+    }
     if (is_linear(n)) {
       const int w = direct_param(t, id, "weight");
       if (w < 0) return;
@@ -119,17 +155,31 @@ struct Builder {
     if (is_routed_experts(t, id) && direct_param(t, id, "down_proj") >= 0) {
       const int gate_up = direct_param(t, id, "gate_up_proj"), down = direct_param(t, id, "down_proj");
       const bool transposed = t.dims.experts_transposed;
+      const TreeNode::Quantized& q = n.quantized;
       for (const auto& [w, bias_name] : {std::pair{gate_up, "gate_up_proj_bias"}, std::pair{down, "down_proj_bias"}}) {
         const auto& s = t.node(w).shape;
-        DMAP_CHECK(s.size() == 3, "expert weights must be 3-D: " + n.name);
         Op op;
         op.kind = OpKind::kMatmul;
         op.node = id;
-        op.in = transposed ? s[1] : s[2];
-        op.out = transposed ? s[2] : s[1];
-        op.experts = s[0];
-        op.active = std::max<int64_t>(1, std::min(t.dims.experts_per_token, s[0]));
-        op.weights.push_back(w);
+        if (q.experts > 0) {  // quantized experts (FP8Experts, MXFP4): packed shapes; the logical ones
+          op.in = w == gate_up ? q.hidden : q.inter;
+          op.out = w == gate_up ? 2 * q.inter : q.hidden;
+          op.experts = q.experts;
+          op.weight_bits = q.weight_bits;
+          // The weight's scales (gate_up_proj_scale_inv, ...) are read with it.
+          const std::string stem = w == gate_up ? "gate_up_proj" : "down_proj";
+          for (int p : n.params) {
+            const std::string& local = t.node(p).local;
+            if (p != w && local.rfind(stem, 0) == 0 && local != bias_name) op.weights.push_back(p);
+          }
+        } else {
+          DMAP_CHECK(s.size() == 3, "expert weights must be 3-D: " + n.name);
+          op.in = transposed ? s[1] : s[2];
+          op.out = transposed ? s[2] : s[1];
+          op.experts = s[0];
+        }
+        op.active = std::max<int64_t>(1, std::min(t.dims.experts_per_token, op.experts));
+        op.weights.insert(op.weights.begin(), w);
         const int b = direct_param(t, id, bias_name);
         if (b >= 0) {
           op.bias = true;
@@ -178,8 +228,7 @@ struct Builder {
       bool gate_proj = false;  // a SwiGLU MLP's own width (a shared expert's is not the config's)
       for (int c : n.children) {
         if (is_linear(t.node(c))) {
-          const auto& s = t.node(direct_param(t, c, "weight")).shape;
-          width = t.node(c).class_name == "Conv1D" ? s[1] : s[0];
+          width = linear_out(t, c);
           gate_proj = t.node(c).local == "gate_proj";
           break;
         }
@@ -275,8 +324,9 @@ ModelGraph build_graph(const ModuleTree& tree, DType dtype) {
   for (int i = 0; i < tree.size(); ++i) {
     const TreeNode& n = tree.node(i);
     if (!n.is_tensor) continue;
-    const DType t = instantiated_dtype(n, dtype);
-    g.tensor_bytes[i] = (n.numel * torch_bits_per_element(t) + 7) / 8;
+    // What the loaded tensor holds: a quantizer's packed size and its state where it has one.
+    const Bits per = n.sized_bits_per_element > 0 ? n.sized_bits_per_element : torch_bits_per_element(instantiated_dtype(n, dtype));
+    g.tensor_bytes[i] = (n.numel * per + n.loaded_extra_bits + 7) / 8;
   }
 
   Builder b{tree, g, d.gated_mlp};

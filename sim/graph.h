@@ -40,6 +40,7 @@ struct Op {
   // matmul of a layer's routed experts (in x out per expert): `experts` matrices, of which each
   // token runs `active` (transformers v5 stores them as one 3-D tensor).
   int64_t experts = 0, active = 0;
+  int weight_bits = 0;   // a quantized layer: bits per weight as stored (dequantised as it runs); 0 = not
   std::vector<int> weights;  // tensor node ids the op reads as weights
 };
 

@@ -51,7 +51,8 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
   const std::string hw_dir = (fs::path(config_dir) / "hardware").string();
   static const std::vector<std::string> known = {
       "id", "title", "model", "dtype", "max_memory", "no_split_module_classes", "entry", "strategy", "pipeline",
-      "device_maps", "expected", "hardware", "workload", "strategies", "semantics", "calibration", "crossover_budgets"};
+      "device_maps", "expected", "hardware", "workload", "strategies", "semantics", "calibration", "crossover_budgets",
+      "quantization_config"};
   check_known_keys(path, root, known, "scenario");
   if (root["title"].IsDefined()) s.title = yaml_string(path, root["title"], "title");
   s.hardware = parse_hardware(root["hardware"], path, hw_dir);

@@ -1,6 +1,7 @@
 // The from_pretrained / load_checkpoint_and_dispatch pipelines and the maps needing no planner.
 #include "strategies/plan.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -51,6 +52,59 @@ std::optional<Bytes> read_mem_available() {
   }
   return std::nullopt;
 }
+// transformers 4.x sized a bitsandbytes model with one target dtype (adjust_target_dtype: INT4 or
+// int8) applied to every floating tensor, and gave the modules it does not convert back their
+// dtype through special_dtypes (get_special_dtypes_update: a substring match of
+// modules_to_not_convert, which 4.x's get_keys_to_not_convert built from the ties, or the output
+// embedding of an untied model, plus llm_int8_skip_modules).
+void add_v4_bnb_sizing(const ModuleTree& tree, DType load, SizingOptions& so) {
+  if (!tree.quantization) return;
+  const QuantizationConfig& q = *tree.quantization;
+  if (q.method != QuantMethod::kBnb4bit && q.method != QuantMethod::kBnb8bit) return;
+  so.dtype = q.method == QuantMethod::kBnb4bit ? DType::kInt4 : DType::kInt8;
+  std::vector<std::string> keep;
+  if (q.skip_modules) {
+    keep = *q.skip_modules;
+  } else if (tree.ties().empty()) {
+    for (const char* head : {"lm_head", "embed_out", "transformer.output_layer"}) {
+      if (tree.find(head) >= 0) {
+        keep.push_back(head);
+        break;
+      }
+    }
+  } else {
+    std::vector<std::string> untouched;
+    for (const auto& [target, source] : tree.ties()) {
+      untouched.push_back(target);
+      untouched.push_back(source);
+    }
+    // The last of named_parameters() (tied targets are duplicates there).
+    std::string last;
+    for (int id = 0; id < tree.size(); ++id) {
+      const TreeNode& n = tree.node(id);
+      if (n.is_tensor && !n.is_buffer && n.tied_source < 0) last = n.name;
+    }
+    if (std::find(untouched.begin(), untouched.end(), last) == untouched.end()) untouched.push_back(last);
+    for (std::string name : untouched) {
+      for (const std::string& cut : {std::string(".weight"), std::string(".bias")}) {
+        if (auto at = name.find(cut); at != std::string::npos) name.erase(at, cut.size());
+      }
+      keep.push_back(name);
+    }
+  }
+  keep.insert(keep.end(), tree.keep_in_fp32_modules.begin(), tree.keep_in_fp32_modules.end());
+  for (int id = 0; id < tree.size(); ++id) {
+    const TreeNode& n = tree.node(id);
+    if (!n.is_tensor || n.is_buffer) continue;
+    for (const std::string& m : keep) {
+      if (n.name.find(m) != std::string::npos) {
+        so.special_dtypes.emplace_back(n.name, load);
+        break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 MaxMemory normalize_max_memory(const MaxMemory& user, std::optional<Bytes> host_available_bytes) {
@@ -98,6 +152,7 @@ PlanResult plan_device_map(const PlanRequest& req) {
       so.rule = SizingRule::kAccelerate;  // model built under the load dtype, then dtype=target
       so.skeleton_dtype = *req.dtype;
       so.special_dtypes = req.special_dtypes;
+      add_v4_bnb_sizing(tree, *req.dtype, so);
     }
     out.sizes = compute_module_sizes(tree, so);
     popt.no_split = req.no_split.value_or(tree.no_split_modules);
@@ -122,11 +177,66 @@ PlanResult plan_device_map(const PlanRequest& req) {
         if (auto u = req.max_memory.get(dev)) out.effective_max_memory.set(dev, std::min(cap, *u));
       }
     }
+    // hf_quantizer.adjust_max_memory: bitsandbytes keeps 90 % of every device ("need more space
+    // for buffers that are created during quantization"), the CPU and disk included.
+    if (tree.quantization && (tree.quantization->method == QuantMethod::kBnb4bit ||
+                              tree.quantization->method == QuantMethod::kBnb8bit)) {
+      for (const auto& [dev, cap] : out.effective_max_memory.entries()) {
+        // val * 0.90 in Python floats (bytes); compared exactly, so floor to bits.
+        const double bytes = static_cast<double>(cap) / 8.0 * 0.90;
+        out.effective_max_memory.set(dev, static_cast<Bits>(bytes * 8.0));
+      }
+    }
   }
   PlannerResult r = infer_auto_device_map(tree, out.sizes, out.effective_max_memory, popt);
   out.device_map = std::move(r.device_map);
   out.used = std::move(r.used);
+  if (req.entry == Entry::kFromPretrained) out.refusal = quantizer_refusal(tree, out.device_map);
   return out;
+}
+
+std::string quantizer_refusal(const ModuleTree& tree, const DeviceMap& dm) {
+  if (!tree.quantization || tree.quantization->dequantize) return "";
+  const QuantizationConfig& q = *tree.quantization;
+  bool cpu = false, disk = false, all_cpu = true;
+  size_t entries = 0;
+  for (const auto& [name, dev] : dm.items()) {
+    ++entries;
+    cpu = cpu || dev.kind == Device::Kind::kCpu;
+    disk = disk || dev.kind == Device::Kind::kDisk;
+    all_cpu = all_cpu && dev.kind == Device::Kind::kCpu;
+  }
+  switch (q.method) {
+    case QuantMethod::kBnb4bit:
+    case QuantMethod::kBnb8bit:
+      if (!q.llm_int8_enable_fp32_cpu_offload && !all_cpu && (cpu || disk)) {
+        return "Some modules are dispatched on the CPU or the disk. Make sure you have enough GPU RAM to fit the "
+               "quantized model. If you want to dispatch the model on the CPU or the disk while keeping these modules "
+               "in 32-bit, you need to set `llm_int8_enable_fp32_cpu_offload=True` and pass a custom `device_map` to "
+               "`from_pretrained`.";
+      }
+      break;
+    case QuantMethod::kFp8:
+      if (!q.pre_quantized && entries > 1 && (cpu || disk)) {
+        return "You are attempting to load an FP8 model with a device_map that contains a cpu/disk device. This is not "
+               "supported when the model is quantized on the fly.";
+      }
+      break;
+    case QuantMethod::kFbgemmFp8:
+      if (!q.pre_quantized && (cpu || disk)) {
+        return "You are attempting to load an FP8 model with a device_map that contains a CPU or disk device. This is "
+               "not supported when the model is quantized on the fly.";
+      }
+      break;
+    case QuantMethod::kMxfp4:
+      if (!q.pre_quantized && disk) {
+        return "You are attempting to load an FP4 model with a device_map that contains a disk device. This is not "
+               "supported when the model is quantized on the fly.";
+      }
+      break;
+    default: break;
+  }
+  return "";
 }
 
 PlanRequest plan_request_for(const Scenario& s, const ModuleTree& tree) {

@@ -62,6 +62,9 @@ struct PlanResult {
   MaxMemory effective_max_memory;  // what the planner was given
   ModuleSizes sizes;               // the sizes the planner used
   std::vector<std::pair<Device, Bits>> used;
+  // The ValueError transformers' quantizer raises for this map (validate_environment), "" if none:
+  // from_pretrained refuses to load it.
+  std::string refusal;
 };
 
 PlanResult plan_device_map(const PlanRequest& req);
@@ -85,6 +88,12 @@ DeviceMap validate_manual_map(const ModuleTree& tree, const std::vector<std::pai
 // default dtype="auto" does, else float32 (transformers 4.x default; infer_auto_device_map
 // without dtype sizes the float32 skeleton).
 PlanRequest plan_request_for(const Scenario& s, const ModuleTree& tree);
+
+// The quantizer's validate_environment(device_map=dm) for a quantized tree: the message of the
+// ValueError transformers raises (bitsandbytes with cpu/disk in the map without
+// llm_int8_enable_fp32_cpu_offload; fp8/fbgemm_fp8/mxfp4 quantizing while loading with cpu/disk
+// in it), "" when it accepts the map (or the tree is not quantized).
+std::string quantizer_refusal(const ModuleTree& tree, const DeviceMap& dm);
 
 // The device a node lands on under `dm` (its nearest listed ancestor, itself included).
 std::optional<Device> device_of(const ModuleTree& tree, const DeviceMap& dm, int node);
