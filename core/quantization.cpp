@@ -108,12 +108,10 @@ void read_gptq_like(const std::string& file, const YAML::Node& n, QuantizationCo
   if (present(n, "sym")) q.sym = yaml_bool(file, n["sym"], "quantization_config.sym");
   if (awq) {
     // AwqConfig: the legacy key `version` (AutoAWQ's "GEMM") overrides `format`, lower-cased.
-    std::string fmt = string_field(file, n, "format", "gemm");
-    YAML::Node at = n["format"];
-    if (present(n, "version")) {
-      fmt = string_field(file, n, "version", fmt);
-      at = n["version"];
-    }
+    // (yaml-cpp's Node::operator= rebinds the shared node: never assign one node to another.)
+    const bool legacy = present(n, "version");
+    std::string fmt = legacy ? string_field(file, n, "version", "gemm") : string_field(file, n, "format", "gemm");
+    const YAML::Node at = legacy ? n["version"] : n["format"];
     std::transform(fmt.begin(), fmt.end(), fmt.begin(), [](unsigned char c) { return std::tolower(c); });
     if (present(n, "backend") && string_field(file, n, "backend", "") == "llm-awq") fmt = "llm-awq";
     static const std::vector<std::string> formats = {"gemm", "gemv", "gemv_fast", "llm-awq"};
