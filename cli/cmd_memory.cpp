@@ -8,6 +8,7 @@
 #include "cli/commands.h"
 #include "cli/placement.h"
 #include "core/error.h"
+#include "core/gguf.h"
 #include "core/json.h"
 #include "core/module_sizes.h"
 #include "core/scenario.h"
@@ -18,7 +19,7 @@ namespace dmap::cli {
 namespace {
 
 const char* kMemoryHelp = R"(usage: dmap memory MODEL [--dtypes float32,float16,int8,int4] [--format table|json|markdown] [--depth N]
-                         [--quantization JSON|FILE]
+                         [--quantization JSON|FILE] [--gguf Q4_K_M]
 
 MODEL: a model YAML, an HF config.json, a checkpoint folder, or a preset name (configs/models).
 
@@ -33,6 +34,9 @@ passes to from_pretrained) adds what transformers v5 counts for its device map (
 modules as the quantizer builds them, at the load dtype) and what the loaded model holds (plus
 the quantization state the map does not count); the dtype rows stay accelerate's estimate of the
 unquantized model, as `accelerate estimate-memory` builds it from the config.
+
+--gguf T adds the size of the model's llama.cpp GGUF file of type T (Q4_0, Q4_K_M, Q5_K_M, Q6_K,
+Q8_0, BF16, ...): each tensor at the type llama-quantize gives it, and the count per type.
 )";
 
 // The quantized checkpoint's figures (transformers v5 sizing at its load dtype).
@@ -75,7 +79,7 @@ bool repeated_layer(const ModuleTree& t, int id) {
 }  // namespace
 
 int cmd_memory(const std::vector<std::string>& argv) {
-  const Args args(argv, {"dtypes", "format", "depth", "quantization"}, {"help"});
+  const Args args(argv, {"dtypes", "format", "depth", "quantization", "gguf"}, {"help"});
   if (args.has("help")) {
     std::cout << kMemoryHelp;
     return 0;
@@ -102,8 +106,18 @@ int cmd_memory(const std::vector<std::string>& argv) {
 
   ModelSpec spec = resolve_model(args.positional()[0], "", models_dir());
   apply_quantization_flag(args, spec);
+  if (auto g = args.get("gguf")) {
+    const auto ft = parse_gguf_file_type(*g);
+    if (!ft) {
+      std::string known;
+      for (const auto& n : gguf_file_type_names()) known += (known.empty() ? "" : ", ") + n;
+      throw InputError("--gguf: unknown llama.cpp file type '" + *g + "' (known: " + known + ")");
+    }
+    spec.gguf_file_type = gguf_file_type_name(*ft);
+  }
   ModelSpec unquantized = spec;
   unquantized.quantization.reset();
+  unquantized.gguf_file_type.clear();
   const ModuleTree tree = build_module_tree(unquantized);  // what accelerate estimate-memory builds
   std::vector<char> no_split(tree.size(), 0);
   for (int i = 0; i < tree.size(); ++i) {
@@ -148,7 +162,7 @@ int cmd_memory(const std::vector<std::string>& argv) {
 
   std::optional<ModuleTree> qtree;
   QuantFigures qf;
-  if (spec.quantization) {
+  if (spec.quantization || !spec.gguf_file_type.empty()) {
     qtree = build_module_tree(spec);
     qf.load_dtype = qtree->checkpoint_dtype;
     SizingOptions so;
@@ -203,7 +217,28 @@ int cmd_memory(const std::vector<std::string>& argv) {
       w.value(moe.active_parameters);
       w.end_object();
     }
-    if (qtree) {
+    if (qtree && !qtree->gguf_file_type.empty()) {
+      w.key("gguf");
+      w.begin_object();
+      w.key("file_type");
+      w.value(qtree->gguf_file_type);
+      w.key("tensor_bytes");
+      w.raw(format_bits_as_bytes(qf.map.total()));
+      w.key("types");
+      w.begin_object();
+      for (const auto& c : gguf_type_counts(*qtree)) {
+        w.key(ggml_traits(c.type).name);
+        w.begin_object();
+        w.key("tensors");
+        w.value(c.tensors);
+        w.key("bytes");
+        w.value(c.bytes);
+        w.end_object();
+      }
+      w.end_object();
+      w.end_object();
+    }
+    if (qtree && qtree->quantization) {
       w.key("quantization");
       w.begin_object();
       w.key("method");
@@ -312,7 +347,16 @@ int cmd_memory(const std::vector<std::string>& argv) {
     }
     std::cout << " (transformers v5 holds them as one module: offloaded, all of them cross the link every forward)\n";
   }
-  if (qtree) {
+  if (qtree && !qtree->gguf_file_type.empty()) {
+    std::cout << "\n" << (md ? "### " : "") << "GGUF " << qtree->gguf_file_type << " (llama.cpp): "
+              << format_bytes_human(static_cast<double>(qf.map.total()) / 8.0) << " of tensors ("
+              << format_bits_as_bytes(qf.map.total()) << " B)\n\n";
+    for (const auto& c : gguf_type_counts(*qtree)) {
+      std::cout << (md ? "- " : "  ") << "type " << ggml_traits(c.type).name << ": " << c.tensors << " tensors, "
+                << format_bytes_human(static_cast<double>(c.bytes)) << "\n";
+    }
+  }
+  if (qtree && qtree->quantization) {
     const QuantizationConfig& q = *qtree->quantization;
     const double map = static_cast<double>(qf.map.total()) / 8.0, plain = static_cast<double>(qf.plain.total()) / 8.0;
     const double loaded = static_cast<double>(qf.loaded.total()) / 8.0;
@@ -347,14 +391,14 @@ int cmd_memory(const std::vector<std::string>& argv) {
   if (md) {
     std::cout << "| module | class |";
     for (const auto& r : rows) std::cout << " " << dtype_name(r.dtype) << " |";
-    if (qtree) std::cout << " quantized | loaded |";
+    if (qtree) std::cout << (qtree->quantization ? " quantized | loaded |" : " GGUF | GGUF |");
     std::cout << "\n|---|---|";
     for (size_t i = 0; i < rows.size() + (qtree ? 2 : 0); ++i) std::cout << "---|";
     std::cout << "\n";
   } else if (qtree) {
     std::printf("  %-48s %-24s", "", "");
     for (const auto& r : rows) std::printf(" %12s", std::string(dtype_name(r.dtype)).c_str());
-    std::printf(" %12s %12s\n", "quantized", "loaded");
+    std::printf(" %12s %12s\n", qtree->quantization ? "quantized" : "GGUF", qtree->quantization ? "loaded" : "GGUF");
   }
   for (int id : breakdown) {
     const TreeNode& n = tree.node(id);

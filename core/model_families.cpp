@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/module_tree.h"
+#include "core/gguf.h"
 #include "core/quantize.h"
 #include "core/output.h"
 #include "core/yaml_io.h"
@@ -1150,7 +1151,13 @@ ModuleTree build_module_tree(const ModelSpec& spec) {
     }
   }
   // A quantized checkpoint: the quantizer replaces modules on the meta model (core/quantize.h).
-  if (spec.quantization) return quantize_module_tree(tree, *spec.quantization);
+  if (spec.quantization) tree = quantize_module_tree(tree, *spec.quantization);
+  // A GGUF file of the model: its tensors as llama-quantize stores them (core/gguf.h).
+  if (!spec.gguf_file_type.empty()) {
+    const auto ft = parse_gguf_file_type(spec.gguf_file_type);
+    if (!ft) throw InputError(spec.source, 0, 0, "unknown GGUF file type '" + spec.gguf_file_type + "'");
+    tree = gguf_module_tree(tree, *ft);
+  }
   return tree;
 }
 

@@ -59,6 +59,9 @@ struct ModelSpec {
   // The checkpoint's quantization_config (config.json, or its text_config), possibly merged with
   // the one a user passes (scenario `quantization_config`, --quantization). nullopt: none.
   std::optional<QuantizationConfig> quantization;
+  // A llama.cpp GGUF file type ("Q4_K_M"): the tensors are sized as that file stores them
+  // (core/gguf.h). "" = the checkpoint's own tensors.
+  std::string gguf_file_type;
 };
 
 // Reads a model file (config.json or dmap model YAML). `path` may also name a checkpoint

@@ -38,6 +38,7 @@ Bits accelerate_size(const TreeNode& t, const SizingOptions& opt,
 
 // numel * hf_quantizer.param_element_size(): the quantizer's size where it has one.
 Bits v5_size(const TreeNode& t, DType load_dtype) {
+  if (t.stored_bits >= 0) return t.stored_bits;  // a GGUF file's tensor
   if (t.sized_bits_per_element > 0) return t.numel * t.sized_bits_per_element;
   return t.numel * torch_bits_per_element(instantiated_dtype(t, load_dtype));
 }

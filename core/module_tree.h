@@ -57,6 +57,10 @@ struct TreeNode {
   // Bytes the loaded tensor holds beyond what that sizing counts, in bits (bitsandbytes' quant
   // state, LLM.int8's row scales, MXFP4's scales): the simulator counts them, maps do not.
   Bits loaded_extra_bits = 0;
+  // The tensor's size in a GGUF file (core/gguf.h), -1 when the tree is not a GGUF's; its ggml
+  // type (GgmlType as int), -1 when it is not stored in the file.
+  Bits stored_bits = -1;
+  int gguf_type = -1;
 
   // Modules a quantizer replaced (core/quantize.h): the layer's logical shape, whatever its
   // tensors' packed shapes. All zero for every other module.
@@ -135,6 +139,7 @@ class ModuleTree {
   std::vector<std::string> keep_in_fp32_modules;
   // The quantization the tree was built with (quantize_module_tree), if any.
   std::shared_ptr<const QuantizationConfig> quantization;
+  std::string gguf_file_type;  // "Q4_K_M" when the tree is sized as a GGUF file (core/gguf.h)
   // Full names of modules that compute nothing in text generation (a multimodal checkpoint's
   // vision tower and projector when no image is given): placed and sized, no operators.
   std::vector<std::string> idle_modules;

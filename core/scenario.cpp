@@ -1,6 +1,8 @@
 // Scenario loading.
 #include "core/scenario.h"
 
+#include "core/gguf.h"
+
 #include <filesystem>
 
 #include "core/error.h"
@@ -138,6 +140,18 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
     if (s.model.name.empty()) s.model.name = s.id;
   }
 
+  if (root["gguf"].IsDefined() && !root["gguf"].IsNull()) {
+    const std::string g = yaml_string(path, root["gguf"], "gguf");
+    if (!parse_gguf_file_type(g)) {
+      std::string known;
+      for (const auto& n : gguf_file_type_names()) known += (known.empty() ? "" : ", ") + n;
+      fail_at(path, root["gguf"], "gguf: unknown llama.cpp file type '" + g + "' (known: " + known + ")");
+    }
+    if (root["quantization_config"].IsDefined() || s.model.quantization) {
+      fail_at(path, root["gguf"], "gguf: a llama.cpp file type and a transformers quantization_config exclude each other");
+    }
+    s.model.gguf_file_type = gguf_file_type_name(*parse_gguf_file_type(g));
+  }
   if (root["quantization_config"].IsDefined() && !root["quantization_config"].IsNull()) {
     set_user_quantization(s.model, root["quantization_config"], path);
   }

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "sim/quant_cost.h"
 
 namespace dmap::sim {
 
@@ -82,6 +83,19 @@ void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes)
     case OpKind::kMatmul: {
       const double m = (op.head && phase.prefill) ? B : M;  // generate keeps only the last logits
       const double K = static_cast<double>(op.in), N = static_cast<double>(op.out);
+      if (op.weight_bits > 0) {  // quantized: its packed tensors as loaded (scales, zeros, bias)
+        double weights = 0;
+        for (int w : op.weights) weights += static_cast<double>(graph_.tensor_bytes[graph_.storage_tensor(w)]);
+        if (op.experts > 0) {
+          const double k = static_cast<double>(op.active);
+          flops = 2.0 * m * k * K * N;
+          bytes = touched_experts(op, m) / static_cast<double>(op.experts) * weights + m * k * (K + N) * e;
+          return;
+        }
+        flops = 2.0 * m * K * N;
+        bytes = weights + m * (K + N) * e;
+        return;
+      }
       if (op.experts > 0) {  // routed experts: each token runs `active` of them
         const double k = static_cast<double>(op.active);
         flops = 2.0 * m * k * K * N;
@@ -142,9 +156,18 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   const double m = full_rows ? static_cast<double>(workload_.batch) * (phase.prefill ? static_cast<double>(workload_.prompt) : 1.0)
                              : static_cast<double>(workload_.batch);
   const RateCurve& rate = op.kind == OpKind::kAttention ? r.attention_flops_for(graph_.dtype) : r.flops_for(graph_.dtype);
+  int quant_kernels = 0;
+  if (op.weight_bits > 0 && graph_.tree && graph_.tree->quantization) {
+    // Dequantisation traffic and kernels of the method (sim/quant_cost.h).
+    const QuantKernel qk = quant_kernel(graph_.tree->quantization->method, !dev.is_cpu(), m >= 2);
+    const double weights = static_cast<double>(op.in) * static_cast<double>(op.out) *
+                           (op.experts > 0 ? touched_experts(op, m) : 1.0);
+    t.bytes += qk.extra_bytes_per_weight * weights;
+    quant_kernels = qk.extra_kernels;
+  }
   t.compute_s = t.flops / rate.at(m);
   t.memory_s = t.bytes / r.memory_bandwidth.value;
-  t.overhead_s = op.kernels * r.dispatch.value + (op.kind == OpKind::kAttention ? r.attention_overhead.value : 0.0);
+  t.overhead_s = (op.kernels + quant_kernels) * r.dispatch.value + (op.kind == OpKind::kAttention ? r.attention_overhead.value : 0.0);
   // One-row products (decode at batch 1) pay a cost per output row beyond the streaming.
   // Products of several rows (prefill) pay a cost per input element (M x K) instead: converting
   // and packing the activations, which dominates products with few output features.

@@ -326,7 +326,7 @@ ModelGraph build_graph(const ModuleTree& tree, DType dtype) {
     if (!n.is_tensor) continue;
     // What the loaded tensor holds: a quantizer's packed size and its state where it has one.
     const Bits per = n.sized_bits_per_element > 0 ? n.sized_bits_per_element : torch_bits_per_element(instantiated_dtype(n, dtype));
-    g.tensor_bytes[i] = (n.numel * per + n.loaded_extra_bits + 7) / 8;
+    g.tensor_bytes[i] = n.stored_bits >= 0 ? (n.stored_bits + 7) / 8 : (n.numel * per + n.loaded_extra_bits + 7) / 8;
   }
 
   Builder b{tree, g, d.gated_mlp};

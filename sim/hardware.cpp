@@ -123,7 +123,8 @@ constexpr double kUs = 1e-6;
 
 // The keys each component may have (preset files also carry `kind`).
 const std::vector<std::string> kGpuKeys = {"kind", "name", "memory", "memory_bandwidth_gbs", "peak_tflops",
-                                           "launch_overhead_us", "runtime_context", "p2p_gbs", "achievable"};
+                                           "launch_overhead_us", "runtime_context", "p2p_gbs", "achievable",
+                                           "compute_capability"};
 const std::vector<std::string> kHostKeys = {"kind", "name", "cores", "memory_bandwidth_gbs", "ram", "reserved_ram",
                                             "peak_gflops", "dispatch_overhead_us", "offload_tensor_overhead_us",
                                             "achievable"};
@@ -148,6 +149,12 @@ GpuSpec read_gpu(const Located& l) {
   g.peak_flops = flops_map(l, "peak_tflops", 1e12);
   g.launch_overhead = {non_negative(l, "launch_overhead_us", kUs, 5 * kUs), Source::kDatasheet};
   if (l.node["runtime_context"].IsDefined()) g.runtime_context = size_of(l, l.node["runtime_context"], "runtime_context");
+  if (l.node["compute_capability"].IsDefined()) {
+    g.compute_capability = yaml_double(l.file, l.node["compute_capability"], "compute_capability");
+    if (g.compute_capability < 1 || g.compute_capability > 20) {
+      fail_at(l.file, l.node["compute_capability"], "compute_capability: expected a CUDA capability such as 8.6");
+    }
+  }
   if (l.node["p2p_gbs"].IsDefined()) g.p2p_bandwidth = positive(l, "p2p_gbs", kGB);
   read_achievable(l, g.achievable_memory, g.achievable_compute);
   return g;

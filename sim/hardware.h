@@ -17,6 +17,7 @@
 //   runtime_context: 500MiB         # CUDA context + cuBLAS workspace
 //   p2p_gbs: 450                    # optional: GPU<->GPU (NVLink); absent = over the link
 //   achievable: {memory: 0.85, compute: 0.7}   # optional: fraction of datasheet reached
+//   compute_capability: 9.0         # optional: CUDA capability (decides FP8/MXFP4 dequantizing)
 //
 //   kind: host
 //   name: Desktop 8-core, DDR5-5600 dual channel
@@ -89,6 +90,9 @@ struct GpuSpec {
   std::optional<double> p2p_bandwidth;    // bytes/s
   double achievable_memory = 0.85;
   double achievable_compute = 0.70;
+  // CUDA compute capability (8.6, 8.9, 9.0): transformers dequantizes FP8 checkpoints below 8.9
+  // and MXFP4 below 7.5 while loading. -1 = not stated.
+  double compute_capability = -1;
 };
 
 struct HostSpec {

@@ -280,6 +280,17 @@ void add_n_cpu_moe_row(std::vector<ResultRow>& rows, const Context& c, const Har
   rows.push_back(std::move(*best));
 }
 
+// A map transformers' quantizer refuses (bitsandbytes with modules on cpu or disk): its rows
+// under transformers (accelerate's semantics) cannot run; the reason is transformers' ValueError.
+void refuse_under_transformers(std::vector<ResultRow>& rows, size_t first, const std::string& refusal) {
+  if (refusal.empty()) return;
+  for (size_t i = first; i < rows.size(); ++i) {
+    if (rows[i].semantics != semantics_name(Semantics::kAccelerate)) continue;
+    rows[i].pred.feasible = false;
+    rows[i].pred.oom = "transformers refuses to load this map: " + refusal;
+  }
+}
+
 }  // namespace
 
 std::vector<Placement> contained_placements(const std::vector<ResultRow>& rows, const CostModel& cm, const Hardware& hw) {
@@ -331,7 +342,9 @@ Evaluation evaluate(const SimScenario& s) {
         ev.rows.push_back(std::move(r));
         continue;
       }
+      const size_t first = ev.rows.size();
       add_rows(ev.rows, c, hw, name, res->device_map, s.semantics);
+      refuse_under_transformers(ev.rows, first, res->refusal);
       continue;
     }
     // A hand-written map.
@@ -343,13 +356,25 @@ Evaluation evaluate(const SimScenario& s) {
       } catch (const InputError& e) {
         throw InputError(s.base.file, e.line() > 0 ? e.line() : m.line, 0, "device_maps." + m.name + ": " + e.message());
       }
+      const size_t first = ev.rows.size();
       add_rows(ev.rows, c, hw, name, dm, s.semantics);
+      refuse_under_transformers(ev.rows, first, strategies::quantizer_refusal(*c.tree, dm));
     }
   }
   if (ev.optimal_row >= 0) {
     // The optimum starts from every row its search space contains: it is never slower than
     // any of them, even when the search runs out of work.
-    ev.optimal = optimal_search(*c.cm, hw, {}, contained_placements(ev.rows, *c.cm, hw));
+    OptimalOptions opts;
+    // transformers refuses a bitsandbytes map with offloaded modules: no accelerate placement.
+    if (!c.tree->gguf_file_type.empty()) {  // llama.cpp computes layers where they live
+      opts.allow_accelerate = false;
+      opts.allow_prefetch = false;
+    }
+    if (const auto& q = c.tree->quantization; q && !q->llm_int8_enable_fp32_cpu_offload &&
+        (q->method == QuantMethod::kBnb4bit || q->method == QuantMethod::kBnb8bit)) {
+      opts.allow_accelerate = false;
+    }
+    ev.optimal = optimal_search(*c.cm, hw, opts, contained_placements(ev.rows, *c.cm, hw));
     ResultRow& r = ev.rows[ev.optimal_row];
     if (!ev.optimal->found) {
       r.semantics = "-";
@@ -471,6 +496,13 @@ Evaluation evaluate(const SimScenario& s) {
       ev.how_to_run = "from_pretrained(..., device_map=\"cpu\")";
     } else {
       ev.how_to_run = "from_pretrained(..., device_map=" + device_map_to_json(best.map) + ")";
+    }
+    if (!ev.tree->gguf_file_type.empty()) {  // a GGUF file: the llama.cpp command line
+      const std::string name = ev.tree->model_name.empty() ? ev.tree->model_type : ev.tree->model_name;
+      std::string flags = best.semantics == "cpu" ? "-ngl 0" : llama_cpp_flags(*ev.tree, *ev.graph, best.map);
+      const std::string prefix = "llama.cpp-style split: ";
+      if (flags.rfind(prefix, 0) == 0) flags = flags.substr(prefix.size());
+      ev.how_to_run = "llama-cli -m " + name + "-" + ev.tree->gguf_file_type + ".gguf " + flags;
     }
   } else {
     // Say what is short and by how much: the rows that need the least memory (everything on

@@ -70,6 +70,14 @@ void scenario_json(JsonWriter& w, const SimScenario& s, const Evaluation& ev) {
   w.value(s.base.file);
   w.key("model");
   w.value(ev.tree->model_name.empty() ? ev.tree->model_type : ev.tree->model_name);
+  if (ev.tree->quantization || !s.quantization_note.empty()) {
+    w.key("quantization");
+    w.value(s.quantization_note.empty() ? quant_summary(*ev.tree->quantization) : s.quantization_note);
+  }
+  if (!ev.tree->gguf_file_type.empty()) {
+    w.key("gguf");
+    w.value(ev.tree->gguf_file_type);
+  }
   w.key("hardware");
   w.value(s.hardware.describe());
   w.key("workload");
@@ -207,6 +215,9 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
   o << "scenario:   " << s.base.id << (s.title.empty() ? std::string() : std::string(" - ").append(s.title)) << "\n";
   o << "model:      " << (ev.tree->model_name.empty() ? ev.tree->model_type : ev.tree->model_name) << ", "
     << dtype_name(s.workload.dtype) << "\n";
+  if (ev.tree->quantization) o << "quantized:  " << quant_summary(*ev.tree->quantization) << "\n";
+  if (!ev.tree->gguf_file_type.empty()) o << "gguf:       " << ev.tree->gguf_file_type << " (llama.cpp; each tensor at llama-quantize's type)\n";
+  if (!s.quantization_note.empty()) o << "quantized:  " << s.quantization_note << "\n";
   o << "hardware:   " << s.hardware.describe() << "\n";
   o << "workload:   batch " << s.workload.batch << ", prompt " << s.workload.prompt << ", " << s.workload.new_tokens
     << " new tokens\n";

@@ -1,6 +1,8 @@
 // Scenario loading for the simulator.
 #include "sim/sim_scenario.h"
 
+#include "sim/quant_cost.h"
+
 #include <algorithm>
 #include <filesystem>
 
@@ -52,10 +54,23 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
   static const std::vector<std::string> known = {
       "id", "title", "model", "dtype", "max_memory", "no_split_module_classes", "entry", "strategy", "pipeline",
       "device_maps", "expected", "hardware", "workload", "strategies", "semantics", "calibration", "crossover_budgets",
-      "quantization_config"};
+      "quantization_config", "gguf"};
   check_known_keys(path, root, known, "scenario");
   if (root["title"].IsDefined()) s.title = yaml_string(path, root["title"], "title");
   s.hardware = parse_hardware(root["hardware"], path, hw_dir);
+  // transformers dequantizes an FP8 / MXFP4 checkpoint while loading when GPU 0 cannot run its
+  // kernels (validate_environment): then the model loads in its dtype.
+  if (s.base.model.quantization && !s.base.model.quantization->dequantize) {
+    const double cc = s.hardware.gpus.empty() ? 0.0 : s.hardware.gpus[0].compute_capability;
+    if (dequantized_on(*s.base.model.quantization, cc)) {
+      s.base.model.quantization->dequantize = true;
+      s.quantization_note = quant_method_key(s.base.model.quantization->method) + " checkpoint dequantized to " +
+                            std::string(dtype_name(s.base.model.checkpoint_dtype.value_or(DType::kBFloat16))) +
+                            " while loading: " + (s.hardware.gpus.empty() ? std::string("no GPU")
+                                                                           : "GPU 0 has compute capability " + std::to_string(cc).substr(0, 3)) +
+                            " (transformers needs " + (s.base.model.quantization->method == QuantMethod::kFp8 ? "8.9" : "7.5") + ")";
+    }
+  }
   if (s.base.max_memory && root["max_memory"].IsMap()) {  // a cap for a GPU the hardware lacks
     for (const auto& kv : root["max_memory"]) {
       const auto d = parse_device(kv.first.IsScalar() ? kv.first.Scalar() : "");
@@ -130,6 +145,8 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
     }
   } else {
     s.semantics = {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace};
+    // A GGUF file runs under llama.cpp: layers computed where they live (-ngl, --n-cpu-moe).
+    if (!s.base.model.gguf_file_type.empty()) s.semantics = {Semantics::kInPlace};
   }
   std::optional<std::string> cal = calibration_override;
   if (!cal && root["calibration"].IsDefined() && !root["calibration"].IsNull()) {

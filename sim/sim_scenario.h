@@ -38,6 +38,8 @@ struct SimScenario {
   std::vector<Semantics> semantics;
   std::optional<Calibration> calibration;
   std::vector<Bytes> crossover_budgets;
+  // Set when transformers would dequantize the checkpoint on this hardware (FP8, MXFP4).
+  std::string quantization_note;
 };
 
 // `config_dir`: the configs/ folder (models/, hardware/ below it).

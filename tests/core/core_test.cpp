@@ -3,9 +3,11 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <map>
 
 #include "core/device_map.h"
 #include "core/error.h"
+#include "core/gguf.h"
 #include "core/json.h"
 #include "core/module_sizes.h"
 #include "core/module_tree.h"
@@ -610,4 +612,72 @@ TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and 
                     Catch::Contains("inline.yaml:") && Catch::Contains("num_experts_per_tok (2) exceeds the 1 experts"));
   CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: qwen3_moe\nnum_experts: 6\nmlp_only_layers: [a]\n" + dims)),
                     Catch::Contains("mlp_only_layers must list layer numbers"));
+}
+
+// GGUF sizes: llama-quantize's per-tensor types (src/llama-quant.cpp) and ggml's block sizes.
+namespace {
+ModuleTree gguf_tree(const std::string& preset, const std::string& ft) {
+  ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/configs/models/" + preset + ".yaml");
+  spec.gguf_file_type = ft;
+  return build_module_tree(spec);
+}
+std::string type_of(const ModuleTree& t, const std::string& tensor) {
+  const int id = t.find(tensor);
+  REQUIRE(id >= 0);
+  return t.node(id).gguf_type >= 0 ? ggml_traits(static_cast<GgmlType>(t.node(id).gguf_type)).name : "-";
+}
+}  // namespace
+
+TEST_CASE("GGUF file types: llama-quantize's mixtures, byte for byte", "[unit][core][gguf]") {
+  SECTION("Llama-3.1-8B Q4_K_M: 193 q4_K, 33 q6_K, 65 f32 tensors") {
+    // By hand: token_embd [128256, 4096] q4_K = 295,501,824 B; output q6_K = 430,940,160 B; a layer
+    // = q 9,437,184 + k 2,359,296 + v + o 9,437,184 + gate/up 33,030,144 each + down + norms 32,768,
+    // with v and down q6_K (3,440,640; 48,168,960) on the 16 use_more_bits layers of 32 (i < 4,
+    // i >= 28, (i - 4) % 3 == 2), q4_K (2,359,296; 33,030,144) on the others: 16 x 138,936,320 +
+    // 16 x 122,716,160; the final norm 16,384. Sum 4,912,898,048 (llama.cpp's log for this file:
+    // "type q4_K: 193 tensors, type q6_K: 33 tensors"; its f32 count is 66 with rope_freqs, which
+    // dmap does not add).
+    const ModuleTree t = gguf_tree("llama31_8b", "Q4_K_M");
+    SizingOptions so;
+    so.rule = SizingRule::kTransformersV5;
+    so.dtype = DType::kBFloat16;
+    CHECK(compute_module_sizes(t, so).total() == int64_t{4912898048} * 8);
+    std::map<std::string, int64_t> counts;
+    for (const auto& c : gguf_type_counts(t)) counts[ggml_traits(c.type).name] = c.tensors;
+    CHECK(counts["q4_K"] == 193);
+    CHECK(counts["q6_K"] == 33);
+    CHECK(counts["f32"] == 65);
+    CHECK(type_of(t, "model.layers.0.self_attn.v_proj.weight") == "q6_K");
+    CHECK(type_of(t, "model.layers.4.self_attn.v_proj.weight") == "q4_K");
+    CHECK(type_of(t, "model.layers.6.mlp.down_proj.weight") == "q6_K");  // (6 - 4) % 3 == 2
+    CHECK(type_of(t, "model.rotary_emb.inv_freq") == "-");               // not in the file
+  }
+  SECTION("a tied model has no output.weight: the token embedding gets its q6_K") {
+    const ModuleTree t = gguf_tree("llama32_1b", "Q4_K_M");
+    CHECK(type_of(t, "model.embed_tokens.weight") == "q6_K");
+    CHECK(t.node(t.find("lm_head.weight")).stored_bits == 0);
+  }
+  SECTION("rows not a multiple of 256 fall back (gpt-oss, hidden 2880)") {
+    const ModuleTree t = gguf_tree("gpt_oss_20b", "Q4_K_M");
+    CHECK(type_of(t, "model.layers.0.self_attn.q_proj.weight") == "q5_0");  // q4_K -> q5_0
+    CHECK(type_of(t, "model.layers.0.self_attn.o_proj.weight") == "q4_K");  // rows of 4096
+    CHECK(type_of(t, "lm_head.weight") == "q8_0");                          // 2880 % 256 != 0
+    CHECK(type_of(t, "model.layers.0.mlp.router.weight") == "f32");         // ffn_gate_inp
+    CHECK(type_of(t, "model.layers.0.self_attn.sinks") == "f32");
+  }
+  SECTION("eight experts: attn_v and attn_k q8_0, attn_output q5_K (Mixtral)") {
+    const ModuleTree t = gguf_tree("mixtral_8x7b", "Q4_K_M");
+    CHECK(type_of(t, "model.layers.5.self_attn.v_proj.weight") == "q8_0");
+    CHECK(type_of(t, "model.layers.5.self_attn.k_proj.weight") == "q8_0");
+    CHECK(type_of(t, "model.layers.5.self_attn.o_proj.weight") == "q5_K");
+  }
+  SECTION("block types: Q8_0 is 34 bytes per 32 weights, BF16 2 bytes") {
+    const ModuleTree q8 = gguf_tree("llama31_8b", "Q8_0");
+    CHECK(q8.node(q8.find("model.layers.0.self_attn.q_proj.weight")).stored_bits == int64_t{4096} * 4096 / 32 * 34 * 8);
+    const ModuleTree bf = gguf_tree("llama31_8b", "bf16");
+    CHECK(bf.node(bf.find("lm_head.weight")).stored_bits == int64_t{128256} * 4096 * 16);
+  }
+  SECTION("an unknown file type is an input error") {
+    CHECK_THROWS_AS(gguf_tree("llama31_8b", "Q4_K_X"), InputError);
+  }
 }
