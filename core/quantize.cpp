@@ -10,6 +10,8 @@
 
 namespace dmap {
 
+void check_pattern(const std::string& key, const std::string& origin);
+
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
@@ -382,6 +384,7 @@ std::vector<std::string> skip_list(const ModuleTree& t, const std::optional<std:
 // name or a class name of the module.
 bool ct_match(const std::string& name, const std::string& cls, const std::string& target, const std::string& origin) {
   if (target.rfind("re:", 0) == 0) {
+    check_pattern(target.substr(3), origin);
     try {
       return std::regex_search(name, std::regex(target.substr(3)), std::regex_constants::match_continuous);
     } catch (const std::regex_error&) {
@@ -393,12 +396,39 @@ bool ct_match(const std::string& name, const std::string& cls, const std::string
 
 }  // namespace
 
+// A pattern comes from a config file: refuse what could make a backtracking matcher run for
+// ever (a repeated group that itself repeats, "(a+)+") or blow its stack (very long patterns).
+void check_pattern(const std::string& key, const std::string& origin) {
+  if (key.size() > 512) throw InputError(origin, 0, 0, "module pattern of " + std::to_string(key.size()) + " characters (at most 512)");
+  std::vector<bool> inner;  // per open group: has a quantifier inside
+  for (size_t i = 0; i < key.size(); ++i) {
+    const char c = key[i];
+    if (c == '\\') {
+      ++i;
+      continue;
+    }
+    if (c == '(') inner.push_back(false);
+    const bool quant = c == '*' || c == '+' || c == '{' || c == '?';
+    if (quant && !inner.empty()) inner.back() = true;
+    if (c == ')' && !inner.empty()) {
+      const bool had = inner.back();
+      inner.pop_back();
+      const char next = i + 1 < key.size() ? key[i + 1] : '\0';
+      if (had && (next == '*' || next == '+' || next == '{')) {
+        throw InputError(origin, 0, 0, "module pattern '" + key + "' repeats a group that repeats (nested quantifiers): refused, it can take exponential time to match");
+      }
+      if (!inner.empty()) inner.back() = inner.back() || had;
+    }
+  }
+}
+
 bool should_convert_module(const std::string& name, const std::vector<std::string>& patterns, const std::string& origin) {
   static thread_local std::unordered_map<std::string, std::regex> cache;
   for (const std::string& key : patterns) {
     if (ends_with(name, key)) return false;
     auto it = cache.find(key);
     if (it == cache.end()) {
+      check_pattern(key, origin);
       try {
         it = cache.emplace(key, std::regex(key)).first;
       } catch (const std::regex_error&) {

@@ -193,8 +193,10 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
   r.host.memory_bandwidth = {hw.host.memory_bandwidth.value * hw.host.achievable_memory, Source::kDatasheet};
   r.host.flops = derate_flops(hw.host.peak_flops, hw.host.achievable_compute);
   r.host.dispatch = hw.host.dispatch_overhead;
+  r.host.dequant = hw.host.dequant;
   for (const auto& g : hw.gpus) {
     DeviceRates d;
+    d.dequant = g.dequant;
     d.memory_bandwidth = {g.memory_bandwidth.value * g.achievable_memory, Source::kDatasheet};
     d.flops = derate_flops(g.peak_flops, g.achievable_compute);
     d.dispatch = g.launch_overhead;

@@ -77,6 +77,7 @@ struct DeviceRates {
   double input_cost(DType d) const;      // matmul_input of d, else float32's, else 0
   const RateCurve& flops_for(DType d) const;  // falls back to float32 (then any) when the dtype is absent
   const RateCurve& attention_flops_for(DType d) const;  // the attention curve of d, else flops_for(d)
+  std::map<std::string, DequantFigure> dequant;  // the preset's figures per quantization method
 };
 
 struct Calibration {

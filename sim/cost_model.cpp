@@ -159,11 +159,11 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   int quant_kernels = 0;
   if (op.weight_bits > 0 && graph_.tree && graph_.tree->quantization) {
     // Dequantisation traffic and kernels of the method (sim/quant_cost.h).
-    const QuantKernel qk = quant_kernel(graph_.tree->quantization->method, !dev.is_cpu(), m >= 2);
+    const DequantFigure qk = dequant_figure(r.dequant, graph_.tree->quantization->method, !dev.is_cpu());
     const double weights = static_cast<double>(op.in) * static_cast<double>(op.out) *
                            (op.experts > 0 ? touched_experts(op, m) : 1.0);
-    t.bytes += qk.extra_bytes_per_weight * weights;
-    quant_kernels = qk.extra_kernels;
+    t.bytes += (m >= 2 ? qk.prefill_bytes_per_weight : qk.decode_bytes_per_weight) * weights;
+    quant_kernels = qk.kernels;
   }
   t.compute_s = t.flops / rate.at(m);
   t.memory_s = t.bytes / r.memory_bandwidth.value;

@@ -13,7 +13,14 @@ namespace dmap::sim {
 
 namespace fs = std::filesystem;
 
-std::string source_name(Source s) { return s == Source::kCalibrated ? "calibrated" : "datasheet"; }
+std::string source_name(Source s) {
+  switch (s) {
+    case Source::kCalibrated: return "calibrated";
+    case Source::kEstimate: return "estimate";
+    case Source::kDatasheet: break;
+  }
+  return "datasheet";
+}
 
 namespace {
 
@@ -124,15 +131,47 @@ constexpr double kUs = 1e-6;
 // The keys each component may have (preset files also carry `kind`).
 const std::vector<std::string> kGpuKeys = {"kind", "name", "memory", "memory_bandwidth_gbs", "peak_tflops",
                                            "launch_overhead_us", "runtime_context", "p2p_gbs", "achievable",
-                                           "compute_capability"};
+                                           "compute_capability", "dequant"};
 const std::vector<std::string> kHostKeys = {"kind", "name", "cores", "memory_bandwidth_gbs", "ram", "reserved_ram",
                                             "peak_gflops", "dispatch_overhead_us", "offload_tensor_overhead_us",
-                                            "achievable"};
+                                            "achievable", "dequant"};
 const std::vector<std::string> kLinkKeys = {"kind", "name", "h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs",
                                             "d2h_pageable_gbs", "copy_latency_us", "p2p_gbs"};
 const std::vector<std::string> kDiskKeys = {"kind", "name", "read_gbs", "read_latency_us"};
 const std::vector<std::string> kSystemKeys = {"kind", "name", "system", "host", "gpus", "link", "disk",
                                               "gpu_memory_in_use", "page_cache"};
+
+// `dequant: {<quant method>: {decode_bytes_per_weight, prefill_bytes_per_weight, kernels}}`.
+std::map<std::string, DequantFigure> read_dequant(const Located& l) {
+  std::map<std::string, DequantFigure> out;
+  const YAML::Node d = l.node["dequant"];
+  if (!d.IsDefined() || d.IsNull()) return out;
+  if (!d.IsMap()) fail_at(l.file, d, "dequant: expected a mapping of quantization methods");
+  static const std::vector<std::string> methods = {"bitsandbytes_4bit", "bitsandbytes_8bit", "gptq", "awq",
+                                                   "fp8", "fbgemm_fp8", "compressed-tensors", "mxfp4"};
+  check_known_keys(l.file, d, methods, "dequant");
+  for (const auto& kv : d) {
+    const YAML::Node f = kv.second;
+    if (!f.IsMap()) fail_at(l.file, f, "dequant." + kv.first.Scalar() + ": expected a mapping");
+    check_known_keys(l.file, f, {"decode_bytes_per_weight", "prefill_bytes_per_weight", "kernels"}, "dequant." + kv.first.Scalar());
+    DequantFigure fig;
+    fig.source = Source::kDatasheet;
+    for (const auto& [key, slot] : {std::pair{"decode_bytes_per_weight", &fig.decode_bytes_per_weight},
+                                    std::pair{"prefill_bytes_per_weight", &fig.prefill_bytes_per_weight}}) {
+      if (f[key].IsDefined()) {
+        *slot = yaml_double(l.file, f[key], key);
+        if (!(*slot >= 0 && *slot <= 64)) fail_at(l.file, f[key], std::string(key) + ": expected 0 to 64 bytes per weight");
+      }
+    }
+    if (f["kernels"].IsDefined()) {
+      const int64_t k = yaml_int(l.file, f["kernels"], "kernels");
+      if (k < 0 || k > 100) fail_at(l.file, f["kernels"], "kernels: expected 0 to 100");
+      fig.kernels = static_cast<int>(k);
+    }
+    out[kv.first.Scalar()] = fig;
+  }
+  return out;
+}
 
 std::string where_of(const Located& l, const char* kind) {
   return l.id == "inline" ? std::string(kind) : std::string(kind) + " preset '" + l.id + "'";
@@ -157,6 +196,7 @@ GpuSpec read_gpu(const Located& l) {
   }
   if (l.node["p2p_gbs"].IsDefined()) g.p2p_bandwidth = positive(l, "p2p_gbs", kGB);
   read_achievable(l, g.achievable_memory, g.achievable_compute);
+  g.dequant = read_dequant(l);
   return g;
 }
 
@@ -176,6 +216,7 @@ HostSpec read_host(const Located& l) {
   h.dispatch_overhead = {non_negative(l, "dispatch_overhead_us", kUs, 10 * kUs), Source::kDatasheet};
   h.offload_tensor_overhead = {non_negative(l, "offload_tensor_overhead_us", kUs, 40 * kUs), Source::kDatasheet};
   read_achievable(l, h.achievable_memory, h.achievable_compute);
+  h.dequant = read_dequant(l);
   return h;
 }
 

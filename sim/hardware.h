@@ -18,6 +18,9 @@
 //   p2p_gbs: 450                    # optional: GPU<->GPU (NVLink); absent = over the link
 //   achievable: {memory: 0.85, compute: 0.7}   # optional: fraction of datasheet reached
 //   compute_capability: 9.0         # optional: CUDA capability (decides FP8/MXFP4 dequantizing)
+//   dequant:                        # optional, GPU or host: per quantization method, what its kernels
+//     bitsandbytes_4bit: {decode_bytes_per_weight: 0, prefill_bytes_per_weight: 4, kernels: 1}
+//                                   # add beyond the packed weights (default: sim/quant_cost.h estimates)
 //
 //   kind: host
 //   name: Desktop 8-core, DDR5-5600 dual channel
@@ -71,12 +74,21 @@
 namespace dmap::sim {
 
 // Where a figure comes from; printed next to it.
-enum class Source { kDatasheet, kCalibrated };
+enum class Source { kDatasheet, kCalibrated, kEstimate };
 std::string source_name(Source s);
 
 struct Figure {
   double value = 0;
   Source source = Source::kDatasheet;
+};
+
+// What dequantising a quantized linear layer costs on a device (sim/quant_cost.h): extra memory
+// traffic per weight element in decode and in prefill, and extra kernels per call.
+struct DequantFigure {
+  double decode_bytes_per_weight = 0;
+  double prefill_bytes_per_weight = 0;
+  int kernels = 0;
+  Source source = Source::kEstimate;
 };
 
 struct GpuSpec {
@@ -93,6 +105,9 @@ struct GpuSpec {
   // CUDA compute capability (8.6, 8.9, 9.0): transformers dequantizes FP8 checkpoints below 8.9
   // and MXFP4 below 7.5 while loading. -1 = not stated.
   double compute_capability = -1;
+  // Per quantization method key (bitsandbytes_4bit, gptq, ...): figures from the preset's
+  // `dequant` mapping; absent methods take sim/quant_cost.h's estimates.
+  std::map<std::string, DequantFigure> dequant;
 };
 
 struct HostSpec {
@@ -107,6 +122,7 @@ struct HostSpec {
   Figure offload_tensor_overhead;  // seconds per tensor (accelerate hooks)
   double achievable_memory = 0.80;
   double achievable_compute = 0.60;
+  std::map<std::string, DequantFigure> dequant;  // as GpuSpec::dequant
 };
 
 struct LinkSpec {

@@ -3,25 +3,24 @@
 
 namespace dmap::sim {
 
-QuantKernel quant_kernel(QuantMethod method, bool gpu, bool prefill) {
+DequantFigure default_dequant(QuantMethod method, bool gpu) {
+  // {decode bytes per weight, prefill bytes per weight, extra kernels}
   switch (method) {
-    case QuantMethod::kBnb4bit:
-      if (gpu) return {prefill ? 4.0 : 0.0, 1};
-      return {4.0, 1};
-    case QuantMethod::kBnb8bit:
-      return {gpu ? 0.0 : 4.0, 6};
+    case QuantMethod::kBnb4bit: return gpu ? DequantFigure{0, 4, 1} : DequantFigure{4, 4, 1};
+    case QuantMethod::kBnb8bit: return gpu ? DequantFigure{0, 0, 6} : DequantFigure{4, 4, 6};
     case QuantMethod::kGptq:
-    case QuantMethod::kAwq:
-      if (gpu) return {0.0, 0};
-      return {10.0, 8};
+    case QuantMethod::kAwq: return gpu ? DequantFigure{0, 0, 0} : DequantFigure{10, 10, 8};
     case QuantMethod::kFp8:
     case QuantMethod::kFbgemmFp8:
     case QuantMethod::kCompressedTensors:
-    case QuantMethod::kMxfp4:
-      if (gpu) return {0.0, 1};
-      return {4.0, 1};
+    case QuantMethod::kMxfp4: return gpu ? DequantFigure{0, 0, 1} : DequantFigure{4, 4, 1};
   }
   return {};
+}
+
+DequantFigure dequant_figure(const std::map<std::string, DequantFigure>& preset, QuantMethod method, bool gpu) {
+  auto it = preset.find(quant_method_key(method));
+  return it != preset.end() ? it->second : default_dequant(method, gpu);
 }
 
 bool dequantized_on(const QuantizationConfig& q, double gpu0_capability) {

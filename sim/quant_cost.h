@@ -30,15 +30,15 @@
 #pragma once
 
 #include "core/quantization.h"
+#include "sim/hardware.h"
 
 namespace dmap::sim {
 
-struct QuantKernel {
-  double extra_bytes_per_weight = 0;  // dequantisation traffic per weight element
-  int extra_kernels = 0;
-};
+// The estimate above for a method on a GPU or the CPU (Source::kEstimate).
+DequantFigure default_dequant(QuantMethod method, bool gpu);
 
-QuantKernel quant_kernel(QuantMethod method, bool gpu, bool prefill);
+// The device's figure: its preset's `dequant` entry for the method, else the estimate.
+DequantFigure dequant_figure(const std::map<std::string, DequantFigure>& preset, QuantMethod method, bool gpu);
 
 // Whether transformers dequantizes a pre-quantized checkpoint while loading on this machine:
 // FP8 (fp8) without a GPU of compute capability >= 8.9, MXFP4 without one >= 7.5 (its

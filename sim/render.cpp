@@ -1,6 +1,8 @@
 // JSON, table, Markdown and golden renderings of an Evaluation.
 #include "sim/render.h"
 
+#include "sim/quant_cost.h"
+
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -51,6 +53,18 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
     f.push_back({"host-to-device pinned", r.h2d_pinned.value / 1e9, "GB/s", r.h2d_pinned.source});
     f.push_back({"copy latency", r.copy_latency.value * 1e6, "us", r.copy_latency.source});
     f.push_back({"accelerate hook per tensor", r.offload_tensor_overhead.value * 1e6, "us", r.offload_tensor_overhead.source});
+  }
+  if (ev.tree->quantization && !ev.tree->quantization->dequantize) {  // sim/quant_cost.h
+    const QuantMethod m = ev.tree->quantization->method;
+    const std::string key = quant_method_key(m);
+    auto add = [&](const std::string& dev, const std::map<std::string, DequantFigure>& preset, bool gpu) {
+      const DequantFigure q = dequant_figure(preset, m, gpu);
+      f.push_back({dev + key + " dequant, decode", q.decode_bytes_per_weight, "B/weight", q.source});
+      f.push_back({dev + key + " dequant, prefill", q.prefill_bytes_per_weight, "B/weight", q.source});
+      f.push_back({dev + key + " extra kernels", static_cast<double>(q.kernels), "per layer", q.source});
+    };
+    add("cpu ", r.host.dequant, false);
+    for (size_t i = 0; i < r.gpus.size(); ++i) add("gpu " + std::to_string(i) + " ", r.gpus[i].dequant, true);
   }
   f.push_back({"disk read", r.disk_read.value / 1e9, "GB/s", r.disk_read.source});
   const Figure& pc = r.page_cache_for(ev.graph->dtype);

@@ -1177,3 +1177,89 @@ TEST_CASE("n_cpu_moe: the fastest --n-cpu-moe N that fits, experts of the first 
   // A dense model gets no such row.
   CHECK(row_of(evaluate(load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs)), "n_cpu_moe") == nullptr);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Quantized checkpoints and GGUF files in the simulator
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("quantized: packed bytes on the device, a preset's dequant figure moves the time", "[unit][sim][quant]") {
+  TempDir tmp;
+  const char* body = R"(model: llama31_8b_bnb4
+workload: {batch: 1, prompt: 512, new_tokens: 16, dtype: bfloat16}
+strategies: [auto, cpu]
+)";
+  const std::string plain = tmp.write("bnb.yaml", std::string("id: bnb\nhardware: {host: desktop_ddr5_dual, gpus: [rtx4060], link: pcie4_x8, disk: nvme_gen4}\n") + body);
+  const Evaluation a = evaluate(load_sim_scenario(plain, kConfigs));
+  REQUIRE(a.auto_row >= 0);
+  const ResultRow& au = a.rows[a.auto_row];
+  REQUIRE(au.pred.feasible);
+  // The whole 4-bit model (5.2 GiB as transformers counts it) sits on the 8 GB GPU.
+  CHECK(au.map.items().size() == 1);
+  // A preset that says the GPU's 4-bit kernel dequantises through memory in decode too (+4 B per
+  // weight) makes decode slower, by about the traffic it adds.
+  const std::string heavy = tmp.write("bnb_heavy.yaml", std::string(
+      "id: bnb_heavy\nhardware:\n  host: desktop_ddr5_dual\n  link: pcie4_x8\n  disk: nvme_gen4\n  gpus:\n"
+      "    - {name: slow-dequant 4060, memory: 8GiB, memory_bandwidth_gbs: 272, peak_tflops: {float32: 15, bfloat16: 60}, compute_capability: 8.9,\n"
+      "       dequant: {bitsandbytes_4bit: {decode_bytes_per_weight: 4, prefill_bytes_per_weight: 4, kernels: 1}}}\n") + body);
+  const Evaluation b = evaluate(load_sim_scenario(heavy, kConfigs));
+  const ResultRow& bu = b.rows[b.auto_row];
+  REQUIRE(bu.pred.feasible);
+  CHECK(bu.pred.decode_token_s > 1.5 * au.pred.decode_token_s);
+}
+
+TEST_CASE("bitsandbytes: transformers refuses an offloaded map, the optimum does not use accelerate", "[unit][sim][quant]") {
+  TempDir tmp;
+  const std::string path = tmp.write("bnb_small.yaml", R"(id: bnb_small
+model: llama31_8b_bnb4
+hardware: {host: desktop_ddr5_dual, gpus: [rtx3050_laptop_4gb], link: pcie4_x8, disk: nvme_gen4}
+workload: {batch: 1, prompt: 128, new_tokens: 16, dtype: bfloat16}
+strategies: [auto, cpu, optimal]
+)");
+  // (a 4 GB GPU cannot hold the 5.2 GiB model: auto offloads)
+  std::string why;
+  try {
+    const Evaluation ev = evaluate(load_sim_scenario(path, kConfigs));
+    REQUIRE(ev.auto_row >= 0);
+    for (const ResultRow& r : ev.rows) {
+      if (r.strategy == "auto" && r.semantics == "accelerate") {
+        CHECK_FALSE(r.pred.feasible);
+        CHECK(r.pred.oom.find("llm_int8_enable_fp32_cpu_offload") != std::string::npos);
+      }
+      if (r.strategy == "optimal") CHECK(r.semantics.find("accelerate") == std::string::npos);
+    }
+  } catch (const InputError& e) {
+    why = e.text();
+  }
+  CHECK(why.empty());
+}
+
+TEST_CASE("FP8 checkpoints dequantize on GPUs below compute capability 8.9", "[unit][sim][quant]") {
+  TempDir tmp;
+  auto scenario = [&](const std::string& gpu) {
+    return load_sim_scenario(tmp.write(gpu + ".yaml", "id: fp8_" + gpu + R"(
+model: {model_type: llama, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4,
+        num_key_value_heads: 2, vocab_size: 256, torch_dtype: bfloat16,
+        quantization_config: {quant_method: fp8, weight_block_size: [128, 128]}}
+hardware: {host: desktop_ddr5_dual, gpus: [)" + gpu + R"(], link: pcie4_x16, disk: nvme_gen4}
+workload: {batch: 1, prompt: 16, new_tokens: 4, dtype: bfloat16}
+strategies: [auto]
+)"), kConfigs);
+  };
+  const SimScenario ampere = scenario("rtx3090"), ada = scenario("rtx4090");
+  REQUIRE(ampere.base.model.quantization);
+  CHECK(ampere.base.model.quantization->dequantize);
+  CHECK(ampere.quantization_note.find("8.6") != std::string::npos);
+  CHECK_FALSE(ada.base.model.quantization->dequantize);
+  const Evaluation a = evaluate(ampere), b = evaluate(ada);
+  CHECK(a.tree->node(a.tree->find("model.layers.0.self_attn.q_proj")).class_name == "Linear");
+  CHECK(b.tree->node(b.tree->find("model.layers.0.self_attn.q_proj")).class_name == "FP8Linear");
+}
+
+TEST_CASE("a GGUF scenario: llama.cpp rows only, the command line names the file", "[unit][sim][gguf]") {
+  const Evaluation ev = evaluate(load_sim_scenario(kConfigs + "/scenarios/qwen3_30b_a3b_q4km_rtx3060.yaml", kConfigs));
+  for (const ResultRow& r : ev.rows) {
+    if (!r.error.empty()) continue;
+    CHECK((r.semantics == "in-place" || r.semantics == "cpu"));
+  }
+  CHECK(ev.how_to_run.rfind("llama-cli -m Qwen3-30B-A3B-Q4_K_M.gguf -ngl ", 0) == 0);
+}
