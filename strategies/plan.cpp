@@ -248,6 +248,14 @@ PlanRequest plan_request_for(const Scenario& s, const ModuleTree& tree) {
   req.dtype = s.dtype;
   if (!req.dtype && req.entry == Entry::kFromPretrained) {
     req.dtype = req.pipeline == Pipeline::kTransformersV5 ? tree.checkpoint_dtype : DType::kFloat32;
+    // 4.x's bitsandbytes, GPTQ and AWQ quantizers turned torch_dtype=None into float16
+    // (update_torch_dtype: "Overriding torch_dtype=None with torch_dtype=torch.float16").
+    if (req.pipeline == Pipeline::kTransformersV4 && tree.quantization) {
+      const QuantMethod m = tree.quantization->method;
+      if (m == QuantMethod::kBnb4bit || m == QuantMethod::kBnb8bit || m == QuantMethod::kGptq || m == QuantMethod::kAwq) {
+        req.dtype = DType::kFloat16;
+      }
+    }
   }
   if (s.max_memory) req.max_memory = *s.max_memory;  // else the caller derives it from the hardware
   if (req.entry == Entry::kInferAutoDeviceMap || s.no_split_given) req.no_split = s.no_split;

@@ -154,3 +154,20 @@ TEST_CASE("a user's quantization config: checkpoint wins, loading attributes mer
   // Another method than the checkpoint's is refused.
   CHECK_THROWS_AS(set_user_quantization(spec, load_yaml_string("{load_in_4bit: true}", "flag"), "flag"), InputError);
 }
+
+TEST_CASE("transformers 4.x sized bitsandbytes with one target dtype", "[quantization]") {
+  // bnb4_llama_untied under --pipeline v4: adjust_target_dtype -> INT4 for every floating tensor
+  // (min(0.5, own)), special_dtypes give back bf16 to params whose name contains a 4.x
+  // modules_to_not_convert key (untied: the output embedding, "lm_head"):
+  //   embed 16384 x 0.5 = 8192; a layer's linears 36864 x 0.5 = 18432 + norms 2 x 64 x 0.5 = 64;
+  //   final norm 32; rotary buffers 2 x 8 x 0.5 = 8; lm_head 16384 x 2 = 32768
+  //   "" = 8192 + 2 x 18496 + 32 + 8 + 32768 = 77992
+  Scenario sc = load_scenario((cases_dir() / "bnb4_llama_untied.yaml").string(),
+                              (fs::path(DMAP_SOURCE_DIR) / "configs" / "models").string());
+  sc.pipeline = "v4";
+  const ModuleTree tree = build_module_tree(sc.model);
+  const strategies::PlanResult r = strategies::plan_device_map(strategies::plan_request_for(sc, tree));
+  CHECK(r.sizes.total() == 77992 * 8);
+  CHECK(r.sizes.of(tree.find("lm_head")) == 32768 * 8);
+  CHECK(r.sizes.of(tree.find("model.embed_tokens")) == 8192 * 8);
+}
