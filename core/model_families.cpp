@@ -1151,7 +1151,8 @@ ModuleTree build_module_tree(const ModelSpec& spec) {
     }
   }
   // A quantized checkpoint: the quantizer replaces modules on the meta model (core/quantize.h).
-  if (spec.quantization) tree = quantize_module_tree(tree, *spec.quantization);
+  // (A GGUF file replaces the checkpoint's own quantization: llama.cpp's converter dequantizes it.)
+  if (spec.quantization && spec.gguf_file_type.empty()) tree = quantize_module_tree(tree, *spec.quantization);
   // A GGUF file of the model: its tensors as llama-quantize stores them (core/gguf.h).
   if (!spec.gguf_file_type.empty()) {
     const auto ft = parse_gguf_file_type(spec.gguf_file_type);

@@ -147,7 +147,7 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
       for (const auto& n : gguf_file_type_names()) known += (known.empty() ? "" : ", ") + n;
       fail_at(path, root["gguf"], "gguf: unknown llama.cpp file type '" + g + "' (known: " + known + ")");
     }
-    if (root["quantization_config"].IsDefined() || s.model.quantization) {
+    if (root["quantization_config"].IsDefined()) {
       fail_at(path, root["gguf"], "gguf: a llama.cpp file type and a transformers quantization_config exclude each other");
     }
     s.model.gguf_file_type = gguf_file_type_name(*parse_gguf_file_type(g));
