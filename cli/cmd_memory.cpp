@@ -374,6 +374,18 @@ int cmd_memory(const std::vector<std::string>& argv) {
     if (loaded > map) std::cout << " (+" << format_bytes_human(loaded - map) << " of quantization state the map does not count)";
     if (loaded < map) std::cout << " (" << format_bytes_human(map - loaded) << " less than the map counts)";
     std::cout << "\n";
+    if (!q.pre_quantized && !q.dequantize) {
+      // Quantized while loading: each weight arrives in the load dtype and is quantized on the device.
+      Bits biggest = 0;
+      for (const TreeNode& n : qtree->nodes()) {
+        if (n.is_tensor && n.tied_source < 0 && qtree->node(n.parent).quantized.weight_bits > 0) {
+          biggest = std::max<Bits>(biggest, n.numel * torch_bits_per_element(qf.load_dtype));
+        }
+      }
+      std::cout << (md ? "- " : "  ") << "while loading: up to " << format_bytes_human(loaded + static_cast<double>(biggest) / 8.0)
+                << " (the largest quantized weight, " << format_bytes_human(static_cast<double>(biggest) / 8.0) << ", arrives in "
+                << dtype_name(qf.load_dtype) << " before it is quantized)\n";
+    }
     if (q.method == QuantMethod::kBnb4bit || q.method == QuantMethod::kBnb8bit) {
       std::cout << (md ? "- " : "  ") << "bitsandbytes: the map keeps 10 % of every device free (adjust_max_memory), "
                 << "and transformers refuses a map with modules on cpu or disk unless llm_int8_enable_fp32_cpu_offload\n";

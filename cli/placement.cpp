@@ -101,6 +101,10 @@ void apply_quantization_flag(const Args& args, ModelSpec& spec) {
 
 void check_dtype_for_quantization(const std::optional<DType>& dtype, const ModelSpec& spec, const std::string& origin) {
   if (!dtype || !spec.quantization) return;
+  if (spec.quantization->method == QuantMethod::kFbgemmFp8 && *dtype == DType::kFloat16) {
+    throw InputError(origin, 0, 0, "You cannot use FP8 with dtype=torch.float16. We recommend you passing dtype=torch.bfloat16 "
+                                   "(transformers' fbgemm_fp8 quantizer refuses float16)");
+  }
   if (is_floating(*dtype) && *dtype != DType::kFloat8) return;
   throw InputError(origin, 0, 0,
                    "dtype " + std::string(dtype_name(*dtype)) + " with a quantized checkpoint (" +

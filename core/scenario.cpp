@@ -159,6 +159,10 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
     const std::string d = yaml_string(path, root["dtype"], "dtype");
     s.dtype = parse_dtype(d);
     if (!s.dtype) fail_at(path, root["dtype"], "unknown dtype '" + d + "'");
+    if (s.model.quantization && s.model.quantization->method == QuantMethod::kFbgemmFp8 && *s.dtype == DType::kFloat16) {
+      fail_at(path, root["dtype"], "You cannot use FP8 with dtype=torch.float16. We recommend you passing dtype=torch.bfloat16 "
+                                   "(transformers' fbgemm_fp8 quantizer refuses float16)");
+    }
     if (s.model.quantization && (!is_floating(*s.dtype) || *s.dtype == DType::kFloat8)) {
       fail_at(path, root["dtype"], "dtype " + d + " with a quantized checkpoint (" + quant_summary(*s.model.quantization) +
                                        "): the dtype is the load dtype of its unquantized modules (float16, bfloat16 or float32)");

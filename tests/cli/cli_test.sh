@@ -409,5 +409,20 @@ else
   bad "profile --validate failed"
 fi
 
+# --- quantized checkpoints and GGUF files ------------------------------------------------
+expect_error "unknown quant_method" "quantization method 'hqq' is not sized by dmap" -- map --model llama31_8b --quantization '{"quant_method": "hqq"}' --max-memory 0=8GiB,cpu=20GiB
+expect_error "int4 dtype with a quantized checkpoint" "dtype int4 with a quantized checkpoint" -- map --model llama31_8b_bnb4 --dtype int4 --max-memory 0=8GiB,cpu=20GiB
+expect_error "fbgemm fp8 refuses float16" "cannot use FP8 with dtype=torch.float16" -- map --model llama31_8b --quantization '{"quant_method": "fbgemm_fp8"}' --dtype float16 --max-memory 0=8GiB,cpu=20GiB
+expect_error "awq group size that does not divide" "must be divisible by .group_size: 48" -- map --model llama31_8b --quantization '{"quant_method": "awq", "group_size": 48}' --max-memory 0=8GiB,cpu=20GiB
+expect_error "unknown gguf type" "unknown llama.cpp file type 'Q4_K_X'" -- memory llama31_8b --gguf Q4_K_X
+# The case: bnb-4bit Llama-3.1-8B with a 6 GiB GPU fits whole (5.21 GiB as transformers counts it).
+"$DMAP" map --model llama31_8b_bnb4 --max-memory 0=6GiB,cpu=48GiB --format json >"$TMP/bnb.json" &&
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert d['device_map']==[['',0]] and 'refusal' not in d, d" "$TMP/bnb.json" && ok || bad "bnb-4bit fits a 6 GiB GPU"
+# With 3 GiB it spills, and transformers refuses the map.
+"$DMAP" map --model llama31_8b_bnb4 --max-memory 0=3GiB,cpu=48GiB --format json >"$TMP/bnb.json" &&
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert 'llm_int8_enable_fp32_cpu_offload' in d['refusal'], d" "$TMP/bnb.json" && ok || bad "bnb-4bit refusal"
+"$DMAP" memory llama31_8b --gguf Q4_K_M --format json >"$TMP/gguf.json" &&
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['gguf']; assert d['tensor_bytes']==4912898048 and d['types']['q6_K']['tensors']==33, d" "$TMP/gguf.json" && ok || bad "gguf Q4_K_M size"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
