@@ -120,14 +120,23 @@ LinearShape linear_shape(const ModuleTree& t, int module) {
   throw InputError(q.file, q.line, 0, message);
 }
 
+// A replacement linear layer of `cls`, its logical shape and stored bits per weight set.
+Replacement linear_replacement(const char* cls, const LinearShape& l, int weight_bits) {
+  Replacement r;
+  r.class_name = cls;
+  r.info.in = l.in;
+  r.info.out = l.out;
+  r.info.weight_bits = weight_bits;
+  return r;
+}
+
 // --- bitsandbytes -----------------------------------------------------------------------------
 
 int itemsize_bits(DType d) { return static_cast<int>(torch_bits_per_element(d)); }
 
 Replacement bnb_linear(const QuantizationConfig& q, const LinearShape& l) {
-  Replacement r;
   const bool four = q.method == QuantMethod::kBnb4bit;
-  r.class_name = four ? "Linear4bit" : "Linear8bitLt";
+  Replacement r = linear_replacement(four ? "Linear4bit" : "Linear8bitLt", l, four ? 4 : 8);
   const int64_t n = l.in * l.out;
   NewTensor w = q.pre_quantized ? param("weight", {l.out, l.in}, four ? q.bnb_4bit_quant_storage : DType::kInt8)
                                 : model_dtype_param("weight", {l.out, l.in});
@@ -150,17 +159,13 @@ Replacement bnb_linear(const QuantizationConfig& q, const LinearShape& l) {
   if (!four && q.llm_int8_has_fp16_weight) w.extra_bits = 0;  // stays in the load dtype; the map counts 1 byte
   r.tensors.push_back(w);
   if (l.bias) r.tensors.push_back(model_dtype_param("bias", {l.out}));
-  r.info.in = l.in;
-  r.info.out = l.out;
-  r.info.weight_bits = four ? 4 : 8;
   return r;
 }
 
 // --- GPTQ (gptqmodel's GPTQQuantLinear._register_gptq_buffers) ------------------------------------
 
 Replacement gptq_linear(const QuantizationConfig& q, const LinearShape& l) {
-  Replacement r;
-  r.class_name = "QuantLinear";
+  Replacement r = linear_replacement("QuantLinear", l, q.bits);
   const int64_t g = q.group_size == -1 ? l.in : q.group_size;
   const int64_t groups = ceil_div(l.in, g);
   r.tensors.push_back(buffer("qweight", {l.in / 32 * q.bits, l.out}, DType::kInt32));
@@ -168,9 +173,6 @@ Replacement gptq_linear(const QuantizationConfig& q, const LinearShape& l) {
   r.tensors.push_back(buffer("scales", {groups, l.out}, DType::kFloat16));
   r.tensors.push_back(buffer("g_idx", {l.in}, DType::kInt32));
   if (l.bias) r.tensors.push_back(buffer("bias", {l.out}, DType::kFloat16));
-  r.info.in = l.in;
-  r.info.out = l.out;
-  r.info.weight_bits = q.bits;
   return r;
 }
 
@@ -187,7 +189,7 @@ int64_t zeros_width(const QuantizationConfig& q, int64_t in, int64_t g, const st
 }
 
 Replacement awq_linear(const QuantizationConfig& q, const LinearShape& l, const std::string& name) {
-  Replacement r;
+  Replacement r = linear_replacement("AwqGEMMLinear", l, q.bits);
   const int64_t g = q.group_size == -1 ? l.in : q.group_size;
   const int64_t pf = 32 / q.bits;
   if (l.in % g != 0) {
@@ -196,7 +198,6 @@ Replacement awq_linear(const QuantizationConfig& q, const LinearShape& l, const 
   }
   const std::string& f = q.awq_format;
   if (f == "gemm") {
-    r.class_name = "AwqGEMMLinear";
     r.tensors.push_back(buffer("qweight", {l.in, l.out / pf}, DType::kInt32));
     r.tensors.push_back(buffer("qzeros", {l.in / g, l.out / pf}, DType::kInt32));
     r.tensors.push_back(buffer("scales", {l.in / g, l.out}, DType::kFloat16));
@@ -217,17 +218,13 @@ Replacement awq_linear(const QuantizationConfig& q, const LinearShape& l, const 
     r.tensors.push_back(buffer("scales", {zw * pf, l.out}, DType::kFloat16));
   }
   if (l.bias) r.tensors.push_back(buffer("bias", {l.out}, DType::kFloat16));
-  r.info.in = l.in;
-  r.info.out = l.out;
-  r.info.weight_bits = q.bits;
   return r;
 }
 
 // --- FP8 ---------------------------------------------------------------------------------------
 
 Replacement fp8_linear(const QuantizationConfig& q, const LinearShape& l) {
-  Replacement r;
-  r.class_name = "FP8Linear";
+  Replacement r = linear_replacement("FP8Linear", l, 8);
   NewTensor w = q.pre_quantized ? param("weight", {l.out, l.in}, DType::kFloat8) : model_dtype_param("weight", {l.out, l.in});
   if (!q.pre_quantized) w.sized_bits = 8;
   r.tensors.push_back(w);
@@ -243,9 +240,6 @@ Replacement fp8_linear(const QuantizationConfig& q, const LinearShape& l) {
     if (!q.pre_quantized) count_as_one_byte(a);
     r.tensors.push_back(a);
   }
-  r.info.in = l.in;
-  r.info.out = l.out;
-  r.info.weight_bits = 8;
   return r;
 }
 
@@ -303,15 +297,11 @@ Replacement fp8_experts(const QuantizationConfig& q, const ModuleTree& t, int mo
 }
 
 Replacement fbgemm_linear(const QuantizationConfig& q, const LinearShape& l) {
-  Replacement r;
-  r.class_name = "FbgemmFp8Linear";
+  Replacement r = linear_replacement("FbgemmFp8Linear", l, 8);
   r.tensors.push_back(q.pre_quantized ? param("weight", {l.out, l.in}, DType::kFloat8) : model_dtype_param("weight", {l.out, l.in}));
   if (l.bias) r.tensors.push_back(param("bias", {l.out}, DType::kFloat32));
   r.tensors.push_back(param("weight_scale", {l.out, 1}, DType::kFloat32));
   r.tensors.push_back(buffer("input_scale_ub", {1}, DType::kFloat32, /*persistent=*/false));
-  r.info.in = l.in;
-  r.info.out = l.out;
-  r.info.weight_bits = 8;
   return r;
 }
 
@@ -330,8 +320,8 @@ Replacement fbgemm_llama4_experts(const ModuleTree& t, int module) {
 }
 
 Replacement compressed_linear(const QuantizationConfig& q, const CompressedGroup& g, const LinearShape& l) {
-  Replacement r;
-  r.class_name = "Linear";  // compressed-tensors keeps the module and adds quantization parameters
+  // compressed-tensors keeps the nn.Linear and adds quantization parameters.
+  Replacement r = linear_replacement("Linear", l, 8);
   r.tensors.push_back(param("weight", {l.out, l.in}, DType::kFloat8));
   if (l.bias) r.tensors.push_back(model_dtype_param("bias", {l.out}));
   // Zero points exist only before compression or for asymmetric schemes.
@@ -346,9 +336,6 @@ Replacement compressed_linear(const QuantizationConfig& q, const CompressedGroup
   else s = {ceil_div(l.out, g.block[0]), ceil_div(l.in, g.block[1])};
   r.tensors.push_back(model_dtype_param("weight_scale", s));
   if (zero_point) r.tensors.push_back(param("weight_zero_point", s, DType::kFloat8));
-  r.info.in = l.in;
-  r.info.out = l.out;
-  r.info.weight_bits = 8;
   return r;
 }
 
