@@ -2,6 +2,7 @@
 #include "exec/model.h"
 
 #include <algorithm>
+#include <numeric>
 #include <chrono>
 #include <cerrno>
 #include <cmath>
@@ -86,7 +87,8 @@ uint64_t splitmix(uint64_t& s) {
 namespace {
 
 const std::vector<std::string>& exec_families() {
-  static const std::vector<std::string> f = {"llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text"};
+  static const std::vector<std::string> f = {"llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text",
+                                             "qwen3_moe", "mixtral"};
   return f;
 }
 
@@ -148,7 +150,7 @@ ExecConfig exec_config(const ModelSpec& spec) {
   e.layout = f == "olmo2" ? ExecConfig::Layout::kPostNorm
              : (f == "gemma2" || f == "gemma3_text") ? ExecConfig::Layout::kSandwich
                                                      : ExecConfig::Layout::kPreNorm;
-  e.qk_norm = (f == "qwen3" || f == "gemma3_text") ? ExecConfig::QkNorm::kPerHead
+  e.qk_norm = (f == "qwen3" || f == "qwen3_moe" || f == "gemma3_text") ? ExecConfig::QkNorm::kPerHead
               : f == "olmo2"                      ? ExecConfig::QkNorm::kAllHeads
                                                   : ExecConfig::QkNorm::kNone;
   e.fused = f == "phi3";
@@ -176,7 +178,26 @@ ExecConfig exec_config(const ModelSpec& spec) {
   if (e.heads % e.kv_heads != 0) throw InputError(spec.source, 0, 0, "num_attention_heads is not a multiple of num_key_value_heads");
   // Sliding windows per layer, by the family's rule (the same as the planner's: layer_types,
   // use_sliding_window and max_window_layers, alternation or a pattern).
-  e.layer_window = build_module_tree(spec).dims.layer_window;
+  if (spec.quantization) {
+    throw InputError(spec.source, spec.quantization->line, 0,
+                     "the CPU executor runs unquantized checkpoints; this one is " + quant_summary(*spec.quantization));
+  }
+  const ModuleTree tree = build_module_tree(spec);
+  e.layer_window = tree.dims.layer_window;
+  // Mixture of experts: which layers are sparse, as the planner's tree says (qwen3_moe's
+  // mlp_only_layers and decoder_sparse_step; every mixtral layer).
+  if (tree.dims.num_experts > 0) {
+    e.experts = tree.dims.num_experts;
+    e.top_k = tree.dims.experts_per_token;
+    if (e.top_k < 1 || e.top_k > e.experts) throw InputError(spec.source, 0, 0, "num_experts_per_tok must be between 1 and the number of experts");
+    e.norm_topk = f == "mixtral" || c.boolean_or({"norm_topk_prob"}, false);
+    e.router_fp32_weights = f == "mixtral";
+    e.moe_inter = f == "mixtral" ? e.inter : c.positive({"moe_intermediate_size"});
+    for (int64_t l = 0; l < e.layers; ++l) {
+      const int layer = tree.find("model.layers." + std::to_string(l));
+      e.sparse.push_back(layer >= 0 && routed_experts_of(tree, layer) >= 0 ? 1 : 0);
+    }
+  }
   for (int64_t w : e.layer_window) e.sliding_window = std::max(e.sliding_window, w);
   if (std::all_of(e.layer_window.begin(), e.layer_window.end(), [&](int64_t w) { return w == e.sliding_window; })) {
     e.layer_window.clear();  // every layer alike
@@ -275,18 +296,30 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> ModelWeights::expected
     }
     out.push_back({p + "post_attention_layernorm.weight", {c.hidden}});
     if (c.layout == Layout::kSandwich) out.push_back({p + "pre_feedforward_layernorm.weight", {c.hidden}});
-    if (c.fused) {
+    if (c.is_sparse(i)) {  // transformers v5: the router, then the experts as two 3-D tensors
+      out.push_back({p + "mlp.gate.weight", {c.experts, c.hidden}});
+      out.push_back({p + "mlp.experts.gate_up_proj", {c.experts, 2 * c.moe_inter, c.hidden}});
+      out.push_back({p + "mlp.experts.down_proj", {c.experts, c.hidden, c.moe_inter}});
+    } else if (c.fused) {
       out.push_back({p + "mlp.gate_up_proj.weight", {2 * c.inter, c.hidden}});
     } else {
       out.push_back({p + "mlp.gate_proj.weight", {c.inter, c.hidden}});
       out.push_back({p + "mlp.up_proj.weight", {c.inter, c.hidden}});
     }
-    out.push_back({p + "mlp.down_proj.weight", {c.hidden, c.inter}});
+    if (!c.is_sparse(i)) out.push_back({p + "mlp.down_proj.weight", {c.hidden, c.inter}});
     if (c.layout != Layout::kPreNorm) out.push_back({p + "post_feedforward_layernorm.weight", {c.hidden}});
   }
   out.push_back({"model.norm.weight", {c.hidden}});
   if (!c.tie) out.push_back({"lm_head.weight", {c.vocab, c.hidden}});
   return out;
+}
+
+// A tensor as a matrix: every dimension but the last is a row (a 3-D experts tensor [E, N, K] is
+// E x N rows of K; a 1-D tensor one row).
+static int64_t leading_rows(const std::vector<int64_t>& shape) {
+  int64_t rows = 1;
+  for (size_t i = 0; i + 1 < shape.size(); ++i) rows *= shape[i];
+  return rows;
 }
 
 std::vector<std::string> layer_modules(const ExecConfig& c) {
@@ -310,7 +343,7 @@ ModelWeights ModelWeights::from_checkpoint(const ExecConfig& cfg, std::shared_pt
                                          st_dtype_name(*dtype) + " (mixed dtypes are not supported)");
     }
     dtype = t.dtype;
-    const int64_t rows = shape.size() == 2 ? shape[0] : 1;
+    const int64_t rows = leading_rows(shape);
     const int64_t cols = shape.back();
     w.add({cpu::Weight{t.data, wtype_of(t.dtype), rows, cols}, name, t.file, t.file_offset, false});
   }
@@ -375,7 +408,7 @@ ModelWeights ModelWeights::random(const ExecConfig& cfg, DType dtype, uint64_t s
   ModelWeights w;
   uint64_t index = 0;
   for (const auto& [name, shape] : expected(cfg)) {
-    const int64_t rows = shape.size() == 2 ? shape[0] : 1;
+    const int64_t rows = leading_rows(shape);
     const int64_t cols = shape.back();
     const int64_t n = rows * cols;
     auto buf = std::make_unique<std::vector<uint8_t>>(static_cast<size_t>(n) * elt);
@@ -866,6 +899,105 @@ void CpuModel::attention_inputs(int64_t l, const std::string& p, const float* h,
   });
 }
 
+void CpuModel::moe(const std::string& p, const float* h, int64_t M, float* out) {
+  const int64_t E = cfg_.experts, K = cfg_.top_k, H = cfg_.hidden, I = cfg_.moe_inter, R = M * K;
+  // Router: logits in the activation dtype, softmax in float32, the top k by probability
+  // (descending; ties to the lower expert), renormalised, cast back (qwen3_moe) or kept (mixtral).
+  moe_logits_.resize(static_cast<size_t>(M * E));
+  linear(p + "mlp.gate.weight", h, M, moe_logits_.data());
+  round_act(moe_logits_.data(), M * E);
+  std::vector<int64_t> pick(static_cast<size_t>(R));
+  std::vector<float> weight(static_cast<size_t>(R));
+  std::vector<float> prob(static_cast<size_t>(E));
+  std::vector<int64_t> order(static_cast<size_t>(E));
+  for (int64_t m = 0; m < M; ++m) {
+    const float* lg = moe_logits_.data() + m * E;
+    const float mx = *std::max_element(lg, lg + E);
+    float sum = 0;
+    for (int64_t e = 0; e < E; ++e) sum += (prob[e] = std::exp(lg[e] - mx));
+    for (int64_t e = 0; e < E; ++e) prob[e] /= sum;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                      [&](int64_t a, int64_t b) { return prob[a] > prob[b] || (prob[a] == prob[b] && a < b); });
+    float top = 0;
+    for (int64_t k = 0; k < K; ++k) top += prob[order[k]];
+    for (int64_t k = 0; k < K; ++k) {
+      float w = prob[order[k]];
+      if (cfg_.norm_topk) w /= top;
+      pick[m * K + k] = order[k];
+      weight[m * K + k] = cfg_.router_fp32_weights ? w : round16(w);
+    }
+  }
+  // The (token, rank) rows grouped by expert, and each expert's range of them.
+  std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);
+  for (int64_t r = 0; r < R; ++r) ++start[pick[r] + 1];
+  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+  moe_rows_.assign(static_cast<size_t>(R), 0);
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for (int64_t r = 0; r < R; ++r) moe_rows_[fill[pick[r]]++] = r;
+  moe_x_.resize(static_cast<size_t>(R * H));
+  for (int64_t i = 0; i < R; ++i) std::memcpy(moe_x_.data() + i * H, h + (moe_rows_[i] / K) * H, sizeof(float) * H);
+  // gate_up per expert (rows [gate | up] of its [2I, H] slice), then the activation.
+  moe_gu_.resize(static_cast<size_t>(R * 2 * I));
+  {
+    const cpu::Weight& gu = fetch(p + "mlp.experts.gate_up_proj");
+    const size_t elt = gu.type == cpu::WType::kF32 ? 4 : 2;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = start[e + 1] - start[e];
+      if (n == 0) continue;
+      const cpu::Weight slice{static_cast<const uint8_t*>(gu.data) + static_cast<size_t>(e * 2 * I * H) * elt, gu.type, 2 * I, H};
+      cpu::linear(moe_x_.data() + start[e] * H, n, slice, nullptr, moe_gu_.data() + start[e] * 2 * I, opt_.threads);
+    }
+  }
+  round_act(moe_gu_.data(), R * 2 * I);
+  moe_act_.resize(static_cast<size_t>(R * I));
+  std::vector<float> up(static_cast<size_t>(R * I));
+  for (int64_t i = 0; i < R; ++i) {
+    std::memcpy(moe_act_.data() + i * I, moe_gu_.data() + i * 2 * I, sizeof(float) * I);
+    std::memcpy(up.data() + i * I, moe_gu_.data() + i * 2 * I + I, sizeof(float) * I);
+  }
+  silu_times(moe_act_.data(), up.data(), R * I);
+  moe_out_.resize(static_cast<size_t>(R * H));
+  {
+    const cpu::Weight& down = fetch(p + "mlp.experts.down_proj");
+    const size_t elt = down.type == cpu::WType::kF32 ? 4 : 2;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = start[e + 1] - start[e];
+      if (n == 0) continue;
+      const cpu::Weight slice{static_cast<const uint8_t*>(down.data) + static_cast<size_t>(e * H * I) * elt, down.type, H, I};
+      cpu::linear(moe_act_.data() + start[e] * I, n, slice, nullptr, moe_out_.data() + start[e] * H, opt_.threads);
+    }
+  }
+  round_act(moe_out_.data(), R * H);
+  // Each row times its routing weight (a 16-bit product for qwen3_moe, float32 for mixtral's
+  // float32 weights), the k rows of a token summed in float32 in rank order, cast once.
+  std::vector<int64_t> slot_of(static_cast<size_t>(R));
+  for (int64_t i = 0; i < R; ++i) slot_of[moe_rows_[i]] = i;
+  for (int64_t m = 0; m < M; ++m) {
+    float* o = out + m * H;
+    std::fill(o, o + H, 0.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      const float* row = moe_out_.data() + slot_of[m * K + k] * H;
+      const float w = weight[m * K + k];
+      for (int64_t j = 0; j < H; ++j) o[j] += cfg_.router_fp32_weights ? row[j] * w : round16(row[j] * w);
+    }
+  }
+  round_act(out, M * H);
+}
+
+void CpuModel::silu_times(float* g, const float* u, int64_t n) const {
+  parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
+    if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
+      for (int64_t i = lo; i < hi; ++i) {
+        const float a = g[i];
+        g[i] = round16(round16(a / (1.0f + std::exp(-a))) * u[i]);
+      }
+    } else {
+      cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+    }
+  });
+}
+
 void CpuModel::mlp(const std::string& p, const float* h, int64_t M, float* out) {
   float* g = buf_g_.data();
   float* u = buf_u_.data();
@@ -935,7 +1067,11 @@ void CpuModel::layer(int64_t l, float* x) {
   if (cfg_.layout == Layout::kSandwich) norm("pre_feedforward_layernorm", x, h);
   in = cfg_.layout == Layout::kPostNorm ? x : h;
   t0 = Clock::now();
-  mlp(p, in, M, h);
+  if (cfg_.is_sparse(l)) {
+    moe(p, in, M, h);
+  } else {
+    mlp(p, in, M, h);
+  }
   if (cfg_.layout == Layout::kPreNorm) {
     add_residual(x, h, M * Hd);
     add_time(slot++, t0);

@@ -75,6 +75,14 @@ struct ExecConfig {
   double final_softcap = 0;            // gemma2: the same on the logits
   std::vector<int64_t> layer_window;   // per layer: its sliding window, 0 = full (empty: sliding_window everywhere)
 
+  // Mixture of experts (qwen3_moe, mixtral): per layer whether its MLP is a sparse block of
+  // `experts` experts of width `moe_inter`, `top_k` run per token (empty: every layer dense).
+  std::vector<char> sparse;
+  int64_t experts = 0, top_k = 0, moe_inter = 0;
+  bool norm_topk = true;          // renormalise the top-k probabilities (mixtral; qwen3_moe's norm_topk_prob)
+  bool router_fp32_weights = false;  // mixtral: the routing weights stay float32 (qwen3_moe casts them back)
+  bool is_sparse(int64_t l) const { return l >= 0 && l < static_cast<int64_t>(sparse.size()) && sparse[static_cast<size_t>(l)]; }
+
   // The sliding window of layer l (0 = full attention).
   int64_t window(int64_t l) const {
     if (layer_window.empty()) return sliding_window;
@@ -260,6 +268,10 @@ class CpuModel : public Executor {
   void attention_inputs(int64_t l, const std::string& p, const float* h, int64_t M);
   // The MLP of the layer with prefix p: h -> out (both M x hidden).
   void mlp(const std::string& p, const float* h, int64_t M, float* out);
+  // A sparse MoE block: the router, then each token's top-k experts (transformers v5's default
+  // grouped_mm experts: per-expert products, the weighted rows summed over k in float32).
+  void moe(const std::string& p, const float* h, int64_t M, float* out);
+  void silu_times(float* g, const float* u, int64_t n) const;  // g = silu(g) * u, rounded as the activation dtype
   // v = round(tanh(v / cap) * cap) at the activation dtype's rounding points.
   void softcap(float* v, int64_t n, double cap) const;
   float softcap1(float v, float cap) const { return round1(round1(std::tanh(round1(v / cap))) * cap); }
@@ -295,6 +307,8 @@ class CpuModel : public Executor {
   std::vector<float> rope_cos_, rope_sin_;              // this forward's positions x rotary/2
   std::vector<float> rope_cos_local_, rope_sin_local_;  // gemma3's sliding layers
   std::vector<float> buf_qkv_;                          // phi3: the fused products
+  std::vector<float> moe_logits_, moe_x_, moe_gu_, moe_act_, moe_out_, moe_sum_;  // MoE work buffers
+  std::vector<int64_t> moe_rows_;                       // MoE: (token, rank) rows grouped by expert
   cpu::Weight disk_weight_;
   DiskReader disk_;
   int64_t T_ = 0, start_ = 0;       // this forward's tokens per sequence and first position

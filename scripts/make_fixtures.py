@@ -2,7 +2,8 @@
 """Regenerates the executor's reference fixtures under tests/data/<family>_<dtype>/.
 
 For each family (llama with llama3 rope scaling, mistral, qwen2, gemma; qwen3, olmo2, phi3 with
-partial rotary and longrope, gemma2, gemma3_text) and dtype (float32, bfloat16) it writes a tiny model with seeded random weights as Hugging Face files
+partial rotary and longrope, gemma2, gemma3_text; the mixture-of-experts qwen3_moe, with a dense
+layer by mlp_only_layers, and mixtral) and dtype (float32, bfloat16) it writes a tiny model with seeded random weights as Hugging Face files
 (config.json + model.safetensors, transformers' tensor names) and reference.json: the prompt ids,
 the float32 logits of the last prompt position after prefill, the logits of every greedy decode
 step, and the greedy tokens. The reference is an independent plain-PyTorch implementation of
@@ -71,6 +72,31 @@ def config_for(family, dtype):
         c["sliding_window"] = None
         c["max_window_layers"] = c["num_hidden_layers"]
         c["rms_norm_eps"] = 1e-6
+    elif family == "qwen3_moe":
+        # qwen3's attention; layer 0 sparse (8 experts, 2 per token, renormalised as the published
+        # checkpoints set norm_topk_prob), layer 1 dense by mlp_only_layers.
+        c["architectures"] = ["Qwen3MoeForCausalLM"]
+        c["dtype"] = c.pop("torch_dtype")
+        del c["rope_theta"], c["rope_scaling"]
+        c["rope_parameters"] = {"rope_type": "default", "rope_theta": 1000000.0}
+        c["attention_bias"] = False
+        c["use_sliding_window"] = False
+        c["sliding_window"] = None
+        c["rms_norm_eps"] = 1e-6
+        c["num_experts"] = 8
+        c["num_experts_per_tok"] = 2
+        c["moe_intermediate_size"] = c["intermediate_size"] // 2
+        c["norm_topk_prob"] = True
+        c["decoder_sparse_step"] = 1
+        c["mlp_only_layers"] = [1]
+    elif family == "mixtral":
+        # Mistral's attention without a window; every layer sparse: 4 experts of intermediate_size,
+        # 2 per token; float32 routing weights.
+        c["architectures"] = ["MixtralForCausalLM"]
+        c["sliding_window"] = None
+        c["num_local_experts"] = 4
+        c["num_experts_per_tok"] = 2
+        c["router_jitter_noise"] = 0.0
     elif family == "olmo2":
         c["architectures"] = ["Olmo2ForCausalLM"]
         c["rms_norm_eps"] = 1e-6
@@ -114,6 +140,23 @@ def head_dim(c):
     return c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
 
 
+def num_experts(c):
+    return c.get("num_experts") or c.get("num_local_experts") or 0
+
+
+def expert_width(c):
+    return c["moe_intermediate_size"] if c["model_type"] == "qwen3_moe" else c["intermediate_size"]
+
+
+def sparse(c, i):
+    """Qwen3MoeDecoderLayer's rule (mixtral: every layer)."""
+    if c["model_type"] == "mixtral":
+        return True
+    if c["model_type"] != "qwen3_moe":
+        return False
+    return i not in c["mlp_only_layers"] and num_experts(c) > 0 and (i + 1) % c["decoder_sparse_step"] == 0
+
+
 def weight_specs(c):
     H, I, V = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
     nh, nkv, hd = c["num_attention_heads"], c["num_key_value_heads"], head_dim(c)
@@ -135,7 +178,7 @@ def weight_specs(c):
                       (p + "self_attn.k_proj.bias", (nkv * hd,), "bias"),
                       (p + "self_attn.v_proj.bias", (nkv * hd,), "bias")]
         specs.append((p + "self_attn.o_proj.weight", (H, nh * hd), "matrix"))
-        if f in ("qwen3", "gemma3_text"):
+        if f in ("qwen3", "qwen3_moe", "gemma3_text"):
             specs += [(p + "self_attn.q_norm.weight", (hd,), "norm"), (p + "self_attn.k_norm.weight", (hd,), "norm")]
         if f == "olmo2":
             specs += [(p + "self_attn.q_norm.weight", (nh * hd,), "norm"),
@@ -143,12 +186,18 @@ def weight_specs(c):
         specs.append((p + "post_attention_layernorm.weight", (H,), "norm"))
         if f in ("gemma2", "gemma3_text"):
             specs.append((p + "pre_feedforward_layernorm.weight", (H,), "norm"))
-        if f == "phi3":
+        if sparse(c, i):  # transformers v5: the router and the experts' two 3-D tensors
+            E, EI = num_experts(c), expert_width(c)
+            specs += [(p + "mlp.gate.weight", (E, H), "matrix"),
+                      (p + "mlp.experts.gate_up_proj", (E, 2 * EI, H), "matrix"),
+                      (p + "mlp.experts.down_proj", (E, H, EI), "matrix")]
+        elif f == "phi3":
             specs.append((p + "mlp.gate_up_proj.weight", (2 * I, H), "matrix"))
         else:
             specs += [(p + "mlp.gate_proj.weight", (I, H), "matrix"),
                       (p + "mlp.up_proj.weight", (I, H), "matrix")]
-        specs.append((p + "mlp.down_proj.weight", (H, I), "matrix"))
+        if not sparse(c, i):
+            specs.append((p + "mlp.down_proj.weight", (H, I), "matrix"))
         if f in ("olmo2", "gemma2", "gemma3_text"):
             specs.append((p + "post_feedforward_layernorm.weight", (H,), "norm"))
     specs.append(("model.norm.weight", (H,), "norm"))
@@ -220,7 +269,7 @@ class Model:
         self.attn_factor = 1.0
         if f in OLD_FAMILIES:
             self.freq = {"full": inv_freq(c)}
-        elif f == "qwen3":
+        elif f in ("qwen3", "qwen3_moe"):
             self.freq = {"full": default_inv_freq(c["rope_parameters"]["rope_theta"], self.hd)}
         elif f == "phi3":
             rs, orig = c["rope_scaling"], c["original_max_position_embeddings"]
@@ -270,6 +319,32 @@ class Model:
         y = xr * cos + self.rot(xr) * sin
         return torch.cat([y.to(x.dtype), xp], dim=-1)
 
+    def moe(self, h, p):
+        """The sparse block: TopKRouter, then the experts as v5's default grouped_mm computes them
+        (per expert products, each row times its routing weight, the k rows summed, cast once)."""
+        c, w = self.c, self.w
+        hs = h.reshape(-1, h.shape[-1])
+        logits = F.linear(hs, w[p + "mlp.gate.weight"])
+        probs = torch.softmax(logits.float(), dim=-1)
+        top_v, top_i = torch.topk(probs, c["num_experts_per_tok"], dim=-1)
+        if self.f == "mixtral" or c.get("norm_topk_prob"):
+            top_v = top_v / top_v.sum(dim=-1, keepdim=True)
+        if self.f == "qwen3_moe":  # cast back to the logits' dtype; mixtral keeps float32
+            top_v = top_v.to(logits.dtype)
+        gu, down = w[p + "mlp.experts.gate_up_proj"], w[p + "mlp.experts.down_proj"]
+        T, K = hs.shape[0], top_i.shape[1]
+        rows = []
+        for t in range(T):
+            terms = []
+            for r in range(K):
+                e = int(top_i[t, r])
+                gate, up = F.linear(hs[t:t + 1], gu[e]).chunk(2, dim=-1)
+                d = F.linear(F.silu(gate) * up, down[e])
+                terms.append(d * top_v[t, r])
+            rows.append(torch.stack(terms, dim=1))  # (1, K, H)
+        out = torch.cat(rows, dim=0).sum(dim=1).to(hs.dtype)
+        return out.reshape(h.shape)
+
     def forward(self, ids, start):
         c, w, f = self.c, self.w, self.f
         T = ids.shape[0]
@@ -301,7 +376,7 @@ class Model:
                 q = self.norm(q, w[p + "self_attn.q_norm.weight"])
                 k = self.norm(k, w[p + "self_attn.k_norm.weight"])
             q, k, v = q.view(1, T, nh, hd), k.view(1, T, nkv, hd), v.view(1, T, nkv, hd)
-            if f in ("qwen3", "gemma3_text"):  # per head, over head_dim
+            if f in ("qwen3", "qwen3_moe", "gemma3_text"):  # per head, over head_dim
                 q = self.norm(q, w[p + "self_attn.q_norm.weight"])
                 k = self.norm(k, w[p + "self_attn.k_norm.weight"])
             q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
@@ -337,7 +412,9 @@ class Model:
                 h = self.norm(x, w[p + "pre_feedforward_layernorm.weight"])
             else:
                 h = self.norm(x, w[p + "post_attention_layernorm.weight"])
-            if f == "phi3":
+            if sparse(c, i):
+                m = self.moe(h, p)
+            elif f == "phi3":
                 gate, up = F.linear(h, w[p + "mlp.gate_up_proj.weight"]).chunk(2, dim=-1)
                 m = F.linear(up * F.silu(gate), w[p + "mlp.down_proj.weight"])
             else:
@@ -379,7 +456,8 @@ def main():
     ap.add_argument("--families", default="", help="comma-separated; default: all")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    families = ["llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text"]
+    families = ["llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text", "qwen3_moe",
+                "mixtral"]
     for fi, family in enumerate(families):  # (the seeds follow this order: append new families)
         if args.families and family not in args.families.split(","):
             continue

@@ -354,7 +354,7 @@ expect_error "run batch too large" "--batch: expected an integer from 1 to 4096"
 for t in 100000 2147483648 4294967297 0 -1 2x; do
   expect_error "run --threads $t" "--threads: expected an integer from 1 to [0-9]+, not '$t'" -- run "$FIX" --prompt-ids 1,2 --new-tokens 4 --threads "$t"
 done
-expect_error "run unsupported family" "runs llama, mistral, qwen2, gemma, qwen3, olmo2, phi3, gemma2, gemma3_text; this model is" -- run gpt2_xl
+expect_error "run unsupported family" "runs llama, mistral, qwen2, gemma, qwen3, olmo2, phi3, gemma2, gemma3_text, qwen3_moe, mixtral; this model is" -- run gpt2_xl
 expect_error "run missing model" "not found" -- run "$TMP/nothing_here"
 mkdir -p "$TMP/paths/ck_none" && cp "$FIX/config.json" "$TMP/paths/ck_none/"
 expect_error "a checkpoint folder without weights" "ck_none: no model.safetensors .* pass --random-weights" -- run "$TMP/paths/ck_none" --prompt-ids 1,2 --new-tokens 2

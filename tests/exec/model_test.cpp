@@ -89,7 +89,8 @@ TEST_CASE("executor logits and greedy tokens match the references of every famil
                            "qwen2_bfloat16", "gemma_float32", "gemma_bfloat16", "llama_shared_float32",
                            "llama_shared_bfloat16", "qwen3_float32", "qwen3_bfloat16", "olmo2_float32", "olmo2_bfloat16",
                            "phi3_float32", "phi3_bfloat16", "gemma2_float32", "gemma2_bfloat16", "gemma3_text_float32",
-                           "gemma3_text_bfloat16"}) {
+                           "gemma3_text_bfloat16", "qwen3_moe_float32", "qwen3_moe_bfloat16", "mixtral_float32",
+                           "mixtral_bfloat16"}) {
     const fs::path dir = data / name;
     INFO("fixture " << dir.string());
     REQUIRE(fs::exists(dir / "config.json"));
@@ -152,7 +153,7 @@ TEST_CASE("executor logits and greedy tokens match the references of every famil
     }
     ++checked;
   }
-  CHECK(checked == 20);
+  CHECK(checked == 24);
 }
 
 TEST_CASE("batched generation equals one sequence at a time", "[unit][exec][model]") {
@@ -200,7 +201,7 @@ TEST_CASE("executor input errors name the file or the value", "[unit][exec][mode
   std::vector<int32_t> long_prompt(9, 1);
   CHECK_THROWS_WITH(m.forward(long_prompt.data(), 9, 0, logits.data()), Catch::Contains("exceeds max_seq"));
   CHECK_THROWS_WITH(exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "configs/models/gpt2_xl.yaml").string())),
-                    Catch::Contains("runs llama, mistral, qwen2, gemma, qwen3, olmo2, phi3, gemma2, gemma3_text; this model is"));
+                    Catch::Contains("runs llama, mistral, qwen2, gemma, qwen3, olmo2, phi3, gemma2, gemma3_text, qwen3_moe, mixtral; this model is"));
   // RoPE settings of the new families: wrong lengths, values and types name the file and line.
   const std::string phi3 =
       "model_type: phi3\nvocab_size: 64\nhidden_size: 32\nintermediate_size: 48\nnum_hidden_layers: 2\n"
@@ -266,4 +267,38 @@ TEST_CASE("disk-offloaded layers give the same tokens as all-CPU, read from disk
   CpuModel c(cfg, r2, {1, 32, 1});
   CHECK_THROWS_WITH(generate(c, prompt, 8, 2), Catch::Contains("short read") && Catch::Contains(cut.string()));
   fs::remove_all(tmp);
+}
+
+TEST_CASE("mixture of experts: experts on disk and random weights run the same forward", "[unit][exec][model][moe]") {
+  // qwen3_moe's layer 0 is sparse (router + 3-D experts), layer 1 dense (mlp_only_layers).
+  const fs::path dir = fs::path(DMAP_SOURCE_DIR) / "tests" / "data" / "qwen3_moe_float32";
+  const ExecConfig cfg = exec_config(load_model_spec(dir.string()));
+  REQUIRE(cfg.is_sparse(0));
+  CHECK_FALSE(cfg.is_sparse(1));
+  CHECK(cfg.experts == 8);
+  CHECK(cfg.top_k == 2);
+  CHECK(cfg.norm_topk);
+  auto ck = std::make_shared<const Checkpoint>(Checkpoint::open(dir.string()));
+  const std::vector<int32_t> prompt = {5, 6, 7, 8, 9, 10, 11, 12};
+  const ModelWeights all_cpu = ModelWeights::from_checkpoint(cfg, ck);
+  CpuModel base(cfg, all_cpu, {1, 32, 2});
+  const GenerateResult want = generate(base, prompt, 8, 5);
+  // Both experts tensors read from the file every forward, through the one disk buffer: the
+  // gate_up products finish before down_proj's read replaces it.
+  ModelWeights w = ModelWeights::from_checkpoint(cfg, ck);
+  w.offload_to_disk({"model.layers.0.mlp.experts.gate_up_proj", "model.layers.0.mlp.experts.down_proj"}, "");
+  CpuModel m(cfg, w, {1, 32, 2});
+  const GenerateResult got = generate(m, prompt, 8, 5);
+  CHECK(got.tokens == want.tokens);
+  CHECK(got.first_logits == want.first_logits);
+  const auto& gu = w.get("model.layers.0.mlp.experts.gate_up_proj").w;
+  const auto& dn = w.get("model.layers.0.mlp.experts.down_proj").w;
+  CHECK(gu.rows == 8 * 2 * cfg.moe_inter);  // [E, 2I, H] as E x 2I rows
+  CHECK(m.disk_bytes_read() == static_cast<uint64_t>(5 * (gu.rows * gu.cols + dn.rows * dn.cols) * 4));
+  // Seeded random weights of a mixtral: every layer sparse, bfloat16, deterministic.
+  const ExecConfig mix = exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "tests/data/mixtral_bfloat16").string()));
+  const ModelWeights r1 = ModelWeights::random(mix, DType::kBFloat16, 9), r2 = ModelWeights::random(mix, DType::kBFloat16, 9);
+  CpuModel a(mix, r1, {1, 32, 1});
+  CpuModel b(mix, r2, {1, 32, 2});
+  CHECK(generate(a, prompt, 8, 4).tokens == generate(b, prompt, 8, 4).tokens);
 }
