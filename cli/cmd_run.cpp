@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <tuple>
 #include <filesystem>
 #include <iostream>
 #include <random>
@@ -35,6 +37,12 @@
 namespace dmap::cli {
 
 namespace {
+
+// Distinct experts `rows` tokens touch when each picks k of E uniformly: E (1 - (1 - k/E)^rows).
+double uniform_touched(const exec::ExecConfig& cfg, double rows) {
+  const double E = static_cast<double>(cfg.experts), k = static_cast<double>(cfg.top_k);
+  return std::max(k, E * (1.0 - std::pow(1.0 - k / E, rows)));
+}
 
 const char* kRunHelp = R"(usage: dmap run MODEL_OR_CHECKPOINT [options]
 
@@ -388,6 +396,22 @@ int cmd_run(const std::vector<std::string>& argv) {
     w.value(exec::cpu::isa_name(exec::cpu::best_isa()));
     w.key("disk_bytes_read");
     w.value(static_cast<int64_t>(model.disk_bytes_read()));
+    if (const exec::ExpertCounts ec = model.expert_counts(); ec.prefill_forwards + ec.decode_forwards > 0) {
+      w.key("experts_touched");  // per sparse-layer forward: measured, and uniform routing's E(1 - (1 - k/E)^rows)
+      w.begin_object();
+      for (const auto& [phase, f, t, rows] : {std::tuple{"prefill", ec.prefill_forwards, ec.prefill_touched, ec.prefill_rows},
+                                              std::tuple{"decode", ec.decode_forwards, ec.decode_touched, ec.decode_rows}}) {
+        if (f == 0) continue;
+        w.key(phase);
+        w.begin_object();
+        w.key("measured");
+        w.value(static_cast<double>(t) / static_cast<double>(f));
+        w.key("uniform");
+        w.value(uniform_touched(cfg, static_cast<double>(rows) / static_cast<double>(f)));
+        w.end_object();
+      }
+      w.end_object();
+    }
     w.key("backend");
     w.value(backend);
     w.key("semantics");
@@ -424,6 +448,23 @@ int cmd_run(const std::vector<std::string>& argv) {
   std::printf("prefill:    %.3f s\n", r.prefill_s);
   std::printf("decode:     %.2f ms/token (median of %zu steps), %.2f tokens/s\n", decode_med * 1e3, r.decode_s.size(), tps);
   if (model.disk_bytes_read()) std::printf("disk:       %.2f MB read\n", static_cast<double>(model.disk_bytes_read()) / 1e6);
+  if (const exec::ExpertCounts ec = model.expert_counts(); ec.prefill_forwards + ec.decode_forwards > 0) {
+    // Measured distinct experts per sparse-layer forward, beside what uniform routing predicts
+    // (the simulator's E(1 - (1 - k/E)^rows)).
+    std::printf("experts:    %lld routed, %lld per token; touched per sparse layer:", static_cast<long long>(cfg.experts),
+                static_cast<long long>(cfg.top_k));
+    if (ec.prefill_forwards > 0) {
+      const double rows = static_cast<double>(ec.prefill_rows) / static_cast<double>(ec.prefill_forwards);
+      std::printf(" prefill %.2f (uniform routing: %.2f for %.0f tokens)", static_cast<double>(ec.prefill_touched) / static_cast<double>(ec.prefill_forwards),
+                  uniform_touched(cfg, rows), rows);
+    }
+    if (ec.decode_forwards > 0) {
+      const double rows = static_cast<double>(ec.decode_rows) / static_cast<double>(ec.decode_forwards);
+      std::printf("%s decode %.2f (uniform: %.2f)", ec.prefill_forwards > 0 ? "," : "",
+                  static_cast<double>(ec.decode_touched) / static_cast<double>(ec.decode_forwards), uniform_touched(cfg, rows));
+    }
+    std::printf("\n");
+  }
   for (size_t b = 0; b < r.tokens.size(); ++b) {
     std::printf("tokens[%zu]:", b);
     for (int32_t t : r.tokens[b]) std::printf(" %d", t);

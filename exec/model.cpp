@@ -931,6 +931,11 @@ void CpuModel::moe(const std::string& p, const float* h, int64_t M, float* out) 
   // The (token, rank) rows grouped by expert, and each expert's range of them.
   std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);
   for (int64_t r = 0; r < R; ++r) ++start[pick[r] + 1];
+  int64_t touched = 0;
+  for (int64_t e = 0; e < E; ++e) touched += start[e + 1] > 0 ? 1 : 0;
+  (prefill_phase_ ? experts_.prefill_forwards : experts_.decode_forwards) += 1;
+  (prefill_phase_ ? experts_.prefill_touched : experts_.decode_touched) += touched;
+  (prefill_phase_ ? experts_.prefill_rows : experts_.decode_rows) += M;
   for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
   moe_rows_.assign(static_cast<size_t>(R), 0);
   std::vector<int64_t> fill(start.begin(), start.end() - 1);

@@ -201,6 +201,14 @@ struct ModuleTime {
   std::vector<double> decode_s;  // one entry per decode step
 };
 
+// Mixture of experts, measured: per sparse-layer forward, how many distinct experts the routed
+// rows touched, summed over the forwards of each phase (prefill, decode), with the rows routed.
+struct ExpertCounts {
+  int64_t prefill_forwards = 0, decode_forwards = 0;  // sparse-layer forwards
+  int64_t prefill_touched = 0, decode_touched = 0;    // distinct experts, summed
+  int64_t prefill_rows = 0, decode_rows = 0;          // tokens routed, summed
+};
+
 // What generate(), `dmap run` and the profiler need from an executor (CPU or CUDA backend).
 class Executor {
  public:
@@ -220,6 +228,8 @@ class Executor {
   virtual double disk_read_seconds() const = 0;
   // Cold-disk runs: evict disk-offloaded tensors from the page cache before each read, or stop.
   virtual void set_drop_page_cache(bool drop) = 0;
+  // Routed experts touched so far (empty for a dense model or a backend that does not count).
+  virtual ExpertCounts expert_counts() const { return {}; }
 };
 
 // The module names of module_times(), in order: embed, layers.N.<layer_modules()>, norm, lm_head.
@@ -238,6 +248,7 @@ class CpuModel : public Executor {
   uint64_t disk_bytes_read() const override { return disk_.bytes_read(); }
   double disk_read_seconds() const override { return disk_.seconds_reading(); }
   void set_drop_page_cache(bool drop) override { opt_.drop_page_cache = drop; }
+  ExpertCounts expert_counts() const override { return experts_; }
 
   // forward() in pieces, for an executor that runs only some modules here (the CUDA backend's
   // in-place semantics). x: batch*T x hidden float32 activations (16-bit values in 16-bit runs).
@@ -307,8 +318,9 @@ class CpuModel : public Executor {
   std::vector<float> rope_cos_, rope_sin_;              // this forward's positions x rotary/2
   std::vector<float> rope_cos_local_, rope_sin_local_;  // gemma3's sliding layers
   std::vector<float> buf_qkv_;                          // phi3: the fused products
-  std::vector<float> moe_logits_, moe_x_, moe_gu_, moe_act_, moe_out_, moe_sum_;  // MoE work buffers
+  std::vector<float> moe_logits_, moe_x_, moe_gu_, moe_act_, moe_out_;  // MoE work buffers
   std::vector<int64_t> moe_rows_;                       // MoE: (token, rank) rows grouped by expert
+  ExpertCounts experts_;
   cpu::Weight disk_weight_;
   DiskReader disk_;
   int64_t T_ = 0, start_ = 0;       // this forward's tokens per sequence and first position

@@ -291,6 +291,15 @@ TEST_CASE("mixture of experts: experts on disk and random weights run the same f
   const GenerateResult got = generate(m, prompt, 8, 5);
   CHECK(got.tokens == want.tokens);
   CHECK(got.first_logits == want.first_logits);
+  // Counted: one sparse layer; 1 prefill forward (8 tokens) and 4 decode steps of 1 token, each
+  // decode step touching exactly k experts.
+  const ExpertCounts ec = m.expert_counts();
+  CHECK(ec.prefill_forwards == 1);
+  CHECK(ec.prefill_rows == 8);
+  CHECK(ec.prefill_touched >= 2);
+  CHECK(ec.prefill_touched <= 8);
+  CHECK(ec.decode_forwards == 4);
+  CHECK(ec.decode_touched == 4 * 2);
   const auto& gu = w.get("model.layers.0.mlp.experts.gate_up_proj").w;
   const auto& dn = w.get("model.layers.0.mlp.experts.down_proj").w;
   CHECK(gu.rows == 8 * 2 * cfg.moe_inter);  // [E, 2I, H] as E x 2I rows
