@@ -14,13 +14,6 @@ void check(cublasStatus_t st, const char* what, const char* file, int line) {
   if (st != CUBLAS_STATUS_SUCCESS) fail(what, std::string(cublasGetStatusName(st)) + " (" + cublasGetStatusString(st) + ")", file, line);
 }
 
-OutOfDeviceMemory::OutOfDeviceMemory(int device, size_t asked, size_t free, size_t total, const std::string& what)
-    : RuntimeFailure("cuda:" + std::to_string(device) + " is out of memory: " + what + " asked for " +
-                     format_bytes_human(static_cast<double>(asked)) + " (" + std::to_string(asked) + " bytes) with " +
-                     format_bytes_human(static_cast<double>(free)) + " free of " +
-                     format_bytes_human(static_cast<double>(total))),
-      asked_(asked) {}
-
 int device_count() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {

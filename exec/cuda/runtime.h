@@ -17,6 +17,7 @@
 #include <cuda_runtime_api.h>
 
 #include "core/error.h"
+#include "exec/device/runtime.h"
 
 namespace dmap::exec::cuda {
 
@@ -31,14 +32,7 @@ void check(cublasStatus_t st, const char* what, const char* file, int line);
 // After a kernel launch: a bad configuration shows up here, not at the next call.
 #define DMAP_CUDA_LAUNCHED(name) ::dmap::exec::cuda::check(cudaGetLastError(), name, __FILE__, __LINE__)
 
-class OutOfDeviceMemory : public RuntimeFailure {
- public:
-  OutOfDeviceMemory(int device, size_t asked, size_t free, size_t total, const std::string& what);
-  size_t asked() const { return asked_; }
-
- private:
-  size_t asked_;
-};
+using exec::OutOfDeviceMemory;  // exec/device/runtime.h
 
 // Usable CUDA devices; 0 when there is no driver, no device, or the driver is too old.
 int device_count();
