@@ -1,8 +1,9 @@
 // `dmap run`: runs a model for real — prefill, greedy decode — under a placement, and reports
 // tokens, times and the per-module breakdown. A map without GPUs runs on the CPU executor
-// (disk-mapped modules re-read from their file every forward); a map with GPUs runs on the CUDA
-// executor under the chosen semantics (accelerate, prefetch, in-place) when this build and this
-// machine have CUDA, else on the CPU executor with a note.
+// (disk-mapped modules re-read from their file every forward); a map with GPUs runs the GPU
+// orchestration under the chosen semantics (accelerate, prefetch, in-place) on CUDA when this
+// build and this machine have it, else on the CPU executor with a note — or, asked for, on the
+// emulated device (exec/backend.h).
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -22,11 +23,12 @@
 #include "core/json.h"
 #include "core/output.h"
 #include "core/yaml_io.h"
+#include "exec/backend.h"
+#include "exec/device/device_model.h"
+#include "exec/device/emulated.h"
+#include "exec/map_placement.h"
 #include "exec/model.h"
-#if DMAP_HAVE_CUDA
-#include "exec/cuda/cuda_model.h"
-#include "exec/cuda/runtime.h"
-#endif
+#include "profile/emulated_trace.h"
 #include "profile/fit.h"
 #include "profile/profile.h"
 #ifdef DMAP_HAVE_CUPTI
@@ -63,7 +65,9 @@ placement (default: everything on the CPU):
                        prefetch (pinned, next unit copied during this one's compute) or in-place
                        (computed by the CPU backend; only activations cross)
   --backend B          auto (default: CUDA when the map has GPUs and a CUDA device is usable, else
-                       the CPU executor, GPU-mapped modules then computing on the CPU) | cpu | cuda
+                       the CPU executor, GPU-mapped modules then computing on the CPU) | cpu | cuda |
+                       emulated (the GPU orchestration on an emulated device on the host: CUDA's
+                       stream ordering checked, GPU modules timed on its model clock, not measured)
   disk-mapped modules are re-read from their file on every forward, as accelerate does.
   --drop-page-cache    evict disk-mapped weights from the page cache before every read (cold disk)
   --offload-dir DIR    where random weights mapped to disk are written (default: a temp folder)
@@ -82,7 +86,8 @@ workload:
   --trace FILE         write a Chrome/Perfetto trace of the run (open in ui.perfetto.dev): CUDA runs
                        are traced with CUPTI (kernels and copies on their streams, launches linked
                        to kernels, CPU-backend modules on host threads; the raw records go to
-                       FILE's stem + .gpu.json), CPU runs with the executor's module timers
+                       FILE's stem + .gpu.json), emulated runs from the emulator's timeline (same
+                       files), CPU runs with the executor's module timers
   --format F           table (default) | json
   --help               this text
 
@@ -127,34 +132,28 @@ class TracerObserver : public exec::ModuleObserver {
 #endif
 
 void set_observer(exec::Executor& model, exec::ModuleObserver* observer) {
-#if DMAP_HAVE_CUDA
-  if (auto* m = dynamic_cast<exec::CudaModel*>(&model)) m->set_observer(observer);
-#else
-  (void)model;
-  (void)observer;
-#endif
+  if (auto* m = dynamic_cast<exec::DeviceModel*>(&model)) m->set_observer(observer);
 }
 
-// "cpu" or "cuda" for this placement and --backend.
-std::string choose_backend(const std::string& flag, bool map_has_gpu) {
-  int gpus = 0;
-#if DMAP_HAVE_CUDA
-  gpus = exec::cuda::device_count();
-#endif
-  if (flag == "cpu") return "cpu";
+// The backend for this placement and --backend.
+exec::Backend choose_backend(const std::string& flag, bool map_has_gpu) {
+  if (flag == "cpu") return exec::Backend::kCpu;
+  if (flag == "emulated") {
+    if (!map_has_gpu) throw InputError("--backend emulated: the placement maps nothing to a GPU");
+    return exec::Backend::kEmulated;
+  }
+  const int gpus = exec::cuda_device_count();
   if (flag == "cuda") {
     if (!map_has_gpu) throw InputError("--backend cuda: the placement maps nothing to a GPU");
-#if !DMAP_HAVE_CUDA
-    throw RuntimeFailure("--backend cuda: this dmap was built without CUDA (nvcc was not found when it was configured)");
-#endif
+    if (!exec::cuda_compiled()) throw RuntimeFailure("--backend cuda: this dmap was built without CUDA (nvcc was not found when it was configured)");
     if (gpus == 0) throw RuntimeFailure("--backend cuda: no usable CUDA device on this machine");
-    return "cuda";
+    return exec::Backend::kCuda;
   }
-  if (!map_has_gpu) return "cpu";
-  if (gpus > 0) return "cuda";
-  std::cerr << "dmap run: no usable CUDA device" << (DMAP_HAVE_CUDA ? "" : " (built without CUDA)")
-            << ": GPU-mapped modules compute on the CPU executor\n";
-  return "cpu";
+  if (!map_has_gpu) return exec::Backend::kCpu;
+  if (gpus > 0) return exec::Backend::kCuda;
+  std::cerr << "dmap run: no usable CUDA device" << (exec::cuda_compiled() ? "" : " (built without CUDA)")
+            << ": GPU-mapped modules compute on the CPU executor (--backend emulated runs the GPU orchestration on an emulated device)\n";
+  return exec::Backend::kCpu;
 }
 
 }  // namespace
@@ -262,7 +261,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   }();
   std::vector<std::string> on_disk;
   std::map<std::string, Device> tensor_device;
-  for (const auto& [name, d] : profile::tensor_devices(tree, dm, weights)) {
+  for (const auto& [name, d] : exec::tensor_devices(tree, dm, weights)) {
     tensor_device[name] = d;
     if (d.kind == Device::Kind::kDisk) on_disk.push_back(name);
   }
@@ -271,8 +270,8 @@ int cmd_run(const std::vector<std::string>& argv) {
   const auto semantics = exec::parse_exec_semantics(semantics_text);
   if (!semantics) throw InputError("--semantics must be accelerate, prefetch or in-place, not '" + semantics_text + "'");
   const std::string backend_flag = args.get("backend").value_or("auto");
-  if (backend_flag != "auto" && backend_flag != "cpu" && backend_flag != "cuda") {
-    throw InputError("--backend must be auto, cpu or cuda, not '" + backend_flag + "'");
+  if (backend_flag != "auto" && !exec::parse_backend(backend_flag)) {
+    throw InputError("--backend must be auto, cpu, cuda or emulated, not '" + backend_flag + "'");
   }
   if (auto t = args.get("trace")) check_output_file(*t, "--trace");
   std::string offload_dir = args.get("offload-dir").value_or("");
@@ -297,10 +296,11 @@ int cmd_run(const std::vector<std::string>& argv) {
 
   const auto items = dm.items();
   const bool map_has_gpu = std::any_of(items.begin(), items.end(), [](const auto& e) { return e.second.is_gpu(); });
-  const std::string backend = choose_backend(backend_flag, map_has_gpu);
-  // The CUDA executor runs whole units (each layer on one device); the CPU one takes any map.
+  const exec::Backend backend = choose_backend(backend_flag, map_has_gpu);
+  const bool gpu_backend = backend != exec::Backend::kCpu;
+  // The GPU executor runs whole units (each layer on one device); the CPU one takes any map.
   exec::Placement exec_plan;
-  if (backend == "cuda") exec_plan = profile::exec_placement(tree, dm, weights, cfg, *semantics);
+  if (gpu_backend) exec_plan = exec::map_placement(tree, dm, weights, cfg, *semantics);
 
   exec::RunOptions opt;
   opt.batch = batch;
@@ -313,7 +313,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   std::vector<double> prefills;
   if (auto reps = args.get("prefill-reps")) {
     const int64_t n = integer_flag(args, "prefill-reps", 1, 1, 1000);
-    std::unique_ptr<exec::Executor> scratch_model = profile::make_executor(cfg, weights, exec_plan, backend, opt);
+    std::unique_ptr<exec::Executor> scratch_model = exec::make_executor(cfg, weights, exec_plan, backend, opt);
     exec::Executor& scratch = *scratch_model;
     std::vector<float> logits(static_cast<size_t>(batch * cfg.vocab));
     for (int64_t i = 0; i <= n; ++i) {
@@ -322,7 +322,7 @@ int cmd_run(const std::vector<std::string>& argv) {
       if (i > 0) prefills.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
   }
-  std::unique_ptr<exec::Executor> executor = profile::make_executor(cfg, weights, exec_plan, backend, opt);
+  std::unique_ptr<exec::Executor> executor = exec::make_executor(cfg, weights, exec_plan, backend, opt);
   exec::Executor& model = *executor;
   // A progress line on standard error for runs longer than a couple of seconds (terminals only).
   const auto started = std::chrono::steady_clock::now();
@@ -337,7 +337,7 @@ int cmd_run(const std::vector<std::string>& argv) {
 #ifdef DMAP_HAVE_CUPTI
   std::unique_ptr<profile::CuptiTracer> tracer;
   std::unique_ptr<TracerObserver> observer;
-  if (trace_path && backend == "cuda") {
+  if (trace_path && backend == exec::Backend::kCuda) {
     tracer = std::make_unique<profile::CuptiTracer>();
     observer = std::make_unique<TracerObserver>(*tracer);
     tracer->start();
@@ -356,11 +356,27 @@ int cmd_run(const std::vector<std::string>& argv) {
       profile::write_text_file(raw, profile::gpu_trace_json(trace));
     }
 #endif
-    if (backend != "cuda") trace = profile::host_trace(model.events(), model.module_times(), "dmap run (CPU executor)");
+    if (backend == exec::Backend::kEmulated) {
+      const auto& dev = dynamic_cast<const exec::EmulatedDevice&>(dynamic_cast<exec::DeviceModel&>(model).runtime());
+      trace = profile::emulated_trace(dev.timeline());
+      const std::string raw = (std::filesystem::path(*trace_path).parent_path() /
+                               (std::filesystem::path(*trace_path).stem().string() + ".gpu.json")).string();
+      profile::write_text_file(raw, profile::gpu_trace_json(trace));
+    }
+    if (backend == exec::Backend::kCpu) trace = profile::host_trace(model.events(), model.module_times(), "dmap run (CPU executor)");
     profile::write_text_file(*trace_path, profile::chrome_trace(trace).json());
     std::cerr << "dmap run: trace written to " << *trace_path << "\n";
   }
   if (!prefills.empty()) r.prefill_s = profile::median(prefills);
+  if (backend == exec::Backend::kEmulated) {
+    // The host's wall time says nothing of a GPU: report the modules' times (model clock).
+    r.prefill_s = 0;
+    std::fill(r.decode_s.begin(), r.decode_s.end(), 0.0);
+    for (const auto& m : model.module_times()) {
+      r.prefill_s += m.prefill_s;
+      for (size_t i = 0; i < r.decode_s.size() && i < m.decode_s.size(); ++i) r.decode_s[i] += m.decode_s[i];
+    }
+  }
 
   const double decode_med = profile::median(r.decode_s);
   const double tps = decode_med > 0 ? static_cast<double>(batch) / decode_med : 0;
@@ -413,9 +429,9 @@ int cmd_run(const std::vector<std::string>& argv) {
       w.end_object();
     }
     w.key("backend");
-    w.value(backend);
+    w.value(exec::backend_name(backend));
     w.key("semantics");
-    w.value(backend == "cuda" ? std::string(exec::semantics_name(*semantics)) : std::string("cpu"));
+    w.value(gpu_backend ? std::string(exec::semantics_name(*semantics)) : std::string("cpu"));
     w.key("device_map");
     w.raw(device_map_to_json(dm));
     w.key("modules");
@@ -440,8 +456,12 @@ int cmd_run(const std::vector<std::string>& argv) {
   std::printf("model:      %s (%s, %s weights, %s)\n", sc.model.name.c_str(), cfg.family.c_str(),
               checkpoint ? "checkpoint" : "random", std::string(dtype_name(dtype)).c_str());
   std::printf("placement:  %s\n", how.c_str());
-  std::printf("executor:   %s\n", backend == "cuda" ? (std::string("CUDA, ") + exec::semantics_name(*semantics) + " semantics").c_str()
-                                                    : "CPU");
+  const std::string executor_text =
+      backend == exec::Backend::kCuda       ? std::string("CUDA, ") + exec::semantics_name(*semantics) + " semantics"
+      : backend == exec::Backend::kEmulated ? std::string("emulated GPU, ") + exec::semantics_name(*semantics) +
+                                                  " semantics (GPU modules timed on the emulator's model clock, not measured)"
+                                            : std::string("CPU");
+  std::printf("executor:   %s\n", executor_text.c_str());
   std::printf("run:        batch %lld, prompt %lld tokens, %lld new tokens, %d threads, %s kernels\n",
               static_cast<long long>(batch), static_cast<long long>(P), static_cast<long long>(new_tokens), threads,
               exec::cpu::isa_name(exec::cpu::best_isa()).c_str());

@@ -155,4 +155,11 @@ ExpertSummary expert_summary(const ModuleTree& tree) {
   return out;
 }
 
+std::optional<Device> device_of(const ModuleTree& tree, const DeviceMap& dm, int node) {
+  for (int a = node; a >= 0; a = tree.node(a).parent) {
+    if (auto d = dm.get(tree.node(a).name)) return d;
+  }
+  return std::nullopt;
+}
+
 }  // namespace dmap

@@ -15,12 +15,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "core/device_map.h"
 #include "core/dtype.h"
 #include "core/model_spec.h"
 #include "core/quantization.h"
@@ -164,5 +166,9 @@ ModuleTree build_module_tree(const ModelSpec& spec);
 
 // The model types build_module_tree() accepts.
 const std::vector<std::string>& supported_model_types();
+
+// The device a node lands on under `dm`: that of its nearest listed ancestor, itself included
+// (accelerate's rule for a module or tensor the map does not name).
+std::optional<Device> device_of(const ModuleTree& tree, const DeviceMap& dm, int node);
 
 }  // namespace dmap

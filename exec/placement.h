@@ -11,7 +11,7 @@
 // Disk units are read from their file (the offload folder or the checkpoint) before each use.
 // A map without GPUs runs on the CPU executor whatever the semantics.
 //
-// Example (built by profile::exec_placement from a DeviceMap):
+// Example (built by map_placement from a DeviceMap: exec/map_placement.h):
 //   Placement p{Semantics::kPrefetch, 0, {Device::gpu(0), Device::cpu(), ...}, {{"model.embed_tokens.weight", Device::gpu(0)}, ...}};
 #pragma once
 

@@ -10,6 +10,7 @@
 #include "exec/cuda/cuda_model.h"
 #include "exec/cuda/kernels.h"
 #include "exec/cuda/runtime.h"
+#include "exec/map_placement.h"
 #include "profile/fit.h"
 #include "profile/yaml_text.h"
 #include "strategies/plan.h"
@@ -405,7 +406,7 @@ GpuProfile profile_gpu(const GpuProfileOptions& opt, const sim::Hardware& hw) {
     const DeviceMap split = gpu_split_map(opt.model, dev, c.layers / 2);
     const ModuleTree tree = build_module_tree(opt.model);
     const exec::ModelWeights w = exec::ModelWeights::random(c, d, 3);
-    const exec::Placement p = exec_placement(tree, split, w, c, exec::Semantics::kAccelerate);
+    const exec::Placement p = exec::map_placement(tree, split, w, c, exec::Semantics::kAccelerate);
     exec::RunOptions ro;
     ro.max_seq = rs.prompt + 3;
     ro.threads = rs.threads;

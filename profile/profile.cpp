@@ -25,9 +25,8 @@
 #include "sim/graph.h"
 #include "strategies/plan.h"
 
-#if DMAP_HAVE_CUDA
-#include "exec/cuda/cuda_model.h"
-#endif
+#include "exec/backend.h"
+#include "exec/map_placement.h"
 
 namespace dmap::profile {
 
@@ -389,59 +388,6 @@ std::string cpu_description() {
   return (model.empty() ? std::string("unknown CPU") : model) + ", " + std::to_string(cpus) + " CPUs";
 }
 
-std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tree, const DeviceMap& dm,
-                                                          const exec::ModelWeights& weights) {
-  std::vector<std::pair<std::string, Device>> out;
-  for (const auto& name : weights.names()) {
-    const int node = tree.find(name);
-    DMAP_CHECK(node >= 0, "executor tensor missing from the module tree: " + name);
-    const auto d = strategies::device_of(tree, dm, node);
-    if (!d) throw InputError("the device map gives no device for " + name);
-    out.emplace_back(name, *d);
-  }
-  return out;
-}
-
-exec::Placement exec_placement(const ModuleTree& tree, const DeviceMap& dm, const exec::ModelWeights& weights,
-                               const exec::ExecConfig& cfg, exec::Semantics semantics) {
-  exec::Placement p;
-  p.semantics = semantics;
-  for (const auto& [name, d] : dm.items()) {
-    if (d.is_gpu()) {
-      p.main_gpu = d.index;  // accelerate's main device: the first GPU among the map's values
-      break;
-    }
-  }
-  for (const auto& [name, d] : tensor_devices(tree, dm, weights)) p.tensor_home[name] = d;
-  // A unit's device: the one all its tensors share.
-  auto unit_device = [&](const std::string& unit, const std::string& prefix) {
-    std::optional<Device> dev;
-    for (const auto& [name, d] : p.tensor_home) {
-      if (name.rfind(prefix, 0) != 0) continue;
-      if (dev && *dev != d) {
-        throw InputError("the device map splits " + unit + " across devices (" + dev->str() + " and " + d.str() +
-                         "); dmap's executor runs each decoder layer, the embedding, the final norm and the head on one device");
-      }
-      dev = d;
-    }
-    return dev;
-  };
-  auto mapped = [&](const std::string& module) -> std::optional<Device> {
-    const int node = tree.find(module);
-    return node < 0 ? std::nullopt : strategies::device_of(tree, dm, node);
-  };
-  p.units.push_back(*unit_device("model.embed_tokens", "model.embed_tokens."));
-  for (int64_t l = 0; l < cfg.layers; ++l) {
-    const std::string unit = "model.layers." + std::to_string(l);
-    p.units.push_back(*unit_device(unit, unit + "."));
-  }
-  p.units.push_back(*unit_device("model.norm", "model.norm."));
-  // A tied head has no tensor of its own: where the map puts lm_head (else beside the norm).
-  std::optional<Device> head = cfg.tie ? mapped("lm_head") : unit_device("lm_head", "lm_head.");
-  p.units.push_back(head.value_or(p.units.back()));
-  return p;
-}
-
 GpuTrace host_trace(const std::vector<exec::ModuleEvent>& events, const std::vector<exec::ModuleTime>& modules,
                     const std::string& source) {
   GpuTrace t;
@@ -474,17 +420,9 @@ DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
 
 std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const exec::ModelWeights& weights,
                                               const exec::Placement& p, const std::string& backend, const exec::RunOptions& opt) {
-  if (backend == "cuda" && !cfg.llama_layout()) {
-    throw InputError(cfg.source, 0, 0,
-                     "the CUDA executor runs llama, mistral, qwen2 and gemma; " + cfg.family + " runs on the CPU (--backend cpu)");
-  }
-#if DMAP_HAVE_CUDA
-  if (backend == "cuda") return std::make_unique<exec::CudaModel>(cfg, weights, p, opt);
-#else
-  if (backend == "cuda") throw RuntimeFailure("this dmap was built without CUDA (nvcc was not found when it was configured)");
-#endif
-  (void)p;
-  return std::make_unique<exec::CpuModel>(cfg, weights, opt);
+  const auto b = exec::parse_backend(backend);
+  DMAP_CHECK(b.has_value(), "unknown backend " + backend);
+  return exec::make_executor(cfg, weights, p, *b, opt);
 }
 
 sim::Semantics sim_semantics(const DeviceMap& dm, const RunSettings& rs) {
@@ -508,12 +446,12 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   const ModuleTree tree = build_module_tree(spec);
   exec::ModelWeights weights = exec::ModelWeights::random(cfg, dtype, rs.seed);
   std::vector<std::string> on_disk;
-  for (const auto& [name, d] : tensor_devices(tree, dm, weights)) {
+  for (const auto& [name, d] : exec::tensor_devices(tree, dm, weights)) {
     if (d.kind == Device::Kind::kDisk) on_disk.push_back(name);
     if (d.is_gpu() && rs.backend != "cuda") throw InputError("the CPU executor cannot run " + name + " on " + d.str());
   }
   const exec::Placement placement =
-      rs.backend == "cuda" ? exec_placement(tree, dm, weights, cfg, rs.semantics) : exec::Placement{};
+      rs.backend == "cuda" ? exec::map_placement(tree, dm, weights, cfg, rs.semantics) : exec::Placement{};
   const std::string dir = (fs::path(rs.scratch_dir.empty() ? fs::temp_directory_path().string() : rs.scratch_dir) /
                            ("dmap_profile_offload_" + std::to_string(getpid())))
                               .string();

@@ -55,16 +55,6 @@ using ProgressFn = std::function<void(const std::string&, int, int)>;
 // accelerate's "auto" puts what RAM cannot hold).
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers);
 
-// The device of each executor tensor under `dm`, in the weights' order (InputError for a tensor
-// the map leaves without a device). Shared by `dmap run` and the profiler.
-std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tree, const DeviceMap& dm,
-                                                          const exec::ModelWeights& weights);
-
-// The executor's view of a placement: each unit's map device (a decoder layer must sit on one
-// device: InputError otherwise), each tensor's home, the map's first GPU.
-exec::Placement exec_placement(const ModuleTree& tree, const DeviceMap& dm, const exec::ModelWeights& weights,
-                               const exec::ExecConfig& cfg, exec::Semantics semantics);
-
 // The CPU executor's module events as a trace of host ranges (thread 1), on the same model as
 // CUPTI traces so that one Chrome export and one aggregation serve both backends.
 GpuTrace host_trace(const std::vector<exec::ModuleEvent>& events, const std::vector<exec::ModuleTime>& modules,
@@ -97,8 +87,8 @@ struct RunSettings {
   int prefill_reps = 3;  // prefill_s is the median of this many cold prefills
 };
 
-// The executor of a backend ("cpu", "cuda"; the placement matters to the CUDA one only).
-// RuntimeFailure for "cuda" in a build without CUDA.
+// exec::make_executor (exec/backend.h) for a backend named as run settings name it ("cpu",
+// "cuda", "emulated"). RuntimeFailure for "cuda" in a build without CUDA.
 std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const exec::ModelWeights& weights,
                                               const exec::Placement& p, const std::string& backend, const exec::RunOptions& opt);
 

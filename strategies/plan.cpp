@@ -269,13 +269,6 @@ DeviceMap whole_model_map(Device d) {
   return dm;
 }
 
-std::optional<Device> device_of(const ModuleTree& tree, const DeviceMap& dm, int node) {
-  for (int a = node; a >= 0; a = tree.node(a).parent) {
-    if (auto d = dm.get(tree.node(a).name)) return d;
-  }
-  return std::nullopt;
-}
-
 DeviceMap validate_manual_map(const ModuleTree& tree, const std::vector<std::pair<std::string, Device>>& entries,
                               const std::string& origin, const std::vector<int>& lines) {
   DeviceMap dm;

@@ -95,7 +95,7 @@ PlanRequest plan_request_for(const Scenario& s, const ModuleTree& tree);
 // in it), "" when it accepts the map (or the tree is not quantized).
 std::string quantizer_refusal(const ModuleTree& tree, const DeviceMap& dm);
 
-// The device a node lands on under `dm` (its nearest listed ancestor, itself included).
-std::optional<Device> device_of(const ModuleTree& tree, const DeviceMap& dm, int node);
+// The device a node lands on under `dm` (core/module_tree.h).
+using dmap::device_of;
 
 }  // namespace dmap::strategies

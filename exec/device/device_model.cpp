@@ -714,7 +714,10 @@ struct DeviceModel::Impl {
     head_unit(logits);
     // The first streamed unit of the next forward is copied behind this one (not when it is read
     // from disk: that read would land inside this forward).
-    if (!pf.empty() && !pf[0].has_disk) issue(0);
+    if (!pf.empty() && !pf[0].has_disk) {
+      scope(pf[0].unit);
+      issue(0);
+    }
     end_forward();
     if (cpu) merge_cpu_times(host_events);
   }

@@ -306,7 +306,8 @@ fi
 "$DMAP" run tinyllama_1b --dtype bfloat16 --prompt-tokens 4 --new-tokens 2 --threads 1 >"$TMP/run.txt" 2>/dev/null && grep -q "tokens\[0\]:" "$TMP/run.txt" && ok || bad "run with random weights"
 # executor choice and traces
 expect_error "run bad semantics" "--semantics must be accelerate, prefetch or in-place" -- run "$FIX" --semantics lazy
-expect_error "run bad backend" "--backend must be auto, cpu or cuda" -- run "$FIX" --backend tpu
+expect_error "run bad backend" "--backend must be auto, cpu, cuda or emulated" -- run "$FIX" --backend tpu
+expect_error "run emulated without GPUs in the map" "--backend emulated: the placement maps nothing to a GPU" -- run "$FIX" --backend emulated
 expect_error "run cuda without GPUs in the map" "the placement maps nothing to a GPU" -- run "$FIX" --backend cuda
 printf '{"model.embed_tokens": 0, "model.layers.0": "cpu", "model.layers.1": 0, "model.norm": 0, "lm_head": 0}' >"$TMP/gpu_map.json"
 if out="$("$DMAP" run "$FIX" --prompt-file "$FIX/reference.json" --new-tokens 7 --device-map "$TMP/gpu_map.json" --semantics prefetch \
@@ -328,6 +329,30 @@ PY
 else
   bad "run with a GPU map failed: $(cat "$TMP/err")"
 fi
+# the GPU orchestration on the emulated device: two GPUs, cpu and disk layers, every semantics
+printf '{"model.embed_tokens": 0, "model.layers.0": "cpu", "model.layers.1": "disk", "model.norm": 1, "lm_head": 0}' >"$TMP/emu_map.json"
+for sem in accelerate prefetch in-place; do
+  if out="$("$DMAP" run "$FIX" --prompt-file "$FIX/reference.json" --new-tokens 7 --device-map "$TMP/emu_map.json" --backend emulated \
+            --semantics $sem --trace "$TMP/emu.trace.json" --format json 2>"$TMP/err")"; then
+    got=$(python3 -c "import json,sys; print(json.loads(sys.stdin.read())['tokens'][0])" <<<"$out" | tr -d ' ')
+    [ "$got" = "$want" ] && ok || bad "emulated $sem run: tokens $got, reference $want"
+    grep -q "\"backend\":\"emulated\",\"semantics\":\"$sem\"" <<<"$out" && ok || bad "emulated $sem run: backend and semantics"
+    python3 - "$TMP/emu.trace.json" "$TMP/emu.trace.gpu.json" "$sem" <<'PY' && ok || bad "emulated $sem trace"
+import json, sys
+d = json.load(open(sys.argv[1]))
+names = {e["name"] for e in d["traceEvents"] if e.get("ph") == "X"}
+assert "gemm" in names and "model.layers.0" in names, sorted(names)[:20]
+raw = json.load(open(sys.argv[2]))
+assert raw["provenance"]["source"] == "emulated"
+kinds = {a.get("copy_kind") for a in raw["activities"] if a["kind"] == "memcpy"}
+assert "PtoP" in kinds, kinds  # activations to GPU 1 and back
+if sys.argv[3] != "in-place":
+    assert "HtoD" in kinds, kinds
+PY
+  else
+    bad "emulated $sem run failed: $(cat "$TMP/err")"
+  fi
+done
 expect_error "run bad prompt id" "not a token id: 'x'" -- run "$FIX" --prompt-ids 1,x
 expect_error "run id outside vocabulary" "outside the vocabulary" -- run "$FIX" --prompt-ids 1,100000
 # weights that are not a regular file are an error, never random weights (issue 20)

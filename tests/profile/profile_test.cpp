@@ -13,6 +13,7 @@
 
 #include "core/json_parse.h"
 #include "profile/fit.h"
+#include "exec/map_placement.h"
 #include "profile/profile.h"
 #include "profile/quiet.h"
 #include "profile/trace.h"
@@ -168,7 +169,7 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   CHECK(r.yaml.find("whole_model_runs:") != std::string::npos);
 }
 
-TEST_CASE("exec_placement: unit devices, tensor homes, the first GPU, and whole layers only", "[unit][profile]") {
+TEST_CASE("map_placement: unit devices, tensor homes, the first GPU, and whole layers only", "[unit][profile]") {
   const std::string dir = std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32";
   const ModelSpec spec = load_model_spec(dir + "/config.json");
   const exec::ExecConfig cfg = exec::exec_config(spec);
@@ -181,7 +182,7 @@ TEST_CASE("exec_placement: unit devices, tensor homes, the first GPU, and whole 
   dm.assign("model.layers.0", Device::disk());
   dm.assign("model.norm", Device::gpu(0));
   dm.assign("lm_head", Device::cpu());
-  const exec::Placement p = profile::exec_placement(tree, dm, w, cfg, exec::Semantics::kPrefetch);
+  const exec::Placement p = exec::map_placement(tree, dm, w, cfg, exec::Semantics::kPrefetch);
   CHECK(p.semantics == exec::Semantics::kPrefetch);
   CHECK(p.main_gpu == 1);
   REQUIRE(p.units.size() == 5);
@@ -199,7 +200,7 @@ TEST_CASE("exec_placement: unit devices, tensor homes, the first GPU, and whole 
   split.assign("model.layers.0.mlp", Device::cpu());
   split.assign("model.layers.0.input_layernorm", Device::gpu(0));
   split.assign("model.layers.0.post_attention_layernorm", Device::gpu(0));
-  CHECK_THROWS_WITH(profile::exec_placement(tree, split, w, cfg, exec::Semantics::kAccelerate),
+  CHECK_THROWS_WITH(exec::map_placement(tree, split, w, cfg, exec::Semantics::kAccelerate),
                     Catch::Contains("splits model.layers.0 across devices"));
 }
 

@@ -445,3 +445,47 @@ TEST_CASE("bad raw files are InputErrors naming the file, the line and what is w
                        "field \"dropped_records\" is -1, outside [0,");
   }
 }
+
+// ---- the emulated device's records ---------------------------------------------------------------
+
+#include "exec/device/device_model.h"
+#include "exec/device/emulated.h"
+#include "profile/emulated_trace.h"
+#include "tests/exec/executor_fixtures.h"
+
+TEST_CASE("a prefetch run on the emulated device exports as a GpuTrace, a raw file and a Chrome trace", "[trace]") {
+  using namespace dmap::exec;
+  using namespace dmap::exec::testing;
+  Loaded l = load("llama_float32");
+  const size_t L = static_cast<size_t>(l.cfg.layers);
+  std::vector<Device> units(L + 3, Device::gpu(0));
+  units[1] = Device::cpu();
+  units[L + 1] = Device::gpu(1);
+  auto rt = std::make_shared<EmulatedDevice>(EmulatedConfig{.devices = 2});
+  DeviceModel m(rt, l.cfg, *l.w, placement(l.cfg, *l.w, units, Semantics::kPrefetch), {.batch = 1, .max_seq = 16, .threads = 1});
+  rt->clear_timeline();
+  run(m, kPrompt, 2);
+  const dmap::profile::GpuTrace t = dmap::profile::emulated_trace(rt->timeline());
+  REQUIRE(t.activities.size() == rt->timeline().size());
+  // The raw file round-trips exactly.
+  CHECK(dmap::profile::parse_gpu_trace(dmap::profile::gpu_trace_json(t), "emulated.gpu.json") == t);
+  // Aggregates: layer 0's weights arrive by pinned HtoD copies in every phase (the next
+  // forward's copy issued behind each forward counts in layer 0's row); no layer copies pageable
+  // memory (token ids and logits do).
+  const auto rows = dmap::profile::module_aggregates(t);
+  bool layer0_prefill = false, layer0_decode = false;
+  for (const auto& a : rows) {
+    if (a.module.rfind("model.layers.", 0) == 0) CHECK(a.bytes_pageable == 0);
+    if (a.module != "model.layers.0") continue;
+    (a.phase == "prefill" ? layer0_prefill : layer0_decode) = a.bytes_htod > 0 && a.kernels > 0;
+  }
+  CHECK(layer0_prefill);
+  CHECK(layer0_decode);
+  // Chrome export: both emulated GPUs, their copy and compute streams, the peer copy to GPU 1.
+  const std::string json = dmap::profile::chrome_trace(t).json();
+  CHECK(json.find("emulated GPU 0") != std::string::npos);
+  CHECK(json.find("emulated GPU 1") != std::string::npos);
+  CHECK(json.find("HtoD") != std::string::npos);
+  CHECK(json.find("PtoP") != std::string::npos);
+  CHECK(json.find("gemm") != std::string::npos);
+}
