@@ -93,7 +93,9 @@ int64_t integer_flag(const Args& args, const char* flag, int64_t fallback, int64
   const bool whole = ec == std::errc() && ptr == end && !v->empty();
   if (!whole || x < min || x > max) {
     std::string range = max == std::numeric_limits<int64_t>::max()
-                            ? (min == 1 ? "a positive integer" : min == 0 ? "a non-negative integer" : "an integer >= " + std::to_string(min))
+                            ? (min == 1   ? "a positive integer"
+                               : min == 0 ? "a non-negative integer"
+                                          : "an integer >= " + std::to_string(min))
                             : "an integer from " + std::to_string(min) + " to " + std::to_string(max);
     throw InputError(std::string("--") + flag + ": expected " + range + ", not " + quote_for_message(*v));
   }

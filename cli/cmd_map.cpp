@@ -46,23 +46,24 @@ json output: {"device_map": [[module, device], ...], "max_memory": {device: byte
 exit codes: 0 ok, 1 runtime failure, 2 bad input
 )";
 
-
 std::string caps_line(const MaxMemory& mm) {
   std::string out;
   for (const auto& [dev, cap] : mm.entries()) {
     if (!out.empty()) out += ", ";
-    out += dev.str() + "=" + format_bytes_human(static_cast<double>(cap) / 8.0) + " (" + format_bits_as_bytes(cap) + " B)";
+    out +=
+        dev.str() + "=" + format_bytes_human(static_cast<double>(cap) / 8.0) + " (" + format_bits_as_bytes(cap) + " B)";
   }
   return out.empty() ? "(none)" : out;
 }
 
 void print_table(const ModuleTree& tree, const MapOutcome& r) {
-  std::cout << "model:      " << (tree.model_name.empty() ? tree.model_type : tree.model_name) << " (" << tree.model_type
-            << ", " << tree.num_parameters() << " parameters)\n";
+  std::cout << "model:      " << (tree.model_name.empty() ? tree.model_type : tree.model_name) << " ("
+            << tree.model_type << ", " << tree.num_parameters() << " parameters)\n";
   std::cout << "placement:  " << r.how << "\n";
   if (tree.quantization) {
     std::cout << "quantized:  " << quant_summary(*tree.quantization)
-              << (tree.quantization->pre_quantized ? " (the checkpoint's quantization_config)" : " (quantized while loading)")
+              << (tree.quantization->pre_quantized ? " (the checkpoint's quantization_config)"
+                                                   : " (quantized while loading)")
               << "\n";
   }
   std::cout << "max_memory: " << caps_line(r.max_memory) << "\n\n";
@@ -98,8 +99,10 @@ void print_table(const ModuleTree& tree, const MapOutcome& r) {
 }  // namespace
 
 int cmd_map(const std::vector<std::string>& argv) {
-  const Args args(argv, {"strategy", "device-map", "model", "dtype", "max-memory", "no-split", "pipeline", "format", "quantization"},
-                  {"help"});
+  const Args args(
+      argv,
+      {"strategy", "device-map", "model", "dtype", "max-memory", "no-split", "pipeline", "format", "quantization"},
+      {"help"});
   if (args.has("help")) {
     std::cout << kMapHelp;
     return 0;

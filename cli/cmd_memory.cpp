@@ -18,7 +18,8 @@ namespace dmap::cli {
 
 namespace {
 
-const char* kMemoryHelp = R"(usage: dmap memory MODEL [--dtypes float32,float16,int8,int4] [--format table|json|markdown] [--depth N]
+const char* kMemoryHelp =
+    R"(usage: dmap memory MODEL [--dtypes float32,float16,int8,int4] [--format table|json|markdown] [--depth N]
                          [--quantization JSON|FILE] [--gguf Q4_K_M]
 
 MODEL: a model YAML, an HF config.json, a checkpoint folder, or a preset name (configs/models).
@@ -42,9 +43,9 @@ Q8_0, BF16, ...): each tensor at the type llama-quantize gives it, and the count
 // The quantized checkpoint's figures (transformers v5 sizing at its load dtype).
 struct QuantFigures {
   DType load_dtype = DType::kBFloat16;
-  ModuleSizes map;       // what the device map counts
-  ModuleSizes loaded;    // what the loaded tensors hold
-  ModuleSizes plain;     // the unquantized model at the load dtype
+  ModuleSizes map;     // what the device map counts
+  ModuleSizes loaded;  // what the loaded tensors hold
+  ModuleSizes plain;   // the unquantized model at the load dtype
   Bits largest = 0;
   std::vector<std::string> largest_names;
 };
@@ -58,11 +59,10 @@ struct DtypeRow {
 };
 
 Bytes kv_cache_per_1k_tokens(const ModuleTree& t, DType d) {
-  const DType cache = (d == DType::kInt8 || d == DType::kInt4 || d == DType::kInt2 || d == DType::kFloat8)
-                          ? DType::kFloat16
-                          : d;
-  const Bits per_token = 2 * t.dims.num_layers * t.dims.num_kv_heads * t.dims.head_dim *
-                         accelerate_bits_per_element(cache);
+  const DType cache =
+      (d == DType::kInt8 || d == DType::kInt4 || d == DType::kInt2 || d == DType::kFloat8) ? DType::kFloat16 : d;
+  const Bits per_token =
+      2 * t.dims.num_layers * t.dims.num_kv_heads * t.dims.head_dim * accelerate_bits_per_element(cache);
   return per_token * 1000 / 8;
 }
 
@@ -321,8 +321,8 @@ int cmd_memory(const std::vector<std::string>& argv) {
     std::cout << "| dtype | largest layer | total size | training using Adam | KV cache / 1,000 tokens |\n";
     std::cout << "|---|---|---|---|---|\n";
     for (const auto& r : rows) {
-      std::cout << "| " << dtype_name(r.dtype) << " | " << h(r.largest) << " | " << h(r.total) << " | " << h(4 * r.total)
-                << " | " << format_bytes_human(static_cast<double>(r.kv_per_1k)) << " |\n";
+      std::cout << "| " << dtype_name(r.dtype) << " | " << h(r.largest) << " | " << h(r.total) << " | "
+                << h(4 * r.total) << " | " << format_bytes_human(static_cast<double>(r.kv_per_1k)) << " |\n";
     }
   } else {
     std::printf("%-9s %16s %16s %20s %24s\n", "dtype", "largest layer", "total size", "training (Adam)",
@@ -335,21 +335,23 @@ int cmd_memory(const std::vector<std::string>& argv) {
   }
   if (moe.sparse_layers > 0 && !rows.empty()) {
     const double total = static_cast<double>(tree.num_parameters());
-    std::cout << "\nmixture of experts: " << moe.sparse_layers << " of " << tree.dims.num_layers << " layers route each token to "
-              << tree.dims.experts_per_token << " of " << tree.dims.num_experts << " experts; " << moe.active_parameters
-              << " parameters run per token (" << std::fixed << std::setprecision(1)
-              << 100.0 * static_cast<double>(moe.active_parameters) / total << std::defaultfloat << " % of "
-              << tree.num_parameters() << ")\n";
+    std::cout << "\nmixture of experts: " << moe.sparse_layers << " of " << tree.dims.num_layers
+              << " layers route each token to " << tree.dims.experts_per_token << " of " << tree.dims.num_experts
+              << " experts; " << moe.active_parameters << " parameters run per token (" << std::fixed
+              << std::setprecision(1) << 100.0 * static_cast<double>(moe.active_parameters) / total << std::defaultfloat
+              << " % of " << tree.num_parameters() << ")\n";
     std::cout << "routed experts of one layer: ";
     for (size_t i = 0; i < rows.size(); ++i) {
-      const double bytes = static_cast<double>(moe.layer_parameters) * static_cast<double>(accelerate_bits_per_element(rows[i].dtype)) / 8.0;
+      const double bytes = static_cast<double>(moe.layer_parameters) *
+                           static_cast<double>(accelerate_bits_per_element(rows[i].dtype)) / 8.0;
       std::cout << (i ? ", " : "") << format_bytes_human(bytes) << " " << dtype_name(rows[i].dtype);
     }
     std::cout << " (transformers v5 holds them as one module: offloaded, all of them cross the link every forward)\n";
   }
   if (qtree && !qtree->gguf_file_type.empty()) {
-    std::cout << "\n" << (md ? "### " : "") << "GGUF " << qtree->gguf_file_type << " (llama.cpp): "
-              << format_bytes_human(static_cast<double>(qf.map.total()) / 8.0) << " of tensors ("
+    std::cout << "\n"
+              << (md ? "### " : "") << "GGUF " << qtree->gguf_file_type
+              << " (llama.cpp): " << format_bytes_human(static_cast<double>(qf.map.total()) / 8.0) << " of tensors ("
               << format_bits_as_bytes(qf.map.total()) << " B)\n\n";
     for (const auto& c : gguf_type_counts(*qtree)) {
       std::cout << (md ? "- " : "  ") << "type " << ggml_traits(c.type).name << ": " << c.tensors << " tensors, "
@@ -360,18 +362,21 @@ int cmd_memory(const std::vector<std::string>& argv) {
     const QuantizationConfig& q = *qtree->quantization;
     const double map = static_cast<double>(qf.map.total()) / 8.0, plain = static_cast<double>(qf.plain.total()) / 8.0;
     const double loaded = static_cast<double>(qf.loaded.total()) / 8.0;
-    std::cout << "\n" << (md ? "### " : "") << "Quantized: " << quant_summary(q)
-              << (q.pre_quantized ? " (the checkpoint's quantization_config)" : " (quantized while loading)") << ", loaded in "
-              << dtype_name(qf.load_dtype) << "\n\n";
-    std::cout << (md ? "- " : "  ") << "device map counts (transformers v5): " << format_bytes_human(map) << " (unquantized in "
-              << dtype_name(qf.load_dtype) << ": " << format_bytes_human(plain) << ", " << std::fixed << std::setprecision(2)
-              << plain / std::max(1.0, map) << std::defaultfloat << "x smaller)\n";
+    std::cout << "\n"
+              << (md ? "### " : "") << "Quantized: " << quant_summary(q)
+              << (q.pre_quantized ? " (the checkpoint's quantization_config)" : " (quantized while loading)")
+              << ", loaded in " << dtype_name(qf.load_dtype) << "\n\n";
+    std::cout << (md ? "- " : "  ") << "device map counts (transformers v5): " << format_bytes_human(map)
+              << " (unquantized in " << dtype_name(qf.load_dtype) << ": " << format_bytes_human(plain) << ", "
+              << std::fixed << std::setprecision(2) << plain / std::max(1.0, map) << std::defaultfloat
+              << "x smaller)\n";
     std::cout << (md ? "- " : "  ") << "largest layer: " << format_bytes_human(static_cast<double>(qf.largest) / 8.0);
     for (size_t i = 0; i < qf.largest_names.size() && i < 2; ++i) std::cout << (i ? ", " : " (") << qf.largest_names[i];
     if (qf.largest_names.size() > 2) std::cout << " and " << qf.largest_names.size() - 2 << " more";
     std::cout << (qf.largest_names.empty() ? "" : ")") << "\n";
     std::cout << (md ? "- " : "  ") << "the loaded model holds: " << format_bytes_human(loaded);
-    if (loaded > map) std::cout << " (+" << format_bytes_human(loaded - map) << " of quantization state the map does not count)";
+    if (loaded > map)
+      std::cout << " (+" << format_bytes_human(loaded - map) << " of quantization state the map does not count)";
     if (loaded < map) std::cout << " (" << format_bytes_human(map - loaded) << " less than the map counts)";
     std::cout << "\n";
     if (!q.pre_quantized && !q.dequantize) {
@@ -382,13 +387,15 @@ int cmd_memory(const std::vector<std::string>& argv) {
           biggest = std::max<Bits>(biggest, n.numel * torch_bits_per_element(qf.load_dtype));
         }
       }
-      std::cout << (md ? "- " : "  ") << "while loading: up to " << format_bytes_human(loaded + static_cast<double>(biggest) / 8.0)
-                << " (the largest quantized weight, " << format_bytes_human(static_cast<double>(biggest) / 8.0) << ", arrives in "
+      std::cout << (md ? "- " : "  ") << "while loading: up to "
+                << format_bytes_human(loaded + static_cast<double>(biggest) / 8.0) << " (the largest quantized weight, "
+                << format_bytes_human(static_cast<double>(biggest) / 8.0) << ", arrives in "
                 << dtype_name(qf.load_dtype) << " before it is quantized)\n";
     }
     if (q.method == QuantMethod::kBnb4bit || q.method == QuantMethod::kBnb8bit) {
-      std::cout << (md ? "- " : "  ") << "bitsandbytes: the map keeps 10 % of every device free (adjust_max_memory), "
-                << "and transformers refuses a map with modules on cpu or disk unless llm_int8_enable_fp32_cpu_offload\n";
+      std::cout
+          << (md ? "- " : "  ") << "bitsandbytes: the map keeps 10 % of every device free (adjust_max_memory), "
+          << "and transformers refuses a map with modules on cpu or disk unless llm_int8_enable_fp32_cpu_offload\n";
     }
   }
   if (!rows.empty()) {

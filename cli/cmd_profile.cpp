@@ -101,7 +101,8 @@ profile::ProgressFn progress_bar(const std::string& title) {
 sim::Hardware hardware_flag(const Args& a, std::string& id) {
   id = a.get("hardware").value_or("cloud_xeon_2vcpu_vm");
   const std::string dir = config_dir() + "/hardware";
-  if (!std::filesystem::exists(dir + "/" + id + ".yaml")) throw InputError("--hardware: no preset '" + id + "' in " + dir);
+  if (!std::filesystem::exists(dir + "/" + id + ".yaml"))
+    throw InputError("--hardware: no preset '" + id + "' in " + dir);
   const YAML::Node kind = load_yaml_file(dir + "/" + id + ".yaml")["kind"];
   YAML::Node n;
   if (kind.IsDefined() && kind.Scalar() == "host") {
@@ -124,7 +125,8 @@ int cmd_profile(const std::vector<std::string>& argv) {
     std::cout << kHelp;
     return 0;
   }
-  if (a.has("real") == a.has("validate")) throw InputError("dmap profile: give exactly one of --real and --validate (see --help)");
+  if (a.has("real") == a.has("validate"))
+    throw InputError("dmap profile: give exactly one of --real and --validate (see --help)");
   if (!a.positional().empty()) throw InputError("dmap profile: unexpected argument '" + a.positional()[0] + "'");
   const std::string device = a.get("device").value_or("cpu");
   int gpu = -1;  // --device cuda:N
@@ -225,7 +227,8 @@ int cmd_profile(const std::vector<std::string>& argv) {
   }
   const sim::Calibration cal = sim::load_calibration(*cal_file);
   std::vector<profile::ValidationCase> cases;
-  for (const auto& m : split_commas(a.get("models").value_or(gpu >= 0 ? "llama31_8b" : "qwen25_05b,tinyllama_1b,llama32_1b,qwen3_06b,gemma3_1b"))) {
+  for (const auto& m : split_commas(a.get("models").value_or(
+           gpu >= 0 ? "llama31_8b" : "qwen25_05b,tinyllama_1b,llama32_1b,qwen3_06b,gemma3_1b"))) {
     const ModelSpec spec = resolve_model(m, "", models_dir());
     const exec::ExecConfig c = exec::exec_config(spec);
     for (DType d : dtypes) {
@@ -240,7 +243,8 @@ int cmd_profile(const std::vector<std::string>& argv) {
           sc.dtype = d;
           sc.max_memory = parse_max_memory_flag(std::to_string(gpu) + "=" + cap + ",cpu=100000GiB", "--gpu-caps");
           const DeviceMap dm = strategies::plan_device_map(strategies::plan_request_for(sc, tree)).device_map;
-          for (exec::Semantics sem : {exec::Semantics::kAccelerate, exec::Semantics::kPrefetch, exec::Semantics::kInPlace}) {
+          for (exec::Semantics sem :
+               {exec::Semantics::kAccelerate, exec::Semantics::kPrefetch, exec::Semantics::kInPlace}) {
             profile::ValidationCase vc{m, spec, d, 0, dm, "cuda", sem, "gpu " + cap + ", " + exec::semantics_name(sem)};
             cases.push_back(vc);
           }
@@ -260,7 +264,8 @@ int cmd_profile(const std::vector<std::string>& argv) {
   namespace fs = std::filesystem;
   const fs::path outp(out);
   const std::string stem = outp.stem().string();
-  const profile::ValidationResult r = profile::validate(cases, hw, cal, rs, vs, progress_bar("dmap profile --validate"));
+  const profile::ValidationResult r =
+      profile::validate(cases, hw, cal, rs, vs, progress_bar("dmap profile --validate"));
   if (isatty(2)) std::fprintf(stderr, "\n");
   const std::string machine = hw.describe();
   const std::string svg = stem + ".svg", trace = stem + ".trace.json";
@@ -268,16 +273,19 @@ int cmd_profile(const std::vector<std::string>& argv) {
   profile::write_text_file((dir / svg).string(), profile::validation_svg(r, name));
   profile::write_text_file((dir / trace).string(), r.trace.json());
   profile::write_text_file(out, profile::validation_markdown(r, machine, *cal_file, svg, trace));
-  std::printf("%-14s %-9s %-22s %12s %12s %8s %12s %12s %8s\n", "model", "dtype", "placement", "pred pre ms", "meas pre ms", "err",
-              "pred ms/tok", "meas ms/tok", "err");
+  std::printf("%-14s %-9s %-22s %12s %12s %8s %12s %12s %8s\n", "model", "dtype", "placement", "pred pre ms",
+              "meas pre ms", "err", "pred ms/tok", "meas ms/tok", "err");
   for (const auto& row : r.rows) {
     std::printf("%-14s %-9s %-22s %12.1f %12.1f %+7.1f%% %12.2f %12.2f %+7.1f%%\n", row.c.model_id.c_str(),
                 std::string(dtype_name(row.c.dtype)).c_str(), row.c.placement.c_str(), row.predicted_prefill_s * 1e3,
-                row.measured_prefill_s * 1e3, row.prefill_error() * 100, row.predicted_decode_s * 1e3, row.measured_decode_s * 1e3,
-                row.decode_error() * 100);
+                row.measured_prefill_s * 1e3, row.prefill_error() * 100, row.predicted_decode_s * 1e3,
+                row.measured_decode_s * 1e3, row.decode_error() * 100);
   }
-  std::printf("time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median %.1f %%, p90 %.1f %%; max regret %.1f %%\n",
-              r.decode_median_abs * 100, r.decode_p90_abs * 100, r.prefill_median_abs * 100, r.prefill_p90_abs * 100, r.max_regret * 100);
+  std::printf(
+      "time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median %.1f %%, p90 %.1f %%; max regret "
+      "%.1f %%\n",
+      r.decode_median_abs * 100, r.decode_p90_abs * 100, r.prefill_median_abs * 100, r.prefill_p90_abs * 100,
+      r.max_regret * 100);
   std::printf("report: %s\n", out.c_str());
   return 0;
 }

@@ -46,8 +46,8 @@ int cmd_report(const std::vector<std::string>& argv) {
     files.insert(files.end(), all.begin(), all.end());
   }
   if (files.empty()) throw InputError("dmap report: expected SCENARIO.yaml or --all (see --help)");
-  const std::string out = args.get("out").value_or(
-      (std::filesystem::path(config_dir()).parent_path() / "reports").string());
+  const std::string out =
+      args.get("out").value_or((std::filesystem::path(config_dir()).parent_path() / "reports").string());
   // Load every scenario and check the output folder first: bad input is reported before
   // anything is written.
   std::vector<sim::SimScenario> scenarios;
@@ -55,7 +55,9 @@ int cmd_report(const std::vector<std::string>& argv) {
   for (const auto& f : files) {
     scenarios.push_back(sim::load_sim_scenario(f, config_dir(), args.get("calibration")));
     if (!ids.insert(scenarios.back().base.id).second) {
-      throw InputError(f, 0, 0, "a second scenario with id '" + scenarios.back().base.id + "': its report would replace the first's");
+      throw InputError(
+          f, 0, 0,
+          "a second scenario with id '" + scenarios.back().base.id + "': its report would replace the first's");
     }
   }
   check_output_folder(out, "--out");

@@ -145,25 +145,28 @@ exec::Backend choose_backend(const std::string& flag, bool map_has_gpu) {
   const int gpus = exec::cuda_device_count();
   if (flag == "cuda") {
     if (!map_has_gpu) throw InputError("--backend cuda: the placement maps nothing to a GPU");
-    if (!exec::cuda_compiled()) throw RuntimeFailure("--backend cuda: this dmap was built without CUDA (nvcc was not found when it was configured)");
+    if (!exec::cuda_compiled())
+      throw RuntimeFailure(
+          "--backend cuda: this dmap was built without CUDA (nvcc was not found when it was configured)");
     if (gpus == 0) throw RuntimeFailure("--backend cuda: no usable CUDA device on this machine");
     return exec::Backend::kCuda;
   }
   if (!map_has_gpu) return exec::Backend::kCpu;
   if (gpus > 0) return exec::Backend::kCuda;
   std::cerr << "dmap run: no usable CUDA device" << (exec::cuda_compiled() ? "" : " (built without CUDA)")
-            << ": GPU-mapped modules compute on the CPU executor (--backend emulated runs the GPU orchestration on an emulated device)\n";
+            << ": GPU-mapped modules compute on the CPU executor (--backend emulated runs the GPU orchestration on an "
+               "emulated device)\n";
   return exec::Backend::kCpu;
 }
 
 }  // namespace
 
 int cmd_run(const std::vector<std::string>& argv) {
-  const Args args(argv,
-                  {"device-map", "strategy", "max-memory", "scenario", "offload-dir", "prompt-ids", "prompt-file",
-                   "prompt-tokens", "new-tokens", "batch", "threads", "dtype", "seed", "format", "no-split", "pipeline",
-                   "prefill-reps", "semantics", "backend", "trace"},
-                  {"help", "drop-page-cache", "random-weights"});
+  const Args args(
+      argv, {"device-map",    "strategy",   "max-memory",   "scenario",  "offload-dir", "prompt-ids", "prompt-file",
+             "prompt-tokens", "new-tokens", "batch",        "threads",   "dtype",       "seed",       "format",
+             "no-split",      "pipeline",   "prefill-reps", "semantics", "backend",     "trace"},
+      {"help", "drop-page-cache", "random-weights"});
   if (args.has("help")) {
     std::cout << kRunHelp;
     return 0;
@@ -189,7 +192,8 @@ int cmd_run(const std::vector<std::string>& argv) {
   const bool has_weights = folder && (present(fs::path(model_ref) / "model.safetensors") ||
                                       present(fs::path(model_ref) / "model.safetensors.index.json"));
   if (folder && !has_weights && !args.has("random-weights")) {
-    throw InputError(model_ref + ": no model.safetensors or model.safetensors.index.json in this checkpoint folder; "
+    throw InputError(model_ref +
+                     ": no model.safetensors or model.safetensors.index.json in this checkpoint folder; "
                      "pass --random-weights to run on seeded random weights at its shapes");
   }
   const bool checkpoint = has_weights && !args.has("random-weights");
@@ -228,10 +232,14 @@ int cmd_run(const std::vector<std::string>& argv) {
   } else if (auto f = args.get("prompt-file")) {
     const YAML::Node n = load_yaml_file(*f);
     const YAML::Node list = n.IsMap() ? n["prompt_ids"] : n;
-    if (!list.IsDefined() || !list.IsSequence() || list.size() == 0) fail_at(*f, n, "expected a JSON list of token ids (or {\"prompt_ids\": [...]})");
+    if (!list.IsDefined() || !list.IsSequence() || list.size() == 0)
+      fail_at(*f, n, "expected a JSON list of token ids (or {\"prompt_ids\": [...]})");
     for (const auto& v : list) {
       const int64_t id = yaml_int(*f, v, "token id");
-      if (id < 0 || id >= cfg.vocab) fail_at(*f, v, "token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(cfg.vocab - 1) + ")");
+      if (id < 0 || id >= cfg.vocab)
+        fail_at(
+            *f, v,
+            "token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(cfg.vocab - 1) + ")");
       prompt.push_back(static_cast<int32_t>(id));
     }
   } else {
@@ -240,11 +248,14 @@ int cmd_run(const std::vector<std::string>& argv) {
     for (int64_t i = 0; i < p; ++i) prompt.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(cfg.vocab)));
   }
   for (int32_t id : prompt) {
-    if (id >= cfg.vocab) throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(cfg.vocab - 1) + ")");
+    if (id >= cfg.vocab)
+      throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." +
+                       std::to_string(cfg.vocab - 1) + ")");
   }
   const int64_t P = static_cast<int64_t>(prompt.size());
   if (cfg.max_pos > 0 && P + new_tokens > cfg.max_pos) {
-    throw InputError("prompt + new tokens = " + std::to_string(P + new_tokens) + " exceeds the model's " + std::to_string(cfg.max_pos) + " positions");
+    throw InputError("prompt + new tokens = " + std::to_string(P + new_tokens) + " exceeds the model's " +
+                     std::to_string(cfg.max_pos) + " positions");
   }
   std::vector<int32_t> ids;
   for (int64_t b = 0; b < batch; ++b) ids.insert(ids.end(), prompt.begin(), prompt.end());
@@ -268,7 +279,8 @@ int cmd_run(const std::vector<std::string>& argv) {
   // Every remaining flag is checked before anything is written (offloaded weights, a trace).
   const std::string semantics_text = args.get("semantics").value_or("accelerate");
   const auto semantics = exec::parse_exec_semantics(semantics_text);
-  if (!semantics) throw InputError("--semantics must be accelerate, prefetch or in-place, not '" + semantics_text + "'");
+  if (!semantics)
+    throw InputError("--semantics must be accelerate, prefetch or in-place, not '" + semantics_text + "'");
   const std::string backend_flag = args.get("backend").value_or("auto");
   if (backend_flag != "auto" && !exec::parse_backend(backend_flag)) {
     throw InputError("--backend must be auto, cpu, cuda or emulated, not '" + backend_flag + "'");
@@ -331,7 +343,8 @@ int cmd_run(const std::vector<std::string>& argv) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (!isatty(2) || (s < 2.0 && !shown)) return;
     shown = true;
-    std::fprintf(stderr, "\rdmap run: %lld/%lld tokens, %.1f s", static_cast<long long>(done), static_cast<long long>(total), s);
+    std::fprintf(stderr, "\rdmap run: %lld/%lld tokens, %.1f s", static_cast<long long>(done),
+                 static_cast<long long>(total), s);
     if (done == total) std::fprintf(stderr, "\n");
   };
 #ifdef DMAP_HAVE_CUPTI
@@ -352,7 +365,8 @@ int cmd_run(const std::vector<std::string>& argv) {
       set_observer(model, nullptr);
       trace = tracer->stop();
       const std::string raw = (std::filesystem::path(*trace_path).parent_path() /
-                               (std::filesystem::path(*trace_path).stem().string() + ".gpu.json")).string();
+                               (std::filesystem::path(*trace_path).stem().string() + ".gpu.json"))
+                                  .string();
       profile::write_text_file(raw, profile::gpu_trace_json(trace));
     }
 #endif
@@ -360,10 +374,12 @@ int cmd_run(const std::vector<std::string>& argv) {
       const auto& dev = dynamic_cast<const exec::EmulatedDevice&>(dynamic_cast<exec::DeviceModel&>(model).runtime());
       trace = profile::emulated_trace(dev.timeline());
       const std::string raw = (std::filesystem::path(*trace_path).parent_path() /
-                               (std::filesystem::path(*trace_path).stem().string() + ".gpu.json")).string();
+                               (std::filesystem::path(*trace_path).stem().string() + ".gpu.json"))
+                                  .string();
       profile::write_text_file(raw, profile::gpu_trace_json(trace));
     }
-    if (backend == exec::Backend::kCpu) trace = profile::host_trace(model.events(), model.module_times(), "dmap run (CPU executor)");
+    if (backend == exec::Backend::kCpu)
+      trace = profile::host_trace(model.events(), model.module_times(), "dmap run (CPU executor)");
     profile::write_text_file(*trace_path, profile::chrome_trace(trace).json());
     std::cerr << "dmap run: trace written to " << *trace_path << "\n";
   }
@@ -415,8 +431,9 @@ int cmd_run(const std::vector<std::string>& argv) {
     if (const exec::ExpertCounts ec = model.expert_counts(); ec.prefill_forwards + ec.decode_forwards > 0) {
       w.key("experts_touched");  // per sparse-layer forward: measured, and uniform routing's E(1 - (1 - k/E)^rows)
       w.begin_object();
-      for (const auto& [phase, f, t, rows] : {std::tuple{"prefill", ec.prefill_forwards, ec.prefill_touched, ec.prefill_rows},
-                                              std::tuple{"decode", ec.decode_forwards, ec.decode_touched, ec.decode_rows}}) {
+      for (const auto& [phase, f, t, rows] :
+           {std::tuple{"prefill", ec.prefill_forwards, ec.prefill_touched, ec.prefill_rows},
+            std::tuple{"decode", ec.decode_forwards, ec.decode_touched, ec.decode_rows}}) {
         if (f == 0) continue;
         w.key(phase);
         w.begin_object();
@@ -457,31 +474,36 @@ int cmd_run(const std::vector<std::string>& argv) {
               checkpoint ? "checkpoint" : "random", std::string(dtype_name(dtype)).c_str());
   std::printf("placement:  %s\n", how.c_str());
   const std::string executor_text =
-      backend == exec::Backend::kCuda       ? std::string("CUDA, ") + exec::semantics_name(*semantics) + " semantics"
-      : backend == exec::Backend::kEmulated ? std::string("emulated GPU, ") + exec::semantics_name(*semantics) +
-                                                  " semantics (GPU modules timed on the emulator's model clock, not measured)"
-                                            : std::string("CPU");
+      backend == exec::Backend::kCuda ? std::string("CUDA, ") + exec::semantics_name(*semantics) + " semantics"
+      : backend == exec::Backend::kEmulated
+          ? std::string("emulated GPU, ") + exec::semantics_name(*semantics) +
+                " semantics (GPU modules timed on the emulator's model clock, not measured)"
+          : std::string("CPU");
   std::printf("executor:   %s\n", executor_text.c_str());
   std::printf("run:        batch %lld, prompt %lld tokens, %lld new tokens, %d threads, %s kernels\n",
               static_cast<long long>(batch), static_cast<long long>(P), static_cast<long long>(new_tokens), threads,
               exec::cpu::isa_name(exec::cpu::best_isa()).c_str());
   std::printf("prefill:    %.3f s\n", r.prefill_s);
-  std::printf("decode:     %.2f ms/token (median of %zu steps), %.2f tokens/s\n", decode_med * 1e3, r.decode_s.size(), tps);
-  if (model.disk_bytes_read()) std::printf("disk:       %.2f MB read\n", static_cast<double>(model.disk_bytes_read()) / 1e6);
+  std::printf("decode:     %.2f ms/token (median of %zu steps), %.2f tokens/s\n", decode_med * 1e3, r.decode_s.size(),
+              tps);
+  if (model.disk_bytes_read())
+    std::printf("disk:       %.2f MB read\n", static_cast<double>(model.disk_bytes_read()) / 1e6);
   if (const exec::ExpertCounts ec = model.expert_counts(); ec.prefill_forwards + ec.decode_forwards > 0) {
     // Measured distinct experts per sparse-layer forward, beside what uniform routing predicts
     // (the simulator's E(1 - (1 - k/E)^rows)).
-    std::printf("experts:    %lld routed, %lld per token; touched per sparse layer:", static_cast<long long>(cfg.experts),
-                static_cast<long long>(cfg.top_k));
+    std::printf("experts:    %lld routed, %lld per token; touched per sparse layer:",
+                static_cast<long long>(cfg.experts), static_cast<long long>(cfg.top_k));
     if (ec.prefill_forwards > 0) {
       const double rows = static_cast<double>(ec.prefill_rows) / static_cast<double>(ec.prefill_forwards);
-      std::printf(" prefill %.2f (uniform routing: %.2f for %.0f tokens)", static_cast<double>(ec.prefill_touched) / static_cast<double>(ec.prefill_forwards),
+      std::printf(" prefill %.2f (uniform routing: %.2f for %.0f tokens)",
+                  static_cast<double>(ec.prefill_touched) / static_cast<double>(ec.prefill_forwards),
                   uniform_touched(cfg, rows), rows);
     }
     if (ec.decode_forwards > 0) {
       const double rows = static_cast<double>(ec.decode_rows) / static_cast<double>(ec.decode_forwards);
       std::printf("%s decode %.2f (uniform: %.2f)", ec.prefill_forwards > 0 ? "," : "",
-                  static_cast<double>(ec.decode_touched) / static_cast<double>(ec.decode_forwards), uniform_touched(cfg, rows));
+                  static_cast<double>(ec.decode_touched) / static_cast<double>(ec.decode_forwards),
+                  uniform_touched(cfg, rows));
     }
     std::printf("\n");
   }

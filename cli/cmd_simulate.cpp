@@ -39,7 +39,9 @@ options:
 exit codes: 0 ok, 1 runtime failure, 2 bad input
 )";
 
-std::string golden_dir_default() { return (std::filesystem::path(config_dir()).parent_path() / "tests" / "golden").string(); }
+std::string golden_dir_default() {
+  return (std::filesystem::path(config_dir()).parent_path() / "tests" / "golden").string();
+}
 
 }  // namespace
 
@@ -68,7 +70,8 @@ int cmd_simulate(const std::vector<std::string>& argv) {
   }
   if (args.has("update-golden")) {
     if (args.has("calibration")) {
-      throw InputError("--calibration cannot be combined with --update-golden: golden files record the scenarios' own figures");
+      throw InputError(
+          "--calibration cannot be combined with --update-golden: golden files record the scenarios' own figures");
     }
     std::vector<std::string> files = args.positional();
     if (files.empty()) files = simulated_scenarios();
@@ -80,7 +83,8 @@ int cmd_simulate(const std::vector<std::string>& argv) {
     for (const auto& f : files) {
       const sim::SimScenario s = sim::load_sim_scenario(f, config_dir());
       if (!ids.insert(s.base.id).second) {
-        throw InputError(f, 0, 0, "a second scenario with id '" + s.base.id + "': its golden file would replace the first's");
+        throw InputError(f, 0, 0,
+                         "a second scenario with id '" + s.base.id + "': its golden file would replace the first's");
       }
       goldens.emplace_back(dir + "/" + s.base.id + ".json", sim::golden_json(s, sim::evaluate(s)));
     }

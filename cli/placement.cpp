@@ -63,7 +63,8 @@ MapOutcome compute_map(const Args& args, Scenario& sc, const ModuleTree& tree) {
         sc.strategy = *strategy;
       }
     }
-    if (!sc.max_memory) throw InputError(sc.file, 0, 0, "no max_memory: give --max-memory 0=...,cpu=... or a scenario key");
+    if (!sc.max_memory)
+      throw InputError(sc.file, 0, 0, "no max_memory: give --max-memory 0=...,cpu=... or a scenario key");
     const strategies::PlanRequest req = strategies::plan_request_for(sc, tree);
     strategies::PlanResult res = strategies::plan_device_map(req);
     out.device_map = std::move(res.device_map);
@@ -76,13 +77,13 @@ MapOutcome compute_map(const Args& args, Scenario& sc, const ModuleTree& tree) {
       if (ns.empty()) ns = "None";
     }
     if (req.entry == strategies::Entry::kInferAutoDeviceMap) {
-      out.how = "infer_auto_device_map(dtype=" +
-                std::string(req.dtype ? dtype_name(*req.dtype) : std::string_view("None")) +
-                ", no_split_module_classes=" + ns + ")";
+      out.how =
+          "infer_auto_device_map(dtype=" + std::string(req.dtype ? dtype_name(*req.dtype) : std::string_view("None")) +
+          ", no_split_module_classes=" + ns + ")";
     } else {
-      out.how = "from_pretrained(device_map=\"" + strategies::strategy_name(req.strategy) + "\", dtype=" +
-                std::string(dtype_name(*req.dtype)) + ") via " + strategies::pipeline_name(req.pipeline) +
-                ", no_split=" + ns;
+      out.how = "from_pretrained(device_map=\"" + strategies::strategy_name(req.strategy) +
+                "\", dtype=" + std::string(dtype_name(*req.dtype)) + ") via " +
+                strategies::pipeline_name(req.pipeline) + ", no_split=" + ns;
     }
   }
 
@@ -102,8 +103,9 @@ void apply_quantization_flag(const Args& args, ModelSpec& spec) {
 void check_dtype_for_quantization(const std::optional<DType>& dtype, const ModelSpec& spec, const std::string& origin) {
   if (!dtype || !spec.quantization) return;
   if (spec.quantization->method == QuantMethod::kFbgemmFp8 && *dtype == DType::kFloat16) {
-    throw InputError(origin, 0, 0, "You cannot use FP8 with dtype=torch.float16. We recommend you passing dtype=torch.bfloat16 "
-                                   "(transformers' fbgemm_fp8 quantizer refuses float16)");
+    throw InputError(origin, 0, 0,
+                     "You cannot use FP8 with dtype=torch.float16. We recommend you passing dtype=torch.bfloat16 "
+                     "(transformers' fbgemm_fp8 quantizer refuses float16)");
   }
   if (is_floating(*dtype) && *dtype != DType::kFloat8) return;
   throw InputError(origin, 0, 0,

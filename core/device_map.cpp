@@ -72,9 +72,14 @@ std::optional<Bytes> parse_memory_size(std::string_view raw) {
     bool decimal;
   };
   static const Suffix kSuffixes[] = {
-      {"TIB", 1099511627776.0, false}, {"GIB", 1073741824.0, false}, {"MIB", 1048576.0, false},
-      {"KIB", 1024.0, false},          {"TB", 1e12, true},           {"GB", 1e9, true},
-      {"MB", 1e6, true},               {"KB", 1e3, true},
+      {"TIB", 1099511627776.0, false},
+      {"GIB", 1073741824.0, false},
+      {"MIB", 1048576.0, false},
+      {"KIB", 1024.0, false},
+      {"TB", 1e12, true},
+      {"GB", 1e9, true},
+      {"MB", 1e6, true},
+      {"KB", 1e3, true},
   };
   for (const Suffix& suf : kSuffixes) {
     const size_t n = std::char_traits<char>::length(suf.s);
@@ -152,7 +157,8 @@ MaxMemory parse_max_memory_flag(const std::string& text, const std::string& orig
     }
     if (mm.has(*dev)) throw InputError(origin, 0, 0, "max_memory: device " + dev->str() + " given twice");
     if (*bytes > kMaxMemoryBytes) {
-      throw InputError(origin, 0, 0, "max_memory: " + size_text + " for device " + dev->str() + " is beyond dmap's limit of 64 PiB");
+      throw InputError(origin, 0, 0,
+                       "max_memory: " + size_text + " for device " + dev->str() + " is beyond dmap's limit of 64 PiB");
     }
     mm.set(*dev, bytes_to_bits(*bytes));
   }

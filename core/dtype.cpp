@@ -35,10 +35,8 @@ bool is_floating(DType t) {
     case DType::kFloat32:
     case DType::kFloat16:
     case DType::kBFloat16:
-    case DType::kFloat8:
-      return true;
-    default:
-      return false;
+    case DType::kFloat8: return true;
+    default: return false;
   }
 }
 
@@ -68,16 +66,36 @@ std::optional<DType> parse_dtype(std::string_view text) {
     DType type;
   };
   static constexpr std::array<Alias, 30> kAliases = {{
-      {"float64", DType::kFloat64},   {"double", DType::kFloat64},      {"fp64", DType::kFloat64},
-      {"float32", DType::kFloat32},   {"float", DType::kFloat32},       {"fp32", DType::kFloat32},
-      {"float16", DType::kFloat16},   {"half", DType::kFloat16},        {"fp16", DType::kFloat16},
-      {"bfloat16", DType::kBFloat16}, {"bf16", DType::kBFloat16},       {"float8", DType::kFloat8},
-      {"fp8", DType::kFloat8},        {"float8_e4m3fn", DType::kFloat8}, {"float8_e5m2", DType::kFloat8},
-      {"float8_e4m3fnuz", DType::kFloat8}, {"float8_e5m2fnuz", DType::kFloat8}, {"int64", DType::kInt64},
-      {"int32", DType::kInt32},       {"int16", DType::kInt16},         {"int8", DType::kInt8},
-      {"8bit", DType::kInt8},         {"uint8", DType::kUInt8},         {"int4", DType::kInt4},
-      {"4bit", DType::kInt4},         {"int2", DType::kInt2},           {"bool", DType::kBool},
-      {"long", DType::kInt64},        {"int", DType::kInt32},           {"fp4", DType::kInt4},
+      {"float64", DType::kFloat64},
+      {"double", DType::kFloat64},
+      {"fp64", DType::kFloat64},
+      {"float32", DType::kFloat32},
+      {"float", DType::kFloat32},
+      {"fp32", DType::kFloat32},
+      {"float16", DType::kFloat16},
+      {"half", DType::kFloat16},
+      {"fp16", DType::kFloat16},
+      {"bfloat16", DType::kBFloat16},
+      {"bf16", DType::kBFloat16},
+      {"float8", DType::kFloat8},
+      {"fp8", DType::kFloat8},
+      {"float8_e4m3fn", DType::kFloat8},
+      {"float8_e5m2", DType::kFloat8},
+      {"float8_e4m3fnuz", DType::kFloat8},
+      {"float8_e5m2fnuz", DType::kFloat8},
+      {"int64", DType::kInt64},
+      {"int32", DType::kInt32},
+      {"int16", DType::kInt16},
+      {"int8", DType::kInt8},
+      {"8bit", DType::kInt8},
+      {"uint8", DType::kUInt8},
+      {"int4", DType::kInt4},
+      {"4bit", DType::kInt4},
+      {"int2", DType::kInt2},
+      {"bool", DType::kBool},
+      {"long", DType::kInt64},
+      {"int", DType::kInt32},
+      {"fp4", DType::kInt4},
   }};
   for (const Alias& a : kAliases) {
     if (a.name == text) return a.type;

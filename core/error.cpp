@@ -51,8 +51,8 @@ std::string printable(const std::string& text) {
 }
 
 void throw_check_failure(const char* expr, const char* file, int line, const std::string& msg) {
-  throw InternalError(std::string("internal check failed: ") + expr + " at " + file + ":" +
-                      std::to_string(line) + ": " + msg);
+  throw InternalError(std::string("internal check failed: ") + expr + " at " + file + ":" + std::to_string(line) +
+                      ": " + msg);
 }
 
 }  // namespace dmap

@@ -54,7 +54,7 @@ class InternalError : public std::logic_error {
 }  // namespace dmap
 
 // Always-on invariant check (never compiled out, unlike assert).
-#define DMAP_CHECK(cond, msg)                                           \
-  do {                                                                  \
+#define DMAP_CHECK(cond, msg)                                                   \
+  do {                                                                          \
     if (!(cond)) ::dmap::throw_check_failure(#cond, __FILE__, __LINE__, (msg)); \
   } while (0)

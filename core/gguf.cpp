@@ -16,17 +16,25 @@ struct FileTypeName {
   GgmlType default_type;
 };
 const std::vector<FileTypeName>& file_types() {
-  static const std::vector<FileTypeName> k = {
-      {GgufFileType::kF32, "F32", GgmlType::kF32},          {GgufFileType::kF16, "F16", GgmlType::kF16},
-      {GgufFileType::kBF16, "BF16", GgmlType::kBF16},       {GgufFileType::kQ4_0, "Q4_0", GgmlType::kQ4_0},
-      {GgufFileType::kQ4_1, "Q4_1", GgmlType::kQ4_1},       {GgufFileType::kQ5_0, "Q5_0", GgmlType::kQ5_0},
-      {GgufFileType::kQ5_1, "Q5_1", GgmlType::kQ5_1},       {GgufFileType::kQ8_0, "Q8_0", GgmlType::kQ8_0},
-      {GgufFileType::kQ2_K, "Q2_K", GgmlType::kQ2_K},       {GgufFileType::kQ3_K_S, "Q3_K_S", GgmlType::kQ3_K},
-      {GgufFileType::kQ3_K_M, "Q3_K_M", GgmlType::kQ3_K},   {GgufFileType::kQ3_K_L, "Q3_K_L", GgmlType::kQ3_K},
-      {GgufFileType::kQ4_K_S, "Q4_K_S", GgmlType::kQ4_K},   {GgufFileType::kQ4_K_M, "Q4_K_M", GgmlType::kQ4_K},
-      {GgufFileType::kQ5_K_S, "Q5_K_S", GgmlType::kQ5_K},   {GgufFileType::kQ5_K_M, "Q5_K_M", GgmlType::kQ5_K},
-      {GgufFileType::kQ6_K, "Q6_K", GgmlType::kQ6_K},       {GgufFileType::kIQ4_XS, "IQ4_XS", GgmlType::kIQ4_XS},
-      {GgufFileType::kMXFP4_MOE, "MXFP4_MOE", GgmlType::kMXFP4}};
+  static const std::vector<FileTypeName> k = {{GgufFileType::kF32, "F32", GgmlType::kF32},
+                                              {GgufFileType::kF16, "F16", GgmlType::kF16},
+                                              {GgufFileType::kBF16, "BF16", GgmlType::kBF16},
+                                              {GgufFileType::kQ4_0, "Q4_0", GgmlType::kQ4_0},
+                                              {GgufFileType::kQ4_1, "Q4_1", GgmlType::kQ4_1},
+                                              {GgufFileType::kQ5_0, "Q5_0", GgmlType::kQ5_0},
+                                              {GgufFileType::kQ5_1, "Q5_1", GgmlType::kQ5_1},
+                                              {GgufFileType::kQ8_0, "Q8_0", GgmlType::kQ8_0},
+                                              {GgufFileType::kQ2_K, "Q2_K", GgmlType::kQ2_K},
+                                              {GgufFileType::kQ3_K_S, "Q3_K_S", GgmlType::kQ3_K},
+                                              {GgufFileType::kQ3_K_M, "Q3_K_M", GgmlType::kQ3_K},
+                                              {GgufFileType::kQ3_K_L, "Q3_K_L", GgmlType::kQ3_K},
+                                              {GgufFileType::kQ4_K_S, "Q4_K_S", GgmlType::kQ4_K},
+                                              {GgufFileType::kQ4_K_M, "Q4_K_M", GgmlType::kQ4_K},
+                                              {GgufFileType::kQ5_K_S, "Q5_K_S", GgmlType::kQ5_K},
+                                              {GgufFileType::kQ5_K_M, "Q5_K_M", GgmlType::kQ5_K},
+                                              {GgufFileType::kQ6_K, "Q6_K", GgmlType::kQ6_K},
+                                              {GgufFileType::kIQ4_XS, "IQ4_XS", GgmlType::kIQ4_XS},
+                                              {GgufFileType::kMXFP4_MOE, "MXFP4_MOE", GgmlType::kMXFP4}};
   return k;
 }
 
@@ -45,10 +53,10 @@ enum class Category { kOutput, kTokenEmbd, kAttnV, kAttnK, kAttnQ, kAttnOutput, 
 
 // What a tensor of the HF tree is in the GGUF file.
 struct TensorInfo {
-  bool stored = true;     // in the file at all (non-persistent buffers are not)
+  bool stored = true;  // in the file at all (non-persistent buffers are not)
   bool quantizable = false;
   Category category = Category::kOther;
-  int64_t ne0 = 0;        // row length (input features)
+  int64_t ne0 = 0;  // row length (input features)
   int layer = -1;
 };
 
@@ -79,7 +87,8 @@ TensorInfo tensor_info(const ModuleTree& t, int id) {
   const std::string& mod = m.local;
   const std::string parent = m.parent >= 0 ? t.node(m.parent).local : "";
   info.layer = layer_of(n.name);
-  const bool weight_name = n.local == "weight" || ((n.local == "gate_up_proj" || n.local == "down_proj") && n.shape.size() == 3);
+  const bool weight_name =
+      n.local == "weight" || ((n.local == "gate_up_proj" || n.local == "down_proj") && n.shape.size() == 3);
   // tensor_allows_quantization: 2-D and 3-D tensors whose GGUF name ends in "weight", not norms,
   // not the router (ffn_gate_inp), not position embeddings.
   // (A MoE block's `gate` is its router: ffn_gate_inp; qwen2_moe's shared_expert_gate too.)
@@ -94,16 +103,27 @@ TensorInfo tensor_info(const ModuleTree& t, int id) {
     return info;
   }
   info.ne0 = conv1d ? n.shape[0] : n.shape[1];
-  if (mod == "lm_head" || mod == "embed_out" || mod == "output_layer") info.category = Category::kOutput;
-  else if (has(m.class_name, "Embedding")) info.category = Category::kTokenEmbd;
-  else if (mod == "v_proj") info.category = Category::kAttnV;
-  else if (mod == "qkv_proj" || mod == "c_attn" || mod == "query_key_value" || mod == "kv_b_proj") info.category = Category::kAttnV;
-  else if (mod == "k_proj") info.category = Category::kAttnK;
-  else if (mod == "q_proj") info.category = Category::kAttnQ;
-  else if (mod == "o_proj" || mod == "out_proj" || mod == "dense" || (mod == "c_proj" && parent == "attn")) info.category = Category::kAttnOutput;
-  else if (mod == "gate_proj" || mod == "w1") info.category = Category::kFfnGate;
-  else if (mod == "up_proj" || mod == "c_fc" || mod == "fc_in" || mod == "fc1" || mod == "dense_h_to_4h" || mod == "gate_up_proj") info.category = Category::kFfnUp;
-  else if (mod == "down_proj" || mod == "c_proj" || mod == "fc_out" || mod == "fc2" || mod == "dense_4h_to_h") info.category = Category::kFfnDown;
+  if (mod == "lm_head" || mod == "embed_out" || mod == "output_layer")
+    info.category = Category::kOutput;
+  else if (has(m.class_name, "Embedding"))
+    info.category = Category::kTokenEmbd;
+  else if (mod == "v_proj")
+    info.category = Category::kAttnV;
+  else if (mod == "qkv_proj" || mod == "c_attn" || mod == "query_key_value" || mod == "kv_b_proj")
+    info.category = Category::kAttnV;
+  else if (mod == "k_proj")
+    info.category = Category::kAttnK;
+  else if (mod == "q_proj")
+    info.category = Category::kAttnQ;
+  else if (mod == "o_proj" || mod == "out_proj" || mod == "dense" || (mod == "c_proj" && parent == "attn"))
+    info.category = Category::kAttnOutput;
+  else if (mod == "gate_proj" || mod == "w1")
+    info.category = Category::kFfnGate;
+  else if (mod == "up_proj" || mod == "c_fc" || mod == "fc_in" || mod == "fc1" || mod == "dense_h_to_4h" ||
+           mod == "gate_up_proj")
+    info.category = Category::kFfnUp;
+  else if (mod == "down_proj" || mod == "c_proj" || mod == "fc_out" || mod == "fc2" || mod == "dense_4h_to_h")
+    info.category = Category::kFfnDown;
   return info;
 }
 
@@ -119,7 +139,9 @@ GgmlType fallback(GgmlType type, int64_t ne0) {
     case GgmlType::kQ4_K: r = GgmlType::kQ5_0; break;
     case GgmlType::kQ5_K: r = GgmlType::kQ5_1; break;
     case GgmlType::kQ6_K: r = GgmlType::kQ8_0; break;
-    default: r = GgmlType::kF16; break;  // block-32 types have no fallback: llama-quantize refuses; F16 is what it would need
+    default:
+      r = GgmlType::kF16;
+      break;  // block-32 types have no fallback: llama-quantize refuses; F16 is what it would need
   }
   if (ne0 % ggml_traits(r).block != 0) r = GgmlType::kF16;
   return r;
@@ -128,10 +150,10 @@ GgmlType fallback(GgmlType type, int64_t ne0) {
 }  // namespace
 
 const GgmlTypeTraits& ggml_traits(GgmlType t) {
-  static const GgmlTypeTraits k[] = {
-      {"f32", 1, 4},     {"f16", 1, 2},     {"bf16", 1, 2},    {"q4_0", 32, 18},  {"q4_1", 32, 20},  {"q5_0", 32, 22},
-      {"q5_1", 32, 24},  {"q8_0", 32, 34},  {"q2_K", 256, 84}, {"q3_K", 256, 110}, {"q4_K", 256, 144}, {"q5_K", 256, 176},
-      {"q6_K", 256, 210}, {"iq4_nl", 32, 18}, {"iq4_xs", 256, 136}, {"mxfp4", 32, 17}};
+  static const GgmlTypeTraits k[] = {{"f32", 1, 4},      {"f16", 1, 2},      {"bf16", 1, 2},       {"q4_0", 32, 18},
+                                     {"q4_1", 32, 20},   {"q5_0", 32, 22},   {"q5_1", 32, 24},     {"q8_0", 32, 34},
+                                     {"q2_K", 256, 84},  {"q3_K", 256, 110}, {"q4_K", 256, 144},   {"q5_K", 256, 176},
+                                     {"q6_K", 256, 210}, {"iq4_nl", 32, 18}, {"iq4_xs", 256, 136}, {"mxfp4", 32, 17}};
   return k[static_cast<int>(t)];
 }
 
@@ -167,7 +189,8 @@ ModuleTree gguf_module_tree(const ModuleTree& src, GgufFileType ft) {
   const int n_layer = static_cast<int>(d.num_layers);
   const int64_t gqa = d.num_kv_heads > 0 ? d.num_attention_heads / d.num_kv_heads : 1;
   const bool e8 = d.num_experts == 8;
-  const bool t70 = n_layer == 80 && ((t.model_type == "llama" && d.num_attention_heads != d.num_kv_heads) || t.model_type == "qwen2");
+  const bool t70 = n_layer == 80 &&
+                   ((t.model_type == "llama" && d.num_attention_heads != d.num_kv_heads) || t.model_type == "qwen2");
   // No output.weight in the file when the head is tied: the token embedding gets its treatment.
   const int head = [&] {
     for (const char* h : {"lm_head.weight", "embed_out.weight", "transformer.output_layer.weight"}) {
@@ -198,19 +221,27 @@ ModuleTree gguf_module_tree(const ModuleTree& src, GgufFileType ft) {
         const int i = info.layer;
         const bool output = info.category == Category::kOutput || (tied && info.category == Category::kTokenEmbd);
         if (output) {
-          if (ft == GgufFileType::kMXFP4_MOE || info.ne0 % ggml_traits(def).block != 0) type = GgmlType::kQ8_0;
-          else if (def != GgmlType::kQ8_0) type = GgmlType::kQ6_K;
+          if (ft == GgufFileType::kMXFP4_MOE || info.ne0 % ggml_traits(def).block != 0)
+            type = GgmlType::kQ8_0;
+          else if (def != GgmlType::kQ8_0)
+            type = GgmlType::kQ6_K;
         } else if (ft == GgufFileType::kMXFP4_MOE) {
           type = n.shape.size() == 3 ? GgmlType::kMXFP4 : GgmlType::kQ8_0;
         } else {
           switch (info.category) {
             case Category::kAttnV: {
-              if (ft == GgufFileType::kQ2_K) type = gqa >= 4 ? GgmlType::kQ4_K : GgmlType::kQ3_K;
-              else if (ft == GgufFileType::kQ3_K_M) type = i < 2 ? GgmlType::kQ5_K : GgmlType::kQ4_K;
-              else if (ft == GgufFileType::kQ3_K_L) type = GgmlType::kQ5_K;
-              else if (ft == GgufFileType::kIQ4_XS && gqa >= 4) type = GgmlType::kQ5_K;
-              else if ((ft == GgufFileType::kQ4_K_M || ft == GgufFileType::kQ5_K_M) && use_more_bits(i, n_attention_wv)) type = GgmlType::kQ6_K;
-              else if (ft == GgufFileType::kQ4_K_S && i < 4) type = GgmlType::kQ5_K;
+              if (ft == GgufFileType::kQ2_K)
+                type = gqa >= 4 ? GgmlType::kQ4_K : GgmlType::kQ3_K;
+              else if (ft == GgufFileType::kQ3_K_M)
+                type = i < 2 ? GgmlType::kQ5_K : GgmlType::kQ4_K;
+              else if (ft == GgufFileType::kQ3_K_L)
+                type = GgmlType::kQ5_K;
+              else if (ft == GgufFileType::kIQ4_XS && gqa >= 4)
+                type = GgmlType::kQ5_K;
+              else if ((ft == GgufFileType::kQ4_K_M || ft == GgufFileType::kQ5_K_M) && use_more_bits(i, n_attention_wv))
+                type = GgmlType::kQ6_K;
+              else if (ft == GgufFileType::kQ4_K_S && i < 4)
+                type = GgmlType::kQ5_K;
               if (t70 && (type == GgmlType::kQ3_K || type == GgmlType::kQ4_K)) type = GgmlType::kQ5_K;
               if (e8) type = GgmlType::kQ8_0;
               break;
@@ -219,13 +250,20 @@ ModuleTree gguf_module_tree(const ModuleTree& src, GgufFileType ft) {
               if (e8) type = GgmlType::kQ8_0;
               break;
             case Category::kFfnDown:
-              if (ft == GgufFileType::kQ2_K) type = GgmlType::kQ3_K;
-              else if (ft == GgufFileType::kQ3_K_M) type = i < n_layer / 16 ? GgmlType::kQ5_K : GgmlType::kQ4_K;
-              else if (ft == GgufFileType::kQ3_K_L) type = GgmlType::kQ5_K;
-              else if (ft == GgufFileType::kQ4_K_M) { if (use_more_bits(i, n_layer)) type = GgmlType::kQ6_K; }
-              else if (ft == GgufFileType::kIQ4_XS && i < n_layer / 8) type = GgmlType::kQ5_K;  // no imatrix
-              else if (ft == GgufFileType::kQ5_K_M && use_more_bits(i, n_layer)) type = GgmlType::kQ6_K;
-              else if (ft == GgufFileType::kQ4_K_S && i < n_layer / 8) type = GgmlType::kQ5_K;
+              if (ft == GgufFileType::kQ2_K)
+                type = GgmlType::kQ3_K;
+              else if (ft == GgufFileType::kQ3_K_M)
+                type = i < n_layer / 16 ? GgmlType::kQ5_K : GgmlType::kQ4_K;
+              else if (ft == GgufFileType::kQ3_K_L)
+                type = GgmlType::kQ5_K;
+              else if (ft == GgufFileType::kQ4_K_M) {
+                if (use_more_bits(i, n_layer)) type = GgmlType::kQ6_K;
+              } else if (ft == GgufFileType::kIQ4_XS && i < n_layer / 8)
+                type = GgmlType::kQ5_K;  // no imatrix
+              else if (ft == GgufFileType::kQ5_K_M && use_more_bits(i, n_layer))
+                type = GgmlType::kQ6_K;
+              else if (ft == GgufFileType::kQ4_K_S && i < n_layer / 8)
+                type = GgmlType::kQ5_K;
               break;
             case Category::kAttnOutput:
               if (e8) {
@@ -233,9 +271,12 @@ ModuleTree gguf_module_tree(const ModuleTree& src, GgufFileType ft) {
                     ft == GgufFileType::kQ4_K_S || ft == GgufFileType::kQ4_K_M || ft == GgufFileType::kIQ4_XS) {
                   type = GgmlType::kQ5_K;
                 }
-              } else if (ft == GgufFileType::kQ2_K) type = GgmlType::kQ3_K;
-              else if (ft == GgufFileType::kQ3_K_M) type = GgmlType::kQ4_K;
-              else if (ft == GgufFileType::kQ3_K_L) type = GgmlType::kQ5_K;
+              } else if (ft == GgufFileType::kQ2_K)
+                type = GgmlType::kQ3_K;
+              else if (ft == GgufFileType::kQ3_K_M)
+                type = GgmlType::kQ4_K;
+              else if (ft == GgufFileType::kQ3_K_L)
+                type = GgmlType::kQ5_K;
               break;
             default: break;
           }

@@ -22,19 +22,54 @@
 
 namespace dmap {
 
-enum class GgmlType { kF32, kF16, kBF16, kQ4_0, kQ4_1, kQ5_0, kQ5_1, kQ8_0, kQ2_K, kQ3_K, kQ4_K, kQ5_K, kQ6_K,
-                      kIQ4_NL, kIQ4_XS, kMXFP4 };
+enum class GgmlType {
+  kF32,
+  kF16,
+  kBF16,
+  kQ4_0,
+  kQ4_1,
+  kQ5_0,
+  kQ5_1,
+  kQ8_0,
+  kQ2_K,
+  kQ3_K,
+  kQ4_K,
+  kQ5_K,
+  kQ6_K,
+  kIQ4_NL,
+  kIQ4_XS,
+  kMXFP4
+};
 
 struct GgmlTypeTraits {
-  const char* name;     // "q4_K"
-  int64_t block = 1;    // elements per block
-  int64_t bytes = 4;    // bytes per block
+  const char* name;   // "q4_K"
+  int64_t block = 1;  // elements per block
+  int64_t bytes = 4;  // bytes per block
 };
 const GgmlTypeTraits& ggml_traits(GgmlType t);
 
 // A file type (llama_ftype), as llama-quantize names it on its command line.
-enum class GgufFileType { kF32, kF16, kBF16, kQ4_0, kQ4_1, kQ5_0, kQ5_1, kQ8_0, kQ2_K, kQ3_K_S, kQ3_K_M, kQ3_K_L,
-                          kQ4_K_S, kQ4_K_M, kQ5_K_S, kQ5_K_M, kQ6_K, kIQ4_XS, kMXFP4_MOE };
+enum class GgufFileType {
+  kF32,
+  kF16,
+  kBF16,
+  kQ4_0,
+  kQ4_1,
+  kQ5_0,
+  kQ5_1,
+  kQ8_0,
+  kQ2_K,
+  kQ3_K_S,
+  kQ3_K_M,
+  kQ3_K_L,
+  kQ4_K_S,
+  kQ4_K_M,
+  kQ5_K_S,
+  kQ5_K_M,
+  kQ6_K,
+  kIQ4_XS,
+  kMXFP4_MOE
+};
 std::optional<GgufFileType> parse_gguf_file_type(const std::string& name);  // "Q4_K_M", "q4_k_m", "BF16"
 std::string gguf_file_type_name(GgufFileType t);
 const std::vector<std::string>& gguf_file_type_names();

@@ -21,7 +21,8 @@ namespace {
 
 class Parser {
  public:
-  Parser(std::string_view t, const std::string& origin, int max_depth) : t_(t), origin_(origin), max_depth_(max_depth) {}
+  Parser(std::string_view t, const std::string& origin, int max_depth)
+      : t_(t), origin_(origin), max_depth_(max_depth) {}
 
   JsonValue document() {
     skip_ws();

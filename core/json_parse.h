@@ -21,8 +21,8 @@ struct JsonValue {
   int64_t i = 0;
   double d = 0;
   std::string s;
-  std::vector<JsonValue> items;  // array elements; object values (aligned with keys)
-  std::vector<std::string> keys; // object keys, in file order
+  std::vector<JsonValue> items;   // array elements; object values (aligned with keys)
+  std::vector<std::string> keys;  // object keys, in file order
 
   const JsonValue* find(std::string_view key) const;  // first member named key, or nullptr
   bool is_int() const { return kind == Kind::kInt; }

@@ -46,8 +46,7 @@ int embedding(ModuleTree& t, int parent, const std::string& name, int64_t num, i
 }
 
 // nn.LayerNorm(dim, elementwise_affine, bias).
-int layer_norm(ModuleTree& t, int parent, const std::string& name, int64_t dim, bool affine = true,
-               bool bias = true) {
+int layer_norm(ModuleTree& t, int parent, const std::string& name, int64_t dim, bool affine = true, bool bias = true) {
   int m = t.add_module(parent, name, "LayerNorm");
   if (affine) {
     t.add_param(m, "weight", {dim});
@@ -62,7 +61,9 @@ int rms_norm(ModuleTree& t, int parent, const std::string& name, int64_t dim, co
   return m;
 }
 
-int leaf(ModuleTree& t, int parent, const std::string& name, const char* cls) { return t.add_module(parent, name, cls); }
+int leaf(ModuleTree& t, int parent, const std::string& name, const char* cls) {
+  return t.add_module(parent, name, cls);
+}
 
 // nn.Conv2d(in, out, kernel, stride=kernel): weight [out, in, k, k], bias [out].
 int conv2d(ModuleTree& t, int parent, const std::string& name, int64_t in, int64_t out, int64_t kernel, bool bias) {
@@ -86,7 +87,8 @@ const char* activation_class(const std::string& act) {
 ConfigView sub_config(const ConfigView& c, const char* key) {
   const YAML::Node n = c.node()[key];
   if (!n.IsDefined() || n.IsNull()) return ConfigView(YAML::Node(YAML::NodeType::Map), c.file());
-  if (!n.IsMap()) throw InputError(c.file(), n.Mark().line + 1, n.Mark().column + 1, std::string(key) + ": expected a map");
+  if (!n.IsMap())
+    throw InputError(c.file(), n.Mark().line + 1, n.Mark().column + 1, std::string(key) + ": expected a map");
   return ConfigView(n, c.file());
 }
 
@@ -117,8 +119,9 @@ std::vector<bool> rope_layers(const ConfigView& c, int64_t layers) {
   const YAML::Node given = c.node()["no_rope_layers"];
   if (given && given.IsSequence() && given.size() > 0) {
     if (static_cast<int64_t>(given.size()) != layers) {
-      throw InputError(c.file(), given.Mark().line + 1, 0,
-                       "no_rope_layers lists " + std::to_string(given.size()) + " layers, the model has " + std::to_string(layers));
+      throw InputError(
+          c.file(), given.Mark().line + 1, 0,
+          "no_rope_layers lists " + std::to_string(given.size()) + " layers, the model has " + std::to_string(layers));
     }
     for (size_t i = 0; i < given.size(); ++i) out[i] = !(given[i].IsScalar() && given[i].Scalar() == "0");
   }
@@ -134,7 +137,9 @@ std::vector<bool> sliding_layer_types(const ConfigView& c, Sliding rule, int64_t
     for (size_t i = 0; i < types.size(); ++i) out[i] = types[i].IsScalar() && types[i].Scalar() == "sliding_attention";
     return out;
   }
-  const int64_t pattern = rule == Sliding::kAlternate ? 2 : rule == Sliding::kPattern ? c.positive_or({"sliding_window_pattern"}, 6) : 0;
+  const int64_t pattern = rule == Sliding::kAlternate ? 2
+                          : rule == Sliding::kPattern ? c.positive_or({"sliding_window_pattern"}, 6)
+                                                      : 0;
   for (int64_t i = 0; i < layers && pattern > 0; ++i) out[static_cast<size_t>(i)] = (i + 1) % pattern != 0;
   return out;
 }
@@ -155,9 +160,9 @@ std::vector<int64_t> sliding_windows(const ConfigView& c, Sliding rule, int64_t 
   const YAML::Node types = c.node()["layer_types"];
   if (types && types.IsSequence()) {
     if (static_cast<int64_t>(types.size()) != layers) {
-      throw InputError(c.file(), types.Mark().line + 1, 0,
-                       "layer_types lists " + std::to_string(types.size()) + " layers, the model has " +
-                           std::to_string(layers));
+      throw InputError(
+          c.file(), types.Mark().line + 1, 0,
+          "layer_types lists " + std::to_string(types.size()) + " layers, the model has " + std::to_string(layers));
     }
     for (size_t i = 0; i < types.size(); ++i) {
       if (types[i].IsScalar() && types[i].Scalar() == "sliding_attention") w[i] = window;
@@ -179,13 +184,16 @@ std::vector<int64_t> sliding_windows(const ConfigView& c, Sliding rule, int64_t 
 double partial_rotary_factor(const ConfigView& c) {
   if (c.has("partial_rotary_factor")) {
     const double v = c.number_or({"partial_rotary_factor"}, 1.0);
-    if (!(v > 0 && v <= 1)) fail_at(c.file(), c.node()["partial_rotary_factor"], "partial_rotary_factor: expected a number in (0, 1]");
+    if (!(v > 0 && v <= 1))
+      fail_at(c.file(), c.node()["partial_rotary_factor"], "partial_rotary_factor: expected a number in (0, 1]");
     return v;
   }
   const YAML::Node rp = c.node()["rope_parameters"];
   if (rp && rp.IsMap() && rp["partial_rotary_factor"] && rp["partial_rotary_factor"].IsScalar()) {
     const double v = yaml_double(c.file(), rp["partial_rotary_factor"], "rope_parameters.partial_rotary_factor");
-    if (!(v > 0 && v <= 1)) fail_at(c.file(), rp["partial_rotary_factor"], "rope_parameters.partial_rotary_factor: expected a number in (0, 1]");
+    if (!(v > 0 && v <= 1))
+      fail_at(c.file(), rp["partial_rotary_factor"],
+              "rope_parameters.partial_rotary_factor: expected a number in (0, 1]");
     return v;
   }
   return 1.0;
@@ -204,10 +212,10 @@ bool tie_embeddings(const ConfigView& c, bool family_default) {
 // dropouts (any name ending in "dropout"). Sources: transformers v5 modeling_<family>.py.
 struct DenseFamily {
   const char* model_type;
-  const char* prefix;            // class-name prefix
-  bool tie_default = false;      // tie_word_embeddings when the config does not say
+  const char* prefix;             // class-name prefix
+  bool tie_default = false;       // tie_word_embeddings when the config does not say
   bool qkv_bias_default = false;  // q/k/v biases when the config does not say (qwen2)
-  int64_t head_dim_default = 0;  // 0: hidden_size / num_attention_heads
+  int64_t head_dim_default = 0;   // 0: hidden_size / num_attention_heads
   enum class QkNorm { kNone, kPerHead, kAllHeads };
   QkNorm qk_norm = QkNorm::kNone;  // qwen3: q_norm/k_norm over head_dim; olmo2: over all heads
   bool fused = false;              // phi3: self_attn{o_proj, qkv_proj}, mlp{gate_up_proj, down_proj}
@@ -244,10 +252,10 @@ struct DenseFamily {
   const char* experts_cls = "Experts";
   const char* router_cls = "TopKRouter";
   const char* expert_width_key = "moe_intermediate_size";  // mixtral, gpt_oss: intermediate_size
-  bool experts_transposed = false;  // gpt_oss, llama4: [E, hidden, 2I] / [E, I, hidden]
-  bool experts_bias = false;        // gpt_oss: gate_up_proj_bias, down_proj_bias, and no act_fn
-  bool router_bias = false;         // gpt_oss: router `bias` [E]
-  bool correction_bias = false;     // deepseek_v3: router buffer e_score_correction_bias [E]
+  bool experts_transposed = false;                         // gpt_oss, llama4: [E, hidden, 2I] / [E, I, hidden]
+  bool experts_bias = false;                               // gpt_oss: gate_up_proj_bias, down_proj_bias, and no act_fn
+  bool router_bias = false;                                // gpt_oss: router `bias` [E]
+  bool correction_bias = false;                            // deepseek_v3: router buffer e_score_correction_bias [E]
   const char* router_class = nullptr;  // the router's full class name (llama4: Llama4Router; deepseek_v2: Linear)
   const char* shared_width_key = "shared_expert_intermediate_size";  // llama4: intermediate_size
   enum class MoeLayers { kAll, kQwen, kDeepseek, kLlama4 };
@@ -416,7 +424,8 @@ std::vector<bool> moe_layers(const ConfigView& c, const DenseFamily& f, int64_t 
     const YAML::Node only = c.node()["mlp_only_layers"];
     if (only && only.IsSequence()) {
       for (const auto& v : only) {
-        if (!v.IsScalar()) throw InputError(c.file(), only.Mark().line + 1, 0, "mlp_only_layers must list layer numbers");
+        if (!v.IsScalar())
+          throw InputError(c.file(), only.Mark().line + 1, 0, "mlp_only_layers must list layer numbers");
         try {
           dense.push_back(v.as<int64_t>());
         } catch (const YAML::Exception&) {
@@ -441,7 +450,9 @@ std::vector<bool> moe_layers(const ConfigView& c, const DenseFamily& f, int64_t 
           i = v.as<int64_t>();
         } catch (const YAML::Exception&) {
         }
-        if (i < 0 || i >= layers) throw InputError(c.file(), v.Mark().line + 1, v.Mark().column + 1, "moe_layers must list layer numbers of the model");
+        if (i < 0 || i >= layers)
+          throw InputError(c.file(), v.Mark().line + 1, v.Mark().column + 1,
+                           "moe_layers must list layer numbers of the model");
         out[static_cast<size_t>(i)] = true;
       }
     } else {
@@ -457,8 +468,8 @@ std::vector<bool> moe_layers(const ConfigView& c, const DenseFamily& f, int64_t 
 }
 
 // A SwiGLU MLP {gate_proj, up_proj, down_proj, act_fn} of class `cls` (no biases).
-void gated_mlp(ModuleTree& t, int parent, const std::string& name, const std::string& cls, int64_t hidden, int64_t inter,
-               const char* act_name, const char* act_cls) {
+void gated_mlp(ModuleTree& t, int parent, const std::string& name, const std::string& cls, int64_t hidden,
+               int64_t inter, const char* act_name, const char* act_cls) {
   const int m = t.add_module(parent, name, cls);
   linear(t, m, "gate_proj", hidden, inter, false);
   linear(t, m, "up_proj", hidden, inter, false);
@@ -467,7 +478,8 @@ void gated_mlp(ModuleTree& t, int parent, const std::string& name, const std::st
 }
 
 // DeepSeek's multi-head latent attention (modeling_deepseek_v3.py, DeepseekV3Attention).
-void mla_attention(ModuleTree& t, int attn, const ConfigView& c, int64_t hidden, int64_t heads, const std::string& norm_cls) {
+void mla_attention(ModuleTree& t, int attn, const ConfigView& c, int64_t hidden, int64_t heads,
+                   const std::string& norm_cls) {
   const bool bias = c.boolean_or({"attention_bias"}, false);
   const int64_t nope = c.positive({"qk_nope_head_dim"}), rope = c.positive({"qk_rope_head_dim"});
   const int64_t v_dim = c.positive({"v_head_dim"}), kv_rank = c.positive({"kv_lora_rank"});
@@ -486,7 +498,8 @@ void mla_attention(ModuleTree& t, int attn, const ConfigView& c, int64_t hidden,
 }
 
 // A layer's mixture-of-experts block under the attribute `mlp` (see DenseFamily::moe_parts).
-void moe_block(ModuleTree& t, int layer, const ConfigView& c, const DenseFamily& f, int64_t hidden, const std::string& norm_cls) {
+void moe_block(ModuleTree& t, int layer, const ConfigView& c, const DenseFamily& f, int64_t hidden,
+               const std::string& norm_cls) {
   (void)norm_cls;
   const std::string prefix = f.prefix;
   const int64_t experts = c.positive({"num_experts", "num_local_experts", "n_routed_experts"});
@@ -496,7 +509,8 @@ void moe_block(ModuleTree& t, int layer, const ConfigView& c, const DenseFamily&
     const std::string name = part;
     if (name == "experts") {
       const int e = t.add_module(block, "experts", prefix + f.experts_cls);
-      t.add_param(e, "gate_up_proj", f.experts_transposed ? Shape{experts, hidden, 2 * inter} : Shape{experts, 2 * inter, hidden});
+      t.add_param(e, "gate_up_proj",
+                  f.experts_transposed ? Shape{experts, hidden, 2 * inter} : Shape{experts, 2 * inter, hidden});
       if (f.experts_bias) t.add_param(e, "gate_up_proj_bias", {experts, 2 * inter});
       t.add_param(e, "down_proj", f.experts_transposed ? Shape{experts, inter, hidden} : Shape{experts, hidden, inter});
       if (f.experts_bias) t.add_param(e, "down_proj_bias", {experts, hidden});
@@ -507,14 +521,15 @@ void moe_block(ModuleTree& t, int layer, const ConfigView& c, const DenseFamily&
       if (f.router_bias) t.add_param(r, "bias", {experts});
       if (f.correction_bias) t.add_buffer(r, "e_score_correction_bias", {experts}, true, DType::kFloat32, true);
     } else if (name == "shared_expert") {  // qwen2_moe, llama4
-      gated_mlp(t, block, "shared_expert", prefix + "MLP", hidden, c.positive({f.shared_width_key}), f.act_name, f.act_cls);
+      gated_mlp(t, block, "shared_expert", prefix + "MLP", hidden, c.positive({f.shared_width_key}), f.act_name,
+                f.act_cls);
     } else if (name == "shared_expert_gate") {
       linear(t, block, "shared_expert_gate", hidden, 1, false);
     } else if (name == "shared_experts") {  // deepseek: moe_intermediate_size x n_shared_experts
       // (v3 always builds them; v2 only when the config sets n_shared_experts)
       if (f.router_class != nullptr && !c.has("n_shared_experts")) continue;
-      gated_mlp(t, block, "shared_experts", prefix + "MLP", hidden, inter * c.positive_or({"n_shared_experts"}, 1), f.act_name,
-                f.act_cls);
+      gated_mlp(t, block, "shared_experts", prefix + "MLP", hidden, inter * c.positive_or({"n_shared_experts"}, 1),
+                f.act_name, f.act_cls);
     } else {
       DMAP_CHECK(false, "unknown part of a mixture-of-experts block: " + name);
     }
@@ -523,7 +538,8 @@ void moe_block(ModuleTree& t, int layer, const ConfigView& c, const DenseFamily&
 
 // <P><suffix>{embed_tokens, layers[<P>DecoderLayer], norm, rotary_emb} as `name_of_model` under
 // `parent`, from the (text) config `c`; sets the tree's dims. Returns the model's node.
-int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, const ConfigView& c, const DenseFamily& f) {
+int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, const ConfigView& c,
+                const DenseFamily& f) {
   const std::string prefix = f.prefix;
   const int64_t vocab = c.positive({"vocab_size"});
   const int64_t hidden = c.positive({"hidden_size"});
@@ -533,7 +549,8 @@ int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, con
   const int64_t kv_heads = c.positive_or({"num_key_value_heads"}, heads);
   const int64_t head_dim = c.positive_or({"head_dim"}, f.head_dim_default > 0 ? f.head_dim_default : hidden / heads);
   const bool attn_bias = f.bias_key ? c.boolean_or({f.bias_key}, true) : c.boolean_or({"attention_bias"}, false);
-  const bool qkv_bias = !f.fused && (f.bias_key ? attn_bias : c.boolean_or({"qkv_bias"}, f.qkv_bias_default || attn_bias));
+  const bool qkv_bias =
+      !f.fused && (f.bias_key ? attn_bias : c.boolean_or({"qkv_bias"}, f.qkv_bias_default || attn_bias));
   const bool o_bias = !f.fused && (f.bias_key ? attn_bias : c.boolean_or({"o_proj_bias"}, attn_bias));
   const bool mlp_bias = !f.fused && (f.bias_key ? attn_bias : c.boolean_or({"mlp_bias"}, false));
   const std::string norm_cls = prefix + "RMSNorm";
@@ -555,7 +572,8 @@ int dense_model(ModuleTree& t, int parent, const std::string& name_of_model, con
   }
   int list = t.add_module(model, "layers", "ModuleList");
   const std::vector<bool> moe_layer = moe_layers(c, f, layers);
-  const std::vector<bool> rope = f.l2_qk_norm ? rope_layers(c, layers) : std::vector<bool>(static_cast<size_t>(layers), true);
+  const std::vector<bool> rope =
+      f.l2_qk_norm ? rope_layers(c, layers) : std::vector<bool>(static_cast<size_t>(layers), true);
   for (int64_t i = 0; i < layers; ++i) {
     int layer = t.add_module(list, std::to_string(i), prefix + "DecoderLayer");
     for (const char* part : f.parts) {
@@ -694,7 +712,8 @@ VisionDims vision_dims(const ConfigView& v, const VisionDims& d) {
                v.positive_or({"num_hidden_layers"}, d.layers), v.positive_or({"num_attention_heads"}, d.heads),
                v.positive_or({"num_channels"}, d.channels),    v.positive_or({"image_size"}, d.image),
                v.positive_or({"patch_size"}, d.patch)};
-  if (r.hidden % r.heads != 0) throw InputError(v.file(), 0, 0, "vision_config: hidden_size is not a multiple of num_attention_heads");
+  if (r.hidden % r.heads != 0)
+    throw InputError(v.file(), 0, 0, "vision_config: hidden_size is not a multiple of num_attention_heads");
   return r;
 }
 
@@ -807,7 +826,9 @@ ModuleTree build_mistral3(const ModelSpec& spec) {
   for (const DenseFamily& f : dense_families()) {
     if (text_type == f.model_type) tf = &f;
   }
-  if (!tf) throw InputError(c.file(), 0, 0, "text_config.model_type " + quote_for_message(text_type) + " is not a dense family dmap builds");
+  if (!tf)
+    throw InputError(c.file(), 0, 0,
+                     "text_config.model_type " + quote_for_message(text_type) + " is not a dense family dmap builds");
   ModuleTree t("Mistral3ForConditionalGeneration");
   const int model = t.add_module(t.root(), "model", "Mistral3Model");
   pixtral_vision(t, model, "vision_tower", vision);
@@ -831,7 +852,6 @@ ModuleTree build_mistral3(const ModelSpec& spec) {
   t.idle_modules = {"model.vision_tower", "model.multi_modal_projector"};
   return t;
 }
-
 
 // ---------------------------------------------------------------------------------------
 // gpt2: GPT2LMHeadModel{transformer: GPT2Model{wte, wpe, drop, h[GPT2Block{ln_1, attn{c_attn,
@@ -1128,9 +1148,10 @@ ModuleTree build_module_tree(const ModelSpec& spec) {
     for (const auto& k : supported_model_types()) known += (known.empty() ? "" : ", ") + k;
     const YAML::Node at = spec.config.node()["model_type"];
     const int line = at.IsDefined() && at.Mark().line >= 0 ? at.Mark().line + 1 : 0;
-    throw InputError(spec.source, line, line > 0 ? at.Mark().column + 1 : 0,
-                     "unknown model_type " + quote_for_message(mt) + " (supported: " + known +
-                         "; a dense family of the llama shape is a few lines in core/model_families.cpp, see docs/FAMILIES.md)");
+    throw InputError(
+        spec.source, line, line > 0 ? at.Mark().column + 1 : 0,
+        "unknown model_type " + quote_for_message(mt) + " (supported: " + known +
+            "; a dense family of the llama shape is a few lines in core/model_families.cpp, see docs/FAMILIES.md)");
   }();
   tree.model_type = mt;
   tree.model_name = spec.name;
@@ -1145,7 +1166,8 @@ ModuleTree build_module_tree(const ModelSpec& spec) {
     for (const auto& [target, source] : *spec.tied_weights) {
       const int t = tree.find(target), s = tree.find(source);
       if (t < 0 || s < 0 || !tree.node(t).is_tensor || !tree.node(s).is_tensor) {
-        throw InputError(spec.source, 0, 0, "tied_weights names a tensor the model does not have: " + target + " -> " + source);
+        throw InputError(spec.source, 0, 0,
+                         "tied_weights names a tensor the model does not have: " + target + " -> " + source);
       }
       tree.tie(target, source);
     }

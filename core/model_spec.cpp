@@ -60,12 +60,18 @@ namespace {
 // most 2^24 x 2^20 elements, a model at most 2^14 layers of them).
 int64_t config_limit(const std::string& key) {
   static const std::pair<const char*, int64_t> kLimits[] = {
-      {"vocab_size", int64_t{1} << 24},          {"padded_vocab_size", int64_t{1} << 24},
-      {"num_hidden_layers", int64_t{1} << 14},   {"n_layer", int64_t{1} << 14},
-      {"num_layers", int64_t{1} << 14},          {"num_attention_heads", int64_t{1} << 14},
-      {"n_head", int64_t{1} << 14},              {"num_key_value_heads", int64_t{1} << 14},
-      {"multi_query_group_num", int64_t{1} << 14}, {"max_position_embeddings", int64_t{1} << 31},
-      {"n_positions", int64_t{1} << 31},         {"seq_length", int64_t{1} << 31},
+      {"vocab_size", int64_t{1} << 24},
+      {"padded_vocab_size", int64_t{1} << 24},
+      {"num_hidden_layers", int64_t{1} << 14},
+      {"n_layer", int64_t{1} << 14},
+      {"num_layers", int64_t{1} << 14},
+      {"num_attention_heads", int64_t{1} << 14},
+      {"n_head", int64_t{1} << 14},
+      {"num_key_value_heads", int64_t{1} << 14},
+      {"multi_query_group_num", int64_t{1} << 14},
+      {"max_position_embeddings", int64_t{1} << 31},
+      {"n_positions", int64_t{1} << 31},
+      {"seq_length", int64_t{1} << 31},
   };
   for (const auto& [k, limit] : kLimits) {
     if (key == k) return limit;
@@ -83,8 +89,9 @@ int64_t ConfigView::positive(std::initializer_list<const char*> keys) const {
     if (config_[k].IsDefined() && !config_[k].IsNull()) {
       const int64_t limit = config_limit(k);
       if (v > limit) {
-        fail_at(file_, n, std::string("config field '") + k + "' = " + std::to_string(v) + " is beyond dmap's limit of " +
-                              std::to_string(limit));
+        fail_at(file_, n,
+                std::string("config field '") + k + "' = " + std::to_string(v) + " is beyond dmap's limit of " +
+                    std::to_string(limit));
       }
       break;
     }
@@ -135,7 +142,8 @@ ModelSpec model_spec_from_node(const YAML::Node& node, const std::string& file) 
     if (!tw.IsMap()) fail_at(file, tw, "tied_weights: expected a mapping target -> source");
     std::vector<std::pair<std::string, std::string>> ties;
     for (const auto& kv : tw) {
-      ties.emplace_back(yaml_string(file, kv.first, "tied_weights key"), yaml_string(file, kv.second, "tied_weights value"));
+      ties.emplace_back(yaml_string(file, kv.first, "tied_weights key"),
+                        yaml_string(file, kv.second, "tied_weights value"));
     }
     spec.tied_weights = std::move(ties);
   }

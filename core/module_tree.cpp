@@ -49,7 +49,8 @@ int ModuleTree::add_tensor(int module, const std::string& local, std::vector<int
   for (int64_t d : shape) {
     DMAP_CHECK(d >= 0, "negative dimension in " + n.name);
     if (__builtin_mul_overflow(n.numel, d, &n.numel) || n.numel > kMaxModelElements) {
-      throw InputError("the model is too large for dmap: tensor " + n.name + " alone has more than 2^52 elements (check the config's sizes)");
+      throw InputError("the model is too large for dmap: tensor " + n.name +
+                       " alone has more than 2^52 elements (check the config's sizes)");
     }
   }
   if (__builtin_add_overflow(total_numel_, n.numel, &total_numel_) || total_numel_ > kMaxModelElements) {
@@ -145,7 +146,8 @@ ExpertSummary expert_summary(const ModuleTree& tree) {
     int64_t routed = 0;  // gate_up_proj, down_proj and their biases
     for (int p : n.params) {
       const TreeNode& t = tree.node(p);
-      if (t.tied_source < 0 && (t.local.rfind("gate_up_proj", 0) == 0 || t.local.rfind("down_proj", 0) == 0)) routed += t.numel;
+      if (t.tied_source < 0 && (t.local.rfind("gate_up_proj", 0) == 0 || t.local.rfind("down_proj", 0) == 0))
+        routed += t.numel;
     }
     ++out.sparse_layers;
     out.routed_parameters += routed;

@@ -100,9 +100,9 @@ struct ModelDims {
 // token runs (every other parameter, plus k of E experts in each sparse layer).
 struct ExpertSummary {
   int64_t sparse_layers = 0;
-  int64_t routed_parameters = 0;     // all routed experts, every layer
-  int64_t layer_parameters = 0;      // one sparse layer's routed experts
-  int64_t active_parameters = 0;     // per token
+  int64_t routed_parameters = 0;  // all routed experts, every layer
+  int64_t layer_parameters = 0;   // one sparse layer's routed experts
+  int64_t active_parameters = 0;  // per token
 };
 class ModuleTree;
 ExpertSummary expert_summary(const ModuleTree& tree);
@@ -119,7 +119,7 @@ class ModuleTree {
   int size() const { return static_cast<int>(nodes_.size()); }
   const TreeNode& node(int id) const { return nodes_[id]; }
   const std::vector<TreeNode>& nodes() const { return nodes_; }
-  int find(std::string_view full_name) const;  // -1 when absent
+  int find(std::string_view full_name) const;            // -1 when absent
   TreeNode& mutable_node(int id) { return nodes_[id]; }  // for builders and the quantizer
 
   // Construction (registration order = call order).

@@ -38,8 +38,8 @@ std::string unsafe_name_reason(const std::string& name) {
   if (name == "." || name == "..") return "it names a folder ('.' or '..')";
   if (name.front() == '.') return "it starts with '.'";
   for (unsigned char c : name) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                    c == '-';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) return "it holds a character other than letters, digits, '.', '_' and '-'";
   }
   return "";
@@ -66,7 +66,8 @@ void check_output_folder(const std::string& dir, const std::string& what) {
   if (dir.empty()) throw InputError(what + ": an empty path");
   std::error_code ec;
   const fs::path p(dir);
-  if (fs::exists(p, ec) && !fs::is_directory(p, ec)) throw InputError(what + ": " + dir + " exists and is not a folder");
+  if (fs::exists(p, ec) && !fs::is_directory(p, ec))
+    throw InputError(what + ": " + dir + " exists and is not a folder");
   fs::create_directories(p, ec);
   if (ec) throw InputError(what + ": cannot create " + dir + " (" + ec.message() + ")");
   if (::access(dir.c_str(), W_OK | X_OK) != 0) throw InputError(what + ": cannot write into " + dir);

@@ -14,10 +14,30 @@ namespace {
 
 // transformers' AUTO_QUANTIZER_MAPPING keys (v5 main), the ones dmap sizes marked.
 const std::vector<std::string>& transformers_methods() {
-  static const std::vector<std::string> k = {
-      "awq",  "bitsandbytes_4bit", "bitsandbytes_8bit", "gptq",   "aqlm",  "quanto", "quark",
-      "fouroversix", "fp_quant", "eetq", "higgs", "hqq", "compressed-tensors", "fbgemm_fp8", "torchao",
-      "bitnet", "vptq", "spqr", "fp8", "auto-round", "mxfp4", "metal", "sinq", "mxfp8"};
+  static const std::vector<std::string> k = {"awq",
+                                             "bitsandbytes_4bit",
+                                             "bitsandbytes_8bit",
+                                             "gptq",
+                                             "aqlm",
+                                             "quanto",
+                                             "quark",
+                                             "fouroversix",
+                                             "fp_quant",
+                                             "eetq",
+                                             "higgs",
+                                             "hqq",
+                                             "compressed-tensors",
+                                             "fbgemm_fp8",
+                                             "torchao",
+                                             "bitnet",
+                                             "vptq",
+                                             "spqr",
+                                             "fp8",
+                                             "auto-round",
+                                             "mxfp4",
+                                             "metal",
+                                             "sinq",
+                                             "mxfp8"};
   return k;
 }
 
@@ -72,7 +92,8 @@ void read_bnb(const std::string& file, const YAML::Node& n, QuantizationConfig& 
     if (!t.IsScalar() || is_int_literal(t.Scalar())) fail_at(file, t, "llm_int8_threshold must be a float");
     q.llm_int8_threshold = yaml_double(file, t, "llm_int8_threshold");
   }
-  q.skip_modules = string_list_field(file, n, "llm_int8_skip_modules", "llm_int8_skip_modules must be a list of strings");
+  q.skip_modules =
+      string_list_field(file, n, "llm_int8_skip_modules", "llm_int8_skip_modules must be a list of strings");
   q.llm_int8_enable_fp32_cpu_offload = strict_bool(file, n, "llm_int8_enable_fp32_cpu_offload", false,
                                                    "llm_int8_enable_fp32_cpu_offload must be a boolean");
   q.llm_int8_has_fp16_weight =
@@ -90,7 +111,8 @@ void read_bnb(const std::string& file, const YAML::Node& n, QuantizationConfig& 
     if (std::find(ok.begin(), ok.end(), v) == ok.end()) {
       fail_at(file, s,
               "`bnb_4bit_quant_storage` must be a valid string (one of 'float16', 'float32', 'int8', 'uint8', "
-              "'float64', 'bfloat16'), got '" + v + "'");
+              "'float64', 'bfloat16'), got '" +
+                  v + "'");
     }
     q.bnb_4bit_quant_storage = *parse_dtype(v);
   }
@@ -120,13 +142,15 @@ void read_gptq_like(const std::string& file, const YAML::Node& n, QuantizationCo
     }
     q.awq_format = fmt;
     if (present(n, "zero_point")) q.zero_point = yaml_bool(file, n["zero_point"], "quantization_config.zero_point");
-    q.skip_modules = string_list_field(file, n, "modules_to_not_convert", "modules_to_not_convert must be a list of strings");
+    q.skip_modules =
+        string_list_field(file, n, "modules_to_not_convert", "modules_to_not_convert must be a list of strings");
     // transformers v5 does not check AWQ's bits and group size (AwqConfig.post_init replaces
     // GPTQConfig's); gptqmodel's AWQ kernels take 4-bit only (Marlin: 4 or 8), and dmap sizes
     // those layouts only.
     if (q.bits != 4 && q.bits != 8) {
       fail_at(file, present(n, "bits") ? n["bits"] : n,
-              "AWQ with " + std::to_string(q.bits) + " bits: gptqmodel's AWQ kernels pack 4-bit weights (Marlin also 8-bit)");
+              "AWQ with " + std::to_string(q.bits) +
+                  " bits: gptqmodel's AWQ kernels pack 4-bit weights (Marlin also 8-bit)");
     }
   } else {
     if (q.bits != 2 && q.bits != 3 && q.bits != 4 && q.bits != 8) {
@@ -143,8 +167,10 @@ void read_gptq_like(const std::string& file, const YAML::Node& n, QuantizationCo
           q.modules_in_block_to_quantize.push_back(group.Scalar());
           continue;
         }
-        if (!group.IsSequence()) fail_at(file, group, "modules_in_block_to_quantize must be a list of lists of module names");
-        for (const YAML::Node& name : group) q.modules_in_block_to_quantize.push_back(yaml_string(file, name, "module name"));
+        if (!group.IsSequence())
+          fail_at(file, group, "modules_in_block_to_quantize must be a list of lists of module names");
+        for (const YAML::Node& name : group)
+          q.modules_in_block_to_quantize.push_back(yaml_string(file, name, "module name"));
       }
     }
   }
@@ -167,15 +193,18 @@ void read_fp8(const std::string& file, const YAML::Node& n, QuantizationConfig& 
       q.weight_block_size.reset();
     } else {
       if (!b.IsSequence() || b.size() != 2) fail_at(file, b, "weight_block_size must be a tuple of two integers");
-      const int64_t b0 = yaml_int(file, b[0], "weight_block_size[0]"), b1 = yaml_int(file, b[1], "weight_block_size[1]");
+      const int64_t b0 = yaml_int(file, b[0], "weight_block_size[0]"),
+                    b1 = yaml_int(file, b[1], "weight_block_size[1]");
       if (b0 <= 0 || b1 <= 0) fail_at(file, b, "weight_block_size must be a tuple of two positive integers");
       q.weight_block_size = std::array<int64_t, 2>{b0, b1};
     }
   }
   const std::string fmt = string_field(file, n, "scale_fmt", "float");
-  if (fmt != "float" && fmt != "ue8m0") fail_at(file, n["scale_fmt"], "scale_fmt must be 'float' or 'ue8m0'; got '" + fmt + "'");
+  if (fmt != "float" && fmt != "ue8m0")
+    fail_at(file, n["scale_fmt"], "scale_fmt must be 'float' or 'ue8m0'; got '" + fmt + "'");
   q.scale_ue8m0 = fmt == "ue8m0";
-  q.skip_modules = string_list_field(file, n, "modules_to_not_convert", "modules_to_not_convert must be a list of strings");
+  q.skip_modules =
+      string_list_field(file, n, "modules_to_not_convert", "modules_to_not_convert must be a list of strings");
   if (!q.skip_modules) {
     q.skip_modules = string_list_field(file, n, "ignored_layers", "ignored_layers must be a list of strings");
   }
@@ -199,17 +228,20 @@ void read_compressed_tensors(const std::string& file, const YAML::Node& n, Quant
     const std::string type = string_field(file, w, "type", "int");
     const int64_t num_bits = present(w, "num_bits") ? yaml_int(file, w["num_bits"], "num_bits") : 8;
     if (type != "float" || num_bits != 8) {
-      fail_at(file, w, "compressed-tensors scheme '" + name + "' stores " + std::to_string(num_bits) + "-bit " + type +
-                           " weights: dmap sizes the float8 schemes (FP8, FP8_DYNAMIC, FP8_BLOCK) only");
+      fail_at(file, w,
+              "compressed-tensors scheme '" + name + "' stores " + std::to_string(num_bits) + "-bit " + type +
+                  " weights: dmap sizes the float8 schemes (FP8, FP8_DYNAMIC, FP8_BLOCK) only");
     }
     cg.weight_strategy = string_field(file, w, "strategy", "tensor");
     if (cg.weight_strategy != "tensor" && cg.weight_strategy != "channel" && cg.weight_strategy != "block") {
-      fail_at(file, w["strategy"], "compressed-tensors weight strategy '" + cg.weight_strategy +
-                                       "' for float8 weights (known: tensor, channel, block)");
+      fail_at(file, w["strategy"],
+              "compressed-tensors weight strategy '" + cg.weight_strategy +
+                  "' for float8 weights (known: tensor, channel, block)");
     }
     if (cg.weight_strategy == "block") {
       const YAML::Node b = w["block_structure"];
-      if (!b.IsDefined() || !b.IsSequence() || b.size() != 2) fail_at(file, w, "block strategy needs block_structure: [rows, cols]");
+      if (!b.IsDefined() || !b.IsSequence() || b.size() != 2)
+        fail_at(file, w, "block strategy needs block_structure: [rows, cols]");
       cg.block = {yaml_int(file, b[0], "block_structure[0]"), yaml_int(file, b[1], "block_structure[1]")};
       if (cg.block[0] <= 0 || cg.block[1] <= 0) fail_at(file, b, "block_structure must be two positive integers");
     }
@@ -244,15 +276,20 @@ std::string quant_summary(const QuantizationConfig& q) {
   std::ostringstream s;
   switch (q.method) {
     case QuantMethod::kBnb4bit:
-      s << "bitsandbytes 4-bit (" << q.bnb_4bit_quant_type << (q.bnb_4bit_use_double_quant ? ", double quant" : "") << ")";
+      s << "bitsandbytes 4-bit (" << q.bnb_4bit_quant_type << (q.bnb_4bit_use_double_quant ? ", double quant" : "")
+        << ")";
       break;
     case QuantMethod::kBnb8bit: s << "bitsandbytes 8-bit (LLM.int8)"; break;
     case QuantMethod::kGptq: s << "GPTQ " << q.bits << "-bit, group " << q.group_size; break;
-    case QuantMethod::kAwq: s << "AWQ " << q.bits << "-bit, group " << q.group_size << " (" << q.awq_format << ")"; break;
+    case QuantMethod::kAwq:
+      s << "AWQ " << q.bits << "-bit, group " << q.group_size << " (" << q.awq_format << ")";
+      break;
     case QuantMethod::kFp8:
       s << "FP8";
-      if (q.weight_block_size) s << " blocks " << (*q.weight_block_size)[0] << "x" << (*q.weight_block_size)[1];
-      else s << " per tensor";
+      if (q.weight_block_size)
+        s << " blocks " << (*q.weight_block_size)[0] << "x" << (*q.weight_block_size)[1];
+      else
+        s << " per tensor";
       break;
     case QuantMethod::kFbgemmFp8: s << "FBGEMM FP8 (per channel)"; break;
     case QuantMethod::kCompressedTensors:
@@ -265,8 +302,8 @@ std::string quant_summary(const QuantizationConfig& q) {
 }
 
 const std::vector<std::string>& supported_quant_methods() {
-  static const std::vector<std::string> k = {"bitsandbytes (load_in_4bit / load_in_8bit)", "gptq", "awq", "fp8",
-                                             "fbgemm_fp8", "compressed-tensors", "mxfp4"};
+  static const std::vector<std::string> k = {
+      "bitsandbytes (load_in_4bit / load_in_8bit)", "gptq", "awq", "fp8", "fbgemm_fp8", "compressed-tensors", "mxfp4"};
   return k;
 }
 
@@ -279,7 +316,8 @@ QuantizationConfig read_quantization_config(const YAML::Node& n, const std::stri
 
   const bool in4 = strict_bool(file, n, "load_in_4bit", false, "load_in_4bit must be a boolean");
   const bool in8 = strict_bool(file, n, "load_in_8bit", false, "load_in_8bit must be a boolean");
-  if (in4 && in8) fail_at(file, n, "load_in_4bit and load_in_8bit are both True, but only one can be used at the same time");
+  if (in4 && in8)
+    fail_at(file, n, "load_in_4bit and load_in_8bit are both True, but only one can be used at the same time");
   std::string method;
   if (in4 || in8) {
     method = in8 ? "bitsandbytes_8bit" : "bitsandbytes_4bit";
@@ -306,14 +344,17 @@ QuantizationConfig read_quantization_config(const YAML::Node& n, const std::stri
     read_fp8(file, n, q);
   } else if (method == "fbgemm_fp8") {
     q.method = QuantMethod::kFbgemmFp8;
-    if (present(n, "activation_scale_ub")) q.activation_scale_ub = yaml_double(file, n["activation_scale_ub"], "activation_scale_ub");
-    q.skip_modules = string_list_field(file, n, "modules_to_not_convert", "modules_to_not_convert must be a list of strings");
+    if (present(n, "activation_scale_ub"))
+      q.activation_scale_ub = yaml_double(file, n["activation_scale_ub"], "activation_scale_ub");
+    q.skip_modules =
+        string_list_field(file, n, "modules_to_not_convert", "modules_to_not_convert must be a list of strings");
   } else if (method == "compressed-tensors") {
     q.method = QuantMethod::kCompressedTensors;
     read_compressed_tensors(file, n, q);
   } else if (method == "mxfp4") {
     q.method = QuantMethod::kMxfp4;
-    q.skip_modules = string_list_field(file, n, "modules_to_not_convert", "modules_to_not_convert must be a list of strings");
+    q.skip_modules =
+        string_list_field(file, n, "modules_to_not_convert", "modules_to_not_convert must be a list of strings");
   } else {
     const auto& all = transformers_methods();
     const bool known = std::find(all.begin(), all.end(), method) != all.end();
@@ -326,7 +367,8 @@ QuantizationConfig read_quantization_config(const YAML::Node& n, const std::stri
                                          : ""));
   }
   if (present(n, "dequantize")) {
-    if (q.method != QuantMethod::kFp8 && q.method != QuantMethod::kMxfp4 && q.method != QuantMethod::kCompressedTensors) {
+    if (q.method != QuantMethod::kFp8 && q.method != QuantMethod::kMxfp4 &&
+        q.method != QuantMethod::kCompressedTensors) {
       fail_at(file, n["dequantize"], "dequantize is a loading attribute of fp8, mxfp4 and compressed-tensors only");
     }
     q.dequantize = yaml_bool(file, n["dequantize"], "dequantize");
@@ -339,7 +381,8 @@ QuantizationConfig read_quantization_config(const YAML::Node& n, const std::stri
 }
 
 std::optional<QuantizationConfig> checkpoint_quantization(const YAML::Node& config, const std::string& file) {
-  if (present(config, "quantization_config")) return read_quantization_config(config["quantization_config"], file, true);
+  if (present(config, "quantization_config"))
+    return read_quantization_config(config["quantization_config"], file, true);
   const YAML::Node text = config["text_config"];
   if (text.IsDefined() && text.IsMap() && present(text, "quantization_config")) {
     return read_quantization_config(text["quantization_config"], file, true);

@@ -38,11 +38,11 @@ std::string quant_summary(const QuantizationConfig& q);
 
 // compressed-tensors: the weight scheme of one config group.
 struct CompressedGroup {
-  std::vector<std::string> targets;  // class names ("Linear") or "re:<regex>" module names
-  std::string weight_strategy = "tensor";   // tensor | channel | block
+  std::vector<std::string> targets;           // class names ("Linear") or "re:<regex>" module names
+  std::string weight_strategy = "tensor";     // tensor | channel | block
   std::array<int64_t, 2> block = {128, 128};  // block_structure (strategy block)
   bool weight_symmetric = true;
-  bool static_input = false;                // input_activations present and not dynamic: an input_scale
+  bool static_input = false;  // input_activations present and not dynamic: an input_scale
   std::string input_strategy = "tensor";
 };
 
@@ -75,16 +75,16 @@ struct QuantizationConfig {
   int64_t group_size = 128;  // -1 = one group over the whole input
   bool desc_act = false;
   bool sym = true;
-  std::optional<std::string> block_name_to_quantize;         // gptq
-  std::vector<std::string> modules_in_block_to_quantize;     // gptq: flattened; empty = all
-  std::string awq_format = "gemm";                           // gemm | gemv | gemv_fast | llm-awq
-  bool zero_point = true;                                    // awq
+  std::optional<std::string> block_name_to_quantize;      // gptq
+  std::vector<std::string> modules_in_block_to_quantize;  // gptq: flattened; empty = all
+  std::string awq_format = "gemm";                        // gemm | gemv | gemv_fast | llm-awq
+  bool zero_point = true;                                 // awq
 
   // fp8 (FineGrainedFP8Config) / fbgemm_fp8.
   std::optional<std::array<int64_t, 2>> weight_block_size = std::array<int64_t, 2>{128, 128};  // nullopt = per tensor
-  std::string activation_scheme = "dynamic";  // dynamic | static
-  bool scale_ue8m0 = false;                   // scale_fmt "ue8m0": 1-byte scales
-  double activation_scale_ub = 1200.0;        // fbgemm_fp8
+  std::string activation_scheme = "dynamic";                                                   // dynamic | static
+  bool scale_ue8m0 = false;             // scale_fmt "ue8m0": 1-byte scales
+  double activation_scale_ub = 1200.0;  // fbgemm_fp8
 
   // compressed-tensors.
   std::vector<CompressedGroup> groups;

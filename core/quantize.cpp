@@ -146,11 +146,11 @@ Replacement bnb_linear(const QuantizationConfig& q, const LinearShape& l) {
   if (four) {
     const int64_t s = itemsize_bits(q.bnb_4bit_quant_storage) / 8;
     const int64_t packed = (n + 1) / (2 * s) * s;  // [(n+1)//(2*itemsize), 1] of the storage dtype
-    const int64_t blocks = ceil_div(n, 64);       // blocksize 64
-    const int64_t code = 16 * 4;                  // the nf4/fp4 code: 16 fp32
+    const int64_t blocks = ceil_div(n, 64);        // blocksize 64
+    const int64_t code = 16 * 4;                   // the nf4/fp4 code: 16 fp32
     const int64_t state = q.bnb_4bit_use_double_quant
                               ? blocks /* uint8 absmax */ + 4 * ceil_div(blocks, 256) + 4 /* offset */ + 256 * 4
-                              : 4 * blocks;       // fp32 absmax per block
+                              : 4 * blocks;  // fp32 absmax per block
     real_bits = (packed + state + code) * 8;
   } else {
     real_bits = q.llm_int8_has_fp16_weight ? 0 : (n + 4 * l.out) * 8;  // int8 rows + fp32 SCB per row
@@ -180,10 +180,15 @@ Replacement gptq_linear(const QuantizationConfig& q, const LinearShape& l) {
 
 int64_t zeros_width(const QuantizationConfig& q, int64_t in, int64_t g, const std::string& name) {
   int64_t mult = 0;
-  if (g >= 128) mult = 1;
-  else if (g == 64) mult = 2;
-  else if (g == 32) mult = 4;
-  else config_error(q, "AWQ " + q.awq_format + " packs groups of 32, 64 or >= 128 inputs, not " + std::to_string(g) + " (" + name + ")");
+  if (g >= 128)
+    mult = 1;
+  else if (g == 64)
+    mult = 2;
+  else if (g == 32)
+    mult = 4;
+  else
+    config_error(q, "AWQ " + q.awq_format + " packs groups of 32, 64 or >= 128 inputs, not " + std::to_string(g) +
+                        " (" + name + ")");
   const int64_t base = ceil_div(in / g, 8);
   return ceil_div(base, mult) * mult;
 }
@@ -193,8 +198,8 @@ Replacement awq_linear(const QuantizationConfig& q, const LinearShape& l, const 
   const int64_t g = q.group_size == -1 ? l.in : q.group_size;
   const int64_t pf = 32 / q.bits;
   if (l.in % g != 0) {
-    config_error(q, name + ": `in_features`: " + std::to_string(l.in) + " must be divisible by `group_size: " +
-                        std::to_string(g) + "`.");
+    config_error(q, name + ": `in_features`: " + std::to_string(l.in) +
+                        " must be divisible by `group_size: " + std::to_string(g) + "`.");
   }
   const std::string& f = q.awq_format;
   if (f == "gemm") {
@@ -203,8 +208,10 @@ Replacement awq_linear(const QuantizationConfig& q, const LinearShape& l, const 
     r.tensors.push_back(buffer("scales", {l.in / g, l.out}, DType::kFloat16));
   } else if (f == "gemv") {
     r.class_name = "AwqGEMVLinear";
-    if (g != 64 && g != 128) config_error(q, "AWQ gemv supports group sizes 64 and 128, got " + std::to_string(g) + " (" + name + ")");
-    if (l.out % 64 != 0) config_error(q, name + ": `out_features`: " + std::to_string(l.out) + " must be divisible by [64] (AWQ gemv).");
+    if (g != 64 && g != 128)
+      config_error(q, "AWQ gemv supports group sizes 64 and 128, got " + std::to_string(g) + " (" + name + ")");
+    if (l.out % 64 != 0)
+      config_error(q, name + ": `out_features`: " + std::to_string(l.out) + " must be divisible by [64] (AWQ gemv).");
     const int64_t zw = zeros_width(q, l.in, g, name);
     r.tensors.push_back(buffer("qweight", {l.out, l.in / pf}, DType::kInt32));
     r.tensors.push_back(buffer("qzeros", {l.out, zw}, DType::kInt32));
@@ -225,14 +232,17 @@ Replacement awq_linear(const QuantizationConfig& q, const LinearShape& l, const 
 
 Replacement fp8_linear(const QuantizationConfig& q, const LinearShape& l) {
   Replacement r = linear_replacement("FP8Linear", l, 8);
-  NewTensor w = q.pre_quantized ? param("weight", {l.out, l.in}, DType::kFloat8) : model_dtype_param("weight", {l.out, l.in});
+  NewTensor w =
+      q.pre_quantized ? param("weight", {l.out, l.in}, DType::kFloat8) : model_dtype_param("weight", {l.out, l.in});
   if (!q.pre_quantized) w.sized_bits = 8;
   r.tensors.push_back(w);
   if (l.bias) r.tensors.push_back(model_dtype_param("bias", {l.out}));  // registered by nn.Linear's __init__
   const DType sf = q.scale_ue8m0 ? DType::kUInt8 : DType::kFloat32;
-  NewTensor scale = q.weight_block_size
-                        ? param("weight_scale_inv", {ceil_div(l.out, (*q.weight_block_size)[0]), ceil_div(l.in, (*q.weight_block_size)[1])}, sf)
-                        : param("weight_scale_inv", {}, DType::kFloat32);
+  NewTensor scale =
+      q.weight_block_size
+          ? param("weight_scale_inv",
+                  {ceil_div(l.out, (*q.weight_block_size)[0]), ceil_div(l.in, (*q.weight_block_size)[1])}, sf)
+          : param("weight_scale_inv", {}, DType::kFloat32);
   if (!q.pre_quantized) count_as_one_byte(scale);  // on-the-fly: every non-bias tensor counted at 1 byte
   r.tensors.push_back(scale);
   if (q.activation_scheme == "static") {
@@ -246,7 +256,8 @@ Replacement fp8_linear(const QuantizationConfig& q, const LinearShape& l) {
 // The routed experts' E, hidden and intermediate from the tree's 3-D tensors.
 TreeNode::Quantized experts_shape(const ModuleTree& t, int module) {
   const int gu = direct_tensor(t, module, "gate_up_proj");
-  DMAP_CHECK(gu >= 0 && t.node(gu).shape.size() == 3, "experts module without a 3-D gate_up_proj: " + t.node(module).name);
+  DMAP_CHECK(gu >= 0 && t.node(gu).shape.size() == 3,
+             "experts module without a 3-D gate_up_proj: " + t.node(module).name);
   const auto& s = t.node(gu).shape;
   TreeNode::Quantized e;
   e.experts = s[0];
@@ -272,7 +283,8 @@ Replacement fp8_experts(const QuantizationConfig& q, const ModuleTree& t, int mo
     return {E, std::max(so, min_out), si};
   };
   const auto weight = [&](const char* name, std::vector<int64_t> shape) {
-    NewTensor w = q.pre_quantized ? param(name, std::move(shape), DType::kFloat8) : model_dtype_param(name, std::move(shape));
+    NewTensor w =
+        q.pre_quantized ? param(name, std::move(shape), DType::kFloat8) : model_dtype_param(name, std::move(shape));
     if (!q.pre_quantized) w.sized_bits = 8;
     return w;
   };
@@ -298,7 +310,8 @@ Replacement fp8_experts(const QuantizationConfig& q, const ModuleTree& t, int mo
 
 Replacement fbgemm_linear(const QuantizationConfig& q, const LinearShape& l) {
   Replacement r = linear_replacement("FbgemmFp8Linear", l, 8);
-  r.tensors.push_back(q.pre_quantized ? param("weight", {l.out, l.in}, DType::kFloat8) : model_dtype_param("weight", {l.out, l.in}));
+  r.tensors.push_back(q.pre_quantized ? param("weight", {l.out, l.in}, DType::kFloat8)
+                                      : model_dtype_param("weight", {l.out, l.in}));
   if (l.bias) r.tensors.push_back(param("bias", {l.out}, DType::kFloat32));
   r.tensors.push_back(param("weight_scale", {l.out, 1}, DType::kFloat32));
   r.tensors.push_back(buffer("input_scale_ub", {1}, DType::kFloat32, /*persistent=*/false));
@@ -331,9 +344,12 @@ Replacement compressed_linear(const QuantizationConfig& q, const CompressedGroup
     if (zero_point) r.tensors.push_back(param("input_zero_point", {1}, DType::kFloat8));
   }
   std::vector<int64_t> s;
-  if (g.weight_strategy == "tensor") s = {1};
-  else if (g.weight_strategy == "channel") s = {l.out, 1};
-  else s = {ceil_div(l.out, g.block[0]), ceil_div(l.in, g.block[1])};
+  if (g.weight_strategy == "tensor")
+    s = {1};
+  else if (g.weight_strategy == "channel")
+    s = {l.out, 1};
+  else
+    s = {ceil_div(l.out, g.block[0]), ceil_div(l.in, g.block[1])};
   r.tensors.push_back(model_dtype_param("weight_scale", s));
   if (zero_point) r.tensors.push_back(param("weight_zero_point", s, DType::kFloat8));
   return r;
@@ -386,7 +402,8 @@ bool ct_match(const std::string& name, const std::string& cls, const std::string
 // A pattern comes from a config file: refuse what could make a backtracking matcher run for
 // ever (a repeated group that itself repeats, "(a+)+") or blow its stack (very long patterns).
 void check_pattern(const std::string& key, const std::string& origin) {
-  if (key.size() > 512) throw InputError(origin, 0, 0, "module pattern of " + std::to_string(key.size()) + " characters (at most 512)");
+  if (key.size() > 512)
+    throw InputError(origin, 0, 0, "module pattern of " + std::to_string(key.size()) + " characters (at most 512)");
   std::vector<bool> inner;  // per open group: has a quantifier inside
   for (size_t i = 0; i < key.size(); ++i) {
     const char c = key[i];
@@ -402,14 +419,18 @@ void check_pattern(const std::string& key, const std::string& origin) {
       inner.pop_back();
       const char next = i + 1 < key.size() ? key[i + 1] : '\0';
       if (had && (next == '*' || next == '+' || next == '{')) {
-        throw InputError(origin, 0, 0, "module pattern '" + key + "' repeats a group that repeats (nested quantifiers): refused, it can take exponential time to match");
+        throw InputError(
+            origin, 0, 0,
+            "module pattern '" + key +
+                "' repeats a group that repeats (nested quantifiers): refused, it can take exponential time to match");
       }
       if (!inner.empty()) inner.back() = inner.back() || had;
     }
   }
 }
 
-bool should_convert_module(const std::string& name, const std::vector<std::string>& patterns, const std::string& origin) {
+bool should_convert_module(const std::string& name, const std::vector<std::string>& patterns,
+                           const std::string& origin) {
   static thread_local std::unordered_map<std::string, std::regex> cache;
   for (const std::string& key : patterns) {
     if (ends_with(name, key)) return false;
@@ -438,7 +459,8 @@ std::vector<std::string> keys_to_not_convert(const ModuleTree& t) {
   if (!params.empty()) keys.push_back(t.node(params.back()).name);
   if (int head = output_embeddings(t); head >= 0) keys.push_back(t.node(head).name);
   for (const TreeNode& n : t.nodes()) {
-    if (!n.is_tensor && (n.name.find("audio_tower") != std::string::npos || n.name.find("embed_audio") != std::string::npos)) {
+    if (!n.is_tensor &&
+        (n.name.find("audio_tower") != std::string::npos || n.name.find("embed_audio") != std::string::npos)) {
       keys.push_back(n.name);
     }
   }
@@ -474,9 +496,12 @@ ModuleTree quantize_module_tree(const ModuleTree& src, const QuantizationConfig&
           if (!prefix.empty()) break;
         }
         if (prefix.empty()) {
-          config_error(q, "GPTQ: Block pattern could not be match. Pass `block_name_to_quantize` argument in "
-                          "`quantize_model` (" + src.model_type + "'s layers are under none of transformer.h, "
-                          "model.decoder.layers, gpt_neox.layers, model.layers)");
+          config_error(q,
+                       "GPTQ: Block pattern could not be match. Pass `block_name_to_quantize` argument in "
+                       "`quantize_model` (" +
+                           src.model_type +
+                           "'s layers are under none of transformer.h, "
+                           "model.decoder.layers, gpt_neox.layers, model.layers)");
         }
       }
     }
@@ -491,7 +516,8 @@ ModuleTree quantize_module_tree(const ModuleTree& src, const QuantizationConfig&
       switch (q.method) {
         case QuantMethod::kBnb4bit:
         case QuantMethod::kBnb8bit:
-          if ((linear || conv1d) && should_convert_module(n.name, skips, origin)) plan[id] = bnb_linear(q, linear_shape(src, id));
+          if ((linear || conv1d) && should_convert_module(n.name, skips, origin))
+            plan[id] = bnb_linear(q, linear_shape(src, id));
           break;
         case QuantMethod::kGptq: {
           if (!(linear || conv1d) || n.name.rfind(prefix, 0) != 0) break;
@@ -504,13 +530,15 @@ ModuleTree quantize_module_tree(const ModuleTree& src, const QuantizationConfig&
           break;
         }
         case QuantMethod::kAwq:
-          if (linear && should_convert_module(n.name, skips, origin)) plan[id] = awq_linear(q, linear_shape(src, id), n.name);
+          if (linear && should_convert_module(n.name, skips, origin))
+            plan[id] = awq_linear(q, linear_shape(src, id), n.name);
           break;
         case QuantMethod::kFp8:
           if (!should_convert_module(n.name, skips, origin)) break;
           if (ends_with(n.name, ".experts") && is_routed_experts(src, id)) {
             if (direct_tensor(src, id, "gate_up_proj_bias") >= 0) {
-              config_error(q, "fp8: " + n.name + " has biases, which transformers' FP8Experts does not take (has_bias)");
+              config_error(q,
+                           "fp8: " + n.name + " has biases, which transformers' FP8Experts does not take (has_bias)");
             }
             plan[id] = fp8_experts(q, src, id);
           } else if (linear) {
@@ -519,8 +547,10 @@ ModuleTree quantize_module_tree(const ModuleTree& src, const QuantizationConfig&
           break;
         case QuantMethod::kFbgemmFp8:
           if (!should_convert_module(n.name, skips, origin)) break;
-          if (n.class_name == "Llama4TextExperts") plan[id] = fbgemm_llama4_experts(src, id);
-          else if (linear) plan[id] = fbgemm_linear(q, linear_shape(src, id));
+          if (n.class_name == "Llama4TextExperts")
+            plan[id] = fbgemm_llama4_experts(src, id);
+          else if (linear)
+            plan[id] = fbgemm_linear(q, linear_shape(src, id));
           break;
         case QuantMethod::kCompressedTensors: {
           if (!linear) break;
@@ -538,7 +568,8 @@ ModuleTree quantize_module_tree(const ModuleTree& src, const QuantizationConfig&
           break;
         }
         case QuantMethod::kMxfp4:
-          if (n.class_name == "GptOssExperts" && should_convert_module(n.name, skips, origin)) plan[id] = mxfp4_experts(src, id);
+          if (n.class_name == "GptOssExperts" && should_convert_module(n.name, skips, origin))
+            plan[id] = mxfp4_experts(src, id);
           break;
       }
       if (plan[id]) ++replaced;
@@ -567,7 +598,8 @@ ModuleTree quantize_module_tree(const ModuleTree& src, const QuantizationConfig&
     }
   }
   if (replaced == 0 && !q.dequantize) {
-    config_error(q, quant_method_key(q.method) + ": no module of " + (src.model_name.empty() ? src.model_type : src.model_name) +
+    config_error(q, quant_method_key(q.method) + ": no module of " +
+                        (src.model_name.empty() ? src.model_type : src.model_name) +
                         " is quantized by this config (check its skip list / targets)");
   }
 
@@ -577,8 +609,9 @@ ModuleTree quantize_module_tree(const ModuleTree& src, const QuantizationConfig&
     const TreeNode& sn = src.node(s);
     const auto copy_tensor = [&](int t) {
       const TreeNode& tn = src.node(t);
-      const int id = tn.is_buffer ? out.add_buffer(d, tn.local, tn.shape, tn.follows_model_dtype, tn.fixed_dtype, tn.persistent)
-                                  : out.add_param(d, tn.local, tn.shape);
+      const int id = tn.is_buffer
+                         ? out.add_buffer(d, tn.local, tn.shape, tn.follows_model_dtype, tn.fixed_dtype, tn.persistent)
+                         : out.add_param(d, tn.local, tn.shape);
       TreeNode& nn = out.mutable_node(id);
       nn.follows_model_dtype = tn.follows_model_dtype;
       nn.fixed_dtype = tn.fixed_dtype;

@@ -47,7 +47,8 @@ ModuleTree quantize_module_tree(const ModuleTree& tree, const QuantizationConfig
 // transformers' should_convert_module: false when a pattern matches the module name as a regex
 // anchored at its start, or as a plain suffix. A pattern that is not a valid regex is an
 // InputError naming `origin`.
-bool should_convert_module(const std::string& name, const std::vector<std::string>& patterns, const std::string& origin);
+bool should_convert_module(const std::string& name, const std::vector<std::string>& patterns,
+                           const std::string& origin);
 
 // get_keys_to_not_convert: both sides of every tie, the last parameter's name and the output
 // embedding module, `.weight` stripped.

@@ -35,13 +35,15 @@ MaxMemory parse_max_memory_node(const YAML::Node& node, const std::string& file)
       check(static_cast<double>(v));
       cap = bytes_to_bits(v);
     } else {
-      if (!text.empty() && text[0] == '-') fail_at(file, kv.second, "max_memory: negative cap " + text + " for device " + key);
+      if (!text.empty() && text[0] == '-')
+        fail_at(file, kv.second, "max_memory: negative cap " + text + " for device " + key);
       auto bytes = parse_memory_size(text);
       if (!bytes) {
         // A float byte count (e.g. a balanced cap written back) is accepted when exact in eighths.
         char* end = nullptr;
         const double d = std::strtod(text.c_str(), &end);
-        if (end != text.c_str() && *end == '\0' && d >= 0 && d < 9e17 && d * 8 == static_cast<double>(static_cast<Bits>(d * 8))) {
+        if (end != text.c_str() && *end == '\0' && d >= 0 && d < 9e17 &&
+            d * 8 == static_cast<double>(static_cast<Bits>(d * 8))) {
           check(d);
           cap = static_cast<Bits>(d * 8);
         } else {
@@ -107,7 +109,8 @@ ModelSpec resolve_model(const std::string& ref, const std::string& base_dir, con
   for (const auto& c : candidates) {
     if (fs::exists(c, ec)) return load_model_spec(c.string());
   }
-  throw InputError("model '" + ref + "' not found (not a file, a checkpoint folder, or a preset in " + models_dir + ")");
+  throw InputError("model '" + ref + "' not found (not a file, a checkpoint folder, or a preset in " + models_dir +
+                   ")");
 }
 
 Scenario load_scenario(const std::string& path, const std::string& models_dir) {
@@ -122,12 +125,14 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
     if (!root["id"].IsScalar()) fail_at(path, root["id"], "id must be a name, not a list or a mapping");
     s.id = root["id"].Scalar();
     if (const std::string why = unsafe_name_reason(s.id); !why.empty()) {
-      fail_at(path, root["id"], "id " + quote_for_message(s.id) + " cannot name the scenario's files: " + why + kNameRule);
+      fail_at(path, root["id"],
+              "id " + quote_for_message(s.id) + " cannot name the scenario's files: " + why + kNameRule);
     }
   } else {
     s.id = fs::path(path).stem().string();
     if (const std::string why = unsafe_name_reason(s.id); !why.empty()) {
-      throw InputError(path, 0, 0, "the file name cannot serve as the scenario's id: " + why + "; give it an 'id:'" + kNameRule);
+      throw InputError(path, 0, 0,
+                       "the file name cannot serve as the scenario's id: " + why + "; give it an 'id:'" + kNameRule);
     }
   }
 
@@ -148,7 +153,8 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
       fail_at(path, root["gguf"], "gguf: unknown llama.cpp file type '" + g + "' (known: " + known + ")");
     }
     if (root["quantization_config"].IsDefined()) {
-      fail_at(path, root["gguf"], "gguf: a llama.cpp file type and a transformers quantization_config exclude each other");
+      fail_at(path, root["gguf"],
+              "gguf: a llama.cpp file type and a transformers quantization_config exclude each other");
     }
     s.model.gguf_file_type = gguf_file_type_name(*parse_gguf_file_type(g));
   }
@@ -159,13 +165,16 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
     const std::string d = yaml_string(path, root["dtype"], "dtype");
     s.dtype = parse_dtype(d);
     if (!s.dtype) fail_at(path, root["dtype"], "unknown dtype '" + d + "'");
-    if (s.model.quantization && s.model.quantization->method == QuantMethod::kFbgemmFp8 && *s.dtype == DType::kFloat16) {
-      fail_at(path, root["dtype"], "You cannot use FP8 with dtype=torch.float16. We recommend you passing dtype=torch.bfloat16 "
-                                   "(transformers' fbgemm_fp8 quantizer refuses float16)");
+    if (s.model.quantization && s.model.quantization->method == QuantMethod::kFbgemmFp8 &&
+        *s.dtype == DType::kFloat16) {
+      fail_at(path, root["dtype"],
+              "You cannot use FP8 with dtype=torch.float16. We recommend you passing dtype=torch.bfloat16 "
+              "(transformers' fbgemm_fp8 quantizer refuses float16)");
     }
     if (s.model.quantization && (!is_floating(*s.dtype) || *s.dtype == DType::kFloat8)) {
-      fail_at(path, root["dtype"], "dtype " + d + " with a quantized checkpoint (" + quant_summary(*s.model.quantization) +
-                                       "): the dtype is the load dtype of its unquantized modules (float16, bfloat16 or float32)");
+      fail_at(path, root["dtype"],
+              "dtype " + d + " with a quantized checkpoint (" + quant_summary(*s.model.quantization) +
+                  "): the dtype is the load dtype of its unquantized modules (float16, bfloat16 or float32)");
     }
   }
   if (root["max_memory"].IsDefined() && !root["max_memory"].IsNull()) {
@@ -199,8 +208,7 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
   };
   read_choice("entry", s.entry, {"infer_auto_device_map", "from_pretrained"});
   read_choice("strategy", s.strategy, {"auto", "balanced", "balanced_low_0", "sequential"});
-  read_choice("pipeline", s.pipeline,
-              {"transformers_v5", "transformers_v4_accelerate", "v5", "v4", "accelerate"});
+  read_choice("pipeline", s.pipeline, {"transformers_v5", "transformers_v4_accelerate", "v5", "v4", "accelerate"});
 
   if (root["device_maps"].IsDefined() && !root["device_maps"].IsNull()) {
     const YAML::Node maps = root["device_maps"];
@@ -209,10 +217,11 @@ Scenario load_scenario(const std::string& path, const std::string& models_dir) {
       NamedDeviceMap m;
       m.name = yaml_string(path, kv.first, "device map name");
       // A hand-written map must not hide a built-in strategy of the same name.
-      static const char* kBuiltins[] = {"auto", "balanced", "balanced_low_0", "sequential", "cpu", "disk", "optimal",
-                                        "infer_auto_device_map"};
+      static const char* kBuiltins[] = {"auto", "balanced", "balanced_low_0", "sequential",
+                                        "cpu",  "disk",     "optimal",        "infer_auto_device_map"};
       for (const char* b : kBuiltins) {
-        if (m.name == b) fail_at(path, kv.first, "device_maps: '" + m.name + "' is a built-in strategy; give the map another name");
+        if (m.name == b)
+          fail_at(path, kv.first, "device_maps: '" + m.name + "' is a built-in strategy; give the map another name");
       }
       m.line = kv.first.Mark().line >= 0 ? kv.first.Mark().line + 1 : 0;
       m.entries = parse_device_map_node(kv.second, path, &m.entry_lines);

@@ -30,7 +30,7 @@ namespace dmap {
 struct NamedDeviceMap {
   std::string name;
   std::vector<std::pair<std::string, Device>> entries;  // in file order
-  std::vector<int> entry_lines;                          // each entry's line (1-based; 0 = unknown)
+  std::vector<int> entry_lines;                         // each entry's line (1-based; 0 = unknown)
   int line = 0;  // where the map starts in the scenario file (1-based; 0 = unknown)
 };
 
@@ -40,8 +40,8 @@ struct Scenario {
   ModelSpec model;
   std::optional<DType> dtype;
   std::optional<MaxMemory> max_memory;
-  bool no_split_given = false;                          // key present in the file
-  std::optional<std::vector<std::string>> no_split;     // nullopt with no_split_given = None
+  bool no_split_given = false;                       // key present in the file
+  std::optional<std::vector<std::string>> no_split;  // nullopt with no_split_given = None
   std::string entry = "from_pretrained";
   std::string strategy = "auto";
   std::string pipeline = "transformers_v5";

@@ -34,7 +34,8 @@ struct DuplicateKeys {
     }
     if (!n.IsSequence() && !n.IsMap()) return n;
     if (depth >= 200) {
-      throw InputError(origin, n.Mark().line + 1, n.Mark().column + 1, "nested deeper than 200 levels (a recursive alias?)");
+      throw InputError(origin, n.Mark().line + 1, n.Mark().column + 1,
+                       "nested deeper than 200 levels (a recursive alias?)");
     }
     struct Deeper {
       int& d;
@@ -65,7 +66,8 @@ struct DuplicateKeys {
       }
       duplicate = true;
       const int line = kv.first.Mark().line >= 0 ? kv.first.Mark().line + 1 : 0;
-      if (!json) throw InputError(origin, line, kv.first.Mark().column + 1, "key '" + k.substr(0, 60) + "' given twice");
+      if (!json)
+        throw InputError(origin, line, kv.first.Mark().column + 1, "key '" + k.substr(0, 60) + "' given twice");
       std::cerr << "dmap: warning: " << origin << ":" << line << ": key '" << k.substr(0, 60)
                 << "' given twice; the last value is used, as Python's json (and transformers) does\n";
     }
@@ -91,8 +93,9 @@ void check_text_characters(const std::string& text, const std::string& origin) {
     if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
       char hex[8];
       std::snprintf(hex, sizeof hex, "\\x%02x", c);
-      throw InputError(origin, line, column,
-                       std::string("the control character ") + hex + " is not allowed in YAML or JSON text (a binary file?)");
+      throw InputError(
+          origin, line, column,
+          std::string("the control character ") + hex + " is not allowed in YAML or JSON text (a binary file?)");
     }
     if (c == '\n') {
       ++line;
@@ -242,8 +245,8 @@ void check_known_keys(const std::string& file, const YAML::Node& map, const std:
     for (const auto& x : known) list.append(list.empty() ? "" : ", ").append(x);
     const std::string near = closest_word(k, known);
     fail_at(file, kv.first,
-            where + ": unknown key '" + k.substr(0, 60) + "'" + (near.empty() ? "" : " (did you mean '" + near + "'?)") +
-                " (known: " + list + ")");
+            where + ": unknown key '" + k.substr(0, 60) + "'" +
+                (near.empty() ? "" : " (did you mean '" + near + "'?)") + " (known: " + list + ")");
   }
 }
 

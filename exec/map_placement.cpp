@@ -8,7 +8,7 @@
 namespace dmap::exec {
 
 std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tree, const DeviceMap& dm,
-                                                          const ModelWeights& weights) {
+                                                           const ModelWeights& weights) {
   std::vector<std::pair<std::string, Device>> out;
   for (const auto& name : weights.names()) {
     const int node = tree.find(name);
@@ -20,8 +20,8 @@ std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tre
   return out;
 }
 
-Placement map_placement(const ModuleTree& tree, const DeviceMap& dm, const ModelWeights& weights,
-                        const ExecConfig& cfg, Semantics semantics) {
+Placement map_placement(const ModuleTree& tree, const DeviceMap& dm, const ModelWeights& weights, const ExecConfig& cfg,
+                        Semantics semantics) {
   Placement p;
   p.semantics = semantics;
   for (const auto& [name, d] : dm.items()) {
@@ -37,8 +37,9 @@ Placement map_placement(const ModuleTree& tree, const DeviceMap& dm, const Model
     for (const auto& [name, d] : p.tensor_home) {
       if (name.rfind(prefix, 0) != 0) continue;
       if (dev && *dev != d) {
-        throw InputError("the device map splits " + unit + " across devices (" + dev->str() + " and " + d.str() +
-                         "); dmap's executor runs each decoder layer, the embedding, the final norm and the head on one device");
+        throw InputError(
+            "the device map splits " + unit + " across devices (" + dev->str() + " and " + d.str() +
+            "); dmap's executor runs each decoder layer, the embedding, the final norm and the head on one device");
       }
       dev = d;
     }

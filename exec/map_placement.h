@@ -20,11 +20,11 @@ namespace dmap::exec {
 // The device of each executor tensor under `dm`, in the weights' order (InputError for a tensor
 // the map leaves without a device).
 std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tree, const DeviceMap& dm,
-                                                          const ModelWeights& weights);
+                                                           const ModelWeights& weights);
 
 // The executor's view of a placement: each unit's map device (a decoder layer must sit on one
 // device: InputError otherwise), each tensor's home, the map's first GPU.
-Placement map_placement(const ModuleTree& tree, const DeviceMap& dm, const ModelWeights& weights,
-                        const ExecConfig& cfg, Semantics semantics);
+Placement map_placement(const ModuleTree& tree, const DeviceMap& dm, const ModelWeights& weights, const ExecConfig& cfg,
+                        Semantics semantics);
 
 }  // namespace dmap::exec

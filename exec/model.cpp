@@ -87,8 +87,8 @@ uint64_t splitmix(uint64_t& s) {
 namespace {
 
 const std::vector<std::string>& exec_families() {
-  static const std::vector<std::string> f = {"llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text",
-                                             "qwen3_moe", "mixtral"};
+  static const std::vector<std::string> f = {"llama", "mistral", "qwen2",       "gemma",     "qwen3",  "olmo2",
+                                             "phi3",  "gemma2",  "gemma3_text", "qwen3_moe", "mixtral"};
   return f;
 }
 
@@ -96,7 +96,8 @@ const std::vector<std::string>& exec_families() {
 double rope_number(const ConfigView& c, const YAML::Node& map, const char* key, const char* where, double fallback) {
   const YAML::Node v = map[key];
   if (!v.IsDefined() || v.IsNull()) return fallback;
-  if (!v.IsScalar()) throw InputError(c.file(), v.Mark().line + 1, 0, std::string(where) + "." + key + ": expected a number");
+  if (!v.IsScalar())
+    throw InputError(c.file(), v.Mark().line + 1, 0, std::string(where) + "." + key + ": expected a number");
   try {
     return v.as<double>();
   } catch (const YAML::Exception&) {
@@ -104,11 +105,13 @@ double rope_number(const ConfigView& c, const YAML::Node& map, const char* key, 
   }
 }
 
-std::vector<float> rope_factors(const ConfigView& c, const YAML::Node& map, const char* key, const char* where, size_t n) {
+std::vector<float> rope_factors(const ConfigView& c, const YAML::Node& map, const char* key, const char* where,
+                                size_t n) {
   const YAML::Node v = map[key];
   const std::string what = std::string(where) + "." + key;
   if (!v.IsDefined() || !v.IsSequence() || v.size() != n) {
-    throw InputError(c.file(), map.Mark().line + 1, 0, what + ": expected a list of " + std::to_string(n) + " numbers (rotary dimension / 2)");
+    throw InputError(c.file(), map.Mark().line + 1, 0,
+                     what + ": expected a list of " + std::to_string(n) + " numbers (rotary dimension / 2)");
   }
   std::vector<float> out;
   for (const auto& x : v) {
@@ -118,7 +121,8 @@ std::vector<float> rope_factors(const ConfigView& c, const YAML::Node& map, cons
     } catch (const YAML::Exception&) {
       f = 0;
     }
-    if (!(f > 0) || !std::isfinite(f)) throw InputError(c.file(), x.Mark().line + 1, 0, what + ": expected positive numbers");
+    if (!(f > 0) || !std::isfinite(f))
+      throw InputError(c.file(), x.Mark().line + 1, 0, what + ": expected positive numbers");
     out.push_back(static_cast<float>(f));
   }
   return out;
@@ -141,18 +145,19 @@ ExecConfig exec_config(const ModelSpec& spec) {
   if (std::find(families.begin(), families.end(), e.family) == families.end()) {
     std::string list;
     for (const auto& f : families) list += (list.empty() ? "" : ", ") + f;
-    throw InputError(spec.source, 0, 0, "the CPU executor runs " + list + "; this model is " + quote_for_message(e.family));
+    throw InputError(spec.source, 0, 0,
+                     "the CPU executor runs " + list + "; this model is " + quote_for_message(e.family));
   }
   const std::string& f = e.family;
   const bool gemma_like = f == "gemma" || f == "gemma2" || f == "gemma3_text";
   e.gemma = gemma_like;
   e.norm_mul_first = gemma_like || f == "olmo2";
-  e.layout = f == "olmo2" ? ExecConfig::Layout::kPostNorm
+  e.layout = f == "olmo2"                            ? ExecConfig::Layout::kPostNorm
              : (f == "gemma2" || f == "gemma3_text") ? ExecConfig::Layout::kSandwich
                                                      : ExecConfig::Layout::kPreNorm;
   e.qk_norm = (f == "qwen3" || f == "qwen3_moe" || f == "gemma3_text") ? ExecConfig::QkNorm::kPerHead
-              : f == "olmo2"                      ? ExecConfig::QkNorm::kAllHeads
-                                                  : ExecConfig::QkNorm::kNone;
+              : f == "olmo2"                                           ? ExecConfig::QkNorm::kAllHeads
+                                                                       : ExecConfig::QkNorm::kNone;
   e.fused = f == "phi3";
   e.rope_fp32 = f == "olmo2";
   e.hidden = c.positive({"hidden_size"});
@@ -171,11 +176,13 @@ ExecConfig exec_config(const ModelSpec& spec) {
   const YAML::Node rp_full = per_type ? rp["full_attention"] : rp;
   const double theta_default = f == "gemma3_text" ? 1e6 : 10000.0;
   e.rope_theta = c.has("rope_theta") ? c.number_or({"rope_theta"}, theta_default)
-                 : rp_full.IsDefined() && rp_full.IsMap() ? rope_number(c, rp_full, "rope_theta", "rope_parameters", theta_default)
-                                                          : theta_default;
+                 : rp_full.IsDefined() && rp_full.IsMap()
+                     ? rope_number(c, rp_full, "rope_theta", "rope_parameters", theta_default)
+                     : theta_default;
   e.tie = c.boolean_or({"tie_word_embeddings"}, gemma_like);
   e.qkv_bias = !e.fused && (f == "qwen2" || c.boolean_or({"attention_bias"}, false));
-  if (e.heads % e.kv_heads != 0) throw InputError(spec.source, 0, 0, "num_attention_heads is not a multiple of num_key_value_heads");
+  if (e.heads % e.kv_heads != 0)
+    throw InputError(spec.source, 0, 0, "num_attention_heads is not a multiple of num_key_value_heads");
   // Sliding windows per layer, by the family's rule (the same as the planner's: layer_types,
   // use_sliding_window and max_window_layers, alternation or a pattern).
   if (spec.quantization) {
@@ -189,7 +196,8 @@ ExecConfig exec_config(const ModelSpec& spec) {
   if (tree.dims.num_experts > 0) {
     e.experts = tree.dims.num_experts;
     e.top_k = tree.dims.experts_per_token;
-    if (e.top_k < 1 || e.top_k > e.experts) throw InputError(spec.source, 0, 0, "num_experts_per_tok must be between 1 and the number of experts");
+    if (e.top_k < 1 || e.top_k > e.experts)
+      throw InputError(spec.source, 0, 0, "num_experts_per_tok must be between 1 and the number of experts");
     e.norm_topk = f == "mixtral" || c.boolean_or({"norm_topk_prob"}, false);
     e.router_fp32_weights = f == "mixtral";
     e.moe_inter = f == "mixtral" ? e.inter : c.positive({"moe_intermediate_size"});
@@ -205,21 +213,28 @@ ExecConfig exec_config(const ModelSpec& spec) {
   // Partial rotary (phi3 only: transformers' default RoPE of the other families ignores it).
   if (f == "phi3") {
     double prf = c.number_or({"partial_rotary_factor"}, 1.0);
-    if (!c.has("partial_rotary_factor") && rp.IsDefined() && rp.IsMap()) prf = rope_number(c, rp, "partial_rotary_factor", "rope_parameters", 1.0);
+    if (!c.has("partial_rotary_factor") && rp.IsDefined() && rp.IsMap())
+      prf = rope_number(c, rp, "partial_rotary_factor", "rope_parameters", 1.0);
     if (!(prf > 0 && prf <= 1)) throw InputError(spec.source, 0, 0, "partial_rotary_factor must be in (0, 1]");
     e.rotary_dim = static_cast<int64_t>(static_cast<double>(e.head_dim) * prf);
     if (e.rotary_dim < 2 || e.rotary_dim % 2 != 0) {
-      throw InputError(spec.source, 0, 0, "partial_rotary_factor leaves " + std::to_string(e.rotary_dim) + " rotary channels (an even number >= 2 is needed)");
+      throw InputError(spec.source, 0, 0,
+                       "partial_rotary_factor leaves " + std::to_string(e.rotary_dim) +
+                           " rotary channels (an even number >= 2 is needed)");
     }
   }
   e.attn_scale = gemma_like && f != "gemma" ? std::pow(c.number_or({"query_pre_attn_scalar"}, 256.0), -0.5) : 0.0;
   // Gemma 3 never passes attention soft-capping to its attention; both cap the logits when set.
   if (f == "gemma2") e.attn_softcap = softcap_of(c, "attn_logit_softcapping", 50.0);
-  if (f == "gemma2" || f == "gemma3_text") e.final_softcap = softcap_of(c, "final_logit_softcapping", f == "gemma2" ? 30.0 : 0.0);
-  if (e.attn_softcap < 0 || e.final_softcap < 0) throw InputError(spec.source, 0, 0, "soft-capping values must be positive");
+  if (f == "gemma2" || f == "gemma3_text")
+    e.final_softcap = softcap_of(c, "final_logit_softcapping", f == "gemma2" ? 30.0 : 0.0);
+  if (e.attn_softcap < 0 || e.final_softcap < 0)
+    throw InputError(spec.source, 0, 0, "soft-capping values must be positive");
   if (f == "gemma3_text") {
     e.local_rope_theta = c.number_or({"rope_local_base_freq"}, 10000.0);
-    if (per_type && rp["sliding_attention"].IsMap()) e.local_rope_theta = rope_number(c, rp["sliding_attention"], "rope_theta", "rope_parameters.sliding_attention", e.local_rope_theta);
+    if (per_type && rp["sliding_attention"].IsMap())
+      e.local_rope_theta = rope_number(c, rp["sliding_attention"], "rope_theta", "rope_parameters.sliding_attention",
+                                       e.local_rope_theta);
   }
   // RoPE scaling: llama3, longrope (phi3), linear (gemma3's full layers); none otherwise.
   YAML::Node rs;
@@ -234,8 +249,8 @@ ExecConfig exec_config(const ModelSpec& spec) {
   if (rs.IsDefined() && !rs.IsNull()) {
     if (!rs.IsMap()) throw InputError(spec.source, rs.Mark().line + 1, 0, std::string(where) + ": expected a map");
     const std::string type = rs["rope_type"].IsDefined() ? rs["rope_type"].as<std::string>()
-                             : rs["type"].IsDefined()     ? rs["type"].as<std::string>()
-                                                          : "default";
+                             : rs["type"].IsDefined()    ? rs["type"].as<std::string>()
+                                                         : "default";
     if (type == "llama3") {
       e.llama3_rope = true;
       e.rope_factor = rope_number(c, rs, "factor", where, 8.0);
@@ -247,16 +262,19 @@ ExecConfig exec_config(const ModelSpec& spec) {
       e.longrope_short = rope_factors(c, rs, "short_factor", where, half);
       e.longrope_long = rope_factors(c, rs, "long_factor", where, half);
       // original_max_position_embeddings: top level (Phi-3's configs), else in the rope map.
-      e.rope_orig_max = c.has("original_max_position_embeddings")
-                            ? c.number_or({"original_max_position_embeddings"}, 0.0)
-                            : rope_number(c, rs, "original_max_position_embeddings", where, static_cast<double>(e.max_pos));
-      if (!(e.rope_orig_max > 0)) throw InputError(spec.source, 0, 0, "longrope needs original_max_position_embeddings");
+      e.rope_orig_max =
+          c.has("original_max_position_embeddings")
+              ? c.number_or({"original_max_position_embeddings"}, 0.0)
+              : rope_number(c, rs, "original_max_position_embeddings", where, static_cast<double>(e.max_pos));
+      if (!(e.rope_orig_max > 0))
+        throw InputError(spec.source, 0, 0, "longrope needs original_max_position_embeddings");
       const double factor = rope_number(c, rs, "factor", where, static_cast<double>(e.max_pos) / e.rope_orig_max);
       e.rope_attention = rope_number(c, rs, "attention_factor", where,
                                      factor <= 1 ? 1.0 : std::sqrt(1 + std::log(factor) / std::log(e.rope_orig_max)));
     } else if (type == "linear" && f == "gemma3_text") {
       e.rope_linear = rope_number(c, rs, "factor", where, 1.0);
-      if (!(e.rope_linear > 0)) throw InputError(spec.source, rs.Mark().line + 1, 0, std::string(where) + ".factor must be positive");
+      if (!(e.rope_linear > 0))
+        throw InputError(spec.source, rs.Mark().line + 1, 0, std::string(where) + ".factor must be positive");
     } else if (type != "default") {
       throw InputError(spec.source, rs.Mark().line + 1, 0,
                        std::string(where) + " type '" + type + "' is not supported for " + f +
@@ -324,9 +342,11 @@ static int64_t leading_rows(const std::vector<int64_t>& shape) {
 
 std::vector<std::string> layer_modules(const ExecConfig& c) {
   switch (c.layout) {
-    case ExecConfig::Layout::kPostNorm: return {"self_attn", "post_attention_layernorm", "mlp", "post_feedforward_layernorm"};
+    case ExecConfig::Layout::kPostNorm:
+      return {"self_attn", "post_attention_layernorm", "mlp", "post_feedforward_layernorm"};
     case ExecConfig::Layout::kSandwich:
-      return {"input_layernorm", "self_attn", "post_attention_layernorm", "pre_feedforward_layernorm", "mlp", "post_feedforward_layernorm"};
+      return {"input_layernorm",           "self_attn", "post_attention_layernorm",
+              "pre_feedforward_layernorm", "mlp",       "post_feedforward_layernorm"};
     case ExecConfig::Layout::kPreNorm: break;
   }
   return {"input_layernorm", "self_attn", "post_attention_layernorm", "mlp"};
@@ -339,8 +359,9 @@ ModelWeights ModelWeights::from_checkpoint(const ExecConfig& cfg, std::shared_pt
   for (const auto& [name, shape] : expected(cfg)) {
     const TensorView& t = w.ck_->require(name, shape);
     if (dtype && *dtype != t.dtype) {
-      throw InputError(t.file, 0, 0, "tensor '" + name + "' is " + st_dtype_name(t.dtype) + " but earlier tensors are " +
-                                         st_dtype_name(*dtype) + " (mixed dtypes are not supported)");
+      throw InputError(t.file, 0, 0,
+                       "tensor '" + name + "' is " + st_dtype_name(t.dtype) + " but earlier tensors are " +
+                           st_dtype_name(*dtype) + " (mixed dtypes are not supported)");
     }
     dtype = t.dtype;
     const int64_t rows = leading_rows(shape);
@@ -381,7 +402,8 @@ void ModelWeights::offload_to_disk(const std::vector<std::string>& names, const 
         done += static_cast<size_t>(n);
       }
       const bool synced = ::fdatasync(fd) == 0;
-      if (::close(fd) != 0 || !synced) throw RuntimeFailure("cannot write offload file " + path + ": " + std::strerror(errno));
+      if (::close(fd) != 0 || !synced)
+        throw RuntimeFailure("cannot write offload file " + path + ": " + std::strerror(errno));
       it->file = path;
       it->offset = 0;
     }
@@ -513,7 +535,8 @@ size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache) {
   // Checked before touching the map: a copy past the end of a file faults (SIGBUS).
   if (r.offset > m.size || bytes > m.size - r.offset) {
     throw RuntimeFailure("short read of " + r.name + " from " + r.file + ": the file holds " + std::to_string(m.size) +
-                         " bytes, the tensor needs " + std::to_string(bytes) + " at offset " + std::to_string(r.offset));
+                         " bytes, the tensor needs " + std::to_string(bytes) + " at offset " +
+                         std::to_string(r.offset));
   }
   const auto t0 = std::chrono::steady_clock::now();
   if (bytes > 0 && drop_page_cache) {
@@ -692,7 +715,8 @@ void CpuModel::softcap(float* v, int64_t n, double cap) const {
   for (int64_t i = 0; i < n; ++i) v[i] = softcap1(v[i], static_cast<float>(cap));
 }
 
-void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out) {
+void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start,
+                         float* out) {
   const int64_t H = cfg_.heads, KV = cfg_.kv_heads, d = cfg_.head_dim, B = opt_.batch, S = opt_.max_seq;
   const int64_t group = H / KV;
   if (k_cache_[layer].empty()) {
@@ -707,7 +731,8 @@ void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v
   // (transposed) cached values — the same kernels as the projections. With at least as many
   // (sequence, KV head) pairs as threads, each thread takes whole pairs (one parallel region per
   // layer instead of three per pair); otherwise the pairs run in turn, each product threaded.
-  const float scale = cfg_.attn_scale > 0 ? static_cast<float>(cfg_.attn_scale) : 1.0f / std::sqrt(static_cast<float>(d));
+  const float scale =
+      cfg_.attn_scale > 0 ? static_cast<float>(cfg_.attn_scale) : 1.0f / std::sqrt(static_cast<float>(d));
   const int64_t window = cfg_.window(layer);
   const float cap = static_cast<float>(cfg_.attn_softcap);
   const int64_t L = start + T;  // keys visible to the last query
@@ -777,7 +802,8 @@ void CpuModel::attention_only(int64_t l) {
 void CpuModel::prepare(int64_t T, int64_t start) {
   const int64_t M = opt_.batch * T, d = cfg_.head_dim;
   const int64_t qd = cfg_.heads * d, kvd = cfg_.kv_heads * d;
-  if (start + T > opt_.max_seq) throw RuntimeFailure("context " + std::to_string(start + T) + " exceeds max_seq " + std::to_string(opt_.max_seq));
+  if (start + T > opt_.max_seq)
+    throw RuntimeFailure("context " + std::to_string(start + T) + " exceeds max_seq " + std::to_string(opt_.max_seq));
   T_ = T;
   start_ = start;
   buf_x_.resize(M * cfg_.hidden);
@@ -816,7 +842,9 @@ void CpuModel::embed(const int32_t* ids, float* x) {
   const float scale = cfg_.gemma ? round_to(E.type, std::sqrt(static_cast<float>(Hd))) : 1.0f;
   for (int64_t r = 0; r < M; ++r) {
     const int32_t id = ids[r];
-    if (id < 0 || id >= cfg_.vocab) throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." + std::to_string(cfg_.vocab - 1) + ")");
+    if (id < 0 || id >= cfg_.vocab)
+      throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." +
+                       std::to_string(cfg_.vocab - 1) + ")");
     for (int64_t i = 0; i < Hd; ++i) x[r * Hd + i] = round1(element(E, static_cast<int64_t>(id) * Hd + i) * scale);
   }
   add_time(0, t0);
@@ -873,29 +901,29 @@ void CpuModel::attention_inputs(int64_t l, const std::string& p, const float* h,
   const std::vector<float>& cos_t = local ? rope_cos_local_ : rope_cos_;
   const std::vector<float>& sin_t = local ? rope_sin_local_ : rope_sin_;
   parallel_ranges(M, 8, opt_.threads, [&](int64_t lo, int64_t hi) {
-  for (int64_t r = lo; r < hi; ++r) {
-    const float* cs = cos_t.data() + (r % T) * half;
-    const float* sn = sin_t.data() + (r % T) * half;
-    auto rotate = [&](float* a) {
-      if (cfg_.rope_fp32) {  // olmo2: float32 cos/sin, the rotated value rounded once
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* cs = cos_t.data() + (r % T) * half;
+      const float* sn = sin_t.data() + (r % T) * half;
+      auto rotate = [&](float* a) {
+        if (cfg_.rope_fp32) {  // olmo2: float32 cos/sin, the rotated value rounded once
+          for (int64_t i = 0; i < half; ++i) {
+            const float x1 = a[i], x2 = a[i + half];
+            const float p1 = x1 * cs[i], p2 = -x2 * sn[i], p3 = x2 * cs[i], p4 = x1 * sn[i];
+            a[i] = round1(p1 + p2);
+            a[i + half] = round1(p3 + p4);
+          }
+          return;
+        }
+        if (act_type_ != cpu::WType::kF16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == cpu::WType::kBF16);
         for (int64_t i = 0; i < half; ++i) {
           const float x1 = a[i], x2 = a[i + half];
-          const float p1 = x1 * cs[i], p2 = -x2 * sn[i], p3 = x2 * cs[i], p4 = x1 * sn[i];
-          a[i] = round1(p1 + p2);
-          a[i + half] = round1(p3 + p4);
+          a[i] = round1(round1(x1 * cs[i]) + round1(-x2 * sn[i]));
+          a[i + half] = round1(round1(x2 * cs[i]) + round1(x1 * sn[i]));
         }
-        return;
-      }
-      if (act_type_ != cpu::WType::kF16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == cpu::WType::kBF16);
-      for (int64_t i = 0; i < half; ++i) {
-        const float x1 = a[i], x2 = a[i + half];
-        a[i] = round1(round1(x1 * cs[i]) + round1(-x2 * sn[i]));
-        a[i + half] = round1(round1(x2 * cs[i]) + round1(x1 * sn[i]));
-      }
-    };
-    for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
-    for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
-  }
+      };
+      for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
+      for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
+    }
   });
 }
 
@@ -950,7 +978,8 @@ void CpuModel::moe(const std::string& p, const float* h, int64_t M, float* out) 
     for (int64_t e = 0; e < E; ++e) {
       const int64_t n = start[e + 1] - start[e];
       if (n == 0) continue;
-      const cpu::Weight slice{static_cast<const uint8_t*>(gu.data) + static_cast<size_t>(e * 2 * I * H) * elt, gu.type, 2 * I, H};
+      const cpu::Weight slice{static_cast<const uint8_t*>(gu.data) + static_cast<size_t>(e * 2 * I * H) * elt, gu.type,
+                              2 * I, H};
       cpu::linear(moe_x_.data() + start[e] * H, n, slice, nullptr, moe_gu_.data() + start[e] * 2 * I, opt_.threads);
     }
   }
@@ -969,7 +998,8 @@ void CpuModel::moe(const std::string& p, const float* h, int64_t M, float* out) 
     for (int64_t e = 0; e < E; ++e) {
       const int64_t n = start[e + 1] - start[e];
       if (n == 0) continue;
-      const cpu::Weight slice{static_cast<const uint8_t*>(down.data) + static_cast<size_t>(e * H * I) * elt, down.type, H, I};
+      const cpu::Weight slice{static_cast<const uint8_t*>(down.data) + static_cast<size_t>(e * H * I) * elt, down.type,
+                              H, I};
       cpu::linear(moe_act_.data() + start[e] * I, n, slice, nullptr, moe_out_.data() + start[e] * H, opt_.threads);
     }
   }
@@ -1022,18 +1052,18 @@ void CpuModel::mlp(const std::string& p, const float* h, int64_t M, float* out) 
     round_act(u, n);
   }
   parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
-  if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
-    for (int64_t i = lo; i < hi; ++i) {
-      const float a = g[i];
-      const float act = cfg_.gemma ? 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))
-                                   : a / (1.0f + std::exp(-a));
-      g[i] = round1(round1(act) * u[i]);
+    if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
+      for (int64_t i = lo; i < hi; ++i) {
+        const float a = g[i];
+        const float act = cfg_.gemma ? 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))
+                                     : a / (1.0f + std::exp(-a));
+        g[i] = round1(round1(act) * u[i]);
+      }
+    } else if (cfg_.gemma) {
+      cpu::gelu_tanh_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+    } else {
+      cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
     }
-  } else if (cfg_.gemma) {
-    cpu::gelu_tanh_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
-  } else {
-    cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
-  }
   });
   linear(p + "mlp.down_proj.weight", g, M, out);
 }

@@ -60,28 +60,31 @@ struct ExecConfig {
   // (gemma2/3: input, post_attention, pre_feedforward, post_feedforward).
   enum class Layout { kPreNorm, kPostNorm, kSandwich };
   Layout layout = Layout::kPreNorm;
-  bool norm_mul_first = false;         // RMSNorm multiplies by its gain in float32, then casts (gemma, olmo2)
+  bool norm_mul_first = false;  // RMSNorm multiplies by its gain in float32, then casts (gemma, olmo2)
   enum class QkNorm { kNone, kPerHead, kAllHeads };
-  QkNorm qk_norm = QkNorm::kNone;      // qwen3, gemma3_text: over head_dim; olmo2: over all heads, before the split
-  bool fused = false;                  // phi3: qkv_proj [q | k | v] and gate_up_proj [gate | up]
-  int64_t rotary_dim = 0;              // channels rotated per head (phi3's partial rotary); 0 = head_dim
-  bool rope_fp32 = false;              // olmo2: cos/sin stay float32, each rotated value rounded once
-  std::vector<float> longrope_short, longrope_long;  // longrope factors (empty: none); long past rope_orig_max positions
-  double rope_attention = 1;           // longrope: cos and sin scaled by this
-  double local_rope_theta = 0;         // gemma3: the sliding layers' RoPE base (0: as the others)
-  double rope_linear = 1;              // gemma3: the full layers' frequencies divided by this
-  double attn_scale = 0;               // 0: 1/sqrt(head_dim); gemma2/3: query_pre_attn_scalar^-1/2
-  double attn_softcap = 0;             // gemma2: scores = tanh(scores / cap) * cap (0: none)
-  double final_softcap = 0;            // gemma2: the same on the logits
-  std::vector<int64_t> layer_window;   // per layer: its sliding window, 0 = full (empty: sliding_window everywhere)
+  QkNorm qk_norm = QkNorm::kNone;  // qwen3, gemma3_text: over head_dim; olmo2: over all heads, before the split
+  bool fused = false;              // phi3: qkv_proj [q | k | v] and gate_up_proj [gate | up]
+  int64_t rotary_dim = 0;          // channels rotated per head (phi3's partial rotary); 0 = head_dim
+  bool rope_fp32 = false;          // olmo2: cos/sin stay float32, each rotated value rounded once
+  std::vector<float> longrope_short,
+      longrope_long;                  // longrope factors (empty: none); long past rope_orig_max positions
+  double rope_attention = 1;          // longrope: cos and sin scaled by this
+  double local_rope_theta = 0;        // gemma3: the sliding layers' RoPE base (0: as the others)
+  double rope_linear = 1;             // gemma3: the full layers' frequencies divided by this
+  double attn_scale = 0;              // 0: 1/sqrt(head_dim); gemma2/3: query_pre_attn_scalar^-1/2
+  double attn_softcap = 0;            // gemma2: scores = tanh(scores / cap) * cap (0: none)
+  double final_softcap = 0;           // gemma2: the same on the logits
+  std::vector<int64_t> layer_window;  // per layer: its sliding window, 0 = full (empty: sliding_window everywhere)
 
   // Mixture of experts (qwen3_moe, mixtral): per layer whether its MLP is a sparse block of
   // `experts` experts of width `moe_inter`, `top_k` run per token (empty: every layer dense).
   std::vector<char> sparse;
   int64_t experts = 0, top_k = 0, moe_inter = 0;
-  bool norm_topk = true;          // renormalise the top-k probabilities (mixtral; qwen3_moe's norm_topk_prob)
+  bool norm_topk = true;             // renormalise the top-k probabilities (mixtral; qwen3_moe's norm_topk_prob)
   bool router_fp32_weights = false;  // mixtral: the routing weights stay float32 (qwen3_moe casts them back)
-  bool is_sparse(int64_t l) const { return l >= 0 && l < static_cast<int64_t>(sparse.size()) && sparse[static_cast<size_t>(l)]; }
+  bool is_sparse(int64_t l) const {
+    return l >= 0 && l < static_cast<int64_t>(sparse.size()) && sparse[static_cast<size_t>(l)];
+  }
 
   // The sliding window of layer l (0 = full attention).
   int64_t window(int64_t l) const {
@@ -90,7 +93,9 @@ struct ExecConfig {
   }
   int64_t rotary() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
   // The families of the llama layout with every layer alike (what the CUDA backend runs).
-  bool llama_layout() const { return family == "llama" || family == "mistral" || family == "qwen2" || family == "gemma"; }
+  bool llama_layout() const {
+    return family == "llama" || family == "mistral" || family == "qwen2" || family == "gemma";
+  }
 };
 
 // Reads the shapes and options of a supported family; other families -> InputError.
@@ -98,11 +103,11 @@ ExecConfig exec_config(const ModelSpec& spec);
 
 // One weight: its storage (a view into a mapped file, or owned) and shape.
 struct WeightRef {
-  cpu::Weight w;             // rows x cols (1-D tensors: rows = 1)
+  cpu::Weight w;  // rows x cols (1-D tensors: rows = 1)
   std::string name;
-  std::string file;          // where the bytes live on disk ("" = memory only)
-  uint64_t offset = 0;       // byte offset in `file`
-  bool on_disk = false;      // disk-offloaded: read from `file` before every use
+  std::string file;      // where the bytes live on disk ("" = memory only)
+  uint64_t offset = 0;   // byte offset in `file`
+  bool on_disk = false;  // disk-offloaded: read from `file` before every use
 };
 
 // Bytes of a weight's storage.
@@ -314,16 +319,16 @@ class CpuModel : public Executor {
   struct AttentionScratch {
     std::vector<float> q, s, vt, o;
   };
-  std::vector<AttentionScratch> att_;  // per thread
-  std::vector<float> rope_cos_, rope_sin_;              // this forward's positions x rotary/2
-  std::vector<float> rope_cos_local_, rope_sin_local_;  // gemma3's sliding layers
-  std::vector<float> buf_qkv_;                          // phi3: the fused products
+  std::vector<AttentionScratch> att_;                                   // per thread
+  std::vector<float> rope_cos_, rope_sin_;                              // this forward's positions x rotary/2
+  std::vector<float> rope_cos_local_, rope_sin_local_;                  // gemma3's sliding layers
+  std::vector<float> buf_qkv_;                                          // phi3: the fused products
   std::vector<float> moe_logits_, moe_x_, moe_gu_, moe_act_, moe_out_;  // MoE work buffers
-  std::vector<int64_t> moe_rows_;                       // MoE: (token, rank) rows grouped by expert
+  std::vector<int64_t> moe_rows_;                                       // MoE: (token, rank) rows grouped by expert
   ExpertCounts experts_;
   cpu::Weight disk_weight_;
   DiskReader disk_;
-  int64_t T_ = 0, start_ = 0;       // this forward's tokens per sequence and first position
+  int64_t T_ = 0, start_ = 0;  // this forward's tokens per sequence and first position
   std::vector<float> last_;
 
  public:
@@ -335,7 +340,7 @@ class CpuModel : public Executor {
 struct GenerateResult {
   std::vector<std::vector<int32_t>> tokens;  // per sequence: the new tokens
   double prefill_s = 0;
-  std::vector<double> decode_s;  // per decode step
+  std::vector<double> decode_s;     // per decode step
   std::vector<float> first_logits;  // batch x vocab: the logits after prefill
 };
 

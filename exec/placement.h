@@ -12,7 +12,8 @@
 // A map without GPUs runs on the CPU executor whatever the semantics.
 //
 // Example (built by map_placement from a DeviceMap: exec/map_placement.h):
-//   Placement p{Semantics::kPrefetch, 0, {Device::gpu(0), Device::cpu(), ...}, {{"model.embed_tokens.weight", Device::gpu(0)}, ...}};
+//   Placement p{Semantics::kPrefetch, 0, {Device::gpu(0), Device::cpu(), ...}, {{"model.embed_tokens.weight",
+//   Device::gpu(0)}, ...}};
 #pragma once
 
 #include <chrono>

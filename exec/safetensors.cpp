@@ -27,10 +27,11 @@ struct DTypeInfo {
   size_t size;
 };
 constexpr DTypeInfo kDTypes[] = {
-    {StDType::kBool, "BOOL", 1}, {StDType::kU8, "U8", 1},   {StDType::kI8, "I8", 1},     {StDType::kF8E5M2, "F8_E5M2", 1},
-    {StDType::kF8E4M3, "F8_E4M3", 1}, {StDType::kI16, "I16", 2}, {StDType::kU16, "U16", 2}, {StDType::kF16, "F16", 2},
-    {StDType::kBF16, "BF16", 2}, {StDType::kI32, "I32", 4}, {StDType::kU32, "U32", 4},   {StDType::kF32, "F32", 4},
-    {StDType::kF64, "F64", 8},   {StDType::kI64, "I64", 8}, {StDType::kU64, "U64", 8},
+    {StDType::kBool, "BOOL", 1},      {StDType::kU8, "U8", 1},          {StDType::kI8, "I8", 1},
+    {StDType::kF8E5M2, "F8_E5M2", 1}, {StDType::kF8E4M3, "F8_E4M3", 1}, {StDType::kI16, "I16", 2},
+    {StDType::kU16, "U16", 2},        {StDType::kF16, "F16", 2},        {StDType::kBF16, "BF16", 2},
+    {StDType::kI32, "I32", 4},        {StDType::kU32, "U32", 4},        {StDType::kF32, "F32", 4},
+    {StDType::kF64, "F64", 8},        {StDType::kI64, "I64", 8},        {StDType::kU64, "U64", 8},
 };
 // The reference implementation's limit (safetensors MAX_HEADER_SIZE).
 constexpr uint64_t kMaxHeader = 100'000'000;
@@ -105,11 +106,14 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::parse(const std::byte* data, s
 
 void SafetensorsFile::validate(const std::byte* data, size_t size) {
   auto fail = [&](const std::string& what) -> void { throw InputError(path_, 0, 0, what); };
-  if (size < 8) fail("not a safetensors file: " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
+  if (size < 8)
+    fail("not a safetensors file: " + std::to_string(size) + " bytes, shorter than the 8-byte header length");
   uint64_t n = 0;
   for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint64_t>(std::to_integer<uint8_t>(data[i]));
-  if (n > kMaxHeader) fail("header length " + std::to_string(n) + " exceeds the 100 MB limit (not a safetensors file?)");
-  if (n > size - 8) fail("header length " + std::to_string(n) + " runs past the end of the " + std::to_string(size) + "-byte file");
+  if (n > kMaxHeader)
+    fail("header length " + std::to_string(n) + " exceeds the 100 MB limit (not a safetensors file?)");
+  if (n > size - 8)
+    fail("header length " + std::to_string(n) + " runs past the end of the " + std::to_string(size) + "-byte file");
   const std::string_view header(reinterpret_cast<const char*>(data + 8), static_cast<size_t>(n));
   if (header.empty() || header[0] != '{') fail("the header is not a JSON object");
   JsonValue root;
@@ -157,21 +161,23 @@ void SafetensorsFile::validate(const std::byte* data, size_t size) {
       if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim) overflow = true;
       numel *= dim;
     }
-    if (overflow || numel > std::numeric_limits<uint64_t>::max() / st_dtype_size(*dtype)) fail(where + ": shape overflows");
+    if (overflow || numel > std::numeric_limits<uint64_t>::max() / st_dtype_size(*dtype))
+      fail(where + ": shape overflows");
     if (!off || off->kind != JsonValue::Kind::kArray || off->items.size() != 2 || !off->items[0].is_int() ||
         !off->items[1].is_int()) {
       fail(where + ": data_offsets must be [begin, end]");
     }
     const int64_t b = off->items[0].i, e = off->items[1].i;
-    if (b < 0 || e < b) fail(where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] are not ordered");
+    if (b < 0 || e < b)
+      fail(where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "] are not ordered");
     if (static_cast<uint64_t>(e) > region_size) {
-      fail(where + ": data_offsets end " + std::to_string(e) + " lies past the data region (" + std::to_string(region_size) +
-           " bytes)");
+      fail(where + ": data_offsets end " + std::to_string(e) + " lies past the data region (" +
+           std::to_string(region_size) + " bytes)");
     }
     const uint64_t want = numel * st_dtype_size(*dtype);
     if (static_cast<uint64_t>(e - b) != want) {
-      fail(where + ": " + std::to_string(e - b) + " bytes for " + st_dtype_name(*dtype) + " of " + std::to_string(numel) +
-           " elements (needs " + std::to_string(want) + ")");
+      fail(where + ": " + std::to_string(e - b) + " bytes for " + st_dtype_name(*dtype) + " of " +
+           std::to_string(numel) + " elements (needs " + std::to_string(want) + ")");
     }
     t.data = region + b;
     t.file_offset = 8 + n + static_cast<uint64_t>(b);
@@ -189,10 +195,12 @@ void SafetensorsFile::validate(const std::byte* data, size_t size) {
   for (const TensorView* t : order) {
     const uint64_t b = static_cast<uint64_t>(t->data - region);
     if (b < cursor) {
-      fail("tensor '" + t->name + "' overlaps the tensor before it (begins at " + std::to_string(b) + ", previous ends at " +
-           std::to_string(cursor) + ")");
+      fail("tensor '" + t->name + "' overlaps the tensor before it (begins at " + std::to_string(b) +
+           ", previous ends at " + std::to_string(cursor) + ")");
     }
-    if (b > cursor) fail("hole in the data region before tensor '" + t->name + "' (bytes " + std::to_string(cursor) + ".." + std::to_string(b) + ")");
+    if (b > cursor)
+      fail("hole in the data region before tensor '" + t->name + "' (bytes " + std::to_string(cursor) + ".." +
+           std::to_string(b) + ")");
     cursor = b + t->bytes;
   }
   if (cursor != region_size) {
@@ -237,7 +245,8 @@ Checkpoint Checkpoint::open(const std::string& path) {
     for (const auto& kv : wm) {
       const std::string tensor = yaml_string(p.string(), kv.first, "tensor name");
       const std::string shard = yaml_string(p.string(), kv.second, "shard file");
-      if (shard.find('/') != std::string::npos || shard == "..") fail_at(p.string(), kv.second, "shard '" + shard + "' must be a file name beside the index");
+      if (shard.find('/') != std::string::npos || shard == "..")
+        fail_at(p.string(), kv.second, "shard '" + shard + "' must be a file name beside the index");
       expected[tensor] = shard;
       if (std::find(shards.begin(), shards.end(), shard) == shards.end()) shards.push_back(shard);
     }
@@ -245,7 +254,8 @@ Checkpoint Checkpoint::open(const std::string& path) {
     for (const auto& [tensor, shard] : expected) {
       auto it = ck.by_name_.find(tensor);
       if (it == ck.by_name_.end()) {
-        throw InputError(p.string(), 0, 0, "tensor '" + tensor + "' is listed for " + shard + " but that shard does not hold it");
+        throw InputError(p.string(), 0, 0,
+                         "tensor '" + tensor + "' is listed for " + shard + " but that shard does not hold it");
       }
     }
   } else {
@@ -263,7 +273,8 @@ const TensorView& Checkpoint::require(const std::string& name, const std::vector
   const TensorView* t = find(name);
   if (!t) throw InputError(origin_, 0, 0, "missing tensor '" + name + "'");
   if (t->dtype != StDType::kF32 && t->dtype != StDType::kF16 && t->dtype != StDType::kBF16) {
-    throw InputError(t->file, 0, 0, "tensor '" + name + "' is " + st_dtype_name(t->dtype) + "; dmap runs F32, F16 and BF16");
+    throw InputError(t->file, 0, 0,
+                     "tensor '" + name + "' is " + st_dtype_name(t->dtype) + "; dmap runs F32, F16 and BF16");
   }
   if (!shape.empty() && t->shape != shape) {
     auto str = [](const std::vector<int64_t>& s) {
@@ -271,7 +282,8 @@ const TensorView& Checkpoint::require(const std::string& name, const std::vector
       for (size_t i = 0; i < s.size(); ++i) o.append(i ? ", " : "").append(std::to_string(s[i]));
       return o + "]";
     };
-    throw InputError(t->file, 0, 0, "tensor '" + name + "' has shape " + str(t->shape) + ", the model needs " + str(shape));
+    throw InputError(t->file, 0, 0,
+                     "tensor '" + name + "' has shape " + str(t->shape) + ", the model needs " + str(shape));
   }
   return *t;
 }

@@ -29,17 +29,18 @@ namespace {
 
 std::string cupti_error_text(CUptiResult r) {
   const char* s = nullptr;
-  if (cuptiGetResultString(r, &s) != CUPTI_SUCCESS || s == nullptr) return std::string("CUPTI error ") + std::to_string(static_cast<int>(r));
+  if (cuptiGetResultString(r, &s) != CUPTI_SUCCESS || s == nullptr)
+    return std::string("CUPTI error ") + std::to_string(static_cast<int>(r));
   return s;
 }
 
 // Every CUPTI call goes through this check: failure -> RuntimeFailure naming the call.
-#define DMAP_CUPTI_CHECK(call)                                                                    \
-  do {                                                                                           \
-    const CUptiResult dmap_cupti_r_ = (call);                                                    \
-    if (dmap_cupti_r_ != CUPTI_SUCCESS) {                                                        \
+#define DMAP_CUPTI_CHECK(call)                                                                                      \
+  do {                                                                                                              \
+    const CUptiResult dmap_cupti_r_ = (call);                                                                       \
+    if (dmap_cupti_r_ != CUPTI_SUCCESS) {                                                                           \
       throw ::dmap::RuntimeFailure(std::string("CUPTI: ") + #call + " failed: " + cupti_error_text(dmap_cupti_r_)); \
-    }                                                                                            \
+    }                                                                                                               \
   } while (0)
 
 void cuda_check(cudaError_t e, const char* what) {
@@ -47,9 +48,9 @@ void cuda_check(cudaError_t e, const char* what) {
 }
 
 // The activity kinds the tracer enables, in order (disabled in reverse).
-constexpr CUpti_ActivityKind kKinds[] = {
-    CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY, CUPTI_ACTIVITY_KIND_MEMSET,
-    CUPTI_ACTIVITY_KIND_RUNTIME, CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION};
+constexpr CUpti_ActivityKind kKinds[] = {CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, CUPTI_ACTIVITY_KIND_MEMCPY,
+                                         CUPTI_ACTIVITY_KIND_MEMSET, CUPTI_ACTIVITY_KIND_RUNTIME,
+                                         CUPTI_ACTIVITY_KIND_EXTERNAL_CORRELATION};
 constexpr CUpti_ExternalCorrelationKind kExternalKind = CUPTI_EXTERNAL_CORRELATION_KIND_CUSTOM0;
 
 const char* copy_kind_name(uint8_t k) {
@@ -99,7 +100,8 @@ std::string runtime_api_name(CUpti_CallbackId cbid) {
   }
   std::string s(name);
   const size_t v = s.rfind("_v");
-  if (v != std::string::npos && v + 2 < s.size() && s.find_first_not_of("0123456789", v + 2) == std::string::npos) s.resize(v);
+  if (v != std::string::npos && v + 2 < s.size() && s.find_first_not_of("0123456789", v + 2) == std::string::npos)
+    s.resize(v);
   return s;
 }
 
@@ -157,17 +159,17 @@ struct TracerState {
 
 // CUPTI is process-global: one running tracer at a time, reachable from the C callbacks.
 std::mutex g_mutex;
-TracerState* g_active = nullptr;       // guarded by g_mutex
-bool g_callbacks_registered = false;   // guarded by g_mutex
+TracerState* g_active = nullptr;      // guarded by g_mutex
+bool g_callbacks_registered = false;  // guarded by g_mutex
 // Read by buffer_requested without g_mutex, so that a buffer request never waits on a thread
 // that is inside buffer_completed.
 std::atomic<size_t> g_buffer_bytes{size_t{8} << 20};
 
 void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_records) {
-  const size_t bytes = (g_buffer_bytes.load() + 7) / 8 * 8;  // aligned_alloc wants a multiple of the alignment
+  const size_t bytes = (g_buffer_bytes.load() + 7) / 8 * 8;       // aligned_alloc wants a multiple of the alignment
   *buffer = static_cast<uint8_t*>(std::aligned_alloc(8, bytes));  // CUPTI wants 8-byte alignment
-  *size = *buffer != nullptr ? bytes : 0;  // no buffer: CUPTI drops records and counts them
-  *max_records = 0;                        // as many as fit
+  *size = *buffer != nullptr ? bytes : 0;                         // no buffer: CUPTI drops records and counts them
+  *max_records = 0;                                               // as many as fit
 }
 
 void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_t* buffer, size_t /*size*/, size_t valid) {
@@ -263,8 +265,7 @@ void TracerState::consume(uint8_t* buffer, size_t valid) noexcept {
           if (e->externalKind == kExternalKind) corr.emplace_back(e->correlationId, e->externalId);
           break;
         }
-        default:
-          break;
+        default: break;
       }
     }
     std::lock_guard<std::mutex> l(mu);
@@ -307,7 +308,8 @@ void CuptiTracer::start() {
   bool register_callbacks = false;
   {
     std::lock_guard<std::mutex> lock(g_mutex);
-    if (g_active != nullptr) throw RuntimeFailure("CUPTI tracer: another CuptiTracer is running (CUPTI is process-global; stop it first)");
+    if (g_active != nullptr)
+      throw RuntimeFailure("CUPTI tracer: another CuptiTracer is running (CUPTI is process-global; stop it first)");
     g_active = &im;
     g_buffer_bytes.store(im.options.buffer_bytes);
     register_callbacks = !g_callbacks_registered;
@@ -364,7 +366,8 @@ void CuptiTracer::pop_module() {
   if (!impl_->running) throw RuntimeFailure("CUPTI tracer: pop_module() before start()");
   uint64_t last = 0;
   const CUptiResult r = cuptiActivityPopExternalCorrelationId(kExternalKind, &last);
-  if (r == CUPTI_ERROR_QUEUE_EMPTY) throw RuntimeFailure("CUPTI tracer: pop_module() without a matching push_module() on this thread");
+  if (r == CUPTI_ERROR_QUEUE_EMPTY)
+    throw RuntimeFailure("CUPTI tracer: pop_module() without a matching push_module() on this thread");
   DMAP_CUPTI_CHECK(r);
 }
 
@@ -410,7 +413,8 @@ GpuTrace CuptiTracer::stop() {
   }
   im.running = false;
   cuda_check(sync, "cudaDeviceSynchronize before collecting the trace");
-  if (first_error != CUPTI_SUCCESS) throw RuntimeFailure(std::string("CUPTI: ") + failed_call + " failed: " + cupti_error_text(first_error));
+  if (first_error != CUPTI_SUCCESS)
+    throw RuntimeFailure(std::string("CUPTI: ") + failed_call + " failed: " + cupti_error_text(first_error));
 
   // 2. Move the records out.
   GpuTrace t;
@@ -433,7 +437,8 @@ GpuTrace CuptiTracer::stop() {
 
   // 3. Host ranges onto CUPTI's clock: the line through the clock pairs of start() and stop().
   const double span_steady = static_cast<double>(clock_end.steady - im.clock_start.steady);
-  const double slope = span_steady > 0 ? static_cast<double>(clock_end.cupti - im.clock_start.cupti) / span_steady : 1.0;
+  const double slope =
+      span_steady > 0 ? static_cast<double>(clock_end.cupti - im.clock_start.cupti) / span_steady : 1.0;
   auto to_cupti = [&](int64_t steady) {
     return im.clock_start.cupti + static_cast<int64_t>(static_cast<double>(steady - im.clock_start.steady) * slope);
   };
@@ -457,8 +462,9 @@ GpuTrace CuptiTracer::stop() {
   for (const GpuActivity& act : t.activities) {
     if (act.kind == ActivityKind::kRuntime || p.devices.count(act.device)) continue;
     cudaDeviceProp prop{};
-    p.devices[act.device] =
-        cudaGetDeviceProperties(&prop, static_cast<int>(act.device)) == cudaSuccess ? prop.name : std::string("device ") + std::to_string(act.device);
+    p.devices[act.device] = cudaGetDeviceProperties(&prop, static_cast<int>(act.device)) == cudaSuccess
+                                ? prop.name
+                                : std::string("device ") + std::to_string(act.device);
   }
   if (t.dropped_records > 0) {
     std::fprintf(stderr,

@@ -30,10 +30,26 @@ GpuTrace emulated_trace(const std::vector<exec::TimelineRecord>& timeline) {
       a.bytes = static_cast<Bytes>(r.bytes);
       const char* host = r.pinned ? "pinned" : "pageable";
       switch (r.kind) {
-        case Kind::kH2D: a.copy_kind = "HtoD"; a.src_kind = host; a.dst_kind = "device"; break;
-        case Kind::kD2H: a.copy_kind = "DtoH"; a.src_kind = "device"; a.dst_kind = host; break;
-        case Kind::kD2D: a.copy_kind = "DtoD"; a.src_kind = "device"; a.dst_kind = "device"; break;
-        case Kind::kPeer: a.copy_kind = "PtoP"; a.src_kind = "device"; a.dst_kind = "device"; break;
+        case Kind::kH2D:
+          a.copy_kind = "HtoD";
+          a.src_kind = host;
+          a.dst_kind = "device";
+          break;
+        case Kind::kD2H:
+          a.copy_kind = "DtoH";
+          a.src_kind = "device";
+          a.dst_kind = host;
+          break;
+        case Kind::kD2D:
+          a.copy_kind = "DtoD";
+          a.src_kind = "device";
+          a.dst_kind = "device";
+          break;
+        case Kind::kPeer:
+          a.copy_kind = "PtoP";
+          a.src_kind = "device";
+          a.dst_kind = "device";
+          break;
         case Kind::kKernel: break;
       }
     }

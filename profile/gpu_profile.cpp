@@ -56,9 +56,9 @@ struct CopyFits {
 
 // Host-timed copies (issue, then wait), as the executor and accelerate see them.
 CopyFits measure_copies(int dev, bool quick, const std::function<void(const std::string&)>& tick) {
-  const std::vector<size_t> sizes = quick ? std::vector<size_t>{64u << 10, 1u << 20, 16u << 20, 64u << 20}
-                                          : std::vector<size_t>{64u << 10, 256u << 10, 1u << 20, 4u << 20, 16u << 20,
-                                                                64u << 20, 256u << 20};
+  const std::vector<size_t> sizes =
+      quick ? std::vector<size_t>{64u << 10, 1u << 20, 16u << 20, 64u << 20}
+            : std::vector<size_t>{64u << 10, 256u << 10, 1u << 20, 4u << 20, 16u << 20, 64u << 20, 256u << 20};
   const size_t top = sizes.back();
   std::vector<uint8_t> pageable(top, 1);
   cu::PinnedBuffer pinned(top);
@@ -100,7 +100,8 @@ double bandwidth_of(const LineFit& f) { return f.slope > 0 ? 1.0 / f.slope : 0.0
 // accelerate's hook per offloaded tensor: allocate on the device, one blocking pageable copy,
 // free. What it costs beyond the fitted copy itself.
 double measure_offload_overhead(int dev, const LineFit& h2d_pageable, bool quick) {
-  const std::vector<size_t> sizes = quick ? std::vector<size_t>{1u << 20, 16u << 20} : std::vector<size_t>{256u << 10, 4u << 20, 64u << 20};
+  const std::vector<size_t> sizes =
+      quick ? std::vector<size_t>{1u << 20, 16u << 20} : std::vector<size_t>{256u << 10, 4u << 20, 64u << 20};
   std::vector<uint8_t> host(sizes.back(), 1);
   std::vector<double> extra;
   for (size_t n : sizes) {
@@ -123,13 +124,15 @@ struct GemmFit {
   std::vector<std::pair<double, double>> curve;  // (M, FLOP/s)
 };
 
-GemmFit measure_gemm(int dev, DType d, const exec::ExecConfig& c, bool quick, const std::function<void(const std::string&)>& tick) {
+GemmFit measure_gemm(int dev, DType d, const exec::ExecConfig& c, bool quick,
+                     const std::function<void(const std::string&)>& tick) {
   const cu::DT t = dt_of(d);
   const size_t e = cu::dt_size(t);
   const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {{kv, c.hidden}, {q, c.hidden}, {c.hidden, q},
-                                                           {c.inter, c.hidden}, {c.hidden, c.inter}, {c.vocab, c.hidden}};
-  const std::vector<int64_t> rows = quick ? std::vector<int64_t>{16, 256} : std::vector<int64_t>{16, 64, 256, 1024, 4096};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {kv, c.hidden}, {q, c.hidden}, {c.hidden, q}, {c.inter, c.hidden}, {c.hidden, c.inter}, {c.vocab, c.hidden}};
+  const std::vector<int64_t> rows =
+      quick ? std::vector<int64_t>{16, 256} : std::vector<int64_t>{16, 64, 256, 1024, 4096};
   cu::Stream s(dev);
   const cu::BlasHandle blas(dev, s.get());
   const int64_t max_m = rows.back();
@@ -157,8 +160,9 @@ GemmFit measure_gemm(int dev, DType d, const exec::ExecConfig& c, bool quick, co
     std::vector<cu::DeviceBuffer> pool;
     pool_for(n, k, pool);
     size_t i = 0;
-    const double sec = time_on_stream(dev, s.get(), quick ? 5 : 21,
-                                      [&] { cu::gemm(blas.get(), t, x.data(), 1, k, pool[i++ % pool.size()].data(), n, y.data(), false); });
+    const double sec = time_on_stream(dev, s.get(), quick ? 5 : 21, [&] {
+      cu::gemm(blas.get(), t, x.data(), 1, k, pool[i++ % pool.size()].data(), n, y.data(), false);
+    });
     xs.push_back(static_cast<double>(n * k) * static_cast<double>(e));
     ys.push_back(sec);
   }
@@ -172,8 +176,9 @@ GemmFit measure_gemm(int dev, DType d, const exec::ExecConfig& c, bool quick, co
       std::vector<cu::DeviceBuffer> pool;
       pool_for(n, k, pool);
       size_t i = 0;
-      const double sec = time_on_stream(dev, s.get(), quick ? 5 : 11,
-                                        [&] { cu::gemm(blas.get(), t, x.data(), m, k, pool[i++ % pool.size()].data(), n, y.data(), false); });
+      const double sec = time_on_stream(dev, s.get(), quick ? 5 : 11, [&] {
+        cu::gemm(blas.get(), t, x.data(), m, k, pool[i++ % pool.size()].data(), n, y.data(), false);
+      });
       rates.push_back(2.0 * static_cast<double>(m * n * k) / sec);
     }
     g.curve.push_back({static_cast<double>(m), median(rates)});
@@ -213,7 +218,8 @@ GpuAttention measure_gpu_attention(int dev, DType d, const exec::ExecConfig& c, 
   for (int64_t ctx : contexts) {
     tick("GPU attention " + std::string(dtype_name(d)) + " decode, context " + std::to_string(ctx));
     const double sec = time_on_stream(dev, s.get(), quick ? 5 : 21, [&] {
-      cu::attention(t, q.data(), kc.data(), vc.data(), out.data(), 1, 1, H, KV, hd, S, ctx - 1, c.sliding_window, s.get());
+      cu::attention(t, q.data(), kc.data(), vc.data(), out.data(), 1, 1, H, KV, hd, S, ctx - 1, c.sliding_window,
+                    s.get());
     });
     a.decode.push_back({static_cast<double>(ctx), sec});
   }
@@ -255,7 +261,8 @@ DeviceMap gpu_split_map(const ModelSpec& spec, int dev, int64_t gpu_layers) {
   const exec::ExecConfig c = exec::exec_config(spec);
   DeviceMap dm;
   dm.assign("model.embed_tokens", Device::gpu(dev));
-  for (int64_t l = 0; l < c.layers; ++l) dm.assign("model.layers." + std::to_string(l), l < gpu_layers ? Device::gpu(dev) : Device::cpu());
+  for (int64_t l = 0; l < c.layers; ++l)
+    dm.assign("model.layers." + std::to_string(l), l < gpu_layers ? Device::gpu(dev) : Device::cpu());
   dm.assign("model.norm", Device::gpu(dev));
   if (!c.tie) dm.assign("lm_head", Device::gpu(dev));
   return dm;
@@ -264,8 +271,8 @@ DeviceMap gpu_split_map(const ModelSpec& spec, int dev, int64_t gpu_layers) {
 std::string gpus_yaml(int dev, double bw, double launch_us, const std::map<DType, GemmFit>& gemm,
                       const std::map<DType, GpuAttention>& att) {
   std::ostringstream y;
-  y << "gpus:\n  " << dev << ":\n    memory_bandwidth_gbs: " << fmt(bw / 1e9) << "\n    launch_overhead_us: " << fmt(launch_us)
-    << "\n    matmul_tflops:\n";
+  y << "gpus:\n  " << dev << ":\n    memory_bandwidth_gbs: " << fmt(bw / 1e9)
+    << "\n    launch_overhead_us: " << fmt(launch_us) << "\n    matmul_tflops:\n";
   for (const auto& [d, g] : gemm) {
     std::vector<std::pair<double, double>> c;
     for (const auto& [m, r] : g.curve) c.push_back({m, r / 1e12});
@@ -301,7 +308,8 @@ GpuProfile profile_gpu(const GpuProfileOptions& opt, const sim::Hardware& hw) {
   GpuProfile out;
   out.gpu_name = info.name + " (sm_" + std::to_string(info.sm_major) + std::to_string(info.sm_minor) + ", " +
                  fmt(static_cast<double>(info.total_bytes) / (1u << 30), 4) + " GiB)";
-  out.driver = "CUDA driver " + std::to_string(info.driver_version) + ", runtime " + std::to_string(info.runtime_version);
+  out.driver =
+      "CUDA driver " + std::to_string(info.driver_version) + ", runtime " + std::to_string(info.runtime_version);
   int step = 0;
   const int steps = 4 + static_cast<int>(opt.dtypes.size()) * ((opt.quick ? 2 : 5) * 2 + 6 + (opt.quick ? 5 : 8)) + 2;
   auto tick = [&](const std::string& what) {
@@ -360,14 +368,16 @@ GpuProfile profile_gpu(const GpuProfileOptions& opt, const sim::Hardware& hw) {
     std::string base = "kind: calibration\n" + out.link_yaml;
     const sim::Calibration zero = calibration_from_text(base + gpus_yaml(dev, bw, 0.0, gemm, att), "profile (partial)");
     const sim::Calibration one = calibration_from_text(base + gpus_yaml(dev, bw, 1.0, gemm, att), "profile (partial)");
-    const double p0 = predict(opt.model, d, all_gpu, hw, &zero, rs.prompt, rs.new_tokens, sim::Semantics::kAccelerate).decode_token_s;
-    const double p1 = predict(opt.model, d, all_gpu, hw, &one, rs.prompt, rs.new_tokens, sim::Semantics::kAccelerate).decode_token_s;
+    const double p0 =
+        predict(opt.model, d, all_gpu, hw, &zero, rs.prompt, rs.new_tokens, sim::Semantics::kAccelerate).decode_token_s;
+    const double p1 =
+        predict(opt.model, d, all_gpu, hw, &one, rs.prompt, rs.new_tokens, sim::Semantics::kAccelerate).decode_token_s;
     const double k = (p1 - p0) / 1e-6;
     num += k * (r.decode_token_s - p0);
     den += k * k;
     runs.push_back("{dtype: " + std::string(dtype_name(d)) + ", measured_prefill_s: " + fmt(r.prefill_s) +
-                   ", measured_decode_s: " + fmt(r.decode_token_s) + ", predicted_decode_without_launches_s: " + fmt(p0) +
-                   ", launches: " + fmt(k) + "}");
+                   ", measured_decode_s: " + fmt(r.decode_token_s) +
+                   ", predicted_decode_without_launches_s: " + fmt(p0) + ", launches: " + fmt(k) + "}");
   }
   if (den > 0) launch_us = std::max(0.0, num / den) * 1e6;
   out.gpus_yaml = gpus_yaml(dev, bw, launch_us, gemm, att);
@@ -376,15 +386,16 @@ GpuProfile profile_gpu(const GpuProfileOptions& opt, const sim::Hardware& hw) {
   fit << "    device: \"" << out.gpu_name << "\"\n";
   auto line = [&](const char* name, const LineFit& f) {
     fit << "    " << name << ": {gbs: " << fmt(bandwidth_of(f) / 1e9) << ", latency_us: " << fmt(f.intercept * 1e6)
-        << ", median_abs_residual: " << fmt(f.fit.median_abs_residual, 3) << ", max_abs_residual: " << fmt(f.fit.max_abs_residual, 3)
-        << "}\n";
+        << ", median_abs_residual: " << fmt(f.fit.median_abs_residual, 3)
+        << ", max_abs_residual: " << fmt(f.fit.max_abs_residual, 3) << "}\n";
   };
   line("h2d_pinned", copies.h2d_pinned);
   line("h2d_pageable", copies.h2d_pageable);
   line("d2h_pinned", copies.d2h_pinned);
   line("d2h_pageable", copies.d2h_pageable);
   for (const auto& [d, g] : gemm) {
-    fit << "    stream_" << dtype_name(d) << ": {bandwidth_gbs: " << fmt(g.bw / 1e9) << ", intercept_us: " << fmt(g.stream.intercept * 1e6)
+    fit << "    stream_" << dtype_name(d) << ": {bandwidth_gbs: " << fmt(g.bw / 1e9)
+        << ", intercept_us: " << fmt(g.stream.intercept * 1e6)
         << ", median_abs_residual: " << fmt(g.stream.fit.median_abs_residual, 3) << "}\n";
   }
   for (const auto& [d, a] : att) {
@@ -434,10 +445,12 @@ GpuProfile profile_gpu(const GpuProfileOptions& opt, const sim::Hardware& hw) {
 
   out.summary.push_back("GPU " + std::to_string(dev) + ": " + out.gpu_name + ", " + out.driver);
   out.summary.push_back("host->device " + fmt(bandwidth_of(copies.h2d_pinned) / 1e9) + " GB/s pinned, " +
-                        fmt(bandwidth_of(copies.h2d_pageable) / 1e9) + " GB/s pageable; copy latency " + fmt(median(latencies) * 1e6) + " us");
+                        fmt(bandwidth_of(copies.h2d_pageable) / 1e9) + " GB/s pageable; copy latency " +
+                        fmt(median(latencies) * 1e6) + " us");
   out.summary.push_back("GPU memory bandwidth (weight streaming) " + fmt(bw / 1e9) + " GB/s; launch " + fmt(launch_us) +
                         " us per operator (probe " + fmt(launch_probe_us) + " us per kernel)");
-  out.summary.push_back("accelerate per-tensor overhead " + fmt(out.offload_tensor_overhead_us) + " us beyond the copy");
+  out.summary.push_back("accelerate per-tensor overhead " + fmt(out.offload_tensor_overhead_us) +
+                        " us beyond the copy");
   return out;
 }
 

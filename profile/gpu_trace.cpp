@@ -29,12 +29,12 @@ constexpr const char* kFormat = "dmap-gpu-trace";
 constexpr int64_t kVersion = 1;
 
 const std::set<std::string>& copy_kinds() {
-  static const std::set<std::string> k = {"HtoD", "DtoH", "DtoD", "HtoH", "PtoP", "HtoA",
+  static const std::set<std::string> k = {"HtoD", "DtoH", "DtoD", "HtoH", "PtoP",   "HtoA",
                                           "AtoH", "AtoA", "AtoD", "DtoA", "unknown"};
   return k;
 }
 const std::set<std::string>& memory_kinds() {
-  static const std::set<std::string> k = {"pageable", "pinned",         "device",        "managed",
+  static const std::set<std::string> k = {"pageable", "pinned",        "device",         "managed",
                                           "array",    "device_static", "managed_static", "unknown"};
   return k;
 }
@@ -76,18 +76,26 @@ namespace {
 
 void write_provenance(JsonWriter& w, const TraceProvenance& p) {
   w.begin_object();
-  w.key("source"); w.value(p.source);
-  w.key("dmap_version"); w.value(p.dmap_version);
-  w.key("driver_version"); w.value(p.driver_version);
-  w.key("runtime_version"); w.value(p.runtime_version);
-  w.key("cupti_version"); w.value(p.cupti_version);
-  w.key("note"); w.value(p.note);
+  w.key("source");
+  w.value(p.source);
+  w.key("dmap_version");
+  w.value(p.dmap_version);
+  w.key("driver_version");
+  w.value(p.driver_version);
+  w.key("runtime_version");
+  w.value(p.runtime_version);
+  w.key("cupti_version");
+  w.value(p.cupti_version);
+  w.key("note");
+  w.value(p.note);
   w.key("devices");
   w.begin_array();
   for (const auto& [id, name] : p.devices) {
     w.begin_object();
-    w.key("id"); w.value(static_cast<int64_t>(id));
-    w.key("name"); w.value(name);
+    w.key("id");
+    w.value(static_cast<int64_t>(id));
+    w.key("name");
+    w.value(name);
     w.end_object();
   }
   w.end_array();
@@ -103,37 +111,56 @@ void write_dims(JsonWriter& w, const std::array<int32_t, 3>& d) {
 std::string activity_json(const GpuActivity& a) {
   JsonWriter w;
   w.begin_object();
-  w.key("kind"); w.value(activity_kind_name(a.kind));
+  w.key("kind");
+  w.value(activity_kind_name(a.kind));
   if (a.kind == ActivityKind::kKernel || a.kind == ActivityKind::kRuntime) {
-    w.key("name"); w.value(a.name);
+    w.key("name");
+    w.value(a.name);
   }
-  w.key("start_ns"); w.value(a.start_ns);
-  w.key("end_ns"); w.value(a.end_ns);
-  w.key("correlation"); w.value(static_cast<int64_t>(a.correlation));
+  w.key("start_ns");
+  w.value(a.start_ns);
+  w.key("end_ns");
+  w.value(a.end_ns);
+  w.key("correlation");
+  w.value(static_cast<int64_t>(a.correlation));
   if (is_gpu_work(a.kind)) {
-    w.key("device"); w.value(static_cast<int64_t>(a.device));
-    w.key("context"); w.value(static_cast<int64_t>(a.context));
-    w.key("stream"); w.value(static_cast<int64_t>(a.stream));
+    w.key("device");
+    w.value(static_cast<int64_t>(a.device));
+    w.key("context");
+    w.value(static_cast<int64_t>(a.context));
+    w.key("stream");
+    w.value(static_cast<int64_t>(a.stream));
   }
   switch (a.kind) {
     case ActivityKind::kKernel:
-      w.key("grid"); write_dims(w, a.grid);
-      w.key("block"); write_dims(w, a.block);
-      w.key("shared_bytes"); w.value(a.shared_bytes);
+      w.key("grid");
+      write_dims(w, a.grid);
+      w.key("block");
+      write_dims(w, a.block);
+      w.key("shared_bytes");
+      w.value(a.shared_bytes);
       break;
     case ActivityKind::kMemcpy:
-      w.key("bytes"); w.value(a.bytes);
-      w.key("copy_kind"); w.value(a.copy_kind);
-      w.key("src_kind"); w.value(a.src_kind);
-      w.key("dst_kind"); w.value(a.dst_kind);
+      w.key("bytes");
+      w.value(a.bytes);
+      w.key("copy_kind");
+      w.value(a.copy_kind);
+      w.key("src_kind");
+      w.value(a.src_kind);
+      w.key("dst_kind");
+      w.value(a.dst_kind);
       break;
     case ActivityKind::kMemset:
-      w.key("bytes"); w.value(a.bytes);
-      w.key("dst_kind"); w.value(a.dst_kind);
+      w.key("bytes");
+      w.value(a.bytes);
+      w.key("dst_kind");
+      w.value(a.dst_kind);
       break;
     case ActivityKind::kRuntime:
-      w.key("process_id"); w.value(static_cast<int64_t>(a.process_id));
-      w.key("thread_id"); w.value(static_cast<int64_t>(a.thread_id));
+      w.key("process_id");
+      w.value(static_cast<int64_t>(a.process_id));
+      w.key("thread_id");
+      w.value(static_cast<int64_t>(a.thread_id));
       break;
   }
   w.end_object();
@@ -156,7 +183,8 @@ void append_section(std::string& out, const char* key, const std::vector<std::st
 }  // namespace
 
 std::string gpu_trace_json(const GpuTrace& t) {
-  std::string out = std::string("{\"format\": \"") + std::string(kFormat) + "\", \"version\": " + std::to_string(kVersion) + ",\n";
+  std::string out =
+      std::string("{\"format\": \"") + std::string(kFormat) + "\", \"version\": " + std::to_string(kVersion) + ",\n";
   {
     JsonWriter w;
     write_provenance(w, t.provenance);
@@ -168,9 +196,12 @@ std::string gpu_trace_json(const GpuTrace& t) {
   for (const auto& [id, e] : t.externals) {
     JsonWriter w;
     w.begin_object();
-    w.key("id"); w.value(static_cast<int64_t>(id));
-    w.key("module"); w.value(e.module);
-    w.key("step"); w.value(e.step);
+    w.key("id");
+    w.value(static_cast<int64_t>(id));
+    w.key("module");
+    w.value(e.module);
+    w.key("step");
+    w.value(e.step);
     w.end_object();
     items.push_back(w.str());
   }
@@ -186,11 +217,16 @@ std::string gpu_trace_json(const GpuTrace& t) {
   for (const HostRange& h : t.host_ranges) {
     JsonWriter w;
     w.begin_object();
-    w.key("module"); w.value(h.module);
-    w.key("step"); w.value(h.step);
-    w.key("start_ns"); w.value(h.start_ns);
-    w.key("end_ns"); w.value(h.end_ns);
-    w.key("thread_id"); w.value(static_cast<int64_t>(h.thread_id));
+    w.key("module");
+    w.value(h.module);
+    w.key("step");
+    w.value(h.step);
+    w.key("start_ns");
+    w.value(h.start_ns);
+    w.key("end_ns");
+    w.value(h.end_ns);
+    w.key("thread_id");
+    w.value(static_cast<int64_t>(h.thread_id));
     w.end_object();
     items.push_back(w.str());
   }
@@ -272,8 +308,7 @@ Layout scan_layout(std::string_view t) {
         if (depth == 1) expect_key = true;
         if (depth == 2 && in_array) elem_expected = true;
         break;
-      default:
-        break;
+      default: break;
     }
   }
   return out;
@@ -336,14 +371,21 @@ class RawReader {
     }
     layout_ = scan_layout(text_);
     const Where top{"", 1};
-    if (doc.kind != JsonValue::Kind::kObject) fail(top, std::string("a dmap GPU trace is one JSON object, got ") + std::string(json_kind_name(doc.kind)));
-    only_keys(doc, {"format", "version", "provenance", "dropped_records", "modules", "correlations", "host_ranges", "activities"}, top);
+    if (doc.kind != JsonValue::Kind::kObject)
+      fail(top, std::string("a dmap GPU trace is one JSON object, got ") + std::string(json_kind_name(doc.kind)));
+    only_keys(
+        doc,
+        {"format", "version", "provenance", "dropped_records", "modules", "correlations", "host_ranges", "activities"},
+        top);
 
     const std::string format = str(doc, "format", at_key("format"));
-    if (format != kFormat) fail(at_key("format"), std::string("not a dmap GPU trace: \"format\" is \"") + format + "\", expected \"" + kFormat + "\"");
+    if (format != kFormat)
+      fail(at_key("format"),
+           std::string("not a dmap GPU trace: \"format\" is \"") + format + "\", expected \"" + kFormat + "\"");
     const int64_t version = integer(doc, "version", at_key("version"), 0, kI64);
     if (version != kVersion) {
-      fail(at_key("version"), std::string("unsupported version ") + std::to_string(version) + " (this dmap reads version " + std::to_string(kVersion) + ")");
+      fail(at_key("version"), std::string("unsupported version ") + std::to_string(version) +
+                                  " (this dmap reads version " + std::to_string(kVersion) + ")");
     }
 
     GpuTrace t;
@@ -357,14 +399,16 @@ class RawReader {
       e.id = static_cast<uint64_t>(integer(v, "id", w, 0, kI64));
       e.module = nonempty_str(v, "module", w);
       e.step = static_cast<int>(integer(v, "step", w, -1, kI32));
-      if (!t.externals.emplace(e.id, e).second) fail(w, std::string("external id ") + std::to_string(e.id) + " appears twice");
+      if (!t.externals.emplace(e.id, e).second)
+        fail(w, std::string("external id ") + std::to_string(e.id) + " appears twice");
     });
     for_each(doc, "correlations", [&](const JsonValue& v, const Where& w) {
       if (v.kind != JsonValue::Kind::kArray || v.items.size() != 2 || !v.items[0].is_int() || !v.items[1].is_int()) {
         fail(w, "expected [correlation id, external id] (two integers)");
       }
       const int64_t corr = v.items[0].i, ext = v.items[1].i;
-      if (corr < 0 || corr > kU32) fail(w, std::string("correlation id ") + std::to_string(corr) + " is out of range [0, 4294967295]");
+      if (corr < 0 || corr > kU32)
+        fail(w, std::string("correlation id ") + std::to_string(corr) + " is out of range [0, 4294967295]");
       if (ext < 0) fail(w, std::string("external id ") + std::to_string(ext) + " is negative");
       if (!t.externals.count(static_cast<uint64_t>(ext))) {
         fail(w, std::string("external id ") + std::to_string(ext) + " is not in \"modules\"");
@@ -396,11 +440,13 @@ class RawReader {
     return {"", it == layout_.key_line.end() ? 0 : it->second};
   }
   void expect_object(const JsonValue& v, const Where& w) const {
-    if (v.kind != JsonValue::Kind::kObject) fail(w, std::string("expected an object, got ") + std::string(json_kind_name(v.kind)));
+    if (v.kind != JsonValue::Kind::kObject)
+      fail(w, std::string("expected an object, got ") + std::string(json_kind_name(v.kind)));
   }
   void only_keys(const JsonValue& o, std::initializer_list<std::string_view> allowed, const Where& w) const {
     for (const std::string& k : o.keys) {
-      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) fail(w, std::string("unknown field \"") + k + "\"");
+      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
+        fail(w, std::string("unknown field \"") + k + "\"");
     }
   }
   const JsonValue& field(const JsonValue& o, const char* key, const Where& w) const {
@@ -410,16 +456,18 @@ class RawReader {
   }
   int64_t integer(const JsonValue& o, const char* key, const Where& w, int64_t lo, int64_t hi) const {
     const JsonValue& v = field(o, key, w);
-    if (!v.is_int()) fail(w, std::string("field \"") + std::string(key) + "\" must be an integer, got " + json_kind_name(v.kind));
+    if (!v.is_int())
+      fail(w, std::string("field \"") + std::string(key) + "\" must be an integer, got " + json_kind_name(v.kind));
     if (v.i < lo || v.i > hi) {
-      fail(w, std::string("field \"") + std::string(key) + "\" is " + std::to_string(v.i) + ", outside [" + std::to_string(lo) + ", " +
-                  std::to_string(hi) + "]");
+      fail(w, std::string("field \"") + std::string(key) + "\" is " + std::to_string(v.i) + ", outside [" +
+                  std::to_string(lo) + ", " + std::to_string(hi) + "]");
     }
     return v.i;
   }
   std::string str(const JsonValue& o, const char* key, const Where& w) const {
     const JsonValue& v = field(o, key, w);
-    if (v.kind != JsonValue::Kind::kString) fail(w, std::string("field \"") + std::string(key) + "\" must be a string, got " + json_kind_name(v.kind));
+    if (v.kind != JsonValue::Kind::kString)
+      fail(w, std::string("field \"") + std::string(key) + "\" must be a string, got " + json_kind_name(v.kind));
     return v.s;
   }
   std::string nonempty_str(const JsonValue& o, const char* key, const Where& w) const {
@@ -439,12 +487,14 @@ class RawReader {
   std::pair<int64_t, int64_t> times(const JsonValue& o, const Where& w) const {
     const int64_t start = integer(o, "start_ns", w, 0, kI64);
     const int64_t end = integer(o, "end_ns", w, 0, kI64);
-    if (end < start) fail(w, std::string("end_ns ") + std::to_string(end) + " is before start_ns " + std::to_string(start));
+    if (end < start)
+      fail(w, std::string("end_ns ") + std::to_string(end) + " is before start_ns " + std::to_string(start));
     return {start, end};
   }
   std::array<int32_t, 3> dims(const JsonValue& o, const char* key, const Where& w) const {
     const JsonValue& v = field(o, key, w);
-    if (v.kind != JsonValue::Kind::kArray || v.items.size() != 3) fail(w, std::string("field \"") + std::string(key) + "\" must be [x, y, z]");
+    if (v.kind != JsonValue::Kind::kArray || v.items.size() != 3)
+      fail(w, std::string("field \"") + std::string(key) + "\" must be [x, y, z]");
     std::array<int32_t, 3> d{};
     for (size_t i = 0; i < 3; ++i) {
       if (!v.items[i].is_int() || v.items[i].i < 0 || v.items[i].i > kI32) {
@@ -458,7 +508,8 @@ class RawReader {
   template <typename F>
   void for_each(const JsonValue& doc, const char* key, F&& f) const {
     const JsonValue& arr = field(doc, key, {"", 1});
-    if (arr.kind != JsonValue::Kind::kArray) fail(at_key(key), std::string("\"") + std::string(key) + "\" must be an array, got " + json_kind_name(arr.kind));
+    if (arr.kind != JsonValue::Kind::kArray)
+      fail(at_key(key), std::string("\"") + std::string(key) + "\" must be an array, got " + json_kind_name(arr.kind));
     const auto lines = layout_.element_lines.find(key);
     for (size_t i = 0; i < arr.items.size(); ++i) {
       int line = 0;
@@ -470,7 +521,8 @@ class RawReader {
   TraceProvenance provenance(const JsonValue& v, const Where& at) const {
     const Where w{"provenance", at.line};
     expect_object(v, w);
-    only_keys(v, {"source", "dmap_version", "driver_version", "runtime_version", "cupti_version", "note", "devices"}, w);
+    only_keys(v, {"source", "dmap_version", "driver_version", "runtime_version", "cupti_version", "note", "devices"},
+              w);
     TraceProvenance p;
     p.source = str(v, "source", w);
     p.dmap_version = str(v, "dmap_version", w);
@@ -485,7 +537,8 @@ class RawReader {
       expect_object(devs.items[i], dw);
       only_keys(devs.items[i], {"id", "name"}, dw);
       const auto id = static_cast<uint32_t>(integer(devs.items[i], "id", dw, 0, kU32));
-      if (!p.devices.emplace(id, str(devs.items[i], "name", dw)).second) fail(dw, std::string("device ") + std::to_string(id) + " appears twice");
+      if (!p.devices.emplace(id, str(devs.items[i], "name", dw)).second)
+        fail(dw, std::string("device ") + std::to_string(id) + " appears twice");
     }
     return p;
   }
@@ -496,13 +549,20 @@ class RawReader {
     const std::string kind = str(v, "kind", w);
     if (kind == "kernel") {
       a.kind = ActivityKind::kKernel;
-      only_keys(v, {"kind", "name", "start_ns", "end_ns", "correlation", "device", "context", "stream", "grid", "block", "shared_bytes"}, w);
+      only_keys(v,
+                {"kind", "name", "start_ns", "end_ns", "correlation", "device", "context", "stream", "grid", "block",
+                 "shared_bytes"},
+                w);
     } else if (kind == "memcpy") {
       a.kind = ActivityKind::kMemcpy;
-      only_keys(v, {"kind", "start_ns", "end_ns", "correlation", "device", "context", "stream", "bytes", "copy_kind", "src_kind", "dst_kind"}, w);
+      only_keys(v,
+                {"kind", "start_ns", "end_ns", "correlation", "device", "context", "stream", "bytes", "copy_kind",
+                 "src_kind", "dst_kind"},
+                w);
     } else if (kind == "memset") {
       a.kind = ActivityKind::kMemset;
-      only_keys(v, {"kind", "start_ns", "end_ns", "correlation", "device", "context", "stream", "bytes", "dst_kind"}, w);
+      only_keys(v, {"kind", "start_ns", "end_ns", "correlation", "device", "context", "stream", "bytes", "dst_kind"},
+                w);
     } else if (kind == "runtime") {
       a.kind = ActivityKind::kRuntime;
       only_keys(v, {"kind", "name", "start_ns", "end_ns", "correlation", "process_id", "thread_id"}, w);
@@ -696,8 +756,8 @@ std::vector<int> assign_lanes(const std::vector<std::pair<int64_t, int64_t>>& iv
 
 struct Slice {
   int64_t start = 0, end = 0;
-  TraceEvent ev;       // pid/tid filled once lanes are known
-  int activity = -1;   // index into GpuTrace::activities, or -1
+  TraceEvent ev;      // pid/tid filled once lanes are known
+  int activity = -1;  // index into GpuTrace::activities, or -1
 };
 
 // A family of tracks drawn under one name ("stream 7", "stream 7 (2)", ...).
@@ -726,26 +786,46 @@ void add_module_args(TraceEvent& ev, const ExternalRange* e) {
 
 void write_aggregate(JsonWriter& w, const ModuleAggregate& a) {
   w.begin_object();
-  w.key("module"); w.value(a.module);
-  w.key("phase"); w.value(a.phase);
-  w.key("steps"); w.value(a.steps);
-  w.key("kernels"); w.value(a.kernels);
-  w.key("kernel_ns"); w.value(a.kernel_ns);
-  w.key("copies"); w.value(a.copies);
-  w.key("copy_ns"); w.value(a.copy_ns);
-  w.key("bytes_htod"); w.value(a.bytes_htod);
-  w.key("bytes_dtoh"); w.value(a.bytes_dtoh);
-  w.key("bytes_dtod"); w.value(a.bytes_dtod);
-  w.key("bytes_other"); w.value(a.bytes_other);
-  w.key("bytes_pageable"); w.value(a.bytes_pageable);
-  w.key("memsets"); w.value(a.memsets);
-  w.key("memset_bytes"); w.value(a.memset_bytes);
-  w.key("memset_ns"); w.value(a.memset_ns);
-  w.key("runtime_calls"); w.value(a.runtime_calls);
-  w.key("runtime_ns"); w.value(a.runtime_ns);
-  w.key("gpu_span_ns"); w.value(a.gpu_span_ns);
-  w.key("host_ranges"); w.value(a.host_ranges);
-  w.key("host_ns"); w.value(a.host_ns);
+  w.key("module");
+  w.value(a.module);
+  w.key("phase");
+  w.value(a.phase);
+  w.key("steps");
+  w.value(a.steps);
+  w.key("kernels");
+  w.value(a.kernels);
+  w.key("kernel_ns");
+  w.value(a.kernel_ns);
+  w.key("copies");
+  w.value(a.copies);
+  w.key("copy_ns");
+  w.value(a.copy_ns);
+  w.key("bytes_htod");
+  w.value(a.bytes_htod);
+  w.key("bytes_dtoh");
+  w.value(a.bytes_dtoh);
+  w.key("bytes_dtod");
+  w.value(a.bytes_dtod);
+  w.key("bytes_other");
+  w.value(a.bytes_other);
+  w.key("bytes_pageable");
+  w.value(a.bytes_pageable);
+  w.key("memsets");
+  w.value(a.memsets);
+  w.key("memset_bytes");
+  w.value(a.memset_bytes);
+  w.key("memset_ns");
+  w.value(a.memset_ns);
+  w.key("runtime_calls");
+  w.value(a.runtime_calls);
+  w.key("runtime_ns");
+  w.value(a.runtime_ns);
+  w.key("gpu_span_ns");
+  w.value(a.gpu_span_ns);
+  w.key("host_ranges");
+  w.value(a.host_ranges);
+  w.key("host_ns");
+  w.value(a.host_ns);
   w.end_object();
 }
 
@@ -761,8 +841,8 @@ Trace chrome_trace(const GpuTrace& t) {
 
   // 2. Slices per track family: host threads, and per GPU its modules and its streams.
   std::vector<Group> groups;
-  std::map<uint32_t, size_t> host_group;                        // thread id -> group
-  std::map<uint32_t, size_t> module_group;                      // device -> group
+  std::map<uint32_t, size_t> host_group;                         // thread id -> group
+  std::map<uint32_t, size_t> module_group;                       // device -> group
   std::map<std::pair<uint32_t, uint32_t>, size_t> stream_group;  // (device, stream) -> group
   auto group = [&](auto& index, const auto& key, int pid, const std::string& name) -> Group& {
     auto [it, fresh] = index.try_emplace(key, groups.size());
@@ -793,7 +873,8 @@ Trace chrome_trace(const GpuTrace& t) {
       s.ev.args.emplace_back("correlation", std::to_string(a.correlation));
       add_module_args(s.ev, e);
       s.activity = static_cast<int>(i);
-      group(host_group, a.thread_id, kHostPid, std::string("thread ") + std::to_string(a.thread_id)).slices.push_back(std::move(s));
+      group(host_group, a.thread_id, kHostPid, std::string("thread ") + std::to_string(a.thread_id))
+          .slices.push_back(std::move(s));
       continue;
     }
     devices.insert(a.device);
@@ -805,7 +886,8 @@ Trace chrome_trace(const GpuTrace& t) {
       s.ev.args.emplace_back("shared_bytes", std::to_string(a.shared_bytes));
     } else if (a.kind == ActivityKind::kMemcpy) {
       s = slice(a.start_ns, a.end_ns,
-                a.copy_kind + " " + format_bytes_human(static_cast<double>(a.bytes)) + " " + a.src_kind + "\u2192" + a.dst_kind,
+                a.copy_kind + " " + format_bytes_human(static_cast<double>(a.bytes)) + " " + a.src_kind + "\u2192" +
+                    a.dst_kind,
                 "memcpy");
       s.ev.args.emplace_back("bytes", std::to_string(a.bytes));
       s.ev.args.emplace_back("GB/s", dur_ns > 0 ? fmt("%.2f", static_cast<double>(a.bytes) / dur_ns) : "inf");
@@ -813,7 +895,8 @@ Trace chrome_trace(const GpuTrace& t) {
       s.ev.args.emplace_back("src_kind", a.src_kind);
       s.ev.args.emplace_back("dst_kind", a.dst_kind);
     } else {
-      s = slice(a.start_ns, a.end_ns, std::string("memset ") + format_bytes_human(static_cast<double>(a.bytes)), "memset");
+      s = slice(a.start_ns, a.end_ns, std::string("memset ") + format_bytes_human(static_cast<double>(a.bytes)),
+                "memset");
       s.ev.args.emplace_back("bytes", std::to_string(a.bytes));
       s.ev.args.emplace_back("dst_kind", a.dst_kind);
     }
@@ -822,7 +905,8 @@ Trace chrome_trace(const GpuTrace& t) {
     s.ev.args.emplace_back("stream", std::to_string(a.stream));
     add_module_args(s.ev, e);
     s.activity = static_cast<int>(i);
-    group(stream_group, std::make_pair(a.device, a.stream), gpu_pid(a.device), std::string("stream ") + std::to_string(a.stream))
+    group(stream_group, std::make_pair(a.device, a.stream), gpu_pid(a.device),
+          std::string("stream ") + std::to_string(a.stream))
         .slices.push_back(std::move(s));
   }
   // CPU-backend module ranges on their host thread.
@@ -831,11 +915,13 @@ Trace chrome_trace(const GpuTrace& t) {
     s.ev.args.emplace_back("phase", phase_name(h.step));
     s.ev.args.emplace_back("step", std::to_string(h.step));
     s.ev.args.emplace_back("backend", "cpu");
-    group(host_group, h.thread_id, kHostPid, std::string("thread ") + std::to_string(h.thread_id)).slices.push_back(std::move(s));
+    group(host_group, h.thread_id, kHostPid, std::string("thread ") + std::to_string(h.thread_id))
+        .slices.push_back(std::move(s));
   }
   // Module ranges: per push and device, first to last GPU record.
   {
-    std::map<std::pair<uint64_t, uint32_t>, std::tuple<int64_t, int64_t, int64_t, int64_t>> spans;  // start, end, kernels, copies
+    std::map<std::pair<uint64_t, uint32_t>, std::tuple<int64_t, int64_t, int64_t, int64_t>>
+        spans;  // start, end, kernels, copies
     for (const GpuActivity& a : t.activities) {
       const ExternalRange* e = t.module_of(a);
       if (!e || !is_gpu_work(a.kind)) continue;
@@ -865,20 +951,23 @@ Trace chrome_trace(const GpuTrace& t) {
   Trace out;
   const bool any_host = !host_group.empty();
   if (any_host) {
-    out.name_process(kHostPid, host_pid ? std::string("host (pid ") + std::to_string(host_pid) + ")" : std::string("host"));
+    out.name_process(kHostPid,
+                     host_pid ? std::string("host (pid ") + std::to_string(host_pid) + ")" : std::string("host"));
     out.sort_process(kHostPid, 0);
   }
   for (uint32_t d : devices) {
     const auto name = t.provenance.devices.find(d);
-    out.name_process(gpu_pid(d), std::string("GPU ") + std::to_string(d) +
-                                     (name == t.provenance.devices.end() ? std::string() : std::string(" (") + name->second + ")"));
+    out.name_process(gpu_pid(d),
+                     std::string("GPU ") + std::to_string(d) +
+                         (name == t.provenance.devices.end() ? std::string() : std::string(" (") + name->second + ")"));
     out.sort_process(gpu_pid(d), 1 + static_cast<int>(d));
   }
   std::vector<size_t> group_order;
   for (const auto& [k, g] : host_group) group_order.push_back(g);
   for (const auto& [k, g] : module_group) group_order.push_back(g);
   for (const auto& [k, g] : stream_group) group_order.push_back(g);
-  std::stable_sort(group_order.begin(), group_order.end(), [&](size_t a, size_t b) { return groups[a].pid < groups[b].pid; });
+  std::stable_sort(group_order.begin(), group_order.end(),
+                   [&](size_t a, size_t b) { return groups[a].pid < groups[b].pid; });
 
   std::map<int, int> next_tid;
   std::vector<std::pair<int, int>> placed(t.activities.size(), {0, 0});  // activity -> (pid, tid)
@@ -943,10 +1032,14 @@ Trace chrome_trace(const GpuTrace& t) {
   w.begin_object();
   w.key("dmap");
   w.begin_object();
-  w.key("format"); w.value("dmap-gpu-trace chrome export");
-  w.key("provenance"); write_provenance(w, t.provenance);
-  w.key("dropped_records"); w.value(static_cast<int64_t>(t.dropped_records));
-  w.key("clock_origin_ns"); w.value(origin);
+  w.key("format");
+  w.value("dmap-gpu-trace chrome export");
+  w.key("provenance");
+  write_provenance(w, t.provenance);
+  w.key("dropped_records");
+  w.value(static_cast<int64_t>(t.dropped_records));
+  w.key("clock_origin_ns");
+  w.value(origin);
   w.key("module_aggregates");
   w.begin_array();
   for (const ModuleAggregate& a : module_aggregates(t)) write_aggregate(w, a);

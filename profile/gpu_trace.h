@@ -98,9 +98,9 @@ struct TraceProvenance {
 };
 
 struct GpuTrace {
-  std::vector<GpuActivity> activities;                  // in record order (not sorted)
-  std::map<uint64_t, ExternalRange> externals;          // external id -> module and step
-  std::map<uint32_t, uint64_t> correlation_to_external; // from EXTERNAL_CORRELATION records
+  std::vector<GpuActivity> activities;                   // in record order (not sorted)
+  std::map<uint64_t, ExternalRange> externals;           // external id -> module and step
+  std::map<uint32_t, uint64_t> correlation_to_external;  // from EXTERNAL_CORRELATION records
   std::vector<HostRange> host_ranges;
   uint64_t dropped_records = 0;  // CUPTI records lost for want of buffer space (0 = complete)
   TraceProvenance provenance;
@@ -158,7 +158,7 @@ struct ModuleAggregate {
   int64_t kernels = 0;
   int64_t kernel_ns = 0;  // sum of kernel durations
   int64_t copies = 0;
-  int64_t copy_ns = 0;    // sum of copy durations
+  int64_t copy_ns = 0;  // sum of copy durations
   Bytes bytes_htod = 0, bytes_dtoh = 0, bytes_dtod = 0;
   Bytes bytes_other = 0;     // HtoH, PtoP and array copies
   Bytes bytes_pageable = 0;  // of all copies, those from or to pageable host memory
@@ -169,7 +169,7 @@ struct ModuleAggregate {
   int64_t runtime_ns = 0;   // time spent inside runtime API calls on the host
   int64_t gpu_span_ns = 0;  // per push: last GPU end - first GPU start, summed over pushes
   int64_t host_ranges = 0;
-  int64_t host_ns = 0;      // CPU-backend compute time
+  int64_t host_ns = 0;  // CPU-backend compute time
 
   double per_step(int64_t total) const { return steps > 0 ? static_cast<double>(total) / steps : 0.0; }
   bool operator==(const ModuleAggregate&) const = default;

@@ -122,9 +122,9 @@ DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progr
   // time varies by tens of percent on network-backed disks. One file per read, written and
   // flushed first, read as the executor reads a disk-offloaded tensor's file (exec::DiskReader:
   // a copy out of the file's memory map; cold: its pages unmapped and evicted first).
-  const std::vector<size_t> sizes = quick ? std::vector<size_t>{1u << 20, 4u << 20, 16u << 20}
-                                          : std::vector<size_t>{1u << 18, 1u << 20, 2u << 20, 4u << 20, 8u << 20, 16u << 20,
-                                                                32u << 20, 64u << 20};
+  const std::vector<size_t> sizes =
+      quick ? std::vector<size_t>{1u << 20, 4u << 20, 16u << 20}
+            : std::vector<size_t>{1u << 18, 1u << 20, 2u << 20, 4u << 20, 8u << 20, 16u << 20, 32u << 20, 64u << 20};
   const int reps = quick ? 2 : 5;
   std::vector<char> block(1 << 20);
   std::mt19937 rng(11);
@@ -194,8 +194,10 @@ AttentionProbe measure_attention(const exec::ExecConfig& full, DType d, int thre
   c.layers = 1;
   c.inter = 16;
   c.vocab = 16;
-  const std::vector<int64_t> contexts = quick ? std::vector<int64_t>{64, 512, 2048} : std::vector<int64_t>{64, 256, 1024, 2048, 4096};
-  const std::vector<int64_t> prompts = quick ? std::vector<int64_t>{16, 64, 256} : std::vector<int64_t>{16, 64, 256, 512};
+  const std::vector<int64_t> contexts =
+      quick ? std::vector<int64_t>{64, 512, 2048} : std::vector<int64_t>{64, 256, 1024, 2048, 4096};
+  const std::vector<int64_t> prompts =
+      quick ? std::vector<int64_t>{16, 64, 256} : std::vector<int64_t>{16, 64, 256, 512};
   const exec::ModelWeights w = exec::ModelWeights::random(c, d, 5);
   exec::RunOptions opt;
   opt.max_seq = std::max(contexts.back(), prompts.back());
@@ -305,16 +307,21 @@ void add_run_to_trace(Trace& t, int pid, const std::string& label, const Placeme
   t.name_thread(pid, 1, "CPU executor (module ranges)");
   for (const auto& e : r.events) {
     if (e.step >= kTraceDecodeSteps) continue;
-    t.add({r.modules[static_cast<size_t>(e.module)].module, e.step < 0 ? "prefill" : "decode", pid, 1, e.start_s * 1e6,
-           e.dur_s * 1e6, {{"step", e.step < 0 ? std::string("prefill") : std::to_string(e.step)}}});
+    t.add({r.modules[static_cast<size_t>(e.module)].module,
+           e.step < 0 ? "prefill" : "decode",
+           pid,
+           1,
+           e.start_s * 1e6,
+           e.dur_s * 1e6,
+           {{"step", e.step < 0 ? std::string("prefill") : std::to_string(e.step)}}});
   }
 }
 
 // The first case's measured timeline, and the predicted one as the simulator lays it out (each
 // op on the device it executes on, disk reads and copies on their own lanes), placed at the
 // measured phase starts.
-void add_predicted_and_measured_trace(Trace& trace, const ValidationCase& c, const PlacementRun& r, const sim::Hardware& hw,
-                                      const sim::Calibration& cal, const RunSettings& rs) {
+void add_predicted_and_measured_trace(Trace& trace, const ValidationCase& c, const PlacementRun& r,
+                                      const sim::Hardware& hw, const sim::Calibration& cal, const RunSettings& rs) {
   const std::string label = c.model_id + " " + std::string(dtype_name(c.dtype)) + " " + c.placement;
   add_run_to_trace(trace, 1, "measured: " + label, r);
   const int pid = 2;
@@ -336,9 +343,10 @@ void add_predicted_and_measured_trace(Trace& trace, const ValidationCase& c, con
     if (it != lanes.end()) return it->second;
     const int tid = static_cast<int>(lanes.size()) + 1;
     lanes.emplace(lane, tid);
-    trace.name_thread(pid, tid, lane == "disk" ? "disk reads (cost model)"
-                                : lane == "link" ? "copies to the executing device (cost model)"
-                                                 : lane + " (cost model)");
+    trace.name_thread(pid, tid,
+                      lane == "disk"   ? "disk reads (cost model)"
+                      : lane == "link" ? "copies to the executing device (cost model)"
+                                       : lane + " (cost model)");
     return tid;
   };
   std::vector<double> starts(static_cast<size_t>(std::min<int64_t>(rs.new_tokens, kTraceDecodeSteps + 1)), -1);
@@ -352,7 +360,13 @@ void add_predicted_and_measured_trace(Trace& trace, const ValidationCase& c, con
       const sim::Op& op = g.ops[static_cast<size_t>(sp.op)];
       std::string name = tree.node(op.node).name + " (" + sim::op_kind_name(op.kind) + ")";
       if (sp.what != "compute") name = sp.what + ": " + name;
-      trace.add({name, k == 0 ? "prefill" : "decode", pid, tid_of(sp.lane), (starts[k] + sp.start_s) * 1e6, sp.dur_s * 1e6, {}});
+      trace.add({name,
+                 k == 0 ? "prefill" : "decode",
+                 pid,
+                 tid_of(sp.lane),
+                 (starts[k] + sp.start_s) * 1e6,
+                 sp.dur_s * 1e6,
+                 {}});
     }
   }
 }
@@ -373,7 +387,8 @@ AttentionFit fit_attention(int64_t heads, int64_t head_dim, const std::vector<st
   const double per_pair = 4.0 * static_cast<double>(heads * head_dim);
   const double slope = f.decode.slope > 0 ? f.decode.slope : ys.back() / xs.back();
   f.curve.push_back({1.0, per_pair / slope});
-  for (const auto& [T, t] : prefill) f.curve.push_back({T, per_pair * T * (T + 1) / 2 / std::max(t - f.overhead_s, 0.1 * t)});
+  for (const auto& [T, t] : prefill)
+    f.curve.push_back({T, per_pair * T * (T + 1) / 2 / std::max(t - f.overhead_s, 0.1 * t)});
   return f;
 }
 
@@ -419,7 +434,8 @@ DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
 }
 
 std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const exec::ModelWeights& weights,
-                                              const exec::Placement& p, const std::string& backend, const exec::RunOptions& opt) {
+                                              const exec::Placement& p, const std::string& backend,
+                                              const exec::RunOptions& opt) {
   const auto b = exec::parse_backend(backend);
   DMAP_CHECK(b.has_value(), "unknown backend " + backend);
   return exec::make_executor(cfg, weights, p, *b, opt);
@@ -430,12 +446,9 @@ sim::Semantics sim_semantics(const DeviceMap& dm, const RunSettings& rs) {
   for (const auto& [name, d] : dm.items()) gpu = gpu || d.is_gpu();
   if (!gpu || rs.backend != "cuda") return sim::Semantics::kCpu;
   switch (rs.semantics) {
-    case exec::Semantics::kPrefetch:
-      return sim::Semantics::kPrefetch;
-    case exec::Semantics::kInPlace:
-      return sim::Semantics::kInPlace;
-    case exec::Semantics::kAccelerate:
-      break;
+    case exec::Semantics::kPrefetch: return sim::Semantics::kPrefetch;
+    case exec::Semantics::kInPlace: return sim::Semantics::kInPlace;
+    case exec::Semantics::kAccelerate: break;
   }
   return sim::Semantics::kAccelerate;
 }
@@ -514,7 +527,8 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
     next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   r.decode_token_s = median(r.decode_s);
-  if (rs.new_tokens > 1) r.decode_disk_read_s = (model.disk_read_seconds() - read_s0) / static_cast<double>(rs.new_tokens - 1);
+  if (rs.new_tokens > 1)
+    r.decode_disk_read_s = (model.disk_read_seconds() - read_s0) / static_cast<double>(rs.new_tokens - 1);
   const double pgpgin1 = vmstat_kb("pgpgin");
   if (pgpgin0 >= 0 && pgpgin1 >= 0) r.decode_device_read_bytes = (pgpgin1 - pgpgin0) * 1024.0;
   r.modules = model.module_times();
@@ -538,7 +552,8 @@ sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm,
 }
 
 sim::Calibration calibration_from_text(const std::string& yaml, const std::string& origin) {
-  const std::string tmp = (std::filesystem::temp_directory_path() / ("dmap_cal_" + std::to_string(getpid()) + ".yaml")).string();
+  const std::string tmp =
+      (std::filesystem::temp_directory_path() / ("dmap_cal_" + std::to_string(getpid()) + ".yaml")).string();
   const RemoveOnInterrupt guard(tmp);
   write_text_file(tmp, yaml);
   sim::Calibration c = sim::load_calibration(tmp);
@@ -553,26 +568,28 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const int threads = opt.run.threads;
   const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
   // The model's weight shapes (N x K), largest last.
-  std::vector<std::pair<int64_t, int64_t>> shapes = {{kv, c.hidden}, {q, c.hidden}, {c.hidden, q}, {c.inter, c.hidden},
-                                                     {c.hidden, c.inter}, {c.vocab, c.hidden}};
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{kv, c.hidden},      {q, c.hidden},       {c.hidden, q},
+                                                     {c.inter, c.hidden}, {c.hidden, c.inter}, {c.vocab, c.hidden}};
   const size_t pool_bytes = opt.quick ? (64u << 20) : (512u << 20);
   const int reps = opt.quick ? 3 : 7;
-  const std::vector<int64_t> rows = opt.quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 32, 64, 128, 256};
+  const std::vector<int64_t> rows =
+      opt.quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 32, 64, 128, 256};
   int step = 0;
   const int attention_points = opt.quick ? 6 : 9;
   const int mv_extra = opt.quick ? 4 : 9;
-  const int steps = static_cast<int>(opt.dtypes.size() * (shapes.size() + mv_extra + (shapes.size() + 2) + 2 * rows.size() + attention_points));
+  const int steps = static_cast<int>(
+      opt.dtypes.size() * (shapes.size() + mv_extra + (shapes.size() + 2) + 2 * rows.size() + attention_points));
   auto tick = [&](const std::string& what) {
     if (opt.progress) opt.progress(what, ++step, steps);
   };
 
   struct PerDtype {
-    LineFit stream;             // matrix-vector time vs weight bytes
-    double bw = 0;              // bytes/s from the slope
+    LineFit stream;                                // matrix-vector time vs weight bytes
+    double bw = 0;                                 // bytes/s from the slope
     std::vector<std::pair<double, double>> curve;  // (M, FLOP/s)
     int samples = 0;
-    double row_s = 0;           // per output row of a one-row product
-    ProductFit products;        // M = 64 over shapes: rate and cost per input element
+    double row_s = 0;     // per output row of a one-row product
+    ProductFit products;  // M = 64 over shapes: rate and cost per input element
     AttentionProbe attention;
   };
   std::vector<std::pair<int64_t, int64_t>> mv_shapes = shapes;
@@ -628,7 +645,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       for (const auto& [n, k] : pshapes) {
         tick("matrix products " + std::string(dtype_name(d)) + " shapes");
         WeightPool pool(d, n, k, pool_bytes);
-        ps.push_back({64.0, static_cast<double>(n), static_cast<double>(k), time_linear(pool, 64, threads, std::max(3, reps / 2))});
+        ps.push_back({64.0, static_cast<double>(n), static_cast<double>(k),
+                      time_linear(pool, 64, threads, std::max(3, reps / 2))});
       }
       p.products = fit_products(ps);
     }
@@ -646,8 +664,9 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     }
     p.attention = measure_attention(c, d, threads, opt.quick, tick);
   }
-  const DiskFit disk = measure_disk(opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir,
-                                    opt.quick, opt.progress);
+  const DiskFit disk =
+      measure_disk(opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir,
+                   opt.quick, opt.progress);
 
   // Memory bandwidth: the fastest weight streaming (the other dtypes' M = 1 rates hold their
   // conversion cost).
@@ -673,9 +692,11 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     y << "# Calibration of this machine's CPU and disk for dmap's cost model, fitted from timed runs\n"
       << "# of dmap's own executor (`" << opt.command << "`). Units as in sim/calibration.h.\n";
     y << "kind: calibration\nname: " << yaml_str(opt.name) << "\n";
-    y << "provenance:\n  cpu: " << yaml_str(cpu_description()) << "\n  gpu: " << (opt.gpu ? yaml_str(opt.gpu->gpu_name) : "none")
+    y << "provenance:\n  cpu: " << yaml_str(cpu_description())
+      << "\n  gpu: " << (opt.gpu ? yaml_str(opt.gpu->gpu_name) : "none")
       << "\n  driver: " << (opt.gpu ? yaml_str(opt.gpu->driver) : "none") << "\n"
-      << "  dmap_version: " << DMAP_VERSION << "\n  date: " << today() << "\n  method: " << yaml_str(opt.command) << "\n"
+      << "  dmap_version: " << DMAP_VERSION << "\n  date: " << today() << "\n  method: " << yaml_str(opt.command)
+      << "\n"
       << "  threads: " << threads << "\n  model: " << opt.model_id << "\n";
     y << "host:\n  memory_bandwidth_gbs: " << fmt(bw * bw_scale / 1e9) << "\n  page_cache_read_gbs: ";
     if (warm_by_dtype.size() > 1) {
@@ -693,7 +714,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       const auto it = stream_scale.find(d);
       const auto pit = prefill_scale.find(d);
       for (const auto& [m, r] : p.curve) {
-        const double sc = m == 1.0 ? (it != stream_scale.end() ? it->second : 1.0) : (pit != prefill_scale.end() ? pit->second : 1.0);
+        const double sc =
+            m == 1.0 ? (it != stream_scale.end() ? it->second : 1.0) : (pit != prefill_scale.end() ? pit->second : 1.0);
         g.push_back({m, r / 1e9 * sc});
       }
       y << "    " << dtype_name(d) << ": " << curve_yaml(g) << "\n";
@@ -712,10 +734,13 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     y << "}\n";
     y << "  matmul_input_ns: {";
     for (auto it = per.begin(); it != per.end(); ++it) {
-      y << (it == per.begin() ? "" : ", ") << dtype_name(it->first) << ": " << fmt(it->second.products.input_cost * 1e9);
+      y << (it == per.begin() ? "" : ", ") << dtype_name(it->first) << ": "
+        << fmt(it->second.products.input_cost * 1e9);
     }
     y << "}\n";
-    if (opt.gpu) y << "  offload_tensor_overhead_us: " << fmt(opt.gpu->offload_tensor_overhead_us) << "\n" << opt.gpu->gpus_yaml << opt.gpu->link_yaml;
+    if (opt.gpu)
+      y << "  offload_tensor_overhead_us: " << fmt(opt.gpu->offload_tensor_overhead_us) << "\n"
+        << opt.gpu->gpus_yaml << opt.gpu->link_yaml;
     y << "disk:\n  read_gbs: " << fmt(cold_bw / 1e9) << "\n  read_latency_us: " << fmt(cold_lat * 1e6) << "\n";
     y << fit_block;
     return y.str();
@@ -756,7 +781,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   };
   for (DType d : opt.dtypes) {
     runs.push_back({d, run_repeated(cpu_map, d, "cpu-only")});
-    add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only", runs.back().second);
+    add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only",
+                     runs.back().second);
     const PlacementRun disk_run = run_repeated(disk_map, d, "disk");
     const PlacementRun& cpu_run = runs.back().second;
     const double per_forward = static_cast<double>(disk_run.disk_bytes_read) / static_cast<double>(disk_run.forwards);
@@ -792,7 +818,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   }
   if (opt.progress) opt.progress("dispatch probe", 0, 1);
   const DispatchProbe probe = measure_dispatch(c, opt.dtypes.front(), threads);
-  const double dispatch_us = kernels > 0 ? std::max(0.0, probe.decode_s - probe.weight_bytes / bw) / kernels * 1e6 : 0.0;
+  const double dispatch_us =
+      kernels > 0 ? std::max(0.0, probe.decode_s - probe.weight_bytes / bw) / kernels * 1e6 : 0.0;
 
   // Weight streaming: the rate at which whole-model decode steps stream the weights differs from
   // one product's in the micro-benchmark (measured here: whole-model decode faster by up to
@@ -841,39 +868,44 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   fitb << "  method: \"Huber-weighted least squares on relative residuals (Eigen QR)\"\n";
   for (const auto& [d, p] : per) {
     fitb << "  stream_" << dtype_name(d) << ": {samples: " << p.samples << ", bandwidth_gbs: " << fmt(p.bw / 1e9)
-         << ", row_ns: " << fmt(p.row_s * 1e9)
-         << ", intercept_us: " << fmt(p.stream.intercept * 1e6) << ", median_abs_residual: "
-         << fmt(p.stream.fit.median_abs_residual, 3) << ", max_abs_residual: " << fmt(p.stream.fit.max_abs_residual, 3)
+         << ", row_ns: " << fmt(p.row_s * 1e9) << ", intercept_us: " << fmt(p.stream.intercept * 1e6)
+         << ", median_abs_residual: " << fmt(p.stream.fit.median_abs_residual, 3)
+         << ", max_abs_residual: " << fmt(p.stream.fit.max_abs_residual, 3)
          << ", outliers: " << p.stream.fit.downweighted << "}\n";
   }
-  fitb << "  disk_probe: {cold_gbs: " << fmt(probe_cold_bw / 1e9) << ", cold_latency_us: " << fmt(std::max(0.0, disk.cold.intercept) * 1e6)
+  fitb << "  disk_probe: {cold_gbs: " << fmt(probe_cold_bw / 1e9)
+       << ", cold_latency_us: " << fmt(std::max(0.0, disk.cold.intercept) * 1e6)
        << ", warm_gbs: " << fmt(probe_warm_bw / 1e9) << "}\n";
   fitb << "  disk_whole_model: {layers_on_disk: " << disk_layers << ", cold_gbs: [";
   for (size_t i = 0; i < cold_rates.size(); ++i) fitb << (i ? ", " : "") << fmt(cold_rates[i] / 1e9);
   fitb << "], warm_gbs: [";
   for (size_t i = 0; i < warm_rates.size(); ++i) fitb << (i ? ", " : "") << fmt(warm_rates[i] / 1e9);
   fitb << "]}\n";
-  fitb << "  disk_cold: {samples: " << disk.samples << ", median_abs_residual: " << fmt(disk.cold.fit.median_abs_residual, 3)
+  fitb << "  disk_cold: {samples: " << disk.samples
+       << ", median_abs_residual: " << fmt(disk.cold.fit.median_abs_residual, 3)
        << ", max_abs_residual: " << fmt(disk.cold.fit.max_abs_residual, 3) << "}\n";
-  fitb << "  disk_warm: {samples: " << disk.samples << ", median_abs_residual: " << fmt(disk.warm.fit.median_abs_residual, 3)
+  fitb << "  disk_warm: {samples: " << disk.samples
+       << ", median_abs_residual: " << fmt(disk.warm.fit.median_abs_residual, 3)
        << ", max_abs_residual: " << fmt(disk.warm.fit.max_abs_residual, 3) << "}\n";
   for (const auto& [d, p] : per) {
     fitb << "  attention_" << dtype_name(d) << ": {decode_context_s: " << curve_yaml(p.attention.decode)
-         << ", prefill_tokens_s: " << curve_yaml(p.attention.prefill) << ", per_key_ns: " << fmt(p.attention.decode_fit.slope * 1e9)
+         << ", prefill_tokens_s: " << curve_yaml(p.attention.prefill)
+         << ", per_key_ns: " << fmt(p.attention.decode_fit.slope * 1e9)
          << ", intercept_us: " << fmt(p.attention.decode_fit.intercept * 1e6)
          << ", median_abs_residual: " << fmt(p.attention.decode_fit.fit.median_abs_residual, 3) << "}\n";
   }
   fitb << "  dispatch: {kernels_per_decode_step: " << fmt(kernels) << ", tiny_model_probe_us: " << fmt(dispatch_us)
        << ", probe_decode_s: " << fmt(probe.decode_s) << "}\n";
   for (const auto& [d, sc] : stream_fit) {
-    fitb << "  streaming_" << dtype_name(d) << ": {micro_benchmark_gbs: " << fmt(per[d].bw / 1e9) << ", whole_model_decode_gbs: "
-         << fmt(per[d].bw * sc / 1e9) << ", scale: " << fmt(sc) << "}\n";
+    fitb << "  streaming_" << dtype_name(d) << ": {micro_benchmark_gbs: " << fmt(per[d].bw / 1e9)
+         << ", whole_model_decode_gbs: " << fmt(per[d].bw * sc / 1e9) << ", scale: " << fmt(sc) << "}\n";
   }
   for (const auto& [d, p] : per) {
     fitb << "  products_" << dtype_name(d) << ": {m: 64, samples: " << p.products.fit.residuals.size()
          << ", gflops: " << fmt(p.products.rate / 1e9) << ", input_ns: " << fmt(p.products.input_cost * 1e9)
          << ", median_abs_residual: " << fmt(p.products.fit.median_abs_residual, 3)
-         << ", max_abs_residual: " << fmt(p.products.fit.max_abs_residual, 3) << ", outliers: " << p.products.fit.downweighted << "}\n";
+         << ", max_abs_residual: " << fmt(p.products.fit.max_abs_residual, 3)
+         << ", outliers: " << p.products.fit.downweighted << "}\n";
   }
   for (const auto& [d, sc] : prefill_scale) {
     fitb << "  prefill_" << dtype_name(d) << ": {matmul_scale: " << fmt(sc) << "}\n";
@@ -891,24 +923,28 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   fitb << "  whole_model_runs:\n";
   for (const auto& [d, r] : runs) {
     const sim::Prediction p = predict(opt.model, d, cpu_map, hw, &final_cal, opt.run.prompt, opt.run.new_tokens);
-    fitb << "    - {model: " << opt.model_id << ", dtype: " << dtype_name(d) << ", placement: cpu, prompt: " << opt.run.prompt
-         << ", measured_prefill_s: " << fmt(r.prefill_s) << ", fitted_prefill_s: " << fmt(p.prefill_s)
-         << ", measured_decode_s: " << fmt(r.decode_token_s) << ", fitted_decode_s: " << fmt(p.decode_token_s) << "}\n";
+    fitb << "    - {model: " << opt.model_id << ", dtype: " << dtype_name(d)
+         << ", placement: cpu, prompt: " << opt.run.prompt << ", measured_prefill_s: " << fmt(r.prefill_s)
+         << ", fitted_prefill_s: " << fmt(p.prefill_s) << ", measured_decode_s: " << fmt(r.decode_token_s)
+         << ", fitted_decode_s: " << fmt(p.decode_token_s) << "}\n";
   }
   out.yaml = yaml_with(dispatch_us, fitb.str());
   calibration_from_text(out.yaml, "profile");  // validates what is about to be written
 
-  out.summary.push_back("memory bandwidth " + fmt(bw * bw_scale / 1e9) + " GB/s (micro-benchmark " + fmt(bw / 1e9) + ")");
+  out.summary.push_back("memory bandwidth " + fmt(bw * bw_scale / 1e9) + " GB/s (micro-benchmark " + fmt(bw / 1e9) +
+                        ")");
   for (const auto& [d, p] : per) {
     std::string s = std::string(dtype_name(d)) + ": streaming " + fmt(p.bw / 1e9) + " GB/s + " + fmt(p.row_s * 1e9) +
-                    " ns per row; products + " + fmt(p.products.input_cost * 1e9) + " ns per input element; GFLOP/s by M:";
+                    " ns per row; products + " + fmt(p.products.input_cost * 1e9) +
+                    " ns per input element; GFLOP/s by M:";
     for (const auto& [m, r] : p.curve) s.append(" ").append(fmt(m)).append(":").append(fmt(r / 1e9));
     out.summary.push_back(s);
   }
   {
     std::string pc = "disk cold " + fmt(cold_bw / 1e9) + " GB/s + " + fmt(cold_lat * 1e6) + " us, page cache";
     if (warm_by_dtype.size() > 1) {
-      for (const auto& [d, w] : warm_by_dtype) pc.append(" ").append(dtype_name(d)).append(" ").append(fmt(w / 1e9)).append(" GB/s");
+      for (const auto& [d, w] : warm_by_dtype)
+        pc.append(" ").append(dtype_name(d)).append(" ").append(fmt(w / 1e9)).append(" GB/s");
     } else {
       pc.append(" ").append(fmt(warm_bw / 1e9)).append(" GB/s");
     }
@@ -932,8 +968,9 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
 
 // ---- validation ------------------------------------------------------------------------------
 
-ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw, const sim::Calibration& cal,
-                          const RunSettings& rs, const ValidationSettings& vs, const ProgressFn& progress) {
+ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw,
+                          const sim::Calibration& cal, const RunSettings& rs, const ValidationSettings& vs,
+                          const ProgressFn& progress) {
   DMAP_CHECK(vs.rounds >= 1 && vs.retries >= 0, "validation needs at least one round");
   ValidationResult v;
   v.run = rs;
@@ -990,7 +1027,8 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       const ValidationCase& c = cases[i];
       ValidationRow& row = v.rows[i];
       if (progress) {
-        progress("round " + std::to_string(round + 1) + ": " + c.model_id + " " + std::string(dtype_name(c.dtype)) + " " + c.placement,
+        progress("round " + std::to_string(round + 1) + ": " + c.model_id + " " + std::string(dtype_name(c.dtype)) +
+                     " " + c.placement,
                  done, total);
       }
       ++done;
@@ -1033,8 +1071,10 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
   for (const auto& r : v.rows) groups[r.c.model_id + " " + std::string(dtype_name(r.c.dtype))].push_back(&r);
   for (const auto& [name, rows] : groups) {
     const int64_t n = rs.new_tokens;
-    const ValidationRow* pred = *std::min_element(rows.begin(), rows.end(), [&](auto a, auto b) { return a->predicted_total(n) < b->predicted_total(n); });
-    const ValidationRow* meas = *std::min_element(rows.begin(), rows.end(), [&](auto a, auto b) { return a->measured_total(n) < b->measured_total(n); });
+    const ValidationRow* pred = *std::min_element(
+        rows.begin(), rows.end(), [&](auto a, auto b) { return a->predicted_total(n) < b->predicted_total(n); });
+    const ValidationRow* meas = *std::min_element(
+        rows.begin(), rows.end(), [&](auto a, auto b) { return a->measured_total(n) < b->measured_total(n); });
     Regret g{name, pred->c.placement, meas->c.placement, pred->measured_total(n) / meas->measured_total(n) - 1};
     v.max_regret = std::max(v.max_regret, g.regret);
     v.regrets.push_back(g);
@@ -1058,56 +1098,73 @@ std::string validation_svg(const ValidationResult& r, const std::string& machine
   return report::render_grouped_svg(c);
 }
 
-std::string validation_markdown(const ValidationResult& r, const std::string& machine, const std::string& calibration_file,
-                                const std::string& svg_name, const std::string& trace_name) {
+std::string validation_markdown(const ValidationResult& r, const std::string& machine,
+                                const std::string& calibration_file, const std::string& svg_name,
+                                const std::string& trace_name) {
   auto pct = [](double v) { return (v >= 0 ? "+" : "") + fmt(v * 100, 2) + " %"; };
   std::ostringstream m;
   m << "# Validation: predicted vs measured, " << machine << "\n\n";
-  m << "Written by `dmap profile --validate`. Calibration: `" << calibration_file << "`. Each placement was predicted by\n"
+  m << "Written by `dmap profile --validate`. Calibration: `" << calibration_file
+    << "`. Each placement was predicted by\n"
     << "`dmap`'s cost model with that calibration, then run for real on dmap's CPU executor (random weights, batch 1,\n"
-    << "prompt " << r.run.prompt << ", " << r.run.new_tokens << " new tokens, " << r.run.threads << " threads). None of these runs was used in the\n"
+    << "prompt " << r.run.prompt << ", " << r.run.new_tokens << " new tokens, " << r.run.threads
+    << " threads). None of these runs was used in the\n"
     << "fit. Disk placements put the last layers on disk: their tensors are read from their files every forward,\n"
     << "evicted from the page cache before the prefill (cold) and served from it during decode.\n\n"
-    << "Each placement was measured in " << r.settings.rounds << " rounds, each round in a fresh random order, each measurement\n"
+    << "Each placement was measured in " << r.settings.rounds
+    << " rounds, each round in a fresh random order, each measurement\n"
     << "after waiting for the machine to be quiet (other processes under " << fmt(r.settings.quiet.threshold_cores, 2)
-    << " cores); measured figures are the medians over the rounds. A measurement during which other processes used more\n"
+    << " cores); measured figures are the medians over the rounds. A measurement during which other processes used "
+       "more\n"
     << "than " << fmt(r.settings.spoiled_cores, 2) << " cores was measured again (up to " << r.settings.retries
-    << " times); \"others' load\" is the most they used during a kept one. \"Read from disk in decode\" is what the machine\n"
+    << " times); \"others' load\" is the most they used during a kept one. \"Read from disk in decode\" is what the "
+       "machine\n"
     << "read from block devices during a run's decode steps (the most over the rounds, /proc/vmstat): decode re-reads\n"
-    << "disk-offloaded weights from the page cache, so anything there is page-cache misses. \"Of which disk reads\" is the\n"
+    << "disk-offloaded weights from the page cache, so anything there is page-cache misses. \"Of which disk reads\" is "
+       "the\n"
     << "part of a decode step spent reading disk-offloaded tensors: predicted, then measured per round.\n";
-  if (r.not_quiet > 0) m << "**" << r.not_quiet << " measurement(s) started without the machine having become quiet.**\n";
+  if (r.not_quiet > 0)
+    m << "**" << r.not_quiet << " measurement(s) started without the machine having become quiet.**\n";
   m << "\n";
-  m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | error | "
+  m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured "
+       "ms/token | error | "
        "rounds: ms/token | of which disk reads, ms | others' load | read from disk in decode |\n";
   m << "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|\n";
   for (const auto& row : r.rows) {
     std::string rounds;
     for (double d : row.decode_rounds) rounds.append(rounds.empty() ? "" : ", ").append(fmt(d * 1e3, 3));
     std::string reads = "—";
-    if (row.predicted_decode_disk_s > 0 || std::any_of(row.decode_disk_rounds.begin(), row.decode_disk_rounds.end(), [](double d) { return d > 0; })) {
+    if (row.predicted_decode_disk_s > 0 ||
+        std::any_of(row.decode_disk_rounds.begin(), row.decode_disk_rounds.end(), [](double d) { return d > 0; })) {
       reads = fmt(row.predicted_decode_disk_s * 1e3, 3) + " / ";
-      for (size_t k = 0; k < row.decode_disk_rounds.size(); ++k) reads.append(k ? ", " : "").append(fmt(row.decode_disk_rounds[k] * 1e3, 3));
+      for (size_t k = 0; k < row.decode_disk_rounds.size(); ++k)
+        reads.append(k ? ", " : "").append(fmt(row.decode_disk_rounds[k] * 1e3, 3));
     }
-    m << "| " << row.c.model_id << " | " << dtype_name(row.c.dtype) << " | " << row.c.placement << (row.in_fit ? " (in the fit)" : "")
-      << " | " << fmt(row.predicted_prefill_s * 1e3) << " ms | " << fmt(row.measured_prefill_s * 1e3) << " ms | " << pct(row.prefill_error())
-      << " | " << fmt(row.predicted_decode_s * 1e3) << " | " << fmt(row.measured_decode_s * 1e3) << " | " << pct(row.decode_error())
-      << " | " << rounds << " | " << reads << " | " << fmt(row.foreign_cores, 2) << (row.remeasured ? " (" + std::to_string(row.remeasured) + " re-measured)" : "")
-      << " | " << fmt(row.decode_device_read_bytes / 1e6, 3) << " MB |\n";
+    m << "| " << row.c.model_id << " | " << dtype_name(row.c.dtype) << " | " << row.c.placement
+      << (row.in_fit ? " (in the fit)" : "") << " | " << fmt(row.predicted_prefill_s * 1e3) << " ms | "
+      << fmt(row.measured_prefill_s * 1e3) << " ms | " << pct(row.prefill_error()) << " | "
+      << fmt(row.predicted_decode_s * 1e3) << " | " << fmt(row.measured_decode_s * 1e3) << " | "
+      << pct(row.decode_error()) << " | " << rounds << " | " << reads << " | " << fmt(row.foreign_cores, 2)
+      << (row.remeasured ? " (" + std::to_string(row.remeasured) + " re-measured)" : "") << " | "
+      << fmt(row.decode_device_read_bytes / 1e6, 3) << " MB |\n";
   }
   int held_out = 0;
   for (const auto& row : r.rows) held_out += row.in_fit ? 0 : 1;
-  m << "\nError figures over the " << held_out << " placements the calibration was not fitted on (rows marked \"in the fit\" are\n"
+  m << "\nError figures over the " << held_out
+    << " placements the calibration was not fitted on (rows marked \"in the fit\" are\n"
     << "the calibration's own whole-model runs, shown for reference):\n";
   m << "\n| | median abs error | 90th percentile | target |\n|---|---:|---:|---|\n";
   m << "| time per output token | " << fmt(r.decode_median_abs * 100, 2) << " % | " << fmt(r.decode_p90_abs * 100, 2)
     << " % | median ≤ 5 %, p90 ≤ 10 % |\n";
-  m << "| prefill | " << fmt(r.prefill_median_abs * 100, 2) << " % | " << fmt(r.prefill_p90_abs * 100, 2) << " % | median ≤ 10 % |\n\n";
+  m << "| prefill | " << fmt(r.prefill_median_abs * 100, 2) << " % | " << fmt(r.prefill_p90_abs * 100, 2)
+    << " % | median ≤ 10 % |\n\n";
   m << "Placement regret (measured time of the placement predicted fastest, whole run, vs the measured fastest):\n\n";
   m << "| model, dtype | predicted fastest | measured fastest | regret |\n|---|---|---|---:|\n";
-  for (const auto& g : r.regrets) m << "| " << g.group << " | " << g.recommended << " | " << g.fastest << " | " << fmt(g.regret * 100, 2) << " % |\n";
+  for (const auto& g : r.regrets)
+    m << "| " << g.group << " | " << g.recommended << " | " << g.fastest << " | " << fmt(g.regret * 100, 2) << " % |\n";
   m << "\n![predicted vs measured](" << svg_name << ")\n\n";
-  m << "Timeline: [`" << trace_name << "`](" << trace_name << ") (open in ui.perfetto.dev or chrome://tracing) holds the\n"
+  m << "Timeline: [`" << trace_name << "`](" << trace_name
+    << ") (open in ui.perfetto.dev or chrome://tracing) holds the\n"
     << "measured module ranges of one placement (the first that reads disk or uses a GPU) next to the cost model's\n"
     << "predicted timeline: each op on the device it runs on, disk reads and copies on lanes of their own.\n";
   return m.str();

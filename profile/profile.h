@@ -11,7 +11,8 @@
 //                   a tiny-shaped model's decode       -->            dispatch_overhead_us per operator kernel
 //                 whole-model CPU runs of the model, CPU-only and a third of the layers on disk
 //                   decode measured vs predicted       --scale-->     M = 1 rates / memory bandwidth as decode streams
-//                   disk run - CPU-only run            -->            cold disk and page-cache rates as the executor reads
+//                   disk run - CPU-only run            -->            cold disk and page-cache rates as the executor
+//                   reads
 //                 --> calibration YAML (provenance, fit residuals) + Chrome trace of the runs
 //                 (with profile_gpu's sections when a GPU is profiled: profile/gpu_profile.h)
 //   validate:     placements of several models, none of them used in the fit: predict
@@ -77,7 +78,7 @@ struct PlacementRun {
 };
 
 struct RunSettings {
-  std::string backend = "cpu";  // or "cuda": the CUDA executor, for maps with GPUs
+  std::string backend = "cpu";                               // or "cuda": the CUDA executor, for maps with GPUs
   exec::Semantics semantics = exec::Semantics::kAccelerate;  // how the CUDA executor runs cpu/disk units
   int64_t prompt = 64;
   int64_t new_tokens = 8;
@@ -90,7 +91,8 @@ struct RunSettings {
 // exec::make_executor (exec/backend.h) for a backend named as run settings name it ("cpu",
 // "cuda", "emulated"). RuntimeFailure for "cuda" in a build without CUDA.
 std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const exec::ModelWeights& weights,
-                                              const exec::Placement& p, const std::string& backend, const exec::RunOptions& opt);
+                                              const exec::Placement& p, const std::string& backend,
+                                              const exec::RunOptions& opt);
 
 // The simulator's semantics for a run: kCpu when nothing is on a GPU (or the CPU backend runs
 // it), else the CUDA executor's semantics.
@@ -134,7 +136,7 @@ struct GpuSections {
 };
 
 struct ProfileOptions {
-  ModelSpec model;            // shapes of the micro-benchmarks, and the whole-model runs
+  ModelSpec model;  // shapes of the micro-benchmarks, and the whole-model runs
   std::string model_id;
   std::vector<DType> dtypes;  // float32 / float16 / bfloat16
   RunSettings run;            // whole-model runs
@@ -162,11 +164,11 @@ struct ValidationCase {
   std::string model_id;
   ModelSpec spec;
   DType dtype = DType::kFloat32;
-  int64_t disk_layers = 0;         // the map: everything on the CPU but the last layers on disk,
-  std::optional<DeviceMap> map;    // unless a map is given (GPU placements)
-  std::string backend = "cpu";     // "cuda" for maps with GPUs
+  int64_t disk_layers = 0;       // the map: everything on the CPU but the last layers on disk,
+  std::optional<DeviceMap> map;  // unless a map is given (GPU placements)
+  std::string backend = "cpu";   // "cuda" for maps with GPUs
   exec::Semantics semantics = exec::Semantics::kAccelerate;
-  std::string placement;           // "cpu", "disk 6/22 layers", "gpu 8 GiB, prefetch" ...
+  std::string placement;  // "cpu", "disk 6/22 layers", "gpu 8 GiB, prefetch" ...
   DeviceMap device_map() const { return map ? *map : layers_on_disk_map(spec, disk_layers); }
 };
 
@@ -174,16 +176,18 @@ struct ValidationRow {
   ValidationCase c;
   double predicted_prefill_s = 0, measured_prefill_s = 0;  // measured: the median over rounds
   double predicted_decode_s = 0, measured_decode_s = 0;
-  std::vector<double> prefill_rounds, decode_rounds;       // one measurement per round
-  double predicted_decode_disk_s = 0;       // of predicted_decode_s: reading disk-offloaded weights
-  std::vector<double> decode_disk_rounds;   // of decode_rounds: measured time in those reads
-  double foreign_cores = 0;  // the most other processes' load during a kept measurement
-  double decode_device_read_bytes = 0;  // the most read from block devices during a kept run's decode
-  int remeasured = 0;        // measurements dropped as spoiled by other processes' load
-  bool in_fit = false;       // the calibration was fitted on this run (left out of the error figures)
+  std::vector<double> prefill_rounds, decode_rounds;  // one measurement per round
+  double predicted_decode_disk_s = 0;                 // of predicted_decode_s: reading disk-offloaded weights
+  std::vector<double> decode_disk_rounds;             // of decode_rounds: measured time in those reads
+  double foreign_cores = 0;                           // the most other processes' load during a kept measurement
+  double decode_device_read_bytes = 0;                // the most read from block devices during a kept run's decode
+  int remeasured = 0;                                 // measurements dropped as spoiled by other processes' load
+  bool in_fit = false;  // the calibration was fitted on this run (left out of the error figures)
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
   double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
-  double predicted_total(int64_t n) const { return predicted_prefill_s + static_cast<double>(n - 1) * predicted_decode_s; }
+  double predicted_total(int64_t n) const {
+    return predicted_prefill_s + static_cast<double>(n - 1) * predicted_decode_s;
+  }
   double measured_total(int64_t n) const { return measured_prefill_s + static_cast<double>(n - 1) * measured_decode_s; }
 };
 
@@ -201,7 +205,7 @@ struct Regret {
 struct ValidationSettings {
   int rounds = 3;
   uint64_t order_seed = 1;
-  QuietSettings quiet;        // max_wait_s = 0: do not wait (the load is still recorded)
+  QuietSettings quiet;  // max_wait_s = 0: do not wait (the load is still recorded)
   double spoiled_cores = 0.15;
   int retries = 2;
 };
@@ -214,15 +218,17 @@ struct ValidationResult {
   RunSettings run;
   ValidationSettings settings;
   int not_quiet = 0;  // measurements started although the machine never became quiet
-  Trace trace;  // measured and predicted timelines of the first case
+  Trace trace;        // measured and predicted timelines of the first case
 };
 
-ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw, const sim::Calibration& cal,
-                          const RunSettings& rs, const ValidationSettings& vs, const ProgressFn& progress);
+ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw,
+                          const sim::Calibration& cal, const RunSettings& rs, const ValidationSettings& vs,
+                          const ProgressFn& progress);
 
 // reports/validation/<machine>.md (links `svg_name` and `trace_name`, written next to it).
-std::string validation_markdown(const ValidationResult& r, const std::string& machine, const std::string& calibration_file,
-                                const std::string& svg_name, const std::string& trace_name);
+std::string validation_markdown(const ValidationResult& r, const std::string& machine,
+                                const std::string& calibration_file, const std::string& svg_name,
+                                const std::string& trace_name);
 std::string validation_svg(const ValidationResult& r, const std::string& machine);
 
 // "Intel(R) Xeon(R) ..., 2 CPUs" from /proc/cpuinfo.

@@ -36,7 +36,8 @@ double self_cpu_s() {
 
 }  // namespace
 
-LoadProbe::LoadProbe() : machine_busy_s_(machine_busy_s()), self_s_(self_cpu_s()), t0_(std::chrono::steady_clock::now()) {}
+LoadProbe::LoadProbe()
+    : machine_busy_s_(machine_busy_s()), self_s_(self_cpu_s()), t0_(std::chrono::steady_clock::now()) {}
 
 double LoadProbe::elapsed_s() const {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();

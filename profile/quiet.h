@@ -33,8 +33,8 @@ class LoadProbe {
 struct QuietSettings {
   double threshold_cores = 0.05;  // others' load below which a window counts as quiet
   double window_s = 1.0;
-  int windows = 2;                // consecutive quiet windows wanted
-  double max_wait_s = 60;         // then give up and go on (the caller records the load)
+  int windows = 2;         // consecutive quiet windows wanted
+  double max_wait_s = 60;  // then give up and go on (the caller records the load)
 };
 
 struct QuietResult {

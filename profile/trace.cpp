@@ -16,21 +16,31 @@ std::string Trace::json() const {
   w.begin_array();
   auto meta_begin = [&](const char* what, int pid, int tid) {
     w.begin_object();
-    w.key("name"); w.value(what);
-    w.key("ph"); w.value("M");
-    w.key("pid"); w.value(pid);
-    w.key("tid"); w.value(tid);
-    w.key("args"); w.begin_object();
+    w.key("name");
+    w.value(what);
+    w.key("ph");
+    w.value("M");
+    w.key("pid");
+    w.value(pid);
+    w.key("tid");
+    w.value(tid);
+    w.key("args");
+    w.begin_object();
   };
-  auto meta_end = [&] { w.end_object(); w.end_object(); };
+  auto meta_end = [&] {
+    w.end_object();
+    w.end_object();
+  };
   auto meta = [&](const char* what, int pid, int tid, const std::string& name) {
     meta_begin(what, pid, tid);
-    w.key("name"); w.value(name);
+    w.key("name");
+    w.value(name);
     meta_end();
   };
   auto sort_meta = [&](const char* what, int pid, int tid, int index) {
     meta_begin(what, pid, tid);
-    w.key("sort_index"); w.value(index);
+    w.key("sort_index");
+    w.value(index);
     meta_end();
   };
   for (const auto& [pid, name] : processes_) meta("process_name", pid, 0, name);
@@ -39,13 +49,20 @@ std::string Trace::json() const {
   for (const auto& [key, index] : thread_order_) sort_meta("thread_sort_index", key.first, key.second, index);
   for (const auto& e : events_) {
     w.begin_object();
-    w.key("name"); w.value(e.name);
-    w.key("cat"); w.value(e.category);
-    w.key("ph"); w.value("X");
-    w.key("pid"); w.value(e.pid);
-    w.key("tid"); w.value(e.tid);
-    w.key("ts"); w.value(e.ts_us);
-    w.key("dur"); w.value(e.dur_us);
+    w.key("name");
+    w.value(e.name);
+    w.key("cat");
+    w.value(e.category);
+    w.key("ph");
+    w.value("X");
+    w.key("pid");
+    w.value(e.pid);
+    w.key("tid");
+    w.value(e.tid);
+    w.key("ts");
+    w.value(e.ts_us);
+    w.key("dur");
+    w.value(e.dur_us);
     if (!e.args.empty()) {
       w.key("args");
       w.begin_object();
@@ -59,15 +76,23 @@ std::string Trace::json() const {
   }
   auto flow_end = [&](const TraceFlow& f, bool start) {
     w.begin_object();
-    w.key("name"); w.value(f.name);
-    w.key("cat"); w.value(f.category);
-    w.key("ph"); w.value(start ? "s" : "f");
-    w.key("id"); w.value(static_cast<int64_t>(f.id));
-    w.key("pid"); w.value(start ? f.from_pid : f.to_pid);
-    w.key("tid"); w.value(start ? f.from_tid : f.to_tid);
-    w.key("ts"); w.value(start ? f.from_ts_us : f.to_ts_us);
+    w.key("name");
+    w.value(f.name);
+    w.key("cat");
+    w.value(f.category);
+    w.key("ph");
+    w.value(start ? "s" : "f");
+    w.key("id");
+    w.value(static_cast<int64_t>(f.id));
+    w.key("pid");
+    w.value(start ? f.from_pid : f.to_pid);
+    w.key("tid");
+    w.value(start ? f.from_tid : f.to_tid);
+    w.key("ts");
+    w.value(start ? f.from_ts_us : f.to_ts_us);
     if (!start) {
-      w.key("bp"); w.value("e");
+      w.key("bp");
+      w.value("e");
     }
     w.end_object();
   };
@@ -76,7 +101,8 @@ std::string Trace::json() const {
     flow_end(f, false);
   }
   w.end_array();
-  w.key("displayTimeUnit"); w.value("ms");
+  w.key("displayTimeUnit");
+  w.value("ms");
   if (!other_data_.empty()) {
     w.key("otherData");
     w.raw(other_data_);

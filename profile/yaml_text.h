@@ -24,7 +24,12 @@ inline std::string fmt(double v, int digits = 4) {
 inline std::string curve_yaml(const std::vector<std::pair<double, double>>& pts) {
   std::string s = "[";
   for (size_t i = 0; i < pts.size(); ++i) {
-    s.append(i ? ", " : "").append("[").append(fmt(pts[i].first, 6)).append(", ").append(fmt(pts[i].second, 5)).append("]");
+    s.append(i ? ", " : "")
+        .append("[")
+        .append(fmt(pts[i].first, 6))
+        .append(", ")
+        .append(fmt(pts[i].second, 5))
+        .append("]");
   }
   return s + "]";
 }

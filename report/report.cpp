@@ -44,7 +44,8 @@ std::vector<Bytes> crossover_budgets(const sim::SimScenario& s, const sim::Evalu
   return out;
 }
 
-std::vector<std::string> write_report(const sim::SimScenario& s, const sim::Evaluation& ev, const std::string& out_dir) {
+std::vector<std::string> write_report(const sim::SimScenario& s, const sim::Evaluation& ev,
+                                      const std::string& out_dir) {
   fs::create_directories(out_dir);
   std::vector<std::string> written;
   const fs::path dir(out_dir);
@@ -143,7 +144,9 @@ std::vector<std::string> write_report(const sim::SimScenario& s, const sim::Eval
      << s.workload.new_tokens << " new tokens\n";
   md << "- **max_memory given to the planner:** `" << max_memory_to_json(ev.max_memory) << "`"
      << (ev.max_memory_derived ? " (derived from the hardware as transformers does)" : "") << "\n";
-  md << "- **Figures:** " << (ev.rates.calibration_name.empty() ? "datasheet (no calibration)" : "calibrated by " + ev.rates.calibration_name)
+  md << "- **Figures:** "
+     << (ev.rates.calibration_name.empty() ? "datasheet (no calibration)"
+                                           : "calibrated by " + ev.rates.calibration_name)
      << "\n\n";
   md << "## Verdict\n\n" << ev.verdict << "\n\n";
   if (!ev.how_to_run.empty()) md << "Run it: `" << ev.how_to_run << "`\n\n";
@@ -165,8 +168,8 @@ std::vector<std::string> write_report(const sim::SimScenario& s, const sim::Eval
     auto cell = [](double v) { return v < 0 ? std::string("OOM") : sim::format_seconds(v); };
     for (const auto& p : points) {
       md << "| " << fixed(static_cast<double>(p.budget) / kGiB, 1) << " | "
-         << (p.auto_s < 0 ? std::string("-") : fixed(100 * p.auto_offloaded, 0) + "%") << " | " << cell(p.auto_s) << " | "
-         << cell(p.in_place_s) << " | " << cell(p.cpu_s) << " | " << cell(p.optimal_s) << " |\n";
+         << (p.auto_s < 0 ? std::string("-") : fixed(100 * p.auto_offloaded, 0) + "%") << " | " << cell(p.auto_s)
+         << " | " << cell(p.in_place_s) << " | " << cell(p.cpu_s) << " | " << cell(p.optimal_s) << " |\n";
     }
     md << "\nBreak-even offloaded fraction (host-to-device / CPU memory bandwidth): "
        << fixed(100 * ev.break_even_fraction, 0) << "%.\n\n";
@@ -177,7 +180,8 @@ std::vector<std::string> write_report(const sim::SimScenario& s, const sim::Eval
   }
   md << "## Figures used\n\n| figure | value | source |\n|---|---|---|\n";
   for (const auto& f : sim::figures(ev)) {
-    md << "| " << f.name << " | " << fixed(f.value, 2) << " " << f.unit << " | " << sim::source_name(f.source) << " |\n";
+    md << "| " << f.name << " | " << fixed(f.value, 2) << " " << f.unit << " | " << sim::source_name(f.source)
+       << " |\n";
   }
   md << "\nSemantics: *accelerate* = offloaded weights copied from pageable memory before every forward, one "
         "blocking copy per tensor (what transformers + accelerate do); *prefetch* = pinned memory, the next "

@@ -16,10 +16,10 @@ namespace {
 
 constexpr double kWidth = 800;
 constexpr double kHeight = 450;
-constexpr double kCharW = 6.6;       // estimated advance of one 12px sans-serif character
-constexpr double kBig = 1e300;       // larger magnitudes count as "no value" (keeps ranges finite)
+constexpr double kCharW = 6.6;         // estimated advance of one 12px sans-serif character
+constexpr double kBig = 1e300;         // larger magnitudes count as "no value" (keeps ranges finite)
 constexpr size_t kMaxLabelChars = 30;  // category labels are cut to this many characters
-constexpr double kRotate = 35;       // degrees; long vertical-bar labels are turned by this much
+constexpr double kRotate = 35;         // degrees; long vertical-bar labels are turned by this much
 // Okabe-Ito, reordered so the first colours contrast best on white (yellow comes late).
 constexpr const char* kPalette[] = {"#0072B2", "#E69F00", "#009E73", "#D55E00",
                                     "#56B4E9", "#CC79A7", "#F0E442", "#000000"};
@@ -99,10 +99,12 @@ class Writer {
         "viewBox=\"0 0 800 450\" font-family=\"sans-serif\" font-size=\"12\">\n";
     out_.append("<title>").append(xml_escape(title)).append("</title>\n");
     out_ += "<rect width=\"800\" height=\"450\" fill=\"#ffffff\"/>\n";
-    if (!title.empty()) text(kWidth / 2, 24, clip(title, 90), "middle", "title", "font-size=\"16\" font-weight=\"bold\"");
+    if (!title.empty())
+      text(kWidth / 2, 24, clip(title, 90), "middle", "title", "font-size=\"16\" font-weight=\"bold\"");
   }
   // `extra` is trusted attribute text written by this file, never user text.
-  void text(double x, double y, const std::string& s, const char* anchor, const char* cls, const std::string& extra = "") {
+  void text(double x, double y, const std::string& s, const char* anchor, const char* cls,
+            const std::string& extra = "") {
     // Appends piece by piece: `"literal" + std::string&&` trips GCC 12's -Wrestrict.
     out_.append("<text class=\"").append(cls).append("\" x=\"").append(num(x)).append("\" y=\"").append(num(y));
     out_.append("\" text-anchor=\"").append(anchor).append("\"");
@@ -143,9 +145,11 @@ double legend(Writer* w, const std::vector<LegendItem>& items, double x0, double
     any = true;
     if (w != nullptr) {
       if (it.line) {
-        w->line(x, y - 4, x + 14, y - 4, it.color, std::string("stroke-width=\"2\"") + (it.dashed ? " stroke-dasharray=\"4 3\"" : ""));
+        w->line(x, y - 4, x + 14, y - 4, it.color,
+                std::string("stroke-width=\"2\"") + (it.dashed ? " stroke-dasharray=\"4 3\"" : ""));
       } else {
-        w->raw() += "<rect x=\"" + num(x) + "\" y=\"" + num(y - 10) + "\" width=\"12\" height=\"12\" fill=\"" + xml_escape(it.color) + "\"/>\n";
+        w->raw() += "<rect x=\"" + num(x) + "\" y=\"" + num(y - 10) + "\" width=\"12\" height=\"12\" fill=\"" +
+                    xml_escape(it.color) + "\"/>\n";
       }
       w->text(x + 18, y, name, "start", "legend");
     }
@@ -265,14 +269,17 @@ std::string render_bars(const StackedBarChart& c, bool stacked) {
     }
     const std::string n = note(k);
     if (!n.empty()) {
-      if (c.horizontal) w.text(end + 5, centre + 4, n, "start", "note");
-      else w.text(centre, end - 5, n, "middle", "note");
+      if (c.horizontal)
+        w.text(end + 5, centre + 4, n, "start", "note");
+      else
+        w.text(centre, end - 5, n, "middle", "note");
     }
     if (c.horizontal) {
       w.text(p.left - 8, centre + 4, cats[k], "end", "category");
     } else if (rotate) {
       const double y = p.bottom + 14;
-      w.text(centre, y, cats[k], "end", "category", "transform=\"rotate(-" + num(kRotate) + " " + num(centre) + " " + num(y) + ")\"");
+      w.text(centre, y, cats[k], "end", "category",
+             "transform=\"rotate(-" + num(kRotate) + " " + num(centre) + " " + num(y) + ")\"");
     } else {
       w.text(centre, p.bottom + 16, cats[k], "middle", "category");
     }
@@ -280,8 +287,10 @@ std::string render_bars(const StackedBarChart& c, bool stacked) {
 
   // 5. frame and the value-axis label.
   draw_frame(w, p);
-  if (c.horizontal) w.text((p.left + p.right) / 2, p.bottom + 36, clip(c.y_label, 100), "middle", "axis-label");
-  else draw_y_label(w, p, c.y_label);
+  if (c.horizontal)
+    w.text((p.left + p.right) / 2, p.bottom + 36, clip(c.y_label, 100), "middle", "axis-label");
+  else
+    draw_y_label(w, p, c.y_label);
   return w.finish();
 }
 
@@ -290,8 +299,10 @@ std::string render_bars(const StackedBarChart& c, bool stacked) {
 std::vector<double> nice_ticks(double lo, double hi, int target) {
   DMAP_CHECK(std::isfinite(lo) && std::isfinite(hi) && lo <= hi, "nice_ticks needs a finite range");
   if (hi == lo) {
-    if (lo == 0) hi = 1;
-    else lo -= std::abs(lo) / 2, hi += std::abs(hi) / 2;
+    if (lo == 0)
+      hi = 1;
+    else
+      lo -= std::abs(lo) / 2, hi += std::abs(hi) / 2;
   }
   // step 1: the smallest 1-2-5 step that makes at most `target` intervals.
   const double raw = (hi - lo) / std::max(target, 1);
@@ -337,7 +348,8 @@ std::string format_tick(double value, double step) {
     return mant + "e" + std::to_string(std::atoi(s.c_str() + e + 1));
   }
   int decimals = 6;
-  if (step > 0 && std::isfinite(step)) decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step) - 1e-9)), 0, 10);
+  if (step > 0 && std::isfinite(step))
+    decimals = std::clamp(static_cast<int>(std::ceil(-std::log10(step) - 1e-9)), 0, 10);
   std::snprintf(buf, sizeof buf, "%.*f", decimals, value);
   std::string s = buf;
   if (s.find('.') != std::string::npos) {
@@ -420,7 +432,8 @@ std::string render_svg(const LineChart& c) {
     const double x = xa.px(m.x);
     w.line(x, p.top, x, p.bottom, "#666666", "class=\"marker\" stroke-dasharray=\"5 4\"");
     const bool flip = x > (p.left + p.right) / 2 + (p.right - p.left) / 4;
-    w.text(flip ? x - 4 : x + 4, p.top + 12, clip(m.label, 40), flip ? "end" : "start", "marker-label", "font-size=\"11\" fill=\"#444444\"");
+    w.text(flip ? x - 4 : x + 4, p.top + 12, clip(m.label, 40), flip ? "end" : "start", "marker-label",
+           "font-size=\"11\" fill=\"#444444\"");
   }
 
   // 4. series: one <path> per run of valid points (an invalid point ends the run), a dot per point.
@@ -444,7 +457,8 @@ std::string render_svg(const LineChart& c) {
       const std::string x = num(xa.px(pt.x)), y = num(ya.px(pt.y));
       d += (run == 0 ? "M" : " L") + x + " " + y;
       ++run;
-      dots += "<circle class=\"point\" cx=\"" + x + "\" cy=\"" + y + "\" r=\"2.5\" fill=\"" + xml_escape(color) + "\"/>\n";
+      dots +=
+          "<circle class=\"point\" cx=\"" + x + "\" cy=\"" + y + "\" r=\"2.5\" fill=\"" + xml_escape(color) + "\"/>\n";
     }
     flush();
     w.raw() += dots;

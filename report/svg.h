@@ -40,7 +40,7 @@ struct LinePoint {
 
 struct LineSeries {
   std::string name;
-  std::string color;  // "" = palette colour by series index
+  std::string color;              // "" = palette colour by series index
   std::vector<LinePoint> points;  // drawn in the given order; points with non-finite x are skipped
   bool dashed = false;
 };

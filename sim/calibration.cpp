@@ -148,16 +148,19 @@ void validate(const Calibration& c) {
     if (!root["gpus"].IsMap()) fail_at(f, root["gpus"], "gpus: expected a mapping (all | ordinal) -> rates");
     for (const auto& kv : root["gpus"]) {
       const std::string k = yaml_string(f, kv.first, "gpu");
-      if (k != "all" && !is_int_literal(k)) fail_at(f, kv.first, "gpus: key must be 'all' or a GPU ordinal, found '" + k + "'");
-      check_keys(f, kv.second,
-                 {"memory_bandwidth_gbs", "launch_overhead_us", "matmul_tflops", "attention_tflops", "attention_overhead_us"},
-                 "gpus." + k);
+      if (k != "all" && !is_int_literal(k))
+        fail_at(f, kv.first, "gpus: key must be 'all' or a GPU ordinal, found '" + k + "'");
+      check_keys(
+          f, kv.second,
+          {"memory_bandwidth_gbs", "launch_overhead_us", "matmul_tflops", "attention_tflops", "attention_overhead_us"},
+          "gpus." + k);
     }
   }
   if (root["link"].IsDefined()) {
-    check_keys(f, root["link"],
-               {"h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs", "d2h_pageable_gbs", "copy_latency_us", "p2p_gbs"},
-               "link");
+    check_keys(
+        f, root["link"],
+        {"h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs", "d2h_pageable_gbs", "copy_latency_us", "p2p_gbs"},
+        "link");
   }
   if (root["disk"].IsDefined()) check_keys(f, root["disk"], {"read_gbs", "read_latency_us"}, "disk");
   // Parse every figure once so errors surface at load time.
@@ -217,7 +220,8 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
   for (size_t a = 0; a < n; ++a) {
     for (size_t b = 0; b < n; ++b) {
       double bw = hw.link.p2p_bandwidth.value_or(hw.link.d2h_pinned.value);
-      if (hw.gpus[a].p2p_bandwidth && hw.gpus[b].p2p_bandwidth) bw = std::min(*hw.gpus[a].p2p_bandwidth, *hw.gpus[b].p2p_bandwidth);
+      if (hw.gpus[a].p2p_bandwidth && hw.gpus[b].p2p_bandwidth)
+        bw = std::min(*hw.gpus[a].p2p_bandwidth, *hw.gpus[b].p2p_bandwidth);
       r.p2p[a][b] = bw;
     }
   }
@@ -250,7 +254,8 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
       apply_flops(f, h["attention_gflops"], "host.attention_gflops", 1e9, r.host.attention_flops);
     }
     set_figure(f, h, "attention_overhead_us", kUs, r.host.attention_overhead, true);
-    if (h["matvec_row_ns"].IsDefined()) apply_per_dtype(f, h["matvec_row_ns"], "host.matvec_row_ns", 1e-9, r.host.matvec_row);
+    if (h["matvec_row_ns"].IsDefined())
+      apply_per_dtype(f, h["matvec_row_ns"], "host.matvec_row_ns", 1e-9, r.host.matvec_row);
     if (h["matmul_input_ns"].IsDefined()) {
       apply_per_dtype(f, h["matmul_input_ns"], "host.matmul_input_ns", 1e-9, r.host.matmul_input);
     }

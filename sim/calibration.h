@@ -66,18 +66,18 @@ struct RateCurve {
 };
 
 struct DeviceRates {
-  Figure memory_bandwidth;            // achieved bytes/s
-  std::map<DType, RateCurve> flops;   // achieved FLOP/s per dtype
-  Figure dispatch;                    // seconds per operator
-  std::map<DType, RateCurve> attention_flops;  // calibrated only; empty = the matmul rates
-  Figure attention_overhead{0, Source::kDatasheet};  // seconds per attention op, beyond dispatch
-  std::map<DType, Figure> matvec_row;  // seconds per output row of a one-row (M = 1) product
-  double row_cost(DType d) const;      // matvec_row of d, else float32's, else 0
-  std::map<DType, Figure> matmul_input;  // seconds per input element (M x K) of an M >= 2 product
-  double input_cost(DType d) const;      // matmul_input of d, else float32's, else 0
-  const RateCurve& flops_for(DType d) const;  // falls back to float32 (then any) when the dtype is absent
+  Figure memory_bandwidth;                              // achieved bytes/s
+  std::map<DType, RateCurve> flops;                     // achieved FLOP/s per dtype
+  Figure dispatch;                                      // seconds per operator
+  std::map<DType, RateCurve> attention_flops;           // calibrated only; empty = the matmul rates
+  Figure attention_overhead{0, Source::kDatasheet};     // seconds per attention op, beyond dispatch
+  std::map<DType, Figure> matvec_row;                   // seconds per output row of a one-row (M = 1) product
+  double row_cost(DType d) const;                       // matvec_row of d, else float32's, else 0
+  std::map<DType, Figure> matmul_input;                 // seconds per input element (M x K) of an M >= 2 product
+  double input_cost(DType d) const;                     // matmul_input of d, else float32's, else 0
+  const RateCurve& flops_for(DType d) const;            // falls back to float32 (then any) when the dtype is absent
   const RateCurve& attention_flops_for(DType d) const;  // the attention curve of d, else flops_for(d)
-  std::map<std::string, DequantFigure> dequant;  // the preset's figures per quantization method
+  std::map<std::string, DequantFigure> dequant;         // the preset's figures per quantization method
 };
 
 struct Calibration {
@@ -93,15 +93,15 @@ struct Rates {
   DeviceRates host;
   std::vector<DeviceRates> gpus;
   Figure h2d_pinned, h2d_pageable, d2h_pinned, d2h_pageable;  // bytes/s
-  Figure copy_latency;                                          // seconds per copy
-  Figure offload_tensor_overhead;                               // seconds per tensor (accelerate)
-  std::vector<std::vector<double>> p2p;                         // bytes/s, [from][to]
-  Figure disk_read;                                             // bytes/s, cold
-  Figure disk_latency;                                          // seconds per read
-  Figure page_cache_read;                                       // bytes/s, warm
-  std::map<DType, Figure> page_cache_read_dtype;                // bytes/s, warm, per weight dtype
-  const Figure& page_cache_for(DType d) const;                  // the dtype's, else page_cache_read
-  std::string calibration_name;                                 // "" = datasheet only
+  Figure copy_latency;                                        // seconds per copy
+  Figure offload_tensor_overhead;                             // seconds per tensor (accelerate)
+  std::vector<std::vector<double>> p2p;                       // bytes/s, [from][to]
+  Figure disk_read;                                           // bytes/s, cold
+  Figure disk_latency;                                        // seconds per read
+  Figure page_cache_read;                                     // bytes/s, warm
+  std::map<DType, Figure> page_cache_read_dtype;              // bytes/s, warm, per weight dtype
+  const Figure& page_cache_for(DType d) const;                // the dtype's, else page_cache_read
+  std::string calibration_name;                               // "" = datasheet only
 };
 
 // Datasheet figures scaled by the achievable fractions, then the calibration's figures.

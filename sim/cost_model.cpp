@@ -153,21 +153,24 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   const DeviceRates& r = rates_of(dev);
   // The rows of the products: prefill matmuls and attention (queries) run M = batch x prompt.
   const bool full_rows = (op.kind == OpKind::kMatmul && !(op.head && phase.prefill)) || op.kind == OpKind::kAttention;
-  const double m = full_rows ? static_cast<double>(workload_.batch) * (phase.prefill ? static_cast<double>(workload_.prompt) : 1.0)
-                             : static_cast<double>(workload_.batch);
-  const RateCurve& rate = op.kind == OpKind::kAttention ? r.attention_flops_for(graph_.dtype) : r.flops_for(graph_.dtype);
+  const double m =
+      full_rows ? static_cast<double>(workload_.batch) * (phase.prefill ? static_cast<double>(workload_.prompt) : 1.0)
+                : static_cast<double>(workload_.batch);
+  const RateCurve& rate =
+      op.kind == OpKind::kAttention ? r.attention_flops_for(graph_.dtype) : r.flops_for(graph_.dtype);
   int quant_kernels = 0;
   if (op.weight_bits > 0 && graph_.tree && graph_.tree->quantization) {
     // Dequantisation traffic and kernels of the method (sim/quant_cost.h).
     const DequantFigure qk = dequant_figure(r.dequant, graph_.tree->quantization->method, !dev.is_cpu());
-    const double weights = static_cast<double>(op.in) * static_cast<double>(op.out) *
-                           (op.experts > 0 ? touched_experts(op, m) : 1.0);
+    const double weights =
+        static_cast<double>(op.in) * static_cast<double>(op.out) * (op.experts > 0 ? touched_experts(op, m) : 1.0);
     t.bytes += (m >= 2 ? qk.prefill_bytes_per_weight : qk.decode_bytes_per_weight) * weights;
     quant_kernels = qk.kernels;
   }
   t.compute_s = t.flops / rate.at(m);
   t.memory_s = t.bytes / r.memory_bandwidth.value;
-  t.overhead_s = (op.kernels + quant_kernels) * r.dispatch.value + (op.kind == OpKind::kAttention ? r.attention_overhead.value : 0.0);
+  t.overhead_s = (op.kernels + quant_kernels) * r.dispatch.value +
+                 (op.kind == OpKind::kAttention ? r.attention_overhead.value : 0.0);
   // One-row products (decode at batch 1) pay a cost per output row beyond the streaming.
   // Products of several rows (prefill) pay a cost per input element (M x K) instead: converting
   // and packing the activations, which dominates products with few output features.
@@ -176,7 +179,8 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
     const double touched = touched_experts(op, m), rows = m * static_cast<double>(op.active) / touched;
     t.compute_s = t.flops / rate.at(rows);
     const ProductTerms& pt = terms_of(dev);
-    t.overhead_s += rows < 2 ? touched * static_cast<double>(op.out) * pt.row : m * static_cast<double>(op.active * op.in) * pt.input;
+    t.overhead_s += rows < 2 ? touched * static_cast<double>(op.out) * pt.row
+                             : m * static_cast<double>(op.active * op.in) * pt.input;
   } else if (op.kind == OpKind::kMatmul) {
     const ProductTerms& pt = terms_of(dev);
     t.overhead_s += m < 2 ? static_cast<double>(op.out) * pt.row : m * static_cast<double>(op.in) * pt.input;
@@ -219,7 +223,8 @@ double CostModel::activation_copy(ExecDevice from, ExecDevice to, Phase phase) c
 }
 
 double CostModel::disk_read(double bytes, bool warm) const {
-  return bytes / (warm ? rates_.page_cache_for(workload_.dtype).value : rates_.disk_read.value) + (warm ? 0.0 : rates_.disk_latency.value);
+  return bytes / (warm ? rates_.page_cache_for(workload_.dtype).value : rates_.disk_read.value) +
+         (warm ? 0.0 : rates_.disk_latency.value);
 }
 
 Bytes CostModel::workspace_bytes(Phase phase) const {

@@ -28,9 +28,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
 // nn.Linear, Conv1D, or a linear layer a quantizer replaced (Linear4bit, QuantLinear, FP8Linear, ...).
-bool is_linear(const TreeNode& n) {
-  return n.class_name == "Linear" || n.class_name == "Conv1D" || n.quantized.in > 0;
-}
+bool is_linear(const TreeNode& n) { return n.class_name == "Linear" || n.class_name == "Conv1D" || n.quantized.in > 0; }
 
 int direct_param(const ModuleTree& t, int module, const char* local) {
   for (int p : t.node(module).params) {
@@ -220,7 +218,8 @@ struct Builder {
       ++attention_index;
       g.ops.push_back(op);
     }
-    const bool is_block = std::find(t.no_split_modules.begin(), t.no_split_modules.end(), cls) != t.no_split_modules.end();
+    const bool is_block =
+        std::find(t.no_split_modules.begin(), t.no_split_modules.end(), cls) != t.no_split_modules.end();
     const bool mlp = ends_with(cls, "MLP") && has_linear_child(t, id);  // (gpt_oss's GptOssMLP is a MoE block)
     // The MLP activation: in the MLP module, or (OPT) in a block holding fc1/fc2 itself.
     if (mlp || (is_block && has_linear_child(t, id))) {
@@ -288,8 +287,8 @@ int64_t ModelGraph::kv_tokens(const Op& attention, int64_t context, bool prefill
 
 Bytes ModelGraph::kv_bytes(const Op& attention, int64_t batch, int64_t context, bool prefill) const {
   const int64_t tokens = kv_tokens(attention, context, prefill);
-  const double bytes = 2.0 * static_cast<double>(batch) * static_cast<double>(kv_heads) * static_cast<double>(head_dim) * elt *
-                       static_cast<double>(tokens);
+  const double bytes = 2.0 * static_cast<double>(batch) * static_cast<double>(kv_heads) *
+                       static_cast<double>(head_dim) * elt * static_cast<double>(tokens);
   if (bytes > static_cast<double>(kMaxMemoryBytes)) {  // sizes from user input: refuse, never overflow
     throw InputError("the KV cache of one attention layer would hold " + format_bytes_human(bytes) + " (batch " +
                      std::to_string(batch) + ", " + std::to_string(tokens) + " tokens): beyond dmap's limit of 64 PiB");
@@ -325,7 +324,8 @@ ModelGraph build_graph(const ModuleTree& tree, DType dtype) {
     const TreeNode& n = tree.node(i);
     if (!n.is_tensor) continue;
     // What the loaded tensor holds: a quantizer's packed size and its state where it has one.
-    const Bits per = n.sized_bits_per_element > 0 ? n.sized_bits_per_element : torch_bits_per_element(instantiated_dtype(n, dtype));
+    const Bits per =
+        n.sized_bits_per_element > 0 ? n.sized_bits_per_element : torch_bits_per_element(instantiated_dtype(n, dtype));
     g.tensor_bytes[i] = n.stored_bits >= 0 ? (n.stored_bits + 7) / 8 : (n.numel * per + n.loaded_extra_bits + 7) / 8;
   }
 

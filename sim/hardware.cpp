@@ -32,7 +32,8 @@ struct Located {
   std::string id;
 };
 
-Located locate(const YAML::Node& ref, const std::string& file, const std::string& hardware_dir, const std::string& kind) {
+Located locate(const YAML::Node& ref, const std::string& file, const std::string& hardware_dir,
+               const std::string& kind) {
   if (ref.IsScalar()) {
     const std::string id = ref.Scalar();
     const fs::path p = fs::path(hardware_dir) / (id + ".yaml");
@@ -46,7 +47,8 @@ Located locate(const YAML::Node& ref, const std::string& file, const std::string
     if (!l.node.IsMap()) fail_at(l.file, l.node, "a hardware preset must be a mapping");
     const YAML::Node k = l.node["kind"];
     const std::string got = k.IsDefined() && k.IsScalar() ? k.Scalar() : "";
-    if (got != kind) fail_at(file, ref, "preset '" + id + "' is a " + (got.empty() ? "file without kind" : got) + ", not a " + kind);
+    if (got != kind)
+      fail_at(file, ref, "preset '" + id + "' is a " + (got.empty() ? "file without kind" : got) + ", not a " + kind);
     return l;
   }
   if (!ref.IsMap()) fail_at(file, ref, kind + ": expected a preset name or a mapping");
@@ -129,17 +131,34 @@ constexpr double kGB = 1e9;
 constexpr double kUs = 1e-6;
 
 // The keys each component may have (preset files also carry `kind`).
-const std::vector<std::string> kGpuKeys = {"kind", "name", "memory", "memory_bandwidth_gbs", "peak_tflops",
-                                           "launch_overhead_us", "runtime_context", "p2p_gbs", "achievable",
-                                           "compute_capability", "dequant"};
-const std::vector<std::string> kHostKeys = {"kind", "name", "cores", "memory_bandwidth_gbs", "ram", "reserved_ram",
-                                            "peak_gflops", "dispatch_overhead_us", "offload_tensor_overhead_us",
-                                            "achievable", "dequant"};
-const std::vector<std::string> kLinkKeys = {"kind", "name", "h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs",
-                                            "d2h_pageable_gbs", "copy_latency_us", "p2p_gbs"};
+const std::vector<std::string> kGpuKeys = {"kind",
+                                           "name",
+                                           "memory",
+                                           "memory_bandwidth_gbs",
+                                           "peak_tflops",
+                                           "launch_overhead_us",
+                                           "runtime_context",
+                                           "p2p_gbs",
+                                           "achievable",
+                                           "compute_capability",
+                                           "dequant"};
+const std::vector<std::string> kHostKeys = {"kind",
+                                            "name",
+                                            "cores",
+                                            "memory_bandwidth_gbs",
+                                            "ram",
+                                            "reserved_ram",
+                                            "peak_gflops",
+                                            "dispatch_overhead_us",
+                                            "offload_tensor_overhead_us",
+                                            "achievable",
+                                            "dequant"};
+const std::vector<std::string> kLinkKeys = {
+    "kind",   "name", "h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs", "d2h_pageable_gbs", "copy_latency_us",
+    "p2p_gbs"};
 const std::vector<std::string> kDiskKeys = {"kind", "name", "read_gbs", "read_latency_us"};
-const std::vector<std::string> kSystemKeys = {"kind", "name", "system", "host", "gpus", "link", "disk",
-                                              "gpu_memory_in_use", "page_cache"};
+const std::vector<std::string> kSystemKeys = {
+    "kind", "name", "system", "host", "gpus", "link", "disk", "gpu_memory_in_use", "page_cache"};
 
 // `dequant: {<quant method>: {decode_bytes_per_weight, prefill_bytes_per_weight, kernels}}`.
 std::map<std::string, DequantFigure> read_dequant(const Located& l) {
@@ -147,20 +166,22 @@ std::map<std::string, DequantFigure> read_dequant(const Located& l) {
   const YAML::Node d = l.node["dequant"];
   if (!d.IsDefined() || d.IsNull()) return out;
   if (!d.IsMap()) fail_at(l.file, d, "dequant: expected a mapping of quantization methods");
-  static const std::vector<std::string> methods = {"bitsandbytes_4bit", "bitsandbytes_8bit", "gptq", "awq",
-                                                   "fp8", "fbgemm_fp8", "compressed-tensors", "mxfp4"};
+  static const std::vector<std::string> methods = {"bitsandbytes_4bit", "bitsandbytes_8bit",  "gptq", "awq", "fp8",
+                                                   "fbgemm_fp8",        "compressed-tensors", "mxfp4"};
   check_known_keys(l.file, d, methods, "dequant");
   for (const auto& kv : d) {
     const YAML::Node f = kv.second;
     if (!f.IsMap()) fail_at(l.file, f, "dequant." + kv.first.Scalar() + ": expected a mapping");
-    check_known_keys(l.file, f, {"decode_bytes_per_weight", "prefill_bytes_per_weight", "kernels"}, "dequant." + kv.first.Scalar());
+    check_known_keys(l.file, f, {"decode_bytes_per_weight", "prefill_bytes_per_weight", "kernels"},
+                     "dequant." + kv.first.Scalar());
     DequantFigure fig;
     fig.source = Source::kDatasheet;
     for (const auto& [key, slot] : {std::pair{"decode_bytes_per_weight", &fig.decode_bytes_per_weight},
                                     std::pair{"prefill_bytes_per_weight", &fig.prefill_bytes_per_weight}}) {
       if (f[key].IsDefined()) {
         *slot = yaml_double(l.file, f[key], key);
-        if (!(*slot >= 0 && *slot <= 64)) fail_at(l.file, f[key], std::string(key) + ": expected 0 to 64 bytes per weight");
+        if (!(*slot >= 0 && *slot <= 64))
+          fail_at(l.file, f[key], std::string(key) + ": expected 0 to 64 bytes per weight");
       }
     }
     if (f["kernels"].IsDefined()) {
@@ -187,7 +208,8 @@ GpuSpec read_gpu(const Located& l) {
   g.memory_bandwidth = {positive(l, "memory_bandwidth_gbs", kGB), Source::kDatasheet};
   g.peak_flops = flops_map(l, "peak_tflops", 1e12);
   g.launch_overhead = {non_negative(l, "launch_overhead_us", kUs, 5 * kUs), Source::kDatasheet};
-  if (l.node["runtime_context"].IsDefined()) g.runtime_context = size_of(l, l.node["runtime_context"], "runtime_context");
+  if (l.node["runtime_context"].IsDefined())
+    g.runtime_context = size_of(l, l.node["runtime_context"], "runtime_context");
   if (l.node["compute_capability"].IsDefined()) {
     g.compute_capability = yaml_double(l.file, l.node["compute_capability"], "compute_capability");
     if (g.compute_capability < 1 || g.compute_capability > 20) {
@@ -286,9 +308,7 @@ Hardware parse_hardware(const YAML::Node& node, const std::string& file, const s
   }
   if (node.IsMap()) check_known_keys(file, node, kSystemKeys, "hardware");
   if (base.id != "inline") check_known_keys(base.file, base.node, kSystemKeys, where_of(base, "system"));
-  auto pick = [&](const char* key) -> const Located& {
-    return over.node[key].IsDefined() ? over : base;
-  };
+  auto pick = [&](const char* key) -> const Located& { return over.node[key].IsDefined() ? over : base; };
   Hardware hw;
   {
     const Located& src = pick("host");
@@ -325,8 +345,9 @@ Hardware parse_hardware(const YAML::Node& node, const std::string& file, const s
         const std::string key = yaml_string(src.file, kv.first, "gpu");
         auto dev = parse_device(key);
         if (!dev || !dev->is_gpu() || dev->index >= static_cast<int>(hw.gpus.size())) {
-          fail_at(src.file, kv.first, "gpu_memory_in_use: '" + key + "' is not one of the " +
-                                          std::to_string(hw.gpus.size()) + " GPUs of this hardware");
+          fail_at(src.file, kv.first,
+                  "gpu_memory_in_use: '" + key + "' is not one of the " + std::to_string(hw.gpus.size()) +
+                      " GPUs of this hardware");
         }
         const Bytes b = size_of(src, kv.second, "gpu_memory_in_use");
         if (b >= hw.gpus[dev->index].memory) {

@@ -95,11 +95,11 @@ struct GpuSpec {
   std::string id;    // preset id ("h200") or "inline"
   std::string name;  // marketing name
   Bytes memory = 0;
-  Figure memory_bandwidth;                // bytes/s, datasheet
-  std::map<DType, Figure> peak_flops;     // FLOP/s per dtype, datasheet
-  Figure launch_overhead;                 // seconds per operator
+  Figure memory_bandwidth;             // bytes/s, datasheet
+  std::map<DType, Figure> peak_flops;  // FLOP/s per dtype, datasheet
+  Figure launch_overhead;              // seconds per operator
   Bytes runtime_context = 0;
-  std::optional<double> p2p_bandwidth;    // bytes/s
+  std::optional<double> p2p_bandwidth;  // bytes/s
   double achievable_memory = 0.85;
   double achievable_compute = 0.70;
   // CUDA compute capability (8.6, 8.9, 9.0): transformers dequantizes FP8 checkpoints below 8.9
@@ -129,8 +129,8 @@ struct LinkSpec {
   std::string id;
   std::string name;
   Figure h2d_pinned, h2d_pageable, d2h_pinned, d2h_pageable;  // bytes/s
-  Figure copy_latency;                                          // seconds
-  std::optional<double> p2p_bandwidth;                          // bytes/s
+  Figure copy_latency;                                        // seconds
+  std::optional<double> p2p_bandwidth;                        // bytes/s
 };
 
 struct DiskSpec {

@@ -2,7 +2,6 @@
 // and the bound on work).
 #include "sim/optimal.h"
 
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstdio>
@@ -27,7 +26,8 @@ bool is_stream(UnitChoice c) {
 bool is_prefetch(UnitChoice c) { return c == UnitChoice::kStreamPrefetch || c == UnitChoice::kStreamPrefetchDisk; }
 bool is_in_place(UnitChoice c) { return c == UnitChoice::kInPlaceCpu || c == UnitChoice::kInPlaceDisk; }
 bool from_disk(UnitChoice c) {
-  return c == UnitChoice::kStreamAccelerateDisk || c == UnitChoice::kStreamPrefetchDisk || c == UnitChoice::kInPlaceDisk;
+  return c == UnitChoice::kStreamAccelerateDisk || c == UnitChoice::kStreamPrefetchDisk ||
+         c == UnitChoice::kInPlaceDisk;
 }
 
 namespace {
@@ -59,22 +59,22 @@ struct Tables {
   const CostModel& cm;
   const Hardware& hw;
   int units = 0, gpus = 0;
-  std::vector<Phase> phases;               // prefill, then each decode sample
-  std::vector<double> phase_weight;        // 1, then the steps each sample stands for
+  std::vector<Phase> phases;                           // prefill, then each decode sample
+  std::vector<double> phase_weight;                    // 1, then the steps each sample stands for
   std::vector<std::vector<std::vector<double>>> comp;  // [u][exec+1][phase]: operators only
   std::vector<std::vector<double>> comp_total;         // [u][exec+1]
-  std::vector<double> trans;               // [(from+1)*(gpus+1) + to+1]: activation hand-over, all phases
+  std::vector<double> trans;                           // [(from+1)*(gpus+1) + to+1]: activation hand-over, all phases
   std::vector<double> weights, kv_p, kv_d, logits;     // per unit
-  std::vector<std::vector<OpTensors>> ops;  // per unit, per operator
+  std::vector<std::vector<OpTensors>> ops;             // per unit, per operator
   std::vector<char> has_ops, free_unit;
-  std::vector<int> prev_ops;               // nearest earlier unit with operators, -1 none
-  std::vector<int> tie_source;             // per unit: the unit storing its tied tensors, -1 none
-  std::vector<char> last_target;           // the last unit reading the pending tie source
-  int source = -1;                         // the one unit whose tensors later units read (tie source)
-  std::string unsupported;                 // a model structure the search does not handle
+  std::vector<int> prev_ops;      // nearest earlier unit with operators, -1 none
+  std::vector<int> tie_source;    // per unit: the unit storing its tied tensors, -1 none
+  std::vector<char> last_target;  // the last unit reading the pending tie source
+  int source = -1;                // the one unit whose tensors later units read (tie source)
+  std::string unsupported;        // a model structure the search does not handle
   double ws_p = 0, ws_d = 0, logits_bytes = 0;
-  double tie_reserve = 0;                  // GPU bytes a source reserves for its returning tied units
-  double steps = 0;                        // decode steps after prefill
+  double tie_reserve = 0;  // GPU bytes a source reserves for its returning tied units
+  double steps = 0;        // decode steps after prefill
   // The unit's own tensors moved under each choice: seconds per forward (prefill cold, decode
   // cold, decode warm) and the largest leaf / whole entry in bytes.
   struct OwnStream {
@@ -83,8 +83,8 @@ struct Tables {
   std::vector<std::array<OwnStream, 7>> own;
   std::vector<double> gpu_cap, gpu_ctx;
   double host_cap = 0, cache_cap = 0, all_weights = 0;
-  double read_weights = 0;                 // of the units with operators (others are never read)
-  double gpu_room = 0;                     // bytes all GPUs can hold besides context and workspace
+  double read_weights = 0;  // of the units with operators (others are never read)
+  double gpu_room = 0;      // bytes all GPUs can hold besides context and workspace
   bool host_binding = false;
 
   Tables(const CostModel& c, const Hardware& h) : cm(c), hw(h) {
@@ -184,8 +184,8 @@ struct Tables {
         if (c == UnitChoice::kResident || c == UnitChoice::kInPlaceCpu) continue;
         const int exec = is_stream(c) ? 0 : -1;
         if (exec >= 0 && gpus == 0) continue;
-        const Semantics sem = is_stream(c) ? (is_prefetch(c) ? Semantics::kPrefetch : Semantics::kAccelerate)
-                                           : Semantics::kInPlace;
+        const Semantics sem =
+            is_stream(c) ? (is_prefetch(c) ? Semantics::kPrefetch : Semantics::kAccelerate) : Semantics::kInPlace;
         const int storage = from_disk(c) ? kDisk : kRam;
         OwnStream& o = own[u][ci];
         for (const OpTensors& op : ops[u]) {
@@ -390,7 +390,7 @@ struct RoomBound {
   struct Table {
     double mu = 0, nu = 0, kappa = 0, nu_ip = 0;
   };
-  std::vector<double> rest_bytes;   // [u]: host bytes units u.. can take at most (mu is paid on no more)
+  std::vector<double> rest_bytes;  // [u]: host bytes units u.. can take at most (mu is paid on no more)
   // [u]: what units u.. pay nu (and kappa) and nu_ip for at most: a commonest unit counts 1,
   // another floor(its bytes / the commonest's) — it takes at least that many of its places.
   std::vector<double> rest_common, rest_ip;
@@ -400,16 +400,17 @@ struct RoomBound {
     double c = 0;
     if (t.mu > 0) c += t.mu * std::min(host_room, rest_bytes[v]);
     if (t.nu > 0) c += t.nu * std::min(rest_common[v], std::floor(host_room / w_common));
-    if (t.nu_ip > 0) c += t.nu_ip * std::min(rest_ip[v], std::floor(std::max(0.0, host_room - (hx ? 0.0 : ws_host)) / ip_common));
+    if (t.nu_ip > 0)
+      c += t.nu_ip * std::min(rest_ip[v], std::floor(std::max(0.0, host_room - (hx ? 0.0 : ws_host)) / ip_common));
     if (t.kappa > 0) c += t.kappa * std::min(rest_common[v], std::floor(cache_room / w_common));
     return c;
   }
-  std::vector<Table> tables;      // prices: a column each per tie-storage class (row() lays them out)
-  Placement relaxed;             // the relaxation's optimum (may break rules or not fit; empty if none)
+  std::vector<Table> tables;  // prices: a column each per tie-storage class (row() lays them out)
+  Placement relaxed;          // the relaxation's optimum (may break rules or not fit; empty if none)
   // Floats rounded down (a bound stays a bound): the table is tens of MB for many GPUs.
   TablePool::Table packed;
-  size_t width = 0;              // columns per cell: tie-storage classes x tables
-  int tie_from = 0, tie_to = -1; // units whose tables depend on where the tie source is stored
+  size_t width = 0;               // columns per cell: tie-storage classes x tables
+  int tie_from = 0, tie_to = -1;  // units whose tables depend on where the tie source is stored
 
   // Whole buckets of GPU g in `bytes`, rounded down; full[g] + 1 (never fits) beyond the table.
   int buckets(double bytes, int g) const {
@@ -450,7 +451,8 @@ struct RoomBound {
   }
   // Units after u, for a label on GPU `open` with `room` bytes left on it (transient `gt`
   // reserved), previous operator on `pe`, and `host_room` bytes of host memory left.
-  double lower(int u, int open, double room, double gt, int pe, int sig, double host_room, double cache_room, bool hx) const {
+  double lower(int u, int open, double room, double gt, int pe, int sig, double host_room, double cache_room,
+               bool hx) const {
     if (u + 1 >= N || tables.empty()) return 0;
     int b = 0, r = 0, p = 0;
     if (open >= 0) {
@@ -471,7 +473,8 @@ struct RoomBound {
   // Every unit, from the start (no GPU in use, the whole host room).
   double root(double host_room, double cache_room) const {
     double best = 0;  // unit 0, no GPU in use, class 0
-    for (size_t k = 0; k < tables.size(); ++k) best = std::max(best, packed[row(0, 0, 0, 0, k)] - credit(tables[k], 0, host_room, cache_room, false));
+    for (size_t k = 0; k < tables.size(); ++k)
+      best = std::max(best, packed[row(0, 0, 0, 0, k)] - credit(tables[k], 0, host_room, cache_room, false));
     return best;
   }
 };
@@ -519,8 +522,8 @@ std::pair<double, double> bucket_size(double room, int k, const std::vector<std:
   return {best_q, best};
 }
 
-RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm, bool allow_disk, int buckets,
-                          int buckets0) {
+RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm, bool allow_disk,
+                          int buckets, int buckets0) {
   RoomBound B;
   const int N = T.units, G = T.gpus, S = G + 1, K = buckets;
   B.N = N;
@@ -529,7 +532,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   const bool stream = G > 0 && mode != Mode::kNone;
   const bool any = mode == Mode::kAny;  // the union of the modes: a bound for each of them
   const UnitChoice s_ram = mode == Mode::kPrefetch ? UnitChoice::kStreamPrefetch : UnitChoice::kStreamAccelerate;
-  const UnitChoice s_disk = mode == Mode::kPrefetch ? UnitChoice::kStreamPrefetchDisk : UnitChoice::kStreamAccelerateDisk;
+  const UnitChoice s_disk =
+      mode == Mode::kPrefetch ? UnitChoice::kStreamPrefetchDisk : UnitChoice::kStreamAccelerateDisk;
   // The streaming kinds (RAM, disk) this bound offers.
   std::vector<std::pair<UnitChoice, UnitChoice>> kinds;
   if (stream) kinds.push_back({s_ram, s_disk});
@@ -559,7 +563,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     // (A GPU too small for one such unit still sizes its buckets by it: rounded down to a whole
     // number of them, a unit slightly larger than the room would otherwise fit.)
     if (common > 0) items.push_back({common, std::max(1.0, std::min<double>(n_common, std::floor(room / common)))});
-    if (g == 0 && stream && kv_common > 0) items.push_back({kv_common, std::min<double>(n_common, std::floor(room / kv_common))});
+    if (g == 0 && stream && kv_common > 0)
+      items.push_back({kv_common, std::min<double>(n_common, std::floor(room / kv_common))});
     // The other units resident (an embedding, a head: large, and rounding down loses up to a
     // bucket on each) count in the bucket's size, not in whether GPU 0 takes more buckets.
     std::vector<std::pair<double, double>> all = items;
@@ -570,7 +575,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       if (fit > 0) all.push_back({sizes[i], fit});
     }
     double q = bucket_size(room, K, all).first;
-    if (g == 0 && buckets0 > K && bucket_size(room, K, items).second - bucket_size(room, buckets0, items).second >= 0.1 * common) {
+    if (g == 0 && buckets0 > K &&
+        bucket_size(room, K, items).second - bucket_size(room, buckets0, items).second >= 0.1 * common) {
       q = bucket_size(room, buckets0, all).first;
     }
     B.q.push_back(q);
@@ -664,7 +670,9 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       B.w_common = T.weights[common];
       std::vector<double> mus;
       auto add = [&](double x) {
-        if (x > 0 && std::isfinite(x) && std::none_of(mus.begin(), mus.end(), [&](double y) { return std::abs(x - y) <= 1e-3 * x; })) mus.push_back(x);
+        if (x > 0 && std::isfinite(x) &&
+            std::none_of(mus.begin(), mus.end(), [&](double y) { return std::abs(x - y) <= 1e-3 * x; }))
+          mus.push_back(x);
       };
       const Tables::OwnStream& o = own(common, d_in);
       if (in_place) add((o.cold + T.steps * (warm ? o.dec_warm : o.dec_cold)) / B.w_common);
@@ -741,8 +749,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     double m = kInf;
     for (const Semantics rs : res_sems) {
       const Semantics sem = c == UnitChoice::kResident ? rs
-                            : is_stream(c)             ? (is_prefetch(c) ? Semantics::kPrefetch : Semantics::kAccelerate)
-                                                       : Semantics::kInPlace;
+                            : is_stream(c) ? (is_prefetch(c) ? Semantics::kPrefetch : Semantics::kAccelerate)
+                                           : Semantics::kInPlace;
       if (p < 2) {
         m = std::min(m, price_unit(T, u, c, exec, storage, tie, p == 0 ? -1 : open, sem, warm).time);
         continue;
@@ -832,20 +840,21 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       const int item = B.buckets(bytes_res(u) - T.weights[u], 0);
       const double base = T.comp_total[u][1] + (ops ? hand(u, open, p, 0) : 0.0);
       for (const auto& kind : kinds) {
-      const int tau_index = B.reserve_down(B.buckets(transient(u, kind.first), 0));
-      for (bool on_disk : {false, true}) {
-        if (on_disk && !allow_disk) continue;
-        const UnitChoice sc = on_disk ? kind.second : kind.first;
-        Choice& c = add(item, tau_index, next_p(0, 0), is_source ? (on_disk ? 2 : 1) : -1);
-        c.uc = sc;
-        c.what = is_prefetch(sc) ? (on_disk ? "prefetched from disk" : "prefetched from RAM")
-                                 : (on_disk ? "streamed from disk" : "streamed from RAM");
-        per_class(
-            c, [&] { return base + streamed(u, sc, open, p); }, [&](int tie) { return tied_time(u, sc, 0, tie, open, p); },
-            [&](size_t k) {
-              return prices[k].kappa * off_pc + (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
-            });
-      }
+        const int tau_index = B.reserve_down(B.buckets(transient(u, kind.first), 0));
+        for (bool on_disk : {false, true}) {
+          if (on_disk && !allow_disk) continue;
+          const UnitChoice sc = on_disk ? kind.second : kind.first;
+          Choice& c = add(item, tau_index, next_p(0, 0), is_source ? (on_disk ? 2 : 1) : -1);
+          c.uc = sc;
+          c.what = is_prefetch(sc) ? (on_disk ? "prefetched from disk" : "prefetched from RAM")
+                                   : (on_disk ? "streamed from disk" : "streamed from RAM");
+          per_class(
+              c, [&] { return base + streamed(u, sc, open, p); },
+              [&](int tie) { return tied_time(u, sc, 0, tie, open, p); },
+              [&](size_t k) {
+                return prices[k].kappa * off_pc + (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
+              });
+        }
       }
     }
     if (in_place && !(u == 0 && unit0_rule)) {
@@ -875,7 +884,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       const int L = B.length(o), rmax = B.reservations(o), pmax = o == 0 ? 1 : 3;
       for (int p = 0; p < pmax; ++p) {
         if (T.free_unit[u]) {
-          std::copy_n(&B.packed[B.row(u + 1, o, p, 0, 0)], static_cast<size_t>(rmax) * W * L, &B.packed[B.row(u, o, p, 0, 0)]);
+          std::copy_n(&B.packed[B.row(u + 1, o, p, 0, 0)], static_cast<size_t>(rmax) * W * L,
+                      &B.packed[B.row(u, o, p, 0, 0)]);
           continue;
         }
         choices_for(u, o, p);
@@ -923,16 +933,18 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     for (size_t j = 0; j < n; ++j) {
       const double x = B.packed[B.row(0, 0, 0, 0, j)] - B.credit(B.tables[j], 0, host, T.cache_cap, false);
       if (print) {
-        std::fprintf(stderr, "  column %zu (mu %.3g nu %.3g nu_ip %.3g kappa %.3g): %.6g - credit %.6g = %.6g s\n", j, B.tables[j].mu,
-                     B.tables[j].nu, B.tables[j].nu_ip, B.tables[j].kappa, B.packed[B.row(0, 0, 0, 0, j)],
-                     B.credit(B.tables[j], 0, host, T.cache_cap, false), x);
+        std::fprintf(stderr, "  column %zu (mu %.3g nu %.3g nu_ip %.3g kappa %.3g): %.6g - credit %.6g = %.6g s\n", j,
+                     B.tables[j].mu, B.tables[j].nu, B.tables[j].nu_ip, B.tables[j].kappa,
+                     B.packed[B.row(0, 0, 0, 0, j)], B.credit(B.tables[j], 0, host, T.cache_cap, false), x);
       }
       if (x > root) root = x, k = j;
     }
     const RoomBound::Table& t = B.tables[k];
     if (print) {
-      std::fprintf(stderr, "  relaxed optimum %.6g s (prices mu %.3g nu %.3g nu_ip %.3g kappa %.3g), buckets of GPU 0: %d of %.3g MB\n",
-                   root, t.mu, t.nu, t.nu_ip, t.kappa, G > 0 ? B.full[0] : 0, G > 0 ? B.q[0] / 1e6 : 0.0);
+      std::fprintf(
+          stderr,
+          "  relaxed optimum %.6g s (prices mu %.3g nu %.3g nu_ip %.3g kappa %.3g), buckets of GPU 0: %d of %.3g MB\n",
+          root, t.mu, t.nu, t.nu_ip, t.kappa, G > 0 ? B.full[0] : 0, G > 0 ? B.q[0] / 1e6 : 0.0);
     }
     Placement& rp = B.relaxed;
     rp.choice.assign(N, UnitChoice::kInPlaceCpu);
@@ -961,8 +973,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
         break;
       }
       if (print) {
-        std::fprintf(stderr, "  relaxed unit %d: %s on %d, %.6g s, then %d buckets left\n", u, arg->what, arg->fresh ? arg->gpu : o - 1,
-                     arg->time[sv * n + k], b_next);
+        std::fprintf(stderr, "  relaxed unit %d: %s on %d, %.6g s, then %d buckets left\n", u, arg->what,
+                     arg->fresh ? arg->gpu : o - 1, arg->time[sv * n + k], b_next);
       }
       rp.choice[u] = arg->uc;
       if (arg->uc == UnitChoice::kResident) {
@@ -979,9 +991,6 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   return B;
 }
 
-
-
-
 struct Search {
   const Tables& T;
   const OptimalOptions& opt;
@@ -994,14 +1003,14 @@ struct Search {
   double incumbent = kInf;  // the threshold: labels that cannot reach it are dropped
   bool strict = false;      // the threshold is a placement already found: keep only labels that may beat it
   int64_t label_limit = std::numeric_limits<int64_t>::max();  // stats.work() beyond which the pass stops
-  mutable bool aborted = false;                                // it stopped there (its result is void)
-  bool trace_path = false;                                     // print the best placement's bound per unit
-  mutable std::vector<char> band_taken{};                      // thin()'s scratch
+  mutable bool aborted = false;                               // it stopped there (its result is void)
+  bool trace_path = false;                                    // print the best placement's bound per unit
+  mutable std::vector<char> band_taken{};                     // thin()'s scratch
   struct Rec {
     uint32_t key, index;
     double t;
   };
-  mutable std::vector<Rec> order{};                            // prune()'s scratch
+  mutable std::vector<Rec> order{};  // prune()'s scratch
   mutable std::vector<double> ranks{};
   mutable std::vector<std::pair<double, size_t>> fenwick{};
 
@@ -1337,7 +1346,8 @@ std::string placement_rule_broken(const ModelGraph& g, const Hardware& hw, const
                                   const OptimalOptions& options) {
   const int units = static_cast<int>(g.chain.size());
   const int G = static_cast<int>(hw.gpus.size());
-  if (static_cast<int>(p.choice.size()) != units || static_cast<int>(p.gpu.size()) != units) return "one choice per unit";
+  if (static_cast<int>(p.choice.size()) != units || static_cast<int>(p.gpu.size()) != units)
+    return "one choice per unit";
   const std::vector<char> free = free_units(g);
   // Tie sources and targets, as the search sees them.
   std::vector<int> tie_source(units, -1);
@@ -1362,7 +1372,8 @@ std::string placement_rule_broken(const ModelGraph& g, const Hardware& hw, const
       if (!returns) open = std::max(open, p.gpu[u]);
     } else if (is_stream(c)) {
       if (G == 0) return "streaming without a GPU";
-      if (is_prefetch(c) ? !options.allow_prefetch : !options.allow_accelerate) return "a semantics the options exclude";
+      if (is_prefetch(c) ? !options.allow_prefetch : !options.allow_accelerate)
+        return "a semantics the options exclude";
       if ((mode == Mode::kPrefetch) != is_prefetch(c)) return "two streaming semantics in one placement";
       if (open != 0) return "streaming while GPU 0 is not the GPU in use";
     } else if (!(options.allow_in_place || G == 0)) {
@@ -1463,7 +1474,8 @@ struct Trace {
   template <class... A>
   void operator()(const char* fmt, A... a) const {
     if (!on) return;
-    std::fprintf(stderr, "[search %7.2f ms] ", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    std::fprintf(stderr, "[search %7.2f ms] ",
+                 std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     std::fprintf(stderr, fmt, a...);
     std::fprintf(stderr, "\n");
   }
@@ -1591,8 +1603,8 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       std::vector<Semantics> sem;
       placement_map(cm.graph(), b.relaxed, map, sem);
       const Prediction pr = simulate(cm, hw, map, sem);
-      trace("relaxed placement: %s %.6g s %s", placement_rule_broken(cm.graph(), hw, b.relaxed, options).c_str(), pr.total_s,
-            pr.oom.c_str());
+      trace("relaxed placement: %s %.6g s %s", placement_rule_broken(cm.graph(), hw, b.relaxed, options).c_str(),
+            pr.total_s, pr.oom.c_str());
     }
     const std::optional<Placement> fixed = repair(T, options, b.relaxed);
     const double before = best;
@@ -1650,8 +1662,10 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
         continue;
       }
       // (With the union's fine bound, a run's coarse one would only cost time: 0 says nothing.)
-      const double coarse =
-          G >= union_from ? 0.0 : counted(make_room_bound(T, m, options, warm, disk, coarse_buckets, coarse_buckets)).root(host_room, T.cache_cap);
+      const double coarse = G >= union_from
+                                ? 0.0
+                                : counted(make_room_bound(T, m, options, warm, disk, coarse_buckets, coarse_buckets))
+                                      .root(host_room, T.cache_cap);
       trace("coarse bound %s%s: %.6g s", mode_name(m), warm ? " warm" : "", coarse);
       if (std::isfinite(coarse)) runs.push_back({m, warm, coarse, nullptr});
     }
@@ -1659,14 +1673,15 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   std::stable_sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.coarse < b.coarse; });
   // Within options.gap of the best found is as good as found (the result is optimal within it).
   auto beatable = [&](double root) { return root < best * (1 - std::max(1e-9, options.gap)); };
-  constexpr int fine_buckets = 64;  // per GPU (fewer made the bound much weaker on many GPUs)
+  constexpr int fine_buckets = 64;    // per GPU (fewer made the bound much weaker on many GPUs)
   constexpr int fine_buckets0 = 256;  // on GPU 0, where streamed layers' KV caches add up
   std::shared_ptr<const RoomBound> union_bound[2];
   auto fine = [&](Run& run) {
     if (!run.bound && G >= union_from) {
       std::shared_ptr<const RoomBound>& ub = union_bound[run.warm ? 1 : 0];
       if (!ub) {
-        ub = std::make_shared<const RoomBound>(counted(make_room_bound(T, Mode::kAny, options, run.warm, disk, fine_buckets, fine_buckets0)));
+        ub = std::make_shared<const RoomBound>(
+            counted(make_room_bound(T, Mode::kAny, options, run.warm, disk, fine_buckets, fine_buckets0)));
         trace("fine bound, any mode%s: %.6g s", run.warm ? " warm" : "", ub->root(host_room, T.cache_cap));
         consider_relaxed(*ub);
       }
@@ -1674,7 +1689,8 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
     }
     if (!run.bound) {
-      run.bound = std::make_shared<const RoomBound>(counted(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0)));
+      run.bound = std::make_shared<const RoomBound>(
+          counted(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0)));
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
       trace("fine bound %s%s: %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
       consider_relaxed(*run.bound);
@@ -1705,8 +1721,8 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       res.stats.labels += quick.labels;
       res.stats.compares += quick.compares;
       trace("quick pass %s%s (fronts of %d): %lld labels, %lld compares, %s, best %.6g s", mode_name(run.mode),
-            run.warm ? " warm" : "", front, static_cast<long long>(quick.labels), static_cast<long long>(quick.compares),
-            s.aborted ? "dropped" : "done", best);
+            run.warm ? " warm" : "", front, static_cast<long long>(quick.labels),
+            static_cast<long long>(quick.compares), s.aborted ? "dropped" : "done", best);
     }
   }
   // A shared bound is the weakest of the modes': where it leaves more than 2 % between the best
@@ -1720,9 +1736,11 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   std::vector<Mode> no_tighter;
   for (Run& run : runs) {
     if (!run.bound || run.bound.use_count() < 2 || !beatable(run.root) || best <= run.root * 1.02) continue;
-    if (!own_helps[run.warm ? 1 : 0] || std::find(no_tighter.begin(), no_tighter.end(), run.mode) != no_tighter.end()) continue;
+    if (!own_helps[run.warm ? 1 : 0] || std::find(no_tighter.begin(), no_tighter.end(), run.mode) != no_tighter.end())
+      continue;
     const double shared = run.root;
-    run.bound = std::make_shared<const RoomBound>(counted(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0)));
+    run.bound = std::make_shared<const RoomBound>(
+        counted(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0)));
     run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
     trace("fine bound %s%s (own): %.6g s", mode_name(run.mode), run.warm ? " warm" : "", run.root);
     if (run.root <= shared * (1 + 1e-6)) {
@@ -1738,7 +1756,8 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   std::stable_sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.root < b.root; });
   // Deepening passes share a work budget (options.max_work labels); once it is spent the
   // passes stop and what is left unexplored is covered by its lower bound.
-  const int64_t limit = options.max_work > 0 ? res.stats.work() + options.max_work : std::numeric_limits<int64_t>::max();
+  const int64_t limit =
+      options.max_work > 0 ? res.stats.work() + options.max_work : std::numeric_limits<int64_t>::max();
   double unexplored = kInf;  // a lower bound on every placement not yet ruled out
   bool out_of_work = false;
   for (Run& run : runs) {
@@ -1769,9 +1788,12 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       ++res.stats.runs;
       const int64_t before = res.stats.labels, before_c = res.stats.compares;
       const std::optional<Placement> p = s.run();
-      trace("deepening %s%s step %d at %.6g s (bound %.6g, best %.6g): %lld labels, %lld compares, %s", mode_name(run.mode),
-            run.warm ? " warm" : "", step, s.incumbent, root, best, static_cast<long long>(res.stats.labels - before),
-            static_cast<long long>(res.stats.compares - before_c), s.aborted ? "out of work" : p ? "found" : "none");
+      trace("deepening %s%s step %d at %.6g s (bound %.6g, best %.6g): %lld labels, %lld compares, %s",
+            mode_name(run.mode), run.warm ? " warm" : "", step, s.incumbent, root, best,
+            static_cast<long long>(res.stats.labels - before), static_cast<long long>(res.stats.compares - before_c),
+            s.aborted ? "out of work"
+            : p       ? "found"
+                      : "none");
       if (s.aborted) {
         out_of_work = true;
         unexplored = std::min(unexplored, ruled_out);
@@ -1804,7 +1826,8 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       res.stats.labels += wide.labels;
       res.stats.compares += wide.compares;
       trace("wide pass %s%s: %lld labels, %lld compares, %s, best %.6g s", mode_name(run.mode), run.warm ? " warm" : "",
-            static_cast<long long>(wide.labels), static_cast<long long>(wide.compares), s.aborted ? "dropped" : "done", best);
+            static_cast<long long>(wide.labels), static_cast<long long>(wide.compares), s.aborted ? "dropped" : "done",
+            best);
     }
   }
   res.stats.out_of_work = out_of_work;

@@ -89,8 +89,15 @@
 namespace dmap::sim {
 
 // How one chain unit is placed.
-enum class UnitChoice { kResident, kStreamAccelerate, kStreamAccelerateDisk, kStreamPrefetch, kStreamPrefetchDisk,
-                        kInPlaceCpu, kInPlaceDisk };
+enum class UnitChoice {
+  kResident,
+  kStreamAccelerate,
+  kStreamAccelerateDisk,
+  kStreamPrefetch,
+  kStreamPrefetchDisk,
+  kInPlaceCpu,
+  kInPlaceDisk
+};
 bool is_stream(UnitChoice c);
 bool is_prefetch(UnitChoice c);
 bool is_in_place(UnitChoice c);
@@ -118,13 +125,13 @@ struct OptimalOptions {
 };
 
 struct SearchStats {
-  int64_t labels = 0;      // labels created
-  int64_t compares = 0;    // dominance tests between labels of one state
+  int64_t labels = 0;    // labels created
+  int64_t compares = 0;  // dominance tests between labels of one state
   // Work, in labels: a dominance test costs about a sixtieth of a label (measured).
   int64_t work() const { return labels + compares / 64; }
-  int64_t bound = 0;       // the stated bound on labels for this model and hardware
+  int64_t bound = 0;         // the stated bound on labels for this model and hardware
   int64_t bound_values = 0;  // values computed in lower-bound tables
-  int64_t max_front = 0;   // the largest front kept for one state
+  int64_t max_front = 0;     // the largest front kept for one state
   int runs = 0;
   bool thinned = false;
   bool out_of_work = false;  // max_work was reached
@@ -132,11 +139,11 @@ struct SearchStats {
 
 struct OptimalResult {
   bool found = false;
-  bool exact = true;                      // proven optimal within options.gap (no front thinned, work left)
-  std::string why_not;                    // when not found
-  double objective_s = 0;                 // simulate(map, per_entry).total_s
-  double lower_bound_s = 0;               // no placement of the search space is faster (objective_s x (1 - gap) when exact
-                                          // and no front was thinned)
+  bool exact = true;         // proven optimal within options.gap (no front thinned, work left)
+  std::string why_not;       // when not found
+  double objective_s = 0;    // simulate(map, per_entry).total_s
+  double lower_bound_s = 0;  // no placement of the search space is faster (objective_s x (1 - gap) when exact
+                             // and no front was thinned)
   Placement placement;
   DeviceMap map;
   std::vector<Semantics> per_entry;       // aligned with map.items()

@@ -65,12 +65,13 @@ std::string llama_cpp_flags(const ModuleTree& tree, const ModelGraph& graph, con
       out += " -ot \"blk\\.(" + alt + ")\\.ffn_(gate|up|down)_exps=CPU\"";
     }
   }
-  out += " (" + std::to_string(gpu_layers) + " layers on the GPU" +
-         (cpu_experts.empty() ? "" : ", the routed experts of " + std::to_string(cpu_experts.size()) + " of them on the CPU") + ", " +
-         std::to_string(cpu_layers) + " computed on the CPU)";
+  out +=
+      " (" + std::to_string(gpu_layers) + " layers on the GPU" +
+      (cpu_experts.empty() ? ""
+                           : ", the routed experts of " + std::to_string(cpu_experts.size()) + " of them on the CPU") +
+      ", " + std::to_string(cpu_layers) + " computed on the CPU)";
   return out;
 }
-
 
 bool has_gpu(const DeviceMap& dm) {
   for (const auto& [n, d] : dm.items()) {
@@ -293,7 +294,8 @@ void refuse_under_transformers(std::vector<ResultRow>& rows, size_t first, const
 
 }  // namespace
 
-std::vector<Placement> contained_placements(const std::vector<ResultRow>& rows, const CostModel& cm, const Hardware& hw) {
+std::vector<Placement> contained_placements(const std::vector<ResultRow>& rows, const CostModel& cm,
+                                            const Hardware& hw) {
   std::vector<Placement> out;
   for (const ResultRow& row : rows) {
     if (row.strategy == "optimal" || !row.error.empty() || !row.pred.feasible) continue;
@@ -354,7 +356,8 @@ Evaluation evaluate(const SimScenario& s) {
       try {
         dm = strategies::validate_manual_map(*c.tree, m.entries, s.base.file, m.entry_lines);
       } catch (const InputError& e) {
-        throw InputError(s.base.file, e.line() > 0 ? e.line() : m.line, 0, "device_maps." + m.name + ": " + e.message());
+        throw InputError(s.base.file, e.line() > 0 ? e.line() : m.line, 0,
+                         "device_maps." + m.name + ": " + e.message());
       }
       const size_t first = ev.rows.size();
       add_rows(ev.rows, c, hw, name, dm, s.semantics);
@@ -370,7 +373,8 @@ Evaluation evaluate(const SimScenario& s) {
       opts.allow_accelerate = false;
       opts.allow_prefetch = false;
     }
-    if (const auto& q = c.tree->quantization; q && !q->llm_int8_enable_fp32_cpu_offload &&
+    if (const auto& q = c.tree->quantization;
+        q && !q->llm_int8_enable_fp32_cpu_offload &&
         (q->method == QuantMethod::kBnb4bit || q->method == QuantMethod::kBnb8bit)) {
       opts.allow_accelerate = false;
     }
@@ -434,7 +438,8 @@ Evaluation evaluate(const SimScenario& s) {
   } else if (au && cpu && cpu->pred.feasible) {
     const double r = au->pred.decode_token_s / cpu->pred.decode_token_s;
     if (r > 1.0) {
-      v << "CPU-only decodes " << ratio(r) << " faster than device_map='auto' here: " << pct(au->pred.offloaded_fraction)
+      v << "CPU-only decodes " << ratio(r)
+        << " faster than device_map='auto' here: " << pct(au->pred.offloaded_fraction)
         << " of the weights cross PCIe every token. ";
     } else if (au->pred.offloaded_fraction > 0) {
       v << "device_map='auto' decodes " << ratio(1.0 / r) << " faster than CPU-only with "
@@ -460,8 +465,8 @@ Evaluation evaluate(const SimScenario& s) {
     } else {
       v << best.strategy << " (" << best.semantics << ")";
     }
-    v << ", " << format_seconds(best.pred.decode_token_s)
-      << "/token, " << format_seconds(best.pred.total_s) << " end to end";
+    v << ", " << format_seconds(best.pred.decode_token_s) << "/token, " << format_seconds(best.pred.total_s)
+      << " end to end";
     if (au && au->error.empty() && au->pred.feasible && &best != au) {
       const double r = au->pred.total_s / best.pred.total_s;
       if (r < 1.005) {
@@ -483,15 +488,16 @@ Evaluation evaluate(const SimScenario& s) {
       if (o.transformers_expressible) {
         ev.how_to_run = "from_pretrained(..., device_map=" + device_map_to_json(best.map) + ")";
       } else if (o.label.find("prefetch") != std::string::npos) {
-        ev.how_to_run = "needs prefetching offload (dmap run --semantics prefetch) with device map " +
-                        device_map_to_json(best.map);
+        ev.how_to_run =
+            "needs prefetching offload (dmap run --semantics prefetch) with device map " + device_map_to_json(best.map);
       } else {
         ev.how_to_run = llama_cpp_flags(*ev.tree, *ev.graph, best.map);
       }
     } else if (best.semantics == "in-place") {
       ev.how_to_run = llama_cpp_flags(*ev.tree, *ev.graph, best.map);
     } else if (best.semantics == "prefetch") {
-      ev.how_to_run = "needs prefetching offload (dmap run --semantics prefetch) with device map " + device_map_to_json(best.map);
+      ev.how_to_run =
+          "needs prefetching offload (dmap run --semantics prefetch) with device map " + device_map_to_json(best.map);
     } else if (best.semantics == "cpu") {
       ev.how_to_run = "from_pretrained(..., device_map=\"cpu\")";
     } else {
@@ -511,7 +517,8 @@ Evaluation evaluate(const SimScenario& s) {
     if (s.hardware.host_capped() || !s.hardware.gpu_cap.empty()) v << " within the scenario's max_memory";
     v << ".";
     for (const auto& r : ev.rows) {
-      if ((r.strategy == "disk" || r.strategy == "cpu") && !r.pred.oom.empty()) v << " " << r.strategy << ": " << r.pred.oom << ".";
+      if ((r.strategy == "disk" || r.strategy == "cpu") && !r.pred.oom.empty())
+        v << " " << r.strategy << ": " << r.pred.oom << ".";
     }
     if (ev.optimal && !ev.optimal->why_not.empty()) v << " The optimal search: " << ev.optimal->why_not << ".";
   }

@@ -26,36 +26,37 @@
 namespace dmap::sim {
 
 struct ResultRow {
-  std::string strategy;    // auto, balanced, ..., cpu, disk, optimal, or a hand-written map's name
-  std::string semantics;   // accelerate | prefetch | in-place | cpu, or the optimum's mix ("prefetch+in-place")
+  std::string strategy;   // auto, balanced, ..., cpu, disk, optimal, or a hand-written map's name
+  std::string semantics;  // accelerate | prefetch | in-place | cpu, or the optimum's mix ("prefetch+in-place")
   DeviceMap map;
   std::vector<Semantics> per_entry;
   Prediction pred;
-  std::string error;       // the strategy could not produce a map (the planner raised)
-  std::string same_as;     // an earlier row with the identical placement and semantics
+  std::string error;    // the strategy could not produce a map (the planner raised)
+  std::string same_as;  // an earlier row with the identical placement and semantics
 };
 
 struct Evaluation {
   std::shared_ptr<const ModuleTree> tree;
   std::shared_ptr<const ModelGraph> graph;
   Rates rates;
-  MaxMemory max_memory;        // what the planner was given
+  MaxMemory max_memory;  // what the planner was given
   bool max_memory_derived = false;
   std::vector<ResultRow> rows;
-  std::vector<int> ranking;    // feasible rows by total time, then the rest
-  int recommended = -1;        // row index, -1 when nothing fits
+  std::vector<int> ranking;  // feasible rows by total time, then the rest
+  int recommended = -1;      // row index, -1 when nothing fits
   int auto_row = -1, cpu_row = -1, optimal_row = -1;
   std::optional<OptimalResult> optimal;
   double break_even_fraction = 0;  // h2d pageable bandwidth / CPU memory bandwidth
   std::string verdict;
-  std::string how_to_run;      // transformers device_map=... or llama.cpp -ngl N, or dmap run
+  std::string how_to_run;  // transformers device_map=... or llama.cpp -ngl N, or dmap run
 };
 
 Evaluation evaluate(const SimScenario& s);
 
 // The placements of the optimal search's space that the feasible strategy rows are (its seeds:
 // the optimum is never slower than any of them).
-std::vector<Placement> contained_placements(const std::vector<ResultRow>& rows, const CostModel& cm, const Hardware& hw);
+std::vector<Placement> contained_placements(const std::vector<ResultRow>& rows, const CostModel& cm,
+                                            const Hardware& hw);
 
 // Evaluates the scenario with GPU memory capped at `budget` bytes per GPU (the crossover
 // chart): auto/accelerate, cpu, in-place for auto's map, and the optimum.

@@ -38,21 +38,25 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
   std::vector<FigureRow> f;
   f.push_back({"cpu memory bandwidth", r.host.memory_bandwidth.value / 1e9, "GB/s", r.host.memory_bandwidth.source});
   for (const auto& [d, curve] : r.host.flops) {
-    f.push_back({"cpu " + std::string(dtype_name(d)) + " matmul", curve.points.back().second / 1e9, "GFLOP/s", curve.source});
+    f.push_back(
+        {"cpu " + std::string(dtype_name(d)) + " matmul", curve.points.back().second / 1e9, "GFLOP/s", curve.source});
   }
   f.push_back({"cpu dispatch per kernel", r.host.dispatch.value * 1e6, "us", r.host.dispatch.source});
   for (size_t i = 0; i < r.gpus.size(); ++i) {
     const std::string g = "gpu " + std::to_string(i) + " ";
-    f.push_back({g + "memory bandwidth", r.gpus[i].memory_bandwidth.value / 1e9, "GB/s", r.gpus[i].memory_bandwidth.source});
+    f.push_back(
+        {g + "memory bandwidth", r.gpus[i].memory_bandwidth.value / 1e9, "GB/s", r.gpus[i].memory_bandwidth.source});
     const RateCurve c = r.gpus[i].flops_for(ev.graph->dtype);
-    f.push_back({g + std::string(dtype_name(ev.graph->dtype)) + " matmul", c.points.back().second / 1e12, "TFLOP/s", c.source});
+    f.push_back(
+        {g + std::string(dtype_name(ev.graph->dtype)) + " matmul", c.points.back().second / 1e12, "TFLOP/s", c.source});
     f.push_back({g + "launch per kernel", r.gpus[i].dispatch.value * 1e6, "us", r.gpus[i].dispatch.source});
   }
   if (!r.gpus.empty()) {
     f.push_back({"host-to-device pageable", r.h2d_pageable.value / 1e9, "GB/s", r.h2d_pageable.source});
     f.push_back({"host-to-device pinned", r.h2d_pinned.value / 1e9, "GB/s", r.h2d_pinned.source});
     f.push_back({"copy latency", r.copy_latency.value * 1e6, "us", r.copy_latency.source});
-    f.push_back({"accelerate hook per tensor", r.offload_tensor_overhead.value * 1e6, "us", r.offload_tensor_overhead.source});
+    f.push_back(
+        {"accelerate hook per tensor", r.offload_tensor_overhead.value * 1e6, "us", r.offload_tensor_overhead.source});
   }
   if (ev.tree->quantization && !ev.tree->quantization->dequantize) {  // sim/quant_cost.h
     const QuantMethod m = ev.tree->quantization->method;
@@ -230,19 +234,19 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
   o << "model:      " << (ev.tree->model_name.empty() ? ev.tree->model_type : ev.tree->model_name) << ", "
     << dtype_name(s.workload.dtype) << "\n";
   if (ev.tree->quantization) o << "quantized:  " << quant_summary(*ev.tree->quantization) << "\n";
-  if (!ev.tree->gguf_file_type.empty()) o << "gguf:       " << ev.tree->gguf_file_type << " (llama.cpp; each tensor at llama-quantize's type)\n";
+  if (!ev.tree->gguf_file_type.empty())
+    o << "gguf:       " << ev.tree->gguf_file_type << " (llama.cpp; each tensor at llama-quantize's type)\n";
   if (!s.quantization_note.empty()) o << "quantized:  " << s.quantization_note << "\n";
   o << "hardware:   " << s.hardware.describe() << "\n";
   o << "workload:   batch " << s.workload.batch << ", prompt " << s.workload.prompt << ", " << s.workload.new_tokens
     << " new tokens\n";
-  o << "max_memory: " << max_memory_to_json(ev.max_memory) << (ev.max_memory_derived ? " (derived from the hardware)" : "")
-    << "\n";
-  o << "figures:    " << (ev.rates.calibration_name.empty() ? "datasheet" : "calibrated by " + ev.rates.calibration_name)
-    << "\n\n";
+  o << "max_memory: " << max_memory_to_json(ev.max_memory)
+    << (ev.max_memory_derived ? " (derived from the hardware)" : "") << "\n";
+  o << "figures:    "
+    << (ev.rates.calibration_name.empty() ? "datasheet" : "calibrated by " + ev.rates.calibration_name) << "\n\n";
   char line[512];
   std::snprintf(line, sizeof line, "%-3s %-16s %-18s %-4s %10s %11s %9s %10s %9s %-11s %s\n", "#", "strategy",
-                "semantics", "fits", "prefill", "per token", "tok/s", "total", "moved/tok", "bottleneck",
-                "memory GiB");
+                "semantics", "fits", "prefill", "per token", "tok/s", "total", "moved/tok", "bottleneck", "memory GiB");
   o << line;
   int rank = 0;
   for (int i : ev.ranking) {
@@ -250,18 +254,18 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
     const Prediction& p = r.pred;
     ++rank;
     if (!r.error.empty()) {
-      std::snprintf(line, sizeof line, "%-3d %-16s %-18s %-4s %s\n", rank, r.strategy.c_str(), r.semantics.c_str(), "no",
-                    ((r.strategy == "optimal" ? "" : "planner raised: ") + r.error).c_str());
+      std::snprintf(line, sizeof line, "%-3d %-16s %-18s %-4s %s\n", rank, r.strategy.c_str(), r.semantics.c_str(),
+                    "no", ((r.strategy == "optimal" ? "" : "planner raised: ") + r.error).c_str());
       o << line;
       continue;
     }
     char tps[32];
     std::snprintf(tps, sizeof tps, "%.2f", p.tokens_per_s);
-    std::snprintf(line, sizeof line, "%-3d %-16s %-18s %-4s %10s %11s %9s %10s %9s %-11s %s\n", rank, r.strategy.c_str(),
-                  r.semantics.c_str(), p.feasible ? "yes" : "OOM", format_seconds(p.prefill_s).c_str(),
-                  format_seconds(p.decode_token_s).c_str(), tps, format_seconds(p.total_s).c_str(),
-                  format_bytes_human(p.transfer_bytes_per_token).c_str(), resource_name(p.bottleneck).c_str(),
-                  memory_cell(p).c_str());
+    std::snprintf(line, sizeof line, "%-3d %-16s %-18s %-4s %10s %11s %9s %10s %9s %-11s %s\n", rank,
+                  r.strategy.c_str(), r.semantics.c_str(), p.feasible ? "yes" : "OOM",
+                  format_seconds(p.prefill_s).c_str(), format_seconds(p.decode_token_s).c_str(), tps,
+                  format_seconds(p.total_s).c_str(), format_bytes_human(p.transfer_bytes_per_token).c_str(),
+                  resource_name(p.bottleneck).c_str(), memory_cell(p).c_str());
     o << line;
   }
   bool any_oom = false;
@@ -269,7 +273,8 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
   if (any_oom) {
     o << "\nout of memory:\n";
     for (const auto& r : ev.rows) {
-      if (!r.pred.feasible && r.error.empty()) o << "  " << r.strategy << " (" << r.semantics << "): " << r.pred.oom << "\n";
+      if (!r.pred.feasible && r.error.empty())
+        o << "  " << r.strategy << " (" << r.semantics << "): " << r.pred.oom << "\n";
     }
   }
   o << "\n" << ev.verdict << "\n";
@@ -279,7 +284,8 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
 
 std::string evaluation_markdown(const SimScenario& s, const Evaluation& ev) {
   std::ostringstream o;
-  o << "| # | strategy | semantics | fits | prefill | per token | tokens/s | total | moved/token | bottleneck | memory (GiB) |\n";
+  o << "| # | strategy | semantics | fits | prefill | per token | tokens/s | total | moved/token | bottleneck | memory "
+       "(GiB) |\n";
   o << "|---|---|---|---|---|---|---|---|---|---|---|\n";
   int rank = 0;
   for (int i : ev.ranking) {
@@ -289,12 +295,12 @@ std::string evaluation_markdown(const SimScenario& s, const Evaluation& ev) {
     char tps[32];
     std::snprintf(tps, sizeof tps, "%.2f", p.tokens_per_s);
     if (!r.error.empty()) {
-      o << "| " << rank << " | " << r.strategy << " | - | no | " << (r.strategy == "optimal" ? "" : "planner raised: ") << r.error
-        << " |||||||\n";
+      o << "| " << rank << " | " << r.strategy << " | - | no | " << (r.strategy == "optimal" ? "" : "planner raised: ")
+        << r.error << " |||||||\n";
       continue;
     }
-    o << "| " << rank << " | " << r.strategy << " | " << r.semantics << " | " << (p.feasible ? "yes" : "**OOM**") << " | "
-      << format_seconds(p.prefill_s) << " | " << format_seconds(p.decode_token_s) << " | " << tps << " | "
+    o << "| " << rank << " | " << r.strategy << " | " << r.semantics << " | " << (p.feasible ? "yes" : "**OOM**")
+      << " | " << format_seconds(p.prefill_s) << " | " << format_seconds(p.decode_token_s) << " | " << tps << " | "
       << format_seconds(p.total_s) << " | " << format_bytes_human(p.transfer_bytes_per_token) << " | "
       << resource_name(p.bottleneck) << " | " << memory_cell(p) << " |\n";
   }

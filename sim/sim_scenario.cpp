@@ -14,7 +14,8 @@ namespace dmap::sim {
 namespace fs = std::filesystem;
 
 const std::vector<std::string>& builtin_strategies() {
-  static const std::vector<std::string> k = {"auto", "balanced", "balanced_low_0", "sequential", "cpu", "disk", "n_cpu_moe", "optimal"};
+  static const std::vector<std::string> k = {"auto", "balanced", "balanced_low_0", "sequential",
+                                             "cpu",  "disk",     "n_cpu_moe",      "optimal"};
   return k;
 }
 
@@ -22,7 +23,8 @@ MaxMemory derived_max_memory(const Hardware& hw) {
   MaxMemory mm;
   for (size_t i = 0; i < hw.gpus.size(); ++i) {
     const auto& g = hw.gpus[i];
-    const Bytes in_use = hw.gpu_memory_in_use.count(static_cast<int>(i)) ? hw.gpu_memory_in_use.at(static_cast<int>(i)) : 0;
+    const Bytes in_use =
+        hw.gpu_memory_in_use.count(static_cast<int>(i)) ? hw.gpu_memory_in_use.at(static_cast<int>(i)) : 0;
     mm.set(Device::gpu(static_cast<int>(i)), bytes_to_bits(std::max<Bytes>(0, g.memory - g.runtime_context - in_use)));
   }
   mm.set(Device::cpu(), bytes_to_bits(hw.host.ram - hw.host.reserved_ram));
@@ -52,9 +54,10 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
   const YAML::Node root = load_yaml_file(path);
   const std::string hw_dir = (fs::path(config_dir) / "hardware").string();
   static const std::vector<std::string> known = {
-      "id", "title", "model", "dtype", "max_memory", "no_split_module_classes", "entry", "strategy", "pipeline",
-      "device_maps", "expected", "hardware", "workload", "strategies", "semantics", "calibration", "crossover_budgets",
-      "quantization_config", "gguf"};
+      "id",       "title",      "model",     "dtype",       "max_memory",        "no_split_module_classes",
+      "entry",    "strategy",   "pipeline",  "device_maps", "expected",          "hardware",
+      "workload", "strategies", "semantics", "calibration", "crossover_budgets", "quantization_config",
+      "gguf"};
   check_known_keys(path, root, known, "scenario");
   if (root["title"].IsDefined()) s.title = yaml_string(path, root["title"], "title");
   s.hardware = parse_hardware(root["hardware"], path, hw_dir);
@@ -64,19 +67,21 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
     const double cc = s.hardware.gpus.empty() ? 0.0 : s.hardware.gpus[0].compute_capability;
     if (dequantized_on(*s.base.model.quantization, cc)) {
       s.base.model.quantization->dequantize = true;
-      s.quantization_note = quant_method_key(s.base.model.quantization->method) + " checkpoint dequantized to " +
-                            std::string(dtype_name(s.base.model.checkpoint_dtype.value_or(DType::kBFloat16))) +
-                            " while loading: " + (s.hardware.gpus.empty() ? std::string("no GPU")
-                                                                           : "GPU 0 has compute capability " + std::to_string(cc).substr(0, 3)) +
-                            " (transformers needs " + (s.base.model.quantization->method == QuantMethod::kFp8 ? "8.9" : "7.5") + ")";
+      s.quantization_note =
+          quant_method_key(s.base.model.quantization->method) + " checkpoint dequantized to " +
+          std::string(dtype_name(s.base.model.checkpoint_dtype.value_or(DType::kBFloat16))) + " while loading: " +
+          (s.hardware.gpus.empty() ? std::string("no GPU")
+                                   : "GPU 0 has compute capability " + std::to_string(cc).substr(0, 3)) +
+          " (transformers needs " + (s.base.model.quantization->method == QuantMethod::kFp8 ? "8.9" : "7.5") + ")";
     }
   }
   if (s.base.max_memory && root["max_memory"].IsMap()) {  // a cap for a GPU the hardware lacks
     for (const auto& kv : root["max_memory"]) {
       const auto d = parse_device(kv.first.IsScalar() ? kv.first.Scalar() : "");
       if (d && d->is_gpu() && d->index >= static_cast<int>(s.hardware.gpus.size())) {
-        fail_at(path, kv.first, "max_memory: GPU " + std::to_string(d->index) + " is not one of the " +
-                                    std::to_string(s.hardware.gpus.size()) + " GPU(s) of this hardware");
+        fail_at(path, kv.first,
+                "max_memory: GPU " + std::to_string(d->index) + " is not one of the " +
+                    std::to_string(s.hardware.gpus.size()) + " GPU(s) of this hardware");
       }
     }
   }
@@ -100,15 +105,17 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
     const std::string d = yaml_string(path, wl["dtype"], "workload.dtype");
     auto dt = parse_dtype(d);
     if (!dt) fail_at(path, wl["dtype"], "workload.dtype: unknown dtype '" + d + "'");
-    if (s.base.dtype && *s.base.dtype != *dt) fail_at(path, wl["dtype"], "workload.dtype differs from the scenario's dtype");
+    if (s.base.dtype && *s.base.dtype != *dt)
+      fail_at(path, wl["dtype"], "workload.dtype differs from the scenario's dtype");
     dtype = dt;
   }
   s.workload.dtype = dtype.value_or(s.base.model.checkpoint_dtype.value_or(DType::kFloat32));
   if (!s.base.dtype) s.base.dtype = s.workload.dtype;  // the planner sizes the load dtype
   const int64_t max_pos = s.base.model.config.integer_or({"max_position_embeddings", "n_positions", "seq_length"}, 0);
   if (max_pos > 0 && s.workload.prompt + s.workload.new_tokens > max_pos) {
-    fail_at(path, wl, "workload: prompt + new_tokens = " + std::to_string(s.workload.prompt + s.workload.new_tokens) +
-                          " exceeds the model's " + std::to_string(max_pos) + " positions");
+    fail_at(path, wl,
+            "workload: prompt + new_tokens = " + std::to_string(s.workload.prompt + s.workload.new_tokens) +
+                " exceeds the model's " + std::to_string(max_pos) + " positions");
   }
 
   // Strategies: the built-ins plus the file's hand-written maps.
@@ -123,7 +130,8 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
       if (std::find(b.begin(), b.end(), name) == b.end() && std::find(maps.begin(), maps.end(), name) == maps.end()) {
         std::string list;
         for (const auto& x : b) list += x + ", ";
-        fail_at(path, n, "strategies: unknown strategy '" + name + "' (one of: " + list + "or a name under device_maps)");
+        fail_at(path, n,
+                "strategies: unknown strategy '" + name + "' (one of: " + list + "or a name under device_maps)");
       }
       if (std::find(s.strategies.begin(), s.strategies.end(), name) != s.strategies.end()) {
         fail_at(path, n, "strategies: '" + name + "' listed twice");

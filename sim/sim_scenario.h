@@ -27,7 +27,8 @@
 namespace dmap::sim {
 
 // Strategy names a scenario may list besides its hand-written maps.
-const std::vector<std::string>& builtin_strategies();  // auto, balanced, balanced_low_0, sequential, cpu, disk, n_cpu_moe, optimal
+const std::vector<std::string>&
+builtin_strategies();  // auto, balanced, balanced_low_0, sequential, cpu, disk, n_cpu_moe, optimal
 
 struct SimScenario {
   Scenario base;

@@ -217,7 +217,8 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
     }
     for (int oi : s.ops) {
       const Op& op = g.ops[oi];
-      if (op.kind == OpKind::kAttention) (s.exec.is_cpu() ? host_windows : gpu_windows[s.exec.gpu]).push_back(op.window);
+      if (op.kind == OpKind::kAttention)
+        (s.exec.is_cpu() ? host_windows : gpu_windows[s.exec.gpu]).push_back(op.window);
       if (op.kind == OpKind::kMatmul && op.head) {
         if (s.exec.is_cpu()) {
           host_head = true;

@@ -36,13 +36,13 @@ std::optional<Semantics> parse_semantics(const std::string& s);
 
 struct Prediction {
   bool feasible = true;
-  std::string oom;  // why it does not fit ("" when feasible)
+  std::string oom;                                 // why it does not fit ("" when feasible)
   std::vector<std::pair<Device, Bytes>> memory;    // peak bytes per device used by the placement
   std::vector<std::pair<Device, Bytes>> capacity;  // what each device offers it
   double prefill_s = 0;
-  double decode_token_s = 0;  // mean over the decode steps
-  double total_s = 0;         // prefill + every decode step
-  double tokens_per_s = 0;    // decode throughput: batch / decode_token_s
+  double decode_token_s = 0;            // mean over the decode steps
+  double total_s = 0;                   // prefill + every decode step
+  double tokens_per_s = 0;              // decode throughput: batch / decode_token_s
   double transfer_bytes_per_token = 0;  // weights and activations crossing a link or read from disk, per step
   double offloaded_fraction = 0;        // weight bytes stored off-GPU / all weight bytes (0 without GPU)
   Breakdown prefill, decode;            // seconds per resource (decode: per token)
@@ -52,9 +52,9 @@ struct Prediction {
 // One priced step of a simulated forward: an op on the device it executes on, or a weight
 // tensor / activation moving to it. Times are from the start of the phase.
 struct TimelineSpan {
-  int op = -1;            // the graph op this belongs to
-  std::string lane;       // "cpu", "cuda:N" (ops), "disk" (reads), "link" (copies to a device)
-  std::string what;       // "compute", "disk read", "weights to cuda:N", "activations to cpu", ...
+  int op = -1;       // the graph op this belongs to
+  std::string lane;  // "cpu", "cuda:N" (ops), "disk" (reads), "link" (copies to a device)
+  std::string what;  // "compute", "disk read", "weights to cuda:N", "activations to cpu", ...
   double start_s = 0, dur_s = 0;
 };
 // The prefill, and the first decode step simulated (at the smallest sampled context), laid out

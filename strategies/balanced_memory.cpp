@@ -132,8 +132,9 @@ MaxMemory get_balanced_memory(const BalanceInput& in) {
   auto cap_of = [&](int index) -> Bits {
     auto v = mm.get(Device::gpu(index));
     if (!v) {
-      throw InputError("balanced_low_0 needs GPU ids 0.." + std::to_string(n - 1) +
-                       " in max_memory (accelerate reads them by position and raises KeyError; accelerate issue #4297)");
+      throw InputError(
+          "balanced_low_0 needs GPU ids 0.." + std::to_string(n - 1) +
+          " in max_memory (accelerate reads them by position and raises KeyError; accelerate issue #4297)");
     }
     return *v;
   };

@@ -44,7 +44,8 @@ void max_layer_visit(const ModuleTree& tree, const ModuleSizes& sizes, int id, c
 }  // namespace
 
 std::pair<Bits, std::vector<int>> max_layer_size(const ModuleTree& tree, const ModuleSizes& sizes,
-                                                 const std::vector<int>& items, const std::vector<char>& no_split_node) {
+                                                 const std::vector<int>& items,
+                                                 const std::vector<char>& no_split_node) {
   Bits best = 0;
   std::vector<int> names;
   for (int id : items) max_layer_visit(tree, sizes, id, no_split_node, best, names);
@@ -330,8 +331,8 @@ void clean_device_map(DeviceMap& dm) {
     std::string path;
     std::vector<int> children;  // first-appearance order
     std::unordered_map<std::string, int> by_part;
-    int count = 0;          // keys strictly below (for the root: all keys)
-    bool uniform = true;    // all those keys map to one device
+    int count = 0;        // keys strictly below (for the root: all keys)
+    bool uniform = true;  // all those keys map to one device
     Device value;
   };
   std::vector<TrieNode> trie(1);

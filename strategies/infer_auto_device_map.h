@@ -22,10 +22,10 @@
 namespace dmap::strategies {
 
 struct PlannerOptions {
-  std::vector<std::string> no_split;                  // class names never split
-  std::vector<std::vector<std::string>> tie_groups;   // tensor names sharing one object
-  bool clean_result = true;                           // run clean_device_map at the end
-  bool fallback_allocation = false;                   // accelerate's opt-in BFS fallback (§4.6)
+  std::vector<std::string> no_split;                 // class names never split
+  std::vector<std::vector<std::string>> tie_groups;  // tensor names sharing one object
+  bool clean_result = true;                          // run clean_device_map at the end
+  bool fallback_allocation = false;                  // accelerate's opt-in BFS fallback (§4.6)
 };
 
 struct PlannerResult {

@@ -179,8 +179,8 @@ PlanResult plan_device_map(const PlanRequest& req) {
     }
     // hf_quantizer.adjust_max_memory: bitsandbytes keeps 90 % of every device ("need more space
     // for buffers that are created during quantization"), the CPU and disk included.
-    if (tree.quantization && (tree.quantization->method == QuantMethod::kBnb4bit ||
-                              tree.quantization->method == QuantMethod::kBnb8bit)) {
+    if (tree.quantization &&
+        (tree.quantization->method == QuantMethod::kBnb4bit || tree.quantization->method == QuantMethod::kBnb8bit)) {
       for (const auto& [dev, cap] : out.effective_max_memory.entries()) {
         // val * 0.90 in Python floats (bytes); compared exactly, so floor to bits.
         const double bytes = static_cast<double>(cap) / 8.0 * 0.90;
@@ -252,7 +252,8 @@ PlanRequest plan_request_for(const Scenario& s, const ModuleTree& tree) {
     // (update_torch_dtype: "Overriding torch_dtype=None with torch_dtype=torch.float16").
     if (req.pipeline == Pipeline::kTransformersV4 && tree.quantization) {
       const QuantMethod m = tree.quantization->method;
-      if (m == QuantMethod::kBnb4bit || m == QuantMethod::kBnb8bit || m == QuantMethod::kGptq || m == QuantMethod::kAwq) {
+      if (m == QuantMethod::kBnb4bit || m == QuantMethod::kBnb8bit || m == QuantMethod::kGptq ||
+          m == QuantMethod::kAwq) {
         req.dtype = DType::kFloat16;
       }
     }

@@ -44,8 +44,8 @@ struct PlanRequest {
   // infer_auto_device_map: the `dtype` argument (nullopt = tensors' own float32).
   // from_pretrained: the load dtype (torch_dtype); required.
   std::optional<DType> dtype;
-  MaxMemory max_memory;               // the user's caps
-  bool user_gave_max_memory = true;   // false: caps came from the hardware, not the user
+  MaxMemory max_memory;              // the user's caps
+  bool user_gave_max_memory = true;  // false: caps came from the hardware, not the user
   // infer_auto_device_map: the classes passed (nullopt = None). from_pretrained: nullopt
   // means the model's own `_no_split_modules`.
   std::optional<std::vector<std::string>> no_split;

@@ -39,7 +39,8 @@ TEST_CASE("every shipped scenario matches its golden planner decisions", "[golde
     const dmap::sim::SimScenario s = dmap::sim::load_sim_scenario(f.string(), kConfigs);
     ids.insert(s.base.id);
     const std::string golden = kGolden + "/" + s.base.id + ".json";
-    INFO("scenario " << f.string() << " (golden " << golden << "; rewrite with `dmap simulate --update-golden` if intended)");
+    INFO("scenario " << f.string() << " (golden " << golden
+                     << "; rewrite with `dmap simulate --update-golden` if intended)");
     REQUIRE(fs::exists(golden));
     const dmap::sim::Evaluation ev = dmap::sim::evaluate(s);
     CHECK(dmap::sim::compare_golden(s, ev, golden) == "");

@@ -32,9 +32,9 @@ uint16_t f32_to_f16(float v) {
   std::memcpy(&u, &v, 4);
   const uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   const uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return sign | 0x7e00;  // NaN
-  if (a >= 0x477ff000u) return sign | 0x7c00;  // overflow -> inf (65520 rounds up)
-  if (a < 0x38800000u) {                       // subnormal or zero in half
+  if (a > 0x7f800000u) return sign | 0x7e00;     // NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00;    // overflow -> inf (65520 rounds up)
+  if (a < 0x38800000u) {                         // subnormal or zero in half
     const float m = std::fabs(v) * 16777216.0f;  // / 2^-24
     const float r = std::nearbyint(m);           // round to nearest even
     return sign | static_cast<uint16_t>(r);
@@ -91,7 +91,7 @@ bool has_avx512bf16() {
 namespace amx {
 bool available();
 bool linear_bf16(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);
-}
+}  // namespace amx
 
 bool amx_available() { return amx::available(); }
 
@@ -101,7 +101,8 @@ Isa best_isa() {
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma")) {
       return amx::available() ? Isa::kAmx : Isa::kAvx512;
     }
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;  // F16C comes with AVX2 parts
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      return Isa::kAvx2;  // F16C comes with AVX2 parts
     return Isa::kScalar;
   }();
   return isa;
@@ -118,7 +119,8 @@ std::string isa_name(Isa isa) {
 }
 
 void linear_isa(Isa isa, const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads) {
-  DMAP_CHECK(static_cast<int>(isa) <= static_cast<int>(best_isa()), "instruction set not supported here: " + isa_name(isa));
+  DMAP_CHECK(static_cast<int>(isa) <= static_cast<int>(best_isa()),
+             "instruction set not supported here: " + isa_name(isa));
   DMAP_CHECK(w.rows >= 0 && w.cols >= 0 && M >= 0, "negative matrix size");
   threads = std::max(1, threads);
   // Decode with bfloat16 weights on AVX512_BF16 parts: pairwise bf16 dot products.
@@ -142,11 +144,11 @@ void linear(const float* x, int64_t M, const Weight& w, const float* bias, float
 }
 
 // The vector instantiation when there is one, else the scalar loop (the same formulas).
-#define DMAP_DISPATCH(fn, ...)                                   \
-  do {                                                           \
-    const Isa isa = best_isa();                                  \
-    if (isa >= Isa::kAvx512) return avx512::fn(__VA_ARGS__);     \
-    if (isa == Isa::kAvx2) return avx2::fn(__VA_ARGS__);         \
+#define DMAP_DISPATCH(fn, ...)                               \
+  do {                                                       \
+    const Isa isa = best_isa();                              \
+    if (isa >= Isa::kAvx512) return avx512::fn(__VA_ARGS__); \
+    if (isa == Isa::kAvx2) return avx2::fn(__VA_ARGS__);     \
   } while (0)
 
 void silu_mul(float* g, const float* u, int64_t n, bool round) {
@@ -172,8 +174,6 @@ float exp_shifted(float* p, int64_t n, float shift) {
   for (int64_t i = 0; i < n; ++i) sum += (p[i] = std::exp(std::min(88.0f, std::max(-87.0f, p[i] - shift))));
   return sum;
 }
-
-
 
 void add_rounded(float* x, const float* h, int64_t n, bool round) {
   DMAP_DISPATCH(add_rounded, x, h, n, round);

@@ -74,7 +74,7 @@ void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round_bf16);
 // p[i] = exp(p[i] - shift) (arguments clamped to [-87, 88]: below, e^-87 ~ 1.6e-38 instead of
 // a subnormal); returns the sum.
 float exp_shifted(float* p, int64_t n, float shift);
-uint16_t f32_to_f16(float v);   // round to nearest even
+uint16_t f32_to_f16(float v);  // round to nearest even
 
 // The elementwise passes of the forward pass (vectorised; `round`: bfloat16 rounding points r()).
 void add_rounded(float* x, const float* h, int64_t n, bool round);  // x = r(x + r(h))

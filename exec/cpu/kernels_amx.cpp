@@ -74,7 +74,8 @@ bool linear_bf16(const float* x, int64_t M, const Weight& w, const float* bias, 
   // Reused across calls: a fresh multi-megabyte buffer per product cost page faults and zeroing
   // (4 % of a prefill, measured with perf).
   static thread_local std::vector<uint32_t> packed;
-  if (packed.size() < static_cast<size_t>(mblocks * kblocks * 256)) packed.resize(static_cast<size_t>(mblocks * kblocks * 256));
+  if (packed.size() < static_cast<size_t>(mblocks * kblocks * 256))
+    packed.resize(static_cast<size_t>(mblocks * kblocks * 256));
   uint32_t* const pk = packed.data();
 #pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1)
   for (int64_t mb = 0; mb < mblocks; ++mb) {
@@ -88,7 +89,8 @@ bool linear_bf16(const float* x, int64_t M, const Weight& w, const float* bias, 
         }
         const float* row = x + m * K + kb * 32;
         for (int r = 0; r < 16; ++r) {
-          tile[r * 16 + mm] = static_cast<uint32_t>(to_bf16(row[2 * r])) | (static_cast<uint32_t>(to_bf16(row[2 * r + 1])) << 16);
+          tile[r * 16 + mm] =
+              static_cast<uint32_t>(to_bf16(row[2 * r])) | (static_cast<uint32_t>(to_bf16(row[2 * r + 1])) << 16);
         }
       }
     }

@@ -17,7 +17,8 @@ namespace dmap::exec::cpu::avx512bf16 {
 namespace {
 
 template <int MB, int NB>
-inline void micro(const uint16_t* xb, int64_t K, const uint16_t* w, int64_t n0, float* y, int64_t N, const float* bias) {
+inline void micro(const uint16_t* xb, int64_t K, const uint16_t* w, int64_t n0, float* y, int64_t N,
+                  const float* bias) {
   __m512 acc[MB][NB];
   for (int i = 0; i < MB; ++i)
     for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_ps();

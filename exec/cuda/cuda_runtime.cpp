@@ -80,7 +80,9 @@ void CudaRuntime::wait(int stream, int event) {
   DMAP_CUDA(cudaStreamWaitEvent(on(stream), events_.at(static_cast<size_t>(event)).e->get(), 0));
 }
 void CudaRuntime::stream_sync(int stream) { DMAP_CUDA(cudaStreamSynchronize(on(stream))); }
-void CudaRuntime::event_sync(int event) { DMAP_CUDA(cudaEventSynchronize(events_.at(static_cast<size_t>(event)).e->get())); }
+void CudaRuntime::event_sync(int event) {
+  DMAP_CUDA(cudaEventSynchronize(events_.at(static_cast<size_t>(event)).e->get()));
+}
 bool CudaRuntime::query(int event) {
   const cudaError_t err = cudaEventQuery(events_.at(static_cast<size_t>(event)).e->get());
   if (err == cudaErrorNotReady) {
@@ -120,8 +122,8 @@ void CudaRuntime::embed(int stream, WType t, const void* table, int64_t, const i
                         float scale, void* out) {
   cuda::embed(dt(t), table, ids, M, H, scale, out, on(stream));
 }
-void CudaRuntime::rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma,
-                          void* y) {
+void CudaRuntime::rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
+                          bool gemma, void* y) {
   cuda::rmsnorm(dt(t), x, w, M, H, eps, gemma, y, on(stream));
 }
 void CudaRuntime::broadcast_rows(int stream, WType t, const void* b, int64_t M, int64_t N, void* y) {

@@ -51,8 +51,8 @@ class CudaRuntime : public DeviceRuntime {
 
   void gemm(int stream, WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
             bool accumulate) override;
-  void embed(int stream, WType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H, float scale,
-             void* out) override;
+  void embed(int stream, WType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H,
+             float scale, void* out) override;
   void rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma,
                void* y) override;
   void broadcast_rows(int stream, WType t, const void* b, int64_t M, int64_t N, void* y) override;

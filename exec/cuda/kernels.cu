@@ -20,15 +20,23 @@ __device__ __forceinline__ float tof(__nv_bfloat16 v) { return __bfloat162float(
 template <class T>
 __device__ __forceinline__ T fromf(float v);
 template <>
-__device__ __forceinline__ float fromf<float>(float v) { return v; }
+__device__ __forceinline__ float fromf<float>(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ __half fromf<__half>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half fromf<__half>(float v) {
+  return __float2half_rn(v);
+}
 template <>
-__device__ __forceinline__ __nv_bfloat16 fromf<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+__device__ __forceinline__ __nv_bfloat16 fromf<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
 
 // Rounds a float32 to T and back: where PyTorch would hold a tensor of dtype T.
 template <class T>
-__device__ __forceinline__ float rnd(float v) { return tof(fromf<T>(v)); }
+__device__ __forceinline__ float rnd(float v) {
+  return tof(fromf<T>(v));
+}
 
 // A product and a sum rounded separately (no FMA contraction) where the CPU backend and PyTorch's
 // elementwise kernels round between them (norm scaling, RoPE, gating, residuals); reductions
@@ -172,9 +180,9 @@ constexpr int kAttnWarps = kAttnThreads / 32;
 // grid (H, T, B). Shared memory: the query row (d floats), the scores of every visible key
 // (up to start + T floats) and the reduction slots.
 template <class T>
-__global__ void __launch_bounds__(kAttnThreads) attention_kernel(const T* q, const T* kc, const T* vc, T* out,
-                                                                 int64_t T_len, int H, int KV, int d, int64_t S,
-                                                                 int64_t start, int64_t window, float scale) {
+__global__ void __launch_bounds__(kAttnThreads)
+    attention_kernel(const T* q, const T* kc, const T* vc, T* out, int64_t T_len, int H, int KV, int d, int64_t S,
+                     int64_t start, int64_t window, float scale) {
   extern __shared__ float smem[];
   float* qs = smem;
   float* red = smem + d;
@@ -233,9 +241,7 @@ __global__ void __launch_bounds__(kAttnThreads) attention_kernel(const T* q, con
   }
 }
 
-size_t attention_shared(int64_t context, int64_t d) {
-  return sizeof(float) * static_cast<size_t>(d + 32 + context);
-}
+size_t attention_shared(int64_t context, int64_t d) { return sizeof(float) * static_cast<size_t>(d + 32 + context); }
 
 template <class T>
 __global__ void to_float_kernel(const T* x, float* y, int64_t n) {
@@ -288,7 +294,7 @@ void embed(DT t, const void* table, const int32_t* ids, int64_t M, int64_t H, fl
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     embed_kernel<T><<<static_cast<unsigned>(M), kThreads, 0, s>>>(static_cast<const T*>(table), ids, H, scale,
-                                                                   scale != 1.0f, static_cast<T*>(out));
+                                                                  scale != 1.0f, static_cast<T*>(out));
   });
   DMAP_CUDA_LAUNCHED("embed kernel");
 }
@@ -297,8 +303,8 @@ void rmsnorm(DT t, const void* x, const void* w, int64_t M, int64_t H, float eps
   const int threads = H >= 4096 ? 1024 : H >= 1024 ? 512 : 256;
   dispatch(t, [&](auto z) {
     using T = decltype(z);
-    rmsnorm_kernel<T><<<static_cast<unsigned>(M), threads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w), H,
-                                                                    eps, gemma, static_cast<T*>(y));
+    rmsnorm_kernel<T><<<static_cast<unsigned>(M), threads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w),
+                                                                   H, eps, gemma, static_cast<T*>(y));
   });
   DMAP_CUDA_LAUNCHED("rmsnorm kernel");
 }
@@ -316,8 +322,8 @@ void rope(DT t, void* q, void* k, int64_t M, int64_t T_len, int64_t heads, int64
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     rope_kernel<T><<<static_cast<unsigned>(M), kThreads, 0, s>>>(static_cast<T*>(q), static_cast<T*>(k), T_len,
-                                                                  static_cast<int>(heads), static_cast<int>(kv_heads),
-                                                                  static_cast<int>(d), inv_freq, start);
+                                                                 static_cast<int>(heads), static_cast<int>(kv_heads),
+                                                                 static_cast<int>(d), inv_freq, start);
   });
   DMAP_CUDA_LAUNCHED("rope kernel");
 }
@@ -344,9 +350,9 @@ void kv_store(DT t, const void* k, const void* v, void* kc, void* vc, int64_t B,
   const dim3 grid(static_cast<unsigned>(T_len), static_cast<unsigned>(B));
   dispatch(t, [&](auto z) {
     using T = decltype(z);
-    kv_store_kernel<T><<<grid, kThreads, 0, s>>>(static_cast<const T*>(k), static_cast<const T*>(v), static_cast<T*>(kc),
-                                                 static_cast<T*>(vc), T_len, static_cast<int>(KV), static_cast<int>(d),
-                                                 S, start);
+    kv_store_kernel<T><<<grid, kThreads, 0, s>>>(static_cast<const T*>(k), static_cast<const T*>(v),
+                                                 static_cast<T*>(kc), static_cast<T*>(vc), T_len, static_cast<int>(KV),
+                                                 static_cast<int>(d), S, start);
   });
   DMAP_CUDA_LAUNCHED("KV cache store kernel");
 }
@@ -362,10 +368,9 @@ void attention(DT t, const void* q, const void* kc, const void* vc, void* out, i
   const float scale = 1.0f / sqrtf(static_cast<float>(d));
   dispatch(t, [&](auto z) {
     using T = decltype(z);
-    attention_kernel<T><<<grid, kAttnThreads, shared, s>>>(static_cast<const T*>(q), static_cast<const T*>(kc),
-                                                           static_cast<const T*>(vc), static_cast<T*>(out), T_len,
-                                                           static_cast<int>(H), static_cast<int>(KV),
-                                                           static_cast<int>(d), S, start, window, scale);
+    attention_kernel<T><<<grid, kAttnThreads, shared, s>>>(
+        static_cast<const T*>(q), static_cast<const T*>(kc), static_cast<const T*>(vc), static_cast<T*>(out), T_len,
+        static_cast<int>(H), static_cast<int>(KV), static_cast<int>(d), S, start, window, scale);
   });
   DMAP_CUDA_LAUNCHED("attention kernel");
 }

@@ -11,7 +11,8 @@ void fail(const std::string& what, const std::string& error, const char* file, i
 }
 
 void check(cublasStatus_t st, const char* what, const char* file, int line) {
-  if (st != CUBLAS_STATUS_SUCCESS) fail(what, std::string(cublasGetStatusName(st)) + " (" + cublasGetStatusString(st) + ")", file, line);
+  if (st != CUBLAS_STATUS_SUCCESS)
+    fail(what, std::string(cublasGetStatusName(st)) + " (" + cublasGetStatusString(st) + ")", file, line);
 }
 
 int device_count() {
@@ -96,8 +97,8 @@ PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
   if (err != cudaSuccess) {
     (void)cudaGetLastError();
     ptr_ = nullptr;
-    throw RuntimeFailure("cannot pin " + format_bytes_human(static_cast<double>(bytes)) + " of host memory: " +
-                         cudaGetErrorString(err));
+    throw RuntimeFailure("cannot pin " + format_bytes_human(static_cast<double>(bytes)) +
+                         " of host memory: " + cudaGetErrorString(err));
   }
 }
 

@@ -23,7 +23,8 @@ namespace dmap::exec::cuda {
 
 [[noreturn]] void fail(const std::string& what, const std::string& error, const char* file, int line);
 inline void check(cudaError_t err, const char* what, const char* file, int line) {
-  if (err != cudaSuccess) fail(what, std::string(cudaGetErrorName(err)) + " (" + cudaGetErrorString(err) + ")", file, line);
+  if (err != cudaSuccess)
+    fail(what, std::string(cudaGetErrorName(err)) + " (" + cudaGetErrorString(err) + ")", file, line);
 }
 void check(cublasStatus_t st, const char* what, const char* file, int line);
 
@@ -62,7 +63,9 @@ class DeviceBuffer {
   void reset();
   void* data() const { return ptr_; }
   template <class T>
-  T* as() const { return static_cast<T*>(ptr_); }
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
   size_t bytes() const { return bytes_; }
   int device() const { return device_; }
 

@@ -22,7 +22,11 @@ size_t aligned(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 // One GPU's streams, activation buffers and timing events.
 struct GpuCtx {
   GpuCtx(DeviceRuntime& r, int d)
-      : rt(r), dev(d), stream(r.create_stream(d, "compute")), copy(r.create_stream(d, "copy")), ref(r.create_event(d, true)) {}
+      : rt(r),
+        dev(d),
+        stream(r.create_stream(d, "compute")),
+        copy(r.create_stream(d, "copy")),
+        ref(r.create_event(d, true)) {}
 
   int next_event() {
     if (next == events.size()) events.push_back(rt.create_event(dev, true));
@@ -37,20 +41,20 @@ struct GpuCtx {
   int64_t cap_m = 0;  // rows the activation buffers hold
   std::vector<int> events;
   size_t next = 0;
-  int ref;            // recorded at the start of each forward
-  double ref_s = 0;   // host time of `ref`, seconds since the epoch
-  size_t held = 0;    // bytes of weights, caches and buffers held here
+  int ref;           // recorded at the start of each forward
+  double ref_s = 0;  // host time of `ref`, seconds since the epoch
+  size_t held = 0;   // bytes of weights, caches and buffers held here
   int64_t max_context = 0;
 };
 
 // A unit streamed under `prefetch`: its offloaded tensors packed into one slot.
 struct PrefetchUnit {
   size_t unit = 0;
-  std::vector<std::string> names;   // offloaded tensors
-  std::vector<size_t> offsets;      // in the slot
-  std::vector<size_t> host_offsets; // cpu-stored: in `host`; disk-stored: in the staging buffer
-  size_t bytes = 0;                 // slot bytes
-  PinnedMemory host;                // the cpu-stored tensors, packed
+  std::vector<std::string> names;    // offloaded tensors
+  std::vector<size_t> offsets;       // in the slot
+  std::vector<size_t> host_offsets;  // cpu-stored: in `host`; disk-stored: in the staging buffer
+  size_t bytes = 0;                  // slot bytes
+  PinnedMemory host;                 // the cpu-stored tensors, packed
   bool has_disk = false;
 };
 
@@ -82,7 +86,7 @@ struct DeviceModel::Impl {
   std::vector<int> exec_dev;                  // per unit: GPU ordinal or -1 (CPU backend)
   std::vector<std::vector<std::string>> unit_tensors;
   std::map<std::pair<std::string, int>, DeviceMemory> resident;  // (tensor, GPU)
-  std::map<std::string, const void*> streamed;                  // offloaded tensor -> its device copy now
+  std::map<std::string, const void*> streamed;                   // offloaded tensor -> its device copy now
   std::vector<DeviceMemory> kcache, vcache;                      // per layer (GPU layers)
   std::unique_ptr<CpuModel> cpu;                                 // in-place units
   DiskReader disk;
@@ -126,7 +130,9 @@ struct DeviceModel::Impl {
 
   void setup() {
     const size_t units = layers() + 3;
-    if (pl.units.size() != units) throw InternalError("placement has " + std::to_string(pl.units.size()) + " units, the model " + std::to_string(units));
+    if (pl.units.size() != units)
+      throw InternalError("placement has " + std::to_string(pl.units.size()) + " units, the model " +
+                          std::to_string(units));
     const int count = rt.device_count();
     if (count == 0) throw RuntimeFailure("the placement needs a GPU but no " + rt.name() + " device is usable here");
     dt = weights.get("model.embed_tokens.weight").w.type;
@@ -160,7 +166,8 @@ struct DeviceModel::Impl {
       }
       if (exec_dev[u] >= count) {
         throw RuntimeFailure("the placement puts " + unit_name(u) + " on cuda:" + std::to_string(exec_dev[u]) +
-                             " but this machine has " + std::to_string(count) + " " + rt.name() + " device" + (count == 1 ? "" : "s"));
+                             " but this machine has " + std::to_string(count) + " " + rt.name() + " device" +
+                             (count == 1 ? "" : "s"));
       }
       if (exec_dev[u] >= 0) {
         if (gpus.size() <= static_cast<size_t>(exec_dev[u])) gpus.resize(static_cast<size_t>(exec_dev[u]) + 1);
@@ -207,8 +214,9 @@ struct DeviceModel::Impl {
       if (c.max_context == 0) {
         c.max_context = rt.attention_max_context(g, cfg.head_dim);
         if (opt.max_seq > c.max_context) {
-          throw RuntimeFailure("a context of " + std::to_string(opt.max_seq) + " tokens exceeds what the attention kernel holds on cuda:" +
-                               std::to_string(g) + " (" + std::to_string(c.max_context) + ")");
+          throw RuntimeFailure("a context of " + std::to_string(opt.max_seq) +
+                               " tokens exceeds what the attention kernel holds on cuda:" + std::to_string(g) + " (" +
+                               std::to_string(c.max_context) + ")");
         }
       }
       const std::string name = "KV cache of model.layers." + std::to_string(l);
@@ -307,7 +315,8 @@ struct DeviceModel::Impl {
     if (!c.last.data()) {
       c.last = DeviceMemory(rt, c.dev, sz(opt.batch * H), "last positions");
       c.logits_t = DeviceMemory(rt, c.dev, sz(opt.batch * cfg.vocab), "logits");
-      c.logits_f = DeviceMemory(rt, c.dev, static_cast<size_t>(opt.batch * cfg.vocab) * sizeof(float), "float32 logits");
+      c.logits_f =
+          DeviceMemory(rt, c.dev, static_cast<size_t>(opt.batch * cfg.vocab) * sizeof(float), "float32 logits");
       c.held += c.last.bytes() + c.logits_t.bytes() + c.logits_f.bytes();
     }
     c.cap_m = M;
@@ -408,7 +417,8 @@ struct DeviceModel::Impl {
     if (held.empty()) return;
     rt.stream_sync(gpu(g).stream);
     for (auto it = streamed.begin(); it != streamed.end();) {
-      const bool freed = std::any_of(held.begin(), held.end(), [&](const DeviceMemory& b) { return b.data() == it->second; });
+      const bool freed =
+          std::any_of(held.begin(), held.end(), [&](const DeviceMemory& b) { return b.data() == it->second; });
       it = freed ? streamed.erase(it) : std::next(it);
     }
     held.clear();
@@ -452,7 +462,8 @@ struct DeviceModel::Impl {
     GpuCtx& c = gpu(pl.main_gpu);
     if (fault != Fault::kNoCopyWait) rt.wait(c.stream, copy_done[s]);
     const PrefetchUnit& p = pf[static_cast<size_t>(i)];
-    for (size_t t = 0; t < p.names.size(); ++t) streamed[p.names[t]] = static_cast<uint8_t*>(slot[s].data()) + p.offsets[t];
+    for (size_t t = 0; t < p.names.size(); ++t)
+      streamed[p.names[t]] = static_cast<uint8_t*>(slot[s].data()) + p.offsets[t];
   }
   void end_prefetched(size_t u) {
     const int i = pf_of_unit.empty() ? -1 : pf_of_unit[u];
@@ -489,7 +500,8 @@ struct DeviceModel::Impl {
       const auto now = Clock::now();
       m.host_dur = std::chrono::duration<double>(now - epoch).count() - m.host_start;
       if (observer) {
-        const auto t0 = epoch + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(m.host_start));
+        const auto t0 =
+            epoch + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(m.host_start));
         observer->host_range(times[static_cast<size_t>(m.slot)].module, step(), t0, now);
       }
     }
@@ -564,8 +576,8 @@ struct DeviceModel::Impl {
   }
 
   // y = x W^T (+ bias) for the leaf `proj` of layer prefix p.
-  void linear(GpuCtx& c, const std::string& w, const std::string& bias, const void* x, int64_t M, int64_t K,
-              int64_t N, void* y) {
+  void linear(GpuCtx& c, const std::string& w, const std::string& bias, const void* x, int64_t M, int64_t K, int64_t N,
+              void* y) {
     auto held = acquire({w, bias}, c.dev);
     const bool has_bias = !bias.empty() && weights.has(bias);
     if (has_bias) rt.broadcast_rows(c.stream, dt, W(bias, c.dev), M, N, y);
@@ -635,14 +647,15 @@ struct DeviceModel::Impl {
     const int64_t B = opt.batch, H = cfg.hidden;
     if (x_at < 0) {
       hlast.resize(static_cast<size_t>(B * H));
-      for (int64_t b = 0; b < B; ++b) std::memcpy(hlast.data() + b * H, hx.data() + (b * T + T - 1) * H, sizeof(float) * H);
+      for (int64_t b = 0; b < B; ++b)
+        std::memcpy(hlast.data() + b * H, hx.data() + (b * T + T - 1) * H, sizeof(float) * H);
     } else {
       GpuCtx& c = gpu(x_at);
       rt.use_device(x_at);
       const size_t row = static_cast<size_t>(H) * elt;
       for (int64_t b = 0; b < B; ++b) {
-        rt.copy_d2d(static_cast<uint8_t*>(c.last.data()) + b * row, static_cast<uint8_t*>(c.x.data()) + (b * T + T - 1) * row,
-                    row, c.stream, "last positions");
+        rt.copy_d2d(static_cast<uint8_t*>(c.last.data()) + b * row,
+                    static_cast<uint8_t*>(c.x.data()) + (b * T + T - 1) * row, row, c.stream, "last positions");
       }
     }
     last_at = x_at;
@@ -663,8 +676,8 @@ struct DeviceModel::Impl {
     mark_begin(slot, g);
     begin_prefetched(u);
     auto held = acquire({"model.norm.weight"}, g);
-    rt.rmsnorm(c.stream, dt, c.last.data(), W("model.norm.weight", g), opt.batch, cfg.hidden, static_cast<float>(cfg.eps),
-               cfg.gemma, c.last.data());
+    rt.rmsnorm(c.stream, dt, c.last.data(), W("model.norm.weight", g), opt.batch, cfg.hidden,
+               static_cast<float>(cfg.eps), cfg.gemma, c.last.data());
     release(held, g);
     mark_end();
     end_prefetched(u);
@@ -689,14 +702,19 @@ struct DeviceModel::Impl {
     rt.to_float(c.stream, dt, c.logits_t.data(), c.logits_f.as<float>(), opt.batch * cfg.vocab);
     mark_end();
     end_prefetched(u);
-    rt.copy_d2h(logits, c.logits_f.data(), static_cast<size_t>(opt.batch * cfg.vocab) * sizeof(float), c.stream, "logits");
+    rt.copy_d2h(logits, c.logits_f.data(), static_cast<size_t>(opt.batch * cfg.vocab) * sizeof(float), c.stream,
+                "logits");
   }
 
   void forward(const int32_t* ids, int64_t T_, int64_t start_, float* logits) {
-    if (start_ + T_ > opt.max_seq) throw RuntimeFailure("context " + std::to_string(start_ + T_) + " exceeds max_seq " + std::to_string(opt.max_seq));
+    if (start_ + T_ > opt.max_seq)
+      throw RuntimeFailure("context " + std::to_string(start_ + T_) + " exceeds max_seq " +
+                           std::to_string(opt.max_seq));
     const int64_t M = opt.batch * T_;
     for (int64_t r = 0; r < M; ++r) {
-      if (ids[r] < 0 || ids[r] >= cfg.vocab) throw InputError("token id " + std::to_string(ids[r]) + " is outside the vocabulary (0.." + std::to_string(cfg.vocab - 1) + ")");
+      if (ids[r] < 0 || ids[r] >= cfg.vocab)
+        throw InputError("token id " + std::to_string(ids[r]) + " is outside the vocabulary (0.." +
+                         std::to_string(cfg.vocab - 1) + ")");
     }
     T = T_;
     start = start_;
@@ -770,7 +788,9 @@ DeviceModel::DeviceModel(std::shared_ptr<DeviceRuntime> rt, const ExecConfig& cf
 
 DeviceModel::~DeviceModel() = default;
 
-void DeviceModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logits) { impl_->forward(ids, T, start, logits); }
+void DeviceModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logits) {
+  impl_->forward(ids, T, start, logits);
+}
 
 void DeviceModel::begin_phase(bool prefill) {
   impl_->prefill = prefill;

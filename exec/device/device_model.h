@@ -39,8 +39,8 @@ class DeviceModel : public Executor {
  public:
   // Uploads resident weights, pins prefetched ones, allocates KV caches: an OutOfDeviceMemory
   // (a RuntimeFailure) names the device, the allocation, the bytes asked and the bytes free.
-  DeviceModel(std::shared_ptr<DeviceRuntime> rt, const ExecConfig& cfg, const ModelWeights& weights, Placement placement,
-              RunOptions opt);
+  DeviceModel(std::shared_ptr<DeviceRuntime> rt, const ExecConfig& cfg, const ModelWeights& weights,
+              Placement placement, RunOptions opt);
   ~DeviceModel() override;
   DeviceModel(const DeviceModel&) = delete;
   DeviceModel& operator=(const DeviceModel&) = delete;

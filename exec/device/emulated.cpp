@@ -32,7 +32,8 @@ void EmulatedDevice::use_device(int device) {
 void* EmulatedDevice::alloc_device(int device, size_t bytes, const std::string& what) {
   use_device(device);
   size_t& used = used_[static_cast<size_t>(device)];
-  if (bytes > cfg_.memory_bytes - used) throw OutOfDeviceMemory(device, bytes, cfg_.memory_bytes - used, cfg_.memory_bytes, what);
+  if (bytes > cfg_.memory_bytes - used)
+    throw OutOfDeviceMemory(device, bytes, cfg_.memory_bytes - used, cfg_.memory_bytes, what);
   Alloc a;
   a.storage.reset(new uint8_t[std::max<size_t>(bytes, 1)]);
   a.base = a.storage.get();
@@ -124,20 +125,25 @@ void EmulatedDevice::access(Alloc& a, size_t lo, size_t hi, bool write, int agen
   // Keep the log short: an access covers the same agent's earlier reads of its range, and a write
   // covers every earlier access of its range (all are ordered before it, or it threw).
   a.log.erase(std::remove_if(a.log.begin(), a.log.end(),
-                             [&](const Access& r) { return r.lo >= lo && r.hi <= hi && (write || (!r.write && r.agent == agent)); }),
+                             [&](const Access& r) {
+                               return r.lo >= lo && r.hi <= hi && (write || (!r.write && r.agent == agent));
+                             }),
               a.log.end());
-  a.log.push_back({agent, agent < static_cast<int>(vc.size()) ? vc[static_cast<size_t>(agent)] : 0, write, lo, hi, desc});
+  a.log.push_back(
+      {agent, agent < static_cast<int>(vc.size()) ? vc[static_cast<size_t>(agent)] : 0, write, lo, hi, desc});
 }
 
 // ---- streams and events --------------------------------------------------------------------------
 
 EmulatedDevice::StreamState& EmulatedDevice::stream(int s) {
-  if (s < 0 || static_cast<size_t>(s) >= streams_.size()) throw InternalError("emulated device: no stream " + std::to_string(s));
+  if (s < 0 || static_cast<size_t>(s) >= streams_.size())
+    throw InternalError("emulated device: no stream " + std::to_string(s));
   return streams_[static_cast<size_t>(s)];
 }
 
 EmulatedDevice::EventState& EmulatedDevice::event(int e) {
-  if (e < 0 || static_cast<size_t>(e) >= events_.size()) throw InternalError("emulated device: no event " + std::to_string(e));
+  if (e < 0 || static_cast<size_t>(e) >= events_.size())
+    throw InternalError("emulated device: no event " + std::to_string(e));
   return events_[static_cast<size_t>(e)];
 }
 
@@ -206,7 +212,8 @@ double EmulatedDevice::elapsed_ms(int from, int to) {
   if (!a.timing || !b.timing || !a.recorded || !b.recorded) {
     throw InternalError("emulated device: elapsed time between events that are not both recorded timing events");
   }
-  if (a.time > host_.time || b.time > host_.time) throw StreamOrderError("emulated device: elapsed time of events not yet complete, at " + scope_text());
+  if (a.time > host_.time || b.time > host_.time)
+    throw StreamOrderError("emulated device: elapsed time of events not yet complete, at " + scope_text());
   return (b.time - a.time) * 1e3;
 }
 
@@ -233,14 +240,16 @@ TimelineRecord& EmulatedDevice::enqueue(int s, const std::string& op, const std:
   merge(st.a.vc, host_.vc);
   if (st.a.vc.size() <= static_cast<size_t>(agent)) st.a.vc.resize(static_cast<size_t>(agent) + 1, 0);
   ++st.a.vc[static_cast<size_t>(agent)];
-  const std::string desc = op + (what.empty() ? "" : " of '" + what + "'") + " on stream '" + st.name + "' at " + scope_text();
+  const std::string desc =
+      op + (what.empty() ? "" : " of '" + what + "'") + " on stream '" + st.name + "' at " + scope_text();
   for (const Operand& o : ops) {
     if (o.bytes == 0) continue;
     Alloc* a = find(o.p, o.bytes);
     if (!a) {
       if (o.host_side) continue;  // pageable host memory
       throw StreamOrderError("emulated device: " + desc + ": its " + o.role + " (" + std::to_string(o.bytes) +
-                             " bytes) is not memory allocated on " + device_text(st.device) + " (freed, or never allocated)");
+                             " bytes) is not memory allocated on " + device_text(st.device) +
+                             " (freed, or never allocated)");
     }
     if (!o.host_side && a->device != st.device && op != "copy_peer") {
       throw StreamOrderError("emulated device: " + desc + ": its " + o.role + " '" + a->what + "' lives on " +
@@ -279,14 +288,26 @@ void EmulatedDevice::copy(TimelineRecord::Kind kind, void* dst, int dst_device, 
   std::string engine;
   const int dev = stream(s).device;
   switch (kind) {
-    case K::kH2D: GBps = pinned ? cfg_.h2d_pinned_GBps : cfg_.h2d_pageable_GBps; engine = "h2d:" + std::to_string(dev); break;
-    case K::kD2H: GBps = cfg_.d2h_GBps; engine = "d2h:" + std::to_string(dev); break;
-    case K::kPeer: GBps = cfg_.peer_GBps; engine = "d2h:" + std::to_string(src_device); break;
+    case K::kH2D:
+      GBps = pinned ? cfg_.h2d_pinned_GBps : cfg_.h2d_pageable_GBps;
+      engine = "h2d:" + std::to_string(dev);
+      break;
+    case K::kD2H:
+      GBps = cfg_.d2h_GBps;
+      engine = "d2h:" + std::to_string(dev);
+      break;
+    case K::kPeer:
+      GBps = cfg_.peer_GBps;
+      engine = "d2h:" + std::to_string(src_device);
+      break;
     case K::kD2D:
     case K::kKernel: break;
   }
   const double duration = cfg_.copy_latency_s + static_cast<double>(bytes) / (GBps * 1e9);
-  const std::string op = kind == K::kH2D ? "copy_h2d" : kind == K::kD2H ? "copy_d2h" : kind == K::kPeer ? "copy_peer" : "copy_d2d";
+  const std::string op = kind == K::kH2D    ? "copy_h2d"
+                         : kind == K::kD2H  ? "copy_d2h"
+                         : kind == K::kPeer ? "copy_peer"
+                                            : "copy_d2d";
   std::vector<Operand> ops = {{src, bytes, false, "source", src_host}, {dst, bytes, true, "destination", dst_host}};
   if (kind == K::kPeer) {
     // Each end on its own device.
@@ -346,14 +367,18 @@ void EmulatedDevice::embed(int s, WType t, const void* table, int64_t vocab, con
            {out, nbytes(t, M * H), true, "output"}},
           kernel_time(0, 2.0 * static_cast<double>(nbytes(t, M * H))), "", TimelineRecord::Kind::kKernel);
   for (int64_t r = 0; r < M; ++r) {
-    if (ids[r] < 0 || ids[r] >= vocab) throw InternalError("emulated device: embed of token id " + std::to_string(ids[r]) + " outside the table");
+    if (ids[r] < 0 || ids[r] >= vocab)
+      throw InternalError("emulated device: embed of token id " + std::to_string(ids[r]) + " outside the table");
   }
   host_ops::embed(t, table, ids, M, H, scale, out);
 }
 
 void EmulatedDevice::rmsnorm(int s, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma,
                              void* y) {
-  enqueue(s, "rmsnorm", "", {{x, nbytes(t, M * H), false, "input"}, {w, nbytes(t, H), false, "weight"}, {y, nbytes(t, M * H), true, "output"}},
+  enqueue(s, "rmsnorm", "",
+          {{x, nbytes(t, M * H), false, "input"},
+           {w, nbytes(t, H), false, "weight"},
+           {y, nbytes(t, M * H), true, "output"}},
           kernel_time(4.0 * static_cast<double>(M * H), 2.0 * static_cast<double>(nbytes(t, M * H))), "",
           TimelineRecord::Kind::kKernel);
   host_ops::rmsnorm(t, x, w, M, H, eps, gemma, y);
@@ -370,22 +395,28 @@ void EmulatedDevice::rope(int s, WType t, void* q, void* k, int64_t M, int64_t T
   const size_t bq = nbytes(t, M * heads * d), bk = nbytes(t, M * kv_heads * d);
   enqueue(s, "rope", "",
           {{inv_freq, static_cast<size_t>(d / 2) * sizeof(float), false, "frequencies"},
-           {q, bq, false, "query"}, {k, bk, false, "key"}, {q, bq, true, "query"}, {k, bk, true, "key"}},
+           {q, bq, false, "query"},
+           {k, bk, false, "key"},
+           {q, bq, true, "query"},
+           {k, bk, true, "key"}},
           kernel_time(6.0 * static_cast<double>(M * (heads + kv_heads) * d), 2.0 * static_cast<double>(bq + bk)), "",
           TimelineRecord::Kind::kKernel);
   host_ops::rope(t, q, k, M, T, heads, kv_heads, d, inv_freq, start);
 }
 
 void EmulatedDevice::gated_act(int s, WType t, void* g, const void* u, int64_t n, bool gelu) {
-  enqueue(s, "gated_act", "", {{g, nbytes(t, n), false, "gate"}, {u, nbytes(t, n), false, "up"}, {g, nbytes(t, n), true, "gate"}},
+  enqueue(s, "gated_act", "",
+          {{g, nbytes(t, n), false, "gate"}, {u, nbytes(t, n), false, "up"}, {g, nbytes(t, n), true, "gate"}},
           kernel_time(8.0 * static_cast<double>(n), 3.0 * static_cast<double>(nbytes(t, n))), "",
           TimelineRecord::Kind::kKernel);
   host_ops::gated_act(t, g, u, n, gelu);
 }
 
 void EmulatedDevice::add_residual(int s, WType t, void* x, const void* h, int64_t n) {
-  enqueue(s, "add_residual", "", {{x, nbytes(t, n), false, "residual"}, {h, nbytes(t, n), false, "input"}, {x, nbytes(t, n), true, "residual"}},
-          kernel_time(static_cast<double>(n), 3.0 * static_cast<double>(nbytes(t, n))), "", TimelineRecord::Kind::kKernel);
+  enqueue(
+      s, "add_residual", "",
+      {{x, nbytes(t, n), false, "residual"}, {h, nbytes(t, n), false, "input"}, {x, nbytes(t, n), true, "residual"}},
+      kernel_time(static_cast<double>(n), 3.0 * static_cast<double>(nbytes(t, n))), "", TimelineRecord::Kind::kKernel);
   host_ops::add_residual(t, x, h, n);
 }
 
@@ -393,7 +424,10 @@ void EmulatedDevice::kv_store(int s, WType t, const void* k, const void* v, void
                               int64_t KV, int64_t d, int64_t S, int64_t start) {
   const size_t in = nbytes(t, B * T * KV * d), cache = nbytes(t, B * KV * S * d);
   enqueue(s, "kv_store", "",
-          {{k, in, false, "keys"}, {v, in, false, "values"}, {kc, cache, true, "key cache"}, {vc, cache, true, "value cache"}},
+          {{k, in, false, "keys"},
+           {v, in, false, "values"},
+           {kc, cache, true, "key cache"},
+           {vc, cache, true, "value cache"}},
           kernel_time(0, 4.0 * static_cast<double>(in)), "", TimelineRecord::Kind::kKernel);
   host_ops::kv_store(t, k, v, kc, vc, B, T, KV, d, S, start);
 }
@@ -403,7 +437,10 @@ void EmulatedDevice::attention(int s, WType t, const void* q, const void* kc, co
   const size_t bq = nbytes(t, B * T * H * d), cache = nbytes(t, B * KV * S * d);
   const double ctx = static_cast<double>(start + T);
   enqueue(s, "attention", "",
-          {{q, bq, false, "query"}, {kc, cache, false, "key cache"}, {vc, cache, false, "value cache"}, {out, bq, true, "output"}},
+          {{q, bq, false, "query"},
+           {kc, cache, false, "key cache"},
+           {vc, cache, false, "value cache"},
+           {out, bq, true, "output"}},
           kernel_time(4.0 * static_cast<double>(B * T * H * d) * ctx,
                       2.0 * static_cast<double>(nbytes(t, B * KV * d)) * ctx + 2.0 * static_cast<double>(bq)),
           "", TimelineRecord::Kind::kKernel);

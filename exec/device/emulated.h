@@ -55,7 +55,7 @@ struct EmulatedConfig {
   double flops = 50e12;       // operators' float rate
   double launch_s = 5e-6;     // host time per queued call
   double copy_latency_s = 2e-6, kernel_latency_s = 3e-6;
-  int threads = 1;            // host threads for the products
+  int threads = 1;  // host threads for the products
 };
 
 // One copy or operator as the model clock ran it.
@@ -65,13 +65,13 @@ struct TimelineRecord {
   int stream = 0;
   std::string stream_name;  // "cuda:0 compute"
   int device = 0;
-  std::string op;           // "gemm", "copy_h2d", ...
-  std::string what;         // a copy's tensor or buffer
-  std::string module;       // the scope it was issued in
-  int step = -1;            // -1 prefill, else the decode step
+  std::string op;      // "gemm", "copy_h2d", ...
+  std::string what;    // a copy's tensor or buffer
+  std::string module;  // the scope it was issued in
+  int step = -1;       // -1 prefill, else the decode step
   double start_s = 0, end_s = 0;
-  size_t bytes = 0;         // copies
-  bool pinned = false;      // host side of a copy is pinned memory
+  size_t bytes = 0;     // copies
+  bool pinned = false;  // host side of a copy is pinned memory
 };
 
 class EmulatedDevice : public DeviceRuntime {
@@ -107,8 +107,8 @@ class EmulatedDevice : public DeviceRuntime {
 
   void gemm(int stream, WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
             bool accumulate) override;
-  void embed(int stream, WType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H, float scale,
-             void* out) override;
+  void embed(int stream, WType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H,
+             float scale, void* out) override;
   void rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma,
                void* y) override;
   void broadcast_rows(int stream, WType t, const void* b, int64_t M, int64_t N, void* y) override;
@@ -136,11 +136,11 @@ class EmulatedDevice : public DeviceRuntime {
 
  private:
   struct Access {
-    int agent = 0;       // 0 host, 1 + stream
-    uint64_t tick = 0;   // the agent's clock at the access
+    int agent = 0;      // 0 host, 1 + stream
+    uint64_t tick = 0;  // the agent's clock at the access
     bool write = false;
     size_t lo = 0, hi = 0;  // byte offsets in the allocation
-    std::string desc;    // "copy_h2d of 'x' on stream 'cuda:0 copy' at model.layers.0 (prefill)"
+    std::string desc;       // "copy_h2d of 'x' on stream 'cuda:0 copy' at model.layers.0 (prefill)"
   };
   struct Alloc {
     uint8_t* base = nullptr;
@@ -170,7 +170,7 @@ class EmulatedDevice : public DeviceRuntime {
     const void* p;
     size_t bytes;
     bool write;
-    const char* role;  // "x", "weight", "y", ...
+    const char* role;        // "x", "weight", "y", ...
     bool host_side = false;  // a copy's host end: checked only when it is pinned memory
   };
 
@@ -187,8 +187,8 @@ class EmulatedDevice : public DeviceRuntime {
   // times it (copy engine `engine` if not empty), records it; returns the record to fill.
   TimelineRecord& enqueue(int s, const std::string& op, const std::string& what, const std::vector<Operand>& ops,
                           double duration, const std::string& engine, TimelineRecord::Kind kind);
-  void copy(TimelineRecord::Kind kind, void* dst, int dst_device, const void* src, int src_device, size_t bytes,
-            int s, const std::string& what);
+  void copy(TimelineRecord::Kind kind, void* dst, int dst_device, const void* src, int src_device, size_t bytes, int s,
+            const std::string& what);
   double kernel_time(double flops, double bytes) const;
 
   EmulatedConfig cfg_;

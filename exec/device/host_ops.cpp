@@ -40,7 +40,8 @@ std::vector<float> to_f32(WType t, const void* p, int64_t n) {
 }
 }  // namespace
 
-void gemm(WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y, bool accumulate, int threads) {
+void gemm(WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y, bool accumulate,
+          int threads) {
   const std::vector<float> xf = to_f32(t, x, M * K);
   std::vector<float> yf(static_cast<size_t>(M * N));
   cpu::linear(xf.data(), M, cpu::Weight{W, t, N, K}, nullptr, yf.data(), threads);
@@ -52,7 +53,8 @@ void gemm(WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N
 
 void embed(WType t, const void* table, const int32_t* ids, int64_t M, int64_t H, float scale, void* out) {
   for (int64_t r = 0; r < M; ++r)
-    for (int64_t i = 0; i < H; ++i) store(t, out, r * H + i, load(t, table, static_cast<int64_t>(ids[r]) * H + i) * scale);
+    for (int64_t i = 0; i < H; ++i)
+      store(t, out, r * H + i, load(t, table, static_cast<int64_t>(ids[r]) * H + i) * scale);
 }
 
 void rmsnorm(WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma, void* y) {
@@ -147,7 +149,8 @@ void attention(WType t, const void* q, const void* kc, const void* vc, void* out
         for (int64_t j = 0; j < n; ++j) sc[static_cast<size_t>(j)] = round_to(t, sc[static_cast<size_t>(j)] / sum);
         std::fill(acc.begin(), acc.end(), 0.0f);
         for (int64_t j = 0; j < n; ++j)
-          for (int64_t i = 0; i < d; ++i) acc[static_cast<size_t>(i)] += sc[static_cast<size_t>(j)] * load(t, vc, cbase + (first + j) * d + i);
+          for (int64_t i = 0; i < d; ++i)
+            acc[static_cast<size_t>(i)] += sc[static_cast<size_t>(j)] * load(t, vc, cbase + (first + j) * d + i);
         for (int64_t i = 0; i < d; ++i) store(t, out, qbase + i, acc[static_cast<size_t>(i)]);
       }
 }

@@ -20,7 +20,8 @@ float load(WType t, const void* p, int64_t i);
 void store(WType t, void* p, int64_t i, float v);
 float round_to(WType t, float v);
 
-void gemm(WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y, bool accumulate, int threads);
+void gemm(WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y, bool accumulate,
+          int threads);
 void embed(WType t, const void* table, const int32_t* ids, int64_t M, int64_t H, float scale, void* out);
 void rmsnorm(WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma, void* y);
 void broadcast_rows(WType t, const void* b, int64_t M, int64_t N, void* y);

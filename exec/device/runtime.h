@@ -152,7 +152,9 @@ class DeviceMemory {
   }
   void* data() const { return p_; }
   template <class T>
-  T* as() const { return static_cast<T*>(p_); }
+  T* as() const {
+    return static_cast<T*>(p_);
+  }
   size_t bytes() const { return bytes_; }
   int device() const { return device_; }
 

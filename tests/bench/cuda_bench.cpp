@@ -54,10 +54,11 @@ int copies() {
       if (r > 0) d2d_s.push_back(b.since(a) / 1e3);
     }
     const double mb = static_cast<double>(bytes) / 1e6;
-    std::printf("{\"bench\":\"copy\",\"bytes\":%zu,\"h2d_pinned_gbs\":%.3f,\"h2d_pageable_gbs\":%.3f,"
-                "\"d2d_copy_gbs\":%.3f,\"d2d_traffic_gbs\":%.3f,\"h2d_pinned_us\":%.2f,\"h2d_pageable_us\":%.2f}\n",
-                bytes, mb / 1e3 / median(pin_s), mb / 1e3 / median(page_s), mb / 1e3 / median(d2d_s),
-                2 * mb / 1e3 / median(d2d_s), median(pin_s) * 1e6, median(page_s) * 1e6);
+    std::printf(
+        "{\"bench\":\"copy\",\"bytes\":%zu,\"h2d_pinned_gbs\":%.3f,\"h2d_pageable_gbs\":%.3f,"
+        "\"d2d_copy_gbs\":%.3f,\"d2d_traffic_gbs\":%.3f,\"h2d_pinned_us\":%.2f,\"h2d_pageable_us\":%.2f}\n",
+        bytes, mb / 1e3 / median(pin_s), mb / 1e3 / median(page_s), mb / 1e3 / median(d2d_s),
+        2 * mb / 1e3 / median(d2d_s), median(pin_s) * 1e6, median(page_s) * 1e6);
   }
   return 0;
 }
@@ -90,9 +91,10 @@ int gemm_shapes(int argc, char** argv) {
         if (r >= 2) s.push_back(b.since(a) / 1e3);
       }
       const double flops = 2.0 * static_cast<double>(M) * static_cast<double>(K) * static_cast<double>(N);
-      std::printf("{\"bench\":\"gemm\",\"shape\":\"%s\",\"M\":%lld,\"K\":%lld,\"N\":%lld,\"us\":%.2f,\"tflops\":%.2f}\n",
-                  name, static_cast<long long>(M), static_cast<long long>(K), static_cast<long long>(N), median(s) * 1e6,
-                  flops / median(s) / 1e12);
+      std::printf(
+          "{\"bench\":\"gemm\",\"shape\":\"%s\",\"M\":%lld,\"K\":%lld,\"N\":%lld,\"us\":%.2f,\"tflops\":%.2f}\n", name,
+          static_cast<long long>(M), static_cast<long long>(K), static_cast<long long>(N), median(s) * 1e6,
+          flops / median(s) / 1e12);
     }
   }
   cublasDestroy(blas);

@@ -123,10 +123,10 @@ torch_dtype: bfloat16
 )";
 
 struct Model {
-  std::string id;         // benchmark name component
-  const char* yaml;       // config text
+  std::string id;    // benchmark name component
+  const char* yaml;  // config text
   std::unique_ptr<ModuleTree> tree;
-  Bits total_fp16 = 0;    // accelerate size of the whole model in float16 (cap reference)
+  Bits total_fp16 = 0;  // accelerate size of the whole model in float16 (cap reference)
 };
 
 dmap::ModelSpec parse_spec(const char* yaml, const std::string& id) {
@@ -146,7 +146,10 @@ Model& model(const std::string& id) {
   if (it != models.end()) return it->second;
   Model m;
   m.id = id;
-  m.yaml = id == "llama2_70b" ? kLlama2_70b : id == "qwen3_32b" ? kQwen3_32b : id == "gemma3_12b" ? kGemma3_12b : kGpt2Xl;
+  m.yaml = id == "llama2_70b"   ? kLlama2_70b
+           : id == "qwen3_32b"  ? kQwen3_32b
+           : id == "gemma3_12b" ? kGemma3_12b
+                                : kGpt2Xl;
   m.tree = std::make_unique<ModuleTree>(dmap::build_module_tree(parse_spec(m.yaml, id)));
   m.total_fp16 = dmap::compute_module_sizes(*m.tree, fp16_sizing()).total();
   return models.emplace(id, std::move(m)).first->second;
@@ -393,7 +396,8 @@ int main(int argc, char** argv) {
   RatioReporter display(benchmark::CreateDefaultDisplayReporter());
   std::unique_ptr<benchmark::BenchmarkReporter> file_inner;
   if (has_out && fmt == "json") file_inner = std::make_unique<benchmark::JSONReporter>();
-  if (has_out && fmt == "console") file_inner = std::make_unique<benchmark::ConsoleReporter>(benchmark::ConsoleReporter::OO_None);
+  if (has_out && fmt == "console")
+    file_inner = std::make_unique<benchmark::ConsoleReporter>(benchmark::ConsoleReporter::OO_None);
   std::unique_ptr<RatioReporter> file;
   if (file_inner) file = std::make_unique<RatioReporter>(file_inner.get());
   // csv (deprecated): no wrapper, the library writes it without the ratio.

@@ -132,7 +132,8 @@ std::vector<std::unique_ptr<Priced>> generated_scenarios() {
   const std::vector<std::string> models = presets(kConfigs + "/models", "");
   const std::vector<std::string> gpus = presets(kConfigs + "/hardware", "gpu");
   const std::vector<std::string> hosts = presets(kConfigs + "/hardware", "host");
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("dmap_sim_bench_" + std::to_string(std::random_device{}()));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("dmap_sim_bench_" + std::to_string(std::random_device{}()));
   std::filesystem::create_directories(dir);
   std::mt19937_64 rng(20261203);  // optimal_test's seed
   std::vector<std::unique_ptr<Priced>> out;
@@ -180,12 +181,14 @@ void BM_OptimalGenerated(benchmark::State& state) {
     }
   }
   state.counters["inexact"] = inexact;
-  state.counters["thinned"] = thinned;  // of the inexact: a front was thinned (else out of work)
-  state.counters["work"] = work;                  // labels + dominance tests / 64, all scenarios
-  state.counters["bound_values"] = values;        // values of lower-bound tables, all scenarios
+  state.counters["thinned"] = thinned;      // of the inexact: a front was thinned (else out of work)
+  state.counters["work"] = work;            // labels + dominance tests / 64, all scenarios
+  state.counters["bound_values"] = values;  // values of lower-bound tables, all scenarios
   state.counters["worst_gap_pct"] = 100 * worst_gap;
   std::sort(ms.begin(), ms.end());
-  auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * static_cast<double>(ms.size() - 1) + 0.5))]; };
+  auto at = [&](double q) {
+    return ms[std::min(ms.size() - 1, static_cast<size_t>(q * static_cast<double>(ms.size() - 1) + 0.5))];
+  };
   state.counters["median_ms"] = at(0.5);
   state.counters["p90_ms"] = at(0.9);
   state.counters["p99_ms"] = at(0.99);
@@ -238,23 +241,29 @@ void BM_EvaluateMoe(benchmark::State& state, const std::string& model, const std
   std::filesystem::remove(file);
 }
 
-BENCHMARK_CAPTURE(BM_EvaluateMoe, deepseek_v3/8x_h100/768gib, std::string("deepseek_v3"),
-                  std::string("{host: server_ddr5_12ch, gpus: [h100_sxm, h100_sxm, h100_sxm, h100_sxm, h100_sxm, h100_sxm, "
-                              "h100_sxm, h100_sxm], link: pcie5_x16, disk: nvme_gen4}"))
+BENCHMARK_CAPTURE(
+    BM_EvaluateMoe, deepseek_v3 / 8x_h100 / 768gib, std::string("deepseek_v3"),
+    std::string("{host: server_ddr5_12ch, gpus: [h100_sxm, h100_sxm, h100_sxm, h100_sxm, h100_sxm, h100_sxm, "
+                "h100_sxm, h100_sxm], link: pcie5_x16, disk: nvme_gen4}"))
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_EvaluateMoe, qwen3_235b_a22b/4x_a100_80gb/768gib, std::string("qwen3_235b_a22b"),
-                  std::string("{host: server_ddr5_12ch, gpus: [a100_80gb, a100_80gb, a100_80gb, a100_80gb], link: pcie4_x16, "
-                              "disk: nvme_gen4}"))
+BENCHMARK_CAPTURE(
+    BM_EvaluateMoe, qwen3_235b_a22b / 4x_a100_80gb / 768gib, std::string("qwen3_235b_a22b"),
+    std::string("{host: server_ddr5_12ch, gpus: [a100_80gb, a100_80gb, a100_80gb, a100_80gb], link: pcie4_x16, "
+                "disk: nvme_gen4}"))
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Optimal, llama2_70b/8gpu/t4, std::string("t4"))->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Optimal, llama2_70b/8gpu/a100_40gb, std::string("a100_40gb"))->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Optimal, llama2_70b / 8gpu / t4, std::string("t4"))->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Optimal, llama2_70b / 8gpu / a100_40gb, std::string("a100_40gb"))->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_OptimalRamBinds)->Name("optimal/128_layers/8gpu/ram_binds")->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_OptimalScenario, opt_30b/2x3090/32gb, std::string("opt_30b_two_rtx3090_32gb"))->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_OptimalScenario, llama31_8b_fp16_rtx3060, std::string("llama31_8b_fp16_rtx3060"))->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_OptimalScenario, opt_30b / 2x3090 / 32gb, std::string("opt_30b_two_rtx3090_32gb"))
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_OptimalScenario, llama31_8b_fp16_rtx3060, std::string("llama31_8b_fp16_rtx3060"))
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_OptimalGenerated)->Name("optimal/generated_520")->Unit(benchmark::kMillisecond)->Iterations(1);
 BENCHMARK(BM_Simulate)->Name("simulate/llama2_70b/auto_map")->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Evaluate, llama31_8b_fp16_rtx3060, std::string("llama31_8b_fp16_rtx3060"))->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_Evaluate, llama2_70b_4x_a100_40gb, std::string("llama2_70b_4x_a100_40gb"))->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Evaluate, llama31_8b_fp16_rtx3060, std::string("llama31_8b_fp16_rtx3060"))
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Evaluate, llama2_70b_4x_a100_40gb, std::string("llama2_70b_4x_a100_40gb"))
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

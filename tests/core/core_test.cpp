@@ -18,7 +18,9 @@ using namespace dmap;
 
 namespace {
 
-ModelSpec spec_from(const std::string& yaml) { return model_spec_from_node(load_yaml_string(yaml, "inline.yaml"), "inline.yaml"); }
+ModelSpec spec_from(const std::string& yaml) {
+  return model_spec_from_node(load_yaml_string(yaml, "inline.yaml"), "inline.yaml");
+}
 
 // The local names of a module's children, in registration order; a tensor's shape.
 std::vector<std::string> children(const ModuleTree& t, const std::string& name) {
@@ -56,8 +58,8 @@ TEST_CASE("memory strings follow accelerate's convert_file_size_to_int", "[unit]
   CHECK(parse_memory_size("10GiB") == 10LL * (1LL << 30));
   CHECK(parse_memory_size("11.5GB") == 11500000000LL);
   CHECK(parse_memory_size("500MB") == 500000000LL);
-  CHECK(parse_memory_size("5Gb") == 625000000LL);     // bits
-  CHECK(parse_memory_size("10gb") == 1250000000LL);   // a lowercase final b means bits
+  CHECK(parse_memory_size("5Gb") == 625000000LL);    // bits
+  CHECK(parse_memory_size("10gb") == 1250000000LL);  // a lowercase final b means bits
   CHECK(parse_memory_size("1.5KiB") == 1536);
   CHECK(parse_memory_size("1024") == 1024);
   CHECK(parse_memory_size(" 2GB ") == 2000000000LL);
@@ -117,7 +119,8 @@ TEST_CASE("device maps print as transformers' dict and accelerate's pairs", "[un
   dm.assign("model.layers.\"odd\"", Device::disk());
   dm.assign("model.embed_tokens", Device::gpu(1));  // updates in place, keeps its position
   CHECK(device_map_to_json(dm) == R"({"model.embed_tokens":1,"lm_head":"cpu","model.layers.\"odd\"":"disk"})");
-  CHECK(device_map_to_pairs_json(dm) == R"([["model.embed_tokens",1],["lm_head","cpu"],["model.layers.\"odd\"","disk"]])");
+  CHECK(device_map_to_pairs_json(dm) ==
+        R"([["model.embed_tokens",1],["lm_head","cpu"],["model.layers.\"odd\"","disk"]])");
   dm.erase("lm_head");
   dm.assign("lm_head", Device::cpu());  // re-inserted at the end
   CHECK(dm.items().back().first == "lm_head");
@@ -148,11 +151,12 @@ TEST_CASE("model descriptions: unknown type and missing fields are located error
     CHECK(e.file() == "inline.yaml");
     CHECK(e.line() > 0);
   }
-  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: llama\nvocab_size: ten\n")), Catch::Contains("vocab_size"));
-  CHECK_THROWS_WITH(build_module_tree(spec_from(
-                        "model_type: llama\nvocab_size: 8\nhidden_size: -4\nintermediate_size: 8\n"
-                        "num_hidden_layers: 1\nnum_attention_heads: 1\n")),
-                    Catch::Contains("must be positive"));
+  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: llama\nvocab_size: ten\n")),
+                    Catch::Contains("vocab_size"));
+  CHECK_THROWS_WITH(
+      build_module_tree(spec_from("model_type: llama\nvocab_size: 8\nhidden_size: -4\nintermediate_size: 8\n"
+                                  "num_hidden_layers: 1\nnum_attention_heads: 1\n")),
+      Catch::Contains("must be positive"));
   CHECK_THROWS_WITH(model_spec_from_node(load_yaml_string("hidden_size: 4\n", "x.json"), "x.json"),
                     Catch::Contains("model_type"));
 }
@@ -224,20 +228,21 @@ TEST_CASE("parameter counts of the shipped families match the published checkpoi
 }
 
 TEST_CASE("gptj and gpt_neox trees follow transformers' modeling code", "[unit]") {
-  const ModuleTree j = build_module_tree(spec_from(
-      "model_type: gptj\nvocab_size: 50400\nn_embd: 4096\nn_layer: 28\nn_head: 16\nn_positions: 2048\nrotary_dim: 64\n"));
+  const ModuleTree j =
+      build_module_tree(spec_from("model_type: gptj\nvocab_size: 50400\nn_embd: 4096\nn_layer: 28\nn_head: "
+                                  "16\nn_positions: 2048\nrotary_dim: 64\n"));
   const TreeNode& attn = j.node(j.find("transformer.h.0.attn"));
   std::vector<std::string> names;
   for (int c : attn.children) names.push_back(j.node(c).local);
   CHECK(names == std::vector<std::string>{"attn_dropout", "resid_dropout", "k_proj", "v_proj", "q_proj", "out_proj"});
-  CHECK(attn.buffers.empty());  // embed_positions is a plain attribute, not a buffer
+  CHECK(attn.buffers.empty());                          // embed_positions is a plain attribute, not a buffer
   CHECK(j.node(j.find("lm_head")).params.size() == 2);  // GPT-J's head has a bias
   CHECK(j.tie_groups().empty());
   CHECK(j.find("transformer.wpe") < 0);
 
-  const ModuleTree x = build_module_tree(spec_from(
-      "model_type: gpt_neox\nvocab_size: 50432\nhidden_size: 6144\nintermediate_size: 24576\n"
-      "num_hidden_layers: 44\nnum_attention_heads: 64\nrotary_pct: 0.25\n"));
+  const ModuleTree x = build_module_tree(
+      spec_from("model_type: gpt_neox\nvocab_size: 50432\nhidden_size: 6144\nintermediate_size: 24576\n"
+                "num_hidden_layers: 44\nnum_attention_heads: 64\nrotary_pct: 0.25\n"));
   const TreeNode& layer = x.node(x.find("gpt_neox.layers.0"));
   names.clear();
   for (int c : layer.children) names.push_back(x.node(c).local);
@@ -257,15 +262,15 @@ TEST_CASE("sizes: accelerate's min rule, bool bits and tie handling versus v5", 
   acc.dtype = DType::kFloat16;
   const ModuleSizes a = compute_module_sizes(t, acc);
   CHECK(a.of(t.find("transformer.h.0.attn.bias")) == 1024 * 1024);  // bits: bool = 1/8 byte
-  CHECK(a.of(t.find("lm_head")) == 0);                                // tied: counted under wte
+  CHECK(a.of(t.find("lm_head")) == 0);                              // tied: counted under wte
   CHECK_FALSE(a.touched[t.find("lm_head")]);
   SizingOptions v5;
   v5.rule = SizingRule::kTransformersV5;
   v5.dtype = DType::kFloat16;
   const ModuleSizes b = compute_module_sizes(t, v5);
   CHECK(b.of(t.find("transformer.h.0.attn.bias")) == 8 * 1024 * 1024);  // bool = 1 byte
-  CHECK(b.of(t.find("lm_head")) == 0);                                    // tie target skipped
-  CHECK(b.total() - a.total() == 2 * 7 * 1024 * 1024);                    // 2 masks x 7/8 MiB
+  CHECK(b.of(t.find("lm_head")) == 0);                                  // tie target skipped
+  CHECK(b.total() - a.total() == 2 * 7 * 1024 * 1024);                  // 2 masks x 7/8 MiB
   // float32 rotary-like buffers keep 4 bytes under v5 but shrink under accelerate's rule.
   const ModuleTree l = build_module_tree(spec_from(kLlama8b));
   const ModuleSizes la = compute_module_sizes(l, acc);
@@ -276,11 +281,10 @@ TEST_CASE("sizes: accelerate's min rule, bool bits and tie handling versus v5", 
 
 TEST_CASE("scenarios: bad keys and values are located errors", "[unit]") {
   const std::string models = std::string(DMAP_SOURCE_DIR) + "/configs/models";
-  auto load = [&](const std::string& body) {
-    return load_scenario(write_temp("scenario_test.yaml", body), models);
-  };
-  const std::string model = "model:\n  model_type: llama\n  config: {vocab_size: 8, hidden_size: 8, intermediate_size: 8, "
-                            "num_hidden_layers: 1, num_attention_heads: 1}\n";
+  auto load = [&](const std::string& body) { return load_scenario(write_temp("scenario_test.yaml", body), models); };
+  const std::string model =
+      "model:\n  model_type: llama\n  config: {vocab_size: 8, hidden_size: 8, intermediate_size: 8, "
+      "num_hidden_layers: 1, num_attention_heads: 1}\n";
   CHECK_NOTHROW(load(model + "max_memory: {0: 1GB, cpu: 2GB}\n"));
   CHECK_THROWS_WITH(load(model + "max_memory: {0: lots, cpu: 2GB}\n"), Catch::Contains("scenario_test.yaml:"));
   CHECK_THROWS_WITH(load(model + "max_memory: {0: -5, cpu: 2GB}\n"), Catch::Contains("negative"));
@@ -289,7 +293,8 @@ TEST_CASE("scenarios: bad keys and values are located errors", "[unit]") {
   CHECK_THROWS_WITH(load(model + "dtype: float12\n"), Catch::Contains("unknown dtype"));
   CHECK_THROWS_WITH(load("dtype: float16\n"), Catch::Contains("no 'model'"));
   CHECK_THROWS_WITH(load("model: no_such_model_anywhere\n"), Catch::Contains("not found"));
-  CHECK_THROWS_WITH(load(model + "device_maps: {m: {lm_head: gpu-ish}}\n"), Catch::Contains("unknown device 'gpu-ish'"));
+  CHECK_THROWS_WITH(load(model + "device_maps: {m: {lm_head: gpu-ish}}\n"),
+                    Catch::Contains("unknown device 'gpu-ish'"));
 }
 
 TEST_CASE("json writer escapes and nests", "[unit]") {
@@ -317,7 +322,8 @@ TEST_CASE("a misspelled key is named with the known key it is closest to", "[uni
   CHECK(dmap::closest_word("completely_different", known).empty());
   const YAML::Node n = dmap::load_yaml_string("{page_cache: true, max_memroy: 1}", "k.yaml");
   CHECK_THROWS_WITH(dmap::check_known_keys("k.yaml", n, known, "hardware"),
-                    Catch::Contains("k.yaml:1:") && Catch::Contains("hardware: unknown key 'max_memroy' (did you mean 'max_memory'?)"));
+                    Catch::Contains("k.yaml:1:") &&
+                        Catch::Contains("hardware: unknown key 'max_memroy' (did you mean 'max_memory'?)"));
   CHECK_NOTHROW(dmap::check_known_keys("k.yaml", dmap::load_yaml_string("{entry: 1}", "k.yaml"), known, "x"));
 }
 
@@ -331,11 +337,13 @@ TEST_CASE("control characters: refused in YAML/JSON text and in strings, escaped
     CHECK(e.column() == 5);
     CHECK_THAT(e.message(), Catch::Contains("\\x00"));
   }
-  CHECK_THROWS_WITH(dmap::load_yaml_string("t: \"\x1b[31mred\"", "c.yaml"), Catch::Contains("c.yaml:1:5") && Catch::Contains("\\x1b"));
+  CHECK_THROWS_WITH(dmap::load_yaml_string("t: \"\x1b[31mred\"", "c.yaml"),
+                    Catch::Contains("c.yaml:1:5") && Catch::Contains("\\x1b"));
   CHECK_NOTHROW(dmap::load_yaml_string("a:\t1\r\nb: 2\r\n", "c.yaml"));
   // An escape in a quoted scalar makes the same character: a string value refuses it.
   const YAML::Node n = dmap::load_yaml_string("t: \"ab\\0cd\"\nu: \"tab\\there\"", "c.yaml");
-  CHECK_THROWS_WITH(dmap::yaml_string("c.yaml", n["t"], "title"), Catch::Contains("title: contains the control character \\x00"));
+  CHECK_THROWS_WITH(dmap::yaml_string("c.yaml", n["t"], "title"),
+                    Catch::Contains("title: contains the control character \\x00"));
   CHECK(dmap::yaml_string("c.yaml", n["u"], "title") == "tab\there");
   // The whole message survives a NUL (what() would stop at it) and prints escaped.
   const InputError e("f.yaml", 3, 1, std::string("unknown 'a\0b'", 13));
@@ -360,8 +368,8 @@ TEST_CASE("declared dense families: parts, fused projections, q/k norms and slid
   CHECK(phi3.node(phi3.find("model.layers.0.self_attn.qkv_proj.weight")).shape == std::vector<int64_t>{64, 32});
   CHECK(children(phi3, "model.layers.0.mlp") == std::vector<std::string>{"gate_up_proj", "down_proj", "activation_fn"});
   CHECK(children(phi3, "model.layers.0") == std::vector<std::string>{"self_attn", "mlp", "input_layernorm",
-                                                                      "post_attention_layernorm", "resid_attn_dropout",
-                                                                      "resid_mlp_dropout"});
+                                                                     "post_attention_layernorm", "resid_attn_dropout",
+                                                                     "resid_mlp_dropout"});
   CHECK(phi3.no_split_modules == std::vector<std::string>{"Phi3DecoderLayer"});
   CHECK(phi3.dims.layer_window == std::vector<int64_t>{100, 100, 100, 100});
   // qwen3: q/k norms over head_dim after o_proj; no sliding window unless use_sliding_window.
@@ -384,14 +392,16 @@ TEST_CASE("declared dense families: parts, fused projections, q/k norms and slid
   CHECK(gemma2.ties().size() == 1);
   const ModuleTree gemma2_types = build_module_tree(spec_from(
       "model_type: gemma2\nsliding_window: 100\nlayer_types: [full_attention, full_attention, sliding_attention, "
-      "full_attention]\n" + dims));
+      "full_attention]\n" +
+      dims));
   CHECK(gemma2_types.dims.layer_window == std::vector<int64_t>{0, 0, 100, 0});
   for (const ModuleTree* t : {&phi3, &qwen3, &olmo2, &gemma2}) CHECK(t->dims.gated_mlp);
   // gemma3_text (Gemma3ForCausalLM, transformers v5 modular_gemma3.py): Gemma3TextModel, a scaled
   // embedding with a 0-dim non-persistent embed_scale, q/k norms over head_dim, every sixth layer
   // full attention (sliding_window_pattern), one rotary module with buffers per layer type.
-  const std::string dims7 = "vocab_size: 64\nhidden_size: 32\nintermediate_size: 48\nnum_hidden_layers: 7\n"
-                            "num_attention_heads: 4\nnum_key_value_heads: 1\nhead_dim: 8\nmax_position_embeddings: 512\n";
+  const std::string dims7 =
+      "vocab_size: 64\nhidden_size: 32\nintermediate_size: 48\nnum_hidden_layers: 7\n"
+      "num_attention_heads: 4\nnum_key_value_heads: 1\nhead_dim: 8\nmax_position_embeddings: 512\n";
   const ModuleTree gemma3 = build_module_tree(spec_from("model_type: gemma3_text\nsliding_window: 16\n" + dims7));
   CHECK(gemma3.node(gemma3.find("model")).class_name == "Gemma3TextModel");
   CHECK(gemma3.node(gemma3.find("model.embed_tokens")).class_name == "Gemma3TextScaledWordEmbedding");
@@ -427,26 +437,31 @@ TEST_CASE("declared dense families: parts, fused projections, q/k norms and slid
   CHECK(sc2_nobias.find("model.layers.0.mlp.c_proj.bias") < 0);
   // The rotary fraction, top level or (transformers v5) under rope_parameters: int(8 x 0.75) = 6
   // dims, 3 inverse frequencies.
-  const ModuleTree phi4 = build_module_tree(
-      spec_from("model_type: phi3\nrope_parameters: {rope_type: default, rope_theta: 10000.0, partial_rotary_factor: 0.75}\n" + dims));
+  const ModuleTree phi4 = build_module_tree(spec_from(
+      "model_type: phi3\nrope_parameters: {rope_type: default, rope_theta: 10000.0, partial_rotary_factor: 0.75}\n" +
+      dims));
   CHECK(phi4.node(phi4.find("model.rotary_emb.inv_freq")).shape == std::vector<int64_t>{3});
-  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: phi3\nrope_parameters: {partial_rotary_factor: 2}\n" + dims)),
-                    Catch::Contains("inline.yaml:") && Catch::Contains("expected a number in (0, 1]"));
+  CHECK_THROWS_WITH(
+      build_module_tree(spec_from("model_type: phi3\nrope_parameters: {partial_rotary_factor: 2}\n" + dims)),
+      Catch::Contains("inline.yaml:") && Catch::Contains("expected a number in (0, 1]"));
   // Top level too (a mutant once reached an internal check with -0.5).
-  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: phi3\npartial_rotary_factor: -0.5\n" + dims)),
-                    Catch::Contains("inline.yaml:2:") && Catch::Contains("partial_rotary_factor: expected a number in (0, 1]"));
+  CHECK_THROWS_WITH(
+      build_module_tree(spec_from("model_type: phi3\npartial_rotary_factor: -0.5\n" + dims)),
+      Catch::Contains("inline.yaml:2:") && Catch::Contains("partial_rotary_factor: expected a number in (0, 1]"));
 }
 
-TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transformers v5 main builds them", "[unit][core]") {
+TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transformers v5 main builds them",
+          "[unit][core]") {
   // Gemma3ForConditionalGeneration: model{vision_tower, multi_modal_projector, language_model}, lm_head
   // tied to the text embedding; SigLIP without the `.vision_model.` level (v5 main), no pooling
   // head when vision_use_head is false; sizes of modeling_gemma3.py / modeling_siglip.py.
-  const ModuleTree g = build_module_tree(spec_from(
-      "model_type: gemma3\n"
-      "text_config: {hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, "
-      "num_key_value_heads: 1, head_dim: 8, vocab_size: 64, sliding_window: 16, sliding_window_pattern: 2}\n"
-      "vision_config: {hidden_size: 24, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 3, image_size: 28, "
-      "patch_size: 7, vision_use_head: false}\n"));
+  const ModuleTree g = build_module_tree(
+      spec_from("model_type: gemma3\n"
+                "text_config: {hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, num_attention_heads: 4, "
+                "num_key_value_heads: 1, head_dim: 8, vocab_size: 64, sliding_window: 16, sliding_window_pattern: 2}\n"
+                "vision_config: {hidden_size: 24, intermediate_size: 40, num_hidden_layers: 2, num_attention_heads: 3, "
+                "image_size: 28, "
+                "patch_size: 7, vision_use_head: false}\n"));
   CHECK(g.node(g.root()).class_name == "Gemma3ForConditionalGeneration");
   CHECK(children(g, "") == std::vector<std::string>{"model", "lm_head"});
   CHECK(children(g, "model") == std::vector<std::string>{"vision_tower", "multi_modal_projector", "language_model"});
@@ -461,7 +476,8 @@ TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transform
         std::vector<std::string>{"layer_norm1", "self_attn", "layer_norm2", "mlp"});
   CHECK(children(g, "model.vision_tower.encoder.layers.0.self_attn") ==
         std::vector<std::string>{"k_proj", "v_proj", "q_proj", "out_proj"});
-  CHECK(children(g, "model.vision_tower.encoder.layers.0.mlp") == std::vector<std::string>{"activation_fn", "fc1", "fc2"});
+  CHECK(children(g, "model.vision_tower.encoder.layers.0.mlp") ==
+        std::vector<std::string>{"activation_fn", "fc1", "fc2"});
   CHECK(shape(g, "model.vision_tower.encoder.layers.0.mlp.fc1.bias") == std::vector<int64_t>{40});
   CHECK(shape(g, "model.multi_modal_projector.mm_input_projection_weight") == std::vector<int64_t>{24, 32});
   CHECK(children(g, "model.multi_modal_projector") == std::vector<std::string>{"mm_soft_emb_norm", "avg_pool"});
@@ -470,24 +486,29 @@ TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transform
   CHECK(g.dims.num_layers == 2);
   CHECK(g.dims.layer_window == std::vector<int64_t>{16, 0});
   REQUIRE(g.ties().size() == 1);
-  CHECK(g.ties().front() == std::pair<std::string, std::string>{"lm_head.weight", "model.language_model.embed_tokens.weight"});
-  CHECK(std::find(g.no_split_modules.begin(), g.no_split_modules.end(), "SiglipEncoderLayer") != g.no_split_modules.end());
+  CHECK(g.ties().front() ==
+        std::pair<std::string, std::string>{"lm_head.weight", "model.language_model.embed_tokens.weight"});
+  CHECK(std::find(g.no_split_modules.begin(), g.no_split_modules.end(), "SiglipEncoderLayer") !=
+        g.no_split_modules.end());
   CHECK(g.idle_modules == std::vector<std::string>{"model.vision_tower", "model.multi_modal_projector"});
   // vision_use_head defaults to true: the pooling head with torch's MultiheadAttention.
   const ModuleTree gh = build_module_tree(spec_from(
-      "model_type: gemma3\ntext_config: {hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 4, "
+      "model_type: gemma3\ntext_config: {hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, "
+      "num_attention_heads: 4, "
       "num_key_value_heads: 1, head_dim: 8, vocab_size: 64}\nvision_config: {hidden_size: 24, num_attention_heads: 3, "
       "num_hidden_layers: 1}\n"));
   CHECK(children(gh, "model.vision_tower.head") == std::vector<std::string>{"attention", "layernorm", "mlp"});
   CHECK(shape(gh, "model.vision_tower.head.attention.in_proj_weight") == std::vector<int64_t>{72, 24});
-  CHECK(shape(gh, "model.vision_tower.embeddings.position_embedding.weight") == std::vector<int64_t>{196, 24});  // 224/16
+  CHECK(shape(gh, "model.vision_tower.embeddings.position_embedding.weight") ==
+        std::vector<int64_t>{196, 24});  // 224/16
   // Mistral3ForConditionalGeneration: Pixtral tower, the projector with its patch merger, the
   // Mistral text model; lm_head tied (Mistral3Config's default) unless the config says no.
   const std::string m3 =
       "model_type: mistral3\nspatial_merge_size: 2\n"
       "text_config: {model_type: mistral, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2, "
       "num_attention_heads: 4, num_key_value_heads: 2, head_dim: 8, vocab_size: 64}\n"
-      "vision_config: {hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, image_size: 56, "
+      "vision_config: {hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 2, "
+      "image_size: 56, "
       "patch_size: 14, hidden_act: silu}\n";
   const ModuleTree m = build_module_tree(spec_from(m3));
   CHECK(children(m, "model") == std::vector<std::string>{"vision_tower", "multi_modal_projector", "language_model"});
@@ -500,8 +521,10 @@ TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transform
   CHECK(children(m, "model.vision_tower.transformer.layers.0.feed_forward") ==
         std::vector<std::string>{"gate_proj", "up_proj", "down_proj", "act_fn"});
   CHECK(m.node(m.find("model.vision_tower.transformer.layers.0.feed_forward.act_fn")).class_name == "SiLUActivation");
-  CHECK(shape(m, "model.vision_tower.patch_positional_embedding.inv_freq") == std::vector<int64_t>{16, 8});  // (56/14)^2 x head_dim
-  CHECK(children(m, "model.multi_modal_projector") == std::vector<std::string>{"norm", "patch_merger", "linear_1", "act", "linear_2"});
+  CHECK(shape(m, "model.vision_tower.patch_positional_embedding.inv_freq") ==
+        std::vector<int64_t>{16, 8});  // (56/14)^2 x head_dim
+  CHECK(children(m, "model.multi_modal_projector") ==
+        std::vector<std::string>{"norm", "patch_merger", "linear_1", "act", "linear_2"});
   CHECK(shape(m, "model.multi_modal_projector.patch_merger.merging_layer.weight") == std::vector<int64_t>{16, 64});
   CHECK(shape(m, "model.multi_modal_projector.linear_1.weight") == std::vector<int64_t>{32, 16});
   CHECK(m.find("model.multi_modal_projector.linear_1.bias") < 0);
@@ -513,12 +536,14 @@ TEST_CASE("multimodal trees: gemma3 (SigLIP) and mistral3 (Pixtral) as transform
                     Catch::Contains("inline.yaml:2") && Catch::Contains("text_config: expected a map"));
 }
 
-TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and which layers are sparse", "[unit][core][moe]") {
+TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and which layers are sparse",
+          "[unit][core][moe]") {
   const std::string dims =
       "vocab_size: 64\nhidden_size: 16\nintermediate_size: 48\nmoe_intermediate_size: 8\nnum_hidden_layers: 4\n"
       "num_attention_heads: 2\nnum_key_value_heads: 1\nhead_dim: 8\nnum_experts_per_tok: 2\n";
   // qwen3_moe: layers in mlp_only_layers keep a dense Qwen3MoeMLP; experts before gate.
-  const ModuleTree q = build_module_tree(spec_from("model_type: qwen3_moe\nnum_experts: 6\nmlp_only_layers: [1]\n" + dims));
+  const ModuleTree q =
+      build_module_tree(spec_from("model_type: qwen3_moe\nnum_experts: 6\nmlp_only_layers: [1]\n" + dims));
   CHECK(q.node(q.find("model.layers.1.mlp")).class_name == "Qwen3MoeMLP");
   CHECK(q.node(q.find("model.layers.0.mlp")).class_name == "Qwen3MoeSparseMoeBlock");
   CHECK(children(q, "model.layers.0.mlp") == std::vector<std::string>{"experts", "gate"});
@@ -528,17 +553,21 @@ TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and 
   CHECK(children(q, "model.layers.0.mlp.experts") == std::vector<std::string>{"act_fn"});
   CHECK((q.dims.num_experts == 6 && q.dims.experts_per_token == 2));
   // decoder_sparse_step 2: layers 1 and 3 sparse.
-  const ModuleTree s = build_module_tree(spec_from("model_type: qwen3_moe\nnum_experts: 6\ndecoder_sparse_step: 2\n" + dims));
+  const ModuleTree s =
+      build_module_tree(spec_from("model_type: qwen3_moe\nnum_experts: 6\ndecoder_sparse_step: 2\n" + dims));
   CHECK(s.node(s.find("model.layers.0.mlp")).class_name == "Qwen3MoeMLP");
   CHECK(s.node(s.find("model.layers.1.mlp")).class_name == "Qwen3MoeSparseMoeBlock");
   // qwen2_moe: gate, experts, shared_expert (its own width), shared_expert_gate (hidden -> 1).
-  const ModuleTree q2 = build_module_tree(spec_from("model_type: qwen2_moe\nnum_experts: 6\nshared_expert_intermediate_size: 24\n" + dims));
-  CHECK(children(q2, "model.layers.2.mlp") == std::vector<std::string>{"gate", "experts", "shared_expert", "shared_expert_gate"});
+  const ModuleTree q2 = build_module_tree(
+      spec_from("model_type: qwen2_moe\nnum_experts: 6\nshared_expert_intermediate_size: 24\n" + dims));
+  CHECK(children(q2, "model.layers.2.mlp") ==
+        std::vector<std::string>{"gate", "experts", "shared_expert", "shared_expert_gate"});
   CHECK(shape(q2, "model.layers.2.mlp.shared_expert.up_proj.weight") == std::vector<int64_t>{24, 16});
   CHECK(shape(q2, "model.layers.2.mlp.shared_expert_gate.weight") == std::vector<int64_t>{1, 16});
   // gpt_oss: sinks, biased attention, the router's bias, experts in the transposed layout with
   // biases and no act_fn.
-  const ModuleTree o = build_module_tree(spec_from("model_type: gpt_oss\nnum_local_experts: 4\nattention_bias: true\n" + dims));
+  const ModuleTree o =
+      build_module_tree(spec_from("model_type: gpt_oss\nnum_local_experts: 4\nattention_bias: true\n" + dims));
   CHECK(shape(o, "model.layers.0.self_attn.sinks") == std::vector<int64_t>{2});
   CHECK(o.find("model.layers.0.self_attn.q_proj.bias") >= 0);
   CHECK(children(o, "model.layers.0.mlp") == std::vector<std::string>{"router", "experts"});
@@ -550,12 +579,14 @@ TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and 
   // shared experts n_shared_experts wide; rotary over qk_rope_head_dim.
   const ModuleTree d = build_module_tree(spec_from(
       "model_type: deepseek_v3\nn_routed_experts: 8\nn_shared_experts: 2\nfirst_k_dense_replace: 2\nq_lora_rank: 12\n"
-      "kv_lora_rank: 10\nqk_nope_head_dim: 6\nqk_rope_head_dim: 4\nv_head_dim: 5\n" + dims));
+      "kv_lora_rank: 10\nqk_nope_head_dim: 6\nqk_rope_head_dim: 4\nv_head_dim: 5\n" +
+      dims));
   CHECK(d.node(d.find("model.layers.1.mlp")).class_name == "DeepseekV3MLP");
   CHECK(d.node(d.find("model.layers.2.mlp")).class_name == "DeepseekV3MoE");
   CHECK(children(d, "model.layers.2.mlp") == std::vector<std::string>{"experts", "gate", "shared_experts"});
-  CHECK(children(d, "model.layers.0.self_attn") ==
-        std::vector<std::string>{"q_a_proj", "q_a_layernorm", "q_b_proj", "kv_a_proj_with_mqa", "kv_a_layernorm", "kv_b_proj", "o_proj"});
+  CHECK(children(d, "model.layers.0.self_attn") == std::vector<std::string>{"q_a_proj", "q_a_layernorm", "q_b_proj",
+                                                                            "kv_a_proj_with_mqa", "kv_a_layernorm",
+                                                                            "kv_b_proj", "o_proj"});
   CHECK(shape(d, "model.layers.0.self_attn.q_b_proj.weight") == std::vector<int64_t>{2 * 10, 12});
   CHECK(shape(d, "model.layers.0.self_attn.kv_a_proj_with_mqa.weight") == std::vector<int64_t>{14, 16});
   CHECK(shape(d, "model.layers.0.self_attn.kv_b_proj.weight") == std::vector<int64_t>{2 * 11, 10});
@@ -565,13 +596,16 @@ TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and 
   CHECK(shape(d, "model.layers.2.mlp.shared_experts.gate_proj.weight") == std::vector<int64_t>{16, 16});
   CHECK(shape(d, "model.rotary_emb.inv_freq") == std::vector<int64_t>{2});
   // Without q_lora_rank (DeepSeek-V2-Lite's shape): one q_proj.
-  const ModuleTree dl = build_module_tree(spec_from(
-      "model_type: deepseek_v3\nn_routed_experts: 8\nkv_lora_rank: 10\nqk_nope_head_dim: 6\nqk_rope_head_dim: 4\nv_head_dim: 5\n" + dims));
+  const ModuleTree dl =
+      build_module_tree(spec_from("model_type: deepseek_v3\nn_routed_experts: 8\nkv_lora_rank: 10\nqk_nope_head_dim: "
+                                  "6\nqk_rope_head_dim: 4\nv_head_dim: 5\n" +
+                                  dims));
   CHECK(children(dl, "model.layers.0.self_attn").front() == "q_proj");
   // deepseek_v2: the gate a plain Linear, no correction bias, shared experts only when configured.
   const ModuleTree d2 = build_module_tree(spec_from(
       "model_type: deepseek_v2\nn_routed_experts: 8\nfirst_k_dense_replace: 1\nkv_lora_rank: 10\nqk_nope_head_dim: 6\n"
-      "qk_rope_head_dim: 4\nv_head_dim: 5\n" + dims));
+      "qk_rope_head_dim: 4\nv_head_dim: 5\n" +
+      dims));
   CHECK(d2.node(d2.find("model.layers.1.mlp")).class_name == "DeepseekV2Moe");
   CHECK(children(d2, "model.layers.1.mlp") == std::vector<std::string>{"experts", "gate"});
   CHECK(d2.node(d2.find("model.layers.1.mlp.gate")).class_name == "Linear");
@@ -579,9 +613,10 @@ TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and 
   // llama4_text: feed_forward; Llama4TextMoe{experts (transposed, act_fn), router, shared_expert};
   // dense layers of intermediate_size_mlp off the moe_layers; an L2 qk_norm on RoPE layers only;
   // chunked attention's cache (attention_chunk_size) on those layers.
-  const ModuleTree l4 = build_module_tree(spec_from(
-      "model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\nmoe_layers: [1, 3]\n"
-      "no_rope_layers: [1, 1, 1, 0]\nattention_chunk_size: 32\n" + dims));
+  const ModuleTree l4 = build_module_tree(
+      spec_from("model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\nmoe_layers: [1, 3]\n"
+                "no_rope_layers: [1, 1, 1, 0]\nattention_chunk_size: 32\n" +
+                dims));
   CHECK(l4.node(l4.root()).class_name == "Llama4ForCausalLM");
   CHECK(l4.node(l4.find("model.layers.0.feed_forward")).class_name == "Llama4TextMLP");
   CHECK(shape(l4, "model.layers.0.feed_forward.up_proj.weight") == std::vector<int64_t>{40, 16});
@@ -595,11 +630,15 @@ TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and 
   CHECK(children(l4, "model.layers.3.self_attn").back() == "o_proj");
   CHECK(l4.dims.layer_window == std::vector<int64_t>{32, 32, 32, 0});
   CHECK(l4.dims.experts_transposed);
-  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\nmoe_layers: [9]\n" + dims)),
-                    Catch::Contains("moe_layers must list layer numbers of the model"));
-  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\n"
-                                                "no_rope_layers: [1, 0]\n" + dims)),
-                    Catch::Contains("inline.yaml:") && Catch::Contains("no_rope_layers lists 2 layers, the model has 4"));
+  CHECK_THROWS_WITH(
+      build_module_tree(spec_from(
+          "model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\nmoe_layers: [9]\n" + dims)),
+      Catch::Contains("moe_layers must list layer numbers of the model"));
+  CHECK_THROWS_WITH(
+      build_module_tree(spec_from("model_type: llama4_text\nnum_local_experts: 4\nintermediate_size_mlp: 40\n"
+                                  "no_rope_layers: [1, 0]\n" +
+                                  dims)),
+      Catch::Contains("inline.yaml:") && Catch::Contains("no_rope_layers lists 2 layers, the model has 4"));
   // Parameters per token: all but the (E - k) experts a token skips in each sparse layer.
   const ExpertSummary qs = expert_summary(q);
   CHECK(qs.sparse_layers == 3);
@@ -608,10 +647,12 @@ TEST_CASE("mixture-of-experts trees: fused experts, routers, shared experts and 
   CHECK(qs.active_parameters == q.num_parameters() - 3 * (6 - 2) * (16 * 16 + 16 * 8));
   CHECK(expert_summary(o).layer_parameters == 4 * (16 * 96 + 96 + 48 * 16 + 16));  // biases count
   // More experts per token than experts: exit 2 with the line.
-  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: mixtral\nnum_local_experts: 1\n" + dims)),
-                    Catch::Contains("inline.yaml:") && Catch::Contains("num_experts_per_tok (2) exceeds the 1 experts"));
-  CHECK_THROWS_WITH(build_module_tree(spec_from("model_type: qwen3_moe\nnum_experts: 6\nmlp_only_layers: [a]\n" + dims)),
-                    Catch::Contains("mlp_only_layers must list layer numbers"));
+  CHECK_THROWS_WITH(
+      build_module_tree(spec_from("model_type: mixtral\nnum_local_experts: 1\n" + dims)),
+      Catch::Contains("inline.yaml:") && Catch::Contains("num_experts_per_tok (2) exceeds the 1 experts"));
+  CHECK_THROWS_WITH(
+      build_module_tree(spec_from("model_type: qwen3_moe\nnum_experts: 6\nmlp_only_layers: [a]\n" + dims)),
+      Catch::Contains("mlp_only_layers must list layer numbers"));
 }
 
 // GGUF sizes: llama-quantize's per-tensor types (src/llama-quant.cpp) and ggml's block sizes.
@@ -677,7 +718,5 @@ TEST_CASE("GGUF file types: llama-quantize's mixtures, byte for byte", "[unit][c
     const ModuleTree bf = gguf_tree("llama31_8b", "bf16");
     CHECK(bf.node(bf.find("lm_head.weight")).stored_bits == int64_t{128256} * 4096 * 16);
   }
-  SECTION("an unknown file type is an input error") {
-    CHECK_THROWS_AS(gguf_tree("llama31_8b", "Q4_K_X"), InputError);
-  }
+  SECTION("an unknown file type is an input error") { CHECK_THROWS_AS(gguf_tree("llama31_8b", "Q4_K_X"), InputError); }
 }

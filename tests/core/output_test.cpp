@@ -73,7 +73,8 @@ TEST_CASE("an output folder is checked before any work", "[unit][core][output]")
   Scratch s;
   CHECK_THROWS_WITH(check_output_folder("", "--out"), Catch::Contains("--out: an empty path"));
   std::ofstream(s.path / "file") << "x";
-  CHECK_THROWS_WITH(check_output_folder((s.path / "file").string(), "--out"), Catch::Contains("exists and is not a folder"));
+  CHECK_THROWS_WITH(check_output_folder((s.path / "file").string(), "--out"),
+                    Catch::Contains("exists and is not a folder"));
   CHECK_THROWS_AS(check_output_folder((s.path / "file" / "below").string(), "--out"), InputError);
   check_output_folder((s.path / "new" / "deeper").string(), "--out");
   CHECK(fs::is_directory(s.path / "new" / "deeper"));

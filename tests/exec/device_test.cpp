@@ -27,7 +27,9 @@ std::shared_ptr<EmulatedDevice> emulated(int devices, EmulatedConfig c = {}) {
   return std::make_shared<EmulatedDevice>(c);
 }
 
-std::vector<Device> all_on(const ExecConfig& cfg, Device d) { return std::vector<Device>(static_cast<size_t>(cfg.layers) + 3, d); }
+std::vector<Device> all_on(const ExecConfig& cfg, Device d) {
+  return std::vector<Device>(static_cast<size_t>(cfg.layers) + 3, d);
+}
 
 // The offloaded tensors of a placement (stored off-GPU) and their bytes.
 std::map<std::string, uint64_t> offloaded(const Placement& p, const ModelWeights& w) {
@@ -53,7 +55,8 @@ TEST_CASE("every family the GPU executor runs gives the CPU executor's tokens on
     Loaded l = load(name);
     RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
     CpuModel cpu(l.cfg, *l.w, opt);
-    DeviceModel gpu(emulated(1), l.cfg, *l.w, placement(l.cfg, *l.w, all_on(l.cfg, Device::gpu(0)), Semantics::kAccelerate), opt);
+    DeviceModel gpu(emulated(1), l.cfg, *l.w,
+                    placement(l.cfg, *l.w, all_on(l.cfg, Device::gpu(0)), Semantics::kAccelerate), opt);
     const bool f32 = std::string(name).find("float32") != std::string::npos;
     compare(run(gpu, kPrompt, 6), run(cpu, kPrompt, 6), f32 ? 1e-5 : 2e-2);
     CHECK(gpu.h2d_weight_bytes() == 0);
@@ -62,13 +65,15 @@ TEST_CASE("every family the GPU executor runs gives the CPU executor's tokens on
   Loaded l = load("qwen2_bfloat16");
   RunOptions opt2{.batch = 2, .max_seq = 32, .threads = 2};
   CpuModel cpu2(l.cfg, *l.w, opt2);
-  DeviceModel gpu2(emulated(1), l.cfg, *l.w, placement(l.cfg, *l.w, all_on(l.cfg, Device::gpu(0)), Semantics::kPrefetch), opt2);
+  DeviceModel gpu2(emulated(1), l.cfg, *l.w,
+                   placement(l.cfg, *l.w, all_on(l.cfg, Device::gpu(0)), Semantics::kPrefetch), opt2);
   compare(run(gpu2, kTwoPrompts, 4), run(cpu2, kTwoPrompts, 4), 2e-2);
   Loaded f = load("llama_float32");
   const ModelWeights w16 = ModelWeights::random(f.cfg, DType::kFloat16, 7);
   RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
   CpuModel cpu16(f.cfg, w16, opt);
-  DeviceModel gpu16(emulated(1), f.cfg, w16, placement(f.cfg, w16, all_on(f.cfg, Device::gpu(0)), Semantics::kAccelerate), opt);
+  DeviceModel gpu16(emulated(1), f.cfg, w16,
+                    placement(f.cfg, w16, all_on(f.cfg, Device::gpu(0)), Semantics::kAccelerate), opt);
   compare(run(gpu16, kPrompt, 4), run(cpu16, kPrompt, 4), 5e-3);
 }
 
@@ -151,7 +156,8 @@ TEST_CASE("accelerate, prefetch and in-place with cpu and disk layers, on one an
         // disk layer's matrices (and biases) per forward.
         CHECK(m.disk_bytes_read() == forwards * (s == Semantics::kInPlace ? disk_layer - disk_norms : disk_layer));
         // Activations cross between the GPUs by peer copies exactly when there are two.
-        const bool peer = std::any_of(rt->timeline().begin(), rt->timeline().end(), [](const TimelineRecord& r) { return r.kind == Kind::kPeer; });
+        const bool peer = std::any_of(rt->timeline().begin(), rt->timeline().end(),
+                                      [](const TimelineRecord& r) { return r.kind == Kind::kPeer; });
         CHECK(peer == (gpus == 2 && s != Semantics::kInPlace));
         for (const auto& t : m.module_times()) CHECK(t.prefill_s > 0);
       }
@@ -190,7 +196,8 @@ EmulatedConfig slow() {
 
 }  // namespace
 
-TEST_CASE("prefetch's timeline overlaps the next unit's copy with this unit's compute; accelerate's never", "[device]") {
+TEST_CASE("prefetch's timeline overlaps the next unit's copy with this unit's compute; accelerate's never",
+          "[device]") {
   RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
   double decode_ms[2] = {0, 0};
   for (Semantics s : {Semantics::kPrefetch, Semantics::kAccelerate}) {
@@ -265,13 +272,14 @@ TEST_CASE("the emulated device catches broken stream orderings in the orchestrat
       const std::string msg = e.what();
       INFO(msg);
       CHECK(msg.find("stream order violated") != std::string::npos);
-      CHECK(msg.find("prefetch buffer") != std::string::npos);         // the buffer
-      CHECK(msg.find("'model.layers.") != std::string::npos);          // the tensor a copy carried
-      CHECK(msg.find("cuda:0 copy") != std::string::npos);              // the streams
+      CHECK(msg.find("prefetch buffer") != std::string::npos);  // the buffer
+      CHECK(msg.find("'model.layers.") != std::string::npos);   // the tensor a copy carried
+      CHECK(msg.find("cuda:0 copy") != std::string::npos);      // the streams
       CHECK(msg.find("cuda:0 compute") != std::string::npos);
-      CHECK(msg.find("(prefill)") != std::string::npos);               // the step
+      CHECK(msg.find("(prefill)") != std::string::npos);  // the step
       // A kernel reads the slot before its copy is ordered; or a copy overwrites a slot a kernel reads.
-      if (f == DeviceModel::Fault::kNoCopyWait) CHECK(msg.find("on stream 'cuda:0 compute' at model.layers.0 (prefill) reads") != std::string::npos);
+      if (f == DeviceModel::Fault::kNoCopyWait)
+        CHECK(msg.find("on stream 'cuda:0 compute' at model.layers.0 (prefill) reads") != std::string::npos);
       if (f == DeviceModel::Fault::kNoSlotWait) CHECK(msg.find("copy_h2d of 'model.layers.") != std::string::npos);
     }
   }
@@ -300,7 +308,7 @@ TEST_CASE("the emulated runtime's ordering rules, call by call", "[device]") {
     void* fresh = rt.alloc_device(0, 256, "fresh");
     rt.copy_h2d(fresh, host.data(), 256, a, "w3");
     CHECK_THROWS_WITH(rt.copy_d2d(out, fresh, 256, b, "o"), Catch::Contains("copy_h2d of 'w3' on stream 'cuda:0 a'") &&
-                                                              Catch::Contains("writes with no event wait"));
+                                                                Catch::Contains("writes with no event wait"));
     rt.device_sync(0);
     rt.free_device(fresh);
   }

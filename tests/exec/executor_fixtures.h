@@ -51,7 +51,8 @@ inline Loaded load(const std::string& name) {
 }
 
 // units: [embed, layers..., norm, head]; each tensor stored where its unit is mapped.
-inline Placement placement(const ExecConfig& cfg, const ModelWeights& w, const std::vector<Device>& units, Semantics s) {
+inline Placement placement(const ExecConfig& cfg, const ModelWeights& w, const std::vector<Device>& units,
+                           Semantics s) {
   Placement p;
   p.semantics = s;
   p.units = units;
@@ -117,7 +118,8 @@ inline void compare(const Run& gpu, const Run& cpu, double tol) {
     bool diverged = false;
     for (size_t b = 0; b < B; ++b) {
       INFO("sequence " << b);
-      std::vector<float> sorted(cpu.logits[s].begin() + static_cast<long>(b * V), cpu.logits[s].begin() + static_cast<long>((b + 1) * V));
+      std::vector<float> sorted(cpu.logits[s].begin() + static_cast<long>(b * V),
+                                cpu.logits[s].begin() + static_cast<long>((b + 1) * V));
       std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<float>());
       const size_t k = s * B + b;
       if (sorted[0] - sorted[1] > 1e-2f * std::max(1.0f, std::fabs(sorted[0]))) CHECK(gpu.tokens[k] == cpu.tokens[k]);

@@ -28,14 +28,14 @@ double max_rel_err(const std::vector<float>& got, const std::vector<double>& wan
 
 TEST_CASE("element conversions round to nearest even and keep specials", "[unit][exec][kernels]") {
   CHECK(bf16_to_f32(f32_to_bf16(1.0f)) == 1.0f);
-  CHECK(f32_to_bf16(1.0f + 1.0f / 256) == f32_to_bf16(1.0f));          // tie -> even (down)
+  CHECK(f32_to_bf16(1.0f + 1.0f / 256) == f32_to_bf16(1.0f));              // tie -> even (down)
   CHECK(f32_to_bf16(1.0f + 3.0f / 256) == f32_to_bf16(1.0f + 1.0f / 64));  // tie -> even (up)
   CHECK(std::isnan(bf16_to_f32(f32_to_bf16(NAN))));
   CHECK(f16_to_f32(f32_to_f16(1.0f)) == 1.0f);
   CHECK(f16_to_f32(f32_to_f16(65504.0f)) == 65504.0f);
   CHECK(std::isinf(f16_to_f32(f32_to_f16(70000.0f))));
   CHECK(f16_to_f32(f32_to_f16(5.960464477539063e-08f)) == 5.960464477539063e-08f);  // smallest subnormal
-  CHECK(f16_to_f32(f32_to_f16(-0.333251953125f)) == -0.333251953125f);             // exact in half
+  CHECK(f16_to_f32(f32_to_f16(-0.333251953125f)) == -0.333251953125f);              // exact in half
   CHECK(std::isnan(f16_to_f32(f32_to_f16(NAN))));
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1000, 1000);
@@ -49,8 +49,10 @@ TEST_CASE("element conversions round to nearest even and keep specials", "[unit]
 TEST_CASE("linear matches a double-precision reference on every instruction set", "[unit][exec][kernels]") {
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0, 1);
-  const std::vector<Case> cases = {{1, 1, 1}, {1, 7, 5}, {3, 16, 4}, {4, 17, 9}, {5, 33, 7}, {17, 100, 13}, {2, 256, 64}, {9, 1000, 3}, {16, 40, 7}, {37, 129, 13}, {70, 64, 6}, {48, 64, 32}, {37, 96, 64}, {16, 32, 32},
-                                  {20, 2500, 11}, {33, 2112, 32}};  // the last two: K in chunks (GEMM)
+  const std::vector<Case> cases = {{1, 1, 1},     {1, 7, 5},    {3, 16, 4},   {4, 17, 9},   {5, 33, 7},
+                                   {17, 100, 13}, {2, 256, 64}, {9, 1000, 3}, {16, 40, 7},  {37, 129, 13},
+                                   {70, 64, 6},   {48, 64, 32}, {37, 96, 64}, {16, 32, 32}, {20, 2500, 11},
+                                   {33, 2112, 32}};  // the last two: K in chunks (GEMM)
   std::vector<Isa> isas = {Isa::kScalar};
   if (static_cast<int>(best_isa()) >= static_cast<int>(Isa::kAvx2)) isas.push_back(Isa::kAvx2);
   if (static_cast<int>(best_isa()) >= static_cast<int>(Isa::kAvx512)) isas.push_back(Isa::kAvx512);

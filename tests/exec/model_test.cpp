@@ -42,7 +42,8 @@ Reference load_reference(const fs::path& dir) {
     r.prefill.assign(p->as<float>(), p->as<float>() + p->numel());
     const TensorView* d = f->find("decode_logits");
     const int64_t V = d->shape[1];
-    for (int64_t s = 0; s < d->shape[0]; ++s) r.decode.emplace_back(d->as<float>() + s * V, d->as<float>() + (s + 1) * V);
+    for (int64_t s = 0; s < d->shape[0]; ++s)
+      r.decode.emplace_back(d->as<float>() + s * V, d->as<float>() + (s + 1) * V);
     const YAML::Node meta = load_yaml_file((dir / "reference.json").string());
     for (const auto& t : meta["greedy_tokens"]) r.greedy.push_back(t.as<int32_t>());
     return r;
@@ -85,12 +86,12 @@ double max_rel_err(const float* got, const std::vector<float>& want) {
 TEST_CASE("executor logits and greedy tokens match the references of every family", "[unit][exec][model]") {
   const fs::path data = fs::path(DMAP_SOURCE_DIR) / "tests" / "data";
   int checked = 0;
-  for (const char* name : {"llama_float32", "llama_bfloat16", "mistral_float32", "mistral_bfloat16", "qwen2_float32",
-                           "qwen2_bfloat16", "gemma_float32", "gemma_bfloat16", "llama_shared_float32",
-                           "llama_shared_bfloat16", "qwen3_float32", "qwen3_bfloat16", "olmo2_float32", "olmo2_bfloat16",
-                           "phi3_float32", "phi3_bfloat16", "gemma2_float32", "gemma2_bfloat16", "gemma3_text_float32",
-                           "gemma3_text_bfloat16", "qwen3_moe_float32", "qwen3_moe_bfloat16", "mixtral_float32",
-                           "mixtral_bfloat16"}) {
+  for (const char* name :
+       {"llama_float32",     "llama_bfloat16",     "mistral_float32", "mistral_bfloat16",     "qwen2_float32",
+        "qwen2_bfloat16",    "gemma_float32",      "gemma_bfloat16",  "llama_shared_float32", "llama_shared_bfloat16",
+        "qwen3_float32",     "qwen3_bfloat16",     "olmo2_float32",   "olmo2_bfloat16",       "phi3_float32",
+        "phi3_bfloat16",     "gemma2_float32",     "gemma2_bfloat16", "gemma3_text_float32",  "gemma3_text_bfloat16",
+        "qwen3_moe_float32", "qwen3_moe_bfloat16", "mixtral_float32", "mixtral_bfloat16"}) {
     const fs::path dir = data / name;
     INFO("fixture " << dir.string());
     REQUIRE(fs::exists(dir / "config.json"));
@@ -135,7 +136,8 @@ TEST_CASE("executor logits and greedy tokens match the references of every famil
     }
     // generate(): the same greedy tokens (up to a legitimate bf16 near-tie).
     CpuModel g(cfg, w, {1, 64, 2});
-    const GenerateResult r = generate(g, ref.prompt, static_cast<int64_t>(ref.prompt.size()), static_cast<int64_t>(ref.decode.size() + 1));
+    const GenerateResult r =
+        generate(g, ref.prompt, static_cast<int64_t>(ref.prompt.size()), static_cast<int64_t>(ref.decode.size() + 1));
     const size_t n = std::min(agree, ref.decode.size() + 1);
     CHECK(std::vector<int32_t>(r.tokens[0].begin(), r.tokens[0].begin() + static_cast<long>(n)) ==
           std::vector<int32_t>(ref.greedy.begin(), ref.greedy.begin() + static_cast<long>(n)));
@@ -145,7 +147,8 @@ TEST_CASE("executor logits and greedy tokens match the references of every famil
       CHECK(t.prefill_s > 0);
       CHECK(t.decode_s.size() == ref.decode.size());
     }
-    WARN(name << ": worst relative L2 error " << worst << ", greedy tokens agree for " << n << " of " << ref.decode.size() + 1);
+    WARN(name << ": worst relative L2 error " << worst << ", greedy tokens agree for " << n << " of "
+              << ref.decode.size() + 1);
     // Every module was timed in both phases.
     for (const auto& t : g.module_times()) {
       CHECK(t.prefill_s > 0);
@@ -173,7 +176,8 @@ TEST_CASE("batched generation equals one sequence at a time", "[unit][exec][mode
 }
 
 TEST_CASE("random weights run at real shapes and are reproducible by seed", "[unit][exec][model]") {
-  const ExecConfig cfg = exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "tests/data/gemma_bfloat16").string()));
+  const ExecConfig cfg =
+      exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "tests/data/gemma_bfloat16").string()));
   const ModelWeights w1 = ModelWeights::random(cfg, DType::kBFloat16, 5);
   const ModelWeights w2 = ModelWeights::random(cfg, DType::kBFloat16, 5);
   const ModelWeights w3 = ModelWeights::random(cfg, DType::kBFloat16, 6);
@@ -192,7 +196,8 @@ TEST_CASE("executor input errors name the file or the value", "[unit][exec][mode
   auto ck = std::make_shared<const Checkpoint>(Checkpoint::open(dir.string()));
   ExecConfig wrong = cfg;
   wrong.hidden = 32;
-  CHECK_THROWS_WITH(ModelWeights::from_checkpoint(wrong, ck), Catch::Contains("the model needs [" + std::to_string(cfg.vocab) + ", 32]"));
+  CHECK_THROWS_WITH(ModelWeights::from_checkpoint(wrong, ck),
+                    Catch::Contains("the model needs [" + std::to_string(cfg.vocab) + ", 32]"));
   const ModelWeights w = ModelWeights::from_checkpoint(cfg, ck);
   CpuModel m(cfg, w, {1, 8, 1});
   std::vector<float> logits(cfg.vocab);
@@ -201,25 +206,31 @@ TEST_CASE("executor input errors name the file or the value", "[unit][exec][mode
   std::vector<int32_t> long_prompt(9, 1);
   CHECK_THROWS_WITH(m.forward(long_prompt.data(), 9, 0, logits.data()), Catch::Contains("exceeds max_seq"));
   CHECK_THROWS_WITH(exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "configs/models/gpt2_xl.yaml").string())),
-                    Catch::Contains("runs llama, mistral, qwen2, gemma, qwen3, olmo2, phi3, gemma2, gemma3_text, qwen3_moe, mixtral; this model is"));
+                    Catch::Contains("runs llama, mistral, qwen2, gemma, qwen3, olmo2, phi3, gemma2, gemma3_text, "
+                                    "qwen3_moe, mixtral; this model is"));
   // RoPE settings of the new families: wrong lengths, values and types name the file and line.
   const std::string phi3 =
       "model_type: phi3\nvocab_size: 64\nhidden_size: 32\nintermediate_size: 48\nnum_hidden_layers: 2\n"
       "num_attention_heads: 4\nmax_position_embeddings: 256\noriginal_max_position_embeddings: 16\n";
   auto spec = [](const std::string& yaml) { return model_spec_from_node(load_yaml_string(yaml, "c.yaml"), "c.yaml"); };
-  const ExecConfig ok = exec_config(spec(phi3 + "rope_scaling: {type: longrope, short_factor: [1, 1, 1, 1], long_factor: [2, 2, 2, 2]}\n"));
+  const ExecConfig ok = exec_config(
+      spec(phi3 + "rope_scaling: {type: longrope, short_factor: [1, 1, 1, 1], long_factor: [2, 2, 2, 2]}\n"));
   CHECK(ok.longrope_long.size() == 4);
   CHECK(ok.rope_attention == Approx(std::sqrt(1 + std::log(16.0) / std::log(16.0))));
-  CHECK_THROWS_WITH(exec_config(spec(phi3 + "rope_scaling: {type: longrope, short_factor: [1, 1], long_factor: [2, 2, 2, 2]}\n")),
-                    Catch::Contains("c.yaml:9") && Catch::Contains("short_factor: expected a list of 4 numbers"));
-  CHECK_THROWS_WITH(exec_config(spec(phi3 + "rope_scaling: {type: longrope, short_factor: [1, 1, -1, 1], long_factor: [2, 2, 2, 2]}\n")),
-                    Catch::Contains("c.yaml:9") && Catch::Contains("expected positive numbers"));
+  CHECK_THROWS_WITH(
+      exec_config(spec(phi3 + "rope_scaling: {type: longrope, short_factor: [1, 1], long_factor: [2, 2, 2, 2]}\n")),
+      Catch::Contains("c.yaml:9") && Catch::Contains("short_factor: expected a list of 4 numbers"));
+  CHECK_THROWS_WITH(
+      exec_config(
+          spec(phi3 + "rope_scaling: {type: longrope, short_factor: [1, 1, -1, 1], long_factor: [2, 2, 2, 2]}\n")),
+      Catch::Contains("c.yaml:9") && Catch::Contains("expected positive numbers"));
   CHECK_THROWS_WITH(exec_config(spec(phi3 + "rope_scaling: {type: yarn, factor: 4}\n")),
                     Catch::Contains("c.yaml:9") && Catch::Contains("type 'yarn' is not supported for phi3"));
   CHECK_THROWS_WITH(exec_config(spec(phi3 + "partial_rotary_factor: 0.1\n")), Catch::Contains("rotary channels"));
 }
 
-TEST_CASE("disk-offloaded layers give the same tokens as all-CPU, read from disk every forward", "[unit][exec][model][disk]") {
+TEST_CASE("disk-offloaded layers give the same tokens as all-CPU, read from disk every forward",
+          "[unit][exec][model][disk]") {
   const fs::path dir = fs::path(DMAP_SOURCE_DIR) / "tests" / "data" / "mistral_float32";
   const ExecConfig cfg = exec_config(load_model_spec(dir.string()));
   auto ck = std::make_shared<const Checkpoint>(Checkpoint::open(dir.string()));
@@ -305,8 +316,10 @@ TEST_CASE("mixture of experts: experts on disk and random weights run the same f
   CHECK(gu.rows == 8 * 2 * cfg.moe_inter);  // [E, 2I, H] as E x 2I rows
   CHECK(m.disk_bytes_read() == static_cast<uint64_t>(5 * (gu.rows * gu.cols + dn.rows * dn.cols) * 4));
   // Seeded random weights of a mixtral: every layer sparse, bfloat16, deterministic.
-  const ExecConfig mix = exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "tests/data/mixtral_bfloat16").string()));
-  const ModelWeights r1 = ModelWeights::random(mix, DType::kBFloat16, 9), r2 = ModelWeights::random(mix, DType::kBFloat16, 9);
+  const ExecConfig mix =
+      exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "tests/data/mixtral_bfloat16").string()));
+  const ModelWeights r1 = ModelWeights::random(mix, DType::kBFloat16, 9),
+                     r2 = ModelWeights::random(mix, DType::kBFloat16, 9);
   CpuModel a(mix, r1, {1, 32, 1});
   CpuModel b(mix, r2, {1, 32, 2});
   CHECK(generate(a, prompt, 8, 4).tokens == generate(b, prompt, 8, 4).tokens);

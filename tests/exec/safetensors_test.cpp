@@ -31,9 +31,8 @@ std::vector<std::byte> make_file(const std::string& header, size_t data_bytes, u
   return out;
 }
 
-const std::string kGood =
-    R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
-    R"("b":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]}})";
+const std::string kGood = R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]},)"
+                          R"("b":{"dtype":"BF16","shape":[4],"data_offsets":[24,32]}})";
 
 std::string parse_error(const std::string& header, size_t data_bytes) {
   const auto f = make_file(header, data_bytes);
@@ -80,15 +79,18 @@ TEST_CASE("a valid file parses with shapes, dtypes, data and metadata", "[unit][
 }
 
 TEST_CASE("malformed files are InputErrors that say what is wrong", "[unit][exec][safetensors]") {
-  CHECK_THAT(parse_error("", 0).substr(0, 0) + [] {
-    std::vector<std::byte> tiny(5);
-    try {
-      SafetensorsFile::parse(tiny.data(), tiny.size(), "t.safetensors");
-    } catch (const InputError& e) {
-      return e.message();
-    }
-    return std::string();
-  }(), Catch::Contains("shorter than the 8-byte header length"));
+  CHECK_THAT(
+      parse_error("", 0).substr(0, 0) +
+          [] {
+            std::vector<std::byte> tiny(5);
+            try {
+              SafetensorsFile::parse(tiny.data(), tiny.size(), "t.safetensors");
+            } catch (const InputError& e) {
+              return e.message();
+            }
+            return std::string();
+          }(),
+      Catch::Contains("shorter than the 8-byte header length"));
   {
     auto f = make_file(kGood, 32);
     f[0] = std::byte{0xff};  // header length far past the end
@@ -102,7 +104,8 @@ TEST_CASE("malformed files are InputErrors that say what is wrong", "[unit][exec
     }
   }
   CHECK_THAT(parse_error("[1,2]", 0), Catch::Contains("not a JSON object"));
-  CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 8), Catch::Contains("malformed JSON"));
+  CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})", 8),
+             Catch::Contains("malformed JSON"));
   CHECK_THAT(parse_error(R"({"a":{"dtype":"F31","shape":[2],"data_offsets":[0,8]}})", 8),
              Catch::Contains("tensor 'a': unknown dtype 'F31'"));
   CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8),
@@ -111,26 +114,38 @@ TEST_CASE("malformed files are InputErrors that say what is wrong", "[unit][exec
              Catch::Contains("tensor 'a': 8 bytes for F32 of 3 elements (needs 12)"));
   CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4),
              Catch::Contains("tensor 'a': data_offsets end 8 lies past the data region"));
-  CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
-             Catch::Contains("overlaps"));
+  CHECK_THAT(
+      parse_error(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+          12),
+      Catch::Contains("overlaps"));
   CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
              Catch::Contains("hole in the data region before tensor 'a'"));
   CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 10),
              Catch::Contains("2 bytes after the last tensor"));
-  CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", 16),
-             Catch::Contains("duplicate key"));
+  CHECK_THAT(
+      parse_error(
+          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+          16),
+      Catch::Contains("duplicate key"));
   CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8),
              Catch::Contains("overflows"));
-  CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", 8), Catch::Contains("not ordered"));
-  CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"offsets":[0,8]}})", 8), Catch::Contains("unknown field 'offsets'"));
+  CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", 8),
+             Catch::Contains("not ordered"));
+  CHECK_THAT(parse_error(R"({"a":{"dtype":"F32","shape":[2],"offsets":[0,8]}})", 8),
+             Catch::Contains("unknown field 'offsets'"));
   CHECK_THAT(parse_error(R"({"__metadata__":{"k":1}})", 0), Catch::Contains("is not a string"));
 }
 
-TEST_CASE("files and shards load from disk; the checkpoint checks names, dtypes and shapes", "[unit][exec][safetensors]") {
+TEST_CASE("files and shards load from disk; the checkpoint checks names, dtypes and shapes",
+          "[unit][exec][safetensors]") {
   TempDir tmp;
-  tmp.write("model-00001-of-00002.safetensors", make_file(R"({"w1":{"dtype":"F16","shape":[2,2],"data_offsets":[0,8]}})", 8));
-  tmp.write("model-00002-of-00002.safetensors", make_file(R"({"w2":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})", 4));
-  const std::string idx = R"({"metadata":{"total_size":12},"weight_map":{"w1":"model-00001-of-00002.safetensors","w2":"model-00002-of-00002.safetensors"}})";
+  tmp.write("model-00001-of-00002.safetensors",
+            make_file(R"({"w1":{"dtype":"F16","shape":[2,2],"data_offsets":[0,8]}})", 8));
+  tmp.write("model-00002-of-00002.safetensors",
+            make_file(R"({"w2":{"dtype":"I32","shape":[1],"data_offsets":[0,4]}})", 4));
+  const std::string idx =
+      R"({"metadata":{"total_size":12},"weight_map":{"w1":"model-00001-of-00002.safetensors","w2":"model-00002-of-00002.safetensors"}})";
   std::ofstream(tmp.dir / "model.safetensors.index.json") << idx;
   const Checkpoint ck = Checkpoint::open(tmp.dir.string());
   CHECK(ck.names() == std::vector<std::string>{"w1", "w2"});
@@ -144,7 +159,8 @@ TEST_CASE("files and shards load from disk; the checkpoint checks names, dtypes 
       << R"({"weight_map":{"w1":"model-00001-of-00002.safetensors","w9":"model-00001-of-00002.safetensors"}})";
   CHECK_THROWS_WITH(Checkpoint::open(tmp.dir.string()), Catch::Contains("tensor 'w9' is listed for"));
   std::ofstream(tmp.dir / "model.safetensors.index.json") << R"({"weight_map":{"w1":"gone.safetensors"}})";
-  CHECK_THROWS_WITH(Checkpoint::open(tmp.dir.string()), Catch::Contains("gone.safetensors") && Catch::Contains("cannot open"));
+  CHECK_THROWS_WITH(Checkpoint::open(tmp.dir.string()),
+                    Catch::Contains("gone.safetensors") && Catch::Contains("cannot open"));
   fs::remove(tmp.dir / "model.safetensors.index.json");
   CHECK_THROWS_WITH(Checkpoint::open(tmp.dir.string()), Catch::Contains("no model.safetensors"));
   // A single file.
@@ -166,9 +182,13 @@ TEST_CASE("random corruption of a valid file is either accepted or an InputError
     for (int e = 0; e < edits; ++e) {
       switch (rng() % 4) {
         case 0: f[rng() % f.size()] = static_cast<std::byte>(rng() & 0xff); break;  // byte
-        case 1: f.resize(rng() % (f.size() + 1)); break;                               // truncate
-        case 2: if (!f.empty()) f.erase(f.begin() + static_cast<long>(rng() % f.size())); break;
-        default: f.insert(f.begin() + static_cast<long>(rng() % (f.size() + 1)), static_cast<std::byte>("{}[],:\"0123456789"[rng() % 17]));
+        case 1: f.resize(rng() % (f.size() + 1)); break;                            // truncate
+        case 2:
+          if (!f.empty()) f.erase(f.begin() + static_cast<long>(rng() % f.size()));
+          break;
+        default:
+          f.insert(f.begin() + static_cast<long>(rng() % (f.size() + 1)),
+                   static_cast<std::byte>("{}[],:\"0123456789"[rng() % 17]));
       }
       if (f.empty()) break;
     }

@@ -27,7 +27,8 @@ inline std::string input_file(const uint8_t* data, size_t size, const std::strin
     return d;
   }();
   const std::string path = dir + "/" + name;
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
   return path;
 }
 

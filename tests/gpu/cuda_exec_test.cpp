@@ -40,7 +40,6 @@ float round_to(cu::DT t, float v) {
 // Normalised error bound per dtype: a few units of the format's rounding.
 double tolerance(cu::DT t) { return t == cu::DT::kF32 ? 2e-5 : t == cu::DT::kF16 ? 3e-3 : 2e-2; }
 
-
 // Host values in the dtype, uploaded to the device; read back as float32.
 struct DevTensor {
   cu::DT t;
@@ -229,7 +228,8 @@ TEST_CASE("attention over the KV cache matches a float32 reference, prefill and 
               float mx = -INFINITY;
               for (int64_t j = first; j <= pos; ++j) {
                 float dot = 0;
-                for (int64_t i = 0; i < d; ++i) dot += q[((b * T + tt) * H + h) * d + i] * hk[((b * KV + g) * S + j) * d + i];
+                for (int64_t i = 0; i < d; ++i)
+                  dot += q[((b * T + tt) * H + h) * d + i] * hk[((b * KV + g) * S + j) * d + i];
                 s.push_back(round_to(t, round_to(t, dot) * scale));
                 mx = std::max(mx, s.back());
               }
@@ -237,13 +237,15 @@ TEST_CASE("attention over the KV cache matches a float32 reference, prefill and 
               for (auto& e : s) sum += (e = std::exp(e - mx));
               for (int64_t i = 0; i < d; ++i) {
                 float acc = 0;
-                for (int64_t j = first; j <= pos; ++j) acc += round_to(t, s[j - first] / sum) * hv[((b * KV + g) * S + j) * d + i];
+                for (int64_t j = first; j <= pos; ++j)
+                  acc += round_to(t, s[j - first] / sum) * hv[((b * KV + g) * S + j) * d + i];
                 want[((b * T + tt) * H + h) * d + i] = round_to(t, acc);
               }
             }
         DevTensor dq(t, q), dk(t, k), dv(t, v), dout(t, std::vector<float>(want.size()));
         cu::kv_store(t, dk.buf.data(), dv.buf.data(), kc.data(), vc.data(), B, T, KV, d, S, start, nullptr);
-        cu::attention(t, dq.buf.data(), kc.data(), vc.data(), dout.buf.data(), B, T, H, KV, d, S, start, window, nullptr);
+        cu::attention(t, dq.buf.data(), kc.data(), vc.data(), dout.buf.data(), B, T, H, KV, d, S, start, window,
+                      nullptr);
         CHECK(rel_err(dout.get(), want) < tolerance(t));
         start += T;
       }
@@ -266,10 +268,7 @@ TEST_CASE("a failed allocation names the device, what asked, the bytes asked and
 
 // ---- whole models ----------------------------------------------------------------------------
 
-namespace {
-
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("every family on one GPU matches the CPU executor") {
   for (const char* name : {"llama_float32", "llama_bfloat16", "mistral_float32", "mistral_bfloat16", "qwen2_float32",
@@ -294,7 +293,8 @@ TEST_CASE("two different sequences in a batch, and float16 weights, match the CP
     CpuModel cpu(l.cfg, *l.w, opt);
     std::vector<Device> units(static_cast<size_t>(l.cfg.layers) + 3, Device::gpu(0));
     CudaModel gpu(l.cfg, *l.w, placement(l.cfg, *l.w, units, Semantics::kAccelerate), opt);
-    compare(run(gpu, kTwoPrompts, 4), run(cpu, kTwoPrompts, 4), std::string(name).find("float32") != std::string::npos ? 1e-4 : 2e-2);
+    compare(run(gpu, kTwoPrompts, 4), run(cpu, kTwoPrompts, 4),
+            std::string(name).find("float32") != std::string::npos ? 1e-4 : 2e-2);
   }
   Loaded l = load("llama_float32");
   const ModelWeights w16 = ModelWeights::random(l.cfg, DType::kFloat16, 7);

@@ -54,7 +54,8 @@ TEST_CASE("a quick GPU calibration gives sane figures and a loadable calibration
   CHECK(d.memory_bandwidth.value < 20e12);
   CHECK(d.dispatch.value >= 0);
   CHECK(d.dispatch.value < 1e-3);
-  for (const double bw : {rates.h2d_pinned.value, rates.h2d_pageable.value, rates.d2h_pinned.value, rates.d2h_pageable.value}) {
+  for (const double bw :
+       {rates.h2d_pinned.value, rates.h2d_pageable.value, rates.d2h_pinned.value, rates.d2h_pageable.value}) {
     CHECK(bw > 0.5e9);
     CHECK(bw < 500e9);
   }

@@ -66,7 +66,7 @@ TEST_CASE("the product fit recovers the FLOP rate and the per-input-element cost
   std::normal_distribution<double> noise(0.0, 0.01);
   const double rate = 310e9, input = 2.0e-9;
   std::vector<ProductSample> s;
-  const int64_t shapes[][2] = {{128, 896}, {896, 896}, {4864, 896}, {896, 4864}, {256, 2048},
+  const int64_t shapes[][2] = {{128, 896},  {896, 896},   {4864, 896},  {896, 4864},  {256, 2048},
                                {512, 2048}, {2048, 2048}, {5632, 2048}, {2048, 5632}, {8192, 2048}};
   int i = 0;
   for (const auto& nk : shapes) {

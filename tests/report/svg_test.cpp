@@ -34,7 +34,9 @@ std::string xml_problem(const std::string& s) {
   std::vector<std::string> open;
   int roots = 0;
   size_t i = 0;
-  auto is_name = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == ':' || c == '.'; };
+  auto is_name = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == ':' || c == '.';
+  };
   while (i < s.size()) {
     if (s[i] != '<') {
       const size_t j = std::min(s.find('<', i), s.size());
@@ -63,12 +65,20 @@ std::string xml_problem(const std::string& s) {
     while (true) {
       while (j < s.size() && std::isspace(static_cast<unsigned char>(s[j]))) ++j;
       if (j >= s.size()) return "unterminated tag <" + name;
-      if (s.compare(j, 2, "/>") == 0) { j += 2; break; }
-      if (s[j] == '>') { open.push_back(name); ++j; break; }
+      if (s.compare(j, 2, "/>") == 0) {
+        j += 2;
+        break;
+      }
+      if (s[j] == '>') {
+        open.push_back(name);
+        ++j;
+        break;
+      }
       const size_t a = j;
       while (j < s.size() && is_name(s[j])) ++j;
       const std::string attr = s.substr(a, j - a);
-      if (attr.empty() || j + 1 >= s.size() || s[j] != '=' || (s[j + 1] != '"' && s[j + 1] != '\'')) return "bad attribute in <" + name;
+      if (attr.empty() || j + 1 >= s.size() || s[j] != '=' || (s[j + 1] != '"' && s[j + 1] != '\''))
+        return "bad attribute in <" + name;
       if (!attrs.insert(attr).second) return "duplicate attribute " + attr;
       const char quote = s[j + 1];
       const size_t end = s.find(quote, j + 2);
@@ -92,7 +102,8 @@ size_t count(const std::string& s, const std::string& what) {
 std::vector<std::string> texts_of_class(const std::string& svg, const std::string& cls) {
   const std::regex re("<text class=\"" + cls + "\"[^>]*>([^<]*)</text>");
   std::vector<std::string> out;
-  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), re); it != std::sregex_iterator(); ++it) out.push_back((*it)[1]);
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), re); it != std::sregex_iterator(); ++it)
+    out.push_back((*it)[1]);
   return out;
 }
 
@@ -102,7 +113,8 @@ struct Rect {
 };
 
 std::vector<Rect> bars(const std::string& svg) {
-  const std::regex re(R"re(<rect class="bar" x="([-0-9.]+)" y="([-0-9.]+)" width="([-0-9.]+)" height="([-0-9.]+)" fill="([^"]*)")re");
+  const std::regex re(
+      R"re(<rect class="bar" x="([-0-9.]+)" y="([-0-9.]+)" width="([-0-9.]+)" height="([-0-9.]+)" fill="([^"]*)")re");
   std::vector<Rect> out;
   for (auto it = std::sregex_iterator(svg.begin(), svg.end(), re); it != std::sregex_iterator(); ++it) {
     out.push_back({std::stod((*it)[1]), std::stod((*it)[2]), std::stod((*it)[3]), std::stod((*it)[4]), (*it)[5]});
@@ -118,7 +130,9 @@ void check_ticks(const std::vector<double>& got, const std::vector<double>& want
 void check_well_formed(const std::string& svg) {
   INFO(svg);
   CHECK(xml_problem(svg) == "");
-  CHECK(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"800\" height=\"450\" viewBox=\"0 0 800 450\"", 0) == 0);
+  CHECK(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"800\" height=\"450\" viewBox=\"0 "
+                  "0 800 450\"",
+                  0) == 0);
   CHECK(svg.size() > 7);
   CHECK(svg.substr(svg.size() - 7) == "</svg>\n");
   CHECK(svg.find("nan") == std::string::npos);
@@ -374,7 +388,8 @@ TEST_CASE("markers are drawn at their x with their label", "[unit]") {
   CHECK(texts_of_class(svg, "marker-label") == std::vector<std::string>{"GPU memory full"});
   std::smatch line, dot;
   REQUIRE(std::regex_search(svg, line, std::regex(R"re(<line x1="([-0-9.]+)"[^>]*class="marker")re")));
-  REQUIRE(std::regex_search(svg, dot, std::regex(R"re(<circle class="point" cx="[-0-9.]+"[^>]*>\n<circle class="point" cx="([-0-9.]+)")re")));
+  REQUIRE(std::regex_search(
+      svg, dot, std::regex(R"re(<circle class="point" cx="[-0-9.]+"[^>]*>\n<circle class="point" cx="([-0-9.]+)")re")));
   CHECK(line[1] == dot[1]);
 }
 

@@ -126,7 +126,8 @@ inline Hardware round_machine(Bytes gpu_memory, Bytes gpu_context = 1 * kMiB, By
 struct Priced {
   Rates rates;
   CostModel cm;
-  Priced(const ModelGraph& g, const Hardware& hw, const Workload& w) : rates(make_rates(hw, nullptr)), cm(g, rates, w) {}
+  Priced(const ModelGraph& g, const Hardware& hw, const Workload& w)
+      : rates(make_rates(hw, nullptr)), cm(g, rates, w) {}
   Priced(const ModelGraph& g, Rates r, const Workload& w) : rates(std::move(r)), cm(g, rates, w) {}
   Priced(const Priced&) = delete;
   Priced& operator=(const Priced&) = delete;
@@ -149,7 +150,9 @@ const Op& find_op(const ModelGraph& g, const std::string& node_name, OpKind kind
   return g.ops.front();
 }
 
-inline bool rel_close(double a, double b, double rel) { return std::fabs(a - b) <= rel * std::max(std::fabs(a), std::fabs(b)); }
+inline bool rel_close(double a, double b, double rel) {
+  return std::fabs(a - b) <= rel * std::max(std::fabs(a), std::fabs(b));
+}
 
 // A scratch folder for YAML files, removed at the end of the test.
 struct TempDir {

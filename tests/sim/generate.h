@@ -43,8 +43,8 @@ inline std::string flow(const YAML::Node& n) {
 
 // One random scenario as YAML text (self-contained: the model inline); `configs` is the
 // project's configs/ folder.
-inline std::string generate(std::mt19937_64& rng, const std::string& configs, const std::vector<std::string>& models, const std::vector<std::string>& gpus,
-                     const std::vector<std::string>& hosts, int index) {
+inline std::string generate(std::mt19937_64& rng, const std::string& configs, const std::vector<std::string>& models,
+                            const std::vector<std::string>& gpus, const std::vector<std::string>& hosts, int index) {
   auto pick = [&](const auto& v) { return v[rng() % v.size()]; };
   auto uniform = [&](double a, double b) { return std::uniform_real_distribution<double>(a, b)(rng); };
   YAML::Node model = YAML::LoadFile(configs + "/models/" + pick(models) + ".yaml");
@@ -53,9 +53,9 @@ inline std::string generate(std::mt19937_64& rng, const std::string& configs, co
     model["tie_word_embeddings"] = (rng() % 2) == 0;
   }
   const int64_t max_pos = model["max_position_embeddings"] ? model["max_position_embeddings"].as<int64_t>()
-                          : model["n_positions"]                ? model["n_positions"].as<int64_t>()
-                          : model["seq_length"]                 ? model["seq_length"].as<int64_t>()
-                                                                : 2048;
+                          : model["n_positions"]           ? model["n_positions"].as<int64_t>()
+                          : model["seq_length"]            ? model["seq_length"].as<int64_t>()
+                                                           : 2048;
   const int ngpu = 1 + static_cast<int>(rng() % 8);
   std::ostringstream y;
   y << "id: generated_" << index << "\n";
@@ -67,12 +67,13 @@ inline std::string generate(std::mt19937_64& rng, const std::string& configs, co
     if (i == 0) gpu0 = g;
     y << (i ? ", " : "") << g;
   }
-  y << "]\n  link: " << (rng() % 2 ? "pcie4_x16" : "pcie3_x16") << "\n  disk: " << (rng() % 2 ? "nvme_gen4" : "nvme_gen3")
-    << "\n";
+  y << "]\n  link: " << (rng() % 2 ? "pcie4_x16" : "pcie3_x16")
+    << "\n  disk: " << (rng() % 2 ? "nvme_gen4" : "nvme_gen3") << "\n";
   if (rng() % 4 == 0) {  // another program on GPU 0: up to 6 GiB, and under half of a small card
     const YAML::Node g = YAML::LoadFile(configs + "/hardware/" + gpu0 + ".yaml");
     const std::string mem = g["memory"] ? g["memory"].Scalar() : "";
-    const double gib = mem.size() > 3 && mem.compare(mem.size() - 3, 3, "GiB") == 0 ? std::stod(mem.substr(0, mem.size() - 3)) : 80.0;
+    const double gib =
+        mem.size() > 3 && mem.compare(mem.size() - 3, 3, "GiB") == 0 ? std::stod(mem.substr(0, mem.size() - 3)) : 80.0;
     y << "  gpu_memory_in_use: {0: " << static_cast<int>(std::min(uniform(0.5, 6), gib / 2)) << "GiB}\n";
   }
   if (rng() % 5 == 0) y << "  page_cache: false\n";

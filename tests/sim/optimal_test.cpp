@@ -100,8 +100,8 @@ Bytes two_layer_bytes(bool tied) {
 
 TEST_CASE("optimal search equals brute force on one GPU (every choice per unit)", "[unit][sim][optimal]") {
   const std::vector<std::pair<UnitChoice, int>> one_gpu = {
-      {UnitChoice::kResident, 0},         {UnitChoice::kStreamAccelerate, -1}, {UnitChoice::kStreamAccelerateDisk, -1},
-      {UnitChoice::kStreamPrefetch, -1},  {UnitChoice::kStreamPrefetchDisk, -1}, {UnitChoice::kInPlaceCpu, -1},
+      {UnitChoice::kResident, 0},        {UnitChoice::kStreamAccelerate, -1},   {UnitChoice::kStreamAccelerateDisk, -1},
+      {UnitChoice::kStreamPrefetch, -1}, {UnitChoice::kStreamPrefetchDisk, -1}, {UnitChoice::kInPlaceCpu, -1},
       {UnitChoice::kInPlaceDisk, -1}};
   const Workload w = workload(1, 32, 12);
   for (bool tied : {false, true}) {
@@ -142,7 +142,8 @@ TEST_CASE("optimal search equals brute force on two GPUs (tied head returning to
     const double bytes = static_cast<double>(two_layer_bytes(tied));
     for (double fraction : {0.35, 0.7}) {
       const Bytes base = static_cast<Bytes>(1.0 * kMiB + w.batch * w.prompt * 2816 * 2 + 2 * 1000 * 4);
-      Hardware hw = round_machine(base + static_cast<Bytes>(fraction * bytes), 1 * kMiB, static_cast<Bytes>(0.6 * bytes));
+      Hardware hw =
+          round_machine(base + static_cast<Bytes>(fraction * bytes), 1 * kMiB, static_cast<Bytes>(0.6 * bytes));
       hw.gpus.push_back(hw.gpus[0]);
       hw.gpus[1].memory = base + static_cast<Bytes>(0.8 * fraction * bytes);
       hw.link.p2p_bandwidth = 8e9;
@@ -183,7 +184,8 @@ TEST_CASE("a tied head is priced where its weight is stored", "[unit][sim][optim
   CHECK(r.objective_s < pr.total_s);
 }
 
-TEST_CASE("a GPU with no room left (memory at or below its context) is priced, not overflowed", "[unit][sim][optimal]") {
+TEST_CASE("a GPU with no room left (memory at or below its context) is priced, not overflowed",
+          "[unit][sim][optimal]") {
   // dmap report's GPU-budget sweep asks for budgets down to nothing: every unit's bytes are
   // then far more buckets than the bound's table holds (once an int overflow and a crash).
   const auto tree = preset_tree("opt_6_7b");  // 400 MiB layers, a tied head
@@ -216,8 +218,9 @@ TEST_CASE("more GPU memory never makes the optimum slower", "[unit][sim][optimal
     double prev = kInfT;
     for (int i = 0; i <= 10; ++i) {
       const double fraction = 0.12 * i;
-      const Hardware hw = round_machine(static_cast<Bytes>(1.0 * kMiB + w.prompt * 2816 * 2 + 1000 * 4 + fraction * kTinyBytes16),
-                                        1 * kMiB, tight_ram ? 3 * kMiB : 64 * kGiB);
+      const Hardware hw =
+          round_machine(static_cast<Bytes>(1.0 * kMiB + w.prompt * 2816 * 2 + 1000 * 4 + fraction * kTinyBytes16),
+                        1 * kMiB, tight_ram ? 3 * kMiB : 64 * kGiB);
       const Priced p(g, hw, w);
       const OptimalResult r = optimal_search(p.cm, hw);
       INFO("fraction " << fraction << ", tight RAM " << tight_ram);
@@ -229,7 +232,8 @@ TEST_CASE("more GPU memory never makes the optimum slower", "[unit][sim][optimal
   }
 }
 
-TEST_CASE("the lower bound never drops the optimum: pruned and unpruned searches agree", "[unit][sim][optimal][property]") {
+TEST_CASE("the lower bound never drops the optimum: pruned and unpruned searches agree",
+          "[unit][sim][optimal][property]") {
   // Random small chains (2-8 layers, tied or not) on 1-3 GPUs of random sizes, RAM that may
   // force disk, with and without the page cache: the search with its lower-bound pruning and
   // deepening finds the same optimum as the search that keeps every Pareto label.
@@ -365,7 +369,8 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
       }
     }
     for (size_t u = 1; u < r.placement.gpu.size(); ++u) {
-      if (r.placement.gpu[u] >= 0 && r.placement.gpu[u] < *std::max_element(r.placement.gpu.begin(), r.placement.gpu.begin() + u)) {
+      if (r.placement.gpu[u] >= 0 &&
+          r.placement.gpu[u] < *std::max_element(r.placement.gpu.begin(), r.placement.gpu.begin() + u)) {
         ++tied_return;
         break;
       }
@@ -386,16 +391,18 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
     search_times.push_back(search_ms);
     // DMAP_INEXACT=1 lists the scenarios whose result is not proven optimal, with the gap.
     if (getenv("DMAP_INEXACT") && !again.exact) {
-      printf("INEXACT gap %.2f %%, %.1f ms, %zu GPUs, %zu units\n%s\n", 100 * (again.objective_s / again.lower_bound_s - 1),
-             search_ms, s.hardware.gpus.size(), ev.graph->chain.size(), yaml.c_str());
+      printf("INEXACT gap %.2f %%, %.1f ms, %zu GPUs, %zu units\n%s\n",
+             100 * (again.objective_s / again.lower_bound_s - 1), search_ms, s.hardware.gpus.size(),
+             ev.graph->chain.size(), yaml.c_str());
     }
     // DMAP_OBJECTIVES=1 prints every scenario's optimum (to compare two builds).
-    if (getenv("DMAP_OBJECTIVES")) printf("OBJECTIVE %d %.9g %d %.3f\n", i, again.objective_s, again.exact ? 1 : 0, search_ms);
+    if (getenv("DMAP_OBJECTIVES"))
+      printf("OBJECTIVE %d %.9g %d %.3f\n", i, again.objective_s, again.exact ? 1 : 0, search_ms);
     // DMAP_SLOW=<ms> lists the scenarios whose search took longer.
     if (getenv("DMAP_SLOW") && search_ms > atof(getenv("DMAP_SLOW"))) {
       printf("SLOW search %.1f ms, labels %lld, front %lld, passes %d, %zu GPUs, %zu units\n%s\n", search_ms,
-             static_cast<long long>(again.stats.labels), static_cast<long long>(again.stats.max_front), again.stats.runs,
-             s.hardware.gpus.size(), ev.graph->chain.size(), yaml.c_str());
+             static_cast<long long>(again.stats.labels), static_cast<long long>(again.stats.max_front),
+             again.stats.runs, s.hardware.gpus.size(), ev.graph->chain.size(), yaml.c_str());
     }
     CHECK(again.objective_s == r.objective_s);
     CHECK(device_map_to_json(again.map) == device_map_to_json(r.map));

@@ -43,8 +43,8 @@ using namespace dmap::sim::testing;
 // ---------------------------------------------------------------------------------------------
 
 TEST_CASE("sliding-window KV caches: the prompt after prefill, the window in decode", "[unit][sim]") {
-  const auto tree = std::make_unique<ModuleTree>(build_module_tree(model_spec_from_node(
-      load_yaml_string(std::string(kTinyLlama) + "sliding_window: 64\n", "m.yaml"), "m.yaml")));
+  const auto tree = std::make_unique<ModuleTree>(build_module_tree(
+      model_spec_from_node(load_yaml_string(std::string(kTinyLlama) + "sliding_window: 64\n", "m.yaml"), "m.yaml")));
   CHECK(tree->dims.layer_window.empty() == false);  // llama: no sliding window in transformers
   CHECK(tree->dims.layer_window[0] == 0);
   std::string mistral = kTinyLlama;
@@ -91,8 +91,8 @@ TEST_CASE("matmul cost: hand-derived FLOPs, bytes and roofline time", "[unit][si
   double flops = 0, bytes = 0;
   p.cm.op_work(gate, Phase::decode_at(600), flops, bytes);
   const double K = 256, N = 512;
-  CHECK(flops == 2 * K * N);                        // 262,144
-  CHECK(bytes == K * N * 2 + (K + N) * 2);          // 263,680
+  CHECK(flops == 2 * K * N);                // 262,144
+  CHECK(bytes == K * N * 2 + (K + N) * 2);  // 263,680
   const OpTime t = p.cm.op(gate, ExecDevice::on_gpu(0), Phase::decode_at(600));
   CHECK(t.compute_s == Approx(262144 / 1e13).epsilon(1e-12));
   CHECK(t.memory_s == Approx(263680 / 100e9).epsilon(1e-12));
@@ -519,8 +519,7 @@ TEST_CASE("in-place moves only activations across the link", "[unit][sim]") {
   CHECK(cpu.decode[Resource::kGpuMemory] + cpu.decode[Resource::kGpuCompute] == 0);
 }
 
-TEST_CASE("disk-offloaded weights are read cold in prefill and warm in decode when RAM holds them",
-          "[unit][sim]") {
+TEST_CASE("disk-offloaded weights are read cold in prefill and warm in decode when RAM holds them", "[unit][sim]") {
   const auto tree = tiny_tree();
   const ModelGraph g = build_graph(*tree, DType::kFloat16);
   DeviceMap dm = half_offloaded();
@@ -547,10 +546,10 @@ TEST_CASE("OOM: the KV cache outgrows the GPU at a context computed by hand", "[
   const ModelGraph g = build_graph(*tree, DType::kFloat16);
   const Workload w = workload(1, 16, 2000);  // final context 16 + 1999 = 2015
   const double context_bytes = 1.0 * kMiB;
-  const double fixed = context_bytes + kTinyBytes16;    // runtime context + weights
-  const double ws_decode = 2816 * 2;                    // one token's workspace
-  const double logits = 1000 * 4;                       // float32 logits
-  const double kv_per_token = 4 * 512;                  // 4 layers x K and V
+  const double fixed = context_bytes + kTinyBytes16;  // runtime context + weights
+  const double ws_decode = 2816 * 2;                  // one token's workspace
+  const double logits = 1000 * 4;                     // float32 logits
+  const double kv_per_token = 4 * 512;                // 4 layers x K and V
   const auto run = [&](double memory) {
     const Hardware hw = round_machine(static_cast<Bytes>(memory), static_cast<Bytes>(context_bytes));
     const Priced p(g, hw, w);
@@ -780,7 +779,8 @@ workload:
 workload: {prompt: 16, new_tokens: 4}
 sematics: [accelerate]
 )");
-    expect_input_error([&] { load_sim_scenario(path, kConfigs); }, path, 14, "scenario: unknown key 'sematics' (did you mean 'semantics'?)");
+    expect_input_error([&] { load_sim_scenario(path, kConfigs); }, path, 14,
+                       "scenario: unknown key 'sematics' (did you mean 'semantics'?)");
   }
   SECTION("unknown workload key") {
     const std::string path = tmp.write("wkey.yaml", head + R"(hardware: {host: desktop_ddr4_dual, disk: nvme_gen4}
@@ -806,7 +806,9 @@ workload: {prompt: 8000, new_tokens: 500}
 
 TEST_CASE("a scenario whose hand-written map does not cover the model fails evaluation", "[unit][sim][input]") {
   TempDir tmp;
-  const std::string path = tmp.write("partial.yaml", std::string("id: partial\n") + kTinyModelBlock + R"(hardware: {host: desktop_ddr4_dual, gpus: [rtx3060_12gb], link: pcie3_x16, disk: nvme_gen4}
+  const std::string path = tmp.write(
+      "partial.yaml", std::string("id: partial\n") + kTinyModelBlock +
+                          R"(hardware: {host: desktop_ddr4_dual, gpus: [rtx3060_12gb], link: pcie3_x16, disk: nvme_gen4}
 workload: {prompt: 16, new_tokens: 4}
 strategies: [partial]
 device_maps:
@@ -829,7 +831,9 @@ TEST_CASE("the uncovered hand-written map error points at a line", "[unit][sim][
   // InputError's contract: file and line where known. The map's YAML node has a line (the
   // `partial:` key, line 16), but evaluate() validates the map with only "file: device_maps.NAME".
   TempDir tmp;
-  const std::string path = tmp.write("partial.yaml", std::string("id: partial\n") + kTinyModelBlock + R"(hardware: {host: desktop_ddr4_dual, gpus: [rtx3060_12gb], link: pcie3_x16, disk: nvme_gen4}
+  const std::string path = tmp.write(
+      "partial.yaml", std::string("id: partial\n") + kTinyModelBlock +
+                          R"(hardware: {host: desktop_ddr4_dual, gpus: [rtx3060_12gb], link: pcie3_x16, disk: nvme_gen4}
 workload: {prompt: 16, new_tokens: 4}
 strategies: [partial]
 device_maps:
@@ -898,7 +902,8 @@ host:
       const CostModel cm(g, r, w);
       CHECK(cm.disk_read(24e6, true) == Approx(24e6 / (d == DType::kFloat32 ? 8e9 : 12e9)));
     }
-    const std::string bad = tmp.write("cal_pc_bad.yaml", "kind: calibration\nhost:\n  page_cache_read_gbs: {float32: 0}\n");
+    const std::string bad =
+        tmp.write("cal_pc_bad.yaml", "kind: calibration\nhost:\n  page_cache_read_gbs: {float32: 0}\n");
     expect_input_error(
         [&] {
           const Calibration bc = load_calibration(bad);
@@ -953,13 +958,13 @@ disk: {read_gbs: 1.5}
     const RateCurve gf = r.gpus[0].flops_for(DType::kFloat16);
     CHECK(gf.source == Source::kCalibrated);
     CHECK(gf.at(1) == Approx(10e12));
-    CHECK(gf.at(10) == Approx(55e12));   // halfway in log M
+    CHECK(gf.at(10) == Approx(55e12));  // halfway in log M
     CHECK(gf.at(100) == Approx(100e12));
     CHECK(gf.at(0.25) == Approx(10e12));  // clamped below
     CHECK(gf.at(1e6) == Approx(100e12));  // clamped above
     const RateCurve hf = r.host.flops_for(DType::kFloat32);
-    CHECK(hf.at(4) == Approx(40e9 + 0.5 * 260e9));      // log 4 is halfway from log 1 to log 16
-    CHECK(hf.at(64) == Approx(300e9 + 0.5 * 600e9));    // log 64 is halfway from log 16 to log 256
+    CHECK(hf.at(4) == Approx(40e9 + 0.5 * 260e9));    // log 4 is halfway from log 1 to log 16
+    CHECK(hf.at(64) == Approx(300e9 + 0.5 * 600e9));  // log 64 is halfway from log 16 to log 256
     // The cost model computes with the calibrated figures.
     const auto tree = tiny_tree();
     const ModelGraph g = build_graph(*tree, DType::kFloat16);
@@ -988,7 +993,8 @@ disk: {read_gbs: 1.5}
     CHECK(cm.op(gate, ExecDevice::on_gpu(0), Phase::prefill_of(16)).overhead_s == Approx(gate.kernels * 7.5e-6));
     CHECK(r.host.input_cost(DType::kFloat16) == Approx(3e-9));
     CHECK(r.host.input_cost(DType::kBFloat16) == 0);  // neither bfloat16 nor float32 given
-    CHECK(cm.op(gate, ExecDevice::cpu(), Phase::decode_at(20)).memory_s == Approx((256.0 * 512 * 2 + 768 * 2) / 38.5e9));
+    CHECK(cm.op(gate, ExecDevice::cpu(), Phase::decode_at(20)).memory_s ==
+          Approx((256.0 * 512 * 2 + 768 * 2) / 38.5e9));
   }
 }
 
@@ -1049,7 +1055,8 @@ num_experts_per_tok: 4
 }  // namespace
 
 TEST_CASE("routed experts: uniform-routing touched experts, and their products priced per token", "[unit][sim][moe]") {
-  const auto tree = std::make_unique<ModuleTree>(build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
+  const auto tree = std::make_unique<ModuleTree>(
+      build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
   const ModelGraph g = build_graph(*tree, DType::kFloat16);
   // The router and the experts' two products (gate_up: 64 -> 2 x 32, down: 32 -> 64) and the
   // gated activation over the k experts a token runs.
@@ -1057,7 +1064,8 @@ TEST_CASE("routed experts: uniform-routing touched experts, and their products p
   CHECK((router.in == 64 && router.out == 16 && router.experts == 0));
   std::vector<const Op*> products;
   for (const Op& op : g.ops) {
-    if (g.tree->node(op.node).name == "model.layers.0.mlp.experts" && op.kind == OpKind::kMatmul) products.push_back(&op);
+    if (g.tree->node(op.node).name == "model.layers.0.mlp.experts" && op.kind == OpKind::kMatmul)
+      products.push_back(&op);
   }
   REQUIRE(products.size() == 2);
   CHECK((products[0]->in == 64 && products[0]->out == 64 && products[0]->experts == 16 && products[0]->active == 4));
@@ -1081,8 +1089,10 @@ TEST_CASE("routed experts: uniform-routing touched experts, and their products p
   CHECK(bytes == Approx((16.0 * 64 * 64 * (1 - 1e-9) + 512.0 * 4 * (64 + 64)) * 2).epsilon(1e-6));
 }
 
-TEST_CASE("an offloaded MoE layer streams all its experts under accelerate, only activations in place", "[unit][sim][moe]") {
-  const auto tree = std::make_unique<ModuleTree>(build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
+TEST_CASE("an offloaded MoE layer streams all its experts under accelerate, only activations in place",
+          "[unit][sim][moe]") {
+  const auto tree = std::make_unique<ModuleTree>(
+      build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
   const ModelGraph g = build_graph(*tree, DType::kFloat16);
   const Hardware hw = round_machine(1 * kGiB);
   const Priced p(g, hw, workload(1, 16, 8));
@@ -1101,7 +1111,8 @@ TEST_CASE("an offloaded MoE layer streams all its experts under accelerate, only
   CHECK(inplace.transfer_bytes_per_token < layer1 / 10);
 }
 
-TEST_CASE("experts kept on the CPU under GPU layers: llama.cpp's --cpu-moe, --n-cpu-moe N or an -ot pattern", "[unit][sim][moe]") {
+TEST_CASE("experts kept on the CPU under GPU layers: llama.cpp's --cpu-moe, --n-cpu-moe N or an -ot pattern",
+          "[unit][sim][moe]") {
   TempDir dir;
   // Tiny MoE on a big GPU: only the experts go to the CPU (in place), as a hand-written map.
   auto scenario = [&](const std::vector<int>& cpu_experts) {
@@ -1128,7 +1139,8 @@ TEST_CASE("experts kept on the CPU under GPU layers: llama.cpp's --cpu-moe, --n-
   CHECK_THAT(scenario({}), Catch::StartsWith("from_pretrained(..., device_map="));
 }
 
-TEST_CASE("n_cpu_moe: the fastest --n-cpu-moe N that fits, experts of the first N layers in place on the CPU", "[unit][sim][moe]") {
+TEST_CASE("n_cpu_moe: the fastest --n-cpu-moe N that fits, experts of the first N layers in place on the CPU",
+          "[unit][sim][moe]") {
   const SimScenario s = load_sim_scenario(kConfigs + "/scenarios/qwen3_30b_a3b_bf16_rtx3060.yaml", kConfigs);
   const Evaluation ev = evaluate(s);
   // The row of a strategy (nullptr when there is none).
@@ -1175,7 +1187,8 @@ TEST_CASE("n_cpu_moe: the fastest --n-cpu-moe N that fits, experts of the first 
   }
   CHECK(both);
   // A dense model gets no such row.
-  CHECK(row_of(evaluate(load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs)), "n_cpu_moe") == nullptr);
+  CHECK(row_of(evaluate(load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs)),
+               "n_cpu_moe") == nullptr);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1188,7 +1201,10 @@ TEST_CASE("quantized: packed bytes on the device, a preset's dequant figure move
 workload: {batch: 1, prompt: 512, new_tokens: 16, dtype: bfloat16}
 strategies: [auto, cpu]
 )";
-  const std::string plain = tmp.write("bnb.yaml", std::string("id: bnb\nhardware: {host: desktop_ddr5_dual, gpus: [rtx4060], link: pcie4_x8, disk: nvme_gen4}\n") + body);
+  const std::string plain = tmp.write(
+      "bnb.yaml",
+      std::string("id: bnb\nhardware: {host: desktop_ddr5_dual, gpus: [rtx4060], link: pcie4_x8, disk: nvme_gen4}\n") +
+          body);
   const Evaluation a = evaluate(load_sim_scenario(plain, kConfigs));
   REQUIRE(a.auto_row >= 0);
   const ResultRow& au = a.rows[a.auto_row];
@@ -1197,17 +1213,22 @@ strategies: [auto, cpu]
   CHECK(au.map.items().size() == 1);
   // A preset that says the GPU's 4-bit kernel dequantises through memory in decode too (+4 B per
   // weight) makes decode slower, by about the traffic it adds.
-  const std::string heavy = tmp.write("bnb_heavy.yaml", std::string(
-      "id: bnb_heavy\nhardware:\n  host: desktop_ddr5_dual\n  link: pcie4_x8\n  disk: nvme_gen4\n  gpus:\n"
-      "    - {name: slow-dequant 4060, memory: 8GiB, memory_bandwidth_gbs: 272, peak_tflops: {float32: 15, bfloat16: 60}, compute_capability: 8.9,\n"
-      "       dequant: {bitsandbytes_4bit: {decode_bytes_per_weight: 4, prefill_bytes_per_weight: 4, kernels: 1}}}\n") + body);
+  const std::string heavy = tmp.write(
+      "bnb_heavy.yaml",
+      std::string("id: bnb_heavy\nhardware:\n  host: desktop_ddr5_dual\n  link: pcie4_x8\n  disk: nvme_gen4\n  gpus:\n"
+                  "    - {name: slow-dequant 4060, memory: 8GiB, memory_bandwidth_gbs: 272, peak_tflops: {float32: 15, "
+                  "bfloat16: 60}, compute_capability: 8.9,\n"
+                  "       dequant: {bitsandbytes_4bit: {decode_bytes_per_weight: 4, prefill_bytes_per_weight: 4, "
+                  "kernels: 1}}}\n") +
+          body);
   const Evaluation b = evaluate(load_sim_scenario(heavy, kConfigs));
   const ResultRow& bu = b.rows[b.auto_row];
   REQUIRE(bu.pred.feasible);
   CHECK(bu.pred.decode_token_s > 1.5 * au.pred.decode_token_s);
 }
 
-TEST_CASE("bitsandbytes: transformers refuses an offloaded map, the optimum does not use accelerate", "[unit][sim][quant]") {
+TEST_CASE("bitsandbytes: transformers refuses an offloaded map, the optimum does not use accelerate",
+          "[unit][sim][quant]") {
   TempDir tmp;
   const std::string path = tmp.write("bnb_small.yaml", R"(id: bnb_small
 model: llama31_8b_bnb4
@@ -1243,7 +1264,8 @@ model: {model_type: llama, hidden_size: 64, intermediate_size: 128, num_hidden_l
 hardware: {host: desktop_ddr5_dual, gpus: [)" + gpu + R"(], link: pcie4_x16, disk: nvme_gen4}
 workload: {batch: 1, prompt: 16, new_tokens: 4, dtype: bfloat16}
 strategies: [auto]
-)"), kConfigs);
+)"),
+                             kConfigs);
   };
   const SimScenario ampere = scenario("rtx3090"), ada = scenario("rtx4090");
   REQUIRE(ampere.base.model.quantization);

@@ -39,8 +39,7 @@ std::vector<fs::path> yaml_files(const fs::path& dir) {
 bool skip_if_absent(const fs::path& dir) {
   std::error_code ec;
   if (fs::is_directory(dir, ec)) return false;
-  WARN("accelerate conformance data not found at " << dir.string()
-                                                  << " (set DMAP_ACCELERATE_CASES); skipping");
+  WARN("accelerate conformance data not found at " << dir.string() << " (set DMAP_ACCELERATE_CASES); skipping");
   return true;
 }
 
@@ -120,7 +119,8 @@ void check_module_sizes(const std::vector<fs::path>& files) {
       const char* key;
       SizingRule rule;
     };
-    for (const Listing& l : {Listing{"accelerate", SizingRule::kAccelerate}, Listing{"transformers_v5", SizingRule::kTransformersV5}}) {
+    for (const Listing& l :
+         {Listing{"accelerate", SizingRule::kAccelerate}, Listing{"transformers_v5", SizingRule::kTransformersV5}}) {
       SizingOptions so;
       so.rule = l.rule;
       so.dtype = dtype;
@@ -138,8 +138,9 @@ void check_module_sizes(const std::vector<fs::path>& files) {
         const double want = std::stod(kv[1].Scalar());
         if (id < 0 || static_cast<double>(sizes.of(id)) != want * 8.0) {
           if (++mismatches <= 5) {
-            UNSCOPED_INFO(f.filename().string() << " " << l.key << ": " << name << " want " << kv[1].Scalar() << " got "
-                                                << (id < 0 ? std::string("missing") : format_bits_as_bytes(sizes.of(id))));
+            UNSCOPED_INFO(f.filename().string()
+                          << " " << l.key << ": " << name << " want " << kv[1].Scalar() << " got "
+                          << (id < 0 ? std::string("missing") : format_bits_as_bytes(sizes.of(id))));
           }
         }
       }
@@ -221,8 +222,8 @@ int check_cases(const std::vector<fs::path>& files) {
       const PlanResult res = plan_device_map(req);
       auto want = expected_pairs(sc.expected["device_map"]);
       auto got = actual_pairs(res.device_map);
-      const bool stable = !sc.expected["device_map_order_stable"].IsDefined() ||
-                          sc.expected["device_map_order_stable"].as<bool>();
+      const bool stable =
+          !sc.expected["device_map_order_stable"].IsDefined() || sc.expected["device_map_order_stable"].as<bool>();
       if (!stable) {
         std::sort(want.begin(), want.end());
         std::sort(got.begin(), got.end());

@@ -55,7 +55,8 @@ void check_case(const fs::path& file) {
     INFO("loaded size of '" << name << "'");
     CHECK(loaded.of(tree.find(name)) == bits_of(kv.second));
   }
-  if (!expected["device_map"].IsDefined() && !expected["refusal"].IsDefined() && !expected["max_memory"].IsDefined()) return;
+  if (!expected["device_map"].IsDefined() && !expected["refusal"].IsDefined() && !expected["max_memory"].IsDefined())
+    return;
   const strategies::PlanResult r = strategies::plan_device_map(strategies::plan_request_for(sc, tree));
   for (const auto& kv : expected["max_memory"]) {
     const Device d = *parse_device(kv.first.as<std::string>());
@@ -80,9 +81,11 @@ void check_case(const fs::path& file) {
 }
 
 ModuleTree tiny(const std::string& quantization, const std::string& extra = "") {
-  const std::string text = "model_type: llama\nhidden_size: 64\nintermediate_size: 128\nnum_hidden_layers: 2\n"
-                           "num_attention_heads: 4\nnum_key_value_heads: 2\nvocab_size: 256\n"
-                           "torch_dtype: float16\n" + extra + "quantization_config: " + quantization + "\n";
+  const std::string text =
+      "model_type: llama\nhidden_size: 64\nintermediate_size: 128\nnum_hidden_layers: 2\n"
+      "num_attention_heads: 4\nnum_key_value_heads: 2\nvocab_size: 256\n"
+      "torch_dtype: float16\n" +
+      extra + "quantization_config: " + quantization + "\n";
   return build_module_tree(model_spec_from_node(load_yaml_string(text, "tiny.yaml"), "tiny.yaml"));
 }
 
@@ -112,18 +115,22 @@ TEST_CASE("quantization_config errors name the file, the line and what is wrong"
   CHECK(message("{quant_method: nonsense}").find("Unknown quantization type") != std::string::npos);
   CHECK(message("{bits: 4}").find("no `quant_method`") != std::string::npos);
   CHECK(message("{quant_method: gptq, bits: 5}").find("[2,3,4,8] bits") != std::string::npos);
-  CHECK(message("{quant_method: gptq, bits: 4, group_size: 0}").find("group_size must be greater than 0") != std::string::npos);
+  CHECK(message("{quant_method: gptq, bits: 4, group_size: 0}").find("group_size must be greater than 0") !=
+        std::string::npos);
   CHECK(message("{quant_method: awq, bits: 3}").find("AWQ with 3 bits") != std::string::npos);
   // A group size that does not divide a layer's input features (64 % 48).
-  CHECK(message("{quant_method: awq, bits: 4, group_size: 48}").find("must be divisible by `group_size: 48`") != std::string::npos);
+  CHECK(message("{quant_method: awq, bits: 4, group_size: 48}").find("must be divisible by `group_size: 48`") !=
+        std::string::npos);
   CHECK(message("{quant_method: awq, version: exllama}").find("Invalid format 'exllama'") != std::string::npos);
   CHECK(message("{quant_method: fp8, weight_block_size: [128]}").find("tuple of two integers") != std::string::npos);
   CHECK(message("{quant_method: fp8, activation_scheme: weird}").find("not supported") != std::string::npos);
   CHECK(message("{load_in_4bit: true, load_in_8bit: true}").find("both True") != std::string::npos);
   CHECK(message("{load_in_8bit: true, llm_int8_threshold: 6}").find("must be a float") != std::string::npos);
   CHECK(message("{load_in_4bit: yes}").find("must be a boolean") != std::string::npos);
-  CHECK(message("{load_in_4bit: true, bnb_4bit_quant_storage: int4}").find("bnb_4bit_quant_storage") != std::string::npos);
-  CHECK(message("{load_in_4bit: true, llm_int8_skip_modules: ['(']}").find("not a valid regular expression") != std::string::npos);
+  CHECK(message("{load_in_4bit: true, bnb_4bit_quant_storage: int4}").find("bnb_4bit_quant_storage") !=
+        std::string::npos);
+  CHECK(message("{load_in_4bit: true, llm_int8_skip_modules: ['(']}").find("not a valid regular expression") !=
+        std::string::npos);
   // GPTQ needs a block prefix: a model whose layers are under none of optimum's patterns.
   const std::string chatglm_like = message("{quant_method: gptq, bits: 4, block_name_to_quantize: nowhere}");
   CHECK(chatglm_like.find("no module") != std::string::npos);
@@ -132,7 +139,7 @@ TEST_CASE("quantization_config errors name the file, the line and what is wrong"
 TEST_CASE("should_convert_module matches as transformers does", "[quantization]") {
   const std::vector<std::string> p = {"model.layers.1", "down_proj"};
   CHECK_FALSE(should_convert_module("model.layers.1.mlp.up_proj", p, "t"));
-  CHECK_FALSE(should_convert_module("model.layers.10.mlp.up_proj", p, "t"));  // a prefix regex: 10 too
+  CHECK_FALSE(should_convert_module("model.layers.10.mlp.up_proj", p, "t"));   // a prefix regex: 10 too
   CHECK_FALSE(should_convert_module("model.layers.0.mlp.down_proj", p, "t"));  // a suffix
   CHECK(should_convert_module("model.layers.0.mlp.up_proj", p, "t"));
   CHECK(should_convert_module("x.model.layers.1.q", p, "t"));  // not at the start

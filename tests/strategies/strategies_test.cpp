@@ -166,7 +166,7 @@ TEST_CASE("balanced caps: per-GPU share plus buffer, last GPU untouched, low_0 f
 TEST_CASE("hand-written maps: nearest ancestor covers, errors name the culprit", "[unit]") {
   const ModuleTree t = tree_from(kModels[0]);
   std::vector<std::pair<std::string, Device>> entries = {
-      {"model.embed_tokens", Device::gpu(0)}, {"model.layers", Device::gpu(0)}, {"model.layers.21", Device::cpu()},
+      {"model.embed_tokens", Device::gpu(0)}, {"model.layers", Device::gpu(0)},    {"model.layers.21", Device::cpu()},
       {"model.norm", Device::cpu()},          {"model.rotary_emb", Device::cpu()}, {"lm_head", Device::disk()}};
   const DeviceMap dm = validate_manual_map(t, entries, "map.yaml");
   CHECK(device_of(t, dm, t.find("model.layers.21.mlp.up_proj.weight")) == Device::cpu());
@@ -188,10 +188,12 @@ TEST_CASE("hand-written maps: nearest ancestor covers, errors name the culprit",
 
 TEST_CASE("properties: every parameter once, caps respected, deterministic", "[unit]") {
   const char* caps_list[] = {
-      "0=0.2,cpu=10",            // most on cpu
-      "0=0.45,cpu=10",           // split around the middle
-      "0=0.3,1=0.3,cpu=0.2",     // two GPUs, cpu too small: disk
-      "0=0.3,1=0.3,2=0.3,cpu=10", "0=0.05,1=0.5,2=0.4,cpu=10", "0=2,cpu=2",
+      "0=0.2,cpu=10",         // most on cpu
+      "0=0.45,cpu=10",        // split around the middle
+      "0=0.3,1=0.3,cpu=0.2",  // two GPUs, cpu too small: disk
+      "0=0.3,1=0.3,2=0.3,cpu=10",
+      "0=0.05,1=0.5,2=0.4,cpu=10",
+      "0=2,cpu=2",
   };
   int maps = 0;
   for (const char* yaml : kModels) {

@@ -48,7 +48,8 @@ std::string replace_once(std::string text, const std::string& from, const std::s
   return text;
 }
 
-const ModuleAggregate& row(const std::vector<ModuleAggregate>& rows, const std::string& module, const std::string& phase) {
+const ModuleAggregate& row(const std::vector<ModuleAggregate>& rows, const std::string& module,
+                           const std::string& phase) {
   for (const auto& r : rows) {
     if (r.module == module && r.phase == phase) return r;
   }
@@ -80,8 +81,8 @@ TEST_CASE("the fixture parses: counts per kind, a copy's fields, modules and hos
   std::map<ActivityKind, int> count;
   for (const auto& a : t.activities) ++count[a.kind];
   CHECK(t.activities.size() == 51);
-  CHECK(count[ActivityKind::kKernel] == 15);   // 5 per forward
-  CHECK(count[ActivityKind::kMemcpy] == 9);    // prefill 4, decode 3 + 2
+  CHECK(count[ActivityKind::kKernel] == 15);  // 5 per forward
+  CHECK(count[ActivityKind::kMemcpy] == 9);   // prefill 4, decode 3 + 2
   CHECK(count[ActivityKind::kMemset] == 1);
   CHECK(count[ActivityKind::kRuntime] == 26);
   CHECK(t.externals.size() == 13);
@@ -388,7 +389,8 @@ TEST_CASE("Chrome export: records overlapping without nesting get a second track
   }
   std::set<std::string> module_tracks;
   for (const auto& e : v.find("traceEvents")->items) {
-    if (e.find("ph")->s == "X" && e.find("cat")->s == "module") module_tracks.insert(thread.at({e.find("pid")->i, e.find("tid")->i}));
+    if (e.find("ph")->s == "X" && e.find("cat")->s == "module")
+      module_tracks.insert(thread.at({e.find("pid")->i, e.find("tid")->i}));
   }
   CHECK(module_tracks == std::set<std::string>{"modules", "modules (2)"});
   CHECK(v.find("otherData") != nullptr);  // no runtime records, no flows: still a valid export
@@ -423,26 +425,32 @@ TEST_CASE("bad raw files are InputErrors naming the file, the line and what is w
     const std::string h = "\"start_ns\":1715000000006557456,\"end_ns\":1715000000007257456";
     expect_input_error(replace_once(good, h, "\"start_ns\":1715000000007257456,\"end_ns\":1715000000006557456"),
                        line_of(good, h), "end_ns 1715000000006557456 is before start_ns 1715000000007257456");
-    CHECK_THROWS_WITH(parse_gpu_trace(replace_once(good, h, "\"start_ns\":1715000000007257456,\"end_ns\":1715000000006557456"), "x"),
-                      Catch::Contains("host_ranges[0]"));
+    CHECK_THROWS_WITH(
+        parse_gpu_trace(replace_once(good, h, "\"start_ns\":1715000000007257456,\"end_ns\":1715000000006557456"), "x"),
+        Catch::Contains("host_ranges[0]"));
   }
   SECTION("unknown kinds, fields, ids and versions") {
     const std::string rec = "{\"kind\":\"memset\"";
     expect_input_error(replace_once(good, rec, "{\"kind\":\"memzap\""), line_of(good, rec), "unknown kind \"memzap\"");
     const std::string ck = "\"copy_kind\":\"DtoH\"";
-    expect_input_error(replace_once(good, ck, "\"copy_kind\":\"DeviceToHost\""), line_of(good, ck), "field \"copy_kind\" is \"DeviceToHost\"");
+    expect_input_error(replace_once(good, ck, "\"copy_kind\":\"DeviceToHost\""), line_of(good, ck),
+                       "field \"copy_kind\" is \"DeviceToHost\"");
     const std::string sk = "\"src_kind\":\"pinned\"";
     expect_input_error(replace_once(good, sk, "\"src_kind\":\"locked\""), line_of(good, sk), "expected one of");
-    expect_input_error(replace_once(good, "[2, 1]", "[2, 99]"), line_of(good, "[2, 1]"), "external id 99 is not in \"modules\"");
-    expect_input_error(replace_once(good, "[3, 2]", "[2, 2]"), line_of(good, "[3, 2]"), "correlation id 2 appears twice");
-    expect_input_error(replace_once(good, "{\"id\":2,", "{\"id\":1,"), line_of(good, "{\"id\":2,"), "external id 1 appears twice");
+    expect_input_error(replace_once(good, "[2, 1]", "[2, 99]"), line_of(good, "[2, 1]"),
+                       "external id 99 is not in \"modules\"");
+    expect_input_error(replace_once(good, "[3, 2]", "[2, 2]"), line_of(good, "[3, 2]"),
+                       "correlation id 2 appears twice");
+    expect_input_error(replace_once(good, "{\"id\":2,", "{\"id\":1,"), line_of(good, "{\"id\":2,"),
+                       "external id 1 appears twice");
     expect_input_error(replace_once(good, "\"kind\":\"kernel\",", "\"kind\":\"kernel\",\"color\":\"red\","),
                        line_of(good, "\"kind\":\"kernel\","), "unknown field \"color\"");
     expect_input_error(replace_once(good, "\"version\": 1", "\"version\": 2"), 1, "unsupported version 2");
     expect_input_error(replace_once(good, "dmap-gpu-trace", "chrome-trace"), 1, "not a dmap GPU trace");
-    expect_input_error(replace_once(good, "\"step\":-1}", "\"step\":-2}"), line_of(good, "\"step\":-1}"), "outside [-1,");
-    expect_input_error(replace_once(good, "\"dropped_records\": 0", "\"dropped_records\": -1"), line_of(good, "\"dropped_records\""),
-                       "field \"dropped_records\" is -1, outside [0,");
+    expect_input_error(replace_once(good, "\"step\":-1}", "\"step\":-2}"), line_of(good, "\"step\":-1}"),
+                       "outside [-1,");
+    expect_input_error(replace_once(good, "\"dropped_records\": 0", "\"dropped_records\": -1"),
+                       line_of(good, "\"dropped_records\""), "field \"dropped_records\" is -1, outside [0,");
   }
 }
 
@@ -462,7 +470,8 @@ TEST_CASE("a prefetch run on the emulated device exports as a GpuTrace, a raw fi
   units[1] = Device::cpu();
   units[L + 1] = Device::gpu(1);
   auto rt = std::make_shared<EmulatedDevice>(EmulatedConfig{.devices = 2});
-  DeviceModel m(rt, l.cfg, *l.w, placement(l.cfg, *l.w, units, Semantics::kPrefetch), {.batch = 1, .max_seq = 16, .threads = 1});
+  DeviceModel m(rt, l.cfg, *l.w, placement(l.cfg, *l.w, units, Semantics::kPrefetch),
+                {.batch = 1, .max_seq = 16, .threads = 1});
   rt->clear_timeline();
   run(m, kPrompt, 2);
   const dmap::profile::GpuTrace t = dmap::profile::emulated_trace(rt->timeline());
