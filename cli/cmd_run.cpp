@@ -131,9 +131,11 @@ class TracerObserver : public exec::ModuleObserver {
 };
 #endif
 
+#ifdef DMAP_HAVE_CUPTI
 void set_observer(exec::Executor& model, exec::ModuleObserver* observer) {
   if (auto* m = dynamic_cast<exec::DeviceModel*>(&model)) m->set_observer(observer);
 }
+#endif
 
 // The backend for this placement and --backend.
 exec::Backend choose_backend(const std::string& flag, bool map_has_gpu) {

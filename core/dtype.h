@@ -1,4 +1,4 @@
-// Element types and their sizes, following accelerate's `dtype_byte_size` (ALGORITHM.md §1.1)
+// Element types and their sizes, following accelerate's `dtype_byte_size` (docs/ACCELERATE.md §1.1)
 // and torch's `element_size()` (transformers v5 sizing, §1.3).
 #pragma once
 

@@ -1,5 +1,5 @@
 // Sizes of every module and tensor of a ModuleTree, under the two sizing rules that
-// accelerate and transformers use (ALGORITHM.md §1.2 and §1.3). Exact to the bit.
+// accelerate and transformers use (docs/ACCELERATE.md §1.2 and §1.3). Exact to the bit.
 //
 // Example:
 //   SizingOptions opt;  opt.rule = SizingRule::kAccelerate;  opt.dtype = DType::kFloat16;

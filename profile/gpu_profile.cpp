@@ -268,26 +268,20 @@ DeviceMap gpu_split_map(const ModelSpec& spec, int dev, int64_t gpu_layers) {
   return dm;
 }
 
-std::string gpus_yaml(int dev, double bw, double launch_us, const std::map<DType, GemmFit>& gemm,
-                      const std::map<DType, GpuAttention>& att) {
-  std::ostringstream y;
-  y << "gpus:\n  " << dev << ":\n    memory_bandwidth_gbs: " << fmt(bw / 1e9)
-    << "\n    launch_overhead_us: " << fmt(launch_us) << "\n    matmul_tflops:\n";
-  for (const auto& [d, g] : gemm) {
-    std::vector<std::pair<double, double>> c;
-    for (const auto& [m, r] : g.curve) c.push_back({m, r / 1e12});
-    y << "      " << dtype_name(d) << ": " << curve_yaml(c) << "\n";
-  }
-  y << "    attention_tflops:\n";
+sim::GpuCalibration gpu_calibration(double bw, double launch_us, const std::map<DType, GemmFit>& gemm,
+                                    const std::map<DType, GpuAttention>& att) {
+  sim::GpuCalibration g;
+  g.memory_bandwidth_gbs = bw / 1e9;
+  g.launch_overhead_us = launch_us;
+  for (const auto& [d, f] : gemm)
+    for (const auto& [m, r] : f.curve) g.matmul_tflops[d].push_back({m, r / 1e12});
   std::vector<double> overheads;
   for (const auto& [d, a] : att) {
-    std::vector<std::pair<double, double>> c;
-    for (const auto& [m, r] : a.curve) c.push_back({m, r / 1e12});
-    y << "      " << dtype_name(d) << ": " << curve_yaml(c) << "\n";
+    for (const auto& [m, r] : a.curve) g.attention_tflops[d].push_back({m, r / 1e12});
     overheads.push_back(a.overhead_s);
   }
-  y << "    attention_overhead_us: " << fmt(median(overheads) * 1e6) << "\n";
-  return y.str();
+  g.attention_overhead_us = median(overheads) * 1e6;
+  return g;
 }
 
 }  // namespace
@@ -332,15 +326,11 @@ GpuProfile profile_gpu(const GpuProfileOptions& opt, const sim::Hardware& hw) {
   for (const LineFit* f : {&copies.h2d_pinned, &copies.h2d_pageable, &copies.d2h_pinned, &copies.d2h_pageable}) {
     latencies.push_back(std::max(0.0, f->intercept));
   }
-  {
-    std::ostringstream l;
-    l << "link:\n  h2d_pinned_gbs: " << fmt(bandwidth_of(copies.h2d_pinned) / 1e9)
-      << "\n  h2d_pageable_gbs: " << fmt(bandwidth_of(copies.h2d_pageable) / 1e9)
-      << "\n  d2h_pinned_gbs: " << fmt(bandwidth_of(copies.d2h_pinned) / 1e9)
-      << "\n  d2h_pageable_gbs: " << fmt(bandwidth_of(copies.d2h_pageable) / 1e9)
-      << "\n  copy_latency_us: " << fmt(median(latencies) * 1e6) << "\n";
-    out.link_yaml = l.str();
-  }
+  out.link.h2d_pinned_gbs = bandwidth_of(copies.h2d_pinned) / 1e9;
+  out.link.h2d_pageable_gbs = bandwidth_of(copies.h2d_pageable) / 1e9;
+  out.link.d2h_pinned_gbs = bandwidth_of(copies.d2h_pinned) / 1e9;
+  out.link.d2h_pageable_gbs = bandwidth_of(copies.d2h_pageable) / 1e9;
+  out.link.copy_latency_us = median(latencies) * 1e6;
 
   // Launch overhead: whole-model decode steps all on the GPU, measured minus predicted without
   // overhead, least squares over the dtypes (skipped when the model does not fit the GPU).
@@ -365,9 +355,10 @@ GpuProfile profile_gpu(const GpuProfileOptions& opt, const sim::Hardware& hw) {
     }
     tick("GPU whole-model run " + std::string(dtype_name(d)));
     const PlacementRun r = run_placement(opt.model, d, all_gpu, rs);
-    std::string base = "kind: calibration\n" + out.link_yaml;
-    const sim::Calibration zero = calibration_from_text(base + gpus_yaml(dev, bw, 0.0, gemm, att), "profile (partial)");
-    const sim::Calibration one = calibration_from_text(base + gpus_yaml(dev, bw, 1.0, gemm, att), "profile (partial)");
+    sim::Calibration zero, one;
+    zero.link = one.link = out.link;
+    zero.gpus[dev] = gpu_calibration(bw, 0.0, gemm, att);
+    one.gpus[dev] = gpu_calibration(bw, 1.0, gemm, att);
     const double p0 =
         predict(opt.model, d, all_gpu, hw, &zero, rs.prompt, rs.new_tokens, sim::Semantics::kAccelerate).decode_token_s;
     const double p1 =
@@ -380,7 +371,7 @@ GpuProfile profile_gpu(const GpuProfileOptions& opt, const sim::Hardware& hw) {
                    ", predicted_decode_without_launches_s: " + fmt(p0) + ", launches: " + fmt(k) + "}");
   }
   if (den > 0) launch_us = std::max(0.0, num / den) * 1e6;
-  out.gpus_yaml = gpus_yaml(dev, bw, launch_us, gemm, att);
+  out.gpus[dev] = gpu_calibration(bw, launch_us, gemm, att);
 
   fit << "  gpu_" << dev << ":\n";
   fit << "    device: \"" << out.gpu_name << "\"\n";

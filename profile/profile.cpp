@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "core/interrupt.h"
 #include "core/module_tree.h"
+#include "core/yaml_io.h"
 #include "profile/fit.h"
 #include "profile/yaml_text.h"
 #include "report/svg.h"
@@ -289,15 +290,6 @@ std::string today() {
   return b;
 }
 
-std::string yaml_str(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') o += '\\';
-    o += c;
-  }
-  return o + "\"";
-}
-
 // Traces keep the prefill and the first decode steps: enough to see every module in both
 // phases, small enough to commit (a whole run of a 24-layer model is ~0.7 MB of JSON).
 constexpr int kTraceDecodeSteps = 2;
@@ -551,17 +543,6 @@ sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm,
   return sim::simulate(cm, hw, dm, semantics);
 }
 
-sim::Calibration calibration_from_text(const std::string& yaml, const std::string& origin) {
-  const std::string tmp =
-      (std::filesystem::temp_directory_path() / ("dmap_cal_" + std::to_string(getpid()) + ".yaml")).string();
-  const RemoveOnInterrupt guard(tmp);
-  write_text_file(tmp, yaml);
-  sim::Calibration c = sim::load_calibration(tmp);
-  std::error_code ec;
-  std::filesystem::remove(tmp, ec);
-  c.file = origin;
-  return c;
-}
 
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const exec::ExecConfig c = exec::exec_config(opt.model);
@@ -687,63 +668,50 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   std::map<DType, double> stream_scale, prefill_scale;
   double bw_scale = 1;
   std::map<DType, double> warm_by_dtype;  // page-cache rate per dtype, from whole-model runs
-  auto yaml_with = [&](double dispatch_us, const std::string& fit_block) {
-    std::ostringstream y;
-    y << "# Calibration of this machine's CPU and disk for dmap's cost model, fitted from timed runs\n"
-      << "# of dmap's own executor (`" << opt.command << "`). Units as in sim/calibration.h.\n";
-    y << "kind: calibration\nname: " << yaml_str(opt.name) << "\n";
-    y << "provenance:\n  cpu: " << yaml_str(cpu_description())
-      << "\n  gpu: " << (opt.gpu ? yaml_str(opt.gpu->gpu_name) : "none")
-      << "\n  driver: " << (opt.gpu ? yaml_str(opt.gpu->driver) : "none") << "\n"
-      << "  dmap_version: " << DMAP_VERSION << "\n  date: " << today() << "\n  method: " << yaml_str(opt.command)
-      << "\n"
-      << "  threads: " << threads << "\n  model: " << opt.model_id << "\n";
-    y << "host:\n  memory_bandwidth_gbs: " << fmt(bw * bw_scale / 1e9) << "\n  page_cache_read_gbs: ";
+  // The calibration as fitted so far (the fit loops below predict with it directly).
+  auto calibration_with = [&](double dispatch_us) {
+    sim::Calibration cal;
+    cal.name = opt.name;
+    cal.comment = "Calibration of this machine's CPU and disk for dmap's cost model, fitted from timed runs\nof dmap's own executor (`" +
+                  opt.command + "`). Units as in sim/calibration.h.";
+    cal.provenance["cpu"] = cpu_description();
+    cal.provenance["gpu"] = opt.gpu ? opt.gpu->gpu_name : std::string("none");
+    cal.provenance["driver"] = opt.gpu ? opt.gpu->driver : std::string("none");
+    cal.provenance["dmap_version"] = std::string(DMAP_VERSION);
+    cal.provenance["date"] = today();
+    cal.provenance["method"] = opt.command;
+    cal.provenance["threads"] = threads;
+    cal.provenance["model"] = opt.model_id;
+    sim::HostCalibration& h = cal.host;
+    h.memory_bandwidth_gbs = bw * bw_scale / 1e9;
     if (warm_by_dtype.size() > 1) {
-      y << "{";
-      for (auto it = warm_by_dtype.begin(); it != warm_by_dtype.end(); ++it) {
-        y << (it == warm_by_dtype.begin() ? "" : ", ") << dtype_name(it->first) << ": " << fmt(it->second / 1e9);
-      }
-      y << "}\n";
+      for (const auto& [d, w] : warm_by_dtype) h.page_cache_read_gbs_by_dtype[d] = w / 1e9;
     } else {
-      y << fmt(warm_bw / 1e9) << "\n";
+      h.page_cache_read_gbs = warm_bw / 1e9;
     }
-    y << "  dispatch_overhead_us: " << fmt(dispatch_us) << "\n  matmul_gflops:\n";
+    h.dispatch_overhead_us = dispatch_us;
     for (const auto& [d, p] : per) {
-      std::vector<std::pair<double, double>> g;
       const auto it = stream_scale.find(d);
       const auto pit = prefill_scale.find(d);
+      sim::CurvePoints& g = h.matmul_gflops[d];
       for (const auto& [m, r] : p.curve) {
-        const double sc =
-            m == 1.0 ? (it != stream_scale.end() ? it->second : 1.0) : (pit != prefill_scale.end() ? pit->second : 1.0);
+        const double sc = m == 1.0 ? (it != stream_scale.end() ? it->second : 1.0)
+                                   : (pit != prefill_scale.end() ? pit->second : 1.0);
         g.push_back({m, r / 1e9 * sc});
       }
-      y << "    " << dtype_name(d) << ": " << curve_yaml(g) << "\n";
+      for (const auto& [m, r] : p.attention.curve) h.attention_gflops[d].push_back({m, r / 1e9});
+      h.matvec_row_ns[d] = p.row_s * 1e9;
+      h.matmul_input_ns[d] = p.products.input_cost * 1e9;
     }
-    y << "  attention_gflops:\n";
-    for (const auto& [d, p] : per) {
-      std::vector<std::pair<double, double>> g;
-      for (const auto& [m, r] : p.attention.curve) g.push_back({m, r / 1e9});
-      y << "    " << dtype_name(d) << ": " << curve_yaml(g) << "\n";
+    h.attention_overhead_us = att_overhead_s * 1e6;
+    if (opt.gpu) {
+      h.offload_tensor_overhead_us = opt.gpu->offload_tensor_overhead_us;
+      cal.gpus = opt.gpu->gpus;
+      cal.link = opt.gpu->link;
     }
-    y << "  attention_overhead_us: " << fmt(att_overhead_s * 1e6) << "\n";
-    y << "  matvec_row_ns: {";
-    for (auto it = per.begin(); it != per.end(); ++it) {
-      y << (it == per.begin() ? "" : ", ") << dtype_name(it->first) << ": " << fmt(it->second.row_s * 1e9);
-    }
-    y << "}\n";
-    y << "  matmul_input_ns: {";
-    for (auto it = per.begin(); it != per.end(); ++it) {
-      y << (it == per.begin() ? "" : ", ") << dtype_name(it->first) << ": "
-        << fmt(it->second.products.input_cost * 1e9);
-    }
-    y << "}\n";
-    if (opt.gpu)
-      y << "  offload_tensor_overhead_us: " << fmt(opt.gpu->offload_tensor_overhead_us) << "\n"
-        << opt.gpu->gpus_yaml << opt.gpu->link_yaml;
-    y << "disk:\n  read_gbs: " << fmt(cold_bw / 1e9) << "\n  read_latency_us: " << fmt(cold_lat * 1e6) << "\n";
-    y << fit_block;
-    return y.str();
+    cal.disk.read_gbs = cold_bw / 1e9;
+    cal.disk.read_latency_us = cold_lat * 1e6;
+    return cal;
   };
 
   // Whole-model runs (CPU only) for the terms the micro-benchmarks cannot see: attention and
@@ -809,8 +777,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // the operator kernel count the cost model charges.
   double kernels = 0;  // operator kernels per decode step (the same for the probe's model)
   {
-    const sim::Calibration zero = calibration_from_text(yaml_with(0.0, ""), "profile (partial)");
-    const sim::Calibration one = calibration_from_text(yaml_with(1.0, ""), "profile (partial)");
+    const sim::Calibration zero = calibration_with(0.0);
+    const sim::Calibration one = calibration_with(1.0);
     const DType d = runs.front().first;
     const double p0 = predict(opt.model, d, cpu_map, hw, &zero, opt.run.prompt, opt.run.new_tokens).decode_token_s;
     const double p1 = predict(opt.model, d, cpu_map, hw, &one, opt.run.prompt, opt.run.new_tokens).decode_token_s;
@@ -832,7 +800,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     double sc = 1;
     for (int it = 0; it < 8; ++it) {
       set(sc);
-      const sim::Calibration cal = calibration_from_text(yaml_with(dispatch_us, ""), "profile (partial)");
+      const sim::Calibration cal = calibration_with(dispatch_us);
       const double pred = phase(predict(opt.model, d, cpu_map, hw, &cal, opt.run.prompt, opt.run.new_tokens));
       sc = std::clamp(sc * pred / measured, 0.5, 2.0);
     }
@@ -919,7 +887,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   }
   fitb << "}\n  whole_model_repetitions: " << whole_reps << "\n";
   if (opt.gpu) fitb << opt.gpu->fit_yaml;
-  const sim::Calibration final_cal = calibration_from_text(yaml_with(dispatch_us, ""), "profile");
+  const sim::Calibration final_cal = calibration_with(dispatch_us);
   fitb << "  whole_model_runs:\n";
   for (const auto& [d, r] : runs) {
     const sim::Prediction p = predict(opt.model, d, cpu_map, hw, &final_cal, opt.run.prompt, opt.run.new_tokens);
@@ -928,8 +896,10 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
          << ", fitted_prefill_s: " << fmt(p.prefill_s) << ", measured_decode_s: " << fmt(r.decode_token_s)
          << ", fitted_decode_s: " << fmt(p.decode_token_s) << "}\n";
   }
-  out.yaml = yaml_with(dispatch_us, fitb.str());
-  calibration_from_text(out.yaml, "profile");  // validates what is about to be written
+  out.calibration = calibration_with(dispatch_us);
+  out.calibration.fit = load_yaml_string(fitb.str(), "the profiler's fit block")["fit"];
+  out.yaml = sim::calibration_yaml(out.calibration);
+  sim::parse_calibration(out.yaml, "profile");  // validates what is about to be written
 
   out.summary.push_back("memory bandwidth " + fmt(bw * bw_scale / 1e9) + " GB/s (micro-benchmark " + fmt(bw / 1e9) +
                         ")");
@@ -995,7 +965,7 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
     v.rows.push_back(row);
   }
   // Placements the calibration's whole-model runs used (its fit block names them).
-  const YAML::Node fit = cal.node.IsMap() ? cal.node["fit"] : YAML::Node();
+  const YAML::Node fit = cal.fit;
   const YAML::Node runs = fit.IsDefined() && fit.IsMap() ? fit["whole_model_runs"] : YAML::Node();
   if (runs.IsDefined() && runs.IsSequence()) {
     for (const auto& run : runs) {

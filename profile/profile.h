@@ -128,10 +128,10 @@ AttentionFit fit_attention(int64_t heads, int64_t head_dim, const std::vector<st
 // The GPU and link part of a calibration (measured by profile_gpu, profile/gpu_profile.h),
 // merged into the file profile_cpu writes.
 struct GpuSections {
-  std::string gpu_name, driver;  // provenance
-  std::string gpus_yaml;         // "gpus:\n  0:\n    memory_bandwidth_gbs: ..."
-  std::string link_yaml;         // "link:\n  h2d_pinned_gbs: ..."
-  std::string fit_yaml;          // lines under `fit:`
+  std::string gpu_name, driver;               // provenance
+  std::map<int, sim::GpuCalibration> gpus;    // by ordinal
+  sim::LinkCalibration link;
+  std::string fit_yaml;                       // lines under `fit:` (free-form residuals)
   double offload_tensor_overhead_us = 0;
 };
 
@@ -148,15 +148,14 @@ struct ProfileOptions {
 };
 
 struct ProfileResult {
-  std::string yaml;                  // the calibration file
+  sim::Calibration calibration;      // what was fitted
+  std::string yaml;                  // the calibration file (sim::calibration_yaml of it)
   Trace trace;                       // the whole-model runs
   std::vector<std::string> summary;  // one line per fitted figure
 };
 
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw);
 
-// A calibration held in memory (as if read from `origin`).
-sim::Calibration calibration_from_text(const std::string& yaml, const std::string& origin);
 
 // ---- validation ------------------------------------------------------------------------------
 

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iomanip>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/yaml_io.h"
@@ -77,11 +79,10 @@ double non_negative(const std::string& file, const YAML::Node& n, const std::str
   return v;
 }
 
-RateCurve read_curve(const std::string& file, const YAML::Node& n, const std::string& what, double scale) {
-  RateCurve c;
-  c.source = Source::kCalibrated;
+CurvePoints read_curve(const std::string& file, const YAML::Node& n, const std::string& what) {
+  CurvePoints c;
   if (n.IsScalar()) {
-    c.points.push_back({1.0, positive(file, n, what) * scale});
+    c.push_back({1.0, positive(file, n, what)});
     return c;
   }
   if (!n.IsSequence() || n.size() == 0) fail_at(file, n, what + ": expected a rate or a list of [M, rate] points");
@@ -89,101 +90,255 @@ RateCurve read_curve(const std::string& file, const YAML::Node& n, const std::st
     if (!p.IsSequence() || p.size() != 2) fail_at(file, p, what + ": expected [M, rate]");
     const double m = positive(file, p[0], what + " M");
     const double r = positive(file, p[1], what + " rate");
-    if (!c.points.empty() && m <= c.points.back().first) fail_at(file, p[0], what + ": M values must increase");
-    c.points.push_back({m, r * scale});
+    if (!c.empty() && m <= c.back().first) fail_at(file, p[0], what + ": M values must increase");
+    c.push_back({m, r});
   }
   return c;
 }
 
-void apply_flops(const std::string& file, const YAML::Node& n, const std::string& what, double scale,
-                 std::map<DType, RateCurve>& out) {
-  if (!n.IsMap()) fail_at(file, n, what + ": expected a mapping dtype -> rate");
-  for (const auto& kv : n) {
-    const std::string d = yaml_string(file, kv.first, "dtype");
-    auto dt = parse_dtype(d);
-    if (!dt) fail_at(file, kv.first, what + ": unknown dtype '" + d + "'");
-    out[*dt] = read_curve(file, kv.second, what + "." + d, scale);
-  }
+DType read_dtype(const std::string& file, const YAML::Node& key, const std::string& what) {
+  const std::string d = yaml_string(file, key, "dtype");
+  auto dt = parse_dtype(d);
+  if (!dt) fail_at(file, key, what + ": unknown dtype '" + d + "'");
+  return *dt;
 }
 
-// dtype -> non-negative number (a mapping), or one number for every dtype (stored under float32,
-// which DeviceRates::row_cost falls back to).
-void apply_per_dtype(const std::string& file, const YAML::Node& n, const std::string& what, double scale,
-                     std::map<DType, Figure>& out) {
+std::map<DType, CurvePoints> read_curves(const std::string& file, const YAML::Node& n, const std::string& what) {
+  if (!n.IsMap()) fail_at(file, n, what + ": expected a mapping dtype -> rate");
+  std::map<DType, CurvePoints> out;
+  for (const auto& kv : n) out[read_dtype(file, kv.first, what)] = read_curve(file, kv.second, what + "." + kv.first.Scalar());
+  return out;
+}
+
+// dtype -> non-negative number (a mapping), or one number for every dtype (held under float32).
+std::map<DType, double> read_per_dtype(const std::string& file, const YAML::Node& n, const std::string& what) {
+  std::map<DType, double> out;
   if (n.IsScalar()) {
-    out[DType::kFloat32] = {non_negative(file, n, what) * scale, Source::kCalibrated};
-    return;
+    out[DType::kFloat32] = non_negative(file, n, what);
+    return out;
   }
   if (!n.IsMap()) fail_at(file, n, what + ": expected a number or a mapping dtype -> number");
   for (const auto& kv : n) {
-    const std::string d = yaml_string(file, kv.first, "dtype");
-    auto dt = parse_dtype(d);
-    if (!dt) fail_at(file, kv.first, what + ": unknown dtype '" + d + "'");
-    out[*dt] = {non_negative(file, kv.second, what + "." + d) * scale, Source::kCalibrated};
+    out[read_dtype(file, kv.first, what)] = non_negative(file, kv.second, what + "." + kv.first.Scalar());
   }
+  return out;
 }
 
-void set_figure(const std::string& file, const YAML::Node& map, const char* key, double scale, Figure& out,
-                bool allow_zero = false) {
+// A figure of `map` under `key`, if present: positive (bandwidths), or >= 0 (overheads, latencies).
+std::optional<double> read_figure(const std::string& file, const YAML::Node& map, const char* key, bool allow_zero) {
   const YAML::Node n = map[key];
-  if (!n.IsDefined()) return;
-  out.value = (allow_zero ? non_negative(file, n, key) : positive(file, n, key)) * scale;
-  out.source = Source::kCalibrated;
+  if (!n.IsDefined()) return std::nullopt;
+  return allow_zero ? non_negative(file, n, key) : positive(file, n, key);
 }
 
-void validate(const Calibration& c) {
-  const std::string& f = c.file;
-  const YAML::Node& root = c.node;
+GpuCalibration read_gpu(const std::string& f, const YAML::Node& g, const std::string& where) {
+  check_keys(f, g, {"memory_bandwidth_gbs", "launch_overhead_us", "matmul_tflops", "attention_tflops", "attention_overhead_us"},
+             where);
+  GpuCalibration c;
+  c.memory_bandwidth_gbs = read_figure(f, g, "memory_bandwidth_gbs", false);
+  c.launch_overhead_us = read_figure(f, g, "launch_overhead_us", true);
+  c.attention_overhead_us = read_figure(f, g, "attention_overhead_us", true);
+  if (g["matmul_tflops"].IsDefined()) c.matmul_tflops = read_curves(f, g["matmul_tflops"], "gpus.matmul_tflops");
+  if (g["attention_tflops"].IsDefined()) c.attention_tflops = read_curves(f, g["attention_tflops"], "gpus.attention_tflops");
+  return c;
+}
+
+Calibration from_node(const YAML::Node& root, const std::string& f) {
+  if (!root.IsMap()) fail_at(f, root, "a calibration must be a mapping");
   check_keys(f, root, {"kind", "name", "provenance", "host", "gpus", "link", "disk", "fit"}, "calibration");
   if (!root["kind"].IsDefined() || !root["kind"].IsScalar() || root["kind"].Scalar() != "calibration") {
     fail_at(f, root["kind"], root, "a calibration file needs `kind: calibration`");
   }
-  if (root["host"].IsDefined()) {
-    check_keys(f, root["host"],
+  Calibration c;
+  c.file = f;
+  if (root["name"].IsDefined() && root["name"].IsScalar()) c.name = root["name"].Scalar();
+  if (root["provenance"].IsDefined()) c.provenance = root["provenance"];
+  if (root["fit"].IsDefined()) c.fit = root["fit"];
+  if (const YAML::Node h = root["host"]; h.IsDefined()) {
+    check_keys(f, h,
                {"memory_bandwidth_gbs", "page_cache_read_gbs", "dispatch_overhead_us", "offload_tensor_overhead_us",
                 "matmul_gflops", "attention_gflops", "attention_overhead_us", "matvec_row_ns", "matmul_input_ns"},
                "host");
-  }
-  if (root["gpus"].IsDefined()) {
-    if (!root["gpus"].IsMap()) fail_at(f, root["gpus"], "gpus: expected a mapping (all | ordinal) -> rates");
-    for (const auto& kv : root["gpus"]) {
-      const std::string k = yaml_string(f, kv.first, "gpu");
-      if (k != "all" && !is_int_literal(k))
-        fail_at(f, kv.first, "gpus: key must be 'all' or a GPU ordinal, found '" + k + "'");
-      check_keys(
-          f, kv.second,
-          {"memory_bandwidth_gbs", "launch_overhead_us", "matmul_tflops", "attention_tflops", "attention_overhead_us"},
-          "gpus." + k);
+    HostCalibration& hc = c.host;
+    hc.memory_bandwidth_gbs = read_figure(f, h, "memory_bandwidth_gbs", false);
+    hc.dispatch_overhead_us = read_figure(f, h, "dispatch_overhead_us", true);
+    hc.offload_tensor_overhead_us = read_figure(f, h, "offload_tensor_overhead_us", true);
+    hc.attention_overhead_us = read_figure(f, h, "attention_overhead_us", true);
+    if (const YAML::Node pc = h["page_cache_read_gbs"]; pc.IsDefined() && pc.IsMap()) {
+      hc.page_cache_read_gbs_by_dtype = read_per_dtype(f, pc, "host.page_cache_read_gbs");
+      for (const auto& [d, v] : hc.page_cache_read_gbs_by_dtype) {
+        if (!(v > 0)) fail_at(f, pc, "host.page_cache_read_gbs: every rate must be positive");
+      }
+      if (hc.page_cache_read_gbs_by_dtype.empty()) fail_at(f, pc, "host.page_cache_read_gbs: an empty mapping");
+    } else {
+      hc.page_cache_read_gbs = read_figure(f, h, "page_cache_read_gbs", false);
+    }
+    if (h["matmul_gflops"].IsDefined()) hc.matmul_gflops = read_curves(f, h["matmul_gflops"], "host.matmul_gflops");
+    if (h["attention_gflops"].IsDefined()) {
+      hc.attention_gflops = read_curves(f, h["attention_gflops"], "host.attention_gflops");
+    }
+    if (h["matvec_row_ns"].IsDefined()) hc.matvec_row_ns = read_per_dtype(f, h["matvec_row_ns"], "host.matvec_row_ns");
+    if (h["matmul_input_ns"].IsDefined()) {
+      hc.matmul_input_ns = read_per_dtype(f, h["matmul_input_ns"], "host.matmul_input_ns");
     }
   }
-  if (root["link"].IsDefined()) {
-    check_keys(
-        f, root["link"],
-        {"h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs", "d2h_pageable_gbs", "copy_latency_us", "p2p_gbs"},
-        "link");
+  if (const YAML::Node gs = root["gpus"]; gs.IsDefined()) {
+    if (!gs.IsMap()) fail_at(f, gs, "gpus: expected a mapping (all | ordinal) -> rates");
+    for (const auto& kv : gs) {
+      const std::string k = yaml_string(f, kv.first, "gpu");
+      if (k == "all") {
+        c.all_gpus = read_gpu(f, kv.second, "gpus.all");
+        continue;
+      }
+      if (!is_int_literal(k)) fail_at(f, kv.first, "gpus: key must be 'all' or a GPU ordinal, found '" + k + "'");
+      const int64_t idx = yaml_int(f, kv.first, "gpu ordinal");
+      if (idx < 0 || idx > 4096) fail_at(f, kv.first, "gpus: a GPU ordinal is 0..4096, found " + k);
+      c.gpus[static_cast<int>(idx)] = read_gpu(f, kv.second, "gpus." + k);
+    }
   }
-  if (root["disk"].IsDefined()) check_keys(f, root["disk"], {"read_gbs", "read_latency_us"}, "disk");
-  // Parse every figure once so errors surface at load time.
-  Hardware dummy;
-  dummy.host.peak_flops[DType::kFloat32] = {1, Source::kDatasheet};
-  dummy.host.memory_bandwidth = {1, Source::kDatasheet};
-  GpuSpec g;
-  g.peak_flops[DType::kFloat32] = {1, Source::kDatasheet};
-  g.memory_bandwidth = {1, Source::kDatasheet};
-  dummy.gpus.assign(1, g);
-  make_rates(dummy, &c);
+  if (const YAML::Node l = root["link"]; l.IsDefined()) {
+    check_keys(f, l,
+               {"h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs", "d2h_pageable_gbs", "copy_latency_us", "p2p_gbs"},
+               "link");
+    c.link.h2d_pinned_gbs = read_figure(f, l, "h2d_pinned_gbs", false);
+    c.link.h2d_pageable_gbs = read_figure(f, l, "h2d_pageable_gbs", false);
+    c.link.d2h_pinned_gbs = read_figure(f, l, "d2h_pinned_gbs", false);
+    c.link.d2h_pageable_gbs = read_figure(f, l, "d2h_pageable_gbs", false);
+    c.link.copy_latency_us = read_figure(f, l, "copy_latency_us", true);
+    c.link.p2p_gbs = read_figure(f, l, "p2p_gbs", false);
+  }
+  if (const YAML::Node d = root["disk"]; d.IsDefined()) {
+    check_keys(f, d, {"read_gbs", "read_latency_us"}, "disk");
+    c.disk.read_gbs = read_figure(f, d, "read_gbs", false);
+    c.disk.read_latency_us = read_figure(f, d, "read_latency_us", true);
+  }
+  return c;
+}
+
+// ---- writing ---------------------------------------------------------------------------------------
+
+std::string num(double v) {
+  std::ostringstream o;
+  o << std::setprecision(6) << v;
+  return o.str();
+}
+
+std::string curve_text(const CurvePoints& pts) {
+  std::string s = "[";
+  for (size_t i = 0; i < pts.size(); ++i) s += (i ? ", [" : "[") + num(pts[i].first) + ", " + num(pts[i].second) + "]";
+  return s + "]";
+}
+
+void put(std::ostringstream& y, const std::string& indent, const char* key, const std::optional<double>& v) {
+  if (v) y << indent << key << ": " << num(*v) << "\n";
+}
+
+void put_curves(std::ostringstream& y, const std::string& indent, const char* key, const std::map<DType, CurvePoints>& m) {
+  if (m.empty()) return;
+  y << indent << key << ":\n";
+  for (const auto& [d, c] : m) y << indent << "  " << dtype_name(d) << ": " << curve_text(c) << "\n";
+}
+
+void put_per_dtype(std::ostringstream& y, const std::string& indent, const char* key, const std::map<DType, double>& m) {
+  if (m.empty()) return;
+  y << indent << key << ": {";
+  bool first = true;
+  for (const auto& [d, v] : m) {
+    y << (first ? "" : ", ") << dtype_name(d) << ": " << num(v);
+    first = false;
+  }
+  y << "}\n";
+}
+
+void put_gpu(std::ostringstream& y, const std::string& key, const GpuCalibration& g) {
+  y << "  " << key << ":\n";
+  put(y, "    ", "memory_bandwidth_gbs", g.memory_bandwidth_gbs);
+  put(y, "    ", "launch_overhead_us", g.launch_overhead_us);
+  put_curves(y, "    ", "matmul_tflops", g.matmul_tflops);
+  put_curves(y, "    ", "attention_tflops", g.attention_tflops);
+  put(y, "    ", "attention_overhead_us", g.attention_overhead_us);
+}
+
+// A free-form mapping: one line per key, its value in flow style (a sequence of mappings: one
+// item per line).
+void put_free(std::ostringstream& y, const char* key, const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return;
+  if (!n.IsMap()) {
+    YAML::Emitter e;
+    e << YAML::Flow << n;
+    y << key << ": " << e.c_str() << "\n";
+    return;
+  }
+  y << key << ":\n";
+  for (const auto& kv : n) {
+    YAML::Emitter k;
+    k << kv.first;
+    if (kv.second.IsSequence() && kv.second.size() > 0 && kv.second[0].IsMap()) {
+      y << "  " << k.c_str() << ":\n";
+      for (const auto& item : kv.second) {
+        YAML::Emitter e;
+        e << YAML::Flow << item;
+        y << "    - " << e.c_str() << "\n";
+      }
+      continue;
+    }
+    YAML::Emitter e;
+    e << YAML::Flow << kv.second;
+    y << "  " << k.c_str() << ": " << e.c_str() << "\n";
+  }
 }
 
 }  // namespace
 
-Calibration load_calibration(const std::string& path) {
-  Calibration c;
-  c.file = path;
-  c.node = load_yaml_file(path);
-  if (!c.node.IsMap()) fail_at(path, c.node, "a calibration must be a mapping");
-  if (c.node["name"].IsDefined() && c.node["name"].IsScalar()) c.name = c.node["name"].Scalar();
-  validate(c);
-  return c;
+Calibration load_calibration(const std::string& path) { return from_node(load_yaml_file(path), path); }
+
+Calibration parse_calibration(const std::string& text, const std::string& origin) {
+  return from_node(load_yaml_string(text, origin), origin);
+}
+
+std::string calibration_yaml(const Calibration& c) {
+  std::ostringstream y;
+  std::istringstream comment(c.comment);
+  for (std::string line; std::getline(comment, line);) y << "# " << line << "\n";
+  y << "kind: calibration\n";
+  if (!c.name.empty()) {
+    YAML::Emitter e;
+    e << YAML::DoubleQuoted << c.name;
+    y << "name: " << e.c_str() << "\n";
+  }
+  put_free(y, "provenance", c.provenance);
+  const HostCalibration& h = c.host;
+  std::ostringstream hy;
+  put(hy, "  ", "memory_bandwidth_gbs", h.memory_bandwidth_gbs);
+  put(hy, "  ", "page_cache_read_gbs", h.page_cache_read_gbs);
+  put_per_dtype(hy, "  ", "page_cache_read_gbs", h.page_cache_read_gbs_by_dtype);
+  put(hy, "  ", "dispatch_overhead_us", h.dispatch_overhead_us);
+  put(hy, "  ", "offload_tensor_overhead_us", h.offload_tensor_overhead_us);
+  put_curves(hy, "  ", "matmul_gflops", h.matmul_gflops);
+  put_curves(hy, "  ", "attention_gflops", h.attention_gflops);
+  put(hy, "  ", "attention_overhead_us", h.attention_overhead_us);
+  put_per_dtype(hy, "  ", "matvec_row_ns", h.matvec_row_ns);
+  put_per_dtype(hy, "  ", "matmul_input_ns", h.matmul_input_ns);
+  if (!hy.str().empty()) y << "host:\n" << hy.str();
+  if (c.all_gpus || !c.gpus.empty()) {
+    y << "gpus:\n";
+    if (c.all_gpus) put_gpu(y, "all", *c.all_gpus);
+    for (const auto& [i, g] : c.gpus) put_gpu(y, std::to_string(i), g);
+  }
+  std::ostringstream ly;
+  put(ly, "  ", "h2d_pinned_gbs", c.link.h2d_pinned_gbs);
+  put(ly, "  ", "h2d_pageable_gbs", c.link.h2d_pageable_gbs);
+  put(ly, "  ", "d2h_pinned_gbs", c.link.d2h_pinned_gbs);
+  put(ly, "  ", "d2h_pageable_gbs", c.link.d2h_pageable_gbs);
+  put(ly, "  ", "copy_latency_us", c.link.copy_latency_us);
+  put(ly, "  ", "p2p_gbs", c.link.p2p_gbs);
+  if (!ly.str().empty()) y << "link:\n" << ly.str();
+  std::ostringstream dy;
+  put(dy, "  ", "read_gbs", c.disk.read_gbs);
+  put(dy, "  ", "read_latency_us", c.disk.read_latency_us);
+  if (!dy.str().empty()) y << "disk:\n" << dy.str();
+  put_free(y, "fit", c.fit);
+  return y.str();
 }
 
 Rates make_rates(const Hardware& hw, const Calibration* cal) {
@@ -227,75 +382,66 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
   }
   if (!cal) return r;
 
-  const std::string& f = cal->file;
-  const YAML::Node& root = cal->node;
-  r.calibration_name = cal->name.empty() ? f : cal->name;
-  if (const YAML::Node h = root["host"]; h.IsDefined()) {
-    set_figure(f, h, "memory_bandwidth_gbs", kGB, r.host.memory_bandwidth);
-    set_figure(f, h, "dispatch_overhead_us", kUs, r.host.dispatch, true);
-    set_figure(f, h, "offload_tensor_overhead_us", kUs, r.offload_tensor_overhead, true);
-    if (const YAML::Node pc = h["page_cache_read_gbs"]; pc.IsDefined() && pc.IsMap()) {
-      apply_per_dtype(f, pc, "host.page_cache_read_gbs", kGB, r.page_cache_read_dtype);
-      for (const auto& [d, fig] : r.page_cache_read_dtype) {
-        if (!(fig.value > 0)) fail_at(f, pc, "host.page_cache_read_gbs: every rate must be positive");
-      }
-      // Other dtypes: the slowest given (a conservative guess).
-      r.page_cache_read = r.page_cache_read_dtype.begin()->second;
-      for (const auto& [d, fig] : r.page_cache_read_dtype) {
-        if (fig.value < r.page_cache_read.value) r.page_cache_read = fig;
-      }
-    } else if (pc.IsDefined()) {
-      set_figure(f, h, "page_cache_read_gbs", kGB, r.page_cache_read);
-    } else if (h["memory_bandwidth_gbs"].IsDefined()) {
-      r.page_cache_read = {r.host.memory_bandwidth.value / 2, Source::kCalibrated};
+  r.calibration_name = cal->name.empty() ? cal->file : cal->name;
+  auto set = [](const std::optional<double>& v, double scale, Figure& out) {
+    if (v) out = {*v * scale, Source::kCalibrated};
+  };
+  auto curves = [](const std::map<DType, CurvePoints>& in, double scale, std::map<DType, RateCurve>& out) {
+    for (const auto& [d, pts] : in) {
+      RateCurve c;
+      c.source = Source::kCalibrated;
+      for (const auto& [m, v] : pts) c.points.push_back({m, v * scale});
+      out[d] = c;
     }
-    if (h["matmul_gflops"].IsDefined()) apply_flops(f, h["matmul_gflops"], "host.matmul_gflops", 1e9, r.host.flops);
-    if (h["attention_gflops"].IsDefined()) {
-      apply_flops(f, h["attention_gflops"], "host.attention_gflops", 1e9, r.host.attention_flops);
+  };
+  auto per_dtype = [](const std::map<DType, double>& in, double scale, std::map<DType, Figure>& out) {
+    for (const auto& [d, v] : in) out[d] = {v * scale, Source::kCalibrated};
+  };
+  const HostCalibration& h = cal->host;
+  set(h.memory_bandwidth_gbs, kGB, r.host.memory_bandwidth);
+  set(h.dispatch_overhead_us, kUs, r.host.dispatch);
+  set(h.offload_tensor_overhead_us, kUs, r.offload_tensor_overhead);
+  if (!h.page_cache_read_gbs_by_dtype.empty()) {
+    per_dtype(h.page_cache_read_gbs_by_dtype, kGB, r.page_cache_read_dtype);
+    // Other dtypes: the slowest given (a conservative guess).
+    r.page_cache_read = r.page_cache_read_dtype.begin()->second;
+    for (const auto& [d, fig] : r.page_cache_read_dtype) {
+      if (fig.value < r.page_cache_read.value) r.page_cache_read = fig;
     }
-    set_figure(f, h, "attention_overhead_us", kUs, r.host.attention_overhead, true);
-    if (h["matvec_row_ns"].IsDefined())
-      apply_per_dtype(f, h["matvec_row_ns"], "host.matvec_row_ns", 1e-9, r.host.matvec_row);
-    if (h["matmul_input_ns"].IsDefined()) {
-      apply_per_dtype(f, h["matmul_input_ns"], "host.matmul_input_ns", 1e-9, r.host.matmul_input);
-    }
+  } else if (h.page_cache_read_gbs) {
+    set(h.page_cache_read_gbs, kGB, r.page_cache_read);
+  } else if (h.memory_bandwidth_gbs) {
+    r.page_cache_read = {r.host.memory_bandwidth.value / 2, Source::kCalibrated};
   }
-  if (const YAML::Node gs = root["gpus"]; gs.IsDefined()) {
-    auto apply_gpu = [&](const YAML::Node& g, DeviceRates& d) {
-      set_figure(f, g, "memory_bandwidth_gbs", kGB, d.memory_bandwidth);
-      set_figure(f, g, "launch_overhead_us", kUs, d.dispatch, true);
-      if (g["matmul_tflops"].IsDefined()) apply_flops(f, g["matmul_tflops"], "gpus.matmul_tflops", 1e12, d.flops);
-      if (g["attention_tflops"].IsDefined()) {
-        apply_flops(f, g["attention_tflops"], "gpus.attention_tflops", 1e12, d.attention_flops);
-      }
-      set_figure(f, g, "attention_overhead_us", kUs, d.attention_overhead, true);
-    };
-    if (gs["all"].IsDefined()) {
-      for (auto& d : r.gpus) apply_gpu(gs["all"], d);
-    }
-    for (const auto& kv : gs) {
-      const std::string k = kv.first.Scalar();
-      if (k == "all") continue;
-      const int64_t idx = yaml_int(f, kv.first, "gpu ordinal");
-      if (idx < 0 || idx >= static_cast<int64_t>(r.gpus.size())) continue;  // calibration of a GPU this scenario lacks
-      apply_gpu(kv.second, r.gpus[idx]);
-    }
+  curves(h.matmul_gflops, 1e9, r.host.flops);
+  curves(h.attention_gflops, 1e9, r.host.attention_flops);
+  set(h.attention_overhead_us, kUs, r.host.attention_overhead);
+  per_dtype(h.matvec_row_ns, 1e-9, r.host.matvec_row);
+  per_dtype(h.matmul_input_ns, 1e-9, r.host.matmul_input);
+  auto apply_gpu = [&](const GpuCalibration& g, DeviceRates& d) {
+    set(g.memory_bandwidth_gbs, kGB, d.memory_bandwidth);
+    set(g.launch_overhead_us, kUs, d.dispatch);
+    curves(g.matmul_tflops, 1e12, d.flops);
+    curves(g.attention_tflops, 1e12, d.attention_flops);
+    set(g.attention_overhead_us, kUs, d.attention_overhead);
+  };
+  if (cal->all_gpus) {
+    for (auto& d : r.gpus) apply_gpu(*cal->all_gpus, d);
   }
-  if (const YAML::Node l = root["link"]; l.IsDefined()) {
-    set_figure(f, l, "h2d_pinned_gbs", kGB, r.h2d_pinned);
-    set_figure(f, l, "h2d_pageable_gbs", kGB, r.h2d_pageable);
-    set_figure(f, l, "d2h_pinned_gbs", kGB, r.d2h_pinned);
-    set_figure(f, l, "d2h_pageable_gbs", kGB, r.d2h_pageable);
-    set_figure(f, l, "copy_latency_us", kUs, r.copy_latency, true);
-    if (l["p2p_gbs"].IsDefined()) {
-      const double bw = positive(f, l["p2p_gbs"], "p2p_gbs") * kGB;
-      for (auto& row : r.p2p) std::fill(row.begin(), row.end(), bw);
-    }
+  for (const auto& [i, g] : cal->gpus) {
+    if (i < static_cast<int>(r.gpus.size())) apply_gpu(g, r.gpus[static_cast<size_t>(i)]);  // else: a GPU this scenario lacks
   }
-  if (const YAML::Node d = root["disk"]; d.IsDefined()) {
-    set_figure(f, d, "read_gbs", kGB, r.disk_read);
-    set_figure(f, d, "read_latency_us", kUs, r.disk_latency, true);
+  const LinkCalibration& l = cal->link;
+  set(l.h2d_pinned_gbs, kGB, r.h2d_pinned);
+  set(l.h2d_pageable_gbs, kGB, r.h2d_pageable);
+  set(l.d2h_pinned_gbs, kGB, r.d2h_pinned);
+  set(l.d2h_pageable_gbs, kGB, r.d2h_pageable);
+  set(l.copy_latency_us, kUs, r.copy_latency);
+  if (l.p2p_gbs) {
+    for (auto& row : r.p2p) std::fill(row.begin(), row.end(), *l.p2p_gbs * kGB);
   }
+  set(cal->disk.read_gbs, kGB, r.disk_read);
+  set(cal->disk.read_latency_us, kUs, r.disk_latency);
   return r;
 }
 

@@ -80,14 +80,54 @@ struct DeviceRates {
   std::map<std::string, DequantFigure> dequant;         // the preset's figures per quantization method
 };
 
+// (M, rate) points of a rate curve, in the unit its field names; one point for a single rate.
+using CurvePoints = std::vector<std::pair<double, double>>;
+
+// The calibration file, typed: every figure in the unit its name says, absent = not calibrated
+// (the datasheet figure stays). Per-dtype maps hold one entry per calibrated dtype; where the
+// file gives one number for every dtype it is held under float32 (the fallback of the lookups).
+struct HostCalibration {
+  std::optional<double> memory_bandwidth_gbs;
+  std::optional<double> page_cache_read_gbs;             // one rate for every dtype
+  std::map<DType, double> page_cache_read_gbs_by_dtype;  // or one per dtype (others: the slowest)
+  std::optional<double> dispatch_overhead_us, offload_tensor_overhead_us, attention_overhead_us;
+  std::map<DType, CurvePoints> matmul_gflops, attention_gflops;
+  std::map<DType, double> matvec_row_ns, matmul_input_ns;
+};
+
+struct GpuCalibration {
+  std::optional<double> memory_bandwidth_gbs, launch_overhead_us, attention_overhead_us;
+  std::map<DType, CurvePoints> matmul_tflops, attention_tflops;
+};
+
+struct LinkCalibration {
+  std::optional<double> h2d_pinned_gbs, h2d_pageable_gbs, d2h_pinned_gbs, d2h_pageable_gbs, copy_latency_us, p2p_gbs;
+};
+
+struct DiskCalibration {
+  std::optional<double> read_gbs, read_latency_us;
+};
+
 struct Calibration {
-  std::string file;
+  std::string file;     // where it was read from ("" when built in memory)
   std::string name;
-  YAML::Node node;  // the parsed file (validated)
+  std::string comment;  // lines written as `# ...` above the data
+  YAML::Node provenance;  // free-form mapping (cpu, gpu, driver, dmap_version, date, method, ...)
+  HostCalibration host;
+  std::optional<GpuCalibration> all_gpus;  // `gpus: {all: ...}`
+  std::map<int, GpuCalibration> gpus;      // by ordinal, applied after `all`
+  LinkCalibration link;
+  DiskCalibration disk;
+  YAML::Node fit;  // free-form: residuals of the fit, reported as is
 };
 
 // Reads and validates a calibration file. Errors name the file, line and key.
 Calibration load_calibration(const std::string& path);
+// The same from text (`origin` names it in errors).
+Calibration parse_calibration(const std::string& text, const std::string& origin);
+// The file `load_calibration` reads back: every figure to 6 significant digits, provenance and
+// fit as given.
+std::string calibration_yaml(const Calibration& c);
 
 struct Rates {
   DeviceRates host;

@@ -1,5 +1,5 @@
 // get_balanced_memory: the per-GPU caps behind device_map="auto"/"balanced"/"balanced_low_0"
-// (ALGORITHM.md §5), in accelerate's flavour (§5.1) and transformers v5's (§5.2).
+// (docs/ACCELERATE.md §5), in accelerate's flavour (§5.1) and transformers v5's (§5.2).
 #pragma once
 
 #include "core/device_map.h"

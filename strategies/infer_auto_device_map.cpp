@@ -1,6 +1,6 @@
 // infer_auto_device_map: the greedy fill with a largest-layer reserve, splitting, tied
 // parameters, a forward-only device cursor and disk as the unbounded last device.
-// Steps are numbered as in ALGORITHM.md §4.2; comments say where accelerate's exact
+// Steps are numbered as in docs/ACCELERATE.md §4.2; comments say where accelerate's exact
 // behaviour (not the obvious one) is mirrored.
 #include "strategies/infer_auto_device_map.h"
 

@@ -1,5 +1,5 @@
 // accelerate's `infer_auto_device_map` and `clean_device_map`, reproduced step by step
-// (ALGORITHM.md §3, §4). The same loop serves transformers v5's copy of it: the caller
+// (docs/ACCELERATE.md §3, §4). The same loop serves transformers v5's copy of it: the caller
 // supplies the sizes (accelerate's or v5's rule) and the tie groups.
 //
 // Data flow: ModuleTree + ModuleSizes + MaxMemory (+ no-split classes, tie groups)

@@ -1,4 +1,4 @@
-// The entry points users reach accelerate's planner through (ALGORITHM.md §6):
+// The entry points users reach accelerate's planner through (docs/ACCELERATE.md §6):
 //   * infer_auto_device_map called directly (accelerate sizes on a float32 skeleton, `dtype`);
 //   * from_pretrained(device_map="auto"|"balanced"|"balanced_low_0"|"sequential") in
 //     transformers v5 (v5 sizes, v5 get_balanced_memory) and in transformers 4.x, which is also

@@ -44,7 +44,7 @@ TEST_CASE("a quick GPU calibration gives sane figures and a loadable calibration
   opt.command = "gpu_profile_test";
   opt.gpu = &g;
   const ProfileResult r = profile_cpu(opt, hw);
-  const sim::Calibration cal = calibration_from_text(r.yaml, "gpu quick");
+  const sim::Calibration cal = sim::parse_calibration(r.yaml, "gpu quick");
   const sim::Rates rates = sim::make_rates(hw, &cal);
   REQUIRE(rates.gpus.size() == 1);
   const sim::DeviceRates& d = rates.gpus[0];

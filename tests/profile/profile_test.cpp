@@ -112,7 +112,7 @@ TEST_CASE("Chrome trace export holds the events and names the tracks", "[unit][p
   CHECK(ev->items[2].find("args")->find("step")->s == "3");
 }
 
-TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit][profile]") {
+TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit][profile][slow]") {
   ProfileOptions opt;
   opt.model = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json");
   opt.model_id = "llama_float32 fixture";
@@ -125,7 +125,7 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   const std::string hw_dir = std::string(DMAP_SOURCE_DIR) + "/configs/hardware";
   const sim::Hardware hw = sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test", hw_dir);
   const ProfileResult r = profile_cpu(opt, hw);
-  const sim::Calibration cal = calibration_from_text(r.yaml, "quick");
+  const sim::Calibration cal = sim::parse_calibration(r.yaml, "quick");
   const sim::Rates rates = sim::make_rates(hw, &cal);
   // Sane ranges for any machine this runs on: 0.5-2000 GB/s memory, 0.05-1000 GB/s disk.
   CHECK(rates.host.memory_bandwidth.source == sim::Source::kCalibrated);
@@ -204,7 +204,7 @@ TEST_CASE("map_placement: unit devices, tensor homes, the first GPU, and whole l
                     Catch::Contains("splits model.layers.0 across devices"));
 }
 
-TEST_CASE("LoadProbe counts other processes' CPU time, not this process's", "[unit][profile]") {
+TEST_CASE("LoadProbe counts other processes' CPU time, not this process's", "[unit][profile][slow]") {
   // This process keeps one core busy for 0.6 s: a probe that failed to subtract its own time
   // would report about one core more foreign load than the same probe over an idle 0.6 s just
   // before. Other processes (a parallel test, on a shared machine) load it too, and their load

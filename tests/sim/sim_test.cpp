@@ -1285,3 +1285,75 @@ TEST_CASE("a GGUF scenario: llama.cpp rows only, the command line names the file
   }
   CHECK(ev.how_to_run.rfind("llama-cli -m Qwen3-30B-A3B-Q4_K_M.gguf -ngl ", 0) == 0);
 }
+
+TEST_CASE("a calibration saves and loads back to the same rates (typed, no temporary file)", "[unit][sim]") {
+  namespace fs = std::filesystem;
+  const std::string dir = std::string(DMAP_SOURCE_DIR) + "/configs";
+  const Hardware hw = parse_hardware(YAML::Node("h200_vm"), "test", dir + "/hardware");
+  auto same = [](const Figure& a, const Figure& b) {
+    CHECK(a.source == b.source);
+    CHECK(a.value == Approx(b.value).epsilon(1e-5));
+  };
+  auto same_curves = [](const std::map<DType, RateCurve>& a, const std::map<DType, RateCurve>& b) {
+    REQUIRE(a.size() == b.size());
+    for (const auto& [d, c] : a) {
+      const RateCurve& o = b.at(d);
+      REQUIRE(c.points.size() == o.points.size());
+      for (size_t i = 0; i < c.points.size(); ++i) {
+        CHECK(c.points[i].first == Approx(o.points[i].first).epsilon(1e-5));
+        CHECK(c.points[i].second == Approx(o.points[i].second).epsilon(1e-5));
+      }
+    }
+  };
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(dir + "/calibrations")) {
+    if (e.path().extension() != ".yaml") continue;
+    INFO(e.path().string());
+    ++files;
+    const Calibration a = load_calibration(e.path().string());
+    const std::string text = calibration_yaml(a);
+    const Calibration b = parse_calibration(text, "saved");
+    CHECK(calibration_yaml(b) == text);  // saving is a fixed point
+    CHECK(b.name == a.name);
+    CHECK(b.fit.IsDefined() == a.fit.IsDefined());
+    const Rates ra = make_rates(hw, &a), rb = make_rates(hw, &b);
+    same(ra.host.memory_bandwidth, rb.host.memory_bandwidth);
+    same(ra.host.dispatch, rb.host.dispatch);
+    same(ra.page_cache_read, rb.page_cache_read);
+    same(ra.disk_read, rb.disk_read);
+    same(ra.disk_latency, rb.disk_latency);
+    same(ra.host.attention_overhead, rb.host.attention_overhead);
+    same_curves(ra.host.flops, rb.host.flops);
+    same_curves(ra.host.attention_flops, rb.host.attention_flops);
+    CHECK(ra.host.row_cost(DType::kBFloat16) == Approx(rb.host.row_cost(DType::kBFloat16)).epsilon(1e-5));
+    CHECK(ra.host.input_cost(DType::kFloat32) == Approx(rb.host.input_cost(DType::kFloat32)).epsilon(1e-5));
+  }
+  CHECK(files >= 2);
+  // A calibration built in memory, GPU and link sections included, loads back as built.
+  Calibration c;
+  c.name = "built";
+  c.host.memory_bandwidth_gbs = 38.5;
+  c.host.matvec_row_ns[DType::kFloat32] = 12.25;
+  c.all_gpus = GpuCalibration{};
+  c.all_gpus->launch_overhead_us = 0;
+  c.gpus[0].memory_bandwidth_gbs = 4100;
+  c.gpus[0].matmul_tflops[DType::kBFloat16] = {{1, 30}, {512, 650}};
+  c.link.h2d_pinned_gbs = 52;
+  c.link.p2p_gbs = 400;
+  c.disk.read_latency_us = 0;
+  const Calibration back = parse_calibration(calibration_yaml(c), "built");
+  CHECK(back.host.memory_bandwidth_gbs == 38.5);
+  CHECK(back.host.matvec_row_ns.at(DType::kFloat32) == 12.25);
+  REQUIRE(back.all_gpus);
+  CHECK(back.all_gpus->launch_overhead_us == 0.0);
+  CHECK(back.gpus.at(0).memory_bandwidth_gbs == 4100.0);
+  CHECK(back.gpus.at(0).matmul_tflops.at(DType::kBFloat16) == CurvePoints{{1, 30}, {512, 650}});
+  CHECK(back.link.p2p_gbs == 400.0);
+  CHECK(back.disk.read_latency_us == 0.0);
+  CHECK_FALSE(back.disk.read_gbs);
+  const Rates r = make_rates(hw, &back);
+  CHECK(r.gpus.at(0).memory_bandwidth.value == 4100e9);
+  CHECK(r.gpus.at(0).dispatch.value == 0.0);
+  CHECK(r.gpus.at(0).dispatch.source == Source::kCalibrated);
+  CHECK((r.p2p.empty() || r.p2p[0][0] == 400e9));
+}
