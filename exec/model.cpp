@@ -476,15 +476,6 @@ Bytes ModelWeights::bytes() const {
   return b;
 }
 
-const char* semantics_name(Semantics s) {
-  switch (s) {
-    case Semantics::kAccelerate: return "accelerate";
-    case Semantics::kPrefetch: return "prefetch";
-    case Semantics::kInPlace: return "in-place";
-  }
-  return "?";
-}
-
 std::optional<Semantics> parse_exec_semantics(const std::string& s) {
   for (Semantics x : {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace}) {
     if (s == semantics_name(x)) return x;

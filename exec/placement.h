@@ -23,11 +23,15 @@
 #include <vector>
 
 #include "core/device_map.h"
+#include "core/semantics.h"
 
 namespace dmap::exec {
 
-enum class Semantics { kAccelerate, kPrefetch, kInPlace };
-const char* semantics_name(Semantics s);
+// The execution semantics (core/semantics.h); the executor runs accelerate, prefetch and in-place
+// (a map without GPUs runs on the CPU executor, whatever the semantics).
+using dmap::Semantics;
+using dmap::semantics_name;
+// accelerate, prefetch or in-place; nullopt for anything else ("cpu" included).
 std::optional<Semantics> parse_exec_semantics(const std::string& s);
 
 struct Placement {

@@ -436,13 +436,8 @@ std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const
 sim::Semantics sim_semantics(const DeviceMap& dm, const RunSettings& rs) {
   bool gpu = false;
   for (const auto& [name, d] : dm.items()) gpu = gpu || d.is_gpu();
-  if (!gpu || rs.backend != "cuda") return sim::Semantics::kCpu;
-  switch (rs.semantics) {
-    case exec::Semantics::kPrefetch: return sim::Semantics::kPrefetch;
-    case exec::Semantics::kInPlace: return sim::Semantics::kInPlace;
-    case exec::Semantics::kAccelerate: break;
-  }
-  return sim::Semantics::kAccelerate;
+  if (!gpu || rs.backend != "cuda") return Semantics::kCpu;
+  return rs.semantics;  // one vocabulary (core/semantics.h)
 }
 
 PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const RunSettings& rs) {

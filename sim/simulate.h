@@ -25,14 +25,16 @@
 #include <vector>
 
 #include "core/device_map.h"
+#include "core/semantics.h"
 #include "sim/cost_model.h"
 #include "sim/hardware.h"
 
 namespace dmap::sim {
 
-enum class Semantics { kAccelerate, kPrefetch, kInPlace, kCpu };
-std::string semantics_name(Semantics s);
-std::optional<Semantics> parse_semantics(const std::string& s);
+// The execution semantics (core/semantics.h).
+using dmap::parse_semantics;
+using dmap::Semantics;
+using dmap::semantics_name;
 
 struct Prediction {
   bool feasible = true;
