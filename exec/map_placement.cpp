@@ -7,6 +7,13 @@
 
 namespace dmap::exec {
 
+std::optional<Semantics> parse_exec_semantics(const std::string& s) {
+  for (Semantics x : {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace}) {
+    if (s == semantics_name(x)) return x;
+  }
+  return std::nullopt;
+}
+
 std::vector<std::pair<std::string, Device>> tensor_devices(const ModuleTree& tree, const DeviceMap& dm,
                                                            const ModelWeights& weights) {
   std::vector<std::pair<std::string, Device>> out;

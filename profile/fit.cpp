@@ -1,3 +1,5 @@
+// Robust least squares (see fit.h): Huber-weighted fits on relative residuals through Eigen's QR,
+// the line fits of bandwidth and latency, and the medians the profilers report.
 #include "profile/fit.h"
 
 #include <algorithm>

@@ -1,3 +1,6 @@
+// `dmap profile --real --device cuda:N` (see gpu_profile.h): the copy, product, attention and
+// launch measurements on one GPU, whole-model runs on dmap's CUDA executor, and the fitted GPU and
+// link sections of a calibration.
 #include "profile/gpu_profile.h"
 
 #include <algorithm>

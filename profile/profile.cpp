@@ -1,3 +1,6 @@
+// The CPU profiler and validation (see profile.h): whole-model runs of dmap's executor, the
+// micro-benchmarks (weight streaming, products, attention, disk, dispatch), the fit of a typed
+// calibration to them, and held-out validation of its predictions.
 #include "profile/profile.h"
 
 #include <fcntl.h>
@@ -538,7 +541,6 @@ sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm,
   return sim::simulate(cm, hw, dm, semantics);
 }
 
-
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const exec::ExecConfig c = exec::exec_config(opt.model);
   const int threads = opt.run.threads;
@@ -667,8 +669,10 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   auto calibration_with = [&](double dispatch_us) {
     sim::Calibration cal;
     cal.name = opt.name;
-    cal.comment = "Calibration of this machine's CPU and disk for dmap's cost model, fitted from timed runs\nof dmap's own executor (`" +
-                  opt.command + "`). Units as in sim/calibration.h.";
+    cal.comment =
+        "Calibration of this machine's CPU and disk for dmap's cost model, fitted from timed runs\nof dmap's own "
+        "executor (`" +
+        opt.command + "`). Units as in sim/calibration.h.";
     cal.provenance["cpu"] = cpu_description();
     cal.provenance["gpu"] = opt.gpu ? opt.gpu->gpu_name : std::string("none");
     cal.provenance["driver"] = opt.gpu ? opt.gpu->driver : std::string("none");
@@ -690,8 +694,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       const auto pit = prefill_scale.find(d);
       sim::CurvePoints& g = h.matmul_gflops[d];
       for (const auto& [m, r] : p.curve) {
-        const double sc = m == 1.0 ? (it != stream_scale.end() ? it->second : 1.0)
-                                   : (pit != prefill_scale.end() ? pit->second : 1.0);
+        const double sc =
+            m == 1.0 ? (it != stream_scale.end() ? it->second : 1.0) : (pit != prefill_scale.end() ? pit->second : 1.0);
         g.push_back({m, r / 1e9 * sc});
       }
       for (const auto& [m, r] : p.attention.curve) h.attention_gflops[d].push_back({m, r / 1e9});

@@ -128,10 +128,10 @@ AttentionFit fit_attention(int64_t heads, int64_t head_dim, const std::vector<st
 // The GPU and link part of a calibration (measured by profile_gpu, profile/gpu_profile.h),
 // merged into the file profile_cpu writes.
 struct GpuSections {
-  std::string gpu_name, driver;               // provenance
-  std::map<int, sim::GpuCalibration> gpus;    // by ordinal
+  std::string gpu_name, driver;             // provenance
+  std::map<int, sim::GpuCalibration> gpus;  // by ordinal
   sim::LinkCalibration link;
-  std::string fit_yaml;                       // lines under `fit:` (free-form residuals)
+  std::string fit_yaml;  // lines under `fit:` (free-form residuals)
   double offload_tensor_overhead_us = 0;
 };
 
@@ -155,7 +155,6 @@ struct ProfileResult {
 };
 
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw);
-
 
 // ---- validation ------------------------------------------------------------------------------
 

@@ -1,3 +1,5 @@
+// Other processes' load on this machine (see quiet.h): /proc/stat and this process's own CPU time
+// sampled over a window, and the wait for a quiet machine before measuring.
 #include "profile/quiet.h"
 
 #include <sys/resource.h>

@@ -1,3 +1,4 @@
+// Chrome/Perfetto trace events (see trace.h): the event list and its JSON.
 #include "profile/trace.h"
 
 #include <cstdio>

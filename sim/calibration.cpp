@@ -106,7 +106,8 @@ DType read_dtype(const std::string& file, const YAML::Node& key, const std::stri
 std::map<DType, CurvePoints> read_curves(const std::string& file, const YAML::Node& n, const std::string& what) {
   if (!n.IsMap()) fail_at(file, n, what + ": expected a mapping dtype -> rate");
   std::map<DType, CurvePoints> out;
-  for (const auto& kv : n) out[read_dtype(file, kv.first, what)] = read_curve(file, kv.second, what + "." + kv.first.Scalar());
+  for (const auto& kv : n)
+    out[read_dtype(file, kv.first, what)] = read_curve(file, kv.second, what + "." + kv.first.Scalar());
   return out;
 }
 
@@ -132,14 +133,17 @@ std::optional<double> read_figure(const std::string& file, const YAML::Node& map
 }
 
 GpuCalibration read_gpu(const std::string& f, const YAML::Node& g, const std::string& where) {
-  check_keys(f, g, {"memory_bandwidth_gbs", "launch_overhead_us", "matmul_tflops", "attention_tflops", "attention_overhead_us"},
-             where);
+  check_keys(
+      f, g,
+      {"memory_bandwidth_gbs", "launch_overhead_us", "matmul_tflops", "attention_tflops", "attention_overhead_us"},
+      where);
   GpuCalibration c;
   c.memory_bandwidth_gbs = read_figure(f, g, "memory_bandwidth_gbs", false);
   c.launch_overhead_us = read_figure(f, g, "launch_overhead_us", true);
   c.attention_overhead_us = read_figure(f, g, "attention_overhead_us", true);
   if (g["matmul_tflops"].IsDefined()) c.matmul_tflops = read_curves(f, g["matmul_tflops"], "gpus.matmul_tflops");
-  if (g["attention_tflops"].IsDefined()) c.attention_tflops = read_curves(f, g["attention_tflops"], "gpus.attention_tflops");
+  if (g["attention_tflops"].IsDefined())
+    c.attention_tflops = read_curves(f, g["attention_tflops"], "gpus.attention_tflops");
   return c;
 }
 
@@ -197,9 +201,10 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     }
   }
   if (const YAML::Node l = root["link"]; l.IsDefined()) {
-    check_keys(f, l,
-               {"h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs", "d2h_pageable_gbs", "copy_latency_us", "p2p_gbs"},
-               "link");
+    check_keys(
+        f, l,
+        {"h2d_pinned_gbs", "h2d_pageable_gbs", "d2h_pinned_gbs", "d2h_pageable_gbs", "copy_latency_us", "p2p_gbs"},
+        "link");
     c.link.h2d_pinned_gbs = read_figure(f, l, "h2d_pinned_gbs", false);
     c.link.h2d_pageable_gbs = read_figure(f, l, "h2d_pageable_gbs", false);
     c.link.d2h_pinned_gbs = read_figure(f, l, "d2h_pinned_gbs", false);
@@ -233,13 +238,15 @@ void put(std::ostringstream& y, const std::string& indent, const char* key, cons
   if (v) y << indent << key << ": " << num(*v) << "\n";
 }
 
-void put_curves(std::ostringstream& y, const std::string& indent, const char* key, const std::map<DType, CurvePoints>& m) {
+void put_curves(std::ostringstream& y, const std::string& indent, const char* key,
+                const std::map<DType, CurvePoints>& m) {
   if (m.empty()) return;
   y << indent << key << ":\n";
   for (const auto& [d, c] : m) y << indent << "  " << dtype_name(d) << ": " << curve_text(c) << "\n";
 }
 
-void put_per_dtype(std::ostringstream& y, const std::string& indent, const char* key, const std::map<DType, double>& m) {
+void put_per_dtype(std::ostringstream& y, const std::string& indent, const char* key,
+                   const std::map<DType, double>& m) {
   if (m.empty()) return;
   y << indent << key << ": {";
   bool first = true;
@@ -429,7 +436,8 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
     for (auto& d : r.gpus) apply_gpu(*cal->all_gpus, d);
   }
   for (const auto& [i, g] : cal->gpus) {
-    if (i < static_cast<int>(r.gpus.size())) apply_gpu(g, r.gpus[static_cast<size_t>(i)]);  // else: a GPU this scenario lacks
+    if (i < static_cast<int>(r.gpus.size()))
+      apply_gpu(g, r.gpus[static_cast<size_t>(i)]);  // else: a GPU this scenario lacks
   }
   const LinkCalibration& l = cal->link;
   set(l.h2d_pinned_gbs, kGB, r.h2d_pinned);

@@ -76,6 +76,29 @@ void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round_bf16);
 float exp_shifted(float* p, int64_t n, float shift);
 uint16_t f32_to_f16(float v);  // round to nearest even
 
+// The element types as storage: element i of a buffer of type t as float32; a float32 stored as t
+// (round to nearest even); v rounded to t and back (what a 16-bit tensor holds).
+inline float load(WType t, const void* p, int64_t i) {
+  switch (t) {
+    case WType::kF32: return static_cast<const float*>(p)[i];
+    case WType::kF16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case WType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+  }
+  return 0;
+}
+inline void store(WType t, void* p, int64_t i, float v) {
+  switch (t) {
+    case WType::kF32: static_cast<float*>(p)[i] = v; return;
+    case WType::kF16: static_cast<uint16_t*>(p)[i] = f32_to_f16(v); return;
+    case WType::kBF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); return;
+  }
+}
+inline float round_to(WType t, float v) {
+  if (t == WType::kBF16) return round_bf16(v);
+  if (t == WType::kF16) return f16_to_f32(f32_to_f16(v));
+  return v;
+}
+
 // The elementwise passes of the forward pass (vectorised; `round`: bfloat16 rounding points r()).
 void add_rounded(float* x, const float* h, int64_t n, bool round);  // x = r(x + r(h))
 void round_bf16_n(float* p, int64_t n);                             // p = r(p)

@@ -1,3 +1,6 @@
+// The checked CUDA runtime wrappers (see runtime.h): errors turned into RuntimeFailure with the
+// call and place, OutOfDeviceMemory with the bytes asked and free, RAII owners of device memory,
+// pinned memory, streams, events and cuBLAS handles.
 #include "exec/cuda/runtime.h"
 
 #include <utility>

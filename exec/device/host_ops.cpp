@@ -9,29 +9,6 @@
 
 namespace dmap::exec::host_ops {
 
-float load(WType t, const void* p, int64_t i) {
-  switch (t) {
-    case WType::kF32: return static_cast<const float*>(p)[i];
-    case WType::kF16: return cpu::f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case WType::kBF16: return cpu::bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-  }
-  return 0;
-}
-
-void store(WType t, void* p, int64_t i, float v) {
-  switch (t) {
-    case WType::kF32: static_cast<float*>(p)[i] = v; return;
-    case WType::kF16: static_cast<uint16_t*>(p)[i] = cpu::f32_to_f16(v); return;
-    case WType::kBF16: static_cast<uint16_t*>(p)[i] = cpu::f32_to_bf16(v); return;
-  }
-}
-
-float round_to(WType t, float v) {
-  if (t == WType::kBF16) return cpu::round_bf16(v);
-  if (t == WType::kF16) return cpu::f16_to_f32(cpu::f32_to_f16(v));
-  return v;
-}
-
 namespace {
 std::vector<float> to_f32(WType t, const void* p, int64_t n) {
   std::vector<float> v(static_cast<size_t>(n));

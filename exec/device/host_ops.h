@@ -14,11 +14,10 @@
 
 namespace dmap::exec::host_ops {
 
+using cpu::load;
+using cpu::round_to;
+using cpu::store;
 using cpu::WType;
-
-float load(WType t, const void* p, int64_t i);
-void store(WType t, void* p, int64_t i, float v);
-float round_to(WType t, float v);
 
 void gemm(WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y, bool accumulate,
           int threads);

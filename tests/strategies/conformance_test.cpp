@@ -43,9 +43,10 @@ bool skip_if_absent(const fs::path& dir) {
   if (fs::is_directory(dir, ec)) return false;
   const char* ci = std::getenv("CI");
   if (ci && std::string(ci) == "true") {
-    FAIL("accelerate conformance data not found at " << dir.string()
-                                                     << " and CI=true: CI must run the conformance cases "
-                                                        "(put ../shared beside the project or set DMAP_ACCELERATE_CASES)");
+    FAIL("accelerate conformance data not found at "
+         << dir.string()
+         << " and CI=true: CI must run the conformance cases "
+            "(put ../shared beside the project or set DMAP_ACCELERATE_CASES)");
   }
   WARN("accelerate conformance data not found at " << dir.string() << " (set DMAP_ACCELERATE_CASES); skipping");
   return true;

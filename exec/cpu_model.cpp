@@ -1,0 +1,602 @@
+// The CPU forward pass (see cpu_model.h).
+#include "exec/cpu_model.h"
+
+#include <algorithm>
+#include <numeric>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include <omp.h>
+
+#include "core/error.h"
+
+namespace dmap::exec {
+
+using cpu::round_to;
+
+namespace {
+
+// Element i of a weight, as float32.
+float element(const cpu::Weight& w, int64_t i) { return cpu::load(w.type, w.data, i); }
+
+using Clock = std::chrono::steady_clock;
+
+// Runs fn(lo, hi) over [0, n) split into one contiguous range per thread (serially when the work
+// is small: a parallel region costs a few microseconds). The elementwise passes between the
+// matrix products went through here after perf showed them running on one core while the other
+// spun in libgomp (TinyLlama bf16 prefill: about a fifth of the time).
+template <class Fn>
+void parallel_ranges(int64_t n, int64_t min_per_thread, int threads, Fn&& fn) {
+  const int64_t useful = std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_thread));
+  const int team = static_cast<int>(std::min<int64_t>(threads, useful));
+  if (team <= 1) {
+    fn(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel num_threads(team)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    fn(n * t / nt, n * (t + 1) / nt);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+CpuModel::CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOptions opt)
+    : cfg_(cfg), w_(weights), opt_(opt), epoch_(std::chrono::steady_clock::now()) {
+  DMAP_CHECK(opt_.batch > 0 && opt_.max_seq > 0, "batch and max_seq must be positive");
+  opt_.threads = std::max(1, opt_.threads);
+  act_type_ = w_.get("model.embed_tokens.weight").w.type;
+  inv_freq_ = rope_inv_freq(cfg_);
+  if (cfg_.local_rope_theta > 0) inv_freq_local_ = rope_inv_freq(cfg_, true);
+  if (!cfg_.longrope_long.empty()) inv_freq_long_ = rope_inv_freq(cfg_, false, true);
+  // Norm gains in float32 (gemma: 1 + w), converted once.
+  for (const auto& [name, shape] : ModelWeights::expected(cfg_)) {
+    if (shape.size() != 1 || name.find("norm.weight") == std::string::npos) continue;
+    const cpu::Weight& g = w_.get(name).w;
+    std::vector<float> v(static_cast<size_t>(g.cols));
+    for (int64_t i = 0; i < g.cols; ++i) v[i] = element(g, i) + (cfg_.gemma ? 1.0f : 0.0f);
+    gains_.emplace(name, std::move(v));
+  }
+  layer_modules_ = layer_modules(cfg_);
+  // KV caches are allocated by the first forward through their layer: an executor that runs
+  // only some layers here (the CUDA backend's in-place semantics) holds only those.
+  k_cache_.resize(static_cast<size_t>(cfg_.layers));
+  v_cache_.resize(static_cast<size_t>(cfg_.layers));
+  times_ = module_slots(cfg_);
+}
+
+void CpuModel::begin_phase(bool prefill) {
+  prefill_phase_ = prefill;
+  if (!prefill) {
+    for (auto& t : times_) t.decode_s.push_back(0);
+  }
+}
+
+void CpuModel::add_time(int slot, Clock::time_point t0) {
+  const auto t1 = Clock::now();
+  const double s = std::chrono::duration<double>(t1 - t0).count();
+  if (opt_.record_events) {
+    events_.push_back({slot, prefill_phase_ ? -1 : static_cast<int>(times_[slot].decode_s.size()) - 1,
+                       std::chrono::duration<double>(t0 - epoch_).count(), s});
+  }
+  if (prefill_phase_) {
+    times_[slot].prefill_s += s;
+  } else if (!times_[slot].decode_s.empty()) {
+    times_[slot].decode_s.back() += s;
+  }
+}
+
+float CpuModel::round16(float v) const { return round_to(act_type_, v); }
+
+void CpuModel::round_act(float* p, int64_t n) const {
+  if (act_type_ == cpu::WType::kF32) return;
+  parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
+    if (act_type_ == cpu::WType::kBF16) {
+      cpu::round_bf16_n(p + lo, hi - lo);
+    } else {
+      for (int64_t i = lo; i < hi; ++i) p[i] = round_to(act_type_, p[i]);
+    }
+  });
+}
+
+void CpuModel::add_residual(float* x, const float* h, int64_t n) const {
+  parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
+    if (act_type_ != cpu::WType::kF16) {
+      cpu::add_rounded(x + lo, h + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+    } else {
+      for (int64_t i = lo; i < hi; ++i) x[i] = round16(x[i] + round16(h[i]));
+    }
+  });
+}
+
+CpuModel::~CpuModel() = default;
+
+const cpu::Weight& CpuModel::fetch(const std::string& name) {
+  const WeightRef& r = w_.get(name);
+  if (!r.on_disk) return r.w;
+  // One buffer, grown to the largest tensor read so far and never cleared: pread overwrites
+  // what it holds (a std::vector resized from a bias back up to a matrix zero-filled megabytes
+  // before every such read).
+  const size_t bytes = weight_bytes(r.w);
+  if (bytes > disk_buf_bytes_) {
+    disk_buf_.reset(new uint8_t[bytes]);
+    disk_buf_bytes_ = bytes;
+  }
+  disk_.read(r, disk_buf_.get(), opt_.drop_page_cache);
+  disk_weight_ = r.w;
+  disk_weight_.data = disk_buf_.get();
+  return disk_weight_;
+}
+
+void CpuModel::linear(const std::string& name, const float* x, int64_t M, float* y) {
+  cpu::linear(x, M, fetch(name), nullptr, y, opt_.threads);
+}
+
+void CpuModel::rmsnorm(const float* x, int64_t M, const std::vector<float>& g, float* y) const {
+  const int64_t H = static_cast<int64_t>(g.size());
+  const bool f16 = act_type_ == cpu::WType::kF16, bf16 = act_type_ == cpu::WType::kBF16;
+  parallel_ranges(M, std::max<int64_t>(1, kElementGrain / H), opt_.threads, [&](int64_t lo, int64_t hi) {
+    for (int64_t m = lo; m < hi; ++m) {
+      const float* xr = x + m * H;
+      float* yr = y + m * H;
+      const float r = 1.0f / std::sqrt(cpu::sum_squares(xr, H) / static_cast<float>(H) + static_cast<float>(cfg_.eps));
+      // gemma (1 + w), olmo2 (w): float32 product with the gain, then cast; llama: cast, then
+      // multiply by the (16-bit) gain.
+      if (!f16) {
+        cpu::rms_scale(xr, r, g.data(), H, cfg_.norm_mul_first, bf16, yr);
+      } else if (cfg_.norm_mul_first) {
+        for (int64_t i = 0; i < H; ++i) yr[i] = round16(xr[i] * r * g[i]);
+      } else {
+        for (int64_t i = 0; i < H; ++i) yr[i] = round16(g[i] * round16(xr[i] * r));
+      }
+    }
+  });
+}
+
+const std::vector<float>& CpuModel::gain(const std::string& name) const {
+  const auto it = gains_.find(name);
+  if (it == gains_.end()) throw InternalError("no norm gain " + name);
+  return it->second;
+}
+
+void CpuModel::softcap(float* v, int64_t n, double cap) const {
+  for (int64_t i = 0; i < n; ++i) v[i] = softcap1(v[i], static_cast<float>(cap));
+}
+
+void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start,
+                         float* out) {
+  const int64_t H = cfg_.heads, KV = cfg_.kv_heads, d = cfg_.head_dim, B = opt_.batch, S = opt_.max_seq;
+  const int64_t group = H / KV;
+  if (k_cache_[layer].empty()) {
+    const size_t cache = static_cast<size_t>(B * KV * S * d);
+    k_cache_[layer].assign(cache, 0.0f);
+    v_cache_[layer].assign(cache, 0.0f);
+  }
+  float* kc = k_cache_[layer].data();
+  float* vc = v_cache_[layer].data();
+  // Per sequence and KV head: the scores of every query head of the group come from one matrix
+  // product with the cached keys, and the outputs from one product of the probabilities with the
+  // (transposed) cached values — the same kernels as the projections. With at least as many
+  // (sequence, KV head) pairs as threads, each thread takes whole pairs (one parallel region per
+  // layer instead of three per pair); otherwise the pairs run in turn, each product threaded.
+  const float scale =
+      cfg_.attn_scale > 0 ? static_cast<float>(cfg_.attn_scale) : 1.0f / std::sqrt(static_cast<float>(d));
+  const int64_t window = cfg_.window(layer);
+  const float cap = static_cast<float>(cfg_.attn_softcap);
+  const int64_t L = start + T;  // keys visible to the last query
+  const int64_t rows = T * group;
+  const int64_t pairs = B * KV;
+  const bool outer = pairs >= opt_.threads && opt_.threads > 1;
+  const int team = outer ? opt_.threads : 1;
+  const int inner = outer ? 1 : opt_.threads;
+  if (att_.size() < static_cast<size_t>(team)) att_.resize(static_cast<size_t>(team));
+  auto one_pair = [&](int64_t pair, AttentionScratch& sc) {
+    const int64_t b = pair / KV, g = pair % KV;
+    float* K = kc + (b * KV + g) * S * d;
+    float* V = vc + (b * KV + g) * S * d;
+    // Store the new keys and values.
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t row = b * T + t;
+      std::memcpy(K + (start + t) * d, k + (row * KV + g) * d, sizeof(float) * d);
+      std::memcpy(V + (start + t) * d, v + (row * KV + g) * d, sizeof(float) * d);
+    }
+    sc.q.resize(static_cast<size_t>(rows * d));
+    sc.s.resize(static_cast<size_t>(rows * L));
+    sc.vt.resize(static_cast<size_t>(d * L));
+    sc.o.resize(static_cast<size_t>(rows * d));
+    // Query rows (t, head h of the group).
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < group; ++j)
+        std::memcpy(sc.q.data() + (t * group + j) * d, q + ((b * T + t) * H + g * group + j) * d, sizeof(float) * d);
+    cpu::linear(sc.q.data(), rows, cpu::Weight{K, cpu::WType::kF32, L, d}, nullptr, sc.s.data(), inner);
+    // Causal (and sliding-window) softmax per row, in float32 with 16-bit rounding points.
+#pragma omp parallel for schedule(static) num_threads(inner) if (inner > 1 && rows > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t pos = start + r / group;
+      const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+      float* p = sc.s.data() + r * L;
+      float mx = -INFINITY;
+      for (int64_t j = first; j <= pos; ++j) {
+        p[j] = round1(round1(p[j]) * scale);
+        if (cap > 0) p[j] = softcap1(p[j], cap);  // gemma2's soft-capping
+        mx = std::max(mx, p[j]);
+      }
+      const float sum = cpu::exp_shifted(p + first, pos - first + 1, mx);
+      for (int64_t j = 0; j < L; ++j) p[j] = (j < first || j > pos) ? 0.0f : round1(p[j] / sum);
+    }
+    for (int64_t j = 0; j < L; ++j)
+      for (int64_t i = 0; i < d; ++i) sc.vt[i * L + j] = V[j * d + i];
+    cpu::linear(sc.s.data(), rows, cpu::Weight{sc.vt.data(), cpu::WType::kF32, d, L}, nullptr, sc.o.data(), inner);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < group; ++j) {
+        float* o = out + ((b * T + t) * H + g * group + j) * d;
+        const float* src = sc.o.data() + (t * group + j) * d;
+        for (int64_t i = 0; i < d; ++i) o[i] = round1(src[i]);
+      }
+  };
+  if (outer) {
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (int64_t pair = 0; pair < pairs; ++pair) one_pair(pair, att_[omp_get_thread_num()]);
+  } else {
+    for (int64_t pair = 0; pair < pairs; ++pair) one_pair(pair, att_[0]);
+  }
+}
+
+void CpuModel::attention_only(int64_t l) {
+  DMAP_CHECK(l >= 0 && l < cfg_.layers && T_ > 0, "attention_only needs prepare() and a layer of the model");
+  attention(l, buf_q_.data(), buf_k_.data(), buf_v_.data(), T_, start_, buf_a_.data());
+}
+
+void CpuModel::prepare(int64_t T, int64_t start) {
+  const int64_t M = opt_.batch * T, d = cfg_.head_dim;
+  const int64_t qd = cfg_.heads * d, kvd = cfg_.kv_heads * d;
+  if (start + T > opt_.max_seq)
+    throw RuntimeFailure("context " + std::to_string(start + T) + " exceeds max_seq " + std::to_string(opt_.max_seq));
+  T_ = T;
+  start_ = start;
+  buf_x_.resize(M * cfg_.hidden);
+  buf_h_.resize(M * cfg_.hidden);
+  buf_q_.resize(M * qd);
+  buf_k_.resize(M * kvd);
+  buf_v_.resize(M * kvd);
+  buf_a_.resize(M * qd);
+  buf_g_.resize(M * cfg_.inter);
+  buf_u_.resize(M * cfg_.inter);
+  if (cfg_.fused) buf_qkv_.resize(static_cast<size_t>(M * std::max(qd + 2 * kvd, 2 * cfg_.inter)));
+  // RoPE tables of this forward's positions, in the activation dtype (olmo2: float32), scaled by
+  // longrope's attention factor; longrope's long factors once the context passes its original one.
+  const int64_t half = cfg_.rotary() / 2;
+  const bool long_rope = !inv_freq_long_.empty() && static_cast<double>(start + T) > cfg_.rope_orig_max;
+  const float factor = static_cast<float>(cfg_.rope_attention);
+  auto table = [&](const std::vector<float>& inv, std::vector<float>& cs, std::vector<float>& sn) {
+    cs.resize(static_cast<size_t>(T * half));
+    sn.resize(static_cast<size_t>(T * half));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < half; ++i) {
+        const float ang = static_cast<float>(start + t) * inv[i];
+        const float c = std::cos(ang) * factor, n = std::sin(ang) * factor;
+        cs[t * half + i] = cfg_.rope_fp32 ? c : round1(c);
+        sn[t * half + i] = cfg_.rope_fp32 ? n : round1(n);
+      }
+  };
+  table(long_rope ? inv_freq_long_ : inv_freq_, rope_cos_, rope_sin_);
+  if (!inv_freq_local_.empty()) table(inv_freq_local_, rope_cos_local_, rope_sin_local_);
+}
+
+void CpuModel::embed(const int32_t* ids, float* x) {
+  const int64_t M = opt_.batch * T_, Hd = cfg_.hidden;
+  const auto t0 = Clock::now();
+  const cpu::Weight& E = fetch("model.embed_tokens.weight");
+  const float scale = cfg_.gemma ? round_to(E.type, std::sqrt(static_cast<float>(Hd))) : 1.0f;
+  for (int64_t r = 0; r < M; ++r) {
+    const int32_t id = ids[r];
+    if (id < 0 || id >= cfg_.vocab)
+      throw InputError("token id " + std::to_string(id) + " is outside the vocabulary (0.." +
+                       std::to_string(cfg_.vocab - 1) + ")");
+    for (int64_t i = 0; i < Hd; ++i) x[r * Hd + i] = round1(element(E, static_cast<int64_t>(id) * Hd + i) * scale);
+  }
+  add_time(0, t0);
+}
+
+void CpuModel::attention_inputs(int64_t l, const std::string& p, const float* h, int64_t M) {
+  using QkNorm = ExecConfig::QkNorm;
+  const int64_t T = T_, d = cfg_.head_dim;
+  const int64_t qd = cfg_.heads * d, kvd = cfg_.kv_heads * d;
+  float* q = buf_q_.data();
+  float* k = buf_k_.data();
+  float* v = buf_v_.data();
+  if (cfg_.fused) {  // phi3: one product, rows [q | k | v]
+    float* qkv = buf_qkv_.data();
+    const int64_t width = qd + 2 * kvd;
+    linear(p + "self_attn.qkv_proj.weight", h, M, qkv);
+    round_act(qkv, M * width);
+    for (int64_t r = 0; r < M; ++r) {
+      std::memcpy(q + r * qd, qkv + r * width, sizeof(float) * qd);
+      std::memcpy(k + r * kvd, qkv + r * width + qd, sizeof(float) * kvd);
+      std::memcpy(v + r * kvd, qkv + r * width + qd + kvd, sizeof(float) * kvd);
+    }
+  } else {
+    linear(p + "self_attn.q_proj.weight", h, M, q);
+    linear(p + "self_attn.k_proj.weight", h, M, k);
+    linear(p + "self_attn.v_proj.weight", h, M, v);
+    if (cfg_.qkv_bias) {
+      auto add_bias = [&](const std::string& bias, float* out, int64_t width) {
+        const cpu::Weight& b = fetch(bias);
+        for (int64_t r = 0; r < M; ++r)
+          for (int64_t i = 0; i < width; ++i) out[r * width + i] += element(b, i);
+      };
+      add_bias(p + "self_attn.q_proj.bias", q, qd);
+      add_bias(p + "self_attn.k_proj.bias", k, kvd);
+      add_bias(p + "self_attn.v_proj.bias", v, kvd);
+    }
+    round_act(q, M * qd);
+    round_act(k, M * kvd);
+    round_act(v, M * kvd);
+  }
+  // q/k norms: over all heads before the split (olmo2), or per head over head_dim (qwen3, gemma3).
+  if (cfg_.qk_norm == QkNorm::kAllHeads) {
+    rmsnorm(q, M, gain(p + "self_attn.q_norm.weight"), q);
+    rmsnorm(k, M, gain(p + "self_attn.k_norm.weight"), k);
+  } else if (cfg_.qk_norm == QkNorm::kPerHead) {
+    rmsnorm(q, M * cfg_.heads, gain(p + "self_attn.q_norm.weight"), q);
+    rmsnorm(k, M * cfg_.kv_heads, gain(p + "self_attn.k_norm.weight"), k);
+  }
+  // RoPE (rotate_half convention: pairs (i, i + rotary/2) of the first `rotary` channels of each
+  // head); cos/sin tables of this forward's positions, computed once before the layers (gemma3's
+  // sliding layers: their own).
+  const int64_t half = cfg_.rotary() / 2;
+  const bool local = !rope_cos_local_.empty() && cfg_.window(l) > 0;
+  const std::vector<float>& cos_t = local ? rope_cos_local_ : rope_cos_;
+  const std::vector<float>& sin_t = local ? rope_sin_local_ : rope_sin_;
+  parallel_ranges(M, 8, opt_.threads, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* cs = cos_t.data() + (r % T) * half;
+      const float* sn = sin_t.data() + (r % T) * half;
+      auto rotate = [&](float* a) {
+        if (cfg_.rope_fp32) {  // olmo2: float32 cos/sin, the rotated value rounded once
+          for (int64_t i = 0; i < half; ++i) {
+            const float x1 = a[i], x2 = a[i + half];
+            const float p1 = x1 * cs[i], p2 = -x2 * sn[i], p3 = x2 * cs[i], p4 = x1 * sn[i];
+            a[i] = round1(p1 + p2);
+            a[i + half] = round1(p3 + p4);
+          }
+          return;
+        }
+        if (act_type_ != cpu::WType::kF16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == cpu::WType::kBF16);
+        for (int64_t i = 0; i < half; ++i) {
+          const float x1 = a[i], x2 = a[i + half];
+          a[i] = round1(round1(x1 * cs[i]) + round1(-x2 * sn[i]));
+          a[i + half] = round1(round1(x2 * cs[i]) + round1(x1 * sn[i]));
+        }
+      };
+      for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
+      for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
+    }
+  });
+}
+
+void CpuModel::moe(const std::string& p, const float* h, int64_t M, float* out) {
+  const int64_t E = cfg_.experts, K = cfg_.top_k, H = cfg_.hidden, I = cfg_.moe_inter, R = M * K;
+  // Router: logits in the activation dtype, softmax in float32, the top k by probability
+  // (descending; ties to the lower expert), renormalised, cast back (qwen3_moe) or kept (mixtral).
+  moe_logits_.resize(static_cast<size_t>(M * E));
+  linear(p + "mlp.gate.weight", h, M, moe_logits_.data());
+  round_act(moe_logits_.data(), M * E);
+  std::vector<int64_t> pick(static_cast<size_t>(R));
+  std::vector<float> weight(static_cast<size_t>(R));
+  std::vector<float> prob(static_cast<size_t>(E));
+  std::vector<int64_t> order(static_cast<size_t>(E));
+  for (int64_t m = 0; m < M; ++m) {
+    const float* lg = moe_logits_.data() + m * E;
+    const float mx = *std::max_element(lg, lg + E);
+    float sum = 0;
+    for (int64_t e = 0; e < E; ++e) sum += (prob[e] = std::exp(lg[e] - mx));
+    for (int64_t e = 0; e < E; ++e) prob[e] /= sum;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                      [&](int64_t a, int64_t b) { return prob[a] > prob[b] || (prob[a] == prob[b] && a < b); });
+    float top = 0;
+    for (int64_t k = 0; k < K; ++k) top += prob[order[k]];
+    for (int64_t k = 0; k < K; ++k) {
+      float w = prob[order[k]];
+      if (cfg_.norm_topk) w /= top;
+      pick[m * K + k] = order[k];
+      weight[m * K + k] = cfg_.router_fp32_weights ? w : round16(w);
+    }
+  }
+  // The (token, rank) rows grouped by expert, and each expert's range of them.
+  std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);
+  for (int64_t r = 0; r < R; ++r) ++start[pick[r] + 1];
+  int64_t touched = 0;
+  for (int64_t e = 0; e < E; ++e) touched += start[e + 1] > 0 ? 1 : 0;
+  (prefill_phase_ ? experts_.prefill_forwards : experts_.decode_forwards) += 1;
+  (prefill_phase_ ? experts_.prefill_touched : experts_.decode_touched) += touched;
+  (prefill_phase_ ? experts_.prefill_rows : experts_.decode_rows) += M;
+  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+  moe_rows_.assign(static_cast<size_t>(R), 0);
+  std::vector<int64_t> fill(start.begin(), start.end() - 1);
+  for (int64_t r = 0; r < R; ++r) moe_rows_[fill[pick[r]]++] = r;
+  moe_x_.resize(static_cast<size_t>(R * H));
+  for (int64_t i = 0; i < R; ++i) std::memcpy(moe_x_.data() + i * H, h + (moe_rows_[i] / K) * H, sizeof(float) * H);
+  // gate_up per expert (rows [gate | up] of its [2I, H] slice), then the activation.
+  moe_gu_.resize(static_cast<size_t>(R * 2 * I));
+  {
+    const cpu::Weight& gu = fetch(p + "mlp.experts.gate_up_proj");
+    const size_t elt = gu.type == cpu::WType::kF32 ? 4 : 2;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = start[e + 1] - start[e];
+      if (n == 0) continue;
+      const cpu::Weight slice{static_cast<const uint8_t*>(gu.data) + static_cast<size_t>(e * 2 * I * H) * elt, gu.type,
+                              2 * I, H};
+      cpu::linear(moe_x_.data() + start[e] * H, n, slice, nullptr, moe_gu_.data() + start[e] * 2 * I, opt_.threads);
+    }
+  }
+  round_act(moe_gu_.data(), R * 2 * I);
+  moe_act_.resize(static_cast<size_t>(R * I));
+  std::vector<float> up(static_cast<size_t>(R * I));
+  for (int64_t i = 0; i < R; ++i) {
+    std::memcpy(moe_act_.data() + i * I, moe_gu_.data() + i * 2 * I, sizeof(float) * I);
+    std::memcpy(up.data() + i * I, moe_gu_.data() + i * 2 * I + I, sizeof(float) * I);
+  }
+  silu_times(moe_act_.data(), up.data(), R * I);
+  moe_out_.resize(static_cast<size_t>(R * H));
+  {
+    const cpu::Weight& down = fetch(p + "mlp.experts.down_proj");
+    const size_t elt = down.type == cpu::WType::kF32 ? 4 : 2;
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = start[e + 1] - start[e];
+      if (n == 0) continue;
+      const cpu::Weight slice{static_cast<const uint8_t*>(down.data) + static_cast<size_t>(e * H * I) * elt, down.type,
+                              H, I};
+      cpu::linear(moe_act_.data() + start[e] * I, n, slice, nullptr, moe_out_.data() + start[e] * H, opt_.threads);
+    }
+  }
+  round_act(moe_out_.data(), R * H);
+  // Each row times its routing weight (a 16-bit product for qwen3_moe, float32 for mixtral's
+  // float32 weights), the k rows of a token summed in float32 in rank order, cast once.
+  std::vector<int64_t> slot_of(static_cast<size_t>(R));
+  for (int64_t i = 0; i < R; ++i) slot_of[moe_rows_[i]] = i;
+  for (int64_t m = 0; m < M; ++m) {
+    float* o = out + m * H;
+    std::fill(o, o + H, 0.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      const float* row = moe_out_.data() + slot_of[m * K + k] * H;
+      const float w = weight[m * K + k];
+      for (int64_t j = 0; j < H; ++j) o[j] += cfg_.router_fp32_weights ? row[j] * w : round16(row[j] * w);
+    }
+  }
+  round_act(out, M * H);
+}
+
+void CpuModel::silu_times(float* g, const float* u, int64_t n) const {
+  parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
+    if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
+      for (int64_t i = lo; i < hi; ++i) {
+        const float a = g[i];
+        g[i] = round16(round16(a / (1.0f + std::exp(-a))) * u[i]);
+      }
+    } else {
+      cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+    }
+  });
+}
+
+void CpuModel::mlp(const std::string& p, const float* h, int64_t M, float* out) {
+  float* g = buf_g_.data();
+  float* u = buf_u_.data();
+  const int64_t I = cfg_.inter, n = M * I;
+  if (cfg_.fused) {  // phi3: one product, rows [gate | up]
+    float* gu = buf_qkv_.data();
+    linear(p + "mlp.gate_up_proj.weight", h, M, gu);
+    round_act(gu, 2 * n);
+    for (int64_t r = 0; r < M; ++r) {
+      std::memcpy(g + r * I, gu + r * 2 * I, sizeof(float) * I);
+      std::memcpy(u + r * I, gu + r * 2 * I + I, sizeof(float) * I);
+    }
+  } else {
+    linear(p + "mlp.gate_proj.weight", h, M, g);
+    linear(p + "mlp.up_proj.weight", h, M, u);
+    round_act(g, n);
+    round_act(u, n);
+  }
+  parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
+    if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
+      for (int64_t i = lo; i < hi; ++i) {
+        const float a = g[i];
+        const float act = cfg_.gemma ? 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))
+                                     : a / (1.0f + std::exp(-a));
+        g[i] = round1(round1(act) * u[i]);
+      }
+    } else if (cfg_.gemma) {
+      cpu::gelu_tanh_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+    } else {
+      cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+    }
+  });
+  linear(p + "mlp.down_proj.weight", g, M, out);
+}
+
+void CpuModel::layer(int64_t l, float* x) {
+  using Layout = ExecConfig::Layout;
+  const int64_t M = opt_.batch * T_, Hd = cfg_.hidden;
+  float* h = buf_h_.data();
+  const std::string p = "model.layers." + std::to_string(l) + ".";
+  int slot = 1 + static_cast<int>(l * static_cast<int64_t>(layer_modules_.size()));
+  // A norm of the layer, timed as its own module; in place allowed.
+  auto norm = [&](const char* name, const float* in, float* y) {
+    const auto t0 = Clock::now();
+    rmsnorm(in, M, gain(p + name + ".weight"), y);
+    add_time(slot++, t0);
+  };
+  // Attention: pre-norm (llama, gemma2/3: input_layernorm), or on x itself (olmo2).
+  if (cfg_.layout != Layout::kPostNorm) norm("input_layernorm", x, h);
+  const float* in = cfg_.layout == Layout::kPostNorm ? x : h;
+  auto t0 = Clock::now();
+  attention_inputs(l, p, in, M);
+  attention(l, buf_q_.data(), buf_k_.data(), buf_v_.data(), T_, start_, buf_a_.data());
+  linear(p + "self_attn.o_proj.weight", buf_a_.data(), M, h);
+  if (cfg_.layout == Layout::kPreNorm) {
+    add_residual(x, h, M * Hd);
+    add_time(slot++, t0);
+  } else {  // the attention output normed, then added (olmo2, gemma2/3)
+    add_time(slot++, t0);
+    t0 = Clock::now();
+    rmsnorm(h, M, gain(p + "post_attention_layernorm.weight"), h);
+    add_residual(x, h, M * Hd);
+    add_time(slot++, t0);
+  }
+  // MLP: pre-norm by post_attention_layernorm (llama) or pre_feedforward_layernorm (gemma2/3).
+  if (cfg_.layout == Layout::kPreNorm) norm("post_attention_layernorm", x, h);
+  if (cfg_.layout == Layout::kSandwich) norm("pre_feedforward_layernorm", x, h);
+  in = cfg_.layout == Layout::kPostNorm ? x : h;
+  t0 = Clock::now();
+  if (cfg_.is_sparse(l)) {
+    moe(p, in, M, h);
+  } else {
+    mlp(p, in, M, h);
+  }
+  if (cfg_.layout == Layout::kPreNorm) {
+    add_residual(x, h, M * Hd);
+    add_time(slot++, t0);
+  } else {
+    add_time(slot++, t0);
+    t0 = Clock::now();
+    rmsnorm(h, M, gain(p + "post_feedforward_layernorm.weight"), h);
+    add_residual(x, h, M * Hd);
+    add_time(slot++, t0);
+  }
+}
+
+void CpuModel::final_norm(float* last) {
+  const auto t0 = Clock::now();
+  rmsnorm(last, opt_.batch, gain("model.norm.weight"), last);
+  add_time(static_cast<int>(times_.size()) - 2, t0);
+}
+
+void CpuModel::head(const float* last, float* logits) {
+  const auto t0 = Clock::now();
+  const cpu::Weight& head = fetch(cfg_.tie ? "model.embed_tokens.weight" : "lm_head.weight");
+  cpu::linear(last, opt_.batch, head, nullptr, logits, opt_.threads);
+  round_act(logits, opt_.batch * cfg_.vocab);
+  if (cfg_.final_softcap > 0) softcap(logits, opt_.batch * cfg_.vocab, cfg_.final_softcap);  // gemma2
+  add_time(static_cast<int>(times_.size()) - 1, t0);
+}
+
+void CpuModel::forward(const int32_t* ids, int64_t T, int64_t start, float* logits) {
+  const int64_t B = opt_.batch, Hd = cfg_.hidden;
+  prepare(T, start);
+  float* x = buf_x_.data();
+  embed(ids, x);
+  for (int64_t l = 0; l < cfg_.layers; ++l) layer(l, x);
+  // Final norm and head on the last position of each sequence.
+  last_.resize(static_cast<size_t>(B * Hd));
+  for (int64_t b = 0; b < B; ++b) std::memcpy(last_.data() + b * Hd, x + (b * T + T - 1) * Hd, sizeof(float) * Hd);
+  final_norm(last_.data());
+  head(last_.data(), logits);
+}
+
+}  // namespace dmap::exec

@@ -1,0 +1,134 @@
+// The CPU executor of the Llama-shaped families — llama (with Llama-3 rope scaling), mistral
+// (sliding window), qwen2 (q/k/v bias), gemma (GeGLU, RMSNorm with +1 weight offset, embedding
+// scaled by sqrt(hidden), head_dim from the config, tied head), and those of 2025-2026: qwen3 (q/k
+// norms per head), olmo2 (norms after attention and MLP only, q/k norms over all heads), phi3
+// (fused qkv_proj and gate_up_proj, partial rotary, longrope), gemma2 (four norms per layer,
+// alternating sliding-window layers, attention and final logit soft-capping) and gemma3_text (q/k
+// norms, sliding-window pattern, a local and a global RoPE): prefill of P tokens, then greedy
+// decode, batch >= 1, every module timed per phase. The CUDA backend runs the first four only.
+//
+// Numerics: weights stay in their stored dtype (float32, float16, bfloat16) and are converted in
+// registers by the kernels; arithmetic is float32. With 16-bit weights the activations are
+// rounded to that dtype where transformers' eager forward materialises a 16-bit tensor (each
+// product's output, norms, RoPE terms, scores, probabilities, residual sums), so results follow
+// what users get from transformers rather than a more precise float32 run.
+//
+// Example:
+//   CpuModel m(cfg, w, {.batch = 1, .max_seq = 256, .threads = 2});
+//   GenerateResult r = generate(m, prompt_ids, P, 32);
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "exec/config.h"
+#include "exec/cpu/kernels.h"
+#include "exec/disk_reader.h"
+#include "exec/executor.h"
+#include "exec/weights.h"
+
+namespace dmap::exec {
+
+class CpuModel : public Executor {
+ public:
+  CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOptions opt);
+
+  void forward(const int32_t* ids, int64_t T, int64_t start, float* logits) override;
+  const ExecConfig& config() const override { return cfg_; }
+  const RunOptions& options() const override { return opt_; }
+  void begin_phase(bool prefill) override;
+  const std::vector<ModuleTime>& module_times() const override { return times_; }
+  const std::vector<ModuleEvent>& events() const override { return events_; }
+  uint64_t disk_bytes_read() const override { return disk_.bytes_read(); }
+  double disk_read_seconds() const override { return disk_.seconds_reading(); }
+  void set_drop_page_cache(bool drop) override { opt_.drop_page_cache = drop; }
+  ExpertCounts expert_counts() const override { return experts_; }
+
+  // forward() in pieces, for an executor that runs only some modules here (the CUDA backend's
+  // in-place semantics). x: batch*T x hidden float32 activations (16-bit values in 16-bit runs).
+  //   prepare(T, start); embed(ids, x); layer(l, x) for the layers here; then on the last
+  //   position of each sequence (batch x hidden): final_norm(last); head(last, logits).
+  void prepare(int64_t T, int64_t start);
+  void embed(const int32_t* ids, float* x);
+  void layer(int64_t l, float* x);
+  void final_norm(float* last);
+  void head(const float* last, float* logits);
+  void set_record_events(bool record) { opt_.record_events = record; }
+  // The attention of layer `l` alone (KV-cache store, scores, softmax, weighted sum; no
+  // projections or RoPE) on the activation buffers prepare() sized, as a forward runs it: the
+  // profiler's attention micro-benchmark over context lengths.
+  void attention_only(int64_t l);
+  // Event times are seconds since `epoch` (default: the model's creation).
+  void set_epoch(std::chrono::steady_clock::time_point epoch) { epoch_ = epoch; }
+
+ private:
+  void linear(const std::string& name, const float* x, int64_t M, float* y);
+  // The weight, read from disk first when it is offloaded there.
+  const cpu::Weight& fetch(const std::string& name);
+  void rmsnorm(const float* x, int64_t M, const std::vector<float>& w, float* y) const;
+  // The float32 gain of a norm weight (gemma: 1 + w), converted once.
+  const std::vector<float>& gain(const std::string& name) const;
+  void attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out);
+  // q, k and v of layer `l` from its attention input h (projections, q/k norms, RoPE).
+  void attention_inputs(int64_t l, const std::string& p, const float* h, int64_t M);
+  // The MLP of the layer with prefix p: h -> out (both M x hidden).
+  void mlp(const std::string& p, const float* h, int64_t M, float* out);
+  // A sparse MoE block: the router, then each token's top-k experts (transformers v5's default
+  // grouped_mm experts: per-expert products, the weighted rows summed over k in float32).
+  void moe(const std::string& p, const float* h, int64_t M, float* out);
+  void silu_times(float* g, const float* u, int64_t n) const;  // g = silu(g) * u, rounded as the activation dtype
+  // v = round(tanh(v / cap) * cap) at the activation dtype's rounding points.
+  void softcap(float* v, int64_t n, double cap) const;
+  float softcap1(float v, float cap) const { return round1(round1(std::tanh(round1(v / cap))) * cap); }
+  // Rounds activations to the model's 16-bit dtype (no-op in float32).
+  void round_act(float* p, int64_t n) const;
+  // x = round(x + round(h)): the residual add at the activation dtype.
+  void add_residual(float* x, const float* h, int64_t n) const;
+  // Elements below which an elementwise pass is not worth a second thread.
+  static constexpr int64_t kElementGrain = 1 << 14;
+  float round1(float v) const { return act_type_ == cpu::WType::kBF16 ? cpu::round_bf16(v) : round16(v); }
+  float round16(float v) const;  // float16 or float32 (no-op)
+  void add_time(int slot, std::chrono::steady_clock::time_point start);
+
+  ExecConfig cfg_;
+  const ModelWeights& w_;
+  cpu::WType act_type_ = cpu::WType::kF32;
+  RunOptions opt_;
+  std::vector<float> inv_freq_, inv_freq_local_, inv_freq_long_;
+  std::map<std::string, std::vector<float>, std::less<>> gains_;  // float32 copies of 1-D gains (gemma: 1 + w)
+  std::vector<std::string> layer_modules_;
+  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: batch x kv x max_seq x d
+  std::vector<ModuleTime> times_;
+  std::vector<ModuleEvent> events_;
+  std::chrono::steady_clock::time_point epoch_;
+  bool prefill_phase_ = true;
+  std::vector<float> buf_x_, buf_h_, buf_q_, buf_k_, buf_v_, buf_a_, buf_g_, buf_u_;
+  std::unique_ptr<uint8_t[]> disk_buf_;  // disk-offloaded tensors are read into it
+  size_t disk_buf_bytes_ = 0;
+  struct AttentionScratch {
+    std::vector<float> q, s, vt, o;
+  };
+  std::vector<AttentionScratch> att_;                                   // per thread
+  std::vector<float> rope_cos_, rope_sin_;                              // this forward's positions x rotary/2
+  std::vector<float> rope_cos_local_, rope_sin_local_;                  // gemma3's sliding layers
+  std::vector<float> buf_qkv_;                                          // phi3: the fused products
+  std::vector<float> moe_logits_, moe_x_, moe_gu_, moe_act_, moe_out_;  // MoE work buffers
+  std::vector<int64_t> moe_rows_;                                       // MoE: (token, rank) rows grouped by expert
+  ExpertCounts experts_;
+  cpu::Weight disk_weight_;
+  DiskReader disk_;
+  int64_t T_ = 0, start_ = 0;  // this forward's tokens per sequence and first position
+  std::vector<float> last_;
+
+ public:
+  ~CpuModel() override;
+  CpuModel(const CpuModel&) = delete;
+  CpuModel& operator=(const CpuModel&) = delete;
+};
+
+}  // namespace dmap::exec

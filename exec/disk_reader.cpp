@@ -1,0 +1,75 @@
+// Disk-offloaded weights read through memory maps (see disk_reader.h).
+#include "exec/disk_reader.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+namespace dmap::exec {
+
+DiskReader::~DiskReader() {
+  for (const auto& [file, m] : files_) {
+    if (m.data) ::munmap(const_cast<uint8_t*>(m.data), m.size);
+    ::close(m.fd);
+  }
+}
+
+const DiskReader::Mapped& DiskReader::map_file(const std::string& file) {
+  auto it = files_.find(file);
+  if (it != files_.end()) return it->second;
+  Mapped m;
+  m.fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (m.fd < 0) throw RuntimeFailure("cannot open offloaded weights " + file + ": " + std::strerror(errno));
+  struct stat st {};
+  if (::fstat(m.fd, &st) != 0) {
+    const std::string why = std::strerror(errno);
+    ::close(m.fd);
+    throw RuntimeFailure("cannot stat offloaded weights " + file + ": " + why);
+  }
+  m.size = static_cast<size_t>(st.st_size);
+  if (m.size > 0) {
+    void* p = ::mmap(nullptr, m.size, PROT_READ, MAP_SHARED, m.fd, 0);
+    if (p == MAP_FAILED) {
+      const std::string why = std::strerror(errno);
+      ::close(m.fd);
+      throw RuntimeFailure("cannot map offloaded weights " + file + ": " + why);
+    }
+    ::madvise(p, m.size, MADV_HUGEPAGE);  // a hint: kernels without file THP ignore it
+    m.data = static_cast<const uint8_t*>(p);
+  }
+  return files_.emplace(file, m).first->second;
+}
+
+size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache) {
+  const Mapped& m = map_file(r.file);
+  const size_t bytes = weight_bytes(r.w);
+  // Checked before touching the map: a copy past the end of a file faults (SIGBUS).
+  if (r.offset > m.size || bytes > m.size - r.offset) {
+    throw RuntimeFailure("short read of " + r.name + " from " + r.file + ": the file holds " + std::to_string(m.size) +
+                         " bytes, the tensor needs " + std::to_string(bytes) + " at offset " +
+                         std::to_string(r.offset));
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  if (bytes > 0 && drop_page_cache) {
+    // Mapped pages cannot be evicted: unmap this tensor's pages from the map first. The range is
+    // widened to whole pages (a neighbour sharing a page is faulted back in on its next read).
+    const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+    const size_t lo = r.offset / page * page, hi = std::min(m.size, (r.offset + bytes + page - 1) / page * page);
+    ::madvise(const_cast<uint8_t*>(m.data) + lo, hi - lo, MADV_DONTNEED);
+    posix_fadvise(m.fd, static_cast<off_t>(lo), static_cast<off_t>(hi - lo), POSIX_FADV_DONTNEED);
+  }
+  if (bytes > 0) std::memcpy(dst, m.data + r.offset, bytes);
+  bytes_read_ += bytes;
+  seconds_reading_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return bytes;
+}
+
+}  // namespace dmap::exec
