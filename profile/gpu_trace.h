@@ -32,6 +32,8 @@ enum class ActivityKind { kKernel, kMemcpy, kMemset, kRuntime };
 
 // "kernel", "memcpy", "memset", "runtime" (the "kind" field of the raw file).
 const char* activity_kind_name(ActivityKind kind);
+// Kernels, copies and memsets run on a GPU; runtime calls on the host.
+inline bool is_gpu_work(ActivityKind k) { return k != ActivityKind::kRuntime; }
 
 // One CUPTI activity record, reduced to what dmap uses. Times are nanoseconds on CUPTI's
 // timestamp clock (the same clock as HostRange). Fields that do not apply to a kind stay at

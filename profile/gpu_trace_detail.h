@@ -1,0 +1,13 @@
+// Internal to the GPU trace files (profile/gpu_trace_*.cpp): what the raw file and the Chrome
+// export both write.
+#pragma once
+
+#include "core/json.h"
+#include "profile/gpu_trace.h"
+
+namespace dmap::profile::detail {
+
+// The provenance object of the raw file, also embedded in the Chrome export's otherData.
+void write_provenance(JsonWriter& w, const TraceProvenance& p);
+
+}  // namespace dmap::profile::detail
