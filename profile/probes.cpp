@@ -1,0 +1,227 @@
+// The CPU profiler's micro-benchmarks (see probes.h), and the attention fit over their timings.
+#include "profile/probes.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/interrupt.h"
+#include "core/module_tree.h"
+#include "core/yaml_io.h"
+#include "profile/fit.h"
+#include "profile/yaml_text.h"
+#include "report/svg.h"
+#include "sim/cost_model.h"
+#include "sim/graph.h"
+#include "strategies/plan.h"
+
+#include "exec/backend.h"
+#include "exec/map_placement.h"
+
+namespace dmap::profile {
+
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+size_t elt_bytes(DType d) { return d == DType::kFloat32 ? 4 : 2; }
+
+exec::cpu::WType wtype(DType d) {
+  if (d == DType::kBFloat16) return exec::cpu::WType::kBF16;
+  if (d == DType::kFloat16) return exec::cpu::WType::kF16;
+  return exec::cpu::WType::kF32;
+}
+
+// Median seconds of `reps` products y = x W^T with M rows.
+double time_linear(WeightPool& pool, int64_t M, int threads, int reps) {
+  const exec::cpu::Weight w0 = pool.next();
+  std::vector<float> x(static_cast<size_t>(M * w0.cols)), y(static_cast<size_t>(M * w0.rows));
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (auto& v : x) v = exec::cpu::round_bf16(u(rng));
+  exec::cpu::linear(x.data(), M, w0, nullptr, y.data(), threads);  // warm-up (thread team, buffers)
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    const exec::cpu::Weight w = pool.next();
+    const auto t0 = Clock::now();
+    exec::cpu::linear(x.data(), M, w, nullptr, y.data(), threads);
+    t.push_back(since(t0));
+  }
+  return median(t);
+}
+
+// Reads of 0.25..64 MiB tensors from scratch files: cold (evicted from the page cache first) and warm.
+DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progress) {
+  namespace fs = std::filesystem;
+  const fs::path folder = fs::path(dir) / ("dmap_profile_disk_" + std::to_string(getpid()));
+  const RemoveOnInterrupt guard(folder.string());
+  fs::create_directories(folder);
+  struct Cleanup {
+    fs::path d;
+    ~Cleanup() {
+      std::error_code ec;
+      fs::remove_all(d, ec);
+    }
+  } cleanup{folder};
+  // Sizes of the tensors a layer holds (0.25 .. 64 MiB), each read several times: a cold read's
+  // time varies by tens of percent on network-backed disks. One file per read, written and
+  // flushed first, read as the executor reads a disk-offloaded tensor's file (exec::DiskReader:
+  // a copy out of the file's memory map; cold: its pages unmapped and evicted first).
+  const std::vector<size_t> sizes =
+      quick ? std::vector<size_t>{1u << 20, 4u << 20, 16u << 20}
+            : std::vector<size_t>{1u << 18, 1u << 20, 2u << 20, 4u << 20, 8u << 20, 16u << 20, 32u << 20, 64u << 20};
+  const int reps = quick ? 2 : 5;
+  std::vector<char> block(1 << 20);
+  std::mt19937 rng(11);
+  for (auto& c : block) c = static_cast<char>(rng());
+  std::vector<exec::WeightRef> files;
+  for (size_t s : sizes) {
+    for (int r = 0; r < reps; ++r) {
+      exec::WeightRef ref;
+      ref.name = "disk probe";
+      ref.file = (folder / (std::to_string(files.size()) + ".dat")).string();
+      ref.w.type = exec::cpu::WType::kF32;
+      ref.w.rows = 1;
+      ref.w.cols = static_cast<int64_t>(s / 4);
+      const int fd = ::open(ref.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (fd < 0) throw RuntimeFailure("cannot write the disk probe file " + ref.file + ": " + std::strerror(errno));
+      bool ok = true;
+      for (size_t w = 0; w < s && ok; w += block.size()) {
+        const size_t n = std::min(block.size(), s - w);
+        ok = ::write(fd, block.data(), n) == static_cast<ssize_t>(n);
+      }
+      ok = ::fdatasync(fd) == 0 && ok;
+      if (::close(fd) != 0 || !ok) throw RuntimeFailure("cannot write the disk probe file " + ref.file);
+      files.push_back(ref);
+    }
+  }
+  exec::DiskReader reader;
+  std::vector<char> buf(sizes.back());
+  std::vector<double> xb, cold, wb, warm;
+  int step = 0;
+  for (const auto& ref : files) {
+    if (progress) progress("disk reads", ++step, static_cast<int>(files.size()));
+    const double bytes = static_cast<double>(exec::weight_bytes(ref.w));
+    auto t0 = Clock::now();
+    reader.read(ref, buf.data(), true);
+    cold.push_back(since(t0));
+    xb.push_back(bytes);
+    std::vector<double> again;  // now from the page cache: the median of three re-reads
+    for (int k = 0; k < 3; ++k) {
+      t0 = Clock::now();
+      reader.read(ref, buf.data(), false);
+      again.push_back(since(t0));
+    }
+    warm.push_back(median(again));
+    wb.push_back(bytes);
+  }
+  DiskFit f;
+  f.cold = fit_line(xb, cold);
+  f.warm = fit_line(wb, warm);
+  f.samples = static_cast<int>(xb.size());
+  return f;
+}
+
+AttentionProbe measure_attention(const exec::ExecConfig& full, DType d, int threads, bool quick,
+                                 const std::function<void(const std::string&)>& tick) {
+  exec::ExecConfig c = full;
+  c.layers = 1;
+  c.inter = 16;
+  c.vocab = 16;
+  const std::vector<int64_t> contexts =
+      quick ? std::vector<int64_t>{64, 512, 2048} : std::vector<int64_t>{64, 256, 1024, 2048, 4096};
+  const std::vector<int64_t> prompts =
+      quick ? std::vector<int64_t>{16, 64, 256} : std::vector<int64_t>{16, 64, 256, 512};
+  const exec::ModelWeights w = exec::ModelWeights::random(c, d, 5);
+  exec::RunOptions opt;
+  opt.max_seq = std::max(contexts.back(), prompts.back());
+  opt.threads = threads;
+  exec::CpuModel m(c, w, opt);
+  auto time_at = [&](int64_t T, int64_t start, int reps) {
+    m.prepare(T, start);
+    m.attention_only(0);  // warm-up: scratch buffers, cache pages
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+      const auto t0 = Clock::now();
+      m.attention_only(0);
+      t.push_back(since(t0));
+    }
+    return median(t);
+  };
+  AttentionProbe p;
+  for (int64_t ctx : contexts) {
+    tick("attention " + std::string(dtype_name(d)) + " decode, context " + std::to_string(ctx));
+    const double t = time_at(1, ctx - 1, quick ? 9 : 25);
+    p.decode.push_back({static_cast<double>(ctx), t});
+  }
+  for (int64_t T : prompts) {
+    tick("attention " + std::string(dtype_name(d)) + " prefill, " + std::to_string(T) + " tokens");
+    p.prefill.push_back({static_cast<double>(T), time_at(T, 0, quick ? 3 : 5)});
+  }
+  const AttentionFit f = fit_attention(c.heads, c.head_dim, p.decode, p.prefill);
+  p.decode_fit = f.decode;
+  p.overhead_s = f.overhead_s;
+  p.curve = f.curve;
+  return p;
+}
+
+DispatchProbe measure_dispatch(const exec::ExecConfig& full, DType d, int threads) {
+  DispatchProbe p;
+  exec::ExecConfig& c = p.config;
+  c = full;
+  c.hidden = 64;
+  c.head_dim = 16;
+  c.heads = 4;
+  c.kv_heads = std::max<int64_t>(1, std::min<int64_t>(full.kv_heads, 2));
+  c.inter = 128;
+  c.vocab = 256;
+  const exec::ModelWeights w = exec::ModelWeights::random(c, d, 9);
+  p.weight_bytes = static_cast<double>(w.bytes());
+  exec::RunOptions opt;
+  opt.max_seq = 64;
+  opt.threads = threads;
+  exec::CpuModel m(c, w, opt);
+  std::vector<int32_t> ids(16, 1);
+  std::vector<float> logits(static_cast<size_t>(c.vocab));
+  m.forward(ids.data(), 16, 0, logits.data());
+  std::vector<double> t;
+  int32_t next = 1;
+  for (int64_t step = 0; step < 40; ++step) {
+    const auto t0 = Clock::now();
+    m.forward(&next, 1, 16 + step, logits.data());
+    t.push_back(since(t0));
+  }
+  p.decode_s = median(t);
+  return p;
+}
+
+AttentionFit fit_attention(int64_t heads, int64_t head_dim, const std::vector<std::pair<double, double>>& decode,
+                           const std::vector<std::pair<double, double>>& prefill) {
+  DMAP_CHECK(!decode.empty(), "fit_attention needs decode timings");
+  std::vector<double> xs, ys;
+  for (const auto& [ctx, t] : decode) {
+    xs.push_back(ctx);
+    ys.push_back(t);
+  }
+  AttentionFit f;
+  f.decode = fit_line(xs, ys);
+  f.overhead_s = std::max(0.0, f.decode.intercept);
+  const double per_pair = 4.0 * static_cast<double>(heads * head_dim);
+  const double slope = f.decode.slope > 0 ? f.decode.slope : ys.back() / xs.back();
+  f.curve.push_back({1.0, per_pair / slope});
+  for (const auto& [T, t] : prefill)
+    f.curve.push_back({T, per_pair * T * (T + 1) / 2 / std::max(t - f.overhead_s, 0.1 * t)});
+  return f;
+}
+
+}  // namespace dmap::profile

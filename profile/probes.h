@@ -1,0 +1,107 @@
+// The CPU profiler's micro-benchmarks (internal to profile/): weight streaming and matrix
+// products over a pool of weight copies larger than the caches, disk reads cold and warm,
+// attention over contexts, and the per-operator dispatch probe. profile_cpu fits a calibration
+// to what they measure.
+//
+// Example:
+//   WeightPool pool(DType::kBFloat16, 4096, 4096, 512u << 20);
+//   double s = time_linear(pool, /*M=*/1, /*threads=*/2, /*reps=*/7);
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/dtype.h"
+#include "exec/config.h"
+#include "exec/cpu/kernels.h"
+#include "profile/fit.h"
+#include "profile/profile.h"
+
+namespace dmap::profile {
+
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t);
+size_t elt_bytes(DType d);
+exec::cpu::WType wtype(DType d);
+
+// A pool of weight copies larger than the caches: each timed product reads the next copy, so
+// its weights come from DRAM as they do in a forward pass.
+class WeightPool {
+ public:
+  WeightPool(DType d, int64_t n, int64_t k, size_t pool_bytes) : d_(d), n_(n), k_(k) {
+    bytes_ = static_cast<size_t>(n * k) * elt_bytes(d);
+    copies_ = std::max<size_t>(2, pool_bytes / std::max<size_t>(1, bytes_));
+    data_.resize(copies_ * bytes_);
+    // One random block repeated: the values do not matter for timing, only that they are
+    // ordinary numbers (no denormals or NaNs).
+    std::vector<uint8_t> block(std::min<size_t>(data_.size(), 1u << 20));
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-0.05f, 0.05f);
+    for (size_t i = 0; i < block.size() / elt_bytes(d); ++i) {
+      const float v = u(rng);
+      if (d == DType::kFloat32) {
+        std::memcpy(block.data() + i * 4, &v, 4);
+      } else {
+        const uint16_t h = d == DType::kBFloat16 ? exec::cpu::f32_to_bf16(v) : exec::cpu::f32_to_f16(v);
+        std::memcpy(block.data() + i * 2, &h, 2);
+      }
+    }
+    for (size_t o = 0; o < data_.size(); o += block.size()) {
+      std::memcpy(data_.data() + o, block.data(), std::min(block.size(), data_.size() - o));
+    }
+  }
+  exec::cpu::Weight next() {
+    const uint8_t* p = data_.data() + (i_++ % copies_) * bytes_;
+    return exec::cpu::Weight{p, wtype(d_), n_, k_};
+  }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  DType d_;
+  int64_t n_, k_;
+  size_t bytes_ = 0, copies_ = 0, i_ = 0;
+  std::vector<uint8_t> data_;
+};
+
+// Median seconds of `reps` products y = x W^T with M rows.
+double time_linear(WeightPool& pool, int64_t M, int threads, int reps);
+
+struct DiskFit {
+  LineFit cold, warm;
+  int samples = 0;
+};
+
+// Reads of 0.25..64 MiB tensors from scratch files: cold (evicted from the page cache first) and warm.
+DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progress);
+
+// Attention alone (exec::CpuModel::attention_only) over context lengths, on a one-layer model
+// with the model's attention shapes (heads, KV heads, head size, window) and nothing else of
+// size: decode steps (one query) at growing contexts and prefills of growing prompts.
+struct AttentionProbe {
+  std::vector<std::pair<double, double>> decode;   // (context, seconds)
+  std::vector<std::pair<double, double>> prefill;  // (prompt, seconds)
+  LineFit decode_fit;                              // seconds = intercept + slope x context
+  double overhead_s = 0;                           // the intercept, >= 0
+  std::vector<std::pair<double, double>> curve;    // (query rows M, FLOP/s)
+};
+
+AttentionProbe measure_attention(const exec::ExecConfig& full, DType d, int threads, bool quick,
+                                 const std::function<void(const std::string&)>& tick);
+
+// Per-operator overhead seen directly: decode steps of a model with the real one's layers and
+// operators but tiny shapes (hidden 64), whose arithmetic and weight traffic are negligible.
+struct DispatchProbe {
+  double decode_s = 0;      // median forward
+  double weight_bytes = 0;  // of the tiny model
+  exec::ExecConfig config;
+};
+
+DispatchProbe measure_dispatch(const exec::ExecConfig& full, DType d, int threads);
+
+}  // namespace dmap::profile

@@ -1,0 +1,444 @@
+// profile_cpu: the calibration of this machine's CPU and disk fitted from the micro-benchmarks
+// and whole-model runs of dmap's executor (see profile.h).
+#include "profile/probes.h"
+#include "profile/run_trace.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/interrupt.h"
+#include "core/module_tree.h"
+#include "core/yaml_io.h"
+#include "profile/fit.h"
+#include "profile/yaml_text.h"
+#include "report/svg.h"
+#include "sim/cost_model.h"
+#include "sim/graph.h"
+#include "strategies/plan.h"
+
+#include "exec/backend.h"
+#include "exec/map_placement.h"
+
+namespace dmap::profile {
+
+namespace {
+
+std::string today() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char b[16];
+  std::strftime(b, sizeof b, "%Y-%m-%d", &tm);
+  return b;
+}
+
+}  // namespace
+
+ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
+  const exec::ExecConfig c = exec::exec_config(opt.model);
+  const int threads = opt.run.threads;
+  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
+  // The model's weight shapes (N x K), largest last.
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{kv, c.hidden},      {q, c.hidden},       {c.hidden, q},
+                                                     {c.inter, c.hidden}, {c.hidden, c.inter}, {c.vocab, c.hidden}};
+  const size_t pool_bytes = opt.quick ? (64u << 20) : (512u << 20);
+  const int reps = opt.quick ? 3 : 7;
+  const std::vector<int64_t> rows =
+      opt.quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 32, 64, 128, 256};
+  int step = 0;
+  const int attention_points = opt.quick ? 6 : 9;
+  const int mv_extra = opt.quick ? 4 : 9;
+  const int steps = static_cast<int>(
+      opt.dtypes.size() * (shapes.size() + mv_extra + (shapes.size() + 2) + 2 * rows.size() + attention_points));
+  auto tick = [&](const std::string& what) {
+    if (opt.progress) opt.progress(what, ++step, steps);
+  };
+
+  struct PerDtype {
+    LineFit stream;                                // matrix-vector time vs weight bytes
+    double bw = 0;                                 // bytes/s from the slope
+    std::vector<std::pair<double, double>> curve;  // (M, FLOP/s)
+    int samples = 0;
+    double row_s = 0;     // per output row of a one-row product
+    ProductFit products;  // M = 64 over shapes: rate and cost per input element
+    AttentionProbe attention;
+  };
+  std::vector<std::pair<int64_t, int64_t>> mv_shapes = shapes;
+  for (int64_t k : {512, 896, 1024, 4096}) mv_shapes.push_back({opt.quick ? 1024 : 4096, k});
+  // The same 8 M weights as 1,024 to 16,384 rows: only the rows differ, which pins the per-row
+  // cost apart from the streaming rate (with the shapes above alone, rows and bytes grow
+  // together and the per-row figure moved 11 <-> 21 ns between calibrations).
+  if (!opt.quick) {
+    for (int64_t n : {1024, 2048, 4096, 8192, 16384}) mv_shapes.push_back({n, (int64_t{8} << 20) / n});
+  }
+  std::map<DType, PerDtype> per;
+  for (DType d : opt.dtypes) {
+    PerDtype& p = per[d];
+    // One-row products at the model's shapes and at other row lengths: short rows stream
+    // slower (measured: Qwen2.5-0.5B's 896-wide rows at ~21-23 GB/s, TinyLlama's 2048-wide at
+    // ~27), so time = intercept + bytes / bandwidth + rows x per-row cost.
+    std::vector<double> xb, xr, ts;
+    for (const auto& [n, k] : mv_shapes) {
+      tick("matrix-vector " + std::string(dtype_name(d)));
+      WeightPool pool(d, n, k, pool_bytes);
+      xb.push_back(static_cast<double>(pool.bytes()));
+      xr.push_back(static_cast<double>(n));
+      ts.push_back(time_linear(pool, 1, threads, reps));
+    }
+    Eigen::MatrixXd A(static_cast<Eigen::Index>(ts.size()), 3);
+    Eigen::VectorXd y(static_cast<Eigen::Index>(ts.size()));
+    for (size_t i = 0; i < ts.size(); ++i) {
+      const auto r = static_cast<Eigen::Index>(i);
+      A(r, 0) = 1;
+      A(r, 1) = xb[i];
+      A(r, 2) = xr[i];
+      y(r) = ts[i];
+    }
+    const RobustFit f3 = robust_fit(A, y);
+    if (f3.coef(1) > 0 && f3.coef(2) >= 0) {
+      p.stream.intercept = f3.coef(0);
+      p.stream.slope = f3.coef(1);
+      p.stream.fit = f3;
+      p.row_s = f3.coef(2);
+    } else {
+      p.stream = fit_line(xb, ts);  // no per-row cost to be seen
+    }
+    p.bw = p.stream.slope > 0 ? 1.0 / p.stream.slope : xb.back() / ts.back();
+    p.samples = static_cast<int>(xb.size());
+    // M = 1: the streaming rate, 2 FLOPs per weight element.
+    p.curve.push_back({1.0, 2.0 * p.bw / static_cast<double>(elt_bytes(d))});
+    // Products of several rows at M = 64 over the model's shapes and narrower ones: the rate
+    // and the cost per input element (fit_products), which narrow products feel most.
+    {
+      std::vector<ProductSample> ps;
+      std::vector<std::pair<int64_t, int64_t>> pshapes(shapes.begin(), shapes.end() - 1);  // not the LM head
+      for (int64_t n : {128, 256, 512}) pshapes.push_back({n, c.hidden});
+      for (const auto& [n, k] : pshapes) {
+        tick("matrix products " + std::string(dtype_name(d)) + " shapes");
+        WeightPool pool(d, n, k, pool_bytes);
+        ps.push_back({64.0, static_cast<double>(n), static_cast<double>(k),
+                      time_linear(pool, 64, threads, std::max(3, reps / 2))});
+      }
+      p.products = fit_products(ps);
+    }
+    for (int64_t m : rows) {
+      std::vector<double> rates;
+      for (const auto& [n, k] : {shapes[1], shapes[3]}) {  // q_proj and gate_proj
+        tick("matrix products " + std::string(dtype_name(d)) + " M=" + std::to_string(m));
+        WeightPool pool(d, n, k, pool_bytes);
+        const double t = time_linear(pool, m, threads, std::max(3, reps / 2));
+        // The rate net of the per-input-element cost (charged separately by the cost model).
+        const double net = std::max(0.2 * t, t - static_cast<double>(m * k) * p.products.input_cost);
+        rates.push_back(2.0 * static_cast<double>(m * n * k) / net);
+      }
+      p.curve.push_back({static_cast<double>(m), median(rates)});
+    }
+    p.attention = measure_attention(c, d, threads, opt.quick, tick);
+  }
+  const DiskFit disk =
+      measure_disk(opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir,
+                   opt.quick, opt.progress);
+
+  // Memory bandwidth: the fastest weight streaming (the other dtypes' M = 1 rates hold their
+  // conversion cost).
+  double bw = 0;
+  for (const auto& [d, p] : per) bw = std::max(bw, p.bw);
+  double cold_bw = disk.cold.slope > 0 ? 1.0 / disk.cold.slope : 1e9;
+  double warm_bw = disk.warm.slope > 0 ? 1.0 / disk.warm.slope : bw / 2;
+  double cold_lat = std::max(0.0, disk.cold.intercept);
+
+  // Attention from its micro-benchmark: the rate curve by query rows, and the fixed cost per
+  // attention op (the intercept over context length; the median over dtypes).
+  std::vector<double> att_overheads;
+  for (const auto& [d, p] : per) att_overheads.push_back(p.attention.overhead_s);
+  const double att_overhead_s = median(att_overheads);
+
+  // Weight streaming as whole-model decode achieves it, and matrix products as whole-model
+  // prefill achieves them (fitted below; 1 = the micro-benchmark's).
+  std::map<DType, double> stream_scale, prefill_scale;
+  double bw_scale = 1;
+  std::map<DType, double> warm_by_dtype;  // page-cache rate per dtype, from whole-model runs
+  // The calibration as fitted so far (the fit loops below predict with it directly).
+  auto calibration_with = [&](double dispatch_us) {
+    sim::Calibration cal;
+    cal.name = opt.name;
+    cal.comment =
+        "Calibration of this machine's CPU and disk for dmap's cost model, fitted from timed runs\nof dmap's own "
+        "executor (`" +
+        opt.command + "`). Units as in sim/calibration.h.";
+    cal.provenance["cpu"] = cpu_description();
+    cal.provenance["gpu"] = opt.gpu ? opt.gpu->gpu_name : std::string("none");
+    cal.provenance["driver"] = opt.gpu ? opt.gpu->driver : std::string("none");
+    cal.provenance["dmap_version"] = std::string(DMAP_VERSION);
+    cal.provenance["date"] = today();
+    cal.provenance["method"] = opt.command;
+    cal.provenance["threads"] = threads;
+    cal.provenance["model"] = opt.model_id;
+    sim::HostCalibration& h = cal.host;
+    h.memory_bandwidth_gbs = bw * bw_scale / 1e9;
+    if (warm_by_dtype.size() > 1) {
+      for (const auto& [d, w] : warm_by_dtype) h.page_cache_read_gbs_by_dtype[d] = w / 1e9;
+    } else {
+      h.page_cache_read_gbs = warm_bw / 1e9;
+    }
+    h.dispatch_overhead_us = dispatch_us;
+    for (const auto& [d, p] : per) {
+      const auto it = stream_scale.find(d);
+      const auto pit = prefill_scale.find(d);
+      sim::CurvePoints& g = h.matmul_gflops[d];
+      for (const auto& [m, r] : p.curve) {
+        const double sc =
+            m == 1.0 ? (it != stream_scale.end() ? it->second : 1.0) : (pit != prefill_scale.end() ? pit->second : 1.0);
+        g.push_back({m, r / 1e9 * sc});
+      }
+      for (const auto& [m, r] : p.attention.curve) h.attention_gflops[d].push_back({m, r / 1e9});
+      h.matvec_row_ns[d] = p.row_s * 1e9;
+      h.matmul_input_ns[d] = p.products.input_cost * 1e9;
+    }
+    h.attention_overhead_us = att_overhead_s * 1e6;
+    if (opt.gpu) {
+      h.offload_tensor_overhead_us = opt.gpu->offload_tensor_overhead_us;
+      cal.gpus = opt.gpu->gpus;
+      cal.link = opt.gpu->link;
+    }
+    cal.disk.read_gbs = cold_bw / 1e9;
+    cal.disk.read_latency_us = cold_lat * 1e6;
+    return cal;
+  };
+
+  // Whole-model runs (CPU only) for the terms the micro-benchmarks cannot see: attention and
+  // the per-operator overhead.
+  ProfileResult out;
+  std::vector<std::pair<DType, PlacementRun>> runs;
+  const DeviceMap cpu_map = layers_on_disk_map(opt.model, 0);
+  // A third of the layers on disk: re-reading offloaded weights as the executor does (pread of
+  // whole tensors into a reused buffer), cold in prefill and from the page cache in decode.
+  const int64_t disk_layers = std::max<int64_t>(1, c.layers / 3);
+  const DeviceMap disk_map = layers_on_disk_map(opt.model, disk_layers);
+  int pid = 1;
+  std::vector<double> cold_rates;
+  std::map<DType, double> direct_warm;  // bytes over the measured read time alone, for the record
+  // Each placement run `whole_reps` times, the medians kept: one decode step's figure varied by
+  // up to 8 % between runs on the 2-vCPU VM, and every figure fitted below rests on these.
+  const int whole_reps = opt.quick ? 1 : 3;
+  auto run_repeated = [&](const DeviceMap& dm, DType d, const std::string& what) {
+    std::vector<PlacementRun> rs;
+    for (int k = 0; k < whole_reps; ++k) {
+      if (opt.progress) opt.progress("whole-model run " + std::string(dtype_name(d)) + " " + what, k, whole_reps);
+      rs.push_back(run_placement(opt.model, d, dm, opt.run));
+    }
+    std::vector<double> pre, dec, rd;
+    for (const auto& r : rs) {
+      pre.push_back(r.prefill_s);
+      dec.push_back(r.decode_token_s);
+      rd.push_back(r.decode_disk_read_s);
+    }
+    PlacementRun out = std::move(rs.front());
+    out.prefill_s = median(pre);
+    out.decode_token_s = median(dec);
+    out.decode_disk_read_s = median(rd);
+    return out;
+  };
+  for (DType d : opt.dtypes) {
+    runs.push_back({d, run_repeated(cpu_map, d, "cpu-only")});
+    add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only",
+                     runs.back().second);
+    const PlacementRun disk_run = run_repeated(disk_map, d, "disk");
+    const PlacementRun& cpu_run = runs.back().second;
+    const double per_forward = static_cast<double>(disk_run.disk_bytes_read) / static_cast<double>(disk_run.forwards);
+    // What the layers on disk add to a step: the page-cache copy, less what the product that
+    // follows saves by finding the just-copied weights in cache (measured: the copy alone runs
+    // at ~9 GB/s, the step grows as if at 9.5-11).
+    const double warm_extra = disk_run.decode_token_s - cpu_run.decode_token_s;
+    const double cold_extra = disk_run.prefill_s - cpu_run.prefill_s;
+    if (warm_extra > 0) warm_by_dtype[d] = per_forward / warm_extra;
+    if (cold_extra > 0) cold_rates.push_back(per_forward / cold_extra);
+    if (disk_run.decode_disk_read_s > 0) direct_warm[d] = per_forward / disk_run.decode_disk_read_s;
+  }
+  // The whole-model figures replace the probe's where they exist: they are what the executor sees.
+  const double probe_warm_bw = warm_bw, probe_cold_bw = cold_bw;
+  std::vector<double> warm_rates;
+  for (const auto& [d, w] : warm_by_dtype) warm_rates.push_back(w);
+  if (!warm_rates.empty()) warm_bw = median(warm_rates);
+  if (!cold_rates.empty()) {
+    cold_bw = median(cold_rates);
+    cold_lat = 0;  // folded into the whole-tensor rate
+  }
+  // Dispatch: the probe, a model with the real one's layers and operators at tiny shapes, whose
+  // decode step is almost all per-operator overhead: its time (less its weight traffic) over
+  // the operator kernel count the cost model charges.
+  double kernels = 0;  // operator kernels per decode step (the same for the probe's model)
+  {
+    const sim::Calibration zero = calibration_with(0.0);
+    const sim::Calibration one = calibration_with(1.0);
+    const DType d = runs.front().first;
+    const double p0 = predict(opt.model, d, cpu_map, hw, &zero, opt.run.prompt, opt.run.new_tokens).decode_token_s;
+    const double p1 = predict(opt.model, d, cpu_map, hw, &one, opt.run.prompt, opt.run.new_tokens).decode_token_s;
+    kernels = (p1 - p0) / 1e-6;  // seconds per microsecond of dispatch overhead: the kernel count
+  }
+  if (opt.progress) opt.progress("dispatch probe", 0, 1);
+  const DispatchProbe probe = measure_dispatch(c, opt.dtypes.front(), threads);
+  const double dispatch_us =
+      kernels > 0 ? std::max(0.0, probe.decode_s - probe.weight_bytes / bw) / kernels * 1e6 : 0.0;
+
+  // Weight streaming: the rate at which whole-model decode steps stream the weights differs from
+  // one product's in the micro-benchmark (measured here: whole-model decode faster by up to
+  // ~10 %), so the M = 1 rate of each dtype (and the memory bandwidth with the fastest) is
+  // scaled until the predicted decode step of the CPU-only run equals the measured one.
+  // Both fits: the scale `set` applies, iterated until the CPU-only run's predicted phase time
+  // (`phase` picks decode or prefill) equals the measured one.
+  auto fit_scale = [&](DType d, double measured, const std::function<void(double)>& set,
+                       double (*phase)(const sim::Prediction&)) {
+    double sc = 1;
+    for (int it = 0; it < 8; ++it) {
+      set(sc);
+      const sim::Calibration cal = calibration_with(dispatch_us);
+      const double pred = phase(predict(opt.model, d, cpu_map, hw, &cal, opt.run.prompt, opt.run.new_tokens));
+      sc = std::clamp(sc * pred / measured, 0.5, 2.0);
+    }
+    return sc;
+  };
+  std::map<DType, double> stream_fit;
+  for (const auto& [d, r] : runs) {
+    stream_fit[d] = fit_scale(
+        d, r.decode_token_s,
+        [&, d = d](double sc) {
+          stream_scale[d] = sc;
+          bw_scale = sc;
+        },
+        [](const sim::Prediction& p) { return p.decode_token_s; });
+  }
+  bw_scale = 1;
+  for (const auto& [d, sc] : stream_fit) {
+    stream_scale[d] = sc;
+    bw_scale = std::max(bw_scale, sc);
+  }
+  // Matrix products: the same for prefill. The micro-benchmark times one product shape at a time
+  // on warm weights, and whole-model prefill measured 10-12 % slower than its products predict;
+  // each dtype's curve above M = 1 is scaled until the CPU-only prefill is predicted exactly.
+  for (const auto& [d, r] : runs) {
+    prefill_scale[d] = fit_scale(
+        d, r.prefill_s, [&, d = d](double sc) { prefill_scale[d] = sc; },
+        [](const sim::Prediction& p) { return p.prefill_s; });
+  }
+
+  // The residuals, reported in the file.
+  std::ostringstream fitb;
+  fitb << "fit:\n";
+  fitb << "  method: \"Huber-weighted least squares on relative residuals (Eigen QR)\"\n";
+  for (const auto& [d, p] : per) {
+    fitb << "  stream_" << dtype_name(d) << ": {samples: " << p.samples << ", bandwidth_gbs: " << fmt(p.bw / 1e9)
+         << ", row_ns: " << fmt(p.row_s * 1e9) << ", intercept_us: " << fmt(p.stream.intercept * 1e6)
+         << ", median_abs_residual: " << fmt(p.stream.fit.median_abs_residual, 3)
+         << ", max_abs_residual: " << fmt(p.stream.fit.max_abs_residual, 3)
+         << ", outliers: " << p.stream.fit.downweighted << "}\n";
+  }
+  fitb << "  disk_probe: {cold_gbs: " << fmt(probe_cold_bw / 1e9)
+       << ", cold_latency_us: " << fmt(std::max(0.0, disk.cold.intercept) * 1e6)
+       << ", warm_gbs: " << fmt(probe_warm_bw / 1e9) << "}\n";
+  fitb << "  disk_whole_model: {layers_on_disk: " << disk_layers << ", cold_gbs: [";
+  for (size_t i = 0; i < cold_rates.size(); ++i) fitb << (i ? ", " : "") << fmt(cold_rates[i] / 1e9);
+  fitb << "], warm_gbs: [";
+  for (size_t i = 0; i < warm_rates.size(); ++i) fitb << (i ? ", " : "") << fmt(warm_rates[i] / 1e9);
+  fitb << "]}\n";
+  fitb << "  disk_cold: {samples: " << disk.samples
+       << ", median_abs_residual: " << fmt(disk.cold.fit.median_abs_residual, 3)
+       << ", max_abs_residual: " << fmt(disk.cold.fit.max_abs_residual, 3) << "}\n";
+  fitb << "  disk_warm: {samples: " << disk.samples
+       << ", median_abs_residual: " << fmt(disk.warm.fit.median_abs_residual, 3)
+       << ", max_abs_residual: " << fmt(disk.warm.fit.max_abs_residual, 3) << "}\n";
+  for (const auto& [d, p] : per) {
+    fitb << "  attention_" << dtype_name(d) << ": {decode_context_s: " << curve_yaml(p.attention.decode)
+         << ", prefill_tokens_s: " << curve_yaml(p.attention.prefill)
+         << ", per_key_ns: " << fmt(p.attention.decode_fit.slope * 1e9)
+         << ", intercept_us: " << fmt(p.attention.decode_fit.intercept * 1e6)
+         << ", median_abs_residual: " << fmt(p.attention.decode_fit.fit.median_abs_residual, 3) << "}\n";
+  }
+  fitb << "  dispatch: {kernels_per_decode_step: " << fmt(kernels) << ", tiny_model_probe_us: " << fmt(dispatch_us)
+       << ", probe_decode_s: " << fmt(probe.decode_s) << "}\n";
+  for (const auto& [d, sc] : stream_fit) {
+    fitb << "  streaming_" << dtype_name(d) << ": {micro_benchmark_gbs: " << fmt(per[d].bw / 1e9)
+         << ", whole_model_decode_gbs: " << fmt(per[d].bw * sc / 1e9) << ", scale: " << fmt(sc) << "}\n";
+  }
+  for (const auto& [d, p] : per) {
+    fitb << "  products_" << dtype_name(d) << ": {m: 64, samples: " << p.products.fit.residuals.size()
+         << ", gflops: " << fmt(p.products.rate / 1e9) << ", input_ns: " << fmt(p.products.input_cost * 1e9)
+         << ", median_abs_residual: " << fmt(p.products.fit.median_abs_residual, 3)
+         << ", max_abs_residual: " << fmt(p.products.fit.max_abs_residual, 3)
+         << ", outliers: " << p.products.fit.downweighted << "}\n";
+  }
+  for (const auto& [d, sc] : prefill_scale) {
+    fitb << "  prefill_" << dtype_name(d) << ": {matmul_scale: " << fmt(sc) << "}\n";
+  }
+  fitb << "  page_cache_by_dtype: {";
+  bool first = true;
+  for (const auto& [d, w] : warm_by_dtype) {
+    fitb << (first ? "" : ", ") << dtype_name(d) << ": {step_gbs: " << fmt(w / 1e9)
+         << ", copy_alone_gbs: " << fmt(direct_warm.count(d) ? direct_warm[d] / 1e9 : 0.0) << "}";
+    first = false;
+  }
+  fitb << "}\n  whole_model_repetitions: " << whole_reps << "\n";
+  if (opt.gpu) fitb << opt.gpu->fit_yaml;
+  const sim::Calibration final_cal = calibration_with(dispatch_us);
+  fitb << "  whole_model_runs:\n";
+  for (const auto& [d, r] : runs) {
+    const sim::Prediction p = predict(opt.model, d, cpu_map, hw, &final_cal, opt.run.prompt, opt.run.new_tokens);
+    fitb << "    - {model: " << opt.model_id << ", dtype: " << dtype_name(d)
+         << ", placement: cpu, prompt: " << opt.run.prompt << ", measured_prefill_s: " << fmt(r.prefill_s)
+         << ", fitted_prefill_s: " << fmt(p.prefill_s) << ", measured_decode_s: " << fmt(r.decode_token_s)
+         << ", fitted_decode_s: " << fmt(p.decode_token_s) << "}\n";
+  }
+  out.calibration = calibration_with(dispatch_us);
+  out.calibration.fit = load_yaml_string(fitb.str(), "the profiler's fit block")["fit"];
+  out.yaml = sim::calibration_yaml(out.calibration);
+  sim::parse_calibration(out.yaml, "profile");  // validates what is about to be written
+
+  out.summary.push_back("memory bandwidth " + fmt(bw * bw_scale / 1e9) + " GB/s (micro-benchmark " + fmt(bw / 1e9) +
+                        ")");
+  for (const auto& [d, p] : per) {
+    std::string s = std::string(dtype_name(d)) + ": streaming " + fmt(p.bw / 1e9) + " GB/s + " + fmt(p.row_s * 1e9) +
+                    " ns per row; products + " + fmt(p.products.input_cost * 1e9) +
+                    " ns per input element; GFLOP/s by M:";
+    for (const auto& [m, r] : p.curve) s.append(" ").append(fmt(m)).append(":").append(fmt(r / 1e9));
+    out.summary.push_back(s);
+  }
+  {
+    std::string pc = "disk cold " + fmt(cold_bw / 1e9) + " GB/s + " + fmt(cold_lat * 1e6) + " us, page cache";
+    if (warm_by_dtype.size() > 1) {
+      for (const auto& [d, w] : warm_by_dtype)
+        pc.append(" ").append(dtype_name(d)).append(" ").append(fmt(w / 1e9)).append(" GB/s");
+    } else {
+      pc.append(" ").append(fmt(warm_bw / 1e9)).append(" GB/s");
+    }
+    out.summary.push_back(pc);
+  }
+  for (const auto& [d, p] : per) {
+    out.summary.push_back("attention " + std::string(dtype_name(d)) + ": " + fmt(p.attention.decode_fit.slope * 1e9) +
+                          " ns per key (decode), + " + fmt(p.attention.overhead_s * 1e6) + " us per layer");
+  }
+  out.summary.push_back("dispatch overhead " + fmt(dispatch_us) + " us per operator kernel (tiny-model probe)");
+  for (const auto& [d, sc] : stream_fit) {
+    out.summary.push_back("weight streaming " + std::string(dtype_name(d)) + ": " + fmt(per[d].bw * sc / 1e9) +
+                          " GB/s in whole-model decode (micro-benchmark " + fmt(per[d].bw / 1e9) + ")");
+  }
+  for (const auto& [d, sc] : prefill_scale) {
+    out.summary.push_back("matrix products " + std::string(dtype_name(d)) + ": scaled by " + fmt(sc) +
+                          " to the whole-model prefill");
+  }
+  return out;
+}
+
+}  // namespace dmap::profile

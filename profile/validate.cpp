@@ -1,0 +1,151 @@
+// Held-out validation of a calibration: predicted vs measured whole-model runs (see profile.h).
+#include "profile/run_trace.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <map>
+#include <random>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/interrupt.h"
+#include "core/module_tree.h"
+#include "core/yaml_io.h"
+#include "profile/fit.h"
+#include "profile/yaml_text.h"
+#include "report/svg.h"
+#include "sim/cost_model.h"
+#include "sim/graph.h"
+#include "strategies/plan.h"
+
+#include "exec/backend.h"
+#include "exec/map_placement.h"
+
+namespace dmap::profile {
+
+// ---- validation ------------------------------------------------------------------------------
+
+ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw,
+                          const sim::Calibration& cal, const RunSettings& rs, const ValidationSettings& vs,
+                          const ProgressFn& progress) {
+  DMAP_CHECK(vs.rounds >= 1 && vs.retries >= 0, "validation needs at least one round");
+  ValidationResult v;
+  v.run = rs;
+  v.settings = vs;
+  // Predictions first: an infeasible case is an input error before anything is measured.
+  auto settings_of = [&](const ValidationCase& c) {
+    RunSettings s = rs;
+    s.backend = c.backend;
+    s.semantics = c.semantics;
+    return s;
+  };
+  for (const auto& c : cases) {
+    const DeviceMap dm = c.device_map();
+    const sim::Prediction p =
+        predict(c.spec, c.dtype, dm, hw, &cal, rs.prompt, rs.new_tokens, sim_semantics(dm, settings_of(c)));
+    if (!p.feasible) throw InputError("validation case " + c.model_id + " " + c.placement + " does not fit: " + p.oom);
+    ValidationRow row;
+    row.c = c;
+    row.predicted_prefill_s = p.prefill_s;
+    row.predicted_decode_s = p.decode_token_s;
+    row.predicted_decode_disk_s = p.decode[sim::Resource::kDisk];
+    v.rows.push_back(row);
+  }
+  // Placements the calibration's whole-model runs used (its fit block names them).
+  const YAML::Node fit = cal.fit;
+  const YAML::Node runs = fit.IsDefined() && fit.IsMap() ? fit["whole_model_runs"] : YAML::Node();
+  if (runs.IsDefined() && runs.IsSequence()) {
+    for (const auto& run : runs) {
+      if (!run.IsMap() || !run["model"] || !run["dtype"] || !run["placement"]) continue;
+      for (auto& row : v.rows) {
+        if (row.c.model_id == run["model"].Scalar() && dtype_name(row.c.dtype) == run["dtype"].Scalar() &&
+            row.c.placement == run["placement"].Scalar() && row.c.backend == "cpu") {
+          row.in_fit = true;
+        }
+      }
+    }
+  }
+  // The trace shows one case: the first that moves weights (disk or GPU), else the first.
+  size_t traced = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    if (cases[i].disk_layers > 0 || cases[i].map) {
+      traced = i;
+      break;
+    }
+  }
+  std::mt19937_64 order_rng(vs.order_seed);
+  const int total = static_cast<int>(cases.size()) * vs.rounds;
+  int done = 0;
+  for (int round = 0; round < vs.rounds; ++round) {
+    std::vector<size_t> order(cases.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::shuffle(order.begin(), order.end(), order_rng);
+    for (size_t i : order) {
+      const ValidationCase& c = cases[i];
+      ValidationRow& row = v.rows[i];
+      if (progress) {
+        progress("round " + std::to_string(round + 1) + ": " + c.model_id + " " + std::string(dtype_name(c.dtype)) +
+                     " " + c.placement,
+                 done, total);
+      }
+      ++done;
+      const DeviceMap dm = c.device_map();
+      PlacementRun r;
+      double foreign = 0;
+      for (int attempt = 0;; ++attempt) {
+        if (vs.quiet.max_wait_s > 0 && !wait_quiet(vs.quiet).quiet) ++v.not_quiet;
+        const LoadProbe probe;
+        r = run_placement(c.spec, c.dtype, dm, settings_of(c));
+        foreign = probe.foreign_cores();
+        if (foreign <= vs.spoiled_cores || attempt >= vs.retries) break;
+        ++row.remeasured;
+      }
+      row.foreign_cores = std::max(row.foreign_cores, foreign);
+      row.decode_device_read_bytes = std::max(row.decode_device_read_bytes, r.decode_device_read_bytes);
+      row.prefill_rounds.push_back(r.prefill_s);
+      row.decode_rounds.push_back(r.decode_token_s);
+      row.decode_disk_rounds.push_back(r.decode_disk_read_s);
+      if (i == traced && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, settings_of(c));
+    }
+  }
+  for (auto& row : v.rows) {
+    row.measured_prefill_s = median(row.prefill_rounds);
+    row.measured_decode_s = median(row.decode_rounds);
+  }
+  if (progress) progress("done", total, total);
+  std::vector<double> de, pe;
+  for (const auto& r : v.rows) {
+    if (r.in_fit) continue;
+    de.push_back(std::fabs(r.decode_error()));
+    pe.push_back(std::fabs(r.prefill_error()));
+  }
+  v.decode_median_abs = median(de);
+  v.decode_p90_abs = percentile(de, 0.9);
+  v.prefill_median_abs = median(pe);
+  v.prefill_p90_abs = percentile(pe, 0.9);
+  // Regret per model and dtype: the placement predicted fastest (whole run) vs the measured fastest.
+  std::map<std::string, std::vector<const ValidationRow*>> groups;
+  for (const auto& r : v.rows) groups[r.c.model_id + " " + std::string(dtype_name(r.c.dtype))].push_back(&r);
+  for (const auto& [name, rows] : groups) {
+    const int64_t n = rs.new_tokens;
+    const ValidationRow* pred = *std::min_element(
+        rows.begin(), rows.end(), [&](auto a, auto b) { return a->predicted_total(n) < b->predicted_total(n); });
+    const ValidationRow* meas = *std::min_element(
+        rows.begin(), rows.end(), [&](auto a, auto b) { return a->measured_total(n) < b->measured_total(n); });
+    Regret g{name, pred->c.placement, meas->c.placement, pred->measured_total(n) / meas->measured_total(n) - 1};
+    v.max_regret = std::max(v.max_regret, g.regret);
+    v.regrets.push_back(g);
+  }
+  return v;
+}
+
+}  // namespace dmap::profile
