@@ -10,6 +10,7 @@
 #include <omp.h>
 
 #include "core/error.h"
+#include "exec/layer_program.h"
 
 namespace dmap::exec {
 
@@ -62,6 +63,7 @@ CpuModel::CpuModel(const ExecConfig& cfg, const ModelWeights& weights, RunOption
     gains_.emplace(name, std::move(v));
   }
   layer_modules_ = layer_modules(cfg_);
+  for (int64_t l = 0; l < cfg_.layers; ++l) programs_.push_back(layer_program(cfg_, l));
   // KV caches are allocated by the first forward through their layer: an executor that runs
   // only some layers here (the CUDA backend's in-place semantics) holds only those.
   k_cache_.resize(static_cast<size_t>(cfg_.layers));
@@ -266,25 +268,12 @@ void CpuModel::prepare(int64_t T, int64_t start) {
   buf_a_.resize(M * qd);
   buf_g_.resize(M * cfg_.inter);
   buf_u_.resize(M * cfg_.inter);
-  if (cfg_.fused) buf_qkv_.resize(static_cast<size_t>(M * std::max(qd + 2 * kvd, 2 * cfg_.inter)));
-  // RoPE tables of this forward's positions, in the activation dtype (olmo2: float32), scaled by
-  // longrope's attention factor; longrope's long factors once the context passes its original one.
-  const int64_t half = cfg_.rotary() / 2;
+  // RoPE tables of this forward's positions (exec/layer_program.h: rope_tables); longrope's long
+  // factors once the context passes its original one.
   const bool long_rope = !inv_freq_long_.empty() && static_cast<double>(start + T) > cfg_.rope_orig_max;
-  const float factor = static_cast<float>(cfg_.rope_attention);
-  auto table = [&](const std::vector<float>& inv, std::vector<float>& cs, std::vector<float>& sn) {
-    cs.resize(static_cast<size_t>(T * half));
-    sn.resize(static_cast<size_t>(T * half));
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t i = 0; i < half; ++i) {
-        const float ang = static_cast<float>(start + t) * inv[i];
-        const float c = std::cos(ang) * factor, n = std::sin(ang) * factor;
-        cs[t * half + i] = cfg_.rope_fp32 ? c : round1(c);
-        sn[t * half + i] = cfg_.rope_fp32 ? n : round1(n);
-      }
-  };
-  table(long_rope ? inv_freq_long_ : inv_freq_, rope_cos_, rope_sin_);
-  if (!inv_freq_local_.empty()) table(inv_freq_local_, rope_cos_local_, rope_sin_local_);
+  rope_tables(cfg_, long_rope ? inv_freq_long_ : inv_freq_, act_type_, T, start, rope_cos_, rope_sin_);
+  if (!inv_freq_local_.empty())
+    rope_tables(cfg_, inv_freq_local_, act_type_, T, start, rope_cos_local_, rope_sin_local_);
 }
 
 void CpuModel::embed(const int32_t* ids, float* x) {
@@ -300,83 +289,6 @@ void CpuModel::embed(const int32_t* ids, float* x) {
     for (int64_t i = 0; i < Hd; ++i) x[r * Hd + i] = round1(element(E, static_cast<int64_t>(id) * Hd + i) * scale);
   }
   add_time(0, t0);
-}
-
-void CpuModel::attention_inputs(int64_t l, const std::string& p, const float* h, int64_t M) {
-  using QkNorm = ExecConfig::QkNorm;
-  const int64_t T = T_, d = cfg_.head_dim;
-  const int64_t qd = cfg_.heads * d, kvd = cfg_.kv_heads * d;
-  float* q = buf_q_.data();
-  float* k = buf_k_.data();
-  float* v = buf_v_.data();
-  if (cfg_.fused) {  // phi3: one product, rows [q | k | v]
-    float* qkv = buf_qkv_.data();
-    const int64_t width = qd + 2 * kvd;
-    linear(p + "self_attn.qkv_proj.weight", h, M, qkv);
-    round_act(qkv, M * width);
-    for (int64_t r = 0; r < M; ++r) {
-      std::memcpy(q + r * qd, qkv + r * width, sizeof(float) * qd);
-      std::memcpy(k + r * kvd, qkv + r * width + qd, sizeof(float) * kvd);
-      std::memcpy(v + r * kvd, qkv + r * width + qd + kvd, sizeof(float) * kvd);
-    }
-  } else {
-    linear(p + "self_attn.q_proj.weight", h, M, q);
-    linear(p + "self_attn.k_proj.weight", h, M, k);
-    linear(p + "self_attn.v_proj.weight", h, M, v);
-    if (cfg_.qkv_bias) {
-      auto add_bias = [&](const std::string& bias, float* out, int64_t width) {
-        const cpu::Weight& b = fetch(bias);
-        for (int64_t r = 0; r < M; ++r)
-          for (int64_t i = 0; i < width; ++i) out[r * width + i] += element(b, i);
-      };
-      add_bias(p + "self_attn.q_proj.bias", q, qd);
-      add_bias(p + "self_attn.k_proj.bias", k, kvd);
-      add_bias(p + "self_attn.v_proj.bias", v, kvd);
-    }
-    round_act(q, M * qd);
-    round_act(k, M * kvd);
-    round_act(v, M * kvd);
-  }
-  // q/k norms: over all heads before the split (olmo2), or per head over head_dim (qwen3, gemma3).
-  if (cfg_.qk_norm == QkNorm::kAllHeads) {
-    rmsnorm(q, M, gain(p + "self_attn.q_norm.weight"), q);
-    rmsnorm(k, M, gain(p + "self_attn.k_norm.weight"), k);
-  } else if (cfg_.qk_norm == QkNorm::kPerHead) {
-    rmsnorm(q, M * cfg_.heads, gain(p + "self_attn.q_norm.weight"), q);
-    rmsnorm(k, M * cfg_.kv_heads, gain(p + "self_attn.k_norm.weight"), k);
-  }
-  // RoPE (rotate_half convention: pairs (i, i + rotary/2) of the first `rotary` channels of each
-  // head); cos/sin tables of this forward's positions, computed once before the layers (gemma3's
-  // sliding layers: their own).
-  const int64_t half = cfg_.rotary() / 2;
-  const bool local = !rope_cos_local_.empty() && cfg_.window(l) > 0;
-  const std::vector<float>& cos_t = local ? rope_cos_local_ : rope_cos_;
-  const std::vector<float>& sin_t = local ? rope_sin_local_ : rope_sin_;
-  parallel_ranges(M, 8, opt_.threads, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const float* cs = cos_t.data() + (r % T) * half;
-      const float* sn = sin_t.data() + (r % T) * half;
-      auto rotate = [&](float* a) {
-        if (cfg_.rope_fp32) {  // olmo2: float32 cos/sin, the rotated value rounded once
-          for (int64_t i = 0; i < half; ++i) {
-            const float x1 = a[i], x2 = a[i + half];
-            const float p1 = x1 * cs[i], p2 = -x2 * sn[i], p3 = x2 * cs[i], p4 = x1 * sn[i];
-            a[i] = round1(p1 + p2);
-            a[i + half] = round1(p3 + p4);
-          }
-          return;
-        }
-        if (act_type_ != cpu::WType::kF16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == cpu::WType::kBF16);
-        for (int64_t i = 0; i < half; ++i) {
-          const float x1 = a[i], x2 = a[i + half];
-          a[i] = round1(round1(x1 * cs[i]) + round1(-x2 * sn[i]));
-          a[i + half] = round1(round1(x2 * cs[i]) + round1(x1 * sn[i]));
-        }
-      };
-      for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
-      for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
-    }
-  });
 }
 
 void CpuModel::moe(const std::string& p, const float* h, int64_t M, float* out) {
@@ -485,24 +397,64 @@ void CpuModel::silu_times(float* g, const float* u, int64_t n) const {
   });
 }
 
-void CpuModel::mlp(const std::string& p, const float* h, int64_t M, float* out) {
-  float* g = buf_g_.data();
-  float* u = buf_u_.data();
-  const int64_t I = cfg_.inter, n = M * I;
-  if (cfg_.fused) {  // phi3: one product, rows [gate | up]
-    float* gu = buf_qkv_.data();
-    linear(p + "mlp.gate_up_proj.weight", h, M, gu);
-    round_act(gu, 2 * n);
-    for (int64_t r = 0; r < M; ++r) {
-      std::memcpy(g + r * I, gu + r * 2 * I, sizeof(float) * I);
-      std::memcpy(u + r * I, gu + r * 2 * I + I, sizeof(float) * I);
+void CpuModel::rope(int64_t l, int64_t M) {
+  const int64_t T = T_, d = cfg_.head_dim;
+  const int64_t qd = cfg_.heads * d, kvd = cfg_.kv_heads * d;
+  float* q = buf_q_.data();
+  float* k = buf_k_.data();
+  // RoPE (rotate_half convention: pairs (i, i + rotary/2) of the first `rotary` channels of each
+  // head); cos/sin tables of this forward's positions, computed once before the layers (gemma3's
+  // sliding layers: their own).
+  const int64_t half = cfg_.rotary() / 2;
+  const bool local = !rope_cos_local_.empty() && cfg_.window(l) > 0;
+  const std::vector<float>& cos_t = local ? rope_cos_local_ : rope_cos_;
+  const std::vector<float>& sin_t = local ? rope_sin_local_ : rope_sin_;
+  parallel_ranges(M, 8, opt_.threads, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const float* cs = cos_t.data() + (r % T) * half;
+      const float* sn = sin_t.data() + (r % T) * half;
+      auto rotate = [&](float* a) {
+        if (cfg_.rope_fp32) {  // olmo2: float32 cos/sin, the rotated value rounded once
+          for (int64_t i = 0; i < half; ++i) {
+            const float x1 = a[i], x2 = a[i + half];
+            const float p1 = x1 * cs[i], p2 = -x2 * sn[i], p3 = x2 * cs[i], p4 = x1 * sn[i];
+            a[i] = round1(p1 + p2);
+            a[i + half] = round1(p3 + p4);
+          }
+          return;
+        }
+        if (act_type_ != cpu::WType::kF16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == cpu::WType::kBF16);
+        for (int64_t i = 0; i < half; ++i) {
+          const float x1 = a[i], x2 = a[i + half];
+          a[i] = round1(round1(x1 * cs[i]) + round1(-x2 * sn[i]));
+          a[i + half] = round1(round1(x2 * cs[i]) + round1(x1 * sn[i]));
+        }
+      };
+      for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
+      for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
     }
-  } else {
-    linear(p + "mlp.gate_proj.weight", h, M, g);
-    linear(p + "mlp.up_proj.weight", h, M, u);
-    round_act(g, n);
-    round_act(u, n);
+  });
+}
+
+// y = x W[row0 : row0 + n]^T (+ bias): a step's product over a slice of the weight's rows (a fused
+// projection's part), with the bias added in float32 and the output rounded where the step says.
+void CpuModel::linear_step(const Step& st, const float* x, int64_t M, float* y) {
+  cpu::Weight w = fetch(st.weight);
+  const size_t elt = w.type == cpu::WType::kF32 ? 4 : 2;
+  w.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(st.row0 * w.cols) * elt;
+  w.rows = st.n;
+  cpu::linear(x, M, w, nullptr, y, opt_.threads);
+  if (!st.bias.empty()) {
+    const cpu::Weight& b = fetch(st.bias);
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t i = 0; i < st.n; ++i) y[r * st.n + i] += element(b, st.row0 + i);
   }
+  if (st.round) round_act(y, M * st.n);
+}
+
+void CpuModel::gated_act(int64_t n) {
+  float* g = buf_g_.data();
+  const float* u = buf_u_.data();
   parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
     if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
       for (int64_t i = lo; i < hi; ++i) {
@@ -517,58 +469,45 @@ void CpuModel::mlp(const std::string& p, const float* h, int64_t M, float* out) 
       cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
     }
   });
-  linear(p + "mlp.down_proj.weight", g, M, out);
 }
 
+// Runs layer l's program (exec/layer_program.h) on the CPU.
 void CpuModel::layer(int64_t l, float* x) {
-  using Layout = ExecConfig::Layout;
-  const int64_t M = opt_.batch * T_, Hd = cfg_.hidden;
-  float* h = buf_h_.data();
-  const std::string p = "model.layers." + std::to_string(l) + ".";
-  int slot = 1 + static_cast<int>(l * static_cast<int64_t>(layer_modules_.size()));
-  // A norm of the layer, timed as its own module; in place allowed.
-  auto norm = [&](const char* name, const float* in, float* y) {
-    const auto t0 = Clock::now();
-    rmsnorm(in, M, gain(p + name + ".weight"), y);
-    add_time(slot++, t0);
+  const int64_t M = opt_.batch * T_;
+  auto buf = [&](Act a) -> float* {
+    switch (a) {
+      case Act::kX: return x;
+      case Act::kH: return buf_h_.data();
+      case Act::kQ: return buf_q_.data();
+      case Act::kK: return buf_k_.data();
+      case Act::kV: return buf_v_.data();
+      case Act::kA: return buf_a_.data();
+      case Act::kG: return buf_g_.data();
+      case Act::kU: return buf_u_.data();
+    }
+    return nullptr;
   };
-  // Attention: pre-norm (llama, gemma2/3: input_layernorm), or on x itself (olmo2).
-  if (cfg_.layout != Layout::kPostNorm) norm("input_layernorm", x, h);
-  const float* in = cfg_.layout == Layout::kPostNorm ? x : h;
+  int open = -1;
   auto t0 = Clock::now();
-  attention_inputs(l, p, in, M);
-  attention(l, buf_q_.data(), buf_k_.data(), buf_v_.data(), T_, start_, buf_a_.data());
-  linear(p + "self_attn.o_proj.weight", buf_a_.data(), M, h);
-  if (cfg_.layout == Layout::kPreNorm) {
-    add_residual(x, h, M * Hd);
-    add_time(slot++, t0);
-  } else {  // the attention output normed, then added (olmo2, gemma2/3)
-    add_time(slot++, t0);
-    t0 = Clock::now();
-    rmsnorm(h, M, gain(p + "post_attention_layernorm.weight"), h);
-    add_residual(x, h, M * Hd);
-    add_time(slot++, t0);
+  for (const Step& st : programs_[static_cast<size_t>(l)]) {
+    switch (st.op) {
+      case Step::Op::kModule:
+        if (open >= 0) add_time(open, t0);
+        open = st.slot;
+        t0 = Clock::now();
+        break;
+      case Step::Op::kNorm: rmsnorm(buf(st.src), M * st.groups, gain(st.weight), buf(st.dst)); break;
+      case Step::Op::kLinear: linear_step(st, buf(st.src), M, buf(st.dst)); break;
+      case Step::Op::kRope: rope(l, M); break;
+      case Step::Op::kAttention:
+        attention(l, buf_q_.data(), buf_k_.data(), buf_v_.data(), T_, start_, buf_a_.data());
+        break;
+      case Step::Op::kGatedAct: gated_act(M * cfg_.inter); break;
+      case Step::Op::kResidual: add_residual(x, buf_h_.data(), M * cfg_.hidden); break;
+      case Step::Op::kMoe: moe(st.prefix, buf(st.src), M, buf(st.dst)); break;
+    }
   }
-  // MLP: pre-norm by post_attention_layernorm (llama) or pre_feedforward_layernorm (gemma2/3).
-  if (cfg_.layout == Layout::kPreNorm) norm("post_attention_layernorm", x, h);
-  if (cfg_.layout == Layout::kSandwich) norm("pre_feedforward_layernorm", x, h);
-  in = cfg_.layout == Layout::kPostNorm ? x : h;
-  t0 = Clock::now();
-  if (cfg_.is_sparse(l)) {
-    moe(p, in, M, h);
-  } else {
-    mlp(p, in, M, h);
-  }
-  if (cfg_.layout == Layout::kPreNorm) {
-    add_residual(x, h, M * Hd);
-    add_time(slot++, t0);
-  } else {
-    add_time(slot++, t0);
-    t0 = Clock::now();
-    rmsnorm(h, M, gain(p + "post_feedforward_layernorm.weight"), h);
-    add_residual(x, h, M * Hd);
-    add_time(slot++, t0);
-  }
+  if (open >= 0) add_time(open, t0);
 }
 
 void CpuModel::final_norm(float* last) {

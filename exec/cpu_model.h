@@ -30,6 +30,7 @@
 #include "exec/cpu/kernels.h"
 #include "exec/disk_reader.h"
 #include "exec/executor.h"
+#include "exec/layer_program.h"
 #include "exec/weights.h"
 
 namespace dmap::exec {
@@ -74,10 +75,12 @@ class CpuModel : public Executor {
   // The float32 gain of a norm weight (gemma: 1 + w), converted once.
   const std::vector<float>& gain(const std::string& name) const;
   void attention(int64_t layer, float* q, const float* k, const float* v, int64_t T, int64_t start, float* out);
-  // q, k and v of layer `l` from its attention input h (projections, q/k norms, RoPE).
-  void attention_inputs(int64_t l, const std::string& p, const float* h, int64_t M);
-  // The MLP of the layer with prefix p: h -> out (both M x hidden).
-  void mlp(const std::string& p, const float* h, int64_t M, float* out);
+  // RoPE on this forward's q and k for layer l (its local or global tables).
+  void rope(int64_t l, int64_t M);
+  // A kLinear step of the layer program: a slice of the weight's rows, bias, rounding.
+  void linear_step(const Step& st, const float* x, int64_t M, float* y);
+  // g = act(g) * u over n elements of the MLP buffers.
+  void gated_act(int64_t n);
   // A sparse MoE block: the router, then each token's top-k experts (transformers v5's default
   // grouped_mm experts: per-expert products, the weighted rows summed over k in float32).
   void moe(const std::string& p, const float* h, int64_t M, float* out);
@@ -102,6 +105,7 @@ class CpuModel : public Executor {
   std::vector<float> inv_freq_, inv_freq_local_, inv_freq_long_;
   std::map<std::string, std::vector<float>, std::less<>> gains_;  // float32 copies of 1-D gains (gemma: 1 + w)
   std::vector<std::string> layer_modules_;
+  std::vector<std::vector<Step>> programs_;            // per layer (exec/layer_program.h)
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: batch x kv x max_seq x d
   std::vector<ModuleTime> times_;
   std::vector<ModuleEvent> events_;
@@ -116,7 +120,6 @@ class CpuModel : public Executor {
   std::vector<AttentionScratch> att_;                                   // per thread
   std::vector<float> rope_cos_, rope_sin_;                              // this forward's positions x rotary/2
   std::vector<float> rope_cos_local_, rope_sin_local_;                  // gemma3's sliding layers
-  std::vector<float> buf_qkv_;                                          // phi3: the fused products
   std::vector<float> moe_logits_, moe_x_, moe_gu_, moe_act_, moe_out_;  // MoE work buffers
   std::vector<int64_t> moe_rows_;                                       // MoE: (token, rank) rows grouped by expert
   ExpertCounts experts_;
