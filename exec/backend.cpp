@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "exec/device/device_model.h"
 #include "exec/device/emulated.h"
+#include "exec/layer_program.h"
 #if DMAP_HAVE_CUDA
 #include "exec/cuda/cuda_runtime.h"
 #endif
@@ -41,9 +42,9 @@ int cuda_device_count() {
 std::unique_ptr<Executor> make_executor(const ExecConfig& cfg, const ModelWeights& weights, const Placement& p,
                                         Backend b, const RunOptions& opt) {
   if (b == Backend::kCpu) return std::make_unique<CpuModel>(cfg, weights, opt);
-  if (!cfg.llama_layout()) {
+  if (has_moe(cfg)) {
     throw InputError(cfg.source, 0, 0,
-                     std::string("the GPU executor (") + backend_name(b) + ") runs llama, mistral, qwen2 and gemma; " +
+                     std::string("the GPU executor (") + backend_name(b) + ") does not run mixture-of-experts models; " +
                          cfg.family + " runs on the CPU (--backend cpu)");
   }
   DMAP_CHECK(p.uses_gpu(), "a GPU backend needs a placement with a GPU");

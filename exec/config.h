@@ -64,10 +64,6 @@ struct ExecConfig {
     return l >= 0 && l < static_cast<int64_t>(layer_window.size()) ? layer_window[static_cast<size_t>(l)] : 0;
   }
   int64_t rotary() const { return rotary_dim > 0 ? rotary_dim : head_dim; }
-  // The families of the llama layout with every layer alike (what the CUDA backend runs).
-  bool llama_layout() const {
-    return family == "llama" || family == "mistral" || family == "qwen2" || family == "gemma";
-  }
 };
 
 // Reads the shapes and options of a supported family; other families -> InputError.

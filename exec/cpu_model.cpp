@@ -120,6 +120,8 @@ CpuModel::~CpuModel() = default;
 const cpu::Weight& CpuModel::fetch(const std::string& name) {
   const WeightRef& r = w_.get(name);
   if (!r.on_disk) return r.w;
+  // A fused projection's slices (phi3's qkv_proj, gate_up_proj) read their tensor once per forward.
+  if (name == disk_name_) return disk_weight_;
   // One buffer, grown to the largest tensor read so far and never cleared: pread overwrites
   // what it holds (a std::vector resized from a bias back up to a matrix zero-filled megabytes
   // before every such read).
@@ -131,6 +133,7 @@ const cpu::Weight& CpuModel::fetch(const std::string& name) {
   disk_.read(r, disk_buf_.get(), opt_.drop_page_cache);
   disk_weight_ = r.w;
   disk_weight_.data = disk_buf_.get();
+  disk_name_ = name;
   return disk_weight_;
 }
 
@@ -260,6 +263,7 @@ void CpuModel::prepare(int64_t T, int64_t start) {
     throw RuntimeFailure("context " + std::to_string(start + T) + " exceeds max_seq " + std::to_string(opt_.max_seq));
   T_ = T;
   start_ = start;
+  disk_name_.clear();  // every forward reads its disk tensors again, as accelerate does
   buf_x_.resize(M * cfg_.hidden);
   buf_h_.resize(M * cfg_.hidden);
   buf_q_.resize(M * qd);

@@ -5,7 +5,8 @@
 // (fused qkv_proj and gate_up_proj, partial rotary, longrope), gemma2 (four norms per layer,
 // alternating sliding-window layers, attention and final logit soft-capping) and gemma3_text (q/k
 // norms, sliding-window pattern, a local and a global RoPE): prefill of P tokens, then greedy
-// decode, batch >= 1, every module timed per phase. The CUDA backend runs the first four only.
+// decode, batch >= 1, every module timed per phase. Each layer runs its layer program
+// (exec/layer_program.h), which the GPU executor runs too (every dense family; MoE on the CPU only).
 //
 // Numerics: weights stay in their stored dtype (float32, float16, bfloat16) and are converted in
 // registers by the kernels; arithmetic is float32. With 16-bit weights the activations are
@@ -124,6 +125,7 @@ class CpuModel : public Executor {
   std::vector<int64_t> moe_rows_;                                       // MoE: (token, rank) rows grouped by expert
   ExpertCounts experts_;
   cpu::Weight disk_weight_;
+  std::string disk_name_;  // the tensor disk_weight_ holds in this forward ("" = none)
   DiskReader disk_;
   int64_t T_ = 0, start_ = 0;  // this forward's tokens per sequence and first position
   std::vector<float> last_;

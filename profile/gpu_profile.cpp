@@ -222,14 +222,15 @@ GpuAttention measure_gpu_attention(int dev, DType d, const exec::ExecConfig& c, 
     tick("GPU attention " + std::string(dtype_name(d)) + " decode, context " + std::to_string(ctx));
     const double sec = time_on_stream(dev, s.get(), quick ? 5 : 21, [&] {
       cu::attention(t, q.data(), kc.data(), vc.data(), out.data(), 1, 1, H, KV, hd, S, ctx - 1, c.sliding_window,
-                    s.get());
+                    1.0f / std::sqrt(static_cast<float>(hd)), 0.0f, s.get());
     });
     a.decode.push_back({static_cast<double>(ctx), sec});
   }
   for (int64_t p : prompts) {
     tick("GPU attention " + std::string(dtype_name(d)) + " prefill, " + std::to_string(p) + " tokens");
     const double sec = time_on_stream(dev, s.get(), quick ? 3 : 7, [&] {
-      cu::attention(t, q.data(), kc.data(), vc.data(), out.data(), 1, p, H, KV, hd, S, 0, c.sliding_window, s.get());
+      cu::attention(t, q.data(), kc.data(), vc.data(), out.data(), 1, p, H, KV, hd, S, 0, c.sliding_window,
+                    1.0f / std::sqrt(static_cast<float>(hd)), 0.0f, s.get());
     });
     a.prefill.push_back({static_cast<double>(p), sec});
   }

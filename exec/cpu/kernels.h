@@ -103,6 +103,9 @@ inline float round_to(WType t, float v) {
 void add_rounded(float* x, const float* h, int64_t n, bool round);  // x = r(x + r(h))
 void round_bf16_n(float* p, int64_t n);                             // p = r(p)
 float sum_squares(const float* x, int64_t n);                       // float32 lanes
+// How an RMSNorm applies its gain w (r = 1/rms): kLlama round(w * round(x r)); kMulFirst
+// round(x r w) (olmo2); kGemma round(x r (1 + w)) (gemma's offset gain).
+enum class NormMode { kLlama, kMulFirst, kGemma };
 // RMSNorm's scaling by r = 1/rms: y = r(x r g) (gain_inside, gemma) or y = r(g r(x r)).
 void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, bool round, float* y);
 // RoPE on one head (rotate_half pairs i, i + half): a = r(r(a cos) + r(-b sin)), b = r(r(b cos) + r(a sin)).

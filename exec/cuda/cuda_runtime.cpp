@@ -123,15 +123,21 @@ void CudaRuntime::embed(int stream, WType t, const void* table, int64_t, const i
   cuda::embed(dt(t), table, ids, M, H, scale, out, on(stream));
 }
 void CudaRuntime::rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
-                          bool gemma, void* y) {
-  cuda::rmsnorm(dt(t), x, w, M, H, eps, gemma, y, on(stream));
+                          NormMode mode, void* y) {
+  const cuda::Norm m = mode == NormMode::kGemma      ? cuda::Norm::kGemma
+                       : mode == NormMode::kMulFirst ? cuda::Norm::kMulFirst
+                                                     : cuda::Norm::kLlama;
+  cuda::rmsnorm(dt(t), x, w, M, H, eps, m, y, on(stream));
 }
 void CudaRuntime::broadcast_rows(int stream, WType t, const void* b, int64_t M, int64_t N, void* y) {
   cuda::broadcast_rows(dt(t), b, M, N, y, on(stream));
 }
 void CudaRuntime::rope(int stream, WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads,
-                       int64_t d, const float* inv_freq, int64_t start) {
-  cuda::rope(dt(t), q, k, M, T, heads, kv_heads, d, inv_freq, start, on(stream));
+                       int64_t d, int64_t rotary, const float* cos, const float* sin, bool fp32) {
+  cuda::rope(dt(t), q, k, M, T, heads, kv_heads, d, rotary, cos, sin, fp32, on(stream));
+}
+void CudaRuntime::softcap(int stream, WType t, void* x, int64_t n, float cap) {
+  cuda::softcap(dt(t), x, n, cap, on(stream));
 }
 void CudaRuntime::gated_act(int stream, WType t, void* g, const void* u, int64_t n, bool gelu) {
   cuda::gated_act(dt(t), g, u, n, gelu, on(stream));
@@ -144,8 +150,9 @@ void CudaRuntime::kv_store(int stream, WType t, const void* k, const void* v, vo
   cuda::kv_store(dt(t), k, v, kc, vc, B, T, KV, d, S, start, on(stream));
 }
 void CudaRuntime::attention(int stream, WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B,
-                            int64_t T, int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window) {
-  cuda::attention(dt(t), q, kc, vc, out, B, T, H, KV, d, S, start, window, on(stream));
+                            int64_t T, int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window,
+                            float scale, float softcap) {
+  cuda::attention(dt(t), q, kc, vc, out, B, T, H, KV, d, S, start, window, scale, softcap, on(stream));
 }
 int64_t CudaRuntime::attention_max_context(int device, int64_t d) { return cuda::attention_max_context(device, d); }
 void CudaRuntime::to_float(int stream, WType t, const void* x, float* y, int64_t n) {

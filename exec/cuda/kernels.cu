@@ -88,7 +88,7 @@ __global__ void embed_kernel(const T* table, const int32_t* ids, int64_t H, floa
 }
 
 template <class T>
-__global__ void rmsnorm_kernel(const T* x, const T* w, int64_t H, float eps, bool gemma, T* y) {
+__global__ void rmsnorm_kernel(const T* x, const T* w, int64_t H, float eps, int mode, T* y) {
   __shared__ float red[32];
   const int64_t r = blockIdx.x;
   const T* xr = x + r * H;
@@ -102,9 +102,11 @@ __global__ void rmsnorm_kernel(const T* x, const T* w, int64_t H, float eps, boo
   const float inv = 1.0f / sqrtf(ss / static_cast<float>(H) + eps);
   for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
     const float v = mul(tof(xr[i]), inv);
-    if (gemma) {
+    if (mode == 2) {  // gemma: (1 + w), multiplied in float32
       yr[i] = fromf<T>(mul(v, add(1.0f, tof(w[i]))));
-    } else {
+    } else if (mode == 1) {  // olmo2: w multiplied in float32, then cast
+      yr[i] = fromf<T>(mul(v, tof(w[i])));
+    } else {  // llama: cast, then times the gain
       yr[i] = fromf<T>(mul(tof(w[i]), rnd<T>(v)));
     }
   }
@@ -119,21 +121,28 @@ __global__ void broadcast_rows_kernel(const T* b, int64_t M, int64_t N, T* y) {
   }
 }
 
+// One block per row; rotate_half pairs (i, i + rotary/2) of each head's first `rotary` channels,
+// cos and sin from the forward's tables (row r % T).
 template <class T>
-__global__ void rope_kernel(T* q, T* k, int64_t T_len, int heads, int kv_heads, int d, const float* inv_freq,
-                            int64_t start) {
+__global__ void rope_kernel(T* q, T* k, int64_t T_len, int heads, int kv_heads, int d, int rotary, const float* cos,
+                            const float* sin, bool fp32) {
   const int64_t r = blockIdx.x;
-  const int half = d / 2;
-  const float pos = static_cast<float>(start + r % T_len);
+  const int half = rotary / 2;
+  const float* cs = cos + (r % T_len) * half;
+  const float* sn = sin + (r % T_len) * half;
   const int pairs = (heads + kv_heads) * half;
   for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
     const int head = p / half, i = p % half;
     T* a = head < heads ? q + (r * heads + head) * d : k + (r * kv_heads + (head - heads)) * d;
-    const float ang = mul(pos, inv_freq[i]);
-    const float c = rnd<T>(cosf(ang)), s = rnd<T>(sinf(ang));
+    const float c = cs[i], s = sn[i];
     const float x1 = tof(a[i]), x2 = tof(a[i + half]);
-    a[i] = fromf<T>(add(rnd<T>(mul(x1, c)), rnd<T>(mul(-x2, s))));
-    a[i + half] = fromf<T>(add(rnd<T>(mul(x2, c)), rnd<T>(mul(x1, s))));
+    if (fp32) {  // olmo2: float32 terms, the sum rounded once
+      a[i] = fromf<T>(add(mul(x1, c), mul(-x2, s)));
+      a[i + half] = fromf<T>(add(mul(x2, c), mul(x1, s)));
+    } else {
+      a[i] = fromf<T>(add(rnd<T>(mul(x1, c)), rnd<T>(mul(-x2, s))));
+      a[i + half] = fromf<T>(add(rnd<T>(mul(x2, c)), rnd<T>(mul(x1, s))));
+    }
   }
 }
 
@@ -160,6 +169,15 @@ __global__ void add_residual_kernel(T* x, const T* h, int64_t n) {
   }
 }
 
+// Soft-capping (gemma2's logits): round(round(tanh(round(x / cap))) * cap).
+template <class T>
+__global__ void softcap_kernel(T* x, int64_t n, float cap) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    x[i] = fromf<T>(mul(rnd<T>(tanhf(rnd<T>(__fdiv_rn(tof(x[i]), cap)))), cap));
+  }
+}
+
 // grid (T, B); threads over kv_heads * d.
 template <class T>
 __global__ void kv_store_kernel(const T* k, const T* v, T* kc, T* vc, int64_t T_len, int KV, int d, int64_t S,
@@ -182,7 +200,7 @@ constexpr int kAttnWarps = kAttnThreads / 32;
 template <class T>
 __global__ void __launch_bounds__(kAttnThreads)
     attention_kernel(const T* q, const T* kc, const T* vc, T* out, int64_t T_len, int H, int KV, int d, int64_t S,
-                     int64_t start, int64_t window, float scale) {
+                     int64_t start, int64_t window, float scale, float softcap) {
   extern __shared__ float smem[];
   float* qs = smem;
   float* red = smem + d;
@@ -213,7 +231,11 @@ __global__ void __launch_bounds__(kAttnThreads)
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const float s = warp_sum(dot[u]);
-      if (lane == 0 && j0 + u < n) sc[j0 + u] = rnd<T>(mul(rnd<T>(s), scale));
+      if (lane == 0 && j0 + u < n) {
+        float v = rnd<T>(mul(rnd<T>(s), scale));
+        if (softcap > 0) v = rnd<T>(mul(rnd<T>(tanhf(rnd<T>(__fdiv_rn(v, softcap)))), softcap));
+        sc[j0 + u] = v;
+      }
     }
   }
   __syncthreads();
@@ -299,12 +321,12 @@ void embed(DT t, const void* table, const int32_t* ids, int64_t M, int64_t H, fl
   DMAP_CUDA_LAUNCHED("embed kernel");
 }
 
-void rmsnorm(DT t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma, void* y, cudaStream_t s) {
+void rmsnorm(DT t, const void* x, const void* w, int64_t M, int64_t H, float eps, Norm mode, void* y, cudaStream_t s) {
   const int threads = H >= 4096 ? 1024 : H >= 1024 ? 512 : 256;
   dispatch(t, [&](auto z) {
     using T = decltype(z);
-    rmsnorm_kernel<T><<<static_cast<unsigned>(M), threads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w),
-                                                                   H, eps, gemma, static_cast<T*>(y));
+    rmsnorm_kernel<T><<<static_cast<unsigned>(M), threads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w), H,
+                                                                    eps, static_cast<int>(mode), static_cast<T*>(y));
   });
   DMAP_CUDA_LAUNCHED("rmsnorm kernel");
 }
@@ -317,15 +339,23 @@ void broadcast_rows(DT t, const void* b, int64_t M, int64_t N, void* y, cudaStre
   DMAP_CUDA_LAUNCHED("bias broadcast kernel");
 }
 
-void rope(DT t, void* q, void* k, int64_t M, int64_t T_len, int64_t heads, int64_t kv_heads, int64_t d,
-          const float* inv_freq, int64_t start, cudaStream_t s) {
+void rope(DT t, void* q, void* k, int64_t M, int64_t T_len, int64_t heads, int64_t kv_heads, int64_t d, int64_t rotary,
+          const float* cos, const float* sin, bool fp32, cudaStream_t s) {
   dispatch(t, [&](auto z) {
     using T = decltype(z);
-    rope_kernel<T><<<static_cast<unsigned>(M), kThreads, 0, s>>>(static_cast<T*>(q), static_cast<T*>(k), T_len,
-                                                                 static_cast<int>(heads), static_cast<int>(kv_heads),
-                                                                 static_cast<int>(d), inv_freq, start);
+    rope_kernel<T><<<static_cast<unsigned>(M), kThreads, 0, s>>>(
+        static_cast<T*>(q), static_cast<T*>(k), T_len, static_cast<int>(heads), static_cast<int>(kv_heads),
+        static_cast<int>(d), static_cast<int>(rotary), cos, sin, fp32);
   });
   DMAP_CUDA_LAUNCHED("rope kernel");
+}
+
+void softcap(DT t, void* x, int64_t n, float cap, cudaStream_t s) {
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    softcap_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(static_cast<T*>(x), n, cap);
+  });
+  DMAP_CUDA_LAUNCHED("softcap kernel");
 }
 
 void gated_act(DT t, void* g, const void* u, int64_t n, bool gelu, cudaStream_t s) {
@@ -358,19 +388,19 @@ void kv_store(DT t, const void* k, const void* v, void* kc, void* vc, int64_t B,
 }
 
 void attention(DT t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T_len, int64_t H,
-               int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, cudaStream_t s) {
+               int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, float scale, float softcap,
+               cudaStream_t s) {
   if (T_len > 65535 || B > 65535) {
     throw RuntimeFailure("attention kernel: " + std::to_string(T_len) + " tokens x batch " + std::to_string(B) +
                          " exceeds its grid (65535 each)");
   }
   const dim3 grid(static_cast<unsigned>(H), static_cast<unsigned>(T_len), static_cast<unsigned>(B));
   const size_t shared = attention_shared(start + T_len, d);
-  const float scale = 1.0f / sqrtf(static_cast<float>(d));
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     attention_kernel<T><<<grid, kAttnThreads, shared, s>>>(
         static_cast<const T*>(q), static_cast<const T*>(kc), static_cast<const T*>(vc), static_cast<T*>(out), T_len,
-        static_cast<int>(H), static_cast<int>(KV), static_cast<int>(d), S, start, window, scale);
+        static_cast<int>(H), static_cast<int>(KV), static_cast<int>(d), S, start, window, scale, softcap);
   });
   DMAP_CUDA_LAUNCHED("attention kernel");
 }

@@ -11,7 +11,7 @@
 //
 // Example:
 //   cuda::gemm(blas, DT::kBF16, x, M, hidden, W, out_features, y, /*accumulate=*/false);
-//   cuda::rmsnorm(DT::kBF16, x, gain, M, hidden, 1e-5f, /*gemma=*/false, y, stream);
+//   cuda::rmsnorm(DT::kBF16, x, gain, M, hidden, 1e-5f, Norm::kLlama, y, stream);
 #pragma once
 
 #include <cstddef>
@@ -32,14 +32,20 @@ void gemm(cublasHandle_t blas, DT t, const void* x, int64_t M, int64_t K, const 
 
 // out[r] = table[ids[r]] * scale (gemma's sqrt(hidden), rounded to the dtype; 1 otherwise).
 void embed(DT t, const void* table, const int32_t* ids, int64_t M, int64_t H, float scale, void* out, cudaStream_t s);
-// RMSNorm per row. llama: round(w * round(x * r)); gemma: round(x * r * (1 + w)).
-void rmsnorm(DT t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma, void* y, cudaStream_t s);
+// How an RMSNorm applies its gain: llama round(w * round(x * r)); mul-first round(x * r * w)
+// (olmo2); gemma round(x * r * (1 + w)).
+enum class Norm { kLlama = 0, kMulFirst = 1, kGemma = 2 };
+// RMSNorm per row.
+void rmsnorm(DT t, const void* x, const void* w, int64_t M, int64_t H, float eps, Norm mode, void* y, cudaStream_t s);
 // y[m][n] = b[n]: a bias laid down before an accumulating gemm.
 void broadcast_rows(DT t, const void* b, int64_t M, int64_t N, void* y, cudaStream_t s);
-// Rotary embedding (rotate_half pairs (i, i + d/2)) of q (M x heads*d) and k (M x kv*d) in place;
-// row r is at position start + r % T; inv_freq: d/2 float32 on the device.
-void rope(DT t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d,
-          const float* inv_freq, int64_t start, cudaStream_t s);
+// Rotary embedding (rotate_half pairs (i, i + rotary/2) of each head's first `rotary` channels) of
+// q (M x heads*d) and k (M x kv*d) in place; row r uses row r % T of the cos / sin tables
+// (T x rotary/2 float32 on the device); `fp32` (olmo2): float32 terms, the sum rounded once.
+void rope(DT t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d, int64_t rotary,
+          const float* cos, const float* sin, bool fp32, cudaStream_t s);
+// x = round(round(tanh(round(x / cap))) * cap): gemma2's logit soft-capping.
+void softcap(DT t, void* x, int64_t n, float cap, cudaStream_t s);
 // g = round(round(act(g)) * u), act = SiLU, or GELU (tanh) for gemma.
 void gated_act(DT t, void* g, const void* u, int64_t n, bool gelu, cudaStream_t s);
 // x = round(x + h).
@@ -48,12 +54,14 @@ void add_residual(DT t, void* x, const void* h, int64_t n, cudaStream_t s);
 void kv_store(DT t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T, int64_t KV, int64_t d,
               int64_t S, int64_t start, cudaStream_t s);
 // Causal (optionally sliding-window) attention of q (M x H*d) over the cache -> out (M x H*d):
-// scores round(round(q.k) / sqrt(d)), float32 softmax, probabilities rounded, float32 sums.
-// One block per (query row, head); the scores of a row live in shared memory, so the context
-// is limited by the device's shared memory per block (attention_max_context), and T and B by
-// the grid (65535 each: RuntimeFailure beyond).
+// scores round(round(q.k) * scale), soft-capped when softcap > 0 (round(round(tanh(round(s /
+// cap))) * cap)), float32 softmax, probabilities rounded, float32 sums. One block per (query
+// row, head); the scores of a row live in shared memory, so the context is limited by the
+// device's shared memory per block (attention_max_context), and T and B by the grid (65535
+// each: RuntimeFailure beyond).
 void attention(DT t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T, int64_t H,
-               int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, cudaStream_t s);
+               int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, float scale, float softcap,
+               cudaStream_t s);
 // Longest context attention() handles on `device` for head size d (opts the kernel in to the
 // device's largest shared memory per block).
 int64_t attention_max_context(int device, int64_t d);

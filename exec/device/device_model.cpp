@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "exec/layer_program.h"
 
 namespace dmap::exec {
 
@@ -37,7 +38,8 @@ struct GpuCtx {
   int dev;
   int stream;  // compute (and accelerate's blocking copies)
   int copy;    // prefetch copies
-  DeviceMemory x, h, q, k, v, a, g, u, last, logits_t, logits_f, ids, inv_freq;
+  DeviceMemory x, h, q, k, v, a, g, u, last, logits_t, logits_f, ids;
+  DeviceMemory rope_cos, rope_sin, rope_cos_local, rope_sin_local;  // this forward's tables (T x rotary/2)
   int64_t cap_m = 0;  // rows the activation buffers hold
   std::vector<int> events;
   size_t next = 0;
@@ -84,6 +86,8 @@ struct DeviceModel::Impl {
   Fault fault = Fault::kNone;
   std::vector<std::unique_ptr<GpuCtx>> gpus;  // by ordinal (null: unused)
   std::vector<int> exec_dev;                  // per unit: GPU ordinal or -1 (CPU backend)
+  std::vector<std::vector<Step>> programs;    // per layer (exec/layer_program.h)
+  NormMode norm_mode = NormMode::kLlama;
   std::vector<std::vector<std::string>> unit_tensors;
   std::map<std::pair<std::string, int>, DeviceMemory> resident;  // (tensor, GPU)
   std::map<std::string, const void*> streamed;                   // offloaded tensor -> its device copy now
@@ -225,15 +229,20 @@ struct DeviceModel::Impl {
       c.held += 2 * cache;
     }
 
-    // RoPE frequencies on every GPU.
-    const std::vector<float> inv = rope_inv_freq(cfg);
+    // RoPE tables on every GPU (filled per forward), and the layer programs.
+    const size_t table = static_cast<size_t>(opt.max_seq * (cfg.rotary() / 2)) * sizeof(float);
     for (auto& c : gpus) {
       if (!c) continue;
-      c->inv_freq = DeviceMemory(rt, c->dev, inv.size() * sizeof(float), "RoPE frequencies");
-      rt.use_device(c->dev);
-      rt.copy_h2d(c->inv_freq.data(), inv.data(), inv.size() * sizeof(float), c->stream, "RoPE frequencies");
-      rt.stream_sync(c->stream);
+      c->rope_cos = DeviceMemory(rt, c->dev, table, "RoPE cos table");
+      c->rope_sin = DeviceMemory(rt, c->dev, table, "RoPE sin table");
+      if (cfg.local_rope_theta > 0) {
+        c->rope_cos_local = DeviceMemory(rt, c->dev, table, "local RoPE cos table");
+        c->rope_sin_local = DeviceMemory(rt, c->dev, table, "local RoPE sin table");
+      }
+      c->held += 2 * table * (cfg.local_rope_theta > 0 ? 2 : 1);
     }
+    for (int64_t l = 0; l < cfg.layers; ++l) programs.push_back(layer_program(cfg, l));
+    norm_mode = cfg.gemma ? NormMode::kGemma : cfg.norm_mul_first ? NormMode::kMulFirst : NormMode::kLlama;
 
     if (pl.semantics == Semantics::kPrefetch) setup_prefetch();
   }
@@ -543,6 +552,25 @@ struct DeviceModel::Impl {
 
   // ---- the forward -----------------------------------------------------------------------------
 
+  // This forward's RoPE tables (exec/layer_program.h: rope_tables) onto every GPU.
+  void upload_rope_tables() {
+    std::vector<float> cs, sn, cs_local, sn_local;
+    rope_tables(cfg, rope_frequencies(cfg, start + T, false), dt, T, start, cs, sn);
+    if (cfg.local_rope_theta > 0) rope_tables(cfg, rope_frequencies(cfg, start + T, true), dt, T, start, cs_local, sn_local);
+    const size_t bytes = cs.size() * sizeof(float);
+    for (auto& c : gpus) {
+      if (!c) continue;
+      rt.use_device(c->dev);
+      rt.copy_h2d(c->rope_cos.data(), cs.data(), bytes, c->stream, "RoPE cos table");
+      rt.copy_h2d(c->rope_sin.data(), sn.data(), bytes, c->stream, "RoPE sin table");
+      if (cfg.local_rope_theta > 0) {
+        rt.copy_h2d(c->rope_cos_local.data(), cs_local.data(), bytes, c->stream, "local RoPE cos table");
+        rt.copy_h2d(c->rope_sin_local.data(), sn_local.data(), bytes, c->stream, "local RoPE sin table");
+      }
+      rt.stream_sync(c->stream);  // the host tables go out of scope
+    }
+  }
+
   void embed_unit(const int32_t* ids, int64_t M) {
     const int g = exec_dev[0];
     x_at = g;
@@ -585,10 +613,10 @@ struct DeviceModel::Impl {
     release(held, c.dev);
   }
 
+  // Runs layer l's program (exec/layer_program.h) on its GPU.
   void layer_unit(size_t l, int64_t M) {
     const size_t u = 1 + l;
     const int g = exec_dev[u];
-    const int slot = 1 + static_cast<int>(l) * 4;
     scope(u);
     move(false, M, g);
     if (g < 0) {  // the CPU backend times its modules itself (merge_cpu_times)
@@ -598,47 +626,83 @@ struct DeviceModel::Impl {
     GpuCtx& c = gpu(g);
     rt.use_device(g);
     const int st = c.stream;
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const int64_t H = cfg.hidden, d = cfg.head_dim, qd = cfg.heads * d, kvd = cfg.kv_heads * d;
+    const int64_t d = cfg.head_dim;
     const float eps = static_cast<float>(cfg.eps);
-    mark_begin(slot, g);
-    begin_prefetched(u);
-    {
-      auto held = acquire({p + "input_layernorm.weight"}, g);
-      rt.rmsnorm(st, dt, c.x.data(), W(p + "input_layernorm.weight", g), M, H, eps, cfg.gemma, c.h.data());
+    auto buf = [&](Act a) -> void* {
+      switch (a) {
+        case Act::kX: return c.x.data();
+        case Act::kH: return c.h.data();
+        case Act::kQ: return c.q.data();
+        case Act::kK: return c.k.data();
+        case Act::kV: return c.v.data();
+        case Act::kA: return c.a.data();
+        case Act::kG: return c.g.data();
+        case Act::kU: return c.u.data();
+      }
+      return nullptr;
+    };
+    // accelerate's hooks copy a leaf's tensors once per leaf forward: a fused projection's slices
+    // share one copy (held until a step reads another weight).
+    std::vector<DeviceMemory> held;
+    std::string held_weight;
+    auto hold = [&](const std::string& w, const std::string& bias) {
+      if (w == held_weight) return;
       release(held, g);
+      held = acquire({w, bias}, g);
+      held_weight = w;
+    };
+    bool open = false, first = true;
+    for (const Step& s : programs[l]) {
+      switch (s.op) {
+        case Step::Op::kModule:
+          release(held, g);
+          held_weight.clear();
+          if (open) mark_end();
+          mark_begin(s.slot, g);
+          if (first) begin_prefetched(u);  // inside the first module's timing: a copy stall counts
+          open = true;
+          first = false;
+          break;
+        case Step::Op::kNorm:
+          hold(s.weight, "");
+          rt.rmsnorm(st, dt, buf(s.src), W(s.weight, g), M * s.groups, s.width, eps, norm_mode, buf(s.dst));
+          break;
+        case Step::Op::kLinear: {
+          hold(s.weight, s.bias);
+          const bool has_bias = !s.bias.empty() && weights.has(s.bias);
+          const size_t offset = static_cast<size_t>(s.row0 * s.k) * elt;
+          if (has_bias) {
+            rt.broadcast_rows(st, dt, static_cast<const uint8_t*>(W(s.bias, g)) + static_cast<size_t>(s.row0) * elt, M,
+                              s.n, buf(s.dst));
+          }
+          rt.gemm(st, dt, buf(s.src), M, s.k, static_cast<const uint8_t*>(W(s.weight, g)) + offset, s.n, buf(s.dst),
+                  has_bias);
+          break;
+        }
+        case Step::Op::kRope: {
+          const bool local = cfg.local_rope_theta > 0 && cfg.window(static_cast<int64_t>(l)) > 0;
+          rt.rope(st, dt, c.q.data(), c.k.data(), M, T, cfg.heads, cfg.kv_heads, d, cfg.rotary(),
+                  (local ? c.rope_cos_local : c.rope_cos).as<float>(), (local ? c.rope_sin_local : c.rope_sin).as<float>(),
+                  cfg.rope_fp32);
+          break;
+        }
+        case Step::Op::kAttention: {
+          const float scale =
+              cfg.attn_scale > 0 ? static_cast<float>(cfg.attn_scale) : 1.0f / std::sqrt(static_cast<float>(d));
+          rt.kv_store(st, dt, c.k.data(), c.v.data(), kcache[l].data(), vcache[l].data(), opt.batch, T, cfg.kv_heads, d,
+                      opt.max_seq, start);
+          rt.attention(st, dt, c.q.data(), kcache[l].data(), vcache[l].data(), c.a.data(), opt.batch, T, cfg.heads,
+                       cfg.kv_heads, d, opt.max_seq, start, cfg.window(static_cast<int64_t>(l)), scale,
+                       static_cast<float>(cfg.attn_softcap));
+          break;
+        }
+        case Step::Op::kGatedAct: rt.gated_act(st, dt, c.g.data(), c.u.data(), M * cfg.inter, cfg.gemma); break;
+        case Step::Op::kResidual: rt.add_residual(st, dt, c.x.data(), c.h.data(), M * cfg.hidden); break;
+        case Step::Op::kMoe: throw InternalError("the GPU executor does not run mixture-of-experts layers");
+      }
     }
-    mark_end();
-
-    mark_begin(slot + 1, g);
-    linear(c, p + "self_attn.q_proj.weight", p + "self_attn.q_proj.bias", c.h.data(), M, H, qd, c.q.data());
-    linear(c, p + "self_attn.k_proj.weight", p + "self_attn.k_proj.bias", c.h.data(), M, H, kvd, c.k.data());
-    linear(c, p + "self_attn.v_proj.weight", p + "self_attn.v_proj.bias", c.h.data(), M, H, kvd, c.v.data());
-    rt.rope(st, dt, c.q.data(), c.k.data(), M, T, cfg.heads, cfg.kv_heads, d, c.inv_freq.as<float>(), start);
-    rt.kv_store(st, dt, c.k.data(), c.v.data(), kcache[l].data(), vcache[l].data(), opt.batch, T, cfg.kv_heads, d,
-                opt.max_seq, start);
-    rt.attention(st, dt, c.q.data(), kcache[l].data(), vcache[l].data(), c.a.data(), opt.batch, T, cfg.heads,
-                 cfg.kv_heads, d, opt.max_seq, start, cfg.sliding_window);
-    linear(c, p + "self_attn.o_proj.weight", "", c.a.data(), M, qd, H, c.h.data());
-    rt.add_residual(st, dt, c.x.data(), c.h.data(), M * H);
-    mark_end();
-
-    mark_begin(slot + 2, g);
-    {
-      auto held = acquire({p + "post_attention_layernorm.weight"}, g);
-      rt.rmsnorm(st, dt, c.x.data(), W(p + "post_attention_layernorm.weight", g), M, H, eps, cfg.gemma, c.h.data());
-      release(held, g);
-    }
-    mark_end();
-
-    mark_begin(slot + 3, g);
-    linear(c, p + "mlp.gate_proj.weight", "", c.h.data(), M, H, cfg.inter, c.g.data());
-    linear(c, p + "mlp.up_proj.weight", "", c.h.data(), M, H, cfg.inter, c.u.data());
-    rt.gated_act(st, dt, c.g.data(), c.u.data(), M * cfg.inter, cfg.gemma);
-    linear(c, p + "mlp.down_proj.weight", "", c.g.data(), M, cfg.inter, H, c.h.data());
-    rt.add_residual(st, dt, c.x.data(), c.h.data(), M * H);
-    mark_end();
-
+    release(held, g);
+    if (open) mark_end();
     end_prefetched(u);
   }
 
@@ -677,7 +741,7 @@ struct DeviceModel::Impl {
     begin_prefetched(u);
     auto held = acquire({"model.norm.weight"}, g);
     rt.rmsnorm(c.stream, dt, c.last.data(), W("model.norm.weight", g), opt.batch, cfg.hidden,
-               static_cast<float>(cfg.eps), cfg.gemma, c.last.data());
+               static_cast<float>(cfg.eps), norm_mode, c.last.data());
     release(held, g);
     mark_end();
     end_prefetched(u);
@@ -699,6 +763,7 @@ struct DeviceModel::Impl {
     begin_prefetched(u);
     const std::string w = cfg.tie ? "model.embed_tokens.weight" : "lm_head.weight";
     linear(c, w, "", c.last.data(), opt.batch, cfg.hidden, cfg.vocab, c.logits_t.data());
+    if (cfg.final_softcap > 0) rt.softcap(c.stream, dt, c.logits_t.data(), opt.batch * cfg.vocab, static_cast<float>(cfg.final_softcap));
     rt.to_float(c.stream, dt, c.logits_t.data(), c.logits_f.as<float>(), opt.batch * cfg.vocab);
     mark_end();
     end_prefetched(u);
@@ -723,6 +788,7 @@ struct DeviceModel::Impl {
       if (c) ensure_buffers(*c, M);
     }
     if (cpu) cpu->prepare(T, start);
+    upload_rope_tables();
     const size_t host_events = cpu ? cpu->events().size() : 0;
     begin_forward();
     embed_unit(ids, M);
@@ -753,7 +819,8 @@ struct DeviceModel::Impl {
       } else if (u == layers() + 2) {
         slots = {times.size() - 1};
       } else {
-        for (size_t s = 1 + (u - 1) * 4; s < 1 + u * 4; ++s) slots.push_back(s);
+        const size_t per = layer_modules(cfg).size();
+        for (size_t s = 1 + (u - 1) * per; s < 1 + u * per; ++s) slots.push_back(s);
       }
       for (size_t s : slots) {
         if (prefill) {
@@ -780,7 +847,7 @@ DeviceModel::DeviceModel(std::shared_ptr<DeviceRuntime> rt, const ExecConfig& cf
                          Placement placement, RunOptions opt) {
   DMAP_CHECK(rt != nullptr, "a device model needs a runtime");
   DMAP_CHECK(opt.batch > 0 && opt.max_seq > 0, "batch and max_seq must be positive");
-  DMAP_CHECK(cfg.llama_layout(), "the GPU executor runs llama, mistral, qwen2 and gemma only");
+  DMAP_CHECK(!has_moe(cfg), "the GPU executor does not run mixture-of-experts models");
   impl_ = std::make_unique<Impl>(std::move(rt), cfg, weights, std::move(placement), opt);
   impl_->opt.threads = std::max(1, impl_->opt.threads);
   impl_->setup();

@@ -1,4 +1,5 @@
-// The executor of GPU placements: the same Llama-family forward as CpuModel (exec/model.h), run
+// The executor of GPU placements: the same layer programs as CpuModel (exec/layer_program.h; every
+// dense family), run
 // on one or more devices of a DeviceRuntime (exec/device/runtime.h: CUDA, or the emulated device
 // CI runs) under a Placement (exec/placement.h). GPU-mapped units keep their weights resident
 // on their GPU; cpu/disk units stream their weights to the map's first GPU (`accelerate`: per

@@ -373,15 +373,13 @@ void EmulatedDevice::embed(int s, WType t, const void* table, int64_t vocab, con
   host_ops::embed(t, table, ids, M, H, scale, out);
 }
 
-void EmulatedDevice::rmsnorm(int s, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma,
-                             void* y) {
+void EmulatedDevice::rmsnorm(int s, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
+                             NormMode mode, void* y) {
   enqueue(s, "rmsnorm", "",
-          {{x, nbytes(t, M * H), false, "input"},
-           {w, nbytes(t, H), false, "weight"},
-           {y, nbytes(t, M * H), true, "output"}},
+          {{x, nbytes(t, M * H), false, "input"}, {w, nbytes(t, H), false, "weight"}, {y, nbytes(t, M * H), true, "output"}},
           kernel_time(4.0 * static_cast<double>(M * H), 2.0 * static_cast<double>(nbytes(t, M * H))), "",
           TimelineRecord::Kind::kKernel);
-  host_ops::rmsnorm(t, x, w, M, H, eps, gemma, y);
+  host_ops::rmsnorm(t, x, w, M, H, eps, mode, y);
 }
 
 void EmulatedDevice::broadcast_rows(int s, WType t, const void* b, int64_t M, int64_t N, void* y) {
@@ -391,17 +389,19 @@ void EmulatedDevice::broadcast_rows(int s, WType t, const void* b, int64_t M, in
 }
 
 void EmulatedDevice::rope(int s, WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads,
-                          int64_t d, const float* inv_freq, int64_t start) {
+                          int64_t d, int64_t rotary, const float* cos, const float* sin, bool fp32) {
   const size_t bq = nbytes(t, M * heads * d), bk = nbytes(t, M * kv_heads * d);
+  const size_t table = static_cast<size_t>(T * (rotary / 2)) * sizeof(float);
   enqueue(s, "rope", "",
-          {{inv_freq, static_cast<size_t>(d / 2) * sizeof(float), false, "frequencies"},
+          {{cos, table, false, "cos table"},
+           {sin, table, false, "sin table"},
            {q, bq, false, "query"},
            {k, bk, false, "key"},
            {q, bq, true, "query"},
            {k, bk, true, "key"}},
-          kernel_time(6.0 * static_cast<double>(M * (heads + kv_heads) * d), 2.0 * static_cast<double>(bq + bk)), "",
+          kernel_time(6.0 * static_cast<double>(M * (heads + kv_heads) * rotary), 2.0 * static_cast<double>(bq + bk)), "",
           TimelineRecord::Kind::kKernel);
-  host_ops::rope(t, q, k, M, T, heads, kv_heads, d, inv_freq, start);
+  host_ops::rope(t, q, k, M, T, heads, kv_heads, d, rotary, cos, sin, fp32);
 }
 
 void EmulatedDevice::gated_act(int s, WType t, void* g, const void* u, int64_t n, bool gelu) {
@@ -433,7 +433,8 @@ void EmulatedDevice::kv_store(int s, WType t, const void* k, const void* v, void
 }
 
 void EmulatedDevice::attention(int s, WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B,
-                               int64_t T, int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window) {
+                               int64_t T, int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window,
+                               float scale, float softcap) {
   const size_t bq = nbytes(t, B * T * H * d), cache = nbytes(t, B * KV * S * d);
   const double ctx = static_cast<double>(start + T);
   enqueue(s, "attention", "",
@@ -444,7 +445,14 @@ void EmulatedDevice::attention(int s, WType t, const void* q, const void* kc, co
           kernel_time(4.0 * static_cast<double>(B * T * H * d) * ctx,
                       2.0 * static_cast<double>(nbytes(t, B * KV * d)) * ctx + 2.0 * static_cast<double>(bq)),
           "", TimelineRecord::Kind::kKernel);
-  host_ops::attention(t, q, kc, vc, out, B, T, H, KV, d, S, start, window);
+  host_ops::attention(t, q, kc, vc, out, B, T, H, KV, d, S, start, window, scale, softcap);
+}
+
+void EmulatedDevice::softcap(int s, WType t, void* x, int64_t n, float cap) {
+  enqueue(s, "softcap", "", {{x, nbytes(t, n), false, "input"}, {x, nbytes(t, n), true, "output"}},
+          kernel_time(4.0 * static_cast<double>(n), 2.0 * static_cast<double>(nbytes(t, n))), "",
+          TimelineRecord::Kind::kKernel);
+  host_ops::softcap(t, x, n, cap);
 }
 
 int64_t EmulatedDevice::attention_max_context(int device, int64_t d) {

@@ -34,7 +34,7 @@ void embed(WType t, const void* table, const int32_t* ids, int64_t M, int64_t H,
       store(t, out, r * H + i, load(t, table, static_cast<int64_t>(ids[r]) * H + i) * scale);
 }
 
-void rmsnorm(WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma, void* y) {
+void rmsnorm(WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, cpu::NormMode mode, void* y) {
   std::vector<float> row(static_cast<size_t>(H));
   for (int64_t r = 0; r < M; ++r) {
     float ss = 0;
@@ -44,8 +44,12 @@ void rmsnorm(WType t, const void* x, const void* w, int64_t M, int64_t H, float 
     }
     const float inv = 1.0f / std::sqrt(ss / static_cast<float>(H) + eps);
     for (int64_t i = 0; i < H; ++i) {
-      const float v = row[static_cast<size_t>(i)] * inv;
-      store(t, y, r * H + i, gemma ? v * (1.0f + load(t, w, i)) : load(t, w, i) * round_to(t, v));
+      const float v = row[static_cast<size_t>(i)] * inv, g = load(t, w, i);
+      switch (mode) {
+        case cpu::NormMode::kLlama: store(t, y, r * H + i, g * round_to(t, v)); break;
+        case cpu::NormMode::kMulFirst: store(t, y, r * H + i, v * g); break;
+        case cpu::NormMode::kGemma: store(t, y, r * H + i, v * (1.0f + g)); break;
+      }
     }
   }
 }
@@ -55,20 +59,24 @@ void broadcast_rows(WType t, const void* b, int64_t M, int64_t N, void* y) {
   for (int64_t m = 0; m < M; ++m) std::memcpy(static_cast<uint8_t*>(y) + static_cast<size_t>(m) * row, b, row);
 }
 
-void rope(WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d,
-          const float* inv_freq, int64_t start) {
-  const int64_t half = d / 2;
+void rope(WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d, int64_t rotary,
+          const float* cos, const float* sin, bool fp32) {
+  const int64_t half = rotary / 2;
   for (int64_t r = 0; r < M; ++r) {
-    const float pos = static_cast<float>(start + r % T);
+    const float* cs = cos + (r % T) * half;
+    const float* sn = sin + (r % T) * half;
     for (int64_t head = 0; head < heads + kv_heads; ++head) {
       void* a = head < heads ? q : k;
       const int64_t base = head < heads ? (r * heads + head) * d : (r * kv_heads + head - heads) * d;
       for (int64_t i = 0; i < half; ++i) {
-        const float ang = pos * inv_freq[i];
-        const float c = round_to(t, std::cos(ang)), s = round_to(t, std::sin(ang));
         const float x1 = load(t, a, base + i), x2 = load(t, a, base + i + half);
-        store(t, a, base + i, round_to(t, x1 * c) + round_to(t, -x2 * s));
-        store(t, a, base + i + half, round_to(t, x2 * c) + round_to(t, x1 * s));
+        if (fp32) {
+          store(t, a, base + i, x1 * cs[i] + -x2 * sn[i]);
+          store(t, a, base + i + half, x2 * cs[i] + x1 * sn[i]);
+        } else {
+          store(t, a, base + i, round_to(t, x1 * cs[i]) + round_to(t, -x2 * sn[i]));
+          store(t, a, base + i + half, round_to(t, x2 * cs[i]) + round_to(t, x1 * sn[i]));
+        }
       }
     }
   }
@@ -102,9 +110,8 @@ void kv_store(WType t, const void* k, const void* v, void* kc, void* vc, int64_t
 }
 
 void attention(WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T, int64_t H,
-               int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window) {
+               int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, float scale, float softcap) {
   const int64_t group = H / KV;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   std::vector<float> qs(static_cast<size_t>(d)), sc(static_cast<size_t>(start + T)), acc(static_cast<size_t>(d));
   for (int64_t b = 0; b < B; ++b)
     for (int64_t tt = 0; tt < T; ++tt)
@@ -118,7 +125,9 @@ void attention(WType t, const void* q, const void* kc, const void* vc, void* out
         for (int64_t j = 0; j < n; ++j) {
           float dot = 0;
           for (int64_t i = 0; i < d; ++i) dot += qs[static_cast<size_t>(i)] * load(t, kc, cbase + (first + j) * d + i);
-          sc[static_cast<size_t>(j)] = round_to(t, round_to(t, dot) * scale);
+          float v = round_to(t, round_to(t, dot) * scale);
+          if (softcap > 0) v = round_to(t, round_to(t, std::tanh(round_to(t, v / softcap))) * softcap);
+          sc[static_cast<size_t>(j)] = v;
           mx = std::max(mx, sc[static_cast<size_t>(j)]);
         }
         float sum = 0;
@@ -130,6 +139,11 @@ void attention(WType t, const void* q, const void* kc, const void* vc, void* out
             acc[static_cast<size_t>(i)] += sc[static_cast<size_t>(j)] * load(t, vc, cbase + (first + j) * d + i);
         for (int64_t i = 0; i < d; ++i) store(t, out, qbase + i, acc[static_cast<size_t>(i)]);
       }
+}
+
+void softcap(WType t, void* x, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; ++i)
+    store(t, x, i, round_to(t, std::tanh(round_to(t, load(t, x, i) / cap))) * cap);
 }
 
 void to_float(WType t, const void* x, float* y, int64_t n) {

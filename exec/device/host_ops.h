@@ -5,7 +5,7 @@
 // device gives the CPU executor's tokens.
 //
 // Example:
-//   host_ops::rmsnorm(WType::kBF16, x, w, M, H, 1e-5f, false, y);
+//   host_ops::rmsnorm(WType::kBF16, x, w, M, H, 1e-5f, cpu::NormMode::kLlama, y);
 #pragma once
 
 #include <cstdint>
@@ -22,16 +22,17 @@ using cpu::WType;
 void gemm(WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y, bool accumulate,
           int threads);
 void embed(WType t, const void* table, const int32_t* ids, int64_t M, int64_t H, float scale, void* out);
-void rmsnorm(WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma, void* y);
+void rmsnorm(WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, cpu::NormMode mode, void* y);
 void broadcast_rows(WType t, const void* b, int64_t M, int64_t N, void* y);
-void rope(WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d,
-          const float* inv_freq, int64_t start);
+void rope(WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d, int64_t rotary,
+          const float* cos, const float* sin, bool fp32);
 void gated_act(WType t, void* g, const void* u, int64_t n, bool gelu);
 void add_residual(WType t, void* x, const void* h, int64_t n);
 void kv_store(WType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T, int64_t KV, int64_t d,
               int64_t S, int64_t start);
 void attention(WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T, int64_t H,
-               int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window);
+               int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, float scale, float softcap);
+void softcap(WType t, void* x, int64_t n, float cap);
 void to_float(WType t, const void* x, float* y, int64_t n);
 
 }  // namespace dmap::exec::host_ops

@@ -36,6 +36,7 @@ namespace dmap::exec {
 
 using cpu::WType;
 inline size_t wtype_size(WType t) { return t == WType::kF32 ? 4 : 2; }
+using cpu::NormMode;
 
 // A device allocation that did not fit: names the device, what asked, the bytes asked and free.
 class OutOfDeviceMemory : public RuntimeFailure {
@@ -96,14 +97,17 @@ class DeviceRuntime {
   // out[r] = table[ids[r]] * scale (scale 1: a plain copy); ids on the device.
   virtual void embed(int stream, WType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H,
                      float scale, void* out) = 0;
-  // RMSNorm per row. llama: round(w * round(x * r)); gemma: round(x * r * (1 + w)).
-  virtual void rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, bool gemma,
+  // RMSNorm per row (r = 1 / rms): kLlama round(w * round(x * r)); kMulFirst round(x * r * w)
+  // (olmo2); kGemma round(x * r * (1 + w)).
+  virtual void rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, NormMode mode,
                        void* y) = 0;
   virtual void broadcast_rows(int stream, WType t, const void* b, int64_t M, int64_t N, void* y) = 0;
-  // Rotary embedding of q (M x heads*d) and k (M x kv*d) in place; row r at position
-  // start + r % T; inv_freq: d/2 float32 on the device.
+  // Rotary embedding (rotate_half pairs (i, i + rotary/2) of each head's first `rotary` channels)
+  // of q (M x heads*d) and k (M x kv*d) in place; row r at table row r % T; cos, sin: T x
+  // rotary/2 float32 on the device. Each term rounded (a = r(r(a c) + r(-b s))), or with `fp32`
+  // (olmo2) the sum rounded once.
   virtual void rope(int stream, WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads,
-                    int64_t d, const float* inv_freq, int64_t start) = 0;
+                    int64_t d, int64_t rotary, const float* cos, const float* sin, bool fp32) = 0;
   // g = round(round(act(g)) * u), act = SiLU, or GELU (tanh) for gemma.
   virtual void gated_act(int stream, WType t, void* g, const void* u, int64_t n, bool gelu) = 0;
   // x = round(x + h).
@@ -111,9 +115,14 @@ class DeviceRuntime {
   // This forward's keys and values (M x kv*d) into the cache (B x KV x S x d) at start..start+T-1.
   virtual void kv_store(int stream, WType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T,
                         int64_t KV, int64_t d, int64_t S, int64_t start) = 0;
-  // Causal (optionally sliding-window) attention of q (M x H*d) over the cache -> out.
+  // Causal (optionally sliding-window) attention of q (M x H*d) over the cache -> out: scores
+  // round(round(q.k) * scale), soft-capped when softcap > 0 (gemma2), float32 softmax,
+  // probabilities rounded, float32 sums.
   virtual void attention(int stream, WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B,
-                         int64_t T, int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window) = 0;
+                         int64_t T, int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window,
+                         float scale, float softcap) = 0;
+  // x = round(round(tanh(round(x / cap))) * cap): gemma2's logit soft-capping.
+  virtual void softcap(int stream, WType t, void* x, int64_t n, float cap) = 0;
   virtual int64_t attention_max_context(int device, int64_t d) = 0;
   virtual void to_float(int stream, WType t, const void* x, float* y, int64_t n) = 0;
 

@@ -48,16 +48,17 @@ struct TempDir {
 
 }  // namespace
 
-TEST_CASE("every family the GPU executor runs gives the CPU executor's tokens on one emulated GPU", "[device]") {
-  for (const char* name : {"llama_float32", "llama_bfloat16", "mistral_float32", "mistral_bfloat16", "qwen2_float32",
-                           "qwen2_bfloat16", "gemma_float32", "gemma_bfloat16"}) {
+TEST_CASE("every dense family gives the CPU executor's tokens on one emulated GPU", "[device]") {
+  for (const char* family : {"llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text"})
+    for (const char* dtype : {"_float32", "_bfloat16"}) {
+    const std::string name = std::string(family) + dtype;
     INFO(name);
     Loaded l = load(name);
     RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
     CpuModel cpu(l.cfg, *l.w, opt);
     DeviceModel gpu(emulated(1), l.cfg, *l.w,
                     placement(l.cfg, *l.w, all_on(l.cfg, Device::gpu(0)), Semantics::kAccelerate), opt);
-    const bool f32 = std::string(name).find("float32") != std::string::npos;
+    const bool f32 = name.find("float32") != std::string::npos;
     compare(run(gpu, kPrompt, 6), run(cpu, kPrompt, 6), f32 ? 1e-5 : 2e-2);
     CHECK(gpu.h2d_weight_bytes() == 0);
   }
@@ -78,7 +79,8 @@ TEST_CASE("every family the GPU executor runs gives the CPU executor's tokens on
 }
 
 TEST_CASE("accelerate, prefetch and in-place with cpu and disk layers, on one and two emulated GPUs", "[device]") {
-  for (const char* name : {"llama_float32", "qwen2_bfloat16"}) {  // untied; tied head
+  // untied and tied heads; q/k norms, fused projections, sandwich norms with soft-capping
+  for (const char* name : {"llama_float32", "qwen2_bfloat16", "qwen3_float32", "phi3_bfloat16", "gemma2_float32"}) {
     for (int gpus : {1, 2}) {
       INFO(name << " on " << gpus << " emulated GPU(s)");
       Loaded l = load(name);
@@ -109,7 +111,7 @@ TEST_CASE("accelerate, prefetch and in-place with cpu and disk layers, on one an
         if (n.rfind("model.layers.0.", 0) == 0) layer0 += b;
         if (base.tensor_home.at(n).kind != Device::Kind::kDisk) continue;
         disk_layer += b;
-        if (n.find("layernorm") != std::string::npos) disk_norms += b;
+        if (n.size() > 11 && n.compare(n.size() - 11, 11, "norm.weight") == 0) disk_norms += b;
       }
       for (Semantics s : {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace}) {
         INFO(semantics_name(s));

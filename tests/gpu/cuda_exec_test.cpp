@@ -1,7 +1,7 @@
 // The CUDA backend against the CPU backend (runs only where a CUDA device is; exits 77 elsewhere).
 //   ops: every kernel and the cuBLAS products on random inputs in float32, float16 and
 //        bfloat16, normalised error ||gpu - cpu|| / ||cpu|| under a per-dtype bound;
-//   models: the tests/data checkpoints (llama, mistral, qwen2, gemma; float32 and bfloat16) all on
+//   models: the tests/data checkpoints (every dense family; float32 and bfloat16) all on
 //        one GPU, and llama under accelerate / prefetch / in-place with cpu and disk layers,
 //        and across two GPUs when there are two: logits against CpuModel and the same tokens.
 #include <catch2/catch.hpp>
@@ -137,7 +137,8 @@ TEST_CASE("RMSNorm, RoPE, gated activations and residual adds match the CPU form
         }
       }
       DevTensor dx(t, x), dg(t, g), dy(t, std::vector<float>(x.size()));
-      cu::rmsnorm(t, dx.buf.data(), dg.buf.data(), M, H, 1e-5f, gemma, dy.buf.data(), nullptr);
+      cu::rmsnorm(t, dx.buf.data(), dg.buf.data(), M, H, 1e-5f, gemma ? cu::Norm::kGemma : cu::Norm::kLlama, dy.buf.data(),
+                  nullptr);
       CHECK(rel_err(dy.get(), want) < tolerance(t));
       check_mostly_exact(t, dy.get(), want);
     }
@@ -148,9 +149,18 @@ TEST_CASE("RMSNorm, RoPE, gated activations and residual adds match the CPU form
       cfg.head_dim = d;
       const std::vector<float> inv = rope_inv_freq(cfg);
       DevTensor dq(t, q), dk(t, k);
-      cu::DeviceBuffer dinv(0, inv.size() * 4, "test");
-      DMAP_CUDA(cudaMemcpy(dinv.data(), inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
-      cu::rope(t, dq.buf.data(), dk.buf.data(), M, T, heads, kv, d, dinv.as<float>(), start, nullptr);
+      // The forward's tables (T positions x d/2), rounded to the dtype as the executors make them.
+      std::vector<float> cs(static_cast<size_t>(T * d / 2)), sn(cs.size());
+      for (int64_t r = 0; r < T; ++r)
+        for (int64_t i = 0; i < d / 2; ++i) {
+          const float ang = static_cast<float>(start + r) * inv[i];
+          cs[r * d / 2 + i] = round_to(t, std::cos(ang));
+          sn[r * d / 2 + i] = round_to(t, std::sin(ang));
+        }
+      cu::DeviceBuffer dcos(0, cs.size() * 4, "test"), dsin(0, sn.size() * 4, "test");
+      DMAP_CUDA(cudaMemcpy(dcos.data(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice));
+      DMAP_CUDA(cudaMemcpy(dsin.data(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice));
+      cu::rope(t, dq.buf.data(), dk.buf.data(), M, T, heads, kv, d, d, dcos.as<float>(), dsin.as<float>(), false, nullptr);
       auto rotate = [&](std::vector<float>& a, int64_t nh) {
         for (int64_t r = 0; r < M; ++r)
           for (int64_t h = 0; h < nh; ++h)
@@ -245,7 +255,7 @@ TEST_CASE("attention over the KV cache matches a float32 reference, prefill and 
         DevTensor dq(t, q), dk(t, k), dv(t, v), dout(t, std::vector<float>(want.size()));
         cu::kv_store(t, dk.buf.data(), dv.buf.data(), kc.data(), vc.data(), B, T, KV, d, S, start, nullptr);
         cu::attention(t, dq.buf.data(), kc.data(), vc.data(), dout.buf.data(), B, T, H, KV, d, S, start, window,
-                      nullptr);
+                      1.0f / std::sqrt(static_cast<float>(d)), 0.0f, nullptr);
         CHECK(rel_err(dout.get(), want) < tolerance(t));
         start += T;
       }
@@ -270,9 +280,11 @@ TEST_CASE("a failed allocation names the device, what asked, the bytes asked and
 
 namespace {}  // namespace
 
-TEST_CASE("every family on one GPU matches the CPU executor") {
+TEST_CASE("every dense family on one GPU matches the CPU executor") {
   for (const char* name : {"llama_float32", "llama_bfloat16", "mistral_float32", "mistral_bfloat16", "qwen2_float32",
-                           "qwen2_bfloat16", "gemma_float32", "gemma_bfloat16"}) {
+                           "qwen2_bfloat16", "gemma_float32", "gemma_bfloat16", "qwen3_float32", "qwen3_bfloat16",
+                           "olmo2_float32", "olmo2_bfloat16", "phi3_float32", "phi3_bfloat16", "gemma2_float32",
+                           "gemma2_bfloat16", "gemma3_text_float32", "gemma3_text_bfloat16"}) {
     INFO(name);
     Loaded l = load(name);
     RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
