@@ -28,17 +28,25 @@
 #include "exec/device/emulated.h"
 #include "exec/map_placement.h"
 #include "exec/model.h"
-#include "profile/emulated_trace.h"
-#include "profile/fit.h"
-#include "profile/profile.h"
+#include "exec/run.h"
 #ifdef DMAP_HAVE_CUPTI
-#include "profile/cupti_tracer.h"
+#include "trace/cupti_tracer.h"
 #endif
 #include "strategies/plan.h"
+#include "trace/executor_trace.h"
+#include "trace/gpu_trace.h"
+#include "trace/trace.h"
 
 namespace dmap::cli {
 
 namespace {
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 // Distinct experts `rows` tokens touch when each picks k of E uniformly: E (1 - (1 - k/E)^rows).
 double uniform_touched(const exec::ExecConfig& cfg, double rows) {
@@ -118,7 +126,7 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& origi
 // Tags the GPU work each module issues (CUPTI external correlation) and records CPU-backend modules.
 class TracerObserver : public exec::ModuleObserver {
  public:
-  explicit TracerObserver(profile::CuptiTracer& t) : t_(t) {}
+  explicit TracerObserver(trace::CuptiTracer& t) : t_(t) {}
   void begin(const std::string& module, int step) override { t_.push_module(module, step); }
   void end() override { t_.pop_module(); }
   void host_range(const std::string& module, int step, std::chrono::steady_clock::time_point a,
@@ -127,14 +135,8 @@ class TracerObserver : public exec::ModuleObserver {
   }
 
  private:
-  profile::CuptiTracer& t_;
+  trace::CuptiTracer& t_;
 };
-#endif
-
-#ifdef DMAP_HAVE_CUPTI
-void set_observer(exec::Executor& model, exec::ModuleObserver* observer) {
-  if (auto* m = dynamic_cast<exec::DeviceModel*>(&model)) m->set_observer(observer);
-}
 #endif
 
 // The backend for this placement and --backend.
@@ -323,25 +325,20 @@ int cmd_run(const std::vector<std::string>& argv) {
   opt.drop_page_cache = args.has("drop-page-cache");
   const std::optional<std::string> trace_path = args.get("trace");
   opt.record_events = trace_path.has_value();
-  // Optional warm-up and repeated prefills (on a scratch model: the reported run starts clean).
-  std::vector<double> prefills;
-  if (auto reps = args.get("prefill-reps")) {
-    const int64_t n = integer_flag(args, "prefill-reps", 1, 1, 1000);
-    std::unique_ptr<exec::Executor> scratch_model = exec::make_executor(cfg, weights, exec_plan, backend, opt);
-    exec::Executor& scratch = *scratch_model;
-    std::vector<float> logits(static_cast<size_t>(batch * cfg.vocab));
-    for (int64_t i = 0; i <= n; ++i) {
-      const auto t0 = std::chrono::steady_clock::now();
-      scratch.forward(ids.data(), P, 0, logits.data());
-      if (i > 0) prefills.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
+  // The run (exec/run.h): optional warm-up and repeated prefills on a scratch executor, then the
+  // measured prefill and decode.
+  exec::RunPlan plan;
+  plan.ids = ids;
+  plan.prompt_len = P;
+  plan.new_tokens = new_tokens;
+  if (args.get("prefill-reps")) {
+    plan.prefill_reps = static_cast<int>(integer_flag(args, "prefill-reps", 1, 1, 1000));
+    plan.warm_up = true;
   }
-  std::unique_ptr<exec::Executor> executor = exec::make_executor(cfg, weights, exec_plan, backend, opt);
-  exec::Executor& model = *executor;
   // A progress line on standard error for runs longer than a couple of seconds (terminals only).
   const auto started = std::chrono::steady_clock::now();
   bool shown = false;
-  auto progress = [&](int64_t done, int64_t total) {
+  plan.progress = [&](int64_t done, int64_t total) {
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (!isatty(2) || (s < 2.0 && !shown)) return;
     shown = true;
@@ -350,42 +347,39 @@ int cmd_run(const std::vector<std::string>& argv) {
     if (done == total) std::fprintf(stderr, "\n");
   };
 #ifdef DMAP_HAVE_CUPTI
-  std::unique_ptr<profile::CuptiTracer> tracer;
+  std::unique_ptr<trace::CuptiTracer> tracer;
   std::unique_ptr<TracerObserver> observer;
   if (trace_path && backend == exec::Backend::kCuda) {
-    tracer = std::make_unique<profile::CuptiTracer>();
+    tracer = std::make_unique<trace::CuptiTracer>();
     observer = std::make_unique<TracerObserver>(*tracer);
-    tracer->start();
-    set_observer(model, observer.get());
+    plan.observer = observer.get();
+    plan.before_run = [&] { tracer->start(); };  // the scratch prefills stay out of the trace
   }
 #endif
-  exec::GenerateResult r = exec::generate(model, ids, P, new_tokens, progress);
+  exec::RunOutcome outcome = exec::run_placement(cfg, weights, exec_plan, backend, opt, plan);
+  exec::GenerateResult& r = outcome.result;
+  exec::Executor& model = *outcome.executor;
   if (trace_path) {
-    profile::GpuTrace trace;
+    trace::GpuTrace trace;
+    const std::string raw = (std::filesystem::path(*trace_path).parent_path() /
+                             (std::filesystem::path(*trace_path).stem().string() + ".gpu.json"))
+                                .string();
 #ifdef DMAP_HAVE_CUPTI
     if (tracer) {
-      set_observer(model, nullptr);
       trace = tracer->stop();
-      const std::string raw = (std::filesystem::path(*trace_path).parent_path() /
-                               (std::filesystem::path(*trace_path).stem().string() + ".gpu.json"))
-                                  .string();
-      profile::write_text_file(raw, profile::gpu_trace_json(trace));
+      trace::write_text_file(raw, trace::gpu_trace_json(trace));
     }
 #endif
     if (backend == exec::Backend::kEmulated) {
       const auto& dev = dynamic_cast<const exec::EmulatedDevice&>(dynamic_cast<exec::DeviceModel&>(model).runtime());
-      trace = profile::emulated_trace(dev.timeline());
-      const std::string raw = (std::filesystem::path(*trace_path).parent_path() /
-                               (std::filesystem::path(*trace_path).stem().string() + ".gpu.json"))
-                                  .string();
-      profile::write_text_file(raw, profile::gpu_trace_json(trace));
+      trace = trace::emulated_trace(dev.timeline());
+      trace::write_text_file(raw, trace::gpu_trace_json(trace));
     }
     if (backend == exec::Backend::kCpu)
-      trace = profile::host_trace(model.events(), model.module_times(), "dmap run (CPU executor)");
-    profile::write_text_file(*trace_path, profile::chrome_trace(trace).json());
+      trace = trace::host_trace(model.events(), model.module_times(), "dmap run (CPU executor)");
+    trace::write_text_file(*trace_path, trace::chrome_trace(trace).json());
     std::cerr << "dmap run: trace written to " << *trace_path << "\n";
   }
-  if (!prefills.empty()) r.prefill_s = profile::median(prefills);
   if (backend == exec::Backend::kEmulated) {
     // The host's wall time says nothing of a GPU: report the modules' times (model clock).
     r.prefill_s = 0;
@@ -396,7 +390,7 @@ int cmd_run(const std::vector<std::string>& argv) {
     }
   }
 
-  const double decode_med = profile::median(r.decode_s);
+  const double decode_med = median(r.decode_s);
   const double tps = decode_med > 0 ? static_cast<double>(batch) / decode_med : 0;
   // Per module: the device of its weights (the module's first tensor), prefill and median decode.
   auto module_device = [&](const std::string& module) {
@@ -464,7 +458,7 @@ int cmd_run(const std::vector<std::string>& argv) {
       w.key("prefill_s");
       w.value(m.prefill_s);
       w.key("decode_s");
-      w.value(profile::median(m.decode_s));
+      w.value(median(m.decode_s));
       w.end_object();
     }
     w.end_array();
@@ -517,7 +511,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   std::printf("\n%-44s %-6s %12s %14s\n", "module", "device", "prefill ms", "decode ms/tok");
   for (const auto& m : model.module_times()) {
     std::printf("%-44s %-6s %12.3f %14.4f\n", m.module.c_str(), module_device(m.module).c_str(), m.prefill_s * 1e3,
-                profile::median(m.decode_s) * 1e3);
+                median(m.decode_s) * 1e3);
   }
   return 0;
 }

@@ -19,10 +19,14 @@
 #include "strategies/plan.h"
 
 #if DMAP_HAVE_CUPTI
-#include "profile/cupti_tracer.h"
+#include "trace/cupti_tracer.h"
 #endif
 
 namespace dmap::profile {
+
+#if DMAP_HAVE_CUPTI
+using trace::CuptiTracer;
+#endif
 
 namespace {
 

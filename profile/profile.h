@@ -38,14 +38,29 @@
 #include "exec/model.h"
 #include "exec/placement.h"
 #include "profile/fit.h"
-#include "profile/gpu_trace.h"
+#include "trace/gpu_trace.h"
 #include "profile/quiet.h"
-#include "profile/trace.h"
+#include "trace/trace.h"
 #include "sim/calibration.h"
 #include "sim/hardware.h"
 #include "sim/simulate.h"
 
 namespace dmap::profile {
+
+// The trace model (trace/): traces the profiler writes and reads.
+using trace::ActivityKind;
+using trace::chrome_trace;
+using trace::ExternalRange;
+using trace::gpu_trace_json;
+using trace::GpuActivity;
+using trace::GpuTrace;
+using trace::HostRange;
+using trace::module_aggregates;
+using trace::ModuleAggregate;
+using trace::parse_gpu_trace;
+using trace::Trace;
+using trace::TraceEvent;
+using trace::write_text_file;
 
 // (what is being measured, steps done, steps in all)
 using ProgressFn = std::function<void(const std::string&, int, int)>;
@@ -55,11 +70,6 @@ using ProgressFn = std::function<void(const std::string&, int, int)>;
 // Everything on the CPU except the last `disk_layers` decoder layers, which go to disk (where
 // accelerate's "auto" puts what RAM cannot hold).
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers);
-
-// The CPU executor's module events as a trace of host ranges (thread 1), on the same model as
-// CUPTI traces so that one Chrome export and one aggregation serve both backends.
-GpuTrace host_trace(const std::vector<exec::ModuleEvent>& events, const std::vector<exec::ModuleTime>& modules,
-                    const std::string& source);
 
 struct PlacementRun {
   double prefill_s = 0;

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "profile/profile.h"
-#include "profile/trace.h"
+#include "trace/trace.h"
 
 namespace dmap::profile {
 

@@ -2,6 +2,7 @@
 // prediction of the same run (see profile.h).
 #include "profile/probes.h"
 #include "profile/run_trace.h"
+#include "exec/run.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -126,23 +127,6 @@ std::string cpu_description() {
   return (model.empty() ? std::string("unknown CPU") : model) + ", " + std::to_string(cpus) + " CPUs";
 }
 
-GpuTrace host_trace(const std::vector<exec::ModuleEvent>& events, const std::vector<exec::ModuleTime>& modules,
-                    const std::string& source) {
-  GpuTrace t;
-  t.provenance.source = source;
-  t.provenance.dmap_version = DMAP_VERSION;
-  for (const auto& e : events) {
-    HostRange r;
-    r.module = modules.at(static_cast<size_t>(e.module)).module;
-    r.step = e.step;
-    r.start_ns = static_cast<int64_t>(std::llround(e.start_s * 1e9));
-    r.end_ns = r.start_ns + static_cast<int64_t>(std::llround(e.dur_s * 1e9));
-    r.thread_id = 1;
-    t.host_ranges.push_back(std::move(r));
-  }
-  return t;
-}
-
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
   const exec::ExecConfig c = exec::exec_config(spec);
   DMAP_CHECK(disk_layers >= 0 && disk_layers <= c.layers, "disk_layers out of range");
@@ -201,57 +185,33 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   opt.max_seq = rs.prompt + rs.new_tokens;
   opt.threads = rs.threads;
   opt.record_events = true;
+  exec::RunPlan plan;
   std::mt19937_64 rng(rs.seed + 1);
-  std::vector<int32_t> ids;
-  for (int64_t i = 0; i < rs.prompt; ++i) ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(cfg.vocab)));
-  std::vector<float> logits(static_cast<size_t>(cfg.vocab));
-  std::vector<double> prefills;
-  {
-    // A warm-up prefill on a scratch model: thread teams, kernel buffers, first-touch page
-    // faults (and on a GPU the CUDA context and cuBLAS's workspaces) would otherwise land in
-    // the measured prefill (measured: up to 30 % of a 64-token prefill of a 0.5B model). Then
-    // all but one of the timed cold prefills. The scratch model is gone before the measured one
-    // is built, so the two never share a GPU's memory.
-    exec::RunOptions wopt = opt;
-    wopt.record_events = false;
-    wopt.drop_page_cache = true;
-    std::unique_ptr<exec::Executor> scratch = make_executor(cfg, weights, placement, rs.backend, wopt);
-    std::vector<float> wl(static_cast<size_t>(cfg.vocab));
-    for (int rep = 0; rep < std::max(1, rs.prefill_reps); ++rep) {
-      const auto t0 = Clock::now();
-      scratch->forward(ids.data(), rs.prompt, 0, wl.data());
-      if (rep > 0) prefills.push_back(since(t0));
-    }
-  }
-  std::unique_ptr<exec::Executor> executor = make_executor(cfg, weights, placement, rs.backend, opt);
-  exec::Executor& model = *executor;
+  for (int64_t i = 0; i < rs.prompt; ++i)
+    plan.ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(cfg.vocab)));
+  plan.prompt_len = rs.prompt;
+  plan.new_tokens = rs.new_tokens;
+  // A warm-up prefill on a scratch executor: thread teams, kernel buffers, first-touch page
+  // faults (and on a GPU the CUDA context and cuBLAS's workspaces) would otherwise land in the
+  // measured prefill (measured: up to 30 % of a 64-token prefill of a 0.5B model).
+  plan.prefill_reps = std::max(1, rs.prefill_reps);
+  plan.warm_up = true;
+  plan.cold_prefill = true;  // cold start: nothing offloaded is cached yet
+  double pgpgin0 = -1;
+  plan.after_prefill = [&] { pgpgin0 = vmstat_kb("pgpgin"); };
+  const exec::Backend backend = rs.backend == "cuda" ? exec::Backend::kCuda : exec::Backend::kCpu;
+  exec::RunOutcome run = exec::run_placement(cfg, weights, placement, backend, opt, plan);
+  const double pgpgin1 = vmstat_kb("pgpgin");
   PlacementRun r;
   r.forwards = rs.new_tokens;
-  model.set_drop_page_cache(true);  // cold start: nothing offloaded is cached yet
-  model.begin_phase(true);
-  auto t0 = Clock::now();
-  model.forward(ids.data(), rs.prompt, 0, logits.data());
-  prefills.push_back(since(t0));
-  r.prefill_s = median(prefills);
-  model.set_drop_page_cache(false);
-  const double pgpgin0 = vmstat_kb("pgpgin");
-  const double read_s0 = model.disk_read_seconds();
-  int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  for (int64_t step = 1; step < rs.new_tokens; ++step) {
-    model.begin_phase(false);
-    t0 = Clock::now();
-    model.forward(&next, 1, rs.prompt + step - 1, logits.data());
-    r.decode_s.push_back(since(t0));
-    next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-  }
+  r.prefill_s = run.result.prefill_s;
+  r.decode_s = run.result.decode_s;
   r.decode_token_s = median(r.decode_s);
-  if (rs.new_tokens > 1)
-    r.decode_disk_read_s = (model.disk_read_seconds() - read_s0) / static_cast<double>(rs.new_tokens - 1);
-  const double pgpgin1 = vmstat_kb("pgpgin");
+  r.decode_disk_read_s = run.decode_disk_read_s;
   if (pgpgin0 >= 0 && pgpgin1 >= 0) r.decode_device_read_bytes = (pgpgin1 - pgpgin0) * 1024.0;
-  r.modules = model.module_times();
-  r.events = model.events();
-  r.disk_bytes_read = model.disk_bytes_read();
+  r.modules = run.executor->module_times();
+  r.events = run.executor->events();
+  r.disk_bytes_read = run.executor->disk_bytes_read();
   return r;
 }
 

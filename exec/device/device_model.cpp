@@ -40,7 +40,7 @@ struct GpuCtx {
   int copy;    // prefetch copies
   DeviceMemory x, h, q, k, v, a, g, u, last, logits_t, logits_f, ids;
   DeviceMemory rope_cos, rope_sin, rope_cos_local, rope_sin_local;  // this forward's tables (T x rotary/2)
-  int64_t cap_m = 0;  // rows the activation buffers hold
+  int64_t cap_m = 0;                                                // rows the activation buffers hold
   std::vector<int> events;
   size_t next = 0;
   int ref;           // recorded at the start of each forward
@@ -556,7 +556,8 @@ struct DeviceModel::Impl {
   void upload_rope_tables() {
     std::vector<float> cs, sn, cs_local, sn_local;
     rope_tables(cfg, rope_frequencies(cfg, start + T, false), dt, T, start, cs, sn);
-    if (cfg.local_rope_theta > 0) rope_tables(cfg, rope_frequencies(cfg, start + T, true), dt, T, start, cs_local, sn_local);
+    if (cfg.local_rope_theta > 0)
+      rope_tables(cfg, rope_frequencies(cfg, start + T, true), dt, T, start, cs_local, sn_local);
     const size_t bytes = cs.size() * sizeof(float);
     for (auto& c : gpus) {
       if (!c) continue;
@@ -682,8 +683,8 @@ struct DeviceModel::Impl {
         case Step::Op::kRope: {
           const bool local = cfg.local_rope_theta > 0 && cfg.window(static_cast<int64_t>(l)) > 0;
           rt.rope(st, dt, c.q.data(), c.k.data(), M, T, cfg.heads, cfg.kv_heads, d, cfg.rotary(),
-                  (local ? c.rope_cos_local : c.rope_cos).as<float>(), (local ? c.rope_sin_local : c.rope_sin).as<float>(),
-                  cfg.rope_fp32);
+                  (local ? c.rope_cos_local : c.rope_cos).as<float>(),
+                  (local ? c.rope_sin_local : c.rope_sin).as<float>(), cfg.rope_fp32);
           break;
         }
         case Step::Op::kAttention: {
@@ -763,7 +764,8 @@ struct DeviceModel::Impl {
     begin_prefetched(u);
     const std::string w = cfg.tie ? "model.embed_tokens.weight" : "lm_head.weight";
     linear(c, w, "", c.last.data(), opt.batch, cfg.hidden, cfg.vocab, c.logits_t.data());
-    if (cfg.final_softcap > 0) rt.softcap(c.stream, dt, c.logits_t.data(), opt.batch * cfg.vocab, static_cast<float>(cfg.final_softcap));
+    if (cfg.final_softcap > 0)
+      rt.softcap(c.stream, dt, c.logits_t.data(), opt.batch * cfg.vocab, static_cast<float>(cfg.final_softcap));
     rt.to_float(c.stream, dt, c.logits_t.data(), c.logits_f.as<float>(), opt.batch * cfg.vocab);
     mark_end();
     end_prefetched(u);

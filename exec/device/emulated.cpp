@@ -376,7 +376,9 @@ void EmulatedDevice::embed(int s, WType t, const void* table, int64_t vocab, con
 void EmulatedDevice::rmsnorm(int s, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
                              NormMode mode, void* y) {
   enqueue(s, "rmsnorm", "",
-          {{x, nbytes(t, M * H), false, "input"}, {w, nbytes(t, H), false, "weight"}, {y, nbytes(t, M * H), true, "output"}},
+          {{x, nbytes(t, M * H), false, "input"},
+           {w, nbytes(t, H), false, "weight"},
+           {y, nbytes(t, M * H), true, "output"}},
           kernel_time(4.0 * static_cast<double>(M * H), 2.0 * static_cast<double>(nbytes(t, M * H))), "",
           TimelineRecord::Kind::kKernel);
   host_ops::rmsnorm(t, x, w, M, H, eps, mode, y);
@@ -399,8 +401,8 @@ void EmulatedDevice::rope(int s, WType t, void* q, void* k, int64_t M, int64_t T
            {k, bk, false, "key"},
            {q, bq, true, "query"},
            {k, bk, true, "key"}},
-          kernel_time(6.0 * static_cast<double>(M * (heads + kv_heads) * rotary), 2.0 * static_cast<double>(bq + bk)), "",
-          TimelineRecord::Kind::kKernel);
+          kernel_time(6.0 * static_cast<double>(M * (heads + kv_heads) * rotary), 2.0 * static_cast<double>(bq + bk)),
+          "", TimelineRecord::Kind::kKernel);
   host_ops::rope(t, q, k, M, T, heads, kv_heads, d, rotary, cos, sin, fp32);
 }
 

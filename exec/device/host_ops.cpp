@@ -142,8 +142,7 @@ void attention(WType t, const void* q, const void* kc, const void* vc, void* out
 }
 
 void softcap(WType t, void* x, int64_t n, float cap) {
-  for (int64_t i = 0; i < n; ++i)
-    store(t, x, i, round_to(t, std::tanh(round_to(t, load(t, x, i) / cap))) * cap);
+  for (int64_t i = 0; i < n; ++i) store(t, x, i, round_to(t, std::tanh(round_to(t, load(t, x, i) / cap))) * cap);
 }
 
 void to_float(WType t, const void* x, float* y, int64_t n) {

@@ -99,8 +99,8 @@ class DeviceRuntime {
                      float scale, void* out) = 0;
   // RMSNorm per row (r = 1 / rms): kLlama round(w * round(x * r)); kMulFirst round(x * r * w)
   // (olmo2); kGemma round(x * r * (1 + w)).
-  virtual void rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, NormMode mode,
-                       void* y) = 0;
+  virtual void rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
+                       NormMode mode, void* y) = 0;
   virtual void broadcast_rows(int stream, WType t, const void* b, int64_t M, int64_t N, void* y) = 0;
   // Rotary embedding (rotate_half pairs (i, i + rotary/2) of each head's first `rotary` channels)
   // of q (M x heads*d) and k (M x kv*d) in place; row r at table row r % T; cos, sin: T x

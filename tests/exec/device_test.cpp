@@ -12,6 +12,7 @@
 
 #include "exec/device/device_model.h"
 #include "exec/device/emulated.h"
+#include "exec/run.h"
 #include "tests/exec/executor_fixtures.h"
 
 using namespace dmap;
@@ -51,17 +52,17 @@ struct TempDir {
 TEST_CASE("every dense family gives the CPU executor's tokens on one emulated GPU", "[device]") {
   for (const char* family : {"llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text"})
     for (const char* dtype : {"_float32", "_bfloat16"}) {
-    const std::string name = std::string(family) + dtype;
-    INFO(name);
-    Loaded l = load(name);
-    RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
-    CpuModel cpu(l.cfg, *l.w, opt);
-    DeviceModel gpu(emulated(1), l.cfg, *l.w,
-                    placement(l.cfg, *l.w, all_on(l.cfg, Device::gpu(0)), Semantics::kAccelerate), opt);
-    const bool f32 = name.find("float32") != std::string::npos;
-    compare(run(gpu, kPrompt, 6), run(cpu, kPrompt, 6), f32 ? 1e-5 : 2e-2);
-    CHECK(gpu.h2d_weight_bytes() == 0);
-  }
+      const std::string name = std::string(family) + dtype;
+      INFO(name);
+      Loaded l = load(name);
+      RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
+      CpuModel cpu(l.cfg, *l.w, opt);
+      DeviceModel gpu(emulated(1), l.cfg, *l.w,
+                      placement(l.cfg, *l.w, all_on(l.cfg, Device::gpu(0)), Semantics::kAccelerate), opt);
+      const bool f32 = name.find("float32") != std::string::npos;
+      compare(run(gpu, kPrompt, 6), run(cpu, kPrompt, 6), f32 ? 1e-5 : 2e-2);
+      CHECK(gpu.h2d_weight_bytes() == 0);
+    }
   // Two sequences in a batch, and float16 weights.
   Loaded l = load("qwen2_bfloat16");
   RunOptions opt2{.batch = 2, .max_seq = 32, .threads = 2};
@@ -372,4 +373,45 @@ TEST_CASE("an emulated GPU too small for the placement reports out of memory, no
   const Placement p = placement(l.cfg, *l.w, all_on(l.cfg, Device::gpu(0)), Semantics::kAccelerate);
   CHECK_THROWS_AS(DeviceModel(emulated(1, c), l.cfg, *l.w, p, opt), OutOfDeviceMemory);
   CHECK_THROWS_WITH(DeviceModel(emulated(1, c), l.cfg, *l.w, p, opt), Catch::Contains("cuda:0 is out of memory"));
+}
+
+TEST_CASE("run_placement: the shared run loop of dmap run and the profiler", "[device]") {
+  Loaded l = load("llama_float32");
+  RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
+  CpuModel cpu(l.cfg, *l.w, opt);
+  const Run want = run(cpu, kPrompt, 4);
+  std::vector<Device> units = all_on(l.cfg, Device::gpu(0));
+  units[1] = Device::cpu();
+  const Placement p = placement(l.cfg, *l.w, units, Semantics::kPrefetch);
+  struct Counter : ModuleObserver {
+    int begins = 0, ends = 0;
+    void begin(const std::string&, int) override { ++begins; }
+    void end() override { ++ends; }
+    void host_range(const std::string&, int, std::chrono::steady_clock::time_point,
+                    std::chrono::steady_clock::time_point) override {}
+  } counter;
+  int before = 0, after = 0;
+  RunPlan plan;
+  plan.ids = kPrompt;
+  plan.prompt_len = static_cast<int64_t>(kPrompt.size());
+  plan.new_tokens = 5;
+  plan.prefill_reps = 3;
+  plan.observer = &counter;
+  plan.before_run = [&] { ++before; };
+  plan.after_prefill = [&] { ++after; };
+  for (Backend b : {Backend::kCpu, Backend::kEmulated}) {
+    INFO(backend_name(b));
+    const RunOutcome r = run_placement(l.cfg, *l.w, p, b, opt, plan);
+    REQUIRE(r.result.tokens.size() == 1);
+    std::vector<int32_t> first(want.tokens.begin(), want.tokens.begin() + 5);
+    CHECK(r.result.tokens[0] == first);
+    CHECK(r.result.decode_s.size() == 4);
+    CHECK(r.result.prefill_s > 0);
+    CHECK(r.executor->module_times().front().decode_s.size() == 4);
+  }
+  CHECK(before == 2);
+  CHECK(after == 2);
+  // The emulated run told the observer about each GPU module (the CPU executor reports none).
+  CHECK(counter.begins > 0);
+  CHECK(counter.begins == counter.ends);
 }

@@ -15,15 +15,15 @@
 
 #include "core/error.h"
 #include "core/json_parse.h"
-#include "profile/cupti_tracer.h"
-#include "profile/gpu_trace.h"
+#include "trace/cupti_tracer.h"
+#include "trace/gpu_trace.h"
 
 namespace dmap_test {
 cudaError_t launch_fill(float* out, int n, float v);  // cupti_test_kernel.cu
 }
 
 using namespace dmap;
-using namespace dmap::profile;
+using namespace dmap::trace;
 
 namespace {
 

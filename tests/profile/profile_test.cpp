@@ -16,7 +16,7 @@
 #include "exec/map_placement.h"
 #include "profile/profile.h"
 #include "profile/quiet.h"
-#include "profile/trace.h"
+#include "trace/trace.h"
 #include "sim/calibration.h"
 
 using namespace dmap;

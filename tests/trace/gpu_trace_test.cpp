@@ -12,10 +12,10 @@
 
 #include "core/error.h"
 #include "core/json_parse.h"
-#include "profile/gpu_trace.h"
+#include "trace/gpu_trace.h"
 
 using namespace dmap;
-using namespace dmap::profile;
+using namespace dmap::trace;
 
 namespace {
 
@@ -458,7 +458,7 @@ TEST_CASE("bad raw files are InputErrors naming the file, the line and what is w
 
 #include "exec/device/device_model.h"
 #include "exec/device/emulated.h"
-#include "profile/emulated_trace.h"
+#include "trace/executor_trace.h"
 #include "tests/exec/executor_fixtures.h"
 
 TEST_CASE("a prefetch run on the emulated device exports as a GpuTrace, a raw file and a Chrome trace", "[trace]") {
@@ -474,14 +474,14 @@ TEST_CASE("a prefetch run on the emulated device exports as a GpuTrace, a raw fi
                 {.batch = 1, .max_seq = 16, .threads = 1});
   rt->clear_timeline();
   run(m, kPrompt, 2);
-  const dmap::profile::GpuTrace t = dmap::profile::emulated_trace(rt->timeline());
+  const dmap::trace::GpuTrace t = dmap::trace::emulated_trace(rt->timeline());
   REQUIRE(t.activities.size() == rt->timeline().size());
   // The raw file round-trips exactly.
-  CHECK(dmap::profile::parse_gpu_trace(dmap::profile::gpu_trace_json(t), "emulated.gpu.json") == t);
+  CHECK(dmap::trace::parse_gpu_trace(dmap::trace::gpu_trace_json(t), "emulated.gpu.json") == t);
   // Aggregates: layer 0's weights arrive by pinned HtoD copies in every phase (the next
   // forward's copy issued behind each forward counts in layer 0's row); no layer copies pageable
   // memory (token ids and logits do).
-  const auto rows = dmap::profile::module_aggregates(t);
+  const auto rows = dmap::trace::module_aggregates(t);
   bool layer0_prefill = false, layer0_decode = false;
   for (const auto& a : rows) {
     if (a.module.rfind("model.layers.", 0) == 0) CHECK(a.bytes_pageable == 0);
@@ -491,7 +491,7 @@ TEST_CASE("a prefetch run on the emulated device exports as a GpuTrace, a raw fi
   CHECK(layer0_prefill);
   CHECK(layer0_decode);
   // Chrome export: both emulated GPUs, their copy and compute streams, the peer copy to GPU 1.
-  const std::string json = dmap::profile::chrome_trace(t).json();
+  const std::string json = dmap::trace::chrome_trace(t).json();
   CHECK(json.find("emulated GPU 0") != std::string::npos);
   CHECK(json.find("emulated GPU 1") != std::string::npos);
   CHECK(json.find("HtoD") != std::string::npos);

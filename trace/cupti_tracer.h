@@ -1,7 +1,7 @@
 // CUPTI Activity API tracer: records every kernel, copy, memset and runtime API call of the
 // process between start() and stop(), ties each call to the module and phase that issued it
 // (external correlation ids pushed per module), takes CPU-backend module ranges on the same
-// clock, and returns it all as a GpuTrace (profile/gpu_trace.h). Built only with
+// clock, and returns it all as a GpuTrace (trace/gpu_trace.h). Built only with
 // DMAP_ENABLE_CUPTI (then dmap_profile defines DMAP_HAVE_CUPTI publicly); this header needs no
 // CUDA or CUPTI header.
 //
@@ -26,9 +26,9 @@
 #include <memory>
 #include <string>
 
-#include "profile/gpu_trace.h"
+#include "trace/gpu_trace.h"
 
-namespace dmap::profile {
+namespace dmap::trace {
 
 struct CuptiTracerOptions {
   // Size of each activity buffer handed to CUPTI, bytes. Default 8 MiB (about 50 000 kernel
@@ -80,4 +80,4 @@ class CuptiTracer {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace dmap::profile
+}  // namespace dmap::trace

@@ -1,11 +1,15 @@
-// The emulated device's timeline as a GpuTrace (see emulated_trace.h).
-#include "profile/emulated_trace.h"
+// Executors' records as GpuTraces (see executor_trace.h).
+#include "trace/executor_trace.h"
 
 #include <cmath>
 #include <map>
 #include <utility>
 
-namespace dmap::profile {
+#ifndef DMAP_VERSION
+#define DMAP_VERSION "unknown"
+#endif
+
+namespace dmap::trace {
 
 GpuTrace emulated_trace(const std::vector<exec::TimelineRecord>& timeline) {
   using Kind = exec::TimelineRecord::Kind;
@@ -61,4 +65,21 @@ GpuTrace emulated_trace(const std::vector<exec::TimelineRecord>& timeline) {
   return t;
 }
 
-}  // namespace dmap::profile
+GpuTrace host_trace(const std::vector<exec::ModuleEvent>& events, const std::vector<exec::ModuleTime>& modules,
+                    const std::string& source) {
+  GpuTrace t;
+  t.provenance.source = source;
+  t.provenance.dmap_version = DMAP_VERSION;
+  for (const auto& e : events) {
+    HostRange r;
+    r.module = modules.at(static_cast<size_t>(e.module)).module;
+    r.step = e.step;
+    r.start_ns = static_cast<int64_t>(std::llround(e.start_s * 1e9));
+    r.end_ns = r.start_ns + static_cast<int64_t>(std::llround(e.dur_s * 1e9));
+    r.thread_id = 1;
+    t.host_ranges.push_back(std::move(r));
+  }
+  return t;
+}
+
+}  // namespace dmap::trace

@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-namespace dmap::profile {
+namespace dmap::trace {
 
 struct TraceEvent {
   std::string name;
@@ -72,4 +72,4 @@ class Trace {
 // Writes `text` to `path` through a temporary file renamed into place (nothing half-written).
 void write_text_file(const std::string& path, const std::string& text);
 
-}  // namespace dmap::profile
+}  // namespace dmap::trace

@@ -1,7 +1,7 @@
-// dmap's raw GPU trace file (see profile/gpu_trace.h): writing, and the strict reader that names
+// dmap's raw GPU trace file (see trace/gpu_trace.h): writing, and the strict reader that names
 // the line of every error.
-#include "profile/gpu_trace.h"
-#include "profile/gpu_trace_detail.h"
+#include "trace/gpu_trace.h"
+#include "trace/gpu_trace_detail.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -22,7 +22,7 @@
 #define DMAP_VERSION "unknown"
 #endif
 
-namespace dmap::profile {
+namespace dmap::trace {
 
 namespace {
 
@@ -588,4 +588,4 @@ class RawReader {
 
 GpuTrace parse_gpu_trace(const std::string& text, const std::string& file) { return RawReader(text, file).read(); }
 
-}  // namespace dmap::profile
+}  // namespace dmap::trace

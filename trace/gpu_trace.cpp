@@ -1,6 +1,6 @@
-// The GPU trace model's records (see profile/gpu_trace.h): kind and phase names, the module a
+// The GPU trace model's records (see trace/gpu_trace.h): kind and phase names, the module a
 // record was issued in. The raw file, the aggregates and the Chrome export have their own files.
-#include "profile/gpu_trace.h"
+#include "trace/gpu_trace.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -21,7 +21,7 @@
 #define DMAP_VERSION "unknown"
 #endif
 
-namespace dmap::profile {
+namespace dmap::trace {
 
 const char* activity_kind_name(ActivityKind kind) {
   switch (kind) {
@@ -50,4 +50,4 @@ bool cupti_compiled() {
 #endif
 }
 
-}  // namespace dmap::profile
+}  // namespace dmap::trace

@@ -1,6 +1,6 @@
-// CUPTI Activity API tracer (see profile/cupti_tracer.h): buffer callbacks, record parsing for
+// CUPTI Activity API tracer (see trace/cupti_tracer.h): buffer callbacks, record parsing for
 // CUDA 13's record structs, external correlation per module push, and the host clock mapping.
-#include "profile/cupti_tracer.h"
+#include "trace/cupti_tracer.h"
 
 #include <cxxabi.h>
 #include <pthread.h>
@@ -23,7 +23,7 @@
 #define DMAP_VERSION "unknown"
 #endif
 
-namespace dmap::profile {
+namespace dmap::trace {
 
 namespace {
 
@@ -475,4 +475,4 @@ GpuTrace CuptiTracer::stop() {
   return t;
 }
 
-}  // namespace dmap::profile
+}  // namespace dmap::trace

@@ -1,6 +1,6 @@
-// The Chrome/Perfetto export of a GPU trace (see profile/gpu_trace.h).
-#include "profile/gpu_trace.h"
-#include "profile/gpu_trace_detail.h"
+// The Chrome/Perfetto export of a GPU trace (see trace/gpu_trace.h).
+#include "trace/gpu_trace.h"
+#include "trace/gpu_trace_detail.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -21,7 +21,7 @@
 #define DMAP_VERSION "unknown"
 #endif
 
-namespace dmap::profile {
+namespace dmap::trace {
 
 using detail::write_provenance;
 
@@ -356,4 +356,4 @@ Trace chrome_trace(const GpuTrace& t) {
   return out;
 }
 
-}  // namespace dmap::profile
+}  // namespace dmap::trace

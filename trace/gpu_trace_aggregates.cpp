@@ -1,5 +1,5 @@
-// Per-module aggregates of a GPU trace (see profile/gpu_trace.h).
-#include "profile/gpu_trace.h"
+// Per-module aggregates of a GPU trace (see trace/gpu_trace.h).
+#include "trace/gpu_trace.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -20,7 +20,7 @@
 #define DMAP_VERSION "unknown"
 #endif
 
-namespace dmap::profile {
+namespace dmap::trace {
 
 // ==== per-module aggregates ===================================================================
 
@@ -131,4 +131,4 @@ std::vector<ModuleAggregate> module_aggregates(const GpuTrace& t) {
   return out;
 }
 
-}  // namespace dmap::profile
+}  // namespace dmap::trace

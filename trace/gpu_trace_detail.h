@@ -3,11 +3,11 @@
 #pragma once
 
 #include "core/json.h"
-#include "profile/gpu_trace.h"
+#include "trace/gpu_trace.h"
 
-namespace dmap::profile::detail {
+namespace dmap::trace::detail {
 
 // The provenance object of the raw file, also embedded in the Chrome export's otherData.
 void write_provenance(JsonWriter& w, const TraceProvenance& p);
 
-}  // namespace dmap::profile::detail
+}  // namespace dmap::trace::detail

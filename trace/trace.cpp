@@ -1,5 +1,5 @@
 // Chrome/Perfetto trace events (see trace.h): the event list and its JSON.
-#include "profile/trace.h"
+#include "trace/trace.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -8,7 +8,7 @@
 #include "core/json.h"
 #include "core/output.h"
 
-namespace dmap::profile {
+namespace dmap::trace {
 
 std::string Trace::json() const {
   JsonWriter w;
@@ -119,4 +119,4 @@ void write_text_file(const std::string& path, const std::string& text) {
   write_file_atomic(path, text);
 }
 
-}  // namespace dmap::profile
+}  // namespace dmap::trace

@@ -4,10 +4,10 @@
 // export. Plain C++: no CUDA or CUPTI header is needed to read, aggregate or export a trace.
 //
 // Data flow:
-//   CuptiTracer::stop() (profile/cupti_tracer.h)  or  parse_gpu_trace(file text)
+//   CuptiTracer::stop() (trace/cupti_tracer.h)  or  parse_gpu_trace(file text)
 //     --> GpuTrace --> gpu_trace_json()      dmap's raw record file (exact round trip)
 //                  --> module_aggregates()   per (module, phase) kernel/copy/host figures
-//                  --> chrome_trace()        Trace (profile/trace.h) for ui.perfetto.dev
+//                  --> chrome_trace()        Trace (trace/trace.h) for ui.perfetto.dev
 //
 // Example:
 //   GpuTrace t = parse_gpu_trace(read_text_file("run.gpu.json"), "run.gpu.json");  // InputError
@@ -22,9 +22,9 @@
 #include <vector>
 
 #include "core/units.h"
-#include "profile/trace.h"
+#include "trace/trace.h"
 
-namespace dmap::profile {
+namespace dmap::trace {
 
 // ---- records ---------------------------------------------------------------------------------
 
@@ -197,8 +197,8 @@ Trace chrome_trace(const GpuTrace& trace);
 
 // ---- build options -------------------------------------------------------------------------------
 
-// True when dmap was built with DMAP_ENABLE_CUPTI (profile/cupti_tracer.h usable; callers may
+// True when dmap was built with DMAP_ENABLE_CUPTI (trace/cupti_tracer.h usable; callers may
 // also test the DMAP_HAVE_CUPTI macro, which dmap_profile defines publicly in that case).
 bool cupti_compiled();
 
-}  // namespace dmap::profile
+}  // namespace dmap::trace

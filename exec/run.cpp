@@ -1,0 +1,70 @@
+// The shared run loop (see run.h).
+#include "exec/run.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "core/error.h"
+#include "exec/device/device_model.h"
+
+namespace dmap::exec {
+
+namespace {
+double median_of(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+}  // namespace
+
+RunOutcome run_placement(const ExecConfig& cfg, const ModelWeights& weights, const Placement& placement,
+                         Backend backend, const RunOptions& opt, const RunPlan& plan) {
+  using Clock = std::chrono::steady_clock;
+  DMAP_CHECK(plan.prompt_len > 0 && plan.new_tokens >= 1, "a run needs a prompt and at least one new token");
+  DMAP_CHECK(static_cast<int64_t>(plan.ids.size()) == opt.batch * plan.prompt_len, "ids must be batch x prompt_len");
+  std::vector<double> prefills;
+  if (plan.prefill_reps > 1 || plan.warm_up) {
+    RunOptions wopt = opt;
+    wopt.record_events = false;
+    wopt.drop_page_cache = plan.cold_prefill || opt.drop_page_cache;
+    std::unique_ptr<Executor> scratch = make_executor(cfg, weights, placement, backend, wopt);
+    std::vector<float> logits(static_cast<size_t>(opt.batch * cfg.vocab));
+    for (int rep = 0; rep < std::max(1, plan.prefill_reps); ++rep) {
+      const auto t0 = Clock::now();
+      scratch->forward(plan.ids.data(), plan.prompt_len, 0, logits.data());
+      if (rep > 0) prefills.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+  }
+  if (plan.before_run) plan.before_run();
+  RunOutcome out;
+  out.executor = make_executor(cfg, weights, placement, backend, opt);
+  Executor& model = *out.executor;
+  if (plan.observer) {
+    if (auto* d = dynamic_cast<DeviceModel*>(&model)) d->set_observer(plan.observer);
+  }
+  if (plan.cold_prefill) model.set_drop_page_cache(true);
+  double read_s0 = 0;
+  auto progress = [&](int64_t done, int64_t total) {
+    if (done == 1) {  // after the prefill
+      if (plan.cold_prefill) model.set_drop_page_cache(opt.drop_page_cache);
+      read_s0 = model.disk_read_seconds();
+      if (plan.after_prefill) plan.after_prefill();
+    }
+    if (plan.progress) plan.progress(done, total);
+  };
+  out.result = generate(model, plan.ids, plan.prompt_len, plan.new_tokens, progress);
+  if (plan.observer) {
+    if (auto* d = dynamic_cast<DeviceModel*>(&model)) d->set_observer(nullptr);
+  }
+  if (!prefills.empty()) {
+    prefills.push_back(out.result.prefill_s);
+    out.result.prefill_s = median_of(prefills);
+  }
+  if (!out.result.decode_s.empty()) {
+    out.decode_disk_read_s = (model.disk_read_seconds() - read_s0) / static_cast<double>(out.result.decode_s.size());
+  }
+  return out;
+}
+
+}  // namespace dmap::exec
