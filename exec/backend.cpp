@@ -42,12 +42,6 @@ int cuda_device_count() {
 std::unique_ptr<Executor> make_executor(const ExecConfig& cfg, const ModelWeights& weights, const Placement& p,
                                         Backend b, const RunOptions& opt) {
   if (b == Backend::kCpu) return std::make_unique<CpuModel>(cfg, weights, opt);
-  if (has_moe(cfg)) {
-    throw InputError(cfg.source, 0, 0,
-                     std::string("the GPU executor (") + backend_name(b) +
-                         ") does not run mixture-of-experts models; " + cfg.family +
-                         " runs on the CPU (--backend cpu)");
-  }
   DMAP_CHECK(p.uses_gpu(), "a GPU backend needs a placement with a GPU");
   std::shared_ptr<DeviceRuntime> rt;
   if (b == Backend::kEmulated) {

@@ -28,8 +28,7 @@ bool cuda_compiled();
 int cuda_device_count();
 
 // The executor of `p` on backend `b`. cuda and emulated need a placement with a GPU
-// (p.uses_gpu()) and a dense model (mixture-of-experts models run on the CPU: InputError naming
-// the config otherwise); the emulated device gets as many GPUs as the placement names.
+// (p.uses_gpu()); the emulated device gets as many GPUs as the placement names.
 std::unique_ptr<Executor> make_executor(const ExecConfig& cfg, const ModelWeights& weights, const Placement& p,
                                         Backend b, const RunOptions& opt);
 

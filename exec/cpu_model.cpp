@@ -296,109 +296,24 @@ void CpuModel::embed(const int32_t* ids, float* x) {
 }
 
 void CpuModel::moe(const std::string& p, const float* h, int64_t M, float* out) {
-  const int64_t E = cfg_.experts, K = cfg_.top_k, H = cfg_.hidden, I = cfg_.moe_inter, R = M * K;
-  // Router: logits in the activation dtype, softmax in float32, the top k by probability
-  // (descending; ties to the lower expert), renormalised, cast back (qwen3_moe) or kept (mixtral).
+  const int64_t E = cfg_.experts, K = cfg_.top_k, H = cfg_.hidden, I = cfg_.moe_inter;
+  // The router's logits in the activation dtype; routing, grouping, the experts and their
+  // combination as exec/cpu/moe.h runs them (each expert tensor fetched when its products run:
+  // a disk-offloaded layer reads one at a time into the disk buffer).
   moe_logits_.resize(static_cast<size_t>(M * E));
   linear(p + "mlp.gate.weight", h, M, moe_logits_.data());
   round_act(moe_logits_.data(), M * E);
-  std::vector<int64_t> pick(static_cast<size_t>(R));
-  std::vector<float> weight(static_cast<size_t>(R));
-  std::vector<float> prob(static_cast<size_t>(E));
-  std::vector<int64_t> order(static_cast<size_t>(E));
-  for (int64_t m = 0; m < M; ++m) {
-    const float* lg = moe_logits_.data() + m * E;
-    const float mx = *std::max_element(lg, lg + E);
-    float sum = 0;
-    for (int64_t e = 0; e < E; ++e) sum += (prob[e] = std::exp(lg[e] - mx));
-    for (int64_t e = 0; e < E; ++e) prob[e] /= sum;
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                      [&](int64_t a, int64_t b) { return prob[a] > prob[b] || (prob[a] == prob[b] && a < b); });
-    float top = 0;
-    for (int64_t k = 0; k < K; ++k) top += prob[order[k]];
-    for (int64_t k = 0; k < K; ++k) {
-      float w = prob[order[k]];
-      if (cfg_.norm_topk) w /= top;
-      pick[m * K + k] = order[k];
-      weight[m * K + k] = cfg_.router_fp32_weights ? w : round16(w);
-    }
-  }
-  // The (token, rank) rows grouped by expert, and each expert's range of them.
-  std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);
-  for (int64_t r = 0; r < R; ++r) ++start[pick[r] + 1];
-  int64_t touched = 0;
-  for (int64_t e = 0; e < E; ++e) touched += start[e + 1] > 0 ? 1 : 0;
+  moe_pick_.resize(static_cast<size_t>(M * K));
+  moe_weight_.resize(static_cast<size_t>(M * K));
+  cpu::moe_route(moe_logits_.data(), M, E, K, cfg_.norm_topk, cfg_.router_fp32_weights, act_type_, moe_pick_.data(),
+                 moe_weight_.data());
+  const int64_t touched = cpu::moe_dispatch(h, M, H, E, K, moe_pick_.data(), moe_);
   (prefill_phase_ ? experts_.prefill_forwards : experts_.decode_forwards) += 1;
   (prefill_phase_ ? experts_.prefill_touched : experts_.decode_touched) += touched;
   (prefill_phase_ ? experts_.prefill_rows : experts_.decode_rows) += M;
-  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
-  moe_rows_.assign(static_cast<size_t>(R), 0);
-  std::vector<int64_t> fill(start.begin(), start.end() - 1);
-  for (int64_t r = 0; r < R; ++r) moe_rows_[fill[pick[r]]++] = r;
-  moe_x_.resize(static_cast<size_t>(R * H));
-  for (int64_t i = 0; i < R; ++i) std::memcpy(moe_x_.data() + i * H, h + (moe_rows_[i] / K) * H, sizeof(float) * H);
-  // gate_up per expert (rows [gate | up] of its [2I, H] slice), then the activation.
-  moe_gu_.resize(static_cast<size_t>(R * 2 * I));
-  {
-    const cpu::Weight& gu = fetch(p + "mlp.experts.gate_up_proj");
-    const size_t elt = gu.type == cpu::WType::kF32 ? 4 : 2;
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t n = start[e + 1] - start[e];
-      if (n == 0) continue;
-      const cpu::Weight slice{static_cast<const uint8_t*>(gu.data) + static_cast<size_t>(e * 2 * I * H) * elt, gu.type,
-                              2 * I, H};
-      cpu::linear(moe_x_.data() + start[e] * H, n, slice, nullptr, moe_gu_.data() + start[e] * 2 * I, opt_.threads);
-    }
-  }
-  round_act(moe_gu_.data(), R * 2 * I);
-  moe_act_.resize(static_cast<size_t>(R * I));
-  std::vector<float> up(static_cast<size_t>(R * I));
-  for (int64_t i = 0; i < R; ++i) {
-    std::memcpy(moe_act_.data() + i * I, moe_gu_.data() + i * 2 * I, sizeof(float) * I);
-    std::memcpy(up.data() + i * I, moe_gu_.data() + i * 2 * I + I, sizeof(float) * I);
-  }
-  silu_times(moe_act_.data(), up.data(), R * I);
-  moe_out_.resize(static_cast<size_t>(R * H));
-  {
-    const cpu::Weight& down = fetch(p + "mlp.experts.down_proj");
-    const size_t elt = down.type == cpu::WType::kF32 ? 4 : 2;
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t n = start[e + 1] - start[e];
-      if (n == 0) continue;
-      const cpu::Weight slice{static_cast<const uint8_t*>(down.data) + static_cast<size_t>(e * H * I) * elt, down.type,
-                              H, I};
-      cpu::linear(moe_act_.data() + start[e] * I, n, slice, nullptr, moe_out_.data() + start[e] * H, opt_.threads);
-    }
-  }
-  round_act(moe_out_.data(), R * H);
-  // Each row times its routing weight (a 16-bit product for qwen3_moe, float32 for mixtral's
-  // float32 weights), the k rows of a token summed in float32 in rank order, cast once.
-  std::vector<int64_t> slot_of(static_cast<size_t>(R));
-  for (int64_t i = 0; i < R; ++i) slot_of[moe_rows_[i]] = i;
-  for (int64_t m = 0; m < M; ++m) {
-    float* o = out + m * H;
-    std::fill(o, o + H, 0.0f);
-    for (int64_t k = 0; k < K; ++k) {
-      const float* row = moe_out_.data() + slot_of[m * K + k] * H;
-      const float w = weight[m * K + k];
-      for (int64_t j = 0; j < H; ++j) o[j] += cfg_.router_fp32_weights ? row[j] * w : round16(row[j] * w);
-    }
-  }
-  round_act(out, M * H);
-}
-
-void CpuModel::silu_times(float* g, const float* u, int64_t n) const {
-  parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
-    if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
-      for (int64_t i = lo; i < hi; ++i) {
-        const float a = g[i];
-        g[i] = round16(round16(a / (1.0f + std::exp(-a))) * u[i]);
-      }
-    } else {
-      cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
-    }
-  });
+  cpu::moe_gate_up(fetch(p + "mlp.experts.gate_up_proj"), E, I, act_type_, opt_.threads, moe_);
+  cpu::moe_down(fetch(p + "mlp.experts.down_proj"), E, H, act_type_, opt_.threads, moe_);
+  cpu::moe_combine(moe_weight_.data(), M, H, K, cfg_.router_fp32_weights, act_type_, moe_, out);
 }
 
 void CpuModel::rope(int64_t l, int64_t M) {

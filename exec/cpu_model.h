@@ -6,7 +6,7 @@
 // alternating sliding-window layers, attention and final logit soft-capping) and gemma3_text (q/k
 // norms, sliding-window pattern, a local and a global RoPE): prefill of P tokens, then greedy
 // decode, batch >= 1, every module timed per phase. Each layer runs its layer program
-// (exec/layer_program.h), which the GPU executor runs too (every dense family; MoE on the CPU only).
+// (exec/layer_program.h), which the GPU executor runs too.
 //
 // Numerics: weights stay in their stored dtype (float32, float16, bfloat16) and are converted in
 // registers by the kernels; arithmetic is float32. With 16-bit weights the activations are
@@ -29,6 +29,7 @@
 
 #include "exec/config.h"
 #include "exec/cpu/kernels.h"
+#include "exec/cpu/moe.h"
 #include "exec/disk_reader.h"
 #include "exec/executor.h"
 #include "exec/layer_program.h"
@@ -82,10 +83,8 @@ class CpuModel : public Executor {
   void linear_step(const Step& st, const float* x, int64_t M, float* y);
   // g = act(g) * u over n elements of the MLP buffers.
   void gated_act(int64_t n);
-  // A sparse MoE block: the router, then each token's top-k experts (transformers v5's default
-  // grouped_mm experts: per-expert products, the weighted rows summed over k in float32).
+  // A sparse MoE block: the router, then each token's top-k experts (exec/cpu/moe.h).
   void moe(const std::string& p, const float* h, int64_t M, float* out);
-  void silu_times(float* g, const float* u, int64_t n) const;  // g = silu(g) * u, rounded as the activation dtype
   // v = round(tanh(v / cap) * cap) at the activation dtype's rounding points.
   void softcap(float* v, int64_t n, double cap) const;
   float softcap1(float v, float cap) const { return round1(round1(std::tanh(round1(v / cap))) * cap); }
@@ -118,11 +117,12 @@ class CpuModel : public Executor {
   struct AttentionScratch {
     std::vector<float> q, s, vt, o;
   };
-  std::vector<AttentionScratch> att_;                                   // per thread
-  std::vector<float> rope_cos_, rope_sin_;                              // this forward's positions x rotary/2
-  std::vector<float> rope_cos_local_, rope_sin_local_;                  // gemma3's sliding layers
-  std::vector<float> moe_logits_, moe_x_, moe_gu_, moe_act_, moe_out_;  // MoE work buffers
-  std::vector<int64_t> moe_rows_;                                       // MoE: (token, rank) rows grouped by expert
+  std::vector<AttentionScratch> att_;                   // per thread
+  std::vector<float> rope_cos_, rope_sin_;              // this forward's positions x rotary/2
+  std::vector<float> rope_cos_local_, rope_sin_local_;  // gemma3's sliding layers
+  std::vector<float> moe_logits_, moe_weight_;          // MoE: router logits, routing weights
+  std::vector<int32_t> moe_pick_;                       // MoE: each token's experts
+  cpu::MoeScratch moe_;                                 // MoE work buffers
   ExpertCounts experts_;
   cpu::Weight disk_weight_;
   std::string disk_name_;  // the tensor disk_weight_ holds in this forward ("" = none)

@@ -53,7 +53,7 @@ struct Step {
 // The steps of layer l. Slots number the modules as module_slots(cfg) lists them.
 std::vector<Step> layer_program(const ExecConfig& cfg, int64_t l);
 
-// True when some layer's program holds an op the GPU executor does not run (kMoe).
+// True when some layer is a sparse MoE block (its program holds a kMoe step).
 bool has_moe(const ExecConfig& cfg);
 
 // RoPE's cos and sin for positions start .. start + T - 1 (T x rotary/2 each, row-major): float32

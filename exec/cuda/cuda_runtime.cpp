@@ -155,6 +155,16 @@ void CudaRuntime::attention(int stream, WType t, const void* q, const void* kc, 
   cuda::attention(dt(t), q, kc, vc, out, B, T, H, KV, d, S, start, window, scale, softcap, on(stream));
 }
 int64_t CudaRuntime::attention_max_context(int device, int64_t d) { return cuda::attention_max_context(device, d); }
+void CudaRuntime::moe_route(int stream, WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
+                            bool fp32_weights, int32_t* pick, float* weight, int32_t* counts) {
+  cuda::moe_route(dt(t), logits, M, E, K, norm_topk, fp32_weights, pick, weight, counts, on(stream));
+}
+void CudaRuntime::moe_experts(int stream, WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
+                              const int32_t* pick, const float* weight, bool fp32_weights, const void* gate_up,
+                              const void* down, void* work, void* out) {
+  (void)E;
+  cuda::moe_experts(dt(t), x, M, H, I, K, pick, weight, fp32_weights, gate_up, down, work, out, on(stream));
+}
 void CudaRuntime::to_float(int stream, WType t, const void* x, float* y, int64_t n) {
   cuda::to_float(dt(t), x, y, n, on(stream));
 }

@@ -66,6 +66,11 @@ class CudaRuntime : public DeviceRuntime {
                  int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, float scale,
                  float softcap) override;
   void softcap(int stream, WType t, void* x, int64_t n, float cap) override;
+  void moe_route(int stream, WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
+                 bool fp32_weights, int32_t* pick, float* weight, int32_t* counts) override;
+  void moe_experts(int stream, WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
+                   const int32_t* pick, const float* weight, bool fp32_weights, const void* gate_up, const void* down,
+                   void* work, void* out) override;
   int64_t attention_max_context(int device, int64_t d) override;
   void to_float(int stream, WType t, const void* x, float* y, int64_t n) override;
 

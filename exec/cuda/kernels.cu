@@ -281,6 +281,96 @@ __global__ void from_float_kernel(const float* x, T* y, int64_t n) {
   }
 }
 
+// ---- mixture of experts ----
+
+constexpr int kMoeMaxK = 32;
+
+// One thread per row: softmax statistics, then K passes picking the most probable expert not yet
+// picked (strictly greater: ties go to the lower expert).
+template <class T>
+__global__ void moe_route_kernel(const T* logits, int64_t M, int E, int K, bool norm_topk, bool fp32_weights,
+                                 int32_t* pick, float* weight, int32_t* counts) {
+  const int64_t m = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (m >= M) return;
+  const T* lg = logits + m * E;
+  float mx = -INFINITY;
+  for (int e = 0; e < E; ++e) mx = fmaxf(mx, tof(lg[e]));
+  float sum = 0;
+  for (int e = 0; e < E; ++e) sum += expf(tof(lg[e]) - mx);
+  int sel[kMoeMaxK];
+  float p[kMoeMaxK];
+  float top = 0;
+  for (int k = 0; k < K; ++k) {
+    int best = -1;
+    float bp = -1;
+    for (int e = 0; e < E; ++e) {
+      bool taken = false;
+      for (int j = 0; j < k; ++j) taken |= sel[j] == e;
+      if (taken) continue;
+      const float pe = expf(tof(lg[e]) - mx) / sum;
+      if (pe > bp) {
+        bp = pe;
+        best = e;
+      }
+    }
+    sel[k] = best;
+    p[k] = bp;
+    top += bp;
+  }
+  for (int k = 0; k < K; ++k) {
+    const float w = norm_topk ? p[k] / top : p[k];
+    pick[m * K + k] = sel[k];
+    weight[m * K + k] = fp32_weights ? w : rnd<T>(w);
+    atomicAdd(&counts[sel[k]], 1);
+  }
+}
+
+constexpr int kMoeWarps = 8;
+
+// grid (R, ceil(N / kMoeWarps)): a warp per output n of row r, y[r][n] = r(in[r] . W[e][n]) with
+// in row r's input (x[r / K], or act[r] with stride `in_stride`) and e = pick[r].
+template <class T, class In>
+__global__ void moe_rows_kernel(const In* in, int64_t in_stride, bool by_token, int K, const int32_t* pick, const T* W,
+                                int64_t N, int64_t Kdim, float* y, int64_t y_stride) {
+  const int64_t r = blockIdx.x;
+  const int64_t n = static_cast<int64_t>(blockIdx.y) * kMoeWarps + (threadIdx.x >> 5);
+  if (n >= N) return;
+  const int lane = threadIdx.x & 31;
+  const In* a = in + (by_token ? r / K : r) * in_stride;
+  const T* w = W + (static_cast<int64_t>(pick[r]) * N + n) * Kdim;
+  float acc = 0;
+  for (int64_t i = lane; i < Kdim; i += 32) acc += tof(a[i]) * tof(w[i]);
+  acc = warp_sum(acc);
+  if (lane == 0) y[r * y_stride + n] = rnd<T>(acc);
+}
+
+// act = r(r(silu(gate)) * up), in place over the gate half of each row of gu (R x 2I).
+template <class T>
+__global__ void moe_act_kernel(float* gu, int64_t R, int64_t I) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < R * I;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / I, j = i % I;
+    const float a = gu[r * 2 * I + j];
+    gu[r * 2 * I + j] = rnd<T>(mul(rnd<T>(a / (1.0f + expf(-a))), gu[r * 2 * I + I + j]));
+  }
+}
+
+// out[m][j] = r(sum_k y[m * K + k][j] * w[m * K + k]), products rounded unless fp32_weights.
+template <class T>
+__global__ void moe_combine_kernel(const float* y, const float* weight, int64_t M, int64_t H, int K, bool fp32_weights,
+                                   T* out) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < M * H;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t m = i / H, j = i % H;
+    float o = 0;
+    for (int k = 0; k < K; ++k) {
+      const float v = mul(y[(m * K + k) * H + j], weight[m * K + k]);
+      o = add(o, fp32_weights ? v : rnd<T>(v));
+    }
+    out[i] = fromf<T>(o);
+  }
+}
+
 // Calls fn with a value of the element type of `t` (for template dispatch).
 template <class Fn>
 void dispatch(DT t, Fn&& fn) {
@@ -325,8 +415,8 @@ void rmsnorm(DT t, const void* x, const void* w, int64_t M, int64_t H, float eps
   const int threads = H >= 4096 ? 1024 : H >= 1024 ? 512 : 256;
   dispatch(t, [&](auto z) {
     using T = decltype(z);
-    rmsnorm_kernel<T><<<static_cast<unsigned>(M), threads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w), H,
-                                                                    eps, static_cast<int>(mode), static_cast<T*>(y));
+    rmsnorm_kernel<T><<<static_cast<unsigned>(M), threads, 0, s>>>(static_cast<const T*>(x), static_cast<const T*>(w),
+                                                                   H, eps, static_cast<int>(mode), static_cast<T*>(y));
   });
   DMAP_CUDA_LAUNCHED("rmsnorm kernel");
 }
@@ -415,6 +505,46 @@ int64_t attention_max_context(int device, int64_t d) {
     DMAP_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
   }
   return static_cast<int64_t>(optin / sizeof(float)) - d - 32;
+}
+
+void moe_route(DT t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights,
+               int32_t* pick, float* weight, int32_t* counts, cudaStream_t s) {
+  if (K > kMoeMaxK || K > E)
+    throw RuntimeFailure("MoE router: top " + std::to_string(K) + " of " + std::to_string(E) +
+                         " experts exceeds the kernel's limit (" + std::to_string(kMoeMaxK) + ")");
+  DMAP_CUDA(cudaMemsetAsync(counts, 0, static_cast<size_t>(E) * sizeof(int32_t), s));
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    moe_route_kernel<T><<<blocks_for(M, 128), 128, 0, s>>>(static_cast<const T*>(logits), M, static_cast<int>(E),
+                                                           static_cast<int>(K), norm_topk, fp32_weights, pick, weight,
+                                                           counts);
+  });
+  DMAP_CUDA_LAUNCHED("MoE router kernel");
+}
+
+void moe_experts(DT t, const void* x, int64_t M, int64_t H, int64_t I, int64_t K, const int32_t* pick,
+                 const float* weight, bool fp32_weights, const void* gate_up, const void* down, void* work, void* out,
+                 cudaStream_t s) {
+  const int64_t R = M * K;
+  if (R > 0x7fffffff || (2 * I + kMoeWarps - 1) / kMoeWarps > 65535 || (H + kMoeWarps - 1) / kMoeWarps > 65535)
+    throw RuntimeFailure("MoE experts kernel: " + std::to_string(R) + " rows exceed its grid");
+  float* gu = static_cast<float*>(work);
+  float* y = gu + R * 2 * I;
+  const unsigned rows = static_cast<unsigned>(R);
+  dispatch(t, [&](auto z) {
+    using T = decltype(z);
+    moe_rows_kernel<T, T>
+        <<<dim3(rows, static_cast<unsigned>((2 * I + kMoeWarps - 1) / kMoeWarps)), kMoeWarps * 32, 0, s>>>(
+            static_cast<const T*>(x), H, true, static_cast<int>(K), pick, static_cast<const T*>(gate_up), 2 * I, H, gu,
+            2 * I);
+    moe_act_kernel<T><<<blocks_for(R * I), kThreads, 0, s>>>(gu, R, I);
+    moe_rows_kernel<T, float>
+        <<<dim3(rows, static_cast<unsigned>((H + kMoeWarps - 1) / kMoeWarps)), kMoeWarps * 32, 0, s>>>(
+            gu, 2 * I, false, static_cast<int>(K), pick, static_cast<const T*>(down), H, I, y, H);
+    moe_combine_kernel<T><<<blocks_for(M * H), kThreads, 0, s>>>(y, weight, M, H, static_cast<int>(K), fp32_weights,
+                                                                 static_cast<T*>(out));
+  });
+  DMAP_CUDA_LAUNCHED("MoE experts kernels");
 }
 
 void to_float(DT t, const void* x, float* y, int64_t n, cudaStream_t s) {

@@ -65,6 +65,22 @@ void attention(DT t, const void* q, const void* kc, const void* vc, void* out, i
 // Longest context attention() handles on `device` for head size d (opts the kernel in to the
 // device's largest shared memory per block).
 int64_t attention_max_context(int device, int64_t d);
+// A sparse MoE block's router (exec/cpu/moe.h: moe_route): per row of logits (M x E) the top k
+// experts of the float32 softmax (descending, ties to the lower expert) -> pick (M x K int32) and
+// weight (M x K float32: renormalised over the k when norm_topk, rounded to t unless
+// fp32_weights); counts (E int32) are set to the rows routed to each expert. One thread per row;
+// K <= 32 (RuntimeFailure beyond).
+void moe_route(DT t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights,
+               int32_t* pick, float* weight, int32_t* counts, cudaStream_t s);
+// Its routed experts (exec/cpu/moe.h: moe_gate_up, moe_down, moe_combine): per (token, rank) row
+// [gate | up] = r(x W_gu[e]^T), act = r(r(silu(gate)) * up), y = r(act W_down[e]^T), then out[m] =
+// r(sum_k y * w) (each product rounded unless fp32_weights). gate_up: E x 2I x H, down: E x H x I;
+// work: moe_work_bytes(M, K, H, I) on the device. A warp per output element reads only the
+// experts the rows picked — plain dot products, not a grouped GEMM: right for decode, slow for
+// long prefills.
+void moe_experts(DT t, const void* x, int64_t M, int64_t H, int64_t I, int64_t K, const int32_t* pick,
+                 const float* weight, bool fp32_weights, const void* gate_up, const void* down, void* work, void* out,
+                 cudaStream_t s);
 // Conversions for logits and the CPU backend's float32 activations.
 void to_float(DT t, const void* x, float* y, int64_t n, cudaStream_t s);
 void from_float(DT t, const float* x, void* y, int64_t n, cudaStream_t s);

@@ -40,6 +40,7 @@ struct GpuCtx {
   int copy;    // prefetch copies
   DeviceMemory x, h, q, k, v, a, g, u, last, logits_t, logits_f, ids;
   DeviceMemory rope_cos, rope_sin, rope_cos_local, rope_sin_local;  // this forward's tables (T x rotary/2)
+  DeviceMemory moe_logits, moe_pick, moe_weight, moe_work;          // MoE layers' router output and scratch
   int64_t cap_m = 0;                                                // rows the activation buffers hold
   std::vector<int> events;
   size_t next = 0;
@@ -92,6 +93,8 @@ struct DeviceModel::Impl {
   std::map<std::pair<std::string, int>, DeviceMemory> resident;  // (tensor, GPU)
   std::map<std::string, const void*> streamed;                   // offloaded tensor -> its device copy now
   std::vector<DeviceMemory> kcache, vcache;                      // per layer (GPU layers)
+  std::vector<DeviceMemory> moe_counts;                          // per sparse GPU layer: rows per expert
+  ExpertCounts experts;                                          // GPU layers' (the CPU backend counts its own)
   std::unique_ptr<CpuModel> cpu;                                 // in-place units
   DiskReader disk;
   std::vector<uint8_t> disk_buf;
@@ -229,6 +232,16 @@ struct DeviceModel::Impl {
       c.held += 2 * cache;
     }
 
+    // Each sparse GPU layer's expert counts (read back after each forward).
+    moe_counts.resize(layers());
+    for (size_t l = 0; l < layers(); ++l) {
+      const int g = exec_dev[1 + l];
+      if (g < 0 || !cfg.is_sparse(static_cast<int64_t>(l))) continue;
+      moe_counts[l] = DeviceMemory(rt, g, static_cast<size_t>(cfg.experts) * sizeof(int32_t),
+                                   "expert counts of model.layers." + std::to_string(l));
+      gpu(g).held += moe_counts[l].bytes();
+    }
+
     // RoPE tables on every GPU (filled per forward), and the layer programs.
     const size_t table = static_cast<size_t>(opt.max_seq * (cfg.rotary() / 2)) * sizeof(float);
     for (auto& c : gpus) {
@@ -306,7 +319,8 @@ struct DeviceModel::Impl {
     if (M <= c.cap_m) return;
     const int64_t H = cfg.hidden, qd = cfg.heads * cfg.head_dim, kvd = cfg.kv_heads * cfg.head_dim;
     auto sz = [&](int64_t n) { return static_cast<size_t>(n) * elt; };
-    std::initializer_list<DeviceMemory*> grown = {&c.x, &c.h, &c.q, &c.k, &c.v, &c.a, &c.g, &c.u, &c.ids};
+    std::initializer_list<DeviceMemory*> grown = {
+        &c.x, &c.h, &c.q, &c.k, &c.v, &c.a, &c.g, &c.u, &c.ids, &c.moe_logits, &c.moe_pick, &c.moe_weight, &c.moe_work};
     for (DeviceMemory* b : grown) {
       c.held -= b->bytes();
       b->reset();  // free before growing
@@ -320,6 +334,13 @@ struct DeviceModel::Impl {
     c.g = DeviceMemory(rt, c.dev, sz(M * cfg.inter), "MLP gate activations");
     c.u = DeviceMemory(rt, c.dev, sz(M * cfg.inter), "MLP up activations");
     c.ids = DeviceMemory(rt, c.dev, static_cast<size_t>(M) * sizeof(int32_t), "token ids");
+    if (has_moe(cfg)) {
+      const int64_t K = cfg.top_k;
+      c.moe_logits = DeviceMemory(rt, c.dev, sz(M * cfg.experts), "router logits");
+      c.moe_pick = DeviceMemory(rt, c.dev, static_cast<size_t>(M * K) * sizeof(int32_t), "expert choice");
+      c.moe_weight = DeviceMemory(rt, c.dev, static_cast<size_t>(M * K) * sizeof(float), "routing weights");
+      c.moe_work = DeviceMemory(rt, c.dev, moe_work_bytes(M, K, H, cfg.moe_inter), "MoE scratch");
+    }
     for (DeviceMemory* b : grown) c.held += b->bytes();
     if (!c.last.data()) {
       c.last = DeviceMemory(rt, c.dev, sz(opt.batch * H), "last positions");
@@ -533,6 +554,7 @@ struct DeviceModel::Impl {
     for (auto& c : gpus) {
       if (c) rt.stream_sync(c->stream);
     }
+    count_experts();
     for (const Mark& m : marks) {
       double start_s = m.host_start, dur = m.host_dur;
       if (m.dev >= 0) {
@@ -547,6 +569,22 @@ struct DeviceModel::Impl {
         t.decode_s.back() += dur;
       }
       if (opt.record_events) events.push_back({m.slot, step(), start_s, dur});
+    }
+  }
+
+  // The sparse GPU layers' expert counts of this forward, read back (after the timed work).
+  void count_experts() {
+    std::vector<int32_t> n(static_cast<size_t>(cfg.experts));
+    for (size_t l = 0; l < layers(); ++l) {
+      if (!moe_counts[l].data()) continue;
+      GpuCtx& c = gpu(moe_counts[l].device());
+      rt.use_device(c.dev);
+      rt.copy_d2h(n.data(), moe_counts[l].data(), n.size() * sizeof(int32_t), c.stream, "expert counts");
+      rt.stream_sync(c.stream);
+      const int64_t touched = std::count_if(n.begin(), n.end(), [](int32_t v) { return v > 0; });
+      (prefill ? experts.prefill_forwards : experts.decode_forwards) += 1;
+      (prefill ? experts.prefill_touched : experts.decode_touched) += touched;
+      (prefill ? experts.prefill_rows : experts.decode_rows) += opt.batch * T;
     }
   }
 
@@ -699,7 +737,22 @@ struct DeviceModel::Impl {
         }
         case Step::Op::kGatedAct: rt.gated_act(st, dt, c.g.data(), c.u.data(), M * cfg.inter, cfg.gemma); break;
         case Step::Op::kResidual: rt.add_residual(st, dt, c.x.data(), c.h.data(), M * cfg.hidden); break;
-        case Step::Op::kMoe: throw InternalError("the GPU executor does not run mixture-of-experts layers");
+        case Step::Op::kMoe: {
+          // The router is a leaf (its weight copied alone under accelerate); the experts module
+          // holds both 3-D tensors, copied together, whole, on every forward.
+          const std::string gate = s.prefix + "mlp.gate.weight", gu = s.prefix + "mlp.experts.gate_up_proj",
+                            down = s.prefix + "mlp.experts.down_proj";
+          const int64_t E = cfg.experts, K = cfg.top_k;
+          hold(gate, "");
+          rt.gemm(st, dt, buf(s.src), M, cfg.hidden, W(gate, g), E, c.moe_logits.data(), false);
+          rt.moe_route(st, dt, c.moe_logits.data(), M, E, K, cfg.norm_topk, cfg.router_fp32_weights,
+                       c.moe_pick.as<int32_t>(), c.moe_weight.as<float>(), moe_counts[l].as<int32_t>());
+          hold(gu, down);
+          rt.moe_experts(st, dt, buf(s.src), M, cfg.hidden, cfg.moe_inter, E, K, c.moe_pick.as<int32_t>(),
+                         c.moe_weight.as<float>(), cfg.router_fp32_weights, W(gu, g), W(down, g), c.moe_work.data(),
+                         buf(s.dst));
+          break;
+        }
       }
     }
     release(held, g);
@@ -849,7 +902,6 @@ DeviceModel::DeviceModel(std::shared_ptr<DeviceRuntime> rt, const ExecConfig& cf
                          Placement placement, RunOptions opt) {
   DMAP_CHECK(rt != nullptr, "a device model needs a runtime");
   DMAP_CHECK(opt.batch > 0 && opt.max_seq > 0, "batch and max_seq must be positive");
-  DMAP_CHECK(!has_moe(cfg), "the GPU executor does not run mixture-of-experts models");
   impl_ = std::make_unique<Impl>(std::move(rt), cfg, weights, std::move(placement), opt);
   impl_->opt.threads = std::max(1, impl_->opt.threads);
   impl_->setup();
@@ -889,6 +941,19 @@ void DeviceModel::set_drop_page_cache(bool drop) {
   if (impl_->cpu) impl_->cpu->set_drop_page_cache(drop);
 }
 uint64_t DeviceModel::h2d_weight_bytes() const { return impl_->h2d_bytes; }
+ExpertCounts DeviceModel::expert_counts() const {
+  ExpertCounts e = impl_->experts;
+  if (impl_->cpu) {
+    const ExpertCounts h = impl_->cpu->expert_counts();
+    e.prefill_forwards += h.prefill_forwards;
+    e.decode_forwards += h.decode_forwards;
+    e.prefill_touched += h.prefill_touched;
+    e.decode_touched += h.decode_touched;
+    e.prefill_rows += h.prefill_rows;
+    e.decode_rows += h.decode_rows;
+  }
+  return e;
+}
 int DeviceModel::execution_device(size_t unit) const { return impl_->exec_dev.at(unit); }
 DeviceRuntime& DeviceModel::runtime() const { return impl_->rt; }
 void DeviceModel::set_fault(Fault f) { impl_->fault = f; }

@@ -1,12 +1,10 @@
 // The executor of GPU placements: the same layer programs as CpuModel (exec/layer_program.h; every
-// dense family), run
-// on one or more devices of a DeviceRuntime (exec/device/runtime.h: CUDA, or the emulated device
-// CI runs) under a Placement (exec/placement.h). GPU-mapped units keep their weights resident
-// on their GPU; cpu/disk units stream their weights to the map's first GPU (`accelerate`: per
-// leaf, pageable, one blocking copy per tensor into a fresh allocation; `prefetch`: per unit,
-// pinned, double-buffered on a copy stream) or compute on the CPU backend (`in-place`).
-// Activations and each layer's KV cache live on the layer's execution device and cross devices
-// at unit boundaries.
+// family, the sparse MoE layers included), run on one or more devices of a DeviceRuntime (exec/device/runtime.h: CUDA,
+// or the emulated device CI runs) under a Placement (exec/placement.h). GPU-mapped units keep their weights resident on
+// their GPU; cpu/disk units stream their weights to the map's first GPU (`accelerate`: per leaf, pageable, one blocking
+// copy per tensor into a fresh allocation; `prefetch`: per unit, pinned, double-buffered on a copy stream) or compute
+// on the CPU backend (`in-place`). Activations and each layer's KV cache live on the layer's execution device and cross
+// devices at unit boundaries.
 //
 // Data flow of one forward:
 //   ids --H2D--> embed unit --x--> layer 0 .. layer L-1 --(last row of each sequence)--> norm --> lm_head
@@ -61,6 +59,8 @@ class DeviceModel : public Executor {
   std::vector<std::pair<int, size_t>> device_bytes() const;
   // Weight bytes copied host -> device so far (streamed cpu/disk units).
   uint64_t h2d_weight_bytes() const;
+  // Sparse layers' experts touched (GPU layers: counted on the device, read back per forward).
+  ExpertCounts expert_counts() const override;
   // The execution device of unit u (see Placement::units): a GPU ordinal, or -1 for the CPU.
   int execution_device(size_t unit) const;
   DeviceRuntime& runtime() const;

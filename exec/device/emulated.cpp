@@ -457,6 +457,39 @@ void EmulatedDevice::softcap(int s, WType t, void* x, int64_t n, float cap) {
   host_ops::softcap(t, x, n, cap);
 }
 
+void EmulatedDevice::moe_route(int s, WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
+                               bool fp32_weights, int32_t* pick, float* weight, int32_t* counts) {
+  const size_t rk = static_cast<size_t>(M * K);
+  enqueue(s, "moe_route", "",
+          {{logits, nbytes(t, M * E), false, "router logits"},
+           {pick, rk * sizeof(int32_t), true, "expert choice"},
+           {weight, rk * sizeof(float), true, "routing weights"},
+           {counts, static_cast<size_t>(E) * sizeof(int32_t), true, "expert counts"}},
+          kernel_time(4.0 * static_cast<double>(M * E * K), static_cast<double>(nbytes(t, M * E))), "",
+          TimelineRecord::Kind::kKernel);
+  host_ops::moe_route(t, logits, M, E, K, norm_topk, fp32_weights, pick, weight, counts);
+}
+
+void EmulatedDevice::moe_experts(int s, WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
+                                 const int32_t* pick, const float* weight, bool fp32_weights, const void* gate_up,
+                                 const void* down, void* work, void* out) {
+  const size_t rk = static_cast<size_t>(M * K);
+  // The clock charges the weights of min(E, M * K) experts: the most a step can touch.
+  const double touched = static_cast<double>(std::min(E, M * K));
+  enqueue(s, "moe_experts", "",
+          {{x, nbytes(t, M * H), false, "input"},
+           {pick, rk * sizeof(int32_t), false, "expert choice"},
+           {weight, rk * sizeof(float), false, "routing weights"},
+           {gate_up, nbytes(t, E * 2 * I * H), false, "experts gate_up_proj"},
+           {down, nbytes(t, E * H * I), false, "experts down_proj"},
+           {work, moe_work_bytes(M, K, H, I), true, "MoE scratch"},
+           {out, nbytes(t, M * H), true, "output"}},
+          kernel_time(6.0 * static_cast<double>(M * K * H * I), touched * static_cast<double>(nbytes(t, 3 * H * I)) +
+                                                                    2.0 * static_cast<double>(nbytes(t, M * H))),
+          "", TimelineRecord::Kind::kKernel);
+  host_ops::moe_experts(t, x, M, H, I, E, K, pick, weight, fp32_weights, gate_up, down, out, cfg_.threads);
+}
+
 int64_t EmulatedDevice::attention_max_context(int device, int64_t d) {
   use_device(device);
   // The CUDA kernel's limit on a 227 KiB-per-block GPU (H100/H200), so that contexts the real

@@ -2,6 +2,8 @@
 // kernels' rounding points, the products through cpu::linear.
 #include "exec/device/host_ops.h"
 
+#include "exec/cpu/moe.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -147,6 +149,25 @@ void softcap(WType t, void* x, int64_t n, float cap) {
 
 void to_float(WType t, const void* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = load(t, x, i);
+}
+
+void moe_route(WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights,
+               int32_t* pick, float* weight, int32_t* counts) {
+  const std::vector<float> lg = to_f32(t, logits, M * E);
+  std::vector<int64_t> n(static_cast<size_t>(E), 0);
+  cpu::moe_route(lg.data(), M, E, K, norm_topk, fp32_weights, t, pick, weight, n.data());
+  for (int64_t e = 0; e < E; ++e) counts[e] = static_cast<int32_t>(n[static_cast<size_t>(e)]);
+}
+
+void moe_experts(WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K, const int32_t* pick,
+                 const float* weight, bool fp32_weights, const void* gate_up, const void* down, void* out,
+                 int threads) {
+  const std::vector<float> xf = to_f32(t, x, M * H);
+  std::vector<float> of(static_cast<size_t>(M * H));
+  cpu::MoeScratch s;
+  cpu::moe_experts(xf.data(), M, H, I, E, K, pick, weight, fp32_weights, cpu::Weight{gate_up, t, E * 2 * I, H},
+                   cpu::Weight{down, t, E * H, I}, t, threads, s, of.data());
+  for (int64_t i = 0; i < M * H; ++i) store(t, out, i, of[static_cast<size_t>(i)]);
 }
 
 }  // namespace dmap::exec::host_ops

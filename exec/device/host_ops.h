@@ -33,6 +33,11 @@ void kv_store(WType t, const void* k, const void* v, void* kc, void* vc, int64_t
 void attention(WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T, int64_t H,
                int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, float scale, float softcap);
 void softcap(WType t, void* x, int64_t n, float cap);
+// The sparse MoE block through exec/cpu/moe.h.
+void moe_route(WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights,
+               int32_t* pick, float* weight, int32_t* counts);
+void moe_experts(WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K, const int32_t* pick,
+                 const float* weight, bool fp32_weights, const void* gate_up, const void* down, void* out, int threads);
 void to_float(WType t, const void* x, float* y, int64_t n);
 
 }  // namespace dmap::exec::host_ops

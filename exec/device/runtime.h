@@ -36,6 +36,10 @@ namespace dmap::exec {
 
 using cpu::WType;
 inline size_t wtype_size(WType t) { return t == WType::kF32 ? 4 : 2; }
+// Device scratch of moe_experts: float32 [gate | up] and output rows for M * K routed rows.
+inline size_t moe_work_bytes(int64_t M, int64_t K, int64_t H, int64_t I) {
+  return static_cast<size_t>(M * K * (2 * I + H)) * sizeof(float);
+}
 using cpu::NormMode;
 
 // A device allocation that did not fit: names the device, what asked, the bytes asked and free.
@@ -123,6 +127,15 @@ class DeviceRuntime {
                          float scale, float softcap) = 0;
   // x = round(round(tanh(round(x / cap))) * cap): gemma2's logit soft-capping.
   virtual void softcap(int stream, WType t, void* x, int64_t n, float cap) = 0;
+  // A sparse MoE block (exec/cpu/moe.h): the router's choice per row of logits (M x E) -> pick
+  // (M x K int32), weight (M x K float32) and counts (E int32: the rows routed to each expert,
+  // set); then the routed experts (gate_up E x 2I x H, down E x H x I) -> out (M x H), with
+  // moe_work_bytes(M, K, H, I) of device scratch in `work`.
+  virtual void moe_route(int stream, WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
+                         bool fp32_weights, int32_t* pick, float* weight, int32_t* counts) = 0;
+  virtual void moe_experts(int stream, WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
+                           const int32_t* pick, const float* weight, bool fp32_weights, const void* gate_up,
+                           const void* down, void* work, void* out) = 0;
   virtual int64_t attention_max_context(int device, int64_t d) = 0;
   virtual void to_float(int stream, WType t, const void* x, float* y, int64_t n) = 0;
 

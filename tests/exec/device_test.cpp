@@ -1,5 +1,5 @@
 // The GPU orchestration (exec/device/device_model.h) on the emulated device, in every CI run:
-//   tokens: every family the GPU executor runs, and each semantics with cpu and disk layers on
+//   tokens: every family (the MoE ones too), and each semantics with cpu and disk layers on
 //           one and two emulated GPUs, against the CPU executor;
 //   copies: host-to-device bytes and copies per forward, as each semantics promises;
 //   timeline: prefetch overlaps the next unit's copy with this unit's compute, accelerate never;
@@ -49,8 +49,9 @@ struct TempDir {
 
 }  // namespace
 
-TEST_CASE("every dense family gives the CPU executor's tokens on one emulated GPU", "[device]") {
-  for (const char* family : {"llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text"})
+TEST_CASE("every family gives the CPU executor's tokens on one emulated GPU", "[device]") {
+  for (const char* family : {"llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text",
+                             "qwen3_moe", "mixtral"})
     for (const char* dtype : {"_float32", "_bfloat16"}) {
       const std::string name = std::string(family) + dtype;
       INFO(name);
@@ -62,6 +63,16 @@ TEST_CASE("every dense family gives the CPU executor's tokens on one emulated GP
       const bool f32 = name.find("float32") != std::string::npos;
       compare(run(gpu, kPrompt, 6), run(cpu, kPrompt, 6), f32 ? 1e-5 : 2e-2);
       CHECK(gpu.h2d_weight_bytes() == 0);
+      // Sparse layers: the device's expert counts are the CPU executor's.
+      const ExpertCounts a = gpu.expert_counts(), b = cpu.expert_counts();
+      CHECK(a.prefill_forwards == b.prefill_forwards);
+      CHECK(a.decode_forwards == b.decode_forwards);
+      CHECK(a.decode_rows == b.decode_rows);
+      if (f32) {  // bfloat16 routing may break a near-tie the other way on other products
+        CHECK(a.prefill_touched == b.prefill_touched);
+        CHECK(a.decode_touched == b.decode_touched);
+      }
+      CHECK((a.decode_forwards > 0) == has_moe(l.cfg));
     }
   // Two sequences in a batch, and float16 weights.
   Loaded l = load("qwen2_bfloat16");
@@ -80,8 +91,10 @@ TEST_CASE("every dense family gives the CPU executor's tokens on one emulated GP
 }
 
 TEST_CASE("accelerate, prefetch and in-place with cpu and disk layers, on one and two emulated GPUs", "[device]") {
-  // untied and tied heads; q/k norms, fused projections, sandwich norms with soft-capping
-  for (const char* name : {"llama_float32", "qwen2_bfloat16", "qwen3_float32", "phi3_bfloat16", "gemma2_float32"}) {
+  // untied and tied heads; q/k norms, fused projections, sandwich norms with soft-capping; sparse
+  // MoE layers (qwen3_moe: a sparse and a dense layer; mixtral: all sparse)
+  for (const char* name : {"llama_float32", "qwen2_bfloat16", "qwen3_float32", "phi3_bfloat16", "gemma2_float32",
+                           "qwen3_moe_bfloat16", "mixtral_float32"}) {
     for (int gpus : {1, 2}) {
       INFO(name << " on " << gpus << " emulated GPU(s)");
       Loaded l = load(name);

@@ -1,14 +1,18 @@
 // The CUDA backend against the CPU backend (runs only where a CUDA device is; exits 77 elsewhere).
 //   ops: every kernel and the cuBLAS products on random inputs in float32, float16 and
-//        bfloat16, normalised error ||gpu - cpu|| / ||cpu|| under a per-dtype bound;
-//   models: the tests/data checkpoints (every dense family; float32 and bfloat16) all on
-//        one GPU, and llama under accelerate / prefetch / in-place with cpu and disk layers,
-//        and across two GPUs when there are two: logits against CpuModel and the same tokens.
+//        bfloat16 against their host implementations (exec/device/host_ops.h), normalised
+//        error ||gpu - host|| / ||host|| under a per-dtype bound, and in 16 bits most elements
+//        bit-identical;
+//   models: the tests/data checkpoints (every family, MoE included; float32 and bfloat16) all
+//        on one GPU, and llama and qwen3_moe under accelerate / prefetch / in-place with cpu
+//        and disk layers, and across two GPUs when there are two: logits against CpuModel and
+//        the same tokens.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <tuple>
 
 #include <unistd.h>
 
@@ -16,6 +20,9 @@
 #include "exec/cuda/cuda_model.h"
 #include "exec/cuda/kernels.h"
 #include "exec/cuda/runtime.h"
+#include "exec/device/host_ops.h"
+#include "exec/device/runtime.h"
+#include "exec/layer_program.h"
 #include "exec/model.h"
 #include "tests/exec/executor_fixtures.h"
 
@@ -97,6 +104,31 @@ const char* type_name(cu::DT t) { return t == cu::DT::kF32 ? "float32" : t == cu
 
 }  // namespace
 
+// The reference of every operator is its host implementation (exec/device/host_ops.h: what the
+// emulated device runs, the products through the CPU executor's cpu::linear), on the same
+// values in the same storage dtype.
+namespace {
+
+// Values stored in the dtype on the host (host_ops' operands).
+struct HostTensor {
+  cu::DT t;
+  std::vector<uint8_t> raw;
+  HostTensor(cu::DT type, const std::vector<float>& v) : t(type), raw(host_bytes(type, v)) {}
+  void* data() { return raw.data(); }
+  std::vector<float> get() const {
+    std::vector<float> out(raw.size() / cu::dt_size(t));
+    host_ops::to_float(wtype(t), raw.data(), out.data(), static_cast<int64_t>(out.size()));
+    return out;
+  }
+};
+
+void check_op(cu::DT t, const DevTensor& got, const HostTensor& want, bool mostly_exact = true) {
+  CHECK(rel_err(got.get(), want.get()) < tolerance(t));
+  if (mostly_exact) check_mostly_exact(t, got.get(), want.get());
+}
+
+}  // namespace
+
 TEST_CASE("cuBLAS products match the CPU backend's linear") {
   cublasHandle_t blas;
   DMAP_CUBLAS(cublasCreate(&blas));
@@ -106,159 +138,153 @@ TEST_CASE("cuBLAS products match the CPU backend's linear") {
       const auto x = random_values(t, static_cast<size_t>(M * K), 1);
       const auto w = random_values(t, static_cast<size_t>(N * K), 2, 0.1f);
       const auto b = random_values(t, static_cast<size_t>(N), 3);
-      auto wb = host_bytes(t, w);
-      std::vector<float> want(static_cast<size_t>(M * N));
-      std::vector<float> bias(b.begin(), b.end());
-      cpu::linear(x.data(), M, cpu::Weight{wb.data(), wtype(t), N, K}, bias.data(), want.data(), 1);
-      for (auto& v : want) v = round_to(t, v);
+      HostTensor hx(t, x), hw(t, w), hb(t, b), hy(t, std::vector<float>(static_cast<size_t>(M * N)));
+      host_ops::broadcast_rows(wtype(t), hb.data(), M, N, hy.data());
+      host_ops::gemm(wtype(t), hx.data(), M, K, hw.data(), N, hy.data(), true, 1);
       DevTensor dx(t, x), dw(t, w), db(t, b), dy(t, std::vector<float>(static_cast<size_t>(M * N)));
       cu::broadcast_rows(t, db.buf.data(), M, N, dy.buf.data(), nullptr);
       cu::gemm(blas, t, dx.buf.data(), M, K, dw.buf.data(), N, dy.buf.data(), true);
       INFO(type_name(t) << " M=" << M);
-      CHECK(rel_err(dy.get(), want) < tolerance(t));
+      check_op(t, dy, hy, false);
     }
   }
   cublasDestroy(blas);
 }
 
-TEST_CASE("RMSNorm, RoPE, gated activations and residual adds match the CPU formulas") {
+TEST_CASE("RMSNorm, RoPE, gated activations, residual adds and soft-capping match the host operators") {
   const int64_t M = 6, H = 160, heads = 4, kv = 2, d = 40, T = 3, start = 5;
   for (cu::DT t : kTypes) {
     INFO(type_name(t));
-    for (bool gemma : {false, true}) {
+    for (cu::Norm mode : {cu::Norm::kLlama, cu::Norm::kMulFirst, cu::Norm::kGemma}) {
+      INFO("norm mode " << static_cast<int>(mode));
       const auto x = random_values(t, static_cast<size_t>(M * H), 4, 3.0f);
       const auto g = random_values(t, static_cast<size_t>(H), 5, 0.2f);
-      std::vector<float> want(x.size());
-      for (int64_t m = 0; m < M; ++m) {
-        const float r = 1.0f / std::sqrt(cpu::sum_squares(x.data() + m * H, H) / H + 1e-5f);
-        for (int64_t i = 0; i < H; ++i) {
-          const float v = x[m * H + i] * r;
-          want[m * H + i] = gemma ? round_to(t, v * (1.0f + g[i])) : round_to(t, g[i] * round_to(t, v));
-        }
-      }
+      HostTensor hx(t, x), hg(t, g), hy(t, std::vector<float>(x.size()));
+      host_ops::rmsnorm(wtype(t), hx.data(), hg.data(), M, H, 1e-5f, static_cast<cpu::NormMode>(mode), hy.data());
       DevTensor dx(t, x), dg(t, g), dy(t, std::vector<float>(x.size()));
-      cu::rmsnorm(t, dx.buf.data(), dg.buf.data(), M, H, 1e-5f, gemma ? cu::Norm::kGemma : cu::Norm::kLlama, dy.buf.data(),
-                  nullptr);
-      CHECK(rel_err(dy.get(), want) < tolerance(t));
-      check_mostly_exact(t, dy.get(), want);
+      cu::rmsnorm(t, dx.buf.data(), dg.buf.data(), M, H, 1e-5f, mode, dy.buf.data(), nullptr);
+      check_op(t, dy, hy);
     }
-    {  // RoPE
-      auto q = random_values(t, static_cast<size_t>(M * heads * d), 6);
-      auto k = random_values(t, static_cast<size_t>(M * kv * d), 7);
+    for (bool fp32 : {false, true}) {  // RoPE, with the executors' own tables
+      INFO("rope fp32 " << fp32);
+      const auto q = random_values(t, static_cast<size_t>(M * heads * d), 6);
+      const auto k = random_values(t, static_cast<size_t>(M * kv * d), 7);
       ExecConfig cfg;
       cfg.head_dim = d;
-      const std::vector<float> inv = rope_inv_freq(cfg);
-      DevTensor dq(t, q), dk(t, k);
-      // The forward's tables (T positions x d/2), rounded to the dtype as the executors make them.
-      std::vector<float> cs(static_cast<size_t>(T * d / 2)), sn(cs.size());
-      for (int64_t r = 0; r < T; ++r)
-        for (int64_t i = 0; i < d / 2; ++i) {
-          const float ang = static_cast<float>(start + r) * inv[i];
-          cs[r * d / 2 + i] = round_to(t, std::cos(ang));
-          sn[r * d / 2 + i] = round_to(t, std::sin(ang));
-        }
+      cfg.rope_fp32 = fp32;
+      std::vector<float> cs, sn;
+      rope_tables(cfg, rope_inv_freq(cfg), wtype(t), T, start, cs, sn);
+      HostTensor hq(t, q), hk(t, k);
+      host_ops::rope(wtype(t), hq.data(), hk.data(), M, T, heads, kv, d, d, cs.data(), sn.data(), fp32);
       cu::DeviceBuffer dcos(0, cs.size() * 4, "test"), dsin(0, sn.size() * 4, "test");
       DMAP_CUDA(cudaMemcpy(dcos.data(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice));
       DMAP_CUDA(cudaMemcpy(dsin.data(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice));
-      cu::rope(t, dq.buf.data(), dk.buf.data(), M, T, heads, kv, d, d, dcos.as<float>(), dsin.as<float>(), false, nullptr);
-      auto rotate = [&](std::vector<float>& a, int64_t nh) {
-        for (int64_t r = 0; r < M; ++r)
-          for (int64_t h = 0; h < nh; ++h)
-            for (int64_t i = 0; i < d / 2; ++i) {
-              const float ang = static_cast<float>(start + r % T) * inv[i];
-              const float c = round_to(t, std::cos(ang)), s = round_to(t, std::sin(ang));
-              float* p = a.data() + (r * nh + h) * d;
-              const float x1 = p[i], x2 = p[i + d / 2];
-              p[i] = round_to(t, round_to(t, x1 * c) + round_to(t, -x2 * s));
-              p[i + d / 2] = round_to(t, round_to(t, x2 * c) + round_to(t, x1 * s));
-            }
-      };
-      rotate(q, heads);
-      rotate(k, kv);
-      CHECK(rel_err(dq.get(), q) < tolerance(t));
-      CHECK(rel_err(dk.get(), k) < tolerance(t));
-      check_mostly_exact(t, dq.get(), q);
+      DevTensor dq(t, q), dk(t, k);
+      cu::rope(t, dq.buf.data(), dk.buf.data(), M, T, heads, kv, d, d, dcos.as<float>(), dsin.as<float>(), fp32,
+               nullptr);
+      check_op(t, dq, hq);
+      check_op(t, dk, hk);
     }
     for (bool gelu : {false, true}) {  // gated activation
       const auto a = random_values(t, 1000, 8, 2.0f), u = random_values(t, 1000, 9);
-      std::vector<float> want(a.size());
-      for (size_t i = 0; i < a.size(); ++i) {
-        const float v = a[i];
-        const float act = gelu ? 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)))
-                               : v / (1.0f + std::exp(-v));
-        want[i] = round_to(t, round_to(t, act) * u[i]);
-      }
+      HostTensor hg(t, a), hu(t, u);
+      host_ops::gated_act(wtype(t), hg.data(), hu.data(), 1000, gelu);
       DevTensor dg(t, a), du(t, u);
       cu::gated_act(t, dg.buf.data(), du.buf.data(), 1000, gelu, nullptr);
-      CHECK(rel_err(dg.get(), want) < tolerance(t));
-      check_mostly_exact(t, dg.get(), want);
+      check_op(t, dg, hg);
     }
-    {  // residual
+    {  // residual: one rounding of an exact float32 sum, bit-identical
       const auto a = random_values(t, 999, 10), h = random_values(t, 999, 11);
-      std::vector<float> want(a.size());
-      for (size_t i = 0; i < a.size(); ++i) want[i] = round_to(t, a[i] + h[i]);
+      HostTensor hx(t, a), hh(t, h);
+      host_ops::add_residual(wtype(t), hx.data(), hh.data(), 999);
       DevTensor dx(t, a), dh(t, h);
       cu::add_residual(t, dx.buf.data(), dh.buf.data(), 999, nullptr);
-      CHECK(rel_err(dx.get(), want) < tolerance(t));
-      CHECK(dx.get() == want);  // one rounding of an exact float32 sum: bit-identical
+      CHECK(dx.get() == hx.get());
+    }
+    {  // soft-capping (gemma2's logits)
+      const auto a = random_values(t, 777, 12, 40.0f);
+      HostTensor hx(t, a);
+      host_ops::softcap(wtype(t), hx.data(), 777, 30.0f);
+      DevTensor dx(t, a);
+      cu::softcap(t, dx.buf.data(), 777, 30.0f, nullptr);
+      check_op(t, dx, hx);
     }
   }
 }
 
-TEST_CASE("attention over the KV cache matches a float32 reference, prefill and decode, with GQA and a window") {
+TEST_CASE("attention over the KV cache matches the host operator: prefill and decode, GQA, a window, soft-capping") {
   const int64_t B = 2, H = 4, KV = 2, d = 32, S = 24;
   for (cu::DT t : kTypes) {
     for (int64_t window : {int64_t{0}, int64_t{5}}) {
-      INFO(type_name(t) << " window " << window);
-      cu::DeviceBuffer kc(0, static_cast<size_t>(B * KV * S * d) * cu::dt_size(t), "k"), vc(0, kc.bytes(), "v");
+      const float cap = window > 0 ? 50.0f : 0.0f;
+      INFO(type_name(t) << " window " << window << " softcap " << cap);
+      const size_t cache = static_cast<size_t>(B * KV * S * d);
+      cu::DeviceBuffer kc(0, cache * cu::dt_size(t), "k"), vc(0, kc.bytes(), "v");
       DMAP_CUDA(cudaMemset(kc.data(), 0, kc.bytes()));
       DMAP_CUDA(cudaMemset(vc.data(), 0, vc.bytes()));
-      std::vector<float> hk(static_cast<size_t>(B * KV * S * d)), hv(hk.size());  // host cache
+      HostTensor hkc(t, std::vector<float>(cache)), hvc(t, std::vector<float>(cache));
       int64_t start = 0;
       for (int64_t T : {int64_t{9}, int64_t{1}, int64_t{1}}) {  // prefill, then two decode steps
         const int64_t M = B * T;
         const auto q = random_values(t, static_cast<size_t>(M * H * d), 20 + start);
         const auto k = random_values(t, static_cast<size_t>(M * KV * d), 40 + start);
         const auto v = random_values(t, static_cast<size_t>(M * KV * d), 60 + start);
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t tt = 0; tt < T; ++tt)
-            for (int64_t g = 0; g < KV; ++g)
-              for (int64_t i = 0; i < d; ++i) {
-                hk[((b * KV + g) * S + start + tt) * d + i] = k[((b * T + tt) * KV + g) * d + i];
-                hv[((b * KV + g) * S + start + tt) * d + i] = v[((b * T + tt) * KV + g) * d + i];
-              }
-        std::vector<float> want(static_cast<size_t>(M * H * d));
         const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-        for (int64_t b = 0; b < B; ++b)
-          for (int64_t tt = 0; tt < T; ++tt)
-            for (int64_t h = 0; h < H; ++h) {
-              const int64_t g = h / (H / KV), pos = start + tt;
-              const int64_t first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
-              std::vector<float> s;
-              float mx = -INFINITY;
-              for (int64_t j = first; j <= pos; ++j) {
-                float dot = 0;
-                for (int64_t i = 0; i < d; ++i)
-                  dot += q[((b * T + tt) * H + h) * d + i] * hk[((b * KV + g) * S + j) * d + i];
-                s.push_back(round_to(t, round_to(t, dot) * scale));
-                mx = std::max(mx, s.back());
-              }
-              float sum = 0;
-              for (auto& e : s) sum += (e = std::exp(e - mx));
-              for (int64_t i = 0; i < d; ++i) {
-                float acc = 0;
-                for (int64_t j = first; j <= pos; ++j)
-                  acc += round_to(t, s[j - first] / sum) * hv[((b * KV + g) * S + j) * d + i];
-                want[((b * T + tt) * H + h) * d + i] = round_to(t, acc);
-              }
-            }
-        DevTensor dq(t, q), dk(t, k), dv(t, v), dout(t, std::vector<float>(want.size()));
+        HostTensor hq(t, q), hk(t, k), hv(t, v), hout(t, std::vector<float>(static_cast<size_t>(M * H * d)));
+        host_ops::kv_store(wtype(t), hk.data(), hv.data(), hkc.data(), hvc.data(), B, T, KV, d, S, start);
+        host_ops::attention(wtype(t), hq.data(), hkc.data(), hvc.data(), hout.data(), B, T, H, KV, d, S, start, window,
+                            scale, cap);
+        DevTensor dq(t, q), dk(t, k), dv(t, v), dout(t, std::vector<float>(static_cast<size_t>(M * H * d)));
         cu::kv_store(t, dk.buf.data(), dv.buf.data(), kc.data(), vc.data(), B, T, KV, d, S, start, nullptr);
-        cu::attention(t, dq.buf.data(), kc.data(), vc.data(), dout.buf.data(), B, T, H, KV, d, S, start, window,
-                      1.0f / std::sqrt(static_cast<float>(d)), 0.0f, nullptr);
-        CHECK(rel_err(dout.get(), want) < tolerance(t));
+        cu::attention(t, dq.buf.data(), kc.data(), vc.data(), dout.buf.data(), B, T, H, KV, d, S, start, window, scale,
+                      cap, nullptr);
+        check_op(t, dout, hout, false);
         start += T;
       }
+    }
+  }
+}
+
+TEST_CASE("the MoE router and experts match the host operators (exec/cpu/moe.h)") {
+  const int64_t H = 96, I = 48, E = 8;
+  for (cu::DT t : kTypes) {
+    for (const auto& [M, K, norm, fp32w] :
+         {std::tuple{int64_t{1}, int64_t{2}, true, false}, std::tuple{int64_t{9}, int64_t{2}, true, false},
+          std::tuple{int64_t{5}, int64_t{3}, false, true}}) {
+      INFO(type_name(t) << " M=" << M << " K=" << K << " norm_topk " << norm << " fp32 weights " << fp32w);
+      const auto logits = random_values(t, static_cast<size_t>(M * E), 30, 2.0f);
+      const auto x = random_values(t, static_cast<size_t>(M * H), 31);
+      const auto gu = random_values(t, static_cast<size_t>(E * 2 * I * H), 32, 0.1f);
+      const auto down = random_values(t, static_cast<size_t>(E * H * I), 33, 0.1f);
+      // Router.
+      HostTensor hl(t, logits);
+      std::vector<int32_t> pick(static_cast<size_t>(M * K)), counts(static_cast<size_t>(E));
+      std::vector<float> weight(static_cast<size_t>(M * K));
+      host_ops::moe_route(wtype(t), hl.data(), M, E, K, norm, fp32w, pick.data(), weight.data(), counts.data());
+      DevTensor dl(t, logits);
+      cu::DeviceBuffer dpick(0, pick.size() * 4, "pick"), dweight(0, weight.size() * 4, "weight"),
+          dcounts(0, counts.size() * 4, "counts");
+      cu::moe_route(t, dl.buf.data(), M, E, K, norm, fp32w, dpick.as<int32_t>(), dweight.as<float>(),
+                    dcounts.as<int32_t>(), nullptr);
+      std::vector<int32_t> gpick(pick.size()), gcounts(counts.size());
+      std::vector<float> gweight(weight.size());
+      DMAP_CUDA(cudaMemcpy(gpick.data(), dpick.data(), gpick.size() * 4, cudaMemcpyDeviceToHost));
+      DMAP_CUDA(cudaMemcpy(gcounts.data(), dcounts.data(), gcounts.size() * 4, cudaMemcpyDeviceToHost));
+      DMAP_CUDA(cudaMemcpy(gweight.data(), dweight.data(), gweight.size() * 4, cudaMemcpyDeviceToHost));
+      CHECK(gpick == pick);  // random logits: no near-ties
+      CHECK(gcounts == counts);
+      CHECK(rel_err(gweight, weight) < tolerance(t));
+      // Experts, on the host's choice.
+      HostTensor hx(t, x), hgu(t, gu), hdown(t, down), hout(t, std::vector<float>(static_cast<size_t>(M * H)));
+      host_ops::moe_experts(wtype(t), hx.data(), M, H, I, E, K, pick.data(), weight.data(), fp32w, hgu.data(),
+                            hdown.data(), hout.data(), 1);
+      DevTensor dx(t, x), dgu(t, gu), ddown(t, down), dout(t, std::vector<float>(static_cast<size_t>(M * H)));
+      DMAP_CUDA(cudaMemcpy(dpick.data(), pick.data(), pick.size() * 4, cudaMemcpyHostToDevice));
+      DMAP_CUDA(cudaMemcpy(dweight.data(), weight.data(), weight.size() * 4, cudaMemcpyHostToDevice));
+      cu::DeviceBuffer work(0, moe_work_bytes(M, K, H, I), "MoE scratch");
+      cu::moe_experts(t, dx.buf.data(), M, H, I, K, dpick.as<int32_t>(), dweight.as<float>(), fp32w, dgu.buf.data(),
+                      ddown.buf.data(), work.data(), dout.buf.data(), nullptr);
+      check_op(t, dout, hout, false);
     }
   }
 }
@@ -280,11 +306,13 @@ TEST_CASE("a failed allocation names the device, what asked, the bytes asked and
 
 namespace {}  // namespace
 
-TEST_CASE("every dense family on one GPU matches the CPU executor") {
-  for (const char* name : {"llama_float32", "llama_bfloat16", "mistral_float32", "mistral_bfloat16", "qwen2_float32",
-                           "qwen2_bfloat16", "gemma_float32", "gemma_bfloat16", "qwen3_float32", "qwen3_bfloat16",
-                           "olmo2_float32", "olmo2_bfloat16", "phi3_float32", "phi3_bfloat16", "gemma2_float32",
-                           "gemma2_bfloat16", "gemma3_text_float32", "gemma3_text_bfloat16"}) {
+TEST_CASE("every family on one GPU matches the CPU executor") {
+  for (const char* name :
+       {"llama_float32",   "llama_bfloat16",      "mistral_float32",      "mistral_bfloat16",  "qwen2_float32",
+        "qwen2_bfloat16",  "gemma_float32",       "gemma_bfloat16",       "qwen3_float32",     "qwen3_bfloat16",
+        "olmo2_float32",   "olmo2_bfloat16",      "phi3_float32",         "phi3_bfloat16",     "gemma2_float32",
+        "gemma2_bfloat16", "gemma3_text_float32", "gemma3_text_bfloat16", "qwen3_moe_float32", "qwen3_moe_bfloat16",
+        "mixtral_float32", "mixtral_bfloat16"}) {
     INFO(name);
     Loaded l = load(name);
     RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
@@ -318,54 +346,58 @@ TEST_CASE("two different sequences in a batch, and float16 weights, match the CP
 }
 
 TEST_CASE("accelerate, prefetch and in-place placements with cpu and disk layers match the CPU executor") {
-  Loaded l = load("llama_float32");
-  const size_t L = static_cast<size_t>(l.cfg.layers);
-  REQUIRE(L >= 2);
-  RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
-  CpuModel cpu_model(l.cfg, *l.w, opt);
-  const Run want = run(cpu_model, kPrompt, 5);
-  // embed on GPU, the first layer on cpu, the last on disk, the head on cpu.
-  std::vector<Device> units(L + 3, Device::gpu(0));
-  units[1] = Device::cpu();
-  units[L] = Device::disk();
-  units[L + 2] = Device::cpu();
-  const fs::path off = fs::temp_directory_path() / ("dmap_cuda_test_" + std::to_string(::getpid()));
-  std::vector<std::string> disk_tensors;
-  for (const auto& n : l.w->names())
-    if (n.rfind("model.layers." + std::to_string(L - 1) + ".", 0) == 0) disk_tensors.push_back(n);
-  ModelWeights& w = *l.w;
-  w.offload_to_disk(disk_tensors, off.string());
-  uint64_t offloaded = 0, layer0 = 0, disk_layer = 0, disk_norms = 0;
-  const Placement base = placement(l.cfg, w, units, Semantics::kAccelerate);
-  for (const auto& [n, d] : base.tensor_home) {
-    const uint64_t b = weight_bytes(w.get(n).w);
-    if (!d.is_gpu()) offloaded += b;
-    if (n.rfind("model.layers.0.", 0) == 0) layer0 += b;
-    if (d.kind == Device::Kind::kDisk) disk_layer += b;
-    if (d.kind == Device::Kind::kDisk && n.find("layernorm") != std::string::npos) disk_norms += b;
-  }
-  for (Semantics s : {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace}) {
-    INFO(semantics_name(s));
-    Placement p = base;
-    p.semantics = s;
-    CudaModel m(l.cfg, w, p, opt);
-    const Run got = run(m, kPrompt, 5);
-    compare(got, want, 1e-4);
-    const uint64_t forwards = got.logits.size();
-    if (s == Semantics::kAccelerate) CHECK(m.h2d_weight_bytes() == forwards * offloaded);
-    // prefetch also copies the next forward's first streamed unit (layer 0, cpu) behind each forward
-    if (s == Semantics::kPrefetch) CHECK(m.h2d_weight_bytes() == forwards * offloaded + layer0);
-    if (s == Semantics::kInPlace) {
-      CHECK(m.h2d_weight_bytes() == 0);
-      CHECK(m.execution_device(1) == -1);
-    } else {
-      CHECK(m.execution_device(1) == 0);
+  for (const char* name : {"llama_float32", "qwen3_moe_float32"}) {
+    INFO(name);
+    Loaded l = load(name);
+    const size_t L = static_cast<size_t>(l.cfg.layers);
+    REQUIRE(L >= 2);
+    RunOptions opt{.batch = 1, .max_seq = 32, .threads = 2};
+    CpuModel cpu_model(l.cfg, *l.w, opt);
+    const Run want = run(cpu_model, kPrompt, 5);
+    // embed on GPU, the first layer on cpu, the last on disk, the head on cpu.
+    std::vector<Device> units(L + 3, Device::gpu(0));
+    units[1] = Device::cpu();
+    units[L] = Device::disk();
+    units[L + 2] = Device::cpu();
+    const fs::path off = fs::temp_directory_path() / ("dmap_cuda_test_" + std::to_string(::getpid()));
+    std::vector<std::string> disk_tensors;
+    for (const auto& n : l.w->names())
+      if (n.rfind("model.layers." + std::to_string(L - 1) + ".", 0) == 0) disk_tensors.push_back(n);
+    ModelWeights& w = *l.w;
+    w.offload_to_disk(disk_tensors, off.string());
+    uint64_t offloaded = 0, layer0 = 0, disk_layer = 0, disk_norms = 0;
+    const Placement base = placement(l.cfg, w, units, Semantics::kAccelerate);
+    for (const auto& [n, d] : base.tensor_home) {
+      const uint64_t b = weight_bytes(w.get(n).w);
+      if (!d.is_gpu()) offloaded += b;
+      if (n.rfind("model.layers.0.", 0) == 0) layer0 += b;
+      if (d.kind == Device::Kind::kDisk) disk_layer += b;
+      if (d.kind == Device::Kind::kDisk && n.size() > 11 && n.compare(n.size() - 11, 11, "norm.weight") == 0)
+        disk_norms += b;
     }
-    // In-place: the CPU backend converts norm gains once (found on the emulated device).
-    CHECK(m.disk_bytes_read() == forwards * (s == Semantics::kInPlace ? disk_layer - disk_norms : disk_layer));
-    for (const auto& t : m.module_times()) CHECK(t.prefill_s > 0);
+    for (Semantics s : {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace}) {
+      INFO(semantics_name(s));
+      Placement p = base;
+      p.semantics = s;
+      CudaModel m(l.cfg, w, p, opt);
+      const Run got = run(m, kPrompt, 5);
+      compare(got, want, 1e-4);
+      const uint64_t forwards = got.logits.size();
+      if (s == Semantics::kAccelerate) CHECK(m.h2d_weight_bytes() == forwards * offloaded);
+      // prefetch also copies the next forward's first streamed unit (layer 0, cpu) behind each forward
+      if (s == Semantics::kPrefetch) CHECK(m.h2d_weight_bytes() == forwards * offloaded + layer0);
+      if (s == Semantics::kInPlace) {
+        CHECK(m.h2d_weight_bytes() == 0);
+        CHECK(m.execution_device(1) == -1);
+      } else {
+        CHECK(m.execution_device(1) == 0);
+      }
+      // In-place: the CPU backend converts norm gains once (found on the emulated device).
+      CHECK(m.disk_bytes_read() == forwards * (s == Semantics::kInPlace ? disk_layer - disk_norms : disk_layer));
+      for (const auto& t : m.module_times()) CHECK(t.prefill_s > 0);
+    }
+    fs::remove_all(off);
   }
-  fs::remove_all(off);
 }
 
 TEST_CASE("layers split over two GPUs match the CPU executor") {

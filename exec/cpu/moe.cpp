@@ -1,0 +1,137 @@
+// The sparse MoE block on the CPU (see moe.h): routing, grouping by expert, the per-expert
+// products through cpu::linear, the weighted combination.
+#include "exec/cpu/moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+namespace dmap::exec::cpu {
+
+namespace {
+
+void round_all(WType act, float* p, int64_t n) {
+  if (act == WType::kBF16) {
+    round_bf16_n(p, n);
+  } else if (act == WType::kF16) {
+    for (int64_t i = 0; i < n; ++i) p[i] = round_to(act, p[i]);
+  }
+}
+
+size_t elt(WType t) { return t == WType::kF32 ? 4 : 2; }
+
+// Expert e's [rows x cols] matrix of a stacked E x rows x cols tensor.
+Weight expert_slice(const Weight& w, int64_t e, int64_t rows, int64_t cols) {
+  return Weight{static_cast<const uint8_t*>(w.data) + static_cast<size_t>(e * rows * cols) * elt(w.type), w.type, rows,
+                cols};
+}
+
+}  // namespace
+
+void moe_route(const float* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights, WType act,
+               int32_t* pick, float* weight, int64_t* counts) {
+  std::vector<float> prob(static_cast<size_t>(E));
+  std::vector<int64_t> order(static_cast<size_t>(E));
+  for (int64_t m = 0; m < M; ++m) {
+    const float* lg = logits + m * E;
+    const float mx = *std::max_element(lg, lg + E);
+    float sum = 0;
+    for (int64_t e = 0; e < E; ++e) sum += (prob[e] = std::exp(lg[e] - mx));
+    for (int64_t e = 0; e < E; ++e) prob[e] /= sum;
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                      [&](int64_t a, int64_t b) { return prob[a] > prob[b] || (prob[a] == prob[b] && a < b); });
+    float top = 0;
+    for (int64_t k = 0; k < K; ++k) top += prob[order[k]];
+    for (int64_t k = 0; k < K; ++k) {
+      float w = prob[order[k]];
+      if (norm_topk) w /= top;
+      pick[m * K + k] = static_cast<int32_t>(order[k]);
+      weight[m * K + k] = fp32_weights ? w : round_to(act, w);
+      if (counts) ++counts[order[k]];
+    }
+  }
+}
+
+int64_t moe_dispatch(const float* x, int64_t M, int64_t H, int64_t E, int64_t K, const int32_t* pick, MoeScratch& s) {
+  const int64_t R = M * K;
+  s.start.assign(static_cast<size_t>(E + 1), 0);
+  for (int64_t r = 0; r < R; ++r) ++s.start[pick[r] + 1];
+  int64_t touched = 0;
+  for (int64_t e = 0; e < E; ++e) touched += s.start[e + 1] > 0 ? 1 : 0;
+  for (int64_t e = 0; e < E; ++e) s.start[e + 1] += s.start[e];
+  s.rows.assign(static_cast<size_t>(R), 0);
+  std::vector<int64_t> fill(s.start.begin(), s.start.end() - 1);
+  for (int64_t r = 0; r < R; ++r) s.rows[fill[pick[r]]++] = r;
+  s.x.resize(static_cast<size_t>(R * H));
+  for (int64_t i = 0; i < R; ++i) std::memcpy(s.x.data() + i * H, x + (s.rows[i] / K) * H, sizeof(float) * H);
+  return touched;
+}
+
+void moe_gate_up(const Weight& gate_up, int64_t E, int64_t I, WType act, int threads, MoeScratch& s) {
+  const int64_t R = static_cast<int64_t>(s.rows.size()), H = gate_up.cols;
+  s.gu.resize(static_cast<size_t>(R * 2 * I));
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = s.start[e + 1] - s.start[e];
+    if (n == 0) continue;
+    linear(s.x.data() + s.start[e] * H, n, expert_slice(gate_up, e, 2 * I, H), nullptr,
+           s.gu.data() + s.start[e] * 2 * I, threads);
+  }
+  round_all(act, s.gu.data(), R * 2 * I);
+  s.act.resize(static_cast<size_t>(R * I));
+  s.up.resize(static_cast<size_t>(R * I));
+  for (int64_t i = 0; i < R; ++i) {
+    std::memcpy(s.act.data() + i * I, s.gu.data() + i * 2 * I, sizeof(float) * I);
+    std::memcpy(s.up.data() + i * I, s.gu.data() + i * 2 * I + I, sizeof(float) * I);
+  }
+  if (act == WType::kF16) {  // float16 rounding points: the portable loop
+    for (int64_t i = 0; i < R * I; ++i) {
+      const float a = s.act[i];
+      s.act[i] = round_to(act, round_to(act, a / (1.0f + std::exp(-a))) * s.up[i]);
+    }
+  } else {
+    silu_mul(s.act.data(), s.up.data(), R * I, act == WType::kBF16);
+  }
+}
+
+void moe_down(const Weight& down, int64_t E, int64_t H, WType act, int threads, MoeScratch& s) {
+  const int64_t R = static_cast<int64_t>(s.rows.size()), I = down.cols;
+  s.y.resize(static_cast<size_t>(R * H));
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t n = s.start[e + 1] - s.start[e];
+    if (n == 0) continue;
+    linear(s.act.data() + s.start[e] * I, n, expert_slice(down, e, H, I), nullptr, s.y.data() + s.start[e] * H,
+           threads);
+  }
+  round_all(act, s.y.data(), R * H);
+}
+
+void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, WType act,
+                 const MoeScratch& s, float* out) {
+  const int64_t R = M * K;
+  std::vector<int64_t> slot_of(static_cast<size_t>(R));
+  for (int64_t i = 0; i < R; ++i) slot_of[s.rows[i]] = i;
+  for (int64_t m = 0; m < M; ++m) {
+    float* o = out + m * H;
+    std::fill(o, o + H, 0.0f);
+    for (int64_t k = 0; k < K; ++k) {
+      const float* row = s.y.data() + slot_of[m * K + k] * H;
+      const float w = weight[m * K + k];
+      for (int64_t j = 0; j < H; ++j) o[j] += fp32_weights ? row[j] * w : round_to(act, row[j] * w);
+    }
+  }
+  round_all(act, out, M * H);
+}
+
+int64_t moe_experts(const float* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K, const int32_t* pick,
+                    const float* weight, bool fp32_weights, const Weight& gate_up, const Weight& down, WType act,
+                    int threads, MoeScratch& s, float* out) {
+  const int64_t touched = moe_dispatch(x, M, H, E, K, pick, s);
+  moe_gate_up(gate_up, E, I, act, threads, s);
+  moe_down(down, E, H, act, threads, s);
+  moe_combine(weight, M, H, K, fp32_weights, act, s, out);
+  return touched;
+}
+
+}  // namespace dmap::exec::cpu
