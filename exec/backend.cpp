@@ -31,6 +31,33 @@ std::optional<Backend> parse_backend(const std::string& s) {
 
 bool cuda_compiled() { return DMAP_HAVE_CUDA != 0; }
 
+Backend choose_backend(const std::string& flag, bool map_has_gpu, std::string* note) {
+  note->clear();
+  if (flag != "auto" && !parse_backend(flag)) {
+    throw InputError("--backend must be auto, cpu, cuda or emulated, not '" + flag + "'");
+  }
+  if (flag == "cpu") return Backend::kCpu;
+  if (flag == "emulated") {
+    if (!map_has_gpu) throw InputError("--backend emulated: the placement maps nothing to a GPU");
+    return Backend::kEmulated;
+  }
+  const int gpus = cuda_device_count();
+  if (flag == "cuda") {
+    if (!map_has_gpu) throw InputError("--backend cuda: the placement maps nothing to a GPU");
+    if (!cuda_compiled())
+      throw RuntimeFailure(
+          "--backend cuda: this dmap was built without CUDA (nvcc was not found when it was configured)");
+    if (gpus == 0) throw RuntimeFailure("--backend cuda: no usable CUDA device on this machine");
+    return Backend::kCuda;
+  }
+  if (!map_has_gpu) return Backend::kCpu;
+  if (gpus > 0) return Backend::kCuda;
+  *note = std::string("no usable CUDA device") + (cuda_compiled() ? "" : " (built without CUDA)") +
+          ": GPU-mapped modules compute on the CPU executor (--backend emulated runs the GPU orchestration on an "
+          "emulated device)";
+  return Backend::kCpu;
+}
+
 int cuda_device_count() {
 #if DMAP_HAVE_CUDA
   return cuda::device_count();

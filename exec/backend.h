@@ -27,6 +27,11 @@ bool cuda_compiled();
 // Usable CUDA devices here (0 without a driver or a device, or when built without CUDA).
 int cuda_device_count();
 
+// The backend for `flag` (auto | cpu | cuda | emulated; InputError otherwise) and a map that does or
+// does not name a GPU: auto takes CUDA when a device is usable, else the CPU executor, and says so
+// in `*note` (empty otherwise). RuntimeFailure when cuda is asked for and cannot be had.
+Backend choose_backend(const std::string& flag, bool map_has_gpu, std::string* note);
+
 // The executor of `p` on backend `b`. cuda and emulated need a placement with a GPU
 // (p.uses_gpu()); the emulated device gets as many GPUs as the placement names.
 std::unique_ptr<Executor> make_executor(const ExecConfig& cfg, const ModelWeights& weights, const Placement& p,

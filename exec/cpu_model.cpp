@@ -95,9 +95,9 @@ void CpuModel::add_time(int slot, Clock::time_point t0) {
 float CpuModel::round16(float v) const { return round_to(act_type_, v); }
 
 void CpuModel::round_act(float* p, int64_t n) const {
-  if (act_type_ == cpu::WType::kF32) return;
+  if (act_type_ == DType::kFloat32) return;
   parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
-    if (act_type_ == cpu::WType::kBF16) {
+    if (act_type_ == DType::kBFloat16) {
       cpu::round_bf16_n(p + lo, hi - lo);
     } else {
       for (int64_t i = lo; i < hi; ++i) p[i] = round_to(act_type_, p[i]);
@@ -107,8 +107,8 @@ void CpuModel::round_act(float* p, int64_t n) const {
 
 void CpuModel::add_residual(float* x, const float* h, int64_t n) const {
   parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
-    if (act_type_ != cpu::WType::kF16) {
-      cpu::add_rounded(x + lo, h + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+    if (act_type_ != DType::kFloat16) {
+      cpu::add_rounded(x + lo, h + lo, hi - lo, act_type_ == DType::kBFloat16);
     } else {
       for (int64_t i = lo; i < hi; ++i) x[i] = round16(x[i] + round16(h[i]));
     }
@@ -143,7 +143,7 @@ void CpuModel::linear(const std::string& name, const float* x, int64_t M, float*
 
 void CpuModel::rmsnorm(const float* x, int64_t M, const std::vector<float>& g, float* y) const {
   const int64_t H = static_cast<int64_t>(g.size());
-  const bool f16 = act_type_ == cpu::WType::kF16, bf16 = act_type_ == cpu::WType::kBF16;
+  const bool f16 = act_type_ == DType::kFloat16, bf16 = act_type_ == DType::kBFloat16;
   parallel_ranges(M, std::max<int64_t>(1, kElementGrain / H), opt_.threads, [&](int64_t lo, int64_t hi) {
     for (int64_t m = lo; m < hi; ++m) {
       const float* xr = x + m * H;
@@ -217,7 +217,7 @@ void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v
     for (int64_t t = 0; t < T; ++t)
       for (int64_t j = 0; j < group; ++j)
         std::memcpy(sc.q.data() + (t * group + j) * d, q + ((b * T + t) * H + g * group + j) * d, sizeof(float) * d);
-    cpu::linear(sc.q.data(), rows, cpu::Weight{K, cpu::WType::kF32, L, d}, nullptr, sc.s.data(), inner);
+    cpu::linear(sc.q.data(), rows, cpu::Weight{K, DType::kFloat32, L, d}, nullptr, sc.s.data(), inner);
     // Causal (and sliding-window) softmax per row, in float32 with 16-bit rounding points.
 #pragma omp parallel for schedule(static) num_threads(inner) if (inner > 1 && rows > 1)
     for (int64_t r = 0; r < rows; ++r) {
@@ -235,7 +235,7 @@ void CpuModel::attention(int64_t layer, float* q, const float* k, const float* v
     }
     for (int64_t j = 0; j < L; ++j)
       for (int64_t i = 0; i < d; ++i) sc.vt[i * L + j] = V[j * d + i];
-    cpu::linear(sc.s.data(), rows, cpu::Weight{sc.vt.data(), cpu::WType::kF32, d, L}, nullptr, sc.o.data(), inner);
+    cpu::linear(sc.s.data(), rows, cpu::Weight{sc.vt.data(), DType::kFloat32, d, L}, nullptr, sc.o.data(), inner);
     for (int64_t t = 0; t < T; ++t)
       for (int64_t j = 0; j < group; ++j) {
         float* o = out + ((b * T + t) * H + g * group + j) * d;
@@ -342,7 +342,7 @@ void CpuModel::rope(int64_t l, int64_t M) {
           }
           return;
         }
-        if (act_type_ != cpu::WType::kF16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == cpu::WType::kBF16);
+        if (act_type_ != DType::kFloat16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == DType::kBFloat16);
         for (int64_t i = 0; i < half; ++i) {
           const float x1 = a[i], x2 = a[i + half];
           a[i] = round1(round1(x1 * cs[i]) + round1(-x2 * sn[i]));
@@ -359,7 +359,7 @@ void CpuModel::rope(int64_t l, int64_t M) {
 // projection's part), with the bias added in float32 and the output rounded where the step says.
 void CpuModel::linear_step(const Step& st, const float* x, int64_t M, float* y) {
   cpu::Weight w = fetch(st.weight);
-  const size_t elt = w.type == cpu::WType::kF32 ? 4 : 2;
+  const size_t elt = w.type == DType::kFloat32 ? 4 : 2;
   w.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(st.row0 * w.cols) * elt;
   w.rows = st.n;
   cpu::linear(x, M, w, nullptr, y, opt_.threads);
@@ -375,7 +375,7 @@ void CpuModel::gated_act(int64_t n) {
   float* g = buf_g_.data();
   const float* u = buf_u_.data();
   parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
-    if (act_type_ == cpu::WType::kF16) {  // float16 rounding points: the portable loop
+    if (act_type_ == DType::kFloat16) {  // float16 rounding points: the portable loop
       for (int64_t i = lo; i < hi; ++i) {
         const float a = g[i];
         const float act = cfg_.gemma ? 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))
@@ -383,9 +383,9 @@ void CpuModel::gated_act(int64_t n) {
         g[i] = round1(round1(act) * u[i]);
       }
     } else if (cfg_.gemma) {
-      cpu::gelu_tanh_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+      cpu::gelu_tanh_mul(g + lo, u + lo, hi - lo, act_type_ == DType::kBFloat16);
     } else {
-      cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == cpu::WType::kBF16);
+      cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == DType::kBFloat16);
     }
   });
 }

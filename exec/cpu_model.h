@@ -94,13 +94,13 @@ class CpuModel : public Executor {
   void add_residual(float* x, const float* h, int64_t n) const;
   // Elements below which an elementwise pass is not worth a second thread.
   static constexpr int64_t kElementGrain = 1 << 14;
-  float round1(float v) const { return act_type_ == cpu::WType::kBF16 ? cpu::round_bf16(v) : round16(v); }
+  float round1(float v) const { return act_type_ == DType::kBFloat16 ? cpu::round_bf16(v) : round16(v); }
   float round16(float v) const;  // float16 or float32 (no-op)
   void add_time(int slot, std::chrono::steady_clock::time_point start);
 
   ExecConfig cfg_;
   const ModelWeights& w_;
-  cpu::WType act_type_ = cpu::WType::kF32;
+  DType act_type_ = DType::kFloat32;
   RunOptions opt_;
   std::vector<float> inv_freq_, inv_freq_local_, inv_freq_long_;
   std::map<std::string, std::vector<float>, std::less<>> gains_;  // float32 copies of 1-D gains (gemma: 1 + w)

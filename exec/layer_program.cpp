@@ -129,7 +129,7 @@ bool has_moe(const ExecConfig& cfg) {
   return false;
 }
 
-void rope_tables(const ExecConfig& cfg, const std::vector<float>& inv, cpu::WType act, int64_t T, int64_t start,
+void rope_tables(const ExecConfig& cfg, const std::vector<float>& inv, DType act, int64_t T, int64_t start,
                  std::vector<float>& cos, std::vector<float>& sin) {
   const int64_t half = cfg.rotary() / 2;
   const float factor = static_cast<float>(cfg.rope_attention);

@@ -59,7 +59,7 @@ bool has_moe(const ExecConfig& cfg);
 // RoPE's cos and sin for positions start .. start + T - 1 (T x rotary/2 each, row-major): float32
 // rounded to the activation dtype `act` (olmo2: kept float32), scaled by longrope's attention
 // factor, from `inv` (rope_inv_freq's frequencies).
-void rope_tables(const ExecConfig& cfg, const std::vector<float>& inv, cpu::WType act, int64_t T, int64_t start,
+void rope_tables(const ExecConfig& cfg, const std::vector<float>& inv, DType act, int64_t T, int64_t start,
                  std::vector<float>& cos, std::vector<float>& sin);
 
 // The frequencies a forward reaching `context` positions uses: longrope's long factors past the

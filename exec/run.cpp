@@ -5,16 +5,21 @@
 #include <chrono>
 
 #include "core/error.h"
+#include "core/stats.h"
 #include "exec/device/device_model.h"
 
 namespace dmap::exec {
 
 namespace {
-double median_of(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+// The emulated device's times: the sum of the modules' model-clock times per forward (the host's
+// wall time says nothing of a GPU).
+void use_model_clock(const Executor& model, GenerateResult& r) {
+  r.prefill_s = 0;
+  std::fill(r.decode_s.begin(), r.decode_s.end(), 0.0);
+  for (const auto& m : model.module_times()) {
+    r.prefill_s += m.prefill_s;
+    for (size_t i = 0; i < r.decode_s.size() && i < m.decode_s.size(); ++i) r.decode_s[i] += m.decode_s[i];
+  }
 }
 }  // namespace
 
@@ -57,9 +62,11 @@ RunOutcome run_placement(const ExecConfig& cfg, const ModelWeights& weights, con
   if (plan.observer) {
     if (auto* d = dynamic_cast<DeviceModel*>(&model)) d->set_observer(nullptr);
   }
-  if (!prefills.empty()) {
+  if (backend == Backend::kEmulated) {
+    use_model_clock(model, out.result);
+  } else if (!prefills.empty()) {
     prefills.push_back(out.result.prefill_s);
-    out.result.prefill_s = median_of(prefills);
+    out.result.prefill_s = median(prefills);
   }
   if (!out.result.decode_s.empty()) {
     out.decode_disk_read_s = (model.disk_read_seconds() - read_s0) / static_cast<double>(out.result.decode_s.size());

@@ -17,14 +17,16 @@ namespace dmap::exec {
 
 namespace {
 
-cpu::WType wtype_of(StDType d) {
-  switch (d) {
-    case StDType::kF32: return cpu::WType::kF32;
-    case StDType::kF16: return cpu::WType::kF16;
-    case StDType::kBF16: return cpu::WType::kBF16;
+// The safetensors element type as the executor's type: the one place StDType meets DType
+// (Checkpoint::require has refused every other type with the file and tensor named).
+DType dtype_of(const TensorView& t, const std::string& name) {
+  switch (t.dtype) {
+    case StDType::kF32: return DType::kFloat32;
+    case StDType::kF16: return DType::kFloat16;
+    case StDType::kBF16: return DType::kBFloat16;
     default: break;
   }
-  throw InternalError("unsupported weight dtype");
+  throw InternalError("tensor '" + name + "' is " + st_dtype_name(t.dtype) + ", which Checkpoint::require refuses");
 }
 
 // splitmix64: fast, seedable, good enough for test weights.
@@ -107,7 +109,7 @@ ModelWeights ModelWeights::from_checkpoint(const ExecConfig& cfg, std::shared_pt
     dtype = t.dtype;
     const int64_t rows = leading_rows(shape);
     const int64_t cols = shape.back();
-    w.add({cpu::Weight{t.data, wtype_of(t.dtype), rows, cols}, name, t.file, t.file_offset, false});
+    w.add({cpu::Weight{t.data, dtype_of(t, name), rows, cols}, name, t.file, t.file_offset, false});
   }
   return w;
 }
@@ -125,7 +127,7 @@ void ModelWeights::offload_to_disk(const std::vector<std::string>& names, const 
     if (it->file.empty()) {
       std::filesystem::create_directories(offload_dir);
       const std::string path = (std::filesystem::path(offload_dir) / (name + ".dat")).string();
-      const size_t bytes = static_cast<size_t>(it->w.rows * it->w.cols) * (it->w.type == cpu::WType::kF32 ? 4 : 2);
+      const size_t bytes = static_cast<size_t>(it->w.rows * it->w.cols) * (it->w.type == DType::kFloat32 ? 4 : 2);
       // Written through to the disk before anything reads it: dirty pages flushed later would
       // otherwise compete with (and spoil the timing of) the forwards that read them.
       const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -159,15 +161,15 @@ std::vector<std::string> ModelWeights::names() const {
 }
 
 ModelWeights ModelWeights::random(const ExecConfig& cfg, DType dtype, uint64_t seed) {
-  cpu::WType t = cpu::WType::kF32;
+  DType t = DType::kFloat32;
   if (dtype == DType::kBFloat16) {
-    t = cpu::WType::kBF16;
+    t = DType::kBFloat16;
   } else if (dtype == DType::kFloat16) {
-    t = cpu::WType::kF16;
+    t = DType::kFloat16;
   } else if (dtype != DType::kFloat32) {
     throw InputError("random weights: dtype must be float32, float16 or bfloat16");
   }
-  const size_t elt = t == cpu::WType::kF32 ? 4 : 2;
+  const size_t elt = t == DType::kFloat32 ? 4 : 2;
   ModelWeights w;
   uint64_t index = 0;
   for (const auto& [name, shape] : expected(cfg)) {
@@ -189,10 +191,10 @@ ModelWeights ModelWeights::random(const ExecConfig& cfg, DType dtype, uint64_t s
         double u = 0;
         for (int k = 0; k < 4; ++k) u += static_cast<double>(splitmix(s) >> 11) * (1.0 / 9007199254740992.0);
         const float v = static_cast<float>(offset + stddev * (u - 2.0) * std::sqrt(3.0));
-        if (t == cpu::WType::kF32) {
+        if (t == DType::kFloat32) {
           std::memcpy(out + i * 4, &v, 4);
         } else {
-          const uint16_t h = t == cpu::WType::kBF16 ? cpu::f32_to_bf16(v) : cpu::f32_to_f16(v);
+          const uint16_t h = t == DType::kBFloat16 ? cpu::f32_to_bf16(v) : cpu::f32_to_f16(v);
           std::memcpy(out + i * 2, &h, 2);
         }
       }
@@ -218,7 +220,7 @@ Bytes ModelWeights::bytes() const {
 }
 
 size_t weight_bytes(const cpu::Weight& w) {
-  return static_cast<size_t>(w.rows * w.cols) * (w.type == cpu::WType::kF32 ? 4 : 2);
+  return static_cast<size_t>(w.rows * w.cols) * (w.type == DType::kFloat32 ? 4 : 2);
 }
 
 }  // namespace dmap::exec

@@ -1,5 +1,5 @@
 // Robust least squares (see fit.h): Huber-weighted fits on relative residuals through Eigen's QR,
-// the line fits of bandwidth and latency, and the medians the profilers report.
+// the line fits of bandwidth and latency (medians: core/stats.h).
 #include "profile/fit.h"
 
 #include <algorithm>
@@ -8,17 +8,6 @@
 #include "core/error.h"
 
 namespace dmap::profile {
-
-double median(std::vector<double> v) { return percentile(std::move(v), 0.5); }
-
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double pos = q * static_cast<double>(v.size() - 1);
-  const size_t lo = static_cast<size_t>(std::floor(pos));
-  const size_t hi = std::min(v.size() - 1, lo + 1);
-  return v[lo] + (pos - static_cast<double>(lo)) * (v[hi] - v[lo]);
-}
 
 RobustFit robust_fit(const Eigen::MatrixXd& A, const Eigen::VectorXd& y) {
   const Eigen::Index n = A.rows(), p = A.cols();

@@ -14,6 +14,8 @@
 
 #include <vector>
 
+#include "core/stats.h"
+
 namespace dmap::profile {
 
 struct RobustFit {
@@ -51,7 +53,6 @@ struct ProductFit {
 };
 ProductFit fit_products(const std::vector<ProductSample>& samples);
 
-double median(std::vector<double> v);
-double percentile(std::vector<double> v, double q);  // q in [0, 1], linear interpolation
+// median and percentile: core/stats.h.
 
 }  // namespace dmap::profile

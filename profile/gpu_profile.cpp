@@ -34,12 +34,6 @@ namespace cu = exec::cuda;
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-cu::DT dt_of(DType d) {
-  if (d == DType::kBFloat16) return cu::DT::kBF16;
-  if (d == DType::kFloat16) return cu::DT::kF16;
-  return cu::DT::kF32;
-}
-
 // Median seconds of `reps` runs of fn on stream s between two events, after one warm-up run.
 template <class F>
 double time_on_stream(int dev, cudaStream_t s, int reps, F&& fn) {
@@ -133,8 +127,8 @@ struct GemmFit {
 
 GemmFit measure_gemm(int dev, DType d, const exec::ExecConfig& c, bool quick,
                      const std::function<void(const std::string&)>& tick) {
-  const cu::DT t = dt_of(d);
-  const size_t e = cu::dt_size(t);
+  const DType t = d;
+  const size_t e = exec::elt_size(t);
   const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
       {kv, c.hidden}, {q, c.hidden}, {c.hidden, q}, {c.inter, c.hidden}, {c.hidden, c.inter}, {c.vocab, c.hidden}};
@@ -202,8 +196,8 @@ struct GpuAttention {
 
 GpuAttention measure_gpu_attention(int dev, DType d, const exec::ExecConfig& c, bool quick,
                                    const std::function<void(const std::string&)>& tick) {
-  const cu::DT t = dt_of(d);
-  const size_t e = cu::dt_size(t);
+  const DType t = d;
+  const size_t e = exec::elt_size(t);
   const int64_t limit = std::min<int64_t>(16384, cu::attention_max_context(dev, c.head_dim));
   std::vector<int64_t> contexts, prompts;
   for (int64_t ctx : quick ? std::vector<int64_t>{256, 2048} : std::vector<int64_t>{256, 1024, 4096, 16384}) {
@@ -256,7 +250,7 @@ double measure_launch(int dev) {
   std::vector<double> per;
   for (int r = 0; r < 6; ++r) {
     const auto t0 = Clock::now();
-    for (int i = 0; i < kLaunches; ++i) cu::add_residual(cu::DT::kF32, x.data(), h.data(), 256, s.get());
+    for (int i = 0; i < kLaunches; ++i) cu::add_residual(DType::kFloat32, x.data(), h.data(), 256, s.get());
     s.sync();
     if (r > 0) per.push_back(since(t0) / kLaunches);
   }
@@ -422,17 +416,8 @@ GpuProfile profile_gpu(const GpuProfileOptions& opt, const sim::Hardware& hw) {
     ro.threads = rs.threads;
     ro.record_events = true;
     exec::CudaModel m(c, w, p, ro);
-    struct Observer : exec::ModuleObserver {
-      CuptiTracer& t;
-      explicit Observer(CuptiTracer& tr) : t(tr) {}
-      void begin(const std::string& module, int s) override { t.push_module(module, s); }
-      void end() override { t.pop_module(); }
-      void host_range(const std::string& module, int s, Clock::time_point a, Clock::time_point b) override {
-        t.add_host_range(module, s, a, b);
-      }
-    };
     CuptiTracer tracer;
-    Observer obs(tracer);
+    trace::CuptiModuleObserver obs(tracer);
     m.set_observer(&obs);
     tracer.start();
     std::vector<int32_t> ids(static_cast<size_t>(rs.prompt), 1);

@@ -34,14 +34,6 @@ namespace dmap::profile {
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-size_t elt_bytes(DType d) { return d == DType::kFloat32 ? 4 : 2; }
-
-exec::cpu::WType wtype(DType d) {
-  if (d == DType::kBFloat16) return exec::cpu::WType::kBF16;
-  if (d == DType::kFloat16) return exec::cpu::WType::kF16;
-  return exec::cpu::WType::kF32;
-}
-
 // Median seconds of `reps` products y = x W^T with M rows.
 double time_linear(WeightPool& pool, int64_t M, int threads, int reps) {
   const exec::cpu::Weight w0 = pool.next();
@@ -90,7 +82,7 @@ DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progr
       exec::WeightRef ref;
       ref.name = "disk probe";
       ref.file = (folder / (std::to_string(files.size()) + ".dat")).string();
-      ref.w.type = exec::cpu::WType::kF32;
+      ref.w.type = DType::kFloat32;
       ref.w.rows = 1;
       ref.w.cols = static_cast<int64_t>(s / 4);
       const int fd = ::open(ref.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

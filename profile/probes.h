@@ -27,15 +27,13 @@ namespace dmap::profile {
 
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t);
-size_t elt_bytes(DType d);
-exec::cpu::WType wtype(DType d);
 
 // A pool of weight copies larger than the caches: each timed product reads the next copy, so
 // its weights come from DRAM as they do in a forward pass.
 class WeightPool {
  public:
   WeightPool(DType d, int64_t n, int64_t k, size_t pool_bytes) : d_(d), n_(n), k_(k) {
-    bytes_ = static_cast<size_t>(n * k) * elt_bytes(d);
+    bytes_ = static_cast<size_t>(n * k) * exec::elt_size(d);
     copies_ = std::max<size_t>(2, pool_bytes / std::max<size_t>(1, bytes_));
     data_.resize(copies_ * bytes_);
     // One random block repeated: the values do not matter for timing, only that they are
@@ -43,7 +41,7 @@ class WeightPool {
     std::vector<uint8_t> block(std::min<size_t>(data_.size(), 1u << 20));
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> u(-0.05f, 0.05f);
-    for (size_t i = 0; i < block.size() / elt_bytes(d); ++i) {
+    for (size_t i = 0; i < block.size() / exec::elt_size(d); ++i) {
       const float v = u(rng);
       if (d == DType::kFloat32) {
         std::memcpy(block.data() + i * 4, &v, 4);
@@ -58,7 +56,7 @@ class WeightPool {
   }
   exec::cpu::Weight next() {
     const uint8_t* p = data_.data() + (i_++ % copies_) * bytes_;
-    return exec::cpu::Weight{p, wtype(d_), n_, k_};
+    return exec::cpu::Weight{p, d_, n_, k_};
   }
   size_t bytes() const { return bytes_; }
 

@@ -119,7 +119,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     p.bw = p.stream.slope > 0 ? 1.0 / p.stream.slope : xb.back() / ts.back();
     p.samples = static_cast<int>(xb.size());
     // M = 1: the streaming rate, 2 FLOPs per weight element.
-    p.curve.push_back({1.0, 2.0 * p.bw / static_cast<double>(elt_bytes(d))});
+    p.curve.push_back({1.0, 2.0 * p.bw / static_cast<double>(exec::elt_size(d))});
     // Products of several rows at M = 64 over the model's shapes and narrower ones: the rate
     // and the cost per input element (fit_products), which narrow products feel most.
     {

@@ -69,10 +69,12 @@ const DeviceRates& CostModel::rates_of(ExecDevice d) const {
 
 // Uniform routing is an assumption (real routers are skewed; a calibration figure for skew can
 // scale it later).
-double touched_experts(const Op& op, double m) {
-  const double E = static_cast<double>(op.experts), k = static_cast<double>(op.active);
+double touched_experts(int64_t experts, int64_t active, double m) {
+  const double E = static_cast<double>(experts), k = static_cast<double>(active);
   return std::max(std::min(E, k), E * (1.0 - std::pow(1.0 - k / E, m)));
 }
+
+double touched_experts(const Op& op, double m) { return touched_experts(op.experts, op.active, m); }
 
 void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes) const {
   const double e = graph_.elt;

@@ -71,6 +71,7 @@ struct OpTime {
 // The expected number of distinct experts `tokens` tokens touch in one routed-experts op when
 // each picks op.active of op.experts uniformly: E (1 - (1 - k/E)^tokens) (at least k).
 double touched_experts(const Op& op, double tokens);
+double touched_experts(int64_t experts, int64_t active, double tokens);
 
 class CostModel {
  public:

@@ -26,6 +26,7 @@
 #include <memory>
 #include <string>
 
+#include "exec/placement.h"
 #include "trace/gpu_trace.h"
 
 namespace dmap::trace {
@@ -78,6 +79,22 @@ class CuptiTracer {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+};
+
+// An executor's module hooks (exec::ModuleObserver, given to DeviceModel::set_observer) as the
+// tracer's pushes, pops and host ranges: what `dmap run --trace` and the GPU profiler attach.
+class CuptiModuleObserver : public exec::ModuleObserver {
+ public:
+  explicit CuptiModuleObserver(CuptiTracer& t) : t_(t) {}
+  void begin(const std::string& module, int step) override { t_.push_module(module, step); }
+  void end() override { t_.pop_module(); }
+  void host_range(const std::string& module, int step, std::chrono::steady_clock::time_point a,
+                  std::chrono::steady_clock::time_point b) override {
+    t_.add_host_range(module, step, a, b);
+  }
+
+ private:
+  CuptiTracer& t_;
 };
 
 }  // namespace dmap::trace

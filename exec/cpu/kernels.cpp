@@ -61,11 +61,11 @@ void linear_t(const float* x, int64_t M, int64_t K, const uint16_t* w16, const f
 }
 }  // namespace
 void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads) {
-  if (w.type == WType::kF32) {
+  if (w.type == DType::kFloat32) {
     linear_t(x, M, w.cols, nullptr, static_cast<const float*>(w.data), w.rows, bias, y, threads, bf16_to_f32);
   } else {
     linear_t(x, M, w.cols, static_cast<const uint16_t*>(w.data), nullptr, w.rows, bias, y, threads,
-             w.type == WType::kBF16 ? bf16_to_f32 : f16_to_f32);
+             w.type == DType::kBFloat16 ? bf16_to_f32 : f16_to_f32);
   }
 }
 }  // namespace scalar
@@ -122,9 +122,10 @@ void linear_isa(Isa isa, const float* x, int64_t M, const Weight& w, const float
   DMAP_CHECK(static_cast<int>(isa) <= static_cast<int>(best_isa()),
              "instruction set not supported here: " + isa_name(isa));
   DMAP_CHECK(w.rows >= 0 && w.cols >= 0 && M >= 0, "negative matrix size");
+  require_exec_dtype(w.type, "linear");
   threads = std::max(1, threads);
   // Decode with bfloat16 weights on AVX512_BF16 parts: pairwise bf16 dot products.
-  if (isa >= Isa::kAvx512 && w.type == WType::kBF16 && M < 16 && has_avx512bf16()) {
+  if (isa >= Isa::kAvx512 && w.type == DType::kBFloat16 && M < 16 && has_avx512bf16()) {
     avx512bf16::linear(x, M, w, bias, y, threads);
     return;
   }

@@ -9,7 +9,7 @@
 // C++. Rows of W are split across OpenMP threads.
 //
 // Example:
-//   Weight w{ptr, WType::kBF16, 14336, 4096};
+//   Weight w{ptr, DType::kBFloat16, 14336, 4096};
 //   linear(x, /*M=*/1, w, /*bias=*/nullptr, y, /*threads=*/2);
 #pragma once
 
@@ -17,15 +17,17 @@
 #include <cstring>
 #include <string>
 
+#include "exec/exec_dtype.h"
+
 namespace dmap::exec::cpu {
 
-enum class WType { kF32, kF16, kBF16 };
+// Weights are float32, float16 or bfloat16 (exec/exec_dtype.h); linear() throws on another type.
 // kAmx: AVX-512 plus AMX tiles for bfloat16 prefill products (x rounded to bfloat16 there).
 enum class Isa { kScalar, kAvx2, kAvx512, kAmx };
 
 struct Weight {
   const void* data = nullptr;
-  WType type = WType::kF32;
+  DType type = DType::kFloat32;
   int64_t rows = 0;  // N (output features)
   int64_t cols = 0;  // K (input features)
 };
@@ -78,24 +80,26 @@ uint16_t f32_to_f16(float v);  // round to nearest even
 
 // The element types as storage: element i of a buffer of type t as float32; a float32 stored as t
 // (round to nearest even); v rounded to t and back (what a 16-bit tensor holds).
-inline float load(WType t, const void* p, int64_t i) {
+inline float load(DType t, const void* p, int64_t i) {
   switch (t) {
-    case WType::kF32: return static_cast<const float*>(p)[i];
-    case WType::kF16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case WType::kBF16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kFloat32: return static_cast<const float*>(p)[i];
+    case DType::kFloat16: return f16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    case DType::kBFloat16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
+    default: break;  // not an executor type: callers check (require_exec_dtype) before
   }
   return 0;
 }
-inline void store(WType t, void* p, int64_t i, float v) {
+inline void store(DType t, void* p, int64_t i, float v) {
   switch (t) {
-    case WType::kF32: static_cast<float*>(p)[i] = v; return;
-    case WType::kF16: static_cast<uint16_t*>(p)[i] = f32_to_f16(v); return;
-    case WType::kBF16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); return;
+    case DType::kFloat32: static_cast<float*>(p)[i] = v; return;
+    case DType::kFloat16: static_cast<uint16_t*>(p)[i] = f32_to_f16(v); return;
+    case DType::kBFloat16: static_cast<uint16_t*>(p)[i] = f32_to_bf16(v); return;
+    default: return;  // not an executor type: callers check (require_exec_dtype) before
   }
 }
-inline float round_to(WType t, float v) {
-  if (t == WType::kBF16) return round_bf16(v);
-  if (t == WType::kF16) return f16_to_f32(f32_to_f16(v));
+inline float round_to(DType t, float v) {
+  if (t == DType::kBFloat16) return round_bf16(v);
+  if (t == DType::kFloat16) return f16_to_f32(f32_to_f16(v));
   return v;
 }
 

@@ -67,7 +67,7 @@ bool available() {
 
 bool linear_bf16(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads) {
   const int64_t K = w.cols, N = w.rows;
-  if (!available() || w.type != WType::kBF16 || K % 32 != 0 || N % 32 != 0 || M < 16) return false;
+  if (!available() || w.type != DType::kBFloat16 || K % 32 != 0 || N % 32 != 0 || M < 16) return false;
   const int64_t mblocks = (M + 15) / 16, kblocks = K / 32;
   // Packed x^T in VNNI pairs: per (m-block, k-block) a 16 x 64-byte tile, row r = for each of the
   // 16 rows m of x the pair x[m][2r], x[m][2r+1]; rows beyond M are zero.

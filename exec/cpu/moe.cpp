@@ -11,15 +11,15 @@ namespace dmap::exec::cpu {
 
 namespace {
 
-void round_all(WType act, float* p, int64_t n) {
-  if (act == WType::kBF16) {
+void round_all(DType act, float* p, int64_t n) {
+  if (act == DType::kBFloat16) {
     round_bf16_n(p, n);
-  } else if (act == WType::kF16) {
+  } else if (act == DType::kFloat16) {
     for (int64_t i = 0; i < n; ++i) p[i] = round_to(act, p[i]);
   }
 }
 
-size_t elt(WType t) { return t == WType::kF32 ? 4 : 2; }
+size_t elt(DType t) { return t == DType::kFloat32 ? 4 : 2; }
 
 // Expert e's [rows x cols] matrix of a stacked E x rows x cols tensor.
 Weight expert_slice(const Weight& w, int64_t e, int64_t rows, int64_t cols) {
@@ -29,7 +29,7 @@ Weight expert_slice(const Weight& w, int64_t e, int64_t rows, int64_t cols) {
 
 }  // namespace
 
-void moe_route(const float* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights, WType act,
+void moe_route(const float* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights, DType act,
                int32_t* pick, float* weight, int64_t* counts) {
   std::vector<float> prob(static_cast<size_t>(E));
   std::vector<int64_t> order(static_cast<size_t>(E));
@@ -69,7 +69,7 @@ int64_t moe_dispatch(const float* x, int64_t M, int64_t H, int64_t E, int64_t K,
   return touched;
 }
 
-void moe_gate_up(const Weight& gate_up, int64_t E, int64_t I, WType act, int threads, MoeScratch& s) {
+void moe_gate_up(const Weight& gate_up, int64_t E, int64_t I, DType act, int threads, MoeScratch& s) {
   const int64_t R = static_cast<int64_t>(s.rows.size()), H = gate_up.cols;
   s.gu.resize(static_cast<size_t>(R * 2 * I));
   for (int64_t e = 0; e < E; ++e) {
@@ -85,17 +85,17 @@ void moe_gate_up(const Weight& gate_up, int64_t E, int64_t I, WType act, int thr
     std::memcpy(s.act.data() + i * I, s.gu.data() + i * 2 * I, sizeof(float) * I);
     std::memcpy(s.up.data() + i * I, s.gu.data() + i * 2 * I + I, sizeof(float) * I);
   }
-  if (act == WType::kF16) {  // float16 rounding points: the portable loop
+  if (act == DType::kFloat16) {  // float16 rounding points: the portable loop
     for (int64_t i = 0; i < R * I; ++i) {
       const float a = s.act[i];
       s.act[i] = round_to(act, round_to(act, a / (1.0f + std::exp(-a))) * s.up[i]);
     }
   } else {
-    silu_mul(s.act.data(), s.up.data(), R * I, act == WType::kBF16);
+    silu_mul(s.act.data(), s.up.data(), R * I, act == DType::kBFloat16);
   }
 }
 
-void moe_down(const Weight& down, int64_t E, int64_t H, WType act, int threads, MoeScratch& s) {
+void moe_down(const Weight& down, int64_t E, int64_t H, DType act, int threads, MoeScratch& s) {
   const int64_t R = static_cast<int64_t>(s.rows.size()), I = down.cols;
   s.y.resize(static_cast<size_t>(R * H));
   for (int64_t e = 0; e < E; ++e) {
@@ -107,7 +107,7 @@ void moe_down(const Weight& down, int64_t E, int64_t H, WType act, int threads, 
   round_all(act, s.y.data(), R * H);
 }
 
-void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, WType act,
+void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, DType act,
                  const MoeScratch& s, float* out) {
   const int64_t R = M * K;
   std::vector<int64_t> slot_of(static_cast<size_t>(R));
@@ -125,7 +125,7 @@ void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32
 }
 
 int64_t moe_experts(const float* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K, const int32_t* pick,
-                    const float* weight, bool fp32_weights, const Weight& gate_up, const Weight& down, WType act,
+                    const float* weight, bool fp32_weights, const Weight& gate_up, const Weight& down, DType act,
                     int threads, MoeScratch& s, float* out) {
   const int64_t touched = moe_dispatch(x, M, H, E, K, pick, s);
   moe_gate_up(gate_up, E, I, act, threads, s);

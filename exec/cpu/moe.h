@@ -13,9 +13,9 @@
 //                      are float32 (mixtral), sums in float32 in rank order
 //
 // Example:
-//   moe_route(logits, M, E, K, /*norm_topk=*/true, /*fp32_weights=*/false, WType::kBF16, pick, w);
+//   moe_route(logits, M, E, K, /*norm_topk=*/true, /*fp32_weights=*/false, DType::kBFloat16, pick, w);
 //   MoeScratch s;
-//   moe_experts(x, M, H, I, E, K, pick, w, false, gate_up, down, WType::kBF16, 2, s, out);
+//   moe_experts(x, M, H, I, E, K, pick, w, false, gate_up, down, DType::kBFloat16, 2, s, out);
 #pragma once
 
 #include <cstdint>
@@ -28,7 +28,7 @@ namespace dmap::exec::cpu {
 // Top k of softmax(logits) per row (float32; descending, ties to the lower expert), their
 // probabilities renormalised over the k when `norm_topk`, then rounded to `act` unless
 // `fp32_weights`. Writes pick and weight (M x K); counts (E, optional) += tokens per expert.
-void moe_route(const float* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights, WType act,
+void moe_route(const float* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights, DType act,
                int32_t* pick, float* weight, int64_t* counts = nullptr);
 
 // Work buffers of one block, reused across calls.
@@ -42,16 +42,16 @@ struct MoeScratch {
 // distinct experts touched.
 int64_t moe_dispatch(const float* x, int64_t M, int64_t H, int64_t E, int64_t K, const int32_t* pick, MoeScratch& s);
 // gate_up: E x 2I x H (rows [gate | up] of each expert); leaves act (R x I) in s.act.
-void moe_gate_up(const Weight& gate_up, int64_t E, int64_t I, WType act, int threads, MoeScratch& s);
+void moe_gate_up(const Weight& gate_up, int64_t E, int64_t I, DType act, int threads, MoeScratch& s);
 // down: E x H x I; leaves y (R x H) in s.y.
-void moe_down(const Weight& down, int64_t E, int64_t H, WType act, int threads, MoeScratch& s);
+void moe_down(const Weight& down, int64_t E, int64_t H, DType act, int threads, MoeScratch& s);
 // out (M x H) = the weighted sum of each token's K rows of s.y, rounded to `act`.
-void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, WType act,
+void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, DType act,
                  const MoeScratch& s, float* out);
 
 // The four above in order; returns the experts touched.
 int64_t moe_experts(const float* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K, const int32_t* pick,
-                    const float* weight, bool fp32_weights, const Weight& gate_up, const Weight& down, WType act,
+                    const float* weight, bool fp32_weights, const Weight& gate_up, const Weight& down, DType act,
                     int threads, MoeScratch& s, float* out);
 
 }  // namespace dmap::exec::cpu

@@ -88,8 +88,8 @@ cublasStatus_t CUBLASWINAPI cublasSetMathMode(cublasHandle_t handle, cublasMath_
 
 cublasStatus_t CUBLASWINAPI cublasGemmEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
                                          int m, int n, int k, const void* alpha, const void* A, cudaDataType Atype,
-                                         int lda, const void* B, cudaDataType Btype, int ldb, const void* beta,
-                                         void* C, cudaDataType Ctype, int ldc, cublasComputeType_t computeType,
+                                         int lda, const void* B, cudaDataType Btype, int ldb, const void* beta, void* C,
+                                         cudaDataType Ctype, int ldc, cublasComputeType_t computeType,
                                          cublasGemmAlgo_t algo) {
   if (!usable()) return CUBLAS_STATUS_NOT_INITIALIZED;
   return cublas().gemm_ex(handle, transa, transb, m, n, k, alpha, A, Atype, lda, B, Btype, ldb, beta, C, Ctype, ldc,

@@ -5,17 +5,6 @@
 
 namespace dmap::exec {
 
-namespace {
-cuda::DT dt(WType t) {
-  switch (t) {
-    case WType::kF32: return cuda::DT::kF32;
-    case WType::kF16: return cuda::DT::kF16;
-    case WType::kBF16: return cuda::DT::kBF16;
-  }
-  return cuda::DT::kF32;
-}
-}  // namespace
-
 CudaRuntime::CudaRuntime() : count_(cuda::device_count()) {}
 
 CudaRuntime::~CudaRuntime() {
@@ -114,59 +103,59 @@ void CudaRuntime::copy_peer(void* dst, int dst_device, const void* src, int src_
   DMAP_CUDA(cudaMemcpyPeerAsync(dst, dst_device, src, src_device, bytes, on(stream)));
 }
 
-void CudaRuntime::gemm(int stream, WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
+void CudaRuntime::gemm(int stream, DType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
                        bool accumulate) {
-  cuda::gemm(blas(stream).get(), dt(t), x, M, K, W, N, y, accumulate);
+  cuda::gemm(blas(stream).get(), t, x, M, K, W, N, y, accumulate);
 }
-void CudaRuntime::embed(int stream, WType t, const void* table, int64_t, const int32_t* ids, int64_t M, int64_t H,
+void CudaRuntime::embed(int stream, DType t, const void* table, int64_t, const int32_t* ids, int64_t M, int64_t H,
                         float scale, void* out) {
-  cuda::embed(dt(t), table, ids, M, H, scale, out, on(stream));
+  cuda::embed(t, table, ids, M, H, scale, out, on(stream));
 }
-void CudaRuntime::rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
+void CudaRuntime::rmsnorm(int stream, DType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
                           NormMode mode, void* y) {
   const cuda::Norm m = mode == NormMode::kGemma      ? cuda::Norm::kGemma
                        : mode == NormMode::kMulFirst ? cuda::Norm::kMulFirst
                                                      : cuda::Norm::kLlama;
-  cuda::rmsnorm(dt(t), x, w, M, H, eps, m, y, on(stream));
+  cuda::rmsnorm(t, x, w, M, H, eps, m, y, on(stream));
 }
-void CudaRuntime::broadcast_rows(int stream, WType t, const void* b, int64_t M, int64_t N, void* y) {
-  cuda::broadcast_rows(dt(t), b, M, N, y, on(stream));
+void CudaRuntime::broadcast_rows(int stream, DType t, const void* b, int64_t M, int64_t N, void* y) {
+  cuda::broadcast_rows(t, b, M, N, y, on(stream));
 }
-void CudaRuntime::rope(int stream, WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads,
+void CudaRuntime::rope(int stream, DType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads,
                        int64_t d, int64_t rotary, const float* cos, const float* sin, bool fp32) {
-  cuda::rope(dt(t), q, k, M, T, heads, kv_heads, d, rotary, cos, sin, fp32, on(stream));
+  cuda::rope(t, q, k, M, T, heads, kv_heads, d, rotary, cos, sin, fp32, on(stream));
 }
-void CudaRuntime::softcap(int stream, WType t, void* x, int64_t n, float cap) {
-  cuda::softcap(dt(t), x, n, cap, on(stream));
+void CudaRuntime::softcap(int stream, DType t, void* x, int64_t n, float cap) {
+  cuda::softcap(t, x, n, cap, on(stream));
 }
-void CudaRuntime::gated_act(int stream, WType t, void* g, const void* u, int64_t n, bool gelu) {
-  cuda::gated_act(dt(t), g, u, n, gelu, on(stream));
+void CudaRuntime::gated_act(int stream, DType t, void* g, const void* u, int64_t n, bool gelu) {
+  cuda::gated_act(t, g, u, n, gelu, on(stream));
 }
-void CudaRuntime::add_residual(int stream, WType t, void* x, const void* h, int64_t n) {
-  cuda::add_residual(dt(t), x, h, n, on(stream));
+void CudaRuntime::add_residual(int stream, DType t, void* x, const void* h, int64_t n) {
+  cuda::add_residual(t, x, h, n, on(stream));
 }
-void CudaRuntime::kv_store(int stream, WType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T,
+void CudaRuntime::kv_store(int stream, DType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T,
                            int64_t KV, int64_t d, int64_t S, int64_t start) {
-  cuda::kv_store(dt(t), k, v, kc, vc, B, T, KV, d, S, start, on(stream));
+  cuda::kv_store(t, k, v, kc, vc, B, T, KV, d, S, start, on(stream));
 }
-void CudaRuntime::attention(int stream, WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B,
+void CudaRuntime::attention(int stream, DType t, const void* q, const void* kc, const void* vc, void* out, int64_t B,
                             int64_t T, int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window,
                             float scale, float softcap) {
-  cuda::attention(dt(t), q, kc, vc, out, B, T, H, KV, d, S, start, window, scale, softcap, on(stream));
+  cuda::attention(t, q, kc, vc, out, B, T, H, KV, d, S, start, window, scale, softcap, on(stream));
 }
 int64_t CudaRuntime::attention_max_context(int device, int64_t d) { return cuda::attention_max_context(device, d); }
-void CudaRuntime::moe_route(int stream, WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
+void CudaRuntime::moe_route(int stream, DType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
                             bool fp32_weights, int32_t* pick, float* weight, int32_t* counts) {
-  cuda::moe_route(dt(t), logits, M, E, K, norm_topk, fp32_weights, pick, weight, counts, on(stream));
+  cuda::moe_route(t, logits, M, E, K, norm_topk, fp32_weights, pick, weight, counts, on(stream));
 }
-void CudaRuntime::moe_experts(int stream, WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
+void CudaRuntime::moe_experts(int stream, DType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
                               const int32_t* pick, const float* weight, bool fp32_weights, const void* gate_up,
                               const void* down, void* work, void* out) {
   (void)E;
-  cuda::moe_experts(dt(t), x, M, H, I, K, pick, weight, fp32_weights, gate_up, down, work, out, on(stream));
+  cuda::moe_experts(t, x, M, H, I, K, pick, weight, fp32_weights, gate_up, down, work, out, on(stream));
 }
-void CudaRuntime::to_float(int stream, WType t, const void* x, float* y, int64_t n) {
-  cuda::to_float(dt(t), x, y, n, on(stream));
+void CudaRuntime::to_float(int stream, DType t, const void* x, float* y, int64_t n) {
+  cuda::to_float(t, x, y, n, on(stream));
 }
 
 }  // namespace dmap::exec

@@ -49,30 +49,30 @@ class CudaRuntime : public DeviceRuntime {
   void copy_peer(void* dst, int dst_device, const void* src, int src_device, size_t bytes, int stream,
                  const std::string& what) override;
 
-  void gemm(int stream, WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
+  void gemm(int stream, DType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
             bool accumulate) override;
-  void embed(int stream, WType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H,
+  void embed(int stream, DType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H,
              float scale, void* out) override;
-  void rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, NormMode mode,
+  void rmsnorm(int stream, DType t, const void* x, const void* w, int64_t M, int64_t H, float eps, NormMode mode,
                void* y) override;
-  void broadcast_rows(int stream, WType t, const void* b, int64_t M, int64_t N, void* y) override;
-  void rope(int stream, WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d,
+  void broadcast_rows(int stream, DType t, const void* b, int64_t M, int64_t N, void* y) override;
+  void rope(int stream, DType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d,
             int64_t rotary, const float* cos, const float* sin, bool fp32) override;
-  void gated_act(int stream, WType t, void* g, const void* u, int64_t n, bool gelu) override;
-  void add_residual(int stream, WType t, void* x, const void* h, int64_t n) override;
-  void kv_store(int stream, WType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T, int64_t KV,
+  void gated_act(int stream, DType t, void* g, const void* u, int64_t n, bool gelu) override;
+  void add_residual(int stream, DType t, void* x, const void* h, int64_t n) override;
+  void kv_store(int stream, DType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T, int64_t KV,
                 int64_t d, int64_t S, int64_t start) override;
-  void attention(int stream, WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T,
+  void attention(int stream, DType t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T,
                  int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, float scale,
                  float softcap) override;
-  void softcap(int stream, WType t, void* x, int64_t n, float cap) override;
-  void moe_route(int stream, WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
+  void softcap(int stream, DType t, void* x, int64_t n, float cap) override;
+  void moe_route(int stream, DType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
                  bool fp32_weights, int32_t* pick, float* weight, int32_t* counts) override;
-  void moe_experts(int stream, WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
+  void moe_experts(int stream, DType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
                    const int32_t* pick, const float* weight, bool fp32_weights, const void* gate_up, const void* down,
                    void* work, void* out) override;
   int64_t attention_max_context(int device, int64_t d) override;
-  void to_float(int stream, WType t, const void* x, float* y, int64_t n) override;
+  void to_float(int stream, DType t, const void* x, float* y, int64_t n) override;
 
  private:
   struct StreamRec {

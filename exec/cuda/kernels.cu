@@ -373,26 +373,28 @@ __global__ void moe_combine_kernel(const float* y, const float* weight, int64_t 
 
 // Calls fn with a value of the element type of `t` (for template dispatch).
 template <class Fn>
-void dispatch(DT t, Fn&& fn) {
+void dispatch(DType t, Fn&& fn) {
   switch (t) {
-    case DT::kF32: fn(float{}); return;
-    case DT::kF16: fn(__half{}); return;
-    case DT::kBF16: fn(__nv_bfloat16{}); return;
+    case DType::kFloat32: fn(float{}); return;
+    case DType::kFloat16: fn(__half{}); return;
+    case DType::kBFloat16: fn(__nv_bfloat16{}); return;
+    default: require_exec_dtype(t, "CUDA kernel");
   }
 }
 
-cudaDataType_t cuda_type(DT t) {
+cudaDataType_t cuda_type(DType t) {
   switch (t) {
-    case DT::kF32: return CUDA_R_32F;
-    case DT::kF16: return CUDA_R_16F;
-    case DT::kBF16: return CUDA_R_16BF;
+    case DType::kFloat32: return CUDA_R_32F;
+    case DType::kFloat16: return CUDA_R_16F;
+    case DType::kBFloat16: return CUDA_R_16BF;
+    default: require_exec_dtype(t, "cuBLAS product");
   }
   return CUDA_R_32F;
 }
 
 }  // namespace
 
-void gemm(cublasHandle_t blas, DT t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
+void gemm(cublasHandle_t blas, DType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
           bool accumulate) {
   // Row-major y = x W^T is column-major y^T (N x M) = W (K x N, transposed) * x^T (K x M).
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
@@ -402,7 +404,8 @@ void gemm(cublasHandle_t blas, DT t, const void* x, int64_t M, int64_t K, const 
                            y, ty, static_cast<int>(N), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
-void embed(DT t, const void* table, const int32_t* ids, int64_t M, int64_t H, float scale, void* out, cudaStream_t s) {
+void embed(DType t, const void* table, const int32_t* ids, int64_t M, int64_t H, float scale, void* out,
+           cudaStream_t s) {
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     embed_kernel<T><<<static_cast<unsigned>(M), kThreads, 0, s>>>(static_cast<const T*>(table), ids, H, scale,
@@ -411,7 +414,8 @@ void embed(DT t, const void* table, const int32_t* ids, int64_t M, int64_t H, fl
   DMAP_CUDA_LAUNCHED("embed kernel");
 }
 
-void rmsnorm(DT t, const void* x, const void* w, int64_t M, int64_t H, float eps, Norm mode, void* y, cudaStream_t s) {
+void rmsnorm(DType t, const void* x, const void* w, int64_t M, int64_t H, float eps, Norm mode, void* y,
+             cudaStream_t s) {
   const int threads = H >= 4096 ? 1024 : H >= 1024 ? 512 : 256;
   dispatch(t, [&](auto z) {
     using T = decltype(z);
@@ -421,7 +425,7 @@ void rmsnorm(DT t, const void* x, const void* w, int64_t M, int64_t H, float eps
   DMAP_CUDA_LAUNCHED("rmsnorm kernel");
 }
 
-void broadcast_rows(DT t, const void* b, int64_t M, int64_t N, void* y, cudaStream_t s) {
+void broadcast_rows(DType t, const void* b, int64_t M, int64_t N, void* y, cudaStream_t s) {
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     broadcast_rows_kernel<T><<<blocks_for(M * N), kThreads, 0, s>>>(static_cast<const T*>(b), M, N, static_cast<T*>(y));
@@ -429,8 +433,8 @@ void broadcast_rows(DT t, const void* b, int64_t M, int64_t N, void* y, cudaStre
   DMAP_CUDA_LAUNCHED("bias broadcast kernel");
 }
 
-void rope(DT t, void* q, void* k, int64_t M, int64_t T_len, int64_t heads, int64_t kv_heads, int64_t d, int64_t rotary,
-          const float* cos, const float* sin, bool fp32, cudaStream_t s) {
+void rope(DType t, void* q, void* k, int64_t M, int64_t T_len, int64_t heads, int64_t kv_heads, int64_t d,
+          int64_t rotary, const float* cos, const float* sin, bool fp32, cudaStream_t s) {
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     rope_kernel<T><<<static_cast<unsigned>(M), kThreads, 0, s>>>(
@@ -440,7 +444,7 @@ void rope(DT t, void* q, void* k, int64_t M, int64_t T_len, int64_t heads, int64
   DMAP_CUDA_LAUNCHED("rope kernel");
 }
 
-void softcap(DT t, void* x, int64_t n, float cap, cudaStream_t s) {
+void softcap(DType t, void* x, int64_t n, float cap, cudaStream_t s) {
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     softcap_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(static_cast<T*>(x), n, cap);
@@ -448,7 +452,7 @@ void softcap(DT t, void* x, int64_t n, float cap, cudaStream_t s) {
   DMAP_CUDA_LAUNCHED("softcap kernel");
 }
 
-void gated_act(DT t, void* g, const void* u, int64_t n, bool gelu, cudaStream_t s) {
+void gated_act(DType t, void* g, const void* u, int64_t n, bool gelu, cudaStream_t s) {
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     gated_act_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(static_cast<T*>(g), static_cast<const T*>(u), n, gelu);
@@ -456,7 +460,7 @@ void gated_act(DT t, void* g, const void* u, int64_t n, bool gelu, cudaStream_t 
   DMAP_CUDA_LAUNCHED("gated activation kernel");
 }
 
-void add_residual(DT t, void* x, const void* h, int64_t n, cudaStream_t s) {
+void add_residual(DType t, void* x, const void* h, int64_t n, cudaStream_t s) {
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     add_residual_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(static_cast<T*>(x), static_cast<const T*>(h), n);
@@ -464,8 +468,8 @@ void add_residual(DT t, void* x, const void* h, int64_t n, cudaStream_t s) {
   DMAP_CUDA_LAUNCHED("residual add kernel");
 }
 
-void kv_store(DT t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T_len, int64_t KV, int64_t d,
-              int64_t S, int64_t start, cudaStream_t s) {
+void kv_store(DType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T_len, int64_t KV,
+              int64_t d, int64_t S, int64_t start, cudaStream_t s) {
   if (B > 65535) throw RuntimeFailure("KV cache store: batch " + std::to_string(B) + " exceeds the grid (65535)");
   const dim3 grid(static_cast<unsigned>(T_len), static_cast<unsigned>(B));
   dispatch(t, [&](auto z) {
@@ -477,7 +481,7 @@ void kv_store(DT t, const void* k, const void* v, void* kc, void* vc, int64_t B,
   DMAP_CUDA_LAUNCHED("KV cache store kernel");
 }
 
-void attention(DT t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T_len, int64_t H,
+void attention(DType t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T_len, int64_t H,
                int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, float scale, float softcap,
                cudaStream_t s) {
   if (T_len > 65535 || B > 65535) {
@@ -507,7 +511,7 @@ int64_t attention_max_context(int device, int64_t d) {
   return static_cast<int64_t>(optin / sizeof(float)) - d - 32;
 }
 
-void moe_route(DT t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights,
+void moe_route(DType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights,
                int32_t* pick, float* weight, int32_t* counts, cudaStream_t s) {
   if (K > kMoeMaxK || K > E)
     throw RuntimeFailure("MoE router: top " + std::to_string(K) + " of " + std::to_string(E) +
@@ -522,7 +526,7 @@ void moe_route(DT t, const void* logits, int64_t M, int64_t E, int64_t K, bool n
   DMAP_CUDA_LAUNCHED("MoE router kernel");
 }
 
-void moe_experts(DT t, const void* x, int64_t M, int64_t H, int64_t I, int64_t K, const int32_t* pick,
+void moe_experts(DType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t K, const int32_t* pick,
                  const float* weight, bool fp32_weights, const void* gate_up, const void* down, void* work, void* out,
                  cudaStream_t s) {
   const int64_t R = M * K;
@@ -547,7 +551,7 @@ void moe_experts(DT t, const void* x, int64_t M, int64_t H, int64_t I, int64_t K
   DMAP_CUDA_LAUNCHED("MoE experts kernels");
 }
 
-void to_float(DT t, const void* x, float* y, int64_t n, cudaStream_t s) {
+void to_float(DType t, const void* x, float* y, int64_t n, cudaStream_t s) {
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     to_float_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(static_cast<const T*>(x), y, n);
@@ -555,7 +559,7 @@ void to_float(DT t, const void* x, float* y, int64_t n, cudaStream_t s) {
   DMAP_CUDA_LAUNCHED("to-float kernel");
 }
 
-void from_float(DT t, const float* x, void* y, int64_t n, cudaStream_t s) {
+void from_float(DType t, const float* x, void* y, int64_t n, cudaStream_t s) {
   dispatch(t, [&](auto z) {
     using T = decltype(z);
     from_float_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(x, static_cast<T*>(y), n);

@@ -82,7 +82,7 @@ struct DeviceModel::Impl {
   Placement pl;
   RunOptions opt;
   Clock::time_point epoch;
-  WType dt = WType::kF32;
+  DType dt = DType::kFloat32;
   size_t elt = 4;
   Fault fault = Fault::kNone;
   std::vector<std::unique_ptr<GpuCtx>> gpus;  // by ordinal (null: unused)
@@ -143,7 +143,7 @@ struct DeviceModel::Impl {
     const int count = rt.device_count();
     if (count == 0) throw RuntimeFailure("the placement needs a GPU but no " + rt.name() + " device is usable here");
     dt = weights.get("model.embed_tokens.weight").w.type;
-    elt = wtype_size(dt);
+    elt = elt_size(dt);
     times = module_slots(cfg);
     rt.set_scope("(set-up)", -1);
 
@@ -392,20 +392,20 @@ struct DeviceModel::Impl {
   }
 
   void to_host_float(const void* src, float* dst, int64_t n) const {
-    if (dt == WType::kF32) {
+    if (dt == DType::kFloat32) {
       std::memcpy(dst, src, static_cast<size_t>(n) * 4);
       return;
     }
     const auto* s = static_cast<const uint16_t*>(src);
-    for (int64_t i = 0; i < n; ++i) dst[i] = dt == WType::kBF16 ? cpu::bf16_to_f32(s[i]) : cpu::f16_to_f32(s[i]);
+    for (int64_t i = 0; i < n; ++i) dst[i] = dt == DType::kBFloat16 ? cpu::bf16_to_f32(s[i]) : cpu::f16_to_f32(s[i]);
   }
   void from_host_float(const float* src, void* dst, int64_t n) const {
-    if (dt == WType::kF32) {
+    if (dt == DType::kFloat32) {
       std::memcpy(dst, src, static_cast<size_t>(n) * 4);
       return;
     }
     auto* d = static_cast<uint16_t*>(dst);
-    for (int64_t i = 0; i < n; ++i) d[i] = dt == WType::kBF16 ? cpu::f32_to_bf16(src[i]) : cpu::f32_to_f16(src[i]);
+    for (int64_t i = 0; i < n; ++i) d[i] = dt == DType::kBFloat16 ? cpu::f32_to_bf16(src[i]) : cpu::f32_to_f16(src[i]);
   }
 
   // ---- weights of offloaded units --------------------------------------------------------------
@@ -637,8 +637,8 @@ struct DeviceModel::Impl {
 
   float gemma_scale() const {
     const float s = std::sqrt(static_cast<float>(cfg.hidden));
-    if (dt == WType::kBF16) return cpu::round_bf16(s);
-    if (dt == WType::kF16) return cpu::f16_to_f32(cpu::f32_to_f16(s));
+    if (dt == DType::kBFloat16) return cpu::round_bf16(s);
+    if (dt == DType::kFloat16) return cpu::f16_to_f32(cpu::f32_to_f16(s));
     return s;
   }
 

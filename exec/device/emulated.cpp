@@ -345,10 +345,10 @@ double EmulatedDevice::kernel_time(double flops, double bytes) const {
 // ---- operators -----------------------------------------------------------------------------------
 
 namespace {
-size_t nbytes(WType t, int64_t n) { return static_cast<size_t>(n) * wtype_size(t); }
+size_t nbytes(DType t, int64_t n) { return static_cast<size_t>(n) * elt_size(t); }
 }  // namespace
 
-void EmulatedDevice::gemm(int s, WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
+void EmulatedDevice::gemm(int s, DType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
                           bool accumulate) {
   const size_t bx = nbytes(t, M * K), bw = nbytes(t, N * K), by = nbytes(t, M * N);
   std::vector<Operand> ops = {{x, bx, false, "input"}, {W, bw, false, "weight"}};
@@ -359,7 +359,7 @@ void EmulatedDevice::gemm(int s, WType t, const void* x, int64_t M, int64_t K, c
   host_ops::gemm(t, x, M, K, W, N, y, accumulate, cfg_.threads);
 }
 
-void EmulatedDevice::embed(int s, WType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H,
+void EmulatedDevice::embed(int s, DType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H,
                            float scale, void* out) {
   enqueue(s, "embed", "",
           {{ids, static_cast<size_t>(M) * sizeof(int32_t), false, "token ids"},
@@ -373,7 +373,7 @@ void EmulatedDevice::embed(int s, WType t, const void* table, int64_t vocab, con
   host_ops::embed(t, table, ids, M, H, scale, out);
 }
 
-void EmulatedDevice::rmsnorm(int s, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
+void EmulatedDevice::rmsnorm(int s, DType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
                              NormMode mode, void* y) {
   enqueue(s, "rmsnorm", "",
           {{x, nbytes(t, M * H), false, "input"},
@@ -384,13 +384,13 @@ void EmulatedDevice::rmsnorm(int s, WType t, const void* x, const void* w, int64
   host_ops::rmsnorm(t, x, w, M, H, eps, mode, y);
 }
 
-void EmulatedDevice::broadcast_rows(int s, WType t, const void* b, int64_t M, int64_t N, void* y) {
+void EmulatedDevice::broadcast_rows(int s, DType t, const void* b, int64_t M, int64_t N, void* y) {
   enqueue(s, "broadcast_rows", "", {{b, nbytes(t, N), false, "bias"}, {y, nbytes(t, M * N), true, "output"}},
           kernel_time(0, static_cast<double>(nbytes(t, M * N))), "", TimelineRecord::Kind::kKernel);
   host_ops::broadcast_rows(t, b, M, N, y);
 }
 
-void EmulatedDevice::rope(int s, WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads,
+void EmulatedDevice::rope(int s, DType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads,
                           int64_t d, int64_t rotary, const float* cos, const float* sin, bool fp32) {
   const size_t bq = nbytes(t, M * heads * d), bk = nbytes(t, M * kv_heads * d);
   const size_t table = static_cast<size_t>(T * (rotary / 2)) * sizeof(float);
@@ -406,7 +406,7 @@ void EmulatedDevice::rope(int s, WType t, void* q, void* k, int64_t M, int64_t T
   host_ops::rope(t, q, k, M, T, heads, kv_heads, d, rotary, cos, sin, fp32);
 }
 
-void EmulatedDevice::gated_act(int s, WType t, void* g, const void* u, int64_t n, bool gelu) {
+void EmulatedDevice::gated_act(int s, DType t, void* g, const void* u, int64_t n, bool gelu) {
   enqueue(s, "gated_act", "",
           {{g, nbytes(t, n), false, "gate"}, {u, nbytes(t, n), false, "up"}, {g, nbytes(t, n), true, "gate"}},
           kernel_time(8.0 * static_cast<double>(n), 3.0 * static_cast<double>(nbytes(t, n))), "",
@@ -414,7 +414,7 @@ void EmulatedDevice::gated_act(int s, WType t, void* g, const void* u, int64_t n
   host_ops::gated_act(t, g, u, n, gelu);
 }
 
-void EmulatedDevice::add_residual(int s, WType t, void* x, const void* h, int64_t n) {
+void EmulatedDevice::add_residual(int s, DType t, void* x, const void* h, int64_t n) {
   enqueue(
       s, "add_residual", "",
       {{x, nbytes(t, n), false, "residual"}, {h, nbytes(t, n), false, "input"}, {x, nbytes(t, n), true, "residual"}},
@@ -422,7 +422,7 @@ void EmulatedDevice::add_residual(int s, WType t, void* x, const void* h, int64_
   host_ops::add_residual(t, x, h, n);
 }
 
-void EmulatedDevice::kv_store(int s, WType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T,
+void EmulatedDevice::kv_store(int s, DType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T,
                               int64_t KV, int64_t d, int64_t S, int64_t start) {
   const size_t in = nbytes(t, B * T * KV * d), cache = nbytes(t, B * KV * S * d);
   enqueue(s, "kv_store", "",
@@ -434,7 +434,7 @@ void EmulatedDevice::kv_store(int s, WType t, const void* k, const void* v, void
   host_ops::kv_store(t, k, v, kc, vc, B, T, KV, d, S, start);
 }
 
-void EmulatedDevice::attention(int s, WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B,
+void EmulatedDevice::attention(int s, DType t, const void* q, const void* kc, const void* vc, void* out, int64_t B,
                                int64_t T, int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window,
                                float scale, float softcap) {
   const size_t bq = nbytes(t, B * T * H * d), cache = nbytes(t, B * KV * S * d);
@@ -450,14 +450,14 @@ void EmulatedDevice::attention(int s, WType t, const void* q, const void* kc, co
   host_ops::attention(t, q, kc, vc, out, B, T, H, KV, d, S, start, window, scale, softcap);
 }
 
-void EmulatedDevice::softcap(int s, WType t, void* x, int64_t n, float cap) {
+void EmulatedDevice::softcap(int s, DType t, void* x, int64_t n, float cap) {
   enqueue(s, "softcap", "", {{x, nbytes(t, n), false, "input"}, {x, nbytes(t, n), true, "output"}},
           kernel_time(4.0 * static_cast<double>(n), 2.0 * static_cast<double>(nbytes(t, n))), "",
           TimelineRecord::Kind::kKernel);
   host_ops::softcap(t, x, n, cap);
 }
 
-void EmulatedDevice::moe_route(int s, WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
+void EmulatedDevice::moe_route(int s, DType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
                                bool fp32_weights, int32_t* pick, float* weight, int32_t* counts) {
   const size_t rk = static_cast<size_t>(M * K);
   enqueue(s, "moe_route", "",
@@ -470,7 +470,7 @@ void EmulatedDevice::moe_route(int s, WType t, const void* logits, int64_t M, in
   host_ops::moe_route(t, logits, M, E, K, norm_topk, fp32_weights, pick, weight, counts);
 }
 
-void EmulatedDevice::moe_experts(int s, WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
+void EmulatedDevice::moe_experts(int s, DType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
                                  const int32_t* pick, const float* weight, bool fp32_weights, const void* gate_up,
                                  const void* down, void* work, void* out) {
   const size_t rk = static_cast<size_t>(M * K);
@@ -497,7 +497,7 @@ int64_t EmulatedDevice::attention_max_context(int device, int64_t d) {
   return (227 * 1024) / static_cast<int64_t>(sizeof(float)) - d - 32;
 }
 
-void EmulatedDevice::to_float(int s, WType t, const void* x, float* y, int64_t n) {
+void EmulatedDevice::to_float(int s, DType t, const void* x, float* y, int64_t n) {
   enqueue(s, "to_float", "", {{x, nbytes(t, n), false, "input"}, {y, static_cast<size_t>(n) * 4, true, "output"}},
           kernel_time(0, static_cast<double>(nbytes(t, n) + static_cast<size_t>(n) * 4)), "",
           TimelineRecord::Kind::kKernel);

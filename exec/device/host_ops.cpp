@@ -12,14 +12,14 @@
 namespace dmap::exec::host_ops {
 
 namespace {
-std::vector<float> to_f32(WType t, const void* p, int64_t n) {
+std::vector<float> to_f32(DType t, const void* p, int64_t n) {
   std::vector<float> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = load(t, p, i);
   return v;
 }
 }  // namespace
 
-void gemm(WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y, bool accumulate,
+void gemm(DType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y, bool accumulate,
           int threads) {
   const std::vector<float> xf = to_f32(t, x, M * K);
   std::vector<float> yf(static_cast<size_t>(M * N));
@@ -30,13 +30,13 @@ void gemm(WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N
   }
 }
 
-void embed(WType t, const void* table, const int32_t* ids, int64_t M, int64_t H, float scale, void* out) {
+void embed(DType t, const void* table, const int32_t* ids, int64_t M, int64_t H, float scale, void* out) {
   for (int64_t r = 0; r < M; ++r)
     for (int64_t i = 0; i < H; ++i)
       store(t, out, r * H + i, load(t, table, static_cast<int64_t>(ids[r]) * H + i) * scale);
 }
 
-void rmsnorm(WType t, const void* x, const void* w, int64_t M, int64_t H, float eps, cpu::NormMode mode, void* y) {
+void rmsnorm(DType t, const void* x, const void* w, int64_t M, int64_t H, float eps, cpu::NormMode mode, void* y) {
   std::vector<float> row(static_cast<size_t>(H));
   for (int64_t r = 0; r < M; ++r) {
     float ss = 0;
@@ -56,12 +56,12 @@ void rmsnorm(WType t, const void* x, const void* w, int64_t M, int64_t H, float 
   }
 }
 
-void broadcast_rows(WType t, const void* b, int64_t M, int64_t N, void* y) {
-  const size_t row = static_cast<size_t>(N) * (t == WType::kF32 ? 4 : 2);
+void broadcast_rows(DType t, const void* b, int64_t M, int64_t N, void* y) {
+  const size_t row = static_cast<size_t>(N) * (t == DType::kFloat32 ? 4 : 2);
   for (int64_t m = 0; m < M; ++m) std::memcpy(static_cast<uint8_t*>(y) + static_cast<size_t>(m) * row, b, row);
 }
 
-void rope(WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d, int64_t rotary,
+void rope(DType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads, int64_t d, int64_t rotary,
           const float* cos, const float* sin, bool fp32) {
   const int64_t half = rotary / 2;
   for (int64_t r = 0; r < M; ++r) {
@@ -84,7 +84,7 @@ void rope(WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_
   }
 }
 
-void gated_act(WType t, void* g, const void* u, int64_t n, bool gelu) {
+void gated_act(DType t, void* g, const void* u, int64_t n, bool gelu) {
   for (int64_t i = 0; i < n; ++i) {
     const float a = load(t, g, i);
     const float act = gelu ? 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))
@@ -93,13 +93,13 @@ void gated_act(WType t, void* g, const void* u, int64_t n, bool gelu) {
   }
 }
 
-void add_residual(WType t, void* x, const void* h, int64_t n) {
+void add_residual(DType t, void* x, const void* h, int64_t n) {
   for (int64_t i = 0; i < n; ++i) store(t, x, i, load(t, x, i) + load(t, h, i));
 }
 
-void kv_store(WType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T, int64_t KV, int64_t d,
+void kv_store(DType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T, int64_t KV, int64_t d,
               int64_t S, int64_t start) {
-  const size_t e = t == WType::kF32 ? 4 : 2;
+  const size_t e = t == DType::kFloat32 ? 4 : 2;
   const size_t row = static_cast<size_t>(d) * e;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t tt = 0; tt < T; ++tt)
@@ -111,7 +111,7 @@ void kv_store(WType t, const void* k, const void* v, void* kc, void* vc, int64_t
       }
 }
 
-void attention(WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T, int64_t H,
+void attention(DType t, const void* q, const void* kc, const void* vc, void* out, int64_t B, int64_t T, int64_t H,
                int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window, float scale, float softcap) {
   const int64_t group = H / KV;
   std::vector<float> qs(static_cast<size_t>(d)), sc(static_cast<size_t>(start + T)), acc(static_cast<size_t>(d));
@@ -143,15 +143,15 @@ void attention(WType t, const void* q, const void* kc, const void* vc, void* out
       }
 }
 
-void softcap(WType t, void* x, int64_t n, float cap) {
+void softcap(DType t, void* x, int64_t n, float cap) {
   for (int64_t i = 0; i < n; ++i) store(t, x, i, round_to(t, std::tanh(round_to(t, load(t, x, i) / cap))) * cap);
 }
 
-void to_float(WType t, const void* x, float* y, int64_t n) {
+void to_float(DType t, const void* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = load(t, x, i);
 }
 
-void moe_route(WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights,
+void moe_route(DType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk, bool fp32_weights,
                int32_t* pick, float* weight, int32_t* counts) {
   const std::vector<float> lg = to_f32(t, logits, M * E);
   std::vector<int64_t> n(static_cast<size_t>(E), 0);
@@ -159,7 +159,7 @@ void moe_route(WType t, const void* logits, int64_t M, int64_t E, int64_t K, boo
   for (int64_t e = 0; e < E; ++e) counts[e] = static_cast<int32_t>(n[static_cast<size_t>(e)]);
 }
 
-void moe_experts(WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K, const int32_t* pick,
+void moe_experts(DType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K, const int32_t* pick,
                  const float* weight, bool fp32_weights, const void* gate_up, const void* down, void* out,
                  int threads) {
   const std::vector<float> xf = to_f32(t, x, M * H);

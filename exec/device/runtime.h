@@ -20,7 +20,7 @@
 //   DeviceMemory w(rt, 0, bytes, "model.layers.0.mlp.up_proj.weight");
 //   int s = rt.create_stream(0, "compute");
 //   rt.copy_h2d(w.data(), host, bytes, s, "model.layers.0.mlp.up_proj.weight");
-//   rt.gemm(s, WType::kBF16, x, M, K, w.data(), N, y, false);
+//   rt.gemm(s, DType::kBFloat16, x, M, K, w.data(), N, y, false);
 //   rt.stream_sync(s);
 #pragma once
 
@@ -34,8 +34,6 @@
 
 namespace dmap::exec {
 
-using cpu::WType;
-inline size_t wtype_size(WType t) { return t == WType::kF32 ? 4 : 2; }
 // Device scratch of moe_experts: float32 [gate | up] and output rows for M * K routed rows.
 inline size_t moe_work_bytes(int64_t M, int64_t K, int64_t H, int64_t I) {
   return static_cast<size_t>(M * K * (2 * I + H)) * sizeof(float);
@@ -96,48 +94,48 @@ class DeviceRuntime {
 
   // ---- operators, queued on `stream` ----
   // y (M x N) = x (M x K) W^T (W: N x K), plus the old y when `accumulate` (one rounding).
-  virtual void gemm(int stream, WType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
+  virtual void gemm(int stream, DType t, const void* x, int64_t M, int64_t K, const void* W, int64_t N, void* y,
                     bool accumulate) = 0;
   // out[r] = table[ids[r]] * scale (scale 1: a plain copy); ids on the device.
-  virtual void embed(int stream, WType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H,
+  virtual void embed(int stream, DType t, const void* table, int64_t vocab, const int32_t* ids, int64_t M, int64_t H,
                      float scale, void* out) = 0;
   // RMSNorm per row (r = 1 / rms): kLlama round(w * round(x * r)); kMulFirst round(x * r * w)
   // (olmo2); kGemma round(x * r * (1 + w)).
-  virtual void rmsnorm(int stream, WType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
+  virtual void rmsnorm(int stream, DType t, const void* x, const void* w, int64_t M, int64_t H, float eps,
                        NormMode mode, void* y) = 0;
-  virtual void broadcast_rows(int stream, WType t, const void* b, int64_t M, int64_t N, void* y) = 0;
+  virtual void broadcast_rows(int stream, DType t, const void* b, int64_t M, int64_t N, void* y) = 0;
   // Rotary embedding (rotate_half pairs (i, i + rotary/2) of each head's first `rotary` channels)
   // of q (M x heads*d) and k (M x kv*d) in place; row r at table row r % T; cos, sin: T x
   // rotary/2 float32 on the device. Each term rounded (a = r(r(a c) + r(-b s))), or with `fp32`
   // (olmo2) the sum rounded once.
-  virtual void rope(int stream, WType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads,
+  virtual void rope(int stream, DType t, void* q, void* k, int64_t M, int64_t T, int64_t heads, int64_t kv_heads,
                     int64_t d, int64_t rotary, const float* cos, const float* sin, bool fp32) = 0;
   // g = round(round(act(g)) * u), act = SiLU, or GELU (tanh) for gemma.
-  virtual void gated_act(int stream, WType t, void* g, const void* u, int64_t n, bool gelu) = 0;
+  virtual void gated_act(int stream, DType t, void* g, const void* u, int64_t n, bool gelu) = 0;
   // x = round(x + h).
-  virtual void add_residual(int stream, WType t, void* x, const void* h, int64_t n) = 0;
+  virtual void add_residual(int stream, DType t, void* x, const void* h, int64_t n) = 0;
   // This forward's keys and values (M x kv*d) into the cache (B x KV x S x d) at start..start+T-1.
-  virtual void kv_store(int stream, WType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T,
+  virtual void kv_store(int stream, DType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T,
                         int64_t KV, int64_t d, int64_t S, int64_t start) = 0;
   // Causal (optionally sliding-window) attention of q (M x H*d) over the cache -> out: scores
   // round(round(q.k) * scale), soft-capped when softcap > 0 (gemma2), float32 softmax,
   // probabilities rounded, float32 sums.
-  virtual void attention(int stream, WType t, const void* q, const void* kc, const void* vc, void* out, int64_t B,
+  virtual void attention(int stream, DType t, const void* q, const void* kc, const void* vc, void* out, int64_t B,
                          int64_t T, int64_t H, int64_t KV, int64_t d, int64_t S, int64_t start, int64_t window,
                          float scale, float softcap) = 0;
   // x = round(round(tanh(round(x / cap))) * cap): gemma2's logit soft-capping.
-  virtual void softcap(int stream, WType t, void* x, int64_t n, float cap) = 0;
+  virtual void softcap(int stream, DType t, void* x, int64_t n, float cap) = 0;
   // A sparse MoE block (exec/cpu/moe.h): the router's choice per row of logits (M x E) -> pick
   // (M x K int32), weight (M x K float32) and counts (E int32: the rows routed to each expert,
   // set); then the routed experts (gate_up E x 2I x H, down E x H x I) -> out (M x H), with
   // moe_work_bytes(M, K, H, I) of device scratch in `work`.
-  virtual void moe_route(int stream, WType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
+  virtual void moe_route(int stream, DType t, const void* logits, int64_t M, int64_t E, int64_t K, bool norm_topk,
                          bool fp32_weights, int32_t* pick, float* weight, int32_t* counts) = 0;
-  virtual void moe_experts(int stream, WType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
+  virtual void moe_experts(int stream, DType t, const void* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K,
                            const int32_t* pick, const float* weight, bool fp32_weights, const void* gate_up,
                            const void* down, void* work, void* out) = 0;
   virtual int64_t attention_max_context(int device, int64_t d) = 0;
-  virtual void to_float(int stream, WType t, const void* x, float* y, int64_t n) = 0;
+  virtual void to_float(int stream, DType t, const void* x, float* y, int64_t n) = 0;
 
   // What the next calls belong to (a module and a step), for the emulator's messages and
   // timeline; CUDA ignores it.

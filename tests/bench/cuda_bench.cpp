@@ -18,6 +18,7 @@
 #include "exec/cuda/runtime.h"
 
 using namespace dmap::exec::cuda;
+using dmap::DType;
 
 namespace {
 
@@ -85,7 +86,7 @@ int gemm_shapes(int argc, char** argv) {
       std::vector<double> s;
       for (int r = 0; r < 12; ++r) {
         a.record(st.get());
-        gemm(blas, DT::kBF16, x.data(), M, K, w.data(), N, y.data(), false);
+        gemm(blas, DType::kBFloat16, x.data(), M, K, w.data(), N, y.data(), false);
         b.record(st.get());
         st.sync();
         if (r >= 2) s.push_back(b.since(a) / 1e3);

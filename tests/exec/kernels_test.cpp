@@ -10,6 +10,7 @@
 #include "exec/cpu/kernels.h"
 
 using namespace dmap::exec::cpu;
+using dmap::DType;
 
 namespace {
 
@@ -63,15 +64,15 @@ TEST_CASE("linear matches a double-precision reference on every instruction set"
     for (auto& v : x) v = nd(rng);
     for (auto& v : wf) v = nd(rng);
     for (auto& v : bias) v = nd(rng);
-    for (WType t : {WType::kF32, WType::kBF16, WType::kF16}) {
+    for (DType t : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
       // The weights as stored, and the exact values they stand for.
       std::vector<uint16_t> w16(wf.size());
       std::vector<double> wexact(wf.size());
       for (size_t i = 0; i < wf.size(); ++i) {
-        if (t == WType::kBF16) {
+        if (t == DType::kBFloat16) {
           w16[i] = f32_to_bf16(wf[i]);
           wexact[i] = bf16_to_f32(w16[i]);
-        } else if (t == WType::kF16) {
+        } else if (t == DType::kFloat16) {
           w16[i] = f32_to_f16(wf[i]);
           wexact[i] = f16_to_f32(w16[i]);
         } else {
@@ -87,7 +88,7 @@ TEST_CASE("linear matches a double-precision reference on every instruction set"
         }
       // With bfloat16 weights the executor's activations are bfloat16 values (the AMX path relies on it).
       std::vector<float> xs = x;
-      if (t == WType::kBF16) {
+      if (t == DType::kBFloat16) {
         for (auto& v : xs) v = bf16_to_f32(f32_to_bf16(v));
         for (int64_t m = 0; m < c.M; ++m)
           for (int64_t n = 0; n < c.N; ++n) {
@@ -96,7 +97,7 @@ TEST_CASE("linear matches a double-precision reference on every instruction set"
             ref[m * c.N + n] = s;
           }
       }
-      const Weight w{t == WType::kF32 ? static_cast<const void*>(wf.data()) : w16.data(), t, c.N, c.K};
+      const Weight w{t == DType::kFloat32 ? static_cast<const void*>(wf.data()) : w16.data(), t, c.N, c.K};
       for (Isa isa : isas) {
         for (int threads : {1, 2}) {
           std::vector<float> y(c.M * c.N, -999.0f);

@@ -34,25 +34,21 @@ using namespace dmap::exec::testing;
 
 namespace {
 
-cpu::WType wtype(cu::DT t) {
-  return t == cu::DT::kF32 ? cpu::WType::kF32 : t == cu::DT::kF16 ? cpu::WType::kF16 : cpu::WType::kBF16;
-}
-
-float round_to(cu::DT t, float v) {
-  if (t == cu::DT::kBF16) return cpu::round_bf16(v);
-  if (t == cu::DT::kF16) return cpu::f16_to_f32(cpu::f32_to_f16(v));
+float round_to(DType t, float v) {
+  if (t == DType::kBFloat16) return cpu::round_bf16(v);
+  if (t == DType::kFloat16) return cpu::f16_to_f32(cpu::f32_to_f16(v));
   return v;
 }
 
 // Normalised error bound per dtype: a few units of the format's rounding.
-double tolerance(cu::DT t) { return t == cu::DT::kF32 ? 2e-5 : t == cu::DT::kF16 ? 3e-3 : 2e-2; }
+double tolerance(DType t) { return t == DType::kFloat32 ? 2e-5 : t == DType::kFloat16 ? 3e-3 : 2e-2; }
 
 // Host values in the dtype, uploaded to the device; read back as float32.
 struct DevTensor {
-  cu::DT t;
+  DType t;
   int64_t n;
   cu::DeviceBuffer buf;
-  DevTensor(cu::DT type, const std::vector<float>& v);
+  DevTensor(DType type, const std::vector<float>& v);
   std::vector<float> get() const {
     cu::DeviceBuffer f(0, static_cast<size_t>(n) * 4, "test");
     cu::to_float(t, buf.data(), f.as<float>(), n, nullptr);
@@ -62,7 +58,7 @@ struct DevTensor {
   }
 };
 
-std::vector<float> random_values(cu::DT t, size_t n, uint64_t seed, float scale = 1.0f) {
+std::vector<float> random_values(DType t, size_t n, uint64_t seed, float scale = 1.0f) {
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> nd(0.0f, scale);
   std::vector<float> v(n);
@@ -71,13 +67,13 @@ std::vector<float> random_values(cu::DT t, size_t n, uint64_t seed, float scale 
 }
 
 // Host bytes of values in the dtype, as cpu::Weight wants them.
-std::vector<uint8_t> host_bytes(cu::DT t, const std::vector<float>& v) {
-  std::vector<uint8_t> raw(v.size() * cu::dt_size(t));
+std::vector<uint8_t> host_bytes(DType t, const std::vector<float>& v) {
+  std::vector<uint8_t> raw(v.size() * elt_size(t));
   for (size_t i = 0; i < v.size(); ++i) {
-    if (t == cu::DT::kF32) {
+    if (t == DType::kFloat32) {
       std::memcpy(raw.data() + 4 * i, &v[i], 4);
     } else {
-      const uint16_t h = t == cu::DT::kBF16 ? cpu::f32_to_bf16(v[i]) : cpu::f32_to_f16(v[i]);
+      const uint16_t h = t == DType::kBFloat16 ? cpu::f32_to_bf16(v[i]) : cpu::f32_to_f16(v[i]);
       std::memcpy(raw.data() + 2 * i, &h, 2);
     }
   }
@@ -86,21 +82,23 @@ std::vector<uint8_t> host_bytes(cu::DT t, const std::vector<float>& v) {
 
 // In 16 bits both sides round at the same points, so nearly every element is bit-identical (a
 // few differ by an ulp where float32 sums ran in another order): a dropped rounding point fails.
-void check_mostly_exact(cu::DT t, const std::vector<float>& got, const std::vector<float>& want) {
-  if (t == cu::DT::kF32) return;
+void check_mostly_exact(DType t, const std::vector<float>& got, const std::vector<float>& want) {
+  if (t == DType::kFloat32) return;
   size_t same = 0;
   for (size_t i = 0; i < want.size(); ++i) same += got[i] == want[i];
   CHECK(static_cast<double>(same) >= 0.9 * static_cast<double>(want.size()));
 }
 
-DevTensor::DevTensor(cu::DT type, const std::vector<float>& v)
-    : t(type), n(static_cast<int64_t>(v.size())), buf(0, v.size() * cu::dt_size(type), "test") {
+DevTensor::DevTensor(DType type, const std::vector<float>& v)
+    : t(type), n(static_cast<int64_t>(v.size())), buf(0, v.size() * elt_size(type), "test") {
   const std::vector<uint8_t> raw = host_bytes(t, v);
   DMAP_CUDA(cudaMemcpy(buf.data(), raw.data(), raw.size(), cudaMemcpyHostToDevice));
 }
 
-const cu::DT kTypes[] = {cu::DT::kF32, cu::DT::kF16, cu::DT::kBF16};
-const char* type_name(cu::DT t) { return t == cu::DT::kF32 ? "float32" : t == cu::DT::kF16 ? "float16" : "bfloat16"; }
+const DType kTypes[] = {DType::kFloat32, DType::kFloat16, DType::kBFloat16};
+const char* type_name(DType t) {
+  return t == DType::kFloat32 ? "float32" : t == DType::kFloat16 ? "float16" : "bfloat16";
+}
 
 }  // namespace
 
@@ -111,18 +109,18 @@ namespace {
 
 // Values stored in the dtype on the host (host_ops' operands).
 struct HostTensor {
-  cu::DT t;
+  DType t;
   std::vector<uint8_t> raw;
-  HostTensor(cu::DT type, const std::vector<float>& v) : t(type), raw(host_bytes(type, v)) {}
+  HostTensor(DType type, const std::vector<float>& v) : t(type), raw(host_bytes(type, v)) {}
   void* data() { return raw.data(); }
   std::vector<float> get() const {
-    std::vector<float> out(raw.size() / cu::dt_size(t));
-    host_ops::to_float(wtype(t), raw.data(), out.data(), static_cast<int64_t>(out.size()));
+    std::vector<float> out(raw.size() / elt_size(t));
+    host_ops::to_float(t, raw.data(), out.data(), static_cast<int64_t>(out.size()));
     return out;
   }
 };
 
-void check_op(cu::DT t, const DevTensor& got, const HostTensor& want, bool mostly_exact = true) {
+void check_op(DType t, const DevTensor& got, const HostTensor& want, bool mostly_exact = true) {
   CHECK(rel_err(got.get(), want.get()) < tolerance(t));
   if (mostly_exact) check_mostly_exact(t, got.get(), want.get());
 }
@@ -132,15 +130,15 @@ void check_op(cu::DT t, const DevTensor& got, const HostTensor& want, bool mostl
 TEST_CASE("cuBLAS products match the CPU backend's linear") {
   cublasHandle_t blas;
   DMAP_CUBLAS(cublasCreate(&blas));
-  for (cu::DT t : kTypes) {
+  for (DType t : kTypes) {
     for (int64_t M : {1, 7, 64}) {
       const int64_t K = 192, N = 80;
       const auto x = random_values(t, static_cast<size_t>(M * K), 1);
       const auto w = random_values(t, static_cast<size_t>(N * K), 2, 0.1f);
       const auto b = random_values(t, static_cast<size_t>(N), 3);
       HostTensor hx(t, x), hw(t, w), hb(t, b), hy(t, std::vector<float>(static_cast<size_t>(M * N)));
-      host_ops::broadcast_rows(wtype(t), hb.data(), M, N, hy.data());
-      host_ops::gemm(wtype(t), hx.data(), M, K, hw.data(), N, hy.data(), true, 1);
+      host_ops::broadcast_rows(t, hb.data(), M, N, hy.data());
+      host_ops::gemm(t, hx.data(), M, K, hw.data(), N, hy.data(), true, 1);
       DevTensor dx(t, x), dw(t, w), db(t, b), dy(t, std::vector<float>(static_cast<size_t>(M * N)));
       cu::broadcast_rows(t, db.buf.data(), M, N, dy.buf.data(), nullptr);
       cu::gemm(blas, t, dx.buf.data(), M, K, dw.buf.data(), N, dy.buf.data(), true);
@@ -153,14 +151,14 @@ TEST_CASE("cuBLAS products match the CPU backend's linear") {
 
 TEST_CASE("RMSNorm, RoPE, gated activations, residual adds and soft-capping match the host operators") {
   const int64_t M = 6, H = 160, heads = 4, kv = 2, d = 40, T = 3, start = 5;
-  for (cu::DT t : kTypes) {
+  for (DType t : kTypes) {
     INFO(type_name(t));
     for (cu::Norm mode : {cu::Norm::kLlama, cu::Norm::kMulFirst, cu::Norm::kGemma}) {
       INFO("norm mode " << static_cast<int>(mode));
       const auto x = random_values(t, static_cast<size_t>(M * H), 4, 3.0f);
       const auto g = random_values(t, static_cast<size_t>(H), 5, 0.2f);
       HostTensor hx(t, x), hg(t, g), hy(t, std::vector<float>(x.size()));
-      host_ops::rmsnorm(wtype(t), hx.data(), hg.data(), M, H, 1e-5f, static_cast<cpu::NormMode>(mode), hy.data());
+      host_ops::rmsnorm(t, hx.data(), hg.data(), M, H, 1e-5f, static_cast<cpu::NormMode>(mode), hy.data());
       DevTensor dx(t, x), dg(t, g), dy(t, std::vector<float>(x.size()));
       cu::rmsnorm(t, dx.buf.data(), dg.buf.data(), M, H, 1e-5f, mode, dy.buf.data(), nullptr);
       check_op(t, dy, hy);
@@ -173,9 +171,9 @@ TEST_CASE("RMSNorm, RoPE, gated activations, residual adds and soft-capping matc
       cfg.head_dim = d;
       cfg.rope_fp32 = fp32;
       std::vector<float> cs, sn;
-      rope_tables(cfg, rope_inv_freq(cfg), wtype(t), T, start, cs, sn);
+      rope_tables(cfg, rope_inv_freq(cfg), t, T, start, cs, sn);
       HostTensor hq(t, q), hk(t, k);
-      host_ops::rope(wtype(t), hq.data(), hk.data(), M, T, heads, kv, d, d, cs.data(), sn.data(), fp32);
+      host_ops::rope(t, hq.data(), hk.data(), M, T, heads, kv, d, d, cs.data(), sn.data(), fp32);
       cu::DeviceBuffer dcos(0, cs.size() * 4, "test"), dsin(0, sn.size() * 4, "test");
       DMAP_CUDA(cudaMemcpy(dcos.data(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice));
       DMAP_CUDA(cudaMemcpy(dsin.data(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice));
@@ -188,7 +186,7 @@ TEST_CASE("RMSNorm, RoPE, gated activations, residual adds and soft-capping matc
     for (bool gelu : {false, true}) {  // gated activation
       const auto a = random_values(t, 1000, 8, 2.0f), u = random_values(t, 1000, 9);
       HostTensor hg(t, a), hu(t, u);
-      host_ops::gated_act(wtype(t), hg.data(), hu.data(), 1000, gelu);
+      host_ops::gated_act(t, hg.data(), hu.data(), 1000, gelu);
       DevTensor dg(t, a), du(t, u);
       cu::gated_act(t, dg.buf.data(), du.buf.data(), 1000, gelu, nullptr);
       check_op(t, dg, hg);
@@ -196,7 +194,7 @@ TEST_CASE("RMSNorm, RoPE, gated activations, residual adds and soft-capping matc
     {  // residual: one rounding of an exact float32 sum, bit-identical
       const auto a = random_values(t, 999, 10), h = random_values(t, 999, 11);
       HostTensor hx(t, a), hh(t, h);
-      host_ops::add_residual(wtype(t), hx.data(), hh.data(), 999);
+      host_ops::add_residual(t, hx.data(), hh.data(), 999);
       DevTensor dx(t, a), dh(t, h);
       cu::add_residual(t, dx.buf.data(), dh.buf.data(), 999, nullptr);
       CHECK(dx.get() == hx.get());
@@ -204,7 +202,7 @@ TEST_CASE("RMSNorm, RoPE, gated activations, residual adds and soft-capping matc
     {  // soft-capping (gemma2's logits)
       const auto a = random_values(t, 777, 12, 40.0f);
       HostTensor hx(t, a);
-      host_ops::softcap(wtype(t), hx.data(), 777, 30.0f);
+      host_ops::softcap(t, hx.data(), 777, 30.0f);
       DevTensor dx(t, a);
       cu::softcap(t, dx.buf.data(), 777, 30.0f, nullptr);
       check_op(t, dx, hx);
@@ -214,12 +212,12 @@ TEST_CASE("RMSNorm, RoPE, gated activations, residual adds and soft-capping matc
 
 TEST_CASE("attention over the KV cache matches the host operator: prefill and decode, GQA, a window, soft-capping") {
   const int64_t B = 2, H = 4, KV = 2, d = 32, S = 24;
-  for (cu::DT t : kTypes) {
+  for (DType t : kTypes) {
     for (int64_t window : {int64_t{0}, int64_t{5}}) {
       const float cap = window > 0 ? 50.0f : 0.0f;
       INFO(type_name(t) << " window " << window << " softcap " << cap);
       const size_t cache = static_cast<size_t>(B * KV * S * d);
-      cu::DeviceBuffer kc(0, cache * cu::dt_size(t), "k"), vc(0, kc.bytes(), "v");
+      cu::DeviceBuffer kc(0, cache * elt_size(t), "k"), vc(0, kc.bytes(), "v");
       DMAP_CUDA(cudaMemset(kc.data(), 0, kc.bytes()));
       DMAP_CUDA(cudaMemset(vc.data(), 0, vc.bytes()));
       HostTensor hkc(t, std::vector<float>(cache)), hvc(t, std::vector<float>(cache));
@@ -231,9 +229,9 @@ TEST_CASE("attention over the KV cache matches the host operator: prefill and de
         const auto v = random_values(t, static_cast<size_t>(M * KV * d), 60 + start);
         const float scale = 1.0f / std::sqrt(static_cast<float>(d));
         HostTensor hq(t, q), hk(t, k), hv(t, v), hout(t, std::vector<float>(static_cast<size_t>(M * H * d)));
-        host_ops::kv_store(wtype(t), hk.data(), hv.data(), hkc.data(), hvc.data(), B, T, KV, d, S, start);
-        host_ops::attention(wtype(t), hq.data(), hkc.data(), hvc.data(), hout.data(), B, T, H, KV, d, S, start, window,
-                            scale, cap);
+        host_ops::kv_store(t, hk.data(), hv.data(), hkc.data(), hvc.data(), B, T, KV, d, S, start);
+        host_ops::attention(t, hq.data(), hkc.data(), hvc.data(), hout.data(), B, T, H, KV, d, S, start, window, scale,
+                            cap);
         DevTensor dq(t, q), dk(t, k), dv(t, v), dout(t, std::vector<float>(static_cast<size_t>(M * H * d)));
         cu::kv_store(t, dk.buf.data(), dv.buf.data(), kc.data(), vc.data(), B, T, KV, d, S, start, nullptr);
         cu::attention(t, dq.buf.data(), kc.data(), vc.data(), dout.buf.data(), B, T, H, KV, d, S, start, window, scale,
@@ -247,7 +245,7 @@ TEST_CASE("attention over the KV cache matches the host operator: prefill and de
 
 TEST_CASE("the MoE router and experts match the host operators (exec/cpu/moe.h)") {
   const int64_t H = 96, I = 48, E = 8;
-  for (cu::DT t : kTypes) {
+  for (DType t : kTypes) {
     for (const auto& [M, K, norm, fp32w] :
          {std::tuple{int64_t{1}, int64_t{2}, true, false}, std::tuple{int64_t{9}, int64_t{2}, true, false},
           std::tuple{int64_t{5}, int64_t{3}, false, true}}) {
@@ -260,7 +258,7 @@ TEST_CASE("the MoE router and experts match the host operators (exec/cpu/moe.h)"
       HostTensor hl(t, logits);
       std::vector<int32_t> pick(static_cast<size_t>(M * K)), counts(static_cast<size_t>(E));
       std::vector<float> weight(static_cast<size_t>(M * K));
-      host_ops::moe_route(wtype(t), hl.data(), M, E, K, norm, fp32w, pick.data(), weight.data(), counts.data());
+      host_ops::moe_route(t, hl.data(), M, E, K, norm, fp32w, pick.data(), weight.data(), counts.data());
       DevTensor dl(t, logits);
       cu::DeviceBuffer dpick(0, pick.size() * 4, "pick"), dweight(0, weight.size() * 4, "weight"),
           dcounts(0, counts.size() * 4, "counts");
@@ -276,8 +274,8 @@ TEST_CASE("the MoE router and experts match the host operators (exec/cpu/moe.h)"
       CHECK(rel_err(gweight, weight) < tolerance(t));
       // Experts, on the host's choice.
       HostTensor hx(t, x), hgu(t, gu), hdown(t, down), hout(t, std::vector<float>(static_cast<size_t>(M * H)));
-      host_ops::moe_experts(wtype(t), hx.data(), M, H, I, E, K, pick.data(), weight.data(), fp32w, hgu.data(),
-                            hdown.data(), hout.data(), 1);
+      host_ops::moe_experts(t, hx.data(), M, H, I, E, K, pick.data(), weight.data(), fp32w, hgu.data(), hdown.data(),
+                            hout.data(), 1);
       DevTensor dx(t, x), dgu(t, gu), ddown(t, down), dout(t, std::vector<float>(static_cast<size_t>(M * H)));
       DMAP_CUDA(cudaMemcpy(dpick.data(), pick.data(), pick.size() * 4, cudaMemcpyHostToDevice));
       DMAP_CUDA(cudaMemcpy(dweight.data(), weight.data(), weight.size() * 4, cudaMemcpyHostToDevice));
