@@ -86,15 +86,25 @@ ExecConfig exec_config(const ModelSpec& spec) {
                                                                        : ExecConfig::QkNorm::kNone;
   e.fused = f == "phi3";
   e.rope_fp32 = f == "olmo2";
-  e.hidden = c.positive({"hidden_size"});
-  e.inter = c.positive({"intermediate_size"});
-  e.layers = c.positive({"num_hidden_layers"});
-  e.heads = c.positive({"num_attention_heads"});
-  e.kv_heads = c.positive_or({"num_key_value_heads"}, e.heads);
-  e.head_dim = c.positive_or({"head_dim"}, gemma_like ? 256 : e.hidden / e.heads);
-  if (f == "olmo2" || f == "phi3") e.head_dim = e.hidden / e.heads;  // these families have no head_dim
-  e.vocab = c.positive({"vocab_size"});
-  e.max_pos = c.integer_or({"max_position_embeddings"}, 0);
+  if (spec.quantization) {
+    throw InputError(spec.source, spec.quantization->line, 0,
+                     "the CPU executor runs unquantized checkpoints; this one is " + quant_summary(*spec.quantization));
+  }
+  // The shapes as the planner's tree has them (core/module_tree.h ModelDims): one derivation of
+  // head_dim and friends for the maps, the simulator and the executors.
+  const ModuleTree tree = build_module_tree(spec);
+  const ModelDims& d = tree.dims;
+  e.hidden = d.hidden_size;
+  e.inter = d.intermediate_size;
+  e.layers = d.num_layers;
+  e.heads = d.num_attention_heads;
+  e.kv_heads = d.num_kv_heads;
+  e.head_dim = d.head_dim;
+  e.vocab = d.vocab_size;
+  e.max_pos = d.max_positions;
+  DMAP_CHECK(
+      e.hidden > 0 && e.inter > 0 && e.layers > 0 && e.heads > 0 && e.kv_heads > 0 && e.head_dim > 0 && e.vocab > 0,
+      "the module tree of " + e.family + " has unset dimensions");
   e.eps = c.number_or({"rms_norm_eps"}, f == "olmo2" || f == "phi3" ? 1e-5 : 1e-6);
   // transformers v5 keeps RoPE in `rope_parameters` (gemma3: one map per layer type).
   const YAML::Node rp = c.node()["rope_parameters"];
@@ -111,11 +121,6 @@ ExecConfig exec_config(const ModelSpec& spec) {
     throw InputError(spec.source, 0, 0, "num_attention_heads is not a multiple of num_key_value_heads");
   // Sliding windows per layer, by the family's rule (the same as the planner's: layer_types,
   // use_sliding_window and max_window_layers, alternation or a pattern).
-  if (spec.quantization) {
-    throw InputError(spec.source, spec.quantization->line, 0,
-                     "the CPU executor runs unquantized checkpoints; this one is " + quant_summary(*spec.quantization));
-  }
-  const ModuleTree tree = build_module_tree(spec);
   e.layer_window = tree.dims.layer_window;
   // Mixture of experts: which layers are sparse, as the planner's tree says (qwen3_moe's
   // mlp_only_layers and decoder_sparse_step; every mixtral layer).

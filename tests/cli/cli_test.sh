@@ -353,6 +353,24 @@ PY
     bad "emulated $sem run failed: $(cat "$TMP/err")"
   fi
 done
+# a mixture-of-experts run on the emulated device: experts measured beside uniform routing's figure
+MOE="$SRC/tests/data/qwen3_moe_float32"
+printf '{"model.embed_tokens": 0, "model.layers.0": 0, "model.layers.1": "cpu", "model.norm": 0, "lm_head": 0}' >"$TMP/moe_map.json"
+if out="$("$DMAP" run "$MOE" --prompt-tokens 5 --new-tokens 3 --device-map "$TMP/moe_map.json" --backend emulated --format json 2>"$TMP/err")"; then
+  python3 - "$out" <<'PY' && ok || bad "MoE run json: experts_touched"
+import json, sys
+d = json.loads(sys.argv[1])
+e = d["experts_touched"]
+assert 2 <= e["prefill"]["measured"] <= 8 and abs(e["prefill"]["uniform"] - 8 * (1 - 0.75 ** 5)) < 1e-9, e
+assert e["decode"]["measured"] == 2 and e["decode"]["uniform"] == 2, e
+assert d["decode_token_s"] > 0 and d["backend"] == "emulated", d
+PY
+else
+  bad "MoE run failed: $(cat "$TMP/err")"
+fi
+"$DMAP" run "$MOE" --prompt-tokens 5 --new-tokens 3 --device-map "$TMP/moe_map.json" --backend emulated 2>/dev/null \
+  | grep -qE "^experts: +8 routed, 2 per token; touched per sparse layer: prefill [0-9.]+ \(uniform routing: 6.10 for 5 tokens\), decode 2.00 \(uniform: 2.00\)" \
+  && ok || bad "MoE run table: experts line"
 expect_error "run bad prompt id" "not a token id: 'x'" -- run "$FIX" --prompt-ids 1,x
 expect_error "run id outside vocabulary" "outside the vocabulary" -- run "$FIX" --prompt-ids 1,100000
 # weights that are not a regular file are an error, never random weights (issue 20)
