@@ -270,9 +270,10 @@ int cmd_profile(const std::vector<std::string>& argv) {
   const std::string machine = hw.describe();
   const std::string svg = stem + ".svg", trace = stem + ".trace.json";
   const fs::path dir = outp.has_parent_path() ? outp.parent_path() : fs::path(".");
-  profile::write_text_file((dir / svg).string(), profile::validation_svg(r, name));
+  const report::ValidationTable table = profile::validation_table(r, name, machine, *cal_file, svg, trace);
+  profile::write_text_file((dir / svg).string(), report::validation_svg(table));
   profile::write_text_file((dir / trace).string(), r.trace.json());
-  profile::write_text_file(out, profile::validation_markdown(r, machine, *cal_file, svg, trace));
+  profile::write_text_file(out, report::validation_markdown(table));
   std::printf("%-14s %-9s %-22s %12s %12s %8s %12s %12s %8s\n", "model", "dtype", "placement", "pred pre ms",
               "meas pre ms", "err", "pred ms/tok", "meas ms/tok", "err");
   for (const auto& row : r.rows) {

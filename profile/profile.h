@@ -40,6 +40,7 @@
 #include "profile/fit.h"
 #include "trace/gpu_trace.h"
 #include "profile/quiet.h"
+#include "report/validation_report.h"
 #include "trace/trace.h"
 #include "sim/calibration.h"
 #include "sim/hardware.h"
@@ -233,11 +234,11 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
                           const sim::Calibration& cal, const RunSettings& rs, const ValidationSettings& vs,
                           const ProgressFn& progress);
 
-// reports/validation/<machine>.md (links `svg_name` and `trace_name`, written next to it).
-std::string validation_markdown(const ValidationResult& r, const std::string& machine,
-                                const std::string& calibration_file, const std::string& svg_name,
-                                const std::string& trace_name);
-std::string validation_svg(const ValidationResult& r, const std::string& machine);
+// The results as the report renders them (report/validation_report.h: validation_markdown writes
+// reports/validation/<machine>.md, linking `svg_name` and `trace_name` written next to it).
+report::ValidationTable validation_table(const ValidationResult& r, const std::string& name, const std::string& machine,
+                                         const std::string& calibration_file, const std::string& svg_name,
+                                         const std::string& trace_name);
 
 // "Intel(R) Xeon(R) ..., 2 CPUs" from /proc/cpuinfo.
 std::string cpu_description();

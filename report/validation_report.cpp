@@ -1,0 +1,115 @@
+// The validation report's markdown and chart (see validation_report.h).
+#include "report/validation_report.h"
+
+#include <algorithm>
+#include <iomanip>
+#include <sstream>
+
+#include "report/svg.h"
+
+namespace dmap::report {
+
+namespace {
+
+std::string fmt(double v, int digits = 4) {
+  std::ostringstream o;
+  o << std::setprecision(digits) << v;
+  return o.str();
+}
+
+double prefill_error(const ValidationTableRow& r) { return r.predicted_prefill_s / r.measured_prefill_s - 1; }
+double decode_error(const ValidationTableRow& r) { return r.predicted_decode_s / r.measured_decode_s - 1; }
+
+}  // namespace
+
+std::string validation_svg(const ValidationTable& r) {
+  const std::string& machine = r.name;
+  StackedBarChart c;
+  c.title = "Predicted vs measured time per output token, " + machine;
+  c.y_label = "ms per token";
+  Series pred{"predicted", "#0072B2", {}}, meas{"measured", "#D55E00", {}};
+  for (const auto& row : r.rows) {
+    c.categories.push_back(row.model_id + " " + row.dtype + " " + row.placement);
+    pred.values.push_back(row.predicted_decode_s * 1e3);
+    meas.values.push_back(row.measured_decode_s * 1e3);
+    c.bar_notes.push_back(
+        std::string(decode_error(row) >= 0 ? "+" : "").append(fmt(decode_error(row) * 100, 2)).append("%"));
+  }
+  c.series = {pred, meas};
+  c.horizontal = true;
+  return render_grouped_svg(c);
+}
+
+std::string validation_markdown(const ValidationTable& r) {
+  const std::string &machine = r.machine, &calibration_file = r.calibration_file, &svg_name = r.svg_name,
+                    &trace_name = r.trace_name;
+  auto pct = [](double v) { return std::string(v >= 0 ? "+" : "") + fmt(v * 100, 2) + " %"; };
+  std::ostringstream m;
+  m << "# Validation: predicted vs measured, " << machine << "\n\n";
+  m << "Written by `dmap profile --validate`. Calibration: `" << calibration_file
+    << "`. Each placement was predicted by\n"
+    << "`dmap`'s cost model with that calibration, then run for real on dmap's CPU executor (random weights, batch 1,\n"
+    << "prompt " << r.prompt << ", " << r.new_tokens << " new tokens, " << r.threads
+    << " threads). None of these runs was used in the\n"
+    << "fit. Disk placements put the last layers on disk: their tensors are read from their files every forward,\n"
+    << "evicted from the page cache before the prefill (cold) and served from it during decode.\n\n"
+    << "Each placement was measured in " << r.rounds
+    << " rounds, each round in a fresh random order, each measurement\n"
+    << "after waiting for the machine to be quiet (other processes under " << fmt(r.quiet_cores, 2)
+    << " cores); measured figures are the medians over the rounds. A measurement during which other processes used "
+       "more\n"
+    << "than " << fmt(r.spoiled_cores, 2) << " cores was measured again (up to " << r.retries
+    << " times); \"others' load\" is the most they used during a kept one. \"Read from disk in decode\" is what the "
+       "machine\n"
+    << "read from block devices during a run's decode steps (the most over the rounds, /proc/vmstat): decode re-reads\n"
+    << "disk-offloaded weights from the page cache, so anything there is page-cache misses. \"Of which disk reads\" is "
+       "the\n"
+    << "part of a decode step spent reading disk-offloaded tensors: predicted, then measured per round.\n";
+  if (r.not_quiet > 0)
+    m << "**" << r.not_quiet << " measurement(s) started without the machine having become quiet.**\n";
+  m << "\n";
+  m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured "
+       "ms/token | error | "
+       "rounds: ms/token | of which disk reads, ms | others' load | read from disk in decode |\n";
+  m << "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|\n";
+  for (const auto& row : r.rows) {
+    std::string rounds;
+    for (double d : row.decode_rounds) rounds.append(rounds.empty() ? "" : ", ").append(fmt(d * 1e3, 3));
+    std::string reads = "—";
+    if (row.predicted_decode_disk_s > 0 ||
+        std::any_of(row.decode_disk_rounds.begin(), row.decode_disk_rounds.end(), [](double d) { return d > 0; })) {
+      reads = fmt(row.predicted_decode_disk_s * 1e3, 3) + " / ";
+      for (size_t k = 0; k < row.decode_disk_rounds.size(); ++k)
+        reads.append(k ? ", " : "").append(fmt(row.decode_disk_rounds[k] * 1e3, 3));
+    }
+    m << "| " << row.model_id << " | " << row.dtype << " | " << row.placement << (row.in_fit ? " (in the fit)" : "")
+      << " | " << fmt(row.predicted_prefill_s * 1e3) << " ms | " << fmt(row.measured_prefill_s * 1e3) << " ms | "
+      << pct(prefill_error(row)) << " | " << fmt(row.predicted_decode_s * 1e3) << " | "
+      << fmt(row.measured_decode_s * 1e3) << " | " << pct(decode_error(row)) << " | " << rounds << " | " << reads
+      << " | " << fmt(row.foreign_cores, 2)
+      << (row.remeasured ? " (" + std::to_string(row.remeasured) + " re-measured)" : "") << " | "
+      << fmt(row.decode_device_read_bytes / 1e6, 3) << " MB |\n";
+  }
+  int held_out = 0;
+  for (const auto& row : r.rows) held_out += row.in_fit ? 0 : 1;
+  m << "\nError figures over the " << held_out
+    << " placements the calibration was not fitted on (rows marked \"in the fit\" are\n"
+    << "the calibration's own whole-model runs, shown for reference):\n";
+  m << "\n| | median abs error | 90th percentile | target |\n|---|---:|---:|---|\n";
+  m << "| time per output token | " << fmt(r.decode_median_abs * 100, 2) << " % | " << fmt(r.decode_p90_abs * 100, 2)
+    << " % | median ≤ 5 %, p90 ≤ 10 % |\n";
+  m << "| prefill | " << fmt(r.prefill_median_abs * 100, 2) << " % | " << fmt(r.prefill_p90_abs * 100, 2)
+    << " % | median ≤ 10 % |\n\n";
+  m << "Placement regret (measured time of the placement predicted fastest, whole run, vs the measured fastest):\n\n";
+  m << "| model, dtype | predicted fastest | measured fastest | regret |\n|---|---|---|---:|\n";
+  for (const auto& g : r.regrets)
+    m << "| " << g.group << " | " << g.recommended << " | " << g.fastest << " | " << fmt(g.regret * 100, 2) << " % |\n";
+  m << "\n![predicted vs measured](" << svg_name << ")\n\n";
+  m << "Timeline: [`" << trace_name << "`](" << trace_name
+    << ") (open in ui.perfetto.dev or chrome://tracing) holds the\n"
+    << "measured module ranges of one placement (the first that reads disk or uses a GPU) next to the cost model's\n"
+    << "predicted timeline: each op on the device it runs on, disk reads and copies on lanes of their own.\n";
+  return m.str();
+}
+
+}  // namespace dmap::report

@@ -1,0 +1,51 @@
+// The validation report (reports/validation/<machine>.md and its chart): what `dmap profile
+// --validate` measured beside what the calibrated cost model predicted. The profiler fills a
+// ValidationTable from its results (profile::validation_table); this file only renders, so that
+// report/ needs nothing of the profiler.
+//
+// Example:
+//   write_text_file(dir / "amd.svg", validation_svg(table));
+//   write_text_file(dir / "amd.md", validation_markdown(table));
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dmap::report {
+
+struct ValidationTableRow {
+  std::string model_id, dtype, placement;
+  bool in_fit = false;  // the calibration was fitted on this run
+  double predicted_prefill_s = 0, measured_prefill_s = 0;
+  double predicted_decode_s = 0, measured_decode_s = 0;
+  std::vector<double> decode_rounds;   // one measurement per round
+  double predicted_decode_disk_s = 0;  // of predicted_decode_s: reading disk-offloaded weights
+  std::vector<double> decode_disk_rounds;
+  double foreign_cores = 0;             // the most other processes' load during a kept measurement
+  int remeasured = 0;                   // measurements dropped as spoiled
+  double decode_device_read_bytes = 0;  // the most read from block devices during a kept run's decode
+};
+
+struct ValidationTableRegret {
+  std::string group, recommended, fastest;
+  double regret = 0;  // measured(recommended) / measured(fastest) - 1
+};
+
+struct ValidationTable {
+  std::string name;     // the calibration's name (the chart's title)
+  std::string machine;  // the hardware's description (the markdown's title)
+  std::string calibration_file, svg_name, trace_name;
+  int64_t prompt = 0, new_tokens = 0;
+  int threads = 1;
+  int rounds = 1, retries = 0, not_quiet = 0;
+  double quiet_cores = 0, spoiled_cores = 0;
+  std::vector<ValidationTableRow> rows;
+  std::vector<ValidationTableRegret> regrets;
+  double decode_median_abs = 0, decode_p90_abs = 0, prefill_median_abs = 0, prefill_p90_abs = 0;
+};
+
+std::string validation_markdown(const ValidationTable& t);
+std::string validation_svg(const ValidationTable& t);
+
+}  // namespace dmap::report

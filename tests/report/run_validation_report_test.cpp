@@ -1,0 +1,115 @@
+// `dmap run`'s table and JSON, and the validation report, from hand-made inputs: every figure the
+// caller gives appears, computed figures (medians, tokens/s, errors) are right, optional parts
+// appear only when there is something to show.
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "core/json_parse.h"
+#include "report/run_report.h"
+#include "report/validation_report.h"
+
+using namespace dmap::report;
+
+namespace {
+
+double number(const dmap::JsonValue* v) {
+  REQUIRE(v != nullptr);
+  return v->is_int() ? static_cast<double>(v->i) : v->d;
+}
+
+RunReport dense_run() {
+  RunReport r;
+  r.model = "tiny";
+  r.family = "llama";
+  r.weights = "random";
+  r.dtype = "bfloat16";
+  r.placement = "all on the CPU";
+  r.backend = "cpu";
+  r.semantics = "cpu";
+  r.executor = "CPU";
+  r.batch = 2;
+  r.prompt_tokens = 4;
+  r.new_tokens = 4;
+  r.threads = 2;
+  r.isa = "avx2";
+  r.tokens = {{5, 6, 7, 8}, {5, 6, 7, 9}};
+  r.prefill_s = 0.25;
+  r.decode_s = {0.010, 0.030, 0.020};  // median 20 ms: 2 sequences -> 100 tokens/s
+  r.device_map_json = R"({"":"cpu"})";
+  r.modules = {{"model.embed_tokens", "cpu", 0.001, 0.0005}, {"model.layers.0", "disk", 0.2, 0.015}};
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("run report: the table and the JSON carry the run's figures", "[unit][report]") {
+  RunReport r = dense_run();
+  const std::string table = run_report_table(r);
+  CHECK(table.find("decode:     20.00 ms/token (median of 3 steps), 100.00 tokens/s") != std::string::npos);
+  CHECK(table.find("tokens[1]: 5 6 7 9\n") != std::string::npos);
+  CHECK(table.find("model.layers.0                               disk") != std::string::npos);
+  CHECK(table.find("experts:") == std::string::npos);
+  CHECK(table.find("disk:") == std::string::npos);
+
+  const auto doc = dmap::parse_json(run_report_json(r), "run.json");
+  CHECK(number(doc.find("decode_token_s")) == Approx(0.020));
+  CHECK(number(doc.find("tokens_per_s")) == Approx(100.0));
+  CHECK(doc.find("experts_touched") == nullptr);
+  CHECK(doc.find("modules")->items.size() == 2);
+
+  r.disk_bytes_read = 3'000'000;
+  r.experts = 8;
+  r.top_k = 2;
+  r.prefill_experts = {2, 6.0, 5.0, 6.10};
+  r.decode_experts = {6, 2.0, 1.0, 2.0};
+  const std::string moe = run_report_table(r);
+  CHECK(moe.find("disk:       3.00 MB read") != std::string::npos);
+  CHECK(moe.find("experts:    8 routed, 2 per token; touched per sparse layer: prefill 6.00 (uniform routing: 6.10 "
+                 "for 5 tokens), decode 2.00 (uniform: 2.00)") != std::string::npos);
+  const auto moe_doc = dmap::parse_json(run_report_json(r), "run.json");
+  REQUIRE(moe_doc.find("experts_touched") != nullptr);
+  CHECK(moe_doc.find("experts_touched")->find("prefill")->find("uniform")->d == Approx(6.10));
+}
+
+TEST_CASE("validation report: rows, errors, held-out figures and regrets", "[unit][report]") {
+  ValidationTable t;
+  t.name = "amd";
+  t.machine = "AMD EPYC, 2 CPUs";
+  t.calibration_file = "configs/calibrations/amd.yaml";
+  t.svg_name = "amd.svg";
+  t.trace_name = "amd.trace.json";
+  t.prompt = 64;
+  t.new_tokens = 8;
+  t.threads = 2;
+  t.rounds = 3;
+  ValidationTableRow a;
+  a.model_id = "tinyllama_1b";
+  a.dtype = "float32";
+  a.placement = "cpu";
+  a.in_fit = true;
+  a.predicted_prefill_s = 1.1;
+  a.measured_prefill_s = 1.0;
+  a.predicted_decode_s = 0.090;
+  a.measured_decode_s = 0.100;
+  a.decode_rounds = {0.1, 0.1, 0.1};
+  ValidationTableRow b = a;
+  b.placement = "disk 11/22 layers";
+  b.in_fit = false;
+  b.predicted_decode_disk_s = 0.072;
+  b.decode_disk_rounds = {0.115, 0.118};
+  t.rows = {a, b};
+  t.regrets = {{"tinyllama_1b float32", "cpu", "cpu", 0.0}};
+  t.decode_median_abs = 0.1;
+  const std::string md = validation_markdown(t);
+  CHECK(md.find("# Validation: predicted vs measured, AMD EPYC, 2 CPUs") != std::string::npos);
+  CHECK(md.find("| tinyllama_1b | float32 | cpu (in the fit) | 1100 ms | 1000 ms | +10 % | 90 | 100 | -10 % |") !=
+        std::string::npos);
+  CHECK(md.find("72 / 115, 118") != std::string::npos);
+  CHECK(md.find("Error figures over the 1 placements") != std::string::npos);
+  CHECK(md.find("| tinyllama_1b float32 | cpu | cpu | 0 % |") != std::string::npos);
+  CHECK(md.find("![predicted vs measured](amd.svg)") != std::string::npos);
+  const std::string svg = validation_svg(t);
+  CHECK(svg.find("Predicted vs measured time per output token, amd") != std::string::npos);
+  CHECK(svg.find("-10%") != std::string::npos);
+}
