@@ -52,6 +52,13 @@ double time_linear(WeightPool& pool, int64_t M, int threads, int reps) {
   return median(t);
 }
 
+double reference_probe_ms(int threads) {
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  const size_t bytes = std::clamp<size_t>(l3 > 0 ? 4 * static_cast<size_t>(l3) : 0, size_t{128} << 20, size_t{4} << 30);
+  static WeightPool pool(DType::kFloat32, 4096, 2048, bytes);
+  return time_linear(pool, 1, threads, 15) * 1e3;
+}
+
 // Reads of 0.25..64 MiB tensors from scratch files: cold (evicted from the page cache first) and warm.
 DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progress) {
   namespace fs = std::filesystem;

@@ -70,6 +70,16 @@ class WeightPool {
 // Median seconds of `reps` products y = x W^T with M rows.
 double time_linear(WeightPool& pool, int64_t M, int threads, int reps);
 
+// The reference probe: the median milliseconds of 15 float32 matrix-vector products of
+// 4096 x 2048 (32 MiB), each reading the next copy of a pool four times the last-level cache (at
+// least 128 MiB, at most 4 GiB; allocated once per process), with `threads` threads — a fixed
+// stream from memory, about 30 ms. (On the AMD EPYC VM of 2026-12-04, whose L3 reads as 508 MiB,
+// 32 MiB reads from a 512 MiB pool ran at 46-49 GB/s, from 1 GiB at 35-52, from 4 GiB at 13-17.)
+// The profiler
+// records it in the calibration (host.reference_probe_ms) and the validation takes it again
+// before every measurement, so a report can say how far the machine's speed has moved since.
+double reference_probe_ms(int threads);
+
 struct DiskFit {
   LineFit cold, warm;
   int samples = 0;

@@ -192,8 +192,19 @@ struct ValidationRow {
   double decode_device_read_bytes = 0;                // the most read from block devices during a kept run's decode
   int remeasured = 0;                                 // measurements dropped as spoiled by other processes' load
   bool in_fit = false;  // the calibration was fitted on this run (left out of the error figures)
+  // The machine's state: the reference probe (probes.h) before each kept measurement over its time
+  // at calibration, per round; empty when the calibration has no probe time.
+  std::vector<double> probe_ratios;
+  double probe_ratio = 0;  // their median (0: not probed)
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
   double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
+  // The decode prediction scaled by the probe's ratio (decode streams weights from memory, as the
+  // probe does); the raw error when not probed.
+  double scaled_decode_error() const {
+    return probe_ratio > 0 ? predicted_decode_s * probe_ratio / measured_decode_s - 1 : decode_error();
+  }
+  // The probe within ±3 % of calibration time: the machine as it was calibrated.
+  bool steady() const { return probe_ratio > 0 && probe_ratio >= 0.97 && probe_ratio <= 1.03; }
   double predicted_total(int64_t n) const {
     return predicted_prefill_s + static_cast<double>(n - 1) * predicted_decode_s;
   }
@@ -224,6 +235,12 @@ struct ValidationResult {
   std::vector<Regret> regrets;
   double decode_median_abs = 0, decode_p90_abs = 0, prefill_median_abs = 0, prefill_p90_abs = 0;
   double max_regret = 0;
+  // Drift (when the calibration holds a probe time): held-out rows whose probe stayed within ±3 %,
+  // their raw errors, and the decode error of every held-out row with scaled predictions.
+  bool probed = false;
+  int held_out = 0, steady_rows = 0;
+  double steady_decode_median_abs = 0, steady_decode_p90_abs = 0, steady_prefill_median_abs = 0;
+  double scaled_decode_median_abs = 0, scaled_decode_p90_abs = 0;
   RunSettings run;
   ValidationSettings settings;
   int not_quiet = 0;  // measurements started although the machine never became quiet

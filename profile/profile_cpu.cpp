@@ -402,6 +402,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
          << ", fitted_decode_s: " << fmt(p.decode_token_s) << "}\n";
   }
   out.calibration = calibration_with(dispatch_us);
+  out.calibration.host.reference_probe_ms = reference_probe_ms(opt.run.threads);
   out.calibration.fit = load_yaml_string(fitb.str(), "the profiler's fit block")["fit"];
   out.yaml = sim::calibration_yaml(out.calibration);
   sim::parse_calibration(out.yaml, "profile");  // validates what is about to be written

@@ -21,6 +21,7 @@
 #include "core/module_tree.h"
 #include "core/yaml_io.h"
 #include "profile/fit.h"
+#include "profile/probes.h"
 #include "profile/yaml_text.h"
 #include "report/svg.h"
 #include "sim/cost_model.h"
@@ -100,9 +101,10 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       ++done;
       const DeviceMap dm = c.device_map();
       PlacementRun r;
-      double foreign = 0;
+      double foreign = 0, ratio = 0;
       for (int attempt = 0;; ++attempt) {
         if (vs.quiet.max_wait_s > 0 && !wait_quiet(vs.quiet).quiet) ++v.not_quiet;
+        if (cal.host.reference_probe_ms) ratio = reference_probe_ms(rs.threads) / *cal.host.reference_probe_ms;
         const LoadProbe probe;
         r = run_placement(c.spec, c.dtype, dm, settings_of(c));
         foreign = probe.foreign_cores();
@@ -114,12 +116,14 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       row.prefill_rounds.push_back(r.prefill_s);
       row.decode_rounds.push_back(r.decode_token_s);
       row.decode_disk_rounds.push_back(r.decode_disk_read_s);
+      if (ratio > 0) row.probe_ratios.push_back(ratio);
       if (i == traced && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, settings_of(c));
     }
   }
   for (auto& row : v.rows) {
     row.measured_prefill_s = median(row.prefill_rounds);
     row.measured_decode_s = median(row.decode_rounds);
+    row.probe_ratio = median(row.probe_ratios);
   }
   if (progress) progress("done", total, total);
   std::vector<double> de, pe;
@@ -132,6 +136,22 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
   v.decode_p90_abs = percentile(de, 0.9);
   v.prefill_median_abs = median(pe);
   v.prefill_p90_abs = percentile(pe, 0.9);
+  v.probed = cal.host.reference_probe_ms.has_value();
+  v.held_out = static_cast<int>(de.size());
+  std::vector<double> sde, spe, scaled;
+  for (const auto& r : v.rows) {
+    if (r.in_fit) continue;
+    scaled.push_back(std::fabs(r.scaled_decode_error()));
+    if (!r.steady()) continue;
+    sde.push_back(std::fabs(r.decode_error()));
+    spe.push_back(std::fabs(r.prefill_error()));
+  }
+  v.steady_rows = static_cast<int>(sde.size());
+  v.steady_decode_median_abs = median(sde);
+  v.steady_decode_p90_abs = percentile(sde, 0.9);
+  v.steady_prefill_median_abs = median(spe);
+  v.scaled_decode_median_abs = median(scaled);
+  v.scaled_decode_p90_abs = percentile(scaled, 0.9);
   // Regret per model and dtype: the placement predicted fastest (whole run) vs the measured fastest.
   std::map<std::string, std::vector<const ValidationRow*>> groups;
   for (const auto& r : v.rows) groups[r.c.model_id + " " + std::string(dtype_name(r.c.dtype))].push_back(&r);

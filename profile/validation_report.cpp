@@ -39,6 +39,8 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
     o.foreign_cores = row.foreign_cores;
     o.remeasured = row.remeasured;
     o.decode_device_read_bytes = row.decode_device_read_bytes;
+    o.probe_ratio = row.probe_ratio;
+    o.scaled_decode_error = row.scaled_decode_error();
     t.rows.push_back(std::move(o));
   }
   for (const auto& g : r.regrets) t.regrets.push_back({g.group, g.recommended, g.fastest, g.regret});
@@ -46,6 +48,14 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
   t.decode_p90_abs = r.decode_p90_abs;
   t.prefill_median_abs = r.prefill_median_abs;
   t.prefill_p90_abs = r.prefill_p90_abs;
+  t.probed = r.probed;
+  t.held_out = r.held_out;
+  t.steady_rows = r.steady_rows;
+  t.steady_decode_median_abs = r.steady_decode_median_abs;
+  t.steady_decode_p90_abs = r.steady_decode_p90_abs;
+  t.steady_prefill_median_abs = r.steady_prefill_median_abs;
+  t.scaled_decode_median_abs = r.scaled_decode_median_abs;
+  t.scaled_decode_p90_abs = r.scaled_decode_p90_abs;
   return t;
 }
 

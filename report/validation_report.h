@@ -25,6 +25,8 @@ struct ValidationTableRow {
   double foreign_cores = 0;             // the most other processes' load during a kept measurement
   int remeasured = 0;                   // measurements dropped as spoiled
   double decode_device_read_bytes = 0;  // the most read from block devices during a kept run's decode
+  double probe_ratio = 0;               // the reference probe now / at calibration, median of rounds (0: none)
+  double scaled_decode_error = 0;       // the decode error with the prediction scaled by probe_ratio
 };
 
 struct ValidationTableRegret {
@@ -43,6 +45,12 @@ struct ValidationTable {
   std::vector<ValidationTableRow> rows;
   std::vector<ValidationTableRegret> regrets;
   double decode_median_abs = 0, decode_p90_abs = 0, prefill_median_abs = 0, prefill_p90_abs = 0;
+  // Drift, when the calibration holds a reference probe time (probed): held-out rows whose probe
+  // stayed within ±3 % of it, their raw errors, and every held-out row's scaled decode error.
+  bool probed = false;
+  int held_out = 0, steady_rows = 0;
+  double steady_decode_median_abs = 0, steady_decode_p90_abs = 0, steady_prefill_median_abs = 0;
+  double scaled_decode_median_abs = 0, scaled_decode_p90_abs = 0;
 };
 
 std::string validation_markdown(const ValidationTable& t);

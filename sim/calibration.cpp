@@ -161,13 +161,15 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
   if (const YAML::Node h = root["host"]; h.IsDefined()) {
     check_keys(f, h,
                {"memory_bandwidth_gbs", "page_cache_read_gbs", "dispatch_overhead_us", "offload_tensor_overhead_us",
-                "matmul_gflops", "attention_gflops", "attention_overhead_us", "matvec_row_ns", "matmul_input_ns"},
+                "matmul_gflops", "attention_gflops", "attention_overhead_us", "matvec_row_ns", "matmul_input_ns",
+                "reference_probe_ms"},
                "host");
     HostCalibration& hc = c.host;
     hc.memory_bandwidth_gbs = read_figure(f, h, "memory_bandwidth_gbs", false);
     hc.dispatch_overhead_us = read_figure(f, h, "dispatch_overhead_us", true);
     hc.offload_tensor_overhead_us = read_figure(f, h, "offload_tensor_overhead_us", true);
     hc.attention_overhead_us = read_figure(f, h, "attention_overhead_us", true);
+    hc.reference_probe_ms = read_figure(f, h, "reference_probe_ms", false);
     if (const YAML::Node pc = h["page_cache_read_gbs"]; pc.IsDefined() && pc.IsMap()) {
       hc.page_cache_read_gbs_by_dtype = read_per_dtype(f, pc, "host.page_cache_read_gbs");
       for (const auto& [d, v] : hc.page_cache_read_gbs_by_dtype) {
@@ -326,6 +328,7 @@ std::string calibration_yaml(const Calibration& c) {
   put(hy, "  ", "attention_overhead_us", h.attention_overhead_us);
   put_per_dtype(hy, "  ", "matvec_row_ns", h.matvec_row_ns);
   put_per_dtype(hy, "  ", "matmul_input_ns", h.matmul_input_ns);
+  put(hy, "  ", "reference_probe_ms", h.reference_probe_ms);
   if (!hy.str().empty()) y << "host:\n" << hy.str();
   if (c.all_gpus || !c.gpus.empty()) {
     y << "gpus:\n";

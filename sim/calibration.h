@@ -93,6 +93,10 @@ struct HostCalibration {
   std::optional<double> dispatch_overhead_us, offload_tensor_overhead_us, attention_overhead_us;
   std::map<DType, CurvePoints> matmul_gflops, attention_gflops;
   std::map<DType, double> matvec_row_ns, matmul_input_ns;
+  // The reference probe's time when the calibration was made (profile/probes.h reference_probe_ms:
+  // a fixed float32 matrix-vector stream). Not a rate of the cost model: validations take the
+  // probe again and report the machine's state against it (a shared VM's bandwidth drifts).
+  std::optional<double> reference_probe_ms;
 };
 
 struct GpuCalibration {

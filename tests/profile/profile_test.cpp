@@ -127,6 +127,10 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   const ProfileResult r = profile_cpu(opt, hw);
   const sim::Calibration cal = sim::parse_calibration(r.yaml, "quick");
   const sim::Rates rates = sim::make_rates(hw, &cal);
+  // The reference probe is recorded (32 MiB read in 0.016-64 ms: 0.5-2000 GB/s) and read back.
+  REQUIRE(cal.host.reference_probe_ms);
+  CHECK(*cal.host.reference_probe_ms > 0.016);
+  CHECK(*cal.host.reference_probe_ms < 64);
   // Sane ranges for any machine this runs on: 0.5-2000 GB/s memory, 0.05-1000 GB/s disk.
   CHECK(rates.host.memory_bandwidth.source == sim::Source::kCalibrated);
   CHECK(rates.host.memory_bandwidth.value > 0.5e9);

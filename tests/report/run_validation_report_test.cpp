@@ -109,6 +109,23 @@ TEST_CASE("validation report: rows, errors, held-out figures and regrets", "[uni
   CHECK(md.find("Error figures over the 1 placements") != std::string::npos);
   CHECK(md.find("| tinyllama_1b float32 | cpu | cpu | 0 % |") != std::string::npos);
   CHECK(md.find("![predicted vs measured](amd.svg)") != std::string::npos);
+  CHECK(md.find("machine vs calibration") == std::string::npos);
+  CHECK(md.find("holds no reference probe time") != std::string::npos);
+
+  // Probed: the machine's state per row, the scaled error, and how many rows were steady.
+  t.probed = true;
+  t.rows[0].probe_ratio = 1.01;
+  t.rows[0].scaled_decode_error = 0.09 * 1.01 / 0.1 - 1;
+  t.rows[1].probe_ratio = 1.2;
+  t.rows[1].scaled_decode_error = 0.08;
+  t.held_out = 1;
+  t.steady_rows = 0;
+  t.scaled_decode_median_abs = 0.08;
+  const std::string probed = validation_markdown(t);
+  CHECK(probed.find("| machine vs calibration | error, scaled |") != std::string::npos);
+  CHECK(probed.find("| -10 % | +20 % | +8 % |") != std::string::npos);
+  CHECK(probed.find("| time per output token, scaled by the probe | 8 % |") != std::string::npos);
+  CHECK(probed.find("0 of 1 held-out placements were.") != std::string::npos);
   const std::string svg = validation_svg(t);
   CHECK(svg.find("Predicted vs measured time per output token, amd") != std::string::npos);
   CHECK(svg.find("-10%") != std::string::npos);

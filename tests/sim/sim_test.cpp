@@ -1334,6 +1334,7 @@ TEST_CASE("a calibration saves and loads back to the same rates (typed, no tempo
   c.name = "built";
   c.host.memory_bandwidth_gbs = 38.5;
   c.host.matvec_row_ns[DType::kFloat32] = 12.25;
+  c.host.reference_probe_ms = 31.5;
   c.all_gpus = GpuCalibration{};
   c.all_gpus->launch_overhead_us = 0;
   c.gpus[0].memory_bandwidth_gbs = 4100;
@@ -1344,6 +1345,9 @@ TEST_CASE("a calibration saves and loads back to the same rates (typed, no tempo
   const Calibration back = parse_calibration(calibration_yaml(c), "built");
   CHECK(back.host.memory_bandwidth_gbs == 38.5);
   CHECK(back.host.matvec_row_ns.at(DType::kFloat32) == 12.25);
+  CHECK(back.host.reference_probe_ms == 31.5);
+  CHECK_THROWS_WITH(parse_calibration("kind: calibration\nhost:\n  reference_probe_ms: 0\n", "t.yaml"),
+                    Catch::Contains("reference_probe_ms"));
   REQUIRE(back.all_gpus);
   CHECK(back.all_gpus->launch_overhead_us == 0.0);
   CHECK(back.gpus.at(0).memory_bandwidth_gbs == 4100.0);
