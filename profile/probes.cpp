@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <sstream>
 
@@ -33,6 +36,54 @@
 namespace dmap::profile {
 
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+size_t dram_pool_bytes(size_t at_least) {
+  if (const char* e = std::getenv("DMAP_PROFILE_POOL_MIB"); e && *e) {
+    const long long mib = std::atoll(e);
+    if (mib > 0) return static_cast<size_t>(mib) << 20;
+  }
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  const size_t four_caches = l3 > 0 ? 4 * static_cast<size_t>(l3) : 0;
+  return std::max(at_least, std::min(four_caches, size_t{4} << 30));
+}
+
+WeightPool::WeightPool(DType d, int64_t n, int64_t k, size_t pool_bytes) : d_(d), n_(n), k_(k) {
+  // Buffers per dtype, kept for the process (pools hand out pointers into them): a pool takes the
+  // first one large enough, else a new one is made. Each is one random block repeated (the values
+  // do not matter for timing, only that they are ordinary numbers: no denormals or NaNs).
+  static std::map<DType, std::vector<std::unique_ptr<std::vector<uint8_t>>>> buffers;
+  static std::mutex mu;
+  const std::lock_guard<std::mutex> lock(mu);
+  bytes_ = static_cast<size_t>(n * k) * exec::elt_size(d);
+  copies_ = std::max<size_t>(2, pool_bytes / std::max<size_t>(1, bytes_));
+  std::vector<uint8_t>* found = nullptr;
+  for (const auto& b : buffers[d]) {
+    if (b->size() >= copies_ * bytes_) {
+      found = b.get();
+      break;
+    }
+  }
+  if (!found) {
+    found = buffers[d].emplace_back(std::make_unique<std::vector<uint8_t>>(copies_ * bytes_)).get();
+    std::vector<uint8_t>& buf = *found;
+    std::vector<uint8_t> block(std::min<size_t>(buf.size(), 1u << 20));
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-0.05f, 0.05f);
+    for (size_t i = 0; i < block.size() / exec::elt_size(d); ++i) {
+      const float v = u(rng);
+      if (d == DType::kFloat32) {
+        std::memcpy(block.data() + i * 4, &v, 4);
+      } else {
+        const uint16_t h = d == DType::kBFloat16 ? exec::cpu::f32_to_bf16(v) : exec::cpu::f32_to_f16(v);
+        std::memcpy(block.data() + i * 2, &h, 2);
+      }
+    }
+    for (size_t o = 0; o < buf.size(); o += block.size()) {
+      std::memcpy(buf.data() + o, block.data(), std::min(block.size(), buf.size() - o));
+    }
+  }
+  data_ = found->data();
+}
 
 // Median seconds of `reps` products y = x W^T with M rows.
 double time_linear(WeightPool& pool, int64_t M, int threads, int reps) {

@@ -28,34 +28,22 @@ namespace dmap::profile {
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t);
 
+// Bytes a weight pool needs so that its copies come from DRAM: `at_least`, or four times the
+// last-level cache when that is larger (capped at 4 GiB). A pool the size of the cache is read at
+// cache speed: on the AMD EPYC VM of 2026-12-04, whose L3 reads as 508 MiB, 32 MiB reads from a
+// 512 MiB pool ran at 46-49 GB/s, from 1 GiB at 35-52, from 2 GiB at 17-34, from 4 GiB at 13-17.
+// DMAP_PROFILE_POOL_MIB overrides it (a diagnostic, to compare pool sizes on one machine).
+size_t dram_pool_bytes(size_t at_least);
+
 // A pool of weight copies larger than the caches: each timed product reads the next copy, so
-// its weights come from DRAM as they do in a forward pass.
+// its weights come from DRAM as they do in a forward pass. The copies live in one buffer per
+// dtype, filled once per process and shared by every pool of that dtype (a multi-GiB pool is
+// not re-filled per shape).
 class WeightPool {
  public:
-  WeightPool(DType d, int64_t n, int64_t k, size_t pool_bytes) : d_(d), n_(n), k_(k) {
-    bytes_ = static_cast<size_t>(n * k) * exec::elt_size(d);
-    copies_ = std::max<size_t>(2, pool_bytes / std::max<size_t>(1, bytes_));
-    data_.resize(copies_ * bytes_);
-    // One random block repeated: the values do not matter for timing, only that they are
-    // ordinary numbers (no denormals or NaNs).
-    std::vector<uint8_t> block(std::min<size_t>(data_.size(), 1u << 20));
-    std::mt19937 rng(7);
-    std::uniform_real_distribution<float> u(-0.05f, 0.05f);
-    for (size_t i = 0; i < block.size() / exec::elt_size(d); ++i) {
-      const float v = u(rng);
-      if (d == DType::kFloat32) {
-        std::memcpy(block.data() + i * 4, &v, 4);
-      } else {
-        const uint16_t h = d == DType::kBFloat16 ? exec::cpu::f32_to_bf16(v) : exec::cpu::f32_to_f16(v);
-        std::memcpy(block.data() + i * 2, &h, 2);
-      }
-    }
-    for (size_t o = 0; o < data_.size(); o += block.size()) {
-      std::memcpy(data_.data() + o, block.data(), std::min(block.size(), data_.size() - o));
-    }
-  }
+  WeightPool(DType d, int64_t n, int64_t k, size_t pool_bytes);
   exec::cpu::Weight next() {
-    const uint8_t* p = data_.data() + (i_++ % copies_) * bytes_;
+    const uint8_t* p = data_ + (i_++ % copies_) * bytes_;
     return exec::cpu::Weight{p, d_, n_, k_};
   }
   size_t bytes() const { return bytes_; }
@@ -64,7 +52,7 @@ class WeightPool {
   DType d_;
   int64_t n_, k_;
   size_t bytes_ = 0, copies_ = 0, i_ = 0;
-  std::vector<uint8_t> data_;
+  const uint8_t* data_ = nullptr;
 };
 
 // Median seconds of `reps` products y = x W^T with M rows.

@@ -54,7 +54,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // The model's weight shapes (N x K), largest last.
   std::vector<std::pair<int64_t, int64_t>> shapes = {{kv, c.hidden},      {q, c.hidden},       {c.hidden, q},
                                                      {c.inter, c.hidden}, {c.hidden, c.inter}, {c.vocab, c.hidden}};
-  const size_t pool_bytes = opt.quick ? (64u << 20) : (512u << 20);
+  // Past the last-level cache (dram_pool_bytes); the quick smoke test keeps 64 MiB.
+  const size_t pool_bytes = opt.quick ? (64u << 20) : dram_pool_bytes(512u << 20);
   const int reps = opt.quick ? 3 : 7;
   const std::vector<int64_t> rows =
       opt.quick ? std::vector<int64_t>{16, 64} : std::vector<int64_t>{16, 32, 64, 128, 256};
