@@ -26,12 +26,17 @@ namespace {
 
 const char* kHelp = R"(usage: dmap profile --real [options]
        dmap profile --validate --calibration FILE [options]
+       dmap profile --probe [--calibration FILE] [--threads T]
 
 --real: measure this machine with dmap's CPU executor and fit the cost model's figures:
 memory bandwidth (matrix-vector products at the model's shapes), matrix-product rates by
 token count per dtype, disk reads cold and warm, attention and per-operator overhead (from
 whole-model runs). Writes a calibration YAML (provenance and fit residuals inside) and a
 Chrome trace of the whole-model runs beside it (NAME.trace.json).
+
+--probe: the reference probe alone (a fixed float32 matrix-vector stream from memory, well under
+a second): the machine's memory speed now, against the time a calibration recorded (a shared
+VM's bandwidth drifts; --validate reports it before every measurement).
 
 --validate: for placements not used in the fit (CPU-only and the last layers on disk, several
 models), predict with the calibration, run for real, and write a Markdown report with the
@@ -120,13 +125,28 @@ int cmd_profile(const std::vector<std::string>& argv) {
   Args a(argv,
          {"device", "model", "models", "dtype", "disk-fractions", "hardware", "calibration", "out", "name", "threads",
           "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait", "gpu-caps"},
-         {"real", "validate", "quick", "help"});
+         {"real", "validate", "probe", "quick", "help"});
   if (a.has("help")) {
     std::cout << kHelp;
     return 0;
   }
-  if (a.has("real") == a.has("validate"))
-    throw InputError("dmap profile: give exactly one of --real and --validate (see --help)");
+  if (int{a.has("real")} + int{a.has("validate")} + int{a.has("probe")} != 1)
+    throw InputError("dmap profile: give exactly one of --real, --validate and --probe (see --help)");
+  if (a.has("probe")) {
+    // The machine's state now: the reference probe, against a calibration's when one is given.
+    std::optional<sim::Calibration> cal;
+    if (auto f = a.get("calibration")) cal = sim::load_calibration(*f);
+    const double ms = profile::reference_probe_ms(threads_flag(a));
+    std::printf("reference probe: %.3f ms", ms);
+    if (cal && cal->host.reference_probe_ms) {
+      std::printf(" (calibration %s: %.3f ms, %+.1f %%)", cal->file.c_str(), *cal->host.reference_probe_ms,
+                  (ms / *cal->host.reference_probe_ms - 1) * 100);
+    } else if (cal) {
+      std::printf(" (calibration %s holds no probe time)", cal->file.c_str());
+    }
+    std::printf("\n");
+    return 0;
+  }
   if (!a.positional().empty()) throw InputError("dmap profile: unexpected argument '" + a.positional()[0] + "'");
   const std::string device = a.get("device").value_or("cpu");
   int gpu = -1;  // --device cuda:N

@@ -29,10 +29,10 @@ using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t);
 
 // Bytes a weight pool needs so that its copies come from DRAM: `at_least`, or four times the
-// last-level cache when that is larger (capped at 4 GiB). A pool the size of the cache is read at
-// cache speed: on the AMD EPYC VM of 2026-12-04, whose L3 reads as 508 MiB, 32 MiB reads from a
-// 512 MiB pool ran at 46-49 GB/s, from 1 GiB at 35-52, from 2 GiB at 17-34, from 4 GiB at 13-17.
-// DMAP_PROFILE_POOL_MIB overrides it (a diagnostic, to compare pool sizes on one machine).
+// last-level cache when that is larger (capped at 4 GiB): a pool the size of the cache is partly
+// read from it. On the AMD EPYC VM of 2026-12-04, whose L3 reads as 508 MiB, 32 MiB reads cycling
+// through a pool ran at 53 GB/s from 256 MiB, 52 from 512 MiB, 46 from 2 GiB (medians of 128, two
+// threads) — a 12 % effect there. DMAP_PROFILE_POOL_MIB overrides the size (a diagnostic).
 size_t dram_pool_bytes(size_t at_least);
 
 // A pool of weight copies larger than the caches: each timed product reads the next copy, so
@@ -47,6 +47,7 @@ class WeightPool {
     return exec::cpu::Weight{p, d_, n_, k_};
   }
   size_t bytes() const { return bytes_; }
+  size_t copies() const { return copies_; }
 
  private:
   DType d_;
@@ -57,16 +58,6 @@ class WeightPool {
 
 // Median seconds of `reps` products y = x W^T with M rows.
 double time_linear(WeightPool& pool, int64_t M, int threads, int reps);
-
-// The reference probe: the median milliseconds of 15 float32 matrix-vector products of
-// 4096 x 2048 (32 MiB), each reading the next copy of a pool four times the last-level cache (at
-// least 128 MiB, at most 4 GiB; allocated once per process), with `threads` threads — a fixed
-// stream from memory, about 30 ms. (On the AMD EPYC VM of 2026-12-04, whose L3 reads as 508 MiB,
-// 32 MiB reads from a 512 MiB pool ran at 46-49 GB/s, from 1 GiB at 35-52, from 4 GiB at 13-17.)
-// The profiler
-// records it in the calibration (host.reference_probe_ms) and the validation takes it again
-// before every measurement, so a report can say how far the machine's speed has moved since.
-double reference_probe_ms(int threads);
 
 struct DiskFit {
   LineFit cold, warm;

@@ -167,6 +167,17 @@ struct ProfileResult {
 
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw);
 
+// The reference probe: the median milliseconds of 15 float32 matrix-vector products of
+// 4096 x 2048 (32 MiB), each reading the next copy of a pool past the last-level cache
+// (dram_pool_bytes, at least 128 MiB; allocated once per process), with `threads` threads (probes.cpp), after
+// one pass over the whole pool (on the EPYC VM single first reads of a pool ran as slow as 1.4 GB/s
+// against a 46 GB/s median, and a probe without that pass read 2.3 ms with a 512 MiB pool and
+// 14.1 ms with a 2 GiB one in two calibrations minutes apart). A fixed
+// stream from memory, well under a second. The profiler records it in the calibration
+// (host.reference_probe_ms) and the validation takes it again before every measurement, so a
+// report can say how far the machine's speed has moved since.
+double reference_probe_ms(int threads);
+
 // ---- validation ------------------------------------------------------------------------------
 
 struct ValidationCase {

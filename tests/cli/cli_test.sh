@@ -410,7 +410,7 @@ printf '[1, 2, "three"]' >"$TMP/ids.json"
 expect_error "run prompt file" "ids.json:1:.*expected an integer" -- run "$FIX" --prompt-file "$TMP/ids.json"
 
 # dmap profile: argument errors exit 2; a quick validation writes its report, SVG and trace.
-expect_error "profile needs a mode" "exactly one of --real and --validate" -- profile
+expect_error "profile needs a mode" "exactly one of --real, --validate and --probe" -- profile
 expect_error "profile bad device" "expected cpu or cuda:N, not 'gpu0'" -- profile --real --device gpu0
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   expect_error "profile absent gpu" "no such CUDA device|built without CUDA" -- profile --real --device cuda:0
@@ -418,6 +418,13 @@ fi
 expect_error "profile validate needs calibration" "needs --calibration" -- profile --validate
 expect_error "profile bad fraction" "not a fraction" -- profile --validate --calibration "$TMP/x.yaml" --disk-fractions 1.5
 expect_error "profile unknown hardware" "no preset 'nope'" -- profile --real --hardware nope
+expect_error "profile two modes" "give exactly one of --real, --validate and --probe" -- profile --real --probe
+# the reference probe alone, against a calibration that holds a probe time and one that does not
+printf 'kind: calibration\nhost:\n  reference_probe_ms: 10\n' >"$TMP/probe_cal.yaml"
+"$DMAP" profile --probe --threads 1 --calibration "$TMP/probe_cal.yaml" \
+  | grep -qE "^reference probe: [0-9.]+ ms \(calibration .*probe_cal.yaml: 10.000 ms, [-+][0-9.]+ %\)$" && ok || bad "profile --probe"
+"$DMAP" profile --probe --threads 1 --calibration "$SRC/configs/calibrations/cloud_xeon_2vcpu.yaml" \
+  | grep -q "holds no probe time" && ok || bad "profile --probe, a calibration without a probe time"
 expect_error "profile bad rounds" "--rounds: expected an integer from 1 to 1000" -- profile --validate --calibration x.yaml --rounds 0
 expect_error "profile bad quiet wait" "--quiet-wait: expected an integer from 0 to 86400" -- profile --validate --calibration x.yaml --quiet-wait -1
 expect_error "profile --out a folder" "--out: .* is a folder" -- profile --real --model "$SRC/tests/data/llama_float32" --quick --out "$TMP"
