@@ -211,6 +211,29 @@ int cmd_profile(const std::vector<std::string>& argv) {
 #endif
     const profile::ProfileResult r = profile::profile_cpu(opt, hw);
     if (isatty(2)) std::fprintf(stderr, "\n");
+    // The calibration checks itself: its own whole-model runs, predicted, within 5 %.
+    double worst = 0;
+    std::string check = "the calibration's own whole-model runs, predicted (limit: " +
+                        std::to_string(static_cast<int>(profile::kSelfCheckLimit * 100)) + " % in either phase):\n";
+    for (const auto& s : r.self_check) {
+      worst = std::max(worst, s.worst_error());
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "  %-9s %-20s prefill %8.1f ms measured, %8.1f predicted (%+5.1f %%); decode %7.2f "
+                    "ms/token measured, %7.2f predicted (%+5.1f %%)\n",
+                    std::string(dtype_name(s.dtype)).c_str(), s.placement.c_str(), s.measured_prefill_s * 1e3,
+                    s.predicted_prefill_s * 1e3, (s.predicted_prefill_s / s.measured_prefill_s - 1) * 100,
+                    s.measured_decode_s * 1e3, s.predicted_decode_s * 1e3,
+                    (s.predicted_decode_s / s.measured_decode_s - 1) * 100);
+      check += line;
+    }
+    if (worst > profile::kSelfCheckLimit) {
+      throw RuntimeFailure(
+          "dmap profile: the fit does not reproduce its own runs (worst " + std::to_string(worst * 100).substr(0, 4) +
+          " %), so nothing was written; " + check +
+          "Run it again on a quiet machine (dmap profile --probe shows how much the memory speed moves).");
+    }
+    std::cout << check;
     const std::string trace = stem + ".trace.json";
     profile::write_text_file(out, r.yaml);
     profile::write_text_file(trace, r.trace.json());

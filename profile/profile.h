@@ -158,11 +158,24 @@ struct ProfileOptions {
   const GpuSections* gpu = nullptr;  // GPU figures to write into the same calibration
 };
 
+// One of the calibration's own whole-model runs, predicted by the finished calibration.
+struct SelfCheckRow {
+  DType dtype = DType::kFloat32;
+  std::string placement;  // "cpu" or "disk N/L layers"
+  double measured_prefill_s = 0, predicted_prefill_s = 0, measured_decode_s = 0, predicted_decode_s = 0;
+  double worst_error() const;  // the larger |predicted / measured - 1| of the two phases
+};
+
+// The most a calibration may mispredict its own whole-model runs: `dmap profile --real` refuses
+// (exit 1, nothing written) past it.
+constexpr double kSelfCheckLimit = 0.05;
+
 struct ProfileResult {
-  sim::Calibration calibration;      // what was fitted
-  std::string yaml;                  // the calibration file (sim::calibration_yaml of it)
-  Trace trace;                       // the whole-model runs
-  std::vector<std::string> summary;  // one line per fitted figure
+  sim::Calibration calibration;          // what was fitted
+  std::string yaml;                      // the calibration file (sim::calibration_yaml of it)
+  Trace trace;                           // the whole-model runs
+  std::vector<std::string> summary;      // one line per fitted figure
+  std::vector<SelfCheckRow> self_check;  // the whole-model runs (CPU-only and with layers on disk), predicted
 };
 
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw);

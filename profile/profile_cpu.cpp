@@ -47,6 +47,11 @@ std::string today() {
 
 }  // namespace
 
+double SelfCheckRow::worst_error() const {
+  return std::max(std::fabs(predicted_prefill_s / measured_prefill_s - 1),
+                  std::fabs(predicted_decode_s / measured_decode_s - 1));
+}
+
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const exec::ExecConfig c = exec::exec_config(opt.model);
   const int threads = opt.run.threads;
@@ -223,7 +228,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // Whole-model runs (CPU only) for the terms the micro-benchmarks cannot see: attention and
   // the per-operator overhead.
   ProfileResult out;
-  std::vector<std::pair<DType, PlacementRun>> runs;
+  std::vector<std::pair<DType, PlacementRun>> runs, disk_runs;
   const DeviceMap cpu_map = layers_on_disk_map(opt.model, 0);
   // A third of the layers on disk: re-reading offloaded weights as the executor does (pread of
   // whole tensors into a reused buffer), cold in prefill and from the page cache in decode.
@@ -257,7 +262,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     runs.push_back({d, run_repeated(cpu_map, d, "cpu-only")});
     add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only",
                      runs.back().second);
-    const PlacementRun disk_run = run_repeated(disk_map, d, "disk");
+    disk_runs.push_back({d, run_repeated(disk_map, d, "disk")});
+    const PlacementRun& disk_run = disk_runs.back().second;
     const PlacementRun& cpu_run = runs.back().second;
     const double per_forward = static_cast<double>(disk_run.disk_bytes_read) / static_cast<double>(disk_run.forwards);
     // What the layers on disk add to a step: the page-cache copy, less what the product that
@@ -401,6 +407,17 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
          << ", placement: cpu, prompt: " << opt.run.prompt << ", measured_prefill_s: " << fmt(r.prefill_s)
          << ", fitted_prefill_s: " << fmt(p.prefill_s) << ", measured_decode_s: " << fmt(r.decode_token_s)
          << ", fitted_decode_s: " << fmt(p.decode_token_s) << "}\n";
+  }
+  // The self-check: the finished calibration predicts every whole-model run it was fitted on.
+  const std::string disk_placement = "disk " + std::to_string(disk_layers) + "/" + std::to_string(c.layers) + " layers";
+  for (const auto* set : {&runs, &disk_runs}) {
+    for (const auto& [d, r] : *set) {
+      const bool on_disk = set == &disk_runs;
+      const sim::Prediction p =
+          predict(opt.model, d, on_disk ? disk_map : cpu_map, hw, &final_cal, opt.run.prompt, opt.run.new_tokens);
+      out.self_check.push_back(
+          {d, on_disk ? disk_placement : "cpu", r.prefill_s, p.prefill_s, r.decode_token_s, p.decode_token_s});
+    }
   }
   out.calibration = calibration_with(dispatch_us);
   out.calibration.host.reference_probe_ms = reference_probe_ms(opt.run.threads);

@@ -127,6 +127,16 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   const ProfileResult r = profile_cpu(opt, hw);
   const sim::Calibration cal = sim::parse_calibration(r.yaml, "quick");
   const sim::Rates rates = sim::make_rates(hw, &cal);
+  // The self-check: every whole-model run (CPU-only and with layers on disk, per dtype) predicted.
+  REQUIRE(r.self_check.size() == 2 * opt.dtypes.size());
+  for (const auto& s : r.self_check) {
+    CHECK(s.measured_decode_s > 0);
+    CHECK(s.predicted_decode_s > 0);
+    CHECK(s.worst_error() >= 0);
+  }
+  CHECK(r.self_check.back().placement.rfind("disk ", 0) == 0);
+  SelfCheckRow off{DType::kFloat32, "cpu", 1.0, 1.02, 0.1, 0.093};
+  CHECK(off.worst_error() == Approx(0.07));
   // The reference probe is recorded (32 MiB read in 0.016-64 ms: 0.5-2000 GB/s) and read back.
   REQUIRE(cal.host.reference_probe_ms);
   CHECK(*cal.host.reference_probe_ms > 0.016);
