@@ -15,7 +15,6 @@
 #include <iomanip>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <random>
 #include <sstream>
 
@@ -47,42 +46,37 @@ size_t dram_pool_bytes(size_t at_least) {
   return std::max(at_least, std::min(four_caches, size_t{4} << 30));
 }
 
-WeightPool::WeightPool(DType d, int64_t n, int64_t k, size_t pool_bytes) : d_(d), n_(n), k_(k) {
-  // Buffers per dtype, kept for the process (pools hand out pointers into them): a pool takes the
-  // first one large enough, else a new one is made. Each is one random block repeated (the values
-  // do not matter for timing, only that they are ordinary numbers: no denormals or NaNs).
-  static std::map<DType, std::vector<std::unique_ptr<std::vector<uint8_t>>>> buffers;
-  static std::mutex mu;
-  const std::lock_guard<std::mutex> lock(mu);
+const uint8_t* WeightStore::get(DType d, size_t bytes) {
+  for (const auto& b : buffers_[d]) {
+    if (b->size() >= bytes) return b->data();
+  }
+  std::vector<uint8_t>& buf = *buffers_[d].emplace_back(std::make_unique<std::vector<uint8_t>>(bytes));
+  // One random block repeated: the values do not matter for timing, only that they are ordinary
+  // numbers (no denormals or NaNs).
+  std::vector<uint8_t> block(std::min<size_t>(buf.size(), 1u << 20));
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-0.05f, 0.05f);
+  for (size_t i = 0; i < block.size() / exec::elt_size(d); ++i) {
+    const float v = u(rng);
+    if (d == DType::kFloat32) {
+      std::memcpy(block.data() + i * 4, &v, 4);
+    } else {
+      const uint16_t h = d == DType::kBFloat16 ? exec::cpu::f32_to_bf16(v) : exec::cpu::f32_to_f16(v);
+      std::memcpy(block.data() + i * 2, &h, 2);
+    }
+  }
+  for (size_t o = 0; o < buf.size(); o += block.size()) {
+    std::memcpy(buf.data() + o, block.data(), std::min(block.size(), buf.size() - o));
+  }
+  return buf.data();
+}
+
+WeightPool::WeightPool(WeightStore& store, DType d, int64_t n, int64_t k, size_t pool_bytes) : d_(d), n_(n), k_(k) {
   bytes_ = static_cast<size_t>(n * k) * exec::elt_size(d);
   copies_ = std::max<size_t>(2, pool_bytes / std::max<size_t>(1, bytes_));
-  std::vector<uint8_t>* found = nullptr;
-  for (const auto& b : buffers[d]) {
-    if (b->size() >= copies_ * bytes_) {
-      found = b.get();
-      break;
-    }
-  }
-  if (!found) {
-    found = buffers[d].emplace_back(std::make_unique<std::vector<uint8_t>>(copies_ * bytes_)).get();
-    std::vector<uint8_t>& buf = *found;
-    std::vector<uint8_t> block(std::min<size_t>(buf.size(), 1u << 20));
-    std::mt19937 rng(7);
-    std::uniform_real_distribution<float> u(-0.05f, 0.05f);
-    for (size_t i = 0; i < block.size() / exec::elt_size(d); ++i) {
-      const float v = u(rng);
-      if (d == DType::kFloat32) {
-        std::memcpy(block.data() + i * 4, &v, 4);
-      } else {
-        const uint16_t h = d == DType::kBFloat16 ? exec::cpu::f32_to_bf16(v) : exec::cpu::f32_to_f16(v);
-        std::memcpy(block.data() + i * 2, &h, 2);
-      }
-    }
-    for (size_t o = 0; o < buf.size(); o += block.size()) {
-      std::memcpy(buf.data() + o, block.data(), std::min(block.size(), buf.size() - o));
-    }
-  }
-  data_ = found->data();
+  // The whole pool's size (not this shape's whole copies), so that every shape asking for the same
+  // pool size shares one buffer.
+  data_ = store.get(d, std::max(pool_bytes, copies_ * bytes_));
 }
 
 // Median seconds of `reps` products y = x W^T with M rows.
@@ -104,7 +98,8 @@ double time_linear(WeightPool& pool, int64_t M, int threads, int reps) {
 }
 
 double reference_probe_ms(int threads) {
-  static WeightPool pool(DType::kFloat32, 4096, 2048, dram_pool_bytes(size_t{128} << 20));
+  static WeightStore store;  // the probe's own memory, kept for the process (validation probes often)
+  static WeightPool pool(store, DType::kFloat32, 4096, 2048, dram_pool_bytes(size_t{128} << 20));
   time_linear(pool, 1, threads, static_cast<int>(pool.copies()));  // the pass over the pool
   return time_linear(pool, 1, threads, 15) * 1e3;
 }

@@ -4,7 +4,8 @@
 // to what they measure.
 //
 // Example:
-//   WeightPool pool(DType::kBFloat16, 4096, 4096, 512u << 20);
+//   WeightStore store;
+//   WeightPool pool(store, DType::kBFloat16, 4096, 4096, dram_pool_bytes(512u << 20));
 //   double s = time_linear(pool, /*M=*/1, /*threads=*/2, /*reps=*/7);
 #pragma once
 
@@ -12,6 +13,8 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <utility>
@@ -35,13 +38,24 @@ double since(Clock::time_point t);
 // threads) — a 12 % effect there. DMAP_PROFILE_POOL_MIB overrides the size (a diagnostic).
 size_t dram_pool_bytes(size_t at_least);
 
+// The memory weight pools read: buffers per dtype, each filled once with ordinary numbers and
+// shared by every pool that fits in it (a multi-GiB pool is not re-filled per shape). clear()
+// frees them (pools made from the store must not be used after).
+class WeightStore {
+ public:
+  const uint8_t* get(DType d, size_t bytes);  // a filled buffer of at least `bytes`
+  void clear() { buffers_.clear(); }
+
+ private:
+  std::map<DType, std::vector<std::unique_ptr<std::vector<uint8_t>>>> buffers_;
+};
+
 // A pool of weight copies larger than the caches: each timed product reads the next copy, so
-// its weights come from DRAM as they do in a forward pass. The copies live in one buffer per
-// dtype, filled once per process and shared by every pool of that dtype (a multi-GiB pool is
-// not re-filled per shape).
+// its weights come from DRAM as they do in a forward pass. The copies are `pool_bytes` of the
+// store's memory.
 class WeightPool {
  public:
-  WeightPool(DType d, int64_t n, int64_t k, size_t pool_bytes);
+  WeightPool(WeightStore& store, DType d, int64_t n, int64_t k, size_t pool_bytes);
   exec::cpu::Weight next() {
     const uint8_t* p = data_ + (i_++ % copies_) * bytes_;
     return exec::cpu::Weight{p, d_, n_, k_};

@@ -91,6 +91,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     for (int64_t n : {1024, 2048, 4096, 8192, 16384}) mv_shapes.push_back({n, (int64_t{8} << 20) / n});
   }
   std::map<DType, PerDtype> per;
+  WeightStore store;  // the pools' memory (GiBs past a large L3), freed before the disk and whole-model runs
   for (DType d : opt.dtypes) {
     PerDtype& p = per[d];
     // One-row products at the model's shapes and at other row lengths: short rows stream
@@ -99,7 +100,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     std::vector<double> xb, xr, ts;
     for (const auto& [n, k] : mv_shapes) {
       tick("matrix-vector " + std::string(dtype_name(d)));
-      WeightPool pool(d, n, k, pool_bytes);
+      WeightPool pool(store, d, n, k, pool_bytes);
       xb.push_back(static_cast<double>(pool.bytes()));
       xr.push_back(static_cast<double>(n));
       ts.push_back(time_linear(pool, 1, threads, reps));
@@ -134,7 +135,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       for (int64_t n : {128, 256, 512}) pshapes.push_back({n, c.hidden});
       for (const auto& [n, k] : pshapes) {
         tick("matrix products " + std::string(dtype_name(d)) + " shapes");
-        WeightPool pool(d, n, k, pool_bytes);
+        WeightPool pool(store, d, n, k, pool_bytes);
         ps.push_back({64.0, static_cast<double>(n), static_cast<double>(k),
                       time_linear(pool, 64, threads, std::max(3, reps / 2))});
       }
@@ -144,7 +145,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       std::vector<double> rates;
       for (const auto& [n, k] : {shapes[1], shapes[3]}) {  // q_proj and gate_proj
         tick("matrix products " + std::string(dtype_name(d)) + " M=" + std::to_string(m));
-        WeightPool pool(d, n, k, pool_bytes);
+        WeightPool pool(store, d, n, k, pool_bytes);
         const double t = time_linear(pool, m, threads, std::max(3, reps / 2));
         // The rate net of the per-input-element cost (charged separately by the cost model).
         const double net = std::max(0.2 * t, t - static_cast<double>(m * k) * p.products.input_cost);
@@ -154,6 +155,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     }
     p.attention = measure_attention(c, d, threads, opt.quick, tick);
   }
+  store.clear();  // the page cache and the whole-model runs get that memory back
   const DiskFit disk =
       measure_disk(opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir,
                    opt.quick, opt.progress);
