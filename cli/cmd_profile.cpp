@@ -59,7 +59,8 @@ options:
   --calibration FILE       --validate: the calibration to check
   --out FILE               --real: calibration path (default configs/calibrations/NAME.yaml);
                            --validate: report path (default reports/validation/NAME.md)
-  --name NAME              calibration / machine name (default: the hardware id)
+  --name NAME              calibration / machine name (default: from the detected CPU,
+                           e.g. amd_epyc_2cpu_avx512)
   --threads T              executor threads (default: all CPUs)
   --prompt-tokens P        prompt of the whole-model runs (default 64)
   --new-tokens N           tokens generated per run (default 8; --validate 12)
@@ -68,6 +69,9 @@ options:
                            random order, and keep the medians (default 3)
   --quiet-wait S           --validate: before each measurement wait up to S seconds for other
                            processes to use < 0.05 cores (default 60; 0: do not wait)
+  --steady-tries N         --validate: before each measurement repeat the reference probe, a
+                           second apart, up to N times until it reads within ±3 % of the
+                           calibration's (default 10; 0: do not wait)
   --quick                  fewer sizes and repetitions (a smoke test, about a minute)
 )";
 
@@ -124,7 +128,7 @@ sim::Hardware hardware_flag(const Args& a, std::string& id) {
 int cmd_profile(const std::vector<std::string>& argv) {
   Args a(argv,
          {"device", "model", "models", "dtype", "disk-fractions", "hardware", "calibration", "out", "name", "threads",
-          "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait", "gpu-caps"},
+          "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait", "steady-tries", "gpu-caps"},
          {"real", "validate", "probe", "quick", "help"});
   if (a.has("help")) {
     std::cout << kHelp;
@@ -163,7 +167,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
   }
   std::string hw_id;
   const sim::Hardware hw = hardware_flag(a, hw_id);
-  const std::string name = a.get("name").value_or(hw_id);
+  const std::string name = a.get("name").value_or(profile::cpu_slug());
   profile::RunSettings rs;
   rs.threads = threads_flag(a);
   rs.prompt = integer_flag(a, "prompt-tokens", 64, 1, kMaxTokensFlag);
@@ -212,27 +216,15 @@ int cmd_profile(const std::vector<std::string>& argv) {
     const profile::ProfileResult r = profile::profile_cpu(opt, hw);
     if (isatty(2)) std::fprintf(stderr, "\n");
     // The calibration checks itself: its own whole-model runs, predicted, within 5 %.
-    double worst = 0;
-    std::string check = "the calibration's own whole-model runs, predicted (limit: " +
-                        std::to_string(static_cast<int>(profile::kSelfCheckLimit * 100)) + " % in either phase):\n";
-    for (const auto& s : r.self_check) {
-      worst = std::max(worst, s.worst_error());
-      char line[256];
-      std::snprintf(line, sizeof line,
-                    "  %-9s %-20s prefill %8.1f ms measured, %8.1f predicted (%+5.1f %%); decode %7.2f "
-                    "ms/token measured, %7.2f predicted (%+5.1f %%)\n",
-                    std::string(dtype_name(s.dtype)).c_str(), s.placement.c_str(), s.measured_prefill_s * 1e3,
-                    s.predicted_prefill_s * 1e3, (s.predicted_prefill_s / s.measured_prefill_s - 1) * 100,
-                    s.measured_decode_s * 1e3, s.predicted_decode_s * 1e3,
-                    (s.predicted_decode_s / s.measured_decode_s - 1) * 100);
-      check += line;
+    const profile::SelfCheckVerdict verdict = profile::check_self(r.self_check);
+    if (!verdict.passed) {
+      throw RuntimeFailure("dmap profile: the fit does not reproduce its own runs (worst " +
+                           std::to_string(verdict.worst * 100).substr(0, 4) + " %), so nothing was written; " +
+                           verdict.text +
+                           "Run it again on a quiet machine (dmap profile --probe shows how much the memory speed "
+                           "moves).");
     }
-    if (worst > profile::kSelfCheckLimit) {
-      throw RuntimeFailure(
-          "dmap profile: the fit does not reproduce its own runs (worst " + std::to_string(worst * 100).substr(0, 4) +
-          " %), so nothing was written; " + check +
-          "Run it again on a quiet machine (dmap profile --probe shows how much the memory speed moves).");
-    }
+    const std::string& check = verdict.text;
     std::cout << check;
     const std::string trace = stem + ".trace.json";
     profile::write_text_file(out, r.yaml);
@@ -256,6 +248,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
   profile::ValidationSettings vs;
   vs.rounds = static_cast<int>(integer_flag(a, "rounds", 3, 1, 1000));
   vs.quiet.max_wait_s = static_cast<double>(integer_flag(a, "quiet-wait", 60, 0, 86400));
+  vs.steady_tries = static_cast<int>(integer_flag(a, "steady-tries", vs.steady_tries, 0, 1000));
   std::vector<double> fractions;
   for (const auto& s : split_commas(a.get("disk-fractions").value_or("0,0.25,0.5"))) {
     double f = -1;
@@ -310,7 +303,10 @@ int cmd_profile(const std::vector<std::string>& argv) {
   const profile::ValidationResult r =
       profile::validate(cases, hw, cal, rs, vs, progress_bar("dmap profile --validate"));
   if (isatty(2)) std::fprintf(stderr, "\n");
-  const std::string machine = hw.describe();
+  // The machine measured is this one: its CPU as detected (the preset only fills what the
+  // calibration leaves out, such as GPUs when none was profiled).
+  const std::string machine = profile::cpu_description() + ", " + profile::cpu_isa() +
+                              (a.get("hardware") ? " (predictions with the " + hw_id + " preset)" : "");
   const std::string svg = stem + ".svg", trace = stem + ".trace.json";
   const fs::path dir = outp.has_parent_path() ? outp.parent_path() : fs::path(".");
   const report::ValidationTable table = profile::validation_table(r, name, machine, *cal_file, svg, trace);
@@ -330,6 +326,13 @@ int cmd_profile(const std::vector<std::string>& argv) {
       "%.1f %%\n",
       r.decode_median_abs * 100, r.decode_p90_abs * 100, r.prefill_median_abs * 100, r.prefill_p90_abs * 100,
       r.max_regret * 100);
+  if (r.probed) {
+    std::printf(
+        "measured with the machine within ±3 %% of calibration time: %d of %d held-out placements; over those rounds, "
+        "time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median %.1f %%\n",
+        r.steady_rows, r.held_out, r.steady_decode_median_abs * 100, r.steady_decode_p90_abs * 100,
+        r.steady_prefill_median_abs * 100);
+  }
   std::printf("report: %s\n", out.c_str());
   return 0;
 }

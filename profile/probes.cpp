@@ -97,11 +97,11 @@ double time_linear(WeightPool& pool, int64_t M, int threads, int reps) {
   return median(t);
 }
 
-double reference_probe_ms(int threads) {
+double reference_probe_ms(int threads, int reads) {
   static WeightStore store;  // the probe's own memory, kept for the process (validation probes often)
   static WeightPool pool(store, DType::kFloat32, 4096, 2048, dram_pool_bytes(size_t{128} << 20));
   time_linear(pool, 1, threads, static_cast<int>(pool.copies()));  // the pass over the pool
-  return time_linear(pool, 1, threads, 15) * 1e3;
+  return time_linear(pool, 1, threads, reads) * 1e3;
 }
 
 // Reads of 0.25..64 MiB tensors from scratch files: cold (evicted from the page cache first) and warm.

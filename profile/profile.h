@@ -170,6 +170,15 @@ struct SelfCheckRow {
 // (exit 1, nothing written) past it.
 constexpr double kSelfCheckLimit = 0.05;
 
+// Whether every row is within `limit` in both phases, the worst error, and the rows as the profiler
+// prints them (each row past the limit marked). No rows do not pass.
+struct SelfCheckVerdict {
+  bool passed = false;
+  double worst = 0;
+  std::string text;
+};
+SelfCheckVerdict check_self(const std::vector<SelfCheckRow>& rows, double limit = kSelfCheckLimit);
+
 struct ProfileResult {
   sim::Calibration calibration;          // what was fitted
   std::string yaml;                      // the calibration file (sim::calibration_yaml of it)
@@ -180,16 +189,20 @@ struct ProfileResult {
 
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw);
 
-// The reference probe: the median milliseconds of 15 float32 matrix-vector products of
+// The reference probe: the median milliseconds of `reads` float32 matrix-vector products of
 // 4096 x 2048 (32 MiB), each reading the next copy of a pool past the last-level cache
 // (dram_pool_bytes, at least 128 MiB; allocated once per process), with `threads` threads (probes.cpp), after
 // one pass over the whole pool (on the EPYC VM single first reads of a pool ran as slow as 1.4 GB/s
 // against a 46 GB/s median, and a probe without that pass read 2.3 ms with a 512 MiB pool and
-// 14.1 ms with a 2 GiB one in two calibrations minutes apart). A fixed
-// stream from memory, well under a second. The profiler records it in the calibration
-// (host.reference_probe_ms) and the validation takes it again before every measurement, so a
-// report can say how far the machine's speed has moved since.
-double reference_probe_ms(int threads);
+// 14.1 ms with a 2 GiB one in two calibrations minutes apart). A fixed stream from memory, about
+// 40 ms with the default 60 reads. Its back-to-back spread (max / min of 30 calls) on the AVX-512
+// EPYC VM of 2026-12-04 was 1.26 with 15 reads, 1.17 with 60 and 1.16 with 240: the machine itself
+// moves at that time scale, so more reads buy little; bracketing a run (before and after) does more.
+// The profiler records the median of the probes bracketing the calibration's own CPU-only runs
+// (host.reference_probe_ms), and the validation brackets every measurement with it, so a report
+// can say how far the machine's speed has moved since.
+constexpr int kReferenceProbeReads = 60;
+double reference_probe_ms(int threads, int reads = kReferenceProbeReads);
 
 // ---- validation ------------------------------------------------------------------------------
 
@@ -216,19 +229,28 @@ struct ValidationRow {
   double decode_device_read_bytes = 0;                // the most read from block devices during a kept run's decode
   int remeasured = 0;                                 // measurements dropped as spoiled by other processes' load
   bool in_fit = false;  // the calibration was fitted on this run (left out of the error figures)
-  // The machine's state: the reference probe (probes.h) before each kept measurement over its time
-  // at calibration, per round; empty when the calibration has no probe time.
+  // The machine's state: the reference probe (probes.h) over its time at calibration, the mean of
+  // the probes just before and just after each kept measurement, per round; empty when the
+  // calibration has no probe time.
   std::vector<double> probe_ratios;
   double probe_ratio = 0;  // their median (0: not probed)
+  // Rounds whose probe ratio was within ±kSteadyBand (the machine as it was calibrated), and the
+  // medians over those rounds alone (0 when none was).
+  int steady_rounds = 0;
+  double steady_prefill_s = 0, steady_decode_s = 0;
+  // Decode with the machine's drift taken out: the median over rounds of decode / probe ratio.
+  double scaled_decode_s = 0;
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
   double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
-  // The decode prediction scaled by the probe's ratio (decode streams weights from memory, as the
-  // probe does); the raw error when not probed.
+  // The decode prediction against decode scaled round by round by the probe's ratio (decode streams
+  // weights from memory, as the probe does); the raw error when not probed.
   double scaled_decode_error() const {
-    return probe_ratio > 0 ? predicted_decode_s * probe_ratio / measured_decode_s - 1 : decode_error();
+    return scaled_decode_s > 0 ? predicted_decode_s / scaled_decode_s - 1 : decode_error();
   }
-  // The probe within ±3 % of calibration time: the machine as it was calibrated.
-  bool steady() const { return probe_ratio > 0 && probe_ratio >= 0.97 && probe_ratio <= 1.03; }
+  // Measured in at least one round with the machine as it was calibrated; the errors of those rounds.
+  bool steady() const { return steady_rounds > 0; }
+  double steady_prefill_error() const { return predicted_prefill_s / steady_prefill_s - 1; }
+  double steady_decode_error() const { return predicted_decode_s / steady_decode_s - 1; }
   double predicted_total(int64_t n) const {
     return predicted_prefill_s + static_cast<double>(n - 1) * predicted_decode_s;
   }
@@ -246,12 +268,22 @@ struct Regret {
 // measured once per round, each round in a fresh random order (so no placement always runs
 // first or after the same neighbour), each measurement after waiting for quiet; one during
 // which other processes used more than `spoiled_cores` is measured again (up to `retries`).
+//
+// With a calibration that holds a reference probe time, each measurement is also bracketed by the
+// probe: before it, the probe is repeated (every `steady_pause_s`, up to `steady_tries` times)
+// until it reads within ±kSteadyBand of calibration time, and the measurement goes ahead either
+// way; one whose probes before and after differ by more than `moved_limit` (the machine changed
+// speed during it) is measured again, within the same `retries`.
+constexpr double kSteadyBand = 0.03;
 struct ValidationSettings {
   int rounds = 3;
   uint64_t order_seed = 1;
   QuietSettings quiet;  // max_wait_s = 0: do not wait (the load is still recorded)
   double spoiled_cores = 0.15;
   int retries = 2;
+  int steady_tries = 10;
+  double steady_pause_s = 1.0;
+  double moved_limit = 0.06;
 };
 
 struct ValidationResult {
@@ -268,8 +300,14 @@ struct ValidationResult {
   RunSettings run;
   ValidationSettings settings;
   int not_quiet = 0;  // measurements started although the machine never became quiet
+  int moved = 0;      // measurements taken again because the machine changed speed during them
   Trace trace;        // measured and predicted timelines of the first case
 };
+
+// The figures of a validation from its rows' rounds (the per-row medians, steady rounds, scaled
+// decode, the error medians and percentiles, the regrets). validate() calls it; it is separate so
+// that it can be checked on synthetic timings.
+void summarize(ValidationResult& v);
 
 ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw,
                           const sim::Calibration& cal, const RunSettings& rs, const ValidationSettings& vs,
@@ -283,5 +321,10 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
 
 // "Intel(R) Xeon(R) ..., 2 CPUs" from /proc/cpuinfo.
 std::string cpu_description();
+// The vector ISA dmap's kernels can use here, from /proc/cpuinfo's flags: "AVX-512, AMX", "AVX2", ...
+std::string cpu_isa();
+// A file name for this CPU: "amd_epyc_2cpu_avx512", "intel_xeon_platinum_8488c_2cpu_avx512_amx" —
+// the default name of `dmap profile`'s calibration and validation report.
+std::string cpu_slug();
 
 }  // namespace dmap::profile

@@ -47,11 +47,6 @@ std::string today() {
 
 }  // namespace
 
-double SelfCheckRow::worst_error() const {
-  return std::max(std::fabs(predicted_prefill_s / measured_prefill_s - 1),
-                  std::fabs(predicted_decode_s / measured_decode_s - 1));
-}
-
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const exec::ExecConfig c = exec::exec_config(opt.model);
   const int threads = opt.run.threads;
@@ -242,11 +237,16 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // Each placement run `whole_reps` times, the medians kept: one decode step's figure varied by
   // up to 8 % between runs on the 2-vCPU VM, and every figure fitted below rests on these.
   const int whole_reps = opt.quick ? 1 : 3;
-  auto run_repeated = [&](const DeviceMap& dm, DType d, const std::string& what) {
+  // The reference probe (profile.h) bracketing each CPU-only run: the machine's speed while the
+  // runs every streaming and product scale is fitted to were measured.
+  std::vector<double> reference_probes;
+  auto run_repeated = [&](const DeviceMap& dm, DType d, const std::string& what, bool probed) {
     std::vector<PlacementRun> rs;
     for (int k = 0; k < whole_reps; ++k) {
       if (opt.progress) opt.progress("whole-model run " + std::string(dtype_name(d)) + " " + what, k, whole_reps);
+      if (probed) reference_probes.push_back(reference_probe_ms(opt.run.threads));
       rs.push_back(run_placement(opt.model, d, dm, opt.run));
+      if (probed) reference_probes.push_back(reference_probe_ms(opt.run.threads));
     }
     std::vector<double> pre, dec, rd;
     for (const auto& r : rs) {
@@ -261,10 +261,10 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     return out;
   };
   for (DType d : opt.dtypes) {
-    runs.push_back({d, run_repeated(cpu_map, d, "cpu-only")});
+    runs.push_back({d, run_repeated(cpu_map, d, "cpu-only", true)});
     add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only",
                      runs.back().second);
-    disk_runs.push_back({d, run_repeated(disk_map, d, "disk")});
+    disk_runs.push_back({d, run_repeated(disk_map, d, "disk", false)});
     const PlacementRun& disk_run = disk_runs.back().second;
     const PlacementRun& cpu_run = runs.back().second;
     const double per_forward = static_cast<double>(disk_run.disk_bytes_read) / static_cast<double>(disk_run.forwards);
@@ -400,6 +400,13 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     first = false;
   }
   fitb << "}\n  whole_model_repetitions: " << whole_reps << "\n";
+  {
+    std::vector<double> sorted = reference_probes;
+    std::sort(sorted.begin(), sorted.end());
+    fitb << "  reference_probe: {probes: " << sorted.size() << ", median_ms: " << fmt(median(sorted))
+         << ", min_ms: " << fmt(sorted.front()) << ", max_ms: " << fmt(sorted.back()) << ", reads: " << kReferenceProbeReads
+         << "}\n";
+  }
   if (opt.gpu) fitb << opt.gpu->fit_yaml;
   const sim::Calibration final_cal = calibration_with(dispatch_us);
   fitb << "  whole_model_runs:\n";
@@ -422,7 +429,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     }
   }
   out.calibration = calibration_with(dispatch_us);
-  out.calibration.host.reference_probe_ms = reference_probe_ms(opt.run.threads);
+  out.calibration.host.reference_probe_ms = median(reference_probes);
   out.calibration.fit = load_yaml_string(fitb.str(), "the profiler's fit block")["fit"];
   out.yaml = sim::calibration_yaml(out.calibration);
   sim::parse_calibration(out.yaml, "profile");  // validates what is about to be written

@@ -18,6 +18,8 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <cctype>
+#include <thread>
 
 #include "core/error.h"
 #include "core/interrupt.h"
@@ -125,6 +127,67 @@ std::string cpu_description() {
     if (line.rfind("processor", 0) == 0) ++cpus;
   }
   return (model.empty() ? std::string("unknown CPU") : model) + ", " + std::to_string(cpus) + " CPUs";
+}
+
+namespace {
+
+std::string cpuinfo_flags() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("flags", 0) == 0 || line.rfind("Features", 0) == 0) return line.substr(line.find(':') + 1) + " ";
+  }
+  return "";
+}
+
+bool has_flag(const std::string& flags, const std::string& f) { return flags.find(" " + f + " ") != std::string::npos; }
+
+}  // namespace
+
+std::string cpu_isa() {
+  const std::string f = cpuinfo_flags();
+  std::string isa;
+  if (has_flag(f, "avx512f")) {
+    isa = "AVX-512";
+  } else if (has_flag(f, "avx2")) {
+    isa = "AVX2";
+  } else if (has_flag(f, "sve")) {
+    isa = "SVE";
+  } else if (has_flag(f, "asimd")) {
+    isa = "NEON";
+  } else {
+    isa = "no vector ISA dmap uses";
+  }
+  if (has_flag(f, "amx_tile")) isa += ", AMX";
+  return isa;
+}
+
+std::string cpu_slug() {
+  std::string model = cpu_description();
+  model.resize(model.rfind(", "));  // the CPU count goes last
+  // "Intel(R) Xeon(R) Platinum 8488C CPU @ 2.40GHz" -> "intel_xeon_platinum_8488c"
+  for (const char* noise : {"(R)", "(r)", "(TM)", "(tm)"}) {
+    for (size_t at; (at = model.find(noise)) != std::string::npos;) model.erase(at, std::strlen(noise));
+  }
+  if (const size_t at = model.find(" @ "); at != std::string::npos) model.resize(at);
+  std::string slug;
+  std::istringstream words(model);
+  for (std::string w; words >> w;) {
+    std::string lw;
+    for (char ch : w) lw += std::isalnum(static_cast<unsigned char>(ch)) ? static_cast<char>(std::tolower(ch)) : '_';
+    if (lw == "cpu" || lw == "processor" || lw.empty()) continue;
+    slug += (slug.empty() ? "" : "_") + lw;
+  }
+  if (slug.empty()) slug = "cpu";
+  const std::string isa = cpu_isa();
+  std::string tag;
+  if (isa.rfind("AVX-512", 0) == 0) tag = "avx512";
+  if (isa.rfind("AVX2", 0) == 0) tag = "avx2";
+  if (isa.rfind("SVE", 0) == 0) tag = "sve";
+  if (isa.rfind("NEON", 0) == 0) tag = "neon";
+  if (isa.find("AMX") != std::string::npos) tag += "_amx";
+  const unsigned cpus = std::thread::hardware_concurrency();
+  return slug + "_" + std::to_string(cpus ? cpus : 1) + "cpu" + (tag.empty() ? "" : "_" + tag);
 }
 
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {

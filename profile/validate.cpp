@@ -15,6 +15,7 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "core/interrupt.h"
@@ -34,6 +35,67 @@
 namespace dmap::profile {
 
 // ---- validation ------------------------------------------------------------------------------
+
+void summarize(ValidationResult& v) {
+  for (auto& row : v.rows) {
+    row.measured_prefill_s = median(row.prefill_rounds);
+    row.measured_decode_s = median(row.decode_rounds);
+    row.probe_ratio = row.probe_ratios.empty() ? 0.0 : median(row.probe_ratios);
+    row.steady_rounds = 0;
+    row.steady_prefill_s = row.steady_decode_s = row.scaled_decode_s = 0;
+    if (row.probe_ratios.size() != row.decode_rounds.size()) continue;  // not probed
+    std::vector<double> sp, sd, scaled;
+    for (size_t k = 0; k < row.decode_rounds.size(); ++k) {
+      const double q = row.probe_ratios[k];
+      scaled.push_back(row.decode_rounds[k] / q);
+      if (std::fabs(q - 1) > kSteadyBand) continue;
+      sp.push_back(row.prefill_rounds[k]);
+      sd.push_back(row.decode_rounds[k]);
+    }
+    row.scaled_decode_s = median(scaled);
+    row.steady_rounds = static_cast<int>(sd.size());
+    if (!sd.empty()) {
+      row.steady_prefill_s = median(sp);
+      row.steady_decode_s = median(sd);
+    }
+  }
+  std::vector<double> de, pe, sde, spe, scaled;
+  for (const auto& r : v.rows) {
+    if (r.in_fit) continue;
+    de.push_back(std::fabs(r.decode_error()));
+    pe.push_back(std::fabs(r.prefill_error()));
+    scaled.push_back(std::fabs(r.scaled_decode_error()));
+    if (!r.steady()) continue;
+    sde.push_back(std::fabs(r.steady_decode_error()));
+    spe.push_back(std::fabs(r.steady_prefill_error()));
+  }
+  v.held_out = static_cast<int>(de.size());
+  v.decode_median_abs = median(de);
+  v.decode_p90_abs = percentile(de, 0.9);
+  v.prefill_median_abs = median(pe);
+  v.prefill_p90_abs = percentile(pe, 0.9);
+  v.steady_rows = static_cast<int>(sde.size());
+  v.steady_decode_median_abs = median(sde);
+  v.steady_decode_p90_abs = percentile(sde, 0.9);
+  v.steady_prefill_median_abs = median(spe);
+  v.scaled_decode_median_abs = median(scaled);
+  v.scaled_decode_p90_abs = percentile(scaled, 0.9);
+  // Regret per model and dtype: the placement predicted fastest (whole run) vs the measured fastest.
+  std::map<std::string, std::vector<const ValidationRow*>> groups;
+  for (const auto& r : v.rows) groups[r.c.model_id + " " + std::string(dtype_name(r.c.dtype))].push_back(&r);
+  v.max_regret = 0;
+  v.regrets.clear();
+  for (const auto& [name, rows] : groups) {
+    const int64_t n = v.run.new_tokens;
+    const ValidationRow* pred = *std::min_element(
+        rows.begin(), rows.end(), [&](auto a, auto b) { return a->predicted_total(n) < b->predicted_total(n); });
+    const ValidationRow* meas = *std::min_element(
+        rows.begin(), rows.end(), [&](auto a, auto b) { return a->measured_total(n) < b->measured_total(n); });
+    Regret g{name, pred->c.placement, meas->c.placement, pred->measured_total(n) / meas->measured_total(n) - 1};
+    v.max_regret = std::max(v.max_regret, g.regret);
+    v.regrets.push_back(g);
+  }
+}
 
 ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw,
                           const sim::Calibration& cal, const RunSettings& rs, const ValidationSettings& vs,
@@ -83,6 +145,7 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       break;
     }
   }
+  const double ref = cal.host.reference_probe_ms.value_or(0.0);
   std::mt19937_64 order_rng(vs.order_seed);
   const int total = static_cast<int>(cases.size()) * vs.rounds;
   int done = 0;
@@ -104,12 +167,27 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       double foreign = 0, ratio = 0;
       for (int attempt = 0;; ++attempt) {
         if (vs.quiet.max_wait_s > 0 && !wait_quiet(vs.quiet).quiet) ++v.not_quiet;
-        if (cal.host.reference_probe_ms) ratio = reference_probe_ms(rs.threads) / *cal.host.reference_probe_ms;
+        double before = 0;
+        if (ref > 0) {
+          // The machine as it was calibrated, if it comes back within a few seconds.
+          before = reference_probe_ms(rs.threads);
+          for (int t = 0; t < vs.steady_tries && std::fabs(before / ref - 1) > kSteadyBand; ++t) {
+            std::this_thread::sleep_for(std::chrono::duration<double>(vs.steady_pause_s));
+            before = reference_probe_ms(rs.threads);
+          }
+        }
         const LoadProbe probe;
         r = run_placement(c.spec, c.dtype, dm, settings_of(c));
         foreign = probe.foreign_cores();
-        if (foreign <= vs.spoiled_cores || attempt >= vs.retries) break;
+        bool moved = false;
+        if (ref > 0) {
+          const double after = reference_probe_ms(rs.threads);
+          ratio = (before + after) / 2 / ref;
+          moved = std::fabs(after / before - 1) > vs.moved_limit;
+        }
+        if ((foreign <= vs.spoiled_cores && !moved) || attempt >= vs.retries) break;
         ++row.remeasured;
+        if (moved) ++v.moved;
       }
       row.foreign_cores = std::max(row.foreign_cores, foreign);
       row.decode_device_read_bytes = std::max(row.decode_device_read_bytes, r.decode_device_read_bytes);
@@ -120,51 +198,9 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       if (i == traced && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, settings_of(c));
     }
   }
-  for (auto& row : v.rows) {
-    row.measured_prefill_s = median(row.prefill_rounds);
-    row.measured_decode_s = median(row.decode_rounds);
-    row.probe_ratio = median(row.probe_ratios);
-  }
   if (progress) progress("done", total, total);
-  std::vector<double> de, pe;
-  for (const auto& r : v.rows) {
-    if (r.in_fit) continue;
-    de.push_back(std::fabs(r.decode_error()));
-    pe.push_back(std::fabs(r.prefill_error()));
-  }
-  v.decode_median_abs = median(de);
-  v.decode_p90_abs = percentile(de, 0.9);
-  v.prefill_median_abs = median(pe);
-  v.prefill_p90_abs = percentile(pe, 0.9);
-  v.probed = cal.host.reference_probe_ms.has_value();
-  v.held_out = static_cast<int>(de.size());
-  std::vector<double> sde, spe, scaled;
-  for (const auto& r : v.rows) {
-    if (r.in_fit) continue;
-    scaled.push_back(std::fabs(r.scaled_decode_error()));
-    if (!r.steady()) continue;
-    sde.push_back(std::fabs(r.decode_error()));
-    spe.push_back(std::fabs(r.prefill_error()));
-  }
-  v.steady_rows = static_cast<int>(sde.size());
-  v.steady_decode_median_abs = median(sde);
-  v.steady_decode_p90_abs = percentile(sde, 0.9);
-  v.steady_prefill_median_abs = median(spe);
-  v.scaled_decode_median_abs = median(scaled);
-  v.scaled_decode_p90_abs = percentile(scaled, 0.9);
-  // Regret per model and dtype: the placement predicted fastest (whole run) vs the measured fastest.
-  std::map<std::string, std::vector<const ValidationRow*>> groups;
-  for (const auto& r : v.rows) groups[r.c.model_id + " " + std::string(dtype_name(r.c.dtype))].push_back(&r);
-  for (const auto& [name, rows] : groups) {
-    const int64_t n = rs.new_tokens;
-    const ValidationRow* pred = *std::min_element(
-        rows.begin(), rows.end(), [&](auto a, auto b) { return a->predicted_total(n) < b->predicted_total(n); });
-    const ValidationRow* meas = *std::min_element(
-        rows.begin(), rows.end(), [&](auto a, auto b) { return a->measured_total(n) < b->measured_total(n); });
-    Regret g{name, pred->c.placement, meas->c.placement, pred->measured_total(n) / meas->measured_total(n) - 1};
-    v.max_regret = std::max(v.max_regret, g.regret);
-    v.regrets.push_back(g);
-  }
+  v.probed = ref > 0;
+  summarize(v);
   return v;
 }
 

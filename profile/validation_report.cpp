@@ -21,6 +21,9 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
   t.rounds = r.settings.rounds;
   t.retries = r.settings.retries;
   t.not_quiet = r.not_quiet;
+  t.moved = r.moved;
+  t.steady_tries = r.settings.steady_tries;
+  t.moved_limit = r.settings.moved_limit;
   t.quiet_cores = r.settings.quiet.threshold_cores;
   t.spoiled_cores = r.settings.spoiled_cores;
   for (const auto& row : r.rows) {
@@ -40,6 +43,8 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
     o.remeasured = row.remeasured;
     o.decode_device_read_bytes = row.decode_device_read_bytes;
     o.probe_ratio = row.probe_ratio;
+    o.probe_ratios = row.probe_ratios;
+    o.steady_rounds = row.steady_rounds;
     o.scaled_decode_error = row.scaled_decode_error();
     t.rows.push_back(std::move(o));
   }

@@ -44,6 +44,13 @@ std::string validation_markdown(const ValidationTable& r) {
   const std::string &machine = r.machine, &calibration_file = r.calibration_file, &svg_name = r.svg_name,
                     &trace_name = r.trace_name;
   auto pct = [](double v) { return std::string(v >= 0 ? "+" : "") + fmt(v * 100, 2) + " %"; };
+  auto probe_cells = [&](const ValidationTableRow& row) {
+    if (row.probe_ratios.empty()) return std::string("— | — | — | ");
+    std::string ratios;
+    for (double q : row.probe_ratios) ratios.append(ratios.empty() ? "" : ", ").append(pct(q - 1));
+    return ratios + " | " + std::to_string(row.steady_rounds) + "/" + std::to_string(row.probe_ratios.size()) + " | " +
+           pct(row.scaled_decode_error) + " | ";
+  };
   std::ostringstream m;
   m << "# Validation: predicted vs measured, " << machine << "\n\n";
   m << "Written by `dmap profile --validate`. Calibration: `" << calibration_file
@@ -66,21 +73,28 @@ std::string validation_markdown(const ValidationTable& r) {
        "the\n"
     << "part of a decode step spent reading disk-offloaded tensors: predicted, then measured per round.\n";
   if (r.probed) {
-    m << "\"Machine vs calibration\" is the reference probe (a fixed float32 matrix-vector stream, about 30 ms) taken "
-         "before\n"
-      << "each kept measurement, over its time when the calibration was made (median of the rounds; + = slower now). "
-         "\"Error,\n"
-      << "scaled\" is the decode error with the prediction scaled by that ratio (decode streams weights as the probe "
-         "does).\n";
+    m << "\"Machine vs calibration\" is the reference probe (a fixed float32 matrix-vector stream, about 40 ms) "
+         "taken just\n"
+      << "before and just after each kept measurement, their mean over the probe's time when the calibration was made "
+         "(per\n"
+      << "round; + = slower now). Before each measurement the probe was repeated, a second apart, up to "
+      << r.steady_tries << " times, until it read\n"
+      << "within ±3 % of calibration time; the measurement went ahead either way. One whose probes before and after "
+         "differed by\n"
+      << "more than " << fmt(r.moved_limit * 100, 2) << " % (the machine changed speed during it) was measured again, "
+      << "within the same re-measurement limit (" << r.moved << " were). \"Steady\" counts\n"
+      << "the rounds measured within ±3 %. \"Error, scaled\" is the decode error against each round's decode divided "
+         "by its\n"
+      << "probe ratio (decode streams weights as the probe does), median over the rounds.\n";
   }
   if (r.not_quiet > 0)
     m << "**" << r.not_quiet << " measurement(s) started without the machine having become quiet.**\n";
   m << "\n";
   m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured "
        "ms/token | error | "
-    << (r.probed ? "machine vs calibration | error, scaled | " : "")
+    << (r.probed ? "machine vs calibration, per round | steady | error, scaled | " : "")
     << "rounds: ms/token | of which disk reads, ms | others' load | read from disk in decode |\n";
-  m << "|---|---|---|---:|---:|---:|---:|---:|---:|" << (r.probed ? "---:|---:|" : "") << "---|---|---:|---:|\n";
+  m << "|---|---|---|---:|---:|---:|---:|---:|---:|" << (r.probed ? "---|---:|---:|" : "") << "---|---|---:|---:|\n";
   for (const auto& row : r.rows) {
     std::string rounds;
     for (double d : row.decode_rounds) rounds.append(rounds.empty() ? "" : ", ").append(fmt(d * 1e3, 3));
@@ -95,9 +109,7 @@ std::string validation_markdown(const ValidationTable& r) {
       << " | " << fmt(row.predicted_prefill_s * 1e3) << " ms | " << fmt(row.measured_prefill_s * 1e3) << " ms | "
       << pct(prefill_error(row)) << " | " << fmt(row.predicted_decode_s * 1e3) << " | "
       << fmt(row.measured_decode_s * 1e3) << " | " << pct(decode_error(row)) << " | "
-      << (!r.probed             ? ""
-          : row.probe_ratio > 0 ? pct(row.probe_ratio - 1) + " | " + pct(row.scaled_decode_error) + " | "
-                                : "— | — | ")
+      << (!r.probed ? "" : probe_cells(row))
       << rounds << " | " << reads << " | " << fmt(row.foreign_cores, 2)
       << (row.remeasured ? " (" + std::to_string(row.remeasured) + " re-measured)" : "") << " | "
       << fmt(row.decode_device_read_bytes / 1e6, 3) << " MB |\n";
@@ -117,9 +129,9 @@ std::string validation_markdown(const ValidationTable& r) {
       << fmt(r.scaled_decode_p90_abs * 100, 2) << " % | (for reference) |\n";
     m << "\nThe targets apply to the raw error of placements measured while the probe was within ±3 % of calibration "
          "time: "
-      << r.steady_rows << " of " << r.held_out << " held-out placements were";
+      << r.steady_rows << " of " << r.held_out << " held-out placements were, in at least one round";
     if (r.steady_rows > 0) {
-      m << "; over them, time per output token " << fmt(r.steady_decode_median_abs * 100, 2) << " % median, "
+      m << "; over those rounds alone (their medians), time per output token " << fmt(r.steady_decode_median_abs * 100, 2) << " % median, "
         << fmt(r.steady_decode_p90_abs * 100, 2) << " % p90; prefill " << fmt(r.steady_prefill_median_abs * 100, 2)
         << " % median";
     }

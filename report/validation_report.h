@@ -26,7 +26,9 @@ struct ValidationTableRow {
   int remeasured = 0;                   // measurements dropped as spoiled
   double decode_device_read_bytes = 0;  // the most read from block devices during a kept run's decode
   double probe_ratio = 0;               // the reference probe now / at calibration, median of rounds (0: none)
-  double scaled_decode_error = 0;       // the decode error with the prediction scaled by probe_ratio
+  std::vector<double> probe_ratios;     // per round
+  double scaled_decode_error = 0;       // the decode error against decode scaled round by round by the probe
+  int steady_rounds = 0;                // rounds with the probe within ±3 % of calibration time
 };
 
 struct ValidationTableRegret {
@@ -40,7 +42,9 @@ struct ValidationTable {
   std::string calibration_file, svg_name, trace_name;
   int64_t prompt = 0, new_tokens = 0;
   int threads = 1;
-  int rounds = 1, retries = 0, not_quiet = 0;
+  int rounds = 1, retries = 0, not_quiet = 0, moved = 0;
+  int steady_tries = 0;          // probes repeated, a pause apart, waiting for the calibration's state
+  double moved_limit = 0;        // before / after probes further apart than this: measured again
   double quiet_cores = 0, spoiled_cores = 0;
   std::vector<ValidationTableRow> rows;
   std::vector<ValidationTableRegret> regrets;

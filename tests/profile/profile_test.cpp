@@ -252,3 +252,76 @@ TEST_CASE("LoadProbe counts other processes' CPU time, not this process's", "[un
   CHECK(q.load_cores >= 0);
   CHECK(q.waited_s >= 0.1);
 }
+
+TEST_CASE("the self-check passes a calibration within 5 % and refuses one past it, naming the row", "[unit][profile]") {
+  std::vector<SelfCheckRow> rows = {{DType::kFloat32, "cpu", 1.0, 1.001, 0.1, 0.1},
+                                    {DType::kBFloat16, "disk 7/22 layers", 2.0, 2.09, 0.2, 0.191}};
+  SelfCheckVerdict v = check_self(rows);
+  CHECK(v.passed);
+  CHECK(v.worst == Approx(0.045));
+  CHECK(v.text.find("<- off") == std::string::npos);
+  rows[1].predicted_prefill_s = 2.12;  // +6 % in prefill
+  v = check_self(rows);
+  CHECK_FALSE(v.passed);
+  CHECK(v.worst == Approx(0.06));
+  CHECK(v.text.find("bfloat16  disk 7/22 layers") != std::string::npos);
+  CHECK(v.text.find("( +6.0 %); decode  200.00 ms/token measured,  191.00 predicted ( -4.5 %)  <- off") !=
+        std::string::npos);
+  CHECK_FALSE(check_self({}).passed);  // nothing measured is not a pass
+}
+
+TEST_CASE("the validation's drift figures: per-round probe scaling, steady rounds only, in-fit rows left out",
+          "[unit][profile]") {
+  ValidationResult v;
+  v.run.new_tokens = 9;
+  v.probed = true;
+  auto row = [](const std::string& placement, double pred_pre, double pred_dec, std::vector<double> pre,
+                std::vector<double> dec, std::vector<double> ratios) {
+    ValidationRow r;
+    r.c.model_id = "m";
+    r.c.placement = placement;
+    r.predicted_prefill_s = pred_pre;
+    r.predicted_decode_s = pred_dec;
+    r.prefill_rounds = std::move(pre);
+    r.decode_rounds = std::move(dec);
+    r.probe_ratios = std::move(ratios);
+    return r;
+  };
+  // The machine 10 % and 20 % slower in two rounds, as calibrated in the third: decode tracks it.
+  v.rows.push_back(row("cpu", 1.0, 0.1, {1.1, 1.0, 1.2}, {0.11, 0.1, 0.12}, {1.1, 1.0, 1.2}));
+  // Never steady (+5 %, +6 %): counted in the raw and scaled figures, not in the steady ones.
+  v.rows.push_back(row("disk 5/22 layers", 2.0, 0.2, {2.0, 2.0}, {0.21, 0.212}, {1.05, 1.06}));
+  // The calibration's own run, 50 % off: left out of every error figure, still in the regret.
+  ValidationRow fit = row("disk 11/22 layers", 0.9, 0.1, {1.5, 1.5, 1.5}, {0.15, 0.15, 0.15}, {1.0, 1.0, 1.0});
+  fit.in_fit = true;
+  v.rows.push_back(fit);
+  summarize(v);
+  const ValidationRow& a = v.rows[0];
+  CHECK(a.measured_decode_s == Approx(0.11));
+  CHECK(a.decode_error() == Approx(0.1 / 0.11 - 1));
+  CHECK(a.probe_ratio == Approx(1.1));
+  CHECK(a.scaled_decode_s == Approx(0.1));  // every round's decode / ratio is 0.1
+  CHECK(a.scaled_decode_error() == Approx(0.0).margin(1e-12));
+  CHECK(a.steady_rounds == 1);
+  CHECK(a.steady_decode_s == Approx(0.1));
+  CHECK(a.steady_prefill_s == Approx(1.0));
+  CHECK(a.steady_decode_error() == Approx(0.0).margin(1e-12));
+  const ValidationRow& b = v.rows[1];
+  CHECK_FALSE(b.steady());
+  CHECK(b.scaled_decode_s == Approx((0.21 / 1.05 + 0.212 / 1.06) / 2));
+  CHECK(v.held_out == 2);
+  CHECK(v.steady_rows == 1);
+  CHECK(v.steady_decode_median_abs == Approx(0.0).margin(1e-12));
+  CHECK(v.decode_median_abs == Approx((std::fabs(0.1 / 0.11 - 1) + std::fabs(0.2 / 0.211 - 1)) / 2));
+  CHECK(v.scaled_decode_median_abs == Approx(std::fabs(0.2 / b.scaled_decode_s - 1) / 2));
+  // Regret: predicted fastest is the in-fit row (0.9 + 8 x 0.1), measured fastest is "cpu" (1.1 + 8 x 0.11).
+  REQUIRE(v.regrets.size() == 1);
+  CHECK(v.regrets[0].recommended == "disk 11/22 layers");
+  CHECK(v.regrets[0].fastest == "cpu");
+  CHECK(v.max_regret == Approx((1.5 + 8 * 0.15) / (1.1 + 8 * 0.11) - 1));
+  // Without probes nothing is scaled and no row is steady.
+  for (auto& r : v.rows) r.probe_ratios.clear();
+  summarize(v);
+  CHECK(v.steady_rows == 0);
+  CHECK(v.rows[0].scaled_decode_error() == Approx(v.rows[0].decode_error()));
+}

@@ -1,0 +1,35 @@
+// The calibration's check of itself (see profile.h: SelfCheckRow, check_self).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "profile/profile.h"
+
+namespace dmap::profile {
+
+double SelfCheckRow::worst_error() const {
+  return std::max(std::fabs(predicted_prefill_s / measured_prefill_s - 1),
+                  std::fabs(predicted_decode_s / measured_decode_s - 1));
+}
+
+SelfCheckVerdict check_self(const std::vector<SelfCheckRow>& rows, double limit) {
+  SelfCheckVerdict v;
+  v.text = "the calibration's own whole-model runs, predicted (limit: " + std::to_string(static_cast<int>(limit * 100)) +
+           " % in either phase):\n";
+  for (const auto& s : rows) {
+    v.worst = std::max(v.worst, s.worst_error());
+    char line[320];
+    std::snprintf(line, sizeof line,
+                  "  %-9s %-20s prefill %8.1f ms measured, %8.1f predicted (%+5.1f %%); decode %7.2f "
+                  "ms/token measured, %7.2f predicted (%+5.1f %%)%s\n",
+                  std::string(dtype_name(s.dtype)).c_str(), s.placement.c_str(), s.measured_prefill_s * 1e3,
+                  s.predicted_prefill_s * 1e3, (s.predicted_prefill_s / s.measured_prefill_s - 1) * 100,
+                  s.measured_decode_s * 1e3, s.predicted_decode_s * 1e3,
+                  (s.predicted_decode_s / s.measured_decode_s - 1) * 100, s.worst_error() > limit ? "  <- off" : "");
+    v.text += line;
+  }
+  v.passed = !rows.empty() && v.worst <= limit;
+  return v;
+}
+
+}  // namespace dmap::profile
