@@ -174,6 +174,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   std::map<DType, double> stream_scale, prefill_scale;
   double bw_scale = 1;
   std::map<DType, double> warm_by_dtype;  // page-cache rate per dtype, from whole-model runs
+  std::map<DType, double> cold_by_dtype;  // cold disk rate per dtype, from whole-model runs
   // The calibration as fitted so far (the fit loops below predict with it directly).
   auto calibration_with = [&](double dispatch_us) {
     sim::Calibration cal;
@@ -217,7 +218,11 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       cal.gpus = opt.gpu->gpus;
       cal.link = opt.gpu->link;
     }
-    cal.disk.read_gbs = cold_bw / 1e9;
+    if (cold_by_dtype.size() > 1) {
+      for (const auto& [d, r] : cold_by_dtype) cal.disk.read_gbs_by_dtype[d] = r / 1e9;
+    } else {
+      cal.disk.read_gbs = cold_bw / 1e9;
+    }
     cal.disk.read_latency_us = cold_lat * 1e6;
     return cal;
   };
@@ -274,7 +279,10 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     const double warm_extra = disk_run.decode_token_s - cpu_run.decode_token_s;
     const double cold_extra = disk_run.prefill_s - cpu_run.prefill_s;
     if (warm_extra > 0) warm_by_dtype[d] = per_forward / warm_extra;
-    if (cold_extra > 0) cold_rates.push_back(per_forward / cold_extra);
+    if (cold_extra > 0) {
+      cold_rates.push_back(per_forward / cold_extra);
+      cold_by_dtype[d] = per_forward / cold_extra;
+    }
     if (disk_run.decode_disk_read_s > 0) direct_warm[d] = per_forward / disk_run.decode_disk_read_s;
   }
   // The whole-model figures replace the probe's where they exist: they are what the executor sees.
@@ -444,7 +452,14 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     out.summary.push_back(s);
   }
   {
-    std::string pc = "disk cold " + fmt(cold_bw / 1e9) + " GB/s + " + fmt(cold_lat * 1e6) + " us, page cache";
+    std::string pc = "disk cold";
+    if (cold_by_dtype.size() > 1) {
+      for (const auto& [d, r] : cold_by_dtype)
+        pc.append(" ").append(dtype_name(d)).append(" ").append(fmt(r / 1e9)).append(" GB/s");
+    } else {
+      pc.append(" ").append(fmt(cold_bw / 1e9)).append(" GB/s + ").append(fmt(cold_lat * 1e6)).append(" us");
+    }
+    pc.append(", page cache");
     if (warm_by_dtype.size() > 1) {
       for (const auto& [d, w] : warm_by_dtype)
         pc.append(" ").append(dtype_name(d)).append(" ").append(fmt(w / 1e9)).append(" GB/s");

@@ -52,6 +52,11 @@ const Figure& Rates::page_cache_for(DType d) const {
   return it != page_cache_read_dtype.end() ? it->second : page_cache_read;
 }
 
+const Figure& Rates::disk_read_for(DType d) const {
+  auto it = disk_read_dtype.find(d);
+  return it != disk_read_dtype.end() ? it->second : disk_read;
+}
+
 const RateCurve& DeviceRates::attention_flops_for(DType d) const {
   auto it = attention_flops.find(d);
   return it != attention_flops.end() ? it->second : flops_for(d);
@@ -216,7 +221,15 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
   }
   if (const YAML::Node d = root["disk"]; d.IsDefined()) {
     check_keys(f, d, {"read_gbs", "read_latency_us"}, "disk");
-    c.disk.read_gbs = read_figure(f, d, "read_gbs", false);
+    if (const YAML::Node rg = d["read_gbs"]; rg.IsDefined() && rg.IsMap()) {
+      c.disk.read_gbs_by_dtype = read_per_dtype(f, rg, "disk.read_gbs");
+      for (const auto& [dt, v] : c.disk.read_gbs_by_dtype) {
+        if (!(v > 0)) fail_at(f, rg, "disk.read_gbs: every rate must be positive");
+      }
+      if (c.disk.read_gbs_by_dtype.empty()) fail_at(f, rg, "disk.read_gbs: an empty mapping");
+    } else {
+      c.disk.read_gbs = read_figure(f, d, "read_gbs", false);
+    }
     c.disk.read_latency_us = read_figure(f, d, "read_latency_us", true);
   }
   return c;
@@ -345,6 +358,7 @@ std::string calibration_yaml(const Calibration& c) {
   if (!ly.str().empty()) y << "link:\n" << ly.str();
   std::ostringstream dy;
   put(dy, "  ", "read_gbs", c.disk.read_gbs);
+  put_per_dtype(dy, "  ", "read_gbs", c.disk.read_gbs_by_dtype);
   put(dy, "  ", "read_latency_us", c.disk.read_latency_us);
   if (!dy.str().empty()) y << "disk:\n" << dy.str();
   put_free(y, "fit", c.fit);
@@ -452,6 +466,14 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
     for (auto& row : r.p2p) std::fill(row.begin(), row.end(), *l.p2p_gbs * kGB);
   }
   set(cal->disk.read_gbs, kGB, r.disk_read);
+  if (!cal->disk.read_gbs_by_dtype.empty()) {
+    for (const auto& [d, v] : cal->disk.read_gbs_by_dtype) r.disk_read_dtype[d] = {v * kGB, Source::kCalibrated};
+    // Other dtypes: the slowest given (a conservative guess).
+    r.disk_read = r.disk_read_dtype.begin()->second;
+    for (const auto& [d, fig] : r.disk_read_dtype) {
+      if (fig.value < r.disk_read.value) r.disk_read = fig;
+    }
+  }
   set(cal->disk.read_latency_us, kUs, r.disk_latency);
   return r;
 }

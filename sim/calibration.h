@@ -110,6 +110,11 @@ struct LinkCalibration {
 
 struct DiskCalibration {
   std::optional<double> read_gbs, read_latency_us;
+  // Or a cold rate per weight dtype, as the executor's cold prefill reads disk-offloaded tensors
+  // (others: the slowest). Measured on the AMD EPYC VM of 2026-12-04: float32 tensors read cold at
+  // 2.5-3.0 GB/s and bfloat16 at 3.5-4.5 GB/s in the same calibration (twice), a difference
+  // one rate for both left as -8.5 % / +3.8 % errors in the calibration's own disk runs.
+  std::map<DType, double> read_gbs_by_dtype;
 };
 
 struct Calibration {
@@ -145,6 +150,8 @@ struct Rates {
   Figure page_cache_read;                                     // bytes/s, warm
   std::map<DType, Figure> page_cache_read_dtype;              // bytes/s, warm, per weight dtype
   const Figure& page_cache_for(DType d) const;                // the dtype's, else page_cache_read
+  std::map<DType, Figure> disk_read_dtype;                    // bytes/s, cold, per weight dtype
+  const Figure& disk_read_for(DType d) const;                 // the dtype's, else disk_read
   std::string calibration_name;                               // "" = datasheet only
 };
 

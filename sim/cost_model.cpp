@@ -225,7 +225,7 @@ double CostModel::activation_copy(ExecDevice from, ExecDevice to, Phase phase) c
 }
 
 double CostModel::disk_read(double bytes, bool warm) const {
-  return bytes / (warm ? rates_.page_cache_for(workload_.dtype).value : rates_.disk_read.value) +
+  return bytes / (warm ? rates_.page_cache_for(workload_.dtype).value : rates_.disk_read_for(workload_.dtype).value) +
          (warm ? 0.0 : rates_.disk_latency.value);
 }
 

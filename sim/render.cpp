@@ -70,7 +70,8 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
     add("cpu ", r.host.dequant, false);
     for (size_t i = 0; i < r.gpus.size(); ++i) add("gpu " + std::to_string(i) + " ", r.gpus[i].dequant, true);
   }
-  f.push_back({"disk read", r.disk_read.value / 1e9, "GB/s", r.disk_read.source});
+  const Figure& dr = r.disk_read_for(ev.graph->dtype);
+  f.push_back({"disk read", dr.value / 1e9, "GB/s", dr.source});
   const Figure& pc = r.page_cache_for(ev.graph->dtype);
   f.push_back({"page-cache read", pc.value / 1e9, "GB/s", pc.source});
   return f;

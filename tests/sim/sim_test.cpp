@@ -911,6 +911,31 @@ host:
         },
         bad, 3, "positive");
   }
+  SECTION("a cold disk rate per dtype") {
+    const std::string path = tmp.write("cal_disk.yaml", R"(kind: calibration
+disk:
+  read_gbs: {float32: 2.5, bfloat16: 4}
+)");
+    const Calibration cal = load_calibration(path);
+    CHECK(calibration_yaml(cal).find("disk:\n  read_gbs: {") != std::string::npos);
+    CHECK(load_calibration(tmp.write("cal_disk2.yaml", calibration_yaml(cal))).disk.read_gbs_by_dtype == cal.disk.read_gbs_by_dtype);
+    const Hardware hw = round_machine(1 * kGiB);
+    const Rates r = make_rates(hw, &cal);
+    CHECK(r.disk_read_for(DType::kFloat32).value == Approx(2.5e9));
+    CHECK(r.disk_read_for(DType::kBFloat16).value == Approx(4e9));
+    CHECK(r.disk_read_for(DType::kFloat16).value == Approx(2.5e9));  // not given: the slowest
+    const auto tree = tiny_tree();
+    for (DType d : {DType::kFloat32, DType::kBFloat16}) {
+      const ModelGraph g = build_graph(*tree, d);
+      Workload w = workload(1, 16, 4);
+      w.dtype = d;
+      const CostModel cm(g, r, w);
+      CHECK(cm.disk_read(24e6, false) ==
+            Approx(24e6 / (d == DType::kFloat32 ? 2.5e9 : 4e9) + r.disk_latency.value));
+    }
+    const std::string bad = tmp.write("cal_disk_bad.yaml", "kind: calibration\ndisk:\n  read_gbs: {bfloat16: 0}\n");
+    expect_input_error([&] { load_calibration(bad); }, bad, 3, "positive");
+  }
   SECTION("calibrated figures replace datasheet ones and say so") {
     const std::string path = tmp.write("cal_ok.yaml", R"(kind: calibration
 name: my-desktop
