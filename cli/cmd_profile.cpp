@@ -51,8 +51,8 @@ options:
                            prefetch and in-place, and CPU-only (default model llama31_8b)
   --gpu-caps C,...         --validate on a GPU: GPU memory caps (default 4GiB,8GiB,12GiB)
   --model M                model preset or config.json for the shapes and runs (default tinyllama_1b)
-  --models A,B,C           --validate: the models (default qwen25_05b,tinyllama_1b,llama32_1b,
-                           qwen3_06b,gemma3_1b: llama, qwen2, qwen3 and gemma3 shapes)
+  --models A,B,C           --validate: the models (default tinyllama_1b,qwen3_06b,gemma3_1b:
+                           llama, qwen3 and gemma3 shapes; qwen25_05b and llama32_1b are others)
   --dtype D[,D]            float32, bfloat16, float16 (default float32,bfloat16)
   --disk-fractions F,...   --validate: fractions of layers on disk (default 0,0.25,0.5)
   --hardware ID            system or host preset the predictions use (default cloud_xeon_2vcpu_vm)
@@ -264,7 +264,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
   const sim::Calibration cal = sim::load_calibration(*cal_file);
   std::vector<profile::ValidationCase> cases;
   for (const auto& m : split_commas(a.get("models").value_or(
-           gpu >= 0 ? "llama31_8b" : "qwen25_05b,tinyllama_1b,llama32_1b,qwen3_06b,gemma3_1b"))) {
+           gpu >= 0 ? "llama31_8b" : "tinyllama_1b,qwen3_06b,gemma3_1b"))) {
     const ModelSpec spec = resolve_model(m, "", models_dir());
     const exec::ExecConfig c = exec::exec_config(spec);
     for (DType d : dtypes) {
