@@ -6,13 +6,19 @@
 // and their Pearson correlation. A probe that tracks the machine narrows the spread.
 //
 //   build/tests/bench/drift_bench tinyllama_1b float32 12 [threads]
+//   build/tests/bench/drift_bench probe 60 30      the probe alone, 30 calls of 60 reads back to back
+//   build/tests/bench/drift_bench copy float32     a warm disk read's cost in a decode step, by tensor size
+#include <chrono>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "core/scenario.h"
+#include "core/stats.h"
+#include "exec/cpu/kernels.h"
 #include "profile/profile.h"
 
 using namespace dmap;
@@ -35,6 +41,52 @@ double pearson(const std::vector<double>& a, const std::vector<double>& b) {
   }
   return sab / std::sqrt(saa * sbb);
 }
+// What a disk-offloaded tensor read warm adds to a decode step, by tensor size: a one-row product
+// on weights streamed from DRAM (a pool of copies past the caches), against a copy of the same
+// bytes out of another pool (the page cache's role) into a reused buffer followed by the product
+// on that buffer (the executor's warm disk read). Medians of 31, two threads.
+void copy_then_product(DType d) {
+  const size_t pool = size_t{2} << 30;
+  std::vector<uint8_t> src(pool, 1), wts(pool, 1);
+  for (size_t i = 0; i < pool; i += 4096) src[i] = wts[i] = static_cast<uint8_t>(i);
+  const size_t es = d == DType::kFloat32 ? 4 : 2;
+  std::printf("tensor (rows x cols)   MB  product_ms  copy_ms  copy+product_ms  extra_ms  extra GB/s  copy GB/s\n");
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1024, 1024}, {2048, 1024}, {3072, 1024}, {2048, 2048},
+                                                              {6912, 1152}, {5632, 2048}, {8192, 2048}, {8192, 4096}}) {
+    const size_t bytes = static_cast<size_t>(n * k) * es;
+    const size_t copies = pool / bytes;
+    std::vector<uint8_t> buf(bytes);
+    std::vector<float> x(static_cast<size_t>(k), 0.5f), y(static_cast<size_t>(n));
+    std::vector<double> prod, copy, both;
+    size_t i = 0;
+    auto clock = [] { return std::chrono::steady_clock::now(); };
+    auto secs = [](auto t0, auto t1) { return std::chrono::duration<double>(t1 - t0).count(); };
+    for (int r = 0; r < 31 + 1; ++r) {
+      const uint8_t* w = wts.data() + (i % copies) * bytes;
+      const uint8_t* s = src.data() + ((i + copies / 2) % copies) * bytes;
+      ++i;
+      auto t0 = clock();
+      exec::cpu::linear(x.data(), 1, exec::cpu::Weight{w, d, n, k}, nullptr, y.data(), 2);
+      auto t1 = clock();
+      std::memcpy(buf.data(), s, bytes);
+      exec::cpu::linear(x.data(), 1, exec::cpu::Weight{buf.data(), d, n, k}, nullptr, y.data(), 2);
+      auto t3 = clock();
+      const uint8_t* s2 = src.data() + ((i + copies / 3) % copies) * bytes;
+      auto t4 = clock();
+      std::memcpy(buf.data(), s2, bytes);
+      auto t5 = clock();
+      if (r == 0) continue;  // warm-up
+      prod.push_back(secs(t0, t1));
+      both.push_back(secs(t1, t3));
+      copy.push_back(secs(t4, t5));
+    }
+    const double p = median(prod), c = median(copy), b = median(both);
+    std::printf("%5lld x %-5lld %12.1f %10.3f %8.3f %16.3f %9.3f %11.2f %10.2f\n", static_cast<long long>(n),
+                static_cast<long long>(k), static_cast<double>(bytes) / 1e6, p * 1e3, c * 1e3, b * 1e3, (b - p) * 1e3,
+                static_cast<double>(bytes) / (b - p) / 1e9, static_cast<double>(bytes) / c / 1e9);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -44,6 +96,10 @@ int main(int argc, char** argv) {
     for (int i = 0; i < calls; ++i) v.push_back(profile::reference_probe_ms(2, reads));
     for (double x : v) std::printf("%.3f ", x);
     std::printf("\nprobe of %d reads, %d calls back to back: spread %.3f\n", reads, calls, spread(v));
+    return 0;
+  }
+  if (argc == 3 && std::string(argv[1]) == "copy") {  // drift_bench copy DTYPE: copy-then-product by size
+    copy_then_product(parse_dtype(argv[2]).value());
     return 0;
   }
   if (argc < 4) {
