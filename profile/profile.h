@@ -38,6 +38,7 @@
 #include "exec/model.h"
 #include "exec/placement.h"
 #include "profile/fit.h"
+#include "profile/load_guard.h"
 #include "trace/gpu_trace.h"
 #include "profile/quiet.h"
 #include "report/validation_report.h"
@@ -156,6 +157,7 @@ struct ProfileOptions {
   bool quick = false;         // fewer sizes and repetitions (CI)
   ProgressFn progress;
   const GpuSections* gpu = nullptr;  // GPU figures to write into the same calibration
+  LoadGuardSettings guard;           // quiet before each measurement, re-measured or refused when loaded
 };
 
 // One of the calibration's own whole-model runs, predicted by the finished calibration.

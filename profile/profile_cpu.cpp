@@ -1,5 +1,6 @@
 // profile_cpu: the calibration of this machine's CPU and disk fitted from the micro-benchmarks
 // and whole-model runs of dmap's executor (see profile.h).
+#include "profile/load_guard.h"
 #include "profile/probes.h"
 #include "profile/run_trace.h"
 
@@ -17,6 +18,7 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <tuple>
 
 #include "core/error.h"
 #include "core/interrupt.h"
@@ -87,8 +89,10 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   }
   std::map<DType, PerDtype> per;
   WeightStore store;  // the pools' memory (GiBs past a large L3), freed before the disk and whole-model runs
+  LoadGuard guard(opt.guard);
   for (DType d : opt.dtypes) {
-    PerDtype& p = per[d];
+    per[d] = guard.run("micro-benchmarks of " + std::string(dtype_name(d)), [&] {
+    PerDtype p;
     // One-row products at the model's shapes and at other row lengths: short rows stream
     // slower (measured: Qwen2.5-0.5B's 896-wide rows at ~21-23 GB/s, TinyLlama's 2048-wide at
     // ~27), so time = intercept + bytes / bandwidth + rows x per-row cost.
@@ -149,11 +153,14 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       p.curve.push_back({static_cast<double>(m), median(rates)});
     }
     p.attention = measure_attention(c, d, threads, opt.quick, tick);
+    return p;
+    });
   }
   store.clear();  // the page cache and the whole-model runs get that memory back
-  const DiskFit disk =
-      measure_disk(opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir,
+  const DiskFit disk = guard.run("disk probe", [&] {
+    return measure_disk(opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir,
                    opt.quick, opt.progress);
+  });
 
   // Memory bandwidth: the fastest weight streaming (the other dtypes' M = 1 rates hold their
   // conversion cost).
@@ -184,6 +191,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
         "executor (`" +
         opt.command + "`). Units as in sim/calibration.h.";
     cal.provenance["cpu"] = cpu_description();
+    cal.provenance["isa"] = cpu_isa();
     cal.provenance["gpu"] = opt.gpu ? opt.gpu->gpu_name : std::string("none");
     cal.provenance["driver"] = opt.gpu ? opt.gpu->driver : std::string("none");
     cal.provenance["dmap_version"] = std::string(DMAP_VERSION);
@@ -249,9 +257,18 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     std::vector<PlacementRun> rs;
     for (int k = 0; k < whole_reps; ++k) {
       if (opt.progress) opt.progress("whole-model run " + std::string(dtype_name(d)) + " " + what, k, whole_reps);
-      if (probed) reference_probes.push_back(reference_probe_ms(opt.run.threads));
-      rs.push_back(run_placement(opt.model, d, dm, opt.run));
-      if (probed) reference_probes.push_back(reference_probe_ms(opt.run.threads));
+      // (probes before and after, the run): the probes of a spoiled try are dropped with it.
+      auto kept = guard.run("whole-model run " + std::string(dtype_name(d)) + " " + what, [&] {
+        const double before = probed ? reference_probe_ms(opt.run.threads) : 0;
+        PlacementRun r = run_placement(opt.model, d, dm, opt.run);
+        const double after = probed ? reference_probe_ms(opt.run.threads) : 0;
+        return std::make_tuple(before, after, std::move(r));
+      });
+      if (probed) {
+        reference_probes.push_back(std::get<0>(kept));
+        reference_probes.push_back(std::get<1>(kept));
+      }
+      rs.push_back(std::move(std::get<2>(kept)));
     }
     std::vector<double> pre, dec, rd;
     for (const auto& r : rs) {
@@ -307,7 +324,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     kernels = (p1 - p0) / 1e-6;  // seconds per microsecond of dispatch overhead: the kernel count
   }
   if (opt.progress) opt.progress("dispatch probe", 0, 1);
-  const DispatchProbe probe = measure_dispatch(c, opt.dtypes.front(), threads);
+  const DispatchProbe probe =
+      guard.run("dispatch probe", [&] { return measure_dispatch(c, opt.dtypes.front(), threads); });
   const double dispatch_us =
       kernels > 0 ? std::max(0.0, probe.decode_s - probe.weight_bytes / bw) / kernels * 1e6 : 0.0;
 
@@ -408,6 +426,9 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     first = false;
   }
   fitb << "}\n  whole_model_repetitions: " << whole_reps << "\n";
+  fitb << "  load_guard: {enabled: " << (guard.settings().enabled ? "true" : "false")
+       << ", spoiled_cores: " << fmt(guard.settings().spoiled_cores) << ", remeasured: " << guard.remeasured()
+       << ", max_foreign_cores: " << fmt(guard.max_foreign_cores(), 3) << "}\n";
   {
     std::vector<double> sorted = reference_probes;
     std::sort(sorted.begin(), sorted.end());

@@ -122,6 +122,9 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   opt.run.new_tokens = 4;
   opt.quick = true;
   opt.command = "profile_test";
+  // CI runs two tests at once on two cores: the other one would spoil every try. The guard's
+  // decisions are tested on synthetic loads below.
+  opt.guard.enabled = false;
   const std::string hw_dir = std::string(DMAP_SOURCE_DIR) + "/configs/hardware";
   const sim::Hardware hw = sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test", hw_dir);
   const ProfileResult r = profile_cpu(opt, hw);
@@ -324,4 +327,35 @@ TEST_CASE("the validation's drift figures: per-round probe scaling, steady round
   summarize(v);
   CHECK(v.steady_rows == 0);
   CHECK(v.rows[0].scaled_decode_error() == Approx(v.rows[0].decode_error()));
+}
+
+TEST_CASE("the calibration's load guard keeps quiet tries, re-measures loaded ones and refuses past its retries",
+          "[unit][profile]") {
+  // Synthetic loads, one per try, in order.
+  auto loads = std::make_shared<std::vector<double>>();
+  LoadGuard::Watch watch = [loads] {
+    const double v = loads->front();
+    loads->erase(loads->begin());
+    return std::function<double()>([v] { return v; });
+  };
+  LoadGuardSettings s;
+  s.quiet.max_wait_s = 0;  // do not wait for real quiet here
+  int tries = 0;
+  *loads = {0.9, 0.4, 0.05};
+  LoadGuard guard(s, watch);
+  CHECK(guard.run("whole-model run float32 cpu-only", [&] { return ++tries; }) == 3);  // the third try kept
+  CHECK(guard.remeasured() == 2);
+  CHECK(guard.max_foreign_cores() == Approx(0.05));
+  *loads = {0.16, 0.5, 0.99};
+  tries = 0;
+  CHECK_THROWS_WITH(guard.run("disk probe", [&] { return ++tries; }),
+                    Catch::Contains("other processes kept 0.99 cores busy during the disk probe") &&
+                        Catch::Contains("in each of 3 tries, so nothing was written"));
+  CHECK(tries == 3);
+  // Disabled: every try is kept, whatever the load.
+  s.enabled = false;
+  *loads = {3.0};
+  LoadGuard off(s, watch);
+  CHECK(off.run("dispatch probe", [] { return 7; }) == 7);
+  CHECK(off.remeasured() == 0);
 }
