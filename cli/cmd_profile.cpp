@@ -55,7 +55,8 @@ options:
                            llama, qwen3 and gemma3 shapes; qwen25_05b and llama32_1b are others)
   --dtype D[,D]            float32, bfloat16, float16 (default float32,bfloat16)
   --disk-fractions F,...   --validate: fractions of layers on disk (default 0,0.25,0.5)
-  --hardware ID            system or host preset the predictions use (default cloud_xeon_2vcpu_vm)
+  --hardware ID            system or host preset the predictions use (default: this machine,
+                           detected: CPU, ISA, cores and RAM; estimates where a calibration measures)
   --calibration FILE       --validate: the calibration to check
   --out FILE               --real: calibration path (default configs/calibrations/NAME.yaml);
                            --validate: report path (default reports/validation/NAME.md)
@@ -108,8 +109,17 @@ profile::ProgressFn progress_bar(const std::string& title) {
 }
 
 sim::Hardware hardware_flag(const Args& a, std::string& id) {
-  id = a.get("hardware").value_or("cloud_xeon_2vcpu_vm");
   const std::string dir = config_dir() + "/hardware";
+  if (!a.get("hardware")) {
+    // This machine, detected: its CPU and RAM (estimates for what the calibration measures), the
+    // default disk (the calibration measures it too).
+    id = "detected";
+    YAML::Node n;
+    n["host"] = load_yaml_string(profile::detected_host_yaml(), "the detected host");
+    n["disk"] = "nvme_gen3";
+    return sim::parse_hardware(n, "the detected host", dir);
+  }
+  id = *a.get("hardware");
   if (!std::filesystem::exists(dir + "/" + id + ".yaml"))
     throw InputError("--hardware: no preset '" + id + "' in " + dir);
   const YAML::Node kind = load_yaml_file(dir + "/" + id + ".yaml")["kind"];
@@ -327,11 +337,14 @@ int cmd_profile(const std::vector<std::string>& argv) {
       r.decode_median_abs * 100, r.decode_p90_abs * 100, r.prefill_median_abs * 100, r.prefill_p90_abs * 100,
       r.max_regret * 100);
   if (r.probed) {
-    std::printf(
-        "measured with the machine within ±3 %% of calibration time: %d of %d held-out placements; over those rounds, "
-        "time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median %.1f %%\n",
-        r.steady_rows, r.held_out, r.steady_decode_median_abs * 100, r.steady_decode_p90_abs * 100,
-        r.steady_prefill_median_abs * 100);
+    std::printf("measured with the machine within ±3 %% of calibration time: %d of %d held-out placements",
+                r.steady_rows, r.held_out);
+    if (r.steady_rows > 0) {
+      std::printf("; over those rounds, time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median "
+                  "%.1f %%",
+                  r.steady_decode_median_abs * 100, r.steady_decode_p90_abs * 100, r.steady_prefill_median_abs * 100);
+    }
+    std::printf("\n");
   }
   std::printf("report: %s\n", out.c_str());
   return 0;

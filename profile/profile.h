@@ -328,5 +328,10 @@ std::string cpu_isa();
 // A file name for this CPU: "amd_epyc_2cpu_avx512", "intel_xeon_platinum_8488c_2cpu_avx512_amx" —
 // the default name of `dmap profile`'s calibration and validation report.
 std::string cpu_slug();
+// A host preset for this machine, as YAML (configs/hardware's `kind: host` keys): its CPU, ISA,
+// cores and RAM read from the machine; memory bandwidth and peak FLOP/s are estimates from the
+// core count and ISA, which a calibration replaces. `dmap profile` predicts with it unless
+// --hardware names a preset.
+std::string detected_host_yaml();
 
 }  // namespace dmap::profile

@@ -190,6 +190,45 @@ std::string cpu_slug() {
   return slug + "_" + std::to_string(cpus ? cpus : 1) + "cpu" + (tag.empty() ? "" : "_" + tag);
 }
 
+std::string detected_host_yaml() {
+  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  long long mem_kb = 0;
+  {
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    long long v = 0;
+    std::string unit;
+    while (in >> key >> v >> unit) {
+      if (key == "MemTotal:") {
+        mem_kb = v;
+        break;
+      }
+    }
+  }
+  const double ram_gib = mem_kb > 0 ? static_cast<double>(mem_kb) / (1024.0 * 1024.0) : 16.0;
+  const std::string isa = cpu_isa();
+  // FP32 lanes per core and cycle (two FMA units): AVX-512 32, AVX2 16, NEON/other 8.
+  const double lanes = isa.rfind("AVX-512", 0) == 0 ? 32 : isa.rfind("AVX2", 0) == 0 ? 16 : 8;
+  const double fp32 = static_cast<double>(cpus) * 2.5 * lanes * 2;  // GFLOP/s at an assumed 2.5 GHz
+  std::ostringstream y;
+  y << std::setprecision(4);
+  std::string cpu;
+  for (char ch : cpu_description()) {
+    if (ch != '"' && ch != '\\' && static_cast<unsigned char>(ch) >= 0x20) cpu += ch;  // a plain YAML string
+  }
+  y << "name: \"" << cpu << ", " << isa << ", " << std::fixed << std::setprecision(1) << ram_gib
+    << " GiB RAM (detected)\"\n";
+  y << std::defaultfloat << std::setprecision(6);
+  y << "cores: " << cpus << "\n";
+  y << "memory_bandwidth_gbs: " << 10.0 * cpus << "\n";  // an estimate (a calibration measures it)
+  y << "ram: " << std::fixed << std::setprecision(2) << ram_gib << "GiB\n";
+  y << "reserved_ram: " << std::min(2.0, ram_gib / 4) << "GiB\n" << std::defaultfloat;
+  y << "peak_gflops: {float32: " << fp32 << ", bfloat16: " << fp32 << ", float16: " << fp32 / 2 << "}\n";
+  y << "dispatch_overhead_us: 5\n";
+  y << "achievable: {memory: 1.0, compute: 0.35}\n";
+  return y.str();
+}
+
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
   const exec::ExecConfig c = exec::exec_config(spec);
   DMAP_CHECK(disk_layers >= 0 && disk_layers <= c.layers, "disk_layers out of range");

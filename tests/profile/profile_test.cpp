@@ -9,7 +9,9 @@
 #include <thread>
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
+#include <fstream>
 
 #include "core/json_parse.h"
 #include "profile/fit.h"
@@ -18,6 +20,7 @@
 #include "profile/quiet.h"
 #include "trace/trace.h"
 #include "sim/calibration.h"
+#include "sim/hardware.h"
 
 using namespace dmap;
 using namespace dmap::profile;
@@ -358,4 +361,31 @@ TEST_CASE("the calibration's load guard keeps quiet tries, re-measures loaded on
   LoadGuard off(s, watch);
   CHECK(off.run("dispatch probe", [] { return 7; }) == 7);
   CHECK(off.remeasured() == 0);
+}
+
+TEST_CASE("the detected host is this machine: its CPU, cores and RAM, as a host preset that parses", "[unit][profile]") {
+  const std::string y = detected_host_yaml();
+  YAML::Node n;
+  n["host"] = YAML::Load(y);
+  n["disk"] = "nvme_gen3";
+  const sim::Hardware hw = sim::parse_hardware(n, "test", std::string(DMAP_SOURCE_DIR) + "/configs/hardware");
+  CHECK(hw.host.cores == static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  CHECK(hw.host.name.find(cpu_description()) == 0);
+  CHECK(hw.host.name.find(cpu_isa()) != std::string::npos);
+  CHECK(hw.host.name.find("(detected)") != std::string::npos);
+  // RAM: MemTotal, to 0.01 GiB.
+  std::ifstream in("/proc/meminfo");
+  std::string key, unit;
+  long long kb = 0;
+  while (in >> key >> kb >> unit && key != "MemTotal:") {
+  }
+  REQUIRE(kb > 0);
+  CHECK(static_cast<double>(hw.host.ram) == Approx(static_cast<double>(kb) * 1024).epsilon(0.001));
+  CHECK(hw.host.reserved_ram < hw.host.ram);
+  CHECK(hw.host.peak_flops.at(DType::kFloat32).value > 0);
+  // The file-name form of the same CPU: lower case, no spaces, the CPU count and ISA tag at the end.
+  const std::string slug = cpu_slug();
+  CHECK(slug.find(' ') == std::string::npos);
+  CHECK(slug.find(std::to_string(hw.host.cores) + "cpu") != std::string::npos);
+  for (char ch : slug) CHECK((std::islower(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch)) || ch == '_'));
 }
