@@ -8,9 +8,13 @@
 //   build/tests/bench/drift_bench tinyllama_1b float32 12 [threads]
 //   build/tests/bench/drift_bench probe 60 30      the probe alone, 30 calls of 60 reads back to back
 //   build/tests/bench/drift_bench copy float32     a warm disk read's cost in a decode step, by tensor size
+//   build/tests/bench/drift_bench pagecache float32  the same through exec::DiskReader's page-cache path
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <stdexcept>
+
+#include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -19,6 +23,8 @@
 #include "core/scenario.h"
 #include "core/stats.h"
 #include "exec/cpu/kernels.h"
+#include "exec/disk_reader.h"
+#include "exec/weights.h"
 #include "profile/profile.h"
 
 using namespace dmap;
@@ -87,6 +93,68 @@ void copy_then_product(DType d) {
   }
 }
 
+// The same through the executor's real path: tensors of one 1 GiB file (written and synced
+// once, then read once so the page cache and the map hold it), copied by exec::DiskReader warm
+// into a reused buffer, each read at the next offset so the source comes from DRAM, then the
+// product on the buffer; against the product on weights from a DRAM pool. Medians of 31.
+void page_cache_then_product(DType d) {
+  const size_t file_bytes = size_t{1} << 30;
+  const std::string path = "/tmp/dmap_drift_bench_" + std::to_string(::getpid()) + ".dat";
+  {
+    std::vector<uint8_t> block(size_t{1} << 20, 1);
+    for (size_t i = 0; i < block.size(); i += 64) block[i] = static_cast<uint8_t>(i);
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f) throw std::runtime_error("cannot write " + path);
+    for (size_t w = 0; w < file_bytes; w += block.size()) std::fwrite(block.data(), 1, block.size(), f);
+    std::fflush(f);
+    ::fdatasync(::fileno(f));
+    std::fclose(f);
+  }
+  const size_t es = d == DType::kFloat32 ? 4 : 2;
+  std::vector<uint8_t> pool_mem(size_t{2} << 30, 1);
+  for (size_t i = 0; i < pool_mem.size(); i += 4096) pool_mem[i] = static_cast<uint8_t>(i);
+  exec::DiskReader reader;
+  std::printf("tensor (rows x cols)   MB  product_ms  copy_ms  copy+product_ms  extra_ms  extra GB/s  copy GB/s\n");
+  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1024, 1024}, {2048, 1024}, {3072, 1024}, {2048, 2048},
+                                                              {6912, 1152}, {5632, 2048}, {8192, 2048}, {8192, 4096}}) {
+    const size_t bytes = static_cast<size_t>(n * k) * es;
+    const size_t in_file = file_bytes / bytes, in_pool = pool_mem.size() / bytes;
+    std::vector<uint8_t> buf(bytes);
+    std::vector<float> x(static_cast<size_t>(k), 0.5f), y(static_cast<size_t>(n));
+    auto ref_at = [&](size_t i) {
+      exec::WeightRef r;
+      r.name = "bench";
+      r.file = path;
+      r.offset = (i % in_file) * bytes;
+      r.w = exec::cpu::Weight{nullptr, d, n, k};
+      r.on_disk = true;
+      return r;
+    };
+    for (size_t i = 0; i < in_file; ++i) reader.read(ref_at(i), buf.data(), false);  // page cache and map warm
+    std::vector<double> prod, copy, both;
+    auto secs = [](auto t0, auto t1) { return std::chrono::duration<double>(t1 - t0).count(); };
+    for (size_t r = 0; r < 32; ++r) {
+      const uint8_t* w = pool_mem.data() + (r % in_pool) * bytes;
+      const auto t0 = std::chrono::steady_clock::now();
+      exec::cpu::linear(x.data(), 1, exec::cpu::Weight{w, d, n, k}, nullptr, y.data(), 2);
+      const auto t1 = std::chrono::steady_clock::now();
+      reader.read(ref_at(r), buf.data(), false);
+      const auto t2 = std::chrono::steady_clock::now();
+      exec::cpu::linear(x.data(), 1, exec::cpu::Weight{buf.data(), d, n, k}, nullptr, y.data(), 2);
+      const auto t3 = std::chrono::steady_clock::now();
+      if (r == 0) continue;  // warm-up
+      prod.push_back(secs(t0, t1));
+      copy.push_back(secs(t1, t2));
+      both.push_back(secs(t1, t3));
+    }
+    const double p = median(prod), c = median(copy), b = median(both);
+    std::printf("%5lld x %-5lld %12.1f %10.3f %8.3f %16.3f %9.3f %11.2f %10.2f\n", static_cast<long long>(n),
+                static_cast<long long>(k), static_cast<double>(bytes) / 1e6, p * 1e3, c * 1e3, b * 1e3, (b - p) * 1e3,
+                static_cast<double>(bytes) / (b - p) / 1e9, static_cast<double>(bytes) / c / 1e9);
+  }
+  std::remove(path.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -96,6 +164,10 @@ int main(int argc, char** argv) {
     for (int i = 0; i < calls; ++i) v.push_back(profile::reference_probe_ms(2, reads));
     for (double x : v) std::printf("%.3f ", x);
     std::printf("\nprobe of %d reads, %d calls back to back: spread %.3f\n", reads, calls, spread(v));
+    return 0;
+  }
+  if (argc == 3 && std::string(argv[1]) == "pagecache") {  // drift_bench pagecache DTYPE: the real path
+    page_cache_then_product(parse_dtype(argv[2]).value());
     return 0;
   }
   if (argc == 3 && std::string(argv[1]) == "copy") {  // drift_bench copy DTYPE: copy-then-product by size
