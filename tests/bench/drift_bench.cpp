@@ -47,6 +47,21 @@ double pearson(const std::vector<double>& a, const std::vector<double>& b) {
   }
   return sab / std::sqrt(saa * sbb);
 }
+// The copy-then-product modes' tensor shapes (4 to 134 MB in float32: Qwen3-0.6B's, Gemma-3-1B's and
+// TinyLlama's among them) and their table.
+const std::vector<std::pair<int64_t, int64_t>> kCopyShapes = {{1024, 1024}, {2048, 1024}, {3072, 1024},
+                                                              {2048, 2048}, {6912, 1152}, {5632, 2048},
+                                                              {8192, 2048}, {8192, 4096}};
+const char* const kCopyHeader =
+    "tensor (rows x cols)   MB  product_ms  copy_ms  copy+product_ms  extra_ms  extra GB/s  copy GB/s\n";
+
+// One row: medians in seconds of the product alone, the copy alone, and the copy then the product.
+void print_copy_row(int64_t n, int64_t k, size_t bytes, double p, double c, double b) {
+  std::printf("%5lld x %-5lld %12.1f %10.3f %8.3f %16.3f %9.3f %11.2f %10.2f\n", static_cast<long long>(n),
+              static_cast<long long>(k), static_cast<double>(bytes) / 1e6, p * 1e3, c * 1e3, b * 1e3, (b - p) * 1e3,
+              static_cast<double>(bytes) / (b - p) / 1e9, static_cast<double>(bytes) / c / 1e9);
+}
+
 // What a disk-offloaded tensor read warm adds to a decode step, by tensor size: a one-row product
 // on weights streamed from DRAM (a pool of copies past the caches), against a copy of the same
 // bytes out of another pool (the page cache's role) into a reused buffer followed by the product
@@ -56,9 +71,8 @@ void copy_then_product(DType d) {
   std::vector<uint8_t> src(pool, 1), wts(pool, 1);
   for (size_t i = 0; i < pool; i += 4096) src[i] = wts[i] = static_cast<uint8_t>(i);
   const size_t es = d == DType::kFloat32 ? 4 : 2;
-  std::printf("tensor (rows x cols)   MB  product_ms  copy_ms  copy+product_ms  extra_ms  extra GB/s  copy GB/s\n");
-  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1024, 1024}, {2048, 1024}, {3072, 1024}, {2048, 2048},
-                                                              {6912, 1152}, {5632, 2048}, {8192, 2048}, {8192, 4096}}) {
+  std::printf("%s", kCopyHeader);
+  for (auto [n, k] : kCopyShapes) {
     const size_t bytes = static_cast<size_t>(n * k) * es;
     const size_t copies = pool / bytes;
     std::vector<uint8_t> buf(bytes);
@@ -86,10 +100,7 @@ void copy_then_product(DType d) {
       both.push_back(secs(t1, t3));
       copy.push_back(secs(t4, t5));
     }
-    const double p = median(prod), c = median(copy), b = median(both);
-    std::printf("%5lld x %-5lld %12.1f %10.3f %8.3f %16.3f %9.3f %11.2f %10.2f\n", static_cast<long long>(n),
-                static_cast<long long>(k), static_cast<double>(bytes) / 1e6, p * 1e3, c * 1e3, b * 1e3, (b - p) * 1e3,
-                static_cast<double>(bytes) / (b - p) / 1e9, static_cast<double>(bytes) / c / 1e9);
+    print_copy_row(n, k, bytes, median(prod), median(copy), median(both));
   }
 }
 
@@ -114,9 +125,8 @@ void page_cache_then_product(DType d) {
   std::vector<uint8_t> pool_mem(size_t{2} << 30, 1);
   for (size_t i = 0; i < pool_mem.size(); i += 4096) pool_mem[i] = static_cast<uint8_t>(i);
   exec::DiskReader reader;
-  std::printf("tensor (rows x cols)   MB  product_ms  copy_ms  copy+product_ms  extra_ms  extra GB/s  copy GB/s\n");
-  for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1024, 1024}, {2048, 1024}, {3072, 1024}, {2048, 2048},
-                                                              {6912, 1152}, {5632, 2048}, {8192, 2048}, {8192, 4096}}) {
+  std::printf("%s", kCopyHeader);
+  for (auto [n, k] : kCopyShapes) {
     const size_t bytes = static_cast<size_t>(n * k) * es;
     const size_t in_file = file_bytes / bytes, in_pool = pool_mem.size() / bytes;
     std::vector<uint8_t> buf(bytes);
@@ -147,10 +157,7 @@ void page_cache_then_product(DType d) {
       copy.push_back(secs(t1, t2));
       both.push_back(secs(t1, t3));
     }
-    const double p = median(prod), c = median(copy), b = median(both);
-    std::printf("%5lld x %-5lld %12.1f %10.3f %8.3f %16.3f %9.3f %11.2f %10.2f\n", static_cast<long long>(n),
-                static_cast<long long>(k), static_cast<double>(bytes) / 1e6, p * 1e3, c * 1e3, b * 1e3, (b - p) * 1e3,
-                static_cast<double>(bytes) / (b - p) / 1e9, static_cast<double>(bytes) / c / 1e9);
+    print_copy_row(n, k, bytes, median(prod), median(copy), median(both));
   }
   std::remove(path.c_str());
 }
