@@ -9,6 +9,8 @@
 //   build/tests/bench/drift_bench probe 60 30      the probe alone, 30 calls of 60 reads back to back
 //   build/tests/bench/drift_bench copy float32     a warm disk read's cost in a decode step, by tensor size
 //   build/tests/bench/drift_bench pagecache float32  the same through exec::DiskReader's page-cache path
+//   build/tests/bench/drift_bench knee float32 3     the product after a warm copy vs from DRAM, by size
+//   build/tests/bench/drift_bench split tinyllama_1b float32 3  attention-only on disk vs whole layers
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -162,6 +164,127 @@ void page_cache_then_product(DType d) {
   std::remove(path.c_str());
 }
 
+
+// Where the cache effect ends: for tensor sizes around the last-level cache, through the real
+// path (DiskReader warm into one reused buffer, as the executor reads), the product on the
+// just-copied buffer against the product on weights from a DRAM pool. Sizes interleaved, PASSES
+// passes of 11 repetitions each; per pass the medians of the product after the copy over the
+// product from DRAM (after/dram), the copy alone and what copy and product add to the step.
+void cache_knee(DType d, int passes) {
+  const size_t file_bytes = size_t{1} << 30;
+  const std::string path = "/tmp/dmap_drift_bench_" + std::to_string(::getpid()) + ".dat";
+  {
+    std::vector<uint8_t> block(size_t{1} << 20, 1);
+    for (size_t i = 0; i < block.size(); i += 64) block[i] = static_cast<uint8_t>(i);
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    if (!f) throw std::runtime_error("cannot write " + path);
+    for (size_t w = 0; w < file_bytes; w += block.size()) std::fwrite(block.data(), 1, block.size(), f);
+    std::fflush(f);
+    ::fdatasync(::fileno(f));
+    std::fclose(f);
+  }
+  const size_t es = d == DType::kFloat32 ? 4 : 2;
+  const int64_t k = 1024;
+  std::vector<int64_t> rows_mb = {2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 64, 128};  // in MiB of weights
+  std::vector<uint8_t> pool_mem(size_t{2} << 30, 1);
+  for (size_t i = 0; i < pool_mem.size(); i += 4096) pool_mem[i] = static_cast<uint8_t>(i);
+  exec::DiskReader reader;
+  {
+    std::vector<uint8_t> tmp(size_t{64} << 20);
+    for (size_t off = 0; off < file_bytes; off += tmp.size()) {
+      exec::WeightRef r;
+      r.name = "bench";
+      r.file = path;
+      r.offset = off;
+      r.w = exec::cpu::Weight{nullptr, DType::kFloat32, static_cast<int64_t>(tmp.size() / 4 / 1024), 1024};
+      r.on_disk = true;
+      reader.read(r, tmp.data(), false);  // page cache and map warm
+    }
+  }
+  std::vector<uint8_t> buf((size_t{128} << 20) + 4096);
+  std::vector<float> x(static_cast<size_t>(k), 0.5f), y(size_t{128} << 20);
+  std::printf("pass   MiB  product_dram_ms  copy_ms  product_after_ms  after/dram  added GB/s  copy GB/s\n");
+  size_t at = 0;
+  for (int pass = 0; pass < passes; ++pass) {
+    for (int64_t mb : rows_mb) {
+      const size_t bytes = static_cast<size_t>(mb) << 20;
+      const int64_t n = static_cast<int64_t>(bytes / es / static_cast<size_t>(k));
+      std::vector<double> prod, copy, after;
+      for (int r = 0; r < 12; ++r) {
+        const uint8_t* w = pool_mem.data() + (at % (pool_mem.size() / bytes)) * bytes;
+        exec::WeightRef ref;
+        ref.name = "bench";
+        ref.file = path;
+        ref.offset = (at % (file_bytes / bytes)) * bytes;
+        ref.w = exec::cpu::Weight{nullptr, d, n, k};
+        ref.on_disk = true;
+        ++at;
+        const auto t0 = std::chrono::steady_clock::now();
+        exec::cpu::linear(x.data(), 1, exec::cpu::Weight{w, d, n, k}, nullptr, y.data(), 2);
+        const auto t1 = std::chrono::steady_clock::now();
+        reader.read(ref, buf.data(), false);
+        const auto t2 = std::chrono::steady_clock::now();
+        exec::cpu::linear(x.data(), 1, exec::cpu::Weight{buf.data(), d, n, k}, nullptr, y.data(), 2);
+        const auto t3 = std::chrono::steady_clock::now();
+        if (r == 0) continue;  // warm-up
+        prod.push_back(std::chrono::duration<double>(t1 - t0).count());
+        copy.push_back(std::chrono::duration<double>(t2 - t1).count());
+        after.push_back(std::chrono::duration<double>(t3 - t2).count());
+      }
+      const double p = median(prod), c = median(copy), a = median(after);
+      std::printf("%4d %5lld %16.3f %8.3f %17.3f %11.2f %11.2f %10.2f\n", pass, static_cast<long long>(mb), p * 1e3,
+                  c * 1e3, a * 1e3, a / p, static_cast<double>(bytes) / (c + a - p) / 1e9,
+                  static_cast<double>(bytes) / c / 1e9);
+      std::fflush(stdout);
+    }
+  }
+  std::remove(path.c_str());
+}
+
+
+// The warm page-cache cost of small tensors against large ones in whole-model decode: CPU-only,
+// every layer's attention on disk (q/k/v/o: below the cache knee on the models measured), and the
+// last third of the layers whole on disk; REPS rounds interleaved, medians.
+void split_runs(const std::string& model, DType d, int reps) {
+  const ModelSpec spec = resolve_model(model, "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
+  profile::RunSettings rs;
+  rs.threads = 2;
+  rs.new_tokens = 12;
+  const DeviceMap cpu = profile::layers_on_disk_map(spec, 0);
+  const int64_t layers = exec::exec_config(spec).layers;
+  const DeviceMap third = profile::layers_on_disk_map(spec, std::max<int64_t>(1, layers / 3));
+  DeviceMap attn;
+  for (const auto& [name, dev] : cpu.items()) {
+    if (name.rfind("model.layers.", 0) == 0) {
+      attn.assign(name + ".self_attn", Device::disk());
+      attn.assign(name + ".mlp", Device::cpu());
+      attn.assign(name + ".input_layernorm", Device::cpu());
+      attn.assign(name + ".post_attention_layernorm", Device::cpu());
+    } else {
+      attn.assign(name, dev);
+    }
+  }
+  std::vector<double> c, a, t;
+  double abytes = 0, tbytes = 0;
+  for (int r = 0; r < reps; ++r) {
+    const profile::PlacementRun rc = profile::run_placement(spec, d, cpu, rs);
+    const profile::PlacementRun ra = profile::run_placement(spec, d, attn, rs);
+    const profile::PlacementRun rt = profile::run_placement(spec, d, third, rs);
+    c.push_back(rc.decode_token_s);
+    a.push_back(ra.decode_token_s);
+    t.push_back(rt.decode_token_s);
+    abytes = static_cast<double>(ra.disk_bytes_read) / static_cast<double>(ra.forwards);
+    tbytes = static_cast<double>(rt.disk_bytes_read) / static_cast<double>(rt.forwards);
+    std::printf("round %d: cpu %.2f ms, attention on disk %.2f ms (%.0f MB), third on disk %.2f ms (%.0f MB); copy %.1f / %.1f ms\n",
+                r, rc.decode_token_s * 1e3, ra.decode_token_s * 1e3, abytes / 1e6, rt.decode_token_s * 1e3, tbytes / 1e6,
+                ra.decode_disk_read_s * 1e3, rt.decode_disk_read_s * 1e3);
+    std::fflush(stdout);
+  }
+  const double mc = median(c), ma = median(a), mt = median(t);
+  std::printf("medians: cpu %.2f, attention %.2f (adds %.2f GB/s), third %.2f (adds %.2f GB/s)\n", mc * 1e3, ma * 1e3,
+              abytes / (ma - mc) / 1e9, mt * 1e3, tbytes / (mt - mc) / 1e9);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -177,8 +300,16 @@ int main(int argc, char** argv) {
     page_cache_then_product(parse_dtype(argv[2]).value());
     return 0;
   }
+  if (argc == 4 && std::string(argv[1]) == "knee") {  // drift_bench knee DTYPE PASSES: the cache effect by size
+    cache_knee(parse_dtype(argv[2]).value(), std::atoi(argv[3]));
+    return 0;
+  }
   if (argc == 3 && std::string(argv[1]) == "copy") {  // drift_bench copy DTYPE: copy-then-product by size
     copy_then_product(parse_dtype(argv[2]).value());
+    return 0;
+  }
+  if (argc == 5 && std::string(argv[1]) == "split") {  // drift_bench split MODEL DTYPE REPS: small vs large tensors
+    split_runs(argv[2], parse_dtype(argv[3]).value(), std::atoi(argv[4]));
     return 0;
   }
   if (argc < 4) {
