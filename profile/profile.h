@@ -323,7 +323,8 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
 
 // "Intel(R) Xeon(R) ..., 2 CPUs" from /proc/cpuinfo.
 std::string cpu_description();
-// The vector ISA dmap's kernels can use here, from /proc/cpuinfo's flags: "AVX-512, AMX", "AVX2", ...
+// The vector ISA dmap's kernels can use here, from /proc/cpuinfo's flags: "AVX-512, AMX", "AVX2", ...;
+// under DMAP_ISA the capped one first: "AVX2 (kernels capped by DMAP_ISA=avx2; the CPU has AVX-512)".
 std::string cpu_isa();
 // A file name for this CPU: "amd_epyc_2cpu_avx512", "intel_xeon_platinum_8488c_2cpu_avx512_amx" —
 // the default name of `dmap profile`'s calibration and validation report.

@@ -33,6 +33,7 @@
 #include "strategies/plan.h"
 
 #include "exec/backend.h"
+#include "exec/cpu/kernels.h"
 #include "exec/map_placement.h"
 
 namespace dmap::profile {
@@ -159,6 +160,14 @@ std::string cpu_isa() {
     isa = "no vector ISA dmap uses";
   }
   if (has_flag(f, "amx_tile")) isa += ", AMX";
+  // DMAP_ISA caps the kernels (exec/cpu/kernels.h): the calibration describes the kernels that ran.
+  const exec::cpu::Isa used = exec::cpu::best_isa();
+  if (used != exec::cpu::detected_isa()) {
+    const char* name = used == exec::cpu::Isa::kAvx2     ? "AVX2"
+                       : used == exec::cpu::Isa::kAvx512 ? "AVX-512"
+                                                         : "no vector ISA dmap uses";
+    isa = std::string(name) + " (kernels capped by DMAP_ISA=" + exec::cpu::isa_name(used) + "; the CPU has " + isa + ")";
+  }
   return isa;
 }
 
@@ -179,7 +188,8 @@ std::string cpu_slug() {
     slug += (slug.empty() ? "" : "_") + lw;
   }
   if (slug.empty()) slug = "cpu";
-  const std::string isa = cpu_isa();
+  std::string isa = cpu_isa();
+  isa.resize(std::min(isa.size(), isa.find(" (")));  // what the kernels use, not what a cap hides
   std::string tag;
   if (isa.rfind("AVX-512", 0) == 0) tag = "avx512";
   if (isa.rfind("AVX2", 0) == 0) tag = "avx2";

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -95,7 +96,7 @@ bool linear_bf16(const float* x, int64_t M, const Weight& w, const float* bias, 
 
 bool amx_available() { return amx::available(); }
 
-Isa best_isa() {
+Isa detected_isa() {
   static const Isa isa = [] {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("fma")) {
@@ -105,6 +106,28 @@ Isa best_isa() {
       return Isa::kAvx2;  // F16C comes with AVX2 parts
     return Isa::kScalar;
   }();
+  return isa;
+}
+
+std::optional<Isa> parse_isa(const std::string& s) {
+  for (Isa i : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
+    if (s == isa_name(i)) return i;
+  }
+  if (s == "amx") return Isa::kAmx;
+  return std::nullopt;
+}
+
+Isa capped_isa(Isa detected, const char* env) {
+  if (!env || !*env) return detected;
+  const auto cap = parse_isa(env);
+  if (!cap) {
+    throw InputError("DMAP_ISA=" + std::string(env) + ": not an instruction set (scalar, avx2, avx512 or amx)");
+  }
+  return static_cast<int>(*cap) < static_cast<int>(detected) ? *cap : detected;
+}
+
+Isa best_isa() {
+  static const Isa isa = capped_isa(detected_isa(), std::getenv("DMAP_ISA"));
   return isa;
 }
 
@@ -119,7 +142,7 @@ std::string isa_name(Isa isa) {
 }
 
 void linear_isa(Isa isa, const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads) {
-  DMAP_CHECK(static_cast<int>(isa) <= static_cast<int>(best_isa()),
+  DMAP_CHECK(static_cast<int>(isa) <= static_cast<int>(detected_isa()),
              "instruction set not supported here: " + isa_name(isa));
   DMAP_CHECK(w.rows >= 0 && w.cols >= 0 && M >= 0, "negative matrix size");
   require_exec_dtype(w.type, "linear");

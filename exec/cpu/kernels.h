@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "exec/exec_dtype.h"
@@ -32,9 +33,18 @@ struct Weight {
   int64_t cols = 0;  // K (input features)
 };
 
-// The best instruction set this CPU supports (and the build contains).
+// The best instruction set this CPU supports (and the build contains), capped by the environment
+// variable DMAP_ISA (scalar, avx2, avx512 or amx) when set: an AVX-512 machine then runs, profiles
+// and calibrates the AVX2 kernels as an AVX2-only CPU would. An unknown value is an InputError.
 Isa best_isa();
+// The best instruction set of this CPU and build, ignoring DMAP_ISA.
+Isa detected_isa();
 std::string isa_name(Isa isa);
+// "scalar", "avx2", "avx512" or "amx" (isa_name's "amx+avx512" too); nullopt otherwise.
+std::optional<Isa> parse_isa(const std::string& s);
+// min(detected, the cap `env` names); `env` null or empty: detected. Throws InputError naming
+// DMAP_ISA for an unknown value.
+Isa capped_isa(Isa detected, const char* env);
 
 // y[M, N] = x[M, K] * W[N, K]^T (+ bias[N]), row-major, leading dimensions K and N.
 void linear(const float* x, int64_t M, const Weight& w, const float* bias, float* y, int threads);

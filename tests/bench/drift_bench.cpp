@@ -255,14 +255,8 @@ void split_runs(const std::string& model, DType d, int reps) {
   const DeviceMap third = profile::layers_on_disk_map(spec, std::max<int64_t>(1, layers / 3));
   DeviceMap attn;
   for (const auto& [name, dev] : cpu.items()) {
-    if (name.rfind("model.layers.", 0) == 0) {
-      attn.assign(name + ".self_attn", Device::disk());
-      attn.assign(name + ".mlp", Device::cpu());
-      attn.assign(name + ".input_layernorm", Device::cpu());
-      attn.assign(name + ".post_attention_layernorm", Device::cpu());
-    } else {
-      attn.assign(name, dev);
-    }
+    attn.assign(name, dev);  // the nearest mapped ancestor decides: the layer on the CPU, its attention on disk
+    if (name.rfind("model.layers.", 0) == 0) attn.assign(name + ".self_attn", Device::disk());
   }
   std::vector<double> c, a, t;
   double abytes = 0, tbytes = 0;

@@ -306,6 +306,7 @@ fi
 "$DMAP" run tinyllama_1b --dtype bfloat16 --prompt-tokens 4 --new-tokens 2 --threads 1 >"$TMP/run.txt" 2>/dev/null && grep -q "tokens\[0\]:" "$TMP/run.txt" && ok || bad "run with random weights"
 # executor choice and traces
 expect_error "run bad semantics" "--semantics must be accelerate, prefetch or in-place" -- run "$FIX" --semantics lazy
+DMAP_ISA=avx3 expect_error "run with an unknown DMAP_ISA" "DMAP_ISA=avx3: not an instruction set" -- run "$FIX" --new-tokens 2
 expect_error "run bad backend" "--backend must be auto, cpu, cuda or emulated" -- run "$FIX" --backend tpu
 expect_error "run emulated without GPUs in the map" "--backend emulated: the placement maps nothing to a GPU" -- run "$FIX" --backend emulated
 expect_error "run cuda without GPUs in the map" "the placement maps nothing to a GPU" -- run "$FIX" --backend cuda

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
@@ -55,10 +56,11 @@ TEST_CASE("linear matches a double-precision reference on every instruction set"
                                    {70, 64, 6},   {48, 64, 32}, {37, 96, 64}, {16, 32, 32}, {20, 2500, 11},
                                    {33, 2112, 32}};  // the last two: K in chunks (GEMM)
   std::vector<Isa> isas = {Isa::kScalar};
-  if (static_cast<int>(best_isa()) >= static_cast<int>(Isa::kAvx2)) isas.push_back(Isa::kAvx2);
-  if (static_cast<int>(best_isa()) >= static_cast<int>(Isa::kAvx512)) isas.push_back(Isa::kAvx512);
-  if (best_isa() == Isa::kAmx) isas.push_back(Isa::kAmx);
-  INFO("best ISA: " << isa_name(best_isa()));
+  // Every path this CPU has, whatever DMAP_ISA caps the rest of the run to.
+  if (static_cast<int>(detected_isa()) >= static_cast<int>(Isa::kAvx2)) isas.push_back(Isa::kAvx2);
+  if (static_cast<int>(detected_isa()) >= static_cast<int>(Isa::kAvx512)) isas.push_back(Isa::kAvx512);
+  if (detected_isa() == Isa::kAmx) isas.push_back(Isa::kAmx);
+  INFO("best ISA: " << isa_name(best_isa()) << ", detected: " << isa_name(detected_isa()));
   for (const Case& c : cases) {
     std::vector<float> x(c.M * c.K), wf(c.N * c.K), bias(c.N);
     for (auto& v : x) v = nd(rng);
@@ -116,6 +118,21 @@ TEST_CASE("linear matches a double-precision reference on every instruction set"
       CHECK(max_rel_err(y0, r0) < 1e-5);
     }
   }
+}
+
+TEST_CASE("DMAP_ISA caps the instruction set and rejects what it does not know", "[unit][exec][kernels]") {
+  for (Isa i : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAmx}) {
+    REQUIRE(parse_isa(isa_name(i)) == i);
+    CHECK(capped_isa(Isa::kAvx512, isa_name(i).c_str()) == (i == Isa::kAmx ? Isa::kAvx512 : i));
+  }
+  CHECK(parse_isa("amx") == Isa::kAmx);
+  CHECK(capped_isa(Isa::kAvx2, "avx512") == Isa::kAvx2);  // a cap never raises
+  CHECK(capped_isa(Isa::kAmx, nullptr) == Isa::kAmx);
+  CHECK(capped_isa(Isa::kAmx, "") == Isa::kAmx);
+  CHECK_THROWS_WITH(capped_isa(Isa::kAvx512, "avx3"), Catch::Contains("DMAP_ISA=avx3") && Catch::Contains("avx2"));
+  // The run's own: never above what the CPU has, and the cap's when one is set.
+  CHECK(static_cast<int>(best_isa()) <= static_cast<int>(detected_isa()));
+  if (const char* env = std::getenv("DMAP_ISA"); env && *env) CHECK(best_isa() == capped_isa(detected_isa(), env));
 }
 
 TEST_CASE("vectorised activations match the scalar formulas", "[unit][exec][kernels]") {
