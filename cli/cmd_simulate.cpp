@@ -30,6 +30,9 @@ placement; recommends the fastest and says when CPU-only beats partial GPU offlo
 options:
   --format F           table (default) | json | markdown
   --calibration FILE   achieved rates from `dmap profile --real` (overrides the scenario's)
+  --runtimes R,...     predict each row under the runtimes that run it: transformers (accelerate
+                       and CPU-only rows), llama.cpp (in-place and CPU-only), dmap (every
+                       semantics); overrides the scenario's `runtimes` (default: dmap alone)
   --update-golden      rewrite tests/golden/<id>.json for the given scenarios (default: every
                        scenario in configs/scenarios with hardware); use it only when a change
                        of the cost model or a planner is intended, and say why in the commit
@@ -59,7 +62,7 @@ std::vector<std::string> simulated_scenarios() {
 }
 
 int cmd_simulate(const std::vector<std::string>& argv) {
-  Args args(argv, {"format", "calibration", "golden-dir"}, {"help", "update-golden"});
+  Args args(argv, {"format", "calibration", "golden-dir", "runtimes"}, {"help", "update-golden"});
   if (args.has("help")) {
     std::cout << kSimulateHelp;
     return 0;
@@ -69,6 +72,7 @@ int cmd_simulate(const std::vector<std::string>& argv) {
     throw InputError("--format: unknown format '" + format + "' (table, json, markdown)");
   }
   if (args.has("update-golden")) {
+    if (args.has("runtimes")) throw InputError("--runtimes cannot be combined with --update-golden");
     if (args.has("calibration")) {
       throw InputError(
           "--calibration cannot be combined with --update-golden: golden files record the scenarios' own figures");
@@ -96,7 +100,20 @@ int cmd_simulate(const std::vector<std::string>& argv) {
     return 0;
   }
   if (args.positional().size() != 1) throw InputError("dmap simulate: expected one SCENARIO.yaml (see --help)");
-  const sim::SimScenario s = sim::load_sim_scenario(args.positional()[0], config_dir(), args.get("calibration"));
+  sim::SimScenario s = sim::load_sim_scenario(args.positional()[0], config_dir(), args.get("calibration"));
+  if (auto r = args.get("runtimes")) {
+    std::vector<sim::Runtime> listed;
+    for (const auto& name : split_commas(*r)) {
+      const auto rt = sim::parse_runtime(name);
+      if (!rt) throw InputError("--runtimes: unknown runtime '" + name + "' (transformers, llama.cpp, dmap)");
+      listed.push_back(*rt);
+    }
+    if (listed.empty()) throw InputError("--runtimes: no runtime given");
+    s.runtimes.clear();
+    for (sim::Runtime rt : sim::all_runtimes()) {
+      if (std::find(listed.begin(), listed.end(), rt) != listed.end()) s.runtimes.push_back(rt);
+    }
+  }
   const sim::Evaluation ev = sim::evaluate(s);
   if (format == "json") {
     std::cout << sim::evaluation_json(s, ev);

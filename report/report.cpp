@@ -26,7 +26,9 @@ void write_file(const fs::path& p, const std::string& text, std::vector<std::str
   written.push_back(p.string());
 }
 
-std::string row_label(const sim::ResultRow& r) { return r.strategy + " / " + r.semantics; }
+std::string row_label(const sim::ResultRow& r) {
+  return r.strategy + " / " + r.semantics + (r.runtime.empty() ? "" : " / " + r.runtime);
+}
 
 std::string fixed(double v, int digits) {
   char buf[64];

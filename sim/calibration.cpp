@@ -154,7 +154,8 @@ GpuCalibration read_gpu(const std::string& f, const YAML::Node& g, const std::st
 
 Calibration from_node(const YAML::Node& root, const std::string& f) {
   if (!root.IsMap()) fail_at(f, root, "a calibration must be a mapping");
-  check_keys(f, root, {"kind", "name", "provenance", "host", "gpus", "link", "disk", "fit"}, "calibration");
+  check_keys(f, root, {"kind", "name", "provenance", "host", "gpus", "link", "disk", "runtimes", "fit"},
+             "calibration");
   if (!root["kind"].IsDefined() || !root["kind"].IsScalar() || root["kind"].Scalar() != "calibration") {
     fail_at(f, root["kind"], root, "a calibration file needs `kind: calibration`");
   }
@@ -232,6 +233,7 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     }
     c.disk.read_latency_us = read_figure(f, d, "read_latency_us", true);
   }
+  if (const YAML::Node rt = root["runtimes"]; rt.IsDefined()) c.runtimes = read_runtime_profiles(f, rt);
   return c;
 }
 
@@ -361,6 +363,7 @@ std::string calibration_yaml(const Calibration& c) {
   put_per_dtype(dy, "  ", "read_gbs", c.disk.read_gbs_by_dtype);
   put(dy, "  ", "read_latency_us", c.disk.read_latency_us);
   if (!dy.str().empty()) y << "disk:\n" << dy.str();
+  y << runtime_profiles_yaml(c.runtimes);
   put_free(y, "fit", c.fit);
   return y.str();
 }
@@ -476,6 +479,55 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
   }
   set(cal->disk.read_latency_us, kUs, r.disk_latency);
   return r;
+}
+
+RuntimeProfile profile_for(const Calibration* cal, Runtime r) {
+  if (cal) {
+    auto it = cal->runtimes.find(r);
+    if (it != cal->runtimes.end()) return it->second;
+  }
+  return estimated_profile(r);
+}
+
+Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& p) {
+  if (r == Runtime::kDmap) return base;
+  Rates out = base;
+  out.runtime = r;
+  out.runtime_measured = p.measured;
+  const Source src = p.measured ? Source::kCalibrated : Source::kEstimate;
+  if (p.op_overhead_us) out.host.dispatch = {*p.op_overhead_us * kUs, src};
+  if (p.gpu_op_overhead_us) {
+    for (auto& g : out.gpus) g.dispatch = {*p.gpu_op_overhead_us * kUs, src};
+  }
+  if (p.offload_tensor_overhead_us) out.offload_tensor_overhead = {*p.offload_tensor_overhead_us * kUs, src};
+  if (p.step_overhead_us) out.step_overhead = {*p.step_overhead_us * kUs, src};
+  // Every dtype the host has a rate for, or the profile an efficiency for.
+  std::vector<DType> dtypes;
+  for (const auto& [d, c] : base.host.flops) dtypes.push_back(d);
+  for (const auto* m : {&p.matvec_efficiency, &p.matmul_efficiency}) {
+    for (const auto& [d, e] : *m) {
+      if (std::find(dtypes.begin(), dtypes.end(), d) == dtypes.end()) dtypes.push_back(d);
+    }
+  }
+  for (DType d : dtypes) {
+    const RateCurve& c = base.host.flops_for(d);
+    RateCurve scaled;
+    scaled.source = src;
+    // A one-row product streams its weights: its rate is the lesser of the curve's and the
+    // memory bandwidth's (2 FLOPs per weight element), so that the efficiency slows it even
+    // where the curve is a datasheet peak far above what memory feeds.
+    const double stream_flops =
+        2.0 * base.host.memory_bandwidth.value * 8.0 / static_cast<double>(torch_bits_per_element(d));
+    auto rate = [&](double m, double v) {
+      return m < 2 ? std::min(v, stream_flops) * p.matvec_for(d) : v * p.matmul_for(d);
+    };
+    for (const auto& [m, v] : c.points) scaled.points.push_back({m, rate(m, v)});
+    // A curve without a point from M = 2 on (one rate for every M) gets one: the two
+    // efficiencies differ.
+    if (scaled.points.back().first < 2) scaled.points.push_back({2.0, c.points.back().second * p.matmul_for(d)});
+    out.host.flops[d] = scaled;
+  }
+  return out;
 }
 
 }  // namespace dmap::sim

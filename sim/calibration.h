@@ -40,6 +40,7 @@
 //   link: {h2d_pinned_gbs: 52, h2d_pageable_gbs: 21, d2h_pinned_gbs: 50, d2h_pageable_gbs: 20,
 //          copy_latency_us: 9, p2p_gbs: 400}
 //   disk: {read_gbs: 2.1, read_latency_us: 120}
+//   runtimes: {transformers: {...}, llama.cpp: {...}}   # runtime profiles (sim/runtime.h)
 //   fit: {...}                             # free-form: residuals of the fit, reported as is
 #pragma once
 
@@ -53,6 +54,7 @@
 
 #include "core/dtype.h"
 #include "sim/hardware.h"
+#include "sim/runtime.h"
 
 namespace dmap::sim {
 
@@ -127,6 +129,7 @@ struct Calibration {
   std::map<int, GpuCalibration> gpus;      // by ordinal, applied after `all`
   LinkCalibration link;
   DiskCalibration disk;
+  std::map<Runtime, RuntimeProfile> runtimes;  // measured (or written) runtime profiles
   YAML::Node fit;  // free-form: residuals of the fit, reported as is
 };
 
@@ -153,9 +156,23 @@ struct Rates {
   std::map<DType, Figure> disk_read_dtype;                    // bytes/s, cold, per weight dtype
   const Figure& disk_read_for(DType d) const;                 // the dtype's, else disk_read
   std::string calibration_name;                               // "" = datasheet only
+  // The runtime these rates describe (sim/runtime.h) and its host time per forward (generate's
+  // loop around the model), charged once per prefill and per decode step.
+  Runtime runtime = Runtime::kDmap;
+  bool runtime_measured = true;  // false: the runtime's figures are estimates
+  Figure step_overhead{0, Source::kDatasheet};
 };
 
 // Datasheet figures scaled by the achievable fractions, then the calibration's figures.
 Rates make_rates(const Hardware& hw, const Calibration* calibration);
+
+// The calibration's measured profile of `r`, else its estimate (sim/runtime.h).
+RuntimeProfile profile_for(const Calibration* calibration, Runtime r);
+// `base` (dmap's figures, make_rates) as runtime `r` achieves them: the host's product rates
+// scaled by the profile's efficiencies (one-row products by matvec_efficiency, M >= 2 by
+// matmul_efficiency; attention and GPU products as dmap's: cuBLAS-class kernels everywhere), the
+// per-operator overheads, accelerate's per-tensor hook and the per-forward overhead replaced where
+// the profile gives them. Runtime::kDmap returns `base`.
+Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& profile);
 
 }  // namespace dmap::sim

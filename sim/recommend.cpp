@@ -102,19 +102,56 @@ std::string gbs(double bps) {
   return buf;
 }
 
+// One runtime's rates and cost model (sim/runtime.h); dmap's are the context's own.
+struct RuntimeModel {
+  Runtime runtime = Runtime::kDmap;
+  Rates rates;
+  std::unique_ptr<CostModel> cm;
+};
+
 struct Context {
   const SimScenario& s;
   std::shared_ptr<ModuleTree> tree;
   std::shared_ptr<ModelGraph> graph;
   Rates rates;
   std::unique_ptr<CostModel> cm;
+  std::vector<std::unique_ptr<RuntimeModel>> runtimes;  // the scenario's, except dmap
+  bool named() const { return !s.runtimes.empty(); }    // rows name their runtime
+  bool lists(Runtime r) const { return std::find(s.runtimes.begin(), s.runtimes.end(), r) != s.runtimes.end(); }
+  const CostModel& cm_for(Runtime r) const {
+    for (const auto& m : runtimes) {
+      if (m->runtime == r) return *m->cm;
+    }
+    return *cm;
+  }
 };
 
 void setup(Context& c, const Hardware& hw) {
   c.tree = std::make_shared<ModuleTree>(build_module_tree(c.s.base.model));
   c.graph = std::make_shared<ModelGraph>(build_graph(*c.tree, c.s.workload.dtype));
-  c.rates = make_rates(hw, c.s.calibration ? &*c.s.calibration : nullptr);
+  const Calibration* cal = c.s.calibration ? &*c.s.calibration : nullptr;
+  c.rates = make_rates(hw, cal);
   c.cm = std::make_unique<CostModel>(*c.graph, c.rates, c.s.workload);
+  for (Runtime r : c.s.runtimes) {
+    if (r == Runtime::kDmap) continue;
+    auto m = std::make_unique<RuntimeModel>();
+    m->runtime = r;
+    m->rates = runtime_rates(c.rates, r, profile_for(cal, r));
+    m->cm = std::make_unique<CostModel>(*c.graph, m->rates, c.s.workload);
+    c.runtimes.push_back(std::move(m));
+  }
+}
+
+// The runtimes a row of `dm` under `sem` is predicted under: dmap alone when the scenario names
+// none; else those listed that run the semantics (a map with nothing offloaded: every runtime).
+std::vector<Runtime> row_runtimes(const Context& c, const DeviceMap& dm, Semantics sem) {
+  if (!c.named()) return {Runtime::kDmap};
+  std::vector<Runtime> out;
+  const bool resident = has_gpu(dm) && !has_offload(dm);
+  for (Runtime r : c.s.runtimes) {
+    if (resident || runtime_runs(r, sem)) out.push_back(r);
+  }
+  return out;
 }
 
 std::optional<strategies::PlanResult> plan(const SimScenario& s, const ModuleTree& tree, const Hardware& hw,
@@ -146,7 +183,7 @@ std::optional<strategies::PlanResult> plan(const SimScenario& s, const ModuleTre
 }
 
 bool same_placement(const ResultRow& a, const ResultRow& b) {
-  if (a.semantics != b.semantics || !a.error.empty() || !b.error.empty()) return false;
+  if (a.semantics != b.semantics || a.runtime != b.runtime || !a.error.empty() || !b.error.empty()) return false;
   const auto x = a.map.items(), y = b.map.items();
   if (x.size() != y.size()) return false;
   for (size_t i = 0; i < x.size(); ++i) {
@@ -169,19 +206,22 @@ void add_rows(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw
     }
   }
   for (Semantics sem : list) {
-    ResultRow r;
-    r.strategy = strategy;
-    r.semantics = semantics_name(sem);
-    r.map = dm;
-    r.per_entry.assign(dm.items().size(), sem);
-    r.pred = simulate(*c.cm, hw, dm, r.per_entry);
-    for (const auto& prev : rows) {
-      if (same_placement(prev, r)) {
-        r.same_as = prev.strategy;
-        break;
+    for (Runtime rt : row_runtimes(c, dm, sem)) {
+      ResultRow r;
+      r.strategy = strategy;
+      r.semantics = semantics_name(sem);
+      if (c.named()) r.runtime = runtime_name(rt);
+      r.map = dm;
+      r.per_entry.assign(dm.items().size(), sem);
+      r.pred = simulate(c.cm_for(rt), hw, dm, r.per_entry);
+      for (const auto& prev : rows) {
+        if (same_placement(prev, r)) {
+          r.same_as = prev.strategy;
+          break;
+        }
       }
+      rows.push_back(std::move(r));
     }
-    rows.push_back(std::move(r));
   }
 }
 
@@ -205,6 +245,10 @@ double bytes_under(const ModuleTree& tree, const ModelGraph& g, int node) {
 void add_n_cpu_moe_row(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw) {
   const ModuleTree& tree = *c.tree;
   if (hw.gpus.empty() || tree.dims.num_experts <= 0) return;
+  // llama.cpp's flag: under llama.cpp where the scenario lists it, else dmap's in-place split.
+  const Runtime rt = !c.named() || !c.lists(Runtime::kLlamaCpp) ? Runtime::kDmap : Runtime::kLlamaCpp;
+  if (c.named() && !c.lists(rt)) return;
+  const CostModel& cm = c.cm_for(rt);
   std::vector<int> layers;  // chain units that are sparse decoder layers, in order
   for (const auto& cu : c.graph->chain) {
     if (cu.is_layer && routed_experts_of(tree, cu.node) >= 0) layers.push_back(cu.node);
@@ -260,9 +304,10 @@ void add_n_cpu_moe_row(std::vector<ResultRow>& rows, const Context& c, const Har
     ResultRow r;
     r.strategy = "n_cpu_moe";
     r.semantics = semantics_name(Semantics::kInPlace);
+    if (c.named()) r.runtime = runtime_name(rt);
     r.map = dm;
     r.per_entry.assign(dm.items().size(), Semantics::kInPlace);
-    r.pred = simulate(*c.cm, hw, dm, r.per_entry);
+    r.pred = simulate(cm, hw, dm, r.per_entry);
     // (None fits: the row with every layer's experts on the CPU, the first tried, says why.)
     const bool better = !best || (r.pred.feasible && (!best->pred.feasible || r.pred.total_s < best->pred.total_s));
     bool gpu_over = false;
@@ -305,7 +350,7 @@ std::vector<Placement> contained_placements(const std::vector<ResultRow>& rows, 
 }
 
 Evaluation evaluate(const SimScenario& s) {
-  Context c{s, nullptr, nullptr, {}, nullptr};
+  Context c{s, nullptr, nullptr, {}, nullptr, {}};
   const Hardware& hw = s.hardware;
   setup(c, hw);
   Evaluation ev;
@@ -378,6 +423,8 @@ Evaluation evaluate(const SimScenario& s) {
         (q->method == QuantMethod::kBnb4bit || q->method == QuantMethod::kBnb8bit)) {
       opts.allow_accelerate = false;
     }
+    // Runtimes listed without dmap: none of them prefetches.
+    if (c.named() && !c.lists(Runtime::kDmap)) opts.allow_prefetch = false;
     ev.optimal = optimal_search(*c.cm, hw, opts, contained_placements(ev.rows, *c.cm, hw));
     ResultRow& r = ev.rows[ev.optimal_row];
     if (!ev.optimal->found) {
@@ -389,7 +436,25 @@ Evaluation evaluate(const SimScenario& s) {
       r.semantics = ev.optimal->label;
       r.map = ev.optimal->map;
       r.per_entry = ev.optimal->per_entry;
-      r.pred = simulate(*c.cm, hw, r.map, r.per_entry);
+      // The search prices dmap's executor. Where the scenario lists runtimes without dmap, the
+      // placement it found is priced under the listed runtime that runs it (the fastest placement
+      // for dmap, not searched for that runtime); else it stays dmap's.
+      Runtime rt = Runtime::kDmap;
+      if (c.named() && !c.lists(Runtime::kDmap)) {
+        bool accelerate = true, in_place = true;
+        for (Semantics sem : r.per_entry) {
+          accelerate = accelerate && (sem == Semantics::kAccelerate || sem == Semantics::kCpu);
+          in_place = in_place && (sem == Semantics::kInPlace || sem == Semantics::kCpu);
+        }
+        const bool resident = has_gpu(r.map) && !has_offload(r.map);
+        if ((accelerate || resident) && c.lists(Runtime::kTransformers)) {
+          rt = Runtime::kTransformers;
+        } else if ((in_place || resident) && c.lists(Runtime::kLlamaCpp)) {
+          rt = Runtime::kLlamaCpp;
+        }
+      }
+      if (c.named()) r.runtime = runtime_name(rt);
+      r.pred = simulate(c.cm_for(rt), hw, r.map, r.per_entry);
     }
     // Later rows name the optimum when they are the same placement, as they would have.
     for (size_t i = ev.optimal_row + 1; i < ev.rows.size(); ++i) {
@@ -425,7 +490,8 @@ Evaluation evaluate(const SimScenario& s) {
   // f*W/h2d per token; the CPU reads all W at its memory bandwidth. CPU-only wins past h2d/bw.
   ev.break_even_fraction = c.rates.h2d_pageable.value / c.rates.host.memory_bandwidth.value;
 
-  // The verdict.
+  // The verdict (each side names its runtime when the scenario lists runtimes).
+  auto under = [](const ResultRow& r) { return r.runtime.empty() ? std::string() : " under " + r.runtime; };
   std::ostringstream v;
   const ResultRow* au = ev.auto_row >= 0 ? &ev.rows[ev.auto_row] : nullptr;  // auto x accelerate is its first row
   const ResultRow* cpu = ev.cpu_row >= 0 ? &ev.rows[ev.cpu_row] : nullptr;
@@ -438,15 +504,14 @@ Evaluation evaluate(const SimScenario& s) {
   } else if (au && cpu && cpu->pred.feasible) {
     const double r = au->pred.decode_token_s / cpu->pred.decode_token_s;
     if (r > 1.0) {
-      v << "CPU-only decodes " << ratio(r)
-        << " faster than device_map='auto' here: " << pct(au->pred.offloaded_fraction)
-        << " of the weights cross PCIe every token. ";
+      v << "CPU-only" << under(*cpu) << " decodes " << ratio(r) << " faster than device_map='auto'" << under(*au)
+        << " here: " << pct(au->pred.offloaded_fraction) << " of the weights cross PCIe every token. ";
     } else if (au->pred.offloaded_fraction > 0) {
-      v << "device_map='auto' decodes " << ratio(1.0 / r) << " faster than CPU-only with "
-        << pct(au->pred.offloaded_fraction) << " of the weights offloaded. ";
+      v << "device_map='auto'" << under(*au) << " decodes " << ratio(1.0 / r) << " faster than CPU-only"
+        << under(*cpu) << " with " << pct(au->pred.offloaded_fraction) << " of the weights offloaded. ";
     } else {
-      v << "device_map='auto' keeps the whole model on the GPU and decodes " << ratio(1.0 / r)
-        << " faster than CPU-only. ";
+      v << "device_map='auto'" << under(*au) << " keeps the whole model on the GPU and decodes " << ratio(1.0 / r)
+        << " faster than CPU-only" << under(*cpu) << ". ";
     }
   }
   if (!hw.gpus.empty()) {
@@ -465,14 +530,14 @@ Evaluation evaluate(const SimScenario& s) {
     } else {
       v << best.strategy << " (" << best.semantics << ")";
     }
-    v << ", " << format_seconds(best.pred.decode_token_s) << "/token, " << format_seconds(best.pred.total_s)
-      << " end to end";
+    v << under(best) << ", " << format_seconds(best.pred.decode_token_s) << "/token, "
+      << format_seconds(best.pred.total_s) << " end to end";
     if (au && au->error.empty() && au->pred.feasible && &best != au) {
       const double r = au->pred.total_s / best.pred.total_s;
       if (r < 1.005) {
-        v << ", as fast as device_map='auto'";
+        v << ", as fast as device_map='auto'" << under(*au);
       } else {
-        v << ", " << ratio(r) << " faster than device_map='auto'";
+        v << ", " << ratio(r) << " faster than device_map='auto'" << under(*au);
       }
     }
     v << ".";
@@ -498,6 +563,10 @@ Evaluation evaluate(const SimScenario& s) {
     } else if (best.semantics == "prefetch") {
       ev.how_to_run =
           "needs prefetching offload (dmap run --semantics prefetch) with device map " + device_map_to_json(best.map);
+    } else if (best.semantics == "cpu" && best.runtime == "llama.cpp") {
+      ev.how_to_run = "llama.cpp on the CPU alone: -ngl 0";
+    } else if (best.semantics == "cpu" && best.runtime == "dmap") {
+      ev.how_to_run = "dmap run MODEL --strategy cpu (dmap's executor)";
     } else if (best.semantics == "cpu") {
       ev.how_to_run = "from_pretrained(..., device_map=\"cpu\")";
     } else {
@@ -526,6 +595,10 @@ Evaluation evaluate(const SimScenario& s) {
   return ev;
 }
 
+std::string semantics_label(const ResultRow& r) {
+  return r.runtime.empty() ? r.semantics : r.semantics + " under " + r.runtime;
+}
+
 BudgetPoint evaluate_budget(const SimScenario& s, Bytes budget) {
   SimScenario t = s;
   for (auto& g : t.hardware.gpus) g.memory = budget;  // a GPU with this much memory
@@ -534,6 +607,7 @@ BudgetPoint evaluate_budget(const SimScenario& s, Bytes budget) {
   t.base.max_memory.reset();  // derived from the capped hardware, as transformers would
   t.strategies = {"auto", "cpu", "optimal"};
   t.semantics = {Semantics::kAccelerate, Semantics::kInPlace};
+  t.runtimes.clear();  // the chart prices dmap's executor under each semantics
   BudgetPoint p;
   p.budget = budget;
   const Evaluation ev = evaluate(t);

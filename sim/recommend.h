@@ -28,6 +28,7 @@ namespace dmap::sim {
 struct ResultRow {
   std::string strategy;   // auto, balanced, ..., cpu, disk, optimal, or a hand-written map's name
   std::string semantics;  // accelerate | prefetch | in-place | cpu, or the optimum's mix ("prefetch+in-place")
+  std::string runtime;    // transformers | llama.cpp | dmap when the scenario lists runtimes, else ""
   DeviceMap map;
   std::vector<Semantics> per_entry;
   Prediction pred;
@@ -52,6 +53,9 @@ struct Evaluation {
 };
 
 Evaluation evaluate(const SimScenario& s);
+
+// "accelerate", or "accelerate under transformers" when the row names its runtime.
+std::string semantics_label(const ResultRow& r);
 
 // The placements of the optimal search's space that the feasible strategy rows are (its seeds:
 // the optimum is never slower than any of them).

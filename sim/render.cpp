@@ -154,6 +154,10 @@ std::string evaluation_json(const SimScenario& s, const Evaluation& ev) {
     w.value(r.strategy);
     w.key("semantics");
     w.value(r.semantics);
+    if (!r.runtime.empty()) {
+      w.key("runtime");
+      w.value(r.runtime);
+    }
     w.key("feasible");
     w.value(p.feasible);
     if (!p.feasible) {
@@ -244,10 +248,29 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
   o << "max_memory: " << max_memory_to_json(ev.max_memory)
     << (ev.max_memory_derived ? " (derived from the hardware)" : "") << "\n";
   o << "figures:    "
-    << (ev.rates.calibration_name.empty() ? "datasheet" : "calibrated by " + ev.rates.calibration_name) << "\n\n";
+    << (ev.rates.calibration_name.empty() ? "datasheet" : "calibrated by " + ev.rates.calibration_name) << "\n";
+  if (!s.runtimes.empty()) {
+    o << "runtimes:   ";
+    const Calibration* cal = s.calibration ? &*s.calibration : nullptr;
+    for (size_t i = 0; i < s.runtimes.size(); ++i) {
+      const Runtime r = s.runtimes[i];
+      o << (i ? "; " : "") << runtime_name(r) << " ("
+        << (r == Runtime::kDmap                ? "its own executor"
+            : profile_for(cal, r).measured ? "profile measured on this machine"
+                                               : "profile estimated, not measured")
+        << ")";
+    }
+    o << "\n";
+  }
+  o << "\n";
   char line[512];
-  std::snprintf(line, sizeof line, "%-3s %-16s %-18s %-4s %10s %11s %9s %10s %9s %-11s %s\n", "#", "strategy",
-                "semantics", "fits", "prefill", "per token", "tok/s", "total", "moved/tok", "bottleneck", "memory GiB");
+  // With runtimes named, the semantics column carries the runtime too ("accelerate/transformers").
+  const bool named = !s.runtimes.empty();
+  auto sem_cell = [&](const ResultRow& r) { return r.runtime.empty() ? r.semantics : r.semantics + "/" + r.runtime; };
+  const int sem_width = named ? 24 : 18;
+  std::snprintf(line, sizeof line, "%-3s %-16s %-*s %-4s %10s %11s %9s %10s %9s %-11s %s\n", "#", "strategy",
+                sem_width, named ? "semantics/runtime" : "semantics", "fits", "prefill", "per token", "tok/s", "total",
+                "moved/tok", "bottleneck", "memory GiB");
   o << line;
   int rank = 0;
   for (int i : ev.ranking) {
@@ -255,15 +278,15 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
     const Prediction& p = r.pred;
     ++rank;
     if (!r.error.empty()) {
-      std::snprintf(line, sizeof line, "%-3d %-16s %-18s %-4s %s\n", rank, r.strategy.c_str(), r.semantics.c_str(),
-                    "no", ((r.strategy == "optimal" ? "" : "planner raised: ") + r.error).c_str());
+      std::snprintf(line, sizeof line, "%-3d %-16s %-*s %-4s %s\n", rank, r.strategy.c_str(), sem_width,
+                    sem_cell(r).c_str(), "no", ((r.strategy == "optimal" ? "" : "planner raised: ") + r.error).c_str());
       o << line;
       continue;
     }
     char tps[32];
     std::snprintf(tps, sizeof tps, "%.2f", p.tokens_per_s);
-    std::snprintf(line, sizeof line, "%-3d %-16s %-18s %-4s %10s %11s %9s %10s %9s %-11s %s\n", rank,
-                  r.strategy.c_str(), r.semantics.c_str(), p.feasible ? "yes" : "OOM",
+    std::snprintf(line, sizeof line, "%-3d %-16s %-*s %-4s %10s %11s %9s %10s %9s %-11s %s\n", rank,
+                  r.strategy.c_str(), sem_width, sem_cell(r).c_str(), p.feasible ? "yes" : "OOM",
                   format_seconds(p.prefill_s).c_str(), format_seconds(p.decode_token_s).c_str(), tps,
                   format_seconds(p.total_s).c_str(), format_bytes_human(p.transfer_bytes_per_token).c_str(),
                   resource_name(p.bottleneck).c_str(), memory_cell(p).c_str());
@@ -275,7 +298,7 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
     o << "\nout of memory:\n";
     for (const auto& r : ev.rows) {
       if (!r.pred.feasible && r.error.empty())
-        o << "  " << r.strategy << " (" << r.semantics << "): " << r.pred.oom << "\n";
+        o << "  " << r.strategy << " (" << semantics_label(r) << "): " << r.pred.oom << "\n";
     }
   }
   o << "\n" << ev.verdict << "\n";
@@ -300,7 +323,7 @@ std::string evaluation_markdown(const SimScenario& s, const Evaluation& ev) {
         << r.error << " |||||||\n";
       continue;
     }
-    o << "| " << rank << " | " << r.strategy << " | " << r.semantics << " | " << (p.feasible ? "yes" : "**OOM**")
+    o << "| " << rank << " | " << r.strategy << " | " << semantics_label(r) << " | " << (p.feasible ? "yes" : "**OOM**")
       << " | " << format_seconds(p.prefill_s) << " | " << format_seconds(p.decode_token_s) << " | " << tps << " | "
       << format_seconds(p.total_s) << " | " << format_bytes_human(p.transfer_bytes_per_token) << " | "
       << resource_name(p.bottleneck) << " | " << memory_cell(p) << " |\n";
@@ -332,14 +355,17 @@ std::string golden_json(const SimScenario& s, const Evaluation& ev) {
   }
   w.key("ranking");
   w.begin_array();
-  for (int i : ev.ranking) w.value(ev.rows[i].strategy + "/" + ev.rows[i].semantics);
+  auto row_key = [](const ResultRow& r) {
+    return r.strategy + "/" + r.semantics + (r.runtime.empty() ? "" : "/" + r.runtime);
+  };
+  for (int i : ev.ranking) w.value(row_key(ev.rows[i]));
   w.end_array();
   w.key("results");
   w.begin_array();
   for (const auto& r : ev.rows) {
     w.begin_object();
     w.key("row");
-    w.value(r.strategy + "/" + r.semantics);
+    w.value(row_key(r));
     w.key("feasible");
     w.value(r.pred.feasible);
     w.key("prefill_s");

@@ -57,7 +57,7 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
       "id",       "title",      "model",     "dtype",       "max_memory",        "no_split_module_classes",
       "entry",    "strategy",   "pipeline",  "device_maps", "expected",          "hardware",
       "workload", "strategies", "semantics", "calibration", "crossover_budgets", "quantization_config",
-      "gguf"};
+      "gguf",     "runtimes"};
   check_known_keys(path, root, known, "scenario");
   if (root["title"].IsDefined()) s.title = yaml_string(path, root["title"], "title");
   s.hardware = parse_hardware(root["hardware"], path, hw_dir);
@@ -155,6 +155,19 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
     s.semantics = {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace};
     // A GGUF file runs under llama.cpp: layers computed where they live (-ngl, --n-cpu-moe).
     if (!s.base.model.gguf_file_type.empty()) s.semantics = {Semantics::kInPlace};
+  }
+  if (const YAML::Node rt = root["runtimes"]; rt.IsDefined() && !rt.IsNull()) {
+    if (!rt.IsSequence() || rt.size() == 0) fail_at(path, rt, "runtimes: expected a list (transformers, llama.cpp, dmap)");
+    std::vector<Runtime> listed;
+    for (const auto& n : rt) {
+      const std::string name = yaml_string(path, n, "runtimes");
+      auto v = parse_runtime(name);
+      if (!v) fail_at(path, n, "runtimes: unknown '" + name + "' (transformers, llama.cpp, dmap)");
+      listed.push_back(*v);
+    }
+    for (Runtime r : all_runtimes()) {
+      if (std::find(listed.begin(), listed.end(), r) != listed.end()) s.runtimes.push_back(r);
+    }
   }
   std::optional<std::string> cal = calibration_override;
   if (!cal && root["calibration"].IsDefined() && !root["calibration"].IsNull()) {

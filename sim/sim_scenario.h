@@ -9,6 +9,9 @@
 //   max_memory: {0: 11GiB, cpu: 48GiB}   # optional: derived from the hardware as transformers does
 //   strategies: [auto, sequential, cpu, optimal, my_map]   # optional: default all + hand-written maps
 //   semantics: [accelerate, prefetch, in-place]             # optional: default all
+//   runtimes: [transformers, llama.cpp, dmap]               # optional: each row under the runtimes
+//                                                           # that run its semantics (sim/runtime.h);
+//                                                           # default: dmap's executor alone
 //   calibration: ../calibrations/desktop.yaml               # optional
 //   device_maps: {my_map: {...}}                            # hand-written maps (see core/scenario.h)
 //   crossover_budgets: [4GiB, 6GiB, 8GiB, 10GiB, 12GiB]     # optional: GPU budgets for the report's chart
@@ -37,6 +40,9 @@ struct SimScenario {
   Workload workload;
   std::vector<std::string> strategies;
   std::vector<Semantics> semantics;
+  // The runtimes rows are predicted under, in sim::all_runtimes() order; empty: dmap's executor
+  // alone, and rows name no runtime (the output of scenarios written before runtimes existed).
+  std::vector<Runtime> runtimes;
   std::optional<Calibration> calibration;
   std::vector<Bytes> crossover_budgets;
   // Set when transformers would dequantize the checkpoint on this hardware (FP8, MXFP4).

@@ -353,6 +353,11 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
       r.time += compute + exposed;
       prev_compute = ops_only;  // the copy overlaps the previous entry's kernels
     }
+    // The runtime's host time per forward (sim/runtime.h; 0 for dmap's executor).
+    if (const double step = cm.rates().step_overhead.value; step > 0) {
+      r.time += step;
+      r.b[Resource::kCpuCompute] += step;
+    }
     return r;
   };
   const PhaseResult pre = run_phase(Phase::prefill_of(w.prompt), false, timeline ? &timeline->prefill : nullptr);

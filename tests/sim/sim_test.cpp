@@ -6,6 +6,8 @@
 // equal the datasheet ones) unless a test is about the presets.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -1385,4 +1387,194 @@ TEST_CASE("a calibration saves and loads back to the same rates (typed, no tempo
   CHECK(r.gpus.at(0).dispatch.value == 0.0);
   CHECK(r.gpus.at(0).dispatch.source == Source::kCalibrated);
   CHECK((r.p2p.empty() || r.p2p[0][0] == 400e9));
+}
+
+// ---- runtimes (sim/runtime.h) ----------------------------------------------------------------
+
+TEST_CASE("runtime profiles: names, what each runtime runs, schema and errors", "[unit][sim][runtime]") {
+  for (Runtime r : all_runtimes()) REQUIRE(parse_runtime(runtime_name(r)) == r);
+  CHECK(parse_runtime("llama_cpp") == Runtime::kLlamaCpp);
+  CHECK_FALSE(parse_runtime("vllm"));
+  CHECK(runtime_runs(Runtime::kTransformers, Semantics::kAccelerate));
+  CHECK_FALSE(runtime_runs(Runtime::kTransformers, Semantics::kInPlace));
+  CHECK_FALSE(runtime_runs(Runtime::kTransformers, Semantics::kPrefetch));
+  CHECK(runtime_runs(Runtime::kLlamaCpp, Semantics::kInPlace));
+  CHECK_FALSE(runtime_runs(Runtime::kLlamaCpp, Semantics::kAccelerate));
+  for (Runtime r : all_runtimes()) CHECK(runtime_runs(r, Semantics::kCpu));
+  CHECK(runtime_runs(Runtime::kDmap, Semantics::kPrefetch));
+
+  const std::string text = R"(kind: calibration
+host: {memory_bandwidth_gbs: 40}
+runtimes:
+  transformers:
+    source: measured
+    version: "torch 1.13.1"
+    op_overhead_us: 21.5
+    step_overhead_us: 40
+    matvec_efficiency: {float32: 0.72, bfloat16: 0.3}
+    matmul_efficiency: 0.9
+  llama.cpp: {op_overhead_us: 3}
+)";
+  const Calibration c = parse_calibration(text, "rt.yaml");
+  REQUIRE(c.runtimes.size() == 2);
+  const RuntimeProfile& t = c.runtimes.at(Runtime::kTransformers);
+  CHECK(t.measured);
+  CHECK(t.version == "torch 1.13.1");
+  CHECK(t.op_overhead_us == 21.5);
+  CHECK(t.matvec_for(DType::kBFloat16) == 0.3);
+  CHECK(t.matvec_for(DType::kFloat16) == 0.72);  // float32's where the dtype is absent
+  CHECK(t.matmul_for(DType::kBFloat16) == 0.9);  // one number: every dtype
+  CHECK_FALSE(c.runtimes.at(Runtime::kLlamaCpp).measured);  // no source: an estimate
+  const Calibration back = parse_calibration(calibration_yaml(c), "saved");
+  CHECK(calibration_yaml(back) == calibration_yaml(c));
+  CHECK(back.runtimes.at(Runtime::kTransformers).matvec_efficiency == t.matvec_efficiency);
+  // The measured profile where there is one, else the runtime's estimate.
+  CHECK(profile_for(&c, Runtime::kTransformers).measured);
+  CHECK_FALSE(profile_for(nullptr, Runtime::kTransformers).measured);
+  CHECK(profile_for(nullptr, Runtime::kTransformers).op_overhead_us.has_value());
+
+  auto fails = [](const std::string& body, const std::string& what) {
+    INFO(body);
+    CHECK_THROWS_WITH(parse_calibration("kind: calibration\nruntimes:\n" + body, "bad.yaml"),
+                      Catch::Contains("bad.yaml") && Catch::Contains(what));
+  };
+  fails("  vllm: {}\n", "unknown runtime 'vllm'");
+  fails("  transformers: {op_overhead_us: -1}\n", "op_overhead_us");
+  fails("  transformers: {matvec_efficiency: {float32: 0}}\n", "efficiency is a factor");
+  fails("  transformers: {matvec_efficiency: {float33: 1}}\n", "unknown dtype");
+  fails("  transformers: {source: guessed}\n", "measured or estimate");
+  fails("  transformers: {op_overhed_us: 3}\n", "op_overhead_us");  // a typo: did you mean
+  fails("  transformers: 3\n", "expected a mapping");
+}
+
+TEST_CASE("a runtime's rates: efficiencies by M, its overheads, a per-forward cost", "[unit][sim][runtime]") {
+  const Hardware hw = round_machine(16 * kGiB);
+  Calibration cal;
+  cal.host.matmul_gflops[DType::kFloat32] = {{1, 20}, {64, 300}};
+  cal.host.dispatch_overhead_us = 1;
+  cal.host.memory_bandwidth_gbs = 400;  // streams faster than the one-row rate: the curve's rate counts
+  const Rates base = make_rates(hw, &cal);
+  RuntimeProfile p;
+  p.measured = true;
+  p.op_overhead_us = 20;
+  p.step_overhead_us = 500;
+  p.matvec_efficiency[DType::kFloat32] = 0.5;
+  p.matmul_efficiency[DType::kFloat32] = 0.25;
+  const Rates r = runtime_rates(base, Runtime::kTransformers, p);
+  CHECK(r.runtime == Runtime::kTransformers);
+  CHECK(r.host.dispatch.value == Approx(20e-6));
+  CHECK(r.step_overhead.value == Approx(500e-6));
+  CHECK(r.host.flops_for(DType::kFloat32).at(1) == Approx(0.5 * 20e9));
+  CHECK(r.host.flops_for(DType::kFloat32).at(64) == Approx(0.25 * 300e9));
+  // dmap's own rates are the calibration's.
+  const Rates d = runtime_rates(base, Runtime::kDmap, p);
+  CHECK(d.host.dispatch.value == Approx(1e-6));
+  CHECK(d.step_overhead.value == 0.0);
+  // A one-rate curve gets a point for M >= 2: the two efficiencies differ.
+  Calibration flat;
+  flat.host.matmul_gflops[DType::kFloat32] = {{1, 100}};
+  flat.host.memory_bandwidth_gbs = 400;
+  const Rates rf = runtime_rates(make_rates(hw, &flat), Runtime::kTransformers, p);
+  CHECK(rf.host.flops_for(DType::kFloat32).at(1) == Approx(50e9));
+  CHECK(rf.host.flops_for(DType::kFloat32).at(512) == Approx(25e9));
+  // Where memory feeds less than the curve says (a datasheet peak), one-row products run at the
+  // streaming rate times the efficiency: 20 GB/s of float32 weights, 10 GFLOP/s, halved.
+  Calibration slow = flat;
+  slow.host.memory_bandwidth_gbs = 20;
+  const Rates rsl = runtime_rates(make_rates(hw, &slow), Runtime::kTransformers, p);
+  CHECK(rsl.host.flops_for(DType::kFloat32).at(1) == Approx(0.5 * 10e9));
+
+  // Simulated: the per-forward cost is added once to the prefill and to every decode step; a
+  // slower one-row rate slows decode.
+  const auto tree = tiny_tree();
+  const ModelGraph g = build_graph(*tree, DType::kFloat32);
+  const Workload w = workload(1, 16, 8, DType::kFloat32);
+  DeviceMap cpu;
+  cpu.assign("", Device::cpu());
+  RuntimeProfile only_step;
+  only_step.step_overhead_us = 500;
+  const Rates rs = runtime_rates(base, Runtime::kTransformers, only_step);
+  const CostModel cm0(g, base, w), cm1(g, rs, w);
+  const Prediction p0 = simulate(cm0, hw, cpu, Semantics::kCpu), p1 = simulate(cm1, hw, cpu, Semantics::kCpu);
+  CHECK(p1.decode_token_s - p0.decode_token_s == Approx(500e-6));
+  CHECK(p1.prefill_s - p0.prefill_s == Approx(500e-6));
+  CHECK(p1.total_s - p0.total_s == Approx(500e-6 * 8));  // the prefill and 7 decode steps
+  const CostModel cm2(g, r, w);
+  CHECK(simulate(cm2, hw, cpu, Semantics::kCpu).decode_token_s > p1.decode_token_s);
+}
+
+namespace {
+bool has_offload_entry(const DeviceMap& dm) {
+  for (const auto& [n, d] : dm.items()) {
+    if (!d.is_gpu()) return true;
+  }
+  return false;
+}
+}  // namespace
+
+TEST_CASE("rows under runtimes: each semantics under the runtimes that run it, the verdict names them",
+          "[unit][sim][runtime]") {
+  SimScenario s = load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs);
+  const Evaluation legacy = evaluate(s);
+  for (const ResultRow& r : legacy.rows) CHECK(r.runtime.empty());
+  s.runtimes = all_runtimes();
+  const Evaluation ev = evaluate(s);
+  int cpu_rows = 0;
+  double cpu_dmap = 0, cpu_transformers = 0;
+  for (const ResultRow& r : ev.rows) {
+    INFO(r.strategy << " " << r.semantics << " " << r.runtime);
+    REQUIRE_FALSE(r.runtime.empty());
+    const auto rt = parse_runtime(r.runtime);
+    REQUIRE(rt);
+    if (r.strategy == "optimal") continue;
+    if (r.semantics == "prefetch") CHECK(*rt == Runtime::kDmap);
+    if (r.semantics == "accelerate" && has_offload_entry(r.map)) CHECK(*rt != Runtime::kLlamaCpp);
+    if (r.semantics == "in-place") CHECK(*rt != Runtime::kTransformers);
+    if (r.strategy == "cpu") {
+      ++cpu_rows;
+      if (*rt == Runtime::kDmap) cpu_dmap = r.pred.decode_token_s;
+      if (*rt == Runtime::kTransformers) cpu_transformers = r.pred.decode_token_s;
+    }
+  }
+  CHECK(cpu_rows == 3);
+  // transformers' estimated profile: slower products and more overhead per operator than dmap.
+  CHECK(cpu_transformers > cpu_dmap * 1.2);
+  CHECK_THAT(ev.verdict, Catch::Contains(" under "));
+  // The same placement under two runtimes is two rows, not a duplicate of one another.
+  for (const ResultRow& r : ev.rows) {
+    if (!r.same_as.empty()) {
+      bool found = false;
+      for (const ResultRow& q : ev.rows) found = found || (q.strategy == r.same_as && q.runtime == r.runtime);
+      CHECK(found);
+    }
+  }
+  // Only dmap listed: the legacy rows, each naming dmap.
+  s.runtimes = {Runtime::kDmap};
+  const Evaluation only = evaluate(s);
+  REQUIRE(only.rows.size() == legacy.rows.size());
+  for (size_t i = 0; i < only.rows.size(); ++i) {
+    CHECK(only.rows[i].runtime == "dmap");
+    CHECK(only.rows[i].pred.total_s == Approx(legacy.rows[i].pred.total_s));
+  }
+}
+
+TEST_CASE("a scenario's runtimes: parsed in a fixed order; an unknown one names the file and line", "[unit][sim][runtime]") {
+  namespace fs = std::filesystem;
+  const std::string src = kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml";
+  std::ifstream in(src);
+  std::stringstream text;
+  text << in.rdbuf();
+  const fs::path dir = fs::temp_directory_path() / ("dmap_rt_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  auto write = [&](const std::string& extra) {
+    const fs::path p = dir / "s.yaml";
+    std::ofstream(p) << text.str() << "\n" << extra;
+    return p.string();
+  };
+  const SimScenario s = load_sim_scenario(write("runtimes: [dmap, llama.cpp, transformers]\n"), kConfigs);
+  CHECK(s.runtimes == all_runtimes());
+  CHECK_THROWS_WITH(load_sim_scenario(write("runtimes: [transformers, vllm]\n"), kConfigs),
+                    Catch::Contains("s.yaml") && Catch::Contains("unknown 'vllm'"));
+  CHECK_THROWS_WITH(load_sim_scenario(write("runtimes: transformers\n"), kConfigs), Catch::Contains("expected a list"));
+  fs::remove_all(dir);
 }

@@ -1,0 +1,72 @@
+// Runtimes: the program a placement runs under, and what it does to the cost model's figures
+// (DESIGN.md, "Runtimes"). Hardware rates are shared (measured by dmap's profiler); a runtime adds
+// a profile: host overhead per operator and per forward, and how much of the hardware's product
+// rate its kernels reach, per dtype.
+//
+//   dmap          dmap's own executor, every semantics (its figures are the calibration's own)
+//   transformers  PyTorch eager with accelerate's hooks: the `accelerate` and `cpu` rows
+//   llama.cpp     the in-place split (-ngl, --n-cpu-moe) and CPU-only
+//
+// Data flow: Calibration.runtimes (measured by `dmap profile --real --runtime R`) or
+//            estimated_profile(R) --> runtime_rates(base Rates, R, profile) --> CostModel
+//
+// Calibration schema (under `runtimes:` in configs/calibrations/<name>.yaml; every key optional):
+//
+//   runtimes:
+//     transformers:
+//       source: measured                # or estimate (the output says which)
+//       version: "torch 1.13.1 (plain PyTorch with transformers' op structure)"
+//       op_overhead_us: 21              # host time per operator of the cost model's count
+//                                       # (Python, the dispatcher), replacing dmap's dispatch figure
+//       step_overhead_us: 350           # per forward: the generation loop around the model
+//       matvec_efficiency: {float32: 0.72, bfloat16: 0.3}   # of the hardware's one-row product rate
+//       matmul_efficiency: {float32: 0.9, bfloat16: 0.45}   # of its rate for M >= 2 rows
+//       gpu_op_overhead_us: 14          # per operator on a GPU (launch from Python)
+//       offload_tensor_overhead_us: 45  # accelerate's hook per streamed tensor
+//
+// A dtype missing from an efficiency map takes float32's, else 1.
+//
+// Example:
+//   const RuntimeProfile p = profile_for(cal, Runtime::kTransformers);   // measured or estimate
+//   Rates r = runtime_rates(make_rates(hw, &cal), Runtime::kTransformers, p);
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/semantics.h"
+
+namespace dmap::sim {
+
+enum class Runtime { kDmap, kTransformers, kLlamaCpp };
+std::string runtime_name(Runtime r);                          // "dmap", "transformers", "llama.cpp"
+std::optional<Runtime> parse_runtime(const std::string& s);  // also "llama_cpp", "llamacpp"
+const std::vector<Runtime>& all_runtimes();
+// Whether the runtime can run offloaded entries under `s` (transformers: accelerate; llama.cpp:
+// in-place; dmap: all). Every runtime runs CPU-only (Semantics::kCpu).
+bool runtime_runs(Runtime r, Semantics s);
+
+struct RuntimeProfile {
+  bool measured = false;  // false: an estimate
+  std::string version;    // what ran ("torch 1.13.1 ...", "llama.cpp b6000"), or where an estimate comes from
+  std::optional<double> op_overhead_us, step_overhead_us, gpu_op_overhead_us, offload_tensor_overhead_us;
+  std::map<DType, double> matvec_efficiency, matmul_efficiency;
+  double matvec_for(DType d) const;  // d's, else float32's, else 1
+  double matmul_for(DType d) const;
+};
+
+// The estimate used where a calibration has no measured profile of the runtime (dmap: empty, its
+// figures are the calibration's). The sources are in runtime.cpp.
+RuntimeProfile estimated_profile(Runtime r);
+
+// Reads `runtimes:` (a mapping runtime name -> profile); errors name the file, line and key.
+std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& file, const YAML::Node& node);
+// The `runtimes:` block calibration_yaml writes ("" when `m` is empty).
+std::string runtime_profiles_yaml(const std::map<Runtime, RuntimeProfile>& m);
+
+}  // namespace dmap::sim
