@@ -9,6 +9,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/profile_runtime.h"
 #include "core/error.h"
 #include "core/output.h"
 #include "core/scenario.h"
@@ -73,6 +74,13 @@ options:
   --steady-tries N         --validate: before each measurement repeat the reference probe, a
                            second apart, up to N times until it reads within ±3 % of the
                            calibration's (default 10; 0: do not wait)
+  --runtime R              dmap (default): dmap's own executor; transformers: PyTorch eager on this
+                           CPU (scripts/runtime_probe.py with a python3 that imports torch, $DMAP_PYTHON
+                           first): --real fits the runtime's profile (per-operator and per-step
+                           overhead, product efficiencies per dtype) against --calibration FILE (default
+                           configs/calibrations/NAME.yaml) and writes it there (or to --out) under
+                           `runtimes.transformers`; --validate checks it on --models, CPU-only, against
+                           dmap's own runs too (report: reports/validation/NAME_transformers.md)
   --quick                  fewer sizes and repetitions (a smoke test, about a minute)
 )";
 
@@ -138,7 +146,7 @@ sim::Hardware hardware_flag(const Args& a, std::string& id) {
 int cmd_profile(const std::vector<std::string>& argv) {
   Args a(argv,
          {"device", "model", "models", "dtype", "disk-fractions", "hardware", "calibration", "out", "name", "threads",
-          "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait", "steady-tries", "gpu-caps"},
+          "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait", "steady-tries", "gpu-caps", "runtime"},
          {"real", "validate", "probe", "quick", "help"});
   if (a.has("help")) {
     std::cout << kHelp;
@@ -187,6 +195,12 @@ int cmd_profile(const std::vector<std::string>& argv) {
   const std::vector<DType> dtypes = dtypes_flag(a);
   std::string command = "dmap profile";
   for (const auto& s : argv) command.append(" ").append(s);
+  if (auto r = a.get("runtime"); r && *r != "dmap") {
+    const auto rt = sim::parse_runtime(*r);
+    if (!rt) throw InputError("--runtime: expected dmap, transformers or llama.cpp, not '" + *r + "'");
+    if (gpu >= 0) throw InputError("--runtime " + *r + ": profiled on the CPU only so far (leave out --device)");
+    return profile_runtime(a, *rt, ProfileContext{hw, name, command, rs, dtypes});
+  }
 
   if (a.has("real")) {
     const std::string model_id = a.get("model").value_or("tinyllama_1b");

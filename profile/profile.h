@@ -117,10 +117,12 @@ sim::Semantics sim_semantics(const DeviceMap& dm, const RunSettings& rs);
 // prefill on a shared VM's network disk varied by ±40 % from run to run.
 PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const RunSettings& rs);
 
-// The simulator's prediction of the same run.
+// The simulator's prediction of the same run (under `runtime`: its profile from the calibration,
+// else its estimate; sim/runtime.h).
 sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const sim::Hardware& hw,
                         const sim::Calibration* cal, int64_t prompt, int64_t new_tokens,
-                        sim::Semantics semantics = sim::Semantics::kCpu);
+                        sim::Semantics semantics = sim::Semantics::kCpu,
+                        sim::Runtime runtime = sim::Runtime::kDmap);
 
 // ---- calibration -----------------------------------------------------------------------------
 

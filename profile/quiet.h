@@ -3,8 +3,9 @@
 // waits for quiet before each measurement and, afterwards, checks how much CPU time other
 // processes took while it ran.
 //
-// Data flow: /proc/stat (all CPUs' busy jiffies) - getrusage(RUSAGE_SELF) (this process, every
-//            thread) over an interval --> foreign load in cores
+// Data flow: /proc/stat (all CPUs' busy jiffies) - getrusage(RUSAGE_SELF + RUSAGE_CHILDREN) (this
+//            process, every thread, and the children it waited for: a runtime probe's python3)
+//            over an interval --> foreign load in cores
 //
 // Example:
 //   wait_quiet({});                    // blocks until others use < 0.05 cores (or gives up)

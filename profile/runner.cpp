@@ -328,10 +328,11 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
 }
 
 sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const sim::Hardware& hw,
-                        const sim::Calibration* cal, int64_t prompt, int64_t new_tokens, sim::Semantics semantics) {
+                        const sim::Calibration* cal, int64_t prompt, int64_t new_tokens, sim::Semantics semantics,
+                        sim::Runtime runtime) {
   const ModuleTree tree = build_module_tree(spec);
   const sim::ModelGraph graph = sim::build_graph(tree, dtype);
-  const sim::Rates rates = sim::make_rates(hw, cal);
+  const sim::Rates rates = sim::runtime_rates(sim::make_rates(hw, cal), runtime, sim::profile_for(cal, runtime));
   sim::Workload w;
   w.batch = 1;
   w.prompt = prompt;

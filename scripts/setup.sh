@@ -7,8 +7,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD="${DMAP_BUILD_DIR:-$ROOT/build}"
 
-# Compiler, CMake and the libraries named in the README, by Debian package name.
-PACKAGES=(build-essential cmake libyaml-cpp-dev libeigen3-dev catch2 libbenchmark-dev python3)
+# Compiler, CMake and the libraries named in the README, by Debian package name; Debian's PyTorch
+# for the transformers runtime probe (scripts/runtime_probe.py) and the fixtures script, with
+# OpenBLAS (without it Debian's torch takes the reference BLAS: float32 products ~50x slower).
+PACKAGES=(build-essential cmake libyaml-cpp-dev libeigen3-dev catch2 libbenchmark-dev python3 python3-yaml python3-torch
+  libopenblas0-openmp)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

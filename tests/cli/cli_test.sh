@@ -307,6 +307,18 @@ fi
 # executor choice and traces
 expect_error "run bad semantics" "--semantics must be accelerate, prefetch or in-place" -- run "$FIX" --semantics lazy
 DMAP_ISA=avx3 expect_error "run with an unknown DMAP_ISA" "DMAP_ISA=avx3: not an instruction set" -- run "$FIX" --new-tokens 2
+expect_error "profile an unbuilt runtime" "only the transformers runtime" -- profile --real --runtime llama.cpp
+expect_error "profile an unknown runtime" "--runtime: expected dmap, transformers or llama.cpp" -- profile --real --runtime vllm
+printf 'kind: calibration\nhost: {memory_bandwidth_gbs: 40}\n' >"$TMP/bare_cal.yaml"
+expect_error "validate a runtime the calibration lacks" "no measured transformers profile" -- profile --validate --runtime transformers --calibration "$TMP/bare_cal.yaml"
+expect_error "profile a runtime without a calibration" "no such calibration" -- profile --real --runtime transformers --calibration "$TMP/none.yaml"
+expect_error "simulate an unknown runtime" "--runtimes: unknown runtime 'vllm'" -- simulate "$SRC/configs/scenarios/llama31_8b_fp16_rtx3060.yaml" --runtimes transformers,vllm
+if out="$("$DMAP" simulate "$SRC/configs/scenarios/llama31_8b_fp16_rtx3060.yaml" --runtimes transformers,llama.cpp)"; then
+  grep -q "semantics/runtime" <<<"$out" && grep -q "accelerate/transformers" <<<"$out" && grep -q "in-place/llama.cpp" <<<"$out" \
+    && grep -q "profile estimated, not measured" <<<"$out" && ! grep -q "prefetch/" <<<"$out" && ok || bad "simulate --runtimes: $out"
+else
+  bad "simulate --runtimes failed"
+fi
 expect_error "run bad backend" "--backend must be auto, cpu, cuda or emulated" -- run "$FIX" --backend tpu
 expect_error "run emulated without GPUs in the map" "--backend emulated: the placement maps nothing to a GPU" -- run "$FIX" --backend emulated
 expect_error "run cuda without GPUs in the map" "the placement maps nothing to a GPU" -- run "$FIX" --backend cuda

@@ -18,6 +18,8 @@
 #include "exec/map_placement.h"
 #include "profile/profile.h"
 #include "profile/quiet.h"
+#include "profile/runtime_probe.h"
+#include "profile/runtime_validate.h"
 #include "trace/trace.h"
 #include "sim/calibration.h"
 #include "sim/hardware.h"
@@ -388,4 +390,149 @@ TEST_CASE("the detected host is this machine: its CPU, cores and RAM, as a host 
   CHECK(slug.find(' ') == std::string::npos);
   CHECK(slug.find(std::to_string(hw.host.cores) + "cpu") != std::string::npos);
   for (char ch : slug) CHECK((std::islower(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch)) || ch == '_'));
+}
+
+// ---- the transformers runtime (profile/runtime_probe.h, runtime_validate.h) ------------------
+
+namespace {
+const char* kProbeJson = R"({"torch": "1.13.1", "threads": 2, "prompt": 16, "new_tokens": 4, "model_type": "llama",
+ "implementation": "plain PyTorch", "runs": [{"dtype": "float32", "prefill_s": [0.03, 0.01, 0.02],
+ "decode_token_s": [0.004, 0.002, 0.003], "loop_s": [0.0001, 0.0001, 0.0001], "tiny_decode_token_s": [0.001, 0.001, 0.002]}]})";
+}  // namespace
+
+TEST_CASE("the runtime probe's JSON: medians per dtype, errors name the output", "[unit][profile][runtime]") {
+  const TorchProbe p = parse_torch_probe(kProbeJson, "probe.json");
+  CHECK(p.torch_version == "1.13.1");
+  CHECK(p.threads == 2);
+  REQUIRE(p.runs.size() == 1);
+  CHECK(p.runs[0].prefill() == Approx(0.02));
+  CHECK(p.runs[0].decode() == Approx(0.0031));  // forward + loop, the median
+  CHECK(p.runs[0].tiny_decode() == Approx(0.001));
+  CHECK_THROWS_WITH(parse_torch_probe(R"({"torch": "x"})", "probe.json"), Catch::Contains("probe.json"));
+  std::string bad = kProbeJson;
+  bad.replace(bad.find("0.004"), 5, "-0.04");
+  CHECK_THROWS_WITH(parse_torch_probe(bad, "probe.json"), Catch::Contains("decode_token_s"));
+  CHECK_THROWS_WITH(parse_torch_probe("[1, 2]", "probe.json"), Catch::Contains("JSON object"));
+}
+
+TEST_CASE("the transformers profile fit recovers a known profile from the timings it predicts", "[unit][profile][runtime]") {
+  const ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json");
+  const sim::Hardware hw =
+      sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test", std::string(DMAP_SOURCE_DIR) + "/configs/hardware");
+  sim::Calibration base;
+  base.host.memory_bandwidth_gbs = 40;
+  base.host.dispatch_overhead_us = 1;
+  base.host.matmul_gflops[DType::kFloat32] = {{1, 20}, {64, 200}};
+  base.host.matmul_gflops[DType::kBFloat16] = {{1, 30}, {64, 150}};
+  sim::RuntimeProfile known;
+  known.measured = true;
+  known.op_overhead_us = 15;
+  known.step_overhead_us = 120;
+  known.matvec_efficiency = {{DType::kFloat32, 0.6}, {DType::kBFloat16, 0.3}};
+  known.matmul_efficiency = {{DType::kFloat32, 0.4}, {DType::kBFloat16, 0.7}};
+  sim::Calibration truth = base;
+  truth.runtimes[sim::Runtime::kTransformers] = known;
+  const DeviceMap cpu = layers_on_disk_map(spec, 0);
+  const int64_t prompt = 16, new_tokens = 6;
+  // The operator count: what one microsecond per operator adds to a step.
+  sim::Calibration counting = base;
+  counting.runtimes[sim::Runtime::kTransformers].op_overhead_us = 1.0;
+  counting.runtimes[sim::Runtime::kTransformers].step_overhead_us = 0.0;
+  sim::Calibration zero = counting;
+  zero.runtimes[sim::Runtime::kTransformers].op_overhead_us = 0.0;
+  auto decode = [&](const sim::Calibration& c, DType d) {
+    return predict(spec, d, cpu, hw, &c, prompt, new_tokens, sim::Semantics::kCpu, sim::Runtime::kTransformers);
+  };
+  const double kernels = (decode(counting, DType::kFloat32).decode_token_s - decode(zero, DType::kFloat32).decode_token_s) / 1e-6;
+  REQUIRE(kernels > 10);
+  TorchProbe probe;
+  probe.torch_version = "synthetic";
+  probe.threads = 2;
+  probe.prompt = prompt;
+  probe.new_tokens = new_tokens;
+  for (DType d : {DType::kFloat32, DType::kBFloat16}) {
+    const sim::Prediction t = decode(truth, d);
+    TorchRun r;
+    r.dtype = d;
+    r.prefill_s = {t.prefill_s};
+    r.loop_s = {120e-6};
+    r.decode_s = {t.decode_token_s - 120e-6};
+    r.tiny_decode_s = {15e-6 * kernels};
+    probe.runs.push_back(r);
+  }
+  const TorchFit f = fit_torch_profile(spec, hw, base, probe);
+  CHECK(f.kernels_per_step == Approx(kernels));
+  CHECK(*f.profile.op_overhead_us == Approx(15).epsilon(1e-6));
+  CHECK(*f.profile.step_overhead_us == Approx(120).epsilon(1e-6));
+  for (DType d : {DType::kFloat32, DType::kBFloat16}) {
+    INFO(dtype_name(d));
+    CHECK(f.profile.matvec_for(d) == Approx(known.matvec_for(d)).epsilon(1e-3));
+    CHECK(f.profile.matmul_for(d) == Approx(known.matmul_for(d)).epsilon(1e-3));
+  }
+  CHECK(check_self(f.self_check).passed);
+  CHECK(check_self(f.self_check).worst < 1e-4);
+  CHECK(f.profile.measured);
+  // A probe whose decode is slower than its timings allow moves the efficiency the other way.
+  TorchProbe slower = probe;
+  for (auto& r : slower.runs) r.decode_s[0] *= 1.5;
+  CHECK(fit_torch_profile(spec, hw, base, slower).profile.matvec_for(DType::kFloat32) < 0.6);
+}
+
+TEST_CASE("the runtime validation's errors leave the fitted model out; regret picks by prediction", "[unit][profile][runtime]") {
+  RuntimeValidation v;
+  v.new_tokens = 11;  // 10 decode steps
+  RuntimeRow fitted;
+  fitted.in_fit = true;
+  fitted.predicted_prefill_s = fitted.measured_prefill_s = 1;
+  fitted.predicted_decode_s = 0.5;
+  fitted.measured_decode_s = 1.0;  // -50 %: left out of the figures
+  fitted.dmap_predicted_total_s = fitted.dmap_measured_total_s = 1;
+  RuntimeRow a;  // dmap predicted and measured faster: no regret
+  a.predicted_prefill_s = 1.1;
+  a.measured_prefill_s = 1.0;
+  a.predicted_decode_s = 0.21;
+  a.measured_decode_s = 0.2;
+  a.dmap_predicted_total_s = 1.0;
+  a.dmap_measured_total_s = 1.5;
+  RuntimeRow b = a;  // transformers predicted faster, dmap measured faster
+  b.dmap_predicted_total_s = 10;
+  b.dmap_measured_total_s = 2.0;
+  b.predicted_decode_s = 0.18;  // -10 %
+  v.rows = {fitted, a, b};
+  summarize_runtime(v);
+  CHECK(v.held_out == 2);
+  CHECK(v.decode_median_abs == Approx((0.05 + 0.10) / 2));
+  CHECK(v.prefill_median_abs == Approx(0.10));
+  CHECK(v.rows[1].regret == 0.0);
+  CHECK(v.rows[1].predicted_faster == "dmap");
+  CHECK(v.rows[2].predicted_faster == "transformers");
+  CHECK(v.rows[2].measured_faster == "dmap");
+  CHECK(v.rows[2].regret == Approx(3.0 / 2.0 - 1));  // measured 1 + 10 x 0.2 against dmap's 2
+  CHECK(v.max_regret == Approx(0.5));
+}
+
+TEST_CASE("the transformers runtime probe runs a tiny model with this machine's torch", "[unit][profile][runtime][slow]") {
+  // CI installs Debian's python3-torch (scripts/setup.sh): a missing torch fails here.
+  TorchProbeOptions po;
+  po.script = std::string(DMAP_SOURCE_DIR) + "/scripts/runtime_probe.py";
+  po.python = find_torch_python();
+  po.model_file = std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json";
+  po.dtypes = {DType::kFloat32, DType::kBFloat16};
+  po.run.threads = 1;
+  po.run.prompt = 8;
+  po.run.new_tokens = 3;
+  po.reps = 2;
+  const TorchProbe p = run_torch_probe(po);
+  CHECK(p.model_type == "llama");
+  CHECK(p.prompt == 8);
+  REQUIRE(p.runs.size() == 2);
+  for (const TorchRun& r : p.runs) {
+    CHECK(r.prefill_s.size() == 2);
+    CHECK(r.prefill() > 0);
+    CHECK(r.decode() > 0);
+    CHECK(r.tiny_decode() > 0);
+  }
+  CHECK(p.runs[1].dtype == DType::kBFloat16);
+  po.model_file = std::string(DMAP_SOURCE_DIR) + "/tests/data/no_such_model.json";
+  CHECK_THROWS_WITH(run_torch_probe(po), Catch::Contains("runtime probe") && Catch::Contains("failed"));
 }

@@ -1,0 +1,129 @@
+// dmap profile --runtime transformers (see profile_runtime.h).
+#include "cli/profile_runtime.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/output.h"
+#include "core/scenario.h"
+#include "profile/load_guard.h"
+#include "profile/runtime_probe.h"
+#include "profile/runtime_validate.h"
+
+namespace dmap::cli {
+
+namespace {
+
+// The leading `# ...` lines of a calibration file: kept when the file is written back.
+std::string leading_comment(const std::string& path) {
+  std::ifstream in(path);
+  std::string line, out;
+  while (std::getline(in, line) && line.rfind("#", 0) == 0) {
+    out += line.substr(line.rfind("# ", 0) == 0 ? 2 : 1) + "\n";
+  }
+  if (!out.empty()) out.pop_back();
+  return out;
+}
+
+std::string script_path() {
+  namespace fs = std::filesystem;
+  const fs::path p = fs::path(config_dir()).parent_path() / "scripts" / "runtime_probe.py";
+  if (!fs::exists(p)) throw RuntimeFailure("the runtime probe script is missing: " + p.string());
+  return p.string();
+}
+
+}  // namespace
+
+int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& ctx) {
+  if (runtime != sim::Runtime::kTransformers) {
+    throw InputError("--runtime " + sim::runtime_name(runtime) +
+                     ": only the transformers runtime can be profiled so far (llama.cpp's probe is not built)");
+  }
+  const std::string cal_file =
+      a.get("calibration").value_or(config_dir() + "/calibrations/" + ctx.name + ".yaml");
+  if (!std::filesystem::exists(cal_file)) {
+    throw InputError(cal_file + ": no such calibration; the transformers profile is fitted against this machine's "
+                                "calibration: run `dmap profile --real` first, or give --calibration FILE");
+  }
+  sim::Calibration cal = sim::load_calibration(cal_file);
+  profile::TorchProbeOptions po;
+  po.script = script_path();
+  po.run = ctx.run;
+  po.dtypes = ctx.dtypes;
+  profile::LoadGuardSettings guard;
+
+  if (a.has("real")) {
+    const std::string model_id = a.get("model").value_or("tinyllama_1b");
+    const ModelSpec spec = resolve_model(model_id, "", models_dir());
+    const std::string out = a.get("out").value_or(cal_file);
+    check_output_file(out, "--out");  // before minutes of measurement
+    po.python = profile::find_torch_python();
+    po.model_file = spec.source;
+    po.reps = a.has("quick") ? 1 : 3;
+    std::fprintf(stderr, "dmap profile: transformers runtime probe: %s %s\n", po.python.c_str(), po.script.c_str());
+    profile::LoadGuard g(guard);
+    const profile::TorchProbe probe = g.run("transformers runtime probe", [&] { return profile::run_torch_probe(po); });
+    profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe);
+    const profile::SelfCheckVerdict verdict = profile::check_self(fit.self_check);
+    if (!verdict.passed) {
+      throw RuntimeFailure("dmap profile --runtime transformers: the fit does not reproduce the probe's own runs, so "
+                           "nothing was written; " +
+                           verdict.text);
+    }
+    std::cout << verdict.text;
+    fit.fit["model"] = model_id;
+    fit.fit["method"] = ctx.command;
+    fit.fit["remeasured"] = g.remeasured();
+    cal.comment = leading_comment(cal_file);
+    cal.runtimes[sim::Runtime::kTransformers] = fit.profile;
+    if (!cal.fit.IsDefined() || !cal.fit.IsMap()) cal.fit = YAML::Node(YAML::NodeType::Map);
+    cal.fit["runtime_transformers"] = fit.fit;
+    profile::write_text_file(out, sim::calibration_yaml(cal));
+    std::cout << "calibration: " << out << " (runtimes.transformers)\n";
+    for (const auto& s : fit.summary) std::cout << "  " << s << "\n";
+    return 0;
+  }
+
+  // --validate
+  if (auto it = cal.runtimes.find(sim::Runtime::kTransformers); it == cal.runtimes.end() || !it->second.measured) {
+    throw InputError(cal_file + ": the calibration has no measured transformers profile (run `dmap profile --real "
+                                "--runtime transformers --calibration " +
+                     cal_file + "` first)");
+  }
+  std::vector<profile::RuntimeCase> cases;
+  for (const auto& m : split_commas(a.get("models").value_or("tinyllama_1b,qwen3_06b,gemma3_1b"))) {
+    const ModelSpec spec = resolve_model(m, "", models_dir());
+    for (DType d : ctx.dtypes) cases.push_back({m, spec, d});
+  }
+  const std::string out = a.get("out").value_or("reports/validation/" + ctx.name + "_transformers.md");
+  check_output_file(out, "--out");
+  po.python = profile::find_torch_python();
+  const int rounds = static_cast<int>(integer_flag(a, "rounds", 3, 1, 1000));
+  guard.quiet.max_wait_s = static_cast<double>(integer_flag(a, "quiet-wait", 60, 0, 86400));
+  auto progress = [](const std::string& what, int done, int total) {
+    std::fprintf(stderr, "dmap profile --validate --runtime transformers: %d/%d %s\n", done, total, what.c_str());
+  };
+  const profile::RuntimeValidation v = profile::validate_torch(cases, ctx.hw, cal, po, rounds, guard, progress);
+  const std::string machine = profile::cpu_description() + ", " + profile::cpu_isa();
+  profile::write_text_file(out, profile::runtime_validation_markdown(v, machine, cal_file));
+  std::printf("%-14s %-9s %12s %12s %8s %12s %12s %8s %8s\n", "model", "dtype", "pred pre ms", "meas pre ms", "err",
+              "pred ms/tok", "meas ms/tok", "err", "regret");
+  for (const auto& r : v.rows) {
+    std::printf("%-14s %-9s %12.1f %12.1f %+7.1f%% %12.2f %12.2f %+7.1f%% %7.1f%%\n", r.c.model_id.c_str(),
+                std::string(dtype_name(r.c.dtype)).c_str(), r.predicted_prefill_s * 1e3, r.measured_prefill_s * 1e3,
+                r.prefill_error() * 100, r.predicted_decode_s * 1e3, r.measured_decode_s * 1e3,
+                r.decode_error() * 100, r.regret * 100);
+  }
+  std::printf(
+      "held out: %d; time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median %.1f %%, p90 %.1f "
+      "%%; max regret %.1f %%\nreport: %s\n",
+      v.held_out, v.decode_median_abs * 100, v.decode_p90_abs * 100, v.prefill_median_abs * 100,
+      v.prefill_p90_abs * 100, v.max_regret * 100, out.c_str());
+  return 0;
+}
+
+}  // namespace dmap::cli

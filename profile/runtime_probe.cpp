@@ -1,0 +1,258 @@
+// The transformers runtime probe and its fit (see runtime_probe.h).
+#include "profile/runtime_probe.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/stats.h"
+#include "core/yaml_io.h"
+
+namespace dmap::profile {
+
+double TorchRun::prefill() const { return median(prefill_s); }
+double TorchRun::decode() const {
+  std::vector<double> steps;
+  for (size_t i = 0; i < decode_s.size(); ++i) steps.push_back(decode_s[i] + (i < loop_s.size() ? loop_s[i] : 0.0));
+  return median(steps);
+}
+double TorchRun::loop() const { return loop_s.empty() ? 0.0 : median(loop_s); }
+double TorchRun::tiny_decode() const { return median(tiny_decode_s); }
+
+TorchProbe parse_torch_probe(const std::string& json, const std::string& origin) {
+  const YAML::Node root = load_yaml_string(json, origin);
+  if (!root.IsMap()) fail_at(origin, root, "the runtime probe's output must be a JSON object");
+  TorchProbe p;
+  auto need = [&](const YAML::Node& m, const char* key) {
+    const YAML::Node n = m[key];
+    if (!n.IsDefined()) fail_at(origin, m, std::string("the runtime probe's output lacks '") + key + "'");
+    return n;
+  };
+  p.torch_version = yaml_string(origin, need(root, "torch"), "torch");
+  p.implementation = yaml_string(origin, need(root, "implementation"), "implementation");
+  p.model_type = yaml_string(origin, need(root, "model_type"), "model_type");
+  p.threads = static_cast<int>(yaml_int(origin, need(root, "threads"), "threads"));
+  p.prompt = yaml_int(origin, need(root, "prompt"), "prompt");
+  p.new_tokens = yaml_int(origin, need(root, "new_tokens"), "new_tokens");
+  const YAML::Node runs = need(root, "runs");
+  if (!runs.IsSequence() || runs.size() == 0) fail_at(origin, runs, "runs: expected a non-empty list");
+  auto seconds = [&](const YAML::Node& m, const char* key) {
+    const YAML::Node n = need(m, key);
+    if (!n.IsSequence() || n.size() == 0) fail_at(origin, n, std::string(key) + ": expected a non-empty list");
+    std::vector<double> v;
+    for (const auto& x : n) {
+      const double s = yaml_double(origin, x, key);
+      if (!(s > 0 && s < 1e5)) fail_at(origin, x, std::string(key) + ": a time in seconds, found " + x.Scalar());
+      v.push_back(s);
+    }
+    return v;
+  };
+  for (const auto& r : runs) {
+    if (!r.IsMap()) fail_at(origin, r, "runs: expected objects");
+    TorchRun t;
+    const std::string d = yaml_string(origin, need(r, "dtype"), "dtype");
+    const auto dt = parse_dtype(d);
+    if (!dt) fail_at(origin, r["dtype"], "dtype: unknown '" + d + "'");
+    t.dtype = *dt;
+    t.prefill_s = seconds(r, "prefill_s");
+    t.decode_s = seconds(r, "decode_token_s");
+    t.loop_s = seconds(r, "loop_s");
+    t.tiny_decode_s = seconds(r, "tiny_decode_token_s");
+    p.runs.push_back(std::move(t));
+  }
+  return p;
+}
+
+namespace {
+
+// Runs argv (PATH searched), stdout and stderr to /dev/null when `quiet`; its exit status, or -1
+// when it could not be started or was killed.
+int run_command(const std::vector<std::string>& argv, bool quiet) {
+  std::vector<char*> args;
+  for (const auto& s : argv) args.push_back(const_cast<char*>(s.c_str()));
+  args.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    if (quiet) {
+      const int null = ::open("/dev/null", O_WRONLY);
+      if (null >= 0) {
+        ::dup2(null, 1);
+        ::dup2(null, 2);
+      }
+    } else {
+      ::dup2(2, 1);  // the probe's own output goes to our standard error, never our data
+    }
+    ::execvp(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+}  // namespace
+
+std::string find_torch_python() {
+  std::vector<std::string> tried;
+  std::vector<std::string> candidates;
+  if (const char* env = std::getenv("DMAP_PYTHON"); env && *env) candidates.push_back(env);
+  candidates.push_back("python3");
+  candidates.push_back("/usr/bin/python3");
+  for (const auto& c : candidates) {
+    if (run_command({c, "-c", "import torch"}, true) == 0) return c;
+    tried.push_back(c);
+  }
+  std::string list;
+  for (const auto& t : tried) list += (list.empty() ? "" : ", ") + t;
+  throw RuntimeFailure("the transformers runtime probe needs a python3 that imports torch; none of " + list +
+                       " does (Debian: apt-get install python3-torch; or set DMAP_PYTHON)");
+}
+
+TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
+  namespace fs = std::filesystem;
+  static std::atomic<int> serial{0};
+  const fs::path dir = opt.run.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(opt.run.scratch_dir);
+  const fs::path out =
+      dir / ("dmap_runtime_probe_" + std::to_string(::getpid()) + "_" + std::to_string(serial++) + ".json");
+  std::string dtypes;
+  for (DType d : opt.dtypes) dtypes += (dtypes.empty() ? "" : ",") + std::string(dtype_name(d));
+  const std::vector<std::string> argv = {opt.python,
+                                         opt.script,
+                                         "--model",
+                                         opt.model_file,
+                                         "--dtypes",
+                                         dtypes,
+                                         "--threads",
+                                         std::to_string(opt.run.threads),
+                                         "--prompt",
+                                         std::to_string(opt.run.prompt),
+                                         "--new-tokens",
+                                         std::to_string(opt.run.new_tokens),
+                                         "--reps",
+                                         std::to_string(opt.reps),
+                                         "--out",
+                                         out.string()};
+  const int rc = run_command(argv, false);
+  std::error_code ec;
+  if (rc != 0) {
+    fs::remove(out, ec);
+    throw RuntimeFailure("the transformers runtime probe (" + opt.python + " " + opt.script + " --model " +
+                         opt.model_file + ") failed with exit status " + std::to_string(rc));
+  }
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  fs::remove(out, ec);
+  return parse_torch_probe(text.str(), "the runtime probe's output (" + out.string() + ")");
+}
+
+TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
+                           const TorchProbe& probe) {
+  DMAP_CHECK(!probe.runs.empty(), "a probe without runs");
+  TorchFit f;
+  const DeviceMap cpu_map = layers_on_disk_map(spec, 0);
+  sim::Calibration cal = base;
+  sim::RuntimeProfile& p = cal.runtimes[sim::Runtime::kTransformers];
+  p = sim::RuntimeProfile{};
+  p.measured = true;
+  p.version = "torch " + probe.torch_version + ", " + std::to_string(probe.threads) + " threads; " + probe.implementation;
+  for (const auto& r : probe.runs) p.matvec_efficiency[r.dtype] = p.matmul_efficiency[r.dtype] = 1.0;
+  auto pred = [&](DType d) {
+    return predict(spec, d, cpu_map, hw, &cal, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
+                   sim::Runtime::kTransformers);
+  };
+  // The operators one decode step charges overhead for: the step's time per microsecond of it.
+  p.op_overhead_us = 0.0;
+  p.step_overhead_us = 0.0;
+  const double t0 = pred(probe.runs.front().dtype).decode_token_s;
+  p.op_overhead_us = 1.0;
+  const double t1 = pred(probe.runs.front().dtype).decode_token_s;
+  f.kernels_per_step = (t1 - t0) / 1e-6;
+  DMAP_CHECK(f.kernels_per_step > 0, "a decode step without operators");
+  std::vector<double> ops, loops;
+  for (const auto& r : probe.runs) {
+    ops.push_back(r.tiny_decode() / f.kernels_per_step * 1e6);
+    loops.push_back(r.loop() * 1e6);
+  }
+  p.op_overhead_us = median(ops);
+  p.step_overhead_us = median(loops);
+  // The efficiencies: a phase's predicted time falls as its efficiency rises, so each is found by
+  // bisection in log space over [0.01, 10] (the decode step depends on one-row products alone;
+  // the prefill on both, so the one-row efficiency is solved first). Overhead can dominate a
+  // small model's step, where a fixed-point iteration would crawl.
+  auto solve = [&](double& e, const std::function<double()>& predicted, double measured) {
+    double lo = std::log(0.01), hi = std::log(10.0);
+    for (int it = 0; it < 50; ++it) {
+      const double mid = (lo + hi) / 2;
+      e = std::exp(mid);
+      (predicted() > measured ? lo : hi) = mid;  // too slow: more efficiency
+    }
+    e = std::exp((lo + hi) / 2);
+  };
+  for (const auto& r : probe.runs) {
+    solve(p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, r.decode());
+    solve(p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, r.prefill());
+  }
+  std::ostringstream sum;
+  sum << std::setprecision(3);
+  sum << "transformers runtime (torch " << probe.torch_version << "): " << *p.op_overhead_us
+      << " us per operator (" << f.kernels_per_step << " per decode step), " << *p.step_overhead_us
+      << " us between forwards";
+  f.summary.push_back(sum.str());
+  auto r4 = [](double x) {  // 4 significant digits in the file
+    std::ostringstream o;
+    o << std::setprecision(4) << x;
+    return std::stod(o.str());
+  };
+  YAML::Node fit;
+  fit["torch"] = probe.torch_version;
+  fit["implementation"] = probe.implementation;
+  fit["threads"] = probe.threads;
+  fit["prompt"] = probe.prompt;
+  fit["new_tokens"] = probe.new_tokens;
+  fit["kernels_per_decode_step"] = r4(f.kernels_per_step);
+  for (const auto& r : probe.runs) {
+    const sim::Prediction q = pred(r.dtype);
+    SelfCheckRow row;
+    row.dtype = r.dtype;
+    row.placement = "cpu";
+    row.measured_prefill_s = r.prefill();
+    row.predicted_prefill_s = q.prefill_s;
+    row.measured_decode_s = r.decode();
+    row.predicted_decode_s = q.decode_token_s;
+    f.self_check.push_back(row);
+    std::ostringstream s;
+    s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ": one-row products at "
+      << p.matvec_efficiency[r.dtype] << " of dmap's rate, M >= 2 at " << p.matmul_efficiency[r.dtype]
+      << "; decode " << r.decode() * 1e3 << " ms/token, prefill " << r.prefill() * 1e3 << " ms measured";
+    f.summary.push_back(s.str());
+    YAML::Node m;
+    m["decode_ms"] = r4(r.decode() * 1e3);
+    m["prefill_ms"] = r4(r.prefill() * 1e3);
+    m["loop_us"] = r4(r.loop() * 1e6);
+    m["tiny_decode_us"] = r4(r.tiny_decode() * 1e6);
+    m["repetitions"] = static_cast<int>(r.prefill_s.size());
+    fit[std::string(dtype_name(r.dtype))] = m;
+  }
+  f.profile = p;
+  f.fit = fit;
+  return f;
+}
+
+}  // namespace dmap::profile

@@ -1,0 +1,78 @@
+// The transformers runtime on this machine: scripts/runtime_probe.py (PyTorch eager with
+// transformers' op structure, sim/runtime.h) run with the machine's python3 and torch, its
+// timings read back, and the runtime's profile fitted to them against dmap's calibration of the
+// same machine (hardware rates are shared; the profile says what PyTorch makes of them).
+//
+// Data flow: ModelSpec (its YAML) --python3 runtime_probe.py--> TorchProbe (JSON: per dtype
+//            prefill, decode forwards, the loop between them, a tiny model's decode)
+//            + base Calibration --fit_torch_profile--> RuntimeProfile + self-check rows
+//
+// The fit, per dtype, as dmap's own (profile_cpu.cpp):
+//   op_overhead_us     the tiny model's decode forward (same family and layer count, hidden 64:
+//                      almost all per-operator time) over the operators the cost model counts
+//   step_overhead_us   the loop between forwards (argmax, the next input), the median
+//   matvec_efficiency  scales the calibration's one-row product rate until the CPU-only decode
+//                      step (forward + loop) is predicted exactly
+//   matmul_efficiency  the same for M >= 2 and the prefill
+//
+// Example:
+//   const TorchProbe p = run_torch_probe({script, find_torch_python(), spec.source, dtypes, rs, 3});
+//   const TorchFit f = fit_torch_profile(spec, hw, base_calibration, p);
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/model_spec.h"
+#include "profile/profile.h"
+#include "sim/calibration.h"
+#include "sim/hardware.h"
+
+namespace dmap::profile {
+
+struct TorchRun {
+  DType dtype = DType::kFloat32;
+  std::vector<double> prefill_s, decode_s, loop_s, tiny_decode_s;  // one per repetition
+  double prefill() const;    // median
+  double decode() const;     // median of forward + loop: what a decode step costs
+  double loop() const;       // median
+  double tiny_decode() const;  // median
+};
+
+struct TorchProbe {
+  std::string torch_version, implementation, model_type;
+  int threads = 0;
+  int64_t prompt = 0, new_tokens = 0;
+  std::vector<TorchRun> runs;
+};
+
+// Reads the probe's JSON; InputError naming `origin` when it is not what the probe writes.
+TorchProbe parse_torch_probe(const std::string& json, const std::string& origin);
+
+// A python3 that imports torch: $DMAP_PYTHON, else `python3` on PATH, else /usr/bin/python3.
+// RuntimeFailure naming what was tried and `apt-get install python3-torch` when none does.
+std::string find_torch_python();
+
+struct TorchProbeOptions {
+  std::string script;      // scripts/runtime_probe.py
+  std::string python;      // find_torch_python()
+  std::string model_file;  // the model's YAML or config.json
+  std::vector<DType> dtypes;
+  RunSettings run;  // threads, prompt, new_tokens, scratch_dir (the JSON goes there)
+  int reps = 3;
+};
+// Runs the probe (its stderr passes through) and reads its JSON. RuntimeFailure when it fails.
+TorchProbe run_torch_probe(const TorchProbeOptions& opt);
+
+struct TorchFit {
+  sim::RuntimeProfile profile;
+  double kernels_per_step = 0;           // the cost model's operator count of one decode step
+  std::vector<SelfCheckRow> self_check;  // the probe's CPU-only runs, predicted with the profile
+  std::vector<std::string> summary;      // one line per fitted figure
+  YAML::Node fit;                        // for the calibration's fit block
+};
+TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
+                           const TorchProbe& probe);
+
+}  // namespace dmap::profile

@@ -1,0 +1,178 @@
+// The transformers runtime's validation (see runtime_validate.h).
+#include "profile/runtime_validate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/stats.h"
+
+namespace dmap::profile {
+
+void summarize_runtime(RuntimeValidation& v) {
+  std::vector<double> de, pe;
+  v.held_out = 0;
+  v.max_regret = 0;
+  for (RuntimeRow& r : v.rows) {
+    // The whole run: the prefill and every decode step after it.
+    const double steps = static_cast<double>(std::max<int64_t>(0, v.new_tokens - 1));
+    r.predicted_total_s = r.predicted_prefill_s + steps * r.predicted_decode_s;
+    r.measured_total_s = r.measured_prefill_s + steps * r.measured_decode_s;
+    const bool pick_dmap = r.dmap_predicted_total_s <= r.predicted_total_s;
+    const bool dmap_won = r.dmap_measured_total_s <= r.measured_total_s;
+    r.predicted_faster = pick_dmap ? "dmap" : "transformers";
+    r.measured_faster = dmap_won ? "dmap" : "transformers";
+    const double chosen = pick_dmap ? r.dmap_measured_total_s : r.measured_total_s;
+    const double best = std::min(r.dmap_measured_total_s, r.measured_total_s);
+    r.regret = best > 0 ? chosen / best - 1 : 0;
+    v.max_regret = std::max(v.max_regret, r.regret);
+    if (r.in_fit) continue;
+    ++v.held_out;
+    de.push_back(std::abs(r.decode_error()));
+    pe.push_back(std::abs(r.prefill_error()));
+  }
+  v.decode_median_abs = median(de);
+  v.decode_p90_abs = percentile(de, 0.9);
+  v.prefill_median_abs = median(pe);
+  v.prefill_p90_abs = percentile(pe, 0.9);
+}
+
+RuntimeValidation validate_torch(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
+                                 const sim::Calibration& cal, const TorchProbeOptions& probe, int rounds,
+                                 const LoadGuardSettings& guard_settings, const ProgressFn& progress) {
+  DMAP_CHECK(rounds >= 1, "rounds must be positive");
+  auto it = cal.runtimes.find(sim::Runtime::kTransformers);
+  if (it == cal.runtimes.end() || !it->second.measured) {
+    throw InputError(cal.file, 0, 0,
+                     "the calibration has no measured transformers profile (run `dmap profile --real --runtime "
+                     "transformers --calibration " +
+                         cal.file + "` first)");
+  }
+  std::string fitted_model;
+  if (cal.fit.IsDefined() && cal.fit.IsMap()) {
+    if (const YAML::Node f = cal.fit["runtime_transformers"]; f.IsDefined() && f.IsMap() && f["model"].IsDefined()) {
+      fitted_model = f["model"].as<std::string>("");
+    }
+  }
+  RuntimeValidation v;
+  v.threads = probe.run.threads;
+  v.rounds = rounds;
+  v.prompt = probe.run.prompt;
+  v.new_tokens = probe.run.new_tokens;
+  LoadGuard guard(guard_settings);
+  int done = 0;
+  const int total = static_cast<int>(cases.size());
+  for (const RuntimeCase& c : cases) {
+    if (progress) progress(c.model_id + " " + std::string(dtype_name(c.dtype)) + ": transformers", done, total);
+    TorchProbeOptions po = probe;
+    po.model_file = c.spec.source;
+    po.dtypes = {c.dtype};
+    po.reps = rounds;
+    const TorchProbe tp = guard.run("transformers " + c.model_id + " " + std::string(dtype_name(c.dtype)),
+                                    [&] { return run_torch_probe(po); });
+    v.torch_version = tp.torch_version;
+    v.implementation = tp.implementation;
+    const TorchRun& tr = tp.runs.front();
+    RuntimeRow r;
+    r.c = c;
+    r.in_fit = c.model_id == fitted_model;
+    r.measured_prefill_s = tr.prefill();
+    r.measured_decode_s = tr.decode();
+    for (size_t i = 0; i < tr.decode_s.size(); ++i)
+      r.decode_rounds.push_back(tr.decode_s[i] + (i < tr.loop_s.size() ? tr.loop_s[i] : 0.0));
+    const DeviceMap cpu_map = layers_on_disk_map(c.spec, 0);
+    const sim::Prediction pt = predict(c.spec, c.dtype, cpu_map, hw, &cal, probe.run.prompt, probe.run.new_tokens,
+                                       sim::Semantics::kCpu, sim::Runtime::kTransformers);
+    r.predicted_prefill_s = pt.prefill_s;
+    r.predicted_decode_s = pt.decode_token_s;
+    if (progress) progress(c.model_id + " " + std::string(dtype_name(c.dtype)) + ": dmap", done, total);
+    std::vector<double> dec, pre;
+    for (int k = 0; k < rounds; ++k) {
+      const PlacementRun pr = guard.run("dmap " + c.model_id + " " + std::string(dtype_name(c.dtype)),
+                                        [&] { return run_placement(c.spec, c.dtype, cpu_map, probe.run); });
+      dec.push_back(pr.decode_token_s);
+      pre.push_back(pr.prefill_s);
+    }
+    const sim::Prediction pd =
+        predict(c.spec, c.dtype, cpu_map, hw, &cal, probe.run.prompt, probe.run.new_tokens, sim::Semantics::kCpu);
+    r.dmap_predicted_decode_s = pd.decode_token_s;
+    r.dmap_measured_decode_s = median(dec);
+    const double steps = static_cast<double>(std::max<int64_t>(0, probe.run.new_tokens - 1));
+    r.dmap_predicted_total_s = pd.prefill_s + steps * pd.decode_token_s;
+    r.dmap_measured_total_s = median(pre) + steps * r.dmap_measured_decode_s;
+    v.rows.push_back(std::move(r));
+    ++done;
+  }
+  if (progress) progress("done", total, total);
+  v.remeasured = guard.remeasured();
+  v.max_foreign_cores = guard.max_foreign_cores();
+  summarize_runtime(v);
+  return v;
+}
+
+namespace {
+std::string ms(double s, int prec = 3) {
+  std::ostringstream o;
+  o << std::setprecision(prec) << s * 1e3;
+  return o.str();
+}
+std::string pct(double e) {
+  std::ostringstream o;
+  o << std::showpos << std::setprecision(2) << e * 100 << " %";
+  return o.str();
+}
+}  // namespace
+
+std::string runtime_validation_markdown(const RuntimeValidation& v, const std::string& machine,
+                                        const std::string& calibration_file) {
+  std::ostringstream m;
+  m << "# Validation of the transformers runtime: predicted vs measured, " << machine << "\n\n";
+  m << "Written by `dmap profile --validate --runtime transformers`. Calibration: `" << calibration_file
+    << "` (its `runtimes.transformers` profile, fitted by `dmap profile --real --runtime transformers`). "
+    << "Each model was predicted by dmap's cost model under the transformers runtime, then run for real by "
+       "`scripts/runtime_probe.py` with torch "
+    << v.torch_version << " (" << v.implementation << "), CPU-only, random weights, batch 1, prompt " << v.prompt
+    << ", " << v.new_tokens << " new tokens, " << v.threads
+    << " threads. Decode is a step's forward plus the loop between forwards (argmax, the next input); the probe "
+       "repeated each run "
+    << v.rounds
+    << " times back to back in one python3 process, and the medians are shown. dmap's own executor ran the "
+       "same placement "
+    << v.rounds
+    << " times (medians) for the choice between the two runtimes. Each measurement waited for a quiet machine "
+       "and was measured again when other processes took more than 0.15 cores ("
+    << v.remeasured << " were; the most others used during a kept one: " << std::setprecision(2)
+    << v.max_foreign_cores << " cores).\n\n";
+  m << "| model | dtype | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | "
+       "error | rounds: ms/token | dmap ms/token, predicted / measured | predicted faster | measured faster | "
+       "regret |\n";
+  m << "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|\n";
+  for (const RuntimeRow& r : v.rows) {
+    std::string rounds;
+    for (double d : r.decode_rounds) rounds += (rounds.empty() ? "" : ", ") + ms(d);
+    m << "| " << r.c.model_id << (r.in_fit ? " (in the fit)" : "") << " | " << dtype_name(r.c.dtype) << " | "
+      << ms(r.predicted_prefill_s, 4) << " ms | " << ms(r.measured_prefill_s, 4) << " ms | " << pct(r.prefill_error())
+      << " | " << ms(r.predicted_decode_s, 4) << " | " << ms(r.measured_decode_s, 4) << " | "
+      << pct(r.decode_error()) << " | " << rounds << " | " << ms(r.dmap_predicted_decode_s) << " / "
+      << ms(r.dmap_measured_decode_s) << " | " << r.predicted_faster << " | " << r.measured_faster << " | "
+      << pct(r.regret) << " |\n";
+  }
+  m << "\nError figures over the " << v.held_out
+    << " rows the transformers profile was not fitted on (rows marked \"in the fit\" are its own model, shown "
+       "for reference):\n\n";
+  m << "| | median abs error | 90th percentile | target |\n|---|---:|---:|---|\n";
+  auto abs_pct = [](double e) {
+    std::ostringstream o;
+    o << std::setprecision(2) << e * 100 << " %";
+    return o.str();
+  };
+  m << "| time per output token | " << abs_pct(v.decode_median_abs) << " | " << abs_pct(v.decode_p90_abs)
+    << " | median ≤ 5 %, p90 ≤ 10 % |\n";
+  m << "| prefill | " << abs_pct(v.prefill_median_abs) << " | " << abs_pct(v.prefill_p90_abs) << " | median ≤ 10 % |\n";
+  m << "| regret across runtimes (whole run) | | max " << abs_pct(v.max_regret) << " | ≤ 3 % |\n";
+  return m.str();
+}
+
+}  // namespace dmap::profile

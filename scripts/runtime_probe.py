@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""The transformers runtime probe of `dmap profile --real --runtime transformers` and
+`dmap profile --validate --runtime transformers`: times PyTorch eager running a model the way
+transformers' eager forward does, on this machine's CPU, and prints one JSON document.
+
+The model is scripts/make_fixtures.py's plain-PyTorch implementation of transformers v5's eager
+forward (every dense family dmap executes: embedding, RMSNorm in float32, q/k/v/o projections,
+RoPE computed per forward, a KV cache grown by torch.cat as DynamicCache does, eager attention,
+the gated MLP, the head of the last position), built from the model's config with seeded random
+weights at its real shapes. transformers itself is not used: Debian has no package of it, and the
+probe never downloads anything. What runs is said in the output ("implementation").
+
+Per dtype and repetition: the prefill of a random prompt, then greedy decode token by token
+(each forward timed alone; "loop" is the time between forwards: argmax and the next input), under
+torch.inference_mode with a fixed thread count. A second, tiny model of the same family and layer
+count (hidden 64) decodes `--tiny-steps` tokens: its step is almost all per-operator overhead.
+
+Usage (dmap runs it with the model YAML it resolved):
+  /usr/bin/python3 scripts/runtime_probe.py --model configs/models/tinyllama_1b.yaml \
+      --dtypes float32,bfloat16 --threads 2 --prompt 64 --new-tokens 12 --reps 3 --out probe.json
+Needs Debian's python3-torch (apt-get install python3-torch).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_fixtures as mf  # noqa: E402  (the plain-PyTorch forward)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def load_config(path):
+    with open(path) as f:
+        text = f.read()
+    try:
+        c = json.loads(text)  # config.json (PyYAML would read 1e-05 as a string)
+    except ValueError:
+        import yaml  # a dmap model YAML
+
+        c = yaml.safe_load(text)
+    for key in ("name", "checkpoint"):  # dmap's own keys in its model YAML files
+        c.pop(key, None)
+    if isinstance(c.get("text_config"), dict):  # a multimodal checkpoint: its text stack
+        c = dict(c["text_config"], model_type=c["text_config"].get("model_type", c["model_type"]))
+    return normalise(c)
+
+
+def normalise(c):
+    """The keys Model reads, from a transformers v4 or v5 config."""
+    c = dict(c)
+    f = c["model_type"]
+    if f not in ("llama", "mistral", "qwen2", "gemma", "qwen3", "olmo2", "phi3", "gemma2", "gemma3_text"):
+        raise SystemExit(f"runtime_probe: model_type {f} is not one the probe runs")
+    c.setdefault("num_key_value_heads", c["num_attention_heads"])
+    if not c.get("head_dim"):
+        c["head_dim"] = c["hidden_size"] // c["num_attention_heads"]
+    c.setdefault("tie_word_embeddings", f in ("gemma", "gemma2", "gemma3_text"))
+    c.setdefault("rms_norm_eps", 1e-6)
+    rp = c.get("rope_parameters") or {}
+    theta = c.get("rope_theta") or rp.get("rope_theta") or 10000.0
+    c["rope_theta"] = theta
+    if f in ("qwen3",):
+        c["rope_parameters"] = {"rope_type": "default", "rope_theta": theta}
+    rs = c.get("rope_scaling")
+    if f in mf.OLD_FAMILIES and rs and rs.get("rope_type", rs.get("type")) != "llama3":
+        c["rope_scaling"] = None  # the probe times; linear/dynamic scaling changes no cost
+    if f == "gemma3_text":
+        c["rope_scaling"] = {"factor": (rs or {}).get("factor", 1.0)}
+        c.setdefault("rope_local_base_freq", 10000.0)
+        c.setdefault("sliding_window_pattern", 6)
+    if f in ("gemma2", "gemma3_text"):
+        c.setdefault("query_pre_attn_scalar", c["head_dim"])
+    if f == "phi3" and not c.get("rope_scaling"):
+        raise SystemExit("runtime_probe: phi3 without longrope is not one the probe runs")
+    if f == "mistral" or f == "qwen2":
+        c.setdefault("sliding_window", None)
+        if f == "qwen2" and not c.get("use_sliding_window"):
+            c["sliding_window"] = None
+    return c
+
+
+def blas_in_use():
+    """The BLAS library this process mapped (Debian's torch takes whatever libblas.so.3 points
+    to: the reference BLAS runs float32 products tens of times slower than OpenBLAS)."""
+    libs = set()
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                path = line.split()[-1] if len(line.split()) >= 6 else ""
+                if "blas" in os.path.basename(path).lower():
+                    libs.add(os.path.realpath(path))
+    except OSError:
+        pass
+    return ", ".join(sorted(libs)) or "none mapped"
+
+
+def tiny_of(c):
+    """The same family and layer count at tiny shapes (the per-operator overhead probe)."""
+    t = dict(c)
+    t.update(hidden_size=64, intermediate_size=96, num_attention_heads=4, vocab_size=128)
+    t["num_key_value_heads"] = min(4, c["num_key_value_heads"])
+    t["head_dim"] = 16
+    if c["model_type"] in ("gemma2", "gemma3_text"):
+        t["query_pre_attn_scalar"] = 16
+    if c["model_type"] == "phi3":
+        half = int(16 * c.get("partial_rotary_factor", 1.0)) // 2
+        rs = dict(c["rope_scaling"])
+        rs["short_factor"], rs["long_factor"] = [1.0] * half, [1.0] * half
+        t["rope_scaling"] = rs
+    return t
+
+
+def generate(model, c, prompt_len, new_tokens, seed):
+    """Prefill, then greedy decode; seconds of the prefill, of each decode forward, of each loop."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, c["vocab_size"], (prompt_len,), generator=g)
+    t0 = time.perf_counter()
+    logits = model.forward(ids, 0)
+    prefill = time.perf_counter() - t0
+    steps, loops = [], []
+    for step in range(new_tokens - 1):
+        t1 = time.perf_counter()
+        nxt = torch.tensor([int(torch.argmax(logits))])
+        t2 = time.perf_counter()
+        logits = model.forward(nxt, prompt_len + step)
+        t3 = time.perf_counter()
+        loops.append(t2 - t1)
+        steps.append(t3 - t2)
+    return prefill, steps, loops
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", required=True, help="a dmap model YAML or a config.json")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--prompt", type=int, default=64)
+    ap.add_argument("--new-tokens", type=int, default=12)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--tiny-steps", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    if args.new_tokens < 2 or args.prompt < 1 or args.reps < 1 or args.threads < 1:
+        raise SystemExit("runtime_probe: --prompt >= 1, --new-tokens >= 2, --reps >= 1, --threads >= 1")
+    torch.set_num_threads(args.threads)
+    c = load_config(args.model)
+    out = {"torch": torch.__version__, "threads": args.threads, "prompt": args.prompt,
+           "new_tokens": args.new_tokens, "model_type": c["model_type"],
+           "implementation": "plain PyTorch eager with transformers' op structure (scripts/make_fixtures.py's "
+                             "forward; transformers not importable or not used)",
+           "runs": []}
+    for name in args.dtypes.split(","):
+        dtype = DTYPES[name]
+        w = mf.make_weights(c, dtype, args.seed)
+        m = mf.Model(c, w, dtype)
+        pre, dec, loop = [], [], []
+        with torch.inference_mode():
+            generate(m, c, min(8, args.prompt), 3, args.seed)  # warm-up: allocator, kernels' first calls
+            for r in range(args.reps):
+                p, steps, loops = generate(m, c, args.prompt, args.new_tokens, args.seed + 1 + r)
+                pre.append(p)
+                dec.append(statistics.mean(steps))
+                loop.append(statistics.mean(loops))
+        del m, w
+        tc = tiny_of(c)
+        tw = mf.make_weights(tc, dtype, args.seed)
+        tm = mf.Model(tc, tw, dtype)
+        tiny = []
+        with torch.inference_mode():
+            generate(tm, tc, 4, 3, args.seed)
+            for r in range(args.reps):
+                _, steps, _ = generate(tm, tc, 4, args.tiny_steps, args.seed + 1 + r)
+                tiny.append(statistics.median(steps))
+        out["runs"].append({"dtype": name, "prefill_s": pre, "decode_token_s": dec, "loop_s": loop,
+                            "tiny_decode_token_s": tiny})
+    out["implementation"] += "; BLAS: " + blas_in_use()
+    with open(args.out, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
