@@ -468,6 +468,15 @@ Evaluation evaluate(const SimScenario& s) {
       }
     }
   }
+  // Like with like: the verdict compares auto with CPU-only under auto's runtime where it has one.
+  if (c.named() && ev.auto_row >= 0 && ev.cpu_row >= 0) {
+    for (int i = ev.cpu_row; i < static_cast<int>(ev.rows.size()) && ev.rows[i].strategy == "cpu"; ++i) {
+      if (ev.rows[i].runtime == ev.rows[ev.auto_row].runtime) {
+        ev.cpu_row = i;
+        break;
+      }
+    }
+  }
   if (ev.max_memory.empty()) {
     ev.max_memory = s.base.max_memory ? *s.base.max_memory : derived_max_memory(hw);
     ev.max_memory_derived = !s.base.max_memory;

@@ -106,23 +106,27 @@ void copy_then_product(DType d) {
   }
 }
 
+// A file of `bytes` under /tmp, written and synced (the page-cache modes read it back); its path.
+std::string write_synced_file(size_t bytes) {
+  const std::string path = "/tmp/dmap_drift_bench_" + std::to_string(::getpid()) + ".dat";
+  std::vector<uint8_t> block(size_t{1} << 20, 1);
+  for (size_t i = 0; i < block.size(); i += 64) block[i] = static_cast<uint8_t>(i);
+  std::FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) throw std::runtime_error("cannot write " + path);
+  for (size_t w = 0; w < bytes; w += block.size()) std::fwrite(block.data(), 1, block.size(), f);
+  std::fflush(f);
+  ::fdatasync(::fileno(f));
+  std::fclose(f);
+  return path;
+}
+
 // The same through the executor's real path: tensors of one 1 GiB file (written and synced
 // once, then read once so the page cache and the map hold it), copied by exec::DiskReader warm
 // into a reused buffer, each read at the next offset so the source comes from DRAM, then the
 // product on the buffer; against the product on weights from a DRAM pool. Medians of 31.
 void page_cache_then_product(DType d) {
   const size_t file_bytes = size_t{1} << 30;
-  const std::string path = "/tmp/dmap_drift_bench_" + std::to_string(::getpid()) + ".dat";
-  {
-    std::vector<uint8_t> block(size_t{1} << 20, 1);
-    for (size_t i = 0; i < block.size(); i += 64) block[i] = static_cast<uint8_t>(i);
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (!f) throw std::runtime_error("cannot write " + path);
-    for (size_t w = 0; w < file_bytes; w += block.size()) std::fwrite(block.data(), 1, block.size(), f);
-    std::fflush(f);
-    ::fdatasync(::fileno(f));
-    std::fclose(f);
-  }
+  const std::string path = write_synced_file(file_bytes);
   const size_t es = d == DType::kFloat32 ? 4 : 2;
   std::vector<uint8_t> pool_mem(size_t{2} << 30, 1);
   for (size_t i = 0; i < pool_mem.size(); i += 4096) pool_mem[i] = static_cast<uint8_t>(i);
@@ -172,17 +176,7 @@ void page_cache_then_product(DType d) {
 // product from DRAM (after/dram), the copy alone and what copy and product add to the step.
 void cache_knee(DType d, int passes) {
   const size_t file_bytes = size_t{1} << 30;
-  const std::string path = "/tmp/dmap_drift_bench_" + std::to_string(::getpid()) + ".dat";
-  {
-    std::vector<uint8_t> block(size_t{1} << 20, 1);
-    for (size_t i = 0; i < block.size(); i += 64) block[i] = static_cast<uint8_t>(i);
-    std::FILE* f = std::fopen(path.c_str(), "wb");
-    if (!f) throw std::runtime_error("cannot write " + path);
-    for (size_t w = 0; w < file_bytes; w += block.size()) std::fwrite(block.data(), 1, block.size(), f);
-    std::fflush(f);
-    ::fdatasync(::fileno(f));
-    std::fclose(f);
-  }
+  const std::string path = write_synced_file(file_bytes);
   const size_t es = d == DType::kFloat32 ? 4 : 2;
   const int64_t k = 1024;
   std::vector<int64_t> rows_mb = {2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 64, 128};  // in MiB of weights

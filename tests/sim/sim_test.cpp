@@ -1578,3 +1578,15 @@ TEST_CASE("a scenario's runtimes: parsed in a fixed order; an unknown one names 
   CHECK_THROWS_WITH(load_sim_scenario(write("runtimes: transformers\n"), kConfigs), Catch::Contains("expected a list"));
   fs::remove_all(dir);
 }
+
+TEST_CASE("the verdict compares auto and CPU-only under one runtime", "[unit][sim][runtime]") {
+  SimScenario s = load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs);
+  s.runtimes = {Runtime::kLlamaCpp, Runtime::kDmap};  // auto's accelerate rows: dmap's alone
+  const Evaluation ev = evaluate(s);
+  REQUIRE(ev.auto_row >= 0);
+  REQUIRE(ev.cpu_row >= 0);
+  CHECK(ev.rows[ev.auto_row].runtime == "dmap");
+  CHECK(ev.rows[ev.cpu_row].runtime == "dmap");
+  CHECK(ev.rows[ev.cpu_row].strategy == "cpu");
+  CHECK_THAT(ev.verdict, !Catch::Contains("CPU-only under llama.cpp"));
+}
