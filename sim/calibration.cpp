@@ -493,7 +493,6 @@ Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& p) {
   if (r == Runtime::kDmap) return base;
   Rates out = base;
   out.runtime = r;
-  out.runtime_measured = p.measured;
   const Source src = p.measured ? Source::kCalibrated : Source::kEstimate;
   if (p.op_overhead_us) out.host.dispatch = {*p.op_overhead_us * kUs, src};
   if (p.gpu_op_overhead_us) {

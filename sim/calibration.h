@@ -159,7 +159,6 @@ struct Rates {
   // The runtime these rates describe (sim/runtime.h) and its host time per forward (generate's
   // loop around the model), charged once per prefill and per decode step.
   Runtime runtime = Runtime::kDmap;
-  bool runtime_measured = true;  // false: the runtime's figures are estimates
   Figure step_overhead{0, Source::kDatasheet};
 };
 
