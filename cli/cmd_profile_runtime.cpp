@@ -3,7 +3,6 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -17,17 +16,6 @@
 namespace dmap::cli {
 
 namespace {
-
-// The leading `# ...` lines of a calibration file: kept when the file is written back.
-std::string leading_comment(const std::string& path) {
-  std::ifstream in(path);
-  std::string line, out;
-  while (std::getline(in, line) && line.rfind("#", 0) == 0) {
-    out += line.substr(line.rfind("# ", 0) == 0 ? 2 : 1) + "\n";
-  }
-  if (!out.empty()) out.pop_back();
-  return out;
-}
 
 std::string script_path() {
   namespace fs = std::filesystem;
@@ -78,7 +66,6 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
     fit.fit["model"] = model_id;
     fit.fit["method"] = ctx.command;
     fit.fit["remeasured"] = g.remeasured();
-    cal.comment = leading_comment(cal_file);
     cal.runtimes[sim::Runtime::kTransformers] = fit.profile;
     if (!cal.fit.IsDefined() || !cal.fit.IsMap()) cal.fit = YAML::Node(YAML::NodeType::Map);
     cal.fit["runtime_transformers"] = fit.fit;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <iomanip>
 #include <sstream>
 
@@ -314,10 +315,29 @@ void put_free(std::ostringstream& y, const char* key, const YAML::Node& n) {
 
 }  // namespace
 
-Calibration load_calibration(const std::string& path) { return from_node(load_yaml_file(path), path); }
+// The `# ...` lines above the data (calibration_yaml writes `comment` there): kept, so that a
+// calibration read and written back (a runtime profile added) keeps its header.
+static std::string leading_comment(const std::string& text) {
+  std::istringstream in(text);
+  std::string line, out;
+  while (std::getline(in, line) && line.rfind('#', 0) == 0) out += line.substr(line.rfind("# ", 0) == 0 ? 2 : 1) + "\n";
+  if (!out.empty()) out.pop_back();
+  return out;
+}
+
+Calibration load_calibration(const std::string& path) {
+  Calibration c = from_node(load_yaml_file(path), path);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  c.comment = leading_comment(text.str());
+  return c;
+}
 
 Calibration parse_calibration(const std::string& text, const std::string& origin) {
-  return from_node(load_yaml_string(text, origin), origin);
+  Calibration c = from_node(load_yaml_string(text, origin), origin);
+  c.comment = leading_comment(text);
+  return c;
 }
 
 std::string calibration_yaml(const Calibration& c) {

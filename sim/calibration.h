@@ -122,7 +122,7 @@ struct DiskCalibration {
 struct Calibration {
   std::string file;  // where it was read from ("" when built in memory)
   std::string name;
-  std::string comment;    // lines written as `# ...` above the data
+  std::string comment;    // lines written as `# ...` above the data (read back by the loaders)
   YAML::Node provenance;  // free-form mapping (cpu, gpu, driver, dmap_version, date, method, ...)
   HostCalibration host;
   std::optional<GpuCalibration> all_gpus;  // `gpus: {all: ...}`
