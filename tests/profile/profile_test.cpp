@@ -149,11 +149,12 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   REQUIRE(cal.host.reference_probe_ms);
   CHECK(*cal.host.reference_probe_ms > 0.016);
   CHECK(*cal.host.reference_probe_ms < 64);
-  // Sane ranges for any machine this runs on: 0.5-2000 GB/s memory, 0.05-1000 GB/s disk.
+  // Sane ranges for any machine this runs on: 0.5-2000 GB/s memory, 5 MB/s-1000 GB/s disk (a CI
+  // runner's throttled network disk read 45 MB/s on the quick calibration's small files).
   CHECK(rates.host.memory_bandwidth.source == sim::Source::kCalibrated);
   CHECK(rates.host.memory_bandwidth.value > 0.5e9);
   CHECK(rates.host.memory_bandwidth.value < 2000e9);
-  CHECK(rates.disk_read.value > 0.05e9);
+  CHECK(rates.disk_read.value > 0.005e9);
   CHECK(rates.disk_read.value < 1000e9);
   CHECK(rates.page_cache_read.value > 0.1e9);
   CHECK(rates.host.dispatch.value >= 0);
