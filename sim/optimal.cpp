@@ -14,6 +14,10 @@
 #include <span>
 #include <unordered_map>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "core/error.h"
 #include "strategies/infer_auto_device_map.h"
 
@@ -311,7 +315,28 @@ uint32_t state_key(const Label& a) {
 }
 
 // Bound tables are tens of MB on many GPUs, and a fresh one costs as much in page faults as in
-// filling it: the last two released are kept per thread (up to 64 MB each) for the next search.
+// filling it: the last two released are kept per thread (up to 64 MB each) for the next search,
+// and a table of 2 MiB or more asks for transparent huge pages (one fault per 2 MiB: on a VM
+// whose faults cost ~7 us each, the CLI's first tables had spent a third of the search in them).
+float* table_alloc(size_t n) {
+  constexpr size_t kHuge = size_t{2} << 20;
+  const size_t bytes = n * sizeof(float);
+  if (bytes < kHuge) return new float[n];
+  void* p = std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
+  if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  madvise(p, bytes, MADV_HUGEPAGE);  // advice: where the kernel declines, small pages serve
+#endif
+  return static_cast<float*>(p);
+}
+void table_free(float* p, size_t n) {
+  if (n * sizeof(float) < (size_t{2} << 20)) {
+    delete[] p;
+  } else {
+    std::free(p);
+  }
+}
+
 class TablePool {
  public:
   struct Return {
@@ -330,7 +355,7 @@ class TablePool {
       spare.erase(spare.begin() + static_cast<long>(pick));
       return Table(p, Return{size});
     }
-    return Table(new float[n], Return{n});
+    return Table(table_alloc(n), Return{n});
   }
 
  private:
@@ -338,7 +363,7 @@ class TablePool {
     thread_local struct Spare {
       std::vector<std::pair<float*, size_t>> v;
       ~Spare() {
-        for (auto& [p, n] : v) delete[] p;
+        for (auto& [p, n] : v) table_free(p, n);
       }
     } spare;
     return spare.v;
@@ -347,12 +372,12 @@ class TablePool {
     if (!p) return;
     auto& spare = pool();
     if (n * sizeof(float) > (size_t{64} << 20)) {
-      delete[] p;
+      table_free(p, n);
       return;
     }
     spare.emplace_back(p, n);
     if (spare.size() > 2) {  // the oldest goes
-      delete[] spare.front().first;
+      table_free(spare.front().first, spare.front().second);
       spare.erase(spare.begin());
     }
   }
@@ -1004,6 +1029,7 @@ struct Search {
   bool strict = false;      // the threshold is a placement already found: keep only labels that may beat it
   int64_t label_limit = std::numeric_limits<int64_t>::max();  // stats.work() beyond which the pass stops
   mutable bool aborted = false;                               // it stopped there (its result is void)
+  mutable double min_beaten = kInf;  // the least lower bound of a label the threshold dropped
   bool trace_path = false;                                    // print the best placement's bound per unit
   mutable std::vector<char> band_taken{};                     // thin()'s scratch
   struct Rec {
@@ -1024,7 +1050,9 @@ struct Search {
   bool beaten(int u, const Label& L) const {
     if (!bound || !std::isfinite(incumbent)) return false;
     const double lb = lower(u, L);
-    return strict ? lb >= incumbent * (1 - std::max(1e-9, opt.gap)) : lb > incumbent * (1 + 1e-9);
+    const bool out = strict ? lb >= incumbent * (1 - std::max(1e-9, opt.gap)) : lb > incumbent * (1 + 1e-9);
+    if (out) min_beaten = std::min(min_beaten, lb);
+    return out;
   }
 
   bool fits_gpu(const Label& L) const { return L.open < 0 || std::max(L.gp, L.gd) + L.gt <= T.gpu_cap[L.open]; }
@@ -1626,6 +1654,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   // A bound table, its values counted.
   auto counted = [&](RoomBound b) {
     res.stats.bound_values += static_cast<int64_t>(b.N) * static_cast<int64_t>(b.unit_size());
+    trace("bound table: %lld values", static_cast<long long>(b.N) * static_cast<long long>(b.unit_size()));
     return b;
   };
 
@@ -1748,8 +1777,9 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       no_tighter.push_back(run.mode);
     }
   }
-  // The deepening in the order of the fine bounds: the most promising run first sets the
-  // incumbent that the others must beat.
+  // The deepening, best first across runs: the run with the least lower bound so far takes its
+  // next step (so the most promising run sets the incumbent the others must beat, and a run's
+  // cheap steps near its bound come before another run's pass at the incumbent).
   for (Run& run : runs) {
     if (!run.bound) run.root = run.coarse;
   }
@@ -1758,60 +1788,88 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   // passes stop and what is left unexplored is covered by its lower bound.
   const int64_t limit =
       options.max_work > 0 ? res.stats.work() + options.max_work : std::numeric_limits<int64_t>::max();
-  double unexplored = kInf;  // a lower bound on every placement not yet ruled out
+  struct Deepening {
+    double ruled_out = 0;  // nothing of the run is faster
+    double slack = 0;      // the first threshold's distance to the run's bound
+    int step = 0;
+    bool started = false, done = false;
+  };
+  std::vector<Deepening> deep(runs.size());
   bool out_of_work = false;
-  for (Run& run : runs) {
-    if (out_of_work) {
-      unexplored = std::min(unexplored, run.root);
+  for (size_t i = 0; i < runs.size(); ++i) deep[i].ruled_out = runs[i].root;
+  for (;;) {
+    int pick = -1;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      if (!deep[i].done && (pick < 0 || deep[i].ruled_out < deep[pick].ruled_out)) pick = static_cast<int>(i);
+    }
+    if (pick < 0) break;
+    Run& run = runs[pick];
+    Deepening& d = deep[pick];
+    // Nothing of this run (or any other left) can beat the incumbent.
+    if (!beatable(d.ruled_out)) break;
+    if (!d.started) {
+      d.started = true;
+      d.ruled_out = fine(run);
+      if (!beatable(d.ruled_out)) {
+        d.done = true;
+        continue;
+      }
+      // The first threshold: 1/256 above the bound, or a quarter of the way to the incumbent when
+      // that is nearer (a pass at the incumbent keeps every label that can still beat it, and near
+      // a tight bound those are many), but not within the gap of the bound.
+      d.slack = std::max(run.root * options.gap, std::min(run.root / 256, (best - run.root) / 4));
+    }
+    // Search under a threshold just above what is ruled out, which prunes nearly every label: a
+    // placement found under it is the run's optimum (nothing under the threshold was dropped),
+    // else widen the threshold (at least to the least bound the last pass dropped), and end with
+    // the incumbent itself.
+    const double root = run.root;
+    const double deeper = std::max(root + std::ldexp(d.slack, d.step), d.ruled_out);
+    Search s{T, options, run.mode, run.warm, res.stats, disk};
+    s.trace_path = trace.path;
+    s.max_labels = std::max(2, options.max_labels);
+    s.bound = run.bound.get();
+    s.incumbent = d.step < 12 && deeper < root + (best - root) / 2 ? deeper : best;
+    s.strict = s.incumbent == best && std::isfinite(best);
+    s.label_limit = limit;
+    ++res.stats.runs;
+    const bool thinned_before = res.stats.thinned;
+    const int64_t before = res.stats.labels, before_c = res.stats.compares;
+    const std::optional<Placement> p = s.run();
+    trace("deepening %s%s step %d at %.6g s (bound %.6g, best %.6g): %lld labels, %lld compares, %s",
+          mode_name(run.mode), run.warm ? " warm" : "", d.step, s.incumbent, root, best,
+          static_cast<long long>(res.stats.labels - before), static_cast<long long>(res.stats.compares - before_c),
+          s.aborted ? "out of work"
+          : p       ? "found"
+                    : "none");
+    if (s.aborted) {
+      out_of_work = true;
+      break;
+    }
+    consider(p);
+    ++d.step;
+    if (p || s.incumbent >= best) {
+      d.done = true;
+      run.bound.reset();
       continue;
     }
-    if (!beatable(run.root)) break;  // nothing of this run (or a later one) can beat the incumbent
-    const double root = fine(run);
-    if (!beatable(root)) continue;
-    // Deepening: search under a threshold just above the run's lower bound, which prunes
-    // nearly every label; a placement found under it is the run's optimum (nothing under the
-    // threshold was dropped), else widen the threshold, and end with the incumbent itself.
-    double ruled_out = root;  // nothing of this run is faster
-    // The first threshold: 1/256 above the bound, or a quarter of the way to the incumbent when
-    // that is nearer (a pass at the incumbent keeps every label that can still beat it, and near
-    // a tight bound those are many), but not within the gap of the bound.
-    const double slack = std::max(root * options.gap, std::min(root / 256, (best - root) / 4));
-    for (int step = 0;; ++step) {
-      const double deeper = root + std::ldexp(slack, step);
-      Search s{T, options, run.mode, run.warm, res.stats, disk};
-      s.trace_path = trace.path;
-      s.max_labels = std::max(2, options.max_labels);
-      s.bound = run.bound.get();
-      s.incumbent = step < 12 && deeper < root + (best - root) / 2 ? deeper : best;
-      s.strict = s.incumbent == best && std::isfinite(best);
-      s.label_limit = limit;
-      ++res.stats.runs;
-      const int64_t before = res.stats.labels, before_c = res.stats.compares;
-      const std::optional<Placement> p = s.run();
-      trace("deepening %s%s step %d at %.6g s (bound %.6g, best %.6g): %lld labels, %lld compares, %s",
-            mode_name(run.mode), run.warm ? " warm" : "", step, s.incumbent, root, best,
-            static_cast<long long>(res.stats.labels - before), static_cast<long long>(res.stats.compares - before_c),
-            s.aborted ? "out of work"
-            : p       ? "found"
-                      : "none");
-      if (s.aborted) {
-        out_of_work = true;
-        unexplored = std::min(unexplored, ruled_out);
-        break;
-      }
-      consider(p);
-      if (p || s.incumbent >= best) break;
-      ruled_out = s.incumbent;
-    }
-    if (!out_of_work) run.bound.reset();
+    // Nothing under the threshold: every label dropped had a bound over it, the least of them
+    // bounds the run (a thinned front may have dropped one under it: then the threshold only).
+    d.ruled_out = res.stats.thinned && !thinned_before ? s.incumbent : std::max(s.incumbent, s.min_beaten);
+    if (!std::isfinite(d.ruled_out)) d.done = true;  // nothing dropped and nothing found: none fits
+  }
+  double unexplored = kInf;  // a lower bound on every placement not yet ruled out
+  for (size_t i = 0; i < runs.size(); ++i) {
+    if (!deep[i].done) unexplored = std::min(unexplored, deep[i].ruled_out);
   }
   if (out_of_work) {
     // Out of work: one more pass per run that may still beat the incumbent, with fronts of 16
     // labels (bounded: units x states x 16), to improve it before giving up exactness. Once
     // something is found, these passes share a fifth of the work budget: past it they stop.
     int64_t wide_left = options.max_work > 0 ? options.max_work / 5 : std::numeric_limits<int64_t>::max();
-    for (Run& run : runs) {
-      if (!beatable(run.root)) continue;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      Run& run = runs[i];
+      if (deep[i].done || !beatable(deep[i].ruled_out)) continue;
       if (std::isfinite(best) && wide_left <= 0) break;
       SearchStats wide;
       Search s{T, options, run.mode, run.warm, wide, disk};
