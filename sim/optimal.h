@@ -63,10 +63,13 @@
 // best so far, a fine one (64); from 2 GPUs on the runs of one page-cache assumption share one
 // fine bound, of the union of the modes (a bound for each; on several GPUs the modes' own
 // bounds agree, and a table costs the same for one mode as for all). Quick passes (fronts of 2,
-// then of 8, pruned against the best so far) give an incumbent; then, in the order of the
-// bounds, deepening: the threshold starts just above the run's bound and doubles its slack
-// until a placement is found under it (that placement is the run's optimum: nothing under the
-// threshold was dropped) or it reaches the incumbent. A run whose bound cannot beat the
+// then of 8, pruned against the best so far) give an incumbent; then deepening, best first
+// across runs (the run with the least bound so far takes its next step): the threshold starts
+// just above the run's bound and doubles its slack — or rises at once to the least bound of a
+// label the last pass dropped, which then bounds the run — until a placement is found under it
+// (that placement is the run's optimum: nothing under the threshold was dropped) or it
+// reaches the incumbent. Out of work, the proven bound is the least of the runs' bounds so
+// far. Tables of 2 MiB or more ask for transparent huge pages. A run whose bound cannot beat the
 // incumbent by more than the gap, or whose warm page cache cannot hold what the GPUs cannot, is
 // skipped. Tables are floats rounded down. DMAP_SEARCH_TRACE=1 prints every phase on stderr.
 // `OptimalOptions::prune = false` keeps every Pareto label (tests compare the two).
