@@ -13,6 +13,7 @@ int cmd_simulate(const std::vector<std::string>& args);
 int cmd_report(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_profile(const std::vector<std::string>& args);
+int cmd_export(const std::vector<std::string>& args);
 
 // Scenario files under configs/scenarios that describe hardware (what simulate/report use).
 std::vector<std::string> simulated_scenarios();

@@ -27,6 +27,7 @@ commands:
   run       run the model for real on dmap's CPU executor (checkpoint or random weights)
   profile   --real: calibrate this machine's cost-model figures from timed executor runs;
             --validate: check a calibration's predictions against fresh measurements
+  export    gguf: write a checkpoint (or random weights) as llama.cpp's converter writes it
 
 Run `dmap <command> --help` for its options. Exit codes: 0 ok, 1 runtime failure, 2 bad input.
 )";
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
     if (command == "report") return dmap::cli::cmd_report(args);
     if (command == "run") return dmap::cli::cmd_run(args);
     if (command == "profile") return dmap::cli::cmd_profile(args);
+    if (command == "export") return dmap::cli::cmd_export(args);
     std::cerr << "dmap: unknown command '" << dmap::printable(command) << "'\n\n" << kHelp;
     return 2;
   } catch (const dmap::InputError& e) {

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/stats.h"
 #include "core/yaml_io.h"
+#include "profile/subprocess.h"
 
 namespace dmap::profile {
 
@@ -75,38 +76,6 @@ TorchProbe parse_torch_probe(const std::string& json, const std::string& origin)
   }
   return p;
 }
-
-namespace {
-
-// Runs argv (PATH searched), stdout and stderr to /dev/null when `quiet`; its exit status, or -1
-// when it could not be started or was killed.
-int run_command(const std::vector<std::string>& argv, bool quiet) {
-  std::vector<char*> args;
-  for (const auto& s : argv) args.push_back(const_cast<char*>(s.c_str()));
-  args.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    if (quiet) {
-      const int null = ::open("/dev/null", O_WRONLY);
-      if (null >= 0) {
-        ::dup2(null, 1);
-        ::dup2(null, 2);
-      }
-    } else {
-      ::dup2(2, 1);  // the probe's own output goes to our standard error, never our data
-    }
-    ::execvp(args[0], args.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return -1;
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-}  // namespace
 
 std::string find_torch_python() {
   std::vector<std::string> tried;

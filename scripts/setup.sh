@@ -32,5 +32,23 @@ if [ -x /usr/local/cuda/bin/nvcc ] && ! command -v nvcc >/dev/null 2>&1; then
   export PATH="/usr/local/cuda/bin:$PATH"
 fi
 
+# llama.cpp for the llama.cpp runtime probe: node-llama-cpp's prebuilt CPU libraries and the
+# llama.cpp source bundled with them, pinned in probes/llama_cpp/package-lock.json (npm registry;
+# no install scripts run). Node.js and npm from Debian when the machine has no npm. Optional: if
+# the registry cannot be reached, dmap builds without the probe and its tests skip.
+LLAMA_DIR="$ROOT/probes/llama_cpp"
+if [ "$(uname -m)" = "x86_64" ] && [ ! -e "$LLAMA_DIR/node_modules/@node-llama-cpp/linux-x64/package.json" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "setup: installing nodejs npm"
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+  fi
+  echo "setup: npm ci in probes/llama_cpp (node-llama-cpp's prebuilt llama.cpp)"
+  (cd "$LLAMA_DIR" && npm ci --ignore-scripts --omit=optional --no-audit --no-fund --loglevel=error) ||
+    echo "setup: npm ci failed: building without the llama.cpp probe"
+fi
+
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release
 cmake --build "$BUILD" -j"$(nproc)"

@@ -487,5 +487,15 @@ expect_error "unknown gguf type" "unknown llama.cpp file type 'Q4_K_X'" -- memor
 "$DMAP" memory llama31_8b --gguf Q4_K_M --format json >"$TMP/gguf.json" &&
   python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['gguf']; assert d['tensor_bytes']==4912898048 and d['types']['q6_K']['tensors']==33, d" "$TMP/gguf.json" && ok || bad "gguf Q4_K_M size"
 
+# --- dmap export gguf ------------------------------------------------------------------------
+expect_error "export without --out" "--out FILE.gguf is required" -- export gguf "$SRC/tests/data/llama_float32"
+expect_error "export bad type" "--type must be f32, f16, bf16 or q8_0, not 'q4_k_m'" -- export gguf "$SRC/tests/data/llama_float32" --out "$TMP/x.gguf" --type q4_k_m
+expect_error "export unwritten family" "the gemma family is not one dmap writes as GGUF" -- export gguf "$SRC/tests/data/gemma_float32" --out "$TMP/x.gguf"
+expect_error "export a preset without weights" "pass --random-weights" -- export gguf llama31_8b --out "$TMP/x.gguf"
+expect_error "export into a missing folder" "does not exist" -- export gguf "$SRC/tests/data/qwen2_float32" --out "$TMP/no/such/x.gguf"
+if [ ! -e "$TMP/x.gguf" ] && [ ! -e "$TMP/x.gguf.tmp" ]; then ok; else bad "a refused export wrote a file"; fi
+"$DMAP" export gguf "$SRC/tests/data/qwen2_bfloat16" --out "$TMP/q.gguf" --type q8_0 >"$TMP/out" &&
+  grep -q "tensors, Q8_0" "$TMP/out" && head -c 4 "$TMP/q.gguf" | grep -q GGUF && ok || bad "export qwen2 q8_0: $(cat "$TMP/out")"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

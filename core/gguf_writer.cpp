@@ -1,0 +1,154 @@
+#include "core/gguf_writer.h"
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+
+namespace dmap {
+namespace {
+
+constexpr uint32_t kUint32 = 4, kInt32 = 5, kFloat32 = 6, kBool = 7, kString = 8, kArray = 9;
+constexpr uint64_t kAlignment = 32;  // GGUF_DEFAULT_ALIGNMENT
+
+template <typename T>
+void put(std::vector<uint8_t>& out, T v) {
+  uint8_t b[sizeof(T)];
+  std::memcpy(b, &v, sizeof(T));  // little-endian hosts only (x86-64, aarch64)
+  out.insert(out.end(), b, b + sizeof(T));
+}
+
+void put_string(std::vector<uint8_t>& out, const std::string& s) {
+  put<uint64_t>(out, s.size());
+  out.insert(out.end(), s.begin(), s.end());
+}
+
+uint64_t padded(uint64_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
+
+}  // namespace
+
+uint32_t ggml_type_id(GgmlType t) {
+  switch (t) {
+    case GgmlType::kF32: return 0;
+    case GgmlType::kF16: return 1;
+    case GgmlType::kQ4_0: return 2;
+    case GgmlType::kQ4_1: return 3;
+    case GgmlType::kQ5_0: return 6;
+    case GgmlType::kQ5_1: return 7;
+    case GgmlType::kQ8_0: return 8;
+    case GgmlType::kQ2_K: return 10;
+    case GgmlType::kQ3_K: return 11;
+    case GgmlType::kQ4_K: return 12;
+    case GgmlType::kQ5_K: return 13;
+    case GgmlType::kQ6_K: return 14;
+    case GgmlType::kIQ4_NL: return 20;
+    case GgmlType::kIQ4_XS: return 23;
+    case GgmlType::kBF16: return 30;
+    case GgmlType::kMXFP4: return 39;
+  }
+  throw InternalError("ggml_type_id: unknown type");
+}
+
+void GgufWriter::key(const std::string& k, uint32_t type) {
+  put_string(kv_, k);
+  put<uint32_t>(kv_, type);
+  ++kv_count_;
+}
+
+void GgufWriter::add_string(const std::string& k, const std::string& v) {
+  key(k, kString);
+  put_string(kv_, v);
+}
+void GgufWriter::add_u32(const std::string& k, uint32_t v) {
+  key(k, kUint32);
+  put(kv_, v);
+}
+void GgufWriter::add_i32(const std::string& k, int32_t v) {
+  key(k, kInt32);
+  put(kv_, v);
+}
+void GgufWriter::add_f32(const std::string& k, float v) {
+  key(k, kFloat32);
+  put(kv_, v);
+}
+void GgufWriter::add_bool(const std::string& k, bool v) {
+  key(k, kBool);
+  put<uint8_t>(kv_, v ? 1 : 0);
+}
+void GgufWriter::add_string_array(const std::string& k, const std::vector<std::string>& values) {
+  key(k, kArray);
+  put<uint32_t>(kv_, kString);
+  put<uint64_t>(kv_, values.size());
+  for (const std::string& v : values) put_string(kv_, v);
+}
+
+void GgufWriter::add_tensor(const std::string& name, GgmlType type, std::vector<int64_t> dims, Bytes make) {
+  const GgmlTypeTraits& tr = ggml_traits(type);
+  if (dims.empty() || dims[0] % tr.block != 0) {
+    throw InternalError("GgufWriter: " + name + ": rows must be whole " + tr.name + " blocks");
+  }
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  const uint64_t bytes = static_cast<uint64_t>(n / tr.block * tr.bytes);
+  tensors_.push_back({name, type, std::move(dims), bytes, std::move(make)});
+}
+
+void GgufWriter::write(const std::string& path) const {
+  std::vector<uint8_t> head;
+  head.insert(head.end(), {'G', 'G', 'U', 'F'});
+  put<uint32_t>(head, 3);
+  put<uint64_t>(head, tensors_.size());
+  put<uint64_t>(head, kv_count_);
+  head.insert(head.end(), kv_.begin(), kv_.end());
+  uint64_t offset = 0;
+  for (const Tensor& t : tensors_) {
+    put_string(head, t.name);
+    put<uint32_t>(head, static_cast<uint32_t>(t.dims.size()));
+    for (int64_t d : t.dims) put<uint64_t>(head, static_cast<uint64_t>(d));
+    put<uint32_t>(head, ggml_type_id(t.type));
+    put<uint64_t>(head, offset);
+    offset = padded(offset + t.bytes);
+  }
+  head.resize(padded(head.size()), 0);
+
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) throw RuntimeFailure(path + ": cannot write (" + std::strerror(errno) + ")");
+    f.write(reinterpret_cast<const char*>(head.data()), static_cast<std::streamsize>(head.size()));
+    const char zeros[kAlignment] = {};
+    for (const Tensor& t : tensors_) {
+      std::vector<uint8_t> data;
+      try {
+        data = t.make();
+      } catch (...) {
+        f.close();
+        std::error_code ec;
+        std::filesystem::remove(tmp, ec);
+        throw;
+      }
+      if (data.size() != t.bytes) {
+        throw InternalError("GgufWriter: " + t.name + ": " + std::to_string(data.size()) + " bytes, its shape needs " +
+                            std::to_string(t.bytes));
+      }
+      f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+      f.write(zeros, static_cast<std::streamsize>(padded(data.size()) - data.size()));
+    }
+    f.flush();
+    if (!f) {
+      std::error_code ec;
+      std::filesystem::remove(tmp, ec);
+      throw RuntimeFailure(path + ": write failed (disk full?)");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw RuntimeFailure(path + ": cannot rename the finished file into place: " + ec.message());
+  }
+}
+
+}  // namespace dmap

@@ -1,0 +1,156 @@
+// llama_probe: times llama.cpp (through its C API, llama.h) on a GGUF file, for dmap's
+// llama.cpp runtime profile — or prints the logits it computes, to check that dmap's GGUF
+// export runs in llama.cpp as it runs in dmap.
+//
+//   llama_probe MODEL.gguf --threads N --prompt P --new-tokens T --rounds R   (timing)
+//   llama_probe MODEL.gguf --threads N --logits 1,2,3                          (one forward)
+//   --out FILE: the JSON to FILE instead of stdout
+//
+// Timing, per round: the KV cache cleared, a prefill of P token ids (one llama_decode, the
+// batch as large as the prompt, as llama-bench's pp test), then T single-token decodes (as
+// its tg test). Prints one JSON object on stdout: the llama.cpp build, the CPU backend's
+// features, and per round the prefill seconds and the median decode seconds per token.
+// Token ids are seeded and below the model's vocabulary; the file needs no tokenizer.
+// CPU only: no layer is offloaded (n_gpu_layers 0) — the CPU runtime is what dmap predicts here.
+//
+// Built by CMake against the prebuilt llama.cpp of the npm package node-llama-cpp (pinned in
+// probes/llama_cpp/package.json) with the headers of the llama.cpp source bundled in it; the
+// CPU backends (one per ISA level) are loaded from DMAP_LLAMA_BIN_DIR, the package's folder.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ggml-backend.h"
+#include "llama.h"
+
+namespace {
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "llama_probe: %s\n", what.c_str());
+  std::exit(2);
+}
+
+long number(const char* flag, const char* v, long lo, long hi) {
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  if (!*v || *end || n < lo || n > hi) die(std::string(flag) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return n;
+}
+
+void quiet_log(ggml_log_level level, const char* text, void*) {
+  if (level >= GGML_LOG_LEVEL_ERROR) std::fputs(text, stderr);
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) die("usage: llama_probe MODEL.gguf [--threads N] [--prompt P] [--new-tokens T] [--rounds R] [--logits IDS]");
+  const std::string path = argv[1];
+  int threads = 1, prompt = 64, new_tokens = 16, rounds = 3;
+  std::vector<llama_token> logits_ids;
+  bool verbose = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--verbose") {
+      verbose = true;
+      continue;
+    }
+    if (i + 1 >= argc) die(a + " needs a value");
+    const char* v = argv[++i];
+    if (a == "--out") {
+      if (!std::freopen(v, "w", stdout)) die(std::string("cannot write ") + v);
+    } else if (a == "--threads") threads = static_cast<int>(number("--threads", v, 1, 1024));
+    else if (a == "--prompt") prompt = static_cast<int>(number("--prompt", v, 1, 1 << 20));
+    else if (a == "--new-tokens") new_tokens = static_cast<int>(number("--new-tokens", v, 1, 1 << 20));
+    else if (a == "--rounds") rounds = static_cast<int>(number("--rounds", v, 1, 1000));
+    else if (a == "--logits") {
+      std::string s = v;
+      size_t p = 0;
+      while (p <= s.size()) {
+        const size_t q = std::min(s.find(',', p), s.size());
+        logits_ids.push_back(static_cast<llama_token>(number("--logits", s.substr(p, q - p).c_str(), 0, 1L << 30)));
+        p = q + 1;
+      }
+    } else die("unknown option " + a);
+  }
+  if (!verbose) llama_log_set(quiet_log, nullptr);
+#ifdef DMAP_LLAMA_BIN_DIR
+  ggml_backend_load_all_from_path(DMAP_LLAMA_BIN_DIR);
+#else
+  ggml_backend_load_all();
+#endif
+  llama_backend_init();
+  llama_model_params mp = llama_model_default_params();
+  mp.n_gpu_layers = 0;
+  mp.progress_callback = [](float, void*) { return true; };  // no progress dots on stderr
+  llama_model* model = llama_model_load_from_file(path.c_str(), mp);
+  if (!model) die(path + ": llama.cpp could not load this file");
+  const int n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model));
+  const int n_ctx_needed = logits_ids.empty() ? prompt + new_tokens : static_cast<int>(logits_ids.size());
+  llama_context_params cp = llama_context_default_params();
+  cp.n_ctx = static_cast<uint32_t>(n_ctx_needed);
+  cp.n_batch = static_cast<uint32_t>(std::max(n_ctx_needed, 1));
+  cp.n_ubatch = cp.n_batch;
+  cp.n_threads = threads;
+  cp.n_threads_batch = threads;
+  cp.no_perf = true;
+  if (!logits_ids.empty()) {  // the check of dmap's export: a float32 KV cache (the default is f16)
+    cp.type_k = GGML_TYPE_F32;
+    cp.type_v = GGML_TYPE_F32;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+  }
+  llama_context* ctx = llama_init_from_model(model, cp);
+  if (!ctx) die(path + ": llama.cpp could not make a context of " + std::to_string(n_ctx_needed) + " tokens");
+
+  if (!logits_ids.empty()) {
+    for (llama_token t : logits_ids) {
+      if (t >= n_vocab) die("--logits: token " + std::to_string(t) + " is not below the vocabulary's " + std::to_string(n_vocab));
+    }
+    llama_batch b = llama_batch_get_one(logits_ids.data(), static_cast<int32_t>(logits_ids.size()));
+    if (llama_decode(ctx, b) != 0) die("llama_decode failed");
+    const float* l = llama_get_logits_ith(ctx, -1);
+    std::printf("{\"logits\": [");
+    for (int i = 0; i < n_vocab; ++i) std::printf("%s%.9g", i ? ", " : "", l[i]);
+    std::printf("]}\n");
+  } else {
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    std::vector<llama_token> ids(static_cast<size_t>(prompt));
+    for (auto& t : ids) {
+      s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+      t = static_cast<llama_token>(s % static_cast<uint64_t>(n_vocab));
+    }
+    std::printf("{\"llama_cpp\": \"%s\", \"system\": \"%s\", \"threads\": %d, \"prompt\": %d, \"new_tokens\": %d, \"rounds\": [",
+                LLAMA_PROBE_VERSION, llama_print_system_info(), threads, prompt, new_tokens);
+    for (int r = 0; r < rounds; ++r) {
+      llama_memory_clear(llama_get_memory(ctx), true);
+      auto t0 = std::chrono::steady_clock::now();
+      if (llama_decode(ctx, llama_batch_get_one(ids.data(), prompt)) != 0) die("llama_decode (prefill) failed");
+      llama_synchronize(ctx);
+      const double prefill = seconds_since(t0);
+      std::vector<double> steps;
+      llama_token next = ids.back();
+      for (int k = 0; k < new_tokens; ++k) {
+        t0 = std::chrono::steady_clock::now();
+        if (llama_decode(ctx, llama_batch_get_one(&next, 1)) != 0) die("llama_decode (decode) failed");
+        llama_synchronize(ctx);
+        steps.push_back(seconds_since(t0));
+        next = static_cast<llama_token>((next * 31 + 7) % n_vocab);
+      }
+      std::sort(steps.begin(), steps.end());
+      std::printf("%s{\"prefill_s\": %.9g, \"decode_s\": %.9g}", r ? ", " : "", prefill, steps[steps.size() / 2]);
+    }
+    std::printf("]}\n");
+  }
+  llama_free(ctx);
+  llama_model_free(model);
+  llama_backend_free();
+  return 0;
+}

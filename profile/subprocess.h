@@ -1,0 +1,14 @@
+// Running a probe program (python3 with torch, llama.cpp's probe) from the profiler.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace dmap::profile {
+
+// Runs argv (PATH searched); stdout and stderr to /dev/null when `quiet`, else its stdout goes
+// to our standard error (never our data). Its exit status, or -1 when it could not be started
+// or was killed.
+int run_command(const std::vector<std::string>& argv, bool quiet);
+
+}  // namespace dmap::profile

@@ -1,0 +1,145 @@
+// llama.cpp runs dmap's GGUF exports as transformers runs the checkpoint: the last position's
+// logits of the fixtures' prompts, computed by llama.cpp (its C API, through dmap's probe), against
+// the PyTorch references of scripts/make_fixtures.py; and the probe's timing output reads back.
+// Needs the probe (scripts/setup.sh installs node-llama-cpp; the build makes build/llama_probe):
+// without it every case is skipped (exit 77).
+#define CATCH_CONFIG_RUNNER
+#include <unistd.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/json_parse.h"
+#include "core/model_spec.h"
+#include "exec/config.h"
+#include "exec/gguf_export.h"
+#include "exec/safetensors.h"
+#include "exec/weights.h"
+#include "profile/llama_probe.h"
+
+namespace fs = std::filesystem;
+using namespace dmap;
+
+namespace {
+
+struct Reference {
+  std::vector<int32_t> prompt;
+  std::vector<double> logits;
+};
+
+Reference reference(const std::string& fixture) {
+  std::ifstream f(fixture + "/reference.json");
+  std::stringstream s;
+  s << f.rdbuf();
+  const JsonValue v = parse_json(s.str(), fixture);
+  Reference r;
+  for (const auto& x : v.find("prompt_ids")->items) r.prompt.push_back(static_cast<int32_t>(x.i));
+  for (const auto& x : v.find("prefill_logits")->items) r.logits.push_back(x.kind == JsonValue::Kind::kInt ? x.i : x.d);
+  return r;
+}
+
+struct Compared {
+  double max_abs = 0, correlation = 0;
+  bool same_argmax = false;
+};
+
+Compared run(const std::string& family, const std::string& dtype, GgufFileType type) {
+  const std::string fixture = std::string(DMAP_SOURCE_DIR) + "/tests/data/" + family + "_" + dtype;
+  const exec::ExecConfig cfg = exec::exec_config(load_model_spec(fixture + "/config.json"));
+  auto ck = std::make_shared<const exec::Checkpoint>(exec::Checkpoint::open(fixture));
+  const exec::ModelWeights w = exec::ModelWeights::from_checkpoint(cfg, ck);
+  const fs::path gguf = fs::temp_directory_path() / ("dmap_llama_cpp_test_" + std::to_string(::getpid()) + ".gguf");
+  exec::export_gguf(cfg, w, type, family, gguf.string());
+  const Reference ref = reference(fixture);
+  const std::vector<float> l = profile::llama_logits(profile::find_llama_probe(), gguf.string(), ref.prompt);
+  fs::remove(gguf);
+  REQUIRE(l.size() == ref.logits.size());
+  Compared c;
+  double ma = 0, mb = 0;
+  for (size_t i = 0; i < l.size(); ++i) {
+    c.max_abs = std::max(c.max_abs, std::fabs(l[i] - ref.logits[i]));
+    ma += l[i];
+    mb += ref.logits[i];
+  }
+  ma /= static_cast<double>(l.size());
+  mb /= static_cast<double>(l.size());
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < l.size(); ++i) {
+    sab += (l[i] - ma) * (ref.logits[i] - mb);
+    saa += (l[i] - ma) * (l[i] - ma);
+    sbb += (ref.logits[i] - mb) * (ref.logits[i] - mb);
+  }
+  c.correlation = sab / std::sqrt(saa * sbb);
+  c.same_argmax = std::max_element(l.begin(), l.end()) - l.begin() ==
+                  std::max_element(ref.logits.begin(), ref.logits.end()) - ref.logits.begin();
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("llama.cpp on dmap's f32 export computes transformers' float32 logits", "[llama.cpp]") {
+  // Exact up to float32 summation order: names, q/k row order, rope_freqs and biases are right.
+  for (const char* family : {"llama", "qwen2"}) {
+    INFO(family);
+    const Compared c = run(family, "float32", GgufFileType::kF32);
+    CHECK(c.max_abs < 1e-4);
+    CHECK(c.same_argmax);
+  }
+}
+
+TEST_CASE("llama.cpp on f16, bf16 and q8_0 exports stays close to the float32 reference", "[llama.cpp]") {
+  for (const char* family : {"llama", "qwen2"}) {
+    for (GgufFileType t : {GgufFileType::kF16, GgufFileType::kBF16, GgufFileType::kQ8_0}) {
+      INFO(family << " " << gguf_file_type_name(t));
+      const Compared c = run(family, "float32", t);
+      WARN(family << " " << gguf_file_type_name(t) << ": max |diff| " << c.max_abs << ", correlation " << c.correlation);
+      CHECK(c.correlation > (t == GgufFileType::kQ8_0 ? 0.998 : 0.9995));
+      // The weights' rounding (f16: 11 bits, bf16: 8, Q8_0: 7 per 32-block scale) on logits ~1.
+      CHECK(c.max_abs < (t == GgufFileType::kF16 ? 0.01 : t == GgufFileType::kBF16 ? 0.1 : 0.3));
+    }
+  }
+}
+
+TEST_CASE("the llama.cpp probe times prefill and decode rounds", "[llama.cpp]") {
+  const std::string fixture = std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32";
+  const exec::ExecConfig cfg = exec::exec_config(load_model_spec(fixture + "/config.json"));
+  const exec::ModelWeights w = exec::ModelWeights::random(cfg, DType::kFloat32, 3);
+  const fs::path gguf = fs::temp_directory_path() / ("dmap_llama_cpp_time_" + std::to_string(::getpid()) + ".gguf");
+  exec::export_gguf(cfg, w, GgufFileType::kF16, "t", gguf.string());
+  const profile::LlamaProbe p = profile::run_llama_probe({profile::find_llama_probe(), gguf.string(), 1, 16, 4, 2, ""});
+  fs::remove(gguf);
+  CHECK(p.rounds.size() == 2);
+  CHECK(p.prompt == 16);
+  CHECK(p.new_tokens == 4);
+  CHECK(p.threads == 1);
+  CHECK(p.version.find("llama.cpp") != std::string::npos);
+  CHECK(p.prefill() > 0);
+  CHECK(p.decode() > 0);
+  CHECK(p.decode() < p.prefill() * 16);  // one token costs less than sixteen
+}
+
+TEST_CASE("the probe's output is read strictly", "[llama.cpp][parse]") {
+  const char* ok =
+      R"({"llama_cpp": "v", "system": "s", "threads": 2, "prompt": 8, "new_tokens": 2, "rounds": [{"prefill_s": 0.5, "decode_s": 0.01}]})";
+  const profile::LlamaProbe p = profile::parse_llama_probe(ok, "t");
+  CHECK(p.decode() == 0.01);
+  CHECK_THROWS_AS(profile::parse_llama_probe(R"({"llama_cpp": "v"})", "t"), InputError);
+  CHECK_THROWS_AS(profile::parse_llama_probe(
+                      R"({"llama_cpp": "v", "system": "s", "threads": 2, "prompt": 8, "new_tokens": 2, "rounds": [{"prefill_s": -1, "decode_s": 0.01}]})",
+                      "t"),
+                  InputError);
+}
+
+int main(int argc, char** argv) {
+  if (!profile::llama_probe_available()) {
+    std::cerr << "llama_cpp_test: skipped (no llama.cpp probe in this build: scripts/setup.sh installs it)\n";
+    return 77;
+  }
+  return Catch::Session().run(argc, argv);
+}
