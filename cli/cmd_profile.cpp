@@ -80,7 +80,10 @@ options:
                            overhead, product efficiencies per dtype) against --calibration FILE (default
                            configs/calibrations/NAME.yaml) and writes it there (or to --out) under
                            `runtimes.transformers`; --validate checks it on --models, CPU-only, against
-                           dmap's own runs too (report: reports/validation/NAME_transformers.md)
+                           dmap's own runs too (report: reports/validation/NAME_transformers.md);
+                           llama.cpp: the same through llama.cpp's C API (build/llama_probe, on the
+                           model exported as GGUF in each dtype's type; llama, mistral and qwen2
+                           families), under `runtimes.llama.cpp` (report: NAME_llama_cpp.md)
   --quick                  fewer sizes and repetitions (a smoke test, about a minute)
 )";
 

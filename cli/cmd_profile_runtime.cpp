@@ -1,4 +1,4 @@
-// dmap profile --runtime transformers (see profile_runtime.h).
+// dmap profile --runtime transformers|llama.cpp (see profile_runtime.h).
 #include "cli/profile_runtime.h"
 
 #include <cstdio>
@@ -9,9 +9,13 @@
 #include "core/error.h"
 #include "core/output.h"
 #include "core/scenario.h"
+#include "profile/llama_fit.h"
+#include "profile/llama_probe.h"
 #include "profile/load_guard.h"
 #include "profile/runtime_probe.h"
 #include "profile/runtime_validate.h"
+#include "exec/config.h"
+#include "exec/gguf_export.h"
 
 namespace dmap::cli {
 
@@ -27,19 +31,20 @@ std::string script_path() {
 }  // namespace
 
 int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& ctx) {
-  if (runtime != sim::Runtime::kTransformers) {
-    throw InputError("--runtime " + sim::runtime_name(runtime) +
-                     ": only the transformers runtime can be profiled so far (llama.cpp's probe is not built)");
-  }
+  if (runtime == sim::Runtime::kDmap) throw InternalError("profile_runtime: dmap's own runtime is `dmap profile --real`");
+  const bool llama = runtime == sim::Runtime::kLlamaCpp;
+  const std::string name = sim::runtime_name(runtime);
+  const std::string key = llama ? "runtime_llama_cpp" : "runtime_transformers";
   const std::string cal_file =
       a.get("calibration").value_or(config_dir() + "/calibrations/" + ctx.name + ".yaml");
   if (!std::filesystem::exists(cal_file)) {
-    throw InputError(cal_file + ": no such calibration; the transformers profile is fitted against this machine's "
-                                "calibration: run `dmap profile --real` first, or give --calibration FILE");
+    throw InputError(cal_file + ": no such calibration; the " + name +
+                     " profile is fitted against this machine's calibration: run `dmap profile --real` first, or give "
+                     "--calibration FILE");
   }
   sim::Calibration cal = sim::load_calibration(cal_file);
   profile::TorchProbeOptions po;
-  po.script = script_path();
+  if (!llama) po.script = script_path();
   po.run = ctx.run;
   po.dtypes = ctx.dtypes;
   profile::LoadGuardSettings guard;
@@ -49,52 +54,80 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
     const ModelSpec spec = resolve_model(model_id, "", models_dir());
     const std::string out = a.get("out").value_or(cal_file);
     check_output_file(out, "--out");  // before minutes of measurement
-    po.python = profile::find_torch_python();
-    po.model_file = spec.source;
-    po.reps = a.has("quick") ? 1 : 3;
-    std::fprintf(stderr, "dmap profile: transformers runtime probe: %s %s\n", po.python.c_str(), po.script.c_str());
+    const int reps = a.has("quick") ? 1 : 3;
     profile::LoadGuard g(guard);
-    const profile::TorchProbe probe = g.run("transformers runtime probe", [&] { return profile::run_torch_probe(po); });
-    profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe);
-    const profile::SelfCheckVerdict verdict = profile::check_self(fit.self_check);
+    std::vector<profile::SelfCheckRow> self_check;
+    std::vector<std::string> summary;
+    YAML::Node fit_node;
+    if (llama) {
+      const std::string probe = profile::find_llama_probe();
+      for (DType d : ctx.dtypes) profile::gguf_type_of(d);  // a dtype llama.cpp is profiled in
+      std::fprintf(stderr, "dmap profile: llama.cpp runtime probe: %s\n", probe.c_str());
+      const auto runs = g.run("llama.cpp runtime probe",
+                              [&] { return profile::measure_llama(spec, ctx.dtypes, ctx.run, probe, reps); });
+      profile::LlamaFit fit = profile::fit_llama_profile(spec, ctx.hw, cal, runs);
+      cal.runtimes[runtime] = fit.profile;
+      self_check = fit.self_check;
+      summary = fit.summary;
+      fit_node = fit.fit;
+    } else {
+      po.python = profile::find_torch_python();
+      po.model_file = spec.source;
+      po.reps = reps;
+      std::fprintf(stderr, "dmap profile: transformers runtime probe: %s %s\n", po.python.c_str(), po.script.c_str());
+      const profile::TorchProbe probe =
+          g.run("transformers runtime probe", [&] { return profile::run_torch_probe(po); });
+      profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe);
+      cal.runtimes[runtime] = fit.profile;
+      self_check = fit.self_check;
+      summary = fit.summary;
+      fit_node = fit.fit;
+    }
+    const profile::SelfCheckVerdict verdict = profile::check_self(self_check);
     if (!verdict.passed) {
-      throw RuntimeFailure("dmap profile --runtime transformers: the fit does not reproduce the probe's own runs, so "
-                           "nothing was written; " +
-                           verdict.text);
+      throw RuntimeFailure("dmap profile --runtime " + name +
+                           ": the fit does not reproduce the probe's own runs, so nothing was written; " + verdict.text);
     }
     std::cout << verdict.text;
-    fit.fit["model"] = model_id;
-    fit.fit["method"] = ctx.command;
-    fit.fit["remeasured"] = g.remeasured();
-    cal.runtimes[sim::Runtime::kTransformers] = fit.profile;
+    fit_node["model"] = model_id;
+    fit_node["method"] = ctx.command;
+    fit_node["remeasured"] = g.remeasured();
     if (!cal.fit.IsDefined() || !cal.fit.IsMap()) cal.fit = YAML::Node(YAML::NodeType::Map);
-    cal.fit["runtime_transformers"] = fit.fit;
+    cal.fit[key] = fit_node;
     profile::write_text_file(out, sim::calibration_yaml(cal));
-    std::cout << "calibration: " << out << " (runtimes.transformers)\n";
-    for (const auto& s : fit.summary) std::cout << "  " << s << "\n";
+    std::cout << "calibration: " << out << " (runtimes." << name << ")\n";
+    for (const auto& s : summary) std::cout << "  " << s << "\n";
     return 0;
   }
 
   // --validate
-  if (auto it = cal.runtimes.find(sim::Runtime::kTransformers); it == cal.runtimes.end() || !it->second.measured) {
-    throw InputError(cal_file + ": the calibration has no measured transformers profile (run `dmap profile --real "
-                                "--runtime transformers --calibration " +
-                     cal_file + "` first)");
+  if (auto it = cal.runtimes.find(runtime); it == cal.runtimes.end() || !it->second.measured) {
+    throw InputError(cal_file + ": the calibration has no measured " + name + " profile (run `dmap profile --real "
+                                "--runtime " + name + " --calibration " + cal_file + "` first)");
   }
   std::vector<profile::RuntimeCase> cases;
-  for (const auto& m : split_commas(a.get("models").value_or("tinyllama_1b,qwen3_06b,gemma3_1b"))) {
+  const std::string default_models = llama ? "tinyllama_1b,qwen25_05b,llama32_1b" : "tinyllama_1b,qwen3_06b,gemma3_1b";
+  for (const auto& m : split_commas(a.get("models").value_or(default_models))) {
     const ModelSpec spec = resolve_model(m, "", models_dir());
-    for (DType d : ctx.dtypes) cases.push_back({m, spec, d});
+    if (llama) exec::gguf_arch(exec::exec_config(spec));  // a family dmap exports (before any measurement)
+    for (DType d : ctx.dtypes) {
+      if (llama) profile::gguf_type_of(d);
+      cases.push_back({m, spec, d});
+    }
   }
-  const std::string out = a.get("out").value_or("reports/validation/" + ctx.name + "_transformers.md");
+  const std::string out =
+      a.get("out").value_or("reports/validation/" + ctx.name + (llama ? "_llama_cpp.md" : "_transformers.md"));
   check_output_file(out, "--out");
-  po.python = profile::find_torch_python();
   const int rounds = static_cast<int>(integer_flag(a, "rounds", 3, 1, 1000));
   guard.quiet.max_wait_s = static_cast<double>(integer_flag(a, "quiet-wait", 60, 0, 86400));
-  auto progress = [](const std::string& what, int done, int total) {
-    std::fprintf(stderr, "dmap profile --validate --runtime transformers: %d/%d %s\n", done, total, what.c_str());
+  const std::string label = "dmap profile --validate --runtime " + name;
+  auto progress = [&](const std::string& what, int done, int total) {
+    std::fprintf(stderr, "%s: %d/%d %s\n", label.c_str(), done, total, what.c_str());
   };
-  const profile::RuntimeValidation v = profile::validate_torch(cases, ctx.hw, cal, po, rounds, guard, progress);
+  const profile::RuntimeValidation v =
+      llama ? profile::validate_llama(cases, ctx.hw, cal, profile::find_llama_probe(), ctx.run, rounds, guard, progress)
+            : (po.python = profile::find_torch_python(),
+               profile::validate_torch(cases, ctx.hw, cal, po, rounds, guard, progress));
   const std::string machine = profile::cpu_description() + ", " + profile::cpu_isa();
   profile::write_text_file(out, profile::runtime_validation_markdown(v, machine, cal_file));
   std::printf("%-14s %-9s %12s %12s %8s %12s %12s %8s %8s\n", "model", "dtype", "pred pre ms", "meas pre ms", "err",

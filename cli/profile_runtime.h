@@ -1,6 +1,6 @@
-// dmap profile --runtime transformers: the transformers runtime's profile on this machine
-// (--real, added to a calibration) and its validation (--validate), through
-// scripts/runtime_probe.py (profile/runtime_probe.h, profile/runtime_validate.h).
+// dmap profile --runtime transformers|llama.cpp: the runtime's profile on this machine (--real,
+// added to a calibration) and its validation (--validate), through scripts/runtime_probe.py
+// (profile/runtime_probe.h) or llama.cpp's probe (profile/llama_fit.h), profile/runtime_validate.h.
 #pragma once
 
 #include <string>

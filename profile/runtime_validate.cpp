@@ -1,4 +1,4 @@
-// The transformers runtime's validation (see runtime_validate.h).
+// The runtimes' validation (see runtime_validate.h).
 #include "profile/runtime_validate.h"
 
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "profile/llama_fit.h"
 #include "core/stats.h"
 
 namespace dmap::profile {
@@ -22,8 +23,8 @@ void summarize_runtime(RuntimeValidation& v) {
     r.measured_total_s = r.measured_prefill_s + steps * r.measured_decode_s;
     const bool pick_dmap = r.dmap_predicted_total_s <= r.predicted_total_s;
     const bool dmap_won = r.dmap_measured_total_s <= r.measured_total_s;
-    r.predicted_faster = pick_dmap ? "dmap" : "transformers";
-    r.measured_faster = dmap_won ? "dmap" : "transformers";
+    r.predicted_faster = pick_dmap ? "dmap" : sim::runtime_name(v.runtime);
+    r.measured_faster = dmap_won ? "dmap" : sim::runtime_name(v.runtime);
     const double chosen = pick_dmap ? r.dmap_measured_total_s : r.measured_total_s;
     const double best = std::min(r.dmap_measured_total_s, r.measured_total_s);
     r.regret = best > 0 ? chosen / best - 1 : 0;
@@ -39,67 +40,62 @@ void summarize_runtime(RuntimeValidation& v) {
   v.prefill_p90_abs = percentile(pe, 0.9);
 }
 
-RuntimeValidation validate_torch(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
-                                 const sim::Calibration& cal, const TorchProbeOptions& probe, int rounds,
-                                 const LoadGuardSettings& guard_settings, const ProgressFn& progress) {
+RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
+                                   const sim::Calibration& cal, sim::Runtime runtime, const MeasureFn& measure,
+                                   const RunSettings& run, int rounds, const LoadGuardSettings& guard_settings,
+                                   const ProgressFn& progress) {
   DMAP_CHECK(rounds >= 1, "rounds must be positive");
-  auto it = cal.runtimes.find(sim::Runtime::kTransformers);
+  const std::string name = sim::runtime_name(runtime);
+  const std::string key = "runtime_" + std::string(runtime == sim::Runtime::kLlamaCpp ? "llama_cpp" : name);
+  auto it = cal.runtimes.find(runtime);
   if (it == cal.runtimes.end() || !it->second.measured) {
     throw InputError(cal.file, 0, 0,
-                     "the calibration has no measured transformers profile (run `dmap profile --real --runtime "
-                     "transformers --calibration " +
-                         cal.file + "` first)");
+                     "the calibration has no measured " + name + " profile (run `dmap profile --real --runtime " +
+                         name + " --calibration " + cal.file + "` first)");
   }
   std::string fitted_model;
   if (cal.fit.IsDefined() && cal.fit.IsMap()) {
-    if (const YAML::Node f = cal.fit["runtime_transformers"]; f.IsDefined() && f.IsMap() && f["model"].IsDefined()) {
+    if (const YAML::Node f = cal.fit[key]; f.IsDefined() && f.IsMap() && f["model"].IsDefined()) {
       fitted_model = f["model"].as<std::string>("");
     }
   }
   RuntimeValidation v;
-  v.threads = probe.run.threads;
+  v.runtime = runtime;
+  v.threads = run.threads;
   v.rounds = rounds;
-  v.prompt = probe.run.prompt;
-  v.new_tokens = probe.run.new_tokens;
+  v.prompt = run.prompt;
+  v.new_tokens = run.new_tokens;
   LoadGuard guard(guard_settings);
   int done = 0;
   const int total = static_cast<int>(cases.size());
   for (const RuntimeCase& c : cases) {
-    if (progress) progress(c.model_id + " " + std::string(dtype_name(c.dtype)) + ": transformers", done, total);
-    TorchProbeOptions po = probe;
-    po.model_file = c.spec.source;
-    po.dtypes = {c.dtype};
-    po.reps = rounds;
-    const TorchProbe tp = guard.run("transformers " + c.model_id + " " + std::string(dtype_name(c.dtype)),
-                                    [&] { return run_torch_probe(po); });
-    v.torch_version = tp.torch_version;
-    v.implementation = tp.implementation;
-    const TorchRun& tr = tp.runs.front();
+    const std::string what = c.model_id + " " + std::string(dtype_name(c.dtype));
+    if (progress) progress(what + ": " + name, done, total);
+    const RuntimeMeasurement m = guard.run(name + " " + what, [&] { return measure(c, rounds); });
+    v.version = m.version;
     RuntimeRow r;
     r.c = c;
     r.in_fit = c.model_id == fitted_model;
-    r.measured_prefill_s = tr.prefill();
-    r.measured_decode_s = tr.decode();
-    for (size_t i = 0; i < tr.decode_s.size(); ++i)
-      r.decode_rounds.push_back(tr.decode_s[i] + (i < tr.loop_s.size() ? tr.loop_s[i] : 0.0));
+    r.measured_prefill_s = m.prefill_s;
+    r.measured_decode_s = m.decode_s;
+    r.decode_rounds = m.decode_rounds;
     const DeviceMap cpu_map = layers_on_disk_map(c.spec, 0);
-    const sim::Prediction pt = predict(c.spec, c.dtype, cpu_map, hw, &cal, probe.run.prompt, probe.run.new_tokens,
-                                       sim::Semantics::kCpu, sim::Runtime::kTransformers);
+    const sim::Prediction pt =
+        predict(c.spec, c.dtype, cpu_map, hw, &cal, run.prompt, run.new_tokens, sim::Semantics::kCpu, runtime);
     r.predicted_prefill_s = pt.prefill_s;
     r.predicted_decode_s = pt.decode_token_s;
-    if (progress) progress(c.model_id + " " + std::string(dtype_name(c.dtype)) + ": dmap", done, total);
+    if (progress) progress(what + ": dmap", done, total);
     std::vector<double> dec, pre;
     for (int k = 0; k < rounds; ++k) {
-      const PlacementRun pr = guard.run("dmap " + c.model_id + " " + std::string(dtype_name(c.dtype)),
-                                        [&] { return run_placement(c.spec, c.dtype, cpu_map, probe.run); });
+      const PlacementRun pr = guard.run("dmap " + what, [&] { return run_placement(c.spec, c.dtype, cpu_map, run); });
       dec.push_back(pr.decode_token_s);
       pre.push_back(pr.prefill_s);
     }
     const sim::Prediction pd =
-        predict(c.spec, c.dtype, cpu_map, hw, &cal, probe.run.prompt, probe.run.new_tokens, sim::Semantics::kCpu);
+        predict(c.spec, c.dtype, cpu_map, hw, &cal, run.prompt, run.new_tokens, sim::Semantics::kCpu);
     r.dmap_predicted_decode_s = pd.decode_token_s;
     r.dmap_measured_decode_s = median(dec);
-    const double steps = static_cast<double>(std::max<int64_t>(0, probe.run.new_tokens - 1));
+    const double steps = static_cast<double>(std::max<int64_t>(0, run.new_tokens - 1));
     r.dmap_predicted_total_s = pd.prefill_s + steps * pd.decode_token_s;
     r.dmap_measured_total_s = median(pre) + steps * r.dmap_measured_decode_s;
     v.rows.push_back(std::move(r));
@@ -110,6 +106,42 @@ RuntimeValidation validate_torch(const std::vector<RuntimeCase>& cases, const si
   v.max_foreign_cores = guard.max_foreign_cores();
   summarize_runtime(v);
   return v;
+}
+
+RuntimeValidation validate_torch(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
+                                 const sim::Calibration& cal, const TorchProbeOptions& probe, int rounds,
+                                 const LoadGuardSettings& guard, const ProgressFn& progress) {
+  auto measure = [&](const RuntimeCase& c, int reps) {
+    TorchProbeOptions po = probe;
+    po.model_file = c.spec.source;
+    po.dtypes = {c.dtype};
+    po.reps = reps;
+    const TorchProbe tp = run_torch_probe(po);
+    const TorchRun& tr = tp.runs.front();
+    RuntimeMeasurement m;
+    m.prefill_s = tr.prefill();
+    m.decode_s = tr.decode();
+    for (size_t i = 0; i < tr.decode_s.size(); ++i)
+      m.decode_rounds.push_back(tr.decode_s[i] + (i < tr.loop_s.size() ? tr.loop_s[i] : 0.0));
+    m.version = "torch " + tp.torch_version + " (" + tp.implementation + ")";
+    return m;
+  };
+  return validate_runtime(cases, hw, cal, sim::Runtime::kTransformers, measure, probe.run, rounds, guard, progress);
+}
+
+RuntimeValidation validate_llama(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
+                                 const sim::Calibration& cal, const std::string& probe, const RunSettings& run,
+                                 int rounds, const LoadGuardSettings& guard, const ProgressFn& progress) {
+  auto measure = [&](const RuntimeCase& c, int reps) {
+    const LlamaRun lr = measure_llama(c.spec, {c.dtype}, run, probe, reps, /*tiny=*/false).front();
+    RuntimeMeasurement m;
+    m.prefill_s = lr.model.prefill();
+    m.decode_s = lr.model.decode();
+    for (const auto& r : lr.model.rounds) m.decode_rounds.push_back(r.decode_s);
+    m.version = lr.model.version;
+    return m;
+  };
+  return validate_runtime(cases, hw, cal, sim::Runtime::kLlamaCpp, measure, run, rounds, guard, progress);
 }
 
 namespace {
@@ -128,18 +160,25 @@ std::string pct(double e) {
 std::string runtime_validation_markdown(const RuntimeValidation& v, const std::string& machine,
                                         const std::string& calibration_file) {
   std::ostringstream m;
-  m << "# Validation of the transformers runtime: predicted vs measured, " << machine << "\n\n";
-  m << "Written by `dmap profile --validate --runtime transformers`. Calibration: `" << calibration_file
-    << "` (its `runtimes.transformers` profile, fitted by `dmap profile --real --runtime transformers`). "
-    << "Each model was predicted by dmap's cost model under the transformers runtime, then run for real by "
-       "`scripts/runtime_probe.py` with torch "
-    << v.torch_version << " (" << v.implementation << "), CPU-only, random weights, batch 1, prompt " << v.prompt
-    << ", " << v.new_tokens << " new tokens, " << v.threads
-    << " threads. Decode is a step's forward plus the loop between forwards (argmax, the next input); the probe "
-       "repeated each run "
-    << v.rounds
-    << " times back to back in one python3 process, and the medians are shown. dmap's own executor ran the "
-       "same placement "
+  const std::string name = sim::runtime_name(v.runtime);
+  const bool llama = v.runtime == sim::Runtime::kLlamaCpp;
+  m << "# Validation of the " << name << " runtime: predicted vs measured, " << machine << "\n\n";
+  m << "Written by `dmap profile --validate --runtime " << name << "`. Calibration: `" << calibration_file
+    << "` (its `runtimes." << name << "` profile, fitted by `dmap profile --real --runtime " << name << "`). "
+    << "Each model was predicted by dmap's cost model under the " << name << " runtime, then run for real ";
+  if (llama) {
+    m << "by llama.cpp (" << v.version
+      << ") through dmap's probe (probes/llama_cpp: llama.h, one llama_decode of the prompt, then one per token) "
+         "on the model exported by `dmap export gguf` in the dtype's GGUF type (float32 F32, bfloat16 BF16, "
+         "float16 F16)";
+  } else {
+    m << "by `scripts/runtime_probe.py` with " << v.version;
+  }
+  m << ", CPU-only, random weights, batch 1, prompt " << v.prompt << ", " << v.new_tokens << " new tokens, "
+    << v.threads << " threads. ";
+  if (!llama) m << "Decode is a step's forward plus the loop between forwards (argmax, the next input); ";
+  m << "the probe repeated each run " << v.rounds
+    << " times back to back in one process, and the medians are shown. dmap's own executor ran the same placement "
     << v.rounds
     << " times (medians) for the choice between the two runtimes. Each measurement waited for a quiet machine "
        "and was measured again when other processes took more than 0.15 cores ("
@@ -160,7 +199,7 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
       << pct(r.regret) << " |\n";
   }
   m << "\nError figures over the " << v.held_out
-    << " rows the transformers profile was not fitted on (rows marked \"in the fit\" are its own model, shown "
+    << " rows the " << name << " profile was not fitted on (rows marked \"in the fit\" are its own model, shown "
        "for reference):\n\n";
   m << "| | median abs error | 90th percentile | target |\n|---|---:|---:|---|\n";
   auto abs_pct = [](double e) {

@@ -1,26 +1,30 @@
-// `dmap profile --validate --runtime transformers`: a calibration's transformers profile checked
-// against fresh measurements of models it was not fitted on, and the choice between runtimes.
+// `dmap profile --validate --runtime transformers|llama.cpp`: a calibration's runtime profile
+// checked against fresh measurements of models it was not fitted on, and the choice between
+// that runtime and dmap's own executor.
 //
-// Data flow: cases (model x dtype) --run_torch_probe (rounds repetitions)--> measured transformers
-//            CPU-only prefill and decode;  run_placement (rounds times) --> measured dmap CPU-only;
+// Data flow: cases (model x dtype) --the runtime's probe (rounds repetitions: run_torch_probe, or
+//            export_gguf + run_llama_probe)--> measured CPU-only prefill and decode;
+//            run_placement (rounds times) --> measured dmap CPU-only;
 //            predict(..., Runtime) for both --> rows --> errors (median, p90 over held-out rows)
 //            and regret (the measured whole run of the runtime predicted fastest against the
 //            measured fastest) --> runtime_validation_markdown
 //
 // Each measurement runs under a LoadGuard (waits for a quiet machine, measures again when another
-// process took > 0.15 cores). The probe's repetitions run back to back in one python3 process.
+// process took > 0.15 cores). A probe's repetitions run back to back in one process.
 //
 // Example:
 //   RuntimeValidation v = validate_torch(cases, hw, cal, probe_options, rounds, progress);
 //   write_text_file("reports/validation/x_transformers.md", runtime_validation_markdown(v, ...));
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "profile/load_guard.h"
 #include "profile/profile.h"
 #include "profile/runtime_probe.h"
+#include "sim/runtime.h"
 
 namespace dmap::profile {
 
@@ -32,20 +36,21 @@ struct RuntimeCase {
 
 struct RuntimeRow {
   RuntimeCase c;
-  bool in_fit = false;  // the model the calibration's transformers profile was fitted on
+  bool in_fit = false;  // the model the calibration's profile of the runtime was fitted on
   double predicted_prefill_s = 0, measured_prefill_s = 0, predicted_decode_s = 0, measured_decode_s = 0;
-  std::vector<double> decode_rounds;  // transformers, per repetition (forward + loop)
+  std::vector<double> decode_rounds;  // the runtime's, per repetition (transformers: forward + loop)
   double dmap_predicted_decode_s = 0, dmap_measured_decode_s = 0;
   double dmap_predicted_total_s = 0, dmap_measured_total_s = 0, predicted_total_s = 0, measured_total_s = 0;
   double regret = 0;  // measured whole run of the predicted-faster runtime over the measured fastest, - 1
-  std::string predicted_faster, measured_faster;  // "dmap" or "transformers"
+  std::string predicted_faster, measured_faster;  // "dmap" or the runtime's name
   double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
 };
 
 struct RuntimeValidation {
   std::vector<RuntimeRow> rows;
-  std::string torch_version, implementation;
+  sim::Runtime runtime = sim::Runtime::kTransformers;
+  std::string version;  // the runtime as measured ("torch 1.13.1 (plain PyTorch ...)", "llama.cpp v0.4.0 ...")
   int threads = 0, rounds = 0;
   int64_t prompt = 0, new_tokens = 0;
   int held_out = 0;
@@ -57,9 +62,28 @@ struct RuntimeValidation {
 // The errors and regret of rows already measured (a pure function; tests give synthetic rows).
 void summarize_runtime(RuntimeValidation& v);
 
+// One case measured under the runtime: medians, the decode of each repetition, the version.
+struct RuntimeMeasurement {
+  double prefill_s = 0, decode_s = 0;
+  std::vector<double> decode_rounds;
+  std::string version;
+};
+using MeasureFn = std::function<RuntimeMeasurement(const RuntimeCase&, int rounds)>;
+
+// Measures each case under `runtime` (`measure`) and under dmap's executor, and predicts both.
+// InputError when the calibration has no measured profile of the runtime.
+RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
+                                   const sim::Calibration& cal, sim::Runtime runtime, const MeasureFn& measure,
+                                   const RunSettings& run, int rounds, const LoadGuardSettings& guard,
+                                   const ProgressFn& progress = {});
+// The transformers runtime through scripts/runtime_probe.py.
 RuntimeValidation validate_torch(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
                                  const sim::Calibration& cal, const TorchProbeOptions& probe, int rounds,
                                  const LoadGuardSettings& guard, const ProgressFn& progress = {});
+// The llama.cpp runtime: each case exported as GGUF (its dtype's type) and timed by the probe.
+RuntimeValidation validate_llama(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
+                                 const sim::Calibration& cal, const std::string& probe, const RunSettings& run,
+                                 int rounds, const LoadGuardSettings& guard, const ProgressFn& progress = {});
 
 std::string runtime_validation_markdown(const RuntimeValidation& v, const std::string& machine,
                                         const std::string& calibration_file);

@@ -14,11 +14,13 @@
 #include <fstream>
 
 #include "core/json_parse.h"
+#include "core/error.h"
 #include "profile/fit.h"
 #include "exec/map_placement.h"
 #include "profile/profile.h"
 #include "profile/quiet.h"
 #include "profile/runtime_probe.h"
+#include "profile/llama_fit.h"
 #include "profile/runtime_validate.h"
 #include "trace/trace.h"
 #include "sim/calibration.h"
@@ -477,6 +479,63 @@ TEST_CASE("the transformers profile fit recovers a known profile from the timing
   TorchProbe slower = probe;
   for (auto& r : slower.runs) r.decode_s[0] *= 1.5;
   CHECK(fit_torch_profile(spec, hw, base, slower).profile.matvec_for(DType::kFloat32) < 0.6);
+}
+
+TEST_CASE("the llama.cpp profile fit recovers a known profile from the timings it predicts", "[unit][profile][runtime]") {
+  const ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json");
+  const sim::Hardware hw =
+      sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test", std::string(DMAP_SOURCE_DIR) + "/configs/hardware");
+  sim::Calibration base;
+  base.host.memory_bandwidth_gbs = 40;
+  base.host.dispatch_overhead_us = 1;
+  base.host.matmul_gflops[DType::kFloat32] = {{1, 20}, {64, 200}};
+  base.host.matmul_gflops[DType::kBFloat16] = {{1, 30}, {64, 150}};
+  sim::RuntimeProfile known;
+  known.measured = true;
+  known.op_overhead_us = 0.8;
+  known.step_overhead_us = 0;  // llama.cpp's per-call cost is charged per operator
+  known.matvec_efficiency = {{DType::kFloat32, 0.7}, {DType::kBFloat16, 0.8}};
+  known.matmul_efficiency = {{DType::kFloat32, 0.16}, {DType::kBFloat16, 0.55}};
+  sim::Calibration truth = base;
+  truth.runtimes[sim::Runtime::kLlamaCpp] = known;
+  const DeviceMap cpu = layers_on_disk_map(spec, 0);
+  const int64_t prompt = 16, new_tokens = 6;
+  auto run = [&](const sim::Calibration& c, DType d) {
+    return predict(spec, d, cpu, hw, &c, prompt, new_tokens, sim::Semantics::kCpu, sim::Runtime::kLlamaCpp);
+  };
+  sim::Calibration counting = base;
+  counting.runtimes[sim::Runtime::kLlamaCpp].op_overhead_us = 1.0;
+  counting.runtimes[sim::Runtime::kLlamaCpp].step_overhead_us = 0.0;
+  sim::Calibration zero = counting;
+  zero.runtimes[sim::Runtime::kLlamaCpp].op_overhead_us = 0.0;
+  const double kernels = (run(counting, DType::kFloat32).decode_token_s - run(zero, DType::kFloat32).decode_token_s) / 1e-6;
+  REQUIRE(kernels > 10);
+  std::vector<LlamaRun> runs;
+  for (DType d : {DType::kFloat32, DType::kBFloat16}) {
+    const sim::Prediction t = run(truth, d);
+    LlamaRun r;
+    r.dtype = d;
+    r.model.version = "synthetic";
+    r.model.threads = 2;
+    r.model.prompt = prompt;
+    r.model.new_tokens = new_tokens;
+    r.model.rounds = {{t.prefill_s, t.decode_token_s}};
+    r.tiny.rounds = {{1e-3, 0.8e-6 * kernels}};
+    runs.push_back(r);
+  }
+  const LlamaFit f = fit_llama_profile(spec, hw, base, runs);
+  CHECK(f.kernels_per_step == Approx(kernels));
+  CHECK(*f.profile.op_overhead_us == Approx(0.8).epsilon(1e-6));
+  CHECK(*f.profile.step_overhead_us == 0);
+  for (DType d : {DType::kFloat32, DType::kBFloat16}) {
+    INFO(dtype_name(d));
+    CHECK(f.profile.matvec_for(d) == Approx(known.matvec_for(d)).epsilon(1e-3));
+    CHECK(f.profile.matmul_for(d) == Approx(known.matmul_for(d)).epsilon(1e-3));
+  }
+  CHECK(check_self(f.self_check).worst < 1e-4);
+  CHECK(f.profile.version.find("synthetic") == 0);
+  CHECK(gguf_type_of(DType::kBFloat16) == GgufFileType::kBF16);
+  CHECK_THROWS_AS(gguf_type_of(DType::kInt8), dmap::InputError);
 }
 
 TEST_CASE("the runtime validation's errors leave the fitted model out; regret picks by prediction", "[unit][profile][runtime]") {

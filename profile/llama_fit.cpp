@@ -1,0 +1,167 @@
+#include "profile/llama_fit.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <iomanip>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/stats.h"
+#include "exec/config.h"
+#include "exec/gguf_export.h"
+#include "exec/weights.h"
+
+namespace dmap::profile {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The same family and layer count at tiny shapes (scripts/runtime_probe.py's tiny_of).
+exec::ExecConfig tiny_of(exec::ExecConfig c) {
+  c.hidden = 64;
+  c.inter = 96;
+  c.heads = 4;
+  c.kv_heads = std::min<int64_t>(4, c.kv_heads);
+  c.head_dim = 16;
+  c.vocab = 128;
+  return c;
+}
+
+LlamaProbe time_export(const exec::ExecConfig& cfg, DType dtype, const RunSettings& run, const std::string& probe,
+                       int rounds, const std::string& what) {
+  const fs::path dir = run.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(run.scratch_dir);
+  const fs::path gguf = dir / ("dmap_llama_" + what + "_" + std::to_string(::getpid()) + ".gguf");
+  {
+    const exec::ModelWeights w = exec::ModelWeights::random(cfg, dtype, run.seed);
+    exec::export_gguf(cfg, w, gguf_type_of(dtype), what, gguf.string());
+  }  // the weights freed before llama.cpp maps the file
+  try {
+    LlamaProbe p = run_llama_probe({probe, gguf.string(), run.threads, run.prompt, run.new_tokens, rounds,
+                                    run.scratch_dir});
+    std::error_code ec;
+    fs::remove(gguf, ec);
+    return p;
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(gguf, ec);
+    throw;
+  }
+}
+
+double r4(double x) {  // 4 significant digits in the file
+  std::ostringstream o;
+  o << std::setprecision(4) << x;
+  return std::stod(o.str());
+}
+
+}  // namespace
+
+GgufFileType gguf_type_of(DType d) {
+  switch (d) {
+    case DType::kFloat32: return GgufFileType::kF32;
+    case DType::kFloat16: return GgufFileType::kF16;
+    case DType::kBFloat16: return GgufFileType::kBF16;
+    default: break;
+  }
+  throw InputError(std::string("the llama.cpp runtime is profiled in float32, float16 or bfloat16, not ") +
+                   std::string(dtype_name(d)));
+}
+
+std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DType>& dtypes, const RunSettings& run,
+                                    const std::string& probe, int rounds, bool tiny) {
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  exec::gguf_arch(cfg);  // a family the exporter writes
+  std::vector<LlamaRun> out;
+  for (DType d : dtypes) {
+    LlamaRun r;
+    r.dtype = d;
+    r.model = time_export(cfg, d, run, probe, rounds, "model");
+    if (tiny) r.tiny = time_export(tiny_of(cfg), d, run, probe, rounds, "tiny");
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
+                           const std::vector<LlamaRun>& runs) {
+  DMAP_CHECK(!runs.empty(), "a llama.cpp fit without runs");
+  LlamaFit f;
+  const DeviceMap cpu_map = layers_on_disk_map(spec, 0);
+  sim::Calibration cal = base;
+  sim::RuntimeProfile& p = cal.runtimes[sim::Runtime::kLlamaCpp];
+  p = sim::RuntimeProfile{};
+  p.measured = true;
+  const LlamaProbe& first = runs.front().model;
+  p.version = first.version + ", " + std::to_string(first.threads) + " threads";
+  for (const auto& r : runs) p.matvec_efficiency[r.dtype] = p.matmul_efficiency[r.dtype] = 1.0;
+  auto pred = [&](DType d) {
+    return predict(spec, d, cpu_map, hw, &cal, first.prompt, first.new_tokens, sim::Semantics::kCpu,
+                   sim::Runtime::kLlamaCpp);
+  };
+  p.op_overhead_us = 0.0;
+  p.step_overhead_us = 0.0;
+  const double t0 = pred(runs.front().dtype).decode_token_s;
+  p.op_overhead_us = 1.0;
+  const double t1 = pred(runs.front().dtype).decode_token_s;
+  f.kernels_per_step = (t1 - t0) / 1e-6;
+  DMAP_CHECK(f.kernels_per_step > 0, "a decode step without operators");
+  std::vector<double> ops;
+  for (const auto& r : runs) ops.push_back(r.tiny.decode() / f.kernels_per_step * 1e6);
+  p.op_overhead_us = median(ops);
+  // The efficiencies by bisection in log space over [0.01, 10] (fit_torch_profile's reasoning).
+  auto solve = [&](double& e, const std::function<double()>& predicted, double measured) {
+    double lo = std::log(0.01), hi = std::log(10.0);
+    for (int it = 0; it < 50; ++it) {
+      const double mid = (lo + hi) / 2;
+      e = std::exp(mid);
+      (predicted() > measured ? lo : hi) = mid;
+    }
+    e = std::exp((lo + hi) / 2);
+  };
+  for (const auto& r : runs) {
+    solve(p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, r.model.decode());
+    solve(p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, r.model.prefill());
+  }
+  std::ostringstream sum;
+  sum << std::setprecision(3) << "llama.cpp runtime (" << first.version << "): " << *p.op_overhead_us
+      << " us per operator (" << f.kernels_per_step << " per decode step)";
+  f.summary.push_back(sum.str());
+  YAML::Node fit;
+  fit["llama_cpp"] = first.version;
+  fit["system"] = first.system;
+  fit["threads"] = first.threads;
+  fit["prompt"] = first.prompt;
+  fit["new_tokens"] = first.new_tokens;
+  fit["kernels_per_decode_step"] = r4(f.kernels_per_step);
+  for (const auto& r : runs) {
+    const sim::Prediction q = pred(r.dtype);
+    SelfCheckRow row;
+    row.dtype = r.dtype;
+    row.placement = "cpu";
+    row.measured_prefill_s = r.model.prefill();
+    row.predicted_prefill_s = q.prefill_s;
+    row.measured_decode_s = r.model.decode();
+    row.predicted_decode_s = q.decode_token_s;
+    f.self_check.push_back(row);
+    std::ostringstream s;
+    s << std::setprecision(3) << "  " << dtype_name(r.dtype) << " (GGUF " << gguf_file_type_name(gguf_type_of(r.dtype))
+      << "): one-row products at " << p.matvec_efficiency[r.dtype] << " of dmap's rate, M >= 2 at "
+      << p.matmul_efficiency[r.dtype] << "; decode " << r.model.decode() * 1e3 << " ms/token, prefill "
+      << r.model.prefill() * 1e3 << " ms measured; tiny decode " << r.tiny.decode() * 1e6 << " us";
+    f.summary.push_back(s.str());
+    YAML::Node m;
+    m["decode_ms"] = r4(r.model.decode() * 1e3);
+    m["prefill_ms"] = r4(r.model.prefill() * 1e3);
+    m["tiny_decode_us"] = r4(r.tiny.decode() * 1e6);
+    m["rounds"] = static_cast<int>(r.model.rounds.size());
+    fit[std::string(dtype_name(r.dtype))] = m;
+  }
+  f.profile = p;
+  f.fit = fit;
+  return f;
+}
+
+}  // namespace dmap::profile
