@@ -20,7 +20,7 @@ const char* kExportHelp = R"(usage: dmap export gguf MODEL_OR_CHECKPOINT --out F
 Writes the model's weights as the GGUF file llama.cpp's convert_hf_to_gguf.py writes (tensor
 names, q/k row order, types, hyperparameters), so llama.cpp runs the weights dmap runs. No
 vocabulary is written (tokenizer.ggml.model = none): llama.cpp runs it on token ids.
-Families: llama, mistral, qwen2.
+Families: llama, mistral, qwen2, qwen3.
 
   --type T            f32, f16 (default), bf16 or q8_0 (1-D tensors and norms stay f32)
   --out FILE          the .gguf to write (written beside, then renamed: never half-written)

@@ -115,9 +115,13 @@ int cmd_memory(const std::vector<std::string>& argv) {
     }
     spec.gguf_file_type = gguf_file_type_name(*ft);
   }
+  if (spec.gguf && args.get("gguf")) {
+    throw InputError(spec.source + ": a GGUF file is sized by its own tensors; --gguf applies to other models");
+  }
   ModelSpec unquantized = spec;
   unquantized.quantization.reset();
   unquantized.gguf_file_type.clear();
+  unquantized.gguf.reset();
   const ModuleTree tree = build_module_tree(unquantized);  // what accelerate estimate-memory builds
   std::vector<char> no_split(tree.size(), 0);
   for (int i = 0; i < tree.size(); ++i) {
@@ -162,7 +166,7 @@ int cmd_memory(const std::vector<std::string>& argv) {
 
   std::optional<ModuleTree> qtree;
   QuantFigures qf;
-  if (spec.quantization || !spec.gguf_file_type.empty()) {
+  if (spec.quantization || !spec.gguf_file_type.empty() || spec.gguf) {
     qtree = build_module_tree(spec);
     qf.load_dtype = qtree->checkpoint_dtype;
     SizingOptions so;

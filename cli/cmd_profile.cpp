@@ -82,7 +82,7 @@ options:
                            `runtimes.transformers`; --validate checks it on --models, CPU-only, against
                            dmap's own runs too (report: reports/validation/NAME_transformers.md);
                            llama.cpp: the same through llama.cpp's C API (build/llama_probe, on the
-                           model exported as GGUF in each dtype's type; llama, mistral and qwen2
+                           model exported as GGUF in each dtype's type; llama, mistral, qwen2, qwen3
                            families), under `runtimes.llama.cpp` (report: NAME_llama_cpp.md)
   --quick                  fewer sizes and repetitions (a smoke test, about a minute)
 )";

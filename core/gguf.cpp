@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 
 #include "core/error.h"
 
@@ -46,7 +47,9 @@ const FileTypeName& file_type(GgufFileType t) {
   return file_types()[0];
 }
 
-bool is_quantized(GgmlType t) { return t != GgmlType::kF32 && t != GgmlType::kF16 && t != GgmlType::kBF16; }
+bool is_quantized(GgmlType t) {
+  return t != GgmlType::kF32 && t != GgmlType::kF16 && t != GgmlType::kBF16 && t < GgmlType::kI8;
+}
 
 // llama-quant.cpp's tensor categories.
 enum class Category { kOutput, kTokenEmbd, kAttnV, kAttnK, kAttnQ, kAttnOutput, kFfnUp, kFfnGate, kFfnDown, kOther };
@@ -149,12 +152,52 @@ GgmlType fallback(GgmlType type, int64_t ne0) {
 
 }  // namespace
 
-const GgmlTypeTraits& ggml_traits(GgmlType t) {
-  static const GgmlTypeTraits k[] = {{"f32", 1, 4},      {"f16", 1, 2},      {"bf16", 1, 2},       {"q4_0", 32, 18},
-                                     {"q4_1", 32, 20},   {"q5_0", 32, 22},   {"q5_1", 32, 24},     {"q8_0", 32, 34},
-                                     {"q2_K", 256, 84},  {"q3_K", 256, 110}, {"q4_K", 256, 144},   {"q5_K", 256, 176},
-                                     {"q6_K", 256, 210}, {"iq4_nl", 32, 18}, {"iq4_xs", 256, 136}, {"mxfp4", 32, 17}};
-  return k[static_cast<int>(t)];
+namespace {
+
+// In GgmlType order: name, id (ggml.h), elements per block and bytes per block (ggml-common.h's
+// block structs, as their static_asserts size them).
+struct TypeRow {
+  GgmlTypeTraits traits;
+  uint32_t id;
+};
+const TypeRow* type_rows() {
+  static const TypeRow k[] = {
+      {{"f32", 1, 4}, 0},         {{"f16", 1, 2}, 1},          {{"bf16", 1, 2}, 30},        {{"q4_0", 32, 18}, 2},
+      {{"q4_1", 32, 20}, 3},      {{"q5_0", 32, 22}, 6},       {{"q5_1", 32, 24}, 7},       {{"q8_0", 32, 34}, 8},
+      {{"q2_K", 256, 84}, 10},    {{"q3_K", 256, 110}, 11},    {{"q4_K", 256, 144}, 12},    {{"q5_K", 256, 176}, 13},
+      {{"q6_K", 256, 210}, 14},   {{"iq4_nl", 32, 18}, 20},    {{"iq4_xs", 256, 136}, 23},  {{"mxfp4", 32, 17}, 39},
+      {{"q8_1", 32, 36}, 9},      {{"q8_K", 256, 292}, 15},    {{"iq2_xxs", 256, 66}, 16},  {{"iq2_xs", 256, 74}, 17},
+      {{"iq3_xxs", 256, 98}, 18}, {{"iq1_s", 256, 50}, 19},    {{"iq3_s", 256, 110}, 21},   {{"iq2_s", 256, 82}, 22},
+      {{"iq1_m", 256, 56}, 29},   {{"tq1_0", 256, 54}, 34},    {{"tq2_0", 256, 66}, 35},    {{"nvfp4", 64, 36}, 40},
+      {{"q1_0", 128, 18}, 41},    {{"q2_0", 64, 18}, 42},      {{"i8", 1, 1}, 24},          {{"i16", 1, 2}, 25},
+      {{"i32", 1, 4}, 26},        {{"i64", 1, 8}, 27},         {{"f64", 1, 8}, 28}};
+  static_assert(sizeof(k) / sizeof(k[0]) == static_cast<size_t>(GgmlType::kF64) + 1, "a row per GgmlType");
+  return k;
+}
+
+}  // namespace
+
+const GgmlTypeTraits& ggml_traits(GgmlType t) { return type_rows()[static_cast<int>(t)].traits; }
+
+uint32_t ggml_type_id(GgmlType t) { return type_rows()[static_cast<int>(t)].id; }
+
+std::optional<GgmlType> ggml_type_from_id(uint32_t id) {
+  for (int i = 0; i <= static_cast<int>(GgmlType::kF64); ++i) {
+    if (type_rows()[i].id == id) return static_cast<GgmlType>(i);
+  }
+  return std::nullopt;
+}
+
+std::string llama_ftype_name(uint32_t ftype) {
+  static const std::map<uint32_t, const char*> k = {
+      {0, "F32"},       {1, "F16"},      {2, "Q4_0"},     {3, "Q4_1"},     {7, "Q8_0"},      {8, "Q5_0"},
+      {9, "Q5_1"},      {10, "Q2_K"},    {11, "Q3_K_S"},  {12, "Q3_K_M"},  {13, "Q3_K_L"},   {14, "Q4_K_S"},
+      {15, "Q4_K_M"},   {16, "Q5_K_S"},  {17, "Q5_K_M"},  {18, "Q6_K"},    {19, "IQ2_XXS"},  {20, "IQ2_XS"},
+      {21, "Q2_K_S"},   {22, "IQ3_XS"},  {23, "IQ3_XXS"}, {24, "IQ1_S"},   {25, "IQ4_NL"},   {26, "IQ3_S"},
+      {27, "IQ3_M"},    {28, "IQ2_S"},   {29, "IQ2_M"},   {30, "IQ4_XS"},  {31, "IQ1_M"},    {32, "BF16"},
+      {36, "TQ1_0"},    {37, "TQ2_0"},   {38, "MXFP4_MOE"}, {39, "NVFP4"}, {40, "Q1_0"},     {41, "Q2_0"}};
+  auto it = k.find(ftype);
+  return it == k.end() ? "" : it->second;
 }
 
 std::optional<GgufFileType> parse_gguf_file_type(const std::string& name) {

@@ -38,7 +38,27 @@ enum class GgmlType {
   kQ6_K,
   kIQ4_NL,
   kIQ4_XS,
-  kMXFP4
+  kMXFP4,
+  // Types dmap's file-type rules never pick, read from GGUF files (core/gguf_reader.h).
+  kQ8_1,
+  kQ8_K,
+  kIQ2_XXS,
+  kIQ2_XS,
+  kIQ3_XXS,
+  kIQ1_S,
+  kIQ3_S,
+  kIQ2_S,
+  kIQ1_M,
+  kTQ1_0,
+  kTQ2_0,
+  kNVFP4,
+  kQ1_0,
+  kQ2_0,
+  kI8,
+  kI16,
+  kI32,
+  kI64,
+  kF64
 };
 
 struct GgmlTypeTraits {
@@ -47,6 +67,11 @@ struct GgmlTypeTraits {
   int64_t bytes = 4;  // bytes per block
 };
 const GgmlTypeTraits& ggml_traits(GgmlType t);
+// ggml's type ids as stored in a file (ggml.h enum ggml_type), and back (nullopt: unknown id).
+uint32_t ggml_type_id(GgmlType t);
+std::optional<GgmlType> ggml_type_from_id(uint32_t id);
+// A file's general.file_type (llama_ftype) as llama-quantize names it ("Q4_K_M"); "" unknown.
+std::string llama_ftype_name(uint32_t ftype);
 
 // A file type (llama_ftype), as llama-quantize names it on its command line.
 enum class GgufFileType {

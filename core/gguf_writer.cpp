@@ -29,28 +29,6 @@ uint64_t padded(uint64_t n) { return (n + kAlignment - 1) / kAlignment * kAlignm
 
 }  // namespace
 
-uint32_t ggml_type_id(GgmlType t) {
-  switch (t) {
-    case GgmlType::kF32: return 0;
-    case GgmlType::kF16: return 1;
-    case GgmlType::kQ4_0: return 2;
-    case GgmlType::kQ4_1: return 3;
-    case GgmlType::kQ5_0: return 6;
-    case GgmlType::kQ5_1: return 7;
-    case GgmlType::kQ8_0: return 8;
-    case GgmlType::kQ2_K: return 10;
-    case GgmlType::kQ3_K: return 11;
-    case GgmlType::kQ4_K: return 12;
-    case GgmlType::kQ5_K: return 13;
-    case GgmlType::kQ6_K: return 14;
-    case GgmlType::kIQ4_NL: return 20;
-    case GgmlType::kIQ4_XS: return 23;
-    case GgmlType::kBF16: return 30;
-    case GgmlType::kMXFP4: return 39;
-  }
-  throw InternalError("ggml_type_id: unknown type");
-}
-
 void GgufWriter::key(const std::string& k, uint32_t type) {
   put_string(kv_, k);
   put<uint32_t>(kv_, type);

@@ -28,9 +28,6 @@
 
 namespace dmap {
 
-// ggml's type ids, as stored in a tensor info (ggml.h enum ggml_type).
-uint32_t ggml_type_id(GgmlType t);
-
 class GgufWriter {
  public:
   void add_string(const std::string& key, const std::string& value);

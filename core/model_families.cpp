@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/module_tree.h"
 #include "core/gguf.h"
+#include "core/gguf_reader.h"
 #include "core/quantize.h"
 #include "core/output.h"
 #include "core/yaml_io.h"
@@ -1175,6 +1176,8 @@ ModuleTree build_module_tree(const ModelSpec& spec) {
   // A quantized checkpoint: the quantizer replaces modules on the meta model (core/quantize.h).
   // (A GGUF file replaces the checkpoint's own quantization: llama.cpp's converter dequantizes it.)
   if (spec.quantization && spec.gguf_file_type.empty()) tree = quantize_module_tree(tree, *spec.quantization);
+  // A GGUF file given as the model: each tensor as the file stores it (core/gguf_reader.h).
+  if (spec.gguf) return gguf_file_module_tree(tree, *spec.gguf);
   // A GGUF file of the model: its tensors as llama-quantize stores them (core/gguf.h).
   if (!spec.gguf_file_type.empty()) {
     const auto ft = parse_gguf_file_type(spec.gguf_file_type);

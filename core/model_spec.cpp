@@ -1,6 +1,8 @@
 // Parsing model descriptions.
 #include "core/model_spec.h"
 
+#include "core/gguf_reader.h"
+
 #include <filesystem>
 
 #include "core/error.h"
@@ -171,6 +173,11 @@ ModelSpec load_model_spec(const std::string& path) {
   if (std::filesystem::is_directory(path, ec)) {
     file = (std::filesystem::path(path) / "config.json").string();
     if (!std::filesystem::exists(file, ec)) throw InputError(path, 0, 0, "checkpoint folder has no config.json");
+  }
+  if (std::filesystem::path(file).extension() == ".gguf") {
+    ModelSpec g = gguf_model_spec(read_gguf(file));
+    if (g.name.empty()) g.name = std::filesystem::path(file).stem().string();
+    return g;
   }
   ModelSpec spec = model_spec_from_node(load_yaml_file(file), file);
   if (spec.name.empty()) {

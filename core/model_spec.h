@@ -11,6 +11,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -46,6 +47,8 @@ class ConfigView {
   std::string file_;
 };
 
+struct GgufInfo;  // core/gguf_reader.h
+
 struct ModelSpec {
   std::string name;        // display name ("" = derived from the file name)
   std::string model_type;  // "llama", "gpt2", ...
@@ -62,10 +65,12 @@ struct ModelSpec {
   // A llama.cpp GGUF file type ("Q4_K_M"): the tensors are sized as that file stores them
   // (core/gguf.h). "" = the checkpoint's own tensors.
   std::string gguf_file_type;
+  // A GGUF file given as the model (core/gguf_reader.h): its tensors' types and bytes size the tree.
+  std::shared_ptr<const GgufInfo> gguf;
 };
 
-// Reads a model file (config.json or dmap model YAML). `path` may also name a checkpoint
-// folder that holds config.json.
+// Reads a model file (config.json, dmap model YAML, or a GGUF file: core/gguf_reader.h). `path`
+// may also name a checkpoint folder that holds config.json.
 ModelSpec load_model_spec(const std::string& path);
 
 // Applies a quantization_config the user passes to from_pretrained (a scenario's

@@ -142,6 +142,7 @@ class ModuleTree {
   // The quantization the tree was built with (quantize_module_tree), if any.
   std::shared_ptr<const QuantizationConfig> quantization;
   std::string gguf_file_type;  // "Q4_K_M" when the tree is sized as a GGUF file (core/gguf.h)
+  std::string gguf_path;       // the GGUF file it was read from (core/gguf_reader.h); "" otherwise
   // Full names of modules that compute nothing in text generation (a multimodal checkpoint's
   // vision tower and projector when no image is given): placed and sized, no operators.
   std::vector<std::string> idle_modules;

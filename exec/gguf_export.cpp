@@ -2,38 +2,21 @@
 
 #include <cmath>
 #include <cstring>
-#include <map>
 
 #include "core/error.h"
+#include "core/gguf_reader.h"
 #include "core/gguf_writer.h"
 #include "exec/cpu/kernels.h"
 
 namespace dmap::exec {
 namespace {
 
-// transformers' per-layer names -> llama.cpp's (gguf-py tensor_mapping.py, llama and qwen2).
-const std::map<std::string, std::string>& layer_names() {
-  static const std::map<std::string, std::string> k = {
-      {"input_layernorm.weight", "attn_norm.weight"},
-      {"self_attn.q_proj.weight", "attn_q.weight"},
-      {"self_attn.q_proj.bias", "attn_q.bias"},
-      {"self_attn.k_proj.weight", "attn_k.weight"},
-      {"self_attn.k_proj.bias", "attn_k.bias"},
-      {"self_attn.v_proj.weight", "attn_v.weight"},
-      {"self_attn.v_proj.bias", "attn_v.bias"},
-      {"self_attn.o_proj.weight", "attn_output.weight"},
-      {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},
-      {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"},
-  };
-  return k;
-}
-
 bool supported(const ExecConfig& cfg) {
-  return (cfg.family == "llama" || cfg.family == "mistral" || cfg.family == "qwen2") && !cfg.gemma &&
-         cfg.layout == ExecConfig::Layout::kPreNorm && cfg.qk_norm == ExecConfig::QkNorm::kNone && !cfg.fused &&
-         cfg.sparse.empty() && cfg.longrope_short.empty();
+  const bool qk_ok = cfg.family == "qwen3" ? cfg.qk_norm == ExecConfig::QkNorm::kPerHead
+                                           : cfg.qk_norm == ExecConfig::QkNorm::kNone;
+  return (cfg.family == "llama" || cfg.family == "mistral" || cfg.family == "qwen2" || cfg.family == "qwen3") &&
+         !cfg.gemma && cfg.layout == ExecConfig::Layout::kPreNorm && qk_ok && !cfg.fused && cfg.sparse.empty() &&
+         cfg.longrope_short.empty();
 }
 
 uint32_t file_type_id(GgufFileType t) {  // llama.h llama_ftype
@@ -94,25 +77,17 @@ std::string gguf_arch(const ExecConfig& cfg) {
   if (!supported(cfg)) {
     throw InputError(cfg.source, 0, 0,
                      "export gguf: the " + cfg.family +
-                         " family is not one dmap writes as GGUF yet (llama, mistral and qwen2 are)");
+                         " family is not one dmap writes as GGUF yet (llama, mistral, qwen2 and qwen3 are)");
   }
-  return cfg.family == "qwen2" ? "qwen2" : "llama";
+  if (cfg.family == "qwen2" || cfg.family == "qwen3") return cfg.family;
+  return "llama";
 }
 
 std::string gguf_tensor_name(const ExecConfig& cfg, const std::string& hf) {
-  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
-  if (hf == "model.norm.weight") return "output_norm.weight";
-  if (hf == "lm_head.weight") return cfg.tie ? "" : "output.weight";
-  const std::string prefix = "model.layers.";
-  if (hf.rfind(prefix, 0) == 0) {
-    const size_t dot = hf.find('.', prefix.size());
-    if (dot != std::string::npos) {
-      const std::string layer = hf.substr(prefix.size(), dot - prefix.size());
-      const auto it = layer_names().find(hf.substr(dot + 1));
-      if (it != layer_names().end()) return "blk." + layer + "." + it->second;
-    }
-  }
-  throw InputError(cfg.source, 0, 0, "export gguf: no GGUF name for tensor " + hf);
+  if (hf == "lm_head.weight" && cfg.tie) return "";
+  const std::string name = gguf_name_of(cfg.family, hf);
+  if (name.empty()) throw InputError(cfg.source, 0, 0, "export gguf: no GGUF name for tensor " + hf);
+  return name;
 }
 
 std::vector<uint8_t> quantize_q8_0(const float* x, int64_t n) {

@@ -9,7 +9,8 @@
 //     Q8_0 tensor whose rows are not whole 32-blocks stays F16, as the converter falls back)
 //   --> GgufWriter (metadata: general.*, {arch}.* hyperparameters, no vocabulary).
 //
-// Families: llama and mistral (arch "llama"), qwen2 (arch "qwen2": q/k/v biases, no permute).
+// Families: llama and mistral (arch "llama"), qwen2 (arch "qwen2": q/k/v biases, no permute),
+// qwen3 (arch "qwen3": q/k norms over head_dim as attn_q_norm / attn_k_norm, no permute).
 // Others are an InputError naming the family. No tokenizer is exported: the file says
 // tokenizer.ggml.model = "none" with {arch}.vocab_size dummy tokens, which llama.cpp accepts
 // for token-id input (the probe feeds ids); a vocabulary would need the checkpoint's tokenizer.
@@ -34,7 +35,7 @@
 
 namespace dmap::exec {
 
-// The llama.cpp architecture a family is written as ("llama", "qwen2"); InputError otherwise.
+// The llama.cpp architecture a family is written as ("llama", "qwen2", "qwen3"); InputError otherwise.
 std::string gguf_arch(const ExecConfig& cfg);
 // The GGUF name of a transformers tensor ("model.layers.3.self_attn.q_proj.weight" ->
 // "blk.3.attn_q.weight"); "" for a tensor the file does not store (a tied lm_head).

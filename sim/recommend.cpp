@@ -586,7 +586,9 @@ Evaluation evaluate(const SimScenario& s) {
       std::string flags = best.semantics == "cpu" ? "-ngl 0" : llama_cpp_flags(*ev.tree, *ev.graph, best.map);
       const std::string prefix = "llama.cpp-style split: ";
       if (flags.rfind(prefix, 0) == 0) flags = flags.substr(prefix.size());
-      ev.how_to_run = "llama-cli -m " + name + "-" + ev.tree->gguf_file_type + ".gguf " + flags;
+      ev.how_to_run = "llama-cli -m " +
+                      (ev.tree->gguf_path.empty() ? name + "-" + ev.tree->gguf_file_type + ".gguf" : ev.tree->gguf_path) +
+                      " " + flags;
     }
   } else {
     // Say what is short and by how much: the rows that need the least memory (everything on

@@ -154,7 +154,7 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
   } else {
     s.semantics = {Semantics::kAccelerate, Semantics::kPrefetch, Semantics::kInPlace};
     // A GGUF file runs under llama.cpp: layers computed where they live (-ngl, --n-cpu-moe).
-    if (!s.base.model.gguf_file_type.empty()) s.semantics = {Semantics::kInPlace};
+    if (!s.base.model.gguf_file_type.empty() || s.base.model.gguf) s.semantics = {Semantics::kInPlace};
   }
   if (const YAML::Node rt = root["runtimes"]; rt.IsDefined() && !rt.IsNull()) {
     if (!rt.IsSequence() || rt.size() == 0) fail_at(path, rt, "runtimes: expected a list (transformers, llama.cpp, dmap)");

@@ -307,7 +307,7 @@ fi
 # executor choice and traces
 expect_error "run bad semantics" "--semantics must be accelerate, prefetch or in-place" -- run "$FIX" --semantics lazy
 DMAP_ISA=avx3 expect_error "run with an unknown DMAP_ISA" "DMAP_ISA=avx3: not an instruction set" -- run "$FIX" --new-tokens 2
-expect_error "profile an unbuilt runtime" "only the transformers runtime" -- profile --real --runtime llama.cpp
+expect_error "profile llama.cpp on a family dmap does not export" "the gemma3_text family is not one dmap writes as GGUF" -- profile --validate --runtime llama.cpp --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --models gemma3_1b --out "$TMP/v.md"
 expect_error "profile an unknown runtime" "--runtime: expected dmap, transformers or llama.cpp" -- profile --real --runtime vllm
 printf 'kind: calibration\nhost: {memory_bandwidth_gbs: 40}\n' >"$TMP/bare_cal.yaml"
 expect_error "validate a runtime the calibration lacks" "no measured transformers profile" -- profile --validate --runtime transformers --calibration "$TMP/bare_cal.yaml"
@@ -496,6 +496,27 @@ expect_error "export into a missing folder" "does not exist" -- export gguf "$SR
 if [ ! -e "$TMP/x.gguf" ] && [ ! -e "$TMP/x.gguf.tmp" ]; then ok; else bad "a refused export wrote a file"; fi
 "$DMAP" export gguf "$SRC/tests/data/qwen2_bfloat16" --out "$TMP/q.gguf" --type q8_0 >"$TMP/out" &&
   grep -q "tensors, Q8_0" "$TMP/out" && head -c 4 "$TMP/q.gguf" | grep -q GGUF && ok || bad "export qwen2 q8_0: $(cat "$TMP/out")"
+
+# --- a GGUF file as the model ------------------------------------------------------------------
+"$DMAP" export gguf "$SRC/tests/data/llama_float32" --out "$TMP/l32.gguf" --type f32 >/dev/null &&
+  "$DMAP" memory "$TMP/l32.gguf" --dtypes float32 --format json >"$TMP/lg.json" &&
+  python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1]))
+g = d['gguf']
+assert g['file_type'] == 'F32' and list(g['types']) == ['f32'], g
+assert g['tensor_bytes'] == 4 * d['parameters'] and g['types']['f32']['tensors'] == 21, (g, d['parameters'])
+" "$TMP/lg.json" && ok || bad "memory of an exported f32 GGUF: $(head -c 600 "$TMP/lg.json")"
+printf 'id: gguf_file\nmodel: %s\nhardware: desktop_rtx3060\nworkload: {batch: 1, prompt: 16, new_tokens: 4}\n' "$TMP/q8.gguf" >"$TMP/gguf_scenario.yaml"
+"$DMAP" export gguf "$SRC/tests/data/qwen2_float32" --out "$TMP/q8.gguf" --type q8_0 >/dev/null &&
+  "$DMAP" simulate "$TMP/gguf_scenario.yaml" >"$TMP/qs.txt" &&
+  grep -q "llama-cli -m $TMP/q8.gguf" "$TMP/qs.txt" && grep -q "gguf: *Q8_0" "$TMP/qs.txt" && ok ||
+  bad "simulate a GGUF file: $(head -c 1500 "$TMP/qs.txt")"
+head -c 300 "$TMP/l32.gguf" >"$TMP/cut.gguf"
+expect_error "truncated GGUF" "cut.gguf: GGUF: " -- memory "$TMP/cut.gguf"
+printf 'GGUF\x01\x00\x00\x00' >"$TMP/v1.gguf"
+expect_error "GGUF version 1" "v1.gguf: GGUF: version 1" -- memory "$TMP/v1.gguf"
+expect_error "--gguf with a GGUF file" "sized by its own tensors" -- memory "$TMP/l32.gguf" --gguf Q4_K_M
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

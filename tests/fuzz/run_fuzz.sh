@@ -2,7 +2,7 @@
 # Builds dmap's libFuzzer targets (clang, ASan + UBSan, -DDMAP_FUZZ=ON into build-fuzz/) and runs
 # each for SECONDS on seeds taken from the shipped files, with a dictionary of the keys they use.
 #   tests/fuzz/run_fuzz.sh [SECONDS=60] [TARGET ...]
-# Targets: scenario config calibration hardware device_map safetensors (default: all).
+# Targets: scenario config calibration hardware device_map safetensors gguf (default: all).
 # Prints one line per target: executions, coverage, corpus, findings. A finding (a crash, a
 # sanitizer report, an exception other than InputError, a timeout of 10 s, over 4 GiB) is kept
 # under build-fuzz/findings/TARGET/ and makes the script exit 1.
@@ -11,7 +11,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 secs="${1:-60}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(scenario config calibration hardware device_map safetensors)
+[ ${#targets[@]} -eq 0 ] && targets=(scenario config calibration hardware device_map safetensors gguf)
 build="$root/build-fuzz"
 
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DDMAP_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null || exit 1
@@ -47,6 +47,34 @@ with open(os.path.join(maps, "whole.json"), "w") as f:
     f.write('{"": "cpu"}')
 PY
 seed safetensors "$root"/tests/fuzz/corpus/*
+# A small llama GGUF (1 layer, hidden 32, vocab 32, F16 matrices) written here, as the converter lays it out.
+mkdir -p "$work/gguf/seeds"
+python3 - "$work/gguf/seeds/tiny_llama.gguf" <<'PY'
+import struct, sys
+def s(x): b = x.encode(); return struct.pack("<Q", len(b)) + b
+kv = [("general.architecture", 8, s("llama")), ("general.file_type", 4, struct.pack("<I", 1))]
+for k, v in [("block_count", 1), ("context_length", 64), ("embedding_length", 32), ("feed_forward_length", 64),
+             ("attention.head_count", 4), ("attention.head_count_kv", 2)]:
+    kv.append(("llama." + k, 4, struct.pack("<I", v)))
+kv.append(("llama.attention.layer_norm_rms_epsilon", 6, struct.pack("<f", 1e-5)))
+kv.append(("tokenizer.ggml.model", 8, s("none")))
+T = [("token_embd.weight", [32, 32], 1), ("blk.0.attn_norm.weight", [32], 0), ("blk.0.attn_q.weight", [32, 32], 1),
+     ("blk.0.attn_k.weight", [32, 16], 1), ("blk.0.attn_v.weight", [32, 16], 1), ("blk.0.attn_output.weight", [32, 32], 1),
+     ("blk.0.ffn_norm.weight", [32], 0), ("blk.0.ffn_gate.weight", [32, 64], 1), ("blk.0.ffn_up.weight", [32, 64], 1),
+     ("blk.0.ffn_down.weight", [64, 32], 1), ("output_norm.weight", [32], 0)]
+out = b"GGUF" + struct.pack("<IQQ", 3, len(T), len(kv))
+for k, t, v in kv: out += s(k) + struct.pack("<I", t) + v
+off, data = 0, b""
+for name, dims, ty in T:
+    n = 1
+    for d in dims: n *= d
+    nb = n * (4 if ty == 0 else 2)
+    out += s(name) + struct.pack("<I", len(dims)) + b"".join(struct.pack("<q", d) for d in dims) + struct.pack("<IQ", ty, off)
+    data += b"\x01" * nb + b"\x00" * ((-nb) % 32)
+    off += nb + (-nb) % 32
+out += b"\x00" * ((-len(out)) % 32)
+open(sys.argv[1], "wb").write(out + data)
+PY
 # The dictionary: every key the shipped YAML uses, plus YAML's own tokens.
 grep -rhoE '^\s*[a-z_0-9]+:' "$root/configs" | tr -d ' :' | sort -u | sed 's/.*/"&:"/' >"$work/yaml.dict"
 printf '%s\n' '"&a "' '"*a"' '"!!str "' '"{"' '"["' '"\"\\u0000\""' '"9223372036854775807"' '"GiB"' '"TiB"' '"-"' >>"$work/yaml.dict"
@@ -57,7 +85,7 @@ for t in "${targets[@]}"; do
   [ -x "$bin" ] || { echo "$t: no target $bin"; status=1; continue; }
   mkdir -p "$work/$t/corpus" "$build/findings/$t"
   dict=(-dict="$work/yaml.dict")
-  [ "$t" = safetensors ] && dict=()
+  [ "$t" = safetensors ] || [ "$t" = gguf ] && dict=()
   TMPDIR="$work" "$bin" "$work/$t/corpus" "$work/$t/seeds" "${dict[@]}" -max_total_time="$secs" -timeout=10 \
     -rss_limit_mb=4096 -max_len=16384 -print_final_stats=1 -artifact_prefix="$build/findings/$t/" \
     >"$work/$t/log" 2>&1

@@ -85,7 +85,7 @@ Compared run(const std::string& family, const std::string& dtype, GgufFileType t
 
 TEST_CASE("llama.cpp on dmap's f32 export computes transformers' float32 logits", "[llama.cpp]") {
   // Exact up to float32 summation order: names, q/k row order, rope_freqs and biases are right.
-  for (const char* family : {"llama", "qwen2"}) {
+  for (const char* family : {"llama", "qwen2", "qwen3"}) {
     INFO(family);
     const Compared c = run(family, "float32", GgufFileType::kF32);
     CHECK(c.max_abs < 1e-4);
