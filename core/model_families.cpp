@@ -730,11 +730,12 @@ void siglip_vision(ModuleTree& t, int parent, const std::string& name, const Con
   t.add_buffer(emb, "position_ids", {1, patches}, /*follows_model_dtype=*/false, DType::kInt64, /*persistent=*/false);
   const int enc = t.add_module(tower, "encoder", "SiglipEncoder");
   const int list = t.add_module(enc, "layers", "ModuleList");
-  auto mlp = [&](int owner) {
+  // (Copies: a lambda may not capture structured bindings before C++20 compilers catch up: clang 14.)
+  auto mlp = [&t, act, h = hidden, i = inter](int owner) {
     const int m = t.add_module(owner, "mlp", "SiglipMLP");
     leaf(t, m, "activation_fn", act);
-    linear(t, m, "fc1", hidden, inter, true);
-    linear(t, m, "fc2", inter, hidden, true);
+    linear(t, m, "fc1", h, i, true);
+    linear(t, m, "fc2", i, h, true);
   };
   for (int64_t i = 0; i < layers; ++i) {
     const int layer = t.add_module(list, std::to_string(i), "SiglipEncoderLayer");

@@ -131,6 +131,39 @@ LlamaProbe run_llama_probe(const LlamaProbeOptions& opt) {
   return parse_llama_probe(json, "the llama.cpp probe's output (" + out.string() + ")");
 }
 
+std::vector<LlamaMatvec> run_llama_matvec(const std::string& probe, const std::vector<LlamaMatvecShape>& shapes,
+                                          int threads, int rounds, const std::string& scratch_dir) {
+  std::string spec;
+  for (const auto& s : shapes) {
+    if (!spec.empty()) spec += ',';
+    spec += s.type + ":" + std::to_string(s.n) + ":" + std::to_string(s.k);
+  }
+  const fs::path out = scratch_file(scratch_dir, "matvec");
+  const std::string origin = "the llama.cpp probe's products (" + out.string() + ")";
+  const JsonValue root = parse_json(
+      run_to_json({probe, "--matvec", spec, "--threads", std::to_string(threads), "--rounds", std::to_string(rounds)},
+                  out, "one-row products"),
+      origin);
+  const JsonValue& list = need(root, "matvec", origin);
+  if (list.kind != JsonValue::Kind::kArray || list.items.size() != shapes.size()) {
+    throw InputError(origin, 0, 0, "matvec: expected one entry per shape");
+  }
+  std::vector<LlamaMatvec> v;
+  for (const JsonValue& e : list.items) {
+    LlamaMatvec m;
+    const JsonValue& type = need(e, "type", origin);
+    if (type.kind != JsonValue::Kind::kString) throw InputError(origin, 0, 0, "matvec: type must be a string");
+    m.type = type.s;
+    m.n = static_cast<int64_t>(number(need(e, "n", origin), "n", origin));
+    m.k = static_cast<int64_t>(number(need(e, "k", origin), "k", origin));
+    m.seconds = number(need(e, "s", origin), "s", origin);
+    m.gbs = number(need(e, "gbs", origin), "gbs", origin);
+    if (!(m.seconds > 0) || !(m.gbs > 0)) throw InputError(origin, 0, 0, "matvec: positive times expected");
+    v.push_back(m);
+  }
+  return v;
+}
+
 std::vector<float> llama_logits(const std::string& probe, const std::string& gguf, const std::vector<int32_t>& ids,
                                 const std::string& scratch_dir) {
   std::string list;

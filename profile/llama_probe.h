@@ -50,6 +50,20 @@ struct LlamaProbeOptions {
 // Runs the probe (its stderr passes through) and reads its JSON. RuntimeFailure when it fails.
 LlamaProbe run_llama_probe(const LlamaProbeOptions& opt);
 
+// One-row products timed in llama.cpp's CPU backend (llama_probe --matvec): per shape the
+// seconds per product and the weight bytes streamed per second.
+struct LlamaMatvec {
+  std::string type;  // "f32", "f16", "bf16"
+  int64_t n = 0, k = 0;
+  double seconds = 0, gbs = 0;
+};
+struct LlamaMatvecShape {
+  std::string type;
+  int64_t n = 0, k = 0;
+};
+std::vector<LlamaMatvec> run_llama_matvec(const std::string& probe, const std::vector<LlamaMatvecShape>& shapes,
+                                          int threads, int rounds, const std::string& scratch_dir = "");
+
 // The logits llama.cpp computes at the last of `ids` in one forward (float32 KV cache, no flash
 // attention: the check that an export runs in llama.cpp as in dmap).
 std::vector<float> llama_logits(const std::string& probe, const std::string& gguf, const std::vector<int32_t>& ids,

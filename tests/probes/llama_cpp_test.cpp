@@ -124,6 +124,41 @@ TEST_CASE("the llama.cpp probe times prefill and decode rounds", "[llama.cpp]") 
   CHECK(p.decode() < p.prefill() * 16);  // one token costs less than sixteen
 }
 
+TEST_CASE("the llama.cpp probe times one-row products in llama.cpp's CPU backend", "[llama.cpp]") {
+  const auto v = profile::run_llama_matvec(profile::find_llama_probe(), {{"bf16", 256, 512}, {"f32", 64, 128}}, 1, 2);
+  REQUIRE(v.size() == 2);
+  CHECK(v[0].type == "bf16");
+  CHECK(v[0].n == 256);
+  CHECK(v[0].k == 512);
+  CHECK(v[1].type == "f32");
+  for (const auto& m : v) {
+    CHECK(m.seconds > 0);
+    CHECK(m.gbs > 0.01);    // bytes over seconds: at least 10 MB/s ...
+    CHECK(m.gbs < 10000);   // ... and no faster than any memory
+  }
+  CHECK_THROWS_AS(profile::run_llama_matvec(profile::find_llama_probe(), {{"q4_0", 8, 32}}, 1, 1), RuntimeFailure);
+}
+
+TEST_CASE("llama.cpp runs with its weights read into memory (--no-mmap)", "[llama.cpp]") {
+  const std::string fixture = std::string(DMAP_SOURCE_DIR) + "/tests/data/qwen2_float32";
+  const exec::ExecConfig cfg = exec::exec_config(load_model_spec(fixture + "/config.json"));
+  auto ck = std::make_shared<const exec::Checkpoint>(exec::Checkpoint::open(fixture));
+  const fs::path gguf = fs::temp_directory_path() / ("dmap_llama_nommap_" + std::to_string(::getpid()) + ".gguf");
+  exec::export_gguf(cfg, exec::ModelWeights::from_checkpoint(cfg, ck), GgufFileType::kF32, "q", gguf.string());
+  const fs::path out = fs::temp_directory_path() / ("dmap_llama_nommap_" + std::to_string(::getpid()) + ".json");
+  const int rc = std::system((profile::find_llama_probe() + " " + gguf.string() +
+                              " --threads 1 --no-mmap --prompt 8 --new-tokens 2 --rounds 1 --out " + out.string() +
+                              " 2>/dev/null")
+                                 .c_str());
+  CHECK(rc == 0);
+  std::ifstream f(out);
+  std::stringstream s;
+  s << f.rdbuf();
+  CHECK(profile::parse_llama_probe(s.str(), "no-mmap").rounds.size() == 1);
+  fs::remove(gguf);
+  fs::remove(out);
+}
+
 TEST_CASE("the probe's output is read strictly", "[llama.cpp][parse]") {
   const char* ok =
       R"({"llama_cpp": "v", "system": "s", "threads": 2, "prompt": 8, "new_tokens": 2, "rounds": [{"prefill_s": 0.5, "decode_s": 0.01}]})";
