@@ -13,6 +13,7 @@
 #include "exec/config.h"
 #include "exec/gguf_export.h"
 #include "exec/weights.h"
+#include "profile/runtime_fit.h"
 
 namespace dmap::profile {
 namespace {
@@ -101,29 +102,14 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     return predict(spec, d, cpu_map, hw, &cal, first.prompt, first.new_tokens, sim::Semantics::kCpu,
                    sim::Runtime::kLlamaCpp);
   };
-  p.op_overhead_us = 0.0;
-  p.step_overhead_us = 0.0;
-  const double t0 = pred(runs.front().dtype).decode_token_s;
-  p.op_overhead_us = 1.0;
-  const double t1 = pred(runs.front().dtype).decode_token_s;
-  f.kernels_per_step = (t1 - t0) / 1e-6;
-  DMAP_CHECK(f.kernels_per_step > 0, "a decode step without operators");
+  f.kernels_per_step = operators_per_step(p, [&] { return pred(runs.front().dtype).decode_token_s; });
   std::vector<double> ops;
   for (const auto& r : runs) ops.push_back(r.tiny.decode() / f.kernels_per_step * 1e6);
   p.op_overhead_us = median(ops);
-  // The efficiencies by bisection in log space over [0.01, 10] (fit_torch_profile's reasoning).
-  auto solve = [&](double& e, const std::function<double()>& predicted, double measured) {
-    double lo = std::log(0.01), hi = std::log(10.0);
-    for (int it = 0; it < 50; ++it) {
-      const double mid = (lo + hi) / 2;
-      e = std::exp(mid);
-      (predicted() > measured ? lo : hi) = mid;
-    }
-    e = std::exp((lo + hi) / 2);
-  };
+  // The efficiencies (runtime_fit.h): the one-row first, the prefill depends on both.
   for (const auto& r : runs) {
-    solve(p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, r.model.decode());
-    solve(p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, r.model.prefill());
+    solve_efficiency(p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, r.model.decode());
+    solve_efficiency(p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, r.model.prefill());
   }
   std::ostringstream sum;
   sum << std::setprecision(3) << "llama.cpp runtime (" << first.version << "): " << *p.op_overhead_us

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/stats.h"
 #include "core/yaml_io.h"
+#include "profile/runtime_fit.h"
 #include "profile/subprocess.h"
 
 namespace dmap::profile {
@@ -147,13 +148,7 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
                    sim::Runtime::kTransformers);
   };
   // The operators one decode step charges overhead for: the step's time per microsecond of it.
-  p.op_overhead_us = 0.0;
-  p.step_overhead_us = 0.0;
-  const double t0 = pred(probe.runs.front().dtype).decode_token_s;
-  p.op_overhead_us = 1.0;
-  const double t1 = pred(probe.runs.front().dtype).decode_token_s;
-  f.kernels_per_step = (t1 - t0) / 1e-6;
-  DMAP_CHECK(f.kernels_per_step > 0, "a decode step without operators");
+  f.kernels_per_step = operators_per_step(p, [&] { return pred(probe.runs.front().dtype).decode_token_s; });
   std::vector<double> ops, loops;
   for (const auto& r : probe.runs) {
     ops.push_back(r.tiny_decode() / f.kernels_per_step * 1e6);
@@ -161,22 +156,10 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   }
   p.op_overhead_us = median(ops);
   p.step_overhead_us = median(loops);
-  // The efficiencies: a phase's predicted time falls as its efficiency rises, so each is found by
-  // bisection in log space over [0.01, 10] (the decode step depends on one-row products alone;
-  // the prefill on both, so the one-row efficiency is solved first). Overhead can dominate a
-  // small model's step, where a fixed-point iteration would crawl.
-  auto solve = [&](double& e, const std::function<double()>& predicted, double measured) {
-    double lo = std::log(0.01), hi = std::log(10.0);
-    for (int it = 0; it < 50; ++it) {
-      const double mid = (lo + hi) / 2;
-      e = std::exp(mid);
-      (predicted() > measured ? lo : hi) = mid;  // too slow: more efficiency
-    }
-    e = std::exp((lo + hi) / 2);
-  };
+  // The efficiencies (runtime_fit.h): the one-row first, the prefill depends on both.
   for (const auto& r : probe.runs) {
-    solve(p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, r.decode());
-    solve(p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, r.prefill());
+    solve_efficiency(p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, r.decode());
+    solve_efficiency(p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, r.prefill());
   }
   std::ostringstream sum;
   sum << std::setprecision(3);
