@@ -8,6 +8,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "core/gguf.h"
+#include "core/output.h"
 #include "core/scenario.h"
 #include "exec/gguf_export.h"
 #include "exec/model.h"
@@ -74,10 +75,7 @@ int cmd_export(const std::vector<std::string>& argv) {
     dtype = *dt;
   }
   const int64_t seed = args.get("seed") ? nonnegative_flag(args, "seed", 0) : 0;
-  const fs::path parent = fs::path(*out).parent_path();
-  if (!parent.empty() && !fs::is_directory(parent, ec)) {
-    throw InputError(*out + ": the folder " + parent.string() + " does not exist");
-  }
+  check_output_file(*out, "--out");  // before any weight is read
 
   std::shared_ptr<const exec::Checkpoint> ck;
   const exec::ModelWeights weights = random ? exec::ModelWeights::random(cfg, dtype, static_cast<uint64_t>(seed))

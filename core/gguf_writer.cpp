@@ -1,11 +1,9 @@
 #include "core/gguf_writer.h"
 
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 
 #include "core/error.h"
+#include "core/output.h"
 
 namespace dmap {
 namespace {
@@ -13,16 +11,20 @@ namespace {
 constexpr uint32_t kUint32 = 4, kInt32 = 5, kFloat32 = 6, kBool = 7, kString = 8, kArray = 9;
 constexpr uint64_t kAlignment = 32;  // GGUF_DEFAULT_ALIGNMENT
 
+void put_bytes(std::vector<uint8_t>& out, const void* p, size_t n) {
+  const size_t at = out.size();
+  out.resize(at + n);
+  if (n > 0) std::memcpy(out.data() + at, p, n);
+}
+
 template <typename T>
 void put(std::vector<uint8_t>& out, T v) {
-  uint8_t b[sizeof(T)];
-  std::memcpy(b, &v, sizeof(T));  // little-endian hosts only (x86-64, aarch64)
-  out.insert(out.end(), b, b + sizeof(T));
+  put_bytes(out, &v, sizeof(T));  // little-endian hosts only (x86-64, aarch64)
 }
 
 void put_string(std::vector<uint8_t>& out, const std::string& s) {
   put<uint64_t>(out, s.size());
-  out.insert(out.end(), s.begin(), s.end());
+  put_bytes(out, s.data(), s.size());
 }
 
 uint64_t padded(uint64_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
@@ -75,11 +77,12 @@ void GgufWriter::add_tensor(const std::string& name, GgmlType type, std::vector<
 
 void GgufWriter::write(const std::string& path) const {
   std::vector<uint8_t> head;
-  head.insert(head.end(), {'G', 'G', 'U', 'F'});
+  head.reserve(64 + kv_.size() + tensors_.size() * 128);
+  put<uint32_t>(head, 0x46554747);  // "GGUF"
   put<uint32_t>(head, 3);
   put<uint64_t>(head, tensors_.size());
   put<uint64_t>(head, kv_count_);
-  head.insert(head.end(), kv_.begin(), kv_.end());
+  put_bytes(head, kv_.data(), kv_.size());
   uint64_t offset = 0;
   for (const Tensor& t : tensors_) {
     put_string(head, t.name);
@@ -91,42 +94,20 @@ void GgufWriter::write(const std::string& path) const {
   }
   head.resize(padded(head.size()), 0);
 
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw RuntimeFailure(path + ": cannot write (" + std::strerror(errno) + ")");
+  write_file_atomic(path, [&](std::ostream& f) {
     f.write(reinterpret_cast<const char*>(head.data()), static_cast<std::streamsize>(head.size()));
     const char zeros[kAlignment] = {};
     for (const Tensor& t : tensors_) {
-      std::vector<uint8_t> data;
-      try {
-        data = t.make();
-      } catch (...) {
-        f.close();
-        std::error_code ec;
-        std::filesystem::remove(tmp, ec);
-        throw;
-      }
+      const std::vector<uint8_t> data = t.make();
       if (data.size() != t.bytes) {
         throw InternalError("GgufWriter: " + t.name + ": " + std::to_string(data.size()) + " bytes, its shape needs " +
                             std::to_string(t.bytes));
       }
       f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
       f.write(zeros, static_cast<std::streamsize>(padded(data.size()) - data.size()));
+      if (!f) throw RuntimeFailure(path + ": write failed (disk full?)");
     }
-    f.flush();
-    if (!f) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      throw RuntimeFailure(path + ": write failed (disk full?)");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw RuntimeFailure(path + ": cannot rename the finished file into place: " + ec.message());
-  }
+  });
 }
 
 }  // namespace dmap

@@ -9,7 +9,8 @@
 // start of the data section; the data section starts at the next multiple of the alignment
 // (general.alignment, 32 by default) and each tensor at one. Little-endian throughout.
 //
-// The file is written to `path + ".tmp"` and renamed into place: never half-written.
+// The file is written through core/output.h's write_file_atomic (a temporary beside it, renamed
+// into place; an interrupt or error removes it): never half-written.
 //
 // Example:
 //   GgufWriter w;
@@ -40,8 +41,7 @@ class GgufWriter {
   // when the file is written, one tensor at a time (a model never sits in memory twice).
   using Bytes = std::function<std::vector<uint8_t>()>;
   void add_tensor(const std::string& name, GgmlType type, std::vector<int64_t> dims, Bytes make);
-  // Writes the file (atomically: a temporary beside it, then a rename). RuntimeFailure when the
-  // file cannot be written (the temporary removed).
+  // Writes the file (write_file_atomic). RuntimeFailure when it cannot be written.
   void write(const std::string& path) const;
   size_t tensor_count() const { return tensors_.size(); }
 

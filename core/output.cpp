@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <system_error>
 
 #include "core/error.h"
@@ -81,13 +82,20 @@ void check_output_file(const std::string& path, const std::string& what) {
   check_output_folder(p.has_parent_path() ? p.parent_path().string() : ".", what);
 }
 
-void write_file_atomic(const std::string& path, const std::string& text) {
+void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write) {
   const fs::path target(path);
   const fs::path tmp = sibling(target, "tmp");
   const RemoveOnInterrupt guard(tmp.string());
   {
     std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
+    try {
+      write(out);
+    } catch (...) {
+      out.close();
+      std::error_code ec;
+      fs::remove(tmp, ec);
+      throw;
+    }
     out.flush();
     if (!out) {
       std::error_code ec;
@@ -102,6 +110,10 @@ void write_file_atomic(const std::string& path, const std::string& text) {
     fs::remove(tmp, ignored);
     throw RuntimeFailure("cannot rename " + tmp.string() + " to " + path + ": " + ec.message());
   }
+}
+
+void write_file_atomic(const std::string& path, const std::string& text) {
+  write_file_atomic(path, [&](std::ostream& out) { out << text; });
 }
 
 StagedFolder::StagedFolder(std::string target) : target_(std::move(target)) {

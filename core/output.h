@@ -16,7 +16,9 @@
 //   dir.commit();                                      // out/id now holds exactly these files
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 
 #include "core/interrupt.h"
@@ -40,6 +42,9 @@ void check_output_file(const std::string& path, const std::string& what);
 // Writes `text` to `path` through a temporary file in the same folder, renamed into place;
 // RuntimeFailure when that fails (the temporary is removed).
 void write_file_atomic(const std::string& path, const std::string& text);
+// The same with the contents streamed by `write` (large files: GGUF exports); whatever `write`
+// throws removes the temporary and passes on.
+void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write);
 
 // A folder built aside (`<parent>/.<name>.<pid>.<n>.staging`) and swapped in for `target` by
 // commit(); removed, with whatever it holds, when not committed.

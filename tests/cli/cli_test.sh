@@ -492,7 +492,8 @@ expect_error "export without --out" "--out FILE.gguf is required" -- export gguf
 expect_error "export bad type" "--type must be f32, f16, bf16 or q8_0, not 'q4_k_m'" -- export gguf "$SRC/tests/data/llama_float32" --out "$TMP/x.gguf" --type q4_k_m
 expect_error "export unwritten family" "the gemma family is not one dmap writes as GGUF" -- export gguf "$SRC/tests/data/gemma_float32" --out "$TMP/x.gguf"
 expect_error "export a preset without weights" "pass --random-weights" -- export gguf llama31_8b --out "$TMP/x.gguf"
-expect_error "export into a missing folder" "does not exist" -- export gguf "$SRC/tests/data/qwen2_float32" --out "$TMP/no/such/x.gguf"
+expect_error "export under a file" "exists and is not a folder" -- export gguf "$SRC/tests/data/qwen2_float32" --out "$SRC/README.md/x.gguf"
+expect_error "export onto a folder" "is a folder; give a file name" -- export gguf "$SRC/tests/data/qwen2_float32" --out "$TMP"
 if [ ! -e "$TMP/x.gguf" ] && [ ! -e "$TMP/x.gguf.tmp" ]; then ok; else bad "a refused export wrote a file"; fi
 "$DMAP" export gguf "$SRC/tests/data/qwen2_bfloat16" --out "$TMP/q.gguf" --type q8_0 >"$TMP/out" &&
   grep -q "tensors, Q8_0" "$TMP/out" && head -c 4 "$TMP/q.gguf" | grep -q GGUF && ok || bad "export qwen2 q8_0: $(cat "$TMP/out")"
