@@ -418,15 +418,42 @@ TEST_CASE("the runtime probe's JSON: medians per dtype, errors name the output",
   CHECK_THROWS_WITH(parse_torch_probe("[1, 2]", "probe.json"), Catch::Contains("JSON object"));
 }
 
-TEST_CASE("the transformers profile fit recovers a known profile from the timings it predicts", "[unit][profile][runtime]") {
-  const ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json");
-  const sim::Hardware hw =
+// A fixture for the runtime fits: a tiny llama, a synthetic host calibration, and the operator
+// count of its decode step under `runtime` (what one microsecond per operator adds).
+struct RuntimeFitFixture {
+  ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json");
+  sim::Hardware hw =
       sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test", std::string(DMAP_SOURCE_DIR) + "/configs/hardware");
-  sim::Calibration base;
-  base.host.memory_bandwidth_gbs = 40;
-  base.host.dispatch_overhead_us = 1;
-  base.host.matmul_gflops[DType::kFloat32] = {{1, 20}, {64, 200}};
-  base.host.matmul_gflops[DType::kBFloat16] = {{1, 30}, {64, 150}};
+  sim::Calibration base = [] {
+    sim::Calibration c;
+    c.host.memory_bandwidth_gbs = 40;
+    c.host.dispatch_overhead_us = 1;
+    c.host.matmul_gflops[DType::kFloat32] = {{1, 20}, {64, 200}};
+    c.host.matmul_gflops[DType::kBFloat16] = {{1, 30}, {64, 150}};
+    return c;
+  }();
+  DeviceMap cpu = layers_on_disk_map(spec, 0);
+  int64_t prompt = 16, new_tokens = 6;
+  sim::Runtime runtime;
+  explicit RuntimeFitFixture(sim::Runtime r) : runtime(r) {}
+  sim::Prediction run(const sim::Calibration& c, DType d) const {
+    return predict(spec, d, cpu, hw, &c, prompt, new_tokens, sim::Semantics::kCpu, runtime);
+  }
+  double kernels() const {
+    sim::Calibration counting = base;
+    counting.runtimes[runtime].op_overhead_us = 1.0;
+    counting.runtimes[runtime].step_overhead_us = 0.0;
+    sim::Calibration zero = counting;
+    zero.runtimes[runtime].op_overhead_us = 0.0;
+    return (run(counting, DType::kFloat32).decode_token_s - run(zero, DType::kFloat32).decode_token_s) / 1e-6;
+  }
+};
+
+TEST_CASE("the transformers profile fit recovers a known profile from the timings it predicts", "[unit][profile][runtime]") {
+  const RuntimeFitFixture fx(sim::Runtime::kTransformers);
+  const ModelSpec& spec = fx.spec;
+  const sim::Hardware& hw = fx.hw;
+  const sim::Calibration& base = fx.base;
   sim::RuntimeProfile known;
   known.measured = true;
   known.op_overhead_us = 15;
@@ -435,18 +462,9 @@ TEST_CASE("the transformers profile fit recovers a known profile from the timing
   known.matmul_efficiency = {{DType::kFloat32, 0.4}, {DType::kBFloat16, 0.7}};
   sim::Calibration truth = base;
   truth.runtimes[sim::Runtime::kTransformers] = known;
-  const DeviceMap cpu = layers_on_disk_map(spec, 0);
-  const int64_t prompt = 16, new_tokens = 6;
-  // The operator count: what one microsecond per operator adds to a step.
-  sim::Calibration counting = base;
-  counting.runtimes[sim::Runtime::kTransformers].op_overhead_us = 1.0;
-  counting.runtimes[sim::Runtime::kTransformers].step_overhead_us = 0.0;
-  sim::Calibration zero = counting;
-  zero.runtimes[sim::Runtime::kTransformers].op_overhead_us = 0.0;
-  auto decode = [&](const sim::Calibration& c, DType d) {
-    return predict(spec, d, cpu, hw, &c, prompt, new_tokens, sim::Semantics::kCpu, sim::Runtime::kTransformers);
-  };
-  const double kernels = (decode(counting, DType::kFloat32).decode_token_s - decode(zero, DType::kFloat32).decode_token_s) / 1e-6;
+  const int64_t prompt = fx.prompt, new_tokens = fx.new_tokens;
+  auto decode = [&](const sim::Calibration& c, DType d) { return fx.run(c, d); };
+  const double kernels = fx.kernels();
   REQUIRE(kernels > 10);
   TorchProbe probe;
   probe.torch_version = "synthetic";
@@ -482,33 +500,18 @@ TEST_CASE("the transformers profile fit recovers a known profile from the timing
 }
 
 TEST_CASE("the llama.cpp profile fit recovers a known profile from the timings it predicts", "[unit][profile][runtime]") {
-  const ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json");
-  const sim::Hardware hw =
-      sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test", std::string(DMAP_SOURCE_DIR) + "/configs/hardware");
-  sim::Calibration base;
-  base.host.memory_bandwidth_gbs = 40;
-  base.host.dispatch_overhead_us = 1;
-  base.host.matmul_gflops[DType::kFloat32] = {{1, 20}, {64, 200}};
-  base.host.matmul_gflops[DType::kBFloat16] = {{1, 30}, {64, 150}};
+  const RuntimeFitFixture fx(sim::Runtime::kLlamaCpp);
   sim::RuntimeProfile known;
   known.measured = true;
   known.op_overhead_us = 0.8;
   known.step_overhead_us = 0;  // llama.cpp's per-call cost is charged per operator
   known.matvec_efficiency = {{DType::kFloat32, 0.7}, {DType::kBFloat16, 0.8}};
   known.matmul_efficiency = {{DType::kFloat32, 0.16}, {DType::kBFloat16, 0.55}};
-  sim::Calibration truth = base;
+  sim::Calibration truth = fx.base;
   truth.runtimes[sim::Runtime::kLlamaCpp] = known;
-  const DeviceMap cpu = layers_on_disk_map(spec, 0);
-  const int64_t prompt = 16, new_tokens = 6;
-  auto run = [&](const sim::Calibration& c, DType d) {
-    return predict(spec, d, cpu, hw, &c, prompt, new_tokens, sim::Semantics::kCpu, sim::Runtime::kLlamaCpp);
-  };
-  sim::Calibration counting = base;
-  counting.runtimes[sim::Runtime::kLlamaCpp].op_overhead_us = 1.0;
-  counting.runtimes[sim::Runtime::kLlamaCpp].step_overhead_us = 0.0;
-  sim::Calibration zero = counting;
-  zero.runtimes[sim::Runtime::kLlamaCpp].op_overhead_us = 0.0;
-  const double kernels = (run(counting, DType::kFloat32).decode_token_s - run(zero, DType::kFloat32).decode_token_s) / 1e-6;
+  const int64_t prompt = fx.prompt, new_tokens = fx.new_tokens;
+  auto run = [&](const sim::Calibration& c, DType d) { return fx.run(c, d); };
+  const double kernels = fx.kernels();
   REQUIRE(kernels > 10);
   std::vector<LlamaRun> runs;
   for (DType d : {DType::kFloat32, DType::kBFloat16}) {
@@ -523,7 +526,7 @@ TEST_CASE("the llama.cpp profile fit recovers a known profile from the timings i
     r.tiny.rounds = {{1e-3, 0.8e-6 * kernels}};
     runs.push_back(r);
   }
-  const LlamaFit f = fit_llama_profile(spec, hw, base, runs);
+  const LlamaFit f = fit_llama_profile(fx.spec, fx.hw, fx.base, runs);
   CHECK(f.kernels_per_step == Approx(kernels));
   CHECK(*f.profile.op_overhead_us == Approx(0.8).epsilon(1e-6));
   CHECK(*f.profile.step_overhead_us == 0);
