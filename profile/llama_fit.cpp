@@ -31,8 +31,9 @@ exec::ExecConfig tiny_of(exec::ExecConfig c) {
   return c;
 }
 
+// The model exported in `dtype` and timed (and, with `no_mmap`, timed again under --no-mmap).
 LlamaProbe time_export(const exec::ExecConfig& cfg, DType dtype, const RunSettings& run, const std::string& probe,
-                       int rounds, const std::string& what) {
+                       int rounds, const std::string& what, LlamaProbe* no_mmap = nullptr) {
   const fs::path dir = run.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(run.scratch_dir);
   const fs::path gguf = dir / ("dmap_llama_" + what + "_" + std::to_string(::getpid()) + ".gguf");
   {
@@ -40,8 +41,12 @@ LlamaProbe time_export(const exec::ExecConfig& cfg, DType dtype, const RunSettin
     exec::export_gguf(cfg, w, gguf_type_of(dtype), what, gguf.string());
   }  // the weights freed before llama.cpp maps the file
   try {
-    LlamaProbe p = run_llama_probe({probe, gguf.string(), run.threads, run.prompt, run.new_tokens, rounds,
-                                    run.scratch_dir});
+    LlamaProbeOptions o{probe, gguf.string(), run.threads, run.prompt, run.new_tokens, rounds, run.scratch_dir};
+    LlamaProbe p = run_llama_probe(o);
+    if (no_mmap) {
+      o.no_mmap = true;
+      *no_mmap = run_llama_probe(o);
+    }
     std::error_code ec;
     fs::remove(gguf, ec);
     return p;
@@ -79,7 +84,7 @@ std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DTy
   for (DType d : dtypes) {
     LlamaRun r;
     r.dtype = d;
-    r.model = time_export(cfg, d, run, probe, rounds, "model");
+    r.model = time_export(cfg, d, run, probe, rounds, "model", tiny ? &r.no_mmap : nullptr);
     if (tiny) r.tiny = time_export(tiny_of(cfg), d, run, probe, rounds, "tiny");
     out.push_back(std::move(r));
   }
@@ -137,12 +142,20 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       << "): one-row products at " << p.matvec_efficiency[r.dtype] << " of dmap's rate, M >= 2 at "
       << p.matmul_efficiency[r.dtype] << "; decode " << r.model.decode() * 1e3 << " ms/token, prefill "
       << r.model.prefill() * 1e3 << " ms measured; tiny decode " << r.tiny.decode() * 1e6 << " us";
+    if (!r.no_mmap.rounds.empty()) {
+      s << "; with --no-mmap " << r.no_mmap.decode() * 1e3 << " ms/token ("
+        << r.model.decode() / r.no_mmap.decode() << "x the mapped file's speed)";
+    }
     f.summary.push_back(s.str());
     YAML::Node m;
     m["decode_ms"] = r4(r.model.decode() * 1e3);
     m["prefill_ms"] = r4(r.model.prefill() * 1e3);
     m["tiny_decode_us"] = r4(r.tiny.decode() * 1e6);
     m["rounds"] = static_cast<int>(r.model.rounds.size());
+    if (!r.no_mmap.rounds.empty()) {
+      m["no_mmap_decode_ms"] = r4(r.no_mmap.decode() * 1e3);
+      m["no_mmap_prefill_ms"] = r4(r.no_mmap.prefill() * 1e3);
+    }
     fit[std::string(dtype_name(r.dtype))] = m;
   }
   f.profile = p;

@@ -38,13 +38,15 @@ namespace dmap::profile {
 struct LlamaRun {
   DType dtype = DType::kFloat32;
   LlamaProbe model, tiny;
+  LlamaProbe no_mmap;  // the model again with llama.cpp's --no-mmap (recorded, not fitted; empty: not run)
 };
 
 // The GGUF type a dtype is exported as (float32 F32, float16 F16, bfloat16 BF16).
 GgufFileType gguf_type_of(DType d);
 
 // Exports and times the model and (with `tiny`) its tiny twin per dtype (`rounds` rounds each;
-// the scratch .gguf files are removed). RuntimeFailure when the probe fails.
+// the scratch .gguf files are removed); with `tiny`, the model also under --no-mmap (what the
+// mapped file costs, reported beside the fit). RuntimeFailure when the probe fails.
 std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DType>& dtypes, const RunSettings& run,
                                     const std::string& probe, int rounds, bool tiny = true);
 

@@ -46,6 +46,7 @@ struct LlamaProbeOptions {
   int64_t prompt = 64, new_tokens = 16;
   int rounds = 3;
   std::string scratch_dir;  // where the JSON goes ("" = the system's temporary folder)
+  bool no_mmap = false;     // llama.cpp's --no-mmap: the weights read into memory, not mapped
 };
 // Runs the probe (its stderr passes through) and reads its JSON. RuntimeFailure when it fails.
 LlamaProbe run_llama_probe(const LlamaProbeOptions& opt);

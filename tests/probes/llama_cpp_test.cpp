@@ -112,7 +112,7 @@ TEST_CASE("the llama.cpp probe times prefill and decode rounds", "[llama.cpp]") 
   const exec::ModelWeights w = exec::ModelWeights::random(cfg, DType::kFloat32, 3);
   const fs::path gguf = fs::temp_directory_path() / ("dmap_llama_cpp_time_" + std::to_string(::getpid()) + ".gguf");
   exec::export_gguf(cfg, w, GgufFileType::kF16, "t", gguf.string());
-  const profile::LlamaProbe p = profile::run_llama_probe({profile::find_llama_probe(), gguf.string(), 1, 16, 4, 2, ""});
+  const profile::LlamaProbe p = profile::run_llama_probe({profile::find_llama_probe(), gguf.string(), 1, 16, 4, 2, "", false});
   fs::remove(gguf);
   CHECK(p.rounds.size() == 2);
   CHECK(p.prompt == 16);
@@ -145,18 +145,11 @@ TEST_CASE("llama.cpp runs with its weights read into memory (--no-mmap)", "[llam
   auto ck = std::make_shared<const exec::Checkpoint>(exec::Checkpoint::open(fixture));
   const fs::path gguf = fs::temp_directory_path() / ("dmap_llama_nommap_" + std::to_string(::getpid()) + ".gguf");
   exec::export_gguf(cfg, exec::ModelWeights::from_checkpoint(cfg, ck), GgufFileType::kF32, "q", gguf.string());
-  const fs::path out = fs::temp_directory_path() / ("dmap_llama_nommap_" + std::to_string(::getpid()) + ".json");
-  const int rc = std::system((profile::find_llama_probe() + " " + gguf.string() +
-                              " --threads 1 --no-mmap --prompt 8 --new-tokens 2 --rounds 1 --out " + out.string() +
-                              " 2>/dev/null")
-                                 .c_str());
-  CHECK(rc == 0);
-  std::ifstream f(out);
-  std::stringstream s;
-  s << f.rdbuf();
-  CHECK(profile::parse_llama_probe(s.str(), "no-mmap").rounds.size() == 1);
+  const profile::LlamaProbe p =
+      profile::run_llama_probe({profile::find_llama_probe(), gguf.string(), 1, 8, 2, 1, "", /*no_mmap=*/true});
   fs::remove(gguf);
-  fs::remove(out);
+  CHECK(p.rounds.size() == 1);
+  CHECK(p.decode() > 0);
 }
 
 TEST_CASE("the probe's output is read strictly", "[llama.cpp][parse]") {
