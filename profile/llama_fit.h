@@ -11,7 +11,7 @@
 // The fit, per dtype (as fit_torch_profile's):
 //   op_overhead_us     the tiny model's decode step (hidden 64: almost all graph overhead —
 //                      building and scheduling ggml's graph, thread barriers) over the
-//                      operators the cost model counts in one decode step
+//                      operators the cost model counts in one decode step; the least over dtypes
 //   step_overhead_us   0: llama_decode's per-call cost is in the tiny step, charged per operator
 //   matvec_efficiency  scales the calibration's one-row product rate until the CPU-only decode
 //                      step is predicted exactly
