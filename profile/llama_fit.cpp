@@ -58,12 +58,6 @@ LlamaProbe time_export(const exec::ExecConfig& cfg, DType dtype, const RunSettin
   }
 }
 
-double r4(double x) {  // 4 significant digits in the file
-  std::ostringstream o;
-  o << std::setprecision(4) << x;
-  return std::stod(o.str());
-}
-
 }  // namespace
 
 GgufFileType gguf_type_of(DType d) {
@@ -130,7 +124,7 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   fit["threads"] = first.threads;
   fit["prompt"] = first.prompt;
   fit["new_tokens"] = first.new_tokens;
-  fit["kernels_per_decode_step"] = r4(f.kernels_per_step);
+  fit["kernels_per_decode_step"] = round4(f.kernels_per_step);
   for (const auto& r : runs) {
     const sim::Prediction q = pred(r.dtype);
     SelfCheckRow row;
@@ -152,13 +146,13 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     }
     f.summary.push_back(s.str());
     YAML::Node m;
-    m["decode_ms"] = r4(r.model.decode() * 1e3);
-    m["prefill_ms"] = r4(r.model.prefill() * 1e3);
-    m["tiny_decode_us"] = r4(r.tiny.decode() * 1e6);
+    m["decode_ms"] = round4(r.model.decode() * 1e3);
+    m["prefill_ms"] = round4(r.model.prefill() * 1e3);
+    m["tiny_decode_us"] = round4(r.tiny.decode() * 1e6);
     m["rounds"] = static_cast<int>(r.model.rounds.size());
     if (!r.no_mmap.rounds.empty()) {
-      m["no_mmap_decode_ms"] = r4(r.no_mmap.decode() * 1e3);
-      m["no_mmap_prefill_ms"] = r4(r.no_mmap.prefill() * 1e3);
+      m["no_mmap_decode_ms"] = round4(r.no_mmap.decode() * 1e3);
+      m["no_mmap_prefill_ms"] = round4(r.no_mmap.prefill() * 1e3);
     }
     fit[std::string(dtype_name(r.dtype))] = m;
   }

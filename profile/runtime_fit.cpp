@@ -1,6 +1,8 @@
 #include "profile/runtime_fit.h"
 
 #include <cmath>
+#include <iomanip>
+#include <sstream>
 
 #include "core/error.h"
 
@@ -26,6 +28,12 @@ void solve_efficiency(double& e, const std::function<double()>& predicted, doubl
     (predicted() > measured ? lo : hi) = mid;  // too slow: more efficiency
   }
   e = std::exp((lo + hi) / 2);
+}
+
+double round4(double x) {
+  std::ostringstream o;
+  o << std::setprecision(4) << x;
+  return std::stod(o.str());
 }
 
 }  // namespace dmap::profile

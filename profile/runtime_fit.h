@@ -20,4 +20,7 @@ double operators_per_step(sim::RuntimeProfile& p, const std::function<double()>&
 // before the M >= 2 one (the prefill depends on both).
 void solve_efficiency(double& e, const std::function<double()>& predicted, double measured);
 
+// `x` to 4 significant digits, as the fits write their figures into a calibration.
+double round4(double x);
+
 }  // namespace dmap::profile

@@ -167,18 +167,13 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       << " us per operator (" << f.kernels_per_step << " per decode step), " << *p.step_overhead_us
       << " us between forwards";
   f.summary.push_back(sum.str());
-  auto r4 = [](double x) {  // 4 significant digits in the file
-    std::ostringstream o;
-    o << std::setprecision(4) << x;
-    return std::stod(o.str());
-  };
   YAML::Node fit;
   fit["torch"] = probe.torch_version;
   fit["implementation"] = probe.implementation;
   fit["threads"] = probe.threads;
   fit["prompt"] = probe.prompt;
   fit["new_tokens"] = probe.new_tokens;
-  fit["kernels_per_decode_step"] = r4(f.kernels_per_step);
+  fit["kernels_per_decode_step"] = round4(f.kernels_per_step);
   for (const auto& r : probe.runs) {
     const sim::Prediction q = pred(r.dtype);
     SelfCheckRow row;
@@ -195,10 +190,10 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       << "; decode " << r.decode() * 1e3 << " ms/token, prefill " << r.prefill() * 1e3 << " ms measured";
     f.summary.push_back(s.str());
     YAML::Node m;
-    m["decode_ms"] = r4(r.decode() * 1e3);
-    m["prefill_ms"] = r4(r.prefill() * 1e3);
-    m["loop_us"] = r4(r.loop() * 1e6);
-    m["tiny_decode_us"] = r4(r.tiny_decode() * 1e6);
+    m["decode_ms"] = round4(r.decode() * 1e3);
+    m["prefill_ms"] = round4(r.prefill() * 1e3);
+    m["loop_us"] = round4(r.loop() * 1e6);
+    m["tiny_decode_us"] = round4(r.tiny_decode() * 1e6);
     m["repetitions"] = static_cast<int>(r.prefill_s.size());
     fit[std::string(dtype_name(r.dtype))] = m;
   }
