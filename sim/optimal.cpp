@@ -314,23 +314,33 @@ uint32_t state_key(const Label& a) {
          (static_cast<uint32_t>(a.sig - kNoTie) << 8) | static_cast<uint32_t>(a.ret);
 }
 
-// Bound tables are tens of MB on many GPUs, and a fresh one costs as much in page faults as in
-// filling it: the last two released are kept per thread (up to 64 MB each) for the next search,
-// and a table of 2 MiB or more asks for transparent huge pages (one fault per 2 MiB: on a VM
-// whose faults cost ~7 us each, the CLI's first tables had spent a third of the search in them).
-float* table_alloc(size_t n) {
-  constexpr size_t kHuge = size_t{2} << 20;
+// Bound tables are tens of MB on many GPUs, and a fresh one costs as much in page faults and
+// in the kernel's zeroing of new pages as in filling it: released tables are kept per thread
+// (the last two, up to 64 MB each) for the next table, and a table of 2 MiB or more asks for
+// transparent huge pages (one fault per 2 MiB: on a VM whose faults cost ~7 us each, the CLI's
+// first tables had spent a third of the search in them) in a region of at least 64 MiB of
+// address space, of which only the pages a table writes are ever backed: a larger table later
+// reuses the pages a smaller one touched instead of faulting in (and zeroing) new ones.
+constexpr size_t kHugeBytes = size_t{2} << 20;
+constexpr size_t kRegionBytes = size_t{64} << 20;
+// The floats a table of n gets room for.
+size_t table_capacity(size_t n) {
   const size_t bytes = n * sizeof(float);
-  if (bytes < kHuge) return new float[n];
-  void* p = std::aligned_alloc(kHuge, (bytes + kHuge - 1) / kHuge * kHuge);
+  if (bytes < kHugeBytes) return n;
+  return (std::max(bytes, kRegionBytes) + kHugeBytes - 1) / kHugeBytes * kHugeBytes / sizeof(float);
+}
+float* table_alloc(size_t capacity) {
+  const size_t bytes = capacity * sizeof(float);
+  if (bytes < kHugeBytes) return new float[capacity];
+  void* p = std::aligned_alloc(kHugeBytes, bytes);
   if (!p) throw std::bad_alloc();
 #ifdef MADV_HUGEPAGE
   madvise(p, bytes, MADV_HUGEPAGE);  // advice: where the kernel declines, small pages serve
 #endif
   return static_cast<float*>(p);
 }
-void table_free(float* p, size_t n) {
-  if (n * sizeof(float) < (size_t{2} << 20)) {
+void table_free(float* p, size_t capacity) {
+  if (capacity * sizeof(float) < kHugeBytes) {
     delete[] p;
   } else {
     std::free(p);
@@ -340,44 +350,52 @@ void table_free(float* p, size_t n) {
 class TablePool {
  public:
   struct Return {
-    size_t size = 0;
-    void operator()(float* p) const { TablePool::release(p, size); }
+    size_t capacity = 0, touched = 0;  // floats of room, and how many of them a table has written
+    void operator()(float* p) const { TablePool::release({p, capacity, touched}); }
   };
   using Table = std::unique_ptr<float[], Return>;
+  // A table of n floats: the spare with room for it whose pages are most already backed, else
+  // a new region.
   static Table acquire(size_t n) {
     auto& spare = pool();
     size_t pick = spare.size();
     for (size_t i = 0; i < spare.size(); ++i) {
-      if (spare[i].second >= n && (pick == spare.size() || spare[i].second < spare[pick].second)) pick = i;
+      if (spare[i].capacity < n) continue;
+      if (pick == spare.size() || std::min(spare[i].touched, n) > std::min(spare[pick].touched, n)) pick = i;
     }
     if (pick < spare.size()) {
-      const auto [p, size] = spare[pick];
+      const Spare s = spare[pick];
       spare.erase(spare.begin() + static_cast<long>(pick));
-      return Table(p, Return{size});
+      return Table(s.p, Return{s.capacity, std::max(s.touched, n)});
     }
-    return Table(table_alloc(n), Return{n});
+    const size_t capacity = table_capacity(n);
+    return Table(table_alloc(capacity), Return{capacity, n});
   }
 
  private:
-  static std::vector<std::pair<float*, size_t>>& pool() {
-    thread_local struct Spare {
-      std::vector<std::pair<float*, size_t>> v;
-      ~Spare() {
-        for (auto& [p, n] : v) table_free(p, n);
+  struct Spare {
+    float* p;
+    size_t capacity, touched;
+  };
+  static std::vector<Spare>& pool() {
+    thread_local struct Spares {
+      std::vector<Spare> v;
+      ~Spares() {
+        for (const Spare& s : v) table_free(s.p, s.capacity);
       }
-    } spare;
-    return spare.v;
+    } spares;
+    return spares.v;
   }
-  static void release(float* p, size_t n) {
-    if (!p) return;
+  static void release(Spare s) {
+    if (!s.p) return;
     auto& spare = pool();
-    if (n * sizeof(float) > (size_t{64} << 20)) {
-      table_free(p, n);
+    if (s.capacity * sizeof(float) > kRegionBytes) {
+      table_free(s.p, s.capacity);
       return;
     }
-    spare.emplace_back(p, n);
+    spare.push_back(s);
     if (spare.size() > 2) {  // the oldest goes
-      table_free(spare.front().first, spare.front().second);
+      table_free(spare.front().p, spare.front().capacity);
       spare.erase(spare.begin());
     }
   }
@@ -503,6 +521,15 @@ struct RoomBound {
     return best;
   }
 };
+
+// One choice's part of a bound-table row: a[b] = min(a[b], t + next[b]) (the DP's inner loop).
+void relax_row(float* __restrict a, const float* __restrict next, float t, int n) {
+  for (int b = 0; b < n; ++b) a[b] = std::min(a[b], t + next[b]);
+}
+// A finished row scaled below its exact values (see make_room_bound).
+void round_down_row(float* a, size_t n) {
+  for (size_t b = 0; b < n; ++b) a[b] *= a[b] >= 0 ? 1 - 0x1p-22f : 1 + 0x1p-22f;
+}
 
 // The distinct positive values, the most frequent first (ties: the first met first).
 std::vector<double> by_frequency(const std::vector<double>& values) {
@@ -755,11 +782,12 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   const size_t unit_size = B.unit_size();
   B.packed = TablePool::acquire(static_cast<size_t>(N + 1) * unit_size);
   std::fill_n(&B.packed[static_cast<size_t>(N) * unit_size], unit_size, 0.0f);
-  // Stores a cell's values rounded down to floats.
-  // (Rounding to nearest errs by at most 2^-24 relative, so scaling by 1 -+ 2^-22 first lands
-  // below the value.)
-  auto store = [](const double* from, float* to, size_t n) {
-    for (size_t j = 0; j < n; ++j) to[j] = static_cast<float>(from[j] * (from[j] >= 0 ? 1 - 0x1p-22 : 1 + 0x1p-22));
+  // The DP runs in floats, and every value it stores is at most the exact one (a bound stays a
+  // bound): a choice's time enters rounded down, the sums and minima of a row are taken in
+  // float (each sum within 2^-24 relative of exact, above or below), and the finished row is
+  // scaled by 1 -+ 2^-22 (then below its exact value by at least 2^-23 relative).
+  auto down = [](double x) {
+    return x < kInf ? static_cast<float>(x * (x >= 0 ? 1 - 0x1p-22 : 1 + 0x1p-22)) : std::numeric_limits<float>::infinity();
   };
   // The semantics resident units run under (the union: each, the cheapest counts).
   std::vector<Semantics> res_sems = {resident_semantics(any ? Mode::kNone : mode, in_place)};
@@ -903,7 +931,6 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   };
   // Column j of a choice's next row: its own, or the storage class the choice sets.
   auto column = [&](const Choice& c, size_t j) { return c.cls < 0 ? j : c.cls * n + j % n; };
-  std::vector<double> acc;  // one row per column, reused
   for (int u = N - 1; u >= 0; --u) {
     for (int o = 0; o <= G; ++o) {
       const int L = B.length(o), rmax = B.reservations(o), pmax = o == 0 ? 1 : 3;
@@ -925,23 +952,21 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
             fresh[j] = std::min(fresh[j], c.time[j] + B.packed[B.row(u + 1, c.gpu + 1, c.p, 0, column(c, j)) + b2]);
           }
         }
-        acc.resize(W * L);
         for (int r = 0; r < rmax; ++r) {
-          for (size_t j = 0; j < W; ++j) std::fill_n(&acc[j * L], L, fresh[j]);
+          float* cell = &B.packed[B.row(u, o, p, r, 0)];  // its W rows of L values, one after another
+          for (size_t j = 0; j < W; ++j) std::fill_n(cell + j * L, L, down(fresh[j]));
           for (const Choice& c : choices) {
             if (c.fresh) continue;
             const int r2 = c.tau >= 0 ? std::max(r, c.tau) : r;
             const int shift = c.item + static_cast<int>(B.reserved[r2] - B.reserved[r]);  // b - shift left after it
             if (shift >= L) continue;
             for (size_t j = 0; j < W; ++j) {
-              const double t = c.time[j];
-              if (!(t < kInf)) continue;
-              const float* next = &B.packed[B.row(u + 1, o, c.p, r2, column(c, j))];
-              double* a = &acc[j * L];
-              for (int b = shift; b < L; ++b) a[b] = std::min(a[b], t + static_cast<double>(next[b - shift]));
+              if (!(c.time[j] < kInf)) continue;
+              relax_row(cell + j * L + shift, &B.packed[B.row(u + 1, o, c.p, r2, column(c, j))], down(c.time[j]),
+                        L - shift);
             }
           }
-          for (size_t j = 0; j < W; ++j) store(&acc[j * L], &B.packed[B.row(u, o, p, r, j)], L);
+          round_down_row(cell, W * L);
         }
       }
     }
@@ -1648,6 +1673,8 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     double coarse;
     std::shared_ptr<const RoomBound> bound;  // the run's own, or shared by the runs of one page-cache assumption
     double root = 0;
+    bool fined = false;   // root is the fine bound's (the table itself is let go once the run is ruled out)
+    bool shared = false;  // the bound is the union's, shared by the runs of its page-cache assumption
   };
   const double host_room = T.host_binding ? T.host_cap : 0.0;
   std::vector<Run> runs;
@@ -1705,7 +1732,11 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   constexpr int fine_buckets = 64;    // per GPU (fewer made the bound much weaker on many GPUs)
   constexpr int fine_buckets0 = 256;  // on GPU 0, where streamed layers' KV caches add up
   std::shared_ptr<const RoomBound> union_bound[2];
+  // A table no run needs any more goes back to the pool at once: the next one reuses its pages
+  // (in a fresh process, backing and zeroing new pages cost as much as filling them).
   auto fine = [&](Run& run) {
+    if (run.fined) return run.root;
+    run.fined = true;
     if (!run.bound && G >= union_from) {
       std::shared_ptr<const RoomBound>& ub = union_bound[run.warm ? 1 : 0];
       if (!ub) {
@@ -1715,6 +1746,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
         consider_relaxed(*ub);
       }
       run.bound = ub;
+      run.shared = true;
       run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
     }
     if (!run.bound) {
@@ -1732,7 +1764,10 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   int64_t quick_left = options.max_work > 0 ? options.max_work / 2 : std::numeric_limits<int64_t>::max();
   for (Run& run : runs) {
     if (!beatable(run.coarse)) break;
-    if (!beatable(fine(run))) continue;
+    if (!beatable(fine(run))) {
+      run.bound.reset();
+      continue;
+    }
     for (int front : {2, 8, 32}) {  // a greedy pass, then wider ones under its result
       if (front > 2 && quick_left <= 0) continue;
       if (front > 8 && best <= run.root * 1.02) continue;  // the widest only far from the bound
@@ -1754,6 +1789,11 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
             static_cast<long long>(quick.compares), s.aborted ? "dropped" : "done", best);
     }
   }
+  // The runs hold the shared tables they still need.
+  for (auto& ub : union_bound) ub.reset();
+  for (Run& run : runs) {
+    if (run.fined && !beatable(run.root)) run.bound.reset();
+  }
   // A shared bound is the weakest of the modes': where it leaves more than 2 % between the best
   // placement and the bound, a run gets its own (one mode's relaxation can be far weaker than
   // the others', and then it would hold every run's deepening back).
@@ -1764,10 +1804,12 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   bool own_helps[2] = {true, true};
   std::vector<Mode> no_tighter;
   for (Run& run : runs) {
-    if (!run.bound || run.bound.use_count() < 2 || !beatable(run.root) || best <= run.root * 1.02) continue;
+    if (!run.bound || !run.shared || !beatable(run.root) || best <= run.root * 1.02) continue;
     if (!own_helps[run.warm ? 1 : 0] || std::find(no_tighter.begin(), no_tighter.end(), run.mode) != no_tighter.end())
       continue;
     const double shared = run.root;
+    run.bound.reset();  // (the last run holding the shared table lets the own one reuse its pages)
+    run.shared = false;
     run.bound = std::make_shared<const RoomBound>(
         counted(make_room_bound(T, run.mode, options, run.warm, disk, fine_buckets, fine_buckets0)));
     run.root = std::max(run.coarse, run.bound->root(host_room, T.cache_cap));
@@ -1776,12 +1818,13 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       own_helps[run.warm ? 1 : 0] = false;
       no_tighter.push_back(run.mode);
     }
+    if (!beatable(run.root)) run.bound.reset();
   }
   // The deepening, best first across runs: the run with the least lower bound so far takes its
   // next step (so the most promising run sets the incumbent the others must beat, and a run's
   // cheap steps near its bound come before another run's pass at the incumbent).
   for (Run& run : runs) {
-    if (!run.bound) run.root = run.coarse;
+    if (!run.fined) run.root = run.coarse;
   }
   std::stable_sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.root < b.root; });
   // Deepening passes share a work budget (options.max_work labels); once it is spent the
@@ -1812,6 +1855,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
       d.ruled_out = fine(run);
       if (!beatable(d.ruled_out)) {
         d.done = true;
+        run.bound.reset();
         continue;
       }
       // The first threshold: 1/256 above the bound, or a quarter of the way to the incumbent when
