@@ -746,12 +746,14 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   }
   // Warm reads need the page cache to hold every weight off the GPUs, so at most
   // floor(cache room / w_common) decoder layers off them: a price far above any time (kappa)
-  // per such layer makes a completion that needs more cost more than the incumbent.
+  // per such layer makes a completion that needs more cost more than the incumbent. One column
+  // with that price alone: beside it the host prices (time-sized) change nothing the column
+  // tells (a column of each had given the generated scenarios the same labels, in 25 % more
+  // table values).
   if (warm && B.w_common > 0) {
     double scale = 1;
     for (int u = 0; u < N; ++u) scale += *std::max_element(T.comp_total[u].begin(), T.comp_total[u].end());
-    const size_t n = prices.size();
-    for (size_t i = 0; i < n; ++i) prices.push_back({prices[i].mu, prices[i].nu, 1e3 * scale, prices[i].nu_ip});
+    prices.push_back({0.0, 0.0, 1e3 * scale, 0.0});
   }
   const size_t n = prices.size();
   // Where the tie source is stored decides what a tied unit costs: after the source, one
