@@ -454,6 +454,13 @@ struct RoomBound {
   TablePool::Table packed;
   size_t width = 0;               // columns per cell: tie-storage classes x tables
   int tie_from = 0, tie_to = -1;  // units whose tables depend on where the tie source is stored
+  int earlier = -1;               // the class of a tie source on a GPU before the one in use (-1: none)
+  // The tie-storage class of a label's source stored at `sig`, with GPU `open` in use.
+  int tie_class(int sig, int open) const {
+    if (sig == kRam) return 1;
+    if (sig == kDisk) return 2;
+    return sig >= 0 && sig != open && earlier >= 0 ? earlier : 0;
+  }
 
   // Whole buckets of GPU g in `bytes`, rounded down; full[g] + 1 (never fits) beyond the table.
   int buckets(double bytes, int g) const {
@@ -506,7 +513,7 @@ struct RoomBound {
       p = pe < 0 ? 0 : pe == open ? 1 : 2;
     }
     const int next = u + 1;
-    const int sv = next >= tie_from && next <= tie_to ? (sig == kRam ? 1 : sig == kDisk ? 2 : 0) : 0;
+    const int sv = next >= tie_from && next <= tie_to ? tie_class(sig, open) : 0;
     const size_t n = tables.size(), L = length(open + 1);
     const float* v = &packed[row(next, open + 1, p, r, sv * n) + b];
     double best = 0;
@@ -766,7 +773,13 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   }
   B.tie_from = T.source >= 0 ? T.source + 1 : N + 1;
   B.tie_to = last_target;
-  const int variants = T.source < 0 ? 1 : allow_disk ? 3 : 2;
+  // Classes: 0 on the GPU in use, 1 RAM, 2 disk, then (from 2 GPUs on) on an earlier GPU — the
+  // tied unit then copies the source's tensors wherever it runs (Gemma-3's 2 GB embedding each
+  // forward): without that class a tied head on the last GPU looked free.
+  const int stored = T.source < 0 ? 1 : allow_disk ? 3 : 2;
+  const int earlier = T.source >= 0 && G >= 2 ? stored : -1;
+  B.earlier = earlier;
+  const int variants = stored + (earlier >= 0 ? 1 : 0);
   const size_t W = n * variants;  // columns: class * n + price
   B.width = W;
   for (const Price& pr : prices) B.tables.push_back({pr.mu, pr.nu, pr.kappa, pr.nu_ip});
@@ -789,7 +802,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   // float (each sum within 2^-24 relative of exact, above or below), and the finished row is
   // scaled by 1 -+ 2^-22 (then below its exact value by at least 2^-23 relative).
   auto down = [](double x) {
-    return x < kInf ? static_cast<float>(x * (x >= 0 ? 1 - 0x1p-22 : 1 + 0x1p-22)) : std::numeric_limits<float>::infinity();
+    return x < kInf ? static_cast<float>(x * (x >= 0 ? 1 - 0x1p-22 : 1 + 0x1p-22))
+                    : std::numeric_limits<float>::infinity();
   };
   // The semantics resident units run under (the union: each, the cheapest counts).
   std::vector<Semantics> res_sems = {resident_semantics(any ? Mode::kNone : mode, in_place)};
@@ -859,10 +873,22 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       if (!ops) return p == 1 && open2 != open ? 2 : p;
       return exec < 0 ? 0 : exec == open2 ? 1 : 2;
     };
-    // Per class: the time of a choice (a tied unit priced from where its source is).
-    auto per_class = [&](Choice& c, auto&& plain, auto&& priced, auto&& charge) {
+    // Per class: the time of a choice executing on `exec` (-1: the CPU), a tied unit priced
+    // from where its source is (on the GPU in use: as if beside it when it runs there; on an
+    // earlier GPU: the cheapest such).
+    auto per_class = [&](Choice& c, int exec, auto&& plain, auto&& priced, auto&& charge) {
       for (int sv = 0; sv < variants; ++sv) {
-        const double t = tied && sv > 0 ? priced(sv == 1 ? kRam : kDisk) : plain();
+        double t = 0;
+        if (!tied) {
+          t = plain();
+        } else if (sv == 0) {
+          t = open < 0 || exec == open ? plain() : priced(open);
+        } else if (sv == earlier) {
+          t = kInf;
+          for (int g = 0; g < open; ++g) t = std::min(t, priced(g));
+        } else {
+          t = priced(sv == 1 ? kRam : kDisk);
+        }
         for (size_t k = 0; k < n; ++k) c.time[sv * n + k] = t + charge(k);
       }
     };
@@ -874,7 +900,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       c.gpu = g;
       c.what = "resident";
       per_class(
-          c, [&] { return T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0); },
+          c, g, [&] { return T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0); },
           [&](int tie) { return tied_time(u, UnitChoice::kResident, g, tie, open, p); }, none);
     }
     if (tied && open >= 0 && !(u == 0 && unit0_rule)) {  // back where its source is (class 0): anywhere, for free
@@ -888,7 +914,9 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
         Choice& c = add(0, -1, next_p(side == 0 ? open : (open == 0 ? 1 : 0), open), -1);
         c.what = "back on its source's GPU";
         c.back = true;
-        std::fill(c.time.begin(), c.time.begin() + static_cast<long>(n), t);  // class 0 only
+        // Class 0 only (an earlier GPU: that class, where there is one).
+        const int cls = side == 1 && earlier >= 0 ? earlier : 0;
+        std::fill_n(c.time.begin() + static_cast<long>(cls * n), n, t);
       }
     }
     if (stream && open == 0 && u > 0) {
@@ -904,7 +932,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
           c.what = is_prefetch(sc) ? (on_disk ? "prefetched from disk" : "prefetched from RAM")
                                    : (on_disk ? "streamed from disk" : "streamed from RAM");
           per_class(
-              c, [&] { return base + streamed(u, sc, open, p); },
+              c, 0, [&] { return base + streamed(u, sc, open, p); },
               [&](int tie) { return tied_time(u, sc, 0, tie, open, p); },
               [&](size_t k) {
                 return prices[k].kappa * off_pc + (on_disk ? 0.0 : prices[k].mu * T.weights[u] + prices[k].nu * off);
@@ -922,7 +950,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
         c.uc = ic;
         c.what = on_disk ? "in place from disk" : "in place from RAM";
         per_class(
-            c, [&] { return base + (on_disk ? od.cold + T.steps * (warm ? od.dec_warm : od.dec_cold) : 0.0); },
+            c, -1, [&] { return base + (on_disk ? od.cold + T.steps * (warm ? od.dec_warm : od.dec_cold) : 0.0); },
             [&](int tie) { return tied_time(u, ic, -1, tie, open, p); },
             [&](size_t k) {
               return prices[k].mu * host_extra(u) + prices[k].kappa * off_pc +
@@ -931,8 +959,12 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       }
     }
   };
-  // Column j of a choice's next row: its own, or the storage class the choice sets.
-  auto column = [&](const Choice& c, size_t j) { return c.cls < 0 ? j : c.cls * n + j % n; };
+  // Column j of a choice's next row: its own, or the storage class the choice sets; once the
+  // source is placed, opening a later GPU leaves a source on the GPU in use on an earlier one.
+  auto column = [&](int u, const Choice& c, size_t j) {
+    if (c.cls >= 0) return c.cls * n + j % n;
+    return c.fresh && earlier >= 0 && u >= B.tie_from && j < n ? earlier * n + j : j;
+  };
   for (int u = N - 1; u >= 0; --u) {
     for (int o = 0; o <= G; ++o) {
       const int L = B.length(o), rmax = B.reservations(o), pmax = o == 0 ? 1 : 3;
@@ -951,7 +983,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
           const int b2 = B.full[c.gpu] - c.item;
           if (b2 < 0) continue;
           for (size_t j = 0; j < W; ++j) {
-            fresh[j] = std::min(fresh[j], c.time[j] + B.packed[B.row(u + 1, c.gpu + 1, c.p, 0, column(c, j)) + b2]);
+            fresh[j] = std::min(fresh[j], c.time[j] + B.packed[B.row(u + 1, c.gpu + 1, c.p, 0, column(u, c, j)) + b2]);
           }
         }
         for (int r = 0; r < rmax; ++r) {
@@ -964,7 +996,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
             if (shift >= L) continue;
             for (size_t j = 0; j < W; ++j) {
               if (!(c.time[j] < kInf)) continue;
-              relax_row(cell + j * L + shift, &B.packed[B.row(u + 1, o, c.p, r2, column(c, j))], down(c.time[j]),
+              relax_row(cell + j * L + shift, &B.packed[B.row(u + 1, o, c.p, r2, column(u, c, j))], down(c.time[j]),
                         L - shift);
             }
           }
@@ -1017,7 +1049,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
         const int b2 = c.fresh ? B.full[c.gpu] - c.item : b - c.item - static_cast<int>(B.reserved[r2] - B.reserved[r]);
         if (b2 < 0) continue;
         const int col = sv * static_cast<int>(n) + static_cast<int>(k);
-        const double x = c.time[col] + B.packed[B.row(u + 1, c.fresh ? c.gpu + 1 : o, c.p, r2, column(c, col)) + b2];
+        const double x = c.time[col] + B.packed[B.row(u + 1, c.fresh ? c.gpu + 1 : o, c.p, r2, column(u, c, col)) + b2];
         if (x < v) v = x, arg = &c, b_next = b2, r_next = r2;
       }
       if (!arg) {
@@ -1036,7 +1068,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       b = b_next;
       r = r_next;
       p = arg->p;
-      if (arg->cls >= 0) sv = arg->cls;
+      sv = static_cast<int>(column(u, *arg, static_cast<size_t>(sv) * n) / n);
     }
     if (!whole) rp = {};
   }
@@ -1056,7 +1088,7 @@ struct Search {
   bool strict = false;      // the threshold is a placement already found: keep only labels that may beat it
   int64_t label_limit = std::numeric_limits<int64_t>::max();  // stats.work() beyond which the pass stops
   mutable bool aborted = false;                               // it stopped there (its result is void)
-  mutable double min_beaten = kInf;  // the least lower bound of a label the threshold dropped
+  mutable double min_beaten = kInf;                           // the least lower bound of a label the threshold dropped
   bool trace_path = false;                                    // print the best placement's bound per unit
   mutable std::vector<char> band_taken{};                     // thin()'s scratch
   struct Rec {
