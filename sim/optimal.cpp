@@ -90,6 +90,10 @@ struct Tables {
   double read_weights = 0;  // of the units with operators (others are never read)
   double gpu_room = 0;      // bytes all GPUs can hold besides context and workspace
   bool host_binding = false;
+  // Reading from the page cache is never slower than from disk (the two differ in nothing
+  // else): then every placement's warm time is at most its cold time, and a warm bound
+  // table's columns without the page-cache price bound the cold runs too.
+  bool warm_bounds_cold = false;
 
   Tables(const CostModel& c, const Hardware& h) : cm(c), hw(h) {
     const ModelGraph& g = cm.graph();
@@ -221,6 +225,9 @@ struct Tables {
       all_kv_d += kv_d[u];
     }
     host_binding = all_weights + std::max(ws_p + all_kv_p, ws_d + all_kv_d) + logits_bytes > host_cap;
+    // (disk_read is affine in the bytes: two sizes decide it for all.)
+    warm_bounds_cold =
+        cm.disk_read(1.0, true) <= cm.disk_read(1.0, false) && cm.disk_read(1e15, true) <= cm.disk_read(1e15, false);
     for (int gi = 0; gi < gpus; ++gi) {
       gpu_cap.push_back(static_cast<double>(hw.gpu_capacity(gi)));
       gpu_ctx.push_back(static_cast<double>(hw.gpus[gi].runtime_context));
@@ -455,6 +462,7 @@ struct RoomBound {
   size_t width = 0;               // columns per cell: tie-storage classes x tables
   int tie_from = 0, tie_to = -1;  // units whose tables depend on where the tie source is stored
   int earlier = -1;               // the class of a tie source on a GPU before the one in use (-1: none)
+  bool warm = false;              // built for warm runs (a column with the page-cache price kappa)
   // The tie-storage class of a label's source stored at `sig`, with GPU `open` in use.
   int tie_class(int sig, int open) const {
     if (sig == kRam) return 1;
@@ -501,8 +509,9 @@ struct RoomBound {
   }
   // Units after u, for a label on GPU `open` with `room` bytes left on it (transient `gt`
   // reserved), previous operator on `pe`, and `host_room` bytes of host memory left.
-  double lower(int u, int open, double room, double gt, int pe, int sig, double host_room, double cache_room,
-               bool hx) const {
+  // A cold run's view of a warm table (Tables::warm_bounds_cold) skips the kappa column.
+  double lower(int u, int open, double room, double gt, int pe, int sig, double host_room, double cache_room, bool hx,
+               bool cold_view) const {
     if (u + 1 >= N || tables.empty()) return 0;
     int b = 0, r = 0, p = 0;
     if (open >= 0) {
@@ -517,14 +526,19 @@ struct RoomBound {
     const size_t n = tables.size(), L = length(open + 1);
     const float* v = &packed[row(next, open + 1, p, r, sv * n) + b];
     double best = 0;
-    for (size_t k = 0; k < n; ++k) best = std::max(best, v[k * L] - credit(tables[k], next, host_room, cache_room, hx));
+    for (size_t k = 0; k < n; ++k) {
+      if (cold_view && tables[k].kappa > 0) continue;
+      best = std::max(best, v[k * L] - credit(tables[k], next, host_room, cache_room, hx));
+    }
     return best;
   }
   // Every unit, from the start (no GPU in use, the whole host room).
-  double root(double host_room, double cache_room) const {
+  double root(double host_room, double cache_room, bool cold_view = false) const {
     double best = 0;  // unit 0, no GPU in use, class 0
-    for (size_t k = 0; k < tables.size(); ++k)
+    for (size_t k = 0; k < tables.size(); ++k) {
+      if (cold_view && tables[k].kappa > 0) continue;
       best = std::max(best, packed[row(0, 0, 0, 0, k)] - credit(tables[k], 0, host_room, cache_room, false));
+    }
     return best;
   }
 };
@@ -779,6 +793,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   const int stored = T.source < 0 ? 1 : allow_disk ? 3 : 2;
   const int earlier = T.source >= 0 && G >= 2 ? stored : -1;
   B.earlier = earlier;
+  B.warm = warm;
   const int variants = stored + (earlier >= 0 ? 1 : 0);
   const size_t W = n * variants;  // columns: class * n + price
   B.width = W;
@@ -1104,7 +1119,8 @@ struct Search {
     double room = L.open >= 0 ? T.gpu_cap[L.open] - L.gt - std::max(L.gp, L.gd) : 0.0;
     if (L.ret) room += T.tie_reserve;  // reserved for the tied unit, which then adds nothing
     const double host_room = T.host_binding ? std::max(0.0, T.host_cap - std::max(L.hp, L.hd)) : 0.0;
-    return L.t + bound->lower(u, L.open, room, L.gt, L.pe, L.sig, host_room, T.cache_cap - L.pc, L.hx);
+    return L.t +
+           bound->lower(u, L.open, room, L.gt, L.pe, L.sig, host_room, T.cache_cap - L.pc, L.hx, bound->warm && !warm);
   }
   bool beaten(int u, const Label& L) const {
     if (!bound || !std::isfinite(incumbent)) return false;
@@ -1835,9 +1851,21 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   // assumption keep the shared one (the modes' relaxations then agree: on several GPUs they
   // mostly do, and each own table costs as much as the shared one).
   // So does a mode whose own bound was no tighter under the other assumption.
+  // Warm runs first: a warm run's own table also bounds the cold run of its mode (the columns
+  // without the page-cache price, Tables::warm_bounds_cold), which then needs no table of its own
+  // where that is at least as tight as the cold runs' shared one (on several GPUs, placements
+  // that read nothing from disk decide both: the two tables agree).
   bool own_helps[2] = {true, true};
   std::vector<Mode> no_tighter;
+  std::vector<Run*> own_order;
   for (Run& run : runs) {
+    if (run.warm) own_order.push_back(&run);
+  }
+  for (Run& run : runs) {
+    if (!run.warm) own_order.push_back(&run);
+  }
+  for (Run* rp : own_order) {
+    Run& run = *rp;
     if (!run.bound || !run.shared || !beatable(run.root) || best <= run.root * 1.02) continue;
     if (!own_helps[run.warm ? 1 : 0] || std::find(no_tighter.begin(), no_tighter.end(), run.mode) != no_tighter.end())
       continue;
@@ -1851,6 +1879,18 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     if (run.root <= shared * (1 + 1e-6)) {
       own_helps[run.warm ? 1 : 0] = false;
       no_tighter.push_back(run.mode);
+    }
+    for (Run& cold : runs) {
+      if (!run.warm || !T.warm_bounds_cold || cold.warm || cold.mode != run.mode || !cold.bound || !cold.shared ||
+          !beatable(cold.root))
+        continue;
+      const double r = std::max(cold.coarse, run.bound->root(host_room, T.cache_cap, true));
+      if (r < cold.root) continue;  // the cold runs' shared table is tighter
+      cold.bound = run.bound;
+      cold.shared = false;
+      cold.root = r;
+      trace("fine bound %s (the warm run's own table): %.6g s", mode_name(cold.mode), cold.root);
+      if (!beatable(cold.root)) cold.bound.reset();
     }
     if (!beatable(run.root)) run.bound.reset();
   }
