@@ -48,8 +48,10 @@
 // x price columns (K = 64 buckets per GPU, K0 up to 256 on GPU 0 where streamed layers' KV
 // caches need them, R <= 4 transient reservations); from 2 GPUs on one per page-cache
 // assumption, shared by the modes, and a run's own where the shared one leaves over 2 % to the
-// incumbent, until one is no tighter; on one GPU a coarse (8 to 32 buckets) and a fine one per
-// run. The counters are in `stats` (`bound_values`: the tables' values).
+// incumbent, until one is no tighter (a warm run's own table also serves the cold run of its
+// mode: page-cache reads are never slower than disk, so its columns without the page-cache
+// price bound the cold run); on one GPU a coarse (8 to 32 buckets) and a fine one per run. The counters are in `stats`
+// (`bound_values`: the tables' values).
 //
 // Pruning (exact within options.gap, 1e-4). A label is dropped when its time plus a lower bound
 // on the rest exceeds a threshold, or, once a placement is known, cannot beat it by more than
@@ -57,21 +59,22 @@
 // RoomBound): each GPU's room in buckets sized so that a decoder layer is a whole number of
 // them (bytes and room rounded down: every completion that fits still fits), the prefetch
 // transient reserved, hand-overs, prefetch overlap and tied copies priced per previous device
-// and tie storage; host memory and the page cache by Lagrangian prices (per byte, per decoder
-// layer). Order: on one GPU each run (mode x page-cache assumption) gets a coarse bound (8 to 32
-// buckets per GPU, enough for a decoder layer to be a bucket) and, unless that cannot beat the
-// best so far, a fine one (64); from 2 GPUs on the runs of one page-cache assumption share one
-// fine bound, of the union of the modes (a bound for each; on several GPUs the modes' own
-// bounds agree, and a table costs the same for one mode as for all). Quick passes (fronts of 2,
-// then of 8, pruned against the best so far) give an incumbent; then deepening, best first
-// across runs (the run with the least bound so far takes its next step): the threshold starts
-// just above the run's bound and doubles its slack — or rises at once to the least bound of a
-// label the last pass dropped, which then bounds the run — until a placement is found under it
-// (that placement is the run's optimum: nothing under the threshold was dropped) or it
-// reaches the incumbent. Out of work, the proven bound is the least of the runs' bounds so
-// far. Tables of 2 MiB or more ask for transparent huge pages. A run whose bound cannot beat the
+// and tie storage (RAM, disk, the GPU in use, an earlier GPU); host memory and the page cache by
+// Lagrangian prices (per byte, per decoder layer; the page cache's in one column of its own). Order: on one GPU each
+// run (mode x page-cache assumption) gets a coarse bound (8 to 32 buckets per GPU, enough for a decoder layer to be a
+// bucket) and, unless that cannot beat the best so far, a fine one (64); from 2 GPUs on the runs of one page-cache
+// assumption share one fine bound, of the union of the modes (a bound for each; on several GPUs the modes' own bounds
+// agree, and a table costs the same for one mode as for all). Quick passes (fronts of 2, then of 8, pruned against the
+// best so far) give an incumbent; then deepening, best first across runs (the run with the least bound so far takes its
+// next step): the threshold starts just above the run's bound and doubles its slack — or rises at once to the least
+// bound of a label the last pass dropped, which then bounds the run — until a placement is found under it (that
+// placement is the run's optimum: nothing under the threshold was dropped) or it reaches the incumbent. Out of work,
+// the proven bound is the least of the runs' bounds so far. Tables of 2 MiB or more ask for transparent huge pages, in
+// 64 MiB regions reused by the next table (a table no run needs is released at once: a fresh process pays for every new
+// page it touches). A run whose bound cannot beat the
 // incumbent by more than the gap, or whose warm page cache cannot hold what the GPUs cannot, is
-// skipped. Tables are floats rounded down. DMAP_SEARCH_TRACE=1 prints every phase on stderr.
+// skipped. Tables are floats, the DP run in floats and every row rounded down (a bound stays a
+// bound). DMAP_SEARCH_TRACE=1 prints every phase on stderr.
 // `OptimalOptions::prune = false` keeps every Pareto label (tests compare the two).
 //
 // Example:
