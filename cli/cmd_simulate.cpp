@@ -55,7 +55,9 @@ std::vector<std::string> simulated_scenarios() {
   for (const auto& e : fs::directory_iterator(fs::path(config_dir()) / "scenarios", ec)) {
     if (e.path().extension() != ".yaml") continue;
     const YAML::Node n = YAML::LoadFile(e.path().string());
-    if (n.IsMap() && n["hardware"].IsDefined()) out.push_back(e.path().string());
+    // (Relative to the working directory where it can be: reports name their scenario file, and
+    // `report --all` from the project root must write what `report configs/scenarios/X` writes.)
+    if (n.IsMap() && n["hardware"].IsDefined()) out.push_back(fs::proximate(e.path(), ec).string());
   }
   std::sort(out.begin(), out.end());
   return out;
