@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -12,8 +13,10 @@
 #include "core/error.h"
 #include "core/stats.h"
 #include "exec/config.h"
+#include "exec/exec_dtype.h"
 #include "exec/gguf_export.h"
 #include "exec/weights.h"
+#include "profile/fit.h"
 #include "profile/runtime_fit.h"
 
 namespace dmap::profile {
@@ -34,7 +37,7 @@ exec::ExecConfig tiny_of(exec::ExecConfig c) {
 
 // The model exported in `dtype` and timed (and, with `no_mmap`, timed again under --no-mmap).
 LlamaProbe time_export(const exec::ExecConfig& cfg, DType dtype, const RunSettings& run, const std::string& probe,
-                       int rounds, const std::string& what, LlamaProbe* no_mmap = nullptr) {
+                       int rounds, const std::string& what, LlamaProbe* no_mmap = nullptr, bool unmapped = false) {
   const fs::path dir = run.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(run.scratch_dir);
   const fs::path gguf = dir / ("dmap_llama_" + what + "_" + std::to_string(::getpid()) + ".gguf");
   {
@@ -43,6 +46,7 @@ LlamaProbe time_export(const exec::ExecConfig& cfg, DType dtype, const RunSettin
   }  // the weights freed before llama.cpp maps the file
   try {
     LlamaProbeOptions o{probe, gguf.string(), run.threads, run.prompt, run.new_tokens, rounds, run.scratch_dir};
+    o.no_mmap = unmapped;
     LlamaProbe p = run_llama_probe(o);
     if (no_mmap) {
       o.no_mmap = true;
@@ -71,16 +75,72 @@ GgufFileType gguf_type_of(DType d) {
                    std::string(dtype_name(d)));
 }
 
+std::vector<std::pair<int64_t, int64_t>> llama_matvec_shapes(const ModelSpec& spec) {
+  const exec::ExecConfig c = exec::exec_config(spec);
+  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
+  std::vector<std::pair<int64_t, int64_t>> v = {{q, c.hidden},       {kv, c.hidden},      {c.hidden, q},
+                                                {c.inter, c.hidden}, {c.hidden, c.inter}, {c.vocab, c.hidden}};
+  for (int64_t k : {512, 896, 1024, 4096}) v.push_back({4096, k});
+  for (int64_t n : {1024, 2048, 4096, 8192, 16384}) v.push_back({n, (int64_t{8} << 20) / n});
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto& s : v) {
+    if (s.first > 0 && s.second > 0 && std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  }
+  return out;
+}
+
+MatvecTerms fit_matvec_terms(const std::vector<LlamaMatvec>& samples, DType dtype) {
+  DMAP_CHECK(samples.size() >= 3, "a one-row product fit needs three shapes");
+  const double elt = static_cast<double>(exec::elt_size(dtype));
+  std::vector<double> xb, xr, ts;
+  for (const auto& m : samples) {
+    xb.push_back(static_cast<double>(m.n) * static_cast<double>(m.k) * elt);
+    xr.push_back(static_cast<double>(m.n));
+    ts.push_back(m.seconds);
+  }
+  Eigen::MatrixXd A(static_cast<Eigen::Index>(ts.size()), 3);
+  Eigen::VectorXd y(static_cast<Eigen::Index>(ts.size()));
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const auto r = static_cast<Eigen::Index>(i);
+    A(r, 0) = 1;
+    A(r, 1) = xb[i];
+    A(r, 2) = xr[i];
+    y(r) = ts[i];
+  }
+  MatvecTerms t;
+  t.samples = static_cast<int>(ts.size());
+  RobustFit f = robust_fit(A, y);
+  if (f.coef(1) > 0 && f.coef(2) >= 0) {
+    t.gbs = 1.0 / f.coef(1) / 1e9;
+    t.row_ns = f.coef(2) * 1e9;
+    t.intercept_us = f.coef(0) * 1e6;
+  } else {  // no per-row cost to be seen
+    const LineFit l = fit_line(xb, ts);
+    f = l.fit;
+    t.gbs = l.slope > 0 ? 1.0 / l.slope / 1e9 : xb.back() / ts.back() / 1e9;
+    t.intercept_us = l.intercept * 1e6;
+  }
+  t.median_abs_residual = f.median_abs_residual;
+  t.max_abs_residual = f.max_abs_residual;
+  return t;
+}
+
 std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DType>& dtypes, const RunSettings& run,
-                                    const std::string& probe, int rounds, bool tiny) {
+                                    const std::string& probe, int rounds, bool tiny, bool no_mmap) {
   const exec::ExecConfig cfg = exec::exec_config(spec);
   exec::gguf_arch(cfg);  // a family the exporter writes
   std::vector<LlamaRun> out;
   for (DType d : dtypes) {
     LlamaRun r;
     r.dtype = d;
-    r.model = time_export(cfg, d, run, probe, rounds, "model", tiny ? &r.no_mmap : nullptr);
-    if (tiny) r.tiny = time_export(tiny_of(cfg), d, run, probe, rounds, "tiny");
+    r.model = time_export(cfg, d, run, probe, rounds, "model", tiny ? &r.no_mmap : nullptr, !tiny && no_mmap);
+    if (tiny) {
+      r.tiny = time_export(tiny_of(cfg), d, run, probe, rounds, "tiny");
+      std::vector<LlamaMatvecShape> shapes;
+      const std::string type = d == DType::kFloat32 ? "f32" : d == DType::kBFloat16 ? "bf16" : "f16";
+      for (const auto& [n, k] : llama_matvec_shapes(spec)) shapes.push_back({type, n, k});
+      r.matvec = run_llama_matvec(probe, shapes, run.threads, 2 * rounds + 1, run.scratch_dir);
+    }
     out.push_back(std::move(r));
   }
   return out;
@@ -90,6 +150,7 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
                            const std::vector<LlamaRun>& runs) {
   DMAP_CHECK(!runs.empty(), "a llama.cpp fit without runs");
   LlamaFit f;
+  YAML::Node fit;
   const DeviceMap cpu_map = layers_on_disk_map(spec, 0);
   sim::Calibration cal = base;
   sim::RuntimeProfile& p = cal.runtimes[sim::Runtime::kLlamaCpp];
@@ -98,6 +159,26 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   const LlamaProbe& first = runs.front().model;
   p.version = first.version + ", " + std::to_string(first.threads) + " threads";
   for (const auto& r : runs) p.matvec_efficiency[r.dtype] = p.matmul_efficiency[r.dtype] = 1.0;
+  // llama.cpp's own one-row products, where the grid was timed.
+  std::map<DType, MatvecTerms> terms;
+  for (const auto& r : runs) {
+    if (r.matvec.size() < 3) continue;
+    const MatvecTerms t = fit_matvec_terms(r.matvec, r.dtype);
+    terms[r.dtype] = t;
+    p.matvec_gbs[r.dtype] = round4(t.gbs);
+    p.matvec_row_ns[r.dtype] = round4(t.row_ns);
+  }
+  // The load mode: --no-mmap where the file read into memory decodes over 5 % faster (the
+  // median over dtypes of mapped / read-in).
+  std::vector<double> factors;
+  for (const auto& r : runs) {
+    if (r.no_mmap.rounds.empty() || !(r.no_mmap.decode() > 0)) continue;
+    p.mapped_factor[r.dtype] = round4(r.model.decode() / r.no_mmap.decode());
+    factors.push_back(r.model.decode() / r.no_mmap.decode());
+  }
+  p.no_mmap = !factors.empty() && median(factors) > 1.05;
+  // The run the profile is fitted on: the load mode it predicts.
+  auto chosen = [&](const LlamaRun& r) -> const LlamaProbe& { return p.no_mmap ? r.no_mmap : r.model; };
   auto pred = [&](DType d) {
     return predict(spec, d, cpu_map, hw, &cal, first.prompt, first.new_tokens, sim::Semantics::kCpu,
                    sim::Runtime::kLlamaCpp);
@@ -111,14 +192,23 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   p.op_overhead_us = op_us;
   // The efficiencies (runtime_fit.h): the one-row first, the prefill depends on both.
   for (const auto& r : runs) {
-    solve_efficiency(p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, r.model.decode());
-    solve_efficiency(p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, r.model.prefill());
+    solve_efficiency(
+        p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, chosen(r).decode());
+    solve_efficiency(
+        p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, chosen(r).prefill());
   }
   std::ostringstream sum;
   sum << std::setprecision(3) << "llama.cpp runtime (" << first.version << "): " << *p.op_overhead_us
-      << " us per operator (" << f.kernels_per_step << " per decode step)";
+      << " us per operator (" << f.kernels_per_step << " per decode step); predicted and advised "
+      << (p.no_mmap ? "with --no-mmap (the mapped file decoded "
+                    : "with the file mapped (read into memory it decoded ");
+  if (!factors.empty()) {
+    sum << median(factors) << "x " << (p.no_mmap ? "slower)" : "as fast)");
+  } else {
+    sum << "not measured)";
+  }
   f.summary.push_back(sum.str());
-  YAML::Node fit;
+  fit["load"] = p.no_mmap ? "no-mmap" : "mmap";
   fit["llama_cpp"] = first.version;
   fit["system"] = first.system;
   fit["threads"] = first.threads;
@@ -130,19 +220,24 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     SelfCheckRow row;
     row.dtype = r.dtype;
     row.placement = "cpu";
-    row.measured_prefill_s = r.model.prefill();
+    row.measured_prefill_s = chosen(r).prefill();
     row.predicted_prefill_s = q.prefill_s;
-    row.measured_decode_s = r.model.decode();
+    row.measured_decode_s = chosen(r).decode();
     row.predicted_decode_s = q.decode_token_s;
     f.self_check.push_back(row);
     std::ostringstream s;
     s << std::setprecision(3) << "  " << dtype_name(r.dtype) << " (GGUF " << gguf_file_type_name(gguf_type_of(r.dtype))
-      << "): one-row products at " << p.matvec_efficiency[r.dtype] << " of dmap's rate, M >= 2 at "
+      << "): one-row products at " << p.matvec_efficiency[r.dtype]
+      << (terms.count(r.dtype) ? " of llama.cpp's own measured rate" : " of dmap's rate") << ", M >= 2 at "
       << p.matmul_efficiency[r.dtype] << "; decode " << r.model.decode() * 1e3 << " ms/token, prefill "
       << r.model.prefill() * 1e3 << " ms measured; tiny decode " << r.tiny.decode() * 1e6 << " us";
     if (!r.no_mmap.rounds.empty()) {
-      s << "; with --no-mmap " << r.no_mmap.decode() * 1e3 << " ms/token ("
-        << r.model.decode() / r.no_mmap.decode() << "x the mapped file's speed)";
+      s << "; with --no-mmap " << r.no_mmap.decode() * 1e3 << " ms/token (" << r.model.decode() / r.no_mmap.decode()
+        << "x the mapped file's speed)";
+    }
+    if (const auto t = terms.find(r.dtype); t != terms.end()) {
+      s << "; its one-row products " << t->second.gbs << " GB/s + " << t->second.row_ns << " ns per row over "
+        << t->second.samples << " shapes (median residual " << t->second.median_abs_residual * 100 << " %)";
     }
     f.summary.push_back(s.str());
     YAML::Node m;
@@ -153,6 +248,16 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     if (!r.no_mmap.rounds.empty()) {
       m["no_mmap_decode_ms"] = round4(r.no_mmap.decode() * 1e3);
       m["no_mmap_prefill_ms"] = round4(r.no_mmap.prefill() * 1e3);
+    }
+    if (const auto t = terms.find(r.dtype); t != terms.end()) {
+      YAML::Node mv;
+      mv["samples"] = t->second.samples;
+      mv["gbs"] = round4(t->second.gbs);
+      mv["row_ns"] = round4(t->second.row_ns);
+      mv["intercept_us"] = round4(t->second.intercept_us);
+      mv["median_abs_residual"] = round4(t->second.median_abs_residual);
+      mv["max_abs_residual"] = round4(t->second.max_abs_residual);
+      m["matvec"] = mv;
     }
     fit[std::string(dtype_name(r.dtype))] = m;
   }

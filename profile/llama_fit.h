@@ -13,8 +13,18 @@
 //                      building and scheduling ggml's graph, thread barriers) over the
 //                      operators the cost model counts in one decode step; the least over dtypes
 //   step_overhead_us   0: llama_decode's per-call cost is in the tiny step, charged per operator
-//   matvec_efficiency  scales the calibration's one-row product rate until the CPU-only decode
-//                      step is predicted exactly
+//   matvec_gbs,        llama.cpp's own one-row products (llama_probe --matvec: ggml_mul_mat in its
+//   matvec_row_ns      CPU backend) over a grid of shapes — the model's own, rows of 512 to
+//                      16 384 elements, 8 M weights as 1 024 to 16 384 rows: time = intercept +
+//                      bytes / gbs + rows x row_ns (robust fit, as dmap's own stream fit). Measured
+//                      on the AMD EPYC VM, the sum of a model's products so priced came within
+//                      -8 to +6 % of its decode step read into memory (three models, float32)
+//   load, mapped_factor the model's decode with the file mapped (llama.cpp's default) over the
+//                      same read into memory (--no-mmap); the profile predicts, and dmap advises,
+//                      --no-mmap where that is over 5 % faster (the same VM: 1.3-2.0x, and the
+//                      mapped runs scattered by up to 1.6x between rounds)
+//   matvec_efficiency  scales that rate until the CPU-only decode step (in the load mode chosen)
+//                      is predicted exactly: the whole model's residual
 //   matmul_efficiency  the same for M >= 2 and the prefill (one llama_decode of the prompt)
 //
 // Example:
@@ -38,17 +48,33 @@ namespace dmap::profile {
 struct LlamaRun {
   DType dtype = DType::kFloat32;
   LlamaProbe model, tiny;
-  LlamaProbe no_mmap;  // the model again with llama.cpp's --no-mmap (recorded, not fitted; empty: not run)
+  LlamaProbe no_mmap;               // the model again with llama.cpp's --no-mmap (empty: not run)
+  std::vector<LlamaMatvec> matvec;  // llama.cpp's one-row products over a grid of shapes (empty: not run)
 };
 
 // The GGUF type a dtype is exported as (float32 F32, float16 F16, bfloat16 BF16).
 GgufFileType gguf_type_of(DType d);
 
 // Exports and times the model and (with `tiny`) its tiny twin per dtype (`rounds` rounds each;
-// the scratch .gguf files are removed); with `tiny`, the model also under --no-mmap (what the
-// mapped file costs, reported beside the fit). RuntimeFailure when the probe fails.
+// the scratch .gguf files are removed); with `tiny`, the model also under --no-mmap and
+// llama.cpp's one-row products over a grid of shapes (what a profile fits). Without `tiny`, the
+// model alone, under --no-mmap when `no_mmap` (a validation of a no-mmap profile).
+// RuntimeFailure when the probe fails.
 std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DType>& dtypes, const RunSettings& run,
-                                    const std::string& probe, int rounds, bool tiny = true);
+                                    const std::string& probe, int rounds, bool tiny = true, bool no_mmap = false);
+
+// The grid of one-row product shapes (N output rows, K row length) the profile times: the
+// model's own products, then rows of other lengths and one weight count as many row counts.
+std::vector<std::pair<int64_t, int64_t>> llama_matvec_shapes(const ModelSpec& spec);
+
+// time = intercept + bytes / bandwidth + rows x row_cost over the samples (robust; no per-row
+// cost where the fit finds none).
+struct MatvecTerms {
+  double gbs = 0, row_ns = 0, intercept_us = 0;
+  double median_abs_residual = 0, max_abs_residual = 0;
+  int samples = 0;
+};
+MatvecTerms fit_matvec_terms(const std::vector<LlamaMatvec>& samples, DType dtype);
 
 struct LlamaFit {
   sim::RuntimeProfile profile;

@@ -132,8 +132,10 @@ RuntimeValidation validate_torch(const std::vector<RuntimeCase>& cases, const si
 RuntimeValidation validate_llama(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
                                  const sim::Calibration& cal, const std::string& probe, const RunSettings& run,
                                  int rounds, const LoadGuardSettings& guard, const ProgressFn& progress) {
+  // In the load mode the profile predicts (and dmap advises).
+  const bool no_mmap = sim::profile_for(&cal, sim::Runtime::kLlamaCpp).no_mmap;
   auto measure = [&](const RuntimeCase& c, int reps) {
-    const LlamaRun lr = measure_llama(c.spec, {c.dtype}, run, probe, reps, /*tiny=*/false).front();
+    const LlamaRun lr = measure_llama(c.spec, {c.dtype}, run, probe, reps, /*tiny=*/false, no_mmap).front();
     RuntimeMeasurement m;
     m.prefill_s = lr.model.prefill();
     m.decode_s = lr.model.decode();
@@ -141,7 +143,10 @@ RuntimeValidation validate_llama(const std::vector<RuntimeCase>& cases, const si
     m.version = lr.model.version;
     return m;
   };
-  return validate_runtime(cases, hw, cal, sim::Runtime::kLlamaCpp, measure, run, rounds, guard, progress);
+  RuntimeValidation v =
+      validate_runtime(cases, hw, cal, sim::Runtime::kLlamaCpp, measure, run, rounds, guard, progress);
+  v.no_mmap = no_mmap;
+  return v;
 }
 
 namespace {
@@ -170,7 +175,10 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
     m << "by llama.cpp (" << v.version
       << ") through dmap's probe (probes/llama_cpp: llama.h, one llama_decode of the prompt, then one per token) "
          "on the model exported by `dmap export gguf` in the dtype's GGUF type (float32 F32, bfloat16 BF16, "
-         "float16 F16)";
+         "float16 F16)"
+      << (v.no_mmap ? ", read into memory (--no-mmap: the load mode the profile predicts and dmap advises, its "
+                      "mapped file having decoded slower when it was fitted)"
+                    : ", mapped (llama.cpp's default load)");
   } else {
     m << "by `scripts/runtime_probe.py` with " << v.version;
   }
@@ -182,8 +190,8 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
     << v.rounds
     << " times (medians) for the choice between the two runtimes. Each measurement waited for a quiet machine "
        "and was measured again when other processes took more than 0.15 cores ("
-    << v.remeasured << " were; the most others used during a kept one: " << std::setprecision(2)
-    << v.max_foreign_cores << " cores).\n\n";
+    << v.remeasured << " were; the most others used during a kept one: " << std::setprecision(2) << v.max_foreign_cores
+    << " cores).\n\n";
   m << "| model | dtype | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | "
        "error | rounds: ms/token | dmap ms/token, predicted / measured | predicted faster | measured faster | "
        "regret |\n";
@@ -193,13 +201,12 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
     for (double d : r.decode_rounds) rounds += (rounds.empty() ? "" : ", ") + ms(d);
     m << "| " << r.c.model_id << (r.in_fit ? " (in the fit)" : "") << " | " << dtype_name(r.c.dtype) << " | "
       << ms(r.predicted_prefill_s, 4) << " ms | " << ms(r.measured_prefill_s, 4) << " ms | " << pct(r.prefill_error())
-      << " | " << ms(r.predicted_decode_s, 4) << " | " << ms(r.measured_decode_s, 4) << " | "
-      << pct(r.decode_error()) << " | " << rounds << " | " << ms(r.dmap_predicted_decode_s) << " / "
-      << ms(r.dmap_measured_decode_s) << " | " << r.predicted_faster << " | " << r.measured_faster << " | "
-      << pct(r.regret) << " |\n";
+      << " | " << ms(r.predicted_decode_s, 4) << " | " << ms(r.measured_decode_s, 4) << " | " << pct(r.decode_error())
+      << " | " << rounds << " | " << ms(r.dmap_predicted_decode_s) << " / " << ms(r.dmap_measured_decode_s) << " | "
+      << r.predicted_faster << " | " << r.measured_faster << " | " << pct(r.regret) << " |\n";
   }
-  m << "\nError figures over the " << v.held_out
-    << " rows the " << name << " profile was not fitted on (rows marked \"in the fit\" are its own model, shown "
+  m << "\nError figures over the " << v.held_out << " rows the " << name
+    << " profile was not fitted on (rows marked \"in the fit\" are its own model, shown "
        "for reference):\n\n";
   m << "| | median abs error | 90th percentile | target |\n|---|---:|---:|---|\n";
   auto abs_pct = [](double e) {

@@ -57,6 +57,7 @@ struct RuntimeValidation {
   double decode_median_abs = 0, decode_p90_abs = 0, prefill_median_abs = 0, prefill_p90_abs = 0, max_regret = 0;
   int remeasured = 0;
   double max_foreign_cores = 0;
+  bool no_mmap = false;  // llama.cpp: measured with --no-mmap
 };
 
 // The errors and regret of rows already measured (a pure function; tests give synthetic rows).

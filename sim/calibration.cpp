@@ -155,8 +155,7 @@ GpuCalibration read_gpu(const std::string& f, const YAML::Node& g, const std::st
 
 Calibration from_node(const YAML::Node& root, const std::string& f) {
   if (!root.IsMap()) fail_at(f, root, "a calibration must be a mapping");
-  check_keys(f, root, {"kind", "name", "provenance", "host", "gpus", "link", "disk", "runtimes", "fit"},
-             "calibration");
+  check_keys(f, root, {"kind", "name", "provenance", "host", "gpus", "link", "disk", "runtimes", "fit"}, "calibration");
   if (!root["kind"].IsDefined() || !root["kind"].IsScalar() || root["kind"].Scalar() != "calibration") {
     fail_at(f, root["kind"], root, "a calibration file needs `kind: calibration`");
   }
@@ -537,7 +536,13 @@ Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& p) {
     // where the curve is a datasheet peak far above what memory feeds.
     const double stream_flops =
         2.0 * base.host.memory_bandwidth.value * 8.0 / static_cast<double>(torch_bits_per_element(d));
+    // The runtime's own streaming rate where measured (its kernels, not dmap's curve).
+    const auto own = p.matvec_gbs.find(d);
+    const double own_flops = own == p.matvec_gbs.end()
+                                 ? 0.0
+                                 : 2.0 * own->second * 1e9 * 8.0 / static_cast<double>(torch_bits_per_element(d));
     auto rate = [&](double m, double v) {
+      if (m < 2 && own_flops > 0) return own_flops * p.matvec_for(d);
       return m < 2 ? std::min(v, stream_flops) * p.matvec_for(d) : v * p.matmul_for(d);
     };
     for (const auto& [m, v] : c.points) scaled.points.push_back({m, rate(m, v)});
@@ -546,6 +551,7 @@ Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& p) {
     if (scaled.points.back().first < 2) scaled.points.push_back({2.0, c.points.back().second * p.matmul_for(d)});
     out.host.flops[d] = scaled;
   }
+  for (const auto& [d, ns] : p.matvec_row_ns) out.host.matvec_row[d] = {ns * 1e-9, src};
   return out;
 }
 

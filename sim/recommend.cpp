@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <optional>
+#include <iomanip>
 #include <sstream>
 
 #include "core/error.h"
@@ -516,8 +517,8 @@ Evaluation evaluate(const SimScenario& s) {
       v << "CPU-only" << under(*cpu) << " decodes " << ratio(r) << " faster than device_map='auto'" << under(*au)
         << " here: " << pct(au->pred.offloaded_fraction) << " of the weights cross PCIe every token. ";
     } else if (au->pred.offloaded_fraction > 0) {
-      v << "device_map='auto'" << under(*au) << " decodes " << ratio(1.0 / r) << " faster than CPU-only"
-        << under(*cpu) << " with " << pct(au->pred.offloaded_fraction) << " of the weights offloaded. ";
+      v << "device_map='auto'" << under(*au) << " decodes " << ratio(1.0 / r) << " faster than CPU-only" << under(*cpu)
+        << " with " << pct(au->pred.offloaded_fraction) << " of the weights offloaded. ";
     } else {
       v << "device_map='auto'" << under(*au) << " keeps the whole model on the GPU and decodes " << ratio(1.0 / r)
         << " faster than CPU-only" << under(*cpu) << ". ";
@@ -586,9 +587,26 @@ Evaluation evaluate(const SimScenario& s) {
       std::string flags = best.semantics == "cpu" ? "-ngl 0" : llama_cpp_flags(*ev.tree, *ev.graph, best.map);
       const std::string prefix = "llama.cpp-style split: ";
       if (flags.rfind(prefix, 0) == 0) flags = flags.substr(prefix.size());
-      ev.how_to_run = "llama-cli -m " +
-                      (ev.tree->gguf_path.empty() ? name + "-" + ev.tree->gguf_file_type + ".gguf" : ev.tree->gguf_path) +
-                      " " + flags;
+      ev.how_to_run =
+          "llama-cli -m " +
+          (ev.tree->gguf_path.empty() ? name + "-" + ev.tree->gguf_file_type + ".gguf" : ev.tree->gguf_path) + " " +
+          flags;
+    }
+    // llama.cpp predicted with its weights read into memory (the calibration measured the mapped
+    // file slower here): the command line says so (not where layers stay on disk: llama.cpp reads
+    // those only through the map).
+    if (best.runtime == "llama.cpp") {
+      const RuntimeProfile lp = profile_for(s.calibration ? &*s.calibration : nullptr, Runtime::kLlamaCpp);
+      bool disk = false;
+      for (const auto& [n, d] : best.map.items()) disk = disk || d.kind == Device::Kind::kDisk;
+      if (lp.no_mmap && !disk) {
+        double f = 0;
+        for (const auto& [d, x] : lp.mapped_factor) f = std::max(f, x);
+        std::ostringstream o;
+        o << std::setprecision(2) << " --no-mmap (this machine's calibration measured the mapped file decoding " << f
+          << "x slower)";
+        ev.how_to_run += o.str();
+      }
     }
   } else {
     // Say what is short and by how much: the rows that need the least memory (everything on

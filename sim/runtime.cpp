@@ -54,9 +54,7 @@ double RuntimeProfile::matmul_for(DType d) const { return lookup(matmul_efficien
 RuntimeProfile estimated_profile(Runtime r) {
   RuntimeProfile p;
   switch (r) {
-    case Runtime::kDmap:
-      p.version = "dmap's own executor: the calibration's figures";
-      break;
+    case Runtime::kDmap: p.version = "dmap's own executor: the calibration's figures"; break;
     case Runtime::kTransformers:
       // Measured on an AMD EPYC VM (2 vCPU, AVX2) by the issue that asked for runtimes: PyTorch
       // (Debian's 1.13) decoded TinyLlama-shaped weights 1.4x slower than dmap in float32 and
@@ -118,6 +116,23 @@ std::map<DType, double> read_efficiency(const std::string& f, const YAML::Node& 
   return out;
 }
 
+// A mapping dtype -> number (positive; zero too where `zero_ok`).
+std::map<DType, double> read_per_dtype(const std::string& f, const YAML::Node& n, const std::string& what,
+                                       bool zero_ok) {
+  if (!n.IsMap() || n.size() == 0) fail_at(f, n, what + ": expected a mapping dtype -> number");
+  std::map<DType, double> out;
+  for (const auto& kv : n) {
+    const std::string name = yaml_string(f, kv.first, what + " dtype");
+    const auto d = parse_dtype(name);
+    if (!d) fail_at(f, kv.first, what + ": unknown dtype '" + name + "'");
+    const double x = yaml_double(f, kv.second, what + "." + name);
+    if (!std::isfinite(x) || x < 0 || (x == 0 && !zero_ok))
+      fail_at(f, kv.second, what + "." + name + ": must be a number " + (zero_ok ? ">= 0" : "> 0"));
+    out[*d] = x;
+  }
+  return out;
+}
+
 std::string num(double v) {
   std::ostringstream o;
   o << std::setprecision(6) << v;
@@ -136,14 +151,16 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
     const YAML::Node p = kv.second;
     const std::string where = "runtimes." + name;
     if (!p.IsMap()) fail_at(f, p, kv.first, where + ": expected a mapping");
-    check_known_keys(f, p,
-                     {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us",
-                      "offload_tensor_overhead_us", "matvec_efficiency", "matmul_efficiency"},
-                     where);
+    check_known_keys(
+        f, p,
+        {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us", "offload_tensor_overhead_us",
+         "matvec_efficiency", "matmul_efficiency", "matvec_gbs", "matvec_row_ns", "load", "mapped_factor"},
+        where);
     RuntimeProfile rp;
     if (p["source"].IsDefined()) {
       const std::string s = yaml_string(f, p["source"], where + ".source");
-      if (s != "measured" && s != "estimate") fail_at(f, p["source"], where + ".source: measured or estimate, found '" + s + "'");
+      if (s != "measured" && s != "estimate")
+        fail_at(f, p["source"], where + ".source: measured or estimate, found '" + s + "'");
       rp.measured = s == "measured";
     }
     if (p["version"].IsDefined()) rp.version = yaml_string(f, p["version"], where + ".version");
@@ -155,6 +172,17 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
       rp.matvec_efficiency = read_efficiency(f, p["matvec_efficiency"], where + ".matvec_efficiency");
     if (p["matmul_efficiency"].IsDefined())
       rp.matmul_efficiency = read_efficiency(f, p["matmul_efficiency"], where + ".matmul_efficiency");
+    if (p["matvec_gbs"].IsDefined()) rp.matvec_gbs = read_per_dtype(f, p["matvec_gbs"], where + ".matvec_gbs", false);
+    if (p["matvec_row_ns"].IsDefined())
+      rp.matvec_row_ns = read_per_dtype(f, p["matvec_row_ns"], where + ".matvec_row_ns", true);
+    if (p["mapped_factor"].IsDefined())
+      rp.mapped_factor = read_per_dtype(f, p["mapped_factor"], where + ".mapped_factor", false);
+    if (p["load"].IsDefined()) {
+      const std::string l = yaml_string(f, p["load"], where + ".load");
+      if (l != "mmap" && l != "no-mmap") fail_at(f, p["load"], where + ".load: mmap or no-mmap, found '" + l + "'");
+      if (*r != Runtime::kLlamaCpp) fail_at(f, p["load"], where + ".load: only llama.cpp has a load mode");
+      rp.no_mmap = l == "no-mmap";
+    }
     out[*r] = rp;
   }
   return out;
@@ -191,6 +219,11 @@ std::string runtime_profiles_yaml(const std::map<Runtime, RuntimeProfile>& m) {
     put("offload_tensor_overhead_us", p.offload_tensor_overhead_us);
     put_map("matvec_efficiency", p.matvec_efficiency);
     put_map("matmul_efficiency", p.matmul_efficiency);
+    put_map("matvec_gbs", p.matvec_gbs);
+    put_map("matvec_row_ns", p.matvec_row_ns);
+    if (r == Runtime::kLlamaCpp && (p.no_mmap || !p.mapped_factor.empty()))
+      y << "    load: " << (p.no_mmap ? "no-mmap" : "mmap") << "\n";
+    put_map("mapped_factor", p.mapped_factor);
   }
   return y.str();
 }

@@ -23,8 +23,15 @@
 //       matmul_efficiency: {float32: 0.9, bfloat16: 0.45}   # of its rate for M >= 2 rows
 //       gpu_op_overhead_us: 14          # per operator on a GPU (launch from Python)
 //       offload_tensor_overhead_us: 45  # accelerate's hook per streamed tensor
+//     llama.cpp:
+//       matvec_gbs: {float32: 52.1}     # its own one-row products: weight bytes streamed per second
+//       matvec_row_ns: {float32: 3.2}   # and a cost per output row (fitted over a grid of shapes)
+//       load: no-mmap                   # the load mode predicted (and advised): mmap or no-mmap
+//       mapped_factor: {float32: 1.8}   # measured: decode with the file mapped / read into memory
 //
-// A dtype missing from an efficiency map takes float32's, else 1.
+// A dtype missing from an efficiency map takes float32's, else 1. With matvec_gbs for a dtype, a
+// one-row product streams at that rate (not the hardware's) times matvec_efficiency (then the
+// whole model's residual), and pays matvec_row_ns per output row (not dmap's kernels' cost).
 //
 // Example:
 //   const RuntimeProfile p = profile_for(cal, Runtime::kTransformers);   // measured or estimate
@@ -44,7 +51,7 @@
 namespace dmap::sim {
 
 enum class Runtime { kDmap, kTransformers, kLlamaCpp };
-std::string runtime_name(Runtime r);                          // "dmap", "transformers", "llama.cpp"
+std::string runtime_name(Runtime r);                         // "dmap", "transformers", "llama.cpp"
 std::optional<Runtime> parse_runtime(const std::string& s);  // also "llama_cpp", "llamacpp"
 const std::vector<Runtime>& all_runtimes();
 // Whether the runtime can run offloaded entries under `s` (transformers: accelerate; llama.cpp:
@@ -58,6 +65,9 @@ struct RuntimeProfile {
   std::map<DType, double> matvec_efficiency, matmul_efficiency;
   double matvec_for(DType d) const;  // d's, else float32's, else 1
   double matmul_for(DType d) const;
+  std::map<DType, double> matvec_gbs, matvec_row_ns;  // the runtime's own one-row product terms (measured)
+  bool no_mmap = false;                               // llama.cpp: predicted (and advised) with --no-mmap
+  std::map<DType, double> mapped_factor;              // llama.cpp: mapped decode / read-into-memory decode
 };
 
 // The estimate used where a calibration has no measured profile of the runtime (dmap: empty, its

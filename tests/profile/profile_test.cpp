@@ -368,7 +368,8 @@ TEST_CASE("the calibration's load guard keeps quiet tries, re-measures loaded on
   CHECK(off.remeasured() == 0);
 }
 
-TEST_CASE("the detected host is this machine: its CPU, cores and RAM, as a host preset that parses", "[unit][profile]") {
+TEST_CASE("the detected host is this machine: its CPU, cores and RAM, as a host preset that parses",
+          "[unit][profile]") {
   const std::string y = detected_host_yaml();
   YAML::Node n;
   n["host"] = YAML::Load(y);
@@ -392,7 +393,8 @@ TEST_CASE("the detected host is this machine: its CPU, cores and RAM, as a host 
   const std::string slug = cpu_slug();
   CHECK(slug.find(' ') == std::string::npos);
   CHECK(slug.find(std::to_string(hw.host.cores) + "cpu") != std::string::npos);
-  for (char ch : slug) CHECK((std::islower(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch)) || ch == '_'));
+  for (char ch : slug)
+    CHECK((std::islower(static_cast<unsigned char>(ch)) || std::isdigit(static_cast<unsigned char>(ch)) || ch == '_'));
 }
 
 // ---- the transformers runtime (profile/runtime_probe.h, runtime_validate.h) ------------------
@@ -422,8 +424,8 @@ TEST_CASE("the runtime probe's JSON: medians per dtype, errors name the output",
 // count of its decode step under `runtime` (what one microsecond per operator adds).
 struct RuntimeFitFixture {
   ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json");
-  sim::Hardware hw =
-      sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test", std::string(DMAP_SOURCE_DIR) + "/configs/hardware");
+  sim::Hardware hw = sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test",
+                                         std::string(DMAP_SOURCE_DIR) + "/configs/hardware");
   sim::Calibration base = [] {
     sim::Calibration c;
     c.host.memory_bandwidth_gbs = 40;
@@ -449,7 +451,8 @@ struct RuntimeFitFixture {
   }
 };
 
-TEST_CASE("the transformers profile fit recovers a known profile from the timings it predicts", "[unit][profile][runtime]") {
+TEST_CASE("the transformers profile fit recovers a known profile from the timings it predicts",
+          "[unit][profile][runtime]") {
   const RuntimeFitFixture fx(sim::Runtime::kTransformers);
   const ModelSpec& spec = fx.spec;
   const sim::Hardware& hw = fx.hw;
@@ -499,7 +502,8 @@ TEST_CASE("the transformers profile fit recovers a known profile from the timing
   CHECK(fit_torch_profile(spec, hw, base, slower).profile.matvec_for(DType::kFloat32) < 0.6);
 }
 
-TEST_CASE("the llama.cpp profile fit recovers a known profile from the timings it predicts", "[unit][profile][runtime]") {
+TEST_CASE("the llama.cpp profile fit recovers a known profile from the timings it predicts",
+          "[unit][profile][runtime]") {
   const RuntimeFitFixture fx(sim::Runtime::kLlamaCpp);
   sim::RuntimeProfile known;
   known.measured = true;
@@ -541,7 +545,67 @@ TEST_CASE("the llama.cpp profile fit recovers a known profile from the timings i
   CHECK_THROWS_AS(gguf_type_of(DType::kInt8), dmap::InputError);
 }
 
-TEST_CASE("the runtime validation's errors leave the fitted model out; regret picks by prediction", "[unit][profile][runtime]") {
+TEST_CASE("llama.cpp's one-row product terms and load mode are fitted from its own timings",
+          "[unit][profile][runtime]") {
+  const RuntimeFitFixture fx(sim::Runtime::kLlamaCpp);
+  // The grid: the fixture model's own shapes and the others, timed by a known law.
+  const auto shapes = llama_matvec_shapes(fx.spec);
+  REQUIRE(shapes.size() >= 10);
+  auto law = [](int64_t n, int64_t k, double elt) { return 1.5e-6 + n * k * elt / 48e9 + n * 7e-9; };
+  std::vector<LlamaMatvec> grid;
+  for (const auto& [n, k] : shapes) grid.push_back({"f32", n, k, law(n, k, 4), 0});
+  grid[3].seconds *= 1.6;  // one disturbed shape: the robust fit keeps to the rest
+  const MatvecTerms t = fit_matvec_terms(grid, DType::kFloat32);
+  CHECK(t.gbs == Approx(48).epsilon(0.01));
+  CHECK(t.row_ns == Approx(7).epsilon(0.02));
+  CHECK(t.samples == static_cast<int>(shapes.size()));
+  // A profile fitted from runs that carry the grid and a --no-mmap run: the own terms are the
+  // grid's; the load mode is --no-mmap where the mapped file decoded over 5 % slower, and the
+  // whole-model efficiency is solved on that run.
+  sim::RuntimeProfile known;
+  known.measured = true;
+  known.op_overhead_us = 0.8;
+  known.step_overhead_us = 0;
+  known.matvec_gbs = {{DType::kFloat32, 48}};
+  known.matvec_row_ns = {{DType::kFloat32, 7}};
+  known.matvec_efficiency = {{DType::kFloat32, 0.9}};
+  known.matmul_efficiency = {{DType::kFloat32, 0.5}};
+  sim::Calibration truth = fx.base;
+  truth.runtimes[sim::Runtime::kLlamaCpp] = known;
+  const sim::Prediction in_memory = fx.run(truth, DType::kFloat32);
+  const double kernels = fx.kernels();
+  auto fitted = [&](double mapped_factor) {
+    LlamaRun r;
+    r.dtype = DType::kFloat32;
+    r.model.version = "synthetic";
+    r.model.threads = 2;
+    r.model.prompt = fx.prompt;
+    r.model.new_tokens = fx.new_tokens;
+    r.no_mmap = r.model;
+    r.no_mmap.rounds = {{in_memory.prefill_s, in_memory.decode_token_s}};
+    r.model.rounds = {{in_memory.prefill_s, in_memory.decode_token_s * mapped_factor}};
+    r.tiny.rounds = {{1e-3, 0.8e-6 * kernels}};
+    r.matvec = grid;
+    r.matvec[3].seconds = law(r.matvec[3].n, r.matvec[3].k, 4);
+    return fit_llama_profile(fx.spec, fx.hw, fx.base, {r});
+  };
+  const LlamaFit slow_map = fitted(1.8);
+  CHECK(slow_map.profile.no_mmap);
+  CHECK(slow_map.profile.mapped_factor.at(DType::kFloat32) == Approx(1.8).epsilon(1e-3));
+  CHECK(slow_map.profile.matvec_gbs.at(DType::kFloat32) == Approx(48).epsilon(1e-3));
+  CHECK(slow_map.profile.matvec_row_ns.at(DType::kFloat32) == Approx(7).epsilon(1e-3));
+  CHECK(slow_map.profile.matvec_for(DType::kFloat32) == Approx(0.9).epsilon(1e-3));
+  CHECK(check_self(slow_map.self_check).worst < 1e-4);
+  // The mapped file as fast: the default load, its efficiency from the mapped run.
+  const LlamaFit same = fitted(1.02);
+  CHECK_FALSE(same.profile.no_mmap);
+  CHECK(same.profile.matvec_for(DType::kFloat32) < 0.9);  // the slower mapped run, reproduced
+  CHECK(check_self(same.self_check).worst < 1e-4);
+  CHECK(same.self_check.front().measured_decode_s == Approx(fx.run(truth, DType::kFloat32).decode_token_s * 1.02));
+}
+
+TEST_CASE("the runtime validation's errors leave the fitted model out; regret picks by prediction",
+          "[unit][profile][runtime]") {
   RuntimeValidation v;
   v.new_tokens = 11;  // 10 decode steps
   RuntimeRow fitted;
@@ -574,7 +638,8 @@ TEST_CASE("the runtime validation's errors leave the fitted model out; regret pi
   CHECK(v.max_regret == Approx(0.5));
 }
 
-TEST_CASE("the transformers runtime probe runs a tiny model with this machine's torch", "[unit][profile][runtime][slow]") {
+TEST_CASE("the transformers runtime probe runs a tiny model with this machine's torch",
+          "[unit][profile][runtime][slow]") {
   // CI installs Debian's python3-torch (scripts/setup.sh): a missing torch fails here.
   TorchProbeOptions po;
   po.script = std::string(DMAP_SOURCE_DIR) + "/scripts/runtime_probe.py";

@@ -920,7 +920,8 @@ disk:
 )");
     const Calibration cal = load_calibration(path);
     CHECK(calibration_yaml(cal).find("disk:\n  read_gbs: {") != std::string::npos);
-    CHECK(load_calibration(tmp.write("cal_disk2.yaml", calibration_yaml(cal))).disk.read_gbs_by_dtype == cal.disk.read_gbs_by_dtype);
+    CHECK(load_calibration(tmp.write("cal_disk2.yaml", calibration_yaml(cal))).disk.read_gbs_by_dtype ==
+          cal.disk.read_gbs_by_dtype);
     const Hardware hw = round_machine(1 * kGiB);
     const Rates r = make_rates(hw, &cal);
     CHECK(r.disk_read_for(DType::kFloat32).value == Approx(2.5e9));
@@ -932,8 +933,7 @@ disk:
       Workload w = workload(1, 16, 4);
       w.dtype = d;
       const CostModel cm(g, r, w);
-      CHECK(cm.disk_read(24e6, false) ==
-            Approx(24e6 / (d == DType::kFloat32 ? 2.5e9 : 4e9) + r.disk_latency.value));
+      CHECK(cm.disk_read(24e6, false) == Approx(24e6 / (d == DType::kFloat32 ? 2.5e9 : 4e9) + r.disk_latency.value));
     }
     const std::string bad = tmp.write("cal_disk_bad.yaml", "kind: calibration\ndisk:\n  read_gbs: {bfloat16: 0}\n");
     expect_input_error([&] { load_calibration(bad); }, bad, 3, "positive");
@@ -1413,7 +1413,12 @@ runtimes:
     step_overhead_us: 40
     matvec_efficiency: {float32: 0.72, bfloat16: 0.3}
     matmul_efficiency: 0.9
-  llama.cpp: {op_overhead_us: 3}
+  llama.cpp:
+    op_overhead_us: 3
+    matvec_gbs: {float32: 56.1, bfloat16: 49.3}
+    matvec_row_ns: {float32: 6.2, bfloat16: 0}
+    load: no-mmap
+    mapped_factor: {float32: 2.27, bfloat16: 1.03}
 )";
   const Calibration c = parse_calibration(text, "rt.yaml");
   REQUIRE(c.runtimes.size() == 2);
@@ -1422,11 +1427,20 @@ runtimes:
   CHECK(t.version == "torch 1.13.1");
   CHECK(t.op_overhead_us == 21.5);
   CHECK(t.matvec_for(DType::kBFloat16) == 0.3);
-  CHECK(t.matvec_for(DType::kFloat16) == 0.72);  // float32's where the dtype is absent
-  CHECK(t.matmul_for(DType::kBFloat16) == 0.9);  // one number: every dtype
+  CHECK(t.matvec_for(DType::kFloat16) == 0.72);             // float32's where the dtype is absent
+  CHECK(t.matmul_for(DType::kBFloat16) == 0.9);             // one number: every dtype
   CHECK_FALSE(c.runtimes.at(Runtime::kLlamaCpp).measured);  // no source: an estimate
+  const RuntimeProfile& l = c.runtimes.at(Runtime::kLlamaCpp);
+  CHECK(l.no_mmap);
+  CHECK(l.matvec_gbs.at(DType::kBFloat16) == 49.3);
+  CHECK(l.matvec_row_ns.at(DType::kBFloat16) == 0.0);
+  CHECK(l.mapped_factor.at(DType::kFloat32) == 2.27);
+  CHECK_FALSE(t.no_mmap);
   const Calibration back = parse_calibration(calibration_yaml(c), "saved");
   CHECK(calibration_yaml(back) == calibration_yaml(c));
+  CHECK(back.runtimes.at(Runtime::kLlamaCpp).no_mmap);
+  CHECK(back.runtimes.at(Runtime::kLlamaCpp).matvec_gbs == l.matvec_gbs);
+  CHECK(back.runtimes.at(Runtime::kLlamaCpp).mapped_factor == l.mapped_factor);
   CHECK(back.runtimes.at(Runtime::kTransformers).matvec_efficiency == t.matvec_efficiency);
   // The measured profile where there is one, else the runtime's estimate.
   CHECK(profile_for(&c, Runtime::kTransformers).measured);
@@ -1445,6 +1459,32 @@ runtimes:
   fails("  transformers: {source: guessed}\n", "measured or estimate");
   fails("  transformers: {op_overhed_us: 3}\n", "op_overhead_us");  // a typo: did you mean
   fails("  transformers: 3\n", "expected a mapping");
+  fails("  llama.cpp: {load: lazy}\n", "mmap or no-mmap");
+  fails("  transformers: {load: no-mmap}\n", "only llama.cpp has a load mode");
+  fails("  llama.cpp: {matvec_gbs: {float32: 0}}\n", "matvec_gbs.float32: must be a number > 0");
+  fails("  llama.cpp: {matvec_row_ns: {float32: -1}}\n", "matvec_row_ns.float32: must be a number >= 0");
+  fails("  llama.cpp: {mapped_factor: 2}\n", "mapped_factor: expected a mapping dtype -> number");
+}
+
+TEST_CASE("a runtime's own one-row product terms replace the hardware's", "[unit][sim][runtime]") {
+  const Hardware hw = round_machine(16 * kGiB);
+  Calibration cal;
+  cal.host.matmul_gflops[DType::kFloat32] = {{1, 20}, {64, 300}};
+  cal.host.memory_bandwidth_gbs = 400;
+  cal.host.matvec_row_ns[DType::kFloat32] = 10;
+  const Rates base = make_rates(hw, &cal);
+  RuntimeProfile p;
+  p.measured = true;
+  p.matvec_gbs[DType::kFloat32] = 50;  // 50 GB/s of float32 weights: 25 GFLOP/s
+  p.matvec_row_ns[DType::kFloat32] = 2;
+  const Rates r = runtime_rates(base, Runtime::kLlamaCpp, p);
+  CHECK(r.host.flops_for(DType::kFloat32).at(1) == Approx(25e9));    // not the curve's 20
+  CHECK(r.host.flops_for(DType::kFloat32).at(64) == Approx(300e9));  // M >= 2: the curve's
+  CHECK(r.host.row_cost(DType::kFloat32) == Approx(2e-9));
+  p.matvec_efficiency[DType::kFloat32] = 0.5;  // the whole model's residual on top
+  CHECK(runtime_rates(base, Runtime::kLlamaCpp, p).host.flops_for(DType::kFloat32).at(1) == Approx(12.5e9));
+  // Without its own terms the runtime keeps the hardware's row cost.
+  CHECK(runtime_rates(base, Runtime::kLlamaCpp, RuntimeProfile{}).host.row_cost(DType::kFloat32) == Approx(10e-9));
 }
 
 TEST_CASE("a runtime's rates: efficiencies by M, its overheads, a per-forward cost", "[unit][sim][runtime]") {
@@ -1558,7 +1598,28 @@ TEST_CASE("rows under runtimes: each semantics under the runtimes that run it, t
   }
 }
 
-TEST_CASE("a scenario's runtimes: parsed in a fixed order; an unknown one names the file and line", "[unit][sim][runtime]") {
+TEST_CASE("llama.cpp's command line says --no-mmap where the calibration measured the mapped file slower",
+          "[unit][sim][runtime]") {
+  SimScenario s = load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs);
+  s.runtimes = {Runtime::kLlamaCpp};
+  Calibration cal;
+  RuntimeProfile p = estimated_profile(Runtime::kLlamaCpp);
+  p.mapped_factor = {{DType::kFloat32, 2.27}, {DType::kBFloat16, 1.03}};
+  cal.runtimes[Runtime::kLlamaCpp] = p;
+  s.calibration = cal;
+  const Evaluation mapped = evaluate(s);
+  CHECK_THAT(mapped.how_to_run, !Catch::Contains("--no-mmap"));
+  cal.runtimes[Runtime::kLlamaCpp].no_mmap = true;
+  s.calibration = cal;
+  const Evaluation read_in = evaluate(s);
+  CHECK_THAT(read_in.how_to_run, Catch::Contains("--no-mmap (this machine's calibration measured the mapped file "
+                                                 "decoding 2.3x slower)"));
+  // The same prediction: the profile's figures are the load mode's already.
+  CHECK(read_in.rows.front().pred.total_s == Approx(mapped.rows.front().pred.total_s));
+}
+
+TEST_CASE("a scenario's runtimes: parsed in a fixed order; an unknown one names the file and line",
+          "[unit][sim][runtime]") {
   namespace fs = std::filesystem;
   const std::string src = kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml";
   std::ifstream in(src);
