@@ -68,6 +68,31 @@ LineFit fit_line(const std::vector<double>& x, const std::vector<double>& y) {
   return f;
 }
 
+StreamFit fit_stream(const std::vector<double>& bytes, const std::vector<double>& rows,
+                     const std::vector<double>& seconds) {
+  DMAP_CHECK(bytes.size() == seconds.size() && rows.size() == seconds.size(), "fit_stream: sizes differ");
+  Eigen::MatrixXd A(static_cast<Eigen::Index>(seconds.size()), 3);
+  Eigen::VectorXd y(static_cast<Eigen::Index>(seconds.size()));
+  for (size_t i = 0; i < seconds.size(); ++i) {
+    const auto r = static_cast<Eigen::Index>(i);
+    A(r, 0) = 1;
+    A(r, 1) = bytes[i];
+    A(r, 2) = rows[i];
+    y(r) = seconds[i];
+  }
+  StreamFit out;
+  const RobustFit f = robust_fit(A, y);
+  if (f.coef(1) > 0 && f.coef(2) >= 0) {
+    out.stream.intercept = f.coef(0);
+    out.stream.slope = f.coef(1);
+    out.stream.fit = f;
+    out.row_cost = f.coef(2);
+  } else {
+    out.stream = fit_line(bytes, seconds);  // no per-row cost to be seen
+  }
+  return out;
+}
+
 LineFit fit_proportional(const std::vector<double>& x, const std::vector<double>& y) {
   DMAP_CHECK(x.size() == y.size(), "fit_proportional: sizes differ");
   Eigen::MatrixXd A(static_cast<Eigen::Index>(x.size()), 1);

@@ -39,6 +39,15 @@ LineFit fit_line(const std::vector<double>& x, const std::vector<double>& y);
 // y = slope x (no intercept).
 LineFit fit_proportional(const std::vector<double>& x, const std::vector<double>& y);
 
+// One-row products (decode): t = intercept + bytes / bandwidth + rows x row_cost, robust. Where
+// the fit finds no per-row cost (or a negative one), a line in the bytes alone (row_cost 0).
+struct StreamFit {
+  LineFit stream;       // intercept and seconds per byte (slope)
+  double row_cost = 0;  // seconds per output row
+};
+StreamFit fit_stream(const std::vector<double>& bytes, const std::vector<double>& rows,
+                     const std::vector<double>& seconds);
+
 // Products with M >= 2 rows (prefill): t = 2 M N K / rate + M K x input_cost. The second term
 // is the work per activation element (converting and packing the M x K input), which no rate
 // can express: measured on the 2-vCPU VM, a 128 x 896 product at M = 64 ran at 86 GFLOP/s in

@@ -98,30 +98,14 @@ MatvecTerms fit_matvec_terms(const std::vector<LlamaMatvec>& samples, DType dtyp
     xr.push_back(static_cast<double>(m.n));
     ts.push_back(m.seconds);
   }
-  Eigen::MatrixXd A(static_cast<Eigen::Index>(ts.size()), 3);
-  Eigen::VectorXd y(static_cast<Eigen::Index>(ts.size()));
-  for (size_t i = 0; i < ts.size(); ++i) {
-    const auto r = static_cast<Eigen::Index>(i);
-    A(r, 0) = 1;
-    A(r, 1) = xb[i];
-    A(r, 2) = xr[i];
-    y(r) = ts[i];
-  }
+  const StreamFit sf = fit_stream(xb, xr, ts);
   MatvecTerms t;
   t.samples = static_cast<int>(ts.size());
-  RobustFit f = robust_fit(A, y);
-  if (f.coef(1) > 0 && f.coef(2) >= 0) {
-    t.gbs = 1.0 / f.coef(1) / 1e9;
-    t.row_ns = f.coef(2) * 1e9;
-    t.intercept_us = f.coef(0) * 1e6;
-  } else {  // no per-row cost to be seen
-    const LineFit l = fit_line(xb, ts);
-    f = l.fit;
-    t.gbs = l.slope > 0 ? 1.0 / l.slope / 1e9 : xb.back() / ts.back() / 1e9;
-    t.intercept_us = l.intercept * 1e6;
-  }
-  t.median_abs_residual = f.median_abs_residual;
-  t.max_abs_residual = f.max_abs_residual;
+  t.gbs = (sf.stream.slope > 0 ? 1.0 / sf.stream.slope : xb.back() / ts.back()) / 1e9;
+  t.row_ns = sf.row_cost * 1e9;
+  t.intercept_us = sf.stream.intercept * 1e6;
+  t.median_abs_residual = sf.stream.fit.median_abs_residual;
+  t.max_abs_residual = sf.stream.fit.max_abs_residual;
   return t;
 }
 

@@ -92,74 +92,60 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   LoadGuard guard(opt.guard);
   for (DType d : opt.dtypes) {
     per[d] = guard.run("micro-benchmarks of " + std::string(dtype_name(d)), [&] {
-    PerDtype p;
-    // One-row products at the model's shapes and at other row lengths: short rows stream
-    // slower (measured: Qwen2.5-0.5B's 896-wide rows at ~21-23 GB/s, TinyLlama's 2048-wide at
-    // ~27), so time = intercept + bytes / bandwidth + rows x per-row cost.
-    std::vector<double> xb, xr, ts;
-    for (const auto& [n, k] : mv_shapes) {
-      tick("matrix-vector " + std::string(dtype_name(d)));
-      WeightPool pool(store, d, n, k, pool_bytes);
-      xb.push_back(static_cast<double>(pool.bytes()));
-      xr.push_back(static_cast<double>(n));
-      ts.push_back(time_linear(pool, 1, threads, reps));
-    }
-    Eigen::MatrixXd A(static_cast<Eigen::Index>(ts.size()), 3);
-    Eigen::VectorXd y(static_cast<Eigen::Index>(ts.size()));
-    for (size_t i = 0; i < ts.size(); ++i) {
-      const auto r = static_cast<Eigen::Index>(i);
-      A(r, 0) = 1;
-      A(r, 1) = xb[i];
-      A(r, 2) = xr[i];
-      y(r) = ts[i];
-    }
-    const RobustFit f3 = robust_fit(A, y);
-    if (f3.coef(1) > 0 && f3.coef(2) >= 0) {
-      p.stream.intercept = f3.coef(0);
-      p.stream.slope = f3.coef(1);
-      p.stream.fit = f3;
-      p.row_s = f3.coef(2);
-    } else {
-      p.stream = fit_line(xb, ts);  // no per-row cost to be seen
-    }
-    p.bw = p.stream.slope > 0 ? 1.0 / p.stream.slope : xb.back() / ts.back();
-    p.samples = static_cast<int>(xb.size());
-    // M = 1: the streaming rate, 2 FLOPs per weight element.
-    p.curve.push_back({1.0, 2.0 * p.bw / static_cast<double>(exec::elt_size(d))});
-    // Products of several rows at M = 64 over the model's shapes and narrower ones: the rate
-    // and the cost per input element (fit_products), which narrow products feel most.
-    {
-      std::vector<ProductSample> ps;
-      std::vector<std::pair<int64_t, int64_t>> pshapes(shapes.begin(), shapes.end() - 1);  // not the LM head
-      for (int64_t n : {128, 256, 512}) pshapes.push_back({n, c.hidden});
-      for (const auto& [n, k] : pshapes) {
-        tick("matrix products " + std::string(dtype_name(d)) + " shapes");
+      PerDtype p;
+      // One-row products at the model's shapes and at other row lengths: short rows stream
+      // slower (measured: Qwen2.5-0.5B's 896-wide rows at ~21-23 GB/s, TinyLlama's 2048-wide at
+      // ~27), so time = intercept + bytes / bandwidth + rows x per-row cost.
+      std::vector<double> xb, xr, ts;
+      for (const auto& [n, k] : mv_shapes) {
+        tick("matrix-vector " + std::string(dtype_name(d)));
         WeightPool pool(store, d, n, k, pool_bytes);
-        ps.push_back({64.0, static_cast<double>(n), static_cast<double>(k),
-                      time_linear(pool, 64, threads, std::max(3, reps / 2))});
+        xb.push_back(static_cast<double>(pool.bytes()));
+        xr.push_back(static_cast<double>(n));
+        ts.push_back(time_linear(pool, 1, threads, reps));
       }
-      p.products = fit_products(ps);
-    }
-    for (int64_t m : rows) {
-      std::vector<double> rates;
-      for (const auto& [n, k] : {shapes[1], shapes[3]}) {  // q_proj and gate_proj
-        tick("matrix products " + std::string(dtype_name(d)) + " M=" + std::to_string(m));
-        WeightPool pool(store, d, n, k, pool_bytes);
-        const double t = time_linear(pool, m, threads, std::max(3, reps / 2));
-        // The rate net of the per-input-element cost (charged separately by the cost model).
-        const double net = std::max(0.2 * t, t - static_cast<double>(m * k) * p.products.input_cost);
-        rates.push_back(2.0 * static_cast<double>(m * n * k) / net);
+      const StreamFit sf = fit_stream(xb, xr, ts);
+      p.stream = sf.stream;
+      p.row_s = sf.row_cost;
+      p.bw = p.stream.slope > 0 ? 1.0 / p.stream.slope : xb.back() / ts.back();
+      p.samples = static_cast<int>(xb.size());
+      // M = 1: the streaming rate, 2 FLOPs per weight element.
+      p.curve.push_back({1.0, 2.0 * p.bw / static_cast<double>(exec::elt_size(d))});
+      // Products of several rows at M = 64 over the model's shapes and narrower ones: the rate
+      // and the cost per input element (fit_products), which narrow products feel most.
+      {
+        std::vector<ProductSample> ps;
+        std::vector<std::pair<int64_t, int64_t>> pshapes(shapes.begin(), shapes.end() - 1);  // not the LM head
+        for (int64_t n : {128, 256, 512}) pshapes.push_back({n, c.hidden});
+        for (const auto& [n, k] : pshapes) {
+          tick("matrix products " + std::string(dtype_name(d)) + " shapes");
+          WeightPool pool(store, d, n, k, pool_bytes);
+          ps.push_back({64.0, static_cast<double>(n), static_cast<double>(k),
+                        time_linear(pool, 64, threads, std::max(3, reps / 2))});
+        }
+        p.products = fit_products(ps);
       }
-      p.curve.push_back({static_cast<double>(m), median(rates)});
-    }
-    p.attention = measure_attention(c, d, threads, opt.quick, tick);
-    return p;
+      for (int64_t m : rows) {
+        std::vector<double> rates;
+        for (const auto& [n, k] : {shapes[1], shapes[3]}) {  // q_proj and gate_proj
+          tick("matrix products " + std::string(dtype_name(d)) + " M=" + std::to_string(m));
+          WeightPool pool(store, d, n, k, pool_bytes);
+          const double t = time_linear(pool, m, threads, std::max(3, reps / 2));
+          // The rate net of the per-input-element cost (charged separately by the cost model).
+          const double net = std::max(0.2 * t, t - static_cast<double>(m * k) * p.products.input_cost);
+          rates.push_back(2.0 * static_cast<double>(m * n * k) / net);
+        }
+        p.curve.push_back({static_cast<double>(m), median(rates)});
+      }
+      p.attention = measure_attention(c, d, threads, opt.quick, tick);
+      return p;
     });
   }
   store.clear();  // the page cache and the whole-model runs get that memory back
   const DiskFit disk = guard.run("disk probe", [&] {
-    return measure_disk(opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir,
-                   opt.quick, opt.progress);
+    return measure_disk(
+        opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir, opt.quick,
+        opt.progress);
   });
 
   // Memory bandwidth: the fastest weight streaming (the other dtypes' M = 1 rates hold their
@@ -433,8 +419,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     std::vector<double> sorted = reference_probes;
     std::sort(sorted.begin(), sorted.end());
     fitb << "  reference_probe: {probes: " << sorted.size() << ", median_ms: " << fmt(median(sorted))
-         << ", min_ms: " << fmt(sorted.front()) << ", max_ms: " << fmt(sorted.back()) << ", reads: " << kReferenceProbeReads
-         << "}\n";
+         << ", min_ms: " << fmt(sorted.front()) << ", max_ms: " << fmt(sorted.back())
+         << ", reads: " << kReferenceProbeReads << "}\n";
   }
   if (opt.gpu) fitb << opt.gpu->fit_yaml;
   const sim::Calibration final_cal = calibration_with(dispatch_us);
