@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <optional>
 #include <iomanip>
+#include <optional>
 #include <sstream>
 
 #include "core/error.h"
@@ -600,8 +600,10 @@ Evaluation evaluate(const SimScenario& s) {
       bool disk = false;
       for (const auto& [n, d] : best.map.items()) disk = disk || d.kind == Device::Kind::kDisk;
       if (lp.no_mmap && !disk) {
+        // The factor measured in the scenario's dtype, else the largest measured.
         double f = 0;
         for (const auto& [d, x] : lp.mapped_factor) f = std::max(f, x);
+        if (const auto it = lp.mapped_factor.find(ev.graph->dtype); it != lp.mapped_factor.end()) f = it->second;
         std::ostringstream o;
         o << std::setprecision(2) << " --no-mmap (this machine's calibration measured the mapped file decoding " << f
           << "x slower)";
