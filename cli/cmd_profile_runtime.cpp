@@ -34,7 +34,7 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
   if (runtime == sim::Runtime::kDmap) throw InternalError("profile_runtime: dmap's own runtime is `dmap profile --real`");
   const bool llama = runtime == sim::Runtime::kLlamaCpp;
   const std::string name = sim::runtime_name(runtime);
-  const std::string key = llama ? "runtime_llama_cpp" : "runtime_transformers";
+  const std::string key = sim::runtime_fit_key(runtime);
   const std::string cal_file =
       a.get("calibration").value_or(config_dir() + "/calibrations/" + ctx.name + ".yaml");
   if (!std::filesystem::exists(cal_file)) {

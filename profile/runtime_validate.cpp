@@ -46,7 +46,7 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
                                    const ProgressFn& progress) {
   DMAP_CHECK(rounds >= 1, "rounds must be positive");
   const std::string name = sim::runtime_name(runtime);
-  const std::string key = "runtime_" + std::string(runtime == sim::Runtime::kLlamaCpp ? "llama_cpp" : name);
+  const std::string key = sim::runtime_fit_key(runtime);
   auto it = cal.runtimes.find(runtime);
   if (it == cal.runtimes.end() || !it->second.measured) {
     throw InputError(cal.file, 0, 0,

@@ -25,6 +25,10 @@ std::optional<Runtime> parse_runtime(const std::string& s) {
   return std::nullopt;
 }
 
+std::string runtime_fit_key(Runtime r) {
+  return "runtime_" + std::string(r == Runtime::kLlamaCpp ? "llama_cpp" : runtime_name(r));
+}
+
 const std::vector<Runtime>& all_runtimes() {
   static const std::vector<Runtime> v = {Runtime::kTransformers, Runtime::kLlamaCpp, Runtime::kDmap};
   return v;

@@ -53,6 +53,8 @@ namespace dmap::sim {
 enum class Runtime { kDmap, kTransformers, kLlamaCpp };
 std::string runtime_name(Runtime r);                         // "dmap", "transformers", "llama.cpp"
 std::optional<Runtime> parse_runtime(const std::string& s);  // also "llama_cpp", "llamacpp"
+// The calibration's `fit:` key of a runtime's profile fit ("runtime_transformers", "runtime_llama_cpp").
+std::string runtime_fit_key(Runtime r);
 const std::vector<Runtime>& all_runtimes();
 // Whether the runtime can run offloaded entries under `s` (transformers: accelerate; llama.cpp:
 // in-place; dmap: all). Every runtime runs CPU-only (Semantics::kCpu).

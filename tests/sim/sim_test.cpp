@@ -1399,6 +1399,8 @@ TEST_CASE("runtime profiles: names, what each runtime runs, schema and errors", 
   CHECK_FALSE(runtime_runs(Runtime::kTransformers, Semantics::kInPlace));
   CHECK_FALSE(runtime_runs(Runtime::kTransformers, Semantics::kPrefetch));
   CHECK(runtime_runs(Runtime::kLlamaCpp, Semantics::kInPlace));
+  CHECK(runtime_fit_key(Runtime::kLlamaCpp) == "runtime_llama_cpp");  // the keys calibrations carry
+  CHECK(runtime_fit_key(Runtime::kTransformers) == "runtime_transformers");
   CHECK_FALSE(runtime_runs(Runtime::kLlamaCpp, Semantics::kAccelerate));
   for (Runtime r : all_runtimes()) CHECK(runtime_runs(r, Semantics::kCpu));
   CHECK(runtime_runs(Runtime::kDmap, Semantics::kPrefetch));
