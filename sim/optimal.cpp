@@ -31,7 +31,29 @@ bool is_prefetch(UnitChoice c) { return c == UnitChoice::kStreamPrefetch || c ==
 bool is_in_place(UnitChoice c) { return c == UnitChoice::kInPlaceCpu || c == UnitChoice::kInPlaceDisk; }
 bool from_disk(UnitChoice c) {
   return c == UnitChoice::kStreamAccelerateDisk || c == UnitChoice::kStreamPrefetchDisk ||
-         c == UnitChoice::kInPlaceDisk;
+         c == UnitChoice::kInPlaceDisk || c == UnitChoice::kSplitExpertsDisk;
+}
+bool is_split(UnitChoice c) { return c == UnitChoice::kSplitExpertsCpu || c == UnitChoice::kSplitExpertsDisk; }
+bool on_gpu(UnitChoice c) { return c == UnitChoice::kResident || is_split(c); }
+
+namespace {
+// What a unit without operators and bytes takes of the unit before it (it goes there for free).
+UnitChoice free_choice(UnitChoice before) { return is_split(before) ? UnitChoice::kResident : before; }
+}  // namespace
+
+int split_experts(const ModelGraph& g, int u) {
+  const ModuleTree& tree = *g.tree;
+  const ChainUnit& cu = g.chain[u];
+  if (!cu.is_layer) return -1;
+  const int x = routed_experts_of(tree, cu.node);
+  if (x < 0) return -1;
+  const int block = tree.node(x).parent;
+  // The map lists the layer's children and the block's: weights of their own would go unmapped.
+  if (block < 0 || tree.node(block).parent != cu.node) return -1;
+  for (int m : {cu.node, block}) {
+    if (!tree.node(m).params.empty() || !tree.node(m).buffers.empty()) return -1;
+  }
+  return x;
 }
 
 namespace {
@@ -94,6 +116,16 @@ struct Tables {
   // else): then every placement's warm time is at most its cold time, and a warm bound
   // table's columns without the page-cache price bound the cold runs too.
   bool warm_bounds_cold = false;
+  // A sparse layer split (resident on GPU g, its routed experts in place on the CPU), per unit:
+  // the experts module (-1: the unit does not split), their bytes, the unit's time on each GPU
+  // (its operators where the simulator runs them — the experts on the CPU, the block's and the
+  // layer's own operators after the device before them — and the hand-overs inside it, all
+  // phases), whether its last operator runs on the CPU, and the experts' reads from disk.
+  std::vector<int> split_node;
+  std::vector<double> split_weights;
+  std::vector<std::vector<double>> split_time;  // [u][g]
+  std::vector<char> split_last_cpu;
+  std::vector<OwnStream> split_disk;
 
   Tables(const CostModel& c, const Hardware& h) : cm(c), hw(h) {
     const ModelGraph& g = cm.graph();
@@ -228,10 +260,77 @@ struct Tables {
     // (disk_read is affine in the bytes: two sizes decide it for all.)
     warm_bounds_cold =
         cm.disk_read(1.0, true) <= cm.disk_read(1.0, false) && cm.disk_read(1e15, true) <= cm.disk_read(1e15, false);
+    split_tables();
     for (int gi = 0; gi < gpus; ++gi) {
       gpu_cap.push_back(static_cast<double>(hw.gpu_capacity(gi)));
       gpu_ctx.push_back(static_cast<double>(hw.gpus[gi].runtime_context));
       gpu_room += std::max(0.0, gpu_cap.back() - gpu_ctx.back() - std::max(ws_p, ws_d));
+    }
+  }
+
+  void split_tables() {
+    const ModelGraph& g = cm.graph();
+    const ModuleTree& tree = *g.tree;
+    const int execs = gpus + 1;
+    split_node.assign(units, -1);
+    split_weights.assign(units, 0);
+    split_time.assign(units, std::vector<double>(gpus, 0));
+    split_last_cpu.assign(units, 0);
+    split_disk.assign(units, {});
+    if (gpus == 0) return;
+    auto under = [&](int node, int top) {
+      for (int id = node; id >= 0; id = tree.node(id).parent) {
+        if (id == top) return true;
+      }
+      return false;
+    };
+    for (int u = 0; u < units; ++u) {
+      if (!has_ops[u] || tie_source[u] >= 0 || u == source) continue;
+      const int x = split_experts(g, u);
+      if (x < 0) continue;
+      const ChainUnit& cu = g.chain[u];
+      const int block = tree.node(x).parent;
+      // (Its first operator runs on the layer's GPU: the hand-over into it is the resident one.)
+      if (g.ops[cu.first_op].node == cu.node || g.ops[cu.first_op].node == block) continue;
+      split_node[u] = x;
+      for (int id = 0; id < tree.size(); ++id) {
+        const TreeNode& n = tree.node(id);
+        if (!n.is_tensor || n.tied_source >= 0 || (n.is_buffer && !n.persistent) || !under(id, x)) continue;
+        split_weights[u] += static_cast<double>(g.tensor_bytes[id]);
+      }
+      // Which operators run on the CPU (the same on every GPU), and the hand-overs: from the
+      // unit's resident time, those operators move to the CPU.
+      std::vector<int> on_cpu;
+      int to_cpu = 0, to_gpu = 0;
+      bool cpu = false;
+      for (int oi = cu.first_op; oi < cu.end_op; ++oi) {
+        const Op& op = g.ops[oi];
+        // (The layer's and the block's own operators have no entry of their own: they follow
+        // the data, as simulate() runs them.)
+        const bool here = under(op.node, x) || ((op.node == cu.node || op.node == block) && cpu);
+        if (here != cpu) (here ? to_cpu : to_gpu) += 1;
+        cpu = here;
+        if (here) on_cpu.push_back(oi);
+      }
+      split_last_cpu[u] = cpu;
+      for (int gi = 0; gi < gpus; ++gi) {
+        double t = comp_total[u][gi + 1] + to_cpu * trans[(gi + 1) * execs] + to_gpu * trans[gi + 1];
+        for (int oi : on_cpu) {
+          for (size_t k = 0; k < phases.size(); ++k) {
+            t += phase_weight[k] * (cm.op(g.ops[oi], ExecDevice{-1}, phases[k]).time() -
+                                    cm.op(g.ops[oi], ExecDevice{gi}, phases[k]).time());
+          }
+        }
+        split_time[u][gi] = t;
+      }
+      OwnStream& o = split_disk[u];
+      for (int oi = cu.first_op; oi < cu.end_op; ++oi) {
+        if (!under(g.ops[oi].node, x)) continue;
+        const OpTensors& op = ops[u][oi - cu.first_op];
+        o.cold += move(op.own, kDisk, -1, Semantics::kInPlace, false);
+        o.dec_warm += move(op.own, kDisk, -1, Semantics::kInPlace, true);
+      }
+      o.dec_cold = o.cold;
     }
   }
 
@@ -304,6 +403,18 @@ UnitPrice price_unit(const Tables& T, int u, UnitChoice c, int exec, int own_sto
     p.time += s_cold + T.steps * s_dec;
   }
   return p;
+}
+
+// A split unit resident on GPU g, its experts in place on the CPU (their weights on disk when
+// `disk`), after an operator on pe: simulate()'s time for it.
+double split_price(const Tables& T, int u, int g, int pe, bool disk, bool warm) {
+  double t = T.split_time[u][g];
+  if (T.prev_ops[u] >= 0 && pe != g) t += T.trans[(pe + 1) * (T.gpus + 1) + g + 1];
+  if (disk) {
+    const Tables::OwnStream& o = T.split_disk[u];
+    t += o.cold + T.steps * (warm ? o.dec_warm : o.dec_cold);
+  }
+  return t;
 }
 
 struct Label {
@@ -595,6 +706,10 @@ std::pair<double, double> bucket_size(double room, int k, const std::vector<std:
   return {best_q, best};
 }
 
+// Buckets the fine bound may spread over the GPUs where sparse layers split (the part that stays
+// of a split layer then takes at least one on GPUs up to ~500 times its size).
+constexpr double kSplitBuckets = 1024;
+
 RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt, bool warm, bool allow_disk,
                           int buckets, int buckets0) {
   RoomBound B;
@@ -613,6 +728,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   if (any) kinds.push_back({UnitChoice::kStreamPrefetch, UnitChoice::kStreamPrefetchDisk});
   const bool unit0_rule = stream && !any;  // a streaming placement keeps unit 0 resident on GPU 0
   const UnitChoice d_in = UnitChoice::kInPlaceDisk;
+  // Expert-aware splits (not in a placement that streams).
+  const bool split = G > 0 && opt.allow_in_place && (mode == Mode::kNone || mode == Mode::kAny);
   auto bytes_res = [&](int u) { return T.weights[u] + std::min(T.kv_p[u], T.kv_d[u]) + T.logits[u]; };
   // Buckets: sized so that what rounding down loses on the commonest units is least — a decoder
   // layer resident (then a whole number of buckets) and, on GPU 0 when units stream to it, a
@@ -628,6 +745,11 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
   const double common = sizes.empty() ? 0.0 : sizes.front();
   int n_common = 0;
   for (double v : values) n_common += v == common ? 1 : 0;
+  std::vector<double> split_values;  // what stays on a GPU of a split layer
+  for (int u = 0; u < N && split; ++u) {
+    if (T.split_node[u] >= 0) split_values.push_back(bytes_res(u) - T.split_weights[u]);
+  }
+  const std::vector<double> split_sizes = by_frequency(split_values);
   const std::vector<double> kv_sizes = by_frequency(kv_values);
   const double kv_common = kv_sizes.empty() ? 0.0 : kv_sizes.front();
   for (int g = 0; g < G; ++g) {
@@ -647,9 +769,21 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       const double fit = std::min<double>(count, std::floor(room / sizes[i]));
       if (fit > 0) all.push_back({sizes[i], fit});
     }
-    double q = bucket_size(room, K, all).first;
-    if (g == 0 && buckets0 > K &&
-        bucket_size(room, K, items).second - bucket_size(room, buckets0, items).second >= 0.1 * common) {
+    for (double v : split_sizes) {
+      const double count = static_cast<double>(std::count(split_values.begin(), split_values.end(), v));
+      const double fit = std::min(count, std::floor(room / v));
+      if (fit > 0) all.push_back({v, fit});
+    }
+    // What stays of a split layer on a GPU is small (a twentieth of a Qwen3 layer): in buckets
+    // larger than it, the fine bound would let split layers take no room at all.
+    int Kg = K;
+    if (K >= 64 && !split_sizes.empty()) {
+      Kg = static_cast<int>(std::clamp(2 * std::ceil(room / split_sizes.front()), static_cast<double>(K),
+                                       std::max(static_cast<double>(K), kSplitBuckets / G)));
+    }
+    double q = bucket_size(room, Kg, all).first;
+    if (g == 0 && buckets0 > Kg &&
+        bucket_size(room, Kg, items).second - bucket_size(room, buckets0, items).second >= 0.1 * common) {
       q = bucket_size(room, buckets0, all).first;
     }
     B.q.push_back(q);
@@ -715,6 +849,10 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     if (!(B.w_common > 0)) return 0.0;
     return T.weights[u] == B.w_common ? 1.0 : std::floor(T.weights[u] / B.w_common);
   };
+  auto common_split = [&](int u) {  // a split unit's experts, held off the GPU
+    if (!(B.w_common > 0)) return 0.0;
+    return T.split_weights[u] == B.w_common ? 1.0 : std::floor(T.split_weights[u] / B.w_common);
+  };
   auto common_units_ip = [&](int u) {
     if (!(B.ip_common > 0)) return 0.0;
     return T.weights[u] == B.w_common ? 1.0 : std::floor((T.weights[u] + host_extra(u)) / B.ip_common);
@@ -741,6 +879,20 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     }
     if (common >= 0) {
       B.w_common = T.weights[common];
+      // With split layers, the commonest routed experts module when smaller: a unit of at least
+      // that many bytes then counts 1 (a whole layer, or the experts of a split one).
+      int split_common = -1;  // a split unit whose experts are the commonest
+      if (!split_sizes.empty()) {
+        std::vector<double> sw;
+        for (int u = 0; u < N; ++u) {
+          if (T.split_node[u] >= 0) sw.push_back(T.split_weights[u]);
+        }
+        const double experts = by_frequency(sw).front();
+        for (int u = 0; u < N && split_common < 0; ++u) {
+          if (T.split_node[u] >= 0 && T.split_weights[u] == experts) split_common = u;
+        }
+        B.w_common = std::min(B.w_common, experts);
+      }
       std::vector<double> mus;
       auto add = [&](double x) {
         if (x > 0 && std::isfinite(x) &&
@@ -748,7 +900,14 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
           mus.push_back(x);
       };
       const Tables::OwnStream& o = own(common, d_in);
-      if (in_place) add((o.cold + T.steps * (warm ? o.dec_warm : o.dec_cold)) / B.w_common);
+      // What disk costs a unit more than RAM, per byte: a whole layer in place, or where layers
+      // split, their experts in place (the cheaper: a price above it makes the bound pay disk).
+      if (in_place && split_common >= 0) {
+        const Tables::OwnStream& os = T.split_disk[split_common];
+        add((os.cold + T.steps * (warm ? os.dec_warm : os.dec_cold)) / T.split_weights[split_common]);
+      } else if (in_place) {
+        add((o.cold + T.steps * (warm ? o.dec_warm : o.dec_cold)) / B.w_common);
+      }
       if (stream && mus.empty()) add((streamed(common, s_disk, 0, 0) - streamed(common, s_ram, 0, 0)) / B.w_common);
       for (double mu : mus) prices.push_back({mu, 0.0, 0.0, 0.0});
       for (double mu : mus) prices.push_back({0.0, mu * B.w_common, 0.0, 0.0});
@@ -757,7 +916,8 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
       if (in_place) {
         double least = kInf;
         for (int u = 0; u < N; ++u) {
-          if (T.has_ops[u] && T.weights[u] == B.w_common) least = std::min(least, host_extra(u));
+          if (T.has_ops[u] && (T.weights[u] == B.w_common || (!split_sizes.empty() && common_units(u) == 1)))
+            least = std::min(least, host_extra(u));
         }
         B.ip_common = B.w_common + least;
         B.ws_host = std::max(T.ws_p, T.ws_d);
@@ -918,6 +1078,32 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
           c, g, [&] { return T.comp_total[u][g + 1] + (ops ? hand(u, open, p, g) : 0.0); },
           [&](int tie) { return tied_time(u, UnitChoice::kResident, g, tie, open, p); }, none);
     }
+    if (split && T.split_node[u] >= 0) {  // resident, its routed experts in place on the CPU
+      const double kept = bytes_res(u) - T.split_weights[u];
+      const int exec_last = T.split_last_cpu[u] ? -1 : 0;
+      for (int g = std::max(0, open); g < G; ++g) {
+        for (bool on_disk : {false, true}) {
+          if (on_disk && !allow_disk) continue;
+          Choice& c = add(B.buckets(kept, g), -1, next_p(exec_last < 0 ? -1 : g, g), -1);
+          c.fresh = g != open;
+          c.gpu = g;
+          c.uc = on_disk ? UnitChoice::kSplitExpertsDisk : UnitChoice::kSplitExpertsCpu;
+          c.what = on_disk ? "resident, experts in place from disk" : "resident, experts in place from RAM";
+          const Tables::OwnStream& od = T.split_disk[u];
+          const double t = T.split_time[u][g] + hand(u, open, p, g) +
+                           (on_disk ? od.cold + T.steps * (warm ? od.dec_warm : od.dec_cold) : 0.0);
+          // (The experts in RAM are charged per byte (mu) and as units of the commonest size
+          // (nu), off the GPU (kappa); no KV cache or workspace: less than they take, as a bound may.)
+          const double units = common_split(u);
+          per_class(
+              c, g, [&] { return t; }, [&](int) { return t; },
+              [&](size_t k) {
+                return prices[k].kappa * units +
+                       (on_disk ? 0.0 : prices[k].mu * T.split_weights[u] + prices[k].nu * units);
+              });
+        }
+      }
+    }
     if (tied && open >= 0 && !(u == 0 && unit0_rule)) {  // back where its source is (class 0): anywhere, for free
       for (int side = 0; side < 2; ++side) {
         double t = kInf;
@@ -1052,7 +1238,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
     bool whole = true;
     for (int u = 0; u < N; ++u) {
       if (T.free_unit[u]) {
-        if (u > 0) rp.choice[u] = rp.choice[u - 1], rp.gpu[u] = rp.gpu[u - 1];
+        if (u > 0) rp.choice[u] = free_choice(rp.choice[u - 1]), rp.gpu[u] = rp.gpu[u - 1];
         continue;
       }
       choices_for(u, o, p);
@@ -1076,6 +1262,7 @@ RoomBound make_room_bound(const Tables& T, Mode mode, const OptimalOptions& opt,
                      arg->fresh ? arg->gpu : o - 1, arg->time[sv * n + k], b_next);
       }
       rp.choice[u] = arg->uc;
+      if (is_split(arg->uc)) rp.gpu[u] = arg->fresh ? arg->gpu : o - 1;
       if (arg->uc == UnitChoice::kResident) {
         rp.gpu[u] = arg->back ? (T.source >= 0 ? rp.gpu[T.source] : -1) : arg->fresh ? arg->gpu : o - 1;
       }
@@ -1233,6 +1420,39 @@ struct Search {
         }
       }
     }
+    // A sparse layer resident with its routed experts computed in place on the CPU (llama.cpp's
+    // split: not in a placement that streams units to a GPU).
+    if (G > 0 && T.split_node[u] >= 0 && opt.allow_in_place && mode == Mode::kNone) {
+      const double kept = T.weights[u] - T.split_weights[u];
+      for (int g = std::max(0, static_cast<int>(L.open)); g < G; ++g) {
+        for (bool disk : {false, true}) {
+          if (disk && !allow_disk) continue;
+          Label n = L;
+          if (g != L.open) {
+            n.open = static_cast<int8_t>(g);
+            n.gp = T.gpu_ctx[g] + T.ws_p;
+            n.gd = T.gpu_ctx[g] + T.ws_d;
+            n.gt = 0;
+          }
+          n.t += split_price(T, u, g, L.pe, disk, warm);
+          n.gp += kept + T.kv_p[u] + T.logits[u];
+          n.gd += kept + T.kv_d[u] + T.logits[u];
+          if (!disk) {
+            n.hp += T.split_weights[u];
+            n.hd += T.split_weights[u];
+          }
+          if (!n.hx) {  // the experts run on the CPU: its workspace
+            n.hp += T.ws_p;
+            n.hd += T.ws_d;
+            n.hx = 1;
+          }
+          n.pc += T.split_weights[u];
+          ++stats.labels;
+          finish(n, T.split_last_cpu[u] ? -1 : g, disk ? UnitChoice::kSplitExpertsDisk : UnitChoice::kSplitExpertsCpu,
+                 g);
+        }
+      }
+    }
     if (u == 0 && mode != Mode::kNone) return;  // streaming: unit 0 resident on GPU 0
     // Streamed to GPU 0 while it is the GPU in use.
     if (mode != Mode::kNone && L.open == 0 && !idle) {
@@ -1380,7 +1600,7 @@ struct Search {
     for (int u = T.units - 1, i = arg; u >= 0; --u) {
       const Label& L = layers[u][i];
       p.choice[u] = static_cast<UnitChoice>(L.choice);
-      p.gpu[u] = p.choice[u] == UnitChoice::kResident ? L.gpu : -1;
+      p.gpu[u] = on_gpu(p.choice[u]) ? L.gpu : -1;
       i = L.parent;
     }
     if (trace_path && bound) {  // DMAP_SEARCH_TRACE=2: where the bound falls short of this placement
@@ -1397,7 +1617,7 @@ struct Search {
     for (int u = 0; u < T.units; ++u) {
       if (!T.free_unit[u]) continue;
       if (u > 0) {
-        p.choice[u] = p.choice[u - 1];
+        p.choice[u] = free_choice(p.choice[u - 1]);
         p.gpu[u] = p.gpu[u - 1];
       }
     }
@@ -1413,7 +1633,7 @@ Mode mode_of(const Placement& p) {
 }
 
 bool any_in_place(const Placement& p) {
-  return std::any_of(p.choice.begin(), p.choice.end(), [](UnitChoice c) { return is_in_place(c); });
+  return std::any_of(p.choice.begin(), p.choice.end(), [](UnitChoice c) { return is_in_place(c) || is_split(c); });
 }
 
 std::vector<char> free_units(const ModelGraph& g) {
@@ -1437,10 +1657,31 @@ void placement_map(const ModelGraph& g, const Placement& p, DeviceMap& map, std:
   map = DeviceMap();
   per_entry.clear();
   const Semantics res = resident_semantics(mode_of(p), any_in_place(p));
+  const ModuleTree& tree = *g.tree;
   for (size_t u = 0; u < g.chain.size(); ++u) {
     const UnitChoice c = p.choice[u];
+    const int node = g.chain[u].node;
+    if (is_split(c)) {  // the layer's children, its MoE block's one by one (as --n-cpu-moe's row)
+      const int x = split_experts(g, static_cast<int>(u));
+      DMAP_CHECK(x >= 0, "a split placement of a unit that does not split: " + tree.node(node).name);
+      const int block = tree.node(x).parent;
+      const Device d = Device::gpu(p.gpu[u]);
+      for (int child : tree.node(node).children) {
+        if (child != block) {
+          map.assign(tree.node(child).name, d);
+          per_entry.push_back(res);
+          continue;
+        }
+        for (int part : tree.node(block).children) {
+          const bool experts = part == x;
+          map.assign(tree.node(part).name, experts ? (from_disk(c) ? Device::disk() : Device::cpu()) : d);
+          per_entry.push_back(experts ? Semantics::kInPlace : res);
+        }
+      }
+      continue;
+    }
     Device d = c == UnitChoice::kResident ? Device::gpu(p.gpu[u]) : (from_disk(c) ? Device::disk() : Device::cpu());
-    map.assign(g.tree->node(g.chain[u].node).name, d);
+    map.assign(tree.node(node).name, d);
     per_entry.push_back(unit_semantics(c, res));
   }
 }
@@ -1465,9 +1706,18 @@ std::string placement_rule_broken(const ModelGraph& g, const Hardware& hw, const
   const Mode mode = mode_of(p);
   int open = -1;
   for (int u = 0; u < units; ++u) {
+    if (is_split(p.choice[u]) && split_experts(g, u) < 0) return "a unit split that has no routed experts to split off";
     if (free[u]) continue;
     const UnitChoice c = p.choice[u];
-    if (c == UnitChoice::kResident) {
+    if (is_split(c)) {
+      if (G == 0 || p.gpu[u] < 0 || p.gpu[u] >= G) return "a split unit on a GPU the hardware lacks";
+      if (!options.allow_in_place) return "in-place computation the options exclude";
+      if (mode != Mode::kNone) return "a split layer beside streamed units";
+      if (tie_source[u] >= 0 || std::find(tie_source.begin(), tie_source.end(), u) != tie_source.end())
+        return "a split unit reading or holding tied tensors";
+      if (p.gpu[u] < open) return "GPUs used out of order";
+      open = p.gpu[u];
+    } else if (c == UnitChoice::kResident) {
       if (G == 0 || p.gpu[u] < 0 || p.gpu[u] >= G) return "a resident unit on a GPU the hardware lacks";
       const int src = tie_source[u];
       const bool returns = src >= 0 && p.choice[src] == UnitChoice::kResident && p.gpu[src] == p.gpu[u];
@@ -1483,7 +1733,7 @@ std::string placement_rule_broken(const ModelGraph& g, const Hardware& hw, const
       return "in-place computation the options exclude";
     }
     if (from_disk(c) && !options.allow_disk) return "disk the options exclude";
-    if (p.gpu[u] != -1 && c != UnitChoice::kResident) return "a GPU given to a unit that is not resident";
+    if (p.gpu[u] != -1 && !on_gpu(c)) return "a GPU given to a unit that is not resident";
   }
   if (mode != Mode::kNone && (p.choice[0] != UnitChoice::kResident || p.gpu[0] != 0)) {
     return "streaming without unit 0 resident on GPU 0";
@@ -1518,16 +1768,59 @@ std::optional<Placement> placement_of(const CostModel& cm, const Hardware& hw, c
     }
   }
   bool any_gpu = false;
+  std::vector<char> inside(g.chain.size(), 0);  // units with entries strictly inside them
   for (const auto& [n, d] : items) {
     any_gpu = any_gpu || d.is_gpu();
-    // A unit must not be split: no entry strictly inside one.
+    // A unit is not split, except a sparse layer in the split form (below).
     const int id = tree.find(n);
-    if (id >= 0 && g.chain_of_node[id] >= 0 && g.chain[g.chain_of_node[id]].node != id) return std::nullopt;
+    if (id >= 0 && g.chain_of_node[id] >= 0 && g.chain[g.chain_of_node[id]].node != id) {
+      if (split_experts(g, g.chain_of_node[id]) < 0) return std::nullopt;
+      inside[g.chain_of_node[id]] = 1;
+    }
   }
+  auto own_entry = [&](int id) {
+    const int e = entry_of[id];
+    return e >= 0 && items[e].first == tree.node(id).name ? e : -1;
+  };
+  // A split unit: the layer's children and its MoE block's each an entry, all on one GPU but the
+  // routed experts, in RAM or on disk and computed in place.
+  auto split_of = [&](int u, int& gpu) -> std::optional<UnitChoice> {
+    const int node = g.chain[u].node, x = split_experts(g, u), block = tree.node(x).parent;
+    if (own_entry(node) >= 0 || own_entry(block) >= 0) return std::nullopt;
+    std::optional<UnitChoice> c;
+    gpu = -1;
+    std::vector<int> parts;
+    for (int child : tree.node(node).children) {
+      if (child != block) parts.push_back(child);
+    }
+    for (int part : tree.node(block).children) parts.push_back(part);
+    for (int part : parts) {
+      const int e = own_entry(part);
+      if (e < 0) return std::nullopt;
+      const Device d = items[e].second;
+      if (part == x) {
+        if (d.is_gpu() || per_entry[e] != Semantics::kInPlace) return std::nullopt;
+        c = d.kind == Device::Kind::kDisk ? UnitChoice::kSplitExpertsDisk : UnitChoice::kSplitExpertsCpu;
+      } else if (!d.is_gpu() || (gpu >= 0 && d.index != gpu)) {
+        return std::nullopt;
+      } else {
+        gpu = d.index;
+      }
+    }
+    return gpu >= 0 ? c : std::nullopt;
+  };
   const std::vector<char> free = free_units(g);
   Placement p;
   for (size_t u = 0; u < g.chain.size(); ++u) {
     const int node = g.chain[u].node;
+    if (inside[u]) {
+      int gpu = -1;
+      const std::optional<UnitChoice> c = split_of(static_cast<int>(u), gpu);
+      if (!c) return std::nullopt;
+      p.choice.push_back(*c);
+      p.gpu.push_back(gpu);
+      continue;
+    }
     const int e = entry_of[node];
     if (e < 0) return std::nullopt;
     const Device d = items[e].second;
@@ -1550,7 +1843,7 @@ std::optional<Placement> placement_of(const CostModel& cm, const Hardware& hw, c
       return std::nullopt;
     }
     if (free[u] && u > 0) {  // placed anywhere at no cost: as the search writes it
-      c = p.choice[u - 1];
+      c = free_choice(p.choice[u - 1]);
       gpu = p.gpu[u - 1];
     }
     p.choice.push_back(c);
@@ -1626,7 +1919,7 @@ std::optional<Placement> repair(const Tables& T, const OptimalOptions& options, 
       if (d.is_gpu()) {
         const int g = d.index;
         for (int u = N - 1; u >= 0 && over > 0; --u) {
-          if (p.choice[u] != UnitChoice::kResident || p.gpu[u] != g || !T.has_ops[u] || T.tie_source[u] >= 0) continue;
+          if (!on_gpu(p.choice[u]) || p.gpu[u] != g || !T.has_ops[u] || T.tie_source[u] >= 0) continue;
           if (u == 0 && acc + pre > 0) break;
           if (in_place) {
             p.choice[u] = UnitChoice::kInPlaceCpu;
@@ -1644,10 +1937,11 @@ std::optional<Placement> repair(const Tables& T, const OptimalOptions& options, 
         for (int u = N - 1; u >= 0 && over > 0; --u) {
           UnitChoice& c = p.choice[u];
           if (T.free_unit[u] || from_disk(c) || c == UnitChoice::kResident) continue;
-          c = c == UnitChoice::kInPlaceCpu       ? UnitChoice::kInPlaceDisk
-              : c == UnitChoice::kStreamPrefetch ? UnitChoice::kStreamPrefetchDisk
-                                                 : UnitChoice::kStreamAccelerateDisk;
-          over -= T.weights[u];
+          over -= c == UnitChoice::kSplitExpertsCpu ? T.split_weights[u] : T.weights[u];
+          c = c == UnitChoice::kInPlaceCpu        ? UnitChoice::kInPlaceDisk
+              : c == UnitChoice::kSplitExpertsCpu ? UnitChoice::kSplitExpertsDisk
+              : c == UnitChoice::kStreamPrefetch  ? UnitChoice::kStreamPrefetchDisk
+                                                  : UnitChoice::kStreamAccelerateDisk;
           changed = true;
         }
       }
@@ -1655,6 +1949,39 @@ std::optional<Placement> repair(const Tables& T, const OptimalOptions& options, 
     if (!changed) return std::nullopt;
   }
   return std::nullopt;
+}
+
+// The same placement with, among a GPU's interchangeable sparse layers (the same bytes, split
+// bytes and KV cache), the split ones first (experts from disk, then from RAM) and the resident
+// ones after: llama.cpp's --n-cpu-moe N names such a prefix. nullopt when nothing moves.
+std::optional<Placement> experts_first(const Tables& T, const Placement& p) {
+  Placement q = p;
+  bool moved = false;
+  std::vector<char> done(T.units, 0);
+  for (int u = 0; u < T.units; ++u) {
+    if (done[u] || T.split_node[u] < 0 || !on_gpu(p.choice[u])) continue;
+    std::vector<int> group;  // chain order
+    for (int v = u; v < T.units; ++v) {
+      if (T.split_node[v] < 0 || !on_gpu(p.choice[v]) || p.gpu[v] != p.gpu[u]) continue;
+      if (T.weights[v] != T.weights[u] || T.split_weights[v] != T.split_weights[u] || T.kv_p[v] != T.kv_p[u] ||
+          T.kv_d[v] != T.kv_d[u])
+        continue;
+      group.push_back(v);
+      done[v] = 1;
+    }
+    std::vector<UnitChoice> order;
+    for (int v : group) order.push_back(p.choice[v]);
+    auto rank = [](UnitChoice c) {
+      return c == UnitChoice::kSplitExpertsDisk ? 0 : c == UnitChoice::kSplitExpertsCpu ? 1 : 2;
+    };
+    std::stable_sort(order.begin(), order.end(), [&](UnitChoice a, UnitChoice b) { return rank(a) < rank(b); });
+    for (size_t i = 0; i < group.size(); ++i) {
+      moved = moved || q.choice[group[i]] != order[i];
+      q.choice[group[i]] = order[i];
+    }
+  }
+  if (!moved) return std::nullopt;
+  return q;
 }
 
 const char* mode_name(Mode m) { return m == Mode::kNone ? "none" : m == Mode::kAccelerate ? "accelerate" : "prefetch"; }
@@ -1686,7 +2013,7 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   // Passes per run: one quick, at most 12 deepening steps, the last at the incumbent, and one
   // when out of work.
   res.stats.bound = static_cast<int64_t>(modes.size() * warm_runs.size()) * 15 * T.units * states *
-                    (std::max(2, options.max_labels) + 8) * (2 + G + 5);
+                    (std::max(2, options.max_labels) + 8) * (2 + 3 * G + 5);
   double best = kInf;
   // Every placement counts only re-simulated: simulate()'s objective, and it fits.
   auto consider = [&](const std::optional<Placement>& p) {
@@ -1903,8 +2230,11 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
   std::stable_sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.root < b.root; });
   // Deepening passes share a work budget (options.max_work labels); once it is spent the
   // passes stop and what is left unexplored is covered by its lower bound.
-  const int64_t limit =
-      options.max_work > 0 ? res.stats.work() + options.max_work : std::numeric_limits<int64_t>::max();
+  // With the quick passes before them, at most 1.5 x max_work in all (on many GPUs the greedy
+  // passes, bounded by their fronts only, can take half of it: with split layers, 3 x GPUs + 7
+  // choices a label).
+  const int64_t limit = options.max_work > 0 ? std::min(res.stats.work() + options.max_work, options.max_work * 3 / 2)
+                                             : std::numeric_limits<int64_t>::max();
   struct Deepening {
     double ruled_out = 0;  // nothing of the run is faster
     double slack = 0;      // the first threshold's distance to the run's bound
@@ -2019,17 +2349,26 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     return res;
   }
   res.found = true;
-  res.objective_s = best;
+  // Interchangeable layers in a llama.cpp-friendly order: on each GPU, the split ones first.
+  if (std::optional<Placement> q = experts_first(T, res.placement)) {
+    const double t = placement_objective(cm, hw, *q, options);
+    if (t <= best * (1 + 1e-9)) {
+      best = std::min(best, t);
+      res.placement = *q;
+    }
+  }
+  res.objective_s = placement_objective(cm, hw, res.placement, options);
   const ModelGraph& g = cm.graph();
   placement_map(g, res.placement, res.map, res.per_entry);
   bool any_gpu = false, any_acc = false, any_pre = false, any_inplace = false;
   for (size_t u = 0; u < g.chain.size(); ++u) {
     const UnitChoice c = res.placement.choice[u];
     if (!T.has_ops[u]) continue;  // stored somewhere, computes nowhere
-    if (c == UnitChoice::kResident) any_gpu = true;
+    if (on_gpu(c)) any_gpu = true;
     if (is_stream(c)) (is_prefetch(c) ? any_pre : any_acc) = true;
-    if (is_in_place(c)) any_inplace = true;
-    if (g.chain[u].is_layer) (c == UnitChoice::kResident ? res.gpu_layers : res.cpu_layers) += 1;
+    if (is_in_place(c) || is_split(c)) any_inplace = true;
+    // (A split layer is on the GPU for llama.cpp's -ngl, its experts kept back by --n-cpu-moe.)
+    if (g.chain[u].is_layer) (on_gpu(c) ? res.gpu_layers : res.cpu_layers) += 1;
   }
   // Merge same-device siblings as accelerate's clean_device_map does when the map runs under
   // one semantics per device kind (not prefetch, which double-buffers whole entries), and keep

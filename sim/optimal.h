@@ -13,7 +13,11 @@
 //   * streamed to GPU 0 on every forward (accelerate or prefetch semantics, one of the two per
 //     placement) from RAM or disk, while GPU 0 is the GPU in use; a streaming placement keeps
 //     unit 0 (the embedding) resident on GPU 0, the map's first device,
-//   * or computed in place on the CPU with its weights in RAM or on disk.
+//   * or computed in place on the CPU with its weights in RAM or on disk;
+//   * a mixture-of-experts decoder layer may also split (expert-aware placements): resident on
+//     a GPU, its routed experts module computed in place on the CPU, their weights in RAM or on
+//     disk — llama.cpp's --n-cpu-moe / -ot "exps=CPU" — in the map as the layer's children, the
+//     MoE block's children listed one by one. Not with streamed units in one placement.
 // Not in it (the recommender compares such rows separately): maps that split a unit, GPUs
 // used out of order, and streaming to GPU 0 after a later GPU has been used (accelerate's
 // multi-GPU map with a CPU tail).
@@ -35,17 +39,20 @@
 // A front is capped at `max_labels` labels: when it would be larger, the labels kept are the
 // fastest per 1/max_labels band of the scarcest resource, and the result says it is not exact
 // (`exact = false`). Work: at most units x states x max_labels labels per pass, each expanded
-// into at most 2 + GPUs + 5 choices; states <= (GPUs + 1)^2 x (GPUs + 3) x 2; passes <= 3 modes
+// into at most 2 + 3 x GPUs + 5 choices; states <= (GPUs + 1)^2 x (GPUs + 3) x 2; passes <= 3 modes
 // x 2 page-cache assumptions x (3 quick + at most 13 deepening steps + 1 when out of work).
 // Budgets, in `stats.work()` (labels + dominance tests / 64, 0.1-0.2 us each here): the
-// deepening passes together stop after `max_work` (default 150 000: at most ~25 ms here); the
-// wider quick passes (fronts of 8, and of 32 where the incumbent is over 2 % from the run's
-// bound) share max_work / 2, and the out-of-work passes, once something is found, max_work / 5;
-// the greedy quick passes (fronts of 2) are bounded by their fronts (units x states x 2). Out of
+// deepening passes together stop after `max_work` (default 150 000: at most ~25 ms here), or
+// once all passes so far have done 1.5 x max_work; the wider quick passes (fronts of 8, and of
+// 32 where the incumbent is over 2 % from the run's bound) share max_work / 2, and the
+// out-of-work passes, once something is found, max_work / 5; the greedy quick passes (fronts of
+// 2) are bounded by their fronts (units x states x 2). Split layers' placements make the fronts of
+// mixture-of-experts models far larger: a third of the generated ones end out of work. Out of
 // work, the result is the best placement found (never slower than a seed), exact only when
 // nothing unexplored can beat it by more than the gap, else with `lower_bound_s` a proven bound
 // on the optimum. Bound tables: units x (1 + 3 x (R x (K0 + 1) + (GPUs - 1) x (K + 1))) values
-// x price columns (K = 64 buckets per GPU, K0 up to 256 on GPU 0 where streamed layers' KV
+// x price columns (K = 64 buckets per GPU — where layers split, up to 1024 / GPUs so that what
+// stays of a split layer takes at least one —, K0 up to 256 on GPU 0 where streamed layers' KV
 // caches need them, R <= 4 transient reservations); from 2 GPUs on one per page-cache
 // assumption, shared by the modes, and a run's own where the shared one leaves over 2 % to the
 // incumbent, until one is no tighter (a warm run's own table also serves the cold run of its
@@ -102,16 +109,24 @@ enum class UnitChoice {
   kStreamPrefetch,
   kStreamPrefetchDisk,
   kInPlaceCpu,
-  kInPlaceDisk
+  kInPlaceDisk,
+  kSplitExpertsCpu,  // resident on the unit's GPU, its routed experts in place on the CPU from RAM
+  kSplitExpertsDisk  // the same, the experts' weights on disk
 };
 bool is_stream(UnitChoice c);
 bool is_prefetch(UnitChoice c);
 bool is_in_place(UnitChoice c);
-bool from_disk(UnitChoice c);
+bool from_disk(UnitChoice c);  // (a split unit: its experts)
+bool is_split(UnitChoice c);
+// Whether a unit has a GPU (resident, or split with its experts on the CPU).
+bool on_gpu(UnitChoice c);
+// The routed experts module of chain unit u when the layer can split (a sparse decoder layer,
+// its MoE block a direct child holding no weights of its own), else -1.
+int split_experts(const ModelGraph& g, int u);
 
 struct Placement {
   std::vector<UnitChoice> choice;  // per chain unit
-  std::vector<int> gpu;            // per chain unit: the GPU of a resident unit, -1 otherwise
+  std::vector<int> gpu;            // per chain unit: the GPU of a resident or split unit, -1 otherwise
 };
 
 struct OptimalOptions {

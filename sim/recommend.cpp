@@ -568,6 +568,21 @@ Evaluation evaluate(const SimScenario& s) {
       } else {
         ev.how_to_run = llama_cpp_flags(*ev.tree, *ev.graph, best.map);
       }
+      // Routed experts kept on the CPU beside their layers: transformers takes the same map but
+      // runs no operator on the CPU — its hooks copy each such experts module, all its experts, to
+      // the GPU on every forward. Say what that would cost.
+      if (std::any_of(o.placement.choice.begin(), o.placement.choice.end(), is_split)) {
+        const std::vector<Semantics> streamed(best.map.items().size(), Semantics::kAccelerate);
+        const Prediction t = simulate(*c.cm, hw, best.map, streamed);
+        v << " It keeps the routed experts of some layers on the CPU beside layers on the GPU (llama.cpp's split);"
+          << " transformers with the same device_map copies those experts modules whole to the GPU on every forward";
+        if (t.feasible) {
+          v << " (" << format_bytes_human(t.transfer_bytes_per_token)
+            << " per token): " << format_seconds(t.decode_token_s) << "/token.";
+        } else {
+          v << ", and does not fit: " << t.oom << ".";
+        }
+      }
     } else if (best.semantics == "in-place") {
       ev.how_to_run = llama_cpp_flags(*ev.tree, *ev.graph, best.map);
     } else if (best.semantics == "prefetch") {

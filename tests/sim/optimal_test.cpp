@@ -49,6 +49,41 @@ bool within_gap(double found, double optimum) {
   return found >= optimum * (1 - 1e-9) && found <= optimum * (1 + OptimalOptions{}.gap + 1e-9);
 }
 
+// The bytes of chain unit u's tensors.
+double bytes_under(const ModelGraph& g, int u) {
+  double b = 0;
+  for (int id = 0; id < g.tree->size(); ++id) {
+    const TreeNode& n = g.tree->node(id);
+    if (g.chain_of_node[id] == u && n.is_tensor && !(n.is_buffer && !n.persistent))
+      b += static_cast<double>(g.tensor_bytes[id]);
+  }
+  return b;
+}
+
+// A 2-layer Qwen3-MoE (units: embed, 2 sparse layers, norm, rotary, head): 16 experts of 128,
+// 2 per token; a layer's experts (3.1 MB in float16) outweigh the rest of it (0.4 MB) 8 to 1.
+std::unique_ptr<ModuleTree> two_layer_moe_tree() {
+  const char* text = R"(model_type: qwen3_moe
+vocab_size: 1000
+hidden_size: 256
+intermediate_size: 512
+moe_intermediate_size: 128
+num_hidden_layers: 2
+num_attention_heads: 4
+num_key_value_heads: 2
+head_dim: 64
+num_experts: 16
+num_experts_per_tok: 2
+decoder_sparse_step: 1
+mlp_only_layers: []
+norm_topk_prob: true
+tie_word_embeddings: false
+max_position_embeddings: 8192
+)";
+  return std::make_unique<ModuleTree>(
+      build_module_tree(model_spec_from_node(load_yaml_string(text, "moe.yaml"), "moe.yaml")));
+}
+
 struct Brute {
   double best = kInfT;
   long valid = 0;
@@ -60,6 +95,12 @@ Brute brute_force(const CostModel& cm, const Hardware& hw, const std::vector<std
   const int units = static_cast<int>(cm.graph().chain.size());
   const int k = static_cast<int>(options.size());
   Brute b;
+  // (A unit without operators and bytes goes anywhere for free: its first option only.)
+  std::vector<int> choices(units, k);
+  for (int u = 0; u < units; ++u) {
+    const ChainUnit& cu = cm.graph().chain[u];
+    if (cu.first_op == cu.end_op && bytes_under(cm.graph(), u) == 0) choices[u] = 1;
+  }
   std::vector<int> idx(units, 0);
   Placement p;
   p.choice.resize(units);
@@ -74,7 +115,7 @@ Brute brute_force(const CostModel& cm, const Hardware& hw, const std::vector<std
       b.best = std::min(b.best, placement_objective(cm, hw, p));
     }
     int u = 0;
-    while (u < units && ++idx[u] == k) idx[u++] = 0;
+    while (u < units && ++idx[u] == choices[u]) idx[u++] = 0;
     if (u == units) break;
   }
   return b;
@@ -158,6 +199,68 @@ TEST_CASE("optimal search equals brute force on two GPUs (tied head returning to
       CHECK(within_gap(r.objective_s, b.best));
     }
   }
+}
+
+TEST_CASE("expert-aware placements: the search equals brute force with sparse layers split", "[unit][sim][optimal]") {
+  // Each sparse layer may also be resident with its routed experts computed in place on the CPU
+  // from RAM or disk (llama.cpp's --n-cpu-moe); on one GPU and on two, RAM ample or forcing disk.
+  const auto tree = two_layer_moe_tree();
+  const ModelGraph g = build_graph(*tree, DType::kFloat16);
+  REQUIRE(split_experts(g, 1) >= 0);
+  REQUIRE(split_experts(g, 0) < 0);
+  const double bytes = static_cast<double>(g.weight_bytes_total());
+  const Workload w = workload(1, 32, 12);
+  const Bytes base = static_cast<Bytes>(1.0 * kMiB + w.prompt * 2816 * 2 + 1000 * 4);
+  int split_won = 0;
+  for (int gpus : {1, 2}) {
+    std::vector<std::pair<UnitChoice, int>> options = {
+        {UnitChoice::kResident, 0},          {UnitChoice::kSplitExpertsCpu, 0}, {UnitChoice::kSplitExpertsDisk, 0},
+        {UnitChoice::kStreamAccelerate, -1}, {UnitChoice::kInPlaceCpu, -1},     {UnitChoice::kInPlaceDisk, -1}};
+    if (gpus == 2) {
+      options.push_back({UnitChoice::kResident, 1});
+      options.push_back({UnitChoice::kSplitExpertsCpu, 1});
+    }
+    for (double fraction : {0.3, 0.5, 0.8}) {
+      for (double ram : {4.0, 0.35}) {
+        Hardware hw =
+            round_machine(base + static_cast<Bytes>(fraction * bytes), 1 * kMiB, static_cast<Bytes>(ram * bytes));
+        if (gpus == 2) {
+          hw.gpus.push_back(hw.gpus[0]);
+          hw.gpus[1].memory = base + static_cast<Bytes>(0.25 * bytes);
+          hw.link.p2p_bandwidth = 8e9;
+        }
+        const Priced p(g, hw, w);
+        INFO(gpus << " GPUs, GPU 0 ~" << fraction << " of the weights, RAM ~" << ram << " of them");
+        const Brute b = brute_force(p.cm, hw, options);
+        OptimalOptions no_prefetch;
+        no_prefetch.allow_prefetch = false;
+        const OptimalResult r = optimal_search(p.cm, hw, no_prefetch);
+        if (!std::isfinite(b.best)) {
+          CHECK_FALSE(r.found);
+          continue;
+        }
+        check_result(p.cm, hw, r);
+        CHECK(within_gap(r.objective_s, b.best));
+        const bool split = std::any_of(r.placement.choice.begin(), r.placement.choice.end(), is_split);
+        split_won += split ? 1 : 0;
+        if (split) {  // the map lists the experts module itself, computed in place
+          bool experts_off = false;
+          const auto items = r.map.items();
+          for (size_t i = 0; i < items.size(); ++i) {
+            const auto& [name, d] = items[i];
+            if (name.size() > 12 && name.substr(name.size() - 12) == ".mlp.experts" && !d.is_gpu())
+              experts_off = r.per_entry[i] == Semantics::kInPlace;
+          }
+          CHECK(experts_off);
+          // and that map is the placement again
+          const auto back = placement_of(p.cm, hw, r.map, r.per_entry, no_prefetch);
+          REQUIRE(back.has_value());
+          CHECK(placement_objective(p.cm, hw, *back, no_prefetch) == Approx(r.objective_s).epsilon(1e-12));
+        }
+      }
+    }
+  }
+  CHECK(split_won >= 3);  // the split is the optimum somewhere in this grid, or the test shows nothing
 }
 
 TEST_CASE("a tied head is priced where its weight is stored", "[unit][sim][optimal]") {
@@ -316,6 +419,7 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
   TempDir dir;
   std::mt19937_64 rng(20261203);
   int scenarios = 0, found = 0, exact = 0, contained_rows = 0, disk_used = 0, tied_return = 0;
+  int split_found = 0, split_exact = 0;  // mixture-of-experts models on GPUs (expert-aware placements)
   double slowest_ms = 0;
   std::vector<double> search_times;
   int unpruned_compared = 0;
@@ -325,6 +429,10 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
     // DMAP_SHOW=<id> prints one generated scenario (ids as in sim_bench's DMAP_BENCH_SLOW list).
     if (getenv("DMAP_SHOW") && yaml.find("id: " + std::string(getenv("DMAP_SHOW")) + "\n") != std::string::npos) {
       printf("%s", yaml.c_str());
+    }
+    // DMAP_ONLY=<id>: that generated scenario alone (its checks, with DMAP_UNPRUNED too).
+    if (getenv("DMAP_ONLY") && yaml.find("id: " + std::string(getenv("DMAP_ONLY")) + "\n") == std::string::npos) {
+      continue;
     }
     SimScenario s;
     try {
@@ -362,6 +470,14 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
     ++found;
     check_result(cm, s.hardware, r);
     exact += r.exact;
+    bool splits = !s.hardware.gpus.empty();  // sparse layers may split: a larger space
+    for (size_t u = 0; u < ev.graph->chain.size() && splits; ++u)
+      splits = split_experts(*ev.graph, static_cast<int>(u)) < 0;
+    splits = !splits && !s.hardware.gpus.empty();
+    if (splits) {
+      ++split_found;
+      split_exact += r.exact;
+    }
     for (UnitChoice c : r.placement.choice) {
       if (from_disk(c)) {
         ++disk_used;
@@ -381,7 +497,12 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
       const OptimalResult full = optimal_search(cm, s.hardware, all);
       if (full.exact) {
         ++unpruned_compared;
-        CHECK(within_gap(r.objective_s, full.objective_s));
+        INFO("pruned " << r.objective_s << " (exact " << r.exact << ", bound " << r.lower_bound_s << "), unpruned "
+                       << full.objective_s);
+        if (r.exact) CHECK(within_gap(r.objective_s, full.objective_s));
+        // Out of work: never better than the optimum, and its proven bound is one.
+        CHECK(r.objective_s >= full.objective_s * (1 - 1e-9));
+        CHECK(r.lower_bound_s <= full.objective_s * (1 + 1e-9));
       }
     }
     // Deterministic (and the search alone timed: informational, benchmarks check speed).
@@ -412,13 +533,17 @@ TEST_CASE("generated scenarios: the optimum is feasible, deterministic and never
                     << ", a tied head back on its source's GPU in " << tied_return << "; slowest evaluate() "
                     << slowest_ms << " ms; search alone: median " << percentile(search_times, 0.5) << " ms, p99 "
                     << percentile(search_times, 0.99) << " ms, slowest " << percentile(search_times, 1.0)
-                    << " ms; compared with the unpruned search: " << unpruned_compared);
+                    << " ms; compared with the unpruned search: " << unpruned_compared
+                    << "; with sparse layers that split: " << split_exact << " exact of " << split_found);
   CHECK(scenarios >= 500);
   CHECK(found > scenarios / 2);
   CHECK(disk_used > 0);
   // Fronts beyond max_labels are thinned, or the work budget is spent (then the result is flagged,
   // still feasible, no slower than the rows above, with a proven lower bound); it stays rare:
   // at most 1 in 20 (20 of 520 on this seed since the 2025-2026 models joined the presets:
-  // Qwen3-32B and Llama-2-70B on 3-8 GPUs and OPT-30B with RAM binding).
-  CHECK(exact >= found - found / 20);
+  // Qwen3-32B and Llama-2-70B on 3-8 GPUs and OPT-30B with RAM binding) — for dense models. With
+  // layers that split (MoE on GPUs: 3 x GPUs + 7 choices a unit) the work budget leaves more of
+  // them unproven (40 of 121 on this seed, most of them Qwen3-235B with RAM binding): at most half.
+  CHECK(exact - split_exact >= (found - split_found) - (found - split_found) / 20);
+  CHECK(split_exact >= split_found / 2);
 }
