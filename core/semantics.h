@@ -5,6 +5,9 @@
 //   prefetch    the same, pinned, the next unit copied while this one computes
 //   in-place    offloaded modules compute where they are mapped (llama.cpp's -ngl split)
 //   cpu         everything on the CPU (the executor's CPU backend; a simulator row)
+//   routed-prefetch  dmap's proposal, simulated only (no runtime does it yet): prefetch, except
+//               that a mixture-of-experts layer's routed experts are copied after its router
+//               runs, only the experts it picked (one copy per expert and tensor), not overlapped
 //
 // Example:
 //   Semantics s = parse_semantics("in-place").value();   // nullopt for an unknown name
@@ -16,9 +19,11 @@
 
 namespace dmap {
 
-enum class Semantics { kAccelerate, kPrefetch, kInPlace, kCpu };
+enum class Semantics { kAccelerate, kPrefetch, kInPlace, kCpu, kRoutedPrefetch };
+// prefetch or routed-prefetch: offloaded weights copied from pinned memory on a copy stream.
+bool is_prefetching(Semantics s);
 std::string semantics_name(Semantics s);
-// "accelerate", "prefetch", "in-place" (also "in_place", "inplace"), "cpu".
+// "accelerate", "prefetch", "in-place" (also "in_place", "inplace"), "cpu", "routed-prefetch".
 std::optional<Semantics> parse_semantics(const std::string& s);
 
 }  // namespace dmap

@@ -1825,6 +1825,7 @@ std::optional<Placement> placement_of(const CostModel& cm, const Hardware& hw, c
     if (e < 0) return std::nullopt;
     const Device d = items[e].second;
     const Semantics s = per_entry[e];
+    if (s == Semantics::kRoutedPrefetch) return std::nullopt;  // (dmap's proposal: not searched)
     UnitChoice c;
     int gpu = -1;
     if (d.is_gpu()) {

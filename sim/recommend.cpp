@@ -201,9 +201,14 @@ void add_rows(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw
   } else if (!has_offload(dm)) {
     list = {Semantics::kAccelerate};  // nothing offloaded: every semantics runs it the same way
   } else {
-    // `cpu` names the all-CPU map's semantics; a map with GPUs runs under the others.
+    // `cpu` names the all-CPU map's semantics; a map with GPUs runs under the others. Beside
+    // prefetch, for a mixture-of-experts model, dmap's routed variant (a proposal, priced only).
+    const bool moe = std::any_of(c.graph->ops.begin(), c.graph->ops.end(), [](const Op& op) { return op.experts > 0; });
     for (Semantics s : semantics) {
       if (s != Semantics::kCpu) list.push_back(s);
+      if (s == Semantics::kPrefetch && moe &&
+          std::find(semantics.begin(), semantics.end(), Semantics::kRoutedPrefetch) == semantics.end())
+        list.push_back(Semantics::kRoutedPrefetch);
     }
   }
   for (Semantics sem : list) {
@@ -494,7 +499,13 @@ Evaluation evaluate(const SimScenario& s) {
     auto key = [](double t) { return t > 0 ? std::round(std::log(t) * 1e9) : -1e300; };
     return key(x.total_s) < key(y.total_s);
   });
-  if (!ev.ranking.empty() && ev.rows[ev.ranking[0]].pred.feasible) ev.recommended = ev.ranking[0];
+  // Recommended: the fastest row a runtime can run (routed-prefetch is dmap's proposal).
+  for (int i : ev.ranking) {
+    if (!ev.rows[i].pred.feasible) break;
+    if (ev.rows[i].semantics == semantics_name(Semantics::kRoutedPrefetch)) continue;
+    ev.recommended = i;
+    break;
+  }
 
   // Break-even offloaded fraction: streaming a fraction f of the weights over the link costs
   // f*W/h2d per token; the CPU reads all W at its memory bandwidth. CPU-only wins past h2d/bw.
@@ -624,6 +635,32 @@ Evaluation evaluate(const SimScenario& s) {
           << "x slower)";
         ev.how_to_run += o.str();
       }
+    }
+    // dmap's routed prefetch (a proposal): its fastest row, beside that map's plain prefetch.
+    const ResultRow* routed = nullptr;
+    for (int i : ev.ranking) {
+      const ResultRow& r = ev.rows[i];
+      if (r.pred.feasible && r.semantics == semantics_name(Semantics::kRoutedPrefetch)) {
+        routed = &r;
+        break;
+      }
+    }
+    if (routed) {
+      const ResultRow* plain = nullptr;
+      for (const ResultRow& r : ev.rows) {
+        if (r.strategy == routed->strategy && r.semantics == semantics_name(Semantics::kPrefetch) &&
+            r.runtime == routed->runtime)
+          plain = &r;
+      }
+      v << " dmap's proposal, routed prefetch (no runtime does it yet: each offloaded experts module copies only the "
+           "experts its router picked, once the router has run), would run "
+        << routed->strategy << "'s map at " << format_seconds(routed->pred.decode_token_s) << "/token, moving "
+        << format_bytes_human(routed->pred.transfer_bytes_per_token) << " per token";
+      if (plain && plain->pred.feasible) {
+        v << " where prefetching whole modules moves " << format_bytes_human(plain->pred.transfer_bytes_per_token)
+          << " (" << format_seconds(plain->pred.decode_token_s) << "/token)";
+      }
+      v << (routed->pred.total_s < best.pred.total_s ? ", faster than the fastest runnable placement." : ".");
     }
   } else {
     // Say what is short and by how much: the rows that need the least memory (everything on

@@ -148,7 +148,8 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
     for (const auto& n : se) {
       const std::string name = yaml_string(path, n, "semantics");
       auto v = parse_semantics(name);
-      if (!v) fail_at(path, n, "semantics: unknown '" + name + "' (accelerate, prefetch, in-place, cpu)");
+      if (!v)
+        fail_at(path, n, "semantics: unknown '" + name + "' (accelerate, prefetch, in-place, cpu, routed-prefetch)");
       s.semantics.push_back(*v);
     }
   } else {
@@ -157,7 +158,8 @@ SimScenario load_sim_scenario(const std::string& path, const std::string& config
     if (!s.base.model.gguf_file_type.empty() || s.base.model.gguf) s.semantics = {Semantics::kInPlace};
   }
   if (const YAML::Node rt = root["runtimes"]; rt.IsDefined() && !rt.IsNull()) {
-    if (!rt.IsSequence() || rt.size() == 0) fail_at(path, rt, "runtimes: expected a list (transformers, llama.cpp, dmap)");
+    if (!rt.IsSequence() || rt.size() == 0)
+      fail_at(path, rt, "runtimes: expected a list (transformers, llama.cpp, dmap)");
     std::vector<Runtime> listed;
     for (const auto& n : rt) {
       const std::string name = yaml_string(path, n, "runtimes");

@@ -16,7 +16,7 @@ StreamCost stream_tensor(const CostModel& cm, double bytes, bool from_disk, bool
   StreamCost c;
   if (from_disk) c.disk_s = cm.disk_read(bytes, warm);
   if (!exec.is_cpu()) {
-    const bool pinned = semantics == Semantics::kPrefetch;
+    const bool pinned = is_prefetching(semantics);
     c.link_s = cm.h2d(bytes, pinned);
     if (semantics == Semantics::kAccelerate) c.hook_s = cm.rates().offload_tensor_overhead.value;
   }
@@ -37,7 +37,8 @@ struct Streamed {
   enum From { kFromHost, kFromDisk, kFromGpu };
   double bytes;
   From from;
-  int gpu = 0;  // kFromGpu: where it is stored
+  int gpu = 0;          // kFromGpu: where it is stored
+  bool routed = false;  // routed-prefetch: only the experts the router picked, after it runs
 };
 
 struct Segment {
@@ -107,7 +108,7 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
     const Device d = items[e].second;
     if (d.is_gpu()) return ExecDevice::on_gpu(d.index);
     const Semantics s = per_entry[e];
-    if ((s == Semantics::kAccelerate || s == Semantics::kPrefetch) && main_gpu) return ExecDevice::on_gpu(*main_gpu);
+    if ((s == Semantics::kAccelerate || is_prefetching(s)) && main_gpu) return ExecDevice::on_gpu(*main_gpu);
     return ExecDevice::cpu();
   };
 
@@ -147,7 +148,8 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
         // a (tied) weight stored on another device than the op runs on: one copy per forward
         st.push_back({bytes, Streamed::kFromGpu, sd.index});
       } else {
-        st.push_back({bytes, sd.kind == Device::Kind::kDisk ? Streamed::kFromDisk : Streamed::kFromHost});
+        const bool routed = s.semantics == Semantics::kRoutedPrefetch && op.experts > 0;
+        st.push_back({bytes, sd.kind == Device::Kind::kDisk ? Streamed::kFromDisk : Streamed::kFromHost, 0, routed});
       }
       leaf_bytes += bytes;
     }
@@ -160,7 +162,8 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
     started = true;
   }
   for (const auto& s : segs) {
-    if (!s.exec.is_cpu() && s.semantics == Semantics::kPrefetch) {
+    // (routed-prefetch: buffers for the whole experts module, which a prefill touches whole.)
+    if (!s.exec.is_cpu() && is_prefetching(s.semantics)) {
       max_segment_streamed[s.exec.gpu] = std::max(max_segment_streamed[s.exec.gpu], s.streamed_bytes);
     }
   }
@@ -294,9 +297,10 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
     double prev_compute = 0;
     for (size_t si = 0; si < segs.size(); ++si) {
       const Segment& s = segs[si];
-      const bool overlapped = s.semantics == Semantics::kPrefetch && !s.exec.is_cpu();
+      const bool overlapped = is_prefetching(s.semantics) && !s.exec.is_cpu();
       double compute = 0, ops_only = 0, stream = 0;
       Breakdown sb, stream_b;
+      const double tokens = static_cast<double>(w.batch) * (phase.prefill ? static_cast<double>(w.prompt) : 1.0);
       std::vector<TimelineSpan> ops_spans, copy_spans;  // laid out once `exposed` is known
       double op_clock = 0, copy_clock = 0;              // within the segment
       // Called only when recording: the names cost allocations the optimal search must not pay.
@@ -318,15 +322,32 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
         }
         for (const Streamed& st : s.streamed[k]) {
           StreamCost c;
+          double moved = st.bytes;
           if (st.from == Streamed::kFromGpu) {
             c.link_s = s.exec.is_cpu() ? cm.d2h(st.bytes, false) : cm.p2p(st.bytes, st.gpu, s.exec.gpu);
+          } else if (st.routed) {
+            // The experts the router picked, one copy (and read) each, once it has run: in the
+            // op's own time, not behind the previous entry's.
+            const double touched = touched_experts(op, tokens), one = st.bytes / static_cast<double>(op.experts);
+            const StreamCost e = stream_tensor(cm, one, st.from == Streamed::kFromDisk, warm, s.exec, s.semantics);
+            c = {touched * e.disk_s, touched * e.link_s, touched * e.hook_s};
+            moved = touched * one;
+            compute += c.total();
+            sb[Resource::kDisk] += c.disk_s;
+            sb[Resource::kH2d] += c.link_s + c.hook_s;
+            r.moved_bytes += moved;
+            if (spans) {
+              span(ops_spans, op_clock, op_index, "disk", "disk read (routed experts)", c.disk_s);
+              span(ops_spans, op_clock, op_index, "link", "routed experts to " + lane_of(s.exec), c.link_s + c.hook_s);
+            }
+            continue;
           } else {
             c = stream_tensor(cm, st.bytes, st.from == Streamed::kFromDisk, warm, s.exec, s.semantics);
           }
           stream += c.total();
           stream_b[Resource::kDisk] += c.disk_s;
           stream_b[Resource::kH2d] += c.link_s + c.hook_s;
-          r.moved_bytes += st.bytes;
+          r.moved_bytes += moved;
           if (spans) {
             auto& into = overlapped ? copy_spans : ops_spans;
             double& clock = overlapped ? copy_clock : op_clock;

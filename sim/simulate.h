@@ -10,6 +10,11 @@
 //               compute of the entry before it (double buffering)
 //   in-place    cpu/disk entries compute on the CPU; only activations cross the link
 //   cpu         every entry computes on the CPU
+//   routed-prefetch  dmap's proposal (no runtime does it): prefetch, except that an offloaded
+//               routed-experts module copies only the experts its router picked (uniform
+//               routing's count for the phase's tokens), one copy per expert and tensor, once
+//               the router has run — in the op's own time, not overlapped; its buffers are
+//               sized for the whole module (a prefill touches nearly all of them)
 // Disk entries are read from disk (prefill: cold; decode: from the page cache when it holds
 // them) and then treated like cpu entries. GPUs run one at a time (naive pipeline).
 //

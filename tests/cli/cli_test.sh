@@ -306,6 +306,8 @@ fi
 "$DMAP" run tinyllama_1b --dtype bfloat16 --prompt-tokens 4 --new-tokens 2 --threads 1 >"$TMP/run.txt" 2>/dev/null && grep -q "tokens\[0\]:" "$TMP/run.txt" && ok || bad "run with random weights"
 # executor choice and traces
 expect_error "run bad semantics" "--semantics must be accelerate, prefetch or in-place" -- run "$FIX" --semantics lazy
+# routed-prefetch is dmap's proposal, priced by the simulator only: no executor runs it
+expect_error "run routed-prefetch" "--semantics must be accelerate, prefetch or in-place" -- run "$FIX" --semantics routed-prefetch
 DMAP_ISA=avx3 expect_error "run with an unknown DMAP_ISA" "DMAP_ISA=avx3: not an instruction set" -- run "$FIX" --new-tokens 2
 expect_error "profile llama.cpp on a family dmap does not export" "the gemma3_text family is not one dmap writes as GGUF" -- profile --validate --runtime llama.cpp --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --models gemma3_1b --out "$TMP/v.md"
 expect_error "profile an unknown runtime" "--runtime: expected dmap, transformers or llama.cpp" -- profile --real --runtime vllm

@@ -1138,6 +1138,48 @@ TEST_CASE("an offloaded MoE layer streams all its experts under accelerate, only
   CHECK(inplace.transfer_bytes_per_token < layer1 / 10);
 }
 
+TEST_CASE("routed prefetch (dmap's proposal): only the experts the router picked cross, after the router",
+          "[unit][sim][moe]") {
+  const auto tree = std::make_unique<ModuleTree>(
+      build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
+  const ModelGraph g = build_graph(*tree, DType::kFloat16);
+  const Hardware hw = round_machine(1 * kGiB);
+  // Batch 1: a decode step's token runs k = 4 of the 16 experts.
+  const Priced p(g, hw, workload(1, 16, 8));
+  DeviceMap map;
+  for (const char* n : {"model.embed_tokens", "model.layers.0"}) map.assign(n, Device::gpu(0));
+  map.assign("model.layers.1", Device::cpu());
+  for (const char* n : {"model.norm", "model.rotary_emb", "lm_head"}) map.assign(n, Device::gpu(0));
+  const Prediction pre = simulate(p.cm, hw, map, Semantics::kPrefetch);
+  const Prediction routed = simulate(p.cm, hw, map, Semantics::kRoutedPrefetch);
+  REQUIRE(pre.feasible);
+  REQUIRE(routed.feasible);
+  const double experts = static_cast<double>(g.tensor_bytes[tree->find("model.layers.1.mlp.experts.gate_up_proj")] +
+                                             g.tensor_bytes[tree->find("model.layers.1.mlp.experts.down_proj")]);
+  // Per token the rest of the layer still crosses whole, the experts module a quarter of it.
+  CHECK(pre.transfer_bytes_per_token - routed.transfer_bytes_per_token == Approx(experts * 12 / 16).epsilon(1e-9));
+  // The picked experts' copies (one per expert and tensor) are not hidden behind earlier work:
+  // at least 4 x 2 pinned copies each decode step.
+  const double one = experts / 2 / 16;
+  CHECK(routed.decode_token_s >= 8 * p.cm.h2d(one, true));
+  // Prefill (16 tokens) touches E(1 - (1 - k/E)^16) = 15.85 of the 16: about what prefetch moves.
+  CHECK(sim::touched_experts(16, 4, 16) == Approx(16 * (1 - std::pow(0.75, 16))));
+  // dmap run refuses it (no executor implements it); the names parse.
+  CHECK(parse_semantics("routed-prefetch") == Semantics::kRoutedPrefetch);
+  CHECK(semantics_name(Semantics::kRoutedPrefetch) == "routed-prefetch");
+  // In a scenario: a row beside prefetch for MoE models only, never the recommendation, named in the verdict.
+  const SimScenario s = load_sim_scenario(kConfigs + "/scenarios/qwen3_30b_a3b_bf16_rtx3060.yaml", kConfigs);
+  const Evaluation ev = evaluate(s);
+  int rows = 0;
+  for (const ResultRow& r : ev.rows) rows += r.semantics == "routed-prefetch" ? 1 : 0;
+  CHECK(rows > 0);
+  REQUIRE(ev.recommended >= 0);
+  CHECK(ev.rows[ev.recommended].semantics != "routed-prefetch");
+  CHECK_THAT(ev.verdict, Catch::Contains("routed prefetch (no runtime does it yet"));
+  const SimScenario dense = load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs);
+  for (const ResultRow& r : evaluate(dense).rows) CHECK(r.semantics != "routed-prefetch");
+}
+
 TEST_CASE("experts kept on the CPU under GPU layers: llama.cpp's --cpu-moe, --n-cpu-moe N or an -ot pattern",
           "[unit][sim][moe]") {
   TempDir dir;
