@@ -289,6 +289,7 @@ int cmd_run(const std::vector<std::string>& argv) {
     e.touched = static_cast<double>(touched) / static_cast<double>(forwards);
     e.rows = static_cast<double>(rows) / static_cast<double>(forwards);
     e.uniform = sim::touched_experts(cfg.experts, cfg.top_k, e.rows);
+    e.spread = sim::routing_spread_of(cfg.experts, cfg.top_k, e.rows, e.touched);
     return e;
   };
   rep.prefill_experts = experts(counts.prefill_forwards, counts.prefill_touched, counts.prefill_rows);

@@ -59,6 +59,10 @@ std::string run_report_json(const RunReport& r) {
       w.value(e->touched);
       w.key("uniform");
       w.value(e->uniform);
+      if (e->spread) {
+        w.key("routing_spread");
+        w.value(*e->spread);
+      }
       w.end_object();
     }
     w.end_object();
@@ -104,12 +108,16 @@ std::string run_report_table(const RunReport& r) {
     s += line("experts:    %lld routed, %lld per token; touched per sparse layer:", static_cast<long long>(r.experts),
               static_cast<long long>(r.top_k));
     if (r.prefill_experts.forwards > 0) {
-      s += line(" prefill %.2f (uniform routing: %.2f for %.0f tokens)", r.prefill_experts.touched,
+      s += line(" prefill %.2f (uniform routing: %.2f for %.0f tokens", r.prefill_experts.touched,
                 r.prefill_experts.uniform, r.prefill_experts.rows);
+      if (r.prefill_experts.spread) s += line("; routing spread %.3f", *r.prefill_experts.spread);
+      s += ")";
     }
     if (r.decode_experts.forwards > 0) {
-      s += line("%s decode %.2f (uniform: %.2f)", r.prefill_experts.forwards > 0 ? "," : "", r.decode_experts.touched,
+      s += line("%s decode %.2f (uniform: %.2f", r.prefill_experts.forwards > 0 ? "," : "", r.decode_experts.touched,
                 r.decode_experts.uniform);
+      if (r.decode_experts.spread) s += line("; routing spread %.3f", *r.decode_experts.spread);
+      s += ")";
     }
     s += "\n";
   }

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ struct RunExperts {
   double touched = 0;  // mean distinct experts per forward
   double rows = 0;     // mean tokens routed per forward
   double uniform = 0;  // E (1 - (1 - k/E)^rows)
+  // The share of the experts the counts say routing spreads over (calibration key
+  // moe.routing_spread); none for one token per forward, which always touches k.
+  std::optional<double> spread;
 };
 
 struct RunReport {

@@ -155,7 +155,8 @@ GpuCalibration read_gpu(const std::string& f, const YAML::Node& g, const std::st
 
 Calibration from_node(const YAML::Node& root, const std::string& f) {
   if (!root.IsMap()) fail_at(f, root, "a calibration must be a mapping");
-  check_keys(f, root, {"kind", "name", "provenance", "host", "gpus", "link", "disk", "runtimes", "fit"}, "calibration");
+  check_keys(f, root, {"kind", "name", "provenance", "host", "gpus", "link", "disk", "runtimes", "moe", "fit"},
+             "calibration");
   if (!root["kind"].IsDefined() || !root["kind"].IsScalar() || root["kind"].Scalar() != "calibration") {
     fail_at(f, root["kind"], root, "a calibration file needs `kind: calibration`");
   }
@@ -234,6 +235,15 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     c.disk.read_latency_us = read_figure(f, d, "read_latency_us", true);
   }
   if (const YAML::Node rt = root["runtimes"]; rt.IsDefined()) c.runtimes = read_runtime_profiles(f, rt);
+  if (const YAML::Node m = root["moe"]; m.IsDefined()) {
+    if (!m.IsMap()) fail_at(f, m, "moe: expected a mapping (routing_spread)");
+    check_keys(f, m, {"routing_spread"}, "moe");
+    c.moe_routing_spread = read_figure(f, m, "routing_spread", false);
+    if (c.moe_routing_spread && *c.moe_routing_spread > 1) {
+      fail_at(f, m["routing_spread"],
+              "moe.routing_spread: the share of a layer's experts routing spreads over is at most 1 (uniform)");
+    }
+  }
   return c;
 }
 
@@ -383,6 +393,9 @@ std::string calibration_yaml(const Calibration& c) {
   put(dy, "  ", "read_latency_us", c.disk.read_latency_us);
   if (!dy.str().empty()) y << "disk:\n" << dy.str();
   y << runtime_profiles_yaml(c.runtimes);
+  std::ostringstream my;
+  put(my, "  ", "routing_spread", c.moe_routing_spread);
+  if (!my.str().empty()) y << "moe:\n" << my.str();
   put_free(y, "fit", c.fit);
   return y.str();
 }
@@ -443,6 +456,7 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
   auto per_dtype = [](const std::map<DType, double>& in, double scale, std::map<DType, Figure>& out) {
     for (const auto& [d, v] : in) out[d] = {v * scale, Source::kCalibrated};
   };
+  set(cal->moe_routing_spread, 1.0, r.routing_spread);
   const HostCalibration& h = cal->host;
   set(h.memory_bandwidth_gbs, kGB, r.host.memory_bandwidth);
   set(h.dispatch_overhead_us, kUs, r.host.dispatch);

@@ -41,6 +41,9 @@
 //          copy_latency_us: 9, p2p_gbs: 400}
 //   disk: {read_gbs: 2.1, read_latency_us: 120}
 //   runtimes: {transformers: {...}, llama.cpp: {...}}   # runtime profiles (sim/runtime.h)
+//   moe: {routing_spread: 0.5}             # mixture of experts: routing spreads the tokens over
+//                                       # this share of a layer's experts (1: uniform routing;
+//                                       # `dmap run` fits it from the distinct experts it counts)
 //   fit: {...}                             # free-form: residuals of the fit, reported as is
 #pragma once
 
@@ -130,7 +133,8 @@ struct Calibration {
   LinkCalibration link;
   DiskCalibration disk;
   std::map<Runtime, RuntimeProfile> runtimes;  // measured (or written) runtime profiles
-  YAML::Node fit;  // free-form: residuals of the fit, reported as is
+  std::optional<double> moe_routing_spread;    // in (0, 1]: routing's skew (sim/cost_model.h)
+  YAML::Node fit;                              // free-form: residuals of the fit, reported as is
 };
 
 // Reads and validates a calibration file. Errors name the file, line and key.
@@ -160,6 +164,9 @@ struct Rates {
   // loop around the model), charged once per prefill and per decode step.
   Runtime runtime = Runtime::kDmap;
   Figure step_overhead{0, Source::kDatasheet};
+  // Mixture of experts: the share of a layer's experts routing spreads tokens over, uniformly
+  // (1, the assumption, until a calibration measures skew).
+  Figure routing_spread{1.0, Source::kDatasheet};
 };
 
 // Datasheet figures scaled by the achievable fractions, then the calibration's figures.

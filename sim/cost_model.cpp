@@ -67,14 +67,31 @@ const DeviceRates& CostModel::rates_of(ExecDevice d) const {
   return rates_.gpus[d.gpu];
 }
 
-// Uniform routing is an assumption (real routers are skewed; a calibration figure for skew can
-// scale it later).
-double touched_experts(int64_t experts, int64_t active, double m) {
+// Uniform routing over spread x E experts (1: every expert alike, the assumption until a
+// calibration measures skew).
+double touched_experts(int64_t experts, int64_t active, double m, double spread) {
   const double E = static_cast<double>(experts), k = static_cast<double>(active);
-  return std::max(std::min(E, k), E * (1.0 - std::pow(1.0 - k / E, m)));
+  const double e = std::clamp(spread * E, std::min(E, k), E);
+  return std::max(std::min(E, k), e * (1.0 - std::pow(1.0 - k / e, m)));
 }
 
-double touched_experts(const Op& op, double m) { return touched_experts(op.experts, op.active, m); }
+double touched_experts(const Op& op, double m, double spread) {
+  return touched_experts(op.experts, op.active, m, spread);
+}
+
+std::optional<double> routing_spread_of(int64_t experts, int64_t active, double tokens, double touched) {
+  const double E = static_cast<double>(experts), k = static_cast<double>(active);
+  if (!(tokens > 1) || !(k < E) || !(touched > 0)) return std::nullopt;
+  // touched_experts grows with the spread: bisect it on [k/E, 1].
+  double lo = k / E, hi = 1.0;
+  if (touched >= touched_experts(experts, active, tokens, hi)) return hi;
+  if (touched <= touched_experts(experts, active, tokens, lo)) return lo;
+  for (int i = 0; i < 60; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (touched_experts(experts, active, tokens, mid) < touched ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
 
 void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes) const {
   const double e = graph_.elt;
@@ -91,7 +108,7 @@ void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes)
         if (op.experts > 0) {
           const double k = static_cast<double>(op.active);
           flops = 2.0 * m * k * K * N;
-          bytes = touched_experts(op, m) / static_cast<double>(op.experts) * weights + m * k * (K + N) * e;
+          bytes = touched(op, m) / static_cast<double>(op.experts) * weights + m * k * (K + N) * e;
           return;
         }
         flops = 2.0 * m * K * N;
@@ -101,7 +118,7 @@ void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes)
       if (op.experts > 0) {  // routed experts: each token runs `active` of them
         const double k = static_cast<double>(op.active);
         flops = 2.0 * m * k * K * N;
-        bytes = touched_experts(op, m) * (K * N + (op.bias ? N : 0.0)) * e + m * k * (K + N) * e;
+        bytes = touched(op, m) * (K * N + (op.bias ? N : 0.0)) * e + m * k * (K + N) * e;
         return;
       }
       flops = 2.0 * m * K * N;
@@ -165,7 +182,7 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
     // Dequantisation traffic and kernels of the method (sim/quant_cost.h).
     const DequantFigure qk = dequant_figure(r.dequant, graph_.tree->quantization->method, !dev.is_cpu());
     const double weights =
-        static_cast<double>(op.in) * static_cast<double>(op.out) * (op.experts > 0 ? touched_experts(op, m) : 1.0);
+        static_cast<double>(op.in) * static_cast<double>(op.out) * (op.experts > 0 ? touched(op, m) : 1.0);
     t.bytes += (m >= 2 ? qk.prefill_bytes_per_weight : qk.decode_bytes_per_weight) * weights;
     quant_kernels = qk.kernels;
   }
@@ -177,11 +194,11 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   // Products of several rows (prefill) pay a cost per input element (M x K) instead: converting
   // and packing the activations, which dominates products with few output features.
   if (op.kind == OpKind::kMatmul && op.experts > 0) {
-    // Each touched expert is a product of its own share of the rows (uniform routing).
-    const double touched = touched_experts(op, m), rows = m * static_cast<double>(op.active) / touched;
+    // Each touched expert is a product of its own share of the rows (routing spread evenly over them).
+    const double touched_n = touched(op, m), rows = m * static_cast<double>(op.active) / touched_n;
     t.compute_s = t.flops / rate.at(rows);
     const ProductTerms& pt = terms_of(dev);
-    t.overhead_s += rows < 2 ? touched * static_cast<double>(op.out) * pt.row
+    t.overhead_s += rows < 2 ? touched_n * static_cast<double>(op.out) * pt.row
                              : m * static_cast<double>(op.active * op.in) * pt.input;
   } else if (op.kind == OpKind::kMatmul) {
     const ProductTerms& pt = terms_of(dev);
@@ -197,6 +214,10 @@ void CostModel::charge(const OpTime& t, ExecDevice dev, Breakdown& b) const {
   } else {
     b[compute ? Resource::kGpuCompute : Resource::kGpuMemory] += t.time();
   }
+}
+
+double CostModel::touched(const Op& op, double tokens) const {
+  return touched_experts(op, tokens, rates_.routing_spread.value);
 }
 
 double CostModel::h2d(double bytes, bool pinned) const {

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,9 +70,14 @@ struct OpTime {
 };
 
 // The expected number of distinct experts `tokens` tokens touch in one routed-experts op when
-// each picks op.active of op.experts uniformly: E (1 - (1 - k/E)^tokens) (at least k).
-double touched_experts(const Op& op, double tokens);
-double touched_experts(int64_t experts, int64_t active, double tokens);
+// each picks op.active of op.experts uniformly: E (1 - (1 - k/E)^tokens) (at least k). Skewed
+// routing: `spread` < 1 spreads the tokens uniformly over spread x E of them (at least k) —
+// one figure, fitted from measured counts (routing_spread_of) and kept in a calibration.
+double touched_experts(const Op& op, double tokens, double spread = 1.0);
+double touched_experts(int64_t experts, int64_t active, double tokens, double spread = 1.0);
+// The spread under which `tokens` tokens touch `touched` experts on average (in [k/E, 1]);
+// nullopt when the count says nothing (a single token always touches k).
+std::optional<double> routing_spread_of(int64_t experts, int64_t active, double tokens, double touched);
 
 class CostModel {
  public:
@@ -88,6 +94,8 @@ class CostModel {
   void charge(const OpTime& t, ExecDevice dev, Breakdown& b) const;
 
   // One copy of `bytes` host->device (pinned or pageable), device->host, or GPU->GPU.
+  // Distinct routed experts `tokens` tokens touch in op, under the rates' routing spread.
+  double touched(const Op& op, double tokens) const;
   double h2d(double bytes, bool pinned) const;
   double d2h(double bytes, bool pinned) const;
   double p2p(double bytes, int from, int to) const;

@@ -328,7 +328,7 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
           } else if (st.routed) {
             // The experts the router picked, one copy (and read) each, once it has run: in the
             // op's own time, not behind the previous entry's.
-            const double touched = touched_experts(op, tokens), one = st.bytes / static_cast<double>(op.experts);
+            const double touched = cm.touched(op, tokens), one = st.bytes / static_cast<double>(op.experts);
             const StreamCost e = stream_tensor(cm, one, st.from == Streamed::kFromDisk, warm, s.exec, s.semantics);
             c = {touched * e.disk_s, touched * e.link_s, touched * e.hook_s};
             moved = touched * one;

@@ -384,7 +384,7 @@ else
   bad "MoE run failed: $(cat "$TMP/err")"
 fi
 "$DMAP" run "$MOE" --prompt-tokens 5 --new-tokens 3 --device-map "$TMP/moe_map.json" --backend emulated 2>/dev/null \
-  | grep -qE "^experts: +8 routed, 2 per token; touched per sparse layer: prefill [0-9.]+ \(uniform routing: 6.10 for 5 tokens\), decode 2.00 \(uniform: 2.00\)" \
+  | grep -qE "^experts: +8 routed, 2 per token; touched per sparse layer: prefill [0-9.]+ \(uniform routing: 6.10 for 5 tokens(; routing spread [0-9.]+)?\), decode 2.00 \(uniform: 2.00\)" \
   && ok || bad "MoE run table: experts line"
 expect_error "run bad prompt id" "not a token id: 'x'" -- run "$FIX" --prompt-ids 1,x
 expect_error "run id outside vocabulary" "outside the vocabulary" -- run "$FIX" --prompt-ids 1,100000

@@ -61,15 +61,17 @@ TEST_CASE("run report: the table and the JSON carry the run's figures", "[unit][
   r.disk_bytes_read = 3'000'000;
   r.experts = 8;
   r.top_k = 2;
-  r.prefill_experts = {2, 6.0, 5.0, 6.10};
-  r.decode_experts = {6, 2.0, 1.0, 2.0};
+  r.prefill_experts = {2, 6.0, 5.0, 6.10, 0.5};
+  r.decode_experts = {6, 2.0, 1.0, 2.0, std::nullopt};
   const std::string moe = run_report_table(r);
   CHECK(moe.find("disk:       3.00 MB read") != std::string::npos);
   CHECK(moe.find("experts:    8 routed, 2 per token; touched per sparse layer: prefill 6.00 (uniform routing: 6.10 "
-                 "for 5 tokens), decode 2.00 (uniform: 2.00)") != std::string::npos);
+                 "for 5 tokens; routing spread 0.500), decode 2.00 (uniform: 2.00)") != std::string::npos);
   const auto moe_doc = dmap::parse_json(run_report_json(r), "run.json");
   REQUIRE(moe_doc.find("experts_touched") != nullptr);
   CHECK(moe_doc.find("experts_touched")->find("prefill")->find("uniform")->d == Approx(6.10));
+  CHECK(moe_doc.find("experts_touched")->find("prefill")->find("routing_spread")->d == Approx(0.5));
+  CHECK(moe_doc.find("experts_touched")->find("decode")->find("routing_spread") == nullptr);
 }
 
 TEST_CASE("validation report: rows, errors, held-out figures and regrets", "[unit][report]") {

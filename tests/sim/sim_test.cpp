@@ -1138,6 +1138,47 @@ TEST_CASE("an offloaded MoE layer streams all its experts under accelerate, only
   CHECK(inplace.transfer_bytes_per_token < layer1 / 10);
 }
 
+TEST_CASE("skewed routing: one spread figure, fitted from counted experts, read from a calibration",
+          "[unit][sim][moe]") {
+  // Uniform over spread x E experts: spread 1 is uniform routing, k/E the most skewed.
+  CHECK(touched_experts(128, 8, 4) == Approx(128 * (1 - std::pow(1 - 8.0 / 128, 4))));
+  CHECK(touched_experts(128, 8, 4, 0.5) == Approx(64 * (1 - std::pow(1 - 8.0 / 64, 4))));
+  CHECK(touched_experts(128, 8, 4, 0.01) == Approx(8));  // at least k
+  CHECK(touched_experts(128, 8, 1, 0.3) == Approx(8));   // one token: k whatever the spread
+  // The fit inverts it; one token per forward says nothing.
+  for (double spread : {0.1, 0.37, 0.8, 1.0}) {
+    const auto back = routing_spread_of(128, 8, 16, touched_experts(128, 8, 16, spread));
+    REQUIRE(back);
+    CHECK(*back == Approx(spread).epsilon(1e-6));
+  }
+  CHECK_FALSE(routing_spread_of(128, 8, 1, 8));
+  CHECK(*routing_spread_of(8, 2, 32, 2.0) == Approx(0.25));  // the tiny model's decode: all on k
+  // In a calibration: moe.routing_spread, in (0, 1]; it prices fewer touched experts.
+  const Calibration c = parse_calibration("kind: calibration\nmoe:\n  routing_spread: 0.25\n", "c.yaml");
+  REQUIRE(c.moe_routing_spread);
+  CHECK(*c.moe_routing_spread == 0.25);
+  CHECK(parse_calibration(calibration_yaml(c), "back").moe_routing_spread == c.moe_routing_spread);
+  expect_input_error([] { parse_calibration("kind: calibration\nmoe:\n  routing_spread: 1.5\n", "c.yaml"); }, "c.yaml",
+                     3, "at most 1");
+  expect_input_error([] { parse_calibration("kind: calibration\nmoe:\n  routing_spread: 0\n", "c.yaml"); }, "c.yaml", 3,
+                     "positive");
+  expect_input_error([] { parse_calibration("kind: calibration\nmoe:\n  spread: 0.5\n", "c.yaml"); }, "c.yaml", 3,
+                     "spread");
+  const auto tree = std::make_unique<ModuleTree>(
+      build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
+  const ModelGraph g = build_graph(*tree, DType::kFloat16);
+  const Hardware hw = round_machine(1 * kGiB);
+  const Priced uniform(g, make_rates(hw, nullptr), workload(8, 16, 8));
+  const Priced skewed(g, make_rates(hw, &c), workload(8, 16, 8));
+  CHECK(skewed.rates.routing_spread.source == Source::kCalibrated);
+  const Op& up = find_op(g, "model.layers.0.mlp.experts", OpKind::kMatmul);
+  CHECK(uniform.cm.touched(up, 8) == Approx(touched_experts(16, 4, 8)));
+  CHECK(skewed.cm.touched(up, 8) == Approx(touched_experts(16, 4, 8, 0.25)));
+  // A decode step of 8 sequences reads fewer experts' bytes when routing is skewed.
+  CHECK(skewed.cm.op(up, ExecDevice::cpu(), Phase::decode_at(20)).bytes <
+        uniform.cm.op(up, ExecDevice::cpu(), Phase::decode_at(20)).bytes);
+}
+
 TEST_CASE("routed prefetch (dmap's proposal): only the experts the router picked cross, after the router",
           "[unit][sim][moe]") {
   const auto tree = std::make_unique<ModuleTree>(
