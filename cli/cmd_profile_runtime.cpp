@@ -1,6 +1,7 @@
 // dmap profile --runtime transformers|llama.cpp (see profile_runtime.h).
 #include "cli/profile_runtime.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -56,6 +57,10 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
     check_output_file(out, "--out");  // before minutes of measurement
     const int reps = a.has("quick") ? 1 : 3;
     profile::LoadGuard g(guard);
+    // The machine's state around the runtime's measurements, against the calibration's (its
+    // reference probe): recorded in the fit block (not yet used to refer the rates to it).
+    const double ref = cal.host.reference_probe_ms.value_or(0.0);
+    const double probe_before = ref > 0 ? profile::reference_probe_ms(ctx.run.threads) : 0.0;
     std::vector<profile::SelfCheckRow> self_check;
     std::vector<std::string> summary;
     YAML::Node fit_node;
@@ -92,6 +97,12 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
     fit_node["model"] = model_id;
     fit_node["method"] = ctx.command;
     fit_node["remeasured"] = g.remeasured();
+    if (ref > 0) {
+      const double ratio = (probe_before + profile::reference_probe_ms(ctx.run.threads)) / 2 / ref;
+      fit_node["probe_ratio"] = std::round(ratio * 1000) / 1000;
+      std::cout << "reference probe during the runtime's measurements: " << ratio
+                << " x the calibration's time (above 1: the machine was slower)\n";
+    }
     if (!cal.fit.IsDefined() || !cal.fit.IsMap()) cal.fit = YAML::Node(YAML::NodeType::Map);
     cal.fit[key] = fit_node;
     profile::write_text_file(out, sim::calibration_yaml(cal));

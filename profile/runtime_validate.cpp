@@ -2,9 +2,11 @@
 #include "profile/runtime_validate.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
+#include <thread>
 
 #include "core/error.h"
 #include "profile/llama_fit.h"
@@ -12,8 +14,10 @@
 
 namespace dmap::profile {
 
+bool RuntimeRow::steady() const { return probe_ratio > 0 && std::fabs(probe_ratio - 1) <= kSteadyBand; }
+
 void summarize_runtime(RuntimeValidation& v) {
-  std::vector<double> de, pe;
+  std::vector<double> de, pe, scaled, sde, spe;
   v.held_out = 0;
   v.max_regret = 0;
   for (RuntimeRow& r : v.rows) {
@@ -33,11 +37,21 @@ void summarize_runtime(RuntimeValidation& v) {
     ++v.held_out;
     de.push_back(std::abs(r.decode_error()));
     pe.push_back(std::abs(r.prefill_error()));
+    scaled.push_back(std::abs(r.scaled_decode_error()));
+    if (!r.steady()) continue;
+    sde.push_back(std::abs(r.decode_error()));
+    spe.push_back(std::abs(r.prefill_error()));
   }
   v.decode_median_abs = median(de);
   v.decode_p90_abs = percentile(de, 0.9);
   v.prefill_median_abs = median(pe);
   v.prefill_p90_abs = percentile(pe, 0.9);
+  v.scaled_decode_median_abs = median(scaled);
+  v.scaled_decode_p90_abs = percentile(scaled, 0.9);
+  v.steady_rows = static_cast<int>(sde.size());
+  v.steady_decode_median_abs = median(sde);
+  v.steady_decode_p90_abs = percentile(sde, 0.9);
+  v.steady_prefill_median_abs = median(spe);
 }
 
 RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
@@ -66,12 +80,28 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
   v.prompt = run.prompt;
   v.new_tokens = run.new_tokens;
   LoadGuard guard(guard_settings);
+  // The reference probe as the calibration took it (0: it kept none).
+  const double ref = cal.host.reference_probe_ms.value_or(0.0);
+  v.probed = ref > 0;
   int done = 0;
   const int total = static_cast<int>(cases.size());
   for (const RuntimeCase& c : cases) {
     const std::string what = c.model_id + " " + std::string(dtype_name(c.dtype));
     if (progress) progress(what + ": " + name, done, total);
-    const RuntimeMeasurement m = guard.run(name + " " + what, [&] { return measure(c, rounds); });
+    double ratio = 0;
+    const RuntimeMeasurement m = guard.run(name + " " + what, [&] {
+      double before = 0;
+      if (ref > 0) {
+        before = reference_probe_ms(run.threads);
+        for (int t = 0; t < 10 && std::fabs(before / ref - 1) > kSteadyBand; ++t) {
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+          before = reference_probe_ms(run.threads);
+        }
+      }
+      RuntimeMeasurement mm = measure(c, rounds);
+      if (ref > 0) ratio = (before + reference_probe_ms(run.threads)) / 2 / ref;
+      return mm;
+    });
     v.version = m.version;
     RuntimeRow r;
     r.c = c;
@@ -79,6 +109,7 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
     r.measured_prefill_s = m.prefill_s;
     r.measured_decode_s = m.decode_s;
     r.decode_rounds = m.decode_rounds;
+    r.probe_ratio = ratio;
     const DeviceMap cpu_map = layers_on_disk_map(c.spec, 0);
     const sim::Prediction pt =
         predict(c.spec, c.dtype, cpu_map, hw, &cal, run.prompt, run.new_tokens, sim::Semantics::kCpu, runtime);
@@ -155,6 +186,11 @@ std::string ms(double s, int prec = 3) {
   o << std::setprecision(prec) << s * 1e3;
   return o.str();
 }
+std::string ratio3(double q) {
+  std::ostringstream o;
+  o << std::fixed << std::setprecision(3) << q;
+  return o.str();
+}
 std::string pct(double e) {
   std::ostringstream o;
   o << std::showpos << std::setprecision(2) << e * 100 << " %";
@@ -192,18 +228,26 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
        "and was measured again when other processes took more than 0.15 cores ("
     << v.remeasured << " were; the most others used during a kept one: " << std::setprecision(2) << v.max_foreign_cores
     << " cores).\n\n";
+  if (v.probed) {
+    m << "Before each of the runtime's measurements the reference probe (a fixed float32 matrix-vector stream) was "
+         "repeated, a second apart, until it read within ±3 % of the calibration's time (up to 10 tries), and taken "
+         "again after it: \"probe\" is their mean over the calibration's time (above 1: the machine was slower), and "
+         "the scaled error divides the measured time by it.\n\n";
+  }
   m << "| model | dtype | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | "
-       "error | rounds: ms/token | dmap ms/token, predicted / measured | predicted faster | measured faster | "
-       "regret |\n";
-  m << "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|\n";
+       "error | probe | scaled error | rounds: ms/token | dmap ms/token, predicted / measured | predicted faster | "
+       "measured faster | regret |\n";
+  m << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|\n";
   for (const RuntimeRow& r : v.rows) {
     std::string rounds;
     for (double d : r.decode_rounds) rounds += (rounds.empty() ? "" : ", ") + ms(d);
     m << "| " << r.c.model_id << (r.in_fit ? " (in the fit)" : "") << " | " << dtype_name(r.c.dtype) << " | "
       << ms(r.predicted_prefill_s, 4) << " ms | " << ms(r.measured_prefill_s, 4) << " ms | " << pct(r.prefill_error())
       << " | " << ms(r.predicted_decode_s, 4) << " | " << ms(r.measured_decode_s, 4) << " | " << pct(r.decode_error())
-      << " | " << rounds << " | " << ms(r.dmap_predicted_decode_s) << " / " << ms(r.dmap_measured_decode_s) << " | "
-      << r.predicted_faster << " | " << r.measured_faster << " | " << pct(r.regret) << " |\n";
+      << " | " << (r.probe_ratio > 0 ? ratio3(r.probe_ratio) : std::string("-")) << " | "
+      << (r.probe_ratio > 0 ? pct(r.scaled_decode_error()) : std::string("-")) << " | " << rounds << " | "
+      << ms(r.dmap_predicted_decode_s) << ms(r.dmap_predicted_decode_s) << " / " << ms(r.dmap_measured_decode_s)
+      << " | " << r.predicted_faster << " | " << r.measured_faster << " | " << pct(r.regret) << " |\n";
   }
   m << "\nError figures over the " << v.held_out << " rows the " << name
     << " profile was not fitted on (rows marked \"in the fit\" are its own model, shown "
@@ -218,6 +262,14 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
     << " | median ≤ 5 %, p90 ≤ 10 % |\n";
   m << "| prefill | " << abs_pct(v.prefill_median_abs) << " | " << abs_pct(v.prefill_p90_abs) << " | median ≤ 10 % |\n";
   m << "| regret across runtimes (whole run) | | max " << abs_pct(v.max_regret) << " | ≤ 3 % |\n";
+  if (v.probed) {
+    m << "| time per output token, measured scaled to calibration time | " << abs_pct(v.scaled_decode_median_abs)
+      << " | " << abs_pct(v.scaled_decode_p90_abs) << " | |\n";
+    m << "| time per output token, the " << v.steady_rows << " of " << v.held_out
+      << " rows measured within ±3 % of calibration time | " << abs_pct(v.steady_decode_median_abs) << " | "
+      << abs_pct(v.steady_decode_p90_abs) << " | median ≤ 5 %, p90 ≤ 10 % |\n";
+    m << "| prefill, the same rows | " << abs_pct(v.steady_prefill_median_abs) << " | | median ≤ 10 % |\n";
+  }
   return m.str();
 }
 

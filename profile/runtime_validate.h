@@ -10,7 +10,12 @@
 //            measured fastest) --> runtime_validation_markdown
 //
 // Each measurement runs under a LoadGuard (waits for a quiet machine, measures again when another
-// process took > 0.15 cores). A probe's repetitions run back to back in one process.
+// process took > 0.15 cores). A probe's repetitions run back to back in one process. Where the
+// calibration kept its reference probe time (host.reference_probe_ms), the runtime's measurement
+// is bracketed by the reference probe (before it, repeated a second apart until within ±3 % of
+// calibration time, up to 10 tries): the row keeps the probe's ratio to calibration time, and the
+// errors are given raw, with the measured times divided by that ratio (scaled), and over the rows
+// measured within ±3 % (steady) — as dmap's own validation does (issue 21).
 //
 // Example:
 //   RuntimeValidation v = validate_torch(cases, hw, cal, probe_options, rounds, progress);
@@ -43,8 +48,15 @@ struct RuntimeRow {
   double dmap_predicted_total_s = 0, dmap_measured_total_s = 0, predicted_total_s = 0, measured_total_s = 0;
   double regret = 0;  // measured whole run of the predicted-faster runtime over the measured fastest, - 1
   std::string predicted_faster, measured_faster;  // "dmap" or the runtime's name
+  // The reference probe around the runtime's measurement over calibration time (0: not probed).
+  double probe_ratio = 0;
   double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
+  // With the measured time referred to calibration time (measured / probe_ratio).
+  double scaled_decode_error() const {
+    return probe_ratio > 0 ? predicted_decode_s / (measured_decode_s / probe_ratio) - 1 : decode_error();
+  }
+  bool steady() const;  // probed within ±kSteadyBand of calibration time
 };
 
 struct RuntimeValidation {
@@ -58,6 +70,12 @@ struct RuntimeValidation {
   int remeasured = 0;
   double max_foreign_cores = 0;
   bool no_mmap = false;  // llama.cpp: measured with --no-mmap
+  // Drift (where probed): held-out decode errors with the measurement scaled to calibration time,
+  // and over the held-out rows measured within ±3 % of it (the targets apply to those).
+  bool probed = false;
+  double scaled_decode_median_abs = 0, scaled_decode_p90_abs = 0;
+  int steady_rows = 0;
+  double steady_decode_median_abs = 0, steady_decode_p90_abs = 0, steady_prefill_median_abs = 0;
 };
 
 // The errors and regret of rows already measured (a pure function; tests give synthetic rows).

@@ -636,6 +636,44 @@ TEST_CASE("the runtime validation's errors leave the fitted model out; regret pi
   CHECK(v.rows[2].measured_faster == "dmap");
   CHECK(v.rows[2].regret == Approx(3.0 / 2.0 - 1));  // measured 1 + 10 x 0.2 against dmap's 2
   CHECK(v.max_regret == Approx(0.5));
+  // Not probed: the scaled errors are the raw ones, no row is steady.
+  CHECK_FALSE(v.rows[1].steady());
+  CHECK(v.scaled_decode_median_abs == Approx(v.decode_median_abs));
+  CHECK(v.steady_rows == 0);
+}
+
+TEST_CASE("the runtime validation refers its measurements to calibration time by the reference probe",
+          "[unit][profile][runtime]") {
+  RuntimeValidation v;
+  v.new_tokens = 5;
+  RuntimeRow slow;  // the machine 10 % slower than at calibration: measured 10 % over the prediction
+  slow.predicted_prefill_s = slow.measured_prefill_s = 1;
+  slow.predicted_decode_s = 0.100;
+  slow.measured_decode_s = 0.110;
+  slow.probe_ratio = 1.10;
+  RuntimeRow steady = slow;  // within ±3 %: its raw error counts toward the targets
+  steady.measured_decode_s = 0.104;
+  steady.probe_ratio = 1.02;
+  RuntimeRow fast = slow;  // 5 % faster machine, measured 5 % under
+  fast.measured_decode_s = 0.095;
+  fast.probe_ratio = 0.95;
+  v.rows = {slow, steady, fast};
+  summarize_runtime(v);
+  CHECK(v.rows[0].decode_error() == Approx(0.1 / 0.11 - 1));
+  CHECK(v.rows[0].scaled_decode_error() == Approx(0.0).margin(1e-12));
+  CHECK(v.rows[2].scaled_decode_error() == Approx(0.0).margin(1e-12));
+  CHECK(v.rows[1].scaled_decode_error() == Approx(0.1 / (0.104 / 1.02) - 1));
+  CHECK_FALSE(v.rows[0].steady());
+  CHECK(v.rows[1].steady());
+  CHECK_FALSE(v.rows[2].steady());
+  CHECK(v.steady_rows == 1);
+  CHECK(v.steady_decode_median_abs == Approx(std::abs(0.1 / 0.104 - 1)));
+  CHECK(v.scaled_decode_median_abs == Approx(0.0).margin(1e-12));  // two of the three exact once scaled
+  CHECK(v.decode_median_abs > 0.03);
+  v.probed = true;
+  const std::string md = runtime_validation_markdown(v, "test machine", "cal.yaml");
+  CHECK_THAT(md, Catch::Contains("| 1.100 |") && Catch::Contains("| 0.950 |"));  // each row's probe ratio
+  CHECK_THAT(md, Catch::Contains("the 1 of 3 rows measured within ±3 % of calibration time"));
 }
 
 TEST_CASE("the transformers runtime probe runs a tiny model with this machine's torch",
