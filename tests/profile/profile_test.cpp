@@ -673,6 +673,9 @@ TEST_CASE("the runtime validation refers its measurements to calibration time by
   v.probed = true;
   const std::string md = runtime_validation_markdown(v, "test machine", "cal.yaml");
   CHECK_THAT(md, Catch::Contains("| 1.100 |") && Catch::Contains("| 0.950 |"));  // each row's probe ratio
+  v.rows[0].dmap_predicted_decode_s = 0.05;
+  v.rows[0].dmap_measured_decode_s = 0.06;
+  CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"), Catch::Contains("| 50 / 60 |"));
   CHECK_THAT(md, Catch::Contains("the 1 of 3 rows measured within ±3 % of calibration time"));
 }
 
