@@ -51,8 +51,8 @@
 // work, the result is the best placement found (never slower than a seed), exact only when
 // nothing unexplored can beat it by more than the gap, else with `lower_bound_s` a proven bound
 // on the optimum. Bound tables: units x (1 + 3 x (R x (K0 + 1) + (GPUs - 1) x (K + 1))) values
-// x price columns (K = 64 buckets per GPU — where layers split, up to 1024 / GPUs so that what
-// stays of a split layer takes at least one —, K0 up to 256 on GPU 0 where streamed layers' KV
+// x price columns (K = 64 buckets per GPU — where layers split, up to twice as many as the
+// GPU holds of what stays of a split layer, at most 8192 / GPUs —, K0 up to 256 on GPU 0 where streamed layers' KV
 // caches need them, R <= 4 transient reservations); from 2 GPUs on one per page-cache
 // assumption, shared by the modes, and a run's own where the shared one leaves over 2 % to the
 // incumbent, until one is no tighter (a warm run's own table also serves the cold run of its
