@@ -1350,6 +1350,15 @@ struct Search {
     }
   }
 
+  // Label n's unit resident on GPU g: a later GPU opens, holding its context and workspace.
+  void use_gpu(Label& n, int g) const {
+    if (g == n.open) return;
+    n.open = static_cast<int8_t>(g);
+    n.gp = T.gpu_ctx[g] + T.ws_p;
+    n.gd = T.gpu_ctx[g] + T.ws_d;
+    n.gt = 0;
+  }
+
   // Every label unit u can follow label L (index li of the previous unit) with.
   void expand(int u, const Label& L, int li, std::vector<Label>& out) const {
     const int G = T.gpus;
@@ -1394,12 +1403,7 @@ struct Search {
       const int last = (u == 0 && mode != Mode::kNone) || idle ? first : G - 1;
       for (int g = first; g <= last; ++g) {
         Label n = L;
-        if (g != L.open) {
-          n.open = static_cast<int8_t>(g);
-          n.gp = T.gpu_ctx[g] + T.ws_p;
-          n.gd = T.gpu_ctx[g] + T.ws_d;
-          n.gt = 0;
-        }
+        use_gpu(n, g);
         const UnitPrice p = price_unit(T, u, UnitChoice::kResident, g, g, tie, L.pe, res_sem, warm);
         n.t += p.time;
         n.gp += T.weights[u] + T.kv_p[u] + T.logits[u];
@@ -1431,12 +1435,7 @@ struct Search {
         for (bool disk : {false, true}) {
           if (disk && !allow_disk) continue;
           Label n = L;
-          if (g != L.open) {
-            n.open = static_cast<int8_t>(g);
-            n.gp = T.gpu_ctx[g] + T.ws_p;
-            n.gd = T.gpu_ctx[g] + T.ws_d;
-            n.gt = 0;
-          }
+          use_gpu(n, g);
           n.t += split_price(T, u, g, L.pe, disk, warm);
           n.gp += kept + T.kv_p[u] + T.logits[u];
           n.gd += kept + T.kv_d[u] + T.logits[u];

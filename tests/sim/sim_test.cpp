@@ -1079,11 +1079,40 @@ head_dim: 16
 num_experts: 16
 num_experts_per_tok: 4
 )";
+std::unique_ptr<ModuleTree> tiny_moe_tree() {
+  return std::make_unique<ModuleTree>(
+      build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
+}
+
+// The tiny MoE on GPU 0 but its layer 1, on the CPU, priced at batch 1 (a decode step's token
+// runs k = 4 of the 16 experts).
+struct Layer1Offloaded {
+  std::unique_ptr<ModuleTree> tree = tiny_moe_tree();
+  ModelGraph g = build_graph(*tree, DType::kFloat16);
+  Hardware hw = round_machine(1 * kGiB);
+  Priced p{g, hw, workload(1, 16, 8)};
+  DeviceMap map = [] {
+    DeviceMap m;
+    for (const char* n : {"model.embed_tokens", "model.layers.0"}) m.assign(n, Device::gpu(0));
+    m.assign("model.layers.1", Device::cpu());
+    for (const char* n : {"model.norm", "model.rotary_emb", "lm_head"}) m.assign(n, Device::gpu(0));
+    return m;
+  }();
+  // Layer 1's experts module: its two 3-D tensors.
+  double experts() const {
+    return static_cast<double>(g.tensor_bytes[tree->find("model.layers.1.mlp.experts.gate_up_proj")] +
+                               g.tensor_bytes[tree->find("model.layers.1.mlp.experts.down_proj")]);
+  }
+  Prediction run(Semantics s) const {
+    const Prediction pr = simulate(p.cm, hw, map, s);
+    REQUIRE(pr.feasible);
+    return pr;
+  }
+};
 }  // namespace
 
 TEST_CASE("routed experts: uniform-routing touched experts, and their products priced per token", "[unit][sim][moe]") {
-  const auto tree = std::make_unique<ModuleTree>(
-      build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
+  const auto tree = tiny_moe_tree();
   const ModelGraph g = build_graph(*tree, DType::kFloat16);
   // The router and the experts' two products (gate_up: 64 -> 2 x 32, down: 32 -> 64) and the
   // gated activation over the k experts a token runs.
@@ -1118,22 +1147,11 @@ TEST_CASE("routed experts: uniform-routing touched experts, and their products p
 
 TEST_CASE("an offloaded MoE layer streams all its experts under accelerate, only activations in place",
           "[unit][sim][moe]") {
-  const auto tree = std::make_unique<ModuleTree>(
-      build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
-  const ModelGraph g = build_graph(*tree, DType::kFloat16);
-  const Hardware hw = round_machine(1 * kGiB);
-  const Priced p(g, hw, workload(1, 16, 8));
-  DeviceMap map;
-  for (const char* n : {"model.embed_tokens", "model.layers.0"}) map.assign(n, Device::gpu(0));
-  for (const char* n : {"model.layers.1"}) map.assign(n, Device::cpu());
-  for (const char* n : {"model.norm", "model.rotary_emb", "lm_head"}) map.assign(n, Device::gpu(0));
-  const Prediction acc = simulate(p.cm, hw, map, Semantics::kAccelerate);
-  const Prediction inplace = simulate(p.cm, hw, map, Semantics::kInPlace);
-  REQUIRE(acc.feasible);
-  REQUIRE(inplace.feasible);
+  const Layer1Offloaded f;
+  const Prediction acc = f.run(Semantics::kAccelerate);
+  const Prediction inplace = f.run(Semantics::kInPlace);
   // transformers v5: the experts module is one set of 3-D tensors, copied whole every forward.
-  const double layer1 = static_cast<double>(g.tensor_bytes[tree->find("model.layers.1.mlp.experts.gate_up_proj")] +
-                                            g.tensor_bytes[tree->find("model.layers.1.mlp.experts.down_proj")]);
+  const double layer1 = f.experts();
   CHECK(acc.transfer_bytes_per_token >= layer1);
   CHECK(inplace.transfer_bytes_per_token < layer1 / 10);
 }
@@ -1164,8 +1182,7 @@ TEST_CASE("skewed routing: one spread figure, fitted from counted experts, read 
                      "positive");
   expect_input_error([] { parse_calibration("kind: calibration\nmoe:\n  spread: 0.5\n", "c.yaml"); }, "c.yaml", 3,
                      "spread");
-  const auto tree = std::make_unique<ModuleTree>(
-      build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
+  const auto tree = tiny_moe_tree();
   const ModelGraph g = build_graph(*tree, DType::kFloat16);
   const Hardware hw = round_machine(1 * kGiB);
   const Priced uniform(g, make_rates(hw, nullptr), workload(8, 16, 8));
@@ -1181,28 +1198,16 @@ TEST_CASE("skewed routing: one spread figure, fitted from counted experts, read 
 
 TEST_CASE("routed prefetch (dmap's proposal): only the experts the router picked cross, after the router",
           "[unit][sim][moe]") {
-  const auto tree = std::make_unique<ModuleTree>(
-      build_module_tree(model_spec_from_node(load_yaml_string(kTinyMoe, "m.yaml"), "m.yaml")));
-  const ModelGraph g = build_graph(*tree, DType::kFloat16);
-  const Hardware hw = round_machine(1 * kGiB);
-  // Batch 1: a decode step's token runs k = 4 of the 16 experts.
-  const Priced p(g, hw, workload(1, 16, 8));
-  DeviceMap map;
-  for (const char* n : {"model.embed_tokens", "model.layers.0"}) map.assign(n, Device::gpu(0));
-  map.assign("model.layers.1", Device::cpu());
-  for (const char* n : {"model.norm", "model.rotary_emb", "lm_head"}) map.assign(n, Device::gpu(0));
-  const Prediction pre = simulate(p.cm, hw, map, Semantics::kPrefetch);
-  const Prediction routed = simulate(p.cm, hw, map, Semantics::kRoutedPrefetch);
-  REQUIRE(pre.feasible);
-  REQUIRE(routed.feasible);
-  const double experts = static_cast<double>(g.tensor_bytes[tree->find("model.layers.1.mlp.experts.gate_up_proj")] +
-                                             g.tensor_bytes[tree->find("model.layers.1.mlp.experts.down_proj")]);
+  const Layer1Offloaded f;
+  const Prediction pre = f.run(Semantics::kPrefetch);
+  const Prediction routed = f.run(Semantics::kRoutedPrefetch);
+  const double experts = f.experts();
   // Per token the rest of the layer still crosses whole, the experts module a quarter of it.
   CHECK(pre.transfer_bytes_per_token - routed.transfer_bytes_per_token == Approx(experts * 12 / 16).epsilon(1e-9));
   // The picked experts' copies (one per expert and tensor) are not hidden behind earlier work:
   // at least 4 x 2 pinned copies each decode step.
   const double one = experts / 2 / 16;
-  CHECK(routed.decode_token_s >= 8 * p.cm.h2d(one, true));
+  CHECK(routed.decode_token_s >= 8 * f.p.cm.h2d(one, true));
   // Prefill (16 tokens) touches E(1 - (1 - k/E)^16) = 15.85 of the 16: about what prefetch moves.
   CHECK(sim::touched_experts(16, 4, 16) == Approx(16 * (1 - std::pow(0.75, 16))));
   // dmap run refuses it (no executor implements it); the names parse.
