@@ -55,7 +55,11 @@ options:
   --models A,B,C           --validate: the models (default tinyllama_1b,qwen3_06b,gemma3_1b:
                            llama, qwen3 and gemma3 shapes; qwen25_05b and llama32_1b are others)
   --dtype D[,D]            float32, bfloat16, float16 (default float32,bfloat16)
-  --disk-fractions F,...   --validate: fractions of layers on disk (default 0,0.25,0.5)
+  --disk-fractions F,...   --validate: fractions of layers on disk (default 0,0.25,0.5); of a
+                           mixture-of-experts model, its sparse layers' routed experts alone
+  --batches B,...          --validate: batch sizes, each sequence its own prompt (default 1; a
+                           mixture-of-experts model 1,4: the report adds the routed experts
+                           touched per forward, measured and predicted)
   --hardware ID            system or host preset the predictions use (default: this machine,
                            detected: CPU, ISA, cores and RAM; estimates where a calibration measures)
   --calibration FILE       --validate: the calibration to check
@@ -149,7 +153,8 @@ sim::Hardware hardware_flag(const Args& a, std::string& id) {
 int cmd_profile(const std::vector<std::string>& argv) {
   Args a(argv,
          {"device", "model", "models", "dtype", "disk-fractions", "hardware", "calibration", "out", "name", "threads",
-          "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait", "steady-tries", "gpu-caps", "runtime"},
+          "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait", "steady-tries", "gpu-caps", "runtime",
+          "batches"},
          {"real", "validate", "probe", "quick", "help"});
   if (a.has("help")) {
     std::cout << kHelp;
@@ -288,10 +293,24 @@ int cmd_profile(const std::vector<std::string>& argv) {
     if (!(f >= 0 && f < 1)) throw InputError("--disk-fractions: '" + s + "' is not a fraction in [0, 1)");
     fractions.push_back(f);
   }
+  // Batch sizes: --batches, else 1 (and 1 and 4 for a mixture-of-experts model: more tokens touch
+  // more experts).
+  std::vector<int64_t> batches;
+  for (const auto& s : split_commas(a.get("batches").value_or(""))) {
+    int64_t b = 0;
+    try {
+      size_t used = 0;
+      b = std::stoll(s, &used);
+      if (used != s.size()) b = 0;
+    } catch (...) {
+    }
+    if (b < 1 || b > 256) throw InputError("--batches: '" + s + "' is not a batch size in 1..256");
+    batches.push_back(b);
+  }
   const sim::Calibration cal = sim::load_calibration(*cal_file);
   std::vector<profile::ValidationCase> cases;
-  for (const auto& m : split_commas(a.get("models").value_or(
-           gpu >= 0 ? "llama31_8b" : "tinyllama_1b,qwen3_06b,gemma3_1b"))) {
+  for (const auto& m :
+       split_commas(a.get("models").value_or(gpu >= 0 ? "llama31_8b" : "tinyllama_1b,qwen3_06b,gemma3_1b"))) {
     const ModelSpec spec = resolve_model(m, "", models_dir());
     const exec::ExecConfig c = exec::exec_config(spec);
     for (DType d : dtypes) {
@@ -315,10 +334,29 @@ int cmd_profile(const std::vector<std::string>& argv) {
         cases.push_back({m, spec, d, 0, std::nullopt, "cpu", exec::Semantics::kAccelerate, "cpu"});
         continue;
       }
-      for (double f : fractions) {
-        const int64_t n = static_cast<int64_t>(f * static_cast<double>(c.layers) + 0.5);
-        cases.push_back({m, spec, d, n, std::nullopt, "cpu", exec::Semantics::kAccelerate,
-                         n == 0 ? "cpu" : "disk " + std::to_string(n) + "/" + std::to_string(c.layers) + " layers"});
+      // A mixture-of-experts model: its routed experts alone go to disk (a fraction of its sparse layers').
+      const ModuleTree tree = build_module_tree(spec);
+      int64_t sparse = 0;
+      for (int id = 0; id < tree.size(); ++id)
+        sparse += !tree.node(id).is_tensor && is_routed_experts(tree, id) ? 1 : 0;
+      const std::vector<int64_t> bs = !batches.empty() ? batches
+                                      : sparse > 0     ? std::vector<int64_t>{1, 4}
+                                                       : std::vector<int64_t>{1};
+      for (int64_t b : bs) {
+        const std::string at = b > 1 ? ", batch " + std::to_string(b) : "";
+        for (double f : fractions) {
+          const int64_t of = sparse > 0 ? sparse : c.layers;
+          const int64_t n = static_cast<int64_t>(f * static_cast<double>(of) + 0.5);
+          profile::ValidationCase vc{m, spec, d, n, std::nullopt, "cpu", exec::Semantics::kAccelerate, ""};
+          vc.experts_only = sparse > 0 && n > 0;
+          vc.batch = b;
+          vc.placement =
+              (n == 0            ? std::string("cpu")
+               : vc.experts_only ? "experts of " + std::to_string(n) + "/" + std::to_string(of) + " layers on disk"
+                                 : "disk " + std::to_string(n) + "/" + std::to_string(c.layers) + " layers") +
+              at;
+          cases.push_back(vc);
+        }
       }
     }
   }
@@ -357,9 +395,10 @@ int cmd_profile(const std::vector<std::string>& argv) {
     std::printf("measured with the machine within ±3 %% of calibration time: %d of %d held-out placements",
                 r.steady_rows, r.held_out);
     if (r.steady_rows > 0) {
-      std::printf("; over those rounds, time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median "
-                  "%.1f %%",
-                  r.steady_decode_median_abs * 100, r.steady_decode_p90_abs * 100, r.steady_prefill_median_abs * 100);
+      std::printf(
+          "; over those rounds, time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median "
+          "%.1f %%",
+          r.steady_decode_median_abs * 100, r.steady_decode_p90_abs * 100, r.steady_prefill_median_abs * 100);
     }
     std::printf("\n");
   }

@@ -289,7 +289,9 @@ int cmd_run(const std::vector<std::string>& argv) {
     e.touched = static_cast<double>(touched) / static_cast<double>(forwards);
     e.rows = static_cast<double>(rows) / static_cast<double>(forwards);
     e.uniform = sim::touched_experts(cfg.experts, cfg.top_k, e.rows);
-    e.spread = sim::routing_spread_of(cfg.experts, cfg.top_k, e.rows, e.touched);
+    // (The batch repeats one prompt: its sequences route alike, and their counts say nothing of
+    // the router's spread — only a single sequence's prefill does.)
+    if (batch == 1) e.spread = sim::routing_spread_of(cfg.experts, cfg.top_k, e.rows, e.touched);
     return e;
   };
   rep.prefill_experts = experts(counts.prefill_forwards, counts.prefill_touched, counts.prefill_rows);

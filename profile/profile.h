@@ -72,6 +72,9 @@ using ProgressFn = std::function<void(const std::string&, int, int)>;
 // Everything on the CPU except the last `disk_layers` decoder layers, which go to disk (where
 // accelerate's "auto" puts what RAM cannot hold).
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers);
+// Everything on the CPU but the routed experts modules of the last `disk_layers` sparse layers,
+// on disk (a mixture-of-experts model's experts offloaded, the rest of each layer in RAM).
+DeviceMap experts_on_disk_map(const ModelSpec& spec, int64_t disk_layers);
 
 struct PlacementRun {
   double prefill_s = 0;
@@ -87,6 +90,7 @@ struct PlacementRun {
   double decode_device_read_bytes = -1;
   // Wall time per decode step spent reading disk-offloaded tensors (page-cache copies).
   double decode_disk_read_s = 0;
+  exec::ExpertCounts experts;  // routed experts the measured run's forwards touched (MoE models)
 };
 
 struct RunSettings {
@@ -94,6 +98,7 @@ struct RunSettings {
   exec::Semantics semantics = exec::Semantics::kAccelerate;  // how the CUDA executor runs cpu/disk units
   int64_t prompt = 64;
   int64_t new_tokens = 8;
+  int64_t batch = 1;  // sequences, each its own random prompt
   int threads = 1;
   std::string scratch_dir;  // disk-offloaded tensors are written below it
   uint64_t seed = 0;
@@ -121,8 +126,11 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
 // else its estimate; sim/runtime.h).
 sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const sim::Hardware& hw,
                         const sim::Calibration* cal, int64_t prompt, int64_t new_tokens,
-                        sim::Semantics semantics = sim::Semantics::kCpu,
-                        sim::Runtime runtime = sim::Runtime::kDmap);
+                        sim::Semantics semantics = sim::Semantics::kCpu, sim::Runtime runtime = sim::Runtime::kDmap,
+                        int64_t batch = 1);
+// Distinct routed experts per sparse-layer forward of `tokens` tokens, as the cost model counts
+// them (uniform routing, or the calibration's moe.routing_spread); 0 for a dense model.
+double predicted_touched_experts(const ModelSpec& spec, const sim::Calibration* cal, double tokens);
 
 // ---- calibration -----------------------------------------------------------------------------
 
@@ -218,8 +226,12 @@ struct ValidationCase {
   std::optional<DeviceMap> map;  // unless a map is given (GPU placements)
   std::string backend = "cpu";   // "cuda" for maps with GPUs
   exec::Semantics semantics = exec::Semantics::kAccelerate;
-  std::string placement;  // "cpu", "disk 6/22 layers", "gpu 8 GiB, prefetch" ...
-  DeviceMap device_map() const { return map ? *map : layers_on_disk_map(spec, disk_layers); }
+  std::string placement;      // "cpu", "disk 6/22 layers", "gpu 8 GiB, prefetch" ...
+  bool experts_only = false;  // disk_layers counts sparse layers whose routed experts alone are on disk
+  int64_t batch = 1;          // sequences (each its own random prompt)
+  DeviceMap device_map() const {
+    return map ? *map : experts_only ? experts_on_disk_map(spec, disk_layers) : layers_on_disk_map(spec, disk_layers);
+  }
 };
 
 struct ValidationRow {
@@ -233,6 +245,10 @@ struct ValidationRow {
   double decode_device_read_bytes = 0;                // the most read from block devices during a kept run's decode
   int remeasured = 0;                                 // measurements dropped as spoiled by other processes' load
   bool in_fit = false;  // the calibration was fitted on this run (left out of the error figures)
+  // MoE models: distinct routed experts per sparse-layer forward, measured (mean over the kept
+  // runs' forwards) and as the cost model counts them, with the tokens routed per forward.
+  double measured_prefill_touched = 0, predicted_prefill_touched = 0, prefill_routed = 0;
+  double measured_decode_touched = 0, predicted_decode_touched = 0, decode_routed = 0;
   // The machine's state: the reference probe (probes.h) over its time at calibration, the mean of
   // the probes just before and just after each kept measurement, per round; empty when the
   // calibration has no probe time.

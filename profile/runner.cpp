@@ -166,7 +166,8 @@ std::string cpu_isa() {
     const char* name = used == exec::cpu::Isa::kAvx2     ? "AVX2"
                        : used == exec::cpu::Isa::kAvx512 ? "AVX-512"
                                                          : "no vector ISA dmap uses";
-    isa = std::string(name) + " (kernels capped by DMAP_ISA=" + exec::cpu::isa_name(used) + "; the CPU has " + isa + ")";
+    isa =
+        std::string(name) + " (kernels capped by DMAP_ISA=" + exec::cpu::isa_name(used) + "; the CPU has " + isa + ")";
   }
   return isa;
 }
@@ -252,6 +253,19 @@ DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
   return dm;
 }
 
+DeviceMap experts_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
+  const ModuleTree tree = build_module_tree(spec);
+  std::vector<int> experts;  // the routed experts module of each sparse layer, in order
+  for (int id = 0; id < tree.size(); ++id) {
+    if (!tree.node(id).is_tensor && is_routed_experts(tree, id)) experts.push_back(id);
+  }
+  DMAP_CHECK(disk_layers >= 0 && disk_layers <= static_cast<int64_t>(experts.size()), "disk_layers out of range");
+  DeviceMap dm = layers_on_disk_map(spec, 0);
+  for (size_t i = experts.size() - static_cast<size_t>(disk_layers); i < experts.size(); ++i)
+    dm.assign(tree.node(experts[i]).name, Device::disk());
+  return dm;
+}
+
 std::unique_ptr<exec::Executor> make_executor(const exec::ExecConfig& cfg, const exec::ModelWeights& weights,
                                               const exec::Placement& p, const std::string& backend,
                                               const exec::RunOptions& opt) {
@@ -293,13 +307,14 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   } cleanup{on_disk.empty() ? std::string() : dir};
 
   exec::RunOptions opt;
-  opt.batch = 1;
+  opt.batch = rs.batch;
   opt.max_seq = rs.prompt + rs.new_tokens;
   opt.threads = rs.threads;
   opt.record_events = true;
   exec::RunPlan plan;
   std::mt19937_64 rng(rs.seed + 1);
-  for (int64_t i = 0; i < rs.prompt; ++i)
+  // (Each sequence its own prompt: repeated prompts would route every sequence alike.)
+  for (int64_t i = 0; i < rs.batch * rs.prompt; ++i)
     plan.ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(cfg.vocab)));
   plan.prompt_len = rs.prompt;
   plan.new_tokens = rs.new_tokens;
@@ -324,22 +339,30 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   r.modules = run.executor->module_times();
   r.events = run.executor->events();
   r.disk_bytes_read = run.executor->disk_bytes_read();
+  r.experts = run.executor->expert_counts();
   return r;
 }
 
 sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm, const sim::Hardware& hw,
                         const sim::Calibration* cal, int64_t prompt, int64_t new_tokens, sim::Semantics semantics,
-                        sim::Runtime runtime) {
+                        sim::Runtime runtime, int64_t batch) {
   const ModuleTree tree = build_module_tree(spec);
   const sim::ModelGraph graph = sim::build_graph(tree, dtype);
   const sim::Rates rates = sim::runtime_rates(sim::make_rates(hw, cal), runtime, sim::profile_for(cal, runtime));
   sim::Workload w;
-  w.batch = 1;
+  w.batch = batch;
   w.prompt = prompt;
   w.new_tokens = new_tokens;
   w.dtype = dtype;
   const sim::CostModel cm(graph, rates, w);
   return sim::simulate(cm, hw, dm, semantics);
+}
+
+double predicted_touched_experts(const ModelSpec& spec, const sim::Calibration* cal, double tokens) {
+  const ModuleTree tree = build_module_tree(spec);
+  if (tree.dims.num_experts <= 0) return 0;
+  const double spread = cal && cal->moe_routing_spread ? *cal->moe_routing_spread : 1.0;
+  return sim::touched_experts(tree.dims.num_experts, tree.dims.experts_per_token, tokens, spread);
 }
 
 }  // namespace dmap::profile

@@ -109,12 +109,13 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
     RunSettings s = rs;
     s.backend = c.backend;
     s.semantics = c.semantics;
+    s.batch = c.batch;
     return s;
   };
   for (const auto& c : cases) {
     const DeviceMap dm = c.device_map();
-    const sim::Prediction p =
-        predict(c.spec, c.dtype, dm, hw, &cal, rs.prompt, rs.new_tokens, sim_semantics(dm, settings_of(c)));
+    const sim::Prediction p = predict(c.spec, c.dtype, dm, hw, &cal, rs.prompt, rs.new_tokens,
+                                      sim_semantics(dm, settings_of(c)), sim::Runtime::kDmap, c.batch);
     if (!p.feasible) throw InputError("validation case " + c.model_id + " " + c.placement + " does not fit: " + p.oom);
     ValidationRow row;
     row.c = c;
@@ -193,6 +194,26 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       row.decode_device_read_bytes = std::max(row.decode_device_read_bytes, r.decode_device_read_bytes);
       row.prefill_rounds.push_back(r.prefill_s);
       row.decode_rounds.push_back(r.decode_token_s);
+      // Routed experts touched: the mean over rounds of each round's mean per sparse-layer forward.
+      const double n = static_cast<double>(row.decode_rounds.size());
+      const exec::ExpertCounts& e = r.experts;
+      if (e.prefill_forwards > 0) {
+        const double rows = static_cast<double>(e.prefill_rows) / static_cast<double>(e.prefill_forwards);
+        row.prefill_routed = rows;
+        row.measured_prefill_touched +=
+            (static_cast<double>(e.prefill_touched) / static_cast<double>(e.prefill_forwards) -
+             row.measured_prefill_touched) /
+            n;
+        row.predicted_prefill_touched = predicted_touched_experts(c.spec, &cal, rows);
+      }
+      if (e.decode_forwards > 0) {
+        const double rows = static_cast<double>(e.decode_rows) / static_cast<double>(e.decode_forwards);
+        row.decode_routed = rows;
+        row.measured_decode_touched += (static_cast<double>(e.decode_touched) / static_cast<double>(e.decode_forwards) -
+                                        row.measured_decode_touched) /
+                                       n;
+        row.predicted_decode_touched = predicted_touched_experts(c.spec, &cal, rows);
+      }
       row.decode_disk_rounds.push_back(r.decode_disk_read_s);
       if (ratio > 0) row.probe_ratios.push_back(ratio);
       if (i == traced && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, settings_of(c));

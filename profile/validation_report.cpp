@@ -46,6 +46,12 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
     o.probe_ratios = row.probe_ratios;
     o.steady_rounds = row.steady_rounds;
     o.scaled_decode_error = row.scaled_decode_error();
+    o.prefill_routed = row.prefill_routed;
+    o.measured_prefill_touched = row.measured_prefill_touched;
+    o.predicted_prefill_touched = row.predicted_prefill_touched;
+    o.decode_routed = row.decode_routed;
+    o.measured_decode_touched = row.measured_decode_touched;
+    o.predicted_decode_touched = row.predicted_decode_touched;
     t.rows.push_back(std::move(o));
   }
   for (const auto& g : r.regrets) t.regrets.push_back({g.group, g.recommended, g.fastest, g.regret});

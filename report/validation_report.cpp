@@ -109,8 +109,7 @@ std::string validation_markdown(const ValidationTable& r) {
       << " | " << fmt(row.predicted_prefill_s * 1e3) << " ms | " << fmt(row.measured_prefill_s * 1e3) << " ms | "
       << pct(prefill_error(row)) << " | " << fmt(row.predicted_decode_s * 1e3) << " | "
       << fmt(row.measured_decode_s * 1e3) << " | " << pct(decode_error(row)) << " | "
-      << (!r.probed ? "" : probe_cells(row))
-      << rounds << " | " << reads << " | " << fmt(row.foreign_cores, 2)
+      << (!r.probed ? "" : probe_cells(row)) << rounds << " | " << reads << " | " << fmt(row.foreign_cores, 2)
       << (row.remeasured ? " (" + std::to_string(row.remeasured) + " re-measured)" : "") << " | "
       << fmt(row.decode_device_read_bytes / 1e6, 3) << " MB |\n";
   }
@@ -131,9 +130,9 @@ std::string validation_markdown(const ValidationTable& r) {
          "time: "
       << r.steady_rows << " of " << r.held_out << " held-out placements were, in at least one round";
     if (r.steady_rows > 0) {
-      m << "; over those rounds alone (their medians), time per output token " << fmt(r.steady_decode_median_abs * 100, 2) << " % median, "
-        << fmt(r.steady_decode_p90_abs * 100, 2) << " % p90; prefill " << fmt(r.steady_prefill_median_abs * 100, 2)
-        << " % median";
+      m << "; over those rounds alone (their medians), time per output token "
+        << fmt(r.steady_decode_median_abs * 100, 2) << " % median, " << fmt(r.steady_decode_p90_abs * 100, 2)
+        << " % p90; prefill " << fmt(r.steady_prefill_median_abs * 100, 2) << " % median";
     }
     m << ".\n";
   } else {
@@ -144,6 +143,20 @@ std::string validation_markdown(const ValidationTable& r) {
   m << "| model, dtype | predicted fastest | measured fastest | regret |\n|---|---|---|---:|\n";
   for (const auto& g : r.regrets)
     m << "| " << g.group << " | " << g.recommended << " | " << g.fastest << " | " << fmt(g.regret * 100, 2) << " % |\n";
+  if (std::any_of(r.rows.begin(), r.rows.end(), [](const ValidationTableRow& x) { return x.decode_routed > 0; })) {
+    m << "\nRouted experts touched per sparse-layer forward — measured by the executor (distinct experts its router "
+         "picked; random weights) and as the cost model counts them (uniform routing E(1 − (1 − k/E)^tokens), or the "
+         "calibration's `moe.routing_spread`):\n\n";
+    m << "| model | dtype | placement | prefill tokens | measured | predicted | decode tokens | measured | predicted "
+         "|\n|---|---|---|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& x : r.rows) {
+      if (x.decode_routed <= 0) continue;
+      m << "| " << x.model_id << " | " << x.dtype << " | " << x.placement << " | " << fmt(x.prefill_routed, 4) << " | "
+        << fmt(x.measured_prefill_touched, 3) << " | " << fmt(x.predicted_prefill_touched, 3) << " | "
+        << fmt(x.decode_routed, 4) << " | " << fmt(x.measured_decode_touched, 3) << " | "
+        << fmt(x.predicted_decode_touched, 3) << " |\n";
+    }
+  }
   m << "\n![predicted vs measured](" << svg_name << ")\n\n";
   m << "Timeline: [`" << trace_name << "`](" << trace_name
     << ") (open in ui.perfetto.dev or chrome://tracing) holds the\n"

@@ -29,6 +29,10 @@ struct ValidationTableRow {
   std::vector<double> probe_ratios;     // per round
   double scaled_decode_error = 0;       // the decode error against decode scaled round by round by the probe
   int steady_rounds = 0;                // rounds with the probe within ±3 % of calibration time
+  // MoE models: distinct routed experts per sparse-layer forward, measured and predicted, and the
+  // tokens routed per forward (0: a dense model).
+  double prefill_routed = 0, measured_prefill_touched = 0, predicted_prefill_touched = 0;
+  double decode_routed = 0, measured_decode_touched = 0, predicted_decode_touched = 0;
 };
 
 struct ValidationTableRegret {
@@ -43,8 +47,8 @@ struct ValidationTable {
   int64_t prompt = 0, new_tokens = 0;
   int threads = 1;
   int rounds = 1, retries = 0, not_quiet = 0, moved = 0;
-  int steady_tries = 0;          // probes repeated, a pause apart, waiting for the calibration's state
-  double moved_limit = 0;        // before / after probes further apart than this: measured again
+  int steady_tries = 0;    // probes repeated, a pause apart, waiting for the calibration's state
+  double moved_limit = 0;  // before / after probes further apart than this: measured again
   double quiet_cores = 0, spoiled_cores = 0;
   std::vector<ValidationTableRow> rows;
   std::vector<ValidationTableRegret> regrets;

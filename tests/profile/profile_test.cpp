@@ -705,3 +705,27 @@ TEST_CASE("the transformers runtime probe runs a tiny model with this machine's 
   po.model_file = std::string(DMAP_SOURCE_DIR) + "/tests/data/no_such_model.json";
   CHECK_THROWS_WITH(run_torch_probe(po), Catch::Contains("runtime probe") && Catch::Contains("failed"));
 }
+
+TEST_CASE("MoE validation placements: routed experts alone on disk, the cost model's touched experts",
+          "[unit][profile][moe]") {
+  // The tiny qwen3_moe fixture: 2 layers, layer 1 dense (mlp_only_layers), 8 experts, 2 per token.
+  const ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/qwen3_moe_float32/config.json");
+  const DeviceMap dm = experts_on_disk_map(spec, 1);
+  std::vector<std::string> on_disk;
+  for (const auto& [name, d] : dm.items()) {
+    if (d.kind == Device::Kind::kDisk) on_disk.push_back(name);
+  }
+  CHECK(on_disk == std::vector<std::string>{"model.layers.0.mlp.experts"});
+  CHECK(dm.items().size() == layers_on_disk_map(spec, 0).items().size() + 1);
+  CHECK_THROWS(experts_on_disk_map(spec, 2));  // one sparse layer only
+  CHECK(predicted_touched_experts(spec, nullptr, 4) == Approx(8 * (1 - std::pow(0.75, 4))));
+  sim::Calibration skewed;
+  skewed.moe_routing_spread = 0.5;
+  CHECK(predicted_touched_experts(spec, &skewed, 4) == Approx(4 * (1 - std::pow(0.5, 4))));
+  CHECK(predicted_touched_experts(
+            load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json"), nullptr, 4) == 0);
+  // A validation case names it and runs it at its batch.
+  ValidationCase c{"moe", spec, DType::kFloat32, 1, std::nullopt, "cpu", exec::Semantics::kAccelerate, "experts"};
+  c.experts_only = true;
+  CHECK(c.device_map().items().size() == dm.items().size());
+}

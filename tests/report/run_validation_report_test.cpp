@@ -113,6 +113,22 @@ TEST_CASE("validation report: rows, errors, held-out figures and regrets", "[uni
   CHECK(md.find("![predicted vs measured](amd.svg)") != std::string::npos);
   CHECK(md.find("machine vs calibration") == std::string::npos);
   CHECK(md.find("holds no reference probe time") != std::string::npos);
+  CHECK(md.find("Routed experts touched") == std::string::npos);  // a dense model: no experts table
+  {
+    ValidationTable moe = t;
+    ValidationTableRow e = b;
+    e.model_id = "qwen3_moe";
+    e.placement = "experts of 1/3 layers on disk, batch 4";
+    e.prefill_routed = 256;
+    e.measured_prefill_touched = e.predicted_prefill_touched = 8;
+    e.decode_routed = 4;
+    e.measured_decode_touched = 5.45;
+    e.predicted_decode_touched = 5.4688;
+    moe.rows.push_back(e);
+    CHECK(
+        validation_markdown(moe).find("| qwen3_moe | float32 | experts of 1/3 layers on disk, batch 4 | 256 | 8 | 8 | "
+                                      "4 | 5.45 | 5.47 |") != std::string::npos);
+  }
 
   // Probed: the machine's state per row, the scaled error, and how many rows were steady.
   t.probed = true;
