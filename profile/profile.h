@@ -4,7 +4,7 @@
 // Data flow:
 //   profile_cpu:  micro-benchmarks on the executor's kernels at the model's shapes
 //                   matrix-vector (M = 1) per dtype   --fit_line-->  memory bandwidth, M = 1 rate
-//                   matrix products (M = 16..256)     --median-->    matmul_gflops curve per dtype
+//                   matrix products (M = 2..256)     --median-->    matmul_gflops curve per dtype
 //                   attention alone over contexts      --fit_line-->  attention_gflops curve, attention_overhead_us
 //                   (decode) and prompts (prefill)
 //                   disk reads cold / warm             --fit_line-->  disk read_gbs + latency, page cache (probe)
