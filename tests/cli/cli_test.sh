@@ -311,6 +311,7 @@ expect_error "run routed-prefetch" "--semantics must be accelerate, prefetch or 
 DMAP_ISA=avx3 expect_error "run with an unknown DMAP_ISA" "DMAP_ISA=avx3: not an instruction set" -- run "$FIX" --new-tokens 2
 expect_error "profile llama.cpp on a family dmap does not export" "the gemma3_text family is not one dmap writes as GGUF" -- profile --validate --runtime llama.cpp --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --models gemma3_1b --out "$TMP/v.md"
 expect_error "profile an unknown runtime" "--runtime: expected dmap, transformers or llama.cpp" -- profile --real --runtime vllm
+expect_error "validate at batch 0" "--batches: '0' is not a batch size in 1..256" -- profile --validate --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --batches 1,0 --out "$TMP/v.md"
 printf 'kind: calibration\nhost: {memory_bandwidth_gbs: 40}\n' >"$TMP/bare_cal.yaml"
 expect_error "validate a runtime the calibration lacks" "no measured transformers profile" -- profile --validate --runtime transformers --calibration "$TMP/bare_cal.yaml"
 expect_error "profile a runtime without a calibration" "no such calibration" -- profile --real --runtime transformers --calibration "$TMP/none.yaml"
