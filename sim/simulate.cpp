@@ -322,7 +322,6 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
         }
         for (const Streamed& st : s.streamed[k]) {
           StreamCost c;
-          double moved = st.bytes;
           if (st.from == Streamed::kFromGpu) {
             c.link_s = s.exec.is_cpu() ? cm.d2h(st.bytes, false) : cm.p2p(st.bytes, st.gpu, s.exec.gpu);
           } else if (st.routed) {
@@ -331,11 +330,10 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
             const double touched = cm.touched(op, tokens), one = st.bytes / static_cast<double>(op.experts);
             const StreamCost e = stream_tensor(cm, one, st.from == Streamed::kFromDisk, warm, s.exec, s.semantics);
             c = {touched * e.disk_s, touched * e.link_s, touched * e.hook_s};
-            moved = touched * one;
             compute += c.total();
             sb[Resource::kDisk] += c.disk_s;
             sb[Resource::kH2d] += c.link_s + c.hook_s;
-            r.moved_bytes += moved;
+            r.moved_bytes += touched * one;
             if (spans) {
               span(ops_spans, op_clock, op_index, "disk", "disk read (routed experts)", c.disk_s);
               span(ops_spans, op_clock, op_index, "link", "routed experts to " + lane_of(s.exec), c.link_s + c.hook_s);
@@ -347,7 +345,7 @@ Prediction simulate(const CostModel& cm, const Hardware& hw, const DeviceMap& ma
           stream += c.total();
           stream_b[Resource::kDisk] += c.disk_s;
           stream_b[Resource::kH2d] += c.link_s + c.hook_s;
-          r.moved_bytes += moved;
+          r.moved_bytes += st.bytes;
           if (spans) {
             auto& into = overlapped ? copy_spans : ops_spans;
             double& clock = overlapped ? copy_clock : op_clock;
