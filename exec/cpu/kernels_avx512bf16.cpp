@@ -1,8 +1,8 @@
-// Decode products for bfloat16 weights with AVX512_BF16 (vdpbf16ps: 32 multiply-adds of bf16 pairs
-// into 16 float32 lanes per instruction). x is converted to bfloat16 once per call, which is exact
-// for the executor (its activations are bfloat16 values when the weights are bfloat16). One
-// 64-byte load per weight row per step and no conversions: the weight stream runs at the memory's
-// pace (compiled with -mavx512f -mavx512bw -mavx512bf16).
+// Products for bfloat16 weights with AVX512_BF16 (decode; and every M where there is no AMX) (vdpbf16ps: 32
+// multiply-adds of bf16 pairs into 16 float32 lanes per instruction). x is converted to bfloat16 once per call, which
+// is exact for the executor (its activations are bfloat16 values when the weights are bfloat16). One 64-byte load per
+// weight row per step and no conversions: the weight stream runs at the memory's pace (compiled with -mavx512f
+// -mavx512bw -mavx512bf16).
 #include <immintrin.h>
 
 #include <algorithm>
