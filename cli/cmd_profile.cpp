@@ -175,6 +175,14 @@ int cmd_profile(const std::vector<std::string>& argv) {
       std::printf(" (calibration %s holds no probe time)", cal->file.c_str());
     }
     std::printf("\n");
+    // The page-cache copy rate (what disk-offloaded weights' decode reads run at), likewise.
+    const double gbs = profile::page_cache_probe_gbs();
+    std::printf("page-cache probe: %.2f GB/s", gbs);
+    if (cal && cal->host.page_cache_probe_gbs) {
+      std::printf(" (calibration: %.2f GB/s, time %+.1f %%)", *cal->host.page_cache_probe_gbs,
+                  (*cal->host.page_cache_probe_gbs / gbs - 1) * 100);
+    }
+    std::printf("\n");
     return 0;
   }
   if (!a.positional().empty()) throw InputError("dmap profile: unexpected argument '" + a.positional()[0] + "'");

@@ -291,7 +291,7 @@ int cmd_run(const std::vector<std::string>& argv) {
     e.uniform = sim::touched_experts(cfg.experts, cfg.top_k, e.rows);
     // (The batch repeats one prompt: its sequences route alike, and their counts say nothing of
     // the router's spread — only a single sequence's prefill does.)
-    if (batch == 1) e.spread = sim::routing_spread_of(cfg.experts, cfg.top_k, e.rows, e.touched);
+    if (batch == 1) e.spread = sim::sequence_spread_of(cfg.experts, cfg.top_k, e.rows, e.touched);
     return e;
   };
   rep.prefill_experts = experts(counts.prefill_forwards, counts.prefill_touched, counts.prefill_rows);

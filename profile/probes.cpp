@@ -2,9 +2,11 @@
 #include "profile/probes.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -102,6 +104,49 @@ double reference_probe_ms(int threads, int reads) {
   static WeightPool pool(store, DType::kFloat32, 4096, 2048, dram_pool_bytes(size_t{128} << 20));
   time_linear(pool, 1, threads, static_cast<int>(pool.copies()));  // the pass over the pool
   return time_linear(pool, 1, threads, reads) * 1e3;
+}
+
+double page_cache_probe_gbs() {
+  struct Probe {
+    size_t bytes = size_t{64} << 20;
+    int fd = -1;
+    const uint8_t* map = nullptr;
+    std::unique_ptr<uint8_t[]> buf;
+    Probe() {
+      std::string path = (std::filesystem::temp_directory_path() / "dmap_page_cache_probe_XXXXXX").string();
+      fd = ::mkstemp(path.data());
+      if (fd < 0)
+        throw RuntimeFailure("cannot create the page-cache probe's file " + path + ": " + std::strerror(errno));
+      ::unlink(path.c_str());  // the descriptor keeps it for the process
+      std::vector<char> block(1 << 20);
+      std::mt19937 rng(13);
+      for (auto& c : block) c = static_cast<char>(rng());
+      bool ok = true;
+      for (size_t w = 0; w < bytes && ok; w += block.size()) {
+        ok = ::write(fd, block.data(), block.size()) == static_cast<ssize_t>(block.size());
+      }
+      // Written back now, so that no writeback runs under a probe later.
+      if (!ok || ::fdatasync(fd) != 0) throw RuntimeFailure("cannot write the page-cache probe's file " + path);
+      void* p = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+      if (p == MAP_FAILED) throw RuntimeFailure("cannot map the page-cache probe's file " + path);
+      ::madvise(p, bytes, MADV_HUGEPAGE);  // as exec::DiskReader maps offloaded weights
+      map = static_cast<const uint8_t*>(p);
+      buf.reset(new uint8_t[bytes]);
+      std::memcpy(buf.get(), map, bytes);  // the map's first touch (page faults), not timed
+    }
+    ~Probe() {
+      if (map) ::munmap(const_cast<uint8_t*>(map), bytes);
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  static Probe probe;
+  std::vector<double> t;
+  for (int k = 0; k < 5; ++k) {
+    const auto t0 = Clock::now();
+    std::memcpy(probe.buf.get(), probe.map, probe.bytes);
+    t.push_back(since(t0));
+  }
+  return static_cast<double>(probe.bytes) / median(t) / 1e9;
 }
 
 // Reads of 0.25..64 MiB tensors from scratch files: cold (evicted from the page cache first) and warm.

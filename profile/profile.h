@@ -100,9 +100,10 @@ struct RunSettings {
   int64_t new_tokens = 8;
   int64_t batch = 1;  // sequences, each its own random prompt
   int threads = 1;
-  std::string scratch_dir;  // disk-offloaded tensors are written below it
-  uint64_t seed = 0;
-  int prefill_reps = 3;  // prefill_s is the median of this many cold prefills
+  std::string scratch_dir;   // disk-offloaded tensors are written below it
+  uint64_t seed = 0;         // the random weights (and, unless prompt_seed is set, the prompts: seed + 1)
+  uint64_t prompt_seed = 0;  // the prompts' random token ids (0: seed + 1)
+  int prefill_reps = 3;      // prefill_s is the median of this many cold prefills
 };
 
 // exec::make_executor (exec/backend.h) for a backend named as run settings name it ("cpu",
@@ -128,9 +129,11 @@ sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm,
                         const sim::Calibration* cal, int64_t prompt, int64_t new_tokens,
                         sim::Semantics semantics = sim::Semantics::kCpu, sim::Runtime runtime = sim::Runtime::kDmap,
                         int64_t batch = 1);
-// Distinct routed experts per sparse-layer forward of `tokens` tokens, as the cost model counts
-// them (uniform routing, or the calibration's moe.routing_spread); 0 for a dense model.
-double predicted_touched_experts(const ModelSpec& spec, const sim::Calibration* cal, double tokens);
+// Distinct routed experts per sparse-layer forward of `tokens` tokens from `sequences` sequences,
+// as the cost model counts them (uniform routing, or the calibration's moe.routing_spread and
+// moe.sequence_spread); 0 for a dense model.
+double predicted_touched_experts(const ModelSpec& spec, const sim::Calibration* cal, double tokens,
+                                 double sequences = 1);
 
 // ---- calibration -----------------------------------------------------------------------------
 
@@ -216,6 +219,16 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw);
 constexpr int kReferenceProbeReads = 60;
 double reference_probe_ms(int threads, int reads = kReferenceProbeReads);
 
+// The page-cache probe: GB/s of copying a 64 MiB file, warm in the page cache, out of its memory
+// map into a buffer, as the executor reads a disk-offloaded tensor (exec::DiskReader); the median
+// of 5 copies, ~25 ms. The reference probe streams resident memory and does not see this: on the
+// EPYC VM the same copies ran at 8-20 GB/s minutes apart while it stayed within a few percent, and
+// one validation's disk-read time per token moved 2x between rounds (docs/PERFORMANCE.md). The
+// file is written once per process in the temporary folder and unlinked at once (its open
+// descriptor keeps it; nothing is left behind). The profiler records the median of the probes
+// bracketing its disk runs (host.page_cache_probe_gbs); the validation brackets disk placements.
+double page_cache_probe_gbs();
+
 // ---- validation ------------------------------------------------------------------------------
 
 struct ValidationCase {
@@ -254,11 +267,15 @@ struct ValidationRow {
   // calibration has no probe time.
   std::vector<double> probe_ratios;
   double probe_ratio = 0;  // their median (0: not probed)
+  // Placements reading disk-offloaded weights in decode, with a calibration that kept the
+  // page-cache probe's rate: that probe's time now over then (its rate then over now), per round.
+  std::vector<double> page_cache_ratios;
   // Rounds whose probe ratio was within ±kSteadyBand (the machine as it was calibrated), and the
   // medians over those rounds alone (0 when none was).
   int steady_rounds = 0;
   double steady_prefill_s = 0, steady_decode_s = 0;
-  // Decode with the machine's drift taken out: the median over rounds of decode / probe ratio.
+  // Decode with the machine's drift taken out: the median over rounds of decode / probe ratio (disk
+  // placements: the predicted page-cache share of decode at the page-cache probe's ratio).
   double scaled_decode_s = 0;
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
   double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
@@ -293,7 +310,9 @@ struct Regret {
 // probe: before it, the probe is repeated (every `steady_pause_s`, up to `steady_tries` times)
 // until it reads within ±kSteadyBand of calibration time, and the measurement goes ahead either
 // way; one whose probes before and after differ by more than `moved_limit` (the machine changed
-// speed during it) is measured again, within the same `retries`.
+// speed during it) is measured again, within the same `retries`. Placements that read disk-offloaded
+// weights in decode are bracketed by the page-cache probe too, when the calibration kept its rate:
+// the wait is for both to read within the band; a page-cache move alone is recorded, not re-measured.
 constexpr double kSteadyBand = 0.03;
 struct ValidationSettings {
   int rounds = 3;
@@ -304,7 +323,26 @@ struct ValidationSettings {
   int steady_tries = 10;
   double steady_pause_s = 1.0;
   double moved_limit = 0.06;
+  // MoE models without routing figures in the calibration: measure them first (probe_routing).
+  bool routing_probe = true;
 };
+
+// The routing figures a validation predicted a MoE model with: the calibration's moe section, else
+// measured by probe_routing on prompts of its own (the validation's runs never use them), else
+// uniform routing.
+struct RoutingFit {
+  std::string model_id;
+  std::string source;  // "calibration", "probe" or "uniform"
+  double spread = 1, sequence_spread = 1;
+  // The probe's counts per sparse-layer forward: a decode step of `decode_sequences` sequences,
+  // and one sequence's prefill of `prefill_tokens` tokens.
+  double decode_sequences = 0, decode_touched = 0;
+  double prefill_tokens = 0, prefill_touched = 0;
+};
+// Routing probe: `c`'s model on the CPU alone with the validation's weights and prompts of its own
+// seed: a decode at batch `batch` (independent sequences: the spread) and one sequence's prefill
+// (its tokens route alike: the sequence spread). Only the executor's expert counts are used.
+RoutingFit probe_routing(const ValidationCase& c, const RunSettings& rs, int64_t batch = 4);
 
 struct ValidationResult {
   std::vector<ValidationRow> rows;
@@ -319,9 +357,10 @@ struct ValidationResult {
   double scaled_decode_median_abs = 0, scaled_decode_p90_abs = 0;
   RunSettings run;
   ValidationSettings settings;
-  int not_quiet = 0;  // measurements started although the machine never became quiet
-  int moved = 0;      // measurements taken again because the machine changed speed during them
-  Trace trace;        // measured and predicted timelines of the first case
+  int not_quiet = 0;                // measurements started although the machine never became quiet
+  int moved = 0;                    // measurements taken again because the machine changed speed during them
+  std::vector<RoutingFit> routing;  // per MoE model
+  Trace trace;                      // measured and predicted timelines of the first case
 };
 
 // The figures of a validation from its rows' rounds (the per-row medians, steady rounds, scaled

@@ -241,21 +241,22 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // The reference probe (profile.h) bracketing each CPU-only run: the machine's speed while the
   // runs every streaming and product scale is fitted to were measured.
   std::vector<double> reference_probes;
+  // The page-cache probe likewise, around the disk runs (whose decode copies from the page cache).
+  std::vector<double> page_cache_probes;
   auto run_repeated = [&](const DeviceMap& dm, DType d, const std::string& what, bool probed) {
     std::vector<PlacementRun> rs;
     for (int k = 0; k < whole_reps; ++k) {
       if (opt.progress) opt.progress("whole-model run " + std::string(dtype_name(d)) + " " + what, k, whole_reps);
       // (probes before and after, the run): the probes of a spoiled try are dropped with it.
       auto kept = guard.run("whole-model run " + std::string(dtype_name(d)) + " " + what, [&] {
-        const double before = probed ? reference_probe_ms(opt.run.threads) : 0;
+        const double before = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs();
         PlacementRun r = run_placement(opt.model, d, dm, opt.run);
-        const double after = probed ? reference_probe_ms(opt.run.threads) : 0;
+        const double after = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs();
         return std::make_tuple(before, after, std::move(r));
       });
-      if (probed) {
-        reference_probes.push_back(std::get<0>(kept));
-        reference_probes.push_back(std::get<1>(kept));
-      }
+      std::vector<double>& probes = probed ? reference_probes : page_cache_probes;
+      probes.push_back(std::get<0>(kept));
+      probes.push_back(std::get<1>(kept));
       rs.push_back(std::move(std::get<2>(kept)));
     }
     std::vector<double> pre, dec, rd;
@@ -423,6 +424,12 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     fitb << "  reference_probe: {probes: " << sorted.size() << ", median_ms: " << fmt(median(sorted))
          << ", min_ms: " << fmt(sorted.front()) << ", max_ms: " << fmt(sorted.back())
          << ", reads: " << kReferenceProbeReads << "}\n";
+    if (!page_cache_probes.empty()) {
+      sorted = page_cache_probes;
+      std::sort(sorted.begin(), sorted.end());
+      fitb << "  page_cache_probe: {probes: " << sorted.size() << ", median_gbs: " << fmt(median(sorted))
+           << ", min_gbs: " << fmt(sorted.front()) << ", max_gbs: " << fmt(sorted.back()) << "}\n";
+    }
   }
   if (opt.gpu) fitb << opt.gpu->fit_yaml;
   const sim::Calibration final_cal = calibration_with(dispatch_us);
@@ -447,6 +454,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   }
   out.calibration = calibration_with(dispatch_us);
   out.calibration.host.reference_probe_ms = median(reference_probes);
+  if (!page_cache_probes.empty()) out.calibration.host.page_cache_probe_gbs = median(page_cache_probes);
   out.calibration.fit = load_yaml_string(fitb.str(), "the profiler's fit block")["fit"];
   out.yaml = sim::calibration_yaml(out.calibration);
   sim::parse_calibration(out.yaml, "profile");  // validates what is about to be written

@@ -312,7 +312,7 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   opt.threads = rs.threads;
   opt.record_events = true;
   exec::RunPlan plan;
-  std::mt19937_64 rng(rs.seed + 1);
+  std::mt19937_64 rng(rs.prompt_seed != 0 ? rs.prompt_seed : rs.seed + 1);
   // (Each sequence its own prompt: repeated prompts would route every sequence alike.)
   for (int64_t i = 0; i < rs.batch * rs.prompt; ++i)
     plan.ids.push_back(static_cast<int32_t>(rng() % static_cast<uint64_t>(cfg.vocab)));
@@ -358,11 +358,13 @@ sim::Prediction predict(const ModelSpec& spec, DType dtype, const DeviceMap& dm,
   return sim::simulate(cm, hw, dm, semantics);
 }
 
-double predicted_touched_experts(const ModelSpec& spec, const sim::Calibration* cal, double tokens) {
+double predicted_touched_experts(const ModelSpec& spec, const sim::Calibration* cal, double tokens, double sequences) {
   const ModuleTree tree = build_module_tree(spec);
   if (tree.dims.num_experts <= 0) return 0;
   const double spread = cal && cal->moe_routing_spread ? *cal->moe_routing_spread : 1.0;
-  return sim::touched_experts(tree.dims.num_experts, tree.dims.experts_per_token, tokens, spread);
+  const double seq = cal && cal->moe_sequence_spread ? *cal->moe_sequence_spread : 1.0;
+  const double b = std::max(1.0, sequences);
+  return sim::touched_experts(tree.dims.num_experts, tree.dims.experts_per_token, b, tokens / b, spread, seq);
 }
 
 }  // namespace dmap::profile

@@ -44,11 +44,16 @@ void summarize(ValidationResult& v) {
     row.steady_rounds = 0;
     row.steady_prefill_s = row.steady_decode_s = row.scaled_decode_s = 0;
     if (row.probe_ratios.size() != row.decode_rounds.size()) continue;  // not probed
+    const bool paged = row.page_cache_ratios.size() == row.decode_rounds.size() && row.predicted_decode_s > 0;
+    const double disk_share = paged ? row.predicted_decode_disk_s / row.predicted_decode_s : 0.0;
     std::vector<double> sp, sd, scaled;
     for (size_t k = 0; k < row.decode_rounds.size(); ++k) {
       const double q = row.probe_ratios[k];
-      scaled.push_back(row.decode_rounds[k] / q);
-      if (std::fabs(q - 1) > kSteadyBand) continue;
+      // Disk placements: their page-cache copies at the page-cache probe's ratio, the rest at the
+      // reference probe's; steady when both read within the band.
+      const double p = paged ? row.page_cache_ratios[k] : q;
+      scaled.push_back(row.decode_rounds[k] / ((1 - disk_share) * q + disk_share * p));
+      if (std::fabs(q - 1) > kSteadyBand || std::fabs(p - 1) > kSteadyBand) continue;
       sp.push_back(row.prefill_rounds[k]);
       sd.push_back(row.decode_rounds[k]);
     }
@@ -97,6 +102,38 @@ void summarize(ValidationResult& v) {
   }
 }
 
+RoutingFit probe_routing(const ValidationCase& c, const RunSettings& rs, int64_t batch) {
+  const ModuleTree tree = build_module_tree(c.spec);
+  const int64_t E = tree.dims.num_experts, k = tree.dims.experts_per_token;
+  DMAP_CHECK(E > 0, "a routing probe of a dense model");
+  RoutingFit f;
+  f.model_id = c.model_id;
+  f.source = "probe";
+  RunSettings p = rs;
+  p.backend = "cpu";
+  p.prefill_reps = 1;
+  p.new_tokens = std::clamp<int64_t>(rs.new_tokens, 2, 6);
+  p.prompt_seed = rs.seed + 7919;  // not the validation's prompts (seed + 1)
+  const DeviceMap cpu = layers_on_disk_map(c.spec, 0);
+  auto per_forward = [](int64_t n, int64_t forwards) {
+    return forwards > 0 ? static_cast<double>(n) / static_cast<double>(forwards) : 0.0;
+  };
+  // Decode of independent sequences: one token each, so only the spread shapes the count.
+  p.batch = batch;
+  const exec::ExpertCounts b = run_placement(c.spec, c.dtype, cpu, p).experts;
+  f.decode_sequences = per_forward(b.decode_rows, b.decode_forwards);
+  f.decode_touched = per_forward(b.decode_touched, b.decode_forwards);
+  f.spread = sim::routing_spread_of(E, k, f.decode_sequences, f.decode_touched).value_or(1.0);
+  // One sequence's prefill, its own prompt: how alike its tokens route, given the spread.
+  p.batch = 1;
+  p.prompt_seed += 1;
+  const exec::ExpertCounts s = run_placement(c.spec, c.dtype, cpu, p).experts;
+  f.prefill_tokens = per_forward(s.prefill_rows, s.prefill_forwards);
+  f.prefill_touched = per_forward(s.prefill_touched, s.prefill_forwards);
+  f.sequence_spread = sim::sequence_spread_of(E, k, f.prefill_tokens, f.prefill_touched, f.spread).value_or(1.0);
+  return f;
+}
+
 ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::Hardware& hw,
                           const sim::Calibration& cal, const RunSettings& rs, const ValidationSettings& vs,
                           const ProgressFn& progress) {
@@ -112,17 +149,49 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
     s.batch = c.batch;
     return s;
   };
-  for (const auto& c : cases) {
+  // Each MoE model's routing figures (the calibration's, or a probe's): its rows predict with them.
+  std::map<std::string, sim::Calibration> routed_cal;
+  auto cal_of = [&](const ValidationCase& c) -> const sim::Calibration& {
+    const auto it = routed_cal.find(c.model_id);
+    return it != routed_cal.end() ? it->second : cal;
+  };
+  auto predict_row = [&](ValidationRow& row) {
+    const ValidationCase& c = row.c;
     const DeviceMap dm = c.device_map();
-    const sim::Prediction p = predict(c.spec, c.dtype, dm, hw, &cal, rs.prompt, rs.new_tokens,
+    const sim::Prediction p = predict(c.spec, c.dtype, dm, hw, &cal_of(c), rs.prompt, rs.new_tokens,
                                       sim_semantics(dm, settings_of(c)), sim::Runtime::kDmap, c.batch);
     if (!p.feasible) throw InputError("validation case " + c.model_id + " " + c.placement + " does not fit: " + p.oom);
-    ValidationRow row;
-    row.c = c;
     row.predicted_prefill_s = p.prefill_s;
     row.predicted_decode_s = p.decode_token_s;
     row.predicted_decode_disk_s = p.decode[sim::Resource::kDisk];
+  };
+  for (const auto& c : cases) {
+    ValidationRow row;
+    row.c = c;
+    predict_row(row);
     v.rows.push_back(row);
+  }
+  for (const auto& c : cases) {
+    if (build_module_tree(c.spec).dims.num_experts <= 0 || routed_cal.count(c.model_id)) continue;
+    RoutingFit f;
+    f.model_id = c.model_id;
+    if (cal.moe_routing_spread || cal.moe_sequence_spread) {
+      f.source = "calibration";
+      f.spread = cal.moe_routing_spread.value_or(1.0);
+      f.sequence_spread = cal.moe_sequence_spread.value_or(1.0);
+    } else if (vs.routing_probe) {
+      if (progress) progress("routing probe: " + c.model_id, 0, 1);
+      f = probe_routing(c, rs);
+    } else {
+      f.source = "uniform";
+    }
+    sim::Calibration& mc = routed_cal.emplace(c.model_id, cal).first->second;
+    mc.moe_routing_spread = f.spread;
+    mc.moe_sequence_spread = f.sequence_spread;
+    v.routing.push_back(f);
+  }
+  for (auto& row : v.rows) {
+    if (routed_cal.count(row.c.model_id)) predict_row(row);
   }
   // Placements the calibration's whole-model runs used (its fit block names them).
   const YAML::Node fit = cal.fit;
@@ -147,6 +216,7 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
     }
   }
   const double ref = cal.host.reference_probe_ms.value_or(0.0);
+  const double page_ref = cal.host.page_cache_probe_gbs.value_or(0.0);
   std::mt19937_64 order_rng(vs.order_seed);
   const int total = static_cast<int>(cases.size()) * vs.rounds;
   int done = 0;
@@ -165,16 +235,22 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       ++done;
       const DeviceMap dm = c.device_map();
       PlacementRun r;
-      double foreign = 0, ratio = 0;
+      double foreign = 0, ratio = 0, page_ratio = 0;
+      // Placements that read disk-offloaded weights in decode copy them from the page cache.
+      const bool paged = page_ref > 0 && row.predicted_decode_disk_s > 0;
       for (int attempt = 0;; ++attempt) {
         if (vs.quiet.max_wait_s > 0 && !wait_quiet(vs.quiet).quiet) ++v.not_quiet;
-        double before = 0;
+        double before = 0, page_before = 0;
         if (ref > 0) {
           // The machine as it was calibrated, if it comes back within a few seconds.
-          before = reference_probe_ms(rs.threads);
-          for (int t = 0; t < vs.steady_tries && std::fabs(before / ref - 1) > kSteadyBand; ++t) {
-            std::this_thread::sleep_for(std::chrono::duration<double>(vs.steady_pause_s));
+          auto probe_now = [&] {
             before = reference_probe_ms(rs.threads);
+            if (paged) page_before = page_cache_probe_gbs();
+            return std::fabs(before / ref - 1) <= kSteadyBand &&
+                   (!paged || std::fabs(page_ref / page_before - 1) <= kSteadyBand);
+          };
+          for (int t = 0; !probe_now() && t < vs.steady_tries; ++t) {
+            std::this_thread::sleep_for(std::chrono::duration<double>(vs.steady_pause_s));
           }
         }
         const LoadProbe probe;
@@ -185,6 +261,7 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
           const double after = reference_probe_ms(rs.threads);
           ratio = (before + after) / 2 / ref;
           moved = std::fabs(after / before - 1) > vs.moved_limit;
+          if (paged) page_ratio = (page_ref / page_before + page_ref / page_cache_probe_gbs()) / 2;
         }
         if ((foreign <= vs.spoiled_cores && !moved) || attempt >= vs.retries) break;
         ++row.remeasured;
@@ -204,7 +281,8 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
             (static_cast<double>(e.prefill_touched) / static_cast<double>(e.prefill_forwards) -
              row.measured_prefill_touched) /
             n;
-        row.predicted_prefill_touched = predicted_touched_experts(c.spec, &cal, rows);
+        row.predicted_prefill_touched =
+            predicted_touched_experts(c.spec, &cal_of(c), rows, static_cast<double>(c.batch));
       }
       if (e.decode_forwards > 0) {
         const double rows = static_cast<double>(e.decode_rows) / static_cast<double>(e.decode_forwards);
@@ -212,11 +290,13 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
         row.measured_decode_touched += (static_cast<double>(e.decode_touched) / static_cast<double>(e.decode_forwards) -
                                         row.measured_decode_touched) /
                                        n;
-        row.predicted_decode_touched = predicted_touched_experts(c.spec, &cal, rows);
+        row.predicted_decode_touched =
+            predicted_touched_experts(c.spec, &cal_of(c), rows, static_cast<double>(c.batch));
       }
       row.decode_disk_rounds.push_back(r.decode_disk_read_s);
       if (ratio > 0) row.probe_ratios.push_back(ratio);
-      if (i == traced && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal, settings_of(c));
+      if (page_ratio > 0) row.page_cache_ratios.push_back(page_ratio);
+      if (i == traced && round == 0) add_predicted_and_measured_trace(v.trace, c, r, hw, cal_of(c), settings_of(c));
     }
   }
   if (progress) progress("done", total, total);

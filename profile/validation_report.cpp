@@ -44,6 +44,7 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
     o.decode_device_read_bytes = row.decode_device_read_bytes;
     o.probe_ratio = row.probe_ratio;
     o.probe_ratios = row.probe_ratios;
+    o.page_cache_ratios = row.page_cache_ratios;
     o.steady_rounds = row.steady_rounds;
     o.scaled_decode_error = row.scaled_decode_error();
     o.prefill_routed = row.prefill_routed;
@@ -55,6 +56,10 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
     t.rows.push_back(std::move(o));
   }
   for (const auto& g : r.regrets) t.regrets.push_back({g.group, g.recommended, g.fastest, g.regret});
+  for (const auto& f : r.routing) {
+    t.routing.push_back({f.model_id, f.source, f.spread, f.sequence_spread, f.decode_sequences, f.decode_touched,
+                         f.prefill_tokens, f.prefill_touched});
+  }
   t.decode_median_abs = r.decode_median_abs;
   t.decode_p90_abs = r.decode_p90_abs;
   t.prefill_median_abs = r.prefill_median_abs;

@@ -60,7 +60,7 @@ std::string run_report_json(const RunReport& r) {
       w.key("uniform");
       w.value(e->uniform);
       if (e->spread) {
-        w.key("routing_spread");
+        w.key("sequence_spread");
         w.value(*e->spread);
       }
       w.end_object();
@@ -110,13 +110,13 @@ std::string run_report_table(const RunReport& r) {
     if (r.prefill_experts.forwards > 0) {
       s += line(" prefill %.2f (uniform routing: %.2f for %.0f tokens", r.prefill_experts.touched,
                 r.prefill_experts.uniform, r.prefill_experts.rows);
-      if (r.prefill_experts.spread) s += line("; routing spread %.3f", *r.prefill_experts.spread);
+      if (r.prefill_experts.spread) s += line("; sequence spread %.3f", *r.prefill_experts.spread);
       s += ")";
     }
     if (r.decode_experts.forwards > 0) {
       s += line("%s decode %.2f (uniform: %.2f", r.prefill_experts.forwards > 0 ? "," : "", r.decode_experts.touched,
                 r.decode_experts.uniform);
-      if (r.decode_experts.spread) s += line("; routing spread %.3f", *r.decode_experts.spread);
+      if (r.decode_experts.spread) s += line("; sequence spread %.3f", *r.decode_experts.spread);
       s += ")";
     }
     s += "\n";

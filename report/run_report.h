@@ -25,8 +25,9 @@ struct RunExperts {
   double touched = 0;  // mean distinct experts per forward
   double rows = 0;     // mean tokens routed per forward
   double uniform = 0;  // E (1 - (1 - k/E)^rows)
-  // The share of the experts the counts say routing spreads over (calibration key
-  // moe.routing_spread); none for one token per forward, which always touches k.
+  // The share of the experts the counts say one sequence's tokens spread over (calibration key
+  // moe.sequence_spread, with moe.routing_spread 1): only a single sequence's prefill says it
+  // (one token per forward always touches k; `dmap run --batch` repeats one prompt).
   std::optional<double> spread;
 };
 

@@ -48,6 +48,11 @@ std::string validation_markdown(const ValidationTable& r) {
     if (row.probe_ratios.empty()) return std::string("— | — | — | ");
     std::string ratios;
     for (double q : row.probe_ratios) ratios.append(ratios.empty() ? "" : ", ").append(pct(q - 1));
+    if (!row.page_cache_ratios.empty()) {
+      ratios += "; page cache ";
+      for (size_t k = 0; k < row.page_cache_ratios.size(); ++k)
+        ratios.append(k ? ", " : "").append(pct(row.page_cache_ratios[k] - 1));
+    }
     return ratios + " | " + std::to_string(row.steady_rounds) + "/" + std::to_string(row.probe_ratios.size()) + " | " +
            pct(row.scaled_decode_error) + " | ";
   };
@@ -86,6 +91,16 @@ std::string validation_markdown(const ValidationTable& r) {
       << "the rounds measured within ±3 %. \"Error, scaled\" is the decode error against each round's decode divided "
          "by its\n"
       << "probe ratio (decode streams weights as the probe does), median over the rounds.\n";
+    if (std::any_of(r.rows.begin(), r.rows.end(), [](const auto& x) { return !x.page_cache_ratios.empty(); })) {
+      m << "Placements that read disk-offloaded weights in decode were also bracketed by the page-cache probe (copying "
+           "a 64 MiB file\n"
+        << "warm in the page cache out of its memory map, as the executor reads such weights; \"page cache\", + = "
+           "slower now than at\n"
+        << "calibration): the wait was for both probes to read within ±3 %, a round is steady when both did, and the "
+           "scaled error\n"
+        << "divides the predicted page-cache share of decode by the page-cache probe's ratio, the rest by the "
+           "reference probe's.\n";
+    }
   }
   if (r.not_quiet > 0)
     m << "**" << r.not_quiet << " measurement(s) started without the machine having become quiet.**\n";
@@ -145,8 +160,24 @@ std::string validation_markdown(const ValidationTable& r) {
     m << "| " << g.group << " | " << g.recommended << " | " << g.fastest << " | " << fmt(g.regret * 100, 2) << " % |\n";
   if (std::any_of(r.rows.begin(), r.rows.end(), [](const ValidationTableRow& x) { return x.decode_routed > 0; })) {
     m << "\nRouted experts touched per sparse-layer forward — measured by the executor (distinct experts its router "
-         "picked; random weights) and as the cost model counts them (uniform routing E(1 − (1 − k/E)^tokens), or the "
-         "calibration's `moe.routing_spread`):\n\n";
+         "picked; random weights) and as the cost model counts them: routing spreads tokens over a share s of the E "
+         "experts (`moe.routing_spread`), one sequence's tokens over a share q of those (`moe.sequence_spread`); "
+         "B sequences of T tokens touch sE(1 − (1 − f)^B), f = q(1 − (1 − k/(qsE))^T) (s = q = 1: uniform routing, "
+         "E(1 − (1 − k/E)^(BT))). The figures each model was predicted with:\n\n";
+    for (const auto& f : r.routing) {
+      m << "- " << f.model_id << ": s = " << fmt(f.spread, 3) << ", q = " << fmt(f.sequence_spread, 3);
+      if (f.source == "probe") {
+        m << ", measured by a routing probe on prompts of its own (not the validation's): a decode step of "
+          << fmt(f.decode_sequences, 3) << " sequences touched " << fmt(f.decode_touched, 3)
+          << " experts per forward, one sequence's " << fmt(f.prefill_tokens, 4) << "-token prefill "
+          << fmt(f.prefill_touched, 3) << ".\n";
+      } else if (f.source == "calibration") {
+        m << ", the calibration's `moe` section.\n";
+      } else {
+        m << " (uniform routing: no figures in the calibration, no probe).\n";
+      }
+    }
+    m << "\n";
     m << "| model | dtype | placement | prefill tokens | measured | predicted | decode tokens | measured | predicted "
          "|\n|---|---|---|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& x : r.rows) {

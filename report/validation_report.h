@@ -22,17 +22,25 @@ struct ValidationTableRow {
   std::vector<double> decode_rounds;   // one measurement per round
   double predicted_decode_disk_s = 0;  // of predicted_decode_s: reading disk-offloaded weights
   std::vector<double> decode_disk_rounds;
-  double foreign_cores = 0;             // the most other processes' load during a kept measurement
-  int remeasured = 0;                   // measurements dropped as spoiled
-  double decode_device_read_bytes = 0;  // the most read from block devices during a kept run's decode
-  double probe_ratio = 0;               // the reference probe now / at calibration, median of rounds (0: none)
-  std::vector<double> probe_ratios;     // per round
-  double scaled_decode_error = 0;       // the decode error against decode scaled round by round by the probe
-  int steady_rounds = 0;                // rounds with the probe within ±3 % of calibration time
+  double foreign_cores = 0;               // the most other processes' load during a kept measurement
+  int remeasured = 0;                     // measurements dropped as spoiled
+  double decode_device_read_bytes = 0;    // the most read from block devices during a kept run's decode
+  double probe_ratio = 0;                 // the reference probe now / at calibration, median of rounds (0: none)
+  std::vector<double> probe_ratios;       // per round
+  std::vector<double> page_cache_ratios;  // per round: the page-cache probe now / at calibration (disk rows)
+  double scaled_decode_error = 0;         // the decode error against decode scaled round by round by the probe
+  int steady_rounds = 0;                  // rounds with the probe within ±3 % of calibration time
   // MoE models: distinct routed experts per sparse-layer forward, measured and predicted, and the
   // tokens routed per forward (0: a dense model).
   double prefill_routed = 0, measured_prefill_touched = 0, predicted_prefill_touched = 0;
   double decode_routed = 0, measured_decode_touched = 0, predicted_decode_touched = 0;
+};
+
+// The routing figures a MoE model's rows were predicted with, and where they came from.
+struct ValidationTableRouting {
+  std::string model_id, source;  // source: "calibration", "probe" or "uniform"
+  double spread = 1, sequence_spread = 1;
+  double decode_sequences = 0, decode_touched = 0, prefill_tokens = 0, prefill_touched = 0;  // the probe's
 };
 
 struct ValidationTableRegret {
@@ -52,6 +60,7 @@ struct ValidationTable {
   double quiet_cores = 0, spoiled_cores = 0;
   std::vector<ValidationTableRow> rows;
   std::vector<ValidationTableRegret> regrets;
+  std::vector<ValidationTableRouting> routing;
   double decode_median_abs = 0, decode_p90_abs = 0, prefill_median_abs = 0, prefill_p90_abs = 0;
   // Drift, when the calibration holds a reference probe time (probed): held-out rows whose probe
   // stayed within ±3 % of it, their raw errors, and every held-out row's scaled decode error.

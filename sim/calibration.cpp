@@ -169,7 +169,7 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     check_keys(f, h,
                {"memory_bandwidth_gbs", "page_cache_read_gbs", "dispatch_overhead_us", "offload_tensor_overhead_us",
                 "matmul_gflops", "attention_gflops", "attention_overhead_us", "matvec_row_ns", "matmul_input_ns",
-                "reference_probe_ms"},
+                "reference_probe_ms", "page_cache_probe_gbs"},
                "host");
     HostCalibration& hc = c.host;
     hc.memory_bandwidth_gbs = read_figure(f, h, "memory_bandwidth_gbs", false);
@@ -177,6 +177,7 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     hc.offload_tensor_overhead_us = read_figure(f, h, "offload_tensor_overhead_us", true);
     hc.attention_overhead_us = read_figure(f, h, "attention_overhead_us", true);
     hc.reference_probe_ms = read_figure(f, h, "reference_probe_ms", false);
+    hc.page_cache_probe_gbs = read_figure(f, h, "page_cache_probe_gbs", false);
     if (const YAML::Node pc = h["page_cache_read_gbs"]; pc.IsDefined() && pc.IsMap()) {
       hc.page_cache_read_gbs_by_dtype = read_per_dtype(f, pc, "host.page_cache_read_gbs");
       for (const auto& [d, v] : hc.page_cache_read_gbs_by_dtype) {
@@ -236,12 +237,18 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
   }
   if (const YAML::Node rt = root["runtimes"]; rt.IsDefined()) c.runtimes = read_runtime_profiles(f, rt);
   if (const YAML::Node m = root["moe"]; m.IsDefined()) {
-    if (!m.IsMap()) fail_at(f, m, "moe: expected a mapping (routing_spread)");
-    check_keys(f, m, {"routing_spread"}, "moe");
+    if (!m.IsMap()) fail_at(f, m, "moe: expected a mapping (routing_spread, sequence_spread)");
+    check_keys(f, m, {"routing_spread", "sequence_spread"}, "moe");
     c.moe_routing_spread = read_figure(f, m, "routing_spread", false);
     if (c.moe_routing_spread && *c.moe_routing_spread > 1) {
       fail_at(f, m["routing_spread"],
               "moe.routing_spread: the share of a layer's experts routing spreads over is at most 1 (uniform)");
+    }
+    c.moe_sequence_spread = read_figure(f, m, "sequence_spread", false);
+    if (c.moe_sequence_spread && *c.moe_sequence_spread > 1) {
+      fail_at(f, m["sequence_spread"],
+              "moe.sequence_spread: the share of the experts one sequence's tokens spread over is at most 1 "
+              "(independent tokens)");
     }
   }
   return c;
@@ -373,6 +380,7 @@ std::string calibration_yaml(const Calibration& c) {
   put_per_dtype(hy, "  ", "matvec_row_ns", h.matvec_row_ns);
   put_per_dtype(hy, "  ", "matmul_input_ns", h.matmul_input_ns);
   put(hy, "  ", "reference_probe_ms", h.reference_probe_ms);
+  put(hy, "  ", "page_cache_probe_gbs", h.page_cache_probe_gbs);
   if (!hy.str().empty()) y << "host:\n" << hy.str();
   if (c.all_gpus || !c.gpus.empty()) {
     y << "gpus:\n";
@@ -395,6 +403,7 @@ std::string calibration_yaml(const Calibration& c) {
   y << runtime_profiles_yaml(c.runtimes);
   std::ostringstream my;
   put(my, "  ", "routing_spread", c.moe_routing_spread);
+  put(my, "  ", "sequence_spread", c.moe_sequence_spread);
   if (!my.str().empty()) y << "moe:\n" << my.str();
   put_free(y, "fit", c.fit);
   return y.str();
@@ -457,6 +466,7 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
     for (const auto& [d, v] : in) out[d] = {v * scale, Source::kCalibrated};
   };
   set(cal->moe_routing_spread, 1.0, r.routing_spread);
+  set(cal->moe_sequence_spread, 1.0, r.sequence_spread);
   const HostCalibration& h = cal->host;
   set(h.memory_bandwidth_gbs, kGB, r.host.memory_bandwidth);
   set(h.dispatch_overhead_us, kUs, r.host.dispatch);

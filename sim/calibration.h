@@ -41,9 +41,11 @@
 //          copy_latency_us: 9, p2p_gbs: 400}
 //   disk: {read_gbs: 2.1, read_latency_us: 120}
 //   runtimes: {transformers: {...}, llama.cpp: {...}}   # runtime profiles (sim/runtime.h)
-//   moe: {routing_spread: 0.5}             # mixture of experts: routing spreads the tokens over
-//                                       # this share of a layer's experts (1: uniform routing;
-//                                       # `dmap run` fits it from the distinct experts it counts)
+//   moe: {routing_spread: 0.5,             # mixture of experts: routing spreads the tokens over
+//         sequence_spread: 0.6}            # this share of a layer's experts (1: uniform routing);
+//                                       # one sequence's tokens over this share of those (1: as
+//                                       # independent tokens; `dmap run` fits it from a single
+//                                       # sequence's prefill, `--validate` both from a probe run)
 //   fit: {...}                             # free-form: residuals of the fit, reported as is
 #pragma once
 
@@ -102,6 +104,8 @@ struct HostCalibration {
   // a fixed float32 matrix-vector stream). Not a rate of the cost model: validations take the
   // probe again and report the machine's state against it (a shared VM's bandwidth drifts).
   std::optional<double> reference_probe_ms;
+  // The page-cache probe's rate then (profile/profile.h page_cache_probe_gbs), likewise.
+  std::optional<double> page_cache_probe_gbs;
 };
 
 struct GpuCalibration {
@@ -134,6 +138,7 @@ struct Calibration {
   DiskCalibration disk;
   std::map<Runtime, RuntimeProfile> runtimes;  // measured (or written) runtime profiles
   std::optional<double> moe_routing_spread;    // in (0, 1]: routing's skew (sim/cost_model.h)
+  std::optional<double> moe_sequence_spread;   // in (0, 1]: one sequence's tokens route alike
   YAML::Node fit;                              // free-form: residuals of the fit, reported as is
 };
 
@@ -167,6 +172,8 @@ struct Rates {
   // Mixture of experts: the share of a layer's experts routing spreads tokens over, uniformly
   // (1, the assumption, until a calibration measures skew).
   Figure routing_spread{1.0, Source::kDatasheet};
+  // The share of those one sequence's tokens spread over (1: its tokens route independently).
+  Figure sequence_spread{1.0, Source::kDatasheet};
 };
 
 // Datasheet figures scaled by the achievable fractions, then the calibration's figures.

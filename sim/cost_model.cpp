@@ -79,6 +79,31 @@ double touched_experts(const Op& op, double m, double spread) {
   return touched_experts(op.experts, op.active, m, spread);
 }
 
+double touched_experts(int64_t experts, int64_t active, double sequences, double per_sequence, double spread,
+                       double sequence_spread) {
+  const double E = static_cast<double>(experts), k = std::min(E, static_cast<double>(active));
+  const double e = std::clamp(spread * E, k, E);                         // the experts routing reaches
+  const double q = std::clamp(sequence_spread * e, k, e);                // those one sequence reaches
+  const double f = q / e * (1.0 - std::pow(1.0 - k / q, per_sequence));  // its share of e
+  return std::max(k, e * (1.0 - std::pow(1.0 - f, sequences)));
+}
+
+std::optional<double> sequence_spread_of(int64_t experts, int64_t active, double per_sequence, double touched,
+                                         double spread) {
+  const double E = static_cast<double>(experts), k = static_cast<double>(active);
+  const double e = std::clamp(spread * E, std::min(E, k), E);
+  if (!(per_sequence > 1) || !(k < e) || !(touched > 0)) return std::nullopt;
+  auto at = [&](double q) { return touched_experts(experts, active, 1.0, per_sequence, spread, q); };
+  double lo = k / e, hi = 1.0;
+  if (touched >= at(hi)) return hi;
+  if (touched <= at(lo)) return lo;
+  for (int i = 0; i < 60; ++i) {
+    const double mid = 0.5 * (lo + hi);
+    (at(mid) < touched ? lo : hi) = mid;
+  }
+  return 0.5 * (lo + hi);
+}
+
 std::optional<double> routing_spread_of(int64_t experts, int64_t active, double tokens, double touched) {
   const double E = static_cast<double>(experts), k = static_cast<double>(active);
   if (!(tokens > 1) || !(k < E) || !(touched > 0)) return std::nullopt;
@@ -217,7 +242,10 @@ void CostModel::charge(const OpTime& t, ExecDevice dev, Breakdown& b) const {
 }
 
 double CostModel::touched(const Op& op, double tokens) const {
-  return touched_experts(op, tokens, rates_.routing_spread.value);
+  // `tokens` is batch x tokens per sequence (prefill: the prompt; decode: one).
+  const double B = static_cast<double>(std::max<int64_t>(1, workload_.batch));
+  return touched_experts(op.experts, op.active, B, tokens / B, rates_.routing_spread.value,
+                         rates_.sequence_spread.value);
 }
 
 double CostModel::h2d(double bytes, bool pinned) const {

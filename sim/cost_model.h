@@ -75,9 +75,20 @@ struct OpTime {
 // one figure, fitted from measured counts (routing_spread_of) and kept in a calibration.
 double touched_experts(const Op& op, double tokens, double spread = 1.0);
 double touched_experts(int64_t experts, int64_t active, double tokens, double spread = 1.0);
+// The same for `sequences` sequences of `per_sequence` tokens each, whose tokens route alike
+// within a sequence: one sequence's tokens spread uniformly over `sequence_spread` of the
+// spread x E experts (a share f of them touched: q (1 - (1 - k/(q E'))^T) with E' = spread x E),
+// the sequences independently: E' (1 - (1 - f)^sequences). sequence_spread 1 is the formula
+// above for sequences x per_sequence tokens; one token per sequence (decode) does not depend on it.
+double touched_experts(int64_t experts, int64_t active, double sequences, double per_sequence, double spread,
+                       double sequence_spread);
 // The spread under which `tokens` tokens touch `touched` experts on average (in [k/E, 1]);
 // nullopt when the count says nothing (a single token always touches k).
 std::optional<double> routing_spread_of(int64_t experts, int64_t active, double tokens, double touched);
+// The sequence spread under which one sequence of `per_sequence` tokens touches `touched` experts
+// (in [k/E', 1], E' = spread x E); nullopt when the count says nothing.
+std::optional<double> sequence_spread_of(int64_t experts, int64_t active, double per_sequence, double touched,
+                                         double spread = 1.0);
 
 class CostModel {
  public:
@@ -93,9 +104,10 @@ class CostModel {
   // Charges an op's time to the device's compute or memory resource.
   void charge(const OpTime& t, ExecDevice dev, Breakdown& b) const;
 
-  // One copy of `bytes` host->device (pinned or pageable), device->host, or GPU->GPU.
-  // Distinct routed experts `tokens` tokens touch in op, under the rates' routing spread.
+  // Distinct routed experts `tokens` (batch x tokens per sequence) touch in op, under the rates'
+  // routing and sequence spreads.
   double touched(const Op& op, double tokens) const;
+  // One copy of `bytes` host->device (pinned or pageable), device->host, or GPU->GPU.
   double h2d(double bytes, bool pinned) const;
   double d2h(double bytes, bool pinned) const;
   double p2p(double bytes, int from, int to) const;

@@ -385,7 +385,7 @@ else
   bad "MoE run failed: $(cat "$TMP/err")"
 fi
 "$DMAP" run "$MOE" --prompt-tokens 5 --new-tokens 3 --device-map "$TMP/moe_map.json" --backend emulated 2>/dev/null \
-  | grep -qE "^experts: +8 routed, 2 per token; touched per sparse layer: prefill [0-9.]+ \(uniform routing: 6.10 for 5 tokens(; routing spread [0-9.]+)?\), decode 2.00 \(uniform: 2.00\)" \
+  | grep -qE "^experts: +8 routed, 2 per token; touched per sparse layer: prefill [0-9.]+ \(uniform routing: 6.10 for 5 tokens(; sequence spread [0-9.]+)?\), decode 2.00 \(uniform: 2.00\)" \
   && ok || bad "MoE run table: experts line"
 expect_error "run bad prompt id" "not a token id: 'x'" -- run "$FIX" --prompt-ids 1,x
 expect_error "run id outside vocabulary" "outside the vocabulary" -- run "$FIX" --prompt-ids 1,100000
@@ -436,9 +436,10 @@ expect_error "profile bad fraction" "not a fraction" -- profile --validate --cal
 expect_error "profile unknown hardware" "no preset 'nope'" -- profile --real --hardware nope
 expect_error "profile two modes" "give exactly one of --real, --validate and --probe" -- profile --real --probe
 # the reference probe alone, against a calibration that holds a probe time and one that does not
-printf 'kind: calibration\nhost:\n  reference_probe_ms: 10\n' >"$TMP/probe_cal.yaml"
-"$DMAP" profile --probe --threads 1 --calibration "$TMP/probe_cal.yaml" \
-  | grep -qE "^reference probe: [0-9.]+ ms \(calibration .*probe_cal.yaml: 10.000 ms, [-+][0-9.]+ %\)$" && ok || bad "profile --probe"
+printf 'kind: calibration\nhost:\n  reference_probe_ms: 10\n  page_cache_probe_gbs: 12\n' >"$TMP/probe_cal.yaml"
+"$DMAP" profile --probe --threads 1 --calibration "$TMP/probe_cal.yaml" >"$TMP/probe.out"
+grep -qE "^reference probe: [0-9.]+ ms \(calibration .*probe_cal.yaml: 10.000 ms, [-+][0-9.]+ %\)$" "$TMP/probe.out" && ok || bad "profile --probe"
+grep -qE "^page-cache probe: [0-9.]+ GB/s \(calibration: 12.00 GB/s, time [-+][0-9.]+ %\)$" "$TMP/probe.out" && ok || bad "profile --probe, page cache"
 "$DMAP" profile --probe --threads 1 --calibration "$SRC/configs/calibrations/cloud_xeon_2vcpu.yaml" \
   | grep -q "holds no probe time" && ok || bad "profile --probe, a calibration without a probe time"
 expect_error "profile bad rounds" "--rounds: expected an integer from 1 to 1000" -- profile --validate --calibration x.yaml --rounds 0

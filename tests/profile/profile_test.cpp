@@ -151,6 +151,12 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   REQUIRE(cal.host.reference_probe_ms);
   CHECK(*cal.host.reference_probe_ms > 0.016);
   CHECK(*cal.host.reference_probe_ms < 64);
+  // The page-cache probe around the disk runs: a copy rate (0.1-1000 GB/s), kept and written back.
+  REQUIRE(cal.host.page_cache_probe_gbs);
+  CHECK(*cal.host.page_cache_probe_gbs > 0.1);
+  CHECK(*cal.host.page_cache_probe_gbs < 1000);
+  CHECK(sim::parse_calibration(sim::calibration_yaml(cal), "back").host.page_cache_probe_gbs ==
+        cal.host.page_cache_probe_gbs);
   // Sane ranges for any machine this runs on: 0.5-2000 GB/s memory, 5 MB/s-1000 GB/s disk (a CI
   // runner's throttled network disk read 45 MB/s on the quick calibration's small files).
   CHECK(rates.host.memory_bandwidth.source == sim::Source::kCalibrated);
@@ -335,6 +341,38 @@ TEST_CASE("the validation's drift figures: per-round probe scaling, steady round
   summarize(v);
   CHECK(v.steady_rows == 0);
   CHECK(v.rows[0].scaled_decode_error() == Approx(v.rows[0].decode_error()));
+}
+
+TEST_CASE("the validation's page-cache drift: disk rows scale their copies by the page-cache probe",
+          "[unit][profile]") {
+  ValidationResult v;
+  v.run.new_tokens = 9;
+  v.probed = true;
+  ValidationRow r;
+  r.c.model_id = "m";
+  r.c.placement = "disk 11/22 layers";
+  r.predicted_prefill_s = 1.0;
+  r.predicted_decode_s = 0.2;
+  r.predicted_decode_disk_s = 0.1;  // half of decode copies from the page cache
+  // Round 1 as calibrated; round 2 the memory probe as calibrated but page-cache copies 2x slower.
+  r.prefill_rounds = {1.0, 1.0};
+  r.decode_rounds = {0.2, 0.3};
+  r.probe_ratios = {1.0, 1.0};
+  r.page_cache_ratios = {1.0, 2.0};
+  v.rows.push_back(r);
+  summarize(v);
+  const ValidationRow& a = v.rows[0];
+  // Each round's decode over (1/2 x 1 + 1/2 x its page-cache ratio): 0.2 / 1 and 0.3 / 1.5.
+  CHECK(a.scaled_decode_s == Approx(0.2));
+  CHECK(a.scaled_decode_error() == Approx(0.0).margin(1e-12));
+  // Steady only in round 1: the page cache moved in round 2 although the memory probe did not.
+  CHECK(a.steady_rounds == 1);
+  CHECK(a.steady_decode_s == Approx(0.2));
+  // Without page-cache ratios (an older calibration) the memory probe alone decides.
+  v.rows[0].page_cache_ratios.clear();
+  summarize(v);
+  CHECK(v.rows[0].steady_rounds == 2);
+  CHECK(v.rows[0].scaled_decode_s == Approx(0.25));
 }
 
 TEST_CASE("the calibration's load guard keeps quiet tries, re-measures loaded ones and refuses past its retries",
@@ -722,10 +760,71 @@ TEST_CASE("MoE validation placements: routed experts alone on disk, the cost mod
   sim::Calibration skewed;
   skewed.moe_routing_spread = 0.5;
   CHECK(predicted_touched_experts(spec, &skewed, 4) == Approx(4 * (1 - std::pow(0.5, 4))));
+  // Two sequences of two tokens whose tokens route alike (q = 0.5: within 4 of the 8 experts).
+  skewed.moe_routing_spread = std::nullopt;
+  skewed.moe_sequence_spread = 0.5;
+  const double one = 0.5 * (1 - std::pow(1 - 2.0 / 4, 2));  // one sequence's share of the 8
+  CHECK(predicted_touched_experts(spec, &skewed, 4, 2) == Approx(8 * (1 - std::pow(1 - one, 2))));
+  CHECK(predicted_touched_experts(spec, &skewed, 4, 4) == Approx(8 * (1 - std::pow(0.75, 4))));  // decode
   CHECK(predicted_touched_experts(
             load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json"), nullptr, 4) == 0);
   // A validation case names it and runs it at its batch.
   ValidationCase c{"moe", spec, DType::kFloat32, 1, std::nullopt, "cpu", exec::Semantics::kAccelerate, "experts"};
   c.experts_only = true;
   CHECK(c.device_map().items().size() == dm.items().size());
+}
+
+TEST_CASE("the MoE validation measures routing figures on prompts of its own and predicts with them",
+          "[unit][profile][moe]") {
+  const ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/qwen3_moe_float32/config.json");
+  ValidationCase c{"moe", spec, DType::kFloat32, 0, std::nullopt, "cpu", exec::Semantics::kAccelerate, "cpu"};
+  c.batch = 2;
+  RunSettings rs;
+  rs.prompt = 16;
+  rs.new_tokens = 3;
+  rs.prefill_reps = 1;
+  const RoutingFit f = probe_routing(c, rs);
+  CHECK(f.source == "probe");
+  CHECK(f.decode_sequences == Approx(4));
+  CHECK(f.prefill_tokens == Approx(16));
+  // 8 experts, 2 per token: the figures lie in [k/E, 1] and reproduce the counts unless clamped.
+  CHECK(f.spread >= 0.25);
+  CHECK(f.spread <= 1);
+  CHECK(f.sequence_spread >= 0.25);
+  CHECK(f.sequence_spread <= 1);
+  if (f.spread < 1 && f.spread > 0.25) {
+    CHECK(sim::touched_experts(8, 2, f.decode_sequences, f.spread) == Approx(f.decode_touched).epsilon(1e-6));
+  }
+  if (f.sequence_spread < 1 && f.sequence_spread > 0.25) {
+    CHECK(sim::touched_experts(8, 2, 1, 16, f.spread, f.sequence_spread) == Approx(f.prefill_touched).epsilon(1e-6));
+  }
+  const sim::Hardware hw = sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test",
+                                               std::string(DMAP_SOURCE_DIR) + "/configs/hardware");
+  ValidationSettings vs;
+  vs.rounds = 1;
+  vs.retries = 0;
+  vs.quiet.max_wait_s = 0;
+  // No figures in the calibration: the validation probes (the same seeds: the same counts) and
+  // predicts its rows' touched experts with them.
+  const ValidationResult v = validate({c}, hw, sim::Calibration{}, rs, vs, nullptr);
+  REQUIRE(v.routing.size() == 1);
+  CHECK(v.routing[0].source == "probe");
+  CHECK(v.routing[0].decode_touched == Approx(f.decode_touched));
+  CHECK(v.routing[0].prefill_touched == Approx(f.prefill_touched));
+  sim::Calibration fitted;
+  fitted.moe_routing_spread = f.spread;
+  fitted.moe_sequence_spread = f.sequence_spread;
+  REQUIRE(v.rows.size() == 1);
+  CHECK(v.rows[0].prefill_routed == Approx(32));
+  CHECK(v.rows[0].predicted_prefill_touched == Approx(predicted_touched_experts(spec, &fitted, 32, 2)));
+  CHECK(v.rows[0].predicted_decode_touched == Approx(predicted_touched_experts(spec, &fitted, 2, 2)));
+  // Figures in the calibration are used as they are, without a probe.
+  sim::Calibration given;
+  given.moe_sequence_spread = 0.5;
+  const ValidationResult w = validate({c}, hw, given, rs, vs, nullptr);
+  REQUIRE(w.routing.size() == 1);
+  CHECK(w.routing[0].source == "calibration");
+  CHECK(w.routing[0].sequence_spread == 0.5);
+  CHECK(w.routing[0].decode_sequences == 0);
+  CHECK(w.rows[0].predicted_prefill_touched == Approx(predicted_touched_experts(spec, &given, 32, 2)));
 }

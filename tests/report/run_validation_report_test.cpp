@@ -66,12 +66,12 @@ TEST_CASE("run report: the table and the JSON carry the run's figures", "[unit][
   const std::string moe = run_report_table(r);
   CHECK(moe.find("disk:       3.00 MB read") != std::string::npos);
   CHECK(moe.find("experts:    8 routed, 2 per token; touched per sparse layer: prefill 6.00 (uniform routing: 6.10 "
-                 "for 5 tokens; routing spread 0.500), decode 2.00 (uniform: 2.00)") != std::string::npos);
+                 "for 5 tokens; sequence spread 0.500), decode 2.00 (uniform: 2.00)") != std::string::npos);
   const auto moe_doc = dmap::parse_json(run_report_json(r), "run.json");
   REQUIRE(moe_doc.find("experts_touched") != nullptr);
   CHECK(moe_doc.find("experts_touched")->find("prefill")->find("uniform")->d == Approx(6.10));
-  CHECK(moe_doc.find("experts_touched")->find("prefill")->find("routing_spread")->d == Approx(0.5));
-  CHECK(moe_doc.find("experts_touched")->find("decode")->find("routing_spread") == nullptr);
+  CHECK(moe_doc.find("experts_touched")->find("prefill")->find("sequence_spread")->d == Approx(0.5));
+  CHECK(moe_doc.find("experts_touched")->find("decode")->find("sequence_spread") == nullptr);
 }
 
 TEST_CASE("validation report: rows, errors, held-out figures and regrets", "[unit][report]") {
@@ -125,9 +125,15 @@ TEST_CASE("validation report: rows, errors, held-out figures and regrets", "[uni
     e.measured_decode_touched = 5.45;
     e.predicted_decode_touched = 5.4688;
     moe.rows.push_back(e);
-    CHECK(
-        validation_markdown(moe).find("| qwen3_moe | float32 | experts of 1/3 layers on disk, batch 4 | 256 | 8 | 8 | "
-                                      "4 | 5.45 | 5.47 |") != std::string::npos);
+    moe.routing.push_back({"qwen3_moe", "probe", 0.9, 0.59, 4, 5.2, 64, 75.5});
+    moe.routing.push_back({"other", "calibration", 1, 0.5});
+    const std::string mmd = validation_markdown(moe);
+    CHECK(mmd.find("| qwen3_moe | float32 | experts of 1/3 layers on disk, batch 4 | 256 | 8 | 8 | "
+                   "4 | 5.45 | 5.47 |") != std::string::npos);
+    CHECK(mmd.find("- qwen3_moe: s = 0.9, q = 0.59, measured by a routing probe on prompts of its own (not the "
+                   "validation's): a decode step of 4 sequences touched 5.2 experts per forward, one sequence's "
+                   "64-token prefill 75.5.") != std::string::npos);
+    CHECK(mmd.find("- other: s = 1, q = 0.5, the calibration's `moe` section.") != std::string::npos);
   }
 
   // Probed: the machine's state per row, the scaled error, and how many rows were steady.

@@ -1196,6 +1196,55 @@ TEST_CASE("skewed routing: one spread figure, fitted from counted experts, read 
         uniform.cm.op(up, ExecDevice::cpu(), Phase::decode_at(20)).bytes);
 }
 
+TEST_CASE("one sequence's tokens route alike: the sequence spread, fitted and priced per sequence",
+          "[unit][sim][moe]") {
+  // q = 1: the tokens of every sequence independent, the single-figure formula for B x T tokens.
+  for (double s : {1.0, 0.5}) {
+    CHECK(touched_experts(128, 8, 4, 64, s, 1.0) == Approx(touched_experts(128, 8, 256, s)));
+    CHECK(touched_experts(128, 8, 1, 64, s, 1.0) == Approx(touched_experts(128, 8, 64, s)));
+  }
+  // One token per sequence (decode) does not depend on q; a sequence of many tokens touches
+  // at most q x E of the experts, and sequences add up independently.
+  CHECK(touched_experts(128, 8, 4, 1, 1.0, 0.3) == Approx(touched_experts(128, 8, 4)));
+  const double one = touched_experts(128, 8, 1, 64, 1.0, 0.59);
+  CHECK(one == Approx(0.59 * 128 * (1 - std::pow(1 - 8 / (0.59 * 128), 64))));
+  CHECK(one < 0.59 * 128);
+  CHECK(touched_experts(128, 8, 4, 64, 1.0, 0.59) == Approx(128 * (1 - std::pow(1 - one / 128, 4))));
+  CHECK(touched_experts(128, 8, 1, 64, 1.0, 0.01) == Approx(8));  // at least k
+  // The fit inverts one sequence's count, given the spread; a single token says nothing.
+  for (double s : {1.0, 0.6}) {
+    for (double q : {0.2, 0.59, 1.0}) {
+      const auto back = sequence_spread_of(128, 8, 64, touched_experts(128, 8, 1, 64, s, q), s);
+      REQUIRE(back);
+      CHECK(*back == Approx(q).epsilon(1e-6));
+    }
+  }
+  CHECK_FALSE(sequence_spread_of(128, 8, 1, 8));
+  // In a calibration: moe.sequence_spread in (0, 1], written back.
+  const Calibration c = parse_calibration("kind: calibration\nmoe:\n  sequence_spread: 0.5\n", "c.yaml");
+  REQUIRE(c.moe_sequence_spread);
+  CHECK(*c.moe_sequence_spread == 0.5);
+  CHECK_FALSE(c.moe_routing_spread);
+  CHECK(parse_calibration(calibration_yaml(c), "back").moe_sequence_spread == c.moe_sequence_spread);
+  expect_input_error([] { parse_calibration("kind: calibration\nmoe:\n  sequence_spread: 2\n", "c.yaml"); }, "c.yaml",
+                     3, "at most 1");
+  // Priced per sequence: the prefill of 2 sequences of 16 tokens reads the experts of
+  // touched(2 sequences, 16 tokens), fewer than 32 independent tokens' when q < 1; decode alike.
+  const auto tree = tiny_moe_tree();
+  const ModelGraph g = build_graph(*tree, DType::kFloat16);
+  const Hardware hw = round_machine(1 * kGiB);
+  const Priced uniform(g, make_rates(hw, nullptr), workload(2, 16, 8));
+  const Priced alike(g, make_rates(hw, &c), workload(2, 16, 8));
+  CHECK(alike.rates.sequence_spread.source == Source::kCalibrated);
+  const Op& up = find_op(g, "model.layers.0.mlp.experts", OpKind::kMatmul);
+  CHECK(uniform.cm.touched(up, 32) == Approx(touched_experts(16, 4, 32)));
+  CHECK(alike.cm.touched(up, 32) == Approx(touched_experts(16, 4, 2, 16, 1.0, 0.5)));
+  CHECK(alike.cm.touched(up, 32) < uniform.cm.touched(up, 32));
+  CHECK(alike.cm.touched(up, 2) == Approx(uniform.cm.touched(up, 2)));
+  CHECK(alike.cm.op(up, ExecDevice::cpu(), Phase::prefill_of(16)).bytes <
+        uniform.cm.op(up, ExecDevice::cpu(), Phase::prefill_of(16)).bytes);
+}
+
 TEST_CASE("routed prefetch (dmap's proposal): only the experts the router picked cross, after the router",
           "[unit][sim][moe]") {
   const Layer1Offloaded f;
