@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/module_tree.h"
 #include "exec/config.h"
 #include "exec/cpu/kernels.h"
 #include "profile/fit.h"
@@ -104,5 +105,19 @@ struct DispatchProbe {
 };
 
 DispatchProbe measure_dispatch(const exec::ExecConfig& full, DType d, int threads);
+
+// What a disk layer's module adds to a decode step against the same module resident in the same
+// run (the same machine state, the same step): per module kind holding at least 1 MiB, the median
+// over the run's repetitions of (median over the disk layers - median over the resident ones) of
+// the module's median decode time. As a rate (its bytes over that extra) at its bytes-weighted mean
+// tensor size: a just-copied tensor that fits the cache is read back from it by the product
+// (TinyLlama: attention 16 + 2 MiB tensors, MLP 44 MiB in float32; half that in bfloat16).
+struct WarmSizes {
+  sim::CurvePoints points;           // (MiB, bytes/s), by increasing size
+  std::vector<std::string> modules;  // the module kind of each point
+  std::vector<double> extra_s;       // its extra per decode step
+};
+WarmSizes warm_by_tensor_size(const ModuleTree& tree, const exec::ExecConfig& c, DType d,
+                              const std::vector<PlacementRun>& reps, int64_t disk_layers);
 
 }  // namespace dmap::profile

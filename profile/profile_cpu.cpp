@@ -32,6 +32,7 @@
 #include "strategies/plan.h"
 
 #include "exec/backend.h"
+#include "exec/config.h"
 #include "exec/map_placement.h"
 
 namespace dmap::profile {
@@ -47,7 +48,76 @@ std::string today() {
   return b;
 }
 
+constexpr double kMiB = 1024.0 * 1024.0;
+
+// Bytes (at `d`) of each parameter under module `id`: what a disk-offloaded module re-reads.
+void tensor_bytes_under(const ModuleTree& tree, int id, DType d, std::vector<double>& out) {
+  const TreeNode& n = tree.node(id);
+  const double elt = static_cast<double>(torch_bits_per_element(d)) / 8.0;
+  for (int p : n.params) out.push_back(static_cast<double>(tree.node(p).numel) * elt);
+  for (int ch : n.children) tensor_bytes_under(tree, ch, d, out);
+}
+
+// The parameters of decoder layers [first, last): what the calibration's disk run re-reads per step.
+std::vector<double> disk_tensor_bytes(const ModuleTree& tree, DType d, int64_t first, int64_t last) {
+  std::vector<double> out;
+  for (int64_t l = first; l < last; ++l) {
+    const int id = tree.find("model.layers." + std::to_string(l));
+    if (id >= 0) tensor_bytes_under(tree, id, d, out);
+  }
+  return out;
+}
+
 }  // namespace
+
+// (probes.h)
+WarmSizes warm_by_tensor_size(const ModuleTree& tree, const exec::ExecConfig& c, DType d,
+                              const std::vector<PlacementRun>& reps, int64_t disk_layers) {
+  struct Point {
+    double mib, rate, extra;
+    std::string module;
+  };
+  std::vector<Point> pts;
+  const int64_t L = c.layers;
+  for (const std::string& m : exec::layer_modules(c)) {
+    std::vector<double> bytes;
+    const int id = tree.find("model.layers." + std::to_string(L - disk_layers) + "." + m);
+    if (id < 0) continue;
+    tensor_bytes_under(tree, id, d, bytes);
+    double total = 0, sq = 0;
+    for (double b : bytes) {
+      total += b;
+      sq += b * b;
+    }
+    if (total < kMiB) continue;
+    std::vector<double> extras;
+    for (const PlacementRun& r : reps) {
+      std::map<std::string, double> t;
+      for (const auto& mt : r.modules) {
+        if (!mt.decode_s.empty()) t[mt.module] = median(mt.decode_s);
+      }
+      std::vector<double> on_disk, resident;
+      for (int64_t l = 0; l < L; ++l) {
+        const auto it = t.find("model.layers." + std::to_string(l) + "." + m);
+        if (it != t.end()) (l >= L - disk_layers ? on_disk : resident).push_back(it->second);
+      }
+      if (!on_disk.empty() && !resident.empty()) extras.push_back(median(on_disk) - median(resident));
+    }
+    if (extras.empty()) continue;
+    const double e = median(extras);
+    if (e > 0) pts.push_back({sq / total / kMiB, total / e, e, m});
+  }
+  std::sort(pts.begin(), pts.end(), [](const Point& a, const Point& b) { return a.mib < b.mib; });
+  WarmSizes out;
+  for (const Point& p : pts) {
+    // (a curve's sizes must increase: of two modules of about one size, the first kept)
+    if (!out.points.empty() && p.mib < out.points.back().first * 1.1) continue;
+    out.points.push_back({p.mib, p.rate});
+    out.modules.push_back(p.module);
+    out.extra_s.push_back(p.extra);
+  }
+  return out;
+}
 
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const exec::ExecConfig c = exec::exec_config(opt.model);
@@ -169,6 +239,10 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   std::map<DType, double> stream_scale, prefill_scale;
   double bw_scale = 1;
   std::map<DType, double> warm_by_dtype;  // page-cache rate per dtype, from whole-model runs
+  // ... and by tensor size ([MiB, bytes/s], scaled to the whole-model runs), where measured.
+  std::map<DType, sim::CurvePoints> warm_curve_by_dtype;
+  std::map<DType, WarmSizes> warm_size_fits;  // what each curve's shape came from, for the fit block
+  const ModuleTree tree = build_module_tree(opt.model);
   std::map<DType, double> cold_by_dtype;  // cold disk rate per dtype, from whole-model runs
   // The calibration as fitted so far (the fit loops below predict with it directly).
   auto calibration_with = [&](double dispatch_us) {
@@ -189,8 +263,16 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     cal.provenance["model"] = opt.model_id;
     sim::HostCalibration& h = cal.host;
     h.memory_bandwidth_gbs = bw * bw_scale / 1e9;
-    if (warm_by_dtype.size() > 1) {
-      for (const auto& [d, w] : warm_by_dtype) h.page_cache_read_gbs_by_dtype[d] = w / 1e9;
+    if (warm_by_dtype.size() > 1 || !warm_curve_by_dtype.empty()) {
+      for (const auto& [d, w] : warm_by_dtype) {
+        sim::CurvePoints& c = h.page_cache_read_gbs_by_dtype[d];
+        const auto it = warm_curve_by_dtype.find(d);
+        if (it == warm_curve_by_dtype.end()) {
+          c = {{1.0, w / 1e9}};
+        } else {
+          for (const auto& [mib, r] : it->second) c.push_back({mib, r / 1e9});
+        }
+      }
     } else {
       h.page_cache_read_gbs = warm_bw / 1e9;
     }
@@ -243,7 +325,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   std::vector<double> reference_probes;
   // The page-cache probe likewise, around the disk runs (whose decode copies from the page cache).
   std::vector<double> page_cache_probes;
-  auto run_repeated = [&](const DeviceMap& dm, DType d, const std::string& what, bool probed) {
+  auto run_repeated = [&](const DeviceMap& dm, DType d, const std::string& what, bool probed,
+                          std::vector<PlacementRun>* every = nullptr) {
     std::vector<PlacementRun> rs;
     for (int k = 0; k < whole_reps; ++k) {
       if (opt.progress) opt.progress("whole-model run " + std::string(dtype_name(d)) + " " + what, k, whole_reps);
@@ -265,6 +348,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       dec.push_back(r.decode_token_s);
       rd.push_back(r.decode_disk_read_s);
     }
+    if (every) *every = rs;
     PlacementRun out = std::move(rs.front());
     out.prefill_s = median(pre);
     out.decode_token_s = median(dec);
@@ -275,7 +359,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     runs.push_back({d, run_repeated(cpu_map, d, "cpu-only", true)});
     add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only",
                      runs.back().second);
-    disk_runs.push_back({d, run_repeated(disk_map, d, "disk", false)});
+    std::vector<PlacementRun> disk_reps;
+    disk_runs.push_back({d, run_repeated(disk_map, d, "disk", false, &disk_reps)});
     const PlacementRun& disk_run = disk_runs.back().second;
     const PlacementRun& cpu_run = runs.back().second;
     const double per_forward = static_cast<double>(disk_run.disk_bytes_read) / static_cast<double>(disk_run.forwards);
@@ -284,7 +369,22 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     // at ~9 GB/s, the step grows as if at 9.5-11).
     const double warm_extra = disk_run.decode_token_s - cpu_run.decode_token_s;
     const double cold_extra = disk_run.prefill_s - cpu_run.prefill_s;
-    if (warm_extra > 0) warm_by_dtype[d] = per_forward / warm_extra;
+    if (warm_extra > 0) {
+      warm_by_dtype[d] = per_forward / warm_extra;
+      const WarmSizes sizes = warm_by_tensor_size(tree, c, d, disk_reps, disk_layers);
+      if (!sizes.points.empty()) warm_size_fits[d] = sizes;
+      // The shape by tensor size, its level the whole-model run's: the disk layers' tensors at the
+      // curve's rates add exactly the step time the run added.
+      if (sizes.points.size() >= 2) {
+        double unscaled = 0;
+        sim::RateCurve shape;
+        shape.points = sizes.points;
+        for (double b : disk_tensor_bytes(tree, d, c.layers - disk_layers, c.layers))
+          unscaled += b / shape.at(b / kMiB);
+        const double scale = unscaled / warm_extra;
+        for (auto [mib, r] : sizes.points) warm_curve_by_dtype[d].push_back({mib, r * scale});
+      }
+    }
     if (cold_extra > 0) {
       cold_rates.push_back(per_forward / cold_extra);
       cold_by_dtype[d] = per_forward / cold_extra;
@@ -414,7 +514,19 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
          << ", copy_alone_gbs: " << fmt(direct_warm.count(d) ? direct_warm[d] / 1e9 : 0.0) << "}";
     first = false;
   }
-  fitb << "}\n  whole_model_repetitions: " << whole_reps << "\n";
+  fitb << "}\n";
+  // The page cache by tensor size: each disk-run module's extra against itself resident, and the
+  // curve's level scaled to the whole-model run.
+  for (const auto& [d, ws] : warm_size_fits) {
+    fitb << "  page_cache_by_size_" << dtype_name(d) << ": {modules: [";
+    for (size_t i = 0; i < ws.points.size(); ++i) {
+      fitb << (i ? ", " : "") << "{module: " << ws.modules[i] << ", mean_tensor_mib: " << fmt(ws.points[i].first)
+           << ", extra_ms: " << fmt(ws.extra_s[i] * 1e3) << ", gbs: " << fmt(ws.points[i].second / 1e9) << "}";
+    }
+    fitb << "], curve: "
+         << (warm_curve_by_dtype.count(d) ? "scaled to the whole-model run" : "none (fewer than 2 sizes)") << "}\n";
+  }
+  fitb << "  whole_model_repetitions: " << whole_reps << "\n";
   fitb << "  load_guard: {enabled: " << (guard.settings().enabled ? "true" : "false")
        << ", spoiled_cores: " << fmt(guard.settings().spoiled_cores) << ", remeasured: " << guard.remeasured()
        << ", max_foreign_cores: " << fmt(guard.max_foreign_cores(), 3) << "}\n";
@@ -477,9 +589,15 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       pc.append(" ").append(fmt(cold_bw / 1e9)).append(" GB/s + ").append(fmt(cold_lat * 1e6)).append(" us");
     }
     pc.append(", page cache");
-    if (warm_by_dtype.size() > 1) {
-      for (const auto& [d, w] : warm_by_dtype)
+    if (warm_by_dtype.size() > 1 || !warm_curve_by_dtype.empty()) {
+      for (const auto& [d, w] : warm_by_dtype) {
         pc.append(" ").append(dtype_name(d)).append(" ").append(fmt(w / 1e9)).append(" GB/s");
+        if (const auto it = warm_curve_by_dtype.find(d); it != warm_curve_by_dtype.end()) {
+          pc.append(" (by tensor size:");
+          for (const auto& [mib, r] : it->second) pc.append(" ").append(fmt(mib)).append(" MiB ").append(fmt(r / 1e9));
+          pc.append(")");
+        }
+      }
     } else {
       pc.append(" ").append(fmt(warm_bw / 1e9)).append(" GB/s");
     }

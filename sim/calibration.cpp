@@ -53,6 +53,19 @@ const Figure& Rates::page_cache_for(DType d) const {
   return it != page_cache_read_dtype.end() ? it->second : page_cache_read;
 }
 
+double Rates::page_cache_rate(DType d, double bytes) const {
+  const auto it = page_cache_curve.find(d);
+  return it != page_cache_curve.end() ? it->second.at(bytes / (1024.0 * 1024.0)) : page_cache_for(d).value;
+}
+
+double Rates::min_page_cache_rate(DType d) const {
+  const auto it = page_cache_curve.find(d);
+  if (it == page_cache_curve.end()) return page_cache_for(d).value;
+  double m = it->second.points.front().second;
+  for (const auto& [mib, r] : it->second.points) m = std::min(m, r);
+  return m;
+}
+
 const Figure& Rates::disk_read_for(DType d) const {
   auto it = disk_read_dtype.find(d);
   return it != disk_read_dtype.end() ? it->second : disk_read;
@@ -179,10 +192,8 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     hc.reference_probe_ms = read_figure(f, h, "reference_probe_ms", false);
     hc.page_cache_probe_gbs = read_figure(f, h, "page_cache_probe_gbs", false);
     if (const YAML::Node pc = h["page_cache_read_gbs"]; pc.IsDefined() && pc.IsMap()) {
-      hc.page_cache_read_gbs_by_dtype = read_per_dtype(f, pc, "host.page_cache_read_gbs");
-      for (const auto& [d, v] : hc.page_cache_read_gbs_by_dtype) {
-        if (!(v > 0)) fail_at(f, pc, "host.page_cache_read_gbs: every rate must be positive");
-      }
+      // (read_curve: a rate, or [tensor MiB, GB/s] points of increasing size, every one positive)
+      hc.page_cache_read_gbs_by_dtype = read_curves(f, pc, "host.page_cache_read_gbs");
       if (hc.page_cache_read_gbs_by_dtype.empty()) fail_at(f, pc, "host.page_cache_read_gbs: an empty mapping");
     } else {
       hc.page_cache_read_gbs = read_figure(f, h, "page_cache_read_gbs", false);
@@ -371,7 +382,15 @@ std::string calibration_yaml(const Calibration& c) {
   std::ostringstream hy;
   put(hy, "  ", "memory_bandwidth_gbs", h.memory_bandwidth_gbs);
   put(hy, "  ", "page_cache_read_gbs", h.page_cache_read_gbs);
-  put_per_dtype(hy, "  ", "page_cache_read_gbs", h.page_cache_read_gbs_by_dtype);
+  if (!h.page_cache_read_gbs_by_dtype.empty()) {  // a rate per dtype, or its curve by tensor size
+    hy << "  page_cache_read_gbs: {";
+    bool first = true;
+    for (const auto& [d, c] : h.page_cache_read_gbs_by_dtype) {
+      hy << (first ? "" : ", ") << dtype_name(d) << ": " << (c.size() == 1 ? num(c.front().second) : curve_text(c));
+      first = false;
+    }
+    hy << "}\n";
+  }
   put(hy, "  ", "dispatch_overhead_us", h.dispatch_overhead_us);
   put(hy, "  ", "offload_tensor_overhead_us", h.offload_tensor_overhead_us);
   put_curves(hy, "  ", "matmul_gflops", h.matmul_gflops);
@@ -472,7 +491,14 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
   set(h.dispatch_overhead_us, kUs, r.host.dispatch);
   set(h.offload_tensor_overhead_us, kUs, r.offload_tensor_overhead);
   if (!h.page_cache_read_gbs_by_dtype.empty()) {
-    per_dtype(h.page_cache_read_gbs_by_dtype, kGB, r.page_cache_read_dtype);
+    for (const auto& [d, c] : h.page_cache_read_gbs_by_dtype) {
+      r.page_cache_read_dtype[d] = {c.back().second * kGB, Source::kCalibrated};
+      if (c.size() > 1) {
+        RateCurve& rc = r.page_cache_curve[d];
+        rc.source = Source::kCalibrated;
+        for (const auto& [mib, gbs] : c) rc.points.push_back({mib, gbs * kGB});
+      }
+    }
     // Other dtypes: the slowest given (a conservative guess).
     r.page_cache_read = r.page_cache_read_dtype.begin()->second;
     for (const auto& [d, fig] : r.page_cache_read_dtype) {

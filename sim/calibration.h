@@ -95,8 +95,10 @@ using CurvePoints = std::vector<std::pair<double, double>>;
 // file gives one number for every dtype it is held under float32 (the fallback of the lookups).
 struct HostCalibration {
   std::optional<double> memory_bandwidth_gbs;
-  std::optional<double> page_cache_read_gbs;             // one rate for every dtype
-  std::map<DType, double> page_cache_read_gbs_by_dtype;  // or one per dtype (others: the slowest)
+  std::optional<double> page_cache_read_gbs;  // one rate for every dtype
+  // Or one per dtype (others: the slowest), each a rate or a curve by tensor size: [[MiB, GB/s], ...]
+  // (a tensor that fits the cache is read back by the product that follows its copy from cache).
+  std::map<DType, CurvePoints> page_cache_read_gbs_by_dtype;
   std::optional<double> dispatch_overhead_us, offload_tensor_overhead_us, attention_overhead_us;
   std::map<DType, CurvePoints> matmul_gflops, attention_gflops;
   std::map<DType, double> matvec_row_ns, matmul_input_ns;
@@ -160,11 +162,16 @@ struct Rates {
   Figure disk_read;                                           // bytes/s, cold
   Figure disk_latency;                                        // seconds per read
   Figure page_cache_read;                                     // bytes/s, warm
-  std::map<DType, Figure> page_cache_read_dtype;              // bytes/s, warm, per weight dtype
+  std::map<DType, Figure> page_cache_read_dtype;              // bytes/s, warm, per weight dtype (its largest tensors')
   const Figure& page_cache_for(DType d) const;                // the dtype's, else page_cache_read
-  std::map<DType, Figure> disk_read_dtype;                    // bytes/s, cold, per weight dtype
-  const Figure& disk_read_for(DType d) const;                 // the dtype's, else disk_read
-  std::string calibration_name;                               // "" = datasheet only
+  std::map<DType, RateCurve> page_cache_curve;                // bytes/s by tensor MiB, where calibrated so
+  // Warm rate (bytes/s) of one tensor of `bytes`: the dtype's curve at its size, else page_cache_for.
+  double page_cache_rate(DType d, double bytes) const;
+  // The slowest warm rate of any tensor size (bounds: warm never slower than this).
+  double min_page_cache_rate(DType d) const;
+  std::map<DType, Figure> disk_read_dtype;     // bytes/s, cold, per weight dtype
+  const Figure& disk_read_for(DType d) const;  // the dtype's, else disk_read
+  std::string calibration_name;                // "" = datasheet only
   // The runtime these rates describe (sim/runtime.h) and its host time per forward (generate's
   // loop around the model), charged once per prefill and per decode step.
   Runtime runtime = Runtime::kDmap;

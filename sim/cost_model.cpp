@@ -274,7 +274,7 @@ double CostModel::activation_copy(ExecDevice from, ExecDevice to, Phase phase) c
 }
 
 double CostModel::disk_read(double bytes, bool warm) const {
-  return bytes / (warm ? rates_.page_cache_for(workload_.dtype).value : rates_.disk_read_for(workload_.dtype).value) +
+  return bytes / (warm ? rates_.page_cache_rate(workload_.dtype, bytes) : rates_.disk_read_for(workload_.dtype).value) +
          (warm ? 0.0 : rates_.disk_latency.value);
 }
 

@@ -257,9 +257,10 @@ struct Tables {
       all_kv_d += kv_d[u];
     }
     host_binding = all_weights + std::max(ws_p + all_kv_p, ws_d + all_kv_d) + logits_bytes > host_cap;
-    // (disk_read is affine in the bytes: two sizes decide it for all.)
+    // (Warm: bytes over a rate that may depend on the tensor's size, never below its slowest; cold:
+    // bytes over a rate plus a latency. The slowest warm rate at least the cold one decides it.)
     warm_bounds_cold =
-        cm.disk_read(1.0, true) <= cm.disk_read(1.0, false) && cm.disk_read(1e15, true) <= cm.disk_read(1e15, false);
+        cm.rates().min_page_cache_rate(cm.workload().dtype) >= cm.rates().disk_read_for(cm.workload().dtype).value;
     split_tables();
     for (int gi = 0; gi < gpus; ++gi) {
       gpu_cap.push_back(static_cast<double>(hw.gpu_capacity(gi)));
@@ -2352,15 +2353,18 @@ OptimalResult optimal_search(const CostModel& cm, const Hardware& hw, const Opti
     return res;
   }
   res.found = true;
-  // Interchangeable layers in a llama.cpp-friendly order: on each GPU, the split ones first.
+  // Interchangeable layers in a llama.cpp-friendly order: on each GPU, the split ones first (kept
+  // when it simulates no slower; its simulation is then the objective, else the result's own).
+  std::optional<double> objective;
   if (std::optional<Placement> q = experts_first(T, res.placement)) {
     const double t = placement_objective(cm, hw, *q, options);
     if (t <= best * (1 + 1e-9)) {
       best = std::min(best, t);
       res.placement = *q;
+      objective = t;
     }
   }
-  res.objective_s = placement_objective(cm, hw, res.placement, options);
+  res.objective_s = objective ? *objective : placement_objective(cm, hw, res.placement, options);
   const ModelGraph& g = cm.graph();
   placement_map(g, res.placement, res.map, res.per_entry);
   bool any_gpu = false, any_acc = false, any_pre = false, any_inplace = false;

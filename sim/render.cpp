@@ -73,7 +73,17 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
   const Figure& dr = r.disk_read_for(ev.graph->dtype);
   f.push_back({"disk read", dr.value / 1e9, "GB/s", dr.source});
   const Figure& pc = r.page_cache_for(ev.graph->dtype);
-  f.push_back({"page-cache read", pc.value / 1e9, "GB/s", pc.source});
+  if (const auto it = r.page_cache_curve.find(ev.graph->dtype); it != r.page_cache_curve.end()) {
+    // By tensor size: the smallest and largest calibrated sizes (between them, interpolated).
+    const auto& pts = it->second.points;
+    const auto mib = [](double v) { return std::to_string(static_cast<long long>(std::lround(v))); };
+    f.push_back({"page-cache read, tensors <= " + mib(pts.front().first) + " MiB", pts.front().second / 1e9, "GB/s",
+                 it->second.source});
+    f.push_back({"page-cache read, tensors >= " + mib(pts.back().first) + " MiB", pts.back().second / 1e9, "GB/s",
+                 it->second.source});
+  } else {
+    f.push_back({"page-cache read", pc.value / 1e9, "GB/s", pc.source});
+  }
   return f;
 }
 
@@ -255,9 +265,9 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
     for (size_t i = 0; i < s.runtimes.size(); ++i) {
       const Runtime r = s.runtimes[i];
       o << (i ? "; " : "") << runtime_name(r) << " ("
-        << (r == Runtime::kDmap                ? "its own executor"
+        << (r == Runtime::kDmap            ? "its own executor"
             : profile_for(cal, r).measured ? "profile measured on this machine"
-                                               : "profile estimated, not measured")
+                                           : "profile estimated, not measured")
         << ")";
     }
     o << "\n";
@@ -268,8 +278,8 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
   const bool named = !s.runtimes.empty();
   auto sem_cell = [&](const ResultRow& r) { return r.runtime.empty() ? r.semantics : r.semantics + "/" + r.runtime; };
   const int sem_width = named ? 24 : 18;
-  std::snprintf(line, sizeof line, "%-3s %-16s %-*s %-4s %10s %11s %9s %10s %9s %-11s %s\n", "#", "strategy",
-                sem_width, named ? "semantics/runtime" : "semantics", "fits", "prefill", "per token", "tok/s", "total",
+  std::snprintf(line, sizeof line, "%-3s %-16s %-*s %-4s %10s %11s %9s %10s %9s %-11s %s\n", "#", "strategy", sem_width,
+                named ? "semantics/runtime" : "semantics", "fits", "prefill", "per token", "tok/s", "total",
                 "moved/tok", "bottleneck", "memory GiB");
   o << line;
   int rank = 0;
@@ -285,11 +295,11 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
     }
     char tps[32];
     std::snprintf(tps, sizeof tps, "%.2f", p.tokens_per_s);
-    std::snprintf(line, sizeof line, "%-3d %-16s %-*s %-4s %10s %11s %9s %10s %9s %-11s %s\n", rank,
-                  r.strategy.c_str(), sem_width, sem_cell(r).c_str(), p.feasible ? "yes" : "OOM",
-                  format_seconds(p.prefill_s).c_str(), format_seconds(p.decode_token_s).c_str(), tps,
-                  format_seconds(p.total_s).c_str(), format_bytes_human(p.transfer_bytes_per_token).c_str(),
-                  resource_name(p.bottleneck).c_str(), memory_cell(p).c_str());
+    std::snprintf(line, sizeof line, "%-3d %-16s %-*s %-4s %10s %11s %9s %10s %9s %-11s %s\n", rank, r.strategy.c_str(),
+                  sem_width, sem_cell(r).c_str(), p.feasible ? "yes" : "OOM", format_seconds(p.prefill_s).c_str(),
+                  format_seconds(p.decode_token_s).c_str(), tps, format_seconds(p.total_s).c_str(),
+                  format_bytes_human(p.transfer_bytes_per_token).c_str(), resource_name(p.bottleneck).c_str(),
+                  memory_cell(p).c_str());
     o << line;
   }
   bool any_oom = false;

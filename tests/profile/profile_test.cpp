@@ -16,6 +16,8 @@
 #include "core/json_parse.h"
 #include "core/error.h"
 #include "profile/fit.h"
+#include "profile/probes.h"
+#include "core/scenario.h"
 #include "exec/map_placement.h"
 #include "profile/profile.h"
 #include "profile/quiet.h"
@@ -827,4 +829,45 @@ TEST_CASE("the MoE validation measures routing figures on prompts of its own and
   CHECK(w.routing[0].sequence_spread == 0.5);
   CHECK(w.routing[0].decode_sequences == 0);
   CHECK(w.rows[0].predicted_prefill_touched == Approx(predicted_touched_experts(spec, &given, 32, 2)));
+}
+
+TEST_CASE("the page cache by tensor size: each disk module against itself resident, in the same run",
+          "[unit][profile]") {
+  const ModelSpec spec = resolve_model("tinyllama_1b", "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  const ModuleTree tree = build_module_tree(spec);
+  REQUIRE(cfg.layers == 22);
+  // Synthetic module times: the last 7 layers on disk add 2.6 ms to attention and 14 ms to the
+  // MLP per decode step (two repetitions; the second's disk layers 10 % slower).
+  auto rep = [&](double slow) {
+    PlacementRun r;
+    for (int64_t l = 0; l < 22; ++l) {
+      const bool disk = l >= 15;
+      const std::string p = "model.layers." + std::to_string(l) + ".";
+      r.modules.push_back({p + "input_layernorm", 0, {1e-5, 1e-5}});
+      r.modules.push_back({p + "self_attn", 0, {1e-3 + (disk ? 2.6e-3 * slow : 0), 1e-3 + (disk ? 2.6e-3 * slow : 0)}});
+      r.modules.push_back({p + "post_attention_layernorm", 0, {1e-5, 1e-5}});
+      r.modules.push_back({p + "mlp", 0, {3e-3 + (disk ? 14e-3 * slow : 0), 3e-3 + (disk ? 14e-3 * slow : 0)}});
+    }
+    return r;
+  };
+  const std::vector<PlacementRun> reps = {rep(1.0), rep(1.1), rep(1.0)};
+  const WarmSizes w = warm_by_tensor_size(tree, cfg, DType::kFloat32, reps, 7);
+  // Attention: q, o 16 MiB and k, v 2 MiB (36 MiB, bytes-weighted mean 520 / 36 MiB); the MLP three
+  // tensors of 44 MiB; the norms (8 KiB) say nothing and are left out.
+  REQUIRE(w.points.size() == 2);
+  CHECK(w.modules == std::vector<std::string>{"self_attn", "mlp"});
+  CHECK(w.points[0].first == Approx(520.0 / 36));
+  CHECK(w.points[0].second == Approx(36.0 * 1024 * 1024 / 2.6e-3));
+  CHECK(w.points[1].first == Approx(44));
+  CHECK(w.points[1].second == Approx(132.0 * 1024 * 1024 / 14e-3));
+  CHECK(w.extra_s[1] == Approx(14e-3));
+  // bfloat16: half the bytes at the same times.
+  const WarmSizes b = warm_by_tensor_size(tree, cfg, DType::kBFloat16, reps, 7);
+  REQUIRE(b.points.size() == 2);
+  CHECK(b.points[1].first == Approx(22));
+  CHECK(b.points[1].second == Approx(66.0 * 1024 * 1024 / 14e-3));
+  // A module whose disk layers run no slower gives no point.
+  std::vector<PlacementRun> flat = {rep(0.0)};
+  CHECK(warm_by_tensor_size(tree, cfg, DType::kFloat32, flat, 7).points.empty());
 }

@@ -913,6 +913,39 @@ host:
         },
         bad, 3, "positive");
   }
+  SECTION("a page-cache curve by tensor size") {
+    const std::string path = tmp.write("cal_pcc.yaml", R"(kind: calibration
+host:
+  page_cache_read_gbs: {float32: [[8, 16], [32, 8]], bfloat16: 12}
+)");
+    const Calibration cal = load_calibration(path);
+    CHECK(calibration_yaml(cal).find("page_cache_read_gbs: {float32: [[8, 16], [32, 8]], bfloat16: 12}") !=
+          std::string::npos);
+    CHECK(load_calibration(tmp.write("cal_pcc2.yaml", calibration_yaml(cal))).host.page_cache_read_gbs_by_dtype ==
+          cal.host.page_cache_read_gbs_by_dtype);
+    const Hardware hw = round_machine(1 * kGiB);
+    const Rates r = make_rates(hw, &cal);
+    const double MiB = 1024.0 * 1024.0;
+    // Flat below the smallest size and above the largest, log-linear between (16 MiB: halfway).
+    CHECK(r.page_cache_rate(DType::kFloat32, 2 * MiB) == Approx(16e9));
+    CHECK(r.page_cache_rate(DType::kFloat32, 16 * MiB) == Approx(12e9));
+    CHECK(r.page_cache_rate(DType::kFloat32, 100 * MiB) == Approx(8e9));
+    CHECK(r.page_cache_rate(DType::kBFloat16, 16 * MiB) == Approx(12e9));  // a rate: every size
+    CHECK(r.min_page_cache_rate(DType::kFloat32) == Approx(8e9));
+    CHECK(r.page_cache_for(DType::kFloat32).value == Approx(8e9));  // the largest tensors'
+    CHECK(r.page_cache_for(DType::kFloat16).value == Approx(8e9));  // not given: the slowest
+    // The cost model prices each tensor at its own size's rate.
+    const auto tree = tiny_tree();
+    const ModelGraph g = build_graph(*tree, DType::kFloat32);
+    Workload w = workload(1, 16, 4);
+    w.dtype = DType::kFloat32;
+    const CostModel cm(g, r, w);
+    CHECK(cm.disk_read(4 * MiB, true) == Approx(4 * MiB / 16e9));
+    CHECK(cm.disk_read(64 * MiB, true) == Approx(64 * MiB / 8e9));
+    const std::string bad = tmp.write(
+        "cal_pcc_bad.yaml", "kind: calibration\nhost:\n  page_cache_read_gbs:\n    float32: [[32, 8], [8, 16]]\n");
+    expect_input_error([&] { load_calibration(bad); }, bad, 4, "must increase");
+  }
   SECTION("a cold disk rate per dtype") {
     const std::string path = tmp.write("cal_disk.yaml", R"(kind: calibration
 disk:
