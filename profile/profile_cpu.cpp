@@ -317,58 +317,79 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   int pid = 1;
   std::vector<double> cold_rates;
   std::map<DType, double> direct_warm;  // bytes over the measured read time alone, for the record
-  // Each placement run `whole_reps` times, the medians kept: one decode step's figure varied by
-  // up to 8 % between runs on the 2-vCPU VM, and every figure fitted below rests on these.
+  // Each placement run at least `whole_reps` times, the medians kept: one decode step's figure
+  // varied by up to 8 % between runs on the 2-vCPU VM, and every figure fitted below rests on these.
   const int whole_reps = opt.quick ? 1 : 3;
   // The reference probe (profile.h) bracketing each CPU-only run: the machine's speed while the
   // runs every streaming and product scale is fitted to were measured.
   std::vector<double> reference_probes;
   // The page-cache probe likewise, around the disk runs (whose decode copies from the page cache).
   std::vector<double> page_cache_probes;
-  auto run_repeated = [&](const DeviceMap& dm, DType d, const std::string& what, bool probed,
-                          std::vector<PlacementRun>* every = nullptr) {
-    std::vector<PlacementRun> rs;
-    for (int k = 0; k < whole_reps; ++k) {
-      if (opt.progress) opt.progress("whole-model run " + std::string(dtype_name(d)) + " " + what, k, whole_reps);
-      // (probes before and after, the run): the probes of a spoiled try are dropped with it.
-      auto kept = guard.run("whole-model run " + std::string(dtype_name(d)) + " " + what, [&] {
-        const double before = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs();
-        PlacementRun r = run_placement(opt.model, d, dm, opt.run);
-        const double after = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs();
-        return std::make_tuple(before, after, std::move(r));
-      });
-      std::vector<double>& probes = probed ? reference_probes : page_cache_probes;
-      probes.push_back(std::get<0>(kept));
-      probes.push_back(std::get<1>(kept));
-      rs.push_back(std::move(std::get<2>(kept)));
-    }
+  // One whole-model run, bracketed by the reference probe (CPU-only) or the page-cache probe (disk).
+  auto measure = [&](const DeviceMap& dm, DType d, const std::string& what, bool probed) {
+    // (probes before and after, the run): the probes of a spoiled try are dropped with it.
+    auto kept = guard.run("whole-model run " + std::string(dtype_name(d)) + " " + what, [&] {
+      const double before = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs();
+      PlacementRun r = run_placement(opt.model, d, dm, opt.run);
+      const double after = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs();
+      return std::make_tuple(before, after, std::move(r));
+    });
+    std::vector<double>& probes = probed ? reference_probes : page_cache_probes;
+    probes.push_back(std::get<0>(kept));
+    probes.push_back(std::get<1>(kept));
+    return std::move(std::get<2>(kept));
+  };
+  // The medians of a placement's repetitions (the first repetition's module times and trace).
+  auto combined = [](const std::vector<PlacementRun>& rs) {
     std::vector<double> pre, dec, rd;
     for (const auto& r : rs) {
       pre.push_back(r.prefill_s);
       dec.push_back(r.decode_token_s);
       rd.push_back(r.decode_disk_read_s);
     }
-    if (every) *every = rs;
-    PlacementRun out = std::move(rs.front());
+    PlacementRun out = rs.front();
     out.prefill_s = median(pre);
     out.decode_token_s = median(dec);
     out.decode_disk_read_s = median(rd);
     return out;
   };
+  // CPU-only and disk runs alternate, pair by pair, and what the disk layers add is the median over
+  // the pairs of each disk run less its own CPU-only partner: on the EPYC VM the page cache's cost
+  // moved 6.65 -> 11.1 GB/s per step between two calibrations minutes apart, and a pair is
+  // measured within a minute. At least `whole_reps` pairs; more, up to kMaxPairs, while the pairs'
+  // decode extras spread by more than kPairSpread of their median.
+  constexpr int kMaxPairs = 6;
+  constexpr double kPairSpread = 0.25;
+  std::map<DType, std::vector<double>> pair_extras;  // per dtype, for the fit block
   for (DType d : opt.dtypes) {
-    runs.push_back({d, run_repeated(cpu_map, d, "cpu-only", true)});
+    std::vector<PlacementRun> cpu_reps, disk_reps;
+    std::vector<double> warm_pairs, cold_pairs;
+    const int most = opt.quick ? whole_reps : kMaxPairs;
+    for (int k = 0; k < most; ++k) {
+      if (opt.progress) {
+        opt.progress("whole-model runs " + std::string(dtype_name(d)) + ", pair", k, std::max(whole_reps, k + 1));
+      }
+      cpu_reps.push_back(measure(cpu_map, d, "cpu-only", true));
+      disk_reps.push_back(measure(disk_map, d, "disk", false));
+      warm_pairs.push_back(disk_reps.back().decode_token_s - cpu_reps.back().decode_token_s);
+      cold_pairs.push_back(disk_reps.back().prefill_s - cpu_reps.back().prefill_s);
+      if (k + 1 < whole_reps) continue;
+      const double mid = median(warm_pairs);
+      const auto [lo, hi] = std::minmax_element(warm_pairs.begin(), warm_pairs.end());
+      if (!(mid > 0) || (*hi - *lo) <= kPairSpread * mid) break;
+    }
+    pair_extras[d] = warm_pairs;
+    runs.push_back({d, combined(cpu_reps)});
     add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only",
                      runs.back().second);
-    std::vector<PlacementRun> disk_reps;
-    disk_runs.push_back({d, run_repeated(disk_map, d, "disk", false, &disk_reps)});
+    disk_runs.push_back({d, combined(disk_reps)});
     const PlacementRun& disk_run = disk_runs.back().second;
-    const PlacementRun& cpu_run = runs.back().second;
     const double per_forward = static_cast<double>(disk_run.disk_bytes_read) / static_cast<double>(disk_run.forwards);
     // What the layers on disk add to a step: the page-cache copy, less what the product that
     // follows saves by finding the just-copied weights in cache (measured: the copy alone runs
     // at ~9 GB/s, the step grows as if at 9.5-11).
-    const double warm_extra = disk_run.decode_token_s - cpu_run.decode_token_s;
-    const double cold_extra = disk_run.prefill_s - cpu_run.prefill_s;
+    const double warm_extra = median(warm_pairs);
+    const double cold_extra = median(cold_pairs);
     if (warm_extra > 0) {
       warm_by_dtype[d] = per_forward / warm_extra;
       const WarmSizes sizes = warm_by_tensor_size(tree, c, d, disk_reps, disk_layers);
@@ -527,6 +548,12 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
          << (warm_curve_by_dtype.count(d) ? "scaled to the whole-model run" : "none (fewer than 2 sizes)") << "}\n";
   }
   fitb << "  whole_model_repetitions: " << whole_reps << "\n";
+  // The CPU-only / disk pairs: each one's decode extra (ms), how many were run.
+  for (const auto& [d, e] : pair_extras) {
+    fitb << "  disk_pairs_" << dtype_name(d) << ": {pairs: " << e.size() << ", decode_extra_ms: [";
+    for (size_t i = 0; i < e.size(); ++i) fitb << (i ? ", " : "") << fmt(e[i] * 1e3);
+    fitb << "]}\n";
+  }
   fitb << "  load_guard: {enabled: " << (guard.settings().enabled ? "true" : "false")
        << ", spoiled_cores: " << fmt(guard.settings().spoiled_cores) << ", remeasured: " << guard.remeasured()
        << ", max_foreign_cores: " << fmt(guard.max_foreign_cores(), 3) << "}\n";
