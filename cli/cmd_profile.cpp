@@ -78,6 +78,8 @@ options:
   --steady-tries N         --validate: before each measurement repeat the reference probe, a
                            second apart, up to N times until it reads within ±3 % of the
                            calibration's (default 10; 0: do not wait)
+  --extra-rounds N         --validate: after the rounds, up to N more passes over the placements
+                           that no round measured with the probe within ±3 % (default 3; 0: none)
   --runtime R              dmap (default): dmap's own executor; transformers: PyTorch eager on this
                            CPU (scripts/runtime_probe.py with a python3 that imports torch, $DMAP_PYTHON
                            first): --real fits the runtime's profile (per-operator and per-step
@@ -152,9 +154,9 @@ sim::Hardware hardware_flag(const Args& a, std::string& id) {
 
 int cmd_profile(const std::vector<std::string>& argv) {
   Args a(argv,
-         {"device", "model", "models", "dtype", "disk-fractions", "hardware", "calibration", "out", "name", "threads",
-          "prompt-tokens", "new-tokens", "scratch-dir", "rounds", "quiet-wait", "steady-tries", "gpu-caps", "runtime",
-          "batches"},
+         {"device",     "model",        "models",       "dtype",         "disk-fractions", "hardware",    "calibration",
+          "out",        "name",         "threads",      "prompt-tokens", "new-tokens",     "scratch-dir", "rounds",
+          "quiet-wait", "steady-tries", "extra-rounds", "gpu-caps",      "runtime",        "batches"},
          {"real", "validate", "probe", "quick", "help"});
   if (a.has("help")) {
     std::cout << kHelp;
@@ -289,6 +291,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
   vs.rounds = static_cast<int>(integer_flag(a, "rounds", 3, 1, 1000));
   vs.quiet.max_wait_s = static_cast<double>(integer_flag(a, "quiet-wait", 60, 0, 86400));
   vs.steady_tries = static_cast<int>(integer_flag(a, "steady-tries", vs.steady_tries, 0, 1000));
+  vs.extra_rounds = static_cast<int>(integer_flag(a, "extra-rounds", vs.extra_rounds, 0, 100));
   std::vector<double> fractions;
   for (const auto& s : split_commas(a.get("disk-fractions").value_or("0,0.25,0.5"))) {
     double f = -1;

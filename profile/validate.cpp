@@ -36,6 +36,23 @@ namespace dmap::profile {
 
 // ---- validation ------------------------------------------------------------------------------
 
+// Round k of a probed row was measured with the machine as it was calibrated: the reference probe
+// within the band and, for placements bracketed by the page-cache probe, that one too.
+bool steady_round(const ValidationRow& row, size_t k) {
+  if (k >= row.probe_ratios.size()) return false;
+  const bool paged = row.page_cache_ratios.size() == row.probe_ratios.size();
+  const double q = row.probe_ratios[k];
+  const double p = paged ? row.page_cache_ratios[k] : q;
+  return std::fabs(q - 1) <= kSteadyBand && std::fabs(p - 1) <= kSteadyBand;
+}
+
+bool any_steady_round(const ValidationRow& row) {
+  for (size_t k = 0; k < row.probe_ratios.size(); ++k) {
+    if (steady_round(row, k)) return true;
+  }
+  return false;
+}
+
 void summarize(ValidationResult& v) {
   for (auto& row : v.rows) {
     row.measured_prefill_s = median(row.prefill_rounds);
@@ -53,7 +70,7 @@ void summarize(ValidationResult& v) {
       // reference probe's; steady when both read within the band.
       const double p = paged ? row.page_cache_ratios[k] : q;
       scaled.push_back(row.decode_rounds[k] / ((1 - disk_share) * q + disk_share * p));
-      if (std::fabs(q - 1) > kSteadyBand || std::fabs(p - 1) > kSteadyBand) continue;
+      if (!steady_round(row, k)) continue;
       sp.push_back(row.prefill_rounds[k]);
       sd.push_back(row.decode_rounds[k]);
     }
@@ -218,18 +235,27 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
   const double ref = cal.host.reference_probe_ms.value_or(0.0);
   const double page_ref = cal.host.page_cache_probe_gbs.value_or(0.0);
   std::mt19937_64 order_rng(vs.order_seed);
-  const int total = static_cast<int>(cases.size()) * vs.rounds;
+  int total = static_cast<int>(cases.size()) * vs.rounds;
   int done = 0;
-  for (int round = 0; round < vs.rounds; ++round) {
-    std::vector<size_t> order(cases.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  const int passes = vs.rounds + (ref > 0 ? std::max(0, vs.extra_rounds) : 0);
+  for (int round = 0; round < passes; ++round) {
+    std::vector<size_t> order;
+    for (size_t i = 0; i < cases.size(); ++i) {
+      // Extra passes: only the placements no round has yet measured with the machine as calibrated.
+      if (round < vs.rounds || !any_steady_round(v.rows[i])) order.push_back(i);
+    }
+    if (order.empty()) break;
+    if (round >= vs.rounds) {
+      total += static_cast<int>(order.size());
+      v.extra_measurements += static_cast<int>(order.size());
+    }
     std::shuffle(order.begin(), order.end(), order_rng);
     for (size_t i : order) {
       const ValidationCase& c = cases[i];
       ValidationRow& row = v.rows[i];
       if (progress) {
-        progress("round " + std::to_string(round + 1) + ": " + c.model_id + " " + std::string(dtype_name(c.dtype)) +
-                     " " + c.placement,
+        progress(std::string(round < vs.rounds ? "round " : "extra round ") + std::to_string(round + 1) + ": " +
+                     c.model_id + " " + std::string(dtype_name(c.dtype)) + " " + c.placement,
                  done, total);
       }
       ++done;

@@ -23,6 +23,8 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
   t.not_quiet = r.not_quiet;
   t.moved = r.moved;
   t.steady_tries = r.settings.steady_tries;
+  t.extra_rounds = r.probed ? r.settings.extra_rounds : 0;
+  t.extra_measurements = r.extra_measurements;
   t.moved_limit = r.settings.moved_limit;
   t.quiet_cores = r.settings.quiet.threshold_cores;
   t.spoiled_cores = r.settings.spoiled_cores;

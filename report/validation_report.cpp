@@ -91,6 +91,13 @@ std::string validation_markdown(const ValidationTable& r) {
       << "the rounds measured within ±3 %. \"Error, scaled\" is the decode error against each round's decode divided "
          "by its\n"
       << "probe ratio (decode streams weights as the probe does), median over the rounds.\n";
+    if (r.extra_rounds > 0) {
+      m << "After the " << r.rounds << " rounds, up to " << r.extra_rounds
+        << " more passes measured again only the placements that no round had yet measured steady (each pass in a "
+           "fresh\n"
+        << "random order; " << r.extra_measurements
+        << " extra measurements): their rounds count like the others in every figure.\n";
+    }
     if (std::any_of(r.rows.begin(), r.rows.end(), [](const auto& x) { return !x.page_cache_ratios.empty(); })) {
       m << "Placements that read disk-offloaded weights in decode were also bracketed by the page-cache probe (copying "
            "a 64 MiB file\n"

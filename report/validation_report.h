@@ -55,7 +55,9 @@ struct ValidationTable {
   int64_t prompt = 0, new_tokens = 0;
   int threads = 1;
   int rounds = 1, retries = 0, not_quiet = 0, moved = 0;
-  int steady_tries = 0;    // probes repeated, a pause apart, waiting for the calibration's state
+  int steady_tries = 0;  // probes repeated, a pause apart, waiting for the calibration's state
+  int extra_rounds = 0;  // passes after `rounds` over the placements without a steady round
+  int extra_measurements = 0;
   double moved_limit = 0;  // before / after probes further apart than this: measured again
   double quiet_cores = 0, spoiled_cores = 0;
   std::vector<ValidationTableRow> rows;

@@ -377,6 +377,26 @@ TEST_CASE("the validation's page-cache drift: disk rows scale their copies by th
   CHECK(v.rows[0].scaled_decode_s == Approx(0.25));
 }
 
+TEST_CASE("a round is steady when both probes read within the band: what the extra rounds wait for",
+          "[unit][profile]") {
+  ValidationRow r;
+  r.probe_ratios = {1.05, 0.98, 1.02};
+  CHECK_FALSE(steady_round(r, 0));
+  CHECK(steady_round(r, 1));
+  CHECK(steady_round(r, 2));
+  CHECK_FALSE(steady_round(r, 3));  // no such round
+  CHECK(any_steady_round(r));
+  // The page-cache probe off in the rounds the memory probe was steady: no steady round at all.
+  r.page_cache_ratios = {1.0, 1.04, 0.95};
+  CHECK_FALSE(steady_round(r, 1));
+  CHECK_FALSE(steady_round(r, 2));
+  CHECK_FALSE(any_steady_round(r));
+  r.page_cache_ratios = {1.0, 1.01, 0.95};
+  CHECK(any_steady_round(r));
+  // Not probed: never steady, so a validation without a calibration probe runs no extra round.
+  CHECK_FALSE(any_steady_round(ValidationRow{}));
+}
+
 TEST_CASE("the calibration's load guard keeps quiet tries, re-measures loaded ones and refuses past its retries",
           "[unit][profile]") {
   // Synthetic loads, one per try, in order.
