@@ -32,12 +32,12 @@ std::string script_path() {
 }  // namespace
 
 int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& ctx) {
-  if (runtime == sim::Runtime::kDmap) throw InternalError("profile_runtime: dmap's own runtime is `dmap profile --real`");
+  if (runtime == sim::Runtime::kDmap)
+    throw InternalError("profile_runtime: dmap's own runtime is `dmap profile --real`");
   const bool llama = runtime == sim::Runtime::kLlamaCpp;
   const std::string name = sim::runtime_name(runtime);
   const std::string key = sim::runtime_fit_key(runtime);
-  const std::string cal_file =
-      a.get("calibration").value_or(config_dir() + "/calibrations/" + ctx.name + ".yaml");
+  const std::string cal_file = a.get("calibration").value_or(config_dir() + "/calibrations/" + ctx.name + ".yaml");
   if (!std::filesystem::exists(cal_file)) {
     throw InputError(cal_file + ": no such calibration; the " + name +
                      " profile is fitted against this machine's calibration: run `dmap profile --real` first, or give "
@@ -79,6 +79,7 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       po.python = profile::find_torch_python();
       po.model_file = spec.source;
       po.reps = reps;
+      po.matvec = profile::matvec_shapes(spec);  // PyTorch's own one-row products at these shapes
       std::fprintf(stderr, "dmap profile: transformers runtime probe: %s %s\n", po.python.c_str(), po.script.c_str());
       const profile::TorchProbe probe =
           g.run("transformers runtime probe", [&] { return profile::run_torch_probe(po); });
@@ -91,7 +92,8 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
     const profile::SelfCheckVerdict verdict = profile::check_self(self_check);
     if (!verdict.passed) {
       throw RuntimeFailure("dmap profile --runtime " + name +
-                           ": the fit does not reproduce the probe's own runs, so nothing was written; " + verdict.text);
+                           ": the fit does not reproduce the probe's own runs, so nothing was written; " +
+                           verdict.text);
     }
     std::cout << verdict.text;
     fit_node["model"] = model_id;
@@ -113,8 +115,10 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
 
   // --validate
   if (auto it = cal.runtimes.find(runtime); it == cal.runtimes.end() || !it->second.measured) {
-    throw InputError(cal_file + ": the calibration has no measured " + name + " profile (run `dmap profile --real "
-                                "--runtime " + name + " --calibration " + cal_file + "` first)");
+    throw InputError(cal_file + ": the calibration has no measured " + name +
+                     " profile (run `dmap profile --real "
+                     "--runtime " +
+                     name + " --calibration " + cal_file + "` first)");
   }
   std::vector<profile::RuntimeCase> cases;
   const std::string default_models = llama ? "tinyllama_1b,qwen25_05b,llama32_1b" : "tinyllama_1b,qwen3_06b,gemma3_1b";
@@ -146,8 +150,8 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
   for (const auto& r : v.rows) {
     std::printf("%-14s %-9s %12.1f %12.1f %+7.1f%% %12.2f %12.2f %+7.1f%% %7.1f%%\n", r.c.model_id.c_str(),
                 std::string(dtype_name(r.c.dtype)).c_str(), r.predicted_prefill_s * 1e3, r.measured_prefill_s * 1e3,
-                r.prefill_error() * 100, r.predicted_decode_s * 1e3, r.measured_decode_s * 1e3,
-                r.decode_error() * 100, r.regret * 100);
+                r.prefill_error() * 100, r.predicted_decode_s * 1e3, r.measured_decode_s * 1e3, r.decode_error() * 100,
+                r.regret * 100);
   }
   std::printf(
       "held out: %d; time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median %.1f %%, p90 %.1f "

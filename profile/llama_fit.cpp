@@ -75,38 +75,10 @@ GgufFileType gguf_type_of(DType d) {
                    std::string(dtype_name(d)));
 }
 
-std::vector<std::pair<int64_t, int64_t>> llama_matvec_shapes(const ModelSpec& spec) {
-  const exec::ExecConfig c = exec::exec_config(spec);
-  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
-  std::vector<std::pair<int64_t, int64_t>> v = {{q, c.hidden},       {kv, c.hidden},      {c.hidden, q},
-                                                {c.inter, c.hidden}, {c.hidden, c.inter}, {c.vocab, c.hidden}};
-  for (int64_t k : {512, 896, 1024, 4096}) v.push_back({4096, k});
-  for (int64_t n : {1024, 2048, 4096, 8192, 16384}) v.push_back({n, (int64_t{8} << 20) / n});
-  std::vector<std::pair<int64_t, int64_t>> out;
-  for (const auto& s : v) {
-    if (s.first > 0 && s.second > 0 && std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
-  }
+std::vector<MatvecSample> matvec_samples(const std::vector<LlamaMatvec>& timed) {
+  std::vector<MatvecSample> out;
+  for (const auto& m : timed) out.push_back({m.n, m.k, m.seconds});
   return out;
-}
-
-MatvecTerms fit_matvec_terms(const std::vector<LlamaMatvec>& samples, DType dtype) {
-  DMAP_CHECK(samples.size() >= 3, "a one-row product fit needs three shapes");
-  const double elt = static_cast<double>(exec::elt_size(dtype));
-  std::vector<double> xb, xr, ts;
-  for (const auto& m : samples) {
-    xb.push_back(static_cast<double>(m.n) * static_cast<double>(m.k) * elt);
-    xr.push_back(static_cast<double>(m.n));
-    ts.push_back(m.seconds);
-  }
-  const StreamFit sf = fit_stream(xb, xr, ts);
-  MatvecTerms t;
-  t.samples = static_cast<int>(ts.size());
-  t.gbs = (sf.stream.slope > 0 ? 1.0 / sf.stream.slope : xb.back() / ts.back()) / 1e9;
-  t.row_ns = sf.row_cost * 1e9;
-  t.intercept_us = sf.stream.intercept * 1e6;
-  t.median_abs_residual = sf.stream.fit.median_abs_residual;
-  t.max_abs_residual = sf.stream.fit.max_abs_residual;
-  return t;
 }
 
 std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DType>& dtypes, const RunSettings& run,
@@ -122,7 +94,7 @@ std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DTy
       r.tiny = time_export(tiny_of(cfg), d, run, probe, rounds, "tiny");
       std::vector<LlamaMatvecShape> shapes;
       const std::string type = d == DType::kFloat32 ? "f32" : d == DType::kBFloat16 ? "bf16" : "f16";
-      for (const auto& [n, k] : llama_matvec_shapes(spec)) shapes.push_back({type, n, k});
+      for (const auto& [n, k] : matvec_shapes(spec)) shapes.push_back({type, n, k});
       r.matvec = run_llama_matvec(probe, shapes, run.threads, 2 * rounds + 1, run.scratch_dir);
     }
     out.push_back(std::move(r));
@@ -147,7 +119,7 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   std::map<DType, MatvecTerms> terms;
   for (const auto& r : runs) {
     if (r.matvec.size() < 3) continue;
-    const MatvecTerms t = fit_matvec_terms(r.matvec, r.dtype);
+    const MatvecTerms t = fit_matvec_terms(matvec_samples(r.matvec), r.dtype);
     terms[r.dtype] = t;
     p.matvec_gbs[r.dtype] = round4(t.gbs);
     p.matvec_row_ns[r.dtype] = round4(t.row_ns);

@@ -40,6 +40,7 @@
 #include "core/model_spec.h"
 #include "profile/llama_probe.h"
 #include "profile/profile.h"
+#include "profile/runtime_fit.h"
 #include "sim/calibration.h"
 #include "sim/hardware.h"
 
@@ -63,18 +64,8 @@ GgufFileType gguf_type_of(DType d);
 std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DType>& dtypes, const RunSettings& run,
                                     const std::string& probe, int rounds, bool tiny = true, bool no_mmap = false);
 
-// The grid of one-row product shapes (N output rows, K row length) the profile times: the
-// model's own products, then rows of other lengths and one weight count as many row counts.
-std::vector<std::pair<int64_t, int64_t>> llama_matvec_shapes(const ModelSpec& spec);
-
-// time = intercept + bytes / bandwidth + rows x row_cost over the samples (robust; no per-row
-// cost where the fit finds none).
-struct MatvecTerms {
-  double gbs = 0, row_ns = 0, intercept_us = 0;
-  double median_abs_residual = 0, max_abs_residual = 0;
-  int samples = 0;
-};
-MatvecTerms fit_matvec_terms(const std::vector<LlamaMatvec>& samples, DType dtype);
+// llama.cpp's timed products as the shared fit reads them (runtime_fit.h).
+std::vector<MatvecSample> matvec_samples(const std::vector<LlamaMatvec>& timed);
 
 struct LlamaFit {
   sim::RuntimeProfile profile;

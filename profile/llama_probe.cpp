@@ -124,9 +124,11 @@ std::string find_llama_probe() {
 
 LlamaProbe run_llama_probe(const LlamaProbeOptions& opt) {
   const fs::path out = scratch_file(opt.scratch_dir, "probe");
-  std::vector<std::string> argv = {opt.probe,  opt.gguf, "--threads", std::to_string(opt.threads), "--prompt",
-                                   std::to_string(opt.prompt), "--new-tokens", std::to_string(opt.new_tokens),
-                                   "--rounds", std::to_string(opt.rounds)};
+  std::vector<std::string> argv = {opt.probe,      opt.gguf,
+                                   "--threads",    std::to_string(opt.threads),
+                                   "--prompt",     std::to_string(opt.prompt),
+                                   "--new-tokens", std::to_string(opt.new_tokens),
+                                   "--rounds",     std::to_string(opt.rounds)};
   if (opt.no_mmap) argv.push_back("--no-mmap");
   const std::string json = run_to_json(argv, out, "timing " + opt.gguf);
   return parse_llama_probe(json, "the llama.cpp probe's output (" + out.string() + ")");

@@ -23,7 +23,7 @@ namespace dmap::profile {
 
 struct LoadGuardSettings {
   bool enabled = true;
-  QuietSettings quiet;         // waited for before every try (max_wait_s 0: do not wait)
+  QuietSettings quiet;          // waited for before every try (max_wait_s 0: do not wait)
   double spoiled_cores = 0.15;  // others' load during a try that spoils it
   int retries = 2;
 };

@@ -1,10 +1,14 @@
 #include "profile/runtime_fit.h"
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
 
 #include "core/error.h"
+#include "exec/config.h"
+#include "exec/exec_dtype.h"
+#include "profile/fit.h"
 
 namespace dmap::profile {
 
@@ -34,6 +38,40 @@ double round4(double x) {
   std::ostringstream o;
   o << std::setprecision(4) << x;
   return std::stod(o.str());
+}
+
+std::vector<std::pair<int64_t, int64_t>> matvec_shapes(const ModelSpec& spec) {
+  const exec::ExecConfig c = exec::exec_config(spec);
+  const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
+  std::vector<std::pair<int64_t, int64_t>> v = {{q, c.hidden},       {kv, c.hidden},      {c.hidden, q},
+                                                {c.inter, c.hidden}, {c.hidden, c.inter}, {c.vocab, c.hidden}};
+  for (int64_t k : {512, 896, 1024, 4096}) v.push_back({4096, k});
+  for (int64_t n : {1024, 2048, 4096, 8192, 16384}) v.push_back({n, (int64_t{8} << 20) / n});
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto& s : v) {
+    if (s.first > 0 && s.second > 0 && std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  }
+  return out;
+}
+
+MatvecTerms fit_matvec_terms(const std::vector<MatvecSample>& samples, DType dtype) {
+  DMAP_CHECK(samples.size() >= 3, "a one-row product fit needs three shapes");
+  const double elt = static_cast<double>(exec::elt_size(dtype));
+  std::vector<double> xb, xr, ts;
+  for (const auto& m : samples) {
+    xb.push_back(static_cast<double>(m.n) * static_cast<double>(m.k) * elt);
+    xr.push_back(static_cast<double>(m.n));
+    ts.push_back(m.seconds);
+  }
+  const StreamFit sf = fit_stream(xb, xr, ts);
+  MatvecTerms t;
+  t.samples = static_cast<int>(ts.size());
+  t.gbs = (sf.stream.slope > 0 ? 1.0 / sf.stream.slope : xb.back() / ts.back()) / 1e9;
+  t.row_ns = sf.row_cost * 1e9;
+  t.intercept_us = sf.stream.intercept * 1e6;
+  t.median_abs_residual = sf.stream.fit.median_abs_residual;
+  t.max_abs_residual = sf.stream.fit.max_abs_residual;
+  return t;
 }
 
 }  // namespace dmap::profile

@@ -1,10 +1,16 @@
 // What the runtimes' fits share (profile/runtime_probe.h for transformers, profile/llama_fit.h
-// for llama.cpp): the operator count of a decode step as the cost model charges it, and the
-// efficiency that makes a predicted phase match its measured time.
+// for llama.cpp): the operator count of a decode step as the cost model charges it, the
+// efficiency that makes a predicted phase match its measured time, and the runtime's own one-row
+// product terms fitted over a grid of shapes.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <utility>
+#include <vector>
 
+#include "core/dtype.h"
+#include "core/model_spec.h"
 #include "sim/runtime.h"
 
 namespace dmap::profile {
@@ -22,5 +28,25 @@ void solve_efficiency(double& e, const std::function<double()>& predicted, doubl
 
 // `x` to 4 significant digits, as the fits write their figures into a calibration.
 double round4(double x);
+
+// The grid of one-row product shapes (N output rows, K row length) a runtime's profile times: the
+// model's own products, then rows of other lengths and one weight count as many row counts.
+std::vector<std::pair<int64_t, int64_t>> matvec_shapes(const ModelSpec& spec);
+
+// One timed one-row product: an N x K weight times one row, seconds per product (weights streamed
+// from memory, not the caches).
+struct MatvecSample {
+  int64_t n = 0, k = 0;
+  double seconds = 0;
+};
+
+// time = intercept + bytes / bandwidth + rows x row_cost over the samples (robust; no per-row
+// cost where the fit finds none).
+struct MatvecTerms {
+  double gbs = 0, row_ns = 0, intercept_us = 0;
+  double median_abs_residual = 0, max_abs_residual = 0;
+  int samples = 0;
+};
+MatvecTerms fit_matvec_terms(const std::vector<MatvecSample>& samples, DType dtype);
 
 }  // namespace dmap::profile

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <iomanip>
+#include <map>
 #include <sstream>
 
 #include "core/error.h"
@@ -73,6 +74,19 @@ TorchProbe parse_torch_probe(const std::string& json, const std::string& origin)
     t.decode_s = seconds(r, "decode_token_s");
     t.loop_s = seconds(r, "loop_s");
     t.tiny_decode_s = seconds(r, "tiny_decode_token_s");
+    if (const YAML::Node mv = r["matvec"]; mv.IsDefined()) {
+      if (!mv.IsSequence()) fail_at(origin, mv, "matvec: expected a list");
+      for (const auto& x : mv) {
+        if (!x.IsMap()) fail_at(origin, x, "matvec: expected objects {n, k, seconds}");
+        MatvecSample m;
+        m.n = yaml_int(origin, need(x, "n"), "n");
+        m.k = yaml_int(origin, need(x, "k"), "k");
+        m.seconds = yaml_double(origin, need(x, "seconds"), "seconds");
+        if (m.n < 1 || m.k < 1) fail_at(origin, x, "matvec: a shape must be positive");
+        if (!(m.seconds > 0 && m.seconds < 1e3)) fail_at(origin, x["seconds"], "matvec: a time in seconds");
+        t.matvec.push_back(m);
+      }
+    }
     p.runs.push_back(std::move(t));
   }
   return p;
@@ -102,23 +116,24 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
       dir / ("dmap_runtime_probe_" + std::to_string(::getpid()) + "_" + std::to_string(serial++) + ".json");
   std::string dtypes;
   for (DType d : opt.dtypes) dtypes += (dtypes.empty() ? "" : ",") + std::string(dtype_name(d));
-  const std::vector<std::string> argv = {opt.python,
-                                         opt.script,
-                                         "--model",
-                                         opt.model_file,
-                                         "--dtypes",
-                                         dtypes,
-                                         "--threads",
-                                         std::to_string(opt.run.threads),
-                                         "--prompt",
-                                         std::to_string(opt.run.prompt),
-                                         "--new-tokens",
-                                         std::to_string(opt.run.new_tokens),
-                                         "--reps",
-                                         std::to_string(opt.reps),
-                                         "--out",
-                                         out.string()};
-  const int rc = run_command(argv, false);
+  const std::vector<std::string> argv = {opt.python,     opt.script,
+                                         "--model",      opt.model_file,
+                                         "--dtypes",     dtypes,
+                                         "--threads",    std::to_string(opt.run.threads),
+                                         "--prompt",     std::to_string(opt.run.prompt),
+                                         "--new-tokens", std::to_string(opt.run.new_tokens),
+                                         "--reps",       std::to_string(opt.reps),
+                                         "--out",        out.string()};
+  std::vector<std::string> args = argv;
+  if (!opt.matvec.empty()) {
+    std::string shapes;
+    for (const auto& [n, k] : opt.matvec) {
+      shapes += (shapes.empty() ? "" : ",") + std::to_string(n) + ":" + std::to_string(k);
+    }
+    args.push_back("--matvec");
+    args.push_back(shapes);
+  }
+  const int rc = run_command(args, false);
   std::error_code ec;
   if (rc != 0) {
     fs::remove(out, ec);
@@ -141,8 +156,18 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   sim::RuntimeProfile& p = cal.runtimes[sim::Runtime::kTransformers];
   p = sim::RuntimeProfile{};
   p.measured = true;
-  p.version = "torch " + probe.torch_version + ", " + std::to_string(probe.threads) + " threads; " + probe.implementation;
+  p.version =
+      "torch " + probe.torch_version + ", " + std::to_string(probe.threads) + " threads; " + probe.implementation;
   for (const auto& r : probe.runs) p.matvec_efficiency[r.dtype] = p.matmul_efficiency[r.dtype] = 1.0;
+  // PyTorch's own one-row products, where the grid was timed.
+  std::map<DType, MatvecTerms> terms;
+  for (const auto& r : probe.runs) {
+    if (r.matvec.size() < 3) continue;
+    const MatvecTerms t = fit_matvec_terms(r.matvec, r.dtype);
+    terms[r.dtype] = t;
+    p.matvec_gbs[r.dtype] = round4(t.gbs);
+    p.matvec_row_ns[r.dtype] = round4(t.row_ns);
+  }
   auto pred = [&](DType d) {
     return predict(spec, d, cpu_map, hw, &cal, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
                    sim::Runtime::kTransformers);
@@ -158,14 +183,15 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   p.step_overhead_us = median(loops);
   // The efficiencies (runtime_fit.h): the one-row first, the prefill depends on both.
   for (const auto& r : probe.runs) {
-    solve_efficiency(p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, r.decode());
-    solve_efficiency(p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, r.prefill());
+    solve_efficiency(
+        p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, r.decode());
+    solve_efficiency(
+        p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, r.prefill());
   }
   std::ostringstream sum;
   sum << std::setprecision(3);
-  sum << "transformers runtime (torch " << probe.torch_version << "): " << *p.op_overhead_us
-      << " us per operator (" << f.kernels_per_step << " per decode step), " << *p.step_overhead_us
-      << " us between forwards";
+  sum << "transformers runtime (torch " << probe.torch_version << "): " << *p.op_overhead_us << " us per operator ("
+      << f.kernels_per_step << " per decode step), " << *p.step_overhead_us << " us between forwards";
   f.summary.push_back(sum.str());
   YAML::Node fit;
   fit["torch"] = probe.torch_version;
@@ -185,9 +211,15 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     row.predicted_decode_s = q.decode_token_s;
     f.self_check.push_back(row);
     std::ostringstream s;
-    s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ": one-row products at "
-      << p.matvec_efficiency[r.dtype] << " of dmap's rate, M >= 2 at " << p.matmul_efficiency[r.dtype]
-      << "; decode " << r.decode() * 1e3 << " ms/token, prefill " << r.prefill() * 1e3 << " ms measured";
+    const auto t = terms.find(r.dtype);
+    s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ": one-row products at " << p.matvec_efficiency[r.dtype]
+      << (t != terms.end() ? " of PyTorch's own measured rate" : " of dmap's rate") << ", M >= 2 at "
+      << p.matmul_efficiency[r.dtype] << "; decode " << r.decode() * 1e3 << " ms/token, prefill " << r.prefill() * 1e3
+      << " ms measured";
+    if (t != terms.end()) {
+      s << "; its one-row products " << t->second.gbs << " GB/s + " << t->second.row_ns << " ns per row over "
+        << t->second.samples << " shapes (median residual " << t->second.median_abs_residual * 100 << " %)";
+    }
     f.summary.push_back(s.str());
     YAML::Node m;
     m["decode_ms"] = round4(r.decode() * 1e3);
@@ -195,6 +227,16 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     m["loop_us"] = round4(r.loop() * 1e6);
     m["tiny_decode_us"] = round4(r.tiny_decode() * 1e6);
     m["repetitions"] = static_cast<int>(r.prefill_s.size());
+    if (t != terms.end()) {
+      YAML::Node mv;
+      mv["samples"] = t->second.samples;
+      mv["gbs"] = round4(t->second.gbs);
+      mv["row_ns"] = round4(t->second.row_ns);
+      mv["intercept_us"] = round4(t->second.intercept_us);
+      mv["median_abs_residual"] = round4(t->second.median_abs_residual);
+      mv["max_abs_residual"] = round4(t->second.max_abs_residual);
+      m["matvec"] = mv;
+    }
     fit[std::string(dtype_name(r.dtype))] = m;
   }
   f.profile = p;

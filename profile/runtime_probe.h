@@ -11,8 +11,12 @@
 //   op_overhead_us     the tiny model's decode forward (same family and layer count, hidden 64:
 //                      almost all per-operator time) over the operators the cost model counts
 //   step_overhead_us   the loop between forwards (argmax, the next input), the median
-//   matvec_efficiency  scales the calibration's one-row product rate until the CPU-only decode
-//                      step (forward + loop) is predicted exactly
+//   matvec_gbs,        PyTorch's own one-row products (F.linear as the model calls it) over the
+//   matvec_row_ns      grid of runtime_fit.h's matvec_shapes, when the probe timed them (--real
+//                      does): time = intercept + bytes / gbs + rows x row_ns, as llama.cpp's
+//   matvec_efficiency  scales that rate (else the calibration's one-row product rate) until the
+//                      CPU-only decode step (forward + loop) is predicted exactly: the whole
+//                      model's residual
 //   matmul_efficiency  the same for M >= 2 and the prefill
 //
 // Example:
@@ -21,11 +25,13 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
 #include "core/model_spec.h"
 #include "profile/profile.h"
+#include "profile/runtime_fit.h"
 #include "sim/calibration.h"
 #include "sim/hardware.h"
 
@@ -34,10 +40,11 @@ namespace dmap::profile {
 struct TorchRun {
   DType dtype = DType::kFloat32;
   std::vector<double> prefill_s, decode_s, loop_s, tiny_decode_s;  // one per repetition
-  double prefill() const;    // median
-  double decode() const;     // median of forward + loop: what a decode step costs
-  double loop() const;       // median
-  double tiny_decode() const;  // median
+  std::vector<MatvecSample> matvec;  // one-row products over a grid of shapes (empty: not timed)
+  double prefill() const;            // median
+  double decode() const;             // median of forward + loop: what a decode step costs
+  double loop() const;               // median
+  double tiny_decode() const;        // median
 };
 
 struct TorchProbe {
@@ -61,6 +68,7 @@ struct TorchProbeOptions {
   std::vector<DType> dtypes;
   RunSettings run;  // threads, prompt, new_tokens, scratch_dir (the JSON goes there)
   int reps = 3;
+  std::vector<std::pair<int64_t, int64_t>> matvec;  // one-row product shapes (N, K) to time per dtype
 };
 // Runs the probe (its stderr passes through) and reads its JSON. RuntimeFailure when it fails.
 TorchProbe run_torch_probe(const TorchProbeOptions& opt);

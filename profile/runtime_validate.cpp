@@ -246,8 +246,8 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
       << " | " << ms(r.predicted_decode_s, 4) << " | " << ms(r.measured_decode_s, 4) << " | " << pct(r.decode_error())
       << " | " << (r.probe_ratio > 0 ? ratio3(r.probe_ratio) : std::string("-")) << " | "
       << (r.probe_ratio > 0 ? pct(r.scaled_decode_error()) : std::string("-")) << " | " << rounds << " | "
-      << ms(r.dmap_predicted_decode_s) << " / " << ms(r.dmap_measured_decode_s)
-      << " | " << r.predicted_faster << " | " << r.measured_faster << " | " << pct(r.regret) << " |\n";
+      << ms(r.dmap_predicted_decode_s) << " / " << ms(r.dmap_measured_decode_s) << " | " << r.predicted_faster << " | "
+      << r.measured_faster << " | " << pct(r.regret) << " |\n";
   }
   m << "\nError figures over the " << v.held_out << " rows the " << name
     << " profile was not fitted on (rows marked \"in the fit\" are its own model, shown "

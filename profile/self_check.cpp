@@ -14,8 +14,9 @@ double SelfCheckRow::worst_error() const {
 
 SelfCheckVerdict check_self(const std::vector<SelfCheckRow>& rows, double limit) {
   SelfCheckVerdict v;
-  v.text = "the calibration's own whole-model runs, predicted (limit: " + std::to_string(static_cast<int>(limit * 100)) +
-           " % in either phase):\n";
+  v.text =
+      "the calibration's own whole-model runs, predicted (limit: " + std::to_string(static_cast<int>(limit * 100)) +
+      " % in either phase):\n";
   for (const auto& s : rows) {
     v.worst = std::max(v.worst, s.worst_error());
     char line[320];

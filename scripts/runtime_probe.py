@@ -14,10 +14,15 @@ Per dtype and repetition: the prefill of a random prompt, then greedy decode tok
 (each forward timed alone; "loop" is the time between forwards: argmax and the next input), under
 torch.inference_mode with a fixed thread count. A second, tiny model of the same family and layer
 count (hidden 64) decodes `--tiny-steps` tokens: its step is almost all per-operator overhead.
+With `--matvec N:K,...`, per dtype each one-row product F.linear(x[1, 1, K], W[N, K]) is timed the
+way the model calls it: enough copies of W to pass 256 MiB multiplied in turn (the weights stream
+from memory as a decode's do, not from the caches), the median over `2 x reps + 1` passes of the
+time per product.
 
 Usage (dmap runs it with the model YAML it resolved):
   /usr/bin/python3 scripts/runtime_probe.py --model configs/models/tinyllama_1b.yaml \
-      --dtypes float32,bfloat16 --threads 2 --prompt 64 --new-tokens 12 --reps 3 --out probe.json
+      --dtypes float32,bfloat16 --threads 2 --prompt 64 --new-tokens 12 --reps 3 --out probe.json \
+      [--matvec 2048:2048,5632:2048]
 Needs Debian's python3-torch (apt-get install python3-torch).
 """
 import argparse
@@ -28,6 +33,7 @@ import sys
 import time
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_fixtures as mf  # noqa: E402  (the plain-PyTorch forward)
@@ -116,6 +122,42 @@ def tiny_of(c):
     return t
 
 
+def time_matvec(shapes, dtype, passes, pool_bytes=256 << 20):
+    """Seconds per one-row product of each N x K weight: copies of it past `pool_bytes`, each
+    multiplied once per pass by one row, the median over `passes` timed passes (one untimed first)."""
+    elt = torch.empty(0, dtype=dtype).element_size()
+    out = []
+    for n, k in shapes:
+        copies = max(1, -(-pool_bytes // (n * k * elt)))
+        ws = [torch.empty(n, k).uniform_(-0.05, 0.05).to(dtype) for _ in range(copies)]
+        x = torch.empty(1, 1, k).uniform_(-1.0, 1.0).to(dtype)
+        times = []
+        with torch.inference_mode():
+            for p in range(passes + 1):
+                t0 = time.perf_counter()
+                for w in ws:
+                    F.linear(x, w)
+                dt = (time.perf_counter() - t0) / copies
+                if p:
+                    times.append(dt)
+        out.append({"n": n, "k": k, "seconds": statistics.median(times)})
+        del ws
+    return out
+
+
+def parse_shapes(text):
+    shapes = []
+    for item in filter(None, text.split(",")):
+        try:
+            n, k = (int(v) for v in item.split(":"))
+        except ValueError:
+            raise SystemExit(f"runtime_probe: --matvec expects N:K pairs, found '{item}'")
+        if n < 1 or k < 1:
+            raise SystemExit(f"runtime_probe: --matvec shape '{item}' must be positive")
+        shapes.append((n, k))
+    return shapes
+
+
 def generate(model, c, prompt_len, new_tokens, seed):
     """Prefill, then greedy decode; seconds of the prefill, of each decode forward, of each loop."""
     g = torch.Generator().manual_seed(seed)
@@ -145,11 +187,13 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--tiny-steps", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--matvec", default="", help="N:K,... one-row product shapes to time per dtype")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     if args.new_tokens < 2 or args.prompt < 1 or args.reps < 1 or args.threads < 1:
         raise SystemExit("runtime_probe: --prompt >= 1, --new-tokens >= 2, --reps >= 1, --threads >= 1")
     torch.set_num_threads(args.threads)
+    shapes = parse_shapes(args.matvec)
     c = load_config(args.model)
     out = {"torch": torch.__version__, "threads": args.threads, "prompt": args.prompt,
            "new_tokens": args.new_tokens, "model_type": c["model_type"],
@@ -178,8 +222,12 @@ def main():
             for r in range(args.reps):
                 _, steps, _ = generate(tm, tc, 4, args.tiny_steps, args.seed + 1 + r)
                 tiny.append(statistics.median(steps))
-        out["runs"].append({"dtype": name, "prefill_s": pre, "decode_token_s": dec, "loop_s": loop,
-                            "tiny_decode_token_s": tiny})
+        del tm, tw
+        run = {"dtype": name, "prefill_s": pre, "decode_token_s": dec, "loop_s": loop,
+               "tiny_decode_token_s": tiny}
+        if shapes:
+            run["matvec"] = time_matvec(shapes, dtype, 2 * args.reps + 1)
+        out["runs"].append(run)
     out["implementation"] += "; BLAS: " + blas_in_use()
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)

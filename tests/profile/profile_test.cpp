@@ -478,6 +478,22 @@ TEST_CASE("the runtime probe's JSON: medians per dtype, errors name the output",
   bad.replace(bad.find("0.004"), 5, "-0.04");
   CHECK_THROWS_WITH(parse_torch_probe(bad, "probe.json"), Catch::Contains("decode_token_s"));
   CHECK_THROWS_WITH(parse_torch_probe("[1, 2]", "probe.json"), Catch::Contains("JSON object"));
+  // The one-row products the probe timed (--matvec), and their errors.
+  std::string mv = kProbeJson;
+  const std::string tiny_key = R"("tiny_decode_token_s": [0.001, 0.001, 0.002])";
+  mv.replace(mv.find(tiny_key), tiny_key.size(),
+             tiny_key + R"(, "matvec": [{"n": 2048, "k": 512, "seconds": 2e-5}, {"n": 64, "k": 64, "seconds": 1e-6}])");
+  const TorchProbe q = parse_torch_probe(mv, "probe.json");
+  REQUIRE(q.runs[0].matvec.size() == 2);
+  CHECK(q.runs[0].matvec[0].n == 2048);
+  CHECK(q.runs[0].matvec[0].k == 512);
+  CHECK(q.runs[0].matvec[1].seconds == Approx(1e-6));
+  std::string neg = mv;
+  neg.replace(neg.find("2e-5"), 4, "-2e-5");
+  CHECK_THROWS_WITH(parse_torch_probe(neg, "probe.json"), Catch::Contains("probe.json") && Catch::Contains("matvec"));
+  std::string zero = mv;
+  zero.replace(zero.find(R"("n": 64)"), 7, R"("n": 0)");
+  CHECK_THROWS_WITH(parse_torch_probe(zero, "probe.json"), Catch::Contains("positive"));
 }
 
 // A fixture for the runtime fits: a tiny llama, a synthetic host calibration, and the operator
@@ -560,6 +576,21 @@ TEST_CASE("the transformers profile fit recovers a known profile from the timing
   TorchProbe slower = probe;
   for (auto& r : slower.runs) r.decode_s[0] *= 1.5;
   CHECK(fit_torch_profile(spec, hw, base, slower).profile.matvec_for(DType::kFloat32) < 0.6);
+  // With PyTorch's own one-row products timed over the grid, the profile takes their terms and the
+  // whole-model efficiency is the residual against them: still exact on the model's own run.
+  TorchProbe own = probe;
+  for (auto& r : own.runs) {
+    const double elt = r.dtype == DType::kFloat32 ? 4 : 2;
+    for (const auto& [n, k] : matvec_shapes(spec)) {
+      r.matvec.push_back({n, k, 4e-6 + static_cast<double>(n * k) * elt / 20e9 + static_cast<double>(n) * 3e-9});
+    }
+  }
+  const TorchFit g = fit_torch_profile(spec, hw, base, own);
+  CHECK(g.profile.matvec_gbs.at(DType::kFloat32) == Approx(20).epsilon(0.01));
+  CHECK(g.profile.matvec_row_ns.at(DType::kBFloat16) == Approx(3).epsilon(0.02));
+  CHECK(check_self(g.self_check).worst < 1e-4);
+  CHECK(g.fit["float32"]["matvec"]["samples"].as<int>() == static_cast<int>(matvec_shapes(spec).size()));
+  CHECK(g.summary[1].find("PyTorch's own measured rate") != std::string::npos);
 }
 
 TEST_CASE("the llama.cpp profile fit recovers a known profile from the timings it predicts",
@@ -609,13 +640,13 @@ TEST_CASE("llama.cpp's one-row product terms and load mode are fitted from its o
           "[unit][profile][runtime]") {
   const RuntimeFitFixture fx(sim::Runtime::kLlamaCpp);
   // The grid: the fixture model's own shapes and the others, timed by a known law.
-  const auto shapes = llama_matvec_shapes(fx.spec);
+  const auto shapes = matvec_shapes(fx.spec);
   REQUIRE(shapes.size() >= 10);
   auto law = [](int64_t n, int64_t k, double elt) { return 1.5e-6 + n * k * elt / 48e9 + n * 7e-9; };
   std::vector<LlamaMatvec> grid;
   for (const auto& [n, k] : shapes) grid.push_back({"f32", n, k, law(n, k, 4), 0});
   grid[3].seconds *= 1.6;  // one disturbed shape: the robust fit keeps to the rest
-  const MatvecTerms t = fit_matvec_terms(grid, DType::kFloat32);
+  const MatvecTerms t = fit_matvec_terms(matvec_samples(grid), DType::kFloat32);
   CHECK(t.gbs == Approx(48).epsilon(0.01));
   CHECK(t.row_ns == Approx(7).epsilon(0.02));
   CHECK(t.samples == static_cast<int>(shapes.size()));
