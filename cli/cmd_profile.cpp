@@ -79,7 +79,9 @@ options:
                            second apart, up to N times until it reads within ±3 % of the
                            calibration's (default 10; 0: do not wait)
   --extra-rounds N         --validate: after the rounds, up to N more passes over the placements
-                           that no round measured with the probe within ±3 % (default 3; 0: none)
+                           that no round measured with the probe within ±3 % (default 3; 0: none);
+                           with --runtime, a measurement out of the band is taken again up to N
+                           times (default 2)
   --runtime R              dmap (default): dmap's own executor; transformers: PyTorch eager on this
                            CPU (scripts/runtime_probe.py with a python3 that imports torch, $DMAP_PYTHON
                            first): --real fits the runtime's profile (per-operator and per-step

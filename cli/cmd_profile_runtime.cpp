@@ -134,15 +134,17 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       a.get("out").value_or("reports/validation/" + ctx.name + (llama ? "_llama_cpp.md" : "_transformers.md"));
   check_output_file(out, "--out");
   const int rounds = static_cast<int>(integer_flag(a, "rounds", 3, 1, 1000));
+  const int extra = static_cast<int>(integer_flag(a, "extra-rounds", 2, 0, 100));
   guard.quiet.max_wait_s = static_cast<double>(integer_flag(a, "quiet-wait", 60, 0, 86400));
   const std::string label = "dmap profile --validate --runtime " + name;
   auto progress = [&](const std::string& what, int done, int total) {
     std::fprintf(stderr, "%s: %d/%d %s\n", label.c_str(), done, total, what.c_str());
   };
   const profile::RuntimeValidation v =
-      llama ? profile::validate_llama(cases, ctx.hw, cal, profile::find_llama_probe(), ctx.run, rounds, guard, progress)
+      llama ? profile::validate_llama(cases, ctx.hw, cal, profile::find_llama_probe(), ctx.run, rounds, extra, guard,
+                                      progress)
             : (po.python = profile::find_torch_python(),
-               profile::validate_torch(cases, ctx.hw, cal, po, rounds, guard, progress));
+               profile::validate_torch(cases, ctx.hw, cal, po, rounds, extra, guard, progress));
   const std::string machine = profile::cpu_description() + ", " + profile::cpu_isa();
   profile::write_text_file(out, profile::runtime_validation_markdown(v, machine, cal_file));
   std::printf("%-14s %-9s %12s %12s %8s %12s %12s %8s %8s\n", "model", "dtype", "pred pre ms", "meas pre ms", "err",

@@ -15,10 +15,12 @@
 // is bracketed by the reference probe (before it, repeated a second apart until within ±3 % of
 // calibration time, up to 10 tries): the row keeps the probe's ratio to calibration time, and the
 // errors are given raw, with the measured times divided by that ratio (scaled), and over the rows
-// measured within ±3 % (steady) — as dmap's own validation does (issue 21).
+// measured within ±3 % (steady) — as dmap's own validation does (issue 21). A case whose probe
+// ratio came out of the band is measured again, up to `extra_rounds` times, until one is in it
+// (the last measurement is kept either way; the machine's state, not the result, decides).
 //
 // Example:
-//   RuntimeValidation v = validate_torch(cases, hw, cal, probe_options, rounds, progress);
+//   RuntimeValidation v = validate_torch(cases, hw, cal, probe_options, rounds, 2, guard, progress);
 //   write_text_file("reports/validation/x_transformers.md", runtime_validation_markdown(v, ...));
 #pragma once
 
@@ -68,6 +70,7 @@ struct RuntimeValidation {
   int held_out = 0;
   double decode_median_abs = 0, decode_p90_abs = 0, prefill_median_abs = 0, prefill_p90_abs = 0, max_regret = 0;
   int remeasured = 0;
+  int extra_rounds = 0, extra_measurements = 0;  // measured again for a probe out of the band
   double max_foreign_cores = 0;
   bool no_mmap = false;  // llama.cpp: measured with --no-mmap
   // Drift (where probed): held-out decode errors with the measurement scaled to calibration time,
@@ -93,16 +96,17 @@ using MeasureFn = std::function<RuntimeMeasurement(const RuntimeCase&, int round
 // InputError when the calibration has no measured profile of the runtime.
 RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
                                    const sim::Calibration& cal, sim::Runtime runtime, const MeasureFn& measure,
-                                   const RunSettings& run, int rounds, const LoadGuardSettings& guard,
+                                   const RunSettings& run, int rounds, int extra_rounds, const LoadGuardSettings& guard,
                                    const ProgressFn& progress = {});
 // The transformers runtime through scripts/runtime_probe.py.
 RuntimeValidation validate_torch(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
                                  const sim::Calibration& cal, const TorchProbeOptions& probe, int rounds,
-                                 const LoadGuardSettings& guard, const ProgressFn& progress = {});
+                                 int extra_rounds, const LoadGuardSettings& guard, const ProgressFn& progress = {});
 // The llama.cpp runtime: each case exported as GGUF (its dtype's type) and timed by the probe.
 RuntimeValidation validate_llama(const std::vector<RuntimeCase>& cases, const sim::Hardware& hw,
                                  const sim::Calibration& cal, const std::string& probe, const RunSettings& run,
-                                 int rounds, const LoadGuardSettings& guard, const ProgressFn& progress = {});
+                                 int rounds, int extra_rounds, const LoadGuardSettings& guard,
+                                 const ProgressFn& progress = {});
 
 std::string runtime_validation_markdown(const RuntimeValidation& v, const std::string& machine,
                                         const std::string& calibration_file);

@@ -768,6 +768,11 @@ TEST_CASE("the runtime validation refers its measurements to calibration time by
   v.rows[0].dmap_measured_decode_s = 0.06;
   CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"), Catch::Contains("| 50 / 60 |"));
   CHECK_THAT(md, Catch::Contains("the 1 of 3 rows measured within ±3 % of calibration time"));
+  CHECK_THAT(md, !Catch::Contains("was taken again"));
+  v.extra_rounds = 2;
+  v.extra_measurements = 1;
+  CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"),
+             Catch::Contains("taken again, up to 2 times") && Catch::Contains("measurements taken again: 1;"));
 }
 
 TEST_CASE("the transformers runtime probe runs a tiny model with this machine's torch",

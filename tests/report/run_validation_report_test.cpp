@@ -161,6 +161,11 @@ TEST_CASE("validation report: rows, errors, held-out figures and regrets", "[uni
   CHECK(probed.find("(3 were)") != std::string::npos);
   CHECK(probed.find("| time per output token, scaled by the probe | 8 % |") != std::string::npos);
   CHECK(probed.find("0 of 1 held-out placements were, in at least one round.") != std::string::npos);
+  CHECK(probed.find("more passes") == std::string::npos);  // no extra rounds: not mentioned
+  t.extra_rounds = 3;
+  t.extra_measurements = 4;
+  CHECK(validation_markdown(t).find("up to 3 more passes measured again only the placements") != std::string::npos);
+  CHECK(validation_markdown(t).find("4 extra measurements") != std::string::npos);
   const std::string svg = validation_svg(t);
   CHECK(svg.find("Predicted vs measured time per output token, amd") != std::string::npos);
   CHECK(svg.find("-10%") != std::string::npos);
