@@ -206,14 +206,7 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       m["no_mmap_prefill_ms"] = round4(r.no_mmap.prefill() * 1e3);
     }
     if (const auto t = terms.find(r.dtype); t != terms.end()) {
-      YAML::Node mv;
-      mv["samples"] = t->second.samples;
-      mv["gbs"] = round4(t->second.gbs);
-      mv["row_ns"] = round4(t->second.row_ns);
-      mv["intercept_us"] = round4(t->second.intercept_us);
-      mv["median_abs_residual"] = round4(t->second.median_abs_residual);
-      mv["max_abs_residual"] = round4(t->second.max_abs_residual);
-      m["matvec"] = mv;
+      m["matvec"] = matvec_terms_node(t->second);
     }
     fit[std::string(dtype_name(r.dtype))] = m;
   }

@@ -74,4 +74,15 @@ MatvecTerms fit_matvec_terms(const std::vector<MatvecSample>& samples, DType dty
   return t;
 }
 
+YAML::Node matvec_terms_node(const MatvecTerms& t) {
+  YAML::Node mv;
+  mv["samples"] = t.samples;
+  mv["gbs"] = round4(t.gbs);
+  mv["row_ns"] = round4(t.row_ns);
+  mv["intercept_us"] = round4(t.intercept_us);
+  mv["median_abs_residual"] = round4(t.median_abs_residual);
+  mv["max_abs_residual"] = round4(t.max_abs_residual);
+  return mv;
+}
+
 }  // namespace dmap::profile

@@ -13,6 +13,8 @@
 #include "core/model_spec.h"
 #include "sim/runtime.h"
 
+#include <yaml-cpp/yaml.h>
+
 namespace dmap::profile {
 
 // The operators one decode step charges per-operator overhead for: what 1 us per operator adds
@@ -48,5 +50,8 @@ struct MatvecTerms {
   int samples = 0;
 };
 MatvecTerms fit_matvec_terms(const std::vector<MatvecSample>& samples, DType dtype);
+// The terms as the calibration's fit block records them (samples, gbs, row_ns, intercept_us,
+// median and max residual).
+YAML::Node matvec_terms_node(const MatvecTerms& t);
 
 }  // namespace dmap::profile

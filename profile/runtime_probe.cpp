@@ -228,14 +228,7 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     m["tiny_decode_us"] = round4(r.tiny_decode() * 1e6);
     m["repetitions"] = static_cast<int>(r.prefill_s.size());
     if (t != terms.end()) {
-      YAML::Node mv;
-      mv["samples"] = t->second.samples;
-      mv["gbs"] = round4(t->second.gbs);
-      mv["row_ns"] = round4(t->second.row_ns);
-      mv["intercept_us"] = round4(t->second.intercept_us);
-      mv["median_abs_residual"] = round4(t->second.median_abs_residual);
-      mv["max_abs_residual"] = round4(t->second.max_abs_residual);
-      m["matvec"] = mv;
+      m["matvec"] = matvec_terms_node(t->second);
     }
     fit[std::string(dtype_name(r.dtype))] = m;
   }
