@@ -9,11 +9,11 @@
 #include <utility>
 #include <vector>
 
+#include <yaml-cpp/yaml.h>
+
 #include "core/dtype.h"
 #include "core/model_spec.h"
 #include "sim/runtime.h"
-
-#include <yaml-cpp/yaml.h>
 
 namespace dmap::profile {
 
