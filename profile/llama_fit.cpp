@@ -192,8 +192,7 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
         << "x the mapped file's speed)";
     }
     if (const auto t = terms.find(r.dtype); t != terms.end()) {
-      s << "; its one-row products " << t->second.gbs << " GB/s + " << t->second.row_ns << " ns per row over "
-        << t->second.samples << " shapes (median residual " << t->second.median_abs_residual * 100 << " %)";
+      s << "; its one-row products " << matvec_terms_text(t->second);
     }
     f.summary.push_back(s.str());
     YAML::Node m;

@@ -85,4 +85,11 @@ YAML::Node matvec_terms_node(const MatvecTerms& t) {
   return mv;
 }
 
+std::string matvec_terms_text(const MatvecTerms& t) {
+  std::ostringstream s;
+  s << std::setprecision(3) << t.gbs << " GB/s + " << t.row_ns << " ns per row over " << t.samples
+    << " shapes (median residual " << t.median_abs_residual * 100 << " %)";
+  return s.str();
+}
+
 }  // namespace dmap::profile

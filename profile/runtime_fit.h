@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -53,5 +54,7 @@ MatvecTerms fit_matvec_terms(const std::vector<MatvecSample>& samples, DType dty
 // The terms as the calibration's fit block records them (samples, gbs, row_ns, intercept_us,
 // median and max residual).
 YAML::Node matvec_terms_node(const MatvecTerms& t);
+// As the fits' summaries print them: "48.2 GB/s + 6.06 ns per row over 14 shapes (median residual 2.84 %)".
+std::string matvec_terms_text(const MatvecTerms& t);
 
 }  // namespace dmap::profile

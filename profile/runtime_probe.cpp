@@ -116,24 +116,23 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
       dir / ("dmap_runtime_probe_" + std::to_string(::getpid()) + "_" + std::to_string(serial++) + ".json");
   std::string dtypes;
   for (DType d : opt.dtypes) dtypes += (dtypes.empty() ? "" : ",") + std::string(dtype_name(d));
-  const std::vector<std::string> argv = {opt.python,     opt.script,
-                                         "--model",      opt.model_file,
-                                         "--dtypes",     dtypes,
-                                         "--threads",    std::to_string(opt.run.threads),
-                                         "--prompt",     std::to_string(opt.run.prompt),
-                                         "--new-tokens", std::to_string(opt.run.new_tokens),
-                                         "--reps",       std::to_string(opt.reps),
-                                         "--out",        out.string()};
-  std::vector<std::string> args = argv;
+  std::vector<std::string> argv = {opt.python,     opt.script,
+                                   "--model",      opt.model_file,
+                                   "--dtypes",     dtypes,
+                                   "--threads",    std::to_string(opt.run.threads),
+                                   "--prompt",     std::to_string(opt.run.prompt),
+                                   "--new-tokens", std::to_string(opt.run.new_tokens),
+                                   "--reps",       std::to_string(opt.reps),
+                                   "--out",        out.string()};
   if (!opt.matvec.empty()) {
     std::string shapes;
     for (const auto& [n, k] : opt.matvec) {
       shapes += (shapes.empty() ? "" : ",") + std::to_string(n) + ":" + std::to_string(k);
     }
-    args.push_back("--matvec");
-    args.push_back(shapes);
+    argv.push_back("--matvec");
+    argv.push_back(shapes);
   }
-  const int rc = run_command(args, false);
+  const int rc = run_command(argv, false);
   std::error_code ec;
   if (rc != 0) {
     fs::remove(out, ec);
@@ -217,8 +216,7 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       << p.matmul_efficiency[r.dtype] << "; decode " << r.decode() * 1e3 << " ms/token, prefill " << r.prefill() * 1e3
       << " ms measured";
     if (t != terms.end()) {
-      s << "; its one-row products " << t->second.gbs << " GB/s + " << t->second.row_ns << " ns per row over "
-        << t->second.samples << " shapes (median residual " << t->second.median_abs_residual * 100 << " %)";
+      s << "; its one-row products " << matvec_terms_text(t->second);
     }
     f.summary.push_back(s.str());
     YAML::Node m;

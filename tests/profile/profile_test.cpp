@@ -787,6 +787,7 @@ TEST_CASE("the transformers runtime probe runs a tiny model with this machine's 
   po.run.prompt = 8;
   po.run.new_tokens = 3;
   po.reps = 2;
+  po.matvec = {{64, 64}, {128, 64}, {64, 128}};  // PyTorch's one-row products at these shapes
   const TorchProbe p = run_torch_probe(po);
   CHECK(p.model_type == "llama");
   CHECK(p.prompt == 8);
@@ -796,6 +797,10 @@ TEST_CASE("the transformers runtime probe runs a tiny model with this machine's 
     CHECK(r.prefill() > 0);
     CHECK(r.decode() > 0);
     CHECK(r.tiny_decode() > 0);
+    REQUIRE(r.matvec.size() == 3);
+    CHECK(r.matvec[1].n == 128);
+    CHECK(r.matvec[2].k == 128);
+    for (const auto& m : r.matvec) CHECK(m.seconds > 0);
   }
   CHECK(p.runs[1].dtype == DType::kBFloat16);
   po.model_file = std::string(DMAP_SOURCE_DIR) + "/tests/data/no_such_model.json";
