@@ -120,4 +120,11 @@ struct WarmSizes {
 WarmSizes warm_by_tensor_size(const ModuleTree& tree, const exec::ExecConfig& c, DType d,
                               const std::vector<PlacementRun>& reps, int64_t disk_layers);
 
+// The machine's state in a disk run against its CPU-only partner, measured by the modules both
+// runs hold in memory (every module outside the layers from `first_disk_layer` on): the sum of
+// their median decode times in the disk run over the same sum in the CPU-only run. 1 when the
+// runs share no timed module. profile_cpu scales the CPU-only run by it before taking what the
+// disk layers add.
+double resident_ratio(const PlacementRun& cpu, const PlacementRun& disk, int64_t first_disk_layer);
+
 }  // namespace dmap::profile

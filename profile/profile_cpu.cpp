@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -17,6 +18,7 @@
 #include <iomanip>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 #include <tuple>
 
@@ -117,6 +119,36 @@ WarmSizes warm_by_tensor_size(const ModuleTree& tree, const exec::ExecConfig& c,
     out.extra_s.push_back(p.extra);
   }
   return out;
+}
+
+// (probes.h)
+double resident_ratio(const PlacementRun& cpu, const PlacementRun& disk, int64_t first_disk_layer) {
+  // A module under a disk layer: "model.layers.N" itself or below it, N >= first_disk_layer.
+  auto on_disk = [&](const std::string& name) {
+    const std::string prefix = "model.layers.";
+    if (name.rfind(prefix, 0) != 0) return false;
+    size_t end = prefix.size();
+    while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
+    if (end == prefix.size() || (end < name.size() && name[end] != '.')) return false;
+    return std::stoll(name.substr(prefix.size(), end - prefix.size())) >= first_disk_layer;
+  };
+  auto resident = [&](const PlacementRun& r) {
+    std::map<std::string, double> t;
+    for (const auto& mt : r.modules) {
+      if (!mt.decode_s.empty() && !on_disk(mt.module)) t[mt.module] = median(mt.decode_s);
+    }
+    return t;
+  };
+  const std::map<std::string, double> a = resident(cpu), b = resident(disk);
+  double sa = 0, sb = 0;
+  for (const auto& [name, s] : a) {
+    const auto it = b.find(name);
+    if (it == b.end()) continue;
+    sa += s;
+    sb += it->second;
+  }
+  const double rho = sa > 0 && sb > 0 ? sb / sa : 1.0;
+  return std::isfinite(rho) ? rho : 1.0;
 }
 
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
@@ -357,28 +389,46 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // the pairs of each disk run less its own CPU-only partner: on the EPYC VM the page cache's cost
   // moved 6.65 -> 11.1 GB/s per step between two calibrations minutes apart, and a pair is
   // measured within a minute. At least `whole_reps` pairs; more, up to kMaxPairs, while the pairs'
-  // decode extras spread by more than kPairSpread of their median.
+  // decode extras spread by more than kPairSpread of their median. The dtypes take turns, pair by
+  // pair, so that each one's runs spread over the whole stretch rather than a few minutes of it
+  // (the EPYC VM streams memory 20-30 % slower for minutes at a time).
+  // Within a pair the two runs can still meet the machine in different states: the modules resident
+  // in both runs measure it (resident_ratio), and the CPU-only run is scaled by their ratio before
+  // it is subtracted (on 2026-12-05 a calibration's bfloat16 pairs put the page cache at 17.2 GB/s
+  // per step against 12.6 for the copies alone: its CPU-only runs were in the slow state).
   constexpr int kMaxPairs = 6;
   constexpr double kPairSpread = 0.25;
-  std::map<DType, std::vector<double>> pair_extras;  // per dtype, for the fit block
-  for (DType d : opt.dtypes) {
-    std::vector<PlacementRun> cpu_reps, disk_reps;
-    std::vector<double> warm_pairs, cold_pairs;
+  std::map<DType, std::vector<double>> pair_extras, pair_ratios;  // per dtype, for the fit block
+  std::map<DType, std::vector<PlacementRun>> cpu_reps_of, disk_reps_of;
+  std::map<DType, std::vector<double>> cold_pairs_of;
+  {
+    std::set<DType> settled;
     const int most = opt.quick ? whole_reps : kMaxPairs;
-    for (int k = 0; k < most; ++k) {
-      if (opt.progress) {
-        opt.progress("whole-model runs " + std::string(dtype_name(d)) + ", pair", k, std::max(whole_reps, k + 1));
+    for (int k = 0; k < most && settled.size() < opt.dtypes.size(); ++k) {
+      for (DType d : opt.dtypes) {
+        if (settled.count(d)) continue;
+        if (opt.progress) {
+          opt.progress("whole-model runs " + std::string(dtype_name(d)) + ", pair", k, std::max(whole_reps, k + 1));
+        }
+        std::vector<double>& warm_pairs = pair_extras[d];
+        const PlacementRun& cpu = cpu_reps_of[d].emplace_back(measure(cpu_map, d, "cpu-only", true));
+        const PlacementRun& disk = disk_reps_of[d].emplace_back(measure(disk_map, d, "disk", false));
+        const double rho = resident_ratio(cpu, disk, c.layers - disk_layers);
+        pair_ratios[d].push_back(rho);
+        warm_pairs.push_back(disk.decode_token_s - rho * cpu.decode_token_s);
+        cold_pairs_of[d].push_back(disk.prefill_s - cpu.prefill_s);
+        if (k + 1 < whole_reps) continue;
+        const double mid = median(warm_pairs);
+        const auto [lo, hi] = std::minmax_element(warm_pairs.begin(), warm_pairs.end());
+        if (!(mid > 0) || (*hi - *lo) <= kPairSpread * mid) settled.insert(d);
       }
-      cpu_reps.push_back(measure(cpu_map, d, "cpu-only", true));
-      disk_reps.push_back(measure(disk_map, d, "disk", false));
-      warm_pairs.push_back(disk_reps.back().decode_token_s - cpu_reps.back().decode_token_s);
-      cold_pairs.push_back(disk_reps.back().prefill_s - cpu_reps.back().prefill_s);
-      if (k + 1 < whole_reps) continue;
-      const double mid = median(warm_pairs);
-      const auto [lo, hi] = std::minmax_element(warm_pairs.begin(), warm_pairs.end());
-      if (!(mid > 0) || (*hi - *lo) <= kPairSpread * mid) break;
     }
-    pair_extras[d] = warm_pairs;
+  }
+  for (DType d : opt.dtypes) {
+    const std::vector<PlacementRun>& cpu_reps = cpu_reps_of[d];
+    const std::vector<PlacementRun>& disk_reps = disk_reps_of[d];
+    const std::vector<double>& warm_pairs = pair_extras[d];
+    const std::vector<double>& cold_pairs = cold_pairs_of[d];
     runs.push_back({d, combined(cpu_reps)});
     add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only",
                      runs.back().second);
@@ -549,9 +599,13 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   }
   fitb << "  whole_model_repetitions: " << whole_reps << "\n";
   // The CPU-only / disk pairs: each one's decode extra (ms), how many were run.
+  // and the resident modules' ratio (disk run over CPU-only run) its CPU-only run was scaled by.
   for (const auto& [d, e] : pair_extras) {
     fitb << "  disk_pairs_" << dtype_name(d) << ": {pairs: " << e.size() << ", decode_extra_ms: [";
     for (size_t i = 0; i < e.size(); ++i) fitb << (i ? ", " : "") << fmt(e[i] * 1e3);
+    fitb << "], resident_ratio: [";
+    const std::vector<double>& r = pair_ratios[d];
+    for (size_t i = 0; i < r.size(); ++i) fitb << (i ? ", " : "") << fmt(r[i], 3);
     fitb << "]}\n";
   }
   fitb << "  load_guard: {enabled: " << (guard.settings().enabled ? "true" : "false")

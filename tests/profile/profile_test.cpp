@@ -932,3 +932,34 @@ TEST_CASE("the page cache by tensor size: each disk module against itself reside
   std::vector<PlacementRun> flat = {rep(0.0)};
   CHECK(warm_by_tensor_size(tree, cfg, DType::kFloat32, flat, 7).points.empty());
 }
+
+TEST_CASE("the machine's state of a disk run against its CPU-only partner, from the modules resident in both",
+          "[unit][profile]") {
+  // Synthetic runs of a 4-layer model, layers 2 and 3 on disk in the disk run; the disk run meets the
+  // machine 25 % slower (every resident module 1.25x), and its disk layers add 10 ms each.
+  auto run = [](double state, bool disk) {
+    PlacementRun r;
+    r.modules.push_back({"model.embed_tokens", 0, {1e-5 * state}});
+    for (int l = 0; l < 4; ++l) {
+      const std::string p = "model.layers." + std::to_string(l);
+      const double extra = disk && l >= 2 ? 10e-3 : 0.0;
+      r.modules.push_back({p, 0, {0.0}});
+      r.modules.push_back({p + ".self_attn", 0, {2e-3 * state + extra / 2, 9.0, 2e-3 * state + extra / 2}});
+      r.modules.push_back({p + ".mlp", 0, {6e-3 * state + extra / 2}});
+    }
+    r.modules.push_back({"model.norm", 0, {1e-5 * state}});
+    r.modules.push_back({"lm_head", 0, {3e-3 * state}});
+    return r;
+  };
+  CHECK(resident_ratio(run(1.0, false), run(1.25, true), 2) == Approx(1.25));
+  CHECK(resident_ratio(run(1.0, false), run(1.0, true), 2) == Approx(1.0));
+  // The disk layers' own extra does not leak into it (layer 2's prefix is not layer 20's).
+  CHECK(resident_ratio(run(0.8, false), run(1.0, true), 2) == Approx(1.25));
+  // "model.layers.1x" is not layer 1: layer 12 of a longer model counts as on disk from layer 2 on.
+  PlacementRun a = run(1.0, false), b = run(1.0, true);
+  a.modules.push_back({"model.layers.12.mlp", 0, {1e-3}});
+  b.modules.push_back({"model.layers.12.mlp", 0, {50e-3}});
+  CHECK(resident_ratio(a, b, 2) == Approx(1.0));
+  // Nothing shared: 1.
+  CHECK(resident_ratio(PlacementRun{}, run(1.0, true), 2) == 1.0);
+}
