@@ -178,6 +178,10 @@ struct SelfCheckRow {
   DType dtype = DType::kFloat32;
   std::string placement;  // "cpu" or "disk N/L layers"
   double measured_prefill_s = 0, predicted_prefill_s = 0, measured_decode_s = 0, predicted_decode_s = 0;
+  // The machine's state during the run against the state the calibration describes (its CPU-only
+  // runs'): the measured decode is compared divided by it. profile_cpu's disk runs: the median of
+  // their pairs' resident_ratio (probes.h); 1 elsewhere.
+  double state_ratio = 1;
   double worst_error() const;  // the larger |predicted / measured - 1| of the two phases
 };
 

@@ -641,8 +641,11 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       const bool on_disk = set == &disk_runs;
       const sim::Prediction p =
           predict(opt.model, d, on_disk ? disk_map : cpu_map, hw, &final_cal, opt.run.prompt, opt.run.new_tokens);
-      out.self_check.push_back(
-          {d, on_disk ? disk_placement : "cpu", r.prefill_s, p.prefill_s, r.decode_token_s, p.decode_token_s});
+      SelfCheckRow row{
+          d, on_disk ? disk_placement : "cpu", r.prefill_s, p.prefill_s, r.decode_token_s, p.decode_token_s};
+      // A disk run is compared at the machine state of the CPU-only runs, which the fit describes.
+      if (on_disk && !pair_ratios[d].empty()) row.state_ratio = median(pair_ratios[d]);
+      out.self_check.push_back(row);
     }
   }
   out.calibration = calibration_with(dispatch_us);

@@ -287,6 +287,17 @@ TEST_CASE("the self-check passes a calibration within 5 % and refuses one past i
   CHECK(v.text.find("( +6.0 %); decode  200.00 ms/token measured,  191.00 predicted ( -4.5 %)  <- off") !=
         std::string::npos);
   CHECK_FALSE(check_self({}).passed);  // nothing measured is not a pass
+  // A disk run measured with the machine 8 % slower than in the CPU-only runs (their resident
+  // modules' ratio): compared at the CPU-only runs' state, 200 / 1.08 = 185.2 ms against 191 (+3.1 %).
+  rows[1].predicted_prefill_s = 2.0;
+  rows[1].state_ratio = 1.08;
+  v = check_self(rows);
+  CHECK(v.passed);
+  CHECK(v.worst == Approx(0.191 * 1.08 / 0.2 - 1));
+  CHECK(v.text.find("200.00 ms/token measured (185.19 at the CPU-only runs' machine state: / 1.080),  191.00 "
+                    "predicted ( +3.1 %)") != std::string::npos);
+  rows[1].state_ratio = 0.9;  // faster then: 222.2 ms against 191, -14 %
+  CHECK_FALSE(check_self(rows).passed);
 }
 
 TEST_CASE("the validation's drift figures: per-round probe scaling, steady rounds only, in-fit rows left out",
