@@ -598,15 +598,20 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
          << (warm_curve_by_dtype.count(d) ? "scaled to the whole-model run" : "none (fewer than 2 sizes)") << "}\n";
   }
   fitb << "  whole_model_repetitions: " << whole_reps << "\n";
-  // The CPU-only / disk pairs: each one's decode extra (ms), how many were run.
-  // and the resident modules' ratio (disk run over CPU-only run) its CPU-only run was scaled by.
+  // The CPU-only / disk pairs: how many were run; each one's decode extra, the resident modules'
+  // ratio (disk run over CPU-only run) its CPU-only run was scaled by, and both runs' decode (ms).
+  auto list = [&](const std::vector<double>& xs, double unit, int digits) {
+    std::string t = "[";
+    for (size_t i = 0; i < xs.size(); ++i) t += (i ? ", " : "") + fmt(xs[i] * unit, digits);
+    return t + "]";
+  };
   for (const auto& [d, e] : pair_extras) {
-    fitb << "  disk_pairs_" << dtype_name(d) << ": {pairs: " << e.size() << ", decode_extra_ms: [";
-    for (size_t i = 0; i < e.size(); ++i) fitb << (i ? ", " : "") << fmt(e[i] * 1e3);
-    fitb << "], resident_ratio: [";
-    const std::vector<double>& r = pair_ratios[d];
-    for (size_t i = 0; i < r.size(); ++i) fitb << (i ? ", " : "") << fmt(r[i], 3);
-    fitb << "]}\n";
+    std::vector<double> cpu_dec, disk_dec;
+    for (const PlacementRun& r : cpu_reps_of[d]) cpu_dec.push_back(r.decode_token_s);
+    for (const PlacementRun& r : disk_reps_of[d]) disk_dec.push_back(r.decode_token_s);
+    fitb << "  disk_pairs_" << dtype_name(d) << ": {pairs: " << e.size() << ", decode_extra_ms: " << list(e, 1e3, 4)
+         << ", resident_ratio: " << list(pair_ratios[d], 1, 4) << ", cpu_decode_ms: " << list(cpu_dec, 1e3, 4)
+         << ", disk_decode_ms: " << list(disk_dec, 1e3, 4) << "}\n";
   }
   fitb << "  load_guard: {enabled: " << (guard.settings().enabled ? "true" : "false")
        << ", spoiled_cores: " << fmt(guard.settings().spoiled_cores) << ", remeasured: " << guard.remeasured()

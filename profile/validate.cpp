@@ -38,12 +38,20 @@ namespace dmap::profile {
 
 // Round k of a probed row was measured with the machine as it was calibrated: the reference probe
 // within the band and, for placements bracketed by the page-cache probe, that one too.
+namespace {
+// Whether every round of the row was bracketed by the page-cache probe too (disk placements).
+bool page_probed(const ValidationRow& row) {
+  return !row.probe_ratios.empty() && row.page_cache_ratios.size() == row.probe_ratios.size();
+}
+// Round k's page-cache ratio where the row was bracketed by that probe, else its reference ratio.
+double round_page_ratio(const ValidationRow& row, size_t k) {
+  return page_probed(row) ? row.page_cache_ratios[k] : row.probe_ratios[k];
+}
+}  // namespace
+
 bool steady_round(const ValidationRow& row, size_t k) {
   if (k >= row.probe_ratios.size()) return false;
-  const bool paged = row.page_cache_ratios.size() == row.probe_ratios.size();
-  const double q = row.probe_ratios[k];
-  const double p = paged ? row.page_cache_ratios[k] : q;
-  return std::fabs(q - 1) <= kSteadyBand && std::fabs(p - 1) <= kSteadyBand;
+  return std::fabs(row.probe_ratios[k] - 1) <= kSteadyBand && std::fabs(round_page_ratio(row, k) - 1) <= kSteadyBand;
 }
 
 bool any_steady_round(const ValidationRow& row) {
@@ -61,15 +69,14 @@ void summarize(ValidationResult& v) {
     row.steady_rounds = 0;
     row.steady_prefill_s = row.steady_decode_s = row.scaled_decode_s = 0;
     if (row.probe_ratios.size() != row.decode_rounds.size()) continue;  // not probed
-    const bool paged = row.page_cache_ratios.size() == row.decode_rounds.size() && row.predicted_decode_s > 0;
-    const double disk_share = paged ? row.predicted_decode_disk_s / row.predicted_decode_s : 0.0;
+    const double disk_share =
+        page_probed(row) && row.predicted_decode_s > 0 ? row.predicted_decode_disk_s / row.predicted_decode_s : 0.0;
     std::vector<double> sp, sd, scaled;
     for (size_t k = 0; k < row.decode_rounds.size(); ++k) {
-      const double q = row.probe_ratios[k];
       // Disk placements: their page-cache copies at the page-cache probe's ratio, the rest at the
       // reference probe's; steady when both read within the band.
-      const double p = paged ? row.page_cache_ratios[k] : q;
-      scaled.push_back(row.decode_rounds[k] / ((1 - disk_share) * q + disk_share * p));
+      const double q = row.probe_ratios[k];
+      scaled.push_back(row.decode_rounds[k] / ((1 - disk_share) * q + disk_share * round_page_ratio(row, k)));
       if (!steady_round(row, k)) continue;
       sp.push_back(row.prefill_rounds[k]);
       sd.push_back(row.decode_rounds[k]);

@@ -147,6 +147,29 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
     CHECK(s.worst_error() >= 0);
   }
   CHECK(r.self_check.back().placement.rfind("disk ", 0) == 0);
+  // Disk runs are checked at their pairs' median resident ratio (a real machine state, 0.2-5x);
+  // CPU-only runs as measured. Each pair's runs and ratio are in the fit block.
+  for (const auto& s : r.self_check) {
+    if (s.placement == "cpu") CHECK(s.state_ratio == 1.0);
+    CHECK(s.state_ratio > 0.2);
+    CHECK(s.state_ratio < 5);
+  }
+  for (DType d : opt.dtypes) {
+    const YAML::Node pairs = cal.fit["disk_pairs_" + std::string(dtype_name(d))];
+    REQUIRE(pairs.IsMap());
+    const size_t n = pairs["pairs"].as<size_t>();
+    CHECK(n >= 1);
+    for (const char* key : {"decode_extra_ms", "resident_ratio", "cpu_decode_ms", "disk_decode_ms"}) {
+      REQUIRE(pairs[key].IsSequence());
+      CHECK(pairs[key].size() == n);
+    }
+    // Each extra is its disk run less its CPU-only run scaled by the ratio.
+    for (size_t i = 0; i < n; ++i) {
+      const double want = pairs["disk_decode_ms"][i].as<double>() -
+                          pairs["resident_ratio"][i].as<double>() * pairs["cpu_decode_ms"][i].as<double>();
+      CHECK(pairs["decode_extra_ms"][i].as<double>() == Approx(want).epsilon(0.01).margin(0.01));
+    }
+  }
   SelfCheckRow off{DType::kFloat32, "cpu", 1.0, 1.02, 0.1, 0.093};
   CHECK(off.worst_error() == Approx(0.07));
   // The reference probe is recorded (32 MiB read in 0.016-64 ms: 0.5-2000 GB/s) and read back.
