@@ -36,8 +36,6 @@ namespace dmap::profile {
 
 // ---- validation ------------------------------------------------------------------------------
 
-// Round k of a probed row was measured with the machine as it was calibrated: the reference probe
-// within the band and, for placements bracketed by the page-cache probe, that one too.
 namespace {
 // Whether every round of the row was bracketed by the page-cache probe too (disk placements).
 bool page_probed(const ValidationRow& row) {
@@ -49,6 +47,8 @@ double round_page_ratio(const ValidationRow& row, size_t k) {
 }
 }  // namespace
 
+// Round k of a probed row was measured with the machine as it was calibrated: the reference probe
+// within the band and, for placements bracketed by the page-cache probe, that one too.
 bool steady_round(const ValidationRow& row, size_t k) {
   if (k >= row.probe_ratios.size()) return false;
   return std::fabs(row.probe_ratios[k] - 1) <= kSteadyBand && std::fabs(round_page_ratio(row, k) - 1) <= kSteadyBand;
