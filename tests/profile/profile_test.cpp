@@ -169,6 +169,29 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
                           pairs["resident_ratio"][i].as<double>() * pairs["cpu_decode_ms"][i].as<double>();
       CHECK(pairs["decode_extra_ms"][i].as<double>() == Approx(want).epsilon(0.01).margin(0.01));
     }
+    // The fit's level: the fast CPU-only runs (within 5 % of the fastest), whose median is the
+    // CPU-only decode the fit reproduces; the pairs it took the disk extra from are listed.
+    REQUIRE(pairs["fast_cpu_runs"].IsSequence());
+    REQUIRE(pairs["fast_cpu_runs"].size() >= 1);
+    double fastest = 1e30;
+    for (size_t i = 0; i < n; ++i) fastest = std::min(fastest, pairs["cpu_decode_ms"][i].as<double>());
+    std::vector<double> fast;
+    for (const auto& i : pairs["fast_cpu_runs"]) {
+      const double t = pairs["cpu_decode_ms"][i.as<size_t>()].as<double>();
+      CHECK(t <= fastest * 1.05 + 1e-3);
+      fast.push_back(t);
+    }
+    CHECK(pairs["fast_decode_ms"].as<double>() == Approx(median(fast)).epsilon(0.01));
+    REQUIRE(pairs["fitted_pairs"].IsSequence());
+    CHECK(pairs["fitted_pairs"].size() >= 1);
+    CHECK(pairs["disk_state"].as<double>() > 0.2);
+    bool in_fit = false;
+    for (const auto& w : cal.fit["whole_model_runs"]) {
+      if (w["dtype"].as<std::string>() != dtype_name(d)) continue;
+      in_fit = true;
+      CHECK(w["measured_decode_s"].as<double>() * 1e3 == Approx(median(fast)).epsilon(0.01));
+    }
+    CHECK(in_fit);
   }
   SelfCheckRow off{DType::kFloat32, "cpu", 1.0, 1.02, 0.1, 0.093};
   CHECK(off.worst_error() == Approx(0.07));
@@ -965,6 +988,25 @@ TEST_CASE("the page cache by tensor size: each disk module against itself reside
   // A module whose disk layers run no slower gives no point.
   std::vector<PlacementRun> flat = {rep(0.0)};
   CHECK(warm_by_tensor_size(tree, cfg, DType::kFloat32, flat, 7).points.empty());
+}
+
+TEST_CASE("the machine's fast state among repeated runs: those within the spread of the fastest", "[unit][profile]") {
+  // Two runs in a slow spell (95.5, 110), two in the fast state (78, 80): the fast pair, its median.
+  FastState f = fast_state({95.5, 78, 80, 110}, 0.05);
+  CHECK(f.runs == std::vector<size_t>{1, 2});
+  CHECK(f.level == Approx(79));
+  CHECK(f.confirmed());
+  // One fast run alone is not confirmed; the spread decides which runs share its state.
+  f = fast_state({100, 80, 90}, 0.05);
+  CHECK(f.runs == std::vector<size_t>{1});
+  CHECK(f.level == Approx(80));
+  CHECK_FALSE(f.confirmed());
+  CHECK(fast_state({100, 80, 90}, 0.25).runs == std::vector<size_t>{0, 1, 2});
+  CHECK(fast_state({100, 80, 90}, 0.25).level == Approx(90));
+  // Ties and the edge of the band are in; nothing in, nothing out.
+  CHECK(fast_state({84, 80, 80}, 0.05).runs == std::vector<size_t>{0, 1, 2});
+  CHECK(fast_state({}, 0.05).runs.empty());
+  CHECK(fast_state({}, 0.05).level == 0);
 }
 
 TEST_CASE("the machine's state of a disk run against its CPU-only partner, from the modules resident in both",
