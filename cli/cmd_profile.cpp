@@ -25,6 +25,13 @@ namespace dmap::cli {
 
 namespace {
 
+// The profiler's summary lines, indented, for a refusal's message.
+std::string summary_text(const std::vector<std::string>& lines) {
+  std::string t = "The fit:\n";
+  for (const auto& l : lines) t += "  " + l + "\n";
+  return t;
+}
+
 const char* kHelp = R"(usage: dmap profile --real [options]
        dmap profile --validate --calibration FILE [options]
        dmap profile --probe [--calibration FILE] [--threads T]
@@ -264,7 +271,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
     if (!verdict.passed) {
       throw RuntimeFailure("dmap profile: the fit does not reproduce its own runs (worst " +
                            std::to_string(verdict.worst * 100).substr(0, 4) + " %), so nothing was written; " +
-                           verdict.text +
+                           verdict.text + summary_text(r.summary) +
                            "Run it again on a quiet machine (dmap profile --probe shows how much the memory speed "
                            "moves).");
     }

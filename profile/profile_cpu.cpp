@@ -155,14 +155,17 @@ double resident_ratio(const PlacementRun& cpu, const PlacementRun& disk, int64_t
 FastState fast_state(const std::vector<double>& times, double spread) {
   FastState f;
   if (times.empty()) return f;
-  const double fastest = *std::min_element(times.begin(), times.end());
+  std::vector<size_t> order(times.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return times[a] < times[b]; });
+  const double fastest = times[order[0]];
+  f.confirmed = order.size() >= 2 && times[order[1]] <= fastest * (1 + spread);
   std::vector<double> kept;
-  for (size_t i = 0; i < times.size(); ++i) {
-    if (times[i] <= fastest * (1 + spread)) {
-      f.runs.push_back(i);
-      kept.push_back(times[i]);
-    }
+  for (size_t k = 0; k < order.size(); ++k) {
+    if (k < 2 || times[order[k]] <= fastest * (1 + spread)) f.runs.push_back(order[k]);
   }
+  std::sort(f.runs.begin(), f.runs.end());
+  for (size_t i : f.runs) kept.push_back(times[i]);
   f.level = median(kept);
   return f;
 }
@@ -448,48 +451,45 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
         const auto [lo, hi] = std::minmax_element(warm_pairs.begin(), warm_pairs.end());
         std::vector<double> cpu_dec;
         for (const PlacementRun& r : cpu_reps_of[d]) cpu_dec.push_back(r.decode_token_s);
-        if ((!(mid > 0) || (*hi - *lo) <= kPairSpread * mid) && fast_state(cpu_dec, kFastSpread).confirmed()) {
+        if ((!(mid > 0) || (*hi - *lo) <= kPairSpread * mid) && fast_state(cpu_dec, kFastSpread).confirmed) {
           settled.insert(d);
         }
       }
     }
   }
-  std::vector<double> fit_reference_probes, fit_page_cache_probes;  // around the runs the fit rests on
+  // The fit's state: each dtype's level is its fast CPU-only runs' median decode, and every pair is
+  // brought to it. A pair's disk run met the machine in the state rho x its CPU-only run, that is
+  // s = rho x cpu / level against the fit's; its run and what its disk layers added are divided by s
+  // (the page-cache copies stream memory and slow down with everything else). Prefill is fitted
+  // to the medians over all runs, as it moves little with the machine's state (compute-bound).
+  std::vector<double> fit_reference_probes, fit_page_cache_probes;  // the probes at the fit's state
   std::map<DType, FastState> fast_of;
-  std::map<DType, std::vector<size_t>> fit_pairs_of;  // the pairs whose disk run met the fast state
-  std::map<DType, double> disk_state_of;              // their median state against the fit's
+  std::map<DType, std::vector<double>> disk_states_of;  // each pair's s
+  std::map<DType, double> disk_state_of;                // median disk decode over its median at the fit's state
   for (DType d : opt.dtypes) {
     std::vector<double> cpu_dec;
     for (const PlacementRun& r : cpu_reps_of[d]) cpu_dec.push_back(r.decode_token_s);
     const FastState& fast = fast_of[d] = fast_state(cpu_dec, kFastSpread);
-    std::vector<PlacementRun> cpu_reps;
     for (size_t i : fast.runs) {
-      cpu_reps.push_back(cpu_reps_of[d][i]);
       for (double p : cpu_probes_of[d][i]) fit_reference_probes.push_back(p);
     }
-    // A pair's disk run met the machine in the state rho x its CPU-only run; against the fit's level:
-    std::vector<size_t>& fit_pairs = fit_pairs_of[d];
-    std::vector<double> states;
+    std::vector<double>& states = disk_states_of[d];
+    std::vector<double> warm_pairs, disk_dec, disk_at_fit;
     for (size_t i = 0; i < cpu_dec.size(); ++i) {
-      const double s = fast.level > 0 ? pair_ratios[d][i] * cpu_dec[i] / fast.level : 1.0;
-      if (s <= 1 + kFastSpread) fit_pairs.push_back(i);
+      const double st = fast.level > 0 ? pair_ratios[d][i] * cpu_dec[i] / fast.level : 1.0;
+      states.push_back(st);
+      warm_pairs.push_back(pair_extras[d][i] / st);
+      disk_dec.push_back(disk_reps_of[d][i].decode_token_s);
+      disk_at_fit.push_back(disk_reps_of[d][i].decode_token_s / st);
+      for (double p : disk_probes_of[d][i]) fit_page_cache_probes.push_back(p * st);  // GB/s: faster at s > 1
     }
-    if (fit_pairs.empty()) {  // no disk run in the fast state: every pair, at its own state
-      for (size_t i = 0; i < cpu_dec.size(); ++i) fit_pairs.push_back(i);
-    }
-    std::vector<PlacementRun> disk_reps;
-    std::vector<double> warm_pairs, cold_pairs;
-    for (size_t i : fit_pairs) {
-      disk_reps.push_back(disk_reps_of[d][i]);
-      warm_pairs.push_back(pair_extras[d][i]);
-      cold_pairs.push_back(cold_pairs_of[d][i]);
-      states.push_back(fast.level > 0 ? pair_ratios[d][i] * cpu_dec[i] / fast.level : 1.0);
-      for (double p : disk_probes_of[d][i]) fit_page_cache_probes.push_back(p);
-    }
-    disk_state_of[d] = median(states);
-    runs.push_back({d, combined(cpu_reps)});
+    disk_state_of[d] = median(disk_at_fit) > 0 ? median(disk_dec) / median(disk_at_fit) : 1.0;
+    const std::vector<double>& cold_pairs = cold_pairs_of[d];
+    runs.push_back({d, combined(cpu_reps_of[d])});
+    runs.back().second.decode_token_s = fast.level;
     add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only",
                      runs.back().second);
+    const std::vector<PlacementRun>& disk_reps = disk_reps_of[d];
     disk_runs.push_back({d, combined(disk_reps)});
     const PlacementRun& disk_run = disk_runs.back().second;
     const double per_forward = static_cast<double>(disk_run.disk_bytes_read) / static_cast<double>(disk_run.forwards);
@@ -668,12 +668,13 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     for (const PlacementRun& r : cpu_reps_of[d]) cpu_dec.push_back(r.decode_token_s);
     for (const PlacementRun& r : disk_reps_of[d]) disk_dec.push_back(r.decode_token_s);
     std::vector<double> fast_runs(fast_of[d].runs.begin(), fast_of[d].runs.end());
-    std::vector<double> fit_pairs(fit_pairs_of[d].begin(), fit_pairs_of[d].end());
+    std::vector<double> at_fit;
+    for (size_t i = 0; i < e.size(); ++i) at_fit.push_back(e[i] / disk_states_of[d][i]);
     fitb << "  disk_pairs_" << dtype_name(d) << ": {pairs: " << e.size() << ", decode_extra_ms: " << list(e, 1e3, 4)
          << ", resident_ratio: " << list(pair_ratios[d], 1, 4) << ", cpu_decode_ms: " << list(cpu_dec, 1e3, 4)
          << ", disk_decode_ms: " << list(disk_dec, 1e3, 4) << ", fast_cpu_runs: " << list(fast_runs, 1, 2)
-         << ", fast_decode_ms: " << fmt(fast_of[d].level * 1e3, 4) << ", fitted_pairs: " << list(fit_pairs, 1, 2)
-         << ", disk_state: " << fmt(disk_state_of[d], 4) << "}\n";
+         << ", fast_decode_ms: " << fmt(fast_of[d].level * 1e3, 4) << ", disk_state: " << list(disk_states_of[d], 1, 4)
+         << ", decode_extra_at_fit_state_ms: " << list(at_fit, 1e3, 4) << "}\n";
   }
   fitb << "  load_guard: {enabled: " << (guard.settings().enabled ? "true" : "false")
        << ", spoiled_cores: " << fmt(guard.settings().spoiled_cores) << ", remeasured: " << guard.remeasured()
@@ -690,8 +691,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       std::sort(sorted.begin(), sorted.end());
       fitb << "  page_cache_probe: {probes: " << sorted.size() << ", median_gbs: " << fmt(median(sorted))
            << ", min_gbs: " << fmt(sorted.front()) << ", max_gbs: " << fmt(sorted.back())
-           << ", fitted_pairs_probes: " << fit_page_cache_probes.size()
-           << ", fitted_pairs_median_gbs: " << fmt(median(fit_page_cache_probes)) << "}\n";
+           << ", at_fit_state_median_gbs: " << fmt(median(fit_page_cache_probes)) << "}\n";
     }
   }
   if (opt.gpu) fitb << opt.gpu->fit_yaml;
@@ -713,7 +713,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
           predict(opt.model, d, on_disk ? disk_map : cpu_map, hw, &final_cal, opt.run.prompt, opt.run.new_tokens);
       SelfCheckRow row{
           d, on_disk ? disk_placement : "cpu", r.prefill_s, p.prefill_s, r.decode_token_s, p.decode_token_s};
-      // A disk run is compared at the fit's state: its pairs' median state against the fast level.
+      // A disk run is compared at the fit's state: its median over its median brought to that state.
       if (on_disk && disk_state_of.count(d)) row.state_ratio = disk_state_of[d];
       out.self_check.push_back(row);
     }
@@ -761,6 +761,17 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   for (const auto& [d, p] : per) {
     out.summary.push_back("attention " + std::string(dtype_name(d)) + ": " + fmt(p.attention.decode_fit.slope * 1e9) +
                           " ns per key (decode), + " + fmt(p.attention.overhead_s * 1e6) + " us per layer");
+  }
+  for (const auto& [d, f] : fast_of) {
+    std::string w = "whole-model runs " + std::string(dtype_name(d)) + ": CPU-only decode";
+    for (const PlacementRun& r : cpu_reps_of[d]) w.append(" ").append(fmt(r.decode_token_s * 1e3, 4));
+    w.append(" ms/token, fitted to " + fmt(f.level * 1e3, 4) + " (" + std::to_string(f.runs.size()) + " fastest runs" +
+             (f.confirmed ? "" : ", not within 5 %") + "); " + disk_placement + " decode");
+    for (size_t i = 0; i < disk_reps_of[d].size(); ++i) {
+      w.append(" ").append(fmt(disk_reps_of[d][i].decode_token_s * 1e3, 4));
+      w.append(" (state ").append(fmt(disk_states_of[d][i], 3)).append(")");
+    }
+    out.summary.push_back(w);
   }
   out.summary.push_back("dispatch overhead " + fmt(dispatch_us) + " us per operator kernel (tiny-model probe)");
   for (const auto& [d, sc] : stream_fit) {
