@@ -8,6 +8,7 @@
 #include <functional>
 #include <iomanip>
 #include <limits>
+#include <memory>
 #include <sstream>
 
 #include "core/error.h"
@@ -33,6 +34,36 @@ exec::ExecConfig tiny_of(exec::ExecConfig c) {
   c.head_dim = 16;
   c.vocab = 128;
   return c;
+}
+
+// A scratch GGUF file of the model's weights in one dtype, removed with it.
+struct ExportedModel {
+  fs::path path;
+  ExportedModel(const exec::ExecConfig& cfg, DType dtype, const RunSettings& run, const std::string& what) {
+    const fs::path dir = run.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(run.scratch_dir);
+    path = dir /
+           ("dmap_llama_" + what + "_" + std::string(dtype_name(dtype)) + "_" + std::to_string(::getpid()) + ".gguf");
+    try {
+      const exec::ModelWeights w = exec::ModelWeights::random(cfg, dtype, run.seed);
+      exec::export_gguf(cfg, w, gguf_type_of(dtype), what, path.string());
+    } catch (...) {  // the weights freed before llama.cpp maps the file
+      std::error_code ec;
+      fs::remove(path, ec);
+      throw;
+    }
+  }
+  ExportedModel(const ExportedModel&) = delete;
+  ExportedModel& operator=(const ExportedModel&) = delete;
+  ~ExportedModel() {
+    std::error_code ec;
+    fs::remove(path, ec);
+  }
+};
+
+// The decode a fit rests on: the median of its sessions where there are several (one session
+// caught in a slow spell of the machine does not move it).
+double fitted_decode(const LlamaProbe& first, const std::vector<double>& sessions) {
+  return sessions.size() >= 2 ? median(sessions) : first.decode();
 }
 
 // The model exported in `dtype` and timed (and, with `no_mmap`, timed again under --no-mmap).
@@ -86,18 +117,47 @@ std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DTy
   const exec::ExecConfig cfg = exec::exec_config(spec);
   exec::gguf_arch(cfg);  // a family the exporter writes
   std::vector<LlamaRun> out;
-  for (DType d : dtypes) {
-    LlamaRun r;
-    r.dtype = d;
-    r.model = time_export(cfg, d, run, probe, rounds, "model", tiny ? &r.no_mmap : nullptr, !tiny && no_mmap);
-    if (tiny) {
+  if (tiny) {
+    // A fit: each dtype's model timed mapped and read in, in kLlamaFitSessions processes per mode,
+    // the dtypes taking turns, so that the runs spread over minutes of the machine's state.
+    std::vector<std::unique_ptr<ExportedModel>> files;
+    for (DType d : dtypes) files.push_back(std::make_unique<ExportedModel>(cfg, d, run, "model"));
+    out.resize(dtypes.size());
+    for (int s = 0; s < kLlamaFitSessions; ++s) {
+      for (size_t i = 0; i < dtypes.size(); ++i) {
+        LlamaRun& r = out[i];
+        r.dtype = dtypes[i];
+        LlamaProbeOptions o{probe,  files[i]->path.string(), run.threads, run.prompt, run.new_tokens,
+                            rounds, run.scratch_dir};
+        const LlamaProbe mapped = run_llama_probe(o);
+        o.no_mmap = true;
+        const LlamaProbe read_in = run_llama_probe(o);
+        if (s == 0) {
+          r.model = mapped;
+          r.no_mmap = read_in;
+        }
+        r.model_decodes.push_back(mapped.decode());
+        r.no_mmap_decodes.push_back(read_in.decode());
+      }
+    }
+  }
+  for (size_t i = 0; i < dtypes.size(); ++i) {
+    const DType d = dtypes[i];
+    if (!tiny) {
+      LlamaRun r;
+      r.dtype = d;
+      r.model = time_export(cfg, d, run, probe, rounds, "model", nullptr, no_mmap);
+      out.push_back(std::move(r));
+      continue;
+    }
+    LlamaRun& r = out[i];
+    {
       r.tiny = time_export(tiny_of(cfg), d, run, probe, rounds, "tiny");
       std::vector<LlamaMatvecShape> shapes;
       const std::string type = d == DType::kFloat32 ? "f32" : d == DType::kBFloat16 ? "bf16" : "f16";
       for (const auto& [n, k] : matvec_shapes(spec)) shapes.push_back({type, n, k});
       r.matvec = run_llama_matvec(probe, shapes, run.threads, 2 * rounds + 1, run.scratch_dir);
     }
-    out.push_back(std::move(r));
   }
   return out;
 }
@@ -127,14 +187,17 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   // The load mode: --no-mmap where the file read into memory decodes over 5 % faster (the
   // median over dtypes of mapped / read-in).
   std::vector<double> factors;
+  auto mapped_decode = [](const LlamaRun& r) { return fitted_decode(r.model, r.model_decodes); };
+  auto read_in_decode = [](const LlamaRun& r) { return fitted_decode(r.no_mmap, r.no_mmap_decodes); };
   for (const auto& r : runs) {
-    if (r.no_mmap.rounds.empty() || !(r.no_mmap.decode() > 0)) continue;
-    p.mapped_factor[r.dtype] = round4(r.model.decode() / r.no_mmap.decode());
-    factors.push_back(r.model.decode() / r.no_mmap.decode());
+    if (r.no_mmap.rounds.empty() || !(read_in_decode(r) > 0)) continue;
+    p.mapped_factor[r.dtype] = round4(mapped_decode(r) / read_in_decode(r));
+    factors.push_back(mapped_decode(r) / read_in_decode(r));
   }
   p.no_mmap = !factors.empty() && median(factors) > 1.05;
-  // The run the profile is fitted on: the load mode it predicts.
+  // The run the profile is fitted on: the load mode it predicts (its prefill; its sessions' decode).
   auto chosen = [&](const LlamaRun& r) -> const LlamaProbe& { return p.no_mmap ? r.no_mmap : r.model; };
+  auto chosen_decode = [&](const LlamaRun& r) { return p.no_mmap ? read_in_decode(r) : mapped_decode(r); };
   auto pred = [&](DType d) {
     return predict(spec, d, cpu_map, hw, &cal, first.prompt, first.new_tokens, sim::Semantics::kCpu,
                    sim::Runtime::kLlamaCpp);
@@ -149,7 +212,7 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   // The efficiencies (runtime_fit.h): the one-row first, the prefill depends on both.
   for (const auto& r : runs) {
     solve_efficiency(
-        p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, chosen(r).decode());
+        p.matvec_efficiency[r.dtype], [&] { return pred(r.dtype).decode_token_s; }, chosen_decode(r));
     solve_efficiency(
         p.matmul_efficiency[r.dtype], [&] { return pred(r.dtype).prefill_s; }, chosen(r).prefill());
   }
@@ -178,17 +241,17 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     row.placement = "cpu";
     row.measured_prefill_s = chosen(r).prefill();
     row.predicted_prefill_s = q.prefill_s;
-    row.measured_decode_s = chosen(r).decode();
+    row.measured_decode_s = chosen_decode(r);
     row.predicted_decode_s = q.decode_token_s;
     f.self_check.push_back(row);
     std::ostringstream s;
     s << std::setprecision(3) << "  " << dtype_name(r.dtype) << " (GGUF " << gguf_file_type_name(gguf_type_of(r.dtype))
       << "): one-row products at " << p.matvec_efficiency[r.dtype]
       << (terms.count(r.dtype) ? " of llama.cpp's own measured rate" : " of dmap's rate") << ", M >= 2 at "
-      << p.matmul_efficiency[r.dtype] << "; decode " << r.model.decode() * 1e3 << " ms/token, prefill "
+      << p.matmul_efficiency[r.dtype] << "; decode " << mapped_decode(r) * 1e3 << " ms/token, prefill "
       << r.model.prefill() * 1e3 << " ms measured; tiny decode " << r.tiny.decode() * 1e6 << " us";
     if (!r.no_mmap.rounds.empty()) {
-      s << "; with --no-mmap " << r.no_mmap.decode() * 1e3 << " ms/token (" << r.model.decode() / r.no_mmap.decode()
+      s << "; with --no-mmap " << read_in_decode(r) * 1e3 << " ms/token (" << mapped_decode(r) / read_in_decode(r)
         << "x the mapped file's speed)";
     }
     if (const auto t = terms.find(r.dtype); t != terms.end()) {
@@ -196,12 +259,20 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     }
     f.summary.push_back(s.str());
     YAML::Node m;
-    m["decode_ms"] = round4(r.model.decode() * 1e3);
+    m["decode_ms"] = round4(mapped_decode(r) * 1e3);
+    auto sessions_ms = [](const std::vector<double>& xs) {
+      YAML::Node n;
+      for (double x : xs) n.push_back(round4(x * 1e3));
+      n.SetStyle(YAML::EmitterStyle::Flow);
+      return n;
+    };
+    if (!r.model_decodes.empty()) m["decode_sessions_ms"] = sessions_ms(r.model_decodes);
+    if (!r.no_mmap_decodes.empty()) m["no_mmap_decode_sessions_ms"] = sessions_ms(r.no_mmap_decodes);
     m["prefill_ms"] = round4(r.model.prefill() * 1e3);
     m["tiny_decode_us"] = round4(r.tiny.decode() * 1e6);
     m["rounds"] = static_cast<int>(r.model.rounds.size());
     if (!r.no_mmap.rounds.empty()) {
-      m["no_mmap_decode_ms"] = round4(r.no_mmap.decode() * 1e3);
+      m["no_mmap_decode_ms"] = round4(read_in_decode(r) * 1e3);
       m["no_mmap_prefill_ms"] = round4(r.no_mmap.prefill() * 1e3);
     }
     if (const auto t = terms.find(r.dtype); t != terms.end()) {

@@ -51,16 +51,24 @@ struct LlamaRun {
   LlamaProbe model, tiny;
   LlamaProbe no_mmap;               // the model again with llama.cpp's --no-mmap (empty: not run)
   std::vector<LlamaMatvec> matvec;  // llama.cpp's one-row products over a grid of shapes (empty: not run)
+  // In a fit, the model's decode (s/token) in each of several llama.cpp processes spread over the
+  // fit, mapped and under --no-mmap (`model` and `no_mmap` are the first of them): the fit takes
+  // their median (the EPYC VM's memory runs 20-45 % slower for minutes at a time, and one
+  // refit's float32 decode was 114 ms/token against 78 in every validation round). Empty:
+  // `model` and `no_mmap` alone.
+  std::vector<double> model_decodes, no_mmap_decodes;
 };
 
 // The GGUF type a dtype is exported as (float32 F32, float16 F16, bfloat16 BF16).
 GgufFileType gguf_type_of(DType d);
 
 // Exports and times the model and (with `tiny`) its tiny twin per dtype (`rounds` rounds each;
-// the scratch .gguf files are removed); with `tiny`, the model also under --no-mmap and
-// llama.cpp's one-row products over a grid of shapes (what a profile fits). Without `tiny`, the
+// the scratch .gguf files are removed); with `tiny`, the model also under --no-mmap, both in
+// kLlamaFitSessions processes taking turns with the other dtypes', and llama.cpp's one-row
+// products over a grid of shapes (what a profile fits). Without `tiny`, the
 // model alone, under --no-mmap when `no_mmap` (a validation of a no-mmap profile).
 // RuntimeFailure when the probe fails.
+constexpr int kLlamaFitSessions = 3;
 std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DType>& dtypes, const RunSettings& run,
                                     const std::string& probe, int rounds, bool tiny = true, bool no_mmap = false);
 

@@ -127,17 +127,4 @@ WarmSizes warm_by_tensor_size(const ModuleTree& tree, const exec::ExecConfig& c,
 // disk layers add.
 double resident_ratio(const PlacementRun& cpu, const PlacementRun& disk, int64_t first_disk_layer);
 
-// The machine's fast state among repeated runs of one placement: the two fastest runs and any other
-// within `spread` of the fastest, and their median. On a shared VM the same run measures 20-45 % slower for minutes at
-// a time (others' memory traffic; docs/PERFORMANCE.md), while its fastest runs agree across processes and sessions
-// (TinyLlama float32 CPU-only 77.5-80.7 ms/token on the EPYC VM, four sessions): the calibration describes the machine
-// in that state. Confirmed when the two fastest are within `spread` (never one run alone: it could be a fluke of
-// timing). Empty input: no runs, level 0.
-struct FastState {
-  std::vector<size_t> runs;  // indices into the input, in input order
-  double level = 0;          // the median of their times
-  bool confirmed = false;
-};
-FastState fast_state(const std::vector<double>& times, double spread);
-
 }  // namespace dmap::profile

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <chrono>
 #include <cmath>
@@ -150,24 +149,6 @@ double resident_ratio(const PlacementRun& cpu, const PlacementRun& disk, int64_t
   }
   const double rho = sa > 0 && sb > 0 ? sb / sa : 1.0;
   return std::isfinite(rho) ? rho : 1.0;
-}
-
-FastState fast_state(const std::vector<double>& times, double spread) {
-  FastState f;
-  if (times.empty()) return f;
-  std::vector<size_t> order(times.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return times[a] < times[b]; });
-  const double fastest = times[order[0]];
-  f.confirmed = order.size() >= 2 && times[order[1]] <= fastest * (1 + spread);
-  std::vector<double> kept;
-  for (size_t k = 0; k < order.size(); ++k) {
-    if (k < 2 || times[order[k]] <= fastest * (1 + spread)) f.runs.push_back(order[k]);
-  }
-  std::sort(f.runs.begin(), f.runs.end());
-  for (size_t i : f.runs) kept.push_back(times[i]);
-  f.level = median(kept);
-  return f;
 }
 
 ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
@@ -377,9 +358,6 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // The page-cache probe likewise, around the disk runs (whose decode copies from the page cache).
   std::vector<double> page_cache_probes;
   // One whole-model run, bracketed by the reference probe (CPU-only) or the page-cache probe (disk).
-  // Each run's two probes, per dtype and in run order (the CPU-only runs' reference probes, the
-  // disk runs' page-cache probes): the calibration keeps those of the runs its fit rests on.
-  std::map<DType, std::vector<std::array<double, 2>>> cpu_probes_of, disk_probes_of;
   auto measure = [&](const DeviceMap& dm, DType d, const std::string& what, bool probed) {
     // (probes before and after, the run): the probes of a spoiled try are dropped with it.
     auto kept = guard.run("whole-model run " + std::string(dtype_name(d)) + " " + what, [&] {
@@ -391,7 +369,6 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     std::vector<double>& probes = probed ? reference_probes : page_cache_probes;
     probes.push_back(std::get<0>(kept));
     probes.push_back(std::get<1>(kept));
-    (probed ? cpu_probes_of : disk_probes_of)[d].push_back({std::get<0>(kept), std::get<1>(kept)});
     return std::move(std::get<2>(kept));
   };
   // The medians of a placement's repetitions (the first repetition's module times and trace).
@@ -419,14 +396,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // in both runs measure it (resident_ratio), and the CPU-only run is scaled by their ratio before
   // it is subtracted (on 2026-12-05 a calibration's bfloat16 pairs put the page cache at 17.2 GB/s
   // per step against 12.6 for the copies alone: its CPU-only runs were in the slow state).
-  // The fit describes the machine in its fast state (fast_state, probes.h): its level is the
-  // CPU-only runs within kFastSpread of the fastest, and pairs go on until two runs share it; the
-  // disk layers' extra is taken from the pairs whose disk run met that state too. (A calibration
-  // whose runs were the median of three caught a slow spell: TinyLlama float32 95.5 ms/token in
-  // the fit, 77.5-80 in every fast run before and after; validation decode median 15 %.)
   constexpr int kMaxPairs = 6;
   constexpr double kPairSpread = 0.25;
-  constexpr double kFastSpread = 0.05;
   std::map<DType, std::vector<double>> pair_extras, pair_ratios;  // per dtype, for the fit block
   std::map<DType, std::vector<PlacementRun>> cpu_reps_of, disk_reps_of;
   std::map<DType, std::vector<double>> cold_pairs_of;
@@ -449,47 +420,18 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
         if (k + 1 < whole_reps) continue;
         const double mid = median(warm_pairs);
         const auto [lo, hi] = std::minmax_element(warm_pairs.begin(), warm_pairs.end());
-        std::vector<double> cpu_dec;
-        for (const PlacementRun& r : cpu_reps_of[d]) cpu_dec.push_back(r.decode_token_s);
-        if ((!(mid > 0) || (*hi - *lo) <= kPairSpread * mid) && fast_state(cpu_dec, kFastSpread).confirmed) {
-          settled.insert(d);
-        }
+        if (!(mid > 0) || (*hi - *lo) <= kPairSpread * mid) settled.insert(d);
       }
     }
   }
-  // The fit's state: each dtype's level is its fast CPU-only runs' median decode, and every pair is
-  // brought to it. A pair's disk run met the machine in the state rho x its CPU-only run, that is
-  // s = rho x cpu / level against the fit's; its run and what its disk layers added are divided by s
-  // (the page-cache copies stream memory and slow down with everything else). Prefill is fitted
-  // to the medians over all runs, as it moves little with the machine's state (compute-bound).
-  std::vector<double> fit_reference_probes, fit_page_cache_probes;  // the probes at the fit's state
-  std::map<DType, FastState> fast_of;
-  std::map<DType, std::vector<double>> disk_states_of;  // each pair's s
-  std::map<DType, double> disk_state_of;                // median disk decode over its median at the fit's state
   for (DType d : opt.dtypes) {
-    std::vector<double> cpu_dec;
-    for (const PlacementRun& r : cpu_reps_of[d]) cpu_dec.push_back(r.decode_token_s);
-    const FastState& fast = fast_of[d] = fast_state(cpu_dec, kFastSpread);
-    for (size_t i : fast.runs) {
-      for (double p : cpu_probes_of[d][i]) fit_reference_probes.push_back(p);
-    }
-    std::vector<double>& states = disk_states_of[d];
-    std::vector<double> warm_pairs, disk_dec, disk_at_fit;
-    for (size_t i = 0; i < cpu_dec.size(); ++i) {
-      const double st = fast.level > 0 ? pair_ratios[d][i] * cpu_dec[i] / fast.level : 1.0;
-      states.push_back(st);
-      warm_pairs.push_back(pair_extras[d][i] / st);
-      disk_dec.push_back(disk_reps_of[d][i].decode_token_s);
-      disk_at_fit.push_back(disk_reps_of[d][i].decode_token_s / st);
-      for (double p : disk_probes_of[d][i]) fit_page_cache_probes.push_back(p * st);  // GB/s: faster at s > 1
-    }
-    disk_state_of[d] = median(disk_at_fit) > 0 ? median(disk_dec) / median(disk_at_fit) : 1.0;
+    const std::vector<PlacementRun>& cpu_reps = cpu_reps_of[d];
+    const std::vector<PlacementRun>& disk_reps = disk_reps_of[d];
+    const std::vector<double>& warm_pairs = pair_extras[d];
     const std::vector<double>& cold_pairs = cold_pairs_of[d];
-    runs.push_back({d, combined(cpu_reps_of[d])});
-    runs.back().second.decode_token_s = fast.level;
+    runs.push_back({d, combined(cpu_reps)});
     add_run_to_trace(out.trace, pid++, opt.model_id + " " + std::string(dtype_name(d)) + " cpu-only",
                      runs.back().second);
-    const std::vector<PlacementRun>& disk_reps = disk_reps_of[d];
     disk_runs.push_back({d, combined(disk_reps)});
     const PlacementRun& disk_run = disk_runs.back().second;
     const double per_forward = static_cast<double>(disk_run.disk_bytes_read) / static_cast<double>(disk_run.forwards);
@@ -667,14 +609,9 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     std::vector<double> cpu_dec, disk_dec;
     for (const PlacementRun& r : cpu_reps_of[d]) cpu_dec.push_back(r.decode_token_s);
     for (const PlacementRun& r : disk_reps_of[d]) disk_dec.push_back(r.decode_token_s);
-    std::vector<double> fast_runs(fast_of[d].runs.begin(), fast_of[d].runs.end());
-    std::vector<double> at_fit;
-    for (size_t i = 0; i < e.size(); ++i) at_fit.push_back(e[i] / disk_states_of[d][i]);
     fitb << "  disk_pairs_" << dtype_name(d) << ": {pairs: " << e.size() << ", decode_extra_ms: " << list(e, 1e3, 4)
          << ", resident_ratio: " << list(pair_ratios[d], 1, 4) << ", cpu_decode_ms: " << list(cpu_dec, 1e3, 4)
-         << ", disk_decode_ms: " << list(disk_dec, 1e3, 4) << ", fast_cpu_runs: " << list(fast_runs, 1, 2)
-         << ", fast_decode_ms: " << fmt(fast_of[d].level * 1e3, 4) << ", disk_state: " << list(disk_states_of[d], 1, 4)
-         << ", decode_extra_at_fit_state_ms: " << list(at_fit, 1e3, 4) << "}\n";
+         << ", disk_decode_ms: " << list(disk_dec, 1e3, 4) << "}\n";
   }
   fitb << "  load_guard: {enabled: " << (guard.settings().enabled ? "true" : "false")
        << ", spoiled_cores: " << fmt(guard.settings().spoiled_cores) << ", remeasured: " << guard.remeasured()
@@ -684,14 +621,12 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     std::sort(sorted.begin(), sorted.end());
     fitb << "  reference_probe: {probes: " << sorted.size() << ", median_ms: " << fmt(median(sorted))
          << ", min_ms: " << fmt(sorted.front()) << ", max_ms: " << fmt(sorted.back())
-         << ", reads: " << kReferenceProbeReads << ", fast_runs_probes: " << fit_reference_probes.size()
-         << ", fast_runs_median_ms: " << fmt(median(fit_reference_probes)) << "}\n";
+         << ", reads: " << kReferenceProbeReads << "}\n";
     if (!page_cache_probes.empty()) {
       sorted = page_cache_probes;
       std::sort(sorted.begin(), sorted.end());
       fitb << "  page_cache_probe: {probes: " << sorted.size() << ", median_gbs: " << fmt(median(sorted))
-           << ", min_gbs: " << fmt(sorted.front()) << ", max_gbs: " << fmt(sorted.back())
-           << ", at_fit_state_median_gbs: " << fmt(median(fit_page_cache_probes)) << "}\n";
+           << ", min_gbs: " << fmt(sorted.front()) << ", max_gbs: " << fmt(sorted.back()) << "}\n";
     }
   }
   if (opt.gpu) fitb << opt.gpu->fit_yaml;
@@ -713,15 +648,14 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
           predict(opt.model, d, on_disk ? disk_map : cpu_map, hw, &final_cal, opt.run.prompt, opt.run.new_tokens);
       SelfCheckRow row{
           d, on_disk ? disk_placement : "cpu", r.prefill_s, p.prefill_s, r.decode_token_s, p.decode_token_s};
-      // A disk run is compared at the fit's state: its median over its median brought to that state.
-      if (on_disk && disk_state_of.count(d)) row.state_ratio = disk_state_of[d];
+      // A disk run is compared at the machine state of the CPU-only runs, which the fit describes.
+      if (on_disk && !pair_ratios[d].empty()) row.state_ratio = median(pair_ratios[d]);
       out.self_check.push_back(row);
     }
   }
   out.calibration = calibration_with(dispatch_us);
-  // The probes of the runs the fit rests on: the machine's state the calibration describes.
-  out.calibration.host.reference_probe_ms = median(fit_reference_probes);
-  if (!fit_page_cache_probes.empty()) out.calibration.host.page_cache_probe_gbs = median(fit_page_cache_probes);
+  out.calibration.host.reference_probe_ms = median(reference_probes);
+  if (!page_cache_probes.empty()) out.calibration.host.page_cache_probe_gbs = median(page_cache_probes);
   out.calibration.fit = load_yaml_string(fitb.str(), "the profiler's fit block")["fit"];
   out.yaml = sim::calibration_yaml(out.calibration);
   sim::parse_calibration(out.yaml, "profile");  // validates what is about to be written
@@ -762,14 +696,13 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     out.summary.push_back("attention " + std::string(dtype_name(d)) + ": " + fmt(p.attention.decode_fit.slope * 1e9) +
                           " ns per key (decode), + " + fmt(p.attention.overhead_s * 1e6) + " us per layer");
   }
-  for (const auto& [d, f] : fast_of) {
+  for (const auto& [d, e] : pair_extras) {
     std::string w = "whole-model runs " + std::string(dtype_name(d)) + ": CPU-only decode";
     for (const PlacementRun& r : cpu_reps_of[d]) w.append(" ").append(fmt(r.decode_token_s * 1e3, 4));
-    w.append(" ms/token, fitted to " + fmt(f.level * 1e3, 4) + " (" + std::to_string(f.runs.size()) + " fastest runs" +
-             (f.confirmed ? "" : ", not within 5 %") + "); " + disk_placement + " decode");
+    w.append(" ms/token; " + disk_placement + " decode");
     for (size_t i = 0; i < disk_reps_of[d].size(); ++i) {
       w.append(" ").append(fmt(disk_reps_of[d][i].decode_token_s * 1e3, 4));
-      w.append(" (state ").append(fmt(disk_states_of[d][i], 3)).append(")");
+      w.append(" (resident ratio ").append(fmt(pair_ratios[d][i], 3)).append(")");
     }
     out.summary.push_back(w);
   }

@@ -21,6 +21,7 @@
 #include "exec/gguf_export.h"
 #include "exec/safetensors.h"
 #include "exec/weights.h"
+#include "profile/llama_fit.h"
 #include "profile/llama_probe.h"
 
 namespace fs = std::filesystem;
@@ -98,7 +99,8 @@ TEST_CASE("llama.cpp on f16, bf16 and q8_0 exports stays close to the float32 re
     for (GgufFileType t : {GgufFileType::kF16, GgufFileType::kBF16, GgufFileType::kQ8_0}) {
       INFO(family << " " << gguf_file_type_name(t));
       const Compared c = run(family, "float32", t);
-      WARN(family << " " << gguf_file_type_name(t) << ": max |diff| " << c.max_abs << ", correlation " << c.correlation);
+      WARN(family << " " << gguf_file_type_name(t) << ": max |diff| " << c.max_abs << ", correlation "
+                  << c.correlation);
       CHECK(c.correlation > (t == GgufFileType::kQ8_0 ? 0.998 : 0.9995));
       // The weights' rounding (f16: 11 bits, bf16: 8, Q8_0: 7 per 32-block scale) on logits ~1.
       CHECK(c.max_abs < (t == GgufFileType::kF16 ? 0.01 : t == GgufFileType::kBF16 ? 0.1 : 0.3));
@@ -112,7 +114,8 @@ TEST_CASE("the llama.cpp probe times prefill and decode rounds", "[llama.cpp]") 
   const exec::ModelWeights w = exec::ModelWeights::random(cfg, DType::kFloat32, 3);
   const fs::path gguf = fs::temp_directory_path() / ("dmap_llama_cpp_time_" + std::to_string(::getpid()) + ".gguf");
   exec::export_gguf(cfg, w, GgufFileType::kF16, "t", gguf.string());
-  const profile::LlamaProbe p = profile::run_llama_probe({profile::find_llama_probe(), gguf.string(), 1, 16, 4, 2, "", false});
+  const profile::LlamaProbe p =
+      profile::run_llama_probe({profile::find_llama_probe(), gguf.string(), 1, 16, 4, 2, "", false});
   fs::remove(gguf);
   CHECK(p.rounds.size() == 2);
   CHECK(p.prompt == 16);
@@ -133,8 +136,8 @@ TEST_CASE("the llama.cpp probe times one-row products in llama.cpp's CPU backend
   CHECK(v[1].type == "f32");
   for (const auto& m : v) {
     CHECK(m.seconds > 0);
-    CHECK(m.gbs > 0.01);    // bytes over seconds: at least 10 MB/s ...
-    CHECK(m.gbs < 10000);   // ... and no faster than any memory
+    CHECK(m.gbs > 0.01);   // bytes over seconds: at least 10 MB/s ...
+    CHECK(m.gbs < 10000);  // ... and no faster than any memory
   }
   CHECK_THROWS_AS(profile::run_llama_matvec(profile::find_llama_probe(), {{"q4_0", 8, 32}}, 1, 1), RuntimeFailure);
 }
@@ -152,16 +155,50 @@ TEST_CASE("llama.cpp runs with its weights read into memory (--no-mmap)", "[llam
   CHECK(p.decode() > 0);
 }
 
+TEST_CASE("a llama.cpp fit's measurements: the model in several processes per load mode, the dtypes taking turns",
+          "[llama.cpp]") {
+  const std::string fixture = std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32";
+  const ModelSpec spec = load_model_spec(fixture + "/config.json");
+  const fs::path scratch = fs::temp_directory_path() / ("dmap_llama_fit_" + std::to_string(::getpid()));
+  fs::create_directories(scratch);
+  profile::RunSettings run;
+  run.threads = 1;
+  run.prompt = 8;
+  run.new_tokens = 3;
+  run.scratch_dir = scratch.string();
+  const auto runs =
+      profile::measure_llama(spec, {DType::kFloat32, DType::kBFloat16}, run, profile::find_llama_probe(), 1);
+  REQUIRE(runs.size() == 2);
+  CHECK(runs[0].dtype == DType::kFloat32);
+  CHECK(runs[1].dtype == DType::kBFloat16);
+  for (const auto& r : runs) {
+    REQUIRE(r.model_decodes.size() == static_cast<size_t>(profile::kLlamaFitSessions));
+    REQUIRE(r.no_mmap_decodes.size() == static_cast<size_t>(profile::kLlamaFitSessions));
+    for (double t : r.model_decodes) CHECK(t > 0);
+    for (double t : r.no_mmap_decodes) CHECK(t > 0);
+    CHECK(r.model_decodes.front() == r.model.decode());  // the first session is `model`
+    CHECK(r.no_mmap_decodes.front() == r.no_mmap.decode());
+    CHECK(r.tiny.decode() > 0);
+    CHECK_FALSE(r.matvec.empty());
+  }
+  // The scratch GGUF files are gone.
+  size_t left = 0;
+  for (const auto& e : fs::directory_iterator(scratch)) left += e.path().extension() == ".gguf";
+  CHECK(left == 0);
+  fs::remove_all(scratch);
+}
+
 TEST_CASE("the probe's output is read strictly", "[llama.cpp][parse]") {
   const char* ok =
       R"({"llama_cpp": "v", "system": "s", "threads": 2, "prompt": 8, "new_tokens": 2, "rounds": [{"prefill_s": 0.5, "decode_s": 0.01}]})";
   const profile::LlamaProbe p = profile::parse_llama_probe(ok, "t");
   CHECK(p.decode() == 0.01);
   CHECK_THROWS_AS(profile::parse_llama_probe(R"({"llama_cpp": "v"})", "t"), InputError);
-  CHECK_THROWS_AS(profile::parse_llama_probe(
-                      R"({"llama_cpp": "v", "system": "s", "threads": 2, "prompt": 8, "new_tokens": 2, "rounds": [{"prefill_s": -1, "decode_s": 0.01}]})",
-                      "t"),
-                  InputError);
+  CHECK_THROWS_AS(
+      profile::parse_llama_probe(
+          R"({"llama_cpp": "v", "system": "s", "threads": 2, "prompt": 8, "new_tokens": 2, "rounds": [{"prefill_s": -1, "decode_s": 0.01}]})",
+          "t"),
+      InputError);
 }
 
 int main(int argc, char** argv) {

@@ -169,40 +169,6 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
                           pairs["resident_ratio"][i].as<double>() * pairs["cpu_decode_ms"][i].as<double>();
       CHECK(pairs["decode_extra_ms"][i].as<double>() == Approx(want).epsilon(0.01).margin(0.01));
     }
-    // The fit's level: the fast CPU-only runs (within 5 % of the fastest), whose median is the
-    // CPU-only decode the fit reproduces; the pairs it took the disk extra from are listed.
-    REQUIRE(pairs["fast_cpu_runs"].IsSequence());
-    REQUIRE(pairs["fast_cpu_runs"].size() >= 1);
-    double fastest = 1e30;
-    for (size_t i = 0; i < n; ++i) fastest = std::min(fastest, pairs["cpu_decode_ms"][i].as<double>());
-    std::vector<double> fast;
-    int outside = 0;  // the second fastest may be beyond 5 % of the fastest; no other run
-    for (const auto& i : pairs["fast_cpu_runs"]) {
-      const double t = pairs["cpu_decode_ms"][i.as<size_t>()].as<double>();
-      if (t > fastest * 1.05 + 1e-3) ++outside;
-      fast.push_back(t);
-    }
-    CHECK(outside <= 1);
-    CHECK(fast.size() >= std::min<size_t>(n, 2));
-    CHECK(pairs["fast_decode_ms"].as<double>() == Approx(median(fast)).epsilon(0.01));
-    // Each pair's disk run brought to the fit's state: s = ratio x its CPU-only run / the level,
-    // and its extra divided by s.
-    REQUIRE(pairs["disk_state"].size() == n);
-    REQUIRE(pairs["decode_extra_at_fit_state_ms"].size() == n);
-    for (size_t i = 0; i < n; ++i) {
-      const double st = pairs["resident_ratio"][i].as<double>() * pairs["cpu_decode_ms"][i].as<double>() /
-                        pairs["fast_decode_ms"].as<double>();
-      CHECK(pairs["disk_state"][i].as<double>() == Approx(st).epsilon(0.01));
-      CHECK(pairs["decode_extra_at_fit_state_ms"][i].as<double>() ==
-            Approx(pairs["decode_extra_ms"][i].as<double>() / st).epsilon(0.01).margin(0.01));
-    }
-    bool in_fit = false;
-    for (const auto& w : cal.fit["whole_model_runs"]) {
-      if (w["dtype"].as<std::string>() != dtype_name(d)) continue;
-      in_fit = true;
-      CHECK(w["measured_decode_s"].as<double>() * 1e3 == Approx(median(fast)).epsilon(0.01));
-    }
-    CHECK(in_fit);
   }
   SelfCheckRow off{DType::kFloat32, "cpu", 1.0, 1.02, 0.1, 0.093};
   CHECK(off.worst_error() == Approx(0.07));
@@ -746,6 +712,12 @@ TEST_CASE("llama.cpp's one-row product terms and load mode are fitted from its o
     r.tiny.rounds = {{1e-3, 0.8e-6 * kernels}};
     r.matvec = grid;
     r.matvec[3].seconds = law(r.matvec[3].n, r.matvec[3].k, 4);
+    // Three sessions per load mode, one of them in a slow spell (and the first session's own
+    // decode a slow one too): the fit rests on the sessions' median.
+    const double mapped = in_memory.decode_token_s * mapped_factor, read_in = in_memory.decode_token_s;
+    r.model_decodes = {mapped, mapped * 1.3, mapped};
+    r.no_mmap_decodes = {read_in * 1.25, read_in, read_in};
+    r.model.rounds[0].decode_s *= 1.2;
     return fit_llama_profile(fx.spec, fx.hw, fx.base, {r});
   };
   const LlamaFit slow_map = fitted(1.8);
@@ -761,6 +733,11 @@ TEST_CASE("llama.cpp's one-row product terms and load mode are fitted from its o
   CHECK(same.profile.matvec_for(DType::kFloat32) < 0.9);  // the slower mapped run, reproduced
   CHECK(check_self(same.self_check).worst < 1e-4);
   CHECK(same.self_check.front().measured_decode_s == Approx(fx.run(truth, DType::kFloat32).decode_token_s * 1.02));
+  // The sessions are in the fit block, the decode it rests on beside them.
+  REQUIRE(same.fit["float32"]["decode_sessions_ms"].size() == 3);
+  CHECK(same.fit["float32"]["no_mmap_decode_sessions_ms"].size() == 3);
+  CHECK(same.fit["float32"]["decode_ms"].as<double>() ==
+        Approx(fx.run(truth, DType::kFloat32).decode_token_s * 1.02e3).epsilon(1e-3));
 }
 
 TEST_CASE("the runtime validation's errors leave the fitted model out; regret picks by prediction",
@@ -999,27 +976,6 @@ TEST_CASE("the page cache by tensor size: each disk module against itself reside
   // A module whose disk layers run no slower gives no point.
   std::vector<PlacementRun> flat = {rep(0.0)};
   CHECK(warm_by_tensor_size(tree, cfg, DType::kFloat32, flat, 7).points.empty());
-}
-
-TEST_CASE("the machine's fast state among repeated runs: those within the spread of the fastest", "[unit][profile]") {
-  // Two runs in a slow spell (95.5, 110), two in the fast state (78, 80): the fast pair, its median.
-  FastState f = fast_state({95.5, 78, 80, 110}, 0.05);
-  CHECK(f.runs == std::vector<size_t>{1, 2});
-  CHECK(f.level == Approx(79));
-  CHECK(f.confirmed);
-  // One fast run alone is not the state: the two fastest always count, unconfirmed when apart.
-  f = fast_state({100, 80, 90}, 0.05);
-  CHECK(f.runs == std::vector<size_t>{1, 2});
-  CHECK(f.level == Approx(85));
-  CHECK_FALSE(f.confirmed);
-  CHECK(fast_state({80}, 0.05).runs == std::vector<size_t>{0});
-  CHECK_FALSE(fast_state({80}, 0.05).confirmed);
-  CHECK(fast_state({100, 80, 90}, 0.25).runs == std::vector<size_t>{0, 1, 2});
-  CHECK(fast_state({100, 80, 90}, 0.25).level == Approx(90));
-  // Ties and the edge of the band are in; nothing in, nothing out.
-  CHECK(fast_state({84, 80, 80}, 0.05).runs == std::vector<size_t>{0, 1, 2});
-  CHECK(fast_state({}, 0.05).runs.empty());
-  CHECK(fast_state({}, 0.05).level == 0);
 }
 
 TEST_CASE("the machine's state of a disk run against its CPU-only partner, from the modules resident in both",
