@@ -43,10 +43,10 @@ struct ExportedModel {
     const fs::path dir = run.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(run.scratch_dir);
     path = dir /
            ("dmap_llama_" + what + "_" + std::string(dtype_name(dtype)) + "_" + std::to_string(::getpid()) + ".gguf");
-    try {
+    try {  // the weights freed (end of scope) before llama.cpp maps the file
       const exec::ModelWeights w = exec::ModelWeights::random(cfg, dtype, run.seed);
       exec::export_gguf(cfg, w, gguf_type_of(dtype), what, path.string());
-    } catch (...) {  // the weights freed before llama.cpp maps the file
+    } catch (...) {
       std::error_code ec;
       fs::remove(path, ec);
       throw;
@@ -66,31 +66,13 @@ double fitted_decode(const LlamaProbe& first, const std::vector<double>& session
   return sessions.size() >= 2 ? median(sessions) : first.decode();
 }
 
-// The model exported in `dtype` and timed (and, with `no_mmap`, timed again under --no-mmap).
+// The model exported in `dtype` and timed (mapped, or read in with `no_mmap`); the file removed.
 LlamaProbe time_export(const exec::ExecConfig& cfg, DType dtype, const RunSettings& run, const std::string& probe,
-                       int rounds, const std::string& what, LlamaProbe* no_mmap = nullptr, bool unmapped = false) {
-  const fs::path dir = run.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(run.scratch_dir);
-  const fs::path gguf = dir / ("dmap_llama_" + what + "_" + std::to_string(::getpid()) + ".gguf");
-  {
-    const exec::ModelWeights w = exec::ModelWeights::random(cfg, dtype, run.seed);
-    exec::export_gguf(cfg, w, gguf_type_of(dtype), what, gguf.string());
-  }  // the weights freed before llama.cpp maps the file
-  try {
-    LlamaProbeOptions o{probe, gguf.string(), run.threads, run.prompt, run.new_tokens, rounds, run.scratch_dir};
-    o.no_mmap = unmapped;
-    LlamaProbe p = run_llama_probe(o);
-    if (no_mmap) {
-      o.no_mmap = true;
-      *no_mmap = run_llama_probe(o);
-    }
-    std::error_code ec;
-    fs::remove(gguf, ec);
-    return p;
-  } catch (...) {
-    std::error_code ec;
-    fs::remove(gguf, ec);
-    throw;
-  }
+                       int rounds, const std::string& what, bool no_mmap = false) {
+  const ExportedModel file(cfg, dtype, run, what);
+  LlamaProbeOptions o{probe, file.path.string(), run.threads, run.prompt, run.new_tokens, rounds, run.scratch_dir};
+  o.no_mmap = no_mmap;
+  return run_llama_probe(o);
 }
 
 }  // namespace
@@ -144,20 +126,17 @@ std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DTy
   for (size_t i = 0; i < dtypes.size(); ++i) {
     const DType d = dtypes[i];
     if (!tiny) {
-      LlamaRun r;
+      LlamaRun& r = out.emplace_back();
       r.dtype = d;
-      r.model = time_export(cfg, d, run, probe, rounds, "model", nullptr, no_mmap);
-      out.push_back(std::move(r));
+      r.model = time_export(cfg, d, run, probe, rounds, "model", no_mmap);
       continue;
     }
     LlamaRun& r = out[i];
-    {
-      r.tiny = time_export(tiny_of(cfg), d, run, probe, rounds, "tiny");
-      std::vector<LlamaMatvecShape> shapes;
-      const std::string type = d == DType::kFloat32 ? "f32" : d == DType::kBFloat16 ? "bf16" : "f16";
-      for (const auto& [n, k] : matvec_shapes(spec)) shapes.push_back({type, n, k});
-      r.matvec = run_llama_matvec(probe, shapes, run.threads, 2 * rounds + 1, run.scratch_dir);
-    }
+    r.tiny = time_export(tiny_of(cfg), d, run, probe, rounds, "tiny");
+    std::vector<LlamaMatvecShape> shapes;
+    const std::string type = d == DType::kFloat32 ? "f32" : d == DType::kBFloat16 ? "bf16" : "f16";
+    for (const auto& [n, k] : matvec_shapes(spec)) shapes.push_back({type, n, k});
+    r.matvec = run_llama_matvec(probe, shapes, run.threads, 2 * rounds + 1, run.scratch_dir);
   }
   return out;
 }
