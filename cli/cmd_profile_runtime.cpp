@@ -81,8 +81,17 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       po.reps = reps;
       po.matvec = profile::matvec_shapes(spec);  // PyTorch's own one-row products at these shapes
       std::fprintf(stderr, "dmap profile: transformers runtime probe: %s %s\n", po.python.c_str(), po.script.c_str());
-      const profile::TorchProbe probe =
-          g.run("transformers runtime probe", [&] { return profile::run_torch_probe(po); });
+      // Several processes (one with --quick), the grid timed in the first.
+      const int sessions = a.has("quick") ? 1 : profile::kTorchFitSessions;
+      const profile::TorchProbe probe = g.run("transformers runtime probe", [&] {
+        std::vector<profile::TorchProbe> ps;
+        for (int s = 0; s < sessions; ++s) {
+          profile::TorchProbeOptions o = po;
+          if (s > 0) o.matvec.clear();
+          ps.push_back(profile::run_torch_probe(o));
+        }
+        return profile::merge_torch_probes(ps);
+      });
       profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe);
       cal.runtimes[runtime] = fit.profile;
       self_check = fit.self_check;

@@ -92,6 +92,28 @@ TorchProbe parse_torch_probe(const std::string& json, const std::string& origin)
   return p;
 }
 
+TorchProbe merge_torch_probes(const std::vector<TorchProbe>& sessions) {
+  DMAP_CHECK(!sessions.empty(), "no runtime probe sessions to merge");
+  TorchProbe out = sessions.front();
+  for (size_t s = 1; s < sessions.size(); ++s) {
+    const TorchProbe& p = sessions[s];
+    DMAP_CHECK(p.runs.size() == out.runs.size() && p.threads == out.threads && p.prompt == out.prompt &&
+                   p.new_tokens == out.new_tokens,
+               "runtime probe sessions with different settings");
+    for (size_t i = 0; i < p.runs.size(); ++i) {
+      TorchRun& r = out.runs[i];
+      const TorchRun& q = p.runs[i];
+      DMAP_CHECK(q.dtype == r.dtype, "runtime probe sessions with different dtypes");
+      for (auto [to, from] : {std::pair{&r.prefill_s, &q.prefill_s}, std::pair{&r.decode_s, &q.decode_s},
+                              std::pair{&r.loop_s, &q.loop_s}, std::pair{&r.tiny_decode_s, &q.tiny_decode_s}}) {
+        to->insert(to->end(), from->begin(), from->end());
+      }
+      if (r.matvec.empty()) r.matvec = q.matvec;
+    }
+  }
+  return out;
+}
+
 std::string find_torch_python() {
   std::vector<std::string> tried;
   std::vector<std::string> candidates;

@@ -73,6 +73,14 @@ struct TorchProbeOptions {
 // Runs the probe (its stderr passes through) and reads its JSON. RuntimeFailure when it fails.
 TorchProbe run_torch_probe(const TorchProbeOptions& opt);
 
+// A fit's probe runs in kTorchFitSessions processes (the grid in the first only): one process can
+// meet the VM's memory 12-20 % away from the others for its whole life (docs/PERFORMANCE.md).
+constexpr int kTorchFitSessions = 3;
+// The sessions as one probe: each dtype's repetitions pooled (its medians then over all of them),
+// the one-row grid from the session that timed it. InternalError unless every session ran the
+// same dtypes with the same settings.
+TorchProbe merge_torch_probes(const std::vector<TorchProbe>& sessions);
+
 struct TorchFit {
   sim::RuntimeProfile profile;
   double kernels_per_step = 0;           // the cost model's operator count of one decode step

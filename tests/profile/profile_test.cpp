@@ -530,6 +530,38 @@ TEST_CASE("the runtime probe's JSON: medians per dtype, errors name the output",
   CHECK_THROWS_WITH(parse_torch_probe(zero, "probe.json"), Catch::Contains("positive"));
 }
 
+TEST_CASE("the runtime probe's sessions pooled: one slow process does not move the medians",
+          "[unit][profile][runtime]") {
+  const TorchProbe a = parse_torch_probe(kProbeJson, "a.json");
+  std::string slow_json = kProbeJson;  // a process in a slow spell: every decode 1.5x
+  slow_json.replace(slow_json.find("[0.004, 0.002, 0.003]"), 21, "[0.006, 0.003, 0.0045]");
+  const TorchProbe slow = parse_torch_probe(slow_json, "b.json");
+  std::string grid_json = kProbeJson;
+  const std::string tiny_key = R"("tiny_decode_token_s": [0.001, 0.001, 0.002])";
+  grid_json.replace(grid_json.find(tiny_key), tiny_key.size(),
+                    tiny_key + R"(, "matvec": [{"n": 2048, "k": 512, "seconds": 2e-5}])");
+  const TorchProbe with_grid = parse_torch_probe(grid_json, "c.json");
+  const TorchProbe m = merge_torch_probes({a, slow, with_grid});
+  REQUIRE(m.runs.size() == 1);
+  CHECK(m.runs[0].decode_s.size() == 9);
+  CHECK(m.runs[0].prefill_s.size() == 9);
+  CHECK(m.runs[0].loop_s.size() == 9);
+  CHECK(m.runs[0].tiny_decode_s.size() == 9);
+  // Pooled decode steps (forward + 0.1 ms loop): 2.1 2.1 3.1 3.1 3.1 4.1 4.1 4.6 6.1 ms: median 3.1,
+  // where the slow process alone has 4.6.
+  CHECK(m.runs[0].decode() == Approx(0.0031));
+  CHECK(slow.runs[0].decode() == Approx(0.0046));
+  CHECK(m.runs[0].matvec.size() == 1);  // the grid of the session that timed it
+  CHECK(m.torch_version == "1.13.1");
+  // Sessions that do not match are a bug.
+  TorchProbe other = a;
+  other.runs[0].dtype = DType::kBFloat16;
+  CHECK_THROWS_AS(merge_torch_probes({a, other}), dmap::InternalError);
+  other = a;
+  other.prompt = 64;
+  CHECK_THROWS_AS(merge_torch_probes({a, other}), dmap::InternalError);
+}
+
 // A fixture for the runtime fits: a tiny llama, a synthetic host calibration, and the operator
 // count of its decode step under `runtime` (what one microsecond per operator adds).
 struct RuntimeFitFixture {
