@@ -696,9 +696,9 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     out.summary.push_back("attention " + std::string(dtype_name(d)) + ": " + fmt(p.attention.decode_fit.slope * 1e9) +
                           " ns per key (decode), + " + fmt(p.attention.overhead_s * 1e6) + " us per layer");
   }
-  for (const auto& [d, e] : pair_extras) {
+  for (const auto& [d, cpu_reps] : cpu_reps_of) {
     std::string w = "whole-model runs " + std::string(dtype_name(d)) + ": CPU-only decode";
-    for (const PlacementRun& r : cpu_reps_of[d]) w.append(" ").append(fmt(r.decode_token_s * 1e3, 4));
+    for (const PlacementRun& r : cpu_reps) w.append(" ").append(fmt(r.decode_token_s * 1e3, 4));
     w.append(" ms/token; " + disk_placement + " decode");
     for (size_t i = 0; i < disk_reps_of[d].size(); ++i) {
       w.append(" ").append(fmt(disk_reps_of[d][i].decode_token_s * 1e3, 4));
