@@ -3,11 +3,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -35,6 +37,20 @@ uint64_t splitmix(uint64_t& s) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
+}
+
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// A weight's memory on 2 MiB pages where the kernel grants them (transparent huge pages asked
+// for with MADV_HUGEPAGE, the mode this VM and Debian default to: `madvise`). Measured on the
+// AMD EPYC VM, five alternating pairs each: Qwen2.5-0.5B float32 and TinyLlama bfloat16 decode
+// 3 % faster (median of pair ratios 0.975, 0.969), the cold prefill 12 % faster (page faults).
+std::unique_ptr<uint8_t, void (*)(uint8_t*)> huge_buffer(size_t bytes) {
+  const size_t rounded = (std::max<size_t>(bytes, 1) + kHugePage - 1) / kHugePage * kHugePage;
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(kHugePage, rounded));
+  if (p == nullptr) throw std::bad_alloc();
+  ::madvise(p, rounded, MADV_HUGEPAGE);  // a hint: refused or unsupported, 4 KiB pages serve
+  return {p, [](uint8_t* q) { std::free(q); }};
 }
 
 }  // namespace
@@ -176,11 +192,11 @@ ModelWeights ModelWeights::random(const ExecConfig& cfg, DType dtype, uint64_t s
     const int64_t rows = leading_rows(shape);
     const int64_t cols = shape.back();
     const int64_t n = rows * cols;
-    auto buf = std::make_unique<std::vector<uint8_t>>(static_cast<size_t>(n) * elt);
+    auto buf = huge_buffer(static_cast<size_t>(n) * elt);
     const bool is_norm = shape.size() == 1 && name.find("bias") == std::string::npos;
     const double stddev = is_norm ? 0.1 : 1.0 / std::sqrt(static_cast<double>(cols));
     const double offset = is_norm && !cfg.gemma ? 1.0 : 0.0;
-    uint8_t* out = buf->data();
+    uint8_t* out = buf.get();
     const uint64_t tensor_seed = seed * 0x100000001b3ull + (++index);
     constexpr int64_t kChunk = 1 << 16;
 #pragma omp parallel for schedule(static)

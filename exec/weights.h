@@ -54,7 +54,7 @@ class ModelWeights {
 
  private:
   std::shared_ptr<const Checkpoint> ck_;
-  std::vector<std::unique_ptr<std::vector<uint8_t>>> owned_;
+  std::vector<std::unique_ptr<uint8_t, void (*)(uint8_t*)>> owned_;
   std::vector<WeightRef> refs_;
   std::map<std::string, size_t, std::less<>> index_;  // name -> position in refs_
   void add(WeightRef r);

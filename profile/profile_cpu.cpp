@@ -271,7 +271,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   std::map<DType, double> stream_scale, prefill_scale;
   double bw_scale = 1;
   std::map<DType, double> warm_by_dtype;  // page-cache rate per dtype, from whole-model runs
-  // ... and by tensor size ([MiB, bytes/s], scaled to the whole-model runs), where measured.
+  // ... and by tensor size ([MiB, bytes/s], measured within the disk runs), where measured.
   std::map<DType, sim::CurvePoints> warm_curve_by_dtype;
   std::map<DType, WarmSizes> warm_size_fits;  // what each curve's shape came from, for the fit block
   const ModuleTree tree = build_module_tree(opt.model);
@@ -349,6 +349,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   int pid = 1;
   std::vector<double> cold_rates;
   std::map<DType, double> direct_warm;  // bytes over the measured read time alone, for the record
+  std::map<DType, double> pair_warm;    // bytes over the pairs' median step extra, for the record
   // Each placement run at least `whole_reps` times, the medians kept: one decode step's figure
   // varied by up to 8 % between runs on the 2-vCPU VM, and every figure fitted below rests on these.
   const int whole_reps = opt.quick ? 1 : 3;
@@ -436,26 +437,31 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     const PlacementRun& disk_run = disk_runs.back().second;
     const double per_forward = static_cast<double>(disk_run.disk_bytes_read) / static_cast<double>(disk_run.forwards);
     // What the layers on disk add to a step: the page-cache copy, less what the product that
-    // follows saves by finding the just-copied weights in cache (measured: the copy alone runs
-    // at ~9 GB/s, the step grows as if at 9.5-11).
+    // follows saves by finding the just-copied weights in cache. Measured within the disk runs
+    // themselves, each disk layer's module against the same module resident in the same run
+    // (warm_by_tensor_size), by tensor size: a pair's two runs can meet the machine in different
+    // states, a run's modules cannot. On 2026-12-05 a calibration's bfloat16 pairs put the page
+    // cache at 17.2 GB/s per step, its modules at 13.6 and its copies alone at 12.6; the
+    // validation then measured 10-13 GB/s. The pairs' step extra stays the level where fewer than
+    // two module sizes were measured.
     const double warm_extra = median(warm_pairs);
     const double cold_extra = median(cold_pairs);
-    if (warm_extra > 0) {
-      warm_by_dtype[d] = per_forward / warm_extra;
-      const WarmSizes sizes = warm_by_tensor_size(tree, c, d, disk_reps, disk_layers);
-      if (!sizes.points.empty()) warm_size_fits[d] = sizes;
-      // The shape by tensor size, its level the whole-model run's: the disk layers' tensors at the
-      // curve's rates add exactly the step time the run added.
-      if (sizes.points.size() >= 2) {
-        double unscaled = 0;
-        sim::RateCurve shape;
-        shape.points = sizes.points;
-        for (double b : disk_tensor_bytes(tree, d, c.layers - disk_layers, c.layers))
-          unscaled += b / shape.at(b / kMiB);
-        const double scale = unscaled / warm_extra;
-        for (auto [mib, r] : sizes.points) warm_curve_by_dtype[d].push_back({mib, r * scale});
-      }
+    const WarmSizes sizes = warm_by_tensor_size(tree, c, d, disk_reps, disk_layers);
+    if (!sizes.points.empty()) warm_size_fits[d] = sizes;
+    double module_extra = 0;  // the disk layers' tensors at the curve's rates
+    if (sizes.points.size() >= 2) {
+      sim::RateCurve shape;
+      shape.points = sizes.points;
+      for (double b : disk_tensor_bytes(tree, d, c.layers - disk_layers, c.layers))
+        module_extra += b / shape.at(b / kMiB);
     }
+    if (module_extra > 0) {
+      warm_by_dtype[d] = per_forward / module_extra;
+      warm_curve_by_dtype[d] = sizes.points;
+    } else if (warm_extra > 0) {
+      warm_by_dtype[d] = per_forward / warm_extra;
+    }
+    if (warm_extra > 0) pair_warm[d] = per_forward / warm_extra;
     if (cold_extra > 0) {
       cold_rates.push_back(per_forward / cold_extra);
       cold_by_dtype[d] = per_forward / cold_extra;
@@ -581,13 +587,14 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   fitb << "  page_cache_by_dtype: {";
   bool first = true;
   for (const auto& [d, w] : warm_by_dtype) {
-    fitb << (first ? "" : ", ") << dtype_name(d) << ": {step_gbs: " << fmt(w / 1e9)
+    fitb << (first ? "" : ", ") << dtype_name(d) << ": {fitted_gbs: " << fmt(w / 1e9)
+         << ", pairs_step_gbs: " << fmt(pair_warm.count(d) ? pair_warm[d] / 1e9 : 0.0)
          << ", copy_alone_gbs: " << fmt(direct_warm.count(d) ? direct_warm[d] / 1e9 : 0.0) << "}";
     first = false;
   }
   fitb << "}\n";
-  // The page cache by tensor size: each disk-run module's extra against itself resident, and the
-  // curve's level scaled to the whole-model run.
+  // The page cache by tensor size: each disk-run module's extra against itself resident (the
+  // curve the calibration keeps).
   for (const auto& [d, ws] : warm_size_fits) {
     fitb << "  page_cache_by_size_" << dtype_name(d) << ": {modules: [";
     for (size_t i = 0; i < ws.points.size(); ++i) {
@@ -595,7 +602,9 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
            << ", extra_ms: " << fmt(ws.extra_s[i] * 1e3) << ", gbs: " << fmt(ws.points[i].second / 1e9) << "}";
     }
     fitb << "], curve: "
-         << (warm_curve_by_dtype.count(d) ? "scaled to the whole-model run" : "none (fewer than 2 sizes)") << "}\n";
+         << (warm_curve_by_dtype.count(d) ? "these rates (the disk runs' modules against themselves resident)"
+                                          : "none (fewer than 2 sizes): the pairs' step extra")
+         << "}\n";
   }
   fitb << "  whole_model_repetitions: " << whole_reps << "\n";
   // The CPU-only / disk pairs: how many were run; each one's decode extra, the resident modules'
