@@ -40,6 +40,7 @@
 #include "profile/fit.h"
 #include "profile/load_guard.h"
 #include "trace/gpu_trace.h"
+#include "core/noise_floor.h"
 #include "profile/quiet.h"
 #include "report/validation_report.h"
 #include "trace/trace.h"
@@ -364,6 +365,9 @@ struct ValidationResult {
   int held_out = 0, steady_rows = 0;
   double steady_decode_median_abs = 0, steady_decode_p90_abs = 0, steady_prefill_median_abs = 0;
   double scaled_decode_median_abs = 0, scaled_decode_p90_abs = 0;
+  // The error figures a perfect prediction would show given the held-out rows' own rounds
+  // (core/noise_floor.h): how much of the figures above is the machine's drift.
+  NoiseFloor decode_noise, prefill_noise;
   RunSettings run;
   ValidationSettings settings;
   int not_quiet = 0;                // measurements started although the machine never became quiet

@@ -28,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "core/noise_floor.h"
+
 #include "profile/load_guard.h"
 #include "profile/profile.h"
 #include "profile/runtime_probe.h"
@@ -79,6 +81,8 @@ struct RuntimeValidation {
   double scaled_decode_median_abs = 0, scaled_decode_p90_abs = 0;
   int steady_rows = 0;
   double steady_decode_median_abs = 0, steady_decode_p90_abs = 0, steady_prefill_median_abs = 0;
+  // The error a perfect prediction would show given the held-out rows' repetitions (core/noise_floor.h).
+  NoiseFloor decode_noise;
 };
 
 // The errors and regret of rows already measured (a pure function; tests give synthetic rows).

@@ -89,8 +89,11 @@ void summarize(ValidationResult& v) {
     }
   }
   std::vector<double> de, pe, sde, spe, scaled;
+  std::vector<std::vector<double>> decode_rounds, prefill_rounds;
   for (const auto& r : v.rows) {
     if (r.in_fit) continue;
+    decode_rounds.push_back(r.decode_rounds);
+    prefill_rounds.push_back(r.prefill_rounds);
     de.push_back(std::fabs(r.decode_error()));
     pe.push_back(std::fabs(r.prefill_error()));
     scaled.push_back(std::fabs(r.scaled_decode_error()));
@@ -109,6 +112,8 @@ void summarize(ValidationResult& v) {
   v.steady_prefill_median_abs = median(spe);
   v.scaled_decode_median_abs = median(scaled);
   v.scaled_decode_p90_abs = percentile(scaled, 0.9);
+  v.decode_noise = noise_floor(decode_rounds);
+  v.prefill_noise = noise_floor(prefill_rounds);
   // Regret per model and dtype: the placement predicted fastest (whole run) vs the measured fastest.
   std::map<std::string, std::vector<const ValidationRow*>> groups;
   for (const auto& r : v.rows) groups[r.c.model_id + " " + std::string(dtype_name(r.c.dtype))].push_back(&r);

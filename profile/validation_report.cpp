@@ -74,6 +74,8 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
   t.steady_prefill_median_abs = r.steady_prefill_median_abs;
   t.scaled_decode_median_abs = r.scaled_decode_median_abs;
   t.scaled_decode_p90_abs = r.scaled_decode_p90_abs;
+  t.decode_noise = r.decode_noise;
+  t.prefill_noise = r.prefill_noise;
   return t;
 }
 

@@ -22,6 +22,35 @@ double decode_error(const ValidationTableRow& r) { return r.predicted_decode_s /
 
 }  // namespace
 
+NoiseFloorText noise_floor_text(const NoiseFloor& decode, const NoiseFloor& prefill, int rows,
+                                const std::string& rounds_are) {
+  NoiseFloorText t;
+  if (decode.spread_rows == 0) {
+    t.paragraph = "Measurement noise: no placement was measured twice, so the " + rounds_are +
+                  "' spread (and the error a perfect prediction would show) is not known.\n";
+    return t;
+  }
+  auto pct = [](double v) { return fmt(v * 100, 2) + " %"; };
+  t.table_rows = "| time per output token, a perfect prediction (the " + rounds_are + "' own spread) | " +
+                 pct(decode.median_abs) + " | " + pct(decode.p90_abs) + " | (the machine's floor) |\n";
+  if (prefill.spread_rows > 0) {
+    t.table_rows += "| prefill, a perfect prediction | " + pct(prefill.median_abs) + " | " + pct(prefill.p90_abs) +
+                    " | (the machine's floor) |\n";
+  }
+  std::ostringstream m;
+  m << "Measurement noise: the " << rounds_are << " of one placement spread by σ = " << pct(decode.sigma)
+    << " in time per output token";
+  if (prefill.spread_rows > 0) m << " and " << pct(prefill.sigma) << " in prefill";
+  m << " (log-deviations pooled over the " << rows << " held-out placements). A prediction equal to each placement's "
+    << "typical time would score, against the medians of these " << rounds_are << ", a decode median of "
+    << pct(decode.median_abs) << " and a p90 of " << pct(decode.p90_abs) << " (medians over "
+    << decode.draw_median_abs.size() << " draws resampling the pooled deviations, core/noise_floor.h), and meet the "
+    << "decode targets (median ≤ 5 %, p90 ≤ 10 %) in " << fmt(decode.chance(0.05, 0.10) * 100, 3)
+    << " % of the draws. Error figures near this floor are the machine's drift, not the cost model's.\n";
+  t.paragraph = m.str();
+  return t;
+}
+
 std::string validation_svg(const ValidationTable& r) {
   const std::string& machine = r.name;
   StackedBarChart c;
@@ -145,6 +174,8 @@ std::string validation_markdown(const ValidationTable& r) {
     << " % | median ≤ 5 %, p90 ≤ 10 % |\n";
   m << "| prefill | " << fmt(r.prefill_median_abs * 100, 2) << " % | " << fmt(r.prefill_p90_abs * 100, 2)
     << " % | median ≤ 10 % |\n";
+  const NoiseFloorText noise = noise_floor_text(r.decode_noise, r.prefill_noise, held_out, "rounds");
+  m << noise.table_rows;
   if (r.probed) {
     m << "| time per output token, scaled by the probe | " << fmt(r.scaled_decode_median_abs * 100, 2) << " % | "
       << fmt(r.scaled_decode_p90_abs * 100, 2) << " % | (for reference) |\n";
@@ -161,6 +192,7 @@ std::string validation_markdown(const ValidationTable& r) {
     m << "\nThe calibration holds no reference probe time (made before dmap recorded one): the machine's drift since "
          "is not known.\n";
   }
+  m << "\n" << noise.paragraph;
   m << "\nPlacement regret (measured time of the placement predicted fastest, whole run, vs the measured fastest):\n\n";
   m << "| model, dtype | predicted fastest | measured fastest | regret |\n|---|---|---|---:|\n";
   for (const auto& g : r.regrets)

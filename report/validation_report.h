@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "core/noise_floor.h"
+
 namespace dmap::report {
 
 struct ValidationTableRow {
@@ -70,9 +72,19 @@ struct ValidationTable {
   int held_out = 0, steady_rows = 0;
   double steady_decode_median_abs = 0, steady_decode_p90_abs = 0, steady_prefill_median_abs = 0;
   double scaled_decode_median_abs = 0, scaled_decode_p90_abs = 0;
+  NoiseFloor decode_noise, prefill_noise;  // of the held-out rows' rounds (core/noise_floor.h)
 };
 
 std::string validation_markdown(const ValidationTable& t);
+// The noise floor as the validation reports give it: two rows for the error table ("| time per
+// output token, a perfect prediction ... |") and the paragraph after it, which says what the
+// rounds were (`rounds_are`: "rounds", "repetitions in one process") and, when the pooled spread
+// is nonzero, how often a perfect prediction would meet the decode targets.
+struct NoiseFloorText {
+  std::string table_rows, paragraph;
+};
+NoiseFloorText noise_floor_text(const NoiseFloor& decode, const NoiseFloor& prefill, int rows,
+                                const std::string& rounds_are);
 std::string validation_svg(const ValidationTable& t);
 
 }  // namespace dmap::report

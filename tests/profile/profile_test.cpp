@@ -23,6 +23,7 @@
 #include "profile/quiet.h"
 #include "profile/runtime_probe.h"
 #include "profile/llama_fit.h"
+#include "report/validation_report.h"
 #include "profile/runtime_validate.h"
 #include "trace/trace.h"
 #include "sim/calibration.h"
@@ -372,6 +373,15 @@ TEST_CASE("the validation's drift figures: per-round probe scaling, steady round
   CHECK(v.regrets[0].recommended == "disk 11/22 layers");
   CHECK(v.regrets[0].fastest == "cpu");
   CHECK(v.max_regret == Approx((1.5 + 8 * 0.15) / (1.1 + 8 * 0.11) - 1));
+  // The noise floor from the held-out rows' own rounds (the in-fit row, perfectly steady, left out).
+  CHECK(v.decode_noise.rows == 2);
+  CHECK(v.decode_noise.spread_rows == 2);
+  CHECK(v.decode_noise.sigma > 0.05);
+  CHECK(v.decode_noise.median_abs > 0);
+  CHECK(v.prefill_noise.sigma > 0.05);
+  const std::string md = report::validation_markdown(validation_table(v, "n", "machine", "c.yaml", "c.svg", "c.json"));
+  CHECK_THAT(md, Catch::Contains("| time per output token, a perfect prediction (the rounds' own spread) |") &&
+                     Catch::Contains("Measurement noise: the rounds of one placement spread by σ = "));
   // Without probes nothing is scaled and no row is steady.
   for (auto& r : v.rows) r.probe_ratios.clear();
   summarize(v);
@@ -808,6 +818,17 @@ TEST_CASE("the runtime validation's errors leave the fitted model out; regret pi
   CHECK_FALSE(v.rows[1].steady());
   CHECK(v.scaled_decode_median_abs == Approx(v.decode_median_abs));
   CHECK(v.steady_rows == 0);
+  // One repetition per row: no spread, and the report says the floor is not known.
+  CHECK(v.decode_noise.spread_rows == 0);
+  CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"), Catch::Contains("no placement was measured twice"));
+  v.rows[1].decode_rounds = {0.2, 0.22, 0.18};
+  v.rows[2].decode_rounds = {0.2, 0.2, 0.2};
+  summarize_runtime(v);
+  CHECK(v.decode_noise.spread_rows == 2);
+  CHECK(v.decode_noise.sigma > 0.05);
+  CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"),
+             Catch::Contains("a perfect prediction (the repetitions' own spread)") &&
+                 Catch::Contains("this floor is a lower bound"));
 }
 
 TEST_CASE("the runtime validation refers its measurements to calibration time by the reference probe",
