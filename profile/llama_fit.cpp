@@ -99,38 +99,40 @@ std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DTy
   const exec::ExecConfig cfg = exec::exec_config(spec);
   exec::gguf_arch(cfg);  // a family the exporter writes
   std::vector<LlamaRun> out;
-  if (tiny) {
-    // A fit: each dtype's model timed mapped and read in, in kLlamaFitSessions processes per mode,
-    // the dtypes taking turns, so that the runs spread over minutes of the machine's state.
-    std::vector<std::unique_ptr<ExportedModel>> files;
-    for (DType d : dtypes) files.push_back(std::make_unique<ExportedModel>(cfg, d, run, "model"));
-    out.resize(dtypes.size());
-    for (int s = 0; s < kLlamaFitSessions; ++s) {
-      for (size_t i = 0; i < dtypes.size(); ++i) {
-        LlamaRun& r = out[i];
-        r.dtype = dtypes[i];
-        LlamaProbeOptions o{probe,  files[i]->path.string(), run.threads, run.prompt, run.new_tokens,
-                            rounds, run.scratch_dir};
-        const LlamaProbe mapped = run_llama_probe(o);
-        o.no_mmap = true;
-        const LlamaProbe read_in = run_llama_probe(o);
-        if (s == 0) {
-          r.model = mapped;
-          r.no_mmap = read_in;
-        }
-        r.model_decodes.push_back(mapped.decode());
-        r.no_mmap_decodes.push_back(read_in.decode());
+  if (!tiny) {
+    // A validation: each dtype's model in the load mode asked for, `rounds` repetitions in one process.
+    for (DType d : dtypes) {
+      LlamaRun& r = out.emplace_back();
+      r.dtype = d;
+      r.model = time_export(cfg, d, run, probe, rounds, "model", no_mmap);
+    }
+    return out;
+  }
+  // A fit: each dtype's model timed mapped and read in, in kLlamaFitSessions processes per mode,
+  // the dtypes taking turns, so that the runs spread over minutes of the machine's state; then
+  // each dtype's tiny model (the per-operator cost) and llama.cpp's own one-row products.
+  std::vector<std::unique_ptr<ExportedModel>> files;
+  for (DType d : dtypes) files.push_back(std::make_unique<ExportedModel>(cfg, d, run, "model"));
+  out.resize(dtypes.size());
+  for (int s = 0; s < kLlamaFitSessions; ++s) {
+    for (size_t i = 0; i < dtypes.size(); ++i) {
+      LlamaRun& r = out[i];
+      r.dtype = dtypes[i];
+      LlamaProbeOptions o{probe,  files[i]->path.string(), run.threads, run.prompt, run.new_tokens,
+                          rounds, run.scratch_dir};
+      const LlamaProbe mapped = run_llama_probe(o);
+      o.no_mmap = true;
+      const LlamaProbe read_in = run_llama_probe(o);
+      if (s == 0) {
+        r.model = mapped;
+        r.no_mmap = read_in;
       }
+      r.model_decodes.push_back(mapped.decode());
+      r.no_mmap_decodes.push_back(read_in.decode());
     }
   }
   for (size_t i = 0; i < dtypes.size(); ++i) {
     const DType d = dtypes[i];
-    if (!tiny) {
-      LlamaRun& r = out.emplace_back();
-      r.dtype = d;
-      r.model = time_export(cfg, d, run, probe, rounds, "model", no_mmap);
-      continue;
-    }
     LlamaRun& r = out[i];
     r.tiny = time_export(tiny_of(cfg), d, run, probe, rounds, "tiny");
     std::vector<LlamaMatvecShape> shapes;
