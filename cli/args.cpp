@@ -102,6 +102,24 @@ int64_t integer_flag(const Args& args, const char* flag, int64_t fallback, int64
   return x;
 }
 
+std::vector<double> fractions_flag(const Args& args, const char* flag, const std::string& fallback) {
+  std::vector<double> out;
+  for (const auto& s : split_commas(args.get(flag).value_or(fallback))) {
+    double f = -1;
+    try {
+      size_t used = 0;
+      f = std::stod(s, &used);
+      if (used != s.size()) f = -1;
+    } catch (...) {
+    }
+    if (!(f >= 0 && f < 1)) {
+      throw InputError(std::string("--") + flag + ": " + quote_for_message(s) + " is not a fraction in [0, 1)");
+    }
+    out.push_back(f);
+  }
+  return out;
+}
+
 int64_t positive_flag(const Args& args, const char* flag, int64_t fallback) {
   return integer_flag(args, flag, fallback, 1, std::numeric_limits<int64_t>::max());
 }

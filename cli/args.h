@@ -46,6 +46,10 @@ int threads_flag(const Args& args);
 // "a,b,,c" -> {"a", "b", "c"}.
 std::vector<std::string> split_commas(const std::string& text);
 
+// --flag as comma-separated fractions in [0, 1) (`fallback`, the same form, when absent); anything
+// else is an InputError naming the item.
+std::vector<double> fractions_flag(const Args& args, const char* flag, const std::string& fallback);
+
 // The directory holding preset model files: $DMAP_MODELS_DIR, else configs/models beside the
 // binary's project, else the source tree's.
 std::string models_dir();

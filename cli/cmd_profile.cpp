@@ -63,7 +63,9 @@ options:
                            llama, qwen3 and gemma3 shapes; qwen25_05b and llama32_1b are others)
   --dtype D[,D]            float32, bfloat16, float16 (default float32,bfloat16)
   --disk-fractions F,...   --validate: fractions of layers on disk (default 0,0.25,0.5); of a
-                           mixture-of-experts model, its sparse layers' routed experts alone
+                           mixture-of-experts model, its sparse layers' routed experts alone;
+                           --runtime transformers: accelerate's disk offload (default 0,0.25);
+                           --runtime llama.cpp: 0 only (llama.cpp has no disk offload)
   --batches B,...          --validate: batch sizes, each sequence its own prompt (default 1; a
                            mixture-of-experts model 1,4: the report adds the routed experts
                            touched per forward, measured and predicted)
@@ -301,18 +303,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
   vs.quiet.max_wait_s = static_cast<double>(integer_flag(a, "quiet-wait", 60, 0, 86400));
   vs.steady_tries = static_cast<int>(integer_flag(a, "steady-tries", vs.steady_tries, 0, 1000));
   vs.extra_rounds = static_cast<int>(integer_flag(a, "extra-rounds", vs.extra_rounds, 0, 100));
-  std::vector<double> fractions;
-  for (const auto& s : split_commas(a.get("disk-fractions").value_or("0,0.25,0.5"))) {
-    double f = -1;
-    try {
-      size_t used = 0;
-      f = std::stod(s, &used);
-      if (used != s.size()) f = -1;
-    } catch (...) {
-    }
-    if (!(f >= 0 && f < 1)) throw InputError("--disk-fractions: '" + s + "' is not a fraction in [0, 1)");
-    fractions.push_back(f);
-  }
+  const std::vector<double> fractions = fractions_flag(a, "disk-fractions", "0,0.25,0.5");
   // Batch sizes: --batches, else 1 (and 1 and 4 for a mixture-of-experts model: more tokens touch
   // more experts).
   std::vector<int64_t> batches;

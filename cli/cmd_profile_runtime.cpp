@@ -1,6 +1,7 @@
 // dmap profile --runtime transformers|llama.cpp (see profile_runtime.h).
 #include "cli/profile_runtime.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -92,7 +93,17 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
         }
         return profile::merge_torch_probes(ps);
       });
-      profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe);
+      // accelerate's disk offload: one more process with a quarter of the layers on disk (its reads
+      // of offloaded weights, against dmap's executor's rates; the validation's default placement).
+      const int64_t disk_layers =
+          std::max<int64_t>(1, static_cast<int64_t>(0.25 * static_cast<double>(exec::exec_config(spec).layers) + 0.5));
+      const profile::TorchProbe offload = g.run("transformers runtime probe, disk offload", [&] {
+        profile::TorchProbeOptions o = po;
+        o.matvec.clear();
+        o.disk_layers = disk_layers;
+        return profile::run_torch_probe(o);
+      });
+      profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe, &offload);
       cal.runtimes[runtime] = fit.profile;
       self_check = fit.self_check;
       summary = fit.summary;
@@ -131,12 +142,27 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
   }
   std::vector<profile::RuntimeCase> cases;
   const std::string default_models = llama ? "tinyllama_1b,qwen25_05b,llama32_1b" : "tinyllama_1b,qwen3_06b,gemma3_1b";
+  // transformers: CPU-only and a quarter of the layers offloaded to disk (accelerate's disk offload);
+  // llama.cpp: CPU-only (it has no disk offload).
+  const std::vector<double> fractions = fractions_flag(a, "disk-fractions", llama ? "0" : "0,0.25");
+  for (double f : fractions) {
+    if (llama && f > 0) {
+      throw InputError("--disk-fractions: llama.cpp has no disk offload, so its validation runs CPU-only (0)");
+    }
+  }
   for (const auto& m : split_commas(a.get("models").value_or(default_models))) {
     const ModelSpec spec = resolve_model(m, "", models_dir());
+    const int64_t layers = exec::exec_config(spec).layers;
     if (llama) exec::gguf_arch(exec::exec_config(spec));  // a family dmap exports (before any measurement)
     for (DType d : ctx.dtypes) {
       if (llama) profile::gguf_type_of(d);
-      cases.push_back({m, spec, d});
+      std::vector<int64_t> placed;  // fractions that round to the same layer count run once
+      for (double f : fractions) {
+        const int64_t n = static_cast<int64_t>(f * static_cast<double>(layers) + 0.5);
+        if (std::find(placed.begin(), placed.end(), n) != placed.end()) continue;
+        placed.push_back(n);
+        cases.push_back({m, spec, d, n});
+      }
     }
   }
   const std::string out =
@@ -156,11 +182,11 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
                profile::validate_torch(cases, ctx.hw, cal, po, rounds, extra, guard, progress));
   const std::string machine = profile::cpu_description() + ", " + profile::cpu_isa();
   profile::write_text_file(out, profile::runtime_validation_markdown(v, machine, cal_file));
-  std::printf("%-14s %-9s %12s %12s %8s %12s %12s %8s %8s\n", "model", "dtype", "pred pre ms", "meas pre ms", "err",
+  std::printf("%-14s %-9s %-18s %12s %12s %8s %12s %12s %8s %8s\n", "model", "dtype", "placement", "pred pre ms", "meas pre ms", "err",
               "pred ms/tok", "meas ms/tok", "err", "regret");
   for (const auto& r : v.rows) {
-    std::printf("%-14s %-9s %12.1f %12.1f %+7.1f%% %12.2f %12.2f %+7.1f%% %7.1f%%\n", r.c.model_id.c_str(),
-                std::string(dtype_name(r.c.dtype)).c_str(), r.predicted_prefill_s * 1e3, r.measured_prefill_s * 1e3,
+    std::printf("%-14s %-9s %-18s %12.1f %12.1f %+7.1f%% %12.2f %12.2f %+7.1f%% %7.1f%%\n", r.c.model_id.c_str(),
+                std::string(dtype_name(r.c.dtype)).c_str(), r.c.placement().c_str(), r.predicted_prefill_s * 1e3, r.measured_prefill_s * 1e3,
                 r.prefill_error() * 100, r.predicted_decode_s * 1e3, r.measured_decode_s * 1e3, r.decode_error() * 100,
                 r.regret * 100);
   }

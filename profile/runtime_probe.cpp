@@ -19,8 +19,10 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/interrupt.h"
 #include "core/stats.h"
 #include "core/yaml_io.h"
+#include "exec/config.h"
 #include "profile/runtime_fit.h"
 #include "profile/subprocess.h"
 
@@ -50,6 +52,8 @@ TorchProbe parse_torch_probe(const std::string& json, const std::string& origin)
   p.threads = static_cast<int>(yaml_int(origin, need(root, "threads"), "threads"));
   p.prompt = yaml_int(origin, need(root, "prompt"), "prompt");
   p.new_tokens = yaml_int(origin, need(root, "new_tokens"), "new_tokens");
+  if (root["disk_layers"].IsDefined()) p.disk_layers = yaml_int(origin, root["disk_layers"], "disk_layers");
+  if (p.disk_layers < 0) fail_at(origin, root["disk_layers"], "disk_layers must not be negative");
   const YAML::Node runs = need(root, "runs");
   if (!runs.IsSequence() || runs.size() == 0) fail_at(origin, runs, "runs: expected a non-empty list");
   auto seconds = [&](const YAML::Node& m, const char* key) {
@@ -146,6 +150,21 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
                                    "--new-tokens", std::to_string(opt.run.new_tokens),
                                    "--reps",       std::to_string(opt.reps),
                                    "--out",        out.string()};
+  const fs::path offload = dir / ("dmap_runtime_offload_" + std::to_string(::getpid()) + "_" + std::to_string(serial++));
+  const RemoveOnInterrupt offload_guard(offload.string());
+  struct Cleanup {
+    fs::path d;
+    ~Cleanup() {
+      std::error_code ec;
+      if (!d.empty()) fs::remove_all(d, ec);
+    }
+  } cleanup{opt.disk_layers > 0 ? offload : fs::path()};
+  if (opt.disk_layers > 0) {
+    std::error_code ec;
+    fs::create_directories(offload, ec);
+    if (ec) throw RuntimeFailure("cannot create the offload folder " + offload.string() + ": " + ec.message());
+    argv.insert(argv.end(), {"--disk-layers", std::to_string(opt.disk_layers), "--offload-dir", offload.string()});
+  }
   if (!opt.matvec.empty()) {
     std::string shapes;
     for (const auto& [n, k] : opt.matvec) {
@@ -169,7 +188,7 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
 }
 
 TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
-                           const TorchProbe& probe) {
+                           const TorchProbe& probe, const TorchProbe* offload) {
   DMAP_CHECK(!probe.runs.empty(), "a probe without runs");
   TorchFit f;
   const DeviceMap cpu_map = layers_on_disk_map(spec, 0);
@@ -251,6 +270,50 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       m["matvec"] = matvec_terms_node(t->second);
     }
     fit[std::string(dtype_name(r.dtype))] = m;
+  }
+  if (offload && offload->disk_layers > 0) {
+    // accelerate's disk offload: its reads as factors on the executor's rates, the page cache's
+    // from decode first (a cold prefill's reads do not enter decode), then the disk's from prefill.
+    const DeviceMap disk_map = layers_on_disk_map(spec, offload->disk_layers);
+    const std::string placement = "disk " + std::to_string(offload->disk_layers) + "/" +
+                                  std::to_string(exec::exec_config(spec).layers) + " layers";
+    auto pred_disk = [&](DType d) {
+      return predict(spec, d, disk_map, hw, &cal, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
+                     sim::Runtime::kTransformers);
+    };
+    YAML::Node off;
+    off["disk_layers"] = offload->disk_layers;
+    for (const auto& r : offload->runs) {
+      double& read = p.offload_read_factor[r.dtype] = 1.0;
+      double& cold = p.offload_cold_factor[r.dtype] = 1.0;
+      solve_efficiency(read, [&] { return pred_disk(r.dtype).decode_token_s; }, r.decode());
+      solve_efficiency(cold, [&] { return pred_disk(r.dtype).prefill_s; }, r.prefill());
+      read = round4(read);
+      cold = round4(cold);
+      const sim::Prediction q = pred_disk(r.dtype);
+      SelfCheckRow row;
+      row.dtype = r.dtype;
+      row.placement = placement;
+      row.measured_prefill_s = r.prefill();
+      row.predicted_prefill_s = q.prefill_s;
+      row.measured_decode_s = r.decode();
+      row.predicted_decode_s = q.decode_token_s;
+      f.self_check.push_back(row);
+      std::ostringstream s;
+      s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement
+        << " (accelerate's disk offload): reads at " << read << " x dmap's page-cache rate in decode, " << cold
+        << " x its disk rate in a cold prefill; decode " << r.decode() * 1e3 << " ms/token, prefill "
+        << r.prefill() * 1e3 << " ms measured";
+      f.summary.push_back(s.str());
+      YAML::Node m;
+      m["decode_ms"] = round4(r.decode() * 1e3);
+      m["prefill_ms"] = round4(r.prefill() * 1e3);
+      m["read_factor"] = read;
+      m["cold_factor"] = cold;
+      m["repetitions"] = static_cast<int>(r.prefill_s.size());
+      off[std::string(dtype_name(r.dtype))] = m;
+    }
+    fit["disk_offload"] = off;
   }
   f.profile = p;
   f.fit = fit;

@@ -51,6 +51,7 @@ struct TorchProbe {
   std::string torch_version, implementation, model_type;
   int threads = 0;
   int64_t prompt = 0, new_tokens = 0;
+  int64_t disk_layers = 0;  // the last layers offloaded to disk as accelerate offloads them (0: none)
   std::vector<TorchRun> runs;
 };
 
@@ -69,6 +70,9 @@ struct TorchProbeOptions {
   RunSettings run;  // threads, prompt, new_tokens, scratch_dir (the JSON goes there)
   int reps = 3;
   std::vector<std::pair<int64_t, int64_t>> matvec;  // one-row product shapes (N, K) to time per dtype
+  // The last `disk_layers` decoder layers offloaded to disk as accelerate offloads them (their files
+  // in a folder under the run's scratch directory, removed afterwards).
+  int64_t disk_layers = 0;
 };
 // Runs the probe (its stderr passes through) and reads its JSON. RuntimeFailure when it fails.
 TorchProbe run_torch_probe(const TorchProbeOptions& opt);
@@ -84,11 +88,14 @@ TorchProbe merge_torch_probes(const std::vector<TorchProbe>& sessions);
 struct TorchFit {
   sim::RuntimeProfile profile;
   double kernels_per_step = 0;           // the cost model's operator count of one decode step
-  std::vector<SelfCheckRow> self_check;  // the probe's CPU-only runs, predicted with the profile
+  std::vector<SelfCheckRow> self_check;  // the probe's runs (CPU-only, disk offload), predicted with the profile
   std::vector<std::string> summary;      // one line per fitted figure
   YAML::Node fit;                        // for the calibration's fit block
 };
+// `probe` ran the model CPU-only; `offload`, where given, ran it with its last layers on disk
+// (TorchProbe::disk_layers): the factors on dmap's executor's page-cache and disk rates that make
+// the prediction of that placement match it (RuntimeProfile::offload_read_factor, _cold_factor).
 TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
-                           const TorchProbe& probe);
+                           const TorchProbe& probe, const TorchProbe* offload = nullptr);
 
 }  // namespace dmap::profile

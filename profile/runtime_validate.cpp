@@ -9,11 +9,17 @@
 #include <thread>
 
 #include "core/error.h"
+#include "exec/config.h"
 #include "profile/llama_fit.h"
 #include "core/stats.h"
 #include "report/validation_report.h"
 
 namespace dmap::profile {
+
+std::string RuntimeCase::placement() const {
+  if (disk_layers <= 0) return "cpu";
+  return "disk " + std::to_string(disk_layers) + "/" + std::to_string(exec::exec_config(spec).layers) + " layers";
+}
 
 bool RuntimeRow::steady() const { return probe_ratio > 0 && std::fabs(probe_ratio - 1) <= kSteadyBand; }
 
@@ -72,9 +78,13 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
                          name + " --calibration " + cal.file + "` first)");
   }
   std::string fitted_model;
+  int64_t fitted_disk_layers = 0;  // the disk-offload run of the fit (transformers), 0: none
   if (cal.fit.IsDefined() && cal.fit.IsMap()) {
     if (const YAML::Node f = cal.fit[key]; f.IsDefined() && f.IsMap() && f["model"].IsDefined()) {
       fitted_model = f["model"].as<std::string>("");
+      if (const YAML::Node d = f["disk_offload"]; d.IsDefined() && d.IsMap() && d["disk_layers"].IsDefined()) {
+        fitted_disk_layers = d["disk_layers"].as<int64_t>(0);
+      }
     }
   }
   RuntimeValidation v;
@@ -91,7 +101,7 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
   int done = 0;
   const int total = static_cast<int>(cases.size());
   for (const RuntimeCase& c : cases) {
-    const std::string what = c.model_id + " " + std::string(dtype_name(c.dtype));
+    const std::string what = c.model_id + " " + std::string(dtype_name(c.dtype)) + " " + c.placement();
     if (progress) progress(what + ": " + name, done, total);
     double ratio = 0;
     RuntimeMeasurement m;
@@ -118,25 +128,28 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
     v.version = m.version;
     RuntimeRow r;
     r.c = c;
-    r.in_fit = c.model_id == fitted_model;
+    // The fit ran its model CPU-only (and, for transformers, with some layers on disk).
+    r.in_fit = c.model_id == fitted_model && (c.disk_layers == 0 || c.disk_layers == fitted_disk_layers);
     r.measured_prefill_s = m.prefill_s;
     r.measured_decode_s = m.decode_s;
     r.decode_rounds = m.decode_rounds;
     r.probe_ratio = ratio;
-    const DeviceMap cpu_map = layers_on_disk_map(c.spec, 0);
+    // The placement (CPU-only, or the last layers on disk): on the CPU, disk-offloaded weights are
+    // read where they are needed, under every runtime's semantics alike.
+    const DeviceMap map = layers_on_disk_map(c.spec, c.disk_layers);
     const sim::Prediction pt =
-        predict(c.spec, c.dtype, cpu_map, hw, &cal, run.prompt, run.new_tokens, sim::Semantics::kCpu, runtime);
+        predict(c.spec, c.dtype, map, hw, &cal, run.prompt, run.new_tokens, sim::Semantics::kCpu, runtime);
     r.predicted_prefill_s = pt.prefill_s;
     r.predicted_decode_s = pt.decode_token_s;
     if (progress) progress(what + ": dmap", done, total);
     std::vector<double> dec, pre;
     for (int k = 0; k < rounds; ++k) {
-      const PlacementRun pr = guard.run("dmap " + what, [&] { return run_placement(c.spec, c.dtype, cpu_map, run); });
+      const PlacementRun pr = guard.run("dmap " + what, [&] { return run_placement(c.spec, c.dtype, map, run); });
       dec.push_back(pr.decode_token_s);
       pre.push_back(pr.prefill_s);
     }
     const sim::Prediction pd =
-        predict(c.spec, c.dtype, cpu_map, hw, &cal, run.prompt, run.new_tokens, sim::Semantics::kCpu);
+        predict(c.spec, c.dtype, map, hw, &cal, run.prompt, run.new_tokens, sim::Semantics::kCpu);
     r.dmap_predicted_decode_s = pd.decode_token_s;
     r.dmap_measured_decode_s = median(dec);
     const double steps = static_cast<double>(std::max<int64_t>(0, run.new_tokens - 1));
@@ -160,6 +173,7 @@ RuntimeValidation validate_torch(const std::vector<RuntimeCase>& cases, const si
     po.model_file = c.spec.source;
     po.dtypes = {c.dtype};
     po.reps = reps;
+    po.disk_layers = c.disk_layers;
     const TorchProbe tp = run_torch_probe(po);
     const TorchRun& tr = tp.runs.front();
     RuntimeMeasurement m;
@@ -181,6 +195,7 @@ RuntimeValidation validate_llama(const std::vector<RuntimeCase>& cases, const si
   // In the load mode the profile predicts (and dmap advises).
   const bool no_mmap = sim::profile_for(&cal, sim::Runtime::kLlamaCpp).no_mmap;
   auto measure = [&](const RuntimeCase& c, int reps) {
+    if (c.disk_layers > 0) throw InputError("llama.cpp has no disk offload: its validation runs CPU-only placements");
     const LlamaRun lr = measure_llama(c.spec, {c.dtype}, run, probe, reps, /*tiny=*/false, no_mmap).front();
     RuntimeMeasurement m;
     m.prefill_s = lr.model.prefill();
@@ -233,8 +248,14 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
   } else {
     m << "by `scripts/runtime_probe.py` with " << v.version;
   }
-  m << ", CPU-only, random weights, batch 1, prompt " << v.prompt << ", " << v.new_tokens << " new tokens, "
-    << v.threads << " threads. ";
+  const bool disk = std::any_of(v.rows.begin(), v.rows.end(), [](const RuntimeRow& r) { return r.c.disk_layers > 0; });
+  m << (disk ? ", on the CPU (\"disk N/L layers\": the last N decoder layers offloaded to disk as accelerate "
+               "offloads them — one .dat file per tensor, a layer's tensors copied out of their memory maps into "
+               "new tensors when it starts and dropped when it ends; the files evicted from the page cache before "
+               "each prefill, read from it in decode; dmap's executor ran the same placement)"
+             : ", CPU-only")
+    << ", random weights, batch 1, prompt " << v.prompt << ", " << v.new_tokens << " new tokens, " << v.threads
+    << " threads. ";
   if (!llama) m << "Decode is a step's forward plus the loop between forwards (argmax, the next input); ";
   m << "the probe repeated each run " << v.rounds
     << " times back to back in one process, and the medians are shown. dmap's own executor ran the same placement "
@@ -255,14 +276,15 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
     }
     m << "\n\n";
   }
-  m << "| model | dtype | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | "
+  m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | "
        "error | probe | scaled error | rounds: ms/token | dmap ms/token, predicted / measured | predicted faster | "
        "measured faster | regret |\n";
-  m << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|\n";
+  m << "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|\n";
   for (const RuntimeRow& r : v.rows) {
     std::string rounds;
     for (double d : r.decode_rounds) rounds += (rounds.empty() ? "" : ", ") + ms(d);
     m << "| " << r.c.model_id << (r.in_fit ? " (in the fit)" : "") << " | " << dtype_name(r.c.dtype) << " | "
+      << r.c.placement() << " | "
       << ms(r.predicted_prefill_s, 4) << " ms | " << ms(r.measured_prefill_s, 4) << " ms | " << pct(r.prefill_error())
       << " | " << ms(r.predicted_decode_s, 4) << " | " << ms(r.measured_decode_s, 4) << " | " << pct(r.decode_error())
       << " | " << (r.probe_ratio > 0 ? ratio3(r.probe_ratio) : std::string("-")) << " | "

@@ -41,6 +41,10 @@ struct RuntimeCase {
   std::string model_id;
   ModelSpec spec;
   DType dtype = DType::kFloat32;
+  // The last `disk_layers` decoder layers offloaded to disk (transformers: accelerate's disk offload
+  // on the CPU; dmap's executor runs the same placement); 0: CPU-only.
+  int64_t disk_layers = 0;
+  std::string placement() const;  // "cpu", "disk 5/22 layers"
 };
 
 struct RuntimeRow {

@@ -32,6 +32,7 @@ import statistics
 import sys
 import time
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -145,6 +146,85 @@ def time_matvec(shapes, dtype, passes, pool_bytes=256 << 20):
     return out
 
 
+def offload_weight(t, name, folder):
+    """accelerate.utils.offload_weight: the tensor as a raw .dat file (bfloat16 stored as int16); its index entry."""
+    dtype = None
+    if t.dtype == torch.bfloat16:
+        t, dtype = t.view(torch.int16), "bfloat16"
+    array = t.numpy()
+    f = np.memmap(os.path.join(folder, f"{name}.dat"), dtype=array.dtype, mode="w+", shape=array.shape)
+    f[:] = array[:]
+    f.flush()
+    return {"dtype": dtype or str(array.dtype), "shape": list(array.shape)}
+
+
+def load_offloaded_weight(path, info):
+    """accelerate.utils.load_offloaded_weight: a memory map of the file copied into a new tensor."""
+    dtype = "int16" if info["dtype"] == "bfloat16" else info["dtype"]
+    w = torch.tensor(np.memmap(path, dtype=dtype, shape=tuple(info["shape"]), mode="r"))
+    return w.view(torch.bfloat16) if info["dtype"] == "bfloat16" else w
+
+
+class DiskOffloaded(dict):
+    """The model's weights with the last `layers` decoder layers offloaded to `folder` (see the
+    module's docstring): the forward reads them through this mapping, and a layer's first access
+    loads all of its tensors (AlignDevicesHook.pre_forward on the layer module), dropping the
+    previous layer's (post_forward sets them back to the meta device)."""
+
+    def __init__(self, w, c, layers, folder):
+        super().__init__()
+        first = c["num_hidden_layers"] - layers
+        self.folder, self.index, self.loaded, self.layer = folder, {}, {}, None
+        for name, t in w.items():
+            if name.startswith("model.layers.") and int(name.split(".")[2]) >= first:
+                self.index[name] = offload_weight(t, name, folder)
+            else:
+                dict.__setitem__(self, name, t)
+        with open(os.path.join(folder, "index.json"), "w") as f:
+            json.dump(self.index, f, indent=2)
+        for name in self.index:  # written back now: no writeback under a timed run
+            fd = os.open(os.path.join(folder, f"{name}.dat"), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def _enter(self, layer):
+        self.loaded, self.layer = {}, layer
+        prefix = f"model.layers.{layer}."
+        for name, info in self.index.items():
+            if name.startswith(prefix):
+                self.loaded[name] = load_offloaded_weight(os.path.join(self.folder, f"{name}.dat"), info)
+
+    def __getitem__(self, key):
+        if key in self.index:
+            layer = int(key.split(".")[2])
+            if layer != self.layer:
+                self._enter(layer)
+            return self.loaded[key]
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key):
+        return key in self.index or dict.__contains__(self, key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self else default
+
+    def end_forward(self):
+        """The last offloaded layer's post_forward."""
+        self.loaded, self.layer = {}, None
+
+    def evict(self):
+        """Every offloaded file out of the page cache: the next forward reads them from disk."""
+        self.end_forward()
+        for name in self.index:
+            fd = os.open(os.path.join(self.folder, f"{name}.dat"), os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def parse_shapes(text):
     shapes = []
     for item in filter(None, text.split(",")):
@@ -162,8 +242,13 @@ def generate(model, c, prompt_len, new_tokens, seed):
     """Prefill, then greedy decode; seconds of the prefill, of each decode forward, of each loop."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, c["vocab_size"], (prompt_len,), generator=g)
+    offloaded = model.w if isinstance(model.w, DiskOffloaded) else None
+    if offloaded:
+        offloaded.evict()  # a cold start: the prefill reads the offloaded layers from disk
     t0 = time.perf_counter()
     logits = model.forward(ids, 0)
+    if offloaded:
+        offloaded.end_forward()
     prefill = time.perf_counter() - t0
     steps, loops = [], []
     for step in range(new_tokens - 1):
@@ -171,6 +256,8 @@ def generate(model, c, prompt_len, new_tokens, seed):
         nxt = torch.tensor([int(torch.argmax(logits))])
         t2 = time.perf_counter()
         logits = model.forward(nxt, prompt_len + step)
+        if offloaded:
+            offloaded.end_forward()
         t3 = time.perf_counter()
         loops.append(t2 - t1)
         steps.append(t3 - t2)
@@ -188,21 +275,32 @@ def main():
     ap.add_argument("--tiny-steps", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--matvec", default="", help="N:K,... one-row product shapes to time per dtype")
+    ap.add_argument("--disk-layers", type=int, default=0, help="the last N decoder layers offloaded to disk")
+    ap.add_argument("--offload-dir", default="", help="where the offloaded layers' files go (with --disk-layers)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     if args.new_tokens < 2 or args.prompt < 1 or args.reps < 1 or args.threads < 1:
         raise SystemExit("runtime_probe: --prompt >= 1, --new-tokens >= 2, --reps >= 1, --threads >= 1")
+    if args.disk_layers < 0 or (args.disk_layers and not os.path.isdir(args.offload_dir)):
+        raise SystemExit("runtime_probe: --disk-layers N >= 0 needs --offload-dir, an existing folder")
     torch.set_num_threads(args.threads)
     shapes = parse_shapes(args.matvec)
     c = load_config(args.model)
     out = {"torch": torch.__version__, "threads": args.threads, "prompt": args.prompt,
-           "new_tokens": args.new_tokens, "model_type": c["model_type"],
+           "new_tokens": args.new_tokens, "model_type": c["model_type"], "disk_layers": args.disk_layers,
            "implementation": "plain PyTorch eager with transformers' op structure (scripts/make_fixtures.py's "
                              "forward; transformers not importable or not used)",
            "runs": []}
     for name in args.dtypes.split(","):
         dtype = DTYPES[name]
         w = mf.make_weights(c, dtype, args.seed)
+        if args.disk_layers:
+            if args.disk_layers > c["num_hidden_layers"]:
+                raise SystemExit(f"runtime_probe: --disk-layers {args.disk_layers} exceeds the model's "
+                                 f"{c['num_hidden_layers']} layers")
+            folder = os.path.join(args.offload_dir, name)
+            os.makedirs(folder, exist_ok=True)
+            w = DiskOffloaded(w, c, args.disk_layers, folder)
         m = mf.Model(c, w, dtype)
         pre, dec, loop = [], [], []
         with torch.inference_mode():
@@ -229,6 +327,9 @@ def main():
             run["matvec"] = time_matvec(shapes, dtype, 2 * args.reps + 1)
         out["runs"].append(run)
     out["implementation"] += "; BLAS: " + blas_in_use()
+    if args.disk_layers:
+        out["implementation"] += ("; the last %d layers offloaded to disk as accelerate offloads them (.dat files, "
+                                  "loaded per layer by load_offloaded_weight)" % args.disk_layers)
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
 

@@ -602,6 +602,16 @@ Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& p) {
     out.host.flops[d] = scaled;
   }
   for (const auto& [d, ns] : p.matvec_row_ns) out.host.matvec_row[d] = {ns * 1e-9, src};
+  // The runtime's own reads of disk-offloaded weights, as factors on the executor's rates.
+  for (const auto& [d, f] : p.offload_read_factor) {
+    if (auto it = out.page_cache_curve.find(d); it != out.page_cache_curve.end()) {
+      for (auto& point : it->second.points) point.second *= f;
+      it->second.source = src;
+    } else {
+      out.page_cache_read_dtype[d] = {base.page_cache_for(d).value * f, src};
+    }
+  }
+  for (const auto& [d, f] : p.offload_cold_factor) out.disk_read_dtype[d] = {base.disk_read_for(d).value * f, src};
   return out;
 }
 

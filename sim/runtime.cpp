@@ -158,7 +158,8 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
     check_known_keys(
         f, p,
         {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us", "offload_tensor_overhead_us",
-         "matvec_efficiency", "matmul_efficiency", "matvec_gbs", "matvec_row_ns", "load", "mapped_factor"},
+         "matvec_efficiency", "matmul_efficiency", "matvec_gbs", "matvec_row_ns", "load", "mapped_factor",
+         "offload_read_factor", "offload_cold_factor"},
         where);
     RuntimeProfile rp;
     if (p["source"].IsDefined()) {
@@ -181,6 +182,10 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
       rp.matvec_row_ns = read_per_dtype(f, p["matvec_row_ns"], where + ".matvec_row_ns", true);
     if (p["mapped_factor"].IsDefined())
       rp.mapped_factor = read_per_dtype(f, p["mapped_factor"], where + ".mapped_factor", false);
+    if (p["offload_read_factor"].IsDefined())
+      rp.offload_read_factor = read_per_dtype(f, p["offload_read_factor"], where + ".offload_read_factor", false);
+    if (p["offload_cold_factor"].IsDefined())
+      rp.offload_cold_factor = read_per_dtype(f, p["offload_cold_factor"], where + ".offload_cold_factor", false);
     if (p["load"].IsDefined()) {
       const std::string l = yaml_string(f, p["load"], where + ".load");
       if (l != "mmap" && l != "no-mmap") fail_at(f, p["load"], where + ".load: mmap or no-mmap, found '" + l + "'");
@@ -228,6 +233,8 @@ std::string runtime_profiles_yaml(const std::map<Runtime, RuntimeProfile>& m) {
     if (r == Runtime::kLlamaCpp && (p.no_mmap || !p.mapped_factor.empty()))
       y << "    load: " << (p.no_mmap ? "no-mmap" : "mmap") << "\n";
     put_map("mapped_factor", p.mapped_factor);
+    put_map("offload_read_factor", p.offload_read_factor);
+    put_map("offload_cold_factor", p.offload_cold_factor);
   }
   return y.str();
 }

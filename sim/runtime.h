@@ -70,6 +70,10 @@ struct RuntimeProfile {
   std::map<DType, double> matvec_gbs, matvec_row_ns;  // the runtime's own one-row product terms (measured)
   bool no_mmap = false;                               // llama.cpp: predicted (and advised) with --no-mmap
   std::map<DType, double> mapped_factor;              // llama.cpp: mapped decode / read-into-memory decode
+  // transformers: accelerate's reads of disk-offloaded weights on the CPU (each tensor copied out of
+  // a fresh memory map of its file into a new tensor) as factors on dmap's executor's rates — the
+  // page cache in decode (read) and the disk in a cold prefill (cold); measured, 1 where not.
+  std::map<DType, double> offload_read_factor, offload_cold_factor;
 };
 
 // The estimate used where a calibration has no measured profile of the runtime (dmap: empty, its

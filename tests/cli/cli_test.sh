@@ -310,6 +310,8 @@ expect_error "run bad semantics" "--semantics must be accelerate, prefetch or in
 expect_error "run routed-prefetch" "--semantics must be accelerate, prefetch or in-place" -- run "$FIX" --semantics routed-prefetch
 DMAP_ISA=avx3 expect_error "run with an unknown DMAP_ISA" "DMAP_ISA=avx3: not an instruction set" -- run "$FIX" --new-tokens 2
 expect_error "profile llama.cpp on a family dmap does not export" "the gemma3_text family is not one dmap writes as GGUF" -- profile --validate --runtime llama.cpp --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --models gemma3_1b --out "$TMP/v.md"
+expect_error "validate llama.cpp with disk offload" "llama.cpp has no disk offload" -- profile --validate --runtime llama.cpp --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --disk-fractions 0,0.25 --out "$TMP/v.md"
+expect_error "validate transformers with a bad fraction" "is not a fraction" -- profile --validate --runtime transformers --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --disk-fractions 0,1 --out "$TMP/v.md"
 expect_error "profile an unknown runtime" "--runtime: expected dmap, transformers or llama.cpp" -- profile --real --runtime vllm
 expect_error "validate at batch 0" "--batches: '0' is not a batch size in 1..256" -- profile --validate --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --batches 1,0 --out "$TMP/v.md"
 printf 'kind: calibration\nhost: {memory_bandwidth_gbs: 40}\n' >"$TMP/bare_cal.yaml"

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <random>
 #include <thread>
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -26,6 +27,7 @@
 #include "report/validation_report.h"
 #include "profile/runtime_validate.h"
 #include "trace/trace.h"
+#include "exec/config.h"
 #include "sim/calibration.h"
 #include "sim/hardware.h"
 
@@ -669,6 +671,67 @@ TEST_CASE("the transformers profile fit recovers a known profile from the timing
   CHECK(g.summary[1].find("PyTorch's own measured rate") != std::string::npos);
 }
 
+TEST_CASE("the transformers fit recovers accelerate's disk-offload read factors", "[unit][profile][runtime]") {
+  // TinyLlama's shapes (reads of 5 layers weigh against the step), the fixture's calibration.
+  RuntimeFitFixture fx(sim::Runtime::kTransformers);
+  fx.spec = resolve_model("tinyllama_1b", "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
+  fx.cpu = layers_on_disk_map(fx.spec, 0);
+  sim::RuntimeProfile known;
+  known.measured = true;
+  known.op_overhead_us = 15;
+  known.step_overhead_us = 120;
+  known.matvec_efficiency = {{DType::kFloat32, 0.6}, {DType::kBFloat16, 0.3}};
+  known.matmul_efficiency = {{DType::kFloat32, 0.4}, {DType::kBFloat16, 0.7}};
+  sim::Calibration truth = fx.base;
+  truth.runtimes[sim::Runtime::kTransformers] = known;
+  sim::Calibration offloading = truth;
+  offloading.runtimes[sim::Runtime::kTransformers].offload_read_factor = {{DType::kFloat32, 0.125},
+                                                                          {DType::kBFloat16, 0.25}};
+  offloading.runtimes[sim::Runtime::kTransformers].offload_cold_factor = {{DType::kFloat32, 0.5},
+                                                                          {DType::kBFloat16, 0.5}};
+  const double kernels = fx.kernels();
+  const DeviceMap disk_map = layers_on_disk_map(fx.spec, 5);
+  auto at = [&](const sim::Calibration& c, const DeviceMap& m, DType d) {
+    return predict(fx.spec, d, m, fx.hw, &c, fx.prompt, fx.new_tokens, sim::Semantics::kCpu,
+                   sim::Runtime::kTransformers);
+  };
+  TorchProbe probe, offload;
+  probe.torch_version = offload.torch_version = "synthetic";
+  probe.threads = offload.threads = 2;
+  probe.prompt = offload.prompt = fx.prompt;
+  probe.new_tokens = offload.new_tokens = fx.new_tokens;
+  offload.disk_layers = 5;
+  for (DType d : {DType::kFloat32, DType::kBFloat16}) {
+    for (auto [p, t] : {std::pair{&probe, at(truth, fx.cpu, d)}, std::pair{&offload, at(offloading, disk_map, d)}}) {
+      TorchRun r;
+      r.dtype = d;
+      r.prefill_s = {t.prefill_s};
+      r.loop_s = {120e-6};
+      r.decode_s = {t.decode_token_s - 120e-6};
+      r.tiny_decode_s = {15e-6 * kernels};
+      p->runs.push_back(r);
+    }
+    // Slower than the same placement at the executor's rates: the factors have something to fit.
+    CHECK(at(offloading, disk_map, d).decode_token_s > 1.2 * at(truth, disk_map, d).decode_token_s);
+  }
+  const TorchFit h = fit_torch_profile(fx.spec, fx.hw, fx.base, probe, &offload);
+  CHECK(h.profile.offload_read_factor.at(DType::kFloat32) == Approx(0.125).epsilon(0.01));
+  CHECK(h.profile.offload_read_factor.at(DType::kBFloat16) == Approx(0.25).epsilon(0.01));
+  CHECK(h.profile.offload_cold_factor.at(DType::kFloat32) == Approx(0.5).epsilon(0.01));
+  REQUIRE(h.self_check.size() == 4);  // two CPU-only runs, two disk runs
+  CHECK(h.self_check[3].placement == "disk 5/22 layers");
+  CHECK(check_self(h.self_check).worst < 1e-3);
+  CHECK(h.fit["disk_offload"]["disk_layers"].as<int>() == 5);
+  // Without the disk run nothing is fitted for it: the executor's rates stand.
+  CHECK(fit_torch_profile(fx.spec, fx.hw, fx.base, probe).profile.offload_read_factor.empty());
+  // The factors survive the calibration file.
+  sim::Calibration written = fx.base;
+  written.runtimes[sim::Runtime::kTransformers] = h.profile;
+  const sim::Calibration read = sim::parse_calibration(sim::calibration_yaml(written), "round trip");
+  CHECK(read.runtimes.at(sim::Runtime::kTransformers).offload_read_factor.at(DType::kBFloat16) ==
+        Approx(h.profile.offload_read_factor.at(DType::kBFloat16)));
+}
+
 TEST_CASE("the llama.cpp profile fit recovers a known profile from the timings it predicts",
           "[unit][profile][runtime]") {
   const RuntimeFitFixture fx(sim::Runtime::kLlamaCpp);
@@ -871,6 +934,74 @@ TEST_CASE("the runtime validation refers its measurements to calibration time by
   v.extra_measurements = 1;
   CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"),
              Catch::Contains("taken again, up to 2 times") && Catch::Contains("measurements taken again: 1;"));
+}
+
+TEST_CASE("the transformers runtime probe offloads layers to disk as accelerate does, and cleans up",
+          "[unit][profile][runtime][slow]") {
+  namespace fs = std::filesystem;
+  const fs::path scratch = fs::temp_directory_path() / ("dmap_offload_test_" + std::to_string(::getpid()));
+  fs::create_directories(scratch);
+  TorchProbeOptions po;
+  po.script = std::string(DMAP_SOURCE_DIR) + "/scripts/runtime_probe.py";
+  po.python = find_torch_python();
+  po.model_file = std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json";
+  po.dtypes = {DType::kFloat32, DType::kBFloat16};
+  po.run.threads = 1;
+  po.run.prompt = 8;
+  po.run.new_tokens = 3;
+  po.run.scratch_dir = scratch.string();
+  po.reps = 1;
+  po.disk_layers = 1;
+  const TorchProbe p = run_torch_probe(po);
+  CHECK_THAT(p.implementation, Catch::Contains("the last 1 layers offloaded to disk as accelerate offloads them"));
+  REQUIRE(p.runs.size() == 2);
+  for (const TorchRun& r : p.runs) {
+    CHECK(r.prefill() > 0);
+    CHECK(r.decode() > 0);
+  }
+  CHECK(fs::is_empty(scratch));  // the offload folder and the JSON removed
+  po.disk_layers = 99;           // more layers than the model has: the probe refuses
+  CHECK_THROWS_WITH(run_torch_probe(po), Catch::Contains("failed"));
+  CHECK(fs::is_empty(scratch));
+  fs::remove_all(scratch);
+  RuntimeCase c{"m", resolve_model("tinyllama_1b", "", std::string(DMAP_SOURCE_DIR) + "/configs/models"),
+                DType::kFloat32, 0};
+  CHECK(c.placement() == "cpu");
+  c.disk_layers = 5;
+  CHECK(c.placement() == "disk 5/22 layers");
+}
+
+TEST_CASE("the transformers validation runs a disk-offloaded placement end to end", "[unit][profile][runtime][slow]") {
+  // A tiny llama (the executor's fixture) CPU-only and with its last layer on disk, under the
+  // committed calibration's transformers profile: predicted, run by the probe and by dmap's executor.
+  const std::string src = DMAP_SOURCE_DIR;
+  const ModelSpec spec = resolve_model(src + "/tests/data/llama_float32", "", src + "/configs/models");
+  const sim::Calibration cal = sim::load_calibration(src + "/configs/calibrations/amd_epyc_2cpu_avx512.yaml");
+  const sim::Hardware hw = sim::parse_hardware(YAML::Node("cloud_xeon_2vcpu_vm"), "test", src + "/configs/hardware");
+  TorchProbeOptions po;
+  po.script = src + "/scripts/runtime_probe.py";
+  po.python = find_torch_python();
+  po.run.threads = 1;
+  po.run.prompt = 8;
+  po.run.new_tokens = 3;
+  LoadGuardSettings guard;
+  guard.enabled = false;
+  const int64_t layers = exec::exec_config(spec).layers;
+  const std::vector<RuntimeCase> cases = {{"tiny", spec, DType::kFloat32, 0}, {"tiny", spec, DType::kFloat32, 1}};
+  const RuntimeValidation v = validate_torch(cases, hw, cal, po, 1, 0, guard);
+  REQUIRE(v.rows.size() == 2);
+  CHECK(v.rows[1].c.placement() == "disk 1/" + std::to_string(layers) + " layers");
+  for (const RuntimeRow& r : v.rows) {
+    CHECK(r.measured_prefill_s > 0);
+    CHECK(r.measured_decode_s > 0);
+    CHECK(r.predicted_decode_s > 0);
+    CHECK(r.dmap_measured_decode_s > 0);
+  }
+  // The disk row predicts the layer's reads on top of the CPU-only row.
+  CHECK(v.rows[1].predicted_decode_s > v.rows[0].predicted_decode_s);
+  CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"),
+             Catch::Contains("| disk 1/" + std::to_string(layers) + " layers |") &&
+                 Catch::Contains("offloaded to disk as accelerate offloads them"));
 }
 
 TEST_CASE("the transformers runtime probe runs a tiny model with this machine's torch",

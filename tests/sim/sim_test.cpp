@@ -1700,6 +1700,22 @@ TEST_CASE("a runtime's rates: efficiencies by M, its overheads, a per-forward co
   slow.host.memory_bandwidth_gbs = 20;
   const Rates rsl = runtime_rates(make_rates(hw, &slow), Runtime::kTransformers, p);
   CHECK(rsl.host.flops_for(DType::kFloat32).at(1) == Approx(0.5 * 10e9));
+  // accelerate's reads of disk-offloaded weights: factors on the page cache (its curve by tensor
+  // size where calibrated, else its rate) and on the cold disk, for the dtypes measured only.
+  Calibration paged = cal;
+  paged.host.page_cache_read_gbs_by_dtype[DType::kFloat32] = {{4, 16}, {64, 8}};
+  paged.disk.read_gbs = 2;
+  RuntimeProfile offload = p;
+  offload.offload_read_factor[DType::kFloat32] = 0.25;
+  offload.offload_cold_factor[DType::kFloat32] = 0.5;
+  const Rates pb = make_rates(hw, &paged);
+  const Rates po = runtime_rates(pb, Runtime::kTransformers, offload);
+  CHECK(po.page_cache_rate(DType::kFloat32, 4.0 * 1024 * 1024) == Approx(4e9));
+  CHECK(po.page_cache_rate(DType::kFloat32, 64.0 * 1024 * 1024) == Approx(2e9));
+  CHECK(po.disk_read_for(DType::kFloat32).value == Approx(1e9));
+  CHECK(po.disk_read_for(DType::kBFloat16).value == Approx(pb.disk_read_for(DType::kBFloat16).value));
+  CHECK(runtime_rates(pb, Runtime::kDmap, offload).page_cache_rate(DType::kFloat32, 4.0 * 1024 * 1024) ==
+        Approx(16e9));
 
   // Simulated: the per-forward cost is added once to the prefill and to every decode step; a
   // slower one-row rate slows decode.
