@@ -182,13 +182,13 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
                profile::validate_torch(cases, ctx.hw, cal, po, rounds, extra, guard, progress));
   const std::string machine = profile::cpu_description() + ", " + profile::cpu_isa();
   profile::write_text_file(out, profile::runtime_validation_markdown(v, machine, cal_file));
-  std::printf("%-14s %-9s %-18s %12s %12s %8s %12s %12s %8s %8s\n", "model", "dtype", "placement", "pred pre ms", "meas pre ms", "err",
-              "pred ms/tok", "meas ms/tok", "err", "regret");
+  std::printf("%-14s %-9s %-18s %12s %12s %8s %12s %12s %8s %8s\n", "model", "dtype", "placement", "pred pre ms",
+              "meas pre ms", "err", "pred ms/tok", "meas ms/tok", "err", "regret");
   for (const auto& r : v.rows) {
     std::printf("%-14s %-9s %-18s %12.1f %12.1f %+7.1f%% %12.2f %12.2f %+7.1f%% %7.1f%%\n", r.c.model_id.c_str(),
-                std::string(dtype_name(r.c.dtype)).c_str(), r.c.placement().c_str(), r.predicted_prefill_s * 1e3, r.measured_prefill_s * 1e3,
-                r.prefill_error() * 100, r.predicted_decode_s * 1e3, r.measured_decode_s * 1e3, r.decode_error() * 100,
-                r.regret * 100);
+                std::string(dtype_name(r.c.dtype)).c_str(), r.c.placement().c_str(), r.predicted_prefill_s * 1e3,
+                r.measured_prefill_s * 1e3, r.prefill_error() * 100, r.predicted_decode_s * 1e3,
+                r.measured_decode_s * 1e3, r.decode_error() * 100, r.regret * 100);
   }
   std::printf(
       "held out: %d; time per output token: median |error| %.1f %%, p90 %.1f %%; prefill: median %.1f %%, p90 %.1f "

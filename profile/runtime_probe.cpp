@@ -150,7 +150,8 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
                                    "--new-tokens", std::to_string(opt.run.new_tokens),
                                    "--reps",       std::to_string(opt.reps),
                                    "--out",        out.string()};
-  const fs::path offload = dir / ("dmap_runtime_offload_" + std::to_string(::getpid()) + "_" + std::to_string(serial++));
+  const fs::path offload =
+      dir / ("dmap_runtime_offload_" + std::to_string(::getpid()) + "_" + std::to_string(serial++));
   const RemoveOnInterrupt offload_guard(offload.string());
   struct Cleanup {
     fs::path d;
@@ -286,8 +287,10 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     for (const auto& r : offload->runs) {
       double& read = p.offload_read_factor[r.dtype] = 1.0;
       double& cold = p.offload_cold_factor[r.dtype] = 1.0;
-      solve_efficiency(read, [&] { return pred_disk(r.dtype).decode_token_s; }, r.decode());
-      solve_efficiency(cold, [&] { return pred_disk(r.dtype).prefill_s; }, r.prefill());
+      solve_efficiency(
+          read, [&] { return pred_disk(r.dtype).decode_token_s; }, r.decode());
+      solve_efficiency(
+          cold, [&] { return pred_disk(r.dtype).prefill_s; }, r.prefill());
       read = round4(read);
       cold = round4(cold);
       const sim::Prediction q = pred_disk(r.dtype);

@@ -276,7 +276,8 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
     }
     m << "\n\n";
   }
-  m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured ms/token | "
+  m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured "
+       "ms/token | "
        "error | probe | scaled error | rounds: ms/token | dmap ms/token, predicted / measured | predicted faster | "
        "measured faster | regret |\n";
   m << "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|\n";
@@ -284,10 +285,9 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
     std::string rounds;
     for (double d : r.decode_rounds) rounds += (rounds.empty() ? "" : ", ") + ms(d);
     m << "| " << r.c.model_id << (r.in_fit ? " (in the fit)" : "") << " | " << dtype_name(r.c.dtype) << " | "
-      << r.c.placement() << " | "
-      << ms(r.predicted_prefill_s, 4) << " ms | " << ms(r.measured_prefill_s, 4) << " ms | " << pct(r.prefill_error())
-      << " | " << ms(r.predicted_decode_s, 4) << " | " << ms(r.measured_decode_s, 4) << " | " << pct(r.decode_error())
-      << " | " << (r.probe_ratio > 0 ? ratio3(r.probe_ratio) : std::string("-")) << " | "
+      << r.c.placement() << " | " << ms(r.predicted_prefill_s, 4) << " ms | " << ms(r.measured_prefill_s, 4) << " ms | "
+      << pct(r.prefill_error()) << " | " << ms(r.predicted_decode_s, 4) << " | " << ms(r.measured_decode_s, 4) << " | "
+      << pct(r.decode_error()) << " | " << (r.probe_ratio > 0 ? ratio3(r.probe_ratio) : std::string("-")) << " | "
       << (r.probe_ratio > 0 ? pct(r.scaled_decode_error()) : std::string("-")) << " | " << rounds << " | "
       << ms(r.dmap_predicted_decode_s) << " / " << ms(r.dmap_measured_decode_s) << " | " << r.predicted_faster << " | "
       << r.measured_faster << " | " << pct(r.regret) << " |\n";

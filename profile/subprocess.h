@@ -8,7 +8,7 @@ namespace dmap::profile {
 
 // Runs argv (PATH searched); stdout and stderr to /dev/null when `quiet`, else its stdout goes
 // to our standard error (never our data). Its exit status, or -1 when it could not be started
-// or was killed.
+// or was killed. The command is sent SIGTERM when this process dies first.
 int run_command(const std::vector<std::string>& argv, bool quiet);
 
 }  // namespace dmap::profile

@@ -155,12 +155,11 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
     const YAML::Node p = kv.second;
     const std::string where = "runtimes." + name;
     if (!p.IsMap()) fail_at(f, p, kv.first, where + ": expected a mapping");
-    check_known_keys(
-        f, p,
-        {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us", "offload_tensor_overhead_us",
-         "matvec_efficiency", "matmul_efficiency", "matvec_gbs", "matvec_row_ns", "load", "mapped_factor",
-         "offload_read_factor", "offload_cold_factor"},
-        where);
+    check_known_keys(f, p,
+                     {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us",
+                      "offload_tensor_overhead_us", "matvec_efficiency", "matmul_efficiency", "matvec_gbs",
+                      "matvec_row_ns", "load", "mapped_factor", "offload_read_factor", "offload_cold_factor"},
+                     where);
     RuntimeProfile rp;
     if (p["source"].IsDefined()) {
       const std::string s = yaml_string(f, p["source"], where + ".source");

@@ -8,6 +8,8 @@
 #include <random>
 #include <thread>
 #include <unistd.h>
+#include <csignal>
+#include <sys/wait.h>
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -26,6 +28,7 @@
 #include "profile/llama_fit.h"
 #include "report/validation_report.h"
 #include "profile/runtime_validate.h"
+#include "profile/subprocess.h"
 #include "trace/trace.h"
 #include "exec/config.h"
 #include "sim/calibration.h"
@@ -934,6 +937,37 @@ TEST_CASE("the runtime validation refers its measurements to calibration time by
   v.extra_measurements = 1;
   CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"),
              Catch::Contains("taken again, up to 2 times") && Catch::Contains("measurements taken again: 1;"));
+}
+
+TEST_CASE("a probe program ends with the profiler that started it", "[unit][profile]") {
+  namespace fs = std::filesystem;
+  const fs::path pidfile = fs::temp_directory_path() / ("dmap_probe_pid_" + std::to_string(::getpid()));
+  fs::remove(pidfile);
+  const pid_t profiler = ::fork();
+  REQUIRE(profiler >= 0);
+  if (profiler == 0) {  // a profiler running a long probe
+    run_command({"/bin/sh", "-c", "echo $$ > " + pidfile.string() + "; exec sleep 30"}, true);
+    ::_exit(0);
+  }
+  pid_t probe = 0;
+  for (int i = 0; i < 200 && probe == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::ifstream in(pidfile);
+    if (!(in >> probe)) probe = 0;
+  }
+  REQUIRE(probe > 0);
+  CHECK(::kill(probe, 0) == 0);  // running
+  ::kill(profiler, SIGKILL);     // the profiler killed: no chance to clean up
+  int status = 0;
+  ::waitpid(profiler, &status, 0);
+  bool gone = false;
+  for (int i = 0; i < 200 && !gone; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    gone = ::kill(probe, 0) != 0;  // (reaped by init once it ends)
+  }
+  CHECK(gone);
+  if (!gone) ::kill(probe, SIGKILL);
+  fs::remove(pidfile);
 }
 
 TEST_CASE("the transformers runtime probe offloads layers to disk as accelerate does, and cleans up",

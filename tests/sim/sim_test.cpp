@@ -1714,8 +1714,7 @@ TEST_CASE("a runtime's rates: efficiencies by M, its overheads, a per-forward co
   CHECK(po.page_cache_rate(DType::kFloat32, 64.0 * 1024 * 1024) == Approx(2e9));
   CHECK(po.disk_read_for(DType::kFloat32).value == Approx(1e9));
   CHECK(po.disk_read_for(DType::kBFloat16).value == Approx(pb.disk_read_for(DType::kBFloat16).value));
-  CHECK(runtime_rates(pb, Runtime::kDmap, offload).page_cache_rate(DType::kFloat32, 4.0 * 1024 * 1024) ==
-        Approx(16e9));
+  CHECK(runtime_rates(pb, Runtime::kDmap, offload).page_cache_rate(DType::kFloat32, 4.0 * 1024 * 1024) == Approx(16e9));
 
   // Simulated: the per-forward cost is added once to the prefill and to every decode step; a
   // slower one-row rate slows decode.
