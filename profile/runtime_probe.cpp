@@ -241,16 +241,12 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   fit["prompt"] = probe.prompt;
   fit["new_tokens"] = probe.new_tokens;
   fit["kernels_per_decode_step"] = round4(f.kernels_per_step);
+  // A run of the probe against the fitted profile's prediction of it.
+  auto check = [&](const TorchRun& r, const std::string& placement, const sim::Prediction& q) {
+    f.self_check.push_back({r.dtype, placement, r.prefill(), q.prefill_s, r.decode(), q.decode_token_s});
+  };
   for (const auto& r : probe.runs) {
-    const sim::Prediction q = pred(r.dtype);
-    SelfCheckRow row;
-    row.dtype = r.dtype;
-    row.placement = "cpu";
-    row.measured_prefill_s = r.prefill();
-    row.predicted_prefill_s = q.prefill_s;
-    row.measured_decode_s = r.decode();
-    row.predicted_decode_s = q.decode_token_s;
-    f.self_check.push_back(row);
+    check(r, "cpu", pred(r.dtype));
     std::ostringstream s;
     const auto t = terms.find(r.dtype);
     s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ": one-row products at " << p.matvec_efficiency[r.dtype]
@@ -293,15 +289,7 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
           cold, [&] { return pred_disk(r.dtype).prefill_s; }, r.prefill());
       read = round4(read);
       cold = round4(cold);
-      const sim::Prediction q = pred_disk(r.dtype);
-      SelfCheckRow row;
-      row.dtype = r.dtype;
-      row.placement = placement;
-      row.measured_prefill_s = r.prefill();
-      row.predicted_prefill_s = q.prefill_s;
-      row.measured_decode_s = r.decode();
-      row.predicted_decode_s = q.decode_token_s;
-      f.self_check.push_back(row);
+      check(r, placement, pred_disk(r.dtype));
       std::ostringstream s;
       s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement
         << " (accelerate's disk offload): reads at " << read << " x dmap's page-cache rate in decode, " << cold
