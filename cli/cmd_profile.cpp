@@ -357,7 +357,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
         const std::string at = b > 1 ? ", batch " + std::to_string(b) : "";
         for (double f : fractions) {
           const int64_t of = sparse > 0 ? sparse : c.layers;
-          const int64_t n = static_cast<int64_t>(f * static_cast<double>(of) + 0.5);
+          const int64_t n = profile::layers_of_fraction(f, of);
           profile::ValidationCase vc{m, spec, d, n, std::nullopt, "cpu", exec::Semantics::kAccelerate, ""};
           vc.experts_only = sparse > 0 && n > 0;
           vc.batch = b;

@@ -96,7 +96,7 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       // accelerate's disk offload: one more process with a quarter of the layers on disk (its reads
       // of offloaded weights, against dmap's executor's rates; the validation's default placement).
       const int64_t disk_layers =
-          std::max<int64_t>(1, static_cast<int64_t>(0.25 * static_cast<double>(exec::exec_config(spec).layers) + 0.5));
+          std::max<int64_t>(1, profile::layers_of_fraction(0.25, exec::exec_config(spec).layers));
       const profile::TorchProbe offload = g.run("transformers runtime probe, disk offload", [&] {
         profile::TorchProbeOptions o = po;
         o.matvec.clear();
@@ -158,7 +158,7 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       if (llama) profile::gguf_type_of(d);
       std::vector<int64_t> placed;  // fractions that round to the same layer count run once
       for (double f : fractions) {
-        const int64_t n = static_cast<int64_t>(f * static_cast<double>(layers) + 0.5);
+        const int64_t n = profile::layers_of_fraction(f, layers);
         if (std::find(placed.begin(), placed.end(), n) != placed.end()) continue;
         placed.push_back(n);
         cases.push_back({m, spec, d, n});

@@ -106,6 +106,10 @@ struct DispatchProbe {
 
 DispatchProbe measure_dispatch(const exec::ExecConfig& full, DType d, int threads);
 
+// Bytes (at `d`) of each parameter of decoder layers [first, last): what a disk-offloaded layer
+// re-reads per forward, tensor by tensor.
+std::vector<double> disk_tensor_bytes(const ModuleTree& tree, DType d, int64_t first, int64_t last);
+
 // What a disk layer's module adds to a decode step against the same module resident in the same
 // run (the same machine state, the same step): per module kind holding at least 1 MiB, the median
 // over the run's repetitions of (median over the disk layers - median over the resident ones) of

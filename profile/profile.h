@@ -73,6 +73,8 @@ using ProgressFn = std::function<void(const std::string&, int, int)>;
 // Everything on the CPU except the last `disk_layers` decoder layers, which go to disk (where
 // accelerate's "auto" puts what RAM cannot hold).
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers);
+// The layers a fraction of `layers` (in [0, 1]) puts on disk: the nearest count, halves up.
+int64_t layers_of_fraction(double fraction, int64_t layers);
 // Everything on the CPU but the routed experts modules of the last `disk_layers` sparse layers,
 // on disk (a mixture-of-experts model's experts offloaded, the rest of each layer in RAM).
 DeviceMap experts_on_disk_map(const ModelSpec& spec, int64_t disk_layers);

@@ -60,7 +60,9 @@ void tensor_bytes_under(const ModuleTree& tree, int id, DType d, std::vector<dou
   for (int ch : n.children) tensor_bytes_under(tree, ch, d, out);
 }
 
-// The parameters of decoder layers [first, last): what the calibration's disk run re-reads per step.
+}  // namespace
+
+// (probes.h)
 std::vector<double> disk_tensor_bytes(const ModuleTree& tree, DType d, int64_t first, int64_t last) {
   std::vector<double> out;
   for (int64_t l = first; l < last; ++l) {
@@ -69,8 +71,6 @@ std::vector<double> disk_tensor_bytes(const ModuleTree& tree, DType d, int64_t f
   }
   return out;
 }
-
-}  // namespace
 
 // (probes.h)
 WarmSizes warm_by_tensor_size(const ModuleTree& tree, const exec::ExecConfig& c, DType d,

@@ -240,6 +240,10 @@ std::string detected_host_yaml() {
   return y.str();
 }
 
+int64_t layers_of_fraction(double fraction, int64_t layers) {
+  return static_cast<int64_t>(fraction * static_cast<double>(layers) + 0.5);
+}
+
 DeviceMap layers_on_disk_map(const ModelSpec& spec, int64_t disk_layers) {
   const exec::ExecConfig c = exec::exec_config(spec);
   DMAP_CHECK(disk_layers >= 0 && disk_layers <= c.layers, "disk_layers out of range");

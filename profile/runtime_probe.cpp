@@ -54,6 +54,16 @@ TorchProbe parse_torch_probe(const std::string& json, const std::string& origin)
   p.new_tokens = yaml_int(origin, need(root, "new_tokens"), "new_tokens");
   if (root["disk_layers"].IsDefined()) p.disk_layers = yaml_int(origin, root["disk_layers"], "disk_layers");
   if (p.disk_layers < 0) fail_at(origin, root["disk_layers"], "disk_layers must not be negative");
+  if (const YAML::Node o = root["offload_rates"]; o.IsDefined()) {
+    if (!o.IsMap()) fail_at(origin, o, "offload_rates: expected an object");
+    TorchProbe::OffloadRates r;
+    r.copy_gbs = yaml_double(origin, need(o, "copy_gbs"), "offload_rates.copy_gbs");
+    r.fresh_page_us = yaml_double(origin, need(o, "fresh_page_us"), "offload_rates.fresh_page_us");
+    if (!(r.copy_gbs > 0 && r.copy_gbs < 1e4)) fail_at(origin, o["copy_gbs"], "offload_rates.copy_gbs: a rate in GB/s");
+    if (!(r.fresh_page_us >= 0 && r.fresh_page_us < 1e6))
+      fail_at(origin, o["fresh_page_us"], "offload_rates.fresh_page_us: microseconds per page");
+    p.offload_rates = r;
+  }
   const YAML::Node runs = need(root, "runs");
   if (!runs.IsSequence() || runs.size() == 0) fail_at(origin, runs, "runs: expected a non-empty list");
   auto seconds = [&](const YAML::Node& m, const char* key) {
@@ -78,6 +88,14 @@ TorchProbe parse_torch_probe(const std::string& json, const std::string& origin)
     t.decode_s = seconds(r, "decode_token_s");
     t.loop_s = seconds(r, "loop_s");
     t.tiny_decode_s = seconds(r, "tiny_decode_token_s");
+    if (const YAML::Node fl = r["decode_minor_faults"]; fl.IsDefined()) {
+      if (!fl.IsSequence()) fail_at(origin, fl, "decode_minor_faults: expected a list");
+      for (const auto& x : fl) {
+        const double v = yaml_double(origin, x, "decode_minor_faults");
+        if (!(v >= 0 && v < 1e12)) fail_at(origin, x, "decode_minor_faults: a count, found " + x.Scalar());
+        t.decode_faults.push_back(v);
+      }
+    }
     if (const YAML::Node mv = r["matvec"]; mv.IsDefined()) {
       if (!mv.IsSequence()) fail_at(origin, mv, "matvec: expected a list");
       for (const auto& x : mv) {
@@ -113,7 +131,9 @@ TorchProbe merge_torch_probes(const std::vector<TorchProbe>& sessions) {
         to->insert(to->end(), from->begin(), from->end());
       }
       if (r.matvec.empty()) r.matvec = q.matvec;
+      r.decode_faults.insert(r.decode_faults.end(), q.decode_faults.begin(), q.decode_faults.end());
     }
+    if (!out.offload_rates) out.offload_rates = p.offload_rates;
   }
   return out;
 }
@@ -186,6 +206,78 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
   text << in.rdbuf();
   fs::remove(out, ec);
   return parse_torch_probe(text.str(), "the runtime probe's output (" + out.string() + ")");
+}
+
+OffloadReadFit fit_offload_reads(const std::function<double(DType, double, double)>& decode,
+                                 const std::vector<TorchRun>& runs) {
+  DMAP_CHECK(!runs.empty(), "a disk-offload probe without runs");
+  // Every run's predicted decode over its measured, less 1, and all runs together's.
+  auto residual = [&](const TorchRun& r, double scale, double share) {
+    return decode(r.dtype, scale, share) / r.decode() - 1;
+  };
+  auto pooled = [&](double scale, double share) {
+    double p = 0, m = 0;
+    for (const auto& r : runs) {
+      p += decode(r.dtype, scale, share);
+      m += r.decode();
+    }
+    return p / m - 1;
+  };
+  // The scale that matches all runs together at a share (slower reads, more time: monotone).
+  auto scale_for = [&](double share) {
+    double lo = std::log(0.1), hi = std::log(10.0);
+    for (int it = 0; it < 40; ++it) {
+      const double mid = (lo + hi) / 2;
+      (pooled(std::exp(mid), share) > 0 ? hi : lo) = mid;
+    }
+    return std::exp((lo + hi) / 2);
+  };
+  OffloadReadFit f;
+  if (runs.size() >= 2) {
+    // The share whose pooled scale leaves the smallest worst run, over a grid and then around its best.
+    auto worst = [&](double share, double scale) {
+      double w = 0;
+      for (const auto& r : runs) w = std::max(w, std::abs(residual(r, scale, share)));
+      return w;
+    };
+    double best = 1, best_worst = 1e300;
+    for (double step : {0.05, 0.005}) {
+      const double from = step == 0.05 ? 0.0 : std::max(0.0, best - 0.05),
+                   to = step == 0.05 ? 1.0 : std::min(1.0, best + 0.05);
+      for (double share = from; share <= to + 1e-9; share += step) {
+        const double w = worst(share, scale_for(share));
+        if (w < best_worst) {
+          best_worst = w;
+          best = share;
+        }
+      }
+    }
+    f.share = best;
+    f.scale = scale_for(best);
+    const std::string from_runs =
+        "the " + std::string(dtype_name(runs[0].dtype)) + " and " + std::string(dtype_name(runs[1].dtype)) + " runs";
+    f.how = best <= 0 || best >= 1 ? "the share at its bound, the scale from " + from_runs : "both from " + from_runs;
+    return f;
+  }
+  // One run: the share alone, the reads at their rates alone; the scale where the share cannot
+  // reach the run.
+  if (pooled(1, 0) >= 0) {
+    f.share = 0;
+  } else if (pooled(1, 1) <= 0) {
+    f.share = 1;
+  } else {
+    double lo = 0, hi = 1;
+    for (int it = 0; it < 40; ++it) {
+      const double mid = (lo + hi) / 2;
+      (pooled(1, mid) > 0 ? hi : lo) = mid;
+    }
+    f.share = (lo + hi) / 2;
+    f.how = "the share alone";
+    return f;
+  }
+  f.scale = scale_for(f.share);
+  f.how = "the share at its bound, the scale";
+  return f;
 }
 
 TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
@@ -269,8 +361,14 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     fit[std::string(dtype_name(r.dtype))] = m;
   }
   if (offload && offload->disk_layers > 0) {
-    // accelerate's disk offload: its reads as factors on the executor's rates, the page cache's
-    // from decode first (a cold prefill's reads do not enter decode), then the disk's from prefill.
+    // accelerate's disk offload (runtime_probe.h): decode first (a cold prefill's reads do not
+    // enter decode), then the cold factor from the prefill.
+    if (!offload->offload_rates) {
+      throw RuntimeFailure(
+          "the transformers runtime probe ran with layers on disk but did not time its copies "
+          "(offload_rates): is scripts/runtime_probe.py from this dmap?");
+    }
+    const TorchProbe::OffloadRates& rates = *offload->offload_rates;
     const DeviceMap disk_map = layers_on_disk_map(spec, offload->disk_layers);
     const std::string placement = "disk " + std::to_string(offload->disk_layers) + "/" +
                                   std::to_string(exec::exec_config(spec).layers) + " layers";
@@ -278,29 +376,61 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       return predict(spec, d, disk_map, hw, &cal, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
                      sim::Runtime::kTransformers);
     };
+    p.offload_copy_gbs = round4(rates.copy_gbs);
+    p.fresh_page_us = round4(rates.fresh_page_us);
+    const OffloadReadFit reads = fit_offload_reads(
+        [&](DType d, double scale, double share) {
+          p.offload_read_scale[d] = scale;
+          p.heap_fresh_share = share;
+          return pred_disk(d).decode_token_s;
+        },
+        offload->runs);
+    p.heap_fresh_share = round4(reads.share);
+    // Each dtype's own scale at that share: its run exactly (the runs' machine states and what the
+    // share leaves differ by a few per cent).
+    for (const auto& r : offload->runs) {
+      double& scale = p.offload_read_scale[r.dtype] = reads.scale;
+      double lo = std::log(0.1), hi = std::log(10.0);
+      for (int it = 0; it < 40; ++it) {
+        const double mid = (lo + hi) / 2;
+        scale = std::exp(mid);
+        (pred_disk(r.dtype).decode_token_s > r.decode() ? hi : lo) = mid;
+      }
+      scale = round4(std::exp((lo + hi) / 2));
+    }
     YAML::Node off;
     off["disk_layers"] = offload->disk_layers;
+    off["copy_alone_gbs"] = *p.offload_copy_gbs;
+    off["fresh_page_alone_us"] = *p.fresh_page_us;
+    off["common_read_scale"] = round4(reads.scale);
+    off["heap_fresh_share"] = *p.heap_fresh_share;
+    off["solved"] = reads.how;
+    {
+      std::ostringstream s;
+      s << std::setprecision(3) << "  accelerate's disk offload, " << placement << ": copies at " << *p.offload_copy_gbs
+        << " GB/s and a fresh page " << *p.fresh_page_us << " us alone, " << *p.heap_fresh_share * 100
+        << " % of the heap-served tensors' pages fresh (" << reads.how << ")";
+      f.summary.push_back(s.str());
+    }
     for (const auto& r : offload->runs) {
-      double& read = p.offload_read_factor[r.dtype] = 1.0;
       double& cold = p.offload_cold_factor[r.dtype] = 1.0;
       solve_efficiency(
-          read, [&] { return pred_disk(r.dtype).decode_token_s; }, r.decode());
-      solve_efficiency(
           cold, [&] { return pred_disk(r.dtype).prefill_s; }, r.prefill());
-      read = round4(read);
       cold = round4(cold);
       check(r, placement, pred_disk(r.dtype));
       std::ostringstream s;
-      s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement
-        << " (accelerate's disk offload): reads at " << read << " x dmap's page-cache rate in decode, " << cold
-        << " x its disk rate in a cold prefill; decode " << r.decode() * 1e3 << " ms/token, prefill "
+      s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement << ": reads "
+        << p.offload_read_scale[r.dtype] << " x their time alone in decode, " << cold
+        << " x dmap's disk rate in a cold prefill; decode " << r.decode() * 1e3 << " ms/token, prefill "
         << r.prefill() * 1e3 << " ms measured";
+      if (!r.decode_faults.empty()) s << ", " << median(r.decode_faults) << " minor faults per decode step";
       f.summary.push_back(s.str());
       YAML::Node m;
       m["decode_ms"] = round4(r.decode() * 1e3);
       m["prefill_ms"] = round4(r.prefill() * 1e3);
-      m["read_factor"] = read;
+      m["read_scale"] = p.offload_read_scale[r.dtype];
       m["cold_factor"] = cold;
+      if (!r.decode_faults.empty()) m["decode_minor_faults"] = round4(median(r.decode_faults));
       m["repetitions"] = static_cast<int>(r.prefill_s.size());
       off[std::string(dtype_name(r.dtype))] = m;
     }

@@ -24,6 +24,8 @@
 //   const TorchFit f = fit_torch_profile(spec, hw, base_calibration, p);
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,11 +42,12 @@ namespace dmap::profile {
 struct TorchRun {
   DType dtype = DType::kFloat32;
   std::vector<double> prefill_s, decode_s, loop_s, tiny_decode_s;  // one per repetition
-  std::vector<MatvecSample> matvec;  // one-row products over a grid of shapes (empty: not timed)
-  double prefill() const;            // median
-  double decode() const;             // median of forward + loop: what a decode step costs
-  double loop() const;               // median
-  double tiny_decode() const;        // median
+  std::vector<MatvecSample> matvec;   // one-row products over a grid of shapes (empty: not timed)
+  std::vector<double> decode_faults;  // minor page faults of a decode step, per repetition (where recorded)
+  double prefill() const;             // median
+  double decode() const;              // median of forward + loop: what a decode step costs
+  double loop() const;                // median
+  double tiny_decode() const;         // median
 };
 
 struct TorchProbe {
@@ -53,6 +56,13 @@ struct TorchProbe {
   int64_t prompt = 0, new_tokens = 0;
   int64_t disk_layers = 0;  // the last layers offloaded to disk as accelerate offloads them (0: none)
   std::vector<TorchRun> runs;
+  // With disk_layers: what load_offloaded_weight costs per byte on this machine, timed apart (a
+  // file in the page cache copied into touched memory: copy_gbs; into fresh anonymous memory: the
+  // difference per 4 KiB page, fresh_page_us).
+  struct OffloadRates {
+    double copy_gbs = 0, fresh_page_us = 0;
+  };
+  std::optional<OffloadRates> offload_rates;
 };
 
 // Reads the probe's JSON; InputError naming `origin` when it is not what the probe writes.
@@ -93,8 +103,25 @@ struct TorchFit {
   YAML::Node fit;                        // for the calibration's fit block
 };
 // `probe` ran the model CPU-only; `offload`, where given, ran it with its last layers on disk
-// (TorchProbe::disk_layers): the factors on dmap's executor's page-cache and disk rates that make
-// the prediction of that placement match it (RuntimeProfile::offload_read_factor, _cold_factor).
+// (TorchProbe::disk_layers) and timed its copies (OffloadRates): the decode reads are priced from
+// those (RuntimeProfile::offload_copy_gbs, fresh_page_us) with the share of heap-served tensors'
+// pages that are fresh (heap_fresh_share) fitted with one scale on the reads' time across dtypes
+// (fit_offload_reads), then each dtype's own scale at that share (offload_read_scale: its run
+// exactly); the cold prefill's reads as a factor on dmap's disk rate (offload_cold_factor).
+// The two figures of accelerate's decode reads (fit_torch_profile): `decode(dtype, scale, share)`
+// predicts a disk-offload run's decode step with the reads' time (copies and fresh pages, as the
+// probe timed them alone) scaled by `scale` and `share` of the heap-served tensors' pages fresh.
+// From two or more runs: the share (0..1) whose scale, matching the runs together, leaves the
+// smallest worst run (their tensors differ against glibc's threshold: TinyLlama's float32 MLP
+// weights, 44 MiB, are always mapped afresh, its bfloat16 ones, 22 MiB, come from the heap). From
+// one: the share alone, the scale only where the share cannot reach it. `how` says which.
+struct OffloadReadFit {
+  double scale = 1, share = 1;
+  std::string how;
+};
+OffloadReadFit fit_offload_reads(const std::function<double(DType, double, double)>& decode,
+                                 const std::vector<TorchRun>& runs);
+
 TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
                            const TorchProbe& probe, const TorchProbe* offload = nullptr);
 

@@ -10,7 +10,9 @@
 
 #include "core/error.h"
 #include "exec/config.h"
+#include "core/module_tree.h"
 #include "profile/llama_fit.h"
+#include "profile/probes.h"
 #include "core/stats.h"
 #include "report/validation_report.h"
 
@@ -95,6 +97,8 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
   v.prompt = run.prompt;
   v.new_tokens = run.new_tokens;
   LoadGuard guard(guard_settings);
+  // The runtime's rates (the fresh pages its disk-offload copies touch).
+  const sim::Rates rates = sim::runtime_rates(sim::make_rates(hw, &cal), runtime, sim::profile_for(&cal, runtime));
   // The reference probe as the calibration took it (0: it kept none).
   const double ref = cal.host.reference_probe_ms.value_or(0.0);
   v.probed = ref > 0;
@@ -134,6 +138,13 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
     r.measured_decode_s = m.decode_s;
     r.decode_rounds = m.decode_rounds;
     r.probe_ratio = ratio;
+    r.measured_faults = m.faults;
+    if (c.disk_layers > 0 && rates.torch_offload) {
+      const int64_t layers = exec::exec_config(c.spec).layers;
+      r.predicted_fresh_pages = 0;
+      for (double b : disk_tensor_bytes(build_module_tree(c.spec), c.dtype, layers - c.disk_layers, layers))
+        r.predicted_fresh_pages += std::ceil(b / 4096) * rates.torch_offload->fresh_share(b);
+    }
     // The placement (CPU-only, or the last layers on disk): on the CPU, disk-offloaded weights are
     // read where they are needed, under every runtime's semantics alike.
     const DeviceMap map = layers_on_disk_map(c.spec, c.disk_layers);
@@ -181,6 +192,7 @@ RuntimeValidation validate_torch(const std::vector<RuntimeCase>& cases, const si
     m.decode_s = tr.decode();
     for (size_t i = 0; i < tr.decode_s.size(); ++i)
       m.decode_rounds.push_back(tr.decode_s[i] + (i < tr.loop_s.size() ? tr.loop_s[i] : 0.0));
+    if (!tr.decode_faults.empty()) m.faults = median(tr.decode_faults);
     m.version = "torch " + tp.torch_version + " (" + tp.implementation + ")";
     return m;
   };
@@ -279,8 +291,10 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
   m << "| model | dtype | placement | predicted prefill | measured prefill | error | predicted ms/token | measured "
        "ms/token | "
        "error | probe | scaled error | rounds: ms/token | dmap ms/token, predicted / measured | predicted faster | "
-       "measured faster | regret |\n";
-  m << "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|\n";
+       "measured faster | regret |"
+    << (disk && !llama ? " fresh pages per step, predicted / minor faults measured |" : "") << "\n";
+  m << "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---:|" << (disk && !llama ? "---:|" : "")
+    << "\n";
   for (const RuntimeRow& r : v.rows) {
     std::string rounds;
     for (double d : r.decode_rounds) rounds += (rounds.empty() ? "" : ", ") + ms(d);
@@ -290,7 +304,19 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
       << pct(r.decode_error()) << " | " << (r.probe_ratio > 0 ? ratio3(r.probe_ratio) : std::string("-")) << " | "
       << (r.probe_ratio > 0 ? pct(r.scaled_decode_error()) : std::string("-")) << " | " << rounds << " | "
       << ms(r.dmap_predicted_decode_s) << " / " << ms(r.dmap_measured_decode_s) << " | " << r.predicted_faster << " | "
-      << r.measured_faster << " | " << pct(r.regret) << " |\n";
+      << r.measured_faster << " | " << pct(r.regret) << " |";
+    if (disk && !llama) {
+      auto count = [](double x) { return x < 0 ? std::string("-") : std::to_string(std::llround(x)); };
+      m << " " << count(r.predicted_fresh_pages) << " / " << count(r.measured_faults) << " |";
+    }
+    m << "\n";
+  }
+  if (disk && !llama) {
+    m << "\nFresh pages: accelerate copies each offloaded tensor into a new one, and glibc hands out fresh "
+         "memory (faulted and zeroed on first touch) for every tensor of 32 MiB or more and, whenever it has "
+         "trimmed its heap between layers, for smaller ones: the profile prices each fresh 4 KiB page and predicts "
+         "its share of the smaller tensors' pages from the fit's own run. Measured is the decode step's minor "
+         "page faults (the fresh pages plus the memory maps' own, about one per 16 pages read).\n";
   }
   m << "\nError figures over the " << v.held_out << " rows the " << name
     << " profile was not fitted on (rows marked \"in the fit\" are its own model, shown "

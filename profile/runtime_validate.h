@@ -58,6 +58,10 @@ struct RuntimeRow {
   std::string predicted_faster, measured_faster;  // "dmap" or the runtime's name
   // The reference probe around the runtime's measurement over calibration time (0: not probed).
   double probe_ratio = 0;
+  // transformers with layers on disk: the fresh 4 KiB pages a decode step's copies touch as
+  // predicted (sim::Rates::TorchOffload), and the step's minor page faults as measured (fresh pages
+  // and the memory maps' own, one per 16 pages); -1 where neither applies.
+  double predicted_fresh_pages = -1, measured_faults = -1;
   double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
   // With the measured time referred to calibration time (measured / probe_ratio).
@@ -96,6 +100,7 @@ void summarize_runtime(RuntimeValidation& v);
 struct RuntimeMeasurement {
   double prefill_s = 0, decode_s = 0;
   std::vector<double> decode_rounds;
+  double faults = -1;  // minor page faults of a decode step (median), where recorded
   std::string version;
 };
 using MeasureFn = std::function<RuntimeMeasurement(const RuntimeCase&, int rounds)>;

@@ -14,7 +14,9 @@ Per dtype and repetition: the prefill of a random prompt, then greedy decode tok
 (each forward timed alone; "loop" is the time between forwards: argmax and the next input), under
 torch.inference_mode with a fixed thread count. A second, tiny model of the same family and layer
 count (hidden 64) decodes `--tiny-steps` tokens: its step is almost all per-operator overhead.
-With `--matvec N:K,...`, per dtype each one-row product F.linear(x[1, 1, K], W[N, K]) is timed the
+With `--disk-layers N`, the run's minor page faults per decode step are recorded, and what a
+load_offloaded_weight costs per byte is timed apart ("offload_rates": the copy into warm pages, and
+a fresh page's cost: see offload_rates). With `--matvec N:K,...`, per dtype each one-row product F.linear(x[1, 1, K], W[N, K]) is timed the
 way the model calls it: enough copies of W to pass 256 MiB multiplied in turn (the weights stream
 from memory as a decode's do, not from the caches), the median over `2 x reps + 1` passes of the
 time per product.
@@ -27,10 +29,13 @@ Needs Debian's python3-torch (apt-get install python3-torch).
 """
 import argparse
 import json
+import mmap
 import os
+import resource
 import statistics
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -165,6 +170,56 @@ def load_offloaded_weight(path, info):
     return w.view(torch.bfloat16) if info["dtype"] == "bfloat16" else w
 
 
+def offload_rates(folder, mib=64, reps=5):
+    """What a load_offloaded_weight costs per byte on this machine, in two parts: a `mib` MiB file
+    warm in the page cache copied out of a fresh memory map into memory already touched (warm
+    pages: the copy's rate) and into freshly mapped anonymous memory, unmapped after (what glibc
+    hands out for a tensor of 32 MiB or more, and after it has trimmed its heap: each page faulted
+    and zeroed on first touch, returned at the free); a fresh 4 KiB page costs the difference per
+    page. Medians of `reps`; the minor faults of each for the record."""
+    path = os.path.join(folder, "offload_rate.dat")
+    n = mib * 2**20 // 2
+    f = np.memmap(path, dtype=np.int16, mode="w+", shape=(n,))
+    f[:] = 1
+    f.flush()
+    del f
+    with open(path, "rb") as fh:
+        while fh.read(1 << 24):
+            pass
+    dst = torch.empty(n, dtype=torch.int16)
+    dst.zero_()
+
+    def source():
+        with warnings.catch_warnings():  # a read-only memory map: only read here
+            warnings.simplefilter("ignore")
+            return torch.from_numpy(np.memmap(path, dtype=np.int16, mode="r", shape=(n,)))
+
+    fresh, warm, fresh_faults, warm_faults = [], [], [], []
+    for _ in range(reps):
+        f0, t0 = minor_faults(), time.perf_counter()
+        dst.copy_(source())
+        warm.append(time.perf_counter() - t0)
+        warm_faults.append(minor_faults() - f0)
+        f0, t0 = minor_faults(), time.perf_counter()
+        anon = mmap.mmap(-1, 2 * n)
+        t = torch.frombuffer(anon, dtype=torch.int16)
+        t.copy_(source())
+        del t
+        anon.close()
+        fresh.append(time.perf_counter() - t0)
+        fresh_faults.append(minor_faults() - f0)
+    os.remove(path)
+    b = 2.0 * n
+    tf, tw = statistics.median(fresh), statistics.median(warm)
+    return {"bytes": b, "copy_gbs": b / tw / 1e9, "fresh_page_us": max(0.0, (tf - tw) / (b / 4096) * 1e6),
+            "fresh_s": tf, "warm_s": tw, "fresh_faults": statistics.median(fresh_faults),
+            "warm_faults": statistics.median(warm_faults)}
+
+
+def minor_faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 class DiskOffloaded(dict):
     """The model's weights with the last `layers` decoder layers offloaded to `folder` (see the
     module's docstring): the forward reads them through this mapping, and a layer's first access
@@ -239,7 +294,8 @@ def parse_shapes(text):
 
 
 def generate(model, c, prompt_len, new_tokens, seed):
-    """Prefill, then greedy decode; seconds of the prefill, of each decode forward, of each loop."""
+    """Prefill, then greedy decode; seconds of the prefill, of each decode forward, of each loop,
+    and the minor page faults of each decode forward."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, c["vocab_size"], (prompt_len,), generator=g)
     offloaded = model.w if isinstance(model.w, DiskOffloaded) else None
@@ -250,18 +306,20 @@ def generate(model, c, prompt_len, new_tokens, seed):
     if offloaded:
         offloaded.end_forward()
     prefill = time.perf_counter() - t0
-    steps, loops = [], []
+    steps, loops, faults = [], [], []
     for step in range(new_tokens - 1):
         t1 = time.perf_counter()
         nxt = torch.tensor([int(torch.argmax(logits))])
+        f0 = minor_faults()
         t2 = time.perf_counter()
         logits = model.forward(nxt, prompt_len + step)
         if offloaded:
             offloaded.end_forward()
         t3 = time.perf_counter()
+        faults.append(minor_faults() - f0)
         loops.append(t2 - t1)
         steps.append(t3 - t2)
-    return prefill, steps, loops
+    return prefill, steps, loops, faults
 
 
 def main():
@@ -302,14 +360,15 @@ def main():
             os.makedirs(folder, exist_ok=True)
             w = DiskOffloaded(w, c, args.disk_layers, folder)
         m = mf.Model(c, w, dtype)
-        pre, dec, loop = [], [], []
+        pre, dec, loop, flt = [], [], [], []
         with torch.inference_mode():
             generate(m, c, min(8, args.prompt), 3, args.seed)  # warm-up: allocator, kernels' first calls
             for r in range(args.reps):
-                p, steps, loops = generate(m, c, args.prompt, args.new_tokens, args.seed + 1 + r)
+                p, steps, loops, faults = generate(m, c, args.prompt, args.new_tokens, args.seed + 1 + r)
                 pre.append(p)
                 dec.append(statistics.mean(steps))
                 loop.append(statistics.mean(loops))
+                flt.append(statistics.median(faults))
         del m, w
         tc = tiny_of(c)
         tw = mf.make_weights(tc, dtype, args.seed)
@@ -318,16 +377,17 @@ def main():
         with torch.inference_mode():
             generate(tm, tc, 4, 3, args.seed)
             for r in range(args.reps):
-                _, steps, _ = generate(tm, tc, 4, args.tiny_steps, args.seed + 1 + r)
+                _, steps, _, _ = generate(tm, tc, 4, args.tiny_steps, args.seed + 1 + r)
                 tiny.append(statistics.median(steps))
         del tm, tw
         run = {"dtype": name, "prefill_s": pre, "decode_token_s": dec, "loop_s": loop,
-               "tiny_decode_token_s": tiny}
+               "tiny_decode_token_s": tiny, "decode_minor_faults": flt}
         if shapes:
             run["matvec"] = time_matvec(shapes, dtype, 2 * args.reps + 1)
         out["runs"].append(run)
     out["implementation"] += "; BLAS: " + blas_in_use()
     if args.disk_layers:
+        out["offload_rates"] = offload_rates(args.offload_dir)
         out["implementation"] += ("; the last %d layers offloaded to disk as accelerate offloads them (.dat files, "
                                   "loaded per layer by load_offloaded_weight)" % args.disk_layers)
     with open(args.out, "w") as f:

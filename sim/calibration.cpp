@@ -53,12 +53,30 @@ const Figure& Rates::page_cache_for(DType d) const {
   return it != page_cache_read_dtype.end() ? it->second : page_cache_read;
 }
 
+// glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit (4 MiB x sizeof(long)): its dynamic mmap threshold
+// rises, as mapped blocks are freed, to at most this; a larger block is always freshly mapped.
+constexpr double kGlibcMmapThresholdMax = 32.0 * 1024 * 1024;
+constexpr double kPage = 4096;
+
+double Rates::TorchOffload::fresh_share(double bytes) const {
+  return bytes >= kGlibcMmapThresholdMax ? 1.0 : heap_fresh.value;
+}
+
+double Rates::TorchOffload::seconds(double bytes, DType d) const {
+  const auto it = scale.find(d);
+  return (it != scale.end() ? it->second : 1.0) *
+         (bytes / copy.value + std::ceil(bytes / kPage) * fresh_share(bytes) * fresh_page.value);
+}
+
 double Rates::page_cache_rate(DType d, double bytes) const {
+  if (torch_offload && bytes > 0) return bytes / torch_offload->seconds(bytes, d);
   const auto it = page_cache_curve.find(d);
   return it != page_cache_curve.end() ? it->second.at(bytes / (1024.0 * 1024.0)) : page_cache_for(d).value;
 }
 
 double Rates::min_page_cache_rate(DType d) const {
+  // The slowest tensor is one that is all fresh pages.
+  if (torch_offload) return kGlibcMmapThresholdMax / torch_offload->seconds(kGlibcMmapThresholdMax, d);
   const auto it = page_cache_curve.find(d);
   if (it == page_cache_curve.end()) return page_cache_for(d).value;
   double m = it->second.points.front().second;
@@ -602,14 +620,15 @@ Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& p) {
     out.host.flops[d] = scaled;
   }
   for (const auto& [d, ns] : p.matvec_row_ns) out.host.matvec_row[d] = {ns * 1e-9, src};
-  // The runtime's own reads of disk-offloaded weights, as factors on the executor's rates.
-  for (const auto& [d, f] : p.offload_read_factor) {
-    if (auto it = out.page_cache_curve.find(d); it != out.page_cache_curve.end()) {
-      for (auto& point : it->second.points) point.second *= f;
-      it->second.source = src;
-    } else {
-      out.page_cache_read_dtype[d] = {base.page_cache_for(d).value * f, src};
-    }
+  // The runtime's own reads of disk-offloaded weights: in decode its copies (RuntimeProfile), in a
+  // cold prefill factors on the executor's disk rate.
+  if (p.offload_copy_gbs && p.fresh_page_us) {
+    Rates::TorchOffload t;
+    t.copy = {*p.offload_copy_gbs * 1e9, src};
+    t.fresh_page = {*p.fresh_page_us * kUs, src};
+    if (p.heap_fresh_share) t.heap_fresh = {*p.heap_fresh_share, src};
+    t.scale = p.offload_read_scale;
+    out.torch_offload = t;
   }
   for (const auto& [d, f] : p.offload_cold_factor) out.disk_read_dtype[d] = {base.disk_read_for(d).value * f, src};
   return out;

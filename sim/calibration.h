@@ -171,7 +171,19 @@ struct Rates {
   double min_page_cache_rate(DType d) const;
   std::map<DType, Figure> disk_read_dtype;     // bytes/s, cold, per weight dtype
   const Figure& disk_read_for(DType d) const;  // the dtype's, else disk_read
-  std::string calibration_name;                // "" = datasheet only
+  // accelerate's warm reads under PyTorch (the transformers runtime, RuntimeProfile): a tensor
+  // copied out of its file's memory map into memory glibc hands out, part of it fresh pages.
+  // Where set, page_cache_rate is this, not the executor's curve.
+  struct TorchOffload {
+    Figure copy;                                  // bytes/s into pages already touched
+    Figure fresh_page;                            // seconds per fresh 4 KiB page (faulted, zeroed, returned)
+    Figure heap_fresh{1.0, Source::kEstimate};    // share of a heap-served tensor's pages that are fresh
+    std::map<DType, double> scale;                // a read's time within a forward over alone (1: none)
+    double fresh_share(double bytes) const;       // 1 from glibc's largest mmap threshold on, else heap_fresh
+    double seconds(double bytes, DType d) const;  // one tensor's read
+  };
+  std::optional<TorchOffload> torch_offload;
+  std::string calibration_name;  // "" = datasheet only
   // The runtime these rates describe (sim/runtime.h) and its host time per forward (generate's
   // loop around the model), charged once per prefill and per decode step.
   Runtime runtime = Runtime::kDmap;

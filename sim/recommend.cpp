@@ -535,6 +535,28 @@ Evaluation evaluate(const SimScenario& s) {
         << " faster than CPU-only" << under(*cpu) << ". ";
     }
   }
+  // accelerate's disk-offloaded layers under PyTorch on glibc (Rates::TorchOffload): copied into
+  // fresh memory on every forward; glibc told to keep what it frees, they land on warm pages.
+  if (au && au->error.empty() && au->pred.feasible && au->runtime == runtime_name(Runtime::kTransformers)) {
+    bool disk = false;
+    for (const auto& [n, d] : au->map.items()) disk = disk || d.kind == Device::Kind::kDisk;
+    for (const auto& m : c.runtimes) {
+      if (!disk || m->runtime != Runtime::kTransformers || !m->rates.torch_offload) continue;
+      Rates warm = m->rates;
+      warm.torch_offload->fresh_page.value = 0;
+      const CostModel wcm(*c.graph, warm, c.s.workload);
+      const Prediction w = simulate(wcm, hw, au->map, au->per_entry);
+      if (!w.feasible || !(w.decode_token_s < 0.95 * au->pred.decode_token_s)) continue;
+      std::ostringstream us;
+      us << std::setprecision(2) << m->rates.torch_offload->fresh_page.value * 1e6;
+      v << "Its disk-offloaded layers are copied into fresh memory on every forward (glibc maps each tensor of "
+           "32 MiB or more afresh and trims its heap between layers; a fresh page costs "
+        << us.str()
+        << " us here): with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 in its environment glibc keeps "
+           "what it frees and they land on warm pages, "
+        << format_seconds(w.decode_token_s) << "/token instead of " << format_seconds(au->pred.decode_token_s) << ". ";
+    }
+  }
   if (!hw.gpus.empty()) {
     v << "Break-even offloaded fraction: " << pct(ev.break_even_fraction) << " (host-to-device "
       << gbs(c.rates.h2d_pageable.value) << " / CPU memory " << gbs(c.rates.host.memory_bandwidth.value) << ")";

@@ -155,11 +155,19 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
     const YAML::Node p = kv.second;
     const std::string where = "runtimes." + name;
     if (!p.IsMap()) fail_at(f, p, kv.first, where + ": expected a mapping");
-    check_known_keys(f, p,
-                     {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us",
-                      "offload_tensor_overhead_us", "matvec_efficiency", "matmul_efficiency", "matvec_gbs",
-                      "matvec_row_ns", "load", "mapped_factor", "offload_read_factor", "offload_cold_factor"},
-                     where);
+    if (p["offload_read_factor"].IsDefined()) {  // an earlier dmap's figure (2026-12-05)
+      fail_at(f, p["offload_read_factor"],
+              where +
+                  ".offload_read_factor: an earlier dmap's figure, replaced by offload_copy_gbs, fresh_page_us "
+                  "and heap_fresh_share; re-run `dmap profile --real --runtime " +
+                  name + "` to measure them (or delete the line: the executor's page-cache rates are used)");
+    }
+    check_known_keys(
+        f, p,
+        {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us", "offload_tensor_overhead_us",
+         "matvec_efficiency", "matmul_efficiency", "matvec_gbs", "matvec_row_ns", "load", "mapped_factor",
+         "offload_copy_gbs", "fresh_page_us", "heap_fresh_share", "offload_read_scale", "offload_cold_factor"},
+        where);
     RuntimeProfile rp;
     if (p["source"].IsDefined()) {
       const std::string s = yaml_string(f, p["source"], where + ".source");
@@ -181,8 +189,15 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
       rp.matvec_row_ns = read_per_dtype(f, p["matvec_row_ns"], where + ".matvec_row_ns", true);
     if (p["mapped_factor"].IsDefined())
       rp.mapped_factor = read_per_dtype(f, p["mapped_factor"], where + ".mapped_factor", false);
-    if (p["offload_read_factor"].IsDefined())
-      rp.offload_read_factor = read_per_dtype(f, p["offload_read_factor"], where + ".offload_read_factor", false);
+    rp.offload_copy_gbs = read_non_negative(f, p, "offload_copy_gbs", where);
+    if (rp.offload_copy_gbs && !(*rp.offload_copy_gbs > 0))
+      fail_at(f, p["offload_copy_gbs"], where + ".offload_copy_gbs: a rate above 0");
+    rp.fresh_page_us = read_non_negative(f, p, "fresh_page_us", where);
+    rp.heap_fresh_share = read_non_negative(f, p, "heap_fresh_share", where);
+    if (rp.heap_fresh_share && *rp.heap_fresh_share > 1)
+      fail_at(f, p["heap_fresh_share"], where + ".heap_fresh_share: a share between 0 and 1");
+    if (p["offload_read_scale"].IsDefined())
+      rp.offload_read_scale = read_per_dtype(f, p["offload_read_scale"], where + ".offload_read_scale", false);
     if (p["offload_cold_factor"].IsDefined())
       rp.offload_cold_factor = read_per_dtype(f, p["offload_cold_factor"], where + ".offload_cold_factor", false);
     if (p["load"].IsDefined()) {
@@ -232,7 +247,10 @@ std::string runtime_profiles_yaml(const std::map<Runtime, RuntimeProfile>& m) {
     if (r == Runtime::kLlamaCpp && (p.no_mmap || !p.mapped_factor.empty()))
       y << "    load: " << (p.no_mmap ? "no-mmap" : "mmap") << "\n";
     put_map("mapped_factor", p.mapped_factor);
-    put_map("offload_read_factor", p.offload_read_factor);
+    put("offload_copy_gbs", p.offload_copy_gbs);
+    put("fresh_page_us", p.fresh_page_us);
+    put("heap_fresh_share", p.heap_fresh_share);
+    put_map("offload_read_scale", p.offload_read_scale);
     put_map("offload_cold_factor", p.offload_cold_factor);
   }
   return y.str();

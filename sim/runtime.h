@@ -70,10 +70,17 @@ struct RuntimeProfile {
   std::map<DType, double> matvec_gbs, matvec_row_ns;  // the runtime's own one-row product terms (measured)
   bool no_mmap = false;                               // llama.cpp: predicted (and advised) with --no-mmap
   std::map<DType, double> mapped_factor;              // llama.cpp: mapped decode / read-into-memory decode
-  // transformers: accelerate's reads of disk-offloaded weights on the CPU (each tensor copied out of
-  // a fresh memory map of its file into a new tensor) as factors on dmap's executor's rates — the
-  // page cache in decode (read) and the disk in a cold prefill (cold); measured, 1 where not.
-  std::map<DType, double> offload_read_factor, offload_cold_factor;
+  // transformers: accelerate's reads of disk-offloaded weights on the CPU, each tensor copied out of
+  // a fresh memory map of its file into a new tensor. In decode (the file in the page cache), per
+  // tensor: bytes / offload_copy_gbs, plus fresh_page_us for each 4 KiB page of it that is fresh
+  // memory — every page of a tensor of 32 MiB or more (glibc maps those afresh: its mmap threshold
+  // stops rising at 32 MiB), heap_fresh_share of a smaller one's (glibc's heap is trimmed and grown
+  // again between layers, or reused; which depends on the allocations around it). Sim::Rates::
+  // TorchOffload. offload_copy_gbs and fresh_page_us are as timed alone; offload_read_scale, per
+  // dtype, scales a read's time within a forward (1 where not given). In a cold prefill: factors
+  // on dmap's executor's disk rate (cold).
+  std::optional<double> offload_copy_gbs, fresh_page_us, heap_fresh_share;
+  std::map<DType, double> offload_read_scale, offload_cold_factor;
 };
 
 // The estimate used where a calibration has no measured profile of the runtime (dmap: empty, its

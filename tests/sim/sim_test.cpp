@@ -1700,20 +1700,41 @@ TEST_CASE("a runtime's rates: efficiencies by M, its overheads, a per-forward co
   slow.host.memory_bandwidth_gbs = 20;
   const Rates rsl = runtime_rates(make_rates(hw, &slow), Runtime::kTransformers, p);
   CHECK(rsl.host.flops_for(DType::kFloat32).at(1) == Approx(0.5 * 10e9));
-  // accelerate's reads of disk-offloaded weights: factors on the page cache (its curve by tensor
-  // size where calibrated, else its rate) and on the cold disk, for the dtypes measured only.
+  // accelerate's reads of disk-offloaded weights: in decode a copy at its rate plus the fresh pages
+  // (all of a tensor's from glibc's 32 MiB mmap threshold on, the heap's share of a smaller one's);
+  // in a cold prefill a factor on the disk, for the dtypes measured only.
   Calibration paged = cal;
   paged.host.page_cache_read_gbs_by_dtype[DType::kFloat32] = {{4, 16}, {64, 8}};
   paged.disk.read_gbs = 2;
   RuntimeProfile offload = p;
-  offload.offload_read_factor[DType::kFloat32] = 0.25;
+  offload.offload_copy_gbs = 2.0;
+  offload.fresh_page_us = 4.096;  // 1 ms per MB of fresh pages: 1 GB/s
+  offload.heap_fresh_share = 0.5;
   offload.offload_cold_factor[DType::kFloat32] = 0.5;
   const Rates pb = make_rates(hw, &paged);
   const Rates po = runtime_rates(pb, Runtime::kTransformers, offload);
-  CHECK(po.page_cache_rate(DType::kFloat32, 4.0 * 1024 * 1024) == Approx(4e9));
-  CHECK(po.page_cache_rate(DType::kFloat32, 64.0 * 1024 * 1024) == Approx(2e9));
+  const double mib = 1024.0 * 1024;
+  // 16 MiB from the heap, half its pages fresh: 1/2 + 1/2 x 1 (s per GB) -> 1 GB/s.
+  CHECK(po.page_cache_rate(DType::kFloat32, 16 * mib) == Approx(1e9));
+  CHECK(po.page_cache_rate(DType::kBFloat16, 16 * mib) == Approx(1e9));  // bytes are bytes
+  // 32 MiB and more: mapped afresh, every page: 1/2 + 1 -> 2/3 GB/s; the slowest any tensor reads.
+  CHECK(po.page_cache_rate(DType::kFloat32, 32 * mib) == Approx(2e9 / 3));
+  CHECK(po.page_cache_rate(DType::kFloat32, 64 * mib) == Approx(2e9 / 3));
+  CHECK(po.min_page_cache_rate(DType::kFloat32) == Approx(2e9 / 3));
+  CHECK(po.torch_offload->fresh_share(32 * mib - 4096) == Approx(0.5));
   CHECK(po.disk_read_for(DType::kFloat32).value == Approx(1e9));
   CHECK(po.disk_read_for(DType::kBFloat16).value == Approx(pb.disk_read_for(DType::kBFloat16).value));
+  // A dtype's read scale: its reads take that much longer within a forward.
+  RuntimeProfile scaled = offload;
+  scaled.offload_read_scale[DType::kBFloat16] = 2;
+  const Rates ps = runtime_rates(pb, Runtime::kTransformers, scaled);
+  CHECK(ps.page_cache_rate(DType::kBFloat16, 16 * mib) == Approx(0.5e9));
+  CHECK(ps.page_cache_rate(DType::kFloat32, 16 * mib) == Approx(1e9));
+  CHECK(ps.min_page_cache_rate(DType::kBFloat16) == Approx(1e9 / 3));
+  // Without the fresh page's cost the executor's curve stays (a profile fitted without disk runs).
+  RuntimeProfile half = offload;
+  half.fresh_page_us.reset();
+  CHECK(runtime_rates(pb, Runtime::kTransformers, half).page_cache_rate(DType::kFloat32, 4 * mib) == Approx(16e9));
   CHECK(runtime_rates(pb, Runtime::kDmap, offload).page_cache_rate(DType::kFloat32, 4.0 * 1024 * 1024) == Approx(16e9));
 
   // Simulated: the per-forward cost is added once to the prefill and to every decode step; a
@@ -1743,6 +1764,30 @@ bool has_offload_entry(const DeviceMap& dm) {
   return false;
 }
 }  // namespace
+
+TEST_CASE("the verdict prices auto's disk-offloaded layers under transformers on warm pages", "[unit][sim][runtime]") {
+  // Llama-3.1-8B fp16 on a 12 GB GPU with 4 GiB of RAM allowed: auto puts layers on disk.
+  SimScenario s = load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs);
+  s.base.max_memory = parse_max_memory_flag("0=10GiB,cpu=2GiB,disk=100GiB", "test");
+  s.runtimes = {Runtime::kTransformers};
+  Calibration cal;
+  RuntimeProfile& t = cal.runtimes[Runtime::kTransformers];
+  t.measured = true;
+  t.offload_copy_gbs = 2.5;
+  t.fresh_page_us = 7.5;
+  t.heap_fresh_share = 0.9;
+  s.calibration = cal;
+  const Evaluation ev = evaluate(s);
+  REQUIRE(ev.auto_row >= 0);
+  const ResultRow& au = ev.rows[ev.auto_row];
+  bool disk = false;
+  for (const auto& [n, d] : au.map.items()) disk = disk || d.kind == Device::Kind::kDisk;
+  REQUIRE(disk);
+  CHECK_THAT(ev.verdict, Catch::Contains("MALLOC_MMAP_MAX_=0") && Catch::Contains("fresh page costs 7.5 us"));
+  // No fresh pages to save (a profile without the page's cost): nothing said.
+  s.calibration->runtimes[Runtime::kTransformers].fresh_page_us = 0;
+  CHECK_THAT(evaluate(s).verdict, !Catch::Contains("MALLOC_MMAP_MAX_"));
+}
 
 TEST_CASE("rows under runtimes: each semantics under the runtimes that run it, the verdict names them",
           "[unit][sim][runtime]") {
