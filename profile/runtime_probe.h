@@ -18,6 +18,12 @@
 //                      CPU-only decode step (forward + loop) is predicted exactly: the whole
 //                      model's residual
 //   matmul_efficiency  the same for M >= 2 and the prefill
+// and with a disk-offload run (accelerate's, the last layers on disk):
+//   offload_copy_gbs,  a load_offloaded_weight's copy and each fresh 4 KiB page it touches, timed
+//   fresh_page_us      apart by the probe (offload_rates)
+//   heap_fresh_share,  the share of heap-served tensors' pages that are fresh and each dtype's
+//   offload_read_scale scale on the reads' time: the disk run's decode (fit_offload_reads)
+//   offload_cold_factor a factor on dmap's disk rate: the cold prefill
 //
 // Example:
 //   const TorchProbe p = run_torch_probe({script, find_torch_python(), spec.source, dtypes, rs, 3});
