@@ -633,6 +633,20 @@ struct RuntimeFitFixture {
   }
 };
 
+namespace {
+// A probe's run of one dtype whose timings are a prediction's: the decode step split into a
+// forward and a 120 us loop, the tiny model at 15 us per operator.
+TorchRun synthetic_run(DType d, const sim::Prediction& t, double kernels) {
+  TorchRun r;
+  r.dtype = d;
+  r.prefill_s = {t.prefill_s};
+  r.loop_s = {120e-6};
+  r.decode_s = {t.decode_token_s - 120e-6};
+  r.tiny_decode_s = {15e-6 * kernels};
+  return r;
+}
+}  // namespace
+
 TEST_CASE("the transformers profile fit recovers a known profile from the timings it predicts",
           "[unit][profile][runtime]") {
   const RuntimeFitFixture fx(sim::Runtime::kTransformers);
@@ -657,14 +671,7 @@ TEST_CASE("the transformers profile fit recovers a known profile from the timing
   probe.prompt = prompt;
   probe.new_tokens = new_tokens;
   for (DType d : {DType::kFloat32, DType::kBFloat16}) {
-    const sim::Prediction t = decode(truth, d);
-    TorchRun r;
-    r.dtype = d;
-    r.prefill_s = {t.prefill_s};
-    r.loop_s = {120e-6};
-    r.decode_s = {t.decode_token_s - 120e-6};
-    r.tiny_decode_s = {15e-6 * kernels};
-    probe.runs.push_back(r);
+    probe.runs.push_back(synthetic_run(d, decode(truth, d), kernels));
   }
   const TorchFit f = fit_torch_profile(spec, hw, base, probe);
   CHECK(f.kernels_per_step == Approx(kernels));
@@ -739,15 +746,8 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
     offload.disk_layers = 5;
     offload.offload_rates = TorchProbe::OffloadRates{copy_alone, 6};
     for (DType d : dtypes) {
-      for (auto [p, tm] : {std::pair{&probe, at(truth, fx.cpu, d)}, std::pair{&offload, at(off_truth, disk_map, d)}}) {
-        TorchRun r;
-        r.dtype = d;
-        r.prefill_s = {tm.prefill_s};
-        r.loop_s = {120e-6};
-        r.decode_s = {tm.decode_token_s - 120e-6};
-        r.tiny_decode_s = {15e-6 * kernels};
-        p->runs.push_back(r);
-      }
+      probe.runs.push_back(synthetic_run(d, at(truth, fx.cpu, d), kernels));
+      offload.runs.push_back(synthetic_run(d, at(off_truth, disk_map, d), kernels));
     }
     return out;
   };
