@@ -54,7 +54,8 @@ const Figure& Rates::page_cache_for(DType d) const {
 }
 
 // glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit (4 MiB x sizeof(long)): its dynamic mmap threshold
-// rises, as mapped blocks are freed, to at most this; a larger block is always freshly mapped.
+// rises, as mapped blocks are freed, to at most this; a larger block is mapped afresh whenever the heap
+// holds no free block that large (a forward's heap, tensor after tensor of one layer, does not).
 constexpr double kGlibcMmapThresholdMax = 32.0 * 1024 * 1024;
 constexpr double kPage = 4096;
 

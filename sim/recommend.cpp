@@ -553,7 +553,7 @@ Evaluation evaluate(const SimScenario& s) {
            "32 MiB or more afresh and trims its heap between layers; a fresh page costs "
         << us.str()
         << " us here): with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 in its environment glibc keeps "
-           "what it frees and they land on warm pages, "
+           "what it frees and they land on warm pages: about "
         << format_seconds(w.decode_token_s) << "/token instead of " << format_seconds(au->pred.decode_token_s) << ". ";
     }
   }
