@@ -634,6 +634,17 @@ struct RuntimeFitFixture {
 };
 
 namespace {
+// The transformers profile the fits below must recover: 15 us per operator, 120 us between
+// forwards, the efficiencies per dtype.
+sim::RuntimeProfile known_torch_profile() {
+  sim::RuntimeProfile known;
+  known.measured = true;
+  known.op_overhead_us = 15;
+  known.step_overhead_us = 120;
+  known.matvec_efficiency = {{DType::kFloat32, 0.6}, {DType::kBFloat16, 0.3}};
+  known.matmul_efficiency = {{DType::kFloat32, 0.4}, {DType::kBFloat16, 0.7}};
+  return known;
+}
 // A probe's run of one dtype whose timings are a prediction's: the decode step split into a
 // forward and a 120 us loop, the tiny model at 15 us per operator.
 TorchRun synthetic_run(DType d, const sim::Prediction& t, double kernels) {
@@ -653,12 +664,7 @@ TEST_CASE("the transformers profile fit recovers a known profile from the timing
   const ModelSpec& spec = fx.spec;
   const sim::Hardware& hw = fx.hw;
   const sim::Calibration& base = fx.base;
-  sim::RuntimeProfile known;
-  known.measured = true;
-  known.op_overhead_us = 15;
-  known.step_overhead_us = 120;
-  known.matvec_efficiency = {{DType::kFloat32, 0.6}, {DType::kBFloat16, 0.3}};
-  known.matmul_efficiency = {{DType::kFloat32, 0.4}, {DType::kBFloat16, 0.7}};
+  const sim::RuntimeProfile known = known_torch_profile();
   sim::Calibration truth = base;
   truth.runtimes[sim::Runtime::kTransformers] = known;
   const int64_t prompt = fx.prompt, new_tokens = fx.new_tokens;
@@ -713,12 +719,7 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
   RuntimeFitFixture fx(sim::Runtime::kTransformers);
   fx.spec = resolve_model("tinyllama_1b", "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
   fx.cpu = layers_on_disk_map(fx.spec, 0);
-  sim::RuntimeProfile known;
-  known.measured = true;
-  known.op_overhead_us = 15;
-  known.step_overhead_us = 120;
-  known.matvec_efficiency = {{DType::kFloat32, 0.6}, {DType::kBFloat16, 0.3}};
-  known.matmul_efficiency = {{DType::kFloat32, 0.4}, {DType::kBFloat16, 0.7}};
+  const sim::RuntimeProfile known = known_torch_profile();
   sim::Calibration truth = fx.base;
   truth.runtimes[sim::Runtime::kTransformers] = known;
   // Within a forward the reads take 1.25 x their time alone (as the probe times them: copies at
