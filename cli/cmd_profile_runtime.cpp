@@ -97,13 +97,22 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       // of offloaded weights, against dmap's executor's rates; the validation's default placement).
       const int64_t disk_layers =
           std::max<int64_t>(1, profile::layers_of_fraction(0.25, exec::exec_config(spec).layers));
-      const profile::TorchProbe offload = g.run("transformers runtime probe, disk offload", [&] {
-        profile::TorchProbeOptions o = po;
-        o.matvec.clear();
-        o.disk_layers = disk_layers;
-        return profile::run_torch_probe(o);
-      });
-      profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe, &offload);
+      // Twice: glibc as it comes, and glibc keeping what it frees (the copies then touch no fresh
+      // page: their own cost, and the fresh pages' by difference).
+      auto disk_probe = [&](bool keep_freed) {
+        return g.run(std::string("transformers runtime probe, disk offload") +
+                         (keep_freed ? ", glibc keeping freed memory" : ""),
+                     [&] {
+                       profile::TorchProbeOptions o = po;
+                       o.matvec.clear();
+                       o.disk_layers = disk_layers;
+                       o.keep_freed = keep_freed;
+                       return profile::run_torch_probe(o);
+                     });
+      };
+      const profile::TorchProbe offload = disk_probe(false);
+      const profile::TorchProbe kept = disk_probe(true);
+      profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe, &offload, &kept);
       cal.runtimes[runtime] = fit.profile;
       self_check = fit.self_check;
       summary = fit.summary;
@@ -162,6 +171,8 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
         if (std::find(placed.begin(), placed.end(), n) != placed.end()) continue;
         placed.push_back(n);
         cases.push_back({m, spec, d, n});
+        // accelerate's disk offload under PyTorch once more with glibc keeping what it frees.
+        if (!llama && n > 0) cases.push_back({m, spec, d, n, /*keep_freed=*/true});
       }
     }
   }

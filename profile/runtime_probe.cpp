@@ -20,9 +20,11 @@
 
 #include "core/error.h"
 #include "core/interrupt.h"
+#include "core/module_tree.h"
 #include "core/stats.h"
 #include "core/yaml_io.h"
 #include "exec/config.h"
+#include "profile/probes.h"
 #include "profile/runtime_fit.h"
 #include "profile/subprocess.h"
 
@@ -54,6 +56,8 @@ TorchProbe parse_torch_probe(const std::string& json, const std::string& origin)
   p.new_tokens = yaml_int(origin, need(root, "new_tokens"), "new_tokens");
   if (root["disk_layers"].IsDefined()) p.disk_layers = yaml_int(origin, root["disk_layers"], "disk_layers");
   if (p.disk_layers < 0) fail_at(origin, root["disk_layers"], "disk_layers must not be negative");
+  if (root["glibc_keeps_freed"].IsDefined())
+    p.keep_freed = yaml_bool(origin, root["glibc_keeps_freed"], "glibc_keeps_freed");
   if (const YAML::Node o = root["offload_rates"]; o.IsDefined()) {
     if (!o.IsMap()) fail_at(origin, o, "offload_rates: expected an object");
     TorchProbe::OffloadRates r;
@@ -194,7 +198,7 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
     argv.push_back("--matvec");
     argv.push_back(shapes);
   }
-  const int rc = run_command(argv, false);
+  const int rc = run_command(argv, false, opt.keep_freed ? sim::glibc_keep_freed_env() : std::vector<std::string>{});
   std::error_code ec;
   if (rc != 0) {
     fs::remove(out, ec);
@@ -208,80 +212,21 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
   return parse_torch_probe(text.str(), "the runtime probe's output (" + out.string() + ")");
 }
 
-OffloadReadFit fit_offload_reads(const std::function<double(DType, double, double)>& decode,
-                                 const std::vector<TorchRun>& runs) {
-  DMAP_CHECK(!runs.empty(), "a disk-offload probe without runs");
-  // Every run's predicted decode over its measured, less 1, and all runs together's.
-  auto residual = [&](const TorchRun& r, double scale, double share) {
-    return decode(r.dtype, scale, share) / r.decode() - 1;
-  };
-  auto pooled = [&](double scale, double share) {
-    double p = 0, m = 0;
-    for (const auto& r : runs) {
-      p += decode(r.dtype, scale, share);
-      m += r.decode();
-    }
-    return p / m - 1;
-  };
-  // The scale that matches all runs together at a share (slower reads, more time: monotone).
-  auto scale_for = [&](double share) {
-    double lo = std::log(0.1), hi = std::log(10.0);
-    for (int it = 0; it < 40; ++it) {
-      const double mid = (lo + hi) / 2;
-      (pooled(std::exp(mid), share) > 0 ? hi : lo) = mid;
-    }
-    return std::exp((lo + hi) / 2);
-  };
-  OffloadReadFit f;
-  if (runs.size() >= 2) {
-    // The share whose pooled scale leaves the smallest worst run, over a grid and then around its best.
-    auto worst = [&](double share, double scale) {
-      double w = 0;
-      for (const auto& r : runs) w = std::max(w, std::abs(residual(r, scale, share)));
-      return w;
-    };
-    double best = 1, best_worst = 1e300;
-    for (double step : {0.05, 0.005}) {
-      const double from = step == 0.05 ? 0.0 : std::max(0.0, best - 0.05),
-                   to = step == 0.05 ? 1.0 : std::min(1.0, best + 0.05);
-      for (double share = from; share <= to + 1e-9; share += step) {
-        const double w = worst(share, scale_for(share));
-        if (w < best_worst) {
-          best_worst = w;
-          best = share;
-        }
-      }
-    }
-    f.share = best;
-    f.scale = scale_for(best);
-    const std::string from_runs =
-        "the " + std::string(dtype_name(runs[0].dtype)) + " and " + std::string(dtype_name(runs[1].dtype)) + " runs";
-    f.how = best <= 0 || best >= 1 ? "the share at its bound, the scale from " + from_runs : "both from " + from_runs;
-    return f;
+FreshPages fresh_pages_of(const ModuleTree& tree, DType d, int64_t first, int64_t last) {
+  FreshPages f;
+  for (double b : disk_tensor_bytes(tree, d, first, last)) {
+    (b >= sim::kGlibcMmapThresholdMax ? f.mapped : f.heap) += std::ceil(b / sim::kPageBytes);
   }
-  // One run: the share alone, the reads at their rates alone; the scale where the share cannot
-  // reach the run.
-  if (pooled(1, 0) >= 0) {
-    f.share = 0;
-  } else if (pooled(1, 1) <= 0) {
-    f.share = 1;
-  } else {
-    double lo = 0, hi = 1;
-    for (int it = 0; it < 40; ++it) {
-      const double mid = (lo + hi) / 2;
-      (pooled(1, mid) > 0 ? hi : lo) = mid;
-    }
-    f.share = (lo + hi) / 2;
-    f.how = "the share alone";
-    return f;
-  }
-  f.scale = scale_for(f.share);
-  f.how = "the share at its bound, the scale";
   return f;
 }
 
+double measured_fresh_pages(const TorchRun& run, const TorchRun& kept) {
+  if (run.decode_faults.empty() || kept.decode_faults.empty()) return -1;
+  return std::max(0.0, median(run.decode_faults) - median(kept.decode_faults));
+}
+
 TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
-                           const TorchProbe& probe, const TorchProbe* offload) {
+                           const TorchProbe& probe, const TorchProbe* offload, const TorchProbe* kept) {
   DMAP_CHECK(!probe.runs.empty(), "a probe without runs");
   TorchFit f;
   const DeviceMap cpu_map = layers_on_disk_map(spec, 0);
@@ -361,76 +306,134 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     fit[std::string(dtype_name(r.dtype))] = m;
   }
   if (offload && offload->disk_layers > 0) {
-    // accelerate's disk offload (runtime_probe.h): decode first (a cold prefill's reads do not
-    // enter decode), then the cold factor from the prefill.
+    // accelerate's disk offload (runtime_probe.h): the copies from the run with glibc keeping what
+    // it frees (no fresh page), then the fresh pages from the default run against it, then the
+    // cold factors from the prefills.
     if (!offload->offload_rates) {
       throw RuntimeFailure(
           "the transformers runtime probe ran with layers on disk but did not time its copies "
           "(offload_rates): is scripts/runtime_probe.py from this dmap?");
     }
+    if (!kept || kept->disk_layers != offload->disk_layers || !kept->keep_freed ||
+        kept->runs.size() != offload->runs.size()) {
+      throw RuntimeFailure(
+          "the transformers disk-offload fit needs a second run of the same placement with glibc keeping what it "
+          "frees (glibc_keeps_freed in the probe's output)");
+    }
     const TorchProbe::OffloadRates& rates = *offload->offload_rates;
+    const int64_t layers = exec::exec_config(spec).layers;
     const DeviceMap disk_map = layers_on_disk_map(spec, offload->disk_layers);
-    const std::string placement = "disk " + std::to_string(offload->disk_layers) + "/" +
-                                  std::to_string(exec::exec_config(spec).layers) + " layers";
+    const std::string placement =
+        "disk " + std::to_string(offload->disk_layers) + "/" + std::to_string(layers) + " layers";
+    const std::string kept_placement = placement + ", glibc keeping freed memory";
     auto pred_disk = [&](DType d) {
       return predict(spec, d, disk_map, hw, &cal, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
                      sim::Runtime::kTransformers);
     };
+    auto kept_run = [&](DType d) -> const TorchRun& {
+      for (const auto& r : kept->runs)
+        if (r.dtype == d) return r;
+      throw RuntimeFailure("the glibc-keeping disk-offload run lacks " + std::string(dtype_name(d)));
+    };
     p.offload_copy_gbs = round4(rates.copy_gbs);
-    p.fresh_page_us = round4(rates.fresh_page_us);
-    const OffloadReadFit reads = fit_offload_reads(
-        [&](DType d, double scale, double share) {
-          p.offload_read_scale[d] = scale;
-          p.heap_fresh_share = share;
-          return pred_disk(d).decode_token_s;
-        },
-        offload->runs);
-    p.heap_fresh_share = round4(reads.share);
-    // Each dtype's own scale at that share: its run exactly (the runs' machine states and what the
-    // share leaves differ by a few per cent).
-    for (const auto& r : offload->runs) {
-      double& scale = p.offload_read_scale[r.dtype] = reads.scale;
-      double lo = std::log(0.1), hi = std::log(10.0);
-      for (int it = 0; it < 40; ++it) {
-        const double mid = (lo + hi) / 2;
-        scale = std::exp(mid);
-        (pred_disk(r.dtype).decode_token_s > r.decode() ? hi : lo) = mid;
-      }
-      scale = round4(std::exp((lo + hi) / 2));
+    // 1. The copies within a forward, each dtype's: its kept run exactly, no page fresh.
+    p.fresh_page_us = 0.0;
+    p.heap_fresh_share = 0.0;
+    for (const auto& r : kept->runs) {
+      double& scale = p.offload_copy_scale[r.dtype] = 1.0;
+      double speed = 1.0;  // 1 / scale: the predicted decode falls as it rises
+      solve_efficiency(
+          speed,
+          [&] {
+            scale = 1.0 / speed;
+            return pred_disk(r.dtype).decode_token_s;
+          },
+          r.decode());
+      scale = round4(1.0 / speed);
     }
+    // 2. The fresh pages: each run's minor faults over the kept run's (the memory maps' own); their
+    // share of the heap-served tensors' pages, and their time within a forward, pooled over dtypes.
+    const ModuleTree tree = build_module_tree(spec);
+    double fresh = 0, heap_fresh = 0, heap_pages = 0, extra_s = 0;
+    std::map<DType, double> fresh_of;
+    for (const auto& r : offload->runs) {
+      const double m = measured_fresh_pages(r, kept_run(r.dtype));
+      if (m < 0) {
+        throw RuntimeFailure(
+            "the transformers disk-offload runs did not record their page faults (decode_minor_faults): is "
+            "scripts/runtime_probe.py from this dmap?");
+      }
+      const FreshPages pages = fresh_pages_of(tree, r.dtype, layers - offload->disk_layers, layers);
+      fresh_of[r.dtype] = m;
+      fresh += m;
+      heap_fresh += std::clamp(m - pages.mapped, 0.0, pages.heap);
+      heap_pages += pages.heap;
+      extra_s += r.decode() - kept_run(r.dtype).decode();
+    }
+    std::string how;
+    if (fresh >= kMinFreshPages && extra_s > 0) {
+      p.fresh_page_us = round4(extra_s / fresh * 1e6);
+      how = "timed within the forwards (the default runs over the kept ones, per fresh page)";
+    } else {
+      p.fresh_page_us = round4(rates.fresh_page_us);
+      how = fresh < kMinFreshPages ? "as timed alone (the runs touched too few fresh pages to time them)"
+                                   : "as timed alone (the runs with fresh pages were not slower)";
+    }
+    p.heap_fresh_share = round4(heap_pages > 0 ? heap_fresh / heap_pages : 1.0);
     YAML::Node off;
     off["disk_layers"] = offload->disk_layers;
     off["copy_alone_gbs"] = *p.offload_copy_gbs;
-    off["fresh_page_alone_us"] = *p.fresh_page_us;
-    off["common_read_scale"] = round4(reads.scale);
+    off["fresh_page_alone_us"] = round4(rates.fresh_page_us);
+    off["fresh_page_us"] = *p.fresh_page_us;
+    off["fresh_page_from"] = how;
     off["heap_fresh_share"] = *p.heap_fresh_share;
-    off["solved"] = reads.how;
     {
       std::ostringstream s;
       s << std::setprecision(3) << "  accelerate's disk offload, " << placement << ": copies at " << *p.offload_copy_gbs
-        << " GB/s and a fresh page " << *p.fresh_page_us << " us alone, " << *p.heap_fresh_share * 100
-        << " % of the heap-served tensors' pages fresh (" << reads.how << ")";
+        << " GB/s alone, a fresh page " << *p.fresh_page_us << " us (" << how << "; " << rates.fresh_page_us
+        << " alone), " << *p.heap_fresh_share * 100
+        << " % of the heap-served tensors' pages fresh in the fit's runs (their page faults)";
       f.summary.push_back(s.str());
     }
-    for (const auto& r : offload->runs) {
+    // 3. The cold prefill: a factor on dmap's disk rate, from the kept run (its fresh pages, none;
+    // the default run's are priced as in decode).
+    auto pred_kept = [&](DType d) {  // glibc keeping what it frees: no page fresh
+      sim::Calibration at_kept = cal;
+      at_kept.runtimes[sim::Runtime::kTransformers].fresh_page_us = 0.0;
+      return predict(spec, d, disk_map, hw, &at_kept, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
+                     sim::Runtime::kTransformers);
+    };
+    for (const auto& r : kept->runs) {
       double& cold = p.offload_cold_factor[r.dtype] = 1.0;
       solve_efficiency(
-          cold, [&] { return pred_disk(r.dtype).prefill_s; }, r.prefill());
+          cold, [&] { return pred_kept(r.dtype).prefill_s; }, r.prefill());
       cold = round4(cold);
-      check(r, placement, pred_disk(r.dtype));
+    }
+    for (const auto& r : offload->runs) {
+      const TorchRun& k = kept_run(r.dtype);
+      // The kept run with glibc keeping (no fresh page), and the default one at its own fresh pages.
+      const sim::Prediction pk = pred_kept(r.dtype);
+      check(k, kept_placement, pk);
+      sim::Prediction pf = pred_disk(r.dtype);
+      const double own = fresh_of[r.dtype] * *p.fresh_page_us * 1e-6;
+      pf.decode_token_s = pk.decode_token_s + own;
+      pf.prefill_s = pk.prefill_s + own;
+      check(r, placement + ", at its fresh pages", pf);
       std::ostringstream s;
-      s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement << ": reads "
-        << p.offload_read_scale[r.dtype] << " x their time alone in decode, " << cold
-        << " x dmap's disk rate in a cold prefill; decode " << r.decode() * 1e3 << " ms/token, prefill "
-        << r.prefill() * 1e3 << " ms measured";
-      if (!r.decode_faults.empty()) s << ", " << median(r.decode_faults) << " minor faults per decode step";
+      s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement << ": copies "
+        << p.offload_copy_scale[r.dtype] << " x their time alone in a forward, " << p.offload_cold_factor[r.dtype]
+        << " x dmap's disk rate in a cold prefill; decode " << r.decode() * 1e3 << " ms/token (" << fresh_of[r.dtype]
+        << " fresh pages), " << k.decode() * 1e3 << " with glibc keeping";
       f.summary.push_back(s.str());
       YAML::Node m;
       m["decode_ms"] = round4(r.decode() * 1e3);
       m["prefill_ms"] = round4(r.prefill() * 1e3);
-      m["read_scale"] = p.offload_read_scale[r.dtype];
-      m["cold_factor"] = cold;
-      if (!r.decode_faults.empty()) m["decode_minor_faults"] = round4(median(r.decode_faults));
+      m["kept_decode_ms"] = round4(k.decode() * 1e3);
+      m["kept_prefill_ms"] = round4(k.prefill() * 1e3);
+      m["copy_scale"] = p.offload_copy_scale[r.dtype];
+      m["cold_factor"] = p.offload_cold_factor[r.dtype];
+      m["decode_minor_faults"] = round4(median(r.decode_faults));
+      m["kept_decode_minor_faults"] = round4(median(k.decode_faults));
       m["repetitions"] = static_cast<int>(r.prefill_s.size());
       off[std::string(dtype_name(r.dtype))] = m;
     }

@@ -18,12 +18,14 @@
 //                      CPU-only decode step (forward + loop) is predicted exactly: the whole
 //                      model's residual
 //   matmul_efficiency  the same for M >= 2 and the prefill
-// and with a disk-offload run (accelerate's, the last layers on disk):
-//   offload_copy_gbs,  a load_offloaded_weight's copy and each fresh 4 KiB page it touches, timed
-//   fresh_page_us      apart by the probe (offload_rates)
-//   heap_fresh_share,  the share of heap-served tensors' pages that are fresh and each dtype's
-//   offload_read_scale scale on the reads' time: the disk run's decode (fit_offload_reads)
-//   offload_cold_factor a factor on dmap's disk rate: the cold prefill
+// and with two disk-offload runs (accelerate's, the last layers on disk; glibc as it comes, and
+// glibc keeping what it frees):
+//   offload_copy_gbs    a load_offloaded_weight's copy into touched memory, timed apart by the probe
+//   offload_copy_scale  the copy within a forward over alone, per dtype: the kept run's decode
+//   fresh_page_us       a fresh 4 KiB page within a forward: the default runs' extra decode time
+//                       over the kept ones, per fresh page (their minor faults over the kept runs')
+//   heap_fresh_share    the share of heap-served tensors' pages the default runs found fresh
+//   offload_cold_factor a factor on dmap's disk rate: the kept run's cold prefill
 //
 // Example:
 //   const TorchProbe p = run_torch_probe({script, find_torch_python(), spec.source, dtypes, rs, 3});
@@ -38,6 +40,7 @@
 
 #include "core/dtype.h"
 #include "core/model_spec.h"
+#include "core/module_tree.h"
 #include "profile/profile.h"
 #include "profile/runtime_fit.h"
 #include "sim/calibration.h"
@@ -61,6 +64,7 @@ struct TorchProbe {
   int threads = 0;
   int64_t prompt = 0, new_tokens = 0;
   int64_t disk_layers = 0;  // the last layers offloaded to disk as accelerate offloads them (0: none)
+  bool keep_freed = false;  // it ran with glibc keeping what it frees (sim::glibc_keep_freed_env)
   std::vector<TorchRun> runs;
   // With disk_layers: what load_offloaded_weight costs per byte on this machine, timed apart (a
   // file in the page cache copied into touched memory: copy_gbs; into fresh anonymous memory: the
@@ -89,6 +93,9 @@ struct TorchProbeOptions {
   // The last `disk_layers` decoder layers offloaded to disk as accelerate offloads them (their files
   // in a folder under the run's scratch directory, removed afterwards).
   int64_t disk_layers = 0;
+  // Run it with glibc keeping what it frees (sim::glibc_keep_freed_env in its environment): every
+  // copy of an offloaded tensor lands on pages already touched.
+  bool keep_freed = false;
 };
 // Runs the probe (its stderr passes through) and reads its JSON. RuntimeFailure when it fails.
 TorchProbe run_torch_probe(const TorchProbeOptions& opt);
@@ -108,27 +115,30 @@ struct TorchFit {
   std::vector<std::string> summary;      // one line per fitted figure
   YAML::Node fit;                        // for the calibration's fit block
 };
-// `probe` ran the model CPU-only; `offload`, where given, ran it with its last layers on disk
-// (TorchProbe::disk_layers) and timed its copies (OffloadRates): the decode reads are priced from
-// those (RuntimeProfile::offload_copy_gbs, fresh_page_us) with the share of heap-served tensors'
-// pages that are fresh (heap_fresh_share) fitted with one scale on the reads' time across dtypes
-// (fit_offload_reads), then each dtype's own scale at that share (offload_read_scale: its run
-// exactly); the cold prefill's reads as a factor on dmap's disk rate (offload_cold_factor).
-// The two figures of accelerate's decode reads (fit_torch_profile): `decode(dtype, scale, share)`
-// predicts a disk-offload run's decode step with the reads' time (copies and fresh pages, as the
-// probe timed them alone) scaled by `scale` and `share` of the heap-served tensors' pages fresh.
-// From two or more runs: the share (0..1) whose scale, matching the runs together, leaves the
-// smallest worst run (their tensors differ against glibc's threshold: TinyLlama's float32 MLP
-// weights, 44 MiB, are always mapped afresh, its bfloat16 ones, 22 MiB, come from the heap). From
-// one: the share alone, the scale only where the share cannot reach it. `how` says which.
-struct OffloadReadFit {
-  double scale = 1, share = 1;
-  std::string how;
+// The fresh 4 KiB pages accelerate's copies of decoder layers [first, last) can touch per forward:
+// those of tensors of 32 MiB or more (glibc maps each afresh) and those served from its heap.
+struct FreshPages {
+  double mapped = 0, heap = 0;
 };
-OffloadReadFit fit_offload_reads(const std::function<double(DType, double, double)>& decode,
-                                 const std::vector<TorchRun>& runs);
+FreshPages fresh_pages_of(const ModuleTree& tree, DType d, int64_t first, int64_t last);
+// A disk-offload run's fresh pages per decode step: its minor faults over those of the same run
+// with glibc keeping what it frees (the memory maps' own faults, one per 16 pages read); -1 where
+// either did not record them.
+double measured_fresh_pages(const TorchRun& run, const TorchRun& kept);
+// Fewer fresh pages than this per step over the fit's runs: too few to time.
+constexpr double kMinFreshPages = 1000;
 
+// `probe` ran the model CPU-only; `offload` and `kept`, where given, ran it with its last layers on
+// disk (TorchProbe::disk_layers), glibc as it comes and glibc keeping what it frees. The decode
+// reads are priced as offload_copy_gbs (the copy the probe timed alone, OffloadRates) times each
+// dtype's offload_copy_scale (its kept run exactly: no page fresh), plus fresh_page_us per fresh
+// page: the default runs' extra time over the kept ones per fresh page they measured
+// (measured_fresh_pages), pooled; heap_fresh_share is the fresh share of the heap-served tensors'
+// pages the default runs measured. The cold prefill: offload_cold_factor on dmap's disk rate, each
+// dtype's kept run exactly (fresh pages are priced apart). RuntimeFailure when `offload` lacks its
+// copies' timings or its page faults, or `kept` does not match it.
 TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
-                           const TorchProbe& probe, const TorchProbe* offload = nullptr);
+                           const TorchProbe& probe, const TorchProbe* offload = nullptr,
+                           const TorchProbe* kept = nullptr);
 
 }  // namespace dmap::profile

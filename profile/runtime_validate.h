@@ -44,7 +44,10 @@ struct RuntimeCase {
   // The last `disk_layers` decoder layers offloaded to disk (transformers: accelerate's disk offload
   // on the CPU; dmap's executor runs the same placement); 0: CPU-only.
   int64_t disk_layers = 0;
-  std::string placement() const;  // "cpu", "disk 5/22 layers"
+  // transformers with layers on disk: run with glibc keeping what it frees (sim::glibc_keep_freed_env),
+  // predicted with no fresh page.
+  bool keep_freed = false;
+  std::string placement() const;  // "cpu", "disk 5/22 layers", "disk 5/22 layers, glibc keeping freed memory"
 };
 
 struct RuntimeRow {
@@ -62,6 +65,18 @@ struct RuntimeRow {
   // predicted (sim::Rates::TorchOffload), and the step's minor page faults as measured (fresh pages
   // and the memory maps' own, one per 16 pages); -1 where neither applies.
   double predicted_fresh_pages = -1, measured_faults = -1;
+  // transformers, disk, glibc as it comes: the decode predicted with none and with all of the
+  // heap-served tensors' pages fresh (what glibc's heap may do), and — paired with the same
+  // placement's kept row — the fresh pages measured (its faults over the kept row's) and the
+  // decode predicted at them (the kept row's prediction plus their time); -1 where not applicable.
+  double predicted_decode_low_s = -1, predicted_decode_high_s = -1;
+  double measured_fresh_pages = -1, predicted_at_fresh_s = -1;
+  bool in_range() const {
+    return predicted_decode_low_s > 0 && measured_decode_s >= predicted_decode_low_s * (1 - kRangeSlack) &&
+           measured_decode_s <= predicted_decode_high_s * (1 + kRangeSlack);
+  }
+  // The slack on either side of the range: the machine's own spread within minutes (docs/PERFORMANCE.md).
+  static constexpr double kRangeSlack = 0.10;
   double decode_error() const { return predicted_decode_s / measured_decode_s - 1; }
   double prefill_error() const { return predicted_prefill_s / measured_prefill_s - 1; }
   // With the measured time referred to calibration time (measured / probe_ratio).
@@ -91,6 +106,13 @@ struct RuntimeValidation {
   double steady_decode_median_abs = 0, steady_decode_p90_abs = 0, steady_prefill_median_abs = 0;
   // The error a perfect prediction would show given the held-out rows' repetitions (core/noise_floor.h).
   NoiseFloor decode_noise;
+  // transformers' disk rows (held out): the rows glibc's heap does not decide (CPU-only, and disk
+  // with glibc keeping what it frees); the default disk rows within their predicted range, and their
+  // errors predicted at the fresh pages they measured.
+  int fixed_rows = 0;
+  double fixed_decode_median_abs = 0, fixed_decode_p90_abs = 0;
+  int heap_rows = 0, heap_in_range = 0;
+  double at_fresh_decode_median_abs = 0, at_fresh_decode_p90_abs = 0;
 };
 
 // The errors and regret of rows already measured (a pure function; tests give synthetic rows).

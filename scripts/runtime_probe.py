@@ -16,8 +16,10 @@ torch.inference_mode with a fixed thread count. A second, tiny model of the same
 count (hidden 64) decodes `--tiny-steps` tokens: its step is almost all per-operator overhead.
 With `--disk-layers N`, the run's minor page faults per decode step are recorded, and what a
 load_offloaded_weight costs per byte is timed apart ("offload_rates": the copy into warm pages, and
-a fresh page's cost: see offload_rates). With `--matvec N:K,...`, per dtype each one-row product F.linear(x[1, 1, K], W[N, K]) is timed the
-way the model calls it: enough copies of W to pass 256 MiB multiplied in turn (the weights stream
+a fresh page's cost: see offload_rates); "glibc_keeps_freed" says whether glibc ran keeping what
+it frees (MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 in the environment: the copies then
+land on warm pages). With `--matvec N:K,...`, per dtype each one-row product F.linear(x[1, 1, K],
+W[N, K]) is timed the way the model calls it: enough copies of W to pass 256 MiB multiplied in turn (the weights stream
 from memory as a decode's do, not from the caches), the median over `2 x reps + 1` passes of the
 time per product.
 
@@ -216,6 +218,17 @@ def offload_rates(folder, mib=64, reps=5):
             "warm_faults": statistics.median(warm_faults)}
 
 
+def glibc_keeps_freed():
+    """Whether glibc was told, through its tunables in our environment, to keep what it frees: no
+    block mapped afresh (MALLOC_MMAP_MAX_=0) and its heap never trimmed (MALLOC_TRIM_THRESHOLD_ of
+    4 GiB or more). dmap's fit and validation run the probe both ways."""
+    try:
+        trim = int(os.environ.get("MALLOC_TRIM_THRESHOLD_", "0"))
+    except ValueError:
+        trim = 0
+    return os.environ.get("MALLOC_MMAP_MAX_") == "0" and trim >= 1 << 32
+
+
 def minor_faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
@@ -346,6 +359,7 @@ def main():
     c = load_config(args.model)
     out = {"torch": torch.__version__, "threads": args.threads, "prompt": args.prompt,
            "new_tokens": args.new_tokens, "model_type": c["model_type"], "disk_layers": args.disk_layers,
+           "glibc_keeps_freed": glibc_keeps_freed(),
            "implementation": "plain PyTorch eager with transformers' op structure (scripts/make_fixtures.py's "
                              "forward; transformers not importable or not used)",
            "runs": []}

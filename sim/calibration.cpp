@@ -53,20 +53,17 @@ const Figure& Rates::page_cache_for(DType d) const {
   return it != page_cache_read_dtype.end() ? it->second : page_cache_read;
 }
 
-// glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit (4 MiB x sizeof(long)): its dynamic mmap threshold
-// rises, as mapped blocks are freed, to at most this; a larger block is mapped afresh whenever the heap
-// holds no free block that large (a forward's heap, tensor after tensor of one layer, does not).
-constexpr double kGlibcMmapThresholdMax = 32.0 * 1024 * 1024;
-constexpr double kPage = 4096;
-
 double Rates::TorchOffload::fresh_share(double bytes) const {
   return bytes >= kGlibcMmapThresholdMax ? 1.0 : heap_fresh.value;
 }
 
+double Rates::TorchOffload::fresh_pages(double bytes) const {
+  return std::ceil(bytes / kPageBytes) * fresh_share(bytes);
+}
+
 double Rates::TorchOffload::seconds(double bytes, DType d) const {
-  const auto it = scale.find(d);
-  return (it != scale.end() ? it->second : 1.0) *
-         (bytes / copy.value + std::ceil(bytes / kPage) * fresh_share(bytes) * fresh_page.value);
+  const auto it = copy_scale.find(d);
+  return (it != copy_scale.end() ? it->second : 1.0) * bytes / copy.value + fresh_pages(bytes) * fresh_page.value;
 }
 
 double Rates::page_cache_rate(DType d, double bytes) const {
@@ -628,7 +625,7 @@ Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& p) {
     t.copy = {*p.offload_copy_gbs * 1e9, src};
     t.fresh_page = {*p.fresh_page_us * kUs, src};
     if (p.heap_fresh_share) t.heap_fresh = {*p.heap_fresh_share, src};
-    t.scale = p.offload_read_scale;
+    t.copy_scale = p.offload_copy_scale;
     out.torch_offload = t;
   }
   for (const auto& [d, f] : p.offload_cold_factor) out.disk_read_dtype[d] = {base.disk_read_for(d).value * f, src};

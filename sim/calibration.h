@@ -152,6 +152,12 @@ Calibration parse_calibration(const std::string& text, const std::string& origin
 // fit as given.
 std::string calibration_yaml(const Calibration& c);
 
+// glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit (4 MiB x sizeof(long)): its dynamic mmap threshold
+// rises, as mapped blocks are freed, to at most this; a larger block is mapped afresh whenever the heap
+// holds no free block that large (a forward's heap, tensor after tensor of one layer, does not).
+constexpr double kGlibcMmapThresholdMax = 32.0 * 1024 * 1024;
+constexpr double kPageBytes = 4096;
+
 struct Rates {
   DeviceRates host;
   std::vector<DeviceRates> gpus;
@@ -175,12 +181,13 @@ struct Rates {
   // copied out of its file's memory map into memory glibc hands out, part of it fresh pages.
   // Where set, page_cache_rate is this, not the executor's curve.
   struct TorchOffload {
-    Figure copy;                                  // bytes/s into pages already touched
-    Figure fresh_page;                            // seconds per fresh 4 KiB page (faulted, zeroed, returned)
+    Figure copy;                                  // bytes/s into pages already touched, alone
+    std::map<DType, double> copy_scale;           // the copy's time within a forward over alone (1: none)
+    Figure fresh_page;                            // seconds per fresh 4 KiB page within a forward (faulted, zeroed)
     Figure heap_fresh{1.0, Source::kEstimate};    // share of a heap-served tensor's pages that are fresh
-    std::map<DType, double> scale;                // a read's time within a forward over alone (1: none)
     double fresh_share(double bytes) const;       // 1 from glibc's largest mmap threshold on, else heap_fresh
-    double seconds(double bytes, DType d) const;  // one tensor's read
+    double fresh_pages(double bytes) const;       // of one tensor: its 4 KiB pages x fresh_share
+    double seconds(double bytes, DType d) const;  // one tensor's read, warm (in the page cache)
   };
   std::optional<TorchOffload> torch_offload;
   std::string calibration_name;  // "" = datasheet only

@@ -274,8 +274,12 @@ double CostModel::activation_copy(ExecDevice from, ExecDevice to, Phase phase) c
 }
 
 double CostModel::disk_read(double bytes, bool warm) const {
-  return bytes / (warm ? rates_.page_cache_rate(workload_.dtype, bytes) : rates_.disk_read_for(workload_.dtype).value) +
-         (warm ? 0.0 : rates_.disk_latency.value);
+  if (warm) return bytes / rates_.page_cache_rate(workload_.dtype, bytes);
+  // Cold: the file's rate and latency; under PyTorch the copy's fresh pages on top, as warm
+  // (Rates::TorchOffload: the cold factor was fitted where no page was fresh).
+  const double fresh =
+      rates_.torch_offload ? rates_.torch_offload->fresh_pages(bytes) * rates_.torch_offload->fresh_page.value : 0.0;
+  return bytes / rates_.disk_read_for(workload_.dtype).value + rates_.disk_latency.value + fresh;
 }
 
 Bytes CostModel::workspace_bytes(Phase phase) const {

@@ -551,9 +551,8 @@ Evaluation evaluate(const SimScenario& s) {
       us << std::setprecision(2) << m->rates.torch_offload->fresh_page.value * 1e6;
       v << "Its disk-offloaded layers are copied into fresh memory on every forward (glibc maps each tensor of "
            "32 MiB or more afresh and trims its heap between layers; a fresh page costs "
-        << us.str()
-        << " us here): with MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 in its environment glibc keeps "
-           "what it frees and they land on warm pages: about "
+        << us.str() << " us here): with " << glibc_keep_freed_text()
+        << " in its environment glibc keeps what it frees and they land on warm pages: about "
         << format_seconds(w.decode_token_s) << "/token instead of " << format_seconds(au->pred.decode_token_s) << ". ";
     }
   }

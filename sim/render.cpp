@@ -75,7 +75,9 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
   const Figure& pc = r.page_cache_for(ev.graph->dtype);
   if (r.torch_offload) {  // accelerate's copies under PyTorch (Rates::TorchOffload)
     const auto& t = *r.torch_offload;
-    f.push_back({"offloaded tensor copy (page cache -> new tensor)", t.copy.value / 1e9, "GB/s", t.copy.source});
+    const auto sc = t.copy_scale.find(ev.graph->dtype);
+    f.push_back({"offloaded tensor copy (page cache -> warm pages, in a forward)",
+                 t.copy.value / (sc != t.copy_scale.end() ? sc->second : 1.0) / 1e9, "GB/s", t.copy.source});
     f.push_back({"fresh page (tensors >= 32 MiB: all)", t.fresh_page.value * 1e6, "us/4 KiB", t.fresh_page.source});
     f.push_back({"fresh share of smaller tensors' pages", t.heap_fresh.value, "", t.heap_fresh.source});
   } else if (const auto it = r.page_cache_curve.find(ev.graph->dtype); it != r.page_cache_curve.end()) {

@@ -55,6 +55,17 @@ double lookup(const std::map<DType, double>& m, DType d) {
 double RuntimeProfile::matvec_for(DType d) const { return lookup(matvec_efficiency, d); }
 double RuntimeProfile::matmul_for(DType d) const { return lookup(matmul_efficiency, d); }
 
+const std::vector<std::string>& glibc_keep_freed_env() {
+  static const std::vector<std::string> env = {"MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=68719476736"};
+  return env;
+}
+
+std::string glibc_keep_freed_text() {
+  std::string t;
+  for (const auto& e : glibc_keep_freed_env()) t += (t.empty() ? "" : " ") + e;
+  return t;
+}
+
 RuntimeProfile estimated_profile(Runtime r) {
   RuntimeProfile p;
   switch (r) {
@@ -155,10 +166,12 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
     const YAML::Node p = kv.second;
     const std::string where = "runtimes." + name;
     if (!p.IsMap()) fail_at(f, p, kv.first, where + ": expected a mapping");
-    if (p["offload_read_factor"].IsDefined()) {  // an earlier dmap's figure (2026-12-05)
-      fail_at(f, p["offload_read_factor"],
-              where +
-                  ".offload_read_factor: an earlier dmap's figure, replaced by offload_copy_gbs, fresh_page_us "
+    // Earlier dmaps' figures of accelerate's reads (2026-12-05, 2026-12-06): refitted, not reinterpreted.
+    for (const char* old : {"offload_read_factor", "offload_read_scale"}) {
+      if (!p[old].IsDefined()) continue;
+      fail_at(f, p[old],
+              where + "." + old +
+                  ": an earlier dmap's figure, replaced by offload_copy_gbs, offload_copy_scale, fresh_page_us "
                   "and heap_fresh_share; re-run `dmap profile --real --runtime " +
                   name + "` to measure them (or delete the line: the executor's page-cache rates are used)");
     }
@@ -166,7 +179,7 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
         f, p,
         {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us", "offload_tensor_overhead_us",
          "matvec_efficiency", "matmul_efficiency", "matvec_gbs", "matvec_row_ns", "load", "mapped_factor",
-         "offload_copy_gbs", "fresh_page_us", "heap_fresh_share", "offload_read_scale", "offload_cold_factor"},
+         "offload_copy_gbs", "fresh_page_us", "heap_fresh_share", "offload_copy_scale", "offload_cold_factor"},
         where);
     RuntimeProfile rp;
     if (p["source"].IsDefined()) {
@@ -196,8 +209,8 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
     rp.heap_fresh_share = read_non_negative(f, p, "heap_fresh_share", where);
     if (rp.heap_fresh_share && *rp.heap_fresh_share > 1)
       fail_at(f, p["heap_fresh_share"], where + ".heap_fresh_share: a share between 0 and 1");
-    if (p["offload_read_scale"].IsDefined())
-      rp.offload_read_scale = read_per_dtype(f, p["offload_read_scale"], where + ".offload_read_scale", false);
+    if (p["offload_copy_scale"].IsDefined())
+      rp.offload_copy_scale = read_per_dtype(f, p["offload_copy_scale"], where + ".offload_copy_scale", false);
     if (p["offload_cold_factor"].IsDefined())
       rp.offload_cold_factor = read_per_dtype(f, p["offload_cold_factor"], where + ".offload_cold_factor", false);
     if (p["load"].IsDefined()) {
@@ -250,7 +263,7 @@ std::string runtime_profiles_yaml(const std::map<Runtime, RuntimeProfile>& m) {
     put("offload_copy_gbs", p.offload_copy_gbs);
     put("fresh_page_us", p.fresh_page_us);
     put("heap_fresh_share", p.heap_fresh_share);
-    put_map("offload_read_scale", p.offload_read_scale);
+    put_map("offload_copy_scale", p.offload_copy_scale);
     put_map("offload_cold_factor", p.offload_cold_factor);
   }
   return y.str();

@@ -72,16 +72,23 @@ struct RuntimeProfile {
   std::map<DType, double> mapped_factor;              // llama.cpp: mapped decode / read-into-memory decode
   // transformers: accelerate's reads of disk-offloaded weights on the CPU, each tensor copied out of
   // a fresh memory map of its file into a new tensor. In decode (the file in the page cache), per
-  // tensor: bytes / offload_copy_gbs, plus fresh_page_us for each 4 KiB page of it that is fresh
-  // memory — every page of a tensor of 32 MiB or more (glibc maps those afresh: its mmap threshold
-  // stops rising at 32 MiB), heap_fresh_share of a smaller one's (glibc's heap is trimmed and grown
-  // again between layers, or reused; which depends on the allocations around it). Sim::Rates::
-  // TorchOffload. offload_copy_gbs and fresh_page_us are as timed alone; offload_read_scale, per
-  // dtype, scales a read's time within a forward (1 where not given). In a cold prefill: factors
-  // on dmap's executor's disk rate (cold).
+  // tensor: offload_copy_scale x bytes / offload_copy_gbs (the copy as timed alone, and the dtype's
+  // factor within a forward: fitted on a run with glibc keeping what it frees, where no page is
+  // fresh), plus fresh_page_us (within a forward) for each 4 KiB page of it that is fresh memory —
+  // every page of a tensor of 32 MiB or more (glibc maps those afresh: its mmap threshold stops
+  // rising at 32 MiB), heap_fresh_share of a smaller one's (glibc's heap is trimmed and grown again
+  // between layers, or reused: which depends on the allocations around it, and moves between
+  // processes; the share is the fit run's, measured by its page faults). Sim::Rates::TorchOffload.
+  // In a cold prefill: factors on dmap's executor's disk rate (cold).
   std::optional<double> offload_copy_gbs, fresh_page_us, heap_fresh_share;
-  std::map<DType, double> offload_read_scale, offload_cold_factor;
+  std::map<DType, double> offload_copy_scale, offload_cold_factor;
 };
+
+// The environment under which glibc keeps what it frees (no block mapped afresh, its heap never
+// trimmed), so that accelerate's copies of disk-offloaded tensors land on pages already touched:
+// {"MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=68719476736"}; `glibc_keep_freed_text` joins them.
+const std::vector<std::string>& glibc_keep_freed_env();
+std::string glibc_keep_freed_text();
 
 // The estimate used where a calibration has no measured profile of the runtime (dmap: empty, its
 // figures are the calibration's). The sources are in runtime.cpp.

@@ -553,6 +553,12 @@ TEST_CASE("the runtime probe's JSON: medians per dtype, errors name the output",
   CHECK(o.offload_rates->fresh_page_us == Approx(7.5));
   CHECK(o.runs[0].decode_faults == std::vector<double>{120, 80, 100});
   CHECK(!p.offload_rates);
+  CHECK(!o.keep_freed);
+  std::string kept = off;
+  kept.replace(kept.find(R"("runs")"), 6, R"("glibc_keeps_freed": true, "runs")");
+  CHECK(parse_torch_probe(kept, "probe.json").keep_freed);
+  kept.replace(kept.find("true"), 4, "\"yes\"");
+  CHECK_THROWS_WITH(parse_torch_probe(kept, "probe.json"), Catch::Contains("glibc_keeps_freed"));
   std::string zero_rate = off;
   zero_rate.replace(zero_rate.find("2.5"), 3, "0");
   CHECK_THROWS_WITH(parse_torch_probe(zero_rate, "probe.json"), Catch::Contains("copy_gbs"));
@@ -722,92 +728,122 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
   const sim::RuntimeProfile known = known_torch_profile();
   sim::Calibration truth = fx.base;
   truth.runtimes[sim::Runtime::kTransformers] = known;
-  // Within a forward the reads take 1.25 x their time alone (as the probe times them: copies at
-  // 2.5 GB/s, a fresh page 6 us), 30 % of the heap's pages are fresh.
+  // Within a forward the copies take 1.25 (float32) and 1.4 (bfloat16) x their time alone (2.5
+  // GB/s, as the probe times them), a fresh page 8 us (6 alone), 30 % of the heap's pages fresh.
   sim::Calibration offloading = truth;
   sim::RuntimeProfile& t = offloading.runtimes[sim::Runtime::kTransformers];
   t.offload_copy_gbs = 2.5;
-  t.fresh_page_us = 6;
-  t.offload_read_scale = {{DType::kFloat32, 1.25}, {DType::kBFloat16, 1.25}};
+  t.fresh_page_us = 8;
+  t.offload_copy_scale = {{DType::kFloat32, 1.25}, {DType::kBFloat16, 1.4}};
   t.heap_fresh_share = 0.3;
   t.offload_cold_factor = {{DType::kFloat32, 0.5}, {DType::kBFloat16, 0.5}};
+  sim::Calibration keeping = offloading;  // glibc keeping what it frees: no page fresh
+  keeping.runtimes[sim::Runtime::kTransformers].fresh_page_us = 0.0;
   const double kernels = fx.kernels();
+  const int64_t layers = exec::exec_config(fx.spec).layers;
   const DeviceMap disk_map = layers_on_disk_map(fx.spec, 5);
+  const ModuleTree tree = build_module_tree(fx.spec);
   auto at = [&](const sim::Calibration& c, const DeviceMap& m, DType d) {
     return predict(fx.spec, d, m, fx.hw, &c, fx.prompt, fx.new_tokens, sim::Semantics::kCpu,
                    sim::Runtime::kTransformers);
   };
-  auto probes = [&](const sim::Calibration& off_truth, std::vector<DType> dtypes, double copy_alone) {
-    std::pair<TorchProbe, TorchProbe> out;
-    auto& [probe, offload] = out;
-    probe.torch_version = offload.torch_version = "synthetic";
-    probe.threads = offload.threads = 2;
-    probe.prompt = offload.prompt = fx.prompt;
-    probe.new_tokens = offload.new_tokens = fx.new_tokens;
-    offload.disk_layers = 5;
-    offload.offload_rates = TorchProbe::OffloadRates{copy_alone, 6};
+  const double map_faults = 1000;  // the memory maps' own faults per step, in both runs
+  struct Probes {
+    TorchProbe cpu, offload, kept;
+  };
+  auto probes = [&](std::vector<DType> dtypes) {
+    Probes out;
+    for (TorchProbe* p : {&out.cpu, &out.offload, &out.kept}) {
+      p->torch_version = "synthetic";
+      p->threads = 2;
+      p->prompt = fx.prompt;
+      p->new_tokens = fx.new_tokens;
+    }
+    out.offload.disk_layers = out.kept.disk_layers = 5;
+    out.kept.keep_freed = true;
+    out.offload.offload_rates = out.kept.offload_rates = TorchProbe::OffloadRates{2.5, 6};
     for (DType d : dtypes) {
-      probe.runs.push_back(synthetic_run(d, at(truth, fx.cpu, d), kernels));
-      offload.runs.push_back(synthetic_run(d, at(off_truth, disk_map, d), kernels));
+      const FreshPages pages = fresh_pages_of(tree, d, layers - 5, layers);
+      out.cpu.runs.push_back(synthetic_run(d, at(truth, fx.cpu, d), kernels));
+      out.offload.runs.push_back(synthetic_run(d, at(offloading, disk_map, d), kernels));
+      out.offload.runs.back().decode_faults = {map_faults + pages.mapped + 0.3 * pages.heap};
+      out.kept.runs.push_back(synthetic_run(d, at(keeping, disk_map, d), kernels));
+      out.kept.runs.back().decode_faults = {map_faults};
     }
     return out;
   };
-  const auto [probe, offload] = probes(offloading, {DType::kFloat32, DType::kBFloat16}, 2.5);
+  const Probes pr = probes({DType::kFloat32, DType::kBFloat16});
+  // float32's MLP weights are mapped afresh, bfloat16's come from the heap.
+  CHECK(fresh_pages_of(tree, DType::kFloat32, layers - 5, layers).mapped > 0);
+  CHECK(fresh_pages_of(tree, DType::kBFloat16, layers - 5, layers).mapped == 0);
   for (DType d : {DType::kFloat32, DType::kBFloat16}) {
-    // Slower than the same placement at the executor's rates: the reads have something to fit.
-    CHECK(at(offloading, disk_map, d).decode_token_s > 1.2 * at(truth, disk_map, d).decode_token_s);
+    // The fresh pages cost something, and the copies are slower than the executor's rates.
+    CHECK(at(offloading, disk_map, d).decode_token_s > 1.1 * at(keeping, disk_map, d).decode_token_s);
+    CHECK(at(keeping, disk_map, d).decode_token_s > 1.2 * at(truth, disk_map, d).decode_token_s);
   }
-  const TorchFit h = fit_torch_profile(fx.spec, fx.hw, fx.base, probe, &offload);
+  const TorchFit h = fit_torch_profile(fx.spec, fx.hw, fx.base, pr.cpu, &pr.offload, &pr.kept);
   CHECK(*h.profile.offload_copy_gbs == Approx(2.5));
-  CHECK(*h.profile.fresh_page_us == Approx(6));
-  CHECK(h.profile.offload_read_scale.at(DType::kFloat32) == Approx(1.25).epsilon(0.01));
-  CHECK(h.profile.offload_read_scale.at(DType::kBFloat16) == Approx(1.25).epsilon(0.01));
-  CHECK(*h.profile.heap_fresh_share == Approx(0.3).margin(0.01));
-  CHECK(h.profile.offload_cold_factor.at(DType::kFloat32) == Approx(0.5).epsilon(0.01));
-  CHECK(h.fit["disk_offload"]["solved"].as<std::string>() == "both from the float32 and bfloat16 runs");
-  CHECK(h.fit["disk_offload"]["common_read_scale"].as<double>() == Approx(1.25).epsilon(0.01));
-  REQUIRE(h.self_check.size() == 4);  // two CPU-only runs, two disk runs
-  CHECK(h.self_check[3].placement == "disk 5/22 layers");
-  CHECK(check_self(h.self_check).worst < 2e-3);
-  CHECK(h.fit["disk_offload"]["disk_layers"].as<int>() == 5);
-  // One dtype cannot tell the two figures apart: the share alone, the copies at their rate alone.
-  sim::Calibration alone = offloading;
-  alone.runtimes[sim::Runtime::kTransformers].offload_read_scale.clear();
-  const auto [p16, o16] = probes(alone, {DType::kBFloat16}, 2.5);
-  const TorchFit one = fit_torch_profile(fx.spec, fx.hw, fx.base, p16, &o16);
-  CHECK(*one.profile.heap_fresh_share == Approx(0.3).margin(0.01));
-  CHECK(one.profile.offload_read_scale.at(DType::kBFloat16) == Approx(1).epsilon(1e-3));
-  CHECK(one.fit["disk_offload"]["solved"].as<std::string>() == "the share alone");
-  CHECK(check_self(one.self_check).worst < 2e-3);
-  // Slower than every page fresh allows: the share at 1, the copies slowed to match.
-  TorchProbe slow = o16;
-  for (auto& r : slow.runs) r.decode_s[0] *= 3;
-  const TorchFit s3 = fit_torch_profile(fx.spec, fx.hw, fx.base, p16, &slow);
-  CHECK(*s3.profile.heap_fresh_share == Approx(1));
-  CHECK(s3.profile.offload_read_scale.at(DType::kBFloat16) > 1.1);
-  CHECK(s3.fit["disk_offload"]["solved"].as<std::string>() == "the share at its bound, the scale");
-  CHECK(check_self(s3.self_check).worst < 2e-3);
-  // A bfloat16 run (its tensors from the heap) slower than every page fresh explains against the
-  // float32 one: the share at 1, the scale from both together.
-  TorchProbe both_slow = offload;
-  for (auto& r : both_slow.runs) {
-    if (r.dtype == DType::kBFloat16) r.decode_s[0] *= 3;
+  CHECK(h.profile.offload_copy_scale.at(DType::kFloat32) == Approx(1.25).epsilon(1e-3));
+  CHECK(h.profile.offload_copy_scale.at(DType::kBFloat16) == Approx(1.4).epsilon(1e-3));
+  CHECK(*h.profile.fresh_page_us == Approx(8).epsilon(2e-3));
+  CHECK(*h.profile.heap_fresh_share == Approx(0.3).margin(1e-3));
+  CHECK(h.profile.offload_cold_factor.at(DType::kFloat32) == Approx(0.5).epsilon(1e-3));
+  CHECK(h.profile.offload_cold_factor.at(DType::kBFloat16) == Approx(0.5).epsilon(1e-3));
+  CHECK_THAT(h.fit["disk_offload"]["fresh_page_from"].as<std::string>(), Catch::Contains("timed within the forwards"));
+  CHECK(h.fit["disk_offload"]["fresh_page_alone_us"].as<double>() == Approx(6));
+  REQUIRE(h.self_check.size() == 6);  // two CPU-only runs, two kept, two at their fresh pages
+  CHECK(h.self_check[2].placement == "disk 5/22 layers, glibc keeping freed memory");
+  CHECK(h.self_check[3].placement == "disk 5/22 layers, at its fresh pages");
+  CHECK(check_self(h.self_check).worst < 3e-3);
+  CHECK(h.fit["disk_offload"]["float32"]["kept_decode_minor_faults"].as<double>() == Approx(map_faults));
+  // The fitted profile predicts the default runs at the share it measured: exact here (both dtypes
+  // found 30 %).
+  sim::Calibration fitted = fx.base;
+  fitted.runtimes[sim::Runtime::kTransformers] = h.profile;
+  for (DType d : {DType::kFloat32, DType::kBFloat16}) {
+    CHECK(at(fitted, disk_map, d).decode_token_s == Approx(at(offloading, disk_map, d).decode_token_s).epsilon(3e-3));
+    CHECK(at(fitted, disk_map, d).prefill_s == Approx(at(offloading, disk_map, d).prefill_s).epsilon(3e-3));
   }
-  const TorchFit b2 = fit_torch_profile(fx.spec, fx.hw, fx.base, probe, &both_slow);
-  CHECK(*b2.profile.heap_fresh_share == Approx(1));
-  // Each dtype's scale then matches its own run: the self-check holds.
-  CHECK(b2.profile.offload_read_scale.at(DType::kBFloat16) > b2.profile.offload_read_scale.at(DType::kFloat32));
-  CHECK(check_self(b2.self_check).worst < 2e-3);
-  CHECK(b2.fit["disk_offload"]["solved"].as<std::string>() ==
-        "the share at its bound, the scale from the float32 and bfloat16 runs");
-  // A disk run without the copies' timings is refused; without the disk run nothing is fitted
-  // for it: the executor's rates stand.
-  TorchProbe untimed = offload;
+  // The share pools the dtypes' measured pages: bfloat16 all fresh, float32's heap none.
+  Probes mixed = pr;
+  for (auto& r : mixed.offload.runs) {
+    const FreshPages pages = fresh_pages_of(tree, r.dtype, layers - 5, layers);
+    r.decode_faults = {map_faults + pages.mapped + (r.dtype == DType::kBFloat16 ? pages.heap : 0.0)};
+  }
+  const FreshPages p32 = fresh_pages_of(tree, DType::kFloat32, layers - 5, layers),
+                   p16 = fresh_pages_of(tree, DType::kBFloat16, layers - 5, layers);
+  CHECK(*fit_torch_profile(fx.spec, fx.hw, fx.base, mixed.cpu, &mixed.offload, &mixed.kept).profile.heap_fresh_share ==
+        Approx(p16.heap / (p16.heap + p32.heap)).epsilon(1e-3));
+  // Too few fresh pages to time: the page at its cost alone, said so.
+  Probes warm = pr;
+  for (auto& r : warm.offload.runs) r.decode_faults = {map_faults + 10};
+  const TorchFit w = fit_torch_profile(fx.spec, fx.hw, fx.base, warm.cpu, &warm.offload, &warm.kept);
+  CHECK(*w.profile.fresh_page_us == Approx(6));
+  CHECK_THAT(w.fit["disk_offload"]["fresh_page_from"].as<std::string>(), Catch::Contains("too few fresh pages"));
+  // Refused: no kept run, a kept run that is not one, a disk run without its copies' timings or faults.
+  CHECK_THROWS_AS(fit_torch_profile(fx.spec, fx.hw, fx.base, pr.cpu, &pr.offload), RuntimeFailure);
+  TorchProbe not_kept = pr.kept;
+  not_kept.keep_freed = false;
+  CHECK_THROWS_WITH(fit_torch_profile(fx.spec, fx.hw, fx.base, pr.cpu, &pr.offload, &not_kept),
+                    Catch::Contains("glibc keeping what it frees"));
+  TorchProbe untimed = pr.offload;
   untimed.offload_rates.reset();
-  CHECK_THROWS_AS(fit_torch_profile(fx.spec, fx.hw, fx.base, probe, &untimed), RuntimeFailure);
-  const TorchFit none = fit_torch_profile(fx.spec, fx.hw, fx.base, probe);
+  CHECK_THROWS_AS(fit_torch_profile(fx.spec, fx.hw, fx.base, pr.cpu, &untimed, &pr.kept), RuntimeFailure);
+  TorchProbe no_faults = pr.offload;
+  for (auto& r : no_faults.runs) r.decode_faults.clear();
+  CHECK_THROWS_WITH(fit_torch_profile(fx.spec, fx.hw, fx.base, pr.cpu, &no_faults, &pr.kept),
+                    Catch::Contains("page faults"));
+  // Without the disk runs nothing is fitted for them: the executor's rates stand.
+  const TorchFit none = fit_torch_profile(fx.spec, fx.hw, fx.base, pr.cpu);
   CHECK(!none.profile.offload_copy_gbs);
   CHECK(!none.profile.heap_fresh_share);
+  // measured_fresh_pages: the faults over the kept run's, never below 0; -1 without them.
+  TorchRun a, k;
+  a.decode_faults = {100, 300, 200};
+  k.decode_faults = {50};
+  CHECK(measured_fresh_pages(a, k) == Approx(150));
+  CHECK(measured_fresh_pages(k, a) == Approx(0));
+  CHECK(measured_fresh_pages(a, TorchRun{}) == -1);
   // The figures survive the calibration file.
   sim::Calibration written = fx.base;
   written.runtimes[sim::Runtime::kTransformers] = h.profile;
@@ -816,19 +852,21 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
   CHECK(*back.offload_copy_gbs == Approx(*h.profile.offload_copy_gbs));
   CHECK(*back.fresh_page_us == Approx(*h.profile.fresh_page_us));
   CHECK(*back.heap_fresh_share == Approx(*h.profile.heap_fresh_share));
-  CHECK(back.offload_read_scale == h.profile.offload_read_scale);
+  CHECK(back.offload_copy_scale == h.profile.offload_copy_scale);
   // A share outside 0..1 is an error naming the key.
   std::string bad = sim::calibration_yaml(written);
-  const auto k = bad.find("heap_fresh_share: ");
-  REQUIRE(k != std::string::npos);
-  bad.replace(k, bad.find('\n', k) - k, "heap_fresh_share: 1.5");
+  const auto k0 = bad.find("heap_fresh_share: ");
+  REQUIRE(k0 != std::string::npos);
+  bad.replace(k0, bad.find('\n', k0) - k0, "heap_fresh_share: 1.5");
   CHECK_THROWS_WITH(sim::parse_calibration(bad, "bad.yaml"), Catch::Contains("heap_fresh_share"));
-  // An earlier dmap's read factor: named, and what to do about it.
-  std::string old_file = sim::calibration_yaml(written);
-  old_file.replace(k, old_file.find('\n', k) - k, "offload_read_factor: {float32: 0.04}");
-  CHECK_THROWS_WITH(sim::parse_calibration(old_file, "old.yaml"),
-                    Catch::Contains("old.yaml") && Catch::Contains("offload_read_factor") &&
-                        Catch::Contains("dmap profile --real --runtime transformers"));
+  // Earlier dmaps' read figures: named, and what to do about them.
+  for (const std::string old : {"offload_read_factor: {float32: 0.04}", "offload_read_scale: {float32: 0.9}"}) {
+    std::string old_file = sim::calibration_yaml(written);
+    old_file.replace(k0, old_file.find('\n', k0) - k0, old);
+    CHECK_THROWS_WITH(sim::parse_calibration(old_file, "old.yaml"),
+                      Catch::Contains("old.yaml") && Catch::Contains(old.substr(0, old.find(':'))) &&
+                          Catch::Contains("dmap profile --real --runtime transformers"));
+  }
 }
 
 TEST_CASE("the llama.cpp profile fit recovers a known profile from the timings it predicts",

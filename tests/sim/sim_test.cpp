@@ -1724,13 +1724,14 @@ TEST_CASE("a runtime's rates: efficiencies by M, its overheads, a per-forward co
   CHECK(po.torch_offload->fresh_share(32 * mib - 4096) == Approx(0.5));
   CHECK(po.disk_read_for(DType::kFloat32).value == Approx(1e9));
   CHECK(po.disk_read_for(DType::kBFloat16).value == Approx(pb.disk_read_for(DType::kBFloat16).value));
-  // A dtype's read scale: its reads take that much longer within a forward.
+  // A dtype's copy scale: its copies (not its fresh pages) take that much longer within a forward.
   RuntimeProfile scaled = offload;
-  scaled.offload_read_scale[DType::kBFloat16] = 2;
+  scaled.offload_copy_scale[DType::kBFloat16] = 2;
   const Rates ps = runtime_rates(pb, Runtime::kTransformers, scaled);
-  CHECK(ps.page_cache_rate(DType::kBFloat16, 16 * mib) == Approx(0.5e9));
+  CHECK(ps.page_cache_rate(DType::kBFloat16, 16 * mib) == Approx(1e9 / 1.5));  // 2 x 1/2 + 1/2 x 1
   CHECK(ps.page_cache_rate(DType::kFloat32, 16 * mib) == Approx(1e9));
-  CHECK(ps.min_page_cache_rate(DType::kBFloat16) == Approx(1e9 / 3));
+  CHECK(ps.min_page_cache_rate(DType::kBFloat16) == Approx(0.5e9));  // 2 x 1/2 + 1
+  CHECK(ps.torch_offload->fresh_pages(16 * mib) == Approx(2048));    // half of 4096 pages
   // Without the fresh page's cost the executor's curve stays (a profile fitted without disk runs).
   RuntimeProfile half = offload;
   half.fresh_page_us.reset();
@@ -1754,6 +1755,11 @@ TEST_CASE("a runtime's rates: efficiencies by M, its overheads, a per-forward co
   CHECK(p1.total_s - p0.total_s == Approx(500e-6 * 8));  // the prefill and 7 decode steps
   const CostModel cm2(g, r, w);
   CHECK(simulate(cm2, hw, cpu, Semantics::kCpu).decode_token_s > p1.decode_token_s);
+  // A cold read under PyTorch: the file at its rate (2 GB/s x the cold factor 0.5) and latency, and
+  // the copy's fresh pages as warm (the cold factor is fitted where none is fresh).
+  const CostModel cmo(g, po, w), cmb(g, pb, w);
+  CHECK(cmo.disk_read(16 * mib, false) == Approx(16 * mib / 1e9 + po.disk_latency.value + 2048 * 4.096e-6));
+  CHECK(cmb.disk_read(16 * mib, false) == Approx(16 * mib / 2e9 + pb.disk_latency.value));
 }
 
 namespace {
