@@ -92,14 +92,18 @@ TorchProbe parse_torch_probe(const std::string& json, const std::string& origin)
     t.decode_s = seconds(r, "decode_token_s");
     t.loop_s = seconds(r, "loop_s");
     t.tiny_decode_s = seconds(r, "tiny_decode_token_s");
-    if (const YAML::Node fl = r["decode_minor_faults"]; fl.IsDefined()) {
-      if (!fl.IsSequence()) fail_at(origin, fl, "decode_minor_faults: expected a list");
+    auto counts = [&](const char* key, std::vector<double>& out) {
+      const YAML::Node fl = r[key];
+      if (!fl.IsDefined()) return;
+      if (!fl.IsSequence()) fail_at(origin, fl, std::string(key) + ": expected a list");
       for (const auto& x : fl) {
-        const double v = yaml_double(origin, x, "decode_minor_faults");
-        if (!(v >= 0 && v < 1e12)) fail_at(origin, x, "decode_minor_faults: a count, found " + x.Scalar());
-        t.decode_faults.push_back(v);
+        const double v = yaml_double(origin, x, key);
+        if (!(v >= 0 && v < 1e12)) fail_at(origin, x, std::string(key) + ": a count, found " + x.Scalar());
+        out.push_back(v);
       }
-    }
+    };
+    counts("decode_minor_faults", t.decode_faults);
+    counts("prefill_minor_faults", t.prefill_faults);
     if (const YAML::Node mv = r["matvec"]; mv.IsDefined()) {
       if (!mv.IsSequence()) fail_at(origin, mv, "matvec: expected a list");
       for (const auto& x : mv) {
@@ -136,6 +140,7 @@ TorchProbe merge_torch_probes(const std::vector<TorchProbe>& sessions) {
       }
       if (r.matvec.empty()) r.matvec = q.matvec;
       r.decode_faults.insert(r.decode_faults.end(), q.decode_faults.begin(), q.decode_faults.end());
+      r.prefill_faults.insert(r.prefill_faults.end(), q.prefill_faults.begin(), q.prefill_faults.end());
     }
     if (!out.offload_rates) out.offload_rates = p.offload_rates;
   }
@@ -220,9 +225,11 @@ FreshPages fresh_pages_of(const ModuleTree& tree, DType d, int64_t first, int64_
   return f;
 }
 
-double measured_fresh_pages(const TorchRun& run, const TorchRun& kept) {
-  if (run.decode_faults.empty() || kept.decode_faults.empty()) return -1;
-  return std::max(0.0, median(run.decode_faults) - median(kept.decode_faults));
+double measured_fresh_pages(const TorchRun& run, const TorchRun& kept, bool prefill) {
+  const std::vector<double>& a = prefill ? run.prefill_faults : run.decode_faults;
+  const std::vector<double>& b = prefill ? kept.prefill_faults : kept.decode_faults;
+  if (a.empty() || b.empty()) return -1;
+  return std::max(0.0, median(a) - median(b));
 }
 
 TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
@@ -414,10 +421,12 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       // The kept run with glibc keeping (no fresh page), and the default one at its own fresh pages.
       const sim::Prediction pk = pred_kept(r.dtype);
       check(k, kept_placement, pk);
+      // Its prefill at the fresh pages its prefill measured (its own count: glibc's heap as the
+      // prefill left it), where recorded; else at the decode's.
       sim::Prediction pf = pred_disk(r.dtype);
-      const double own = fresh_of[r.dtype] * *p.fresh_page_us * 1e-6;
-      pf.decode_token_s = pk.decode_token_s + own;
-      pf.prefill_s = pk.prefill_s + own;
+      const double pre_fresh = measured_fresh_pages(r, k, /*prefill=*/true);
+      pf.decode_token_s = pk.decode_token_s + fresh_of[r.dtype] * *p.fresh_page_us * 1e-6;
+      pf.prefill_s = pk.prefill_s + (pre_fresh >= 0 ? pre_fresh : fresh_of[r.dtype]) * *p.fresh_page_us * 1e-6;
       check(r, placement + ", at its fresh pages", pf);
       std::ostringstream s;
       s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement << ": copies "
@@ -434,6 +443,7 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       m["cold_factor"] = p.offload_cold_factor[r.dtype];
       m["decode_minor_faults"] = round4(median(r.decode_faults));
       m["kept_decode_minor_faults"] = round4(median(k.decode_faults));
+      if (pre_fresh >= 0) m["prefill_fresh_pages"] = round4(pre_fresh);
       m["repetitions"] = static_cast<int>(r.prefill_s.size());
       off[std::string(dtype_name(r.dtype))] = m;
     }

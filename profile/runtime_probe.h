@@ -51,12 +51,13 @@ namespace dmap::profile {
 struct TorchRun {
   DType dtype = DType::kFloat32;
   std::vector<double> prefill_s, decode_s, loop_s, tiny_decode_s;  // one per repetition
-  std::vector<MatvecSample> matvec;   // one-row products over a grid of shapes (empty: not timed)
-  std::vector<double> decode_faults;  // minor page faults of a decode step, per repetition (where recorded)
-  double prefill() const;             // median
-  double decode() const;              // median of forward + loop: what a decode step costs
-  double loop() const;                // median
-  double tiny_decode() const;         // median
+  std::vector<MatvecSample> matvec;    // one-row products over a grid of shapes (empty: not timed)
+  std::vector<double> decode_faults;   // minor page faults of a decode step, per repetition (where recorded)
+  std::vector<double> prefill_faults;  // and of the prefill
+  double prefill() const;              // median
+  double decode() const;               // median of forward + loop: what a decode step costs
+  double loop() const;                 // median
+  double tiny_decode() const;          // median
 };
 
 struct TorchProbe {
@@ -121,10 +122,10 @@ struct FreshPages {
   double mapped = 0, heap = 0;
 };
 FreshPages fresh_pages_of(const ModuleTree& tree, DType d, int64_t first, int64_t last);
-// A disk-offload run's fresh pages per decode step: its minor faults over those of the same run
-// with glibc keeping what it frees (the memory maps' own faults, one per 16 pages read); -1 where
-// either did not record them.
-double measured_fresh_pages(const TorchRun& run, const TorchRun& kept);
+// A disk-offload run's fresh pages per decode step (or in its prefill): its minor faults over those
+// of the same run with glibc keeping what it frees (the memory maps' own faults, one per 16 pages
+// read); -1 where either did not record them.
+double measured_fresh_pages(const TorchRun& run, const TorchRun& kept, bool prefill = false);
 // Fewer fresh pages than this per step over the fit's runs: too few to time.
 constexpr double kMinFreshPages = 1000;
 

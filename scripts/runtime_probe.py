@@ -308,17 +308,19 @@ def parse_shapes(text):
 
 def generate(model, c, prompt_len, new_tokens, seed):
     """Prefill, then greedy decode; seconds of the prefill, of each decode forward, of each loop,
-    and the minor page faults of each decode forward."""
+    the minor page faults of each decode forward, and of the prefill."""
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, c["vocab_size"], (prompt_len,), generator=g)
     offloaded = model.w if isinstance(model.w, DiskOffloaded) else None
     if offloaded:
         offloaded.evict()  # a cold start: the prefill reads the offloaded layers from disk
+    f_pre = minor_faults()
     t0 = time.perf_counter()
     logits = model.forward(ids, 0)
     if offloaded:
         offloaded.end_forward()
     prefill = time.perf_counter() - t0
+    prefill_faults = minor_faults() - f_pre
     steps, loops, faults = [], [], []
     for step in range(new_tokens - 1):
         t1 = time.perf_counter()
@@ -332,7 +334,7 @@ def generate(model, c, prompt_len, new_tokens, seed):
         faults.append(minor_faults() - f0)
         loops.append(t2 - t1)
         steps.append(t3 - t2)
-    return prefill, steps, loops, faults
+    return prefill, steps, loops, faults, prefill_faults
 
 
 def main():
@@ -374,11 +376,12 @@ def main():
             os.makedirs(folder, exist_ok=True)
             w = DiskOffloaded(w, c, args.disk_layers, folder)
         m = mf.Model(c, w, dtype)
-        pre, dec, loop, flt = [], [], [], []
+        pre, dec, loop, flt, pre_flt = [], [], [], [], []
         with torch.inference_mode():
             generate(m, c, min(8, args.prompt), 3, args.seed)  # warm-up: allocator, kernels' first calls
             for r in range(args.reps):
-                p, steps, loops, faults = generate(m, c, args.prompt, args.new_tokens, args.seed + 1 + r)
+                p, steps, loops, faults, pf = generate(m, c, args.prompt, args.new_tokens, args.seed + 1 + r)
+                pre_flt.append(pf)
                 pre.append(p)
                 dec.append(statistics.mean(steps))
                 loop.append(statistics.mean(loops))
@@ -391,11 +394,12 @@ def main():
         with torch.inference_mode():
             generate(tm, tc, 4, 3, args.seed)
             for r in range(args.reps):
-                _, steps, _, _ = generate(tm, tc, 4, args.tiny_steps, args.seed + 1 + r)
+                _, steps, _, _, _ = generate(tm, tc, 4, args.tiny_steps, args.seed + 1 + r)
                 tiny.append(statistics.median(steps))
         del tm, tw
         run = {"dtype": name, "prefill_s": pre, "decode_token_s": dec, "loop_s": loop,
-               "tiny_decode_token_s": tiny, "decode_minor_faults": flt}
+               "tiny_decode_token_s": tiny, "decode_minor_faults": flt,
+               "prefill_minor_faults": pre_flt}
         if shapes:
             run["matvec"] = time_matvec(shapes, dtype, 2 * args.reps + 1)
         out["runs"].append(run)

@@ -545,13 +545,15 @@ TEST_CASE("the runtime probe's JSON: medians per dtype, errors name the output",
   CHECK_THROWS_WITH(parse_torch_probe(zero, "probe.json"), Catch::Contains("positive"));
   // A disk-offload run's copies timed apart, and its faults per decode step.
   std::string off = kProbeJson;
-  off.replace(off.find(tiny_key), tiny_key.size(), tiny_key + R"(, "decode_minor_faults": [120, 80, 100])");
+  off.replace(off.find(tiny_key), tiny_key.size(),
+              tiny_key + R"(, "decode_minor_faults": [120, 80, 100], "prefill_minor_faults": [7, 8, 9])");
   off.replace(off.find(R"("runs")"), 6, R"("offload_rates": {"copy_gbs": 2.5, "fresh_page_us": 7.5}, "runs")");
   const TorchProbe o = parse_torch_probe(off, "probe.json");
   REQUIRE(o.offload_rates);
   CHECK(o.offload_rates->copy_gbs == Approx(2.5));
   CHECK(o.offload_rates->fresh_page_us == Approx(7.5));
   CHECK(o.runs[0].decode_faults == std::vector<double>{120, 80, 100});
+  CHECK(o.runs[0].prefill_faults == std::vector<double>{7, 8, 9});
   CHECK(!p.offload_rates);
   CHECK(!o.keep_freed);
   std::string kept = off;
@@ -767,8 +769,9 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
       out.cpu.runs.push_back(synthetic_run(d, at(truth, fx.cpu, d), kernels));
       out.offload.runs.push_back(synthetic_run(d, at(offloading, disk_map, d), kernels));
       out.offload.runs.back().decode_faults = {map_faults + pages.mapped + 0.3 * pages.heap};
+      out.offload.runs.back().prefill_faults = out.offload.runs.back().decode_faults;
       out.kept.runs.push_back(synthetic_run(d, at(keeping, disk_map, d), kernels));
-      out.kept.runs.back().decode_faults = {map_faults};
+      out.kept.runs.back().decode_faults = out.kept.runs.back().prefill_faults = {map_faults};
     }
     return out;
   };
@@ -844,6 +847,17 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
   CHECK(measured_fresh_pages(a, k) == Approx(150));
   CHECK(measured_fresh_pages(k, a) == Approx(0));
   CHECK(measured_fresh_pages(a, TorchRun{}) == -1);
+  a.prefill_faults = {900};
+  k.prefill_faults = {100};
+  CHECK(measured_fresh_pages(a, k, /*prefill=*/true) == Approx(800));
+  // A prefill that touched more fresh pages than a decode step is checked at its own count.
+  Probes more = pr;
+  for (auto& r : more.offload.runs) {
+    r.prefill_faults[0] += 20000;
+    r.prefill_s[0] += 20000 * 8e-6;
+  }
+  CHECK(check_self(fit_torch_profile(fx.spec, fx.hw, fx.base, more.cpu, &more.offload, &more.kept).self_check).worst <
+        3e-3);
   // The figures survive the calibration file.
   sim::Calibration written = fx.base;
   written.runtimes[sim::Runtime::kTransformers] = h.profile;
@@ -1029,6 +1043,63 @@ TEST_CASE("the runtime validation's errors leave the fitted model out; regret pi
   CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"),
              Catch::Contains("a perfect prediction (the repetitions' own spread)") &&
                  Catch::Contains("this floor is a lower bound"));
+}
+
+TEST_CASE("the transformers validation's disk rows: the kept twin, the range, the error at measured fresh pages",
+          "[unit][profile][runtime]") {
+  const ModelSpec spec = resolve_model("tinyllama_1b", "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
+  RuntimeValidation v;
+  v.new_tokens = 5;
+  RuntimeRow cpu;  // -4 %
+  cpu.c = {"m", spec, DType::kBFloat16, 0};
+  cpu.predicted_prefill_s = cpu.measured_prefill_s = 1;
+  cpu.predicted_decode_s = 0.096;
+  cpu.measured_decode_s = 0.100;
+  RuntimeRow kept = cpu;  // +2 %, glibc keeping: no page fresh
+  kept.c = {"m", spec, DType::kBFloat16, 6, /*keep_freed=*/true};
+  kept.predicted_decode_s = 0.51;
+  kept.measured_decode_s = 0.50;
+  kept.measured_faults = 2000;
+  RuntimeRow heap = cpu;  // glibc as it comes: predicted at the fit's share, +50 % here
+  heap.c = {"m", spec, DType::kBFloat16, 6};
+  heap.predicted_decode_s = 1.2;
+  heap.measured_decode_s = 0.8;
+  heap.predicted_decode_low_s = 0.55;
+  heap.predicted_decode_high_s = 1.3;
+  heap.measured_faults = 32000;
+  heap.measured_fresh_pages = 30000;  // over the kept twin's
+  heap.predicted_at_fresh_s = 0.84;   // +5 %
+  RuntimeRow outside = heap;          // measured under the range, beyond the slack
+  outside.measured_decode_s = 0.45;
+  outside.predicted_at_fresh_s = 0.45 * 0.9;  // -10 %
+  v.rows = {cpu, kept, heap, outside};
+  summarize_runtime(v);
+  CHECK(kept.c.placement() == "disk 6/22 layers, glibc keeping freed memory");
+  CHECK(heap.c.placement() == "disk 6/22 layers");
+  CHECK(v.held_out == 4);
+  // The rows glibc's heap does not decide: CPU-only and kept.
+  CHECK(v.fixed_rows == 2);
+  CHECK(v.fixed_decode_median_abs == Approx((0.04 + 0.02) / 2));
+  CHECK(v.heap_rows == 2);
+  CHECK(v.rows[2].in_range());
+  CHECK_FALSE(v.rows[3].in_range());
+  CHECK(v.heap_in_range == 1);
+  CHECK(v.at_fresh_decode_median_abs == Approx((0.05 + 0.10) / 2));
+  // Within the slack the range still holds: 10 % under its low end.
+  RuntimeRow edge = heap;
+  edge.measured_decode_s = 0.55 * 0.91;
+  CHECK(edge.in_range());
+  const std::string md = runtime_validation_markdown(v, "m", "c.yaml");
+  CHECK_THAT(md, Catch::Contains("| 550 .. 1300 (in) |") && Catch::Contains("| 550 .. 1300 (out) |"));
+  CHECK_THAT(md, Catch::Contains("/ 30000 (32000) |") && Catch::Contains("| 840, +5 % |"));
+  CHECK_THAT(md, Catch::Contains("the 2 rows glibc's heap does not decide") &&
+                     Catch::Contains("| the same rows measured within their predicted range | 1 of 2 |") &&
+                     Catch::Contains("MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736"));
+  // CPU-only rows only: no disk columns, no disk lines.
+  v.rows = {cpu};
+  summarize_runtime(v);
+  CHECK(v.heap_rows == 0);
+  CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"), !Catch::Contains("glibc's heap does not decide"));
 }
 
 TEST_CASE("the runtime validation refers its measurements to calibration time by the reference probe",
