@@ -225,6 +225,17 @@ FreshPages fresh_pages_of(const ModuleTree& tree, DType d, int64_t first, int64_
   return f;
 }
 
+double fresh_seconds(const sim::RuntimeProfile& p, const FreshPages& pages, double measured) {
+  const double heap_us = p.fresh_page_us.value_or(0.0), mapped_us = p.mapped_page_us.value_or(heap_us);
+  const double mapped = std::min(std::max(0.0, measured), pages.mapped);
+  return (mapped * mapped_us + std::max(0.0, measured - mapped) * heap_us) * 1e-6;
+}
+
+sim::RuntimeProfile keeping_freed(sim::RuntimeProfile p) {
+  if (p.offload_copy_gbs) p.fresh_page_us = p.mapped_page_us = 0.0;
+  return p;
+}
+
 double measured_fresh_pages(const TorchRun& run, const TorchRun& kept, bool prefill) {
   const std::vector<double>& a = prefill ? run.prefill_faults : run.decode_faults;
   const std::vector<double>& b = prefill ? kept.prefill_faults : kept.decode_faults;
@@ -359,10 +370,15 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       scale = round4(1.0 / speed);
     }
     // 2. The fresh pages: each run's minor faults over the kept run's (the memory maps' own); their
-    // share of the heap-served tensors' pages, and their time within a forward, pooled over dtypes.
+    // share of the heap-served tensors' pages, pooled over dtypes; their time within a forward, the
+    // runs' extra decode over the kept ones: mapped x a + heap x b, exact from two runs whose
+    // tensors fall on either side of 32 MiB (least squares on relative errors from more), else one
+    // figure for both (pooled).
     const ModuleTree tree = build_module_tree(spec);
     double fresh = 0, heap_fresh = 0, heap_pages = 0, extra_s = 0;
     std::map<DType, double> fresh_of;
+    std::map<DType, FreshPages> pages_of;
+    double saa = 0, sab = 0, sbb = 0, say = 0, sby = 0;  // normal equations over the runs
     for (const auto& r : offload->runs) {
       const double m = measured_fresh_pages(r, kept_run(r.dtype));
       if (m < 0) {
@@ -372,17 +388,41 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       }
       const FreshPages pages = fresh_pages_of(tree, r.dtype, layers - offload->disk_layers, layers);
       fresh_of[r.dtype] = m;
+      pages_of[r.dtype] = pages;
+      const double mapped = std::min(m, pages.mapped), heap = m - mapped;
       fresh += m;
-      heap_fresh += std::clamp(m - pages.mapped, 0.0, pages.heap);
+      heap_fresh += std::min(heap, pages.heap);
       heap_pages += pages.heap;
-      extra_s += r.decode() - kept_run(r.dtype).decode();
+      const double extra = r.decode() - kept_run(r.dtype).decode();
+      extra_s += extra;
+      if (extra > 0) {  // rows scaled by 1 / extra: relative errors
+        const double ma = mapped * 1e-6 / extra, hb = heap * 1e-6 / extra;
+        saa += ma * ma;
+        sab += ma * hb;
+        sbb += hb * hb;
+        say += ma;
+        sby += hb;
+      }
     }
     std::string how;
-    if (fresh >= kMinFreshPages && extra_s > 0) {
+    const double det = saa * sbb - sab * sab;
+    if (fresh >= kMinFreshPages && extra_s > 0 && det > 1e-6 * saa * sbb) {
+      const double a = (say * sbb - sby * sab) / det, b = (sby * saa - say * sab) / det;
+      if (a > 0 && b > 0) {
+        p.mapped_page_us = round4(a);
+        p.fresh_page_us = round4(b);
+        how =
+            "timed within the forwards: the default runs' extra time over the kept ones, pages of blocks mapped "
+            "afresh and of the heap apart";
+      }
+    }
+    if (how.empty() && fresh >= kMinFreshPages && extra_s > 0) {
       p.fresh_page_us = round4(extra_s / fresh * 1e6);
-      how = "timed within the forwards (the default runs over the kept ones, per fresh page)";
-    } else {
+      p.mapped_page_us.reset();
+      how = "timed within the forwards: the default runs' extra time over the kept ones, one figure for every page";
+    } else if (how.empty()) {
       p.fresh_page_us = round4(rates.fresh_page_us);
+      p.mapped_page_us.reset();
       how = fresh < kMinFreshPages ? "as timed alone (the runs touched too few fresh pages to time them)"
                                    : "as timed alone (the runs with fresh pages were not slower)";
     }
@@ -392,12 +432,14 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     off["copy_alone_gbs"] = *p.offload_copy_gbs;
     off["fresh_page_alone_us"] = round4(rates.fresh_page_us);
     off["fresh_page_us"] = *p.fresh_page_us;
+    if (p.mapped_page_us) off["mapped_page_us"] = *p.mapped_page_us;
     off["fresh_page_from"] = how;
     off["heap_fresh_share"] = *p.heap_fresh_share;
     {
       std::ostringstream s;
       s << std::setprecision(3) << "  accelerate's disk offload, " << placement << ": copies at " << *p.offload_copy_gbs
-        << " GB/s alone, a fresh page " << *p.fresh_page_us << " us (" << how << "; " << rates.fresh_page_us
+        << " GB/s alone, a fresh page " << *p.fresh_page_us << " us from the heap, "
+        << p.mapped_page_us.value_or(*p.fresh_page_us) << " us mapped afresh (" << how << "; " << rates.fresh_page_us
         << " alone), " << *p.heap_fresh_share * 100
         << " % of the heap-served tensors' pages fresh in the fit's runs (their page faults)";
       f.summary.push_back(s.str());
@@ -406,7 +448,7 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     // the default run's are priced as in decode).
     auto pred_kept = [&](DType d) {  // glibc keeping what it frees: no page fresh
       sim::Calibration at_kept = cal;
-      at_kept.runtimes[sim::Runtime::kTransformers].fresh_page_us = 0.0;
+      at_kept.runtimes[sim::Runtime::kTransformers] = keeping_freed(p);
       return predict(spec, d, disk_map, hw, &at_kept, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
                      sim::Runtime::kTransformers);
     };
@@ -425,8 +467,8 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       // prefill left it), where recorded; else at the decode's.
       sim::Prediction pf = pred_disk(r.dtype);
       const double pre_fresh = measured_fresh_pages(r, k, /*prefill=*/true);
-      pf.decode_token_s = pk.decode_token_s + fresh_of[r.dtype] * *p.fresh_page_us * 1e-6;
-      pf.prefill_s = pk.prefill_s + (pre_fresh >= 0 ? pre_fresh : fresh_of[r.dtype]) * *p.fresh_page_us * 1e-6;
+      pf.decode_token_s = pk.decode_token_s + fresh_seconds(p, pages_of[r.dtype], fresh_of[r.dtype]);
+      pf.prefill_s = pk.prefill_s + fresh_seconds(p, pages_of[r.dtype], pre_fresh >= 0 ? pre_fresh : fresh_of[r.dtype]);
       check(r, placement + ", at its fresh pages", pf);
       std::ostringstream s;
       s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement << ": copies "

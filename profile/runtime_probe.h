@@ -22,8 +22,9 @@
 // glibc keeping what it frees):
 //   offload_copy_gbs    a load_offloaded_weight's copy into touched memory, timed apart by the probe
 //   offload_copy_scale  the copy within a forward over alone, per dtype: the kept run's decode
-//   fresh_page_us       a fresh 4 KiB page within a forward: the default runs' extra decode time
-//                       over the kept ones, per fresh page (their minor faults over the kept runs')
+//   mapped_page_us,     a fresh 4 KiB page within a forward, of a block glibc maps afresh (32 MiB
+//   fresh_page_us       or more) and of its heap: the default runs' extra decode time over the kept
+//                       ones against the fresh pages they measured (minor faults over the kept runs')
 //   heap_fresh_share    the share of heap-served tensors' pages the default runs found fresh
 //   offload_cold_factor a factor on dmap's disk rate: the kept run's cold prefill
 //
@@ -128,13 +129,21 @@ FreshPages fresh_pages_of(const ModuleTree& tree, DType d, int64_t first, int64_
 double measured_fresh_pages(const TorchRun& run, const TorchRun& kept, bool prefill = false);
 // Fewer fresh pages than this per step over the fit's runs: too few to time.
 constexpr double kMinFreshPages = 1000;
+// The time of `measured` fresh pages of a forward over decoder layers with `pages`: the first
+// pages.mapped of them at mapped_page_us (glibc maps those blocks afresh every time), the rest
+// at fresh_page_us (the heap's). 0 where the profile prices no fresh page.
+double fresh_seconds(const sim::RuntimeProfile& p, const FreshPages& pages, double measured);
+// `p` with glibc keeping what it frees: no page fresh.
+sim::RuntimeProfile keeping_freed(sim::RuntimeProfile p);
 
 // `probe` ran the model CPU-only; `offload` and `kept`, where given, ran it with its last layers on
 // disk (TorchProbe::disk_layers), glibc as it comes and glibc keeping what it frees. The decode
 // reads are priced as offload_copy_gbs (the copy the probe timed alone, OffloadRates) times each
-// dtype's offload_copy_scale (its kept run exactly: no page fresh), plus fresh_page_us per fresh
-// page: the default runs' extra time over the kept ones per fresh page they measured
-// (measured_fresh_pages), pooled; heap_fresh_share is the fresh share of the heap-served tensors'
+// dtype's offload_copy_scale (its kept run exactly: no page fresh), plus a fresh page's time: the
+// default runs' extra time over the kept ones against the fresh pages they measured
+// (measured_fresh_pages), split into pages of blocks mapped afresh (mapped_page_us) and of the
+// heap (fresh_page_us) — exact from a float32 and a bfloat16 run where their tensors fall on
+// either side of 32 MiB, else one figure for both; heap_fresh_share is the fresh share of the heap-served tensors'
 // pages the default runs measured. The cold prefill: offload_cold_factor on dmap's disk rate, each
 // dtype's kept run exactly (fresh pages are priced apart). RuntimeFailure when `offload` lacks its
 // copies' timings or its page faults, or `kept` does not match it.

@@ -163,7 +163,7 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
     // share, and the range from no heap page fresh to all.
     const bool torch_disk = c.disk_layers > 0 && rates.torch_offload && runtime == sim::Runtime::kTransformers;
     sim::Calibration at = cal;
-    if (torch_disk && c.keep_freed) at.runtimes[runtime].fresh_page_us = 0.0;
+    if (torch_disk && c.keep_freed) at.runtimes[runtime] = keeping_freed(at.runtimes[runtime]);
     if (torch_disk && !c.keep_freed) {
       const int64_t layers = exec::exec_config(c.spec).layers;
       r.predicted_fresh_pages = 0;
@@ -219,8 +219,13 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
         if (!k.c.keep_freed || k.c.model_id != r.c.model_id || k.c.dtype != r.c.dtype ||
             k.c.disk_layers != r.c.disk_layers || k.measured_faults < 0)
           continue;
+        const int64_t layers = exec::exec_config(r.c.spec).layers;
         r.measured_fresh_pages = std::max(0.0, r.measured_faults - k.measured_faults);
-        r.predicted_at_fresh_s = k.predicted_decode_s + r.measured_fresh_pages * *prof.fresh_page_us * 1e-6;
+        r.predicted_at_fresh_s =
+            k.predicted_decode_s +
+            fresh_seconds(prof,
+                          fresh_pages_of(build_module_tree(r.c.spec), r.c.dtype, layers - r.c.disk_layers, layers),
+                          r.measured_fresh_pages);
       }
     }
   }

@@ -61,9 +61,13 @@ double Rates::TorchOffload::fresh_pages(double bytes) const {
   return std::ceil(bytes / kPageBytes) * fresh_share(bytes);
 }
 
+double Rates::TorchOffload::fresh_seconds(double bytes) const {
+  return fresh_pages(bytes) * (bytes >= kGlibcMmapThresholdMax ? mapped_page.value : fresh_page.value);
+}
+
 double Rates::TorchOffload::seconds(double bytes, DType d) const {
   const auto it = copy_scale.find(d);
-  return (it != copy_scale.end() ? it->second : 1.0) * bytes / copy.value + fresh_pages(bytes) * fresh_page.value;
+  return (it != copy_scale.end() ? it->second : 1.0) * bytes / copy.value + fresh_seconds(bytes);
 }
 
 double Rates::page_cache_rate(DType d, double bytes) const {
@@ -624,6 +628,7 @@ Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& p) {
     Rates::TorchOffload t;
     t.copy = {*p.offload_copy_gbs * 1e9, src};
     t.fresh_page = {*p.fresh_page_us * kUs, src};
+    t.mapped_page = {p.mapped_page_us.value_or(*p.fresh_page_us) * kUs, src};
     if (p.heap_fresh_share) t.heap_fresh = {*p.heap_fresh_share, src};
     t.copy_scale = p.offload_copy_scale;
     out.torch_offload = t;

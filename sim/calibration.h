@@ -181,12 +181,14 @@ struct Rates {
   // copied out of its file's memory map into memory glibc hands out, part of it fresh pages.
   // Where set, page_cache_rate is this, not the executor's curve.
   struct TorchOffload {
-    Figure copy;                                  // bytes/s into pages already touched, alone
-    std::map<DType, double> copy_scale;           // the copy's time within a forward over alone (1: none)
-    Figure fresh_page;                            // seconds per fresh 4 KiB page within a forward (faulted, zeroed)
-    Figure heap_fresh{1.0, Source::kEstimate};    // share of a heap-served tensor's pages that are fresh
-    double fresh_share(double bytes) const;       // 1 from glibc's largest mmap threshold on, else heap_fresh
-    double fresh_pages(double bytes) const;       // of one tensor: its 4 KiB pages x fresh_share
+    Figure copy;                                // bytes/s into pages already touched, alone
+    std::map<DType, double> copy_scale;         // the copy's time within a forward over alone (1: none)
+    Figure fresh_page;                          // seconds per fresh 4 KiB heap page within a forward (faulted, zeroed)
+    Figure mapped_page;                         // the same for a page of a block glibc maps afresh
+    Figure heap_fresh{1.0, Source::kEstimate};  // share of a heap-served tensor's pages that are fresh
+    double fresh_share(double bytes) const;     // 1 from glibc's largest mmap threshold on, else heap_fresh
+    double fresh_pages(double bytes) const;     // of one tensor: its 4 KiB pages x fresh_share
+    double fresh_seconds(double bytes) const;   // their time (mapped_page from 32 MiB on, else fresh_page)
     double seconds(double bytes, DType d) const;  // one tensor's read, warm (in the page cache)
   };
   std::optional<TorchOffload> torch_offload;

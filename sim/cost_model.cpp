@@ -277,8 +277,7 @@ double CostModel::disk_read(double bytes, bool warm) const {
   if (warm) return bytes / rates_.page_cache_rate(workload_.dtype, bytes);
   // Cold: the file's rate and latency; under PyTorch the copy's fresh pages on top, as warm
   // (Rates::TorchOffload: the cold factor was fitted where no page was fresh).
-  const double fresh =
-      rates_.torch_offload ? rates_.torch_offload->fresh_pages(bytes) * rates_.torch_offload->fresh_page.value : 0.0;
+  const double fresh = rates_.torch_offload ? rates_.torch_offload->fresh_seconds(bytes) : 0.0;
   return bytes / rates_.disk_read_for(workload_.dtype).value + rates_.disk_latency.value + fresh;
 }
 

@@ -543,7 +543,7 @@ Evaluation evaluate(const SimScenario& s) {
     for (const auto& m : c.runtimes) {
       if (!disk || m->runtime != Runtime::kTransformers || !m->rates.torch_offload) continue;
       Rates warm = m->rates;
-      warm.torch_offload->fresh_page.value = 0;
+      warm.torch_offload->fresh_page.value = warm.torch_offload->mapped_page.value = 0;
       const CostModel wcm(*c.graph, warm, c.s.workload);
       const Prediction w = simulate(wcm, hw, au->map, au->per_entry);
       if (!w.feasible || !(w.decode_token_s < 0.95 * au->pred.decode_token_s)) continue;

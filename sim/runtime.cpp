@@ -175,12 +175,12 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
                   "and heap_fresh_share; re-run `dmap profile --real --runtime " +
                   name + "` to measure them (or delete the line: the executor's page-cache rates are used)");
     }
-    check_known_keys(
-        f, p,
-        {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us", "offload_tensor_overhead_us",
-         "matvec_efficiency", "matmul_efficiency", "matvec_gbs", "matvec_row_ns", "load", "mapped_factor",
-         "offload_copy_gbs", "fresh_page_us", "heap_fresh_share", "offload_copy_scale", "offload_cold_factor"},
-        where);
+    check_known_keys(f, p,
+                     {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us",
+                      "offload_tensor_overhead_us", "matvec_efficiency", "matmul_efficiency", "matvec_gbs",
+                      "matvec_row_ns", "load", "mapped_factor", "offload_copy_gbs", "fresh_page_us", "mapped_page_us",
+                      "heap_fresh_share", "offload_copy_scale", "offload_cold_factor"},
+                     where);
     RuntimeProfile rp;
     if (p["source"].IsDefined()) {
       const std::string s = yaml_string(f, p["source"], where + ".source");
@@ -206,6 +206,7 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
     if (rp.offload_copy_gbs && !(*rp.offload_copy_gbs > 0))
       fail_at(f, p["offload_copy_gbs"], where + ".offload_copy_gbs: a rate above 0");
     rp.fresh_page_us = read_non_negative(f, p, "fresh_page_us", where);
+    rp.mapped_page_us = read_non_negative(f, p, "mapped_page_us", where);
     rp.heap_fresh_share = read_non_negative(f, p, "heap_fresh_share", where);
     if (rp.heap_fresh_share && *rp.heap_fresh_share > 1)
       fail_at(f, p["heap_fresh_share"], where + ".heap_fresh_share: a share between 0 and 1");
@@ -262,6 +263,7 @@ std::string runtime_profiles_yaml(const std::map<Runtime, RuntimeProfile>& m) {
     put_map("mapped_factor", p.mapped_factor);
     put("offload_copy_gbs", p.offload_copy_gbs);
     put("fresh_page_us", p.fresh_page_us);
+    put("mapped_page_us", p.mapped_page_us);
     put("heap_fresh_share", p.heap_fresh_share);
     put_map("offload_copy_scale", p.offload_copy_scale);
     put_map("offload_cold_factor", p.offload_cold_factor);

@@ -74,13 +74,14 @@ struct RuntimeProfile {
   // a fresh memory map of its file into a new tensor. In decode (the file in the page cache), per
   // tensor: offload_copy_scale x bytes / offload_copy_gbs (the copy as timed alone, and the dtype's
   // factor within a forward: fitted on a run with glibc keeping what it frees, where no page is
-  // fresh), plus fresh_page_us (within a forward) for each 4 KiB page of it that is fresh memory —
-  // every page of a tensor of 32 MiB or more (glibc maps those afresh: its mmap threshold stops
-  // rising at 32 MiB), heap_fresh_share of a smaller one's (glibc's heap is trimmed and grown again
-  // between layers, or reused: which depends on the allocations around it, and moves between
-  // processes; the share is the fit run's, measured by its page faults). Sim::Rates::TorchOffload.
-  // In a cold prefill: factors on dmap's executor's disk rate (cold).
-  std::optional<double> offload_copy_gbs, fresh_page_us, heap_fresh_share;
+  // fresh), plus, within a forward, mapped_page_us for each 4 KiB page of a tensor of 32 MiB or
+  // more (glibc maps those afresh: its mmap threshold stops rising at 32 MiB; fresh_page_us where
+  // not given) and fresh_page_us for each of heap_fresh_share of a smaller one's pages (glibc's heap
+  // is trimmed and grown again between layers, or reused: which depends on the allocations around
+  // it, and moves between processes; the share is the fit runs', measured by their page faults).
+  // Sim::Rates::TorchOffload. In a cold prefill: factors on dmap's executor's disk rate (cold),
+  // and the same fresh pages.
+  std::optional<double> offload_copy_gbs, fresh_page_us, mapped_page_us, heap_fresh_share;
   std::map<DType, double> offload_copy_scale, offload_cold_factor;
 };
 

@@ -807,6 +807,23 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
     CHECK(at(fitted, disk_map, d).decode_token_s == Approx(at(offloading, disk_map, d).decode_token_s).epsilon(3e-3));
     CHECK(at(fitted, disk_map, d).prefill_s == Approx(at(offloading, disk_map, d).prefill_s).epsilon(3e-3));
   }
+  // Pages of blocks mapped afresh dearer than the heap's: told apart by the two dtypes (float32's
+  // MLP weights mapped, bfloat16's from the heap).
+  t.mapped_page_us = 12;
+  const Probes ps = probes({DType::kFloat32, DType::kBFloat16});
+  const TorchFit hs = fit_torch_profile(fx.spec, fx.hw, fx.base, ps.cpu, &ps.offload, &ps.kept);
+  REQUIRE(hs.profile.mapped_page_us);
+  CHECK(*hs.profile.mapped_page_us == Approx(12).epsilon(2e-3));
+  CHECK(*hs.profile.fresh_page_us == Approx(8).epsilon(2e-3));
+  CHECK(check_self(hs.self_check).worst < 3e-3);
+  CHECK_THAT(hs.fit["disk_offload"]["fresh_page_from"].as<std::string>(), Catch::Contains("apart"));
+  // One dtype whose pages all come from the heap: one figure for every page.
+  t.mapped_page_us.reset();
+  const Probes one16 = probes({DType::kBFloat16});
+  const TorchFit h16 = fit_torch_profile(fx.spec, fx.hw, fx.base, one16.cpu, &one16.offload, &one16.kept);
+  CHECK(*h16.profile.fresh_page_us == Approx(8).epsilon(2e-3));
+  CHECK(!h16.profile.mapped_page_us);
+  CHECK_THAT(h16.fit["disk_offload"]["fresh_page_from"].as<std::string>(), Catch::Contains("one figure"));
   // The share pools the dtypes' measured pages: bfloat16 all fresh, float32's heap none.
   Probes mixed = pr;
   for (auto& r : mixed.offload.runs) {
