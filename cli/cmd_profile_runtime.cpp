@@ -120,6 +120,7 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
     }
     const profile::SelfCheckVerdict verdict = profile::check_self(self_check);
     if (!verdict.passed) {
+      for (const auto& s : summary) std::fprintf(stderr, "  %s\n", s.c_str());  // what was fitted, to see why
       throw RuntimeFailure("dmap profile --runtime " + name +
                            ": the fit does not reproduce the probe's own runs, so nothing was written; " +
                            verdict.text);
