@@ -185,10 +185,7 @@ struct SelfCheckRow {
   // runs'): the measured decode is compared divided by it. profile_cpu's disk runs: the median of
   // their pairs' resident_ratio (probes.h); 1 elsewhere.
   double state_ratio = 1;
-  // Its decode alone is compared (transformers' glibc-keeping disk run: its cold prefill is another
-  // process's reads of the disk, which drift between processes more than the limit).
-  bool decode_only = false;
-  double worst_error() const;  // the larger |predicted / measured - 1| of the phases compared
+  double worst_error() const;  // the larger |predicted / measured - 1| of the two phases
 };
 
 // The most a calibration may mispredict its own whole-model runs: `dmap profile --real` refuses

@@ -343,7 +343,6 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     const DeviceMap disk_map = layers_on_disk_map(spec, offload->disk_layers);
     const std::string placement =
         "disk " + std::to_string(offload->disk_layers) + "/" + std::to_string(layers) + " layers";
-    const std::string kept_placement = placement + ", glibc keeping freed memory";
     auto pred_disk = [&](DType d) {
       return predict(spec, d, disk_map, hw, &cal, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
                      sim::Runtime::kTransformers);
@@ -354,22 +353,7 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       throw RuntimeFailure("the glibc-keeping disk-offload run lacks " + std::string(dtype_name(d)));
     };
     p.offload_copy_gbs = round4(rates.copy_gbs);
-    // 1. The copies within a forward, each dtype's: its kept run exactly, no page fresh.
-    p.fresh_page_us = 0.0;
-    p.heap_fresh_share = 0.0;
-    for (const auto& r : kept->runs) {
-      double& scale = p.offload_copy_scale[r.dtype] = 1.0;
-      double speed = 1.0;  // 1 / scale: the predicted decode falls as it rises
-      solve_efficiency(
-          speed,
-          [&] {
-            scale = 1.0 / speed;
-            return pred_disk(r.dtype).decode_token_s;
-          },
-          r.decode());
-      scale = round4(1.0 / speed);
-    }
-    // 2. The fresh pages: each run's minor faults over the kept run's (the memory maps' own); their
+    // 1. The fresh pages: each run's minor faults over the kept run's (the memory maps' own); their
     // share of the heap-served tensors' pages, pooled over dtypes; their time within a forward, the
     // runs' extra decode over the kept ones: mapped x a + heap x b, exact from two runs whose
     // tensors fall on either side of 32 MiB (least squares on relative errors from more), else one
@@ -427,6 +411,27 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
                                    : "as timed alone (the runs with fresh pages were not slower)";
     }
     p.heap_fresh_share = round4(heap_pages > 0 ? heap_fresh / heap_pages : 1.0);
+    // 2. The copies within a forward, each dtype's: its default run exactly at the fresh pages it
+    // measured (the kept run, another process, is predicted from it: below).
+    auto pred_kept = [&](DType d) {  // glibc keeping what it frees: no page fresh
+      sim::Calibration at_kept = cal;
+      at_kept.runtimes[sim::Runtime::kTransformers] = keeping_freed(p);
+      return predict(spec, d, disk_map, hw, &at_kept, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
+                     sim::Runtime::kTransformers);
+    };
+    for (const auto& r : offload->runs) {
+      double& scale = p.offload_copy_scale[r.dtype] = 1.0;
+      const double own = fresh_seconds(p, pages_of[r.dtype], fresh_of[r.dtype]);
+      double speed = 1.0;  // 1 / scale: the predicted decode falls as it rises
+      solve_efficiency(
+          speed,
+          [&] {
+            scale = 1.0 / speed;
+            return pred_kept(r.dtype).decode_token_s + own;
+          },
+          r.decode());
+      scale = round4(1.0 / speed);
+    }
     YAML::Node off;
     off["disk_layers"] = offload->disk_layers;
     off["copy_alone_gbs"] = *p.offload_copy_gbs;
@@ -445,14 +450,7 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       f.summary.push_back(s.str());
     }
     // 3. The cold prefill: a factor on dmap's disk rate, from the default run at the fresh pages its
-    // prefill measured (what users run; the kept run's cold reads, another process's, differed from
-    // it by 6-17 % in this VM's first fits: the disk's drift, see docs/PERFORMANCE.md).
-    auto pred_kept = [&](DType d) {  // glibc keeping what it frees: no page fresh
-      sim::Calibration at_kept = cal;
-      at_kept.runtimes[sim::Runtime::kTransformers] = keeping_freed(p);
-      return predict(spec, d, disk_map, hw, &at_kept, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
-                     sim::Runtime::kTransformers);
-    };
+    // prefill measured (what users run).
     // The prefill's own fresh pages (glibc's heap as the prefill left it), where recorded; else the
     // decode's.
     auto prefill_fresh = [&](const TorchRun& r) {
@@ -468,11 +466,11 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     }
     for (const auto& r : offload->runs) {
       const TorchRun& k = kept_run(r.dtype);
-      // The kept run with glibc keeping (no fresh page): its decode (its cold prefill is another
-      // process's disk); the default one at its own fresh pages.
+      // The default run at its own fresh pages (exact: the self-check catches a disturbed fit); the
+      // kept run, predicted with no page fresh, is another process: its error (the VM's drift
+      // between processes, ~10 %, and whatever the fresh pages' figure misses) is reported, not
+      // checked.
       const sim::Prediction pk = pred_kept(r.dtype);
-      check(k, kept_placement, pk);
-      f.self_check.back().decode_only = true;
       sim::Prediction pf = pred_disk(r.dtype);
       const double pre_fresh = prefill_fresh(r);
       pf.decode_token_s = pk.decode_token_s + fresh_seconds(p, pages_of[r.dtype], fresh_of[r.dtype]);
@@ -482,13 +480,16 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement << ": copies "
         << p.offload_copy_scale[r.dtype] << " x their time alone in a forward, " << p.offload_cold_factor[r.dtype]
         << " x dmap's disk rate in a cold prefill; decode " << r.decode() * 1e3 << " ms/token (" << fresh_of[r.dtype]
-        << " fresh pages), " << k.decode() * 1e3 << " with glibc keeping";
+        << " fresh pages); glibc keeping what it frees " << k.decode() * 1e3 << " measured, " << pk.decode_token_s * 1e3
+        << " predicted (" << std::showpos << (pk.decode_token_s / k.decode() - 1) * 100 << std::noshowpos
+        << " %, another process: not checked)";
       f.summary.push_back(s.str());
       YAML::Node m;
       m["decode_ms"] = round4(r.decode() * 1e3);
       m["prefill_ms"] = round4(r.prefill() * 1e3);
       m["kept_decode_ms"] = round4(k.decode() * 1e3);
       m["kept_prefill_ms"] = round4(k.prefill() * 1e3);
+      m["kept_predicted_decode_ms"] = round4(pk.decode_token_s * 1e3);
       m["copy_scale"] = p.offload_copy_scale[r.dtype];
       m["cold_factor"] = p.offload_cold_factor[r.dtype];
       m["decode_minor_faults"] = round4(median(r.decode_faults));

@@ -21,12 +21,12 @@
 // and with two disk-offload runs (accelerate's, the last layers on disk; glibc as it comes, and
 // glibc keeping what it frees):
 //   offload_copy_gbs    a load_offloaded_weight's copy into touched memory, timed apart by the probe
-//   offload_copy_scale  the copy within a forward over alone, per dtype: the kept run's decode
+//   offload_copy_scale  the copy within a forward over alone, per dtype: the default run's decode
 //   mapped_page_us,     a fresh 4 KiB page within a forward, of a block glibc maps afresh (32 MiB
 //   fresh_page_us       or more) and of its heap: the default runs' extra decode time over the kept
 //                       ones against the fresh pages they measured (minor faults over the kept runs')
 //   heap_fresh_share    the share of heap-served tensors' pages the default runs found fresh
-//   offload_cold_factor a factor on dmap's disk rate: the kept run's cold prefill
+//   offload_cold_factor a factor on dmap's disk rate: the default run's cold prefill
 //
 // Example:
 //   const TorchProbe p = run_torch_probe({script, find_torch_python(), spec.source, dtypes, rs, 3});
@@ -137,16 +137,18 @@ double fresh_seconds(const sim::RuntimeProfile& p, const FreshPages& pages, doub
 sim::RuntimeProfile keeping_freed(sim::RuntimeProfile p);
 
 // `probe` ran the model CPU-only; `offload` and `kept`, where given, ran it with its last layers on
-// disk (TorchProbe::disk_layers), glibc as it comes and glibc keeping what it frees. The decode
-// reads are priced as offload_copy_gbs (the copy the probe timed alone, OffloadRates) times each
-// dtype's offload_copy_scale (its kept run exactly: no page fresh), plus a fresh page's time: the
-// default runs' extra time over the kept ones against the fresh pages they measured
-// (measured_fresh_pages), split into pages of blocks mapped afresh (mapped_page_us) and of the
-// heap (fresh_page_us) — exact from a float32 and a bfloat16 run where their tensors fall on
-// either side of 32 MiB, else one figure for both; heap_fresh_share is the fresh share of the heap-served tensors'
-// pages the default runs measured. The cold prefill: offload_cold_factor on dmap's disk rate, each
-// dtype's kept run exactly (fresh pages are priced apart). RuntimeFailure when `offload` lacks its
-// copies' timings or its page faults, or `kept` does not match it.
+// disk (TorchProbe::disk_layers), glibc as it comes and glibc keeping what it frees. A fresh page's
+// time within a forward: the default runs' extra decode over the kept ones against the fresh pages
+// they measured (measured_fresh_pages), split into pages of blocks mapped afresh (mapped_page_us)
+// and of the heap (fresh_page_us) — exact from a float32 and a bfloat16 run whose tensors fall on
+// either side of 32 MiB, else one figure for both; heap_fresh_share, the fresh share of the
+// heap-served tensors' pages the default runs measured. A decode read: offload_copy_gbs (the copy
+// timed alone) times each dtype's offload_copy_scale — its default run exactly at the fresh pages
+// it measured — plus its fresh pages' time. The cold prefill: offload_cold_factor on dmap's disk
+// rate, the default run exactly at its prefill's fresh pages. The kept runs (other processes) are
+// predicted and reported in the summary and fit block, not self-checked: between processes this VM
+// drifts by ~10 %. RuntimeFailure when `offload` lacks its copies' timings or its page faults, or
+// `kept` does not match it.
 TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
                            const TorchProbe& probe, const TorchProbe* offload = nullptr,
                            const TorchProbe* kept = nullptr);
