@@ -3,9 +3,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <map>
 #include <cmath>
 #include <iomanip>
+#include <map>
 #include <sstream>
 #include <thread>
 
@@ -166,9 +166,8 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
     if (torch_disk && c.keep_freed) at.runtimes[runtime] = keeping_freed(at.runtimes[runtime]);
     if (torch_disk && !c.keep_freed) {
       const int64_t layers = exec::exec_config(c.spec).layers;
-      r.predicted_fresh_pages = 0;
-      for (double b : disk_tensor_bytes(build_module_tree(c.spec), c.dtype, layers - c.disk_layers, layers))
-        r.predicted_fresh_pages += rates.torch_offload->fresh_pages(b);
+      const FreshPages pages = fresh_pages_of(build_module_tree(c.spec), c.dtype, layers - c.disk_layers, layers);
+      r.predicted_fresh_pages = pages.mapped + rates.torch_offload->heap_fresh.value * pages.heap;
       sim::Calibration low = cal, high = cal;
       low.runtimes[runtime].heap_fresh_share = 0.0;
       high.runtimes[runtime].heap_fresh_share = 1.0;
