@@ -1232,7 +1232,17 @@ TEST_CASE("the transformers runtime probe offloads layers to disk as accelerate 
   CHECK(p.offload_rates->copy_gbs > 0.05);
   CHECK(p.offload_rates->fresh_page_us > 0);
   CHECK(fs::is_empty(scratch));  // the offload folder and the JSON removed
-  po.disk_layers = 99;           // more layers than the model has: the probe refuses
+  CHECK_FALSE(p.keep_freed);
+  // With glibc keeping what it frees: the settings reach the probe's environment.
+  po.keep_freed = true;
+  po.dtypes = {DType::kFloat32};
+  const TorchProbe kept = run_torch_probe(po);
+  CHECK(kept.keep_freed);
+  REQUIRE(kept.runs.size() == 1);
+  CHECK(kept.runs[0].decode() > 0);
+  CHECK(kept.runs[0].prefill_faults.size() == 1);
+  CHECK(fs::is_empty(scratch));
+  po.disk_layers = 99;  // more layers than the model has: the probe refuses
   CHECK_THROWS_WITH(run_torch_probe(po), Catch::Contains("failed"));
   CHECK(fs::is_empty(scratch));
   fs::remove_all(scratch);
