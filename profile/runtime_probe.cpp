@@ -243,6 +243,200 @@ double measured_fresh_pages(const TorchRun& run, const TorchRun& kept, bool pref
   return std::max(0.0, median(a) - median(b));
 }
 
+namespace {
+
+// A run of the probe against the fitted profile's prediction of it.
+SelfCheckRow self_check_row(const TorchRun& r, const std::string& placement, const sim::Prediction& q) {
+  return {r.dtype, placement, r.prefill(), q.prefill_s, r.decode(), q.decode_token_s};
+}
+
+// accelerate's disk offload (fit_torch_profile's doc in runtime_probe.h): the fresh pages from the
+// default runs against the kept ones, then each dtype's copy scale, then the cold factors; into
+// `cal`'s transformers profile, `f`'s summary and self-check. Returns the fit block's node.
+YAML::Node fit_disk_offload(const ModelSpec& spec, const sim::Hardware& hw, sim::Calibration& cal,
+                            const TorchProbe& probe, const TorchProbe& offload, const TorchProbe* kept_probe,
+                            TorchFit& f) {
+  sim::RuntimeProfile& p = cal.runtimes[sim::Runtime::kTransformers];
+  auto check = [&](const TorchRun& r, const std::string& placement, const sim::Prediction& q) {
+    f.self_check.push_back(self_check_row(r, placement, q));
+  };
+  if (!offload.offload_rates) {
+    throw RuntimeFailure(
+        "the transformers runtime probe ran with layers on disk but did not time its copies "
+        "(offload_rates): is scripts/runtime_probe.py from this dmap?");
+  }
+  if (!kept_probe || kept_probe->disk_layers != offload.disk_layers || !kept_probe->keep_freed ||
+      kept_probe->runs.size() != offload.runs.size()) {
+    throw RuntimeFailure(
+        "the transformers disk-offload fit needs a second run of the same placement with glibc keeping what it "
+        "frees (glibc_keeps_freed in the probe's output)");
+  }
+  const TorchProbe& kept = *kept_probe;
+  const TorchProbe::OffloadRates& rates = *offload.offload_rates;
+  const int64_t layers = exec::exec_config(spec).layers;
+  const DeviceMap disk_map = layers_on_disk_map(spec, offload.disk_layers);
+  const std::string placement =
+      "disk " + std::to_string(offload.disk_layers) + "/" + std::to_string(layers) + " layers";
+  auto pred_disk = [&](DType d) {
+    return predict(spec, d, disk_map, hw, &cal, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
+                   sim::Runtime::kTransformers);
+  };
+  auto kept_run = [&](DType d) -> const TorchRun& {
+    for (const auto& r : kept.runs)
+      if (r.dtype == d) return r;
+    throw RuntimeFailure("the glibc-keeping disk-offload run lacks " + std::string(dtype_name(d)));
+  };
+  p.offload_copy_gbs = round4(rates.copy_gbs);
+  // 1. The fresh pages: each run's minor faults over the kept run's (the memory maps' own); their
+  // share of the heap-served tensors' pages, pooled over dtypes; their time within a forward, the
+  // runs' extra decode over the kept ones: mapped x a + heap x b, exact from two runs whose
+  // tensors fall on either side of 32 MiB (least squares on relative errors from more), else one
+  // figure for both (pooled).
+  const ModuleTree tree = build_module_tree(spec);
+  double fresh = 0, heap_fresh = 0, heap_pages = 0, extra_s = 0;
+  std::map<DType, double> fresh_of;
+  std::map<DType, FreshPages> pages_of;
+  double saa = 0, sab = 0, sbb = 0, say = 0, sby = 0;  // normal equations over the runs
+  for (const auto& r : offload.runs) {
+    const double m = measured_fresh_pages(r, kept_run(r.dtype));
+    if (m < 0) {
+      throw RuntimeFailure(
+          "the transformers disk-offload runs did not record their page faults (decode_minor_faults): is "
+          "scripts/runtime_probe.py from this dmap?");
+    }
+    const FreshPages pages = fresh_pages_of(tree, r.dtype, layers - offload.disk_layers, layers);
+    fresh_of[r.dtype] = m;
+    pages_of[r.dtype] = pages;
+    const double mapped = std::min(m, pages.mapped), heap = m - mapped;
+    fresh += m;
+    heap_fresh += std::min(heap, pages.heap);
+    heap_pages += pages.heap;
+    const double extra = r.decode() - kept_run(r.dtype).decode();
+    extra_s += extra;
+    if (extra > 0) {  // rows scaled by 1 / extra: relative errors
+      const double ma = mapped * 1e-6 / extra, hb = heap * 1e-6 / extra;
+      saa += ma * ma;
+      sab += ma * hb;
+      sbb += hb * hb;
+      say += ma;
+      sby += hb;
+    }
+  }
+  std::string how;
+  const double det = saa * sbb - sab * sab;
+  if (fresh >= kMinFreshPages && extra_s > 0 && det > 1e-6 * saa * sbb) {
+    const double a = (say * sbb - sby * sab) / det, b = (sby * saa - say * sab) / det;
+    if (a > 0 && b > 0) {
+      p.mapped_page_us = round4(a);
+      p.fresh_page_us = round4(b);
+      how =
+          "timed within the forwards: the default runs' extra time over the kept ones, pages of blocks mapped "
+          "afresh and of the heap apart";
+    }
+  }
+  if (how.empty() && fresh >= kMinFreshPages && extra_s > 0) {
+    p.fresh_page_us = round4(extra_s / fresh * 1e6);
+    p.mapped_page_us.reset();
+    how = "timed within the forwards: the default runs' extra time over the kept ones, one figure for every page";
+  } else if (how.empty()) {
+    p.fresh_page_us = round4(rates.fresh_page_us);
+    p.mapped_page_us.reset();
+    how = fresh < kMinFreshPages ? "as timed alone (the runs touched too few fresh pages to time them)"
+                                 : "as timed alone (the runs with fresh pages were not slower)";
+  }
+  p.heap_fresh_share = round4(heap_pages > 0 ? heap_fresh / heap_pages : 1.0);
+  // 2. The copies within a forward, each dtype's: its default run exactly at the fresh pages it
+  // measured (the kept run, another process, is predicted from it: below).
+  auto pred_kept = [&](DType d) {  // glibc keeping what it frees: no page fresh
+    sim::Calibration at_kept = cal;
+    at_kept.runtimes[sim::Runtime::kTransformers] = keeping_freed(p);
+    return predict(spec, d, disk_map, hw, &at_kept, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
+                   sim::Runtime::kTransformers);
+  };
+  for (const auto& r : offload.runs) {
+    double& scale = p.offload_copy_scale[r.dtype] = 1.0;
+    const double own = fresh_seconds(p, pages_of[r.dtype], fresh_of[r.dtype]);
+    double speed = 1.0;  // 1 / scale: the predicted decode falls as it rises
+    solve_efficiency(
+        speed,
+        [&] {
+          scale = 1.0 / speed;
+          return pred_kept(r.dtype).decode_token_s + own;
+        },
+        r.decode());
+    scale = round4(1.0 / speed);
+  }
+  YAML::Node off;
+  off["disk_layers"] = offload.disk_layers;
+  off["copy_alone_gbs"] = *p.offload_copy_gbs;
+  off["fresh_page_alone_us"] = round4(rates.fresh_page_us);
+  off["fresh_page_us"] = *p.fresh_page_us;
+  if (p.mapped_page_us) off["mapped_page_us"] = *p.mapped_page_us;
+  off["fresh_page_from"] = how;
+  off["heap_fresh_share"] = *p.heap_fresh_share;
+  {
+    std::ostringstream s;
+    s << std::setprecision(3) << "  accelerate's disk offload, " << placement << ": copies at " << *p.offload_copy_gbs
+      << " GB/s alone, a fresh page " << *p.fresh_page_us << " us from the heap, "
+      << p.mapped_page_us.value_or(*p.fresh_page_us) << " us mapped afresh (" << how << "; " << rates.fresh_page_us
+      << " alone), " << *p.heap_fresh_share * 100
+      << " % of the heap-served tensors' pages fresh in the fit's runs (their page faults)";
+    f.summary.push_back(s.str());
+  }
+  // 3. The cold prefill: a factor on dmap's disk rate, from the default run at the fresh pages its
+  // prefill measured (what users run).
+  // The prefill's own fresh pages (glibc's heap as the prefill left it), where recorded; else the
+  // decode's.
+  auto prefill_fresh = [&](const TorchRun& r) {
+    const double m = measured_fresh_pages(r, kept_run(r.dtype), /*prefill=*/true);
+    return m >= 0 ? m : fresh_of[r.dtype];
+  };
+  for (const auto& r : offload.runs) {
+    double& cold = p.offload_cold_factor[r.dtype] = 1.0;
+    const double own = fresh_seconds(p, pages_of[r.dtype], prefill_fresh(r));
+    solve_efficiency(
+        cold, [&] { return pred_kept(r.dtype).prefill_s + own; }, r.prefill());
+    cold = round4(cold);
+  }
+  for (const auto& r : offload.runs) {
+    const TorchRun& k = kept_run(r.dtype);
+    // The default run at its own fresh pages (exact: the self-check catches a disturbed fit); the
+    // kept run, predicted with no page fresh, is another process: its error (the VM's drift
+    // between processes, ~10 %, and whatever the fresh pages' figure misses) is reported, not
+    // checked.
+    const sim::Prediction pk = pred_kept(r.dtype);
+    sim::Prediction pf = pred_disk(r.dtype);
+    const double pre_fresh = prefill_fresh(r);
+    pf.decode_token_s = pk.decode_token_s + fresh_seconds(p, pages_of[r.dtype], fresh_of[r.dtype]);
+    pf.prefill_s = pk.prefill_s + fresh_seconds(p, pages_of[r.dtype], pre_fresh);
+    check(r, placement + ", at its fresh pages", pf);
+    std::ostringstream s;
+    s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement << ": copies "
+      << p.offload_copy_scale[r.dtype] << " x their time alone in a forward, " << p.offload_cold_factor[r.dtype]
+      << " x dmap's disk rate in a cold prefill; decode " << r.decode() * 1e3 << " ms/token (" << fresh_of[r.dtype]
+      << " fresh pages); glibc keeping what it frees " << k.decode() * 1e3 << " measured, " << pk.decode_token_s * 1e3
+      << " predicted (" << std::showpos << (pk.decode_token_s / k.decode() - 1) * 100 << std::noshowpos
+      << " %, another process: not checked)";
+    f.summary.push_back(s.str());
+    YAML::Node m;
+    m["decode_ms"] = round4(r.decode() * 1e3);
+    m["prefill_ms"] = round4(r.prefill() * 1e3);
+    m["kept_decode_ms"] = round4(k.decode() * 1e3);
+    m["kept_prefill_ms"] = round4(k.prefill() * 1e3);
+    m["kept_predicted_decode_ms"] = round4(pk.decode_token_s * 1e3);
+    m["copy_scale"] = p.offload_copy_scale[r.dtype];
+    m["cold_factor"] = p.offload_cold_factor[r.dtype];
+    m["decode_minor_faults"] = round4(median(r.decode_faults));
+    m["kept_decode_minor_faults"] = round4(median(k.decode_faults));
+    m["prefill_fresh_pages"] = round4(pre_fresh);
+    m["repetitions"] = static_cast<int>(r.prefill_s.size());
+    off[std::string(dtype_name(r.dtype))] = m;
+  }
+  return off;
+}
+
+}  // namespace
+
 TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
                            const TorchProbe& probe, const TorchProbe* offload, const TorchProbe* kept) {
   DMAP_CHECK(!probe.runs.empty(), "a probe without runs");
@@ -296,12 +490,8 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
   fit["prompt"] = probe.prompt;
   fit["new_tokens"] = probe.new_tokens;
   fit["kernels_per_decode_step"] = round4(f.kernels_per_step);
-  // A run of the probe against the fitted profile's prediction of it.
-  auto check = [&](const TorchRun& r, const std::string& placement, const sim::Prediction& q) {
-    f.self_check.push_back({r.dtype, placement, r.prefill(), q.prefill_s, r.decode(), q.decode_token_s});
-  };
   for (const auto& r : probe.runs) {
-    check(r, "cpu", pred(r.dtype));
+    f.self_check.push_back(self_check_row(r, "cpu", pred(r.dtype)));
     std::ostringstream s;
     const auto t = terms.find(r.dtype);
     s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ": one-row products at " << p.matvec_efficiency[r.dtype]
@@ -323,183 +513,8 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     }
     fit[std::string(dtype_name(r.dtype))] = m;
   }
-  if (offload && offload->disk_layers > 0) {
-    // accelerate's disk offload (runtime_probe.h): the copies from the run with glibc keeping what
-    // it frees (no fresh page), then the fresh pages from the default run against it, then the
-    // cold factors from the prefills.
-    if (!offload->offload_rates) {
-      throw RuntimeFailure(
-          "the transformers runtime probe ran with layers on disk but did not time its copies "
-          "(offload_rates): is scripts/runtime_probe.py from this dmap?");
-    }
-    if (!kept || kept->disk_layers != offload->disk_layers || !kept->keep_freed ||
-        kept->runs.size() != offload->runs.size()) {
-      throw RuntimeFailure(
-          "the transformers disk-offload fit needs a second run of the same placement with glibc keeping what it "
-          "frees (glibc_keeps_freed in the probe's output)");
-    }
-    const TorchProbe::OffloadRates& rates = *offload->offload_rates;
-    const int64_t layers = exec::exec_config(spec).layers;
-    const DeviceMap disk_map = layers_on_disk_map(spec, offload->disk_layers);
-    const std::string placement =
-        "disk " + std::to_string(offload->disk_layers) + "/" + std::to_string(layers) + " layers";
-    auto pred_disk = [&](DType d) {
-      return predict(spec, d, disk_map, hw, &cal, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
-                     sim::Runtime::kTransformers);
-    };
-    auto kept_run = [&](DType d) -> const TorchRun& {
-      for (const auto& r : kept->runs)
-        if (r.dtype == d) return r;
-      throw RuntimeFailure("the glibc-keeping disk-offload run lacks " + std::string(dtype_name(d)));
-    };
-    p.offload_copy_gbs = round4(rates.copy_gbs);
-    // 1. The fresh pages: each run's minor faults over the kept run's (the memory maps' own); their
-    // share of the heap-served tensors' pages, pooled over dtypes; their time within a forward, the
-    // runs' extra decode over the kept ones: mapped x a + heap x b, exact from two runs whose
-    // tensors fall on either side of 32 MiB (least squares on relative errors from more), else one
-    // figure for both (pooled).
-    const ModuleTree tree = build_module_tree(spec);
-    double fresh = 0, heap_fresh = 0, heap_pages = 0, extra_s = 0;
-    std::map<DType, double> fresh_of;
-    std::map<DType, FreshPages> pages_of;
-    double saa = 0, sab = 0, sbb = 0, say = 0, sby = 0;  // normal equations over the runs
-    for (const auto& r : offload->runs) {
-      const double m = measured_fresh_pages(r, kept_run(r.dtype));
-      if (m < 0) {
-        throw RuntimeFailure(
-            "the transformers disk-offload runs did not record their page faults (decode_minor_faults): is "
-            "scripts/runtime_probe.py from this dmap?");
-      }
-      const FreshPages pages = fresh_pages_of(tree, r.dtype, layers - offload->disk_layers, layers);
-      fresh_of[r.dtype] = m;
-      pages_of[r.dtype] = pages;
-      const double mapped = std::min(m, pages.mapped), heap = m - mapped;
-      fresh += m;
-      heap_fresh += std::min(heap, pages.heap);
-      heap_pages += pages.heap;
-      const double extra = r.decode() - kept_run(r.dtype).decode();
-      extra_s += extra;
-      if (extra > 0) {  // rows scaled by 1 / extra: relative errors
-        const double ma = mapped * 1e-6 / extra, hb = heap * 1e-6 / extra;
-        saa += ma * ma;
-        sab += ma * hb;
-        sbb += hb * hb;
-        say += ma;
-        sby += hb;
-      }
-    }
-    std::string how;
-    const double det = saa * sbb - sab * sab;
-    if (fresh >= kMinFreshPages && extra_s > 0 && det > 1e-6 * saa * sbb) {
-      const double a = (say * sbb - sby * sab) / det, b = (sby * saa - say * sab) / det;
-      if (a > 0 && b > 0) {
-        p.mapped_page_us = round4(a);
-        p.fresh_page_us = round4(b);
-        how =
-            "timed within the forwards: the default runs' extra time over the kept ones, pages of blocks mapped "
-            "afresh and of the heap apart";
-      }
-    }
-    if (how.empty() && fresh >= kMinFreshPages && extra_s > 0) {
-      p.fresh_page_us = round4(extra_s / fresh * 1e6);
-      p.mapped_page_us.reset();
-      how = "timed within the forwards: the default runs' extra time over the kept ones, one figure for every page";
-    } else if (how.empty()) {
-      p.fresh_page_us = round4(rates.fresh_page_us);
-      p.mapped_page_us.reset();
-      how = fresh < kMinFreshPages ? "as timed alone (the runs touched too few fresh pages to time them)"
-                                   : "as timed alone (the runs with fresh pages were not slower)";
-    }
-    p.heap_fresh_share = round4(heap_pages > 0 ? heap_fresh / heap_pages : 1.0);
-    // 2. The copies within a forward, each dtype's: its default run exactly at the fresh pages it
-    // measured (the kept run, another process, is predicted from it: below).
-    auto pred_kept = [&](DType d) {  // glibc keeping what it frees: no page fresh
-      sim::Calibration at_kept = cal;
-      at_kept.runtimes[sim::Runtime::kTransformers] = keeping_freed(p);
-      return predict(spec, d, disk_map, hw, &at_kept, probe.prompt, probe.new_tokens, sim::Semantics::kCpu,
-                     sim::Runtime::kTransformers);
-    };
-    for (const auto& r : offload->runs) {
-      double& scale = p.offload_copy_scale[r.dtype] = 1.0;
-      const double own = fresh_seconds(p, pages_of[r.dtype], fresh_of[r.dtype]);
-      double speed = 1.0;  // 1 / scale: the predicted decode falls as it rises
-      solve_efficiency(
-          speed,
-          [&] {
-            scale = 1.0 / speed;
-            return pred_kept(r.dtype).decode_token_s + own;
-          },
-          r.decode());
-      scale = round4(1.0 / speed);
-    }
-    YAML::Node off;
-    off["disk_layers"] = offload->disk_layers;
-    off["copy_alone_gbs"] = *p.offload_copy_gbs;
-    off["fresh_page_alone_us"] = round4(rates.fresh_page_us);
-    off["fresh_page_us"] = *p.fresh_page_us;
-    if (p.mapped_page_us) off["mapped_page_us"] = *p.mapped_page_us;
-    off["fresh_page_from"] = how;
-    off["heap_fresh_share"] = *p.heap_fresh_share;
-    {
-      std::ostringstream s;
-      s << std::setprecision(3) << "  accelerate's disk offload, " << placement << ": copies at " << *p.offload_copy_gbs
-        << " GB/s alone, a fresh page " << *p.fresh_page_us << " us from the heap, "
-        << p.mapped_page_us.value_or(*p.fresh_page_us) << " us mapped afresh (" << how << "; " << rates.fresh_page_us
-        << " alone), " << *p.heap_fresh_share * 100
-        << " % of the heap-served tensors' pages fresh in the fit's runs (their page faults)";
-      f.summary.push_back(s.str());
-    }
-    // 3. The cold prefill: a factor on dmap's disk rate, from the default run at the fresh pages its
-    // prefill measured (what users run).
-    // The prefill's own fresh pages (glibc's heap as the prefill left it), where recorded; else the
-    // decode's.
-    auto prefill_fresh = [&](const TorchRun& r) {
-      const double m = measured_fresh_pages(r, kept_run(r.dtype), /*prefill=*/true);
-      return m >= 0 ? m : fresh_of[r.dtype];
-    };
-    for (const auto& r : offload->runs) {
-      double& cold = p.offload_cold_factor[r.dtype] = 1.0;
-      const double own = fresh_seconds(p, pages_of[r.dtype], prefill_fresh(r));
-      solve_efficiency(
-          cold, [&] { return pred_kept(r.dtype).prefill_s + own; }, r.prefill());
-      cold = round4(cold);
-    }
-    for (const auto& r : offload->runs) {
-      const TorchRun& k = kept_run(r.dtype);
-      // The default run at its own fresh pages (exact: the self-check catches a disturbed fit); the
-      // kept run, predicted with no page fresh, is another process: its error (the VM's drift
-      // between processes, ~10 %, and whatever the fresh pages' figure misses) is reported, not
-      // checked.
-      const sim::Prediction pk = pred_kept(r.dtype);
-      sim::Prediction pf = pred_disk(r.dtype);
-      const double pre_fresh = prefill_fresh(r);
-      pf.decode_token_s = pk.decode_token_s + fresh_seconds(p, pages_of[r.dtype], fresh_of[r.dtype]);
-      pf.prefill_s = pk.prefill_s + fresh_seconds(p, pages_of[r.dtype], pre_fresh);
-      check(r, placement + ", at its fresh pages", pf);
-      std::ostringstream s;
-      s << std::setprecision(3) << "  " << dtype_name(r.dtype) << ", " << placement << ": copies "
-        << p.offload_copy_scale[r.dtype] << " x their time alone in a forward, " << p.offload_cold_factor[r.dtype]
-        << " x dmap's disk rate in a cold prefill; decode " << r.decode() * 1e3 << " ms/token (" << fresh_of[r.dtype]
-        << " fresh pages); glibc keeping what it frees " << k.decode() * 1e3 << " measured, " << pk.decode_token_s * 1e3
-        << " predicted (" << std::showpos << (pk.decode_token_s / k.decode() - 1) * 100 << std::noshowpos
-        << " %, another process: not checked)";
-      f.summary.push_back(s.str());
-      YAML::Node m;
-      m["decode_ms"] = round4(r.decode() * 1e3);
-      m["prefill_ms"] = round4(r.prefill() * 1e3);
-      m["kept_decode_ms"] = round4(k.decode() * 1e3);
-      m["kept_prefill_ms"] = round4(k.prefill() * 1e3);
-      m["kept_predicted_decode_ms"] = round4(pk.decode_token_s * 1e3);
-      m["copy_scale"] = p.offload_copy_scale[r.dtype];
-      m["cold_factor"] = p.offload_cold_factor[r.dtype];
-      m["decode_minor_faults"] = round4(median(r.decode_faults));
-      m["kept_decode_minor_faults"] = round4(median(k.decode_faults));
-      m["prefill_fresh_pages"] = round4(pre_fresh);
-      m["repetitions"] = static_cast<int>(r.prefill_s.size());
-      off[std::string(dtype_name(r.dtype))] = m;
-    }
-    fit["disk_offload"] = off;
-  }
+  if (offload && offload->disk_layers > 0)
+    fit["disk_offload"] = fit_disk_offload(spec, hw, cal, probe, *offload, kept, f);
   f.profile = p;
   f.fit = fit;
   return f;
