@@ -93,8 +93,8 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
         }
         return profile::merge_torch_probes(ps);
       });
-      // accelerate's disk offload: one more process with a quarter of the layers on disk (its reads
-      // of offloaded weights, against dmap's executor's rates; the validation's default placement).
+      // accelerate's disk offload: a quarter of the layers on disk (its reads of offloaded weights,
+      // against dmap's executor's rates; the validation's default placement).
       const int64_t disk_layers =
           std::max<int64_t>(1, profile::layers_of_fraction(0.25, exec::exec_config(spec).layers));
       // Twice: glibc as it comes, and glibc keeping what it frees (the copies then touch no fresh
@@ -110,8 +110,14 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
                        return profile::run_torch_probe(o);
                      });
       };
-      const profile::TorchProbe offload = disk_probe(false);
-      const profile::TorchProbe kept = disk_probe(true);
+      // In kTorchFitSessions processes each, taking turns (one each with --quick), merged.
+      std::vector<profile::TorchProbe> offloads, keeps;
+      for (int s = 0; s < sessions; ++s) {
+        offloads.push_back(disk_probe(false));
+        keeps.push_back(disk_probe(true));
+      }
+      const profile::TorchProbe offload = profile::merge_torch_probes(offloads);
+      const profile::TorchProbe kept = profile::merge_torch_probes(keeps);
       profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe, &offload, &kept);
       cal.runtimes[runtime] = fit.profile;
       self_check = fit.self_check;

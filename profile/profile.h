@@ -185,7 +185,10 @@ struct SelfCheckRow {
   // runs'): the measured decode is compared divided by it. profile_cpu's disk runs: the median of
   // their pairs' resident_ratio (probes.h); 1 elsewhere.
   double state_ratio = 1;
-  double worst_error() const;  // the larger |predicted / measured - 1| of the two phases
+  // A phase not checked is shown, not held to the limit (the transformers fit's disk rows: each
+  // process's run fits one phase exactly, its other phase is predicted from another process's).
+  bool prefill_checked = true, decode_checked = true;
+  double worst_error() const;  // the larger |predicted / measured - 1| of the phases checked
 };
 
 // The most a calibration may mispredict its own whole-model runs: `dmap profile --real` refuses

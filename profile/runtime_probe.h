@@ -26,7 +26,10 @@
 //   fresh_page_us       or more) and of its heap: the default runs' extra decode time over the kept
 //                       ones against the fresh pages they measured (minor faults over the kept runs')
 //   heap_fresh_share    the share of heap-served tensors' pages the default runs found fresh
-//   offload_cold_factor a factor on dmap's disk rate: the default run's cold prefill
+//   offload_cold_scale  a cold prefill's copy (files evicted from the page cache) over the warm
+//                       copy, per dtype: the kept run's prefill (no page fresh)
+// Each disk placement runs in kTorchFitSessions processes per glibc mode, taking turns (merged:
+// medians over every repetition).
 //
 // Example:
 //   const TorchProbe p = run_torch_probe({script, find_torch_python(), spec.source, dtypes, rs, 3});
@@ -144,11 +147,12 @@ sim::RuntimeProfile keeping_freed(sim::RuntimeProfile p);
 // either side of 32 MiB, else one figure for both; heap_fresh_share, the fresh share of the
 // heap-served tensors' pages the default runs measured. A decode read: offload_copy_gbs (the copy
 // timed alone) times each dtype's offload_copy_scale — its default run exactly at the fresh pages
-// it measured — plus its fresh pages' time. The cold prefill: offload_cold_factor on dmap's disk
-// rate, the default run exactly at its prefill's fresh pages. The kept runs (other processes) are
-// predicted and reported in the summary and fit block, not self-checked: between processes this VM
-// drifts by ~10 %. RuntimeFailure when `offload` lacks its copies' timings or its page faults, or
-// `kept` does not match it.
+// it measured — plus its fresh pages' time. The cold prefill: the copy x offload_cold_scale (or the
+// disk, where slower), each dtype's kept run exactly, plus the fresh pages the default run's prefill
+// measured. Self-checked: the default runs' decode and the kept runs' prefill (each exact unless
+// the solver meets a bound); the other phase of each is shown, not checked (another process's
+// figure: between processes this VM drifts by 10-30 %). RuntimeFailure when `offload` lacks its
+// copies' timings or its page faults, or `kept` does not match it.
 TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const sim::Calibration& base,
                            const TorchProbe& probe, const TorchProbe* offload = nullptr,
                            const TorchProbe* kept = nullptr);

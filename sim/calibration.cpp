@@ -70,6 +70,12 @@ double Rates::TorchOffload::seconds(double bytes, DType d) const {
   return (it != copy_scale.end() ? it->second : 1.0) * bytes / copy.value + fresh_seconds(bytes);
 }
 
+double Rates::TorchOffload::cold_copy_seconds(double bytes, DType d) const {
+  const auto sc = copy_scale.find(d);
+  const auto cs = cold_scale.find(d);
+  return (cs != cold_scale.end() ? cs->second : 1.0) * (sc != copy_scale.end() ? sc->second : 1.0) * bytes / copy.value;
+}
+
 double Rates::page_cache_rate(DType d, double bytes) const {
   if (torch_offload && bytes > 0) return bytes / torch_offload->seconds(bytes, d);
   const auto it = page_cache_curve.find(d);
@@ -631,9 +637,9 @@ Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& p) {
     t.mapped_page = {p.mapped_page_us.value_or(*p.fresh_page_us) * kUs, src};
     if (p.heap_fresh_share) t.heap_fresh = {*p.heap_fresh_share, src};
     t.copy_scale = p.offload_copy_scale;
+    t.cold_scale = p.offload_cold_scale;
     out.torch_offload = t;
   }
-  for (const auto& [d, f] : p.offload_cold_factor) out.disk_read_dtype[d] = {base.disk_read_for(d).value * f, src};
   return out;
 }
 

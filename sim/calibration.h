@@ -190,6 +190,11 @@ struct Rates {
     double fresh_pages(double bytes) const;     // of one tensor: its 4 KiB pages x fresh_share
     double fresh_seconds(double bytes) const;   // their time (mapped_page from 32 MiB on, else fresh_page)
     double seconds(double bytes, DType d) const;  // one tensor's read, warm (in the page cache)
+    // A cold prefill's copy of a tensor out of a file not in the page cache, over the warm copy
+    // (the kernel reads ahead while the copy runs: the copy's time, not the disk's, where the disk
+    // keeps up); per dtype, 1 where not measured. Fresh pages not included.
+    std::map<DType, double> cold_scale;
+    double cold_copy_seconds(double bytes, DType d) const;
   };
   std::optional<TorchOffload> torch_offload;
   std::string calibration_name;  // "" = datasheet only

@@ -275,10 +275,13 @@ double CostModel::activation_copy(ExecDevice from, ExecDevice to, Phase phase) c
 
 double CostModel::disk_read(double bytes, bool warm) const {
   if (warm) return bytes / rates_.page_cache_rate(workload_.dtype, bytes);
-  // Cold: the file's rate and latency; under PyTorch the copy's fresh pages on top, as warm
-  // (Rates::TorchOffload: the cold factor was fitted where no page was fresh).
-  const double fresh = rates_.torch_offload ? rates_.torch_offload->fresh_seconds(bytes) : 0.0;
-  return bytes / rates_.disk_read_for(workload_.dtype).value + rates_.disk_latency.value + fresh;
+  // Cold: the file's rate and latency. Under PyTorch (Rates::TorchOffload) the tensor is copied out
+  // of the file's memory map while the kernel reads ahead: the slower of the copy and the disk,
+  // then the copy's fresh pages as warm.
+  const double disk = bytes / rates_.disk_read_for(workload_.dtype).value + rates_.disk_latency.value;
+  if (!rates_.torch_offload) return disk;
+  const Rates::TorchOffload& t = *rates_.torch_offload;
+  return std::max(disk, t.cold_copy_seconds(bytes, workload_.dtype)) + t.fresh_seconds(bytes);
 }
 
 Bytes CostModel::workspace_bytes(Phase phase) const {

@@ -83,6 +83,11 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
     f.push_back(
         {"fresh page, smaller tensors (from the heap)", t.fresh_page.value * 1e6, "us/4 KiB", t.fresh_page.source});
     f.push_back({"fresh share of smaller tensors' pages", t.heap_fresh.value, "", t.heap_fresh.source});
+    if (const auto cs = t.cold_scale.find(ev.graph->dtype); cs != t.cold_scale.end()) {
+      f.push_back({"offloaded tensor copy, file not in the page cache (cold prefill)",
+                   t.copy.value / (sc != t.copy_scale.end() ? sc->second : 1.0) / cs->second / 1e9, "GB/s",
+                   t.copy.source});
+    }
   } else if (const auto it = r.page_cache_curve.find(ev.graph->dtype); it != r.page_cache_curve.end()) {
     // By tensor size: the smallest and largest calibrated sizes (between them, interpolated).
     const auto& pts = it->second.points;

@@ -175,11 +175,18 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
                   "and heap_fresh_share; re-run `dmap profile --real --runtime " +
                   name + "` to measure them (or delete the line: the executor's page-cache rates are used)");
     }
+    if (p["offload_cold_factor"].IsDefined()) {
+      fail_at(f, p["offload_cold_factor"],
+              where +
+                  ".offload_cold_factor: an earlier dmap's figure (a factor on the disk rate), replaced by "
+                  "offload_cold_scale (a factor on the copy); re-run `dmap profile --real --runtime " +
+                  name + "` to measure it (or delete the line)");
+    }
     check_known_keys(f, p,
                      {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us",
                       "offload_tensor_overhead_us", "matvec_efficiency", "matmul_efficiency", "matvec_gbs",
                       "matvec_row_ns", "load", "mapped_factor", "offload_copy_gbs", "fresh_page_us", "mapped_page_us",
-                      "heap_fresh_share", "offload_copy_scale", "offload_cold_factor"},
+                      "heap_fresh_share", "offload_copy_scale", "offload_cold_scale"},
                      where);
     RuntimeProfile rp;
     if (p["source"].IsDefined()) {
@@ -212,8 +219,8 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
       fail_at(f, p["heap_fresh_share"], where + ".heap_fresh_share: a share between 0 and 1");
     if (p["offload_copy_scale"].IsDefined())
       rp.offload_copy_scale = read_per_dtype(f, p["offload_copy_scale"], where + ".offload_copy_scale", false);
-    if (p["offload_cold_factor"].IsDefined())
-      rp.offload_cold_factor = read_per_dtype(f, p["offload_cold_factor"], where + ".offload_cold_factor", false);
+    if (p["offload_cold_scale"].IsDefined())
+      rp.offload_cold_scale = read_per_dtype(f, p["offload_cold_scale"], where + ".offload_cold_scale", false);
     if (p["load"].IsDefined()) {
       const std::string l = yaml_string(f, p["load"], where + ".load");
       if (l != "mmap" && l != "no-mmap") fail_at(f, p["load"], where + ".load: mmap or no-mmap, found '" + l + "'");
@@ -266,7 +273,7 @@ std::string runtime_profiles_yaml(const std::map<Runtime, RuntimeProfile>& m) {
     put("mapped_page_us", p.mapped_page_us);
     put("heap_fresh_share", p.heap_fresh_share);
     put_map("offload_copy_scale", p.offload_copy_scale);
-    put_map("offload_cold_factor", p.offload_cold_factor);
+    put_map("offload_cold_scale", p.offload_cold_scale);
   }
   return y.str();
 }

@@ -79,10 +79,12 @@ struct RuntimeProfile {
   // not given) and fresh_page_us for each of heap_fresh_share of a smaller one's pages (glibc's heap
   // is trimmed and grown again between layers, or reused: which depends on the allocations around
   // it, and moves between processes; the share is the fit runs', measured by their page faults).
-  // Sim::Rates::TorchOffload. In a cold prefill: factors on dmap's executor's disk rate (cold),
-  // and the same fresh pages.
+  // Sim::Rates::TorchOffload. In a cold prefill (the file not in the page cache): the copy x
+  // offload_cold_scale (per dtype: the kernel reads the file ahead while the copy runs, so the copy
+  // sets the pace where the disk keeps up; dmap's disk rate where it does not), and the same fresh
+  // pages.
   std::optional<double> offload_copy_gbs, fresh_page_us, mapped_page_us, heap_fresh_share;
-  std::map<DType, double> offload_copy_scale, offload_cold_factor;
+  std::map<DType, double> offload_copy_scale, offload_cold_scale;
 };
 
 // The environment under which glibc keeps what it frees (no block mapped afresh, its heap never

@@ -327,6 +327,13 @@ TEST_CASE("the self-check passes a calibration within 5 % and refuses one past i
                     "predicted ( +3.1 %)") != std::string::npos);
   rows[1].state_ratio = 0.9;  // faster then: 222.2 ms against 191, -14 %
   CHECK_FALSE(check_self(rows).passed);
+  // A phase not checked is shown, not held to the limit; the other phase still is.
+  rows[1].decode_checked = false;
+  v = check_self(rows);
+  CHECK(v.passed);
+  CHECK(v.text.find("(-14.1 %, not checked)") != std::string::npos);
+  rows[1].predicted_prefill_s = 2.2;  // +10 % in the prefill, still checked
+  CHECK_FALSE(check_self(rows).passed);
 }
 
 TEST_CASE("the validation's drift figures: per-round probe scaling, steady rounds only, in-fit rows left out",
@@ -727,6 +734,7 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
   RuntimeFitFixture fx(sim::Runtime::kTransformers);
   fx.spec = resolve_model("tinyllama_1b", "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
   fx.cpu = layers_on_disk_map(fx.spec, 0);
+  fx.base.disk.read_gbs = 20;  // a disk that keeps up with the copies: they set a cold prefill's pace
   const sim::RuntimeProfile known = known_torch_profile();
   sim::Calibration truth = fx.base;
   truth.runtimes[sim::Runtime::kTransformers] = known;
@@ -738,7 +746,7 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
   t.fresh_page_us = 8;
   t.offload_copy_scale = {{DType::kFloat32, 1.25}, {DType::kBFloat16, 1.4}};
   t.heap_fresh_share = 0.3;
-  t.offload_cold_factor = {{DType::kFloat32, 0.5}, {DType::kBFloat16, 0.5}};
+  t.offload_cold_scale = {{DType::kFloat32, 1.3}, {DType::kBFloat16, 1.8}};
   sim::Calibration keeping = offloading;  // glibc keeping what it frees: no page fresh
   keeping.runtimes[sim::Runtime::kTransformers].fresh_page_us = 0.0;
   const double kernels = fx.kernels();
@@ -790,13 +798,19 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
   CHECK(h.profile.offload_copy_scale.at(DType::kBFloat16) == Approx(1.4).epsilon(1e-3));
   CHECK(*h.profile.fresh_page_us == Approx(8).epsilon(2e-3));
   CHECK(*h.profile.heap_fresh_share == Approx(0.3).margin(1e-3));
-  CHECK(h.profile.offload_cold_factor.at(DType::kFloat32) == Approx(0.5).epsilon(1e-3));
-  CHECK(h.profile.offload_cold_factor.at(DType::kBFloat16) == Approx(0.5).epsilon(1e-3));
+  CHECK(h.profile.offload_cold_scale.at(DType::kFloat32) == Approx(1.3).epsilon(1e-3));
+  CHECK(h.profile.offload_cold_scale.at(DType::kBFloat16) == Approx(1.8).epsilon(1e-3));
   CHECK_THAT(h.fit["disk_offload"]["fresh_page_from"].as<std::string>(), Catch::Contains("timed within the forwards"));
   CHECK(h.fit["disk_offload"]["fresh_page_alone_us"].as<double>() == Approx(6));
-  REQUIRE(h.self_check.size() == 4);  // two CPU-only runs, two default disk runs at their fresh pages
+  // Two CPU-only runs; per dtype the default disk run at its fresh pages (its decode checked) and
+  // the kept one (its prefill checked).
+  REQUIRE(h.self_check.size() == 6);
   CHECK(h.self_check[2].placement == "disk 5/22 layers, at its fresh pages");
-  // The kept runs, other processes, are predicted and reported, not checked.
+  CHECK((h.self_check[2].decode_checked && !h.self_check[2].prefill_checked));
+  CHECK(h.self_check[3].placement == "disk 5/22 layers, glibc keeping freed memory");
+  CHECK((!h.self_check[3].decode_checked && h.self_check[3].prefill_checked));
+  CHECK_THAT(check_self(h.self_check).text, Catch::Contains("not checked"));
+  // The kept runs' decode, other processes, are predicted and reported, not checked.
   CHECK(h.fit["disk_offload"]["bfloat16"]["kept_predicted_decode_ms"].as<double>() ==
         Approx(h.fit["disk_offload"]["bfloat16"]["kept_decode_ms"].as<double>()).epsilon(3e-3));
   CHECK(check_self(h.self_check).worst < 3e-3);
@@ -869,14 +883,21 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
   a.prefill_faults = {900};
   k.prefill_faults = {100};
   CHECK(measured_fresh_pages(a, k, /*prefill=*/true) == Approx(800));
-  // A prefill that touched more fresh pages than a decode step is checked at its own count.
+  // A prefill that touched more fresh pages than a decode step is predicted at its own count.
   Probes more = pr;
   for (auto& r : more.offload.runs) {
     r.prefill_faults[0] += 20000;
     r.prefill_s[0] += 20000 * 8e-6;
   }
-  CHECK(check_self(fit_torch_profile(fx.spec, fx.hw, fx.base, more.cpu, &more.offload, &more.kept).self_check).worst <
-        3e-3);
+  const TorchFit hm = fit_torch_profile(fx.spec, fx.hw, fx.base, more.cpu, &more.offload, &more.kept);
+  CHECK(hm.self_check[2].predicted_prefill_s == Approx(hm.self_check[2].measured_prefill_s).epsilon(3e-3));
+  CHECK(hm.profile.offload_cold_scale.at(DType::kFloat32) == Approx(1.3).epsilon(1e-3));  // from the kept run
+  // A kept run whose prefill the disk cannot have served (faster than dmap's disk rate allows): the
+  // scale meets its bound and the self-check shows it.
+  Probes fast = pr;
+  for (auto& r : fast.kept.runs) r.prefill_s[0] = fast.cpu.runs[r.dtype == DType::kFloat32 ? 0 : 1].prefill_s[0];
+  CHECK_FALSE(
+      check_self(fit_torch_profile(fx.spec, fx.hw, fx.base, fast.cpu, &fast.offload, &fast.kept).self_check).passed);
   // The figures survive the calibration file.
   sim::Calibration written = fx.base;
   written.runtimes[sim::Runtime::kTransformers] = h.profile;
@@ -886,6 +907,7 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
   CHECK(*back.fresh_page_us == Approx(*h.profile.fresh_page_us));
   CHECK(*back.heap_fresh_share == Approx(*h.profile.heap_fresh_share));
   CHECK(back.offload_copy_scale == h.profile.offload_copy_scale);
+  CHECK(back.offload_cold_scale == h.profile.offload_cold_scale);
   // A share outside 0..1 is an error naming the key.
   std::string bad = sim::calibration_yaml(written);
   const auto k0 = bad.find("heap_fresh_share: ");
@@ -893,7 +915,8 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
   bad.replace(k0, bad.find('\n', k0) - k0, "heap_fresh_share: 1.5");
   CHECK_THROWS_WITH(sim::parse_calibration(bad, "bad.yaml"), Catch::Contains("heap_fresh_share"));
   // Earlier dmaps' read figures: named, and what to do about them.
-  for (const std::string old : {"offload_read_factor: {float32: 0.04}", "offload_read_scale: {float32: 0.9}"}) {
+  for (const std::string old : {"offload_read_factor: {float32: 0.04}", "offload_read_scale: {float32: 0.9}",
+                                "offload_cold_factor: {float32: 0.23}"}) {
     std::string old_file = sim::calibration_yaml(written);
     old_file.replace(k0, old_file.find('\n', k0) - k0, old);
     CHECK_THROWS_WITH(sim::parse_calibration(old_file, "old.yaml"),
