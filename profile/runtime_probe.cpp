@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -24,6 +25,7 @@
 #include "core/stats.h"
 #include "core/yaml_io.h"
 #include "exec/config.h"
+#include "profile/fit.h"
 #include "profile/probes.h"
 #include "profile/runtime_fit.h"
 #include "profile/subprocess.h"
@@ -293,7 +295,7 @@ YAML::Node fit_disk_offload(const ModelSpec& spec, const sim::Hardware& hw, sim:
   double fresh = 0, heap_fresh = 0, heap_pages = 0, extra_s = 0;
   std::map<DType, double> fresh_of;
   std::map<DType, FreshPages> pages_of;
-  double saa = 0, sab = 0, sbb = 0, say = 0, sby = 0;  // normal equations over the runs
+  std::vector<std::array<double, 3>> rows;  // mapped pages, heap pages, extra seconds: one per run
   for (const auto& r : offload.runs) {
     const double m = measured_fresh_pages(r, kept_run(r.dtype));
     if (m < 0) {
@@ -310,25 +312,36 @@ YAML::Node fit_disk_offload(const ModelSpec& spec, const sim::Hardware& hw, sim:
     heap_pages += pages.heap;
     const double extra = r.decode() - kept_run(r.dtype).decode();
     extra_s += extra;
-    if (extra > 0) {  // rows scaled by 1 / extra: relative errors
-      const double ma = mapped * 1e-6 / extra, hb = heap * 1e-6 / extra;
-      saa += ma * ma;
-      sab += ma * hb;
-      sbb += hb * hb;
-      say += ma;
-      sby += hb;
-    }
+    if (extra > 0) rows.push_back({mapped, heap, extra});
   }
   std::string how;
-  const double det = saa * sbb - sab * sab;
-  if (fresh >= kMinFreshPages && extra_s > 0 && det > 1e-6 * saa * sbb) {
-    const double a = (say * sbb - sby * sab) / det, b = (sby * saa - say * sab) / det;
-    if (a > 0 && b > 0) {
-      p.mapped_page_us = round4(a);
-      p.fresh_page_us = round4(b);
-      how =
-          "timed within the forwards: the default runs' extra time over the kept ones, pages of blocks mapped "
-          "afresh and of the heap apart";
+  if (fresh >= kMinFreshPages && extra_s > 0 && rows.size() >= 2) {
+    // extra = mapped x a + heap x b (us), least squares on relative errors (profile/fit.h), where the
+    // runs tell the two kinds of page apart (rank 2 once each row is scaled by its time).
+    Eigen::MatrixXd A(static_cast<Eigen::Index>(rows.size()), 2);
+    Eigen::VectorXd y(A.rows());
+    for (Eigen::Index i = 0; i < A.rows(); ++i) {
+      const auto& [mapped, heap, extra] = rows[static_cast<size_t>(i)];
+      A(i, 0) = mapped * 1e-6;
+      A(i, 1) = heap * 1e-6;
+      y(i) = extra;
+    }
+    Eigen::MatrixXd scaled = A;  // rows over their times, columns to unit length
+    for (Eigen::Index i = 0; i < A.rows(); ++i) scaled.row(i) /= y(i);
+    for (Eigen::Index j = 0; j < 2; ++j) {
+      if (const double n = scaled.col(j).norm(); n > 0) scaled.col(j) /= n;
+    }
+    Eigen::ColPivHouseholderQR<Eigen::MatrixXd> qr(scaled);
+    qr.setThreshold(1e-3);
+    if (qr.rank() == 2) {
+      const RobustFit ab = robust_fit(A, y);
+      if (ab.coef(0) > 0 && ab.coef(1) > 0) {
+        p.mapped_page_us = round4(ab.coef(0));
+        p.fresh_page_us = round4(ab.coef(1));
+        how =
+            "timed within the forwards: the default runs' extra time over the kept ones, pages of blocks mapped "
+            "afresh and of the heap apart";
+      }
     }
   }
   if (how.empty() && fresh >= kMinFreshPages && extra_s > 0) {

@@ -38,12 +38,12 @@ void summarize_runtime(RuntimeValidation& v) {
     const double steps = static_cast<double>(std::max<int64_t>(0, v.new_tokens - 1));
     r.predicted_total_s = r.predicted_prefill_s + steps * r.predicted_decode_s;
     r.measured_total_s = r.measured_prefill_s + steps * r.measured_decode_s;
-    const bool pick_dmap = r.dmap_predicted_total_s <= r.predicted_total_s;
-    const bool dmap_won = r.dmap_measured_total_s <= r.measured_total_s;
+    const bool pick_dmap = r.dmap.predicted_total_s <= r.predicted_total_s;
+    const bool dmap_won = r.dmap.measured_total_s <= r.measured_total_s;
     r.predicted_faster = pick_dmap ? "dmap" : sim::runtime_name(v.runtime);
     r.measured_faster = dmap_won ? "dmap" : sim::runtime_name(v.runtime);
-    const double chosen = pick_dmap ? r.dmap_measured_total_s : r.measured_total_s;
-    const double best = std::min(r.dmap_measured_total_s, r.measured_total_s);
+    const double chosen = pick_dmap ? r.dmap.measured_total_s : r.measured_total_s;
+    const double best = std::min(r.dmap.measured_total_s, r.measured_total_s);
     r.regret = best > 0 ? chosen / best - 1 : 0;
     v.max_regret = std::max(v.max_regret, r.regret);
     if (r.in_fit) continue;
@@ -119,7 +119,7 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
   v.probed = ref > 0;
   int done = 0;
   const int total = static_cast<int>(cases.size());
-  std::map<std::string, RuntimeRow> dmap_runs;  // dmap's measurement of each placement, by model, dtype, disk layers
+  std::map<std::string, RuntimeRow::Dmap> dmap_runs;  // dmap's measurement of each placement, by model, dtype, disk layers
   for (const RuntimeCase& c : cases) {
     const std::string what = c.model_id + " " + std::string(dtype_name(c.dtype)) + " " + c.placement();
     if (progress) progress(what + ": " + name, done, total);
@@ -183,10 +183,7 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
     const std::string dmap_key =
         c.model_id + "|" + std::string(dtype_name(c.dtype)) + "|" + std::to_string(c.disk_layers);
     if (const auto hit = dmap_runs.find(dmap_key); hit != dmap_runs.end()) {
-      r.dmap_predicted_decode_s = hit->second.dmap_predicted_decode_s;
-      r.dmap_measured_decode_s = hit->second.dmap_measured_decode_s;
-      r.dmap_predicted_total_s = hit->second.dmap_predicted_total_s;
-      r.dmap_measured_total_s = hit->second.dmap_measured_total_s;
+      r.dmap = hit->second;
       v.rows.push_back(std::move(r));
       ++done;
       continue;
@@ -200,12 +197,12 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
     }
     const sim::Prediction pd =
         predict(c.spec, c.dtype, map, hw, &cal, run.prompt, run.new_tokens, sim::Semantics::kCpu);
-    r.dmap_predicted_decode_s = pd.decode_token_s;
-    r.dmap_measured_decode_s = median(dec);
+    r.dmap.predicted_decode_s = pd.decode_token_s;
+    r.dmap.measured_decode_s = median(dec);
     const double steps = static_cast<double>(std::max<int64_t>(0, run.new_tokens - 1));
-    r.dmap_predicted_total_s = pd.prefill_s + steps * pd.decode_token_s;
-    r.dmap_measured_total_s = median(pre) + steps * r.dmap_measured_decode_s;
-    dmap_runs[dmap_key] = r;
+    r.dmap.predicted_total_s = pd.prefill_s + steps * pd.decode_token_s;
+    r.dmap.measured_total_s = median(pre) + steps * r.dmap.measured_decode_s;
+    dmap_runs[dmap_key] = r.dmap;
     v.rows.push_back(std::move(r));
     ++done;
   }
@@ -365,7 +362,7 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
       << pct(r.prefill_error()) << " | " << ms(r.predicted_decode_s, 4) << " | " << ms(r.measured_decode_s, 4) << " | "
       << pct(r.decode_error()) << " | " << (r.probe_ratio > 0 ? ratio3(r.probe_ratio) : std::string("-")) << " | "
       << (r.probe_ratio > 0 ? pct(r.scaled_decode_error()) : std::string("-")) << " | " << rounds << " | "
-      << ms(r.dmap_predicted_decode_s) << " / " << ms(r.dmap_measured_decode_s) << " | " << r.predicted_faster << " | "
+      << ms(r.dmap.predicted_decode_s) << " / " << ms(r.dmap.measured_decode_s) << " | " << r.predicted_faster << " | "
       << r.measured_faster << " | " << pct(r.regret) << " |";
     if (disk && !llama) {
       auto count = [](double x) { return x < 0 ? std::string("-") : std::to_string(std::llround(x)); };

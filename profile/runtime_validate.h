@@ -55,8 +55,11 @@ struct RuntimeRow {
   bool in_fit = false;  // the model the calibration's profile of the runtime was fitted on
   double predicted_prefill_s = 0, measured_prefill_s = 0, predicted_decode_s = 0, measured_decode_s = 0;
   std::vector<double> decode_rounds;  // the runtime's, per repetition (transformers: forward + loop)
-  double dmap_predicted_decode_s = 0, dmap_measured_decode_s = 0;
-  double dmap_predicted_total_s = 0, dmap_measured_total_s = 0, predicted_total_s = 0, measured_total_s = 0;
+  // dmap's own executor on the same placement (the choice between the two runtimes).
+  struct Dmap {
+    double predicted_decode_s = 0, measured_decode_s = 0, predicted_total_s = 0, measured_total_s = 0;
+  } dmap;
+  double predicted_total_s = 0, measured_total_s = 0;
   double regret = 0;  // measured whole run of the predicted-faster runtime over the measured fastest, - 1
   std::string predicted_faster, measured_faster;  // "dmap" or the runtime's name
   // The reference probe around the runtime's measurement over calibration time (0: not probed).

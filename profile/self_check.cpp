@@ -17,6 +17,8 @@ SelfCheckVerdict check_self(const std::vector<SelfCheckRow>& rows, double limit)
   v.text =
       "the calibration's own whole-model runs, predicted (limit: " + std::to_string(static_cast<int>(limit * 100)) +
       " % in either phase):\n";
+  int width = 20;  // the placement column
+  for (const auto& s : rows) width = std::max(width, static_cast<int>(s.placement.size()));
   for (const auto& s : rows) {
     v.worst = std::max(v.worst, s.worst_error());
     char state[96] = "";
@@ -26,9 +28,9 @@ SelfCheckVerdict check_self(const std::vector<SelfCheckRow>& rows, double limit)
     }
     char line[480];
     std::snprintf(line, sizeof line,
-                  "  %-9s %-20s prefill %8.1f ms measured, %8.1f predicted (%+5.1f %%%s); decode %7.2f "
+                  "  %-9s %-*s prefill %8.1f ms measured, %8.1f predicted (%+5.1f %%%s); decode %7.2f "
                   "ms/token measured%s, %7.2f predicted (%+5.1f %%%s)%s\n",
-                  std::string(dtype_name(s.dtype)).c_str(), s.placement.c_str(), s.measured_prefill_s * 1e3,
+                  std::string(dtype_name(s.dtype)).c_str(), width, s.placement.c_str(), s.measured_prefill_s * 1e3,
                   s.predicted_prefill_s * 1e3, (s.predicted_prefill_s / s.measured_prefill_s - 1) * 100,
                   s.prefill_checked ? "" : ", not checked", s.measured_decode_s * 1e3, state,
                   s.predicted_decode_s * 1e3, (s.predicted_decode_s * s.state_ratio / s.measured_decode_s - 1) * 100,

@@ -615,6 +615,16 @@ TEST_CASE("the runtime probe's sessions pooled: one slow process does not move t
   other = a;
   other.prompt = 64;
   CHECK_THROWS_AS(merge_torch_probes({a, other}), dmap::InternalError);
+  other = a;  // a disk placement's sessions pool only with the same placement and glibc mode
+  other.disk_layers = 5;
+  CHECK_THROWS_AS(merge_torch_probes({a, other}), dmap::InternalError);
+  TorchProbe d = other, kept = other;
+  kept.keep_freed = true;
+  CHECK_THROWS_AS(merge_torch_probes({d, kept}), dmap::InternalError);
+  d.runs[0].prefill_faults = {100};
+  TorchProbe d2 = d;
+  d2.runs[0].prefill_faults = {300};
+  CHECK(merge_torch_probes({d, d2}).runs[0].prefill_faults.size() == 2);
 }
 
 // A fixture for the runtime fits: a tiny llama, a synthetic host calibration, and the operator
@@ -1047,17 +1057,17 @@ TEST_CASE("the runtime validation's errors leave the fitted model out; regret pi
   fitted.predicted_prefill_s = fitted.measured_prefill_s = 1;
   fitted.predicted_decode_s = 0.5;
   fitted.measured_decode_s = 1.0;  // -50 %: left out of the figures
-  fitted.dmap_predicted_total_s = fitted.dmap_measured_total_s = 1;
+  fitted.dmap.predicted_total_s = fitted.dmap.measured_total_s = 1;
   RuntimeRow a;  // dmap predicted and measured faster: no regret
   a.predicted_prefill_s = 1.1;
   a.measured_prefill_s = 1.0;
   a.predicted_decode_s = 0.21;
   a.measured_decode_s = 0.2;
-  a.dmap_predicted_total_s = 1.0;
-  a.dmap_measured_total_s = 1.5;
+  a.dmap.predicted_total_s = 1.0;
+  a.dmap.measured_total_s = 1.5;
   RuntimeRow b = a;  // transformers predicted faster, dmap measured faster
-  b.dmap_predicted_total_s = 10;
-  b.dmap_measured_total_s = 2.0;
+  b.dmap.predicted_total_s = 10;
+  b.dmap.measured_total_s = 2.0;
   b.predicted_decode_s = 0.18;  // -10 %
   v.rows = {fitted, a, b};
   summarize_runtime(v);
@@ -1175,8 +1185,8 @@ TEST_CASE("the runtime validation refers its measurements to calibration time by
   v.probed = true;
   const std::string md = runtime_validation_markdown(v, "test machine", "cal.yaml");
   CHECK_THAT(md, Catch::Contains("| 1.100 |") && Catch::Contains("| 0.950 |"));  // each row's probe ratio
-  v.rows[0].dmap_predicted_decode_s = 0.05;
-  v.rows[0].dmap_measured_decode_s = 0.06;
+  v.rows[0].dmap.predicted_decode_s = 0.05;
+  v.rows[0].dmap.measured_decode_s = 0.06;
   CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"), Catch::Contains("| 50 / 60 |"));
   CHECK_THAT(md, Catch::Contains("the 1 of 3 rows measured within ±3 % of calibration time"));
   CHECK_THAT(md, !Catch::Contains("was taken again"));
@@ -1295,7 +1305,7 @@ TEST_CASE("the transformers validation runs a disk-offloaded placement end to en
     CHECK(r.measured_prefill_s > 0);
     CHECK(r.measured_decode_s > 0);
     CHECK(r.predicted_decode_s > 0);
-    CHECK(r.dmap_measured_decode_s > 0);
+    CHECK(r.dmap.measured_decode_s > 0);
   }
   // The disk row predicts the layer's reads on top of the CPU-only row.
   CHECK(v.rows[1].predicted_decode_s > v.rows[0].predicted_decode_s);
