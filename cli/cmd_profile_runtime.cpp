@@ -82,40 +82,31 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       po.reps = reps;
       po.matvec = profile::matvec_shapes(spec);  // PyTorch's own one-row products at these shapes
       std::fprintf(stderr, "dmap profile: transformers runtime probe: %s %s\n", po.python.c_str(), po.script.c_str());
-      // Several processes (one with --quick), the grid timed in the first.
-      const int sessions = a.has("quick") ? 1 : profile::kTorchFitSessions;
-      const profile::TorchProbe probe = g.run("transformers runtime probe", [&] {
-        std::vector<profile::TorchProbe> ps;
-        for (int s = 0; s < sessions; ++s) {
-          profile::TorchProbeOptions o = po;
-          if (s > 0) o.matvec.clear();
-          ps.push_back(profile::run_torch_probe(o));
-        }
-        return profile::merge_torch_probes(ps);
-      });
       // accelerate's disk offload: a quarter of the layers on disk (its reads of offloaded weights,
-      // against dmap's executor's rates; the validation's default placement).
+      // against dmap's executor's rates; the validation's default placement), twice: glibc as it
+      // comes, and glibc keeping what it frees (the copies then touch no fresh page: their own cost,
+      // and the fresh pages' by difference).
       const int64_t disk_layers =
           std::max<int64_t>(1, profile::layers_of_fraction(0.25, exec::exec_config(spec).layers));
-      // Twice: glibc as it comes, and glibc keeping what it frees (the copies then touch no fresh
-      // page: their own cost, and the fresh pages' by difference).
-      auto disk_probe = [&](bool keep_freed) {
-        return g.run(std::string("transformers runtime probe, disk offload") +
-                         (keep_freed ? ", glibc keeping freed memory" : ""),
-                     [&] {
-                       profile::TorchProbeOptions o = po;
-                       o.matvec.clear();
-                       o.disk_layers = disk_layers;
-                       o.keep_freed = keep_freed;
-                       return profile::run_torch_probe(o);
-                     });
+      auto session = [&](const std::string& what, int s, int64_t disk, bool keep_freed) {
+        return g.run("transformers runtime probe" + what, [&] {
+          profile::TorchProbeOptions o = po;
+          if (s > 0 || disk > 0) o.matvec.clear();  // the grid in the first CPU-only process only
+          o.disk_layers = disk;
+          o.keep_freed = keep_freed;
+          return profile::run_torch_probe(o);
+        });
       };
-      // In kTorchFitSessions processes each, taking turns (one each with --quick), merged.
-      std::vector<profile::TorchProbe> offloads, keeps;
+      // Each in kTorchFitSessions processes (one with --quick), the three taking turns so that each
+      // figure's processes are spread over the fit's minutes (the VM's spells last minutes), merged.
+      const int sessions = a.has("quick") ? 1 : profile::kTorchFitSessions;
+      std::vector<profile::TorchProbe> cpus, offloads, keeps;
       for (int s = 0; s < sessions; ++s) {
-        offloads.push_back(disk_probe(false));
-        keeps.push_back(disk_probe(true));
+        cpus.push_back(session("", s, 0, false));
+        offloads.push_back(session(", disk offload", s, disk_layers, false));
+        keeps.push_back(session(", disk offload, glibc keeping freed memory", s, disk_layers, true));
       }
+      const profile::TorchProbe probe = profile::merge_torch_probes(cpus);
       const profile::TorchProbe offload = profile::merge_torch_probes(offloads);
       const profile::TorchProbe kept = profile::merge_torch_probes(keeps);
       profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe, &offload, &kept);
