@@ -933,6 +933,14 @@ TEST_CASE("the transformers fit recovers accelerate's disk-offload reads", "[uni
                       Catch::Contains("old.yaml") && Catch::Contains(old.substr(0, old.find(':'))) &&
                           Catch::Contains("dmap profile --real --runtime transformers"));
   }
+  // A cold scale of 0 is an error naming the key and the dtype.
+  std::string zero = sim::calibration_yaml(written);
+  const auto c0 = zero.find("offload_cold_scale: ");
+  REQUIRE(c0 != std::string::npos);
+  zero.replace(c0, zero.find('\n', c0) - c0, "offload_cold_scale: {float32: 0}");
+  CHECK_THROWS_WITH(
+      sim::parse_calibration(zero, "zero.yaml"),
+      Catch::Contains("zero.yaml") && Catch::Contains("offload_cold_scale.float32: must be a number > 0"));
 }
 
 TEST_CASE("the llama.cpp profile fit recovers a known profile from the timings it predicts",
