@@ -247,6 +247,15 @@ double measured_fresh_pages(const TorchRun& run, const TorchRun& kept, bool pref
 
 namespace {
 
+// A run's medians as the fit block records them.
+YAML::Node run_node(const TorchRun& r) {
+  YAML::Node m;
+  m["decode_ms"] = round4(r.decode() * 1e3);
+  m["prefill_ms"] = round4(r.prefill() * 1e3);
+  m["repetitions"] = static_cast<int>(r.prefill_s.size());
+  return m;
+}
+
 // A run of the probe against the fitted profile's prediction of it.
 SelfCheckRow self_check_row(const TorchRun& r, const std::string& placement, const sim::Prediction& q) {
   return {r.dtype, placement, r.prefill(), q.prefill_s, r.decode(), q.decode_token_s};
@@ -437,9 +446,7 @@ YAML::Node fit_disk_offload(const ModelSpec& spec, const sim::Hardware& hw, sim:
       << pk.decode_token_s * 1e3 << " predicted (" << std::showpos << (pk.decode_token_s / k.decode() - 1) * 100
       << std::noshowpos << " %, another process: not checked)";
     f.summary.push_back(s.str());
-    YAML::Node m;
-    m["decode_ms"] = round4(r.decode() * 1e3);
-    m["prefill_ms"] = round4(r.prefill() * 1e3);
+    YAML::Node m = run_node(r);
     m["kept_decode_ms"] = round4(k.decode() * 1e3);
     m["kept_prefill_ms"] = round4(k.prefill() * 1e3);
     m["kept_predicted_decode_ms"] = round4(pk.decode_token_s * 1e3);
@@ -449,7 +456,6 @@ YAML::Node fit_disk_offload(const ModelSpec& spec, const sim::Hardware& hw, sim:
     m["decode_minor_faults"] = round4(median(r.decode_faults));
     m["kept_decode_minor_faults"] = round4(median(k.decode_faults));
     m["prefill_fresh_pages"] = round4(pre_fresh);
-    m["repetitions"] = static_cast<int>(r.prefill_s.size());
     off[std::string(dtype_name(r.dtype))] = m;
   }
   return off;
@@ -522,12 +528,9 @@ TorchFit fit_torch_profile(const ModelSpec& spec, const sim::Hardware& hw, const
       s << "; its one-row products " << matvec_terms_text(t->second);
     }
     f.summary.push_back(s.str());
-    YAML::Node m;
-    m["decode_ms"] = round4(r.decode() * 1e3);
-    m["prefill_ms"] = round4(r.prefill() * 1e3);
+    YAML::Node m = run_node(r);
     m["loop_us"] = round4(r.loop() * 1e6);
     m["tiny_decode_us"] = round4(r.tiny_decode() * 1e6);
-    m["repetitions"] = static_cast<int>(r.prefill_s.size());
     if (t != terms.end()) {
       m["matvec"] = matvec_terms_node(t->second);
     }
