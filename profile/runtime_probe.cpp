@@ -144,8 +144,15 @@ TorchProbe merge_torch_probes(const std::vector<TorchProbe>& sessions) {
       r.decode_faults.insert(r.decode_faults.end(), q.decode_faults.begin(), q.decode_faults.end());
       r.prefill_faults.insert(r.prefill_faults.end(), q.prefill_faults.begin(), q.prefill_faults.end());
     }
-    if (!out.offload_rates) out.offload_rates = p.offload_rates;
   }
+  // The disk probe's rates alone: each the median over the sessions that measured them.
+  std::vector<double> copy, page;
+  for (const TorchProbe& p : sessions) {
+    if (!p.offload_rates) continue;
+    copy.push_back(p.offload_rates->copy_gbs);
+    page.push_back(p.offload_rates->fresh_page_us);
+  }
+  if (!copy.empty()) out.offload_rates = TorchProbe::OffloadRates{median(copy), median(page)};
   return out;
 }
 

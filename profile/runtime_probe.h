@@ -109,7 +109,8 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt);
 // meet the VM's memory 12-20 % away from the others for its whole life (docs/PERFORMANCE.md).
 constexpr int kTorchFitSessions = 3;
 // The sessions as one probe: each dtype's repetitions pooled (its medians then over all of them),
-// the one-row grid from the session that timed it. InternalError unless every session ran the
+// the one-row grid from the session that timed it, the disk probe's rates alone (offload_rates)
+// the median of the sessions'. InternalError unless every session ran the
 // same dtypes with the same settings.
 TorchProbe merge_torch_probes(const std::vector<TorchProbe>& sessions);
 

@@ -66,14 +66,11 @@ double Rates::TorchOffload::fresh_seconds(double bytes) const {
 }
 
 double Rates::TorchOffload::seconds(double bytes, DType d) const {
-  const auto it = copy_scale.find(d);
-  return (it != copy_scale.end() ? it->second : 1.0) * bytes / copy.value + fresh_seconds(bytes);
+  return copy_scale_of(d) * bytes / copy.value + fresh_seconds(bytes);
 }
 
 double Rates::TorchOffload::cold_copy_seconds(double bytes, DType d) const {
-  const auto sc = copy_scale.find(d);
-  const auto cs = cold_scale.find(d);
-  return (cs != cold_scale.end() ? cs->second : 1.0) * (sc != copy_scale.end() ? sc->second : 1.0) * bytes / copy.value;
+  return cold_scale_of(d) * copy_scale_of(d) * bytes / copy.value;
 }
 
 double Rates::page_cache_rate(DType d, double bytes) const {

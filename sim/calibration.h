@@ -195,6 +195,14 @@ struct Rates {
     // keeps up); per dtype, 1 where not measured. Fresh pages not included.
     std::map<DType, double> cold_scale;
     double cold_copy_seconds(double bytes, DType d) const;
+    double copy_scale_of(DType d) const { return scale_of(copy_scale, d); }  // 1 where not measured
+    double cold_scale_of(DType d) const { return scale_of(cold_scale, d); }
+
+   private:
+    static double scale_of(const std::map<DType, double>& m, DType d) {
+      const auto it = m.find(d);
+      return it != m.end() ? it->second : 1.0;
+    }
   };
   std::optional<TorchOffload> torch_offload;
   std::string calibration_name;  // "" = datasheet only

@@ -75,18 +75,17 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
   const Figure& pc = r.page_cache_for(ev.graph->dtype);
   if (r.torch_offload) {  // accelerate's copies under PyTorch (Rates::TorchOffload)
     const auto& t = *r.torch_offload;
-    const auto sc = t.copy_scale.find(ev.graph->dtype);
+    const DType d = ev.graph->dtype;
     f.push_back({"offloaded tensor copy (page cache -> warm pages, in a forward)",
-                 t.copy.value / (sc != t.copy_scale.end() ? sc->second : 1.0) / 1e9, "GB/s", t.copy.source});
+                 t.copy.value / t.copy_scale_of(d) / 1e9, "GB/s", t.copy.source});
     f.push_back({"fresh page, tensors >= 32 MiB (all mapped afresh)", t.mapped_page.value * 1e6, "us/4 KiB",
                  t.mapped_page.source});
     f.push_back(
         {"fresh page, smaller tensors (from the heap)", t.fresh_page.value * 1e6, "us/4 KiB", t.fresh_page.source});
     f.push_back({"fresh share of smaller tensors' pages", t.heap_fresh.value, "", t.heap_fresh.source});
-    if (const auto cs = t.cold_scale.find(ev.graph->dtype); cs != t.cold_scale.end()) {
+    if (t.cold_scale.count(d)) {
       f.push_back({"offloaded tensor copy, file not in the page cache (cold prefill)",
-                   t.copy.value / (sc != t.copy_scale.end() ? sc->second : 1.0) / cs->second / 1e9, "GB/s",
-                   t.copy.source});
+                   t.copy.value / t.copy_scale_of(d) / t.cold_scale_of(d) / 1e9, "GB/s", t.copy.source});
     }
   } else if (const auto it = r.page_cache_curve.find(ev.graph->dtype); it != r.page_cache_curve.end()) {
     // By tensor size: the smallest and largest calibrated sizes (between them, interpolated).

@@ -625,6 +625,16 @@ TEST_CASE("the runtime probe's sessions pooled: one slow process does not move t
   TorchProbe d2 = d;
   d2.runs[0].prefill_faults = {300};
   CHECK(merge_torch_probes({d, d2}).runs[0].prefill_faults.size() == 2);
+  // The disk probe's rates alone: the median of the sessions that measured them, not the first's.
+  TorchProbe r1 = d, r2 = d, r3 = d;
+  r1.offload_rates = TorchProbe::OffloadRates{2.0, 9.0};
+  r2.offload_rates = TorchProbe::OffloadRates{3.0, 7.0};
+  r3.offload_rates = TorchProbe::OffloadRates{2.5, 8.0};
+  const TorchProbe rates = merge_torch_probes({r1, d, r2, r3});
+  REQUIRE(rates.offload_rates);
+  CHECK(rates.offload_rates->copy_gbs == Approx(2.5));
+  CHECK(rates.offload_rates->fresh_page_us == Approx(8.0));
+  CHECK_FALSE(merge_torch_probes({d, d2}).offload_rates);
 }
 
 // A fixture for the runtime fits: a tiny llama, a synthetic host calibration, and the operator
