@@ -96,23 +96,13 @@ float CpuModel::round16(float v) const { return round_to(act_type_, v); }
 
 void CpuModel::round_act(float* p, int64_t n) const {
   if (act_type_ == DType::kFloat32) return;
-  parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
-    if (act_type_ == DType::kBFloat16) {
-      cpu::round_bf16_n(p + lo, hi - lo);
-    } else {
-      for (int64_t i = lo; i < hi; ++i) p[i] = round_to(act_type_, p[i]);
-    }
-  });
+  parallel_ranges(n, kElementGrain, opt_.threads,
+                  [&](int64_t lo, int64_t hi) { cpu::round_n(p + lo, hi - lo, act_type_); });
 }
 
 void CpuModel::add_residual(float* x, const float* h, int64_t n) const {
-  parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
-    if (act_type_ != DType::kFloat16) {
-      cpu::add_rounded(x + lo, h + lo, hi - lo, act_type_ == DType::kBFloat16);
-    } else {
-      for (int64_t i = lo; i < hi; ++i) x[i] = round16(x[i] + round16(h[i]));
-    }
-  });
+  parallel_ranges(n, kElementGrain, opt_.threads,
+                  [&](int64_t lo, int64_t hi) { cpu::add_rounded(x + lo, h + lo, hi - lo, act_type_); });
 }
 
 CpuModel::~CpuModel() = default;
@@ -143,7 +133,6 @@ void CpuModel::linear(const std::string& name, const float* x, int64_t M, float*
 
 void CpuModel::rmsnorm(const float* x, int64_t M, const std::vector<float>& g, float* y) const {
   const int64_t H = static_cast<int64_t>(g.size());
-  const bool f16 = act_type_ == DType::kFloat16, bf16 = act_type_ == DType::kBFloat16;
   parallel_ranges(M, std::max<int64_t>(1, kElementGrain / H), opt_.threads, [&](int64_t lo, int64_t hi) {
     for (int64_t m = lo; m < hi; ++m) {
       const float* xr = x + m * H;
@@ -151,13 +140,7 @@ void CpuModel::rmsnorm(const float* x, int64_t M, const std::vector<float>& g, f
       const float r = 1.0f / std::sqrt(cpu::sum_squares(xr, H) / static_cast<float>(H) + static_cast<float>(cfg_.eps));
       // gemma (1 + w), olmo2 (w): float32 product with the gain, then cast; llama: cast, then
       // multiply by the (16-bit) gain.
-      if (!f16) {
-        cpu::rms_scale(xr, r, g.data(), H, cfg_.norm_mul_first, bf16, yr);
-      } else if (cfg_.norm_mul_first) {
-        for (int64_t i = 0; i < H; ++i) yr[i] = round16(xr[i] * r * g[i]);
-      } else {
-        for (int64_t i = 0; i < H; ++i) yr[i] = round16(g[i] * round16(xr[i] * r));
-      }
+      cpu::rms_scale(xr, r, g.data(), H, cfg_.norm_mul_first, act_type_, yr);
     }
   });
 }
@@ -342,12 +325,7 @@ void CpuModel::rope(int64_t l, int64_t M) {
           }
           return;
         }
-        if (act_type_ != DType::kFloat16) return cpu::rope_rotate(a, cs, sn, half, act_type_ == DType::kBFloat16);
-        for (int64_t i = 0; i < half; ++i) {
-          const float x1 = a[i], x2 = a[i + half];
-          a[i] = round1(round1(x1 * cs[i]) + round1(-x2 * sn[i]));
-          a[i + half] = round1(round1(x2 * cs[i]) + round1(x1 * sn[i]));
-        }
+        cpu::rope_rotate(a, cs, sn, half, act_type_);
       };
       for (int64_t hh = 0; hh < cfg_.heads; ++hh) rotate(q + r * qd + hh * d);
       for (int64_t hh = 0; hh < cfg_.kv_heads; ++hh) rotate(k + r * kvd + hh * d);
@@ -375,17 +353,10 @@ void CpuModel::gated_act(int64_t n) {
   float* g = buf_g_.data();
   const float* u = buf_u_.data();
   parallel_ranges(n, kElementGrain, opt_.threads, [&](int64_t lo, int64_t hi) {
-    if (act_type_ == DType::kFloat16) {  // float16 rounding points: the portable loop
-      for (int64_t i = lo; i < hi; ++i) {
-        const float a = g[i];
-        const float act = cfg_.gemma ? 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)))
-                                     : a / (1.0f + std::exp(-a));
-        g[i] = round1(round1(act) * u[i]);
-      }
-    } else if (cfg_.gemma) {
-      cpu::gelu_tanh_mul(g + lo, u + lo, hi - lo, act_type_ == DType::kBFloat16);
+    if (cfg_.gemma) {
+      cpu::gelu_tanh_mul(g + lo, u + lo, hi - lo, act_type_);
     } else {
-      cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_ == DType::kBFloat16);
+      cpu::silu_mul(g + lo, u + lo, hi - lo, act_type_);
     }
   });
 }

@@ -181,20 +181,20 @@ void linear(const float* x, int64_t M, const Weight& w, const float* bias, float
     if (isa == Isa::kAvx2) return avx2::fn(__VA_ARGS__);     \
   } while (0)
 
-void silu_mul(float* g, const float* u, int64_t n, bool round) {
+void silu_mul(float* g, const float* u, int64_t n, DType round) {
   DMAP_DISPATCH(silu_mul, g, u, n, round);
   for (int64_t i = 0; i < n; ++i) {
     const float s = g[i] / (1.0f + std::exp(-g[i]));
-    g[i] = round ? round_bf16(round_bf16(s) * u[i]) : s * u[i];
+    g[i] = round_to(round, round_to(round, s) * u[i]);
   }
 }
 
-void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round) {
+void gelu_tanh_mul(float* g, const float* u, int64_t n, DType round) {
   DMAP_DISPATCH(gelu_tanh_mul, g, u, n, round);
   for (int64_t i = 0; i < n; ++i) {
     const float a = g[i];
     const float ge = 0.5f * a * (1.0f + std::tanh(0.7978845608028654f * (a + 0.044715f * a * a * a)));
-    g[i] = round ? round_bf16(round_bf16(ge) * u[i]) : ge * u[i];
+    g[i] = round_to(round, round_to(round, ge) * u[i]);
   }
 }
 
@@ -205,14 +205,14 @@ float exp_shifted(float* p, int64_t n, float shift) {
   return sum;
 }
 
-void add_rounded(float* x, const float* h, int64_t n, bool round) {
+void add_rounded(float* x, const float* h, int64_t n, DType round) {
   DMAP_DISPATCH(add_rounded, x, h, n, round);
-  for (int64_t i = 0; i < n; ++i) x[i] = round ? round_bf16(x[i] + round_bf16(h[i])) : x[i] + h[i];
+  for (int64_t i = 0; i < n; ++i) x[i] = round_to(round, x[i] + round_to(round, h[i]));
 }
 
-void round_bf16_n(float* p, int64_t n) {
-  DMAP_DISPATCH(round_bf16_n, p, n);
-  for (int64_t i = 0; i < n; ++i) p[i] = round_bf16(p[i]);
+void round_n(float* p, int64_t n, DType round) {
+  DMAP_DISPATCH(round_n, p, n, round);
+  for (int64_t i = 0; i < n; ++i) p[i] = round_to(round, p[i]);
 }
 
 float sum_squares(const float* x, int64_t n) {
@@ -222,15 +222,15 @@ float sum_squares(const float* x, int64_t n) {
   return s;
 }
 
-void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, bool round, float* y) {
+void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, DType round, float* y) {
   DMAP_DISPATCH(rms_scale, x, r, g, n, gain_inside, round, y);
-  auto rd = [round](float v) { return round ? round_bf16(v) : v; };
+  auto rd = [round](float v) { return round_to(round, v); };
   for (int64_t i = 0; i < n; ++i) y[i] = gain_inside ? rd(x[i] * r * g[i]) : rd(g[i] * rd(x[i] * r));
 }
 
-void rope_rotate(float* a, const float* cs, const float* sn, int64_t half, bool round) {
+void rope_rotate(float* a, const float* cs, const float* sn, int64_t half, DType round) {
   DMAP_DISPATCH(rope_rotate, a, cs, sn, half, round);
-  auto rd = [round](float v) { return round ? round_bf16(v) : v; };
+  auto rd = [round](float v) { return round_to(round, v); };
   for (int64_t i = 0; i < half; ++i) {
     const float x1 = a[i], x2 = a[i + half];
     a[i] = rd(rd(x1 * cs[i]) + rd(-x2 * sn[i]));

@@ -78,11 +78,11 @@ inline float round_bf16(float v) {
 }
 float f16_to_f32(uint16_t v);
 
-// Elementwise activations (vectorised; `round_bf16` rounds at transformers' bfloat16 points):
-// g = act(g) * u with act = SiLU or GELU (tanh approximation); exp via a polynomial (< 2e-7
-// relative error, tested against std::exp).
-void silu_mul(float* g, const float* u, int64_t n, bool round_bf16);
-void gelu_tanh_mul(float* g, const float* u, int64_t n, bool round_bf16);
+// Elementwise activations (vectorised; `round` the 16-bit type whose rounding points transformers
+// computes at — bfloat16 or float16 — or float32 for none): g = act(g) * u with act = SiLU or GELU
+// (tanh approximation); exp via a polynomial (< 2e-7 relative error, tested against std::exp).
+void silu_mul(float* g, const float* u, int64_t n, DType round);
+void gelu_tanh_mul(float* g, const float* u, int64_t n, DType round);
 // p[i] = exp(p[i] - shift) (arguments clamped to [-87, 88]: below, e^-87 ~ 1.6e-38 instead of
 // a subnormal); returns the sum.
 float exp_shifted(float* p, int64_t n, float shift);
@@ -113,16 +113,17 @@ inline float round_to(DType t, float v) {
   return v;
 }
 
-// The elementwise passes of the forward pass (vectorised; `round`: bfloat16 rounding points r()).
-void add_rounded(float* x, const float* h, int64_t n, bool round);  // x = r(x + r(h))
-void round_bf16_n(float* p, int64_t n);                             // p = r(p)
-float sum_squares(const float* x, int64_t n);                       // float32 lanes
+// The elementwise passes of the forward pass (vectorised; r() rounds to `round`: bfloat16 or
+// float16 — with F16C, round to nearest even as round_to — or float32, no rounding).
+void add_rounded(float* x, const float* h, int64_t n, DType round);  // x = r(x + r(h))
+void round_n(float* p, int64_t n, DType round);                      // p = r(p)
+float sum_squares(const float* x, int64_t n);                        // float32 lanes
 // How an RMSNorm applies its gain w (r = 1/rms): kLlama round(w * round(x r)); kMulFirst
 // round(x r w) (olmo2); kGemma round(x r (1 + w)) (gemma's offset gain).
 enum class NormMode { kLlama, kMulFirst, kGemma };
 // RMSNorm's scaling by r = 1/rms: y = r(x r g) (gain_inside, gemma) or y = r(g r(x r)).
-void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, bool round, float* y);
+void rms_scale(const float* x, float r, const float* g, int64_t n, bool gain_inside, DType round, float* y);
 // RoPE on one head (rotate_half pairs i, i + half): a = r(r(a cos) + r(-b sin)), b = r(r(b cos) + r(a sin)).
-void rope_rotate(float* a, const float* cos, const float* sin, int64_t half, bool round);
+void rope_rotate(float* a, const float* cos, const float* sin, int64_t half, DType round);
 
 }  // namespace dmap::exec::cpu

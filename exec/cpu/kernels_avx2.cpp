@@ -39,6 +39,9 @@ inline V vround_bf16(V v) {
   const __m256i r = _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb);
   return _mm256_castsi256_ps(_mm256_and_si256(r, _mm256_set1_epi32(static_cast<int>(0xffff0000u))));
 }
+inline V vround_f16(V v) {  // to float16 and back, round to nearest even (F16C)
+  return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 inline float vhsum(V v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -38,6 +38,9 @@ inline V vround_bf16(V v) {  // round to nearest even bfloat16 (finite inputs)
   const __m512i r = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
   return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
 }
+inline V vround_f16(V v) {  // to float16 and back, round to nearest even (F16C)
+  return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 inline float vhsum(V v) { return _mm512_reduce_add_ps(v); }
 inline float sf16(uint16_t h) { return _cvtsh_ss(h); }

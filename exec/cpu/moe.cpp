@@ -11,13 +11,7 @@ namespace dmap::exec::cpu {
 
 namespace {
 
-void round_all(DType act, float* p, int64_t n) {
-  if (act == DType::kBFloat16) {
-    round_bf16_n(p, n);
-  } else if (act == DType::kFloat16) {
-    for (int64_t i = 0; i < n; ++i) p[i] = round_to(act, p[i]);
-  }
-}
+void round_all(DType act, float* p, int64_t n) { round_n(p, n, act); }
 
 size_t elt(DType t) { return t == DType::kFloat32 ? 4 : 2; }
 
@@ -85,14 +79,7 @@ void moe_gate_up(const Weight& gate_up, int64_t E, int64_t I, DType act, int thr
     std::memcpy(s.act.data() + i * I, s.gu.data() + i * 2 * I, sizeof(float) * I);
     std::memcpy(s.up.data() + i * I, s.gu.data() + i * 2 * I + I, sizeof(float) * I);
   }
-  if (act == DType::kFloat16) {  // float16 rounding points: the portable loop
-    for (int64_t i = 0; i < R * I; ++i) {
-      const float a = s.act[i];
-      s.act[i] = round_to(act, round_to(act, a / (1.0f + std::exp(-a))) * s.up[i]);
-    }
-  } else {
-    silu_mul(s.act.data(), s.up.data(), R * I, act == DType::kBFloat16);
-  }
+  silu_mul(s.act.data(), s.up.data(), R * I, act);
 }
 
 void moe_down(const Weight& down, int64_t E, int64_t H, DType act, int threads, MoeScratch& s) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -155,10 +156,14 @@ TEST_CASE("vectorised activations match the scalar formulas", "[unit][exec][kern
   std::vector<float> g(517), u(517);
   for (auto& v : g) v = narrow(rng);
   for (auto& v : u) v = narrow(rng);
-  for (bool round : {false, true}) {
+  for (DType rt : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
+    INFO("rounded to " << dtype_name(rt));
+    const bool round = rt != DType::kFloat32;
+    // One step of the 16-bit type, relative: bfloat16 2^-8, float16 2^-11.
+    const double step = rt == DType::kFloat16 ? 1.0 / 1024 : 1.0 / 128;
     std::vector<float> a = g, b = g;
-    silu_mul(a.data(), u.data(), static_cast<int64_t>(a.size()), round);
-    gelu_tanh_mul(b.data(), u.data(), static_cast<int64_t>(b.size()), round);
+    silu_mul(a.data(), u.data(), static_cast<int64_t>(a.size()), rt);
+    gelu_tanh_mul(b.data(), u.data(), static_cast<int64_t>(b.size()), rt);
     for (size_t i = 0; i < g.size(); ++i) {
       const double x = g[i];
       const double silu = x / (1.0 + std::exp(-x));
@@ -167,20 +172,75 @@ TEST_CASE("vectorised activations match the scalar formulas", "[unit][exec][kern
       // Unrounded: float32 accuracy relative to the inputs' scale (tanh as 1 - 2/(e^2z + 1) loses
       // relative accuracy where GELU is tiny, not absolute accuracy).
       const double scale = std::fabs(x * u[i]);
-      const double tol_a = round ? std::fabs(silu * u[i]) / 128 + 1e-6 : 2e-6 * (scale + 1e-3);
-      const double tol_b = round ? std::fabs(gelu * u[i]) / 64 + 2e-6 * (scale + 1e-3) : 2e-6 * (scale + 1e-3);
+      const double tol_a = round ? std::fabs(silu * u[i]) * step + 1e-6 : 2e-6 * (scale + 1e-3);
+      const double tol_b = round ? std::fabs(gelu * u[i]) * 2 * step + 2e-6 * (scale + 1e-3) : 2e-6 * (scale + 1e-3);
       CHECK(std::fabs(a[i] - silu * u[i]) <= tol_a);
       CHECK(std::fabs(b[i] - gelu * u[i]) <= tol_b);
-      if (round) {
-        CHECK(a[i] == bf16_to_f32(f32_to_bf16(a[i])));  // a bfloat16 value
-        CHECK(b[i] == bf16_to_f32(f32_to_bf16(b[i])));
-      }
+      CHECK(a[i] == round_to(rt, a[i]));  // a value of the 16-bit type
+      CHECK(b[i] == round_to(rt, b[i]));
     }
   }
 }
 
+TEST_CASE("16-bit rounding in vectors equals the scalar rounding over the whole float range", "[unit][exec][kernels]") {
+  // The vector bodies round to float16 with F16C and to bfloat16 by integer arithmetic; the
+  // scalar round_to is the reference: ties, subnormals, overflow to infinity, zeros and
+  // infinities, then random bit patterns of every exponent (NaNs apart: any NaN is a NaN).
+  std::vector<float> v = {0.0f,
+                          -0.0f,
+                          1.0f,
+                          1.00048828125f,
+                          1.00146484375f,
+                          65504.0f,
+                          65519.0f,
+                          65520.0f,
+                          -65520.0f,
+                          1e9f,
+                          -1e30f,
+                          INFINITY,
+                          -INFINITY,
+                          6.0e-8f,
+                          2.98e-8f,
+                          2.99e-8f,
+                          5.960464477539063e-08f,
+                          6.1e-5f,
+                          6.097555e-5f,
+                          1e-20f,
+                          -1e-40f,
+                          3.3895314e38f,
+                          3.4e38f,
+                          0.333333f,
+                          -2.5f,
+                          1.5e-7f,
+                          0.1f,
+                          100000.0f};
+  std::mt19937 rng(7);
+  while (v.size() < 4096) {
+    const uint32_t bits = static_cast<uint32_t>(rng());
+    float f;
+    std::memcpy(&f, &bits, 4);
+    if (!std::isnan(f)) v.push_back(f);
+  }
+  for (DType t : {DType::kBFloat16, DType::kFloat16}) {
+    INFO("rounded to " << dtype_name(t));
+    std::vector<float> got = v;
+    round_n(got.data(), static_cast<int64_t>(got.size()), t);
+    for (size_t i = 0; i < v.size(); ++i) {
+      INFO("x = " << v[i]);
+      const float want = round_to(t, v[i]);
+      uint32_t a, b;
+      std::memcpy(&a, &got[i], 4);
+      std::memcpy(&b, &want, 4);
+      REQUIRE(a == b);  // bit-identical: signed zeros, infinities, subnormals
+    }
+    std::vector<float> nan = {NAN, -NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+    round_n(nan.data(), static_cast<int64_t>(nan.size()), t);
+    for (float f : nan) CHECK(std::isnan(f));
+  }
+}
+
 TEST_CASE("vectorised elementwise passes equal their scalar formulas", "[unit][exec][kernels]") {
-  // Products, sums and bfloat16 rounding are exact operations: the vector body and the scalar
+  // Products, sums and 16-bit rounding are exact operations: the vector body and the scalar
   // tail must give bit-identical results (1003 elements: both run). Only the sum of squares
   // reorders its additions.
   std::mt19937 rng(13);
@@ -189,9 +249,10 @@ TEST_CASE("vectorised elementwise passes equal their scalar formulas", "[unit][e
   std::vector<float> x(n), h(n), g(n), cs(n), sn(n);
   for (auto* v : {&x, &h, &g, &cs, &sn})
     for (auto& e : *v) e = dist(rng);
-  auto r = [](bool round, float v) { return round ? bf16_to_f32(f32_to_bf16(v)) : v; };
-  for (bool round : {false, true}) {
-    INFO("round " << round);
+  // float16 rounding by F16C in the vector bodies, by the portable f32_to_f16 in the tails.
+  auto r = [](DType round, float v) { return round_to(round, v); };
+  for (DType round : {DType::kFloat32, DType::kBFloat16, DType::kFloat16}) {
+    INFO("rounded to " << dtype_name(round));
     std::vector<float> a = x;
     add_rounded(a.data(), h.data(), n, round);
     for (int64_t i = 0; i < n; ++i) REQUIRE(a[i] == r(round, x[i] + r(round, h[i])));
@@ -209,9 +270,11 @@ TEST_CASE("vectorised elementwise passes equal their scalar formulas", "[unit][e
       REQUIRE(q[i + half] == r(round, r(round, x[i + half] * cs[i]) + r(round, x[i] * sn[i])));
     }
   }
-  std::vector<float> b = x;
-  round_bf16_n(b.data(), n);
-  for (int64_t i = 0; i < n; ++i) REQUIRE(b[i] == bf16_to_f32(f32_to_bf16(x[i])));
+  for (DType round : {DType::kBFloat16, DType::kFloat16}) {
+    std::vector<float> b = x;
+    round_n(b.data(), n, round);
+    for (int64_t i = 0; i < n; ++i) REQUIRE(b[i] == r(round, x[i]));
+  }
   double want = 0;
   for (float v : x) want += static_cast<double>(v) * v;
   CHECK(std::fabs(sum_squares(x.data(), n) - want) <= 1e-6 * want);
