@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include "core/model_spec.h"
@@ -323,4 +324,31 @@ TEST_CASE("mixture of experts: experts on disk and random weights run the same f
   CpuModel a(mix, r1, {1, 32, 1});
   CpuModel b(mix, r2, {1, 32, 2});
   CHECK(generate(a, prompt, 8, 4).tokens == generate(b, prompt, 8, 4).tokens);
+}
+
+TEST_CASE("float16 runs at float16's rounding points: closer to float32 than bfloat16 is", "[unit][exec][model]") {
+  // No float16 reference can come from PyTorch on a CPU without float16 products (Debian's 1.13:
+  // "addmm_impl_cpu_" not implemented for 'Half'), so float16 is checked against float32 on the
+  // same random weights (random() rounds one float32 draw to the dtype): float16 keeps 11
+  // significant bits to bfloat16's 8, so its logits must lie about 8x closer to float32's.
+  const fs::path data = fs::path(DMAP_SOURCE_DIR) / "tests" / "data";
+  for (const char* name : {"llama_float32", "gemma_float32", "qwen3_float32", "phi3_float32", "olmo2_float32",
+                           "gemma2_float32", "qwen3_moe_float32"}) {
+    INFO("fixture " << name);
+    const ExecConfig cfg = exec_config(load_model_spec((data / name).string()));
+    const std::vector<int32_t> p = {3, 1, 4, 1, 5, 9, 2, 6};
+    std::map<DType, GenerateResult> out;
+    for (DType t : {DType::kFloat32, DType::kFloat16, DType::kBFloat16}) {
+      const ModelWeights w = ModelWeights::random(cfg, t, 5);
+      CpuModel m(cfg, w, {1, 32, 2});
+      out[t] = generate(m, p, 8, 4);
+    }
+    const std::vector<float>& f32 = out[DType::kFloat32].first_logits;
+    const double e16 = rel_err(out[DType::kFloat16].first_logits.data(), f32);
+    const double eb16 = rel_err(out[DType::kBFloat16].first_logits.data(), f32);
+    INFO("float16 " << e16 << ", bfloat16 " << eb16);
+    CHECK(e16 > 0);  // rounded somewhere
+    CHECK(e16 <= 1e-2);
+    CHECK(e16 <= eb16 / 3);
+  }
 }
