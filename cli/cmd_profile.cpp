@@ -61,7 +61,9 @@ options:
   --model M                model preset or config.json for the shapes and runs (default tinyllama_1b)
   --models A,B,C           --validate: the models (default tinyllama_1b,qwen3_06b,gemma3_1b:
                            llama, qwen3 and gemma3 shapes; qwen25_05b and llama32_1b are others)
-  --dtype D[,D]            float32, bfloat16, float16 (default float32,bfloat16)
+  --dtype D[,D]            float32, bfloat16, float16 (default float32,bfloat16; with --runtime
+                           float32,bfloat16,float16, transformers leaving out — and recording — a
+                           dtype PyTorch cannot compute in on this CPU; asked for, that is exit 2)
   --disk-fractions F,...   --validate: fractions of layers on disk (default 0,0.25,0.5); of a
                            mixture-of-experts model, its sparse layers' routed experts alone;
                            --runtime transformers: accelerate's disk offload (default 0,0.25);
@@ -104,9 +106,9 @@ options:
   --quick                  fewer sizes and repetitions (a smoke test, about a minute)
 )";
 
-std::vector<DType> dtypes_flag(const Args& a) {
+std::vector<DType> dtypes_flag(const Args& a, const std::string& fallback) {
   std::vector<DType> out;
-  for (const auto& s : split_commas(a.get("dtype").value_or("float32,bfloat16"))) {
+  for (const auto& s : split_commas(a.get("dtype").value_or(fallback))) {
     auto d = parse_dtype(s);
     if (!d || (*d != DType::kFloat32 && *d != DType::kBFloat16 && *d != DType::kFloat16)) {
       throw InputError("--dtype: '" + s + "' is not float32, bfloat16 or float16");
@@ -221,15 +223,18 @@ int cmd_profile(const std::vector<std::string>& argv) {
   rs.new_tokens = integer_flag(a, "new-tokens", a.has("validate") ? 12 : 8, 1, kMaxTokensFlag);
   if (rs.new_tokens < 2) throw InputError("--new-tokens must be at least 2 (a prefill and one decode step)");
   rs.scratch_dir = a.get("scratch-dir").value_or("");
-  const std::vector<DType> dtypes = dtypes_flag(a);
   std::string command = "dmap profile";
   for (const auto& s : argv) command.append(" ").append(s);
   if (auto r = a.get("runtime"); r && *r != "dmap") {
     const auto rt = sim::parse_runtime(*r);
     if (!rt) throw InputError("--runtime: expected dmap, transformers or llama.cpp, not '" + *r + "'");
     if (gpu >= 0) throw InputError("--runtime " + *r + ": profiled on the CPU only so far (leave out --device)");
-    return profile_runtime(a, *rt, ProfileContext{hw, name, command, rs, dtypes});
+    // The runtimes: float16 too (transformers leaves it out where PyTorch cannot compute in it).
+    return profile_runtime(
+        a, *rt,
+        ProfileContext{hw, name, command, rs, dtypes_flag(a, "float32,bfloat16,float16"), a.get("dtype").has_value()});
   }
+  const std::vector<DType> dtypes = dtypes_flag(a, "float32,bfloat16");
 
   if (a.has("real")) {
     const std::string model_id = a.get("model").value_or("tinyllama_1b");

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <sstream>
 
 #include "core/error.h"
@@ -28,6 +29,29 @@ std::string script_path() {
   const fs::path p = fs::path(config_dir()).parent_path() / "scripts" / "runtime_probe.py";
   if (!fs::exists(p)) throw RuntimeFailure("the runtime probe script is missing: " + p.string());
   return p.string();
+}
+
+// The dtypes PyTorch computes in on this CPU (the probe's dtype check, before any measurement):
+// one asked for with --dtype that it cannot is exit 2; one of the default list is left out, said
+// on standard error and returned in `unsupported` (the profile and the report record it).
+std::vector<DType> torch_dtypes(const profile::TorchProbeOptions& po, const ProfileContext& ctx,
+                                std::map<DType, std::string>& unsupported) {
+  const profile::TorchDtypeSupport s = profile::torch_dtype_support(po);
+  std::vector<DType> out;
+  for (DType d : ctx.dtypes) {
+    const auto it = s.unsupported.find(d);
+    if (it == s.unsupported.end()) {
+      out.push_back(d);
+      continue;
+    }
+    const std::string what = "PyTorch " + s.torch_version + " cannot compute in " + std::string(dtype_name(d)) +
+                             " on this CPU (" + it->second + ")";
+    if (ctx.dtypes_given) throw InputError("--dtype " + std::string(dtype_name(d)) + ": " + what + "; leave it out");
+    std::fprintf(stderr, "dmap profile: %s: the transformers runtime is not measured in it\n", what.c_str());
+    unsupported[d] = it->second;
+  }
+  if (out.empty()) throw InputError("--dtype: PyTorch computes in none of the dtypes asked for on this CPU");
+  return out;
 }
 
 }  // namespace
@@ -78,6 +102,8 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       fit_node = fit.fit;
     } else {
       po.python = profile::find_torch_python();
+      std::map<DType, std::string> unsupported;
+      po.dtypes = torch_dtypes(po, ctx, unsupported);
       po.model_file = spec.source;
       po.reps = reps;
       po.matvec = profile::matvec_shapes(spec);  // PyTorch's own one-row products at these shapes
@@ -110,6 +136,7 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       const profile::TorchProbe offload = profile::merge_torch_probes(offloads);
       const profile::TorchProbe kept = profile::merge_torch_probes(keeps);
       profile::TorchFit fit = profile::fit_torch_profile(spec, ctx.hw, cal, probe, &offload, &kept);
+      fit.profile.unsupported = unsupported;
       cal.runtimes[runtime] = fit.profile;
       self_check = fit.self_check;
       summary = fit.summary;
@@ -147,6 +174,12 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
                      "--runtime " +
                      name + " --calibration " + cal_file + "` first)");
   }
+  std::map<DType, std::string> unsupported;  // transformers: dtypes PyTorch cannot compute in here
+  std::vector<DType> dtypes = ctx.dtypes;
+  if (!llama) {
+    po.python = profile::find_torch_python();
+    dtypes = torch_dtypes(po, ctx, unsupported);
+  }
   std::vector<profile::RuntimeCase> cases;
   const std::string default_models = llama ? "tinyllama_1b,qwen25_05b,llama32_1b" : "tinyllama_1b,qwen3_06b,gemma3_1b";
   // transformers: CPU-only and a quarter of the layers offloaded to disk (accelerate's disk offload);
@@ -161,7 +194,7 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
     const ModelSpec spec = resolve_model(m, "", models_dir());
     const int64_t layers = exec::exec_config(spec).layers;
     if (llama) exec::gguf_arch(exec::exec_config(spec));  // a family dmap exports (before any measurement)
-    for (DType d : ctx.dtypes) {
+    for (DType d : dtypes) {
       if (llama) profile::gguf_type_of(d);
       std::vector<int64_t> placed;  // fractions that round to the same layer count run once
       for (double f : fractions) {
@@ -184,11 +217,11 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
   auto progress = [&](const std::string& what, int done, int total) {
     std::fprintf(stderr, "%s: %d/%d %s\n", label.c_str(), done, total, what.c_str());
   };
-  const profile::RuntimeValidation v =
-      llama ? profile::validate_llama(cases, ctx.hw, cal, profile::find_llama_probe(), ctx.run, rounds, extra, guard,
-                                      progress)
-            : (po.python = profile::find_torch_python(),
-               profile::validate_torch(cases, ctx.hw, cal, po, rounds, extra, guard, progress));
+  profile::RuntimeValidation v = llama
+                                     ? profile::validate_llama(cases, ctx.hw, cal, profile::find_llama_probe(), ctx.run,
+                                                               rounds, extra, guard, progress)
+                                     : profile::validate_torch(cases, ctx.hw, cal, po, rounds, extra, guard, progress);
+  v.unsupported = unsupported;
   const std::string machine = profile::cpu_description() + ", " + profile::cpu_isa();
   profile::write_text_file(out, profile::runtime_validation_markdown(v, machine, cal_file));
   std::printf("%-14s %-9s %-18s %12s %12s %8s %12s %12s %8s %8s\n", "model", "dtype", "placement", "pred pre ms",

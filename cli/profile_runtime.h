@@ -18,6 +18,7 @@ struct ProfileContext {
   std::string name, command;
   profile::RunSettings run;
   std::vector<DType> dtypes;
+  bool dtypes_given = false;  // --dtype was given (else the runtime's default list)
 };
 
 int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& ctx);

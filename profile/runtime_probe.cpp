@@ -226,6 +226,43 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
   return parse_torch_probe(text.str(), "the runtime probe's output (" + out.string() + ")");
 }
 
+TorchDtypeSupport parse_torch_dtype_support(const std::string& json, const std::string& origin) {
+  const YAML::Node root = load_yaml_string(json, origin);
+  const char* shape = "the dtype check's output must be {\"torch\": version, \"unsupported\": {dtype: error}}";
+  if (!root.IsMap()) fail_at(origin, root, shape);
+  const YAML::Node torch = root["torch"], unsupported = root["unsupported"];
+  if (!torch.IsDefined() || !unsupported.IsDefined() || !unsupported.IsMap()) fail_at(origin, root, shape);
+  TorchDtypeSupport s;
+  s.torch_version = yaml_string(origin, torch, "torch");
+  for (const auto& e : unsupported) {
+    const std::string name = yaml_string(origin, e.first, "unsupported");
+    const auto d = parse_dtype(name);
+    if (!d) fail_at(origin, e.first, "unsupported: '" + name + "' is not a dtype");
+    s.unsupported[*d] = yaml_string(origin, e.second, "unsupported." + name);
+  }
+  return s;
+}
+
+TorchDtypeSupport torch_dtype_support(const TorchProbeOptions& opt) {
+  namespace fs = std::filesystem;
+  const fs::path dir = opt.run.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(opt.run.scratch_dir);
+  const fs::path out = dir / ("dmap_dtype_check_" + std::to_string(::getpid()) + ".json");
+  std::string dtypes;
+  for (DType d : opt.dtypes) dtypes += (dtypes.empty() ? "" : ",") + std::string(dtype_name(d));
+  const int rc = run_command({opt.python, opt.script, "--check-dtypes", dtypes, "--out", out.string()}, false);
+  std::error_code ec;
+  if (rc != 0) {
+    fs::remove(out, ec);
+    throw RuntimeFailure("the transformers runtime probe's dtype check (" + opt.python + " " + opt.script +
+                         " --check-dtypes " + dtypes + ") failed with exit status " + std::to_string(rc));
+  }
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  fs::remove(out, ec);
+  return parse_torch_dtype_support(text.str(), "the dtype check's output (" + out.string() + ")");
+}
+
 FreshPages fresh_pages_of(const ModuleTree& tree, DType d, int64_t first, int64_t last) {
   FreshPages f;
   for (double b : disk_tensor_bytes(tree, d, first, last)) {

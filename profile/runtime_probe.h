@@ -37,6 +37,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -104,6 +105,16 @@ struct TorchProbeOptions {
 };
 // Runs the probe (its stderr passes through) and reads its JSON. RuntimeFailure when it fails.
 TorchProbe run_torch_probe(const TorchProbeOptions& opt);
+
+// Which of opt.dtypes this PyTorch can compute a forward's operators in on the CPU (the probe's
+// --check-dtypes, a second): the unsupported ones with the first line of PyTorch's error.
+struct TorchDtypeSupport {
+  std::string torch_version;
+  std::map<DType, std::string> unsupported;
+};
+TorchDtypeSupport torch_dtype_support(const TorchProbeOptions& opt);
+// Reads --check-dtypes' JSON; InputError naming `origin` when it is not what the probe writes.
+TorchDtypeSupport parse_torch_dtype_support(const std::string& json, const std::string& origin);
 
 // A fit's probe runs in kTorchFitSessions processes (the grid in the first only): one process can
 // meet the VM's memory 12-20 % away from the others for its whole life (docs/PERFORMANCE.md).

@@ -119,7 +119,8 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
   v.probed = ref > 0;
   int done = 0;
   const int total = static_cast<int>(cases.size());
-  std::map<std::string, RuntimeRow::Dmap> dmap_runs;  // dmap's measurement of each placement, by model, dtype, disk layers
+  std::map<std::string, RuntimeRow::Dmap>
+      dmap_runs;  // dmap's measurement of each placement, by model, dtype, disk layers
   for (const RuntimeCase& c : cases) {
     const std::string what = c.model_id + " " + std::string(dtype_name(c.dtype)) + " " + c.placement();
     if (progress) progress(what + ": " + name, done, total);
@@ -332,6 +333,10 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
        "and was measured again when other processes took more than 0.15 cores ("
     << v.remeasured << " were; the most others used during a kept one: " << std::setprecision(2) << v.max_foreign_cores
     << " cores).\n\n";
+  for (const auto& [d, why] : v.unsupported) {
+    m << "Not run in " << dtype_name(d) << ": " << name << " cannot compute in it on this CPU (" << why
+      << "); dmap predicts such rows as not runnable under " << name << ".\n\n";
+  }
   if (v.probed) {
     m << "Before each of the runtime's measurements the reference probe (a fixed float32 matrix-vector stream) was "
          "repeated, a second apart, until it read within ±3 % of the calibration's time (up to 10 tries), and taken "

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,8 @@ struct RuntimeValidation {
   int extra_rounds = 0, extra_measurements = 0;  // measured again for a probe out of the band
   double max_foreign_cores = 0;
   bool no_mmap = false;  // llama.cpp: measured with --no-mmap
+  // dtypes of the default list the runtime cannot compute in on this CPU (not run), and its error.
+  std::map<DType, std::string> unsupported;
   // Drift (where probed): held-out decode errors with the measurement scaled to calibration time,
   // and over the held-out rows measured within ±3 % of it (the targets apply to those).
   bool probed = false;

@@ -337,9 +337,29 @@ def generate(model, c, prompt_len, new_tokens, seed):
     return prefill, steps, loops, faults, prefill_faults
 
 
+def unsupported_dtypes(names):
+    """The dtypes this PyTorch cannot compute a forward's operators in on the CPU, each with the
+    first line of its error (Debian's torch 1.13: float16 products are not implemented on the CPU)."""
+    bad = {}
+    for name in names:
+        dt = DTYPES[name]
+        try:
+            x = torch.ones(2, 8, dtype=dt)
+            y = torch.nn.functional.linear(x, torch.ones(4, 8, dtype=dt))
+            torch.softmax(torch.matmul(x, x.t()), -1)
+            torch.nn.functional.silu(y) * y
+            torch.rsqrt(y.float().pow(2).mean(-1, keepdim=True)).to(dt)
+        except RuntimeError as e:
+            bad[name] = (str(e).splitlines() or ["unsupported"])[0]
+    return bad
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="a dmap model YAML or a config.json")
+    ap.add_argument("--model", help="a dmap model YAML or a config.json")
+    ap.add_argument("--check-dtypes", default="",
+                    help="only check which of these dtypes PyTorch computes in on the CPU: writes "
+                         '{"torch": version, "unsupported": {dtype: error}} to --out')
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompt", type=int, default=64)
@@ -352,6 +372,16 @@ def main():
     ap.add_argument("--offload-dir", default="", help="where the offloaded layers' files go (with --disk-layers)")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
+    if args.check_dtypes:
+        names = args.check_dtypes.split(",")
+        for name in names:
+            if name not in DTYPES:
+                raise SystemExit(f"runtime_probe: --check-dtypes: {name!r} is not one of {', '.join(DTYPES)}")
+        with open(args.out, "w") as f:
+            json.dump({"torch": torch.__version__, "unsupported": unsupported_dtypes(names)}, f, indent=1)
+        return
+    if not args.model:
+        raise SystemExit("runtime_probe: --model is required")
     if args.new_tokens < 2 or args.prompt < 1 or args.reps < 1 or args.threads < 1:
         raise SystemExit("runtime_probe: --prompt >= 1, --new-tokens >= 2, --reps >= 1, --threads >= 1")
     if args.disk_layers < 0 or (args.disk_layers and not os.path.isdir(args.offload_dir)):

@@ -106,6 +106,7 @@ std::string gbs(double bps) {
 // One runtime's rates and cost model (sim/runtime.h); dmap's are the context's own.
 struct RuntimeModel {
   Runtime runtime = Runtime::kDmap;
+  RuntimeProfile profile;
   Rates rates;
   std::unique_ptr<CostModel> cm;
 };
@@ -119,6 +120,12 @@ struct Context {
   std::vector<std::unique_ptr<RuntimeModel>> runtimes;  // the scenario's, except dmap
   bool named() const { return !s.runtimes.empty(); }    // rows name their runtime
   bool lists(Runtime r) const { return std::find(s.runtimes.begin(), s.runtimes.end(), r) != s.runtimes.end(); }
+  const RuntimeModel* model_for(Runtime r) const {
+    for (const auto& m : runtimes) {
+      if (m->runtime == r) return m.get();
+    }
+    return nullptr;
+  }
   const CostModel& cm_for(Runtime r) const {
     for (const auto& m : runtimes) {
       if (m->runtime == r) return *m->cm;
@@ -137,7 +144,8 @@ void setup(Context& c, const Hardware& hw) {
     if (r == Runtime::kDmap) continue;
     auto m = std::make_unique<RuntimeModel>();
     m->runtime = r;
-    m->rates = runtime_rates(c.rates, r, profile_for(cal, r));
+    m->profile = profile_for(cal, r);
+    m->rates = runtime_rates(c.rates, r, m->profile);
     m->cm = std::make_unique<CostModel>(*c.graph, m->rates, c.s.workload);
     c.runtimes.push_back(std::move(m));
   }
@@ -193,6 +201,20 @@ bool same_placement(const ResultRow& a, const ResultRow& b) {
   return a.per_entry == b.per_entry;
 }
 
+// A row the CPU computes under a runtime that cannot compute in the model's dtype there (measured
+// by the runtime's profiler: Debian's torch 1.13 has no float16 products on the CPU) cannot run.
+void refuse_unsupported_dtype(ResultRow& r, const Context& c, Runtime rt, Semantics sem) {
+  if (sem != Semantics::kCpu) return;
+  const RuntimeModel* m = c.model_for(rt);
+  if (!m) return;
+  const auto it = m->profile.unsupported.find(c.graph->dtype);
+  if (it == m->profile.unsupported.end()) return;
+  r.pred.feasible = false;
+  r.pred.oom = runtime_name(rt) + " cannot compute in " + std::string(dtype_name(c.graph->dtype)) +
+               " on this CPU (measured by `dmap profile --real --runtime " + runtime_name(rt) + "`: " + it->second +
+               ")";
+}
+
 void add_rows(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw, const std::string& strategy,
               const DeviceMap& dm, const std::vector<Semantics>& semantics) {
   std::vector<Semantics> list;
@@ -220,6 +242,7 @@ void add_rows(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw
       r.map = dm;
       r.per_entry.assign(dm.items().size(), sem);
       r.pred = simulate(c.cm_for(rt), hw, dm, r.per_entry);
+      refuse_unsupported_dtype(r, c, rt, sem);
       for (const auto& prev : rows) {
         if (same_placement(prev, r)) {
           r.same_as = prev.strategy;

@@ -186,7 +186,7 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
                      {"source", "version", "op_overhead_us", "step_overhead_us", "gpu_op_overhead_us",
                       "offload_tensor_overhead_us", "matvec_efficiency", "matmul_efficiency", "matvec_gbs",
                       "matvec_row_ns", "load", "mapped_factor", "offload_copy_gbs", "fresh_page_us", "mapped_page_us",
-                      "heap_fresh_share", "offload_copy_scale", "offload_cold_scale"},
+                      "heap_fresh_share", "offload_copy_scale", "offload_cold_scale", "unsupported_dtypes"},
                      where);
     RuntimeProfile rp;
     if (p["source"].IsDefined()) {
@@ -221,6 +221,15 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
       rp.offload_copy_scale = read_per_dtype(f, p["offload_copy_scale"], where + ".offload_copy_scale", false);
     if (p["offload_cold_scale"].IsDefined())
       rp.offload_cold_scale = read_per_dtype(f, p["offload_cold_scale"], where + ".offload_cold_scale", false);
+    if (const YAML::Node u = p["unsupported_dtypes"]; u.IsDefined()) {
+      if (!u.IsMap()) fail_at(f, u, where + ".unsupported_dtypes: expected a mapping dtype -> the runtime's error");
+      for (const auto& e : u) {
+        const std::string dn = yaml_string(f, e.first, where + ".unsupported_dtypes");
+        const auto d = parse_dtype(dn);
+        if (!d) fail_at(f, e.first, where + ".unsupported_dtypes: '" + dn + "' is not a dtype");
+        rp.unsupported[*d] = yaml_string(f, e.second, where + ".unsupported_dtypes." + dn);
+      }
+    }
     if (p["load"].IsDefined()) {
       const std::string l = yaml_string(f, p["load"], where + ".load");
       if (l != "mmap" && l != "no-mmap") fail_at(f, p["load"], where + ".load: mmap or no-mmap, found '" + l + "'");
@@ -274,6 +283,17 @@ std::string runtime_profiles_yaml(const std::map<Runtime, RuntimeProfile>& m) {
     put("heap_fresh_share", p.heap_fresh_share);
     put_map("offload_copy_scale", p.offload_copy_scale);
     put_map("offload_cold_scale", p.offload_cold_scale);
+    if (!p.unsupported.empty()) {
+      y << "    unsupported_dtypes: {";
+      bool first = true;
+      for (const auto& [d, why] : p.unsupported) {
+        YAML::Emitter e;
+        e << YAML::DoubleQuoted << why;
+        y << (first ? "" : ", ") << dtype_name(d) << ": " << e.c_str();
+        first = false;
+      }
+      y << "}\n";
+    }
   }
   return y.str();
 }

@@ -28,6 +28,9 @@
 //       matvec_row_ns: {float32: 3.2}   # and a cost per output row (fitted over a grid of shapes)
 //       load: no-mmap                   # the load mode predicted (and advised): mmap or no-mmap
 //       mapped_factor: {float32: 1.8}   # measured: decode with the file mapped / read into memory
+//     (either)
+//       unsupported_dtypes: {float16: "\"addmm_impl_cpu_\" not implemented for 'Half'"}
+//                                       # measured: dtypes it cannot compute in on this CPU, and why
 //
 // A dtype missing from an efficiency map takes float32's, else 1. With matvec_gbs for a dtype, a
 // one-row product streams at that rate (not the hardware's) times matvec_efficiency (then the
@@ -85,6 +88,10 @@ struct RuntimeProfile {
   // pages.
   std::optional<double> offload_copy_gbs, fresh_page_us, mapped_page_us, heap_fresh_share;
   std::map<DType, double> offload_copy_scale, offload_cold_scale;
+  // dtypes the runtime cannot compute in on this machine's CPU, each with the error it gave when
+  // the profiler tried (Debian's torch 1.13: "addmm_impl_cpu_" not implemented for 'Half'): a row
+  // that computes on the CPU in one of them cannot run under this runtime.
+  std::map<DType, std::string> unsupported;
 };
 
 // The environment under which glibc keeps what it frees (no block mapped afresh, its heap never

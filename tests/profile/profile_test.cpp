@@ -1261,6 +1261,31 @@ TorchProbeOptions tiny_probe_options() {
 }
 }  // namespace
 
+TEST_CASE("the transformers probe's dtype check: what PyTorch cannot compute in on this CPU, and why",
+          "[unit][profile][runtime]") {
+  const TorchDtypeSupport s = parse_torch_dtype_support(
+      R"({"torch": "1.13.0a0", "unsupported": {"float16": "\"addmm_impl_cpu_\" not implemented for 'Half'"}})",
+      "c.json");
+  CHECK(s.torch_version == "1.13.0a0");
+  REQUIRE(s.unsupported.size() == 1);
+  CHECK(s.unsupported.at(DType::kFloat16) == "\"addmm_impl_cpu_\" not implemented for 'Half'");
+  CHECK(parse_torch_dtype_support(R"({"torch": "2.5", "unsupported": {}})", "c.json").unsupported.empty());
+  CHECK_THROWS_WITH(parse_torch_dtype_support(R"({"torch": "2.5"})", "c.json"), Catch::Contains("c.json"));
+  CHECK_THROWS_WITH(parse_torch_dtype_support(R"({"torch": "2.5", "unsupported": {"float17": "x"}})", "c.json"),
+                    Catch::Contains("'float17' is not a dtype"));
+  // This machine's PyTorch: float32 and bfloat16 always compute (the runtime's fits use them);
+  // float16 is listed with PyTorch's own error where it does not (Debian 12's torch 1.13).
+  TorchProbeOptions po = tiny_probe_options();
+  po.dtypes = {DType::kFloat32, DType::kBFloat16, DType::kFloat16};
+  const TorchDtypeSupport here = torch_dtype_support(po);
+  CHECK_FALSE(here.torch_version.empty());
+  CHECK(here.unsupported.count(DType::kFloat32) == 0);
+  CHECK(here.unsupported.count(DType::kBFloat16) == 0);
+  if (const auto it = here.unsupported.find(DType::kFloat16); it != here.unsupported.end()) {
+    CHECK_THAT(it->second, Catch::Contains("Half"));
+  }
+}
+
 TEST_CASE("the transformers runtime probe offloads layers to disk as accelerate does, and cleans up",
           "[unit][profile][runtime][slow]") {
   namespace fs = std::filesystem;

@@ -30,6 +30,7 @@
 #include "sim/hardware.h"
 #include "sim/optimal.h"
 #include "sim/recommend.h"
+#include "sim/render.h"
 #include "sim/sim_scenario.h"
 #include "sim/simulate.h"
 #include "strategies/plan.h"
@@ -1590,6 +1591,7 @@ runtimes:
     step_overhead_us: 40
     matvec_efficiency: {float32: 0.72, bfloat16: 0.3}
     matmul_efficiency: 0.9
+    unsupported_dtypes: {float16: "\"addmm_impl_cpu_\" not implemented for 'Half'"}
   llama.cpp:
     op_overhead_us: 3
     matvec_gbs: {float32: 56.1, bfloat16: 49.3}
@@ -1613,7 +1615,10 @@ runtimes:
   CHECK(l.matvec_row_ns.at(DType::kBFloat16) == 0.0);
   CHECK(l.mapped_factor.at(DType::kFloat32) == 2.27);
   CHECK_FALSE(t.no_mmap);
+  CHECK(t.unsupported.at(DType::kFloat16) == "\"addmm_impl_cpu_\" not implemented for 'Half'");
+  CHECK(l.unsupported.empty());
   const Calibration back = parse_calibration(calibration_yaml(c), "saved");
+  CHECK(back.runtimes.at(Runtime::kTransformers).unsupported == t.unsupported);
   CHECK(calibration_yaml(back) == calibration_yaml(c));
   CHECK(back.runtimes.at(Runtime::kLlamaCpp).no_mmap);
   CHECK(back.runtimes.at(Runtime::kLlamaCpp).matvec_gbs == l.matvec_gbs);
@@ -1641,6 +1646,8 @@ runtimes:
   fails("  llama.cpp: {matvec_gbs: {float32: 0}}\n", "matvec_gbs.float32: must be a number > 0");
   fails("  llama.cpp: {matvec_row_ns: {float32: -1}}\n", "matvec_row_ns.float32: must be a number >= 0");
   fails("  llama.cpp: {mapped_factor: 2}\n", "mapped_factor: expected a mapping dtype -> number");
+  fails("  transformers: {unsupported_dtypes: [float16]}\n", "unsupported_dtypes: expected a mapping");
+  fails("  transformers: {unsupported_dtypes: {float17: x}}\n", "'float17' is not a dtype");
 }
 
 TEST_CASE("a runtime's own one-row product terms replace the hardware's", "[unit][sim][runtime]") {
@@ -1842,6 +1849,41 @@ TEST_CASE("rows under runtimes: each semantics under the runtimes that run it, t
   for (size_t i = 0; i < only.rows.size(); ++i) {
     CHECK(only.rows[i].runtime == "dmap");
     CHECK(only.rows[i].pred.total_s == Approx(legacy.rows[i].pred.total_s));
+  }
+}
+
+TEST_CASE("a runtime that cannot compute in the dtype on this CPU: its CPU rows cannot run, others can",
+          "[unit][sim][runtime]") {
+  SimScenario s = load_sim_scenario(kConfigs + "/scenarios/llama31_8b_fp16_rtx3060.yaml", kConfigs);
+  REQUIRE(s.workload.dtype == DType::kFloat16);
+  s.runtimes = all_runtimes();
+  Calibration cal;
+  cal.runtimes[Runtime::kTransformers] = estimated_profile(Runtime::kTransformers);
+  cal.runtimes[Runtime::kTransformers].unsupported[DType::kFloat16] = "\"addmm_impl_cpu_\" not implemented for 'Half'";
+  s.calibration = cal;
+  const Evaluation ev = evaluate(s);
+  int refused = 0, gpu_rows = 0;
+  for (const ResultRow& r : ev.rows) {
+    INFO(r.strategy << " " << r.semantics << " " << r.runtime);
+    if (r.strategy == "cpu" && r.runtime == "transformers") {
+      ++refused;
+      CHECK_FALSE(r.pred.feasible);
+      CHECK_THAT(r.pred.oom, Catch::Contains("transformers cannot compute in float16 on this CPU") &&
+                                 Catch::Contains("addmm_impl_cpu_"));
+    } else if (r.strategy == "cpu") {
+      CHECK(r.pred.feasible);  // dmap and llama.cpp compute float16 on the CPU
+    } else if (r.runtime == "transformers" && r.error.empty() &&
+               r.pred.oom.find("cannot compute") == std::string::npos) {
+      ++gpu_rows;  // its GPU placements still run (the GPU computes)
+    }
+  }
+  CHECK(refused == 1);
+  CHECK(gpu_rows > 0);
+  CHECK_THAT(evaluation_table(s, ev), Catch::Contains("transformers cannot compute in float16"));
+  // bfloat16 is not refused.
+  s.workload.dtype = DType::kBFloat16;
+  for (const ResultRow& r : evaluate(s).rows) {
+    if (r.strategy == "cpu") CHECK(r.pred.feasible);
   }
 }
 
