@@ -451,6 +451,41 @@ std::string calibration_yaml(const Calibration& c) {
   return y.str();
 }
 
+namespace {
+
+// A 16-bit dtype the calibration did not time (calibrations default to float32 and bfloat16) on a
+// host whose float32 it did: dmap's CPU executor streams its weights as 16-bit values and computes
+// in float32 (no CPU it runs has float16 arithmetic), so its estimate is the measured float32 curve
+// for M >= 2, with bfloat16's one-row rate (the same bytes streamed) where that was measured, and
+// float32's attention — not the datasheet's figure for the dtype, which the calibrated figures
+// around it no longer match (2026-12-06, AMD EPYC VM: TinyLlama float16 prefill predicted 2-3x
+// slow from it, and a validation's choice between dmap and llama.cpp wrong on every float16 row).
+void fill_uncalibrated_16bit(DeviceRates& h) {
+  const auto f32 = h.flops.find(DType::kFloat32);
+  if (f32 == h.flops.end() || f32->second.source != Source::kCalibrated) return;
+  const auto calibrated = [&](DType d) {
+    const auto it = h.flops.find(d);
+    return it != h.flops.end() && it->second.source == Source::kCalibrated;
+  };
+  for (DType d : {DType::kBFloat16, DType::kFloat16}) {
+    if (calibrated(d)) continue;
+    RateCurve c = f32->second;
+    c.source = Source::kEstimate;
+    const DType other = d == DType::kFloat16 ? DType::kBFloat16 : DType::kFloat16;
+    if (calibrated(other) && !c.points.empty() && c.points.front().first <= 1.0)
+      c.points.front().second = h.flops.at(other).at(1.0);
+    h.flops[d] = c;
+    if (!h.attention_flops.count(d)) {
+      if (const auto a = h.attention_flops.find(DType::kFloat32); a != h.attention_flops.end()) {
+        h.attention_flops[d] = a->second;
+        h.attention_flops[d].source = Source::kEstimate;
+      }
+    }
+  }
+}
+
+}  // namespace
+
 Rates make_rates(const Hardware& hw, const Calibration* cal) {
   Rates r;
   auto derate_flops = [](const std::map<DType, Figure>& peak, double frac) {
@@ -534,6 +569,7 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
   }
   curves(h.matmul_gflops, 1e9, r.host.flops);
   curves(h.attention_gflops, 1e9, r.host.attention_flops);
+  fill_uncalibrated_16bit(r.host);
   set(h.attention_overhead_us, kUs, r.host.attention_overhead);
   per_dtype(h.matvec_row_ns, 1e-9, r.host.matvec_row);
   per_dtype(h.matmul_input_ns, 1e-9, r.host.matmul_input);

@@ -1650,6 +1650,31 @@ runtimes:
   fails("  transformers: {unsupported_dtypes: {float17: x}}\n", "'float17' is not a dtype");
 }
 
+TEST_CASE("a 16-bit dtype the calibration did not time: float32's products, bfloat16's one-row rate",
+          "[unit][sim][calibration]") {
+  const Hardware hw = round_machine(16 * kGiB);
+  Calibration cal;
+  cal.host.matmul_gflops[DType::kFloat32] = {{1, 20}, {64, 300}};
+  cal.host.matmul_gflops[DType::kBFloat16] = {{1, 40}, {64, 400}};
+  cal.host.attention_gflops[DType::kFloat32] = {{1, 10}, {64, 50}};
+  const Rates r = make_rates(hw, &cal);
+  const RateCurve& f16 = r.host.flops_for(DType::kFloat16);
+  CHECK(f16.source == Source::kEstimate);
+  CHECK(f16.at(1) == Approx(40e9));    // the same 16-bit weights streamed: bfloat16's
+  CHECK(f16.at(64) == Approx(300e9));  // computed in float32: float32's
+  CHECK(r.host.attention_flops_for(DType::kFloat16).at(64) == Approx(50e9));
+  CHECK(r.host.flops_for(DType::kBFloat16).source == Source::kCalibrated);
+  // float32 alone: bfloat16 and float16 both take its curve.
+  Calibration only = cal;
+  only.host.matmul_gflops.erase(DType::kBFloat16);
+  const Rates o = make_rates(hw, &only);
+  CHECK(o.host.flops_for(DType::kBFloat16).at(1) == Approx(20e9));
+  CHECK(o.host.flops_for(DType::kFloat16).at(64) == Approx(300e9));
+  // No calibrated float32: the datasheet's figures stay.
+  const Rates d = make_rates(hw, nullptr);
+  CHECK(d.host.flops_for(DType::kFloat16).source != Source::kEstimate);
+}
+
 TEST_CASE("a runtime's own one-row product terms replace the hardware's", "[unit][sim][runtime]") {
   const Hardware hw = round_machine(16 * kGiB);
   Calibration cal;
