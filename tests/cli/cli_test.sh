@@ -313,6 +313,13 @@ expect_error "profile llama.cpp on a family dmap does not export" "the gemma3_te
 expect_error "validate llama.cpp with disk offload" "llama.cpp has no disk offload" -- profile --validate --runtime llama.cpp --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --disk-fractions 0,0.25 --out "$TMP/v.md"
 expect_error "validate transformers with a bad fraction" "is not a fraction" -- profile --validate --runtime transformers --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --disk-fractions 0,1 --out "$TMP/v.md"
 expect_error "profile an unknown runtime" "--runtime: expected dmap, transformers or llama.cpp" -- profile --real --runtime vllm
+# A dtype this machine's PyTorch cannot compute in on the CPU (Debian 12's torch 1.13: float16),
+# asked for: exit 2 with PyTorch's own error, no report written. Skipped where PyTorch can.
+if /usr/bin/python3 "$SRC/scripts/runtime_probe.py" --check-dtypes float16 --out "$TMP/dtypes.json" 2>/dev/null \
+    && grep -q '"float16"' "$TMP/dtypes.json"; then
+  expect_error "validate transformers in a dtype PyTorch lacks" "--dtype float16: PyTorch .* cannot compute in float16 on this CPU" -- profile --validate --runtime transformers --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --dtype float32,float16 --models tinyllama_1b --out "$TMP/f16.md"
+  [ ! -e "$TMP/f16.md" ] && ok || bad "a float16 validation report was written"
+fi
 expect_error "validate at batch 0" "--batches: '0' is not a batch size in 1..256" -- profile --validate --calibration "$SRC/configs/calibrations/amd_epyc_2cpu_avx512.yaml" --batches 1,0 --out "$TMP/v.md"
 printf 'kind: calibration\nhost: {memory_bandwidth_gbs: 40}\n' >"$TMP/bare_cal.yaml"
 expect_error "validate a runtime the calibration lacks" "no measured transformers profile" -- profile --validate --runtime transformers --calibration "$TMP/bare_cal.yaml"
