@@ -19,10 +19,11 @@
 //                      bytes / gbs + rows x row_ns (robust fit, as dmap's own stream fit). Measured
 //                      on the AMD EPYC VM, the sum of a model's products so priced came within
 //                      -8 to +6 % of its decode step read into memory (three models, float32)
-//   load, mapped_factor the model's decode with the file mapped (llama.cpp's default) over the
-//                      same read into memory (--no-mmap); the profile predicts, and dmap advises,
-//                      --no-mmap where that is over 5 % faster (the same VM: 1.3-2.0x, and the
-//                      mapped runs scattered by up to 1.6x between rounds)
+//   load, mapped_factor per dtype, the model's decode with the file mapped (llama.cpp's default)
+//                      over the same read into memory (--no-mmap); the profile predicts, and dmap
+//                      advises, --no-mmap in each dtype where that is over 5 % faster (the same VM:
+//                      float32 1.3-2.0x, its mapped runs scattered by up to 1.6x between rounds;
+//                      bfloat16 and float16 within 5 %); a dtype not measured takes the median's mode
 //   matvec_efficiency  scales that rate until the CPU-only decode step (in the load mode chosen)
 //                      is predicted exactly: the whole model's residual
 //   matmul_efficiency  the same for M >= 2 and the prefill (one llama_decode of the prompt)

@@ -261,11 +261,12 @@ RuntimeValidation validate_llama(const std::vector<RuntimeCase>& cases, const si
                                  const sim::Calibration& cal, const std::string& probe, const RunSettings& run,
                                  int rounds, int extra_rounds, const LoadGuardSettings& guard,
                                  const ProgressFn& progress) {
-  // In the load mode the profile predicts (and dmap advises).
-  const bool no_mmap = sim::profile_for(&cal, sim::Runtime::kLlamaCpp).no_mmap;
+  // In the load mode the profile predicts (and dmap advises) for each dtype.
+  const sim::RuntimeProfile lp = sim::profile_for(&cal, sim::Runtime::kLlamaCpp);
   auto measure = [&](const RuntimeCase& c, int reps) {
     if (c.disk_layers > 0) throw InputError("llama.cpp has no disk offload: its validation runs CPU-only placements");
-    const LlamaRun lr = measure_llama(c.spec, {c.dtype}, run, probe, reps, /*tiny=*/false, no_mmap).front();
+    const LlamaRun lr =
+        measure_llama(c.spec, {c.dtype}, run, probe, reps, /*tiny=*/false, lp.no_mmap_in(c.dtype)).front();
     RuntimeMeasurement m;
     m.prefill_s = lr.model.prefill();
     m.decode_s = lr.model.decode();
@@ -275,7 +276,7 @@ RuntimeValidation validate_llama(const std::vector<RuntimeCase>& cases, const si
   };
   RuntimeValidation v =
       validate_runtime(cases, hw, cal, sim::Runtime::kLlamaCpp, measure, run, rounds, extra_rounds, guard, progress);
-  v.no_mmap = no_mmap;
+  for (const RuntimeRow& r : v.rows) v.no_mmap[r.c.dtype] = lp.no_mmap_in(r.c.dtype);
   return v;
 }
 
@@ -289,6 +290,22 @@ std::string ratio3(double q) {
   std::ostringstream o;
   o << std::fixed << std::setprecision(3) << q;
   return o.str();
+}
+// ", mapped (llama.cpp's default load)", or per dtype where the profile reads some in.
+std::string load_modes_text(const std::map<DType, bool>& no_mmap) {
+  std::vector<std::string> in, mapped;
+  for (const auto& [d, no] : no_mmap) (no ? in : mapped).emplace_back(dtype_name(d));
+  auto join = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (size_t i = 0; i < v.size(); ++i) s += (i ? (i + 1 == v.size() ? " and " : ", ") : "") + v[i];
+    return s;
+  };
+  if (in.empty()) return ", mapped (llama.cpp's default load)";
+  std::string s = ", " + (mapped.empty() ? std::string("every dtype") : join(in)) +
+                  " read into memory (--no-mmap: the load mode the profile predicts and dmap advises, the mapped "
+                  "file having decoded over 5 % slower when it was fitted)";
+  if (!mapped.empty()) s += ", " + join(mapped) + " mapped (llama.cpp's default load: as fast when fitted)";
+  return s;
 }
 std::string pct(double e) {
   std::ostringstream o;
@@ -311,9 +328,7 @@ std::string runtime_validation_markdown(const RuntimeValidation& v, const std::s
       << ") through dmap's probe (probes/llama_cpp: llama.h, one llama_decode of the prompt, then one per token) "
          "on the model exported by `dmap export gguf` in the dtype's GGUF type (float32 F32, bfloat16 BF16, "
          "float16 F16)"
-      << (v.no_mmap ? ", read into memory (--no-mmap: the load mode the profile predicts and dmap advises, its "
-                      "mapped file having decoded slower when it was fitted)"
-                    : ", mapped (llama.cpp's default load)");
+      << load_modes_text(v.no_mmap);
   } else {
     m << "by `scripts/runtime_probe.py` with " << v.version;
   }

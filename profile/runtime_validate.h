@@ -101,7 +101,7 @@ struct RuntimeValidation {
   int remeasured = 0;
   int extra_rounds = 0, extra_measurements = 0;  // measured again for a probe out of the band
   double max_foreign_cores = 0;
-  bool no_mmap = false;  // llama.cpp: measured with --no-mmap
+  std::map<DType, bool> no_mmap;  // llama.cpp: per dtype, measured with --no-mmap
   // dtypes of the default list the runtime cannot compute in on this CPU (not run), and its error.
   std::map<DType, std::string> unsupported;
   // Drift (where probed): held-out decode errors with the measurement scaled to calibration time,

@@ -669,7 +669,7 @@ Evaluation evaluate(const SimScenario& s) {
       const RuntimeProfile lp = profile_for(s.calibration ? &*s.calibration : nullptr, Runtime::kLlamaCpp);
       bool disk = false;
       for (const auto& [n, d] : best.map.items()) disk = disk || d.kind == Device::Kind::kDisk;
-      if (lp.no_mmap && !disk) {
+      if (lp.no_mmap_in(ev.graph->dtype) && !disk) {
         // The factor measured in the scenario's dtype, else the largest measured.
         double f = 0;
         for (const auto& [d, x] : lp.mapped_factor) f = std::max(f, x);

@@ -54,6 +54,10 @@ double lookup(const std::map<DType, double>& m, DType d) {
 
 double RuntimeProfile::matvec_for(DType d) const { return lookup(matvec_efficiency, d); }
 double RuntimeProfile::matmul_for(DType d) const { return lookup(matmul_efficiency, d); }
+bool RuntimeProfile::no_mmap_in(DType d) const {
+  const auto it = load.find(d);
+  return it != load.end() ? it->second : no_mmap;
+}
 
 const std::vector<std::string>& glibc_keep_freed_env() {
   static const std::vector<std::string> env = {"MALLOC_MMAP_MAX_=0", "MALLOC_TRIM_THRESHOLD_=68719476736"};
@@ -230,11 +234,23 @@ std::map<Runtime, RuntimeProfile> read_runtime_profiles(const std::string& f, co
         rp.unsupported[*d] = yaml_string(f, e.second, where + ".unsupported_dtypes." + dn);
       }
     }
-    if (p["load"].IsDefined()) {
-      const std::string l = yaml_string(f, p["load"], where + ".load");
-      if (l != "mmap" && l != "no-mmap") fail_at(f, p["load"], where + ".load: mmap or no-mmap, found '" + l + "'");
-      if (*r != Runtime::kLlamaCpp) fail_at(f, p["load"], where + ".load: only llama.cpp has a load mode");
-      rp.no_mmap = l == "no-mmap";
+    if (const YAML::Node l = p["load"]; l.IsDefined()) {
+      if (*r != Runtime::kLlamaCpp) fail_at(f, l, where + ".load: only llama.cpp has a load mode");
+      auto mode = [&](const YAML::Node& n, const std::string& at) {
+        const std::string s = yaml_string(f, n, at);
+        if (s != "mmap" && s != "no-mmap") fail_at(f, n, at + ": mmap or no-mmap, found '" + s + "'");
+        return s == "no-mmap";
+      };
+      if (l.IsMap()) {
+        for (const auto& e : l) {
+          const std::string dn = yaml_string(f, e.first, where + ".load");
+          const auto d = parse_dtype(dn);
+          if (!d) fail_at(f, e.first, where + ".load: '" + dn + "' is not a dtype");
+          rp.load[*d] = mode(e.second, where + ".load." + dn);
+        }
+      } else {
+        rp.no_mmap = mode(l, where + ".load");
+      }
     }
     out[*r] = rp;
   }
@@ -274,8 +290,17 @@ std::string runtime_profiles_yaml(const std::map<Runtime, RuntimeProfile>& m) {
     put_map("matmul_efficiency", p.matmul_efficiency);
     put_map("matvec_gbs", p.matvec_gbs);
     put_map("matvec_row_ns", p.matvec_row_ns);
-    if (r == Runtime::kLlamaCpp && (p.no_mmap || !p.mapped_factor.empty()))
+    if (r == Runtime::kLlamaCpp && !p.load.empty()) {
+      y << "    load: {";
+      bool first = true;
+      for (const auto& [d, no] : p.load) {
+        y << (first ? "" : ", ") << dtype_name(d) << ": " << (no ? "no-mmap" : "mmap");
+        first = false;
+      }
+      y << "}\n";
+    } else if (r == Runtime::kLlamaCpp && (p.no_mmap || !p.mapped_factor.empty())) {
       y << "    load: " << (p.no_mmap ? "no-mmap" : "mmap") << "\n";
+    }
     put_map("mapped_factor", p.mapped_factor);
     put("offload_copy_gbs", p.offload_copy_gbs);
     put("fresh_page_us", p.fresh_page_us);

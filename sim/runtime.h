@@ -26,7 +26,8 @@
 //     llama.cpp:
 //       matvec_gbs: {float32: 52.1}     # its own one-row products: weight bytes streamed per second
 //       matvec_row_ns: {float32: 3.2}   # and a cost per output row (fitted over a grid of shapes)
-//       load: no-mmap                   # the load mode predicted (and advised): mmap or no-mmap
+//       load: {float32: no-mmap, bfloat16: mmap}  # the load mode predicted (and advised) per dtype;
+//                                       # one word (mmap or no-mmap) for every dtype
 //       mapped_factor: {float32: 1.8}   # measured: decode with the file mapped / read into memory
 //     (either)
 //       unsupported_dtypes: {float16: "\"addmm_impl_cpu_\" not implemented for 'Half'"}
@@ -71,8 +72,11 @@ struct RuntimeProfile {
   double matvec_for(DType d) const;  // d's, else float32's, else 1
   double matmul_for(DType d) const;
   std::map<DType, double> matvec_gbs, matvec_row_ns;  // the runtime's own one-row product terms (measured)
-  bool no_mmap = false;                               // llama.cpp: predicted (and advised) with --no-mmap
-  std::map<DType, double> mapped_factor;              // llama.cpp: mapped decode / read-into-memory decode
+  // llama.cpp: predicted (and advised) with --no-mmap, per dtype where `load` has it, else `no_mmap`.
+  bool no_mmap = false;
+  std::map<DType, bool> load;
+  bool no_mmap_in(DType d) const;
+  std::map<DType, double> mapped_factor;  // llama.cpp: mapped decode / read-into-memory decode
   // transformers: accelerate's reads of disk-offloaded weights on the CPU, each tensor copied out of
   // a fresh memory map of its file into a new tensor. In decode (the file in the page cache), per
   // tensor: offload_copy_scale x bytes / offload_copy_gbs (the copy as timed alone, and the dtype's

@@ -1023,11 +1023,11 @@ TEST_CASE("llama.cpp's one-row product terms and load mode are fitted from its o
   known.matmul_efficiency = {{DType::kFloat32, 0.5}};
   sim::Calibration truth = fx.base;
   truth.runtimes[sim::Runtime::kLlamaCpp] = known;
-  const sim::Prediction in_memory = fx.run(truth, DType::kFloat32);
   const double kernels = fx.kernels();
-  auto fitted = [&](double mapped_factor) {
+  auto run_of = [&](DType d, double mapped_factor) {
+    const sim::Prediction in_memory = fx.run(truth, d);
     LlamaRun r;
-    r.dtype = DType::kFloat32;
+    r.dtype = d;
     r.model.version = "synthetic";
     r.model.threads = 2;
     r.model.prompt = fx.prompt;
@@ -1044,10 +1044,14 @@ TEST_CASE("llama.cpp's one-row product terms and load mode are fitted from its o
     r.model_decodes = {mapped, mapped * 1.3, mapped};
     r.no_mmap_decodes = {read_in * 1.25, read_in, read_in};
     r.model.rounds[0].decode_s *= 1.2;
-    return fit_llama_profile(fx.spec, fx.hw, fx.base, {r});
+    return r;
+  };
+  auto fitted = [&](double mapped_factor) {
+    return fit_llama_profile(fx.spec, fx.hw, fx.base, {run_of(DType::kFloat32, mapped_factor)});
   };
   const LlamaFit slow_map = fitted(1.8);
   CHECK(slow_map.profile.no_mmap);
+  CHECK(slow_map.profile.load.at(DType::kFloat32));
   CHECK(slow_map.profile.mapped_factor.at(DType::kFloat32) == Approx(1.8).epsilon(1e-3));
   CHECK(slow_map.profile.matvec_gbs.at(DType::kFloat32) == Approx(48).epsilon(1e-3));
   CHECK(slow_map.profile.matvec_row_ns.at(DType::kFloat32) == Approx(7).epsilon(1e-3));
@@ -1056,6 +1060,7 @@ TEST_CASE("llama.cpp's one-row product terms and load mode are fitted from its o
   // The mapped file as fast: the default load, its efficiency from the mapped run.
   const LlamaFit same = fitted(1.02);
   CHECK_FALSE(same.profile.no_mmap);
+  CHECK_FALSE(same.profile.no_mmap_in(DType::kFloat32));
   CHECK(same.profile.matvec_for(DType::kFloat32) < 0.9);  // the slower mapped run, reproduced
   CHECK(check_self(same.self_check).worst < 1e-4);
   CHECK(same.self_check.front().measured_decode_s == Approx(fx.run(truth, DType::kFloat32).decode_token_s * 1.02));
@@ -1064,6 +1069,22 @@ TEST_CASE("llama.cpp's one-row product terms and load mode are fitted from its o
   CHECK(same.fit["float32"]["no_mmap_decode_sessions_ms"].size() == 3);
   CHECK(same.fit["float32"]["decode_ms"].as<double>() ==
         Approx(fx.run(truth, DType::kFloat32).decode_token_s * 1.02e3).epsilon(1e-3));
+  // The load mode is the dtype's own: float32's mapped file 1.8x slower, bfloat16's as fast (as
+  // measured on the AMD EPYC VM) -> float32 read into memory, bfloat16 mapped, each dtype's
+  // efficiency solved on the run in its own mode; a dtype not measured takes the median's mode.
+  const LlamaFit both =
+      fit_llama_profile(fx.spec, fx.hw, fx.base, {run_of(DType::kFloat32, 1.8), run_of(DType::kBFloat16, 1.01)});
+  CHECK(both.profile.no_mmap_in(DType::kFloat32));
+  CHECK_FALSE(both.profile.no_mmap_in(DType::kBFloat16));
+  CHECK(both.profile.no_mmap_in(DType::kFloat16) == both.profile.no_mmap);
+  REQUIRE(both.self_check.size() == 2);
+  for (const auto& row : both.self_check) {
+    const double read_in = fx.run(truth, row.dtype).decode_token_s;
+    CHECK(row.measured_decode_s == Approx(row.dtype == DType::kFloat32 ? read_in : read_in * 1.01).epsilon(1e-6));
+  }
+  CHECK(check_self(both.self_check).worst < 1e-4);
+  CHECK(both.fit["load_float32"].as<std::string>() == "no-mmap");
+  CHECK(both.fit["load_bfloat16"].as<std::string>() == "mmap");
 }
 
 TEST_CASE("the runtime validation's errors leave the fitted model out; regret picks by prediction",
@@ -1212,6 +1233,16 @@ TEST_CASE("the runtime validation refers its measurements to calibration time by
   v.extra_measurements = 1;
   CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"),
              Catch::Contains("taken again, up to 2 times") && Catch::Contains("measurements taken again: 1;"));
+  // llama.cpp: the load mode of each dtype as measured.
+  v.runtime = sim::Runtime::kLlamaCpp;
+  v.no_mmap = {{DType::kFloat32, false}, {DType::kBFloat16, false}};
+  CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"), Catch::Contains(", mapped (llama.cpp's default load)"));
+  v.no_mmap = {{DType::kFloat32, true}, {DType::kBFloat16, false}, {DType::kFloat16, false}};
+  CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"),
+             Catch::Contains(", float32 read into memory (--no-mmap") &&
+                 Catch::Contains("float16 and bfloat16 mapped (llama.cpp's default load"));
+  v.no_mmap = {{DType::kFloat32, true}};
+  CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"), Catch::Contains(", every dtype read into memory"));
 }
 
 TEST_CASE("a probe program ends with the profiler that started it", "[unit][profile]") {

@@ -1621,6 +1621,32 @@ runtimes:
   CHECK(back.runtimes.at(Runtime::kTransformers).unsupported == t.unsupported);
   CHECK(calibration_yaml(back) == calibration_yaml(c));
   CHECK(back.runtimes.at(Runtime::kLlamaCpp).no_mmap);
+  // The load mode per dtype (a fit writes it so): written back as it was read; a dtype it does not
+  // name takes the one-word mode; a mode that is neither word, a key that is not a dtype, and a
+  // load mode under transformers are errors naming the key.
+  Calibration per = c;
+  per.runtimes[Runtime::kLlamaCpp].load = {{DType::kFloat32, true}, {DType::kBFloat16, false}};
+  const Calibration per_back = parse_calibration(calibration_yaml(per), "saved");
+  const RuntimeProfile& pl = per_back.runtimes.at(Runtime::kLlamaCpp);
+  CHECK(pl.load == per.runtimes.at(Runtime::kLlamaCpp).load);
+  CHECK(pl.no_mmap_in(DType::kFloat32));
+  CHECK_FALSE(pl.no_mmap_in(DType::kBFloat16));
+  CHECK(pl.no_mmap_in(DType::kFloat16) == pl.no_mmap);
+  CHECK(calibration_yaml(per_back).find("load: {float32: no-mmap, bfloat16: mmap}") != std::string::npos);
+  auto load_error = [&](const std::string& load, const char* runtime = "\"llama.cpp\"") {
+    const std::string y =
+        std::string("kind: calibration\nname: x\nruntimes:\n  ") + runtime + ":\n    load: " + load + "\n";
+    try {
+      parse_calibration(y, "bad.yaml");
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  CHECK(load_error("{float32: maybe}").find("load.float32: mmap or no-mmap, found 'maybe'") != std::string::npos);
+  CHECK(load_error("{float33: mmap}").find("'float33' is not a dtype") != std::string::npos);
+  CHECK(load_error("{float32: mmap}", "transformers").find("only llama.cpp has a load mode") != std::string::npos);
+  CHECK(load_error("{float32: no-mmap}") == "accepted");
   CHECK(back.runtimes.at(Runtime::kLlamaCpp).matvec_gbs == l.matvec_gbs);
   CHECK(back.runtimes.at(Runtime::kLlamaCpp).mapped_factor == l.mapped_factor);
   CHECK(back.runtimes.at(Runtime::kTransformers).matvec_efficiency == t.matvec_efficiency);
@@ -1930,6 +1956,16 @@ TEST_CASE("llama.cpp's command line says --no-mmap where the calibration measure
                                                  "decoding 2.3x slower)"));
   // The same prediction: the profile's figures are the load mode's already.
   CHECK(read_in.rows.front().pred.total_s == Approx(mapped.rows.front().pred.total_s));
+  // Per dtype: the scenario's float16 mapped as fast -> no advice, whatever the other dtypes';
+  // float16 read in -> advised with float16's own factor.
+  cal.runtimes[Runtime::kLlamaCpp].load = {{DType::kFloat32, true}, {DType::kFloat16, false}};
+  s.calibration = cal;
+  CHECK_THAT(evaluate(s).how_to_run, !Catch::Contains("--no-mmap"));
+  cal.runtimes[Runtime::kLlamaCpp].load[DType::kFloat16] = true;
+  cal.runtimes[Runtime::kLlamaCpp].no_mmap = false;
+  cal.runtimes[Runtime::kLlamaCpp].mapped_factor[DType::kFloat16] = 1.4;
+  s.calibration = cal;
+  CHECK_THAT(evaluate(s).how_to_run, Catch::Contains("decoding 1.4x slower"));
 }
 
 TEST_CASE("a scenario's runtimes: parsed in a fixed order; an unknown one names the file and line",
