@@ -172,14 +172,44 @@ std::string find_torch_python() {
                        " does (Debian: apt-get install python3-torch; or set DMAP_PYTHON)");
 }
 
+namespace {
+
+// "float32,bfloat16": the probe's --dtypes argument.
+std::string dtype_list(const std::vector<DType>& dtypes) {
+  std::string s;
+  for (DType d : dtypes) {
+    if (!s.empty()) s += ',';
+    s += dtype_name(d);
+  }
+  return s;
+}
+
+// Runs the probe program `argv`, which writes its JSON to `out`, and returns that text (the file
+// removed either way); a failed run is a RuntimeFailure naming `what` and the exit status.
+std::string run_probe_json(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                           const std::filesystem::path& out, const std::string& what) {
+  const int rc = run_command(argv, false, env);
+  std::error_code ec;
+  if (rc != 0) {
+    std::filesystem::remove(out, ec);
+    throw RuntimeFailure(what + " failed with exit status " + std::to_string(rc));
+  }
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::filesystem::remove(out, ec);
+  return text.str();
+}
+
+}  // namespace
+
 TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
   namespace fs = std::filesystem;
   static std::atomic<int> serial{0};
   const fs::path dir = opt.run.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(opt.run.scratch_dir);
   const fs::path out =
       dir / ("dmap_runtime_probe_" + std::to_string(::getpid()) + "_" + std::to_string(serial++) + ".json");
-  std::string dtypes;
-  for (DType d : opt.dtypes) dtypes += (dtypes.empty() ? "" : ",") + std::string(dtype_name(d));
+  const std::string dtypes = dtype_list(opt.dtypes);
   std::vector<std::string> argv = {opt.python,     opt.script,
                                    "--model",      opt.model_file,
                                    "--dtypes",     dtypes,
@@ -212,18 +242,10 @@ TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
     argv.push_back("--matvec");
     argv.push_back(shapes);
   }
-  const int rc = run_command(argv, false, opt.keep_freed ? sim::glibc_keep_freed_env() : std::vector<std::string>{});
-  std::error_code ec;
-  if (rc != 0) {
-    fs::remove(out, ec);
-    throw RuntimeFailure("the transformers runtime probe (" + opt.python + " " + opt.script + " --model " +
-                         opt.model_file + ") failed with exit status " + std::to_string(rc));
-  }
-  std::ifstream in(out);
-  std::stringstream text;
-  text << in.rdbuf();
-  fs::remove(out, ec);
-  return parse_torch_probe(text.str(), "the runtime probe's output (" + out.string() + ")");
+  const std::string text = run_probe_json(
+      argv, opt.keep_freed ? sim::glibc_keep_freed_env() : std::vector<std::string>{}, out,
+      "the transformers runtime probe (" + opt.python + " " + opt.script + " --model " + opt.model_file + ")");
+  return parse_torch_probe(text, "the runtime probe's output (" + out.string() + ")");
 }
 
 TorchDtypeSupport parse_torch_dtype_support(const std::string& json, const std::string& origin) {
@@ -247,20 +269,12 @@ TorchDtypeSupport torch_dtype_support(const TorchProbeOptions& opt) {
   namespace fs = std::filesystem;
   const fs::path dir = opt.run.scratch_dir.empty() ? fs::temp_directory_path() : fs::path(opt.run.scratch_dir);
   const fs::path out = dir / ("dmap_dtype_check_" + std::to_string(::getpid()) + ".json");
-  std::string dtypes;
-  for (DType d : opt.dtypes) dtypes += (dtypes.empty() ? "" : ",") + std::string(dtype_name(d));
-  const int rc = run_command({opt.python, opt.script, "--check-dtypes", dtypes, "--out", out.string()}, false);
-  std::error_code ec;
-  if (rc != 0) {
-    fs::remove(out, ec);
-    throw RuntimeFailure("the transformers runtime probe's dtype check (" + opt.python + " " + opt.script +
-                         " --check-dtypes " + dtypes + ") failed with exit status " + std::to_string(rc));
-  }
-  std::ifstream in(out);
-  std::stringstream text;
-  text << in.rdbuf();
-  fs::remove(out, ec);
-  return parse_torch_dtype_support(text.str(), "the dtype check's output (" + out.string() + ")");
+  const std::string dtypes = dtype_list(opt.dtypes);
+  const std::string text =
+      run_probe_json({opt.python, opt.script, "--check-dtypes", dtypes, "--out", out.string()}, {}, out,
+                     "the transformers runtime probe's dtype check (" + opt.python + " " + opt.script +
+                         " --check-dtypes " + dtypes + ")");
+  return parse_torch_dtype_support(text, "the dtype check's output (" + out.string() + ")");
 }
 
 FreshPages fresh_pages_of(const ModuleTree& tree, DType d, int64_t first, int64_t last) {

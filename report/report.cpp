@@ -68,7 +68,9 @@ std::vector<std::string> write_report(const sim::SimScenario& s, const sim::Eval
     cpu.values.push_back(1e3 * (b[sim::Resource::kCpuCompute] + b[sim::Resource::kCpuMemory]));
     link.values.push_back(1e3 * b[sim::Resource::kH2d]);
     disk.values.push_back(1e3 * b[sim::Resource::kDisk]);
-    t.bar_notes.push_back(r.pred.feasible ? sim::format_seconds(r.pred.decode_token_s) : "OOM");
+    t.bar_notes.push_back(r.pred.feasible     ? sim::format_seconds(r.pred.decode_token_s)
+                          : r.pred.cannot_run ? "cannot run"
+                                              : "OOM");
   }
   t.series = {gpu, cpu, link, disk};
   write_file(dir / "time_per_token.svg", render_svg(t), written);
@@ -117,7 +119,7 @@ std::vector<std::string> write_report(const sim::SimScenario& s, const sim::Eval
     const sim::ResultRow& r = ev.rows[i];
     if (!r.error.empty() || !r.same_as.empty()) continue;
     m.categories.push_back(row_label(r));
-    m.bar_notes.push_back(r.pred.feasible ? "" : "OOM");
+    m.bar_notes.push_back(r.pred.feasible ? "" : r.pred.cannot_run ? "cannot run" : "OOM");
     for (size_t k = 0; k < devices.size(); ++k) {
       double v = 0;
       for (const auto& [d, b] : r.pred.memory) {
@@ -156,7 +158,7 @@ std::vector<std::string> write_report(const sim::SimScenario& s, const sim::Eval
   bool any_oom = false;
   for (const auto& r : ev.rows) any_oom = any_oom || !r.pred.feasible;
   if (any_oom) {
-    md << "Why placements do not fit:\n\n";
+    md << "Why placements do not fit or cannot run:\n\n";
     for (const auto& r : ev.rows) {
       if (!r.pred.feasible) md << "- " << row_label(r) << ": " << r.pred.oom << "\n";
     }

@@ -209,10 +209,9 @@ void refuse_unsupported_dtype(ResultRow& r, const Context& c, Runtime rt, Semant
   if (!m) return;
   const auto it = m->profile.unsupported.find(c.graph->dtype);
   if (it == m->profile.unsupported.end()) return;
-  r.pred.feasible = false;
-  r.pred.oom = runtime_name(rt) + " cannot compute in " + std::string(dtype_name(c.graph->dtype)) +
-               " on this CPU (measured by `dmap profile --real --runtime " + runtime_name(rt) + "`: " + it->second +
-               ")";
+  mark_cannot_run(r.pred, runtime_name(rt) + " cannot compute in " + std::string(dtype_name(c.graph->dtype)) +
+                              " on this CPU (measured by `dmap profile --real --runtime " + runtime_name(rt) +
+                              "`: " + it->second + ")");
 }
 
 void add_rows(std::vector<ResultRow>& rows, const Context& c, const Hardware& hw, const std::string& strategy,
@@ -361,8 +360,7 @@ void refuse_under_transformers(std::vector<ResultRow>& rows, size_t first, const
   if (refusal.empty()) return;
   for (size_t i = first; i < rows.size(); ++i) {
     if (rows[i].semantics != semantics_name(Semantics::kAccelerate)) continue;
-    rows[i].pred.feasible = false;
-    rows[i].pred.oom = "transformers refuses to load this map: " + refusal;
+    mark_cannot_run(rows[i].pred, "transformers refuses to load this map: " + refusal);
   }
 }
 

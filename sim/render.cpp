@@ -310,19 +310,20 @@ std::string evaluation_table(const SimScenario& s, const Evaluation& ev) {
     char tps[32];
     std::snprintf(tps, sizeof tps, "%.2f", p.tokens_per_s);
     std::snprintf(line, sizeof line, "%-3d %-16s %-*s %-4s %10s %11s %9s %10s %9s %-11s %s\n", rank, r.strategy.c_str(),
-                  sem_width, sem_cell(r).c_str(), p.feasible ? "yes" : "OOM", format_seconds(p.prefill_s).c_str(),
+                  sem_width, sem_cell(r).c_str(), fits_label(p), format_seconds(p.prefill_s).c_str(),
                   format_seconds(p.decode_token_s).c_str(), tps, format_seconds(p.total_s).c_str(),
                   format_bytes_human(p.transfer_bytes_per_token).c_str(), resource_name(p.bottleneck).c_str(),
                   memory_cell(p).c_str());
     o << line;
   }
-  bool any_oom = false;
-  for (const auto& r : ev.rows) any_oom = any_oom || (!r.pred.feasible && r.error.empty());
-  if (any_oom) {
-    o << "\nout of memory:\n";
+  // The rows that do not fit, then those their runtime cannot run, each under its own heading.
+  for (const bool cannot_run : {false, true}) {
+    bool any = false;
     for (const auto& r : ev.rows) {
-      if (!r.pred.feasible && r.error.empty())
-        o << "  " << r.strategy << " (" << semantics_label(r) << "): " << r.pred.oom << "\n";
+      if (r.pred.feasible || !r.error.empty() || r.pred.cannot_run != cannot_run) continue;
+      if (!any) o << (cannot_run ? "\ncannot run:\n" : "\nout of memory:\n");
+      any = true;
+      o << "  " << r.strategy << " (" << semantics_label(r) << "): " << r.pred.oom << "\n";
     }
   }
   o << "\n" << ev.verdict << "\n";
@@ -347,10 +348,11 @@ std::string evaluation_markdown(const SimScenario& s, const Evaluation& ev) {
         << r.error << " |||||||\n";
       continue;
     }
-    o << "| " << rank << " | " << r.strategy << " | " << semantics_label(r) << " | " << (p.feasible ? "yes" : "**OOM**")
-      << " | " << format_seconds(p.prefill_s) << " | " << format_seconds(p.decode_token_s) << " | " << tps << " | "
-      << format_seconds(p.total_s) << " | " << format_bytes_human(p.transfer_bytes_per_token) << " | "
-      << resource_name(p.bottleneck) << " | " << memory_cell(p) << " |\n";
+    o << "| " << rank << " | " << r.strategy << " | " << semantics_label(r) << " | "
+      << (p.feasible ? "yes" : "**" + std::string(fits_label(p)) + "**") << " | " << format_seconds(p.prefill_s)
+      << " | " << format_seconds(p.decode_token_s) << " | " << tps << " | " << format_seconds(p.total_s) << " | "
+      << format_bytes_human(p.transfer_bytes_per_token) << " | " << resource_name(p.bottleneck) << " | "
+      << memory_cell(p) << " |\n";
   }
   (void)s;
   o << "\n" << ev.verdict << "\n";

@@ -11,6 +11,14 @@
 
 namespace dmap::sim {
 
+void mark_cannot_run(Prediction& p, std::string why) {
+  p.feasible = false;
+  p.cannot_run = true;
+  p.oom = std::move(why);
+}
+
+const char* fits_label(const Prediction& p) { return p.feasible ? "yes" : p.cannot_run ? "no" : "OOM"; }
+
 StreamCost stream_tensor(const CostModel& cm, double bytes, bool from_disk, bool warm, ExecDevice exec,
                          Semantics semantics) {
   StreamCost c;

@@ -43,7 +43,8 @@ using dmap::semantics_name;
 
 struct Prediction {
   bool feasible = true;
-  std::string oom;                                 // why it does not fit ("" when feasible)
+  std::string oom;                                 // why it does not fit or run ("" when feasible)
+  bool cannot_run = false;                         // infeasible for its runtime, not for memory
   std::vector<std::pair<Device, Bytes>> memory;    // peak bytes per device used by the placement
   std::vector<std::pair<Device, Bytes>> capacity;  // what each device offers it
   double prefill_s = 0;
@@ -55,6 +56,12 @@ struct Prediction {
   Breakdown prefill, decode;            // seconds per resource (decode: per token)
   Resource bottleneck = Resource::kGpuMemory;
 };
+
+// A placement its runtime cannot run whatever the memory (a dtype it cannot compute in on this
+// CPU, a map transformers refuses to load): infeasible, `why` in `oom`, marked as not memory.
+void mark_cannot_run(Prediction& p, std::string why);
+// The "fits" cell of a row: "yes", "OOM", or "no" where its runtime cannot run it.
+const char* fits_label(const Prediction& p);
 
 // One priced step of a simulated forward: an op on the device it executes on, or a weight
 // tensor / activation moving to it. Times are from the start of the phase.

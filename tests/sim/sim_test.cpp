@@ -1919,6 +1919,8 @@ TEST_CASE("a runtime that cannot compute in the dtype on this CPU: its CPU rows 
     if (r.strategy == "cpu" && r.runtime == "transformers") {
       ++refused;
       CHECK_FALSE(r.pred.feasible);
+      CHECK(r.pred.cannot_run);  // not memory
+      CHECK(std::string(fits_label(r.pred)) == "no");
       CHECK_THAT(r.pred.oom, Catch::Contains("transformers cannot compute in float16 on this CPU") &&
                                  Catch::Contains("addmm_impl_cpu_"));
     } else if (r.strategy == "cpu") {
@@ -1930,7 +1932,16 @@ TEST_CASE("a runtime that cannot compute in the dtype on this CPU: its CPU rows 
   }
   CHECK(refused == 1);
   CHECK(gpu_rows > 0);
-  CHECK_THAT(evaluation_table(s, ev), Catch::Contains("transformers cannot compute in float16"));
+  // The table lists it under its own heading, not under "out of memory:".
+  const std::string table = evaluation_table(s, ev);
+  const size_t cannot = table.find("\ncannot run:\n"), why = table.find("transformers cannot compute in float16");
+  REQUIRE(cannot != std::string::npos);
+  CHECK(why > cannot);
+  const size_t oom = table.find("\nout of memory:\n");
+  CHECK((oom == std::string::npos || oom < cannot));
+  for (const ResultRow& r : ev.rows) {
+    if (!r.pred.feasible && !r.pred.cannot_run) CHECK(std::string(fits_label(r.pred)) == "OOM");
+  }
   // bfloat16 is not refused.
   s.workload.dtype = DType::kBFloat16;
   for (const ResultRow& r : evaluate(s).rows) {
