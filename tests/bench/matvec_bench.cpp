@@ -5,6 +5,7 @@
 // programs within seconds and compare kernels without a whole model's noise.
 //
 //   build/tests/bench/matvec_bench bf16:2048:8192,f16:8192:2048 --threads 2 --rounds 9
+//   ... --every-round   each round's GB/s too (how a freshly filled pool streams over time)
 //
 // TYPE:N:K is an N x K weight (f32, f16 or bf16; K the row length), as llama_probe's.
 // Weights are on huge pages as the executor's (exec/weights.cpp), x is one row of float32.
@@ -70,12 +71,19 @@ std::vector<Shape> parse(const std::string& spec) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) die("usage: matvec_bench TYPE:N:K,... [--threads T] [--rounds R] [--pool-mib M]");
+  if (argc < 2) die("usage: matvec_bench TYPE:N:K,... [--threads T] [--rounds R] [--pool-mib M] [--every-round]");
   const std::vector<Shape> shapes = parse(argv[1]);
   int threads = 2, rounds = 5;
   size_t pool_mib = 256;
-  for (int i = 2; i + 1 < argc; i += 2) {
+  bool every_round = false;
+  for (int i = 2; i < argc; i += 2) {
     const std::string a = argv[i];
+    if (a == "--every-round") {
+      every_round = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) die(a + " needs a value");
     if (a == "--threads")
       threads = std::atoi(argv[i + 1]);
     else if (a == "--rounds")
@@ -115,9 +123,16 @@ int main(int argc, char** argv) {
     }
     const double t = median(per);
     std::printf(
-        "%s{\"type\": \"%s\", \"n\": %lld, \"k\": %lld, \"bytes\": %zu, \"copies\": %d, \"s\": %.9g, \"gbs\": %.6g}",
+        "%s{\"type\": \"%s\", \"n\": %lld, \"k\": %lld, \"bytes\": %zu, \"copies\": %d, \"s\": %.9g, \"gbs\": %.6g",
         si ? ", " : "", s.name.c_str(), static_cast<long long>(s.n), static_cast<long long>(s.k), bytes, copies, t,
         static_cast<double>(bytes) / t / 1e9);
+    if (every_round) {
+      std::printf(", \"rounds_gbs\": [");
+      for (size_t r = 0; r < per.size(); ++r)
+        std::printf("%s%.4g", r ? ", " : "", static_cast<double>(bytes) / per[r] / 1e9);
+      std::printf("]");
+    }
+    std::printf("}");
     std::free(mem);
   }
   std::printf("]}\n");
