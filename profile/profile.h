@@ -94,6 +94,10 @@ struct PlacementRun {
   // Wall time per decode step spent reading disk-offloaded tensors (page-cache copies).
   double decode_disk_read_s = 0;
   exec::ExpertCounts experts;  // routed experts the measured run's forwards touched (MoE models)
+  // One timed read of the run's own memory-resident weights just before its measured run
+  // (read_weights): the speed of the memory this run was given (on the AMD EPYC VM, pools
+  // allocated together read 20-37 GB/s apart: docs/PERFORMANCE.md, thirteenth session).
+  double weights_gbs = 0;
 };
 
 struct RunSettings {
@@ -228,6 +232,16 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw);
 // can say how far the machine's speed has moved since.
 constexpr int kReferenceProbeReads = 60;
 double reference_probe_ms(int threads, int reads = kReferenceProbeReads);
+
+// Reads every memory-resident weight of `w` once (`threads` threads; disk-offloaded ones are
+// skipped), timed: what the reference probe's own pool cannot say — the speed of the memory these
+// weights landed in. On the AMD EPYC VM (12 TinyLlama bfloat16 runs, each on fresh weights) a
+// run's decode correlated with this read's time at r = 0.61, with the reference probe's at 0.01.
+struct WeightsRead {
+  double bytes = 0, seconds = 0;
+  double gbs() const { return seconds > 0 ? bytes / seconds / 1e9 : 0.0; }
+};
+WeightsRead read_weights(const exec::ModelWeights& w, int threads);
 
 // The page-cache probe: GB/s of copying a 64 MiB file, warm in the page cache, out of its memory
 // map into a buffer, as the executor reads a disk-offloaded tensor (exec::DiskReader); the median

@@ -328,12 +328,15 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   plan.prefill_reps = std::max(1, rs.prefill_reps);
   plan.warm_up = true;
   plan.cold_prefill = true;  // cold start: nothing offloaded is cached yet
+  double r_weights_gbs = 0;
+  plan.before_run = [&] { r_weights_gbs = read_weights(weights, rs.threads).gbs(); };
   double pgpgin0 = -1;
   plan.after_prefill = [&] { pgpgin0 = vmstat_kb("pgpgin"); };
   const exec::Backend backend = rs.backend == "cuda" ? exec::Backend::kCuda : exec::Backend::kCpu;
   exec::RunOutcome run = exec::run_placement(cfg, weights, placement, backend, opt, plan);
   const double pgpgin1 = vmstat_kb("pgpgin");
   PlacementRun r;
+  r.weights_gbs = r_weights_gbs;
   r.forwards = rs.new_tokens;
   r.prefill_s = run.result.prefill_s;
   r.decode_s = run.result.decode_s;

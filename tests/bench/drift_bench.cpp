@@ -6,6 +6,8 @@
 // and their Pearson correlation. A probe that tracks the machine narrows the spread.
 //
 //   build/tests/bench/drift_bench tinyllama_1b float32 12 [threads]
+//                                                 (also one timed read of each run's own weights
+//                                                  before it: profile::read_weights)
 //   build/tests/bench/drift_bench probe 60 30      the probe alone, 30 calls of 60 reads back to back
 //   build/tests/bench/drift_bench copy float32     a warm disk read's cost in a decode step, by tensor size
 //   build/tests/bench/drift_bench pagecache float32  the same through exec::DiskReader's page-cache path
@@ -51,9 +53,8 @@ double pearson(const std::vector<double>& a, const std::vector<double>& b) {
 }
 // The copy-then-product modes' tensor shapes (4 to 134 MB in float32: Qwen3-0.6B's, Gemma-3-1B's and
 // TinyLlama's among them) and their table.
-const std::vector<std::pair<int64_t, int64_t>> kCopyShapes = {{1024, 1024}, {2048, 1024}, {3072, 1024},
-                                                              {2048, 2048}, {6912, 1152}, {5632, 2048},
-                                                              {8192, 2048}, {8192, 4096}};
+const std::vector<std::pair<int64_t, int64_t>> kCopyShapes = {{1024, 1024}, {2048, 1024}, {3072, 1024}, {2048, 2048},
+                                                              {6912, 1152}, {5632, 2048}, {8192, 2048}, {8192, 4096}};
 const char* const kCopyHeader =
     "tensor (rows x cols)   MB  product_ms  copy_ms  copy+product_ms  extra_ms  extra GB/s  copy GB/s\n";
 
@@ -168,7 +169,6 @@ void page_cache_then_product(DType d) {
   std::remove(path.c_str());
 }
 
-
 // Where the cache effect ends: for tensor sizes around the last-level cache, through the real
 // path (DiskReader warm into one reused buffer, as the executor reads), the product on the
 // just-copied buffer against the product on weights from a DRAM pool. Sizes interleaved, PASSES
@@ -235,7 +235,6 @@ void cache_knee(DType d, int passes) {
   std::remove(path.c_str());
 }
 
-
 // The warm page-cache cost of small tensors against large ones in whole-model decode: CPU-only,
 // every layer's attention on disk (q/k/v/o: below the cache knee on the models measured), and the
 // last third of the layers whole on disk; REPS rounds interleaved, medians.
@@ -263,9 +262,11 @@ void split_runs(const std::string& model, DType d, int reps) {
     t.push_back(rt.decode_token_s);
     abytes = static_cast<double>(ra.disk_bytes_read) / static_cast<double>(ra.forwards);
     tbytes = static_cast<double>(rt.disk_bytes_read) / static_cast<double>(rt.forwards);
-    std::printf("round %d: cpu %.2f ms, attention on disk %.2f ms (%.0f MB), third on disk %.2f ms (%.0f MB); copy %.1f / %.1f ms\n",
-                r, rc.decode_token_s * 1e3, ra.decode_token_s * 1e3, abytes / 1e6, rt.decode_token_s * 1e3, tbytes / 1e6,
-                ra.decode_disk_read_s * 1e3, rt.decode_disk_read_s * 1e3);
+    std::printf(
+        "round %d: cpu %.2f ms, attention on disk %.2f ms (%.0f MB), third on disk %.2f ms (%.0f MB); copy %.1f / %.1f "
+        "ms\n",
+        r, rc.decode_token_s * 1e3, ra.decode_token_s * 1e3, abytes / 1e6, rt.decode_token_s * 1e3, tbytes / 1e6,
+        ra.decode_disk_read_s * 1e3, rt.decode_disk_read_s * 1e3);
     std::fflush(stdout);
   }
   const double mc = median(c), ma = median(a), mt = median(t);
@@ -311,19 +312,23 @@ int main(int argc, char** argv) {
   rs.threads = argc > 4 ? std::atoi(argv[4]) : 2;
   rs.new_tokens = 12;
   const DeviceMap cpu = profile::layers_on_disk_map(spec, 0);
-  std::vector<double> dec, ratio_dec, probe;
-  std::printf("round probe_before_ms probe_after_ms decode_ms\n");
+  std::vector<double> dec, ratio_dec, probe, weights_s, weights_dec;
+  std::printf("round probe_before_ms probe_after_ms weights_read_gbs decode_ms\n");
   for (int r = 0; r < rounds; ++r) {
     const double p0 = profile::reference_probe_ms(rs.threads);
     const profile::PlacementRun run = profile::run_placement(spec, d, cpu, rs);
     const double p1 = profile::reference_probe_ms(rs.threads);
-    std::printf("%d %.3f %.3f %.2f\n", r, p0, p1, run.decode_token_s * 1e3);
+    std::printf("%d %.3f %.3f %.2f %.2f\n", r, p0, p1, run.weights_gbs, run.decode_token_s * 1e3);
     std::fflush(stdout);
     dec.push_back(run.decode_token_s * 1e3);
     probe.push_back((p0 + p1) / 2);
     ratio_dec.push_back(run.decode_token_s * 1e3 / ((p0 + p1) / 2));
+    weights_s.push_back(1 / run.weights_gbs);  // a read of the run's own weights, as time
+    weights_dec.push_back(run.decode_token_s * 1e3 * run.weights_gbs);
   }
   std::printf("decode spread (max/min) %.3f; decode/probe spread %.3f; probe spread %.3f; r(decode, probe) %.2f\n",
               spread(dec), spread(ratio_dec), spread(probe), pearson(dec, probe));
+  std::printf("decode x weights-read rate spread %.3f; r(decode, weights-read time) %.2f\n", spread(weights_dec),
+              pearson(dec, weights_s));
   return 0;
 }

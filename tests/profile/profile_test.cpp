@@ -231,6 +231,29 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   CHECK(r.yaml.find("whole_model_runs:") != std::string::npos);
 }
 
+TEST_CASE("read_weights reads every memory-resident weight once, and not those on disk", "[unit][profile]") {
+  namespace fs = std::filesystem;
+  const ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json");
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  exec::ModelWeights w = exec::ModelWeights::random(cfg, DType::kBFloat16, 3);
+  double all = 0;
+  for (const std::string& n : w.names()) all += static_cast<double>(exec::weight_bytes(w.get(n).w));
+  for (int threads : {1, 2}) {
+    const WeightsRead r = read_weights(w, threads);
+    CHECK(r.bytes == all);
+    CHECK(r.seconds > 0);
+    CHECK(r.gbs() == Approx(all / r.seconds / 1e9));
+  }
+  const std::string down = "model.layers.0.mlp.down_proj.weight";
+  const double down_bytes = static_cast<double>(exec::weight_bytes(w.get(down).w));
+  const fs::path dir = fs::temp_directory_path() / ("dmap_read_weights_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  w.offload_to_disk({down}, dir.string());
+  CHECK(read_weights(w, 2).bytes == all - down_bytes);  // read from its file at use, not resident
+  fs::remove_all(dir);
+  CHECK(WeightsRead{}.gbs() == 0);  // nothing timed: no rate
+}
+
 TEST_CASE("map_placement: unit devices, tensor homes, the first GPU, and whole layers only", "[unit][profile]") {
   const std::string dir = std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32";
   const ModelSpec spec = load_model_spec(dir + "/config.json");
