@@ -94,9 +94,10 @@ struct PlacementRun {
   // Wall time per decode step spent reading disk-offloaded tensors (page-cache copies).
   double decode_disk_read_s = 0;
   exec::ExpertCounts experts;  // routed experts the measured run's forwards touched (MoE models)
-  // One timed read of the run's own memory-resident weights just before its measured run
-  // (read_weights): the speed of the memory this run was given (on the AMD EPYC VM, pools
-  // allocated together read 20-37 GB/s apart: docs/PERFORMANCE.md, thirteenth session).
+  // With RunSettings::read_weights: one timed read of the run's own memory-resident weights just
+  // before its measured run (read_weights; else 0): the speed of the memory this run was given
+  // (on the AMD EPYC VM, pools allocated together read 20-37 GB/s apart: docs/PERFORMANCE.md,
+  // thirteenth session).
   double weights_gbs = 0;
 };
 
@@ -111,6 +112,9 @@ struct RunSettings {
   uint64_t seed = 0;         // the random weights (and, unless prompt_seed is set, the prompts: seed + 1)
   uint64_t prompt_seed = 0;  // the prompts' random token ids (0: seed + 1)
   int prefill_reps = 3;      // prefill_s is the median of this many cold prefills
+  // Time one read of the run's weights before its measured run (PlacementRun::weights_gbs). Off
+  // by default: nothing in the calibration or validation uses it yet (drift_bench does).
+  bool read_weights = false;
 };
 
 // exec::make_executor (exec/backend.h) for a backend named as run settings name it ("cpu",

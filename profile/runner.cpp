@@ -329,7 +329,7 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   plan.warm_up = true;
   plan.cold_prefill = true;  // cold start: nothing offloaded is cached yet
   double r_weights_gbs = 0;
-  plan.before_run = [&] { r_weights_gbs = read_weights(weights, rs.threads).gbs(); };
+  if (rs.read_weights) plan.before_run = [&] { r_weights_gbs = read_weights(weights, rs.threads).gbs(); };
   double pgpgin0 = -1;
   plan.after_prefill = [&] { pgpgin0 = vmstat_kb("pgpgin"); };
   const exec::Backend backend = rs.backend == "cuda" ? exec::Backend::kCuda : exec::Backend::kCpu;

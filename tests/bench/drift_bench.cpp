@@ -311,6 +311,7 @@ int main(int argc, char** argv) {
   profile::RunSettings rs;
   rs.threads = argc > 4 ? std::atoi(argv[4]) : 2;
   rs.new_tokens = 12;
+  rs.read_weights = true;
   const DeviceMap cpu = profile::layers_on_disk_map(spec, 0);
   std::vector<double> dec, ratio_dec, probe, weights_s, weights_dec;
   std::printf("round probe_before_ms probe_after_ms weights_read_gbs decode_ms\n");
