@@ -6,7 +6,7 @@
 //
 // The instruction set is chosen at run time: AVX-512 (F + BW) with F16C — plus AMX tiles for
 // bfloat16 prefill when the CPU and kernel grant them — else AVX2 + FMA + F16C, else portable
-// C++. Rows of W are split across OpenMP threads.
+// C++. Rows of W are split across OpenMP threads: with two, two-ended (exec/cpu/two_ended.h).
 //
 // Example:
 //   Weight w{ptr, DType::kBFloat16, 14336, 4096};

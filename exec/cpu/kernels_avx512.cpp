@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "exec/cpu/kernels.h"
+#include "exec/cpu/two_ended.h"
 
 namespace {
 constexpr int kPanelVecs = 4;  // GEMM panel width in vectors (register budget)

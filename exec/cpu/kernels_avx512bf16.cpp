@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "exec/cpu/kernels.h"
+#include "exec/cpu/two_ended.h"
 
 namespace dmap::exec::cpu::avx512bf16 {
 
@@ -62,16 +63,19 @@ void linear(const float* x, int64_t M, const Weight& w, const float* bias, float
   const uint16_t* xp = xb.data();
   const auto* wd = static_cast<const uint16_t*>(w.data);
   const int64_t blocks = (N + 3) / 4;
-#pragma omp parallel for schedule(static) num_threads(threads) if (threads > 1 && blocks > 1)
-  for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t n0 = b * 4;
-    switch (std::min<int64_t>(4, N - n0)) {
-      case 4: block<4>(xp, M, K, wd, n0, y, N, bias); break;
-      case 3: block<3>(xp, M, K, wd, n0, y, N, bias); break;
-      case 2: block<2>(xp, M, K, wd, n0, y, N, bias); break;
-      default: block<1>(xp, M, K, wd, n0, y, N, bias); break;
+  // Chunks of about 512 KiB of weights, split two-ended (exec/cpu/two_ended.h).
+  const int64_t chunk = chunk_units(blocks, 4 * K * 2);
+  two_ended(blocks, chunk, threads, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t n0 = b * 4;
+      switch (std::min<int64_t>(4, N - n0)) {
+        case 4: block<4>(xp, M, K, wd, n0, y, N, bias); break;
+        case 3: block<3>(xp, M, K, wd, n0, y, N, bias); break;
+        case 2: block<2>(xp, M, K, wd, n0, y, N, bias); break;
+        default: block<1>(xp, M, K, wd, n0, y, N, bias); break;
+      }
     }
-  }
+  });
 }
 
 }  // namespace dmap::exec::cpu::avx512bf16

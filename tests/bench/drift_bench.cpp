@@ -313,13 +313,19 @@ int main(int argc, char** argv) {
   rs.new_tokens = 12;
   rs.read_weights = true;
   const DeviceMap cpu = profile::layers_on_disk_map(spec, 0);
+  // argv[5] == "pages": rounds alternate weights on huge pages and on 4 KiB pages (DMAP_WEIGHT_PAGES)
+  const bool alternate = argc > 5 && std::string(argv[5]) == "pages";
   std::vector<double> dec, ratio_dec, probe, weights_s, weights_dec;
-  std::printf("round probe_before_ms probe_after_ms weights_read_gbs decode_ms\n");
+  std::vector<double> by_pages[2];
+  std::printf("round probe_before_ms probe_after_ms weights_read_gbs decode_ms%s\n", alternate ? " pages" : "");
   for (int r = 0; r < rounds; ++r) {
+    if (alternate) ::setenv("DMAP_WEIGHT_PAGES", r % 2 ? "small" : "huge", 1);
     const double p0 = profile::reference_probe_ms(rs.threads);
     const profile::PlacementRun run = profile::run_placement(spec, d, cpu, rs);
     const double p1 = profile::reference_probe_ms(rs.threads);
-    std::printf("%d %.3f %.3f %.2f %.2f\n", r, p0, p1, run.weights_gbs, run.decode_token_s * 1e3);
+    std::printf("%d %.3f %.3f %.2f %.2f%s\n", r, p0, p1, run.weights_gbs, run.decode_token_s * 1e3,
+                alternate ? (r % 2 ? " small" : " huge") : "");
+    if (alternate) by_pages[r % 2].push_back(run.decode_token_s * 1e3);
     std::fflush(stdout);
     dec.push_back(run.decode_token_s * 1e3);
     probe.push_back((p0 + p1) / 2);
@@ -331,5 +337,13 @@ int main(int argc, char** argv) {
               spread(dec), spread(ratio_dec), spread(probe), pearson(dec, probe));
   std::printf("decode x weights-read rate spread %.3f; r(decode, weights-read time) %.2f\n", spread(weights_dec),
               pearson(dec, weights_s));
+  for (int k = 0; alternate && k < 2; ++k) {
+    std::vector<double>& v = by_pages[k];
+    double m = 0, ss = 0;
+    for (double x : v) m += std::log(x) / v.size();
+    for (double x : v) ss += (std::log(x) - m) * (std::log(x) - m) / std::max<size_t>(v.size() - 1, 1);
+    std::printf("%s pages: %zu rounds, decode median %.2f ms, spread (max/min) %.3f, sd of log %.1f %%\n",
+                k ? "4 KiB" : "huge", v.size(), median(v), spread(v), 100 * std::sqrt(ss));
+  }
   return 0;
 }

@@ -6,6 +6,8 @@
 //
 //   build/tests/bench/matvec_bench bf16:2048:8192,f16:8192:2048 --threads 2 --rounds 9
 //   ... --every-round   each round's GB/s too (how a freshly filled pool streams over time)
+//   ... --ab-split      each round also with two threads split statically (exec/cpu/two_ended.h):
+//                       gbs_static and the median of the rounds' ratios, on the same memory
 //
 // TYPE:N:K is an N x K weight (f32, f16 or bf16; K the row length), as llama_probe's.
 // Weights are on huge pages as the executor's (exec/weights.cpp), x is one row of float32.
@@ -24,6 +26,7 @@
 
 #include "core/stats.h"
 #include "exec/cpu/kernels.h"
+#include "exec/cpu/two_ended.h"
 #include "exec/exec_dtype.h"
 
 using namespace dmap;
@@ -75,11 +78,11 @@ int main(int argc, char** argv) {
   const std::vector<Shape> shapes = parse(argv[1]);
   int threads = 2, rounds = 5;
   size_t pool_mib = 256;
-  bool every_round = false;
+  bool every_round = false, ab_split = false;
   for (int i = 2; i < argc; i += 2) {
     const std::string a = argv[i];
-    if (a == "--every-round") {
-      every_round = true;
+    if (a == "--every-round" || a == "--ab-split") {
+      (a == "--ab-split" ? ab_split : every_round) = true;
       --i;
       continue;
     }
@@ -95,6 +98,9 @@ int main(int argc, char** argv) {
   }
   std::printf("{\"dmap\": \"%s\", \"threads\": %d, \"matvec\": [", exec::cpu::isa_name(exec::cpu::best_isa()).c_str(),
               threads);
+  // DMAP_WEIGHT_PAGES=small: the pool on 4 KiB pages, as exec/weights.cpp then puts weights
+  const char* pages = std::getenv("DMAP_WEIGHT_PAGES");
+  const bool small_pages = pages && std::string(pages) == "small";
   for (size_t si = 0; si < shapes.size(); ++si) {
     const Shape& s = shapes[si];
     const size_t bytes = static_cast<size_t>(s.n * s.k) * exec::elt_size(s.type);
@@ -102,7 +108,7 @@ int main(int argc, char** argv) {
     const size_t stride = (bytes + 4095) / 4096 * 4096;
     void* mem = nullptr;
     if (::posix_memalign(&mem, size_t{2} << 20, stride * static_cast<size_t>(copies)) != 0) die("out of memory");
-    ::madvise(mem, stride * static_cast<size_t>(copies), MADV_HUGEPAGE);
+    if (!small_pages) ::madvise(mem, stride * static_cast<size_t>(copies), MADV_HUGEPAGE);
     auto* base = static_cast<uint8_t*>(mem);
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> u(-0.1f, 0.1f);
@@ -111,21 +117,39 @@ int main(int argc, char** argv) {
       exec::cpu::store(s.type, one.data(), static_cast<int64_t>(i), u(rng));
     for (int c = 0; c < copies; ++c) std::memcpy(base + stride * static_cast<size_t>(c), one.data(), bytes);
     std::vector<float> x(static_cast<size_t>(s.k), 0.01f), y(static_cast<size_t>(s.n));
-    std::vector<double> per;
-    for (int r = -1; r < rounds; ++r) {  // one untimed pass first
+    const auto pass = [&] {
       const auto t0 = std::chrono::steady_clock::now();
       for (int c = 0; c < copies; ++c) {
         const exec::cpu::Weight w{base + stride * static_cast<size_t>(c), s.type, s.n, s.k};
         exec::cpu::linear(x.data(), 1, w, nullptr, y.data(), threads);
       }
-      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (r >= 0) per.push_back(t / copies);
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / copies;
+    };
+    std::vector<double> per, per_static, ratios;
+    for (int r = -1; r < rounds; ++r) {  // one untimed pass first
+      if (!ab_split) {
+        const double t = pass();
+        if (r >= 0) per.push_back(t);
+        continue;
+      }
+      // --ab-split: the two-ended split and the static one in turn (order alternating by round)
+      double t2 = 0, ts = 0;
+      for (int j = 0; j < 2; ++j) {
+        const bool two = (j == 0) == (r % 2 == 0);
+        exec::cpu::two_ended_on() = two;
+        (two ? t2 : ts) = pass();
+      }
+      exec::cpu::two_ended_on() = true;
+      if (r >= 0) per.push_back(t2), per_static.push_back(ts), ratios.push_back(ts / t2);
     }
     const double t = median(per);
     std::printf(
         "%s{\"type\": \"%s\", \"n\": %lld, \"k\": %lld, \"bytes\": %zu, \"copies\": %d, \"s\": %.9g, \"gbs\": %.6g",
         si ? ", " : "", s.name.c_str(), static_cast<long long>(s.n), static_cast<long long>(s.k), bytes, copies, t,
         static_cast<double>(bytes) / t / 1e9);
+    if (ab_split)
+      std::printf(", \"gbs_static\": %.6g, \"two_ended_over_static\": %.4g",
+                  static_cast<double>(bytes) / median(per_static) / 1e9, median(ratios));
     if (every_round) {
       std::printf(", \"rounds_gbs\": [");
       for (size_t r = 0; r < per.size(); ++r)

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "exec/cpu/kernels.h"
+#include "exec/cpu/two_ended.h"
 
 using namespace dmap::exec::cpu;
 using dmap::DType;
@@ -52,10 +54,11 @@ TEST_CASE("element conversions round to nearest even and keep specials", "[unit]
 TEST_CASE("linear matches a double-precision reference on every instruction set", "[unit][exec][kernels]") {
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0, 1);
-  const std::vector<Case> cases = {{1, 1, 1},     {1, 7, 5},    {3, 16, 4},   {4, 17, 9},   {5, 33, 7},
-                                   {17, 100, 13}, {2, 256, 64}, {9, 1000, 3}, {16, 40, 7},  {37, 129, 13},
-                                   {70, 64, 6},   {48, 64, 32}, {37, 96, 64}, {16, 32, 32}, {20, 2500, 11},
-                                   {33, 2112, 32}};  // the last two: K in chunks (GEMM)
+  const std::vector<Case> cases = {{1, 1, 1},      {1, 7, 5},    {3, 16, 4},   {4, 17, 9},   {5, 33, 7},
+                                   {17, 100, 13},  {2, 256, 64}, {9, 1000, 3}, {16, 40, 7},  {37, 129, 13},
+                                   {70, 64, 6},    {48, 64, 32}, {37, 96, 64}, {16, 32, 32}, {20, 2500, 11},
+                                   {33, 2112, 32},                 // the last two: K in chunks (GEMM)
+                                   {1, 64, 1001},  {3, 48, 517}};  // many two-ended chunks, a ragged last one
   std::vector<Isa> isas = {Isa::kScalar};
   // Every path this CPU has, whatever DMAP_ISA caps the rest of the run to.
   if (static_cast<int>(detected_isa()) >= static_cast<int>(Isa::kAvx2)) isas.push_back(Isa::kAvx2);
@@ -102,7 +105,7 @@ TEST_CASE("linear matches a double-precision reference on every instruction set"
       }
       const Weight w{t == DType::kFloat32 ? static_cast<const void*>(wf.data()) : w16.data(), t, c.N, c.K};
       for (Isa isa : isas) {
-        for (int threads : {1, 2}) {
+        for (int threads : {1, 2, 3}) {
           std::vector<float> y(c.M * c.N, -999.0f);
           linear_isa(isa, xs.data(), c.M, w, bias.data(), y.data(), threads);
           INFO("isa " << isa_name(isa) << " type " << static_cast<int>(t) << " M" << c.M << " K" << c.K << " N" << c.N
@@ -119,6 +122,39 @@ TEST_CASE("linear matches a double-precision reference on every instruction set"
       CHECK(max_rel_err(y0, r0) < 1e-5);
     }
   }
+}
+
+TEST_CASE("two_ended covers every unit once, whichever thread is faster", "[unit][exec][kernels]") {
+  for (bool on : {true, false}) {
+    two_ended_on() = on;
+    for (int64_t n : {0, 1, 2, 7, 100, 1001})
+      for (int64_t chunk : {1, 3, 64, 5000})
+        for (int threads : {1, 2, 3})
+          for (int rep = 0; rep < 20; ++rep) {
+            std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+            for (auto& v : seen) v = 0;
+            std::atomic<int> bad{0};
+            two_ended(n, chunk, threads, [&](int64_t a, int64_t b) {
+              if (a < 0 || b > n || a >= b || (threads > 1 && b - a > chunk)) ++bad;  // one thread: one call
+              for (int64_t i = std::max<int64_t>(a, 0); i < std::min(b, n); ++i) ++seen[static_cast<size_t>(i)];
+              if (rep % 2) {  // one side slower now and then: the other must take over its chunks
+                volatile double s = 0;
+                for (int k = 0; k < 2000 * (a % 3); ++k) s = s + k;
+              }
+            });
+            INFO("on " << on << " n " << n << " chunk " << chunk << " threads " << threads);
+            CHECK(bad == 0);
+            int wrong = 0;
+            for (auto& v : seen) wrong += v != 1;
+            CHECK(wrong == 0);
+          }
+  }
+  two_ended_on() = true;
+  // Chunks of about 512 KiB of weights, at least 8 where there are that many units.
+  CHECK(chunk_units(128256, 4096) == 128);
+  CHECK(chunk_units(64, 4096) == 8);
+  CHECK(chunk_units(5, 4096) == 1);
+  CHECK(chunk_units(100000, 1 << 21) == 1);
 }
 
 TEST_CASE("DMAP_ISA caps the instruction set and rejects what it does not know", "[unit][exec][kernels]") {
