@@ -58,6 +58,8 @@ placement (default: everything on the CPU):
   disk-mapped modules are re-read from their file on every forward, as accelerate does.
   --drop-page-cache    evict disk-mapped weights from the page cache before every read (cold disk)
   --offload-dir DIR    where random weights mapped to disk are written (default: a temp folder)
+  --mmap               compute on a checkpoint's weights where they lie in its memory-mapped file
+                       (default: read into memory first, as llama.cpp's --no-mmap; faster to stream)
 
 workload:
   --prompt-ids 1,2,3   the prompt as token ids
@@ -104,7 +106,7 @@ int cmd_run(const std::vector<std::string>& argv) {
       argv, {"device-map",    "strategy",   "max-memory",   "scenario",  "offload-dir", "prompt-ids", "prompt-file",
              "prompt-tokens", "new-tokens", "batch",        "threads",   "dtype",       "seed",       "format",
              "no-split",      "pipeline",   "prefill-reps", "semantics", "backend",     "trace"},
-      {"help", "drop-page-cache", "random-weights"});
+      {"help", "drop-page-cache", "random-weights", "mmap"});
   if (args.has("help")) {
     std::cout << kRunHelp;
     return 0;
@@ -221,6 +223,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   std::optional<RemoveOnInterrupt> interrupt_guard;
   if (remove_offload) interrupt_guard.emplace(offload_dir);
   weights.offload_to_disk(on_disk, offload_dir);
+  if (checkpoint && !args.has("mmap")) weights.read_in();
 
   // The GPU executor runs whole units (each layer on one device); the CPU one takes any map.
   exec::Placement exec_plan;

@@ -138,6 +138,35 @@ ModelWeights ModelWeights::from_checkpoint(const ExecConfig& cfg, std::shared_pt
   return w;
 }
 
+Bytes ModelWeights::read_in() {
+  Bytes total = 0;
+  for (WeightRef& r : refs_) {
+    if (r.on_disk || r.file.empty()) continue;  // offloaded, or already memory of its own
+    const size_t bytes = weight_bytes(r.w);
+    auto buf = weight_buffer(bytes);
+    const int fd = ::open(r.file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw RuntimeFailure(r.file + ": cannot open to read '" + r.name + "': " + std::strerror(errno));
+    size_t done = 0;
+    while (done < bytes) {
+      const ssize_t n = ::pread(fd, buf.get() + done, bytes - done, static_cast<off_t>(r.offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const std::string why = n == 0 ? "the file ends early" : std::strerror(errno);
+        ::close(fd);
+        throw RuntimeFailure(r.file + ": cannot read '" + r.name + "': " + why);
+      }
+      done += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    r.w.data = buf.get();
+    r.file.clear();  // memory of its own from now on (offloading it again writes it out)
+    r.offset = 0;
+    owned_.push_back(std::move(buf));
+    total += bytes;
+  }
+  return total;
+}
+
 void ModelWeights::add(WeightRef r) {
   index_[r.name] = refs_.size();
   refs_.push_back(std::move(r));

@@ -47,6 +47,13 @@ class ModelWeights {
   // every forward. Checkpoint tensors are read from the checkpoint; random ones are first
   // written to `offload_dir` (one .dat file per tensor, like accelerate's offload folder).
   void offload_to_disk(const std::vector<std::string>& names, const std::string& offload_dir);
+  // Reads every checkpoint tensor that stays in memory (not offloaded) out of its file into memory
+  // of its own, on 2 MiB pages where the kernel grants them — llama.cpp's --no-mmap. Products then
+  // stream anonymous memory instead of the file's page-cache pages: on the AMD EPYC VM llama.cpp
+  // decoded 1.64x (float32) and 1.36x (bfloat16) slower from its mapped file. Returns the bytes read.
+  Bytes read_in();
+  // Tensors whose storage is owned memory (random weights, or read in).
+  size_t owned_count() const { return owned_.size(); }
   std::vector<std::string> names() const;
   // transformers' tensor names this model needs, in load order.
   static std::vector<std::pair<std::string, std::vector<int64_t>>> expected(const ExecConfig& cfg);

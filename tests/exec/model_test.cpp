@@ -4,6 +4,8 @@
 // Tolerances (issue): relative error <= 1e-4 in float32, <= 2e-2 in bfloat16.
 #include <catch2/catch.hpp>
 
+#include <cstring>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -228,6 +230,37 @@ TEST_CASE("executor input errors name the file or the value", "[unit][exec][mode
   CHECK_THROWS_WITH(exec_config(spec(phi3 + "rope_scaling: {type: yarn, factor: 4}\n")),
                     Catch::Contains("c.yaml:9") && Catch::Contains("type 'yarn' is not supported for phi3"));
   CHECK_THROWS_WITH(exec_config(spec(phi3 + "partial_rotary_factor: 0.1\n")), Catch::Contains("rotary channels"));
+}
+
+TEST_CASE("a checkpoint read into memory computes exactly as from its mapped file", "[unit][exec][model]") {
+  const fs::path dir = fs::path(DMAP_SOURCE_DIR) / "tests" / "data" / "mistral_float32";
+  const ExecConfig cfg = exec_config(load_model_spec(dir.string()));
+  auto ck = std::make_shared<const Checkpoint>(Checkpoint::open(dir.string()));
+  const std::vector<int32_t> prompt = {5, 6, 7, 8, 9, 10, 11, 12};
+  const ModelWeights mapped = ModelWeights::from_checkpoint(cfg, ck);
+  CpuModel a(cfg, mapped, {1, 32, 2});
+  const GenerateResult want = generate(a, prompt, 8, 6);
+
+  ModelWeights w = ModelWeights::from_checkpoint(cfg, ck);
+  const std::string head = "lm_head.weight";
+  w.offload_to_disk({head}, "");
+  CHECK(w.owned_count() == 0);
+  const Bytes read = w.read_in();
+  // Every tensor but the offloaded head now lives in memory of its own, bit for bit the file's.
+  CHECK(read == w.bytes() - static_cast<Bytes>(weight_bytes(w.get(head).w)));
+  CHECK(w.owned_count() == w.names().size() - 1);
+  CHECK(w.get(head).on_disk);
+  for (const auto& n : w.names()) {
+    if (n == head) continue;
+    CHECK(w.get(n).w.data != mapped.get(n).w.data);
+    CHECK(std::memcmp(w.get(n).w.data, mapped.get(n).w.data, weight_bytes(w.get(n).w)) == 0);
+  }
+  CHECK(w.read_in() == 0);  // nothing left to read
+  CpuModel b(cfg, w, {1, 32, 2});
+  const GenerateResult got = generate(b, prompt, 8, 6);
+  CHECK(got.tokens == want.tokens);
+  CHECK(got.first_logits == want.first_logits);
+  CHECK(b.disk_bytes_read() > 0);  // the head still read from the checkpoint every forward
 }
 
 TEST_CASE("disk-offloaded layers give the same tokens as all-CPU, read from disk every forward",
