@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -139,25 +140,36 @@ ModelWeights ModelWeights::from_checkpoint(const ExecConfig& cfg, std::shared_pt
 }
 
 Bytes ModelWeights::read_in() {
+  // One descriptor per file (a checkpoint's tensors share one or a few shards), closed on any exit.
+  struct Files {
+    std::map<std::string, int> fds;
+    ~Files() {
+      for (const auto& [path, fd] : fds) ::close(fd);
+    }
+    int open(const std::string& path, const std::string& tensor) {
+      auto it = fds.find(path);
+      if (it != fds.end()) return it->second;
+      const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) throw RuntimeFailure(path + ": cannot open to read '" + tensor + "': " + std::strerror(errno));
+      return fds[path] = fd;
+    }
+  } files;
   Bytes total = 0;
   for (WeightRef& r : refs_) {
     if (r.on_disk || r.file.empty()) continue;  // offloaded, or already memory of its own
     const size_t bytes = weight_bytes(r.w);
     auto buf = weight_buffer(bytes);
-    const int fd = ::open(r.file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw RuntimeFailure(r.file + ": cannot open to read '" + r.name + "': " + std::strerror(errno));
+    const int fd = files.open(r.file, r.name);
     size_t done = 0;
     while (done < bytes) {
       const ssize_t n = ::pread(fd, buf.get() + done, bytes - done, static_cast<off_t>(r.offset + done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         const std::string why = n == 0 ? "the file ends early" : std::strerror(errno);
-        ::close(fd);
         throw RuntimeFailure(r.file + ": cannot read '" + r.name + "': " + why);
       }
       done += static_cast<size_t>(n);
     }
-    ::close(fd);
     r.w.data = buf.get();
     r.file.clear();  // memory of its own from now on (offloading it again writes it out)
     r.offset = 0;
