@@ -379,7 +379,10 @@ void CpuModel::layer(int64_t l, float* x) {
   };
   int open = -1;
   auto t0 = Clock::now();
-  for (const Step& st : programs_[static_cast<size_t>(l)]) {
+  const std::vector<Step>& program = programs_[static_cast<size_t>(l)];
+  for (size_t i = 0; i < program.size(); ++i) {
+    const Step& st = program[i];
+    const auto s0 = time_steps_ ? Clock::now() : Clock::time_point{};
     switch (st.op) {
       case Step::Op::kModule:
         if (open >= 0) add_time(open, t0);
@@ -396,8 +399,27 @@ void CpuModel::layer(int64_t l, float* x) {
       case Step::Op::kResidual: add_residual(x, buf_h_.data(), M * cfg_.hidden); break;
       case Step::Op::kMoe: moe(st.prefix, buf(st.src), M, buf(st.dst)); break;
     }
+    if (time_steps_) step_s_[static_cast<size_t>(l)][i] += std::chrono::duration<double>(Clock::now() - s0).count();
   }
   if (open >= 0) add_time(open, t0);
+}
+
+void CpuModel::set_time_steps(bool on) {
+  time_steps_ = on;
+  reset_step_times();
+}
+
+void CpuModel::reset_step_times() {
+  step_s_.assign(programs_.size(), {});
+  for (size_t l = 0; l < programs_.size(); ++l) step_s_[l].assign(programs_[l].size(), 0.0);
+}
+
+std::vector<CpuModel::StepTime> CpuModel::step_times() const {
+  std::vector<StepTime> out;
+  for (size_t l = 0; l < step_s_.size(); ++l)
+    for (size_t i = 0; i < step_s_[l].size(); ++i)
+      out.push_back({static_cast<int64_t>(l), &programs_[l][i], step_s_[l][i]});
+  return out;
 }
 
 void CpuModel::final_norm(float* last) {

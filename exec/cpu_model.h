@@ -68,6 +68,17 @@ class CpuModel : public Executor {
   void attention_only(int64_t l);
   // Event times are seconds since `epoch` (default: the model's creation).
   void set_epoch(std::chrono::steady_clock::time_point epoch) { epoch_ = epoch; }
+  // Step timing, for the step-level benchmark (tests/bench/drift_bench steps): while on, each
+  // step of each layer's program adds its wall time to its entry; off (the default), nothing is
+  // timed below the modules. step_times() lists every step with its seconds since the last reset.
+  struct StepTime {
+    int64_t layer = 0;
+    const Step* step = nullptr;
+    double seconds = 0;
+  };
+  void set_time_steps(bool on);
+  void reset_step_times();
+  std::vector<StepTime> step_times() const;
 
  private:
   void linear(const std::string& name, const float* x, int64_t M, float* y);
@@ -105,7 +116,9 @@ class CpuModel : public Executor {
   std::vector<float> inv_freq_, inv_freq_local_, inv_freq_long_;
   std::map<std::string, std::vector<float>, std::less<>> gains_;  // float32 copies of 1-D gains (gemma: 1 + w)
   std::vector<std::string> layer_modules_;
-  std::vector<std::vector<Step>> programs_;            // per layer (exec/layer_program.h)
+  std::vector<std::vector<Step>> programs_;  // per layer (exec/layer_program.h)
+  std::vector<std::vector<double>> step_s_;  // per layer and step, while step timing is on
+  bool time_steps_ = false;
   std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer: batch x kv x max_seq x d
   std::vector<ModuleTime> times_;
   std::vector<ModuleEvent> events_;

@@ -13,6 +13,10 @@
 //   build/tests/bench/drift_bench pagecache float32  the same through exec::DiskReader's page-cache path
 //   build/tests/bench/drift_bench knee float32 3     the product after a warm copy vs from DRAM, by size
 //   build/tests/bench/drift_bench split tinyllama_1b float32 3  attention-only on disk vs whole layers
+//   build/tests/bench/drift_bench steps tinyllama_1b bfloat16 12 [threads]  a CPU-only decode step's
+//                                                 time step by step (CpuModel::set_time_steps), summed
+//                                                 over the layers: each product's GB/s, the rest
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -26,8 +30,11 @@
 
 #include "core/scenario.h"
 #include "core/stats.h"
+#include "exec/config.h"
 #include "exec/cpu/kernels.h"
+#include "exec/cpu_model.h"
 #include "exec/disk_reader.h"
+#include "exec/exec_dtype.h"
 #include "exec/weights.h"
 #include "profile/profile.h"
 
@@ -274,9 +281,83 @@ void split_runs(const std::string& model, DType d, int reps) {
               abytes / (ma - mc) / 1e9, mt * 1e3, tbytes / (mt - mc) / 1e9);
 }
 
+// Where a CPU-only decode step's time goes: seeded random weights, a 64-token prefill, then
+// `tokens` decode steps with step timing on; per kind of step (a product by its tensor's name
+// within the layer), its milliseconds per token summed over the layers, its share of the step and,
+// for products, the rate at which it streamed its weights. "outside the layers" is the embedding,
+// the final norm and the head.
+void step_breakdown(const std::string& model, DType d, int tokens, int threads) {
+  const ModelSpec spec = resolve_model(model, "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  const exec::ModelWeights w = exec::ModelWeights::random(cfg, d, 0);
+  const int64_t prompt = 64;
+  exec::RunOptions opt;
+  opt.max_seq = prompt + tokens + 1;
+  opt.threads = threads;
+  exec::CpuModel m(cfg, w, opt);
+  std::vector<int32_t> ids(static_cast<size_t>(prompt));
+  for (int64_t i = 0; i < prompt; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % cfg.vocab);
+  std::vector<float> logits(static_cast<size_t>(cfg.vocab));
+  m.begin_phase(true);
+  m.forward(ids.data(), prompt, 0, logits.data());
+  m.set_time_steps(true);
+  double total = 0;
+  for (int t = 0; t < tokens; ++t) {
+    m.begin_phase(false);
+    const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    const auto t0 = std::chrono::steady_clock::now();
+    m.forward(&next, 1, prompt + t, logits.data());
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  struct Sum {
+    double s = 0, bytes = 0;
+  };
+  std::vector<std::pair<std::string, Sum>> sums;  // in program order
+  auto at = [&](const std::string& key) -> Sum& {
+    for (auto& [k, v] : sums)
+      if (k == key) return v;
+    sums.push_back({key, {}});
+    return sums.back().second;
+  };
+  const char* const kinds[] = {"module", "norm", "linear", "rope", "attention", "gated act", "residual", "moe"};
+  double in_layers = 0;
+  for (const exec::CpuModel::StepTime& st : m.step_times()) {
+    const exec::Step& s = *st.step;
+    if (s.op == exec::Step::Op::kModule) continue;
+    std::string key = kinds[static_cast<int>(s.op)];
+    if (!s.weight.empty()) {
+      const std::string prefix = "model.layers." + std::to_string(st.layer) + ".";
+      key += " " + (s.weight.rfind(prefix, 0) == 0 ? s.weight.substr(prefix.size()) : s.weight);
+      if (s.row0 > 0 || s.op == exec::Step::Op::kLinear)
+        key += " [" + std::to_string(s.row0) + "+" + std::to_string(s.n) + "]";
+    }
+    Sum& v = at(key);
+    v.s += st.seconds / tokens;
+    in_layers += st.seconds / tokens;
+    if (s.op == exec::Step::Op::kLinear)
+      v.bytes += static_cast<double>(s.n * s.k) * static_cast<double>(exec::elt_size(d));
+  }
+  const double step = total / tokens;
+  std::printf("%s %s, %d threads: decode %.2f ms/token over %d steps (context %lld..)\n", model.c_str(),
+              std::string(dtype_name(d)).c_str(), threads, step * 1e3, tokens, static_cast<long long>(prompt));
+  std::printf("%-52s %9s %6s %8s\n", "step (summed over the layers)", "ms/token", "share", "GB/s");
+  for (const auto& [k, v] : sums) {
+    std::printf("%-52s %9.3f %5.1f%%", k.c_str(), v.s * 1e3, 100 * v.s / step);
+    if (v.bytes > 0) std::printf(" %8.2f", v.bytes / v.s / 1e9);
+    std::printf("\n");
+  }
+  const double head_bytes = static_cast<double>(cfg.vocab * cfg.hidden) * static_cast<double>(exec::elt_size(d));
+  std::printf("%-52s %9.3f %5.1f%% (head %.0f MB)\n", "outside the layers (embedding, final norm, head)",
+              (step - in_layers) * 1e3, 100 * (step - in_layers) / step, head_bytes / 1e6);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if ((argc == 5 || argc == 6) && std::string(argv[1]) == "steps") {  // drift_bench steps MODEL DTYPE TOKENS [THREADS]
+    step_breakdown(argv[2], parse_dtype(argv[3]).value(), std::atoi(argv[4]), argc == 6 ? std::atoi(argv[5]) : 2);
+    return 0;
+  }
   if (argc == 4 && std::string(argv[1]) == "probe") {  // drift_bench probe READS CALLS: jitter alone
     const int reads = std::atoi(argv[2]), calls = std::atoi(argv[3]);
     std::vector<double> v;
