@@ -399,7 +399,8 @@ void CpuModel::layer(int64_t l, float* x) {
       case Step::Op::kResidual: add_residual(x, buf_h_.data(), M * cfg_.hidden); break;
       case Step::Op::kMoe: moe(st.prefix, buf(st.src), M, buf(st.dst)); break;
     }
-    if (time_steps_) step_s_[static_cast<size_t>(l)][i] += std::chrono::duration<double>(Clock::now() - s0).count();
+    if (time_steps_ && st.op != Step::Op::kModule)
+      step_s_[static_cast<size_t>(l)][i] += std::chrono::duration<double>(Clock::now() - s0).count();
   }
   if (open >= 0) add_time(open, t0);
 }

@@ -70,7 +70,8 @@ class CpuModel : public Executor {
   void set_epoch(std::chrono::steady_clock::time_point epoch) { epoch_ = epoch; }
   // Step timing, for the step-level benchmark (tests/bench/drift_bench steps): while on, each
   // step of each layer's program adds its wall time to its entry; off (the default), nothing is
-  // timed below the modules. step_times() lists every step with its seconds since the last reset.
+  // timed below the modules. step_times() lists every step with its seconds since the last reset
+  // (a kModule step, the boundary between two timed modules, stays 0).
   struct StepTime {
     int64_t layer = 0;
     const Step* step = nullptr;

@@ -13,9 +13,11 @@
 //   build/tests/bench/drift_bench pagecache float32  the same through exec::DiskReader's page-cache path
 //   build/tests/bench/drift_bench knee float32 3     the product after a warm copy vs from DRAM, by size
 //   build/tests/bench/drift_bench split tinyllama_1b float32 3  attention-only on disk vs whole layers
-//   build/tests/bench/drift_bench steps tinyllama_1b bfloat16 12 [threads]  a CPU-only decode step's
-//                                                 time step by step (CpuModel::set_time_steps), summed
-//                                                 over the layers: each product's GB/s, the rest
+//   build/tests/bench/drift_bench steps tinyllama_1b bfloat16 12 [threads [calibration.yaml]]  a
+//                                                 CPU-only decode step's time step by step
+//                                                 (CpuModel::set_time_steps), summed over the layers:
+//                                                 each product's GB/s, the rest; with a calibration, the
+//                                                 cost model's price of each op beside it
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -29,7 +31,9 @@
 #include <vector>
 
 #include "core/scenario.h"
+#include "core/module_tree.h"
 #include "core/stats.h"
+#include "core/yaml_io.h"
 #include "exec/config.h"
 #include "exec/cpu/kernels.h"
 #include "exec/cpu_model.h"
@@ -37,6 +41,10 @@
 #include "exec/exec_dtype.h"
 #include "exec/weights.h"
 #include "profile/profile.h"
+#include "sim/calibration.h"
+#include "sim/cost_model.h"
+#include "sim/graph.h"
+#include "sim/hardware.h"
 
 using namespace dmap;
 
@@ -286,7 +294,7 @@ void split_runs(const std::string& model, DType d, int reps) {
 // within the layer), its milliseconds per token summed over the layers, its share of the step and,
 // for products, the rate at which it streamed its weights. "outside the layers" is the embedding,
 // the final norm and the head.
-void step_breakdown(const std::string& model, DType d, int tokens, int threads) {
+void step_breakdown(const std::string& model, DType d, int tokens, int threads, const std::string& calibration) {
   const ModelSpec spec = resolve_model(model, "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
   const exec::ExecConfig cfg = exec::exec_config(spec);
   const exec::ModelWeights w = exec::ModelWeights::random(cfg, d, 0);
@@ -349,13 +357,65 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads) 
   const double head_bytes = static_cast<double>(cfg.vocab * cfg.hidden) * static_cast<double>(exec::elt_size(d));
   std::printf("%-52s %9.3f %5.1f%% (head %.0f MB)\n", "outside the layers (embedding, final norm, head)",
               (step - in_layers) * 1e3, 100 * (step - in_layers) / step, head_bytes / 1e6);
+  if (calibration.empty()) return;
+  // The cost model's price of each op of the same decode step (CPU, context at the middle of
+  // the measured steps), summed over the layers by module name.
+  const sim::Calibration cal = sim::load_calibration(calibration);
+  YAML::Node hn;
+  hn["host"] = load_yaml_string(profile::detected_host_yaml(), "the detected host");
+  hn["disk"] = "nvme_gen3";
+  const sim::Hardware hw =
+      sim::parse_hardware(hn, "the detected host", std::string(DMAP_SOURCE_DIR) + "/configs/hardware");
+  const ModuleTree tree = build_module_tree(spec);
+  const sim::ModelGraph graph = sim::build_graph(tree, d);
+  sim::Workload wl;
+  wl.prompt = prompt;
+  wl.new_tokens = tokens + 1;
+  wl.dtype = d;
+  const sim::Rates rates = sim::make_rates(hw, &cal);  // CostModel keeps a reference
+  const sim::CostModel cm(graph, rates, wl);
+  const sim::Phase phase = sim::Phase::decode_at(prompt + tokens / 2);
+  const char* const op_kinds[] = {"matmul", "embedding", "norm", "attention", "activation", "residual"};
+  struct Priced {
+    double s = 0, bytes = 0, overhead = 0;
+  };
+  std::vector<std::pair<std::string, Priced>> pred;
+  double pred_total = 0;
+  for (const sim::Op& op : graph.ops) {
+    std::string name = tree.node(op.node).name;
+    const size_t at_layers = name.find("layers.");
+    if (at_layers != std::string::npos) {
+      const size_t dot = name.find('.', at_layers + 7);
+      name = dot == std::string::npos ? "layers.N" : name.substr(dot + 1);
+    }
+    name += std::string(" (") + op_kinds[static_cast<int>(op.kind)] + ")";
+    const sim::OpTime t = cm.op(op, sim::ExecDevice::cpu(), phase);
+    pred_total += t.time();
+    auto it = std::find_if(pred.begin(), pred.end(), [&](const auto& p) { return p.first == name; });
+    if (it == pred.end()) {
+      pred.push_back({name, {}});
+      it = pred.end() - 1;
+    }
+    it->second.s += t.time();
+    it->second.bytes += t.bytes;
+    it->second.overhead += t.overhead_s;
+  }
+  std::printf("\npredicted (%s), ops summed over the layers: %.2f ms/token (measured / predicted %.3f)\n",
+              calibration.c_str(), pred_total * 1e3, step / pred_total);
+  std::printf("%-52s %9s %6s %8s %9s\n", "op", "ms/token", "share", "GB/s", "overhead");
+  for (const auto& [k, t] : pred) {
+    std::printf("%-52s %9.3f %5.1f%% %8.2f %8.3f\n", k.c_str(), t.s * 1e3, 100 * t.s / pred_total, t.bytes / t.s / 1e9,
+                t.overhead * 1e3);
+  }
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if ((argc == 5 || argc == 6) && std::string(argv[1]) == "steps") {  // drift_bench steps MODEL DTYPE TOKENS [THREADS]
-    step_breakdown(argv[2], parse_dtype(argv[3]).value(), std::atoi(argv[4]), argc == 6 ? std::atoi(argv[5]) : 2);
+  if (argc >= 5 && argc <= 7 &&
+      std::string(argv[1]) == "steps") {  // drift_bench steps MODEL DTYPE TOKENS [THREADS [CAL]]
+    step_breakdown(argv[2], parse_dtype(argv[3]).value(), std::atoi(argv[4]), argc >= 6 ? std::atoi(argv[5]) : 2,
+                   argc == 7 ? argv[6] : "");
     return 0;
   }
   if (argc == 4 && std::string(argv[1]) == "probe") {  // drift_bench probe READS CALLS: jitter alone

@@ -193,6 +193,47 @@ TEST_CASE("random weights run at real shapes and are reproducible by seed", "[un
   CHECK(w1.bytes() == 2 * (cfg.vocab * H + cfg.layers * (2 * H + q * H + 2 * kv * H + H * q + 3 * I * H) + H));
 }
 
+TEST_CASE("step timing adds each layer-program step's time within its modules and changes nothing else",
+          "[unit][exec][model]") {
+  const ExecConfig cfg =
+      exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "tests/data/llama_float32").string()));
+  const ModelWeights w = ModelWeights::random(cfg, DType::kFloat32, 3);
+  const std::vector<int32_t> p = {3, 1, 4, 1, 5, 9, 2, 6};
+  CpuModel off(cfg, w, {1, 32, 2}), on(cfg, w, {1, 32, 2});
+  CHECK(off.step_times().empty());  // never switched on: nothing kept
+  on.set_time_steps(true);
+  const GenerateResult a = generate(off, p, 8, 4), b = generate(on, p, 8, 4);
+  CHECK(a.tokens == b.tokens);
+  CHECK(off.step_times().empty());
+  double steps = 0;
+  size_t linear = 0, timed = 0;
+  for (const CpuModel::StepTime& st : on.step_times()) {
+    REQUIRE(st.step != nullptr);
+    CHECK(st.seconds >= 0);
+    if (st.step->op == Step::Op::kModule) {
+      CHECK(st.seconds == 0);  // module boundaries are not steps of work
+      continue;
+    }
+    if (st.step->op == Step::Op::kLinear) {
+      ++linear;
+      timed += st.seconds > 0;
+    }
+    steps += st.seconds;
+  }
+  CHECK(linear == static_cast<size_t>(cfg.layers) * 7);  // q, k, v, o, gate, up, down
+  CHECK(timed == linear);
+  double modules = 0;  // the layers' modules: steps run inside them
+  for (const ModuleTime& m : on.module_times()) {
+    if (m.module.rfind("model.layers.", 0) != 0) continue;
+    modules += m.prefill_s;
+    for (double d : m.decode_s) modules += d;
+  }
+  CHECK(steps > 0);
+  CHECK(steps <= modules * 1.001 + 1e-6);
+  on.reset_step_times();
+  for (const CpuModel::StepTime& st : on.step_times()) CHECK(st.seconds == 0);
+}
+
 TEST_CASE("executor input errors name the file or the value", "[unit][exec][model]") {
   const fs::path dir = fs::path(DMAP_SOURCE_DIR) / "tests" / "data" / "llama_float32";
   const ExecConfig cfg = exec_config(load_model_spec(dir.string()));
