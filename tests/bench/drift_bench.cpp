@@ -327,7 +327,8 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
     sums.push_back({key, {}});
     return sums.back().second;
   };
-  const char* const kinds[] = {"module", "norm", "linear", "rope", "attention", "gated act", "residual", "moe"};
+  const char* const kinds[] = {"module",    "norm",      "linear",   "rope",
+                               "attention", "gated act", "residual", "moe"};  // Step::Op order
   double in_layers = 0;
   for (const exec::CpuModel::StepTime& st : m.step_times()) {
     const exec::Step& s = *st.step;
@@ -375,7 +376,6 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
   const sim::Rates rates = sim::make_rates(hw, &cal);  // CostModel keeps a reference
   const sim::CostModel cm(graph, rates, wl);
   const sim::Phase phase = sim::Phase::decode_at(prompt + tokens / 2);
-  const char* const op_kinds[] = {"matmul", "embedding", "norm", "attention", "activation", "residual"};
   struct Priced {
     double s = 0, bytes = 0, overhead = 0;
   };
@@ -388,7 +388,7 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
       const size_t dot = name.find('.', at_layers + 7);
       name = dot == std::string::npos ? "layers.N" : name.substr(dot + 1);
     }
-    name += std::string(" (") + op_kinds[static_cast<int>(op.kind)] + ")";
+    name += " (" + sim::op_kind_name(op.kind) + ")";
     const sim::OpTime t = cm.op(op, sim::ExecDevice::cpu(), phase);
     pred_total += t.time();
     auto it = std::find_if(pred.begin(), pred.end(), [&](const auto& p) { return p.first == name; });
