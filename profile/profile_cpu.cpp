@@ -270,6 +270,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // prefill achieves them (fitted below; 1 = the micro-benchmark's).
   std::map<DType, double> stream_scale, prefill_scale;
   double bw_scale = 1;
+  // The LM head's streaming rate in whole-model decode, per dtype (measured below).
+  std::map<DType, double> head_gbs;
   std::map<DType, double> warm_by_dtype;  // page-cache rate per dtype, from whole-model runs
   // ... and by tensor size ([MiB, bytes/s], measured within the disk runs), where measured.
   std::map<DType, sim::CurvePoints> warm_curve_by_dtype;
@@ -322,6 +324,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       h.matvec_row_ns[d] = p.row_s * 1e9;
       h.matmul_input_ns[d] = p.products.input_cost * 1e9;
     }
+    for (const auto& [d, g] : head_gbs) h.head_matvec_gbs[d] = g / 1e9;
     h.attention_overhead_us = att_overhead_s * 1e6;
     if (opt.gpu) {
       h.offload_tensor_overhead_us = opt.gpu->offload_tensor_overhead_us;
@@ -495,6 +498,28 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const double dispatch_us =
       kernels > 0 ? std::max(0.0, probe.decode_s - probe.weight_bytes / bw) / kernels * 1e6 : 0.0;
 
+  // The LM head: one product over the vocabulary after the layers, which whole-model decode
+  // streams faster than the layers' products (measured on the AMD EPYC VM, 2026-12-06, with
+  // `drift_bench steps`: bfloat16 heads at 44-47 GB/s, the layers' products at 25-47; one rate for
+  // both over-predicted the validation's models with large heads — Qwen3-0.6B, Gemma-3-1B — by
+  // 10-15 % in bfloat16, and fitting those rows gave the heads the micro-benchmark's rate). Its
+  // rate is measured in the CPU-only runs themselves (the lm_head module's decode steps, the
+  // median of each run, then over the runs), net of the row cost and dispatch the cost model
+  // also charges it; the layers' streaming scale is then fitted with the head at that rate.
+  std::map<DType, std::vector<double>> head_runs_s;  // per CPU-only run, for the fit block
+  for (const auto& [d, reps] : cpu_reps_of) {
+    std::vector<double>& ts = head_runs_s[d];
+    for (const PlacementRun& r : reps) {
+      for (const auto& mt : r.modules) {
+        if (mt.module == "lm_head" && !mt.decode_s.empty()) ts.push_back(median(mt.decode_s));
+      }
+    }
+    if (ts.empty()) continue;
+    const double net = median(ts) - static_cast<double>(c.vocab) * per[d].row_s - dispatch_us * 1e-6;
+    const double bytes = static_cast<double>(c.vocab * c.hidden * exec::elt_size(d));
+    if (net > 0) head_gbs[d] = bytes / net;
+  }
+
   // Weight streaming: the rate at which whole-model decode steps stream the weights differs from
   // one product's in the micro-benchmark (measured here: whole-model decode faster by up to
   // ~10 %), so the M = 1 rate of each dtype (and the memory bandwidth with the fastest) is
@@ -573,6 +598,12 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   for (const auto& [d, sc] : stream_fit) {
     fitb << "  streaming_" << dtype_name(d) << ": {micro_benchmark_gbs: " << fmt(per[d].bw / 1e9)
          << ", whole_model_decode_gbs: " << fmt(per[d].bw * sc / 1e9) << ", scale: " << fmt(sc) << "}\n";
+  }
+  for (const auto& [d, ts] : head_runs_s) {
+    fitb << "  head_" << dtype_name(d) << ": {vocab: " << c.vocab << ", hidden: " << c.hidden << ", decode_ms: [";
+    for (size_t i = 0; i < ts.size(); ++i) fitb << (i ? ", " : "") << fmt(ts[i] * 1e3, 4);
+    fitb << "], gbs: " << fmt(head_gbs.count(d) ? head_gbs[d] / 1e9 : 0.0)
+         << ", layers_gbs: " << fmt(per[d].bw * stream_fit[d] / 1e9) << "}\n";
   }
   for (const auto& [d, p] : per) {
     fitb << "  products_" << dtype_name(d) << ": {m: 64, samples: " << p.products.fit.residuals.size()
@@ -719,6 +750,10 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   for (const auto& [d, sc] : stream_fit) {
     out.summary.push_back("weight streaming " + std::string(dtype_name(d)) + ": " + fmt(per[d].bw * sc / 1e9) +
                           " GB/s in whole-model decode (micro-benchmark " + fmt(per[d].bw / 1e9) + ")");
+  }
+  for (const auto& [d, g] : head_gbs) {
+    out.summary.push_back("LM head " + std::string(dtype_name(d)) + ": " + fmt(g / 1e9) +
+                          " GB/s in whole-model decode (measured in the CPU-only runs)");
   }
   for (const auto& [d, sc] : prefill_scale) {
     out.summary.push_back("matrix products " + std::string(dtype_name(d)) + ": scaled by " + fmt(sc) +

@@ -42,6 +42,11 @@ double DeviceRates::row_cost(DType d) const {
   return it == matvec_row.end() ? 0.0 : it->second.value;
 }
 
+double DeviceRates::head_rate(DType d) const {
+  const auto it = head_matvec.find(d);
+  return it == head_matvec.end() ? 0.0 : it->second.value;
+}
+
 double DeviceRates::input_cost(DType d) const {
   auto it = matmul_input.find(d);
   if (it == matmul_input.end()) it = matmul_input.find(DType::kFloat32);
@@ -205,7 +210,7 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     check_keys(f, h,
                {"memory_bandwidth_gbs", "page_cache_read_gbs", "dispatch_overhead_us", "offload_tensor_overhead_us",
                 "matmul_gflops", "attention_gflops", "attention_overhead_us", "matvec_row_ns", "matmul_input_ns",
-                "reference_probe_ms", "page_cache_probe_gbs"},
+                "head_matvec_gbs", "reference_probe_ms", "page_cache_probe_gbs"},
                "host");
     HostCalibration& hc = c.host;
     hc.memory_bandwidth_gbs = read_figure(f, h, "memory_bandwidth_gbs", false);
@@ -228,6 +233,12 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     if (h["matvec_row_ns"].IsDefined()) hc.matvec_row_ns = read_per_dtype(f, h["matvec_row_ns"], "host.matvec_row_ns");
     if (h["matmul_input_ns"].IsDefined()) {
       hc.matmul_input_ns = read_per_dtype(f, h["matmul_input_ns"], "host.matmul_input_ns");
+    }
+    if (h["head_matvec_gbs"].IsDefined()) {
+      hc.head_matvec_gbs = read_per_dtype(f, h["head_matvec_gbs"], "host.head_matvec_gbs");
+      for (const auto& [d, v] : hc.head_matvec_gbs) {
+        if (!(v > 0)) fail_at(f, h["head_matvec_gbs"], "host.head_matvec_gbs: a rate must be positive");
+      }
     }
   }
   if (const YAML::Node gs = root["gpus"]; gs.IsDefined()) {
@@ -421,6 +432,7 @@ std::string calibration_yaml(const Calibration& c) {
   put(hy, "  ", "attention_overhead_us", h.attention_overhead_us);
   put_per_dtype(hy, "  ", "matvec_row_ns", h.matvec_row_ns);
   put_per_dtype(hy, "  ", "matmul_input_ns", h.matmul_input_ns);
+  put_per_dtype(hy, "  ", "head_matvec_gbs", h.head_matvec_gbs);
   put(hy, "  ", "reference_probe_ms", h.reference_probe_ms);
   put(hy, "  ", "page_cache_probe_gbs", h.page_cache_probe_gbs);
   if (!hy.str().empty()) y << "host:\n" << hy.str();
@@ -573,6 +585,7 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
   set(h.attention_overhead_us, kUs, r.host.attention_overhead);
   per_dtype(h.matvec_row_ns, 1e-9, r.host.matvec_row);
   per_dtype(h.matmul_input_ns, 1e-9, r.host.matmul_input);
+  per_dtype(h.head_matvec_gbs, kGB, r.host.head_matvec);
   auto apply_gpu = [&](const GpuCalibration& g, DeviceRates& d) {
     set(g.memory_bandwidth_gbs, kGB, d.memory_bandwidth);
     set(g.launch_overhead_us, kUs, d.dispatch);
@@ -621,6 +634,8 @@ Rates runtime_rates(const Rates& base, Runtime r, const RuntimeProfile& p) {
   if (r == Runtime::kDmap) return base;
   Rates out = base;
   out.runtime = r;
+  // The head's own rate is dmap's executor's (the runtimes' efficiencies were fitted without it).
+  out.host.head_matvec.clear();
   const Source src = p.measured ? Source::kCalibrated : Source::kEstimate;
   if (p.op_overhead_us) out.host.dispatch = {*p.op_overhead_us * kUs, src};
   if (p.gpu_op_overhead_us) {

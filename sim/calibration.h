@@ -30,6 +30,10 @@
 //                                       # stream slower than long ones); or one number
 //     matmul_input_ns: {float32: 2}       # per input element (M x K) of a product with M >= 2
 //                                       # (converting and packing the activations); or one number
+//     head_matvec_gbs: {bfloat16: 47}     # the LM head's one-row product as whole-model decode
+//                                       # streams it (its weight bytes per second, row cost and
+//                                       # dispatch apart), where it differs from the layers' rate
+//                                       # (matmul_gflops at M = 1); per dtype, absent = that rate
 //   gpus:
 //     all:                                # or a GPU ordinal: 0, 1, ...
 //       memory_bandwidth_gbs: 4100
@@ -82,6 +86,8 @@ struct DeviceRates {
   double row_cost(DType d) const;                       // matvec_row of d, else float32's, else 0
   std::map<DType, Figure> matmul_input;                 // seconds per input element (M x K) of an M >= 2 product
   double input_cost(DType d) const;                     // matmul_input of d, else float32's, else 0
+  std::map<DType, Figure> head_matvec;                  // bytes/s of the LM head's one-row product
+  double head_rate(DType d) const;                      // head_matvec of d (no fallback), else 0
   const RateCurve& flops_for(DType d) const;            // falls back to float32 (then any) when the dtype is absent
   const RateCurve& attention_flops_for(DType d) const;  // the attention curve of d, else flops_for(d)
   std::map<std::string, DequantFigure> dequant;         // the preset's figures per quantization method
@@ -102,6 +108,7 @@ struct HostCalibration {
   std::optional<double> dispatch_overhead_us, offload_tensor_overhead_us, attention_overhead_us;
   std::map<DType, CurvePoints> matmul_gflops, attention_gflops;
   std::map<DType, double> matvec_row_ns, matmul_input_ns;
+  std::map<DType, double> head_matvec_gbs;  // the LM head's one-row streaming rate, per dtype
   // The reference probe's time when the calibration was made (profile/probes.h reference_probe_ms:
   // a fixed float32 matrix-vector stream). Not a rate of the cost model: validations take the
   // probe again and report the machine's state against it (a shared VM's bandwidth drifts).

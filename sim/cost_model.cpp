@@ -43,8 +43,11 @@ Resource Breakdown::largest() const {
 CostModel::CostModel(const ModelGraph& graph, const Rates& rates, const Workload& workload)
     : graph_(graph), rates_(rates), workload_(workload) {
   DMAP_CHECK(workload.batch > 0 && workload.prompt > 0 && workload.new_tokens > 0, "workload must be positive");
-  terms_.push_back({rates.host.row_cost(graph.dtype), rates.host.input_cost(graph.dtype)});
-  for (const auto& g : rates.gpus) terms_.push_back({g.row_cost(graph.dtype), g.input_cost(graph.dtype)});
+  terms_.push_back(
+      {rates.host.row_cost(graph.dtype), rates.host.input_cost(graph.dtype), rates.host.head_rate(graph.dtype)});
+  for (const auto& g : rates.gpus) {
+    terms_.push_back({g.row_cost(graph.dtype), g.input_cost(graph.dtype), g.head_rate(graph.dtype)});
+  }
   const int64_t steps = decode_steps();
   if (steps <= 0) {
     samples_.push_back({workload.prompt + 1, 0.0});  // reported per-token time, no decode step runs
@@ -228,6 +231,13 @@ OpTime CostModel::op(const Op& op, ExecDevice dev, Phase phase) const {
   } else if (op.kind == OpKind::kMatmul) {
     const ProductTerms& pt = terms_of(dev);
     t.overhead_s += m < 2 ? static_cast<double>(op.out) * pt.row : m * static_cast<double>(op.in) * pt.input;
+    if (m < 2 && op.head && op.weight_bits == 0 && pt.head > 0) {
+      // The LM head at its own measured streaming rate (one product over the vocabulary, run
+      // after the layers: whole-model decode streams it faster than the layers' products).
+      const double weights = static_cast<double>(op.in) * static_cast<double>(op.out) * graph_.elt;
+      t.memory_s = weights / pt.head;
+      t.compute_s = 0;
+    }
   }
   return t;
 }

@@ -138,6 +138,7 @@ class CostModel {
   // [1 + i] GPU i.
   struct ProductTerms {
     double row = 0, input = 0;  // DeviceRates::row_cost, input_cost
+    double head = 0;            // DeviceRates::head_rate (0: the M = 1 rate)
   };
   const ProductTerms& terms_of(ExecDevice d) const { return terms_[static_cast<size_t>(d.gpu + 1)]; }
   const ModelGraph& graph_;

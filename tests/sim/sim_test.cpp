@@ -1722,6 +1722,58 @@ TEST_CASE("a runtime's own one-row product terms replace the hardware's", "[unit
   CHECK(runtime_rates(base, Runtime::kLlamaCpp, RuntimeProfile{}).host.row_cost(DType::kFloat32) == Approx(10e-9));
 }
 
+TEST_CASE("the LM head streams at its own calibrated rate, under dmap's executor only", "[unit][sim][calibration]") {
+  const Hardware hw = round_machine(16 * kGiB);
+  Calibration cal;
+  cal.host.matmul_gflops[DType::kFloat32] = {{1, 10}, {64, 300}};  // one-row products: 20 GB/s of float32
+  cal.host.memory_bandwidth_gbs = 400;
+  cal.host.matvec_row_ns[DType::kFloat32] = 2;
+  cal.host.dispatch_overhead_us = 1;
+  cal.host.head_matvec_gbs[DType::kFloat32] = 50;
+  const Calibration back = parse_calibration(calibration_yaml(cal), "built");
+  REQUIRE(back.host.head_matvec_gbs.count(DType::kFloat32) == 1);
+  CHECK(back.host.head_matvec_gbs.at(DType::kFloat32) == 50.0);
+  CHECK_THROWS_WITH(parse_calibration("kind: calibration\nhost:\n  head_matvec_gbs: {float32: 0}\n", "t.yaml"),
+                    Catch::Contains("head_matvec_gbs: a rate must be positive"));
+  const Rates r = make_rates(hw, &back);
+  const auto tree = tiny_tree();
+  const ModelGraph g = build_graph(*tree, DType::kFloat32);
+  const Op* head = nullptr;
+  for (const Op& op : g.ops) {
+    if (op.kind == OpKind::kMatmul && op.head) head = &op;
+  }
+  REQUIRE(head != nullptr);
+  const Op& gate = find_op(g, "model.layers.0.mlp.gate_proj", OpKind::kMatmul);
+  const double head_bytes = static_cast<double>(head->in * head->out) * 4.0;
+  const double gate_bytes = static_cast<double>(gate.in * gate.out) * 4.0;
+  {
+    const CostModel cm(g, r, workload(1, 16, 4));
+    const OpTime th = cm.op(*head, ExecDevice::cpu(), Phase::decode_at(20));
+    CHECK(th.time() == Approx(head_bytes / 50e9 + head->out * 2e-9 + 1e-6));  // the head's rate, row cost, dispatch
+    const OpTime tg = cm.op(gate, ExecDevice::cpu(), Phase::decode_at(20));
+    CHECK(tg.time() == Approx(gate_bytes / 20e9 + gate.out * 2e-9 + 1e-6));  // the layers' rate
+    // A batch of two runs the head as a two-row product: the curve's rate, not the head's.
+    const CostModel cm2(g, r, workload(2, 16, 4));
+    const OpTime t2 = cm2.op(*head, ExecDevice::cpu(), Phase::decode_at(20));
+    CHECK(t2.compute_s == Approx(2.0 * 2 * head->in * head->out / r.host.flops_for(DType::kFloat32).at(2)));
+  }
+  // Another dtype has no head rate: the curve's (no fallback to float32's head).
+  {
+    const ModelGraph gb = build_graph(*tree, DType::kBFloat16);
+    Workload w = workload(1, 16, 4);
+    w.dtype = DType::kBFloat16;
+    const CostModel cm(gb, r, w);
+    const OpTime th = cm.op(*head, ExecDevice::cpu(), Phase::decode_at(20));
+    CHECK(th.compute_s == Approx(2.0 * head->in * head->out / 10e9));
+  }
+  // Other runtimes' profiles were fitted without it.
+  RuntimeProfile p;
+  p.measured = true;
+  const Rates rt = runtime_rates(r, Runtime::kLlamaCpp, p);
+  CHECK(rt.host.head_rate(DType::kFloat32) == 0.0);
+  CHECK(runtime_rates(r, Runtime::kDmap, p).host.head_rate(DType::kFloat32) == Approx(50e9));
+}
+
 TEST_CASE("a runtime's rates: efficiencies by M, its overheads, a per-forward cost", "[unit][sim][runtime]") {
   const Hardware hw = round_machine(16 * kGiB);
   Calibration cal;
