@@ -280,6 +280,8 @@ else
 fi
 printf 'kind: calibration\nhost: {memory_bandwidth_gbs: -3}\n' >"$TMP/badcal.yaml"
 expect_error "negative calibrated bandwidth" "badcal.yaml:2:.*must be positive" -- simulate "$SIM" --calibration "$TMP/badcal.yaml"
+printf 'kind: calibration\nhost:\n  head_matvec_gbs: {bfloat16: 0}\n' >"$TMP/badhead.yaml"
+expect_error "zero LM head rate" "badhead.yaml:3:.*head_matvec_gbs: a rate must be positive" -- simulate "$SIM" --calibration "$TMP/badhead.yaml"
 printf 'kind: calibration\nruntimes:\n  "llama.cpp":\n    load: {float32: no-mmap, bfloat16: lazily}\n' >"$TMP/badload.yaml"
 expect_error "llama.cpp load mode per dtype, bad word" "badload.yaml:4:.*load.bfloat16: mmap or no-mmap, found 'lazily'" -- simulate "$SIM" --calibration "$TMP/badload.yaml"
 expect_error "simulate bad format" "unknown format 'xml'" -- simulate "$SIM" --format xml
