@@ -2,6 +2,8 @@
 // from disk, and the memory a phase needs — DESIGN.md's cost model:
 //   op time       = max(flops / achieved FLOP/s(device, dtype, M), bytes / achieved bandwidth)
 //                   + kernels x dispatch overhead
+//                   (one-row products: + rows x row cost; the LM head's at its own measured
+//                   streaming rate where the calibration has one, DeviceRates::head_rate)
 //   copy time     = bytes / link bandwidth (pinned or pageable) + per-copy latency
 //   accelerate    = per tensor: pageable copy + latency + hook overhead (allocate, copy, empty_cache)
 //   disk read     = bytes / disk bandwidth (cold) or page-cache bandwidth (warm) + latency
