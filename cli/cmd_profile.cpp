@@ -191,7 +191,7 @@ int cmd_profile(const std::vector<std::string>& argv) {
     }
     std::printf("\n");
     // The page-cache copy rate (what disk-offloaded weights' decode reads run at), likewise.
-    const double gbs = profile::page_cache_probe_gbs();
+    const double gbs = profile::page_cache_probe_gbs(threads_flag(a));
     std::printf("page-cache probe: %.2f GB/s", gbs);
     if (cal && cal->host.page_cache_probe_gbs) {
       std::printf(" (calibration: %.2f GB/s, time %+.1f %%)", *cal->host.page_cache_probe_gbs,

@@ -282,6 +282,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   rep.prefill_s = outcome.result.prefill_s;
   rep.decode_s = outcome.result.decode_s;
   rep.disk_bytes_read = static_cast<int64_t>(model.disk_bytes_read());
+  rep.decode_disk_read_s = outcome.decode_disk_read_s;
   rep.experts = cfg.experts;
   rep.top_k = cfg.top_k;
   const exec::ExpertCounts counts = model.expert_counts();

@@ -120,7 +120,7 @@ const cpu::Weight& CpuModel::fetch(const std::string& name) {
     disk_buf_.reset(new uint8_t[bytes]);
     disk_buf_bytes_ = bytes;
   }
-  disk_.read(r, disk_buf_.get(), opt_.drop_page_cache);
+  disk_.read(r, disk_buf_.get(), opt_.drop_page_cache, opt_.threads);
   disk_weight_ = r.w;
   disk_weight_.data = disk_buf_.get();
   disk_name_ = name;

@@ -9,11 +9,36 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <omp.h>
 #include <unistd.h>
 
 #include "core/error.h"
 
 namespace dmap::exec {
+
+namespace {
+
+// Below this a slice is not worth a parallel region (a few microseconds).
+constexpr size_t kMinSliceBytes = size_t{1} << 20;
+
+}  // namespace
+
+void copy_in_slices(uint8_t* dst, const uint8_t* src, size_t bytes, int threads) {
+  const int team =
+      static_cast<int>(std::min<size_t>(std::max(1, threads), std::max<size_t>(1, bytes / kMinSliceBytes)));
+  if (team <= 1) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+#pragma omp parallel num_threads(team)
+  {
+    const size_t t = static_cast<size_t>(omp_get_thread_num()), nt = static_cast<size_t>(omp_get_num_threads());
+    constexpr size_t kAlign = 4096;
+    const size_t lo = t == 0 ? 0 : std::min(bytes, bytes / nt * t / kAlign * kAlign);
+    const size_t hi = t + 1 == nt ? bytes : std::min(bytes, bytes / nt * (t + 1) / kAlign * kAlign);
+    if (hi > lo) std::memcpy(dst + lo, src + lo, hi - lo);
+  }
+}
 
 DiskReader::~DiskReader() {
   for (const auto& [file, m] : files_) {
@@ -48,7 +73,7 @@ const DiskReader::Mapped& DiskReader::map_file(const std::string& file) {
   return files_.emplace(file, m).first->second;
 }
 
-size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache) {
+size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache, int threads) {
   const Mapped& m = map_file(r.file);
   const size_t bytes = weight_bytes(r.w);
   // Checked before touching the map: a copy past the end of a file faults (SIGBUS).
@@ -66,7 +91,7 @@ size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache) {
     ::madvise(const_cast<uint8_t*>(m.data) + lo, hi - lo, MADV_DONTNEED);
     posix_fadvise(m.fd, static_cast<off_t>(lo), static_cast<off_t>(hi - lo), POSIX_FADV_DONTNEED);
   }
-  if (bytes > 0) std::memcpy(dst, m.data + r.offset, bytes);
+  if (bytes > 0) copy_in_slices(static_cast<uint8_t*>(dst), m.data + r.offset, bytes, threads);
   bytes_read_ += bytes;
   seconds_reading_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return bytes;

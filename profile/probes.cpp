@@ -147,7 +147,7 @@ double reference_probe_ms(int threads, int reads) {
   return time_linear(pool, 1, threads, reads) * 1e3;
 }
 
-double page_cache_probe_gbs() {
+double page_cache_probe_gbs(int threads) {
   struct Probe {
     size_t bytes = size_t{64} << 20;
     int fd = -1;
@@ -184,14 +184,14 @@ double page_cache_probe_gbs() {
   std::vector<double> t;
   for (int k = 0; k < 5; ++k) {
     const auto t0 = Clock::now();
-    std::memcpy(probe.buf.get(), probe.map, probe.bytes);
+    exec::copy_in_slices(probe.buf.get(), probe.map, probe.bytes, threads);
     t.push_back(since(t0));
   }
   return static_cast<double>(probe.bytes) / median(t) / 1e9;
 }
 
 // Reads of 0.25..64 MiB tensors from scratch files: cold (evicted from the page cache first) and warm.
-DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progress) {
+DiskFit measure_disk(const std::string& dir, bool quick, int threads, const ProgressFn& progress) {
   namespace fs = std::filesystem;
   const fs::path folder = fs::path(dir) / ("dmap_profile_disk_" + std::to_string(getpid()));
   const RemoveOnInterrupt guard(folder.string());
@@ -243,13 +243,13 @@ DiskFit measure_disk(const std::string& dir, bool quick, const ProgressFn& progr
     if (progress) progress("disk reads", ++step, static_cast<int>(files.size()));
     const double bytes = static_cast<double>(exec::weight_bytes(ref.w));
     auto t0 = Clock::now();
-    reader.read(ref, buf.data(), true);
+    reader.read(ref, buf.data(), true, threads);
     cold.push_back(since(t0));
     xb.push_back(bytes);
     std::vector<double> again;  // now from the page cache: the median of three re-reads
     for (int k = 0; k < 3; ++k) {
       t0 = Clock::now();
-      reader.read(ref, buf.data(), false);
+      reader.read(ref, buf.data(), false, threads);
       again.push_back(since(t0));
     }
     warm.push_back(median(again));

@@ -249,7 +249,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   const DiskFit disk = guard.run("disk probe", [&] {
     return measure_disk(
         opt.run.scratch_dir.empty() ? std::filesystem::temp_directory_path().string() : opt.run.scratch_dir, opt.quick,
-        opt.progress);
+        opt.run.threads, opt.progress);
   });
 
   // Memory bandwidth: the fastest weight streaming (the other dtypes' M = 1 rates hold their
@@ -365,9 +365,9 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   auto measure = [&](const DeviceMap& dm, DType d, const std::string& what, bool probed) {
     // (probes before and after, the run): the probes of a spoiled try are dropped with it.
     auto kept = guard.run("whole-model run " + std::string(dtype_name(d)) + " " + what, [&] {
-      const double before = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs();
+      const double before = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs(opt.run.threads);
       PlacementRun r = run_placement(opt.model, d, dm, opt.run);
-      const double after = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs();
+      const double after = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs(opt.run.threads);
       return std::make_tuple(before, after, std::move(r));
     });
     std::vector<double>& probes = probed ? reference_probes : page_cache_probes;

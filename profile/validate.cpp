@@ -283,7 +283,7 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
           // The machine as it was calibrated, if it comes back within a few seconds.
           auto probe_now = [&] {
             before = reference_probe_ms(rs.threads);
-            if (paged) page_before = page_cache_probe_gbs();
+            if (paged) page_before = page_cache_probe_gbs(rs.threads);
             return std::fabs(before / ref - 1) <= kSteadyBand &&
                    (!paged || std::fabs(page_ref / page_before - 1) <= kSteadyBand);
           };
@@ -299,7 +299,7 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
           const double after = reference_probe_ms(rs.threads);
           ratio = (before + after) / 2 / ref;
           moved = std::fabs(after / before - 1) > vs.moved_limit;
-          if (paged) page_ratio = (page_ref / page_before + page_ref / page_cache_probe_gbs()) / 2;
+          if (paged) page_ratio = (page_ref / page_before + page_ref / page_cache_probe_gbs(rs.threads)) / 2;
         }
         if ((foreign <= vs.spoiled_cores && !moved) || attempt >= vs.retries) break;
         ++row.remeasured;

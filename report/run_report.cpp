@@ -48,6 +48,10 @@ std::string run_report_json(const RunReport& r) {
   w.value(r.isa);
   w.key("disk_bytes_read");
   w.value(r.disk_bytes_read);
+  if (r.disk_bytes_read) {
+    w.key("decode_disk_read_s");
+    w.value(r.decode_disk_read_s);
+  }
   if (r.prefill_experts.forwards + r.decode_experts.forwards > 0) {
     w.key("experts_touched");  // per sparse-layer forward: measured, and uniform routing's E(1 - (1 - k/E)^rows)
     w.begin_object();
@@ -103,7 +107,10 @@ std::string run_report_table(const RunReport& r) {
   s += line("prefill:    %.3f s\n", r.prefill_s);
   s += line("decode:     %.2f ms/token (median of %zu steps), %.2f tokens/s\n", median(r.decode_s) * 1e3,
             r.decode_s.size(), tokens_per_s(r));
-  if (r.disk_bytes_read) s += line("disk:       %.2f MB read\n", static_cast<double>(r.disk_bytes_read) / 1e6);
+  if (r.disk_bytes_read) {
+    s += line("disk:       %.2f MB read; decode spent %.2f ms/token (mean) copying disk-offloaded weights\n",
+              static_cast<double>(r.disk_bytes_read) / 1e6, r.decode_disk_read_s * 1e3);
+  }
   if (r.prefill_experts.forwards + r.decode_experts.forwards > 0) {
     s += line("experts:    %lld routed, %lld per token; touched per sparse layer:", static_cast<long long>(r.experts),
               static_cast<long long>(r.top_k));

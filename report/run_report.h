@@ -43,6 +43,7 @@ struct RunReport {
   double prefill_s = 0;
   std::vector<double> decode_s;  // per step
   int64_t disk_bytes_read = 0;
+  double decode_disk_read_s = 0;   // mean per decode step spent copying disk-offloaded weights
   int64_t experts = 0, top_k = 0;  // routed experts per sparse layer, picked per token (0: dense)
   RunExperts prefill_experts, decode_experts;
   std::string device_map_json;

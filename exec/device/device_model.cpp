@@ -431,7 +431,7 @@ struct DeviceModel::Impl {
       const void* src = r.w.data;
       if (r.on_disk) {
         disk_buf.resize(bytes);
-        disk.read(r, disk_buf.data(), opt.drop_page_cache);
+        disk.read(r, disk_buf.data(), opt.drop_page_cache, opt.threads);
         src = disk_buf.data();
       }
       DeviceMemory buf(rt, g, bytes, n);
@@ -471,7 +471,7 @@ struct DeviceModel::Impl {
       if (r.on_disk) {
         void* stage = static_cast<uint8_t*>(staging[s].data()) + p.host_offsets[t];
         rt.host_access(stage, bytes, true, p.names[t]);
-        disk.read(r, stage, opt.drop_page_cache);
+        disk.read(r, stage, opt.drop_page_cache, opt.threads);
         src = stage;
       }
       rt.copy_h2d(static_cast<uint8_t*>(slot[s].data()) + p.offsets[t], src, bytes, c.copy, p.names[t]);

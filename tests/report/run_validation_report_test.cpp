@@ -59,15 +59,17 @@ TEST_CASE("run report: the table and the JSON carry the run's figures", "[unit][
   CHECK(doc.find("modules")->items.size() == 2);
 
   r.disk_bytes_read = 3'000'000;
+  r.decode_disk_read_s = 0.0125;
   r.experts = 8;
   r.top_k = 2;
   r.prefill_experts = {2, 6.0, 5.0, 6.10, 0.5};
   r.decode_experts = {6, 2.0, 1.0, 2.0, std::nullopt};
   const std::string moe = run_report_table(r);
-  CHECK(moe.find("disk:       3.00 MB read") != std::string::npos);
+  CHECK(moe.find("disk:       3.00 MB read; decode spent 12.50 ms/token (mean) copying") != std::string::npos);
   CHECK(moe.find("experts:    8 routed, 2 per token; touched per sparse layer: prefill 6.00 (uniform routing: 6.10 "
                  "for 5 tokens; sequence spread 0.500), decode 2.00 (uniform: 2.00)") != std::string::npos);
   const auto moe_doc = dmap::parse_json(run_report_json(r), "run.json");
+  CHECK(number(moe_doc.find("decode_disk_read_s")) == Approx(0.0125));
   REQUIRE(moe_doc.find("experts_touched") != nullptr);
   CHECK(moe_doc.find("experts_touched")->find("prefill")->find("uniform")->d == Approx(6.10));
   CHECK(moe_doc.find("experts_touched")->find("prefill")->find("sequence_spread")->d == Approx(0.5));
