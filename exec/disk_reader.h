@@ -18,11 +18,11 @@ namespace dmap::exec {
 // safetensors' mmap), copied into the caller's host buffer. Cold-disk runs first unmap the
 // tensor's pages and evict them from the page cache.
 //
-// A tensor of a few MiB or more is copied by the executor's threads together, one contiguous
-// slice each. Measured on the 2-vCPU AMD EPYC VM (2026-12-07, a 512 MiB file warm in the page
-// cache, 12 MiB tensors, medians of 9 interleaved passes): one thread copied 18.7 GB/s with the
-// other asleep, and as little as 3.6 GB/s in some passes while the other spun (as a libgomp
-// worker does between parallel regions); two threads copied 34.2 GB/s (min 29.9).
+// A tensor of a few MiB or more is copied warm by the executor's threads together, one contiguous
+// slice each (cold, by one thread: see read()). Measured on the 2-vCPU AMD EPYC VM (2026-12-07, a 512 MiB file warm in
+// the page cache, 12 MiB tensors, medians of 9 interleaved passes): one thread copied 18.7 GB/s with the other asleep,
+// and as little as 3.6 GB/s in some passes while the other spun (as a libgomp worker does between parallel regions);
+// two threads copied 34.2 GB/s (min 29.9).
 //
 // The maps ask for transparent huge pages (MADV_HUGEPAGE): page faults on such a map read ahead
 // into 2 MiB page-cache folios, whereas one pread() of a whole cold tensor fills the cache with
@@ -38,7 +38,7 @@ class DiskReader {
   ~DiskReader();
   DiskReader(const DiskReader&) = delete;
   DiskReader& operator=(const DiskReader&) = delete;
-  // Copies `r`'s bytes into dst (weight_bytes(r.w) of room) with up to `threads` threads;
+  // Copies `r`'s bytes into dst (weight_bytes(r.w) of room), warm with up to `threads` threads;
   // returns the bytes read. RuntimeFailure when the file cannot be opened or is shorter than the
   // tensor.
   size_t read(const WeightRef& r, void* dst, bool drop_page_cache, int threads = 1);

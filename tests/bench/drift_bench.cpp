@@ -10,7 +10,8 @@
 //                                                  before it: profile::read_weights)
 //   build/tests/bench/drift_bench probe 60 30      the probe alone, 30 calls of 60 reads back to back
 //   build/tests/bench/drift_bench copy float32     a warm disk read's cost in a decode step, by tensor size
-//   build/tests/bench/drift_bench pagecache float32  the same through exec::DiskReader's page-cache path
+//   build/tests/bench/drift_bench pagecache float32  the same through exec::DiskReader's page-cache path,
+//                                                 the copy by 1 thread then by 2 (interleaved)
 //   build/tests/bench/drift_bench knee float32 3     the product after a warm copy vs from DRAM, by size
 //   build/tests/bench/drift_bench split tinyllama_1b float32 3  attention-only on disk vs whole layers
 //   build/tests/bench/drift_bench steps tinyllama_1b bfloat16 12 [threads [calibration.yaml]]  a
@@ -139,7 +140,9 @@ std::string write_synced_file(size_t bytes) {
 // The same through the executor's real path: tensors of one 1 GiB file (written and synced
 // once, then read once so the page cache and the map hold it), copied by exec::DiskReader warm
 // into a reused buffer, each read at the next offset so the source comes from DRAM, then the
-// product on the buffer; against the product on weights from a DRAM pool. Medians of 31.
+// product on the buffer; against the product on weights from a DRAM pool. Medians of 31. Each
+// round copies twice, by one thread (the other a libgomp worker just out of the product) and
+// by two, as the executor now copies: one table each.
 void page_cache_then_product(DType d) {
   const size_t file_bytes = size_t{1} << 30;
   const std::string path = write_synced_file(file_bytes);
@@ -147,7 +150,12 @@ void page_cache_then_product(DType d) {
   std::vector<uint8_t> pool_mem(size_t{2} << 30, 1);
   for (size_t i = 0; i < pool_mem.size(); i += 4096) pool_mem[i] = static_cast<uint8_t>(i);
   exec::DiskReader reader;
-  std::printf("%s", kCopyHeader);
+  struct Row {
+    int64_t n, k;
+    size_t bytes;
+    double p, c, b;
+  };
+  std::vector<Row> rows[2];
   for (auto [n, k] : kCopyShapes) {
     const size_t bytes = static_cast<size_t>(n * k) * es;
     const size_t in_file = file_bytes / bytes, in_pool = pool_mem.size() / bytes;
@@ -163,23 +171,32 @@ void page_cache_then_product(DType d) {
       return r;
     };
     for (size_t i = 0; i < in_file; ++i) reader.read(ref_at(i), buf.data(), false);  // page cache and map warm
-    std::vector<double> prod, copy, both;
+    std::vector<double> prod, copy[2], both[2];
     auto secs = [](auto t0, auto t1) { return std::chrono::duration<double>(t1 - t0).count(); };
     for (size_t r = 0; r < 32; ++r) {
-      const uint8_t* w = pool_mem.data() + (r % in_pool) * bytes;
-      const auto t0 = std::chrono::steady_clock::now();
-      exec::cpu::linear(x.data(), 1, exec::cpu::Weight{w, d, n, k}, nullptr, y.data(), 2);
-      const auto t1 = std::chrono::steady_clock::now();
-      reader.read(ref_at(r), buf.data(), false);
-      const auto t2 = std::chrono::steady_clock::now();
-      exec::cpu::linear(x.data(), 1, exec::cpu::Weight{buf.data(), d, n, k}, nullptr, y.data(), 2);
-      const auto t3 = std::chrono::steady_clock::now();
-      if (r == 0) continue;  // warm-up
-      prod.push_back(secs(t0, t1));
-      copy.push_back(secs(t1, t2));
-      both.push_back(secs(t1, t3));
+      for (int threads = 1; threads <= 2; ++threads) {
+        const size_t at = 2 * r + static_cast<size_t>(threads - 1);
+        const uint8_t* w = pool_mem.data() + (at % in_pool) * bytes;
+        const auto t0 = std::chrono::steady_clock::now();
+        exec::cpu::linear(x.data(), 1, exec::cpu::Weight{w, d, n, k}, nullptr, y.data(), 2);
+        const auto t1 = std::chrono::steady_clock::now();
+        reader.read(ref_at(at), buf.data(), false, threads);
+        const auto t2 = std::chrono::steady_clock::now();
+        exec::cpu::linear(x.data(), 1, exec::cpu::Weight{buf.data(), d, n, k}, nullptr, y.data(), 2);
+        const auto t3 = std::chrono::steady_clock::now();
+        if (r == 0) continue;  // warm-up
+        if (threads == 1) prod.push_back(secs(t0, t1));
+        copy[threads - 1].push_back(secs(t1, t2));
+        both[threads - 1].push_back(secs(t1, t3));
+      }
     }
-    print_copy_row(n, k, bytes, median(prod), median(copy), median(both));
+    rows[0].push_back({n, k, bytes, median(prod), median(copy[0]), median(both[0])});
+    rows[1].push_back({n, k, bytes, median(prod), median(copy[1]), median(both[1])});
+  }
+  for (int t = 0; t < 2; ++t) {
+    std::printf("%scopied by %d thread%s:\n", t ? "\n" : "", t + 1, t ? "s" : "");
+    std::printf("%s", kCopyHeader);
+    for (const Row& w : rows[t]) print_copy_row(w.n, w.k, w.bytes, w.p, w.c, w.b);
   }
   std::remove(path.c_str());
 }
