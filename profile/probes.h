@@ -79,8 +79,8 @@ struct DiskFit {
   int samples = 0;
 };
 
-// Reads of 0.25..64 MiB tensors from scratch files: cold (evicted from the page cache first) and
-// warm, by `threads` threads as the executor reads them.
+// Reads of 0.25..64 MiB tensors from scratch files: cold (evicted from the page cache first, by
+// one thread) and warm (by `threads` threads), as the executor reads them.
 DiskFit measure_disk(const std::string& dir, bool quick, int threads, const ProgressFn& progress);
 
 // Attention alone (exec::CpuModel::attention_only) over context lengths, on a one-layer model
