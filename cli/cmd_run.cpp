@@ -57,6 +57,8 @@ placement (default: everything on the CPU):
                        stream ordering checked, GPU modules timed on its model clock, not measured)
   disk-mapped modules are re-read from their file on every forward, as accelerate does.
   --drop-page-cache    evict disk-mapped weights from the page cache before every read (cold disk)
+  --cold-start         evict them before the prefill only (a fresh start; decode then reads them
+                       warm from the page cache): how `dmap profile` runs disk placements
   --offload-dir DIR    where random weights mapped to disk are written (default: a temp folder)
   --mmap               compute on a checkpoint's weights where they lie in its memory-mapped file
                        (default: read into memory first, as llama.cpp's --no-mmap; faster to stream)
@@ -106,7 +108,7 @@ int cmd_run(const std::vector<std::string>& argv) {
       argv, {"device-map",    "strategy",   "max-memory",   "scenario",  "offload-dir", "prompt-ids", "prompt-file",
              "prompt-tokens", "new-tokens", "batch",        "threads",   "dtype",       "seed",       "format",
              "no-split",      "pipeline",   "prefill-reps", "semantics", "backend",     "trace"},
-      {"help", "drop-page-cache", "random-weights", "mmap"});
+      {"help", "drop-page-cache", "cold-start", "random-weights", "mmap"});
   if (args.has("help")) {
     std::cout << kRunHelp;
     return 0;
@@ -241,6 +243,7 @@ int cmd_run(const std::vector<std::string>& argv) {
   plan.ids = ids;
   plan.prompt_len = P;
   plan.new_tokens = new_tokens;
+  plan.cold_prefill = args.has("cold-start");
   if (args.get("prefill-reps")) {
     plan.prefill_reps = static_cast<int>(integer_flag(args, "prefill-reps", 1, 1, 1000));
     plan.warm_up = true;

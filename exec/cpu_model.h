@@ -126,7 +126,7 @@ class CpuModel : public Executor {
   std::chrono::steady_clock::time_point epoch_;
   bool prefill_phase_ = true;
   std::vector<float> buf_x_, buf_h_, buf_q_, buf_k_, buf_v_, buf_a_, buf_g_, buf_u_;
-  std::unique_ptr<uint8_t[]> disk_buf_;  // disk-offloaded tensors are read into it
+  WeightBuffer disk_buf_{nullptr, [](uint8_t*) {}};  // disk-offloaded tensors are read into it
   size_t disk_buf_bytes_ = 0;
   struct AttentionScratch {
     std::vector<float> q, s, vt, o;

@@ -1,10 +1,13 @@
-// Disk-offloaded weights read through memory maps (see disk_reader.h).
+// Disk-offloaded weights read from their files (see disk_reader.h).
 #include "exec/disk_reader.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -19,24 +22,50 @@ namespace dmap::exec {
 namespace {
 
 // Below this a slice is not worth a parallel region (a few microseconds).
-constexpr size_t kMinSliceBytes = size_t{1} << 20;
+constexpr size_t kMinSliceBytes = size_t{1} << 18;
+
+// Thread t of nt's share of `bytes`: [lo, hi), split at 4 KiB boundaries.
+std::pair<size_t, size_t> slice(size_t t, size_t nt, size_t bytes) {
+  constexpr size_t kAlign = 4096;
+  const size_t lo = t == 0 ? 0 : std::min(bytes, bytes / nt * t / kAlign * kAlign);
+  const size_t hi = t + 1 == nt ? bytes : std::min(bytes, bytes / nt * (t + 1) / kAlign * kAlign);
+  return {lo, std::max(lo, hi)};
+}
+
+int team_for(size_t bytes, int threads) {
+  return static_cast<int>(std::min<size_t>(std::max(1, threads), std::max<size_t>(1, bytes / kMinSliceBytes)));
+}
+
+// pread() until [lo, hi) is read; errno's message, "" when done, or "the file ends early".
+std::string pread_range(int fd, uint64_t offset, uint8_t* dst, size_t lo, size_t hi) {
+  while (lo < hi) {
+    const ssize_t n = ::pread(fd, dst + lo, hi - lo, static_cast<off_t>(offset + lo));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return std::strerror(errno);
+    if (n == 0) return "the file ends early";
+    lo += static_cast<size_t>(n);
+  }
+  return "";
+}
 
 }  // namespace
 
-void copy_in_slices(uint8_t* dst, const uint8_t* src, size_t bytes, int threads) {
-  const int team =
-      static_cast<int>(std::min<size_t>(std::max(1, threads), std::max<size_t>(1, bytes / kMinSliceBytes)));
+void pread_in_slices(int fd, uint64_t offset, uint8_t* dst, size_t bytes, int threads, const std::string& name,
+                     const std::string& file) {
+  const int team = team_for(bytes, threads);
+  std::vector<std::string> why(static_cast<size_t>(team));
   if (team <= 1) {
-    std::memcpy(dst, src, bytes);
-    return;
-  }
+    why[0] = pread_range(fd, offset, dst, 0, bytes);
+  } else {
 #pragma omp parallel num_threads(team)
-  {
-    const size_t t = static_cast<size_t>(omp_get_thread_num()), nt = static_cast<size_t>(omp_get_num_threads());
-    constexpr size_t kAlign = 4096;
-    const size_t lo = t == 0 ? 0 : std::min(bytes, bytes / nt * t / kAlign * kAlign);
-    const size_t hi = t + 1 == nt ? bytes : std::min(bytes, bytes / nt * (t + 1) / kAlign * kAlign);
-    if (hi > lo) std::memcpy(dst + lo, src + lo, hi - lo);
+    {
+      const size_t t = static_cast<size_t>(omp_get_thread_num());
+      const auto [lo, hi] = slice(t, static_cast<size_t>(omp_get_num_threads()), bytes);
+      why[t] = pread_range(fd, offset, dst, lo, hi);
+    }
+  }
+  for (const std::string& w : why) {
+    if (!w.empty()) throw RuntimeFailure("cannot read " + name + " from " + file + ": " + w);
   }
 }
 
@@ -90,11 +119,16 @@ size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache, int
     const size_t lo = r.offset / page * page, hi = std::min(m.size, (r.offset + bytes + page - 1) / page * page);
     ::madvise(const_cast<uint8_t*>(m.data) + lo, hi - lo, MADV_DONTNEED);
     posix_fadvise(m.fd, static_cast<off_t>(lo), static_cast<off_t>(hi - lo), POSIX_FADV_DONTNEED);
+    // Then read through the map by one thread: its page faults read ahead into 2 MiB page-cache
+    // folios (the map asks for huge pages), one stream the kernel reads ahead of (Qwen3-0.6B
+    // bfloat16, 14/28 layers on disk, every read cold: 125-154 ms/token by one thread, 206-250 by
+    // two). A cold pread() filled the cache with small folios instead, and every later warm read
+    // paid for them (TinyLlama float32, 11/22 layers on disk: decode 258 against 143 ms/token).
+    std::memcpy(dst, m.data + r.offset, bytes);
+  } else if (bytes > 0) {
+    // Warm, by pread() from the page cache, each thread its slice (see the class comment).
+    pread_in_slices(m.fd, r.offset, static_cast<uint8_t*>(dst), bytes, threads, r.name, r.file);
   }
-  // Cold, the copy's page faults read the disk: one thread, whose faults the kernel reads ahead
-  // of in one stream (Qwen3-0.6B bfloat16, 14/28 layers on disk, every read cold: 125-154
-  // ms/token by one thread, 206-250 by two, whose two streams defeat the file's readahead).
-  if (bytes > 0) copy_in_slices(static_cast<uint8_t*>(dst), m.data + r.offset, bytes, drop_page_cache ? 1 : threads);
   bytes_read_ += bytes;
   seconds_reading_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return bytes;

@@ -13,26 +13,29 @@
 
 namespace dmap::exec {
 
-// memcpy(dst, src, bytes) by up to `threads` threads, one contiguous slice each (split at 4 KiB
-// boundaries; serial below 1 MiB a slice): how DiskReader copies a tensor out of its map.
-void copy_in_slices(uint8_t* dst, const uint8_t* src, size_t bytes, int threads);
+// pread(fd, dst, bytes, offset) by up to `threads` threads, one contiguous slice each (split at
+// 4 KiB boundaries; one thread below 256 KiB a slice): how DiskReader reads a tensor warm.
+// RuntimeFailure naming the tensor and file when a read fails or the file ends early.
+void pread_in_slices(int fd, uint64_t offset, uint8_t* dst, size_t bytes, int threads, const std::string& name,
+                     const std::string& file);
 
-// Reads disk-offloaded tensors from their files, through a read-only memory map of each file
-// kept for the reader's lifetime (as accelerate reads offloaded weights through np.memmap /
-// safetensors' mmap), copied into the caller's host buffer. Cold-disk runs first unmap the
-// tensor's pages and evict them from the page cache.
+// Reads disk-offloaded tensors from their files into the caller's host buffer, every forward,
+// as accelerate re-reads offloaded weights (through np.memmap / safetensors' mmap). Each file is
+// opened and memory-mapped once for the reader's lifetime.
 //
-// A tensor of a few MiB or more is copied warm by the executor's threads together, one
-// contiguous slice each (cold, by one thread: see read()). Measured on the 2-vCPU AMD EPYC VM
-// (2026-12-07, a 512 MiB file warm in the page cache, 12 MiB tensors, medians of 9 interleaved
-// passes): one thread copied 18.7 GB/s with the other asleep, and as little as 3.6 GB/s in some
-// passes while the other spun (as a libgomp worker does between parallel regions); two threads
-// copied 34.2 GB/s (min 29.9).
+// Warm (served by the page cache), a tensor is read with pread() by the executor's threads
+// together, one contiguous slice each. Measured on the 2-vCPU AMD EPYC VM (2026-12-07, dmap run
+// --cold-start, 4 interleaved pairs, medians): against copying out of the file's map, decode
+// 1.14x faster with TinyLlama bfloat16 6/22 layers on disk (65.4 -> 57.6 ms/token; copies 22.6 ->
+// 15.7) and 1.18x with Qwen3-0.6B float32 14/28 (75.5 -> 64.2). Out of the map, the first copy
+// of each module ran at a third of the others' rate, whichever tensor it was (the cause is not
+// pinned down; the kernel's copy goes through its own mapping of the cache, not this process's
+// map of the file); by pread() it runs at 0.6 of the others' rate.
+// One thread alone is also slower: it copied 18.7 GB/s out of the map with the other asleep and
+// as little as 3.6 GB/s while the other spun as a libgomp worker does; two copied 34.2 GB/s.
 //
-// The maps ask for transparent huge pages (MADV_HUGEPAGE): page faults on such a map read ahead
-// into 2 MiB page-cache folios, whereas one pread() of a whole cold tensor fills the cache with
-// 4 KiB pages, whose later warm copies ran at 5.5-7.3 GB/s instead of 9 GB/s on the 2-vCPU
-// VM, varying with how fragmented free memory was (docs/PERFORMANCE.md).
+// Cold-disk runs unmap the tensor's pages, evict them from the page cache and read them back
+// through the map by one thread (see read()).
 class DiskReader {
  public:
   DiskReader() = default;

@@ -42,27 +42,22 @@ uint64_t splitmix(uint64_t& s) {
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
-// A weight's memory, on 2 MiB pages where the kernel grants them (transparent huge pages asked
-// for with MADV_HUGEPAGE; THP mode `madvise` is this VM's and Debian's default). Measured on the
-// AMD EPYC VM, five alternating pairs each: Qwen2.5-0.5B float32 and TinyLlama bfloat16 decode
-// 3 % faster (median of pair ratios 0.975, 0.969), the cold prefill 12 % faster (page faults).
-// Tensors under 2 MiB (norms, biases, tiny test models) stay on ordinary pages: a huge page each
-// would make every small tensor cost 2 MiB of memory.
 // DMAP_WEIGHT_PAGES=small keeps every weight on 4 KiB pages (for measuring what the pages do).
 bool huge_pages_wanted() {
   const char* e = std::getenv("DMAP_WEIGHT_PAGES");
   return !(e && std::string(e) == "small");
 }
 
-std::unique_ptr<uint8_t, void (*)(uint8_t*)> weight_buffer(size_t bytes) {
+}  // namespace
+
+// (weights.h)
+WeightBuffer weight_buffer(size_t bytes) {
   const bool huge = bytes >= kHugePage && huge_pages_wanted();
   void* p = nullptr;
   if (::posix_memalign(&p, huge ? kHugePage : 64, std::max<size_t>(bytes, 1)) != 0) throw std::bad_alloc();
   if (huge) ::madvise(p, bytes, MADV_HUGEPAGE);  // a hint: refused or unsupported, 4 KiB pages serve
   return {static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); }};
 }
-
-}  // namespace
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> ModelWeights::expected(const ExecConfig& c) {
   using Layout = ExecConfig::Layout;

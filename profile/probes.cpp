@@ -151,7 +151,6 @@ double page_cache_probe_gbs(int threads) {
   struct Probe {
     size_t bytes = size_t{64} << 20;
     int fd = -1;
-    const uint8_t* map = nullptr;
     std::unique_ptr<uint8_t[]> buf;
     Probe() {
       std::string path = (std::filesystem::temp_directory_path() / "dmap_page_cache_probe_XXXXXX").string();
@@ -168,15 +167,10 @@ double page_cache_probe_gbs(int threads) {
       }
       // Written back now, so that no writeback runs under a probe later.
       if (!ok || ::fdatasync(fd) != 0) throw RuntimeFailure("cannot write the page-cache probe's file " + path);
-      void* p = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
-      if (p == MAP_FAILED) throw RuntimeFailure("cannot map the page-cache probe's file " + path);
-      ::madvise(p, bytes, MADV_HUGEPAGE);  // as exec::DiskReader maps offloaded weights
-      map = static_cast<const uint8_t*>(p);
       buf.reset(new uint8_t[bytes]);
-      std::memcpy(buf.get(), map, bytes);  // the map's first touch (page faults), not timed
+      exec::pread_in_slices(fd, 0, buf.get(), bytes, 1, "the page-cache probe", path);  // not timed
     }
     ~Probe() {
-      if (map) ::munmap(const_cast<uint8_t*>(map), bytes);
       if (fd >= 0) ::close(fd);
     }
   };
@@ -184,7 +178,7 @@ double page_cache_probe_gbs(int threads) {
   std::vector<double> t;
   for (int k = 0; k < 5; ++k) {
     const auto t0 = Clock::now();
-    exec::copy_in_slices(probe.buf.get(), probe.map, probe.bytes, threads);
+    exec::pread_in_slices(probe.fd, 0, probe.buf.get(), probe.bytes, threads, "the page-cache probe", "its file");
     t.push_back(since(t0));
   }
   return static_cast<double>(probe.bytes) / median(t) / 1e9;
@@ -206,7 +200,7 @@ DiskFit measure_disk(const std::string& dir, bool quick, int threads, const Prog
   // Sizes of the tensors a layer holds (0.25 .. 64 MiB), each read several times: a cold read's
   // time varies by tens of percent on network-backed disks. One file per read, written and
   // flushed first, read as the executor reads a disk-offloaded tensor's file (exec::DiskReader:
-  // a copy out of the file's memory map; cold: its pages unmapped and evicted first).
+  // cold, its pages evicted and copied back out of the file's map; warm, by pread()).
   const std::vector<size_t> sizes =
       quick ? std::vector<size_t>{1u << 20, 4u << 20, 16u << 20}
             : std::vector<size_t>{1u << 18, 1u << 20, 2u << 20, 4u << 20, 8u << 20, 16u << 20, 32u << 20, 64u << 20};

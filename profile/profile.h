@@ -247,9 +247,9 @@ struct WeightsRead {
 };
 WeightsRead read_weights(const exec::ModelWeights& w, int threads);
 
-// The page-cache probe: GB/s of copying a 64 MiB file, warm in the page cache, out of its memory
-// map into a buffer by `threads` threads, as the executor reads a disk-offloaded tensor
-// (exec::DiskReader); the median of 5 copies, ~25 ms. The reference probe streams resident memory and does not see
+// The page-cache probe: GB/s of reading a 64 MiB file, warm in the page cache, into a buffer by
+// `threads` threads with pread(), as the executor reads a disk-offloaded tensor warm
+// (exec::DiskReader); the median of 5 reads, ~25 ms. The reference probe streams resident memory and does not see
 // this: on the EPYC VM the same copies ran at 8-20 GB/s minutes apart while it stayed within a few percent, and one
 // validation's disk-read time per token moved 2x between rounds (docs/PERFORMANCE.md). The file is written once per
 // process in the temporary folder and unlinked at once (its open descriptor keeps it; nothing is left behind). The

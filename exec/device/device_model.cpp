@@ -97,7 +97,8 @@ struct DeviceModel::Impl {
   ExpertCounts experts;                                          // GPU layers' (the CPU backend counts its own)
   std::unique_ptr<CpuModel> cpu;                                 // in-place units
   DiskReader disk;
-  std::vector<uint8_t> disk_buf;
+  WeightBuffer disk_buf{nullptr, [](uint8_t*) {}};  // on 2 MiB pages, as CpuModel's (cpu_model.cpp)
+  size_t disk_buf_bytes = 0;
   uint64_t h2d_bytes = 0;
   ModuleObserver* observer = nullptr;
 
@@ -430,9 +431,12 @@ struct DeviceModel::Impl {
       const size_t bytes = weight_bytes(r.w);
       const void* src = r.w.data;
       if (r.on_disk) {
-        disk_buf.resize(bytes);
-        disk.read(r, disk_buf.data(), opt.drop_page_cache, opt.threads);
-        src = disk_buf.data();
+        if (bytes > disk_buf_bytes) {
+          disk_buf = weight_buffer(bytes);
+          disk_buf_bytes = bytes;
+        }
+        disk.read(r, disk_buf.get(), opt.drop_page_cache, opt.threads);
+        src = disk_buf.get();
       }
       DeviceMemory buf(rt, g, bytes, n);
       rt.copy_h2d(buf.data(), src, bytes, c.stream, n);

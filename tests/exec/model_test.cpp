@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "core/model_spec.h"
@@ -358,22 +359,11 @@ TEST_CASE("disk-offloaded layers give the same tokens as all-CPU, read from disk
   fs::remove_all(tmp);
 }
 
-TEST_CASE("a disk-offloaded tensor copied by several threads arrives byte for byte, cold and warm",
+TEST_CASE("a disk-offloaded tensor read by several threads arrives byte for byte, cold and warm",
           "[unit][exec][disk]") {
-  // copy_in_slices itself: sizes around the 1 MiB slice floor and 4 KiB splits, odd offsets.
   const size_t big = (size_t{5} << 20) + 4099;
   std::vector<uint8_t> src(big + 64);
   for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<uint8_t>((i * 2654435761u) >> 13);
-  for (const size_t bytes : {size_t{0}, size_t{7}, (size_t{1} << 20) - 1, size_t{2} << 20, big}) {
-    for (const int threads : {1, 2, 3, 8}) {
-      std::vector<uint8_t> dst(bytes + 2, 0xAB);
-      copy_in_slices(dst.data() + 1, src.data() + 3, bytes, threads);
-      CHECK(std::equal(src.begin() + 3, src.begin() + 3 + static_cast<std::ptrdiff_t>(bytes), dst.begin() + 1));
-      CHECK(dst.front() == 0xAB);  // nothing written outside the destination
-      CHECK(dst.back() == 0xAB);
-    }
-  }
-  // DiskReader through a file's map, the tensor at an odd offset, by 2 threads, warm then cold.
   const fs::path file = fs::temp_directory_path() / ("dmap_disk_slices_" + std::to_string(::getpid()) + ".dat");
   {
     std::FILE* f = std::fopen(file.string().c_str(), "wb");
@@ -381,6 +371,31 @@ TEST_CASE("a disk-offloaded tensor copied by several threads arrives byte for by
     REQUIRE(std::fwrite(src.data(), 1, src.size(), f) == src.size());
     std::fclose(f);
   }
+  // pread_in_slices itself: sizes around the 256 KiB slice floor and 4 KiB splits, odd offsets.
+  {
+    const int fd = ::open(file.string().c_str(), O_RDONLY);
+    REQUIRE(fd >= 0);
+    for (const size_t bytes :
+         {size_t{0}, size_t{7}, (size_t{1} << 18) - 1, (size_t{1} << 19) + 1, size_t{2} << 20, big}) {
+      for (const int threads : {1, 2, 3, 8}) {
+        std::vector<uint8_t> dst(bytes + 2, 0xAB);
+        pread_in_slices(fd, 3, dst.data() + 1, bytes, threads, "t", file.string());
+        CHECK(std::equal(src.begin() + 3, src.begin() + 3 + static_cast<std::ptrdiff_t>(bytes), dst.begin() + 1));
+        CHECK(dst.front() == 0xAB);  // nothing written outside the destination
+        CHECK(dst.back() == 0xAB);
+      }
+    }
+    // Past the end of the file: an error naming the tensor and the file, whichever slice met it.
+    std::vector<uint8_t> dst(big);
+    for (const int threads : {1, 2}) {
+      CHECK_THROWS_WITH(
+          pread_in_slices(fd, 1000, dst.data(), big, threads, "late.weight", file.string()),
+          Catch::Contains("late.weight") && Catch::Contains(file.string()) && Catch::Contains("ends early"));
+    }
+    ::close(fd);
+  }
+  // DiskReader, the tensor at an odd offset, by 2 threads: warm (pread), cold (the file's map),
+  // warm again.
   WeightRef r;
   r.name = "slices";
   r.file = file.string();
@@ -392,12 +407,12 @@ TEST_CASE("a disk-offloaded tensor copied by several threads arrives byte for by
   const size_t bytes = weight_bytes(r.w);
   REQUIRE(bytes + r.offset <= src.size());
   DiskReader reader;
-  for (const bool cold : {false, true}) {
+  for (const bool cold : {false, true, false}) {
     std::vector<uint8_t> dst(bytes, 0);
     CHECK(reader.read(r, dst.data(), cold, 2) == bytes);
     CHECK(std::equal(dst.begin(), dst.end(), src.begin() + 4));
   }
-  CHECK(reader.bytes_read() == 2 * bytes);
+  CHECK(reader.bytes_read() == 3 * bytes);
   fs::remove(file);
 }
 
