@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/stats.h"
+#include "exec/cpu_model.h"
 #include "exec/device/device_model.h"
 
 namespace dmap::exec {
@@ -49,9 +50,12 @@ RunOutcome run_placement(const ExecConfig& cfg, const ModelWeights& weights, con
     if (auto* d = dynamic_cast<DeviceModel*>(&model)) d->set_observer(plan.observer);
   }
   if (plan.cold_prefill) model.set_drop_page_cache(true);
+  auto* steps = plan.time_steps ? dynamic_cast<CpuModel*>(&model) : nullptr;
+  if (steps) steps->set_time_steps(true);
   double read_s0 = 0;
   auto progress = [&](int64_t done, int64_t total) {
     if (done == 1) {  // after the prefill
+      if (steps) steps->reset_step_times();
       if (plan.cold_prefill) model.set_drop_page_cache(opt.drop_page_cache);
       read_s0 = model.disk_read_seconds();
       if (plan.after_prefill) plan.after_prefill();
@@ -69,7 +73,14 @@ RunOutcome run_placement(const ExecConfig& cfg, const ModelWeights& weights, con
     out.result.prefill_s = median(prefills);
   }
   if (!out.result.decode_s.empty()) {
-    out.decode_disk_read_s = (model.disk_read_seconds() - read_s0) / static_cast<double>(out.result.decode_s.size());
+    const double n = static_cast<double>(out.result.decode_s.size());
+    out.decode_disk_read_s = (model.disk_read_seconds() - read_s0) / n;
+    if (steps) {
+      for (const CpuModel::StepTime& st : steps->step_times()) {
+        if (!st.step->weight.empty()) out.decode_weight_s[st.step->weight] += st.seconds / n;
+      }
+      steps->set_time_steps(false);
+    }
   }
   return out;
 }

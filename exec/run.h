@@ -17,7 +17,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "exec/backend.h"
@@ -40,15 +42,21 @@ struct RunPlan {
   // Offloaded weights evicted from the page cache for every prefill (a cold start), kept cached
   // in decode.
   bool cold_prefill = false;
-  ModuleObserver* observer = nullptr;     // told about each module (GPU executors)
-  std::function<void()> before_run;       // called after the scratch prefills, before the measured run
-  std::function<void()> after_prefill;    // called between the measured prefill and the decode
+  // The CPU executor times every step of its layers' programs in decode (RunOutcome's
+  // decode_weight_s); other executors ignore it.
+  bool time_steps = false;
+  ModuleObserver* observer = nullptr;              // told about each module (GPU executors)
+  std::function<void()> before_run;                // called after the scratch prefills, before the measured run
+  std::function<void()> after_prefill;             // called between the measured prefill and the decode
   std::function<void(int64_t, int64_t)> progress;  // (tokens done, tokens wanted) after each forward
 };
 
 struct RunOutcome {
   GenerateResult result;          // tokens; prefill_s as RunPlan says; decode_s per step
   double decode_disk_read_s = 0;  // mean time per decode step reading disk-offloaded weights
+  // With RunPlan::time_steps: per weight the layers' programs name, the wall time per decode step
+  // of the steps that use it (a product, and its read when the weight is offloaded to disk).
+  std::map<std::string, double> decode_weight_s;
   std::unique_ptr<Executor> executor;  // the measured executor: module times, events, counters
 };
 

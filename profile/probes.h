@@ -125,6 +125,17 @@ struct WarmSizes {
 WarmSizes warm_by_tensor_size(const ModuleTree& tree, const exec::ExecConfig& c, DType d,
                               const std::vector<PlacementRun>& reps, int64_t disk_layers);
 
+// The same tensor by tensor, from the disk runs' step times (PlacementRun::decode_weight_s): per
+// layer weight of at least 256 KiB, the median over the repetitions of (median over the disk
+// layers - median over the resident ones) of the time its steps take per decode step (its read
+// and its product, or the product alone). Weights of about one size (within 10 %) make one point:
+// their bytes over their summed extra, at that size — the first read of each module runs slower
+// than the rest (docs/PERFORMANCE.md, eighteenth session), so q_proj and o_proj share a point as
+// they share the cost. Kinds whose extra is not positive are left out. Empty when the runs were
+// not step-timed.
+WarmSizes warm_by_tensor(const exec::ExecConfig& c, DType d, const std::vector<PlacementRun>& reps,
+                         int64_t disk_layers);
+
 // The machine's state in a disk run against its CPU-only partner, measured by the modules both
 // runs hold in memory (every module outside the layers from `first_disk_layer` on): the sum of
 // their median decode times in the disk run over the same sum in the CPU-only run. 1 when the

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,6 +94,9 @@ struct PlacementRun {
   double decode_device_read_bytes = -1;
   // Wall time per decode step spent reading disk-offloaded tensors (page-cache copies).
   double decode_disk_read_s = 0;
+  // With RunSettings::time_steps: per weight, the time per decode step of the layer steps using it
+  // (its product, and its read when on disk; exec::RunOutcome::decode_weight_s).
+  std::map<std::string, double> decode_weight_s;
   exec::ExpertCounts experts;  // routed experts the measured run's forwards touched (MoE models)
   // With RunSettings::read_weights: one timed read of the run's own memory-resident weights just
   // before its measured run (read_weights; else 0): the speed of the memory this run was given
@@ -115,6 +119,8 @@ struct RunSettings {
   // Time one read of the run's weights before its measured run (PlacementRun::weights_gbs). Off
   // by default: nothing in the calibration or validation uses it yet (drift_bench does).
   bool read_weights = false;
+  // Time each layer step of the decode (PlacementRun::decode_weight_s; CPU executor only).
+  bool time_steps = false;
 };
 
 // exec::make_executor (exec/backend.h) for a backend named as run settings name it ("cpu",

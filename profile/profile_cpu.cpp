@@ -122,6 +122,56 @@ WarmSizes warm_by_tensor_size(const ModuleTree& tree, const exec::ExecConfig& c,
 }
 
 // (probes.h)
+WarmSizes warm_by_tensor(const exec::ExecConfig& c, DType d, const std::vector<PlacementRun>& reps,
+                         int64_t disk_layers) {
+  struct Kind {
+    double bytes = 0, extra = 0;
+    std::string name;
+  };
+  std::vector<Kind> kinds;
+  const int64_t L = c.layers, first_disk = L - disk_layers;
+  const std::string layer0 = "model.layers.0.";
+  for (const auto& [name, shape] : exec::ModelWeights::expected(c)) {
+    if (name.rfind(layer0, 0) != 0) continue;
+    double numel = 1;
+    for (int64_t n : shape) numel *= static_cast<double>(n);
+    const double bytes = numel * static_cast<double>(torch_bits_per_element(d)) / 8.0;
+    if (bytes < 256.0 * 1024.0) continue;
+    const std::string kind = name.substr(layer0.size());
+    std::vector<double> extras;
+    for (const PlacementRun& r : reps) {
+      std::vector<double> on_disk, resident;
+      for (int64_t l = 0; l < L; ++l) {
+        const auto it = r.decode_weight_s.find("model.layers." + std::to_string(l) + "." + kind);
+        if (it != r.decode_weight_s.end()) (l >= first_disk ? on_disk : resident).push_back(it->second);
+      }
+      if (!on_disk.empty() && !resident.empty()) extras.push_back(median(on_disk) - median(resident));
+    }
+    if (extras.empty()) continue;
+    const double e = median(extras);
+    if (e > 0) kinds.push_back({bytes, e, kind});
+  }
+  std::sort(kinds.begin(), kinds.end(), [](const Kind& a, const Kind& b) { return a.bytes < b.bytes; });
+  WarmSizes out;
+  for (size_t i = 0; i < kinds.size();) {
+    double bytes = 0, extra = 0;
+    std::string names;
+    const double size = kinds[i].bytes;
+    size_t j = i;
+    for (; j < kinds.size() && kinds[j].bytes <= size * 1.1; ++j) {
+      bytes += kinds[j].bytes;
+      extra += kinds[j].extra;
+      names += (names.empty() ? "" : "+") + kinds[j].name;
+    }
+    out.points.push_back({bytes / static_cast<double>(j - i) / kMiB, bytes / extra});
+    out.modules.push_back(names);
+    out.extra_s.push_back(extra);
+    i = j;
+  }
+  return out;
+}
+
+// (probes.h)
 double resident_ratio(const PlacementRun& cpu, const PlacementRun& disk, int64_t first_disk_layer) {
   // A module under a disk layer: "model.layers.N" itself or below it, N >= first_disk_layer.
   auto on_disk = [&](const std::string& name) {
@@ -276,6 +326,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // ... and by tensor size ([MiB, bytes/s], measured within the disk runs), where measured.
   std::map<DType, sim::CurvePoints> warm_curve_by_dtype;
   std::map<DType, WarmSizes> warm_size_fits;  // what each curve's shape came from, for the fit block
+  std::map<DType, std::pair<WarmSizes, double>> warm_tensor_fits;  // ... by tensor, and its extra over the modules'
   const ModuleTree tree = build_module_tree(opt.model);
   std::map<DType, double> cold_by_dtype;  // cold disk rate per dtype, from whole-model runs
   // The calibration as fitted so far (the fit loops below predict with it directly).
@@ -366,7 +417,9 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     // (probes before and after, the run): the probes of a spoiled try are dropped with it.
     auto kept = guard.run("whole-model run " + std::string(dtype_name(d)) + " " + what, [&] {
       const double before = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs(opt.run.threads);
-      PlacementRun r = run_placement(opt.model, d, dm, opt.run);
+      RunSettings rs = opt.run;
+      rs.time_steps = !probed;  // disk runs: each tensor's read and product (warm_by_tensor)
+      PlacementRun r = run_placement(opt.model, d, dm, rs);
       const double after = probed ? reference_probe_ms(opt.run.threads) : page_cache_probe_gbs(opt.run.threads);
       return std::make_tuple(before, after, std::move(r));
     });
@@ -451,16 +504,29 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     const double cold_extra = median(cold_pairs);
     const WarmSizes sizes = warm_by_tensor_size(tree, c, d, disk_reps, disk_layers);
     if (!sizes.points.empty()) warm_size_fits[d] = sizes;
+    // The same tensor by tensor (warm_by_tensor), recorded in the fit block but not the curve:
+    // measured on 2026-12-07 (eighteenth session) TinyLlama's tensors added about one rate at every
+    // size (float32 2 / 16 / 44 MiB: 40.3 / 38.0 / 39.3 GB/s), while Qwen3-0.6B's 4-12 MiB tensors
+    // added far less per byte in the validation (their products read the copies from cache): the
+    // size alone does not tell the two apart, so the modules' curve stays.
+    const sim::CurvePoints curve = sizes.points;
+    const WarmSizes by_tensor = warm_by_tensor(c, d, disk_reps, disk_layers);
+    if (!by_tensor.points.empty()) {
+      double ten = 0, mod = 0;
+      for (double e : by_tensor.extra_s) ten += e;
+      for (double e : sizes.extra_s) mod += e;
+      warm_tensor_fits[d] = {by_tensor, mod > 0 ? ten / mod : 0.0};
+    }
     double module_extra = 0;  // the disk layers' tensors at the curve's rates
-    if (sizes.points.size() >= 2) {
+    if (curve.size() >= 2) {
       sim::RateCurve shape;
-      shape.points = sizes.points;
+      shape.points = curve;
       for (double b : disk_tensor_bytes(tree, d, c.layers - disk_layers, c.layers))
         module_extra += b / shape.at(b / kMiB);
     }
     if (module_extra > 0) {
       warm_by_dtype[d] = per_forward / module_extra;
-      warm_curve_by_dtype[d] = sizes.points;
+      warm_curve_by_dtype[d] = curve;
     } else if (warm_extra > 0) {
       warm_by_dtype[d] = per_forward / warm_extra;
     }
@@ -636,6 +702,17 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
          << (warm_curve_by_dtype.count(d) ? "these rates (the disk runs' modules against themselves resident)"
                                           : "none (fewer than 2 sizes): the pairs' step extra")
          << "}\n";
+  }
+  // ... and tensor by tensor (each layer weight's read and product against itself resident), for
+  // the record: the tensors' summed extra over the modules'.
+  for (const auto& [d, fit] : warm_tensor_fits) {
+    const WarmSizes& ws = fit.first;
+    fitb << "  page_cache_by_tensor_" << dtype_name(d) << ": {tensors: [";
+    for (size_t i = 0; i < ws.points.size(); ++i) {
+      fitb << (i ? ", " : "") << "{tensors: " << ws.modules[i] << ", mib: " << fmt(ws.points[i].first)
+           << ", extra_ms: " << fmt(ws.extra_s[i] * 1e3) << ", gbs: " << fmt(ws.points[i].second / 1e9) << "}";
+    }
+    fitb << "], of_the_modules_extra: " << fmt(fit.second) << ", curve: no (the modules')}\n";
   }
   fitb << "  whole_model_repetitions: " << whole_reps << "\n";
   // The CPU-only / disk pairs: how many were run; each one's decode extra, the resident modules'

@@ -328,6 +328,7 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   plan.prefill_reps = std::max(1, rs.prefill_reps);
   plan.warm_up = true;
   plan.cold_prefill = true;  // cold start: nothing offloaded is cached yet
+  plan.time_steps = rs.time_steps;
   double r_weights_gbs = 0;
   if (rs.read_weights) plan.before_run = [&] { r_weights_gbs = read_weights(weights, rs.threads).gbs(); };
   double pgpgin0 = -1;
@@ -342,6 +343,7 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   r.decode_s = run.result.decode_s;
   r.decode_token_s = median(r.decode_s);
   r.decode_disk_read_s = run.decode_disk_read_s;
+  r.decode_weight_s = std::move(run.decode_weight_s);
   if (pgpgin0 >= 0 && pgpgin1 >= 0) r.decode_device_read_bytes = (pgpgin1 - pgpgin0) * 1024.0;
   r.modules = run.executor->module_times();
   r.events = run.executor->events();

@@ -6,6 +6,7 @@
 //   detector: deliberately broken orderings, and direct misuse of the runtime, are caught.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <set>
 
 #include <unistd.h>
@@ -427,4 +428,20 @@ TEST_CASE("run_placement: the shared run loop of dmap run and the profiler", "[d
   // The emulated run told the observer about each GPU module (the CPU executor reports none).
   CHECK(counter.begins > 0);
   CHECK(counter.begins == counter.ends);
+  // Step timing (the calibration's page cache by tensor): the CPU executor times every layer
+  // weight's steps in decode, the same tokens come out; the other executors time none.
+  plan.time_steps = true;
+  plan.observer = nullptr;
+  const RunOutcome timed = run_placement(l.cfg, *l.w, p, Backend::kCpu, opt, plan);
+  CHECK(timed.result.tokens[0] == std::vector<int32_t>(want.tokens.begin(), want.tokens.begin() + 5));
+  for (const auto& [name, shape] : ModelWeights::expected(l.cfg)) {
+    if (name.rfind("model.layers.", 0) != 0) continue;
+    INFO(name);
+    const auto it = timed.decode_weight_s.find(name);
+    REQUIRE(it != timed.decode_weight_s.end());
+    CHECK(it->second > 0);
+    // No more than a decode step takes (the times are per decode step, prefill excluded).
+    CHECK(it->second < *std::max_element(timed.result.decode_s.begin(), timed.result.decode_s.end()));
+  }
+  CHECK(run_placement(l.cfg, *l.w, p, Backend::kEmulated, opt, plan).decode_weight_s.empty());
 }

@@ -1562,6 +1562,53 @@ TEST_CASE("the page cache by tensor size: each disk module against itself reside
   CHECK(warm_by_tensor_size(tree, cfg, DType::kFloat32, flat, 7).points.empty());
 }
 
+TEST_CASE("the page cache by tensor: each disk layer weight's steps against themselves resident", "[unit][profile]") {
+  const ModelSpec spec = resolve_model("tinyllama_1b", "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  REQUIRE(cfg.layers == 22);
+  // Synthetic step times per decode step: the last 7 layers on disk add to each weight's steps
+  // q 1.2, k 0.2, v 0.1, o 0.4, gate 1.5, up 1.0, down 1.1 ms (float32: q, o 16 MiB, k, v 2 MiB,
+  // gate, up, down 44 MiB); the norms' gains (8 KiB) add 0.05 ms and are left out. The second
+  // repetition's disk layers 10 % slower, its resident ones 20 % (the median of three is the first's).
+  const std::map<std::string, double> extra = {{"self_attn.q_proj.weight", 1.2e-3}, {"self_attn.k_proj.weight", 0.2e-3},
+                                               {"self_attn.v_proj.weight", 0.1e-3}, {"self_attn.o_proj.weight", 0.4e-3},
+                                               {"mlp.gate_proj.weight", 1.5e-3},    {"mlp.up_proj.weight", 1.0e-3},
+                                               {"mlp.down_proj.weight", 1.1e-3},    {"input_layernorm.weight", 5e-5}};
+  auto rep = [&](double slow, double state) {
+    PlacementRun r;
+    for (int64_t l = 0; l < 22; ++l) {
+      const bool disk = l >= 15;
+      for (const auto& [kind, e] : extra) {
+        r.decode_weight_s["model.layers." + std::to_string(l) + "." + kind] =
+            1e-3 * (disk ? 1.0 : state) + (disk ? e * slow : 0.0) + 1e-6 * static_cast<double>(l % 3);
+      }
+    }
+    return r;
+  };
+  const std::vector<PlacementRun> reps = {rep(1.0, 1.0), rep(1.1, 1.2), rep(1.0, 1.0)};
+  const double MiB = 1024.0 * 1024.0;
+  const WarmSizes w = warm_by_tensor(cfg, DType::kFloat32, reps, 7);
+  REQUIRE(w.points.size() == 3);
+  CHECK(w.modules[0] == "self_attn.k_proj.weight+self_attn.v_proj.weight");
+  CHECK(w.points[0].first == Approx(2));
+  CHECK(w.extra_s[0] == Approx(0.3e-3).epsilon(0.02));
+  CHECK(w.points[0].second == Approx(4 * MiB / 0.3e-3).epsilon(0.02));
+  CHECK(w.modules[1] == "self_attn.q_proj.weight+self_attn.o_proj.weight");
+  CHECK(w.points[1].first == Approx(16));
+  CHECK(w.points[1].second == Approx(32 * MiB / 1.6e-3).epsilon(0.02));
+  CHECK(w.points[2].first == Approx(44));
+  CHECK(w.points[2].second == Approx(132 * MiB / 3.6e-3).epsilon(0.02));
+  // bfloat16: half the bytes at the same times.
+  const WarmSizes b = warm_by_tensor(cfg, DType::kBFloat16, reps, 7);
+  REQUIRE(b.points.size() == 3);
+  CHECK(b.points[2].first == Approx(22));
+  CHECK(b.points[2].second == Approx(66 * MiB / 3.6e-3).epsilon(0.02));
+  // A kind whose disk layers run no slower gives no point; runs without step times give none.
+  std::vector<PlacementRun> flat = {rep(0.0, 1.0)};
+  CHECK(warm_by_tensor(cfg, DType::kFloat32, flat, 7).points.empty());
+  CHECK(warm_by_tensor(cfg, DType::kFloat32, {PlacementRun{}}, 7).points.empty());
+}
+
 TEST_CASE("the machine's state of a disk run against its CPU-only partner, from the modules resident in both",
           "[unit][profile]") {
   // Synthetic runs of a 4-layer model, layers 2 and 3 on disk in the disk run; the disk run meets the
