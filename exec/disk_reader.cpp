@@ -50,6 +50,20 @@ std::string pread_range(int fd, uint64_t offset, uint8_t* dst, size_t lo, size_t
 
 }  // namespace
 
+void copy_in_slices(uint8_t* dst, const uint8_t* src, size_t bytes, int threads) {
+  const int team = team_for(bytes, threads);
+  if (team <= 1) {
+    std::memcpy(dst, src, bytes);
+    return;
+  }
+#pragma omp parallel num_threads(team)
+  {
+    const auto [lo, hi] =
+        slice(static_cast<size_t>(omp_get_thread_num()), static_cast<size_t>(omp_get_num_threads()), bytes);
+    std::memcpy(dst + lo, src + lo, hi - lo);
+  }
+}
+
 void pread_in_slices(int fd, uint64_t offset, uint8_t* dst, size_t bytes, int threads, const std::string& name,
                      const std::string& file) {
   const int team = team_for(bytes, threads);
@@ -125,6 +139,9 @@ size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache, int
     // two). A cold pread() filled the cache with small folios instead, and every later warm read
     // paid for them (TinyLlama float32, 11/22 layers on disk: decode 258 against 143 ms/token).
     std::memcpy(dst, m.data + r.offset, bytes);
+  } else if (bytes >= kMapCopyBytes) {
+    // Warm and large, copied out of the map by the threads (see the class comment).
+    copy_in_slices(static_cast<uint8_t*>(dst), m.data + r.offset, bytes, threads);
   } else if (bytes > 0) {
     // Warm, by pread() from the page cache, each thread its slice (see the class comment).
     pread_in_slices(m.fd, r.offset, static_cast<uint8_t*>(dst), bytes, threads, r.name, r.file);

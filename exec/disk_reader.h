@@ -19,12 +19,25 @@ namespace dmap::exec {
 void pread_in_slices(int fd, uint64_t offset, uint8_t* dst, size_t bytes, int threads, const std::string& name,
                      const std::string& file);
 
+// memcpy(dst, src, bytes) by up to `threads` threads, one contiguous slice each (the same split):
+// how DiskReader copies a large tensor warm out of its file's map.
+void copy_in_slices(uint8_t* dst, const uint8_t* src, size_t bytes, int threads);
+
+// Warm tensors from this size on are copied out of the file's map instead of read by pread():
+// glibc's memcpy streams such copies past the caches, the kernel's copy does not. Measured on the
+// AMD EPYC VM (2026-12-07, Qwen3-30B-A3B's 4-layer validation model, the fused experts of 2 layers
+// on disk, 400-800 MB tensors in bfloat16, 2 interleaved pairs): copying took 124 and 308 ms per
+// token by pread against 88 and 73 out of the map. Sizes between 44 MiB (pread no slower) and
+// 400 MB were not measured.
+constexpr size_t kMapCopyBytes = size_t{64} << 20;
+
 // Reads disk-offloaded tensors from their files into the caller's host buffer, every forward,
 // as accelerate re-reads offloaded weights (through np.memmap / safetensors' mmap). Each file is
 // opened and memory-mapped once for the reader's lifetime.
 //
 // Warm (served by the page cache), a tensor is read with pread() by the executor's threads
-// together, one contiguous slice each. Measured on the 2-vCPU AMD EPYC VM (2026-12-07, dmap run
+// together, one contiguous slice each (from kMapCopyBytes on, copied out of the map by them). Measured on the 2-vCPU
+// AMD EPYC VM (2026-12-07, dmap run
 // --cold-start, 4 interleaved pairs, medians): against copying out of the file's map, decode
 // 1.14x faster with TinyLlama bfloat16 6/22 layers on disk (65.4 -> 57.6 ms/token; copies 22.6 ->
 // 15.7) and 1.18x with Qwen3-0.6B float32 14/28 (75.5 -> 64.2). Out of the map, the first copy

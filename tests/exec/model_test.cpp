@@ -371,6 +371,17 @@ TEST_CASE("a disk-offloaded tensor read by several threads arrives byte for byte
     REQUIRE(std::fwrite(src.data(), 1, src.size(), f) == src.size());
     std::fclose(f);
   }
+  // copy_in_slices (large warm tensors, out of the map): the same sizes, odd offsets.
+  for (const size_t bytes :
+       {size_t{0}, size_t{7}, (size_t{1} << 18) - 1, (size_t{1} << 19) + 1, size_t{2} << 20, big}) {
+    for (const int threads : {1, 2, 3, 8}) {
+      std::vector<uint8_t> dst(bytes + 2, 0xAB);
+      copy_in_slices(dst.data() + 1, src.data() + 3, bytes, threads);
+      CHECK(std::equal(src.begin() + 3, src.begin() + 3 + static_cast<std::ptrdiff_t>(bytes), dst.begin() + 1));
+      CHECK(dst.front() == 0xAB);
+      CHECK(dst.back() == 0xAB);
+    }
+  }
   // pread_in_slices itself: sizes around the 256 KiB slice floor and 4 KiB splits, odd offsets.
   {
     const int fd = ::open(file.string().c_str(), O_RDONLY);
