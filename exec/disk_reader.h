@@ -23,12 +23,12 @@ void pread_in_slices(int fd, uint64_t offset, uint8_t* dst, size_t bytes, int th
 // how DiskReader copies a large tensor warm out of its file's map.
 void copy_in_slices(uint8_t* dst, const uint8_t* src, size_t bytes, int threads);
 
-// Warm tensors from this size on are copied out of the file's map instead of read by pread():
-// glibc's memcpy streams such copies past the caches, the kernel's copy does not. Measured on the
-// AMD EPYC VM (2026-12-07, Qwen3-30B-A3B's 4-layer validation model, the fused experts of 2 layers
-// on disk, 400-800 MB tensors in bfloat16, 2 interleaved pairs): copying took 124 and 308 ms per
-// token by pread against 88 and 73 out of the map. Sizes between 44 MiB (pread no slower) and
-// 400 MB were not measured.
+// Warm tensors from this size on are copied out of the file's map instead of read by pread(), which
+// was slower for them — likely (not verified) because glibc's memcpy streams copies this large past
+// the caches and the kernel's copy does not. Measured on the AMD EPYC VM (2026-12-07,
+// Qwen3-30B-A3B's 4-layer validation model, the fused experts of 2 layers on disk, 400-800 MB
+// tensors in bfloat16, 2 interleaved pairs): copying took 124 and 308 ms per token by pread against
+// 88 and 73 out of the map. Sizes between 44 MiB (pread no slower) and 400 MB were not measured.
 constexpr size_t kMapCopyBytes = size_t{64} << 20;
 
 // Reads disk-offloaded tensors from their files into the caller's host buffer, every forward,
@@ -36,16 +36,16 @@ constexpr size_t kMapCopyBytes = size_t{64} << 20;
 // opened and memory-mapped once for the reader's lifetime.
 //
 // Warm (served by the page cache), a tensor is read with pread() by the executor's threads
-// together, one contiguous slice each (from kMapCopyBytes on, copied out of the map by them). Measured on the 2-vCPU
-// AMD EPYC VM (2026-12-07, dmap run
-// --cold-start, 4 interleaved pairs, medians): against copying out of the file's map, decode
-// 1.14x faster with TinyLlama bfloat16 6/22 layers on disk (65.4 -> 57.6 ms/token; copies 22.6 ->
-// 15.7) and 1.18x with Qwen3-0.6B float32 14/28 (75.5 -> 64.2). Out of the map, the first copy
-// of each module ran at a third of the others' rate, whichever tensor it was (the cause is not
-// pinned down; the kernel's copy goes through its own mapping of the cache, not this process's
-// map of the file); by pread() it runs at 0.6 of the others' rate.
-// One thread alone is also slower: it copied 18.7 GB/s out of the map with the other asleep and
-// as little as 3.6 GB/s while the other spun as a libgomp worker does; two copied 34.2 GB/s.
+// together, one contiguous slice each (from kMapCopyBytes on, copied out of the map by them).
+// Measured on the 2-vCPU AMD EPYC VM (2026-12-07, dmap run --cold-start, 4 interleaved pairs,
+// medians): against copying out of the file's map, decode 1.14x faster with TinyLlama bfloat16 6/22
+// layers on disk (65.4 -> 57.6 ms/token; copies 22.6 -> 15.7) and 1.18x with Qwen3-0.6B float32
+// 14/28 (75.5 -> 64.2). Out of the map, the first copy of each module ran at a third of the others'
+// rate, whichever tensor it was (the cause is not pinned down; the kernel's copy goes through its
+// own mapping of the cache, not this process's map of the file); by pread() it runs at 0.6 of the
+// others' rate. One thread alone is also slower: it copied 18.7 GB/s out of the map with the other
+// asleep and as little as 3.6 GB/s while the other spun as a libgomp worker does; two copied 34.2
+// GB/s.
 //
 // Cold-disk runs unmap the tensor's pages, evict them from the page cache and read them back
 // through the map by one thread (see read()).
