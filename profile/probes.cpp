@@ -32,6 +32,7 @@
 #include "strategies/plan.h"
 
 #include "exec/backend.h"
+#include "exec/disk_reader.h"
 #include "exec/map_placement.h"
 
 namespace dmap::profile {
@@ -253,6 +254,37 @@ DiskFit measure_disk(const std::string& dir, bool quick, int threads, const Prog
   f.cold = fit_line(xb, cold);
   f.warm = fit_line(wb, warm);
   f.samples = static_cast<int>(xb.size());
+  // One large tensor, warm: from exec::kMapCopyBytes on the executor copies out of the file's map
+  // (not by pread), at a rate of its own (MoE fused experts: 400-800 MB). Into a buffer like the
+  // executor's disk buffer (2 MiB pages); the first copy maps the file and is not timed.
+  {
+    if (progress) progress("disk reads, one large tensor", 0, 1);
+    const size_t s = quick ? exec::kMapCopyBytes + (size_t{32} << 20) : size_t{512} << 20;
+    exec::WeightRef ref;
+    ref.name = "disk probe (large)";
+    ref.file = (folder / "large.dat").string();
+    ref.w.type = DType::kFloat32;
+    ref.w.rows = 1;
+    ref.w.cols = static_cast<int64_t>(s / 4);
+    const int fd = ::open(ref.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw RuntimeFailure("cannot write the disk probe file " + ref.file + ": " + std::strerror(errno));
+    bool ok = true;
+    for (size_t w = 0; w < s && ok; w += block.size()) {
+      ok = ::write(fd, block.data(), block.size()) == static_cast<ssize_t>(block.size());
+    }
+    ok = ::fdatasync(fd) == 0 && ok;
+    if (::close(fd) != 0 || !ok) throw RuntimeFailure("cannot write the disk probe file " + ref.file);
+    exec::WeightBuffer dst = exec::weight_buffer(s);
+    reader.read(ref, dst.get(), false, threads);
+    std::vector<double> t;
+    for (int k = 0; k < (quick ? 3 : 7); ++k) {
+      const auto t0 = Clock::now();
+      reader.read(ref, dst.get(), false, threads);
+      t.push_back(since(t0));
+    }
+    f.large_bytes = s;
+    f.large_gbs = static_cast<double>(s) / median(t) / 1e9;
+  }
   return f;
 }
 

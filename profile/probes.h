@@ -77,10 +77,15 @@ double time_linear(WeightPool& pool, int64_t M, int threads, int reps);
 struct DiskFit {
   LineFit cold, warm;
   int samples = 0;
+  // One tensor past exec::kMapCopyBytes read warm (copied out of the file's map by `threads`):
+  // its size and the median rate (GB/s) of its timed reads.
+  size_t large_bytes = 0;
+  double large_gbs = 0;
 };
 
 // Reads of 0.25..64 MiB tensors from scratch files: cold (evicted from the page cache first, by
-// one thread) and warm (by `threads` threads), as the executor reads them.
+// one thread) and warm (by `threads` threads), as the executor reads them; then one large tensor
+// (512 MiB; quick: 96 MiB) warm, which the executor copies out of the file's map.
 DiskFit measure_disk(const std::string& dir, bool quick, int threads, const ProgressFn& progress);
 
 // Attention alone (exec::CpuModel::attention_only) over context lengths, on a one-layer model

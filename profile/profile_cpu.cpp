@@ -35,6 +35,7 @@
 
 #include "exec/backend.h"
 #include "exec/config.h"
+#include "exec/disk_reader.h"
 #include "exec/map_placement.h"
 
 namespace dmap::profile {
@@ -361,6 +362,10 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     } else {
       h.page_cache_read_gbs = warm_bw / 1e9;
     }
+    if (disk.large_gbs > 0) {  // tensors the executor copies out of the file's map (exec::kMapCopyBytes on)
+      h.page_cache_large_gbs = disk.large_gbs;
+      h.page_cache_large_from_mib = static_cast<double>(exec::kMapCopyBytes) / (1024.0 * 1024.0);
+    }
     h.dispatch_overhead_us = dispatch_us;
     for (const auto& [d, p] : per) {
       const auto it = stream_scale.find(d);
@@ -640,7 +645,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   }
   fitb << "  disk_probe: {cold_gbs: " << fmt(probe_cold_bw / 1e9)
        << ", cold_latency_us: " << fmt(std::max(0.0, disk.cold.intercept) * 1e6)
-       << ", warm_gbs: " << fmt(probe_warm_bw / 1e9) << "}\n";
+       << ", warm_gbs: " << fmt(probe_warm_bw / 1e9) << ", large_warm: {mib: " << disk.large_bytes / (1024 * 1024)
+       << ", gbs: " << fmt(disk.large_gbs) << "}}\n";
   fitb << "  disk_whole_model: {layers_on_disk: " << disk_layers << ", cold_gbs: [";
   for (size_t i = 0; i < cold_rates.size(); ++i) fitb << (i ? ", " : "") << fmt(cold_rates[i] / 1e9);
   fitb << "], warm_gbs: [";

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <iomanip>
+#include <limits>
 #include <sstream>
 
 #include "core/error.h"
@@ -80,6 +81,7 @@ double Rates::TorchOffload::cold_copy_seconds(double bytes, DType d) const {
 
 double Rates::page_cache_rate(DType d, double bytes) const {
   if (torch_offload && bytes > 0) return bytes / torch_offload->seconds(bytes, d);
+  if (page_cache_large_from > 0 && bytes >= page_cache_large_from) return page_cache_large.value;
   const auto it = page_cache_curve.find(d);
   return it != page_cache_curve.end() ? it->second.at(bytes / (1024.0 * 1024.0)) : page_cache_for(d).value;
 }
@@ -87,11 +89,12 @@ double Rates::page_cache_rate(DType d, double bytes) const {
 double Rates::min_page_cache_rate(DType d) const {
   // The slowest tensor is one that is all fresh pages.
   if (torch_offload) return kGlibcMmapThresholdMax / torch_offload->seconds(kGlibcMmapThresholdMax, d);
+  const double large = page_cache_large_from > 0 ? page_cache_large.value : std::numeric_limits<double>::infinity();
   const auto it = page_cache_curve.find(d);
-  if (it == page_cache_curve.end()) return page_cache_for(d).value;
+  if (it == page_cache_curve.end()) return std::min(large, page_cache_for(d).value);
   double m = it->second.points.front().second;
   for (const auto& [mib, r] : it->second.points) m = std::min(m, r);
-  return m;
+  return std::min(large, m);
 }
 
 const Figure& Rates::disk_read_for(DType d) const {
@@ -210,7 +213,8 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     check_keys(f, h,
                {"memory_bandwidth_gbs", "page_cache_read_gbs", "dispatch_overhead_us", "offload_tensor_overhead_us",
                 "matmul_gflops", "attention_gflops", "attention_overhead_us", "matvec_row_ns", "matmul_input_ns",
-                "head_matvec_gbs", "reference_probe_ms", "page_cache_probe_gbs"},
+                "head_matvec_gbs", "reference_probe_ms", "page_cache_probe_gbs", "page_cache_large_gbs",
+                "page_cache_large_from_mib"},
                "host");
     HostCalibration& hc = c.host;
     hc.memory_bandwidth_gbs = read_figure(f, h, "memory_bandwidth_gbs", false);
@@ -219,6 +223,13 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     hc.attention_overhead_us = read_figure(f, h, "attention_overhead_us", true);
     hc.reference_probe_ms = read_figure(f, h, "reference_probe_ms", false);
     hc.page_cache_probe_gbs = read_figure(f, h, "page_cache_probe_gbs", false);
+    hc.page_cache_large_gbs = read_figure(f, h, "page_cache_large_gbs", false);
+    hc.page_cache_large_from_mib = read_figure(f, h, "page_cache_large_from_mib", false);
+    if (hc.page_cache_large_gbs.has_value() != hc.page_cache_large_from_mib.has_value()) {
+      fail_at(f, h[hc.page_cache_large_gbs ? "page_cache_large_gbs" : "page_cache_large_from_mib"],
+              "host.page_cache_large_gbs and host.page_cache_large_from_mib go together: the rate and the tensor "
+              "size it holds from");
+    }
     if (const YAML::Node pc = h["page_cache_read_gbs"]; pc.IsDefined() && pc.IsMap()) {
       // (read_curve: a rate, or [tensor MiB, GB/s] points of increasing size, every one positive)
       hc.page_cache_read_gbs_by_dtype = read_curves(f, pc, "host.page_cache_read_gbs");
@@ -425,6 +436,8 @@ std::string calibration_yaml(const Calibration& c) {
     }
     hy << "}\n";
   }
+  put(hy, "  ", "page_cache_large_gbs", h.page_cache_large_gbs);
+  put(hy, "  ", "page_cache_large_from_mib", h.page_cache_large_from_mib);
   put(hy, "  ", "dispatch_overhead_us", h.dispatch_overhead_us);
   put(hy, "  ", "offload_tensor_overhead_us", h.offload_tensor_overhead_us);
   put_curves(hy, "  ", "matmul_gflops", h.matmul_gflops);
@@ -578,6 +591,10 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
     set(h.page_cache_read_gbs, kGB, r.page_cache_read);
   } else if (h.memory_bandwidth_gbs) {
     r.page_cache_read = {r.host.memory_bandwidth.value / 2, Source::kCalibrated};
+  }
+  if (h.page_cache_large_gbs && h.page_cache_large_from_mib) {
+    set(h.page_cache_large_gbs, kGB, r.page_cache_large);
+    r.page_cache_large_from = *h.page_cache_large_from_mib * 1024.0 * 1024.0;
   }
   curves(h.matmul_gflops, 1e9, r.host.flops);
   curves(h.attention_gflops, 1e9, r.host.attention_flops);

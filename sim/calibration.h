@@ -17,6 +17,9 @@
 //                                       # {float32: 9.8, bfloat16: 11}: what a warm disk-offloaded
 //                                       # tensor adds to a step, the product that follows reading
 //                                       # the just-copied weights from cache
+//     page_cache_large_gbs: 30            # tensors of page_cache_large_from_mib and more (both keys
+//     page_cache_large_from_mib: 64       # or neither): copied out of the file's map by every thread
+//                                       # (exec::kMapCopyBytes), one rate for every dtype
 //     dispatch_overhead_us: 3.0           # per operator
 //     offload_tensor_overhead_us: 45      # accelerate hook per tensor
 //     matmul_gflops:                      # achieved, by token count M of the product
@@ -105,6 +108,9 @@ struct HostCalibration {
   // Or one per dtype (others: the slowest), each a rate or a curve by tensor size: [[MiB, GB/s], ...]
   // (a tensor that fits the cache is read back by the product that follows its copy from cache).
   std::map<DType, CurvePoints> page_cache_read_gbs_by_dtype;
+  // Tensors of page_cache_large_from_mib and more: the executor copies them out of the file's map
+  // (exec::kMapCopyBytes), not by pread(), at this rate for every dtype (given together or not at all).
+  std::optional<double> page_cache_large_gbs, page_cache_large_from_mib;
   std::optional<double> dispatch_overhead_us, offload_tensor_overhead_us, attention_overhead_us;
   std::map<DType, CurvePoints> matmul_gflops, attention_gflops;
   std::map<DType, double> matvec_row_ns, matmul_input_ns;
@@ -178,7 +184,10 @@ struct Rates {
   std::map<DType, Figure> page_cache_read_dtype;              // bytes/s, warm, per weight dtype (its largest tensors')
   const Figure& page_cache_for(DType d) const;                // the dtype's, else page_cache_read
   std::map<DType, RateCurve> page_cache_curve;                // bytes/s by tensor MiB, where calibrated so
-  // Warm rate (bytes/s) of one tensor of `bytes`: the dtype's curve at its size, else page_cache_for.
+  Figure page_cache_large;                                    // bytes/s, warm, tensors of page_cache_large_from on
+  double page_cache_large_from = 0;                           // bytes; 0: no such rate (the curve holds)
+  // Warm rate (bytes/s) of one tensor of `bytes`: page_cache_large from page_cache_large_from on,
+  // else the dtype's curve at its size, else page_cache_for.
   double page_cache_rate(DType d, double bytes) const;
   // The slowest warm rate of any tensor size (bounds: warm never slower than this).
   double min_page_cache_rate(DType d) const;

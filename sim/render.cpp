@@ -98,6 +98,12 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
   } else {
     f.push_back({"page-cache read", pc.value / 1e9, "GB/s", pc.source});
   }
+  if (!r.torch_offload && r.page_cache_large_from > 0) {  // copied out of the file's map from this size on
+    f.push_back({"page-cache read, tensors >= " +
+                     std::to_string(static_cast<long long>(std::lround(r.page_cache_large_from / (1024.0 * 1024.0)))) +
+                     " MiB (copied out of the file's map)",
+                 r.page_cache_large.value / 1e9, "GB/s", r.page_cache_large.source});
+  }
   return f;
 }
 

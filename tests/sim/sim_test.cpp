@@ -947,6 +947,33 @@ host:
         "cal_pcc_bad.yaml", "kind: calibration\nhost:\n  page_cache_read_gbs:\n    float32: [[32, 8], [8, 16]]\n");
     expect_input_error([&] { load_calibration(bad); }, bad, 4, "must increase");
   }
+  SECTION("large tensors at a rate of their own: copied out of the file's map from a size on") {
+    const std::string path = tmp.write("cal_pcl.yaml", R"(kind: calibration
+host:
+  page_cache_read_gbs: {float32: [[8, 16], [32, 8]], bfloat16: 12}
+  page_cache_large_gbs: 4
+  page_cache_large_from_mib: 64
+)");
+    const Calibration cal = load_calibration(path);
+    const Calibration again = load_calibration(tmp.write("cal_pcl2.yaml", calibration_yaml(cal)));
+    CHECK(again.host.page_cache_large_gbs == cal.host.page_cache_large_gbs);
+    CHECK(again.host.page_cache_large_from_mib == cal.host.page_cache_large_from_mib);
+    const Rates r = make_rates(round_machine(1 * kGiB), &cal);
+    const double MiB = 1024.0 * 1024.0;
+    CHECK(r.page_cache_rate(DType::kFloat32, 63 * MiB) == Approx(8e9));  // the curve, flat past its end
+    CHECK(r.page_cache_rate(DType::kFloat32, 64 * MiB) == Approx(4e9));  // from 64 MiB on: every dtype
+    CHECK(r.page_cache_rate(DType::kBFloat16, 800 * MiB) == Approx(4e9));
+    CHECK(r.page_cache_rate(DType::kBFloat16, 16 * MiB) == Approx(12e9));
+    CHECK(r.min_page_cache_rate(DType::kBFloat16) == Approx(4e9));
+    // Without it, large tensors keep the curve's last rate.
+    const Calibration plain = load_calibration(
+        tmp.write("cal_pcl3.yaml", "kind: calibration\nhost:\n  page_cache_read_gbs: {float32: [[8, 16], [32, 8]]}\n"));
+    CHECK(make_rates(round_machine(1 * kGiB), &plain).page_cache_rate(DType::kFloat32, 800 * MiB) == Approx(8e9));
+    // One key without the other is refused, naming the line.
+    const std::string bad = tmp.write(
+        "cal_pcl_bad.yaml", "kind: calibration\nhost:\n  memory_bandwidth_gbs: 40\n  page_cache_large_gbs: 4\n");
+    expect_input_error([&] { load_calibration(bad); }, bad, 4, "go together");
+  }
   SECTION("a cold disk rate per dtype") {
     const std::string path = tmp.write("cal_disk.yaml", R"(kind: calibration
 disk:
