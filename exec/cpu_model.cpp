@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "exec/layer_program.h"
+#include "exec/parallel.h"
 
 namespace dmap::exec {
 
@@ -22,25 +23,6 @@ namespace {
 float element(const cpu::Weight& w, int64_t i) { return cpu::load(w.type, w.data, i); }
 
 using Clock = std::chrono::steady_clock;
-
-// Runs fn(lo, hi) over [0, n) split into one contiguous range per thread (serially when the work
-// is small: a parallel region costs a few microseconds). The elementwise passes between the
-// matrix products went through here after perf showed them running on one core while the other
-// spun in libgomp (TinyLlama bf16 prefill: about a fifth of the time).
-template <class Fn>
-void parallel_ranges(int64_t n, int64_t min_per_thread, int threads, Fn&& fn) {
-  const int64_t useful = std::max<int64_t>(1, n / std::max<int64_t>(1, min_per_thread));
-  const int team = static_cast<int>(std::min<int64_t>(threads, useful));
-  if (team <= 1) {
-    fn(int64_t{0}, n);
-    return;
-  }
-#pragma omp parallel num_threads(team)
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    fn(n * t / nt, n * (t + 1) / nt);
-  }
-}
 
 }  // namespace
 
@@ -299,7 +281,7 @@ void CpuModel::moe(const std::string& p, const float* h, int64_t M, float* out) 
   (prefill_phase_ ? experts_.prefill_rows : experts_.decode_rows) += M;
   cpu::moe_gate_up(fetch(p + "mlp.experts.gate_up_proj"), E, I, act_type_, opt_.threads, moe_);
   cpu::moe_down(fetch(p + "mlp.experts.down_proj"), E, H, act_type_, opt_.threads, moe_);
-  cpu::moe_combine(moe_weight_.data(), M, H, K, cfg_.router_fp32_weights, act_type_, moe_, out);
+  cpu::moe_combine(moe_weight_.data(), M, H, K, cfg_.router_fp32_weights, act_type_, moe_, out, opt_.threads);
 }
 
 void CpuModel::rope(int64_t l, int64_t M) {

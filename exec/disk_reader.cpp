@@ -16,25 +16,17 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "exec/parallel.h"
 
 namespace dmap::exec {
 
 namespace {
 
 // Below this a slice is not worth a parallel region (a few microseconds).
-constexpr size_t kMinSliceBytes = size_t{1} << 18;
+constexpr int64_t kMinSliceBytes = int64_t{1} << 18;
 
-// Thread t of nt's share of `bytes`: [lo, hi), split at 4 KiB boundaries.
-std::pair<size_t, size_t> slice(size_t t, size_t nt, size_t bytes) {
-  constexpr size_t kAlign = 4096;
-  const size_t lo = t == 0 ? 0 : std::min(bytes, bytes / nt * t / kAlign * kAlign);
-  const size_t hi = t + 1 == nt ? bytes : std::min(bytes, bytes / nt * (t + 1) / kAlign * kAlign);
-  return {lo, std::max(lo, hi)};
-}
-
-int team_for(size_t bytes, int threads) {
-  return static_cast<int>(std::min<size_t>(std::max(1, threads), std::max<size_t>(1, bytes / kMinSliceBytes)));
-}
+// Pages: each thread's slice starts on a page boundary.
+constexpr int64_t kSliceAlign = 4096;
 
 // pread() until [lo, hi) is read; errno's message, "" when done, or "the file ends early".
 std::string pread_range(int fd, uint64_t offset, uint8_t* dst, size_t lo, size_t hi) {
@@ -51,33 +43,21 @@ std::string pread_range(int fd, uint64_t offset, uint8_t* dst, size_t lo, size_t
 }  // namespace
 
 void copy_in_slices(uint8_t* dst, const uint8_t* src, size_t bytes, int threads) {
-  const int team = team_for(bytes, threads);
-  if (team <= 1) {
-    std::memcpy(dst, src, bytes);
-    return;
-  }
-#pragma omp parallel num_threads(team)
-  {
-    const auto [lo, hi] =
-        slice(static_cast<size_t>(omp_get_thread_num()), static_cast<size_t>(omp_get_num_threads()), bytes);
-    std::memcpy(dst + lo, src + lo, hi - lo);
-  }
+  parallel_ranges(
+      static_cast<int64_t>(bytes), kMinSliceBytes, threads,
+      [&](int64_t lo, int64_t hi) { std::memcpy(dst + lo, src + lo, static_cast<size_t>(hi - lo)); }, kSliceAlign);
 }
 
 void pread_in_slices(int fd, uint64_t offset, uint8_t* dst, size_t bytes, int threads, const std::string& name,
                      const std::string& file) {
-  const int team = team_for(bytes, threads);
-  std::vector<std::string> why(static_cast<size_t>(team));
-  if (team <= 1) {
-    why[0] = pread_range(fd, offset, dst, 0, bytes);
-  } else {
-#pragma omp parallel num_threads(team)
-    {
-      const size_t t = static_cast<size_t>(omp_get_thread_num());
-      const auto [lo, hi] = slice(t, static_cast<size_t>(omp_get_num_threads()), bytes);
-      why[t] = pread_range(fd, offset, dst, lo, hi);
-    }
-  }
+  std::vector<std::string> why(static_cast<size_t>(std::max(1, threads)));  // each range's error, if any
+  parallel_ranges(
+      static_cast<int64_t>(bytes), kMinSliceBytes, threads,
+      [&](int64_t lo, int64_t hi) {
+        why[static_cast<size_t>(omp_get_thread_num())] =
+            pread_range(fd, offset, dst, static_cast<size_t>(lo), static_cast<size_t>(hi));
+      },
+      kSliceAlign);
   for (const std::string& w : why) {
     if (!w.empty()) throw RuntimeFailure("cannot read " + name + " from " + file + ": " + w);
   }

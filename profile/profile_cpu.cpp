@@ -15,8 +15,10 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iomanip>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -61,6 +63,24 @@ void tensor_bytes_under(const ModuleTree& tree, int id, DType d, std::vector<dou
   for (int ch : n.children) tensor_bytes_under(tree, ch, d, out);
 }
 
+// What disk layers add: over the repetitions, the median of (the median over layers first_disk..
+// layers-1 - the median over the layers before) of `time_of(run, layer)` (nullopt: no figure for
+// that layer in that run). nullopt when no repetition has figures on both sides.
+std::optional<double> disk_layer_extra(
+    const std::vector<PlacementRun>& reps, int64_t layers, int64_t first_disk,
+    const std::function<std::optional<double>(const PlacementRun&, int64_t)>& time_of) {
+  std::vector<double> extras;
+  for (const PlacementRun& r : reps) {
+    std::vector<double> on_disk, resident;
+    for (int64_t l = 0; l < layers; ++l) {
+      if (const std::optional<double> t = time_of(r, l)) (l >= first_disk ? on_disk : resident).push_back(*t);
+    }
+    if (!on_disk.empty() && !resident.empty()) extras.push_back(median(on_disk) - median(resident));
+  }
+  if (extras.empty()) return std::nullopt;
+  return median(extras);
+}
+
 }  // namespace
 
 // (probes.h)
@@ -93,22 +113,15 @@ WarmSizes warm_by_tensor_size(const ModuleTree& tree, const exec::ExecConfig& c,
       sq += b * b;
     }
     if (total < kMiB) continue;
-    std::vector<double> extras;
-    for (const PlacementRun& r : reps) {
-      std::map<std::string, double> t;
-      for (const auto& mt : r.modules) {
-        if (!mt.decode_s.empty()) t[mt.module] = median(mt.decode_s);
-      }
-      std::vector<double> on_disk, resident;
-      for (int64_t l = 0; l < L; ++l) {
-        const auto it = t.find("model.layers." + std::to_string(l) + "." + m);
-        if (it != t.end()) (l >= L - disk_layers ? on_disk : resident).push_back(it->second);
-      }
-      if (!on_disk.empty() && !resident.empty()) extras.push_back(median(on_disk) - median(resident));
-    }
-    if (extras.empty()) continue;
-    const double e = median(extras);
-    if (e > 0) pts.push_back({sq / total / kMiB, total / e, e, m});
+    const std::optional<double> e =
+        disk_layer_extra(reps, L, L - disk_layers, [&](const PlacementRun& r, int64_t l) -> std::optional<double> {
+          const std::string name = "model.layers." + std::to_string(l) + "." + m;
+          for (const auto& mt : r.modules) {
+            if (mt.module == name && !mt.decode_s.empty()) return median(mt.decode_s);
+          }
+          return std::nullopt;
+        });
+    if (e && *e > 0) pts.push_back({sq / total / kMiB, total / *e, *e, m});
   }
   std::sort(pts.begin(), pts.end(), [](const Point& a, const Point& b) { return a.mib < b.mib; });
   WarmSizes out;
@@ -139,18 +152,13 @@ WarmSizes warm_by_tensor(const exec::ExecConfig& c, DType d, const std::vector<P
     const double bytes = numel * static_cast<double>(torch_bits_per_element(d)) / 8.0;
     if (bytes < 256.0 * 1024.0) continue;
     const std::string kind = name.substr(layer0.size());
-    std::vector<double> extras;
-    for (const PlacementRun& r : reps) {
-      std::vector<double> on_disk, resident;
-      for (int64_t l = 0; l < L; ++l) {
-        const auto it = r.decode_weight_s.find("model.layers." + std::to_string(l) + "." + kind);
-        if (it != r.decode_weight_s.end()) (l >= first_disk ? on_disk : resident).push_back(it->second);
-      }
-      if (!on_disk.empty() && !resident.empty()) extras.push_back(median(on_disk) - median(resident));
-    }
-    if (extras.empty()) continue;
-    const double e = median(extras);
-    if (e > 0) kinds.push_back({bytes, e, kind});
+    const std::optional<double> e =
+        disk_layer_extra(reps, L, first_disk, [&](const PlacementRun& r, int64_t l) -> std::optional<double> {
+          const auto it = r.decode_weight_s.find("model.layers." + std::to_string(l) + "." + kind);
+          if (it == r.decode_weight_s.end()) return std::nullopt;
+          return it->second;
+        });
+    if (e && *e > 0) kinds.push_back({bytes, *e, kind});
   }
   std::sort(kinds.begin(), kinds.end(), [](const Kind& a, const Kind& b) { return a.bytes < b.bytes; });
   WarmSizes out;

@@ -7,11 +7,20 @@
 #include <cstring>
 #include <numeric>
 
+#include "exec/parallel.h"
+
 namespace dmap::exec::cpu {
 
 namespace {
 
-void round_all(DType act, float* p, int64_t n) { round_n(p, n, act); }
+// Elementwise work below this many elements stays on one thread (exec/parallel.h).
+constexpr int64_t kGrain = int64_t{1} << 14;
+
+// rows x width floats rounded to `act`, the rows split over the threads.
+void round_rows(DType act, float* p, int64_t rows, int64_t width, int threads) {
+  parallel_ranges(rows, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, width)), threads,
+                  [&](int64_t lo, int64_t hi) { round_n(p + lo * width, (hi - lo) * width, act); });
+}
 
 size_t elt(DType t) { return t == DType::kFloat32 ? 4 : 2; }
 
@@ -72,14 +81,16 @@ void moe_gate_up(const Weight& gate_up, int64_t E, int64_t I, DType act, int thr
     linear(s.x.data() + s.start[e] * H, n, expert_slice(gate_up, e, 2 * I, H), nullptr,
            s.gu.data() + s.start[e] * 2 * I, threads);
   }
-  round_all(act, s.gu.data(), R * 2 * I);
   s.act.resize(static_cast<size_t>(R * I));
   s.up.resize(static_cast<size_t>(R * I));
-  for (int64_t i = 0; i < R; ++i) {
-    std::memcpy(s.act.data() + i * I, s.gu.data() + i * 2 * I, sizeof(float) * I);
-    std::memcpy(s.up.data() + i * I, s.gu.data() + i * 2 * I + I, sizeof(float) * I);
-  }
-  silu_mul(s.act.data(), s.up.data(), R * I, act);
+  parallel_ranges(R, std::max<int64_t>(1, kGrain / (2 * I)), threads, [&](int64_t lo, int64_t hi) {
+    round_n(s.gu.data() + lo * 2 * I, (hi - lo) * 2 * I, act);
+    for (int64_t i = lo; i < hi; ++i) {
+      std::memcpy(s.act.data() + i * I, s.gu.data() + i * 2 * I, sizeof(float) * I);
+      std::memcpy(s.up.data() + i * I, s.gu.data() + i * 2 * I + I, sizeof(float) * I);
+    }
+    silu_mul(s.act.data() + lo * I, s.up.data() + lo * I, (hi - lo) * I, act);
+  });
 }
 
 void moe_down(const Weight& down, int64_t E, int64_t H, DType act, int threads, MoeScratch& s) {
@@ -91,24 +102,30 @@ void moe_down(const Weight& down, int64_t E, int64_t H, DType act, int threads, 
     linear(s.act.data() + s.start[e] * I, n, expert_slice(down, e, H, I), nullptr, s.y.data() + s.start[e] * H,
            threads);
   }
-  round_all(act, s.y.data(), R * H);
+  round_rows(act, s.y.data(), R, H, threads);
 }
 
 void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, DType act,
-                 const MoeScratch& s, float* out) {
+                 const MoeScratch& s, float* out, int threads) {
   const int64_t R = M * K;
   std::vector<int64_t> slot_of(static_cast<size_t>(R));
   for (int64_t i = 0; i < R; ++i) slot_of[s.rows[i]] = i;
-  for (int64_t m = 0; m < M; ++m) {
-    float* o = out + m * H;
-    std::fill(o, o + H, 0.0f);
-    for (int64_t k = 0; k < K; ++k) {
-      const float* row = s.y.data() + slot_of[m * K + k] * H;
-      const float w = weight[m * K + k];
-      for (int64_t j = 0; j < H; ++j) o[j] += fp32_weights ? row[j] * w : round_to(act, row[j] * w);
+  // Tokens split over the threads; each weighted row rounded as a whole (round_n), then added.
+  parallel_ranges(M, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, K * H)), threads, [&](int64_t lo, int64_t hi) {
+    std::vector<float> scaled(static_cast<size_t>(H));
+    for (int64_t m = lo; m < hi; ++m) {
+      float* o = out + m * H;
+      std::fill(o, o + H, 0.0f);
+      for (int64_t k = 0; k < K; ++k) {
+        const float* row = s.y.data() + slot_of[m * K + k] * H;
+        const float w = weight[m * K + k];
+        for (int64_t j = 0; j < H; ++j) scaled[j] = row[j] * w;
+        if (!fp32_weights) round_n(scaled.data(), H, act);
+        for (int64_t j = 0; j < H; ++j) o[j] += scaled[j];
+      }
+      round_n(o, H, act);
     }
-  }
-  round_all(act, out, M * H);
+  });
 }
 
 int64_t moe_experts(const float* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K, const int32_t* pick,
@@ -117,7 +134,7 @@ int64_t moe_experts(const float* x, int64_t M, int64_t H, int64_t I, int64_t E, 
   const int64_t touched = moe_dispatch(x, M, H, E, K, pick, s);
   moe_gate_up(gate_up, E, I, act, threads, s);
   moe_down(down, E, H, act, threads, s);
-  moe_combine(weight, M, H, K, fp32_weights, act, s, out);
+  moe_combine(weight, M, H, K, fp32_weights, act, s, out, threads);
   return touched;
 }
 

@@ -45,9 +45,10 @@ int64_t moe_dispatch(const float* x, int64_t M, int64_t H, int64_t E, int64_t K,
 void moe_gate_up(const Weight& gate_up, int64_t E, int64_t I, DType act, int threads, MoeScratch& s);
 // down: E x H x I; leaves y (R x H) in s.y.
 void moe_down(const Weight& down, int64_t E, int64_t H, DType act, int threads, MoeScratch& s);
-// out (M x H) = the weighted sum of each token's K rows of s.y, rounded to `act`.
+// out (M x H) = the weighted sum of each token's K rows of s.y, rounded to `act`; the tokens split
+// over up to `threads` threads.
 void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, DType act,
-                 const MoeScratch& s, float* out);
+                 const MoeScratch& s, float* out, int threads = 1);
 
 // The four above in order; returns the experts touched.
 int64_t moe_experts(const float* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K, const int32_t* pick,
