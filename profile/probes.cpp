@@ -209,26 +209,28 @@ DiskFit measure_disk(const std::string& dir, bool quick, int threads, const Prog
   std::vector<char> block(1 << 20);
   std::mt19937 rng(11);
   for (auto& c : block) c = static_cast<char>(rng());
+  // A file of s bytes (the block repeated), written back to the disk, as a float32 tensor's ref.
+  auto probe_file = [&](const std::string& name, const std::string& leaf, size_t s) {
+    exec::WeightRef ref;
+    ref.name = name;
+    ref.file = (folder / leaf).string();
+    ref.w.type = DType::kFloat32;
+    ref.w.rows = 1;
+    ref.w.cols = static_cast<int64_t>(s / 4);
+    const int fd = ::open(ref.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw RuntimeFailure("cannot write the disk probe file " + ref.file + ": " + std::strerror(errno));
+    bool ok = true;
+    for (size_t w = 0; w < s && ok; w += block.size()) {
+      const size_t n = std::min(block.size(), s - w);
+      ok = ::write(fd, block.data(), n) == static_cast<ssize_t>(n);
+    }
+    ok = ::fdatasync(fd) == 0 && ok;
+    if (::close(fd) != 0 || !ok) throw RuntimeFailure("cannot write the disk probe file " + ref.file);
+    return ref;
+  };
   std::vector<exec::WeightRef> files;
   for (size_t s : sizes) {
-    for (int r = 0; r < reps; ++r) {
-      exec::WeightRef ref;
-      ref.name = "disk probe";
-      ref.file = (folder / (std::to_string(files.size()) + ".dat")).string();
-      ref.w.type = DType::kFloat32;
-      ref.w.rows = 1;
-      ref.w.cols = static_cast<int64_t>(s / 4);
-      const int fd = ::open(ref.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-      if (fd < 0) throw RuntimeFailure("cannot write the disk probe file " + ref.file + ": " + std::strerror(errno));
-      bool ok = true;
-      for (size_t w = 0; w < s && ok; w += block.size()) {
-        const size_t n = std::min(block.size(), s - w);
-        ok = ::write(fd, block.data(), n) == static_cast<ssize_t>(n);
-      }
-      ok = ::fdatasync(fd) == 0 && ok;
-      if (::close(fd) != 0 || !ok) throw RuntimeFailure("cannot write the disk probe file " + ref.file);
-      files.push_back(ref);
-    }
+    for (int r = 0; r < reps; ++r) files.push_back(probe_file("disk probe", std::to_string(files.size()) + ".dat", s));
   }
   exec::DiskReader reader;
   std::vector<char> buf(sizes.back());
@@ -260,20 +262,7 @@ DiskFit measure_disk(const std::string& dir, bool quick, int threads, const Prog
   {
     if (progress) progress("disk reads, one large tensor", 0, 1);
     const size_t s = quick ? exec::kMapCopyBytes + (size_t{32} << 20) : size_t{512} << 20;
-    exec::WeightRef ref;
-    ref.name = "disk probe (large)";
-    ref.file = (folder / "large.dat").string();
-    ref.w.type = DType::kFloat32;
-    ref.w.rows = 1;
-    ref.w.cols = static_cast<int64_t>(s / 4);
-    const int fd = ::open(ref.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw RuntimeFailure("cannot write the disk probe file " + ref.file + ": " + std::strerror(errno));
-    bool ok = true;
-    for (size_t w = 0; w < s && ok; w += block.size()) {
-      ok = ::write(fd, block.data(), block.size()) == static_cast<ssize_t>(block.size());
-    }
-    ok = ::fdatasync(fd) == 0 && ok;
-    if (::close(fd) != 0 || !ok) throw RuntimeFailure("cannot write the disk probe file " + ref.file);
+    const exec::WeightRef ref = probe_file("disk probe (large)", "large.dat", s);
     exec::WeightBuffer dst = exec::weight_buffer(s);
     reader.read(ref, dst.get(), false, threads);
     std::vector<double> t;

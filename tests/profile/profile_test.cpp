@@ -188,6 +188,15 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   CHECK(*cal.host.page_cache_probe_gbs < 1000);
   CHECK(sim::parse_calibration(sim::calibration_yaml(cal), "back").host.page_cache_probe_gbs ==
         cal.host.page_cache_probe_gbs);
+  // Large warm tensors (copied out of the file's map from exec::kMapCopyBytes on): measured by the
+  // disk probe, a copy rate, from 64 MiB, and the cost model prices such a tensor at it.
+  REQUIRE(cal.host.page_cache_large_gbs);
+  CHECK(*cal.host.page_cache_large_gbs > 0.1);
+  CHECK(*cal.host.page_cache_large_gbs < 1000);
+  REQUIRE(cal.host.page_cache_large_from_mib);
+  CHECK(*cal.host.page_cache_large_from_mib == Approx(64));
+  CHECK(rates.page_cache_rate(DType::kBFloat16, 400.0 * 1024 * 1024) == Approx(*cal.host.page_cache_large_gbs * 1e9));
+  CHECK(cal.fit["disk_probe"]["large_warm"]["mib"].as<int>() == 96);  // quick: kMapCopyBytes + 32 MiB
   // Sane ranges for any machine this runs on: 0.5-2000 GB/s memory, 5 MB/s-1000 GB/s disk (a CI
   // runner's throttled network disk read 45 MB/s on the quick calibration's small files).
   CHECK(rates.host.memory_bandwidth.source == sim::Source::kCalibrated);
