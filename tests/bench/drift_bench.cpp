@@ -14,6 +14,8 @@
 //                                                 the copy by 1 thread then by 2 (interleaved)
 //   build/tests/bench/drift_bench knee float32 3     the product after a warm copy vs from DRAM, by size
 //   build/tests/bench/drift_bench split tinyllama_1b float32 3  attention-only on disk vs whole layers
+//   build/tests/bench/drift_bench disksteps qwen3_06b float32 14 3  what each tensor of a disk layer
+//                                                 adds to a decode step (its steps on disk vs resident)
 //   build/tests/bench/drift_bench steps tinyllama_1b bfloat16 12 [threads [calibration.yaml]]  a
 //                                                 CPU-only decode step's time step by step
 //                                                 (CpuModel::set_time_steps), summed over the layers:
@@ -23,6 +25,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <stdexcept>
 
 #include <unistd.h>
@@ -147,8 +150,9 @@ void page_cache_then_product(DType d) {
   const size_t file_bytes = size_t{1} << 30;
   const std::string path = write_synced_file(file_bytes);
   const size_t es = d == DType::kFloat32 ? 4 : 2;
-  std::vector<uint8_t> pool_mem(size_t{2} << 30, 1);
-  for (size_t i = 0; i < pool_mem.size(); i += 4096) pool_mem[i] = static_cast<uint8_t>(i);
+  const size_t pool_bytes = size_t{2} << 30;
+  exec::WeightBuffer pool = exec::weight_buffer(pool_bytes);  // resident weights' pages
+  std::memset(pool.get(), 1, pool_bytes);
   exec::DiskReader reader;
   struct Row {
     int64_t n, k;
@@ -158,7 +162,7 @@ void page_cache_then_product(DType d) {
   std::vector<Row> rows[2];
   for (auto [n, k] : kCopyShapes) {
     const size_t bytes = static_cast<size_t>(n * k) * es;
-    const size_t in_file = file_bytes / bytes, in_pool = pool_mem.size() / bytes;
+    const size_t in_file = file_bytes / bytes, in_pool = pool_bytes / bytes;
     std::vector<uint8_t> buf(bytes);
     std::vector<float> x(static_cast<size_t>(k), 0.5f), y(static_cast<size_t>(n));
     auto ref_at = [&](size_t i) {
@@ -176,7 +180,7 @@ void page_cache_then_product(DType d) {
     for (size_t r = 0; r < 32; ++r) {
       for (int threads = 1; threads <= 2; ++threads) {
         const size_t at = 2 * r + static_cast<size_t>(threads - 1);
-        const uint8_t* w = pool_mem.data() + (at % in_pool) * bytes;
+        const uint8_t* w = pool.get() + (at % in_pool) * bytes;
         const auto t0 = std::chrono::steady_clock::now();
         exec::cpu::linear(x.data(), 1, exec::cpu::Weight{w, d, n, k}, nullptr, y.data(), 2);
         const auto t1 = std::chrono::steady_clock::now();
@@ -202,7 +206,7 @@ void page_cache_then_product(DType d) {
 }
 
 // Where the cache effect ends: for tensor sizes around the last-level cache, through the real
-// path (DiskReader warm into one reused buffer, as the executor reads), the product on the
+// path (DiskReader warm by 2 threads into one reused 2 MiB-page buffer, as the executor reads), the product on the
 // just-copied buffer against the product on weights from a DRAM pool. Sizes interleaved, PASSES
 // passes of 11 repetitions each; per pass the medians of the product after the copy over the
 // product from DRAM (after/dram), the copy alone and what copy and product add to the step.
@@ -212,8 +216,9 @@ void cache_knee(DType d, int passes) {
   const size_t es = d == DType::kFloat32 ? 4 : 2;
   const int64_t k = 1024;
   std::vector<int64_t> rows_mb = {2, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 48, 64, 128};  // in MiB of weights
-  std::vector<uint8_t> pool_mem(size_t{2} << 30, 1);
-  for (size_t i = 0; i < pool_mem.size(); i += 4096) pool_mem[i] = static_cast<uint8_t>(i);
+  const size_t pool_bytes = size_t{2} << 30;
+  exec::WeightBuffer pool = exec::weight_buffer(pool_bytes);  // resident weights' pages
+  std::memset(pool.get(), 1, pool_bytes);
   exec::DiskReader reader;
   {
     std::vector<uint8_t> tmp(size_t{64} << 20);
@@ -224,10 +229,11 @@ void cache_knee(DType d, int passes) {
       r.offset = off;
       r.w = exec::cpu::Weight{nullptr, DType::kFloat32, static_cast<int64_t>(tmp.size() / 4 / 1024), 1024};
       r.on_disk = true;
-      reader.read(r, tmp.data(), false);  // page cache and map warm
+      reader.read(r, tmp.data(), false, 2);  // page cache and map warm
     }
   }
-  std::vector<uint8_t> buf((size_t{128} << 20) + 4096);
+  exec::WeightBuffer buf = exec::weight_buffer(size_t{128} << 20);  // as the executor's disk buffer
+  std::memset(buf.get(), 0, size_t{128} << 20);
   std::vector<float> x(static_cast<size_t>(k), 0.5f), y(size_t{128} << 20);
   std::printf("pass   MiB  product_dram_ms  copy_ms  product_after_ms  after/dram  added GB/s  copy GB/s\n");
   size_t at = 0;
@@ -237,7 +243,7 @@ void cache_knee(DType d, int passes) {
       const int64_t n = static_cast<int64_t>(bytes / es / static_cast<size_t>(k));
       std::vector<double> prod, copy, after;
       for (int r = 0; r < 12; ++r) {
-        const uint8_t* w = pool_mem.data() + (at % (pool_mem.size() / bytes)) * bytes;
+        const uint8_t* w = pool.get() + (at % (pool_bytes / bytes)) * bytes;
         exec::WeightRef ref;
         ref.name = "bench";
         ref.file = path;
@@ -248,9 +254,9 @@ void cache_knee(DType d, int passes) {
         const auto t0 = std::chrono::steady_clock::now();
         exec::cpu::linear(x.data(), 1, exec::cpu::Weight{w, d, n, k}, nullptr, y.data(), 2);
         const auto t1 = std::chrono::steady_clock::now();
-        reader.read(ref, buf.data(), false);
+        reader.read(ref, buf.get(), false, 2);
         const auto t2 = std::chrono::steady_clock::now();
-        exec::cpu::linear(x.data(), 1, exec::cpu::Weight{buf.data(), d, n, k}, nullptr, y.data(), 2);
+        exec::cpu::linear(x.data(), 1, exec::cpu::Weight{buf.get(), d, n, k}, nullptr, y.data(), 2);
         const auto t3 = std::chrono::steady_clock::now();
         if (r == 0) continue;  // warm-up
         prod.push_back(std::chrono::duration<double>(t1 - t0).count());
@@ -304,6 +310,57 @@ void split_runs(const std::string& model, DType d, int reps) {
   const double mc = median(c), ma = median(a), mt = median(t);
   std::printf("medians: cpu %.2f, attention %.2f (adds %.2f GB/s), third %.2f (adds %.2f GB/s)\n", mc * 1e3, ma * 1e3,
               abytes / (ma - mc) / 1e9, mt * 1e3, tbytes / (mt - mc) / 1e9);
+}
+
+// What each tensor of a disk layer adds to a decode step: the last DISK layers on disk, step
+// timing on (profile::RunSettings::time_steps), per tensor kind the median over the disk layers of
+// its steps' time (read + product) less the median over the resident layers (product alone);
+// REPS runs, the median of their figures. Prints the tensor's MiB, the extra and its GB/s.
+void disk_steps(const std::string& model, DType d, int64_t disk, int reps) {
+  const ModelSpec spec = resolve_model(model, "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  profile::RunSettings rs;
+  rs.threads = 2;
+  rs.new_tokens = 12;
+  rs.time_steps = true;
+  const DeviceMap dm = profile::layers_on_disk_map(spec, disk);
+  const int64_t L = cfg.layers, first = L - disk;
+  std::map<std::string, std::vector<double>> extra;
+  std::map<std::string, double> bytes;
+  std::vector<std::string> order;
+  for (int r = 0; r < reps; ++r) {
+    const profile::PlacementRun run = profile::run_placement(spec, d, dm, rs);
+    std::map<std::string, std::vector<double>> on, off;
+    for (const auto& [name, s] : run.decode_weight_s) {
+      const std::string prefix = "model.layers.";
+      if (name.rfind(prefix, 0) != 0) continue;
+      const size_t dot = name.find('.', prefix.size());
+      const int64_t l = std::stoll(name.substr(prefix.size(), dot - prefix.size()));
+      const std::string kind = name.substr(dot + 1);
+      (l >= first ? on : off)[kind].push_back(s);
+    }
+    for (const auto& [kind, v] : on) {
+      if (!off.count(kind)) continue;
+      if (!extra.count(kind)) order.push_back(kind);
+      extra[kind].push_back(median(v) - median(off[kind]));
+    }
+    std::printf("run %d: decode %.2f ms/token, reads %.2f ms\n", r, run.decode_token_s * 1e3,
+                run.decode_disk_read_s * 1e3);
+  }
+  for (const auto& [name, shape] : exec::ModelWeights::expected(cfg)) {
+    double numel = 1;
+    for (int64_t n : shape) numel *= static_cast<double>(n);
+    const std::string prefix = "model.layers.0.";
+    if (name.rfind(prefix, 0) == 0) bytes[name.substr(prefix.size())] = numel * static_cast<double>(exec::elt_size(d));
+  }
+  std::printf("%-40s %8s %9s %8s\n", "tensor", "MiB", "extra ms", "GB/s");
+  double total = 0;
+  for (const std::string& k : order) {
+    const double e = median(extra[k]);
+    total += e;
+    std::printf("%-40s %8.2f %9.4f %8.2f\n", k.c_str(), bytes[k] / 1048576.0, e * 1e3, bytes[k] / e / 1e9);
+  }
+  std::printf("per disk layer: %.3f ms\n", total * 1e3);
 }
 
 // Where a CPU-only decode step's time goes: seeded random weights, a 64-token prefill, then
@@ -429,6 +486,10 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 6 && std::string(argv[1]) == "disksteps") {  // drift_bench disksteps MODEL DTYPE DISK_LAYERS REPS
+    disk_steps(argv[2], parse_dtype(argv[3]).value(), std::atoll(argv[4]), std::atoi(argv[5]));
+    return 0;
+  }
   if (argc >= 5 && argc <= 7 &&
       std::string(argv[1]) == "steps") {  // drift_bench steps MODEL DTYPE TOKENS [THREADS [CAL]]
     step_breakdown(argv[2], parse_dtype(argv[3]).value(), std::atoi(argv[4]), argc >= 6 ? std::atoi(argv[5]) : 2,
