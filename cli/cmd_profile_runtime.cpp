@@ -12,9 +12,11 @@
 #include "core/error.h"
 #include "core/output.h"
 #include "core/scenario.h"
+#include "core/stats.h"
 #include "profile/llama_fit.h"
 #include "profile/llama_probe.h"
 #include "profile/load_guard.h"
+#include "profile/reference_bracket.h"
 #include "profile/runtime_probe.h"
 #include "profile/runtime_validate.h"
 #include "exec/config.h"
@@ -82,10 +84,11 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
     check_output_file(out, "--out");  // before minutes of measurement
     const int reps = a.has("quick") ? 1 : 3;
     profile::LoadGuard g(guard);
-    // The machine's state around the runtime's measurements, against the calibration's (its
-    // reference probe): recorded in the fit block (not yet used to refer the rates to it).
+    // The machine's state around each of the runtime's measurements, against the calibration's
+    // (its reference probe): each waits for the probe to read as at calibration time, and its
+    // decode figures are referred to calibration time by the probe's ratio (reference_bracket.h).
     const double ref = cal.host.reference_probe_ms.value_or(0.0);
-    const double probe_before = ref > 0 ? profile::reference_probe_ms(ctx.run.threads) : 0.0;
+    profile::ReferenceBracket bracket(ref, ctx.run.threads);
     std::vector<profile::SelfCheckRow> self_check;
     std::vector<std::string> summary;
     YAML::Node fit_node;
@@ -93,8 +96,9 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       const std::string probe = profile::find_llama_probe();
       for (DType d : ctx.dtypes) profile::gguf_type_of(d);  // a dtype llama.cpp is profiled in
       std::fprintf(stderr, "dmap profile: llama.cpp runtime probe: %s\n", probe.c_str());
-      const auto runs = g.run("llama.cpp runtime probe",
-                              [&] { return profile::measure_llama(spec, ctx.dtypes, ctx.run, probe, reps); });
+      const auto runs = g.run("llama.cpp runtime probe", [&] {
+        return profile::measure_llama(spec, ctx.dtypes, ctx.run, probe, reps, true, false, &bracket);
+      });
       profile::LlamaFit fit = profile::fit_llama_profile(spec, ctx.hw, cal, runs);
       cal.runtimes[runtime] = fit.profile;
       self_check = fit.self_check;
@@ -115,13 +119,15 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
       const int64_t disk_layers =
           std::max<int64_t>(1, profile::layers_of_fraction(0.25, exec::exec_config(spec).layers));
       auto session = [&](const std::string& what, int s, int64_t disk, bool keep_freed) {
-        return g.run("transformers runtime probe" + what, [&] {
+        profile::TorchProbe p = g.run("transformers runtime probe" + what, [&] {
           profile::TorchProbeOptions o = po;
           if (s > 0 || disk > 0) o.matvec.clear();  // the grid in the first CPU-only process only
           o.disk_layers = disk;
           o.keep_freed = keep_freed;
-          return profile::run_torch_probe(o);
+          return bracket.run([&] { return profile::run_torch_probe(o); });
         });
+        profile::refer_to_calibration_time(p, bracket.ratio());
+        return p;
       };
       // Each in kTorchFitSessions processes (one with --quick), the three taking turns so that each
       // figure's processes are spread over the fit's minutes (the VM's spells last minutes), merged.
@@ -153,11 +159,18 @@ int profile_runtime(const Args& a, sim::Runtime runtime, const ProfileContext& c
     fit_node["model"] = model_id;
     fit_node["method"] = ctx.command;
     fit_node["remeasured"] = g.remeasured();
-    if (ref > 0) {
-      const double ratio = (probe_before + profile::reference_probe_ms(ctx.run.threads)) / 2 / ref;
+    if (!bracket.ratios().empty()) {
+      const double ratio = median(bracket.ratios());
       fit_node["probe_ratio"] = std::round(ratio * 1000) / 1000;
-      std::cout << "reference probe during the runtime's measurements: " << ratio
-                << " x the calibration's time (above 1: the machine was slower)\n";
+      YAML::Node all;
+      for (double q : bracket.ratios()) all.push_back(std::round(q * 1000) / 1000);
+      all.SetStyle(YAML::EmitterStyle::Flow);
+      fit_node["probe_ratios"] = all;
+      fit_node["referred"] = "decode times and one-row products divided by their measurement's probe ratio";
+      std::cout << "reference probe during the runtime's measurements: median " << ratio
+                << " x the calibration's time (" << *std::min_element(bracket.ratios().begin(), bracket.ratios().end())
+                << " .. " << *std::max_element(bracket.ratios().begin(), bracket.ratios().end())
+                << "; above 1: the machine was slower); decode referred to calibration time\n";
     }
     if (!cal.fit.IsDefined() || !cal.fit.IsMap()) cal.fit = YAML::Node(YAML::NodeType::Map);
     cal.fit[key] = fit_node;

@@ -95,7 +95,8 @@ std::vector<MatvecSample> matvec_samples(const std::vector<LlamaMatvec>& timed) 
 }
 
 std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DType>& dtypes, const RunSettings& run,
-                                    const std::string& probe, int rounds, bool tiny, bool no_mmap) {
+                                    const std::string& probe, int rounds, bool tiny, bool no_mmap,
+                                    ReferenceBracket* bracket) {
   const exec::ExecConfig cfg = exec::exec_config(spec);
   exec::gguf_arch(cfg);  // a family the exporter writes
   std::vector<LlamaRun> out;
@@ -113,6 +114,14 @@ std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DTy
   // each dtype's tiny model (the per-operator cost) and llama.cpp's own one-row products.
   std::vector<std::unique_ptr<ExportedModel>> files;
   for (DType d : dtypes) files.push_back(std::make_unique<ExportedModel>(cfg, d, run, "model"));
+  // One session, bracketed when asked: its decode referred to calibration time.
+  auto timed = [&](LlamaRun& r, const auto& fn) {
+    if (bracket == nullptr) return fn();
+    LlamaProbe p = bracket->run(fn);
+    r.probe_ratios.push_back(bracket->ratio());
+    for (LlamaRound& round : p.rounds) round.decode_s = at_calibration_time(round.decode_s, bracket->ratio());
+    return p;
+  };
   out.resize(dtypes.size());
   for (int s = 0; s < kLlamaFitSessions; ++s) {
     for (size_t i = 0; i < dtypes.size(); ++i) {
@@ -120,9 +129,9 @@ std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DTy
       r.dtype = dtypes[i];
       LlamaProbeOptions o{probe,  files[i]->path.string(), run.threads, run.prompt, run.new_tokens,
                           rounds, run.scratch_dir};
-      const LlamaProbe mapped = run_llama_probe(o);
+      const LlamaProbe mapped = timed(r, [&] { return run_llama_probe(o); });
       o.no_mmap = true;
-      const LlamaProbe read_in = run_llama_probe(o);
+      const LlamaProbe read_in = timed(r, [&] { return run_llama_probe(o); });
       if (s == 0) {
         r.model = mapped;
         r.no_mmap = read_in;
@@ -138,7 +147,18 @@ std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DTy
     std::vector<LlamaMatvecShape> shapes;
     const std::string type = d == DType::kFloat32 ? "f32" : d == DType::kBFloat16 ? "bf16" : "f16";
     for (const auto& [n, k] : matvec_shapes(spec)) shapes.push_back({type, n, k});
-    r.matvec = run_llama_matvec(probe, shapes, run.threads, 2 * rounds + 1, run.scratch_dir);
+    if (bracket == nullptr) {
+      r.matvec = run_llama_matvec(probe, shapes, run.threads, 2 * rounds + 1, run.scratch_dir);
+      continue;
+    }
+    r.matvec =
+        bracket->run([&] { return run_llama_matvec(probe, shapes, run.threads, 2 * rounds + 1, run.scratch_dir); });
+    r.probe_ratios.push_back(bracket->ratio());
+    const double q = bracket->ratio();
+    for (LlamaMatvec& m : r.matvec) {
+      m.seconds = at_calibration_time(m.seconds, q);
+      if (q > 0) m.gbs *= q;  // bytes over the referred seconds
+    }
   }
   return out;
 }
@@ -254,6 +274,12 @@ LlamaFit fit_llama_profile(const ModelSpec& spec, const sim::Hardware& hw, const
     };
     if (!r.model_decodes.empty()) m["decode_sessions_ms"] = sessions_ms(r.model_decodes);
     if (!r.no_mmap_decodes.empty()) m["no_mmap_decode_sessions_ms"] = sessions_ms(r.no_mmap_decodes);
+    if (!r.probe_ratios.empty()) {
+      YAML::Node q;
+      for (double x : r.probe_ratios) q.push_back(std::round(x * 1000) / 1000);
+      q.SetStyle(YAML::EmitterStyle::Flow);
+      m["probe_ratios"] = q;  // each session's (mapped, read in, ...) then the products'; decode referred by them
+    }
     m["prefill_ms"] = round4(r.model.prefill() * 1e3);
     m["tiny_decode_us"] = round4(r.tiny.decode() * 1e6);
     m["rounds"] = static_cast<int>(r.model.rounds.size());

@@ -41,6 +41,7 @@
 #include "core/model_spec.h"
 #include "profile/llama_probe.h"
 #include "profile/profile.h"
+#include "profile/reference_bracket.h"
 #include "profile/runtime_fit.h"
 #include "sim/calibration.h"
 #include "sim/hardware.h"
@@ -58,6 +59,11 @@ struct LlamaRun {
   // refit's float32 decode was 114 ms/token against 78 in every validation round). Empty:
   // `model` and `no_mmap` alone.
   std::vector<double> model_decodes, no_mmap_decodes;
+  // With a ReferenceBracket: the probe's ratio around each timed session of the model (mapped and
+  // read in, in order) and around the one-row products; their decode times and products are then
+  // referred to calibration time (at_calibration_time), prefill and the tiny model's times are not
+  // (compute and per-operator costs, which the memory probe does not track).
+  std::vector<double> probe_ratios;
 };
 
 // The GGUF type a dtype is exported as (float32 F32, float16 F16, bfloat16 BF16).
@@ -68,10 +74,12 @@ GgufFileType gguf_type_of(DType d);
 // kLlamaFitSessions processes taking turns with the other dtypes', and llama.cpp's one-row
 // products over a grid of shapes (what a profile fits). Without `tiny`, the
 // model alone, under --no-mmap when `no_mmap` (a validation of a no-mmap profile).
-// RuntimeFailure when the probe fails.
+// A fit given `bracket` times each model session and the products within it and refers their
+// decode times to calibration time (LlamaRun::probe_ratios). RuntimeFailure when the probe fails.
 constexpr int kLlamaFitSessions = 3;
 std::vector<LlamaRun> measure_llama(const ModelSpec& spec, const std::vector<DType>& dtypes, const RunSettings& run,
-                                    const std::string& probe, int rounds, bool tiny = true, bool no_mmap = false);
+                                    const std::string& probe, int rounds, bool tiny = true, bool no_mmap = false,
+                                    ReferenceBracket* bracket = nullptr);
 
 // llama.cpp's timed products as the shared fit reads them (runtime_fit.h).
 std::vector<MatvecSample> matvec_samples(const std::vector<LlamaMatvec>& timed);

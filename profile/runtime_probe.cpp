@@ -1,6 +1,8 @@
 // The transformers runtime probe and its fit (see runtime_probe.h).
 #include "profile/runtime_probe.h"
 
+#include "profile/reference_bracket.h"
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -202,6 +204,19 @@ std::string run_probe_json(const std::vector<std::string>& argv, const std::vect
 }
 
 }  // namespace
+
+void refer_to_calibration_time(TorchProbe& p, double ratio) {
+  if (ratio <= 0) return;
+  for (TorchRun& r : p.runs) {
+    for (double& s : r.decode_s) s = at_calibration_time(s, ratio);
+    for (double& s : r.loop_s) s = at_calibration_time(s, ratio);
+    for (MatvecSample& m : r.matvec) m.seconds = at_calibration_time(m.seconds, ratio);
+  }
+  if (p.offload_rates) {
+    p.offload_rates->copy_gbs *= ratio;
+    p.offload_rates->fresh_page_us = at_calibration_time(p.offload_rates->fresh_page_us, ratio);
+  }
+}
 
 TorchProbe run_torch_probe(const TorchProbeOptions& opt) {
   namespace fs = std::filesystem;

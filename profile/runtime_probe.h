@@ -106,6 +106,12 @@ struct TorchProbeOptions {
 // Runs the probe (its stderr passes through) and reads its JSON. RuntimeFailure when it fails.
 TorchProbe run_torch_probe(const TorchProbeOptions& opt);
 
+// `p` measured with the reference probe at `ratio` of calibration time (reference_bracket.h),
+// referred to calibration time: the decode steps (forward and loop), the one-row products and the
+// offload copies' rates; prefill and the tiny model's steps (compute and per-operator costs) as
+// measured. Ratio 0 (not probed): unchanged.
+void refer_to_calibration_time(TorchProbe& p, double ratio);
+
 // Which of opt.dtypes this PyTorch can compute a forward's operators in on the CPU (the probe's
 // --check-dtypes, a second): the unsupported ones with the first line of PyTorch's error.
 struct TorchDtypeSupport {

@@ -1,13 +1,13 @@
 // The runtimes' validation (see runtime_validate.h).
 #include "profile/runtime_validate.h"
 
+#include "profile/reference_bracket.h"
+
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <iomanip>
 #include <map>
 #include <sstream>
-#include <thread>
 
 #include "core/error.h"
 #include "exec/config.h"
@@ -117,6 +117,7 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
   // The reference probe as the calibration took it (0: it kept none).
   const double ref = cal.host.reference_probe_ms.value_or(0.0);
   v.probed = ref > 0;
+  ReferenceBracket bracket(ref, run.threads);
   int done = 0;
   const int total = static_cast<int>(cases.size());
   std::map<std::string, RuntimeRow::Dmap>
@@ -127,19 +128,8 @@ RuntimeValidation validate_runtime(const std::vector<RuntimeCase>& cases, const 
     double ratio = 0;
     RuntimeMeasurement m;
     for (int attempt = 0;; ++attempt) {
-      m = guard.run(name + " " + what, [&] {
-        double before = 0;
-        if (ref > 0) {
-          before = reference_probe_ms(run.threads);
-          for (int t = 0; t < 10 && std::fabs(before / ref - 1) > kSteadyBand; ++t) {
-            std::this_thread::sleep_for(std::chrono::seconds(1));
-            before = reference_probe_ms(run.threads);
-          }
-        }
-        RuntimeMeasurement mm = measure(c, rounds);
-        if (ref > 0) ratio = (before + reference_probe_ms(run.threads)) / 2 / ref;
-        return mm;
-      });
+      m = guard.run(name + " " + what, [&] { return bracket.run([&] { return measure(c, rounds); }); });
+      ratio = bracket.ratio();
       // Out of the band: once more, while extra rounds are left (the targets apply to
       // measurements with the machine as it was calibrated).
       if (ref <= 0 || std::fabs(ratio - 1) <= kSteadyBand || attempt >= extra_rounds) break;

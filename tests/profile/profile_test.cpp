@@ -24,6 +24,7 @@
 #include "exec/map_placement.h"
 #include "profile/profile.h"
 #include "profile/quiet.h"
+#include "profile/reference_bracket.h"
 #include "profile/runtime_probe.h"
 #include "profile/llama_fit.h"
 #include "report/validation_report.h"
@@ -1275,6 +1276,49 @@ TEST_CASE("the runtime validation refers its measurements to calibration time by
                  Catch::Contains("float16 and bfloat16 mapped (llama.cpp's default load"));
   v.no_mmap = {{DType::kFloat32, true}};
   CHECK_THAT(runtime_validation_markdown(v, "m", "c.yaml"), Catch::Contains(", every dtype read into memory"));
+}
+
+TEST_CASE("a runtime's fit refers its decode to calibration time by the reference probe", "[unit][profile][runtime]") {
+  // Not probed: the measurement runs once, as measured.
+  ReferenceBracket none(0.0, 1);
+  int calls = 0;
+  CHECK(none.run([&] { return ++calls; }) == 1);
+  CHECK(none.ratio() == 0);
+  CHECK(none.ratios().empty());
+  CHECK(at_calibration_time(0.2, none.ratio()) == 0.2);
+  // Probed against a calibration time of this machine's own probe now: one ratio per measurement,
+  // each the mean of the probes around it over that time (no wait: tries 0).
+  const double now = reference_probe_ms(1);
+  ReferenceBracket b(now, 1, 0, 0.0);
+  b.run([] { return 0; });
+  b.run([] { return 0; });
+  REQUIRE(b.ratios().size() == 2);
+  CHECK(b.ratio() == b.ratios().back());
+  CHECK(b.ratio() > 0.2);
+  CHECK(b.ratio() < 5.0);
+  // A session measured with the machine 10 % slower: its decode steps, loop and one-row products
+  // shrink by 1.1, its copies' rate grows by it; prefill and the tiny model stay as measured.
+  TorchProbe p;
+  TorchRun r;
+  r.prefill_s = {1.0};
+  r.decode_s = {0.110, 0.121};
+  r.loop_s = {0.0011};
+  r.tiny_decode_s = {0.002};
+  r.matvec = {{1024, 1024, 0.00055}};
+  p.runs = {r};
+  p.offload_rates = TorchProbe::OffloadRates{10.0, 0.33};
+  refer_to_calibration_time(p, 1.1);
+  CHECK(p.runs[0].decode_s[0] == Approx(0.100));
+  CHECK(p.runs[0].decode_s[1] == Approx(0.110));
+  CHECK(p.runs[0].loop_s[0] == Approx(0.001));
+  CHECK(p.runs[0].matvec[0].seconds == Approx(0.0005));
+  CHECK(p.runs[0].prefill_s[0] == 1.0);
+  CHECK(p.runs[0].tiny_decode_s[0] == 0.002);
+  CHECK(p.offload_rates->copy_gbs == Approx(11.0));
+  CHECK(p.offload_rates->fresh_page_us == Approx(0.3));
+  TorchProbe q = p;
+  refer_to_calibration_time(q, 0.0);  // not probed: unchanged
+  CHECK(q.runs[0].decode_s == p.runs[0].decode_s);
 }
 
 TEST_CASE("a probe program ends with the profiler that started it", "[unit][profile]") {
