@@ -81,11 +81,20 @@ struct DiskFit {
   // its size and the median rate (GB/s) of its timed reads.
   size_t large_bytes = 0;
   double large_gbs = 0;
+  // The same tensor cold (its pages evicted, copied back out of the map by one thread, as the
+  // executor's cold prefill reads it): the median rate (GB/s) of its cold reads.
+  double large_cold_gbs = 0;
 };
+
+// The tensor size from which a cold read runs at the large tensor's cold rate (disk.read_large_*).
+// Measured on the AMD EPYC VM (2026-12-07, `drift_bench cold 4`, medians of 4 reads as the executor
+// reads cold): 16 MiB 2.1 GB/s, 32 MiB 3.6, 64 MiB 2.4, 128 MiB 4.7, 256 MiB 4.8, 512 MiB 4.8 — the
+// kernel's readahead has ramped up by 128 MiB.
+constexpr size_t kColdStreamBytes = size_t{128} << 20;
 
 // Reads of 0.25..64 MiB tensors from scratch files: cold (evicted from the page cache first, by
 // one thread) and warm (by `threads` threads), as the executor reads them; then one large tensor
-// (512 MiB; quick: 96 MiB) warm, which the executor copies out of the file's map.
+// (512 MiB; quick: 96 MiB) warm, which the executor copies out of the file's map, and cold.
 DiskFit measure_disk(const std::string& dir, bool quick, int threads, const ProgressFn& progress);
 
 // Attention alone (exec::CpuModel::attention_only) over context lengths, on a one-layer model

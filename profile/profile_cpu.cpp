@@ -401,6 +401,10 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       cal.disk.read_gbs = cold_bw / 1e9;
     }
     cal.disk.read_latency_us = cold_lat * 1e6;
+    if (disk.large_cold_gbs > 0) {  // long cold streams (MoE fused experts, large heads)
+      cal.disk.read_large_gbs = disk.large_cold_gbs;
+      cal.disk.read_large_from_mib = static_cast<double>(kColdStreamBytes) / (1024.0 * 1024.0);
+    }
     return cal;
   };
 
@@ -654,7 +658,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   fitb << "  disk_probe: {cold_gbs: " << fmt(probe_cold_bw / 1e9)
        << ", cold_latency_us: " << fmt(std::max(0.0, disk.cold.intercept) * 1e6)
        << ", warm_gbs: " << fmt(probe_warm_bw / 1e9) << ", large_warm: {mib: " << disk.large_bytes / (1024 * 1024)
-       << ", gbs: " << fmt(disk.large_gbs) << "}}\n";
+       << ", gbs: " << fmt(disk.large_gbs) << "}, large_cold: {mib: " << disk.large_bytes / (1024 * 1024)
+       << ", gbs: " << fmt(disk.large_cold_gbs) << "}}\n";
   fitb << "  disk_whole_model: {layers_on_disk: " << disk_layers << ", cold_gbs: [";
   for (size_t i = 0; i < cold_rates.size(); ++i) fitb << (i ? ", " : "") << fmt(cold_rates[i] / 1e9);
   fitb << "], warm_gbs: [";

@@ -2,6 +2,7 @@
 #include "sim/calibration.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <fstream>
 #include <iomanip>
@@ -100,6 +101,15 @@ double Rates::min_page_cache_rate(DType d) const {
 const Figure& Rates::disk_read_for(DType d) const {
   auto it = disk_read_dtype.find(d);
   return it != disk_read_dtype.end() ? it->second : disk_read;
+}
+
+double Rates::disk_read_rate(DType d, double bytes) const {
+  if (disk_read_large_from > 0 && bytes >= disk_read_large_from) return disk_read_large.value;
+  return disk_read_for(d).value;
+}
+
+double Rates::max_disk_read_rate(DType d) const {
+  return disk_read_large_from > 0 ? std::max(disk_read_large.value, disk_read_for(d).value) : disk_read_for(d).value;
 }
 
 const RateCurve& DeviceRates::attention_flops_for(DType d) const {
@@ -279,7 +289,7 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     c.link.p2p_gbs = read_figure(f, l, "p2p_gbs", false);
   }
   if (const YAML::Node d = root["disk"]; d.IsDefined()) {
-    check_keys(f, d, {"read_gbs", "read_latency_us"}, "disk");
+    check_keys(f, d, {"read_gbs", "read_latency_us", "read_large_gbs", "read_large_from_mib"}, "disk");
     if (const YAML::Node rg = d["read_gbs"]; rg.IsDefined() && rg.IsMap()) {
       c.disk.read_gbs_by_dtype = read_per_dtype(f, rg, "disk.read_gbs");
       for (const auto& [dt, v] : c.disk.read_gbs_by_dtype) {
@@ -290,6 +300,13 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
       c.disk.read_gbs = read_figure(f, d, "read_gbs", false);
     }
     c.disk.read_latency_us = read_figure(f, d, "read_latency_us", true);
+    c.disk.read_large_gbs = read_figure(f, d, "read_large_gbs", false);
+    c.disk.read_large_from_mib = read_figure(f, d, "read_large_from_mib", false);
+    if (c.disk.read_large_gbs.has_value() != c.disk.read_large_from_mib.has_value()) {
+      fail_at(f, d[c.disk.read_large_gbs ? "read_large_gbs" : "read_large_from_mib"],
+              "disk.read_large_gbs and disk.read_large_from_mib go together: the cold rate and the tensor size from "
+              "which it holds");
+    }
   }
   if (const YAML::Node rt = root["runtimes"]; rt.IsDefined()) c.runtimes = read_runtime_profiles(f, rt);
   if (const YAML::Node m = root["moe"]; m.IsDefined()) {
@@ -356,10 +373,39 @@ void put_gpu(std::ostringstream& y, const std::string& key, const GpuCalibration
   put(y, "    ", "attention_overhead_us", g.attention_overhead_us);
 }
 
+// `n` (a copy) with every numeric scalar in its shortest round-trip spelling: yaml-cpp stores a
+// double assigned to a node with 17 digits (0.979 as 0.97899999999999998).
+YAML::Node shortest_numbers(const YAML::Node& n) {
+  if (n.IsScalar()) {
+    const std::string& s = n.Scalar();
+    double v = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v)) return n;
+    char buf[32];
+    const auto [out, ec2] = std::to_chars(buf, buf + sizeof buf, v);
+    if (ec2 != std::errc() || static_cast<size_t>(out - buf) >= s.size()) return n;
+    return YAML::Node(std::string(buf, out));
+  }
+  if (n.IsSequence()) {
+    YAML::Node out(YAML::NodeType::Sequence);
+    for (const auto& item : n) out.push_back(shortest_numbers(item));
+    out.SetStyle(n.Style());
+    return out;
+  }
+  if (n.IsMap()) {
+    YAML::Node out(YAML::NodeType::Map);
+    for (const auto& kv : n) out[kv.first] = shortest_numbers(kv.second);
+    out.SetStyle(n.Style());
+    return out;
+  }
+  return n;
+}
+
 // A free-form mapping: one line per key, its value in flow style (a sequence of mappings: one
 // item per line).
-void put_free(std::ostringstream& y, const char* key, const YAML::Node& n) {
-  if (!n.IsDefined() || n.IsNull()) return;
+void put_free(std::ostringstream& y, const char* key, const YAML::Node& given) {
+  if (!given.IsDefined() || given.IsNull()) return;
+  const YAML::Node n = shortest_numbers(given);
   if (!n.IsMap()) {
     YAML::Emitter e;
     e << YAML::Flow << n;
@@ -466,6 +512,8 @@ std::string calibration_yaml(const Calibration& c) {
   put(dy, "  ", "read_gbs", c.disk.read_gbs);
   put_per_dtype(dy, "  ", "read_gbs", c.disk.read_gbs_by_dtype);
   put(dy, "  ", "read_latency_us", c.disk.read_latency_us);
+  put(dy, "  ", "read_large_gbs", c.disk.read_large_gbs);
+  put(dy, "  ", "read_large_from_mib", c.disk.read_large_from_mib);
   if (!dy.str().empty()) y << "disk:\n" << dy.str();
   y << runtime_profiles_yaml(c.runtimes);
   std::ostringstream my;
@@ -636,6 +684,10 @@ Rates make_rates(const Hardware& hw, const Calibration* cal) {
     }
   }
   set(cal->disk.read_latency_us, kUs, r.disk_latency);
+  if (cal->disk.read_large_gbs && cal->disk.read_large_from_mib) {
+    set(cal->disk.read_large_gbs, kGB, r.disk_read_large);
+    r.disk_read_large_from = *cal->disk.read_large_from_mib * 1024.0 * 1024.0;
+  }
   return r;
 }
 

@@ -46,7 +46,9 @@
 //       attention_overhead_us: 3
 //   link: {h2d_pinned_gbs: 52, h2d_pageable_gbs: 21, d2h_pinned_gbs: 50, d2h_pageable_gbs: 20,
 //          copy_latency_us: 9, p2p_gbs: 400}
-//   disk: {read_gbs: 2.1, read_latency_us: 120}
+//   disk: {read_gbs: 2.1, read_latency_us: 120,   # cold reads; read_gbs also per dtype
+//          read_large_gbs: 4.6,               # tensors of read_large_from_mib and more (both keys or
+//          read_large_from_mib: 64}           # neither): one long stream, read ahead of
 //   runtimes: {transformers: {...}, llama.cpp: {...}}   # runtime profiles (sim/runtime.h)
 //   moe: {routing_spread: 0.5,             # mixture of experts: routing spreads the tokens over
 //         sequence_spread: 0.6}            # this share of a layer's experts (1: uniform routing);
@@ -139,6 +141,10 @@ struct DiskCalibration {
   // 2.5-3.0 GB/s and bfloat16 at 3.5-4.5 GB/s in the same calibration (twice), a difference
   // one rate for both left as -8.5 % / +3.8 % errors in the calibration's own disk runs.
   std::map<DType, double> read_gbs_by_dtype;
+  // Tensors of read_large_from_mib and more, cold (both keys or neither): one stream the kernel
+  // reads ahead of for long enough to ramp up. Measured on the AMD EPYC VM (2026-12-07): MoE fused
+  // experts of 400-800 MB read cold at ~4.6 GB/s where TinyLlama's 22-44 MiB tensors read at 3.3.
+  std::optional<double> read_large_gbs, read_large_from_mib;
 };
 
 struct Calibration {
@@ -193,6 +199,12 @@ struct Rates {
   double min_page_cache_rate(DType d) const;
   std::map<DType, Figure> disk_read_dtype;     // bytes/s, cold, per weight dtype
   const Figure& disk_read_for(DType d) const;  // the dtype's, else disk_read
+  Figure disk_read_large;                      // bytes/s, cold, tensors of disk_read_large_from on
+  double disk_read_large_from = 0;             // bytes; 0: no such rate
+  // Cold rate (bytes/s) of one tensor of `bytes`: disk_read_large from disk_read_large_from on,
+  // else disk_read_for; the fastest of them (bounds: a cold read never faster than this).
+  double disk_read_rate(DType d, double bytes) const;
+  double max_disk_read_rate(DType d) const;
   // accelerate's warm reads under PyTorch (the transformers runtime, RuntimeProfile): a tensor
   // copied out of its file's memory map into memory glibc hands out, part of it fresh pages.
   // Where set, page_cache_rate is this, not the executor's curve.

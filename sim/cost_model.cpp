@@ -288,7 +288,7 @@ double CostModel::disk_read(double bytes, bool warm) const {
   // Cold: the file's rate and latency. Under PyTorch (Rates::TorchOffload) the tensor is copied out
   // of the file's memory map while the kernel reads ahead: the slower of the copy and the disk,
   // then the copy's fresh pages as warm.
-  const double disk = bytes / rates_.disk_read_for(workload_.dtype).value + rates_.disk_latency.value;
+  const double disk = bytes / rates_.disk_read_rate(workload_.dtype, bytes) + rates_.disk_latency.value;
   if (!rates_.torch_offload) return disk;
   const Rates::TorchOffload& t = *rates_.torch_offload;
   return std::max(disk, t.cold_copy_seconds(bytes, workload_.dtype)) + t.fresh_seconds(bytes);

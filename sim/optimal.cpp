@@ -260,7 +260,7 @@ struct Tables {
     // (Warm: bytes over a rate that may depend on the tensor's size, never below its slowest; cold:
     // bytes over a rate plus a latency. The slowest warm rate at least the cold one decides it.)
     warm_bounds_cold =
-        cm.rates().min_page_cache_rate(cm.workload().dtype) >= cm.rates().disk_read_for(cm.workload().dtype).value;
+        cm.rates().min_page_cache_rate(cm.workload().dtype) >= cm.rates().max_disk_read_rate(cm.workload().dtype);
     split_tables();
     for (int gi = 0; gi < gpus; ++gi) {
       gpu_cap.push_back(static_cast<double>(hw.gpu_capacity(gi)));

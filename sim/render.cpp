@@ -72,6 +72,12 @@ std::vector<FigureRow> figures(const Evaluation& ev) {
   }
   const Figure& dr = r.disk_read_for(ev.graph->dtype);
   f.push_back({"disk read", dr.value / 1e9, "GB/s", dr.source});
+  if (r.disk_read_large_from > 0) {  // one long stream the kernel reads ahead of
+    f.push_back({"disk read, tensors >= " +
+                     std::to_string(static_cast<long long>(std::lround(r.disk_read_large_from / (1024.0 * 1024.0)))) +
+                     " MiB",
+                 r.disk_read_large.value / 1e9, "GB/s", r.disk_read_large.source});
+  }
   const Figure& pc = r.page_cache_for(ev.graph->dtype);
   if (r.torch_offload) {  // accelerate's copies under PyTorch (Rates::TorchOffload)
     const auto& t = *r.torch_offload;

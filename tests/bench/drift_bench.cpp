@@ -14,6 +14,7 @@
 //                                                 the copy by 1 thread then by 2 (interleaved)
 //   build/tests/bench/drift_bench knee float32 3     the product after a warm copy vs from DRAM, by size
 //   build/tests/bench/drift_bench split tinyllama_1b float32 3  attention-only on disk vs whole layers
+//   build/tests/bench/drift_bench cold 5         cold reads as the executor does them, 16-512 MiB
 //   build/tests/bench/drift_bench disksteps qwen3_06b float32 14 3  what each tensor of a disk layer
 //                                                 adds to a decode step (its steps on disk vs resident)
 //   build/tests/bench/drift_bench steps tinyllama_1b bfloat16 12 [threads [calibration.yaml]]  a
@@ -363,6 +364,43 @@ void disk_steps(const std::string& model, DType d, int64_t disk, int reps) {
   std::printf("per disk layer: %.3f ms\n", total * 1e3);
 }
 
+// Cold reads as the executor does them (exec::DiskReader with drop_page_cache: the tensor's pages
+// unmapped and evicted, then copied back out of the file's map by one thread), by tensor size, into
+// a 2 MiB-page buffer: REPS reads of each size at successive offsets of one 1 GiB file, sizes
+// interleaved; the median GB/s per size.
+void cold_reads(int reps) {
+  const size_t file_bytes = size_t{1} << 30;
+  const std::string path = write_synced_file(file_bytes);
+  const std::vector<size_t> mib = {16, 32, 64, 128, 256, 512};
+  exec::WeightBuffer buf = exec::weight_buffer(size_t{512} << 20);
+  std::memset(buf.get(), 0, size_t{512} << 20);
+  exec::DiskReader reader;
+  std::map<size_t, std::vector<double>> gbs;
+  size_t at = 0;
+  for (int r = 0; r < reps; ++r) {
+    for (size_t m : mib) {
+      const size_t bytes = m << 20;
+      exec::WeightRef ref;
+      ref.name = "bench";
+      ref.file = path;
+      ref.offset = (at++ % (file_bytes / bytes)) * bytes;
+      ref.w = exec::cpu::Weight{nullptr, DType::kFloat32, 1, static_cast<int64_t>(bytes / 4)};
+      ref.on_disk = true;
+      const auto t0 = std::chrono::steady_clock::now();
+      reader.read(ref, buf.get(), true, 2);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      gbs[m].push_back(static_cast<double>(bytes) / s / 1e9);
+    }
+  }
+  std::printf("cold read (evicted, copied out of the map by one thread), GB/s: size MiB, median [min .. max]\n");
+  for (size_t m : mib) {
+    std::vector<double>& v = gbs[m];
+    std::printf("%5zu  %6.2f  [%.2f .. %.2f]\n", m, median(v), *std::min_element(v.begin(), v.end()),
+                *std::max_element(v.begin(), v.end()));
+  }
+  std::remove(path.c_str());
+}
+
 // Where a CPU-only decode step's time goes: seeded random weights, a 64-token prefill, then
 // `tokens` decode steps with step timing on; per kind of step (a product by its tensor's name
 // within the layer), its milliseconds per token summed over the layers, its share of the step and,
@@ -486,6 +524,10 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "cold") {  // drift_bench cold REPS: cold reads by size
+    cold_reads(std::atoi(argv[2]));
+    return 0;
+  }
   if (argc == 6 && std::string(argv[1]) == "disksteps") {  // drift_bench disksteps MODEL DTYPE DISK_LAYERS REPS
     disk_steps(argv[2], parse_dtype(argv[3]).value(), std::atoll(argv[4]), std::atoi(argv[5]));
     return 0;

@@ -198,6 +198,14 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   CHECK(*cal.host.page_cache_large_from_mib == Approx(64));
   CHECK(rates.page_cache_rate(DType::kBFloat16, 400.0 * 1024 * 1024) == Approx(*cal.host.page_cache_large_gbs * 1e9));
   CHECK(cal.fit["disk_probe"]["large_warm"]["mib"].as<int>() == 96);  // quick: kMapCopyBytes + 32 MiB
+  // The same tensor cold: its own rate from the same size on, priced by the cost model.
+  REQUIRE(cal.disk.read_large_gbs);
+  CHECK(*cal.disk.read_large_gbs > 0.01);
+  CHECK(*cal.disk.read_large_gbs < 1000);
+  REQUIRE(cal.disk.read_large_from_mib);
+  CHECK(*cal.disk.read_large_from_mib == 128);  // kColdStreamBytes
+  CHECK(rates.disk_read_rate(DType::kBFloat16, 400.0 * 1024 * 1024) == Approx(*cal.disk.read_large_gbs * 1e9));
+  CHECK(cal.fit["disk_probe"]["large_cold"]["gbs"].as<double>() > 0);
   // Sane ranges for any machine this runs on: 0.5-2000 GB/s memory, 5 MB/s-1000 GB/s disk (a CI
   // runner's throttled network disk read 45 MB/s on the quick calibration's small files).
   CHECK(rates.host.memory_bandwidth.source == sim::Source::kCalibrated);

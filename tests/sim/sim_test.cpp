@@ -974,6 +974,36 @@ host:
         "cal_pcl_bad.yaml", "kind: calibration\nhost:\n  memory_bandwidth_gbs: 40\n  page_cache_large_gbs: 4\n");
     expect_input_error([&] { load_calibration(bad); }, bad, 4, "go together");
   }
+  SECTION("large tensors cold at a rate of their own: one long stream read ahead of") {
+    const std::string path = tmp.write("cal_drl.yaml", R"(kind: calibration
+disk:
+  read_gbs: {float32: 2.5, bfloat16: 4}
+  read_latency_us: 0
+  read_large_gbs: 5
+  read_large_from_mib: 64
+)");
+    const Calibration cal = load_calibration(path);
+    const Calibration again = load_calibration(tmp.write("cal_drl2.yaml", calibration_yaml(cal)));
+    CHECK(again.disk.read_large_gbs == cal.disk.read_large_gbs);
+    CHECK(again.disk.read_large_from_mib == cal.disk.read_large_from_mib);
+    const Rates r = make_rates(round_machine(1 * kGiB), &cal);
+    const double MiB = 1024.0 * 1024.0;
+    CHECK(r.disk_read_rate(DType::kFloat32, 63 * MiB) == Approx(2.5e9));
+    CHECK(r.disk_read_rate(DType::kFloat32, 64 * MiB) == Approx(5e9));  // from 64 MiB on: every dtype
+    CHECK(r.disk_read_rate(DType::kBFloat16, 800 * MiB) == Approx(5e9));
+    CHECK(r.disk_read_rate(DType::kBFloat16, 16 * MiB) == Approx(4e9));
+    CHECK(r.max_disk_read_rate(DType::kFloat32) == Approx(5e9));
+    // The cost model's cold read of one tensor: bytes over the rate for its size.
+    const Calibration plain = load_calibration(
+        tmp.write("cal_drl3.yaml", "kind: calibration\ndisk:\n  read_gbs: 2.5\n  read_latency_us: 0\n"));
+    const Rates rp = make_rates(round_machine(1 * kGiB), &plain);
+    CHECK(rp.disk_read_rate(DType::kFloat32, 800 * MiB) == Approx(2.5e9));  // without it: the one rate
+    CHECK(rp.max_disk_read_rate(DType::kFloat32) == Approx(2.5e9));
+    CHECK(calibration_yaml(plain).find("read_large") == std::string::npos);
+    const std::string bad =
+        tmp.write("cal_drl_bad.yaml", "kind: calibration\ndisk:\n  read_gbs: 2\n  read_large_from_mib: 64\n");
+    expect_input_error([&] { load_calibration(bad); }, bad, 4, "go together");
+  }
   SECTION("a cold disk rate per dtype") {
     const std::string path = tmp.write("cal_disk.yaml", R"(kind: calibration
 disk:
@@ -1701,6 +1731,29 @@ runtimes:
   fails("  llama.cpp: {mapped_factor: 2}\n", "mapped_factor: expected a mapping dtype -> number");
   fails("  transformers: {unsupported_dtypes: [float16]}\n", "unsupported_dtypes: expected a mapping");
   fails("  transformers: {unsupported_dtypes: {float17: x}}\n", "'float17' is not a dtype");
+}
+
+TEST_CASE("a calibration's fit block is written with numbers in their shortest spelling", "[unit][sim]") {
+  Calibration cal;
+  cal.name = "t";
+  cal.fit = YAML::Node(YAML::NodeType::Map);
+  cal.fit["probe_ratio"] = 0.979;  // yaml-cpp keeps 17 digits: 0.97899999999999998
+  YAML::Node xs;
+  xs.push_back(145.2);
+  xs.push_back(1.0 / 3.0);
+  xs.SetStyle(YAML::EmitterStyle::Flow);
+  cal.fit["block"]["sessions_ms"] = xs;
+  cal.fit["block"]["version"] = "llama.cpp v0.4.0";
+  cal.fit["block"]["count"] = 956;
+  const std::string y = calibration_yaml(cal);
+  CHECK(y.find("probe_ratio: 0.979\n") != std::string::npos);
+  CHECK(y.find("sessions_ms: [145.2, 0.3333333333333333]") != std::string::npos);
+  CHECK(y.find("version: llama.cpp v0.4.0") != std::string::npos);
+  CHECK(y.find("count: 956") != std::string::npos);
+  CHECK(y.find("9999") == std::string::npos);
+  const Calibration back = parse_calibration(y, "saved");
+  CHECK(back.fit["probe_ratio"].as<double>() == 0.979);  // the same double
+  CHECK(back.fit["block"]["sessions_ms"][1].as<double>() == 1.0 / 3.0);
 }
 
 TEST_CASE("a 16-bit dtype the calibration did not time: float32's products, bfloat16's one-row rate",
