@@ -17,23 +17,27 @@ namespace dmap::exec::cpu::avx512bf16 {
 
 namespace {
 
+// MB rows of x by NB rows of W; only the first `rows` (<= MB) rows of x are real: the others
+// repeat the last real row and are not stored (three rows run as four: see block()).
 template <int MB, int NB>
-inline void micro(const uint16_t* xb, int64_t K, const uint16_t* w, int64_t n0, float* y, int64_t N,
-                  const float* bias) {
+inline void micro(const uint16_t* xb, int64_t K, const uint16_t* w, int64_t n0, float* y, int64_t N, const float* bias,
+                  int rows = MB) {
   __m512 acc[MB][NB];
   for (int i = 0; i < MB; ++i)
     for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_ps();
+  const uint16_t* xr[MB];
+  for (int i = 0; i < MB; ++i) xr[i] = xb + std::min(i, rows - 1) * K;
   int64_t k = 0;
   for (; k + 32 <= K; k += 32) {
     __m512bh wv[NB];
     for (int j = 0; j < NB; ++j) wv[j] = (__m512bh)_mm512_loadu_si512(w + (n0 + j) * K + k);
     for (int i = 0; i < MB; ++i) {
-      const __m512bh xv = (__m512bh)_mm512_loadu_si512(xb + i * K + k);
+      const __m512bh xv = (__m512bh)_mm512_loadu_si512(xr[i] + k);
       for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_dpbf16_ps(acc[i][j], xv, wv[j]);
     }
   }
   for (int i = 0; i < MB; ++i)
-    for (int j = 0; j < NB; ++j) {
+    for (int j = 0; j < NB && i < rows; ++j) {
       float s = _mm512_reduce_add_ps(acc[i][j]);
       for (int64_t t = k; t < K; ++t) s += bf16_to_f32(xb[i * K + t]) * bf16_to_f32(w[(n0 + j) * K + t]);
       y[i * N + n0 + j] = s + (bias ? bias[n0 + j] : 0.0f);
@@ -46,7 +50,7 @@ inline void block(const uint16_t* xb, int64_t M, int64_t K, const uint16_t* w, i
   int64_t m = 0;
   for (; m + 4 <= M; m += 4) micro<4, NB>(xb + m * K, K, w, n0, y + m * N, N, bias);
   switch (M - m) {
-    case 3: micro<3, NB>(xb + m * K, K, w, n0, y + m * N, N, bias); break;
+    case 3: micro<4, NB>(xb + m * K, K, w, n0, y + m * N, N, bias, 3); break;
     case 2: micro<2, NB>(xb + m * K, K, w, n0, y + m * N, N, bias); break;
     case 1: micro<1, NB>(xb + m * K, K, w, n0, y + m * N, N, bias); break;
     default: break;

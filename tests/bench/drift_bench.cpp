@@ -22,6 +22,14 @@
 //                                                 (CpuModel::set_time_steps), summed over the layers:
 //                                                 each product's GB/s, the rest; with a calibration, the
 //                                                 cost model's price of each op beside it
+//   build/tests/bench/drift_bench prefillsteps MODEL bfloat16 5 [threads [calibration.yaml]]  the
+//                                                 same for 5 warm 64-token prefills
+//   build/tests/bench/drift_bench moeparts MODEL bfloat16 64 5 [reach]  a MoE block's prefill
+//                                                 part by part (router, routing, grouping, the
+//                                                 expert products, the combination), routed
+//                                                 over the first `reach` experts (all by default)
+//   build/tests/bench/drift_bench rowsweep bfloat16 1536 2048 64 3  products of M = 1..16 rows by
+//                                                 64 stacked matrices in turn
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -41,6 +49,7 @@
 #include "core/yaml_io.h"
 #include "exec/config.h"
 #include "exec/cpu/kernels.h"
+#include "exec/cpu/moe.h"
 #include "exec/cpu_model.h"
 #include "exec/disk_reader.h"
 #include "exec/exec_dtype.h"
@@ -406,7 +415,11 @@ void cold_reads(int reps) {
 // within the layer), its milliseconds per token summed over the layers, its share of the step and,
 // for products, the rate at which it streamed its weights. "outside the layers" is the embedding,
 // the final norm and the head.
-void step_breakdown(const std::string& model, DType d, int tokens, int threads, const std::string& calibration) {
+//
+// With `prefill`: the same for the 64-token prefill, `tokens` warm prefills timed after an
+// untimed one (every "ms/token" column is then ms per prefill), priced as a prefill.
+void step_breakdown(const std::string& model, DType d, int tokens, int threads, const std::string& calibration,
+                    bool prefill) {
   const ModelSpec spec = resolve_model(model, "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
   const exec::ExecConfig cfg = exec::exec_config(spec);
   const exec::ModelWeights w = exec::ModelWeights::random(cfg, d, 0);
@@ -419,10 +432,18 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
   for (int64_t i = 0; i < prompt; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % cfg.vocab);
   std::vector<float> logits(static_cast<size_t>(cfg.vocab));
   m.begin_phase(true);
+  const auto first0 = std::chrono::steady_clock::now();
   m.forward(ids.data(), prompt, 0, logits.data());
+  const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - first0).count();
   m.set_time_steps(true);
   double total = 0;
-  for (int t = 0; t < tokens; ++t) {
+  for (int t = 0; prefill && t < tokens; ++t) {
+    m.begin_phase(true);
+    const auto t0 = std::chrono::steady_clock::now();
+    m.forward(ids.data(), prompt, 0, logits.data());
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  for (int t = 0; !prefill && t < tokens; ++t) {
     m.begin_phase(false);
     const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     const auto t0 = std::chrono::steady_clock::now();
@@ -459,8 +480,10 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
       v.bytes += static_cast<double>(s.n * s.k) * static_cast<double>(exec::elt_size(d));
   }
   const double step = total / tokens;
-  std::printf("%s %s, %d threads: decode %.2f ms/token over %d steps (context %lld..)\n", model.c_str(),
-              std::string(dtype_name(d)).c_str(), threads, step * 1e3, tokens, static_cast<long long>(prompt));
+  std::printf("%s %s, %d threads: %s %.2f ms over %d %s (context %lld..)\n", model.c_str(),
+              std::string(dtype_name(d)).c_str(), threads, prefill ? "prefill" : "decode", step * 1e3, tokens,
+              prefill ? "prefills" : "steps", static_cast<long long>(prefill ? 0 : prompt));
+  if (prefill) std::printf("the first prefill (not timed step by step): %.2f ms\n", first * 1e3);
   std::printf("%-52s %9s %6s %8s\n", "step (summed over the layers)", "ms/token", "share", "GB/s");
   for (const auto& [k, v] : sums) {
     std::printf("%-52s %9.3f %5.1f%%", k.c_str(), v.s * 1e3, 100 * v.s / step);
@@ -473,7 +496,17 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
   if (calibration.empty()) return;
   // The cost model's price of each op of the same decode step (CPU, context at the middle of
   // the measured steps), summed over the layers by module name.
-  const sim::Calibration cal = sim::load_calibration(calibration);
+  sim::Calibration cal = sim::load_calibration(calibration);
+  const exec::ExpertCounts ec = m.expert_counts();
+  if (cfg.experts > 0 && prefill && ec.prefill_forwards > 0) {
+    // Priced at the experts this run touched (uniform over them), not the calibration's spread.
+    const double touched = static_cast<double>(ec.prefill_touched) / static_cast<double>(ec.prefill_forwards);
+    cal.moe_routing_spread = 1.0;
+    cal.moe_sequence_spread =
+        sim::sequence_spread_of(cfg.experts, cfg.top_k, static_cast<double>(prompt), touched, 1.0).value_or(1.0);
+    std::printf("\nexperts touched per prefill forward: %.1f of %lld (sequence spread %.3f)\n", touched,
+                static_cast<long long>(cfg.experts), *cal.moe_sequence_spread);
+  }
   YAML::Node hn;
   hn["host"] = load_yaml_string(profile::detected_host_yaml(), "the detected host");
   hn["disk"] = "nvme_gen3";
@@ -487,7 +520,7 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
   wl.dtype = d;
   const sim::Rates rates = sim::make_rates(hw, &cal);  // CostModel keeps a reference
   const sim::CostModel cm(graph, rates, wl);
-  const sim::Phase phase = sim::Phase::decode_at(prompt + tokens / 2);
+  const sim::Phase phase = prefill ? sim::Phase::prefill_of(prompt) : sim::Phase::decode_at(prompt + tokens / 2);
   struct Priced {
     double s = 0, bytes = 0, overhead = 0;
   };
@@ -521,6 +554,104 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
   }
 }
 
+// The parts of a MoE block's prefill, timed apart: for `prompt` tokens of seeded random
+// activations through each layer's router and experts (random weights, as the executor's
+// runs), the router's product, routing, grouping, the [gate|up] products, the down products and
+// the combination — per part its milliseconds summed over the layers (median over `reps`), and
+// for the expert products the rate at which they streamed the touched experts' weights.
+void moe_parts(const std::string& model, DType d, int64_t prompt, int reps, int threads, int64_t reach) {
+  const ModelSpec spec = resolve_model(model, "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  if (cfg.experts == 0) throw std::runtime_error(model + " has no routed experts");
+  const exec::ModelWeights w = exec::ModelWeights::random(cfg, d, 0);
+  const int64_t E = cfg.experts, K = cfg.top_k, H = cfg.hidden, I = cfg.moe_inter, M = prompt;
+  std::vector<float> x(static_cast<size_t>(M * H)), logits(static_cast<size_t>(M * E)), out(x.size()), wt(M * K);
+  std::vector<int32_t> pick(static_cast<size_t>(M * K));
+  uint64_t state = 88172645463325252ull;
+  for (float& v : x) {
+    state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+    v = exec::cpu::round_to(d, static_cast<float>(static_cast<double>(state >> 11) / 9007199254740992.0 - 0.5));
+  }
+  exec::cpu::MoeScratch s;
+  const char* const names[] = {"router product",           "routing",       "grouping",
+                               "[gate|up] products + act", "down products", "combination"};
+  std::vector<std::vector<double>> ms(6);
+  double touched = 0;
+  for (int r = 0; r < reps + 1; ++r) {
+    double part[6] = {};
+    int64_t t_all = 0;
+    for (int64_t l = 0; l < cfg.layers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".mlp.";
+      auto lap = [&](int i, auto&& fn) {
+        const auto t0 = std::chrono::steady_clock::now();
+        fn();
+        part[i] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      };
+      lap(0, [&] { exec::cpu::linear(x.data(), M, w.get(p + "gate.weight").w, nullptr, logits.data(), threads); });
+      // Routing reaches only the first `reach` experts (the executor's own runs touch fewer
+      // than uniform routing would: skewed routers).
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t e = reach; e < E; ++e) logits[static_cast<size_t>(m * E + e)] = -1e30f;
+      lap(1, [&] {
+        exec::cpu::moe_route(logits.data(), M, E, K, cfg.norm_topk, cfg.router_fp32_weights, d, pick.data(), wt.data());
+      });
+      lap(2, [&] { t_all += exec::cpu::moe_dispatch(x.data(), M, H, E, K, pick.data(), s); });
+      lap(3, [&] { exec::cpu::moe_gate_up(w.get(p + "experts.gate_up_proj").w, E, I, d, threads, s); });
+      lap(4, [&] { exec::cpu::moe_down(w.get(p + "experts.down_proj").w, E, H, d, threads, s); });
+      lap(5, [&] { exec::cpu::moe_combine(wt.data(), M, H, K, cfg.router_fp32_weights, d, s, out.data(), threads); });
+    }
+    if (r == 0) continue;  // warm-up
+    for (int i = 0; i < 6; ++i) ms[static_cast<size_t>(i)].push_back(part[i] * 1e3);
+    touched = static_cast<double>(t_all) / static_cast<double>(cfg.layers);
+  }
+  const double elt = static_cast<double>(exec::elt_size(d));
+  const double gu_bytes = touched * static_cast<double>(2 * I * H) * elt * static_cast<double>(cfg.layers);
+  const double dn_bytes = touched * static_cast<double>(H * I) * elt * static_cast<double>(cfg.layers);
+  std::printf("%s %s, %d threads, %lld tokens: %.1f of %lld experts touched per layer (%.1f rows each)\n",
+              model.c_str(), std::string(dtype_name(d)).c_str(), threads, static_cast<long long>(M), touched,
+              static_cast<long long>(E), static_cast<double>(M * K) / touched);
+  double total = 0;
+  for (int i = 0; i < 6; ++i) {
+    const double t = median(ms[static_cast<size_t>(i)]);
+    total += t;
+    std::printf("%-30s %9.3f ms (spread %.0f %%)", names[i], t, 100 * spread(ms[static_cast<size_t>(i)]));
+    if (i == 3)
+      std::printf("  %.1f GB/s, %.0f GFLOP/s", gu_bytes / t / 1e6, 2.0 * M * K * 2 * I * H / t / 1e6 * cfg.layers);
+    if (i == 4)
+      std::printf("  %.1f GB/s, %.0f GFLOP/s", dn_bytes / t / 1e6, 2.0 * M * K * I * H / t / 1e6 * cfg.layers);
+    std::printf("\n");
+  }
+  std::printf("%-30s %9.3f ms, over %lld layers\n", "sum", total, static_cast<long long>(cfg.layers));
+}
+
+// One product of M rows by each of `count` N x K matrices in turn (contiguous, as a MoE layer's
+// stacked experts; seeded random), for M = 1..16 and on to 64: per M the median over `reps` passes of the
+// rate at which the matrices streamed and the GFLOP/s.
+void row_sweep(DType d, int64_t N, int64_t K, int64_t count, int reps) {
+  const size_t elt = exec::elt_size(d);
+  std::vector<uint8_t> store(static_cast<size_t>(count * N * K) * elt);
+  for (size_t i = 0; i < store.size(); ++i) store[i] = static_cast<uint8_t>((i * 2654435761u) >> 13) & 0x3f;
+  std::vector<float> x(static_cast<size_t>(64 * K), 0.01f), y(static_cast<size_t>(64 * N));
+  std::printf("%s %lld x %lld, %lld matrices (%.0f MB), 2 threads\n", std::string(dtype_name(d)).c_str(),
+              static_cast<long long>(N), static_cast<long long>(K), static_cast<long long>(count),
+              static_cast<double>(store.size()) / 1e6);
+  std::printf("%4s %10s %8s %9s\n", "M", "ms/matrix", "GB/s", "GFLOP/s");
+  for (int64_t M : {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 20, 24, 32, 40, 48, 64}) {
+    std::vector<double> t;
+    for (int r = 0; r < reps + 1; ++r) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int64_t e = 0; e < count; ++e) {
+        const exec::cpu::Weight w{store.data() + static_cast<size_t>(e * N * K) * elt, d, N, K};
+        exec::cpu::linear(x.data(), M, w, nullptr, y.data(), 2);
+      }
+      if (r > 0) t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / count);
+    }
+    const double s = median(t);
+    std::printf("%4lld %10.4f %8.1f %9.1f\n", static_cast<long long>(M), s * 1e3,
+                static_cast<double>(N * K) * elt / s / 1e9, 2.0 * M * N * K / s / 1e9);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -533,9 +664,21 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argc >= 5 && argc <= 7 &&
-      std::string(argv[1]) == "steps") {  // drift_bench steps MODEL DTYPE TOKENS [THREADS [CAL]]
+      (std::string(argv[1]) == "steps" ||
+       std::string(argv[1]) == "prefillsteps")) {  // drift_bench [prefill]steps MODEL DTYPE TOKENS [THREADS [CAL]]
     step_breakdown(argv[2], parse_dtype(argv[3]).value(), std::atoi(argv[4]), argc >= 6 ? std::atoi(argv[5]) : 2,
-                   argc == 7 ? argv[6] : "");
+                   argc == 7 ? argv[6] : "", std::string(argv[1]) == "prefillsteps");
+    return 0;
+  }
+  if (argc >= 6 && argc <= 7 &&
+      std::string(argv[1]) == "moeparts") {  // drift_bench moeparts MODEL DTYPE TOKENS REPS [REACH]
+    moe_parts(argv[2], parse_dtype(argv[3]).value(), std::atoll(argv[4]), std::atoi(argv[5]), 2,
+              argc == 7 ? std::atoll(argv[6]) : int64_t{1} << 30);
+    return 0;
+  }
+  if (argc == 7 && std::string(argv[1]) == "rowsweep") {  // drift_bench rowsweep DTYPE N K COUNT REPS
+    row_sweep(parse_dtype(argv[2]).value(), std::atoll(argv[3]), std::atoll(argv[4]), std::atoll(argv[5]),
+              std::atoi(argv[6]));
     return 0;
   }
   if (argc == 4 && std::string(argv[1]) == "probe") {  // drift_bench probe READS CALLS: jitter alone

@@ -54,13 +54,14 @@ TEST_CASE("element conversions round to nearest even and keep specials", "[unit]
 TEST_CASE("linear matches a double-precision reference on every instruction set", "[unit][exec][kernels]") {
   std::mt19937 rng(42);
   std::normal_distribution<float> nd(0, 1);
-  const std::vector<Case> cases = {{1, 1, 1},      {1, 7, 5},    {3, 16, 4},   {4, 17, 9},   {5, 33, 7},
-                                   {17, 100, 13},  {2, 256, 64}, {9, 1000, 3}, {16, 40, 7},  {37, 129, 13},
-                                   {70, 64, 6},    {48, 64, 32}, {37, 96, 64}, {16, 32, 32}, {20, 2500, 11},
-                                   {33, 2112, 32},                // the last two: K in chunks (GEMM)
-                                   {1, 64, 1001},  {3, 48, 517},  // many two-ended chunks, a ragged last one
-                                   {1, 1000, 37},  {1, 4100, 9},  // one row of x: short rows alone, long in blocks
-                                   {1, 8200, 5}};
+  const std::vector<Case> cases = {
+      {1, 1, 1},     {1, 7, 5},    {3, 16, 4},     {4, 17, 9},     {5, 33, 7},  {17, 100, 13},
+      {2, 256, 64},  {9, 1000, 3}, {16, 40, 7},    {37, 129, 13},  {70, 64, 6}, {48, 64, 32},
+      {37, 96, 64},  {16, 32, 32}, {20, 2500, 11}, {33, 2112, 32},  // the last two: K in chunks (GEMM)
+      {1, 64, 1001}, {3, 48, 517},                                  // many two-ended chunks, a ragged last one
+      {1, 1000, 37}, {1, 4100, 9},                                  // one row of x: short rows alone, long in blocks
+      {1, 8200, 5},  {7, 64, 9},   {11, 70, 5},                     // three rows left over: run as four, three stored
+      {23, 96, 10},  {31, 40, 6}};                                  // AVX-512: row blocks below 32 rows; AVX2: GEMM
   std::vector<Isa> isas = {Isa::kScalar};
   // Every path this CPU has, whatever DMAP_ISA caps the rest of the run to.
   if (static_cast<int>(detected_isa()) >= static_cast<int>(Isa::kAvx2)) isas.push_back(Isa::kAvx2);
