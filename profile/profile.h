@@ -374,13 +374,18 @@ struct RoutingFit {
   std::string source;  // "calibration", "probe" or "uniform"
   double spread = 1, sequence_spread = 1;
   // The probe's counts per sparse-layer forward: a decode step of `decode_sequences` sequences,
-  // and one sequence's prefill of `prefill_tokens` tokens.
+  // one sequence's prefill of `prefill_tokens` tokens (the mean over `prefill_prompts` prompts),
+  // and the prefill of `decode_sequences` sequences of `prefill_tokens` tokens each.
   double decode_sequences = 0, decode_touched = 0;
   double prefill_tokens = 0, prefill_touched = 0;
+  int prefill_prompts = 0;
+  double batch_prefill_touched = 0;
+  double rms_log_error = 0;  // of the three counts as the fitted figures predict them
 };
 // Routing probe: `c`'s model on the CPU alone with the validation's weights and prompts of its own
-// seed: a decode at batch `batch` (independent sequences: the spread) and one sequence's prefill
-// (its tokens route alike: the sequence spread). Only the executor's expert counts are used.
+// seeds: a decode at batch `batch`, one sequence's prefill (three prompts) and `batch`
+// sequences' prefill; both figures fitted to the three counts at once (sim::routing_spreads_of).
+// Only the executor's expert counts are used.
 RoutingFit probe_routing(const ValidationCase& c, const RunSettings& rs, int64_t batch = 4);
 
 struct ValidationResult {

@@ -147,19 +147,35 @@ RoutingFit probe_routing(const ValidationCase& c, const RunSettings& rs, int64_t
   auto per_forward = [](int64_t n, int64_t forwards) {
     return forwards > 0 ? static_cast<double>(n) / static_cast<double>(forwards) : 0.0;
   };
-  // Decode of independent sequences: one token each, so only the spread shapes the count.
+  // Decode of independent sequences: one token each.
   p.batch = batch;
   const exec::ExpertCounts b = run_placement(c.spec, c.dtype, cpu, p).experts;
   f.decode_sequences = per_forward(b.decode_rows, b.decode_forwards);
   f.decode_touched = per_forward(b.decode_touched, b.decode_forwards);
-  f.spread = sim::routing_spread_of(E, k, f.decode_sequences, f.decode_touched).value_or(1.0);
-  // One sequence's prefill, its own prompt: how alike its tokens route, given the spread.
+  // The same run's prefill of those sequences: their union shows the spread (decode barely does).
+  f.batch_prefill_touched = per_forward(b.prefill_touched, b.prefill_forwards);
+  // One sequence's prefill, prompts of its own: how alike its tokens route. A prompt's count
+  // varies by a few percent: the mean of three.
   p.batch = 1;
-  p.prompt_seed += 1;
-  const exec::ExpertCounts s = run_placement(c.spec, c.dtype, cpu, p).experts;
-  f.prefill_tokens = per_forward(s.prefill_rows, s.prefill_forwards);
-  f.prefill_touched = per_forward(s.prefill_touched, s.prefill_forwards);
-  f.sequence_spread = sim::sequence_spread_of(E, k, f.prefill_tokens, f.prefill_touched, f.spread).value_or(1.0);
+  p.new_tokens = 1;
+  f.prefill_prompts = 3;
+  double tokens = 0, touched = 0;
+  for (int i = 0; i < f.prefill_prompts; ++i) {
+    p.prompt_seed += 1;
+    const exec::ExpertCounts s = run_placement(c.spec, c.dtype, cpu, p).experts;
+    tokens += per_forward(s.prefill_rows, s.prefill_forwards);
+    touched += per_forward(s.prefill_touched, s.prefill_forwards);
+  }
+  f.prefill_tokens = tokens / f.prefill_prompts;
+  f.prefill_touched = touched / f.prefill_prompts;
+  const double seqs = f.decode_sequences;
+  const sim::RoutingSpreads r = sim::routing_spreads_of(E, k,
+                                                        {{seqs, 1, f.decode_touched},
+                                                         {1, f.prefill_tokens, f.prefill_touched},
+                                                         {seqs, f.prefill_tokens, f.batch_prefill_touched}});
+  f.spread = r.spread;
+  f.sequence_spread = r.sequence_spread;
+  f.rms_log_error = r.rms_log_error;
   return f;
 }
 

@@ -60,7 +60,8 @@ report::ValidationTable validation_table(const ValidationResult& r, const std::s
   for (const auto& g : r.regrets) t.regrets.push_back({g.group, g.recommended, g.fastest, g.regret});
   for (const auto& f : r.routing) {
     t.routing.push_back({f.model_id, f.source, f.spread, f.sequence_spread, f.decode_sequences, f.decode_touched,
-                         f.prefill_tokens, f.prefill_touched});
+                         f.prefill_tokens, f.prefill_touched, f.prefill_prompts, f.batch_prefill_touched,
+                         f.rms_log_error});
   }
   t.decode_median_abs = r.decode_median_abs;
   t.decode_p90_abs = r.decode_p90_abs;

@@ -206,10 +206,15 @@ std::string validation_markdown(const ValidationTable& r) {
     for (const auto& f : r.routing) {
       m << "- " << f.model_id << ": s = " << fmt(f.spread, 3) << ", q = " << fmt(f.sequence_spread, 3);
       if (f.source == "probe") {
-        m << ", measured by a routing probe on prompts of its own (not the validation's): a decode step of "
-          << fmt(f.decode_sequences, 3) << " sequences touched " << fmt(f.decode_touched, 3)
-          << " experts per forward, one sequence's " << fmt(f.prefill_tokens, 4) << "-token prefill "
-          << fmt(f.prefill_touched, 3) << ".\n";
+        m << ", fitted to a routing probe's counts on prompts of its own (not the validation's), both figures at "
+             "once (least squares on their logarithms; rms "
+          << fmt(f.rms_log_error * 100, 2) << " %): a decode step of " << fmt(f.decode_sequences, 3)
+          << " sequences touched " << fmt(f.decode_touched, 3) << " experts per forward, one sequence's "
+          << fmt(f.prefill_tokens, 4) << "-token prefill " << fmt(f.prefill_touched, 3);
+        if (f.prefill_prompts > 1) m << " (the mean over " << f.prefill_prompts << " prompts)";
+        if (f.batch_prefill_touched > 0)
+          m << ", " << fmt(f.decode_sequences, 3) << " sequences' prefill " << fmt(f.batch_prefill_touched, 3);
+        m << ".\n";
       } else if (f.source == "calibration") {
         m << ", the calibration's `moe` section.\n";
       } else {

@@ -43,6 +43,9 @@ struct ValidationTableRouting {
   std::string model_id, source;  // source: "calibration", "probe" or "uniform"
   double spread = 1, sequence_spread = 1;
   double decode_sequences = 0, decode_touched = 0, prefill_tokens = 0, prefill_touched = 0;  // the probe's
+  int prefill_prompts = 0;           // one sequence's prefill: the mean over this many prompts
+  double batch_prefill_touched = 0;  // decode_sequences sequences' prefill of prefill_tokens each
+  double rms_log_error = 0;          // of the probe's counts under the fitted figures
 };
 
 struct ValidationTableRegret {

@@ -121,6 +121,44 @@ std::optional<double> routing_spread_of(int64_t experts, int64_t active, double 
   return 0.5 * (lo + hi);
 }
 
+RoutingSpreads routing_spreads_of(int64_t experts, int64_t active, const std::vector<TouchedCount>& counts) {
+  const double E = static_cast<double>(experts), k = std::min(E, static_cast<double>(active));
+  std::vector<TouchedCount> used;
+  for (const TouchedCount& c : counts) {
+    if (c.touched > 0 && c.sequences * c.per_sequence > 1 && k < E) used.push_back(c);
+  }
+  RoutingSpreads best;
+  if (used.empty()) return best;
+  auto cost = [&](double s, double q) {
+    double sum = 0;
+    for (const TouchedCount& c : used) {
+      const double e = std::log(touched_experts(experts, active, c.sequences, c.per_sequence, s, q) / c.touched);
+      sum += e * e;
+    }
+    return sum;
+  };
+  // A coarse grid over the square, then finer grids around the best point.
+  double lo_s = k / E, hi_s = 1, lo_q = k / E, hi_q = 1;
+  double bs = 1, bq = 1, bc = cost(1, 1);
+  for (int pass = 0; pass < 6; ++pass) {
+    const int n = 40;
+    for (int i = 0; i <= n; ++i) {
+      for (int j = 0; j <= n; ++j) {
+        const double s = lo_s + (hi_s - lo_s) * i / n, q = lo_q + (hi_q - lo_q) * j / n;
+        const double c = cost(s, q);
+        if (c < bc) bc = c, bs = s, bq = q;
+      }
+    }
+    const double ws = (hi_s - lo_s) / 8, wq = (hi_q - lo_q) / 8;
+    lo_s = std::max(k / E, bs - ws), hi_s = std::min(1.0, bs + ws);
+    lo_q = std::max(k / E, bq - wq), hi_q = std::min(1.0, bq + wq);
+  }
+  best.spread = bs;
+  best.sequence_spread = bq;
+  best.rms_log_error = std::sqrt(bc / static_cast<double>(used.size()));
+  return best;
+}
+
 void CostModel::op_work(const Op& op, Phase phase, double& flops, double& bytes) const {
   const double e = graph_.elt;
   const double B = static_cast<double>(workload_.batch);

@@ -37,6 +37,7 @@
 #include <map>
 #include <stdexcept>
 
+#include <sys/resource.h>
 #include <unistd.h>
 #include <cstdio>
 #include <cstdlib>
@@ -54,6 +55,7 @@
 #include "exec/disk_reader.h"
 #include "exec/exec_dtype.h"
 #include "exec/weights.h"
+#include "profile/probes.h"
 #include "profile/profile.h"
 #include "sim/calibration.h"
 #include "sim/cost_model.h"
@@ -432,9 +434,23 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
   for (int64_t i = 0; i < prompt; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % cfg.vocab);
   std::vector<float> logits(static_cast<size_t>(cfg.vocab));
   m.begin_phase(true);
+  m.set_time_steps(prefill);
+  auto minor_faults = [] {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    return static_cast<long>(u.ru_minflt);
+  };
+  const long faults0 = minor_faults();
   const auto first0 = std::chrono::steady_clock::now();
   m.forward(ids.data(), prompt, 0, logits.data());
   const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - first0).count();
+  const long first_faults = minor_faults() - faults0;
+  std::map<int, double> first_by_op;  // the first prefill's steps by kind (Step::Op)
+  std::vector<double> first_moe;      // per layer
+  for (const exec::CpuModel::StepTime& st : m.step_times()) {
+    first_by_op[static_cast<int>(st.step->op)] += st.seconds;
+    if (st.step->op == exec::Step::Op::kMoe) first_moe.push_back(st.seconds);
+  }
   m.set_time_steps(true);
   double total = 0;
   for (int t = 0; prefill && t < tokens; ++t) {
@@ -483,7 +499,26 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
   std::printf("%s %s, %d threads: %s %.2f ms over %d %s (context %lld..)\n", model.c_str(),
               std::string(dtype_name(d)).c_str(), threads, prefill ? "prefill" : "decode", step * 1e3, tokens,
               prefill ? "prefills" : "steps", static_cast<long long>(prefill ? 0 : prompt));
-  if (prefill) std::printf("the first prefill (not timed step by step): %.2f ms\n", first * 1e3);
+  if (prefill) {
+    std::printf(
+        "the first prefill: %.2f ms, %ld minor page faults (the warm ones: %ld); by kind of step, first / "
+        "the warm ones' mean:",
+        first * 1e3, first_faults, (minor_faults() - faults0 - first_faults) / std::max(1, tokens));
+    std::map<int, double> warm_by_op;
+    for (const exec::CpuModel::StepTime& st : m.step_times()) warm_by_op[static_cast<int>(st.step->op)] += st.seconds;
+    const char* const op_names[] = {"module", "norm", "linear", "rope", "attention", "gated act", "residual", "moe"};
+    for (const auto& [op, t] : first_by_op)
+      if (op > 0) std::printf(" %s %.1f/%.1f", op_names[op], t * 1e3, warm_by_op[op] / tokens * 1e3);
+    std::printf("\n");
+    if (!first_moe.empty()) {
+      std::printf("moe by layer, first / warm mean, ms:");
+      size_t i = 0;
+      for (const exec::CpuModel::StepTime& st : m.step_times())
+        if (st.step->op == exec::Step::Op::kMoe && i < first_moe.size())
+          std::printf(" %.1f/%.1f", first_moe[i++] * 1e3, st.seconds / tokens * 1e3);
+      std::printf("\n");
+    }
+  }
   std::printf("%-52s %9s %6s %8s\n", "step (summed over the layers)", "ms/token", "share", "GB/s");
   for (const auto& [k, v] : sums) {
     std::printf("%-52s %9.3f %5.1f%%", k.c_str(), v.s * 1e3, 100 * v.s / step);
@@ -652,6 +687,47 @@ void row_sweep(DType d, int64_t N, int64_t K, int64_t count, int reps) {
   }
 }
 
+// Does a compute probe follow the prefill? Per round: a product probe (TinyLlama's q_proj shape,
+// 2048 x 2048 at M = 64 in `d`, weights cycling through a DRAM pool: compute-bound), the reference
+// probe (a float32 matrix-vector stream: memory), then warm prefills of `model` (the median of 3
+// on one executor). Prints each round and the correlation of prefill with each probe.
+void prefill_drift(const std::string& model, DType d, int rounds) {
+  const ModelSpec spec = resolve_model(model, "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  const exec::ModelWeights w = exec::ModelWeights::random(cfg, d, 0);
+  const int64_t prompt = 64;
+  exec::RunOptions opt;
+  opt.max_seq = prompt + 1;
+  opt.threads = 2;
+  exec::CpuModel m(cfg, w, opt);
+  std::vector<int32_t> ids(static_cast<size_t>(prompt));
+  for (int64_t i = 0; i < prompt; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % cfg.vocab);
+  std::vector<float> logits(static_cast<size_t>(cfg.vocab));
+  m.begin_phase(true);
+  m.forward(ids.data(), prompt, 0, logits.data());
+  profile::WeightStore store;
+  profile::WeightPool pool(store, d, 2048, 2048, profile::dram_pool_bytes(512u << 20));
+  std::vector<double> comp, mem, pre;
+  std::printf("%5s %12s %12s %12s\n", "round", "product ms", "probe ms", "prefill ms");
+  for (int r = 0; r < rounds; ++r) {
+    const double c = profile::time_linear(pool, 64, 2, 5) * 1e3;
+    const double p = profile::reference_probe_ms(2);
+    std::vector<double> t;
+    for (int i = 0; i < 3; ++i) {
+      m.begin_phase(true);
+      const auto t0 = std::chrono::steady_clock::now();
+      m.forward(ids.data(), prompt, 0, logits.data());
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3);
+    }
+    comp.push_back(c);
+    mem.push_back(p);
+    pre.push_back(median(t));
+    std::printf("%5d %12.3f %12.3f %12.1f\n", r, c, p, pre.back());
+  }
+  std::printf("prefill spread %.3f; correlation with the product probe %.2f, with the reference probe %.2f\n",
+              spread(pre), pearson(pre, comp), pearson(pre, mem));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -674,6 +750,10 @@ int main(int argc, char** argv) {
       std::string(argv[1]) == "moeparts") {  // drift_bench moeparts MODEL DTYPE TOKENS REPS [REACH]
     moe_parts(argv[2], parse_dtype(argv[3]).value(), std::atoll(argv[4]), std::atoi(argv[5]), 2,
               argc == 7 ? std::atoll(argv[6]) : int64_t{1} << 30);
+    return 0;
+  }
+  if (argc == 5 && std::string(argv[1]) == "prefilldrift") {  // drift_bench prefilldrift MODEL DTYPE ROUNDS
+    prefill_drift(argv[2], parse_dtype(argv[3]).value(), std::atoi(argv[4]));
     return 0;
   }
   if (argc == 7 && std::string(argv[1]) == "rowsweep") {  // drift_bench rowsweep DTYPE N K COUNT REPS

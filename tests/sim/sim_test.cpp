@@ -1311,6 +1311,27 @@ TEST_CASE("one sequence's tokens route alike: the sequence spread, fitted and pr
     }
   }
   CHECK_FALSE(sequence_spread_of(128, 8, 1, 8));
+  // Both at once from a probe's three counts (4 sequences' decode, one sequence's prefill, 4
+  // sequences' prefill): the figures that made the counts come back; the decode count alone
+  // barely tells the spread (29.1 uniform vs 28.8 at s = 0.88), the union of prefills does.
+  for (double s : {1.0, 0.9, 0.6}) {
+    for (double q : {0.3, 0.59, 1.0}) {
+      const std::vector<TouchedCount> counts = {{4, 1, touched_experts(128, 8, 4, 1, s, q)},
+                                                {1, 64, touched_experts(128, 8, 1, 64, s, q)},
+                                                {4, 64, touched_experts(128, 8, 4, 64, s, q)}};
+      const RoutingSpreads r = routing_spreads_of(128, 8, counts);
+      INFO("s " << s << " q " << q);
+      CHECK(r.spread == Approx(s).margin(2e-3));
+      CHECK(r.sequence_spread == Approx(q).margin(2e-3));
+      CHECK(r.rms_log_error < 1e-4);
+    }
+  }
+  // Counts no figures reproduce: the best compromise, its error said; nothing to fit: 1, 1.
+  const RoutingSpreads mixed = routing_spreads_of(128, 8, {{1, 64, 71.5}, {1, 64, 80.0}});
+  CHECK(mixed.rms_log_error == Approx(std::log(80.0 / 71.5) / 2).epsilon(0.02));
+  const RoutingSpreads none = routing_spreads_of(128, 8, {{1, 1, 8.0}});
+  CHECK(none.spread == 1);
+  CHECK(none.sequence_spread == 1);
   // In a calibration: moe.sequence_spread in (0, 1], written back.
   const Calibration c = parse_calibration("kind: calibration\nmoe:\n  sequence_spread: 0.5\n", "c.yaml");
   REQUIRE(c.moe_sequence_spread);
