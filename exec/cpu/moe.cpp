@@ -105,11 +105,11 @@ void moe_down(const Weight& down, int64_t E, int64_t H, DType act, int threads, 
   round_rows(act, s.y.data(), R, H, threads);
 }
 
-void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, DType act,
-                 const MoeScratch& s, float* out, int threads) {
+void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, DType act, MoeScratch& s,
+                 float* out, int threads) {
   const int64_t R = M * K;
-  std::vector<int64_t> slot_of(static_cast<size_t>(R));
-  for (int64_t i = 0; i < R; ++i) slot_of[s.rows[i]] = i;
+  s.slot.resize(static_cast<size_t>(R));
+  for (int64_t i = 0; i < R; ++i) s.slot[s.rows[i]] = i;
   // Tokens split over the threads; each weighted row rounded as a whole (round_n), then added.
   parallel_ranges(M, std::max<int64_t>(1, kGrain / std::max<int64_t>(1, K * H)), threads, [&](int64_t lo, int64_t hi) {
     std::vector<float> scaled(static_cast<size_t>(H));
@@ -117,7 +117,7 @@ void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32
       float* o = out + m * H;
       std::fill(o, o + H, 0.0f);
       for (int64_t k = 0; k < K; ++k) {
-        const float* row = s.y.data() + slot_of[m * K + k] * H;
+        const float* row = s.y.data() + s.slot[m * K + k] * H;
         const float w = weight[m * K + k];
         for (int64_t j = 0; j < H; ++j) scaled[j] = row[j] * w;
         if (!fp32_weights) round_n(scaled.data(), H, act);

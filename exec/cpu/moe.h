@@ -35,6 +35,7 @@ void moe_route(const float* logits, int64_t M, int64_t E, int64_t K, bool norm_t
 struct MoeScratch {
   std::vector<int64_t> start;  // E + 1: expert e's rows are [start[e], start[e + 1])
   std::vector<int64_t> rows;   // R: the (token * K + rank) row in each grouped position
+  std::vector<int64_t> slot;   // R: the grouped position of each (token * K + rank) row (moe_combine)
   std::vector<float> x, gu, act, up, y;
 };
 
@@ -47,8 +48,8 @@ void moe_gate_up(const Weight& gate_up, int64_t E, int64_t I, DType act, int thr
 void moe_down(const Weight& down, int64_t E, int64_t H, DType act, int threads, MoeScratch& s);
 // out (M x H) = the weighted sum of each token's K rows of s.y, rounded to `act`; the tokens split
 // over up to `threads` threads.
-void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, DType act,
-                 const MoeScratch& s, float* out, int threads = 1);
+void moe_combine(const float* weight, int64_t M, int64_t H, int64_t K, bool fp32_weights, DType act, MoeScratch& s,
+                 float* out, int threads = 1);
 
 // The four above in order; returns the experts touched.
 int64_t moe_experts(const float* x, int64_t M, int64_t H, int64_t I, int64_t E, int64_t K, const int32_t* pick,
