@@ -412,6 +412,21 @@ void cold_reads(int reps) {
   std::remove(path.c_str());
 }
 
+// The benches' fixed prompt: `prompt` ids spread over the vocabulary.
+std::vector<int32_t> fixed_prompt(int64_t prompt, int64_t vocab) {
+  std::vector<int32_t> ids(static_cast<size_t>(prompt));
+  for (int64_t i = 0; i < prompt; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % vocab);
+  return ids;
+}
+
+// One prefill of `ids` from position 0, its wall seconds.
+double timed_prefill(exec::CpuModel& m, const std::vector<int32_t>& ids, std::vector<float>& logits) {
+  m.begin_phase(true);
+  const auto t0 = std::chrono::steady_clock::now();
+  m.forward(ids.data(), static_cast<int64_t>(ids.size()), 0, logits.data());
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 // Where a CPU-only decode step's time goes: seeded random weights, a 64-token prefill, then
 // `tokens` decode steps with step timing on; per kind of step (a product by its tensor's name
 // within the layer), its milliseconds per token summed over the layers, its share of the step and,
@@ -430,10 +445,8 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
   opt.max_seq = prompt + tokens + 1;
   opt.threads = threads;
   exec::CpuModel m(cfg, w, opt);
-  std::vector<int32_t> ids(static_cast<size_t>(prompt));
-  for (int64_t i = 0; i < prompt; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % cfg.vocab);
+  const std::vector<int32_t> ids = fixed_prompt(prompt, cfg.vocab);
   std::vector<float> logits(static_cast<size_t>(cfg.vocab));
-  m.begin_phase(true);
   m.set_time_steps(prefill);
   auto minor_faults = [] {
     rusage u{};
@@ -441,9 +454,7 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
     return static_cast<long>(u.ru_minflt);
   };
   const long faults0 = minor_faults();
-  const auto first0 = std::chrono::steady_clock::now();
-  m.forward(ids.data(), prompt, 0, logits.data());
-  const double first = std::chrono::duration<double>(std::chrono::steady_clock::now() - first0).count();
+  const double first = timed_prefill(m, ids, logits);
   const long first_faults = minor_faults() - faults0;
   std::map<int, double> first_by_op;  // the first prefill's steps by kind (Step::Op)
   std::vector<double> first_moe;      // per layer
@@ -453,12 +464,7 @@ void step_breakdown(const std::string& model, DType d, int tokens, int threads, 
   }
   m.set_time_steps(true);
   double total = 0;
-  for (int t = 0; prefill && t < tokens; ++t) {
-    m.begin_phase(true);
-    const auto t0 = std::chrono::steady_clock::now();
-    m.forward(ids.data(), prompt, 0, logits.data());
-    total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
+  for (int t = 0; prefill && t < tokens; ++t) total += timed_prefill(m, ids, logits);
   for (int t = 0; !prefill && t < tokens; ++t) {
     m.begin_phase(false);
     const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
@@ -700,11 +706,9 @@ void prefill_drift(const std::string& model, DType d, int rounds) {
   opt.max_seq = prompt + 1;
   opt.threads = 2;
   exec::CpuModel m(cfg, w, opt);
-  std::vector<int32_t> ids(static_cast<size_t>(prompt));
-  for (int64_t i = 0; i < prompt; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % cfg.vocab);
+  const std::vector<int32_t> ids = fixed_prompt(prompt, cfg.vocab);
   std::vector<float> logits(static_cast<size_t>(cfg.vocab));
-  m.begin_phase(true);
-  m.forward(ids.data(), prompt, 0, logits.data());
+  timed_prefill(m, ids, logits);  // warm-up
   profile::WeightStore store;
   profile::WeightPool pool(store, d, 2048, 2048, profile::dram_pool_bytes(512u << 20));
   std::vector<double> comp, mem, pre;
@@ -713,12 +717,7 @@ void prefill_drift(const std::string& model, DType d, int rounds) {
     const double c = profile::time_linear(pool, 64, 2, 5) * 1e3;
     const double p = profile::reference_probe_ms(2);
     std::vector<double> t;
-    for (int i = 0; i < 3; ++i) {
-      m.begin_phase(true);
-      const auto t0 = std::chrono::steady_clock::now();
-      m.forward(ids.data(), prompt, 0, logits.data());
-      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3);
-    }
+    for (int i = 0; i < 3; ++i) t.push_back(timed_prefill(m, ids, logits) * 1e3);
     comp.push_back(c);
     mem.push_back(p);
     pre.push_back(median(t));
