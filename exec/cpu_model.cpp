@@ -224,14 +224,8 @@ void CpuModel::attention_only(int64_t l) {
   attention(l, buf_q_.data(), buf_k_.data(), buf_v_.data(), T_, start_, buf_a_.data());
 }
 
-void CpuModel::prepare(int64_t T, int64_t start) {
-  const int64_t M = opt_.batch * T, d = cfg_.head_dim;
-  const int64_t qd = cfg_.heads * d, kvd = cfg_.kv_heads * d;
-  if (start + T > opt_.max_seq)
-    throw RuntimeFailure("context " + std::to_string(start + T) + " exceeds max_seq " + std::to_string(opt_.max_seq));
-  T_ = T;
-  start_ = start;
-  disk_name_.clear();  // every forward reads its disk tensors again, as accelerate does
+void CpuModel::size_buffers(int64_t M) {
+  const int64_t qd = cfg_.heads * cfg_.head_dim, kvd = cfg_.kv_heads * cfg_.head_dim;
   buf_x_.resize(M * cfg_.hidden);
   buf_h_.resize(M * cfg_.hidden);
   buf_q_.resize(M * qd);
@@ -240,6 +234,47 @@ void CpuModel::prepare(int64_t T, int64_t start) {
   buf_a_.resize(M * qd);
   buf_g_.resize(M * cfg_.inter);
   buf_u_.resize(M * cfg_.inter);
+}
+
+void CpuModel::reserve(int64_t T) {
+  DMAP_CHECK(T > 0 && T <= opt_.max_seq, "reserve needs 1..max_seq tokens");
+  const int64_t M = opt_.batch * T, d = cfg_.head_dim;
+  if (static_cast<int64_t>(buf_x_.size()) < M * cfg_.hidden) size_buffers(M);
+  // Attention: each thread's scratch for one (sequence, KV head) pair of a T-token forward from
+  // position 0 (attention()).
+  const int64_t rows = T * (cfg_.heads / cfg_.kv_heads);
+  if (att_.size() < static_cast<size_t>(opt_.threads)) att_.resize(static_cast<size_t>(opt_.threads));
+  for (AttentionScratch& sc : att_) {
+    for (auto [v, n] : {std::pair{&sc.q, rows * d}, {&sc.s, rows * T}, {&sc.vt, d * T}, {&sc.o, rows * d}})
+      if (v->size() < static_cast<size_t>(n)) v->resize(static_cast<size_t>(n));
+  }
+  if (cfg_.experts > 0) {
+    const int64_t E = cfg_.experts, K = cfg_.top_k;
+    if (moe_logits_.size() < static_cast<size_t>(M * E)) moe_logits_.resize(static_cast<size_t>(M * E));
+    if (moe_pick_.size() < static_cast<size_t>(M * K)) moe_pick_.resize(static_cast<size_t>(M * K));
+    if (moe_weight_.size() < static_cast<size_t>(M * K)) moe_weight_.resize(static_cast<size_t>(M * K));
+    moe_.reserve(M * K, E, cfg_.hidden, cfg_.moe_inter);
+  }
+  size_t disk = 0;
+  for (const auto& [name, shape] : ModelWeights::expected(cfg_)) {
+    if (!w_.has(name)) continue;
+    const WeightRef& r = w_.get(name);
+    if (r.on_disk) disk = std::max(disk, weight_bytes(r.w));
+  }
+  if (disk > disk_buf_bytes_) {
+    disk_buf_ = weight_buffer(disk);
+    disk_buf_bytes_ = disk;
+    std::memset(disk_buf_.get(), 0, disk);
+  }
+}
+
+void CpuModel::prepare(int64_t T, int64_t start) {
+  if (start + T > opt_.max_seq)
+    throw RuntimeFailure("context " + std::to_string(start + T) + " exceeds max_seq " + std::to_string(opt_.max_seq));
+  T_ = T;
+  start_ = start;
+  disk_name_.clear();  // every forward reads its disk tensors again, as accelerate does
+  size_buffers(opt_.batch * T);
   // RoPE tables of this forward's positions (exec/layer_program.h: rope_tables); longrope's long
   // factors once the context passes its original one.
   const bool long_rope = !inv_freq_long_.empty() && static_cast<double>(start + T) > cfg_.rope_orig_max;

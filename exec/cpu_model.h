@@ -51,6 +51,10 @@ class CpuModel : public Executor {
   double disk_read_seconds() const override { return disk_.seconds_reading(); }
   void set_drop_page_cache(bool drop) override { opt_.drop_page_cache = drop; }
   ExpertCounts expert_counts() const override { return experts_; }
+  // The activation, attention and MoE buffers of a T-token forward and the disk buffer (the
+  // largest disk-offloaded tensor), zero-filled now. KV caches stay allocated by the first forward
+  // through their layer.
+  void reserve(int64_t T) override;
 
   // forward() in pieces, for an executor that runs only some modules here (the CUDA backend's
   // in-place semantics). x: batch*T x hidden float32 activations (16-bit values in 16-bit runs).
@@ -109,6 +113,8 @@ class CpuModel : public Executor {
   float round1(float v) const { return act_type_ == DType::kBFloat16 ? cpu::round_bf16(v) : round16(v); }
   float round16(float v) const;  // float16 or float32 (no-op)
   void add_time(int slot, std::chrono::steady_clock::time_point start);
+  // The activation buffers of an M-row forward (prepare, reserve).
+  void size_buffers(int64_t M);
 
   ExecConfig cfg_;
   const ModelWeights& w_;

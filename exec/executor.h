@@ -69,6 +69,10 @@ class Executor {
   virtual void set_drop_page_cache(bool drop) = 0;
   // Routed experts touched so far (empty for a dense model or a backend that does not count).
   virtual ExpertCounts expert_counts() const { return {}; }
+  // Sizes and touches the work buffers a forward of T tokens per sequence needs, so that the
+  // first such forward pays no first-touch page faults — as llama.cpp reserves its compute buffers
+  // when a context is created. A no-op for a backend with nothing to reserve.
+  virtual void reserve(int64_t T) { (void)T; }
 };
 
 // The module names of module_times(), in order: embed, layers.N.<layer_modules()>, norm, lm_head.

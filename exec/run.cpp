@@ -50,6 +50,7 @@ RunOutcome run_placement(const ExecConfig& cfg, const ModelWeights& weights, con
     if (auto* d = dynamic_cast<DeviceModel*>(&model)) d->set_observer(plan.observer);
   }
   if (plan.cold_prefill) model.set_drop_page_cache(true);
+  model.reserve(plan.prompt_len);  // the prefill is timed without first-touch page faults
   auto* steps = plan.time_steps ? dynamic_cast<CpuModel*>(&model) : nullptr;
   if (steps) steps->set_time_steps(true);
   double read_s0 = 0;

@@ -4,7 +4,8 @@
 //
 // Data flow:
 //   weights + placement + backend --make_executor--> scratch: warm-up, prefill_reps - 1 timed prefills
-//                                 --make_executor--> measured: prefill (timed), decode steps (timed)
+//                                 --make_executor--> measured: reserve (untimed: work buffers touched),
+//                                                    prefill (timed), decode steps (timed)
 //   --> RunOutcome {tokens, prefill_s (median of the timed prefills), decode_s per step, the executor}
 // On the emulated device, prefill_s and decode_s are the emulator's model clock (the sum of the
 // modules' times of the measured run), not the host's wall time.

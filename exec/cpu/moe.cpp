@@ -57,6 +57,20 @@ void moe_route(const float* logits, int64_t M, int64_t E, int64_t K, bool norm_t
   }
 }
 
+void MoeScratch::reserve(int64_t R, int64_t E, int64_t H, int64_t I) {
+  auto grow = [](auto& v, int64_t n) {
+    if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
+  };
+  grow(start, E + 1);
+  grow(rows, R);
+  grow(slot, R);
+  grow(x, R * H);
+  grow(gu, R * 2 * I);
+  grow(act, R * I);
+  grow(up, R * I);
+  grow(y, R * H);
+}
+
 int64_t moe_dispatch(const float* x, int64_t M, int64_t H, int64_t E, int64_t K, const int32_t* pick, MoeScratch& s) {
   const int64_t R = M * K;
   s.start.assign(static_cast<size_t>(E + 1), 0);

@@ -37,6 +37,9 @@ struct MoeScratch {
   std::vector<int64_t> rows;   // R: the (token * K + rank) row in each grouped position
   std::vector<int64_t> slot;   // R: the grouped position of each (token * K + rank) row (moe_combine)
   std::vector<float> x, gu, act, up, y;
+  // Sizes every buffer for R routed rows of E experts (hidden H, expert width I), zero-filled:
+  // the pages are touched here rather than in the first forward.
+  void reserve(int64_t R, int64_t E, int64_t H, int64_t I);
 };
 
 // Groups the R = M * K rows by expert and gathers x (M x H) in that order; returns the number of

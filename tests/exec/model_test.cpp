@@ -14,6 +14,8 @@
 #include <memory>
 
 #include <fcntl.h>
+#include <malloc.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "core/model_spec.h"
@@ -470,6 +472,58 @@ TEST_CASE("mixture of experts: experts on disk and random weights run the same f
   CpuModel a(mix, r1, {1, 32, 1});
   CpuModel b(mix, r2, {1, 32, 2});
   CHECK(generate(a, prompt, 8, 4).tokens == generate(b, prompt, 8, 4).tokens);
+}
+
+TEST_CASE("reserve touches a forward's work buffers beforehand and changes nothing it computes",
+          "[unit][exec][model][moe]") {
+  // A mixtral widened so that a 128-token forward's buffers span megabytes (~1300 pages of MoE
+  // rows, activations and scores).
+  ExecConfig cfg = exec_config(load_model_spec((fs::path(DMAP_SOURCE_DIR) / "tests/data/mixtral_bfloat16").string()));
+  cfg.hidden = 1024;
+  cfg.inter = cfg.moe_inter = 512;
+  const ModelWeights w = ModelWeights::random(cfg, DType::kBFloat16, 3);
+  const int64_t T = 128;
+  std::vector<int32_t> prompt(static_cast<size_t>(T));
+  for (int64_t i = 0; i < T; ++i) prompt[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7) % cfg.vocab);
+  const RunOptions opt{1, 256, 2};
+  std::vector<float> warm_logits(static_cast<size_t>(cfg.vocab)), a = warm_logits, b = warm_logits;
+  // A fixed mmap threshold: every buffer of 64 KiB or more is a fresh mapping, never pages an
+  // earlier executor freed (glibc's dynamic threshold would keep those in its heap).
+  ::mallopt(M_MMAP_THRESHOLD, 64 << 10);
+  auto minor_faults = [] {
+    rusage u{};
+    ::getrusage(RUSAGE_SELF, &u);
+    return static_cast<long>(u.ru_minflt);
+  };
+  {  // thread teams and the kernels' per-thread buffers, as a process's first forward sets them up
+    CpuModel warm(cfg, w, opt);
+    warm.forward(prompt.data(), T, 0, warm_logits.data());
+  }
+  CpuModel plain(cfg, w, opt);
+  long f0 = minor_faults();
+  plain.forward(prompt.data(), T, 0, a.data());
+  const long plain_faults = minor_faults() - f0;
+  CpuModel reserved(cfg, w, opt);
+  reserved.reserve(T);
+  f0 = minor_faults();
+  reserved.forward(prompt.data(), T, 0, b.data());
+  const long reserved_faults = minor_faults() - f0;
+  CHECK(a == b);
+  CHECK(a == warm_logits);
+  INFO("first-forward minor page faults: " << plain_faults << " without reserve, " << reserved_faults << " with");
+#if defined(__SANITIZE_ADDRESS__)
+  SUCCEED("AddressSanitizer's allocator maps memory its own way: page faults not compared");
+#else
+  CHECK(plain_faults >= 500);
+  CHECK(reserved_faults * 4 < plain_faults);
+#endif
+  // Reserving for fewer tokens than a forward runs is harmless: the forward grows what it needs.
+  CpuModel small(cfg, w, opt);
+  small.reserve(8);
+  std::vector<float> c(a.size());
+  small.forward(prompt.data(), T, 0, c.data());
+  CHECK(c == a);
+  CHECK_THROWS(small.reserve(opt.max_seq + 1));
 }
 
 TEST_CASE("float16 runs at float16's rounding points: closer to float32 than bfloat16 is", "[unit][exec][model]") {
