@@ -265,14 +265,17 @@ DiskFit measure_disk(const std::string& dir, bool quick, int threads, const Prog
     const exec::WeightRef ref = probe_file("disk probe (large)", "large.dat", s);
     exec::WeightBuffer dst = exec::weight_buffer(s);
     reader.read(ref, dst.get(), false, threads);
-    std::vector<double> t;
+    std::vector<double> t, ratios;
     for (int k = 0; k < (quick ? 3 : 7); ++k) {
+      const double probe = page_cache_probe_gbs(threads);
       const auto t0 = Clock::now();
       reader.read(ref, dst.get(), false, threads);
       t.push_back(since(t0));
+      ratios.push_back(static_cast<double>(s) / t.back() / 1e9 / probe);
     }
     f.large_bytes = s;
     f.large_gbs = static_cast<double>(s) / median(t) / 1e9;
+    f.large_probe_ratio = median(ratios);
     // Cold: evicted and read back by one thread, as the executor's cold prefill reads it. Large
     // reads stream faster than the 0.25-64 MiB files above (the kernel's readahead ramps up).
     t.clear();

@@ -81,6 +81,11 @@ struct DiskFit {
   // its size and the median rate (GB/s) of its timed reads.
   size_t large_bytes = 0;
   double large_gbs = 0;
+  // Each timed warm read of it came right after a page-cache probe (page_cache_probe_gbs): the
+  // median of its rate over that probe's. A burst of reads samples one moment of a rate that
+  // drifts by +-20 % within minutes here; the ratio carries over to the probe's level over the
+  // whole calibration (profile_cpu: host.page_cache_large_gbs = ratio x the probes' median).
+  double large_probe_ratio = 0;
   // The same tensor cold (its pages evicted, copied back out of the map by one thread, as the
   // executor's cold prefill reads it): the median rate (GB/s) of its cold reads.
   double large_cold_gbs = 0;

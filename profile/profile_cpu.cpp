@@ -338,6 +338,14 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   std::map<DType, std::pair<WarmSizes, double>> warm_tensor_fits;  // ... by tensor, and its extra over the modules'
   const ModuleTree tree = build_module_tree(opt.model);
   std::map<DType, double> cold_by_dtype;  // cold disk rate per dtype, from whole-model runs
+  // The page-cache probe's readings around the disk runs (whose decode copies from the page cache).
+  std::vector<double> page_cache_probes;
+  // Large tensors warm: the disk probe's ratio to the page-cache probe times the probes' median
+  // over the calibration (probes.h: DiskFit::large_probe_ratio); its own reads' rate without probes.
+  auto large_warm_gbs = [&] {
+    return disk.large_probe_ratio > 0 && !page_cache_probes.empty() ? disk.large_probe_ratio * median(page_cache_probes)
+                                                                    : disk.large_gbs;
+  };
   // The calibration as fitted so far (the fit loops below predict with it directly).
   auto calibration_with = [&](double dispatch_us) {
     sim::Calibration cal;
@@ -371,7 +379,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
       h.page_cache_read_gbs = warm_bw / 1e9;
     }
     if (disk.large_gbs > 0) {  // tensors the executor copies out of the file's map (exec::kMapCopyBytes on)
-      h.page_cache_large_gbs = disk.large_gbs;
+      h.page_cache_large_gbs = large_warm_gbs();
       h.page_cache_large_from_mib = static_cast<double>(exec::kMapCopyBytes) / (1024.0 * 1024.0);
     }
     h.dispatch_overhead_us = dispatch_us;
@@ -427,8 +435,6 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // The reference probe (profile.h) bracketing each CPU-only run: the machine's speed while the
   // runs every streaming and product scale is fitted to were measured.
   std::vector<double> reference_probes;
-  // The page-cache probe likewise, around the disk runs (whose decode copies from the page cache).
-  std::vector<double> page_cache_probes;
   // One whole-model run, bracketed by the reference probe (CPU-only) or the page-cache probe (disk).
   auto measure = [&](const DeviceMap& dm, DType d, const std::string& what, bool probed) {
     // (probes before and after, the run): the probes of a spoiled try are dropped with it.
@@ -658,7 +664,8 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   fitb << "  disk_probe: {cold_gbs: " << fmt(probe_cold_bw / 1e9)
        << ", cold_latency_us: " << fmt(std::max(0.0, disk.cold.intercept) * 1e6)
        << ", warm_gbs: " << fmt(probe_warm_bw / 1e9) << ", large_warm: {mib: " << disk.large_bytes / (1024 * 1024)
-       << ", gbs: " << fmt(disk.large_gbs) << "}, large_cold: {mib: " << disk.large_bytes / (1024 * 1024)
+       << ", gbs: " << fmt(disk.large_gbs) << ", page_cache_probe_ratio: " << fmt(disk.large_probe_ratio)
+       << ", referred_gbs: " << fmt(large_warm_gbs()) << "}, large_cold: {mib: " << disk.large_bytes / (1024 * 1024)
        << ", gbs: " << fmt(disk.large_cold_gbs) << "}}\n";
   fitb << "  disk_whole_model: {layers_on_disk: " << disk_layers << ", cold_gbs: [";
   for (size_t i = 0; i < cold_rates.size(); ++i) fitb << (i ? ", " : "") << fmt(cold_rates[i] / 1e9);

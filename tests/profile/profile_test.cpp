@@ -198,6 +198,15 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   CHECK(*cal.host.page_cache_large_from_mib == Approx(64));
   CHECK(rates.page_cache_rate(DType::kBFloat16, 400.0 * 1024 * 1024) == Approx(*cal.host.page_cache_large_gbs * 1e9));
   CHECK(cal.fit["disk_probe"]["large_warm"]["mib"].as<int>() == 96);  // quick: kMapCopyBytes + 32 MiB
+  // ... at the page-cache probe's level over the calibration: its ratio to the probe read before
+  // each of its reads, times the probes' median.
+  const double large_ratio = cal.fit["disk_probe"]["large_warm"]["page_cache_probe_ratio"].as<double>();
+  CHECK(large_ratio > 0.01);
+  CHECK(large_ratio < 100);
+  REQUIRE(cal.host.page_cache_probe_gbs);
+  CHECK(*cal.host.page_cache_large_gbs == Approx(large_ratio * *cal.host.page_cache_probe_gbs).epsilon(0.002));
+  CHECK(cal.fit["disk_probe"]["large_warm"]["referred_gbs"].as<double>() ==
+        Approx(*cal.host.page_cache_large_gbs).epsilon(0.002));
   // The same tensor cold: its own rate from the same size on, priced by the cost model.
   REQUIRE(cal.disk.read_large_gbs);
   CHECK(*cal.disk.read_large_gbs > 0.01);
