@@ -5,12 +5,14 @@
 #include <numeric>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 
 #include <omp.h>
 
 #include "core/error.h"
 #include "exec/layer_program.h"
+#include "exec/cpu/two_ended.h"
 #include "exec/parallel.h"
 
 namespace dmap::exec {
@@ -23,6 +25,16 @@ namespace {
 float element(const cpu::Weight& w, int64_t i) { return cpu::load(w.type, w.data, i); }
 
 using Clock = std::chrono::steady_clock;
+
+// On unless the environment has DMAP_DISK_STREAM=whole: decode then reads each disk-offloaded
+// tensor whole before its product, as prefill does (for side-by-side measurements).
+bool stream_disk_on() {
+  static const bool on = [] {
+    const char* e = std::getenv("DMAP_DISK_STREAM");
+    return !(e && std::string(e) == "whole");
+  }();
+  return on;
+}
 
 }  // namespace
 
@@ -261,6 +273,19 @@ void CpuModel::reserve(int64_t T) {
     const WeightRef& r = w_.get(name);
     if (r.on_disk) disk = std::max(disk, weight_bytes(r.w));
   }
+  // The streamed products' chunks (linear_streamed), for a decode step of this batch.
+  size_t slot = 0;
+  int64_t chunk_rows = 0;
+  for (const auto& [name, shape] : ModelWeights::expected(cfg_)) {
+    if (!w_.has(name) || shape.size() != 2) continue;
+    const WeightRef& r = w_.get(name);
+    if (!r.on_disk) continue;
+    const int64_t row_bytes = r.w.cols * (r.w.type == DType::kFloat32 ? 4 : 2);
+    const int64_t c = stream_chunk(r.w.rows, row_bytes);
+    slot = std::max(slot, static_cast<size_t>(c * row_bytes));
+    chunk_rows = std::max(chunk_rows, c);
+  }
+  if (slot > 0) size_stream_buffers(slot, chunk_rows, std::min<int64_t>(opt_.batch, kStreamRows - 1));
   if (disk > disk_buf_bytes_) {
     disk_buf_ = weight_buffer(disk);
     disk_buf_bytes_ = disk;
@@ -356,17 +381,92 @@ void CpuModel::rope(int64_t l, int64_t M) {
 // y = x W[row0 : row0 + n]^T (+ bias): a step's product over a slice of the weight's rows (a fused
 // projection's part), with the bias added in float32 and the output rounded where the step says.
 void CpuModel::linear_step(const Step& st, const float* x, int64_t M, float* y) {
-  cpu::Weight w = fetch(st.weight);
-  const size_t elt = w.type == DType::kFloat32 ? 4 : 2;
-  w.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(st.row0 * w.cols) * elt;
-  w.rows = st.n;
-  cpu::linear(x, M, w, nullptr, y, opt_.threads);
+  const WeightRef& r = w_.get(st.weight);
+  if (r.on_disk && M < kStreamRows && !opt_.drop_page_cache && stream_disk_on()) {
+    linear_streamed(r, st.row0, st.n, x, M, y);
+  } else {
+    cpu::Weight w = fetch(st.weight);
+    const size_t elt = w.type == DType::kFloat32 ? 4 : 2;
+    w.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(st.row0 * w.cols) * elt;
+    w.rows = st.n;
+    cpu::linear(x, M, w, nullptr, y, opt_.threads);
+  }
   if (!st.bias.empty()) {
     const cpu::Weight& b = fetch(st.bias);
     for (int64_t r = 0; r < M; ++r)
       for (int64_t i = 0; i < st.n; ++i) y[r * st.n + i] += element(b, st.row0 + i);
   }
   if (st.round) round_act(y, M * st.n);
+}
+
+int64_t CpuModel::stream_chunk(int64_t n, int64_t row_bytes) {
+  const int64_t c = cpu::chunk_units(n, row_bytes);
+  return c >= 4 ? c / 4 * 4 : c;  // whole 4-row blocks of the row kernels
+}
+
+void CpuModel::size_stream_buffers(size_t slot_bytes, int64_t rows, int64_t M) {
+  const size_t threads = static_cast<size_t>(std::max(1, opt_.threads));
+  slot_bytes = (slot_bytes + 4095) / 4096 * 4096;
+  if (slot_bytes > stream_slot_) {
+    stream_buf_ = weight_buffer(slot_bytes * threads);
+    std::memset(stream_buf_.get(), 0, slot_bytes * threads);
+    stream_slot_ = slot_bytes;
+  }
+  if (M > 1) {
+    const size_t n = static_cast<size_t>(rows * M);
+    stream_out_.resize(threads);
+    for (auto& o : stream_out_)
+      if (o.size() < n) o.resize(n);
+  }
+}
+
+// A disk-offloaded weight in decode, read while it is used: the rows are cut into chunks of about
+// 512 KiB (cpu::chunk_units), the threads take them two-ended (exec/cpu/two_ended.h), and each
+// thread preads its chunk into its own buffer and multiplies it at once, while the chunk is still
+// in that core's cache. Read whole into one buffer first (fetch), a tensor larger than the cache
+// reached the product from DRAM again, and one smaller than it did not: what a disk layer added per
+// byte then depended on its tensors' sizes and on the tensor before (twentieth session,
+// docs/PERFORMANCE.md: 30-110 GB/s by tensor), which a calibration on one model cannot see. Each
+// row's dot product is the one the whole-tensor product computes. Read time: the mean over the
+// threads of their chunks' reads.
+void CpuModel::linear_streamed(const WeightRef& r, int64_t row0, int64_t n, const float* x, int64_t M, float* y) {
+  const int64_t K = r.w.cols;
+  const int64_t row_bytes = K * (r.w.type == DType::kFloat32 ? 4 : 2);
+  const int64_t chunk = stream_chunk(n, row_bytes);
+  size_stream_buffers(static_cast<size_t>(chunk * row_bytes), chunk, M);
+  disk_.open(r);
+  const int threads = std::max(1, opt_.threads);
+  std::vector<std::string> why(static_cast<size_t>(threads));
+  std::vector<double> seconds(static_cast<size_t>(threads), 0.0);
+  // (two_ended hands one thread, or a weight of one chunk, the whole range at once)
+  cpu::two_ended(n, chunk, threads, [&](int64_t lo, int64_t hi) {
+    const size_t t = static_cast<size_t>(omp_get_thread_num());
+    uint8_t* buf = stream_buf_.get() + t * stream_slot_;
+    for (int64_t a = lo; a < hi && why[t].empty(); a += chunk) {
+      const int64_t b = std::min(hi, a + chunk);
+      const auto t0 = Clock::now();
+      why[t] = disk_.read_part(r, static_cast<size_t>((row0 + a) * row_bytes), static_cast<size_t>((b - a) * row_bytes),
+                               buf);
+      seconds[t] += std::chrono::duration<double>(Clock::now() - t0).count();
+      if (!why[t].empty()) return;
+      const cpu::Weight w{buf, r.w.type, b - a, K};
+      if (M == 1) {
+        cpu::linear(x, 1, w, nullptr, y + a, 1);
+        continue;
+      }
+      float* out = stream_out_[t].data();
+      cpu::linear(x, M, w, nullptr, out, 1);
+      for (int64_t m = 0; m < M; ++m) std::memcpy(y + m * n + a, out + m * (b - a), sizeof(float) * (b - a));
+    }
+  });
+  int readers = 0;
+  double total = 0;
+  for (size_t t = 0; t < why.size(); ++t) {
+    if (!why[t].empty()) throw RuntimeFailure("cannot read " + r.name + " from " + r.file + ": " + why[t]);
+    if (seconds[t] > 0) ++readers;
+    total += seconds[t];
+  }
+  disk_.count(static_cast<uint64_t>(n * row_bytes), readers > 0 ? total / readers : 0.0);
 }
 
 void CpuModel::gated_act(int64_t n) {

@@ -97,6 +97,16 @@ class CpuModel : public Executor {
   void rope(int64_t l, int64_t M);
   // A kLinear step of the layer program: a slice of the weight's rows, bias, rounding.
   void linear_step(const Step& st, const float* x, int64_t M, float* y);
+  // y[M, n] = x W[row0 : row0 + n]^T for a disk-offloaded W read while it is used: each thread
+  // reads a chunk of rows into its own buffer and multiplies it at once (see the .cpp).
+  void linear_streamed(const WeightRef& r, int64_t row0, int64_t n, const float* x, int64_t M, float* y);
+  // Products of fewer rows of x than this (decode) stream their disk-offloaded weights.
+  static constexpr int64_t kStreamRows = 16;
+  // Rows of a streamed chunk of an n-row weight whose rows are row_bytes long.
+  static int64_t stream_chunk(int64_t n, int64_t row_bytes);
+  // The streamed products' buffers, per thread: chunks of up to slot_bytes, and (M > 1) the
+  // outputs of up to `rows` rows of W for M rows of x.
+  void size_stream_buffers(size_t slot_bytes, int64_t rows, int64_t M);
   // g = act(g) * u over n elements of the MLP buffers.
   void gated_act(int64_t n);
   // A sparse MoE block: the router, then each token's top-k experts (exec/cpu/moe.h).
@@ -144,6 +154,9 @@ class CpuModel : public Executor {
   std::vector<int32_t> moe_pick_;                       // MoE: each token's experts
   cpu::MoeScratch moe_;                                 // MoE work buffers
   ExpertCounts experts_;
+  WeightBuffer stream_buf_{nullptr, [](uint8_t*) {}};  // per thread: a streamed chunk of rows
+  size_t stream_slot_ = 0;                             // bytes per thread in stream_buf_
+  std::vector<std::vector<float>> stream_out_;         // per thread: a chunk's outputs when M > 1
   cpu::Weight disk_weight_;
   std::string disk_name_;  // the tensor disk_weight_ holds in this forward ("" = none)
   DiskReader disk_;

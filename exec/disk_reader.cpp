@@ -96,7 +96,7 @@ const DiskReader::Mapped& DiskReader::map_file(const std::string& file) {
   return files_.emplace(file, m).first->second;
 }
 
-size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache, int threads) {
+const DiskReader::Mapped& DiskReader::checked(const WeightRef& r) {
   const Mapped& m = map_file(r.file);
   const size_t bytes = weight_bytes(r.w);
   // Checked before touching the map: a copy past the end of a file faults (SIGBUS).
@@ -105,6 +105,21 @@ size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache, int
                          " bytes, the tensor needs " + std::to_string(bytes) + " at offset " +
                          std::to_string(r.offset));
   }
+  return m;
+}
+
+void DiskReader::open(const WeightRef& r) { checked(r); }
+
+std::string DiskReader::read_part(const WeightRef& r, size_t from, size_t bytes, void* dst) const {
+  const auto it = files_.find(r.file);
+  if (it == files_.end()) return "not opened";  // (open(r) first)
+  if (from > weight_bytes(r.w) || bytes > weight_bytes(r.w) - from) return "a part past the tensor's end";
+  return pread_range(it->second.fd, r.offset + from, static_cast<uint8_t*>(dst), 0, bytes);
+}
+
+size_t DiskReader::read(const WeightRef& r, void* dst, bool drop_page_cache, int threads) {
+  const Mapped& m = checked(r);
+  const size_t bytes = weight_bytes(r.w);
   const auto t0 = std::chrono::steady_clock::now();
   if (bytes > 0 && drop_page_cache) {
     // Mapped pages cannot be evicted: unmap this tensor's pages from the map first. The range is

@@ -37,6 +37,8 @@ constexpr size_t kMapCopyBytes = size_t{64} << 20;
 //
 // Warm (served by the page cache), a tensor is read with pread() by the executor's threads
 // together, one contiguous slice each (from kMapCopyBytes on, copied out of the map by them).
+// Decode products do not come here: they read their tensor in chunks of rows, each thread its own,
+// through open() / read_part() (CpuModel::linear_streamed).
 // Measured on the 2-vCPU AMD EPYC VM (2026-12-07, dmap run --cold-start, 4 interleaved pairs,
 // medians): against copying out of the file's map, decode 1.14x faster with TinyLlama bfloat16 6/22
 // layers on disk (65.4 -> 57.6 ms/token; copies 22.6 -> 15.7) and 1.18x with Qwen3-0.6B float32
@@ -59,6 +61,17 @@ class DiskReader {
   // returns the bytes read. RuntimeFailure when the file cannot be opened or is shorter than the
   // tensor.
   size_t read(const WeightRef& r, void* dst, bool drop_page_cache, int threads = 1);
+  // For a caller that reads a tensor in parts from its own threads (CpuModel's streamed products):
+  // open(r) opens and maps r's file (RuntimeFailure as read()) and checks that it holds r's bytes;
+  // read_part then preads `bytes` of r from byte `from` of the tensor into dst by the calling thread
+  // and may run on several threads at once (it only reads the reader). It returns "" or why it
+  // failed (the caller throws outside its parallel region); its reads are counted by count().
+  void open(const WeightRef& r);
+  std::string read_part(const WeightRef& r, size_t from, size_t bytes, void* dst) const;
+  void count(uint64_t bytes, double seconds) {
+    bytes_read_ += bytes;
+    seconds_reading_ += seconds;
+  }
   uint64_t bytes_read() const { return bytes_read_; }
   // Wall time spent in read() (page-cache copies, or device reads when cold).
   double seconds_reading() const { return seconds_reading_; }
@@ -70,6 +83,8 @@ class DiskReader {
     size_t size = 0;
   };
   const Mapped& map_file(const std::string& file);
+  // map_file and the check that the file holds r's bytes.
+  const Mapped& checked(const WeightRef& r);
   std::map<std::string, Mapped> files_;
   uint64_t bytes_read_ = 0;
   double seconds_reading_ = 0;

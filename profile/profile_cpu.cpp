@@ -421,8 +421,9 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   ProfileResult out;
   std::vector<std::pair<DType, PlacementRun>> runs, disk_runs;
   const DeviceMap cpu_map = layers_on_disk_map(opt.model, 0);
-  // A third of the layers on disk: re-reading offloaded weights as the executor does (pread of
-  // whole tensors into a reused buffer), cold in prefill and from the page cache in decode.
+  // A third of the layers on disk: re-reading offloaded weights as the executor does, cold in
+  // prefill (whole tensors into a reused buffer) and from the page cache in decode (each thread's
+  // chunks of rows into its own buffer, multiplied as they arrive: CpuModel::linear_streamed).
   const int64_t disk_layers = std::max<int64_t>(1, c.layers / 3);
   const DeviceMap disk_map = layers_on_disk_map(opt.model, disk_layers);
   int pid = 1;
