@@ -196,14 +196,20 @@ struct SelfCheckRow {
   std::string placement;  // "cpu" or "disk N/L layers"
   double measured_prefill_s = 0, predicted_prefill_s = 0, measured_decode_s = 0, predicted_decode_s = 0;
   // The machine's state during the run against the state the calibration describes (its CPU-only
-  // runs'): the measured decode is compared divided by it. profile_cpu's disk runs: the median of
-  // their pairs' resident_ratio (probes.h); 1 elsewhere.
+  // runs'): the measured decode is compared divided by it. profile_cpu's disk runs: their median
+  // over (the CPU-only runs' median + the pairs' median extra, each pair's disk run less its
+  // CPU-only partner scaled by resident_ratio, probes.h); 1 elsewhere.
   double state_ratio = 1;
   // A phase not checked is shown, not held to the limit (the transformers fit's disk rows: each
   // process's run fits one phase exactly, its other phase is predicted from another process's).
   bool prefill_checked = true, decode_checked = true;
   double worst_error() const;  // the larger |predicted / measured - 1| of the phases checked
 };
+
+// A disk run's state_ratio: its decode (the median of its runs) over the decode it would have had
+// at the CPU-only runs' state — the CPU-only runs' median plus the median of the pairs' extras
+// (each pair's disk run less its CPU-only partner scaled by resident_ratio). 1 without extras.
+double disk_state_ratio(double disk_decode_s, double cpu_decode_s, const std::vector<double>& pair_extras_s);
 
 // The most a calibration may mispredict its own whole-model runs: `dmap profile --real` refuses
 // (exit 1, nothing written) past it.

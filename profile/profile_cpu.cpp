@@ -792,8 +792,17 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
           predict(opt.model, d, on_disk ? disk_map : cpu_map, hw, &final_cal, opt.run.prompt, opt.run.new_tokens);
       SelfCheckRow row{
           d, on_disk ? disk_placement : "cpu", r.prefill_s, p.prefill_s, r.decode_token_s, p.decode_token_s};
-      // A disk run is compared at the machine state of the CPU-only runs, which the fit describes.
-      if (on_disk && !pair_ratios[d].empty()) row.state_ratio = median(pair_ratios[d]);
+      // A disk run is compared at the machine state of the CPU-only runs, which the fit describes:
+      // the CPU-only runs' median plus the median over the pairs of what each disk run added to
+      // its own CPU-only partner (scaled by their resident ratio) — as the fit measures it. (The
+      // median disk run over the median resident ratio took the two from different pairs: on the
+      // AVX2 EPYC, 2026-12-07, pairs of bfloat16 extras 12.1, 12.0 and 10.5 ms then read as 82.5
+      // ms/token at the CPU-only state, 1.0 ms below the CPU-only runs themselves.)
+      if (on_disk) {
+        const auto cpu = std::find_if(runs.begin(), runs.end(), [&](const auto& x) { return x.first == d; });
+        if (cpu != runs.end())
+          row.state_ratio = disk_state_ratio(r.decode_token_s, cpu->second.decode_token_s, pair_extras[d]);
+      }
       out.self_check.push_back(row);
     }
   }

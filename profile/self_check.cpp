@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include "profile/profile.h"
 
@@ -10,6 +11,16 @@ namespace dmap::profile {
 double SelfCheckRow::worst_error() const {
   return std::max(prefill_checked ? std::fabs(predicted_prefill_s / measured_prefill_s - 1) : 0.0,
                   decode_checked ? std::fabs(predicted_decode_s * state_ratio / measured_decode_s - 1) : 0.0);
+}
+
+double disk_state_ratio(double disk_decode_s, double cpu_decode_s, const std::vector<double>& pair_extras_s) {
+  if (pair_extras_s.empty() || !(disk_decode_s > 0)) return 1;
+  std::vector<double> e = pair_extras_s;
+  std::sort(e.begin(), e.end());
+  const size_t n = e.size();
+  const double extra = n % 2 ? e[n / 2] : (e[n / 2 - 1] + e[n / 2]) / 2;
+  const double at_cpu_state = cpu_decode_s + extra;
+  return at_cpu_state > 0 ? disk_decode_s / at_cpu_state : 1;
 }
 
 SelfCheckVerdict check_self(const std::vector<SelfCheckRow>& rows, double limit) {

@@ -375,6 +375,12 @@ TEST_CASE("the self-check passes a calibration within 5 % and refuses one past i
   CHECK(v.worst == Approx(0.191 * 1.08 / 0.2 - 1));
   CHECK(v.text.find("200.00 ms/token measured (185.19 at the CPU-only runs' machine state: / 1.080),  191.00 "
                     "predicted ( +3.1 %)") != std::string::npos);
+  // The ratio of a disk run from its pairs (disk_state_ratio): the AVX2 EPYC's bfloat16 runs of
+  // 2026-12-07 — CPU-only median 83.51 ms, the disk runs' median 86.92, the pairs' extras 12.1,
+  // 12.0 and 10.5 ms: at the CPU-only state 83.51 + 12.0 = 95.51 ms, so the ratio is 0.910.
+  CHECK(disk_state_ratio(0.08692, 0.08351, {0.0121, 0.0120, 0.0105}) == Approx(0.08692 / 0.09551));
+  CHECK(disk_state_ratio(0.1, 0.09, {0.004, 0.012}) == Approx(0.1 / 0.098));  // an even count: the mean of two
+  CHECK(disk_state_ratio(0.1, 0.09, {}) == 1.0);                              // no pairs: no correction
   rows[1].state_ratio = 0.9;  // faster then: 222.2 ms against 191, -14 %
   CHECK_FALSE(check_self(rows).passed);
   // A phase not checked is shown, not held to the limit; the other phase still is.
