@@ -280,9 +280,9 @@ void CpuModel::reserve(int64_t T) {
     if (!w_.has(name) || shape.size() != 2) continue;
     const WeightRef& r = w_.get(name);
     if (!r.on_disk) continue;
-    const int64_t row_bytes = r.w.cols * (r.w.type == DType::kFloat32 ? 4 : 2);
-    const int64_t c = stream_chunk(r.w.rows, row_bytes);
-    slot = std::max(slot, static_cast<size_t>(c * row_bytes));
+    const int64_t rb = static_cast<int64_t>(row_bytes(r.w));
+    const int64_t c = stream_chunk(r.w.rows, rb);
+    slot = std::max(slot, static_cast<size_t>(c * rb));
     chunk_rows = std::max(chunk_rows, c);
   }
   if (slot > 0) size_stream_buffers(slot, chunk_rows, std::min<int64_t>(opt_.batch, kStreamRows - 1));
@@ -386,8 +386,7 @@ void CpuModel::linear_step(const Step& st, const float* x, int64_t M, float* y) 
     linear_streamed(r, st.row0, st.n, x, M, y);
   } else {
     cpu::Weight w = fetch(st.weight);
-    const size_t elt = w.type == DType::kFloat32 ? 4 : 2;
-    w.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(st.row0 * w.cols) * elt;
+    w.data = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(st.row0) * row_bytes(w);
     w.rows = st.n;
     cpu::linear(x, M, w, nullptr, y, opt_.threads);
   }
@@ -399,8 +398,8 @@ void CpuModel::linear_step(const Step& st, const float* x, int64_t M, float* y) 
   if (st.round) round_act(y, M * st.n);
 }
 
-int64_t CpuModel::stream_chunk(int64_t n, int64_t row_bytes) {
-  const int64_t c = cpu::chunk_units(n, row_bytes);
+int64_t CpuModel::stream_chunk(int64_t n, int64_t rb) {
+  const int64_t c = cpu::chunk_units(n, rb);
   return c >= 4 ? c / 4 * 4 : c;  // whole 4-row blocks of the row kernels
 }
 
@@ -430,10 +429,9 @@ void CpuModel::size_stream_buffers(size_t slot_bytes, int64_t rows, int64_t M) {
 // row's dot product is the one the whole-tensor product computes. Read time: the mean over the
 // threads of their chunks' reads.
 void CpuModel::linear_streamed(const WeightRef& r, int64_t row0, int64_t n, const float* x, int64_t M, float* y) {
-  const int64_t K = r.w.cols;
-  const int64_t row_bytes = K * (r.w.type == DType::kFloat32 ? 4 : 2);
-  const int64_t chunk = stream_chunk(n, row_bytes);
-  size_stream_buffers(static_cast<size_t>(chunk * row_bytes), chunk, M);
+  const int64_t K = r.w.cols, rb = static_cast<int64_t>(row_bytes(r.w));
+  const int64_t chunk = stream_chunk(n, rb);
+  size_stream_buffers(static_cast<size_t>(chunk * rb), chunk, M);
   disk_.open(r);
   const int threads = std::max(1, opt_.threads);
   std::vector<std::string> why(static_cast<size_t>(threads));
@@ -445,8 +443,7 @@ void CpuModel::linear_streamed(const WeightRef& r, int64_t row0, int64_t n, cons
     for (int64_t a = lo; a < hi && why[t].empty(); a += chunk) {
       const int64_t b = std::min(hi, a + chunk);
       const auto t0 = Clock::now();
-      why[t] = disk_.read_part(r, static_cast<size_t>((row0 + a) * row_bytes), static_cast<size_t>((b - a) * row_bytes),
-                               buf);
+      why[t] = disk_.read_part(r, static_cast<size_t>((row0 + a) * rb), static_cast<size_t>((b - a) * rb), buf);
       seconds[t] += std::chrono::duration<double>(Clock::now() - t0).count();
       if (!why[t].empty()) return;
       const cpu::Weight w{buf, r.w.type, b - a, K};
@@ -466,7 +463,7 @@ void CpuModel::linear_streamed(const WeightRef& r, int64_t row0, int64_t n, cons
     if (seconds[t] > 0) ++readers;
     total += seconds[t];
   }
-  disk_.count(static_cast<uint64_t>(n * row_bytes), readers > 0 ? total / readers : 0.0);
+  disk_.count(static_cast<uint64_t>(n * rb), readers > 0 ? total / readers : 0.0);
 }
 
 void CpuModel::gated_act(int64_t n) {

@@ -102,8 +102,8 @@ class CpuModel : public Executor {
   void linear_streamed(const WeightRef& r, int64_t row0, int64_t n, const float* x, int64_t M, float* y);
   // Products of fewer rows of x than this (decode) stream their disk-offloaded weights.
   static constexpr int64_t kStreamRows = 16;
-  // Rows of a streamed chunk of an n-row weight whose rows are row_bytes long.
-  static int64_t stream_chunk(int64_t n, int64_t row_bytes);
+  // Rows of a streamed chunk of an n-row weight whose rows are rb bytes long.
+  static int64_t stream_chunk(int64_t n, int64_t rb);
   // The streamed products' buffers, per thread: chunks of up to slot_bytes, and (M > 1) the
   // outputs of up to `rows` rows of W for M rows of x.
   void size_stream_buffers(size_t slot_bytes, int64_t rows, int64_t M);

@@ -37,8 +37,6 @@ constexpr size_t kMapCopyBytes = size_t{64} << 20;
 //
 // Warm (served by the page cache), a tensor is read with pread() by the executor's threads
 // together, one contiguous slice each (from kMapCopyBytes on, copied out of the map by them).
-// Decode products do not come here: they read their tensor in chunks of rows, each thread its own,
-// through open() / read_part() (CpuModel::linear_streamed).
 // Measured on the 2-vCPU AMD EPYC VM (2026-12-07, dmap run --cold-start, 4 interleaved pairs,
 // medians): against copying out of the file's map, decode 1.14x faster with TinyLlama bfloat16 6/22
 // layers on disk (65.4 -> 57.6 ms/token; copies 22.6 -> 15.7) and 1.18x with Qwen3-0.6B float32
@@ -51,6 +49,10 @@ constexpr size_t kMapCopyBytes = size_t{64} << 20;
 //
 // Cold-disk runs unmap the tensor's pages, evict them from the page cache and read them back
 // through the map by one thread (see read()).
+//
+// The dense layers' decode products (fewer than 16 rows of x) do not read whole tensors here: each
+// thread reads chunks of rows through open() / read_part() and multiplies each at once
+// (CpuModel::linear_streamed); the figures above were measured before that, on whole reads.
 class DiskReader {
  public:
   DiskReader() = default;

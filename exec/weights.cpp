@@ -15,6 +15,7 @@
 
 #include "core/error.h"
 #include "core/output.h"
+#include "exec/exec_dtype.h"
 
 namespace dmap::exec {
 
@@ -279,8 +280,8 @@ Bytes ModelWeights::bytes() const {
   return b;
 }
 
-size_t weight_bytes(const cpu::Weight& w) {
-  return static_cast<size_t>(w.rows * w.cols) * (w.type == DType::kFloat32 ? 4 : 2);
-}
+size_t weight_bytes(const cpu::Weight& w) { return static_cast<size_t>(w.rows) * row_bytes(w); }
+
+size_t row_bytes(const cpu::Weight& w) { return static_cast<size_t>(w.cols) * elt_size(w.type); }
 
 }  // namespace dmap::exec

@@ -30,8 +30,9 @@ struct WeightRef {
   bool on_disk = false;  // disk-offloaded: read from `file` before every use
 };
 
-// Bytes of a weight's storage.
+// Bytes of a weight's storage, and of one of its rows.
 size_t weight_bytes(const cpu::Weight& w);
+size_t row_bytes(const cpu::Weight& w);
 
 // A weight's memory, on 2 MiB pages where the kernel grants them (transparent huge pages asked
 // for with MADV_HUGEPAGE; THP mode `madvise` is this VM's and Debian's default). Measured on the

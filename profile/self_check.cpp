@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "core/stats.h"
 #include "profile/profile.h"
 
 namespace dmap::profile {
@@ -15,11 +16,7 @@ double SelfCheckRow::worst_error() const {
 
 double disk_state_ratio(double disk_decode_s, double cpu_decode_s, const std::vector<double>& pair_extras_s) {
   if (pair_extras_s.empty() || !(disk_decode_s > 0)) return 1;
-  std::vector<double> e = pair_extras_s;
-  std::sort(e.begin(), e.end());
-  const size_t n = e.size();
-  const double extra = n % 2 ? e[n / 2] : (e[n / 2 - 1] + e[n / 2]) / 2;
-  const double at_cpu_state = cpu_decode_s + extra;
+  const double at_cpu_state = cpu_decode_s + median(pair_extras_s);
   return at_cpu_state > 0 ? disk_decode_s / at_cpu_state : 1;
 }
 
