@@ -44,7 +44,8 @@ Chrome trace of the whole-model runs beside it (NAME.trace.json).
 
 --probe: the reference probe alone (a fixed float32 matrix-vector stream from memory, well under
 a second): the machine's memory speed now, against the time a calibration recorded (a shared
-VM's bandwidth drifts; --validate reports it before every measurement).
+VM's bandwidth drifts; --validate reports it around every decode), and the same probe in each
+16-bit dtype the calibration recorded one for.
 
 --validate: for placements not used in the fit (CPU-only and the last layers on disk, several
 models), predict with the calibration, run for real, and write a Markdown report with the
@@ -190,6 +191,12 @@ int cmd_profile(const std::vector<std::string>& argv) {
       std::printf(" (calibration %s holds no probe time)", cal->file.c_str());
     }
     std::printf("\n");
+    // The same probe in each dtype the calibration recorded one for.
+    for (const auto& [d, then] : cal ? cal->host.dtype_reference_probe_ms : std::map<DType, double>{}) {
+      const double now = profile::reference_probe_ms(threads_flag(a), profile::kReferenceProbeReads, d);
+      std::printf("reference probe in %s: %.3f ms (calibration: %.3f ms, %+.1f %%)\n",
+                  std::string(dtype_name(d)).c_str(), now, then, (now / then - 1) * 100);
+    }
     // The page-cache copy rate (what disk-offloaded weights' decode reads run at), likewise.
     const double gbs = profile::page_cache_probe_gbs(threads_flag(a));
     std::printf("page-cache probe: %.2f GB/s", gbs);

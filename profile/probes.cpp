@@ -141,11 +141,21 @@ WeightsRead read_weights(const exec::ModelWeights& w, int threads) {
   return out;
 }
 
-double reference_probe_ms(int threads, int reads) {
-  static WeightStore store;  // the probe's own memory, kept for the process (validation probes often)
-  static WeightPool pool(store, DType::kFloat32, 4096, 2048, dram_pool_bytes(size_t{128} << 20));
-  time_linear(pool, 1, threads, static_cast<int>(pool.copies()));  // the pass over the pool
-  return time_linear(pool, 1, threads, reads) * 1e3;
+double reference_probe_ms(int threads, int reads, DType dtype) {
+  // The probe's own memory per dtype, kept for the process (validation probes often): 32 MiB
+  // per copy in every dtype (4096 x 2048 float32, 4096 x 4096 in 16 bits).
+  struct Probe {
+    WeightStore store;
+    std::unique_ptr<WeightPool> pool;
+  };
+  static std::map<DType, Probe> probes;
+  Probe& p = probes[dtype];
+  if (!p.pool) {
+    const int64_t k = dtype == DType::kFloat32 ? 2048 : 4096;
+    p.pool = std::make_unique<WeightPool>(p.store, dtype, 4096, k, dram_pool_bytes(size_t{128} << 20));
+  }
+  time_linear(*p.pool, 1, threads, static_cast<int>(p.pool->copies()));  // the pass over the pool
+  return time_linear(*p.pool, 1, threads, reads) * 1e3;
 }
 
 double page_cache_probe_gbs(int threads) {

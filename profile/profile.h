@@ -121,6 +121,12 @@ struct RunSettings {
   bool read_weights = false;
   // Time each layer step of the decode (PlacementRun::decode_weight_s; CPU executor only).
   bool time_steps = false;
+  // Called just before the first decode step (after the measured prefill) and just after the
+  // last, outside every timed span: the calibration and the validation take the reference probe
+  // here, where the machine's state is the decode's own. Probes around the whole run were ~15 s
+  // from TinyLlama float32's decode (random weights, three cold prefills), and a shared VM's
+  // memory moves by 20 % within seconds (docs/PERFORMANCE.md, "Probing the decode itself").
+  std::function<void()> before_decode, after_decode;
 };
 
 // exec::make_executor (exec/backend.h) for a backend named as run settings name it ("cpu",
@@ -246,8 +252,11 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw);
 // The profiler records the median of the probes bracketing the calibration's own CPU-only runs
 // (host.reference_probe_ms), and the validation brackets every measurement with it, so a report
 // can say how far the machine's speed has moved since.
+// `dtype`: the same stream in a 16-bit dtype (4096 x 4096, 32 MiB per read, its own pool), whose
+// kernel is the one that dtype's decode runs: on the AVX2 EPYC a bfloat16 decode moved with the
+// float32 probe at an elasticity of 0.3 only (docs/PERFORMANCE.md, "Probing the decode itself").
 constexpr int kReferenceProbeReads = 60;
-double reference_probe_ms(int threads, int reads = kReferenceProbeReads);
+double reference_probe_ms(int threads, int reads = kReferenceProbeReads, DType dtype = DType::kFloat32);
 
 // Reads every memory-resident weight of `w` once (`threads` threads; disk-offloaded ones are
 // skipped), timed: what the reference probe's own pool cannot say — the speed of the memory these
@@ -346,11 +355,14 @@ struct Regret {
 // first or after the same neighbour), each measurement after waiting for quiet; one during
 // which other processes used more than `spoiled_cores` is measured again (up to `retries`).
 //
-// With a calibration that holds a reference probe time, each measurement is also bracketed by the
-// probe: before it, the probe is repeated (every `steady_pause_s`, up to `steady_tries` times)
-// until it reads within ±kSteadyBand of calibration time, and the measurement goes ahead either
-// way; one whose probes before and after differ by more than `moved_limit` (the machine changed
-// speed during it) is measured again, within the same `retries`. Placements that read disk-offloaded
+// With a calibration that holds a reference probe time, each measurement's decode is also
+// bracketed by the probe (RunSettings::before_decode / after_decode: after the weights are made
+// and the prefills run, just before the first decode step and just after the last): before it,
+// the probe is repeated (every `steady_pause_s`, up to `steady_tries` times) until it reads within
+// ±kSteadyBand of calibration time, and the decode goes ahead either way; a measurement whose
+// probes before and after differ by more than `moved_limit` (the machine changed speed during the
+// decode) is measured again, within the same `retries`. The prefill is not waited for: it ran
+// just before, and a round is steady or not by its decode's probes. Placements that read disk-offloaded
 // weights in decode are bracketed by the page-cache probe too, when the calibration kept its rate:
 // the wait is for both to read within the band; a page-cache move alone is recorded, not re-measured.
 constexpr double kSteadyBand = 0.03;

@@ -1,4 +1,4 @@
-// ReferenceBracket (see reference_bracket.h).
+// ReferenceBracket and refer_decode (see reference_bracket.h).
 #include "profile/reference_bracket.h"
 
 #include <chrono>
@@ -25,6 +25,16 @@ void ReferenceBracket::close() {
   if (!probed()) return;
   last_ = (before_ms_ + reference_probe_ms(threads_)) / 2 / calibration_ms_;
   ratios_.push_back(last_);
+}
+
+void refer_decode(PlacementRun& r, double ratio) {
+  if (!(ratio > 0)) return;
+  r.decode_token_s /= ratio;
+  for (double& s : r.decode_s) s /= ratio;
+  for (exec::ModuleTime& m : r.modules) {
+    for (double& s : m.decode_s) s /= ratio;
+  }
+  for (auto& [name, s] : r.decode_weight_s) s /= ratio;
 }
 
 }  // namespace dmap::profile

@@ -54,4 +54,13 @@ class ReferenceBracket {
 // time: seconds / ratio; unchanged when the ratio is 0 (not probed).
 inline double at_calibration_time(double seconds, double ratio) { return ratio > 0 ? seconds / ratio : seconds; }
 
+// The same for a CPU-only whole-model run of dmap's executor whose decode was bracketed by the
+// probe at `ratio` of the reference time (RunSettings::before_decode / after_decode): every decode
+// figure (each step, their median, each module's steps, the layer steps) divided by the ratio;
+// the prefill, which the probe did not bracket, and the disk-read time (the page-cache probe's
+// business) unchanged; nothing changed when the ratio is 0. The calibration refers its CPU-only
+// runs to its own reference time with this (profile_cpu.cpp).
+struct PlacementRun;
+void refer_decode(PlacementRun& r, double ratio);
+
 }  // namespace dmap::profile

@@ -332,10 +332,14 @@ PlacementRun run_placement(const ModelSpec& spec, DType dtype, const DeviceMap& 
   double r_weights_gbs = 0;
   if (rs.read_weights) plan.before_run = [&] { r_weights_gbs = read_weights(weights, rs.threads).gbs(); };
   double pgpgin0 = -1;
-  plan.after_prefill = [&] { pgpgin0 = vmstat_kb("pgpgin"); };
+  plan.after_prefill = [&] {
+    if (rs.before_decode) rs.before_decode();
+    pgpgin0 = vmstat_kb("pgpgin");
+  };
   const exec::Backend backend = rs.backend == "cuda" ? exec::Backend::kCuda : exec::Backend::kCpu;
   exec::RunOutcome run = exec::run_placement(cfg, weights, placement, backend, opt, plan);
   const double pgpgin1 = vmstat_kb("pgpgin");
+  if (rs.after_decode) rs.after_decode();
   PlacementRun r;
   r.weights_gbs = r_weights_gbs;
   r.forwards = rs.new_tokens;

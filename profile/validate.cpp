@@ -292,30 +292,42 @@ ValidationResult validate(const std::vector<ValidationCase>& cases, const sim::H
       double foreign = 0, ratio = 0, page_ratio = 0;
       // Placements that read disk-offloaded weights in decode copy them from the page cache.
       const bool paged = page_ref > 0 && row.predicted_decode_disk_s > 0;
+      // The probe in the row's dtype where the calibration recorded one (sim::HostCalibration).
+      const double row_ref = cal.host.reference_probe_for(c.dtype).value_or(0.0);
+      const DType probe_dtype = cal.host.reference_probe_dtype(c.dtype);
+      auto ref_probe = [&] { return reference_probe_ms(rs.threads, kReferenceProbeReads, probe_dtype); };
       for (int attempt = 0;; ++attempt) {
         if (vs.quiet.max_wait_s > 0 && !wait_quiet(vs.quiet).quiet) ++v.not_quiet;
-        double before = 0, page_before = 0;
-        if (ref > 0) {
-          // The machine as it was calibrated, if it comes back within a few seconds.
-          auto probe_now = [&] {
-            before = reference_probe_ms(rs.threads);
-            if (paged) page_before = page_cache_probe_gbs(rs.threads);
-            return std::fabs(before / ref - 1) <= kSteadyBand &&
-                   (!paged || std::fabs(page_ref / page_before - 1) <= kSteadyBand);
+        // The probes bracket the decode itself (RunSettings::before_decode / after_decode): before
+        // its first step, repeated a second apart until the machine reads as it was calibrated (if
+        // it comes back within a few seconds), and after its last.
+        double before = 0, page_before = 0, after = 0, page_after = 0;
+        RunSettings s = settings_of(c);
+        if (row_ref > 0) {
+          s.before_decode = [&] {
+            auto probe_now = [&] {
+              before = ref_probe();
+              if (paged) page_before = page_cache_probe_gbs(rs.threads);
+              return std::fabs(before / row_ref - 1) <= kSteadyBand &&
+                     (!paged || std::fabs(page_ref / page_before - 1) <= kSteadyBand);
+            };
+            for (int t = 0; !probe_now() && t < vs.steady_tries; ++t) {
+              std::this_thread::sleep_for(std::chrono::duration<double>(vs.steady_pause_s));
+            }
           };
-          for (int t = 0; !probe_now() && t < vs.steady_tries; ++t) {
-            std::this_thread::sleep_for(std::chrono::duration<double>(vs.steady_pause_s));
-          }
+          s.after_decode = [&] {
+            after = ref_probe();
+            if (paged) page_after = page_cache_probe_gbs(rs.threads);
+          };
         }
         const LoadProbe probe;
-        r = run_placement(c.spec, c.dtype, dm, settings_of(c));
+        r = run_placement(c.spec, c.dtype, dm, s);
         foreign = probe.foreign_cores();
         bool moved = false;
-        if (ref > 0) {
-          const double after = reference_probe_ms(rs.threads);
-          ratio = (before + after) / 2 / ref;
+        if (row_ref > 0 && before > 0 && after > 0) {
+          ratio = (before + after) / 2 / row_ref;
           moved = std::fabs(after / before - 1) > vs.moved_limit;
-          if (paged) page_ratio = (page_ref / page_before + page_ref / page_cache_probe_gbs(rs.threads)) / 2;
+          if (paged) page_ratio = (page_ref / page_before + page_ref / page_after) / 2;
         }
         if ((foreign <= vs.spoiled_cores && !moved) || attempt >= vs.retries) break;
         ++row.remeasured;

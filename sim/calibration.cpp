@@ -223,8 +223,8 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     check_keys(f, h,
                {"memory_bandwidth_gbs", "page_cache_read_gbs", "dispatch_overhead_us", "offload_tensor_overhead_us",
                 "matmul_gflops", "attention_gflops", "attention_overhead_us", "matvec_row_ns", "matmul_input_ns",
-                "head_matvec_gbs", "reference_probe_ms", "page_cache_probe_gbs", "page_cache_large_gbs",
-                "page_cache_large_from_mib"},
+                "head_matvec_gbs", "reference_probe_ms", "dtype_reference_probe_ms", "page_cache_probe_gbs",
+                "page_cache_large_gbs", "page_cache_large_from_mib"},
                "host");
     HostCalibration& hc = c.host;
     hc.memory_bandwidth_gbs = read_figure(f, h, "memory_bandwidth_gbs", false);
@@ -254,6 +254,13 @@ Calibration from_node(const YAML::Node& root, const std::string& f) {
     if (h["matvec_row_ns"].IsDefined()) hc.matvec_row_ns = read_per_dtype(f, h["matvec_row_ns"], "host.matvec_row_ns");
     if (h["matmul_input_ns"].IsDefined()) {
       hc.matmul_input_ns = read_per_dtype(f, h["matmul_input_ns"], "host.matmul_input_ns");
+    }
+    if (h["dtype_reference_probe_ms"].IsDefined()) {
+      hc.dtype_reference_probe_ms = read_per_dtype(f, h["dtype_reference_probe_ms"], "host.dtype_reference_probe_ms");
+      for (const auto& [d, v] : hc.dtype_reference_probe_ms) {
+        if (!(v > 0))
+          fail_at(f, h["dtype_reference_probe_ms"], "host.dtype_reference_probe_ms: a time must be positive");
+      }
     }
     if (h["head_matvec_gbs"].IsDefined()) {
       hc.head_matvec_gbs = read_per_dtype(f, h["head_matvec_gbs"], "host.head_matvec_gbs");
@@ -493,6 +500,7 @@ std::string calibration_yaml(const Calibration& c) {
   put_per_dtype(hy, "  ", "matmul_input_ns", h.matmul_input_ns);
   put_per_dtype(hy, "  ", "head_matvec_gbs", h.head_matvec_gbs);
   put(hy, "  ", "reference_probe_ms", h.reference_probe_ms);
+  put_per_dtype(hy, "  ", "dtype_reference_probe_ms", h.dtype_reference_probe_ms);
   put(hy, "  ", "page_cache_probe_gbs", h.page_cache_probe_gbs);
   if (!hy.str().empty()) y << "host:\n" << hy.str();
   if (c.all_gpus || !c.gpus.empty()) {

@@ -121,6 +121,18 @@ struct HostCalibration {
   // a fixed float32 matrix-vector stream). Not a rate of the cost model: validations take the
   // probe again and report the machine's state against it (a shared VM's bandwidth drifts).
   std::optional<double> reference_probe_ms;
+  // The same probe in other dtypes (4096 x 4096 of a 16-bit dtype, 32 MiB per read), per dtype:
+  // what a validation brackets runs of that dtype with. On the AVX2 EPYC a bfloat16 decode is
+  // partly compute-bound and moved with the float32 probe at an elasticity of 0.3 only
+  // (docs/PERFORMANCE.md, "Probing the decode itself").
+  std::map<DType, double> dtype_reference_probe_ms;
+  // The probe time runs of `d` are bracketed with: its own where recorded, else the float32
+  // probe's (nullopt: neither), and the dtype that probe streams.
+  std::optional<double> reference_probe_for(DType d) const {
+    if (const auto it = dtype_reference_probe_ms.find(d); it != dtype_reference_probe_ms.end()) return it->second;
+    return reference_probe_ms;
+  }
+  DType reference_probe_dtype(DType d) const { return dtype_reference_probe_ms.count(d) ? d : DType::kFloat32; }
   // The page-cache probe's rate then (profile/profile.h page_cache_probe_gbs), likewise.
   std::optional<double> page_cache_probe_gbs;
 };

@@ -7,7 +7,12 @@
 //
 //   build/tests/bench/drift_bench tinyllama_1b float32 12 [threads]
 //                                                 (also one timed read of each run's own weights
-//                                                  before it: profile::read_weights)
+//                                                  before it: profile::read_weights; and the probes
+//                                                  just around its decode, float32 and in its dtype:
+//                                                  RunSettings::before_decode / after_decode)
+//   build/tests/bench/drift_bench allocs tinyllama_1b float32 5 5  weights allocated 5 times, each
+//                                                 decoded in 5 rounds: a state of the memory the
+//                                                 weights landed in, or of the time?
 //   build/tests/bench/drift_bench probe 60 30      the probe alone, 30 calls of 60 reads back to back
 //   build/tests/bench/drift_bench copy float32     a warm disk read's cost in a decode step, by tensor size
 //   build/tests/bench/drift_bench pagecache float32  the same through exec::DiskReader's page-cache path,
@@ -727,6 +732,49 @@ void prefill_drift(const std::string& model, DType d, int rounds) {
               spread(pre), pearson(pre, comp), pearson(pre, mem));
 }
 
+// Whether the machine's speed is a state of the time or of the memory the weights landed in:
+// `allocs` times, seeded random weights allocated afresh; each allocation decodes `rounds` times
+// (a 64-token prefill once, then 12 tokens per round), the reference probe before each round.
+// Prints one line per round and, per allocation, the decode median; then the spread of decode
+// within allocations (median of their max/min) against the spread of the allocations' medians.
+void alloc_states(const std::string& model, DType d, int allocs, int rounds) {
+  const ModelSpec spec = resolve_model(model, "", std::string(DMAP_SOURCE_DIR) + "/configs/models");
+  const exec::ExecConfig cfg = exec::exec_config(spec);
+  const int64_t prompt = 64, tokens = 12;
+  std::vector<double> medians, within;
+  std::printf("%5s %5s %10s %10s %12s\n", "alloc", "round", "probe ms", "weights GB/s", "decode ms");
+  for (int a = 0; a < allocs; ++a) {
+    const exec::ModelWeights w = exec::ModelWeights::random(cfg, d, static_cast<uint64_t>(a));
+    exec::RunOptions opt;
+    opt.max_seq = prompt + tokens * rounds + 1;
+    opt.threads = 2;
+    exec::CpuModel m(cfg, w, opt);
+    const std::vector<int32_t> ids = fixed_prompt(prompt, cfg.vocab);
+    std::vector<float> logits(static_cast<size_t>(cfg.vocab));
+    timed_prefill(m, ids, logits);
+    std::vector<double> dec;
+    int64_t pos = prompt;
+    for (int r = 0; r < rounds; ++r) {
+      const double p = profile::reference_probe_ms(2);
+      const double gbs = profile::read_weights(w, 2).gbs();
+      m.begin_phase(false);
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int t = 0; t < tokens; ++t, ++pos) {
+        const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        m.forward(&next, 1, pos, logits.data());
+      }
+      dec.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() * 1e3 / tokens);
+      std::printf("%5d %5d %10.3f %10.2f %12.2f\n", a, r, p, gbs, dec.back());
+      std::fflush(stdout);
+    }
+    medians.push_back(median(dec));
+    within.push_back(spread(dec));
+    std::printf("alloc %d: decode median %.2f ms, spread %.3f\n", a, medians.back(), within.back());
+  }
+  std::printf("spread within allocations (median) %.3f; spread of allocation medians %.3f\n", median(within),
+              spread(medians));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -749,6 +797,10 @@ int main(int argc, char** argv) {
       std::string(argv[1]) == "moeparts") {  // drift_bench moeparts MODEL DTYPE TOKENS REPS [REACH]
     moe_parts(argv[2], parse_dtype(argv[3]).value(), std::atoll(argv[4]), std::atoi(argv[5]), 2,
               argc == 7 ? std::atoll(argv[6]) : int64_t{1} << 30);
+    return 0;
+  }
+  if (argc == 6 && std::string(argv[1]) == "allocs") {  // drift_bench allocs MODEL DTYPE ALLOCS ROUNDS
+    alloc_states(argv[2], parse_dtype(argv[3]).value(), std::atoi(argv[4]), std::atoi(argv[5]));
     return 0;
   }
   if (argc == 5 && std::string(argv[1]) == "prefilldrift") {  // drift_bench prefilldrift MODEL DTYPE ROUNDS
@@ -798,16 +850,33 @@ int main(int argc, char** argv) {
   const DeviceMap cpu = profile::layers_on_disk_map(spec, 0);
   // argv[5] == "pages": rounds alternate weights on huge pages and on 4 KiB pages (DMAP_WEIGHT_PAGES)
   const bool alternate = argc > 5 && std::string(argv[5]) == "pages";
-  std::vector<double> dec, ratio_dec, probe, weights_s, weights_dec;
+  std::vector<double> dec, ratio_dec, probe, weights_s, weights_dec, tight, tight_dtype;
   std::vector<double> by_pages[2];
-  std::printf("round probe_before_ms probe_after_ms weights_read_gbs decode_ms%s\n", alternate ? " pages" : "");
+  std::printf(
+      "round probe_before_ms probe_after_ms probe_before_decode_ms probe_after_decode_ms "
+      "dtype_probe_before_decode_ms dtype_probe_after_decode_ms weights_read_gbs decode_ms%s\n",
+      alternate ? " pages" : "");
   for (int r = 0; r < rounds; ++r) {
     if (alternate) ::setenv("DMAP_WEIGHT_PAGES", r % 2 ? "small" : "huge", 1);
+    // The decode's own bracket (RunSettings::before_decode / after_decode): the float32 probe and
+    // the probe in the run's dtype (the same when it is float32).
+    double q0 = 0, q1 = 0, d0 = 0, d1 = 0;
+    rs.before_decode = [&] {
+      q0 = profile::reference_probe_ms(rs.threads);
+      d0 = d == DType::kFloat32 ? q0 : profile::reference_probe_ms(rs.threads, profile::kReferenceProbeReads, d);
+    };
+    rs.after_decode = [&] {
+      d1 = d == DType::kFloat32 ? 0 : profile::reference_probe_ms(rs.threads, profile::kReferenceProbeReads, d);
+      q1 = profile::reference_probe_ms(rs.threads);
+      if (d == DType::kFloat32) d1 = q1;
+    };
     const double p0 = profile::reference_probe_ms(rs.threads);
     const profile::PlacementRun run = profile::run_placement(spec, d, cpu, rs);
     const double p1 = profile::reference_probe_ms(rs.threads);
-    std::printf("%d %.3f %.3f %.2f %.2f%s\n", r, p0, p1, run.weights_gbs, run.decode_token_s * 1e3,
-                alternate ? (r % 2 ? " small" : " huge") : "");
+    std::printf("%d %.3f %.3f %.3f %.3f %.3f %.3f %.2f %.2f%s\n", r, p0, p1, q0, q1, d0, d1, run.weights_gbs,
+                run.decode_token_s * 1e3, alternate ? (r % 2 ? " small" : " huge") : "");
+    tight.push_back((q0 + q1) / 2);
+    tight_dtype.push_back((d0 + d1) / 2);
     if (alternate) by_pages[r % 2].push_back(run.decode_token_s * 1e3);
     std::fflush(stdout);
     dec.push_back(run.decode_token_s * 1e3);
@@ -818,6 +887,14 @@ int main(int argc, char** argv) {
   }
   std::printf("decode spread (max/min) %.3f; decode/probe spread %.3f; probe spread %.3f; r(decode, probe) %.2f\n",
               spread(dec), spread(ratio_dec), spread(probe), pearson(dec, probe));
+  std::vector<double> ratio_tight;
+  for (size_t i = 0; i < dec.size(); ++i) ratio_tight.push_back(dec[i] / tight[i]);
+  std::printf("around the decode alone: decode/probe spread %.3f; r(decode, probe) %.2f\n", spread(ratio_tight),
+              pearson(dec, tight));
+  ratio_tight.clear();
+  for (size_t i = 0; i < dec.size(); ++i) ratio_tight.push_back(dec[i] / tight_dtype[i]);
+  std::printf("the probe in the run's dtype, around the decode: decode/probe spread %.3f; r(decode, probe) %.2f\n",
+              spread(ratio_tight), pearson(dec, tight_dtype));
   std::printf("decode x weights-read rate spread %.3f; r(decode, weights-read time) %.2f\n", spread(weights_dec),
               pearson(dec, weights_s));
   for (int k = 0; alternate && k < 2; ++k) {

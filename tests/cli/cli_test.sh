@@ -449,8 +449,9 @@ expect_error "profile bad fraction" "not a fraction" -- profile --validate --cal
 expect_error "profile unknown hardware" "no preset 'nope'" -- profile --real --hardware nope
 expect_error "profile two modes" "give exactly one of --real, --validate and --probe" -- profile --real --probe
 # the reference probe alone, against a calibration that holds a probe time and one that does not
-printf 'kind: calibration\nhost:\n  reference_probe_ms: 10\n  page_cache_probe_gbs: 12\n' >"$TMP/probe_cal.yaml"
+printf 'kind: calibration\nhost:\n  reference_probe_ms: 10\n  dtype_reference_probe_ms: {bfloat16: 14}\n  page_cache_probe_gbs: 12\n' >"$TMP/probe_cal.yaml"
 "$DMAP" profile --probe --threads 1 --calibration "$TMP/probe_cal.yaml" >"$TMP/probe.out"
+grep -qE "^reference probe in bfloat16: [0-9.]+ ms \(calibration: 14.000 ms, [-+][0-9.]+ %\)$" "$TMP/probe.out" && ok || bad "profile --probe, bfloat16"
 grep -qE "^reference probe: [0-9.]+ ms \(calibration .*probe_cal.yaml: 10.000 ms, [-+][0-9.]+ %\)$" "$TMP/probe.out" && ok || bad "profile --probe"
 grep -qE "^page-cache probe: [0-9.]+ GB/s \(calibration: 12.00 GB/s, time [-+][0-9.]+ %\)$" "$TMP/probe.out" && ok || bad "profile --probe, page cache"
 "$DMAP" profile --probe --threads 1 --calibration "$SRC/configs/calibrations/cloud_xeon_2vcpu.yaml" \

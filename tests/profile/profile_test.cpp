@@ -183,6 +183,26 @@ TEST_CASE("a quick real calibration of a tiny model gives sane figures", "[unit]
   REQUIRE(cal.host.reference_probe_ms);
   CHECK(*cal.host.reference_probe_ms > 0.016);
   CHECK(*cal.host.reference_probe_ms < 64);
+  // The same probe in bfloat16, around that dtype's runs, likewise; each CPU-only run's decode
+  // referred to its dtype's probe median (fit block: measured x median / its probes' mean).
+  REQUIRE(cal.host.dtype_reference_probe_ms.count(DType::kBFloat16));
+  CHECK(cal.host.dtype_reference_probe_ms.at(DType::kBFloat16) > 0.016);
+  CHECK(cal.host.dtype_reference_probe_ms.at(DType::kBFloat16) < 64);
+  CHECK_FALSE(cal.host.dtype_reference_probe_ms.count(DType::kFloat32));
+  for (const char* d : {"float32", "bfloat16"}) {
+    const YAML::Node ref = cal.fit[std::string("decode_referral_") + d];
+    REQUIRE(ref.IsMap());
+    const double median_ms = ref["reference_probe_ms"].as<double>();
+    CHECK(median_ms == Approx(std::string(d) == "float32" ? *cal.host.reference_probe_ms
+                                                          : cal.host.dtype_reference_probe_ms.at(DType::kBFloat16))
+                           .epsilon(0.001));
+    REQUIRE(ref["probe_ms"].size() == ref["measured_decode_ms"].size());
+    REQUIRE(ref["probe_ms"].size() == ref["referred_decode_ms"].size());
+    for (size_t i = 0; i < ref["probe_ms"].size(); ++i) {
+      const double want = ref["measured_decode_ms"][i].as<double>() * median_ms / ref["probe_ms"][i].as<double>();
+      CHECK(ref["referred_decode_ms"][i].as<double>() == Approx(want).epsilon(0.005));
+    }
+  }
   // The page-cache probe around the disk runs: a copy rate (0.1-1000 GB/s), kept and written back.
   REQUIRE(cal.host.page_cache_probe_gbs);
   CHECK(*cal.host.page_cache_probe_gbs > 0.1);
@@ -1342,6 +1362,65 @@ TEST_CASE("a runtime's fit refers its decode to calibration time by the referenc
   TorchProbe q = p;
   refer_to_calibration_time(q, 0.0);  // not probed: unchanged
   CHECK(q.runs[0].decode_s == p.runs[0].decode_s);
+}
+
+TEST_CASE("the calibration refers a CPU-only run's decode, not its prefill, by its probes' ratio", "[unit][profile]") {
+  PlacementRun r;
+  r.prefill_s = 0.9;
+  r.decode_s = {0.120, 0.132};
+  r.decode_token_s = 0.126;
+  r.modules = {{"lm_head", 0.05, {0.006, 0.0066}}};
+  r.decode_weight_s = {{"model.layers.0.mlp.up_proj.weight", 0.0012}};
+  r.decode_disk_read_s = 0.003;
+  // Its decode bracketed by probes reading 1.2x the reference time: the machine 20 % slower.
+  PlacementRun q = r;
+  refer_decode(q, 1.2);
+  CHECK(q.decode_token_s == Approx(0.105));
+  CHECK(q.decode_s[0] == Approx(0.100));
+  CHECK(q.decode_s[1] == Approx(0.110));
+  CHECK(q.modules[0].decode_s[1] == Approx(0.0055));
+  CHECK(q.decode_weight_s.at("model.layers.0.mlp.up_proj.weight") == Approx(0.001));
+  CHECK(q.prefill_s == 0.9);
+  CHECK(q.modules[0].prefill_s == 0.05);
+  CHECK(q.decode_disk_read_s == 0.003);  // the page-cache probe's business
+  // Synthetic runs of one machine at three states (decode proportional to the probe): referred,
+  // they agree, and their median is the decode at the reference time.
+  std::vector<double> referred;
+  for (double ratio : {0.85, 1.0, 1.3}) {
+    PlacementRun x;
+    x.decode_token_s = 0.1 * ratio;
+    refer_decode(x, ratio);
+    referred.push_back(x.decode_token_s);
+  }
+  CHECK(referred[0] == Approx(0.1));
+  CHECK(referred[2] == Approx(0.1));
+  PlacementRun u = r;
+  refer_decode(u, 0.0);  // not probed: unchanged
+  CHECK(u.decode_token_s == r.decode_token_s);
+}
+
+TEST_CASE("run_placement calls the decode's bracket just around the decode, outside its timed steps",
+          "[unit][profile]") {
+  const ModelSpec spec = load_model_spec(std::string(DMAP_SOURCE_DIR) + "/tests/data/llama_float32/config.json");
+  RunSettings rs;
+  rs.prompt = 8;
+  rs.new_tokens = 4;
+  rs.prefill_reps = 1;
+  std::vector<std::string> calls;
+  rs.before_decode = [&] {
+    calls.push_back("before");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  };
+  rs.after_decode = [&] {
+    calls.push_back("after");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  };
+  const PlacementRun r = run_placement(spec, DType::kFloat32, layers_on_disk_map(spec, 0), rs);
+  CHECK(calls == std::vector<std::string>{"before", "after"});
+  REQUIRE(r.decode_s.size() == 3);
+  // A decode step of this 2-layer model takes well under a millisecond; 300 ms in any step would be the hook.
+  for (double s : r.decode_s) CHECK(s < 0.15);
+  CHECK(r.prefill_s < 0.15);
 }
 
 TEST_CASE("a probe program ends with the profiler that started it", "[unit][profile]") {

@@ -1616,6 +1616,7 @@ TEST_CASE("a calibration saves and loads back to the same rates (typed, no tempo
   c.host.memory_bandwidth_gbs = 38.5;
   c.host.matvec_row_ns[DType::kFloat32] = 12.25;
   c.host.reference_probe_ms = 31.5;
+  c.host.dtype_reference_probe_ms[DType::kBFloat16] = 47.25;
   c.all_gpus = GpuCalibration{};
   c.all_gpus->launch_overhead_us = 0;
   c.gpus[0].memory_bandwidth_gbs = 4100;
@@ -1627,8 +1628,18 @@ TEST_CASE("a calibration saves and loads back to the same rates (typed, no tempo
   CHECK(back.host.memory_bandwidth_gbs == 38.5);
   CHECK(back.host.matvec_row_ns.at(DType::kFloat32) == 12.25);
   CHECK(back.host.reference_probe_ms == 31.5);
+  CHECK(back.host.dtype_reference_probe_ms == std::map<DType, double>{{DType::kBFloat16, 47.25}});
+  // Runs of a dtype are bracketed by its own probe where there is one, else by the float32 one.
+  CHECK(back.host.reference_probe_for(DType::kBFloat16) == 47.25);
+  CHECK(back.host.reference_probe_dtype(DType::kBFloat16) == DType::kBFloat16);
+  CHECK(back.host.reference_probe_for(DType::kFloat16) == 31.5);
+  CHECK(back.host.reference_probe_dtype(DType::kFloat16) == DType::kFloat32);
+  CHECK_FALSE(Calibration{}.host.reference_probe_for(DType::kFloat32));
   CHECK_THROWS_WITH(parse_calibration("kind: calibration\nhost:\n  reference_probe_ms: 0\n", "t.yaml"),
                     Catch::Contains("reference_probe_ms"));
+  CHECK_THROWS_WITH(
+      parse_calibration("kind: calibration\nhost:\n  dtype_reference_probe_ms: {bfloat16: 0}\n", "t.yaml"),
+      Catch::Contains("host.dtype_reference_probe_ms: a time must be positive"));
   REQUIRE(back.all_gpus);
   CHECK(back.all_gpus->launch_overhead_us == 0.0);
   CHECK(back.gpus.at(0).memory_bandwidth_gbs == 4100.0);
