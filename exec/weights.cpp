@@ -188,7 +188,7 @@ void ModelWeights::offload_to_disk(const std::vector<std::string>& names, const 
     if (it->file.empty()) {
       std::filesystem::create_directories(offload_dir);
       const std::string path = (std::filesystem::path(offload_dir) / (name + ".dat")).string();
-      const size_t bytes = static_cast<size_t>(it->w.rows * it->w.cols) * (it->w.type == DType::kFloat32 ? 4 : 2);
+      const size_t bytes = weight_bytes(it->w);
       // Written through to the disk before anything reads it: dirty pages flushed later would
       // otherwise compete with (and spoil the timing of) the forwards that read them.
       const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -230,7 +230,7 @@ ModelWeights ModelWeights::random(const ExecConfig& cfg, DType dtype, uint64_t s
   } else if (dtype != DType::kFloat32) {
     throw InputError("random weights: dtype must be float32, float16 or bfloat16");
   }
-  const size_t elt = t == DType::kFloat32 ? 4 : 2;
+  const size_t elt = elt_size(t);
   ModelWeights w;
   uint64_t index = 0;
   for (const auto& [name, shape] : expected(cfg)) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "exec/exec_dtype.h"
 #include "exec/parallel.h"
 
 namespace dmap::exec::cpu {
@@ -22,12 +23,10 @@ void round_rows(DType act, float* p, int64_t rows, int64_t width, int threads) {
                   [&](int64_t lo, int64_t hi) { round_n(p + lo * width, (hi - lo) * width, act); });
 }
 
-size_t elt(DType t) { return t == DType::kFloat32 ? 4 : 2; }
-
 // Expert e's [rows x cols] matrix of a stacked E x rows x cols tensor.
 Weight expert_slice(const Weight& w, int64_t e, int64_t rows, int64_t cols) {
-  return Weight{static_cast<const uint8_t*>(w.data) + static_cast<size_t>(e * rows * cols) * elt(w.type), w.type, rows,
-                cols};
+  return Weight{static_cast<const uint8_t*>(w.data) + static_cast<size_t>(e * rows * cols) * elt_size(w.type), w.type,
+                rows, cols};
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include "exec/device/host_ops.h"
 
 #include "exec/cpu/moe.h"
+#include "exec/exec_dtype.h"
 
 #include <algorithm>
 #include <cmath>
@@ -57,7 +58,7 @@ void rmsnorm(DType t, const void* x, const void* w, int64_t M, int64_t H, float 
 }
 
 void broadcast_rows(DType t, const void* b, int64_t M, int64_t N, void* y) {
-  const size_t row = static_cast<size_t>(N) * (t == DType::kFloat32 ? 4 : 2);
+  const size_t row = static_cast<size_t>(N) * elt_size(t);
   for (int64_t m = 0; m < M; ++m) std::memcpy(static_cast<uint8_t*>(y) + static_cast<size_t>(m) * row, b, row);
 }
 
@@ -99,7 +100,7 @@ void add_residual(DType t, void* x, const void* h, int64_t n) {
 
 void kv_store(DType t, const void* k, const void* v, void* kc, void* vc, int64_t B, int64_t T, int64_t KV, int64_t d,
               int64_t S, int64_t start) {
-  const size_t e = t == DType::kFloat32 ? 4 : 2;
+  const size_t e = elt_size(t);
   const size_t row = static_cast<size_t>(d) * e;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t tt = 0; tt < T; ++tt)
