@@ -438,7 +438,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
   // while the runs every streaming and product scale is fitted to were measured. Runs in a 16-bit
   // dtype are bracketed by the probe in their dtype too (dtype_probes), which their decode follows.
   std::vector<double> reference_probes;
-  std::map<DType, std::vector<double>> dtype_probes;     // per dtype: the probes in it (float32: the float32 ones)
+  std::map<DType, std::vector<double>> dtype_probes;     // per 16-bit dtype: its own probes around its runs
   std::map<DType, std::vector<double>> decode_probe_ms;  // per CPU-only run: the mean of its decode's two
   // One whole-model run, its decode bracketed by the reference probe (CPU-only) or the page-cache
   // probe (disk), just before the first step and just after the last (RunSettings::before_decode).
@@ -456,6 +456,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
           before = page_cache_probe_gbs(threads);
           return;
         }
+        // (a 16-bit dtype's own probe the nearer to the decode, on both sides)
         before = reference_probe_ms(threads);
         before_d = d == DType::kFloat32 ? before : in_dtype();
       };
@@ -464,7 +465,7 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
           after = page_cache_probe_gbs(threads);
           return;
         }
-        after_d = d == DType::kFloat32 ? 0.0 : in_dtype();
+        if (d != DType::kFloat32) after_d = in_dtype();
         after = reference_probe_ms(threads);
         if (d == DType::kFloat32) after_d = after;
       };
@@ -475,11 +476,11 @@ ProfileResult profile_cpu(const ProfileOptions& opt, const sim::Hardware& hw) {
     std::vector<double>& probes = probed ? reference_probes : page_cache_probes;
     probes.push_back(before);
     probes.push_back(after);
-    if (probed) {
+    if (probed && d != DType::kFloat32) {
       dtype_probes[d].push_back(before_d);
       dtype_probes[d].push_back(after_d);
-      decode_probe_ms[d].push_back((before_d + after_d) / 2);
     }
+    if (probed) decode_probe_ms[d].push_back((before_d + after_d) / 2);
     return std::move(run);
   };
   // The medians of a placement's repetitions (the first repetition's module times and trace).
